@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The local stack for development and tests: PostgreSQL and Redis from the machine (started if down),
+# MinIO (S3) and kumo (SQS) built into bin/ from the Go module proxy and started here. Idempotent:
+# whatever already runs is reused. Everything binds to 127.0.0.1.
+#
+#   deploy/local/stack.sh up|down|status|env
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=$ROOT/bin
+STATE=$ROOT/.stack
+mkdir -p "$BIN" "$STATE"
+
+# Pinned versions. MinIO has no semver tags: this is the pseudo-version of its last published commit.
+MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+# kumo's version is pinned by deploy/local/kumo/go.mod (and its committed go.sum).
+
+PG_HOST=127.0.0.1 PG_PORT=5432
+REDIS_PORT=6379
+S3_ADDR=127.0.0.1:9000 S3_CONSOLE=127.0.0.1:9001
+SQS_PORT=4566
+ACCESS_KEY=${INTAKE_LOCAL_ACCESS_KEY:-intakeadmin}
+SECRET_KEY=${INTAKE_LOCAL_SECRET_KEY:-intakeadmin-secret}
+INGRESS_TOKEN=${INTAKE_LOCAL_INGRESS_TOKEN:-local-ingress-token}
+BUCKET=${INTAKE_LOCAL_BUCKET:-intake-local}
+QUEUE=${INTAKE_LOCAL_QUEUE:-intake-events}
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+wait_for() { # wait_for NAME SECONDS CMD...
+	local name=$1 secs=$2
+	shift 2
+	for _ in $(seq 1 $((secs * 5))); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.2
+	done
+	log "$name did not come up within ${secs}s"
+	return 1
+}
+
+pg_up() { pg_isready -h $PG_HOST -p $PG_PORT -q; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p $REDIS_PORT ping 2>/dev/null)" = PONG ]; }
+minio_up() { curl -fs -o /dev/null "http://$S3_ADDR/minio/health/live"; }
+kumo_up() { curl -fs -o /dev/null -X POST "http://127.0.0.1:$SQS_PORT/" -H 'X-Amz-Target: AmazonSQS.ListQueues' -H 'Content-Type: application/x-amz-json-1.0' -d '{}'; }
+
+ensure_postgres() {
+	if ! pg_up; then
+		if ! command -v pg_ctlcluster >/dev/null; then
+			log "installing PostgreSQL from Debian's packages"
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+		fi
+		log "starting PostgreSQL"
+		pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+		wait_for postgres 30 pg_up
+	fi
+	for db in intake intake_test; do
+		if ! psql -h $PG_HOST -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
+			log "creating database $db"
+			psql -h $PG_HOST -U postgres -qc "CREATE DATABASE $db" >/dev/null
+		fi
+	done
+}
+
+ensure_redis() {
+	if ! redis_up; then
+		if ! command -v redis-server >/dev/null; then
+			log "installing Redis from Debian's packages"
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+		fi
+		log "starting Redis"
+		mkdir -p /var/lib/redis /var/log/redis
+		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port $REDIS_PORT --save "" --appendonly no \
+			--dir /var/lib/redis --logfile /var/log/redis/ci.log
+		wait_for redis 15 redis_up
+	fi
+}
+
+build_minio() {
+	[ -x "$BIN/minio" ] && return 0
+	log "building MinIO $MINIO_VERSION into bin/ (first time only, ~5 minutes)"
+	GOBIN=$BIN GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION"
+}
+
+build_kumo() {
+	[ -x "$BIN/kumo" ] && return 0
+	log "building kumo into bin/ from deploy/local/kumo (first time only)"
+	# The committed go.sum pins every module; GONOSUMDB avoids checksum-database look-ups that the
+	# proxy cannot answer for some aws-sdk-go-v2 service modules kumo depends on.
+	(cd "$ROOT/deploy/local/kumo" && GONOSUMDB=github.com/aws/aws-sdk-go-v2 GOFLAGS="-mod=readonly -buildvcs=false" \
+		go build -o "$BIN/kumo" github.com/sivchari/kumo/cmd/kumo)
+}
+
+start_minio() {
+	minio_up && return 0
+	log "starting MinIO on $S3_ADDR (data in .stack/minio)"
+	mkdir -p "$STATE/minio" "$STATE/minio-events"
+	# Two webhook targets: INTAKE feeds the daemon's ingress (make run); TEST is used by the
+	# end-to-end tests, which listen on 127.0.0.1:18080 while they run.
+	MINIO_ROOT_USER=$ACCESS_KEY MINIO_ROOT_PASSWORD=$SECRET_KEY \
+	MINIO_REGION=us-east-1 MINIO_SITE_REGION=us-east-1 MINIO_BROWSER=off \
+	MINIO_NOTIFY_WEBHOOK_ENABLE_INTAKE=on \
+	MINIO_NOTIFY_WEBHOOK_ENDPOINT_INTAKE=http://127.0.0.1:8080/v1/events/s3 \
+	MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_INTAKE=$INGRESS_TOKEN \
+	MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_INTAKE=$STATE/minio-events \
+	MINIO_NOTIFY_WEBHOOK_ENABLE_TEST=on \
+	MINIO_NOTIFY_WEBHOOK_ENDPOINT_TEST=http://127.0.0.1:18080/v1/events/s3 \
+	MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_TEST=test-ingress-token \
+		nohup "$BIN/minio" server "$STATE/minio" --address "$S3_ADDR" --console-address "$S3_CONSOLE" --quiet \
+		>"$STATE/minio.log" 2>&1 </dev/null &
+	echo $! >"$STATE/minio.pid"
+	wait_for minio 60 minio_up || { tail -20 "$STATE/minio.log" >&2; return 1; }
+}
+
+start_kumo() {
+	kumo_up && return 0
+	log "starting kumo (SQS) on 127.0.0.1:$SQS_PORT"
+	KUMO_HOST=127.0.0.1 KUMO_PORT=$SQS_PORT nohup "$BIN/kumo" >"$STATE/kumo.log" 2>&1 </dev/null &
+	echo $! >"$STATE/kumo.pid"
+	wait_for kumo 30 kumo_up || { tail -20 "$STATE/kumo.log" >&2; return 1; }
+}
+
+bootstrap() {
+	(cd "$ROOT" && GOFLAGS=-buildvcs=false go build -o "$BIN/intake-bootstrap" ./deploy/local/bootstrap)
+	AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=us-east-1 \
+	AWS_ENDPOINT_URL_S3=http://$S3_ADDR AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT \
+		"$BIN/intake-bootstrap" -bucket "$BUCKET" -queue "$QUEUE" -notify-arn arn:minio:sqs:us-east-1:INTAKE:webhook \
+		>"$STATE/bootstrap.env"
+}
+
+stop_pid() {
+	local name=$1 f=$STATE/$1.pid
+	if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+		log "stopping $name"
+		kill "$(cat "$f")" && rm -f "$f"
+	fi
+}
+
+status_line() { if "$2"; then printf '%-10s up    %s\n' "$1" "$3"; else printf '%-10s DOWN  %s\n' "$1" "$3"; fi; }
+
+case "${1:-}" in
+up)
+	ensure_postgres
+	ensure_redis
+	build_minio
+	build_kumo
+	start_minio
+	start_kumo
+	bootstrap
+	log "stack is up: postgres $PG_HOST:$PG_PORT, redis 127.0.0.1:$REDIS_PORT, minio http://$S3_ADDR, kumo http://127.0.0.1:$SQS_PORT"
+	;;
+down)
+	stop_pid minio
+	stop_pid kumo
+	log "MinIO and kumo stopped (PostgreSQL and Redis belong to the machine and keep running)"
+	;;
+status)
+	status_line postgres pg_up "$PG_HOST:$PG_PORT"
+	status_line redis redis_up "127.0.0.1:$REDIS_PORT"
+	status_line minio minio_up "http://$S3_ADDR"
+	status_line kumo kumo_up "http://127.0.0.1:$SQS_PORT"
+	;;
+env)
+	# The environment `make run` uses: the local stack's endpoints and credentials.
+	cat <<ENV
+DATABASE_URL=postgres://postgres@$PG_HOST:$PG_PORT/intake?sslmode=disable
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=$ACCESS_KEY
+AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+AWS_ENDPOINT_URL_S3=http://$S3_ADDR
+AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
+INTAKE_CONSUMER_INGRESS_TOKEN=$INGRESS_TOKEN
+ENV
+	cat "$STATE/bootstrap.env"
+	;;
+*)
+	echo "usage: $0 up|down|status|env" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,131 @@
+// Package cli holds intake's command line: the kong command tree, configuration loading and the
+// wiring of each subcommand. cmd/intake only calls Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/telemetry"
+)
+
+// Version is set at build time with -ldflags "-X github.com/intakehq/intake/internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// CLI is the command tree. The embedded Config is shared by every subcommand.
+type CLI struct {
+	config.Config
+
+	Run     RunCmd     `cmd:"" help:"Run the daemon (all roles, or those in --roles)."`
+	Migrate MigrateCmd `cmd:"" help:"Apply or inspect database migrations."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// Globals is what every command's Run method receives.
+type Globals struct {
+	// Ctx is cancelled on SIGINT/SIGTERM.
+	Ctx context.Context
+	// Config is the loaded (not yet validated) configuration.
+	Config *config.Config
+	// Log is the process logger.
+	Log *slog.Logger
+	// Stdout is where commands print their results.
+	Stdout io.Writer
+}
+
+// exitError carries a specific exit code.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// Main parses args, runs the chosen command and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	var c CLI
+	exit := -1
+	parser, err := kong.New(&c,
+		kong.Name("intake"),
+		kong.Description("intake: presigned uploads, S3 event validation and clean-up jobs."),
+		kong.UsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code; panic(exitError{code}) }),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "intake:", err)
+		return 2
+	}
+	kctx, code := parse(parser, args)
+	if code >= 0 {
+		return code
+	}
+	if exit >= 0 {
+		return exit
+	}
+	if kctx == nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel).With("service", "intake")
+	g := &Globals{Ctx: ctx, Config: &c.Config, Log: log, Stdout: stdout}
+	if err := kctx.Run(g); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		log.Error("command failed", "command", kctx.Command(), "err", err)
+		fmt.Fprintln(stderr, "intake:", err)
+		return 1
+	}
+	return 0
+}
+
+// parse runs kong's parser, turning its exit requests (--help, usage errors) into a code.
+func parse(parser *kong.Kong, args []string) (kctx *kong.Context, code int) {
+	code = -1
+	defer func() {
+		if r := recover(); r != nil {
+			ee, ok := r.(exitError)
+			if !ok {
+				panic(r)
+			}
+			code = ee.code
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		parser.Errorf("%s", err)
+		return nil, 2
+	}
+	return kctx, -1
+}
+
+// VersionCmd prints the version and build information.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run(g *Globals) error {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(g.Stdout, "intake %s\n", v)
+	return nil
+}
+
+// notifyTerm returns a channel that receives a second SIGINT/SIGTERM (the first one cancels the
+// context): a second signal forces exit.
+func notifyTerm() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	return ch, func() { signal.Stop(ch) }
+}

@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/health"
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/telemetry"
+)
+
+// RunCmd runs the daemon.
+type RunCmd struct {
+	Roles string `name:"roles" env:"INTAKE_ROLES" default:"all" help:"Roles to run: api,consumer,jobs,scheduler or all."`
+}
+
+// App holds what the roles share. It is built once by RunCmd and handed to each role's starter.
+type App struct {
+	// Cfg is the validated configuration.
+	Cfg *config.Config
+	// Roles are the roles this process runs.
+	Roles []string
+	// Log is the process logger.
+	Log *slog.Logger
+	// Registry receives every metric; /metrics serves it.
+	Registry *prometheus.Registry
+	// Store is the PostgreSQL store.
+	Store *store.Store
+	// S3 is the daemon's S3 client; Presign signs URLs for clients.
+	S3, Presign *s3.Client
+	// SQS is the SQS client.
+	SQS *sqs.Client
+	// Redis is asynq's connection option.
+	Redis asynq.RedisConnOpt
+	// Mux is the HTTP mux; roles add their routes to it.
+	Mux *http.ServeMux
+	// Health holds the readiness checks; roles add theirs.
+	Health *health.Checker
+}
+
+// Component is a long-running part of a role. Run blocks until ctx is cancelled, then stops taking
+// new work, finishes (or returns) in-flight work within the grace period and returns.
+type Component struct {
+	// Name appears in logs.
+	Name string
+	// Run does the work.
+	Run func(ctx context.Context) error
+}
+
+// roleStarters build each role's components. Each lives in its own role_*.go file.
+var roleStarters = map[string]func(ctx context.Context, a *App) ([]Component, error){
+	config.RoleAPI:       startAPI,
+	config.RoleConsumer:  startConsumer,
+	config.RoleJobs:      startJobs,
+	config.RoleScheduler: startScheduler,
+}
+
+// Run validates the configuration, connects to every dependency and runs the roles until SIGTERM.
+func (r *RunCmd) Run(g *Globals) error {
+	roles, err := config.ParseRoles(r.Roles)
+	if err != nil {
+		return err
+	}
+	cfg := g.Config
+	if err := cfg.Validate(roles); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	ctx := g.Ctx
+	log := g.Log
+	log.Info("starting intake",
+		"version", Version, "roles", strings.Join(roles, ","), "listen", cfg.ListenAddr,
+		"bucket", cfg.Bucket, "queue_url", cfg.QueueURL, "dlq_url", cfg.DLQURL,
+		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
+		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))
+
+	app, cleanup, err := build(ctx, cfg, roles, log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	return app.serve(ctx)
+}
+
+// build connects to the dependencies and prepares the shared App.
+func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Logger) (*App, func(), error) {
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Migrate {
+		applied, err := store.Migrate(ctx, st.Pool)
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		log.Info("migrations applied", "count", len(applied), "names", applied)
+	}
+	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	reg := telemetry.NewRegistry()
+	a := &App{
+		Cfg: cfg, Roles: roles, Log: log, Registry: reg, Store: st,
+		S3: objstore.NewClient(awsCfg, cfg.AWS), Presign: objstore.NewPresignClient(awsCfg, cfg.AWS),
+		SQS: queue.NewClient(awsCfg, cfg.AWS), Redis: redisOpt,
+		Mux: http.NewServeMux(), Health: health.NewChecker(3*time.Second, reg),
+	}
+	a.Health.Add("postgres", st.Ping)
+	a.Health.Add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) })
+	a.Health.Add("redis", redisPing(redisOpt))
+	if cfg.QueueURL != "" {
+		a.Health.Add("sqs", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.QueueURL) })
+	}
+	a.Mux.HandleFunc("GET /healthz", health.Healthz)
+	a.Mux.HandleFunc("GET /readyz", a.Health.Readyz)
+	a.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return a, st.Close, nil
+}
+
+func redisPing(opt asynq.RedisConnOpt) health.Check {
+	return func(ctx context.Context) error {
+		insp := asynq.NewInspector(opt)
+		defer insp.Close()
+		done := make(chan error, 1)
+		go func() { _, err := insp.Queues(); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("redis: %w", ctx.Err())
+		}
+	}
+}
+
+// serve starts every role's components and the HTTP server, and stops them in layers on SIGTERM:
+// the HTTP server stops accepting, components drain within the grace period, then the process exits.
+func (a *App) serve(ctx context.Context) error {
+	var comps []Component
+	for _, role := range a.Roles {
+		cs, err := roleStarters[role](ctx, a)
+		if err != nil {
+			return fmt.Errorf("start role %s: %w", role, err)
+		}
+		comps = append(comps, cs...)
+	}
+
+	ln, err := net.Listen("tcp", a.Cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.Cfg.ListenAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           a.Mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	a.Log.Info("http server listening", "addr", ln.Addr().String())
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	errs := make(chan error, len(comps)+1)
+	var wg sync.WaitGroup
+	for _, c := range comps {
+		wg.Go(func() {
+			a.Log.Info("component started", "component", c.Name)
+			if err := c.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", c.Name, err)
+				cancelRun()
+			}
+			a.Log.Info("component stopped", "component", c.Name)
+		})
+	}
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http server: %w", err)
+			cancelRun()
+		}
+	})
+
+	<-runCtx.Done()
+	a.Log.Info("shutting down", "grace", a.Cfg.ShutdownGrace.String())
+	sig, stopSig := notifyTerm()
+	defer stopSig()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		a.Log.Warn("http server shutdown", "err", err)
+		_ = srv.Close()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sig:
+		return errors.New("second signal: exiting without waiting for in-flight work")
+	case <-time.After(a.Cfg.ShutdownGrace + 5*time.Second):
+		return errors.New("components did not stop within the shutdown grace period")
+	}
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	if len(all) == 0 {
+		a.Log.Info("stopped cleanly")
+	}
+	return errors.Join(all...)
+}

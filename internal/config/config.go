@@ -1,0 +1,337 @@
+// Package config holds intake's settings: one struct, loaded from environment variables with
+// command-line flags overriding them (kong tags), and one Validate that reports every problem at once
+// with the variable's name.
+//
+// # Sources
+//
+// Every field has an environment variable (shown in its `env` tag) and a flag of the same meaning.
+// The AWS SDK's own variables (AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE,
+// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SQS, …) are honoured through the SDK's credential chain; the
+// endpoint fields here only exist so the start-up banner can print them and flags can override them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Roles a process can run. "all" is shorthand for every role.
+const (
+	RoleAPI       = "api"
+	RoleConsumer  = "consumer"
+	RoleJobs      = "jobs"
+	RoleScheduler = "scheduler"
+)
+
+// AllRoles lists every role in start order.
+var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
+
+// Config is everything intake needs to run. The zero value is not usable: load it through the CLI
+// (kong fills defaults, environment and flags), then call Validate.
+type Config struct {
+	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
+	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
+	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
+
+	// AWS holds the S3/SQS client settings.
+	AWS AWS `embed:"" prefix:""`
+
+	// Bucket is the S3 bucket uploads go to and events come from.
+	Bucket string `name:"bucket" env:"INTAKE_BUCKET" help:"S3 bucket for uploads (required)."`
+	// QueueURL is the SQS queue that receives the bucket's event notifications.
+	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"SQS queue URL of S3 events (required by consumer and ingress)."`
+	// DLQURL, when set, receives permanently failing messages explicitly (else the redrive policy does).
+	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"Dead-letter queue URL (optional; redrive policy otherwise)."`
+
+	// ListenAddr is where the HTTP server (API, ingress, health, metrics) listens.
+	ListenAddr string `name:"listen" env:"INTAKE_LISTEN_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address."`
+	// Migrate runs pending migrations at start-up.
+	Migrate bool `name:"migrate" env:"INTAKE_MIGRATE" help:"Run database migrations at start-up."`
+	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
+	ShutdownGrace time.Duration `name:"shutdown-grace" env:"INTAKE_SHUTDOWN_GRACE" default:"25s" help:"Time allowed for in-flight work after SIGTERM."`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `name:"log-level" env:"INTAKE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+	// LogFormat is json (default) or text.
+	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
+	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
+	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
+
+	// Consumer tunes the SQS consumer.
+	Consumer Consumer `embed:"" prefix:"consumer-" envprefix:"INTAKE_CONSUMER_"`
+	// API tunes the HTTP API and its authentication.
+	API API `embed:"" prefix:"api-" envprefix:"INTAKE_API_"`
+	// Jobs tunes the asynq server and scheduler.
+	Jobs Jobs `embed:"" prefix:"jobs-" envprefix:"INTAKE_JOBS_"`
+}
+
+// AWS holds client settings beyond the SDK's own environment.
+type AWS struct {
+	// Region is the AWS region.
+	Region string `name:"aws-region" env:"AWS_REGION" default:"us-east-1" help:"AWS region."`
+	// S3Endpoint overrides the S3 endpoint (MinIO, LocalStack…).
+	S3Endpoint string `name:"s3-endpoint" env:"AWS_ENDPOINT_URL_S3" help:"S3 endpoint URL override."`
+	// SQSEndpoint overrides the SQS endpoint (kumo, LocalStack…).
+	SQSEndpoint string `name:"sqs-endpoint" env:"AWS_ENDPOINT_URL_SQS" help:"SQS endpoint URL override."`
+	// PathStyle forces path-style S3 addressing; on by default when S3Endpoint is set.
+	PathStyle *bool `name:"s3-path-style" env:"INTAKE_S3_PATH_STYLE" help:"Force path-style S3 URLs (default: on with a custom endpoint)."`
+	// S3PublicEndpoint, when set, is the endpoint written into presigned URLs (browsers may reach S3
+	// under another name than the daemon does).
+	S3PublicEndpoint string `name:"s3-public-endpoint" env:"INTAKE_S3_PUBLIC_ENDPOINT" help:"Endpoint used in presigned URLs (default: the S3 endpoint)."`
+}
+
+// UsePathStyle reports whether S3 requests should use path-style addressing.
+func (a AWS) UsePathStyle() bool {
+	if a.PathStyle != nil {
+		return *a.PathStyle
+	}
+	return a.S3Endpoint != ""
+}
+
+// Consumer tunes the SQS consumer role.
+type Consumer struct {
+	// Receivers is the number of concurrent long-poll ReceiveMessage loops.
+	Receivers int `name:"receivers" env:"RECEIVERS" default:"4" help:"Concurrent long-poll receivers."`
+	// Workers bounds how many messages are processed at once.
+	Workers int `name:"workers" env:"WORKERS" default:"64" help:"Messages processed concurrently."`
+	// Visibility is the visibility timeout requested for received messages; heartbeats extend it.
+	Visibility time.Duration `name:"visibility" env:"VISIBILITY" default:"60s" help:"Visibility timeout for received messages."`
+	// WaitTime is the long-poll wait (max 20s).
+	WaitTime time.Duration `name:"wait-time" env:"WAIT_TIME" default:"20s" help:"Long-poll wait time (max 20s)."`
+	// MaxBackoff caps the visibility delay given to retried messages.
+	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages."`
+	// Archive stores raw bodies in the events table for replay.
+	Archive bool `name:"archive" env:"ARCHIVE" help:"Archive raw event bodies in PostgreSQL."`
+	// HashMaxSize is the largest object whose SHA-256 is computed (0 = only when the intent declared one).
+	HashMaxSize int64 `name:"hash-max-size" env:"HASH_MAX_SIZE" default:"0" help:"Compute SHA-256 for objects up to this size (bytes) even without a declared hash."`
+	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
+	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
+}
+
+// API tunes the HTTP API role.
+type API struct {
+	// JWTSecret is an HS256 shared secret for bearer tokens.
+	JWTSecret string `name:"jwt-secret" env:"JWT_SECRET" help:"HS256 secret for bearer JWTs."`
+	// JWKSURL is a JWKS endpoint for RS256/ES256 bearer tokens.
+	JWKSURL string `name:"jwks-url" env:"JWKS_URL" help:"JWKS URL for RS256/ES256 bearer JWTs."`
+	// JWTIssuer, when set, must equal the token's iss.
+	JWTIssuer string `name:"jwt-issuer" env:"JWT_ISSUER" help:"Required JWT issuer."`
+	// JWTAudience, when set, must be among the token's aud.
+	JWTAudience string `name:"jwt-audience" env:"JWT_AUDIENCE" help:"Required JWT audience."`
+	// Keys are static API keys, "key=owner" pairs separated by commas.
+	Keys string `name:"keys" env:"KEYS" help:"Static API keys: key=owner,key2=owner2."`
+	// InsecureDevAuth accepts any request as owner "dev" (local development only).
+	InsecureDevAuth bool `name:"insecure-dev-auth" env:"INSECURE_DEV_AUTH" help:"DEVELOPMENT ONLY: accept unauthenticated requests as owner 'dev'."`
+	// CORSOrigins are allowed browser origins, comma separated ("*" for any).
+	CORSOrigins string `name:"cors-origins" env:"CORS_ORIGINS" help:"Allowed CORS origins, comma separated."`
+	// PresignExpiry is the default lifetime of presigned URLs.
+	PresignExpiry time.Duration `name:"presign-expiry" env:"PRESIGN_EXPIRY" default:"5m" help:"Default presigned URL lifetime."`
+	// MaxPresignExpiry caps the lifetime a client may ask for (S3 allows 7 days).
+	MaxPresignExpiry time.Duration `name:"max-presign-expiry" env:"MAX_PRESIGN_EXPIRY" default:"168h" help:"Maximum presigned URL lifetime (<= 168h)."`
+	// KeyPrefix is the first segment of generated object keys.
+	KeyPrefix string `name:"key-prefix" env:"KEY_PREFIX" default:"uploads" help:"Prefix of generated object keys."`
+}
+
+// Jobs tunes the asynq server and scheduler roles.
+type Jobs struct {
+	// Concurrency is the number of asynq workers.
+	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"10" help:"asynq worker concurrency."`
+	// SweepCron is the cron spec of the periodic stale-multipart sweep.
+	SweepCron string `name:"sweep-cron" env:"SWEEP_CRON" default:"*/15 * * * *" help:"Cron spec of the multipart sweep."`
+	// SweepOlderThan is the age after which an open multipart upload is aborted by the sweep.
+	SweepOlderThan time.Duration `name:"sweep-older-than" env:"SWEEP_OLDER_THAN" default:"24h" help:"Abort multipart uploads older than this."`
+	// MultipartDeadline is how long an intake-created multipart upload may stay open.
+	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake."`
+}
+
+// ParseRoles turns "api,consumer" or "all" into a de-duplicated, ordered role list.
+func ParseRoles(s string) ([]string, error) {
+	var roles []string
+	for r := range strings.SplitSeq(s, ",") {
+		r = strings.TrimSpace(strings.ToLower(r))
+		switch {
+		case r == "":
+			continue
+		case r == "all":
+			return slices.Clone(AllRoles), nil
+		case slices.Contains(AllRoles, r):
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		default:
+			return nil, fmt.Errorf("INTAKE_ROLES: unknown role %q (want %s or all)", r, strings.Join(AllRoles, ","))
+		}
+	}
+	if len(roles) == 0 {
+		return nil, errors.New("INTAKE_ROLES: no role given")
+	}
+	slices.SortFunc(roles, func(a, b string) int { return slices.Index(AllRoles, a) - slices.Index(AllRoles, b) })
+	return roles, nil
+}
+
+// ValidateDB checks only what database commands (migrate) need.
+func (c *Config) ValidateDB() error {
+	return validURL("DATABASE_URL", c.DatabaseURL, true, "postgres", "postgresql")
+}
+
+// Validate checks the settings the given roles need and returns every problem at once.
+func (c *Config) Validate(roles []string) error {
+	var errs []error
+	has := func(r string) bool { return slices.Contains(roles, r) }
+	errs = append(errs, c.ValidateDB())
+	errs = append(errs, validURL("REDIS_URL", c.RedisURL, true, "redis", "rediss"))
+	errs = append(errs, validURL("AWS_ENDPOINT_URL_S3", c.AWS.S3Endpoint, false, "http", "https"))
+	errs = append(errs, validURL("AWS_ENDPOINT_URL_SQS", c.AWS.SQSEndpoint, false, "http", "https"))
+	errs = append(errs, validURL("INTAKE_S3_PUBLIC_ENDPOINT", c.AWS.S3PublicEndpoint, false, "http", "https"))
+	if c.AWS.Region == "" {
+		errs = append(errs, errors.New("AWS_REGION: required"))
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("INTAKE_BUCKET: required"))
+	}
+	if has(RoleConsumer) || (has(RoleAPI) && c.Consumer.IngressToken != "") {
+		errs = append(errs, validURL("INTAKE_QUEUE_URL", c.QueueURL, true, "http", "https"))
+	}
+	errs = append(errs, validURL("INTAKE_DLQ_URL", c.DLQURL, false, "http", "https"))
+	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+		errs = append(errs, fmt.Errorf("INTAKE_LISTEN_ADDR: %q is not host:port: %w", c.ListenAddr, err))
+	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, errors.New("INTAKE_SHUTDOWN_GRACE: must be positive"))
+	}
+	if has(RoleConsumer) {
+		errs = append(errs, c.Consumer.validate())
+	}
+	if has(RoleAPI) {
+		errs = append(errs, c.API.validate())
+	}
+	if has(RoleJobs) || has(RoleScheduler) {
+		errs = append(errs, c.Jobs.validate())
+	}
+	return errors.Join(errs...)
+}
+
+func (c Consumer) validate() error {
+	var errs []error
+	if c.Receivers < 1 || c.Receivers > 64 {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_RECEIVERS: %d not in 1..64", c.Receivers))
+	}
+	if c.Workers < 1 || c.Workers > 4096 {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_WORKERS: %d not in 1..4096", c.Workers))
+	}
+	if c.Visibility < 5*time.Second || c.Visibility > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_VISIBILITY: %s not in 5s..12h", c.Visibility))
+	}
+	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_WAIT_TIME: %s not in 0..20s", c.WaitTime))
+	}
+	if c.MaxBackoff < time.Second || c.MaxBackoff > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MAX_BACKOFF: %s not in 1s..12h", c.MaxBackoff))
+	}
+	if c.HashMaxSize < 0 {
+		errs = append(errs, errors.New("INTAKE_CONSUMER_HASH_MAX_SIZE: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (a API) validate() error {
+	var errs []error
+	if a.JWTSecret == "" && a.JWKSURL == "" && a.Keys == "" && !a.InsecureDevAuth {
+		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development)"))
+	}
+	if a.JWTSecret != "" && len(a.JWTSecret) < 32 {
+		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET: must be at least 32 bytes"))
+	}
+	errs = append(errs, validURL("INTAKE_API_JWKS_URL", a.JWKSURL, false, "http", "https"))
+	if _, err := ParseAPIKeys(a.Keys); err != nil {
+		errs = append(errs, err)
+	}
+	if a.PresignExpiry < time.Second {
+		errs = append(errs, fmt.Errorf("INTAKE_API_PRESIGN_EXPIRY: %s is below 1s", a.PresignExpiry))
+	}
+	if a.MaxPresignExpiry > 7*24*time.Hour || a.MaxPresignExpiry < a.PresignExpiry {
+		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_PRESIGN_EXPIRY: %s must be between the default expiry and 168h", a.MaxPresignExpiry))
+	}
+	if a.KeyPrefix == "" || strings.Contains(a.KeyPrefix, "..") || strings.HasPrefix(a.KeyPrefix, "/") {
+		errs = append(errs, fmt.Errorf("INTAKE_API_KEY_PREFIX: %q must be a non-empty relative prefix", a.KeyPrefix))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseAPIKeys parses "key=owner,key2=owner2" into a map from key to owner.
+func ParseAPIKeys(s string) (map[string]string, error) {
+	keys := map[string]string{}
+	for pair := range strings.SplitSeq(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		k, owner, ok := strings.Cut(pair, "=")
+		if !ok || k == "" || owner == "" {
+			return nil, fmt.Errorf("INTAKE_API_KEYS: entry %q is not key=owner", redact(pair))
+		}
+		if len(k) < 16 {
+			return nil, fmt.Errorf("INTAKE_API_KEYS: key for owner %q is shorter than 16 characters", owner)
+		}
+		keys[k] = owner
+	}
+	return keys, nil
+}
+
+func (j Jobs) validate() error {
+	var errs []error
+	if j.Concurrency < 1 || j.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_CONCURRENCY: %d not in 1..1024", j.Concurrency))
+	}
+	if strings.TrimSpace(j.SweepCron) == "" {
+		errs = append(errs, errors.New("INTAKE_JOBS_SWEEP_CRON: required"))
+	}
+	if j.SweepOlderThan < time.Minute {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_OLDER_THAN: %s is below 1m", j.SweepOlderThan))
+	}
+	if j.MultipartDeadline < time.Second {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", j.MultipartDeadline))
+	}
+	return errors.Join(errs...)
+}
+
+func validURL(name, raw string, required bool, schemes ...string) error {
+	if raw == "" {
+		if required {
+			return fmt.Errorf("%s: required", name)
+		}
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: not a URL: %w", name, err)
+	}
+	if !slices.Contains(schemes, u.Scheme) {
+		return fmt.Errorf("%s: scheme %q not one of %s", name, u.Scheme, strings.Join(schemes, ", "))
+	}
+	if u.Host == "" && u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("%s: no host in %q", name, Redact(raw))
+	}
+	return nil
+}
+
+// Redact hides the password of a URL so it can be logged.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+func redact(s string) string {
+	if len(s) <= 4 {
+		return "****"
+	}
+	return s[:4] + "****"
+}

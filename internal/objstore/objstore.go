@@ -1,0 +1,127 @@
+// Package objstore builds intake's S3 clients (for the daemon and for presigning, which may use a
+// public endpoint) from the configuration, with path-style addressing for local endpoints.
+package objstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/intakehq/intake/internal/config"
+)
+
+// LoadAWS loads the SDK configuration (credential chain, retries) for the configured region.
+func LoadAWS(ctx context.Context, c config.AWS) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// NewClient returns an S3 client for the daemon's own calls.
+func NewClient(awsCfg aws.Config, c config.AWS) *s3.Client {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if c.S3Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.S3Endpoint)
+		}
+		o.UsePathStyle = c.UsePathStyle()
+	})
+}
+
+// NewPresignClient returns an S3 client whose presigned URLs point at the public endpoint when one is
+// configured (browsers may reach S3 under another name than the daemon does).
+func NewPresignClient(awsCfg aws.Config, c config.AWS) *s3.Client {
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		switch {
+		case c.S3PublicEndpoint != "":
+			o.BaseEndpoint = aws.String(c.S3PublicEndpoint)
+		case c.S3Endpoint != "":
+			o.BaseEndpoint = aws.String(c.S3Endpoint)
+		}
+		o.UsePathStyle = c.UsePathStyle()
+	})
+}
+
+// CheckBucket verifies that the bucket exists and is reachable with the current credentials.
+func CheckBucket(ctx context.Context, client *s3.Client, bucket string) error {
+	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("head bucket %q: %w", bucket, err)
+	}
+	return nil
+}
+
+// IsNotFound reports whether err says the object, bucket or upload does not exist.
+func IsNotFound(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "NotFound", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NoSuchVersion":
+			return true
+		}
+	}
+	var respErr interface{ HTTPStatusCode() int }
+	return errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusNotFound
+}
+
+// IsRetryable reports whether an S3 error is worth retrying later (throttling, 5xx, transport
+// errors, timeouts). Client errors such as 403 or 400 are not.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed":
+			return true
+		}
+	}
+	var respErr interface{ HTTPStatusCode() int }
+	if errors.As(err, &respErr) {
+		code := respErr.HTTPStatusCode()
+		return code >= 500 || code == http.StatusTooManyRequests || code == 0
+	}
+	// No HTTP response at all: connection refused, reset, DNS.
+	return true
+}
+
+// EnsureBucket creates the bucket unless it already exists.
+func EnsureBucket(ctx context.Context, client *s3.Client, bucket string) error {
+	_, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	var owned *types.BucketAlreadyOwnedByYou
+	var exists *types.BucketAlreadyExists
+	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
+		return fmt.Errorf("create bucket %q: %w", bucket, err)
+	}
+	return nil
+}
+
+// NotifyQueue points the bucket's ObjectCreated and ObjectRemoved notifications at a queue ARN
+// (an SQS ARN on AWS, arn:minio:sqs:REGION:ID:webhook on MinIO), replacing existing ones.
+func NotifyQueue(ctx context.Context, client *s3.Client, bucket, queueARN string) error {
+	_, err := client.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+		Bucket: aws.String(bucket),
+		NotificationConfiguration: &types.NotificationConfiguration{
+			QueueConfigurations: []types.QueueConfiguration{{
+				Id:       aws.String("intake"),
+				QueueArn: aws.String(queueARN),
+				Events:   []types.Event{types.EventS3ObjectCreated, types.EventS3ObjectRemoved},
+			}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("put notification configuration of %q: %w", bucket, err)
+	}
+	return nil
+}

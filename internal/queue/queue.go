@@ -1,0 +1,98 @@
+// Package queue builds intake's SQS client and holds the few SQS helpers shared by the consumer,
+// the ingress and the operator commands.
+package queue
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/intakehq/intake/internal/config"
+)
+
+// NewClient returns an SQS client for the configured endpoint.
+func NewClient(awsCfg aws.Config, c config.AWS) *sqs.Client {
+	return sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		if c.SQSEndpoint != "" {
+			o.BaseEndpoint = aws.String(c.SQSEndpoint)
+		}
+	})
+}
+
+// CheckQueue verifies that the queue exists (GetQueueAttributes).
+func CheckQueue(ctx context.Context, client *sqs.Client, url string) error {
+	_, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
+	})
+	if err != nil {
+		return fmt.Errorf("get attributes of queue %s: %w", url, err)
+	}
+	return nil
+}
+
+// IsNonExistentQueue reports whether err says the queue does not exist, in either of the forms
+// servers use (the typed error, or the legacy AWS.SimpleQueueService.NonExistentQueue code).
+func IsNonExistentQueue(err error) bool {
+	var typed *types.QueueDoesNotExist
+	if errors.As(err, &typed) {
+		return true
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code := apiErr.ErrorCode()
+		return code == "AWS.SimpleQueueService.NonExistentQueue" || strings.HasSuffix(code, "QueueDoesNotExist")
+	}
+	return false
+}
+
+// Spec describes a queue to create.
+type Spec struct {
+	// Name is the queue name.
+	Name string
+	// Visibility is the default visibility timeout (0: the server's default).
+	Visibility time.Duration
+	// DLQARN, when set, adds a redrive policy to that dead-letter queue.
+	DLQARN string
+	// MaxReceiveCount is the redrive threshold (default 5).
+	MaxReceiveCount int
+}
+
+// Ensure creates the queue if it does not exist (CreateQueue is idempotent for equal attributes)
+// and returns its URL and ARN.
+func Ensure(ctx context.Context, client *sqs.Client, s Spec) (url, arn string, err error) {
+	attrs := map[string]string{}
+	if s.Visibility > 0 {
+		attrs[string(types.QueueAttributeNameVisibilityTimeout)] = strconv.Itoa(int(s.Visibility / time.Second))
+	}
+	if s.DLQARN != "" {
+		policy, _ := json.Marshal(map[string]any{
+			"deadLetterTargetArn": s.DLQARN,
+			"maxReceiveCount":     strconv.Itoa(cmp.Or(s.MaxReceiveCount, 5)),
+		})
+		attrs[string(types.QueueAttributeNameRedrivePolicy)] = string(policy)
+	}
+	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(s.Name), Attributes: attrs})
+	if err != nil {
+		return "", "", fmt.Errorf("create queue %s: %w", s.Name, err)
+	}
+	url = aws.ToString(out.QueueUrl)
+	got, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       out.QueueUrl,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("get arn of queue %s: %w", s.Name, err)
+	}
+	return url, got.Attributes[string(types.QueueAttributeNameQueueArn)], nil
+}

@@ -1,0 +1,270 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrPermanent marks a body that can never be processed: malformed JSON, no
+// records, a missing bucket or key, bad key escaping, an unparsable time...
+// Every error returned by [Decode] wraps it, so callers test with
+// errors.Is(err, ErrPermanent) and dead-letter the message.
+var ErrPermanent = errors.New("permanent failure")
+
+// Decode parses one SQS message body into one or more events. It accepts:
+//
+//   - an S3 notification {"Records":[...]}, with eventName in the AWS form
+//     ("ObjectCreated:Put") or the MinIO/emulator form ("s3:ObjectCreated:Put");
+//   - MinIO's webhook wrapper {"EventName":..., "Key":..., "Records":[...]},
+//     of which only Records is used;
+//   - the s3:TestEvent, decoded to one event of [KindTest] named "TestEvent";
+//   - an SNS envelope {"Type":"Notification","Message":"..."} around any of
+//     the above (an SNS envelope inside another one is an error);
+//   - an EventBridge event: "Object Created" is [KindCreated], "Object
+//     Deleted" is [KindRemoved], other detail types are [KindUnknown].
+//
+// Records with event names intake does not know decode to [KindUnknown].
+// On success Decode returns at least one event; every error wraps
+// [ErrPermanent].
+func Decode(body []byte) ([]Event, error) {
+	events, err := decode(body, false)
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	return events, nil
+}
+
+// permanent formats an error that wraps ErrPermanent.
+func permanent(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrPermanent)
+}
+
+func decode(body []byte, inSNS bool) ([]Event, error) {
+	// Dispatch on exact top-level names: encoding/json matches struct fields
+	// case-insensitively, which would confuse "Time" (test event) with
+	// "time" (EventBridge).
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, permanent("malformed JSON: %v", err)
+	}
+	has := func(name string) bool { _, ok := top[name]; return ok }
+	switch {
+	case has("Records"):
+		return decodeRecords(body)
+	case has("Type") && has("Message"):
+		if inSNS {
+			return nil, permanent("SNS envelope inside an SNS envelope")
+		}
+		return decodeSNS(body)
+	case has("detail-type"):
+		return decodeEventBridge(body)
+	case has("Event"):
+		return decodeTestEvent(body)
+	}
+	return nil, permanent("unrecognized message body")
+}
+
+type s3Record struct {
+	EventSource string `json:"eventSource"`
+	AWSRegion   string `json:"awsRegion"`
+	EventTime   string `json:"eventTime"`
+	EventName   string `json:"eventName"`
+	S3          struct {
+		Bucket struct {
+			Name string `json:"name"`
+		} `json:"bucket"`
+		Object struct {
+			Key         string `json:"key"`
+			Size        int64  `json:"size"`
+			ETag        string `json:"eTag"`
+			VersionID   string `json:"versionId"`
+			Sequencer   string `json:"sequencer"`
+			ContentType string `json:"contentType"`
+		} `json:"object"`
+	} `json:"s3"`
+}
+
+func decodeRecords(body []byte) ([]Event, error) {
+	var n struct {
+		Records []s3Record `json:"Records"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return nil, permanent("malformed S3 notification: %v", err)
+	}
+	if len(n.Records) == 0 {
+		return nil, permanent("no records")
+	}
+	events := make([]Event, 0, len(n.Records))
+	for i, r := range n.Records {
+		name := strings.TrimPrefix(r.EventName, "s3:")
+		o := r.S3.Object
+		ev, err := objectEvent(r.S3.Bucket.Name, o.Key, o.Size, o.Sequencer, r.EventTime)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		ev.Kind = kindOf(name)
+		ev.Name = name
+		ev.Source = r.EventSource
+		ev.Region = r.AWSRegion
+		ev.ETag = strings.Trim(o.ETag, `"`)
+		ev.VersionID = o.VersionID
+		ev.ContentType = o.ContentType
+		events = append(events, ev)
+	}
+	return events, nil
+}
+
+// objectEvent validates and decodes the fields every object event shares.
+func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (Event, error) {
+	if bucket == "" {
+		return Event{}, permanent("missing bucket name")
+	}
+	if rawKey == "" {
+		return Event{}, permanent("missing object key")
+	}
+	key, err := decodeKey(rawKey)
+	if err != nil {
+		return Event{}, err
+	}
+	if size < 0 {
+		return Event{}, permanent("negative object size %d", size)
+	}
+	if _, ok := SequencerKey(sequencer); !ok {
+		return Event{}, permanent("invalid sequencer %q", sequencer)
+	}
+	t, err := parseTime(rawTime)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Bucket: bucket, Key: key, Size: size, Sequencer: sequencer, Time: t}, nil
+}
+
+// decodeKey undoes the form encoding of an object key. Keys that are not
+// valid UTF-8 or contain NUL cannot be S3 keys (nor PostgreSQL text).
+func decodeKey(raw string) (string, error) {
+	key, err := url.QueryUnescape(raw)
+	if err != nil {
+		return "", permanent("bad object key %q: %v", raw, err)
+	}
+	if !utf8.ValidString(key) {
+		return "", permanent("object key %q is not valid UTF-8", raw)
+	}
+	if strings.IndexByte(key, 0) >= 0 {
+		return "", permanent("object key %q contains NUL", raw)
+	}
+	return key, nil
+}
+
+// parseTime parses an RFC 3339 time into UTC; "" is the zero time.
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, permanent("bad event time %q", s)
+	}
+	return t.UTC(), nil
+}
+
+func decodeSNS(body []byte) ([]Event, error) {
+	var env struct {
+		Type    string `json:"Type"`
+		Message string `json:"Message"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, permanent("malformed SNS envelope: %v", err)
+	}
+	if env.Type != "Notification" {
+		return nil, permanent("unsupported SNS message type %q", env.Type)
+	}
+	events, err := decode([]byte(env.Message), true)
+	if err != nil {
+		return nil, fmt.Errorf("SNS message: %w", err)
+	}
+	return events, nil
+}
+
+// eventBridgeDetail is the detail of an EventBridge S3 event.
+type eventBridgeDetail struct {
+	Bucket struct {
+		Name string `json:"name"`
+	} `json:"bucket"`
+	Object struct {
+		Key       string `json:"key"`
+		Size      int64  `json:"size"`
+		ETag      string `json:"etag"`
+		VersionID string `json:"version-id"`
+		Sequencer string `json:"sequencer"`
+	} `json:"object"`
+	Reason string `json:"reason"`
+}
+
+func decodeEventBridge(body []byte) ([]Event, error) {
+	var eb struct {
+		DetailType string             `json:"detail-type"`
+		Source     string             `json:"source"`
+		Region     string             `json:"region"`
+		Time       string             `json:"time"`
+		Detail     *eventBridgeDetail `json:"detail"`
+	}
+	if err := json.Unmarshal(body, &eb); err != nil {
+		return nil, permanent("malformed EventBridge event: %v", err)
+	}
+	if eb.Source != "aws.s3" {
+		return nil, permanent("EventBridge event from %q, not aws.s3", eb.Source)
+	}
+	if eb.Detail == nil {
+		return nil, permanent("EventBridge event without detail")
+	}
+	d := eb.Detail
+	ev, err := objectEvent(d.Bucket.Name, d.Object.Key, d.Object.Size, d.Object.Sequencer, eb.Time)
+	if err != nil {
+		return nil, fmt.Errorf("EventBridge %q: %w", eb.DetailType, err)
+	}
+	switch eb.DetailType {
+	case "Object Created":
+		ev.Kind, ev.Name = KindCreated, eventName("ObjectCreated", d.Reason)
+	case "Object Deleted":
+		ev.Kind, ev.Name = KindRemoved, eventName("ObjectRemoved", d.Reason)
+	default:
+		ev.Kind, ev.Name = KindUnknown, eb.DetailType
+	}
+	ev.Source = eb.Source
+	ev.Region = eb.Region
+	ev.ETag = strings.Trim(d.Object.ETag, `"`)
+	ev.VersionID = d.Object.VersionID
+	return []Event{ev}, nil
+}
+
+// eventName joins an S3 event category and an EventBridge reason.
+func eventName(category, reason string) string {
+	if reason == "" {
+		return category
+	}
+	return category + ":" + reason
+}
+
+func decodeTestEvent(body []byte) ([]Event, error) {
+	var te struct {
+		Event  string `json:"Event"`
+		Bucket string `json:"Bucket"`
+		Time   string `json:"Time"`
+	}
+	if err := json.Unmarshal(body, &te); err != nil {
+		return nil, permanent("malformed test event: %v", err)
+	}
+	if strings.TrimPrefix(te.Event, "s3:") != "TestEvent" {
+		return nil, permanent("unsupported event %q", te.Event)
+	}
+	t, err := parseTime(te.Time)
+	if err != nil {
+		return nil, err
+	}
+	return []Event{{Kind: KindTest, Name: "TestEvent", Bucket: te.Bucket, Time: t}}, nil
+}
