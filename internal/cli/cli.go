@@ -48,8 +48,15 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
-// Main parses args, runs the chosen command and returns the process exit code.
+// Main parses args, runs the chosen command until SIGINT/SIGTERM and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return MainContext(ctx, args, stdout, stderr)
+}
+
+// MainContext is Main with the caller's context: cancelling ctx is the same as SIGTERM.
+func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c CLI
 	exit := -1
 	parser, err := kong.New(&c,
@@ -73,8 +80,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if kctx == nil {
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel).With("service", "intake")
 	g := &Globals{Ctx: ctx, Config: &c.Config, Log: log, Stdout: stdout}
 	if err := kctx.Run(g); err != nil {

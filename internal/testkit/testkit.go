@@ -93,20 +93,7 @@ func Context(t testing.TB) context.Context {
 func DB(t testing.TB) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	schema := Name("t_")
-	admin, err := pgxpool.New(ctx, DatabaseURL())
-	if err != nil {
-		t.Fatalf("testkit: connect %s: %v%s", config.Redact(DatabaseURL()), err, hint)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("testkit: create schema: %v%s", err, hint)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("testkit: drop schema %s: %v", schema, err)
-		}
-	})
+	schema := Schema(t)
 	cfg, err := pgxpool.ParseConfig(DatabaseURL())
 	if err != nil {
 		t.Fatalf("testkit: parse database url: %v", err)
@@ -122,6 +109,28 @@ func DB(t testing.TB) *store.Store {
 		t.Fatalf("testkit: migrate: %v", err)
 	}
 	return st
+}
+
+// Schema creates an empty schema in the test database, dropped when the test ends, and returns its
+// name; DatabaseURLFor(schema) selects it.
+func Schema(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	schema := Name("t_")
+	admin, err := pgxpool.New(ctx, DatabaseURL())
+	if err != nil {
+		t.Fatalf("testkit: connect %s: %v%s", config.Redact(DatabaseURL()), err, hint)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("testkit: create schema: %v%s", err, hint)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("testkit: drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
 }
 
 // DatabaseURLFor returns a URL that selects schema as search_path (for code that takes a URL).

@@ -1,0 +1,181 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Actions taken on a rejected object.
+const (
+	// ActionTag tags the object intake-status=rejected (and intake-reason) and leaves it in place.
+	ActionTag = "tag"
+	// ActionQuarantine moves the object under the rule's quarantine prefix.
+	ActionQuarantine = "quarantine"
+	// ActionDelete deletes the object.
+	ActionDelete = "delete"
+	// ActionNone only records the verdict.
+	ActionNone = "none"
+)
+
+// Rule is the validation policy for the keys under one prefix.
+type Rule struct {
+	// Prefix selects the keys the rule applies to; the longest matching prefix wins ("" matches all).
+	Prefix string `yaml:"prefix"`
+	// MaxSize is the largest object accepted, in bytes (0: no limit).
+	MaxSize int64 `yaml:"max_size"`
+	// AllowedTypes are media-type patterns ("image/*", "application/pdf"); empty allows any type.
+	AllowedTypes []string `yaml:"allowed_types"`
+	// RequireSniffMatch rejects objects whose sniffed type disagrees with the declared one.
+	RequireSniffMatch bool `yaml:"require_sniff_match"`
+	// Action is what happens to a rejected object: tag, quarantine, delete or none.
+	Action string `yaml:"action"`
+	// QuarantinePrefix is where ActionQuarantine moves objects (default "quarantine/").
+	QuarantinePrefix string `yaml:"quarantine_prefix"`
+}
+
+// Policy is an ordered set of rules. The zero value accepts everything and acts on nothing.
+type Policy struct {
+	// Rules are matched by longest prefix.
+	Rules []Rule `yaml:"rules"`
+}
+
+// DefaultPolicy is used when no policy file is configured: 5 GiB max, any type, sniffed type must
+// agree with the declared one, rejected objects are tagged.
+func DefaultPolicy() *Policy {
+	return &Policy{Rules: []Rule{{
+		Prefix: "", MaxSize: 5 << 30, RequireSniffMatch: true, Action: ActionTag, QuarantinePrefix: "quarantine/",
+	}}}
+}
+
+// LoadPolicy reads a YAML policy file (see README, "Validation policy"); "" returns DefaultPolicy.
+func LoadPolicy(file string) (*Policy, error) {
+	if file == "" {
+		return DefaultPolicy(), nil
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read policy %s: %w", file, err)
+	}
+	p, err := ParsePolicy(raw)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", file, err)
+	}
+	return p, nil
+}
+
+// ParsePolicy parses and validates a YAML policy.
+func ParsePolicy(raw []byte) (*Policy, error) {
+	var p Policy
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Validate checks every rule and returns all problems at once.
+func (p *Policy) Validate() error {
+	var errs []error
+	seen := map[string]bool{}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if seen[r.Prefix] {
+			errs = append(errs, fmt.Errorf("rule %d: prefix %q appears twice", i, r.Prefix))
+		}
+		seen[r.Prefix] = true
+		if r.MaxSize < 0 {
+			errs = append(errs, fmt.Errorf("rule %d (%q): max_size must not be negative", i, r.Prefix))
+		}
+		if r.Action == "" {
+			r.Action = ActionTag
+		}
+		if !slices.Contains([]string{ActionTag, ActionQuarantine, ActionDelete, ActionNone}, r.Action) {
+			errs = append(errs, fmt.Errorf("rule %d (%q): action %q is not tag, quarantine, delete or none", i, r.Prefix, r.Action))
+		}
+		if r.QuarantinePrefix == "" {
+			r.QuarantinePrefix = "quarantine/"
+		}
+		if r.Action == ActionQuarantine && strings.HasPrefix(r.QuarantinePrefix, r.Prefix) && r.Prefix != "" {
+			errs = append(errs, fmt.Errorf("rule %d (%q): quarantine_prefix %q lies under the rule's own prefix", i, r.Prefix, r.QuarantinePrefix))
+		}
+		for _, pat := range r.AllowedTypes {
+			if _, err := path.Match(strings.ToLower(pat), "a/b"); err != nil || !strings.Contains(pat, "/") {
+				errs = append(errs, fmt.Errorf("rule %d (%q): allowed type %q is not a type/subtype pattern", i, r.Prefix, pat))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// For returns the rule of the longest prefix matching key, and false when none matches.
+func (p *Policy) For(key string) (Rule, bool) {
+	best, found := Rule{}, false
+	for _, r := range p.Rules {
+		if strings.HasPrefix(key, r.Prefix) && (!found || len(r.Prefix) > len(best.Prefix)) {
+			best, found = r, true
+		}
+	}
+	return best, found
+}
+
+// Rejection reasons (stable strings: they label metrics and are stored in objects.reason).
+const (
+	ReasonTooLarge      = "too_large"
+	ReasonTypeNotAllow  = "type_not_allowed"
+	ReasonSniffMismatch = "sniff_mismatch"
+	ReasonSizeMismatch  = "size_mismatch"
+	ReasonHashMismatch  = "sha256_mismatch"
+	ReasonTypeMismatch  = "declared_type_mismatch"
+)
+
+// Violation is a policy failure with a stable reason code and a human explanation.
+type Violation struct {
+	// Reason is one of the Reason* constants.
+	Reason string
+	// Detail explains the failure.
+	Detail string
+}
+
+func (v *Violation) Error() string { return v.Reason + ": " + v.Detail }
+
+// CheckDeclared validates what a client declares before an upload (size and content type); the API
+// uses it to refuse before signing, the consumer applies the same rule to what landed.
+func (r Rule) CheckDeclared(contentType string, size int64) *Violation {
+	if r.MaxSize > 0 && size > r.MaxSize {
+		return &Violation{ReasonTooLarge, fmt.Sprintf("size %d exceeds the limit of %d bytes", size, r.MaxSize)}
+	}
+	if !r.TypeAllowed(contentType) {
+		return &Violation{ReasonTypeNotAllow, fmt.Sprintf("content type %q is not among %s", contentType, strings.Join(r.AllowedTypes, ", "))}
+	}
+	return nil
+}
+
+// TypeAllowed reports whether the media type (parameters ignored) matches an allowed pattern.
+func (r Rule) TypeAllowed(contentType string) bool {
+	if len(r.AllowedTypes) == 0 {
+		return true
+	}
+	mt := MediaType(contentType)
+	for _, pat := range r.AllowedTypes {
+		if ok, _ := path.Match(strings.ToLower(pat), mt); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// MediaType returns the lower-cased type/subtype of a Content-Type value, without parameters.
+func MediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}

@@ -1,0 +1,81 @@
+package pipeline
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParsePolicy(t *testing.T) {
+	t.Parallel()
+	p, err := ParsePolicy([]byte(`
+rules:
+  - prefix: ""
+    max_size: 1000
+  - prefix: avatars/
+    max_size: 100
+    allowed_types: ["image/*"]
+    require_sniff_match: true
+    action: quarantine
+    quarantine_prefix: rejected/
+`))
+	require.NoError(t, err)
+	r, ok := p.For("avatars/u1/a.png")
+	require.True(t, ok)
+	require.Equal(t, "avatars/", r.Prefix)
+	require.Equal(t, ActionQuarantine, r.Action)
+	r, ok = p.For("docs/a.pdf")
+	require.True(t, ok)
+	require.Equal(t, "", r.Prefix)
+	require.Equal(t, ActionTag, r.Action, "action defaults to tag")
+
+	tests := []struct {
+		name, key, ct string
+		size          int64
+		reason        string
+	}{
+		{"fits", "avatars/a.png", "image/png", 100, ""},
+		{"type params ignored", "avatars/a.png", "IMAGE/PNG; charset=x", 1, ""},
+		{"too large", "avatars/a.png", "image/png", 101, ReasonTooLarge},
+		{"type refused", "avatars/a.pdf", "application/pdf", 1, ReasonTypeNotAllow},
+		{"root rule any type", "x/a.pdf", "application/pdf", 1000, ""},
+		{"root too large", "x/a.pdf", "application/pdf", 1001, ReasonTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := p.For(tc.key)
+			v := r.CheckDeclared(tc.ct, tc.size)
+			if tc.reason == "" {
+				require.Nil(t, v)
+				return
+			}
+			require.NotNil(t, v)
+			require.Equal(t, tc.reason, v.Reason)
+		})
+	}
+}
+
+func TestParsePolicyErrors(t *testing.T) {
+	t.Parallel()
+	for name, doc := range map[string]string{
+		"unknown field":     "rules: [{prefix: a, colour: red}]",
+		"bad action":        "rules: [{prefix: a, action: burn}]",
+		"negative size":     "rules: [{prefix: a, max_size: -1}]",
+		"duplicate prefix":  "rules: [{prefix: a}, {prefix: a}]",
+		"bad type pattern":  "rules: [{prefix: a, allowed_types: ['png']}]",
+		"quarantine inside": "rules: [{prefix: a/, action: quarantine, quarantine_prefix: a/q/}]",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParsePolicy([]byte(doc))
+			require.Error(t, err)
+		})
+	}
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	t.Parallel()
+	r, ok := DefaultPolicy().For("anything")
+	require.True(t, ok)
+	require.Nil(t, r.CheckDeclared("application/x-whatever", 1<<30))
+	require.NotNil(t, r.CheckDeclared("text/plain", 6<<30))
+}
