@@ -38,8 +38,12 @@ run: up build ## Bring the stack up and run `intake run` with the local configur
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  INTAKE_MIGRATE=true INTAKE_API_INSECURE_DEV_AUTH=true INTAKE_API_CORS_ORIGINS='*' exec $(BIN)/intake run
 
+.PHONY: browser
+browser: ## Install what the API's browser test and benchmark need (Chromium, npm packages); idempotent.
+	@deploy/local/browser.sh
+
 .PHONY: test
-test: up ## Bring the stack up and run every test (race detector on, real servers).
+test: up browser ## Bring the stack up and run every test (race detector on, real servers).
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test/unit
@@ -47,7 +51,7 @@ test/unit: ## Run only the tests that need no servers (-short).
 	$(GO) test -race -short -count=1 ./...
 
 .PHONY: bench
-bench: up ## Run the benchmarks (Go benchmarks and load scripts) and print the figures.
+bench: up browser ## Run the benchmarks (Go benchmarks and load scripts) and print the figures.
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
 .PHONY: lint

@@ -141,8 +141,11 @@ case "${1:-}" in
 up)
 	ensure_postgres
 	ensure_redis
-	build_minio
-	build_kumo
+	# The two builds are independent: run them side by side (first run only).
+	build_minio & minio_build=$!
+	build_kumo & kumo_build=$!
+	wait $minio_build || { log "MinIO build failed"; exit 1; }
+	wait $kumo_build || { log "kumo build failed"; exit 1; }
 	start_minio
 	start_kumo
 	bootstrap

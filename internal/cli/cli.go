@@ -29,6 +29,11 @@ type CLI struct {
 	Run     RunCmd     `cmd:"" help:"Run the daemon (all roles, or those in --roles)."`
 	Migrate MigrateCmd `cmd:"" help:"Apply or inspect database migrations."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
+
+	Replay    ReplayCmd    `cmd:"" help:"Resend S3 events to the queue: from the dead-letter queue, a JSONL file or the events archive."`
+	Reconcile ReconcileCmd `cmd:"" help:"Compare the bucket (--bucket) with the objects table; --fix repairs the difference."`
+	Jobs      JobsCmd      `cmd:"" help:"List, run and delete asynq tasks (archived ones after a fix)."`
+	Sweep     SweepCmd     `cmd:"" help:"Abort the bucket's stale multipart uploads once (--dry-run lists them)."`
 }
 
 // Globals is what every command's Run method receives.

@@ -135,6 +135,11 @@ type API struct {
 	MaxPresignExpiry time.Duration `name:"max-presign-expiry" env:"MAX_PRESIGN_EXPIRY" default:"168h" help:"Maximum presigned URL lifetime (<= 168h)."`
 	// KeyPrefix is the first segment of generated object keys.
 	KeyPrefix string `name:"key-prefix" env:"KEY_PREFIX" default:"uploads" help:"Prefix of generated object keys."`
+	// AuthCookie, when set, is the name of a cookie that may carry the bearer JWT (for browser clients
+	// such as Uppy that cannot add an Authorization header; same-site deployments only).
+	AuthCookie string `name:"auth-cookie" env:"AUTH_COOKIE" help:"Cookie that may carry the bearer JWT (browser clients); empty disables."`
+	// S3Timeout bounds each S3 call the API makes (multipart create, list, complete, abort).
+	S3Timeout time.Duration `name:"s3-timeout" env:"S3_TIMEOUT" default:"10s" help:"Timeout of each S3 call made by the API."`
 }
 
 // Jobs tunes the asynq server and scheduler roles.
@@ -256,6 +261,9 @@ func (a API) validate() error {
 	}
 	if a.MaxPresignExpiry > 7*24*time.Hour || a.MaxPresignExpiry < a.PresignExpiry {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_PRESIGN_EXPIRY: %s must be between the default expiry and 168h", a.MaxPresignExpiry))
+	}
+	if a.S3Timeout < 100*time.Millisecond || a.S3Timeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("INTAKE_API_S3_TIMEOUT: %s not in 100ms..5m", a.S3Timeout))
 	}
 	if a.KeyPrefix == "" || strings.Contains(a.KeyPrefix, "..") || strings.HasPrefix(a.KeyPrefix, "/") {
 		errs = append(errs, fmt.Errorf("INTAKE_API_KEY_PREFIX: %q must be a non-empty relative prefix", a.KeyPrefix))

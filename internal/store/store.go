@@ -11,12 +11,16 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/intakehq/intake/internal/store/dbq"
 )
+
+// DefaultMaxConns is the pool size used when DATABASE_URL sets no pool_max_conns.
+const DefaultMaxConns = 32
 
 // Store bundles the pool and the generated queries.
 type Store struct {
@@ -31,6 +35,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (max(4, NumCPU)) starves a consumer running dozens of workers.
+		cfg.MaxConns = DefaultMaxConns
 	}
 	return OpenConfig(ctx, cfg)
 }

@@ -68,4 +68,5 @@ type Upload struct {
 	CreatedAt         time.Time
 	ExpiresAt         time.Time
 	UpdatedAt         time.Time
+	SizeDeclared      bool
 }

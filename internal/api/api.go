@@ -1,0 +1,202 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// S3API is the part of the S3 client the API calls (multipart uploads); *s3.Client satisfies it.
+type S3API interface {
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+var _ S3API = (*s3.Client)(nil)
+
+// Queries is the part of the generated queries the API runs; *dbq.Queries satisfies it.
+type Queries interface {
+	APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error
+	APIGetUpload(ctx context.Context, arg dbq.APIGetUploadParams) (dbq.Upload, error)
+	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
+	APISetUploadStatus(ctx context.Context, arg dbq.APISetUploadStatusParams) (int64, error)
+	APIRecordAbort(ctx context.Context, arg dbq.APIRecordAbortParams) error
+	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)
+	APIGetObject(ctx context.Context, arg dbq.APIGetObjectParams) (dbq.Object, error)
+}
+
+var _ Queries = (*dbq.Queries)(nil)
+
+// AbortScheduler schedules the abort of a multipart upload that is still open at its deadline (the
+// jobs role implements it with a delayed asynq task whose id is the upload id).
+type AbortScheduler interface {
+	ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error
+}
+
+// Options configure a Server.
+type Options struct {
+	// API is the API section of the configuration (auth, CORS, expiries, key prefix, S3 timeout).
+	API config.API
+	// Bucket receives the uploads.
+	Bucket string
+	// MultipartDeadline is how long a multipart upload created through the API may stay open.
+	MultipartDeadline time.Duration
+	// Policy is the validation policy the consumer enforces; declared uploads are checked against it.
+	Policy *pipeline.Policy
+	// Queries runs the API's SQL (store.Store.Q).
+	Queries Queries
+	// S3 makes the daemon's S3 calls.
+	S3 S3API
+	// Presign is the S3 client whose endpoint, region and credentials presigned URLs use.
+	Presign *s3.Client
+	// Aborts schedules multipart aborts; nil skips scheduling (the periodic sweep still cleans up).
+	Aborts AbortScheduler
+	// Log receives request and error logs.
+	Log *slog.Logger
+	// Registerer receives the API's metrics.
+	Registerer prometheus.Registerer
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Server is the presign API: the /v1 routes, Uppy's /s3 routes and /openapi.json.
+type Server struct {
+	cfg       config.API
+	bucket    string
+	deadline  time.Duration
+	policy    *pipeline.Policy
+	q         Queries
+	s3        S3API
+	presign   *s3.PresignClient
+	signer    *Signer
+	aborts    AbortScheduler
+	log       *slog.Logger
+	metrics   *metrics
+	auth      *Authenticator
+	cors      cors
+	cop       *http.CrossOriginProtection
+	ids       *requestIDs
+	now       func() time.Time
+	s3Timeout time.Duration
+}
+
+// New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured.
+func New(ctx context.Context, o Options) (*Server, error) {
+	var errs []error
+	if o.Bucket == "" {
+		errs = append(errs, errors.New("bucket is required"))
+	}
+	if o.Queries == nil || o.S3 == nil || o.Presign == nil {
+		errs = append(errs, errors.New("queries, S3 and presign clients are required"))
+	}
+	if o.Log == nil || o.Registerer == nil {
+		errs = append(errs, errors.New("logger and registerer are required"))
+	}
+	if o.API.PresignExpiry <= 0 || o.API.MaxPresignExpiry < o.API.PresignExpiry || o.API.MaxPresignExpiry > maxPresignExpiry {
+		errs = append(errs, fmt.Errorf("presign expiry %s / max %s are inconsistent", o.API.PresignExpiry, o.API.MaxPresignExpiry))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	signer, err := NewSigner(o.Presign.Options())
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+	auth, err := NewAuthenticator(ctx, o.API, o.Log)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s := &Server{
+		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
+		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
+		aborts: o.Aborts, log: o.Log, metrics: m, auth: auth, cors: newCORS(o.API.CORSOrigins),
+		cop: http.NewCrossOriginProtection(), ids: newRequestIDs(), now: o.Now,
+		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
+	}
+	if s.policy == nil {
+		s.policy = pipeline.DefaultPolicy()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for o := range s.cors.origins {
+		if err := s.cop.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("api: INTAKE_API_CORS_ORIGINS: %w", err)
+		}
+	}
+	if o.API.InsecureDevAuth {
+		o.Log.Warn("INSECURE DEV AUTH is on: API requests without credentials are accepted as owner 'dev'. Never run this outside a developer's machine.",
+			"env", "INTAKE_API_INSECURE_DEV_AUTH")
+	}
+	return s, nil
+}
+
+// route is one registered endpoint.
+type route struct {
+	pattern string // "METHOD /path" (net/http ServeMux syntax)
+	fam     family
+	h       handlerFunc
+}
+
+// routes lists every endpoint. The OpenAPI test checks that the /v1 ones match openapi.json.
+func (s *Server) routes() []route {
+	return []route{
+		{"POST /v1/uploads", familyV1, s.createUpload},
+		{"POST /v1/uploads/{id}/parts", familyV1, s.presignParts},
+		{"GET /v1/uploads/{id}/parts", familyV1, s.listParts},
+		{"POST /v1/uploads/{id}/complete", familyV1, s.completeUpload},
+		{"DELETE /v1/uploads/{id}", familyV1, s.abortUpload},
+		{"GET /v1/objects", familyV1, s.listObjects},
+		{"GET /v1/objects/{id}", familyV1, s.getObject},
+		{"GET /v1/objects/{id}/download", familyV1, s.downloadObject},
+
+		{"GET /s3/params", familyUppy, s.uppyParams},
+		{"POST /s3/multipart", familyUppy, s.uppyCreateMultipart},
+		{"GET /s3/multipart/{uploadId}", familyUppy, s.uppyListParts},
+		{"GET /s3/multipart/{uploadId}/batch", familyUppy, s.uppyBatchSign},
+		{"GET /s3/multipart/{uploadId}/{partNumber}", familyUppy, s.uppySignPart},
+		{"POST /s3/multipart/{uploadId}/complete", familyUppy, s.uppyComplete},
+		{"DELETE /s3/multipart/{uploadId}", familyUppy, s.uppyAbort},
+
+		{"GET /openapi.json", familyPublic, serveOpenAPI},
+	}
+}
+
+// Register adds the API's routes, and a CORS preflight (OPTIONS) handler for each of their paths, to
+// mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	paths := map[string]bool{}
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.wrap(rt.pattern, rt.fam, rt.h))
+		_, path, _ := strings.Cut(rt.pattern, " ")
+		if !paths[path] {
+			paths[path] = true
+			mux.HandleFunc("OPTIONS "+path, s.preflight)
+		}
+	}
+}
+
+// Handler returns a mux serving only the API (tests and benchmarks).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.Register(mux)
+	return mux
+}

@@ -1,0 +1,781 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+)
+
+const (
+	aliceKey  = "alice-key-0123456789"
+	bobKey    = "bob-key-0123456789ab"
+	jwtSecret = "a-test-secret-that-is-32-bytes-long!"
+	maxPolicy = 20 << 20
+)
+
+// testBundle is one API server on a fresh schema and bucket.
+type testBundle struct {
+	srv      *httptest.Server
+	api      *Server
+	st       *store.Store
+	s3       *s3.Client
+	bucket   string
+	registry *prometheus.Registry
+	aborts   *recordingAborts
+}
+
+// recordingAborts records ScheduleAbort calls (it is the API's own interface, not a fake service).
+type recordingAborts struct {
+	calls chan string
+}
+
+func (r *recordingAborts) ScheduleAbort(_ context.Context, bucket, key, uploadID string, deadline time.Time) error {
+	r.calls <- bucket + "|" + key + "|" + uploadID + "|" + deadline.UTC().Format(time.RFC3339)
+	return nil
+}
+
+type setupOpts struct {
+	api    func(*config.API)
+	policy *pipeline.Policy
+}
+
+func testAPIConfig() config.API {
+	return config.API{
+		JWTSecret: jwtSecret, JWTIssuer: "https://issuer.test", JWTAudience: "intake",
+		Keys:          aliceKey + "=alice," + bobKey + "=bob",
+		CORSOrigins:   "https://app.example.com",
+		PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads",
+		AuthCookie: "intake_token", S3Timeout: 10 * time.Second,
+	}
+}
+
+func testPolicy() *pipeline.Policy {
+	p := &pipeline.Policy{Rules: []pipeline.Rule{{Prefix: "", MaxSize: maxPolicy, AllowedTypes: []string{"text/*", "image/*", "application/octet-stream"}}}}
+	if err := p.Validate(); err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func setup(t *testing.T, opts ...setupOpts) *testBundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the local stack (PostgreSQL, MinIO)")
+	}
+	var o setupOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	cfg := testAPIConfig()
+	if o.api != nil {
+		o.api(&cfg)
+	}
+	pol := o.policy
+	if pol == nil {
+		pol = testPolicy()
+	}
+	st := testkit.DB(t)
+	s3c := testkit.S3()
+	bucket := testkit.Bucket(t, s3c)
+	reg := prometheus.NewRegistry()
+	aborts := &recordingAborts{calls: make(chan string, 16)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	srv, err := New(ctx, Options{
+		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: st.Q, S3: s3c,
+		Presign: objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()), Aborts: aborts,
+		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg,
+	})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &testBundle{srv: hs, api: srv, st: st, s3: s3c, bucket: bucket, registry: reg, aborts: aborts}
+}
+
+// call sends a request to the API with the given credentials ("" for none) and returns the status,
+// headers and decoded JSON body (nil when the body is empty).
+func (b *testBundle) call(t *testing.T, method, path, key string, body any) (int, http.Header, map[string]any) {
+	t.Helper()
+	status, h, raw := b.raw(t, method, path, key, body)
+	var out map[string]any
+	if len(raw) > 0 && raw[0] == '{' {
+		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
+	}
+	return status, h, out
+}
+
+func (b *testBundle) raw(t *testing.T, method, path, key string, body any) (int, http.Header, []byte) {
+	t.Helper()
+	var rd io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(v)
+	case []byte:
+		rd = bytes.NewReader(v)
+	default:
+		raw, err := json.Marshal(v)
+		require.NoError(t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, b.srv.URL+path, rd)
+	require.NoError(t, err)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header, raw
+}
+
+func (b *testBundle) head(t *testing.T, key string) *s3.HeadObjectOutput {
+	t.Helper()
+	out, err := b.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err, "head %s", key)
+	return out
+}
+
+func (b *testBundle) get(t *testing.T, key string) []byte {
+	t.Helper()
+	out, err := b.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+	defer out.Body.Close()
+	raw, err := io.ReadAll(out.Body)
+	require.NoError(t, err)
+	return raw
+}
+
+func headers(m map[string]any) map[string]string {
+	out := map[string]string{}
+	h, _ := m["headers"].(map[string]any)
+	for k, v := range h {
+		if !strings.EqualFold(k, "Content-Length") {
+			out[k] = v.(string)
+		}
+	}
+	return out
+}
+
+func TestPresignedPut(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := []byte("hello, intake — a presigned PUT")
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "greeting.txt", "content_type": "text/plain; charset=utf-8", "size": len(body),
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	require.Equal(t, "put", resp["method"])
+	key := resp["key"].(string)
+	require.Regexp(t, `^uploads/alice/[0-9a-f-]{36}/greeting\.txt$`, key)
+	require.Equal(t, strings.Split(key, "/")[2], resp["id"], "the key's uuid is the upload id")
+	h := headers(resp)
+	require.Equal(t, "text/plain; charset=utf-8", h["Content-Type"])
+
+	u := resp["url"].(string)
+	cases := []struct {
+		name string
+		ct   string
+		body []byte
+		want int
+	}{
+		{"wrong content type", "text/html", body, http.StatusForbidden},
+		{"longer body", h["Content-Type"], append(bytes.Clone(body), '!'), http.StatusForbidden},
+		{"shorter body", h["Content-Type"], body[:len(body)-1], http.StatusForbidden},
+		{"right type and length", h["Content-Type"], body, http.StatusOK},
+	}
+	for _, c := range cases {
+		status, _ := do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct})
+		require.Equal(t, c.want, status, c.name)
+	}
+	head := b.head(t, key)
+	require.Equal(t, int64(len(body)), aws.ToInt64(head.ContentLength))
+	require.Equal(t, "text/plain; charset=utf-8", aws.ToString(head.ContentType))
+
+	// The intent row records what was declared.
+	var owner, method, ct, st string
+	var size int64
+	var declared bool
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(),
+		"SELECT owner, method, content_type, size, size_declared, status FROM uploads WHERE key = $1", key).
+		Scan(&owner, &method, &ct, &size, &declared, &st))
+	require.Equal(t, []any{"alice", "put", "text/plain; charset=utf-8", int64(len(body)), true, "pending"}, []any{owner, method, ct, size, declared, st})
+}
+
+func TestPresignedPutChecksum(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := []byte("checksummed content")
+	sum := sha256.Sum256(body)
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "c.bin", "content_type": "application/octet-stream", "size": len(body), "sha256": hex.EncodeToString(sum[:]),
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	h := headers(resp)
+	require.NotEmpty(t, h["x-amz-checksum-sha256"])
+	u := resp["url"].(string)
+	other := bytes.ToUpper(body) // same length, different content
+	status, _ = do(t, http.MethodPut, u, other, h)
+	require.Equal(t, http.StatusBadRequest, status, "content that does not match the signed checksum")
+	noChecksum := map[string]string{"Content-Type": h["Content-Type"]}
+	status, _ = do(t, http.MethodPut, u, body, noChecksum)
+	require.Contains(t, []int{http.StatusBadRequest, http.StatusForbidden}, status, "the checksum header is signed")
+	status, _ = do(t, http.MethodPut, u, body, h)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, body, b.get(t, resp["key"].(string)))
+	var stored []byte
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT sha256 FROM uploads WHERE key = $1", resp["key"]).Scan(&stored))
+	require.Equal(t, sum[:], stored)
+}
+
+// postForm posts content with the POST policy's fields (the file last, as S3 requires).
+func postForm(t *testing.T, url string, fields map[string]any, content []byte, override map[string]string) int {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		val := v.(string)
+		if o, ok := override[k]; ok {
+			val = o
+		}
+		require.NoError(t, mw.WriteField(k, val))
+	}
+	fw, err := mw.CreateFormFile("file", "upload")
+	require.NoError(t, err)
+	_, _ = fw.Write(content)
+	require.NoError(t, mw.Close())
+	resp, err := http.Post(url, mw.FormDataContentType(), &buf)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Logf("POST policy upload: %d %s", resp.StatusCode, raw)
+	}
+	return resp.StatusCode
+}
+
+func TestPresignedPost(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := []byte("posted through a policy")
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "form.txt", "content_type": "text/plain", "size": len(body), "method": "post", "expires_in": 120,
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	require.Equal(t, "post", resp["method"])
+	fields := resp["fields"].(map[string]any)
+	require.Equal(t, "text/plain", fields["Content-Type"])
+	require.Equal(t, resp["key"], fields["key"])
+	u := resp["url"].(string)
+
+	require.Equal(t, http.StatusBadRequest, postForm(t, u, fields, append(bytes.Clone(body), "more"...), nil), "over content-length-range")
+	require.Equal(t, http.StatusBadRequest, postForm(t, u, fields, body[:3], nil), "under content-length-range")
+	require.Equal(t, http.StatusForbidden, postForm(t, u, fields, body, map[string]string{"Content-Type": "text/html"}), "other content type")
+	require.Equal(t, http.StatusForbidden, postForm(t, u, fields, body, map[string]string{"key": "uploads/alice/elsewhere.txt"}), "other key")
+	require.Equal(t, http.StatusNoContent, postForm(t, u, fields, body, nil))
+	require.Equal(t, body, b.get(t, resp["key"].(string)))
+	require.Equal(t, "text/plain", aws.ToString(b.head(t, resp["key"].(string)).ContentType))
+}
+
+func TestMultipartThroughAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const partSize = 5 << 20
+	content := make([]byte, 2*partSize+123)
+	for i := range content {
+		content[i] = byte(i * 7 % 251)
+	}
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "big.bin", "content_type": "application/octet-stream", "size": len(content), "method": "multipart",
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	id, key, uploadID := resp["id"].(string), resp["key"].(string), resp["upload_id"].(string)
+	require.NotEmpty(t, uploadID)
+	require.Empty(t, resp["url"])
+	select {
+	case call := <-b.aborts.calls:
+		require.True(t, strings.HasPrefix(call, b.bucket+"|"+key+"|"+uploadID+"|"), call)
+		require.Contains(t, call, resp["expires_at"].(string)[:16])
+	case <-time.After(5 * time.Second):
+		t.Fatal("the abort was not scheduled")
+	}
+
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+id+"/parts", aliceKey, map[string]any{"part_numbers": []int{1, 2, 3}})
+	require.Equal(t, http.StatusOK, status, resp)
+	parts := resp["parts"].([]any)
+	require.Len(t, parts, 3)
+	var done []map[string]any
+	for i, p := range parts {
+		pm := p.(map[string]any)
+		n := int(pm["part_number"].(float64))
+		require.Equal(t, i+1, n)
+		chunk := content[(n-1)*partSize : min(n*partSize, len(content))]
+		req, err := http.NewRequest(http.MethodPut, pm["url"].(string), bytes.NewReader(chunk))
+		require.NoError(t, err)
+		r, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = r.Body.Close()
+		require.Equal(t, http.StatusOK, r.StatusCode)
+		done = append(done, map[string]any{"part_number": n, "etag": r.Header.Get("ETag")})
+	}
+	status, _, resp = b.call(t, "GET", "/v1/uploads/"+id+"/parts", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	listed := resp["parts"].([]any)
+	require.Len(t, listed, 3)
+	require.Equal(t, float64(partSize), listed[0].(map[string]any)["size"])
+
+	// Out of order is fine (the API sorts); duplicates are not.
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+id+"/complete", aliceKey, map[string]any{"parts": []any{done[0], done[0]}})
+	require.Equal(t, http.StatusBadRequest, status, resp)
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+id+"/complete", aliceKey, map[string]any{"parts": []any{done[2], done[0], done[1]}})
+	require.Equal(t, http.StatusOK, status, resp)
+	require.Equal(t, key, resp["key"])
+	got := b.get(t, key)
+	require.Equal(t, len(content), len(got))
+	require.Equal(t, sha256.Sum256(content), sha256.Sum256(got))
+	require.Equal(t, "application/octet-stream", aws.ToString(b.head(t, key).ContentType))
+
+	var st string
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT status FROM uploads WHERE id = $1", id).Scan(&st))
+	require.Equal(t, "completed", st)
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+id+"/parts", aliceKey, map[string]any{"part_numbers": []int{4}})
+	require.Equal(t, http.StatusConflict, status, resp)
+	require.Equal(t, ProblemBase+"upload-not-pending", resp["type"])
+}
+
+func TestMultipartAbort(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "gone.bin", "content_type": "application/octet-stream", "size": 6 << 20, "method": "multipart",
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	id, uploadID := resp["id"].(string), resp["upload_id"].(string)
+	status, _, _ = b.call(t, "DELETE", "/v1/uploads/"+id, bobKey, nil)
+	require.Equal(t, http.StatusNotFound, status)
+	status, _, resp = b.call(t, "DELETE", "/v1/uploads/"+id, aliceKey, nil)
+	require.Equal(t, http.StatusNoContent, status, resp)
+	_, err := b.s3.ListParts(context.Background(), &s3.ListPartsInput{Bucket: aws.String(b.bucket), Key: aws.String(resp0(t, b, id)), UploadId: aws.String(uploadID)})
+	require.True(t, objstore.IsNotFound(err), "the S3 upload is gone: %v", err)
+	var st, reason, outcome string
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT status FROM uploads WHERE id = $1", id).Scan(&st))
+	require.Equal(t, "aborted", st)
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT reason, outcome FROM multipart_aborts WHERE upload_id = $1", uploadID).Scan(&reason, &outcome))
+	require.Equal(t, []string{"api", "aborted"}, []string{reason, outcome})
+	status, _, resp = b.call(t, "DELETE", "/v1/uploads/"+id, aliceKey, nil)
+	require.Equal(t, http.StatusConflict, status, resp)
+}
+
+func resp0(t *testing.T, b *testBundle, id string) string {
+	t.Helper()
+	var key string
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT key FROM uploads WHERE id = $1", id).Scan(&key))
+	return key
+}
+
+// insertObject writes an objects row as the consumer would.
+func insertObject(t *testing.T, b *testBundle, owner, key, status string, createdAt time.Time) string {
+	t.Helper()
+	var id string
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(),
+		`INSERT INTO objects (bucket, key, size, content_type, owner, status, reason, created_at, sha256)
+		 VALUES ($1, $2, 5, 'text/plain', $3, $4, CASE WHEN $4 = 'rejected' THEN 'too_large' END, $5, $6) RETURNING id::text`,
+		b.bucket, key, owner, status, createdAt, bytes.Repeat([]byte{0xab}, 32)).Scan(&id))
+	return id
+}
+
+func TestObjects(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var aliceIDs []string
+	for i := range 5 {
+		aliceIDs = append(aliceIDs, insertObject(t, b, "alice", "uploads/alice/x/"+string(rune('a'+i)), "valid", base.Add(time.Duration(i)*time.Minute)))
+	}
+	// Two rows with the same created_at: the id breaks the tie.
+	aliceIDs = append(aliceIDs, insertObject(t, b, "alice", "uploads/alice/x/tie", "valid", base.Add(4*time.Minute)))
+	rejected := insertObject(t, b, "alice", "uploads/alice/x/bad", "rejected", base.Add(-time.Hour))
+	bobs := insertObject(t, b, "bob", "uploads/bob/x/b", "valid", base)
+
+	var seen []string
+	cursor := ""
+	for range 10 {
+		path := "/v1/objects?limit=3"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		status, _, resp := b.call(t, "GET", path, aliceKey, nil)
+		require.Equal(t, http.StatusOK, status, resp)
+		for _, o := range resp["objects"].([]any) {
+			om := o.(map[string]any)
+			require.NotEqual(t, bobs, om["id"])
+			seen = append(seen, om["id"].(string))
+		}
+		next, _ := resp["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	require.Len(t, seen, 7, "every alice object exactly once")
+	require.ElementsMatch(t, append(aliceIDs, rejected), seen)
+	require.Equal(t, rejected, seen[len(seen)-1], "newest first")
+
+	status, _, resp := b.call(t, "GET", "/v1/objects/"+aliceIDs[0], aliceKey, nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, strings.Repeat("ab", 32), resp["sha256"])
+	require.Equal(t, "valid", resp["status"])
+
+	// Download: the object must exist in S3 for the URL to be useful.
+	_, err := b.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String("uploads/alice/x/a"), Body: strings.NewReader("hello")})
+	require.NoError(t, err)
+	status, _, resp = b.call(t, "GET", "/v1/objects/"+aliceIDs[0]+"/download?expires_in=60", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	code, got := do(t, http.MethodGet, resp["url"].(string), nil, nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "hello", string(got))
+
+	status, _, resp = b.call(t, "GET", "/v1/objects/"+rejected+"/download", aliceKey, nil)
+	require.Equal(t, http.StatusConflict, status)
+	require.Equal(t, ProblemBase+"object-not-valid", resp["type"])
+}
+
+func TestOtherOwnerGetsNotFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, _, mp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "m.bin", "content_type": "image/png", "size": 6 << 20, "method": "multipart"})
+	_, _, put := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "p.png", "content_type": "image/png", "size": 10})
+	obj := insertObject(t, b, "alice", "uploads/alice/o/v", "valid", time.Now())
+	mpID, putID := mp["id"].(string), put["id"].(string)
+	q := "?key=" + mp["key"].(string)
+	uid := mp["upload_id"].(string)
+	routes := []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/uploads/" + mpID + "/parts", map[string]any{"part_numbers": []int{1}}},
+		{"GET", "/v1/uploads/" + mpID + "/parts", nil},
+		{"POST", "/v1/uploads/" + mpID + "/complete", map[string]any{"parts": []any{map[string]any{"part_number": 1, "etag": "x"}}}},
+		{"DELETE", "/v1/uploads/" + mpID, nil},
+		{"DELETE", "/v1/uploads/" + putID, nil},
+		{"GET", "/v1/objects/" + obj, nil},
+		{"GET", "/v1/objects/" + obj + "/download", nil},
+		{"GET", "/s3/multipart/" + uid + q, nil},
+		{"GET", "/s3/multipart/" + uid + "/1" + q, nil},
+		{"GET", "/s3/multipart/" + uid + "/batch" + q + "&partNumbers=1,2", nil},
+		{"POST", "/s3/multipart/" + uid + "/complete" + q, map[string]any{"parts": []any{map[string]any{"PartNumber": 1, "ETag": "x"}}}},
+		{"DELETE", "/s3/multipart/" + uid + q, nil},
+		// Bob naming his own prefix with Alice's upload id is no better.
+		{"GET", "/s3/multipart/" + uid + "?key=uploads/bob/" + mpID + "/m.bin", nil},
+	}
+	for _, r := range routes {
+		status, _, resp := b.call(t, r.method, r.path, bobKey, r.body)
+		require.Equal(t, http.StatusNotFound, status, "%s %s: %v", r.method, r.path, resp)
+	}
+	status, _, resp := b.call(t, "GET", "/v1/objects", bobKey, nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Empty(t, resp["objects"])
+	// Alice's upload is untouched.
+	status, _, resp = b.call(t, "GET", "/v1/uploads/"+mpID+"/parts", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+}
+
+func TestValidationProblems(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ok := func(mod func(m map[string]any)) map[string]any {
+		m := map[string]any{"filename": "a.txt", "content_type": "text/plain", "size": 10}
+		if mod != nil {
+			mod(m)
+		}
+		return m
+	}
+	cases := []struct {
+		name   string
+		key    string
+		body   any
+		status int
+		typ    string
+	}{
+		{"no credentials", "", ok(nil), 401, "unauthorized"},
+		{"unknown API key", "not-a-key-0123456789", ok(nil), 401, "unauthorized"},
+		{"path traversal", aliceKey, ok(func(m map[string]any) { m["filename"] = "../../etc/passwd" }), 400, "invalid-filename"},
+		{"dot dot", aliceKey, ok(func(m map[string]any) { m["filename"] = ".." }), 400, "invalid-filename"},
+		{"backslash", aliceKey, ok(func(m map[string]any) { m["filename"] = `..\x.txt` }), 400, "invalid-filename"},
+		{"control character", aliceKey, ok(func(m map[string]any) { m["filename"] = "a\x00b.txt" }), 400, "invalid-filename"},
+		{"newline", aliceKey, ok(func(m map[string]any) { m["filename"] = "a\nb.txt" }), 400, "invalid-filename"},
+		{"bidi override", aliceKey, ok(func(m map[string]any) { m["filename"] = "gpj.\u202eexe" }), 400, "invalid-filename"},
+		{"name over 255 bytes", aliceKey, ok(func(m map[string]any) { m["filename"] = strings.Repeat("é", 128) }), 400, "invalid-filename"},
+		{"empty name", aliceKey, ok(func(m map[string]any) { m["filename"] = "" }), 400, "invalid-filename"},
+		{"size over policy", aliceKey, ok(func(m map[string]any) { m["size"] = maxPolicy + 1 }), 422, "too-large"},
+		{"negative size", aliceKey, ok(func(m map[string]any) { m["size"] = -1 }), 400, "invalid-size"},
+		{"missing size", aliceKey, ok(func(m map[string]any) { delete(m, "size") }), 400, "invalid-size"},
+		{"type not allowed", aliceKey, ok(func(m map[string]any) { m["content_type"] = "application/x-msdownload" }), 422, "type-not-allowed"},
+		{"malformed type", aliceKey, ok(func(m map[string]any) { m["content_type"] = "text" }), 400, "invalid-content-type"},
+		{"type with CRLF", aliceKey, ok(func(m map[string]any) { m["content_type"] = "text/plain\r\nX-Evil: 1" }), 400, "invalid-content-type"},
+		{"expiry over the cap", aliceKey, ok(func(m map[string]any) { m["expires_in"] = 3601 }), 400, "expiry-too-long"},
+		{"negative expiry", aliceKey, ok(func(m map[string]any) { m["expires_in"] = -5 }), 400, "invalid-expiry"},
+		{"bad sha256", aliceKey, ok(func(m map[string]any) { m["sha256"] = "zz" }), 400, "invalid-sha256"},
+		{"bad method", aliceKey, ok(func(m map[string]any) { m["method"] = "patch" }), 400, "invalid-method"},
+		{"malformed JSON", aliceKey, `{"filename": "a.txt",`, 400, "invalid-json"},
+		{"wrong JSON type", aliceKey, `{"filename": 5}`, 400, "invalid-json"},
+		{"two JSON values", aliceKey, `{"filename":"a","content_type":"text/plain","size":1} {}`, 400, "invalid-json"},
+		{"unknown field", aliceKey, ok(func(m map[string]any) { m["owner"] = "bob" }), 400, "unknown-field"},
+		{"body over 64 KiB", aliceKey, ok(func(m map[string]any) { m["filename"] = strings.Repeat("a", 70<<10) }), 413, "request-too-large"},
+	}
+	for _, c := range cases {
+		status, h, resp := b.call(t, "POST", "/v1/uploads", c.key, c.body)
+		require.Equal(t, c.status, status, "%s: %v", c.name, resp)
+		require.Equal(t, ProblemBase+c.typ, resp["type"], c.name)
+		require.Equal(t, float64(c.status), resp["status"], c.name)
+		require.True(t, strings.HasPrefix(h.Get("Content-Type"), "application/problem+json"), c.name)
+		require.Equal(t, "urn:request:"+h.Get("X-Request-Id"), resp["instance"], c.name)
+	}
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM uploads").Scan(&n))
+	require.Zero(t, n, "no refused request left an intent")
+
+	other := []struct {
+		name, method, path string
+		status             int
+		typ                string
+	}{
+		{"bad cursor", "GET", "/v1/objects?cursor=nope", 400, "invalid-cursor"},
+		{"limit zero", "GET", "/v1/objects?limit=0", 400, "invalid-limit"},
+		{"limit too big", "GET", "/v1/objects?limit=100000", 400, "invalid-limit"},
+		{"not a uuid", "GET", "/v1/objects/12", 404, "not-found"},
+		{"unknown upload", "GET", "/v1/uploads/" + uuid.NewString() + "/parts", 404, "not-found"},
+		{"download expiry over the cap", "GET", "/v1/objects/" + uuid.NewString() + "/download?expires_in=999999", 400, "expiry-too-long"},
+	}
+	for _, c := range other {
+		status, _, resp := b.call(t, c.method, c.path, aliceKey, nil)
+		require.Equal(t, c.status, status, "%s: %v", c.name, resp)
+		require.Equal(t, ProblemBase+c.typ, resp["type"], c.name)
+	}
+
+	// Part numbers out of range on a real multipart upload.
+	_, _, mp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "m", "content_type": "image/png", "size": 6 << 20, "method": "multipart"})
+	for _, nums := range [][]int{{}, {0}, {10001}, {1, 1}} {
+		status, _, resp := b.call(t, "POST", "/v1/uploads/"+mp["id"].(string)+"/parts", aliceKey, map[string]any{"part_numbers": nums})
+		require.Equal(t, 400, status, "%v: %v", nums, resp)
+		require.Equal(t, ProblemBase+"invalid-parts", resp["type"])
+	}
+	// Parts of a single-request upload.
+	_, _, put := b.call(t, "POST", "/v1/uploads", aliceKey, ok(nil))
+	status, _, resp := b.call(t, "POST", "/v1/uploads/"+put["id"].(string)+"/parts", aliceKey, map[string]any{"part_numbers": []int{1}})
+	require.Equal(t, 409, status)
+	require.Equal(t, ProblemBase+"not-multipart", resp["type"])
+}
+
+func TestFilenameIsSanitizedInKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "  my <report> #1?.txt ", "content_type": "TEXT/Plain", "size": 1})
+	require.Equal(t, http.StatusCreated, status, resp)
+	require.True(t, strings.HasSuffix(resp["key"].(string), "/my _report_ _1_.txt"), resp["key"])
+	require.Equal(t, "text/plain", headers(resp)["Content-Type"])
+}
+
+func signJWT(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	require.NoError(t, err)
+	return s
+}
+
+func TestJWTAuth(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now()
+	good := jwt.MapClaims{"sub": "carol", "iss": "https://issuer.test", "aud": "intake", "exp": now.Add(time.Minute).Unix()}
+	with := func(k string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for a, b := range good {
+			c[a] = b
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	cases := []struct {
+		name  string
+		token string
+		want  int
+	}{
+		{"valid", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", good), 201},
+		{"wrong secret", signJWT(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), "", good), 401},
+		{"wrong audience", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", with("aud", "other")), 401},
+		{"wrong issuer", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", with("iss", "https://evil.test")), 401},
+		{"expired", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", with("exp", now.Add(-time.Hour).Unix())), 401},
+		{"no expiry", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", with("exp", nil)), 401},
+		{"subject with slash", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", with("sub", "a/b")), 401},
+		{"no subject", signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", with("sub", nil)), 401},
+		{"alg none", signJWT(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", good), 401},
+		{"garbage", "not.a.jwt", 401},
+	}
+	for _, c := range cases {
+		req, err := http.NewRequest("POST", b.srv.URL+"/v1/uploads", strings.NewReader(`{"filename":"j.txt","content_type":"text/plain","size":3}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		_ = resp.Body.Close()
+		require.Equal(t, c.want, resp.StatusCode, "%s: %v", c.name, body)
+		if c.want == 201 {
+			require.True(t, strings.HasPrefix(body["key"].(string), "uploads/carol/"), body["key"])
+		}
+	}
+	// API keys work as bearer tokens too.
+	req, _ := http.NewRequest("GET", b.srv.URL+"/v1/objects", nil)
+	req.Header.Set("Authorization", "Bearer "+bobKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+}
+
+func TestCORSAndRequestID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pre := func(origin string) *http.Response {
+		req, _ := http.NewRequest("OPTIONS", b.srv.URL+"/s3/multipart/abc/complete", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type,authorization")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp
+	}
+	resp := pre("https://app.example.com")
+	require.Equal(t, 204, resp.StatusCode)
+	require.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Contains(t, resp.Header.Get("Access-Control-Allow-Methods"), "POST")
+	require.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization")
+	resp = pre("https://evil.example.com")
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+
+	req, _ := http.NewRequest("GET", b.srv.URL+"/v1/objects", nil)
+	req.Header.Set("Origin", "https://app.example.com")
+	req.Header.Set("X-API-Key", aliceKey)
+	req.Header.Set("X-Request-Id", "client-chosen-42")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, "client-chosen-42", resp.Header.Get("X-Request-Id"))
+	require.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "ETag")
+
+	req.Header.Set("X-Request-Id", "bad id\twith tab")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.NotEqual(t, "bad id\twith tab", resp.Header.Get("X-Request-Id"))
+	require.NotEmpty(t, resp.Header.Get("X-Request-Id"))
+
+	// Metrics carry the route pattern and code.
+	mfs, err := b.registry.Gather()
+	require.NoError(t, err)
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "intake_http_requests_total" {
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["route"] == "GET /v1/objects" && labels["code"] == "200" && m.GetCounter().GetValue() == 2 {
+					found = true
+				}
+			}
+		}
+	}
+	require.True(t, found, "intake_http_requests_total{route=\"GET /v1/objects\",code=\"200\"} == 2")
+}
+
+func TestCookieAuthCrossOrigin(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tok := signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", jwt.MapClaims{"sub": "dana", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(time.Minute).Unix()})
+	send := func(site, origin string) int {
+		req, _ := http.NewRequest("POST", b.srv.URL+"/s3/multipart", strings.NewReader(`{"filename":"c.bin","type":"image/png","metadata":{}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.AddCookie(&http.Cookie{Name: "intake_token", Value: tok})
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, 200, send("same-origin", ""), "same-origin browser request")
+	require.Equal(t, 200, send("", ""), "non-browser client")
+	require.Equal(t, 200, send("cross-site", "https://app.example.com"), "trusted origin")
+	require.Equal(t, 403, send("cross-site", "https://evil.example.com"), "CSRF from another site")
+}
+
+func TestDevAuth(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{api: func(c *config.API) { *c = testAPIConfig(); c.JWTSecret, c.Keys, c.InsecureDevAuth = "", "", true }})
+	status, _, resp := b.call(t, "POST", "/v1/uploads", "", map[string]any{"filename": "d.txt", "content_type": "text/plain", "size": 1})
+	require.Equal(t, http.StatusCreated, status, resp)
+	require.True(t, strings.HasPrefix(resp["key"].(string), "uploads/dev/"))
+}
+
+func TestNewRefusesNoAuth(t *testing.T) {
+	t.Parallel()
+	cfg := testAPIConfig()
+	cfg.JWTSecret, cfg.Keys = "", ""
+	_, err := NewAuthenticator(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.Error(t, err)
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(loadgenEnv) != "" {
+		os.Exit(runLoadgenChild())
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,280 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/telemetry"
+)
+
+// metrics are the API's Prometheus series.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	presigns *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "http_requests_total",
+			Help: "API requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: telemetry.Namespace, Name: "http_request_duration_seconds",
+			Help:    "API request latency by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"route"}),
+		presigns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "presigns_total",
+			Help: "Presigned requests handed out, by method (put, post, multipart, part, get).",
+		}, []string{"method"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// requestID returns the request id stored in ctx by the middleware.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// requestIDs hands out process-unique request ids: a random prefix and a counter.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+}
+
+// validRequestID accepts a client's X-Request-Id when it is short printable ASCII.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= 0x20 || id[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWriter records the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// cors decides which browser origins may call the API.
+type cors struct {
+	any     bool
+	origins map[string]bool
+}
+
+func newCORS(list string) cors {
+	c := cors{origins: map[string]bool{}}
+	for o := range strings.SplitSeq(list, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		switch o {
+		case "":
+		case "*":
+			c.any = true
+		default:
+			c.origins[strings.ToLower(o)] = true
+		}
+	}
+	return c
+}
+
+func (c cors) allowed(origin string) (ok, listed bool) {
+	if c.origins[strings.ToLower(origin)] {
+		return true, true
+	}
+	return c.any, false
+}
+
+// exposedHeaders are readable by browser scripts on cross-origin responses.
+const exposedHeaders = "ETag, Location, X-Request-Id"
+
+// setCORS adds the CORS response headers for an allowed Origin.
+func (c cors) setCORS(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	ok, listed := c.allowed(origin)
+	if !ok {
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", exposedHeaders)
+	if listed {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+}
+
+// preflight answers CORS preflight requests (OPTIONS with Access-Control-Request-Method).
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
+	s.cors.setCORS(w, r)
+	origin := r.Header.Get("Origin")
+	reqMethod := r.Header.Get("Access-Control-Request-Method")
+	if ok, _ := s.cors.allowed(origin); origin == "" || reqMethod == "" || !ok {
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	h := w.Header()
+	h.Add("Vary", "Access-Control-Request-Method")
+	h.Add("Vary", "Access-Control-Request-Headers")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key, X-Request-Id, Uppy-Versions")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handlerFunc is an API handler: it writes its response, or returns the problem to write.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, who principal) *Problem
+
+// family selects how errors are written: RFC 9457 for /v1, {"error": "..."} for Uppy's routes.
+type family int
+
+const (
+	familyV1 family = iota
+	familyUppy
+	familyPublic // no authentication (the OpenAPI document)
+)
+
+// wrap turns a handlerFunc into an http.Handler with request ids, CORS, authentication, panics
+// turned into 500s, metrics and logging.
+func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
+	requests := s.metrics.requests.MustCurryWith(prometheus.Labels{"route": route})
+	duration := s.metrics.duration.WithLabelValues(route)
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = s.ids.next()
+		}
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx = telemetry.WithAttrs(ctx, slog.String("request_id", id))
+		r = r.WithContext(ctx)
+		w := &statusWriter{ResponseWriter: rw}
+		w.Header().Set("X-Request-Id", id)
+		s.cors.setCORS(w, r)
+
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(ctx, "panic in API handler", "route", route, "panic", v)
+				if w.code == 0 {
+					s.fail(w, r, fam, problem(probInternal, "internal error"))
+				}
+			}
+			code := w.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			requests.WithLabelValues(strconv.Itoa(code)).Inc()
+			duration.Observe(elapsed.Seconds())
+			level := slog.LevelDebug
+			if code >= 500 {
+				level = slog.LevelError
+			}
+			if s.log.Enabled(ctx, level) {
+				s.log.Log(ctx, level, "api request", "method", r.Method, "route", route, "path", r.URL.Path,
+					"status", code, "duration", elapsed)
+			}
+		}()
+
+		var who principal
+		if fam != familyPublic {
+			var p *Problem
+			who, p = s.auth.authenticate(r)
+			if p == nil && who.cookie {
+				// Credentials that browsers attach by themselves: refuse cross-origin unsafe requests
+				// from origins that are not trusted (CSRF).
+				if err := s.cop.Check(r); err != nil {
+					p = problem(probForbidden, "cross-origin request refused: %v", err)
+				}
+			}
+			if p != nil {
+				s.fail(w, r, fam, p)
+				return
+			}
+		}
+		if p := h(w, r, who); p != nil {
+			s.fail(w, r, fam, p)
+		}
+	})
+}
+
+// fail writes a problem in the family's format.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, fam family, p *Problem) {
+	if p.Status >= 500 {
+		s.log.WarnContext(r.Context(), "api request failed", "type", p.Type, "detail", p.Detail)
+	}
+	if fam == familyUppy {
+		writeJSON(w, p.Status, map[string]string{"error": p.Detail, "type": p.Type})
+		return
+	}
+	writeProblem(w, r, p)
+}
+
+// internalProblem logs err and returns a 500 problem that does not leak it.
+func (s *Server) internalProblem(ctx context.Context, what string, err error) *Problem {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.log.WarnContext(ctx, what, "err", err)
+		return problem(probDBUnavailable, "%s: timed out", what)
+	}
+	s.log.ErrorContext(ctx, what, "err", err)
+	return problem(probInternal, "%s failed (request id %s)", what, requestID(ctx))
+}

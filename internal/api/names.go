@@ -1,0 +1,138 @@
+package api
+
+import (
+	"encoding/hex"
+	"mime"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// maxFilenameBytes is the longest file name accepted (most file systems' limit).
+const maxFilenameBytes = 255
+
+// maxOwnerBytes is the longest owner (token subject) accepted.
+const maxOwnerBytes = 128
+
+// sanitizeFilename checks a client's file name and returns the form used in object keys. Names that
+// try to escape their folder (separators, "." and ".."), control or invalid UTF-8 characters, and names
+// over 255 bytes are refused; characters S3 documents as troublesome in keys are replaced by "_".
+func sanitizeFilename(name string) (string, *Problem) {
+	switch {
+	case name == "":
+		return "", problem(probInvalidFilename, "filename is required")
+	case len(name) > maxFilenameBytes:
+		return "", problem(probInvalidFilename, "filename is %d bytes long; the limit is %d", len(name), maxFilenameBytes)
+	case !utf8.ValidString(name):
+		return "", problem(probInvalidFilename, "filename is not valid UTF-8")
+	case strings.ContainsAny(name, `/\`):
+		return "", problem(probInvalidFilename, "filename must not contain path separators")
+	case name == "." || name == "..":
+		return "", problem(probInvalidFilename, "filename %q is a path traversal", name)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError || unicode.Is(unicode.Cf, r) {
+			return "", problem(probInvalidFilename, "filename contains the control or format character %U", r)
+		}
+	}
+	if strings.TrimSpace(name) == "" {
+		return "", problem(probInvalidFilename, "filename is blank")
+	}
+	var b strings.Builder
+	b.Grow(len(name))
+	for _, r := range strings.TrimSpace(name) {
+		switch r {
+		case '{', '}', '^', '%', '`', '[', ']', '"', '<', '>', '~', '#', '|', '?', '*', ':':
+			b.WriteByte('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), nil
+}
+
+// validOwner reports whether a token subject or API key owner can be an owner segment of keys.
+func validOwner(owner string) bool {
+	if owner == "" || len(owner) > maxOwnerBytes || owner == "." || owner == ".." || !utf8.ValidString(owner) {
+		return false
+	}
+	for _, r := range owner {
+		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeContentType parses a Content-Type value and returns it in canonical form (lower-case
+// type/subtype, parameters re-encoded), so that what is signed is exactly what S3 will compare.
+func normalizeContentType(ct string) (string, *Problem) {
+	if ct == "" {
+		return "", problem(probInvalidType, "content_type is required")
+	}
+	if len(ct) > 255 {
+		return "", problem(probInvalidType, "content_type is longer than 255 bytes")
+	}
+	for i := 0; i < len(ct); i++ {
+		if ct[i] < 0x20 || ct[i] >= 0x7f {
+			return "", problem(probInvalidType, "content_type contains a control or non-ASCII byte")
+		}
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || !strings.Contains(mt, "/") || strings.HasSuffix(mt, "/") || strings.HasPrefix(mt, "/") || strings.Contains(mt, "*") {
+		return "", problem(probInvalidType, "content_type %q is not a type/subtype media type", ct)
+	}
+	out := mime.FormatMediaType(mt, params)
+	if out == "" {
+		return "", problem(probInvalidType, "content_type %q cannot be encoded", ct)
+	}
+	return out, nil
+}
+
+// parseSHA256 decodes a hex SHA-256 (64 hex digits, either case).
+func parseSHA256(s string) ([]byte, *Problem) {
+	if len(s) != 64 {
+		return nil, problem(probInvalidSHA256, "sha256 must be 64 hex digits, got %d characters", len(s))
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, problem(probInvalidSHA256, "sha256 is not hex: %v", err)
+	}
+	return b, nil
+}
+
+// objectKey builds the server-side key {prefix}/{owner}/{id}/{name}.
+func objectKey(prefix, owner string, id uuid.UUID, name string) string {
+	var b strings.Builder
+	prefix = strings.TrimRight(prefix, "/")
+	b.Grow(len(prefix) + len(owner) + len(name) + 39)
+	b.WriteString(prefix)
+	b.WriteByte('/')
+	b.WriteString(owner)
+	b.WriteByte('/')
+	var ub [36]byte
+	hexUUID(ub[:], id)
+	b.Write(ub[:])
+	b.WriteByte('/')
+	b.WriteString(name)
+	return b.String()
+}
+
+// ownerPrefix is the key prefix under which every key of owner lies.
+func ownerPrefix(prefix, owner string) string {
+	return strings.TrimRight(prefix, "/") + "/" + owner + "/"
+}
+
+func hexUUID(dst []byte, u uuid.UUID) {
+	hex.Encode(dst, u[:4])
+	dst[8] = '-'
+	hex.Encode(dst[9:13], u[4:6])
+	dst[13] = '-'
+	hex.Encode(dst[14:18], u[6:8])
+	dst[18] = '-'
+	hex.Encode(dst[19:23], u[8:10])
+	dst[23] = '-'
+	hex.Encode(dst[24:], u[10:])
+}

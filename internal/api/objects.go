@@ -1,0 +1,166 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// Page sizes of GET /v1/objects.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+// objectJSON is an object as the API shows it.
+type objectJSON struct {
+	ID          uuid.UUID  `json:"id"`
+	Bucket      string     `json:"bucket"`
+	Key         string     `json:"key"`
+	Status      string     `json:"status"`
+	Reason      *string    `json:"reason,omitempty"`
+	Size        *int64     `json:"size,omitempty"`
+	ContentType *string    `json:"content_type,omitempty"`
+	SniffedType *string    `json:"sniffed_type,omitempty"`
+	SHA256      string     `json:"sha256,omitempty"`
+	ETag        *string    `json:"etag,omitempty"`
+	VersionID   *string    `json:"version_id,omitempty"`
+	Width       *int32     `json:"width,omitempty"`
+	Height      *int32     `json:"height,omitempty"`
+	UploadID    *uuid.UUID `json:"upload_id,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+func toObjectJSON(o dbq.Object) objectJSON {
+	j := objectJSON{
+		ID: o.ID, Bucket: o.Bucket, Key: o.Key, Status: o.Status, Reason: o.Reason, Size: o.Size,
+		ContentType: o.ContentType, SniffedType: o.SniffedType, ETag: o.Etag, VersionID: o.VersionID,
+		Width: o.Width, Height: o.Height, UploadID: o.UploadID, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+	if o.Sha256 != nil {
+		j.SHA256 = hex.EncodeToString(o.Sha256)
+	}
+	return j
+}
+
+// encodeCursor makes the opaque cursor of a page's last row: (created_at, id).
+func encodeCursor(o dbq.Object) string {
+	var b [24]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(o.CreatedAt.UnixMicro()))
+	copy(b[8:], o.ID[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func decodeCursor(s string) (time.Time, uuid.UUID, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 24 {
+		return time.Time{}, uuid.UUID{}, false
+	}
+	id, err := uuid.FromBytes(b[8:])
+	if err != nil {
+		return time.Time{}, uuid.UUID{}, false
+	}
+	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC(), id, true
+}
+
+func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	q := r.URL.Query()
+	limit := defaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			return problem(probInvalidLimit, "limit must be an integer in 1..%d", maxPageSize)
+		}
+		limit = n
+	}
+	owner := who.owner
+	arg := dbq.APIListObjectsParams{Owner: &owner, MaxRows: int32(limit)}
+	if c := q.Get("cursor"); c != "" {
+		at, id, ok := decodeCursor(c)
+		if !ok {
+			return problem(probInvalidCursor, "cursor %q was not issued by this API", c)
+		}
+		arg.CursorCreatedAt, arg.CursorID = &at, &id
+	}
+	rows, err := s.q.APIListObjects(r.Context(), arg)
+	if err != nil {
+		return s.internalProblem(r.Context(), "list objects", err)
+	}
+	out := struct {
+		Objects    []objectJSON `json:"objects"`
+		NextCursor string       `json:"next_cursor,omitempty"`
+	}{Objects: make([]objectJSON, 0, len(rows))}
+	for _, o := range rows {
+		out.Objects = append(out.Objects, toObjectJSON(o))
+	}
+	if len(rows) == limit {
+		out.NextCursor = encodeCursor(rows[len(rows)-1])
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// ownedObject loads the caller's object from the {id} path value; another owner's is not found.
+func (s *Server) ownedObject(r *http.Request, owner string) (dbq.Object, *Problem) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return dbq.Object{}, problem(probNotFound, "no object %q", r.PathValue("id"))
+	}
+	o, err := s.q.APIGetObject(r.Context(), dbq.APIGetObjectParams{ID: id, Owner: &owner})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return dbq.Object{}, problem(probNotFound, "no object %s", id)
+	}
+	if err != nil {
+		return dbq.Object{}, s.internalProblem(r.Context(), "load object", err)
+	}
+	return o, nil
+}
+
+func (s *Server) getObject(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	o, p := s.ownedObject(r, who.owner)
+	if p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusOK, toObjectJSON(o))
+	return nil
+}
+
+func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	var secs *int64
+	if v := r.URL.Query().Get("expires_in"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return problem(probInvalidExpiry, "expires_in must be an integer number of seconds")
+		}
+		secs = &n
+	}
+	exp, p := s.expiry(secs)
+	if p != nil {
+		return p
+	}
+	o, p := s.ownedObject(r, who.owner)
+	if p != nil {
+		return p
+	}
+	if o.Status != "valid" {
+		return problem(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
+	}
+	now := s.now()
+	u, err := s.signer.Presign(r.Context(), presignInput{method: http.MethodGet, op: opGetObject, bucket: o.Bucket, key: o.Key, now: now, expires: exp, contentLength: -1})
+	if err != nil {
+		return s.internalProblem(r.Context(), "presign get", err)
+	}
+	s.metrics.presigns.WithLabelValues("get").Inc()
+	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	return nil
+}

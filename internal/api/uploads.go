@@ -1,0 +1,521 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// Upload methods.
+const (
+	MethodPut       = "put"
+	MethodPost      = "post"
+	MethodMultipart = "multipart"
+)
+
+// S3 size limits.
+const (
+	maxSinglePut    = 5 << 30 // PutObject / POST: 5 GiB
+	maxMultipart    = 5 << 40 // multipart object: 5 TiB
+	maxParts        = 10000   // parts of a multipart upload
+	maxPartsPerCall = 1000    // part URLs signed by one request
+)
+
+// createUploadRequest is the body of POST /v1/uploads.
+type createUploadRequest struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Size        *int64 `json:"size"`
+	// SHA256 is the hex SHA-256 of the content (64 hex digits).
+	SHA256    string `json:"sha256,omitempty"`
+	Method    string `json:"method,omitempty"`
+	ExpiresIn *int64 `json:"expires_in,omitempty"`
+}
+
+// uploadResponse describes an intent and how to upload.
+type uploadResponse struct {
+	ID       uuid.UUID         `json:"id"`
+	Bucket   string            `json:"bucket"`
+	Key      string            `json:"key"`
+	Method   string            `json:"method"`
+	URL      string            `json:"url,omitempty"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Fields   map[string]string `json:"fields,omitempty"`
+	UploadID string            `json:"upload_id,omitempty"`
+	// ExpiresAt is when the URL (put, post) or the multipart upload (multipart) expires.
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// intentSpec is a validated request for an upload, from /v1 or Uppy's routes.
+type intentSpec struct {
+	filename     string
+	contentType  string
+	size         int64
+	sizeDeclared bool
+	sha256       []byte
+	method       string
+	expires      time.Duration
+}
+
+func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	var req createUploadRequest
+	if p := decodeJSON(w, r, &req); p != nil {
+		return p
+	}
+	if req.Size == nil {
+		return problem(probInvalidSize, "size is required")
+	}
+	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true, method: req.Method}
+	if req.SHA256 != "" {
+		sum, p := parseSHA256(req.SHA256)
+		if p != nil {
+			return p
+		}
+		spec.sha256 = sum
+	}
+	exp, p := s.expiry(req.ExpiresIn)
+	if p != nil {
+		return p
+	}
+	spec.expires = exp
+	resp, p := s.newIntent(r.Context(), who.owner, spec)
+	if p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// expiry returns the requested lifetime of presigned URLs, the default when nil.
+func (s *Server) expiry(secs *int64) (time.Duration, *Problem) {
+	if secs == nil || *secs == 0 {
+		return s.cfg.PresignExpiry, nil
+	}
+	if *secs < 0 {
+		return 0, problem(probInvalidExpiry, "expires_in must be a positive number of seconds")
+	}
+	if max := int64(s.cfg.MaxPresignExpiry / time.Second); *secs > max {
+		return 0, problem(probExpiryTooLong, "expires_in %d exceeds the maximum of %d seconds", *secs, max)
+	}
+	return time.Duration(*secs) * time.Second, nil
+}
+
+// newIntent validates spec against the policy, signs (or creates the multipart upload), records the
+// intent and returns what the client needs.
+func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (uploadResponse, *Problem) {
+	name, p := sanitizeFilename(spec.filename)
+	if p != nil {
+		return uploadResponse{}, p
+	}
+	ct, p := normalizeContentType(spec.contentType)
+	if p != nil {
+		return uploadResponse{}, p
+	}
+	if spec.size < 0 {
+		return uploadResponse{}, problem(probInvalidSize, "size must not be negative")
+	}
+	switch spec.method {
+	case "":
+		spec.method = MethodPut
+		if spec.size > maxSinglePut {
+			spec.method = MethodMultipart
+		}
+	case MethodPut, MethodPost, MethodMultipart:
+	default:
+		return uploadResponse{}, problem(probInvalidMethod, "method %q is not put, post or multipart", spec.method)
+	}
+	if spec.method != MethodMultipart && spec.size > maxSinglePut {
+		return uploadResponse{}, problem(probInvalidSize, "size %d exceeds S3's %d-byte limit for a single %s; use method multipart", spec.size, int64(maxSinglePut), spec.method)
+	}
+	if spec.size > maxMultipart {
+		return uploadResponse{}, problem(probInvalidSize, "size %d exceeds S3's object limit of %d bytes", spec.size, int64(maxMultipart))
+	}
+
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uploadResponse{}, s.internalProblem(ctx, "generate id", err)
+	}
+	key := objectKey(s.cfg.KeyPrefix, owner, id, name)
+	rule, _ := s.policy.For(key)
+	if v := rule.CheckDeclared(ct, spec.size); v != nil {
+		kind := probTooLarge
+		if v.Reason != "too_large" {
+			kind = probTypeNotAllowed
+		}
+		pr := problem(kind, "%s", v.Detail)
+		pr.Reason = v.Reason
+		return uploadResponse{}, pr
+	}
+
+	now := s.now()
+	resp := uploadResponse{ID: id, Bucket: s.bucket, Key: key, Method: spec.method, ExpiresAt: now.Add(spec.expires).UTC().Truncate(time.Second)}
+	var checksum string
+	if spec.sha256 != nil {
+		checksum = base64.StdEncoding.EncodeToString(spec.sha256)
+	}
+	switch spec.method {
+	case MethodPut:
+		u, err := s.signer.Presign(ctx, presignInput{
+			method: http.MethodPut, op: opPutObject, bucket: s.bucket, key: key, now: now, expires: spec.expires,
+			contentType: ct, contentLength: spec.size, checksumSHA256: checksum,
+		})
+		if err != nil {
+			return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
+		}
+		resp.URL = u
+		resp.Headers = map[string]string{"Content-Type": ct, "Content-Length": strconv.FormatInt(spec.size, 10)}
+		if checksum != "" {
+			resp.Headers["x-amz-checksum-sha256"] = checksum
+		}
+	case MethodPost:
+		minSize, maxSize := spec.size, spec.size
+		if !spec.sizeDeclared {
+			minSize, maxSize = 0, maxSinglePut
+			if rule.MaxSize > 0 && rule.MaxSize < maxSize {
+				maxSize = rule.MaxSize
+			}
+		}
+		u, fields, err := s.presignPost(ctx, key, ct, minSize, maxSize, spec.expires)
+		if err != nil {
+			return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+		}
+		resp.URL, resp.Fields = u, fields
+	case MethodMultipart:
+		resp.ExpiresAt = now.Add(s.deadline).UTC().Truncate(time.Second)
+		cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
+		out, err := s.s3.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{
+			Bucket: aws.String(s.bucket), Key: aws.String(key), ContentType: aws.String(ct),
+		})
+		cancel()
+		if err != nil {
+			return uploadResponse{}, s.s3Problem(ctx, "create multipart upload", err)
+		}
+		resp.UploadID = aws.ToString(out.UploadId)
+	}
+
+	var mpID *string
+	if resp.UploadID != "" {
+		mpID = &resp.UploadID
+	}
+	err = s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
+		ID: id, Owner: owner, Bucket: s.bucket, Key: key, Method: spec.method, Filename: spec.filename,
+		ContentType: ct, Size: spec.size, SizeDeclared: spec.sizeDeclared, Sha256: spec.sha256,
+		MultipartUploadID: mpID, ExpiresAt: resp.ExpiresAt,
+	})
+	if err != nil {
+		if mpID != nil {
+			s.abortQuietly(key, resp.UploadID)
+		}
+		return uploadResponse{}, s.internalProblem(ctx, "record upload intent", err)
+	}
+	if spec.method == MethodMultipart {
+		if s.aborts == nil {
+			s.log.DebugContext(ctx, "no abort scheduler: multipart upload left to the sweep", "key", key, "upload_id", resp.UploadID)
+		} else if err := s.aborts.ScheduleAbort(ctx, s.bucket, key, resp.UploadID, resp.ExpiresAt); err != nil {
+			s.log.WarnContext(ctx, "schedule multipart abort failed; the periodic sweep will clean up", "key", key, "upload_id", resp.UploadID, "err", err)
+		}
+	}
+	s.metrics.presigns.WithLabelValues(spec.method).Inc()
+	return resp, nil
+}
+
+// presignPost signs a POST policy bound to the key, the exact content type and a length range.
+func (s *Server) presignPost(ctx context.Context, key, ct string, minSize, maxSize int64, expires time.Duration) (string, map[string]string, error) {
+	out, err := s.presign.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}, func(o *s3.PresignPostOptions) {
+		o.Expires = expires
+		o.Conditions = []any{
+			[]any{"content-length-range", minSize, maxSize},
+			[]any{"eq", "$Content-Type", ct},
+		}
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	fields := make(map[string]string, len(out.Values)+1)
+	for k, v := range out.Values {
+		fields[k] = v
+	}
+	fields["Content-Type"] = ct
+	return out.URL, fields, nil
+}
+
+// abortQuietly aborts a multipart upload whose intent could not be recorded.
+func (s *Server) abortQuietly(key, uploadID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.s3Timeout)
+	defer cancel()
+	if _, err := s.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: aws.String(uploadID)}); err != nil {
+		s.log.Warn("abort unrecorded multipart upload", "key", key, "upload_id", uploadID, "err", err)
+	}
+}
+
+// s3Problem maps an S3 error: client errors (4xx) are the caller's, others are S3's.
+func (s *Server) s3Problem(ctx context.Context, what string, err error) *Problem {
+	var apiErr smithy.APIError
+	var respErr interface{ HTTPStatusCode() int }
+	if errors.As(err, &apiErr) && errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 400 && respErr.HTTPStatusCode() < 500 {
+		if respErr.HTTPStatusCode() == http.StatusNotFound || apiErr.ErrorCode() == "NoSuchUpload" {
+			return problem(probNotFound, "%s: %s", what, apiErr.ErrorMessage())
+		}
+		return problem(probS3Rejected, "%s: %s: %s", what, apiErr.ErrorCode(), apiErr.ErrorMessage())
+	}
+	s.log.WarnContext(ctx, what, "err", err)
+	return problem(probS3Unavailable, "%s: storage did not answer (request id %s)", what, requestID(ctx))
+}
+
+// ownedUpload loads the caller's upload from the {id} path value; another owner's is not found.
+func (s *Server) ownedUpload(r *http.Request, owner string) (dbq.Upload, *Problem) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return dbq.Upload{}, problem(probNotFound, "no upload %q", r.PathValue("id"))
+	}
+	u, err := s.q.APIGetUpload(r.Context(), dbq.APIGetUploadParams{ID: id, Owner: owner})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return dbq.Upload{}, problem(probNotFound, "no upload %s", id)
+	}
+	if err != nil {
+		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
+	}
+	return u, nil
+}
+
+// openMultipart checks that u is a pending multipart upload.
+func openMultipart(u dbq.Upload) *Problem {
+	if u.Method != MethodMultipart || u.MultipartUploadID == nil {
+		return problem(probNotMultipart, "upload %s was created with method %s", u.ID, u.Method)
+	}
+	if u.Status != "pending" {
+		return problem(probNotPending, "upload %s is %s", u.ID, u.Status)
+	}
+	return nil
+}
+
+// partURL is one presigned part upload.
+type partURL struct {
+	PartNumber int32  `json:"part_number"`
+	URL        string `json:"url"`
+}
+
+func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	var req struct {
+		PartNumbers []int32 `json:"part_numbers"`
+		ExpiresIn   *int64  `json:"expires_in,omitempty"`
+	}
+	if p := decodeJSON(w, r, &req); p != nil {
+		return p
+	}
+	u, p := s.ownedUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	if p := openMultipart(u); p != nil {
+		return p
+	}
+	if p := checkPartNumbers(req.PartNumbers); p != nil {
+		return p
+	}
+	exp, p := s.expiry(req.ExpiresIn)
+	if p != nil {
+		return p
+	}
+	now := s.now()
+	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, req.PartNumbers, now, exp)
+	if err != nil {
+		return s.internalProblem(r.Context(), "presign parts", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	return nil
+}
+
+func checkPartNumbers(nums []int32) *Problem {
+	if len(nums) == 0 || len(nums) > maxPartsPerCall {
+		return problem(probInvalidParts, "part_numbers must list 1 to %d part numbers", maxPartsPerCall)
+	}
+	seen := make(map[int32]bool, len(nums))
+	for _, n := range nums {
+		if n < 1 || n > maxParts {
+			return problem(probInvalidParts, "part number %d is not in 1..%d", n, maxParts)
+		}
+		if seen[n] {
+			return problem(probInvalidParts, "part number %d appears twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, error) {
+	parts := make([]partURL, 0, len(nums))
+	for _, n := range nums {
+		u, err := s.signer.Presign(ctx, presignInput{
+			method: http.MethodPut, op: opUploadPart, bucket: s.bucket, key: key, now: now, expires: exp,
+			contentLength: -1, partNumber: n, uploadID: uploadID,
+		})
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, partURL{PartNumber: n, URL: u})
+	}
+	s.metrics.presigns.WithLabelValues("part").Add(float64(len(nums)))
+	return parts, nil
+}
+
+// uploadedPart is one part S3 holds.
+type uploadedPart struct {
+	PartNumber   int32      `json:"part_number"`
+	ETag         string     `json:"etag"`
+	Size         int64      `json:"size"`
+	LastModified *time.Time `json:"last_modified,omitempty"`
+}
+
+func (s *Server) listParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	u, p := s.ownedUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	if p := openMultipart(u); p != nil {
+		return p
+	}
+	parts, err := s.allParts(r.Context(), u.Key, *u.MultipartUploadID)
+	if err != nil {
+		return s.s3Problem(r.Context(), "list parts", err)
+	}
+	out := make([]uploadedPart, 0, len(parts))
+	for _, pt := range parts {
+		out = append(out, uploadedPart{PartNumber: aws.ToInt32(pt.PartNumber), ETag: aws.ToString(pt.ETag), Size: aws.ToInt64(pt.Size), LastModified: pt.LastModified})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"parts": out})
+	return nil
+}
+
+// allParts lists every part of a multipart upload, following the pages.
+func (s *Server) allParts(ctx context.Context, key, uploadID string) ([]types.Part, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
+	defer cancel()
+	var parts []types.Part
+	pages := s3.NewListPartsPaginator(s.s3, &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: aws.String(uploadID)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, page.Parts...)
+	}
+	return parts, nil
+}
+
+// completedPart is one part named in a complete request.
+type completedPart struct {
+	PartNumber int32  `json:"part_number"`
+	ETag       string `json:"etag"`
+}
+
+func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	var req struct {
+		Parts []completedPart `json:"parts"`
+	}
+	if p := decodeJSON(w, r, &req); p != nil {
+		return p
+	}
+	u, p := s.ownedUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	if p := openMultipart(u); p != nil {
+		return p
+	}
+	loc, etag, p := s.complete(r.Context(), u, req.Parts)
+	if p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "bucket": u.Bucket, "key": u.Key, "location": loc, "etag": etag})
+	return nil
+}
+
+// complete finishes the multipart upload u with the parts (sorted here) and marks the intent
+// completed.
+func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []completedPart) (location, etag string, _ *Problem) {
+	if len(parts) == 0 || len(parts) > maxParts {
+		return "", "", problem(probInvalidParts, "parts must list 1 to %d parts", maxParts)
+	}
+	sorted := slices.Clone(parts)
+	slices.SortFunc(sorted, func(a, b completedPart) int { return int(a.PartNumber) - int(b.PartNumber) })
+	cps := make([]types.CompletedPart, 0, len(sorted))
+	for i, pt := range sorted {
+		if pt.PartNumber < 1 || pt.PartNumber > maxParts {
+			return "", "", problem(probInvalidParts, "part number %d is not in 1..%d", pt.PartNumber, maxParts)
+		}
+		if i > 0 && sorted[i-1].PartNumber == pt.PartNumber {
+			return "", "", problem(probInvalidParts, "part number %d appears twice", pt.PartNumber)
+		}
+		if pt.ETag == "" || len(pt.ETag) > 128 {
+			return "", "", problem(probInvalidParts, "part %d has no valid etag", pt.PartNumber)
+		}
+		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(pt.PartNumber), ETag: aws.String(pt.ETag)})
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
+	out, err := s.s3.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(u.Bucket), Key: aws.String(u.Key), UploadId: u.MultipartUploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
+	})
+	cancel()
+	if err != nil {
+		return "", "", s.s3Problem(ctx, "complete multipart upload", err)
+	}
+	if _, err := s.q.APISetUploadStatus(ctx, dbq.APISetUploadStatusParams{Status: "completed", ID: u.ID, Owner: u.Owner}); err != nil {
+		// The object exists; the consumer records it from the S3 event either way.
+		s.log.WarnContext(ctx, "mark upload completed", "id", u.ID, "err", err)
+	}
+	return aws.ToString(out.Location), aws.ToString(out.ETag), nil
+}
+
+func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	u, p := s.ownedUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	if p := openMultipart(u); p != nil {
+		return p
+	}
+	if p := s.abort(r.Context(), u); p != nil {
+		return p
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// abort aborts the multipart upload u, records the abort and marks the intent aborted. An upload S3
+// no longer knows is recorded as gone.
+func (s *Server) abort(ctx context.Context, u dbq.Upload) *Problem {
+	cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
+	_, err := s.s3.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key), UploadId: u.MultipartUploadID})
+	cancel()
+	outcome := "aborted"
+	if err != nil {
+		var apiErr smithy.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "NoSuchUpload" {
+			return s.s3Problem(ctx, "abort multipart upload", err)
+		}
+		outcome = "gone"
+	}
+	created := u.CreatedAt
+	if err := s.q.APIRecordAbort(ctx, dbq.APIRecordAbortParams{Bucket: u.Bucket, Key: u.Key, UploadID: *u.MultipartUploadID, Initiated: &created, Outcome: outcome}); err != nil {
+		return s.internalProblem(ctx, "record abort", err)
+	}
+	if _, err := s.q.APISetUploadStatus(ctx, dbq.APISetUploadStatusParams{Status: "aborted", ID: u.ID, Owner: u.Owner}); err != nil {
+		return s.internalProblem(ctx, "mark upload aborted", err)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// Uppy's @uppy/aws-s3 plugin, given `companionEndpoint`, calls Companion's S3 routes. intake serves
+// them with Companion's shapes so an unmodified Uppy client uploads through intake. Uppy does not send
+// the file's size on these routes, so their intents have no declared size (size_declared = false):
+// POST uploads are bound by the policy's max_size instead. Uppy's metadata is accepted and ignored (it
+// is not written as x-amz-meta-*, so the POST policy stays exact).
+
+const defaultUppyType = "application/octet-stream"
+
+// uppyParams: GET /s3/params?filename=&type=&metadata[k]=v → {method, url, fields, headers, expires}.
+// Uppy posts the file as a form with the fields (a POST policy), as Companion does.
+func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	q := r.URL.Query()
+	if p := uppySingle(q, "filename", "type"); p != nil {
+		return p
+	}
+	ct := q.Get("type")
+	if ct == "" {
+		ct = defaultUppyType
+	}
+	resp, p := s.newIntent(r.Context(), who.owner, intentSpec{
+		filename: q.Get("filename"), contentType: ct, method: MethodPost, expires: s.cfg.PresignExpiry,
+	})
+	if p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"method": "POST", "url": resp.URL, "fields": resp.Fields, "headers": map[string]string{},
+		"expires": int64(s.cfg.PresignExpiry / time.Second),
+	})
+	return nil
+}
+
+// uppySingle refuses repeated query parameters (which one would be signed would be ambiguous).
+func uppySingle(q map[string][]string, names ...string) *Problem {
+	for _, n := range names {
+		if len(q[n]) > 1 {
+			return problem(probInvalidParam, "query parameter %q is given %d times", n, len(q[n]))
+		}
+	}
+	return nil
+}
+
+// uppyCreateMultipart: POST /s3/multipart {filename, type, metadata} → {key, uploadId, bucket}.
+func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	var req struct {
+		Filename string            `json:"filename"`
+		Type     string            `json:"type"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	if p := decodeJSON(w, r, &req); p != nil {
+		return p
+	}
+	if req.Type == "" {
+		req.Type = defaultUppyType
+	}
+	resp, p := s.newIntent(r.Context(), who.owner, intentSpec{
+		filename: req.Filename, contentType: req.Type, method: MethodMultipart, expires: s.cfg.PresignExpiry,
+	})
+	if p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"key": resp.Key, "uploadId": resp.UploadID, "bucket": resp.Bucket})
+	return nil
+}
+
+// uppyUpload finds the caller's pending multipart intent of the {uploadId} path value and ?key=. The
+// key must lie under the caller's prefix and its intent must name the same S3 upload id; otherwise the
+// upload is not found.
+func (s *Server) uppyUpload(r *http.Request, owner string) (dbq.Upload, *Problem) {
+	uploadID := r.PathValue("uploadId")
+	q := r.URL.Query()
+	if p := uppySingle(q, "key"); p != nil {
+		return dbq.Upload{}, p
+	}
+	key := q.Get("key")
+	if key == "" {
+		return dbq.Upload{}, problem(probInvalidParam, "the key query parameter is required")
+	}
+	if !strings.HasPrefix(key, ownerPrefix(s.cfg.KeyPrefix, owner)) {
+		return dbq.Upload{}, problem(probNotFound, "no upload %q for key %q", uploadID, key)
+	}
+	u, err := s.q.APIGetUploadByKey(r.Context(), dbq.APIGetUploadByKeyParams{Bucket: s.bucket, Key: key, Owner: owner})
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && (u.MultipartUploadID == nil || *u.MultipartUploadID != uploadID) {
+		return dbq.Upload{}, problem(probNotFound, "no upload %q for key %q", uploadID, key)
+	}
+	if err != nil {
+		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
+	}
+	if p := openMultipart(u); p != nil {
+		return dbq.Upload{}, p
+	}
+	return u, nil
+}
+
+// uppyPart is a part in Companion's (the S3 SDK's) shape.
+type uppyPart struct {
+	PartNumber   int32      `json:"PartNumber"`
+	Size         int64      `json:"Size"`
+	ETag         string     `json:"ETag"`
+	LastModified *time.Time `json:"LastModified,omitempty"`
+}
+
+// uppyListParts: GET /s3/multipart/{uploadId}?key= → [{PartNumber, Size, ETag, LastModified}].
+func (s *Server) uppyListParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	u, p := s.uppyUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	parts, err := s.allParts(r.Context(), u.Key, *u.MultipartUploadID)
+	if err != nil {
+		return s.s3Problem(r.Context(), "list parts", err)
+	}
+	out := make([]uppyPart, 0, len(parts))
+	for _, pt := range parts {
+		out = append(out, uppyPart{PartNumber: aws.ToInt32(pt.PartNumber), Size: aws.ToInt64(pt.Size), ETag: aws.ToString(pt.ETag), LastModified: pt.LastModified})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// uppySignPart: GET /s3/multipart/{uploadId}/{partNumber}?key= → {url, expires}.
+func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	n, err := strconv.ParseInt(r.PathValue("partNumber"), 10, 32)
+	if err != nil || n < 1 || n > maxParts {
+		return problem(probInvalidParts, "part number %q is not in 1..%d", r.PathValue("partNumber"), maxParts)
+	}
+	u, p := s.uppyUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, []int32{int32(n)}, s.now(), s.cfg.PresignExpiry)
+	if err != nil {
+		return s.internalProblem(r.Context(), "presign part", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"url": parts[0].URL, "expires": int64(s.cfg.PresignExpiry / time.Second)})
+	return nil
+}
+
+// uppyBatchSign: GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2 → {presignedUrls: {"1": url}}.
+func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	raw := r.URL.Query().Get("partNumbers")
+	if raw == "" {
+		return problem(probInvalidParts, "the partNumbers query parameter is required")
+	}
+	var nums []int32
+	for f := range strings.SplitSeq(raw, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			return problem(probInvalidParts, "part number %q is not an integer", f)
+		}
+		nums = append(nums, int32(n))
+	}
+	if p := checkPartNumbers(nums); p != nil {
+		return p
+	}
+	u, p := s.uppyUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, nums, s.now(), s.cfg.PresignExpiry)
+	if err != nil {
+		return s.internalProblem(r.Context(), "presign parts", err)
+	}
+	urls := make(map[string]string, len(parts))
+	for _, pt := range parts {
+		urls[strconv.Itoa(int(pt.PartNumber))] = pt.URL
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"presignedUrls": urls})
+	return nil
+}
+
+// uppyComplete: POST /s3/multipart/{uploadId}/complete?key= {parts: [{PartNumber, ETag}]} →
+// {location, key, bucket}.
+func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	var req struct {
+		Parts []struct {
+			PartNumber int32  `json:"PartNumber"`
+			ETag       string `json:"ETag"`
+		} `json:"parts"`
+	}
+	if p := decodeJSON(w, r, &req); p != nil {
+		return p
+	}
+	u, p := s.uppyUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	parts := make([]completedPart, 0, len(req.Parts))
+	for _, pt := range req.Parts {
+		parts = append(parts, completedPart{PartNumber: pt.PartNumber, ETag: pt.ETag})
+	}
+	loc, _, p := s.complete(r.Context(), u, parts)
+	if p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"location": loc, "key": u.Key, "bucket": u.Bucket})
+	return nil
+}
+
+// uppyAbort: DELETE /s3/multipart/{uploadId}?key= → {}.
+func (s *Server) uppyAbort(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	u, p := s.uppyUpload(r, who.owner)
+	if p != nil {
+		return p
+	}
+	if p := s.abort(r.Context(), u); p != nil {
+		return p
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
+}

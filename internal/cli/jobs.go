@@ -1,0 +1,288 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/internal/progress"
+)
+
+// JobsCmd lists, re-runs and deletes asynq tasks (archived ones above all, after a fix).
+type JobsCmd struct {
+	List   JobsListCmd   `cmd:"" help:"List tasks of a state as a table (id, type, queue, state, last error, next process at)."`
+	Run    JobsRunCmd    `cmd:"" help:"Run tasks now: one (--id) or every task of the state (--all)."`
+	Delete JobsDeleteCmd `cmd:"" help:"Delete tasks: one (--id) or every task of the state (--all)."`
+}
+
+// Task states the jobs commands accept.
+const (
+	stateArchived  = "archived"
+	stateRetry     = "retry"
+	stateScheduled = "scheduled"
+	statePending   = "pending"
+)
+
+// jobsFlags are shared by the jobs subcommands.
+type jobsFlags struct {
+	Queue string `name:"queue" placeholder:"Q" help:"asynq queue (default: every queue in Redis)."`
+	State string `name:"state" default:"archived" enum:"archived,retry,scheduled,pending" help:"Task state: archived, retry, scheduled or pending."`
+}
+
+// open returns an Inspector on the configured Redis and the queues to act on.
+func (f jobsFlags) open(g *Globals) (*asynq.Inspector, []string, error) {
+	opt, err := asynq.ParseRedisURI(g.Config.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	insp := asynq.NewInspector(opt)
+	if f.Queue != "" {
+		return insp, []string{f.Queue}, nil
+	}
+	queues, err := insp.Queues()
+	if err != nil {
+		_ = insp.Close()
+		return nil, nil, fmt.Errorf("list asynq queues: %w", err)
+	}
+	return insp, queues, nil
+}
+
+// JobsListCmd lists tasks.
+type JobsListCmd struct {
+	jobsFlags `embed:""`
+	Limit     int  `name:"limit" default:"100" help:"Print at most this many tasks per queue (0: all)."`
+	JSON      bool `name:"json" help:"Print JSON lines instead of a table."`
+}
+
+// jobRow is one listed task.
+type jobRow struct {
+	ID            string    `json:"id"`
+	Type          string    `json:"type"`
+	Queue         string    `json:"queue"`
+	State         string    `json:"state"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastFailedAt  time.Time `json:"last_failed_at,omitzero"`
+	Retried       int       `json:"retried"`
+	MaxRetry      int       `json:"max_retry"`
+	NextProcessAt time.Time `json:"next_process_at,omitzero"`
+	Payload       string    `json:"payload"`
+}
+
+// Run prints the table.
+func (c *JobsListCmd) Run(g *Globals) error {
+	insp, queues, err := c.open(g)
+	if err != nil {
+		return err
+	}
+	defer insp.Close()
+	// No progress here: the table is the output (and one page per queue takes milliseconds).
+	var rows []jobRow
+	for _, q := range queues {
+		if g.Ctx.Err() != nil {
+			break
+		}
+		got, err := listTasks(insp, q, c.State, c.Limit)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, got...)
+	}
+	if c.JSON {
+		enc := json.NewEncoder(g.Stdout)
+		for _, r := range rows {
+			if err := enc.Encode(r); err != nil {
+				return fmt.Errorf("write task: %w", err)
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tQUEUE\tSTATE\tLAST ERROR\tNEXT PROCESS AT")
+	for _, r := range rows {
+		next := "-"
+		if !r.NextProcessAt.IsZero() {
+			next = r.NextProcessAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Type, r.Queue, r.State, oneLine(r.LastError, 60), next)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	fmt.Fprintf(g.Stdout, "%d %s tasks in %d queues\n", len(rows), c.State, len(queues))
+	return nil
+}
+
+// listTasks pages through one queue's tasks of a state (limit 0: all).
+func listTasks(insp *asynq.Inspector, queue, state string, limit int) ([]jobRow, error) {
+	list := map[string]func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		stateArchived: insp.ListArchivedTasks, stateRetry: insp.ListRetryTasks,
+		stateScheduled: insp.ListScheduledTasks, statePending: insp.ListPendingTasks,
+	}[state]
+	if list == nil {
+		return nil, fmt.Errorf("unknown state %q", state)
+	}
+	const pageSize = 100
+	var rows []jobRow
+	for page := 1; ; page++ {
+		infos, err := list(queue, asynq.PageSize(pageSize), asynq.Page(page))
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return nil, fmt.Errorf("queue %q not found", queue)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s tasks of queue %s: %w", state, queue, err)
+		}
+		for _, t := range infos {
+			if limit > 0 && len(rows) >= limit {
+				return rows, nil
+			}
+			rows = append(rows, jobRow{
+				ID: t.ID, Type: t.Type, Queue: t.Queue, State: t.State.String(), LastError: t.LastErr,
+				LastFailedAt: t.LastFailedAt, Retried: t.Retried, MaxRetry: t.MaxRetry,
+				NextProcessAt: t.NextProcessAt, Payload: string(t.Payload),
+			})
+		}
+		if len(infos) < pageSize {
+			return rows, nil
+		}
+	}
+}
+
+// oneLine flattens s to one line of at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// taskSelector picks one task (--id) or all of a state (--all).
+type taskSelector struct {
+	ID  string `name:"id" placeholder:"ID" help:"The task's id (searched in every queue unless --queue is given)."`
+	All bool   `name:"all" help:"Every task of --state in the queue(s)."`
+}
+
+func (s taskSelector) validate() error {
+	if (s.ID == "") == !s.All {
+		return errors.New("give exactly one of --id ID or --all")
+	}
+	return nil
+}
+
+// findTask returns the queue that holds task id.
+func findTask(insp *asynq.Inspector, queues []string, id string) (string, error) {
+	for _, q := range queues {
+		if _, err := insp.GetTaskInfo(q, id); err == nil {
+			return q, nil
+		} else if !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return "", fmt.Errorf("look up task %s in queue %s: %w", id, q, err)
+		}
+	}
+	return "", fmt.Errorf("task %s not found in queues %s", id, strings.Join(queues, ", "))
+}
+
+// JobsRunCmd runs tasks now.
+type JobsRunCmd struct {
+	jobsFlags    `embed:""`
+	taskSelector `embed:""`
+}
+
+// Run moves the selected tasks to pending.
+func (c *JobsRunCmd) Run(g *Globals) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if c.All && c.State == statePending {
+		return errors.New("pending tasks already run as soon as a worker is free; choose --state archived, retry or scheduled")
+	}
+	return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs run", "run", func(insp *asynq.Inspector, q string) (int, error) {
+		switch c.State {
+		case stateRetry:
+			return insp.RunAllRetryTasks(q)
+		case stateScheduled:
+			return insp.RunAllScheduledTasks(q)
+		default:
+			return insp.RunAllArchivedTasks(q)
+		}
+	}, func(insp *asynq.Inspector, q, id string) error { return insp.RunTask(q, id) })
+}
+
+// JobsDeleteCmd deletes tasks.
+type JobsDeleteCmd struct {
+	jobsFlags    `embed:""`
+	taskSelector `embed:""`
+}
+
+// Run deletes the selected tasks.
+func (c *JobsDeleteCmd) Run(g *Globals) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs delete", "deleted", func(insp *asynq.Inspector, q string) (int, error) {
+		switch c.State {
+		case stateRetry:
+			return insp.DeleteAllRetryTasks(q)
+		case stateScheduled:
+			return insp.DeleteAllScheduledTasks(q)
+		case statePending:
+			return insp.DeleteAllPendingTasks(q)
+		default:
+			return insp.DeleteAllArchivedTasks(q)
+		}
+	}, func(insp *asynq.Inspector, q, id string) error { return insp.DeleteTask(q, id) })
+}
+
+// applyTasks runs all (per queue, for f.State) or one (by id) and prints a summary.
+func applyTasks(g *Globals, f jobsFlags, sel taskSelector, title, verb string,
+	all func(*asynq.Inspector, string) (int, error), one func(*asynq.Inspector, string, string) error,
+) error {
+	insp, queues, err := f.open(g)
+	if err != nil {
+		return err
+	}
+	defer insp.Close()
+	began := time.Now()
+	s := &progress.Summary{Title: title}
+	if sel.ID != "" {
+		q, err := findTask(insp, queues, sel.ID)
+		if err != nil {
+			return err
+		}
+		if err := one(insp, q, sel.ID); err != nil {
+			return fmt.Errorf("%s task %s in queue %s: %w", title, sel.ID, q, err)
+		}
+		s.Elapsed = time.Since(began)
+		s.Add("task", sel.ID).Add("queue", q).Add(verb, 1)
+		return s.WriteText(g.Stdout)
+	}
+	bar := newBar(g, false, title, int64(len(queues)), "queues")
+	total := 0
+	var errs []error
+	for _, q := range queues {
+		if g.Ctx.Err() != nil {
+			errs = append(errs, g.Ctx.Err())
+			break
+		}
+		n, err := all(insp, q)
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			errs = append(errs, fmt.Errorf("%s %s tasks of queue %s: %w", title, f.State, q, err))
+		}
+		if n > 0 {
+			s.Add(q, n)
+		}
+		total += n
+		bar.Add(1)
+	}
+	bar.Finish()
+	s.Elapsed = time.Since(began)
+	s.Add("state", f.State).Add("queues", len(queues)).Add(verb, total)
+	if err := s.WriteText(g.Stdout); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,361 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/replay"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// opsSQS is an SQS client for the tests (see replay.WrapHTTPClient).
+func opsSQS() *sqs.Client {
+	cfg := testkit.AWSConfig()
+	cfg.HTTPClient = replay.WrapHTTPClient(nil)
+	return queue.NewClient(cfg, testkit.AWS())
+}
+
+func opsBody(i int) string {
+	return fmt.Sprintf(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k/%05d"}}}]}`, i)
+}
+
+func opsAttrs(i int) map[string]types.MessageAttributeValue {
+	return map[string]types.MessageAttributeValue{
+		"idx":  {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(i))},
+		"blob": {DataType: aws.String("Binary"), BinaryValue: []byte{byte(i), byte(i >> 8)}},
+	}
+}
+
+// opsFill sends n messages with attributes to url.
+func opsFill(t *testing.T, c *sqs.Client, url string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for start := 0; start < n; start += 10 {
+		wg.Go(func() {
+			var entries []types.SendMessageBatchRequestEntry
+			for i := start; i < min(start+10, n); i++ {
+				entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(opsBody(i)), MessageAttributes: opsAttrs(i)})
+			}
+			out, err := c.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+			if err == nil && len(out.Failed) > 0 {
+				err = fmt.Errorf("%d failed", len(out.Failed))
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+// opsDrain receives and deletes everything; it returns messages by body and the total received.
+func opsDrain(t *testing.T, c *sqs.Client, url string) (map[string]types.Message, int) {
+	t.Helper()
+	got := map[string]types.Message{}
+	total, empty := 0, 0
+	for empty < 2 {
+		out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60,
+			MessageAttributeNames: []string{"All"},
+		})
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		var dels []types.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			total++
+			got[aws.ToString(m.Body)] = m
+			dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		_, err = c.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: dels})
+		require.NoError(t, err)
+	}
+	return got, total
+}
+
+// buildIntake builds the intake binary into a temporary directory.
+func buildIntake(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "intake")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/intakehq/intake/cmd/intake")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// opsEnv is the environment of an intake subprocess pointed at the local stack.
+func opsEnv(extra ...string) []string {
+	a := testkit.AWS()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"AWS_ACCESS_KEY_ID=" + testkit.DefaultAccessKey, "AWS_SECRET_ACCESS_KEY=" + testkit.DefaultSecretKey,
+		"AWS_REGION=" + a.Region, "AWS_ENDPOINT_URL_SQS=" + a.SQSEndpoint, "AWS_ENDPOINT_URL_S3=" + a.S3Endpoint,
+		"AWS_EC2_METADATA_DISABLED=true", "INTAKE_LOG_FORMAT=text",
+	}
+	return append(env, extra...)
+}
+
+// run runs the binary to completion and returns its exit code and outputs.
+func run(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+// field reads "  name  value" from a text summary.
+func field(t *testing.T, out, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(name) + `\s+(\S+)$`).FindStringSubmatch(out)
+	require.NotNil(t, m, "no %q in:\n%s", name, out)
+	return m[1]
+}
+
+// TestOperatorBinary runs the real binary as operators do.
+func TestOperatorBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	bin := buildIntake(t)
+
+	// 1,000 messages; the first replay is SIGKILLed half-way, the second finishes: every message is
+	// in the main queue (duplicates allowed), with its attributes, and the DLQ is empty.
+	t.Run("replay dlq killed half-way", func(t *testing.T) {
+		t.Parallel()
+		c := opsSQS()
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		const n = 1000
+		opsFill(t, c, q.DLQURL, n)
+		env := opsEnv("INTAKE_DLQ_URL="+q.DLQURL, "INTAKE_QUEUE_URL="+q.URL)
+
+		cmd := exec.Command(bin, "replay", "dlq", "--rate", "200/s", "--visibility", "3s", "--wait", "1s")
+		cmd.Env = env
+		var out syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			counts, err := replay.Counts(context.Background(), c, q.URL)
+			require.NoError(t, err)
+			if counts.Visible >= n/2 {
+				break
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("replay ended before it was killed (%v):\n%s", err, out.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			require.True(t, time.Now().Before(deadline), "replay made no progress:\n%s", out.String())
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		err := <-exited
+		require.Error(t, err, "killed")
+		require.Equal(t, syscall.SIGKILL, err.(*exec.ExitError).Sys().(syscall.WaitStatus).Signal())
+		mid, err := replay.Counts(context.Background(), c, q.URL)
+		require.NoError(t, err)
+		require.Less(t, mid.Visible, n, "killed before the end")
+		t.Logf("killed with %d messages in the main queue:\n%s", mid.Visible, out.String())
+
+		// Messages the killed run held reappear in the DLQ after its 3s visibility.
+		time.Sleep(3500 * time.Millisecond)
+		code, stdout, stderr := run(t, bin, env, "replay", "dlq", "--wait", "1s")
+		require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+		require.Contains(t, stdout, "replay dlq: done in")
+		require.Regexp(t, `(?m)^replay dlq: \d+`, stdout, "plain progress lines when stdout is not a terminal")
+		require.Equal(t, "0", field(t, stdout, "send_failed"))
+		require.Equal(t, field(t, stdout, "sent"), field(t, stdout, "deleted"))
+
+		got, total := opsDrain(t, c, q.URL)
+		t.Logf("main queue: %d distinct bodies, %d messages (%d duplicates)", len(got), total, total-len(got))
+		require.Equal(t, n, len(got), "no message lost")
+		for i := range n {
+			m, ok := got[opsBody(i)]
+			require.True(t, ok, "message %d lost", i)
+			require.Equal(t, strconv.Itoa(i), aws.ToString(m.MessageAttributes["idx"].StringValue))
+			require.Equal(t, []byte{byte(i), byte(i >> 8)}, m.MessageAttributes["blob"].BinaryValue)
+		}
+		left, _ := opsDrain(t, c, q.DLQURL)
+		require.Empty(t, left, "the DLQ is empty")
+	})
+
+	t.Run("replay dlq dry run changes nothing", func(t *testing.T) {
+		t.Parallel()
+		c := opsSQS()
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		opsFill(t, c, q.DLQURL, 23)
+		code, stdout, stderr := run(t, bin, opsEnv(), "replay", "dlq", "--dry-run", "--from", q.DLQURL, "--to", q.URL, "--samples", "2", "--wait", "1s")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "dry run: nothing sent or deleted")
+		require.Equal(t, "23", field(t, stdout, "messages"))
+		require.Equal(t, "23", field(t, stdout, "returned"))
+		require.Contains(t, stdout, "sample 2: message ")
+		require.NotContains(t, stdout, "sample 3:")
+		moved, _ := opsDrain(t, c, q.URL)
+		require.Empty(t, moved)
+		left, _ := opsDrain(t, c, q.DLQURL)
+		require.Len(t, left, 23)
+	})
+
+	t.Run("replay file and json summary", func(t *testing.T) {
+		t.Parallel()
+		c := opsSQS()
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		file := filepath.Join(t.TempDir(), "events.jsonl")
+		var lines []string
+		for i := range 25 {
+			lines = append(lines, opsBody(i))
+		}
+		require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+		code, stdout, stderr := run(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", file, "--json", "--rate", "1000")
+		require.Equal(t, 0, code, stderr)
+		var sum map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stdout), &sum), stdout)
+		require.EqualValues(t, 25, sum["sent"])
+		require.EqualValues(t, 0, sum["failed"])
+		got, _ := opsDrain(t, c, q.URL)
+		require.Len(t, got, 25)
+
+		code, _, stderr = run(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", filepath.Join(t.TempDir(), "nope.jsonl"))
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "open events file")
+	})
+
+	t.Run("replay archive", func(t *testing.T) {
+		t.Parallel()
+		schema := testkit.Schema(t)
+		dbURL := testkit.DatabaseURLFor(schema)
+		st, err := store.Open(context.Background(), dbURL)
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		_, err = store.Migrate(context.Background(), st.Pool)
+		require.NoError(t, err)
+		for i, ev := range []struct{ at, key string }{
+			{"2025-03-01T10:00:00Z", "a/1"}, {"2025-03-01T11:00:00Z", "a/2"}, {"2025-03-01T11:30:00Z", "b/3"},
+			{"2025-03-02T10:00:00Z", "a/4"}, {"2025-02-28T23:59:59Z", "a/0"},
+		} {
+			_, err := st.Pool.Exec(context.Background(), `INSERT INTO events (message_id, received_at, key, outcome, body) VALUES ($1, $2, $3, 'created:valid', $4)`,
+				fmt.Sprintf("m%d", i), ev.at, ev.key, opsBody(i))
+			require.NoError(t, err)
+		}
+		c := opsSQS()
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		env := opsEnv("DATABASE_URL="+dbURL, "INTAKE_QUEUE_URL="+q.URL)
+		code, stdout, stderr := run(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/", "--dry-run")
+		require.Equal(t, 0, code, stderr)
+		require.Equal(t, "2", field(t, stdout, "would_send"))
+		got, _ := opsDrain(t, c, q.URL)
+		require.Empty(t, got, "a dry run sends nothing")
+
+		code, stdout, stderr = run(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/")
+		require.Equal(t, 0, code, stderr)
+		require.Equal(t, "2", field(t, stdout, "sent"))
+		got, _ = opsDrain(t, c, q.URL)
+		require.Len(t, got, 2)
+		require.Contains(t, got, opsBody(0))
+		require.Contains(t, got, opsBody(1))
+
+		code, _, stderr = run(t, bin, env, "replay", "archive", "--since", "tomorrow")
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "--since")
+	})
+
+	t.Run("replay dlq native is refused by kumo", func(t *testing.T) {
+		t.Parallel()
+		c := opsSQS()
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		code, _, stderr := run(t, bin, opsEnv(), "replay", "dlq", "--native", "--from", q.DLQURL, "--to", q.URL)
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "does not support StartMessageMoveTask")
+	})
+
+	t.Run("reconcile", func(t *testing.T) {
+		t.Parallel()
+		schema := testkit.Schema(t)
+		dbURL := testkit.DatabaseURLFor(schema)
+		st, err := store.Open(context.Background(), dbURL)
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		_, err = store.Migrate(context.Background(), st.Pool)
+		require.NoError(t, err)
+		s3c := testkit.S3()
+		bucket := testkit.Bucket(t, s3c)
+		for i := range 12 {
+			k := fmt.Sprintf("p/%02d", i)
+			out, err := s3c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(k), Body: strings.NewReader(k)})
+			require.NoError(t, err)
+			if i < 10 { // p/10 and p/11 have no row
+				_, err = st.Pool.Exec(context.Background(), `INSERT INTO objects (bucket, key, etag, status) VALUES ($1, $2, $3, 'valid')`, bucket, k, aws.ToString(out.ETag))
+				require.NoError(t, err)
+			}
+		}
+		_, err = st.Pool.Exec(context.Background(), `INSERT INTO objects (bucket, key, etag, status) VALUES ($1, 'p/99', 'e', 'valid')`, bucket)
+		require.NoError(t, err)
+		redisURL := fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t))
+		env := opsEnv("DATABASE_URL="+dbURL, "REDIS_URL="+redisURL)
+
+		code, stdout, stderr := run(t, bin, env, "reconcile", "--bucket", bucket)
+		require.Equal(t, 0, code, stderr)
+		require.Equal(t, "2", field(t, stdout, "missing rows"))
+		require.Equal(t, "1", field(t, stdout, "gone objects"))
+		require.Contains(t, stdout, "  p/10  etag=")
+		require.Contains(t, stdout, "  p/99  row_status=valid")
+		require.Contains(t, stdout, "run again with --fix")
+
+		code, stdout, stderr = run(t, bin, env, "reconcile", "--bucket", bucket, "--prefix", "p/", "--fix", "--json")
+		require.Equal(t, 0, code, stderr)
+		var rep struct {
+			Listed  int              `json:"listed"`
+			Missing []map[string]any `json:"missing"`
+			Gone    []map[string]any `json:"gone"`
+			Fixed   map[string]int   `json:"fixed"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+		require.Equal(t, 12, rep.Listed)
+		require.Len(t, rep.Missing, 2)
+		require.Equal(t, 2, rep.Fixed["enqueued"])
+		require.Equal(t, 1, rep.Fixed["marked_missing"])
+
+		code, _, stderr = run(t, bin, opsEnv("DATABASE_URL="+dbURL), "reconcile")
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "INTAKE_BUCKET: required")
+	})
+}

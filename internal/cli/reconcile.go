@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/reconcile"
+	"github.com/intakehq/intake/internal/store"
+)
+
+// ReconcileCmd compares a bucket with the objects table. The bucket is the global --bucket
+// (INTAKE_BUCKET).
+type ReconcileCmd struct {
+	Prefix string `name:"prefix" placeholder:"P" help:"Only keys that start with P."`
+	Fix    bool   `name:"fix" help:"Enqueue object:inspect tasks for missing and stale objects, and mark gone rows missing (reason 'reconcile')."`
+	JSON   bool   `name:"json" help:"Print the report as JSON (every key)."`
+}
+
+// Run compares, optionally fixes, and prints the report.
+func (c *ReconcileCmd) Run(g *Globals) error {
+	cfg := g.Config
+	var errs []error
+	if cfg.Bucket == "" {
+		errs = append(errs, errors.New("INTAKE_BUCKET: required (or --bucket)"))
+	}
+	errs = append(errs, cfg.ValidateDB())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	st, err := store.Open(g.Ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	awsCfg, err := objstore.LoadAWS(g.Ctx, cfg.AWS)
+	if err != nil {
+		return err
+	}
+	o := reconcile.Options{Bucket: cfg.Bucket, Prefix: c.Prefix, Fix: c.Fix, Log: g.Log}
+	if c.Fix {
+		redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		client := asynq.NewClient(redisOpt)
+		defer client.Close()
+		o.Enqueuer = reconcile.TaskEnqueuer{Client: client}
+	}
+	bar := newBar(g, c.JSON, "reconcile "+cfg.Bucket, -1, "objects")
+	o.Progress = bar
+	rep, err := reconcile.Run(g.Ctx, objstore.NewClient(awsCfg, cfg.AWS), st.Q, o)
+	bar.Finish()
+	if err != nil {
+		if rep != nil && rep.Fixed != nil {
+			// The comparison finished; the fix stopped part-way: show what was done.
+			_ = rep.WriteText(g.Stdout)
+		}
+		return err
+	}
+	if c.JSON {
+		if err := json.NewEncoder(g.Stdout).Encode(rep); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		return nil
+	}
+	return rep.WriteText(g.Stdout)
+}

@@ -1,0 +1,330 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/progress"
+	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/replay"
+	"github.com/intakehq/intake/internal/store"
+)
+
+// ReplayCmd resends S3 event messages to intake's queue.
+type ReplayCmd struct {
+	DLQ     ReplayDLQCmd     `cmd:"" name:"dlq" help:"Move messages from the dead-letter queue back to the queue (send, then delete)."`
+	File    ReplayFileCmd    `cmd:"" help:"Send event bodies from a JSONL file (one body per line) to the queue."`
+	Archive ReplayArchiveCmd `cmd:"" help:"Send archived event bodies from the events table to the queue."`
+}
+
+// stdin is what "intake replay file -" reads (tests replace it).
+var stdin io.Reader = os.Stdin
+
+// sendFlags are the flags every replay shares.
+type sendFlags struct {
+	To          string `name:"to" placeholder:"QUEUE_URL" help:"Target queue URL (default: INTAKE_QUEUE_URL)."`
+	Rate        string `name:"rate" placeholder:"R/s" help:"Messages per second, e.g. 200 or 200/s or 6000/m (default: unlimited)."`
+	Concurrency int    `name:"concurrency" default:"4" help:"Batches of up to 10 in flight at once (1..64)."`
+	DryRun      bool   `name:"dry-run" help:"Count and show what would be sent; send and delete nothing."`
+	JSON        bool   `name:"json" help:"Print the summary as JSON."`
+}
+
+// ReplayDLQCmd moves messages from a dead-letter queue back.
+type ReplayDLQCmd struct {
+	From       string        `name:"from" placeholder:"DLQ_URL" help:"Dead-letter queue URL (default: INTAKE_DLQ_URL)."`
+	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: all)."`
+	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s, 30s with --dry-run)."`
+	Wait       time.Duration `name:"wait" default:"2s" help:"Long-poll wait; a receive that finds nothing for this long ends the replay (0..20s)."`
+	Native     bool          `name:"native" help:"Use SQS's StartMessageMoveTask (AWS only; emulators lack it)."`
+	Samples    int           `name:"samples" default:"5" help:"Bodies shown by --dry-run."`
+	sendFlags  `embed:""`
+}
+
+// Run moves the messages and prints a summary.
+func (c *ReplayDLQCmd) Run(g *Globals) error {
+	from := cmp.Or(c.From, g.Config.DLQURL)
+	to := cmp.Or(c.To, g.Config.QueueURL)
+	rate, err := replay.ParseRate(c.Rate)
+	if err != nil {
+		return err
+	}
+	client, err := sqsClient(g)
+	if err != nil {
+		return err
+	}
+	o := replay.DLQOptions{
+		From: from, To: to, Max: c.Max, Rate: rate, Concurrency: c.Concurrency,
+		Visibility: c.Visibility, Wait: c.Wait, Samples: c.Samples, Log: g.Log,
+	}
+	switch {
+	case c.DryRun:
+		return c.dryRun(g, client, o)
+	case c.Native:
+		return c.native(g, client, o)
+	}
+	total := int64(c.Max)
+	if from != "" {
+		if counts, err := replay.Counts(g.Ctx, client, from); err == nil && (total == 0 || int64(counts.Visible) < total) {
+			total = int64(counts.Visible)
+		}
+	}
+	bar := newBar(g, c.JSON, "replay dlq", total, "msg")
+	o.Progress = bar
+	began := time.Now()
+	res, runErr := replay.MoveDLQ(g.Ctx, client, o)
+	bar.Finish()
+	if res.Received == 0 && runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	s := &progress.Summary{Title: "replay dlq", Elapsed: time.Since(began)}
+	s.Add("from", from).Add("to", to).
+		Add("received", res.Received).Add("sent", res.Sent).Add("deleted", res.Deleted).
+		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed)
+	s.Add("messages_per_second", s.Rate(res.Sent))
+	s.Add("dlq_visible_left", res.Left.Visible).Add("dlq_in_flight_left", res.Left.InFlight)
+	if res.SendFailed > 0 {
+		s.Note("%d messages were not sent and stay in the dead-letter queue; they reappear after the visibility timeout: run the replay again", res.SendFailed)
+	}
+	if res.DeleteFailed > 0 {
+		s.Note("%d messages were sent but not deleted; a later replay sends them again (the pipeline absorbs duplicates)", res.DeleteFailed)
+	}
+	if res.Left.InFlight > 0 {
+		s.Note("%d messages of the dead-letter queue are in flight (received by someone, perhaps a stopped replay); they reappear after their visibility timeout", res.Left.InFlight)
+	}
+	for _, f := range res.Failures {
+		s.Note("failure: %s", f)
+	}
+	if errors.Is(runErr, context.Canceled) {
+		s.Note("interrupted: received batches were finished; run again to move the rest")
+		runErr = nil
+	}
+	if err := writeSummary(g, s, c.JSON); err != nil {
+		return err
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if res.SendFailed+res.DeleteFailed > 0 {
+		return fmt.Errorf("%d messages not sent, %d not deleted", res.SendFailed, res.DeleteFailed)
+	}
+	return nil
+}
+
+func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOptions) error {
+	began := time.Now()
+	res, err := replay.DryRunDLQ(g.Ctx, client, o)
+	if err != nil && res.Messages == 0 {
+		return err
+	}
+	if c.JSON {
+		out := struct {
+			Title string `json:"title"`
+			From  string `json:"from"`
+			replay.DryRunResult
+		}{"replay dlq (dry run)", o.From, res}
+		if encErr := json.NewEncoder(g.Stdout).Encode(out); encErr != nil {
+			return fmt.Errorf("write summary: %w", encErr)
+		}
+		return err
+	}
+	s := &progress.Summary{Title: "replay dlq (dry run: nothing sent or deleted)", Elapsed: time.Since(began)}
+	s.Add("from", o.From).Add("would_send_to", o.To).Add("messages", res.Messages).Add("bytes", res.Bytes).Add("returned", res.Returned)
+	if res.Returned < res.Messages {
+		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", res.Messages-res.Returned)
+	}
+	if werr := s.WriteText(g.Stdout); werr != nil {
+		return werr
+	}
+	for i, sm := range res.Samples {
+		fmt.Fprintf(g.Stdout, "sample %d: message %s (receives %s, attributes %s)\n  %s\n",
+			i+1, sm.MessageID, sm.ReceiveCount, strings.Join(sm.Attributes, ","), sm.Body)
+	}
+	return err
+}
+
+func (c *ReplayDLQCmd) native(g *Globals, client *sqs.Client, o replay.DLQOptions) error {
+	bar := newBar(g, c.JSON, "replay dlq (native)", -1, "msg")
+	o.Progress = bar
+	began := time.Now()
+	res, err := replay.MoveNative(g.Ctx, client, o, 2*time.Second)
+	bar.Finish()
+	if res.TaskHandle == "" && err != nil {
+		return err
+	}
+	s := &progress.Summary{Title: "replay dlq (native move task)", Elapsed: time.Since(began)}
+	s.Add("from", o.From).Add("to", cmp.Or(o.To, "(original source queues)")).
+		Add("task_handle", res.TaskHandle).Add("status", res.Status).Add("moved", res.Moved).Add("to_move", res.ToMove)
+	if res.FailureReason != "" {
+		s.Note("failure: %s", res.FailureReason)
+	}
+	if werr := writeSummary(g, s, c.JSON); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// ReplayFileCmd sends bodies from a JSONL file.
+type ReplayFileCmd struct {
+	Path      string `arg:"" name:"events.jsonl" help:"JSONL file, one S3 event body per line (a raw JSON body or a JSON string); - reads standard input."`
+	sendFlags `embed:""`
+}
+
+// Run sends the file's bodies.
+func (c *ReplayFileCmd) Run(g *Globals) error {
+	var r io.Reader = stdin
+	name := "standard input"
+	if c.Path != "-" {
+		f, err := os.Open(c.Path)
+		if err != nil {
+			return fmt.Errorf("open events file: %w", err)
+		}
+		defer f.Close()
+		r, name = f, c.Path
+	}
+	return resend(g, "replay file "+name, replay.FileSource(r), c.sendFlags, -1)
+}
+
+// ReplayArchiveCmd sends archived bodies from the events table.
+type ReplayArchiveCmd struct {
+	Since     string `name:"since" required:"" placeholder:"T" help:"First received_at included: RFC 3339 (2025-01-02T15:04:05Z), a date (2025-01-02, UTC) or a duration ago (24h)."`
+	Until     string `name:"until" placeholder:"T" help:"First received_at excluded (same forms; default: now)."`
+	KeyPrefix string `name:"key-prefix" placeholder:"P" help:"Only events whose object key starts with P."`
+	Outcome   string `name:"outcome" help:"Only events archived with exactly this outcome."`
+	sendFlags `embed:""`
+}
+
+// Run sends the selected archived bodies.
+func (c *ReplayArchiveCmd) Run(g *Globals) error {
+	now := time.Now()
+	since, err := parseTime(c.Since, now)
+	if err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	var until time.Time
+	if c.Until != "" {
+		if until, err = parseTime(c.Until, now); err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+		if !until.After(since) {
+			return fmt.Errorf("--until %s is not after --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
+		}
+	}
+	if err := g.Config.ValidateDB(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	st, err := store.Open(g.Ctx, g.Config.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	src := replay.ArchiveSource(st.Q, replay.ArchiveFilter{Since: since, Until: until, KeyPrefix: c.KeyPrefix, Outcome: c.Outcome})
+	return resend(g, "replay archive", src, c.sendFlags, -1)
+}
+
+// resend runs replay.Resend with a progress bar and prints the summary.
+func resend(g *Globals, title string, src replay.Source, f sendFlags, total int64) error {
+	rate, err := replay.ParseRate(f.Rate)
+	if err != nil {
+		return err
+	}
+	to := cmp.Or(f.To, g.Config.QueueURL)
+	var client replay.SQSAPI
+	if !f.DryRun {
+		c, err := sqsClient(g)
+		if err != nil {
+			return err
+		}
+		client = c
+	}
+	bar := newBar(g, f.JSON, title, total, "msg")
+	began := time.Now()
+	res, runErr := replay.Resend(g.Ctx, client, src, replay.ResendOptions{
+		To: to, Rate: rate, Concurrency: f.Concurrency, DryRun: f.DryRun, Progress: bar, Log: g.Log,
+	})
+	bar.Finish()
+	if res.Read == 0 && runErr != nil {
+		return runErr
+	}
+	if f.DryRun {
+		title += " (dry run: nothing sent)"
+	}
+	s := &progress.Summary{Title: title, Elapsed: time.Since(began)}
+	s.Add("to", to).Add("read", res.Read).Add("sent", res.Sent).Add("failed", res.Failed).Add("skipped_duplicates", res.Skipped)
+	if f.DryRun {
+		s.Add("would_send", res.Read-res.Failed-res.Skipped)
+	} else {
+		s.Add("messages_per_second", s.Rate(res.Sent))
+	}
+	for _, fl := range res.Failures {
+		s.Note("failed: %s", fl)
+	}
+	if errors.Is(runErr, context.Canceled) {
+		s.Note("interrupted: run again to send the rest (bodies already sent are sent again; the pipeline absorbs duplicates)")
+		runErr = nil
+	}
+	if err := writeSummary(g, s, f.JSON); err != nil {
+		return err
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if res.Failed > 0 {
+		return fmt.Errorf("%d bodies not sent", res.Failed)
+	}
+	return nil
+}
+
+// sqsClient builds an SQS client from the configuration.
+func sqsClient(g *Globals) (*sqs.Client, error) {
+	awsCfg, err := objstore.LoadAWS(g.Ctx, g.Config.AWS)
+	if err != nil {
+		return nil, err
+	}
+	// See replay.WrapHTTPClient: without it a fast answer can be lost after the server acted.
+	awsCfg.HTTPClient = replay.WrapHTTPClient(awsCfg.HTTPClient)
+	return queue.NewClient(awsCfg, g.Config.AWS), nil
+}
+
+// newBar returns a progress bar on stdout, or on stderr when stdout carries JSON.
+func newBar(g *Globals, jsonOut bool, desc string, total int64, unit string) *progress.Bar {
+	w := g.Stdout
+	if jsonOut {
+		w = os.Stderr
+	}
+	return progress.New(w, progress.Options{Description: desc, Total: total, Unit: unit})
+}
+
+// writeSummary prints s as text or JSON.
+func writeSummary(g *Globals, s *progress.Summary, jsonOut bool) error {
+	if !jsonOut {
+		return s.WriteText(g.Stdout)
+	}
+	if err := json.NewEncoder(g.Stdout).Encode(s); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
+}
+
+// parseTime reads RFC 3339, "2006-01-02T15:04:05" (UTC), "2006-01-02" (UTC) or a duration before now.
+func parseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time, a date (2006-01-02) nor a duration (24h)", s)
+}

@@ -1,0 +1,249 @@
+package ingress
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// Path is where the handler is mounted.
+const Path = "/v1/events/s3"
+
+// DefaultMaxBody is the largest body accepted.
+const DefaultMaxBody = 1 << 20
+
+// Sender is the SQS call the ingress makes; *sqs.Client satisfies it.
+type Sender interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+var _ Sender = (*sqs.Client)(nil)
+
+// Config configures the Handler.
+type Config struct {
+	// Token is the bearer token senders must present (required).
+	Token string
+	// QueueURL is the SQS queue events are forwarded to (required).
+	QueueURL string
+	// Client sends to SQS (required).
+	Client Sender
+	// MaxBody bounds the request body (default DefaultMaxBody).
+	MaxBody int64
+	// SendTimeout bounds the SendMessage call (default 10 s).
+	SendTimeout time.Duration
+	// Log receives the handler's logs (default: discard).
+	Log *slog.Logger
+	// Registerer receives the metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Handler is the ingress http.Handler.
+type Handler struct {
+	cfg       Config
+	tokenHash [sha256.Size]byte
+	log       *slog.Logger
+	requests  *prometheus.CounterVec
+}
+
+// Outcomes counted in intake_ingress_requests_total.
+const (
+	outcomeForwarded    = "forwarded"
+	outcomeUnauthorized = "unauthorized"
+	outcomeTooLarge     = "too_large"
+	outcomeInvalid      = "invalid"
+	outcomeRejected     = "rejected" // SQS refused this body (it will never be accepted)
+	outcomeUnavailable  = "queue_unavailable"
+)
+
+// New validates cfg and registers the metrics.
+func New(cfg Config) (*Handler, error) {
+	var errs []error
+	if cfg.Token == "" {
+		errs = append(errs, errors.New("ingress: Token is required"))
+	}
+	if cfg.QueueURL == "" {
+		errs = append(errs, errors.New("ingress: QueueURL is required"))
+	}
+	if cfg.Client == nil {
+		errs = append(errs, errors.New("ingress: Client is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	cfg.SendTimeout = cmp.Or(cfg.SendTimeout, 10*time.Second)
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		cfg:       cfg,
+		tokenHash: sha256.Sum256([]byte(cfg.Token)),
+		log:       cfg.Log,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "ingress_requests_total",
+			Help: "Requests to POST /v1/events/s3, by outcome.",
+		}, []string{"outcome"}),
+	}
+	for _, o := range []string{outcomeForwarded, outcomeUnauthorized, outcomeTooLarge, outcomeInvalid, outcomeRejected, outcomeUnavailable} {
+		h.requests.WithLabelValues(o)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(h.requests); err != nil {
+			return nil, fmt.Errorf("ingress: register metrics: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// Mount registers the handler on mux at POST Path.
+func (h *Handler) Mount(mux *http.ServeMux) {
+	mux.Handle("POST "+Path, h)
+}
+
+// ServeHTTP authenticates, validates and forwards one event body.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if !h.authorized(r) {
+		h.requests.WithLabelValues(outcomeUnauthorized).Inc()
+		h.log.WarnContext(ctx, "ingress: unauthorized request", "remote", r.RemoteAddr)
+		writeProblem(w, probUnauthorized, "a valid bearer token is required")
+		return
+	}
+	if r.ContentLength > h.cfg.MaxBody {
+		h.requests.WithLabelValues(outcomeTooLarge).Inc()
+		writeProblem(w, probTooLarge, fmt.Sprintf("the body is %d bytes; at most %d are accepted", r.ContentLength, h.cfg.MaxBody))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.requests.WithLabelValues(outcomeTooLarge).Inc()
+			writeProblem(w, probTooLarge, fmt.Sprintf("the body exceeds %d bytes", h.cfg.MaxBody))
+			return
+		}
+		h.requests.WithLabelValues(outcomeInvalid).Inc()
+		writeProblem(w, probInvalidEvent, "could not read the body: "+err.Error())
+		return
+	}
+	if !utf8.Valid(body) {
+		h.requests.WithLabelValues(outcomeInvalid).Inc()
+		writeProblem(w, probInvalidEvent, "the body is not valid UTF-8")
+		return
+	}
+	events, err := pipeline.Decode(body)
+	if err != nil {
+		h.requests.WithLabelValues(outcomeInvalid).Inc()
+		h.log.WarnContext(ctx, "ingress: refused an undecodable event body", "err", err, "bytes", len(body))
+		writeProblem(w, probInvalidEvent, err.Error())
+		return
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, h.cfg.SendTimeout)
+	defer cancel()
+	out, err := h.cfg.Client.SendMessage(sctx, &sqs.SendMessageInput{
+		QueueUrl:    aws.String(h.cfg.QueueURL),
+		MessageBody: aws.String(string(body)),
+	})
+	if err != nil {
+		if rejectedBody(err) {
+			h.requests.WithLabelValues(outcomeRejected).Inc()
+			h.log.ErrorContext(ctx, "ingress: the queue refused the event body", "err", err, "bytes", len(body))
+			writeProblem(w, probRejected, err.Error())
+			return
+		}
+		h.requests.WithLabelValues(outcomeUnavailable).Inc()
+		h.log.ErrorContext(ctx, "ingress: could not forward the event to the queue", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, probUnavailable, "the event queue is unavailable; retry later")
+		return
+	}
+	h.requests.WithLabelValues(outcomeForwarded).Inc()
+	id := aws.ToString(out.MessageId)
+	first := events[0]
+	h.log.DebugContext(ctx, "ingress: event forwarded", "message_id", id, "events", len(events),
+		"event", first.Name, "bucket", first.Bucket, "key", first.Key)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		MessageID string `json:"message_id"`
+	}{id})
+}
+
+// authorized compares the bearer token in constant time (hashing first, so that the comparison
+// does not reveal the token's length either).
+func (h *Handler) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) == 1
+}
+
+// rejectedBody reports whether SQS refused the message itself (it would refuse it again), as
+// opposed to failing (unreachable, throttled, missing queue).
+func rejectedBody(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode() {
+	case "InvalidMessageContents", "MessageTooLong", "InvalidParameterValue",
+		"AWS.SimpleQueueService.InvalidMessageContents":
+		return true
+	}
+	return false
+}
+
+// ProblemBase prefixes the problem type URIs (the same base as the API's).
+const ProblemBase = "https://intake.dev/problems/"
+
+type problemKind struct {
+	slug   string
+	title  string
+	status int
+}
+
+var (
+	probUnauthorized = problemKind{"unauthorized", "Authentication required", http.StatusUnauthorized}
+	probTooLarge     = problemKind{"request-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
+	probInvalidEvent = problemKind{"invalid-event", "Not an S3 event notification", http.StatusBadRequest}
+	probRejected     = problemKind{"event-rejected", "The queue refused the event", http.StatusUnprocessableEntity}
+	probUnavailable  = problemKind{"queue-unavailable", "Event queue unavailable", http.StatusServiceUnavailable}
+)
+
+// problem is an RFC 9457 problem detail.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, k problemKind, detail string) {
+	if k.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="intake"`)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(k.status)
+	_ = json.NewEncoder(w).Encode(problem{Type: ProblemBase + k.slug, Title: k.title, Status: k.status, Detail: detail})
+}

@@ -1,0 +1,272 @@
+package jobsapi
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// Route is the pattern the handler serves.
+const Route = "POST /v1/jobs"
+
+// Defaults and limits.
+const (
+	// DefaultMinSweepAge is the smallest older_than a sweep may ask for: younger uploads are
+	// probably still being written.
+	DefaultMinSweepAge = time.Minute
+	// MaxBody bounds the request body.
+	MaxBody = 64 << 10
+)
+
+// Config configures [Handler].
+type Config struct {
+	// Client enqueues the tasks (an *asynq.Client; required).
+	Client tasks.Enqueuer
+	// Keys maps API keys to owners (config.ParseAPIKeys); requests must present one. Required.
+	Keys map[string]string
+	// Buckets are the buckets tasks may name (required); the first is used when a payload names none.
+	Buckets []string
+	// MinSweepAge is the smallest older_than accepted for sweeps (default DefaultMinSweepAge).
+	MinSweepAge time.Duration
+	// Log receives one line per accepted job (default: discard).
+	Log *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Handler serves POST /v1/jobs.
+type Handler struct {
+	client      tasks.Enqueuer
+	keys        map[[sha256.Size]byte]string
+	buckets     []string
+	minSweepAge time.Duration
+	log         *slog.Logger
+	now         func() time.Time
+}
+
+// New checks cfg and returns the handler.
+func New(cfg Config) (*Handler, error) {
+	var errs []error
+	if cfg.Client == nil {
+		errs = append(errs, errors.New("client required"))
+	}
+	if len(cfg.Keys) == 0 {
+		errs = append(errs, errors.New("at least one API key required (INTAKE_API_KEYS)"))
+	}
+	if len(cfg.Buckets) == 0 || slices.Contains(cfg.Buckets, "") {
+		errs = append(errs, errors.New("buckets required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("jobs api: %w", err)
+	}
+	h := &Handler{
+		client: cfg.Client, keys: map[[sha256.Size]byte]string{}, buckets: slices.Clone(cfg.Buckets),
+		minSweepAge: cmp.Or(cfg.MinSweepAge, DefaultMinSweepAge),
+		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
+		now:         cfg.Now,
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	// Keys are looked up by their SHA-256, so the lookup's timing says nothing about the keys.
+	for k, owner := range cfg.Keys {
+		h.keys[sha256.Sum256([]byte(k))] = owner
+	}
+	return h, nil
+}
+
+// Register adds the handler to mux under [Route].
+func (h *Handler) Register(mux *http.ServeMux) { mux.Handle(Route, h) }
+
+// Request is the body of POST /v1/jobs.
+type Request struct {
+	// Type is one of tasks.Types.
+	Type string `json:"type"`
+	// Payload is the task's payload (see worker/tasks); bucket defaults to the configured bucket.
+	Payload json.RawMessage `json:"payload"`
+}
+
+// Response is the body of a 202 answer.
+type Response struct {
+	// ID is the asynq task id.
+	ID string `json:"id"`
+	// Type and Queue echo the task's.
+	Type  string `json:"type"`
+	Queue string `json:"queue"`
+	// State is the task's state (pending, scheduled); empty for a duplicate.
+	State string `json:"state,omitempty"`
+	// ProcessAt is when the task becomes due.
+	ProcessAt *time.Time `json:"process_at,omitempty"`
+	// Duplicate is true when an identical abort was already queued (nothing new was enqueued).
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// ServeHTTP authenticates, validates and enqueues one job.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	owner, ok := h.authenticate(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="intake"`)
+		writeProblem(w, probUnauthorized, "present an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeProblem(w, probUnsupportedBody, "Content-Type must be application/json")
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeProblem(w, probBodyTooLarge, fmt.Sprintf("the body exceeds %d bytes", MaxBody))
+			return
+		}
+		writeProblem(w, probInvalidJSON, "could not read the body")
+		return
+	}
+	var req Request
+	if p := strictDecode(body, &req); p != nil {
+		writeProblem(w, p.kind, p.detail)
+		return
+	}
+	task, p := h.build(req)
+	if p != nil {
+		writeProblem(w, p.kind, p.detail)
+		return
+	}
+	var opts []asynq.Option
+	if req.Type == tasks.TypeAbortMultipart {
+		// An operator's abort must not collide with the upload's deadline task (whose ID is the
+		// upload id), or it would be dropped as a duplicate until the deadline.
+		var a tasks.AbortMultipart
+		_ = json.Unmarshal(task.Payload(), &a)
+		opts = append(opts, asynq.TaskID("api:"+a.UploadID))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	info, err := tasks.Enqueue(ctx, h.client, task, opts...)
+	if err != nil {
+		h.log.ErrorContext(ctx, "enqueue job failed", "type", req.Type, "owner", owner, "err", err)
+		writeProblem(w, probQueueUnavailable, "the task could not be enqueued; try again")
+		return
+	}
+	resp := Response{ID: info.ID, Type: req.Type, Queue: info.Queue, Duplicate: tasks.Duplicate(info)}
+	if !resp.Duplicate {
+		resp.State = info.State.String()
+		at := info.NextProcessAt.UTC()
+		resp.ProcessAt = &at
+	}
+	h.log.InfoContext(ctx, "job enqueued", "type", req.Type, "task_id", info.ID, "owner", owner, "duplicate", resp.Duplicate)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// authenticate returns the owner of the request's API key.
+func (h *Handler) authenticate(r *http.Request) (string, bool) {
+	key := r.Header.Get("X-API-Key")
+	if auth := r.Header.Get("Authorization"); key == "" && auth != "" {
+		scheme, token, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", false
+		}
+		key = strings.TrimSpace(token)
+	}
+	if key == "" {
+		return "", false
+	}
+	owner, ok := h.keys[sha256.Sum256([]byte(key))]
+	return owner, ok
+}
+
+// build validates the request and returns its task.
+func (h *Handler) build(req Request) (*asynq.Task, *problemErr) {
+	if !tasks.KnownType(req.Type) {
+		return nil, &problemErr{probUnknownType, fmt.Sprintf("type %q is not one of %s", req.Type, strings.Join(tasks.Types, ", "))}
+	}
+	if len(bytes.TrimSpace(req.Payload)) == 0 || string(bytes.TrimSpace(req.Payload)) == "null" {
+		return nil, &problemErr{probInvalidPayload, "payload: required"}
+	}
+	var (
+		task *asynq.Task
+		err  error
+	)
+	switch req.Type {
+	case tasks.TypeAbortMultipart:
+		var p tasks.AbortMultipart
+		if pe := h.decodePayload(req.Payload, &p, &p.Bucket); pe != nil {
+			return nil, pe
+		}
+		if p.Deadline.IsZero() {
+			p.Deadline = h.now()
+		}
+		p.Reason = tasks.ReasonAPI
+		task, err = tasks.NewAbortMultipart(p)
+	case tasks.TypeInspectObject:
+		var p tasks.InspectObject
+		if pe := h.decodePayload(req.Payload, &p, &p.Bucket); pe != nil {
+			return nil, pe
+		}
+		task, err = tasks.NewInspectObject(p)
+	case tasks.TypeSweep:
+		var p tasks.Sweep
+		if pe := h.decodePayload(req.Payload, &p, &p.Bucket); pe != nil {
+			return nil, pe
+		}
+		if time.Duration(p.OlderThan) < h.minSweepAge {
+			return nil, &problemErr{probInvalidPayload, fmt.Sprintf("older_than: %s is below the minimum of %s (younger uploads may still be in progress)", p.OlderThan, h.minSweepAge)}
+		}
+		task, err = tasks.NewSweep(p)
+	}
+	if err != nil {
+		return nil, &problemErr{probInvalidPayload, err.Error()}
+	}
+	return task, nil
+}
+
+// decodePayload decodes payload strictly into v, fills *bucket with the default bucket when empty
+// and checks that it is one of intake's.
+func (h *Handler) decodePayload(payload []byte, v any, bucket *string) *problemErr {
+	if pe := strictDecode(payload, v); pe != nil {
+		return pe.payload()
+	}
+	if *bucket == "" {
+		*bucket = h.buckets[0]
+	}
+	if !slices.Contains(h.buckets, *bucket) {
+		return &problemErr{probForbidden, fmt.Sprintf("bucket %q is not one intake manages", *bucket)}
+	}
+	return nil
+}
+
+// strictDecode decodes one JSON value, refusing unknown fields and trailing data.
+func strictDecode(b []byte, v any) *problemErr {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return &problemErr{probUnknownField, err.Error()}
+		}
+		return &problemErr{probInvalidJSON, err.Error()}
+	}
+	if dec.More() {
+		return &problemErr{probInvalidJSON, "trailing data after the JSON value"}
+	}
+	return nil
+}

@@ -1,0 +1,377 @@
+package objstore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+)
+
+type objectsBundle struct {
+	ctx    context.Context
+	client *s3.Client
+	bucket string
+	objs   *objstore.Objects
+}
+
+func setupObjects(t *testing.T) *objectsBundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs MinIO")
+	}
+	client := testkit.S3()
+	return &objectsBundle{ctx: testkit.Context(t), client: client, bucket: testkit.Bucket(t, client), objs: objstore.NewObjects(client)}
+}
+
+// put stores body under key and returns its unquoted ETag.
+func (b *objectsBundle) put(t *testing.T, key, contentType string, body io.ReadSeeker) string {
+	t.Helper()
+	out, err := b.client.PutObject(b.ctx, &s3.PutObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String(key), Body: body, ContentType: aws.String(contentType),
+		Metadata: map[string]string{"origin": "test"},
+	})
+	require.NoError(t, err)
+	return strings.Trim(aws.ToString(out.ETag), `"`)
+}
+
+func (b *objectsBundle) get(t *testing.T, key string) ([]byte, *s3.GetObjectOutput) {
+	t.Helper()
+	out, err := b.client.GetObject(b.ctx, &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+	defer out.Body.Close()
+	body, err := io.ReadAll(out.Body)
+	require.NoError(t, err)
+	return body, out
+}
+
+func (b *objectsBundle) ref(key, etag string) pipeline.ObjectRef {
+	return pipeline.ObjectRef{Bucket: b.bucket, Key: key, ETag: etag}
+}
+
+// patternReader is a seekable stream of size deterministic bytes that holds none of them in
+// memory, to upload large objects.
+type patternReader struct {
+	size, off int64
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), r.size-r.off))
+	for i := range n {
+		x := uint64(r.off+int64(i)) * 0x9E3779B97F4A7C15
+		p[i] = byte(x >> 56)
+	}
+	r.off += int64(n)
+	return n, nil
+}
+
+func (r *patternReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		r.off = offset
+	case io.SeekCurrent:
+		r.off += offset
+	case io.SeekEnd:
+		r.off = r.size + offset
+	}
+	return r.off, nil
+}
+
+func patternSHA256(t testing.TB, size int64) []byte {
+	h := sha256.New()
+	_, err := io.Copy(h, &patternReader{size: size})
+	require.NoError(t, err)
+	return h.Sum(nil)
+}
+
+func TestObjectsHead(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	etag := b.put(t, "dir/a b+c é.txt", "text/plain", strings.NewReader("hello"))
+
+	info, err := b.objs.Head(b.ctx, b.bucket, "dir/a b+c é.txt")
+	require.NoError(t, err)
+	require.Equal(t, int64(5), info.Size)
+	require.Equal(t, "text/plain", info.ContentType)
+	require.Equal(t, etag, info.ETag)
+	require.NotContains(t, info.ETag, `"`)
+	require.False(t, info.LastModified.IsZero())
+
+	_, err = b.objs.Head(b.ctx, b.bucket, "absent")
+	require.ErrorIs(t, err, pipeline.ErrNotFound)
+	_, err = b.objs.Head(b.ctx, testkit.Name("t-absent-"), "absent")
+	require.ErrorIs(t, err, pipeline.ErrNotFound, "a missing bucket reads as a missing object at HEAD")
+}
+
+func TestObjectsReadPrefix(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	long := bytes.Repeat([]byte("0123456789"), 500)
+	etagLong := b.put(t, "long", "text/plain", bytes.NewReader(long))
+	etagShort := b.put(t, "short", "text/plain", strings.NewReader("abc"))
+	etagEmpty := b.put(t, "empty", "text/plain", bytes.NewReader(nil))
+
+	tests := []struct {
+		name, key, etag string
+		want            []byte
+		err             error
+	}{
+		{"prefix of a long object", "long", etagLong, long[:pipeline.SniffLen], nil},
+		{"whole short object", "short", etagShort, []byte("abc"), nil},
+		{"empty object", "empty", etagEmpty, nil, nil},
+		{"any etag", "short", "", []byte("abc"), nil},
+		{"replaced object", "short", etagLong, nil, pipeline.ErrChanged},
+		{"missing object", "absent", "", nil, pipeline.ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := b.objs.ReadPrefix(b.ctx, b.ref(tc.key, tc.etag), pipeline.SniffLen)
+			if tc.err != nil {
+				require.ErrorIs(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, string(tc.want), string(got))
+		})
+	}
+}
+
+func TestObjectsHash(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	etag := b.put(t, "small", "text/plain", strings.NewReader("hello"))
+	sum, n, err := b.objs.Hash(b.ctx, b.ref("small", etag))
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n)
+	want := sha256.Sum256([]byte("hello"))
+	require.Equal(t, want[:], sum)
+
+	_, _, err = b.objs.Hash(b.ctx, b.ref("small", "0123"))
+	require.ErrorIs(t, err, pipeline.ErrChanged)
+	_, _, err = b.objs.Hash(b.ctx, b.ref("absent", ""))
+	require.ErrorIs(t, err, pipeline.ErrNotFound)
+}
+
+// TestObjectsHashLarge hashes a 64 MiB object, uploaded from a stream, and checks that the bytes
+// allocated while hashing stay far below its size. It does not run in parallel so that the
+// allocation count is (mostly) its own.
+func TestObjectsHashLarge(t *testing.T) {
+	b := setupObjects(t)
+	const size = 64 << 20
+	etag := b.put(t, "large", "application/octet-stream", &patternReader{size: size})
+	want := patternSHA256(t, size)
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	sum, n, err := b.objs.Hash(b.ctx, b.ref("large", etag))
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	require.Equal(t, int64(size), n)
+	require.Equal(t, want, sum)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("hashing %d MiB allocated %d KiB", size>>20, allocated>>10)
+	require.Less(t, allocated, uint64(8<<20), "hashing must stream, not buffer the object")
+}
+
+// BenchmarkHash shows that allocations per hash do not grow with the object's size.
+func BenchmarkHash(b *testing.B) {
+	client := testkit.S3()
+	ctx := context.Background()
+	bucket := testkit.Bucket(b, client)
+	objs := objstore.NewObjects(client)
+	for _, size := range []int64{1 << 20, 16 << 20, 64 << 20} {
+		key := "bench-" + strconv.FormatInt(size, 10)
+		out, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: &patternReader{size: size}})
+		require.NoError(b, err)
+		ref := pipeline.ObjectRef{Bucket: bucket, Key: key, ETag: strings.Trim(aws.ToString(out.ETag), `"`)}
+		b.Run(strconv.FormatInt(size>>20, 10)+"MiB", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(size)
+			for b.Loop() {
+				if _, _, err := objs.Hash(ctx, ref); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestObjectsTag(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	etag := b.put(t, "k", "text/plain", strings.NewReader("x"))
+	_, err := b.client.PutObjectTagging(b.ctx, &s3.PutObjectTaggingInput{
+		Bucket: aws.String(b.bucket), Key: aws.String("k"),
+		Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String("team"), Value: aws.String("a")}}},
+	})
+	require.NoError(t, err)
+
+	require.NoError(t, b.objs.Tag(b.ctx, b.ref("k", etag), map[string]string{"intake-status": "rejected"}))
+	require.NoError(t, b.objs.Tag(b.ctx, b.ref("k", etag), map[string]string{"intake-status": "rejected", "intake-reason": "r"}), "tagging twice is harmless")
+	require.Equal(t, map[string]string{"team": "a", "intake-status": "rejected", "intake-reason": "r"}, b.tags(t, "k"))
+
+	require.ErrorIs(t, b.objs.Tag(b.ctx, b.ref("k", "0123"), map[string]string{"x": "y"}), pipeline.ErrChanged)
+	require.ErrorIs(t, b.objs.Tag(b.ctx, b.ref("absent", ""), map[string]string{"x": "y"}), pipeline.ErrNotFound)
+}
+
+func (b *objectsBundle) tags(t *testing.T, key string) map[string]string {
+	t.Helper()
+	out, err := b.client.GetObjectTagging(b.ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+	tags := map[string]string{}
+	for _, tag := range out.TagSet {
+		tags[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+	}
+	return tags
+}
+
+func (b *objectsBundle) exists(t *testing.T, key string) bool {
+	t.Helper()
+	_, err := b.client.HeadObject(b.ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	if objstore.IsNotFound(err) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
+func TestObjectsMove(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	const key = "dir/with space/a+b é%20.txt"
+	etag := b.put(t, key, "text/plain", strings.NewReader("moved content"))
+
+	// A stale ETag leaves the object where it is.
+	require.ErrorIs(t, b.objs.Move(b.ctx, b.ref(key, "0123"), "quarantine/"+key), pipeline.ErrChanged)
+	require.True(t, b.exists(t, key))
+	require.False(t, b.exists(t, "quarantine/"+key))
+
+	require.NoError(t, b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key))
+	require.False(t, b.exists(t, key))
+	body, out := b.get(t, "quarantine/"+key)
+	require.Equal(t, "moved content", string(body))
+	require.Equal(t, "text/plain", aws.ToString(out.ContentType))
+	require.Equal(t, "test", out.Metadata["origin"])
+
+	// Moving again: the source is gone.
+	require.ErrorIs(t, b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key), pipeline.ErrNotFound)
+}
+
+func TestObjectsMoveMultipart(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	objstore.SetCopyLimits(b.objs, 5<<20, 5<<20) // S3's smallest part
+	const size = 11 << 20                        // three parts, the last one short
+	etag := b.put(t, "big", "application/x-test", &patternReader{size: size})
+
+	require.NoError(t, b.objs.Move(b.ctx, b.ref("big", etag), "q/big"))
+	require.False(t, b.exists(t, "big"))
+	body, out := b.get(t, "q/big")
+	require.Len(t, body, size)
+	sum := sha256.Sum256(body)
+	require.Equal(t, patternSHA256(t, size), sum[:])
+	require.Equal(t, "application/x-test", aws.ToString(out.ContentType))
+	require.Equal(t, "test", out.Metadata["origin"])
+}
+
+func TestObjectsDelete(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	etag := b.put(t, "k", "text/plain", strings.NewReader("x"))
+	require.ErrorIs(t, b.objs.Delete(b.ctx, b.ref("k", "0123")), pipeline.ErrChanged)
+	require.True(t, b.exists(t, "k"))
+	require.NoError(t, b.objs.Delete(b.ctx, b.ref("k", etag)))
+	require.False(t, b.exists(t, "k"))
+	require.ErrorIs(t, b.objs.Delete(b.ctx, b.ref("k", etag)), pipeline.ErrNotFound)
+}
+
+func TestObjectsUnavailable(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("dials a closed port")
+	}
+	awsCfg := testkit.AWSConfig()
+	awsCfg.RetryMaxAttempts = 1
+	objs := objstore.NewObjects(objstore.NewClient(awsCfg, config.AWS{Region: testkit.Region, S3Endpoint: "http://127.0.0.1:1"}))
+	ctx := testkit.Context(t)
+	ref := pipeline.ObjectRef{Bucket: "b", Key: "k"}
+
+	_, err := objs.Head(ctx, "b", "k")
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	_, err = objs.ReadPrefix(ctx, ref, 10)
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	_, _, err = objs.Hash(ctx, ref)
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	require.ErrorIs(t, objs.Delete(ctx, ref), pipeline.ErrUnavailable)
+
+	// A cancelled context is not an outage.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = objs.Head(cctx, "b", "k")
+	require.Error(t, err)
+	require.False(t, errors.Is(err, pipeline.ErrUnavailable))
+}
+
+func TestCopySource(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		ref  pipeline.ObjectRef
+		want string
+	}{
+		{pipeline.ObjectRef{Bucket: "b", Key: "a/b.txt"}, "b/a/b.txt"},
+		{pipeline.ObjectRef{Bucket: "b", Key: "dir/a b+c é.txt"}, "b/dir/a%20b%2Bc%20%C3%A9.txt"},
+		{pipeline.ObjectRef{Bucket: "b", Key: "k?x=1#y"}, "b/k%3Fx%3D1%23y"},
+		{pipeline.ObjectRef{Bucket: "b", Key: "k", VersionID: "v+1"}, "b/k?versionId=v%2B1"},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.want, objstore.CopySource(tc.ref))
+	}
+}
+
+// TestObjectsPeek: one ranged GET gives the same metadata HEAD gives, plus the prefix.
+func TestObjectsPeek(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	long := bytes.Repeat([]byte("0123456789"), 500)
+	b.put(t, "long", "text/plain", bytes.NewReader(long))
+	b.put(t, "short", "image/png", strings.NewReader("abc"))
+	b.put(t, "empty", "text/csv", bytes.NewReader(nil))
+
+	for _, tc := range []struct {
+		key  string
+		want []byte
+	}{
+		{"long", long[:pipeline.SniffLen]},
+		{"short", []byte("abc")},
+		{"empty", nil},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			head, err := b.objs.Head(b.ctx, b.bucket, tc.key)
+			require.NoError(t, err)
+			info, prefix, err := b.objs.Peek(b.ctx, b.bucket, tc.key, pipeline.SniffLen)
+			require.NoError(t, err)
+			require.Equal(t, head, info, "Peek's metadata equals HEAD's (the total size comes from Content-Range)")
+			require.Equal(t, string(tc.want), string(prefix))
+		})
+	}
+	_, _, err := b.objs.Peek(b.ctx, b.bucket, "absent", pipeline.SniffLen)
+	require.ErrorIs(t, err, pipeline.ErrNotFound)
+}

@@ -1,0 +1,268 @@
+package replay
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+type countAdds struct{ n atomic.Int64 }
+
+func (c *countAdds) Add(n int) { c.n.Add(int64(n)) }
+
+// TestMoveDLQ: 1,000 messages go back with their bodies and attributes; the DLQ ends empty.
+func TestMoveDLQ(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 1000
+	fill(t, c, q.DLQURL, 0, n)
+
+	progress := &countAdds{}
+	res, err := MoveDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Concurrency: 8, Wait: time.Second, Progress: progress})
+	require.NoError(t, err)
+	require.Equal(t, n, res.Received)
+	require.Equal(t, n, res.Sent)
+	require.Equal(t, n, res.Deleted)
+	require.Zero(t, res.SendFailed)
+	require.Zero(t, res.DeleteFailed)
+	require.EqualValues(t, n, progress.n.Load())
+	require.Equal(t, QueueCounts{}, res.Left)
+	mainCounts, err := Counts(context.Background(), c, q.URL)
+	require.NoError(t, err)
+	t.Logf("main queue counts after the move: %+v", mainCounts)
+
+	got, total := drain(t, c, q.URL)
+	t.Logf("drained %d distinct, %d total", len(got), total)
+	require.Equal(t, n, len(got))
+	require.Equal(t, n, total, "no duplicates without a crash")
+	for i := range n {
+		m, ok := got[body(i)]
+		require.True(t, ok, "message %d missing from the main queue", i)
+		requireSameAttrs(t, i, m)
+	}
+	left, _ := drain(t, c, q.DLQURL)
+	require.Empty(t, left)
+}
+
+// TestMoveDLQMax: --max moves exactly that many and leaves the rest.
+func TestMoveDLQMax(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	fill(t, c, q.DLQURL, 0, 25)
+	res, err := MoveDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Max: 12, Concurrency: 3, Wait: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, 12, res.Received)
+	require.Equal(t, 12, res.Deleted)
+	moved, _ := drain(t, c, q.URL)
+	left, _ := drain(t, c, q.DLQURL)
+	require.Equal(t, 12, len(moved))
+	require.Equal(t, 13, len(left))
+	for b := range moved {
+		require.NotContains(t, left, b)
+	}
+}
+
+// TestMoveDLQSendFailures: entries the target refuses are never deleted from the DLQ; those
+// refused only once are retried and moved.
+func TestMoveDLQSendFailures(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 40
+	fill(t, c, q.DLQURL, 0, n)
+	faulty := &faultySQS{SQSAPI: c, fail: map[string]int{
+		body(3): -1, body(17): -1, body(29): -1, // always refused
+		body(5): 1, body(6): 2, // refused once, twice: retried
+	}}
+	res, err := MoveDLQ(testkit.Context(t), faulty, DLQOptions{From: q.DLQURL, To: q.URL, Concurrency: 2, Visibility: 2 * time.Second, Wait: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, n, res.Received)
+	require.Equal(t, n-3, res.Sent)
+	require.Equal(t, n-3, res.Deleted)
+	require.Equal(t, 3, res.SendFailed)
+	require.Len(t, res.Failures, 3)
+	require.Contains(t, res.Failures[0], "InternalError: injected")
+
+	moved, _ := drain(t, c, q.URL)
+	require.Equal(t, n-3, len(moved))
+	require.Contains(t, moved, body(5))
+	require.Contains(t, moved, body(6))
+	// The refused ones are still in the DLQ once their visibility ends.
+	time.Sleep(2500 * time.Millisecond)
+	left, _ := drain(t, c, q.DLQURL)
+	require.Equal(t, 3, len(left))
+	for _, i := range []int{3, 17, 29} {
+		require.Contains(t, left, body(i))
+		requireSameAttrs(t, i, left[body(i)])
+	}
+}
+
+// TestMoveDLQCancelled: a stop while batches are in flight loses nothing: every message is in one
+// queue or the other once the visibility has passed.
+func TestMoveDLQCancelled(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 200
+	fill(t, c, q.DLQURL, 0, n)
+	ctx, cancel := context.WithCancel(testkit.Context(t))
+	progress := &stopAfter{at: 60, cancel: cancel}
+	res, err := MoveDLQ(ctx, c, DLQOptions{From: q.DLQURL, To: q.URL, Rate: 200, Concurrency: 2, Visibility: 2 * time.Second, Wait: time.Second, Progress: progress})
+	require.NoError(t, err)
+	require.Less(t, res.Sent, n, "stopped early")
+	require.Equal(t, res.Sent, res.Deleted, "batches in flight were finished")
+	time.Sleep(2500 * time.Millisecond)
+	moved, _ := drain(t, c, q.URL)
+	left, _ := drain(t, c, q.DLQURL)
+	require.Equal(t, res.Sent, len(moved))
+	require.Equal(t, n, len(moved)+len(left))
+}
+
+type stopAfter struct {
+	n      atomic.Int64
+	at     int64
+	cancel func()
+}
+
+func (s *stopAfter) Add(n int) {
+	if s.n.Add(int64(n)) >= s.at {
+		s.cancel()
+	}
+}
+
+// TestDryRunDLQ: counts and samples without sending or deleting; messages are visible again.
+func TestDryRunDLQ(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 35
+	fill(t, c, q.DLQURL, 0, n)
+	res, err := DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Concurrency: 3, Samples: 4, Wait: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, n, res.Messages)
+	require.Equal(t, n, res.Returned)
+	require.Len(t, res.Samples, 4)
+	var bytes int64
+	for i := range n {
+		bytes += int64(len(body(i)))
+	}
+	require.Equal(t, bytes, res.Bytes)
+	require.Equal(t, []string{"blob", "idx", "origin"}, res.Samples[0].Attributes)
+	require.Contains(t, res.Samples[0].Body, `"Records"`)
+
+	// Nothing moved; everything is back in the DLQ at once (visibility 0, not after 30s).
+	moved, _ := drain(t, c, q.URL)
+	require.Empty(t, moved)
+	left, _ := drain(t, c, q.DLQURL)
+	require.Equal(t, n, len(left))
+
+	// With --max.
+	fill(t, c, q.DLQURL, 100, 20)
+	res, err = DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, Max: 7, Wait: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, 7, res.Messages)
+	left, _ = drain(t, c, q.DLQURL)
+	require.Equal(t, 20, len(left))
+}
+
+// TestMoveNativeUnsupported: kumo has no StartMessageMoveTask; the error says so.
+func TestMoveNativeUnsupported(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	_, err := MoveNative(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL}, time.Second)
+	require.ErrorIs(t, err, ErrNativeUnsupported)
+	_, err = MoveNative(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Max: 3}, time.Second)
+	require.ErrorContains(t, err, "--max is not supported")
+}
+
+func TestDLQOptionsValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    DLQOptions
+		want string
+	}{
+		{"no source", DLQOptions{To: "u"}, "source queue: required"},
+		{"no target", DLQOptions{From: "u"}, "target queue: required"},
+		{"same", DLQOptions{From: "u", To: "u"}, "same queue"},
+		{"negative max", DLQOptions{From: "a", To: "b", Max: -1}, "max"},
+		{"concurrency", DLQOptions{From: "a", To: "b", Concurrency: 65}, "concurrency"},
+		{"visibility", DLQOptions{From: "a", To: "b", Visibility: 13 * time.Hour}, "visibility"},
+		{"wait", DLQOptions{From: "a", To: "b", Wait: 21 * time.Second}, "wait"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := MoveDLQ(context.Background(), nil, tc.o)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want float64
+		err  bool
+	}{
+		{"", 0, false}, {"0", 0, false}, {"200", 200, false}, {"200/s", 200, false}, {" 50 / s ", 50, false},
+		{"6000/m", 100, false}, {"3600/h", 1, false}, {"0.5/s", 0.5, false},
+		{"-1", 0, true}, {"abc", 0, true}, {"10/d", 0, true}, {"NaN", 0, true}, {"Inf", 0, true},
+	} {
+		got, err := ParseRate(tc.in)
+		if tc.err {
+			require.Error(t, err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.InDelta(t, tc.want, got, 1e-9, tc.in)
+	}
+}
+
+func TestCut(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "abc", cut("abc", 3))
+	require.Equal(t, "ab…", cut("abc", 2))
+	require.Equal(t, "a…", cut("aé", 2), "never splits a UTF-8 sequence")
+}
+
+func TestSendEntryFIFO(t *testing.T) {
+	t.Parallel()
+	msg := fifoMessage("m-1", map[string]string{"MessageGroupId": "g", "MessageDeduplicationId": "d"})
+	e := sendEntry("0", msg, true)
+	require.Equal(t, "g", aws.ToString(e.MessageGroupId))
+	require.Equal(t, "d", aws.ToString(e.MessageDeduplicationId))
+	e = sendEntry("0", fifoMessage("m-2", nil), true)
+	require.Equal(t, "intake-replay", aws.ToString(e.MessageGroupId))
+	require.Equal(t, "m-2", aws.ToString(e.MessageDeduplicationId))
+	e = sendEntry("0", msg, false)
+	require.Nil(t, e.MessageGroupId)
+	require.Nil(t, e.MessageDeduplicationId)
+}

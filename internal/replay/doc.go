@@ -1,0 +1,27 @@
+// Package replay moves S3 event messages back into intake's queue: from a dead-letter queue
+// ([MoveDLQ], [DryRunDLQ], [MoveNative]) or from archived bodies, a JSONL file or the events
+// table ([Resend] with [FileSource] or [ArchiveSource]).
+//
+// # Never lose a message
+//
+// [MoveDLQ] receives a batch from the dead-letter queue (the messages stay there, invisible for
+// the visibility timeout), sends it to the target queue with SendMessageBatch, and deletes from the
+// dead-letter queue only the entries that the target accepted (the batch's Successful list). A
+// process killed at any moment therefore loses nothing: a message is either still in the
+// dead-letter queue (it becomes visible again when its visibility timeout ends) or already in the
+// target queue; at worst it is in both, a duplicate that intake's pipeline absorbs (processing an
+// event twice ends in the same rows). Entries that fail to send are retried while the failure is
+// the server's; the others stay in the dead-letter queue and are counted.
+//
+// Body, message attributes and, for FIFO targets, the group and deduplication ids are preserved.
+//
+// # Native moves
+//
+// [MoveNative] asks SQS to do the move (StartMessageMoveTask) and follows the task until it ends.
+// Emulators such as kumo lack the call; [ErrNativeUnsupported] says so.
+//
+// # Rate and concurrency
+//
+// Every path takes a rate in messages per second ([ParseRate] reads "200", "200/s" or "6000/m")
+// and a number of concurrent workers; each worker handles one batch of up to ten at a time.
+package replay

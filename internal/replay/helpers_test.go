@@ -1,0 +1,144 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+)
+
+// body returns the i-th test message body (an S3-event-like JSON document).
+func body(i int) string {
+	return fmt.Sprintf(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k/%05d","sequencer":"%016X"}}}]}`, i, i)
+}
+
+// attrs returns the i-th message's attributes: one of each data type.
+func attrs(i int) map[string]types.MessageAttributeValue {
+	return map[string]types.MessageAttributeValue{
+		"idx":    {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(i))},
+		"origin": {DataType: aws.String("String"), StringValue: aws.String("test-" + strconv.Itoa(i%7))},
+		"blob":   {DataType: aws.String("Binary"), BinaryValue: []byte{byte(i), byte(i >> 8), 0xff}},
+	}
+}
+
+// fill sends messages first..first+n-1 to url, with attributes.
+func fill(t testing.TB, c *sqs.Client, url string, first, n int) {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, n/MaxBatch+1)
+	for start := first; start < first+n; start += MaxBatch {
+		wg.Go(func() {
+			var entries []types.SendMessageBatchRequestEntry
+			for i := start; i < min(start+MaxBatch, first+n); i++ {
+				entries = append(entries, types.SendMessageBatchRequestEntry{
+					Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body(i)), MessageAttributes: attrs(i),
+				})
+			}
+			out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+			if err == nil && len(out.Failed) > 0 {
+				err = fmt.Errorf("fill: %d failed", len(out.Failed))
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+// drain receives and deletes everything in url; it returns the messages by body and how many
+// were received in all (duplicates included). It stops after two empty receives in a row.
+func drain(t testing.TB, c *sqs.Client, url string) (map[string]types.Message, int) {
+	t.Helper()
+	ctx := context.Background()
+	got := map[string]types.Message{}
+	total, empty := 0, 0
+	for empty < 2 {
+		out, err := c.ReceiveMessage(ctx, receiveInput(url, MaxBatch, 30*time.Second, time.Second), func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		var dels []types.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			total++
+			got[aws.ToString(m.Body)] = m
+			dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		_, err = c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: dels})
+		require.NoError(t, err)
+	}
+	return got, total
+}
+
+// requireSameAttrs checks that m carries the attributes of message i.
+func requireSameAttrs(t testing.TB, i int, m types.Message) {
+	t.Helper()
+	want := attrs(i)
+	require.Len(t, m.MessageAttributes, len(want), "message %d", i)
+	for name, w := range want {
+		g, ok := m.MessageAttributes[name]
+		require.True(t, ok, "message %d lacks attribute %s", i, name)
+		require.Equal(t, aws.ToString(w.DataType), aws.ToString(g.DataType), "message %d attribute %s", i, name)
+		require.Equal(t, aws.ToString(w.StringValue), aws.ToString(g.StringValue), "message %d attribute %s", i, name)
+		require.Equal(t, w.BinaryValue, g.BinaryValue, "message %d attribute %s", i, name)
+	}
+}
+
+// faultySQS is the real SQS client with injected send failures: entries whose body is in fail get
+// a Failed result without reaching the server (fails counts down per body; -1 fails forever).
+// Everything else goes to the real server.
+type faultySQS struct {
+	SQSAPI
+	mu    sync.Mutex
+	fail  map[string]int
+	calls int
+}
+
+func (f *faultySQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.mu.Lock()
+	f.calls++
+	var pass []types.SendMessageBatchRequestEntry
+	var failed []types.BatchResultErrorEntry
+	for _, e := range in.Entries {
+		if n := f.fail[aws.ToString(e.MessageBody)]; n != 0 {
+			if n > 0 {
+				f.fail[aws.ToString(e.MessageBody)] = n - 1
+			}
+			failed = append(failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), Message: aws.String("injected")})
+			continue
+		}
+		pass = append(pass, e)
+	}
+	f.mu.Unlock()
+	out := &sqs.SendMessageBatchOutput{}
+	if len(pass) > 0 {
+		cp := *in
+		cp.Entries = pass
+		real, err := f.SQSAPI.SendMessageBatch(ctx, &cp, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = real
+	}
+	out.Failed = append(out.Failed, failed...)
+	return out, nil
+}
+
+func fifoMessage(id string, sys map[string]string) types.Message {
+	return types.Message{MessageId: aws.String(id), Body: aws.String("b"), Attributes: sys}
+}

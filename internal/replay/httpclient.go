@@ -1,0 +1,44 @@
+package replay
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+)
+
+// WrapHTTPClient returns an SDK HTTP client that hides the io.WriterTo method of request bodies
+// from net/http (nil c: the SDK's default client).
+//
+// Why: smithy-go wraps each request body in a "safe" closer whose WriteTo returns io.EOF once
+// closed, and closes it as soon as client.Do returns. net/http's writer, after sending
+// ContentLength bytes, copies the rest of the body (normally nothing) with io.Copy, which uses
+// WriteTo. When the server answers before that last copy (kumo does on a busy machine), the copy
+// fails with io.EOF, net/http closes the connection, and reading the response body fails with
+// "use of closed network connection": the call fails after the server did it. For ReceiveMessage
+// that hides received messages until their visibility timeout ends. With Read only, io.Copy treats
+// the closed body's io.EOF as a normal end.
+func WrapHTTPClient(c aws.HTTPClient) aws.HTTPClient {
+	if c == nil {
+		c = awshttp.NewBuildableClient()
+	}
+	return readOnlyBodies{c}
+}
+
+type readOnlyBodies struct{ next aws.HTTPClient }
+
+// readOnlyBody exposes only Read and Close.
+type readOnlyBody struct{ io.ReadCloser }
+
+// Do sends req with its body stripped of WriteTo.
+func (c readOnlyBodies) Do(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		if _, ok := req.Body.(io.WriterTo); ok {
+			r := *req
+			r.Body = readOnlyBody{req.Body}
+			req = &r
+		}
+	}
+	return c.next.Do(req)
+}

@@ -1,0 +1,129 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+)
+
+// ErrNativeUnsupported says the SQS server has no StartMessageMoveTask (emulators such as kumo).
+var ErrNativeUnsupported = errors.New("the SQS server does not support StartMessageMoveTask; replay without --native")
+
+// NativeResult is the end state of a message move task.
+type NativeResult struct {
+	// TaskHandle identifies the task (CancelMessageMoveTask takes it).
+	TaskHandle string
+	// Status is the task's last status: COMPLETED, CANCELLED or FAILED.
+	Status string
+	// Moved is ApproximateNumberOfMessagesMoved.
+	Moved int64
+	// ToMove is ApproximateNumberOfMessagesToMove when the task started.
+	ToMove int64
+	// FailureReason is set when the task failed.
+	FailureReason string
+}
+
+// MoveNative starts an SQS message move task from o.From to o.To (o.To empty: back to each
+// message's original source queue) at o.Rate messages per second, follows it every poll interval
+// (reporting moved counts to o.Progress), and returns when it ends. Cancelling ctx cancels the task
+// (messages already moved stay moved). Max is not supported by SQS's move tasks.
+func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration) (NativeResult, error) {
+	if err := o.validate(false); err != nil {
+		return NativeResult{}, err
+	}
+	if o.Max > 0 {
+		return NativeResult{}, errors.New("--max is not supported with --native (SQS moves every message)")
+	}
+	o = o.withDefaults(60 * time.Second)
+	if poll <= 0 {
+		poll = 2 * time.Second
+	}
+	src, err := queueARN(ctx, c, o.From)
+	if err != nil {
+		return NativeResult{}, err
+	}
+	in := &sqs.StartMessageMoveTaskInput{SourceArn: aws.String(src)}
+	if o.To != "" {
+		dst, err := queueARN(ctx, c, o.To)
+		if err != nil {
+			return NativeResult{}, err
+		}
+		in.DestinationArn = aws.String(dst)
+	}
+	if o.Rate > 0 {
+		in.MaxNumberOfMessagesPerSecond = aws.Int32(int32(max(1, min(o.Rate, 500))))
+	}
+	started, err := c.StartMessageMoveTask(ctx, in)
+	if err != nil {
+		if unsupported(err) {
+			return NativeResult{}, fmt.Errorf("%w (%v)", ErrNativeUnsupported, err)
+		}
+		return NativeResult{}, fmt.Errorf("start message move task from %s: %w", o.From, err)
+	}
+	res := NativeResult{TaskHandle: aws.ToString(started.TaskHandle), Status: "RUNNING"}
+	o.Log.Info("message move task started", "task_handle", res.TaskHandle, "source", src)
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if _, err := c.CancelMessageMoveTask(cctx, &sqs.CancelMessageMoveTaskInput{TaskHandle: started.TaskHandle}); err != nil {
+				return res, fmt.Errorf("cancel message move task %s: %w", res.TaskHandle, err)
+			}
+			res.Status = "CANCELLED"
+			return res, ctx.Err()
+		case <-ticker.C:
+		}
+		out, err := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // handled at the top of the loop
+			}
+			return res, fmt.Errorf("list message move tasks of %s: %w", src, err)
+		}
+		if len(out.Results) == 0 {
+			continue
+		}
+		t := out.Results[0]
+		if moved := t.ApproximateNumberOfMessagesMoved; moved > res.Moved {
+			o.Progress.Add(int(moved - res.Moved))
+			res.Moved = moved
+		}
+		res.ToMove = aws.ToInt64(t.ApproximateNumberOfMessagesToMove)
+		res.Status = aws.ToString(t.Status)
+		res.FailureReason = aws.ToString(t.FailureReason)
+		switch res.Status {
+		case "COMPLETED", "CANCELLED":
+			return res, nil
+		case "FAILED":
+			return res, fmt.Errorf("message move task %s failed: %s", res.TaskHandle, res.FailureReason)
+		}
+	}
+}
+
+// unsupported reports whether err says the server does not know the operation.
+func unsupported(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "InvalidAction", "UnsupportedOperation", "UnknownOperationException", "NotImplemented",
+			"AWS.SimpleQueueService.UnsupportedOperation":
+			return true
+		}
+	}
+	var respErr interface{ HTTPStatusCode() int }
+	if errors.As(err, &respErr) {
+		switch respErr.HTTPStatusCode() {
+		case 404, 501:
+			return true
+		}
+	}
+	return false
+}

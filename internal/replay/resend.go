@@ -1,0 +1,309 @@
+package replay
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/time/rate"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// Body is one archived message body to resend.
+type Body struct {
+	// Text is the body, sent as is.
+	Text string
+	// Ref locates it in its source ("line 12", "event 345") for error reports.
+	Ref string
+	// Err, when set, says the entry is unusable (it is counted as failed, not sent).
+	Err error
+	// Duplicate marks a body already emitted under the same message id (counted as skipped).
+	Duplicate bool
+}
+
+// Source emits bodies in order until it is exhausted (nil), emit fails (return its error) or it
+// fails itself.
+type Source func(ctx context.Context, emit func(Body) error) error
+
+// ResendOptions configure Resend.
+type ResendOptions struct {
+	// To is the queue the bodies are sent to.
+	To string
+	// Rate limits messages per second (0: unlimited).
+	Rate float64
+	// Concurrency is the number of batches in flight at once (default 4).
+	Concurrency int
+	// Attempts bounds the tries of each batch entry (default 3).
+	Attempts int
+	// DryRun reads and counts without sending.
+	DryRun bool
+	// Progress counts sent bodies (read bodies in a dry run).
+	Progress Counter
+	// Log receives warnings (default: discarded).
+	Log *slog.Logger
+}
+
+// ResendResult counts what Resend did.
+type ResendResult struct {
+	// Read bodies came from the source (duplicates and unusable entries included).
+	Read int
+	// Sent bodies were accepted by the queue.
+	Sent int
+	// Failed bodies were unusable or refused by the queue.
+	Failed int
+	// Skipped bodies were duplicates of one already sent in this run.
+	Skipped int
+	// Failures samples the failed entries (at most 20), with their Ref.
+	Failures []string
+}
+
+// Resend sends every body of src to o.To in batches of up to ten, rate-limited, with o.Concurrency
+// batches in flight. A batch entry refused by the queue through its own fault is retried; one
+// refused through the sender's (a malformed or oversized body) is counted as failed and logged
+// with its Ref. It stops at the first source error or whole-call send failure (after retries) and
+// returns it with the counts so far; cancelling ctx stops it too (re-running sends again what was
+// already sent: the pipeline absorbs duplicates).
+func Resend(ctx context.Context, c SQSAPI, src Source, o ResendOptions) (ResendResult, error) {
+	if o.To == "" && !o.DryRun {
+		return ResendResult{}, errors.New("target queue: required (--to or INTAKE_QUEUE_URL)")
+	}
+	if o.Concurrency < 0 || o.Concurrency > 64 {
+		return ResendResult{}, fmt.Errorf("concurrency: %d not in 1..64", o.Concurrency)
+	}
+	o.Concurrency = cmp.Or(o.Concurrency, 4)
+	o.Attempts = cmp.Or(o.Attempts, 3)
+	if o.Progress == nil {
+		o.Progress = nopCounter{}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &resender{c: c, o: o, limiter: newLimiter(o.Rate)}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []Body, o.Concurrency)
+	var wg sync.WaitGroup
+	errs := make([]error, o.Concurrency)
+	for i := range o.Concurrency {
+		wg.Go(func() {
+			for b := range batches {
+				if err := r.send(ctx, b); err != nil {
+					errs[i] = err
+					cancel()
+					for range batches { // let the producer finish
+					}
+					return
+				}
+			}
+		})
+	}
+	srcErr := r.produce(ctx, src, batches)
+	close(batches)
+	wg.Wait()
+	err := errors.Join(errs...)
+	// A worker's failure cancels the producer: its context.Canceled is noise then.
+	if srcErr != nil && (err == nil || !errors.Is(srcErr, context.Canceled)) {
+		err = errors.Join(srcErr, err)
+	}
+	return r.res, err
+}
+
+type resender struct {
+	c       SQSAPI
+	o       ResendOptions
+	limiter *rate.Limiter
+
+	mu  sync.Mutex
+	res ResendResult
+}
+
+func (r *resender) record(f func(*ResendResult)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(&r.res)
+}
+
+func (r *resender) failed(ref, why string) {
+	r.o.Log.Warn("body not sent", "ref", ref, "reason", why)
+	r.record(func(res *ResendResult) {
+		res.Failed++
+		if len(res.Failures) < 20 {
+			res.Failures = append(res.Failures, ref+": "+why)
+		}
+	})
+}
+
+// produce reads src into batches of at most ten bodies and maxBatchBytes.
+func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) error {
+	var batch []Body
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		batch, size = nil, 0
+		return nil
+	}
+	err := src(ctx, func(b Body) error {
+		r.record(func(res *ResendResult) { res.Read++ })
+		switch {
+		case b.Err != nil:
+			r.failed(b.Ref, b.Err.Error())
+			return nil
+		case b.Duplicate:
+			r.record(func(res *ResendResult) { res.Skipped++ })
+			return nil
+		case r.o.DryRun:
+			r.o.Progress.Add(1)
+			return ctx.Err()
+		}
+		if len(batch) == MaxBatch || (len(batch) > 0 && size+len(b.Text) > maxBatchBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, b)
+		size += len(b.Text)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// send sends one batch; it returns an error only when the whole call failed after retries.
+func (r *resender) send(ctx context.Context, batch []Body) error {
+	if err := wait(ctx, r.limiter, len(batch)); err != nil {
+		return err
+	}
+	entries := make([]types.SendMessageBatchRequestEntry, len(batch))
+	for i, b := range batch {
+		entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(b.Text)}
+		if isFIFO(r.o.To) {
+			entries[i].MessageGroupId = aws.String("intake-replay")
+			entries[i].MessageDeduplicationId = aws.String(fmt.Sprintf("%x", time.Now().UnixNano()) + "-" + strconv.Itoa(i))
+		}
+	}
+	sent, failed, err := sendBatch(ctx, r.c, r.o.To, entries, r.o.Attempts, r.o.Log)
+	r.record(func(res *ResendResult) { res.Sent += len(sent) })
+	r.o.Progress.Add(len(sent))
+	for _, f := range failed {
+		i, _ := strconv.Atoi(f.ID)
+		r.failed(batch[i].Ref, f.String())
+	}
+	if err != nil {
+		// The whole call failed: whatever was neither sent nor listed as failed is unsent.
+		r.record(func(res *ResendResult) { res.Failed += len(batch) - len(sent) - len(failed) })
+	}
+	return err
+}
+
+// FileSource reads one body per line from r (a JSONL export): a line is sent as is, or, when it
+// is a JSON string ("…"), as the string it encodes. Blank lines are ignored. Lines of any length
+// are read.
+func FileSource(r io.Reader) Source {
+	return func(ctx context.Context, emit func(Body) error) error {
+		br := bufio.NewReaderSize(r, 256*1024)
+		for n := 1; ; n++ {
+			line, err := br.ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read line %d: %w", n, err)
+			}
+			if text := strings.TrimSpace(line); text != "" {
+				b := Body{Text: text, Ref: "line " + strconv.Itoa(n)}
+				if text[0] == '"' {
+					var s string
+					if jerr := json.Unmarshal([]byte(text), &s); jerr != nil {
+						b.Err = fmt.Errorf("not a valid JSON string: %w", jerr)
+					} else if strings.TrimSpace(s) == "" {
+						b.Err = errors.New("empty body")
+					}
+					b.Text = s
+				}
+				if eerr := emit(b); eerr != nil {
+					return eerr
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// EventLister is the query ArchiveSource pages through (*dbq.Queries has it).
+type EventLister interface {
+	OpsListEvents(ctx context.Context, arg dbq.OpsListEventsParams) ([]dbq.OpsListEventsRow, error)
+}
+
+// ArchiveFilter selects archived events.
+type ArchiveFilter struct {
+	// Since is the first received_at included.
+	Since time.Time
+	// Until is the first received_at excluded (zero: no end).
+	Until time.Time
+	// KeyPrefix keeps events whose key starts with it ("" keeps all).
+	KeyPrefix string
+	// Outcome keeps events with exactly this outcome ("" keeps all).
+	Outcome string
+	// PageSize is the number of rows read per query (default 500).
+	PageSize int
+}
+
+// ArchiveSource emits the bodies of the events table selected by f, oldest id first. A message id
+// seen before in the run (the archive keeps one row per delivery) is marked Duplicate.
+func ArchiveSource(q EventLister, f ArchiveFilter) Source {
+	return func(ctx context.Context, emit func(Body) error) error {
+		until := f.Until
+		if until.IsZero() {
+			until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		page := int32(cmp.Or(f.PageSize, 500))
+		seen := map[string]bool{}
+		var after int64
+		for {
+			rows, err := q.OpsListEvents(ctx, dbq.OpsListEventsParams{
+				Since: f.Since, Until: until, KeyPrefix: f.KeyPrefix, Outcome: f.Outcome, AfterID: after, MaxRows: page,
+			})
+			if err != nil {
+				return fmt.Errorf("list archived events after id %d: %w", after, err)
+			}
+			for _, row := range rows {
+				after = row.ID
+				b := Body{Text: row.Body, Ref: "event " + strconv.FormatInt(row.ID, 10)}
+				if seen[row.MessageID] {
+					b.Duplicate = true
+				}
+				seen[row.MessageID] = true
+				if err := emit(b); err != nil {
+					return err
+				}
+			}
+			if len(rows) < int(page) {
+				return nil
+			}
+		}
+	}
+}

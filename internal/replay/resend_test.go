@@ -1,0 +1,174 @@
+package replay
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// collect runs src and returns what it emitted.
+func collect(t *testing.T, src Source) []Body {
+	t.Helper()
+	var got []Body
+	require.NoError(t, src(context.Background(), func(b Body) error { got = append(got, b); return nil }))
+	return got
+}
+
+func TestFileSource(t *testing.T) {
+	t.Parallel()
+	long := `{"Records":[{"x":"` + strings.Repeat("a", 300*1024) + `"}]}`
+	in := strings.Join([]string{
+		`{"Records":[{"eventName":"ObjectCreated:Put"}]}`,
+		``,
+		`   `,
+		`"{\"Records\":[]}"`,
+		`"not closed`,
+		`""`,
+		long,
+		`{"last":true}`, // no newline at the end
+	}, "\n")
+	got := collect(t, FileSource(strings.NewReader(in)))
+	require.Len(t, got, 6)
+	require.Equal(t, Body{Text: `{"Records":[{"eventName":"ObjectCreated:Put"}]}`, Ref: "line 1"}, got[0])
+	require.Equal(t, Body{Text: `{"Records":[]}`, Ref: "line 4"}, got[1], "a JSON string line is unquoted")
+	require.Equal(t, "line 5", got[2].Ref)
+	require.ErrorContains(t, got[2].Err, "not a valid JSON string")
+	require.ErrorContains(t, got[3].Err, "empty body")
+	require.Equal(t, long, got[4].Text, "lines longer than any buffer are read whole")
+	require.Equal(t, Body{Text: `{"last":true}`, Ref: "line 8"}, got[5])
+}
+
+// TestResendFile: bodies of a file land in the queue, batched; unusable lines are counted.
+func TestResendFile(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	var lines []string
+	for i := range 53 {
+		lines = append(lines, body(i))
+	}
+	lines = append(lines, `"broken`)
+	progress := &countAdds{}
+	res, err := Resend(testkit.Context(t), c, FileSource(strings.NewReader(strings.Join(lines, "\n")+"\n")),
+		ResendOptions{To: q.URL, Rate: 500, Concurrency: 3, Progress: progress})
+	require.NoError(t, err)
+	require.Equal(t, ResendResult{Read: 54, Sent: 53, Failed: 1, Failures: res.Failures}, res)
+	require.Len(t, res.Failures, 1)
+	require.Contains(t, res.Failures[0], "line 54: not a valid JSON string")
+	require.EqualValues(t, 53, progress.n.Load())
+	got, total := drain(t, c, q.URL)
+	require.Equal(t, 53, total)
+	for i := range 53 {
+		require.Contains(t, got, body(i))
+	}
+
+	// Dry run: nothing sent.
+	res, err = Resend(testkit.Context(t), nil, FileSource(strings.NewReader(strings.Join(lines, "\n"))), ResendOptions{DryRun: true})
+	require.NoError(t, err)
+	require.Equal(t, 54, res.Read)
+	require.Zero(t, res.Sent)
+	require.Equal(t, 1, res.Failed)
+	got, _ = drain(t, c, q.URL)
+	require.Empty(t, got)
+}
+
+// TestResendSendFailures: bodies the queue refuses are counted with their line, the rest sent.
+func TestResendSendFailures(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	faulty := &faultySQS{SQSAPI: c, fail: map[string]int{body(2): -1, body(7): 1}}
+	var lines []string
+	for i := range 12 {
+		lines = append(lines, body(i))
+	}
+	res, err := Resend(testkit.Context(t), faulty, FileSource(strings.NewReader(strings.Join(lines, "\n"))), ResendOptions{To: q.URL, Concurrency: 1})
+	require.NoError(t, err)
+	require.Equal(t, 12, res.Read)
+	require.Equal(t, 11, res.Sent)
+	require.Equal(t, 1, res.Failed)
+	require.Equal(t, []string{"line 3: InternalError: injected"}, res.Failures)
+	got, _ := drain(t, c, q.URL)
+	require.Len(t, got, 11)
+	require.NotContains(t, got, body(2))
+	require.Contains(t, got, body(7), "a transient refusal is retried")
+}
+
+// TestResendArchive: the events table's bodies, filtered by time, key prefix and outcome, with
+// repeated deliveries of one message sent once.
+func TestResendArchive(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL and kumo")
+	}
+	st := testkit.DB(t)
+	ctx := testkit.Context(t)
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	type ev struct {
+		msg     string
+		at      time.Duration
+		key     *string
+		outcome string
+		body    string
+	}
+	k := func(s string) *string { return &s }
+	events := []ev{
+		{"m1", 0, k("a/1"), "created:valid", "b1"},
+		{"m2", time.Minute, k("a/2"), "created:rejected", "b2"},
+		{"m2", 2 * time.Minute, k("a/2"), "created:rejected", "b2"}, // redelivery
+		{"m3", 3 * time.Minute, k("b/3"), "created:valid", "b3"},
+		{"m4", 4 * time.Minute, nil, "test_event", "b4"},
+		{"m5", -time.Minute, k("a/5"), "created:valid", "b5"},     // before since
+		{"m6", 10 * time.Minute, k("a/6"), "created:valid", "b6"}, // at until: excluded
+	}
+	for _, e := range events {
+		_, err := st.Pool.Exec(ctx, `INSERT INTO events (message_id, received_at, key, outcome, body) VALUES ($1, $2, $3, $4, $5)`,
+			e.msg, base.Add(e.at), e.key, e.outcome, e.body)
+		require.NoError(t, err)
+	}
+	c := testSQS()
+	for _, tc := range []struct {
+		name string
+		f    ArchiveFilter
+		want []string
+		skip int
+	}{
+		{"window", ArchiveFilter{Since: base, Until: base.Add(10 * time.Minute), PageSize: 2}, []string{"b1", "b2", "b3", "b4"}, 1},
+		{"no end", ArchiveFilter{Since: base}, []string{"b1", "b2", "b3", "b4", "b6"}, 1},
+		{"prefix", ArchiveFilter{Since: base, Until: base.Add(10 * time.Minute), KeyPrefix: "a/"}, []string{"b1", "b2"}, 1},
+		{"outcome", ArchiveFilter{Since: base.Add(-time.Hour), Outcome: "created:valid"}, []string{"b1", "b3", "b5", "b6"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			q := testkit.Queue(t, c, 3, 30*time.Second)
+			res, err := Resend(ctx, c, ArchiveSource(st.Q, tc.f), ResendOptions{To: q.URL})
+			require.NoError(t, err)
+			require.Equal(t, len(tc.want), res.Sent)
+			require.Equal(t, tc.skip, res.Skipped)
+			got, total := drain(t, c, q.URL)
+			require.Equal(t, len(tc.want), total)
+			for _, b := range tc.want {
+				require.Contains(t, got, b)
+			}
+		})
+	}
+}
+
+func TestResendOptions(t *testing.T) {
+	t.Parallel()
+	_, err := Resend(context.Background(), nil, FileSource(strings.NewReader("x")), ResendOptions{})
+	require.ErrorContains(t, err, "target queue: required")
+	_, err = Resend(context.Background(), nil, FileSource(strings.NewReader("x")), ResendOptions{To: "q", Concurrency: 100})
+	require.ErrorContains(t, err, "concurrency")
+}

@@ -1,0 +1,305 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/time/rate"
+)
+
+// SQSAPI is the part of *sqs.Client that replay uses.
+type SQSAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	StartMessageMoveTask(ctx context.Context, in *sqs.StartMessageMoveTaskInput, opts ...func(*sqs.Options)) (*sqs.StartMessageMoveTaskOutput, error)
+	ListMessageMoveTasks(ctx context.Context, in *sqs.ListMessageMoveTasksInput, opts ...func(*sqs.Options)) (*sqs.ListMessageMoveTasksOutput, error)
+	CancelMessageMoveTask(ctx context.Context, in *sqs.CancelMessageMoveTaskInput, opts ...func(*sqs.Options)) (*sqs.CancelMessageMoveTaskOutput, error)
+}
+
+var _ SQSAPI = (*sqs.Client)(nil)
+
+// Counter receives progress: the number of messages moved or sent. *progress.Bar satisfies it.
+type Counter interface{ Add(n int) }
+
+type nopCounter struct{}
+
+func (nopCounter) Add(int) {}
+
+// MaxBatch is the most entries one SQS batch call takes.
+const MaxBatch = 10
+
+// maxBatchBytes bounds the summed body size of one SendMessageBatch (SQS: 256 KiB per batch on
+// older limits; staying under it works everywhere).
+const maxBatchBytes = 256 * 1024
+
+// ParseRate reads a rate in messages per second: "" or "0" (unlimited), "200", "200/s", "6000/m",
+// "0.5/s".
+func ParseRate(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	num, unit, _ := strings.Cut(s, "/")
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, fmt.Errorf("rate %q: want a non-negative number of messages per second, such as 200 or 200/s", s)
+	}
+	switch strings.TrimSpace(unit) {
+	case "", "s", "sec":
+		return v, nil
+	case "m", "min":
+		return v / 60, nil
+	case "h":
+		return v / 3600, nil
+	default:
+		return 0, fmt.Errorf("rate %q: unit must be /s, /m or /h", s)
+	}
+}
+
+// newLimiter returns a limiter for perSecond messages (nil: unlimited) whose burst fits one batch.
+func newLimiter(perSecond float64) *rate.Limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), MaxBatch)
+}
+
+// wait takes n tokens from l (nil: no limit).
+func wait(ctx context.Context, l *rate.Limiter, n int) error {
+	if l == nil {
+		return ctx.Err()
+	}
+	if err := l.WaitN(ctx, n); err != nil {
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	return nil
+}
+
+// backoff sleeps before retry attempt (1, 2, …): 200ms doubling, capped at 5s.
+func backoff(ctx context.Context, attempt int) error {
+	d := min(200*time.Millisecond<<min(attempt-1, 5), 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// failure is an entry that a batch call did not accept.
+type failure struct {
+	ID, Code, Message string
+	SenderFault       bool
+}
+
+func (f failure) String() string {
+	if f.Message == "" {
+		return f.Code
+	}
+	return f.Code + ": " + f.Message
+}
+
+// sendBatch sends entries to url, retrying entries that failed through the server's fault up to
+// attempts times (and whole calls that failed). It returns the ids the queue accepted and the
+// failures of the others. err is set when the last whole call failed: then ok holds what earlier
+// attempts sent, and every other entry is unsent.
+func sendBatch(ctx context.Context, c SQSAPI, url string, entries []types.SendMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok []string, failed []failure, err error) {
+	pending := entries
+	for attempt := 1; ; attempt++ {
+		out, callErr := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
+		if callErr != nil {
+			if attempt >= attempts || ctx.Err() != nil {
+				return ok, nil, fmt.Errorf("send batch of %d to %s: %w", len(pending), url, callErr)
+			}
+			log.Warn("send batch failed; retrying", "queue", url, "entries", len(pending), "attempt", attempt, "err", callErr)
+			if err := backoff(ctx, attempt); err != nil {
+				return ok, nil, fmt.Errorf("send batch of %d to %s: %w", len(pending), url, callErr)
+			}
+			continue
+		}
+		accepted := make(map[string]bool, len(out.Successful))
+		for _, s := range out.Successful {
+			accepted[aws.ToString(s.Id)] = true
+			ok = append(ok, aws.ToString(s.Id))
+		}
+		reasons := make(map[string]failure, len(out.Failed))
+		for _, f := range out.Failed {
+			id := aws.ToString(f.Id)
+			reasons[id] = failure{ID: id, Code: aws.ToString(f.Code), Message: aws.ToString(f.Message), SenderFault: f.SenderFault}
+		}
+		var retry []types.SendMessageBatchRequestEntry
+		failed = failed[:0]
+		for _, e := range pending {
+			id := aws.ToString(e.Id)
+			if accepted[id] {
+				continue
+			}
+			// An entry in neither list is treated as a server-side failure: never assume it was sent.
+			f, listed := reasons[id]
+			if !listed {
+				f = failure{ID: id, Code: "NotInResponse", Message: "entry missing from the batch response"}
+			}
+			if f.SenderFault || attempt >= attempts {
+				failed = append(failed, f)
+				continue
+			}
+			retry = append(retry, e)
+		}
+		if len(retry) == 0 {
+			return ok, failed, nil
+		}
+		log.Warn("some batch entries failed; retrying them", "queue", url, "entries", len(retry), "attempt", attempt)
+		if err := backoff(ctx, attempt); err != nil {
+			for _, e := range retry {
+				failed = append(failed, failure{ID: aws.ToString(e.Id), Code: "Cancelled", Message: err.Error()})
+			}
+			return ok, failed, nil
+		}
+		pending = retry
+	}
+}
+
+// deleteBatch deletes entries from url with the same retry rules as sendBatch.
+func deleteBatch(ctx context.Context, c SQSAPI, url string, entries []types.DeleteMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok []string, failed []failure, err error) {
+	pending := entries
+	for attempt := 1; ; attempt++ {
+		out, callErr := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
+		if callErr != nil {
+			if attempt >= attempts || ctx.Err() != nil {
+				return ok, nil, fmt.Errorf("delete batch of %d from %s: %w", len(pending), url, callErr)
+			}
+			log.Warn("delete batch failed; retrying", "queue", url, "entries", len(pending), "attempt", attempt, "err", callErr)
+			if err := backoff(ctx, attempt); err != nil {
+				return ok, nil, fmt.Errorf("delete batch of %d from %s: %w", len(pending), url, callErr)
+			}
+			continue
+		}
+		accepted := make(map[string]bool, len(out.Successful))
+		for _, s := range out.Successful {
+			accepted[aws.ToString(s.Id)] = true
+			ok = append(ok, aws.ToString(s.Id))
+		}
+		reasons := make(map[string]failure, len(out.Failed))
+		for _, f := range out.Failed {
+			id := aws.ToString(f.Id)
+			reasons[id] = failure{ID: id, Code: aws.ToString(f.Code), Message: aws.ToString(f.Message), SenderFault: f.SenderFault}
+		}
+		var retry []types.DeleteMessageBatchRequestEntry
+		failed = failed[:0]
+		for _, e := range pending {
+			id := aws.ToString(e.Id)
+			if accepted[id] {
+				continue
+			}
+			f, listed := reasons[id]
+			if !listed {
+				f = failure{ID: id, Code: "NotInResponse", Message: "entry missing from the batch response"}
+			}
+			if f.SenderFault || attempt >= attempts {
+				failed = append(failed, f)
+				continue
+			}
+			retry = append(retry, e)
+		}
+		if len(retry) == 0 {
+			return ok, failed, nil
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			for _, e := range retry {
+				failed = append(failed, failure{ID: aws.ToString(e.Id), Code: "Cancelled", Message: err.Error()})
+			}
+			return ok, failed, nil
+		}
+		pending = retry
+	}
+}
+
+// changeVisibility sets the visibility of received messages (0: visible again now), in batches of
+// ten. It returns how many the queue accepted.
+func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []string, seconds int32) (int, error) {
+	done := 0
+	var errs []error
+	for start := 0; start < len(handles); start += MaxBatch {
+		chunk := handles[start:min(start+MaxBatch, len(handles))]
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
+		for i, h := range chunk {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h), VisibilityTimeout: seconds,
+			}
+		}
+		out, err := c.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("change visibility of %d messages in %s: %w", len(chunk), url, err))
+			continue
+		}
+		done += len(out.Successful)
+	}
+	return done, errors.Join(errs...)
+}
+
+// QueueCounts are a queue's approximate message counts.
+type QueueCounts struct {
+	// Visible messages can be received now.
+	Visible int
+	// InFlight messages were received and not yet deleted (not visible).
+	InFlight int
+	// Delayed messages are not visible yet because of a delay.
+	Delayed int
+}
+
+// Counts returns the approximate counts of the queue at url.
+func Counts(ctx context.Context, c SQSAPI, url string) (QueueCounts, error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		},
+	})
+	if err != nil {
+		return QueueCounts{}, fmt.Errorf("get attributes of %s: %w", url, err)
+	}
+	n := func(name types.QueueAttributeName) int {
+		v, _ := strconv.Atoi(out.Attributes[string(name)])
+		return v
+	}
+	return QueueCounts{
+		Visible:  n(types.QueueAttributeNameApproximateNumberOfMessages),
+		InFlight: n(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
+		Delayed:  n(types.QueueAttributeNameApproximateNumberOfMessagesDelayed),
+	}, nil
+}
+
+// queueARN returns the ARN of the queue at url.
+func queueARN(ctx context.Context, c SQSAPI, url string) (string, error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", fmt.Errorf("get ARN of %s: %w", url, err)
+	}
+	arn := out.Attributes[string(types.QueueAttributeNameQueueArn)]
+	if arn == "" {
+		return "", fmt.Errorf("get ARN of %s: no QueueArn attribute", url)
+	}
+	return arn, nil
+}
+
+// isFIFO reports whether url names a FIFO queue (its name ends in ".fifo").
+func isFIFO(url string) bool { return strings.HasSuffix(url, ".fifo") }

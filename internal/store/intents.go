@@ -1,0 +1,282 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// IntentWriterOptions configure an IntentWriter. Zero values take the defaults.
+type IntentWriterOptions struct {
+	// MaxBatch caps the rows of one INSERT (default 256).
+	MaxBatch int
+	// Committers is how many batches may be committing at once (default 2). Each committing batch
+	// holds one pool connection, so keep it below the pool's MaxConns.
+	Committers int
+	// CommitTimeout bounds each batch statement (default 10 s); the rows' callers get its error.
+	CommitTimeout time.Duration
+}
+
+// IntentWriter records upload intents (the API's POST /v1/uploads rows) with group commit: rows
+// from concurrent requests are inserted by one statement, so one commit (one WAL flush) makes all
+// of them durable, instead of one flush per request. Each caller still returns only after its own
+// row is committed, or with the error that kept it from being committed.
+//
+// # Batching
+//
+// There is no timer. Callers queue their row; each of Committers goroutines takes the first queued
+// row and every other row already queued (up to MaxBatch) and inserts them in one statement. While
+// the committers are busy, new rows wait in the queue for the next free one, so batches grow with
+// the load and a row never waits for more than the commits in progress before its own. When idle, a
+// row is committed at once, alone. The queue holds MaxBatch×Committers rows; beyond that callers
+// block (back-pressure), respecting their context.
+//
+// # Errors
+//
+// When a batch fails because of its data (a unique, check or not-null violation, a bad value:
+// SQLSTATE classes 23 and 22), it is split in halves and each is retried, down to single rows, which
+// use the same statement as the unbatched path (dbq.Queries.APICreateUpload): only the bad rows'
+// callers get an error, a *pgconn.PgError naming the constraint, as without batching. Any other
+// failure (connection refused or lost, timeout) is returned to every caller of the batch.
+//
+// # Cancellation
+//
+// If the caller's context ends first, APICreateUpload returns ctx.Err() at once. A row not yet
+// taken by a committer is then skipped; a row already in a statement may still be committed: its
+// intent id, never handed to a client, is orphaned. That is harmless: the row stays pending and the
+// expiry sweep treats it like any unused intent.
+//
+// # Lifetime
+//
+// NewIntentWriter starts the committer goroutines; the IntentWriter owns them, and its creator
+// must call Close, which commits every queued row and waits for the committers to return. After
+// Close, APICreateUpload inserts the row itself (one statement, one commit, on the caller's
+// goroutine), so requests still in flight while a daemon shuts down are served; the pool must stay
+// open until they are done.
+//
+// IntentWriter is also a prometheus.Collector of intake_intent_batch_rows (rows per batch taken
+// from the queue) and intake_intent_batch_splits_total (batches split because of a bad row).
+type IntentWriter struct {
+	q        *dbq.Queries
+	maxBatch int
+	timeout  time.Duration
+
+	// mu guards closed against sends on reqs: senders hold it for reading while sending, Close
+	// takes it for writing before closing reqs.
+	mu     sync.RWMutex
+	closed bool
+	reqs   chan *intentReq
+	wg     sync.WaitGroup
+
+	batchRows prometheus.Histogram
+	splits    prometheus.Counter
+}
+
+// intentReq is one caller's row and where its result goes (buffered: the committer never blocks on
+// a caller that has given up).
+type intentReq struct {
+	ctx  context.Context
+	arg  dbq.APICreateUploadParams
+	done chan error
+}
+
+// NewIntentWriter starts an IntentWriter inserting through pool. Call Close when done.
+func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter {
+	committers := max(cmp.Or(opts.Committers, 2), 1)
+	w := &IntentWriter{
+		q:        dbq.New(pool),
+		maxBatch: max(cmp.Or(opts.MaxBatch, 256), 1),
+		timeout:  cmp.Or(opts.CommitTimeout, 10*time.Second),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "intake_intent_batch_rows",
+			Help:    "Upload intent rows per batch insert (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		splits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "intake_intent_batch_splits_total",
+			Help: "Upload intent batches split and retried because a row violated a constraint.",
+		}),
+	}
+	w.reqs = make(chan *intentReq, w.maxBatch*committers)
+	for range committers {
+		w.wg.Go(w.commitLoop)
+	}
+	return w
+}
+
+// APICreateUpload queues arg and waits until it is committed (nil) or fails (its error). It has the
+// signature of dbq.Queries.APICreateUpload, so the API can use it in its place.
+func (w *IntentWriter) APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &intentReq{ctx: ctx, arg: arg, done: make(chan error, 1)}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return insertOne(ctx, w.q, arg)
+	}
+	select {
+	case w.reqs <- r:
+		w.mu.RUnlock()
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-r.done: // committed (or failed) just as ctx ended: report what happened
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
+// Close commits the queued rows, stops the committers and waits for them. Later APICreateUpload
+// calls insert directly. Close is idempotent.
+func (w *IntentWriter) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.reqs)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// Describe implements prometheus.Collector.
+func (w *IntentWriter) Describe(ch chan<- *prometheus.Desc) {
+	w.batchRows.Describe(ch)
+	w.splits.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (w *IntentWriter) Collect(ch chan<- prometheus.Metric) {
+	w.batchRows.Collect(ch)
+	w.splits.Collect(ch)
+}
+
+var _ prometheus.Collector = (*IntentWriter)(nil)
+
+// commitLoop is one committer: it takes the first queued row, then every row already queued up to
+// MaxBatch, and inserts them; it returns when reqs is closed and empty.
+func (w *IntentWriter) commitLoop() {
+	batch := make([]*intentReq, 0, w.maxBatch)
+	var params dbq.IntentsInsertBatchParams
+	for first := range w.reqs {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case r, ok := <-w.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		// Skip rows whose caller has already gone: nobody waits for them.
+		live := batch[:0]
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				r.done <- err
+				continue
+			}
+			live = append(live, r)
+		}
+		if len(live) > 0 {
+			w.batchRows.Observe(float64(len(live)))
+			w.insert(live, &params)
+		}
+		clear(batch[:cap(batch)])
+	}
+}
+
+// insert inserts reqs in one statement and answers each; on a data error it splits reqs in halves.
+func (w *IntentWriter) insert(reqs []*intentReq, params *dbq.IntentsInsertBatchParams) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	if len(reqs) == 1 {
+		reqs[0].done <- insertOne(ctx, w.q, reqs[0].arg)
+		return
+	}
+	fillParams(params, reqs)
+	err := w.q.IntentsInsertBatch(ctx, *params)
+	switch {
+	case err == nil:
+		for _, r := range reqs {
+			r.done <- nil
+		}
+	case dataError(err):
+		w.splits.Inc()
+		cancel()
+		mid := len(reqs) / 2
+		w.insert(reqs[:mid], params)
+		w.insert(reqs[mid:], params)
+	default:
+		err = fmt.Errorf("insert %d upload intents: %w", len(reqs), err)
+		for _, r := range reqs {
+			r.done <- err
+		}
+	}
+}
+
+// insertOne is the unbatched insert: one row, one statement, one commit.
+func insertOne(ctx context.Context, q *dbq.Queries, arg dbq.APICreateUploadParams) error {
+	if err := q.APICreateUpload(ctx, arg); err != nil {
+		return fmt.Errorf("insert upload intent %s: %w", arg.ID, err)
+	}
+	return nil
+}
+
+// fillParams sets p's parallel arrays to reqs' rows, reusing p's slices.
+func fillParams(p *dbq.IntentsInsertBatchParams, reqs []*intentReq) {
+	*p = dbq.IntentsInsertBatchParams{
+		Ids: p.Ids[:0], Owners: p.Owners[:0], Buckets: p.Buckets[:0], Keys: p.Keys[:0],
+		Methods: p.Methods[:0], Filenames: p.Filenames[:0], ContentTypes: p.ContentTypes[:0],
+		Sizes: p.Sizes[:0], SizesDeclared: p.SizesDeclared[:0], Sha256s: p.Sha256s[:0],
+		MultipartUploadIds: p.MultipartUploadIds[:0], ExpiresAts: p.ExpiresAts[:0],
+	}
+	for _, r := range reqs {
+		a := &r.arg
+		p.Ids = append(p.Ids, a.ID)
+		p.Owners = append(p.Owners, a.Owner)
+		p.Buckets = append(p.Buckets, a.Bucket)
+		p.Keys = append(p.Keys, a.Key)
+		p.Methods = append(p.Methods, a.Method)
+		p.Filenames = append(p.Filenames, a.Filename)
+		p.ContentTypes = append(p.ContentTypes, a.ContentType)
+		p.Sizes = append(p.Sizes, a.Size)
+		p.SizesDeclared = append(p.SizesDeclared, a.SizeDeclared)
+		p.Sha256s = append(p.Sha256s, a.Sha256)
+		var mp string // NULL is sent as "" (see queries/intents.sql)
+		if a.MultipartUploadID != nil {
+			mp = *a.MultipartUploadID
+		}
+		p.MultipartUploadIds = append(p.MultipartUploadIds, mp)
+		p.ExpiresAts = append(p.ExpiresAts, a.ExpiresAt)
+	}
+}
+
+// dataError reports whether err is PostgreSQL refusing a row's values (SQLSTATE class 22, data
+// exception, or 23, integrity constraint violation), which splitting the batch isolates.
+func dataError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
+}

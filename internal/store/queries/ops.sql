@@ -1,0 +1,40 @@
+-- Queries of the operator commands: intake reconcile and intake replay archive.
+
+-- name: OpsNow :one
+-- The database's clock: reconcile compares row timestamps with it, not with the client's.
+SELECT now()::timestamptz AS now;
+
+-- name: OpsListObjects :many
+-- One page of a bucket's rows under prefix, in byte order of key (as S3 lists), after after_key.
+SELECT key, etag, status, updated_at
+FROM objects
+WHERE bucket = @bucket
+  AND key COLLATE "C" > @after_key::text
+  AND key COLLATE "C" >= @prefix::text
+  AND starts_with(key, @prefix::text)
+ORDER BY key COLLATE "C"
+LIMIT @max_rows;
+
+-- name: OpsMarkMissing :many
+-- Marks rows whose objects are gone as missing (reason 'reconcile'), unless they are already
+-- deleted/missing or changed since the reconcile run started (changed_before).
+UPDATE objects
+SET status = 'missing', reason = 'reconcile', updated_at = now()
+WHERE bucket = @bucket
+  AND key = ANY(@keys::text[])
+  AND status NOT IN ('deleted', 'missing')
+  AND updated_at < @changed_before
+RETURNING key;
+
+-- name: OpsListEvents :many
+-- One page of archived event bodies received in [since, until), optionally under a key prefix and
+-- with one outcome, by id after after_id.
+SELECT id, message_id, body
+FROM events
+WHERE received_at >= @since
+  AND received_at < @until
+  AND (@key_prefix::text = '' OR starts_with(key, @key_prefix::text))
+  AND (@outcome::text = '' OR outcome = @outcome::text)
+  AND id > @after_id
+ORDER BY id
+LIMIT @max_rows;

@@ -1,0 +1,287 @@
+package store_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+)
+
+type recordsBundle struct {
+	ctx context.Context
+	st  *store.Store
+	rs  *store.Records
+}
+
+func setupRecords(t *testing.T) *recordsBundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	st := testkit.DB(t)
+	return &recordsBundle{ctx: testkit.Context(t), st: st, rs: store.NewRecords(st)}
+}
+
+// addUpload inserts an upload intent and returns its id.
+func (b *recordsBundle) addUpload(t *testing.T, key, method, status string, sum []byte, mpID *string) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size,
+		sha256, multipart_upload_id, status, expires_at) VALUES ($1, 'alice', 'b', $2, $3, 'f.png', 'image/png', 42, $4, $5, $6, now() + interval '1 hour')`,
+		id, key, method, sum, mpID, status)
+	require.NoError(t, err)
+	return id
+}
+
+func (b *recordsBundle) row(t *testing.T, key string) dbq.Object {
+	t.Helper()
+	row, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: "b", Key: key})
+	require.NoError(t, err)
+	return row
+}
+
+func (b *recordsBundle) uploadStatus(t *testing.T, id uuid.UUID) string {
+	t.Helper()
+	var status string
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT status FROM uploads WHERE id = $1", id).Scan(&status))
+	return status
+}
+
+func TestRecordsIntent(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	got, err := b.rs.Intent(b.ctx, "b", "none")
+	require.NoError(t, err)
+	require.Nil(t, got)
+
+	sum := sha256.Sum256([]byte("x"))
+	mp := "mp-1"
+	id := b.addUpload(t, "k", "multipart", "pending", sum[:], &mp)
+	got, err = b.rs.Intent(b.ctx, "b", "k")
+	require.NoError(t, err)
+	require.Equal(t, &pipeline.Intent{
+		ID: id, Owner: "alice", Method: "multipart", ContentType: "image/png", Size: 42, SizeDeclared: true,
+		SHA256: sum[:], MultipartUploadID: "mp-1", Status: "pending",
+	}, got)
+}
+
+// state builds a record of an object present with the given ETag.
+func state(key, seq string, at time.Time, etag string) pipeline.Record {
+	size := int64(len(etag))
+	status := pipeline.StatusValid
+	if etag == "" {
+		status, size = pipeline.StatusDeleted, -1
+	}
+	rec := pipeline.Record{Bucket: "b", Key: key, Status: status, ETag: etag, Sequencer: seq, EventTime: at, Observed: true}
+	if size >= 0 {
+		rec.Size = &size
+	}
+	return rec
+}
+
+func seqKey(s string) string {
+	k, _ := pipeline.SequencerKey(s)
+	return k
+}
+
+func TestRecordsOrdering(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	t0 := time.Date(2026, 11, 25, 1, 24, 18, 0, time.UTC)
+	t1 := t0.Add(time.Millisecond)
+	missing := func(rec pipeline.Record) pipeline.Record {
+		rec.Status, rec.Reason, rec.ETag, rec.Size = pipeline.StatusMissing, pipeline.ReasonNotFound, "", nil
+		return rec
+	}
+	unobserved := func(rec pipeline.Record) pipeline.Record { rec.Observed = false; return rec }
+
+	tests := []struct {
+		name          string
+		first, second pipeline.Record
+		applied       bool
+		wantETag      string
+		wantStatus    string
+	}{
+		{"newer sequencer", state("", seqKey("0A"), t1, "e1"), state("", seqKey("0B"), t0, "e2"), true, "e2", "valid"},
+		{"older sequencer", state("", seqKey("0B"), t0, "e1"), state("", seqKey("0A"), t1, "e2"), false, "e1", "valid"},
+		{"shorter sequencer padded", state("", seqKey("0A1"), t0, "e1"), state("", seqKey("0A"), t1, "e2"), false, "e1", "valid"},
+		{"equal sequencer is a duplicate", state("", seqKey("0A"), t0, "e1"), state("", seqKey("0A"), t1, "e2"), false, "e1", "valid"},
+		{"no sequencer: later time", state("", "", t0, "e1"), state("", "", t1, "e2"), true, "e2", "valid"},
+		{"no sequencer: earlier time", state("", "", t1, "e1"), state("", "", t0, "e2"), false, "e1", "valid"},
+		{"one sequencer missing: time decides", state("", seqKey("0B"), t0, "e1"), state("", "", t1, "e2"), true, "e2", "valid"},
+		{"no time is oldest", state("", "", time.Time{}, "e1"), state("", "", t0, "e2"), true, "e2", "valid"},
+		{"no time never overrides", state("", "", t0, "e1"), state("", "", time.Time{}, "e2"), false, "e1", "valid"},
+		{"tie, same content", state("", "", t0, "e1"), state("", "", t0, "e1"), false, "e1", "valid"},
+		{"tie, observed new content", state("", "", t0, "e1"), state("", "", t0, "e2"), true, "e2", "valid"},
+		{"tie, unobserved new content", state("", "", t0, "e1"), unobserved(state("", "", t0, "")), false, "e1", "valid"},
+		{"tie, observed removal", state("", "", t0, "e1"), state("", "", t0, ""), true, "", "deleted"},
+		{"tie, observed re-upload", state("", "", t0, ""), state("", "", t0, "e1"), true, "e1", "valid"},
+		{"tie, deleted beats missing", missing(state("", "", t0, "")), state("", "", t0, ""), true, "", "deleted"},
+		{"tie, missing does not beat deleted", state("", "", t0, ""), missing(state("", "", t0, "")), false, "", "deleted"},
+		{"tie with sequencers is a duplicate", state("", seqKey("0A"), t0, "e1"), state("", seqKey("0A"), t0, "e2"), false, "e1", "valid"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key := fmt.Sprintf("k%d", i)
+			tc.first.Key, tc.second.Key = key, key
+			got, err := b.rs.Record(b.ctx, tc.first)
+			require.NoError(t, err)
+			require.True(t, got.Applied, "a first record creates the row")
+			got, err = b.rs.Record(b.ctx, tc.second)
+			require.NoError(t, err)
+			require.Equal(t, tc.applied, got.Applied)
+			require.Equal(t, tc.wantETag, got.ETag)
+			require.Equal(t, tc.wantStatus, got.Status)
+			row := b.row(t, key)
+			require.Equal(t, tc.wantStatus, row.Status)
+			if tc.wantETag == "" {
+				require.Nil(t, row.Etag)
+			} else {
+				require.Equal(t, tc.wantETag, *row.Etag)
+			}
+		})
+	}
+}
+
+func TestRecordsRecordFields(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	id := b.addUpload(t, "k", "put", "pending", nil, nil)
+	size := int64(42)
+	sum := sha256.Sum256([]byte("x"))
+	at := time.Date(2026, 11, 25, 1, 12, 55, 96e6, time.UTC)
+	got, err := b.rs.Record(b.ctx, pipeline.Record{
+		Bucket: "b", Key: "k", Status: pipeline.StatusRejected, Reason: pipeline.ReasonSniffMismatch,
+		VersionID: "v1", ETag: "e1", ContentType: "image/png", SniffedType: "text/plain; charset=utf-8",
+		Size: &size, SHA256: sum[:], Width: 3, Height: 2, Owner: "alice", UploadID: id,
+		Sequencer: seqKey("18EB24A6C331BBF0"), EventTime: at, Observed: true, CompleteIntent: id,
+	})
+	require.NoError(t, err)
+	require.Equal(t, pipeline.Recorded{Applied: true, Status: "rejected", Reason: "sniff_mismatch", ETag: "e1", VersionID: "v1"}, got)
+	row := b.row(t, "k")
+	require.Equal(t, "v1", *row.VersionID)
+	require.Equal(t, int64(42), *row.Size)
+	require.Equal(t, "image/png", *row.ContentType)
+	require.Equal(t, "text/plain; charset=utf-8", *row.SniffedType)
+	require.Equal(t, sum[:], row.Sha256)
+	require.Equal(t, int32(3), *row.Width)
+	require.Equal(t, int32(2), *row.Height)
+	require.Equal(t, "alice", *row.Owner)
+	require.Equal(t, id, *row.UploadID)
+	require.Equal(t, seqKey("18EB24A6C331BBF0"), *row.Sequencer)
+	require.True(t, at.Equal(*row.EventTime))
+	require.Equal(t, "completed", b.uploadStatus(t, id))
+
+	// Only normalized sequencers are stored (migration 0002): others would compare wrongly.
+	_, err = b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: "raw", Status: pipeline.StatusDeleted, Sequencer: "18eb24a6c331bbf0"})
+	require.ErrorContains(t, err, "objects_sequencer_normalized")
+
+	// Unknown values are NULL.
+	_, err = b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: "bare", Status: pipeline.StatusDeleted})
+	require.NoError(t, err)
+	bare := b.row(t, "bare")
+	require.Nil(t, bare.Etag)
+	require.Nil(t, bare.Size)
+	require.Nil(t, bare.Width)
+	require.Nil(t, bare.Owner)
+	require.Nil(t, bare.UploadID)
+	require.Nil(t, bare.Sequencer)
+	require.Nil(t, bare.EventTime)
+	require.Nil(t, bare.Reason)
+}
+
+func TestRecordsCompleteIntent(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	for _, tc := range []struct{ from, want string }{
+		{"pending", "completed"}, {"expired", "completed"}, {"aborted", "aborted"}, {"completed", "completed"},
+	} {
+		key := "k-" + tc.from
+		id := b.addUpload(t, key, "put", tc.from, nil, nil)
+		_, err := b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: key, Status: pipeline.StatusMissing, Reason: pipeline.ReasonNotFound, CompleteIntent: id})
+		require.NoError(t, err)
+		require.Equal(t, tc.want, b.uploadStatus(t, id), "from %s", tc.from)
+	}
+}
+
+func TestRecordsArchive(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	require.NoError(t, b.rs.Archive(b.ctx, pipeline.ArchivedEvent{
+		MessageID: "m1", Bucket: "b", Key: "k", EventName: "ObjectCreated:Put", Outcome: "created:valid", Body: `{"Records":[]}`,
+	}))
+	require.NoError(t, b.rs.Archive(b.ctx, pipeline.ArchivedEvent{MessageID: "m2", Outcome: "malformed", Body: "{"}))
+	var n int
+	var bucket, name *string
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM events").Scan(&n))
+	require.Equal(t, 2, n)
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT bucket, event_name FROM events WHERE message_id = 'm2'").Scan(&bucket, &name))
+	require.Nil(t, bucket)
+	require.Nil(t, name)
+}
+
+func TestRecordsUnavailable(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("dials a closed port")
+	}
+	cfg, err := pgxpool.ParseConfig("postgres://postgres@127.0.0.1:1/intake_test?sslmode=disable&connect_timeout=2")
+	require.NoError(t, err)
+	ctx := testkit.Context(t)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg) // connects lazily
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	rs := store.NewRecords(&store.Store{Pool: pool, Q: dbq.New(pool)})
+
+	_, err = rs.Intent(ctx, "b", "k")
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	_, err = rs.Record(ctx, pipeline.Record{Bucket: "b", Key: "k", Status: pipeline.StatusDeleted})
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	require.ErrorIs(t, rs.Archive(ctx, pipeline.ArchivedEvent{MessageID: "m", Outcome: "x", Body: "x"}), pipeline.ErrUnavailable)
+
+	// A statement error is not an outage.
+	b := setupRecords(t)
+	_, err = b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: "k", Status: "bogus"})
+	require.Error(t, err)
+	require.False(t, errors.Is(err, pipeline.ErrUnavailable), "%v", err)
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"connection exception", &pgconn.PgError{Code: "08006"}, true},
+		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
+		{"starting up", &pgconn.PgError{Code: "57P03"}, true},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, false},
+		{"check violation", fmt.Errorf("upsert: %w", &pgconn.PgError{Code: "23514"}), false},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), true},
+		{"connection lost", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"net error", &net.OpError{Op: "dial", Err: errors.New("refused")}, true},
+		{"plain", errors.New("boom"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, store.Unavailable(tc.err))
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/gif"  // image.DecodeConfig for GIF
+	_ "image/jpeg" // image.DecodeConfig for JPEG
+	_ "image/png"  // image.DecodeConfig for PNG
+	"strings"
+
+	"github.com/gabriel-vasile/mimetype"
+)
+
+// SniffLen is how many leading bytes of an object are read (one ranged GET)
+// to sniff its type and, for PNG, JPEG and GIF, its dimensions.
+const SniffLen = 3072
+
+// inspectAttempts bounds how often an inspection restarts when the object
+// changes under it (a read through an ObjectRef fails with ErrChanged).
+const inspectAttempts = 3
+
+// inspection is what the Processor learned about one object.
+type inspection struct {
+	// found is false when HEAD said 404.
+	found bool
+	info  ObjectInfo
+	// quarantined is true for an object under a quarantine prefix; nothing
+	// past HEAD is done for it.
+	quarantined bool
+	sniffed     *mimetype.MIME
+	width       int
+	height      int
+	sha256      []byte
+	rule        Rule
+	hasRule     bool
+	verdict     verdict
+}
+
+// ref names the inspected content.
+func (in *inspection) ref(bucket, key string) ObjectRef {
+	return ObjectRef{Bucket: bucket, Key: key, VersionID: in.info.VersionID, ETag: in.info.ETag}
+}
+
+// inspect looks at the object and judges it, restarting from HEAD when the
+// object is replaced while being read.
+func (p *Processor) inspect(ctx context.Context, bucket, key string, intent *Intent) (*inspection, error) {
+	var err error
+	for range inspectAttempts {
+		var in *inspection
+		in, err = p.inspectOnce(ctx, bucket, key, intent)
+		if !errors.Is(err, ErrChanged) {
+			return in, err
+		}
+		p.log.DebugContext(ctx, "object changed during inspection; starting over", "bucket", bucket, "key", key)
+	}
+	return nil, fmt.Errorf("inspect %s/%s: changed %d times while being read: %w", bucket, key, inspectAttempts, err)
+}
+
+// Peeker is an optional [ObjectStore] extension: one request that returns the object's metadata
+// and its first n bytes (a ranged GET carries both), saving the HEAD on the hot path.
+type Peeker interface {
+	// Peek returns the metadata and the first n bytes (fewer if the object is shorter).
+	Peek(ctx context.Context, bucket, key string, n int) (ObjectInfo, []byte, error)
+}
+
+// headAndPrefix learns the object's metadata and, unless skipPrefix, its first SniffLen bytes:
+// with one Peek when the store offers it, else HEAD then a ranged GET of that content.
+func (p *Processor) headAndPrefix(ctx context.Context, bucket, key string, skipPrefix bool) (ObjectInfo, []byte, error) {
+	if pk, ok := p.objects.(Peeker); ok && !skipPrefix {
+		return pk.Peek(ctx, bucket, key, SniffLen)
+	}
+	info, err := p.objects.Head(ctx, bucket, key)
+	if err != nil || skipPrefix || info.Size == 0 {
+		return info, nil, err
+	}
+	ref := ObjectRef{Bucket: bucket, Key: key, VersionID: info.VersionID, ETag: info.ETag}
+	prefix, err := p.objects.ReadPrefix(ctx, ref, SniffLen)
+	return info, prefix, err
+}
+
+func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent *Intent) (*inspection, error) {
+	quarantined := p.quarantined(key)
+	info, prefix, err := p.headAndPrefix(ctx, bucket, key, quarantined)
+	if errors.Is(err, ErrNotFound) {
+		return &inspection{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+	}
+	in := &inspection{found: true, info: info}
+	if quarantined {
+		in.quarantined = true
+		in.verdict = verdict{status: StatusRejected, reason: ReasonQuarantined}
+		return in, nil
+	}
+	in.rule, in.hasRule = p.policy.For(key)
+	ref := in.ref(bucket, key)
+	in.sniffed = mimetype.Detect(prefix)
+	if in.sniffed.Is("image/png") || in.sniffed.Is("image/jpeg") || in.sniffed.Is("image/gif") {
+		// Cheap only: a JPEG whose frame header lies past the prefix (big
+		// EXIF block) has no recorded dimensions.
+		if cfg, _, err := image.DecodeConfig(bytes.NewReader(prefix)); err == nil {
+			in.width, in.height = cfg.Width, cfg.Height
+		}
+	}
+
+	in.verdict = judge(info, intent, in.rule, in.hasRule, in.sniffed)
+	declaredHash := intent != nil && intent.SHA256 != nil
+	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
+	if in.verdict.status == StatusValid && wantHash {
+		sum, n, err := p.objects.Hash(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+		}
+		if n != info.Size {
+			return nil, fmt.Errorf("hash %s/%s: read %d bytes of %d: %w", bucket, key, n, info.Size, ErrChanged)
+		}
+		in.sha256 = sum
+		in.verdict = checkHash(intent, sum)
+	}
+	return in, nil
+}
+
+// quarantined reports whether key lies under a rule's quarantine prefix.
+func (p *Processor) quarantined(key string) bool {
+	for _, r := range p.policy.Rules {
+		if r.QuarantinePrefix != "" && strings.HasPrefix(key, r.QuarantinePrefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,73 @@
+package pipeline
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Processor's Prometheus collectors.
+type metrics struct {
+	verdicts *prometheus.CounterVec
+	eventAge prometheus.Histogram
+	inspect  prometheus.Histogram
+	events   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "intake_verdicts_total",
+			Help: "Verdicts recorded, by verdict (valid, rejected, missing) and reason (none when valid); duplicate and stale events are not counted.",
+		}, []string{"verdict", "reason"}),
+		eventAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "intake_event_age_seconds",
+			Help:    "Time from an S3 event to its processing.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+		}),
+		inspect: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "intake_inspect_seconds",
+			Help:    "Duration of one object inspection (HEAD, sniff, optional hash).",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "intake_events_total",
+			Help: "Decoded S3 events, by kind (created, removed, tagging, acl, test, unknown).",
+		}, []string{"kind"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	// Several processors may share a registry (consumer and jobs roles in
+	// one process): reuse the collectors registered first.
+	var err error
+	m.verdicts, err = register(reg, m.verdicts)
+	if err != nil {
+		return nil, err
+	}
+	m.eventAge, err = register(reg, m.eventAge)
+	if err != nil {
+		return nil, err
+	}
+	m.inspect, err = register(reg, m.inspect)
+	if err != nil {
+		return nil, err
+	}
+	m.events, err = register(reg, m.events)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the equal collector already registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}

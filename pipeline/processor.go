@@ -1,0 +1,355 @@
+package pipeline
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Tags set on rejected objects by [ActionTag].
+const (
+	TagStatus = "intake-status"
+	TagReason = "intake-reason"
+)
+
+// ProcessorConfig configures a [Processor].
+type ProcessorConfig struct {
+	// Objects reads and acts on S3 objects (required).
+	Objects ObjectStore
+	// Records stores intents, object rows and archived events (required).
+	Records RecordStore
+	// Policy is the validation policy; nil means [DefaultPolicy]. The
+	// Processor validates and keeps a copy.
+	Policy *Policy
+	// Log receives the Processor's logs; nil discards them.
+	Log *slog.Logger
+	// Registerer receives the intake_* metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+	// HashMaxSize computes the SHA-256 of objects up to this size even when
+	// their intent declared none (0 = only when the intent declared one).
+	HashMaxSize int64
+	// Archive stores every raw message body in the events table.
+	Archive bool
+	// Multipart, when set, is told when a multipart upload completed, so its
+	// delayed abort task can be cancelled.
+	Multipart MultipartCanceller
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Processor runs S3 events through inspection, validation, recording and
+// action. It is safe for concurrent use; see the package documentation,
+// section "Processing", for the rules it follows.
+type Processor struct {
+	objects     ObjectStore
+	records     RecordStore
+	policy      *Policy
+	log         *slog.Logger
+	m           *metrics
+	hashMaxSize int64
+	archive     bool
+	multipart   MultipartCanceller
+	now         func() time.Time
+}
+
+// NewProcessor checks cfg and returns a Processor.
+func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
+	var errs []error
+	if cfg.Objects == nil {
+		errs = append(errs, errors.New("object store (Objects) is required"))
+	}
+	if cfg.Records == nil {
+		errs = append(errs, errors.New("record store (Records) is required"))
+	}
+	if cfg.HashMaxSize < 0 {
+		errs = append(errs, errors.New("HashMaxSize must not be negative"))
+	}
+	policy := cfg.Policy
+	if policy == nil {
+		policy = DefaultPolicy()
+	}
+	// Validate fills defaults in place: work on a copy.
+	policy = &Policy{Rules: slices.Clone(policy.Rules)}
+	if err := policy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("policy: %w", err))
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("register metrics: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("pipeline processor: %w", err)
+	}
+	p := &Processor{
+		objects: cfg.Objects, records: cfg.Records, policy: policy, log: cfg.Log, m: m,
+		hashMaxSize: cfg.HashMaxSize, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+// Process runs every event of one message body through the pipeline.
+// nil: the effect is committed (safe to ack). errors.Is(err, ErrPermanent):
+// the body can never succeed (dead-letter it). Any other error: retry later;
+// errors.Is(err, ErrUnavailable) tells that a dependency is down.
+//
+// Events of one body are processed in order; when one fails, the body is
+// retried as a whole, which is safe because processing is idempotent.
+func (p *Processor) Process(ctx context.Context, msgID string, body []byte) error {
+	log := p.log.With("msg_id", msgID)
+	events, err := Decode(body)
+	if err != nil {
+		log.WarnContext(ctx, "malformed message body", "err", err)
+		if p.archive {
+			if aerr := p.records.Archive(ctx, ArchivedEvent{MessageID: msgID, Outcome: "malformed", Body: archiveText(body)}); aerr != nil {
+				log.WarnContext(ctx, "archive malformed body", "err", aerr)
+			}
+		}
+		return err
+	}
+	outcomes := make([]string, 0, len(events))
+	for i, ev := range events {
+		out, err := p.processEvent(ctx, log, ev)
+		if err != nil {
+			return fmt.Errorf("message %s, event %d (%s %s/%s): %w", msgID, i, ev.Name, ev.Bucket, ev.Key, err)
+		}
+		outcomes = append(outcomes, out)
+	}
+	if p.archive {
+		first := events[0]
+		err := p.records.Archive(ctx, ArchivedEvent{
+			MessageID: msgID, Bucket: first.Bucket, Key: first.Key, EventName: first.Name,
+			Outcome: strings.Join(outcomes, ","), Body: archiveText(body),
+		})
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			return fmt.Errorf("message %s: %w", msgID, err)
+		case err != nil:
+			// The effects are committed; a body the archive refuses must not
+			// block the message.
+			log.WarnContext(ctx, "archive message body", "err", err)
+		}
+	}
+	return nil
+}
+
+// archiveText is the body as PostgreSQL text: invalid UTF-8 sequences and
+// NUL bytes, which text columns refuse, are replaced by U+FFFD.
+func archiveText(body []byte) string {
+	s := string(body)
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// InspectObject re-runs inspection of one object without an event (used by
+// reconcile and the object:inspect task). The record has no sequencer and
+// the object's LastModified as its time, so it fills a missing row or
+// refreshes a stale one but never overrides a row written for a later event.
+// A missing object is recorded as missing only when no row exists.
+func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error {
+	log := p.log.With("bucket", bucket, "key", key, "event", "inspect")
+	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true); err != nil {
+		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// processEvent handles one decoded event and returns its outcome for the archive.
+func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event) (string, error) {
+	kind := ev.Kind.String()
+	p.m.events.WithLabelValues(kind).Inc()
+	if !ev.Time.IsZero() && ev.Kind != KindTest {
+		p.m.eventAge.Observe(max(p.now().Sub(ev.Time).Seconds(), 0))
+	}
+	log = log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name)
+	switch ev.Kind {
+	case KindTest:
+		log.InfoContext(ctx, "test event acknowledged")
+		return kind, nil
+	case KindTagging, KindACL:
+		// Metadata only (our own tagging action produces these too): the
+		// content is unchanged, so the verdict stands.
+		log.DebugContext(ctx, "metadata event: not re-inspected")
+		return kind + ":ignored", nil
+	case KindRemoved:
+		return p.removed(ctx, log, ev)
+	case KindCreated:
+		seq, _ := SequencerKey(ev.Sequencer) // Decode checked it
+		return p.created(ctx, log, ev.Bucket, ev.Key, seq, ev.Time, false)
+	default:
+		log.InfoContext(ctx, "event ignored: not one intake acts on")
+		return kind + ":ignored", nil
+	}
+}
+
+// removed marks the object deleted, if the event is newer than its row.
+func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event) (string, error) {
+	intent, err := p.records.Intent(ctx, ev.Bucket, ev.Key)
+	if err != nil {
+		return "", err
+	}
+	// Without a sequencer, order falls back to event times, which emulators
+	// give to the second: a tie is settled by what S3 shows now.
+	observed := false
+	if ev.Sequencer == "" {
+		_, err := p.objects.Head(ctx, ev.Bucket, ev.Key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			observed = true
+		case err != nil:
+			return "", fmt.Errorf("check removal of %s/%s: %w", ev.Bucket, ev.Key, err)
+		}
+	}
+	seq, _ := SequencerKey(ev.Sequencer)
+	rec := Record{
+		Bucket: ev.Bucket, Key: ev.Key, Status: StatusDeleted, VersionID: ev.VersionID,
+		Sequencer: seq, EventTime: ev.Time, Observed: observed,
+	}
+	if intent != nil {
+		rec.Owner, rec.UploadID = intent.Owner, intent.ID
+	}
+	stored, err := p.records.Record(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	log.InfoContext(ctx, "object removed", "applied", stored.Applied, "status", stored.Status)
+	return outcome("removed", StatusDeleted, "", stored.Applied), nil
+}
+
+// created inspects the object, records the verdict, then acts on it. For
+// InspectObject (synthetic), the event time is the object's LastModified.
+func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, seq string, evTime time.Time, synthetic bool) (string, error) {
+	intent, err := p.records.Intent(ctx, bucket, key)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	in, err := p.inspect(ctx, bucket, key, intent)
+	p.m.inspect.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return "", err
+	}
+	if synthetic {
+		evTime = in.info.LastModified // zero when missing: never overrides a row
+	}
+	rec := in.record(bucket, key, intent)
+	rec.Sequencer, rec.EventTime, rec.Observed = seq, evTime, true
+	landed := in.found || !synthetic // the event proves the upload happened
+	if intent != nil && landed {
+		rec.CompleteIntent = intent.ID
+	}
+
+	// Record first, then act: see "Processing" in doc.go.
+	stored, err := p.records.Record(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	if stored.Applied {
+		p.m.verdicts.WithLabelValues(rec.Status, cmp.Or(rec.Reason, "none")).Inc()
+	}
+	attrs := []any{"status", rec.Status, "reason", rec.Reason, "applied", stored.Applied}
+	if in.verdict.detail != "" {
+		attrs = append(attrs, "detail", in.verdict.detail)
+	}
+	log.InfoContext(ctx, "object inspected", attrs...)
+
+	if intent != nil && landed && intent.Method == "multipart" && intent.MultipartUploadID != "" && p.multipart != nil {
+		if err := p.multipart.CancelMultipartAbort(ctx, intent.MultipartUploadID); err != nil {
+			log.WarnContext(ctx, "cancel multipart abort task", "upload_id", intent.MultipartUploadID, "err", err)
+		}
+	}
+
+	if p.shouldAct(in, stored) {
+		if err := p.act(ctx, log, in, bucket, key); err != nil {
+			return "", err
+		}
+	}
+	return outcome("created", rec.Status, rec.Reason, stored.Applied), nil
+}
+
+// record turns an inspection into the row to store.
+func (in *inspection) record(bucket, key string, intent *Intent) Record {
+	rec := Record{Bucket: bucket, Key: key}
+	if intent != nil {
+		rec.Owner, rec.UploadID = intent.Owner, intent.ID
+	}
+	if !in.found {
+		rec.Status, rec.Reason = StatusMissing, ReasonNotFound
+		return rec
+	}
+	size := in.info.Size
+	rec.Size = &size
+	rec.VersionID, rec.ETag, rec.ContentType = in.info.VersionID, in.info.ETag, in.info.ContentType
+	rec.Status, rec.Reason = in.verdict.status, in.verdict.reason
+	if in.sniffed != nil {
+		rec.SniffedType = in.sniffed.String()
+	}
+	rec.SHA256, rec.Width, rec.Height = in.sha256, in.width, in.height
+	return rec
+}
+
+// shouldAct reports whether the rejected object must be acted on: the
+// stored row must say rejected for the very content inspected. That holds
+// for a fresh verdict and for a redelivery after a crash between record and
+// act (a duplicate, so the row is unchanged but still this content's), and
+// fails when a newer event recorded another state.
+func (p *Processor) shouldAct(in *inspection, stored Recorded) bool {
+	return in.found && !in.quarantined && in.verdict.status == StatusRejected &&
+		in.hasRule && in.rule.Action != ActionNone &&
+		stored.Status == StatusRejected && stored.ETag == in.info.ETag && stored.VersionID == in.info.VersionID
+}
+
+// act applies the rule's action to a rejected object. Every action is
+// idempotent and conditional on the inspected content; an object already
+// gone or replaced is left alone (its own events will be processed).
+func (p *Processor) act(ctx context.Context, log *slog.Logger, in *inspection, bucket, key string) error {
+	ref := in.ref(bucket, key)
+	var err error
+	switch in.rule.Action {
+	case ActionTag:
+		err = p.objects.Tag(ctx, ref, map[string]string{TagStatus: StatusRejected, TagReason: in.verdict.reason})
+	case ActionQuarantine:
+		err = p.objects.Move(ctx, ref, in.rule.QuarantinePrefix+key)
+	case ActionDelete:
+		err = p.objects.Delete(ctx, ref)
+	default:
+		return nil
+	}
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrChanged):
+		log.InfoContext(ctx, "rejected object gone or replaced before "+in.rule.Action+"; left alone", "err", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("%s rejected %s/%s: %w", in.rule.Action, bucket, key, err)
+	}
+	log.InfoContext(ctx, "acted on rejected object", "action", in.rule.Action, "reason", in.verdict.reason)
+	return nil
+}
+
+// outcome formats an event's outcome for the archive, e.g.
+// "created:rejected:sniff_mismatch" or "removed:deleted:stale".
+func outcome(kind, status, reason string, applied bool) string {
+	parts := []string{kind, status}
+	if reason != "" {
+		parts = append(parts, reason)
+	}
+	if !applied {
+		parts = append(parts, "stale")
+	}
+	return strings.Join(parts, ":")
+}

@@ -1,0 +1,817 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// procBundle is one test's real MinIO bucket, PostgreSQL schema and Processor.
+type procBundle struct {
+	ctx    context.Context
+	s3     *s3.Client
+	bucket string
+	st     *store.Store
+	reg    *prometheus.Registry
+	proc   *pipeline.Processor
+}
+
+// procOpts changes the Processor a bundle builds.
+type procOpts struct {
+	policy    *pipeline.Policy
+	hashMax   int64
+	archive   bool
+	multipart pipeline.MultipartCanceller
+	objects   pipeline.ObjectStore // nil: the real MinIO
+	records   pipeline.RecordStore // nil: the bundle's schema
+}
+
+func setupProc(t *testing.T, opts procOpts) *procBundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs MinIO and PostgreSQL")
+	}
+	client := testkit.S3()
+	b := &procBundle{ctx: testkit.Context(t), s3: client, bucket: testkit.Bucket(t, client), st: testkit.DB(t), reg: prometheus.NewRegistry()}
+	b.proc = b.newProcessor(t, opts)
+	return b
+}
+
+func (b *procBundle) newProcessor(t *testing.T, opts procOpts) *pipeline.Processor {
+	t.Helper()
+	cfg := pipeline.ProcessorConfig{
+		Objects: opts.objects, Records: opts.records, Policy: opts.policy, Registerer: b.reg,
+		HashMaxSize: opts.hashMax, Archive: opts.archive, Multipart: opts.multipart,
+	}
+	if cfg.Objects == nil {
+		cfg.Objects = objstore.NewObjects(b.s3)
+	}
+	if cfg.Records == nil {
+		cfg.Records = store.NewRecords(b.st)
+	}
+	p, err := pipeline.NewProcessor(cfg)
+	require.NoError(t, err)
+	return p
+}
+
+// put stores an object and returns its ETag.
+func (b *procBundle) put(t *testing.T, key, contentType string, body []byte) string {
+	t.Helper()
+	out, err := b.s3.PutObject(b.ctx, &s3.PutObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String(contentType),
+	})
+	require.NoError(t, err)
+	return strings.Trim(aws.ToString(out.ETag), `"`)
+}
+
+func (b *procBundle) exists(t *testing.T, key string) bool {
+	t.Helper()
+	_, err := b.s3.HeadObject(b.ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	if objstore.IsNotFound(err) {
+		return false
+	}
+	require.NoError(t, err)
+	return true
+}
+
+func (b *procBundle) tags(t *testing.T, key string) map[string]string {
+	t.Helper()
+	out, err := b.s3.GetObjectTagging(b.ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+	tags := map[string]string{}
+	for _, tag := range out.TagSet {
+		tags[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+	}
+	return tags
+}
+
+// intentSpec is an uploads row.
+type intentSpec struct {
+	key, contentType, method, multipartID string
+	size                                  int64
+	noSize                                bool
+	sha256                                []byte
+}
+
+func (b *procBundle) intent(t *testing.T, in intentSpec) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	var mp *string
+	if in.multipartID != "" {
+		mp = &in.multipartID
+	}
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size,
+		size_declared, sha256, multipart_upload_id, expires_at)
+		VALUES ($1, 'alice', $2, $3, $4, 'name', $5, $6, $7, $8, $9, now() + interval '1 hour')`,
+		id, b.bucket, in.key, cmpOr(in.method, "put"), in.contentType, in.size, !in.noSize, in.sha256, mp)
+	require.NoError(t, err)
+	return id
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (b *procBundle) uploadStatus(t *testing.T, id uuid.UUID) string {
+	t.Helper()
+	var status string
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT status FROM uploads WHERE id = $1", id).Scan(&status))
+	return status
+}
+
+func (b *procBundle) row(t *testing.T, key string) dbq.Object {
+	t.Helper()
+	row, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: b.bucket, Key: key})
+	require.NoError(t, err, "row of %q", key)
+	return row
+}
+
+func (b *procBundle) rowCount(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects").Scan(&n))
+	return n
+}
+
+// process runs one body through the bundle's Processor.
+func (b *procBundle) process(t *testing.T, body []byte) error {
+	t.Helper()
+	return b.proc.Process(b.ctx, uuid.NewString(), body)
+}
+
+// testEvent is one S3 record to encode.
+type testEvent struct {
+	name, bucket, key, seq, etag string
+	size                         int64
+	at                           time.Time
+}
+
+// body encodes events as an S3 notification, keys form-encoded as S3 does.
+func body(events ...testEvent) []byte {
+	var records []map[string]any
+	for _, ev := range events {
+		obj := map[string]any{"key": url.QueryEscape(ev.key), "size": ev.size, "eTag": ev.etag}
+		if ev.seq != "" {
+			obj["sequencer"] = ev.seq
+		}
+		records = append(records, map[string]any{
+			"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+			"eventTime": ev.at.UTC().Format(time.RFC3339Nano), "eventName": ev.name,
+			"s3": map[string]any{"bucket": map[string]any{"name": ev.bucket}, "object": obj},
+		})
+	}
+	raw, err := json.Marshal(map[string]any{"Records": records})
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// created and removed are events of the bundle's bucket at a given sequencer.
+func (b *procBundle) created(key, seq string, at time.Time) []byte {
+	return body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: key, seq: seq, at: at})
+}
+
+func (b *procBundle) removed(key, seq string, at time.Time) []byte {
+	return body(testEvent{name: "ObjectRemoved:Delete", bucket: b.bucket, key: key, seq: seq, at: at})
+}
+
+// pngBytes is a w×h PNG image.
+func pngBytes(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	img.Set(0, 0, color.RGBA{R: 255, A: 255})
+	var buf bytes.Buffer
+	require.NoError(t, png.Encode(&buf, img))
+	return buf.Bytes()
+}
+
+// sniffPolicy rejects content that disagrees with its declared type and applies action.
+func sniffPolicy(action string) *pipeline.Policy {
+	return &pipeline.Policy{Rules: []pipeline.Rule{{Prefix: "", RequireSniffMatch: true, Action: action}}}
+}
+
+var t0 = time.Date(2026, 11, 25, 1, 12, 55, 0, time.UTC)
+
+func TestProcessValidWithIntent(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	content := []byte("hello, intake\n")
+	sum := sha256.Sum256(content)
+	id := b.intent(t, intentSpec{key: "alice/notes.txt", contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+	etag := b.put(t, "alice/notes.txt", "text/plain", content)
+
+	require.NoError(t, b.process(t, b.created("alice/notes.txt", "0A", t0)))
+	row := b.row(t, "alice/notes.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Nil(t, row.Reason)
+	require.Equal(t, int64(len(content)), *row.Size)
+	require.Equal(t, "text/plain", *row.ContentType)
+	require.Equal(t, "text/plain; charset=utf-8", *row.SniffedType)
+	require.Equal(t, etag, *row.Etag)
+	require.Equal(t, sum[:], row.Sha256)
+	require.Equal(t, "alice", *row.Owner)
+	require.Equal(t, id, *row.UploadID)
+	require.Nil(t, row.Width)
+	require.True(t, t0.Equal(*row.EventTime))
+	require.Equal(t, "completed", b.uploadStatus(t, id))
+
+	// A redelivery changes nothing.
+	before := row
+	require.NoError(t, b.process(t, b.created("alice/notes.txt", "0A", t0)))
+	require.Equal(t, before, b.row(t, "alice/notes.txt"))
+
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "created"}))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "valid", "reason": "none"}),
+		"duplicates are not counted twice")
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_event_age_seconds", nil))
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_inspect_seconds", nil))
+}
+
+func TestProcessImageDimensions(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{hashMax: 1 << 20})
+	img := pngBytes(t, 7, 5)
+	b.put(t, "a.png", "image/png", img)
+	b.put(t, "big.txt", "text/plain", bytes.Repeat([]byte("x"), 2<<20))
+	require.NoError(t, b.process(t, b.created("a.png", "0A", t0)))
+	require.NoError(t, b.process(t, b.created("big.txt", "0A", t0)))
+
+	row := b.row(t, "a.png")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, "image/png", *row.SniffedType)
+	require.Equal(t, int32(7), *row.Width)
+	require.Equal(t, int32(5), *row.Height)
+	sum := sha256.Sum256(img)
+	require.Equal(t, sum[:], row.Sha256, "hashed: no intent, but not above HashMaxSize")
+	require.Nil(t, b.row(t, "big.txt").Sha256, "not hashed: no intent and above HashMaxSize")
+}
+
+func TestProcessRejectsSniffMismatch(t *testing.T) {
+	t.Parallel()
+	for _, action := range []string{pipeline.ActionTag, pipeline.ActionQuarantine, pipeline.ActionDelete, pipeline.ActionNone} {
+		t.Run(action, func(t *testing.T) {
+			t.Parallel()
+			b := setupProc(t, procOpts{policy: sniffPolicy(action)})
+			img := pngBytes(t, 3, 2)
+			const key = "alice/x.pdf"
+			b.intent(t, intentSpec{key: key, contentType: "application/pdf", size: int64(len(img))})
+			etag := b.put(t, key, "application/pdf", img)
+
+			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+			row := b.row(t, key)
+			require.Equal(t, pipeline.StatusRejected, row.Status)
+			require.Equal(t, pipeline.ReasonSniffMismatch, *row.Reason)
+			require.Equal(t, "image/png", *row.SniffedType)
+			require.Equal(t, etag, *row.Etag)
+			require.Equal(t, int32(3), *row.Width)
+
+			switch action {
+			case pipeline.ActionTag:
+				require.Equal(t, map[string]string{"intake-status": "rejected", "intake-reason": "sniff_mismatch"}, b.tags(t, key))
+			case pipeline.ActionQuarantine:
+				require.False(t, b.exists(t, key))
+				require.True(t, b.exists(t, "quarantine/"+key))
+			case pipeline.ActionDelete:
+				require.False(t, b.exists(t, key))
+			case pipeline.ActionNone:
+				require.True(t, b.exists(t, key))
+				require.Empty(t, b.tags(t, key))
+			}
+			require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "rejected", "reason": "sniff_mismatch"}))
+
+			// A redelivery (crash after the action) is harmless and keeps the verdict.
+			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+			again := b.row(t, key)
+			require.Equal(t, pipeline.StatusRejected, again.Status)
+			require.Equal(t, pipeline.ReasonSniffMismatch, *again.Reason)
+
+			if action == pipeline.ActionQuarantine {
+				// The quarantined copy's own event: recorded, never acted on.
+				require.NoError(t, b.process(t, b.created("quarantine/"+key, "0B", t0)))
+				q := b.row(t, "quarantine/"+key)
+				require.Equal(t, pipeline.StatusRejected, q.Status)
+				require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
+				require.True(t, b.exists(t, "quarantine/"+key))
+				require.Empty(t, b.tags(t, "quarantine/"+key))
+			}
+		})
+	}
+}
+
+// TestProcessActsAfterCrash simulates a crash between record and act: the row is committed as
+// rejected but the object was not tagged. The redelivered event re-acts.
+func TestProcessActsAfterCrash(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionTag)})
+	img := pngBytes(t, 1, 1)
+	etag := b.put(t, "k.pdf", "application/pdf", img)
+	size := int64(len(img))
+	seq, _ := pipeline.SequencerKey("0A")
+	_, err := store.NewRecords(b.st).Record(b.ctx, pipeline.Record{
+		Bucket: b.bucket, Key: "k.pdf", Status: pipeline.StatusRejected, Reason: pipeline.ReasonSniffMismatch,
+		ETag: etag, Size: &size, Sequencer: seq, EventTime: t0, Observed: true,
+	})
+	require.NoError(t, err)
+	require.Empty(t, b.tags(t, "k.pdf"))
+
+	require.NoError(t, b.process(t, b.created("k.pdf", "0A", t0)))
+	require.Equal(t, "rejected", b.tags(t, "k.pdf")["intake-status"])
+}
+
+func TestProcessIntentChecks(t *testing.T) {
+	t.Parallel()
+	content := []byte("%PDF-1.4\n%âãÏÓ\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n")
+	good := sha256.Sum256(content)
+	bad := sha256.Sum256([]byte("other"))
+	tests := []struct {
+		name       string
+		intent     intentSpec
+		storedType string
+		status     string
+		reason     string
+		hashed     bool
+	}{
+		{"matches", intentSpec{contentType: "application/pdf", size: int64(len(content)), sha256: good[:]}, "application/pdf", "valid", "", true},
+		{"size mismatch", intentSpec{contentType: "application/pdf", size: int64(len(content)) + 1, sha256: good[:]}, "application/pdf", "rejected", pipeline.ReasonSizeMismatch, false},
+		{"size not declared", intentSpec{contentType: "application/pdf", noSize: true}, "application/pdf", "valid", "", false},
+		{"sha256 mismatch", intentSpec{contentType: "application/pdf", size: int64(len(content)), sha256: bad[:]}, "application/pdf", "rejected", pipeline.ReasonHashMismatch, true},
+		{"stored type differs", intentSpec{contentType: "application/pdf", size: int64(len(content))}, "text/plain", "rejected", pipeline.ReasonTypeMismatch, false},
+		{"type parameters ignored", intentSpec{contentType: "Application/PDF; x=y", size: int64(len(content))}, "application/pdf", "valid", "", false},
+	}
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionNone)})
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			key := fmt.Sprintf("doc-%d.pdf", i)
+			tc.intent.key = key
+			b.intent(t, tc.intent)
+			b.put(t, key, tc.storedType, content)
+			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+			row := b.row(t, key)
+			require.Equal(t, tc.status, row.Status)
+			if tc.reason == "" {
+				require.Nil(t, row.Reason)
+			} else {
+				require.Equal(t, tc.reason, *row.Reason)
+			}
+			if tc.hashed {
+				require.Equal(t, good[:], row.Sha256, "the computed digest is recorded")
+			} else {
+				require.Nil(t, row.Sha256)
+			}
+		})
+	}
+}
+
+func TestProcessPolicyChecks(t *testing.T) {
+	t.Parallel()
+	policy := &pipeline.Policy{Rules: []pipeline.Rule{
+		{Prefix: "", Action: pipeline.ActionNone},
+		{Prefix: "avatars/", MaxSize: 100, AllowedTypes: []string{"image/*"}, Action: pipeline.ActionNone},
+	}}
+	b := setupProc(t, procOpts{policy: policy})
+	b.put(t, "avatars/big.png", "image/png", pngBytes(t, 64, 64))
+	b.put(t, "avatars/a.txt", "text/plain", []byte("hi"))
+	b.put(t, "docs/a.txt", "image/png", []byte("not a png, but no sniff rule here"))
+	for key, want := range map[string]string{
+		"avatars/big.png": pipeline.ReasonTooLarge,
+		"avatars/a.txt":   pipeline.ReasonTypeNotAllow,
+		"docs/a.txt":      "",
+	} {
+		require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+		row := b.row(t, key)
+		if want == "" {
+			require.Equal(t, pipeline.StatusValid, row.Status, key)
+			continue
+		}
+		require.Equal(t, pipeline.StatusRejected, row.Status, key)
+		require.Equal(t, want, *row.Reason, key)
+	}
+}
+
+func TestProcessMissing(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	id := b.intent(t, intentSpec{key: "gone.txt", contentType: "text/plain", size: 3})
+	require.NoError(t, b.process(t, b.created("gone.txt", "0A", t0)), "a 404 is recorded and acked")
+	row := b.row(t, "gone.txt")
+	require.Equal(t, pipeline.StatusMissing, row.Status)
+	require.Equal(t, pipeline.ReasonNotFound, *row.Reason)
+	require.Nil(t, row.Etag)
+	require.Equal(t, "alice", *row.Owner)
+	require.Equal(t, "completed", b.uploadStatus(t, id), "the event proves the upload happened")
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "missing", "reason": "not_found"}))
+
+	// A bucket that does not exist reads as a missing object too.
+	other := testkit.Name("t-absent-")
+	require.NoError(t, b.process(t, body(testEvent{name: "ObjectCreated:Put", bucket: other, key: "k", seq: "0A", at: t0})))
+	o, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: other, Key: "k"})
+	require.NoError(t, err)
+	require.Equal(t, pipeline.StatusMissing, o.Status)
+}
+
+func TestProcessRemoved(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	b.intent(t, intentSpec{key: "k.txt", contentType: "text/plain", size: 2})
+	b.put(t, "k.txt", "text/plain", []byte("hi"))
+	require.NoError(t, b.process(t, b.created("k.txt", "0B", t0)))
+	require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status)
+
+	require.NoError(t, b.process(t, b.removed("k.txt", "0A", t0.Add(time.Second))), "an older removal")
+	require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status)
+
+	require.NoError(t, b.process(t, b.removed("k.txt", "0C", t0)))
+	row := b.row(t, "k.txt")
+	require.Equal(t, pipeline.StatusDeleted, row.Status)
+	require.Nil(t, row.Etag)
+	require.Nil(t, row.Size)
+	require.Equal(t, "alice", *row.Owner, "the owner comes from the intent")
+
+	require.NoError(t, b.process(t, b.created("k.txt", "0B", t0)), "the late creation")
+	require.Equal(t, pipeline.StatusDeleted, b.row(t, "k.txt").Status)
+
+	// A removal of an unknown object creates its row.
+	require.NoError(t, b.process(t, b.removed("never-seen", "0A", t0)))
+	require.Equal(t, pipeline.StatusDeleted, b.row(t, "never-seen").Status)
+}
+
+func TestProcessMetadataEventsDoNotReinspect(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionTag)})
+	etag := b.put(t, "a.png", "image/png", pngBytes(t, 2, 2))
+	require.NoError(t, b.process(t, b.created("a.png", "0A", t0)))
+	before := b.row(t, "a.png")
+	require.Equal(t, pipeline.StatusValid, before.Status)
+
+	// Replaced by content that would be rejected; only metadata events arrive.
+	b.put(t, "a.png", "image/png", []byte("<html>not an image</html>"))
+	for _, name := range []string{"ObjectTagging:Put", "s3:ObjectCreated:PutTagging", "ObjectAcl:Put", "ObjectTagging:Delete"} {
+		require.NoError(t, b.process(t, body(testEvent{name: name, bucket: b.bucket, key: "a.png", seq: "0B", at: t0.Add(time.Second)})))
+	}
+	after := b.row(t, "a.png")
+	require.Equal(t, before, after)
+	require.Equal(t, etag, *after.Etag)
+	require.Empty(t, b.tags(t, "a.png"))
+}
+
+func TestProcessTestAndUnknownEvents(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{archive: true})
+	require.NoError(t, b.process(t, []byte(`{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2014-10-13T15:57:02.089Z","Bucket":"x"}`)))
+	require.NoError(t, b.process(t, body(testEvent{name: "ObjectRestore:Post", bucket: b.bucket, key: "k", at: t0})))
+	require.Zero(t, b.rowCount(t))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "test"}))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "unknown"}))
+	require.Equal(t, []string{"test", "unknown:ignored"}, archivedOutcomes(t, b))
+}
+
+func archivedOutcomes(t *testing.T, b *procBundle) []string {
+	t.Helper()
+	rows, err := b.st.Pool.Query(b.ctx, "SELECT outcome FROM events ORDER BY id")
+	require.NoError(t, err)
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func TestProcessMalformed(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{archive: true})
+	bodies := []string{"{", `{"Records":[]}`, `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"%zz"}}}]}`, "\xff\x00{"}
+	for _, raw := range bodies {
+		err := b.process(t, []byte(raw))
+		require.ErrorIs(t, err, pipeline.ErrPermanent, raw)
+		require.False(t, errors.Is(err, pipeline.ErrUnavailable))
+	}
+	require.Equal(t, []string{"malformed", "malformed", "malformed", "malformed"}, archivedOutcomes(t, b))
+	var last string
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT body FROM events ORDER BY id DESC LIMIT 1").Scan(&last))
+	require.Equal(t, "\uFFFD\uFFFD{", last, "bytes PostgreSQL text refuses are replaced")
+}
+
+func TestProcessArchive(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{archive: true, policy: sniffPolicy(pipeline.ActionNone)})
+	b.put(t, "a.txt", "text/plain", []byte("a"))
+	b.put(t, "b.pdf", "application/pdf", []byte("b"))
+	two := body(
+		testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "a.txt", seq: "0A", at: t0},
+		testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "b.pdf", seq: "0A", at: t0})
+	require.NoError(t, b.proc.Process(b.ctx, "msg-1", two))
+	require.NoError(t, b.process(t, b.removed("a.txt", "09", t0)))
+	require.Equal(t, []string{"created:valid,created:rejected:sniff_mismatch", "removed:deleted:stale"}, archivedOutcomes(t, b))
+	var msgID, bodyText, name string
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT message_id, body, event_name FROM events ORDER BY id LIMIT 1").Scan(&msgID, &bodyText, &name))
+	require.Equal(t, "msg-1", msgID)
+	require.Equal(t, string(two), bodyText)
+	require.Equal(t, "ObjectCreated:Put", name)
+}
+
+// cancels records CancelMultipartAbort calls and fails them when err is set.
+type cancels struct {
+	mu  sync.Mutex
+	ids []string
+	err error
+}
+
+func (c *cancels) CancelMultipartAbort(_ context.Context, uploadID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ids = append(c.ids, uploadID)
+	return c.err
+}
+
+func TestProcessMultipartCancelsAbort(t *testing.T) {
+	t.Parallel()
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			t.Parallel()
+			c := &cancels{}
+			if fail {
+				c.err = errors.New("redis down")
+			}
+			b := setupProc(t, procOpts{multipart: c})
+			content := []byte("multipart body")
+			id := b.intent(t, intentSpec{key: "mp.bin", contentType: "application/octet-stream", size: int64(len(content)), method: "multipart", multipartID: "mp-upload-1"})
+			b.intent(t, intentSpec{key: "put.bin", contentType: "application/octet-stream", size: 1})
+			b.put(t, "mp.bin", "application/octet-stream", content)
+			b.put(t, "put.bin", "application/octet-stream", []byte("x"))
+			complete := body(testEvent{name: "ObjectCreated:CompleteMultipartUpload", bucket: b.bucket, key: "mp.bin", seq: "0A", at: t0})
+			require.NoError(t, b.process(t, complete), "a failing cancel does not fail the message")
+			require.NoError(t, b.process(t, b.created("put.bin", "0A", t0)))
+			require.Equal(t, []string{"mp-upload-1"}, c.ids)
+			require.Equal(t, "completed", b.uploadStatus(t, id))
+			require.Equal(t, pipeline.StatusValid, b.row(t, "mp.bin").Status)
+		})
+	}
+}
+
+func TestInspectObject(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	b.put(t, "k.txt", "text/plain", []byte("one"))
+	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "k.txt"))
+	row := b.row(t, "k.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Nil(t, row.Sequencer)
+	head, err := b.s3.HeadObject(b.ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String("k.txt")})
+	require.NoError(t, err)
+	require.True(t, aws.ToTime(head.LastModified).Equal(*row.EventTime), "the object's LastModified stands for the event time")
+
+	// An event processed later wins; re-inspecting then changes nothing.
+	etag := b.put(t, "k.txt", "text/plain", []byte("two"))
+	require.NoError(t, b.process(t, b.created("k.txt", "0A", time.Now().Add(time.Minute))))
+	after := b.row(t, "k.txt")
+	require.Equal(t, etag, *after.Etag)
+	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "k.txt"))
+	require.Equal(t, after, b.row(t, "k.txt"))
+
+	// A stale row (its event older than the object) is refreshed.
+	require.NoError(t, b.process(t, b.removed("stale.txt", "0A", t0)))
+	etag = b.put(t, "stale.txt", "text/plain", []byte("new"))
+	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "stale.txt"))
+	stale := b.row(t, "stale.txt")
+	require.Equal(t, pipeline.StatusValid, stale.Status)
+	require.Equal(t, etag, *stale.Etag)
+
+	// A missing object is recorded only when nothing is known of it.
+	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "absent"))
+	require.Equal(t, pipeline.StatusMissing, b.row(t, "absent").Status)
+	require.NoError(t, b.s3Delete(t, "k.txt"))
+	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "k.txt"))
+	require.Equal(t, after, b.row(t, "k.txt"))
+}
+
+func (b *procBundle) s3Delete(t *testing.T, key string) error {
+	t.Helper()
+	_, err := b.s3.DeleteObject(b.ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	return err
+}
+
+// replacing is the real object store with one hook: the first ReadPrefix replaces the object in
+// MinIO just before reading, as a concurrent upload would.
+type replacing struct {
+	pipeline.ObjectStore
+	once    sync.Once
+	replace func()
+}
+
+func (r *replacing) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n int) ([]byte, error) {
+	r.once.Do(r.replace)
+	return r.ObjectStore.ReadPrefix(ctx, obj, n)
+}
+
+func TestProcessObjectReplacedDuringInspection(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	b.put(t, "k.png", "image/png", []byte("<html>first</html>"))
+	img := pngBytes(t, 4, 4)
+	var second string
+	r := &replacing{ObjectStore: objstore.NewObjects(b.s3), replace: func() { second = b.put(t, "k.png", "image/png", img) }}
+	p := b.newProcessor(t, procOpts{objects: r, policy: sniffPolicy(pipeline.ActionTag)})
+	require.NoError(t, p.Process(b.ctx, "m", b.created("k.png", "0A", t0)))
+	row := b.row(t, "k.png")
+	require.Equal(t, second, *row.Etag, "inspection restarted on the new content")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, int32(4), *row.Width)
+}
+
+func TestProcessLargeObjectHash(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	const size = 64 << 20
+	want := patternSHA256(t, size)
+	_, err := b.s3.PutObject(b.ctx, &s3.PutObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String("big.bin"), Body: &patternReader{size: size},
+		ContentType: aws.String("application/octet-stream"),
+	})
+	require.NoError(t, err)
+	b.intent(t, intentSpec{key: "big.bin", contentType: "application/octet-stream", size: size, sha256: want})
+	require.NoError(t, b.process(t, b.created("big.bin", "0A", t0)))
+	row := b.row(t, "big.bin")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, want, row.Sha256)
+	require.Equal(t, int64(size), *row.Size)
+}
+
+func TestProcessS3Unavailable(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	awsCfg := testkit.AWSConfig()
+	awsCfg.RetryMaxAttempts = 1
+	down := objstore.NewObjects(objstore.NewClient(awsCfg, config.AWS{Region: testkit.Region, S3Endpoint: "http://127.0.0.1:1"}))
+	p := b.newProcessor(t, procOpts{objects: down})
+	err := p.Process(b.ctx, "m", b.created("k", "0A", t0))
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	require.False(t, errors.Is(err, pipeline.ErrPermanent))
+	require.ErrorIs(t, p.Process(b.ctx, "m", b.removed("k", "", t0)), pipeline.ErrUnavailable,
+		"a removal without sequencer checks S3")
+	require.NoError(t, p.Process(b.ctx, "m", b.removed("k", "0A", t0)), "a removal with a sequencer needs no S3")
+	require.ErrorIs(t, p.InspectObject(b.ctx, b.bucket, "k"), pipeline.ErrUnavailable)
+}
+
+func TestProcessPostgresUnavailable(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	b.put(t, "k", "text/plain", []byte("x"))
+	cfg, err := pgxpool.ParseConfig("postgres://postgres@127.0.0.1:1/intake_test?sslmode=disable&connect_timeout=2")
+	require.NoError(t, err)
+	pool, err := pgxpool.NewWithConfig(b.ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	p := b.newProcessor(t, procOpts{records: store.NewRecords(&store.Store{Pool: pool, Q: dbq.New(pool)})})
+	for _, msg := range [][]byte{b.created("k", "0A", t0), b.removed("k", "0A", t0)} {
+		err := p.Process(b.ctx, "m", msg)
+		require.ErrorIs(t, err, pipeline.ErrUnavailable)
+		require.False(t, errors.Is(err, pipeline.ErrPermanent))
+	}
+	require.ErrorIs(t, p.InspectObject(b.ctx, b.bucket, "k"), pipeline.ErrUnavailable)
+}
+
+// TestProcessFixtures runs every recorded body through a Processor. The buckets they name
+// (mybucket, minio-events, DOC-EXAMPLE-BUCKET1...) normally do not exist here: a missing bucket
+// reads as a missing object (404 at HEAD), and the invalid name DOC-EXAMPLE-BUCKET1 draws a 400,
+// which is an error to retry (then dead-letter through the redrive policy), not a permanent one:
+// S3 refusing a request may be a permission to fix.
+func TestProcessFixtures(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionNone)}) // never act on shared buckets
+	files := readFixtures(t)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		err := b.proc.Process(b.ctx, name, files[name])
+		require.False(t, errors.Is(err, pipeline.ErrPermanent), "%s: %v", name, err)
+		require.False(t, errors.Is(err, pipeline.ErrUnavailable), "%s: %v", name, err)
+		if name == "aws/eventbridge-object-created.json" {
+			require.Error(t, err, "S3 refuses the invalid bucket name")
+			continue
+		}
+		require.NoError(t, err, name)
+		for _, ev := range fixtureEvents[name] {
+			if ev.Kind != pipeline.KindCreated && ev.Kind != pipeline.KindRemoved {
+				continue
+			}
+			row, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: ev.Bucket, Key: ev.Key})
+			require.NoError(t, err, "%s: row of %s/%s", name, ev.Bucket, ev.Key)
+			require.Contains(t, []string{"valid", "rejected", "missing", "deleted"}, row.Status)
+		}
+	}
+}
+
+func TestNewProcessorConfig(t *testing.T) {
+	t.Parallel()
+	_, err := pipeline.NewProcessor(pipeline.ProcessorConfig{HashMaxSize: -1, Policy: &pipeline.Policy{Rules: []pipeline.Rule{{Action: "explode"}}}})
+	require.Error(t, err)
+	for _, want := range []string{"(Objects) is required", "(Records) is required", "HashMaxSize", "explode"} {
+		require.ErrorContains(t, err, want)
+	}
+
+	// Two processors may share a registry (consumer and jobs in one process).
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		_, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: nopObjects{}, Records: nopRecords{}, Registerer: reg})
+		require.NoError(t, err)
+	}
+}
+
+// nopObjects and nopRecords only satisfy the interfaces for configuration tests.
+type nopObjects struct{ pipeline.ObjectStore }
+type nopRecords struct{ pipeline.RecordStore }
+
+// patternReader is a seekable stream of size deterministic bytes that holds none of them.
+type patternReader struct {
+	size, off int64
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), r.size-r.off))
+	for i := range n {
+		p[i] = byte((uint64(r.off+int64(i)) * 0x9E3779B97F4A7C15) >> 56)
+	}
+	r.off += int64(n)
+	return n, nil
+}
+
+func (r *patternReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		r.off = offset
+	case io.SeekCurrent:
+		r.off += offset
+	case io.SeekEnd:
+		r.off = r.size + offset
+	}
+	return r.off, nil
+}
+
+func patternSHA256(t testing.TB, size int64) []byte {
+	h := sha256.New()
+	_, err := io.Copy(h, &patternReader{size: size})
+	require.NoError(t, err)
+	return h.Sum(nil)
+}
+
+// metricValue returns the value of the counter or the sample count of the histogram name with
+// the given labels, or 0 when absent.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metrics
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return 0
+}

@@ -1,0 +1,185 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ErrUnavailable marks retryable failures caused by a dependency outage
+// (PostgreSQL or S3 unreachable, 5xx, throttling). The consumer pauses
+// receiving when it sees one. Adapters wrap it:
+// fmt.Errorf("record %s: %v: %w", key, err, ErrUnavailable).
+var ErrUnavailable = errors.New("dependency unavailable")
+
+// ErrNotFound is wrapped by [ObjectStore] methods when the object (or its
+// bucket) does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// ErrChanged is wrapped by [ObjectStore] methods when the object no longer
+// has the ETag or version they were asked to read or act on: it was
+// overwritten since it was inspected.
+var ErrChanged = errors.New("object changed")
+
+// Object statuses, as stored in objects.status.
+const (
+	// StatusPending is an object known but not inspected yet (not written by the Processor).
+	StatusPending = "pending"
+	// StatusValid is an object that passed every check.
+	StatusValid = "valid"
+	// StatusRejected is an object that failed a check; objects.reason says which.
+	StatusRejected = "rejected"
+	// StatusDeleted is an object whose removal event was the newest one seen.
+	StatusDeleted = "deleted"
+	// StatusMissing is an object announced as created that did not exist when inspected.
+	StatusMissing = "missing"
+)
+
+// ObjectInfo is what a HEAD request says about an object.
+type ObjectInfo struct {
+	// Size is the content length in bytes.
+	Size int64
+	// ContentType is the stored Content-Type ("" when S3 has none).
+	ContentType string
+	// ETag is the entity tag without quotes.
+	ETag string
+	// VersionID is the version, in a versioned bucket; else "".
+	VersionID string
+	// LastModified is when the object was written (second precision).
+	LastModified time.Time
+}
+
+// ObjectRef names one content of an object: reads and actions through a ref
+// fail with [ErrChanged] when the object no longer has this VersionID (when
+// set) or ETag (when set).
+type ObjectRef struct {
+	// Bucket and Key locate the object.
+	Bucket, Key string
+	// VersionID selects a version in a versioned bucket ("" = latest).
+	VersionID string
+	// ETag is the expected entity tag, unquoted ("" = any).
+	ETag string
+}
+
+// ObjectStore is the part of S3 the Processor uses. Errors wrap [ErrNotFound]
+// for a missing object or bucket, [ErrChanged] when a ref's ETag no longer
+// matches, and [ErrUnavailable] for throttling, 5xx and transport failures.
+// The adapter is internal/objstore.Objects.
+type ObjectStore interface {
+	// Head returns the object's metadata.
+	Head(ctx context.Context, bucket, key string) (ObjectInfo, error)
+	// ReadPrefix returns the first n bytes of the object (fewer if it is
+	// shorter) with one ranged GET.
+	ReadPrefix(ctx context.Context, obj ObjectRef, n int) ([]byte, error)
+	// Hash streams the whole object through SHA-256 in constant memory and
+	// returns the digest and the number of bytes read.
+	Hash(ctx context.Context, obj ObjectRef) (sum []byte, n int64, err error)
+	// Tag merges tags into the object's tag set.
+	Tag(ctx context.Context, obj ObjectRef, tags map[string]string) error
+	// Move copies the object to dstKey in the same bucket, then deletes the
+	// source.
+	Move(ctx context.Context, obj ObjectRef, dstKey string) error
+	// Delete deletes the object.
+	Delete(ctx context.Context, obj ObjectRef) error
+}
+
+// Intent is an upload handed out by the API (a row of uploads), as the
+// Processor needs it.
+type Intent struct {
+	// ID is the upload id.
+	ID uuid.UUID
+	// Owner is who asked for the upload.
+	Owner string
+	// Method is put, post or multipart.
+	Method string
+	// ContentType is the declared content type.
+	ContentType string
+	// Size is the declared size in bytes, meaningful only when SizeDeclared.
+	Size int64
+	// SizeDeclared is false for intents created without a size (Uppy's S3
+	// routes): the object's size is then not compared with Size.
+	SizeDeclared bool
+	// SHA256 is the declared digest, or nil.
+	SHA256 []byte
+	// MultipartUploadID is the S3 upload id of a multipart upload, or "".
+	MultipartUploadID string
+	// Status is pending, completed, aborted or expired.
+	Status string
+}
+
+// Record is one state of one object, written by [RecordStore.Record] only
+// if it is newer than the stored one.
+type Record struct {
+	// Bucket and Key identify the object.
+	Bucket, Key string
+	// Status is one of the Status* constants; Reason explains a rejected
+	// or missing status ("" = NULL).
+	Status, Reason string
+	// VersionID, ETag, ContentType and SniffedType describe the content ("" = NULL).
+	VersionID, ETag, ContentType, SniffedType string
+	// Size is the content length; nil for deleted and missing objects.
+	Size *int64
+	// SHA256 is the computed digest, or nil when not computed.
+	SHA256 []byte
+	// Width and Height are image dimensions (0 = unknown).
+	Width, Height int
+	// Owner and UploadID come from the matching intent ("" and uuid.Nil = none).
+	Owner    string
+	UploadID uuid.UUID
+	// Sequencer is the event's [SequencerKey] ("" = none).
+	Sequencer string
+	// EventTime is the event time (zero = none, older than any time).
+	EventTime time.Time
+	// Observed is true when the record reflects what S3 showed during this
+	// processing (a HEAD or a 404). Only an observed record may refresh a row
+	// whose order ties with it when neither has a sequencer: then the newest
+	// observation of S3 is the truth.
+	Observed bool
+	// CompleteIntent, when not uuid.Nil, is the upload to mark completed in
+	// the same transaction.
+	CompleteIntent uuid.UUID
+}
+
+// Recorded is the row as it stands after [RecordStore.Record].
+type Recorded struct {
+	// Applied is true when the record changed the row (or created it).
+	Applied bool
+	// Status, Reason, ETag and VersionID are the stored values ("" = NULL).
+	Status, Reason, ETag, VersionID string
+}
+
+// ArchivedEvent is one message body kept in the events table.
+type ArchivedEvent struct {
+	// MessageID is the SQS message id (or the replay source's id).
+	MessageID string
+	// Bucket, Key and EventName describe the first event of the body ("" = NULL).
+	Bucket, Key, EventName string
+	// Outcome summarises what the Processor did, e.g. "created:valid".
+	Outcome string
+	// Body is the raw message body.
+	Body string
+}
+
+// RecordStore is the part of PostgreSQL the Processor uses. Errors caused by
+// an unreachable database wrap [ErrUnavailable]. The adapter is
+// internal/store.Records.
+type RecordStore interface {
+	// Intent returns the upload intent for (bucket, key), or nil when there is none.
+	Intent(ctx context.Context, bucket, key string) (*Intent, error)
+	// Record upserts the object row if rec is newer than the stored row
+	// (sequencers when both have one, else event times; see [Record.Observed]
+	// for ties), marks rec.CompleteIntent completed, all in one transaction,
+	// and returns the row as it stands.
+	Record(ctx context.Context, rec Record) (Recorded, error)
+	// Archive stores a raw message body.
+	Archive(ctx context.Context, ev ArchivedEvent) error
+}
+
+// MultipartCanceller cancels the delayed "abort if unfinished" task of a
+// multipart upload once its CompleteMultipartUpload event arrived.
+type MultipartCanceller interface {
+	// CancelMultipartAbort cancels the abort task of the S3 multipart upload id.
+	CancelMultipartAbort(ctx context.Context, uploadID string) error
+}

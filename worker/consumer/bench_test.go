@@ -1,0 +1,318 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/consumer"
+)
+
+// Workload sizes: the consumer drains benchEvents messages; the naive loop, which is far slower,
+// a sample of naiveEvents.
+const (
+	benchEvents = 5000
+	naiveEvents = 300
+)
+
+// benchObject is one uploaded object and the S3 event announcing it.
+type benchObject struct {
+	key  string
+	size int
+	etag string
+}
+
+// uploadObjects puts n small text objects into a fresh bucket, 32 at a time.
+func uploadObjects(b *testing.B, client *s3.Client, bucket string, n int) []benchObject {
+	b.Helper()
+	objs := make([]benchObject, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				key := fmt.Sprintf("bench/%05d/object %d.txt", i, i)
+				body := fmt.Sprintf("object %d of the end-to-end benchmark\n%s\n", i, strings.Repeat("x", i%200))
+				out, err := client.PutObject(context.Background(), &s3.PutObjectInput{
+					Bucket: aws.String(bucket), Key: aws.String(key), ContentType: aws.String("text/plain"),
+					Body: strings.NewReader(body),
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				objs[i] = benchObject{key: key, size: len(body), etag: strings.Trim(aws.ToString(out.ETag), `"`)}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatalf("upload: %v", err)
+	}
+	return objs
+}
+
+// eventBody is the S3 notification AWS would send for obj (keys are form-encoded).
+func eventBody(bucket string, obj benchObject, seq int) string {
+	rec := map[string]any{
+		"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+		"eventTime": time.Now().UTC().Format(time.RFC3339Nano), "eventName": "ObjectCreated:Put",
+		"s3": map[string]any{
+			"s3SchemaVersion": "1.0", "configurationId": "intake",
+			"bucket": map[string]any{"name": bucket, "arn": "arn:aws:s3:::" + bucket},
+			"object": map[string]any{
+				"key": url.QueryEscape(obj.key), "size": obj.size, "eTag": obj.etag,
+				"sequencer": fmt.Sprintf("%016X", 0x0055AED6DCD90281+seq),
+			},
+		},
+	}
+	body, _ := json.Marshal(map[string]any{"Records": []any{rec}})
+	return string(body)
+}
+
+// preload sends bodies to the queue, 8 batches at a time.
+func preload(b *testing.B, client *sqs.Client, queueURL string, bodies []string) {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range 8 {
+		wg.Go(func() {
+			for {
+				start := int(next.Add(10)) - 10
+				if start >= len(bodies) {
+					return
+				}
+				var entries []types.SendMessageBatchRequestEntry
+				for i, body := range bodies[start:min(start+10, len(bodies))] {
+					entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body)})
+				}
+				out, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
+				if err == nil && len(out.Failed) > 0 {
+					err = fmt.Errorf("%d entries failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		b.Fatalf("preload: %v", err)
+	}
+}
+
+type benchEnv struct {
+	s3     *s3.Client
+	sqs    *sqs.Client
+	bucket string
+	objs   []benchObject
+}
+
+func newBenchEnv(b *testing.B, n int) *benchEnv {
+	b.Helper()
+	if testing.Short() {
+		b.Skip("needs the local stack")
+	}
+	// The consumer role gives its S3 client an idle-connection pool sized for its workers (see
+	// internal/cli/role_consumer.go); the SDK's default keeps 10 per host and redials the rest.
+	cfg := testkit.AWSConfig()
+	cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 256
+	})
+	e := &benchEnv{s3: objstore.NewClient(cfg, testkit.AWS()), sqs: testkit.SQS()}
+	e.bucket = testkit.Bucket(b, e.s3)
+	began := time.Now()
+	e.objs = uploadObjects(b, e.s3, e.bucket, n)
+	b.Logf("uploaded %d objects in %s (not timed)", n, time.Since(began).Round(time.Millisecond))
+	return e
+}
+
+// round prepares one measured run: a fresh queue holding the events of the first n objects, a fresh
+// database schema and a Processor over it.
+func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer) (queueURL string, proc *pipeline.Processor, st *store.Store) {
+	b.Helper()
+	q := testkit.Queue(b, e.sqs, 10, time.Minute)
+	bodies := make([]string, n)
+	for i := range n {
+		bodies[i] = eventBody(e.bucket, e.objs[i], i)
+	}
+	preload(b, e.sqs, q.URL, bodies)
+	st = testkit.DB(b)
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
+		Objects: timedObjects{objstore.NewObjects(e.s3), stages}, Records: timedRecords{store.NewRecords(st), stages},
+		Policy: pipeline.DefaultPolicy(), Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return q.URL, proc, st
+}
+
+func countValid(b *testing.B, st *store.Store) int {
+	b.Helper()
+	var n int
+	if err := st.Pool.QueryRow(context.Background(), `SELECT count(*) FROM objects WHERE status = 'valid'`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// drainWithConsumer runs the consumer until n messages are acked and returns the time it took.
+func drainWithConsumer(b *testing.B, client *sqs.Client, queueURL string, proc consumer.Processor, n int) time.Duration {
+	b.Helper()
+	reg := prometheus.NewRegistry()
+	c, err := consumer.New(consumer.Config{
+		Client: client, QueueURL: queueURL, Processor: proc, Registerer: reg,
+		Log: slog.New(slog.DiscardHandler), WaitTime: time.Second, DepthInterval: -1,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	began := time.Now()
+	go func() { done <- c.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		mfs, _ := reg.Gather()
+		got := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "intake_messages_acked_total" {
+				got = mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		if int(got) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			b.Fatalf("the consumer acked %v of %d messages in 5 minutes", got, n)
+		}
+		time.Sleep(20 * time.Millisecond) // Gather allocates: polling harder would tax the measured process
+	}
+	took := time.Since(began)
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return took
+}
+
+// drainNaively is the baseline: receive one message, process it, delete it, one at a time.
+func drainNaively(b *testing.B, client *sqs.Client, queueURL string, proc consumer.Processor, n int) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	began := time.Now()
+	for done := 0; done < n; {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 1, WaitTimeSeconds: 1, VisibilityTimeout: 60,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			if err := proc.Process(ctx, aws.ToString(m.MessageId), []byte(aws.ToString(m.Body))); err != nil {
+				b.Fatalf("process: %v", err)
+			}
+			if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(queueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				b.Fatal(err)
+			}
+			done++
+		}
+	}
+	return time.Since(began)
+}
+
+// BenchmarkEndToEnd drains 5,000 S3 ObjectCreated events over 5,000 real objects in MinIO with the
+// consumer and the real Processor (HEAD, ranged GET, sniff, policy, PostgreSQL upsert), and 300 with
+// a naive one-at-a-time loop for comparison. Uploading the objects and filling the queues is not
+// timed. Reported: events/s of both and their ratio; ns/op is the consumer's drain time.
+func BenchmarkEndToEnd(b *testing.B) {
+	e := newBenchEnv(b, benchEvents)
+	var consumerRate, naiveRate float64
+	for range b.N {
+		b.StopTimer()
+		stages := newStageTimer()
+		queueURL, proc, st := e.round(b, benchEvents, stages)
+		cpu := cpuTimes()
+		stopProfile := profileIfAsked(b)
+		b.StartTimer()
+		took := drainWithConsumer(b, e.sqs, queueURL, proc, benchEvents)
+		b.StopTimer()
+		stopProfile()
+		b.Logf("consumer: %d events in %s; %s", benchEvents, took.Round(time.Millisecond), stages)
+		b.Logf("consumer: CPU used: %s", cpuSince(cpu))
+		if got := countValid(b, st); got != benchEvents {
+			b.Fatalf("%d valid rows after draining %d events", got, benchEvents)
+		}
+		consumerRate = benchEvents / took.Seconds()
+
+		stages = newStageTimer()
+		queueURL, proc, st = e.round(b, naiveEvents, stages)
+		cpu = cpuTimes()
+		took = drainNaively(b, e.sqs, queueURL, proc, naiveEvents)
+		b.Logf("naive: %d events in %s; %s", naiveEvents, took.Round(time.Millisecond), stages)
+		b.Logf("naive: CPU used: %s", cpuSince(cpu))
+		if got := countValid(b, st); got != naiveEvents {
+			b.Fatalf("naive: %d valid rows after %d events", got, naiveEvents)
+		}
+		naiveRate = naiveEvents / took.Seconds()
+		b.StartTimer()
+	}
+	b.ReportMetric(consumerRate, "events/s")
+	b.ReportMetric(naiveRate, "naive-events/s")
+	b.ReportMetric(consumerRate/naiveRate, "x-naive")
+}
+
+// BenchmarkConsumerOverhead measures the runtime alone (receive, dispatch, batched delete against
+// kumo) with a Processor that does nothing: the ceiling the consumer puts on the pipeline.
+func BenchmarkConsumerOverhead(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs the local stack")
+	}
+	client := testkit.SQS()
+	bodies := make([]string, benchEvents)
+	for i := range bodies {
+		bodies[i] = `{"n":` + strconv.Itoa(i) + `}`
+	}
+	noop := consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil })
+	var rate float64
+	for range b.N {
+		b.StopTimer()
+		q := testkit.Queue(b, client, 10, time.Minute)
+		preload(b, client, q.URL, bodies)
+		b.StartTimer()
+		took := drainWithConsumer(b, client, q.URL, noop, benchEvents)
+		rate = benchEvents / took.Seconds()
+	}
+	b.ReportMetric(rate, "events/s")
+}

@@ -1,0 +1,457 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/consumer"
+)
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kumo (the local stack)")
+	}
+}
+
+func bodies(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return out
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	ok := consumer.Config{Client: testkit.SQS(), QueueURL: "http://127.0.0.1:4566/000000000000/q", Processor: consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil })}
+	tests := []struct {
+		name   string
+		mutate func(*consumer.Config)
+		want   string
+	}{
+		{"valid with defaults", func(*consumer.Config) {}, ""},
+		{"no client", func(c *consumer.Config) { c.Client = nil }, "Client is required"},
+		{"no queue", func(c *consumer.Config) { c.QueueURL = "" }, "QueueURL is required"},
+		{"no processor", func(c *consumer.Config) { c.Processor = nil }, "Processor is required"},
+		{"wait above 20s", func(c *consumer.Config) { c.WaitTime = 21 * time.Second }, "WaitTime"},
+		{"visibility above 12h", func(c *consumer.Config) { c.Visibility = 13 * time.Hour }, "Visibility"},
+		{"negative workers", func(c *consumer.Config) { c.Workers = -1 }, "Workers"},
+		{"negative grace", func(c *consumer.Config) { c.Grace = -time.Second }, "Grace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := ok
+			tt.mutate(&cfg)
+			_, err := consumer.New(cfg)
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+// Successful messages are deleted; a failing one is not.
+func TestAckOnlyOnSuccess(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 5, 30*time.Second)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Visibility: 30 * time.Second, RetryBase: 20 * time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			if string(body) == "fail" {
+				return errors.New("transient")
+			}
+			rec.commit(body)
+			return nil
+		}),
+	})
+	send(t, client, q.URL, "ok-1", "fail", "ok-2")
+	require.Eventually(t, func() bool {
+		return metric(t, s.reg, "intake_messages_acked_total") == 2 && metric(t, s.reg, "intake_messages_retried_total") == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	calls, committed := rec.snapshot()
+	assert.Equal(t, map[string]int{"ok-1": 1, "ok-2": 1, "fail": 1}, calls)
+	assert.Equal(t, map[string]int{"ok-1": 1, "ok-2": 1}, committed)
+	visible, inflight := depth(t, client, q.URL)
+	assert.Equal(t, 1, visible+inflight, "only the failed message stays in the queue")
+	// The failed message is hidden for its retry backoff (10-20 s), not returned at once.
+	got := receiveAll(t, client, q.URL, time.Second)
+	assert.Empty(t, got, "the failed message is hidden for its retry backoff")
+}
+
+// A failing message comes back with a growing receive count after a backoff, and is deleted once
+// it succeeds.
+func TestRetryBackoff(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 10, 30*time.Second)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Visibility: 30 * time.Second, RetryBase: time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			if len(rec.attemptsOf(string(body))) < 3 {
+				return errors.New("transient")
+			}
+			rec.commit(body)
+			return nil
+		}),
+	})
+	ids := send(t, client, q.URL, "flaky")
+	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 1 }, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	at := rec.attemptsOf("flaky")
+	require.Len(t, at, 3)
+	for i, a := range at {
+		assert.Equal(t, i+1, a.receives, "receive count of attempt %d", i+1)
+		assert.Equal(t, ids[0], a.msgID)
+	}
+	// The backoff hides the message for at least 1 s (visibility is in whole seconds), where the
+	// queue's own visibility would have hidden it for 30 s.
+	for i := 1; i < len(at); i++ {
+		gap := at[i].at.Sub(at[i-1].at)
+		assert.GreaterOrEqual(t, gap, 900*time.Millisecond, "retry %d came back too early", i)
+		assert.Less(t, gap, 25*time.Second, "retry %d waited for the queue's visibility, not the backoff", i)
+	}
+	assert.Equal(t, 2.0, metric(t, s.reg, "intake_messages_retried_total"))
+	visible, inflight := depth(t, client, q.URL)
+	assert.Zero(t, visible+inflight, "the message is deleted after it succeeded")
+}
+
+// With a DLQ URL, a permanent failure is sent to the DLQ with its reason and deleted from the main
+// queue after one attempt.
+func TestPermanentWithDLQURL(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 5, 30*time.Second)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, DLQURL: q.DLQURL,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			return fmt.Errorf("decode: malformed JSON: %w", pipeline.ErrPermanent)
+		}),
+	})
+	out, err := client.SendMessage(context.Background(), &sqs.SendMessageInput{
+		QueueUrl: aws.String(q.URL), MessageBody: aws.String("{not json"),
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			"origin": {DataType: aws.String("String"), StringValue: aws.String("test")},
+		},
+	})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent") == 1
+	}, 20*time.Second, 50*time.Millisecond)
+
+	dead := receiveAll(t, client, q.DLQURL, 2*time.Second)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "{not json", aws.ToString(dead[0].Body))
+	attrs := dead[0].MessageAttributes
+	assert.Contains(t, aws.ToString(attrs["intake-dlq-reason"].StringValue), "malformed JSON")
+	assert.Equal(t, aws.ToString(out.MessageId), aws.ToString(attrs["intake-source-message-id"].StringValue))
+	assert.Equal(t, "1", aws.ToString(attrs["intake-receive-count"].StringValue))
+	assert.Equal(t, "test", aws.ToString(attrs["origin"].StringValue), "the original attributes are kept")
+
+	require.Eventually(t, func() bool {
+		visible, inflight := depth(t, client, q.URL)
+		return visible+inflight == 0
+	}, 10*time.Second, 50*time.Millisecond, "deleted from the main queue")
+	require.NoError(t, s.stop(t))
+	calls, _ := rec.snapshot()
+	assert.Equal(t, map[string]int{"{not json": 1}, calls)
+	assert.Zero(t, metric(t, s.reg, "intake_messages_acked_total"), "a dead-lettered message is not counted as acked")
+}
+
+// Without a DLQ URL, a permanent failure reaches the DLQ through the redrive policy after
+// maxReceiveCount receives, and is never deleted by the consumer.
+func TestPermanentWithoutDLQURLUsesRedrive(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 2, 2*time.Second)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Visibility: 2 * time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			return fmt.Errorf("no records: %w", pipeline.ErrPermanent)
+		}),
+	})
+	send(t, client, q.URL, "poison")
+	var dead []types.Message
+	require.Eventually(t, func() bool {
+		dead = append(dead, receiveAll(t, client, q.DLQURL, time.Second)...)
+		return len(dead) > 0
+	}, 30*time.Second, 100*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	require.Len(t, dead, 1)
+	assert.Equal(t, "poison", aws.ToString(dead[0].Body))
+	calls, _ := rec.snapshot()
+	assert.Equal(t, map[string]int{"poison": q.MaxReceiveCount}, calls, "processed once per receive until the redrive")
+	assert.Equal(t, 1.0, metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent"), "counted once, on its last receive")
+	visible, inflight := depth(t, client, q.URL)
+	assert.Zero(t, visible+inflight)
+}
+
+// The heartbeat keeps a message that is processed for longer than its visibility timeout
+// invisible: nobody else receives it, and it is processed once.
+func TestHeartbeatKeepsSlowMessageInvisible(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 5, 2*time.Second)
+	rec := newRecorder()
+	var startedProcessing atomic.Bool
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Visibility: 2 * time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			startedProcessing.Store(true)
+			select {
+			case <-time.After(6 * time.Second): // three visibility timeouts
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			rec.commit(body)
+			return nil
+		}),
+	})
+	send(t, client, q.URL, "slow")
+	require.Eventually(t, startedProcessing.Load, 10*time.Second, 20*time.Millisecond)
+
+	// Another consumer of the queue polls while the message is processed.
+	stolen := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(q.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 1,
+		})
+		require.NoError(t, err)
+		stolen += len(out.Messages)
+	}
+	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 1 }, 15*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	assert.Zero(t, stolen, "the message was delivered to someone else while it was processed")
+	calls, committed := rec.snapshot()
+	assert.Equal(t, map[string]int{"slow": 1}, calls)
+	assert.Equal(t, map[string]int{"slow": 1}, committed)
+	assert.GreaterOrEqual(t, metric(t, s.reg, "intake_consumer_heartbeats_total"), 2.0)
+}
+
+// An outage error pauses every receiver: few messages are received and processed while the
+// dependency is down, and everything is processed once it is back.
+func TestPausesOnUnavailable(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	sqsClient := testkit.SQS()
+	q := testkit.Queue(t, sqsClient, 100, 30*time.Second)
+	client := &countingClient{Client: sqsClient}
+	rec := newRecorder()
+	var down atomic.Bool
+	down.Store(true)
+	const workers = 8
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Workers: workers, Receivers: 4, RetryBase: time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			if down.Load() {
+				return fmt.Errorf("record: connection refused: %w", pipeline.ErrUnavailable)
+			}
+			rec.commit(body)
+			return nil
+		}),
+	})
+	all := bodies("m", 40)
+	send(t, sqsClient, q.URL, all...)
+
+	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_paused") == 1 }, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the messages in flight when the pause began fail
+	receivesAtPause := client.receives.Load()
+	callsAtPause := rec.total.Load()
+	time.Sleep(5500 * time.Millisecond) // the rest of the outage: pauses of 1, 2 and 4 s
+	pausedNow := metric(t, s.reg, "intake_consumer_paused")
+	receivesDuring := client.receives.Load() - receivesAtPause
+	callsDuring := rec.total.Load() - callsAtPause
+	down.Store(false)
+
+	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == float64(len(all)) }, 60*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	assert.Equal(t, 1.0, pausedNow, "still paused while the dependency is down")
+	// Without the pause, the 40 messages would be retried about every 1-2 s by four receivers:
+	// about a hundred calls in 5.5 s. Paused, only single-message probes go out.
+	assert.LessOrEqual(t, callsDuring, int64(workers), "processing calls during the outage")
+	assert.LessOrEqual(t, receivesDuring, int64(8), "receive calls during the outage")
+	assert.Zero(t, metric(t, s.reg, "intake_consumer_paused"), "resumed")
+	_, committed := rec.snapshot()
+	require.Len(t, committed, len(all))
+	for _, b := range all {
+		assert.Equal(t, 1, committed[b], b)
+	}
+	t.Logf("during 5.5 s of outage: %d receives, %d processing calls", receivesDuring, callsDuring)
+}
+
+// SIGTERM while 20 slow messages are in flight: those that finish within the grace period are
+// deleted, the others are returned to the queue at once (visibility 0) and a second run
+// processes them. Nothing is lost, nothing is processed twice.
+func TestShutdownMidBatchLosesNothing(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 10, 60*time.Second)
+	all := bodies("s", 20)
+	send(t, client, q.URL, all...)
+
+	rec := newRecorder()
+	var inProcess atomic.Int64
+	first := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Workers: 32, Visibility: 60 * time.Second, Grace: 1500 * time.Millisecond,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			inProcess.Add(1)
+			n, _ := strconv.Atoi(string(body[2:]))
+			work := time.Duration(n%2)*10*time.Second + 200*time.Millisecond // odd ones take 10 s
+			select {
+			case <-time.After(work):
+				rec.commit(body)
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}),
+	})
+	require.Eventually(t, func() bool { return inProcess.Load() == int64(len(all)) }, 20*time.Second, 10*time.Millisecond)
+	begin := time.Now()
+	require.NoError(t, first.stop(t))
+	stopTook := time.Since(begin)
+	_, committed1 := rec.snapshot()
+	assert.Len(t, committed1, 10, "the fast half finished within the grace period")
+	assert.Equal(t, 10.0, metric(t, first.reg, "intake_messages_released_total"))
+	assert.Equal(t, 10.0, metric(t, first.reg, "intake_messages_acked_total"))
+	assert.Less(t, stopTook, 10*time.Second, "Run returned after the grace period, not after the slow messages")
+
+	// The second run must see the returned messages long before their 60 s visibility would end.
+	rec2 := newRecorder()
+	second := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec2.call(ctx, id, body)
+			rec2.commit(body)
+			return nil
+		}),
+	})
+	require.Eventually(t, func() bool { return metric(t, second.reg, "intake_messages_acked_total") == 10 }, 20*time.Second, 20*time.Millisecond)
+	require.NoError(t, second.stop(t))
+
+	_, committed2 := rec2.snapshot()
+	for _, b := range all {
+		assert.Equal(t, 1, committed1[b]+committed2[b], "message %s committed exactly once over both runs", b)
+	}
+	visible, inflight := depth(t, client, q.URL)
+	assert.Zero(t, visible+inflight)
+}
+
+// failingDeletes decorates the real client so that the first DeleteMessageBatch carries a receipt
+// handle the server does not know: the server reports that entry in Failed.
+type failingDeletes struct {
+	consumer.Client
+	once sync.Once
+}
+
+func (f *failingDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	f.once.Do(func() {
+		entries := append([]types.DeleteMessageBatchRequestEntry(nil), in.Entries...)
+		entries[0].ReceiptHandle = aws.String("stale-" + aws.ToString(entries[0].ReceiptHandle))
+		in = &sqs.DeleteMessageBatchInput{QueueUrl: in.QueueUrl, Entries: entries}
+	})
+	return f.Client.DeleteMessageBatch(ctx, in, optFns...)
+}
+
+// A deletion the server fails is logged and counted; the message comes back and is processed
+// again, then deleted.
+func TestDeleteBatchFailedEntry(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	sqsClient := testkit.SQS()
+	q := testkit.Queue(t, sqsClient, 10, 2*time.Second)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: &failingDeletes{Client: sqsClient}, QueueURL: q.URL, Visibility: 2 * time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			rec.commit(body)
+			return nil
+		}),
+	})
+	send(t, sqsClient, q.URL, "only")
+	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	assert.Equal(t, 1.0, metric(t, s.reg, "intake_messages_ack_failed_total"))
+	calls, _ := rec.snapshot()
+	assert.Equal(t, map[string]int{"only": 2}, calls, "delivered again after the failed deletion")
+	visible, inflight := depth(t, sqsClient, q.URL)
+	assert.Zero(t, visible+inflight)
+}
+
+// When the queue cannot be read, each receiver backs off instead of spinning.
+func TestReceiveErrorsBackOff(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := &countingClient{Client: testkit.SQS()}
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: testkit.AWS().SQSEndpoint + "/000000000000/" + testkit.Name("missing-"), Receivers: 2,
+		Processor: consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil }),
+	})
+	time.Sleep(3 * time.Second)
+	require.NoError(t, s.stop(t))
+	n := client.receives.Load()
+	assert.GreaterOrEqual(t, n, int64(2))
+	assert.LessOrEqual(t, n, int64(2*4), "two receivers backing off 0.5-1 s, then 1-2 s, over 3 s")
+	assert.Equal(t, float64(n), metric(t, s.reg, "intake_consumer_receive_errors_total"))
+}
+
+// Queue depth gauges are read at start.
+func TestQueueDepthGauges(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 3, 30*time.Second)
+	send(t, client, q.DLQURL, "d1", "d2")
+	s := start(t, consumer.Config{
+		Client: client, QueueURL: q.URL, Receivers: 1,
+		Processor: consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil }),
+	})
+	require.Eventually(t, func() bool {
+		return metric(t, s.reg, "intake_queue_depth", "queue", "dlq", "state", "visible") == 2
+	}, 10*time.Second, 20*time.Millisecond, "the DLQ of the redrive policy is found and measured")
+	assert.Zero(t, metric(t, s.reg, "intake_queue_depth", "queue", "main", "state", "visible"))
+}

@@ -1,0 +1,71 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/telemetry"
+)
+
+type metrics struct {
+	received      prometheus.Counter
+	acked         prometheus.Counter
+	retried       prometheus.Counter
+	released      prometheus.Counter
+	ackFailed     prometheus.Counter
+	receiveErrors prometheus.Counter
+	heartbeats    prometheus.Counter
+	deadLettered  *prometheus.CounterVec
+	processing    prometheus.Histogram
+	paused        prometheus.Gauge
+	inflight      prometheus.Gauge
+	depth         *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	ns := telemetry.Namespace
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+	}
+	m := &metrics{
+		received:      counter("messages_received_total", "SQS messages received."),
+		acked:         counter("messages_acked_total", "Messages deleted after their effect was committed."),
+		retried:       counter("messages_retried_total", "Messages left for redelivery after a retryable failure."),
+		released:      counter("messages_released_total", "Messages returned to the queue unprocessed at shutdown."),
+		ackFailed:     counter("messages_ack_failed_total", "Settled messages whose deletion failed (they are delivered again)."),
+		receiveErrors: counter("consumer_receive_errors_total", "Failed ReceiveMessage calls."),
+		heartbeats:    counter("consumer_heartbeats_total", "Visibility extensions of messages processed for long."),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "messages_dead_lettered_total",
+			Help: "Messages that failed permanently: sent to the DLQ, or on their last receive before the redrive policy moves them.",
+		}, []string{"reason"}),
+		processing: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "message_processing_seconds", Help: "Time spent processing one message.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		paused:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_paused", Help: "1 while receivers are paused by a dependency outage."}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_inflight", Help: "Messages being processed."}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "queue_depth", Help: "Approximate number of messages in the queues (GetQueueAttributes).",
+		}, []string{"queue", "state"}),
+	}
+	m.deadLettered.WithLabelValues("permanent") // export the usual series at 0
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{
+		m.received, m.acked, m.retried, m.released, m.ackFailed, m.receiveErrors, m.heartbeats,
+		m.deadLettered, m.processing, m.paused, m.inflight, m.depth,
+	} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("consumer: register metrics: %w", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,178 @@
+package consumer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/intakehq/intake/pipeline"
+)
+
+// stageTimer accumulates the wall time of the Processor's calls to S3 and PostgreSQL, so the
+// benchmark can say where the time goes.
+type stageTimer struct {
+	mu    sync.Mutex
+	total map[string]time.Duration
+	count map[string]int
+}
+
+func newStageTimer() *stageTimer {
+	return &stageTimer{total: map[string]time.Duration{}, count: map[string]int{}}
+}
+
+func (s *stageTimer) since(stage string, began time.Time) {
+	d := time.Since(began)
+	s.mu.Lock()
+	s.total[stage] += d
+	s.count[stage]++
+	s.mu.Unlock()
+}
+
+// String lists the mean latency and call count of each stage.
+func (s *stageTimer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.total))
+	for n := range s.total {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s: %d calls, mean %s; ", n, s.count[n], (s.total[n] / time.Duration(s.count[n])).Round(10*time.Microsecond))
+	}
+	return b.String()
+}
+
+type timedObjects struct {
+	pipeline.ObjectStore
+	t *stageTimer
+}
+
+func (o timedObjects) Head(ctx context.Context, bucket, key string) (pipeline.ObjectInfo, error) {
+	defer o.t.since("s3.head", time.Now())
+	return o.ObjectStore.Head(ctx, bucket, key)
+}
+
+func (o timedObjects) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n int) ([]byte, error) {
+	defer o.t.since("s3.read_prefix", time.Now())
+	return o.ObjectStore.ReadPrefix(ctx, obj, n)
+}
+
+// Peek passes the single-request inspection through when the wrapped store has it, as the daemon's
+// objstore.Objects does.
+func (o timedObjects) Peek(ctx context.Context, bucket, key string, n int) (pipeline.ObjectInfo, []byte, error) {
+	defer o.t.since("s3.peek", time.Now())
+	if pk, ok := o.ObjectStore.(pipeline.Peeker); ok {
+		return pk.Peek(ctx, bucket, key, n)
+	}
+	info, err := o.ObjectStore.Head(ctx, bucket, key)
+	if err != nil || info.Size == 0 {
+		return info, nil, err
+	}
+	prefix, err := o.ObjectStore.ReadPrefix(ctx, pipeline.ObjectRef{Bucket: bucket, Key: key, ETag: info.ETag}, n)
+	return info, prefix, err
+}
+
+type timedRecords struct {
+	pipeline.RecordStore
+	t *stageTimer
+}
+
+func (r timedRecords) Intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
+	defer r.t.since("pg.intent", time.Now())
+	return r.RecordStore.Intent(ctx, bucket, key)
+}
+
+func (r timedRecords) Record(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {
+	defer r.t.since("pg.record", time.Now())
+	return r.RecordStore.Record(ctx, rec)
+}
+
+// cpuTimes reads the CPU time (user+system) used so far by the local stack's servers and by this
+// process, from /proc (Linux only; empty elsewhere). Comparing two snapshots tells which process
+// the benchmark's work landed on.
+func cpuTimes() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ... field 14 utime, 15 stime (in clock ticks).
+		open, closing := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		comm := string(raw[open+1 : closing])
+		name := ""
+		switch {
+		case pid == self:
+			name = "benchmark (consumer, processor, SDK clients)"
+		case comm == "minio", comm == "kumo", comm == "postgres":
+			name = comm
+		default:
+			continue
+		}
+		fields := strings.Fields(string(raw[closing+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		out[name] += time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+	}
+	return out
+}
+
+// cpuSince formats the CPU time each process used since before.
+func cpuSince(before map[string]time.Duration) string {
+	after := cpuTimes()
+	names := make([]string, 0, len(after))
+	for n := range after {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s %s; ", n, (after[n] - before[n]).Round(10*time.Millisecond))
+	}
+	return b.String()
+}
+
+// profileIfAsked writes a CPU profile of the timed part to $INTAKE_BENCH_CPUPROFILE, when set
+// (go test's -cpuprofile would also cover the untimed uploads).
+func profileIfAsked(b *testing.B) (stop func()) {
+	path := os.Getenv("INTAKE_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}

@@ -1,0 +1,116 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// Inspector runs the pipeline on one object (pipeline.Processor satisfies it). Errors wrapping
+// pipeline.ErrPermanent are not retried.
+type Inspector interface {
+	InspectObject(ctx context.Context, bucket, key string) error
+}
+
+// InspectorFunc adapts a function to an Inspector.
+type InspectorFunc func(ctx context.Context, bucket, key string) error
+
+// InspectObject calls f.
+func (f InspectorFunc) InspectObject(ctx context.Context, bucket, key string) error {
+	return f(ctx, bucket, key)
+}
+
+// Handlers holds the task handlers' dependencies.
+type Handlers struct {
+	// Multipart runs aborts and sweeps (required for the multipart tasks).
+	Multipart *Multipart
+	// Inspector runs object:inspect tasks; when nil those tasks fail without retry.
+	Inspector Inspector
+	// Log receives the handlers' logs (default: discard).
+	Log *slog.Logger
+}
+
+// HandleAbort runs a multipart:abort task: abort the upload if it is still open and record it.
+func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.ParseAbortMultipart(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	if h.Multipart == nil {
+		return fmt.Errorf("multipart jobs not configured: %w", asynq.SkipRetry)
+	}
+	reason := cmp.Or(p.Reason, ReasonDeadline)
+	res, err := h.Multipart.Abort(ctx, AbortRequest{Bucket: p.Bucket, Key: p.Key, UploadID: p.UploadID, Reason: reason})
+	if err != nil {
+		return s3Error(err)
+	}
+	h.log().InfoContext(ctx, "multipart abort task done", "reason", reason,
+		"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "outcome", res.Outcome,
+		"bytes", res.Bytes, "intent_aborted", res.IntentAborted)
+	return nil
+}
+
+// HandleSweep runs a multipart:sweep task.
+func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.ParseSweep(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	if h.Multipart == nil {
+		return fmt.Errorf("multipart jobs not configured: %w", asynq.SkipRetry)
+	}
+	if _, err := h.Multipart.Sweep(ctx, SweepOptions{Bucket: p.Bucket, Prefix: p.Prefix, OlderThan: time.Duration(p.OlderThan)}); err != nil {
+		return s3Error(err)
+	}
+	return nil
+}
+
+// HandleInspect runs an object:inspect task.
+func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.ParseInspectObject(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	if h.Inspector == nil {
+		return fmt.Errorf("object inspection not configured in this process: %w", asynq.SkipRetry)
+	}
+	if err := h.Inspector.InspectObject(ctx, p.Bucket, p.Key); err != nil {
+		if errors.Is(err, pipeline.ErrPermanent) {
+			return fmt.Errorf("inspect %q: %w: %w", p.Key, err, asynq.SkipRetry)
+		}
+		return fmt.Errorf("inspect %q: %w", p.Key, err)
+	}
+	return nil
+}
+
+func (h *Handlers) log() *slog.Logger { return cmp.Or(h.Log, slog.New(slog.DiscardHandler)) }
+
+// s3Error marks S3 errors that retrying cannot fix (403, 400…) as permanent. Errors without an
+// HTTP response (PostgreSQL, network) and timeouts stay retryable.
+func s3Error(err error) error {
+	if objstore.IsRetryable(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// NewMux routes intake's task types to h's handlers, wrapped (outermost first) in Instrument(m),
+// Log(log) and Recover(log).
+func NewMux(h *Handlers, m *Metrics, log *slog.Logger) *asynq.ServeMux {
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
+	mux := asynq.NewServeMux()
+	mux.Use(Instrument(m), Log(log), Recover(log))
+	mux.HandleFunc(tasks.TypeAbortMultipart, h.HandleAbort)
+	mux.HandleFunc(tasks.TypeSweep, h.HandleSweep)
+	mux.HandleFunc(tasks.TypeInspectObject, h.HandleInspect)
+	return mux
+}

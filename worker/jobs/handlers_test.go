@@ -1,0 +1,171 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+func TestHandleInspect(t *testing.T) {
+	t.Parallel()
+	errS3Down := errors.New("s3 down")
+	tests := []struct {
+		name      string
+		payload   string
+		inspector jobs.Inspector
+		wantErr   bool
+		skipRetry bool
+	}{
+		{name: "ok", payload: `{"bucket":"b","key":"k"}`, inspector: jobs.InspectorFunc(func(context.Context, string, string) error { return nil })},
+		{name: "retryable", payload: `{"bucket":"b","key":"k"}`, wantErr: true,
+			inspector: jobs.InspectorFunc(func(context.Context, string, string) error { return errS3Down })},
+		{name: "permanent", payload: `{"bucket":"b","key":"k"}`, wantErr: true, skipRetry: true,
+			inspector: jobs.InspectorFunc(func(context.Context, string, string) error {
+				return fmt.Errorf("policy: %w", pipeline.ErrPermanent)
+			})},
+		{name: "bad payload", payload: `{"bucket":"b"}`, wantErr: true, skipRetry: true,
+			inspector: jobs.InspectorFunc(func(context.Context, string, string) error { return nil })},
+		{name: "unknown field", payload: `{"bucket":"b","key":"k","x":1}`, wantErr: true, skipRetry: true,
+			inspector: jobs.InspectorFunc(func(context.Context, string, string) error { return nil })},
+		{name: "not configured", payload: `{"bucket":"b","key":"k"}`, wantErr: true, skipRetry: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var gotBucket, gotKey string
+			h := &jobs.Handlers{}
+			if tt.inspector != nil {
+				h.Inspector = jobs.InspectorFunc(func(ctx context.Context, b, k string) error {
+					gotBucket, gotKey = b, k
+					return tt.inspector.InspectObject(ctx, b, k)
+				})
+			}
+			err := h.HandleInspect(context.Background(), asynq.NewTask(tasks.TypeInspectObject, []byte(tt.payload)))
+			if !tt.wantErr {
+				require.NoError(t, err)
+				require.Equal(t, "b", gotBucket)
+				require.Equal(t, "k", gotKey)
+				return
+			}
+			require.Error(t, err)
+			require.Equal(t, tt.skipRetry, errors.Is(err, asynq.SkipRetry), "%v", err)
+		})
+	}
+}
+
+func TestMultipartHandlersRejectBadPayloads(t *testing.T) {
+	t.Parallel()
+	h := &jobs.Handlers{}
+	for _, tc := range []struct {
+		typ     string
+		payload string
+		handle  func(context.Context, *asynq.Task) error
+	}{
+		{tasks.TypeAbortMultipart, `{"bucket":"b","key":"k"}`, h.HandleAbort},
+		{tasks.TypeAbortMultipart, `not json`, h.HandleAbort},
+		{tasks.TypeSweep, `{"bucket":"b","older_than":"-1h"}`, h.HandleSweep},
+		{tasks.TypeSweep, `{"bucket":"b","older_than":"1h"}`, h.HandleSweep}, // valid, but no Multipart configured
+	} {
+		err := tc.handle(context.Background(), asynq.NewTask(tc.typ, []byte(tc.payload)))
+		require.ErrorIs(t, err, asynq.SkipRetry, "%s %s", tc.typ, tc.payload)
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := jobs.NewMetrics(reg)
+	require.NoError(t, err)
+	_, err = jobs.NewMetrics(reg)
+	require.Error(t, err, "registering twice is reported")
+	var logs bytes.Buffer
+	log := telemetry.NewLogger(&logs, "text", "debug")
+
+	calls := map[string]func() error{
+		"ok":    func() error { return nil },
+		"skip":  func() error { return fmt.Errorf("bad: %w", asynq.SkipRetry) },
+		"panic": func() error { panic("boom") },
+	}
+	mux := jobs.NewMux(&jobs.Handlers{Inspector: jobs.InspectorFunc(func(_ context.Context, _, key string) error {
+		return calls[key]()
+	})}, m, log)
+
+	run := func(key string) error {
+		task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: "b", Key: key})
+		require.NoError(t, err)
+		return mux.ProcessTask(context.Background(), task)
+	}
+	require.NoError(t, run("ok"))
+	require.ErrorIs(t, run("skip"), asynq.SkipRetry)
+	err = run("panic")
+	require.ErrorContains(t, err, "panic in object:inspect handler: boom")
+
+	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeSuccess)))
+	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
+	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeRetry)))
+	require.Contains(t, logs.String(), "task handler panicked")
+	require.Contains(t, logs.String(), "task failed permanently")
+	require.Contains(t, logs.String(), "task_type=object:inspect")
+}
+
+func TestSweepWindow(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2030, 1, 1, 10, 15, 0, 0, time.UTC)
+	tests := []struct {
+		spec string
+		now  time.Time
+		want time.Time
+	}{
+		{"*/15 * * * *", base.Add(120 * time.Millisecond), base},
+		{"*/15 * * * *", base.Add(-20 * time.Second), base}, // a replica whose clock is 20 s behind
+		{"*/15 * * * *", base.Add(29 * time.Second), base},
+		{"@hourly", base.Add(2 * time.Second), base},
+		{"@every 1s", base.Add(1500 * time.Millisecond), base.Add(time.Second)},
+		{"@every 10m", base.Add(7 * time.Minute), base.Add(5 * time.Minute)},
+		{"@every 10ms", base.Add(1500 * time.Millisecond), base.Add(time.Second)}, // at least a second
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, jobs.SweepWindow(tt.spec, tt.now), "%s at %s", tt.spec, tt.now)
+	}
+}
+
+func TestNewSweepSchedulerValidates(t *testing.T) {
+	t.Parallel()
+	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
+	for _, cfg := range []jobs.SweepSchedulerConfig{
+		{Redis: opt, Bucket: "b", Cron: "not a cron", OlderThan: time.Hour},
+		{Redis: opt, Bucket: "b", Cron: "*/15 * * * *"},
+		{Redis: opt, Cron: "*/15 * * * *", OlderThan: time.Hour},
+	} {
+		_, err := jobs.NewSweepScheduler(cfg)
+		require.Error(t, err, "%+v", cfg)
+	}
+}
+
+func TestAsynqLogger(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	l := jobs.NewAsynqLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	l.Debug("hidden")
+	l.Info("hello ", 42)
+	l.Fatal("bad")
+	out := buf.String()
+	require.NotContains(t, out, "hidden")
+	require.Contains(t, out, `msg="hello 42"`)
+	require.Contains(t, out, "component=asynq")
+	require.Contains(t, out, "level=ERROR")
+	require.Contains(t, out, "fatal=true")
+}

@@ -1,0 +1,102 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// ServerConfig configures [Server].
+type ServerConfig struct {
+	// Redis is asynq's connection (required).
+	Redis asynq.RedisConnOpt
+	// Concurrency is the number of tasks run at once (default 10).
+	Concurrency int
+	// Queues maps queue names to priorities (default tasks.Priorities()).
+	Queues map[string]int
+	// ShutdownTimeout is how long running tasks may take after Run's context ends (default 25s).
+	ShutdownTimeout time.Duration
+	// DelayedTaskCheckInterval is how often scheduled and retried tasks are moved to pending
+	// (default asynq's 5s): an abort runs at most this long after its deadline.
+	DelayedTaskCheckInterval time.Duration
+	// Log receives the server's and asynq's logs (default: discard).
+	Log *slog.Logger
+}
+
+// Server runs intake's asynq server.
+type Server struct {
+	redis   asynq.RedisConnOpt
+	cfg     asynq.Config
+	handler asynq.Handler
+	log     *slog.Logger
+}
+
+// NewServer returns a server that will run handler (usually NewMux's). Nothing connects before Run.
+func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("jobs server: Redis connection required")
+	}
+	if handler == nil {
+		return nil, errors.New("jobs server: handler required")
+	}
+	log := cmp.Or(cfg.Log, slog.New(slog.DiscardHandler))
+	queues := cfg.Queues
+	if len(queues) == 0 {
+		queues = tasks.Priorities()
+	}
+	return &Server{redis: cfg.Redis, handler: handler, log: log, cfg: asynq.Config{
+		Concurrency:              cmp.Or(cfg.Concurrency, 10),
+		Queues:                   queues,
+		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 25*time.Second),
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		Logger:                   NewAsynqLogger(log),
+		LogLevel:                 asynqLevel(log),
+		HealthCheckFunc: func(err error) {
+			if err != nil {
+				log.Warn("asynq cannot reach redis", "err", err)
+			}
+		},
+	}}, nil
+}
+
+// Run starts processing and blocks until ctx is cancelled; then it stops fetching new tasks, waits
+// up to the shutdown timeout for running ones (cancelling them after that; asynq requeues them),
+// closes its Redis connections and returns nil. It returns an error if Redis cannot be reached at
+// start.
+func (s *Server) Run(ctx context.Context) error {
+	if err := pingRedis(ctx, s.redis); err != nil {
+		return fmt.Errorf("jobs server: %w", err)
+	}
+	srv := asynq.NewServer(s.redis, s.cfg)
+	if err := srv.Start(s.handler); err != nil {
+		return fmt.Errorf("jobs server: start: %w", err)
+	}
+	s.log.Info("jobs server started", "concurrency", s.cfg.Concurrency, "queues", s.cfg.Queues)
+	<-ctx.Done()
+	s.log.Info("jobs server stopping: no new tasks, waiting for running ones", "timeout", s.cfg.ShutdownTimeout)
+	srv.Shutdown()
+	return nil
+}
+
+// pingRedis checks that Redis answers, with a connection of its own that it closes.
+func pingRedis(ctx context.Context, opt asynq.RedisConnOpt) error {
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return fmt.Errorf("unsupported Redis connection option %T", opt)
+	}
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rc.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+// Package tasks is the public, importable description of intake's asynq tasks: their type names,
+// queues, typed payloads and constructors, and small helpers to enqueue and cancel them. Application
+// backends that share intake's Redis import it to ask intake for work without going through HTTP;
+// intake's own API and operators' commands use it the same way. The handlers live in worker/jobs.
+//
+// # Tasks
+//
+//   - [TypeAbortMultipart] ("multipart:abort", queue [QueueCritical]): abort one multipart upload
+//     if it is still open at its deadline. The task ID is the S3 upload id, so there is at most one
+//     per upload; [Enqueue] treats a duplicate as success.
+//   - [TypeInspectObject] ("object:inspect", queue [QueueDefault]): run intake's pipeline (HEAD,
+//     sniff, policy, record, act) again on one object.
+//   - [TypeSweep] ("multipart:sweep", queue [QueueLow]): list every open multipart upload of a
+//     bucket and abort those initiated before a threshold, including uploads intake did not create.
+//     The scheduler gives each period's sweep the ID [SweepTaskID] so that many replicas enqueue one.
+//
+// Payloads are JSON objects (field names in snake_case), validated by the constructors and again by
+// the handlers, so a task built by hand or posted to POST /v1/jobs gets the same checks.
+//
+// # Queues
+//
+// intake's queues carry an "intake-" prefix ([QueueCritical], [QueueDefault], [QueueLow]) so that
+// an application's own asynq servers on the same Redis, which process "default" unless told
+// otherwise, never pick up intake's tasks. [Priorities] is the weighting intake's server uses.
+//
+// # Enqueueing
+//
+//	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:6379"})
+//	defer client.Close()
+//	task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: "uploads", Key: "a/b.png"})
+//	if err != nil { ... }
+//	info, err := tasks.Enqueue(ctx, client, task)
+//
+// [Scheduler] and [Canceller] are what intake's API and consumer use to schedule and cancel the
+// abort of a multipart upload.
+package tasks

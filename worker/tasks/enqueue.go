@@ -1,0 +1,102 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Enqueuer is the part of *asynq.Client that [Enqueue] needs.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+var _ Enqueuer = (*asynq.Client)(nil)
+
+// Enqueue enqueues task and returns its TaskInfo.
+//
+// A [TypeAbortMultipart] task whose ID is already taken (asynq.ErrTaskIDConflict: the abort of that
+// upload is already scheduled, running or kept) is not an error: Enqueue returns nil and a
+// TaskInfo with only ID, Queue, Type and Payload set (State is left zero, since the existing task's
+// state is not known). Every other error, including a conflict for another task type, is returned
+// wrapped; test it with errors.Is.
+func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	info, err := c.EnqueueContext(ctx, task, opts...)
+	if err == nil {
+		return info, nil
+	}
+	if errors.Is(err, asynq.ErrTaskIDConflict) && task.Type() == TypeAbortMultipart {
+		p, perr := ParseAbortMultipart(task.Payload())
+		if perr == nil {
+			dup := &asynq.TaskInfo{ID: p.UploadID, Queue: QueueCritical, Type: task.Type(), Payload: task.Payload()}
+			for _, o := range opts {
+				switch o.Type() {
+				case asynq.QueueOpt:
+					dup.Queue, _ = o.Value().(string)
+				case asynq.TaskIDOpt:
+					dup.ID, _ = o.Value().(string)
+				}
+			}
+			return dup, nil
+		}
+	}
+	return nil, fmt.Errorf("enqueue %s: %w", task.Type(), err)
+}
+
+// Duplicate reports whether info is the placeholder [Enqueue] returns for an abort that was
+// already queued.
+func Duplicate(info *asynq.TaskInfo) bool { return info != nil && info.State == 0 }
+
+// Scheduler schedules the abort of multipart uploads. The API calls ScheduleAbort right after it
+// creates an upload.
+type Scheduler struct {
+	client Enqueuer
+}
+
+// NewScheduler returns a Scheduler that enqueues through c (usually an *asynq.Client).
+func NewScheduler(c Enqueuer) *Scheduler { return &Scheduler{client: c} }
+
+// ScheduleAbort enqueues a [TypeAbortMultipart] task that aborts the upload at deadline if it is
+// still open. Scheduling the same upload twice is not an error (the first task stays).
+func (s *Scheduler) ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error {
+	task, err := NewAbortMultipart(AbortMultipart{Bucket: bucket, Key: key, UploadID: uploadID, Deadline: deadline})
+	if err != nil {
+		return err
+	}
+	if _, err := Enqueue(ctx, s.client, task); err != nil {
+		return fmt.Errorf("schedule abort of upload %s: %w", uploadID, err)
+	}
+	return nil
+}
+
+// Canceller deletes the pending abort of a multipart upload once the upload is known to be complete.
+// The pipeline calls it when it sees the CompleteMultipartUpload event.
+type Canceller struct {
+	insp *asynq.Inspector
+}
+
+// NewCanceller returns a Canceller over insp. The caller owns insp and closes it.
+func NewCanceller(insp *asynq.Inspector) *Canceller { return &Canceller{insp: insp} }
+
+// CancelMultipartAbort deletes the [TypeAbortMultipart] task of uploadID. A task that does not
+// exist (never scheduled, already run, already cancelled) is not an error, and neither is one that
+// is running right now: the upload is complete, so that abort finds it gone and changes nothing.
+func (c *Canceller) CancelMultipartAbort(ctx context.Context, uploadID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := c.insp.DeleteTask(QueueCritical, uploadID)
+	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return nil
+	}
+	// DeleteTask refuses active tasks; asynq does not export that error, so look at the state.
+	if info, ierr := c.insp.GetTaskInfo(QueueCritical, uploadID); ierr == nil && info.State == asynq.TaskStateActive {
+		return nil
+	} else if ierr != nil && errors.Is(ierr, asynq.ErrTaskNotFound) {
+		return nil
+	}
+	return fmt.Errorf("cancel abort of upload %s: %w", uploadID, err)
+}

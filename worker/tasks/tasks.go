@@ -1,0 +1,324 @@
+package tasks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task type names.
+const (
+	// TypeAbortMultipart aborts one multipart upload if it is still open; payload [AbortMultipart].
+	TypeAbortMultipart = "multipart:abort"
+	// TypeInspectObject re-runs the pipeline on one object; payload [InspectObject].
+	TypeInspectObject = "object:inspect"
+	// TypeSweep aborts a bucket's stale multipart uploads; payload [Sweep].
+	TypeSweep = "multipart:sweep"
+)
+
+// Types lists every task type intake handles.
+var Types = []string{TypeAbortMultipart, TypeInspectObject, TypeSweep}
+
+// KnownType reports whether typ is one of [Types].
+func KnownType(typ string) bool { return slices.Contains(Types, typ) }
+
+// Queue names. They carry an "intake-" prefix so that other asynq servers sharing the Redis never
+// process intake's tasks.
+const (
+	// QueueCritical holds deadline-bound work: multipart aborts.
+	QueueCritical = "intake-critical"
+	// QueueDefault holds object inspections.
+	QueueDefault = "intake-default"
+	// QueueLow holds sweeps.
+	QueueLow = "intake-low"
+)
+
+// Priorities are the queue weights intake's asynq server uses (asynq.Config.Queues): with every
+// queue busy, critical tasks get 6/10 of the workers, default 3/10 and low 1/10.
+func Priorities() map[string]int {
+	return map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+}
+
+// Retry and timeout settings the constructors give each task.
+const (
+	// AbortMaxRetry is how often a failed abort is retried (asynq's backoff spreads ten retries over
+	// about a day).
+	AbortMaxRetry = 10
+	// AbortTimeout bounds one abort attempt (ListParts pages, AbortMultipartUpload, one row).
+	AbortTimeout = time.Minute
+	// InspectMaxRetry is how often a failed inspection is retried.
+	InspectMaxRetry = 10
+	// InspectTimeout bounds one inspection (it may hash a large object).
+	InspectTimeout = 15 * time.Minute
+	// SweepMaxRetry is how often a failed sweep is retried before the next period takes over.
+	SweepMaxRetry = 3
+	// SweepTimeout bounds one sweep of a bucket.
+	SweepTimeout = 2 * time.Hour
+	// SweepRetention keeps a finished sweep (and so its period's task ID) in Redis, so that a
+	// replica whose scheduler fires a little late cannot enqueue the same period again.
+	SweepRetention = time.Hour
+)
+
+// ErrInvalidPayload marks a payload that can never be processed: malformed JSON, unknown fields,
+// missing or out-of-range values. Handlers turn it into asynq.SkipRetry.
+var ErrInvalidPayload = errors.New("invalid task payload")
+
+// Limits on payload fields.
+const (
+	maxBucketLen   = 255
+	maxKeyLen      = 1024
+	maxUploadIDLen = 1024
+)
+
+// AbortMultipart is the payload of [TypeAbortMultipart].
+type AbortMultipart struct {
+	// Bucket holds the upload.
+	Bucket string `json:"bucket"`
+	// Key is the object key the upload was created for.
+	Key string `json:"key"`
+	// UploadID is the S3 multipart upload id; it is also the task's ID.
+	UploadID string `json:"upload_id"`
+	// Deadline is when the upload is aborted if it is still open (the task's ProcessAt).
+	Deadline time.Time `json:"deadline"`
+	// Reason is recorded with the abort: [ReasonDeadline] (the default) or [ReasonAPI] (an
+	// operator asked for it).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Reasons an abort task may carry (column multipart_aborts.reason; the sweep records "sweep").
+const (
+	// ReasonDeadline: the upload outlived the deadline intake gave it at creation.
+	ReasonDeadline = "deadline"
+	// ReasonAPI: an operator or backend asked for the abort (POST /v1/jobs).
+	ReasonAPI = "api"
+)
+
+// Validate reports what is wrong with p, wrapping [ErrInvalidPayload].
+func (p AbortMultipart) Validate() error {
+	errs := []error{checkBucket(p.Bucket), checkKey("key", p.Key)}
+	if err := checkText("upload_id", p.UploadID, maxUploadIDLen); err != nil {
+		errs = append(errs, err)
+	}
+	if p.Deadline.IsZero() {
+		errs = append(errs, errors.New("deadline: required"))
+	}
+	if p.Reason != "" && p.Reason != ReasonDeadline && p.Reason != ReasonAPI {
+		errs = append(errs, fmt.Errorf("reason: %q is not %q or %q", p.Reason, ReasonDeadline, ReasonAPI))
+	}
+	return invalid(TypeAbortMultipart, errs)
+}
+
+// NewAbortMultipart returns the task that aborts p's upload at p.Deadline unless it completes
+// first: queue [QueueCritical], task ID p.UploadID (one task per upload), ProcessAt p.Deadline,
+// MaxRetry [AbortMaxRetry], Timeout [AbortTimeout]. Options given to Enqueue override these.
+func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	p.Deadline = p.Deadline.UTC()
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", TypeAbortMultipart, err)
+	}
+	return asynq.NewTask(TypeAbortMultipart, payload,
+		asynq.Queue(QueueCritical), asynq.TaskID(p.UploadID), asynq.ProcessAt(p.Deadline),
+		asynq.MaxRetry(AbortMaxRetry), asynq.Timeout(AbortTimeout)), nil
+}
+
+// ParseAbortMultipart decodes and validates a [TypeAbortMultipart] payload.
+func ParseAbortMultipart(payload []byte) (AbortMultipart, error) {
+	var p AbortMultipart
+	if err := decode(TypeAbortMultipart, payload, &p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+// InspectObject is the payload of [TypeInspectObject].
+type InspectObject struct {
+	// Bucket holds the object.
+	Bucket string `json:"bucket"`
+	// Key is the object's key (plain, not URL-encoded).
+	Key string `json:"key"`
+}
+
+// Validate reports what is wrong with p, wrapping [ErrInvalidPayload].
+func (p InspectObject) Validate() error {
+	return invalid(TypeInspectObject, []error{checkBucket(p.Bucket), checkKey("key", p.Key)})
+}
+
+// NewInspectObject returns the task that re-runs the pipeline on one object: queue
+// [QueueDefault], MaxRetry [InspectMaxRetry], Timeout [InspectTimeout]. Inspecting twice is
+// harmless (the pipeline is idempotent), so the task is not unique.
+func NewInspectObject(p InspectObject) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", TypeInspectObject, err)
+	}
+	return asynq.NewTask(TypeInspectObject, payload,
+		asynq.Queue(QueueDefault), asynq.MaxRetry(InspectMaxRetry), asynq.Timeout(InspectTimeout)), nil
+}
+
+// ParseInspectObject decodes and validates a [TypeInspectObject] payload.
+func ParseInspectObject(payload []byte) (InspectObject, error) {
+	var p InspectObject
+	if err := decode(TypeInspectObject, payload, &p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+// Sweep is the payload of [TypeSweep].
+type Sweep struct {
+	// Bucket is swept whole: its open multipart uploads are listed without a prefix (some stores,
+	// MinIO among them, list nothing for a folder prefix) and filtered by Prefix afterwards.
+	Bucket string `json:"bucket"`
+	// Prefix, when set, limits the sweep to keys starting with it.
+	Prefix string `json:"prefix,omitempty"`
+	// OlderThan is the age (from the upload's initiation) past which an upload is aborted.
+	OlderThan Duration `json:"older_than"`
+}
+
+// Validate reports what is wrong with p, wrapping [ErrInvalidPayload].
+func (p Sweep) Validate() error {
+	errs := []error{checkBucket(p.Bucket)}
+	if len(p.Prefix) > maxKeyLen || !utf8.ValidString(p.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix: must be valid UTF-8 of at most %d bytes", maxKeyLen))
+	}
+	if p.OlderThan <= 0 {
+		errs = append(errs, errors.New("older_than: must be positive"))
+	}
+	return invalid(TypeSweep, errs)
+}
+
+// NewSweep returns a sweep task: queue [QueueLow], MaxRetry [SweepMaxRetry], Timeout
+// [SweepTimeout], Retention [SweepRetention]. The periodic scheduler adds
+// asynq.TaskID([SweepTaskID](...)) so that one sweep runs per period; extra options are applied
+// last.
+func NewSweep(p Sweep, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", TypeSweep, err)
+	}
+	all := append([]asynq.Option{asynq.Queue(QueueLow), asynq.MaxRetry(SweepMaxRetry),
+		asynq.Timeout(SweepTimeout), asynq.Retention(SweepRetention)}, opts...)
+	return asynq.NewTask(TypeSweep, payload, all...), nil
+}
+
+// ParseSweep decodes and validates a [TypeSweep] payload.
+func ParseSweep(payload []byte) (Sweep, error) {
+	var p Sweep
+	if err := decode(TypeSweep, payload, &p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+// SweepTaskID is the task ID of the periodic sweep of bucket for the period starting at window:
+// "sweep:<bucket>:<unix seconds>". Replicas that compute the same window enqueue one task.
+func SweepTaskID(bucket string, window time.Time) string {
+	return "sweep:" + bucket + ":" + strconv.FormatInt(window.Unix(), 10)
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration string ("24h0m0s") and
+// also reads a number of seconds (86400).
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: want a Go duration such as \"24h\"", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("duration %s: want a string such as \"24h\" or a number of seconds", b)
+	}
+	if secs > float64(1<<63-1)/float64(time.Second) || secs < -float64(1<<63-1)/float64(time.Second) {
+		return fmt.Errorf("duration %s: out of range", b)
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// decode reads payload strictly (unknown fields are refused) into v.
+func decode(typ string, payload []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode %s payload: %v: %w", typ, err, ErrInvalidPayload)
+	}
+	if dec.More() {
+		return fmt.Errorf("decode %s payload: trailing data: %w", typ, ErrInvalidPayload)
+	}
+	return nil
+}
+
+// invalid joins field errors into one that names the task type and wraps ErrInvalidPayload.
+func invalid(typ string, errs []error) error {
+	err := errors.Join(errs...)
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s payload: %s: %w", typ, strings.ReplaceAll(err.Error(), "\n", "; "), ErrInvalidPayload)
+}
+
+func checkBucket(b string) error {
+	if b == "" {
+		return errors.New("bucket: required")
+	}
+	if len(b) > maxBucketLen || strings.ContainsFunc(b, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' }) {
+		return fmt.Errorf("bucket: %q is not a bucket name", b)
+	}
+	return nil
+}
+
+func checkKey(field, k string) error {
+	return checkText(field, k, maxKeyLen)
+}
+
+func checkText(field, s string, maxLen int) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s: required", field)
+	case len(s) > maxLen:
+		return fmt.Errorf("%s: longer than %d bytes", field, maxLen)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s: not valid UTF-8", field)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return fmt.Errorf("%s: contains control characters", field)
+	}
+	return nil
+}

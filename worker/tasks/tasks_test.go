@@ -1,0 +1,212 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		typ     string
+		payload string
+		wantErr string // substring; empty means valid
+	}{
+		{"abort ok", tasks.TypeAbortMultipart, `{"bucket":"b","key":"a/b c.bin","upload_id":"u-1","deadline":"2030-01-01T00:00:00Z"}`, ""},
+		{"abort no deadline", tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","upload_id":"u"}`, "deadline: required"},
+		{"abort no upload id", tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","deadline":"2030-01-01T00:00:00Z"}`, "upload_id: required"},
+		{"abort control char", tasks.TypeAbortMultipart, `{"bucket":"b","key":"a\u0000b","upload_id":"u","deadline":"2030-01-01T00:00:00Z"}`, "control characters"},
+		{"abort bad bucket", tasks.TypeAbortMultipart, `{"bucket":"a/b","key":"k","upload_id":"u","deadline":"2030-01-01T00:00:00Z"}`, "not a bucket name"},
+		{"abort every problem", tasks.TypeAbortMultipart, `{}`, "bucket: required; key: required; upload_id: required; deadline: required"},
+		{"inspect ok", tasks.TypeInspectObject, `{"bucket":"b","key":"k"}`, ""},
+		{"inspect long key", tasks.TypeInspectObject, `{"bucket":"b","key":"` + strings.Repeat("k", 1025) + `"}`, "longer than 1024"},
+		{"inspect unknown field", tasks.TypeInspectObject, `{"bucket":"b","key":"k","size":1}`, `unknown field "size"`},
+		{"inspect trailing", tasks.TypeInspectObject, `{"bucket":"b","key":"k"} {}`, "trailing data"},
+		{"inspect not json", tasks.TypeInspectObject, `bucket=b`, "decode object:inspect payload"},
+		{"sweep ok string", tasks.TypeSweep, `{"bucket":"b","prefix":"in/","older_than":"36h"}`, ""},
+		{"sweep ok seconds", tasks.TypeSweep, `{"bucket":"b","older_than":90}`, ""},
+		{"sweep zero", tasks.TypeSweep, `{"bucket":"b","older_than":"0s"}`, "older_than: must be positive"},
+		{"sweep missing age", tasks.TypeSweep, `{"bucket":"b"}`, "older_than: must be positive"},
+		{"sweep bad duration", tasks.TypeSweep, `{"bucket":"b","older_than":"a day"}`, "want a Go duration"},
+		{"sweep bool duration", tasks.TypeSweep, `{"bucket":"b","older_than":true}`, "number of seconds"},
+	}
+	parse := map[string]func([]byte) error{
+		tasks.TypeAbortMultipart: func(b []byte) error { _, err := tasks.ParseAbortMultipart(b); return err },
+		tasks.TypeInspectObject:  func(b []byte) error { _, err := tasks.ParseInspectObject(b); return err },
+		tasks.TypeSweep:          func(b []byte) error { _, err := tasks.ParseSweep(b); return err },
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := parse[tt.typ]([]byte(tt.payload))
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+func FuzzParseSweep(f *testing.F) {
+	for _, s := range []string{`{"bucket":"b","older_than":"36h"}`, `{"bucket":"b","older_than":1e300}`, `{"older_than":-5}`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := tasks.ParseSweep(b)
+		if err != nil {
+			require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+			return
+		}
+		require.Positive(t, p.OlderThan)
+		// A valid payload survives a round trip through its constructor.
+		task, err := tasks.NewSweep(p)
+		require.NoError(t, err)
+		back, err := tasks.ParseSweep(task.Payload())
+		require.NoError(t, err)
+		require.Equal(t, p, back)
+	})
+}
+
+func TestConstructorsRefuseInvalid(t *testing.T) {
+	t.Parallel()
+	_, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k"})
+	require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+	_, err = tasks.NewInspectObject(tasks.InspectObject{Key: "k"})
+	require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+	_, err = tasks.NewSweep(tasks.Sweep{Bucket: "b"})
+	require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+}
+
+func TestDurationJSON(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(tasks.Duration(90 * time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, `"1h30m0s"`, string(b))
+	var d tasks.Duration
+	require.NoError(t, json.Unmarshal([]byte(`1.5`), &d))
+	require.Equal(t, tasks.Duration(1500*time.Millisecond), d)
+	require.Error(t, json.Unmarshal([]byte(`1e300`), &d))
+}
+
+func TestKnownType(t *testing.T) {
+	t.Parallel()
+	for _, typ := range tasks.Types {
+		require.True(t, tasks.KnownType(typ))
+	}
+	require.False(t, tasks.KnownType("email:send"))
+	require.Len(t, tasks.Priorities(), 3)
+}
+
+// TestEnqueue runs against Redis: the constructors' options land in the task, a duplicate abort is
+// not an error, and other errors are.
+func TestEnqueue(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	ctx := testkit.Context(t)
+
+	deadline := time.Now().Add(time.Hour).Truncate(time.Second)
+	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k", UploadID: "upload-1", Deadline: deadline})
+	require.NoError(t, err)
+	info, err := tasks.Enqueue(ctx, client, abort)
+	require.NoError(t, err)
+	require.Equal(t, "upload-1", info.ID)
+	require.Equal(t, tasks.QueueCritical, info.Queue)
+	require.Equal(t, asynq.TaskStateScheduled, info.State)
+	require.Equal(t, tasks.AbortMaxRetry, info.MaxRetry)
+	require.Equal(t, tasks.AbortTimeout, info.Timeout)
+	require.True(t, deadline.Equal(info.NextProcessAt), "%s != %s", deadline, info.NextProcessAt)
+
+	dup, err := tasks.Enqueue(ctx, client, abort)
+	require.NoError(t, err, "a duplicate abort is not an error")
+	require.Equal(t, "upload-1", dup.ID)
+	require.Equal(t, tasks.QueueCritical, dup.Queue)
+	_, err = client.Enqueue(abort)
+	require.ErrorIs(t, err, asynq.ErrTaskIDConflict, "asynq itself does see the conflict")
+
+	sweep, err := tasks.NewSweep(tasks.Sweep{Bucket: "b", OlderThan: tasks.Duration(time.Hour)}, asynq.TaskID("sweep:b:1"))
+	require.NoError(t, err)
+	info, err = tasks.Enqueue(ctx, client, sweep)
+	require.NoError(t, err)
+	require.Equal(t, tasks.QueueLow, info.Queue)
+	require.Equal(t, tasks.SweepRetention, info.Retention)
+	_, err = tasks.Enqueue(ctx, client, sweep)
+	require.ErrorIs(t, err, asynq.ErrTaskIDConflict, "only aborts treat a conflict as success")
+
+	inspect, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: "b", Key: "k"})
+	require.NoError(t, err)
+	info, err = tasks.Enqueue(ctx, client, inspect)
+	require.NoError(t, err)
+	require.Equal(t, tasks.QueueDefault, info.Queue)
+	require.Equal(t, asynq.TaskStatePending, info.State)
+	require.Equal(t, tasks.InspectTimeout, info.Timeout)
+}
+
+// TestCanceller deletes scheduled aborts, ignores missing ones, and leaves a running one alone
+// without error (a real asynq server runs it).
+func TestCanceller(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	ctx := testkit.Context(t)
+	c := tasks.NewCanceller(insp)
+	s := tasks.NewScheduler(client)
+
+	require.NoError(t, c.CancelMultipartAbort(ctx, "never-scheduled"), "no queue yet")
+	require.NoError(t, s.ScheduleAbort(ctx, "b", "k", "later", time.Now().Add(time.Hour)))
+	require.NoError(t, c.CancelMultipartAbort(ctx, "never-scheduled"), "queue exists, task does not")
+	require.NoError(t, c.CancelMultipartAbort(ctx, "later"))
+	_, err := insp.GetTaskInfo(tasks.QueueCritical, "later")
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
+
+	// A task being processed cannot be deleted; cancelling it is still not an error.
+	running, release := make(chan struct{}), make(chan struct{})
+	srv := asynq.NewServer(redisOpt, asynq.Config{Queues: tasks.Priorities(), LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeAbortMultipart, func(context.Context, *asynq.Task) error {
+		close(running)
+		<-release
+		return nil
+	})
+	require.NoError(t, srv.Start(mux))
+	t.Cleanup(srv.Shutdown)
+	require.NoError(t, s.ScheduleAbort(ctx, "b", "k", "now", time.Now()))
+	select {
+	case <-running:
+	case <-time.After(30 * time.Second):
+		t.Fatal("abort task never ran")
+	}
+	info, err := insp.GetTaskInfo(tasks.QueueCritical, "now")
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateActive, info.State)
+	require.NoError(t, c.CancelMultipartAbort(ctx, "now"))
+	close(release)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, c.CancelMultipartAbort(cctx, "x"), context.Canceled)
+}
