@@ -361,14 +361,14 @@ func TestKustomizeOverlay(t *testing.T) {
 			}
 			require.Empty(t, unknownEnv(envNames))
 
-			// The pod outlives intake's own shutdown: grace, then up to 5s for components to
+			// The pod outlives intake's own shutdown: grace, then up to 10s for components to
 			// return, plus the preStop pause.
 			preStop := 0
 			if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
 				preStop = c.Lifecycle.PreStop.Sleep.Seconds
 			}
 			tgps := time.Duration(deref(pod.TerminationGracePeriodSeconds)) * time.Second
-			require.Greater(t, tgps, grace+5*time.Second+time.Duration(preStop)*time.Second,
+			require.Greater(t, tgps, grace+10*time.Second+time.Duration(preStop)*time.Second,
 				"terminationGracePeriodSeconds vs INTAKE_SHUTDOWN_GRACE %s", grace)
 
 			// /tmp is the only writable path.

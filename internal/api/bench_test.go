@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
@@ -31,7 +32,8 @@ import (
 //
 //   - BenchmarkSignerPresignPut / BenchmarkSDKPresignPut (sigv4_test.go): one presign, lean vs SDK.
 //   - BenchmarkRoute: POST /v1/uploads through the handler in-process (auth by API key, JSON, policy,
-//     key, presign, JSON out), without and with the PostgreSQL intent row; reports CPU µs per request.
+//     key, presign, JSON out), without and with the PostgreSQL intent row (group-committed by a
+//     store.IntentWriter, as in the daemon); reports CPU µs per request.
 //   - BenchmarkLoad: the same route over loopback HTTP at 64 connections for 10 s, against intake
 //     (without and with the intent row) and a reference Node server (Hono + AWS SDK v3), reporting
 //     requests/s, server CPU µs per request and intake/reference ratios.
@@ -44,13 +46,16 @@ type discardIntents struct{ Queries }
 
 func (discardIntents) APICreateUpload(context.Context, dbq.APICreateUploadParams) error { return nil }
 
-// benchServer builds a Server on the local stack; withDB selects real intent rows.
+// benchServer builds a Server on the local stack; withDB selects real intent rows, recorded as the
+// daemon records them (internal/cli/role_api.go): through a store.IntentWriter (group commit).
 func benchServer(b *testing.B, withDB bool) *Server {
 	b.Helper()
 	st := testkit.DB(b)
-	var q Queries = st.Q
-	if !withDB {
-		q = discardIntents{Queries: st.Q}
+	var q Queries = discardIntents{Queries: st.Q}
+	if withDB {
+		w := store.NewIntentWriter(st.Pool, store.IntentWriterOptions{})
+		b.Cleanup(w.Close) // runs before the pool closes
+		q = store.IntentQueries{Queries: st.Q, Intents: w}
 	}
 	s3c := testkit.S3()
 	srv, err := New(context.Background(), Options{

@@ -22,16 +22,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/replay"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
-// opsSQS is an SQS client for the tests (see replay.WrapHTTPClient).
+// opsSQS is an SQS client for the tests (see objstore.WrapHTTPClient).
 func opsSQS() *sqs.Client {
 	cfg := testkit.AWSConfig()
-	cfg.HTTPClient = replay.WrapHTTPClient(nil)
+	cfg.HTTPClient = objstore.HTTPClient(100)
 	return queue.NewClient(cfg, testkit.AWS())
 }
 
@@ -123,8 +124,8 @@ func opsEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// run runs the binary to completion and returns its exit code and outputs.
-func run(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
+// runIntake runs the binary to completion and returns its exit code and outputs.
+func runIntake(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -140,8 +141,8 @@ func run(t *testing.T, bin string, env []string, args ...string) (int, string, s
 	return code, stdout.String(), stderr.String()
 }
 
-// field reads "  name  value" from a text summary.
-func field(t *testing.T, out, name string) string {
+// summaryField reads "  name  value" from a text summary.
+func summaryField(t *testing.T, out, name string) string {
 	t.Helper()
 	m := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(name) + `\s+(\S+)$`).FindStringSubmatch(out)
 	require.NotNil(t, m, "no %q in:\n%s", name, out)
@@ -197,12 +198,12 @@ func TestOperatorBinary(t *testing.T) {
 
 		// Messages the killed run held reappear in the DLQ after its 3s visibility.
 		time.Sleep(3500 * time.Millisecond)
-		code, stdout, stderr := run(t, bin, env, "replay", "dlq", "--wait", "1s")
+		code, stdout, stderr := runIntake(t, bin, env, "replay", "dlq", "--wait", "1s")
 		require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 		require.Contains(t, stdout, "replay dlq: done in")
 		require.Regexp(t, `(?m)^replay dlq: \d+`, stdout, "plain progress lines when stdout is not a terminal")
-		require.Equal(t, "0", field(t, stdout, "send_failed"))
-		require.Equal(t, field(t, stdout, "sent"), field(t, stdout, "deleted"))
+		require.Equal(t, "0", summaryField(t, stdout, "send_failed"))
+		require.Equal(t, summaryField(t, stdout, "sent"), summaryField(t, stdout, "deleted"))
 
 		got, total := opsDrain(t, c, q.URL)
 		t.Logf("main queue: %d distinct bodies, %d messages (%d duplicates)", len(got), total, total-len(got))
@@ -222,11 +223,11 @@ func TestOperatorBinary(t *testing.T) {
 		c := opsSQS()
 		q := testkit.Queue(t, c, 3, 30*time.Second)
 		opsFill(t, c, q.DLQURL, 23)
-		code, stdout, stderr := run(t, bin, opsEnv(), "replay", "dlq", "--dry-run", "--from", q.DLQURL, "--to", q.URL, "--samples", "2", "--wait", "1s")
+		code, stdout, stderr := runIntake(t, bin, opsEnv(), "replay", "dlq", "--dry-run", "--from", q.DLQURL, "--to", q.URL, "--samples", "2", "--wait", "1s")
 		require.Equal(t, 0, code, stderr)
 		require.Contains(t, stdout, "dry run: nothing sent or deleted")
-		require.Equal(t, "23", field(t, stdout, "messages"))
-		require.Equal(t, "23", field(t, stdout, "returned"))
+		require.Equal(t, "23", summaryField(t, stdout, "messages"))
+		require.Equal(t, "23", summaryField(t, stdout, "returned"))
 		require.Contains(t, stdout, "sample 2: message ")
 		require.NotContains(t, stdout, "sample 3:")
 		moved, _ := opsDrain(t, c, q.URL)
@@ -245,7 +246,7 @@ func TestOperatorBinary(t *testing.T) {
 			lines = append(lines, opsBody(i))
 		}
 		require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
-		code, stdout, stderr := run(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", file, "--json", "--rate", "1000")
+		code, stdout, stderr := runIntake(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", file, "--json", "--rate", "1000")
 		require.Equal(t, 0, code, stderr)
 		var sum map[string]any
 		require.NoError(t, json.Unmarshal([]byte(stdout), &sum), stdout)
@@ -254,7 +255,7 @@ func TestOperatorBinary(t *testing.T) {
 		got, _ := opsDrain(t, c, q.URL)
 		require.Len(t, got, 25)
 
-		code, _, stderr = run(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", filepath.Join(t.TempDir(), "nope.jsonl"))
+		code, _, stderr = runIntake(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", filepath.Join(t.TempDir(), "nope.jsonl"))
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "open events file")
 	})
@@ -279,21 +280,21 @@ func TestOperatorBinary(t *testing.T) {
 		c := opsSQS()
 		q := testkit.Queue(t, c, 3, 30*time.Second)
 		env := opsEnv("DATABASE_URL="+dbURL, "INTAKE_QUEUE_URL="+q.URL)
-		code, stdout, stderr := run(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/", "--dry-run")
+		code, stdout, stderr := runIntake(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/", "--dry-run")
 		require.Equal(t, 0, code, stderr)
-		require.Equal(t, "2", field(t, stdout, "would_send"))
+		require.Equal(t, "2", summaryField(t, stdout, "would_send"))
 		got, _ := opsDrain(t, c, q.URL)
 		require.Empty(t, got, "a dry run sends nothing")
 
-		code, stdout, stderr = run(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/")
+		code, stdout, stderr = runIntake(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/")
 		require.Equal(t, 0, code, stderr)
-		require.Equal(t, "2", field(t, stdout, "sent"))
+		require.Equal(t, "2", summaryField(t, stdout, "sent"))
 		got, _ = opsDrain(t, c, q.URL)
 		require.Len(t, got, 2)
 		require.Contains(t, got, opsBody(0))
 		require.Contains(t, got, opsBody(1))
 
-		code, _, stderr = run(t, bin, env, "replay", "archive", "--since", "tomorrow")
+		code, _, stderr = runIntake(t, bin, env, "replay", "archive", "--since", "tomorrow")
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "--since")
 	})
@@ -302,7 +303,7 @@ func TestOperatorBinary(t *testing.T) {
 		t.Parallel()
 		c := opsSQS()
 		q := testkit.Queue(t, c, 3, 30*time.Second)
-		code, _, stderr := run(t, bin, opsEnv(), "replay", "dlq", "--native", "--from", q.DLQURL, "--to", q.URL)
+		code, _, stderr := runIntake(t, bin, opsEnv(), "replay", "dlq", "--native", "--from", q.DLQURL, "--to", q.URL)
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "does not support StartMessageMoveTask")
 	})
@@ -332,15 +333,15 @@ func TestOperatorBinary(t *testing.T) {
 		redisURL := fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t))
 		env := opsEnv("DATABASE_URL="+dbURL, "REDIS_URL="+redisURL)
 
-		code, stdout, stderr := run(t, bin, env, "reconcile", "--bucket", bucket)
+		code, stdout, stderr := runIntake(t, bin, env, "reconcile", "--bucket", bucket)
 		require.Equal(t, 0, code, stderr)
-		require.Equal(t, "2", field(t, stdout, "missing rows"))
-		require.Equal(t, "1", field(t, stdout, "gone objects"))
+		require.Equal(t, "2", summaryField(t, stdout, "missing rows"))
+		require.Equal(t, "1", summaryField(t, stdout, "gone objects"))
 		require.Contains(t, stdout, "  p/10  etag=")
 		require.Contains(t, stdout, "  p/99  row_status=valid")
 		require.Contains(t, stdout, "run again with --fix")
 
-		code, stdout, stderr = run(t, bin, env, "reconcile", "--bucket", bucket, "--prefix", "p/", "--fix", "--json")
+		code, stdout, stderr = runIntake(t, bin, env, "reconcile", "--bucket", bucket, "--prefix", "p/", "--fix", "--json")
 		require.Equal(t, 0, code, stderr)
 		var rep struct {
 			Listed  int              `json:"listed"`
@@ -354,7 +355,7 @@ func TestOperatorBinary(t *testing.T) {
 		require.Equal(t, 2, rep.Fixed["enqueued"])
 		require.Equal(t, 1, rep.Fixed["marked_missing"])
 
-		code, _, stderr = run(t, bin, opsEnv("DATABASE_URL="+dbURL), "reconcile")
+		code, _, stderr = runIntake(t, bin, opsEnv("DATABASE_URL="+dbURL), "reconcile")
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "INTAKE_BUCKET: required")
 	})

@@ -284,14 +284,13 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 	return nil
 }
 
-// sqsClient builds an SQS client from the configuration.
+// sqsClient builds an SQS client from the configuration (LoadAWS installs objstore.HTTPClient,
+// without which a fast answer can be lost after the server acted).
 func sqsClient(g *Globals) (*sqs.Client, error) {
 	awsCfg, err := objstore.LoadAWS(g.Ctx, g.Config.AWS)
 	if err != nil {
 		return nil, err
 	}
-	// See replay.WrapHTTPClient: without it a fast answer can be lost after the server acted.
-	awsCfg.HTTPClient = replay.WrapHTTPClient(awsCfg.HTTPClient)
 	return queue.NewClient(awsCfg, g.Config.AWS), nil
 }
 

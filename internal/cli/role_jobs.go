@@ -3,14 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
-	"slices"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/config"
-	"github.com/intakehq/intake/internal/objstore"
-	"github.com/intakehq/intake/internal/store"
-	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/jobs"
 )
 
@@ -26,20 +20,7 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	policy, err := pipeline.LoadPolicy(a.Cfg.PolicyFile)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	// The consumer role registers the pipeline's metrics when it runs in this process; the
-	// processor of object:inspect tasks then records none (the task metrics still count them).
-	var reg prometheus.Registerer = a.Registry
-	if slices.Contains(a.Roles, config.RoleConsumer) {
-		reg = nil
-	}
-	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
-		Objects: objstore.NewObjects(a.S3), Records: store.NewRecords(a.Store), Policy: policy,
-		Log: log, Registerer: reg, HashMaxSize: a.Cfg.Consumer.HashMaxSize,
-	})
+	proc, err := a.Processor()
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}

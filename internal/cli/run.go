@@ -23,6 +23,8 @@ import (
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // RunCmd runs the daemon.
@@ -52,6 +54,46 @@ type App struct {
 	Mux *http.ServeMux
 	// Health holds the readiness checks; roles add theirs.
 	Health *health.Checker
+
+	procOnce sync.Once
+	proc     *pipeline.Processor
+	procErr  error
+	closers  []func()
+}
+
+// Processor returns the pipeline Processor shared by the consumer and jobs roles (one set of
+// metrics, one canceller of multipart-abort tasks), building it on first use.
+func (a *App) Processor() (*pipeline.Processor, error) {
+	a.procOnce.Do(func() {
+		policy, err := pipeline.LoadPolicy(a.Cfg.PolicyFile)
+		if err != nil {
+			a.procErr = err
+			return
+		}
+		// Completed multipart uploads cancel their delayed abort task in Redis.
+		insp := asynq.NewInspector(a.Redis)
+		a.onClose(func() { _ = insp.Close() })
+		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
+			Objects:     objstore.NewObjects(a.S3),
+			Records:     store.NewRecords(a.Store),
+			Policy:      policy,
+			Log:         a.Log.With("component", "pipeline"),
+			Registerer:  a.Registry,
+			HashMaxSize: a.Cfg.Consumer.HashMaxSize,
+			Archive:     a.Cfg.Consumer.Archive,
+			Multipart:   tasks.NewCanceller(insp),
+		})
+	})
+	return a.proc, a.procErr
+}
+
+// onClose registers f to run when the daemon has stopped (after every component returned).
+func (a *App) onClose(f func()) { a.closers = append(a.closers, f) }
+
+func (a *App) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
 }
 
 // Component is a long-running part of a role. Run blocks until ctx is cancelled, then stops taking
@@ -89,37 +131,40 @@ func (r *RunCmd) Run(g *Globals) error {
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
 		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))
 
-	app, cleanup, err := build(ctx, cfg, roles, log)
+	app, err := build(ctx, cfg, roles, log)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer app.close()
 	return app.serve(ctx)
 }
 
-// build connects to the dependencies and prepares the shared App.
-func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Logger) (*App, func(), error) {
+// build connects to the dependencies and prepares the shared App. The caller closes it.
+func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Logger) (*App, error) {
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if cfg.Migrate {
 		applied, err := store.Migrate(ctx, st.Pool)
 		if err != nil {
 			st.Close()
-			return nil, nil, err
+			return nil, err
 		}
 		log.Info("migrations applied", "count", len(applied), "names", applied)
 	}
 	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS)
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return nil, err
 	}
+	// The consumer's workers make S3 and SQS requests concurrently; the SDK's default HTTP client
+	// keeps only 10 idle connections per host and redials the rest, which costs both sides CPU.
+	awsCfg.HTTPClient = objstore.HTTPClient(2*cfg.Consumer.Workers + 16)
 	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
 		st.Close()
-		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	reg := telemetry.NewRegistry()
 	a := &App{
@@ -137,7 +182,8 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 	a.Mux.HandleFunc("GET /healthz", health.Healthz)
 	a.Mux.HandleFunc("GET /readyz", a.Health.Readyz)
 	a.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return a, st.Close, nil
+	a.onClose(st.Close)
+	return a, nil
 }
 
 func redisPing(opt asynq.RedisConnOpt) health.Check {
@@ -221,7 +267,7 @@ func (a *App) serve(ctx context.Context) error {
 	case <-done:
 	case <-sig:
 		return errors.New("second signal: exiting without waiting for in-flight work")
-	case <-time.After(a.Cfg.ShutdownGrace + 5*time.Second):
+	case <-time.After(a.Cfg.ShutdownGrace + 10*time.Second): // the consumer may take 5 s past its grace to return messages
 		return errors.New("components did not stop within the shutdown grace period")
 	}
 	close(errs)

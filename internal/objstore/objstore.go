@@ -17,9 +17,10 @@ import (
 	"github.com/intakehq/intake/internal/config"
 )
 
-// LoadAWS loads the SDK configuration (credential chain, retries) for the configured region.
+// LoadAWS loads the SDK configuration (credential chain, retries) for the configured region, with
+// intake's HTTP client (see HTTPClient).
 func LoadAWS(ctx context.Context, c config.AWS) (aws.Config, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region))
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithHTTPClient(HTTPClient(100)))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}

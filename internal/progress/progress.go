@@ -88,10 +88,11 @@ func (b *Bar) Add(n int) {
 	defer b.mu.Unlock()
 	b.count += int64(n)
 	if b.bar != nil {
-		if b.total > 0 && b.count > b.total {
-			// More than expected (an approximate count): grow instead of finishing early.
+		if b.total > 0 && b.count >= b.total {
+			// progressbar finishes itself at its max; counts are approximate and more may come,
+			// so the bar's max stays ahead of the count until Finish.
 			b.total = b.count
-			b.bar.ChangeMax64(b.total)
+			b.bar.ChangeMax64(b.count + 1)
 		}
 		_ = b.bar.Add64(int64(n))
 		return
@@ -141,7 +142,7 @@ func (b *Bar) Finish() {
 	}
 	b.finished = true
 	if b.bar != nil {
-		if b.total <= 0 || b.count >= b.total {
+		if b.count > 0 && (b.total <= 0 || b.count >= b.total) {
 			// Done: draw the full bar with the final count (an unknown total becomes the count).
 			b.bar.ChangeMax64(max(b.count, 1))
 			_ = b.bar.Finish()

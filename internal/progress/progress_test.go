@@ -44,14 +44,36 @@ func TestPlainLinesEveryInterval(t *testing.T) {
 
 func TestTerminalBar(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
 	tty := true
-	b := New(&out, Options{Description: "replay dlq", Total: 100, Unit: "msg", Terminal: &tty})
-	b.Add(100)
-	b.SetTotal(200)
+	for _, tc := range []struct {
+		name  string
+		total int64
+		adds  []int
+		want  string
+	}{
+		{"known total", 100, []int{60, 40}, "(100/100"},
+		{"more than expected grows the total", 10, []int{10, 5}, "(15/15"},
+		{"unknown total ends at the count", -1, []int{7, 122}, "(129/129"},
+		{"stopped early keeps the bar", 100, []int{30}, "replay"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			b := New(&out, Options{Description: "replay", Total: tc.total, Unit: "msg", Terminal: &tty})
+			for _, n := range tc.adds {
+				b.Add(n)
+			}
+			b.Finish()
+			require.Contains(t, out.String(), "\r", "the bar redraws in place")
+			require.Contains(t, out.String(), tc.want)
+			require.True(t, strings.HasSuffix(out.String(), "\n"), "the summary starts on its own line")
+		})
+	}
+	var out bytes.Buffer
+	b := New(&out, Options{Description: "x", Total: 5, Terminal: &tty})
+	b.SetTotal(-1)
 	b.Finish()
-	require.Contains(t, out.String(), "replay dlq", "the bar was drawn")
-	require.Contains(t, out.String(), "\r", "the bar redraws in place")
+	require.NotContains(t, out.String(), "(1/1", "nothing done: no fake full bar")
 }
 
 func TestNilBar(t *testing.T) {

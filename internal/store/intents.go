@@ -38,8 +38,9 @@ type IntentWriterOptions struct {
 // row and every other row already queued (up to MaxBatch) and inserts them in one statement. While
 // the committers are busy, new rows wait in the queue for the next free one, so batches grow with
 // the load and a row never waits for more than the commits in progress before its own. When idle, a
-// row is committed at once, alone. The queue holds MaxBatch×Committers rows; beyond that callers
-// block (back-pressure), respecting their context.
+// row is committed at once, alone. The queue holds 2×MaxBatch×Committers rows (the next batch of
+// each committer, and one more); beyond that callers block (back-pressure), respecting their
+// context.
 //
 // # Errors
 //
@@ -92,7 +93,7 @@ type intentReq struct {
 
 // NewIntentWriter starts an IntentWriter inserting through pool. Call Close when done.
 func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter {
-	committers := max(cmp.Or(opts.Committers, 2), 1)
+	committers := max(cmp.Or(opts.Committers, 4), 1)
 	w := &IntentWriter{
 		q:        dbq.New(pool),
 		maxBatch: max(cmp.Or(opts.MaxBatch, 256), 1),
@@ -107,7 +108,7 @@ func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter
 			Help: "Upload intent batches split and retried because a row violated a constraint.",
 		}),
 	}
-	w.reqs = make(chan *intentReq, w.maxBatch*committers)
+	w.reqs = make(chan *intentReq, 2*w.maxBatch*committers)
 	for range committers {
 		w.wg.Go(w.commitLoop)
 	}
@@ -279,4 +280,18 @@ func fillParams(p *dbq.IntentsInsertBatchParams, reqs []*intentReq) {
 func dataError(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
+}
+
+// IntentQueries are the generated queries with APICreateUpload going through an IntentWriter: the
+// API's store in the daemon (api.Queries).
+type IntentQueries struct {
+	*dbq.Queries
+	// Intents records the intent rows.
+	Intents *IntentWriter
+}
+
+// APICreateUpload records the row through the IntentWriter (same signature and errors as
+// dbq.Queries.APICreateUpload).
+func (q IntentQueries) APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error {
+	return q.Intents.APICreateUpload(ctx, arg)
 }

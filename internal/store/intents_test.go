@@ -173,7 +173,7 @@ func TestIntentWriterBatchesQueuedRows(t *testing.T) {
 	release := lockUploads(t, b)
 	first := call(b.ctx, b.w, intentArg(0))
 	waitInsertBlocked(t, b)
-	const queued = 40 // more than MaxBatch: three batches of at most 16 rows
+	const queued = 32 // the queue's capacity: two batches of MaxBatch rows
 	args := make([]dbq.APICreateUploadParams, queued)
 	results := make([]<-chan error, queued)
 	for i := range queued {
@@ -188,7 +188,7 @@ func TestIntentWriterBatchesQueuedRows(t *testing.T) {
 		requireStored(t, b, args[i])
 	}
 	count, rows, _ := batches(t, b)
-	require.Equal(t, uint64(1+3), count, "1 blocked row, then 16+16+8")
+	require.Equal(t, uint64(1+2), count, "1 blocked row, then 16+16")
 	require.Equal(t, float64(1+queued), rows)
 }
 
@@ -377,7 +377,7 @@ func TestIntentWriterCloseDrains(t *testing.T) {
 	release := lockUploads(t, b)
 	first := call(b.ctx, b.w, intentArg(0))
 	waitInsertBlocked(t, b)
-	const queued = 30
+	const queued = 16 // the queue's capacity: two batches
 	args := make([]dbq.APICreateUploadParams, queued)
 	results := make([]<-chan error, queued)
 	for i := range queued {

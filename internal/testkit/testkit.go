@@ -70,6 +70,7 @@ func AWSConfig() aws.Config {
 			cmp.Or(os.Getenv("TEST_AWS_ACCESS_KEY_ID"), DefaultAccessKey),
 			cmp.Or(os.Getenv("TEST_AWS_SECRET_ACCESS_KEY"), DefaultSecretKey), ""),
 		RetryMaxAttempts: 3,
+		HTTPClient:       objstore.HTTPClient(100),
 	}
 }
 

@@ -1,4 +1,4 @@
-package replay
+package objstore
 
 import (
 	"io"
@@ -7,6 +7,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
+
+// HTTPClient is the HTTP client every intake AWS client uses: the SDK's default transport with
+// room for idle connections per host (the consumer's workers call S3 and SQS concurrently; the
+// default keeps 10 and redials the rest), wrapped by WrapHTTPClient.
+func HTTPClient(idleConns int) aws.HTTPClient {
+	idle := max(idleConns, 10)
+	return WrapHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = idle, idle
+	}))
+}
 
 // WrapHTTPClient returns an SDK HTTP client that hides the io.WriterTo method of request bodies
 // from net/http (nil c: the SDK's default client).
