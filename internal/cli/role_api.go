@@ -3,17 +3,24 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 
+	"github.com/hibiken/asynq"
 	"github.com/intakehq/intake/internal/api"
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/jobsapi"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // startAPI registers the presign API (/v1, Uppy's /s3 routes, /openapi.json) on the shared mux. It
 // has no component of its own: the shared HTTP server serves it. The JWKS refresh goroutine, when a
 // JWKS URL is configured, stops with ctx. api.New logs a WARN at start when
-// INTAKE_API_INSECURE_DEV_AUTH is on. Multipart aborts are not scheduled yet (Options.Aborts is nil):
-// the periodic sweep cleans up until the jobs role provides an AbortScheduler.
+// INTAKE_API_INSECURE_DEV_AUTH is on. Each multipart upload it creates gets a delayed
+// multipart:abort task in Redis (worker/tasks), run by the jobs role at the deadline. With static API
+// keys configured it also serves POST /v1/jobs for backends not written in Go, and without a consumer
+// role in the same process it serves the event ingress (POST /v1/events/s3) when a token is set.
 //
 // Intent rows go through a store.IntentWriter (group commit: one commit for the rows of many
 // concurrent requests). The writer is closed when the daemon has stopped (a.onClose), that is after
@@ -29,7 +36,10 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	if err := a.Registry.Register(intents); err != nil {
 		return nil, fmt.Errorf("api: register intent writer metrics: %w", err)
 	}
+	client := asynq.NewClient(a.Redis)
+	a.onClose(func() { _ = client.Close() })
 	srv, err := api.New(ctx, api.Options{
+		Aborts:            tasks.NewScheduler(client),
 		API:               a.Cfg.API,
 		Bucket:            a.Cfg.Bucket,
 		MultipartDeadline: a.Cfg.Jobs.MultipartDeadline,
@@ -44,5 +54,24 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 		return nil, err
 	}
 	srv.Register(a.Mux)
+
+	keys, err := config.ParseAPIKeys(a.Cfg.API.Keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) > 0 {
+		jobsAPI, err := jobsapi.New(jobsapi.Config{
+			Client: client, Keys: keys, Buckets: []string{a.Cfg.Bucket}, Log: a.Log.With("component", "jobsapi"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		jobsAPI.Register(a.Mux)
+	}
+	if !slices.Contains(a.Roles, config.RoleConsumer) {
+		if err := mountIngress(a); err != nil {
+			return nil, err
+		}
+	}
 	return nil, nil
 }

@@ -158,9 +158,6 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 		st.Close()
 		return nil, err
 	}
-	// The consumer's workers make S3 and SQS requests concurrently; the SDK's default HTTP client
-	// keeps only 10 idle connections per host and redials the rest, which costs both sides CPU.
-	awsCfg.HTTPClient = objstore.HTTPClient(2*cfg.Consumer.Workers + 16)
 	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
 		st.Close()

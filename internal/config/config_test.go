@@ -17,7 +17,7 @@ func validConfig() Config {
 		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute},
-		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads"},
+		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
 		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour},
 	}
 }

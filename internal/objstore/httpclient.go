@@ -12,10 +12,20 @@ import (
 // room for idle connections per host (the consumer's workers call S3 and SQS concurrently; the
 // default keeps 10 and redials the rest), wrapped by WrapHTTPClient.
 func HTTPClient(idleConns int) aws.HTTPClient {
-	idle := max(idleConns, 10)
-	return WrapHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
-		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = idle, idle
-	}))
+	return TuneHTTPClient(awshttp.NewBuildableClient(), idleConns)
+}
+
+// TuneHTTPClient gives c (the SDK's buildable client, possibly already carrying a custom CA
+// bundle from AWS_CA_BUNDLE) room for idleConns idle connections per host, and wraps it with
+// WrapHTTPClient. A client of another type is only wrapped.
+func TuneHTTPClient(c aws.HTTPClient, idleConns int) aws.HTTPClient {
+	if b, ok := c.(*awshttp.BuildableClient); ok {
+		idle := max(idleConns, 10)
+		c = b.WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConns, tr.MaxIdleConnsPerHost = idle, idle
+		})
+	}
+	return WrapHTTPClient(c)
 }
 
 // WrapHTTPClient returns an SDK HTTP client that hides the io.WriterTo method of request bodies

@@ -20,10 +20,13 @@ import (
 // LoadAWS loads the SDK configuration (credential chain, retries) for the configured region, with
 // intake's HTTP client (see HTTPClient).
 func LoadAWS(ctx context.Context, c config.AWS) (aws.Config, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithHTTPClient(HTTPClient(100)))
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	// Room for the consumer's workers, which call S3 and SQS concurrently (idle connections
+	// are only kept when they were needed).
+	cfg.HTTPClient = TuneHTTPClient(cfg.HTTPClient, 256)
 	return cfg, nil
 }
 

@@ -93,7 +93,7 @@ type intentReq struct {
 
 // NewIntentWriter starts an IntentWriter inserting through pool. Call Close when done.
 func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter {
-	committers := max(cmp.Or(opts.Committers, 4), 1)
+	committers := max(cmp.Or(opts.Committers, 2), 1)
 	w := &IntentWriter{
 		q:        dbq.New(pool),
 		maxBatch: max(cmp.Or(opts.MaxBatch, 256), 1),
@@ -105,7 +105,7 @@ func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter
 		}),
 		splits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "intake_intent_batch_splits_total",
-			Help: "Upload intent batches split and retried because a row violated a constraint.",
+			Help: "Upload intent batches split and retried because PostgreSQL refused a row (constraint, bad value).",
 		}),
 	}
 	w.reqs = make(chan *intentReq, 2*w.maxBatch*committers)

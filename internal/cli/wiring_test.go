@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// TestAPIRoleWiring runs `intake run --roles api` against the real stack and checks what the role
+// wires beyond the API itself: a multipart upload gets its abort task in Redis (TaskID = upload id),
+// POST /v1/jobs enqueues for API-key callers, and without a consumer in the process the API serves the
+// event ingress, which forwards bodies to SQS.
+func TestAPIRoleWiring(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	sqsc := testkit.SQS()
+	q := testkit.Queue(t, sqsc, 5, 30*time.Second)
+	redisDB := testkit.RedisDB(t)
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	const apiKey = "0123456789abcdef-alice"
+	addr := freeAddr(t)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(runCtx, []string{"run", "--roles", "api",
+			"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), redisDB),
+			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+			"--bucket", bucket, "--queue-url", q.URL, "--listen", addr, "--shutdown-grace", "5s",
+			"--api-keys", apiKey + "=alice", "--consumer-ingress-token", "wiring-token",
+		}, io.Discard, &logs)
+	}()
+	base := "http://" + addr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 200*time.Millisecond, "not ready; logs:\n%s", logs.String())
+
+	post := func(path, auth string, body any) (int, []byte) {
+		raw, err := json.Marshal(body)
+		require.NoError(t, err)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(raw))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+auth)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, out
+	}
+
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: redisDB})
+	t.Cleanup(func() { _ = insp.Close() })
+
+	// 1. A multipart upload schedules its abort at the deadline.
+	code, body := post("/v1/uploads", apiKey, map[string]any{
+		"filename": "big.bin", "content_type": "application/octet-stream", "size": 20 << 20, "method": "multipart",
+	})
+	require.Equal(t, http.StatusCreated, code, "%s", body)
+	var up struct {
+		UploadID string `json:"upload_id"`
+		Key      string `json:"key"`
+	}
+	require.NoError(t, json.Unmarshal(body, &up))
+	require.NotEmpty(t, up.UploadID)
+	info, err := insp.GetTaskInfo(tasks.QueueCritical, up.UploadID)
+	require.NoError(t, err, "abort task scheduled under the upload id")
+	require.Equal(t, tasks.TypeAbortMultipart, info.Type)
+	require.Equal(t, asynq.TaskStateScheduled, info.State)
+	require.WithinDuration(t, time.Now().Add(24*time.Hour), info.NextProcessAt, time.Minute, "default deadline 24h")
+
+	// 2. POST /v1/jobs enqueues for an API-key caller, and refuses others.
+	code, body = post("/v1/jobs", apiKey, map[string]any{"type": tasks.TypeInspectObject, "payload": map[string]string{"key": up.Key}})
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.Equal(t, tasks.TypeInspectObject, pending[0].Type)
+	code, _ = post("/v1/jobs", "not-a-key-of-anyone", map[string]any{"type": tasks.TypeInspectObject, "payload": map[string]string{"key": "k"}})
+	require.Equal(t, http.StatusUnauthorized, code)
+
+	// 3. The ingress forwards a test event into the queue.
+	testEvent, err := os.ReadFile("../../../shared/fixtures/events/aws/test-event.json")
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events/s3", bytes.NewReader(testEvent))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer wiring-token")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Less(t, resp.StatusCode, 300)
+	out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(q.URL), WaitTimeSeconds: 5})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+	require.JSONEq(t, string(testEvent), aws.ToString(out.Messages[0].Body))
+
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, "logs:\n%s", logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not stop; logs:\n%s", logs.String())
+	}
+}
