@@ -46,34 +46,22 @@ func (r *Records) Intent(ctx context.Context, bucket, key string) (*pipeline.Int
 // Record upserts the object row if rec is newer than the stored one and completes
 // rec.CompleteIntent, in one transaction, and returns the row as it stands.
 func (r *Records) Record(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {
-	var out pipeline.Recorded
-	err := pgx.BeginFunc(ctx, r.s.Pool, func(tx pgx.Tx) error {
-		q := r.s.Q.WithTx(tx)
-		row, err := q.PipelineUpsertObject(ctx, upsertParams(rec))
-		switch {
-		case err == nil:
-			out.Applied = true
-		case errors.Is(err, pgx.ErrNoRows):
-			row, err = q.PipelineGetObject(ctx, dbq.PipelineGetObjectParams{Bucket: rec.Bucket, Key: rec.Key})
-			if err != nil {
-				return fmt.Errorf("read back: %w", err)
-			}
-		default:
-			return fmt.Errorf("upsert: %w", err)
-		}
-		out.Status, out.Reason = row.Status, strOf(row.Reason)
-		out.ETag, out.VersionID = strOf(row.Etag), strOf(row.VersionID)
-		if rec.CompleteIntent != uuid.Nil {
-			if err := q.PipelineCompleteUpload(ctx, rec.CompleteIntent); err != nil {
-				return fmt.Errorf("complete upload %s: %w", rec.CompleteIntent, err)
-			}
-		}
-		return nil
-	})
+	p := recordParams(rec)
+	row, err := r.s.Q.PipelineRecord(ctx, p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The upsert waited for a concurrent insert of the key and left that row as it was; the
+		// statement's snapshot predates it, so read it with a fresh one.
+		var cur dbq.Object
+		cur, err = r.s.Q.PipelineGetObject(ctx, dbq.PipelineGetObjectParams{Bucket: rec.Bucket, Key: rec.Key})
+		row = dbq.PipelineRecordRow{Status: cur.Status, Reason: cur.Reason, Etag: cur.Etag, VersionID: cur.VersionID}
+	}
 	if err != nil {
 		return pipeline.Recorded{}, classify(ctx, fmt.Sprintf("record %s/%s", rec.Bucket, rec.Key), err)
 	}
-	return out, nil
+	return pipeline.Recorded{
+		Applied: row.Applied, Status: row.Status, Reason: strOf(row.Reason),
+		ETag: strOf(row.Etag), VersionID: strOf(row.VersionID),
+	}, nil
 }
 
 // Archive stores a raw message body in the events table.
@@ -88,8 +76,8 @@ func (r *Records) Archive(ctx context.Context, ev pipeline.ArchivedEvent) error 
 	return nil
 }
 
-func upsertParams(rec pipeline.Record) dbq.PipelineUpsertObjectParams {
-	p := dbq.PipelineUpsertObjectParams{
+func recordParams(rec pipeline.Record) dbq.PipelineRecordParams {
+	p := dbq.PipelineRecordParams{
 		Bucket: rec.Bucket, Key: rec.Key, Status: rec.Status, Reason: optString(rec.Reason),
 		VersionID: optString(rec.VersionID), Etag: optString(rec.ETag), Size: rec.Size,
 		ContentType: optString(rec.ContentType), SniffedType: optString(rec.SniffedType), Sha256: rec.SHA256,
@@ -106,6 +94,10 @@ func upsertParams(rec pipeline.Record) dbq.PipelineUpsertObjectParams {
 	if !rec.EventTime.IsZero() {
 		t := rec.EventTime
 		p.EventTime = &t
+	}
+	if rec.CompleteIntent != uuid.Nil {
+		id := rec.CompleteIntent
+		p.CompleteIntent = &id
 	}
 	return p
 }

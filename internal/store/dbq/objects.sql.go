@@ -38,17 +38,6 @@ func (q *Queries) PipelineArchiveEvent(ctx context.Context, arg PipelineArchiveE
 	return err
 }
 
-const pipelineCompleteUpload = `-- name: PipelineCompleteUpload :exec
-UPDATE uploads SET status = 'completed', updated_at = now()
-WHERE id = $1 AND status IN ('pending', 'expired')
-`
-
-// A created event landed for the intent. Aborted intents stay aborted.
-func (q *Queries) PipelineCompleteUpload(ctx context.Context, id uuid.UUID) error {
-	_, err := q.db.Exec(ctx, pipelineCompleteUpload, id)
-	return err
-}
-
 const pipelineGetObject = `-- name: PipelineGetObject :one
 SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects WHERE bucket = $1 AND key = $2
 `
@@ -171,70 +160,93 @@ func (q *Queries) PipelineListObjects(ctx context.Context, bucket string) ([]Obj
 	return items, nil
 }
 
-const pipelineUpsertObject = `-- name: PipelineUpsertObject :one
-INSERT INTO objects AS o (bucket, key, version_id, etag, size, content_type, sniffed_type, sha256,
-                          width, height, owner, upload_id, status, reason, sequencer, event_time)
-VALUES ($1, $2, $3, $4, $5,
-        $6, $7, $8, $9,
-        $10, $11, $12, $13, $14,
-        $15, $16)
-ON CONFLICT (bucket, key) DO UPDATE SET
-    version_id   = EXCLUDED.version_id,
-    etag         = EXCLUDED.etag,
-    size         = EXCLUDED.size,
-    content_type = EXCLUDED.content_type,
-    sniffed_type = EXCLUDED.sniffed_type,
-    sha256       = EXCLUDED.sha256,
-    width        = EXCLUDED.width,
-    height       = EXCLUDED.height,
-    owner        = EXCLUDED.owner,
-    upload_id    = EXCLUDED.upload_id,
-    status       = EXCLUDED.status,
-    reason       = EXCLUDED.reason,
-    sequencer    = EXCLUDED.sequencer,
-    event_time   = EXCLUDED.event_time,
-    updated_at   = now()
-WHERE CASE
-    WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
-        THEN EXCLUDED.sequencer > o.sequencer
-    WHEN EXCLUDED.event_time IS DISTINCT FROM o.event_time
-        THEN COALESCE(EXCLUDED.event_time > o.event_time, EXCLUDED.event_time IS NOT NULL)
-    WHEN NOT $17::boolean OR o.sequencer IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
-        THEN false
-    WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
-        THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
-    ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
-END
-RETURNING id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at
+const pipelineRecord = `-- name: PipelineRecord :one
+WITH up AS (
+    INSERT INTO objects AS o (bucket, key, version_id, etag, size, content_type, sniffed_type, sha256,
+                              width, height, owner, upload_id, status, reason, sequencer, event_time)
+    VALUES ($1, $2, $3, $4, $5,
+            $6, $7, $8, $9,
+            $10, $11, $12, $13, $14,
+            $15, $16)
+    ON CONFLICT (bucket, key) DO UPDATE SET
+        version_id   = EXCLUDED.version_id,
+        etag         = EXCLUDED.etag,
+        size         = EXCLUDED.size,
+        content_type = EXCLUDED.content_type,
+        sniffed_type = EXCLUDED.sniffed_type,
+        sha256       = EXCLUDED.sha256,
+        width        = EXCLUDED.width,
+        height       = EXCLUDED.height,
+        owner        = EXCLUDED.owner,
+        upload_id    = EXCLUDED.upload_id,
+        status       = EXCLUDED.status,
+        reason       = EXCLUDED.reason,
+        sequencer    = EXCLUDED.sequencer,
+        event_time   = EXCLUDED.event_time,
+        updated_at   = now()
+    WHERE CASE
+        WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
+            THEN EXCLUDED.sequencer > o.sequencer
+        WHEN EXCLUDED.event_time IS DISTINCT FROM o.event_time
+            THEN COALESCE(EXCLUDED.event_time > o.event_time, EXCLUDED.event_time IS NOT NULL)
+        WHEN NOT $17::boolean OR o.sequencer IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
+            THEN false
+        WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
+            THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
+        ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
+    END
+    RETURNING o.status, o.reason, o.etag, o.version_id
+), done AS (
+    UPDATE uploads SET status = 'completed', updated_at = now()
+    WHERE id = $18::uuid AND status IN ('pending', 'expired')
+    RETURNING id
+)
+SELECT true AS applied, up.status, up.reason, up.etag, up.version_id FROM up
+UNION ALL
+SELECT false AS applied, cur.status, cur.reason, cur.etag, cur.version_id FROM objects cur
+WHERE cur.bucket = $1 AND cur.key = $2 AND NOT EXISTS (SELECT 1 FROM up)
 `
 
-type PipelineUpsertObjectParams struct {
-	Bucket      string
-	Key         string
-	VersionID   *string
-	Etag        *string
-	Size        *int64
-	ContentType *string
-	SniffedType *string
-	Sha256      []byte
-	Width       *int32
-	Height      *int32
-	Owner       *string
-	UploadID    *uuid.UUID
-	Status      string
-	Reason      *string
-	Sequencer   *string
-	EventTime   *time.Time
-	Observed    bool
+type PipelineRecordParams struct {
+	Bucket         string
+	Key            string
+	VersionID      *string
+	Etag           *string
+	Size           *int64
+	ContentType    *string
+	SniffedType    *string
+	Sha256         []byte
+	Width          *int32
+	Height         *int32
+	Owner          *string
+	UploadID       *uuid.UUID
+	Status         string
+	Reason         *string
+	Sequencer      *string
+	EventTime      *time.Time
+	Observed       bool
+	CompleteIntent *uuid.UUID
 }
 
-// Creates the row of (bucket, key), or replaces it only if the new state is newer: by sequencer when
-// both have one (normalized, compared under COLLATE "C"), else by event time (NULL = oldest). On an
-// exact tie without sequencers, an observed state (what S3 showed during this processing) replaces a
-// row with different content; between two absent states, deleted replaces missing. Returns no row when
-// nothing changed.
-func (q *Queries) PipelineUpsertObject(ctx context.Context, arg PipelineUpsertObjectParams) (Object, error) {
-	row := q.db.QueryRow(ctx, pipelineUpsertObject,
+type PipelineRecordRow struct {
+	Applied   bool
+	Status    string
+	Reason    *string
+	Etag      *string
+	VersionID *string
+}
+
+// The CTE "up" creates the row of (bucket, key), or replaces it only if the new state is newer: by
+// sequencer when both have one (normalized, compared under COLLATE "C"), else by event time (NULL =
+// oldest). On an exact tie without sequencers, an observed state (what S3 showed during this
+// processing) replaces a row with different content; between two absent states, deleted replaces
+// missing. The statement also reads back a row it left unchanged and completes the intent: one round
+// trip and one implicit transaction (instead of BEGIN, three statements and COMMIT). applied tells
+// whether the row changed. Data-modifying CTEs always run to completion.
+// When the upsert waited for a concurrent insert of the same key and then left it unchanged, the
+// read-back (which uses the statement's snapshot) may return no row: the caller reads it again.
+func (q *Queries) PipelineRecord(ctx context.Context, arg PipelineRecordParams) (PipelineRecordRow, error) {
+	row := q.db.QueryRow(ctx, pipelineRecord,
 		arg.Bucket,
 		arg.Key,
 		arg.VersionID,
@@ -252,28 +264,15 @@ func (q *Queries) PipelineUpsertObject(ctx context.Context, arg PipelineUpsertOb
 		arg.Sequencer,
 		arg.EventTime,
 		arg.Observed,
+		arg.CompleteIntent,
 	)
-	var i Object
+	var i PipelineRecordRow
 	err := row.Scan(
-		&i.ID,
-		&i.Bucket,
-		&i.Key,
-		&i.VersionID,
-		&i.Etag,
-		&i.Size,
-		&i.ContentType,
-		&i.SniffedType,
-		&i.Sha256,
-		&i.Width,
-		&i.Height,
-		&i.Owner,
-		&i.UploadID,
+		&i.Applied,
 		&i.Status,
 		&i.Reason,
-		&i.Sequencer,
-		&i.EventTime,
-		&i.CreatedAt,
-		&i.UpdatedAt,
+		&i.Etag,
+		&i.VersionID,
 	)
 	return i, err
 }

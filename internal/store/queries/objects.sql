@@ -4,46 +4,60 @@ SELECT id, owner, method, content_type, size, size_declared, sha256, multipart_u
 FROM uploads
 WHERE bucket = @bucket AND key = @key;
 
--- name: PipelineUpsertObject :one
--- Creates the row of (bucket, key), or replaces it only if the new state is newer: by sequencer when
--- both have one (normalized, compared under COLLATE "C"), else by event time (NULL = oldest). On an
--- exact tie without sequencers, an observed state (what S3 showed during this processing) replaces a
--- row with different content; between two absent states, deleted replaces missing. Returns no row when
--- nothing changed.
-INSERT INTO objects AS o (bucket, key, version_id, etag, size, content_type, sniffed_type, sha256,
-                          width, height, owner, upload_id, status, reason, sequencer, event_time)
-VALUES (@bucket, @key, sqlc.narg('version_id'), sqlc.narg('etag'), sqlc.narg('size'),
-        sqlc.narg('content_type'), sqlc.narg('sniffed_type'), sqlc.narg('sha256'), sqlc.narg('width'),
-        sqlc.narg('height'), sqlc.narg('owner'), sqlc.narg('upload_id'), @status, sqlc.narg('reason'),
-        sqlc.narg('sequencer'), sqlc.narg('event_time'))
-ON CONFLICT (bucket, key) DO UPDATE SET
-    version_id   = EXCLUDED.version_id,
-    etag         = EXCLUDED.etag,
-    size         = EXCLUDED.size,
-    content_type = EXCLUDED.content_type,
-    sniffed_type = EXCLUDED.sniffed_type,
-    sha256       = EXCLUDED.sha256,
-    width        = EXCLUDED.width,
-    height       = EXCLUDED.height,
-    owner        = EXCLUDED.owner,
-    upload_id    = EXCLUDED.upload_id,
-    status       = EXCLUDED.status,
-    reason       = EXCLUDED.reason,
-    sequencer    = EXCLUDED.sequencer,
-    event_time   = EXCLUDED.event_time,
-    updated_at   = now()
-WHERE CASE
-    WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
-        THEN EXCLUDED.sequencer > o.sequencer
-    WHEN EXCLUDED.event_time IS DISTINCT FROM o.event_time
-        THEN COALESCE(EXCLUDED.event_time > o.event_time, EXCLUDED.event_time IS NOT NULL)
-    WHEN NOT @observed::boolean OR o.sequencer IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
-        THEN false
-    WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
-        THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
-    ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
-END
-RETURNING *;
+-- name: PipelineRecord :one
+-- The CTE "up" creates the row of (bucket, key), or replaces it only if the new state is newer: by
+-- sequencer when both have one (normalized, compared under COLLATE "C"), else by event time (NULL =
+-- oldest). On an exact tie without sequencers, an observed state (what S3 showed during this
+-- processing) replaces a row with different content; between two absent states, deleted replaces
+-- missing. The statement also reads back a row it left unchanged and completes the intent: one round
+-- trip and one implicit transaction (instead of BEGIN, three statements and COMMIT). applied tells
+-- whether the row changed. Data-modifying CTEs always run to completion.
+-- When the upsert waited for a concurrent insert of the same key and then left it unchanged, the
+-- read-back (which uses the statement's snapshot) may return no row: the caller reads it again.
+WITH up AS (
+    INSERT INTO objects AS o (bucket, key, version_id, etag, size, content_type, sniffed_type, sha256,
+                              width, height, owner, upload_id, status, reason, sequencer, event_time)
+    VALUES (@bucket, @key, sqlc.narg('version_id'), sqlc.narg('etag'), sqlc.narg('size'),
+            sqlc.narg('content_type'), sqlc.narg('sniffed_type'), sqlc.narg('sha256'), sqlc.narg('width'),
+            sqlc.narg('height'), sqlc.narg('owner'), sqlc.narg('upload_id'), @status, sqlc.narg('reason'),
+            sqlc.narg('sequencer'), sqlc.narg('event_time'))
+    ON CONFLICT (bucket, key) DO UPDATE SET
+        version_id   = EXCLUDED.version_id,
+        etag         = EXCLUDED.etag,
+        size         = EXCLUDED.size,
+        content_type = EXCLUDED.content_type,
+        sniffed_type = EXCLUDED.sniffed_type,
+        sha256       = EXCLUDED.sha256,
+        width        = EXCLUDED.width,
+        height       = EXCLUDED.height,
+        owner        = EXCLUDED.owner,
+        upload_id    = EXCLUDED.upload_id,
+        status       = EXCLUDED.status,
+        reason       = EXCLUDED.reason,
+        sequencer    = EXCLUDED.sequencer,
+        event_time   = EXCLUDED.event_time,
+        updated_at   = now()
+    WHERE CASE
+        WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
+            THEN EXCLUDED.sequencer > o.sequencer
+        WHEN EXCLUDED.event_time IS DISTINCT FROM o.event_time
+            THEN COALESCE(EXCLUDED.event_time > o.event_time, EXCLUDED.event_time IS NOT NULL)
+        WHEN NOT @observed::boolean OR o.sequencer IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
+            THEN false
+        WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
+            THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
+        ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
+    END
+    RETURNING o.status, o.reason, o.etag, o.version_id
+), done AS (
+    UPDATE uploads SET status = 'completed', updated_at = now()
+    WHERE id = sqlc.narg('complete_intent')::uuid AND status IN ('pending', 'expired')
+    RETURNING id
+)
+SELECT true AS applied, up.status, up.reason, up.etag, up.version_id FROM up
+UNION ALL
+SELECT false AS applied, cur.status, cur.reason, cur.etag, cur.version_id FROM objects cur
+WHERE cur.bucket = @bucket AND cur.key = @key AND NOT EXISTS (SELECT 1 FROM up);
 
 -- name: PipelineGetObject :one
 SELECT * FROM objects WHERE bucket = @bucket AND key = @key;
@@ -51,11 +65,6 @@ SELECT * FROM objects WHERE bucket = @bucket AND key = @key;
 -- name: PipelineListObjects :many
 -- Every row of a bucket, by key (tests and operators).
 SELECT * FROM objects WHERE bucket = @bucket ORDER BY key;
-
--- name: PipelineCompleteUpload :exec
--- A created event landed for the intent. Aborted intents stay aborted.
-UPDATE uploads SET status = 'completed', updated_at = now()
-WHERE id = @id AND status IN ('pending', 'expired');
 
 -- name: PipelineArchiveEvent :exec
 INSERT INTO events (message_id, bucket, key, event_name, outcome, body)
