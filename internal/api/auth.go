@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/problem"
 )
 
 // DevOwner is the owner of every unauthenticated request under INTAKE_API_INSECURE_DEV_AUTH.
@@ -96,12 +97,12 @@ func (a *Authenticator) authenticate(r *http.Request) (principal, *Problem) {
 		if owner, ok := a.apiKey(k); ok {
 			return principal{owner: owner}, nil
 		}
-		return principal{}, problem(probUnauthorized, "unknown API key")
+		return principal{}, problemf(problem.Unauthorized, "unknown API key")
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			return principal{}, problem(probUnauthorized, "the Authorization header must be \"Bearer <token>\"")
+			return principal{}, problemf(problem.Unauthorized, "the Authorization header must be \"Bearer <token>\"")
 		}
 		tok = strings.TrimSpace(tok)
 		if owner, ok := a.apiKey(tok); ok {
@@ -119,7 +120,7 @@ func (a *Authenticator) authenticate(r *http.Request) (principal, *Problem) {
 	if a.devAuth {
 		return principal{owner: DevOwner}, nil
 	}
-	return principal{}, problem(probUnauthorized, "no credentials: send Authorization: Bearer <token> or X-API-Key")
+	return principal{}, problemf(problem.Unauthorized, "no credentials: send Authorization: Bearer <token> or X-API-Key")
 }
 
 // apiKey looks the key up by its SHA-256, so lookup time reveals nothing useful about stored keys.
@@ -136,7 +137,7 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (string, *Problem) 
 		if a.devAuth && !a.anyCreds {
 			return DevOwner, nil
 		}
-		return "", problem(probUnauthorized, "bearer tokens are not accepted: only API keys are configured")
+		return "", problemf(problem.Unauthorized, "bearer tokens are not accepted: only API keys are configured")
 	}
 	var claims jwt.RegisteredClaims
 	tok, err := a.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
@@ -152,10 +153,10 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (string, *Problem) 
 		return a.jwks.KeyfuncCtx(ctx)(t)
 	})
 	if err != nil || !tok.Valid {
-		return "", problem(probUnauthorized, "invalid bearer token: %v", err)
+		return "", problemf(problem.Unauthorized, "invalid bearer token: %v", err)
 	}
 	if !validOwner(claims.Subject) {
-		return "", problem(probUnauthorized, "the token's subject %q cannot be an owner (1..%d bytes, no '/', '\\', spaces or control characters)", claims.Subject, maxOwnerBytes)
+		return "", problemf(problem.Unauthorized, "the token's subject %q cannot be an owner (1..%d bytes, no '/', '\\', spaces or control characters)", claims.Subject, maxOwnerBytes)
 	}
 	return claims.Subject, nil
 }

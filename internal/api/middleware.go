@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
@@ -215,7 +216,7 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 				}
 				s.log.ErrorContext(ctx, "panic in API handler", "route", route, "panic", v)
 				if w.code == 0 {
-					s.fail(w, r, fam, problem(probInternal, "internal error"))
+					s.fail(w, r, fam, problemf(probInternal, "internal error"))
 				}
 			}
 			code := w.code
@@ -243,7 +244,7 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 				// Credentials that browsers attach by themselves: refuse cross-origin unsafe requests
 				// from origins that are not trusted (CSRF).
 				if err := s.cop.Check(r); err != nil {
-					p = problem(probForbidden, "cross-origin request refused: %v", err)
+					p = problemf(problem.Forbidden, "cross-origin request refused: %v", err)
 				}
 			}
 			if p != nil {
@@ -273,8 +274,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, fam family, p *Pro
 func (s *Server) internalProblem(ctx context.Context, what string, err error) *Problem {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		s.log.WarnContext(ctx, what, "err", err)
-		return problem(probDBUnavailable, "%s: timed out", what)
+		return problemf(probDBUnavailable, "%s: timed out", what)
 	}
 	s.log.ErrorContext(ctx, what, "err", err)
-	return problem(probInternal, "%s failed (request id %s)", what, requestID(ctx))
+	return problemf(probInternal, "%s failed (request id %s)", what, requestID(ctx))
 }

@@ -22,23 +22,23 @@ const maxOwnerBytes = 128
 func sanitizeFilename(name string) (string, *Problem) {
 	switch {
 	case name == "":
-		return "", problem(probInvalidFilename, "filename is required")
+		return "", problemf(probInvalidFilename, "filename is required")
 	case len(name) > maxFilenameBytes:
-		return "", problem(probInvalidFilename, "filename is %d bytes long; the limit is %d", len(name), maxFilenameBytes)
+		return "", problemf(probInvalidFilename, "filename is %d bytes long; the limit is %d", len(name), maxFilenameBytes)
 	case !utf8.ValidString(name):
-		return "", problem(probInvalidFilename, "filename is not valid UTF-8")
+		return "", problemf(probInvalidFilename, "filename is not valid UTF-8")
 	case strings.ContainsAny(name, `/\`):
-		return "", problem(probInvalidFilename, "filename must not contain path separators")
+		return "", problemf(probInvalidFilename, "filename must not contain path separators")
 	case name == "." || name == "..":
-		return "", problem(probInvalidFilename, "filename %q is a path traversal", name)
+		return "", problemf(probInvalidFilename, "filename %q is a path traversal", name)
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) || r == utf8.RuneError || unicode.Is(unicode.Cf, r) {
-			return "", problem(probInvalidFilename, "filename contains the control or format character %U", r)
+			return "", problemf(probInvalidFilename, "filename contains the control or format character %U", r)
 		}
 	}
 	if strings.TrimSpace(name) == "" {
-		return "", problem(probInvalidFilename, "filename is blank")
+		return "", problemf(probInvalidFilename, "filename is blank")
 	}
 	var b strings.Builder
 	b.Grow(len(name))
@@ -70,23 +70,23 @@ func validOwner(owner string) bool {
 // type/subtype, parameters re-encoded), so that what is signed is exactly what S3 will compare.
 func normalizeContentType(ct string) (string, *Problem) {
 	if ct == "" {
-		return "", problem(probInvalidType, "content_type is required")
+		return "", problemf(probInvalidType, "content_type is required")
 	}
 	if len(ct) > 255 {
-		return "", problem(probInvalidType, "content_type is longer than 255 bytes")
+		return "", problemf(probInvalidType, "content_type is longer than 255 bytes")
 	}
 	for i := 0; i < len(ct); i++ {
 		if ct[i] < 0x20 || ct[i] >= 0x7f {
-			return "", problem(probInvalidType, "content_type contains a control or non-ASCII byte")
+			return "", problemf(probInvalidType, "content_type contains a control or non-ASCII byte")
 		}
 	}
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || !strings.Contains(mt, "/") || strings.HasSuffix(mt, "/") || strings.HasPrefix(mt, "/") || strings.Contains(mt, "*") {
-		return "", problem(probInvalidType, "content_type %q is not a type/subtype media type", ct)
+		return "", problemf(probInvalidType, "content_type %q is not a type/subtype media type", ct)
 	}
 	out := mime.FormatMediaType(mt, params)
 	if out == "" {
-		return "", problem(probInvalidType, "content_type %q cannot be encoded", ct)
+		return "", problemf(probInvalidType, "content_type %q cannot be encoded", ct)
 	}
 	return out, nil
 }
@@ -94,11 +94,11 @@ func normalizeContentType(ct string) (string, *Problem) {
 // parseSHA256 decodes a hex SHA-256 (64 hex digits, either case).
 func parseSHA256(s string) ([]byte, *Problem) {
 	if len(s) != 64 {
-		return nil, problem(probInvalidSHA256, "sha256 must be 64 hex digits, got %d characters", len(s))
+		return nil, problemf(probInvalidSHA256, "sha256 must be 64 hex digits, got %d characters", len(s))
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		return nil, problem(probInvalidSHA256, "sha256 is not hex: %v", err)
+		return nil, problemf(probInvalidSHA256, "sha256 is not hex: %v", err)
 	}
 	return b, nil
 }

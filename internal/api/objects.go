@@ -79,7 +79,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who princip
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxPageSize {
-			return problem(probInvalidLimit, "limit must be an integer in 1..%d", maxPageSize)
+			return problemf(probInvalidLimit, "limit must be an integer in 1..%d", maxPageSize)
 		}
 		limit = n
 	}
@@ -88,7 +88,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who princip
 	if c := q.Get("cursor"); c != "" {
 		at, id, ok := decodeCursor(c)
 		if !ok {
-			return problem(probInvalidCursor, "cursor %q was not issued by this API", c)
+			return problemf(probInvalidCursor, "cursor %q was not issued by this API", c)
 		}
 		arg.CursorCreatedAt, arg.CursorID = &at, &id
 	}
@@ -114,11 +114,11 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who princip
 func (s *Server) ownedObject(r *http.Request, owner string) (dbq.Object, *Problem) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
-		return dbq.Object{}, problem(probNotFound, "no object %q", r.PathValue("id"))
+		return dbq.Object{}, problemf(probNotFound, "no object %q", r.PathValue("id"))
 	}
 	o, err := s.q.APIGetObject(r.Context(), dbq.APIGetObjectParams{ID: id, Owner: &owner})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return dbq.Object{}, problem(probNotFound, "no object %s", id)
+		return dbq.Object{}, problemf(probNotFound, "no object %s", id)
 	}
 	if err != nil {
 		return dbq.Object{}, s.internalProblem(r.Context(), "load object", err)
@@ -140,7 +140,7 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	if v := r.URL.Query().Get("expires_in"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return problem(probInvalidExpiry, "expires_in must be an integer number of seconds")
+			return problemf(probInvalidExpiry, "expires_in must be an integer number of seconds")
 		}
 		secs = &n
 	}
@@ -153,7 +153,7 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 		return p
 	}
 	if o.Status != "valid" {
-		return problem(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
+		return problemf(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
 	}
 	now := s.now()
 	u, err := s.signer.Presign(r.Context(), presignInput{method: http.MethodGet, op: opGetObject, bucket: o.Bucket, key: o.Key, now: now, expires: exp, contentLength: -1})

@@ -66,7 +66,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	var kinds []string
 	for _, k := range problemKinds {
-		kinds = append(kinds, ProblemBase+k.slug)
+		kinds = append(kinds, ProblemBase+k.Slug)
 	}
 	require.ElementsMatch(t, kinds, doc.Comps.Schemas["Problem"].Properties["type"].Enum)
 }

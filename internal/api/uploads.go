@@ -76,7 +76,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 		return p
 	}
 	if req.Size == nil {
-		return problem(probInvalidSize, "size is required")
+		return problemf(probInvalidSize, "size is required")
 	}
 	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true, method: req.Method}
 	if req.SHA256 != "" {
@@ -105,10 +105,10 @@ func (s *Server) expiry(secs *int64) (time.Duration, *Problem) {
 		return s.cfg.PresignExpiry, nil
 	}
 	if *secs < 0 {
-		return 0, problem(probInvalidExpiry, "expires_in must be a positive number of seconds")
+		return 0, problemf(probInvalidExpiry, "expires_in must be a positive number of seconds")
 	}
 	if max := int64(s.cfg.MaxPresignExpiry / time.Second); *secs > max {
-		return 0, problem(probExpiryTooLong, "expires_in %d exceeds the maximum of %d seconds", *secs, max)
+		return 0, problemf(probExpiryTooLong, "expires_in %d exceeds the maximum of %d seconds", *secs, max)
 	}
 	return time.Duration(*secs) * time.Second, nil
 }
@@ -125,7 +125,7 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 		return uploadResponse{}, p
 	}
 	if spec.size < 0 {
-		return uploadResponse{}, problem(probInvalidSize, "size must not be negative")
+		return uploadResponse{}, problemf(probInvalidSize, "size must not be negative")
 	}
 	switch spec.method {
 	case "":
@@ -135,13 +135,13 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 		}
 	case MethodPut, MethodPost, MethodMultipart:
 	default:
-		return uploadResponse{}, problem(probInvalidMethod, "method %q is not put, post or multipart", spec.method)
+		return uploadResponse{}, problemf(probInvalidMethod, "method %q is not put, post or multipart", spec.method)
 	}
 	if spec.method != MethodMultipart && spec.size > maxSinglePut {
-		return uploadResponse{}, problem(probInvalidSize, "size %d exceeds S3's %d-byte limit for a single %s; use method multipart", spec.size, int64(maxSinglePut), spec.method)
+		return uploadResponse{}, problemf(probInvalidSize, "size %d exceeds S3's %d-byte limit for a single %s; use method multipart", spec.size, int64(maxSinglePut), spec.method)
 	}
 	if spec.size > maxMultipart {
-		return uploadResponse{}, problem(probInvalidSize, "size %d exceeds S3's object limit of %d bytes", spec.size, int64(maxMultipart))
+		return uploadResponse{}, problemf(probInvalidSize, "size %d exceeds S3's object limit of %d bytes", spec.size, int64(maxMultipart))
 	}
 
 	id, err := uuid.NewV7()
@@ -155,7 +155,7 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 		if v.Reason != "too_large" {
 			kind = probTypeNotAllowed
 		}
-		pr := problem(kind, "%s", v.Detail)
+		pr := problemf(kind, "%s", v.Detail)
 		pr.Reason = v.Reason
 		return uploadResponse{}, pr
 	}
@@ -267,23 +267,23 @@ func (s *Server) s3Problem(ctx context.Context, what string, err error) *Problem
 	var respErr interface{ HTTPStatusCode() int }
 	if errors.As(err, &apiErr) && errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 400 && respErr.HTTPStatusCode() < 500 {
 		if respErr.HTTPStatusCode() == http.StatusNotFound || apiErr.ErrorCode() == "NoSuchUpload" {
-			return problem(probNotFound, "%s: %s", what, apiErr.ErrorMessage())
+			return problemf(probNotFound, "%s: %s", what, apiErr.ErrorMessage())
 		}
-		return problem(probS3Rejected, "%s: %s: %s", what, apiErr.ErrorCode(), apiErr.ErrorMessage())
+		return problemf(probS3Rejected, "%s: %s: %s", what, apiErr.ErrorCode(), apiErr.ErrorMessage())
 	}
 	s.log.WarnContext(ctx, what, "err", err)
-	return problem(probS3Unavailable, "%s: storage did not answer (request id %s)", what, requestID(ctx))
+	return problemf(probS3Unavailable, "%s: storage did not answer (request id %s)", what, requestID(ctx))
 }
 
 // ownedUpload loads the caller's upload from the {id} path value; another owner's is not found.
 func (s *Server) ownedUpload(r *http.Request, owner string) (dbq.Upload, *Problem) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
-		return dbq.Upload{}, problem(probNotFound, "no upload %q", r.PathValue("id"))
+		return dbq.Upload{}, problemf(probNotFound, "no upload %q", r.PathValue("id"))
 	}
 	u, err := s.q.APIGetUpload(r.Context(), dbq.APIGetUploadParams{ID: id, Owner: owner})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return dbq.Upload{}, problem(probNotFound, "no upload %s", id)
+		return dbq.Upload{}, problemf(probNotFound, "no upload %s", id)
 	}
 	if err != nil {
 		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
@@ -294,10 +294,10 @@ func (s *Server) ownedUpload(r *http.Request, owner string) (dbq.Upload, *Proble
 // openMultipart checks that u is a pending multipart upload.
 func openMultipart(u dbq.Upload) *Problem {
 	if u.Method != MethodMultipart || u.MultipartUploadID == nil {
-		return problem(probNotMultipart, "upload %s was created with method %s", u.ID, u.Method)
+		return problemf(probNotMultipart, "upload %s was created with method %s", u.ID, u.Method)
 	}
 	if u.Status != "pending" {
-		return problem(probNotPending, "upload %s is %s", u.ID, u.Status)
+		return problemf(probNotPending, "upload %s is %s", u.ID, u.Status)
 	}
 	return nil
 }
@@ -341,15 +341,15 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 
 func checkPartNumbers(nums []int32) *Problem {
 	if len(nums) == 0 || len(nums) > maxPartsPerCall {
-		return problem(probInvalidParts, "part_numbers must list 1 to %d part numbers", maxPartsPerCall)
+		return problemf(probInvalidParts, "part_numbers must list 1 to %d part numbers", maxPartsPerCall)
 	}
 	seen := make(map[int32]bool, len(nums))
 	for _, n := range nums {
 		if n < 1 || n > maxParts {
-			return problem(probInvalidParts, "part number %d is not in 1..%d", n, maxParts)
+			return problemf(probInvalidParts, "part number %d is not in 1..%d", n, maxParts)
 		}
 		if seen[n] {
-			return problem(probInvalidParts, "part number %d appears twice", n)
+			return problemf(probInvalidParts, "part number %d appears twice", n)
 		}
 		seen[n] = true
 	}
@@ -448,20 +448,20 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 // completed.
 func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []completedPart) (location, etag string, _ *Problem) {
 	if len(parts) == 0 || len(parts) > maxParts {
-		return "", "", problem(probInvalidParts, "parts must list 1 to %d parts", maxParts)
+		return "", "", problemf(probInvalidParts, "parts must list 1 to %d parts", maxParts)
 	}
 	sorted := slices.Clone(parts)
 	slices.SortFunc(sorted, func(a, b completedPart) int { return int(a.PartNumber) - int(b.PartNumber) })
 	cps := make([]types.CompletedPart, 0, len(sorted))
 	for i, pt := range sorted {
 		if pt.PartNumber < 1 || pt.PartNumber > maxParts {
-			return "", "", problem(probInvalidParts, "part number %d is not in 1..%d", pt.PartNumber, maxParts)
+			return "", "", problemf(probInvalidParts, "part number %d is not in 1..%d", pt.PartNumber, maxParts)
 		}
 		if i > 0 && sorted[i-1].PartNumber == pt.PartNumber {
-			return "", "", problem(probInvalidParts, "part number %d appears twice", pt.PartNumber)
+			return "", "", problemf(probInvalidParts, "part number %d appears twice", pt.PartNumber)
 		}
 		if pt.ETag == "" || len(pt.ETag) > 128 {
-			return "", "", problem(probInvalidParts, "part %d has no valid etag", pt.PartNumber)
+			return "", "", problemf(probInvalidParts, "part %d has no valid etag", pt.PartNumber)
 		}
 		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(pt.PartNumber), ETag: aws.String(pt.ETag)})
 	}

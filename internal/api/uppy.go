@@ -49,7 +49,7 @@ func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principa
 func uppySingle(q map[string][]string, names ...string) *Problem {
 	for _, n := range names {
 		if len(q[n]) > 1 {
-			return problem(probInvalidParam, "query parameter %q is given %d times", n, len(q[n]))
+			return problemf(probInvalidParam, "query parameter %q is given %d times", n, len(q[n]))
 		}
 	}
 	return nil
@@ -89,14 +89,14 @@ func (s *Server) uppyUpload(r *http.Request, owner string) (dbq.Upload, *Problem
 	}
 	key := q.Get("key")
 	if key == "" {
-		return dbq.Upload{}, problem(probInvalidParam, "the key query parameter is required")
+		return dbq.Upload{}, problemf(probInvalidParam, "the key query parameter is required")
 	}
 	if !strings.HasPrefix(key, ownerPrefix(s.cfg.KeyPrefix, owner)) {
-		return dbq.Upload{}, problem(probNotFound, "no upload %q for key %q", uploadID, key)
+		return dbq.Upload{}, problemf(probNotFound, "no upload %q for key %q", uploadID, key)
 	}
 	u, err := s.q.APIGetUploadByKey(r.Context(), dbq.APIGetUploadByKeyParams{Bucket: s.bucket, Key: key, Owner: owner})
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && (u.MultipartUploadID == nil || *u.MultipartUploadID != uploadID) {
-		return dbq.Upload{}, problem(probNotFound, "no upload %q for key %q", uploadID, key)
+		return dbq.Upload{}, problemf(probNotFound, "no upload %q for key %q", uploadID, key)
 	}
 	if err != nil {
 		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
@@ -137,7 +137,7 @@ func (s *Server) uppyListParts(w http.ResponseWriter, r *http.Request, who princ
 func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	n, err := strconv.ParseInt(r.PathValue("partNumber"), 10, 32)
 	if err != nil || n < 1 || n > maxParts {
-		return problem(probInvalidParts, "part number %q is not in 1..%d", r.PathValue("partNumber"), maxParts)
+		return problemf(probInvalidParts, "part number %q is not in 1..%d", r.PathValue("partNumber"), maxParts)
 	}
 	u, p := s.uppyUpload(r, who.owner)
 	if p != nil {
@@ -155,13 +155,13 @@ func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who princi
 func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	raw := r.URL.Query().Get("partNumbers")
 	if raw == "" {
-		return problem(probInvalidParts, "the partNumbers query parameter is required")
+		return problemf(probInvalidParts, "the partNumbers query parameter is required")
 	}
 	var nums []int32
 	for f := range strings.SplitSeq(raw, ",") {
 		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
 		if err != nil {
-			return problem(probInvalidParts, "part number %q is not an integer", f)
+			return problemf(probInvalidParts, "part number %q is not an integer", f)
 		}
 		nums = append(nums, int32(n))
 	}

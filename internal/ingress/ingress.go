@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -124,12 +125,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.authorized(r) {
 		h.requests.WithLabelValues(outcomeUnauthorized).Inc()
 		h.log.WarnContext(ctx, "ingress: unauthorized request", "remote", r.RemoteAddr)
-		writeProblem(w, probUnauthorized, "a valid bearer token is required")
+		problem.Write(w, problem.Unauthorized.With("a valid bearer token is required"))
 		return
 	}
 	if r.ContentLength > h.cfg.MaxBody {
 		h.requests.WithLabelValues(outcomeTooLarge).Inc()
-		writeProblem(w, probTooLarge, fmt.Sprintf("the body is %d bytes; at most %d are accepted", r.ContentLength, h.cfg.MaxBody))
+		problem.Write(w, problem.RequestTooLarge.With(fmt.Sprintf("the body is %d bytes; at most %d are accepted", r.ContentLength, h.cfg.MaxBody)))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
@@ -137,23 +138,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			h.requests.WithLabelValues(outcomeTooLarge).Inc()
-			writeProblem(w, probTooLarge, fmt.Sprintf("the body exceeds %d bytes", h.cfg.MaxBody))
+			problem.Write(w, problem.RequestTooLarge.With(fmt.Sprintf("the body exceeds %d bytes", h.cfg.MaxBody)))
 			return
 		}
 		h.requests.WithLabelValues(outcomeInvalid).Inc()
-		writeProblem(w, probInvalidEvent, "could not read the body: "+err.Error())
+		problem.Write(w, probInvalidEvent.With("could not read the body: "+err.Error()))
 		return
 	}
 	if !utf8.Valid(body) {
 		h.requests.WithLabelValues(outcomeInvalid).Inc()
-		writeProblem(w, probInvalidEvent, "the body is not valid UTF-8")
+		problem.Write(w, probInvalidEvent.With("the body is not valid UTF-8"))
 		return
 	}
 	events, err := pipeline.Decode(body)
 	if err != nil {
 		h.requests.WithLabelValues(outcomeInvalid).Inc()
 		h.log.WarnContext(ctx, "ingress: refused an undecodable event body", "err", err, "bytes", len(body))
-		writeProblem(w, probInvalidEvent, err.Error())
+		problem.Write(w, probInvalidEvent.With(err.Error()))
 		return
 	}
 
@@ -167,13 +168,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rejectedBody(err) {
 			h.requests.WithLabelValues(outcomeRejected).Inc()
 			h.log.ErrorContext(ctx, "ingress: the queue refused the event body", "err", err, "bytes", len(body))
-			writeProblem(w, probRejected, err.Error())
+			problem.Write(w, probRejected.With(err.Error()))
 			return
 		}
 		h.requests.WithLabelValues(outcomeUnavailable).Inc()
 		h.log.ErrorContext(ctx, "ingress: could not forward the event to the queue", "err", err)
 		w.Header().Set("Retry-After", "5")
-		writeProblem(w, probUnavailable, "the event queue is unavailable; retry later")
+		problem.Write(w, probUnavailable.With("the event queue is unavailable; retry later"))
 		return
 	}
 	h.requests.WithLabelValues(outcomeForwarded).Inc()
@@ -213,37 +214,13 @@ func rejectedBody(err error) bool {
 	return false
 }
 
-// ProblemBase prefixes the problem type URIs (the same base as the API's).
-const ProblemBase = "https://intake.dev/problems/"
+// ProblemBase prefixes the problem type URIs (problem.Base, the same base as the API's).
+const ProblemBase = problem.Base
 
-type problemKind struct {
-	slug   string
-	title  string
-	status int
-}
-
+// The problems only the ingress returns; it shares unauthorized and request-too-large with the API
+// (package problem).
 var (
-	probUnauthorized = problemKind{"unauthorized", "Authentication required", http.StatusUnauthorized}
-	probTooLarge     = problemKind{"request-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
-	probInvalidEvent = problemKind{"invalid-event", "Not an S3 event notification", http.StatusBadRequest}
-	probRejected     = problemKind{"event-rejected", "The queue refused the event", http.StatusUnprocessableEntity}
-	probUnavailable  = problemKind{"queue-unavailable", "Event queue unavailable", http.StatusServiceUnavailable}
+	probInvalidEvent = problem.Kind{Slug: "invalid-event", Title: "Not an S3 event notification", Status: http.StatusBadRequest}
+	probRejected     = problem.Kind{Slug: "event-rejected", Title: "The queue refused the event", Status: http.StatusUnprocessableEntity}
+	probUnavailable  = problem.Kind{Slug: "queue-unavailable", Title: "Event queue unavailable", Status: http.StatusServiceUnavailable}
 )
-
-// problem is an RFC 9457 problem detail.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
-
-func writeProblem(w http.ResponseWriter, k problemKind, detail string) {
-	if k.status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="intake"`)
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(k.status)
-	_ = json.NewEncoder(w).Encode(problem{Type: ProblemBase + k.slug, Title: k.title, Status: k.status, Detail: detail})
-}

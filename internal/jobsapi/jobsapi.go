@@ -18,6 +18,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -120,13 +121,12 @@ type Response struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	owner, ok := h.authenticate(r)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="intake"`)
-		writeProblem(w, probUnauthorized, "present an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+		problem.Write(w, problem.Unauthorized.With("present an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			writeProblem(w, probUnsupportedBody, "Content-Type must be application/json")
+			problem.Write(w, problem.UnsupportedMediaType.With("Content-Type must be application/json"))
 			return
 		}
 	}
@@ -134,20 +134,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeProblem(w, probBodyTooLarge, fmt.Sprintf("the body exceeds %d bytes", MaxBody))
+			problem.Write(w, problem.RequestTooLarge.With(fmt.Sprintf("the body exceeds %d bytes", MaxBody)))
 			return
 		}
-		writeProblem(w, probInvalidJSON, "could not read the body")
+		problem.Write(w, problem.InvalidJSON.With("could not read the body"))
 		return
 	}
 	var req Request
 	if p := strictDecode(body, &req); p != nil {
-		writeProblem(w, p.kind, p.detail)
+		problem.Write(w, p.kind.With(p.detail))
 		return
 	}
 	task, p := h.build(req)
 	if p != nil {
-		writeProblem(w, p.kind, p.detail)
+		problem.Write(w, p.kind.With(p.detail))
 		return
 	}
 	var opts []asynq.Option
@@ -163,7 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, err := tasks.Enqueue(ctx, h.client, task, opts...)
 	if err != nil {
 		h.log.ErrorContext(ctx, "enqueue job failed", "type", req.Type, "owner", owner, "err", err)
-		writeProblem(w, probQueueUnavailable, "the task could not be enqueued; try again")
+		problem.Write(w, probQueueUnavailable.With("the task could not be enqueued; try again"))
 		return
 	}
 	resp := Response{ID: info.ID, Type: req.Type, Queue: info.Queue, Duplicate: tasks.Duplicate(info)}
@@ -250,7 +250,7 @@ func (h *Handler) decodePayload(payload []byte, v any, bucket *string) *problemE
 		*bucket = h.buckets[0]
 	}
 	if !slices.Contains(h.buckets, *bucket) {
-		return &problemErr{probForbidden, fmt.Sprintf("bucket %q is not one intake manages", *bucket)}
+		return &problemErr{problem.Forbidden, fmt.Sprintf("bucket %q is not one intake manages", *bucket)}
 	}
 	return nil
 }
@@ -261,12 +261,12 @@ func strictDecode(b []byte, v any) *problemErr {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if strings.HasPrefix(err.Error(), "json: unknown field") {
-			return &problemErr{probUnknownField, err.Error()}
+			return &problemErr{problem.UnknownField, err.Error()}
 		}
-		return &problemErr{probInvalidJSON, err.Error()}
+		return &problemErr{problem.InvalidJSON, err.Error()}
 	}
 	if dec.More() {
-		return &problemErr{probInvalidJSON, "trailing data after the JSON value"}
+		return &problemErr{problem.InvalidJSON, "trailing data after the JSON value"}
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package replay
 
 import (
 	"context"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/testkit"
@@ -265,4 +267,28 @@ func TestSendEntryFIFO(t *testing.T) {
 	e = sendEntry("0", msg, false)
 	require.Nil(t, e.MessageGroupId)
 	require.Nil(t, e.MessageDeduplicationId)
+}
+
+// TestRetryBatchKeepsEarlierFailures: an entry refused by the sender's fault on the first attempt
+// stays among the failures when a later attempt retries (and sends) the others.
+func TestRetryBatchKeepsEarlierFailures(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	call := func(_ context.Context, entries []string) ([]string, []types.BatchResultErrorEntry, error) {
+		calls++
+		if calls == 1 {
+			return nil, []types.BatchResultErrorEntry{
+				{Id: aws.String("a"), Code: aws.String("InvalidMessageContents"), SenderFault: true},
+				{Id: aws.String("b"), Code: aws.String("InternalError")},
+			}, nil
+		}
+		require.Equal(t, []string{"b"}, entries, "only the server-side failure is retried")
+		return []string{"b"}, nil, nil
+	}
+	ok, failed, err := retryBatch(context.Background(), []string{"a", "b"}, func(s string) string { return s }, call, 3, slog.New(slog.DiscardHandler), "test batch")
+	require.NoError(t, err)
+	require.Equal(t, []string{"b"}, ok)
+	require.Len(t, failed, 1)
+	require.Equal(t, "a", failed[0].ID)
+	require.Equal(t, 2, calls)
 }

@@ -118,93 +118,83 @@ func (f failure) String() string {
 // failures of the others. err is set when the last whole call failed: then ok holds what earlier
 // attempts sent, and every other entry is unsent.
 func sendBatch(ctx context.Context, c SQSAPI, url string, entries []types.SendMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok []string, failed []failure, err error) {
-	pending := entries
-	for attempt := 1; ; attempt++ {
-		out, callErr := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
-		if callErr != nil {
-			if attempt >= attempts || ctx.Err() != nil {
-				return ok, nil, fmt.Errorf("send batch of %d to %s: %w", len(pending), url, callErr)
-			}
-			log.Warn("send batch failed; retrying", "queue", url, "entries", len(pending), "attempt", attempt, "err", callErr)
-			if err := backoff(ctx, attempt); err != nil {
-				return ok, nil, fmt.Errorf("send batch of %d to %s: %w", len(pending), url, callErr)
-			}
-			continue
+	send := func(ctx context.Context, pending []types.SendMessageBatchRequestEntry) ([]string, []types.BatchResultErrorEntry, error) {
+		out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
+		if err != nil {
+			return nil, nil, fmt.Errorf("send batch of %d to %s: %w", len(pending), url, err)
 		}
-		accepted := make(map[string]bool, len(out.Successful))
-		for _, s := range out.Successful {
-			accepted[aws.ToString(s.Id)] = true
-			ok = append(ok, aws.ToString(s.Id))
-		}
-		reasons := make(map[string]failure, len(out.Failed))
-		for _, f := range out.Failed {
-			id := aws.ToString(f.Id)
-			reasons[id] = failure{ID: id, Code: aws.ToString(f.Code), Message: aws.ToString(f.Message), SenderFault: f.SenderFault}
-		}
-		var retry []types.SendMessageBatchRequestEntry
-		failed = failed[:0]
-		for _, e := range pending {
-			id := aws.ToString(e.Id)
-			if accepted[id] {
-				continue
-			}
-			// An entry in neither list is treated as a server-side failure: never assume it was sent.
-			f, listed := reasons[id]
-			if !listed {
-				f = failure{ID: id, Code: "NotInResponse", Message: "entry missing from the batch response"}
-			}
-			if f.SenderFault || attempt >= attempts {
-				failed = append(failed, f)
-				continue
-			}
-			retry = append(retry, e)
-		}
-		if len(retry) == 0 {
-			return ok, failed, nil
-		}
-		log.Warn("some batch entries failed; retrying them", "queue", url, "entries", len(retry), "attempt", attempt)
-		if err := backoff(ctx, attempt); err != nil {
-			for _, e := range retry {
-				failed = append(failed, failure{ID: aws.ToString(e.Id), Code: "Cancelled", Message: err.Error()})
-			}
-			return ok, failed, nil
-		}
-		pending = retry
+		return successIDs(out.Successful, func(s types.SendMessageBatchResultEntry) *string { return s.Id }), out.Failed, nil
 	}
+	id := func(e types.SendMessageBatchRequestEntry) string { return aws.ToString(e.Id) }
+	return retryBatch(ctx, entries, id, send, attempts, log.With("queue", url), "send batch")
 }
 
 // deleteBatch deletes entries from url with the same retry rules as sendBatch.
 func deleteBatch(ctx context.Context, c SQSAPI, url string, entries []types.DeleteMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok []string, failed []failure, err error) {
+	del := func(ctx context.Context, pending []types.DeleteMessageBatchRequestEntry) ([]string, []types.BatchResultErrorEntry, error) {
+		out, err := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
+		if err != nil {
+			return nil, nil, fmt.Errorf("delete batch of %d from %s: %w", len(pending), url, err)
+		}
+		return successIDs(out.Successful, func(s types.DeleteMessageBatchResultEntry) *string { return s.Id }), out.Failed, nil
+	}
+	id := func(e types.DeleteMessageBatchRequestEntry) string { return aws.ToString(e.Id) }
+	return retryBatch(ctx, entries, id, del, attempts, log.With("queue", url), "delete batch")
+}
+
+// successIDs returns the ids of a batch response's successful entries.
+func successIDs[R any](entries []R, id func(R) *string) []string {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = aws.ToString(id(e))
+	}
+	return ids
+}
+
+// batchCall makes one SQS batch call with entries. It returns the ids of the entries the queue
+// accepted and the entries it failed; err (wrapped with what was attempted) when the whole call
+// failed.
+type batchCall[E any] func(ctx context.Context, entries []E) (accepted []string, failed []types.BatchResultErrorEntry, err error)
+
+// retryBatch makes call with entries, retrying whole calls that failed and the entries the server
+// failed by its own fault, up to attempts calls in all, with backoff between them. An entry the
+// response lists neither as accepted nor as failed counts as a server-side failure: it is never
+// assumed done. Entries failed by the sender's fault are not retried. It returns the ids the queue
+// accepted and the failures of the other entries (those still pending when ctx ends during a
+// backoff are failed as "Cancelled"). err is the last whole call's error when no attempt is left
+// or ctx ended: then ok holds what earlier attempts did, and every other entry is not done. idOf
+// returns an entry's batch id; what names the call in the log lines ("send batch").
+func retryBatch[E any](ctx context.Context, entries []E, idOf func(E) string, call batchCall[E], attempts int, log *slog.Logger, what string) (ok []string, failed []failure, err error) {
 	pending := entries
 	for attempt := 1; ; attempt++ {
-		out, callErr := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
+		accepted, refused, callErr := call(ctx, pending)
 		if callErr != nil {
 			if attempt >= attempts || ctx.Err() != nil {
-				return ok, nil, fmt.Errorf("delete batch of %d from %s: %w", len(pending), url, callErr)
+				return ok, nil, callErr
 			}
-			log.Warn("delete batch failed; retrying", "queue", url, "entries", len(pending), "attempt", attempt, "err", callErr)
+			log.Warn(what+" failed; retrying", "entries", len(pending), "attempt", attempt, "err", callErr)
 			if err := backoff(ctx, attempt); err != nil {
-				return ok, nil, fmt.Errorf("delete batch of %d from %s: %w", len(pending), url, callErr)
+				return ok, nil, callErr
 			}
 			continue
 		}
-		accepted := make(map[string]bool, len(out.Successful))
-		for _, s := range out.Successful {
-			accepted[aws.ToString(s.Id)] = true
-			ok = append(ok, aws.ToString(s.Id))
+		done := make(map[string]bool, len(accepted))
+		for _, s := range accepted {
+			done[s] = true
 		}
-		reasons := make(map[string]failure, len(out.Failed))
-		for _, f := range out.Failed {
+		ok = append(ok, accepted...)
+		reasons := make(map[string]failure, len(refused))
+		for _, f := range refused {
 			id := aws.ToString(f.Id)
 			reasons[id] = failure{ID: id, Code: aws.ToString(f.Code), Message: aws.ToString(f.Message), SenderFault: f.SenderFault}
 		}
-		var retry []types.DeleteMessageBatchRequestEntry
-		failed = failed[:0]
+		var retry []E
 		for _, e := range pending {
-			id := aws.ToString(e.Id)
-			if accepted[id] {
+			id := idOf(e)
+			if done[id] {
 				continue
 			}
+			// An entry in neither list is treated as a server-side failure: never assume it was done.
 			f, listed := reasons[id]
 			if !listed {
 				f = failure{ID: id, Code: "NotInResponse", Message: "entry missing from the batch response"}
@@ -218,9 +208,10 @@ func deleteBatch(ctx context.Context, c SQSAPI, url string, entries []types.Dele
 		if len(retry) == 0 {
 			return ok, failed, nil
 		}
+		log.Warn("some batch entries failed; retrying them", "call", what, "entries", len(retry), "attempt", attempt)
 		if err := backoff(ctx, attempt); err != nil {
 			for _, e := range retry {
-				failed = append(failed, failure{ID: aws.ToString(e.Id), Code: "Cancelled", Message: err.Error()})
+				failed = append(failed, failure{ID: idOf(e), Code: "Cancelled", Message: err.Error()})
 			}
 			return ok, failed, nil
 		}

@@ -1,0 +1,71 @@
+package problem
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Base prefixes every problem type URI. The URIs are stable identifiers (clients switch on them);
+// the part after the base is the problem's slug.
+const Base = "https://intake.dev/problems/"
+
+// Kind is one stable problem type.
+type Kind struct {
+	// Slug names the kind; the type URI is Base + Slug. It never changes once published.
+	Slug string
+	// Title summarises the kind; the same for every occurrence.
+	Title string
+	// Status is the HTTP status code.
+	Status int
+}
+
+// Type returns the kind's type URI (Base + Slug).
+func (k Kind) Type() string { return Base + k.Slug }
+
+// With returns a problem of this kind whose detail explains the occurrence.
+func (k Kind) With(detail string) Problem {
+	return Problem{Type: k.Type(), Title: k.Title, Status: k.Status, Detail: detail}
+}
+
+// The kinds returned by several endpoints. Slugs never change once published.
+var (
+	Unauthorized         = Kind{"unauthorized", "Authentication required", http.StatusUnauthorized}
+	Forbidden            = Kind{"forbidden", "Forbidden", http.StatusForbidden}
+	InvalidJSON          = Kind{"invalid-json", "Malformed JSON body", http.StatusBadRequest}
+	UnknownField         = Kind{"unknown-field", "Unknown field in request body", http.StatusBadRequest}
+	RequestTooLarge      = Kind{"request-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
+	UnsupportedMediaType = Kind{"unsupported-media-type", "Request body must be application/json", http.StatusUnsupportedMediaType}
+)
+
+// Problem is an RFC 9457 problem detail.
+type Problem struct {
+	// Type is a stable URI identifying the kind of problem (Base + slug).
+	Type string `json:"type"`
+	// Title is a short summary of the kind of problem; the same for every occurrence.
+	Title string `json:"title"`
+	// Status is the HTTP status code.
+	Status int `json:"status"`
+	// Detail explains this occurrence.
+	Detail string `json:"detail,omitempty"`
+	// Instance identifies this occurrence (the API puts urn:request:<request id> here).
+	Instance string `json:"instance,omitempty"`
+	// Reason is the policy reason code for policy violations (too_large, type_not_allowed).
+	Reason string `json:"reason,omitempty"`
+}
+
+// Error returns the title and the detail.
+func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
+
+// Write sends p as application/problem+json with p.Status, never to be cached. A 401 carries the
+// challenge `WWW-Authenticate: Bearer realm="intake"`. Headers set on w before (Retry-After, ...)
+// are kept.
+func Write(w http.ResponseWriter, p Problem) {
+	h := w.Header()
+	if p.Status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="intake"`)
+	}
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(&p)
+}
