@@ -146,6 +146,7 @@ type Violation struct {
 	Detail string
 }
 
+// Error returns "reason: detail".
 func (v *Violation) Error() string { return v.Reason + ": " + v.Detail }
 
 // CheckDeclared validates what a client declares before an upload (size and content type); the API

@@ -39,7 +39,7 @@ type Enqueuer interface {
 	EnqueueInspect(ctx context.Context, bucket, key string) error
 }
 
-// ErrSkipKey, wrapped by an Enqueuer's error, marks a key that can never be enqueued (an invalid
+// ErrSkipKey marks, wrapped by an Enqueuer's error, a key that can never be enqueued (an invalid
 // payload); reconcile counts it and goes on. Any other enqueue error stops the fix.
 var ErrSkipKey = errors.New("key cannot be enqueued")
 
