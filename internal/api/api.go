@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -82,7 +83,7 @@ type Server struct {
 	q         Queries
 	s3        S3API
 	presign   *s3.PresignClient
-	signer    *Signer
+	signer    *sigv4.Signer
 	aborts    AbortScheduler
 	log       *slog.Logger
 	metrics   *metrics
@@ -106,13 +107,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Log == nil || o.Registerer == nil {
 		errs = append(errs, errors.New("logger and registerer are required"))
 	}
-	if o.API.PresignExpiry <= 0 || o.API.MaxPresignExpiry < o.API.PresignExpiry || o.API.MaxPresignExpiry > maxPresignExpiry {
+	if o.API.PresignExpiry <= 0 || o.API.MaxPresignExpiry < o.API.PresignExpiry || o.API.MaxPresignExpiry > sigv4.MaxExpiry {
 		errs = append(errs, fmt.Errorf("presign expiry %s / max %s are inconsistent", o.API.PresignExpiry, o.API.MaxPresignExpiry))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	signer, err := NewSigner(o.Presign.Options())
+	signer, err := sigv4.NewSigner(o.Presign.Options())
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

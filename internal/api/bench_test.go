@@ -30,7 +30,7 @@ import (
 
 // Presign benchmarks. `make bench` runs them:
 //
-//   - BenchmarkSignerPresignPut / BenchmarkSDKPresignPut (sigv4_test.go): one presign, lean vs SDK.
+//   - BenchmarkSignerPresignPut / BenchmarkSDKPresignPut (internal/sigv4): one presign, lean vs SDK.
 //   - BenchmarkRoute: POST /v1/uploads through the handler in-process (auth by API key, JSON, policy,
 //     key, presign, JSON out), without and with the PostgreSQL intent row (group-committed by a
 //     store.IntentWriter, as in the daemon); reports CPU µs per request.

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -156,7 +157,7 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 		return problemf(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
 	}
 	now := s.now()
-	u, err := s.signer.Presign(r.Context(), presignInput{method: http.MethodGet, op: opGetObject, bucket: o.Bucket, key: o.Key, now: now, expires: exp, contentLength: -1})
+	u, err := s.signer.Presign(r.Context(), sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: now, Expires: exp, ContentLength: -1})
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign get", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -168,9 +169,9 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 	}
 	switch spec.method {
 	case MethodPut:
-		u, err := s.signer.Presign(ctx, presignInput{
-			method: http.MethodPut, op: opPutObject, bucket: s.bucket, key: key, now: now, expires: spec.expires,
-			contentType: ct, contentLength: spec.size, checksumSHA256: checksum,
+		u, err := s.signer.Presign(ctx, sigv4.Input{
+			Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: key, Now: now, Expires: spec.expires,
+			ContentType: ct, ContentLength: spec.size, ChecksumSHA256: checksum,
 		})
 		if err != nil {
 			return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
@@ -359,9 +360,9 @@ func checkPartNumbers(nums []int32) *Problem {
 func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, error) {
 	parts := make([]partURL, 0, len(nums))
 	for _, n := range nums {
-		u, err := s.signer.Presign(ctx, presignInput{
-			method: http.MethodPut, op: opUploadPart, bucket: s.bucket, key: key, now: now, expires: exp,
-			contentLength: -1, partNumber: n, uploadID: uploadID,
+		u, err := s.signer.Presign(ctx, sigv4.Input{
+			Method: http.MethodPut, Op: sigv4.OpUploadPart, Bucket: s.bucket, Key: key, Now: now, Expires: exp,
+			ContentLength: -1, PartNumber: n, UploadID: uploadID,
 		})
 		if err != nil {
 			return nil, err

@@ -38,6 +38,8 @@ const hashBufSize = 64 << 10
 // [IsRetryable] says so (throttling, 5xx, transport errors).
 type Objects struct {
 	client *s3.Client
+	// presigned sends Peek's GETs without the SDK's middleware (nil: the SDK does).
+	presigned *presignedGetter
 	// maxCopySize is the largest object moved with one CopyObject; larger ones are copied part by
 	// part (UploadPartCopy) in parts of copyPartSize.
 	maxCopySize  int64
@@ -46,9 +48,13 @@ type Objects struct {
 
 var _ pipeline.ObjectStore = (*Objects)(nil)
 
-// NewObjects returns the object store of client.
+// NewObjects returns the object store of client. Peek sends presigned GETs through the client's
+// HTTP client when the client's options allow it (see [Objects.Peek]).
 func NewObjects(client *s3.Client) *Objects {
-	return &Objects{client: client, maxCopySize: maxSingleCopy, copyPartSize: defaultCopyPart}
+	return &Objects{
+		client: client, presigned: newPresignedGetter(client.Options()),
+		maxCopySize: maxSingleCopy, copyPartSize: defaultCopyPart,
+	}
 }
 
 // Head returns the object's size, content type, ETag, version and modification time.
@@ -74,7 +80,26 @@ func objectInfo(out *s3.HeadObjectOutput) pipeline.ObjectInfo {
 // response carries the size in Content-Range, and the ETag, type, version and modification time),
 // which saves the HEAD a separate [Objects.Head] would cost. An empty object has no byte 0: S3
 // answers 416 and Peek falls back to HEAD.
+//
+// Peek is the consumer's one S3 request per event, so it bypasses the SDK's middleware stack when
+// it can: the GET is presigned by a sigv4.Signer built from the client's options and sent through
+// the client's HTTP client, and its response is mapped as the SDK maps it, errors included (same
+// codes, same sentinels). A retryable failure of that request (throttling, 5xx, transport) is
+// repeated through the SDK, whose retryer backs off as for every other call. Options the Signer does
+// not support (FIPS, dual-stack, accelerate, anonymous access), access points and S3 Express
+// buckets always go through the SDK.
 func (o *Objects) Peek(ctx context.Context, bucket, key string, n int) (pipeline.ObjectInfo, []byte, error) {
+	if o.presigned.handles(bucket) {
+		info, prefix, retry, err := o.peekPresigned(ctx, bucket, key, n)
+		if !retry {
+			return info, prefix, err
+		}
+	}
+	return o.peekSDK(ctx, bucket, key, n)
+}
+
+// peekSDK is Peek through the SDK's GetObject.
+func (o *Objects) peekSDK(ctx context.Context, bucket, key string, n int) (pipeline.ObjectInfo, []byte, error) {
 	out, err := o.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: aws.String(bucket), Key: aws.String(key), Range: aws.String(fmt.Sprintf("bytes=0-%d", n-1)),
 	})

@@ -1,4 +1,4 @@
-package api
+package sigv4_test
 
 import (
 	"bytes"
@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -74,7 +74,7 @@ func TestSignerMatchesSDK(t *testing.T) {
 		for _, region := range []string{"us-east-1", "eu-west-3"} {
 			for ci, creds := range []aws.CredentialsProvider{static, withToken} {
 				client := s3.New(s3.Options{Region: region, Credentials: creds}, ep.opts)
-				signer, err := NewSigner(client.Options())
+				signer, err := sigv4.NewSigner(client.Options())
 				require.NoError(t, err)
 				sdk := sdkPresigner(client, at, 5*time.Minute)
 				ctx := context.Background()
@@ -88,23 +88,23 @@ func TestSignerMatchesSDK(t *testing.T) {
 								ContentLength: aws.Int64(12345), ChecksumSHA256: optional(ck),
 							})
 							require.NoError(t, err, name)
-							got, err := signer.Presign(ctx, presignInput{
-								method: "PUT", op: opPutObject, bucket: bucket, key: key, now: at, expires: 5 * time.Minute,
-								contentType: "image/png; charset=binary", contentLength: 12345, checksumSHA256: ck,
+							got, err := signer.Presign(ctx, sigv4.Input{
+								Method: "PUT", Op: sigv4.OpPutObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute,
+								ContentType: "image/png; charset=binary", ContentLength: 12345, ChecksumSHA256: ck,
 							})
 							require.NoError(t, err)
 							require.Equal(t, want.URL, got, "put "+name)
 						}
 						want, err := sdk.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 						require.NoError(t, err)
-						got, err := signer.Presign(ctx, presignInput{method: "GET", op: opGetObject, bucket: bucket, key: key, now: at, expires: 5 * time.Minute, contentLength: -1})
+						got, err := signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: -1})
 						require.NoError(t, err)
 						require.Equal(t, want.URL, got, "get "+name)
 
 						uploadID := "2~aB/c+d=e.f_g-h"
 						want, err = sdk.PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: aws.String(uploadID), PartNumber: aws.Int32(10000)})
 						require.NoError(t, err)
-						got, err = signer.Presign(ctx, presignInput{method: "PUT", op: opUploadPart, bucket: bucket, key: key, now: at, expires: 5 * time.Minute, contentLength: -1, partNumber: 10000, uploadID: uploadID})
+						got, err = signer.Presign(ctx, sigv4.Input{Method: "PUT", Op: sigv4.OpUploadPart, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: -1, PartNumber: 10000, UploadID: uploadID})
 						require.NoError(t, err)
 						require.Equal(t, want.URL, got, "part "+name)
 					}
@@ -124,7 +124,7 @@ func optional(s string) *string {
 func TestSignerNextDayRederivesKey(t *testing.T) {
 	t.Parallel()
 	client := s3.New(s3.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("A", "S", "")})
-	signer, err := NewSigner(client.Options())
+	signer, err := sigv4.NewSigner(client.Options())
 	require.NoError(t, err)
 	for _, at := range []time.Time{
 		time.Date(2026, 1, 1, 23, 59, 59, 0, time.UTC),
@@ -133,7 +133,7 @@ func TestSignerNextDayRederivesKey(t *testing.T) {
 	} {
 		want, err := sdkPresigner(client, at, time.Hour).PresignGetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("bkt"), Key: aws.String("k")})
 		require.NoError(t, err)
-		got, err := signer.Presign(context.Background(), presignInput{method: "GET", op: opGetObject, bucket: "bkt", key: "k", now: at, expires: time.Hour, contentLength: -1})
+		got, err := signer.Presign(context.Background(), sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: "bkt", Key: "k", Now: at, Expires: time.Hour, ContentLength: -1})
 		require.NoError(t, err)
 		require.Equal(t, want.URL, got)
 	}
@@ -142,10 +142,10 @@ func TestSignerNextDayRederivesKey(t *testing.T) {
 func TestSignerRejectsBadExpiry(t *testing.T) {
 	t.Parallel()
 	client := s3.New(s3.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("A", "S", "")})
-	signer, err := NewSigner(client.Options())
+	signer, err := sigv4.NewSigner(client.Options())
 	require.NoError(t, err)
-	for _, d := range []time.Duration{0, -time.Second, maxPresignExpiry + time.Second} {
-		_, err := signer.Presign(context.Background(), presignInput{method: "GET", op: opGetObject, bucket: "b", key: "k", now: time.Now(), expires: d, contentLength: -1})
+	for _, d := range []time.Duration{0, -time.Second, sigv4.MaxExpiry + time.Second} {
+		_, err := signer.Presign(context.Background(), sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: "b", Key: "k", Now: time.Now(), Expires: d, ContentLength: -1})
 		require.Error(t, err, d)
 	}
 }
@@ -160,14 +160,14 @@ func TestSignerAcceptedByMinIO(t *testing.T) {
 	ctx := testkit.Context(t)
 	s3c := testkit.S3()
 	bucket := testkit.Bucket(t, s3c)
-	signer, err := NewSigner(objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()).Options())
+	signer, err := sigv4.NewSigner(objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()).Options())
 	require.NoError(t, err)
 	body := []byte("hello, signer")
 	sum := sha256.Sum256(body)
 	ck := base64.StdEncoding.EncodeToString(sum[:])
 	put := func(key string) string {
-		u, err := signer.Presign(ctx, presignInput{method: "PUT", op: opPutObject, bucket: bucket, key: key, now: time.Now(), expires: time.Minute,
-			contentType: "text/plain", contentLength: int64(len(body)), checksumSHA256: ck})
+		u, err := signer.Presign(ctx, sigv4.Input{Method: "PUT", Op: sigv4.OpPutObject, Bucket: bucket, Key: key, Now: time.Now(), Expires: time.Minute,
+			ContentType: "text/plain", ContentLength: int64(len(body)), ChecksumSHA256: ck})
 		require.NoError(t, err)
 		return u
 	}
@@ -188,7 +188,7 @@ func TestSignerAcceptedByMinIO(t *testing.T) {
 		status, _ := do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct, "x-amz-checksum-sha256": c.checksum})
 		require.Equal(t, c.want, status, c.name)
 	}
-	get, err := signer.Presign(ctx, presignInput{method: "GET", op: opGetObject, bucket: bucket, key: key, now: time.Now(), expires: time.Minute, contentLength: -1})
+	get, err := signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: time.Now(), Expires: time.Minute, ContentLength: -1})
 	require.NoError(t, err)
 	status, got := do(t, http.MethodGet, get, nil, nil)
 	require.Equal(t, http.StatusOK, status)
@@ -227,14 +227,14 @@ func do(t *testing.T, method, url string, body []byte, headers map[string]string
 func BenchmarkSignerPresignPut(b *testing.B) {
 	client := s3.New(s3.Options{Region: "us-east-1", Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("intakeadmin", "intakeadmin-secret", ""))},
 		func(o *s3.Options) { o.BaseEndpoint = aws.String("http://127.0.0.1:9000"); o.UsePathStyle = true })
-	signer, err := NewSigner(client.Options())
+	signer, err := sigv4.NewSigner(client.Options())
 	require.NoError(b, err)
 	ctx := context.Background()
-	in := presignInput{method: "PUT", op: opPutObject, bucket: "intake-local", key: "uploads/owner/0193c3f0-7c1e-7000-8000-000000000000/photo 1.jpg",
-		expires: 5 * time.Minute, contentType: "image/jpeg", contentLength: 1 << 20}
+	in := sigv4.Input{Method: "PUT", Op: sigv4.OpPutObject, Bucket: "intake-local", Key: "uploads/owner/0193c3f0-7c1e-7000-8000-000000000000/photo 1.jpg",
+		Expires: 5 * time.Minute, ContentType: "image/jpeg", ContentLength: 1 << 20}
 	b.ReportAllocs()
 	for b.Loop() {
-		in.now = time.Now()
+		in.Now = time.Now()
 		if _, err := signer.Presign(ctx, in); err != nil {
 			b.Fatal(err)
 		}
@@ -256,4 +256,23 @@ func BenchmarkSDKPresignPut(b *testing.B) {
 	}
 }
 
-var _ = config.API{}
+// TestNewSignerRefusesOtherEndpoints: options that make the SDK address another endpoint than the
+// Signer would (FIPS, dual-stack, accelerate) are refused rather than signed wrongly.
+func TestNewSignerRefusesOtherEndpoints(t *testing.T) {
+	t.Parallel()
+	base := s3.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")}
+	_, err := sigv4.NewSigner(base)
+	require.NoError(t, err)
+	for name, mutate := range map[string]func(*s3.Options){
+		"fips":       func(o *s3.Options) { o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled },
+		"dual-stack": func(o *s3.Options) { o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateEnabled },
+		"accelerate": func(o *s3.Options) { o.UseAccelerate = true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := base
+			mutate(&o)
+			_, err := sigv4.NewSigner(o)
+			require.ErrorContains(t, err, "not supported")
+		})
+	}
+}

@@ -1,4 +1,4 @@
-package api
+package sigv4
 
 import (
 	"context"
@@ -18,23 +18,25 @@ import (
 
 // S3 operation names, written into presigned URLs as x-id exactly like the SDK does.
 const (
-	opPutObject  = "PutObject"
-	opGetObject  = "GetObject"
-	opUploadPart = "UploadPart"
+	OpPutObject  = "PutObject"
+	OpGetObject  = "GetObject"
+	OpUploadPart = "UploadPart"
 )
 
-// maxPresignExpiry is SigV4's limit for query-string authentication.
-const maxPresignExpiry = 7 * 24 * time.Hour
+// MaxExpiry is SigV4's limit for query-string authentication (Input.Expires).
+const MaxExpiry = 7 * 24 * time.Hour
 
-// Signer is a lean SigV4 query-string presigner for the three S3 requests the API hands out on its
-// hot path: PutObject, GetObject and UploadPart. It produces the same URL, byte for byte, as the SDK's
+// Signer is a lean SigV4 query-string presigner for the three S3 requests intake signs on its hot
+// paths: PutObject, GetObject and UploadPart (the API hands them out; the consumer sends ranged
+// GETs with them). It produces the same URL, byte for byte, as the SDK's
 // s3.PresignClient for the same inputs and time (see sigv4_test.go), at a fraction of the cost: the
 // derived signing key is cached per day, region and secret, the request is canonicalised into one
 // pooled buffer, and no middleware stack runs.
 //
 // Signer supports static or cached credentials (any aws.CredentialsProvider), session tokens,
 // path-style and virtual-hosted-style addressing and custom endpoints. It does not do FIPS,
-// dual-stack, S3 Accelerate, access points or SigV4a: the API uses the SDK for anything else.
+// dual-stack, S3 Accelerate, access points, S3 Express or SigV4a: callers use the SDK for anything
+// else.
 type Signer struct {
 	creds     aws.CredentialsProvider
 	region    string
@@ -72,6 +74,13 @@ func NewSigner(o s3.Options) (*Signer, error) {
 	if o.Region == "" {
 		return nil, fmt.Errorf("presigner: no region")
 	}
+	if o.UseAccelerate || o.UseDualstack || o.UseARNRegion ||
+		o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled ||
+		o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled {
+		// The Signer addresses s3.REGION.amazonaws.com or the configured endpoint only; signing
+		// for another endpoint than the client's would hand out URLs that go elsewhere.
+		return nil, fmt.Errorf("presigner: FIPS, dual-stack, accelerated and ARN-region S3 endpoints are not supported (set the endpoint with AWS_ENDPOINT_URL_S3 instead)")
+	}
 	s := &Signer{creds: o.Credentials, region: o.Region, pathStyle: o.UsePathStyle}
 	if o.BaseEndpoint == nil || *o.BaseEndpoint == "" {
 		s.scheme, s.host, s.awsHost = "https", "s3."+o.Region+".amazonaws.com", true
@@ -93,34 +102,40 @@ func NewSigner(o s3.Options) (*Signer, error) {
 	return s, nil
 }
 
-// presignInput is one request to presign.
-type presignInput struct {
-	method, op  string
-	bucket, key string
-	now         time.Time
-	expires     time.Duration
-	// contentType and contentLength (>= 0) are signed headers of PutObject.
-	contentType   string
-	contentLength int64
-	// checksumSHA256 is the base64 SHA-256 signed as x-amz-checksum-sha256.
-	checksumSHA256 string
-	// partNumber and uploadID select the part of UploadPart.
-	partNumber int32
-	uploadID   string
+// Input is one request to presign.
+type Input struct {
+	// Method is the HTTP method ("PUT" or "GET") and Op the S3 operation (OpPutObject, OpGetObject
+	// or OpUploadPart), written into the URL as x-id.
+	Method, Op string
+	// Bucket and Key name the object; the key is escaped as SigV4 requires.
+	Bucket, Key string
+	// Now is the signing time and Expires the URL's lifetime, in (0, MaxExpiry].
+	Now     time.Time
+	Expires time.Duration
+	// ContentType and ContentLength are signed headers of a PUT PutObject when ContentLength >= 0
+	// (pass -1 to leave them unsigned); other requests ignore them.
+	ContentType   string
+	ContentLength int64
+	// ChecksumSHA256 is the base64 SHA-256 signed as x-amz-checksum-sha256 (with a signed
+	// ContentLength only).
+	ChecksumSHA256 string
+	// PartNumber and UploadID select the part of UploadPart.
+	PartNumber int32
+	UploadID   string
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // Presign returns the presigned URL of the request.
-func (s *Signer) Presign(ctx context.Context, in presignInput) (string, error) {
+func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
 		return "", fmt.Errorf("presign: retrieve credentials: %w", err)
 	}
-	if in.expires <= 0 || in.expires > maxPresignExpiry {
-		return "", fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.expires)
+	if in.Expires <= 0 || in.Expires > MaxExpiry {
+		return "", fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.Expires)
 	}
-	now := in.now.UTC()
+	now := in.Now.UTC()
 	k := s.keyFor(creds, now)
 
 	bp := bufPool.Get().(*[]byte)
@@ -128,11 +143,11 @@ func (s *Signer) Presign(ctx context.Context, in presignInput) (string, error) {
 	buf := (*bp)[:0]
 
 	// Host (as signed, and as written in the URL when a default port differs) and path.
-	virtual := !s.pathStyle && virtualHostable(in.bucket, s.scheme)
+	virtual := !s.pathStyle && virtualHostable(in.Bucket, s.scheme)
 	var hostStart, hostEnd, pathStart, pathEnd int
 	hostStart = len(buf)
 	if virtual {
-		buf = append(buf, in.bucket...)
+		buf = append(buf, in.Bucket...)
 		buf = append(buf, '.')
 	}
 	buf = append(buf, s.signHost...)
@@ -141,7 +156,7 @@ func (s *Signer) Presign(ctx context.Context, in presignInput) (string, error) {
 	if s.host != s.signHost {
 		urlHostStart = len(buf)
 		if virtual {
-			buf = append(buf, in.bucket...)
+			buf = append(buf, in.Bucket...)
 			buf = append(buf, '.')
 		}
 		buf = append(buf, s.host...)
@@ -151,10 +166,10 @@ func (s *Signer) Presign(ctx context.Context, in presignInput) (string, error) {
 	buf = append(buf, s.basePath...)
 	if !virtual {
 		buf = append(buf, '/')
-		buf = appendEscaped(buf, in.bucket, false)
+		buf = appendEscaped(buf, in.Bucket, false)
 	}
 	buf = append(buf, '/')
-	buf = appendEscaped(buf, in.key, false)
+	buf = appendEscaped(buf, in.Key, false)
 	pathEnd = len(buf)
 
 	// Canonical query string (already in sorted order; it is also the URL's query).
@@ -166,34 +181,34 @@ func (s *Signer) Presign(ctx context.Context, in presignInput) (string, error) {
 	buf = append(buf, "&X-Amz-Date="...)
 	buf = append(buf, amzDate...)
 	buf = append(buf, "&X-Amz-Expires="...)
-	buf = strconv.AppendInt(buf, int64(in.expires/time.Second), 10)
+	buf = strconv.AppendInt(buf, int64(in.Expires/time.Second), 10)
 	if k.tokenQuery != "" {
 		buf = append(buf, "&X-Amz-Security-Token="...)
 		buf = append(buf, k.tokenQuery...)
 	}
 	buf = append(buf, "&X-Amz-SignedHeaders="...)
-	signed := in.contentLength >= 0 && in.method == "PUT" && in.op == opPutObject
+	signed := in.ContentLength >= 0 && in.Method == "PUT" && in.Op == OpPutObject
 	if signed {
 		buf = append(buf, "content-length%3Bcontent-type%3Bhost"...)
-		if in.checksumSHA256 != "" {
+		if in.ChecksumSHA256 != "" {
 			buf = append(buf, "%3Bx-amz-checksum-sha256"...)
 		}
 	} else {
 		buf = append(buf, "host"...)
 	}
-	if in.op == opUploadPart {
+	if in.Op == OpUploadPart {
 		buf = append(buf, "&partNumber="...)
-		buf = strconv.AppendInt(buf, int64(in.partNumber), 10)
+		buf = strconv.AppendInt(buf, int64(in.PartNumber), 10)
 		buf = append(buf, "&uploadId="...)
-		buf = appendEscaped(buf, in.uploadID, true)
+		buf = appendEscaped(buf, in.UploadID, true)
 	}
 	buf = append(buf, "&x-id="...)
-	buf = append(buf, in.op...)
+	buf = append(buf, in.Op...)
 	qEnd := len(buf)
 
 	// Canonical request.
 	crStart := len(buf)
-	buf = append(buf, in.method...)
+	buf = append(buf, in.Method...)
 	buf = append(buf, '\n')
 	buf = append(buf, buf[pathStart:pathEnd]...)
 	buf = append(buf, '\n')
@@ -201,23 +216,23 @@ func (s *Signer) Presign(ctx context.Context, in presignInput) (string, error) {
 	buf = append(buf, '\n')
 	if signed {
 		buf = append(buf, "content-length:"...)
-		buf = strconv.AppendInt(buf, in.contentLength, 10)
+		buf = strconv.AppendInt(buf, in.ContentLength, 10)
 		buf = append(buf, "\ncontent-type:"...)
-		buf = appendHeaderValue(buf, in.contentType)
+		buf = appendHeaderValue(buf, in.ContentType)
 		buf = append(buf, '\n')
 	}
 	buf = append(buf, "host:"...)
 	buf = append(buf, buf[hostStart:hostEnd]...)
 	buf = append(buf, '\n')
-	if signed && in.checksumSHA256 != "" {
+	if signed && in.ChecksumSHA256 != "" {
 		buf = append(buf, "x-amz-checksum-sha256:"...)
-		buf = appendHeaderValue(buf, in.checksumSHA256)
+		buf = appendHeaderValue(buf, in.ChecksumSHA256)
 		buf = append(buf, '\n')
 	}
 	buf = append(buf, '\n')
 	if signed {
 		buf = append(buf, "content-length;content-type;host"...)
-		if in.checksumSHA256 != "" {
+		if in.ChecksumSHA256 != "" {
 			buf = append(buf, ";x-amz-checksum-sha256"...)
 		}
 	} else {

@@ -1,0 +1,186 @@
+package objstore
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+
+	"github.com/intakehq/intake/internal/sigv4"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// presignedExpiry is the lifetime of the URLs presignedGetter signs; they are sent at once.
+const presignedExpiry = time.Minute
+
+// Limits on what a presigned GET reads besides the wanted bytes.
+const (
+	maxErrorBody = 64 << 10 // an S3 error document
+	maxDrain     = 64 << 10 // a body left unread, drained so that the connection is reused
+)
+
+// presignedGetter sends GETs presigned by a [sigv4.Signer] through the SDK client's own HTTP
+// client: the request S3 receives is the SDK's, authenticated by query string instead of header,
+// without the SDK's middleware stack (serialisation, endpoint resolution, signing, retries,
+// deserialisation), which cost most of the consumer's CPU per event.
+type presignedGetter struct {
+	signer *sigv4.Signer
+	http   s3.HTTPClient
+}
+
+// newPresignedGetter returns the presigned GET path of a client's options, or nil when the options
+// ask for something sigv4.Signer does not do (anonymous access, an endpoint with an explicit default
+// port; NewSigner refuses FIPS, dual-stack and accelerated endpoints) or it cannot be built: Objects
+// then uses the SDK for every request.
+func newPresignedGetter(o s3.Options) *presignedGetter {
+	if o.HTTPClient == nil || o.Credentials == nil || aws.IsCredentialsProvider(o.Credentials, (*aws.AnonymousCredentials)(nil)) {
+		return nil
+	}
+	if o.BaseEndpoint != nil {
+		// The Signer signs the host without a default port but writes it into the URL, which
+		// net/http would then send: leave such endpoints to the SDK.
+		u, err := url.Parse(*o.BaseEndpoint)
+		if err != nil || u.Port() == "80" || u.Port() == "443" {
+			return nil
+		}
+	}
+	signer, err := sigv4.NewSigner(o)
+	if err != nil {
+		return nil
+	}
+	return &presignedGetter{signer: signer, http: o.HTTPClient}
+}
+
+// handles reports whether the bucket is a plain bucket name (not an access point or S3 Express
+// directory bucket, which the Signer does not address).
+func (g *presignedGetter) handles(bucket string) bool {
+	return g != nil && !strings.HasPrefix(bucket, "arn:") && !strings.HasSuffix(bucket, "--x-s3")
+}
+
+// getRange sends a presigned GET of bytes [0, n) of the object. The caller closes the response's
+// body with closeBody. A response other than 200 or 206 is returned as an error (its body consumed
+// and closed) that implements smithy.APIError and HTTPStatusCode like the SDK's, so that [wrap]
+// and [IsRetryable] classify it as they classify the SDK's.
+func (g *presignedGetter) getRange(ctx context.Context, bucket, key string, n int) (*http.Response, error) {
+	u, err := g.signer.Presign(ctx, sigv4.Input{
+		Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: bucket, Key: key,
+		Now: time.Now(), Expires: presignedExpiry, ContentLength: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Unsigned headers are allowed with query-string authentication.
+	req.Header.Set("Range", "bytes=0-"+strconv.Itoa(n-1))
+	resp, err := g.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+		return resp, nil
+	}
+	defer closeBody(resp.Body)
+	return nil, responseError(resp.StatusCode, resp.Header, io.LimitReader(resp.Body, maxErrorBody))
+}
+
+// closeBody drains what is left of a body (up to maxDrain) so that its connection is reused, and
+// closes it.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	_ = body.Close()
+}
+
+// peekPresigned is Peek with a presigned ranged GET. retry is true when the failure is worth
+// repeating through the SDK, whose retryer then backs off and retries as for any other call.
+func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) (info pipeline.ObjectInfo, prefix []byte, retry bool, err error) {
+	resp, err := o.presigned.getRange(ctx, bucket, key, n)
+	if isInvalidRange(err) { // an empty object has no byte 0
+		info, err := o.Head(ctx, bucket, key)
+		return info, nil, false, err
+	}
+	if err != nil {
+		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil && IsRetryable(err), wrap(ctx, "peek", bucket, key, err)
+	}
+	defer closeBody(resp.Body)
+	h := resp.Header
+	info = pipeline.ObjectInfo{
+		Size:        max(resp.ContentLength, 0),
+		ContentType: h.Get("Content-Type"),
+		ETag:        unquote(h.Get("ETag")),
+		VersionID:   h.Get("X-Amz-Version-Id"),
+	}
+	if lm := h.Get("Last-Modified"); lm != "" {
+		t, err := http.ParseTime(lm)
+		if err != nil {
+			return pipeline.ObjectInfo{}, nil, false, fmt.Errorf("peek %s/%s: Last-Modified %q: %w", bucket, key, lm, err)
+		}
+		info.LastModified = t.UTC()
+	}
+	if total, ok := rangeTotal(h.Get("Content-Range")); ok {
+		info.Size = total
+	}
+	buf := make([]byte, min(int64(n), info.Size))
+	m, err := io.ReadFull(resp.Body, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return pipeline.ObjectInfo{}, nil, false, wrap(ctx, "peek", bucket, key, err)
+	}
+	return info, buf[:m], false, nil
+}
+
+// s3Error is an S3 error response: an smithy.APIError with the response's status, as the SDK's
+// errors are (a smithy.GenericAPIError inside an awshttp.ResponseError).
+type s3Error struct {
+	status                   int
+	code, message, requestID string
+}
+
+var _ smithy.APIError = (*s3Error)(nil)
+
+// responseError reads the S3 error document of a failed response (the code is "UnknownError"
+// without one, as in the SDK).
+func responseError(status int, h http.Header, body io.Reader) *s3Error {
+	e := &s3Error{status: status, code: "UnknownError", requestID: h.Get("X-Amz-Request-Id")}
+	var doc struct {
+		Code, Message string
+		RequestID     string `xml:"RequestId"`
+	}
+	if b, err := io.ReadAll(body); err == nil && xml.Unmarshal(b, &doc) == nil {
+		if doc.Code != "" {
+			e.code = doc.Code
+		}
+		e.message = doc.Message
+		if doc.RequestID != "" {
+			e.requestID = doc.RequestID
+		}
+	}
+	return e
+}
+
+func (e *s3Error) Error() string {
+	return fmt.Sprintf("presigned GET: StatusCode: %d, RequestID: %s, api error %s: %s", e.status, e.requestID, e.code, e.message)
+}
+
+// ErrorCode is S3's error code (NoSuchKey, AccessDenied, SlowDown…).
+func (e *s3Error) ErrorCode() string { return e.code }
+
+// ErrorMessage is S3's error message.
+func (e *s3Error) ErrorMessage() string { return e.message }
+
+// ErrorFault is unknown, as for the SDK's generic S3 errors.
+func (e *s3Error) ErrorFault() smithy.ErrorFault { return smithy.FaultUnknown }
+
+// HTTPStatusCode is the response's status.
+func (e *s3Error) HTTPStatusCode() int { return e.status }

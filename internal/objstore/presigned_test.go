@@ -1,0 +1,241 @@
+package objstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// sent is one request seen by recorder.
+type sent struct {
+	method    string
+	presigned bool // query-string authentication (Peek's lean path)
+	sdk       bool // sent by the SDK's middleware stack (it adds amz-sdk-invocation-id)
+	rng       string
+	status    int // 0: transport error
+}
+
+// recorder is an HTTP client that records the requests it sends through next.
+type recorder struct {
+	next aws.HTTPClient
+	mu   sync.Mutex
+	reqs []sent
+}
+
+func (r *recorder) Do(req *http.Request) (*http.Response, error) {
+	s := sent{
+		method:    req.Method,
+		presigned: req.URL.Query().Get("X-Amz-Signature") != "",
+		sdk:       req.Header.Get("Amz-Sdk-Invocation-Id") != "",
+		rng:       req.Header.Get("Range"),
+	}
+	resp, err := r.next.Do(req)
+	if err == nil {
+		s.status = resp.StatusCode
+	}
+	r.mu.Lock()
+	r.reqs = append(r.reqs, s)
+	r.mu.Unlock()
+	return resp, err
+}
+
+func (r *recorder) sent() []sent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sent(nil), r.reqs...)
+}
+
+// recordedObjects returns Objects on the local MinIO whose client sends through a recorder, with
+// the configuration changed by opts.
+func recordedObjects(opts ...func(*aws.Config, *string)) (*objstore.Objects, *recorder) {
+	rec := &recorder{next: objstore.HTTPClient(8)}
+	cfg := testkit.AWSConfig()
+	cfg.HTTPClient = rec
+	c := testkit.AWS()
+	for _, o := range opts {
+		o(&cfg, &c.S3Endpoint)
+	}
+	return objstore.NewObjects(objstore.NewClient(cfg, c)), rec
+}
+
+// TestObjectsPeekPresigned: Peek sends one presigned ranged GET (no SDK request) and maps its
+// response as the SDK path does: metadata equal to HEAD's, prefix, 404s, empty objects.
+func TestObjectsPeekPresigned(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	long := bytes.Repeat([]byte("0123456789"), 500)
+	odd := "dir/a b+c é (1)~!*'.txt"
+	b.put(t, odd, "text/plain; charset=utf-8", strings.NewReader("hello"))
+	b.put(t, "long", "application/octet-stream", bytes.NewReader(long))
+	b.put(t, "empty", "text/csv", bytes.NewReader(nil))
+	lean := sent{method: http.MethodGet, presigned: true, rng: fmt.Sprintf("bytes=0-%d", pipeline.SniffLen-1)}
+
+	for _, tc := range []struct {
+		name, bucket, key string
+		want              []byte
+		wantErr           error
+		sent              []sent
+	}{
+		{"odd key", b.bucket, odd, []byte("hello"), nil, []sent{withStatus(lean, http.StatusPartialContent)}},
+		{"long", b.bucket, "long", long[:pipeline.SniffLen], nil, []sent{withStatus(lean, http.StatusPartialContent)}},
+		{"empty falls back to HEAD", b.bucket, "empty", nil, nil, []sent{
+			withStatus(lean, http.StatusRequestedRangeNotSatisfiable),
+			{method: http.MethodHead, sdk: true, status: http.StatusOK},
+		}},
+		{"missing key", b.bucket, "absent/é+x", nil, pipeline.ErrNotFound, []sent{withStatus(lean, http.StatusNotFound)}},
+		{"missing bucket", testkit.Name("absent-"), "k", nil, pipeline.ErrNotFound, []sent{withStatus(lean, http.StatusNotFound)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			objs, rec := recordedObjects()
+			info, prefix, err := objs.Peek(b.ctx, tc.bucket, tc.key, pipeline.SniffLen)
+			require.Equal(t, tc.sent, rec.sent())
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			head, err := b.objs.Head(b.ctx, tc.bucket, tc.key)
+			require.NoError(t, err)
+			require.Equal(t, head, info)
+			require.Equal(t, string(tc.want), string(prefix))
+		})
+	}
+}
+
+func withStatus(s sent, status int) sent {
+	s.status = status
+	return s
+}
+
+// TestObjectsPeekPresignedErrors: failures of the presigned GET get the SDK path's
+// classification; retryable ones are repeated through the SDK (and its retryer).
+func TestObjectsPeekPresignedErrors(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	b.put(t, "k", "text/plain", strings.NewReader("hello"))
+
+	t.Run("bad signature is a plain error with S3's code", func(t *testing.T) {
+		t.Parallel()
+		objs, rec := recordedObjects(func(c *aws.Config, _ *string) {
+			c.Credentials = credentials.NewStaticCredentialsProvider(testkit.DefaultAccessKey, "wrong-secret", "")
+		})
+		_, _, err := objs.Peek(b.ctx, b.bucket, "k", 10)
+		require.ErrorContains(t, err, "SignatureDoesNotMatch")
+		for _, s := range []error{pipeline.ErrNotFound, pipeline.ErrChanged, pipeline.ErrUnavailable} {
+			require.NotErrorIs(t, err, s)
+		}
+		require.Equal(t, []sent{{method: http.MethodGet, presigned: true, rng: "bytes=0-9", status: http.StatusForbidden}}, rec.sent())
+	})
+	t.Run("refused connection is unavailable after the SDK's retries", func(t *testing.T) {
+		t.Parallel()
+		objs, rec := recordedObjects(func(c *aws.Config, endpoint *string) {
+			*endpoint = "http://127.0.0.1:1"
+			c.RetryMaxAttempts = 2
+		})
+		_, _, err := objs.Peek(b.ctx, b.bucket, "k", 10)
+		require.ErrorIs(t, err, pipeline.ErrUnavailable)
+		require.Equal(t, []sent{
+			{method: http.MethodGet, presigned: true, rng: "bytes=0-9"},
+			{method: http.MethodGet, sdk: true, rng: "bytes=0-9"},
+			{method: http.MethodGet, sdk: true, rng: "bytes=0-9"},
+		}, rec.sent())
+	})
+	t.Run("cancelled context is neither retried nor unavailable", func(t *testing.T) {
+		t.Parallel()
+		objs, rec := recordedObjects()
+		ctx, cancel := context.WithCancel(b.ctx)
+		cancel()
+		_, _, err := objs.Peek(ctx, b.bucket, "k", 10)
+		require.ErrorIs(t, err, context.Canceled)
+		require.NotErrorIs(t, err, pipeline.ErrUnavailable)
+		require.Equal(t, []sent{{method: http.MethodGet, presigned: true, rng: "bytes=0-9"}}, rec.sent())
+	})
+	t.Run("anonymous access goes through the SDK", func(t *testing.T) {
+		t.Parallel()
+		objs, rec := recordedObjects(func(c *aws.Config, _ *string) { c.Credentials = aws.AnonymousCredentials{} })
+		_, _, err := objs.Peek(b.ctx, b.bucket, "k", 10)
+		require.ErrorContains(t, err, "AccessDenied")
+		require.Equal(t, []sent{{method: http.MethodGet, sdk: true, rng: "bytes=0-9", status: http.StatusForbidden}}, rec.sent())
+	})
+}
+
+// TestPresignedErrorClassification: S3 error responses of the presigned GET wrap the sentinels
+// the SDK path's errors wrap (see objstore.IsNotFound and IsRetryable).
+func TestPresignedErrorClassification(t *testing.T) {
+	t.Parallel()
+	doc := func(code string) string {
+		return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" + code + "</Code><Message>m</Message><RequestId>r</RequestId></Error>"
+	}
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   error // nil: none of the sentinels
+		code   string
+	}{
+		{404, doc("NoSuchKey"), pipeline.ErrNotFound, "NoSuchKey"},
+		{404, doc("NoSuchBucket"), pipeline.ErrNotFound, "NoSuchBucket"},
+		{404, "", pipeline.ErrNotFound, "UnknownError"},
+		{412, doc("PreconditionFailed"), pipeline.ErrChanged, "PreconditionFailed"},
+		{500, doc("InternalError"), pipeline.ErrUnavailable, "InternalError"},
+		{502, "<html>bad gateway</html>", pipeline.ErrUnavailable, "UnknownError"},
+		{503, doc("SlowDown"), pipeline.ErrUnavailable, "SlowDown"},
+		{429, "", pipeline.ErrUnavailable, "UnknownError"},
+		{400, doc("RequestTimeout"), pipeline.ErrUnavailable, "RequestTimeout"},
+		{403, doc("RequestTimeTooSkewed"), pipeline.ErrUnavailable, "RequestTimeTooSkewed"},
+		{403, doc("AccessDenied"), nil, "AccessDenied"},
+		{400, doc("InvalidArgument"), nil, "InvalidArgument"},
+		{301, doc("PermanentRedirect"), nil, "PermanentRedirect"},
+	} {
+		t.Run(fmt.Sprintf("%d %s", tc.status, tc.code), func(t *testing.T) {
+			t.Parallel()
+			err, retried := objstore.ClassifyPresignedError(tc.status, tc.body)
+			require.ErrorContains(t, err, "api error "+tc.code)
+			for _, s := range []error{pipeline.ErrNotFound, pipeline.ErrChanged, pipeline.ErrUnavailable} {
+				require.Equal(t, s == tc.want, errors.Is(err, s), "%d %s: %v", tc.status, tc.code, s)
+			}
+			require.Equal(t, tc.want == pipeline.ErrUnavailable, retried, "retried through the SDK")
+		})
+	}
+}
+
+// BenchmarkPeek: one Peek of a small object on MinIO through the presigned GET and through the
+// SDK's GetObject (wall time includes MinIO's; allocations are the client's).
+func BenchmarkPeek(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs MinIO")
+	}
+	ctx := context.Background()
+	client := testkit.S3()
+	bucket := testkit.Bucket(b, client)
+	_, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"), Body: strings.NewReader(strings.Repeat("x", 5000))})
+	require.NoError(b, err)
+	for _, name := range []string{"presigned", "sdk"} {
+		b.Run(name, func(b *testing.B) {
+			objs := objstore.NewObjects(client)
+			if name == "sdk" {
+				objstore.WithoutPresigned(objs)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := objs.Peek(ctx, bucket, "k", pipeline.SniffLen); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

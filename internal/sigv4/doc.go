@@ -1,0 +1,19 @@
+// Package sigv4 presigns S3 requests with AWS Signature Version 4 query-string authentication,
+// producing exactly the URLs of the SDK's s3.PresignClient at a small fraction of its cost.
+//
+// # Why
+//
+// The SDK builds every presigned URL by running an operation's whole middleware stack (about
+// 55 µs and 375 allocations); Signer canonicalises the request into one pooled buffer with a cached
+// signing key (about 1.5 µs and one allocation). The API presigns uploads and downloads with it, and
+// the consumer reads each object's first bytes with a presigned ranged GET sent straight through the
+// SDK's HTTP client.
+//
+// # Scope
+//
+// PutObject (optionally with signed Content-Type, Content-Length and x-amz-checksum-sha256),
+// GetObject and UploadPart; path-style and virtual-hosted-style addressing; AWS and custom
+// endpoints; any credentials provider, session tokens included. The tests compare Signer's URLs with
+// the SDK's byte for byte across endpoints, regions, credentials, buckets and keys, and send them
+// to MinIO.
+package sigv4
