@@ -74,7 +74,7 @@ func NewSigner(o s3.Options) (*Signer, error) {
 	if o.Region == "" {
 		return nil, fmt.Errorf("presigner: no region")
 	}
-	if o.UseAccelerate || o.UseDualstack || o.UseARNRegion ||
+	if o.UseAccelerate || o.UseARNRegion ||
 		o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled ||
 		o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled {
 		// The Signer addresses s3.REGION.amazonaws.com or the configured endpoint only; signing
