@@ -51,8 +51,8 @@ test/unit: ## Run only the tests that need no servers (-short).
 	$(GO) test -race -short -count=1 ./...
 
 .PHONY: bench
-bench: up browser ## Run the benchmarks (Go benchmarks and load scripts) and print the figures.
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+bench: up browser ## Run the benchmarks (Go benchmarks and load scripts), one package at a time so they do not share the cores.
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
 
 .PHONY: lint
 lint: ## go vet, staticcheck and gofmt.
