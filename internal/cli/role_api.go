@@ -10,7 +10,6 @@ import (
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/jobsapi"
 	"github.com/intakehq/intake/internal/store"
-	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -27,10 +26,6 @@ import (
 // the HTTP server's Shutdown has let in-flight requests finish and before the pool closes; a request
 // still running past the grace period inserts its row directly (IntentWriter after Close).
 func startAPI(ctx context.Context, a *App) ([]Component, error) {
-	policy, err := pipeline.LoadPolicy(a.Cfg.PolicyFile)
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
-	}
 	intents := store.NewIntentWriter(a.Store.Pool, store.IntentWriterOptions{})
 	a.onClose(intents.Close)
 	if err := a.Registry.Register(intents); err != nil {
@@ -43,7 +38,7 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 		API:               a.Cfg.API,
 		Bucket:            a.Cfg.Bucket,
 		MultipartDeadline: a.Cfg.Jobs.MultipartDeadline,
-		Policy:            policy,
+		Policy:            a.Policy,
 		Queries:           store.IntentQueries{Queries: a.Store.Q, Intents: intents},
 		S3:                a.S3,
 		Presign:           a.Presign,

@@ -54,6 +54,9 @@ type App struct {
 	Mux *http.ServeMux
 	// Health holds the readiness checks; roles add theirs.
 	Health *health.Checker
+	// Policy is the validation policy (INTAKE_POLICY_FILE), loaded once at start: the API checks
+	// declared uploads against it, the pipeline checks what landed.
+	Policy *pipeline.Policy
 
 	procOnce sync.Once
 	proc     *pipeline.Processor
@@ -65,18 +68,13 @@ type App struct {
 // metrics, one canceller of multipart-abort tasks), building it on first use.
 func (a *App) Processor() (*pipeline.Processor, error) {
 	a.procOnce.Do(func() {
-		policy, err := pipeline.LoadPolicy(a.Cfg.PolicyFile)
-		if err != nil {
-			a.procErr = err
-			return
-		}
 		// Completed multipart uploads cancel their delayed abort task in Redis.
 		insp := asynq.NewInspector(a.Redis)
 		a.onClose(func() { _ = insp.Close() })
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects:     objstore.NewObjects(a.S3),
 			Records:     store.NewRecords(a.Store),
-			Policy:      policy,
+			Policy:      a.Policy,
 			Log:         a.Log.With("component", "pipeline"),
 			Registerer:  a.Registry,
 			HashMaxSize: a.Cfg.Consumer.HashMaxSize,
@@ -163,11 +161,16 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 		st.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	policy, err := pipeline.LoadPolicy(cfg.PolicyFile)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("INTAKE_POLICY_FILE: %w", err)
+	}
 	reg := telemetry.NewRegistry()
 	a := &App{
 		Cfg: cfg, Roles: roles, Log: log, Registry: reg, Store: st,
 		S3: objstore.NewClient(awsCfg, cfg.AWS), Presign: objstore.NewPresignClient(awsCfg, cfg.AWS),
-		SQS: queue.NewClient(awsCfg, cfg.AWS), Redis: redisOpt,
+		SQS: queue.NewClient(awsCfg, cfg.AWS), Redis: redisOpt, Policy: policy,
 		Mux: http.NewServeMux(), Health: health.NewChecker(3*time.Second, reg),
 	}
 	a.Health.Add("postgres", st.Ping)
