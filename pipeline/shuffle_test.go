@@ -98,7 +98,10 @@ func rows(t *testing.T, b *procBundle, st *store.Store) map[string]rowState {
 func runStream(t *testing.T, b *procBundle, bodies [][]byte, workers int) map[string]rowState {
 	t.Helper()
 	st := testkit.DB(t)
-	p := b.newProcessor(t, procOpts{records: store.NewRecords(st), policy: sniffPolicy(pipeline.ActionTag)})
+	// The daemon's record store: concurrent workers' lookups and records go out in batches.
+	records := store.NewBatchedRecords(st, store.BatchOptions{})
+	t.Cleanup(records.Close)
+	p := b.newProcessor(t, procOpts{records: records, policy: sniffPolicy(pipeline.ActionTag)})
 	work := make(chan []byte)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(bodies))

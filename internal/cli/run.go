@@ -71,9 +71,17 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 		// Completed multipart uploads cancel their delayed abort task in Redis.
 		insp := asynq.NewInspector(a.Redis)
 		a.onClose(func() { _ = insp.Close() })
+		// Lookups and records of concurrent messages share round trips and commits; closed after
+		// the roles have stopped, before the pool.
+		records := store.NewBatchedRecords(a.Store, store.BatchOptions{})
+		a.onClose(records.Close)
+		if err := a.Registry.Register(records); err != nil {
+			a.procErr = fmt.Errorf("register record store metrics: %w", err)
+			return
+		}
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects:     objstore.NewObjects(a.S3),
-			Records:     store.NewRecords(a.Store),
+			Records:     records,
 			Policy:      a.Policy,
 			Log:         a.Log.With("component", "pipeline"),
 			Registerer:  a.Registry,

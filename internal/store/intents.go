@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -23,7 +22,8 @@ type IntentWriterOptions struct {
 	// Committers is how many batches may be committing at once (default 2). Each committing batch
 	// holds one pool connection, so keep it below the pool's MaxConns.
 	Committers int
-	// CommitTimeout bounds each batch statement (default 10 s); the rows' callers get its error.
+	// CommitTimeout bounds each batch, its retries after a split included (default 10 s); the rows'
+	// callers get its error.
 	CommitTimeout time.Duration
 }
 
@@ -40,7 +40,7 @@ type IntentWriterOptions struct {
 // the load and a row never waits for more than the commits in progress before its own. When idle, a
 // row is committed at once, alone. The queue holds 2×MaxBatch×Committers rows (the next batch of
 // each committer, and one more); beyond that callers block (back-pressure), respecting their
-// context.
+// context. (The same group commit batches the consumer's records: see NewBatchedRecords.)
 //
 // # Errors
 //
@@ -68,36 +68,17 @@ type IntentWriterOptions struct {
 // IntentWriter is also a prometheus.Collector of intake_intent_batch_rows (rows per batch taken
 // from the queue) and intake_intent_batch_splits_total (batches split because of a bad row).
 type IntentWriter struct {
-	q        *dbq.Queries
-	maxBatch int
-	timeout  time.Duration
-
-	// mu guards closed against sends on reqs: senders hold it for reading while sending, Close
-	// takes it for writing before closing reqs.
-	mu     sync.RWMutex
-	closed bool
-	reqs   chan *intentReq
-	wg     sync.WaitGroup
+	q     *dbq.Queries
+	batch *batcher[dbq.APICreateUploadParams, struct{}]
 
 	batchRows prometheus.Histogram
 	splits    prometheus.Counter
 }
 
-// intentReq is one caller's row and where its result goes (buffered: the committer never blocks on
-// a caller that has given up).
-type intentReq struct {
-	ctx  context.Context
-	arg  dbq.APICreateUploadParams
-	done chan error
-}
-
 // NewIntentWriter starts an IntentWriter inserting through pool. Call Close when done.
 func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter {
-	committers := max(cmp.Or(opts.Committers, 2), 1)
 	w := &IntentWriter{
-		q:        dbq.New(pool),
-		maxBatch: max(cmp.Or(opts.MaxBatch, 256), 1),
-		timeout:  cmp.Or(opts.CommitTimeout, 10*time.Second),
+		q: dbq.New(pool),
 		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "intake_intent_batch_rows",
 			Help:    "Upload intent rows per batch insert (group commit).",
@@ -108,56 +89,24 @@ func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter
 			Help: "Upload intent batches split and retried because PostgreSQL refused a row (constraint, bad value).",
 		}),
 	}
-	w.reqs = make(chan *intentReq, 2*w.maxBatch*committers)
-	for range committers {
-		w.wg.Go(w.commitLoop)
-	}
+	w.batch = newBatcher(cmp.Or(opts.Committers, 2), cmp.Or(opts.MaxBatch, 256),
+		cmp.Or(opts.CommitTimeout, 10*time.Second), w.batchRows, w.insert,
+		func(ctx context.Context, arg dbq.APICreateUploadParams) (struct{}, error) {
+			return struct{}{}, insertOne(ctx, w.q, arg)
+		})
 	return w
 }
 
 // APICreateUpload queues arg and waits until it is committed (nil) or fails (its error). It has the
 // signature of dbq.Queries.APICreateUpload, so the API can use it in its place.
 func (w *IntentWriter) APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r := &intentReq{ctx: ctx, arg: arg, done: make(chan error, 1)}
-	w.mu.RLock()
-	if w.closed {
-		w.mu.RUnlock()
-		return insertOne(ctx, w.q, arg)
-	}
-	select {
-	case w.reqs <- r:
-		w.mu.RUnlock()
-	case <-ctx.Done():
-		w.mu.RUnlock()
-		return ctx.Err()
-	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		select {
-		case err := <-r.done: // committed (or failed) just as ctx ended: report what happened
-			return err
-		default:
-			return ctx.Err()
-		}
-	}
+	_, err := w.batch.do(ctx, arg)
+	return err
 }
 
 // Close commits the queued rows, stops the committers and waits for them. Later APICreateUpload
 // calls insert directly. Close is idempotent.
-func (w *IntentWriter) Close() {
-	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.reqs)
-	}
-	w.mu.Unlock()
-	w.wg.Wait()
-}
+func (w *IntentWriter) Close() { w.batch.close() }
 
 // Describe implements prometheus.Collector.
 func (w *IntentWriter) Describe(ch chan<- *prometheus.Desc) {
@@ -173,67 +122,32 @@ func (w *IntentWriter) Collect(ch chan<- prometheus.Metric) {
 
 var _ prometheus.Collector = (*IntentWriter)(nil)
 
-// commitLoop is one committer: it takes the first queued row, then every row already queued up to
-// MaxBatch, and inserts them; it returns when reqs is closed and empty.
-func (w *IntentWriter) commitLoop() {
-	batch := make([]*intentReq, 0, w.maxBatch)
-	var params dbq.IntentsInsertBatchParams
-	for first := range w.reqs {
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < w.maxBatch {
-			select {
-			case r, ok := <-w.reqs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		// Skip rows whose caller has already gone: nobody waits for them.
-		live := batch[:0]
-		for _, r := range batch {
-			if err := r.ctx.Err(); err != nil {
-				r.done <- err
-				continue
-			}
-			live = append(live, r)
-		}
-		if len(live) > 0 {
-			w.batchRows.Observe(float64(len(live)))
-			w.insert(live, &params)
-		}
-		clear(batch[:cap(batch)])
-	}
-}
+type intentCall = call[dbq.APICreateUploadParams, struct{}]
 
-// insert inserts reqs in one statement and answers each; on a data error it splits reqs in halves.
-func (w *IntentWriter) insert(reqs []*intentReq, params *dbq.IntentsInsertBatchParams) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-	defer cancel()
-	if len(reqs) == 1 {
-		reqs[0].done <- insertOne(ctx, w.q, reqs[0].arg)
+// insert inserts the calls' rows in one statement and answers each; on a data error it splits them
+// in halves.
+func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
+	if len(calls) == 1 {
+		calls[0].answer(struct{}{}, insertOne(ctx, w.q, calls[0].arg))
 		return
 	}
-	fillParams(params, reqs)
-	err := w.q.IntentsInsertBatch(ctx, *params)
+	var params dbq.IntentsInsertBatchParams
+	fillParams(&params, calls)
+	err := w.q.IntentsInsertBatch(ctx, params)
 	switch {
 	case err == nil:
-		for _, r := range reqs {
-			r.done <- nil
+		for _, c := range calls {
+			c.answer(struct{}{}, nil)
 		}
 	case dataError(err):
 		w.splits.Inc()
-		cancel()
-		mid := len(reqs) / 2
-		w.insert(reqs[:mid], params)
-		w.insert(reqs[mid:], params)
+		mid := len(calls) / 2
+		w.insert(ctx, calls[:mid])
+		w.insert(ctx, calls[mid:])
 	default:
-		err = fmt.Errorf("insert %d upload intents: %w", len(reqs), err)
-		for _, r := range reqs {
-			r.done <- err
+		err = fmt.Errorf("insert %d upload intents: %w", len(calls), err)
+		for _, c := range calls {
+			c.answer(struct{}{}, err)
 		}
 	}
 }
@@ -246,16 +160,16 @@ func insertOne(ctx context.Context, q *dbq.Queries, arg dbq.APICreateUploadParam
 	return nil
 }
 
-// fillParams sets p's parallel arrays to reqs' rows, reusing p's slices.
-func fillParams(p *dbq.IntentsInsertBatchParams, reqs []*intentReq) {
+// fillParams sets p's parallel arrays to the calls' rows.
+func fillParams(p *dbq.IntentsInsertBatchParams, calls []*intentCall) {
 	*p = dbq.IntentsInsertBatchParams{
 		Ids: p.Ids[:0], Owners: p.Owners[:0], Buckets: p.Buckets[:0], Keys: p.Keys[:0],
 		Methods: p.Methods[:0], Filenames: p.Filenames[:0], ContentTypes: p.ContentTypes[:0],
 		Sizes: p.Sizes[:0], SizesDeclared: p.SizesDeclared[:0], Sha256s: p.Sha256s[:0],
 		MultipartUploadIds: p.MultipartUploadIds[:0], ExpiresAts: p.ExpiresAts[:0],
 	}
-	for _, r := range reqs {
-		a := &r.arg
+	for _, c := range calls {
+		a := &c.arg
 		p.Ids = append(p.Ids, a.ID)
 		p.Owners = append(p.Owners, a.Owner)
 		p.Buckets = append(p.Buckets, a.Bucket)

@@ -1,16 +1,20 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
@@ -18,50 +22,238 @@ import (
 
 // Records is the pipeline's [pipeline.RecordStore] on PostgreSQL (queries in queries/objects.sql).
 // Errors caused by an unreachable or restarting server wrap [pipeline.ErrUnavailable].
+//
+// From NewRecords, each call is its own statement. From NewBatchedRecords (the consumer's), the
+// intent lookups and the records of concurrent messages are grouped (group commit, as in
+// IntentWriter): one SELECT answers the lookups of many messages, and the records of many messages
+// go in one pgx batch, one implicit transaction and one commit. Every caller still returns only
+// once its own record is committed, and gets only its own error: when a batch fails because of one
+// record (a constraint, a deadlock), each of its records is written again alone.
 type Records struct {
 	s *Store
+
+	// lookups and records batch the calls; nil when unbatched.
+	lookups *batcher[objectKey, *pipeline.Intent]
+	records *batcher[pipeline.Record, pipeline.Recorded]
+	sizes   *prometheus.HistogramVec
 }
 
-var _ pipeline.RecordStore = (*Records)(nil)
+var (
+	_ pipeline.RecordStore = (*Records)(nil)
+	_ prometheus.Collector = (*Records)(nil)
+)
 
-// NewRecords returns the record store of s.
-func NewRecords(s *Store) *Records { return &Records{s: s} }
+// objectKey names an object.
+type objectKey struct{ bucket, key string }
+
+type recordCall = call[pipeline.Record, pipeline.Recorded]
+
+// NewRecords returns the record store of s, unbatched: each call is one statement on the caller's
+// goroutine.
+func NewRecords(s *Store) *Records {
+	return &Records{s: s, sizes: batchSizes()}
+}
+
+// BatchOptions configure the batching of NewBatchedRecords. Zero values take the defaults.
+type BatchOptions struct {
+	// MaxBatch caps the calls of one batch (default 64).
+	MaxBatch int
+	// Committers is how many batches of each kind (lookups, records) may run at once (default 2).
+	// Each running batch holds one pool connection.
+	Committers int
+	// Timeout bounds each batch (default 10 s); its callers get its error, marked unavailable.
+	Timeout time.Duration
+}
+
+// NewBatchedRecords returns the record store of s with the lookups and records of concurrent
+// callers batched (see Records). It starts goroutines: call Close when done, before closing the
+// pool. A lone caller is not delayed: an idle committer runs its call at once.
+func NewBatchedRecords(s *Store, opts BatchOptions) *Records {
+	r := NewRecords(s)
+	committers := cmp.Or(opts.Committers, 2)
+	maxBatch := cmp.Or(opts.MaxBatch, 64)
+	timeout := cmp.Or(opts.Timeout, 10*time.Second)
+	r.lookups = newBatcher(committers, maxBatch, timeout, r.sizes.WithLabelValues("intent_lookup"), r.lookupBatch,
+		func(ctx context.Context, k objectKey) (*pipeline.Intent, error) {
+			return r.intent(ctx, k.bucket, k.key)
+		})
+	r.records = newBatcher(committers, maxBatch, timeout, r.sizes.WithLabelValues("record"), r.recordBatch, r.record)
+	return r
+}
+
+func batchSizes() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "intake_pipeline_batch_size",
+		Help:    "Messages served by one PostgreSQL round trip of the pipeline (group commit), by statement.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 8),
+	}, []string{"statement"})
+}
+
+// Close runs the queued calls and stops the batching goroutines (nothing for NewRecords). Later
+// calls run unbatched. Close is idempotent.
+func (r *Records) Close() {
+	if r.lookups != nil {
+		r.lookups.close()
+		r.records.close()
+	}
+}
+
+// Describe implements prometheus.Collector (intake_pipeline_batch_size).
+func (r *Records) Describe(ch chan<- *prometheus.Desc) { r.sizes.Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (r *Records) Collect(ch chan<- prometheus.Metric) { r.sizes.Collect(ch) }
 
 // Intent returns the upload intent of (bucket, key), or nil when there is none.
 func (r *Records) Intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
-	row, err := r.s.Q.PipelineIntent(ctx, dbq.PipelineIntentParams{Bucket: bucket, Key: key})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+	if r.lookups != nil {
+		return r.lookups.do(ctx, objectKey{bucket, key})
 	}
+	return r.intent(ctx, bucket, key)
+}
+
+// intent looks up one intent with one statement.
+func (r *Records) intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
+	found, err := r.intents(ctx, []objectKey{{bucket, key}})
 	if err != nil {
 		return nil, classify(ctx, fmt.Sprintf("look up intent of %s/%s", bucket, key), err)
 	}
-	return &pipeline.Intent{
-		ID: row.ID, Owner: row.Owner, Method: row.Method, ContentType: row.ContentType,
-		Size: row.Size, SizeDeclared: row.SizeDeclared, SHA256: row.Sha256,
-		MultipartUploadID: strOf(row.MultipartUploadID), Status: row.Status,
-	}, nil
+	return found[objectKey{bucket, key}], nil
+}
+
+// lookupBatch answers the lookups of calls with one statement.
+func (r *Records) lookupBatch(ctx context.Context, calls []*call[objectKey, *pipeline.Intent]) {
+	keys := make([]objectKey, len(calls))
+	for i, c := range calls {
+		keys[i] = c.arg
+	}
+	found, err := r.intents(ctx, keys)
+	for _, c := range calls {
+		if err != nil {
+			c.answer(nil, classify(c.ctx, fmt.Sprintf("look up intent of %s/%s (with %d others)", c.arg.bucket, c.arg.key, len(calls)-1), err))
+			continue
+		}
+		c.answer(found[c.arg], nil)
+	}
+}
+
+// intents returns the intents of keys that have one.
+func (r *Records) intents(ctx context.Context, keys []objectKey) (map[objectKey]*pipeline.Intent, error) {
+	p := dbq.PipelineIntentsParams{Buckets: make([]string, len(keys)), Keys: make([]string, len(keys))}
+	for i, k := range keys {
+		p.Buckets[i], p.Keys[i] = k.bucket, k.key
+	}
+	rows, err := r.s.Q.PipelineIntents(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[objectKey]*pipeline.Intent, len(rows))
+	for _, row := range rows {
+		found[objectKey{row.Bucket, row.Key}] = &pipeline.Intent{
+			ID: row.ID, Owner: row.Owner, Method: row.Method, ContentType: row.ContentType,
+			Size: row.Size, SizeDeclared: row.SizeDeclared, SHA256: row.Sha256,
+			MultipartUploadID: strOf(row.MultipartUploadID), Status: row.Status,
+		}
+	}
+	return found, nil
 }
 
 // Record upserts the object row if rec is newer than the stored one and completes
 // rec.CompleteIntent, in one transaction, and returns the row as it stands.
 func (r *Records) Record(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {
-	p := recordParams(rec)
-	row, err := r.s.Q.PipelineRecord(ctx, p)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// The upsert waited for a concurrent insert of the key and left that row as it was; the
-		// statement's snapshot predates it, so read it with a fresh one.
-		var cur dbq.Object
-		cur, err = r.s.Q.PipelineGetObject(ctx, dbq.PipelineGetObjectParams{Bucket: rec.Bucket, Key: rec.Key})
-		row = dbq.PipelineRecordRow{Status: cur.Status, Reason: cur.Reason, Etag: cur.Etag, VersionID: cur.VersionID}
+	if r.records != nil {
+		return r.records.do(ctx, rec)
 	}
+	return r.record(ctx, rec)
+}
+
+// record writes one record alone.
+func (r *Records) record(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {
+	out, err := r.writeRecords(ctx, []pipeline.Record{rec})
 	if err != nil {
 		return pipeline.Recorded{}, classify(ctx, fmt.Sprintf("record %s/%s", rec.Bucket, rec.Key), err)
 	}
-	return pipeline.Recorded{
-		Applied: row.Applied, Status: row.Status, Reason: strOf(row.Reason),
-		ETag: strOf(row.Etag), VersionID: strOf(row.VersionID),
-	}, nil
+	return out[0], nil
+}
+
+// recordBatch writes the records of calls in one transaction, in (bucket, key) order so that
+// concurrent batches lock rows in the same order. If it fails for a reason other than the database
+// being unavailable, each record is written again alone, so that only the culprit's caller fails.
+func (r *Records) recordBatch(ctx context.Context, calls []*recordCall) {
+	slices.SortStableFunc(calls, func(a, b *recordCall) int {
+		return cmp.Or(strings.Compare(a.arg.Bucket, b.arg.Bucket), strings.Compare(a.arg.Key, b.arg.Key))
+	})
+	recs := make([]pipeline.Record, len(calls))
+	for i, c := range calls {
+		recs[i] = c.arg
+	}
+	out, err := r.writeRecords(ctx, recs)
+	switch {
+	case err == nil:
+		for i, c := range calls {
+			c.answer(out[i], nil)
+		}
+	case len(calls) > 1 && !Unavailable(err):
+		for _, c := range calls {
+			c.answer(r.record(ctx, c.arg))
+		}
+	default:
+		for _, c := range calls {
+			what := fmt.Sprintf("record %s/%s", c.arg.Bucket, c.arg.Key)
+			if len(calls) > 1 {
+				what += fmt.Sprintf(" (with %d others)", len(calls)-1)
+			}
+			c.answer(pipeline.Recorded{}, classify(c.ctx, what, err))
+		}
+	}
+}
+
+// writeRecords runs one PipelineRecord per record in one pgx batch: one round trip, one implicit
+// transaction (one Sync), so all are committed together or none is. It returns the rows as they
+// stand after each record.
+func (r *Records) writeRecords(ctx context.Context, recs []pipeline.Record) ([]pipeline.Recorded, error) {
+	params := make([]dbq.PipelineRecordParams, len(recs))
+	for i, rec := range recs {
+		params[i] = recordParams(rec)
+	}
+	rows := make([]dbq.PipelineRecordRow, len(recs))
+	var reread []int
+	var firstErr error
+	results := r.s.Q.PipelineRecord(ctx, params)
+	results.QueryRow(func(i int, row dbq.PipelineRecordRow, err error) {
+		switch {
+		case err == nil:
+			rows[i] = row
+		case errors.Is(err, pgx.ErrNoRows):
+			reread = append(reread, i)
+		case firstErr == nil:
+			firstErr = err
+		}
+	})
+	// QueryRow closed the batch and dropped the error of its end (the commit); Close returns it.
+	if err := results.Close(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	for _, i := range reread {
+		// The upsert waited for a concurrent insert of the key and left that row as it was; the
+		// statement's snapshot predates it, so read it with a fresh one.
+		cur, err := r.s.Q.PipelineGetObject(ctx, dbq.PipelineGetObjectParams{Bucket: recs[i].Bucket, Key: recs[i].Key})
+		if err != nil {
+			return nil, fmt.Errorf("read back %s/%s: %w", recs[i].Bucket, recs[i].Key, err)
+		}
+		rows[i] = dbq.PipelineRecordRow{Status: cur.Status, Reason: cur.Reason, Etag: cur.Etag, VersionID: cur.VersionID}
+	}
+	out := make([]pipeline.Recorded, len(rows))
+	for i, row := range rows {
+		out[i] = pipeline.Recorded{
+			Applied: row.Applied, Status: row.Status, Reason: strOf(row.Reason),
+			ETag: strOf(row.Etag), VersionID: strOf(row.VersionID),
+		}
+	}
+	return out, nil
 }
 
 // Archive stores a raw message body in the events table.

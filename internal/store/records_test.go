@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
@@ -34,6 +35,35 @@ func setupRecords(t *testing.T) *recordsBundle {
 	}
 	st := testkit.DB(t)
 	return &recordsBundle{ctx: testkit.Context(t), st: st, rs: store.NewRecords(st)}
+}
+
+// setupBatchedRecords is setupRecords with NewBatchedRecords; its metrics go to reg.
+func setupBatchedRecords(t *testing.T, opts store.BatchOptions) (*recordsBundle, *prometheus.Registry) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	st := testkit.DB(t)
+	rs := store.NewBatchedRecords(st, opts)
+	t.Cleanup(rs.Close) // before the pool closes (cleanups run last-in first-out)
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(rs))
+	return &recordsBundle{ctx: testkit.Context(t), st: st, rs: rs}, reg
+}
+
+// eachRecords runs test against the unbatched and the batched record store: both give the same
+// results.
+func eachRecords(t *testing.T, test func(t *testing.T, b *recordsBundle)) {
+	t.Helper()
+	t.Run("unbatched", func(t *testing.T) {
+		t.Parallel()
+		test(t, setupRecords(t))
+	})
+	t.Run("batched", func(t *testing.T) {
+		t.Parallel()
+		b, _ := setupBatchedRecords(t, store.BatchOptions{})
+		test(t, b)
+	})
 }
 
 // addUpload inserts an upload intent and returns its id.
@@ -63,7 +93,10 @@ func (b *recordsBundle) uploadStatus(t *testing.T, id uuid.UUID) string {
 
 func TestRecordsIntent(t *testing.T) {
 	t.Parallel()
-	b := setupRecords(t)
+	eachRecords(t, testRecordsIntent)
+}
+
+func testRecordsIntent(t *testing.T, b *recordsBundle) {
 	got, err := b.rs.Intent(b.ctx, "b", "none")
 	require.NoError(t, err)
 	require.Nil(t, got)
@@ -100,7 +133,10 @@ func seqKey(s string) string {
 
 func TestRecordsOrdering(t *testing.T) {
 	t.Parallel()
-	b := setupRecords(t)
+	eachRecords(t, testRecordsOrdering)
+}
+
+func testRecordsOrdering(t *testing.T, b *recordsBundle) {
 	t0 := time.Date(2026, 11, 25, 1, 24, 18, 0, time.UTC)
 	t1 := t0.Add(time.Millisecond)
 	missing := func(rec pipeline.Record) pipeline.Record {
@@ -159,7 +195,10 @@ func TestRecordsOrdering(t *testing.T) {
 
 func TestRecordsRecordFields(t *testing.T) {
 	t.Parallel()
-	b := setupRecords(t)
+	eachRecords(t, testRecordsRecordFields)
+}
+
+func testRecordsRecordFields(t *testing.T, b *recordsBundle) {
 	id := b.addUpload(t, "k", "put", "pending", nil, nil)
 	size := int64(42)
 	sum := sha256.Sum256([]byte("x"))
@@ -206,7 +245,10 @@ func TestRecordsRecordFields(t *testing.T) {
 
 func TestRecordsCompleteIntent(t *testing.T) {
 	t.Parallel()
-	b := setupRecords(t)
+	eachRecords(t, testRecordsCompleteIntent)
+}
+
+func testRecordsCompleteIntent(t *testing.T, b *recordsBundle) {
 	for _, tc := range []struct{ from, want string }{
 		{"pending", "completed"}, {"expired", "completed"}, {"aborted", "aborted"}, {"completed", "completed"},
 	} {
@@ -247,17 +289,22 @@ func TestRecordsUnavailable(t *testing.T) {
 	t.Cleanup(pool.Close)
 	rs := store.NewRecords(&store.Store{Pool: pool, Q: dbq.New(pool)})
 
-	_, err = rs.Intent(ctx, "b", "k")
-	require.ErrorIs(t, err, pipeline.ErrUnavailable)
-	_, err = rs.Record(ctx, pipeline.Record{Bucket: "b", Key: "k", Status: pipeline.StatusDeleted})
-	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	batched := store.NewBatchedRecords(&store.Store{Pool: pool, Q: dbq.New(pool)}, store.BatchOptions{})
+	t.Cleanup(batched.Close)
+	for _, rs := range []*store.Records{rs, batched} {
+		_, err = rs.Intent(ctx, "b", "k")
+		require.ErrorIs(t, err, pipeline.ErrUnavailable)
+		_, err = rs.Record(ctx, pipeline.Record{Bucket: "b", Key: "k", Status: pipeline.StatusDeleted})
+		require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	}
 	require.ErrorIs(t, rs.Archive(ctx, pipeline.ArchivedEvent{MessageID: "m", Outcome: "x", Body: "x"}), pipeline.ErrUnavailable)
 
 	// A statement error is not an outage.
-	b := setupRecords(t)
-	_, err = b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: "k", Status: "bogus"})
-	require.Error(t, err)
-	require.False(t, errors.Is(err, pipeline.ErrUnavailable), "%v", err)
+	eachRecords(t, func(t *testing.T, b *recordsBundle) {
+		_, err := b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: "k", Status: "bogus"})
+		require.ErrorContains(t, err, "objects_status_check")
+		require.False(t, errors.Is(err, pipeline.ErrUnavailable), "%v", err)
+	})
 }
 
 func TestUnavailable(t *testing.T) {

@@ -157,8 +157,10 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 }
 
 // round prepares one measured run: a fresh queue holding the events of the first n objects, a fresh
-// database schema and a Processor over it.
-func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer) (queueURL string, proc *pipeline.Processor, st *store.Store) {
+// database schema and a Processor over it, with the daemon's batched record store (lookups and
+// records of concurrent messages share round trips and commits) or, for the naive loop, one
+// statement per call.
+func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, batched bool) (queueURL string, proc *pipeline.Processor, st *store.Store) {
 	b.Helper()
 	q := testkit.Queue(b, e.sqs, 10, time.Minute)
 	bodies := make([]string, n)
@@ -167,8 +169,13 @@ func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer) (queueURL stri
 	}
 	preload(b, e.sqs, q.URL, bodies)
 	st = testkit.DB(b)
+	records := store.NewRecords(st)
+	if batched {
+		records = store.NewBatchedRecords(st, store.BatchOptions{})
+		b.Cleanup(records.Close)
+	}
 	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
-		Objects: timedObjects{objstore.NewObjects(e.s3), stages}, Records: timedRecords{store.NewRecords(st), stages},
+		Objects: timedObjects{objstore.NewObjects(e.s3), stages}, Records: timedRecords{records, stages},
 		Policy: pipeline.DefaultPolicy(), Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
@@ -253,7 +260,7 @@ func drainNaively(b *testing.B, client *sqs.Client, queueURL string, proc consum
 }
 
 // BenchmarkEndToEnd drains 5,000 S3 ObjectCreated events over 5,000 real objects in MinIO with the
-// consumer and the real Processor (HEAD, ranged GET, sniff, policy, PostgreSQL upsert), and 300 with
+// consumer and the real Processor (one ranged GET, sniff, policy, batched PostgreSQL lookups and upserts), and 300 with
 // a naive one-at-a-time loop for comparison. Uploading the objects and filling the queues is not
 // timed. Reported: events/s of both and their ratio; ns/op is the consumer's drain time.
 func BenchmarkEndToEnd(b *testing.B) {
@@ -262,7 +269,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		stages := newStageTimer()
-		queueURL, proc, st := e.round(b, benchEvents, stages)
+		queueURL, proc, st := e.round(b, benchEvents, stages, true)
 		cpu := cpuTimes()
 		stopProfile := profileIfAsked(b)
 		b.StartTimer()
@@ -277,7 +284,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		consumerRate = benchEvents / took.Seconds()
 
 		stages = newStageTimer()
-		queueURL, proc, st = e.round(b, naiveEvents, stages)
+		queueURL, proc, st = e.round(b, naiveEvents, stages, false)
 		cpu = cpuTimes()
 		took = drainNaively(b, e.sqs, queueURL, proc, naiveEvents)
 		b.Logf("naive: %d events in %s; %s", naiveEvents, took.Round(time.Millisecond), stages)
@@ -315,4 +322,42 @@ func BenchmarkConsumerOverhead(b *testing.B) {
 		rate = benchEvents / took.Seconds()
 	}
 	b.ReportMetric(rate, "events/s")
+}
+
+// BenchmarkMinIOCeiling measures the most the end-to-end benchmark could reach with this MinIO on
+// these cores: the inspection reads alone (one presigned ranged GET per object, 64 at a time, the
+// consumer's worker count), with nothing else running. No consumer can beat this rate here.
+func BenchmarkMinIOCeiling(b *testing.B) {
+	e := newBenchEnv(b, benchEvents)
+	objects := objstore.NewObjects(e.s3)
+	var rate float64
+	for range b.N {
+		cpu := cpuTimes()
+		began := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		for range 64 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(e.objs) {
+						return
+					}
+					if _, _, err := objects.Peek(context.Background(), e.bucket, e.objs[i].key, pipeline.SniffLen); err != nil {
+						failed.Store(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		took := time.Since(began)
+		if err, ok := failed.Load().(error); ok {
+			b.Fatal(err)
+		}
+		b.Logf("%d ranged GETs in %s; CPU used: %s", len(e.objs), took.Round(time.Millisecond), cpuSince(cpu))
+		rate = float64(len(e.objs)) / took.Seconds()
+	}
+	b.ReportMetric(rate, "GETs/s")
 }

@@ -123,11 +123,21 @@ func newE2E(t *testing.T, k *hook, maxReceive int) *e2e {
 	return e
 }
 
-// processor is the real pipeline Processor over the scenario's bucket and records.
+// batchedRecords is the daemon's record store over st (lookups and records of concurrent messages
+// batched), closed when the test ends.
+func batchedRecords(t *testing.T, st *store.Store) *store.Records {
+	t.Helper()
+	rs := store.NewBatchedRecords(st, store.BatchOptions{})
+	t.Cleanup(rs.Close)
+	return rs
+}
+
+// processor is the real pipeline Processor over the scenario's bucket and records (the daemon's
+// batched record store unless given).
 func (e *e2e) processor(t *testing.T, records pipeline.RecordStore) *pipeline.Processor {
 	t.Helper()
 	if records == nil {
-		records = store.NewRecords(e.st)
+		records = batchedRecords(t, e.st)
 	}
 	p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		Objects: objstore.NewObjects(e.s3), Records: records, Policy: pipeline.DefaultPolicy(),
@@ -369,7 +379,7 @@ func TestEndToEnd(t *testing.T) {
 		e := newE2E(t, k, 100)
 		proxy := startProxy(t, "127.0.0.1:5432")
 		viaProxy := storeVia(t, e.st, proxy.addr())
-		s := e.consume(t, e.processor(t, store.NewRecords(viaProxy)), nil)
+		s := e.consume(t, e.processor(t, batchedRecords(t, viaProxy)), nil)
 
 		var keys []string
 		for i := range 5 {

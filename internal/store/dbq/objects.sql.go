@@ -7,7 +7,6 @@ package dbq
 
 import (
 	"context"
-	"time"
 
 	"github.com/google/uuid"
 )
@@ -74,18 +73,21 @@ func (q *Queries) PipelineGetObject(ctx context.Context, arg PipelineGetObjectPa
 	return i, err
 }
 
-const pipelineIntent = `-- name: PipelineIntent :one
-SELECT id, owner, method, content_type, size, size_declared, sha256, multipart_upload_id, status
-FROM uploads
-WHERE bucket = $1 AND key = $2
+const pipelineIntents = `-- name: PipelineIntents :many
+SELECT u.bucket, u.key, u.id, u.owner, u.method, u.content_type, u.size, u.size_declared, u.sha256,
+       u.multipart_upload_id, u.status
+FROM (SELECT unnest($1::text[]) AS bucket, unnest($2::text[]) AS key) AS k
+JOIN uploads u ON u.bucket = k.bucket AND u.key = k.key
 `
 
-type PipelineIntentParams struct {
-	Bucket string
-	Key    string
+type PipelineIntentsParams struct {
+	Buckets []string
+	Keys    []string
 }
 
-type PipelineIntentRow struct {
+type PipelineIntentsRow struct {
+	Bucket            string
+	Key               string
 	ID                uuid.UUID
 	Owner             string
 	Method            string
@@ -97,22 +99,40 @@ type PipelineIntentRow struct {
 	Status            string
 }
 
-// The upload intent of (bucket, key), if any.
-func (q *Queries) PipelineIntent(ctx context.Context, arg PipelineIntentParams) (PipelineIntentRow, error) {
-	row := q.db.QueryRow(ctx, pipelineIntent, arg.Bucket, arg.Key)
-	var i PipelineIntentRow
-	err := row.Scan(
-		&i.ID,
-		&i.Owner,
-		&i.Method,
-		&i.ContentType,
-		&i.Size,
-		&i.SizeDeclared,
-		&i.Sha256,
-		&i.MultipartUploadID,
-		&i.Status,
-	)
-	return i, err
+// The upload intents of several (bucket, key) pairs at once (store.Records batches the lookups of
+// concurrent messages; alone, a lookup is a batch of one). A pair without an intent has no row. Each
+// pair is one probe of the uploads_bucket_key_key index (the arrays are parallel, as in
+// intents.sql).
+func (q *Queries) PipelineIntents(ctx context.Context, arg PipelineIntentsParams) ([]PipelineIntentsRow, error) {
+	rows, err := q.db.Query(ctx, pipelineIntents, arg.Buckets, arg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PipelineIntentsRow{}
+	for rows.Next() {
+		var i PipelineIntentsRow
+		if err := rows.Scan(
+			&i.Bucket,
+			&i.Key,
+			&i.ID,
+			&i.Owner,
+			&i.Method,
+			&i.ContentType,
+			&i.Size,
+			&i.SizeDeclared,
+			&i.Sha256,
+			&i.MultipartUploadID,
+			&i.Status,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const pipelineListObjects = `-- name: PipelineListObjects :many
@@ -158,121 +178,4 @@ func (q *Queries) PipelineListObjects(ctx context.Context, bucket string) ([]Obj
 		return nil, err
 	}
 	return items, nil
-}
-
-const pipelineRecord = `-- name: PipelineRecord :one
-WITH up AS (
-    INSERT INTO objects AS o (bucket, key, version_id, etag, size, content_type, sniffed_type, sha256,
-                              width, height, owner, upload_id, status, reason, sequencer, event_time)
-    VALUES ($1, $2, $3, $4, $5,
-            $6, $7, $8, $9,
-            $10, $11, $12, $13, $14,
-            $15, $16)
-    ON CONFLICT (bucket, key) DO UPDATE SET
-        version_id   = EXCLUDED.version_id,
-        etag         = EXCLUDED.etag,
-        size         = EXCLUDED.size,
-        content_type = EXCLUDED.content_type,
-        sniffed_type = EXCLUDED.sniffed_type,
-        sha256       = EXCLUDED.sha256,
-        width        = EXCLUDED.width,
-        height       = EXCLUDED.height,
-        owner        = EXCLUDED.owner,
-        upload_id    = EXCLUDED.upload_id,
-        status       = EXCLUDED.status,
-        reason       = EXCLUDED.reason,
-        sequencer    = EXCLUDED.sequencer,
-        event_time   = EXCLUDED.event_time,
-        updated_at   = now()
-    WHERE CASE
-        WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
-            THEN EXCLUDED.sequencer > o.sequencer
-        WHEN EXCLUDED.event_time IS DISTINCT FROM o.event_time
-            THEN COALESCE(EXCLUDED.event_time > o.event_time, EXCLUDED.event_time IS NOT NULL)
-        WHEN NOT $17::boolean OR o.sequencer IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
-            THEN false
-        WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
-            THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
-        ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
-    END
-    RETURNING o.status, o.reason, o.etag, o.version_id
-), done AS (
-    UPDATE uploads SET status = 'completed', updated_at = now()
-    WHERE id = $18::uuid AND status IN ('pending', 'expired')
-    RETURNING id
-)
-SELECT true AS applied, up.status, up.reason, up.etag, up.version_id FROM up
-UNION ALL
-SELECT false AS applied, cur.status, cur.reason, cur.etag, cur.version_id FROM objects cur
-WHERE cur.bucket = $1 AND cur.key = $2 AND NOT EXISTS (SELECT 1 FROM up)
-`
-
-type PipelineRecordParams struct {
-	Bucket         string
-	Key            string
-	VersionID      *string
-	Etag           *string
-	Size           *int64
-	ContentType    *string
-	SniffedType    *string
-	Sha256         []byte
-	Width          *int32
-	Height         *int32
-	Owner          *string
-	UploadID       *uuid.UUID
-	Status         string
-	Reason         *string
-	Sequencer      *string
-	EventTime      *time.Time
-	Observed       bool
-	CompleteIntent *uuid.UUID
-}
-
-type PipelineRecordRow struct {
-	Applied   bool
-	Status    string
-	Reason    *string
-	Etag      *string
-	VersionID *string
-}
-
-// The CTE "up" creates the row of (bucket, key), or replaces it only if the new state is newer: by
-// sequencer when both have one (normalized, compared under COLLATE "C"), else by event time (NULL =
-// oldest). On an exact tie without sequencers, an observed state (what S3 showed during this
-// processing) replaces a row with different content; between two absent states, deleted replaces
-// missing. The statement also reads back a row it left unchanged and completes the intent: one round
-// trip and one implicit transaction (instead of BEGIN, three statements and COMMIT). applied tells
-// whether the row changed. Data-modifying CTEs always run to completion.
-// When the upsert waited for a concurrent insert of the same key and then left it unchanged, the
-// read-back (which uses the statement's snapshot) may return no row: the caller reads it again.
-func (q *Queries) PipelineRecord(ctx context.Context, arg PipelineRecordParams) (PipelineRecordRow, error) {
-	row := q.db.QueryRow(ctx, pipelineRecord,
-		arg.Bucket,
-		arg.Key,
-		arg.VersionID,
-		arg.Etag,
-		arg.Size,
-		arg.ContentType,
-		arg.SniffedType,
-		arg.Sha256,
-		arg.Width,
-		arg.Height,
-		arg.Owner,
-		arg.UploadID,
-		arg.Status,
-		arg.Reason,
-		arg.Sequencer,
-		arg.EventTime,
-		arg.Observed,
-		arg.CompleteIntent,
-	)
-	var i PipelineRecordRow
-	err := row.Scan(
-		&i.Applied,
-		&i.Status,
-		&i.Reason,
-		&i.Etag,
-		&i.VersionID,
-	)
-	return i, err
 }

@@ -1,17 +1,22 @@
--- name: PipelineIntent :one
--- The upload intent of (bucket, key), if any.
-SELECT id, owner, method, content_type, size, size_declared, sha256, multipart_upload_id, status
-FROM uploads
-WHERE bucket = @bucket AND key = @key;
+-- name: PipelineIntents :many
+-- The upload intents of several (bucket, key) pairs at once (store.Records batches the lookups of
+-- concurrent messages; alone, a lookup is a batch of one). A pair without an intent has no row. Each
+-- pair is one probe of the uploads_bucket_key_key index (the arrays are parallel, as in
+-- intents.sql).
+SELECT u.bucket, u.key, u.id, u.owner, u.method, u.content_type, u.size, u.size_declared, u.sha256,
+       u.multipart_upload_id, u.status
+FROM (SELECT unnest(@buckets::text[]) AS bucket, unnest(@keys::text[]) AS key) AS k
+JOIN uploads u ON u.bucket = k.bucket AND u.key = k.key;
 
--- name: PipelineRecord :one
+-- name: PipelineRecord :batchone
 -- The CTE "up" creates the row of (bucket, key), or replaces it only if the new state is newer: by
 -- sequencer when both have one (normalized, compared under COLLATE "C"), else by event time (NULL =
 -- oldest). On an exact tie without sequencers, an observed state (what S3 showed during this
 -- processing) replaces a row with different content; between two absent states, deleted replaces
--- missing. The statement also reads back a row it left unchanged and completes the intent: one round
--- trip and one implicit transaction (instead of BEGIN, three statements and COMMIT). applied tells
--- whether the row changed. Data-modifying CTEs always run to completion.
+-- missing. The statement also reads back a row it left unchanged and completes the intent (instead
+-- of three statements). applied tells whether the row changed. Data-modifying CTEs always run to
+-- completion. It is sent as a pgx batch: store.Records sends the records of concurrent messages in
+-- one batch, which runs as one implicit transaction (one commit for all of them).
 -- When the upsert waited for a concurrent insert of the same key and then left it unchanged, the
 -- read-back (which uses the statement's snapshot) may return no row: the caller reads it again.
 WITH up AS (
