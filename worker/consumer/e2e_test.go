@@ -469,6 +469,9 @@ func storeVia(t *testing.T, st *store.Store, addr string) *store.Store {
 type tcpProxy struct {
 	target string
 	port   string
+	// delay, when set, holds every chunk of bytes that long before forwarding it, in each direction
+	// (startDelayProxy).
+	delay time.Duration
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -476,12 +479,16 @@ type tcpProxy struct {
 	wg    sync.WaitGroup
 }
 
-func startProxy(t *testing.T, target string) *tcpProxy {
+func startProxy(t testing.TB, target string) *tcpProxy { return startDelayProxy(t, target, 0) }
+
+// startDelayProxy is startProxy with every byte delayed by oneWay in each direction: a network
+// round trip of 2×oneWay, without a bandwidth limit (chunks in flight overlap).
+func startDelayProxy(t testing.TB, target string, oneWay time.Duration) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	p := &tcpProxy{target: target, port: port, conns: map[net.Conn]struct{}{}}
+	p := &tcpProxy{target: target, port: port, delay: oneWay, conns: map[net.Conn]struct{}{}}
 	p.serve(ln)
 	t.Cleanup(func() {
 		p.down()
@@ -519,13 +526,52 @@ func (p *tcpProxy) pipe(c net.Conn) {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = io.Copy(u, c); _ = u.Close() })
-	wg.Go(func() { _, _ = io.Copy(c, u); _ = c.Close() })
+	wg.Go(func() { p.copy(u, c); _ = u.Close() })
+	wg.Go(func() { p.copy(c, u); _ = c.Close() })
 	wg.Wait()
 	p.mu.Lock()
 	delete(p.conns, c)
 	delete(p.conns, u)
 	p.mu.Unlock()
+}
+
+// copy forwards src to dst until either fails, each chunk p.delay after it was read.
+func (p *tcpProxy) copy(dst io.Writer, src io.Reader) {
+	if p.delay <= 0 {
+		_, _ = io.Copy(dst, src)
+		return
+	}
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	chunks := make(chan chunk, 1024)
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		defer close(chunks)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunks <- chunk{bytes.Clone(buf[:n]), time.Now().Add(p.delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer reader.Wait()
+	for c := range chunks {
+		time.Sleep(time.Until(c.due))
+		if _, err := dst.Write(c.b); err != nil {
+			if closer, ok := src.(io.Closer); ok {
+				_ = closer.Close() // ends the reader
+			}
+			for range chunks {
+			}
+			return
+		}
+	}
 }
 
 func (p *tcpProxy) track(cs ...net.Conn) bool {
