@@ -340,6 +340,10 @@ func TestOperatorBinary(t *testing.T) {
 		require.Contains(t, stdout, "  p/10  etag=")
 		require.Contains(t, stdout, "  p/99  row_status=valid")
 		require.Contains(t, stdout, "run again with --fix")
+		code, _, stderr = runIntake(t, bin, env, "reconcile", "--bucket", bucket, "--exit-code")
+		require.Equal(t, 3, code, "--exit-code: differences found\n%s", stderr)
+		code, _, stderr = runIntake(t, bin, env, "reconcile", "--bucket", bucket, "--prefix", "p/0", "--exit-code")
+		require.Equal(t, 0, code, "--exit-code: p/00..p/09 are in sync\n%s", stderr)
 
 		code, stdout, stderr = runIntake(t, bin, env, "reconcile", "--bucket", bucket, "--prefix", "p/", "--fix", "--json")
 		require.Equal(t, 0, code, stderr)

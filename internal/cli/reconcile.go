@@ -18,7 +18,12 @@ type ReconcileCmd struct {
 	Prefix string `name:"prefix" placeholder:"P" help:"Only keys that start with P."`
 	Fix    bool   `name:"fix" help:"Enqueue object:inspect tasks for missing and stale objects, and mark gone rows missing (reason 'reconcile')."`
 	JSON   bool   `name:"json" help:"Print the report as JSON (every key)."`
+	// ExitCode makes differences visible to scripts and cron (like diff(1) and git diff --exit-code).
+	ExitCode bool `name:"exit-code" help:"Exit with status 3 when the report lists differences (missing, stale or gone); 0 means in sync, 1 an error."`
 }
+
+// exitDifferences is the exit status of reconcile --exit-code when differences were found.
+const exitDifferences = 3
 
 // Run compares, optionally fixes, and prints the report.
 func (c *ReconcileCmd) Run(g *Globals) error {
@@ -62,10 +67,15 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.JSON {
-		if err := json.NewEncoder(g.Stdout).Encode(rep); err != nil {
-			return fmt.Errorf("write report: %w", err)
-		}
-		return nil
+		err = json.NewEncoder(g.Stdout).Encode(rep)
+	} else {
+		err = rep.WriteText(g.Stdout)
 	}
-	return rep.WriteText(g.Stdout)
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if c.ExitCode && rep.Differences() > 0 {
+		return exitError{exitDifferences}
+	}
+	return nil
 }

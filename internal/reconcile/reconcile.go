@@ -128,6 +128,9 @@ type Report struct {
 	Problems int       `json:"problems"`
 }
 
+// Differences is how many keys the report lists as missing, stale or gone.
+func (r *Report) Differences() int { return len(r.Missing) + len(r.Stale) + len(r.Gone) }
+
 // object is one listed S3 object.
 type object struct {
 	key, etag string
