@@ -143,6 +143,7 @@ func (a *acker) flush(batch []ackEntry) {
 		for i, e := range pending {
 			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(e.d.handle)}
 		}
+		a.m.deleteSize.Observe(float64(len(entries)))
 		ctx, cancel := context.WithTimeout(a.ctx, callTimeout)
 		out, err := a.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(a.queueURL), Entries: entries})
 		cancel()

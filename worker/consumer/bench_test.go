@@ -232,6 +232,14 @@ func drainWithConsumer(b *testing.B, client *sqs.Client, queueURL string, proc c
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		switch name := mf.GetName(); name {
+		case "intake_consumer_receive_batch_messages", "intake_consumer_delete_batch_messages":
+			h := mf.GetMetric()[0].GetHistogram()
+			b.Logf("%s: %d calls, mean %.1f", name, h.GetSampleCount(), h.GetSampleSum()/float64(max(h.GetSampleCount(), 1)))
+		}
+	}
 	return took
 }
 

@@ -92,6 +92,7 @@ type Config struct {
 const (
 	maxBatch        = 10                    // SQS limit for ReceiveMessage and DeleteMessageBatch
 	ackDelay        = 25 * time.Millisecond // longest wait before a partial delete batch is flushed
+	gatherWait      = 10 * time.Millisecond // longest wait for more free workers before a receive
 	ackFlushers     = 4                     // concurrent DeleteMessageBatch calls
 	pauseMin        = time.Second           // first pause after an outage error
 	pauseMax        = 30 * time.Second      // longest pause
@@ -110,13 +111,17 @@ const (
 
 // Consumer receives and settles messages; see the package documentation.
 type Consumer struct {
-	cfg     Config
-	log     *slog.Logger
-	m       *metrics
-	gate    *gate
-	slots   chan struct{}
-	acks    *acker
-	handled sync.WaitGroup
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	gate  *gate
+	slots chan struct{}
+	// gathering is held by the receiver taking worker slots, so that slots freed one by one go to
+	// one receiver until it has a full batch instead of being split among all of them.
+	gathering  sync.Mutex
+	gatherWait time.Duration // gatherWait, but for tests
+	acks       *acker
+	handled    sync.WaitGroup
 
 	// redrive is what the consumer knows of the queue's redrive policy (nil: none or unknown).
 	redrive         atomic.Pointer[redrivePolicy]
@@ -199,12 +204,13 @@ func New(cfg Config) (*Consumer, error) {
 		return nil, err
 	}
 	c := &Consumer{
-		cfg:      cfg,
-		log:      cfg.Log,
-		m:        m,
-		gate:     newGate(pauseMin, pauseMax, m.paused, cfg.Log),
-		slots:    make(chan struct{}, cfg.Workers),
-		inflight: map[string]*delivery{},
+		cfg:        cfg,
+		log:        cfg.Log,
+		m:          m,
+		gate:       newGate(pauseMin, pauseMax, m.paused, cfg.Log),
+		slots:      make(chan struct{}, cfg.Workers),
+		gatherWait: gatherWait,
+		inflight:   map[string]*delivery{},
 	}
 	return c, nil
 }
@@ -356,6 +362,9 @@ func (c *Consumer) receive(ctx, workCtx context.Context, id int) {
 			c.gate.probeDone()
 		}
 		c.m.received.Add(float64(len(out.Messages)))
+		if len(out.Messages) > 0 {
+			c.m.receiveSize.Observe(float64(len(out.Messages)))
+		}
 		for _, msg := range out.Messages {
 			d := newDelivery(msg, probe, pass.at)
 			c.track(d)
@@ -364,24 +373,52 @@ func (c *Consumer) receive(ctx, workCtx context.Context, id int) {
 	}
 }
 
-// acquire blocks for one free worker slot, then takes up to limit-1 more without blocking. It
-// returns how many it took, 0 when ctx ended first.
+// acquire blocks for one free worker slot, then takes up to limit-1 more: those free now, then
+// those freed within gatherWait. It returns how many it took, 0 when ctx ended first.
+//
+// When the workers are idle the slots are all free and nothing waits. When they are all busy,
+// slots free up one at a time; receiving at once for each would cost one ReceiveMessage (and later
+// one DeleteMessageBatch entry group) per message or two, so the receiver waits briefly to fill its
+// batch: it costs at most gatherWait of latency on a saturated consumer, where a message waits for
+// a worker anyway.
 func (c *Consumer) acquire(ctx context.Context, limit int) int {
+	c.gathering.Lock()
+	defer c.gathering.Unlock()
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
 		return 0
 	}
 	n := 1
+	for n < limit && c.tryAcquire() {
+		n++
+	}
+	if n == limit {
+		return n
+	}
+	timer := time.NewTimer(c.gatherWait)
+	defer timer.Stop()
 	for n < limit {
 		select {
 		case c.slots <- struct{}{}:
 			n++
-		default:
+		case <-timer.C:
 			return n
+		case <-ctx.Done():
+			return n // the receive fails at once and releases them
 		}
 	}
 	return n
+}
+
+// tryAcquire takes a free worker slot if there is one.
+func (c *Consumer) tryAcquire() bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *Consumer) releaseSlots(n int) {

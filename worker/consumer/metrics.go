@@ -19,6 +19,8 @@ type metrics struct {
 	heartbeats    prometheus.Counter
 	deadLettered  *prometheus.CounterVec
 	processing    prometheus.Histogram
+	receiveSize   prometheus.Histogram
+	deleteSize    prometheus.Histogram
 	paused        prometheus.Gauge
 	inflight      prometheus.Gauge
 	depth         *prometheus.GaugeVec
@@ -45,6 +47,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "message_processing_seconds", Help: "Time spent processing one message.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
+		receiveSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "consumer_receive_batch_messages",
+			Help:    "Messages returned by one non-empty ReceiveMessage call (small batches mean busy workers, not an empty queue).",
+			Buckets: []float64{1, 2, 3, 5, 8, 10},
+		}),
+		deleteSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "consumer_delete_batch_messages", Help: "Entries in one DeleteMessageBatch call.",
+			Buckets: []float64{1, 2, 3, 5, 8, 10},
+		}),
 		paused:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_paused", Help: "1 while receivers are paused by a dependency outage."}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_inflight", Help: "Messages being processed."}),
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -58,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.received, m.acked, m.retried, m.released, m.ackFailed, m.receiveErrors, m.heartbeats,
-		m.deadLettered, m.processing, m.paused, m.inflight, m.depth,
+		m.deadLettered, m.processing, m.receiveSize, m.deleteSize, m.paused, m.inflight, m.depth,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

@@ -223,3 +223,37 @@ func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 	require.NoError(t, g.Write(&m))
 	return m.GetGauge().GetValue()
 }
+
+// TestAcquireGathers: with every worker busy, a receiver that gets one freed slot waits (up to
+// gatherWait) for more instead of receiving one message at a time; idle workers are taken at once.
+func TestAcquireGathers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := &Consumer{slots: make(chan struct{}, 10), gatherWait: time.Minute}
+
+	require.Equal(t, 10, c.acquire(ctx, 10), "idle workers: a full batch at once")
+	require.Equal(t, 10, len(c.slots))
+
+	// All busy. Slots free up one by one: the receiver takes them until it has a full batch.
+	got := make(chan int, 1)
+	go func() { got <- c.acquire(ctx, 10) }()
+	for range 10 {
+		c.releaseSlots(1)
+		require.Eventually(t, func() bool { return len(c.slots) == 10 }, 5*time.Second, 100*time.Microsecond, "the receiver takes each freed slot")
+	}
+	require.Equal(t, 10, <-got, "the freed slots were gathered into one receive")
+
+	// Busy workers that do not finish: the receiver goes with what it has after gatherWait.
+	c.releaseSlots(1)
+	c.gatherWait = 20 * time.Millisecond
+	require.Equal(t, 1, c.acquire(ctx, 10))
+
+	// A receiver cancelled while gathering returns the slots it holds, for the caller to release.
+	c.releaseSlots(1)
+	c.gatherWait = time.Minute
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { got <- c.acquire(cctx, 10) }()
+	require.Eventually(t, func() bool { return len(c.slots) == 10 }, 5*time.Second, 100*time.Microsecond)
+	cancel()
+	require.Equal(t, 1, <-got)
+}
