@@ -94,25 +94,14 @@ func exists(t *testing.T, b *intentBundle, id uuid.UUID) bool {
 // with the ROW EXCLUSIVE lock INSERT takes).
 func lockUploads(t *testing.T, b *intentBundle) (release func()) {
 	t.Helper()
-	tx, err := b.st.Pool.Begin(b.ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(b.ctx, "LOCK TABLE uploads IN SHARE MODE")
-	require.NoError(t, err)
-	var once sync.Once
-	release = func() { once.Do(func() { _ = tx.Rollback(context.Background()) }) }
-	t.Cleanup(release)
-	return release
+	return lockTable(t, b.ctx, b.st, "uploads", "SHARE")
 }
 
 // waitInsertBlocked waits until an insert is waiting for the lock of lockUploads: a committer is
 // then inside its statement.
 func waitInsertBlocked(t *testing.T, b *intentBundle) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		var n int
-		err := b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM pg_locks WHERE relation = 'uploads'::regclass AND NOT granted").Scan(&n)
-		return err == nil && n > 0
-	}, 30*time.Second, 5*time.Millisecond, "no insert waiting for the table lock")
+	waitLockWaiter(t, b.ctx, b.st, "uploads")
 }
 
 // call runs APICreateUpload in a goroutine; its error arrives on the returned channel.

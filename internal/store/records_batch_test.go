@@ -17,11 +17,11 @@ import (
 )
 
 // lockTable takes a lock on table in a transaction until release (or the test's end).
-func lockTable(t *testing.T, b *recordsBundle, table, mode string) (release func()) {
+func lockTable(t *testing.T, ctx context.Context, st *store.Store, table, mode string) (release func()) {
 	t.Helper()
-	tx, err := b.st.Pool.Begin(b.ctx)
+	tx, err := st.Pool.Begin(ctx)
 	require.NoError(t, err)
-	_, err = tx.Exec(b.ctx, fmt.Sprintf("LOCK TABLE %s IN %s MODE", table, mode))
+	_, err = tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN %s MODE", table, mode))
 	require.NoError(t, err)
 	var once sync.Once
 	release = func() { once.Do(func() { _ = tx.Rollback(context.Background()) }) }
@@ -29,12 +29,12 @@ func lockTable(t *testing.T, b *recordsBundle, table, mode string) (release func
 	return release
 }
 
-// waitBlocked waits until a statement waits for a lock on table.
-func waitBlocked(t *testing.T, b *recordsBundle, table string) {
+// waitLockWaiter waits until a statement waits for a lock on table (one held by lockTable).
+func waitLockWaiter(t *testing.T, ctx context.Context, st *store.Store, table string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		var n int
-		err := b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM pg_locks WHERE relation = $1::regclass AND NOT granted", table).Scan(&n)
+		err := st.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE relation = $1::regclass AND NOT granted", table).Scan(&n)
 		return err == nil && n > 0
 	}, 30*time.Second, 5*time.Millisecond, "no statement waiting for the lock on %s", table)
 }
@@ -81,9 +81,9 @@ func TestBatchedRecordsOneBatch(t *testing.T) {
 	intent := b.addUpload(t, "with-intent", "put", "pending", nil, nil)
 	t0 := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 
-	release := lockTable(t, b, "objects", "SHARE")
+	release := lockTable(t, b.ctx, b.st, "objects", "SHARE")
 	first := recordAsync(b, state("first", seqKey("01"), t0, "e0"))
-	waitBlocked(t, b, "objects")
+	waitLockWaiter(t, b.ctx, b.st, "objects")
 
 	recs := []pipeline.Record{
 		state("k1", seqKey("0A"), t0, "e1"),
@@ -137,7 +137,7 @@ func TestBatchedRecordsLookups(t *testing.T) {
 		key := fmt.Sprintf("k%d", i)
 		ids[key] = b.addUpload(t, key, "put", "pending", nil, nil)
 	}
-	release := lockTable(t, b, "uploads", "ACCESS EXCLUSIVE")
+	release := lockTable(t, b.ctx, b.st, "uploads", "ACCESS EXCLUSIVE")
 	type lookup struct {
 		key    string
 		intent *pipeline.Intent
@@ -151,7 +151,7 @@ func TestBatchedRecordsLookups(t *testing.T) {
 		}()
 	}
 	ask("k0")
-	waitBlocked(t, b, "uploads")
+	waitLockWaiter(t, b.ctx, b.st, "uploads")
 	keys := []string{"k1", "k2", "none-1", "k3", "k4", "k1", "none-2"}
 	for _, k := range keys {
 		ask(k)

@@ -43,37 +43,49 @@ type benchObject struct {
 	etag string
 }
 
-// uploadObjects puts n small text objects into a fresh bucket, 32 at a time.
-func uploadObjects(b *testing.B, client *s3.Client, bucket string, n int) []benchObject {
-	b.Helper()
-	objs := make([]benchObject, n)
+// inParallel runs f(0) … f(n-1) on the given number of goroutines and returns the first error
+// (the goroutine that met it stops).
+func inParallel(n, goroutines int, f func(i int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for range 32 {
+	var once sync.Once
+	var first error
+	for range goroutines {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
-				key := fmt.Sprintf("bench/%05d/object %d.txt", i, i)
-				body := fmt.Sprintf("object %d of the end-to-end benchmark\n%s\n", i, strings.Repeat("x", i%200))
-				out, err := client.PutObject(context.Background(), &s3.PutObjectInput{
-					Bucket: aws.String(bucket), Key: aws.String(key), ContentType: aws.String("text/plain"),
-					Body: strings.NewReader(body),
-				})
-				if err != nil {
-					errs <- err
+				if err := f(i); err != nil {
+					once.Do(func() { first = err })
 					return
 				}
-				objs[i] = benchObject{key: key, size: len(body), etag: strings.Trim(aws.ToString(out.ETag), `"`)}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	return first
+}
+
+// uploadObjects puts n small text objects into a fresh bucket, 32 at a time.
+func uploadObjects(b *testing.B, client *s3.Client, bucket string, n int) []benchObject {
+	b.Helper()
+	objs := make([]benchObject, n)
+	err := inParallel(n, 32, func(i int) error {
+		key := fmt.Sprintf("bench/%05d/object %d.txt", i, i)
+		body := fmt.Sprintf("object %d of the end-to-end benchmark\n%s\n", i, strings.Repeat("x", i%200))
+		out, err := client.PutObject(context.Background(), &s3.PutObjectInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), ContentType: aws.String("text/plain"),
+			Body: strings.NewReader(body),
+		})
+		if err != nil {
+			return err
+		}
+		objs[i] = benchObject{key: key, size: len(body), etag: strings.Trim(aws.ToString(out.ETag), `"`)}
+		return nil
+	})
+	if err != nil {
 		b.Fatalf("upload: %v", err)
 	}
 	return objs
@@ -100,33 +112,18 @@ func eventBody(bucket string, obj benchObject, seq int) string {
 // preload sends bodies to the queue, 8 batches at a time.
 func preload(b *testing.B, client *sqs.Client, queueURL string, bodies []string) {
 	b.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for range 8 {
-		wg.Go(func() {
-			for {
-				start := int(next.Add(10)) - 10
-				if start >= len(bodies) {
-					return
-				}
-				var entries []types.SendMessageBatchRequestEntry
-				for i, body := range bodies[start:min(start+10, len(bodies))] {
-					entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body)})
-				}
-				out, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-				if err == nil && len(out.Failed) > 0 {
-					err = fmt.Errorf("%d entries failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
-				}
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, ok := failed.Load().(error); ok {
+	err := inParallel((len(bodies)+9)/10, 8, func(batch int) error {
+		var entries []types.SendMessageBatchRequestEntry
+		for i, body := range bodies[batch*10 : min(batch*10+10, len(bodies))] {
+			entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body)})
+		}
+		out, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
+		if err == nil && len(out.Failed) > 0 {
+			err = fmt.Errorf("%d entries failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+		return err
+	})
+	if err != nil {
 		b.Fatalf("preload: %v", err)
 	}
 }
@@ -370,26 +367,12 @@ func BenchmarkMinIOCeiling(b *testing.B) {
 	for range b.N {
 		cpu := cpuTimes()
 		began := time.Now()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		for range 64 {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= len(e.objs) {
-						return
-					}
-					if _, _, err := objects.Peek(context.Background(), e.bucket, e.objs[i].key, pipeline.SniffLen); err != nil {
-						failed.Store(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		err := inParallel(len(e.objs), 64, func(i int) error {
+			_, _, err := objects.Peek(context.Background(), e.bucket, e.objs[i].key, pipeline.SniffLen)
+			return err
+		})
 		took := time.Since(began)
-		if err, ok := failed.Load().(error); ok {
+		if err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("%d ranged GETs in %s; CPU used: %s", len(e.objs), took.Round(time.Millisecond), cpuSince(cpu))
