@@ -276,8 +276,9 @@ func (s *Server) s3Problem(ctx context.Context, what string, err error) *Problem
 	return problemf(probS3Unavailable, "%s: storage did not answer (request id %s)", what, requestID(ctx))
 }
 
-// ownedUpload loads the caller's upload from the {id} path value; another owner's is not found.
-func (s *Server) ownedUpload(r *http.Request, owner string) (dbq.Upload, *Problem) {
+// ownedMultipart loads the caller's upload from the {id} path value (another owner's is not
+// found) and checks that it is a pending multipart upload.
+func (s *Server) ownedMultipart(r *http.Request, owner string) (dbq.Upload, *Problem) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
 		return dbq.Upload{}, problemf(probNotFound, "no upload %q", r.PathValue("id"))
@@ -288,6 +289,9 @@ func (s *Server) ownedUpload(r *http.Request, owner string) (dbq.Upload, *Proble
 	}
 	if err != nil {
 		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
+	}
+	if p := openMultipart(u); p != nil {
+		return dbq.Upload{}, p
 	}
 	return u, nil
 }
@@ -317,11 +321,8 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 	if p := decodeJSON(w, r, &req); p != nil {
 		return p
 	}
-	u, p := s.ownedUpload(r, who.owner)
+	u, p := s.ownedMultipart(r, who.owner)
 	if p != nil {
-		return p
-	}
-	if p := openMultipart(u); p != nil {
 		return p
 	}
 	if p := checkPartNumbers(req.PartNumbers); p != nil {
@@ -382,11 +383,8 @@ type uploadedPart struct {
 }
 
 func (s *Server) listParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	u, p := s.ownedUpload(r, who.owner)
+	u, p := s.ownedMultipart(r, who.owner)
 	if p != nil {
-		return p
-	}
-	if p := openMultipart(u); p != nil {
 		return p
 	}
 	parts, err := s.allParts(r.Context(), u.Key, *u.MultipartUploadID)
@@ -430,11 +428,8 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 	if p := decodeJSON(w, r, &req); p != nil {
 		return p
 	}
-	u, p := s.ownedUpload(r, who.owner)
+	u, p := s.ownedMultipart(r, who.owner)
 	if p != nil {
-		return p
-	}
-	if p := openMultipart(u); p != nil {
 		return p
 	}
 	loc, etag, p := s.complete(r.Context(), u, req.Parts)
@@ -483,11 +478,8 @@ func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []completedPa
 }
 
 func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	u, p := s.ownedUpload(r, who.owner)
+	u, p := s.ownedMultipart(r, who.owner)
 	if p != nil {
-		return p
-	}
-	if p := openMultipart(u); p != nil {
 		return p
 	}
 	if p := s.abort(r.Context(), u); p != nil {
