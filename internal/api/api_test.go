@@ -215,7 +215,7 @@ func TestPresignedPut(t *testing.T) {
 		{"right type and length", h["Content-Type"], body, http.StatusOK},
 	}
 	for _, c := range cases {
-		status, _ := do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct})
+		status, _ := testkit.Do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct})
 		require.Equal(t, c.want, status, c.name)
 	}
 	head := b.head(t, key)
@@ -245,12 +245,12 @@ func TestPresignedPutChecksum(t *testing.T) {
 	require.NotEmpty(t, h["x-amz-checksum-sha256"])
 	u := resp["url"].(string)
 	other := bytes.ToUpper(body) // same length, different content
-	status, _ = do(t, http.MethodPut, u, other, h)
+	status, _ = testkit.Do(t, http.MethodPut, u, other, h)
 	require.Equal(t, http.StatusBadRequest, status, "content that does not match the signed checksum")
 	noChecksum := map[string]string{"Content-Type": h["Content-Type"]}
-	status, _ = do(t, http.MethodPut, u, body, noChecksum)
+	status, _ = testkit.Do(t, http.MethodPut, u, body, noChecksum)
 	require.Contains(t, []int{http.StatusBadRequest, http.StatusForbidden}, status, "the checksum header is signed")
-	status, _ = do(t, http.MethodPut, u, body, h)
+	status, _ = testkit.Do(t, http.MethodPut, u, body, h)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, body, b.get(t, resp["key"].(string)))
 	var stored []byte
@@ -461,7 +461,7 @@ func TestObjects(t *testing.T) {
 	require.NoError(t, err)
 	status, _, resp = b.call(t, "GET", "/v1/objects/"+aliceIDs[0]+"/download?expires_in=60", aliceKey, nil)
 	require.Equal(t, http.StatusOK, status, resp)
-	code, got := do(t, http.MethodGet, resp["url"].(string), nil, nil)
+	code, got := testkit.Do(t, http.MethodGet, resp["url"].(string), nil, nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "hello", string(got))
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // TestUppyRoutesShapes walks Uppy's Companion routes with the exact request and response shapes
@@ -40,7 +42,7 @@ func TestUppyRoutesShapes(t *testing.T) {
 	require.NotEmpty(t, resp["url"])
 	require.Equal(t, float64(300), resp["expires"])
 	part1 := bytes.Repeat([]byte{1}, 5<<20)
-	code, _ := do(t, http.MethodPut, resp["url"].(string), part1, nil)
+	code, _ := testkit.Do(t, http.MethodPut, resp["url"].(string), part1, nil)
 	require.Equal(t, http.StatusOK, code)
 
 	status, _, resp = b.call(t, "GET", "/s3/multipart/"+url.PathEscape(uploadID)+"/batch"+q+"&partNumbers=2,3", aliceKey, nil)

@@ -1,14 +1,11 @@
 package sigv4_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -185,43 +182,19 @@ func TestSignerAcceptedByMinIO(t *testing.T) {
 		{"wrong checksum", "text/plain", body, base64.StdEncoding.EncodeToString(make([]byte, 32)), http.StatusForbidden},
 		{"ok", "text/plain", body, ck, http.StatusOK},
 	} {
-		status, _ := do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct, "x-amz-checksum-sha256": c.checksum})
+		status, _ := testkit.Do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct, "x-amz-checksum-sha256": c.checksum})
 		require.Equal(t, c.want, status, c.name)
 	}
 	get, err := signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: time.Now(), Expires: time.Minute, ContentLength: -1})
 	require.NoError(t, err)
-	status, got := do(t, http.MethodGet, get, nil, nil)
+	status, got := testkit.Do(t, http.MethodGet, get, nil, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, body, got)
 
 	// A different length than the signed one is refused.
 	u = put("uploads/o/x/other")
-	status, _ = do(t, http.MethodPut, u, append(body, '!'), map[string]string{"Content-Type": "text/plain", "x-amz-checksum-sha256": ck})
+	status, _ = testkit.Do(t, http.MethodPut, u, append(body, '!'), map[string]string{"Content-Type": "text/plain", "x-amz-checksum-sha256": ck})
 	require.Equal(t, http.StatusForbidden, status)
-}
-
-func do(t *testing.T, method, url string, body []byte, headers map[string]string) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	require.NoError(t, err)
-	for k, v := range headers {
-		if v != "" {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	if resp.StatusCode >= 300 && !strings.Contains(string(b), "Error") {
-		t.Logf("%s %d: %s", method, resp.StatusCode, b)
-	}
-	return resp.StatusCode, b
 }
 
 func BenchmarkSignerPresignPut(b *testing.B) {
