@@ -10,7 +10,6 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"io"
 	"maps"
 	"net/url"
 	"slices"
@@ -657,9 +656,9 @@ func TestProcessLargeObjectHash(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
 	const size = 64 << 20
-	want := patternSHA256(t, size)
+	want := testkit.PatternSHA256(size)
 	_, err := b.s3.PutObject(b.ctx, &s3.PutObjectInput{
-		Bucket: aws.String(b.bucket), Key: aws.String("big.bin"), Body: &patternReader{size: size},
+		Bucket: aws.String(b.bucket), Key: aws.String("big.bin"), Body: &testkit.PatternReader{Size: size},
 		ContentType: aws.String("application/octet-stream"),
 	})
 	require.NoError(t, err)
@@ -753,42 +752,6 @@ func TestNewProcessorConfig(t *testing.T) {
 // nopObjects and nopRecords only satisfy the interfaces for configuration tests.
 type nopObjects struct{ pipeline.ObjectStore }
 type nopRecords struct{ pipeline.RecordStore }
-
-// patternReader is a seekable stream of size deterministic bytes that holds none of them.
-type patternReader struct {
-	size, off int64
-}
-
-func (r *patternReader) Read(p []byte) (int, error) {
-	if r.off >= r.size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), r.size-r.off))
-	for i := range n {
-		p[i] = byte((uint64(r.off+int64(i)) * 0x9E3779B97F4A7C15) >> 56)
-	}
-	r.off += int64(n)
-	return n, nil
-}
-
-func (r *patternReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-		r.off = offset
-	case io.SeekCurrent:
-		r.off += offset
-	case io.SeekEnd:
-		r.off = r.size + offset
-	}
-	return r.off, nil
-}
-
-func patternSHA256(t testing.TB, size int64) []byte {
-	h := sha256.New()
-	_, err := io.Copy(h, &patternReader{size: size})
-	require.NoError(t, err)
-	return h.Sum(nil)
-}
 
 // metricValue returns the value of the counter or the sample count of the histogram name with
 // the given labels, or 0 when absent.

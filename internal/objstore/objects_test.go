@@ -63,44 +63,6 @@ func (b *objectsBundle) ref(key, etag string) pipeline.ObjectRef {
 	return pipeline.ObjectRef{Bucket: b.bucket, Key: key, ETag: etag}
 }
 
-// patternReader is a seekable stream of size deterministic bytes that holds none of them in
-// memory, to upload large objects.
-type patternReader struct {
-	size, off int64
-}
-
-func (r *patternReader) Read(p []byte) (int, error) {
-	if r.off >= r.size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), r.size-r.off))
-	for i := range n {
-		x := uint64(r.off+int64(i)) * 0x9E3779B97F4A7C15
-		p[i] = byte(x >> 56)
-	}
-	r.off += int64(n)
-	return n, nil
-}
-
-func (r *patternReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-		r.off = offset
-	case io.SeekCurrent:
-		r.off += offset
-	case io.SeekEnd:
-		r.off = r.size + offset
-	}
-	return r.off, nil
-}
-
-func patternSHA256(t testing.TB, size int64) []byte {
-	h := sha256.New()
-	_, err := io.Copy(h, &patternReader{size: size})
-	require.NoError(t, err)
-	return h.Sum(nil)
-}
-
 func TestObjectsHead(t *testing.T) {
 	t.Parallel()
 	b := setupObjects(t)
@@ -175,8 +137,8 @@ func TestObjectsHash(t *testing.T) {
 func TestObjectsHashLarge(t *testing.T) {
 	b := setupObjects(t)
 	const size = 64 << 20
-	etag := b.put(t, "large", "application/octet-stream", &patternReader{size: size})
-	want := patternSHA256(t, size)
+	etag := b.put(t, "large", "application/octet-stream", &testkit.PatternReader{Size: size})
+	want := testkit.PatternSHA256(size)
 
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -199,7 +161,7 @@ func BenchmarkHash(b *testing.B) {
 	objs := objstore.NewObjects(client)
 	for _, size := range []int64{1 << 20, 16 << 20, 64 << 20} {
 		key := "bench-" + strconv.FormatInt(size, 10)
-		out, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: &patternReader{size: size}})
+		out, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: &testkit.PatternReader{Size: size}})
 		require.NoError(b, err)
 		ref := pipeline.ObjectRef{Bucket: bucket, Key: key, ETag: strings.Trim(aws.ToString(out.ETag), `"`)}
 		b.Run(strconv.FormatInt(size>>20, 10)+"MiB", func(b *testing.B) {
@@ -280,14 +242,14 @@ func TestObjectsMoveMultipart(t *testing.T) {
 	b := setupObjects(t)
 	objstore.SetCopyLimits(b.objs, 5<<20, 5<<20) // S3's smallest part
 	const size = 11 << 20                        // three parts, the last one short
-	etag := b.put(t, "big", "application/x-test", &patternReader{size: size})
+	etag := b.put(t, "big", "application/x-test", &testkit.PatternReader{Size: size})
 
 	require.NoError(t, b.objs.Move(b.ctx, b.ref("big", etag), "q/big"))
 	require.False(t, b.exists(t, "big"))
 	body, out := b.get(t, "q/big")
 	require.Len(t, body, size)
 	sum := sha256.Sum256(body)
-	require.Equal(t, patternSHA256(t, size), sum[:])
+	require.Equal(t, testkit.PatternSHA256(size), sum[:])
 	require.Equal(t, "application/x-test", aws.ToString(out.ContentType))
 	require.Equal(t, "test", out.Metadata["origin"])
 }
