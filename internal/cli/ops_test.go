@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,28 +49,11 @@ func opsAttrs(i int) map[string]types.MessageAttributeValue {
 // opsFill sends n messages with attributes to url.
 func opsFill(t *testing.T, c *sqs.Client, url string, n int) {
 	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for start := 0; start < n; start += 10 {
-		wg.Go(func() {
-			var entries []types.SendMessageBatchRequestEntry
-			for i := start; i < min(start+10, n); i++ {
-				entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(opsBody(i)), MessageAttributes: opsAttrs(i)})
-			}
-			out, err := c.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-			if err == nil && len(out.Failed) > 0 {
-				err = fmt.Errorf("%d failed", len(out.Failed))
-			}
-			if err != nil {
-				errs <- err
-			}
-		})
+	entries := make([]types.SendMessageBatchRequestEntry, n)
+	for i := range n {
+		entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(opsBody(i)), MessageAttributes: opsAttrs(i)}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	testkit.SendMessages(t, c, url, entries)
 }
 
 // opsDrain receives and deletes everything; it returns messages by body and the total received.

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // body returns the i-th test message body (an S3-event-like JSON document).
@@ -31,31 +33,13 @@ func attrs(i int) map[string]types.MessageAttributeValue {
 // fill sends messages first..first+n-1 to url, with attributes.
 func fill(t testing.TB, c *sqs.Client, url string, first, n int) {
 	t.Helper()
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, n/MaxBatch+1)
-	for start := first; start < first+n; start += MaxBatch {
-		wg.Go(func() {
-			var entries []types.SendMessageBatchRequestEntry
-			for i := start; i < min(start+MaxBatch, first+n); i++ {
-				entries = append(entries, types.SendMessageBatchRequestEntry{
-					Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body(i)), MessageAttributes: attrs(i),
-				})
-			}
-			out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-			if err == nil && len(out.Failed) > 0 {
-				err = fmt.Errorf("fill: %d failed", len(out.Failed))
-			}
-			if err != nil {
-				errs <- err
-			}
+	entries := make([]types.SendMessageBatchRequestEntry, 0, n)
+	for i := first; i < first+n; i++ {
+		entries = append(entries, types.SendMessageBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body(i)), MessageAttributes: attrs(i),
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
+	testkit.SendMessages(t, c, url, entries)
 }
 
 // drain receives and deletes everything in url; it returns the messages by body and how many

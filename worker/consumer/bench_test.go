@@ -109,23 +109,14 @@ func eventBody(bucket string, obj benchObject, seq int) string {
 	return string(body)
 }
 
-// preload sends bodies to the queue, 8 batches at a time.
+// preload sends bodies to the queue.
 func preload(b *testing.B, client *sqs.Client, queueURL string, bodies []string) {
 	b.Helper()
-	err := inParallel((len(bodies)+9)/10, 8, func(batch int) error {
-		var entries []types.SendMessageBatchRequestEntry
-		for i, body := range bodies[batch*10 : min(batch*10+10, len(bodies))] {
-			entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body)})
-		}
-		out, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-		if err == nil && len(out.Failed) > 0 {
-			err = fmt.Errorf("%d entries failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
-		}
-		return err
-	})
-	if err != nil {
-		b.Fatalf("preload: %v", err)
+	entries := make([]types.SendMessageBatchRequestEntry, len(bodies))
+	for i, body := range bodies {
+		entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(body)}
 	}
+	testkit.SendMessages(b, client, queueURL, entries)
 }
 
 type benchEnv struct {
