@@ -16,23 +16,34 @@ import (
 // time, and fails t if a call or an entry is refused. Entry ids must be unique among entries.
 func SendMessages(t testing.TB, client *sqs.Client, queueURL string, entries []types.SendMessageBatchRequestEntry) {
 	t.Helper()
+	err := InParallel((len(entries)+9)/10, 8, func(call int) error {
+		batch := entries[call*10 : min(call*10+10, len(entries))]
+		out, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: batch})
+		if err == nil && len(out.Failed) > 0 {
+			err = fmt.Errorf("%d of %d entries refused: %s", len(out.Failed), len(batch), aws.ToString(out.Failed[0].Message))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testkit: send messages to %s: %v", queueURL, err)
+	}
+}
+
+// InParallel runs f(0) … f(n-1) on the given number of goroutines and returns the first error
+// (the goroutine that met it stops; the others finish their work).
+func InParallel(n, goroutines int, f func(i int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
-	for range 8 {
+	for range goroutines {
 		wg.Go(func() {
 			for {
-				start := int(next.Add(10)) - 10
-				if start >= len(entries) {
+				i := int(next.Add(1)) - 1
+				if i >= n {
 					return
 				}
-				batch := entries[start:min(start+10, len(entries))]
-				out, err := client.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: batch})
-				if err == nil && len(out.Failed) > 0 {
-					err = fmt.Errorf("%d of %d entries refused: %s", len(out.Failed), len(batch), aws.ToString(out.Failed[0].Message))
-				}
-				if err != nil {
+				if err := f(i); err != nil {
 					once.Do(func() { first = err })
 					return
 				}
@@ -40,7 +51,5 @@ func SendMessages(t testing.TB, client *sqs.Client, queueURL string, entries []t
 		})
 	}
 	wg.Wait()
-	if first != nil {
-		t.Fatalf("testkit: send messages to %s: %v", queueURL, first)
-	}
+	return first
 }

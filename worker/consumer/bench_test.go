@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,36 +41,11 @@ type benchObject struct {
 	etag string
 }
 
-// inParallel runs f(0) … f(n-1) on the given number of goroutines and returns the first error
-// (the goroutine that met it stops).
-func inParallel(n, goroutines int, f func(i int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range goroutines {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					once.Do(func() { first = err })
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return first
-}
-
 // uploadObjects puts n small text objects into a fresh bucket, 32 at a time.
 func uploadObjects(b *testing.B, client *s3.Client, bucket string, n int) []benchObject {
 	b.Helper()
 	objs := make([]benchObject, n)
-	err := inParallel(n, 32, func(i int) error {
+	err := testkit.InParallel(n, 32, func(i int) error {
 		key := fmt.Sprintf("bench/%05d/object %d.txt", i, i)
 		body := fmt.Sprintf("object %d of the end-to-end benchmark\n%s\n", i, strings.Repeat("x", i%200))
 		out, err := client.PutObject(context.Background(), &s3.PutObjectInput{
@@ -358,7 +331,7 @@ func BenchmarkMinIOCeiling(b *testing.B) {
 	for range b.N {
 		cpu := cpuTimes()
 		began := time.Now()
-		err := inParallel(len(e.objs), 64, func(i int) error {
+		err := testkit.InParallel(len(e.objs), 64, func(i int) error {
 			_, _, err := objects.Peek(context.Background(), e.bucket, e.objs[i].key, pipeline.SniffLen)
 			return err
 		})
