@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack for development and tests: PostgreSQL and Redis from the machine (started if down),
-# MinIO (S3) and kumo (SQS) built into bin/ from the Go module proxy and started here. Idempotent:
-# whatever already runs is reused. Everything binds to 127.0.0.1.
+# MinIO (S3), kumo (SQS) and toxiproxy (the fault proxy tests put between intake and the servers) built
+# into bin/ from the Go module proxy and started here. Idempotent: whatever already runs is reused.
+# Everything binds to 127.0.0.1.
 #
 #   deploy/local/stack.sh up|down|status|env
 set -euo pipefail
@@ -13,12 +14,14 @@ mkdir -p "$BIN" "$STATE"
 
 # Pinned versions. MinIO has no semver tags: this is the pseudo-version of its last published commit.
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
-# kumo's version is pinned by deploy/local/kumo/go.mod (and its committed go.sum).
+# kumo's and toxiproxy's versions are pinned by deploy/local/{kumo,toxiproxy}/go.mod (and their
+# committed go.sum).
 
 PG_HOST=127.0.0.1 PG_PORT=5432
 REDIS_PORT=6379
 S3_ADDR=127.0.0.1:9000 S3_CONSOLE=127.0.0.1:9001
 SQS_PORT=4566
+TOXIPROXY_PORT=8474
 ACCESS_KEY=${INTAKE_LOCAL_ACCESS_KEY:-intakeadmin}
 SECRET_KEY=${INTAKE_LOCAL_SECRET_KEY:-intakeadmin-secret}
 INGRESS_TOKEN=${INTAKE_LOCAL_INGRESS_TOKEN:-local-ingress-token}
@@ -41,6 +44,7 @@ wait_for() { # wait_for NAME SECONDS CMD...
 pg_up() { pg_isready -h $PG_HOST -p $PG_PORT -q; }
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p $REDIS_PORT ping 2>/dev/null)" = PONG ]; }
 minio_up() { curl -fs -o /dev/null "http://$S3_ADDR/minio/health/live"; }
+toxiproxy_up() { curl -fs -o /dev/null "http://127.0.0.1:$TOXIPROXY_PORT/version"; }
 kumo_up() { curl -fs -o /dev/null -X POST "http://127.0.0.1:$SQS_PORT/" -H 'X-Amz-Target: AmazonSQS.ListQueues' -H 'Content-Type: application/x-amz-json-1.0' -d '{}'; }
 
 ensure_postgres() {
@@ -90,6 +94,13 @@ build_kumo() {
 		go build -o "$BIN/kumo" github.com/sivchari/kumo/cmd/kumo)
 }
 
+build_toxiproxy() {
+	[ -x "$BIN/toxiproxy-server" ] && return 0
+	log "building toxiproxy-server into bin/ from deploy/local/toxiproxy (first time only)"
+	(cd "$ROOT/deploy/local/toxiproxy" && GOFLAGS="-mod=readonly -buildvcs=false" \
+		go build -o "$BIN/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server)
+}
+
 start_minio() {
 	minio_up && return 0
 	log "starting MinIO on $S3_ADDR (data in .stack/minio)"
@@ -119,6 +130,14 @@ start_kumo() {
 	wait_for kumo 30 kumo_up || { tail -20 "$STATE/kumo.log" >&2; return 1; }
 }
 
+start_toxiproxy() {
+	toxiproxy_up && return 0
+	log "starting toxiproxy on 127.0.0.1:$TOXIPROXY_PORT (proxies are created by the tests)"
+	nohup "$BIN/toxiproxy-server" -host 127.0.0.1 -port $TOXIPROXY_PORT >"$STATE/toxiproxy.log" 2>&1 </dev/null &
+	echo $! >"$STATE/toxiproxy.pid"
+	wait_for toxiproxy 30 toxiproxy_up || { tail -20 "$STATE/toxiproxy.log" >&2; return 1; }
+}
+
 bootstrap() {
 	(cd "$ROOT" && GOFLAGS=-buildvcs=false go build -o "$BIN/intake-bootstrap" ./deploy/local/bootstrap)
 	AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=us-east-1 \
@@ -141,26 +160,31 @@ case "${1:-}" in
 up)
 	ensure_postgres
 	ensure_redis
-	# The two builds are independent: run them side by side (first run only).
+	# The builds are independent: run them side by side (first run only).
 	build_minio & minio_build=$!
 	build_kumo & kumo_build=$!
+	build_toxiproxy & toxiproxy_build=$!
 	wait $minio_build || { log "MinIO build failed"; exit 1; }
 	wait $kumo_build || { log "kumo build failed"; exit 1; }
+	wait $toxiproxy_build || { log "toxiproxy build failed"; exit 1; }
 	start_minio
 	start_kumo
+	start_toxiproxy
 	bootstrap
-	log "stack is up: postgres $PG_HOST:$PG_PORT, redis 127.0.0.1:$REDIS_PORT, minio http://$S3_ADDR, kumo http://127.0.0.1:$SQS_PORT"
+	log "stack is up: postgres $PG_HOST:$PG_PORT, redis 127.0.0.1:$REDIS_PORT, minio http://$S3_ADDR, kumo http://127.0.0.1:$SQS_PORT, toxiproxy http://127.0.0.1:$TOXIPROXY_PORT"
 	;;
 down)
 	stop_pid minio
 	stop_pid kumo
-	log "MinIO and kumo stopped (PostgreSQL and Redis belong to the machine and keep running)"
+	stop_pid toxiproxy
+	log "MinIO, kumo and toxiproxy stopped (PostgreSQL and Redis belong to the machine and keep running)"
 	;;
 status)
 	status_line postgres pg_up "$PG_HOST:$PG_PORT"
 	status_line redis redis_up "127.0.0.1:$REDIS_PORT"
 	status_line minio minio_up "http://$S3_ADDR"
 	status_line kumo kumo_up "http://127.0.0.1:$SQS_PORT"
+	status_line toxiproxy toxiproxy_up "http://127.0.0.1:$TOXIPROXY_PORT"
 	;;
 env)
 	# The environment `make run` uses: the local stack's endpoints and credentials.
