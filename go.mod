@@ -12,6 +12,8 @@ go 1.26.0
 //   - prometheus/client_golang: metrics. log/slog from the standard library: logs.
 //   - mimetype: content sniffing; golang-jwt + keyfunc: JWT and JWKS; yaml.v3: the policy file.
 //   - progressbar + x/term: operator progress on terminals; x/time/rate: replay rate limits.
+//   - toxiproxy's Go client (tests only): drives the fault proxy the local stack runs between intake and
+//     PostgreSQL, Redis, MinIO and kumo (the client package imports only the standard library).
 //   - testify, goleak: tests only. HTTP routing is the standard library's ServeMux.
 require (
 	github.com/MicahParks/keyfunc/v3 v3.9.1
@@ -38,6 +40,8 @@ require (
 	golang.org/x/time v0.15.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require github.com/Shopify/toxiproxy/v2 v2.12.0
 
 require (
 	github.com/MicahParks/jwkset v0.11.4 // indirect

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/objstore"
@@ -133,4 +134,52 @@ func receive(ctx context.Context, t *testing.T, client *sqs.Client, url string, 
 	})
 	require.NoError(t, err)
 	return out.Messages
+}
+
+// TestToxiproxyCutsAndHeals drives each toxic the fault tests use over a path to Redis: the proxy is
+// healthy, cut, half-open, reset, slow and healed again.
+func TestToxiproxyCutsAndHeals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs toxiproxy and Redis")
+	}
+	t.Parallel()
+	p := testkit.NewProxy(t, "redis", testkit.RedisAddr())
+	require.NotEqual(t, testkit.RedisAddr(), p.Addr)
+	ping := func() error {
+		c := redis.NewClient(&redis.Options{Addr: p.Addr, DialTimeout: time.Second, ReadTimeout: time.Second,
+			WriteTimeout: time.Second, MaxRetries: -1})
+		defer c.Close()
+		return c.Ping(context.Background()).Err()
+	}
+	require.NoError(t, ping(), "healthy")
+
+	p.Down()
+	require.ErrorContains(t, ping(), "connection refused", "down: the port is closed")
+	p.Up()
+	require.NoError(t, ping(), "up again on the same address")
+
+	for _, tc := range []struct {
+		name   string
+		toxic  func() string
+		broken bool
+	}{
+		{"timeout (half-open: replies vanish)", func() string { return p.Timeout(testkit.Downstream, 0) }, true},
+		{"reset_peer", func() string { return p.ResetPeer(testkit.Upstream, 0) }, true},
+		{"latency", func() string { return p.Latency(testkit.Downstream, 50*time.Millisecond, 0) }, false},
+		{"bandwidth", func() string { return p.Bandwidth(testkit.Downstream, 64) }, false},
+		{"slow_close", func() string { return p.SlowClose(testkit.Downstream, 100*time.Millisecond) }, false},
+	} {
+		name := tc.toxic()
+		if tc.broken {
+			require.Error(t, ping(), tc.name)
+		} else {
+			require.NoError(t, ping(), tc.name)
+		}
+		p.Remove(name)
+		require.NoError(t, ping(), "%s removed", tc.name)
+	}
+	p.Latency(testkit.Upstream, 10*time.Millisecond, 0)
+	p.Timeout(testkit.Upstream, 0)
+	p.Clear()
+	require.NoError(t, ping(), "every toxic cleared")
 }

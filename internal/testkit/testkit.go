@@ -1,13 +1,15 @@
 // Package testkit gives integration tests isolated pieces of the real local stack (see
 // deploy/local/stack.sh): a PostgreSQL schema with migrations applied, a Redis database of their own,
-// a fresh S3 bucket in MinIO and a fresh SQS queue (with its dead-letter queue) in kumo. Everything is
-// removed when the test ends, so tests run in parallel without stepping on each other.
+// a fresh S3 bucket in MinIO and a fresh SQS queue (with its dead-letter queue) in kumo, and toxiproxy
+// proxies (NewProxy) that cut or degrade the path to any of them. Everything is removed when the test
+// ends, so tests run in parallel without stepping on each other.
 //
 // # Environment
 //
 // The addresses default to the local stack's; override them with TEST_DATABASE_URL, TEST_REDIS_ADDR,
-// TEST_S3_ENDPOINT, TEST_SQS_ENDPOINT, TEST_AWS_ACCESS_KEY_ID and TEST_AWS_SECRET_ACCESS_KEY. A
-// service that does not answer fails the test with a hint to run `make up`; tests never skip silently.
+// TEST_S3_ENDPOINT, TEST_SQS_ENDPOINT, TEST_TOXIPROXY_ADDR, TEST_AWS_ACCESS_KEY_ID and
+// TEST_AWS_SECRET_ACCESS_KEY. A service that does not answer fails the test with a hint to run
+// `make up`; tests never skip silently.
 package testkit
 
 import (
