@@ -248,15 +248,24 @@ func BenchmarkEndToEndRemote(b *testing.B) {
 	e := newBenchEnv(b, benchEvents)
 	for _, rtt := range []time.Duration{2 * time.Millisecond, 10 * time.Millisecond} {
 		b.Run("rtt="+rtt.String(), func(b *testing.B) {
-			s3Proxy := startDelayProxy(b, strings.TrimPrefix(testkit.AWS().S3Endpoint, "http://"), rtt/2)
-			sqsProxy := startDelayProxy(b, strings.TrimPrefix(testkit.AWS().SQSEndpoint, "http://"), rtt/2)
 			remote := testkit.AWS()
-			remote.S3Endpoint, remote.SQSEndpoint = "http://"+s3Proxy.addr(), "http://"+sqsProxy.addr()
+			remote.S3Endpoint = delayed(b, "s3", remote.S3Endpoint, rtt/2)
+			remote.SQSEndpoint = delayed(b, "sqs", remote.SQSEndpoint, rtt/2)
 			cfg := testkit.AWSConfig()
 			cfg.HTTPClient = objstore.HTTPClient(256)
 			e.compare(b, objstore.NewClient(cfg, remote), queue.NewClient(cfg, remote))
 		})
 	}
+}
+
+// delayed returns the URL of a toxiproxy proxy in front of endpoint that delays every chunk of bytes
+// by oneWay in each direction: a round trip of 2×oneWay, without a bandwidth limit (chunks in flight
+// overlap).
+func delayed(b *testing.B, name, endpoint string, oneWay time.Duration) string {
+	p := testkit.NewProxy(b, name, strings.TrimPrefix(endpoint, "http://"))
+	p.Latency(testkit.Upstream, oneWay, 0)
+	p.Latency(testkit.Downstream, oneWay, 0)
+	return p.URL()
 }
 
 // compare measures the consumer, then the naive loop, with the Processor reading objects through

@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -377,8 +376,8 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("PostgreSQL outage loses no event", func(t *testing.T) {
 		e := newE2E(t, k, 100)
-		proxy := startProxy(t, "127.0.0.1:5432")
-		viaProxy := storeVia(t, e.st, proxy.addr())
+		proxy := testkit.NewProxy(t, "postgres", "127.0.0.1:5432")
+		viaProxy := storeVia(t, e.st, proxy.Addr)
 		s := e.consume(t, e.processor(t, batchedRecords(t, viaProxy)), nil)
 
 		var keys []string
@@ -388,7 +387,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		e.waitRows(t, 30*time.Second, keys, pipeline.StatusValid)
 
-		proxy.down()
+		proxy.Down()
 		downAt := time.Now()
 		for i := range 10 {
 			key := fmt.Sprintf("during/%d.txt", i)
@@ -398,7 +397,7 @@ func TestEndToEnd(t *testing.T) {
 		require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_paused") == 1 }, 15*time.Second, 20*time.Millisecond,
 			"the consumer pauses while PostgreSQL is unreachable")
 		time.Sleep(time.Until(downAt.Add(10 * time.Second)))
-		proxy.up(t)
+		proxy.Up()
 
 		e.waitRows(t, 90*time.Second, keys, pipeline.StatusValid)
 		assert.Equal(t, len(keys), e.rowCount(t))
@@ -462,145 +461,4 @@ func storeVia(t *testing.T, st *store.Store, addr string) *store.Store {
 	require.NoError(t, err)
 	t.Cleanup(via.Close)
 	return via
-}
-
-// tcpProxy forwards a local port to a target; down closes the port and every connection through it,
-// up reopens the same port. It stands for a database that goes away and comes back.
-type tcpProxy struct {
-	target string
-	port   string
-	// delay, when set, holds every chunk of bytes that long before forwarding it, in each direction
-	// (startDelayProxy).
-	delay time.Duration
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startProxy(t testing.TB, target string) *tcpProxy { return startDelayProxy(t, target, 0) }
-
-// startDelayProxy is startProxy with every byte delayed by oneWay in each direction: a network
-// round trip of 2×oneWay, without a bandwidth limit (chunks in flight overlap).
-func startDelayProxy(t testing.TB, target string, oneWay time.Duration) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	p := &tcpProxy{target: target, port: port, delay: oneWay, conns: map[net.Conn]struct{}{}}
-	p.serve(ln)
-	t.Cleanup(func() {
-		p.down()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *tcpProxy) addr() string { return "127.0.0.1:" + p.port }
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Go(func() { p.pipe(c) })
-		}
-	})
-}
-
-func (p *tcpProxy) pipe(c net.Conn) {
-	u, err := net.Dial("tcp", p.target)
-	if err != nil {
-		_ = c.Close()
-		return
-	}
-	if !p.track(c, u) {
-		_ = c.Close()
-		_ = u.Close()
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { p.copy(u, c); _ = u.Close() })
-	wg.Go(func() { p.copy(c, u); _ = c.Close() })
-	wg.Wait()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, u)
-	p.mu.Unlock()
-}
-
-// copy forwards src to dst until either fails, each chunk p.delay after it was read.
-func (p *tcpProxy) copy(dst io.Writer, src io.Reader) {
-	if p.delay <= 0 {
-		_, _ = io.Copy(dst, src)
-		return
-	}
-	type chunk struct {
-		b   []byte
-		due time.Time
-	}
-	chunks := make(chan chunk, 1024)
-	var reader sync.WaitGroup
-	reader.Go(func() {
-		defer close(chunks)
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				chunks <- chunk{bytes.Clone(buf[:n]), time.Now().Add(p.delay)}
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	defer reader.Wait()
-	for c := range chunks {
-		time.Sleep(time.Until(c.due))
-		if _, err := dst.Write(c.b); err != nil {
-			if closer, ok := src.(io.Closer); ok {
-				_ = closer.Close() // ends the reader
-			}
-			for range chunks {
-			}
-			return
-		}
-	}
-}
-
-func (p *tcpProxy) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		return false
-	}
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (p *tcpProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		_ = p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-	}
-}
-
-func (p *tcpProxy) up(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("tcp", p.addr())
-	require.NoError(t, err)
-	p.serve(ln)
 }
