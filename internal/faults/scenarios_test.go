@@ -1,0 +1,370 @@
+package faults_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// warmUp sends a few uploads before the fault and waits for their rows: the path works, so what
+// breaks later is the fault's doing.
+func (w *world) warmUp(api *daemon) []*upload {
+	w.t.Helper()
+	ups := w.intents(api, uploadSpec{n: 10, badEvery: 5})
+	w.send(ups, 0)
+	missing, _ := w.converge(ups, time.Now(), 2*time.Minute)
+	require.Empty(w.t, missing, "uploads before the fault were not recorded")
+	return ups
+}
+
+// TestPostgresDown: PostgreSQL unreachable (toxiproxy: port closed, connections cut) for 5 minutes
+// while 500 uploads land; the queue redrives after 5 receives.
+func TestPostgresDown(t *testing.T) {
+	scenario(t)
+	outage, events := length(30*time.Second, 5*time.Minute), length(40, 500)
+	w := newWorld(t, worldOptions{})
+	api := w.start("api", "api", w.ingressAddr)
+	w.start("worker", "consumer,jobs,scheduler", "")
+	warm := w.warmUp(api)
+	ups := w.intents(api, uploadSpec{n: events, badEvery: 10}) // URLs handed out before the outage
+
+	w.pg.Down()
+	down := time.Now()
+	w.send(ups, outage*8/10)
+	sleepUntil(down.Add(outage))
+	w.pg.Up()
+	w.finish("1. PostgreSQL down "+outage.String(), append(warm, ups...), time.Now(), length(4*time.Minute, 10*time.Minute),
+		fmt.Sprintf("%d uploads during the outage", events))
+}
+
+// TestFailoverReadOnly: the database turns read-only (every session cut, new ones read-only, as
+// after a failover to a replica) for 60 s, then writable again (sessions cut again).
+func TestFailoverReadOnly(t *testing.T) {
+	scenario(t)
+	outage, events := length(20*time.Second, 60*time.Second), length(30, 200)
+	w := newWorld(t, worldOptions{})
+	api := w.start("api", "api", w.ingressAddr)
+	w.start("worker", "consumer,jobs,scheduler", "")
+	warm := w.warmUp(api)
+	ups := w.intents(api, uploadSpec{n: events, badEvery: 10})
+
+	w.readOnly(true)
+	down := time.Now()
+	w.send(ups, outage*8/10)
+	sleepUntil(down.Add(outage))
+	w.readOnly(false)
+	w.finish("2. PostgreSQL read-only "+outage.String()+" (failover)", append(warm, ups...), time.Now(), length(3*time.Minute, 6*time.Minute),
+		fmt.Sprintf("%d uploads while read-only", events))
+}
+
+// TestConsumersKilled: three consumer replicas; every few seconds one of them, at random, is killed
+// with SIGKILL and started again, while the uploads land. Kills between a commit and its delete
+// leave messages to be redelivered after the visibility timeout: their duplicates must be absorbed.
+func TestConsumersKilled(t *testing.T) {
+	scenario(t)
+	events, every := length(300, 5000), length(2*time.Second, 3*time.Second)
+	w := newWorld(t, worldOptions{})
+	api := w.start("api", "api", w.ingressAddr)
+	consumers := []*daemon{
+		w.start("consumer-1", "consumer", ""), w.start("consumer-2", "consumer", ""), w.start("consumer-3", "consumer", ""),
+	}
+	ups := w.intents(api, uploadSpec{n: events, badEvery: 10})
+
+	sent := make(chan error, 1)
+	go func() { sent <- sendAll(ups, 0) }()
+	kills := 0
+	for sending := true; sending; {
+		select {
+		case err := <-sent:
+			require.NoError(t, err)
+			sending = false
+		case <-time.After(every):
+		}
+		c := pick(consumers)
+		c.kill()
+		kills++
+		c.start()
+	}
+	w.finish("3. consumer replicas killed (kill -9)", ups, time.Now(), length(4*time.Minute, 8*time.Minute),
+		fmt.Sprintf("3 consumers, %d kills, one every %s", kills, every))
+}
+
+// TestMinIOSlowAndHalfOpen: the daemons' path to MinIO gets 2 s of latency (and a bandwidth limit, so
+// that hashes take seconds), then turns half-open (bytes vanish, nothing is refused) while large
+// objects are being peeked and hashed; then it heals.
+func TestMinIOSlowAndHalfOpen(t *testing.T) {
+	scenario(t)
+	size, n := length(int64(8<<20), int64(64<<20)), length(4, 12)
+	slow, halfOpen := length(10*time.Second, 30*time.Second), length(20*time.Second, 60*time.Second)
+	w := newWorld(t, worldOptions{})
+	api := w.start("api", "api", w.ingressAddr)
+	w.start("worker", "consumer,jobs,scheduler", "")
+	ups := w.intents(api, uploadSpec{n: n, size: size}) // SHA-256 declared: the consumer hashes each
+
+	w.objects.Latency(testkit.Downstream, 2*time.Second, 0)
+	w.objects.Bandwidth(testkit.Downstream, size/1024/4) // about 4 s per full read
+	start := time.Now()
+	w.send(ups[:n/2], 0)
+	sleepUntil(start.Add(slow))
+	w.send(ups[n/2:], 0)
+	time.Sleep(3 * time.Second) // their peeks and hashes are under way
+	w.objects.Timeout(testkit.Downstream, 0)
+	sleepUntil(time.Now().Add(halfOpen))
+	w.objects.Clear()
+	w.finish(fmt.Sprintf("4. MinIO slow (2 s) %s, then half-open %s", slow, halfOpen), ups, time.Now(), length(4*time.Minute, 8*time.Minute),
+		fmt.Sprintf("%d objects of %d MiB, hashed", n, size>>20))
+}
+
+// TestKumoDown: SQS (kumo) unreachable for 60 s: the ingress cannot forward (MinIO keeps the events),
+// receives and deletes fail.
+func TestKumoDown(t *testing.T) {
+	scenario(t)
+	outage, events := length(20*time.Second, 60*time.Second), length(30, 200)
+	w := newWorld(t, worldOptions{})
+	api := w.start("api", "api", w.ingressAddr)
+	w.start("worker", "consumer,jobs,scheduler", "")
+	warm := w.warmUp(api)
+	ups := w.intents(api, uploadSpec{n: events, badEvery: 10})
+
+	w.queue.Down()
+	down := time.Now()
+	w.send(ups, outage*8/10)
+	sleepUntil(down.Add(outage))
+	w.queue.Up()
+	w.finish("5. kumo (SQS) down "+outage.String(), append(warm, ups...), time.Now(), length(3*time.Minute, 6*time.Minute),
+		fmt.Sprintf("%d uploads during the outage", events))
+}
+
+// TestDaemonDownOnIngress: the process serving the ingress MinIO's webhook posts to is killed for
+// 60 s while uploads continue through another API replica; MinIO's webhook queue directory keeps the
+// events until it is back.
+func TestDaemonDownOnIngress(t *testing.T) {
+	scenario(t)
+	outage, events := length(20*time.Second, 60*time.Second), length(30, 200)
+	w := newWorld(t, worldOptions{})
+	ingress := w.start("api-ingress", "api", w.ingressAddr)
+	front := w.start("api-front", "api", "")
+	w.start("worker", "consumer,jobs,scheduler", "")
+	warm := w.warmUp(front)
+	ups := w.intents(front, uploadSpec{n: events, badEvery: 10})
+
+	ingress.kill()
+	down := time.Now()
+	w.send(ups, outage*8/10)
+	sleepUntil(down.Add(outage))
+	ingress.start()
+	w.finish("7. daemon down "+outage.String()+" on the webhook → ingress path", append(warm, ups...), time.Now(), length(3*time.Minute, 6*time.Minute),
+		fmt.Sprintf("%d uploads while the ingress was down", events))
+}
+
+// multipartEnv shortens the multipart deadline and the sweep so that a scenario can wait for them.
+func multipartEnv(deadline, period time.Duration) []string {
+	return []string{
+		"INTAKE_JOBS_MULTIPART_DEADLINE=" + deadline.String(),
+		"INTAKE_JOBS_SWEEP_CRON=@every " + period.String(),
+		"INTAKE_JOBS_SWEEP_OLDER_THAN=1m", // the smallest allowed
+	}
+}
+
+// openUploads returns the upload ids of the bucket's open multipart uploads.
+func (w *world) openUploads() map[string]bool {
+	w.t.Helper()
+	open := map[string]bool{}
+	p := s3.NewListMultipartUploadsPaginator(w.s3, &s3.ListMultipartUploadsInput{Bucket: aws.String(w.bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		require.NoError(w.t, err)
+		for _, u := range page.Uploads {
+			open[aws.ToString(u.UploadId)] = true
+		}
+	}
+	return open
+}
+
+// aborts returns, per upload id, how many multipart_aborts rows say it was aborted.
+func (w *world) aborts() map[string]int {
+	w.t.Helper()
+	rows, err := w.db.Query(context.Background(),
+		`SELECT upload_id, count(*) FROM multipart_aborts WHERE bucket = $1 AND outcome = 'aborted' GROUP BY upload_id`, w.bucket)
+	require.NoError(w.t, err)
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		require.NoError(w.t, rows.Scan(&id, &n))
+		out[id] = n
+	}
+	require.NoError(w.t, rows.Err())
+	return out
+}
+
+// waitAborted waits (at most within) until none of ids is open in S3 any more, and returns those
+// still open.
+func (w *world) waitAborted(ids []string, within time.Duration) []string {
+	w.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		open := w.openUploads()
+		var left []string
+		for _, id := range ids {
+			if open[id] {
+				left = append(left, id)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestRedisDownMultipart: Redis unreachable for 60 s while multipart uploads are created. Creating
+// answers (201) or refuses cleanly (503, nothing left behind), and every created upload is still
+// aborted after its deadline although its abort task could not be scheduled.
+func TestRedisDownMultipart(t *testing.T) {
+	scenario(t)
+	outage, creates := length(20*time.Second, 60*time.Second), length(10, 60)
+	deadline, period := 20*time.Second, 20*time.Second
+	w := newWorld(t, worldOptions{env: multipartEnv(deadline, period)})
+	api := w.start("api", "api", w.ingressAddr)
+	w.start("worker", "consumer,jobs,scheduler", "")
+
+	w.redis.Down()
+	down := time.Now()
+	var (
+		mu      sync.Mutex
+		created []string // upload ids answered 201
+		refused int      // 503
+		other   []string
+	)
+	err := testkit.InParallel(creates, 4, func(i int) error {
+		time.Sleep(time.Until(down.Add(outage * 8 / 10 * time.Duration(i) / time.Duration(creates))))
+		var resp struct {
+			UploadID string `json:"upload_id"`
+		}
+		status, err := postJSON(api.addr, "/v1/uploads", goodKey, map[string]any{
+			"filename": fmt.Sprintf("big%03d.bin", i), "content_type": "application/octet-stream", "size": 10 << 20, "method": "multipart",
+		}, &resp)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case status == http.StatusCreated && err == nil && resp.UploadID != "":
+			created = append(created, resp.UploadID)
+		case status == http.StatusServiceUnavailable:
+			refused++
+		default:
+			other = append(other, fmt.Sprintf("%d %v", status, err))
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	sleepUntil(down.Add(outage))
+	w.redis.Up()
+	healed := time.Now()
+	require.Empty(t, other, "creating a multipart upload answers 201 or a clear 503")
+
+	// The deadline passed long ago for the first ones; the sweep takes uploads older than 1 min.
+	left := w.waitAborted(created, length(3*time.Minute, 4*time.Minute))
+	took := time.Since(healed)
+	if len(left) > 0 {
+		took = -1
+	}
+	open := w.openUploads()
+	var pendingIntents int
+	require.NoError(t, w.db.QueryRow(context.Background(),
+		`SELECT count(*) FROM uploads WHERE bucket = $1 AND method = 'multipart' AND status = 'pending'`, w.bucket).Scan(&pendingIntents))
+	aborts := w.aborts()
+	dups := 0
+	for _, n := range aborts {
+		dups += n - 1
+	}
+	w.report(tally{
+		Scenario: "6. Redis down " + outage.String() + " while multipart uploads are created", Events: len(created),
+		Recorded: len(created) - len(left), Lost: len(open), Duplicates: dups, DeadLettered: w.deadLettered(),
+		Converged: took,
+		Notes: fmt.Sprintf("%d created (201), %d refused (503); lost = created uploads still open + anything else left open; deadline %s, sweep every %s",
+			len(created), refused, deadline, period),
+	})
+	require.Zero(t, pendingIntents, "every created upload's intent ends aborted")
+}
+
+// TestSweepReplicasKilled: two scheduler and two jobs replicas as processes; one of each is killed
+// with SIGKILL in the middle of a period, while stale multipart uploads (created straight in S3, not
+// through intake) wait to be swept. Each period is swept once, each stale upload aborted once.
+func TestSweepReplicasKilled(t *testing.T) {
+	scenario(t)
+	period, stale, after := length(10*time.Second, 15*time.Second), length(10, 50), length(3, 6)
+	w := newWorld(t, worldOptions{env: multipartEnv(time.Hour, period)})
+	schedulers := []*daemon{w.start("scheduler-1", "scheduler", ""), w.start("scheduler-2", "scheduler", "")}
+	jobs := []*daemon{w.start("jobs-1", "jobs", ""), w.start("jobs-2", "jobs", "")}
+
+	ctx := testkit.Context(t)
+	var ids []string
+	for i := range stale {
+		key := fmt.Sprintf("abandoned/%03d.bin", i)
+		out, err := w.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(w.bucket), Key: aws.String(key)})
+		require.NoError(t, err)
+		_, err = w.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(w.bucket), Key: aws.String(key), UploadId: out.UploadId,
+			PartNumber: aws.Int32(1), Body: strings.NewReader("part one")})
+		require.NoError(t, err)
+		ids = append(ids, aws.ToString(out.UploadId))
+	}
+	eligible := time.Now().Add(time.Minute) // SWEEP_OLDER_THAN
+
+	// Kill one scheduler and one jobs replica in the middle of the first period that sweeps.
+	sleepUntil(eligible.Add(period/2 + time.Duration(rand.Int64N(int64(period/4)))))
+	s, j := pick(schedulers), pick(jobs)
+	s.kill()
+	j.kill()
+	time.Sleep(period / 2)
+	s.start()
+	j.start()
+
+	left := w.waitAborted(ids, 3*time.Minute)
+	took := time.Since(eligible)
+	if len(left) > 0 {
+		took = -1
+	}
+	sleepUntil(eligible.Add(time.Duration(after) * period)) // more periods, for the per-period count
+
+	enqueued, finished := map[string]int{}, map[string]int{}
+	for _, r := range w.logLines("scheduler-", "sweep enqueued") {
+		enqueued[fmt.Sprint(r["task_id"])]++
+	}
+	for _, r := range w.logLines("jobs-", "sweep finished") {
+		finished[fmt.Sprint(r["task_id"])]++
+	}
+	dups := 0
+	for _, n := range enqueued {
+		dups += n - 1
+	}
+	for _, n := range finished {
+		dups += max(0, n-1)
+	}
+	recorded, aborts := 0, w.aborts()
+	for _, id := range ids {
+		if n := aborts[id]; n > 0 {
+			recorded++
+			dups += n - 1
+		}
+	}
+	w.report(tally{
+		Scenario: "8. two schedulers and two jobs replicas, one of each killed mid-period", Events: stale,
+		Recorded: recorded, Lost: len(left), Duplicates: dups, DeadLettered: 0, Converged: took,
+		Notes: fmt.Sprintf("%d periods enqueued (each once: %t), %d sweeps finished; converged = from the uploads' eligibility (1 min old)",
+			len(enqueued), dups == 0, len(finished)),
+	})
+	require.Equal(t, stale, recorded, "every stale upload's abort is recorded")
+	require.NotEmpty(t, enqueued, "sweeps were enqueued")
+}
