@@ -10,17 +10,18 @@ LDFLAGS   := -s -w -X github.com/intakehq/intake/internal/cli.Version=$(VERSION)
 SQLC_VERSION := v1.31.1
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 18m
+FAULTS_TIMEOUT ?= 90m
 
 .PHONY: help
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_\/-]+:.*?## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: up
-up: ## Start the local stack (PostgreSQL, Redis, MinIO, kumo); builds MinIO/kumo into bin/ the first time.
+up: ## Start the local stack (PostgreSQL, Redis, MinIO, kumo, toxiproxy); builds MinIO/kumo/toxiproxy into bin/ the first time.
 	@$(STACK) up
 
 .PHONY: down
-down: ## Stop MinIO and kumo (PostgreSQL and Redis belong to the machine).
+down: ## Stop MinIO, kumo and toxiproxy (PostgreSQL and Redis belong to the machine).
 	@$(STACK) down
 
 .PHONY: status
@@ -45,6 +46,11 @@ browser: ## Install what the API's browser test and benchmark need (Chromium, np
 .PHONY: test
 test: up browser ## Bring the stack up and run every test (race detector on, real servers).
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: faults
+faults: up ## Run the fault suite at full length (real intake processes, toxiproxy, kill -9; stops by itself) and print its table.
+	INTAKE_FAULTS=full INTAKE_FAULTS_REPORT=$(CURDIR)/internal/faults/RESULTS.md \
+	  $(GO) test -count=1 -v -timeout $(FAULTS_TIMEOUT) ./internal/faults/
 
 .PHONY: test/unit
 test/unit: ## Run only the tests that need no servers (-short).
@@ -76,5 +82,5 @@ image: ## Build the container image (needs a Docker engine).
 	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t intake:$(VERSION) .
 
 .PHONY: clean
-clean: ## Remove build outputs (keeps the cached MinIO/kumo binaries).
+clean: ## Remove build outputs (keeps the cached MinIO/kumo/toxiproxy binaries).
 	rm -f $(BIN)/intake $(BIN)/intake-bootstrap

@@ -63,6 +63,13 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run()) // every scenario skips
 	}
+	// The shortened scenarios mostly wait (for an outage to end, a visibility timeout to pass): run
+	// them all at once rather than GOMAXPROCS at a time, unless -parallel says otherwise.
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !full && !explicit {
+		_ = flag.Set("test.parallel", "8")
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
@@ -556,6 +563,19 @@ func (a *audit) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// seen counts the keys under prefix written at least once.
+func (a *audit) seen(prefix string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for key := range a.created {
+		if strings.HasPrefix(key, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // duplicateWrites counts writes beyond the first of every key under prefix.
 func (a *audit) duplicateWrites(prefix string) int {
 	a.mu.Lock()
@@ -796,12 +816,20 @@ func (w *world) deadLettered() int {
 func (w *world) finish(name string, ups []*upload, healed time.Time, within time.Duration, notes string) tally {
 	w.t.Helper()
 	missing, took := w.converge(ups, healed, within)
-	sent := 0
+	sent, quarantined := 0, 0
 	for _, u := range ups {
 		if u.uploaded {
 			sent++
 		}
+		if u.uploaded && u.bad && !slices.Contains(missing, u.key) {
+			quarantined++
+		}
 	}
+	// The duplicate count rests on the audit target having seen every quarantine copy.
+	for wait := time.Now().Add(30 * time.Second); w.audit.seen(quarantine) < quarantined && time.Now().Before(wait); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.GreaterOrEqual(w.t, w.audit.seen(quarantine), quarantined, "MinIO's audit webhook saw every quarantine copy")
 	tl := tally{
 		Scenario: name, Events: sent, Recorded: sent - len(missing), Lost: len(missing),
 		Duplicates: w.audit.duplicateWrites(quarantine), DeadLettered: w.deadLettered(), Converged: took, Notes: notes,
