@@ -150,7 +150,8 @@ func scenario(t *testing.T) {
 // reached by the daemons through a toxiproxy proxy, and the daemons it started.
 type world struct {
 	t      *testing.T
-	dir    string
+	dir    string // data (MinIO's), removed at the end
+	logs   string // processes' logs: dir, or under INTAKE_FAULTS_LOGS (kept)
 	bucket string
 
 	minio  *minioServer
@@ -181,8 +182,14 @@ type worldOptions struct {
 func newWorld(t *testing.T, opts worldOptions) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), bucket: "faults", ingressAddr: freeAddr(t)}
+	w.logs = w.dir
+	if keep := os.Getenv("INTAKE_FAULTS_LOGS"); keep != "" {
+		w.logs = filepath.Join(keep, t.Name())
+		require.NoError(t, os.RemoveAll(w.logs))
+		require.NoError(t, os.MkdirAll(w.logs, 0o700))
+	}
 	w.audit = startAudit(t)
-	w.minio = startMinIO(t, w.dir, w.ingressAddr, w.audit.addr)
+	w.minio = startMinIO(t, w.dir, w.logs, w.ingressAddr, w.audit.addr)
 	w.s3 = w.minio.client()
 	ctx := testkit.Context(t)
 	_, err := w.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(w.bucket)})
@@ -288,7 +295,7 @@ type minioServer struct {
 // startMinIO starts bin/minio on a free port with two webhook targets, each with a queue directory
 // (MinIO keeps the events it could not deliver and sends them when the target answers again):
 // INTAKE posts to the daemon's ingress at ingressAddr, AUDIT to the harness's recorder.
-func startMinIO(t *testing.T, dir, ingressAddr, auditAddr string) *minioServer {
+func startMinIO(t *testing.T, dir, logs, ingressAddr, auditAddr string) *minioServer {
 	t.Helper()
 	bin := filepath.Join(repoRoot, "bin", "minio")
 	if _, err := os.Stat(bin); err != nil {
@@ -299,7 +306,7 @@ func startMinIO(t *testing.T, dir, ingressAddr, auditAddr string) *minioServer {
 	for _, d := range []string{data, filepath.Join(dir, "events-intake"), filepath.Join(dir, "events-audit")} {
 		require.NoError(t, os.MkdirAll(d, 0o700))
 	}
-	logf, err := os.Create(filepath.Join(dir, "minio.log"))
+	logf, err := os.Create(filepath.Join(logs, "minio.log"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = logf.Close() })
 	m.cmd = exec.Command(bin, "server", data, "--address", m.addr, "--console-address", freeAddr(t), "--quiet")
@@ -403,7 +410,7 @@ func (w *world) start(name, roles, addr string, env ...string) *daemon {
 	if addr == "" {
 		addr = freeAddr(w.t)
 	}
-	d := &daemon{w: w, name: name, roles: roles, addr: addr, env: env, logPath: filepath.Join(w.dir, name+".log")}
+	d := &daemon{w: w, name: name, roles: roles, addr: addr, env: env, logPath: filepath.Join(w.logs, name+".log")}
 	w.mu.Lock()
 	w.procs = append(w.procs, d)
 	w.mu.Unlock()

@@ -69,11 +69,12 @@ func TestFailoverReadOnly(t *testing.T) {
 }
 
 // TestConsumersKilled: three consumer replicas; every few seconds one of them, at random, is killed
-// with SIGKILL and started again, while the uploads land. Kills between a commit and its delete
-// leave messages to be redelivered after the visibility timeout: their duplicates must be absorbed.
+// with SIGKILL and started again, while the uploads land and are processed. Kills between a commit
+// and its delete leave messages to be redelivered after the visibility timeout: their duplicates must
+// be absorbed.
 func TestConsumersKilled(t *testing.T) {
 	scenario(t)
-	events, every := length(300, 5000), length(2*time.Second, 3*time.Second)
+	events, every, run := length(300, 5000), length(2*time.Second, 3*time.Second), length(40*time.Second, 3*time.Minute)
 	w := newWorld(t, worldOptions{})
 	api := w.start("api", "api", w.ingressAddr)
 	consumers := []*daemon{
@@ -82,13 +83,14 @@ func TestConsumersKilled(t *testing.T) {
 	ups := w.intents(api, uploadSpec{n: events, badEvery: 10})
 
 	sent := make(chan error, 1)
-	go func() { sent <- sendAll(ups, 0) }()
-	kills := 0
-	for sending := true; sending; {
+	go func() { sent <- sendAll(ups, run*9/10) }()
+	start, kills := time.Now(), 0
+	for sending := true; sending || time.Since(start) < run; {
 		select {
 		case err := <-sent:
 			require.NoError(t, err)
 			sending = false
+			continue
 		case <-time.After(every):
 		}
 		c := pick(consumers)
@@ -97,7 +99,7 @@ func TestConsumersKilled(t *testing.T) {
 		c.start()
 	}
 	w.finish("3. consumer replicas killed (kill -9)", ups, time.Now(), length(4*time.Minute, 8*time.Minute),
-		fmt.Sprintf("3 consumers, %d kills, one every %s", kills, every))
+		fmt.Sprintf("3 consumers, %d kills (one every %s for %s)", kills, every, run))
 }
 
 // TestMinIOSlowAndHalfOpen: the daemons' path to MinIO gets 2 s of latency (and a bandwidth limit, so
@@ -113,7 +115,7 @@ func TestMinIOSlowAndHalfOpen(t *testing.T) {
 	ups := w.intents(api, uploadSpec{n: n, size: size}) // SHA-256 declared: the consumer hashes each
 
 	w.objects.Latency(testkit.Downstream, 2*time.Second, 0)
-	w.objects.Bandwidth(testkit.Downstream, size/1024/4) // about 4 s per full read
+	w.objects.Bandwidth(testkit.Downstream, size/1024/8) // about 8 s per full read
 	start := time.Now()
 	w.send(ups[:n/2], 0)
 	sleepUntil(start.Add(slow))
