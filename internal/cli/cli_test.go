@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -77,7 +76,7 @@ func TestRunServesReadyAndStopsOnCancel(t *testing.T) {
 	aws := testkit.AWS()
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -141,13 +140,4 @@ func TestRunServesReadyAndStopsOnCancel(t *testing.T) {
 	require.Contains(t, logs.String(), `"msg":"stopped cleanly"`)
 	require.Contains(t, logs.String(), `"msg":"migrations applied"`)
 	require.True(t, strings.Contains(logs.String(), `"level":"INFO"`), "logs are JSON")
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }

@@ -38,7 +38,7 @@ func TestAPIRoleWiring(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
 	const apiKey = "0123456789abcdef-alice"
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -181,7 +181,7 @@ type worldOptions struct {
 
 func newWorld(t *testing.T, opts worldOptions) *world {
 	t.Helper()
-	w := &world{t: t, dir: t.TempDir(), bucket: "faults", ingressAddr: freeAddr(t)}
+	w := &world{t: t, dir: t.TempDir(), bucket: "faults", ingressAddr: testkit.FreeAddr(t)}
 	w.logs = w.dir
 	if keep := os.Getenv("INTAKE_FAULTS_LOGS"); keep != "" {
 		w.logs = filepath.Join(keep, t.Name())
@@ -246,16 +246,6 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	return w
 }
 
-// freeAddr returns a 127.0.0.1 address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
 // database creates a database of the scenario's own (so that ALTER DATABASE … SET is safe) and
 // drops it when the test ends.
 func database(t *testing.T) (string, *pgxpool.Pool, *pgxpool.Pool) {
@@ -301,7 +291,7 @@ func startMinIO(t *testing.T, dir, logs, ingressAddr, auditAddr string) *minioSe
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("bin/minio: %v (run `make up`)", err)
 	}
-	m := &minioServer{addr: freeAddr(t), done: make(chan struct{})}
+	m := &minioServer{addr: testkit.FreeAddr(t), done: make(chan struct{})}
 	data := filepath.Join(dir, "minio")
 	for _, d := range []string{data, filepath.Join(dir, "events-intake"), filepath.Join(dir, "events-audit")} {
 		require.NoError(t, os.MkdirAll(d, 0o700))
@@ -309,7 +299,7 @@ func startMinIO(t *testing.T, dir, logs, ingressAddr, auditAddr string) *minioSe
 	logf, err := os.Create(filepath.Join(logs, "minio.log"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = logf.Close() })
-	m.cmd = exec.Command(bin, "server", data, "--address", m.addr, "--console-address", freeAddr(t), "--quiet")
+	m.cmd = exec.Command(bin, "server", data, "--address", m.addr, "--console-address", testkit.FreeAddr(t), "--quiet")
 	m.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
 		"MINIO_ROOT_USER=" + minioUser, "MINIO_ROOT_PASSWORD=" + minioSecret,
@@ -408,7 +398,7 @@ type daemon struct {
 func (w *world) start(name, roles, addr string, env ...string) *daemon {
 	w.t.Helper()
 	if addr == "" {
-		addr = freeAddr(w.t)
+		addr = testkit.FreeAddr(w.t)
 	}
 	d := &daemon{w: w, name: name, roles: roles, addr: addr, env: env, logPath: filepath.Join(w.logs, name+".log")}
 	w.mu.Lock()

@@ -28,44 +28,64 @@ func (w *world) warmUp(api *daemon) []*upload {
 	return ups
 }
 
+// outage is the shape most scenarios share: the daemons run, a few uploads go through, intents are
+// handed out, then the fault lasts length while the uploads land (spread over most of it), and after
+// it heals the rows must converge.
+type outage struct {
+	name   string
+	length time.Duration
+	events int
+	within time.Duration // how long the rows may take to converge after the fault
+	// start starts the daemons and returns the API the uploads go through (default: an api process
+	// serving the ingress and a worker process running the other roles).
+	start     func(w *world) *daemon
+	cut, heal func(w *world)
+}
+
+func (o outage) run(t *testing.T) {
+	t.Helper()
+	w := newWorld(t, worldOptions{})
+	start := o.start
+	if start == nil {
+		start = func(w *world) *daemon {
+			api := w.start("api", "api", w.ingressAddr)
+			w.start("worker", "consumer,jobs,scheduler", "")
+			return api
+		}
+	}
+	api := start(w)
+	warm := w.warmUp(api)
+	ups := w.intents(api, uploadSpec{n: o.events, badEvery: 10}) // URLs handed out before the fault
+
+	o.cut(w)
+	down := time.Now()
+	w.send(ups, o.length*8/10)
+	sleepUntil(down.Add(o.length))
+	o.heal(w)
+	w.finish(o.name+" "+o.length.String(), append(warm, ups...), time.Now(), o.within,
+		fmt.Sprintf("%d uploads during the fault, %d before", o.events, len(warm)))
+}
+
 // TestPostgresDown: PostgreSQL unreachable (toxiproxy: port closed, connections cut) for 5 minutes
 // while 500 uploads land; the queue redrives after 5 receives.
 func TestPostgresDown(t *testing.T) {
 	scenario(t)
-	outage, events := length(30*time.Second, 5*time.Minute), length(40, 500)
-	w := newWorld(t, worldOptions{})
-	api := w.start("api", "api", w.ingressAddr)
-	w.start("worker", "consumer,jobs,scheduler", "")
-	warm := w.warmUp(api)
-	ups := w.intents(api, uploadSpec{n: events, badEvery: 10}) // URLs handed out before the outage
-
-	w.pg.Down()
-	down := time.Now()
-	w.send(ups, outage*8/10)
-	sleepUntil(down.Add(outage))
-	w.pg.Up()
-	w.finish("1. PostgreSQL down "+outage.String(), append(warm, ups...), time.Now(), length(4*time.Minute, 10*time.Minute),
-		fmt.Sprintf("%d uploads during the outage", events))
+	outage{
+		name: "1. PostgreSQL down", length: length(30*time.Second, 5*time.Minute), events: length(40, 500),
+		within: length(4*time.Minute, 10*time.Minute),
+		cut:    func(w *world) { w.pg.Down() }, heal: func(w *world) { w.pg.Up() },
+	}.run(t)
 }
 
 // TestFailoverReadOnly: the database turns read-only (every session cut, new ones read-only, as
 // after a failover to a replica) for 60 s, then writable again (sessions cut again).
 func TestFailoverReadOnly(t *testing.T) {
 	scenario(t)
-	outage, events := length(20*time.Second, 60*time.Second), length(30, 200)
-	w := newWorld(t, worldOptions{})
-	api := w.start("api", "api", w.ingressAddr)
-	w.start("worker", "consumer,jobs,scheduler", "")
-	warm := w.warmUp(api)
-	ups := w.intents(api, uploadSpec{n: events, badEvery: 10})
-
-	w.readOnly(true)
-	down := time.Now()
-	w.send(ups, outage*8/10)
-	sleepUntil(down.Add(outage))
-	w.readOnly(false)
-	w.finish("2. PostgreSQL read-only "+outage.String()+" (failover)", append(warm, ups...), time.Now(), length(3*time.Minute, 6*time.Minute),
-		fmt.Sprintf("%d uploads while read-only", events))
+	outage{
+		name: "2. PostgreSQL read-only (failover)", length: length(20*time.Second, 60*time.Second), events: length(30, 200),
+		within: length(3*time.Minute, 6*time.Minute),
+		cut:    func(w *world) { w.readOnly(true) }, heal: func(w *world) { w.readOnly(false) },
+	}.run(t)
 }
 
 // TestConsumersKilled: three consumer replicas; every few seconds one of them, at random, is killed
@@ -132,20 +152,11 @@ func TestMinIOSlowAndHalfOpen(t *testing.T) {
 // receives and deletes fail.
 func TestKumoDown(t *testing.T) {
 	scenario(t)
-	outage, events := length(20*time.Second, 60*time.Second), length(30, 200)
-	w := newWorld(t, worldOptions{})
-	api := w.start("api", "api", w.ingressAddr)
-	w.start("worker", "consumer,jobs,scheduler", "")
-	warm := w.warmUp(api)
-	ups := w.intents(api, uploadSpec{n: events, badEvery: 10})
-
-	w.queue.Down()
-	down := time.Now()
-	w.send(ups, outage*8/10)
-	sleepUntil(down.Add(outage))
-	w.queue.Up()
-	w.finish("5. kumo (SQS) down "+outage.String(), append(warm, ups...), time.Now(), length(3*time.Minute, 6*time.Minute),
-		fmt.Sprintf("%d uploads during the outage", events))
+	outage{
+		name: "5. kumo (SQS) down", length: length(20*time.Second, 60*time.Second), events: length(30, 200),
+		within: length(3*time.Minute, 6*time.Minute),
+		cut:    func(w *world) { w.queue.Down() }, heal: func(w *world) { w.queue.Up() },
+	}.run(t)
 }
 
 // TestDaemonDownOnIngress: the process serving the ingress MinIO's webhook posts to is killed for
@@ -153,21 +164,18 @@ func TestKumoDown(t *testing.T) {
 // events until it is back.
 func TestDaemonDownOnIngress(t *testing.T) {
 	scenario(t)
-	outage, events := length(20*time.Second, 60*time.Second), length(30, 200)
-	w := newWorld(t, worldOptions{})
-	ingress := w.start("api-ingress", "api", w.ingressAddr)
-	front := w.start("api-front", "api", "")
-	w.start("worker", "consumer,jobs,scheduler", "")
-	warm := w.warmUp(front)
-	ups := w.intents(front, uploadSpec{n: events, badEvery: 10})
-
-	ingress.kill()
-	down := time.Now()
-	w.send(ups, outage*8/10)
-	sleepUntil(down.Add(outage))
-	ingress.start()
-	w.finish("7. daemon down "+outage.String()+" on the webhook → ingress path", append(warm, ups...), time.Now(), length(3*time.Minute, 6*time.Minute),
-		fmt.Sprintf("%d uploads while the ingress was down", events))
+	var ingress *daemon
+	outage{
+		name: "7. daemon down on the webhook → ingress path", length: length(20*time.Second, 60*time.Second), events: length(30, 200),
+		within: length(3*time.Minute, 6*time.Minute),
+		start: func(w *world) *daemon {
+			ingress = w.start("api-ingress", "api", w.ingressAddr)
+			front := w.start("api-front", "api", "")
+			w.start("worker", "consumer,jobs,scheduler", "")
+			return front
+		},
+		cut: func(*world) { ingress.kill() }, heal: func(*world) { ingress.start() },
+	}.run(t)
 }
 
 // multipartEnv shortens the multipart deadline and the sweep so that a scenario can wait for them.

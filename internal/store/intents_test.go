@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -406,11 +405,7 @@ func TestIntentWriterCloseDrains(t *testing.T) {
 // error, none is dropped.
 func TestIntentWriterUnreachable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	cfg, err := pgxpool.ParseConfig(fmt.Sprintf("postgres://postgres@127.0.0.1:%d/intake_test?connect_timeout=5", port))
+	cfg, err := pgxpool.ParseConfig(fmt.Sprintf("postgres://postgres@%s/intake_test?connect_timeout=5", testkit.FreeAddr(t)))
 	require.NoError(t, err)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg) // connects lazily
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package testkit
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -38,4 +39,17 @@ func Do(t testing.TB, method, url string, body []byte, headers map[string]string
 		t.Logf("%s %d: %s", method, resp.StatusCode, b)
 	}
 	return resp.StatusCode, b
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port nothing listens on now (for a server the test
+// starts later, or a connection that must be refused).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testkit: listen: %v", err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
 }
