@@ -192,7 +192,13 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	w.minio = startMinIO(t, w.dir, w.logs, w.ingressAddr, w.audit.addr)
 	w.s3 = w.minio.client()
 	ctx := testkit.Context(t)
-	_, err := w.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(w.bucket)})
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		// A MinIO that says it is ready may still answer "not initialized" for a moment.
+		if _, err = w.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(w.bucket)}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	require.NoError(t, err)
 	_, err = w.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
 		Bucket: aws.String(w.bucket),
@@ -313,12 +319,17 @@ func startMinIO(t *testing.T, dir, logs, ingressAddr, auditAddr string) *minioSe
 		"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_AUDIT=" + filepath.Join(dir, "events-audit"),
 	}
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	m.cmd.SysProcAttr = orphanless()
 	require.NoError(t, m.cmd.Start())
 	go func() { _ = m.cmd.Wait(); close(m.done) }()
 	t.Cleanup(func() { stopProcess(m.cmd, m.done, 10*time.Second) })
-	waitHTTP(t, "MinIO", "http://"+m.addr+"/minio/health/live", m.done, 60*time.Second)
+	waitHTTP(t, "MinIO", "http://"+m.addr+"/minio/health/ready", m.done, 60*time.Second)
 	return m
 }
+
+// orphanless makes a child process die with the test binary (a test killed by its timeout runs no
+// cleanup).
+func orphanless() *syscall.SysProcAttr { return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} }
 
 func (m *minioServer) client() *s3.Client {
 	section := testkit.AWS()
@@ -417,6 +428,7 @@ func (d *daemon) start() {
 	cmd.Env = append(slices.Clone(d.w.env), "INTAKE_LISTEN_ADDR="+d.addr)
 	cmd.Env = append(cmd.Env, d.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = orphanless()
 	require.NoError(t, cmd.Start())
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); _ = logf.Close(); close(done) }()
