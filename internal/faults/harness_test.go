@@ -839,9 +839,17 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 		time.Sleep(200 * time.Millisecond)
 	}
 	require.GreaterOrEqual(w.t, w.audit.seen(quarantine), quarantined, "MinIO's audit webhook saw every quarantine copy")
+	// Redeliveries the pipeline absorbed: inspections that changed nothing (a duplicate or older event).
+	absorbed := 0
+	for _, r := range w.logLines("", "object inspected") {
+		if r["applied"] == false {
+			absorbed++
+		}
+	}
 	tl := tally{
 		Scenario: name, Events: sent, Recorded: sent - len(missing), Lost: len(missing),
-		Duplicates: w.audit.duplicateWrites(quarantine), DeadLettered: w.deadLettered(), Converged: took, Notes: notes,
+		Duplicates: w.audit.duplicateWrites(quarantine), DeadLettered: w.deadLettered(), Converged: took,
+		Notes: fmt.Sprintf("%s; %d redelivered events absorbed", notes, absorbed),
 	}
 	w.report(tl)
 	if len(missing) > 0 {
