@@ -52,6 +52,9 @@ func TestNewValidates(t *testing.T) {
 		{"visibility above 12h", func(c *consumer.Config) { c.Visibility = 13 * time.Hour }, "Visibility"},
 		{"negative workers", func(c *consumer.Config) { c.Workers = -1 }, "Workers"},
 		{"negative grace", func(c *consumer.Config) { c.Grace = -time.Second }, "Grace"},
+		{"message timeout below the visibility", func(c *consumer.Config) { c.MessageTimeout = 30 * time.Second }, "MessageTimeout 30s not in Visibility (1m0s)..6h0m0s"},
+		{"message timeout near the visibility cap", func(c *consumer.Config) { c.MessageTimeout = 12 * time.Hour }, "MessageTimeout"},
+		{"dependency without a check", func(c *consumer.Config) { c.Dependencies = []consumer.Dependency{{Name: "postgres"}} }, "Dependencies[0] needs a Name and a Check"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
