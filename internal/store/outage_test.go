@@ -28,11 +28,8 @@ type outageBundle struct {
 
 func setupOutage(t *testing.T) *outageBundle {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
-	st := testkit.DB(t)
-	return &outageBundle{ctx: testkit.Context(t), schema: st.Pool.Config().ConnConfig.RuntimeParams["search_path"], admin: st}
+	r := setupRecords(t)
+	return &outageBundle{ctx: r.ctx, schema: r.st.Pool.Config().ConnConfig.RuntimeParams["search_path"], admin: r.st}
 }
 
 // open returns a store on the bundle's schema whose sessions run with params (SET at connect).
