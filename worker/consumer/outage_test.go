@@ -32,8 +32,8 @@ func TestLongOutageReceivesNothing(t *testing.T) {
 	e.q = testkit.Queue(t, e.sqs, 5, time.Minute) // the default redrive and visibility
 	objs := uploadObjects(t, e.s3, e.bucket, 30)
 
-	proxy := startProxy(t, "127.0.0.1:5432")
-	viaProxy := storeVia(t, e.st, proxy.addr())
+	proxy := testkit.NewProxy(t, "postgres", "127.0.0.1:5432")
+	viaProxy := storeVia(t, e.st, proxy.Addr)
 	real := e.processor(t, batchedRecords(t, viaProxy))
 	rec := newRecorder()
 	var slow atomic.Bool // holds messages in processing, so that some are in flight when the outage begins
@@ -77,7 +77,7 @@ func TestLongOutageReceivesNothing(t *testing.T) {
 	slow.Store(true)
 	send(t, e.sqs, e.q.URL, events(10, 20)...)
 	require.Eventually(t, func() bool { return rec.total.Load() >= 20 }, 30*time.Second, 10*time.Millisecond)
-	proxy.down()
+	proxy.Down()
 	downAt := time.Now()
 	slow.Store(false)
 	paused := func() bool { return metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres") == 1 }
@@ -95,7 +95,7 @@ func TestLongOutageReceivesNothing(t *testing.T) {
 	callsDuring := rec.total.Load() - callsAtPause
 	pausedAtEnd := paused()
 	readyErr := s.c.Ready(context.Background())
-	proxy.up(t)
+	proxy.Up()
 
 	e.waitRows(t, 90*time.Second, keys(30), pipeline.StatusValid)
 	require.Eventually(t, func() bool { return !paused() }, 40*time.Second, 50*time.Millisecond)
