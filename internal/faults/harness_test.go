@@ -920,8 +920,20 @@ func (r *results) print(w io.Writer) {
 	}
 }
 
+// historyMarker starts the part of the report file that a run keeps (earlier runs worth keeping,
+// written by hand).
+const historyMarker = "<!-- history: kept by every run -->"
+
+// write replaces the report file's latest table, keeping what follows historyMarker.
 func (r *results) write(path string) error {
-	return os.WriteFile(path, []byte(r.markdown()), 0o644)
+	var history string
+	if old, err := os.ReadFile(path); err == nil {
+		if i := strings.Index(string(old), historyMarker); i >= 0 {
+			history = "\n" + string(old[i:])
+		}
+	}
+	head := "# Fault suite results\n\nWritten by `make faults` (internal/faults): the latest run first.\n\n"
+	return os.WriteFile(path, []byte(head+r.markdown()+history), 0o644)
 }
 
 // ---------------------------------------------------------------------------------------------------
