@@ -259,8 +259,10 @@ func (o *Objects) head(ctx context.Context, obj pipeline.ObjectRef) (*s3.HeadObj
 
 // Move copies the object to dstKey in the same bucket (metadata and tags kept; objects larger
 // than 5 GiB are copied part by part, without their tags) and then deletes the source. Both steps
-// are conditional on the ref's ETag, so a retry after a crash between them redoes the copy and
-// the deletion, and a replaced object is left alone.
+// are conditional on the ref's ETag, so a replaced object is left alone. A retry after a crash
+// between them finds the copy already there (same ETag and size) and only deletes the source: the
+// copy is written once. (A part-by-part copy has another ETag than its source, so its retry copies
+// again.)
 func (o *Objects) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey string) error {
 	head, err := o.head(ctx, obj)
 	if err != nil {
@@ -268,6 +270,9 @@ func (o *Objects) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey strin
 	}
 	src := copySource(obj)
 	size := aws.ToInt64(head.ContentLength)
+	if o.holds(ctx, obj.Bucket, dstKey, head) {
+		return o.Delete(ctx, obj)
+	}
 	if size <= o.maxCopySize {
 		in := &s3.CopyObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(dstKey), CopySource: aws.String(src)}
 		if obj.ETag != "" {
@@ -280,6 +285,14 @@ func (o *Objects) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey strin
 		return err
 	}
 	return o.Delete(ctx, obj)
+}
+
+// holds reports whether dstKey already holds the content head describes (a copy made by an attempt
+// that did not get to delete its source). Any doubt (an error, another ETag) says no: copy again.
+func (o *Objects) holds(ctx context.Context, bucket, dstKey string, head *s3.HeadObjectOutput) bool {
+	dst, err := o.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(dstKey)})
+	return err == nil && aws.ToString(dst.ETag) != "" && aws.ToString(dst.ETag) == aws.ToString(head.ETag) &&
+		aws.ToInt64(dst.ContentLength) == aws.ToInt64(head.ContentLength)
 }
 
 // copyParts copies a large object with UploadPartCopy, aborting the upload on failure.

@@ -241,6 +241,41 @@ func TestObjectsMove(t *testing.T) {
 	require.ErrorIs(t, b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key), pipeline.ErrNotFound)
 }
 
+// A retry after a crash between the copy and the deletion (the consumer killed, the message
+// redelivered) finds the copy made: it deletes the source without writing the copy again (a second
+// write would be a second quarantine, with its own event).
+func TestObjectsMoveAfterCrashWritesOnce(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	_, err := b.client.PutBucketVersioning(b.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b.bucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err) // every write of the copy leaves a version
+	t.Cleanup(func() {      // before testkit removes the bucket: every version and delete marker
+		out, err := b.client.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(b.bucket)})
+		require.NoError(t, err)
+		for _, v := range out.Versions {
+			_, _ = b.client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: v.Key, VersionId: v.VersionId})
+		}
+		for _, m := range out.DeleteMarkers {
+			_, _ = b.client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: m.Key, VersionId: m.VersionId})
+		}
+	})
+	const key, dst = "up/lie.png", "quarantine/up/lie.png"
+	etag := b.put(t, key, "image/png", strings.NewReader("not a png"))
+	// The first attempt copied, then died.
+	_, err = b.client.CopyObject(b.ctx, &s3.CopyObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(dst),
+		CopySource: aws.String(b.bucket + "/" + key)})
+	require.NoError(t, err)
+
+	require.NoError(t, b.objs.Move(b.ctx, b.ref(key, etag), dst))
+	require.False(t, b.exists(t, key), "the source is deleted")
+	versions, err := b.client.ListObjectVersions(b.ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(b.bucket), Prefix: aws.String(dst)})
+	require.NoError(t, err)
+	require.Len(t, versions.Versions, 1, "the copy was written once")
+	body, _ := b.get(t, dst)
+	require.Equal(t, "not a png", string(body))
+}
+
 func TestObjectsMoveMultipart(t *testing.T) {
 	t.Parallel()
 	b := setupObjects(t)
