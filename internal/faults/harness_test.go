@@ -192,24 +192,24 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	w.minio = startMinIO(t, w.dir, w.logs, w.ingressAddr, w.audit.addr)
 	w.s3 = w.minio.client()
 	ctx := testkit.Context(t)
-	var err error
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		// A MinIO that says it is ready may still answer "not initialized" for a moment.
-		if _, err = w.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(w.bucket)}); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	require.NoError(t, err)
-	_, err = w.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
-		Bucket: aws.String(w.bucket),
-		NotificationConfiguration: &s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{
-			{Id: aws.String("intake"), QueueArn: aws.String("arn:minio:sqs:us-east-1:INTAKE:webhook"),
-				Events: []s3types.Event{s3types.EventS3ObjectCreated, s3types.EventS3ObjectRemoved}},
-			{Id: aws.String("audit"), QueueArn: aws.String("arn:minio:sqs:us-east-1:AUDIT:webhook"),
-				Events: []s3types.Event{s3types.EventS3ObjectCreated, s3types.EventS3ObjectRemoved}},
-		}},
+	// A MinIO that says it is ready may still answer "not initialized", or not know its webhook
+	// targets yet, for a few seconds.
+	retry(t, 30*time.Second, func() error {
+		_, err := w.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(w.bucket)})
+		return err
 	})
-	require.NoError(t, err)
+	retry(t, 30*time.Second, func() error {
+		_, err := w.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+			Bucket: aws.String(w.bucket),
+			NotificationConfiguration: &s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{
+				{Id: aws.String("intake"), QueueArn: aws.String("arn:minio:sqs:us-east-1:INTAKE:webhook"),
+					Events: []s3types.Event{s3types.EventS3ObjectCreated, s3types.EventS3ObjectRemoved}},
+				{Id: aws.String("audit"), QueueArn: aws.String("arn:minio:sqs:us-east-1:AUDIT:webhook"),
+					Events: []s3types.Event{s3types.EventS3ObjectCreated, s3types.EventS3ObjectRemoved}},
+			}},
+		})
+		return err
+	})
 
 	w.sqs = testkit.SQS()
 	w.q = testkit.Queue(t, w.sqs, 5, 60*time.Second) // as deploy/local/bootstrap creates it
@@ -250,6 +250,22 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	}, opts.env...)
 	t.Cleanup(w.stopAll)
 	return w
+}
+
+// retry calls f until it succeeds, failing t with its last error after within.
+func retry(t *testing.T, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %s: %v", within, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // database creates a database of the scenario's own (so that ALTER DATABASE … SET is safe) and
