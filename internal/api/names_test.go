@@ -98,17 +98,6 @@ func TestNormalizeContentType(t *testing.T) {
 	}
 }
 
-func TestValidOwner(t *testing.T) {
-	t.Parallel()
-	for owner, want := range map[string]bool{
-		"alice": true, "auth0|123": true, "user@example.com": true, "42": true,
-		"": false, ".": false, "..": false, "a/b": false, `a\b`: false, "a b": false, "a\nb": false,
-		strings.Repeat("x", 128): true, strings.Repeat("x", 129): false,
-	} {
-		require.Equal(t, want, validOwner(owner), "%q", owner)
-	}
-}
-
 func TestObjectKeyAndCursor(t *testing.T) {
 	t.Parallel()
 	id := uuid.MustParse("0193c3f0-7c1e-7000-8000-0000000000ab")

@@ -156,12 +156,11 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	if o.Status != "valid" {
 		return problemf(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
 	}
-	now := s.now()
-	u, err := s.signer.Presign(r.Context(), sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: now, Expires: exp, ContentLength: -1})
+	u, err := s.signer.Sign(r.Context(), sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: s.now(), Expires: exp, ContentLength: -1})
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign get", err)
 	}
 	s.metrics.presigns.WithLabelValues("get").Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})
 	return nil
 }

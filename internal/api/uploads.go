@@ -58,6 +58,9 @@ type uploadResponse struct {
 	UploadID string            `json:"upload_id,omitempty"`
 	// ExpiresAt is when the URL (put, post) or the multipart upload (multipart) expires.
 	ExpiresAt time.Time `json:"expires_at"`
+	// lifetime is the URL's (put, post): the one asked for, capped at the signing credentials'
+	// expiry.
+	lifetime time.Duration
 }
 
 // intentSpec is a validated request for an upload, from /v1 or Uppy's routes.
@@ -169,14 +172,14 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 	}
 	switch spec.method {
 	case MethodPut:
-		u, err := s.signer.Presign(ctx, sigv4.Input{
+		u, err := s.signer.Sign(ctx, sigv4.Input{
 			Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: key, Now: now, Expires: spec.expires,
 			ContentType: ct, ContentLength: spec.size, ChecksumSHA256: checksum,
 		})
 		if err != nil {
 			return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
 		}
-		resp.URL = u
+		resp.URL, resp.ExpiresAt, resp.lifetime = u.URL, u.Expires, u.Expires.Sub(now.Truncate(time.Second))
 		resp.Headers = map[string]string{"Content-Type": ct, "Content-Length": strconv.FormatInt(spec.size, 10)}
 		if checksum != "" {
 			resp.Headers["x-amz-checksum-sha256"] = checksum
@@ -189,11 +192,17 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 				maxSize = rule.MaxSize
 			}
 		}
-		u, fields, err := s.presignPost(ctx, key, ct, minSize, maxSize, spec.expires)
+		// The SDK signs the policy: cap its expiry at the credentials' as the Signer would.
+		lifetime, err := s.signer.Lifetime(ctx, now, spec.expires)
+		if err != nil {
+			return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+		}
+		u, fields, err := s.presignPost(ctx, key, ct, minSize, maxSize, lifetime)
 		if err != nil {
 			return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
 		}
 		resp.URL, resp.Fields = u, fields
+		resp.ExpiresAt, resp.lifetime = now.Truncate(time.Second).Add(lifetime).UTC(), lifetime
 	case MethodMultipart:
 		resp.ExpiresAt = now.Add(s.deadline).UTC().Truncate(time.Second)
 		cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
@@ -332,12 +341,11 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	now := s.now()
-	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, req.PartNumbers, now, exp)
+	parts, expires, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, req.PartNumbers, s.now(), exp)
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign parts", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": expires.UTC()})
 	return nil
 }
 
@@ -358,20 +366,26 @@ func checkPartNumbers(nums []int32) *Problem {
 	return nil
 }
 
-func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, error) {
+// signParts presigns part uploads and returns when the first of their URLs expires (they may be
+// capped at the signing credentials' expiry, which can change between two signatures).
+func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, time.Time, error) {
 	parts := make([]partURL, 0, len(nums))
+	var expires time.Time
 	for _, n := range nums {
-		u, err := s.signer.Presign(ctx, sigv4.Input{
+		u, err := s.signer.Sign(ctx, sigv4.Input{
 			Method: http.MethodPut, Op: sigv4.OpUploadPart, Bucket: s.bucket, Key: key, Now: now, Expires: exp,
 			ContentLength: -1, PartNumber: n, UploadID: uploadID,
 		})
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
-		parts = append(parts, partURL{PartNumber: n, URL: u})
+		parts = append(parts, partURL{PartNumber: n, URL: u.URL})
+		if expires.IsZero() || u.Expires.Before(expires) {
+			expires = u.Expires
+		}
 	}
 	s.metrics.presigns.WithLabelValues("part").Add(float64(len(nums)))
-	return parts, nil
+	return parts, expires, nil
 }
 
 // uploadedPart is one part S3 holds.

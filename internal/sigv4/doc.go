@@ -14,6 +14,17 @@
 // PutObject (optionally with signed Content-Type, Content-Length and x-amz-checksum-sha256),
 // GetObject and UploadPart; path-style and virtual-hosted-style addressing; AWS and custom
 // endpoints; any credentials provider, session tokens included. The tests compare Signer's URLs with
-// the SDK's byte for byte across endpoints, regions, credentials, buckets and keys, and send them
-// to MinIO.
+// the SDK's byte for byte across endpoints, regions, credentials, buckets and keys (and a fuzz target,
+// FuzzSignerMatchesSDK, does so for random ones), and send them to MinIO. One difference is
+// deliberate: for an empty PutObject (ContentLength 0) the SDK signs neither Content-Length nor
+// Content-Type, so its URL would accept any body; the Signer signs both.
+//
+// # Expiry
+//
+// A presigned URL is only as good as the credentials that signed it: S3 refuses it once temporary
+// credentials (an STS or IRSA session, about an hour) have expired, whatever X-Amz-Expires says.
+// Sign therefore caps the lifetime at the expiry of the credentials the provider returns at signing
+// time (aws.Credentials.CanExpire and Expires) and reports the real end in Presigned.Expires;
+// credentials that expire within MinLifetime are refused with ErrCredentialsExpiring. Lifetime
+// gives the same cap to callers that sign with the SDK (POST policies).
 package sigv4

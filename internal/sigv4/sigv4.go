@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -109,7 +110,8 @@ type Input struct {
 	Method, Op string
 	// Bucket and Key name the object; the key is escaped as SigV4 requires.
 	Bucket, Key string
-	// Now is the signing time and Expires the URL's lifetime, in (0, MaxExpiry].
+	// Now is the signing time and Expires the URL's lifetime, in (0, MaxExpiry]; the lifetime
+	// signed is capped at the credentials' expiry (see [Lifetime]).
 	Now     time.Time
 	Expires time.Duration
 	// ContentType and ContentLength are signed headers of a PUT PutObject when ContentLength >= 0
@@ -126,16 +128,74 @@ type Input struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// Presign returns the presigned URL of the request.
-func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
+// Presigned is a presigned URL and the instant S3 stops accepting it.
+type Presigned struct {
+	// URL is the presigned request.
+	URL string
+	// Expires is the signing time (to the second, as X-Amz-Date) plus the URL's lifetime
+	// (X-Amz-Expires): the requested one, capped at the expiry of the credentials that signed it.
+	Expires time.Time
+}
+
+// MinLifetime is the shortest lifetime Sign hands out: credentials closer to their expiry are
+// refused (ErrCredentialsExpiring) rather than used for a URL that dies at once.
+const MinLifetime = time.Second
+
+// ErrCredentialsExpiring says the signing credentials expire within MinLifetime of the signing time.
+var ErrCredentialsExpiring = errors.New("presign: the signing credentials expire now")
+
+// Lifetime returns the lifetime of a URL signed at now with creds: want, capped so that the URL
+// expires no later than the credentials (temporary credentials such as STS or IRSA sessions last
+// about an hour, and S3 refuses a URL once the session that signed it has expired, whatever
+// X-Amz-Expires says). The result is whole seconds, counted from now truncated to the second as
+// X-Amz-Date is; want itself is not checked against MaxExpiry.
+func Lifetime(creds aws.Credentials, now time.Time, want time.Duration) (time.Duration, error) {
+	want = want.Truncate(time.Second)
+	if !creds.CanExpire {
+		return want, nil
+	}
+	left := creds.Expires.Sub(now.UTC().Truncate(time.Second)).Truncate(time.Second)
+	if left < MinLifetime {
+		return 0, fmt.Errorf("%w (at %s)", ErrCredentialsExpiring, creds.Expires.UTC().Format(time.RFC3339))
+	}
+	return min(want, left), nil
+}
+
+// Lifetime retrieves the signing credentials and returns the lifetime of a URL signed at now (see
+// [Lifetime]): what callers that sign with another signer (the SDK's POST policies) use to cap
+// their expiry.
+func (s *Signer) Lifetime(ctx context.Context, now time.Time, want time.Duration) (time.Duration, error) {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
-		return "", fmt.Errorf("presign: retrieve credentials: %w", err)
+		return 0, fmt.Errorf("presign: retrieve credentials: %w", err)
+	}
+	return Lifetime(creds, now, want)
+}
+
+// Presign returns the presigned URL of the request (Sign without the expiry).
+func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
+	p, err := s.Sign(ctx, in)
+	return p.URL, err
+}
+
+// Sign presigns the request. Its lifetime is in.Expires capped at the expiry of the credentials
+// the provider returns now (see [Lifetime]); Presigned.Expires says when it ends.
+func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
+	creds, err := s.creds.Retrieve(ctx)
+	if err != nil {
+		return Presigned{}, fmt.Errorf("presign: retrieve credentials: %w", err)
 	}
 	if in.Expires <= 0 || in.Expires > MaxExpiry {
-		return "", fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.Expires)
+		return Presigned{}, fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.Expires)
 	}
 	now := in.Now.UTC()
+	lifetime, err := Lifetime(creds, now, in.Expires)
+	if err != nil {
+		return Presigned{}, err
+	}
+	if lifetime < time.Second {
+		return Presigned{}, fmt.Errorf("presign: expiry %s is below one second", in.Expires)
+	}
 	k := s.keyFor(creds, now)
 
 	bp := bufPool.Get().(*[]byte)
@@ -181,7 +241,7 @@ func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 	buf = append(buf, "&X-Amz-Date="...)
 	buf = append(buf, amzDate...)
 	buf = append(buf, "&X-Amz-Expires="...)
-	buf = strconv.AppendInt(buf, int64(in.Expires/time.Second), 10)
+	buf = strconv.AppendInt(buf, int64(lifetime/time.Second), 10)
 	if k.tokenQuery != "" {
 		buf = append(buf, "&X-Amz-Security-Token="...)
 		buf = append(buf, k.tokenQuery...)
@@ -272,7 +332,7 @@ func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 	hex.Encode(hexSig[:], sig[:])
 	sb.Write(hexSig[:])
 	*bp = buf
-	return sb.String(), nil
+	return Presigned{URL: sb.String(), Expires: now.Truncate(time.Second).Add(lifetime)}, nil
 }
 
 // keyFor returns the cached derived key for the credentials and day, deriving it when they changed.
