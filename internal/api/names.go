@@ -72,6 +72,11 @@ func normalizeContentType(ct string) (string, *Problem) {
 	if out == "" {
 		return "", problemf(probInvalidType, "content_type %q cannot be encoded", ct)
 	}
+	if len(out) > 255 {
+		// The canonical form is what is signed and stored: it may be longer than the input
+		// ("a;b=1" becomes "a; b=1").
+		return "", problemf(probInvalidType, "content_type is longer than 255 bytes in canonical form")
+	}
 	return out, nil
 }
 

@@ -62,6 +62,14 @@ func encodeCursor(o dbq.Object) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// Cursor times outside these bounds were not issued by the API (they come from created_at). They
+// are refused: near the ends of int64 microseconds, pgx's conversion to PostgreSQL's epoch
+// overflows and the query silently runs with another time.
+var (
+	minCursorTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxCursorTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
 func decodeCursor(s string) (time.Time, uuid.UUID, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != 24 {
@@ -71,7 +79,11 @@ func decodeCursor(s string) (time.Time, uuid.UUID, bool) {
 	if err != nil {
 		return time.Time{}, uuid.UUID{}, false
 	}
-	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC(), id, true
+	at := time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC()
+	if at.Before(minCursorTime) || at.After(maxCursorTime) {
+		return time.Time{}, uuid.UUID{}, false
+	}
+	return at, id, true
 }
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who principal) *Problem {

@@ -192,10 +192,16 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 				maxSize = rule.MaxSize
 			}
 		}
-		// The SDK signs the policy: cap its expiry at the credentials' as the Signer would.
+		// The SDK signs the policy, from its own reading of the clock: cap its expiry at the
+		// credentials' as the Signer would, less a second for the two clock readings to differ.
 		lifetime, err := s.signer.Lifetime(ctx, now, spec.expires)
 		if err != nil {
 			return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+		}
+		if lifetime < spec.expires.Truncate(time.Second) {
+			if lifetime -= time.Second; lifetime < time.Second {
+				return uploadResponse{}, s.internalProblem(ctx, "presign post", sigv4.ErrCredentialsExpiring)
+			}
 		}
 		u, fields, err := s.presignPost(ctx, key, ct, minSize, maxSize, lifetime)
 		if err != nil {
