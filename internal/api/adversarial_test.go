@@ -189,8 +189,9 @@ func TestAPIAttacks(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status, put)
 	obj := insertObject(t, b, "alice", "uploads/alice/o/v", "valid", time.Now())
 	mpID, putID := mp["id"].(string), put["id"].(string)
-	// Dana's cookie, as her browser holds it.
+	// Dana's cookie, as her browser holds it, and her valid object.
 	victim := hs256(t, nil)
+	danaObj := insertObject(t, b, "dana", "uploads/dana/o/v", "valid", time.Now())
 
 	upload := func(mod func(m map[string]any)) map[string]any {
 		m := map[string]any{"filename": "a.txt", "content_type": "text/plain", "size": 10}
@@ -227,7 +228,7 @@ func TestAPIAttacks(t *testing.T) {
 		{attacker: "cross-site form from a browser without Sec-Fetch-Site", method: "POST", path: "/v1/uploads", as: asCookie(victim), body: upload(nil), header: map[string]string{"Origin": "https://evil.example.net"}, status: 403, typ: "forbidden", mustNot: "create an intent for the victim"},
 		{attacker: "sibling subdomain posting with the victim's cookie", method: "POST", path: "/v1/uploads", as: asCookie(victim), body: upload(nil), header: map[string]string{"Origin": "https://evil.app.example.com", "Sec-Fetch-Site": "same-site"}, status: 403, typ: "forbidden", mustNot: "create an intent for the victim"},
 		{attacker: "cross-site script adding X-Requested-With", method: "POST", path: "/v1/uploads", as: asCookie(victim), body: upload(nil), header: map[string]string{"Origin": "https://evil.example.net", "Sec-Fetch-Site": "cross-site", "X-Requested-With": "XMLHttpRequest"}, status: 403, typ: "forbidden", mustNot: "create an intent for the victim"},
-		{attacker: "cross-site navigation to a download with the victim's cookie", method: "GET", path: "/v1/objects/" + obj + "/download", as: asCookie(victim), header: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, status: 403, typ: "forbidden", mustNot: "sign a download URL"},
+		{attacker: "cross-site navigation to a download with the victim's cookie", method: "GET", path: "/v1/objects/" + danaObj + "/download", as: asCookie(victim), header: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, status: 403, typ: "forbidden", mustNot: "sign a download URL"},
 		{attacker: "cross-site image tag from a browser without Sec-Fetch-Site", method: "GET", path: "/v1/objects", as: asCookie(victim), status: 403, typ: "forbidden", mustNot: "answer with the victim's objects"},
 		// Bob reaches for Alice's uploads and objects: not found, as if they did not exist.
 		{attacker: "tenant presigning parts of another's upload", method: "POST", path: "/v1/uploads/" + mpID + "/parts", as: asKey(bobKey), body: map[string]any{"part_numbers": []int{1}}, status: 404, typ: "not-found", mustNot: "sign a part URL"},
