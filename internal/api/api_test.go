@@ -571,7 +571,10 @@ func TestCORSAndRequestID(t *testing.T) {
 
 func TestDevAuth(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOpts{api: func(c *config.API) { *c = testAPIConfig(); c.JWTSecret, c.Keys, c.AdminKeys, c.AuthCookie, c.InsecureDevAuth = "", "", "", "", true }})
+	b := setup(t, setupOpts{api: func(c *config.API) {
+		*c = testAPIConfig()
+		c.JWTSecret, c.Keys, c.AdminKeys, c.AuthCookie, c.InsecureDevAuth = "", "", "", "", true
+	}})
 	status, _, resp := b.call(t, "POST", "/v1/uploads", "", map[string]any{"filename": "d.txt", "content_type": "text/plain", "size": 1})
 	require.Equal(t, http.StatusCreated, status, resp)
 	require.True(t, strings.HasPrefix(resp["key"].(string), "uploads/dev/"))
