@@ -19,6 +19,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // This file and uppy_adversarial_test.go hold the adversarial tables of the API's surfaces (the /v1
@@ -87,8 +89,20 @@ func (b *testBundle) effects(t *testing.T) effects {
 	return e
 }
 
-// send makes the attacker's request and returns the status, headers and JSON body (nil if none).
+// send makes the attacker's request and returns the status, headers and JSON body (nil when the
+// body is not an object).
 func (b *testBundle) send(t *testing.T, a attack) (int, http.Header, map[string]any) {
+	t.Helper()
+	status, h, raw := b.sendRaw(t, a)
+	var out map[string]any
+	if len(raw) > 0 && raw[0] == '{' {
+		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
+	}
+	return status, h, out
+}
+
+// sendRaw makes the attacker's request and returns the status, headers and body.
+func (b *testBundle) sendRaw(t *testing.T, a attack) (int, http.Header, []byte) {
 	t.Helper()
 	var rd io.Reader
 	switch v := a.body.(type) {
@@ -124,11 +138,7 @@ func (b *testBundle) send(t *testing.T, a attack) (int, http.Header, map[string]
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	var out map[string]any
-	if len(raw) > 0 && raw[0] == '{' {
-		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
-	}
-	return resp.StatusCode, resp.Header, out
+	return resp.StatusCode, resp.Header, raw
 }
 
 // runAttacks runs the rows one after the other (so that a side effect is attributed to its row)
@@ -164,7 +174,7 @@ func hs256(t *testing.T, mod func(jwt.MapClaims)) string {
 	if mod != nil {
 		mod(c)
 	}
-	return signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", c)
+	return testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", c)
 }
 
 // rawCursor builds a cursor from any microsecond count and id, as an attacker can.
@@ -209,7 +219,7 @@ func TestAPIAttacks(t *testing.T) {
 		post("anonymous caller", creds{}, upload(nil), 401, "unauthorized"),
 		post("key guesser", asKey("not-a-key-0123456789"), upload(nil), 401, "unauthorized"),
 		post("client sending Basic credentials", creds{}, upload(nil), 401, "unauthorized"),
-		post("forger with another secret", asBearer(signJWT(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), "", jwt.MapClaims{"sub": "dana", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(time.Minute).Unix()})), upload(nil), 401, "unauthorized"),
+		post("forger with another secret", asBearer(testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), "", jwt.MapClaims{"sub": "dana", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(time.Minute).Unix()})), upload(nil), 401, "unauthorized"),
 		post("user of another application of the same IdP (issue 12.9)", asBearer(hs256(t, func(c jwt.MapClaims) { c["aud"] = "other" })), upload(nil), 401, "unauthorized"),
 		post("token without audience (issue 12.9)", asBearer(hs256(t, func(c jwt.MapClaims) { delete(c, "aud") })), upload(nil), 401, "unauthorized"),
 		post("token of another issuer (issue 12.9)", asBearer(hs256(t, func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), upload(nil), 401, "unauthorized"),
@@ -218,7 +228,7 @@ func TestAPIAttacks(t *testing.T) {
 		post("holder of a token without expiry", asBearer(hs256(t, func(c jwt.MapClaims) { delete(c, "exp") })), upload(nil), 401, "unauthorized"),
 		post("subject escaping its prefix", asBearer(hs256(t, func(c jwt.MapClaims) { c["sub"] = "a/b" })), upload(nil), 401, "unauthorized"),
 		post("token without subject", asBearer(hs256(t, func(c jwt.MapClaims) { delete(c, "sub") })), upload(nil), 401, "unauthorized"),
-		post("alg none", asBearer(signJWT(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", jwt.MapClaims{"sub": "dana", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(time.Minute).Unix()})), upload(nil), 401, "unauthorized"),
+		post("alg none", asBearer(testkit.SignJWT(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", jwt.MapClaims{"sub": "dana", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(time.Minute).Unix()})), upload(nil), 401, "unauthorized"),
 		post("garbage token", asBearer("not.a.jwt"), upload(nil), 401, "unauthorized"),
 		// Issue 12.1: operator keys act for no tenant.
 		post("operator key creating an upload", asKey(opsKey), upload(nil), 403, "forbidden"),

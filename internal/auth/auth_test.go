@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 const (
@@ -43,17 +44,6 @@ func pad(n *big.Int, size int) []byte {
 	out := make([]byte, size)
 	copy(out[size-len(b):], b)
 	return out
-}
-
-func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	require.NoError(t, err)
-	return s
 }
 
 // idp is a real JWKS endpoint (RSA and EC keys) on a local HTTP server, standing for an identity
@@ -117,7 +107,7 @@ func TestJWKSIssuerAndAudience(t *testing.T) {
 	require.NoError(t, err)
 
 	rs := func(mod func(jwt.MapClaims)) string {
-		return sign(t, jwt.SigningMethodRS256, p.rsaKey, "rsa1", tokenClaims(mod))
+		return testkit.SignJWT(t, jwt.SigningMethodRS256, p.rsaKey, "rsa1", tokenClaims(mod))
 	}
 	cases := []struct {
 		attacker     string
@@ -125,15 +115,15 @@ func TestJWKSIssuerAndAudience(t *testing.T) {
 		strict, anyA int
 	}{
 		{"tenant with an RS256 token for intake", rs(nil), 200, 200},
-		{"tenant with an ES256 token for intake", sign(t, jwt.SigningMethodES256, p.ecKey, "ec1", tokenClaims(nil)), 200, 200},
+		{"tenant with an ES256 token for intake", testkit.SignJWT(t, jwt.SigningMethodES256, p.ecKey, "ec1", tokenClaims(nil)), 200, 200},
 		{"tenant whose token lists intake among audiences", rs(func(c jwt.MapClaims) { c["aud"] = []string{otherApp, audience} }), 200, 200},
 		{"user of another application of the same IdP", rs(func(c jwt.MapClaims) { c["aud"] = otherApp }), 401, 200},
 		{"token without audience", rs(func(c jwt.MapClaims) { delete(c, "aud") }), 401, 200},
 		{"token from another issuer sharing the keys", rs(func(c jwt.MapClaims) { c["iss"] = otherIdP }), 401, 401},
 		{"token without issuer", rs(func(c jwt.MapClaims) { delete(c, "iss") }), 401, 401},
-		{"token signed by another key", sign(t, jwt.SigningMethodRS256, otherRSA, "rsa1", tokenClaims(nil)), 401, 401},
-		{"token naming an unknown kid", sign(t, jwt.SigningMethodRS256, otherRSA, "nope", tokenClaims(nil)), 401, 401},
-		{"HS256 token when only a JWKS is configured", sign(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(nil)), 401, 401},
+		{"token signed by another key", testkit.SignJWT(t, jwt.SigningMethodRS256, otherRSA, "rsa1", tokenClaims(nil)), 401, 401},
+		{"token naming an unknown kid", testkit.SignJWT(t, jwt.SigningMethodRS256, otherRSA, "nope", tokenClaims(nil)), 401, 401},
+		{"HS256 token when only a JWKS is configured", testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(nil)), 401, 401},
 		{"expired token", rs(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), 401, 401},
 	}
 	for _, c := range cases {
@@ -177,7 +167,7 @@ func TestOperatorsAndTenants(t *testing.T) {
 	}, discard())
 	require.NoError(t, err)
 	hs := func(mod func(jwt.MapClaims)) string {
-		return "Bearer " + sign(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(mod))
+		return "Bearer " + testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(mod))
 	}
 	cases := []struct {
 		name, header, value string
@@ -217,7 +207,7 @@ func TestCookieAndDevAuth(t *testing.T) {
 	a, err := New(t.Context(), config.API{JWTSecret: secret, JWTIssuer: issuer, JWTAudience: audience, AuthCookie: "tok"}, discard())
 	require.NoError(t, err)
 	req := httptest.NewRequest("GET", "/", nil)
-	req.AddCookie(&http.Cookie{Name: "tok", Value: sign(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(nil))})
+	req.AddCookie(&http.Cookie{Name: "tok", Value: testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(nil))})
 	who, p := a.Authenticate(req)
 	require.Nil(t, p)
 	require.Equal(t, Caller{Owner: "rita", Name: "rita", Cookie: true}, who)

@@ -130,9 +130,7 @@ func token(t *testing.T, claims jwt.MapClaims) string {
 	for k, v := range claims {
 		c[k] = v
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(jwtSecret))
-	require.NoError(t, err)
-	return s
+	return testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", c)
 }
 
 // TestJobsAPIEnqueues: what operators may do (any key, sweeps), with the payload as enqueued.
