@@ -10,8 +10,6 @@ import (
 // principal is the tenant a request acts for.
 type principal struct {
 	owner string
-	// cookie is set when the credentials came in a cookie (cross-site protection applies).
-	cookie bool
 }
 
 // authenticate returns the tenant of the request (package auth decides who it is), or the problem
@@ -30,7 +28,7 @@ func (s *Server) authenticate(r *http.Request) (principal, *Problem) {
 			return principal{}, p
 		}
 	}
-	return principal{owner: c.Owner, cookie: c.Cookie}, nil
+	return principal{owner: c.Owner}, nil
 }
 
 // requestedWithHeaders are request headers that only a script can add, and that a cross-origin
