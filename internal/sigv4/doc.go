@@ -15,9 +15,11 @@
 // GetObject and UploadPart; path-style and virtual-hosted-style addressing; AWS and custom
 // endpoints; any credentials provider, session tokens included. The tests compare Signer's URLs with
 // the SDK's byte for byte across endpoints, regions, credentials, buckets and keys (and a fuzz target,
-// FuzzSignerMatchesSDK, does so for random ones), and send them to MinIO. One difference is
+// FuzzSignerMatchesSDK, does so for random ones), and send them to MinIO. Two differences are
 // deliberate: for an empty PutObject (ContentLength 0) the SDK signs neither Content-Length nor
-// Content-Type, so its URL would accept any body; the Signer signs both.
+// Content-Type, so its URL would accept any body, while the Signer signs both; and on an endpoint
+// that is an IP address the SDK puts a bucket with dots in front of the address (a host that
+// resolves nowhere), while the Signer addresses it path-style, as the SDK does other buckets there.
 //
 // # Expiry
 //

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -98,6 +99,12 @@ func NewSigner(o s3.Options) (*Signer, error) {
 	s.scheme, s.host, s.signHost = u.Scheme, u.Host, u.Host
 	if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
 		s.signHost = u.Hostname()
+	}
+	if net.ParseIP(u.Hostname()) != nil {
+		// A bucket cannot be a subdomain of an IP address: the SDK addresses such endpoints
+		// path-style whatever UsePathStyle says (except for buckets with dots over http, which it
+		// puts in front of the address, a URL that resolves nowhere).
+		s.pathStyle = true
 	}
 	s.basePath = strings.TrimRight(u.EscapedPath(), "/")
 	return s, nil
@@ -426,19 +433,23 @@ func appendHeaderValue(dst []byte, v string) []byte {
 }
 
 // virtualHostable reports whether the bucket can be addressed as a host name (else the SDK, and so
-// the Signer, falls back to path-style).
+// the Signer, falls back to path-style), by the SDK's endpoint rules: not an IP address, and every
+// label of 3 to 63 lower-case letters, digits and hyphens, where only http endpoints allow several
+// labels (a bucket with dots would break the TLS certificate's wildcard). FuzzSignerMatchesSDK
+// checks the rule against the SDK.
 func virtualHostable(bucket, scheme string) bool {
-	if len(bucket) < 3 || len(bucket) > 63 {
+	if net.ParseIP(bucket) != nil {
 		return false
 	}
-	if scheme == "https" && strings.Contains(bucket, ".") {
-		return false
-	}
-	for i := 0; i < len(bucket); i++ {
-		c := bucket[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+	for label := range strings.SplitSeq(bucket, ".") {
+		if len(label) < 3 || len(label) > 63 || scheme == "https" && len(label) != len(bucket) {
 			return false
 		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
 	}
-	return bucket[0] != '-' && bucket[len(bucket)-1] != '-'
+	return true
 }

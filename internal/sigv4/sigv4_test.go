@@ -280,6 +280,14 @@ func FuzzSignerMatchesSDK(f *testing.F) {
 		f.Add("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "", "intake-bucket", key, "image/png; charset=binary", int64(12345), "", at, int64(300), uint8(i), uint8(i))
 		f.Add("ASIAEXAMPLE", "secret/with+chars", "FQoGZXIvYXdzE/token+with=chars", "b.with.dots", key, "text/plain", int64(0), checksum, at+86399, int64(7*24*3600), uint8(i+1), uint8(i+2))
 	}
+	// Found by this target: on an http endpoint, a bucket with dots is virtual-hosted only when
+	// every label has 3 to 63 characters, and not when it is an IP address; an endpoint that is an
+	// IP address is always addressed path-style.
+	f.Add("AKID", "SECRET", "", "192.168.5.4", "k", "text/plain", int64(1), "", at, int64(60), uint8(3), uint8(0))
+	f.Add("AKID", "SECRET", "", "b.with.dots", "k", "text/plain", int64(1), "", at, int64(60), uint8(3), uint8(1))
+	f.Add("AKID", "SECRET", "", "plain-bucket", "k", "text/plain", int64(1), "", at, int64(60), uint8(4), uint8(1))
+	f.Add("AKID", "SECRET", "", "plain-bucket", "k", "text/plain", int64(1), "", at, int64(60), uint8(5), uint8(2))
+	f.Add("AKID", "SECRET", "", "000.000", "k", "text/plain", int64(1), "", at, int64(60), uint8(3), uint8(1))
 	endpoints := []func(*s3.Options){
 		func(o *s3.Options) { o.BaseEndpoint = aws.String("http://127.0.0.1:9000"); o.UsePathStyle = true },
 		func(o *s3.Options) { o.BaseEndpoint = aws.String("https://storage.example.com") },
@@ -287,6 +295,9 @@ func FuzzSignerMatchesSDK(f *testing.F) {
 			o.BaseEndpoint = aws.String("https://storage.example.com:443")
 			o.UsePathStyle = true
 		},
+		func(o *s3.Options) { o.BaseEndpoint = aws.String("http://storage.example.com:9000") },
+		func(o *s3.Options) { o.BaseEndpoint = aws.String(ipEndpoint) },
+		func(o *s3.Options) { o.BaseEndpoint = aws.String("https://[::1]:9443") },
 		func(o *s3.Options) {},
 		func(o *s3.Options) { o.UsePathStyle = true },
 	}
@@ -295,14 +306,20 @@ func FuzzSignerMatchesSDK(f *testing.F) {
 		if akid == "" || secret == "" || key == "" {
 			t.Skip("the SDK refuses empty credentials and keys")
 		}
-		if !validBucketName(bucket) {
-			t.Skip("not an S3 bucket name (intake's bucket is configured, and S3 would not have it)")
+		bucket = toBucketName(bucket) // intake's bucket is configured, and S3 has valid names only
+		ep := endpoints[int(endpoint)%len(endpoints)]
+		if int(endpoint)%len(endpoints) == 4 && strings.Contains(bucket, ".") {
+			// The one combination where the Signer departs from the SDK on purpose: on an endpoint
+			// that is an IP address, the SDK puts a bucket whose labels are all 3+ characters long
+			// in the host ("000.000.127.0.0.1"), which resolves nowhere. The Signer addresses every
+			// bucket path-style there, as the SDK does for buckets without dots.
+			t.Skip("dotted bucket on an IP endpoint: the SDK's URL is broken")
 		}
 		const y2k, century = 946684800, 100 * 365 * 86400
 		at := time.Unix(y2k+((unix-y2k)%century+century)%century, 0).UTC() // 2000..2100
 		lifetime := time.Duration(1+(expires%int64(sigv4.MaxExpiry/time.Second)+int64(sigv4.MaxExpiry/time.Second))%int64(sigv4.MaxExpiry/time.Second)) * time.Second
 		creds := credentials.NewStaticCredentialsProvider(akid, secret, token)
-		client := s3.New(s3.Options{Region: regions[int(op)%len(regions)], Credentials: creds}, endpoints[int(endpoint)%len(endpoints)])
+		client := s3.New(s3.Options{Region: regions[int(op)%len(regions)], Credentials: creds}, ep)
 		signer, err := sigv4.NewSigner(client.Options())
 		require.NoError(t, err)
 		sdk := sdkPresigner(client, at, lifetime)
@@ -344,20 +361,30 @@ func FuzzSignerMatchesSDK(f *testing.F) {
 	})
 }
 
-// validBucketName applies S3's general purpose bucket naming rules: 3 to 63 lower-case letters,
-// digits, dots and hyphens, starting and ending with a letter or digit, no "..".
-func validBucketName(b string) bool {
-	if len(b) < 3 || len(b) > 63 || strings.Contains(b, "..") {
-		return false
+// ipEndpoint is an endpoint whose host is an IP address, asked for virtual-hosted addressing.
+const ipEndpoint = "http://127.0.0.1:9000"
+
+// toBucketName maps any string to a name that follows S3's general purpose bucket naming rules
+// (3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit,
+// no ".."), so that the fuzzer explores names rather than being refused.
+func toBucketName(s string) string {
+	b := []byte(strings.ToLower(s))
+	if len(b) > 63 {
+		b = b[:63]
 	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
+	for len(b) < 3 {
+		b = append(b, 'b')
+	}
+	for i, c := range b {
 		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if !alnum && c != '.' && c != '-' || (i == 0 || i == len(b)-1) && !alnum {
-			return false
+		switch {
+		case alnum:
+		case (c == '.' || c == '-') && i > 0 && i < len(b)-1 && !(c == '.' && b[i-1] == '.'):
+		default:
+			b[i] = 'a' + c%26
 		}
 	}
-	return true
+	return string(b)
 }
 
 // expiringCredentials is a credentials provider whose credentials expire at a fixed time, like an STS
