@@ -15,6 +15,7 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/problem"
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // DevOwner is the owner of every unauthenticated request under INTAKE_API_INSECURE_DEV_AUTH.
@@ -59,12 +60,12 @@ func NewAuthenticator(ctx context.Context, c config.API, log *slog.Logger) (*Aut
 			HTTPTimeout: 10 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
-					log.WarnContext(ctx, "refresh JWKS failed", "url", u, "err", err)
+					log.WarnContext(ctx, "refresh JWKS failed", "url", redact.URL(u), "err", redact.Error(err))
 				}
 			},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("INTAKE_API_JWKS_URL: %w", err)
+			return nil, fmt.Errorf("INTAKE_API_JWKS_URL: %w", redact.Error(err))
 		}
 		a.jwks = kf
 		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())
