@@ -227,7 +227,8 @@ func (a *App) mountHealth() {
 		a.Admin.HandleFunc("GET /debug/pprof/", pprof.Index)
 		a.Admin.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 		a.Admin.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		a.Admin.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		a.Admin.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		a.Admin.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
 		a.Admin.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 }

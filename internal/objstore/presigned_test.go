@@ -256,6 +256,7 @@ func TestPeekErrorsKeepTheSignatureOut(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.True(t, slices.ContainsFunc(rec.sent(), func(s sent) bool { return s.presigned }), "the presigned path was taken")
 	require.Contains(t, err.Error(), "/secret/peek.txt")
-	require.NotRegexp(t, `X-Amz-Signature=[0-9a-f]{64}`, err.Error())
+	require.NotContains(t, err.Error(), "X-Amz-Signature")
+	require.NotContains(t, err.Error(), "X-Amz-Credential")
 	require.NotContains(t, err.Error(), testkit.DefaultAccessKey+"%2F", "the credential names the access key")
 }

@@ -1,7 +1,8 @@
 // Package redact removes secrets from text before it is logged or printed: passwords in URLs (the
 // userinfo and query parameters such as ?password=), in key=value connection strings
-// (password='…'), SigV4 query-string signatures and credentials (X-Amz-Signature, X-Amz-Credential,
-// X-Amz-Security-Token), bearer tokens, and any value a [Redactor] was told is secret.
+// (password='…'), the query of SigV4 presigned URLs (X-Amz-Signature, X-Amz-Credential: the whole
+// query is authentication, so it goes whole), X-Amz-Security-Token, bearer tokens, and any value a
+// [Redactor] was told is secret.
 //
 // # Where it applies
 //
@@ -44,28 +45,30 @@ func Sensitive(name string) bool {
 
 // URL returns raw with its secrets masked: the password of the userinfo and the values of sensitive
 // query parameters of a URL, or the sensitive values of a key=value connection string
-// ("host=db password=secret"). The rest is kept as written, so the result still says where it
-// points. Text that is neither is run through [String].
+// ("host=db password=secret"). The query of a SigV4 presigned URL (X-Amz-Signature or
+// X-Amz-Credential among its parameters) is all authentication: it is replaced whole. The rest is
+// kept as written, so the result still says where it points. Text that is neither is run through
+// [String].
 func URL(raw string) string {
 	if !strings.Contains(raw, "://") {
 		return String(raw) // a key=value connection string, or not a URL at all
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return String(raw)
+		return pairs(userinfo(raw))
 	}
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), Mask)
 	}
 	u.RawQuery = query(u.RawQuery)
-	if u.RawFragment != "" || u.Fragment != "" {
-		u.Fragment, u.RawFragment = String(u.Fragment), ""
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = pairs(u.Fragment), ""
 	}
 	return u.String()
 }
 
 // query masks the values of sensitive parameters of a raw query, keeping the order and encoding of
-// the others.
+// the others; a presigned URL's query is replaced whole.
 func query(raw string) string {
 	if raw == "" {
 		return raw
@@ -77,6 +80,9 @@ func query(raw string) string {
 		if err != nil {
 			name = k
 		}
+		if lower := strings.ToLower(name); lower == "x-amz-signature" || lower == "x-amz-credential" {
+			return Mask
+		}
 		if ok && Sensitive(name) {
 			parts[i] = k + "=" + Mask
 		}
@@ -84,15 +90,14 @@ func query(raw string) string {
 	return strings.Join(parts, "&")
 }
 
-// String masks the secrets it recognizes in free text (an error message, a log message): the
-// password of any "scheme://user:password@" in it, the value of every sensitive name=value pair
-// (URL query parameters, connection-string keywords, single-quoted values included) and the token
-// after "Bearer ".
+// String masks the secrets it recognizes in free text (an error message, a log message): every URL
+// in it as [URL] does (net/http quotes URLs in its errors), the value of every sensitive name=value
+// pair (connection-string keywords, single-quoted values included) and the token after "Bearer ".
 func String(s string) string {
 	if !mayHoldSecret(s) {
 		return s
 	}
-	s = userinfo(s)
+	s = urls(s)
 	s = pairs(s)
 	s = bearer(s)
 	return s
@@ -103,7 +108,7 @@ func mayHoldSecret(s string) bool {
 	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || strings.Contains(s, "Bearer ")
 }
 
-// endOfToken reports whether c ends an unquoted value or an authority in free text.
+// endOfToken reports whether c ends an unquoted value in free text.
 func endOfToken(c byte) bool {
 	switch c {
 	case ' ', '\t', '\n', '\r', '"', '\'', '`', '&', ',', ';', ')', '>', ']', '}':
@@ -112,7 +117,56 @@ func endOfToken(c byte) bool {
 	return false
 }
 
-// userinfo masks "scheme://user:password@host" passwords.
+// endOfURL reports whether c ends a URL in free text.
+func endOfURL(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>':
+		return true
+	}
+	return false
+}
+
+// isSchemeByte reports whether c may be part of a URL scheme.
+func isSchemeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'
+}
+
+// urls runs every "scheme://…" of s through URL.
+func urls(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	var b strings.Builder
+	last := 0 // s[:last] has been written to b
+	for i := 0; i+3 <= len(s); {
+		j := strings.Index(s[i:], "://")
+		if j < 0 {
+			break
+		}
+		sep := i + j
+		start := sep
+		for start > last && isSchemeByte(s[start-1]) {
+			start--
+		}
+		end := sep + 3
+		for end < len(s) && !endOfURL(s[end]) {
+			end++
+		}
+		if start < sep {
+			b.WriteString(s[last:start])
+			b.WriteString(URL(s[start:end]))
+			last = end
+		}
+		i = end
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// userinfo masks "scheme://user:password@host" passwords in text url.Parse refused.
 func userinfo(s string) string {
 	var b strings.Builder
 	rest := s
@@ -124,7 +178,7 @@ func userinfo(s string) string {
 		}
 		start := i + 3
 		end := start
-		for end < len(rest) && !endOfToken(rest[end]) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
+		for end < len(rest) && !endOfURL(rest[end]) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
 			end++
 		}
 		authority := rest[start:end]
