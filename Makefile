@@ -35,10 +35,10 @@ build: ## Build the static intake binary into bin/intake (what the image contain
 run: up build ## Bring the stack up and run `intake run` with the local configuration.
 	@echo "==> intake run against the local stack:"; $(STACK) env | sed 's/SECRET_ACCESS_KEY=.*/SECRET_ACCESS_KEY=****/; s/INGRESS_TOKEN=.*/INGRESS_TOKEN=****/; s/^/    /'
 	@echo "==> WARNING: INTAKE_API_INSECURE_DEV_AUTH=true — every API request is accepted as owner 'dev'. Never do this outside your machine."
-	@echo "==> API on http://127.0.0.1:8080; /metrics, detailed /readyz and /debug/pprof/ on http://127.0.0.1:9090; tables in schema intake of database intake"
+	@echo "==> API on http://127.0.0.1:8080; /metrics, detailed /readyz and /debug/pprof/ on http://127.0.0.1:8082; tables in schema intake of database intake"
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  INTAKE_MIGRATE=true INTAKE_API_INSECURE_DEV_AUTH=true INTAKE_API_CORS_ORIGINS='*' \
-	  INTAKE_DB_SCHEMA=intake INTAKE_ADMIN_LISTEN_ADDR=127.0.0.1:9090 INTAKE_ADMIN_PPROF=true exec $(BIN)/intake run
+	  INTAKE_DB_SCHEMA=intake INTAKE_ADMIN_LISTEN_ADDR=127.0.0.1:8082 INTAKE_ADMIN_PPROF=true exec $(BIN)/intake run
 
 .PHONY: browser
 browser: ## Install what the API's browser test and benchmark need (Chromium, npm packages); idempotent.
