@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -78,19 +77,7 @@ func TestAdminListener(t *testing.T) {
 	awsc := testkit.AWS()
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
-	addr, adminAddr := freeAddr(t), freeAddr(t)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var logs syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- MainContext(runCtx, []string{"run", "--roles", "api",
-			"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
-			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
-			"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", bucket,
-			"--listen", addr, "--admin-listen", adminAddr, "--admin-pprof", "--api-insecure-dev-auth", "--shutdown-grace", "2s",
-		}, io.Discard, &logs)
-	}()
+	adminAddr := freeAddr(t)
 	get := func(url string) (int, string) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -100,8 +87,11 @@ func TestAdminListener(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	require.Eventually(t, func() bool { code, _ := get("http://" + addr + "/readyz"); return code == http.StatusOK },
-		60*time.Second, 200*time.Millisecond, "not ready; logs:\n%s", logs.String())
+	d := startDaemon(t, ctx, "--roles", "api",
+		"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", bucket,
+		"--admin-listen", adminAddr, "--admin-pprof", "--api-insecure-dev-auth", "--shutdown-grace", "2s")
 
 	code, body := get("http://" + adminAddr + "/readyz")
 	require.Equal(t, http.StatusOK, code)
@@ -113,15 +103,9 @@ func TestAdminListener(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "goroutine")
 	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
-		code, _ = get("http://" + addr + path)
+		code, _ = get(d.base + path)
 		require.Equal(t, http.StatusNotFound, code, path)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, "logs:\n%s", logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("daemon did not stop; logs:\n%s", logs.String())
-	}
-	require.Contains(t, logs.String(), `"listener":"admin"`)
+	require.Equal(t, 0, d.stop(), "logs:\n%s", d.logs.String())
+	require.Contains(t, d.logs.String(), `"listener":"admin"`)
 }

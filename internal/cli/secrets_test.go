@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,31 +90,14 @@ func TestDaemonLogsNoSecrets(t *testing.T) {
 			Body: strings.NewReader("hello"), ContentType: aws.String("text/plain")})
 		require.NoError(t, err)
 	}
-	addr := freeAddr(t)
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var logs syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- MainContext(runCtx, []string{"run",
-			"--database-url", testkit.DatabaseURLFor(schema) + "&password=" + dbPassword, "--migrate",
-			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
-			"--s3-endpoint", faults.URL, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
-			"--bucket", bucket, "--queue-url", q.URL, "--listen", addr, "--shutdown-grace", "1s",
-			"--log-level", "debug", "--log-format", "json",
-			"--api-keys", apiKey + "=alice", "--consumer-ingress-token", ingressToken,
-		}, io.Discard, &logs)
-	}()
-	base := "http://" + addr
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 200*time.Millisecond, "not ready; logs:\n%s", logs.String())
+	d := startDaemon(t, ctx,
+		"--database-url", testkit.DatabaseURLFor(schema)+"&password="+dbPassword, "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", faults.URL, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+		"--bucket", bucket, "--queue-url", q.URL, "--shutdown-grace", "1s",
+		"--log-level", "debug", "--log-format", "json",
+		"--api-keys", apiKey+"=alice", "--consumer-ingress-token", ingressToken)
+	base, logs := d.base, d.logs
 
 	send := func(method, path, auth, body string) int {
 		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
@@ -150,13 +132,7 @@ func TestDaemonLogsNoSecrets(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "fail/broken.txt") },
 		60*time.Second, 100*time.Millisecond, "the S3 error was never logged; logs:\n%s", logs.String())
 
-	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, "logs:\n%s", logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("daemon did not stop; logs:\n%s", logs.String())
-	}
+	require.Equal(t, 0, d.stop(), "logs:\n%s", logs.String())
 	out := logs.String()
 	require.Contains(t, out, "stall/slow.txt", "the cancelled inspection was logged")
 	require.Contains(t, out, `"msg":"stopped cleanly"`)

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -30,28 +31,6 @@ func newMaintenance(t *testing.T, b *testBundle, now time.Time, batch, maxBatche
 	})
 	require.NoError(t, err)
 	return m, reg
-}
-
-// counter reads one series of a registry's counter.
-func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue series
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 // TestMaintenanceExpiresIntents: the intents past their deadline (plus the grace) are expired,
@@ -120,9 +99,9 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 	for i, tc := range cases {
 		require.Equal(t, tc.want, status(ids[i]), tc.name)
 	}
-	require.Equal(t, 1.0, counter(t, reg, "intake_intents_expired_total", map[string]string{"method": "put"}))
-	require.Equal(t, 1.0, counter(t, reg, "intake_intents_expired_total", map[string]string{"method": "post"}))
-	require.Equal(t, 1.0, counter(t, reg, "intake_intents_expired_total", map[string]string{"method": "multipart"}))
+	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_intents_expired_total", "method", "put"))
+	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_intents_expired_total", "method", "post"))
+	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_intents_expired_total", "method", "multipart"))
 
 	// The open upload's intent is still there for the abort path: the sweep's fallback lists it,
 	// and the deadline abort aborts the upload in S3 and the intent with it.
@@ -180,7 +159,7 @@ func TestMaintenancePrunesEventsInBatches(t *testing.T) {
 	var oldLeft int
 	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM events WHERE message_id LIKE 'old-%'").Scan(&oldLeft))
 	require.Zero(t, oldLeft)
-	require.Equal(t, 2500.0, counter(t, reg, "intake_events_pruned_total", nil))
+	require.Equal(t, 2500.0, testkit.Metric(t, reg, "intake_events_pruned_total"))
 }
 
 // TestMaintenanceTaskEndToEnd: the scheduler enqueues the maintenance task (ID "maintenance:<period>",
