@@ -1,5 +1,6 @@
 // Package testkit gives integration tests isolated pieces of the real local stack (see
-// deploy/local/stack.sh): a PostgreSQL schema with migrations applied, a Redis database of their own,
+// deploy/local/stack.sh): a PostgreSQL schema with migrations applied (DB; intake's schema is the
+// test's own), or a whole empty database (Database), a Redis database of their own,
 // a fresh S3 bucket in MinIO and a fresh SQS queue (with its dead-letter queue) in kumo. Everything is
 // removed when the test ends, so tests run in parallel without stepping on each other.
 //
