@@ -268,23 +268,19 @@ func retry(t *testing.T, within time.Duration, f func() error) {
 	}
 }
 
-// database creates a database of the scenario's own (so that ALTER DATABASE … SET is safe) and
-// drops it when the test ends.
+// database creates a database of the scenario's own (testkit.Database: so that ALTER DATABASE … SET
+// is safe), dropped when the test ends; it returns its name, a pool on it and a pool on the test
+// database (for ALTER DATABASE and pg_terminate_backend).
 func database(t *testing.T) (string, *pgxpool.Pool, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
+	u, err := url.Parse(testkit.Database(t))
+	require.NoError(t, err)
+	name := strings.TrimPrefix(u.Path, "/")
 	admin, err := pgxpool.New(ctx, testkit.DatabaseURL())
 	require.NoError(t, err)
 	t.Cleanup(admin.Close)
-	name := testkit.Name("faults_")
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	cfg, err := pgxpool.ParseConfig("postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable")
+	cfg, err := pgxpool.ParseConfig(u.String())
 	require.NoError(t, err)
 	cfg.ConnConfig.RuntimeParams["application_name"] = "faults-harness"
 	cfg.ConnConfig.RuntimeParams["search_path"] = "intake,public" // wherever intake keeps its tables
