@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
+	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -47,6 +48,7 @@ type testBundle struct {
 	bucket   string
 	registry *prometheus.Registry
 	aborts   *recordingAborts
+	mp       *mpart.Service
 }
 
 // recordingAborts records ScheduleAbort calls (it is the API's own interface, not a fake service).
@@ -62,6 +64,8 @@ func (r *recordingAborts) ScheduleAbort(_ context.Context, bucket, key, uploadID
 type setupOpts struct {
 	api    func(*config.API)
 	policy *pipeline.Policy
+	// aborts replaces the recording DeadlineAborter (e.g. tasks.Aborts on a dead Redis).
+	aborts DeadlineAborter
 }
 
 func testAPIConfig() config.API {
@@ -103,18 +107,26 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	s3c := testkit.S3()
 	bucket := testkit.Bucket(t, s3c)
 	reg := prometheus.NewRegistry()
-	aborts := &recordingAborts{calls: make(chan string, 16)}
+	var aborts DeadlineAborter = o.aborts
+	recording := &recordingAborts{calls: make(chan string, 16)}
+	if aborts == nil {
+		aborts = recording
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	mpMetrics, err := mpart.NewMetrics(reg)
+	require.NoError(t, err)
+	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
+	require.NoError(t, err)
 	srv, err := New(ctx, Options{
-		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: st.Q, S3: s3c,
+		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: st.Q, S3: s3c, Multipart: mp,
 		Presign: objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()), Aborts: aborts,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg,
 	})
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &testBundle{srv: hs, api: srv, st: st, s3: s3c, bucket: bucket, registry: reg, aborts: aborts}
+	return &testBundle{srv: hs, api: srv, st: st, s3: s3c, bucket: bucket, registry: reg, aborts: recording, mp: mp}
 }
 
 // call sends a request to the API with the given credentials ("" for none) and returns the status,

@@ -46,6 +46,9 @@ func TestValidate(t *testing.T) {
 		{"consumer bounds", []string{RoleConsumer}, func(c *Config) { c.Consumer.Workers = 0; c.Consumer.WaitTime = time.Minute }, []string{"INTAKE_CONSUMER_WORKERS", "INTAKE_CONSUMER_WAIT_TIME"}},
 		{"jobs bounds", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepCron = " "; c.Jobs.Concurrency = 0 }, []string{"INTAKE_JOBS_SWEEP_CRON", "INTAKE_JOBS_CONCURRENCY"}},
 		{"jobs not checked for api", []string{RoleAPI}, func(c *Config) { c.Jobs.Concurrency = 0 }, nil},
+		{"sweep age below the deadline", []string{RoleScheduler}, func(c *Config) { c.Jobs.SweepOlderThan = 30 * time.Minute },
+			[]string{"INTAKE_JOBS_SWEEP_OLDER_THAN: 30m0s is shorter than INTAKE_JOBS_MULTIPART_DEADLINE 1h0m0s"}},
+		{"sweep age equal to the deadline", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepOlderThan = time.Hour }, nil},
 		{"bad api keys", []string{RoleAPI}, func(c *Config) { c.API.Keys = "nokey" }, []string{"INTAKE_API_KEYS"}},
 	}
 	for _, tc := range tests {

@@ -77,7 +77,8 @@ func TestMultipartHandlersRejectBadPayloads(t *testing.T) {
 		{tasks.TypeAbortMultipart, `{"bucket":"b","key":"k"}`, h.HandleAbort},
 		{tasks.TypeAbortMultipart, `not json`, h.HandleAbort},
 		{tasks.TypeSweep, `{"bucket":"b","older_than":"-1h"}`, h.HandleSweep},
-		{tasks.TypeSweep, `{"bucket":"b","older_than":"1h"}`, h.HandleSweep}, // valid, but no Multipart configured
+		{tasks.TypeSweep, `{"bucket":"b","older_than":"1h"}`, h.HandleSweep},                                                    // valid, but no Sweeper configured
+		{tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","upload_id":"u","deadline":"2030-01-01T00:00:00Z"}`, h.HandleAbort}, // no Aborter
 	} {
 		err := tc.handle(context.Background(), asynq.NewTask(tc.typ, []byte(tc.payload)))
 		require.ErrorIs(t, err, asynq.SkipRetry, "%s %s", tc.typ, tc.payload)
@@ -121,7 +122,7 @@ func TestMiddleware(t *testing.T) {
 	require.Contains(t, logs.String(), "task_type=object:inspect")
 }
 
-func TestSweepWindow(t *testing.T) {
+func TestPeriodStart(t *testing.T) {
 	t.Parallel()
 	base := time.Date(2030, 1, 1, 10, 15, 0, 0, time.UTC)
 	tests := []struct {
@@ -138,21 +139,41 @@ func TestSweepWindow(t *testing.T) {
 		{"@every 10ms", base.Add(1500 * time.Millisecond), base.Add(time.Second)}, // at least a second
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, jobs.SweepWindow(tt.spec, tt.now), "%s at %s", tt.spec, tt.now)
+		require.Equal(t, tt.want, jobs.PeriodStart(tt.spec, tt.now), "%s at %s", tt.spec, tt.now)
 	}
 }
 
-func TestNewSweepSchedulerValidates(t *testing.T) {
+func TestNewCronValidates(t *testing.T) {
 	t.Parallel()
-	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
-	for _, cfg := range []jobs.SweepSchedulerConfig{
-		{Redis: opt, Bucket: "b", Cron: "not a cron", OlderThan: time.Hour},
-		{Redis: opt, Bucket: "b", Cron: "*/15 * * * *"},
-		{Redis: opt, Cron: "*/15 * * * *", OlderThan: time.Hour},
+	for _, e := range []struct {
+		spec, bucket string
+		olderThan    time.Duration
+	}{
+		{"*/15 * * * *", "b", 0},
+		{"*/15 * * * *", "", time.Hour},
+		{" ", "b", time.Hour},
 	} {
-		_, err := jobs.NewSweepScheduler(cfg)
+		_, err := jobs.SweepEntry(e.spec, e.bucket, "", e.olderThan)
+		require.Error(t, err, "%+v", e)
+	}
+	sweep, err := jobs.SweepEntry("*/15 * * * *", "b", "", time.Hour)
+	require.NoError(t, err)
+	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
+	bad := sweep
+	bad.Spec = "not a cron"
+	noID := sweep
+	noID.ID = nil
+	for _, cfg := range []jobs.CronConfig{
+		{Redis: opt},
+		{Entries: []jobs.CronEntry{sweep}},
+		{Redis: opt, Entries: []jobs.CronEntry{bad}},
+		{Redis: opt, Entries: []jobs.CronEntry{noID}},
+	} {
+		_, err := jobs.NewCron(cfg)
 		require.Error(t, err, "%+v", cfg)
 	}
+	_, err = jobs.NewCron(jobs.CronConfig{Redis: opt, Entries: []jobs.CronEntry{sweep}})
+	require.NoError(t, err)
 }
 
 func TestAsynqLogger(t *testing.T) {
