@@ -56,8 +56,11 @@ type recordingAborts struct {
 	calls chan string
 }
 
-func (r *recordingAborts) ScheduleAbort(_ context.Context, bucket, key, uploadID string, deadline time.Time) error {
-	r.calls <- bucket + "|" + key + "|" + uploadID + "|" + deadline.UTC().Format(time.RFC3339)
+func (r *recordingAborts) ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error {
+	select {
+	case r.calls <- bucket + "|" + key + "|" + uploadID + "|" + deadline.UTC().Format(time.RFC3339):
+	default: // tests that create many uploads do not read them all
+	}
 	return nil
 }
 

@@ -168,6 +168,9 @@ func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who princi
 	if err != nil {
 		return problemf(probInvalidParts, "part number %q is not an integer", r.PathValue("partNumber"))
 	}
+	if err := multipart.CheckPartNumbers([]int32{int32(n)}, 1); err != nil {
+		return s.multipartProblem(r.Context(), "check part number", err)
+	}
 	u, p := s.uppyUpload(r, who.owner)
 	if p != nil {
 		return p

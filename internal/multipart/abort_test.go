@@ -83,4 +83,3 @@ func TestAbortSettlesIntentByObject(t *testing.T) {
 	require.Empty(t, res.IntentStatus, "already aborted")
 	require.Equal(t, "api", b.aborts(t)[open.ID].Reason)
 }
-

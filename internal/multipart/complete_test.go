@@ -46,7 +46,9 @@ func TestComplete(t *testing.T) {
 		wantLarge *multipart.TooLargeError
 	}{
 		{name: "part not uploaded", declared: -1, wantParts: "part 3 was not uploaded",
-			parts: func(u upload) []multipart.CompletedPart { return append(u.parts, multipart.CompletedPart{Number: 3, ETag: u.parts[0].ETag}) }},
+			parts: func(u upload) []multipart.CompletedPart {
+				return append(u.parts, multipart.CompletedPart{Number: 3, ETag: u.parts[0].ETag})
+			}},
 		{name: "another etag", declared: -1, wantParts: "is not the uploaded part's",
 			parts: func(u upload) []multipart.CompletedPart {
 				return []multipart.CompletedPart{u.parts[1], {Number: 2, ETag: u.parts[1].ETag}}
