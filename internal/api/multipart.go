@@ -161,16 +161,27 @@ func (s *Server) listParts(w http.ResponseWriter, r *http.Request, who principal
 	if p != nil {
 		return p
 	}
-	parts, err := s.mp.Parts(r.Context(), u.Bucket, u.Key, *u.MultipartUploadID)
-	if err != nil {
-		return s.multipartProblem(r.Context(), "list parts", err)
-	}
-	out := make([]uploadedPart, 0, len(parts))
-	for _, pt := range parts {
-		out = append(out, uploadedPart{PartNumber: pt.Number, ETag: pt.ETag, Size: pt.Size, LastModified: pt.LastModified})
+	out, p := heldParts(s, r.Context(), u, func(pt multipart.Part) uploadedPart {
+		return uploadedPart{PartNumber: pt.Number, ETag: pt.ETag, Size: pt.Size, LastModified: pt.LastModified}
+	})
+	if p != nil {
+		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"parts": out})
 	return nil
+}
+
+// heldParts lists every part S3 holds for u, each in the route family's shape.
+func heldParts[T any](s *Server, ctx context.Context, u dbq.Upload, shape func(multipart.Part) T) ([]T, *Problem) {
+	parts, err := s.mp.Parts(ctx, u.Bucket, u.Key, *u.MultipartUploadID)
+	if err != nil {
+		return nil, s.multipartProblem(ctx, "list parts", err)
+	}
+	out := make([]T, len(parts))
+	for i, pt := range parts {
+		out[i] = shape(pt)
+	}
+	return out, nil
 }
 
 // completedPart is one part named in a complete request.

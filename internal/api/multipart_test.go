@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/hibiken/asynq"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	mpart "github.com/intakehq/intake/internal/multipart"
@@ -397,9 +396,7 @@ func TestMultipartWithRedisDown(t *testing.T) {
 	b := setup(t, setupOpts{aborts: tasks.NewAborts(dead)})
 
 	u := b.createMP(t, aliceKey, map[string]any{"filename": "orphan.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart"}, false)
-	var m dto.Metric
-	require.NoError(t, b.api.metrics.unscheduled.Write(&m))
-	require.Equal(t, 1.0, m.GetCounter().GetValue(), "the failed scheduling is counted")
+	require.Equal(t, 1.0, testkit.Value(t, b.api.metrics.unscheduled), "the failed scheduling is counted")
 	require.True(t, b.state(t, u).open)
 
 	// The sweep before the deadline keeps it; after the deadline (2 h in setup) it aborts it, with

@@ -150,13 +150,11 @@ func (s *Server) uppyListParts(w http.ResponseWriter, r *http.Request, who princ
 	if p != nil {
 		return p
 	}
-	parts, err := s.mp.Parts(r.Context(), u.Bucket, u.Key, *u.MultipartUploadID)
-	if err != nil {
-		return s.multipartProblem(r.Context(), "list parts", err)
-	}
-	out := make([]uppyPart, 0, len(parts))
-	for _, pt := range parts {
-		out = append(out, uppyPart{PartNumber: pt.Number, Size: pt.Size, ETag: pt.ETag, LastModified: pt.LastModified})
+	out, p := heldParts(s, r.Context(), u, func(pt multipart.Part) uppyPart {
+		return uppyPart{PartNumber: pt.Number, Size: pt.Size, ETag: pt.ETag, LastModified: pt.LastModified}
+	})
+	if p != nil {
+		return p
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -25,7 +25,7 @@ func TestAbortOfUnknownUpload(t *testing.T) {
 	rows := b.aborts(t)
 	require.Equal(t, "gone", rows["bm9wZQ"].Outcome)
 	require.Nil(t, rows["bm9wZQ"].Initiated)
-	require.Zero(t, value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
+	require.Zero(t, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
 }
 
 // TestAbortSettlesIntentByObject is the one rule for "gone": whoever aborts (the API, the deadline
@@ -73,8 +73,8 @@ func TestAbortSettlesIntentByObject(t *testing.T) {
 	require.Equal(t, "completed", b.status(t, doneID))
 	require.Equal(t, "completed", b.status(t, doneAfterID))
 	require.NotNil(t, b.aborts(t)[open.ID].Initiated, "initiated comes from the intent")
-	require.Equal(t, 1.0, value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
-	require.Equal(t, float64(len(part)), value(t, b.metrics.BytesReclaimed))
+	require.Equal(t, 1.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
+	require.Equal(t, float64(len(part)), testkit.Value(t, b.metrics.BytesReclaimed))
 
 	// Aborting again changes nothing: the first row wins, the intent stays as S3 shows it.
 	res, err := b.mp.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: open.Key, UploadID: open.ID, Reason: multipart.ReasonDeadline})

@@ -102,7 +102,7 @@ func TestComplete(t *testing.T) {
 			require.Equal(t, "completed", got.Status, tc.name)
 		}
 	}
-	require.Equal(t, 2.0, value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonTooLarge)))
+	require.Equal(t, 2.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonTooLarge)))
 
 	// A complete of an upload that is gone is S3's NoSuchUpload.
 	_, err := b.mp.Complete(b.ctx, multipart.CompleteRequest{Bucket: b.bucket, Key: "x", UploadID: "bm9wZQ",

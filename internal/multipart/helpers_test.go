@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -30,7 +28,7 @@ type testBundle struct {
 	st      *store.Store
 	metrics *multipart.Metrics
 	mp      *multipart.Service
-	logBuf  *syncBuffer
+	logBuf  *testkit.SyncBuffer
 }
 
 func setup(tb testing.TB, cfg multipart.Config) *testBundle {
@@ -38,7 +36,7 @@ func setup(tb testing.TB, cfg multipart.Config) *testBundle {
 	if testing.Short() {
 		tb.Skip("needs MinIO and PostgreSQL (the local stack)")
 	}
-	b := &testBundle{ctx: testkit.Context(tb), s3: testkit.S3(), st: testkit.DB(tb), logBuf: &syncBuffer{}}
+	b := &testBundle{ctx: testkit.Context(tb), s3: testkit.S3(), st: testkit.DB(tb), logBuf: &testkit.SyncBuffer{}}
 	b.bucket = testkit.Bucket(tb, b.s3)
 	var err error
 	b.metrics, err = multipart.NewMetrics(prometheus.NewRegistry())
@@ -108,39 +106,6 @@ func keys(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%04d.bin", prefix, i)
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// value reads a counter or gauge (one series).
-func value(tb testing.TB, c prometheus.Metric) float64 {
-	tb.Helper()
-	var m dto.Metric
-	require.NoError(tb, c.Write(&m))
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	}
-	tb.Fatalf("metric %v is neither a counter nor a gauge", c.Desc())
-	return 0
 }
 
 func dbqKey(bucket, key string) dbq.GetUploadByKeyParams {

@@ -53,8 +53,8 @@ func TestSweep(t *testing.T) {
 	}
 	require.Equal(t, "aborted", b.status(t, overdueIntent))
 	require.Equal(t, "pending", b.status(t, keptIntent))
-	require.Equal(t, 200.0, value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
-	require.Positive(t, value(t, b.metrics.SweepLastSuccess))
+	require.Equal(t, 200.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
+	require.Positive(t, testkit.Value(t, b.metrics.SweepLastSuccess))
 
 	// A second sweep finds nothing more to do.
 	rep, err = b.mp.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "in/", OlderThan: time.Hour})
@@ -114,7 +114,7 @@ func TestSweepDryRun(t *testing.T) {
 		require.Contains(t, open, u.ID, "a dry run aborts nothing")
 	}
 	require.Empty(t, b.aborts(t))
-	require.Zero(t, value(t, b.metrics.SweepLastSuccess), "a dry run is not a sweep")
+	require.Zero(t, testkit.Value(t, b.metrics.SweepLastSuccess), "a dry run is not a sweep")
 }
 
 // TestSweepOverdue uses MinIO's real behaviour with a server-side folder prefix (it lists nothing)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
@@ -114,9 +115,9 @@ func TestMiddleware(t *testing.T) {
 	err = run("panic")
 	require.ErrorContains(t, err, "panic in object:inspect handler: boom")
 
-	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeSuccess)))
-	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
-	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeRetry)))
+	require.Equal(t, 1.0, testkit.Value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeSuccess)))
+	require.Equal(t, 1.0, testkit.Value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
+	require.Equal(t, 1.0, testkit.Value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeRetry)))
 	require.Contains(t, logs.String(), "task handler panicked")
 	require.Contains(t, logs.String(), "task failed permanently")
 	require.Contains(t, logs.String(), "task_type=object:inspect")

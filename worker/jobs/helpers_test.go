@@ -1,10 +1,8 @@
 package jobs_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -41,7 +38,7 @@ type testBundle struct {
 	metrics   *jobs.Metrics
 	mpMetrics *multipart.Metrics
 	mp        *multipart.Service
-	logBuf    *syncBuffer
+	logBuf    *testkit.SyncBuffer
 	log       *slog.Logger
 }
 
@@ -49,7 +46,7 @@ type testBundle struct {
 func setup(tb testing.TB) *testBundle {
 	tb.Helper()
 	skipShort(tb)
-	b := &testBundle{ctx: testkit.Context(tb), s3: testkit.S3(), st: testkit.DB(tb), reg: prometheus.NewRegistry(), logBuf: &syncBuffer{}}
+	b := &testBundle{ctx: testkit.Context(tb), s3: testkit.S3(), st: testkit.DB(tb), reg: prometheus.NewRegistry(), logBuf: &testkit.SyncBuffer{}}
 	b.bucket = testkit.Bucket(tb, b.s3)
 	b.redis = asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(tb)}
 	b.log = slog.New(slog.NewTextHandler(b.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -85,37 +82,4 @@ func abortRows(tb testing.TB, ctx context.Context, st *store.Store, bucket strin
 		out[r.UploadID] = r
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// value reads a counter or gauge (one series) without prometheus/testutil.
-func value(tb testing.TB, c prometheus.Metric) float64 {
-	tb.Helper()
-	var m dto.Metric
-	require.NoError(tb, c.Write(&m))
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	}
-	tb.Fatalf("metric %v is neither a counter nor a gauge", c.Desc())
-	return 0
 }

@@ -107,10 +107,10 @@ func TestDeadlineAbort(t *testing.T) {
 	require.Equal(t, "completed", got.Status, "a gone upload whose object exists completed")
 
 	require.Eventually(t, func() bool {
-		return value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeAbortMultipart, jobs.OutcomeSuccess)) == 2
+		return testkit.Value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeAbortMultipart, jobs.OutcomeSuccess)) == 2
 	}, 10*time.Second, 50*time.Millisecond)
-	require.Equal(t, 1.0, value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonDeadline)))
-	require.Equal(t, float64(len(part)), value(t, b.mpMetrics.BytesReclaimed))
+	require.Equal(t, 1.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonDeadline)))
+	require.Equal(t, float64(len(part)), testkit.Value(t, b.mpMetrics.BytesReclaimed))
 	for _, u := range ups {
 		_, err := insp.GetTaskInfo(tasks.QueueCritical, u.ID)
 		require.ErrorIs(t, err, asynq.ErrTaskNotFound, "no abort task is left for %s", u.Key)
@@ -243,8 +243,8 @@ func TestHandlersThroughMux(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, mux.ProcessTask(ctx, sweep))
 	require.Empty(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket))
-	require.Equal(t, 3.0, value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
-	require.Equal(t, 1.0, value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeSweep, jobs.OutcomeSuccess)))
+	require.Equal(t, 3.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
+	require.Equal(t, 1.0, testkit.Value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeSweep, jobs.OutcomeSuccess)))
 
 	op := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"op/x.bin"}, 1)[0]
 	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: op.Key, UploadID: op.ID,
@@ -258,5 +258,5 @@ func TestHandlersThroughMux(t *testing.T) {
 	for _, u := range ups {
 		require.Equal(t, "sweep", rows[u.ID].Reason)
 	}
-	require.Equal(t, 1.0, value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
+	require.Equal(t, 1.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
 }
