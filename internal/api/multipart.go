@@ -116,36 +116,41 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	now := s.now()
-	parts, p := s.signParts(r.Context(), u, req.PartNumbers, now, exp)
+	parts, expires, p := s.signParts(r.Context(), u, req.PartNumbers, s.now(), exp)
 	if p != nil {
 		return p
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": expires.UTC()})
 	return nil
 }
 
 // signParts checks the part numbers against u's plan and presigns them, each with its
-// Content-Length signed when the plan knows it.
-func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now time.Time, exp time.Duration) ([]partURL, *Problem) {
+// Content-Length signed when the plan knows it. It also returns when the first of their URLs
+// expires (they may be capped at the signing credentials' expiry, which can change between two
+// signatures).
+func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now time.Time, exp time.Duration) ([]partURL, time.Time, *Problem) {
 	plan := s.plan(u)
 	if err := plan.CheckPartNumbers(nums, maxPartsPerCall); err != nil {
-		return nil, s.multipartProblem(ctx, "check part numbers", err)
+		return nil, time.Time{}, s.multipartProblem(ctx, "check part numbers", err)
 	}
 	parts := make([]partURL, 0, len(nums))
+	var expires time.Time
 	for _, n := range nums {
 		length := plan.PartLength(n)
-		url, err := s.signer.Presign(ctx, sigv4.Input{
+		signed, err := s.signer.Sign(ctx, sigv4.Input{
 			Method: http.MethodPut, Op: sigv4.OpUploadPart, Bucket: u.Bucket, Key: u.Key, Now: now, Expires: exp,
 			ContentLength: length, PartNumber: n, UploadID: *u.MultipartUploadID,
 		})
 		if err != nil {
-			return nil, s.internalProblem(ctx, "presign parts", err)
+			return nil, time.Time{}, s.internalProblem(ctx, "presign parts", err)
 		}
-		parts = append(parts, partURL{PartNumber: n, URL: url, Size: max(length, 0)})
+		parts = append(parts, partURL{PartNumber: n, URL: signed.URL, Size: max(length, 0)})
+		if expires.IsZero() || signed.Expires.Before(expires) {
+			expires = signed.Expires
+		}
 	}
 	s.metrics.presigns.WithLabelValues("part").Add(float64(len(nums)))
-	return parts, nil
+	return parts, expires, nil
 }
 
 // uploadedPart is one part S3 holds.

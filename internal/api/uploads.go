@@ -63,6 +63,9 @@ type uploadResponse struct {
 	MaxParts int32 `json:"max_parts,omitempty"`
 	// ExpiresAt is when the URL (put, post) or the multipart upload (multipart) expires.
 	ExpiresAt time.Time `json:"expires_at"`
+	// lifetime is the URL's (put, post): the one asked for, capped at the signing credentials'
+	// expiry.
+	lifetime time.Duration
 }
 
 // intentSpec is a validated request for an upload, from /v1 or Uppy's routes.
@@ -247,7 +250,7 @@ func (s *Server) signIntent(ctx context.Context, in intent) (uploadResponse, *Pr
 	case MethodPut:
 		return s.signPut(ctx, in, now, resp)
 	case MethodPost:
-		return s.signPost(ctx, in, resp)
+		return s.signPost(ctx, in, now, resp)
 	default:
 		return s.createMultipart(ctx, in, now, resp)
 	}
@@ -259,14 +262,14 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 	if in.spec.sha256 != nil {
 		checksum = base64.StdEncoding.EncodeToString(in.spec.sha256)
 	}
-	u, err := s.signer.Presign(ctx, sigv4.Input{
+	u, err := s.signer.Sign(ctx, sigv4.Input{
 		Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: in.key, Now: now, Expires: in.spec.expires,
 		ContentType: in.ct, ContentLength: in.spec.size, ChecksumSHA256: checksum,
 	})
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
 	}
-	resp.URL = u
+	resp.URL, resp.ExpiresAt, resp.lifetime = u.URL, u.Expires, u.Expires.Sub(now.Truncate(time.Second))
 	resp.Headers = map[string]string{"Content-Type": in.ct, "Content-Length": strconv.FormatInt(in.spec.size, 10)}
 	if checksum != "" {
 		resp.Headers["x-amz-checksum-sha256"] = checksum
@@ -275,8 +278,8 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 }
 
 // signPost signs a POST policy for the declared size, or for up to the policy's max_size when the
-// size is not declared (Uppy).
-func (s *Server) signPost(ctx context.Context, in intent, resp uploadResponse) (uploadResponse, *Problem) {
+// size is not declared (Uppy). Its expiry is capped at the signing credentials' (see sigv4.Lifetime).
+func (s *Server) signPost(ctx context.Context, in intent, now time.Time, resp uploadResponse) (uploadResponse, *Problem) {
 	minSize, maxSize := in.spec.size, in.spec.size
 	if !in.spec.sizeDeclared {
 		minSize, maxSize = 0, maxSinglePut
@@ -284,11 +287,23 @@ func (s *Server) signPost(ctx context.Context, in intent, resp uploadResponse) (
 			maxSize = in.rule.MaxSize
 		}
 	}
-	u, fields, err := s.presignPost(ctx, in.key, in.ct, minSize, maxSize, in.spec.expires)
+	// The SDK signs the policy, from its own reading of the clock: cap its expiry at the
+	// credentials' as the Signer would, less a second for the two clock readings to differ.
+	lifetime, err := s.signer.Lifetime(ctx, now, in.spec.expires)
+	if err != nil {
+		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+	}
+	if lifetime < in.spec.expires.Truncate(time.Second) {
+		if lifetime -= time.Second; lifetime < time.Second {
+			return uploadResponse{}, s.internalProblem(ctx, "presign post", sigv4.ErrCredentialsExpiring)
+		}
+	}
+	u, fields, err := s.presignPost(ctx, in.key, in.ct, minSize, maxSize, lifetime)
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
 	}
 	resp.URL, resp.Fields = u, fields
+	resp.ExpiresAt, resp.lifetime = now.Truncate(time.Second).Add(lifetime).UTC(), lifetime
 	return resp, nil
 }
 

@@ -43,7 +43,7 @@ func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principa
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"method": "POST", "url": resp.URL, "fields": resp.Fields, "headers": map[string]string{},
-		"expires": int64(s.cfg.PresignExpiry / time.Second),
+		"expires": int64(resp.lifetime / time.Second),
 	})
 	return nil
 }
@@ -173,11 +173,12 @@ func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	parts, p := s.signParts(r.Context(), u, []int32{int32(n)}, s.now(), s.cfg.PresignExpiry)
+	now := s.now()
+	parts, expires, p := s.signParts(r.Context(), u, []int32{int32(n)}, now, s.cfg.PresignExpiry)
 	if p != nil {
 		return p
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"url": parts[0].URL, "expires": int64(s.cfg.PresignExpiry / time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"url": parts[0].URL, "expires": int64(expires.Sub(now.Truncate(time.Second)) / time.Second)})
 	return nil
 }
 
@@ -202,7 +203,7 @@ func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who princ
 	if p != nil {
 		return p
 	}
-	parts, p := s.signParts(r.Context(), u, nums, s.now(), s.cfg.PresignExpiry)
+	parts, _, p := s.signParts(r.Context(), u, nums, s.now(), s.cfg.PresignExpiry)
 	if p != nil {
 		return p
 	}
