@@ -63,12 +63,7 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 			"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "err", err)
 	}
 	if res.Outcome == OutcomeAborted {
-		cctx, cancel := s.callContext(ctx)
-		_, err := s.s3.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(req.Bucket), Key: aws.String(req.Key), UploadId: aws.String(req.UploadID),
-		})
-		cancel()
-		switch {
+		switch err := s.abortS3(ctx, req.Bucket, req.Key, req.UploadID); {
 		case err == nil:
 		case objstore.IsNotFound(err):
 			res.Outcome = OutcomeGone
@@ -145,15 +140,20 @@ func (s *Service) record(ctx context.Context, r AbortRecord) (string, error) {
 // Discard aborts an upload nobody will ever know about (its intent could not be recorded), without
 // recording anything.
 func (s *Service) Discard(ctx context.Context, bucket, key, uploadID string) error {
+	if err := s.abortS3(ctx, bucket, key, uploadID); err != nil && !objstore.IsNotFound(err) {
+		return fmt.Errorf("discard upload %s of %q: %w", uploadID, key, err)
+	}
+	return nil
+}
+
+// abortS3 is the AbortMultipartUpload call, bounded by the call timeout.
+func (s *Service) abortS3(ctx context.Context, bucket, key, uploadID string) error {
 	cctx, cancel := s.callContext(ctx)
 	defer cancel()
 	_, err := s.s3.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{
 		Bucket: aws.String(bucket), Key: aws.String(key), UploadId: aws.String(uploadID),
 	})
-	if err != nil && !objstore.IsNotFound(err) {
-		return fmt.Errorf("discard upload %s of %q: %w", uploadID, key, err)
-	}
-	return nil
+	return err
 }
 
 // AbortUpload is Abort for the jobs' multipart:abort task (worker/jobs.Aborter): it returns the
