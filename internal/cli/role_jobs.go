@@ -8,8 +8,9 @@ import (
 	"github.com/intakehq/intake/worker/jobs"
 )
 
-// startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep and
-// object:inspect tasks (queues and priorities in worker/tasks), stopped within ShutdownGrace.
+// startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
+// object:inspect (queues and priorities in worker/tasks) and intake:maintenance tasks (intent
+// expiry, event retention), stopped within ShutdownGrace.
 func startJobs(_ context.Context, a *App) ([]Component, error) {
 	log := a.Log.With("role", config.RoleJobs)
 	metrics, err := jobs.NewMetrics(a.Registry)
@@ -24,9 +25,15 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	maint, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(a.Store.Q), Registerer: a.Registry, Log: log.With("component", "maintenance"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	srv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: a.Cfg.Jobs.Concurrency, ShutdownTimeout: a.Cfg.ShutdownGrace, Log: log,
-	}, jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Log: log}, metrics, log))
+	}, jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log))
 	if err != nil {
 		return nil, err
 	}

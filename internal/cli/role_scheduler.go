@@ -5,19 +5,30 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
-// startScheduler builds the scheduler role: a jobs.Cron that enqueues the multipart sweep of the
-// bucket (under INTAKE_JOBS_SWEEP_PREFIX) on INTAKE_JOBS_SWEEP_CRON. Any number of replicas may run
-// it: each period's sweep has one task ID, so it is enqueued once.
+// startScheduler builds the scheduler role: two jobs.Periodic, one enqueuing the multipart sweep
+// of the bucket (under INTAKE_JOBS_SWEEP_PREFIX) on INTAKE_JOBS_SWEEP_CRON, one the maintenance
+// task (intent expiry, event retention) on INTAKE_JOBS_MAINTENANCE_CRON. Any number of replicas may
+// run it: each period's task has one task ID, so it is enqueued once.
 func startScheduler(_ context.Context, a *App) ([]Component, error) {
-	sweep, err := jobs.SweepEntry(a.Cfg.Jobs.SweepCron, a.Cfg.Bucket, a.Cfg.Jobs.SweepPrefix, a.Cfg.Jobs.SweepOlderThan)
+	log := a.Log.With("role", config.RoleScheduler)
+	s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{
+		Redis: a.Redis, Bucket: a.Cfg.Bucket, Prefix: a.Cfg.Jobs.SweepPrefix, Cron: a.Cfg.Jobs.SweepCron,
+		OlderThan: a.Cfg.Jobs.SweepOlderThan, Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	c, err := jobs.NewCron(jobs.CronConfig{Redis: a.Redis, Entries: []jobs.CronEntry{sweep}, Log: a.Log.With("role", config.RoleScheduler)})
+	m, err := jobs.NewMaintenancePeriodic(jobs.MaintenancePeriodicConfig{
+		Redis: a.Redis, Cron: a.Cfg.Jobs.MaintenanceCron, Log: log,
+		Payload: jobs.MaintenancePayload{
+			EventsRetention: tasks.Duration(a.Cfg.EventsRetention), ExpiryGrace: tasks.Duration(a.Cfg.Jobs.ExpiryGrace),
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	return []Component{{Name: "scheduler", Run: c.Run}}, nil
+	return []Component{{Name: "sweep-periodic", Run: s.Run}, {Name: "maintenance-periodic", Run: m.Run}}, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
-	"github.com/intakehq/intake/internal/store"
 )
 
 // minSweepAge is the smallest --older-than accepted: younger uploads are probably in progress.
@@ -51,7 +50,7 @@ func (c *SweepCmd) Run(g *Globals) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	st, err := store.Open(g.Ctx, cfg.DatabaseURL)
+	st, err := openStore(g.Ctx, cfg)
 	if err != nil {
 		return err
 	}

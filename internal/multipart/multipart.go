@@ -35,7 +35,7 @@ type Store interface {
 	// without an intent are absent).
 	Intents(ctx context.Context, bucket string, uploadIDs []string) (map[string]Intent, error)
 	// Overdue returns up to limit of intake's uploads of bucket under prefix whose deadline passed
-	// before now, still pending or expired and with no abort recorded, ordered by (ExpiresAt, ID)
+	// before now, still pending and with no abort recorded, ordered by (ExpiresAt, ID)
 	// after the cursor.
 	Overdue(ctx context.Context, q OverdueQuery) ([]Intent, error)
 }

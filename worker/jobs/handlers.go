@@ -51,6 +51,9 @@ type Handlers struct {
 	Sweeps Sweeper
 	// Inspector runs object:inspect tasks; when nil those tasks fail without retry.
 	Inspector Inspector
+	// Maintenance runs intake:maintenance tasks (maintenance.go); when nil those tasks fail without
+	// retry.
+	Maintenance *Maintenance
 	// Log receives the handlers' logs (default: discard).
 	Log *slog.Logger
 }
@@ -127,5 +130,11 @@ func NewMux(h *Handlers, m *Metrics, log *slog.Logger) *asynq.ServeMux {
 	mux.HandleFunc(tasks.TypeAbortMultipart, h.HandleAbort)
 	mux.HandleFunc(tasks.TypeSweep, h.HandleSweep)
 	mux.HandleFunc(tasks.TypeInspectObject, h.HandleInspect)
+	mux.HandleFunc(TypeMaintenance, func(ctx context.Context, t *asynq.Task) error {
+		if h.Maintenance == nil {
+			return fmt.Errorf("maintenance not configured in this process: %w", asynq.SkipRetry)
+		}
+		return h.Maintenance.HandleMaintenance(ctx, t)
+	})
 	return mux
 }

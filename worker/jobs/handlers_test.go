@@ -144,36 +144,19 @@ func TestPeriodStart(t *testing.T) {
 	}
 }
 
-func TestNewCronValidates(t *testing.T) {
+func TestNewSweepPeriodicValidates(t *testing.T) {
 	t.Parallel()
-	for _, e := range []struct {
-		spec, bucket string
-		olderThan    time.Duration
-	}{
-		{"*/15 * * * *", "b", 0},
-		{"*/15 * * * *", "", time.Hour},
-		{" ", "b", time.Hour},
-	} {
-		_, err := jobs.SweepEntry(e.spec, e.bucket, "", e.olderThan)
-		require.Error(t, err, "%+v", e)
-	}
-	sweep, err := jobs.SweepEntry("*/15 * * * *", "b", "", time.Hour)
-	require.NoError(t, err)
 	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
-	bad := sweep
-	bad.Spec = "not a cron"
-	noID := sweep
-	noID.ID = nil
-	for _, cfg := range []jobs.CronConfig{
-		{Redis: opt},
-		{Entries: []jobs.CronEntry{sweep}},
-		{Redis: opt, Entries: []jobs.CronEntry{bad}},
-		{Redis: opt, Entries: []jobs.CronEntry{noID}},
+	for _, cfg := range []jobs.SweepPeriodicConfig{
+		{Redis: opt, Bucket: "b", Cron: "not a cron", OlderThan: time.Hour},
+		{Redis: opt, Bucket: "b", Cron: "*/15 * * * *"},
+		{Redis: opt, Cron: "*/15 * * * *", OlderThan: time.Hour},
+		{Bucket: "b", Cron: "*/15 * * * *", OlderThan: time.Hour},
 	} {
-		_, err := jobs.NewCron(cfg)
+		_, err := jobs.NewSweepPeriodic(cfg)
 		require.Error(t, err, "%+v", cfg)
 	}
-	_, err = jobs.NewCron(jobs.CronConfig{Redis: opt, Entries: []jobs.CronEntry{sweep}})
+	_, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{Redis: opt, Bucket: "b", Cron: "*/15 * * * *", OlderThan: time.Hour})
 	require.NoError(t, err)
 }
 

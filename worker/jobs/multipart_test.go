@@ -117,9 +117,9 @@ func TestDeadlineAbort(t *testing.T) {
 	}
 }
 
-// TestCronsOnePerPeriod runs two crons at once on a one-second schedule and checks that every
-// period got exactly one sweep task although both fired in it.
-func TestCronsOnePerPeriod(t *testing.T) {
+// TestSweepPeriodicsOnePerPeriod runs two sweep Periodics at once on a one-second schedule and
+// checks that every period got exactly one sweep task although both fired in it.
+func TestSweepPeriodicsOnePerPeriod(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
 	redisOpt := asynqRedis(t)
@@ -135,9 +135,7 @@ func TestCronsOnePerPeriod(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
-		sweep, err := jobs.SweepEntry("@every 1s", "b1", "", time.Hour)
-		require.NoError(t, err)
-		s, err := jobs.NewCron(jobs.CronConfig{Redis: redisOpt, Entries: []jobs.CronEntry{sweep}, Now: now})
+		s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{Redis: redisOpt, Bucket: "b1", Cron: "@every 1s", OlderThan: time.Hour, Now: now})
 		require.NoError(t, err)
 		wg.Go(func() { require.NoError(t, s.Run(ctx)) })
 	}
@@ -165,8 +163,8 @@ func TestCronsOnePerPeriod(t *testing.T) {
 	t.Logf("%d fires over %d periods, %d sweep tasks", total, len(fires), len(pending))
 	require.Len(t, pending, len(fires), "one task per period")
 	require.Len(t, ids, len(pending))
-	require.GreaterOrEqual(t, total, 6, "both crons fired")
-	require.Less(t, len(pending), total, "the second cron's enqueues were absorbed")
+	require.GreaterOrEqual(t, total, 6, "both Periodics fired")
+	require.Less(t, len(pending), total, "the second Periodic's enqueues were absorbed")
 }
 
 // TestServerStopsOnCancel checks graceful shutdown: a running task finishes within the timeout and

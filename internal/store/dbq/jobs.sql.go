@@ -120,7 +120,7 @@ const overdueMultipart = `-- name: OverdueMultipart :many
 SELECT u.id, u.key, u.multipart_upload_id::text AS upload_id, u.status, u.created_at, u.expires_at
 FROM uploads u
 WHERE u.bucket = $1
-  AND u.status IN ('pending', 'expired')
+  AND u.status = 'pending'
   AND u.multipart_upload_id IS NOT NULL
   AND u.expires_at < $2
   AND starts_with(u.key, $3::text)
@@ -150,7 +150,9 @@ type OverdueMultipartRow struct {
 }
 
 // intake's multipart uploads of a bucket past their deadline (expires_at before now), under prefix,
-// still pending or expired and with no abort recorded; keyset pagination on (expires_at, id).
+// still pending and with no abort recorded; keyset pagination on (expires_at, id), a range of
+// uploads_pending_expires_idx. (The maintenance task expires a multipart intent only once an abort
+// is recorded, so no expired intent waits for one.)
 func (q *Queries) OverdueMultipart(ctx context.Context, arg OverdueMultipartParams) ([]OverdueMultipartRow, error) {
 	rows, err := q.db.Query(ctx, overdueMultipart,
 		arg.Bucket,

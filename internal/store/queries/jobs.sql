@@ -48,11 +48,13 @@ WHERE u.bucket = @bucket
 
 -- name: OverdueMultipart :many
 -- intake's multipart uploads of a bucket past their deadline (expires_at before now), under prefix,
--- still pending or expired and with no abort recorded; keyset pagination on (expires_at, id).
+-- still pending and with no abort recorded; keyset pagination on (expires_at, id), a range of
+-- uploads_pending_expires_idx. (The maintenance task expires a multipart intent only once an abort
+-- is recorded, so no expired intent waits for one.)
 SELECT u.id, u.key, u.multipart_upload_id::text AS upload_id, u.status, u.created_at, u.expires_at
 FROM uploads u
 WHERE u.bucket = @bucket
-  AND u.status IN ('pending', 'expired')
+  AND u.status = 'pending'
   AND u.multipart_upload_id IS NOT NULL
   AND u.expires_at < @now
   AND starts_with(u.key, @prefix::text)
