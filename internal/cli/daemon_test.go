@@ -16,7 +16,7 @@ import (
 type daemon struct {
 	t      *testing.T
 	base   string // http://<public listener>
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -27,7 +27,7 @@ func startDaemon(t *testing.T, ctx context.Context, args ...string) *daemon {
 	t.Helper()
 	addr := testkit.FreeAddr(t)
 	runCtx, cancel := context.WithCancel(ctx)
-	d := &daemon{t: t, base: "http://" + addr, logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	d := &daemon{t: t, base: "http://" + addr, logs: &testkit.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
 		d.done <- MainContext(runCtx, append([]string{"run", "--listen", addr}, args...), io.Discard, d.logs)
 	}()

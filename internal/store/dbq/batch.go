@@ -56,7 +56,10 @@ WITH up AS (
     RETURNING o.status, o.reason, o.etag, o.version_id
 ), done AS (
     UPDATE uploads SET status = 'completed', updated_at = now()
-    WHERE id = $18::uuid AND status IN ('pending', 'expired')
+    WHERE id = $18::uuid
+      AND (status IN ('pending', 'expired')
+           -- an abort that raced a complete may have marked it aborted: the object S3 showed wins
+           OR (status = 'aborted' AND $13::text NOT IN ('missing', 'deleted')))
     RETURNING id
 )
 SELECT true AS applied, up.status, up.reason, up.etag, up.version_id FROM up
