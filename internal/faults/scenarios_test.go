@@ -315,7 +315,7 @@ func TestRedisDownMultipart(t *testing.T) {
 func TestSweepReplicasKilled(t *testing.T) {
 	scenario(t)
 	period, stale, after := length(10*time.Second, 15*time.Second), length(10, 50), length(3, 6)
-	w := newWorld(t, worldOptions{env: multipartEnv(time.Hour, period)})
+	w := newWorld(t, worldOptions{env: multipartEnv(time.Minute, period)})
 	schedulers := []*daemon{w.start("scheduler-1", "scheduler", ""), w.start("scheduler-2", "scheduler", "")}
 	jobs := []*daemon{w.start("jobs-1", "jobs", ""), w.start("jobs-2", "jobs", "")}
 
