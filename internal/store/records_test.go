@@ -97,19 +97,22 @@ func TestRecordsIntent(t *testing.T) {
 }
 
 func testRecordsIntent(t *testing.T, b *recordsBundle) {
-	got, err := b.rs.Intent(b.ctx, "b", "none")
+	before, err := b.st.Q.OpsNow(b.ctx)
 	require.NoError(t, err)
-	require.Nil(t, got)
+	got, err := b.rs.Lookup(b.ctx, "b", "none")
+	require.NoError(t, err)
+	require.Nil(t, got.Intent)
+	require.False(t, got.At.Before(before), "the database's time, read by the lookup")
 
 	sum := sha256.Sum256([]byte("x"))
 	mp := "mp-1"
 	id := b.addUpload(t, "k", "multipart", "pending", sum[:], &mp)
-	got, err = b.rs.Intent(b.ctx, "b", "k")
+	got, err = b.rs.Lookup(b.ctx, "b", "k")
 	require.NoError(t, err)
 	require.Equal(t, &pipeline.Intent{
 		ID: id, Owner: "alice", Method: "multipart", ContentType: "image/png", Size: 42, SizeDeclared: true,
 		SHA256: sum[:], MultipartUploadID: "mp-1", Status: "pending",
-	}, got)
+	}, got.Intent)
 }
 
 // state builds a record of an object present with the given ETag.
@@ -292,7 +295,7 @@ func TestRecordsUnavailable(t *testing.T) {
 	batched := store.NewBatchedRecords(&store.Store{Pool: pool, Q: dbq.New(pool)}, store.BatchOptions{})
 	t.Cleanup(batched.Close)
 	for _, rs := range []*store.Records{rs, batched} {
-		_, err = rs.Intent(ctx, "b", "k")
+		_, err = rs.Lookup(ctx, "b", "k")
 		require.ErrorIs(t, err, pipeline.ErrUnavailable)
 		_, err = rs.Record(ctx, pipeline.Record{Bucket: "b", Key: "k", Status: pipeline.StatusDeleted})
 		require.ErrorIs(t, err, pipeline.ErrUnavailable)
