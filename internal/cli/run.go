@@ -82,6 +82,7 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects:     objstore.NewObjects(a.S3),
 			Records:     records,
+			Buckets:     []string{a.Cfg.Bucket},
 			Policy:      a.Policy,
 			Log:         a.Log.With("component", "pipeline"),
 			Registerer:  a.Registry,
