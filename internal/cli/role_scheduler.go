@@ -8,13 +8,24 @@ import (
 )
 
 // startScheduler builds the scheduler role: an asynq Scheduler that enqueues the stale multipart
-// sweep of the bucket on INTAKE_JOBS_SWEEP_CRON. Any number of replicas may run it: each period's
-// sweep has one task ID, so it is enqueued once.
+// sweep of the bucket on INTAKE_JOBS_SWEEP_CRON and, unless INTAKE_JOBS_RECONCILE_CRON is off, its
+// periodic reconcile. Any number of replicas may run it: each period's task has one task ID, so it
+// is enqueued once.
 func startScheduler(_ context.Context, a *App) ([]Component, error) {
-	s, err := jobs.NewSweepScheduler(jobs.SweepSchedulerConfig{
-		Redis: a.Redis, Bucket: a.Cfg.Bucket, Cron: a.Cfg.Jobs.SweepCron, OlderThan: a.Cfg.Jobs.SweepOlderThan,
-		Log: a.Log.With("role", config.RoleScheduler),
-	})
+	j := a.Cfg.Jobs
+	sweep, err := jobs.SweepEntry(a.Cfg.Bucket, "", j.SweepCron, j.SweepOlderThan)
+	if err != nil {
+		return nil, err
+	}
+	entries := []jobs.PeriodicEntry{sweep}
+	if j.ReconcileEnabled() {
+		rec, err := jobs.ReconcileEntry(a.Cfg.Bucket, j.ReconcileCron, j.ReconcileRate)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, rec)
+	}
+	s, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: a.Redis, Entries: entries, Log: a.Log.With("role", config.RoleScheduler)})
 	if err != nil {
 		return nil, err
 	}

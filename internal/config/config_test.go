@@ -16,9 +16,9 @@ func validConfig() Config {
 		Bucket:      "b",
 		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
-		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute},
+		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, EventTimeTolerance: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
-		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour},
+		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
 	}
 }
 
@@ -46,6 +46,9 @@ func TestValidate(t *testing.T) {
 		{"consumer bounds", []string{RoleConsumer}, func(c *Config) { c.Consumer.Workers = 0; c.Consumer.WaitTime = time.Minute }, []string{"INTAKE_CONSUMER_WORKERS", "INTAKE_CONSUMER_WAIT_TIME"}},
 		{"jobs bounds", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepCron = " "; c.Jobs.Concurrency = 0 }, []string{"INTAKE_JOBS_SWEEP_CRON", "INTAKE_JOBS_CONCURRENCY"}},
 		{"jobs not checked for api", []string{RoleAPI}, func(c *Config) { c.Jobs.Concurrency = 0 }, nil},
+		{"event time tolerance", []string{RoleConsumer}, func(c *Config) { c.Consumer.EventTimeTolerance = 0 }, []string{"INTAKE_CONSUMER_EVENT_TIME_TOLERANCE"}},
+		{"reconcile schedule and rate", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "daily"; c.Jobs.ReconcileRate = 0 }, []string{"INTAKE_JOBS_RECONCILE_CRON", "INTAKE_JOBS_RECONCILE_RATE"}},
+		{"reconcile off", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "Off" }, nil},
 		{"bad api keys", []string{RoleAPI}, func(c *Config) { c.API.Keys = "nokey" }, []string{"INTAKE_API_KEYS"}},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,268 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/reconcile"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// reconcileBundle runs the jobs role's server (inspections and the reconcile task) over a bucket,
+// a schema and a Redis database.
+type reconcileBundle struct {
+	ctx     context.Context
+	s3      *s3.Client
+	bucket  string
+	st      *store.Store
+	redis   asynq.RedisClientOpt
+	client  *asynq.Client
+	metrics *jobs.ReconcileMetrics
+}
+
+func setupReconcile(t *testing.T) *reconcileBundle {
+	t.Helper()
+	skipShort(t)
+	b := &reconcileBundle{ctx: testkit.Context(t), s3: testkit.S3(), st: testkit.DB(t), redis: asynqRedis(t)}
+	b.bucket = testkit.Bucket(t, b.s3)
+	log := telemetry.NewLogger(&bytes.Buffer{}, "text", "error")
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
+		Objects: objstore.NewObjects(b.s3), Records: store.NewRecords(b.st), Buckets: []string{b.bucket}, Log: log,
+	})
+	require.NoError(t, err)
+	b.client = asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = b.client.Close() })
+	b.metrics, err = jobs.NewReconcileMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	rec, err := jobs.NewReconciler(jobs.ReconcilerConfig{
+		S3: b.s3, Rows: b.st.Q, Enqueuer: reconcile.TaskEnqueuer{Client: b.client}, Buckets: []string{b.bucket},
+		Metrics: b.metrics, Log: log,
+	})
+	require.NoError(t, err)
+	mux := jobs.NewMux(&jobs.Handlers{Inspector: proc, Log: log}, nil, log)
+	rec.Register(mux)
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, Concurrency: 4, ShutdownTimeout: 5 * time.Second, Log: log,
+		DelayedTaskCheckInterval: 100 * time.Millisecond}, mux)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return b
+}
+
+func (b *reconcileBundle) put(t *testing.T, key string) string {
+	t.Helper()
+	out, err := b.s3.PutObject(b.ctx, &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Body: strings.NewReader(key), ContentType: aws.String("text/plain")})
+	require.NoError(t, err)
+	return strings.Trim(aws.ToString(out.ETag), `"`)
+}
+
+// enqueue enqueues a reconcile task as the scheduler does and waits until it and the inspections
+// it enqueued are done (or archived).
+func (b *reconcileBundle) enqueue(t *testing.T, p jobs.Reconcile) *asynq.TaskInfo {
+	t.Helper()
+	task, err := jobs.NewReconcileTask(p)
+	require.NoError(t, err)
+	info, err := b.client.EnqueueContext(b.ctx, task, asynq.TaskID(jobs.ReconcileTaskID(p.Bucket, time.Now())))
+	require.NoError(t, err)
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool {
+		for _, q := range []string{tasks.QueueLow, tasks.QueueDefault} {
+			st, err := insp.GetQueueInfo(q)
+			if err != nil {
+				continue // the queue does not exist yet
+			}
+			if st.Pending+st.Active+st.Scheduled+st.Retry > 0 {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "the reconcile and its inspections did not finish")
+	return info
+}
+
+func gauge(t *testing.T, g prometheus.Gauge) float64 { t.Helper(); return value(t, g) }
+
+// TestReconcileTask: uploads whose events S3 never sent, a row that says deleted while the object
+// exists, and a row whose object is gone. The periodic reconcile task finds them, publishes the
+// findings, and repairs them through the jobs path; the next one finds nothing.
+func TestReconcileTask(t *testing.T) {
+	t.Parallel()
+	b := setupReconcile(t)
+	var lost []string
+	for i := range 5 {
+		k := fmt.Sprintf("uploads/lost-%d.txt", i) // put, but no event ever came
+		b.put(t, k)
+		lost = append(lost, k)
+	}
+	staleETag := b.put(t, "uploads/stale.txt")
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, sequencer) VALUES ($1, 'uploads/stale.txt', 'deleted', $2)`,
+		b.bucket, strings.Repeat("F", 64))
+	require.NoError(t, err)
+	_, err = b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, etag, status) VALUES ($1, 'uploads/gone.txt', 'e', 'valid')`, b.bucket)
+	require.NoError(t, err)
+
+	b.enqueue(t, jobs.Reconcile{Bucket: b.bucket, Rate: 1000})
+	require.Equal(t, 5.0, gauge(t, b.metrics.Missing))
+	require.Equal(t, 1.0, gauge(t, b.metrics.Stale))
+	require.Equal(t, 1.0, gauge(t, b.metrics.Gone))
+	first := gauge(t, b.metrics.LastSuccess)
+	require.Positive(t, first)
+
+	status := func(key string) (string, string) {
+		var s string
+		var e *string
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `SELECT status, etag FROM objects WHERE bucket = $1 AND key = $2`, b.bucket, key).Scan(&s, &e))
+		return s, aws.ToString(e)
+	}
+	for _, k := range lost {
+		s, _ := status(k)
+		require.Equal(t, pipeline.StatusValid, s, k)
+	}
+	s, e := status("uploads/stale.txt")
+	require.Equal(t, pipeline.StatusValid, s)
+	require.Equal(t, staleETag, e)
+	s, _ = status("uploads/gone.txt")
+	require.Equal(t, pipeline.StatusMissing, s)
+
+	// The next period's reconcile finds everything in sync.
+	b.enqueue(t, jobs.Reconcile{Bucket: b.bucket, Rate: 1000})
+	require.Zero(t, gauge(t, b.metrics.Missing))
+	require.Zero(t, gauge(t, b.metrics.Stale))
+	require.Zero(t, gauge(t, b.metrics.Gone))
+	require.GreaterOrEqual(t, gauge(t, b.metrics.LastSuccess), first)
+}
+
+// TestReconcileTaskRefusesForeignBucket: a reconcile task naming a bucket intake does not serve
+// (enqueued by anyone with access to Redis) is archived at once and looks at nothing.
+func TestReconcileTaskRefusesForeignBucket(t *testing.T) {
+	t.Parallel()
+	b := setupReconcile(t)
+	other := testkit.Bucket(t, b.s3)
+	for i := range 3 {
+		_, err := b.s3.PutObject(b.ctx, &s3.PutObjectInput{Bucket: aws.String(other), Key: aws.String(fmt.Sprint(i)), Body: strings.NewReader("x")})
+		require.NoError(t, err)
+	}
+	info := b.enqueue(t, jobs.Reconcile{Bucket: other, Rate: 1000})
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	got, err := insp.GetTaskInfo(tasks.QueueLow, info.ID)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateArchived, got.State)
+	require.Contains(t, got.LastErr, "foreign_bucket")
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, `SELECT count(*) FROM objects`).Scan(&n))
+	require.Zero(t, n, "nothing of the other bucket was recorded")
+	require.Zero(t, gauge(t, b.metrics.LastSuccess))
+}
+
+func TestReconcilePayload(t *testing.T) {
+	t.Parallel()
+	for _, p := range []jobs.Reconcile{{Rate: 1}, {Bucket: "b"}, {Bucket: "b", Rate: -1}} {
+		_, err := jobs.NewReconcileTask(p)
+		require.ErrorIs(t, err, tasks.ErrInvalidPayload, "%+v", p)
+	}
+	task, err := jobs.NewReconcileTask(jobs.Reconcile{Bucket: "b", Rate: 50})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"bucket":"b","rate":50}`, string(task.Payload()))
+	require.Equal(t, "reconcile:b:60", jobs.ReconcileTaskID("b", time.Unix(60, 0)))
+}
+
+// TestPeriodicOnePerPeriodEachEntry runs two schedulers, each with the sweep and the reconcile on a
+// one-second schedule: every period got exactly one task of each kind, although both fired in it.
+func TestPeriodicOnePerPeriodEachEntry(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	redisOpt := asynqRedis(t)
+	var mu sync.Mutex
+	fires := map[int64]int{}
+	now := func() time.Time {
+		n := time.Now()
+		mu.Lock()
+		fires[jobs.SweepWindow("@every 1s", n).Unix()]++
+		mu.Unlock()
+		return n
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 {
+		sweep, err := jobs.SweepEntry("b1", "", "@every 1s", time.Hour)
+		require.NoError(t, err)
+		rec, err := jobs.ReconcileEntry("b1", "@every 1s", 100)
+		require.NoError(t, err)
+		p, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: redisOpt, Entries: []jobs.PeriodicEntry{sweep, rec}, Now: now})
+		require.NoError(t, err)
+		wg.Go(func() { require.NoError(t, p.Run(ctx)) })
+	}
+	time.Sleep(3500 * time.Millisecond)
+	stop()
+	wg.Wait()
+
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	pending, err := insp.ListPendingTasks(tasks.QueueLow, asynq.PageSize(100))
+	require.NoError(t, err)
+	perType := map[string]map[string]bool{}
+	for _, ti := range pending {
+		if perType[ti.Type] == nil {
+			perType[ti.Type] = map[string]bool{}
+		}
+		perType[ti.Type][ti.ID] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for w := range fires {
+		require.True(t, perType[tasks.TypeSweep][tasks.SweepTaskID("b1", time.Unix(w, 0))], "period %d has no sweep", w)
+		require.True(t, perType[jobs.TypeReconcile][jobs.ReconcileTaskID("b1", time.Unix(w, 0))], "period %d has no reconcile", w)
+	}
+	total := 0
+	for _, n := range fires {
+		total += n
+	}
+	require.Len(t, perType[tasks.TypeSweep], len(fires), "one sweep per period")
+	require.Len(t, perType[jobs.TypeReconcile], len(fires), "one reconcile per period")
+	require.GreaterOrEqual(t, total, 4*len(fires)-4, "both schedulers fired both entries (the first and last periods may be partial)")
+}
+
+func TestNewPeriodicValidates(t *testing.T) {
+	t.Parallel()
+	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
+	sweep, err := jobs.SweepEntry("b", "", "@hourly", time.Hour)
+	require.NoError(t, err)
+	bad := sweep
+	bad.Cron = "not a cron"
+	for _, cfg := range []jobs.PeriodicConfig{
+		{Entries: []jobs.PeriodicEntry{sweep}},
+		{Redis: opt},
+		{Redis: opt, Entries: []jobs.PeriodicEntry{bad}},
+		{Redis: opt, Entries: []jobs.PeriodicEntry{sweep, sweep}},
+		{Redis: opt, Entries: []jobs.PeriodicEntry{{Cron: "@hourly", Task: sweep.Task}}},
+	} {
+		_, err := jobs.NewPeriodic(cfg)
+		require.Error(t, err, "%+v", cfg)
+	}
+	_, err = jobs.ReconcileEntry("b", "@daily", 0)
+	require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+}
