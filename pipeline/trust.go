@@ -30,10 +30,10 @@ const (
 
 var distrustReasons = []string{DistrustForeignBucket, DistrustRemovalUnconfirmed, DistrustSequencer, DistrustEventTime}
 
-// MaxPlausibleSequencer is the longest sequencer intake keeps, in hexadecimal digits. AWS S3 sends
-// 16 to 18 (documented examples: "0055AED6DCD90281E5", "617f08299329d189"); MinIO sends its
-// modification time in nanoseconds, unpadded ("18EB24A6C331BBF0", 16 digits until the year 2554).
-// Twice that leaves room for other stores; a longer one (such as 64 "F"s) can only be forged.
+// MaxPlausibleSequencer is the longest sequencer intake keeps, in hexadecimal digits. The AWS
+// documentation's examples have 18 and 16 ("0055AED6DCD90281E5", "617f08299329d189"); MinIO sends
+// its modification time in nanoseconds, unpadded ("18EB24A6C331BBF0": 16 digits until the year
+// 2554). Twice that leaves room for other stores; a longer one (such as 64 "F"s) is forged.
 const MaxPlausibleSequencer = 32
 
 // DefaultEventTimeTolerance is how far in the future an event's time may lie before it is clamped.

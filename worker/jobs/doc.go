@@ -15,6 +15,10 @@
 //     uploads intake did not create; each abort is recorded like a deadline abort.
 //   - object:inspect ([Handlers.HandleInspect]): run the pipeline again on one object through the
 //     small [Inspector] interface (satisfied by pipeline.Processor).
+//   - objects:reconcile ([TypeReconcile], [Reconciler]): the periodic reconcile of the bucket, what
+//     `intake reconcile --fix` does (internal/reconcile), at the task's rate in objects per second:
+//     it catches the uploads whose events the store never sent. Its findings are metrics. A task
+//     naming a bucket intake does not serve is archived at once. Only the scheduler enqueues it.
 //
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
 // asynq.SkipRetry and the task is archived at once. Everything else is retried with asynq's backoff.
@@ -33,10 +37,12 @@
 //
 // # Many replicas
 //
-// Every replica may run the scheduler role. [SweepScheduler] gives the sweep of each period the
-// task ID tasks.SweepTaskID(bucket, start of the period) and keeps finished sweeps for
-// tasks.SweepRetention, so replicas whose cron fire together (clocks within 30 s) enqueue one sweep
-// per period; the others get asynq.ErrTaskIDConflict, logged at debug level. Aborts are idempotent:
+// Every replica may run the scheduler role. A [Periodic] ([SweepEntry], [ReconcileEntry]) gives
+// the task of each period an ID made of the bucket and the start of the period
+// (tasks.SweepTaskID, [ReconcileTaskID]) and finished tasks are kept for a while
+// (tasks.SweepRetention, [ReconcileRetention]), so replicas whose cron fire together (clocks within
+// 30 s) enqueue one task per period; the others get asynq.ErrTaskIDConflict, logged at debug
+// level. Aborts are idempotent:
 // a second abort of the same upload finds it gone, and the first recorded row wins.
 //
 // # Shutdown
@@ -54,4 +60,6 @@
 //   - intake_bytes_reclaimed_total: sum of the part sizes of aborted uploads (when ListParts worked).
 //   - intake_sweep_last_success_timestamp_seconds: end of the last sweep that aborted everything
 //     it should have.
+//   - intake_reconcile_missing, intake_reconcile_stale, intake_reconcile_gone: what the last
+//     completed periodic reconcile found (and repaired); intake_reconcile_last_success_timestamp_seconds.
 package jobs
