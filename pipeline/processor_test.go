@@ -833,3 +833,70 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	}
 	return 0
 }
+
+// TestProcessDistrust: what an event is not taken at its word for. The clock is fixed, so that the
+// clamping is exact.
+func TestProcessDistrust(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	b := setupProc(t, procOpts{archive: true, now: func() time.Time { return now }})
+	b.put(t, "k.txt", "text/plain", []byte("x"))
+	forged := strings.Repeat("F", 64)
+	tests := []struct {
+		name     string
+		body     []byte
+		refused  string // Refusal reason, "" = processed
+		distrust string // intake_events_distrusted_total reason counted
+		check    func(t *testing.T)
+	}{
+		{
+			name: "another bucket", body: body(testEvent{name: "ObjectCreated:Put", bucket: "someone-elses", key: "k.txt", seq: "0A", at: now}),
+			refused: pipeline.ReasonForeignBucket, distrust: pipeline.DistrustForeignBucket,
+			check: func(t *testing.T) {
+				var n int
+				require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE bucket = 'someone-elses'").Scan(&n))
+				require.Zero(t, n)
+			},
+		},
+		{
+			name: "a time far in the future", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "k.txt", seq: "0A", at: now.Add(24 * time.Hour)}),
+			distrust: pipeline.DistrustEventTime,
+			check: func(t *testing.T) {
+				require.True(t, now.Equal(*b.row(t, "k.txt").EventTime), "clamped to the time of processing")
+			},
+		},
+		{
+			name: "a time within the tolerance", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "k.txt", seq: "0B", at: now.Add(4 * time.Minute)}),
+			check: func(t *testing.T) {
+				require.True(t, now.Add(4*time.Minute).Equal(*b.row(t, "k.txt").EventTime), "kept: the store's clock may run ahead")
+			},
+		},
+		{
+			name: "a sequencer no S3 sends", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "other.txt", seq: forged, at: now}),
+			distrust: pipeline.DistrustSequencer,
+			check: func(t *testing.T) {
+				require.Nil(t, b.row(t, "other.txt").Sequencer, "not stored")
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			labels := map[string]string{"reason": tc.distrust}
+			before := metricValue(t, b.reg, "intake_events_distrusted_total", labels)
+			err := b.process(t, tc.body)
+			if tc.refused == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, pipeline.ErrPermanent)
+				var r *pipeline.Refusal
+				require.ErrorAs(t, err, &r)
+				require.Equal(t, tc.refused, r.DeadLetterReason())
+			}
+			if tc.distrust != "" {
+				require.Equal(t, before+1, metricValue(t, b.reg, "intake_events_distrusted_total", labels))
+			}
+			tc.check(t)
+		})
+	}
+	require.Contains(t, archivedOutcomes(t, b), "refused:foreign_bucket")
+}
