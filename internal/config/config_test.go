@@ -16,7 +16,7 @@ func validConfig() Config {
 		Bucket:      "b",
 		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
-		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, EventTimeTolerance: 5 * time.Minute},
+		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute, EventTimeTolerance: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
 		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
 	}
@@ -44,6 +44,8 @@ func TestValidate(t *testing.T) {
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
 		{"bad listen", AllRoles, func(c *Config) { c.ListenAddr = "8080" }, []string{"INTAKE_LISTEN_ADDR"}},
 		{"consumer bounds", []string{RoleConsumer}, func(c *Config) { c.Consumer.Workers = 0; c.Consumer.WaitTime = time.Minute }, []string{"INTAKE_CONSUMER_WORKERS", "INTAKE_CONSUMER_WAIT_TIME"}},
+		{"message timeout below the visibility", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 30 * time.Second }, []string{"INTAKE_CONSUMER_MESSAGE_TIMEOUT: 30s not in INTAKE_CONSUMER_VISIBILITY (1m0s)..6h"}},
+		{"message timeout near the visibility cap", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 12 * time.Hour }, []string{"INTAKE_CONSUMER_MESSAGE_TIMEOUT"}},
 		{"jobs bounds", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepCron = " "; c.Jobs.Concurrency = 0 }, []string{"INTAKE_JOBS_SWEEP_CRON", "INTAKE_JOBS_CONCURRENCY"}},
 		{"jobs not checked for api", []string{RoleAPI}, func(c *Config) { c.Jobs.Concurrency = 0 }, nil},
 		{"event time tolerance", []string{RoleConsumer}, func(c *Config) { c.Consumer.EventTimeTolerance = 0 }, []string{"INTAKE_CONSUMER_EVENT_TIME_TOLERANCE"}},
