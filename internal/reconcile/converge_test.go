@@ -1,7 +1,6 @@
 package reconcile_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,7 +42,7 @@ func setupConverge(t *testing.T) *convergeBundle {
 	b := &convergeBundle{ctx: testkit.Context(t), s3: testkit.S3(), st: testkit.DB(t)}
 	b.bucket = testkit.Bucket(t, b.s3)
 	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	log := telemetry.NewLogger(&bytes.Buffer{}, "text", "error")
+	log := telemetry.NewLogger(logWriter{t}, "text", "warn")
 	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		Objects: objstore.NewObjects(b.s3), Records: store.NewRecords(b.st), Buckets: []string{b.bucket}, Log: log,
 	})
@@ -146,7 +145,7 @@ func TestFixConverges(t *testing.T) {
 			require.Eventually(t, func() bool {
 				status, got := b.status(t, key)
 				return status == pipeline.StatusValid && got == etag
-			}, 30*time.Second, 50*time.Millisecond, "the inspection did not bring the row to what S3 shows")
+			}, 90*time.Second, 50*time.Millisecond, "the inspection did not bring the row to what S3 shows (one asynq retry allowed)")
 
 			rep, err = reconcile.Run(b.ctx, b.s3, b.st.Q, reconcile.Options{Bucket: b.bucket})
 			require.NoError(t, err)
@@ -155,3 +154,8 @@ func TestFixConverges(t *testing.T) {
 		})
 	}
 }
+
+// logWriter sends log lines to the test's log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
