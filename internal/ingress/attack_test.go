@@ -76,13 +76,7 @@ func setupAttack(t *testing.T) *attackStack {
 		Visibility: 10 * time.Second, DepthInterval: -1, Log: log, Registerer: a.reg,
 	})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	testkit.Serve(t, c.Run)
 	return a
 }
 

@@ -51,13 +51,7 @@ func setupConverge(t *testing.T) *convergeBundle {
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 2, ShutdownTimeout: 5 * time.Second, Log: log},
 		jobs.NewMux(&jobs.Handlers{Inspector: proc, Log: log}, nil, log))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	testkit.Serve(t, srv.Run)
 	b.client = asynq.NewClient(redisOpt)
 	t.Cleanup(func() { _ = b.client.Close() })
 	return b

@@ -60,13 +60,7 @@ func runConsumer(t *testing.T, c *sqs.Client, queueURL, dlqURL string) {
 		DepthInterval: -1, Log: log, Registerer: prometheus.NewRegistry(),
 	})
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cons.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	testkit.Serve(t, cons.Run)
 }
 
 // TestMoveDLQEnds: the dead-letter queue holds messages that fail for good, and a real consumer

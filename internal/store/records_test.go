@@ -176,25 +176,33 @@ func testRecordsOrdering(t *testing.T, b *recordsBundle) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			key := fmt.Sprintf("k%d", i)
-			tc.first.Key, tc.second.Key = key, key
-			got, err := b.rs.Record(b.ctx, tc.first)
-			require.NoError(t, err)
-			require.True(t, got.Applied, "a first record creates the row")
-			got, err = b.rs.Record(b.ctx, tc.second)
-			require.NoError(t, err)
-			require.Equal(t, tc.applied, got.Applied)
-			require.Equal(t, tc.wantETag, got.ETag)
-			require.Equal(t, tc.wantStatus, got.Status)
-			row := b.row(t, key)
-			require.Equal(t, tc.wantStatus, row.Status)
-			if tc.wantETag == "" {
-				require.Nil(t, row.Etag)
-			} else {
-				require.Equal(t, tc.wantETag, *row.Etag)
-			}
+			b.recordPair(t, fmt.Sprintf("k%d", i), tc.first, tc.second, tc.applied, tc.wantETag, tc.wantStatus)
 		})
 	}
+}
+
+// recordPair records first, then second, under key, and checks what the second one left: whether
+// it changed the row, and the row's ETag and status. It returns the row after each record.
+func (b *recordsBundle) recordPair(t *testing.T, key string, first, second pipeline.Record, applied bool, wantETag, wantStatus string) (before, after dbq.Object) {
+	t.Helper()
+	first.Key, second.Key = key, key
+	got, err := b.rs.Record(b.ctx, first)
+	require.NoError(t, err)
+	require.True(t, got.Applied, "a first record creates the row")
+	before = b.row(t, key)
+	got, err = b.rs.Record(b.ctx, second)
+	require.NoError(t, err)
+	require.Equal(t, applied, got.Applied)
+	require.Equal(t, wantETag, got.ETag)
+	require.Equal(t, wantStatus, got.Status)
+	after = b.row(t, key)
+	require.Equal(t, wantStatus, after.Status)
+	if wantETag == "" {
+		require.Nil(t, after.Etag)
+	} else {
+		require.Equal(t, wantETag, *after.Etag)
+	}
+	return before, after
 }
 
 // TestRecordsObservations: once records carry the time of their observation (every record the
@@ -235,19 +243,7 @@ func testRecordsObservations(t *testing.T, b *recordsBundle) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			key := fmt.Sprintf("o%d", i)
-			tc.first.Key, tc.second.Key = key, key
-			got, err := b.rs.Record(b.ctx, tc.first)
-			require.NoError(t, err)
-			require.True(t, got.Applied, "a first record creates the row")
-			before := b.row(t, key)
-			got, err = b.rs.Record(b.ctx, tc.second)
-			require.NoError(t, err)
-			require.Equal(t, tc.applied, got.Applied)
-			require.Equal(t, tc.wantETag, got.ETag)
-			require.Equal(t, tc.wantStatus, got.Status)
-			row := b.row(t, key)
-			require.Equal(t, tc.wantStatus, row.Status)
+			before, row := b.recordPair(t, fmt.Sprintf("o%d", i), tc.first, tc.second, tc.applied, tc.wantETag, tc.wantStatus)
 			if tc.applied {
 				require.True(t, row.UpdatedAt.After(before.UpdatedAt), "a changed state moves updated_at")
 			} else {

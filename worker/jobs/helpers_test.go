@@ -184,3 +184,34 @@ func value(tb testing.TB, c prometheus.Metric) float64 {
 	tb.Fatalf("metric %v is neither a counter nor a gauge", c.Desc())
 	return 0
 }
+
+// periodFires is the clock of schedulers on spec: it counts how often they fired in each period.
+type periodFires struct {
+	spec  string
+	mu    sync.Mutex
+	fires map[int64]int // period start (Unix seconds) -> fires
+}
+
+func newPeriodFires(spec string) *periodFires {
+	return &periodFires{spec: spec, fires: map[int64]int{}}
+}
+
+// now is the schedulers' Now: it records a fire in the current period.
+func (f *periodFires) now() time.Time {
+	n := time.Now()
+	f.mu.Lock()
+	f.fires[jobs.SweepWindow(f.spec, n).Unix()]++
+	f.mu.Unlock()
+	return n
+}
+
+// periods returns the starts of the periods that saw a fire, and the fires in all.
+func (f *periodFires) periods() (starts []time.Time, total int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for w, n := range f.fires {
+		starts = append(starts, time.Unix(w, 0))
+		total += n
+	}
+	return starts, total
+}

@@ -249,20 +249,12 @@ func TestSchedulersOnePerPeriod(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
 	redisOpt := asynqRedis(t)
-	var mu sync.Mutex
-	fires := map[int64]int{} // period start -> fires seen
-	now := func() time.Time {
-		n := time.Now()
-		mu.Lock()
-		fires[jobs.SweepWindow("@every 1s", n).Unix()]++
-		mu.Unlock()
-		return n
-	}
+	clock := newPeriodFires("@every 1s")
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
 		s, err := jobs.NewSweepScheduler(jobs.SweepSchedulerConfig{Redis: redisOpt, Bucket: "b1", Cron: "@every 1s",
-			OlderThan: time.Hour, Now: now})
+			OlderThan: time.Hour, Now: clock.now})
 		require.NoError(t, err)
 		wg.Go(func() { require.NoError(t, s.Run(ctx)) })
 	}
@@ -280,15 +272,12 @@ func TestSchedulersOnePerPeriod(t *testing.T) {
 		require.True(t, strings.HasPrefix(ti.ID, "sweep:b1:"), ti.ID)
 		ids[ti.ID] = true
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	total := 0
-	for w, n := range fires {
-		total += n
-		require.True(t, ids[tasks.SweepTaskID("b1", time.Unix(w, 0))], "period %d fired %d times but has no task", w, n)
+	periods, total := clock.periods()
+	for _, w := range periods {
+		require.True(t, ids[tasks.SweepTaskID("b1", w)], "period %s fired but has no task", w)
 	}
-	t.Logf("%d fires over %d periods, %d sweep tasks", total, len(fires), len(pending))
-	require.Len(t, pending, len(fires), "one task per period")
+	t.Logf("%d fires over %d periods, %d sweep tasks", total, len(periods), len(pending))
+	require.Len(t, pending, len(periods), "one task per period")
 	require.Len(t, ids, len(pending))
 	require.GreaterOrEqual(t, total, 6, "both schedulers fired")
 	require.Less(t, len(pending), total, "the second scheduler's enqueues were absorbed")

@@ -61,13 +61,7 @@ func setupReconcile(t *testing.T) *reconcileBundle {
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, Concurrency: 4, ShutdownTimeout: 5 * time.Second, Log: log,
 		DelayedTaskCheckInterval: 100 * time.Millisecond}, mux)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
+	testkit.Serve(t, srv.Run)
 	return b
 }
 
@@ -196,15 +190,7 @@ func TestPeriodicOnePerPeriodEachEntry(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
 	redisOpt := asynqRedis(t)
-	var mu sync.Mutex
-	fires := map[int64]int{}
-	now := func() time.Time {
-		n := time.Now()
-		mu.Lock()
-		fires[jobs.SweepWindow("@every 1s", n).Unix()]++
-		mu.Unlock()
-		return n
-	}
+	clock := newPeriodFires("@every 1s")
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
@@ -212,7 +198,7 @@ func TestPeriodicOnePerPeriodEachEntry(t *testing.T) {
 		require.NoError(t, err)
 		rec, err := jobs.ReconcileEntry("b1", "@every 1s", 100)
 		require.NoError(t, err)
-		p, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: redisOpt, Entries: []jobs.PeriodicEntry{sweep, rec}, Now: now})
+		p, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: redisOpt, Entries: []jobs.PeriodicEntry{sweep, rec}, Now: clock.now})
 		require.NoError(t, err)
 		wg.Go(func() { require.NoError(t, p.Run(ctx)) })
 	}
@@ -231,19 +217,14 @@ func TestPeriodicOnePerPeriodEachEntry(t *testing.T) {
 		}
 		perType[ti.Type][ti.ID] = true
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for w := range fires {
-		require.True(t, perType[tasks.TypeSweep][tasks.SweepTaskID("b1", time.Unix(w, 0))], "period %d has no sweep", w)
-		require.True(t, perType[jobs.TypeReconcile][jobs.ReconcileTaskID("b1", time.Unix(w, 0))], "period %d has no reconcile", w)
+	periods, total := clock.periods()
+	for _, w := range periods {
+		require.True(t, perType[tasks.TypeSweep][tasks.SweepTaskID("b1", w)], "period %s has no sweep", w)
+		require.True(t, perType[jobs.TypeReconcile][jobs.ReconcileTaskID("b1", w)], "period %s has no reconcile", w)
 	}
-	total := 0
-	for _, n := range fires {
-		total += n
-	}
-	require.Len(t, perType[tasks.TypeSweep], len(fires), "one sweep per period")
-	require.Len(t, perType[jobs.TypeReconcile], len(fires), "one reconcile per period")
-	require.GreaterOrEqual(t, total, 4*len(fires)-4, "both schedulers fired both entries (the first and last periods may be partial)")
+	require.Len(t, perType[tasks.TypeSweep], len(periods), "one sweep per period")
+	require.Len(t, perType[jobs.TypeReconcile], len(periods), "one reconcile per period")
+	require.GreaterOrEqual(t, total, 4*len(periods)-4, "both schedulers fired both entries (the first and last periods may be partial)")
 }
 
 func TestNewPeriodicValidates(t *testing.T) {
