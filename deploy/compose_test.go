@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -106,7 +107,8 @@ func TestComposeStructure(t *testing.T) {
 	// the command Compose runs.
 	require.Empty(t, unknownEnv(keys(in.Environment)), "intake's environment has names config.go does not know")
 	require.Equal(t, "true", in.Environment["INTAKE_MIGRATE"])
-	require.Equal(t, "true", in.Environment["INTAKE_API_INSECURE_DEV_AUTH"])
+	require.Equal(t, "local-dev-key-not-secret=dev", in.Environment["INTAKE_API_KEYS"])
+	require.Empty(t, in.Environment["INTAKE_API_INSECURE_DEV_AUTH"], "refused on 0.0.0.0")
 	require.NoError(t, loadConfig(t, in.Environment, in.Command...))
 	for _, dep := range []string{"DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "INTAKE_QUEUE_URL"} {
 		u, err := url.Parse(in.Environment[dep])
@@ -185,8 +187,10 @@ func TestComposeObservabilityProfile(t *testing.T) {
 	require.Len(t, promCfg.ScrapeConfigs, 1)
 	sc := promCfg.ScrapeConfigs[0]
 	require.Equal(t, "/metrics", sc.MetricsPath)
-	_, port, _ := strings.Cut(c.Services["intake"].Environment["INTAKE_LISTEN_ADDR"], ":")
-	require.Equal(t, []string{"intake:" + port}, sc.StaticConfigs[0].Targets, "Prometheus scrapes the intake service on its listen port")
+	// /metrics is on the admin listener when there is one, else on the listen port.
+	addr := cmp.Or(c.Services["intake"].Environment["INTAKE_ADMIN_LISTEN_ADDR"], c.Services["intake"].Environment["INTAKE_LISTEN_ADDR"])
+	_, port, _ := strings.Cut(addr, ":")
+	require.Equal(t, []string{"intake:" + port}, sc.StaticConfigs[0].Targets, "Prometheus scrapes the intake service where /metrics is served")
 	require.NotEmpty(t, sc.StaticConfigs[0].Labels["namespace"], "the dashboard's namespace variable needs the label")
 
 	var ds struct {
@@ -213,11 +217,11 @@ func TestComposeObservabilityProfile(t *testing.T) {
 	require.Contains(t, graf.Volumes, "./deploy/compose/grafana/dashboards.yml:/etc/grafana/provisioning/dashboards/intake.yml:ro")
 }
 
-// TestComposeDevAuthIsLoud makes sure the insecure development switch keeps its warning.
+// TestComposeDevAuthIsLoud makes sure the well-known development key keeps its warning.
 func TestComposeDevAuthIsLoud(t *testing.T) {
 	t.Parallel()
 	lines := strings.Split(string(readFile(t, "docker-compose.yml")), "\n")
-	i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "INTAKE_API_INSECURE_DEV_AUTH:") })
+	i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "INTAKE_API_KEYS:") })
 	require.GreaterOrEqual(t, i, 0)
 	comment := strings.Join(lines[max(0, i-8):i], "\n")
 	require.Contains(t, comment, "DEVELOPMENT ONLY")

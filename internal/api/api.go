@@ -13,18 +13,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
 )
 
-// S3API is the part of the S3 client the API calls (multipart uploads); *s3.Client satisfies it.
+// S3API is the part of the S3 client the API calls itself (creating multipart uploads; the rest of
+// their life is internal/multipart's); *s3.Client satisfies it.
 type S3API interface {
 	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
-	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
-	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
-	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 }
 
 var _ S3API = (*s3.Client)(nil)
@@ -34,17 +34,17 @@ type Queries interface {
 	APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error
 	APIGetUpload(ctx context.Context, arg dbq.APIGetUploadParams) (dbq.Upload, error)
 	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
-	APISetUploadStatus(ctx context.Context, arg dbq.APISetUploadStatusParams) (int64, error)
-	APIRecordAbort(ctx context.Context, arg dbq.APIRecordAbortParams) error
 	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)
 	APIGetObject(ctx context.Context, arg dbq.APIGetObjectParams) (dbq.Object, error)
 }
 
 var _ Queries = (*dbq.Queries)(nil)
 
-// AbortScheduler schedules the abort of a multipart upload that is still open at its deadline (the
-// jobs role implements it with a delayed asynq task whose id is the upload id).
-type AbortScheduler interface {
+// DeadlineAborter arranges for a multipart upload still open at its deadline to be aborted. The
+// API calls it right after creating an upload; the daemon passes tasks.Aborts, which enqueues a
+// delayed multipart:abort task in Redis (task id = upload id) that the jobs role runs. When it
+// fails, the upload's deadline in PostgreSQL still gets it aborted by the sweep.
+type DeadlineAborter interface {
 	ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error
 }
 
@@ -60,12 +60,15 @@ type Options struct {
 	Policy *pipeline.Policy
 	// Queries runs the API's SQL (store.Store.Q).
 	Queries Queries
-	// S3 makes the daemon's S3 calls.
+	// S3 creates multipart uploads.
 	S3 S3API
+	// Multipart lists, completes and aborts multipart uploads (required).
+	Multipart *multipart.Service
 	// Presign is the S3 client whose endpoint, region and credentials presigned URLs use.
 	Presign *s3.Client
-	// Aborts schedules multipart aborts; nil skips scheduling (the periodic sweep still cleans up).
-	Aborts AbortScheduler
+	// Aborts schedules the abort of each multipart upload at its deadline; nil skips scheduling
+	// (the sweep aborts uploads past their deadline either way).
+	Aborts DeadlineAborter
 	// Log receives request and error logs.
 	Log *slog.Logger
 	// Registerer receives the API's metrics.
@@ -84,12 +87,12 @@ type Server struct {
 	s3        S3API
 	presign   *s3.PresignClient
 	signer    *sigv4.Signer
-	aborts    AbortScheduler
+	mp        *multipart.Service
+	aborts    DeadlineAborter
 	log       *slog.Logger
 	metrics   *metrics
-	auth      *Authenticator
+	auth      *auth.Authenticator
 	cors      cors
-	cop       *http.CrossOriginProtection
 	ids       *requestIDs
 	now       func() time.Time
 	s3Timeout time.Duration
@@ -101,8 +104,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Bucket == "" {
 		errs = append(errs, errors.New("bucket is required"))
 	}
-	if o.Queries == nil || o.S3 == nil || o.Presign == nil {
-		errs = append(errs, errors.New("queries, S3 and presign clients are required"))
+	if o.Queries == nil || o.S3 == nil || o.Presign == nil || o.Multipart == nil {
+		errs = append(errs, errors.New("queries, S3 and presign clients and the multipart service are required"))
 	}
 	if o.Log == nil || o.Registerer == nil {
 		errs = append(errs, errors.New("logger and registerer are required"))
@@ -121,15 +124,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
-	auth, err := NewAuthenticator(ctx, o.API, o.Log)
+	authn, err := auth.New(ctx, o.API, o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
-		aborts: o.Aborts, log: o.Log, metrics: m, auth: auth, cors: newCORS(o.API.CORSOrigins),
-		cop: http.NewCrossOriginProtection(), ids: newRequestIDs(), now: o.Now,
+		mp: o.Multipart, aborts: o.Aborts, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
+		ids: newRequestIDs(), now: o.Now,
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
 	}
 	if s.policy == nil {
@@ -138,17 +141,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for o := range s.cors.origins {
-		if err := s.cop.AddTrustedOrigin(o); err != nil {
-			return nil, fmt.Errorf("api: INTAKE_API_CORS_ORIGINS: %w", err)
-		}
-	}
 	if o.API.InsecureDevAuth {
 		o.Log.Warn("INSECURE DEV AUTH is on: API requests without credentials are accepted as owner 'dev'. Never run this outside a developer's machine.",
 			"env", "INTAKE_API_INSECURE_DEV_AUTH")
 	}
 	return s, nil
 }
+
+// Authenticator returns the Server's authenticator, for the other endpoints of the same service
+// (POST /v1/jobs) to share its credentials and its JWKS refresh.
+func (s *Server) Authenticator() *auth.Authenticator { return s.auth }
 
 // route is one registered endpoint.
 type route struct {

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 const (
@@ -83,7 +85,7 @@ func TestUppyBrowser(t *testing.T) {
 	hs := httptest.NewServer(mux)
 	defer hs.Close()
 
-	token := signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", jwt.MapClaims{
+	token := testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", jwt.MapClaims{
 		"sub": "erin", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(10 * time.Minute).Unix(),
 	})
 	const smallSize, bigSize = 200 << 10, 11<<20 + 12345

@@ -35,13 +35,13 @@ var (
 	probInvalidLimit    = problem.Kind{Slug: "invalid-limit", Title: "Invalid limit", Status: http.StatusBadRequest}
 	probInvalidID       = problem.Kind{Slug: "invalid-id", Title: "Invalid id", Status: http.StatusBadRequest}
 	probInvalidParam    = problem.Kind{Slug: "invalid-parameter", Title: "Invalid query parameter", Status: http.StatusBadRequest}
-	probNotFound        = problem.Kind{Slug: "not-found", Title: "Not found", Status: http.StatusNotFound}
-	probNotPending      = problem.Kind{Slug: "upload-not-pending", Title: "Upload is no longer pending", Status: http.StatusConflict}
+	probNotFound        = problem.NotFound
+	probNotPending      = problem.UploadNotPending
 	probNotMultipart    = problem.Kind{Slug: "not-multipart", Title: "Upload is not a multipart upload", Status: http.StatusConflict}
 	probNotValid        = problem.Kind{Slug: "object-not-valid", Title: "Object is not valid", Status: http.StatusConflict}
 	probS3Rejected      = problem.Kind{Slug: "storage-rejected", Title: "Storage rejected the request", Status: http.StatusBadRequest}
 	probS3Unavailable   = problem.Kind{Slug: "storage-unavailable", Title: "Storage unavailable", Status: http.StatusBadGateway}
-	probDBUnavailable   = problem.Kind{Slug: "database-unavailable", Title: "Database unavailable", Status: http.StatusServiceUnavailable}
+	probDBUnavailable   = problem.DatabaseUnavailable
 	probInternal        = problem.Kind{Slug: "internal", Title: "Internal error", Status: http.StatusInternalServerError}
 )
 
@@ -71,19 +71,24 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	problem.Write(w, cp)
 }
 
-// maxJSONBody bounds every JSON request body.
+// maxJSONBody bounds JSON request bodies, except on routes that set their own limit (complete).
 const maxJSONBody = 64 << 10
 
 // decodeJSON reads one JSON object from the body into v, refusing unknown fields, trailing data,
 // bodies over maxJSONBody and other media types.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
+	return decodeJSONLimit(w, r, v, maxJSONBody)
+}
+
+// decodeJSONLimit is decodeJSON with the route's own body limit.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Problem {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, _ := strings.Cut(ct, ";")
 		if mt = strings.ToLower(strings.TrimSpace(mt)); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 			return problemf(problem.UnsupportedMediaType, "content type %q is not application/json", ct)
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err)

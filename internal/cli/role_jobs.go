@@ -13,27 +13,33 @@ import (
 )
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
-// object:inspect and objects:reconcile tasks (queues and priorities in worker/tasks), stopped within
-// ShutdownGrace.
+// object:inspect, objects:reconcile (queues and priorities in worker/tasks) and intake:maintenance
+// tasks (intent expiry, event retention), stopped within ShutdownGrace.
 func startJobs(_ context.Context, a *App) ([]Component, error) {
 	log := a.Log.With("role", config.RoleJobs)
 	metrics, err := jobs.NewMetrics(a.Registry)
 	if err != nil {
 		return nil, err
 	}
-	mp, err := jobs.NewMultipart(jobs.MultipartConfig{S3: a.S3, Store: a.Store.Q, Log: log, Metrics: metrics})
+	mp, err := a.Multipart()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	proc, err := a.Processor()
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	maint, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(a.Store.Q), Registerer: a.Registry, Log: log.With("component", "maintenance"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	rec, err := newReconciler(a, log)
 	if err != nil {
 		return nil, err
 	}
-	mux := jobs.NewMux(&jobs.Handlers{Multipart: mp, Inspector: proc, Log: log}, metrics, log)
+	mux := jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log)
 	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: a.Cfg.Jobs.Concurrency, ShutdownTimeout: a.Cfg.ShutdownGrace, Log: log,

@@ -5,29 +5,41 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
-// startScheduler builds the scheduler role: an asynq Scheduler that enqueues the stale multipart
-// sweep of the bucket on INTAKE_JOBS_SWEEP_CRON and, unless INTAKE_JOBS_RECONCILE_CRON is off, its
-// periodic reconcile. Any number of replicas may run it: each period's task has one task ID, so it
-// is enqueued once.
+// startScheduler builds the scheduler role: jobs.Periodic enqueuing the multipart sweep of the
+// bucket (under INTAKE_JOBS_SWEEP_PREFIX) on INTAKE_JOBS_SWEEP_CRON, the maintenance task (intent
+// expiry, event retention) on INTAKE_JOBS_MAINTENANCE_CRON and, unless INTAKE_JOBS_RECONCILE_CRON is
+// off, the reconcile of the bucket. Any number of replicas may run it: each period's task has one
+// task ID, so it is enqueued once.
 func startScheduler(_ context.Context, a *App) ([]Component, error) {
-	j := a.Cfg.Jobs
-	sweep, err := jobs.SweepEntry(a.Cfg.Bucket, "", j.SweepCron, j.SweepOlderThan)
+	log := a.Log.With("role", config.RoleScheduler)
+	s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{
+		Redis: a.Redis, Bucket: a.Cfg.Bucket, Prefix: a.Cfg.Jobs.SweepPrefix, Cron: a.Cfg.Jobs.SweepCron,
+		OlderThan: a.Cfg.Jobs.SweepOlderThan, Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	entries := []jobs.PeriodicEntry{sweep}
-	if j.ReconcileEnabled() {
-		rec, err := jobs.ReconcileEntry(a.Cfg.Bucket, j.ReconcileCron, j.ReconcileRate)
+	m, err := jobs.NewMaintenancePeriodic(jobs.MaintenancePeriodicConfig{
+		Redis: a.Redis, Cron: a.Cfg.Jobs.MaintenanceCron, Log: log,
+		Payload: jobs.MaintenancePayload{
+			EventsRetention: tasks.Duration(a.Cfg.EventsRetention), ExpiryGrace: tasks.Duration(a.Cfg.Jobs.ExpiryGrace),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	components := []Component{{Name: "sweep-periodic", Run: s.Run}, {Name: "maintenance-periodic", Run: m.Run}}
+	if a.Cfg.Jobs.ReconcileEnabled() {
+		r, err := jobs.NewReconcilePeriodic(jobs.ReconcilePeriodicConfig{
+			Redis: a.Redis, Bucket: a.Cfg.Bucket, Cron: a.Cfg.Jobs.ReconcileCron, Rate: a.Cfg.Jobs.ReconcileRate, Log: log,
+		})
 		if err != nil {
 			return nil, err
 		}
-		entries = append(entries, rec)
+		components = append(components, Component{Name: "reconcile-periodic", Run: r.Run})
 	}
-	s, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: a.Redis, Entries: entries, Log: a.Log.With("role", config.RoleScheduler)})
-	if err != nil {
-		return nil, err
-	}
-	return []Component{{Name: "scheduler", Run: s.Run}}, nil
+	return components, nil
 }

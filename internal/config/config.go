@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/intakehq/intake/internal/redact"
 	"github.com/robfig/cron/v3"
 )
 
@@ -38,6 +40,9 @@ var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
 type Config struct {
 	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
+	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
+	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
+	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
 	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
 	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
 
@@ -53,6 +58,13 @@ type Config struct {
 
 	// ListenAddr is where the HTTP server (API, ingress, health, metrics) listens.
 	ListenAddr string `name:"listen" env:"INTAKE_LISTEN_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address."`
+	// AdminListenAddr, when set, is a second HTTP listener for operators: /metrics, /readyz with
+	// each check's error, and /debug/pprof/ when AdminPprof is on. The public listener then keeps
+	// only /healthz and a terse /readyz besides the API.
+	AdminListenAddr string `name:"admin-listen" env:"INTAKE_ADMIN_LISTEN_ADDR" help:"Operators' HTTP listen address (/metrics, detailed /readyz, pprof); empty: /metrics stays on the main listener."`
+	// AdminPprof serves net/http/pprof under /debug/pprof/ on the admin listener (never on the
+	// public one).
+	AdminPprof bool `name:"admin-pprof" env:"INTAKE_ADMIN_PPROF" help:"Serve /debug/pprof/ on the admin listener (needs INTAKE_ADMIN_LISTEN_ADDR)."`
 	// Migrate runs pending migrations at start-up.
 	Migrate bool `name:"migrate" env:"INTAKE_MIGRATE" help:"Run database migrations at start-up."`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
@@ -63,6 +75,9 @@ type Config struct {
 	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
 	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
 	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
+	// EventsRetention is how long archived events (the events table) are kept; the periodic
+	// maintenance task deletes older ones. 0 keeps them forever.
+	EventsRetention time.Duration `name:"events-retention" env:"INTAKE_EVENTS_RETENTION" default:"720h" help:"Delete archived events older than this (0 = keep forever)."`
 
 	// Consumer tunes the SQS consumer.
 	Consumer Consumer `embed:"" prefix:"consumer-" envprefix:"INTAKE_CONSUMER_"`
@@ -128,14 +143,26 @@ type API struct {
 	JWTSecret string `name:"jwt-secret" env:"JWT_SECRET" help:"HS256 secret for bearer JWTs."`
 	// JWKSURL is a JWKS endpoint for RS256/ES256 bearer tokens.
 	JWKSURL string `name:"jwks-url" env:"JWKS_URL" help:"JWKS URL for RS256/ES256 bearer JWTs."`
-	// JWTIssuer, when set, must equal the token's iss.
-	JWTIssuer string `name:"jwt-issuer" env:"JWT_ISSUER" help:"Required JWT issuer."`
-	// JWTAudience, when set, must be among the token's aud.
-	JWTAudience string `name:"jwt-audience" env:"JWT_AUDIENCE" help:"Required JWT audience."`
-	// Keys are static API keys, "key=owner" pairs separated by commas.
-	Keys string `name:"keys" env:"KEYS" help:"Static API keys: key=owner,key2=owner2."`
-	// InsecureDevAuth accepts any request as owner "dev" (local development only).
-	InsecureDevAuth bool `name:"insecure-dev-auth" env:"INSECURE_DEV_AUTH" help:"DEVELOPMENT ONLY: accept unauthenticated requests as owner 'dev'."`
+	// JWTIssuer must equal the token's iss; required with a JWT secret or JWKS URL.
+	JWTIssuer string `name:"jwt-issuer" env:"JWT_ISSUER" help:"Required JWT issuer (iss); required with JWT auth."`
+	// JWTAudience must be among the token's aud; required with a JWT secret or JWKS URL unless
+	// JWTAllowAnyAudience waives it.
+	JWTAudience string `name:"jwt-audience" env:"JWT_AUDIENCE" help:"Required JWT audience (aud); required with JWT auth."`
+	// JWTAllowAnyAudience accepts tokens whatever their aud (only for an identity provider that
+	// issues tokens for intake alone): any token the issuer signed for any application is accepted.
+	JWTAllowAnyAudience bool `name:"jwt-allow-any-audience" env:"JWT_ALLOW_ANY_AUDIENCE" help:"Accept JWTs for any audience (an IdP dedicated to intake only)."`
+	// JWTAdminScope, when set, makes a token whose scope (the space-separated "scope" claim, or the
+	// "scp" claim) contains it an operator credential as well as its subject's tenant credential.
+	JWTAdminScope string `name:"jwt-admin-scope" env:"JWT_ADMIN_SCOPE" help:"JWT scope that grants operator rights (e.g. intake:admin); empty: JWTs are never operators."`
+	// Keys are static API keys of tenants, "key=owner" pairs separated by commas.
+	Keys string `name:"keys" env:"KEYS" help:"Static tenant API keys: key=owner,key2=owner2."`
+	// AdminKeys are static operator keys, "key=name" pairs: the only keys that may sweep or act on
+	// keys and uploads of any owner through POST /v1/jobs. They are not accepted by the upload API.
+	AdminKeys string `name:"admin-keys" env:"ADMIN_KEYS" help:"Static operator API keys (POST /v1/jobs): key=name,key2=name2."`
+	// InsecureDevAuth accepts any request without credentials as owner "dev" (local development
+	// only): it is refused unless INTAKE_LISTEN_ADDR is a loopback address and no other
+	// authentication is configured.
+	InsecureDevAuth bool `name:"insecure-dev-auth" env:"INSECURE_DEV_AUTH" help:"DEVELOPMENT ONLY (loopback listen address, no other auth): accept unauthenticated requests as owner 'dev'."`
 	// CORSOrigins are allowed browser origins, comma separated ("*" for any).
 	CORSOrigins string `name:"cors-origins" env:"CORS_ORIGINS" help:"Allowed CORS origins, comma separated."`
 	// PresignExpiry is the default lifetime of presigned URLs.
@@ -157,10 +184,21 @@ type Jobs struct {
 	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"10" help:"asynq worker concurrency."`
 	// SweepCron is the cron spec of the periodic stale-multipart sweep.
 	SweepCron string `name:"sweep-cron" env:"SWEEP_CRON" default:"*/15 * * * *" help:"Cron spec of the multipart sweep."`
-	// SweepOlderThan is the age after which an open multipart upload is aborted by the sweep.
-	SweepOlderThan time.Duration `name:"sweep-older-than" env:"SWEEP_OLDER_THAN" default:"24h" help:"Abort multipart uploads older than this."`
+	// SweepOlderThan is the age after which the sweep aborts an open multipart upload intake did not
+	// create (intake's own are aborted at their deadline, never before). It may not be shorter than
+	// MultipartDeadline.
+	SweepOlderThan time.Duration `name:"sweep-older-than" env:"SWEEP_OLDER_THAN" default:"24h" help:"Abort multipart uploads intake did not create when older than this (>= the multipart deadline)."`
+	// SweepPrefix limits the sweep to keys starting with it. Empty sweeps the whole bucket,
+	// uploads other applications started in it included.
+	SweepPrefix string `name:"sweep-prefix" env:"SWEEP_PREFIX" help:"Only sweep multipart uploads whose key starts with this (default: the whole bucket, uploads intake did not create included)."`
 	// MultipartDeadline is how long an intake-created multipart upload may stay open.
 	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake."`
+	// MaintenanceCron is the cron spec of the periodic maintenance task (intent expiry, event
+	// retention).
+	MaintenanceCron string `name:"maintenance-cron" env:"MAINTENANCE_CRON" default:"*/10 * * * *" help:"Cron spec of the maintenance task (intent expiry, event pruning)."`
+	// ExpiryGrace is how long past its expires_at a pending intent stays pending before the
+	// maintenance task marks it expired (an upload started just before the deadline may still land).
+	ExpiryGrace time.Duration `name:"expiry-grace" env:"EXPIRY_GRACE" default:"1h" help:"Time past an intent's expires_at before it is marked expired."`
 	// ReconcileCron is the cron spec of the periodic reconcile of the bucket (reconcile --fix as a
 	// task: catches the events S3 never sent), or "off".
 	ReconcileCron string `name:"reconcile-cron" env:"RECONCILE_CRON" default:"17 3 * * *" help:"Cron spec of the periodic reconcile of the bucket, or off."`
@@ -201,9 +239,21 @@ func ParseRoles(s string) ([]string, error) {
 	return roles, nil
 }
 
+// schemaName is what INTAKE_DB_SCHEMA accepts: a plain lower-case identifier, usable unquoted.
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
 // ValidateDB checks only what database commands (migrate) need.
 func (c *Config) ValidateDB() error {
-	return validURL("DATABASE_URL", c.DatabaseURL, true, "postgres", "postgresql")
+	var errs []error
+	if c.DatabaseURL != "" && !strings.Contains(c.DatabaseURL, "://") {
+		// A key=value connection string ("host=db dbname=intake …"): pgx parses it.
+	} else {
+		errs = append(errs, validURL("DATABASE_URL", c.DatabaseURL, true, "postgres", "postgresql"))
+	}
+	if c.DBSchema != "" && (!schemaName.MatchString(c.DBSchema) || strings.HasPrefix(c.DBSchema, "pg_")) {
+		errs = append(errs, fmt.Errorf("INTAKE_DB_SCHEMA: %q is not a plain lower-case schema name (letters, digits, _; not pg_*)", c.DBSchema))
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks the settings the given roles need and returns every problem at once.
@@ -231,11 +281,18 @@ func (c *Config) Validate(roles []string) error {
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("INTAKE_SHUTDOWN_GRACE: must be positive"))
 	}
+	errs = append(errs, c.validateAdmin())
+	if c.EventsRetention != 0 && c.EventsRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_EVENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.EventsRetention))
+	}
 	if has(RoleConsumer) {
 		errs = append(errs, c.Consumer.validate())
 	}
 	if has(RoleAPI) {
 		errs = append(errs, c.API.validate())
+		if c.API.InsecureDevAuth && !LoopbackAddr(c.ListenAddr) {
+			errs = append(errs, fmt.Errorf("INTAKE_API_INSECURE_DEV_AUTH: refused with INTAKE_LISTEN_ADDR %q: development auth accepts every request, so it only runs on a loopback address (127.0.0.1, ::1, localhost)", c.ListenAddr))
+		}
 	}
 	if has(RoleJobs) || has(RoleScheduler) {
 		errs = append(errs, c.Jobs.validate())
@@ -276,15 +333,57 @@ func (c Consumer) validate() error {
 
 func (a API) validate() error {
 	var errs []error
-	if a.JWTSecret == "" && a.JWKSURL == "" && a.Keys == "" && !a.InsecureDevAuth {
-		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development)"))
+	jwtAuth := a.JWTSecret != "" || a.JWKSURL != ""
+	realAuth := jwtAuth || a.Keys != "" || a.AdminKeys != ""
+	switch {
+	case a.InsecureDevAuth && realAuth:
+		errs = append(errs, errors.New("INTAKE_API_INSECURE_DEV_AUTH: cannot be combined with INTAKE_API_JWT_SECRET, INTAKE_API_JWKS_URL, INTAKE_API_KEYS or INTAKE_API_ADMIN_KEYS (requests without credentials would still pass as owner 'dev'): unset it"))
+	case !realAuth && !a.InsecureDevAuth:
+		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development on a loopback address)"))
 	}
 	if a.JWTSecret != "" && len(a.JWTSecret) < 32 {
 		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET: must be at least 32 bytes"))
 	}
-	errs = append(errs, validURL("INTAKE_API_JWKS_URL", a.JWKSURL, false, "http", "https"))
-	if _, err := ParseAPIKeys(a.Keys); err != nil {
+	errs = append(errs, validJWKSURL(a.JWKSURL))
+	if jwtAuth {
+		if a.JWTIssuer == "" {
+			errs = append(errs, errors.New("INTAKE_API_JWT_ISSUER: required with INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL (else a token of any issuer sharing the keys is accepted)"))
+		}
+		switch {
+		case a.JWTAudience == "" && !a.JWTAllowAnyAudience:
+			errs = append(errs, errors.New("INTAKE_API_JWT_AUDIENCE: required with INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL (else a token the issuer made for any application is accepted); INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives it"))
+		case a.JWTAudience != "" && a.JWTAllowAnyAudience:
+			errs = append(errs, errors.New("INTAKE_API_JWT_ALLOW_ANY_AUDIENCE: set together with INTAKE_API_JWT_AUDIENCE; choose one"))
+		}
+	} else {
+		for _, s := range []struct {
+			name string
+			set  bool
+		}{
+			{"INTAKE_API_JWT_ADMIN_SCOPE", a.JWTAdminScope != ""},
+			{"INTAKE_API_JWT_ALLOW_ANY_AUDIENCE", a.JWTAllowAnyAudience},
+			{"INTAKE_API_AUTH_COOKIE", a.AuthCookie != ""},
+		} {
+			if s.set {
+				errs = append(errs, fmt.Errorf("%s: needs JWT authentication (INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL)", s.name))
+			}
+		}
+	}
+	if strings.ContainsAny(a.JWTAdminScope, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("INTAKE_API_JWT_ADMIN_SCOPE: %q must be one scope (no spaces)", a.JWTAdminScope))
+	}
+	tenants, err := ParseAPIKeys(a.Keys)
+	if err != nil {
 		errs = append(errs, err)
+	}
+	operators, err := ParseKeys("INTAKE_API_ADMIN_KEYS", a.AdminKeys)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for k, name := range operators {
+		if _, ok := tenants[k]; ok {
+			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", name))
+		}
 	}
 	if a.PresignExpiry < time.Second {
 		errs = append(errs, fmt.Errorf("INTAKE_API_PRESIGN_EXPIRY: %s is below 1s", a.PresignExpiry))
@@ -301,8 +400,12 @@ func (a API) validate() error {
 	return errors.Join(errs...)
 }
 
-// ParseAPIKeys parses "key=owner,key2=owner2" into a map from key to owner.
-func ParseAPIKeys(s string) (map[string]string, error) {
+// ParseAPIKeys parses INTAKE_API_KEYS, "key=owner,key2=owner2", into a map from key to owner.
+func ParseAPIKeys(s string) (map[string]string, error) { return ParseKeys("INTAKE_API_KEYS", s) }
+
+// ParseKeys parses a list of static keys, "key=name,key2=name2", into a map from key to name;
+// errors name the variable and never show a key.
+func ParseKeys(variable, s string) (map[string]string, error) {
 	keys := map[string]string{}
 	for pair := range strings.SplitSeq(s, ",") {
 		pair = strings.TrimSpace(pair)
@@ -311,14 +414,48 @@ func ParseAPIKeys(s string) (map[string]string, error) {
 		}
 		k, owner, ok := strings.Cut(pair, "=")
 		if !ok || k == "" || owner == "" {
-			return nil, fmt.Errorf("INTAKE_API_KEYS: entry %q is not key=owner", redact(pair))
+			return nil, fmt.Errorf("%s: entry %q is not key=name", variable, maskPrefix(pair))
 		}
 		if len(k) < 16 {
-			return nil, fmt.Errorf("INTAKE_API_KEYS: key for owner %q is shorter than 16 characters", owner)
+			return nil, fmt.Errorf("%s: key for %q is shorter than 16 characters", variable, owner)
+		}
+		if _, dup := keys[k]; dup {
+			return nil, fmt.Errorf("%s: the key for %q is listed twice", variable, owner)
 		}
 		keys[k] = owner
 	}
 	return keys, nil
+}
+
+// LoopbackAddr reports whether a host:port listen address only accepts connections from this
+// machine: a loopback IP (127.0.0.0/8, ::1) or "localhost". An empty host (all interfaces) is not.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	return loopbackHost(host)
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validJWKSURL checks the JWKS URL: keys that decide who is authenticated are fetched over https,
+// except from this machine.
+func validJWKSURL(raw string) error {
+	if err := validURL("INTAKE_API_JWKS_URL", raw, false, "http", "https"); err != nil || raw == "" {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("INTAKE_API_JWKS_URL: %q must be https (plain http is accepted only on a loopback address): whoever can alter the key set can sign any token", Redact(raw))
+	}
+	return nil
 }
 
 func (j Jobs) validate() error {
@@ -334,6 +471,20 @@ func (j Jobs) validate() error {
 	}
 	if j.MultipartDeadline < time.Second {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", j.MultipartDeadline))
+	}
+	if j.SweepOlderThan < j.MultipartDeadline {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_OLDER_THAN: %s is shorter than INTAKE_JOBS_MULTIPART_DEADLINE %s "+
+			"(the deadline intake promises its clients; a shorter sweep age would abort other uploads sooner than intake's own)",
+			j.SweepOlderThan, j.MultipartDeadline))
+	}
+	if len(j.SweepPrefix) > 1024 {
+		errs = append(errs, errors.New("INTAKE_JOBS_SWEEP_PREFIX: longer than 1024 bytes"))
+	}
+	if strings.TrimSpace(j.MaintenanceCron) == "" {
+		errs = append(errs, errors.New("INTAKE_JOBS_MAINTENANCE_CRON: required"))
+	}
+	if j.ExpiryGrace < 0 || j.ExpiryGrace > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_EXPIRY_GRACE: %s not in 0..168h", j.ExpiryGrace))
 	}
 	if j.ReconcileEnabled() {
 		if _, err := cron.ParseStandard(strings.TrimSpace(j.ReconcileCron)); err != nil {
@@ -355,7 +506,12 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%s: not a URL: %w", name, err)
+		// url.Parse's error quotes the whole URL, password included: keep only the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("%s: not a URL (%s): %w", name, Redact(raw), err)
 	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return fmt.Errorf("%s: scheme %q not one of %s", name, u.Scheme, strings.Join(schemes, ", "))
@@ -366,16 +522,41 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 	return nil
 }
 
-// Redact hides the password of a URL so it can be logged.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+// Redact hides the secrets of a URL or connection string so it can be logged: the userinfo
+// password, sensitive query parameters (?password=, ?sslpassword=, X-Amz-Signature, …) and
+// password=… in key=value form (see internal/redact).
+func Redact(raw string) string { return redact.URL(raw) }
+
+// validateAdmin checks the admin listener settings.
+func (c *Config) validateAdmin() error {
+	var errs []error
+	if c.AdminListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListenAddr); err != nil {
+			errs = append(errs, fmt.Errorf("INTAKE_ADMIN_LISTEN_ADDR: %q is not host:port: %w", c.AdminListenAddr, err))
+		} else if c.AdminListenAddr == c.ListenAddr {
+			errs = append(errs, errors.New("INTAKE_ADMIN_LISTEN_ADDR: must differ from INTAKE_LISTEN_ADDR"))
+		}
 	}
-	return u.Redacted()
+	if c.AdminPprof && c.AdminListenAddr == "" {
+		errs = append(errs, errors.New("INTAKE_ADMIN_PPROF: needs INTAKE_ADMIN_LISTEN_ADDR (pprof is never served on the public listener)"))
+	}
+	return errors.Join(errs...)
 }
 
-func redact(s string) string {
+// Secrets returns the secret values the configuration holds (database and Redis passwords, the
+// ingress token, the JWT secret, the API keys), for a log redactor to mask wherever they appear.
+func (c *Config) Secrets() []string {
+	out := append(redact.Secrets(c.DatabaseURL), redact.Secrets(c.RedisURL)...)
+	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret)
+	for pair := range strings.SplitSeq(c.API.Keys, ",") {
+		if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func maskPrefix(s string) string {
 	if len(s) <= 4 {
 		return "****"
 	}

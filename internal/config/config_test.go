@@ -17,8 +17,8 @@ func validConfig() Config {
 		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute, EventTimeTolerance: 5 * time.Minute},
-		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
-		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
+		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
+		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, MaintenanceCron: "*/10 * * * *", ExpiryGrace: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
 	}
 }
 
@@ -38,7 +38,61 @@ func TestValidate(t *testing.T) {
 		{"api alone does not need queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = "" }, nil},
 		{"api ingress needs queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = ""; c.Consumer.IngressToken = "t" }, []string{"INTAKE_QUEUE_URL: required"}},
 		{"no auth", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = "" }, []string{"no authentication configured"}},
-		{"insecure dev auth accepted", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true }, nil},
+		{"insecure dev auth on loopback", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true }, nil},
+		{"insecure dev auth on localhost", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.ListenAddr = "localhost:8080"
+		}, nil},
+		{"insecure dev auth on ::1", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true; c.ListenAddr = "[::1]:8080" }, nil},
+		// Issue 12.8: development auth is fenced to loopback and never combined with real auth.
+		{"insecure dev auth on all interfaces", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.ListenAddr = "0.0.0.0:8080"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_LISTEN_ADDR", "loopback"}},
+		{"insecure dev auth on an empty host", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true; c.ListenAddr = ":8080" }, []string{"INTAKE_API_INSECURE_DEV_AUTH", "loopback"}},
+		{"insecure dev auth on a LAN address", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.ListenAddr = "192.168.1.10:8080"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "loopback"}},
+		{"insecure dev auth with a JWT secret", []string{RoleAPI}, func(c *Config) { c.API.InsecureDevAuth = true }, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_JWT_SECRET"}},
+		{"insecure dev auth with API keys", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.API.Keys = "0123456789abcdef=alice"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_KEYS"}},
+		{"insecure dev auth with admin keys", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.API.AdminKeys = "0123456789abcdef=ops"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_ADMIN_KEYS"}},
+		{"insecure dev auth not checked without api", []string{RoleConsumer}, func(c *Config) { c.API.InsecureDevAuth = true; c.ListenAddr = "0.0.0.0:8080" }, nil},
+		// Issue 12.9: issuer and audience are required with JWT auth; the JWKS is fetched over https.
+		{"jwt without issuer", []string{RoleAPI}, func(c *Config) { c.API.JWTIssuer = "" }, []string{"INTAKE_API_JWT_ISSUER: required"}},
+		{"jwt without audience", []string{RoleAPI}, func(c *Config) { c.API.JWTAudience = "" }, []string{"INTAKE_API_JWT_AUDIENCE: required", "INTAKE_API_JWT_ALLOW_ANY_AUDIENCE"}},
+		{"jwks without issuer and audience", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret, c.API.JWTIssuer, c.API.JWTAudience = "", "", ""
+			c.API.JWKSURL = "https://idp.example.com/.well-known/jwks.json"
+		}, []string{"INTAKE_API_JWT_ISSUER: required", "INTAKE_API_JWT_AUDIENCE: required"}},
+		{"audience waived explicitly", []string{RoleAPI}, func(c *Config) { c.API.JWTAudience = ""; c.API.JWTAllowAnyAudience = true }, nil},
+		{"audience and waiver", []string{RoleAPI}, func(c *Config) { c.API.JWTAllowAnyAudience = true }, []string{"INTAKE_API_JWT_ALLOW_ANY_AUDIENCE"}},
+		{"jwks over http", []string{RoleAPI}, func(c *Config) { c.API.JWKSURL = "http://idp.example.com/jwks.json" }, []string{"INTAKE_API_JWKS_URL", "https"}},
+		{"jwks over http on loopback", []string{RoleAPI}, func(c *Config) { c.API.JWKSURL = "http://127.0.0.1:8443/jwks.json" }, nil},
+		{"jwks over http on localhost", []string{RoleAPI}, func(c *Config) { c.API.JWKSURL = "http://localhost:8443/jwks.json" }, nil},
+		{"jwt settings without jwt", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret, c.API.Keys = "", "0123456789abcdef=alice"
+			c.API.JWTAdminScope, c.API.AuthCookie = "intake:admin", "tok"
+		}, []string{"INTAKE_API_JWT_ADMIN_SCOPE: needs JWT", "INTAKE_API_AUTH_COOKIE: needs JWT"}},
+		{"admin scope with a space", []string{RoleAPI}, func(c *Config) { c.API.JWTAdminScope = "intake:admin other" }, []string{"INTAKE_API_JWT_ADMIN_SCOPE"}},
+		// Issue 12.1: operators hold their own keys.
+		{"admin keys only", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret, c.API.AdminKeys = "", "0123456789abcdef=ops" }, nil},
+		{"bad admin keys", []string{RoleAPI}, func(c *Config) { c.API.AdminKeys = "short=ops" }, []string{"INTAKE_API_ADMIN_KEYS", "shorter than 16"}},
+		{"admin key is a tenant key", []string{RoleAPI}, func(c *Config) {
+			c.API.Keys = "0123456789abcdef=alice"
+			c.API.AdminKeys = "0123456789abcdef=ops"
+		}, []string{"INTAKE_API_ADMIN_KEYS", "also a tenant key"}},
 		{"short secret", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = "short" }, []string{"at least 32 bytes"}},
 		{"expiry cap", []string{RoleAPI}, func(c *Config) { c.API.MaxPresignExpiry = 200 * time.Hour }, []string{"INTAKE_API_MAX_PRESIGN_EXPIRY"}},
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
@@ -48,10 +102,23 @@ func TestValidate(t *testing.T) {
 		{"message timeout near the visibility cap", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 12 * time.Hour }, []string{"INTAKE_CONSUMER_MESSAGE_TIMEOUT"}},
 		{"jobs bounds", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepCron = " "; c.Jobs.Concurrency = 0 }, []string{"INTAKE_JOBS_SWEEP_CRON", "INTAKE_JOBS_CONCURRENCY"}},
 		{"jobs not checked for api", []string{RoleAPI}, func(c *Config) { c.Jobs.Concurrency = 0 }, nil},
+		{"sweep age below the deadline", []string{RoleScheduler}, func(c *Config) { c.Jobs.SweepOlderThan = 30 * time.Minute },
+			[]string{"INTAKE_JOBS_SWEEP_OLDER_THAN: 30m0s is shorter than INTAKE_JOBS_MULTIPART_DEADLINE 1h0m0s"}},
+		{"sweep age equal to the deadline", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepOlderThan = time.Hour }, nil},
 		{"event time tolerance", []string{RoleConsumer}, func(c *Config) { c.Consumer.EventTimeTolerance = 0 }, []string{"INTAKE_CONSUMER_EVENT_TIME_TOLERANCE"}},
 		{"reconcile schedule and rate", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "daily"; c.Jobs.ReconcileRate = 0 }, []string{"INTAKE_JOBS_RECONCILE_CRON", "INTAKE_JOBS_RECONCILE_RATE"}},
 		{"reconcile off", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "Off" }, nil},
 		{"bad api keys", []string{RoleAPI}, func(c *Config) { c.API.Keys = "nokey" }, []string{"INTAKE_API_KEYS"}},
+		{"key=value connection string", AllRoles, func(c *Config) { c.DatabaseURL = "host=db dbname=intake password=x" }, nil},
+		{"bad schema", AllRoles, func(c *Config) { c.DBSchema = "Intake; drop" }, []string{"INTAKE_DB_SCHEMA"}},
+		{"pg_ schema", AllRoles, func(c *Config) { c.DBSchema = "pg_intake" }, []string{"INTAKE_DB_SCHEMA"}},
+		{"admin listener", AllRoles, func(c *Config) { c.AdminListenAddr = "127.0.0.1:9090"; c.AdminPprof = true }, nil},
+		{"admin listener is host:port", AllRoles, func(c *Config) { c.AdminListenAddr = "9090" }, []string{"INTAKE_ADMIN_LISTEN_ADDR"}},
+		{"admin listener differs", AllRoles, func(c *Config) { c.AdminListenAddr = c.ListenAddr }, []string{"INTAKE_ADMIN_LISTEN_ADDR: must differ"}},
+		{"pprof needs the admin listener", AllRoles, func(c *Config) { c.AdminPprof = true }, []string{"INTAKE_ADMIN_PPROF"}},
+		{"retention 0 keeps forever", AllRoles, func(c *Config) { c.EventsRetention = 0 }, nil},
+		{"retention too short", AllRoles, func(c *Config) { c.EventsRetention = time.Minute }, []string{"INTAKE_EVENTS_RETENTION"}},
+		{"maintenance bounds", []string{RoleScheduler}, func(c *Config) { c.Jobs.MaintenanceCron = ""; c.Jobs.ExpiryGrace = -time.Second }, []string{"INTAKE_JOBS_MAINTENANCE_CRON", "INTAKE_JOBS_EXPIRY_GRACE"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,8 +160,19 @@ func TestParseAPIKeys(t *testing.T) {
 	_, err = ParseAPIKeys("short=svc")
 	require.ErrorContains(t, err, "shorter than 16")
 	_, err = ParseAPIKeys("0123456789abcdef=")
-	require.ErrorContains(t, err, "not key=owner")
+	require.ErrorContains(t, err, "not key=name")
 	require.NotContains(t, err.Error(), "0123456789abcdef", "keys are redacted in errors")
+}
+
+func TestLoopbackAddr(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.1.2.3:80": true, "[::1]:8080": true, "localhost:8080": true, "LOCALHOST:1": true,
+		":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.1:8080": false, "example.com:80": false,
+		"8080": false, "": false,
+	} {
+		require.Equal(t, want, LoopbackAddr(addr), addr)
+	}
 }
 
 func TestUsePathStyle(t *testing.T) {
@@ -107,5 +185,31 @@ func TestUsePathStyle(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "postgres://u:xxxxx@h/db", Redact("postgres://u:secret@h/db"))
+	require.Equal(t, "postgres://u:REDACTED@h/db", Redact("postgres://u:secret@h/db"))
+	require.Equal(t, "postgres://u@h/db?sslmode=disable&password=REDACTED", Redact("postgres://u@h/db?sslmode=disable&password=secret"))
+	require.Equal(t, "host=h password=REDACTED dbname=db", Redact("host=h password=secret dbname=db"))
+}
+
+// TestValidateNeverEchoesSecrets: url.Parse's error quotes the raw URL; Validate's must not.
+func TestValidateNeverEchoesSecrets(t *testing.T) {
+	t.Parallel()
+	c := validConfig()
+	c.DatabaseURL = "postgres://u:pa55word@db:port/x?password=other-secret"
+	c.RedisURL = "redis://:redis-secret@r:port/0"
+	err := c.Validate(AllRoles)
+	require.ErrorContains(t, err, "DATABASE_URL: not a URL")
+	require.ErrorContains(t, err, "REDIS_URL: not a URL")
+	for _, s := range []string{"pa55word", "other-secret", "redis-secret"} {
+		require.NotContains(t, err.Error(), s)
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	t.Parallel()
+	c := validConfig()
+	c.DatabaseURL = "postgres://u@db/x?password=db-secret"
+	c.RedisURL = "redis://:redis-secret@r:6379/0"
+	c.Consumer.IngressToken = "ingress-secret"
+	c.API.Keys = "0123456789abcdef=svc-a, fedcba9876543210=svc-b"
+	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210"})
 }

@@ -12,26 +12,25 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
-)
 
-// PeriodicEntry is one task a [Periodic] enqueues every period.
-type PeriodicEntry struct {
-	// Cron is the schedule: a five-field cron spec ("*/15 * * * *") or a descriptor such as
-	// "@daily" or "@every 30m".
-	Cron string
-	// Task is enqueued every period. Its type names the entry (one entry per type).
-	Task *asynq.Task
-	// ID names the task of the period that starts at window (see [SweepWindow]): replicas that
-	// fire in the same period compute the same ID, and asynq enqueues it once.
-	ID func(window time.Time) string
-}
+	"github.com/intakehq/intake/worker/tasks"
+)
 
 // PeriodicConfig configures [Periodic].
 type PeriodicConfig struct {
 	// Redis is asynq's connection (required).
 	Redis asynq.RedisConnOpt
-	// Entries are the tasks and their schedules (at least one).
-	Entries []PeriodicEntry
+	// Name names the task in logs ("sweep", "maintenance"; required).
+	Name string
+	// Task is enqueued every period (required). Give it a Retention of at least the time between
+	// replicas' fires, so that a late replica finds the period's task ID taken.
+	Task *asynq.Task
+	// TaskID names the task of the period starting at window (required): replicas that compute
+	// the same window enqueue one task.
+	TaskID func(window time.Time) string
+	// Cron is the schedule: a five-field cron spec ("*/15 * * * *") or a descriptor such as
+	// "@hourly" or "@every 30m" (required).
+	Cron string
 	// Location is the cron's time zone (default UTC).
 	Location *time.Location
 	// Log receives the scheduler's and asynq's logs (default: discard).
@@ -40,83 +39,62 @@ type PeriodicConfig struct {
 	Now func() time.Time
 }
 
-// Periodic enqueues tasks on cron schedules with one asynq.Scheduler. Each period's task of an
-// entry gets the ID entry.ID(period start), so any number of replicas running it enqueue one task
-// per period (the others get asynq.ErrTaskIDConflict, logged at debug level).
+// Periodic enqueues one task every period with an asynq.Scheduler: it is what the scheduler role
+// runs (one Periodic per periodic task). Each period's task gets the ID TaskID([PeriodStart](cron,
+// now)), so any number of replicas running it enqueue one task per period; the others get
+// asynq.ErrTaskIDConflict, logged at debug level.
 type Periodic struct {
-	redis    asynq.RedisConnOpt
-	entries  []PeriodicEntry
-	byType   map[string]PeriodicEntry
-	location *time.Location
-	log      *slog.Logger
-	now      func() time.Time
+	cfg PeriodicConfig
+	log *slog.Logger
+	now func() time.Time
 
 	// mu is held from PreEnqueueFunc to PostEnqueueFunc: the pre-enqueue hook rewrites the TaskID
 	// option in the entry's option slice, which asynq then passes to Enqueue.
-	mu      sync.Mutex
-	current string // type of the task being enqueued, under mu
+	mu sync.Mutex
 }
 
-// NewPeriodic checks cfg (including the cron specs) and returns the scheduler. Nothing connects
+// NewPeriodic checks cfg (including the cron spec) and returns the Periodic. Nothing connects
 // before Run.
 func NewPeriodic(cfg PeriodicConfig) (*Periodic, error) {
-	if cfg.Redis == nil || len(cfg.Entries) == 0 {
-		return nil, errors.New("periodic tasks: Redis and at least one entry are required")
+	cfg.Cron = strings.TrimSpace(cfg.Cron)
+	if cfg.Redis == nil || cfg.Name == "" || cfg.Task == nil || cfg.TaskID == nil || cfg.Cron == "" {
+		return nil, errors.New("periodic task: Redis, name, task, task ID and cron spec are required")
 	}
-	p := &Periodic{
-		redis: cfg.Redis, byType: map[string]PeriodicEntry{}, location: cfg.Location,
-		log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now),
+	if _, err := cron.ParseStandard(cfg.Cron); err != nil {
+		return nil, fmt.Errorf("%s scheduler: cron spec %q: %w", cfg.Name, cfg.Cron, err)
 	}
-	for _, e := range cfg.Entries {
-		if e.Task == nil || e.ID == nil {
-			return nil, errors.New("periodic tasks: every entry needs a task and an ID function")
-		}
-		e.Cron = strings.TrimSpace(e.Cron)
-		if _, err := cron.ParseStandard(e.Cron); err != nil {
-			return nil, fmt.Errorf("periodic %s: cron spec %q: %w", e.Task.Type(), e.Cron, err)
-		}
-		if _, dup := p.byType[e.Task.Type()]; dup {
-			return nil, fmt.Errorf("periodic tasks: two entries of type %s", e.Task.Type())
-		}
-		p.byType[e.Task.Type()] = e
-		p.entries = append(p.entries, e)
-	}
-	return p, nil
+	return &Periodic{cfg: cfg, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now)}, nil
 }
 
-// Run starts the schedules and blocks until ctx is cancelled, then stops them and closes its
-// Redis connections. It returns an error if Redis cannot be reached at start.
+// Run starts the schedule and blocks until ctx is cancelled, then stops it and closes its Redis
+// connections. It returns an error if Redis cannot be reached at start.
 func (p *Periodic) Run(ctx context.Context) error {
-	if err := pingRedis(ctx, p.redis); err != nil {
-		return fmt.Errorf("periodic tasks: %w", err)
+	if err := pingRedis(ctx, p.cfg.Redis); err != nil {
+		return fmt.Errorf("%s scheduler: %w", p.cfg.Name, err)
 	}
-	sched := asynq.NewScheduler(p.redis, &asynq.SchedulerOpts{
-		Location:        p.location,
+	sched := asynq.NewScheduler(p.cfg.Redis, &asynq.SchedulerOpts{
+		Location:        p.cfg.Location,
 		Logger:          NewAsynqLogger(p.log),
 		LogLevel:        asynqLevel(p.log),
 		PreEnqueueFunc:  p.preEnqueue,
 		PostEnqueueFunc: p.postEnqueue,
 	})
-	for _, e := range p.entries {
-		// The placeholder ID is replaced by the period's ID before every enqueue (preEnqueue).
-		if _, err := sched.Register(e.Cron, e.Task, asynq.TaskID(e.ID(time.Unix(0, 0)))); err != nil {
-			return fmt.Errorf("periodic %s: cron spec %q: %w", e.Task.Type(), e.Cron, err)
-		}
-		p.log.Info("periodic task scheduled", "type", e.Task.Type(), "cron", e.Cron)
+	// The placeholder ID is replaced by the period's ID before every enqueue (preEnqueue).
+	if _, err := sched.Register(p.cfg.Cron, p.cfg.Task, asynq.TaskID(p.cfg.TaskID(time.Unix(0, 0)))); err != nil {
+		return fmt.Errorf("%s scheduler: cron spec %q: %w", p.cfg.Name, p.cfg.Cron, err)
 	}
 	if err := sched.Start(); err != nil {
-		return fmt.Errorf("periodic tasks: start: %w", err)
+		return fmt.Errorf("%s scheduler: start: %w", p.cfg.Name, err)
 	}
+	p.log.Info(p.cfg.Name+" scheduler started", "cron", p.cfg.Cron)
 	<-ctx.Done()
 	sched.Shutdown()
 	return nil
 }
 
-func (p *Periodic) preEnqueue(task *asynq.Task, opts []asynq.Option) {
+func (p *Periodic) preEnqueue(_ *asynq.Task, opts []asynq.Option) {
 	p.mu.Lock() // released in postEnqueue, which asynq always calls after Enqueue
-	e := p.byType[task.Type()]
-	p.current = task.Type()
-	id := e.ID(SweepWindow(e.Cron, p.now()))
+	id := p.cfg.TaskID(PeriodStart(p.cfg.Cron, p.now()))
 	for i, o := range opts {
 		if o.Type() == asynq.TaskIDOpt {
 			opts[i] = asynq.TaskID(id)
@@ -125,14 +103,72 @@ func (p *Periodic) preEnqueue(task *asynq.Task, opts []asynq.Option) {
 }
 
 func (p *Periodic) postEnqueue(info *asynq.TaskInfo, err error) {
-	typ := p.current
 	defer p.mu.Unlock()
 	switch {
 	case err == nil:
-		p.log.Info("periodic task enqueued", "type", typ, "task_id", info.ID)
+		p.log.Info(p.cfg.Name+" enqueued", "task_id", info.ID)
 	case errors.Is(err, asynq.ErrTaskIDConflict):
-		p.log.Debug("periodic task of this period already enqueued (by another replica)", "type", typ)
+		p.log.Debug(p.cfg.Name + " of this period already enqueued (by another replica)")
 	default:
-		p.log.Warn("periodic task could not be enqueued", "type", typ, "err", err)
+		p.log.Warn(p.cfg.Name+" could not be enqueued", "err", err)
 	}
+}
+
+// PeriodStart returns the start of the period a Periodic firing at now belongs to. For "@every d"
+// specs it is now truncated to d (at least a second); for every other spec, whose ticks fall on
+// whole minutes, it is now rounded to the nearest minute, so replicas whose clocks differ by less
+// than 30 s name the same period.
+func PeriodStart(spec string, now time.Time) time.Time {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil {
+			return now.Truncate(max(d, time.Second))
+		}
+	}
+	return now.Round(time.Minute)
+}
+
+// SweepPeriodicConfig configures [NewSweepPeriodic].
+type SweepPeriodicConfig struct {
+	// Redis is asynq's connection (required).
+	Redis asynq.RedisConnOpt
+	// Bucket is swept every period (required).
+	Bucket string
+	// Prefix optionally limits the sweep.
+	Prefix string
+	// Cron is the schedule (required; see [PeriodicConfig]).
+	Cron string
+	// OlderThan is the age past which uploads intake did not create are aborted (required; intake's
+	// own wait for their deadline).
+	OlderThan time.Duration
+	// Location is the cron's time zone (default UTC).
+	Location *time.Location
+	// Log receives the Periodic's and asynq's logs (default: discard).
+	Log *slog.Logger
+	// Now is the clock used to name periods (default time.Now).
+	Now func() time.Time
+}
+
+// NewSweepPeriodic returns a [Periodic] that enqueues the multipart:sweep of the bucket every
+// period, once per period whatever the number of replicas (task ID tasks.SweepTaskID(bucket,
+// period start)).
+func NewSweepPeriodic(cfg SweepPeriodicConfig) (*Periodic, error) {
+	if cfg.Redis == nil || cfg.Bucket == "" || strings.TrimSpace(cfg.Cron) == "" {
+		return nil, errors.New("sweep periodic: Redis, bucket and cron spec are required")
+	}
+	task, err := tasks.NewSweep(tasks.Sweep{Bucket: cfg.Bucket, Prefix: cfg.Prefix, OlderThan: tasks.Duration(cfg.OlderThan)})
+	if err != nil {
+		return nil, fmt.Errorf("sweep periodic: %w", err)
+	}
+	return NewPeriodic(PeriodicConfig{
+		Redis: cfg.Redis, Name: "sweep", Task: task, Cron: cfg.Cron, Location: cfg.Location, Now: cfg.Now,
+		Log:    cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)).With("bucket", cfg.Bucket),
+		TaskID: func(window time.Time) string { return tasks.SweepTaskID(cfg.Bucket, window) },
+	})
+}
+
+func orNow(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
 }

@@ -83,14 +83,33 @@ func ReconcileTaskID(bucket string, window time.Time) string {
 	return "reconcile:" + bucket + ":" + strconv.FormatInt(window.Unix(), 10)
 }
 
-// ReconcileEntry is the periodic reconcile of bucket on the cron spec, at rate objects per second
-// (for [NewPeriodic]).
-func ReconcileEntry(bucket, spec string, rate float64) (PeriodicEntry, error) {
-	task, err := NewReconcileTask(Reconcile{Bucket: bucket, Rate: rate})
+// ReconcilePeriodicConfig configures [NewReconcilePeriodic].
+type ReconcilePeriodicConfig struct {
+	// Redis is asynq's connection (required).
+	Redis asynq.RedisConnOpt
+	// Bucket is reconciled every period (required).
+	Bucket string
+	// Cron is the schedule (required; see [PeriodicConfig]).
+	Cron string
+	// Rate is the reconcile's bound in objects per second (required, positive).
+	Rate float64
+	// Log receives the scheduler's logs (default: discard).
+	Log *slog.Logger
+	// Now is the clock used to name periods (default time.Now).
+	Now func() time.Time
+}
+
+// NewReconcilePeriodic returns a [Periodic] that enqueues the reconcile of the bucket every
+// period, once per period whatever the number of replicas (task ID [ReconcileTaskID]).
+func NewReconcilePeriodic(cfg ReconcilePeriodicConfig) (*Periodic, error) {
+	task, err := NewReconcileTask(Reconcile{Bucket: cfg.Bucket, Rate: cfg.Rate})
 	if err != nil {
-		return PeriodicEntry{}, fmt.Errorf("reconcile scheduler: %w", err)
+		return nil, fmt.Errorf("reconcile periodic: %w", err)
 	}
-	return PeriodicEntry{Cron: spec, Task: task, ID: func(w time.Time) string { return ReconcileTaskID(bucket, w) }}, nil
+	return NewPeriodic(PeriodicConfig{
+		Redis: cfg.Redis, Name: "reconcile", Task: task, Cron: cfg.Cron, Log: cfg.Log, Now: cfg.Now,
+		TaskID: func(window time.Time) string { return ReconcileTaskID(cfg.Bucket, window) },
+	})
 }
 
 // ReconcileMetrics are the findings of the last completed periodic reconcile. A nil

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -97,7 +97,7 @@ func (b *reconcileBundle) enqueue(t *testing.T, p jobs.Reconcile) *asynq.TaskInf
 	return info
 }
 
-func gauge(t *testing.T, g prometheus.Gauge) float64 { t.Helper(); return value(t, g) }
+func gauge(t *testing.T, g prometheus.Gauge) float64 { t.Helper(); return testkit.Value(t, g) }
 
 // TestReconcileTask: uploads whose events S3 never sent, a row that says deleted while the object
 // exists, and a row whose object is gone. The periodic reconcile task finds them, publishes the
@@ -184,66 +184,45 @@ func TestReconcilePayload(t *testing.T) {
 	require.Equal(t, "reconcile:b:60", jobs.ReconcileTaskID("b", time.Unix(60, 0)))
 }
 
-// TestPeriodicOnePerPeriodEachEntry runs two schedulers, each with the sweep and the reconcile on a
-// one-second schedule: every period got exactly one task of each kind, although both fired in it.
-func TestPeriodicOnePerPeriodEachEntry(t *testing.T) {
+// TestReconcilePeriodic: the reconcile Periodic enqueues the reconcile of the bucket, with the
+// period's task ID (the one-per-period mechanism of Periodic is tested with the sweep's).
+func TestReconcilePeriodic(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
 	redisOpt := asynqRedis(t)
-	clock := newPeriodFires("@every 1s")
+	p, err := jobs.NewReconcilePeriodic(jobs.ReconcilePeriodicConfig{Redis: redisOpt, Bucket: "b1", Cron: "@every 1s", Rate: 100})
+	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 2 {
-		sweep, err := jobs.SweepEntry("b1", "", "@every 1s", time.Hour)
-		require.NoError(t, err)
-		rec, err := jobs.ReconcileEntry("b1", "@every 1s", 100)
-		require.NoError(t, err)
-		p, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: redisOpt, Entries: []jobs.PeriodicEntry{sweep, rec}, Now: clock.now})
-		require.NoError(t, err)
-		wg.Go(func() { require.NoError(t, p.Run(ctx)) })
-	}
-	time.Sleep(3500 * time.Millisecond)
-	stop()
-	wg.Wait()
-
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
-	pending, err := insp.ListPendingTasks(tasks.QueueLow, asynq.PageSize(100))
+	var pending []*asynq.TaskInfo
+	require.Eventually(t, func() bool {
+		pending, err = insp.ListPendingTasks(tasks.QueueLow)
+		return err == nil && len(pending) > 0
+	}, 30*time.Second, 100*time.Millisecond)
+	stop()
+	require.NoError(t, <-done)
+	ti := pending[0]
+	require.Equal(t, jobs.TypeReconcile, ti.Type)
+	require.JSONEq(t, `{"bucket":"b1","rate":100}`, string(ti.Payload))
+	require.True(t, strings.HasPrefix(ti.ID, "reconcile:b1:"), ti.ID)
+	start, err := strconv.ParseInt(strings.TrimPrefix(ti.ID, "reconcile:b1:"), 10, 64)
 	require.NoError(t, err)
-	perType := map[string]map[string]bool{}
-	for _, ti := range pending {
-		if perType[ti.Type] == nil {
-			perType[ti.Type] = map[string]bool{}
-		}
-		perType[ti.Type][ti.ID] = true
-	}
-	periods, total := clock.periods()
-	for _, w := range periods {
-		require.True(t, perType[tasks.TypeSweep][tasks.SweepTaskID("b1", w)], "period %s has no sweep", w)
-		require.True(t, perType[jobs.TypeReconcile][jobs.ReconcileTaskID("b1", w)], "period %s has no reconcile", w)
-	}
-	require.Len(t, perType[tasks.TypeSweep], len(periods), "one sweep per period")
-	require.Len(t, perType[jobs.TypeReconcile], len(periods), "one reconcile per period")
-	require.GreaterOrEqual(t, total, 4*len(periods)-4, "both schedulers fired both entries (the first and last periods may be partial)")
+	require.Equal(t, jobs.ReconcileTaskID("b1", jobs.PeriodStart("@every 1s", time.Unix(start, 0))), ti.ID, "named after a period's start")
 }
 
-func TestNewPeriodicValidates(t *testing.T) {
+func TestNewReconcilePeriodicValidates(t *testing.T) {
 	t.Parallel()
 	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
-	sweep, err := jobs.SweepEntry("b", "", "@hourly", time.Hour)
-	require.NoError(t, err)
-	bad := sweep
-	bad.Cron = "not a cron"
-	for _, cfg := range []jobs.PeriodicConfig{
-		{Entries: []jobs.PeriodicEntry{sweep}},
-		{Redis: opt},
-		{Redis: opt, Entries: []jobs.PeriodicEntry{bad}},
-		{Redis: opt, Entries: []jobs.PeriodicEntry{sweep, sweep}},
-		{Redis: opt, Entries: []jobs.PeriodicEntry{{Cron: "@hourly", Task: sweep.Task}}},
+	for _, cfg := range []jobs.ReconcilePeriodicConfig{
+		{Redis: opt, Bucket: "b", Cron: "not a cron", Rate: 1},
+		{Redis: opt, Bucket: "b", Cron: "@daily"},
+		{Redis: opt, Cron: "@daily", Rate: 1},
+		{Bucket: "b", Cron: "@daily", Rate: 1},
 	} {
-		_, err := jobs.NewPeriodic(cfg)
+		_, err := jobs.NewReconcilePeriodic(cfg)
 		require.Error(t, err, "%+v", cfg)
 	}
-	_, err = jobs.ReconcileEntry("b", "@daily", 0)
-	require.ErrorIs(t, err, tasks.ErrInvalidPayload)
 }

@@ -15,9 +15,9 @@ import (
 const aPICreateUpload = `-- name: APICreateUpload :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, expires_at)
+                     sha256, multipart_upload_id, part_size, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        $10, $11, $12)
+        $10, $11, $12, $13)
 `
 
 type APICreateUploadParams struct {
@@ -32,6 +32,7 @@ type APICreateUploadParams struct {
 	SizeDeclared      bool
 	Sha256            []byte
 	MultipartUploadID *string
+	PartSize          *int64
 	ExpiresAt         time.Time
 }
 
@@ -50,6 +51,7 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 		arg.SizeDeclared,
 		arg.Sha256,
 		arg.MultipartUploadID,
+		arg.PartSize,
 		arg.ExpiresAt,
 	)
 	return err
@@ -93,7 +95,7 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 }
 
 const aPIGetUpload = `-- name: APIGetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared FROM uploads WHERE id = $1 AND owner = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size FROM uploads WHERE id = $1 AND owner = $2
 `
 
 type APIGetUploadParams struct {
@@ -120,12 +122,13 @@ func (q *Queries) APIGetUpload(ctx context.Context, arg APIGetUploadParams) (Upl
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 	)
 	return i, err
 }
 
 const aPIGetUploadByKey = `-- name: APIGetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
 `
 
 type APIGetUploadByKeyParams struct {
@@ -153,6 +156,7 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 	)
 	return i, err
 }
@@ -219,49 +223,4 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 		return nil, err
 	}
 	return items, nil
-}
-
-const aPIRecordAbort = `-- name: APIRecordAbort :exec
-INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
-VALUES ($1, $2, $3, $4, 'api', $5)
-ON CONFLICT (bucket, upload_id) DO NOTHING
-`
-
-type APIRecordAbortParams struct {
-	Bucket    string
-	Key       string
-	UploadID  string
-	Initiated *time.Time
-	Outcome   string
-}
-
-func (q *Queries) APIRecordAbort(ctx context.Context, arg APIRecordAbortParams) error {
-	_, err := q.db.Exec(ctx, aPIRecordAbort,
-		arg.Bucket,
-		arg.Key,
-		arg.UploadID,
-		arg.Initiated,
-		arg.Outcome,
-	)
-	return err
-}
-
-const aPISetUploadStatus = `-- name: APISetUploadStatus :execrows
-UPDATE uploads SET status = $1, updated_at = now()
-WHERE id = $2 AND owner = $3 AND status = 'pending'
-`
-
-type APISetUploadStatusParams struct {
-	Status string
-	ID     uuid.UUID
-	Owner  string
-}
-
-// Moves a pending intent to completed or aborted; 0 rows means it was no longer pending.
-func (q *Queries) APISetUploadStatus(ctx context.Context, arg APISetUploadStatusParams) (int64, error) {
-	result, err := q.db.Exec(ctx, aPISetUploadStatus, arg.Status, arg.ID, arg.Owner)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
 }

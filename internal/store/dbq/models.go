@@ -70,4 +70,5 @@ type Upload struct {
 	ExpiresAt         time.Time
 	UpdatedAt         time.Time
 	SizeDeclared      bool
+	PartSize          *int64
 }

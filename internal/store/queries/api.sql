@@ -3,25 +3,15 @@
 
 -- name: APICreateUpload :exec
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, expires_at)
+                     sha256, multipart_upload_id, part_size, expires_at)
 VALUES (@id, @owner, @bucket, @key, @method, @filename, @content_type, @size, @size_declared,
-        @sha256, @multipart_upload_id, @expires_at);
+        @sha256, @multipart_upload_id, sqlc.narg(part_size), @expires_at);
 
 -- name: APIGetUpload :one
 SELECT * FROM uploads WHERE id = @id AND owner = @owner;
 
 -- name: APIGetUploadByKey :one
 SELECT * FROM uploads WHERE bucket = @bucket AND key = @key AND owner = @owner;
-
--- name: APISetUploadStatus :execrows
--- Moves a pending intent to completed or aborted; 0 rows means it was no longer pending.
-UPDATE uploads SET status = @status, updated_at = now()
-WHERE id = @id AND owner = @owner AND status = 'pending';
-
--- name: APIRecordAbort :exec
-INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
-VALUES (@bucket, @key, @upload_id, @initiated, 'api', @outcome)
-ON CONFLICT (bucket, upload_id) DO NOTHING;
 
 -- name: APIListObjects :many
 -- Owner's objects, newest first. The cursor is the (created_at, id) of the last row of the previous

@@ -89,7 +89,10 @@ WITH arg AS (
     RETURNING o.status, o.reason, o.etag, o.version_id, o.updated_at
 ), done AS (
     UPDATE uploads SET status = 'completed', updated_at = now()
-    WHERE id = sqlc.narg('complete_intent')::uuid AND status IN ('pending', 'expired')
+    WHERE id = sqlc.narg('complete_intent')::uuid
+      AND (status IN ('pending', 'expired')
+           -- an abort that raced a complete may have marked it aborted: the object S3 showed wins
+           OR (status = 'aborted' AND @status::text NOT IN ('missing', 'deleted')))
     RETURNING id
 )
 SELECT (up.updated_at = statement_timestamp())::boolean AS applied, up.status, up.reason, up.etag, up.version_id
