@@ -58,7 +58,7 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 }
 
 const aPIGetObject = `-- name: APIGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects WHERE id = $1 AND owner = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at FROM objects WHERE id = $1 AND owner = $2
 `
 
 type APIGetObjectParams struct {
@@ -89,6 +89,7 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 		&i.EventTime,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObservedAt,
 	)
 	return i, err
 }
@@ -161,7 +162,7 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 }
 
 const aPIListObjects = `-- name: APIListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at FROM objects
 WHERE owner = $1
   AND ($2::timestamptz IS NULL
        OR (created_at, id) < ($2::timestamptz, $3::uuid))
@@ -212,6 +213,7 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 			&i.EventTime,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ObservedAt,
 		); err != nil {
 			return nil, err
 		}

@@ -51,6 +51,7 @@ type Object struct {
 	EventTime   *time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	ObservedAt  *time.Time
 }
 
 type Upload struct {
