@@ -40,12 +40,13 @@ type Proxy struct {
 }
 
 // NewProxy creates a proxy named after name (made unique) that listens on a free port of 127.0.0.1
-// and forwards to upstream ("host:port"). It is deleted when the test ends, which closes every
+// (FreeAddr: outside the ephemeral range, so that no outgoing connection takes it while the proxy is
+// Down) and forwards to upstream ("host:port"). It is deleted when the test ends, which closes every
 // connection through it.
 func NewProxy(t testing.TB, name, upstream string) *Proxy {
 	t.Helper()
 	c := Toxiproxy(t)
-	p, err := c.CreateProxy(Name(name+"-"), "127.0.0.1:0", upstream)
+	p, err := c.CreateProxy(Name(name+"-"), FreeAddr(t), upstream)
 	if err != nil {
 		t.Fatalf("testkit: create proxy to %s: %v", upstream, err)
 	}
