@@ -24,6 +24,7 @@
 //
 // `go test ./internal/faults` runs the shortened form of every scenario (short outages, few events,
 // scenarios in parallel). INTAKE_FAULTS=full selects the full-length form (`make faults`: the
-// outages and event counts of issue 11, one scenario at a time), which prints a summary table and,
-// with INTAKE_FAULTS_REPORT=FILE, writes it to FILE.
+// outages and event counts of issue 11, one scenario at a time, about 20 minutes), which prints a
+// summary table and, with INTAKE_FAULTS_REPORT=FILE, writes it to FILE (keeping what follows the
+// file's history marker). INTAKE_FAULTS_LOGS=DIR keeps every process's log under DIR.
 package faults
