@@ -37,7 +37,7 @@ import (
 
 // Credentials and names every scenario's world uses.
 const (
-	ingressToken = "faults-ingress-token"
+	ingressToken = "faults-ingress-token-0123456789abcdef"
 	goodKey      = "faults-alice-key-0001" // uploads what it declares
 	badKey       = "faults-mallory-key-01" // declares image/png and sends text: rejected, quarantined
 	minioUser    = "faultsadmin"
