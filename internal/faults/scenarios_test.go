@@ -376,5 +376,7 @@ func TestSweepReplicasKilled(t *testing.T) {
 			len(enqueued), dups == 0, len(finished)),
 	})
 	require.Equal(t, stale, recorded, "every stale upload's abort is recorded")
-	require.NotEmpty(t, enqueued, "sweeps were enqueued")
+	// The per-period counts read the daemons' logs: a renamed log line must fail here, not count zero.
+	require.NotEmpty(t, enqueued, `"sweep enqueued" lines in the schedulers' logs`)
+	require.NotEmpty(t, finished, `"sweep finished" lines in the jobs replicas' logs`)
 }
