@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,17 +72,30 @@ func (p *Proxy) Name() string { return p.p.Name }
 // refused) until Up.
 func (p *Proxy) Down() {
 	p.t.Helper()
-	if err := p.p.Disable(); err != nil {
-		p.t.Fatalf("testkit: disable proxy %s: %v", p.p.Name, err)
-	}
+	p.call("disable", p.p.Disable)
 }
 
 // Up reopens the proxy's port (the same Addr).
 func (p *Proxy) Up() {
 	p.t.Helper()
-	if err := p.p.Enable(); err != nil {
-		p.t.Fatalf("testkit: enable proxy %s: %v", p.p.Name, err)
+	p.call("enable", p.p.Enable)
+}
+
+// call runs one request to the toxiproxy API, trying again when it fails (after a long fault the
+// client's idle keep-alive connection may have been closed by the server: "connection reset by
+// peer"), and fails the test after three attempts. Every call it makes is idempotent.
+func (p *Proxy) call(what string, f func() error) {
+	p.t.Helper()
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err = f(); err == nil {
+			return
+		}
 	}
+	p.t.Fatalf("testkit: %s proxy %s: %v", what, p.p.Name, err)
 }
 
 // Stream names the direction a toxic acts on.
@@ -125,18 +139,14 @@ func (p *Proxy) SlowClose(s Stream, delay time.Duration) string {
 // Remove removes one toxic (by the name a toxic method returned).
 func (p *Proxy) Remove(name string) {
 	p.t.Helper()
-	if err := p.p.RemoveToxic(name); err != nil {
-		p.t.Fatalf("testkit: remove toxic %s of proxy %s: %v", name, p.p.Name, err)
-	}
+	p.call("remove toxic "+name+" of", func() error { return p.p.RemoveToxic(name) })
 }
 
 // Clear removes every toxic: the path is healthy again (Down is undone by Up, not Clear).
 func (p *Proxy) Clear() {
 	p.t.Helper()
-	toxics, err := p.p.Toxics()
-	if err != nil {
-		p.t.Fatalf("testkit: list toxics of proxy %s: %v", p.p.Name, err)
-	}
+	var toxics toxiproxy.Toxics
+	p.call("list toxics of", func() (err error) { toxics, err = p.p.Toxics(); return err })
 	for _, x := range toxics {
 		p.Remove(x.Name)
 	}
@@ -145,8 +155,12 @@ func (p *Proxy) Clear() {
 func (p *Proxy) add(kind string, s Stream, attrs toxiproxy.Attributes) string {
 	p.t.Helper()
 	name := fmt.Sprintf("%s_%s_%s", kind, s, Name(""))
-	if _, err := p.p.AddToxic(name, kind, string(s), 1, attrs); err != nil {
-		p.t.Fatalf("testkit: add %s toxic to proxy %s: %v", kind, p.p.Name, err)
-	}
+	p.call("add "+kind+" toxic to", func() error {
+		_, err := p.p.AddToxic(name, kind, string(s), 1, attrs)
+		if err != nil && strings.Contains(err.Error(), "already exists") {
+			return nil // an earlier attempt reached the server
+		}
+		return err
+	})
 	return name
 }
