@@ -38,6 +38,7 @@ type Queries interface {
 	APIRecordAbort(ctx context.Context, arg dbq.APIRecordAbortParams) error
 	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)
 	APIGetObject(ctx context.Context, arg dbq.APIGetObjectParams) (dbq.Object, error)
+	APIObjectOfUpload(ctx context.Context, arg dbq.APIObjectOfUploadParams) (dbq.Object, error)
 }
 
 var _ Queries = (*dbq.Queries)(nil)
@@ -66,6 +67,9 @@ type Options struct {
 	Presign *s3.Client
 	// Aborts schedules multipart aborts; nil skips scheduling (the periodic sweep still cleans up).
 	Aborts AbortScheduler
+	// Waits wakes the long polls of GET /v1/uploads/{id}?wait= (*outbox.Listener); nil answers
+	// them at once.
+	Waits Waiter
 	// Log receives request and error logs.
 	Log *slog.Logger
 	// Registerer receives the API's metrics.
@@ -85,6 +89,7 @@ type Server struct {
 	presign   *s3.PresignClient
 	signer    *sigv4.Signer
 	aborts    AbortScheduler
+	waits     Waiter
 	log       *slog.Logger
 	metrics   *metrics
 	auth      *Authenticator
@@ -128,7 +133,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
-		aborts: o.Aborts, log: o.Log, metrics: m, auth: auth, cors: newCORS(o.API.CORSOrigins),
+		aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: auth, cors: newCORS(o.API.CORSOrigins),
 		cop: http.NewCrossOriginProtection(), ids: newRequestIDs(), now: o.Now,
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
 	}
@@ -161,6 +166,7 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"POST /v1/uploads", familyV1, s.createUpload},
+		{"GET /v1/uploads/{id}", familyV1, s.getUpload},
 		{"POST /v1/uploads/{id}/parts", familyV1, s.presignParts},
 		{"GET /v1/uploads/{id}/parts", familyV1, s.listParts},
 		{"POST /v1/uploads/{id}/complete", familyV1, s.completeUpload},

@@ -11,6 +11,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -68,6 +69,28 @@ type Config struct {
 	API API `embed:"" prefix:"api-" envprefix:"INTAKE_API_"`
 	// Jobs tunes the asynq server and scheduler.
 	Jobs Jobs `embed:"" prefix:"jobs-" envprefix:"INTAKE_JOBS_"`
+	// Webhook configures the webhooks that tell apps the verdicts (sent by the jobs role).
+	Webhook Webhook `embed:"" prefix:"webhook-" envprefix:"INTAKE_WEBHOOK_"`
+	// NotifyAsynqQueue, when set, is the asynq queue (of the app) that receives every notification
+	// as an "intake:upload.verdict" task (worker/tasks), besides the webhooks.
+	NotifyAsynqQueue string `name:"notify-asynq-queue" env:"INTAKE_NOTIFY_ASYNQ_QUEUE" help:"asynq queue of the app that receives every verdict as an intake:upload.verdict task (empty: none)."`
+}
+
+// Webhook configures the notifications sent to apps (internal/webhook, internal/outbox).
+type Webhook struct {
+	// URL is the default endpoint: every notification is posted there (empty: none). More
+	// endpoints, per key prefix, are declared in the policy file.
+	URL string `name:"url" env:"URL" help:"Default webhook endpoint (http or https URL; empty: none)."`
+	// Secret signs the default endpoint's requests: "whsec_" + base64 of 24 to 64 random bytes.
+	Secret string `name:"secret" env:"SECRET" help:"Secret of the default endpoint: whsec_ followed by base64 (Standard Webhooks)."`
+	// AllowPrivate lets webhooks go to loopback, link-local and private addresses (development).
+	AllowPrivate bool `name:"allow-private" env:"ALLOW_PRIVATE" help:"Allow webhook URLs that resolve to loopback, link-local or private addresses (development only)."`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `name:"timeout" env:"TIMEOUT" default:"10s" help:"Timeout of one webhook attempt."`
+	// Concurrency is how many deliveries run at once (an asynq server of their own).
+	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"20" help:"Webhook deliveries run at once."`
+	// Retention is how long delivered notifications stay in the outbox table.
+	Retention time.Duration `name:"retention" env:"RETENTION" default:"24h" help:"How long delivered notifications are kept in the outbox."`
 }
 
 // AWS holds client settings beyond the SDK's own environment.
@@ -218,7 +241,69 @@ func (c *Config) Validate(roles []string) error {
 	if has(RoleJobs) || has(RoleScheduler) {
 		errs = append(errs, c.Jobs.validate())
 	}
+	if has(RoleJobs) {
+		errs = append(errs, c.Webhook.validate(), validQueue(c.NotifyAsynqQueue))
+	}
 	return errors.Join(errs...)
+}
+
+func (w Webhook) validate() error {
+	var errs []error
+	switch {
+	case w.URL != "" && w.Secret == "":
+		errs = append(errs, errors.New("INTAKE_WEBHOOK_SECRET: required with INTAKE_WEBHOOK_URL"))
+	case w.URL == "" && w.Secret != "":
+		errs = append(errs, errors.New("INTAKE_WEBHOOK_URL: required with INTAKE_WEBHOOK_SECRET"))
+	case w.URL != "":
+		errs = append(errs, validURL("INTAKE_WEBHOOK_URL", w.URL, true, "http", "https"))
+		if _, err := ParseWebhookSecret(w.Secret); err != nil {
+			errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_SECRET: %w", err))
+		}
+	}
+	if w.Timeout < time.Second || w.Timeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_TIMEOUT: %s not in 1s..5m", w.Timeout))
+	}
+	if w.Concurrency < 1 || w.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_CONCURRENCY: %d not in 1..1024", w.Concurrency))
+	}
+	if w.Retention < time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_RETENTION: %s is below 1h", w.Retention))
+	}
+	return errors.Join(errs...)
+}
+
+// WebhookSecretPrefix starts every webhook secret (Standard Webhooks).
+const WebhookSecretPrefix = "whsec_"
+
+// ParseWebhookSecret decodes a "whsec_<base64>" secret into its HMAC key (24 to 64 bytes, as the
+// Standard Webhooks specification asks). The error never contains the secret.
+func ParseWebhookSecret(s string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(s, WebhookSecretPrefix)
+	if !ok {
+		return nil, fmt.Errorf("must start with %q", WebhookSecretPrefix)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, errors.New("the part after whsec_ is not standard base64")
+	}
+	if len(key) < 24 || len(key) > 64 {
+		return nil, fmt.Errorf("the key is %d bytes, want 24 to 64", len(key))
+	}
+	return key, nil
+}
+
+// validQueue checks INTAKE_NOTIFY_ASYNQ_QUEUE: empty, or a name outside intake's own "intake-"
+// queues.
+func validQueue(q string) error {
+	switch {
+	case q == "":
+		return nil
+	case len(q) > 100 || strings.ContainsFunc(q, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("INTAKE_NOTIFY_ASYNQ_QUEUE: %q is not a queue name (printable, no spaces, at most 100 bytes)", q)
+	case strings.HasPrefix(q, "intake-"):
+		return fmt.Errorf("INTAKE_NOTIFY_ASYNQ_QUEUE: %q is one of intake's own queues (intake-*); name the app's queue", q)
+	}
+	return nil
 }
 
 func (c Consumer) validate() error {

@@ -56,7 +56,7 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 }
 
 const aPIGetObject = `-- name: APIGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects WHERE id = $1 AND owner = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects WHERE id = $1 AND owner = $2
 `
 
 type APIGetObjectParams struct {
@@ -87,12 +87,13 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 		&i.EventTime,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.VerdictSeq,
 	)
 	return i, err
 }
 
 const aPIGetUpload = `-- name: APIGetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared FROM uploads WHERE id = $1 AND owner = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata FROM uploads WHERE id = $1 AND owner = $2
 `
 
 type APIGetUploadParams struct {
@@ -119,12 +120,13 @@ func (q *Queries) APIGetUpload(ctx context.Context, arg APIGetUploadParams) (Upl
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.Metadata,
 	)
 	return i, err
 }
 
 const aPIGetUploadByKey = `-- name: APIGetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
 `
 
 type APIGetUploadByKeyParams struct {
@@ -152,31 +154,42 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.Metadata,
 	)
 	return i, err
 }
 
 const aPIListObjects = `-- name: APIListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects
 WHERE owner = $1
-  AND ($2::timestamptz IS NULL
-       OR (created_at, id) < ($2::timestamptz, $3::uuid))
+  AND ($2::text IS NULL OR status = $2::text)
+  AND ($3::uuid IS NULL OR upload_id = $3::uuid)
+  AND ($4::text IS NULL OR starts_with(key, $4::text))
+  AND ($5::timestamptz IS NULL
+       OR (created_at, id) < ($5::timestamptz, $6::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $4
+LIMIT $7
 `
 
 type APIListObjectsParams struct {
 	Owner           *string
+	Status          *string
+	UploadID        *uuid.UUID
+	Prefix          *string
 	CursorCreatedAt *time.Time
 	CursorID        *uuid.UUID
 	MaxRows         int32
 }
 
-// Owner's objects, newest first. The cursor is the (created_at, id) of the last row of the previous
-// page; pass a NULL cursor_created_at for the first page.
+// Owner's objects, newest first, optionally only those of one status, of one upload, or whose key
+// starts with prefix (NULL: no filter). The cursor is the (created_at, id) of the last row of the
+// previous page; pass a NULL cursor_created_at for the first page.
 func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) ([]Object, error) {
 	rows, err := q.db.Query(ctx, aPIListObjects,
 		arg.Owner,
+		arg.Status,
+		arg.UploadID,
+		arg.Prefix,
 		arg.CursorCreatedAt,
 		arg.CursorID,
 		arg.MaxRows,
@@ -208,6 +221,7 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 			&i.EventTime,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.VerdictSeq,
 		); err != nil {
 			return nil, err
 		}
@@ -217,6 +231,44 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 		return nil, err
 	}
 	return items, nil
+}
+
+const aPIObjectOfUpload = `-- name: APIObjectOfUpload :one
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects WHERE upload_id = $1 AND owner = $2 ORDER BY updated_at DESC LIMIT 1
+`
+
+type APIObjectOfUploadParams struct {
+	UploadID *uuid.UUID
+	Owner    *string
+}
+
+// The object an upload produced (the newest row naming it), for GET /v1/uploads/{id}.
+func (q *Queries) APIObjectOfUpload(ctx context.Context, arg APIObjectOfUploadParams) (Object, error) {
+	row := q.db.QueryRow(ctx, aPIObjectOfUpload, arg.UploadID, arg.Owner)
+	var i Object
+	err := row.Scan(
+		&i.ID,
+		&i.Bucket,
+		&i.Key,
+		&i.VersionID,
+		&i.Etag,
+		&i.Size,
+		&i.ContentType,
+		&i.SniffedType,
+		&i.Sha256,
+		&i.Width,
+		&i.Height,
+		&i.Owner,
+		&i.UploadID,
+		&i.Status,
+		&i.Reason,
+		&i.Sequencer,
+		&i.EventTime,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.VerdictSeq,
+	)
+	return i, err
 }
 
 const aPIRecordAbort = `-- name: APIRecordAbort :exec

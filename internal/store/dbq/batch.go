@@ -41,6 +41,10 @@ WITH up AS (
         reason       = EXCLUDED.reason,
         sequencer    = EXCLUDED.sequencer,
         event_time   = EXCLUDED.event_time,
+        verdict_seq  = o.verdict_seq + CASE
+            WHEN (o.status, o.reason, o.etag, o.version_id)
+                 IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.reason, EXCLUDED.etag, EXCLUDED.version_id)
+            THEN 1 ELSE 0 END,
         updated_at   = now()
     WHERE CASE
         WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
@@ -53,11 +57,26 @@ WITH up AS (
             THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
         ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
     END
-    RETURNING o.status, o.reason, o.etag, o.version_id
+    RETURNING o.id, o.bucket, o.key, o.version_id, o.etag, o.size, o.content_type, o.sniffed_type, o.sha256, o.width, o.height, o.owner, o.upload_id, o.status, o.reason, o.sequencer, o.event_time, o.created_at, o.updated_at, o.verdict_seq
 ), done AS (
     UPDATE uploads SET status = 'completed', updated_at = now()
     WHERE id = $18::uuid AND status IN ('pending', 'expired')
     RETURNING id
+), notified AS (
+    -- The notification of the verdict, in the same transaction (transactional outbox): only for
+    -- an object of an intent, only for a status an event tells, and at most once per verdict_seq.
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'object:' || up.id || ':' || up.verdict_seq, 'upload.' || up.status, u.id, up.bucket, up.key,
+           jsonb_strip_nulls(jsonb_build_object(
+               'upload_id', u.id, 'owner', u.owner, 'bucket', up.bucket, 'key', up.key,
+               'method', u.method, 'filename', u.filename, 'status', up.status, 'reason', up.reason,
+               'object_id', up.id, 'size', up.size, 'content_type', up.content_type,
+               'sniffed_type', up.sniffed_type, 'sha256', encode(up.sha256, 'hex'), 'etag', up.etag,
+               'version_id', up.version_id, 'width', up.width, 'height', up.height))
+           || CASE WHEN u.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', u.metadata) END
+    FROM up JOIN uploads u ON u.id = up.upload_id
+    WHERE up.status IN ('valid', 'rejected', 'deleted')
+    ON CONFLICT (dedupe_key) DO NOTHING
 )
 SELECT true AS applied, up.status, up.reason, up.etag, up.version_id FROM up
 UNION ALL
@@ -110,6 +129,8 @@ type PipelineRecordRow struct {
 // one batch, which runs as one implicit transaction (one commit for all of them).
 // When the upsert waited for a concurrent insert of the same key and then left it unchanged, the
 // read-back (which uses the statement's snapshot) may return no row: the caller reads it again.
+// The CTE "notified" inserts the verdict's notification into the outbox in the same transaction:
+// a committed verdict has exactly one, a rolled-back one none (see 0009_outbox.sql).
 func (q *Queries) PipelineRecord(ctx context.Context, arg []PipelineRecordParams) *PipelineRecordBatchResults {
 	batch := &pgx.Batch{}
 	for _, a := range arg {

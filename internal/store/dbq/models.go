@@ -51,6 +51,22 @@ type Object struct {
 	EventTime   *time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	VerdictSeq  int32
+}
+
+type Outbox struct {
+	ID          int64
+	EventID     uuid.UUID
+	DedupeKey   string
+	EventType   string
+	UploadID    uuid.UUID
+	Bucket      string
+	Key         string
+	Data        []byte
+	CreatedAt   time.Time
+	RelayedAt   *time.Time
+	Pending     []string
+	DeliveredAt *time.Time
 }
 
 type Upload struct {
@@ -69,4 +85,5 @@ type Upload struct {
 	ExpiresAt         time.Time
 	UpdatedAt         time.Time
 	SizeDeclared      bool
+	Metadata          []byte
 }

@@ -38,7 +38,7 @@ func (q *Queries) PipelineArchiveEvent(ctx context.Context, arg PipelineArchiveE
 }
 
 const pipelineGetObject = `-- name: PipelineGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects WHERE bucket = $1 AND key = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects WHERE bucket = $1 AND key = $2
 `
 
 type PipelineGetObjectParams struct {
@@ -69,6 +69,7 @@ func (q *Queries) PipelineGetObject(ctx context.Context, arg PipelineGetObjectPa
 		&i.EventTime,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.VerdictSeq,
 	)
 	return i, err
 }
@@ -136,7 +137,7 @@ func (q *Queries) PipelineIntents(ctx context.Context, arg PipelineIntentsParams
 }
 
 const pipelineListObjects = `-- name: PipelineListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at FROM objects WHERE bucket = $1 ORDER BY key
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects WHERE bucket = $1 ORDER BY key
 `
 
 // Every row of a bucket, by key (tests and operators).
@@ -169,6 +170,7 @@ func (q *Queries) PipelineListObjects(ctx context.Context, bucket string) ([]Obj
 			&i.EventTime,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.VerdictSeq,
 		); err != nil {
 			return nil, err
 		}

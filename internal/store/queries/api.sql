@@ -24,14 +24,22 @@ VALUES (@bucket, @key, @upload_id, @initiated, 'api', @outcome)
 ON CONFLICT (bucket, upload_id) DO NOTHING;
 
 -- name: APIListObjects :many
--- Owner's objects, newest first. The cursor is the (created_at, id) of the last row of the previous
--- page; pass a NULL cursor_created_at for the first page.
+-- Owner's objects, newest first, optionally only those of one status, of one upload, or whose key
+-- starts with prefix (NULL: no filter). The cursor is the (created_at, id) of the last row of the
+-- previous page; pass a NULL cursor_created_at for the first page.
 SELECT * FROM objects
 WHERE owner = @owner
+  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
+  AND (sqlc.narg(upload_id)::uuid IS NULL OR upload_id = sqlc.narg(upload_id)::uuid)
+  AND (sqlc.narg(prefix)::text IS NULL OR starts_with(key, sqlc.narg(prefix)::text))
   AND (sqlc.narg(cursor_created_at)::timestamptz IS NULL
        OR (created_at, id) < (sqlc.narg(cursor_created_at)::timestamptz, sqlc.narg(cursor_id)::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT @max_rows;
+
+-- name: APIObjectOfUpload :one
+-- The object an upload produced (the newest row naming it), for GET /v1/uploads/{id}.
+SELECT * FROM objects WHERE upload_id = @upload_id AND owner = @owner ORDER BY updated_at DESC LIMIT 1;
 
 -- name: APIGetObject :one
 SELECT * FROM objects WHERE id = @id AND owner = @owner;

@@ -1,0 +1,96 @@
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// TypeDeliver is the task that posts one notification to one endpoint; payload {outbox_id,
+// endpoint}. The relay (internal/outbox) enqueues it; only intake runs it.
+const TypeDeliver = "webhook:deliver"
+
+// Queue holds the delivery tasks. A server of its own runs it (Concurrency, RetryDelay), so that a
+// slow receiver never holds the workers of multipart aborts and inspections.
+const Queue = "intake-webhooks"
+
+// Retry schedule: the n-th retry (n from 0) waits min(firstDelay·2^n, maxDelay), plus up to 25%
+// jitter. With MaxRetry retries the schedule lasts at least MinRetryWindow before asynq archives
+// the task (`intake jobs list --queue intake-webhooks` shows it; `intake jobs run` re-runs it).
+const (
+	firstDelay = 10 * time.Second
+	maxDelay   = 2 * time.Hour
+	// MaxRetry is how often a failed delivery is retried (22 attempts in all).
+	MaxRetry = 21
+	// MinRetryWindow is the least time between the first attempt and the archiving of a delivery
+	// that never succeeds (the sum of the delays without jitter).
+	MinRetryWindow = 24 * time.Hour
+)
+
+// RetryDelay is the delay before retry n (0 for the first retry), for asynq.Config.RetryDelayFunc.
+func RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	d := nominalDelay(n)
+	return d + rand.N(d/4+1)
+}
+
+// nominalDelay is the delay of retry n without jitter.
+func nominalDelay(n int) time.Duration {
+	if n < 0 {
+		n = 0
+	}
+	if n >= 16 { // 10s·2^16 is far past maxDelay; avoid overflowing the shift
+		return maxDelay
+	}
+	return min(firstDelay<<n, maxDelay)
+}
+
+// deliverPayload is the payload of TypeDeliver: which notification, to which endpoint. The
+// notification itself stays in PostgreSQL (the outbox row), so that Redis holds no event data.
+type deliverPayload struct {
+	OutboxID int64  `json:"outbox_id"`
+	Endpoint string `json:"endpoint"`
+}
+
+// NewDeliverTask returns the delivery of outbox row id to the named endpoint: queue [Queue], task
+// ID "webhook:<id>:<endpoint>" (a relay that enqueues it again after a crash gets a conflict, not
+// a second task), MaxRetry [MaxRetry], and a timeout of attemptTimeout plus 10 s for the database.
+func NewDeliverTask(id int64, endpoint string, attemptTimeout time.Duration) (*asynq.Task, error) {
+	if id <= 0 || endpoint == "" {
+		return nil, fmt.Errorf("%s: outbox id and endpoint required: %w", TypeDeliver, tasks.ErrInvalidPayload)
+	}
+	payload, err := json.Marshal(deliverPayload{OutboxID: id, Endpoint: endpoint})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", TypeDeliver, err)
+	}
+	return asynq.NewTask(TypeDeliver, payload,
+		asynq.Queue(Queue), asynq.TaskID(DeliverTaskID(id, endpoint)), asynq.MaxRetry(MaxRetry),
+		asynq.Timeout(attemptTimeout+10*time.Second)), nil
+}
+
+// DeliverTaskID is the task ID of the delivery of outbox row id to endpoint.
+func DeliverTaskID(id int64, endpoint string) string {
+	return "webhook:" + strconv.FormatInt(id, 10) + ":" + endpoint
+}
+
+// parseDeliver decodes a TypeDeliver payload.
+func parseDeliver(payload []byte) (deliverPayload, error) {
+	var p deliverPayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return p, fmt.Errorf("decode %s payload: %v: %w", TypeDeliver, err, tasks.ErrInvalidPayload)
+	}
+	if p.OutboxID <= 0 || p.Endpoint == "" {
+		return p, fmt.Errorf("%s payload: outbox_id and endpoint required: %w", TypeDeliver, tasks.ErrInvalidPayload)
+	}
+	return p, nil
+}
+
+// errNotRelayed: the delivery started before the relay that enqueued it committed, and that relay
+// rolled back. Retrying finds the row relayed (by the next relay).
+var errNotRelayed = errors.New("notification not relayed yet")
