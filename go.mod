@@ -13,6 +13,8 @@ go 1.26.0
 //   - mimetype: content sniffing; golang-jwt + keyfunc: JWT and JWKS; yaml.v3: the policy file.
 //   - progressbar + x/term: operator progress on terminals; x/time/rate: replay rate limits.
 //   - testify, goleak: tests only. HTTP routing is the standard library's ServeMux.
+//   - standard-webhooks/libraries: tests only; the Standard Webhooks specification's own Go
+//     verifier is the receiver that checks intake's webhook signatures (intake signs with crypto/hmac).
 require (
 	github.com/MicahParks/keyfunc/v3 v3.9.1
 	github.com/alecthomas/kong v1.17.0
@@ -38,6 +40,8 @@ require (
 	golang.org/x/time v0.15.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 
 require (
 	github.com/MicahParks/jwkset v0.11.4 // indirect

@@ -13,8 +13,8 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// startAPI registers the presign API (/v1, Uppy's /s3 routes, /openapi.json) on the shared mux. It
-// has no component of its own: the shared HTTP server serves it. The JWKS refresh goroutine, when a
+// startAPI registers the presign API (/v1, Uppy's /s3 routes, /openapi.json) on the shared mux,
+// which the shared HTTP server serves. The JWKS refresh goroutine, when a
 // JWKS URL is configured, stops with ctx. api.New logs a WARN at start when
 // INTAKE_API_INSECURE_DEV_AUTH is on. Each multipart upload it creates gets a delayed
 // multipart:abort task in Redis (worker/tasks), run by the jobs role at the deadline. With static API
@@ -25,6 +25,9 @@ import (
 // concurrent requests). The writer is closed when the daemon has stopped (a.onClose), that is after
 // the HTTP server's Shutdown has let in-flight requests finish and before the pool closes; a request
 // still running past the grace period inserts its row directly (IntentWriter after Close).
+//
+// GET /v1/uploads/{id}?wait= is woken by the process's outbox Listener (PostgreSQL LISTEN/NOTIFY),
+// whose component the role returns unless another role of the process already did.
 func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	intents := store.NewIntentWriter(a.Store.Pool, store.IntentWriterOptions{})
 	a.onClose(intents.Close)
@@ -33,8 +36,10 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	}
 	client := asynq.NewClient(a.Redis)
 	a.onClose(func() { _ = client.Close() })
+	listener, comps := a.Listener()
 	srv, err := api.New(ctx, api.Options{
 		Aborts:            tasks.NewScheduler(client),
+		Waits:             listener,
 		API:               a.Cfg.API,
 		Bucket:            a.Cfg.Bucket,
 		MultipartDeadline: a.Cfg.Jobs.MultipartDeadline,
@@ -68,5 +73,5 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 			return nil, err
 		}
 	}
-	return nil, nil
+	return comps, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/health"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -62,6 +63,19 @@ type App struct {
 	proc     *pipeline.Processor
 	procErr  error
 	closers  []func()
+
+	listener *outbox.Listener
+}
+
+// Listener returns the outbox Listener shared by the roles of this process (one PostgreSQL
+// connection listening for committed notifications: the API's long polls and the relay wait on
+// it), and, the first time only, the component that runs it.
+func (a *App) Listener() (*outbox.Listener, []Component) {
+	if a.listener != nil {
+		return a.listener, nil
+	}
+	a.listener = outbox.NewListener(a.Store.Pool, a.Log.With("component", "outbox-listener"))
+	return a.listener, []Component{{Name: "outbox-listener", Run: a.listener.Run}}
 }
 
 // Processor returns the pipeline Processor shared by the consumer and jobs roles (one set of

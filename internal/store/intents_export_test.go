@@ -1,5 +1,11 @@
 package store
 
+import (
+	"context"
+
+	"github.com/intakehq/intake/pipeline"
+)
+
 // Queued returns how many rows wait in the writer's queue (tests wait on it to know that rows will
 // go into the same batch).
 func (w *IntentWriter) Queued() int { return w.batch.queued() }
@@ -13,4 +19,11 @@ func (r *Records) Queued() (lookups, records int) {
 		return 0, 0
 	}
 	return r.lookups.queued(), r.records.queued()
+}
+
+// WriteRecords writes recs in one pgx batch (one implicit transaction), as a batch of the batched
+// store does, without its fallback to single records.
+func (r *Records) WriteRecords(ctx context.Context, recs []pipeline.Record) error {
+	_, err := r.writeRecords(ctx, recs)
+	return err
 }

@@ -27,6 +27,8 @@ type ServerConfig struct {
 	// DelayedTaskCheckInterval is how often scheduled and retried tasks are moved to pending
 	// (default asynq's 5s): an abort runs at most this long after its deadline.
 	DelayedTaskCheckInterval time.Duration
+	// RetryDelayFunc, when set, replaces asynq's retry delays (the webhook server's schedule).
+	RetryDelayFunc asynq.RetryDelayFunc
 	// Log receives the server's and asynq's logs (default: discard).
 	Log *slog.Logger
 }
@@ -57,6 +59,7 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 		Queues:                   queues,
 		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 25*time.Second),
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		RetryDelayFunc:           cfg.RetryDelayFunc,
 		Logger:                   NewAsynqLogger(log),
 		LogLevel:                 asynqLevel(log),
 		HealthCheckFunc: func(err error) {

@@ -297,8 +297,22 @@ func (q *Queries) APIRecordAbort(ctx context.Context, arg APIRecordAbortParams) 
 }
 
 const aPISetUploadStatus = `-- name: APISetUploadStatus :execrows
-UPDATE uploads SET status = $1, updated_at = now()
-WHERE id = $2 AND owner = $3 AND status = 'pending'
+WITH moved AS (
+    UPDATE uploads SET status = $1::text, updated_at = now()
+    WHERE uploads.id = $2 AND uploads.owner = $3 AND uploads.status = 'pending'
+    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.metadata
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || m.id, 'upload.aborted', m.id, m.bucket, m.key,
+           jsonb_strip_nulls(jsonb_build_object('upload_id', m.id, 'owner', m.owner, 'bucket', m.bucket,
+                              'key', m.key, 'method', m.method, 'filename', m.filename, 'status', 'aborted',
+                              'reason', 'api', 'multipart_upload_id', m.multipart_upload_id))
+           || CASE WHEN m.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', m.metadata) END
+    FROM moved m
+    WHERE m.status = 'aborted'
+    ON CONFLICT (dedupe_key) DO NOTHING
+)
+SELECT moved.id FROM moved
 `
 
 type APISetUploadStatusParams struct {
@@ -307,7 +321,8 @@ type APISetUploadStatusParams struct {
 	Owner  string
 }
 
-// Moves a pending intent to completed or aborted; 0 rows means it was no longer pending.
+// Moves a pending intent to completed or aborted; 0 rows means it was no longer pending. An abort
+// inserts its upload.aborted notification (reason api) in the same transaction (the outbox).
 func (q *Queries) APISetUploadStatus(ctx context.Context, arg APISetUploadStatusParams) (int64, error) {
 	result, err := q.db.Exec(ctx, aPISetUploadStatus, arg.Status, arg.ID, arg.Owner)
 	if err != nil {

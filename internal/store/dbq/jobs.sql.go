@@ -53,14 +53,23 @@ WITH intent AS (
       AND uploads.multipart_upload_id = $2::text
       AND uploads.status = 'pending'
       AND $3::text = 'aborted'
-    RETURNING uploads.id
+    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.metadata
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,
+           jsonb_build_object('upload_id', i.id, 'owner', i.owner, 'bucket', i.bucket, 'key', i.key,
+                              'method', i.method, 'filename', i.filename, 'status', 'aborted',
+                              'reason', $4::text, 'multipart_upload_id', $2::text)
+           || CASE WHEN i.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', i.metadata) END
+    FROM intent i
+    ON CONFLICT (dedupe_key) DO NOTHING
 ), recorded AS (
     INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
-    VALUES ($1, $4, $2::text,
-            COALESCE($5::timestamptz,
+    VALUES ($1, $5, $2::text,
+            COALESCE($6::timestamptz,
                      (SELECT u.created_at FROM uploads u
                       WHERE u.bucket = $1 AND u.multipart_upload_id = $2::text)),
-            $6, $3::text)
+            $4, $3::text)
     ON CONFLICT (bucket, upload_id) DO NOTHING
     RETURNING 1
 )
@@ -72,9 +81,9 @@ type RecordMultipartAbortParams struct {
 	Bucket    string
 	UploadID  string
 	Outcome   string
+	Reason    string
 	Key       string
 	Initiated *time.Time
-	Reason    string
 }
 
 type RecordMultipartAbortRow struct {
@@ -83,16 +92,17 @@ type RecordMultipartAbortRow struct {
 }
 
 // Records one abort (reason deadline|sweep|api, outcome aborted|gone) and, when the upload was
-// really aborted, moves intake's intent for it (if any) from pending to aborted. initiated falls
-// back to the intent's created_at. Recording twice is harmless: the first row wins.
+// really aborted, moves intake's intent for it (if any) from pending to aborted and inserts its
+// upload.aborted notification in the same transaction (the outbox). initiated falls back to the
+// intent's created_at. Recording twice is harmless: the first row wins.
 func (q *Queries) RecordMultipartAbort(ctx context.Context, arg RecordMultipartAbortParams) (RecordMultipartAbortRow, error) {
 	row := q.db.QueryRow(ctx, recordMultipartAbort,
 		arg.Bucket,
 		arg.UploadID,
 		arg.Outcome,
+		arg.Reason,
 		arg.Key,
 		arg.Initiated,
-		arg.Reason,
 	)
 	var i RecordMultipartAbortRow
 	err := row.Scan(&i.IntentsAborted, &i.Recorded)

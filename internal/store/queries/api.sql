@@ -14,9 +14,24 @@ SELECT * FROM uploads WHERE id = @id AND owner = @owner;
 SELECT * FROM uploads WHERE bucket = @bucket AND key = @key AND owner = @owner;
 
 -- name: APISetUploadStatus :execrows
--- Moves a pending intent to completed or aborted; 0 rows means it was no longer pending.
-UPDATE uploads SET status = @status, updated_at = now()
-WHERE id = @id AND owner = @owner AND status = 'pending';
+-- Moves a pending intent to completed or aborted; 0 rows means it was no longer pending. An abort
+-- inserts its upload.aborted notification (reason api) in the same transaction (the outbox).
+WITH moved AS (
+    UPDATE uploads SET status = @status::text, updated_at = now()
+    WHERE uploads.id = @id AND uploads.owner = @owner AND uploads.status = 'pending'
+    RETURNING uploads.*
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || m.id, 'upload.aborted', m.id, m.bucket, m.key,
+           jsonb_strip_nulls(jsonb_build_object('upload_id', m.id, 'owner', m.owner, 'bucket', m.bucket,
+                              'key', m.key, 'method', m.method, 'filename', m.filename, 'status', 'aborted',
+                              'reason', 'api', 'multipart_upload_id', m.multipart_upload_id))
+           || CASE WHEN m.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', m.metadata) END
+    FROM moved m
+    WHERE m.status = 'aborted'
+    ON CONFLICT (dedupe_key) DO NOTHING
+)
+SELECT moved.id FROM moved;
 
 -- name: APIRecordAbort :exec
 INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)

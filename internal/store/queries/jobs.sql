@@ -1,7 +1,8 @@
 -- name: RecordMultipartAbort :one
 -- Records one abort (reason deadline|sweep|api, outcome aborted|gone) and, when the upload was
--- really aborted, moves intake's intent for it (if any) from pending to aborted. initiated falls
--- back to the intent's created_at. Recording twice is harmless: the first row wins.
+-- really aborted, moves intake's intent for it (if any) from pending to aborted and inserts its
+-- upload.aborted notification in the same transaction (the outbox). initiated falls back to the
+-- intent's created_at. Recording twice is harmless: the first row wins.
 WITH intent AS (
     UPDATE uploads
     SET status = 'aborted', updated_at = now()
@@ -9,7 +10,16 @@ WITH intent AS (
       AND uploads.multipart_upload_id = @upload_id::text
       AND uploads.status = 'pending'
       AND @outcome::text = 'aborted'
-    RETURNING uploads.id
+    RETURNING uploads.*
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,
+           jsonb_build_object('upload_id', i.id, 'owner', i.owner, 'bucket', i.bucket, 'key', i.key,
+                              'method', i.method, 'filename', i.filename, 'status', 'aborted',
+                              'reason', @reason::text, 'multipart_upload_id', @upload_id::text)
+           || CASE WHEN i.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', i.metadata) END
+    FROM intent i
+    ON CONFLICT (dedupe_key) DO NOTHING
 ), recorded AS (
     INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
     VALUES (@bucket, @key, @upload_id::text,

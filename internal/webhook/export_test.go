@@ -1,0 +1,4 @@
+package webhook
+
+// NominalDelay is nominalDelay (the retry delay without jitter).
+var NominalDelay = nominalDelay
