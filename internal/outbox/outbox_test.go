@@ -1,0 +1,399 @@
+package outbox_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/outbox"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// testBundle is one test's world: a schema, a Redis database, a Standard Webhooks receiver, and
+// intake's relay, listener and webhook server over them.
+type testBundle struct {
+	ctx      context.Context
+	st       *store.Store
+	records  *store.Records
+	redis    asynq.RedisClientOpt
+	client   *asynq.Client
+	recv     *testkit.WebhookReceiver
+	secret   string
+	reg      *prometheus.Registry
+	listener *outbox.Listener
+	relay    *outbox.Relay
+	log      *slog.Logger
+}
+
+// options tune setup.
+type options struct {
+	verdictQueue string
+	noRelay      bool // do not start the relay
+	endpoints    func(recv string, secret string) []webhook.EndpointConfig
+	allowPriv    *bool         // default true (the receiver is on 127.0.0.1)
+	retryDelay   time.Duration // delay between retries (default 50 ms; production: webhook.RetryDelay)
+}
+
+func setup(t *testing.T, o options) *testBundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL and Redis (the local stack)")
+	}
+	b := &testBundle{ctx: testkit.Context(t), st: testkit.DB(t), reg: prometheus.NewRegistry(), secret: testkit.WebhookSecret(t)}
+	b.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b.records = store.NewRecords(b.st)
+	b.redis = asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	b.client = asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = b.client.Close() })
+	b.recv = testkit.NewWebhookReceiver(t, b.secret)
+
+	cfgs := []webhook.EndpointConfig{{Name: webhook.DefaultEndpoint, URL: b.recv.URL, Secret: b.secret}}
+	if o.endpoints != nil {
+		cfgs = o.endpoints(b.recv.URL, b.secret)
+	}
+	// The endpoints' configuration check passes (as for a name that looks public); the client
+	// checks the resolved address.
+	allowPrivate := o.allowPriv == nil || *o.allowPriv
+	endpoints, err := webhook.NewEndpoints(cfgs, true)
+	require.NoError(t, err)
+
+	b.listener = outbox.NewListener(b.st.Pool, b.log)
+	run(t, b.listener.Run)
+	b.relay, err = outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: b.client, Endpoints: endpoints, AttemptTimeout: 5 * time.Second,
+		VerdictQueue: o.verdictQueue, Waker: b.listener, Log: b.log, Registerer: b.reg,
+	})
+	require.NoError(t, err)
+	if !o.noRelay {
+		run(t, b.relay.Run)
+	}
+
+	wm, err := webhook.NewMetrics(b.reg, endpoints.Names())
+	require.NoError(t, err)
+	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
+		Store: b.st.Q, Endpoints: endpoints, Metrics: wm, Log: b.log,
+		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: allowPrivate}),
+	})
+	require.NoError(t, err)
+	delay := o.retryDelay
+	if delay == 0 {
+		delay = 50 * time.Millisecond
+	}
+	srv, err := jobs.NewServer(jobs.ServerConfig{
+		Redis: b.redis, Concurrency: 4, Queues: map[string]int{webhook.Queue: 1},
+		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return delay },
+		DelayedTaskCheckInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second, Log: b.log,
+	}, deliverer)
+	require.NoError(t, err)
+	run(t, srv.Run)
+	select {
+	case <-b.listener.Ready():
+	case <-b.ctx.Done():
+		t.Fatal("listener not ready")
+	}
+	return b
+}
+
+// run runs f until the test ends, then cancels it and waits for it to return.
+func run(t *testing.T, f func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// intent inserts an upload intent (with metadata) and returns its id.
+func (b *testBundle) intent(t *testing.T, key string, mpID *string, metadata string) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	var meta any
+	if metadata != "" {
+		meta = metadata
+	}
+	method := "put"
+	if mpID != nil {
+		method = "multipart"
+	}
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size,
+		multipart_upload_id, metadata, expires_at) VALUES ($1, 'alice', 'b', $2, $3, 'f.txt', 'text/plain', 5, $4, $5, now() + interval '1 hour')`,
+		id, key, method, mpID, meta)
+	require.NoError(t, err)
+	return id
+}
+
+// verdict commits a verdict of the intent's object, as the pipeline does.
+func (b *testBundle) verdict(t *testing.T, id uuid.UUID, key, status, reason string) {
+	t.Helper()
+	size := int64(5)
+	_, err := b.records.Record(b.ctx, pipeline.Record{
+		Bucket: "b", Key: key, Status: status, Reason: reason, ETag: "etag-" + key, Size: &size,
+		ContentType: "text/plain", SniffedType: "text/plain; charset=utf-8", Owner: "alice", UploadID: id,
+		CompleteIntent: id, EventTime: time.Now(), Observed: true,
+	})
+	require.NoError(t, err)
+}
+
+// outboxRow returns the one notification of upload id.
+func (b *testBundle) outboxRow(t *testing.T, id uuid.UUID) dbq.Outbox {
+	t.Helper()
+	rows, err := b.st.Q.OutboxList(b.ctx, id)
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	return rows[0]
+}
+
+// TestDeliverEachOnce: a valid upload, a rejected one and a multipart upload aborted at its
+// deadline reach the receiver as exactly those three notifications, each delivered once per
+// webhook-id, signed (the receiver checks with the specification's library), with the app's
+// metadata; the outbox then holds them as delivered.
+func TestDeliverEachOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	valid := b.intent(t, "u/valid.txt", nil, `{"order": 1}`)
+	rejected := b.intent(t, "u/rejected.txt", nil, `{"order": 2}`)
+	mp := "mp-upload-1"
+	aborted := b.intent(t, "u/big.bin", &mp, `{"order": 3}`)
+
+	b.verdict(t, valid, "u/valid.txt", pipeline.StatusValid, "")
+	b.verdict(t, rejected, "u/rejected.txt", pipeline.StatusRejected, pipeline.ReasonSniffMismatch)
+	_, err := b.st.Q.RecordMultipartAbort(b.ctx, dbq.RecordMultipartAbortParams{Bucket: "b", Key: "u/big.bin", UploadID: mp, Reason: "deadline", Outcome: "aborted"})
+	require.NoError(t, err)
+	b.verdict(t, valid, "u/valid.txt", pipeline.StatusValid, "") // a duplicate changes nothing
+
+	got := b.recv.WaitDelivered(3, 30*time.Second)
+	require.Len(t, got, 3)
+	want := map[uuid.UUID]struct {
+		typ, reason, meta string
+	}{
+		valid:    {tasks.EventUploadValid, "", `{"order": 1}`},
+		rejected: {tasks.EventUploadRejected, pipeline.ReasonSniffMismatch, `{"order": 2}`},
+		aborted:  {tasks.EventUploadAborted, "deadline", `{"order": 3}`},
+	}
+	for _, w := range got {
+		exp, ok := want[w.Verdict.Data.UploadID]
+		require.True(t, ok, "unexpected notification %+v", w)
+		delete(want, w.Verdict.Data.UploadID)
+		require.Equal(t, exp.typ, w.Verdict.Type)
+		require.Equal(t, exp.reason, w.Verdict.Data.Reason)
+		require.JSONEq(t, exp.meta, string(w.Verdict.Data.Metadata))
+		require.Equal(t, 1, w.Attempts, w.Verdict.Type)
+		require.Equal(t, 1, w.Delivered, w.Verdict.Type)
+		row := b.outboxRow(t, w.Verdict.Data.UploadID)
+		require.Equal(t, row.EventID.String(), w.ID, "webhook-id is the notification's id")
+	}
+	require.Zero(t, b.recv.BadSignatures())
+	require.Eventually(t, func() bool {
+		for _, id := range []uuid.UUID{valid, rejected, aborted} {
+			if r := b.outboxRow(t, id); r.DeliveredAt == nil || len(r.Pending) != 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "the outbox records the deliveries")
+	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered))
+	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_outbox_relayed_total"))
+}
+
+// TestDeliverRetries: the receiver answers 500 to the first 3 attempts, then 200. The notification
+// is delivered once, on the 4th attempt, with the same webhook-id each time, and the attempts are
+// counted.
+func TestDeliverRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	b.recv.Answer(func(_ string, attempt int) int {
+		if attempt <= 3 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	id := b.intent(t, "u/retry.txt", nil, "")
+	b.verdict(t, id, "u/retry.txt", pipeline.StatusValid, "")
+
+	got := b.recv.WaitDelivered(1, 30*time.Second)
+	require.Len(t, got, 1)
+	require.Equal(t, 4, got[0].Attempts)
+	require.Equal(t, 1, got[0].Delivered)
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.Result5xx))
+	require.Equal(t, 1.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.ResultSuccess))
+	require.Equal(t, 1.0, testkit.Metric(t, b.reg, "intake_webhook_delivery_attempts"), "one delivered notification observed")
+	require.Zero(t, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeGaveUp))
+}
+
+// TestRelayAfterCrash: a relay that enqueued the delivery and died before committing (simulated by
+// enqueueing the task by hand) leaves the row unrelayed; the delivery that runs first finds it so
+// and retries, the next relay's enqueue conflicts instead of adding a task, and the receiver gets
+// the notification once.
+func TestRelayAfterCrash(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{noRelay: true})
+	id := b.intent(t, "u/crash.txt", nil, "")
+	b.verdict(t, id, "u/crash.txt", pipeline.StatusValid, "")
+	row := b.outboxRow(t, id)
+	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, 5*time.Second)
+	require.NoError(t, err)
+	_, err = b.client.EnqueueContext(b.ctx, task)
+	require.NoError(t, err)
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool {
+		info, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
+		return err == nil && info.Retried > 0
+	}, 30*time.Second, 10*time.Millisecond, "the early delivery found the row unrelayed and retries")
+
+	n, err := b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	got := b.recv.WaitDelivered(1, 30*time.Second)
+	require.Equal(t, 1, got[0].Attempts, "the receiver saw one request")
+	n, err = b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing left to relay")
+}
+
+// TestVerdictTask: with a notify queue, every notification is also a tasks.TypeUploadVerdict task
+// on the app's queue, which an app's own asynq server handles with tasks.ParseUploadVerdict.
+func TestVerdictTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{verdictQueue: "app-uploads", endpoints: func(string, string) []webhook.EndpointConfig { return nil }})
+	id := b.intent(t, "u/app.txt", nil, `{"user": 7}`)
+
+	got := make(chan tasks.UploadVerdict, 4)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeUploadVerdict, func(_ context.Context, t *asynq.Task) error {
+		v, err := tasks.ParseUploadVerdict(t.Payload())
+		if err != nil {
+			return err
+		}
+		got <- v
+		return nil
+	})
+	app := asynq.NewServer(b.redis, asynq.Config{Queues: map[string]int{"app-uploads": 1}, Concurrency: 1,
+		Logger: jobs.NewAsynqLogger(b.log), LogLevel: asynq.WarnLevel})
+	require.NoError(t, app.Start(mux))
+	t.Cleanup(app.Shutdown)
+
+	b.verdict(t, id, "u/app.txt", pipeline.StatusValid, "")
+	var v tasks.UploadVerdict
+	select {
+	case v = <-got:
+	case <-b.ctx.Done():
+		t.Fatal("no verdict task")
+	}
+	require.Equal(t, tasks.EventUploadValid, v.Type)
+	require.Equal(t, id, v.Data.UploadID)
+	require.JSONEq(t, `{"user": 7}`, string(v.Data.Metadata))
+	require.Equal(t, b.outboxRow(t, id).EventID.String(), v.ID)
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 10*time.Second, 20*time.Millisecond,
+		"without webhook endpoints the row is done once relayed")
+}
+
+// TestDeliverRefusesPrivate: without INTAKE_WEBHOOK_ALLOW_PRIVATE, an endpoint whose name resolves
+// to loopback when the request is made (the attacker controls the name's DNS, or the endpoint in
+// the policy file) gets no request: the delivery is refused at connect time and archived at once,
+// not retried.
+func TestDeliverRefusesPrivate(t *testing.T) {
+	t.Parallel()
+	no := false
+	b := setup(t, options{allowPriv: &no, endpoints: func(recv, secret string) []webhook.EndpointConfig {
+		port := recv[len("http://127.0.0.1:"):]
+		return []webhook.EndpointConfig{{Name: "internal", URL: "http://localhost:" + port, Secret: secret}}
+	}})
+	id := b.intent(t, "u/ssrf.txt", nil, "")
+	b.verdict(t, id, "u/ssrf.txt", pipeline.StatusValid, "")
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "endpoint", "internal", "outcome", webhook.OutcomeGaveUp) == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.ResultRefused))
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	archived, err := insp.ListArchivedTasks(webhook.Queue)
+	require.NoError(t, err)
+	require.Len(t, archived, 1, "archived: `intake jobs run` re-runs it once the URL is fixed")
+	require.Empty(t, b.recv.Received(), "the receiver on loopback got nothing")
+	require.Nil(t, b.outboxRow(t, id).DeliveredAt)
+}
+
+// TestListenerWakesOnCommit: a subscriber is woken by the commit of its upload's notification and
+// not by a rolled-back one (notifications reach listeners in commit order, so once a later commit
+// was seen, the rolled-back one would have been seen first).
+func TestListenerWakesOnCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{noRelay: true})
+	rolledBack, later := b.intent(t, "u/rb.txt", nil, ""), b.intent(t, "u/later.txt", nil, "")
+	rbWake, stopRB := b.listener.Subscribe(rolledBack)
+	defer stopRB()
+	laterWake, stopLater := b.listener.Subscribe(later)
+	defer stopLater()
+
+	tx, err := b.st.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+		VALUES ('test:rb', 'upload.valid', $1, 'b', 'u/rb.txt', '{}')`, rolledBack)
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(b.ctx))
+	b.verdict(t, later, "u/later.txt", pipeline.StatusValid, "")
+
+	select {
+	case <-laterWake:
+	case <-b.ctx.Done():
+		t.Fatal("the committed notification woke nobody")
+	}
+	select {
+	case <-rbWake:
+		t.Fatal("a rolled-back notification woke its subscriber")
+	default:
+	}
+}
+
+// TestBacklogAndPurge: the backlog gauges show undelivered notifications; delivered ones older
+// than the retention are purged, undelivered ones never.
+func TestBacklogAndPurge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{noRelay: true})
+	old := b.intent(t, "u/old.txt", nil, "")
+	pending := b.intent(t, "u/pending.txt", nil, "")
+	b.verdict(t, old, "u/old.txt", pipeline.StatusValid, "")
+	b.verdict(t, pending, "u/pending.txt", pipeline.StatusValid, "")
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE outbox SET created_at = now() - interval '3 days', relayed_at = now(), pending = '{}',
+		delivered_at = now() - interval '2 days' WHERE upload_id = $1`, old)
+	require.NoError(t, err)
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE outbox SET created_at = now() - interval '3 days' WHERE upload_id = $1`, pending)
+	require.NoError(t, err)
+
+	backlog, err := b.st.Q.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.InDelta(t, (72 * time.Hour).Seconds(), backlog.OldestAgeSeconds, 60)
+	require.Equal(t, int64(1), backlog.Unrelayed)
+	require.Equal(t, int64(1), b.relay.Purge(b.ctx))
+	rows, err := b.st.Q.OutboxList(b.ctx, old)
+	require.NoError(t, err)
+	require.Empty(t, rows)
+	b.outboxRow(t, pending)
+}
