@@ -4,13 +4,14 @@ go 1.26.0
 
 // Dependencies are chosen, each the well-kept library of its field, and nothing heavier:
 //   - kong: the CLI (flags with env fallbacks from struct tags; no cobra+viper pair needed).
-//   - pgx/v5 (+ sqlc-generated code, no ORM): PostgreSQL; migrations are 30 lines over embed + an
-//     advisory lock, so no migration framework.
+//   - pgx/v5 (+ sqlc-generated code, no ORM): PostgreSQL; migrations are a small runner over embed
+//     and an advisory lock (internal/store/migrate.go), so no migration framework.
 //   - aws-sdk-go-v2 (s3, sqs): the official SDK; presigning of hot routes is a small SigV4 signer
-//     proven byte-equal to the SDK's (internal/api/sigv4.go).
+//     proven byte-equal to the SDK's (internal/sigv4).
 //   - asynq (+ go-redis, robfig/cron it already uses): delayed, unique and periodic tasks on Redis.
 //   - prometheus/client_golang: metrics. log/slog from the standard library: logs.
-//   - mimetype: content sniffing; golang-jwt + keyfunc: JWT and JWKS; yaml.v3: the policy file.
+//   - mimetype: content sniffing; golang-jwt + keyfunc: JWT and JWKS; go.yaml.in/yaml/v3 (the
+//     maintained successor of the archived gopkg.in/yaml.v3): the policy file.
 //   - progressbar + x/term: operator progress on terminals; x/time/rate: replay rate limits.
 //   - testify, goleak: tests only. HTTP routing is the standard library's ServeMux.
 //   - standard-webhooks/libraries: tests only; the Standard Webhooks specification's own Go
@@ -36,9 +37,9 @@ require (
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/term v0.44.0
 	golang.org/x/time v0.15.0
-	gopkg.in/yaml.v3 v3.0.1
 )
 
 require github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
@@ -70,7 +71,6 @@ require (
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/spf13/cast v1.10.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sync v0.23.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

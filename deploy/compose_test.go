@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/intakehq/intake/internal/testkit"
 )
@@ -26,6 +26,7 @@ type composeFile struct {
 }
 
 type composeService struct {
+	Profiles    []string          `yaml:"profiles"`
 	Image       string            `yaml:"image"`
 	Build       *composeBuild     `yaml:"build"`
 	Command     []string          `yaml:"command"`
@@ -132,6 +133,84 @@ func TestComposeStructure(t *testing.T) {
 	mon := c.Services["asynqmon"]
 	require.True(t, strings.HasPrefix(mon.Image, "hibiken/asynqmon:"))
 	require.Contains(t, mon.Command, "--redis-url="+in.Environment["REDIS_URL"], "asynqmon watches intake's Redis")
+}
+
+// TestComposeObservabilityProfile checks the "observability" profile: Prometheus scrapes the intake
+// service and loads the shipped alert rules, Grafana loads the shipped dashboard from a provisioned
+// Prometheus data source, neither starts without the profile, and their ports do not clash with
+// the local stack's (deploy/local/stack.sh) or the compose services'.
+func TestComposeObservabilityProfile(t *testing.T) {
+	t.Parallel()
+	c := loadCompose(t)
+	prom, graf := c.Services["prometheus"], c.Services["grafana"]
+	require.Equal(t, []string{"observability"}, prom.Profiles)
+	require.Equal(t, []string{"observability"}, graf.Profiles)
+	for name, s := range c.Services {
+		if name != "prometheus" && name != "grafana" {
+			require.Empty(t, s.Profiles, "%s must start without a profile", name)
+		}
+	}
+
+	localStack := []string{"5432", "6379", "9000", "9001", "4566", "8474", "8080", "18080"}
+	seen := map[string]string{}
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			parts := strings.Split(p, ":") // 127.0.0.1:host:container
+			require.Len(t, parts, 3, "%s: port %s", name, p)
+			host := parts[1]
+			require.NotContains(t, seen, host, "%s and %s both publish %s", name, seen[host], host)
+			seen[host] = name
+			if name == "prometheus" || name == "grafana" {
+				require.NotContains(t, localStack, host, "%s: port %s is the local stack's", name, host)
+			}
+		}
+	}
+
+	var promCfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string          `yaml:"targets"`
+				Labels  map[string]string `yaml:"labels"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	require.NoError(t, yaml.Unmarshal(readFile(t, "deploy", "compose", "prometheus.yml"), &promCfg))
+	require.Contains(t, prom.Volumes, "./deploy/compose/prometheus.yml:/etc/prometheus/prometheus.yml:ro")
+	for _, rf := range promCfg.RuleFiles {
+		require.Contains(t, prom.Volumes, "./deploy/observability/alerts.yml:"+rf+":ro", "rule file %s is the shipped alerts.yml", rf)
+	}
+	require.NotEmpty(t, promCfg.RuleFiles)
+	require.Len(t, promCfg.ScrapeConfigs, 1)
+	sc := promCfg.ScrapeConfigs[0]
+	require.Equal(t, "/metrics", sc.MetricsPath)
+	_, port, _ := strings.Cut(c.Services["intake"].Environment["INTAKE_LISTEN_ADDR"], ":")
+	require.Equal(t, []string{"intake:" + port}, sc.StaticConfigs[0].Targets, "Prometheus scrapes the intake service on its listen port")
+	require.NotEmpty(t, sc.StaticConfigs[0].Labels["namespace"], "the dashboard's namespace variable needs the label")
+
+	var ds struct {
+		Datasources []struct {
+			Type, URL string
+		} `yaml:"datasources"`
+	}
+	require.NoError(t, yaml.Unmarshal(readFile(t, "deploy", "compose", "grafana", "datasources.yml"), &ds))
+	require.Len(t, ds.Datasources, 1)
+	require.Equal(t, "prometheus", ds.Datasources[0].Type)
+	require.Equal(t, "http://prometheus:9090", ds.Datasources[0].URL)
+	var dp struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	require.NoError(t, yaml.Unmarshal(readFile(t, "deploy", "compose", "grafana", "dashboards.yml"), &dp))
+	require.Len(t, dp.Providers, 1)
+	require.Contains(t, graf.Volumes, "./deploy/observability/dashboard.json:"+dp.Providers[0].Options.Path+"/intake.json:ro",
+		"Grafana's dashboard provider reads the shipped dashboard")
+	require.Contains(t, graf.Volumes, "./deploy/compose/grafana/datasources.yml:/etc/grafana/provisioning/datasources/intake.yml:ro")
+	require.Contains(t, graf.Volumes, "./deploy/compose/grafana/dashboards.yml:/etc/grafana/provisioning/dashboards/intake.yml:ro")
 }
 
 // TestComposeDevAuthIsLoud makes sure the insecure development switch keeps its warning.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/pipeline"
 )
 
 // Upload methods.
@@ -114,123 +115,188 @@ func (s *Server) expiry(secs *int64) (time.Duration, *Problem) {
 	return time.Duration(*secs) * time.Second, nil
 }
 
-// newIntent validates spec against the policy, signs (or creates the multipart upload), records the
-// intent and returns what the client needs.
+// newIntent turns spec into an upload intent for owner: validate (names, size, method, policy), sign
+// (a presigned PUT, a POST policy, or a new multipart upload), then persist (the row, and the abort
+// of a multipart upload at its deadline).
 func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (uploadResponse, *Problem) {
-	name, p := sanitizeFilename(spec.filename)
+	in, p := s.validateIntent(ctx, owner, spec)
 	if p != nil {
 		return uploadResponse{}, p
+	}
+	resp, p := s.signIntent(ctx, in)
+	if p != nil {
+		return uploadResponse{}, p
+	}
+	if p := s.persistIntent(ctx, in, resp); p != nil {
+		return uploadResponse{}, p
+	}
+	s.metrics.presigns.WithLabelValues(in.spec.method).Inc()
+	return resp, nil
+}
+
+// intent is a validated intentSpec with the names intake gave it.
+type intent struct {
+	spec  intentSpec
+	owner string
+	id    uuid.UUID
+	key   string
+	ct    string // normalized content type
+	rule  pipeline.Rule
+}
+
+// validateIntent checks spec (file name, content type, size, method) and the policy rule of the
+// key it will get, and chooses the method when spec leaves it open.
+func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSpec) (intent, *Problem) {
+	name, p := sanitizeFilename(spec.filename)
+	if p != nil {
+		return intent{}, p
 	}
 	ct, p := normalizeContentType(spec.contentType)
 	if p != nil {
-		return uploadResponse{}, p
+		return intent{}, p
 	}
 	if spec.size < 0 {
-		return uploadResponse{}, problemf(probInvalidSize, "size must not be negative")
+		return intent{}, problemf(probInvalidSize, "size must not be negative")
 	}
-	switch spec.method {
-	case "":
-		spec.method = MethodPut
-		if spec.size > maxSinglePut {
-			spec.method = MethodMultipart
-		}
-	case MethodPut, MethodPost, MethodMultipart:
-	default:
-		return uploadResponse{}, problemf(probInvalidMethod, "method %q is not put, post or multipart", spec.method)
+	if spec.method, p = chooseMethod(spec.method, spec.size); p != nil {
+		return intent{}, p
 	}
-	if spec.method != MethodMultipart && spec.size > maxSinglePut {
-		return uploadResponse{}, problemf(probInvalidSize, "size %d exceeds S3's %d-byte limit for a single %s; use method multipart", spec.size, int64(maxSinglePut), spec.method)
-	}
-	if spec.size > maxMultipart {
-		return uploadResponse{}, problemf(probInvalidSize, "size %d exceeds S3's object limit of %d bytes", spec.size, int64(maxMultipart))
-	}
-
 	id, err := uuid.NewV7()
 	if err != nil {
-		return uploadResponse{}, s.internalProblem(ctx, "generate id", err)
+		return intent{}, s.internalProblem(ctx, "generate id", err)
 	}
 	key := objectKey(s.cfg.KeyPrefix, owner, id, name)
 	rule, _ := s.policy.For(key)
 	if v := rule.CheckDeclared(ct, spec.size); v != nil {
-		kind := probTooLarge
-		if v.Reason != "too_large" {
-			kind = probTypeNotAllowed
+		kind := probTypeNotAllowed
+		if v.Reason == pipeline.ReasonTooLarge {
+			kind = probTooLarge
 		}
 		pr := problemf(kind, "%s", v.Detail)
 		pr.Reason = v.Reason
-		return uploadResponse{}, pr
+		return intent{}, pr
 	}
+	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule}, nil
+}
 
+// chooseMethod returns the upload method for a declared size: method itself when given (checked
+// against S3's limits), else put, or multipart above S3's single-request limit.
+func chooseMethod(method string, size int64) (string, *Problem) {
+	switch method {
+	case "":
+		method = MethodPut
+		if size > maxSinglePut {
+			method = MethodMultipart
+		}
+	case MethodPut, MethodPost, MethodMultipart:
+	default:
+		return "", problemf(probInvalidMethod, "method %q is not put, post or multipart", method)
+	}
+	if method != MethodMultipart && size > maxSinglePut {
+		return "", problemf(probInvalidSize, "size %d exceeds S3's %d-byte limit for a single %s; use method multipart", size, int64(maxSinglePut), method)
+	}
+	if size > maxMultipart {
+		return "", problemf(probInvalidSize, "size %d exceeds S3's object limit of %d bytes", size, int64(maxMultipart))
+	}
+	return method, nil
+}
+
+// signIntent returns what the client needs to upload in: a presigned PUT, a POST policy, or the id
+// of a multipart upload it creates in S3.
+func (s *Server) signIntent(ctx context.Context, in intent) (uploadResponse, *Problem) {
 	now := s.now()
-	resp := uploadResponse{ID: id, Bucket: s.bucket, Key: key, Method: spec.method, ExpiresAt: now.Add(spec.expires).UTC().Truncate(time.Second)}
-	var checksum string
-	if spec.sha256 != nil {
-		checksum = base64.StdEncoding.EncodeToString(spec.sha256)
-	}
-	switch spec.method {
+	resp := uploadResponse{ID: in.id, Bucket: s.bucket, Key: in.key, Method: in.spec.method, ExpiresAt: now.Add(in.spec.expires).UTC().Truncate(time.Second)}
+	switch in.spec.method {
 	case MethodPut:
-		u, err := s.signer.Presign(ctx, sigv4.Input{
-			Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: key, Now: now, Expires: spec.expires,
-			ContentType: ct, ContentLength: spec.size, ChecksumSHA256: checksum,
-		})
-		if err != nil {
-			return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
-		}
-		resp.URL = u
-		resp.Headers = map[string]string{"Content-Type": ct, "Content-Length": strconv.FormatInt(spec.size, 10)}
-		if checksum != "" {
-			resp.Headers["x-amz-checksum-sha256"] = checksum
-		}
+		return s.signPut(ctx, in, now, resp)
 	case MethodPost:
-		minSize, maxSize := spec.size, spec.size
-		if !spec.sizeDeclared {
-			minSize, maxSize = 0, maxSinglePut
-			if rule.MaxSize > 0 && rule.MaxSize < maxSize {
-				maxSize = rule.MaxSize
-			}
-		}
-		u, fields, err := s.presignPost(ctx, key, ct, minSize, maxSize, spec.expires)
-		if err != nil {
-			return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
-		}
-		resp.URL, resp.Fields = u, fields
-	case MethodMultipart:
-		resp.ExpiresAt = now.Add(s.deadline).UTC().Truncate(time.Second)
-		cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
-		out, err := s.s3.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{
-			Bucket: aws.String(s.bucket), Key: aws.String(key), ContentType: aws.String(ct),
-		})
-		cancel()
-		if err != nil {
-			return uploadResponse{}, s.s3Problem(ctx, "create multipart upload", err)
-		}
-		resp.UploadID = aws.ToString(out.UploadId)
+		return s.signPost(ctx, in, resp)
+	default:
+		return s.createMultipart(ctx, in, now, resp)
 	}
+}
 
+// signPut presigns a PUT with the content type, length and (when declared) SHA-256 signed.
+func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp uploadResponse) (uploadResponse, *Problem) {
+	var checksum string
+	if in.spec.sha256 != nil {
+		checksum = base64.StdEncoding.EncodeToString(in.spec.sha256)
+	}
+	u, err := s.signer.Presign(ctx, sigv4.Input{
+		Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: in.key, Now: now, Expires: in.spec.expires,
+		ContentType: in.ct, ContentLength: in.spec.size, ChecksumSHA256: checksum,
+	})
+	if err != nil {
+		return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
+	}
+	resp.URL = u
+	resp.Headers = map[string]string{"Content-Type": in.ct, "Content-Length": strconv.FormatInt(in.spec.size, 10)}
+	if checksum != "" {
+		resp.Headers["x-amz-checksum-sha256"] = checksum
+	}
+	return resp, nil
+}
+
+// signPost signs a POST policy for the declared size, or for up to the policy's max_size when the
+// size is not declared (Uppy).
+func (s *Server) signPost(ctx context.Context, in intent, resp uploadResponse) (uploadResponse, *Problem) {
+	minSize, maxSize := in.spec.size, in.spec.size
+	if !in.spec.sizeDeclared {
+		minSize, maxSize = 0, maxSinglePut
+		if in.rule.MaxSize > 0 && in.rule.MaxSize < maxSize {
+			maxSize = in.rule.MaxSize
+		}
+	}
+	u, fields, err := s.presignPost(ctx, in.key, in.ct, minSize, maxSize, in.spec.expires)
+	if err != nil {
+		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+	}
+	resp.URL, resp.Fields = u, fields
+	return resp, nil
+}
+
+// createMultipart creates the multipart upload in S3; it expires at the multipart deadline.
+func (s *Server) createMultipart(ctx context.Context, in intent, now time.Time, resp uploadResponse) (uploadResponse, *Problem) {
+	resp.ExpiresAt = now.Add(s.deadline).UTC().Truncate(time.Second)
+	cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
+	defer cancel()
+	out, err := s.s3.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: aws.String(in.key), ContentType: aws.String(in.ct),
+	})
+	if err != nil {
+		return uploadResponse{}, s.s3Problem(ctx, "create multipart upload", err)
+	}
+	resp.UploadID = aws.ToString(out.UploadId)
+	return resp, nil
+}
+
+// persistIntent records the intent. A multipart upload whose row could not be written is aborted
+// (nobody could complete it); one that was recorded gets its abort scheduled at the deadline.
+func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadResponse) *Problem {
 	var mpID *string
 	if resp.UploadID != "" {
 		mpID = &resp.UploadID
 	}
-	err = s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
-		ID: id, Owner: owner, Bucket: s.bucket, Key: key, Method: spec.method, Filename: spec.filename,
-		ContentType: ct, Size: spec.size, SizeDeclared: spec.sizeDeclared, Sha256: spec.sha256,
+	err := s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
+		ID: in.id, Owner: in.owner, Bucket: s.bucket, Key: in.key, Method: in.spec.method, Filename: in.spec.filename,
+		ContentType: in.ct, Size: in.spec.size, SizeDeclared: in.spec.sizeDeclared, Sha256: in.spec.sha256,
 		MultipartUploadID: mpID, ExpiresAt: resp.ExpiresAt,
 	})
 	if err != nil {
 		if mpID != nil {
-			s.abortQuietly(key, resp.UploadID)
+			s.abortQuietly(in.key, resp.UploadID)
 		}
-		return uploadResponse{}, s.internalProblem(ctx, "record upload intent", err)
+		return s.internalProblem(ctx, "record upload intent", err)
 	}
-	if spec.method == MethodMultipart {
-		if s.aborts == nil {
-			s.log.DebugContext(ctx, "no abort scheduler: multipart upload left to the sweep", "key", key, "upload_id", resp.UploadID)
-		} else if err := s.aborts.ScheduleAbort(ctx, s.bucket, key, resp.UploadID, resp.ExpiresAt); err != nil {
-			s.log.WarnContext(ctx, "schedule multipart abort failed; the periodic sweep will clean up", "key", key, "upload_id", resp.UploadID, "err", err)
-		}
+	if mpID == nil {
+		return nil
 	}
-	s.metrics.presigns.WithLabelValues(spec.method).Inc()
-	return resp, nil
+	if s.aborts == nil {
+		s.log.DebugContext(ctx, "no abort scheduler: multipart upload left to the sweep", "key", in.key, "upload_id", resp.UploadID)
+	} else if err := s.aborts.ScheduleAbort(ctx, s.bucket, in.key, resp.UploadID, resp.ExpiresAt); err != nil {
+		s.log.WarnContext(ctx, "schedule multipart abort failed; the periodic sweep will clean up", "key", in.key, "upload_id", resp.UploadID, "err", err)
+	}
+	return nil
 }
 
 // presignPost signs a POST policy bound to the key, the exact content type and a length range.
