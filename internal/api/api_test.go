@@ -62,6 +62,12 @@ func (r *recordingAborts) ScheduleAbort(_ context.Context, bucket, key, uploadID
 type setupOpts struct {
 	api    func(*config.API)
 	policy *pipeline.Policy
+	// share, when set, serves the same schema and bucket as another bundle (a second replica).
+	share *testBundle
+	// waits wakes long polls (nil: they answer at once).
+	waits Waiter
+	// queries wraps the server's queries.
+	queries func(Queries) Queries
 }
 
 func testAPIConfig() config.API {
@@ -99,16 +105,25 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	if pol == nil {
 		pol = testPolicy()
 	}
-	st := testkit.DB(t)
 	s3c := testkit.S3()
-	bucket := testkit.Bucket(t, s3c)
+	var st *store.Store
+	var bucket string
+	if o.share != nil {
+		st, bucket = o.share.st, o.share.bucket
+	} else {
+		st, bucket = testkit.DB(t), testkit.Bucket(t, s3c)
+	}
+	var q Queries = st.Q
+	if o.queries != nil {
+		q = o.queries(q)
+	}
 	reg := prometheus.NewRegistry()
 	aborts := &recordingAborts{calls: make(chan string, 16)}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	srv, err := New(ctx, Options{
-		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: st.Q, S3: s3c,
-		Presign: objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()), Aborts: aborts,
+		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: s3c,
+		Presign: objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()), Aborts: aborts, Waits: o.waits,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg,
 	})
 	require.NoError(t, err)

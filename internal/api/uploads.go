@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -45,6 +46,9 @@ type createUploadRequest struct {
 	SHA256    string `json:"sha256,omitempty"`
 	Method    string `json:"method,omitempty"`
 	ExpiresIn *int64 `json:"expires_in,omitempty"`
+	// Metadata is the app's own JSON object (at most 2 KiB), returned with the status and in
+	// every notification.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // uploadResponse describes an intent and how to upload.
@@ -70,6 +74,7 @@ type intentSpec struct {
 	sha256       []byte
 	method       string
 	expires      time.Duration
+	metadata     json.RawMessage // as received; validated by validateIntent
 }
 
 func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
@@ -80,7 +85,8 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	if req.Size == nil {
 		return problemf(probInvalidSize, "size is required")
 	}
-	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true, method: req.Method}
+	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true,
+		method: req.Method, metadata: req.Metadata}
 	if req.SHA256 != "" {
 		sum, p := parseSHA256(req.SHA256)
 		if p != nil {
@@ -142,6 +148,7 @@ type intent struct {
 	key   string
 	ct    string // normalized content type
 	rule  pipeline.Rule
+	meta  []byte // compact metadata, nil when none
 }
 
 // validateIntent checks spec (file name, content type, size, method) and the policy rule of the
@@ -161,6 +168,10 @@ func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSp
 	if spec.method, p = chooseMethod(spec.method, spec.size); p != nil {
 		return intent{}, p
 	}
+	meta, p := parseMetadata(spec.metadata)
+	if p != nil {
+		return intent{}, p
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return intent{}, s.internalProblem(ctx, "generate id", err)
@@ -176,7 +187,7 @@ func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSp
 		pr.Reason = v.Reason
 		return intent{}, pr
 	}
-	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule}, nil
+	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule, meta: meta}, nil
 }
 
 // chooseMethod returns the upload method for a declared size: method itself when given (checked
@@ -280,7 +291,7 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 	err := s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
 		ID: in.id, Owner: in.owner, Bucket: s.bucket, Key: in.key, Method: in.spec.method, Filename: in.spec.filename,
 		ContentType: in.ct, Size: in.spec.size, SizeDeclared: in.spec.sizeDeclared, Sha256: in.spec.sha256,
-		MultipartUploadID: mpID, ExpiresAt: resp.ExpiresAt,
+		MultipartUploadID: mpID, ExpiresAt: resp.ExpiresAt, Metadata: in.meta,
 	})
 	if err != nil {
 		if mpID != nil {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -16,8 +17,10 @@ import (
 // Uppy's @uppy/aws-s3 plugin, given `companionEndpoint`, calls Companion's S3 routes. intake serves
 // them with Companion's shapes so an unmodified Uppy client uploads through intake. Uppy does not send
 // the file's size on these routes, so their intents have no declared size (size_declared = false):
-// POST uploads are bound by the policy's max_size instead. Uppy's metadata is accepted and ignored (it
-// is not written as x-amz-meta-*, so the POST policy stays exact).
+// POST uploads are bound by the policy's max_size instead. Uppy's metadata (metadata[k]=v on
+// /s3/params, "metadata" on POST /s3/multipart) becomes the intent's metadata, returned with its
+// status and in its notifications, exactly as the metadata of POST /v1/uploads; it is not written as
+// x-amz-meta-*, so the POST policy stays exact.
 
 const defaultUppyType = "application/octet-stream"
 
@@ -32,8 +35,12 @@ func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principa
 	if ct == "" {
 		ct = defaultUppyType
 	}
+	meta, p := uppyQueryMetadata(q)
+	if p != nil {
+		return p
+	}
 	resp, p := s.newIntent(r.Context(), who.owner, intentSpec{
-		filename: q.Get("filename"), contentType: ct, method: MethodPost, expires: s.cfg.PresignExpiry,
+		filename: q.Get("filename"), contentType: ct, method: MethodPost, expires: s.cfg.PresignExpiry, metadata: meta,
 	})
 	if p != nil {
 		return p
@@ -58,9 +65,9 @@ func uppySingle(q map[string][]string, names ...string) *Problem {
 // uppyCreateMultipart: POST /s3/multipart {filename, type, metadata} → {key, uploadId, bucket}.
 func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	var req struct {
-		Filename string            `json:"filename"`
-		Type     string            `json:"type"`
-		Metadata map[string]string `json:"metadata"`
+		Filename string          `json:"filename"`
+		Type     string          `json:"type"`
+		Metadata json.RawMessage `json:"metadata"`
 	}
 	if p := decodeJSON(w, r, &req); p != nil {
 		return p
@@ -70,6 +77,7 @@ func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who
 	}
 	resp, p := s.newIntent(r.Context(), who.owner, intentSpec{
 		filename: req.Filename, contentType: req.Type, method: MethodMultipart, expires: s.cfg.PresignExpiry,
+		metadata: req.Metadata,
 	})
 	if p != nil {
 		return p

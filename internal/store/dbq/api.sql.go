@@ -15,9 +15,9 @@ import (
 const aPICreateUpload = `-- name: APICreateUpload :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, expires_at)
+                     sha256, multipart_upload_id, expires_at, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        $10, $11, $12)
+        $10, $11, $12, $13)
 `
 
 type APICreateUploadParams struct {
@@ -33,6 +33,7 @@ type APICreateUploadParams struct {
 	Sha256            []byte
 	MultipartUploadID *string
 	ExpiresAt         time.Time
+	Metadata          []byte
 }
 
 // Queries of the HTTP API (internal/api). Every read is scoped to the caller (owner), so another
@@ -51,6 +52,7 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 		arg.Sha256,
 		arg.MultipartUploadID,
 		arg.ExpiresAt,
+		arg.Metadata,
 	)
 	return err
 }

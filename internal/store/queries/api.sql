@@ -3,9 +3,9 @@
 
 -- name: APICreateUpload :exec
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, expires_at)
+                     sha256, multipart_upload_id, expires_at, metadata)
 VALUES (@id, @owner, @bucket, @key, @method, @filename, @content_type, @size, @size_declared,
-        @sha256, @multipart_upload_id, @expires_at);
+        @sha256, @multipart_upload_id, @expires_at, @metadata);
 
 -- name: APIGetUpload :one
 SELECT * FROM uploads WHERE id = @id AND owner = @owner;
