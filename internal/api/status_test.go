@@ -130,7 +130,7 @@ func TestUploadMetadataInvalid(t *testing.T) {
 // TestUploadStatusAttacks: only the owner sees an upload, waiting or not.
 func TestUploadStatusAttacks(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOpts{share: setup(t)})
+	b := setup(t)
 	b = setup(t, setupOpts{share: b, waits: listen(t, b.st)}) // long polls really wait here
 	id, _ := createIntent(t, b, map[string]any{"metadata": map[string]string{"secret": "alice's"}})
 	for _, c := range []struct {
