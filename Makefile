@@ -36,7 +36,7 @@ run: up build ## Bring the stack up and run `intake run` with the local configur
 	@echo "==> intake run against the local stack:"; $(STACK) env | sed 's/SECRET_ACCESS_KEY=.*/SECRET_ACCESS_KEY=****/; s/^/    /'
 	@echo "==> WARNING: INTAKE_API_INSECURE_DEV_AUTH=true — every API request is accepted as owner 'dev'. Never do this outside your machine."
 	@set -a; eval "$$($(STACK) env)"; set +a; \
-	  INTAKE_MIGRATE=true INTAKE_API_INSECURE_DEV_AUTH=true INTAKE_API_CORS_ORIGINS='*' exec $(BIN)/intake run
+	  INTAKE_MIGRATE=true INTAKE_API_INSECURE_DEV_AUTH=true INTAKE_API_CORS_ORIGINS='*' INTAKE_WEBHOOK_ALLOW_PRIVATE=true exec $(BIN)/intake run
 
 .PHONY: browser
 browser: ## Install what the API's browser test and benchmark need (Chromium, npm packages); idempotent.

@@ -19,8 +19,13 @@ func validConfig() Config {
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
 		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour},
+		Webhook:  Webhook{Timeout: 10 * time.Second, Concurrency: 20, Retention: 24 * time.Hour},
 	}
 }
+
+// testSecret is a valid webhook secret (24 bytes).
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
@@ -47,6 +52,18 @@ func TestValidate(t *testing.T) {
 		{"jobs bounds", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepCron = " "; c.Jobs.Concurrency = 0 }, []string{"INTAKE_JOBS_SWEEP_CRON", "INTAKE_JOBS_CONCURRENCY"}},
 		{"jobs not checked for api", []string{RoleAPI}, func(c *Config) { c.Jobs.Concurrency = 0 }, nil},
 		{"bad api keys", []string{RoleAPI}, func(c *Config) { c.API.Keys = "nokey" }, []string{"INTAKE_API_KEYS"}},
+		{"webhook", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "https://app.example.com/hooks", testSecret }, nil},
+		{"webhook url without secret", []string{RoleJobs}, func(c *Config) { c.Webhook.URL = "https://app.example.com/hooks" }, []string{"INTAKE_WEBHOOK_SECRET: required"}},
+		{"webhook secret without url", []string{RoleJobs}, func(c *Config) { c.Webhook.Secret = testSecret }, []string{"INTAKE_WEBHOOK_URL: required"}},
+		{"webhook bad url and secret", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "ftp://x", "secret" },
+			[]string{"INTAKE_WEBHOOK_URL: scheme", "INTAKE_WEBHOOK_SECRET: must start with \"whsec_\""}},
+		{"webhook short key", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "https://x", "whsec_c2hvcnQ=" }, []string{"INTAKE_WEBHOOK_SECRET: the key is 5 bytes"}},
+		{"webhook bounds", []string{RoleJobs}, func(c *Config) { c.Webhook.Timeout, c.Webhook.Concurrency, c.Webhook.Retention = 0, 0, time.Minute },
+			[]string{"INTAKE_WEBHOOK_TIMEOUT", "INTAKE_WEBHOOK_CONCURRENCY", "INTAKE_WEBHOOK_RETENTION"}},
+		{"webhooks not checked for api", []string{RoleAPI}, func(c *Config) { c.Webhook.Secret = "x" }, nil},
+		{"notify queue", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app-uploads" }, nil},
+		{"notify queue of intake's", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "intake-default" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE", "intake's own"}},
+		{"notify queue with spaces", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app uploads" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
