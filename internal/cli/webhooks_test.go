@@ -108,7 +108,9 @@ const e2eAPIKey = "alice-e2e-key-0123456789"
 //  2. A daemon with every role starts: the relay sends both notifications, the abort task of the
 //     multipart upload (due) aborts it and adds the third; the receiver fails every first attempt
 //     (503). Once the three deliveries wait for their retry, the daemon is killed with SIGKILL.
-//  3. A daemon with every role starts again: the retries deliver the three notifications.
+//  3. A daemon with every role starts again: the retries deliver the notifications; the one whose
+//     task was archived meanwhile (as when its retries run out) is listed by `intake jobs list`
+//     and delivered by `intake jobs run --all`.
 //
 // The receiver verifies every request with the specification's library and sees exactly three
 // webhook-ids (valid, rejected, aborted), each delivered once after two attempts, each carrying the
@@ -217,11 +219,22 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		retry, err := insp.ListRetryTasks(webhook.Queue)
 		return err == nil && len(retry) == 3
 	}, 30*time.Second, 20*time.Millisecond, "the three deliveries wait for their retry")
+	// The rejected upload's delivery is archived, as when its day of retries runs out.
+	var rejectedRow int64
+	require.NoError(t, pool.QueryRow(ctx, "SELECT id FROM outbox WHERE upload_id = $1", rejectedID).Scan(&rejectedRow))
+	require.NoError(t, insp.ArchiveTask(webhook.Queue, webhook.DeliverTaskID(rejectedRow, webhook.DefaultEndpoint)))
 	c.kill9(t)
 
-	// 3. The retries deliver after the restart.
+	// 3. The retries deliver after the restart; the operator runs the archived one again.
 	d := startDaemon(t, bin, env, "all", addrA)
-	all := recv.WaitDelivered(3, 90*time.Second)
+	recv.WaitDelivered(2, 90*time.Second)
+	code, out, stderr := runIntake(t, bin, env, "jobs", "list", "--queue", webhook.Queue)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, webhook.DeliverTaskID(rejectedRow, webhook.DefaultEndpoint))
+	require.Contains(t, out, "1 archived tasks")
+	code, _, stderr = runIntake(t, bin, env, "jobs", "run", "--queue", webhook.Queue, "--all")
+	require.Equal(t, 0, code, stderr)
+	all := recv.WaitDelivered(3, 60*time.Second)
 	require.Len(t, all, 3)
 	wantOrder := map[string]struct{ typ, order string }{
 		validID:    {tasks.EventUploadValid, "V"},
