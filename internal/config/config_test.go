@@ -26,7 +26,6 @@ func validConfig() Config {
 // testSecret is a valid webhook secret (24 bytes).
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	require.NoError(t, func() error { c := validConfig(); return c.Validate(AllRoles) }())
