@@ -251,7 +251,7 @@ var metrics = map[string]metricInfo{
 	"intake_consumer_delete_batch_messages":       {histogram, nil},
 	"intake_pipeline_batch_size":                  {histogram, []string{"statement"}},
 	"intake_intent_batch_rows":                    {histogram, nil},
-	"intake_consumer_paused":                      {gauge, nil},
+	"intake_consumer_paused":                      {gauge, []string{"dependency"}},
 	"intake_consumer_inflight":                    {gauge, nil},
 	"intake_queue_depth":                          {gauge, []string{"queue", "state"}},
 	"intake_verdicts_total":                       {counter, []string{"verdict", "reason"}},

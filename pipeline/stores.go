@@ -10,8 +10,8 @@ import (
 
 // ErrUnavailable marks retryable failures caused by a dependency outage
 // (PostgreSQL or S3 unreachable, 5xx, throttling). The consumer pauses
-// receiving when it sees one. Adapters wrap it:
-// fmt.Errorf("record %s: %v: %w", key, err, ErrUnavailable).
+// receiving when it sees one. Adapters return an [UnavailableError], which
+// matches it and names the dependency: Unavailable(DependencyPostgres, err).
 var ErrUnavailable = errors.New("dependency unavailable")
 
 // ErrNotFound is wrapped by [ObjectStore] methods when the object (or its

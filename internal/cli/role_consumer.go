@@ -7,13 +7,17 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/ingress"
+	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/consumer"
 )
 
 // startConsumer builds the consumer role: the pipeline Processor (policy from INTAKE_POLICY_FILE),
-// the SQS consumer that drives it (stopped within ShutdownGrace), its readiness checks, and the
-// event ingress (POST /v1/events/s3) when INTAKE_CONSUMER_INGRESS_TOKEN is set.
+// the SQS consumer that drives it (stopped within ShutdownGrace; while an outage pauses it, it
+// checks PostgreSQL, writable, and the bucket), its readiness checks (the consumer is not ready
+// while paused), and the event ingress (POST /v1/events/s3) when INTAKE_CONSUMER_INGRESS_TOKEN is
+// set.
 func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	cfg := a.Cfg
 	log := a.Log.With("role", config.RoleConsumer)
@@ -25,15 +29,21 @@ func startConsumer(_ context.Context, a *App) ([]Component, error) {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	c, err := consumer.New(consumer.Config{
-		Client:     a.SQS,
-		QueueURL:   cfg.QueueURL,
-		DLQURL:     cfg.DLQURL,
-		Receivers:  cfg.Consumer.Receivers,
-		Workers:    cfg.Consumer.Workers,
-		Visibility: cfg.Consumer.Visibility,
-		WaitTime:   cfg.Consumer.WaitTime,
-		MaxBackoff: cfg.Consumer.MaxBackoff,
-		Grace:      cfg.ShutdownGrace,
+		Client:         a.SQS,
+		QueueURL:       cfg.QueueURL,
+		DLQURL:         cfg.DLQURL,
+		Receivers:      cfg.Consumer.Receivers,
+		Workers:        cfg.Consumer.Workers,
+		Visibility:     cfg.Consumer.Visibility,
+		WaitTime:       cfg.Consumer.WaitTime,
+		MaxBackoff:     cfg.Consumer.MaxBackoff,
+		Grace:          cfg.ShutdownGrace,
+		MessageTimeout: cfg.Consumer.MessageTimeout,
+		// While an outage pauses it, the consumer checks these instead of receiving messages.
+		Dependencies: []consumer.Dependency{
+			{Name: pipeline.DependencyPostgres, Check: a.Store.CheckWritable},
+			{Name: pipeline.DependencyS3, Check: func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) }},
+		},
 		Processor:  proc,
 		Log:        log,
 		Registerer: a.Registry,

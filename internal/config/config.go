@@ -128,6 +128,9 @@ type Consumer struct {
 	WaitTime time.Duration `name:"wait-time" env:"WAIT_TIME" default:"20s" help:"Long-poll wait time (max 20s)."`
 	// MaxBackoff caps the visibility delay given to retried messages.
 	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages."`
+	// MessageTimeout bounds the processing of one message (inspection, hash): past it the
+	// processing is cancelled, the heartbeat stops extending the message, and it is retried later.
+	MessageTimeout time.Duration `name:"message-timeout" env:"MESSAGE_TIMEOUT" default:"5m" help:"Longest processing of one message (inspection, hash) before it is cancelled and retried later."`
 	// Archive stores raw bodies in the events table for replay.
 	Archive bool `name:"archive" env:"ARCHIVE" help:"Archive raw event bodies in PostgreSQL."`
 	// HashMaxSize is the largest object whose SHA-256 is computed (0 = only when the intent declared one).
@@ -322,6 +325,11 @@ func (c Consumer) validate() error {
 	}
 	if c.MaxBackoff < time.Second || c.MaxBackoff > 12*time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MAX_BACKOFF: %s not in 1s..12h", c.MaxBackoff))
+	}
+	// At least the visibility (the heartbeat keeps a message that long anyway), well under SQS's
+	// 12 h visibility cap.
+	if c.MessageTimeout < c.Visibility || c.MessageTimeout > 6*time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MESSAGE_TIMEOUT: %s not in INTAKE_CONSUMER_VISIBILITY (%s)..6h", c.MessageTimeout, c.Visibility))
 	}
 	if c.HashMaxSize < 0 {
 		errs = append(errs, errors.New("INTAKE_CONSUMER_HASH_MAX_SIZE: must not be negative"))

@@ -2,17 +2,47 @@ package objstore
 
 import (
 	"io"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
 
+// Timeouts of intake's AWS clients. A request waits at most its client's response timeout for the
+// server's answer once it is sent, so a half-open connection (accepted, then silent: a dead load
+// balancer, a frozen server) fails the call instead of hanging its caller forever. Reading a body
+// (a GetObject being hashed) is bounded by the caller's context instead.
+const (
+	// SQSResponseTimeout exceeds SQS's longest long poll (20 s) by a margin.
+	SQSResponseTimeout = 30 * time.Second
+	// S3ResponseTimeout leaves room for a CopyObject of up to 5 GiB, which some servers (MinIO)
+	// answer only once the copy is done.
+	S3ResponseTimeout = time.Minute
+	// dialTimeout bounds establishing a connection (the SDK's default is 30 s).
+	dialTimeout = 5 * time.Second
+)
+
 // HTTPClient is the HTTP client every intake AWS client uses: the SDK's default transport with
 // room for idle connections per host (the consumer's workers call S3 and SQS concurrently; the
-// default keeps 10 and redials the rest), wrapped by WrapHTTPClient.
+// default keeps 10 and redials the rest), wrapped by WrapHTTPClient. NewClient, NewPresignClient
+// and queue.NewClient add their service's response timeout (WithResponseTimeout).
 func HTTPClient(idleConns int) aws.HTTPClient {
 	return TuneHTTPClient(awshttp.NewBuildableClient(), idleConns)
+}
+
+// WithResponseTimeout returns c with its transport's ResponseHeaderTimeout set to d and its dial
+// timeout to dialTimeout, when c is (a wrapped) SDK buildable client; any other client, or nil, is
+// returned as it is.
+func WithResponseTimeout(c aws.HTTPClient, d time.Duration) aws.HTTPClient {
+	b, ok := UnwrapHTTPClient(c).(*awshttp.BuildableClient)
+	if !ok {
+		return c
+	}
+	return WrapHTTPClient(b.
+		WithTransportOptions(func(tr *http.Transport) { tr.ResponseHeaderTimeout = d }).
+		WithDialerOptions(func(dl *net.Dialer) { dl.Timeout = dialTimeout }))
 }
 
 // TuneHTTPClient gives c (the SDK's buildable client, possibly already carrying a custom CA
@@ -44,6 +74,14 @@ func WrapHTTPClient(c aws.HTTPClient) aws.HTTPClient {
 		c = awshttp.NewBuildableClient()
 	}
 	return readOnlyBodies{c}
+}
+
+// UnwrapHTTPClient returns the client WrapHTTPClient wrapped (c itself when it is not wrapped).
+func UnwrapHTTPClient(c aws.HTTPClient) aws.HTTPClient {
+	if r, ok := c.(readOnlyBodies); ok {
+		return r.next
+	}
+	return c
 }
 
 type readOnlyBodies struct{ next aws.HTTPClient }

@@ -34,8 +34,9 @@ const hashBufSize = 64 << 10
 
 // Objects is the pipeline's [pipeline.ObjectStore] on S3. Errors wrap
 // [pipeline.ErrNotFound] for a missing object or bucket (404), [pipeline.ErrChanged] when a
-// conditional request fails (412: the object was replaced), and [pipeline.ErrUnavailable] when
-// [IsRetryable] says so (throttling, 5xx, transport errors).
+// conditional request fails (412: the object was replaced), and are an outage of S3
+// ([pipeline.UnavailableError], matching [pipeline.ErrUnavailable]) when [IsRetryable] says so
+// (throttling, 5xx, transport errors, timeouts).
 type Objects struct {
 	client *s3.Client
 	// presigned sends Peek's GETs without the SDK's middleware (nil: the SDK does).
@@ -371,7 +372,7 @@ func wrap(ctx context.Context, op, bucket, key string, err error) error {
 	case errors.Is(ctx.Err(), context.Canceled):
 		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
 	case IsRetryable(err):
-		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrUnavailable)
+		return pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("%s %s/%s: %w", op, bucket, key, err))
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
 }

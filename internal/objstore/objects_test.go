@@ -6,18 +6,22 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -278,6 +282,7 @@ func TestObjectsUnavailable(t *testing.T) {
 
 	_, err := objs.Head(ctx, "b", "k")
 	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	require.Equal(t, pipeline.DependencyS3, pipeline.UnavailableDependency(err), "the outage names S3")
 	_, err = objs.ReadPrefix(ctx, ref, 10)
 	require.ErrorIs(t, err, pipeline.ErrUnavailable)
 	_, _, err = objs.Hash(ctx, ref)
@@ -290,6 +295,43 @@ func TestObjectsUnavailable(t *testing.T) {
 	_, err = objs.Head(cctx, "b", "k")
 	require.Error(t, err)
 	require.False(t, errors.Is(err, pipeline.ErrUnavailable))
+}
+
+// A half-open S3 (the connection is accepted, no answer ever comes) fails the call after the
+// response timeout, as an outage of S3, instead of hanging the worker.
+func TestObjectsHalfOpen(t *testing.T) {
+	t.Parallel()
+	awsCfg := testkit.AWSConfig()
+	awsCfg.RetryMaxAttempts = 1
+	awsCfg.HTTPClient = objstore.WithResponseTimeout(objstore.HTTPClient(1), 300*time.Millisecond)
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String("http://" + testkit.Silent(t))
+		o.UsePathStyle = true
+	})
+	objs := objstore.NewObjects(client)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the bound, if the timeout did nothing
+	defer cancel()
+	_, err := objs.Head(ctx, "b", "k")
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	require.Equal(t, pipeline.DependencyS3, pipeline.UnavailableDependency(err))
+	require.NoError(t, ctx.Err(), "the response timeout ended the call, not the test's deadline: %v", err)
+}
+
+// The daemon's clients carry their response timeouts.
+func TestClientsResponseTimeouts(t *testing.T) {
+	t.Parallel()
+	transport := func(c aws.HTTPClient) *http.Transport {
+		t.Helper()
+		b, ok := objstore.UnwrapHTTPClient(c).(*awshttp.BuildableClient)
+		require.True(t, ok, "%T", c)
+		return b.GetTransport()
+	}
+	awsCfg := testkit.AWSConfig()
+	s3c := objstore.NewClient(awsCfg, testkit.AWS())
+	require.Equal(t, objstore.S3ResponseTimeout, transport(s3c.Options().HTTPClient).ResponseHeaderTimeout)
+	sqsc := queue.NewClient(awsCfg, testkit.AWS())
+	require.Equal(t, objstore.SQSResponseTimeout, transport(sqsc.Options().HTTPClient).ResponseHeaderTimeout)
+	require.Greater(t, objstore.SQSResponseTimeout, 20*time.Second, "longer than the longest long poll")
 }
 
 func TestCopySource(t *testing.T) {

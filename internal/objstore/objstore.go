@@ -30,9 +30,11 @@ func LoadAWS(ctx context.Context, c config.AWS) (aws.Config, error) {
 	return cfg, nil
 }
 
-// NewClient returns an S3 client for the daemon's own calls.
+// NewClient returns an S3 client for the daemon's own calls; its requests wait at most
+// S3ResponseTimeout for an answer.
 func NewClient(awsCfg aws.Config, c config.AWS) *s3.Client {
 	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.HTTPClient = WithResponseTimeout(o.HTTPClient, S3ResponseTimeout)
 		if c.S3Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.S3Endpoint)
 		}

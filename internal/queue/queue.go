@@ -18,11 +18,14 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/objstore"
 )
 
-// NewClient returns an SQS client for the configured endpoint.
+// NewClient returns an SQS client for the configured endpoint; its requests wait at most
+// objstore.SQSResponseTimeout for an answer (longer than any long poll).
 func NewClient(awsCfg aws.Config, c config.AWS) *sqs.Client {
 	return sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		o.HTTPClient = objstore.WithResponseTimeout(o.HTTPClient, objstore.SQSResponseTimeout)
 		if c.SQSEndpoint != "" {
 			o.BaseEndpoint = aws.String(c.SQSEndpoint)
 		}

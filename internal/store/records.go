@@ -5,15 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -21,7 +18,9 @@ import (
 )
 
 // Records is the pipeline's [pipeline.RecordStore] on PostgreSQL (queries in queries/objects.sql).
-// Errors caused by an unreachable or restarting server wrap [pipeline.ErrUnavailable].
+// Errors caused by an unreachable, restarting, read-only or overloaded server are outages of
+// PostgreSQL ([pipeline.UnavailableError], see Unavailable); serialization failures and deadlocks
+// are run again in place.
 //
 // From NewRecords, each call is its own statement. From NewBatchedRecords (the consumer's), the
 // intent lookups and the records of concurrent messages are grouped (group commit, as in
@@ -114,7 +113,9 @@ func (r *Records) Intent(ctx context.Context, bucket, key string) (*pipeline.Int
 
 // intent looks up one intent with one statement.
 func (r *Records) intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
-	found, err := r.intents(ctx, []objectKey{{bucket, key}})
+	found, err := retryConflicts(ctx, func(ctx context.Context) (map[objectKey]*pipeline.Intent, error) {
+		return r.intents(ctx, []objectKey{{bucket, key}})
+	})
 	if err != nil {
 		return nil, classify(ctx, fmt.Sprintf("look up intent of %s/%s", bucket, key), err)
 	}
@@ -127,7 +128,9 @@ func (r *Records) lookupBatch(ctx context.Context, calls []*call[objectKey, *pip
 	for i, c := range calls {
 		keys[i] = c.arg
 	}
-	found, err := r.intents(ctx, keys)
+	found, err := retryConflicts(ctx, func(ctx context.Context) (map[objectKey]*pipeline.Intent, error) {
+		return r.intents(ctx, keys)
+	})
 	for _, c := range calls {
 		if err != nil {
 			c.answer(nil, classify(c.ctx, fmt.Sprintf("look up intent of %s/%s (with %d others)", c.arg.bucket, c.arg.key, len(calls)-1), err))
@@ -169,7 +172,7 @@ func (r *Records) Record(ctx context.Context, rec pipeline.Record) (pipeline.Rec
 
 // record writes one record alone.
 func (r *Records) record(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {
-	out, err := r.writeRecords(ctx, []pipeline.Record{rec})
+	out, err := r.writeRecordsRetrying(ctx, []pipeline.Record{rec})
 	if err != nil {
 		return pipeline.Recorded{}, classify(ctx, fmt.Sprintf("record %s/%s", rec.Bucket, rec.Key), err)
 	}
@@ -187,7 +190,7 @@ func (r *Records) recordBatch(ctx context.Context, calls []*recordCall) {
 	for i, c := range calls {
 		recs[i] = c.arg
 	}
-	out, err := r.writeRecords(ctx, recs)
+	out, err := r.writeRecordsRetrying(ctx, recs)
 	switch {
 	case err == nil:
 		for i, c := range calls {
@@ -206,6 +209,12 @@ func (r *Records) recordBatch(ctx context.Context, calls []*recordCall) {
 			c.answer(pipeline.Recorded{}, classify(c.ctx, what, err))
 		}
 	}
+}
+
+// writeRecordsRetrying is writeRecords run again in place when it loses a serialization failure or
+// a deadlock (retryConflicts).
+func (r *Records) writeRecordsRetrying(ctx context.Context, recs []pipeline.Record) ([]pipeline.Recorded, error) {
+	return retryConflicts(ctx, func(ctx context.Context) ([]pipeline.Recorded, error) { return r.writeRecords(ctx, recs) })
 }
 
 // writeRecords runs one PipelineRecord per record in one pgx batch: one round trip, one implicit
@@ -292,41 +301,6 @@ func recordParams(rec pipeline.Record) dbq.PipelineRecordParams {
 		p.CompleteIntent = &id
 	}
 	return p
-}
-
-// classify wraps err with what was being done, adding pipeline.ErrUnavailable when the cause is the
-// database being unreachable rather than the statement.
-func classify(ctx context.Context, what string, err error) error {
-	if !errors.Is(ctx.Err(), context.Canceled) && Unavailable(err) {
-		return fmt.Errorf("%s: %v: %w", what, err, pipeline.ErrUnavailable)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
-// Unavailable reports whether a pgx error means PostgreSQL cannot be reached or is not accepting
-// work right now (connection refused or lost, timeouts, server shutting down or starting, too many
-// connections), as opposed to an error in the statement.
-func Unavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "08"): // connection exception
-			return true
-		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // admin/crash shutdown, cannot connect now
-			return true
-		case pgErr.Code == "53300": // too_many_connections
-			return true
-		}
-		return false
-	}
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.As(err, &connErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // optString maps "" to NULL.

@@ -42,7 +42,7 @@ type benchObject struct {
 }
 
 // uploadObjects puts n small text objects into a fresh bucket, 32 at a time.
-func uploadObjects(b *testing.B, client *s3.Client, bucket string, n int) []benchObject {
+func uploadObjects(b testing.TB, client *s3.Client, bucket string, n int) []benchObject {
 	b.Helper()
 	objs := make([]benchObject, n)
 	err := testkit.InParallel(n, 32, func(i int) error {

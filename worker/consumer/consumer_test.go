@@ -52,6 +52,9 @@ func TestNewValidates(t *testing.T) {
 		{"visibility above 12h", func(c *consumer.Config) { c.Visibility = 13 * time.Hour }, "Visibility"},
 		{"negative workers", func(c *consumer.Config) { c.Workers = -1 }, "Workers"},
 		{"negative grace", func(c *consumer.Config) { c.Grace = -time.Second }, "Grace"},
+		{"message timeout below the visibility", func(c *consumer.Config) { c.MessageTimeout = 30 * time.Second }, "MessageTimeout 30s not in Visibility (1m0s)..6h0m0s"},
+		{"message timeout near the visibility cap", func(c *consumer.Config) { c.MessageTimeout = 12 * time.Hour }, "MessageTimeout"},
+		{"dependency without a check", func(c *consumer.Config) { c.Dependencies = []consumer.Dependency{{Name: "postgres"}} }, "Dependencies[0] needs a Name and a Check"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,8 +269,9 @@ func TestHeartbeatKeepsSlowMessageInvisible(t *testing.T) {
 	assert.GreaterOrEqual(t, metric(t, s.reg, "intake_consumer_heartbeats_total"), 2.0)
 }
 
-// An outage error pauses every receiver: few messages are received and processed while the
-// dependency is down, and everything is processed once it is back.
+// An outage error pauses every receiver: while the dependency is down, nothing is received or
+// processed (the consumer checks the dependency itself), the consumer is not ready, and
+// everything is processed once it is back.
 func TestPausesOnUnavailable(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
@@ -277,13 +281,21 @@ func TestPausesOnUnavailable(t *testing.T) {
 	rec := newRecorder()
 	var down atomic.Bool
 	down.Store(true)
+	var checks atomic.Int64
 	const workers = 8
 	s := start(t, consumer.Config{
 		Client: client, QueueURL: q.URL, Workers: workers, Receivers: 4, RetryBase: time.Second,
+		Dependencies: []consumer.Dependency{{Name: "postgres", Check: func(context.Context) error {
+			checks.Add(1)
+			if down.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		}}},
 		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
 			rec.call(ctx, id, body)
 			if down.Load() {
-				return fmt.Errorf("record: connection refused: %w", pipeline.ErrUnavailable)
+				return pipeline.Unavailable(pipeline.DependencyPostgres, errors.New("record: connection refused"))
 			}
 			rec.commit(body)
 			return nil
@@ -292,31 +304,38 @@ func TestPausesOnUnavailable(t *testing.T) {
 	all := bodies("m", 40)
 	send(t, sqsClient, q.URL, all...)
 
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_paused") == 1 }, 10*time.Second, 10*time.Millisecond)
+	paused := func() bool { return metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres") == 1 }
+	require.Eventually(t, paused, 10*time.Second, 10*time.Millisecond)
 	time.Sleep(500 * time.Millisecond) // the messages in flight when the pause began fail
 	receivesAtPause := client.receives.Load()
 	callsAtPause := rec.total.Load()
-	time.Sleep(5500 * time.Millisecond) // the rest of the outage: pauses of 1, 2 and 4 s
-	pausedNow := metric(t, s.reg, "intake_consumer_paused")
+	time.Sleep(5500 * time.Millisecond) // the rest of the outage: checks after 1, 2 and 4 s
+	pausedNow := paused()
+	readyErr := s.c.Ready(context.Background())
 	receivesDuring := client.receives.Load() - receivesAtPause
 	callsDuring := rec.total.Load() - callsAtPause
+	checksDuring := checks.Load()
 	down.Store(false)
 
 	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == float64(len(all)) }, 60*time.Second, 50*time.Millisecond)
 	require.NoError(t, s.stop(t))
 
-	assert.Equal(t, 1.0, pausedNow, "still paused while the dependency is down")
+	assert.True(t, pausedNow, "still paused while the dependency is down")
+	require.ErrorContains(t, readyErr, "paused: postgres unavailable since", "not ready while paused")
 	// Without the pause, the 40 messages would be retried about every 1-2 s by four receivers:
-	// about a hundred calls in 5.5 s. Paused, only single-message probes go out.
-	assert.LessOrEqual(t, callsDuring, int64(workers), "processing calls during the outage")
-	assert.LessOrEqual(t, receivesDuring, int64(8), "receive calls during the outage")
-	assert.Zero(t, metric(t, s.reg, "intake_consumer_paused"), "resumed")
+	// about a hundred calls in 5.5 s. Paused, nothing is received: the dependency is checked.
+	assert.Zero(t, callsDuring, "processing calls during the outage")
+	assert.Zero(t, receivesDuring, "receive calls during the outage")
+	assert.GreaterOrEqual(t, checksDuring, int64(2), "the dependency itself was checked")
+	assert.Zero(t, metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres"), "resumed")
+	assert.Zero(t, metric(t, s.reg, "intake_messages_retried_total"), "an outage is not a retry")
+	assert.Positive(t, metric(t, s.reg, "intake_messages_deferred_total"))
 	_, committed := rec.snapshot()
 	require.Len(t, committed, len(all))
 	for _, b := range all {
 		assert.Equal(t, 1, committed[b], b)
 	}
-	t.Logf("during 5.5 s of outage: %d receives, %d processing calls", receivesDuring, callsDuring)
+	t.Logf("during 5.5 s of outage: %d receives, %d processing calls, %d checks", receivesDuring, callsDuring, checksDuring)
 }
 
 // SIGTERM while 20 slow messages are in flight: those that finish within the grace period are

@@ -20,7 +20,9 @@
 //     set short so that its receive count reaches maxReceiveCount quickly. When the queue has no
 //     redrive policy the message is hidden for MaxBackoff instead, so a poison message is not
 //     retried in a hot loop.
-//   - Any other error: the message is retried later. Its visibility is set to an exponential backoff
+//   - The error wraps pipeline.ErrUnavailable: a dependency is down. The message is hidden until
+//     the dependency's next check and receiving pauses (see "Outages").
+//   - Processing exceeded MessageTimeout, or any other error: the message is retried later. Its visibility is set to an exponential backoff
 //     computed from ApproximateReceiveCount (RetryBase doubled per receive, capped at MaxBackoff, with
 //     jitter).
 //
@@ -30,18 +32,61 @@
 // # Heartbeat
 //
 // While a message is processed its visibility is extended by Visibility every Visibility/2
-// (ChangeMessageVisibility), so a long inspection is not delivered a second time. The heartbeat
-// stops, and has stopped, before the message is settled.
+// (ChangeMessageVisibility), so a long inspection is not delivered a second time, until the
+// message timeout. The heartbeat stops, and has stopped, before the message is settled.
 //
 // # Outages
 //
-// When Process reports that a dependency is down (pipeline.ErrUnavailable), every receiver pauses,
-// for 1 s doubling up to 30 s, instead of receiving messages that would fail too. When a pause ends
-// a single receiver probes with a single message; the first success resumes everyone, another
-// outage error doubles the pause. Only results of messages received after the pause began count,
-// so a burst of failures from messages already in flight does not inflate the pause. Errors of
-// ReceiveMessage itself (queue unreachable) make that receiver back off the same way. The
-// intake_consumer_paused gauge is 1 while paused.
+// An outage pauses; it never spends a message's receives. When Process reports that a dependency
+// is down (an error wrapping pipeline.ErrUnavailable; a pipeline.UnavailableError names it:
+// "postgres" from internal/store, "s3" from internal/objstore), every receiver stops receiving at
+// once. No message is received to find out whether the dependency is back: the gate calls the
+// dependency's Check from Config.Dependencies (the daemon's: a query that fails on a read-only or
+// recovering PostgreSQL, a HeadBucket), 1 s after the first error, then with a backoff doubling to
+// 30 s (with jitter), each check bounded by 5 s, until it passes; then the receivers resume. An
+// outage that names no dependency is checked against all of them; a dependency without a Check
+// ends its outage when the backoff does.
+//
+// The messages in flight when the outage began fail too. Each is hidden (ChangeMessageVisibility)
+// until the next check, at least 5 s, doubled per earlier receive of the message (at most four
+// doublings, capped at MaxBackoff); this is not a retry (intake_messages_deferred_total, not
+// intake_messages_retried_total), and the 2 s retry schedule does not apply. Messages returned by
+// a long poll that was under way when the pause began are hidden the same way without being
+// processed.
+//
+// Receive counts. A message counts one receive each time ReceiveMessage hands it out. With the
+// queue's redrive after 5 receives: a message received just before a 5-minute outage (receive 1)
+// fails, is hidden for a few seconds, then stays visible in the queue for the rest of the outage,
+// but no receiver of this consumer asks for messages while it is paused, so it is received again
+// only once the check passed (receive 2), and committed. The length of the outage does not matter.
+// What can add receives: (1) other replicas that have not yet seen the outage: each replica
+// learns it from the first message it processes, which can be such a message, so a message can
+// take at most one receive per replica that was not paused yet; with the default redrive (the
+// sixth receive dead-letters) that is safe with up to three other replicas idle at the moment of
+// the outage (busy replicas learn from their own messages in flight); (2) a dependency that flaps, whose check passes while its work still fails
+// (a lock that makes every statement hit statement_timeout while SELECT 1 answers): each resume
+// lets the messages received then fail once more. Against that, a resume is confirmed only by a
+// message received after it that succeeds; until then a new pause starts from double the last
+// backoff, and a message's hiding doubles with each earlier receive, so a message needs about
+// 30 s + 1 m + 2 m + 4 m of flapping before its fifth receive.
+//
+// A failure that is not an outage (a message timeout included) is retried as described above, by
+// its receive count. ReceiveMessage's own errors (queue unreachable) make that receiver back off,
+// 1 s doubling to 30 s; each receive is bounded by WaitTime plus 10 s, so a half-open connection
+// does not hold a receiver.
+//
+// While paused, Ready fails with "paused: postgres unavailable since …", and the gauge
+// intake_consumer_paused{dependency} is 1 for each dependency found down. When the pause ends,
+// the log line "dependency available again: receivers resume" gives its whole length (paused_for,
+// from its start).
+//
+// # Message timeout
+//
+// Each Process call gets a context that ends after MessageTimeout (default 5 m): a stalled S3 read
+// or a hash that cannot finish frees its worker, and the message is retried later by its receive
+// count (an object that always stalls reaches the dead-letter queue, as a poison message does).
+// The heartbeat stops with that context, so a Processor that ignores it does not keep its message
+// invisible beyond the deadline and one more Visibility.
 //
 // # Shutdown
 //
@@ -53,8 +98,10 @@
 // # Metrics
 //
 // intake_messages_received_total, intake_messages_acked_total, intake_messages_retried_total,
+// intake_messages_deferred_total, intake_messages_timed_out_total,
 // intake_messages_dead_lettered_total{reason}, intake_messages_ack_failed_total,
-// intake_messages_released_total, intake_message_processing_seconds, intake_consumer_paused,
+// intake_messages_released_total, intake_message_processing_seconds,
+// intake_consumer_paused{dependency},
 // intake_consumer_heartbeats_total, intake_consumer_inflight, intake_consumer_receive_errors_total
 // and intake_queue_depth{queue="main"|"dlq",state="visible"|"inflight"}, polled every 30 s.
 //

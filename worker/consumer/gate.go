@@ -2,161 +2,258 @@ package consumer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// gate pauses the receivers while a dependency of the Processor is down. It is a circuit breaker:
-// closed (receive freely), open (nobody receives until the pause ends) and half-open (one receiver
-// probes with one message). See the package documentation, "Outages".
-type gate struct {
-	min, max time.Duration
-	gauge    prometheus.Gauge
-	log      *slog.Logger
-	now      func() time.Time
+// unknownDependency names the dependency of an outage error that does not say which one failed.
+const unknownDependency = "unknown"
 
-	mu       sync.Mutex
-	paused   bool
-	pausedAt time.Time     // start of the current pause
-	until    time.Time     // end of the current pause
-	pause    time.Duration // length of the current pause
-	probing  bool          // a probe is out
-	changed  chan struct{} // closed and replaced on every state change
-	epoch    uint64        // incremented whenever a pause starts or grows
+// Dependency is something the Processor needs, with a cheap check of it. While the consumer is
+// paused by an outage of a dependency, it calls Check (not ReceiveMessage) to learn when the
+// dependency is back.
+type Dependency struct {
+	// Name is the name the Processor's outage errors give it (pipeline.UnavailableError's
+	// Dependency: "postgres", "s3").
+	Name string
+	// Check returns nil when the dependency works again: a ping that also refuses a read-only
+	// database, a HeadBucket. Its context is bounded by a timeout.
+	Check func(ctx context.Context) error
 }
 
-func newGate(minPause, maxPause time.Duration, gauge prometheus.Gauge, log *slog.Logger) *gate {
-	return &gate{min: minPause, max: maxPause, gauge: gauge, log: log, now: time.Now, changed: make(chan struct{})}
+// gate pauses the receivers while a dependency of the Processor is down (see the package
+// documentation, "Outages"). Closed, receivers pass; paused, they wait, and run's prober checks
+// the dependencies that failed, with a jittered backoff, until every one passes.
+type gate struct {
+	checks       map[string]func(context.Context) error
+	min, max     time.Duration
+	probeTimeout time.Duration
+	gauge        *prometheus.GaugeVec
+	log          *slog.Logger
+	now          func() time.Time
+	jitter       func(time.Duration) time.Duration
+
+	mu      sync.Mutex
+	paused  bool
+	since   time.Time            // start of the current pause
+	down    map[string]time.Time // dependencies that failed during the current pause, since when
+	backoff time.Duration        // wait before the next probe
+	next    time.Time            // when the next probe is due
+	changed chan struct{}        // closed and replaced when the pause starts or ends
+	epoch   uint64               // incremented whenever a pause starts
+
+	// A check can pass while the work still fails (a lock makes every statement time out, yet
+	// SELECT 1 answers). Until a message received after a resume succeeds, the resume is
+	// unconfirmed: a new pause then starts from the backoff the last one reached, doubled.
+	resumedAt   time.Time
+	confirmed   bool
+	lastBackoff time.Duration
+}
+
+func newGate(deps []Dependency, minPause, maxPause, probeTimeout time.Duration, gauge *prometheus.GaugeVec, log *slog.Logger) *gate {
+	g := &gate{
+		checks: map[string]func(context.Context) error{}, min: minPause, max: maxPause, probeTimeout: probeTimeout,
+		gauge: gauge, log: log, now: time.Now, jitter: jitter, changed: make(chan struct{}), confirmed: true,
+	}
+	for _, d := range deps {
+		g.checks[d.Name] = d.Check
+		gauge.WithLabelValues(d.Name).Set(0) // export the series at 0
+	}
+	return g
 }
 
 // pass is a receiver's admission through the gate.
 type pass struct {
-	limit int       // how many messages it may receive
-	probe bool      // it is the probe: report through success, unavailable, neutral or probeDone
 	at    time.Time // when it was admitted
 	epoch uint64
 }
 
 // wait blocks while receiving is paused and admits the caller.
-func (g *gate) wait(ctx context.Context) (p pass, err error) {
+func (g *gate) wait(ctx context.Context) (pass, error) {
 	for {
 		g.mu.Lock()
 		if !g.paused {
-			p = pass{limit: maxBatch, at: g.now(), epoch: g.epoch}
+			p := pass{at: g.now(), epoch: g.epoch}
 			g.mu.Unlock()
 			return p, nil
 		}
 		ch := g.changed
-		left := g.until.Sub(g.now())
-		if left <= 0 && !g.probing {
-			g.probing = true
-			p = pass{limit: 1, probe: true, at: g.now(), epoch: g.epoch}
-			g.mu.Unlock()
-			return p, nil
-		}
 		g.mu.Unlock()
-
-		var timer *time.Timer
-		var timeout <-chan time.Time
-		if left > 0 {
-			timer = time.NewTimer(left)
-			timeout = timer.C
-		}
 		select {
 		case <-ctx.Done():
-			err = ctx.Err()
+			return pass{}, ctx.Err()
 		case <-ch:
-		case <-timeout:
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		if err != nil {
-			return pass{}, err
 		}
 	}
 }
 
-// valid reports whether a pass is still good: no pause started or grew since it was issued (a
-// receiver that waited for worker slots must not receive during a pause).
+// valid reports whether a pass is still good: no pause started since it was issued (a receiver
+// that waited for worker slots, or whose long poll was under way, must not receive or process
+// during a pause).
 func (g *gate) valid(p pass) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return p.probe || g.epoch == p.epoch
+	return !g.paused && g.epoch == p.epoch
 }
 
-// unavailable records an outage error of a message whose receiver was admitted at polled. Errors
-// of messages admitted before the current pause began do not lengthen it.
-func (g *gate) unavailable(polled time.Time, probe bool) {
+// unavailable records an outage of dep reported by a message processed now, starting a pause if
+// none is under way, and returns how long that message is to stay hidden: until the next probe is
+// due, at least minHide.
+func (g *gate) unavailable(dep string, minHide time.Duration) time.Duration {
+	if dep == "" {
+		dep = unknownDependency
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if probe {
-		g.probing = false
-	}
 	now := g.now()
-	switch {
-	case !g.paused:
-		g.paused, g.pause = true, g.min
-		g.gauge.Set(1)
-	case !probe && polled.Before(g.pausedAt):
-		return
-	default:
-		g.pause = min(g.pause*2, g.max)
-	}
-	g.pausedAt, g.until = now, now.Add(g.pause)
-	g.epoch++
-	g.log.Warn("dependency unavailable: pausing receivers", "pause", g.pause.String())
-	g.broadcast()
-}
-
-// success records a committed message polled at polled: a probe's, or any polled after the pause
-// began, ends the pause.
-func (g *gate) success(polled time.Time, probe bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if probe {
-		g.probing = false
-	}
-	if !g.paused || (!probe && polled.Before(g.pausedAt)) {
-		if probe {
-			g.broadcast()
+	if !g.paused {
+		g.paused, g.since = true, now
+		g.down = map[string]time.Time{}
+		g.backoff = g.min
+		if !g.confirmed && g.lastBackoff > 0 {
+			g.backoff = min(2*g.lastBackoff, g.max)
 		}
-		return
+		g.next = now.Add(g.backoff)
+		g.epoch++
+		g.log.Warn("dependency unavailable: receivers paused; checking it until it is back",
+			"dependency", dep, "first_check_in", g.backoff.String(), "resumed_unconfirmed", !g.confirmed)
+		g.broadcast()
 	}
-	g.paused = false
-	g.gauge.Set(0)
-	g.log.Info("dependency available again: receivers resume", "paused_for", g.now().Sub(g.pausedAt).Round(time.Millisecond).String())
-	g.broadcast()
+	if _, known := g.down[dep]; !known {
+		g.down[dep] = now
+		g.gauge.WithLabelValues(dep).Set(1)
+		if len(g.down) > 1 {
+			g.log.Warn("another dependency unavailable during the pause", "dependency", dep)
+		}
+	}
+	return max(g.next.Sub(now), minHide)
 }
 
-// neutral records a result that says nothing about the dependency (a malformed message, another
-// error). A probe's frees the way for the next probe.
-func (g *gate) neutral(probe bool) {
-	if !probe {
-		return
-	}
-	g.probeDone()
-}
-
-// probeDone ends a probe without a verdict (it received nothing, or its receive failed).
-func (g *gate) probeDone() {
+// success records a committed message whose receiver was admitted at polled: one received after
+// the last resume confirms it.
+func (g *gate) success(polled time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.probing = false
-	g.broadcast()
+	if !g.confirmed && !g.paused && !polled.Before(g.resumedAt) {
+		g.confirmed, g.lastBackoff = true, 0
+	}
 }
 
-// close clears the paused gauge at shutdown.
+// run is the prober: while paused, it waits for the next probe (the backoff, jittered), checks
+// every dependency that failed and resumes the receivers when all pass; otherwise the backoff
+// doubles up to max. It returns when ctx ends.
+func (g *gate) run(ctx context.Context) {
+	for {
+		g.mu.Lock()
+		paused, ch, wait := g.paused, g.changed, g.jitter(g.backoff)
+		g.mu.Unlock()
+		if !paused {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+			continue
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+		g.probe(ctx)
+	}
+}
+
+// probe checks the dependencies that failed (every configured one for an outage of an unknown
+// dependency) and resumes the receivers if all pass. It reports whether it resumed them.
+func (g *gate) probe(ctx context.Context) bool {
+	g.mu.Lock()
+	if !g.paused {
+		g.mu.Unlock()
+		return true
+	}
+	names := slices.Sorted(maps.Keys(g.down))
+	if _, ok := g.down[unknownDependency]; ok {
+		names = slices.Sorted(maps.Keys(g.checks))
+	}
+	g.mu.Unlock()
+
+	var errs []error
+	for _, name := range names {
+		check := g.checks[name]
+		if check == nil {
+			continue // nothing to check: the pause alone is the backoff
+		}
+		cctx, cancel := context.WithTimeout(ctx, g.probeTimeout)
+		err := check(cctx)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	if err := errors.Join(errs...); err != nil {
+		g.backoff = min(2*g.backoff, g.max)
+		g.next = now.Add(g.backoff)
+		g.log.Info("dependency still unavailable", "err", err, "next_check_in", g.backoff.String(),
+			"paused_for", now.Sub(g.since).Round(time.Millisecond).String())
+		return false
+	}
+	g.log.Info("dependency available again: receivers resume", "dependencies", strings.Join(slices.Sorted(maps.Keys(g.down)), ","),
+		"paused_for", now.Sub(g.since).Round(time.Millisecond).String())
+	for dep := range g.down {
+		g.gauge.WithLabelValues(dep).Set(0)
+	}
+	g.paused, g.down = false, nil
+	g.resumedAt, g.confirmed, g.lastBackoff = now, false, g.backoff
+	g.broadcast()
+	return true
+}
+
+// pausedBy describes the current pause for readiness: nil when not paused.
+func (g *gate) pausedBy() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.paused {
+		return nil
+	}
+	return fmt.Errorf("paused: %s unavailable since %s", strings.Join(slices.Sorted(maps.Keys(g.down)), ", "),
+		g.since.UTC().Format(time.RFC3339))
+}
+
+// close clears the paused gauges at shutdown.
 func (g *gate) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.gauge.Set(0)
+	for dep := range g.down {
+		g.gauge.WithLabelValues(dep).Set(0)
+	}
 }
 
 func (g *gate) broadcast() {
 	close(g.changed)
 	g.changed = make(chan struct{})
+}
+
+// remaining is how long until the next check of the paused dependencies, at least minHide
+// (minHide when not paused).
+func (g *gate) remaining(minHide time.Duration) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.paused {
+		return minHide
+	}
+	return max(g.next.Sub(g.now()), minHide)
 }

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// heartbeat extends a message's visibility by Visibility every Visibility/2 while it is processed.
-// A message that finishes sooner costs one timer and no call.
+// heartbeat extends a message's visibility by Visibility every Visibility/2 while it is processed,
+// until its context ends (MessageTimeout, shutdown): a message whose processing hangs past its
+// deadline is not kept invisible. A message that finishes sooner costs one timer and no call.
 type heartbeat struct {
 	c     *Consumer
 	ctx   context.Context
@@ -30,7 +31,7 @@ func (c *Consumer) startHeartbeat(ctx context.Context, d *delivery) *heartbeat {
 
 func (h *heartbeat) beat() {
 	h.mu.Lock()
-	if h.stopped {
+	if h.stopped || h.ctx.Err() != nil {
 		h.mu.Unlock()
 		return
 	}

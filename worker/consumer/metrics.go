@@ -13,6 +13,8 @@ type metrics struct {
 	received      prometheus.Counter
 	acked         prometheus.Counter
 	retried       prometheus.Counter
+	deferred      prometheus.Counter
+	timedOut      prometheus.Counter
 	released      prometheus.Counter
 	ackFailed     prometheus.Counter
 	receiveErrors prometheus.Counter
@@ -21,7 +23,7 @@ type metrics struct {
 	processing    prometheus.Histogram
 	receiveSize   prometheus.Histogram
 	deleteSize    prometheus.Histogram
-	paused        prometheus.Gauge
+	paused        *prometheus.GaugeVec
 	inflight      prometheus.Gauge
 	depth         *prometheus.GaugeVec
 }
@@ -35,6 +37,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		received:      counter("messages_received_total", "SQS messages received."),
 		acked:         counter("messages_acked_total", "Messages deleted after their effect was committed."),
 		retried:       counter("messages_retried_total", "Messages left for redelivery after a retryable failure."),
+		deferred:      counter("messages_deferred_total", "Messages hidden until a dependency outage ends (not retries: the message did nothing wrong)."),
+		timedOut:      counter("messages_timed_out_total", "Messages whose processing exceeded the message timeout (also counted as retried)."),
 		released:      counter("messages_released_total", "Messages returned to the queue unprocessed at shutdown."),
 		ackFailed:     counter("messages_ack_failed_total", "Settled messages whose deletion failed (they are delivered again)."),
 		receiveErrors: counter("consumer_receive_errors_total", "Failed ReceiveMessage calls."),
@@ -56,7 +60,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "consumer_delete_batch_messages", Help: "Entries in one DeleteMessageBatch call.",
 			Buckets: []float64{1, 2, 3, 5, 8, 10},
 		}),
-		paused:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_paused", Help: "1 while receivers are paused by a dependency outage."}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "consumer_paused",
+			Help: "1 while receivers are paused by an outage of the dependency (postgres, s3; unknown when the error did not say).",
+		}, []string{"dependency"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_inflight", Help: "Messages being processed."}),
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "queue_depth", Help: "Approximate number of messages in the queues (GetQueueAttributes).",
@@ -68,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{
-		m.received, m.acked, m.retried, m.released, m.ackFailed, m.receiveErrors, m.heartbeats,
+		m.received, m.acked, m.retried, m.deferred, m.timedOut, m.released, m.ackFailed, m.receiveErrors, m.heartbeats,
 		m.deadLettered, m.processing, m.receiveSize, m.deleteSize, m.paused, m.inflight, m.depth,
 	} {
 		if err := reg.Register(c); err != nil {

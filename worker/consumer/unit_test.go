@@ -1,9 +1,13 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,95 +128,222 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time      { return c.t }
 func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
-func newTestGate() (*gate, *fakeClock, prometheus.Gauge) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "g"})
-	g := newGate(time.Second, 8*time.Second, gauge, discard())
-	g.now = clock.now
-	return g, clock, gauge
+
+// fakeDeps are dependency checks whose results the test sets, counting their calls.
+type fakeDeps struct {
+	mu    sync.Mutex
+	fail  map[string]bool
+	calls map[string]int
 }
 
-// waitNow calls wait with a short deadline: it reports what a receiver could do now.
-func waitNow(t *testing.T, g *gate) (limit int, probe bool, blocked bool) {
+func (f *fakeDeps) set(name string, failing bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[name] = failing
+}
+
+func (f *fakeDeps) called() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := maps.Clone(f.calls)
+	clear(f.calls)
+	return out
+}
+
+func (f *fakeDeps) dep(name string) Dependency {
+	return Dependency{Name: name, Check: func(context.Context) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.calls[name]++
+		if f.fail[name] {
+			return errors.New(name + " down")
+		}
+		return nil
+	}}
+}
+
+type gateBundle struct {
+	g     *gate
+	clock *fakeClock
+	deps  *fakeDeps
+	gauge *prometheus.GaugeVec
+	logs  *bytes.Buffer
+}
+
+func newTestGate(t *testing.T) *gateBundle {
+	t.Helper()
+	b := &gateBundle{
+		clock: &fakeClock{t: time.Unix(1000, 0)},
+		deps:  &fakeDeps{fail: map[string]bool{}, calls: map[string]int{}},
+		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "g"}, []string{"dependency"}),
+		logs:  &bytes.Buffer{},
+	}
+	b.g = newGate([]Dependency{b.deps.dep("postgres"), b.deps.dep("s3")}, time.Second, 8*time.Second, time.Second,
+		b.gauge, slog.New(slog.NewTextHandler(b.logs, nil)))
+	b.g.now = b.clock.now
+	b.g.jitter = func(d time.Duration) time.Duration { return d }
+	return b
+}
+
+func (b *gateBundle) paused(t *testing.T, dep string) float64 {
+	t.Helper()
+	return gaugeValue(t, b.gauge.WithLabelValues(dep))
+}
+
+// blocked reports whether a receiver would wait at the gate now.
+func blocked(t *testing.T, g *gate) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	p, err := g.wait(ctx)
-	return p.limit, p.probe, err != nil
+	_, err := g.wait(ctx)
+	return err != nil
 }
 
 func TestGate(t *testing.T) {
 	t.Parallel()
-	g, clock, gauge := newTestGate()
-	before := clock.t.Add(-time.Millisecond)
+	b := newTestGate(t)
+	g, ctx := b.g, context.Background()
 
-	limit, probe, blocked := waitNow(t, g)
-	require.False(t, blocked)
-	assert.Equal(t, maxBatch, limit)
-	assert.False(t, probe)
-	early, err := g.wait(context.Background())
+	require.False(t, blocked(t, g))
+	early, err := g.wait(ctx)
 	require.NoError(t, err)
 	require.True(t, g.valid(early))
+	assert.Zero(t, b.paused(t, "postgres"), "the series exist at 0")
 
-	// First outage error: paused for the minimum.
-	g.unavailable(before, false)
+	// The first outage error pauses every receiver; the failing message is hidden until the first
+	// check (1 s), at least the minimum hiding given.
+	assert.Equal(t, 5*time.Second, g.unavailable("postgres", 5*time.Second))
 	assert.False(t, g.valid(early), "a pass issued before the pause is void")
-	assert.Equal(t, 1.0, gaugeValue(t, gauge))
-	_, _, blocked = waitNow(t, g)
-	assert.True(t, blocked, "receivers wait during the pause")
+	assert.True(t, blocked(t, g), "receivers wait during the pause")
+	assert.Equal(t, 1.0, b.paused(t, "postgres"))
+	assert.Zero(t, b.paused(t, "s3"))
+	require.ErrorContains(t, g.pausedBy(), "paused: postgres unavailable since 1970-01-01T00:16:40Z")
 
-	// Errors of messages polled before the pause do not lengthen it.
+	// Errors of the other messages in flight neither lengthen the pause nor start another.
 	for range 10 {
-		g.unavailable(before, false)
+		assert.Equal(t, time.Second, g.unavailable("postgres", 0))
 	}
-	assert.Equal(t, time.Second, g.pause)
-	// Nor does a stale success end it.
-	g.success(before, false)
-	assert.Equal(t, 1.0, gaugeValue(t, gauge))
+	clock := b.clock
+	clock.add(300 * time.Millisecond)
+	assert.Equal(t, 700*time.Millisecond, g.remaining(0), "hidden until the next check")
 
-	// The pause is over: exactly one probe of one message.
-	clock.add(time.Second)
-	limit, probe, blocked = waitNow(t, g)
-	require.False(t, blocked)
-	assert.Equal(t, 1, limit)
-	assert.True(t, probe)
-	_, _, blocked = waitNow(t, g)
-	assert.True(t, blocked, "a second receiver waits while the probe is out")
-
-	// The probe fails: the pause doubles, up to the maximum.
+	// The checks fail: the backoff doubles up to the maximum; only the failed dependency is
+	// checked; no receiver passes.
+	b.deps.set("postgres", true)
 	for _, want := range []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
-		g.unavailable(clock.t, true)
-		assert.Equal(t, want, g.pause)
-		_, _, blocked = waitNow(t, g)
-		assert.True(t, blocked)
-		clock.add(want)
-		_, probe, blocked = waitNow(t, g)
-		require.False(t, blocked)
-		require.True(t, probe)
+		clock.add(g.remaining(0))
+		require.False(t, g.probe(ctx))
+		assert.Equal(t, want, g.backoff)
+		assert.Equal(t, map[string]int{"postgres": 1}, b.deps.called())
+		assert.True(t, blocked(t, g))
 	}
 
-	// A probe that received nothing lets another probe go.
-	g.probeDone()
-	_, probe, blocked = waitNow(t, g)
-	require.False(t, blocked)
-	require.True(t, probe)
-	// A neutral result (a malformed message) too.
-	g.neutral(true)
-	_, probe, blocked = waitNow(t, g)
-	require.False(t, blocked)
-	require.True(t, probe)
+	// An S3 error during the pause: S3 is checked too.
+	g.unavailable("s3", 0)
+	assert.Equal(t, 1.0, b.paused(t, "s3"))
+	require.ErrorContains(t, g.pausedBy(), "paused: postgres, s3 unavailable since")
+	b.deps.set("postgres", false)
+	b.deps.set("s3", true)
+	clock.add(8 * time.Second)
+	require.False(t, g.probe(ctx), "postgres is back, S3 is not")
+	assert.Equal(t, map[string]int{"postgres": 1, "s3": 1}, b.deps.called())
 
-	// The probe succeeds: everyone resumes.
-	g.success(clock.t, true)
-	assert.Zero(t, gaugeValue(t, gauge))
-	limit, probe, blocked = waitNow(t, g)
-	require.False(t, blocked)
-	assert.Equal(t, maxBatch, limit)
-	assert.False(t, probe)
+	// Both back: everyone resumes, and the log tells the whole pause, from its start.
+	b.deps.set("s3", false)
+	clock.add(8 * time.Second)
+	require.True(t, g.probe(ctx))
+	assert.False(t, blocked(t, g))
+	assert.Zero(t, b.paused(t, "postgres"))
+	assert.Zero(t, b.paused(t, "s3"))
+	require.NoError(t, g.pausedBy())
+	assert.Contains(t, b.logs.String(), "receivers resume")
+	assert.Contains(t, b.logs.String(), "receivers resume\" dependencies=postgres,s3 paused_for=31s", "checks at 1, 3, 7, 15, 23 and 31 s: the whole pause, not its last backoff")
+}
 
-	// A new outage starts again from the minimum.
-	g.unavailable(clock.t, false)
-	assert.Equal(t, time.Second, g.pause)
+func TestGateFlapping(t *testing.T) {
+	t.Parallel()
+	b := newTestGate(t)
+	g, ctx, clock := b.g, context.Background(), b.clock
+
+	// A pause that reached 4 s ends: the check passes.
+	g.unavailable("postgres", 0)
+	b.deps.set("postgres", true)
+	for range 2 {
+		clock.add(g.remaining(0))
+		g.probe(ctx)
+	}
+	require.Equal(t, 4*time.Second, g.backoff)
+	b.deps.set("postgres", false)
+	clock.add(g.remaining(0))
+	require.True(t, g.probe(ctx))
+	resumed := clock.t
+
+	// Messages received after the resume fail again before any succeeded: the check lied (the
+	// work still fails). The new pause starts from double the last backoff, not from 1 s.
+	clock.add(time.Second)
+	assert.Equal(t, 8*time.Second, g.unavailable("postgres", 0))
+	clock.add(8 * time.Second)
+	require.True(t, g.probe(ctx))
+
+	// A success of a message received before the resume confirms nothing; one received after
+	// it confirms the resume: the next outage starts from the minimum again.
+	g.success(resumed)
+	clock.add(time.Second)
+	assert.Equal(t, 8*time.Second, g.unavailable("postgres", 0), "capped at the maximum")
+	clock.add(8 * time.Second)
+	require.True(t, g.probe(ctx))
+	g.success(clock.t)
+	assert.Equal(t, time.Second, g.unavailable("postgres", 0))
+}
+
+// An outage error that does not name its dependency is checked against every dependency; a
+// dependency without a check ends its pause when the backoff does.
+func TestGateUnknownDependency(t *testing.T) {
+	t.Parallel()
+	b := newTestGate(t)
+	g, ctx := b.g, context.Background()
+	g.unavailable("", 0)
+	assert.Equal(t, 1.0, b.paused(t, unknownDependency))
+	require.True(t, g.probe(ctx))
+	assert.Equal(t, map[string]int{"postgres": 1, "s3": 1}, b.deps.called())
+
+	g.unavailable("redis", 0)
+	require.True(t, g.probe(ctx), "no check for redis: the pause alone")
+	assert.Empty(t, b.deps.called())
+}
+
+// A check that hangs is cut off by the probe timeout and counts as failed.
+func TestGateCheckTimeout(t *testing.T) {
+	t.Parallel()
+	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "g"}, []string{"dependency"})
+	hang := Dependency{Name: "postgres", Check: func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	g := newGate([]Dependency{hang}, time.Second, 8*time.Second, 20*time.Millisecond, gauge, discard())
+	g.unavailable("postgres", 0)
+	require.False(t, g.probe(context.Background()))
+	require.True(t, blocked(t, g))
+}
+
+func TestDeferDelay(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		receives int
+		pause    time.Duration
+		want     time.Duration
+	}{
+		{1, 5 * time.Second, 5 * time.Second},
+		{0, 5 * time.Second, 5 * time.Second},
+		{2, 5 * time.Second, 10 * time.Second},
+		{4, 30 * time.Second, 4 * time.Minute},
+		{5, 30 * time.Second, 8 * time.Minute},
+		{50, 30 * time.Second, 8 * time.Minute},
+		{50, 5 * time.Minute, 15 * time.Minute},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, deferDelay(tt.receives, tt.pause, 15*time.Minute), "receives %d, pause %s", tt.receives, tt.pause)
+	}
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/intakehq/intake/pipeline"
+)
+
+// classify wraps err with what was being done and, when the cause is the database being down or
+// not accepting work (see Unavailable) rather than the statement, marks it as an outage of
+// PostgreSQL (pipeline.UnavailableError): the consumer then pauses and checks the database itself.
+// A caller that cancelled its own context gets no outage.
+func classify(ctx context.Context, what string, err error) error {
+	wrapped := fmt.Errorf("%s: %w", what, err)
+	if !errors.Is(ctx.Err(), context.Canceled) && Unavailable(err) {
+		return pipeline.Unavailable(pipeline.DependencyPostgres, wrapped)
+	}
+	return wrapped
+}
+
+// Unavailable reports whether a pgx error means PostgreSQL cannot be reached or cannot do the work
+// right now, as opposed to an error in the statement:
+//
+//   - no connection: refused, reset, lost mid-statement (EOF), timed out, or a request pgx knows
+//     was never sent;
+//   - class 08 (connection exception);
+//   - 57P01, 57P02, 57P03, 57P05 (the server shuts down, crashed, is starting, or closed an idle
+//     session);
+//   - 25006 (read-only transaction): the server is a read-only standby or was just failed over,
+//     or the database is set read-only;
+//   - class 53 (insufficient resources: disk full, out of memory, too many connections);
+//   - 57014 (query canceled: statement_timeout, or a cancel request), also a call whose deadline
+//     passed.
+//
+// 40001 and 40P01 (serialization failure, deadlock) are not outages: the store retries them in
+// place (retryConflicts).
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch code := pgErr.Code; {
+		case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"):
+			return true
+		case code == "57P01", code == "57P02", code == "57P03", code == "57P05", code == "25006", code == "57014":
+			return true
+		}
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+// conflict reports whether err is a serialization failure (40001) or a deadlock (40P01): the
+// transaction lost a race with another one and succeeds when run again.
+func conflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// Bounds of the in-place retries of retryConflicts.
+const (
+	conflictAttempts = 4                    // runs of the transaction, the first included
+	conflictBackoff  = 5 * time.Millisecond // before the second run; doubles, with jitter
+)
+
+// retryConflicts runs f, which must be a whole transaction (or a statement in its own implicit
+// one), again at once when it lost a serialization failure or a deadlock, up to conflictAttempts
+// runs with a tiny jittered backoff, instead of failing the message and waiting for its
+// redelivery. Other errors and the last conflict are returned as they are.
+func retryConflicts[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	backoff := conflictBackoff
+	for attempt := 1; ; attempt++ {
+		v, err := f(ctx)
+		if err == nil || attempt >= conflictAttempts || !conflict(err) {
+			return v, err
+		}
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return v, err
+		}
+		backoff *= 2
+	}
+}
+
+// ErrReadOnly is wrapped by CheckWritable when PostgreSQL answers but refuses writes.
+var ErrReadOnly = errors.New("postgres is read-only")
+
+// CheckWritable checks that PostgreSQL answers and accepts writes: a standby (the old primary
+// after a failover) or a database set read-only counts as down, since the pipeline's records would
+// fail there. It is the consumer's check of PostgreSQL while paused by an outage.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	writable, err := s.Q.HealthWritable(ctx)
+	if err != nil {
+		return fmt.Errorf("check postgres: %w", err)
+	}
+	if !writable {
+		return fmt.Errorf("check postgres: %w (in recovery or default_transaction_read_only)", ErrReadOnly)
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// handle processes one message, within MessageTimeout, and settles it.
+func (c *Consumer) handle(workCtx context.Context, d *delivery) {
+	defer c.releaseSlots(1)
+	defer c.untrack(d)
+	ctx := telemetry.WithAttrs(workCtx, slog.String("message_id", d.id))
+	ctx = context.WithValue(ctx, messageKey{}, Message{ID: d.id, ReceiveCount: d.receives, SentAt: d.sentAt})
+	msgCtx, cancel := context.WithTimeout(ctx, c.cfg.MessageTimeout)
+	defer cancel()
+
+	began := time.Now()
+	hb := c.startHeartbeat(msgCtx, d) // ends with msgCtx: no extension past MessageTimeout
+	err := c.process(msgCtx, d)
+	hb.stop()
+	c.m.processing.Observe(time.Since(began).Seconds())
+
+	if c.abandoned.Load() {
+		c.log.WarnContext(ctx, "handler returned after its message was given back to the queue", "err", err)
+		return
+	}
+	// Settling calls must survive the cancellation of workCtx.
+	sctx := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		c.gate.success(d.polled)
+		c.acks.add(sctx, d, false)
+	case errors.Is(err, pipeline.ErrPermanent):
+		c.deadLetter(sctx, d, err)
+	case workCtx.Err() != nil:
+		c.log.InfoContext(ctx, "processing cancelled at shutdown; returning the message to the queue", "err", err)
+		c.release(sctx, d)
+	case errors.Is(msgCtx.Err(), context.DeadlineExceeded):
+		// The message's own deadline, not an outage: a stalled read of one object. Retried like
+		// any failure, so an object that always stalls ends in the dead-letter queue.
+		c.m.timedOut.Inc()
+		c.retry(sctx, d, fmt.Errorf("processing exceeded the message timeout (%s): %w", c.cfg.MessageTimeout, err))
+	case errors.Is(err, pipeline.ErrUnavailable):
+		dep := pipeline.UnavailableDependency(err)
+		c.deferMessage(sctx, d, c.gate.unavailable(dep, deferMin), err)
+	default:
+		c.retry(sctx, d, err)
+	}
+}
+
+// process calls the Processor, turning a panic into a retryable error.
+func (c *Consumer) process(ctx context.Context, d *delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.ErrorContext(ctx, "processor panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("processor panicked: %v", r)
+		}
+	}()
+	return c.cfg.Processor.Process(ctx, d.id, []byte(aws.ToString(d.msg.Body)))
+}
+
+// deferMessage hides a message that failed because a dependency is down until the gate's next
+// check of it (pause, at least deferMin), doubled per earlier receive (deferDelay). It is not a
+// retry: the message did nothing wrong.
+func (c *Consumer) deferMessage(ctx context.Context, d *delivery, pause time.Duration, cause error) {
+	delay := deferDelay(d.receives, pause, c.cfg.MaxBackoff)
+	c.m.deferred.Inc()
+	c.log.InfoContext(ctx, "dependency unavailable; message hidden until it is back", "err", cause,
+		"receive_count", d.receives, "hidden_for", delay.String())
+	if err := c.setVisibility(ctx, d, delay); err != nil {
+		c.log.WarnContext(ctx, "could not hide the message; it returns after its visibility timeout", "err", err)
+	}
+}
+
+// deferUnprocessed hides, without processing it, a message received by a long poll that was under
+// way when a pause began. It holds the message's worker slot until its visibility is set.
+func (c *Consumer) deferUnprocessed(ctx context.Context, d *delivery) {
+	defer c.releaseSlots(1)
+	defer c.untrack(d)
+	sctx := telemetry.WithAttrs(context.WithoutCancel(ctx), slog.String("message_id", d.id))
+	c.deferMessage(sctx, d, c.gate.remaining(deferMin), errors.New("received as the consumer paused"))
+}
+
+// retry hides the message for a backoff that grows with its receive count.
+func (c *Consumer) retry(ctx context.Context, d *delivery, cause error) {
+	delay := retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
+	c.m.retried.Inc()
+	c.log.WarnContext(ctx, "processing failed; will retry", "err", cause,
+		"receive_count", d.receives, "retry_in", delay.String())
+	if err := c.setVisibility(ctx, d, delay); err != nil {
+		c.log.WarnContext(ctx, "could not set the retry backoff; the message returns after its visibility timeout", "err", err)
+	}
+}
+
+// release makes the message visible again at once (shutdown).
+func (c *Consumer) release(ctx context.Context, d *delivery) {
+	cctx, cancel := context.WithTimeout(ctx, finalTimeout)
+	defer cancel()
+	if err := c.setVisibility(cctx, d, 0); err != nil {
+		c.log.WarnContext(ctx, "could not return the message to the queue; it returns after its visibility timeout", "err", err)
+		return
+	}
+	c.m.released.Inc()
+}
+
+func (c *Consumer) setVisibility(ctx context.Context, d *delivery, v time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := c.cfg.Client.ChangeMessageVisibility(cctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(c.cfg.QueueURL),
+		ReceiptHandle:     aws.String(d.handle),
+		VisibilityTimeout: visibilitySeconds(v),
+	})
+	if err != nil {
+		return fmt.Errorf("change visibility of message %s to %s: %w", d.id, v, err)
+	}
+	return nil
+}
+
+// deadLetter sends a permanently failing message to the DLQ and deletes it, or leaves it to the
+// redrive policy.
+func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
+	reason := cause.Error()
+	label := reasonLabel(cause)
+	if c.cfg.DLQURL == "" {
+		rp := c.redrive.Load()
+		var vis time.Duration
+		switch {
+		case rp != nil:
+			vis = redriveFastVis // let the receive count reach maxReceiveCount soon
+		case c.redriveKnown.Load():
+			vis = c.cfg.MaxBackoff // no policy: do not spin on a poison message
+		default:
+			vis = retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
+		}
+		last := rp != nil && d.receives >= rp.maxReceiveCount
+		if last {
+			c.m.deadLettered.WithLabelValues(label).Inc()
+		}
+		c.log.ErrorContext(ctx, "permanent failure; leaving the message to the queue's redrive policy",
+			"err", cause, "reason", label, "receive_count", d.receives, "redrive_policy", rp != nil,
+			"last_receive", last, "visibility", vis.String())
+		if err := c.setVisibility(ctx, d, vis); err != nil {
+			c.log.WarnContext(ctx, "could not shorten the visibility of a permanently failing message", "err", err)
+		}
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := c.cfg.Client.SendMessage(cctx, &sqs.SendMessageInput{
+		QueueUrl:          aws.String(c.cfg.DLQURL),
+		MessageBody:       d.msg.Body,
+		MessageAttributes: dlqAttributes(d, reason),
+	})
+	if err != nil {
+		c.log.ErrorContext(ctx, "permanent failure, but the dead-letter queue refused the message; will retry",
+			"err", cause, "dlq_err", err)
+		c.retry(ctx, d, fmt.Errorf("send to dead-letter queue: %w", err))
+		return
+	}
+	c.m.deadLettered.WithLabelValues(label).Inc()
+	c.log.ErrorContext(ctx, "permanent failure; message moved to the dead-letter queue",
+		"err", cause, "reason", label, "receive_count", d.receives)
+	c.acks.add(ctx, d, true)
+}
+
+// dlqAttributes copies the message's attributes and adds the failure reason, the source message id
+// and the receive count, within SQS's limit of ten attributes.
+func dlqAttributes(d *delivery, reason string) map[string]types.MessageAttributeValue {
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	attrs := map[string]types.MessageAttributeValue{
+		reasonAttribute: {DataType: aws.String("String"), StringValue: aws.String(reason)},
+		sourceIDAttr:    {DataType: aws.String("String"), StringValue: aws.String(d.id)},
+		sourceRecvAttr:  {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(d.receives))},
+	}
+	for k, v := range d.msg.MessageAttributes {
+		if len(attrs) >= maxAttributes {
+			break
+		}
+		if _, ours := attrs[k]; !ours {
+			attrs[k] = v
+		}
+	}
+	return attrs
+}
+
+// reasonLabel is the low-cardinality reason of a permanent failure, for the metric label.
+func reasonLabel(err error) string {
+	var r interface{ DeadLetterReason() string }
+	if errors.As(err, &r) {
+		if s := r.DeadLetterReason(); s != "" {
+			return s
+		}
+	}
+	return "permanent"
+}
+
+// retryDelay is the visibility given to a message failing on its receives-th receive: base doubled
+// per receive, capped at max, with equal jitter (between half and all of it), at least 1 s.
+func retryDelay(receives int, base, maxDelay time.Duration, randN func(int64) int64) time.Duration {
+	d := base
+	for i := 1; i < receives && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	if half := d / 2; half > 0 {
+		d = half + time.Duration(randN(int64(half)+1))
+	}
+	return max(min(d, maxDelay), time.Second)
+}
+
+// deferDelay is the visibility given to a message failing on its receives-th receive because a
+// dependency is down: the gate's pause (until its next check), doubled per earlier receive (at most
+// maxDeferDoublings times), capped at maxDelay. On a first receive it is the pause itself; a
+// message that keeps being received while a dependency flaps (its check passes, the work fails)
+// waits longer each time, so that flapping cannot spend its receives in a few pauses.
+func deferDelay(receives int, pause, maxDelay time.Duration) time.Duration {
+	d := pause
+	for i := 1; i < receives && i <= maxDeferDoublings && d < maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxDelay)
+}
+
+// visibilitySeconds rounds a duration up to whole seconds within SQS's 0..12h.
+func visibilitySeconds(d time.Duration) int32 {
+	d = min(max(d, 0), maxVisibility)
+	return int32((d + time.Second - 1) / time.Second)
+}
