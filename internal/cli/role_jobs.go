@@ -9,6 +9,7 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/outbox"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/jobs"
 )
@@ -69,8 +70,12 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Reads and delivery records of concurrent deliveries share statements and commits; closed
+	// after the roles have stopped, before the pool.
+	notes := store.NewOutbox(a.Store, store.BatchOptions{})
+	a.onClose(notes.Close)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store: a.Store.Q, Endpoints: endpoints, Metrics: wm, Log: wlog, UserAgent: "intake-webhooks/" + Version,
+		Store: notes, Endpoints: endpoints, Metrics: wm, Log: wlog, UserAgent: "intake-webhooks/" + Version,
 		Client: webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
 	})
 	if err != nil {
@@ -81,7 +86,8 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	mux.Handle(webhook.TypeDeliver, deliverer)
 	whSrv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: cfg.Webhook.Concurrency, Queues: map[string]int{webhook.Queue: 1},
-		RetryDelayFunc: webhook.RetryDelay, ShutdownTimeout: cfg.ShutdownGrace, Log: wlog,
+		RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval,
+		ShutdownTimeout: cfg.ShutdownGrace, Log: wlog,
 	}, mux)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -84,7 +85,7 @@ func setup(t *testing.T, o options) *testBundle {
 	wm, err := webhook.NewMetrics(b.reg, endpoints.Names())
 	require.NoError(t, err)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store: b.st.Q, Endpoints: endpoints, Metrics: wm, Log: b.log,
+		Store: outboxStore(t, b.st), Endpoints: endpoints, Metrics: wm, Log: b.log,
 		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: allowPrivate}),
 	})
 	require.NoError(t, err)
@@ -105,6 +106,14 @@ func setup(t *testing.T, o options) *testBundle {
 		t.Fatal("listener not ready")
 	}
 	return b
+}
+
+// outboxStore is the deliveries' batched store over st, closed when the test ends (before the pool).
+func outboxStore(t *testing.T, st *store.Store) *store.Outbox {
+	t.Helper()
+	o := store.NewOutbox(st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	return o
 }
 
 // run runs f until the test ends, then cancels it and waits for it to return.
@@ -246,10 +255,11 @@ func TestDeliverRetries(t *testing.T) {
 	require.Zero(t, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeGaveUp))
 }
 
-// TestRelayAfterCrash: a relay that enqueued the delivery and died before committing (simulated by
-// enqueueing the task by hand) leaves the row unrelayed; the delivery that runs first finds it so
-// and retries, the next relay's enqueue conflicts instead of adding a task, and the receiver gets
-// the notification once.
+// TestRelayAfterCrash: a relay that enqueued a delivery and died before committing (simulated by
+// enqueueing the task by hand) leaves the row unrelayed. The delivery runs and posts, but cannot
+// record itself on an unrelayed row; the next relay relays the row and enqueues it again, so the
+// receiver gets the notification a second time, with the same webhook-id (delivery is at least
+// once; receivers de-duplicate on it), and the row ends delivered.
 func TestRelayAfterCrash(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{noRelay: true})
@@ -260,21 +270,67 @@ func TestRelayAfterCrash(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.client.EnqueueContext(b.ctx, task)
 	require.NoError(t, err)
+	first := b.recv.WaitDelivered(1, 30*time.Second)
+	require.Nil(t, b.outboxRow(t, id).DeliveredAt, "not recorded on an unrelayed row")
+
 	insp := asynq.NewInspector(b.redis)
 	t.Cleanup(func() { _ = insp.Close() })
 	require.Eventually(t, func() bool {
-		info, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
-		return err == nil && info.Retried > 0
-	}, 30*time.Second, 10*time.Millisecond, "the early delivery found the row unrelayed and retries")
-
+		_, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, 30*time.Second, 10*time.Millisecond, "the first task is done")
 	n, err := b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	got := b.recv.WaitDelivered(1, 30*time.Second)
-	require.Equal(t, 1, got[0].Attempts, "the receiver saw one request")
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 30*time.Second, 20*time.Millisecond)
+	got := b.recv.Received()
+	require.Len(t, got, 1, "one webhook-id")
+	require.Equal(t, first[0].ID, got[0].ID)
+	require.Equal(t, 2, got[0].Delivered, "delivered twice under the same id")
 	n, err = b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing left to relay")
+}
+
+// TestDeliveryWaitsForRelayCommit: a delivery that starts while its relay has not committed yet
+// (it holds the row) posts, then records itself once the relay commits: delivered once.
+func TestDeliveryWaitsForRelayCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{noRelay: true})
+	id := b.intent(t, "u/early.txt", nil, "")
+	b.verdict(t, id, "u/early.txt", pipeline.StatusValid, "")
+	row := b.outboxRow(t, id)
+
+	// A relay's transaction: the row claimed, the task enqueued, not committed yet.
+	tx, err := b.st.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	claimed, err := dbq.New(tx).OutboxClaim(b.ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, 5*time.Second)
+	require.NoError(t, err)
+	_, err = b.client.EnqueueContext(b.ctx, task)
+	require.NoError(t, err)
+	b.recv.WaitDelivered(1, 30*time.Second)
+	waitLocked(t, b)
+	require.NoError(t, dbq.New(tx).OutboxMarkRelayed(b.ctx, dbq.OutboxMarkRelayedParams{Ids: []int64{row.ID}, Pendings: []string{webhook.DefaultEndpoint}}))
+	require.NoError(t, tx.Commit(b.ctx))
+
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, b.recv.Received()[0].Delivered)
+}
+
+// waitLocked waits until a statement waits for a row lock of the outbox (the delivery's record,
+// behind the relay's transaction).
+func waitLocked(t *testing.T, b *testBundle) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var n int
+		err := b.st.Pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox%' AND datname = current_database()`).Scan(&n)
+		return err == nil && n > 0
+	}, 30*time.Second, 10*time.Millisecond, "the delivery's record waits for the relay")
 }
 
 // TestVerdictTask: with a notify queue, every notification is also a tasks.TypeUploadVerdict task

@@ -1,10 +1,5 @@
 package store
 
-import (
-	"context"
-
-	"github.com/intakehq/intake/pipeline"
-)
 
 // Queued returns how many rows wait in the writer's queue (tests wait on it to know that rows will
 // go into the same batch).
@@ -21,9 +16,3 @@ func (r *Records) Queued() (lookups, records int) {
 	return r.lookups.queued(), r.records.queued()
 }
 
-// WriteRecords writes recs in one pgx batch (one implicit transaction), as a batch of the batched
-// store does, without its fallback to single records.
-func (r *Records) WriteRecords(ctx context.Context, recs []pipeline.Record) error {
-	_, err := r.writeRecords(ctx, recs)
-	return err
-}

@@ -3,12 +3,16 @@ package store_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/tasks"
@@ -131,14 +135,16 @@ func TestRecordsNotifyRollback(t *testing.T) {
 	bad := pipeline.Record{Bucket: "b", Key: "bad", Status: pipeline.StatusRejected} // rejected without a reason
 	bad.Owner, bad.UploadID = "alice", b.addUpload(t, "bad", "put", "pending", nil, nil)
 
-	err := b.rs.WriteRecords(b.ctx, []pipeline.Record{good, bad})
+	_, err := b.rs.WriteRecords(b.ctx, []pipeline.Record{good, bad})
 	require.ErrorContains(t, err, "objects_reason_present")
 	require.Equal(t, 0, b.countOutbox(t), "rolled back: no notification")
 	_, err = b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: "b", Key: "good"})
 	require.Error(t, err, "and no object row")
 
-	require.NoError(t, b.rs.WriteRecords(b.ctx, []pipeline.Record{good}))
-	require.NoError(t, b.rs.WriteRecords(b.ctx, []pipeline.Record{good}), "a redelivery")
+	for range 2 { // and a redelivery
+		_, err := b.rs.WriteRecords(b.ctx, []pipeline.Record{good})
+		require.NoError(t, err)
+	}
 	rows := b.notifications(t, id)
 	require.Len(t, rows, 1)
 	require.Equal(t, tasks.EventUploadValid, rows[0].EventType)
@@ -182,4 +188,50 @@ func TestAbortNotifies(t *testing.T) {
 	require.Equal(t, "api", strictData(t, rows[0].Data).Reason)
 	require.Empty(t, b.notifications(t, completed))
 	require.Equal(t, "aborted", b.uploadStatus(t, byAPI))
+}
+
+// TestOutboxDeliveries: the deliveries' store reads notifications and records deliveries in
+// batches; deliveries of several endpoints of one row, recorded at once, lose none of them, and a
+// row is delivered only when every endpoint is.
+func TestOutboxDeliveries(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	o := store.NewOutbox(b.st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	const rows = 20
+	ids := make([]int64, rows)
+	for i := range rows {
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data,
+			relayed_at, pending) VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{a,b,c}') RETURNING id`,
+			fmt.Sprintf("test:%d", i)).Scan(&ids[i]))
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		for _, ep := range []string{"a", "b", "c", "a"} { // "a" twice: recording again is harmless
+			wg.Go(func() { require.NoError(t, o.MarkDelivered(b.ctx, id, ep)) })
+		}
+	}
+	wg.Wait()
+	for _, id := range ids {
+		n, err := o.Notification(b.ctx, id)
+		require.NoError(t, err)
+		require.Empty(t, n.Pending)
+		var delivered bool
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT delivered_at IS NOT NULL FROM outbox WHERE id = $1", id).Scan(&delivered))
+		require.True(t, delivered)
+	}
+
+	var partial int64
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data,
+		relayed_at, pending) VALUES ('test:partial', 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{a,b}') RETURNING id`).Scan(&partial))
+	require.NoError(t, o.MarkDelivered(b.ctx, partial, "b"))
+	n, err := o.Notification(b.ctx, partial)
+	require.NoError(t, err)
+	require.Equal(t, []string{"a"}, n.Pending)
+	var delivered bool
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT delivered_at IS NOT NULL FROM outbox WHERE id = $1", partial).Scan(&delivered))
+	require.False(t, delivered, "a is still pending")
+
+	_, err = o.Notification(b.ctx, 1<<40)
+	require.ErrorIs(t, err, pgx.ErrNoRows)
 }

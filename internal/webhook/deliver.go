@@ -17,18 +17,20 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// Store is the part of the outbox queries a delivery runs (*dbq.Queries satisfies it).
+// Store reads notifications and records deliveries (*store.Outbox, which batches them).
 type Store interface {
-	OutboxGet(ctx context.Context, id int64) (dbq.OutboxGetRow, error)
-	OutboxMarkDelivered(ctx context.Context, arg dbq.OutboxMarkDeliveredParams) (bool, error)
+	// Notification returns the outbox row id, an error wrapping pgx.ErrNoRows when there is none.
+	Notification(ctx context.Context, id int64) (store.Notification, error)
+	// MarkDelivered records the delivery of notification id to endpoint.
+	MarkDelivered(ctx context.Context, id int64, endpoint string) error
 }
 
-var _ Store = (*dbq.Queries)(nil)
+var _ Store = (*store.Outbox)(nil)
 
 // Results of one attempt (label result of intake_webhook_attempts_total).
 const (
@@ -163,18 +165,18 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		d.gaveUp(p.Endpoint)
 		return fmt.Errorf("webhook endpoint %q is no longer configured: %w", p.Endpoint, asynq.SkipRetry)
 	}
-	row, err := d.store.OutboxGet(ctx, p.OutboxID)
+	row, err := d.store.Notification(ctx, p.OutboxID)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		d.gaveUp(ep.Name)
 		return fmt.Errorf("notification %d no longer in the outbox: %w", p.OutboxID, asynq.SkipRetry)
 	case err != nil:
 		return fmt.Errorf("load notification %d: %w", p.OutboxID, err)
-	case row.RelayedAt == nil:
-		return fmt.Errorf("notification %d: %w", p.OutboxID, errNotRelayed)
-	case !slices.Contains(row.Pending, ep.Name):
+	case row.RelayedAt != nil && !slices.Contains(row.Pending, ep.Name):
 		return nil // delivered already: a task enqueued twice, or re-run by hand
 	}
+	// A row not relayed yet is delivered all the same: its relay enqueued this task and is
+	// committing (MarkDelivered waits for it), or rolled back and the next relay enqueues it again.
 
 	body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
 	result, err := d.post(ctx, ep, row.EventID.String(), body)
@@ -195,7 +197,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("deliver %s to %q: %w", row.EventID, ep.Name, err)
 	}
-	if _, err := d.store.OutboxMarkDelivered(ctx, dbq.OutboxMarkDeliveredParams{ID: row.ID, Endpoint: ep.Name}); err != nil {
+	if err := d.store.MarkDelivered(ctx, row.ID, ep.Name); err != nil {
 		// Retrying posts again: the receiver sees the same webhook-id twice and drops the second.
 		return fmt.Errorf("record delivery of %s to %q: %w", row.EventID, ep.Name, err)
 	}

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -20,6 +19,10 @@ const TypeDeliver = "webhook:deliver"
 // Queue holds the delivery tasks. A server of its own runs it (Concurrency, RetryDelay), so that a
 // slow receiver never holds the workers of multipart aborts and inspections.
 const Queue = "intake-webhooks"
+
+// TaskCheckInterval is how often the webhook server looks at an empty queue (asynq's default, 1 s,
+// would add up to a second to a notification that arrives while the server is idle).
+const TaskCheckInterval = 100 * time.Millisecond
 
 // Retry schedule: the n-th retry (n from 0) waits min(firstDelay·2^n, maxDelay), plus up to 25%
 // jitter. With MaxRetry retries the schedule lasts at least MinRetryWindow before asynq archives
@@ -90,7 +93,3 @@ func parseDeliver(payload []byte) (deliverPayload, error) {
 	}
 	return p, nil
 }
-
-// errNotRelayed: the delivery started before the relay that enqueued it committed, and that relay
-// rolled back. Retrying finds the row relayed (by the next relay).
-var errNotRelayed = errors.New("notification not relayed yet")

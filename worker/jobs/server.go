@@ -29,6 +29,9 @@ type ServerConfig struct {
 	DelayedTaskCheckInterval time.Duration
 	// RetryDelayFunc, when set, replaces asynq's retry delays (the webhook server's schedule).
 	RetryDelayFunc asynq.RetryDelayFunc
+	// TaskCheckInterval is how long the server waits before looking again when its queues are
+	// empty (default asynq's 1s): the most a task enqueued into an idle server waits.
+	TaskCheckInterval time.Duration
 	// Log receives the server's and asynq's logs (default: discard).
 	Log *slog.Logger
 }
@@ -60,6 +63,7 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 25*time.Second),
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		RetryDelayFunc:           cfg.RetryDelayFunc,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
 		Logger:                   NewAsynqLogger(log),
 		LogLevel:                 asynqLevel(log),
 		HealthCheckFunc: func(err error) {

@@ -85,42 +85,50 @@ func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaim
 	return items, nil
 }
 
-const outboxGet = `-- name: OutboxGet :one
-SELECT id, event_id, event_type, bucket, key, data, created_at, relayed_at, pending
+const outboxGetBatch = `-- name: OutboxGetBatch :many
+SELECT id, event_id, event_type, data, created_at, relayed_at, pending
 FROM outbox
-WHERE id = $1
-FOR SHARE
+WHERE id = ANY($1::bigint[])
 `
 
-type OutboxGetRow struct {
+type OutboxGetBatchRow struct {
 	ID        int64
 	EventID   uuid.UUID
 	EventType string
-	Bucket    string
-	Key       string
 	Data      []byte
 	CreatedAt time.Time
 	RelayedAt *time.Time
 	Pending   []string
 }
 
-// One notification, for a delivery attempt. FOR SHARE waits for a relay that still holds the row
-// (its tasks may start before it commits) and then reads what it committed.
-func (q *Queries) OutboxGet(ctx context.Context, id int64) (OutboxGetRow, error) {
-	row := q.db.QueryRow(ctx, outboxGet, id)
-	var i OutboxGetRow
-	err := row.Scan(
-		&i.ID,
-		&i.EventID,
-		&i.EventType,
-		&i.Bucket,
-		&i.Key,
-		&i.Data,
-		&i.CreatedAt,
-		&i.RelayedAt,
-		&i.Pending,
-	)
-	return i, err
+// Notifications by id, for delivery attempts (store.Outbox batches the reads of concurrent
+// deliveries). A row not relayed yet is returned too: its relay may still be committing.
+func (q *Queries) OutboxGetBatch(ctx context.Context, ids []int64) ([]OutboxGetBatchRow, error) {
+	rows, err := q.db.Query(ctx, outboxGetBatch, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []OutboxGetBatchRow{}
+	for rows.Next() {
+		var i OutboxGetBatchRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.EventID,
+			&i.EventType,
+			&i.Data,
+			&i.CreatedAt,
+			&i.RelayedAt,
+			&i.Pending,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const outboxList = `-- name: OutboxList :many
@@ -161,27 +169,30 @@ func (q *Queries) OutboxList(ctx context.Context, uploadID uuid.UUID) ([]Outbox,
 	return items, nil
 }
 
-const outboxMarkDelivered = `-- name: OutboxMarkDelivered :one
-UPDATE outbox
-SET pending      = array_remove(pending, $1::text),
-    delivered_at = CASE WHEN cardinality(array_remove(pending, $1::text)) = 0
-                        THEN COALESCE(delivered_at, now()) ELSE delivered_at END
-WHERE id = $2
-RETURNING (delivered_at IS NOT NULL)::boolean AS all_delivered
+const outboxMarkDeliveredBatch = `-- name: OutboxMarkDeliveredBatch :exec
+UPDATE outbox o
+SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
+                        THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
+FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS endpoints) AS v
+WHERE o.id = v.id
 `
 
-type OutboxMarkDeliveredParams struct {
-	Endpoint string
-	ID       int64
+type OutboxMarkDeliveredBatchParams struct {
+	Ids       []int64
+	Endpoints []string
 }
 
-// Removes endpoint from the row's pending endpoints (idempotent) and sets delivered_at once none is
-// left; returns whether the row is now delivered to every endpoint.
-func (q *Queries) OutboxMarkDelivered(ctx context.Context, arg OutboxMarkDeliveredParams) (bool, error) {
-	row := q.db.QueryRow(ctx, outboxMarkDelivered, arg.Endpoint, arg.ID)
-	var all_delivered bool
-	err := row.Scan(&all_delivered)
-	return all_delivered, err
+// Records deliveries (store.Outbox batches those of concurrent deliveries; the arrays are
+// parallel, each row once, its delivered endpoints comma-separated): removes the endpoints from the
+// row's pending ones and sets delivered_at once none is left. A row its relay still holds is
+// waited for (the relay enqueues before it commits), and the SET expressions read the row as it
+// stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
+// rolled back has no pending endpoints yet: it is marked delivered now, and the next relay, which
+// enqueues it again, sets its endpoints back (a second delivery, under the same webhook-id).
+func (q *Queries) OutboxMarkDeliveredBatch(ctx context.Context, arg OutboxMarkDeliveredBatchParams) error {
+	_, err := q.db.Exec(ctx, outboxMarkDeliveredBatch, arg.Ids, arg.Endpoints)
+	return err
 }
 
 const outboxMarkRelayed = `-- name: OutboxMarkRelayed :exec

@@ -21,23 +21,27 @@ SET relayed_at   = now(),
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@pendings::text[]) AS pending) AS v
 WHERE o.id = v.id;
 
--- name: OutboxGet :one
--- One notification, for a delivery attempt. FOR SHARE waits for a relay that still holds the row
--- (its tasks may start before it commits) and then reads what it committed.
-SELECT id, event_id, event_type, bucket, key, data, created_at, relayed_at, pending
+-- name: OutboxGetBatch :many
+-- Notifications by id, for delivery attempts (store.Outbox batches the reads of concurrent
+-- deliveries). A row not relayed yet is returned too: its relay may still be committing.
+SELECT id, event_id, event_type, data, created_at, relayed_at, pending
 FROM outbox
-WHERE id = @id
-FOR SHARE;
+WHERE id = ANY(@ids::bigint[]);
 
--- name: OutboxMarkDelivered :one
--- Removes endpoint from the row's pending endpoints (idempotent) and sets delivered_at once none is
--- left; returns whether the row is now delivered to every endpoint.
-UPDATE outbox
-SET pending      = array_remove(pending, @endpoint::text),
-    delivered_at = CASE WHEN cardinality(array_remove(pending, @endpoint::text)) = 0
-                        THEN COALESCE(delivered_at, now()) ELSE delivered_at END
-WHERE id = @id
-RETURNING (delivered_at IS NOT NULL)::boolean AS all_delivered;
+-- name: OutboxMarkDeliveredBatch :exec
+-- Records deliveries (store.Outbox batches those of concurrent deliveries; the arrays are
+-- parallel, each row once, its delivered endpoints comma-separated): removes the endpoints from the
+-- row's pending ones and sets delivered_at once none is left. A row its relay still holds is
+-- waited for (the relay enqueues before it commits), and the SET expressions read the row as it
+-- stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
+-- rolled back has no pending endpoints yet: it is marked delivered now, and the next relay, which
+-- enqueues it again, sets its endpoints back (a second delivery, under the same webhook-id).
+UPDATE outbox o
+SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
+                        THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
+FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@endpoints::text[]) AS endpoints) AS v
+WHERE o.id = v.id;
 
 -- name: OutboxBacklog :one
 -- The age in seconds (by the database's clock) of the oldest notification not yet delivered to

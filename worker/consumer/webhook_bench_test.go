@@ -1,0 +1,259 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/outbox"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/consumer"
+	"github.com/intakehq/intake/worker/jobs"
+)
+
+// addIntents records an upload intent for each key (as POST /v1/uploads would), so that their
+// verdicts are notified, and returns the intents' ids by key.
+func addIntents(b *testing.B, st *store.Store, bucket string, keys []string) map[string]uuid.UUID {
+	b.Helper()
+	ids := make(map[string]uuid.UUID, len(keys))
+	idList := make([]uuid.UUID, len(keys))
+	for i, k := range keys {
+		idList[i] = uuid.New()
+		ids[k] = idList[i]
+	}
+	_, err := st.Pool.Exec(context.Background(), `INSERT INTO uploads (id, owner, bucket, key, method, filename,
+		content_type, size, size_declared, metadata, expires_at)
+		SELECT unnest($1::uuid[]), 'bench', $2, unnest($3::text[]), 'put', 'f.txt', 'text/plain', 0, false,
+		       '{"app": "bench"}', now() + interval '1 hour'`, idList, bucket, keys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ids
+}
+
+// notifications runs what the jobs role runs for notifications, over st and a Redis database of
+// its own: the outbox listener and relay and, with webhooks, the webhook server posting to a
+// Standard Webhooks receiver (which verifies every signature). Without webhooks the relay only
+// marks the rows relayed, as in a daemon without INTAKE_WEBHOOK_URL. It stops when the benchmark
+// ends.
+func notifications(b *testing.B, st *store.Store, withWebhooks bool) *testkit.WebhookReceiver {
+	b.Helper()
+	log := slog.New(slog.DiscardHandler)
+	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(b)}
+	client := asynq.NewClient(redis)
+	b.Cleanup(func() { _ = client.Close() })
+	secret := testkit.WebhookSecret(b)
+	recv := testkit.NewWebhookReceiver(b, secret)
+	var cfgs []webhook.EndpointConfig
+	if withWebhooks {
+		cfgs = []webhook.EndpointConfig{{Name: webhook.DefaultEndpoint, URL: recv.URL, Secret: secret}}
+	}
+	endpoints, err := webhook.NewEndpoints(cfgs, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	listener := outbox.NewListener(st.Pool, log)
+	relay, err := outbox.NewRelay(outbox.RelayConfig{Pool: st.Pool, Client: client, Endpoints: endpoints,
+		Waker: listener, Log: log, Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runs := []func(context.Context) error{listener.Run, relay.Run}
+	if withWebhooks {
+		notes := store.NewOutbox(st, store.BatchOptions{})
+		b.Cleanup(notes.Close)
+		deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: notes, Endpoints: endpoints, Log: log,
+			Client: webhook.NewClient(webhook.ClientOptions{AllowPrivate: true})})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redis, Concurrency: 20, Queues: map[string]int{webhook.Queue: 1},
+			RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval, Log: log}, deliverer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runs = append(runs, srv.Run)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range runs {
+		wg.Go(func() { _ = run(ctx) })
+	}
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	<-listener.Ready()
+	return recv
+}
+
+// BenchmarkEndToEndWebhooks is BenchmarkEndToEnd's consumer with every object an upload of an
+// intent, so that every verdict commits a notification (the outbox row, in the record's batch), and
+// the notifications running as in the jobs role of the same process: first without webhook
+// endpoints (the relay marks the rows relayed), then with one endpoint (the relay enqueues a
+// delivery per row; 20 workers post them, signed, to a receiver that verifies them). Reported: the
+// consumer's events/s of both runs and their ratio (the target is at most 15% lost), and how long
+// after the first event the last webhook was received.
+func BenchmarkEndToEndWebhooks(b *testing.B) {
+	e := newBenchEnv(b, benchEvents)
+	keys := make([]string, len(e.objs))
+	for i, o := range e.objs {
+		keys[i] = o.key
+	}
+	var off, on float64
+	for range b.N {
+		for _, withWebhooks := range []bool{false, true} {
+			b.StopTimer()
+			queueURL, proc, st := e.round(b, benchEvents, newStageTimer(), e.s3, true)
+			addIntents(b, st, e.bucket, keys)
+			recv := notifications(b, st, withWebhooks)
+			cpu := cpuTimes()
+			b.StartTimer()
+			took := drainWithConsumer(b, e.sqs, queueURL, proc, benchEvents)
+			b.StopTimer()
+			rate := benchEvents / took.Seconds()
+			name := "webhooks off"
+			if withWebhooks {
+				name, on = "webhooks on", rate
+				recv.WaitDelivered(benchEvents, 5*time.Minute)
+				b.Logf("%s: all %d webhooks received %s after the consumer started", name, benchEvents, lastDelivered(recv).Round(time.Millisecond))
+			} else {
+				off = rate
+			}
+			b.Logf("%s: %d events in %s (%.0f events/s); CPU used: %s", name, benchEvents, took.Round(time.Millisecond), rate, cpuSince(cpu))
+			if got := countValid(b, st); got != benchEvents {
+				b.Fatalf("%s: %d valid rows after draining %d events", name, got, benchEvents)
+			}
+			var notes int
+			if err := st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM outbox").Scan(&notes); err != nil || notes != benchEvents {
+				b.Fatalf("%s: %d notifications for %d verdicts (%v)", name, notes, benchEvents, err)
+			}
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(off, "events/s-webhooks-off")
+	b.ReportMetric(on, "events/s-webhooks-on")
+	b.ReportMetric(on/off, "on/off")
+}
+
+// lastDelivered is how long after the first webhook the last one was received.
+func lastDelivered(recv *testkit.WebhookReceiver) time.Duration {
+	var first, last time.Time
+	for _, w := range recv.Received() {
+		if first.IsZero() || w.DeliveredAt.Before(first) {
+			first = w.DeliveredAt
+		}
+		if w.DeliveredAt.After(last) {
+			last = w.DeliveredAt
+		}
+	}
+	return last.Sub(first)
+}
+
+// BenchmarkWebhookLatency measures the time from an upload's S3 PUT to its webhook at the receiver,
+// at 200 uploads/s for 10 s: each upload has an intent, is PUT into MinIO, and its S3 event is sent
+// to the queue at once (as S3 would publish it; MinIO's own notification path is not timed here).
+// The consumer (daemon defaults), the relay woken by LISTEN/NOTIFY and 20 webhook workers run in
+// this process. Reported: p50, p99 and max latency, and the upload rate reached.
+func BenchmarkWebhookLatency(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs the local stack")
+	}
+	const rate, seconds = 200, 10
+	const n = rate * seconds
+	s3c, sqsc := testkit.S3(), testkit.SQS()
+	bucket := testkit.Bucket(b, s3c)
+	var p50, p99, worst, achieved float64
+	for range b.N {
+		b.StopTimer()
+		st := testkit.DB(b)
+		q := testkit.Queue(b, sqsc, 10, time.Minute)
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("lat/%s/%05d.txt", uuid.NewString()[:8], i)
+		}
+		ids := addIntents(b, st, bucket, keys)
+		recv := notifications(b, st, true)
+		records := store.NewBatchedRecords(st, store.BatchOptions{})
+		b.Cleanup(records.Close)
+		proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: objstore.NewObjects(s3c), Records: records,
+			Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := consumer.New(consumer.Config{Client: sqsc, QueueURL: q.URL, Processor: proc,
+			Registerer: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+
+		b.StartTimer()
+		putAt := make([]time.Time, n)
+		byID := make(map[uuid.UUID]int, n)
+		for i, k := range keys {
+			byID[ids[k]] = i
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i, key := range keys {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
+			wg.Go(func() {
+				body := fmt.Sprintf("upload %d of the latency benchmark\n", i)
+				out, err := s3c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+					ContentType: aws.String("text/plain"), Body: strings.NewReader(body)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				putAt[i] = time.Now()
+				etag := strings.Trim(aws.ToString(out.ETag), `"`)
+				_, err = sqsc.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(q.URL),
+					MessageBody: aws.String(testkit.S3Event(bucket, key, etag, int64(len(body)), i))})
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		achieved = n / time.Since(start).Seconds()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		got := recv.WaitDelivered(n, 5*time.Minute)
+		b.StopTimer()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		lat := make([]float64, 0, n)
+		for _, w := range got {
+			lat = append(lat, w.DeliveredAt.Sub(putAt[byID[w.Verdict.Data.UploadID]]).Seconds()*1000)
+		}
+		slices.Sort(lat)
+		p50, p99, worst = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+		b.Logf("%d uploads at %.0f/s: PUT to webhook p50 %.1f ms, p99 %.1f ms, max %.1f ms", n, achieved, p50, p99, worst)
+	}
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
+	b.ReportMetric(worst, "max-ms")
+	b.ReportMetric(achieved, "uploads/s")
+}
