@@ -53,6 +53,8 @@ type WebhookReceiver struct {
 	byID   map[string]*Webhook
 	order  []string
 	bad    int
+	// delivered counts the notifications answered 2xx at least once.
+	delivered int
 	answer func(id string, attempt int) int
 }
 
@@ -116,6 +118,7 @@ func (r *WebhookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	if code >= 200 && code < 300 {
 		if got.Delivered == 0 {
 			got.DeliveredAt = time.Now()
+			r.delivered++
 		}
 		got.Delivered++
 	}
@@ -138,15 +141,7 @@ func (r *WebhookReceiver) Received() []Webhook {
 // returns every notification seen.
 func (r *WebhookReceiver) WaitDelivered(n int, timeout time.Duration) []Webhook {
 	r.t.Helper()
-	return r.waitFor(timeout, func() bool {
-		d := 0
-		for _, w := range r.byID {
-			if w.Delivered > 0 {
-				d++
-			}
-		}
-		return d >= n
-	}, "%d delivered notifications", n)
+	return r.waitFor(timeout, func() bool { return r.delivered >= n }, "%d delivered notifications", n)
 }
 
 // WaitAttempts waits until n distinct notifications were attempted at least once.
