@@ -1,6 +1,5 @@
 package store
 
-
 // Queued returns how many rows wait in the writer's queue (tests wait on it to know that rows will
 // go into the same batch).
 func (w *IntentWriter) Queued() int { return w.batch.queued() }
@@ -15,4 +14,3 @@ func (r *Records) Queued() (lookups, records int) {
 	}
 	return r.lookups.queued(), r.records.queued()
 }
-

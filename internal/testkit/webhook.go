@@ -45,17 +45,17 @@ type WebhookReceiver struct {
 	// URL is where to post.
 	URL string
 
-	t      testing.TB
-	wh     *standardwebhooks.Webhook
-	srv    *httptest.Server
-	mu     sync.Mutex
-	cond   *sync.Cond
-	byID   map[string]*Webhook
-	order  []string
-	bad    int
+	t     testing.TB
+	wh    *standardwebhooks.Webhook
+	srv   *httptest.Server
+	mu    sync.Mutex
+	cond  *sync.Cond
+	byID  map[string]*Webhook
+	order []string
+	bad   int
 	// delivered counts the notifications answered 2xx at least once.
 	delivered int
-	answer func(id string, attempt int) int
+	answer    func(id string, attempt int) int
 }
 
 // NewWebhookReceiver starts a receiver checking signatures made with secret; it stops when the
