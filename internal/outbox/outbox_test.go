@@ -24,7 +24,7 @@ import (
 )
 
 // testBundle is one test's world: a schema, a Redis database, a Standard Webhooks receiver, and
-// intake's relay, listener and webhook server over them.
+// intake's relay, listener and webhook server over them (testkit.StartNotifications).
 type testBundle struct {
 	ctx      context.Context
 	st       *store.Store
@@ -32,100 +32,28 @@ type testBundle struct {
 	redis    asynq.RedisClientOpt
 	client   *asynq.Client
 	recv     *testkit.WebhookReceiver
-	secret   string
 	reg      *prometheus.Registry
 	listener *outbox.Listener
 	relay    *outbox.Relay
 	log      *slog.Logger
 }
 
-// options tune setup.
-type options struct {
-	verdictQueue string
-	noRelay      bool // do not start the relay
-	endpoints    func(recv string, secret string) []webhook.EndpointConfig
-	allowPriv    *bool         // default true (the receiver is on 127.0.0.1)
-	retryDelay   time.Duration // delay between retries (default 50 ms; production: webhook.RetryDelay)
-}
-
-func setup(t *testing.T, o options) *testBundle {
+// setup starts the notifications with o (retries every 50 ms unless o says otherwise).
+func setup(t *testing.T, o testkit.NotificationsOptions) *testBundle {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs PostgreSQL and Redis (the local stack)")
 	}
-	b := &testBundle{ctx: testkit.Context(t), st: testkit.DB(t), reg: prometheus.NewRegistry(), secret: testkit.WebhookSecret(t)}
+	b := &testBundle{ctx: testkit.Context(t), st: testkit.DB(t)}
 	b.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b.records = store.NewRecords(b.st)
-	b.redis = asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	b.client = asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = b.client.Close() })
-	b.recv = testkit.NewWebhookReceiver(t, b.secret)
-
-	cfgs := []webhook.EndpointConfig{{Name: webhook.DefaultEndpoint, URL: b.recv.URL, Secret: b.secret}}
-	if o.endpoints != nil {
-		cfgs = o.endpoints(b.recv.URL, b.secret)
+	o.Log = b.log
+	if o.RetryDelay == 0 {
+		o.RetryDelay = 50 * time.Millisecond
 	}
-	// The endpoints' configuration check passes (as for a name that looks public); the client
-	// checks the resolved address.
-	allowPrivate := o.allowPriv == nil || *o.allowPriv
-	endpoints, err := webhook.NewEndpoints(cfgs, true)
-	require.NoError(t, err)
-
-	b.listener = outbox.NewListener(b.st.Pool, b.log)
-	run(t, b.listener.Run)
-	b.relay, err = outbox.NewRelay(outbox.RelayConfig{
-		Pool: b.st.Pool, Client: b.client, Endpoints: endpoints, AttemptTimeout: 5 * time.Second,
-		VerdictQueue: o.verdictQueue, Waker: b.listener, Log: b.log, Registerer: b.reg,
-	})
-	require.NoError(t, err)
-	if !o.noRelay {
-		run(t, b.relay.Run)
-	}
-
-	wm, err := webhook.NewMetrics(b.reg, endpoints.Names())
-	require.NoError(t, err)
-	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store: outboxStore(t, b.st), Endpoints: endpoints, Metrics: wm, Log: b.log,
-		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: allowPrivate}),
-	})
-	require.NoError(t, err)
-	delay := o.retryDelay
-	if delay == 0 {
-		delay = 50 * time.Millisecond
-	}
-	srv, err := jobs.NewServer(jobs.ServerConfig{
-		Redis: b.redis, Concurrency: 4, Queues: map[string]int{webhook.Queue: 1},
-		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return delay },
-		DelayedTaskCheckInterval: 50 * time.Millisecond, ShutdownTimeout: 5 * time.Second, Log: b.log,
-	}, deliverer)
-	require.NoError(t, err)
-	run(t, srv.Run)
-	select {
-	case <-b.listener.Ready():
-	case <-b.ctx.Done():
-		t.Fatal("listener not ready")
-	}
+	n := testkit.StartNotifications(t, b.st, o)
+	b.redis, b.client, b.recv, b.reg, b.listener, b.relay = n.Redis, n.Client, n.Receiver, n.Registry, n.Listener, n.Relay
 	return b
-}
-
-// outboxStore is the deliveries' batched store over st, closed when the test ends (before the pool).
-func outboxStore(t *testing.T, st *store.Store) *store.Outbox {
-	t.Helper()
-	o := store.NewOutbox(st, store.BatchOptions{})
-	t.Cleanup(o.Close)
-	return o
-}
-
-// run runs f until the test ends, then cancels it and waits for it to return.
-func run(t *testing.T, f func(context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
 }
 
 type testWriter struct{ t *testing.T }
@@ -181,7 +109,7 @@ func (b *testBundle) outboxRow(t *testing.T, id uuid.UUID) dbq.Outbox {
 // metadata; the outbox then holds them as delivered.
 func TestDeliverEachOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{})
+	b := setup(t, testkit.NotificationsOptions{})
 	valid := b.intent(t, "u/valid.txt", nil, `{"order": 1}`)
 	rejected := b.intent(t, "u/rejected.txt", nil, `{"order": 2}`)
 	mp := "mp-upload-1"
@@ -232,7 +160,7 @@ func TestDeliverEachOnce(t *testing.T) {
 // counted.
 func TestDeliverRetries(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{})
+	b := setup(t, testkit.NotificationsOptions{})
 	b.recv.Answer(func(_ string, attempt int) int {
 		if attempt <= 3 {
 			return http.StatusInternalServerError
@@ -262,7 +190,7 @@ func TestDeliverRetries(t *testing.T) {
 // once; receivers de-duplicate on it), and the row ends delivered.
 func TestRelayAfterCrash(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{noRelay: true})
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
 	id := b.intent(t, "u/crash.txt", nil, "")
 	b.verdict(t, id, "u/crash.txt", pipeline.StatusValid, "")
 	row := b.outboxRow(t, id)
@@ -296,7 +224,7 @@ func TestRelayAfterCrash(t *testing.T) {
 // (it holds the row) posts, then records itself once the relay commits: delivered once.
 func TestDeliveryWaitsForRelayCommit(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{noRelay: true})
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
 	id := b.intent(t, "u/early.txt", nil, "")
 	b.verdict(t, id, "u/early.txt", pipeline.StatusValid, "")
 	row := b.outboxRow(t, id)
@@ -337,7 +265,7 @@ func waitLocked(t *testing.T, b *testBundle) {
 // on the app's queue, which an app's own asynq server handles with tasks.ParseUploadVerdict.
 func TestVerdictTask(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{verdictQueue: "app-uploads", endpoints: func(string, string) []webhook.EndpointConfig { return nil }})
+	b := setup(t, testkit.NotificationsOptions{VerdictQueue: "app-uploads", Endpoints: func(string, string) []webhook.EndpointConfig { return nil }})
 	id := b.intent(t, "u/app.txt", nil, `{"user": 7}`)
 
 	got := make(chan tasks.UploadVerdict, 4)
@@ -376,8 +304,7 @@ func TestVerdictTask(t *testing.T) {
 // not retried.
 func TestDeliverRefusesPrivate(t *testing.T) {
 	t.Parallel()
-	no := false
-	b := setup(t, options{allowPriv: &no, endpoints: func(recv, secret string) []webhook.EndpointConfig {
+	b := setup(t, testkit.NotificationsOptions{RefusePrivate: true, Endpoints: func(recv, secret string) []webhook.EndpointConfig {
 		port := recv[len("http://127.0.0.1:"):]
 		return []webhook.EndpointConfig{{Name: "internal", URL: "http://localhost:" + port, Secret: secret}}
 	}})
@@ -401,7 +328,7 @@ func TestDeliverRefusesPrivate(t *testing.T) {
 // was seen, the rolled-back one would have been seen first).
 func TestListenerWakesOnCommit(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{noRelay: true})
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
 	rolledBack, later := b.intent(t, "u/rb.txt", nil, ""), b.intent(t, "u/later.txt", nil, "")
 	rbWake, stopRB := b.listener.Subscribe(rolledBack)
 	defer stopRB()
@@ -432,7 +359,7 @@ func TestListenerWakesOnCommit(t *testing.T) {
 // than the retention are purged, undelivered ones never.
 func TestBacklogAndPurge(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{noRelay: true})
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
 	old := b.intent(t, "u/old.txt", nil, "")
 	pending := b.intent(t, "u/pending.txt", nil, "")
 	b.verdict(t, old, "u/old.txt", pipeline.StatusValid, "")

@@ -14,17 +14,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/objstore"
-	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/consumer"
-	"github.com/intakehq/intake/worker/jobs"
 )
 
 // addIntents records an upload intent for each key (as POST /v1/uploads would), so that their
@@ -47,58 +44,17 @@ func addIntents(b *testing.B, st *store.Store, bucket string, keys []string) map
 	return ids
 }
 
-// notifications runs what the jobs role runs for notifications, over st and a Redis database of
-// its own: the outbox listener and relay and, with webhooks, the webhook server posting to a
-// Standard Webhooks receiver (which verifies every signature). Without webhooks the relay only
-// marks the rows relayed, as in a daemon without INTAKE_WEBHOOK_URL. It stops when the benchmark
-// ends.
+// notifications runs what the jobs role runs for notifications over st (testkit.StartNotifications,
+// production retry schedule and concurrency): with webhooks, one endpoint, a receiver in this
+// process that verifies every signature; without, no endpoint, so the relay only marks the rows
+// relayed, as in a daemon without INTAKE_WEBHOOK_URL.
 func notifications(b *testing.B, st *store.Store, withWebhooks bool) *testkit.WebhookReceiver {
 	b.Helper()
-	log := slog.New(slog.DiscardHandler)
-	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(b)}
-	client := asynq.NewClient(redis)
-	b.Cleanup(func() { _ = client.Close() })
-	secret := testkit.WebhookSecret(b)
-	recv := testkit.NewWebhookReceiver(b, secret)
-	var cfgs []webhook.EndpointConfig
-	if withWebhooks {
-		cfgs = []webhook.EndpointConfig{{Name: webhook.DefaultEndpoint, URL: recv.URL, Secret: secret}}
+	o := testkit.NotificationsOptions{}
+	if !withWebhooks {
+		o.Endpoints = func(string, string) []webhook.EndpointConfig { return nil }
 	}
-	endpoints, err := webhook.NewEndpoints(cfgs, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	listener := outbox.NewListener(st.Pool, log)
-	relay, err := outbox.NewRelay(outbox.RelayConfig{Pool: st.Pool, Client: client, Endpoints: endpoints,
-		Waker: listener, Log: log, Registerer: reg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	runs := []func(context.Context) error{listener.Run, relay.Run}
-	if withWebhooks {
-		notes := store.NewOutbox(st, store.BatchOptions{})
-		b.Cleanup(notes.Close)
-		deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: notes, Endpoints: endpoints, Log: log,
-			Client: webhook.NewClient(webhook.ClientOptions{AllowPrivate: true})})
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redis, Concurrency: 20, Queues: map[string]int{webhook.Queue: 1},
-			RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval, Log: log}, deliverer)
-		if err != nil {
-			b.Fatal(err)
-		}
-		runs = append(runs, srv.Run)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, run := range runs {
-		wg.Go(func() { _ = run(ctx) })
-	}
-	b.Cleanup(func() { cancel(); wg.Wait() })
-	<-listener.Ready()
-	return recv
+	return testkit.StartNotifications(b, st, o).Receiver
 }
 
 // BenchmarkEndToEndWebhooks is BenchmarkEndToEnd's consumer with every object an upload of an
