@@ -34,9 +34,9 @@ build: ## Build the static intake binary into bin/intake (what the image contain
 .PHONY: run
 run: up build ## Bring the stack up and run `intake run` with the local configuration.
 	@echo "==> intake run against the local stack:"; $(STACK) env | sed 's/SECRET_ACCESS_KEY=.*/SECRET_ACCESS_KEY=****/; s/^/    /'
-	@echo "==> WARNING: INTAKE_API_INSECURE_DEV_AUTH=true — every API request is accepted as owner 'dev'. Never do this outside your machine."
+	@echo "==> WARNING: the API key 'local-dev-key-not-secret' (owner 'dev') is written in this repository. Never use it outside your machine."
 	@set -a; eval "$$($(STACK) env)"; set +a; \
-	  INTAKE_MIGRATE=true INTAKE_API_INSECURE_DEV_AUTH=true INTAKE_API_CORS_ORIGINS='*' INTAKE_WEBHOOK_ALLOW_PRIVATE=true exec $(BIN)/intake run
+	  INTAKE_MIGRATE=true INTAKE_API_KEYS='local-dev-key-not-secret=dev' INTAKE_API_CORS_ORIGINS='*' INTAKE_WEBHOOK_ALLOW_PRIVATE=true exec $(BIN)/intake run
 
 .PHONY: browser
 browser: ## Install what the API's browser test and benchmark need (Chromium, npm packages); idempotent.

@@ -106,7 +106,8 @@ func TestComposeStructure(t *testing.T) {
 	// the command Compose runs.
 	require.Empty(t, unknownEnv(keys(in.Environment)), "intake's environment has names config.go does not know")
 	require.Equal(t, "true", in.Environment["INTAKE_MIGRATE"])
-	require.Equal(t, "true", in.Environment["INTAKE_API_INSECURE_DEV_AUTH"])
+	require.Equal(t, "local-dev-key-not-secret=dev", in.Environment["INTAKE_API_KEYS"])
+	require.Empty(t, in.Environment["INTAKE_API_INSECURE_DEV_AUTH"], "refused on 0.0.0.0")
 	require.NoError(t, loadConfig(t, in.Environment, in.Command...))
 	for _, dep := range []string{"DATABASE_URL", "REDIS_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "INTAKE_QUEUE_URL"} {
 		u, err := url.Parse(in.Environment[dep])
@@ -213,11 +214,11 @@ func TestComposeObservabilityProfile(t *testing.T) {
 	require.Contains(t, graf.Volumes, "./deploy/compose/grafana/dashboards.yml:/etc/grafana/provisioning/dashboards/intake.yml:ro")
 }
 
-// TestComposeDevAuthIsLoud makes sure the insecure development switch keeps its warning.
+// TestComposeDevAuthIsLoud makes sure the well-known development key keeps its warning.
 func TestComposeDevAuthIsLoud(t *testing.T) {
 	t.Parallel()
 	lines := strings.Split(string(readFile(t, "docker-compose.yml")), "\n")
-	i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "INTAKE_API_INSECURE_DEV_AUTH:") })
+	i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "INTAKE_API_KEYS:") })
 	require.GreaterOrEqual(t, i, 0)
 	comment := strings.Join(lines[max(0, i-8):i], "\n")
 	require.Contains(t, comment, "DEVELOPMENT ONLY")

@@ -212,6 +212,15 @@ func TestLoadConfigCatchesBadSettings(t *testing.T) {
 		"bad enum":       func(e map[string]string) { e["INTAKE_LOG_LEVEL"] = "verbose" },
 		"missing bucket": func(e map[string]string) { delete(e, "INTAKE_BUCKET") },
 		"no auth":        func(e map[string]string) { delete(e, "INTAKE_API_KEYS") },
+		"jwt without issuer or audience": func(e map[string]string) {
+			e["INTAKE_API_JWT_SECRET"] = "0123456789abcdef0123456789abcdef"
+		},
+		"dev auth with keys": func(e map[string]string) { e["INTAKE_API_INSECURE_DEV_AUTH"] = "true" },
+		"dev auth on all addresses": func(e map[string]string) {
+			delete(e, "INTAKE_API_KEYS")
+			e["INTAKE_API_INSECURE_DEV_AUTH"] = "true"
+			e["INTAKE_LISTEN_ADDR"] = "0.0.0.0:8080"
+		},
 	} {
 		env := map[string]string{}
 		for k, v := range good {

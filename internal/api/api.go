@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -92,9 +93,8 @@ type Server struct {
 	waits     Waiter
 	log       *slog.Logger
 	metrics   *metrics
-	auth      *Authenticator
+	auth      *auth.Authenticator
 	cors      cors
-	cop       *http.CrossOriginProtection
 	ids       *requestIDs
 	now       func() time.Time
 	s3Timeout time.Duration
@@ -126,15 +126,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
-	auth, err := NewAuthenticator(ctx, o.API, o.Log)
+	authn, err := auth.New(ctx, o.API, o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
-		aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: auth, cors: newCORS(o.API.CORSOrigins),
-		cop: http.NewCrossOriginProtection(), ids: newRequestIDs(), now: o.Now,
+		aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
+		ids: newRequestIDs(), now: o.Now,
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
 	}
 	if s.policy == nil {
@@ -143,17 +143,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for o := range s.cors.origins {
-		if err := s.cop.AddTrustedOrigin(o); err != nil {
-			return nil, fmt.Errorf("api: INTAKE_API_CORS_ORIGINS: %w", err)
-		}
-	}
 	if o.API.InsecureDevAuth {
 		o.Log.Warn("INSECURE DEV AUTH is on: API requests without credentials are accepted as owner 'dev'. Never run this outside a developer's machine.",
 			"env", "INTAKE_API_INSECURE_DEV_AUTH")
 	}
 	return s, nil
 }
+
+// Authenticator returns the Server's authenticator, for the other endpoints of the same service
+// (POST /v1/jobs) to share its credentials and its JWKS refresh.
+func (s *Server) Authenticator() *auth.Authenticator { return s.auth }
 
 // route is one registered endpoint.
 type route struct {

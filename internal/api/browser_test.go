@@ -91,7 +91,7 @@ func TestUppyBrowser(t *testing.T) {
 	hs := httptest.NewServer(mux)
 	defer hs.Close()
 
-	token := signJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", jwt.MapClaims{
+	token := testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", jwt.MapClaims{
 		"sub": "erin", "iss": "https://issuer.test", "aud": "intake", "exp": time.Now().Add(10 * time.Minute).Unix(),
 	})
 	const smallSize, bigSize = 200 << 10, 11<<20 + 12345

@@ -25,13 +25,16 @@
 //
 // # Authentication and ownership
 //
-// A request carries a static API key (X-API-Key, or Authorization: Bearer <key>) or a bearer JWT
-// (HS256 shared secret, or RS256/ES256 keys from a JWKS URL; exp required, iss and aud checked when
-// configured). The key's owner or the token's subject is the owner. Browser clients that cannot add
-// a header may send the JWT in the INTAKE_API_AUTH_COOKIE cookie; such requests get Go's
-// cross-origin protection (unsafe methods from untrusted origins are refused). Only the owner may see
-// or touch an upload or object: anyone else gets 404. INTAKE_API_INSECURE_DEV_AUTH accepts requests
-// without credentials as owner "dev" (development only; logged as a warning at start).
+// Package auth decides who calls: a tenant's static API key (X-API-Key, or Authorization: Bearer
+// <key>) or a bearer JWT (HS256 shared secret, or RS256/ES256 keys from a JWKS URL; exp, iss and
+// aud required). The key's owner or the token's subject is the owner. Operator keys
+// (INTAKE_API_ADMIN_KEYS) act for no tenant and are refused with 403. Browser clients that cannot add
+// a header may send the JWT in the INTAKE_API_AUTH_COOKIE cookie; browsers attach it to requests any
+// site can trigger, GET included, so such a request must show it comes from intake's origin, a
+// listed one or a script (Sec-Fetch-Site: same-origin, a trusted Origin, or X-Requested-With /
+// Uppy-Versions; see crossSite), else 403. Only the owner may see or touch an upload or object:
+// anyone else gets 404. INTAKE_API_INSECURE_DEV_AUTH accepts requests without credentials as owner
+// "dev" (development only, loopback only; logged as a warning at start).
 //
 // # What is signed
 //
@@ -43,7 +46,8 @@
 // the key, the exact Content-Type and content-length-range [size, size]. Uppy's routes do not send a
 // size: their intents are recorded with size_declared = false and POST uploads are bound by the
 // policy's max_size. Expiry defaults to INTAKE_API_PRESIGN_EXPIRY; above INTAKE_API_MAX_PRESIGN_EXPIRY
-// is refused.
+// is refused; every URL is also capped at the expiry of the credentials that sign it (temporary
+// STS/IRSA credentials), and the expiry returned is the real one.
 //
 // # Presigning cost
 //

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
@@ -132,11 +131,15 @@ func newCORS(list string) cors {
 }
 
 func (c cors) allowed(origin string) (ok, listed bool) {
-	if c.origins[strings.ToLower(origin)] {
+	if c.listed(origin) {
 		return true, true
 	}
 	return c.any, false
 }
+
+// listed reports whether origin is one of INTAKE_API_CORS_ORIGINS by name ("*" lists none): only
+// those receive credentials.
+func (c cors) listed(origin string) bool { return c.origins[strings.ToLower(origin)] }
 
 // exposedHeaders are readable by browser scripts on cross-origin responses.
 const exposedHeaders = "ETag, Location, X-Request-Id"
@@ -174,7 +177,7 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	h.Add("Vary", "Access-Control-Request-Method")
 	h.Add("Vary", "Access-Control-Request-Headers")
 	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key, X-Request-Id, Uppy-Versions")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key, X-Request-Id, X-Requested-With, Uppy-Versions")
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -239,15 +242,7 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 		var who principal
 		if fam != familyPublic {
 			var p *Problem
-			who, p = s.auth.authenticate(r)
-			if p == nil && who.cookie {
-				// Credentials that browsers attach by themselves: refuse cross-origin unsafe requests
-				// from origins that are not trusted (CSRF).
-				if err := s.cop.Check(r); err != nil {
-					p = problemf(problem.Forbidden, "cross-origin request refused: %v", err)
-				}
-			}
-			if p != nil {
+			if who, p = s.authenticate(r); p != nil {
 				s.fail(w, r, fam, p)
 				return
 			}

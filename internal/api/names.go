@@ -13,9 +13,6 @@ import (
 // maxFilenameBytes is the longest file name accepted (most file systems' limit).
 const maxFilenameBytes = 255
 
-// maxOwnerBytes is the longest owner (token subject) accepted.
-const maxOwnerBytes = 128
-
 // sanitizeFilename checks a client's file name and returns the form used in object keys. Names that
 // try to escape their folder (separators, "." and ".."), control or invalid UTF-8 characters, and names
 // over 255 bytes are refused; characters S3 documents as troublesome in keys are replaced by "_".
@@ -53,19 +50,6 @@ func sanitizeFilename(name string) (string, *Problem) {
 	return b.String(), nil
 }
 
-// validOwner reports whether a token subject or API key owner can be an owner segment of keys.
-func validOwner(owner string) bool {
-	if owner == "" || len(owner) > maxOwnerBytes || owner == "." || owner == ".." || !utf8.ValidString(owner) {
-		return false
-	}
-	for _, r := range owner {
-		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.IsSpace(r) {
-			return false
-		}
-	}
-	return true
-}
-
 // normalizeContentType parses a Content-Type value and returns it in canonical form (lower-case
 // type/subtype, parameters re-encoded), so that what is signed is exactly what S3 will compare.
 func normalizeContentType(ct string) (string, *Problem) {
@@ -87,6 +71,11 @@ func normalizeContentType(ct string) (string, *Problem) {
 	out := mime.FormatMediaType(mt, params)
 	if out == "" {
 		return "", problemf(probInvalidType, "content_type %q cannot be encoded", ct)
+	}
+	if len(out) > 255 {
+		// The canonical form is what is signed and stored: it may be longer than the input
+		// ("a;b=1" becomes "a; b=1").
+		return "", problemf(probInvalidType, "content_type is longer than 255 bytes in canonical form")
 	}
 	return out, nil
 }

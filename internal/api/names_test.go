@@ -1,6 +1,8 @@
 package api
 
 import (
+	"math"
+	"mime"
 	"strings"
 	"testing"
 	"time"
@@ -72,22 +74,30 @@ func FuzzSanitizeFilename(f *testing.F) {
 	})
 }
 
+// contentTypeCases map a declared content type to its normal form ("" when refused).
+var contentTypeCases = map[string]string{
+	"image/PNG":                      "image/png",
+	"Text/Plain; Charset=UTF-8":      "text/plain; charset=UTF-8",
+	"text/plain;charset=utf-8":       "text/plain; charset=utf-8",
+	"application/vnd.api+json":       "application/vnd.api+json",
+	"TEXT/Plain":                     "text/plain",
+	"text/plain; charset=binary":     "text/plain; charset=binary",
+	`text/plain; name="a b"`:         `text/plain; name="a b"`,
+	"multipart/form-data; boundary=": "",
+	"text":                           "",
+	"/plain":                         "",
+	"text/":                          "",
+	"image/*":                        "",
+	"text/plain\r\nx: y":             "",
+	"text/plain\r\nX-Evil: 1":        "",
+	"":                               "",
+	"téxt/plain":                     "",
+	"application/x-msdownload":       "application/x-msdownload",
+}
+
 func TestNormalizeContentType(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{
-		"image/PNG":                      "image/png",
-		"Text/Plain; Charset=UTF-8":      "text/plain; charset=UTF-8",
-		"text/plain;charset=utf-8":       "text/plain; charset=utf-8",
-		"application/vnd.api+json":       "application/vnd.api+json",
-		"multipart/form-data; boundary=": "",
-		"text":                           "",
-		"/plain":                         "",
-		"text/":                          "",
-		"image/*":                        "",
-		"text/plain\r\nx: y":             "",
-		"":                               "",
-		"téxt/plain":                     "",
-	} {
+	for in, want := range contentTypeCases {
 		got, p := normalizeContentType(in)
 		if want == "" {
 			require.NotNil(t, p, "%q → %q", in, got)
@@ -98,15 +108,81 @@ func TestNormalizeContentType(t *testing.T) {
 	}
 }
 
-func TestValidOwner(t *testing.T) {
-	t.Parallel()
-	for owner, want := range map[string]bool{
-		"alice": true, "auth0|123": true, "user@example.com": true, "42": true,
-		"": false, ".": false, "..": false, "a/b": false, `a\b`: false, "a b": false, "a\nb": false,
-		strings.Repeat("x", 128): true, strings.Repeat("x", 129): false,
-	} {
-		require.Equal(t, want, validOwner(owner), "%q", owner)
+// longParams is a 250-byte content type whose canonical form is longer than 255 bytes (a space is
+// added after every ';').
+func longParams() string {
+	var b strings.Builder
+	b.WriteString("text/plain")
+	for i := 0; b.Len() < 250; i++ {
+		b.WriteString(";" + string(rune('a'+i/26)) + string(rune('a'+i%26)) + "=1")
 	}
+	return b.String()
+}
+
+// FuzzNormalizeContentType: what normalizeContentType accepts is what gets signed and stored, so it
+// must be a canonical (normalizing it again changes nothing), printable ASCII header value within the
+// length limit, of the form type/subtype.
+func FuzzNormalizeContentType(f *testing.F) {
+	for in := range contentTypeCases {
+		f.Add(in)
+	}
+	f.Add(`text/plain; a="` + strings.Repeat(`\"`, 115) + `"`)
+	f.Add(longParams())
+	f.Fuzz(func(t *testing.T, in string) {
+		out, p := normalizeContentType(in)
+		if p != nil {
+			if p.Type != ProblemBase+"invalid-content-type" {
+				t.Fatalf("normalizeContentType(%q): problem %s", in, p.Type)
+			}
+			return
+		}
+		if out == "" || len(out) > 255 {
+			t.Fatalf("normalizeContentType(%q) = %q (%d bytes)", in, out, len(out))
+		}
+		for i := 0; i < len(out); i++ {
+			if out[i] < 0x20 || out[i] >= 0x7f {
+				t.Fatalf("normalizeContentType(%q) = %q holds byte %#x", in, out, out[i])
+			}
+		}
+		again, p := normalizeContentType(out)
+		if p != nil || again != out {
+			t.Fatalf("normalizeContentType(%q) = %q is not canonical: again %q, %v", in, out, again, p)
+		}
+		mt, _, err := mime.ParseMediaType(out)
+		if err != nil || mt != strings.ToLower(mt) || strings.Count(mt, "/") != 1 || strings.Contains(mt, "*") {
+			t.Fatalf("normalizeContentType(%q) = %q: media type %q, %v", in, out, mt, err)
+		}
+	})
+}
+
+// cursorSeeds are cursors of GET /v1/objects: issued ones and forged ones.
+func cursorSeeds() []string {
+	id := uuid.MustParse("0193c3f0-7c1e-7000-8000-0000000000ab")
+	valid := encodeCursor(dbq.Object{ID: id, CreatedAt: time.Date(2026, 5, 6, 7, 8, 9, 123456000, time.UTC)})
+	return []string{valid, valid + "A", "", "nope", "AAAA", "!!!!", rawCursor(math.MinInt64, id), rawCursor(math.MaxInt64, id),
+		rawCursor(0, uuid.Nil), rawCursor(-62135596800000000, id), rawCursor(253402300799999999, id), rawCursor(253402300800000000, id)}
+}
+
+// FuzzDecodeCursor: the cursor parameter of GET /v1/objects is anything a client sends. A cursor that
+// decodes gives a time PostgreSQL takes as it is (year 1 to 9999) and the same values when encoded
+// again.
+func FuzzDecodeCursor(f *testing.F) {
+	for _, c := range cursorSeeds() {
+		f.Add(c)
+	}
+	f.Fuzz(func(t *testing.T, c string) {
+		at, id, ok := decodeCursor(c)
+		if !ok {
+			return
+		}
+		if at.Year() < 1 || at.Year() > 9999 || at.Location() != time.UTC {
+			t.Fatalf("decodeCursor(%q) = %s", c, at)
+		}
+		at2, id2, ok := decodeCursor(encodeCursor(dbq.Object{ID: id, CreatedAt: at}))
+		if !ok || !at2.Equal(at) || id2 != id {
+			t.Fatalf("decodeCursor(%q) = %s %s does not round-trip: %s %s %v", c, at, id, at2, id2, ok)
+		}
+	})
 }
 
 func TestObjectKeyAndCursor(t *testing.T) {
@@ -122,8 +198,10 @@ func TestObjectKeyAndCursor(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, at, gotAt)
 	require.Equal(t, id, gotID)
-	for _, bad := range []string{"", "nope", "AAAA", c + "A"} {
+	for _, bad := range []string{"", "nope", "AAAA", c + "A", rawCursor(math.MinInt64, id), rawCursor(math.MaxInt64, id), rawCursor(253402300800000000, id)} {
 		_, _, ok := decodeCursor(bad)
 		require.False(t, ok, bad)
 	}
+	_, _, ok = decodeCursor(rawCursor(253402300799999999, id))
+	require.True(t, ok, "the last microsecond of 9999")
 }

@@ -66,6 +66,14 @@ func encodeCursor(o dbq.Object) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// Cursor times outside these bounds were not issued by the API (they come from created_at). They
+// are refused: near the ends of int64 microseconds, pgx's conversion to PostgreSQL's epoch
+// overflows and the query silently runs with another time.
+var (
+	minCursorTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxCursorTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
 func decodeCursor(s string) (time.Time, uuid.UUID, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != 24 {
@@ -75,7 +83,11 @@ func decodeCursor(s string) (time.Time, uuid.UUID, bool) {
 	if err != nil {
 		return time.Time{}, uuid.UUID{}, false
 	}
-	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC(), id, true
+	at := time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC()
+	if at.Before(minCursorTime) || at.After(maxCursorTime) {
+		return time.Time{}, uuid.UUID{}, false
+	}
+	return at, id, true
 }
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who principal) *Problem {
@@ -163,13 +175,12 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	if o.Status != "valid" {
 		return problemf(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
 	}
-	now := s.now()
-	u, err := s.signer.Presign(r.Context(), sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: now, Expires: exp, ContentLength: -1})
+	u, err := s.signer.Sign(r.Context(), sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: s.now(), Expires: exp, ContentLength: -1})
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign get", err)
 	}
 	s.metrics.presigns.WithLabelValues("get").Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})
 	return nil
 }
 

@@ -35,13 +35,13 @@ var (
 	probInvalidLimit    = problem.Kind{Slug: "invalid-limit", Title: "Invalid limit", Status: http.StatusBadRequest}
 	probInvalidID       = problem.Kind{Slug: "invalid-id", Title: "Invalid id", Status: http.StatusBadRequest}
 	probInvalidParam    = problem.Kind{Slug: "invalid-parameter", Title: "Invalid query parameter", Status: http.StatusBadRequest}
-	probNotFound        = problem.Kind{Slug: "not-found", Title: "Not found", Status: http.StatusNotFound}
-	probNotPending      = problem.Kind{Slug: "upload-not-pending", Title: "Upload is no longer pending", Status: http.StatusConflict}
+	probNotFound        = problem.NotFound
+	probNotPending      = problem.UploadNotPending
 	probNotMultipart    = problem.Kind{Slug: "not-multipart", Title: "Upload is not a multipart upload", Status: http.StatusConflict}
 	probNotValid        = problem.Kind{Slug: "object-not-valid", Title: "Object is not valid", Status: http.StatusConflict}
 	probS3Rejected      = problem.Kind{Slug: "storage-rejected", Title: "Storage rejected the request", Status: http.StatusBadRequest}
 	probS3Unavailable   = problem.Kind{Slug: "storage-unavailable", Title: "Storage unavailable", Status: http.StatusBadGateway}
-	probDBUnavailable   = problem.Kind{Slug: "database-unavailable", Title: "Database unavailable", Status: http.StatusServiceUnavailable}
+	probDBUnavailable   = problem.DatabaseUnavailable
 	probInternal        = problem.Kind{Slug: "internal", Title: "Internal error", Status: http.StatusInternalServerError}
 )
 

@@ -63,6 +63,9 @@ type uploadResponse struct {
 	UploadID string            `json:"upload_id,omitempty"`
 	// ExpiresAt is when the URL (put, post) or the multipart upload (multipart) expires.
 	ExpiresAt time.Time `json:"expires_at"`
+	// lifetime is the URL's (put, post): the one asked for, capped at the signing credentials'
+	// expiry.
+	lifetime time.Duration
 }
 
 // intentSpec is a validated request for an upload, from /v1 or Uppy's routes.
@@ -221,7 +224,7 @@ func (s *Server) signIntent(ctx context.Context, in intent) (uploadResponse, *Pr
 	case MethodPut:
 		return s.signPut(ctx, in, now, resp)
 	case MethodPost:
-		return s.signPost(ctx, in, resp)
+		return s.signPost(ctx, in, now, resp)
 	default:
 		return s.createMultipart(ctx, in, now, resp)
 	}
@@ -233,14 +236,14 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 	if in.spec.sha256 != nil {
 		checksum = base64.StdEncoding.EncodeToString(in.spec.sha256)
 	}
-	u, err := s.signer.Presign(ctx, sigv4.Input{
+	u, err := s.signer.Sign(ctx, sigv4.Input{
 		Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: in.key, Now: now, Expires: in.spec.expires,
 		ContentType: in.ct, ContentLength: in.spec.size, ChecksumSHA256: checksum,
 	})
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
 	}
-	resp.URL = u
+	resp.URL, resp.ExpiresAt, resp.lifetime = u.URL, u.Expires, u.Expires.Sub(now.Truncate(time.Second))
 	resp.Headers = map[string]string{"Content-Type": in.ct, "Content-Length": strconv.FormatInt(in.spec.size, 10)}
 	if checksum != "" {
 		resp.Headers["x-amz-checksum-sha256"] = checksum
@@ -249,8 +252,8 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 }
 
 // signPost signs a POST policy for the declared size, or for up to the policy's max_size when the
-// size is not declared (Uppy).
-func (s *Server) signPost(ctx context.Context, in intent, resp uploadResponse) (uploadResponse, *Problem) {
+// size is not declared (Uppy). Its expiry is capped at the signing credentials' (see sigv4.Lifetime).
+func (s *Server) signPost(ctx context.Context, in intent, now time.Time, resp uploadResponse) (uploadResponse, *Problem) {
 	minSize, maxSize := in.spec.size, in.spec.size
 	if !in.spec.sizeDeclared {
 		minSize, maxSize = 0, maxSinglePut
@@ -258,11 +261,23 @@ func (s *Server) signPost(ctx context.Context, in intent, resp uploadResponse) (
 			maxSize = in.rule.MaxSize
 		}
 	}
-	u, fields, err := s.presignPost(ctx, in.key, in.ct, minSize, maxSize, in.spec.expires)
+	// The SDK signs the policy, from its own reading of the clock: cap its expiry at the
+	// credentials' as the Signer would, less a second for the two clock readings to differ.
+	lifetime, err := s.signer.Lifetime(ctx, now, in.spec.expires)
+	if err != nil {
+		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+	}
+	if lifetime < in.spec.expires.Truncate(time.Second) {
+		if lifetime -= time.Second; lifetime < time.Second {
+			return uploadResponse{}, s.internalProblem(ctx, "presign post", sigv4.ErrCredentialsExpiring)
+		}
+	}
+	u, fields, err := s.presignPost(ctx, in.key, in.ct, minSize, maxSize, lifetime)
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
 	}
 	resp.URL, resp.Fields = u, fields
+	resp.ExpiresAt, resp.lifetime = now.Truncate(time.Second).Add(lifetime).UTC(), lifetime
 	return resp, nil
 }
 
@@ -409,12 +424,11 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	now := s.now()
-	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, req.PartNumbers, now, exp)
+	parts, expires, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, req.PartNumbers, s.now(), exp)
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign parts", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": now.Add(exp).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": expires.UTC()})
 	return nil
 }
 
@@ -435,20 +449,26 @@ func checkPartNumbers(nums []int32) *Problem {
 	return nil
 }
 
-func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, error) {
+// signParts presigns part uploads and returns when the first of their URLs expires (they may be
+// capped at the signing credentials' expiry, which can change between two signatures).
+func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, time.Time, error) {
 	parts := make([]partURL, 0, len(nums))
+	var expires time.Time
 	for _, n := range nums {
-		u, err := s.signer.Presign(ctx, sigv4.Input{
+		u, err := s.signer.Sign(ctx, sigv4.Input{
 			Method: http.MethodPut, Op: sigv4.OpUploadPart, Bucket: s.bucket, Key: key, Now: now, Expires: exp,
 			ContentLength: -1, PartNumber: n, UploadID: uploadID,
 		})
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
-		parts = append(parts, partURL{PartNumber: n, URL: u})
+		parts = append(parts, partURL{PartNumber: n, URL: u.URL})
+		if expires.IsZero() || u.Expires.Before(expires) {
+			expires = u.Expires
+		}
 	}
 	s.metrics.presigns.WithLabelValues("part").Add(float64(len(nums)))
-	return parts, nil
+	return parts, expires, nil
 }
 
 // uploadedPart is one part S3 holds.

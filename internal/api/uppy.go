@@ -47,7 +47,7 @@ func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principa
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"method": "POST", "url": resp.URL, "fields": resp.Fields, "headers": map[string]string{},
-		"expires": int64(s.cfg.PresignExpiry / time.Second),
+		"expires": int64(resp.lifetime / time.Second),
 	})
 	return nil
 }
@@ -151,11 +151,12 @@ func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, []int32{int32(n)}, s.now(), s.cfg.PresignExpiry)
+	now := s.now()
+	parts, expires, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, []int32{int32(n)}, now, s.cfg.PresignExpiry)
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign part", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"url": parts[0].URL, "expires": int64(s.cfg.PresignExpiry / time.Second)})
+	writeJSON(w, http.StatusOK, map[string]any{"url": parts[0].URL, "expires": int64(expires.Sub(now.Truncate(time.Second)) / time.Second)})
 	return nil
 }
 
@@ -180,7 +181,7 @@ func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who princ
 	if p != nil {
 		return p
 	}
-	parts, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, nums, s.now(), s.cfg.PresignExpiry)
+	parts, _, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, nums, s.now(), s.cfg.PresignExpiry)
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign parts", err)
 	}

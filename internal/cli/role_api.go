@@ -17,9 +17,10 @@ import (
 // which the shared HTTP server serves. The JWKS refresh goroutine, when a
 // JWKS URL is configured, stops with ctx. api.New logs a WARN at start when
 // INTAKE_API_INSECURE_DEV_AUTH is on. Each multipart upload it creates gets a delayed
-// multipart:abort task in Redis (worker/tasks), run by the jobs role at the deadline. With static API
-// keys configured it also serves POST /v1/jobs for backends not written in Go, and without a consumer
-// role in the same process it serves the event ingress (POST /v1/events/s3) when a token is set.
+// multipart:abort task in Redis (worker/tasks), run by the jobs role at the deadline. It also serves
+// POST /v1/jobs for operators and for backends not written in Go (same credentials as the API, the
+// cookie excepted; tenants act on their own uploads only), and without a consumer role in the same
+// process it serves the event ingress (POST /v1/events/s3) when a token is set.
 //
 // Intent rows go through a store.IntentWriter (group commit: one commit for the rows of many
 // concurrent requests). The writer is closed when the daemon has stopped (a.onClose), that is after
@@ -55,19 +56,14 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	}
 	srv.Register(a.Mux)
 
-	keys, err := config.ParseAPIKeys(a.Cfg.API.Keys)
+	jobsAPI, err := jobsapi.New(jobsapi.Config{
+		Client: client, Auth: srv.Authenticator().WithoutCookie(), Uploads: a.Store.Q, Buckets: []string{a.Cfg.Bucket},
+		Log: a.Log.With("component", "jobsapi"),
+	})
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) > 0 {
-		jobsAPI, err := jobsapi.New(jobsapi.Config{
-			Client: client, Keys: keys, Buckets: []string{a.Cfg.Bucket}, Log: a.Log.With("component", "jobsapi"),
-		})
-		if err != nil {
-			return nil, err
-		}
-		jobsAPI.Register(a.Mux)
-	}
+	jobsAPI.Register(a.Mux)
 	if !slices.Contains(a.Roles, config.RoleConsumer) {
 		if err := mountIngress(a); err != nil {
 			return nil, err

@@ -38,6 +38,7 @@ func TestAPIRoleWiring(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
 	const apiKey = "0123456789abcdef-alice"
+	const opsKey = "0123456789abcdef-oncall"
 	addr := freeAddr(t)
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -50,7 +51,7 @@ func TestAPIRoleWiring(t *testing.T) {
 			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), redisDB),
 			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
 			"--bucket", bucket, "--queue-url", q.URL, "--listen", addr, "--shutdown-grace", "5s",
-			"--api-keys", apiKey + "=alice", "--consumer-ingress-token", "wiring-token",
+			"--api-keys", apiKey + "=alice", "--api-admin-keys", opsKey + "=oncall", "--consumer-ingress-token", "wiring-token",
 		}, io.Discard, &logs)
 	}()
 	base := "http://" + addr
@@ -97,7 +98,8 @@ func TestAPIRoleWiring(t *testing.T) {
 	require.Equal(t, asynq.TaskStateScheduled, info.State)
 	require.WithinDuration(t, time.Now().Add(24*time.Hour), info.NextProcessAt, time.Minute, "default deadline 24h")
 
-	// 2. POST /v1/jobs enqueues for an API-key caller, and refuses others.
+	// 2. POST /v1/jobs enqueues for a tenant on its own upload (checked in PostgreSQL), refuses a
+	// tenant's sweep, accepts an operator's, and refuses unknown keys.
 	code, body = post("/v1/jobs", apiKey, map[string]any{"type": tasks.TypeInspectObject, "payload": map[string]string{"key": up.Key}})
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
 	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
@@ -106,6 +108,14 @@ func TestAPIRoleWiring(t *testing.T) {
 	require.Equal(t, tasks.TypeInspectObject, pending[0].Type)
 	code, _ = post("/v1/jobs", "not-a-key-of-anyone", map[string]any{"type": tasks.TypeInspectObject, "payload": map[string]string{"key": "k"}})
 	require.Equal(t, http.StatusUnauthorized, code)
+	code, body = post("/v1/jobs", apiKey, map[string]any{"type": tasks.TypeInspectObject, "payload": map[string]string{"key": "uploads/bob/x"}})
+	require.Equal(t, http.StatusNotFound, code, "%s", body)
+	code, body = post("/v1/jobs", apiKey, map[string]any{"type": tasks.TypeSweep, "payload": map[string]string{"older_than": "1m"}})
+	require.Equal(t, http.StatusForbidden, code, "%s", body)
+	code, body = post("/v1/jobs", opsKey, map[string]any{"type": tasks.TypeSweep, "payload": map[string]string{"older_than": "48h"}})
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	code, body = post("/v1/uploads", opsKey, map[string]any{"filename": "x.bin", "content_type": "application/octet-stream", "size": 1})
+	require.Equal(t, http.StatusForbidden, code, "operator keys act for no tenant: %s", body)
 
 	// 3. The ingress forwards a test event into the queue.
 	testEvent, err := os.ReadFile("../../../shared/fixtures/events/aws/test-event.json")

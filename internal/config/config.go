@@ -145,14 +145,26 @@ type API struct {
 	JWTSecret string `name:"jwt-secret" env:"JWT_SECRET" help:"HS256 secret for bearer JWTs."`
 	// JWKSURL is a JWKS endpoint for RS256/ES256 bearer tokens.
 	JWKSURL string `name:"jwks-url" env:"JWKS_URL" help:"JWKS URL for RS256/ES256 bearer JWTs."`
-	// JWTIssuer, when set, must equal the token's iss.
-	JWTIssuer string `name:"jwt-issuer" env:"JWT_ISSUER" help:"Required JWT issuer."`
-	// JWTAudience, when set, must be among the token's aud.
-	JWTAudience string `name:"jwt-audience" env:"JWT_AUDIENCE" help:"Required JWT audience."`
-	// Keys are static API keys, "key=owner" pairs separated by commas.
-	Keys string `name:"keys" env:"KEYS" help:"Static API keys: key=owner,key2=owner2."`
-	// InsecureDevAuth accepts any request as owner "dev" (local development only).
-	InsecureDevAuth bool `name:"insecure-dev-auth" env:"INSECURE_DEV_AUTH" help:"DEVELOPMENT ONLY: accept unauthenticated requests as owner 'dev'."`
+	// JWTIssuer must equal the token's iss; required with a JWT secret or JWKS URL.
+	JWTIssuer string `name:"jwt-issuer" env:"JWT_ISSUER" help:"Required JWT issuer (iss); required with JWT auth."`
+	// JWTAudience must be among the token's aud; required with a JWT secret or JWKS URL unless
+	// JWTAllowAnyAudience waives it.
+	JWTAudience string `name:"jwt-audience" env:"JWT_AUDIENCE" help:"Required JWT audience (aud); required with JWT auth."`
+	// JWTAllowAnyAudience accepts tokens whatever their aud (only for an identity provider that
+	// issues tokens for intake alone): any token the issuer signed for any application is accepted.
+	JWTAllowAnyAudience bool `name:"jwt-allow-any-audience" env:"JWT_ALLOW_ANY_AUDIENCE" help:"Accept JWTs for any audience (an IdP dedicated to intake only)."`
+	// JWTAdminScope, when set, makes a token whose scope (the space-separated "scope" claim, or the
+	// "scp" claim) contains it an operator credential as well as its subject's tenant credential.
+	JWTAdminScope string `name:"jwt-admin-scope" env:"JWT_ADMIN_SCOPE" help:"JWT scope that grants operator rights (e.g. intake:admin); empty: JWTs are never operators."`
+	// Keys are static API keys of tenants, "key=owner" pairs separated by commas.
+	Keys string `name:"keys" env:"KEYS" help:"Static tenant API keys: key=owner,key2=owner2."`
+	// AdminKeys are static operator keys, "key=name" pairs: the only keys that may sweep or act on
+	// keys and uploads of any owner through POST /v1/jobs. They are not accepted by the upload API.
+	AdminKeys string `name:"admin-keys" env:"ADMIN_KEYS" help:"Static operator API keys (POST /v1/jobs): key=name,key2=name2."`
+	// InsecureDevAuth accepts any request without credentials as owner "dev" (local development
+	// only): it is refused unless INTAKE_LISTEN_ADDR is a loopback address and no other
+	// authentication is configured.
+	InsecureDevAuth bool `name:"insecure-dev-auth" env:"INSECURE_DEV_AUTH" help:"DEVELOPMENT ONLY (loopback listen address, no other auth): accept unauthenticated requests as owner 'dev'."`
 	// CORSOrigins are allowed browser origins, comma separated ("*" for any).
 	CORSOrigins string `name:"cors-origins" env:"CORS_ORIGINS" help:"Allowed CORS origins, comma separated."`
 	// PresignExpiry is the default lifetime of presigned URLs.
@@ -240,6 +252,9 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if has(RoleAPI) {
 		errs = append(errs, c.API.validate())
+		if c.API.InsecureDevAuth && !LoopbackAddr(c.ListenAddr) {
+			errs = append(errs, fmt.Errorf("INTAKE_API_INSECURE_DEV_AUTH: refused with INTAKE_LISTEN_ADDR %q: development auth accepts every request, so it only runs on a loopback address (127.0.0.1, ::1, localhost)", c.ListenAddr))
+		}
 	}
 	if has(RoleJobs) || has(RoleScheduler) {
 		errs = append(errs, c.Jobs.validate())
@@ -339,15 +354,57 @@ func (c Consumer) validate() error {
 
 func (a API) validate() error {
 	var errs []error
-	if a.JWTSecret == "" && a.JWKSURL == "" && a.Keys == "" && !a.InsecureDevAuth {
-		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development)"))
+	jwtAuth := a.JWTSecret != "" || a.JWKSURL != ""
+	realAuth := jwtAuth || a.Keys != "" || a.AdminKeys != ""
+	switch {
+	case a.InsecureDevAuth && realAuth:
+		errs = append(errs, errors.New("INTAKE_API_INSECURE_DEV_AUTH: cannot be combined with INTAKE_API_JWT_SECRET, INTAKE_API_JWKS_URL, INTAKE_API_KEYS or INTAKE_API_ADMIN_KEYS (requests without credentials would still pass as owner 'dev'): unset it"))
+	case !realAuth && !a.InsecureDevAuth:
+		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development on a loopback address)"))
 	}
 	if a.JWTSecret != "" && len(a.JWTSecret) < 32 {
 		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET: must be at least 32 bytes"))
 	}
-	errs = append(errs, validURL("INTAKE_API_JWKS_URL", a.JWKSURL, false, "http", "https"))
-	if _, err := ParseAPIKeys(a.Keys); err != nil {
+	errs = append(errs, validJWKSURL(a.JWKSURL))
+	if jwtAuth {
+		if a.JWTIssuer == "" {
+			errs = append(errs, errors.New("INTAKE_API_JWT_ISSUER: required with INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL (else a token of any issuer sharing the keys is accepted)"))
+		}
+		switch {
+		case a.JWTAudience == "" && !a.JWTAllowAnyAudience:
+			errs = append(errs, errors.New("INTAKE_API_JWT_AUDIENCE: required with INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL (else a token the issuer made for any application is accepted); INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives it"))
+		case a.JWTAudience != "" && a.JWTAllowAnyAudience:
+			errs = append(errs, errors.New("INTAKE_API_JWT_ALLOW_ANY_AUDIENCE: set together with INTAKE_API_JWT_AUDIENCE; choose one"))
+		}
+	} else {
+		for _, s := range []struct {
+			name string
+			set  bool
+		}{
+			{"INTAKE_API_JWT_ADMIN_SCOPE", a.JWTAdminScope != ""},
+			{"INTAKE_API_JWT_ALLOW_ANY_AUDIENCE", a.JWTAllowAnyAudience},
+			{"INTAKE_API_AUTH_COOKIE", a.AuthCookie != ""},
+		} {
+			if s.set {
+				errs = append(errs, fmt.Errorf("%s: needs JWT authentication (INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL)", s.name))
+			}
+		}
+	}
+	if strings.ContainsAny(a.JWTAdminScope, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("INTAKE_API_JWT_ADMIN_SCOPE: %q must be one scope (no spaces)", a.JWTAdminScope))
+	}
+	tenants, err := ParseAPIKeys(a.Keys)
+	if err != nil {
 		errs = append(errs, err)
+	}
+	operators, err := ParseKeys("INTAKE_API_ADMIN_KEYS", a.AdminKeys)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for k, name := range operators {
+		if _, ok := tenants[k]; ok {
+			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", name))
+		}
 	}
 	if a.PresignExpiry < time.Second {
 		errs = append(errs, fmt.Errorf("INTAKE_API_PRESIGN_EXPIRY: %s is below 1s", a.PresignExpiry))
@@ -364,8 +421,12 @@ func (a API) validate() error {
 	return errors.Join(errs...)
 }
 
-// ParseAPIKeys parses "key=owner,key2=owner2" into a map from key to owner.
-func ParseAPIKeys(s string) (map[string]string, error) {
+// ParseAPIKeys parses INTAKE_API_KEYS, "key=owner,key2=owner2", into a map from key to owner.
+func ParseAPIKeys(s string) (map[string]string, error) { return ParseKeys("INTAKE_API_KEYS", s) }
+
+// ParseKeys parses a list of static keys, "key=name,key2=name2", into a map from key to name;
+// errors name the variable and never show a key.
+func ParseKeys(variable, s string) (map[string]string, error) {
 	keys := map[string]string{}
 	for pair := range strings.SplitSeq(s, ",") {
 		pair = strings.TrimSpace(pair)
@@ -374,14 +435,48 @@ func ParseAPIKeys(s string) (map[string]string, error) {
 		}
 		k, owner, ok := strings.Cut(pair, "=")
 		if !ok || k == "" || owner == "" {
-			return nil, fmt.Errorf("INTAKE_API_KEYS: entry %q is not key=owner", redact(pair))
+			return nil, fmt.Errorf("%s: entry %q is not key=name", variable, redact(pair))
 		}
 		if len(k) < 16 {
-			return nil, fmt.Errorf("INTAKE_API_KEYS: key for owner %q is shorter than 16 characters", owner)
+			return nil, fmt.Errorf("%s: key for %q is shorter than 16 characters", variable, owner)
+		}
+		if _, dup := keys[k]; dup {
+			return nil, fmt.Errorf("%s: the key for %q is listed twice", variable, owner)
 		}
 		keys[k] = owner
 	}
 	return keys, nil
+}
+
+// LoopbackAddr reports whether a host:port listen address only accepts connections from this
+// machine: a loopback IP (127.0.0.0/8, ::1) or "localhost". An empty host (all interfaces) is not.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	return loopbackHost(host)
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validJWKSURL checks the JWKS URL: keys that decide who is authenticated are fetched over https,
+// except from this machine.
+func validJWKSURL(raw string) error {
+	if err := validURL("INTAKE_API_JWKS_URL", raw, false, "http", "https"); err != nil || raw == "" {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("INTAKE_API_JWKS_URL: %q must be https (plain http is accepted only on a loopback address): whoever can alter the key set can sign any token", Redact(raw))
+	}
+	return nil
 }
 
 func (j Jobs) validate() error {

@@ -17,7 +17,7 @@ func validConfig() Config {
 		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute},
-		API:      API{JWTSecret: strings.Repeat("s", 32), PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
+		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
 		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour},
 		Webhook:  Webhook{Timeout: 10 * time.Second, Concurrency: 20, Retention: 24 * time.Hour},
 	}
@@ -42,7 +42,61 @@ func TestValidate(t *testing.T) {
 		{"api alone does not need queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = "" }, nil},
 		{"api ingress needs queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = ""; c.Consumer.IngressToken = "t" }, []string{"INTAKE_QUEUE_URL: required"}},
 		{"no auth", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = "" }, []string{"no authentication configured"}},
-		{"insecure dev auth accepted", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true }, nil},
+		{"insecure dev auth on loopback", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true }, nil},
+		{"insecure dev auth on localhost", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.ListenAddr = "localhost:8080"
+		}, nil},
+		{"insecure dev auth on ::1", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true; c.ListenAddr = "[::1]:8080" }, nil},
+		// Issue 12.8: development auth is fenced to loopback and never combined with real auth.
+		{"insecure dev auth on all interfaces", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.ListenAddr = "0.0.0.0:8080"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_LISTEN_ADDR", "loopback"}},
+		{"insecure dev auth on an empty host", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true; c.ListenAddr = ":8080" }, []string{"INTAKE_API_INSECURE_DEV_AUTH", "loopback"}},
+		{"insecure dev auth on a LAN address", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.ListenAddr = "192.168.1.10:8080"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "loopback"}},
+		{"insecure dev auth with a JWT secret", []string{RoleAPI}, func(c *Config) { c.API.InsecureDevAuth = true }, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_JWT_SECRET"}},
+		{"insecure dev auth with API keys", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.API.Keys = "0123456789abcdef=alice"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_KEYS"}},
+		{"insecure dev auth with admin keys", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret = ""
+			c.API.InsecureDevAuth = true
+			c.API.AdminKeys = "0123456789abcdef=ops"
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_ADMIN_KEYS"}},
+		{"insecure dev auth not checked without api", []string{RoleConsumer}, func(c *Config) { c.API.InsecureDevAuth = true; c.ListenAddr = "0.0.0.0:8080" }, nil},
+		// Issue 12.9: issuer and audience are required with JWT auth; the JWKS is fetched over https.
+		{"jwt without issuer", []string{RoleAPI}, func(c *Config) { c.API.JWTIssuer = "" }, []string{"INTAKE_API_JWT_ISSUER: required"}},
+		{"jwt without audience", []string{RoleAPI}, func(c *Config) { c.API.JWTAudience = "" }, []string{"INTAKE_API_JWT_AUDIENCE: required", "INTAKE_API_JWT_ALLOW_ANY_AUDIENCE"}},
+		{"jwks without issuer and audience", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret, c.API.JWTIssuer, c.API.JWTAudience = "", "", ""
+			c.API.JWKSURL = "https://idp.example.com/.well-known/jwks.json"
+		}, []string{"INTAKE_API_JWT_ISSUER: required", "INTAKE_API_JWT_AUDIENCE: required"}},
+		{"audience waived explicitly", []string{RoleAPI}, func(c *Config) { c.API.JWTAudience = ""; c.API.JWTAllowAnyAudience = true }, nil},
+		{"audience and waiver", []string{RoleAPI}, func(c *Config) { c.API.JWTAllowAnyAudience = true }, []string{"INTAKE_API_JWT_ALLOW_ANY_AUDIENCE"}},
+		{"jwks over http", []string{RoleAPI}, func(c *Config) { c.API.JWKSURL = "http://idp.example.com/jwks.json" }, []string{"INTAKE_API_JWKS_URL", "https"}},
+		{"jwks over http on loopback", []string{RoleAPI}, func(c *Config) { c.API.JWKSURL = "http://127.0.0.1:8443/jwks.json" }, nil},
+		{"jwks over http on localhost", []string{RoleAPI}, func(c *Config) { c.API.JWKSURL = "http://localhost:8443/jwks.json" }, nil},
+		{"jwt settings without jwt", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret, c.API.Keys = "", "0123456789abcdef=alice"
+			c.API.JWTAdminScope, c.API.AuthCookie = "intake:admin", "tok"
+		}, []string{"INTAKE_API_JWT_ADMIN_SCOPE: needs JWT", "INTAKE_API_AUTH_COOKIE: needs JWT"}},
+		{"admin scope with a space", []string{RoleAPI}, func(c *Config) { c.API.JWTAdminScope = "intake:admin other" }, []string{"INTAKE_API_JWT_ADMIN_SCOPE"}},
+		// Issue 12.1: operators hold their own keys.
+		{"admin keys only", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret, c.API.AdminKeys = "", "0123456789abcdef=ops" }, nil},
+		{"bad admin keys", []string{RoleAPI}, func(c *Config) { c.API.AdminKeys = "short=ops" }, []string{"INTAKE_API_ADMIN_KEYS", "shorter than 16"}},
+		{"admin key is a tenant key", []string{RoleAPI}, func(c *Config) {
+			c.API.Keys = "0123456789abcdef=alice"
+			c.API.AdminKeys = "0123456789abcdef=ops"
+		}, []string{"INTAKE_API_ADMIN_KEYS", "also a tenant key"}},
 		{"short secret", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = "short" }, []string{"at least 32 bytes"}},
 		{"expiry cap", []string{RoleAPI}, func(c *Config) { c.API.MaxPresignExpiry = 200 * time.Hour }, []string{"INTAKE_API_MAX_PRESIGN_EXPIRY"}},
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
@@ -106,8 +160,19 @@ func TestParseAPIKeys(t *testing.T) {
 	_, err = ParseAPIKeys("short=svc")
 	require.ErrorContains(t, err, "shorter than 16")
 	_, err = ParseAPIKeys("0123456789abcdef=")
-	require.ErrorContains(t, err, "not key=owner")
+	require.ErrorContains(t, err, "not key=name")
 	require.NotContains(t, err.Error(), "0123456789abcdef", "keys are redacted in errors")
+}
+
+func TestLoopbackAddr(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "127.1.2.3:80": true, "[::1]:8080": true, "localhost:8080": true, "LOCALHOST:1": true,
+		":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.1:8080": false, "example.com:80": false,
+		"8080": false, "": false,
+	} {
+		require.Equal(t, want, LoopbackAddr(addr), addr)
+	}
 }
 
 func TestUsePathStyle(t *testing.T) {

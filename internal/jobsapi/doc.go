@@ -4,7 +4,7 @@
 // # Request
 //
 //	POST /v1/jobs
-//	Authorization: Bearer <API key>          (or X-API-Key: <API key>; keys from INTAKE_API_KEYS)
+//	Authorization: Bearer <key or JWT>       (or X-API-Key: <key>; never the auth cookie)
 //	Content-Type: application/json
 //
 //	{"type": "multipart:sweep", "payload": {"prefix": "uploads/", "older_than": "48h"}}
@@ -16,10 +16,21 @@
 // so that it does not collide with the upload's own deadline task. A sweep's older_than may not be
 // below one minute.
 //
+// # Who may do what
+//
+// Operators (a key of INTAKE_API_ADMIN_KEYS, or a JWT with INTAKE_API_JWT_ADMIN_SCOPE; see package
+// auth) may enqueue any of the three on any key of intake's buckets. Tenants (a key of
+// INTAKE_API_KEYS, or a JWT) act on their own uploads only, as PostgreSQL records them: an abort
+// must name the bucket, key and S3 upload_id of one of their pending multipart uploads (what
+// POST /v1/uploads returned), an inspection the key of one of their uploads; another tenant's upload
+// answers 404 as an unknown one does, and a sweep, which takes every tenant's uploads, answers 403.
+//
 // # Responses
 //
 // 202 Accepted with {"id", "type", "queue", "state", "process_at"}; an abort that is already queued
 // answers 202 with "duplicate": true. Errors are RFC 9457 application/problem+json: 401
-// unauthorized, 403 forbidden (bucket), 400 invalid-json / unknown-field, 413 request-too-large,
-// 415 unsupported-media-type, 422 unknown-task-type / invalid-task-payload, 503 queue-unavailable.
+// unauthorized, 403 forbidden (bucket, or a tenant's sweep), 404 not-found (not the tenant's upload),
+// 409 upload-not-pending, 400 invalid-json / unknown-field, 413 request-too-large,
+// 415 unsupported-media-type, 422 unknown-task-type / invalid-task-payload, 503 queue-unavailable /
+// database-unavailable.
 package jobsapi

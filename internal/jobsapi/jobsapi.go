@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +16,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/problem"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -34,12 +36,30 @@ const (
 	MaxBody = 64 << 10
 )
 
+// Authenticator says who made a request; *auth.Authenticator satisfies it (use its WithoutCookie:
+// browsers have no business here).
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Caller, *problem.Problem)
+}
+
+var _ Authenticator = (*auth.Authenticator)(nil)
+
+// Uploads finds a tenant's upload intent by its object key; *dbq.Queries satisfies it.
+type Uploads interface {
+	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
+}
+
+var _ Uploads = (*dbq.Queries)(nil)
+
 // Config configures [Handler].
 type Config struct {
 	// Client enqueues the tasks (an *asynq.Client; required).
 	Client tasks.Enqueuer
-	// Keys maps API keys to owners (config.ParseAPIKeys); requests must present one. Required.
-	Keys map[string]string
+	// Auth authenticates callers (required). Operators may enqueue anything; tenants only act on
+	// their own uploads.
+	Auth Authenticator
+	// Uploads checks a tenant's payload against its upload intents (required).
+	Uploads Uploads
 	// Buckets are the buckets tasks may name (required); the first is used when a payload names none.
 	Buckets []string
 	// MinSweepAge is the smallest older_than accepted for sweeps (default DefaultMinSweepAge).
@@ -53,7 +73,8 @@ type Config struct {
 // Handler serves POST /v1/jobs.
 type Handler struct {
 	client      tasks.Enqueuer
-	keys        map[[sha256.Size]byte]string
+	auth        Authenticator
+	uploads     Uploads
 	buckets     []string
 	minSweepAge time.Duration
 	log         *slog.Logger
@@ -66,8 +87,11 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Client == nil {
 		errs = append(errs, errors.New("client required"))
 	}
-	if len(cfg.Keys) == 0 {
-		errs = append(errs, errors.New("at least one API key required (INTAKE_API_KEYS)"))
+	if cfg.Auth == nil {
+		errs = append(errs, errors.New("authenticator required"))
+	}
+	if cfg.Uploads == nil {
+		errs = append(errs, errors.New("uploads query required"))
 	}
 	if len(cfg.Buckets) == 0 || slices.Contains(cfg.Buckets, "") {
 		errs = append(errs, errors.New("buckets required"))
@@ -76,17 +100,13 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("jobs api: %w", err)
 	}
 	h := &Handler{
-		client: cfg.Client, keys: map[[sha256.Size]byte]string{}, buckets: slices.Clone(cfg.Buckets),
+		client: cfg.Client, auth: cfg.Auth, uploads: cfg.Uploads, buckets: slices.Clone(cfg.Buckets),
 		minSweepAge: cmp.Or(cfg.MinSweepAge, DefaultMinSweepAge),
 		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
 		now:         cfg.Now,
 	}
 	if h.now == nil {
 		h.now = time.Now
-	}
-	// Keys are looked up by their SHA-256, so the lookup's timing says nothing about the keys.
-	for k, owner := range cfg.Keys {
-		h.keys[sha256.Sum256([]byte(k))] = owner
 	}
 	return h, nil
 }
@@ -117,11 +137,11 @@ type Response struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
-// ServeHTTP authenticates, validates and enqueues one job.
+// ServeHTTP authenticates, validates, authorizes and enqueues one job.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	owner, ok := h.authenticate(r)
-	if !ok {
-		problem.Write(w, problem.Unauthorized.With("present an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"))
+	who, ap := h.auth.Authenticate(r)
+	if ap != nil {
+		problem.Write(w, *ap)
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -150,6 +170,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, p.kind.With(p.detail))
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if !who.Operator {
+		if p := h.authorizeTenant(ctx, who.Owner, req.Type, task); p != nil {
+			problem.Write(w, p.kind.With(p.detail))
+			return
+		}
+	}
 	var opts []asynq.Option
 	if req.Type == tasks.TypeAbortMultipart {
 		// An operator's abort must not collide with the upload's deadline task (whose ID is the
@@ -158,11 +186,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(task.Payload(), &a)
 		opts = append(opts, asynq.TaskID("api:"+a.UploadID))
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
 	info, err := tasks.Enqueue(ctx, h.client, task, opts...)
 	if err != nil {
-		h.log.ErrorContext(ctx, "enqueue job failed", "type", req.Type, "owner", owner, "err", err)
+		h.log.ErrorContext(ctx, "enqueue job failed", "type", req.Type, "caller", who.Name, "operator", who.Operator, "err", err)
 		problem.Write(w, probQueueUnavailable.With("the task could not be enqueued; try again"))
 		return
 	}
@@ -172,27 +198,56 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		at := info.NextProcessAt.UTC()
 		resp.ProcessAt = &at
 	}
-	h.log.InfoContext(ctx, "job enqueued", "type", req.Type, "task_id", info.ID, "owner", owner, "duplicate", resp.Duplicate)
+	h.log.InfoContext(ctx, "job enqueued", "type", req.Type, "task_id", info.ID, "caller", who.Name, "operator", who.Operator, "duplicate", resp.Duplicate)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-// authenticate returns the owner of the request's API key.
-func (h *Handler) authenticate(r *http.Request) (string, bool) {
-	key := r.Header.Get("X-API-Key")
-	if auth := r.Header.Get("Authorization"); key == "" && auth != "" {
-		scheme, token, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return "", false
+// authorizeTenant checks that a tenant's task acts on one of its own uploads, as PostgreSQL
+// records them: an abort must name the bucket, key and S3 upload id of one of its pending multipart
+// uploads, an inspection the key of one of its uploads. Sweeps act on every tenant's uploads and
+// need operator credentials. Another tenant's upload answers 404, like an unknown one.
+func (h *Handler) authorizeTenant(ctx context.Context, owner, typ string, task *asynq.Task) *problemErr {
+	var bucket, key, uploadID string
+	switch typ {
+	case tasks.TypeAbortMultipart:
+		p, err := tasks.ParseAbortMultipart(task.Payload())
+		if err != nil {
+			return &problemErr{probInvalidPayload, err.Error()}
 		}
-		key = strings.TrimSpace(token)
+		bucket, key, uploadID = p.Bucket, p.Key, p.UploadID
+	case tasks.TypeInspectObject:
+		p, err := tasks.ParseInspectObject(task.Payload())
+		if err != nil {
+			return &problemErr{probInvalidPayload, err.Error()}
+		}
+		bucket, key = p.Bucket, p.Key
+	default:
+		return &problemErr{problem.Forbidden, fmt.Sprintf("%s acts on every tenant's uploads: it needs operator credentials (INTAKE_API_ADMIN_KEYS, or a JWT with the admin scope)", typ)}
 	}
-	if key == "" {
-		return "", false
+	if owner == "" {
+		return &problemErr{problem.Forbidden, "these credentials act for no tenant"}
 	}
-	owner, ok := h.keys[sha256.Sum256([]byte(key))]
-	return owner, ok
+	u, err := h.uploads.APIGetUploadByKey(ctx, dbq.APIGetUploadByKeyParams{Bucket: bucket, Key: key, Owner: owner})
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && uploadID != "" && (u.MultipartUploadID == nil || *u.MultipartUploadID != uploadID) {
+		return &problemErr{problem.NotFound, fmt.Sprintf("no upload of yours has key %q%s in bucket %q (tenant credentials act on their own uploads only)", key, ifUpload(uploadID), bucket)}
+	}
+	if err != nil {
+		h.log.WarnContext(ctx, "look up the tenant's upload", "owner", owner, "key", key, "err", err)
+		return &problemErr{problem.DatabaseUnavailable, "could not check the upload's owner; try again"}
+	}
+	if uploadID != "" && u.Status != "pending" {
+		return &problemErr{problem.UploadNotPending, fmt.Sprintf("upload %s is %s", u.ID, u.Status)}
+	}
+	return nil
+}
+
+func ifUpload(uploadID string) string {
+	if uploadID == "" {
+		return ""
+	}
+	return fmt.Sprintf(" and S3 upload id %q", uploadID)
 }
 
 // build validates the request and returns its task.

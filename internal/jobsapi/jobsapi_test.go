@@ -1,61 +1,86 @@
 package jobsapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/jobsapi"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-const apiKey = "k-0123456789abcdef"
+const (
+	opsKey     = "k-0123456789abcdef" // an operator key (INTAKE_API_ADMIN_KEYS)
+	aliceKey   = "alice-0123456789abc"
+	bobKey     = "bob-0123456789abcde"
+	jwtSecret  = "a-test-secret-that-is-32-bytes-long!"
+	issuer     = "https://idp.test"
+	adminScope = "intake:admin"
+	cookieName = "intake_token"
+)
 
 type testBundle struct {
 	srv  *httptest.Server
 	insp *asynq.Inspector
+	st   *store.Store
 	now  time.Time
 }
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("needs Redis")
+		t.Skip("needs Redis and PostgreSQL")
 	}
 	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
 	client := asynq.NewClient(redisOpt)
 	t.Cleanup(func() { _ = client.Close() })
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
-	keys, err := config.ParseAPIKeys(apiKey + "=ops")
+	st := testkit.DB(t)
+	authn, err := auth.New(t.Context(), config.API{
+		Keys: aliceKey + "=alice," + bobKey + "=bob", AdminKeys: opsKey + "=oncall",
+		JWTSecret: jwtSecret, JWTIssuer: issuer, JWTAudience: "intake", JWTAdminScope: adminScope, AuthCookie: cookieName,
+	}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	h, err := jobsapi.New(jobsapi.Config{Client: client, Keys: keys, Buckets: []string{"uploads", "other"},
+	h, err := jobsapi.New(jobsapi.Config{Client: client, Auth: authn.WithoutCookie(), Uploads: st.Q, Buckets: []string{"uploads", "other"},
 		Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &testBundle{srv: srv, insp: insp, now: now}
+	return &testBundle{srv: srv, insp: insp, st: st, now: now}
 }
 
+// post sends body with the operator key, unless header replaces or (with "") removes headers.
 func (b *testBundle) post(t *testing.T, body string, header map[string]string) (*http.Response, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/v1/jobs", strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Authorization", "Bearer "+opsKey)
 	for k, v := range header {
+		if k == "Cookie" {
+			req.AddCookie(&http.Cookie{Name: cookieName, Value: v})
+			continue
+		}
 		if v == "" {
 			req.Header.Del(k)
 		} else {
@@ -72,57 +97,48 @@ func (b *testBundle) post(t *testing.T, body string, header map[string]string) (
 	return resp, out
 }
 
-func TestJobsAPIErrors(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	tests := []struct {
-		name   string
-		body   string
-		header map[string]string
-		status int
-		slug   string
-		detail string
-	}{
-		{"no key", `{}`, map[string]string{"Authorization": ""}, 401, "unauthorized", ""},
-		{"wrong key", `{}`, map[string]string{"Authorization": "Bearer nope-nope-nope-nope"}, 401, "unauthorized", ""},
-		{"basic auth", `{}`, map[string]string{"Authorization": "Basic " + apiKey}, 401, "unauthorized", ""},
-		{"form body", `type=x`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported-media-type", ""},
-		{"too large", `{"type":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "request-too-large", ""},
-		{"not json", `{"type":`, nil, 400, "invalid-json", ""},
-		{"unknown top field", `{"type":"object:inspect","payload":{},"priority":1}`, nil, 400, "unknown-field", "priority"},
-		{"unknown type", `{"type":"email:send","payload":{}}`, nil, 422, "unknown-task-type", "email:send"},
-		{"no payload", `{"type":"object:inspect"}`, nil, 422, "invalid-task-payload", "payload: required"},
-		{"missing key", `{"type":"object:inspect","payload":{"bucket":"uploads"}}`, nil, 422, "invalid-task-payload", "key: required"},
-		{"unknown payload field", `{"type":"object:inspect","payload":{"key":"k","size":3}}`, nil, 422, "invalid-task-payload", "size"},
-		{"foreign bucket", `{"type":"object:inspect","payload":{"bucket":"secrets","key":"k"}}`, nil, 403, "forbidden", "secrets"},
-		{"sweep too young", `{"type":"multipart:sweep","payload":{"older_than":"30s"}}`, nil, 422, "invalid-task-payload", "below the minimum"},
-		{"sweep bad age", `{"type":"multipart:sweep","payload":{"older_than":"soon"}}`, nil, 422, "invalid-task-payload", "Go duration"},
-		{"abort without id", `{"type":"multipart:abort","payload":{"key":"k"}}`, nil, 422, "invalid-task-payload", "upload_id: required"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			resp, body := b.post(t, tt.body, tt.header)
-			require.Equal(t, tt.status, resp.StatusCode, body)
-			require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
-			require.Equal(t, jobsapi.ProblemBase+tt.slug, body["type"])
-			require.EqualValues(t, tt.status, body["status"])
-			require.Contains(t, body["detail"], tt.detail)
-			if tt.status == 401 {
-				require.NotEmpty(t, resp.Header.Get("WWW-Authenticate"))
-			}
-		})
-	}
-	queues, err := b.insp.Queues()
-	require.NoError(t, err)
-	require.Empty(t, queues, "no rejected request enqueued anything")
+// intent is an upload intent recorded for a tenant.
+type intent struct {
+	id       uuid.UUID
+	key      string
+	uploadID string
 }
 
+// addIntent records an upload intent of owner in bucket "uploads": a multipart one when uploadID is
+// set, then moved to status unless that is pending.
+func (b *testBundle) addIntent(t *testing.T, owner, uploadID, status string) intent {
+	t.Helper()
+	id := uuid.Must(uuid.NewV7())
+	in := intent{id: id, key: "uploads/" + owner + "/" + id.String() + "/f.bin", uploadID: uploadID}
+	p := dbq.APICreateUploadParams{ID: id, Owner: owner, Bucket: "uploads", Key: in.key, Method: "put", Filename: "f.bin",
+		ContentType: "application/octet-stream", Size: 1, SizeDeclared: true, ExpiresAt: time.Now().Add(time.Hour)}
+	if uploadID != "" {
+		p.Method, p.MultipartUploadID = "multipart", &uploadID
+	}
+	require.NoError(t, b.st.Q.APICreateUpload(context.Background(), p))
+	if status != "pending" {
+		n, err := b.st.Q.APISetUploadStatus(context.Background(), dbq.APISetUploadStatusParams{Status: status, ID: id, Owner: owner})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n)
+	}
+	return in
+}
+
+func token(t *testing.T, claims jwt.MapClaims) string {
+	t.Helper()
+	c := jwt.MapClaims{"iss": issuer, "aud": "intake", "exp": time.Now().Add(time.Minute).Unix()}
+	for k, v := range claims {
+		c[k] = v
+	}
+	return testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(jwtSecret), "", c)
+}
+
+// TestJobsAPIEnqueues: what operators may do (any key, sweeps), with the payload as enqueued.
 func TestJobsAPIEnqueues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 
-	resp, body := b.post(t, `{"type":"object:inspect","payload":{"key":"uploads/a/b.png"}}`, map[string]string{"Authorization": "", "X-API-Key": apiKey})
+	resp, body := b.post(t, `{"type":"object:inspect","payload":{"key":"uploads/a/b.png"}}`, map[string]string{"Authorization": "", "X-API-Key": opsKey})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	require.Equal(t, tasks.QueueDefault, body["queue"])
 	require.Equal(t, "pending", body["state"])
@@ -157,12 +173,49 @@ func TestJobsAPIEnqueues(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	require.Equal(t, true, body["duplicate"])
 	require.Equal(t, "api:u-42", body["id"])
+
+	// A JWT with the admin scope is an operator too.
+	resp, body = b.post(t, `{"type":"multipart:sweep","payload":{"older_than":"48h"}}`,
+		map[string]string{"Authorization": "Bearer " + token(t, jwt.MapClaims{"sub": "oncall-bot", "scope": "openid " + adminScope})})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+}
+
+// TestJobsAPITenantActsOnItsOwnUploads (issue 12.1, the allowed direction): a tenant aborts its
+// own pending multipart upload and re-inspects its own object, with a key or a JWT.
+func TestJobsAPITenantActsOnItsOwnUploads(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	mp := b.addIntent(t, "alice", "s3-upload-alice", "pending")
+	put := b.addIntent(t, "alice", "", "completed")
+	carol := b.addIntent(t, "carol", "s3-upload-carol", "pending")
+
+	resp, body := b.post(t, `{"type":"multipart:abort","payload":{"key":"`+mp.key+`","upload_id":"`+mp.uploadID+`"}}`, map[string]string{"Authorization": "Bearer " + aliceKey})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	info, err := b.insp.GetTaskInfo(tasks.QueueCritical, "api:"+mp.uploadID)
+	require.NoError(t, err)
+	ab, err := tasks.ParseAbortMultipart(info.Payload)
+	require.NoError(t, err)
+	require.Equal(t, tasks.AbortMultipart{Bucket: "uploads", Key: mp.key, UploadID: mp.uploadID, Deadline: b.now, Reason: tasks.ReasonAPI}, ab)
+
+	resp, body = b.post(t, `{"type":"object:inspect","payload":{"bucket":"uploads","key":"`+put.key+`"}}`, map[string]string{"Authorization": "", "X-API-Key": aliceKey})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	info, err = b.insp.GetTaskInfo(tasks.QueueDefault, body["id"].(string))
+	require.NoError(t, err)
+	in, err := tasks.ParseInspectObject(info.Payload)
+	require.NoError(t, err)
+	require.Equal(t, put.key, in.Key)
+
+	// A tenant's JWT: the subject is the owner.
+	resp, body = b.post(t, `{"type":"multipart:abort","payload":{"key":"`+carol.key+`","upload_id":"`+carol.uploadID+`"}}`,
+		map[string]string{"Authorization": "Bearer " + token(t, jwt.MapClaims{"sub": "carol"})})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 }
 
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	_, err := jobsapi.New(jobsapi.Config{})
 	require.ErrorContains(t, err, "client required")
-	require.ErrorContains(t, err, "API key")
+	require.ErrorContains(t, err, "authenticator required")
+	require.ErrorContains(t, err, "uploads query required")
 	require.ErrorContains(t, err, "buckets required")
 }

@@ -35,6 +35,9 @@ var (
 	UnknownField         = Kind{"unknown-field", "Unknown field in request body", http.StatusBadRequest}
 	RequestTooLarge      = Kind{"request-too-large", "Request body too large", http.StatusRequestEntityTooLarge}
 	UnsupportedMediaType = Kind{"unsupported-media-type", "Request body must be application/json", http.StatusUnsupportedMediaType}
+	NotFound             = Kind{"not-found", "Not found", http.StatusNotFound}
+	UploadNotPending     = Kind{"upload-not-pending", "Upload is no longer pending", http.StatusConflict}
+	DatabaseUnavailable  = Kind{"database-unavailable", "Database unavailable", http.StatusServiceUnavailable}
 )
 
 // Problem is an RFC 9457 problem detail.

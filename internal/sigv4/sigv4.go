@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -98,6 +100,12 @@ func NewSigner(o s3.Options) (*Signer, error) {
 	if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
 		s.signHost = u.Hostname()
 	}
+	if net.ParseIP(u.Hostname()) != nil {
+		// A bucket cannot be a subdomain of an IP address: the SDK addresses such endpoints
+		// path-style whatever UsePathStyle says (except for buckets with dots over http, which it
+		// puts in front of the address, a URL that resolves nowhere).
+		s.pathStyle = true
+	}
 	s.basePath = strings.TrimRight(u.EscapedPath(), "/")
 	return s, nil
 }
@@ -109,7 +117,8 @@ type Input struct {
 	Method, Op string
 	// Bucket and Key name the object; the key is escaped as SigV4 requires.
 	Bucket, Key string
-	// Now is the signing time and Expires the URL's lifetime, in (0, MaxExpiry].
+	// Now is the signing time and Expires the URL's lifetime, in (0, MaxExpiry]; the lifetime
+	// signed is capped at the credentials' expiry (see [Lifetime]).
 	Now     time.Time
 	Expires time.Duration
 	// ContentType and ContentLength are signed headers of a PUT PutObject when ContentLength >= 0
@@ -126,16 +135,74 @@ type Input struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// Presign returns the presigned URL of the request.
-func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
+// Presigned is a presigned URL and the instant S3 stops accepting it.
+type Presigned struct {
+	// URL is the presigned request.
+	URL string
+	// Expires is the signing time (to the second, as X-Amz-Date) plus the URL's lifetime
+	// (X-Amz-Expires): the requested one, capped at the expiry of the credentials that signed it.
+	Expires time.Time
+}
+
+// MinLifetime is the shortest lifetime Sign hands out: credentials closer to their expiry are
+// refused (ErrCredentialsExpiring) rather than used for a URL that dies at once.
+const MinLifetime = time.Second
+
+// ErrCredentialsExpiring says the signing credentials expire within MinLifetime of the signing time.
+var ErrCredentialsExpiring = errors.New("presign: the signing credentials expire now")
+
+// Lifetime returns the lifetime of a URL signed at now with creds: want, capped so that the URL
+// expires no later than the credentials (temporary credentials such as STS or IRSA sessions last
+// about an hour, and S3 refuses a URL once the session that signed it has expired, whatever
+// X-Amz-Expires says). The result is whole seconds, counted from now truncated to the second as
+// X-Amz-Date is; want itself is not checked against MaxExpiry.
+func Lifetime(creds aws.Credentials, now time.Time, want time.Duration) (time.Duration, error) {
+	want = want.Truncate(time.Second)
+	if !creds.CanExpire {
+		return want, nil
+	}
+	left := creds.Expires.Sub(now.UTC().Truncate(time.Second)).Truncate(time.Second)
+	if left < MinLifetime {
+		return 0, fmt.Errorf("%w (at %s)", ErrCredentialsExpiring, creds.Expires.UTC().Format(time.RFC3339))
+	}
+	return min(want, left), nil
+}
+
+// Lifetime retrieves the signing credentials and returns the lifetime of a URL signed at now (see
+// [Lifetime]): what callers that sign with another signer (the SDK's POST policies) use to cap
+// their expiry.
+func (s *Signer) Lifetime(ctx context.Context, now time.Time, want time.Duration) (time.Duration, error) {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
-		return "", fmt.Errorf("presign: retrieve credentials: %w", err)
+		return 0, fmt.Errorf("presign: retrieve credentials: %w", err)
+	}
+	return Lifetime(creds, now, want)
+}
+
+// Presign returns the presigned URL of the request (Sign without the expiry).
+func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
+	p, err := s.Sign(ctx, in)
+	return p.URL, err
+}
+
+// Sign presigns the request. Its lifetime is in.Expires capped at the expiry of the credentials
+// the provider returns now (see [Lifetime]); Presigned.Expires says when it ends.
+func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
+	creds, err := s.creds.Retrieve(ctx)
+	if err != nil {
+		return Presigned{}, fmt.Errorf("presign: retrieve credentials: %w", err)
 	}
 	if in.Expires <= 0 || in.Expires > MaxExpiry {
-		return "", fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.Expires)
+		return Presigned{}, fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.Expires)
 	}
 	now := in.Now.UTC()
+	lifetime, err := Lifetime(creds, now, in.Expires)
+	if err != nil {
+		return Presigned{}, err
+	}
+	if lifetime < time.Second {
+		return Presigned{}, fmt.Errorf("presign: expiry %s is below one second", in.Expires)
+	}
 	k := s.keyFor(creds, now)
 
 	bp := bufPool.Get().(*[]byte)
@@ -181,7 +248,7 @@ func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 	buf = append(buf, "&X-Amz-Date="...)
 	buf = append(buf, amzDate...)
 	buf = append(buf, "&X-Amz-Expires="...)
-	buf = strconv.AppendInt(buf, int64(in.Expires/time.Second), 10)
+	buf = strconv.AppendInt(buf, int64(lifetime/time.Second), 10)
 	if k.tokenQuery != "" {
 		buf = append(buf, "&X-Amz-Security-Token="...)
 		buf = append(buf, k.tokenQuery...)
@@ -272,7 +339,7 @@ func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 	hex.Encode(hexSig[:], sig[:])
 	sb.Write(hexSig[:])
 	*bp = buf
-	return sb.String(), nil
+	return Presigned{URL: sb.String(), Expires: now.Truncate(time.Second).Add(lifetime)}, nil
 }
 
 // keyFor returns the cached derived key for the credentials and day, deriving it when they changed.
@@ -366,19 +433,23 @@ func appendHeaderValue(dst []byte, v string) []byte {
 }
 
 // virtualHostable reports whether the bucket can be addressed as a host name (else the SDK, and so
-// the Signer, falls back to path-style).
+// the Signer, falls back to path-style), by the SDK's endpoint rules: not an IP address, and every
+// label of 3 to 63 lower-case letters, digits and hyphens, where only http endpoints allow several
+// labels (a bucket with dots would break the TLS certificate's wildcard). FuzzSignerMatchesSDK
+// checks the rule against the SDK.
 func virtualHostable(bucket, scheme string) bool {
-	if len(bucket) < 3 || len(bucket) > 63 {
+	if net.ParseIP(bucket) != nil {
 		return false
 	}
-	if scheme == "https" && strings.Contains(bucket, ".") {
-		return false
-	}
-	for i := 0; i < len(bucket); i++ {
-		c := bucket[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+	for label := range strings.SplitSeq(bucket, ".") {
+		if len(label) < 3 || len(label) > 63 || scheme == "https" && len(label) != len(bucket) {
 			return false
 		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
 	}
-	return bucket[0] != '-' && bucket[len(bucket)-1] != '-'
+	return true
 }

@@ -1,0 +1,25 @@
+// Package auth decides who made an HTTP request to intake's API (the upload routes, Uppy's routes
+// and POST /v1/jobs) and what they may do.
+//
+// # Tenants and operators
+//
+// A tenant acts on its own uploads and objects only: it holds a key of INTAKE_API_KEYS (whose
+// owner it is) or a JWT (whose subject it is). An operator may sweep and act on any key of intake's
+// bucket through POST /v1/jobs: it holds a key of INTAKE_API_ADMIN_KEYS, or a JWT whose scope (the
+// space-separated "scope" claim, or "scp") holds INTAKE_API_JWT_ADMIN_SCOPE. Operator keys act for no
+// tenant, so the upload API refuses them; an operator JWT is also its subject's tenant credential.
+//
+// # JWTs
+//
+// HS256 with INTAKE_API_JWT_SECRET, or RS256/ES256 with keys from INTAKE_API_JWKS_URL. exp is
+// required (30 s leeway), iss must equal INTAKE_API_JWT_ISSUER and aud must hold
+// INTAKE_API_JWT_AUDIENCE: both are required settings, so that a token the same identity provider
+// issued for another application is refused (INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives the
+// audience, for a provider dedicated to intake). The subject becomes an owner, a segment of object
+// keys: it must satisfy ValidOwner.
+//
+// # Development
+//
+// INTAKE_API_INSECURE_DEV_AUTH turns requests without credentials into owner "dev". config.Validate
+// refuses it unless the listen address is loopback, and New refuses it with any real credentials.
+package auth

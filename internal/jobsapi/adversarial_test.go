@@ -1,0 +1,103 @@
+package jobsapi_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/jobsapi"
+)
+
+// TestJobsAPIAttacks is the adversarial table of POST /v1/jobs. Each case names the attacker, the
+// request (credentials and body), the expected status, problem type and detail, and the side effect
+// that must NOT happen: nothing is enqueued (every queue of the test's Redis database is empty after
+// all the cases) and nobody's upload changes in PostgreSQL.
+func TestJobsAPIAttacks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Bob's uploads: a pending multipart upload, a completed one, a single PUT.
+	bobMP := b.addIntent(t, "bob", "s3-upload-bob", "pending")
+	bobPut := b.addIntent(t, "bob", "", "pending")
+	// Alice's own uploads she may not act on in these ways.
+	aliceDone := b.addIntent(t, "alice", "s3-upload-alice-done", "completed")
+	alicePut := b.addIntent(t, "alice", "", "pending")
+
+	alice := map[string]string{"Authorization": "Bearer " + aliceKey}
+	aliceJWT := map[string]string{"Authorization": "Bearer " + token(t, jwt.MapClaims{"sub": "alice"})}
+	abort := func(key, uploadID string) string {
+		return `{"type":"multipart:abort","payload":{"key":"` + key + `","upload_id":"` + uploadID + `"}}`
+	}
+	inspect := func(key string) string { return `{"type":"object:inspect","payload":{"key":"` + key + `"}}` }
+	tests := []struct {
+		attacker string // who, doing what
+		body     string
+		header   map[string]string // replaces the operator's credentials; "" removes a header
+		status   int
+		slug     string
+		detail   string
+	}{
+		// Credentials.
+		{"anonymous caller", `{}`, map[string]string{"Authorization": ""}, 401, "unauthorized", ""},
+		{"key guesser", `{}`, map[string]string{"Authorization": "Bearer nope-nope-nope-nope"}, 401, "unauthorized", ""},
+		{"basic auth client", `{}`, map[string]string{"Authorization": "Basic " + opsKey}, 401, "unauthorized", ""},
+		{"cross-site page riding an operator's cookie", `{"type":"multipart:sweep","payload":{"older_than":"1m"}}`,
+			map[string]string{"Authorization": "", "Cookie": token(t, jwt.MapClaims{"sub": "oncall", "scope": adminScope})}, 401, "unauthorized", ""},
+		{"user of another application of the IdP", `{"type":"multipart:sweep","payload":{"older_than":"1m"}}`,
+			map[string]string{"Authorization": "Bearer " + token(t, jwt.MapClaims{"sub": "x", "scope": adminScope, "aud": "billing"})}, 401, "unauthorized", ""},
+		// Issue 12.1: a tenant sweeps or acts on uploads that are not its own.
+		{"tenant sweeping every tenant's uploads", `{"type":"multipart:sweep","payload":{"older_than":"1m"}}`, alice, 403, "forbidden", "operator credentials"},
+		{"tenant sweeping its own prefix", `{"type":"multipart:sweep","payload":{"prefix":"uploads/alice/","older_than":"48h"}}`, alice, 403, "forbidden", "operator credentials"},
+		{"tenant JWT sweeping", `{"type":"multipart:sweep","payload":{"older_than":"1m"}}`, aliceJWT, 403, "forbidden", "operator credentials"},
+		{"tenant JWT with a scope that is not the admin scope", `{"type":"multipart:sweep","payload":{"older_than":"1m"}}`,
+			map[string]string{"Authorization": "Bearer " + token(t, jwt.MapClaims{"sub": "alice", "scope": "intake:admins intake"})}, 403, "forbidden", "operator credentials"},
+		{"tenant aborting another tenant's upload", abort(bobMP.key, bobMP.uploadID), alice, 404, "not-found", "own uploads"},
+		{"tenant JWT aborting another tenant's upload", abort(bobMP.key, bobMP.uploadID), aliceJWT, 404, "not-found", "own uploads"},
+		{"tenant aborting another's upload id under its own key", abort(alicePut.key, bobMP.uploadID), alice, 404, "not-found", "own uploads"},
+		{"tenant aborting an upload id on a key intake never gave out", abort("uploads/alice/x/y", bobMP.uploadID), alice, 404, "not-found", ""},
+		{"tenant aborting a key outside intake's prefix", abort("other-app/data.bin", "u"), alice, 404, "not-found", ""},
+		{"tenant aborting its single PUT as multipart", abort(alicePut.key, "made-up"), alice, 404, "not-found", ""},
+		{"tenant aborting its completed upload", abort(aliceDone.key, aliceDone.uploadID), alice, 409, "upload-not-pending", "completed"},
+		{"tenant inspecting another tenant's object", inspect(bobPut.key), alice, 404, "not-found", "own uploads"},
+		{"tenant inspecting a key intake never gave out", inspect("uploads/bob/secret.pdf"), alice, 404, "not-found", ""},
+		{"tenant naming a foreign bucket", `{"type":"object:inspect","payload":{"bucket":"secrets","key":"` + alicePut.key + `"}}`, alice, 403, "forbidden", "secrets"},
+		// Bad input (from an operator: every check holds whoever calls).
+		{"operator posting a form", `type=x`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported-media-type", ""},
+		{"operator posting over 64 KiB", `{"type":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "request-too-large", ""},
+		{"operator posting broken JSON", `{"type":`, nil, 400, "invalid-json", ""},
+		{"operator adding an unknown top field", `{"type":"object:inspect","payload":{},"priority":1}`, nil, 400, "unknown-field", "priority"},
+		{"operator naming an unknown type", `{"type":"email:send","payload":{}}`, nil, 422, "unknown-task-type", "email:send"},
+		{"operator omitting the payload", `{"type":"object:inspect"}`, nil, 422, "invalid-task-payload", "payload: required"},
+		{"operator omitting the key", `{"type":"object:inspect","payload":{"bucket":"uploads"}}`, nil, 422, "invalid-task-payload", "key: required"},
+		{"operator adding an unknown payload field", `{"type":"object:inspect","payload":{"key":"k","size":3}}`, nil, 422, "invalid-task-payload", "size"},
+		{"operator naming a foreign bucket", `{"type":"object:inspect","payload":{"bucket":"secrets","key":"k"}}`, nil, 403, "forbidden", "secrets"},
+		{"operator sweeping uploads still being written", `{"type":"multipart:sweep","payload":{"older_than":"30s"}}`, nil, 422, "invalid-task-payload", "below the minimum"},
+		{"operator with a made-up age", `{"type":"multipart:sweep","payload":{"older_than":"soon"}}`, nil, 422, "invalid-task-payload", "Go duration"},
+		{"operator aborting without an upload id", `{"type":"multipart:abort","payload":{"key":"k"}}`, nil, 422, "invalid-task-payload", "upload_id: required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.attacker, func(t *testing.T) {
+			t.Parallel()
+			resp, body := b.post(t, tt.body, tt.header)
+			require.Equal(t, tt.status, resp.StatusCode, body)
+			require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+			require.Equal(t, jobsapi.ProblemBase+tt.slug, body["type"])
+			require.EqualValues(t, tt.status, body["status"])
+			require.Contains(t, body["detail"], tt.detail)
+			if tt.status == 401 {
+				require.NotEmpty(t, resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	t.Cleanup(func() {
+		queues, err := b.insp.Queues()
+		require.NoError(t, err)
+		require.Empty(t, queues, "no refused request enqueued anything")
+		var changed int
+		require.NoError(t, b.st.Pool.QueryRow(context.Background(),
+			"SELECT count(*) FROM uploads WHERE status <> 'pending' AND id <> $1", aliceDone.id).Scan(&changed))
+		require.Zero(t, changed, "no upload changed status")
+	})
+}
