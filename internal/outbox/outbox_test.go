@@ -103,6 +103,11 @@ func (b *testBundle) outboxRow(t *testing.T, id uuid.UUID) dbq.Outbox {
 	return rows[0]
 }
 
+// body is a notification's webhook body, as the relay builds it.
+func body(row dbq.Outbox) []byte {
+	return tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
+}
+
 // TestDeliverEachOnce: a valid upload, a rejected one and a multipart upload aborted at its
 // deadline reach the receiver as exactly those three notifications, each delivered once per
 // webhook-id, signed (the receiver checks with the specification's library), with the app's
@@ -194,7 +199,7 @@ func TestRelayAfterCrash(t *testing.T) {
 	id := b.intent(t, "u/crash.txt", nil, "")
 	b.verdict(t, id, "u/crash.txt", pipeline.StatusValid, "")
 	row := b.outboxRow(t, id)
-	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, 5*time.Second)
+	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, body(row), 5*time.Second)
 	require.NoError(t, err)
 	_, err = b.client.EnqueueContext(b.ctx, task)
 	require.NoError(t, err)
@@ -236,7 +241,7 @@ func TestDeliveryWaitsForRelayCommit(t *testing.T) {
 	claimed, err := dbq.New(tx).OutboxClaim(b.ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
-	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, 5*time.Second)
+	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, body(row), 5*time.Second)
 	require.NoError(t, err)
 	_, err = b.client.EnqueueContext(b.ctx, task)
 	require.NoError(t, err)

@@ -244,16 +244,19 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 // enqueue enqueues the tasks of one row; a task already enqueued (by a relay that did not commit)
 // is not an error.
 func (r *Relay) enqueue(ctx context.Context, row dbq.OutboxClaimRow, endpoints []string) error {
+	if len(endpoints) == 0 && r.verdictQueue == "" {
+		return nil
+	}
+	body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
 	var ts []*asynq.Task
 	for _, name := range endpoints {
-		t, err := webhook.NewDeliverTask(row.ID, name, r.timeout)
+		t, err := webhook.NewDeliverTask(row.ID, name, body, r.timeout)
 		if err != nil {
 			return err
 		}
 		ts = append(ts, t)
 	}
 	if r.verdictQueue != "" {
-		body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
 		t, err := tasks.NewUploadVerdictTask(r.verdictQueue, body)
 		if err != nil {
 			return fmt.Errorf("notification %d: %w", row.ID, err)

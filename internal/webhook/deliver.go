@@ -9,24 +9,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
-	"github.com/intakehq/intake/worker/tasks"
 )
 
-// Store reads notifications and records deliveries (*store.Outbox, which batches them).
+// Store records deliveries (*store.Outbox, which batches them).
 type Store interface {
-	// Notification returns the outbox row id, an error wrapping pgx.ErrNoRows when there is none.
-	Notification(ctx context.Context, id int64) (store.Notification, error)
-	// MarkDelivered records the delivery of notification id to endpoint.
+	// MarkDelivered records the delivery of notification (outbox row) id to endpoint.
 	MarkDelivered(ctx context.Context, id int64, endpoint string) error
 }
 
@@ -152,9 +147,10 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 // maxAnswer bounds how much of an answer's body is read (the rest is dropped with the connection).
 const maxAnswer = 64 << 10
 
-// ProcessTask delivers one notification. nil: delivered now, or already (a duplicate task).
-// Errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an endpoint no longer
-// configured, a notification purged, an address the SSRF guard refuses); any other is retried.
+// ProcessTask delivers one notification. nil: delivered. Errors wrapping asynq.SkipRetry cannot
+// succeed by retrying (a bad payload, an endpoint no longer configured, an address the SSRF guard
+// refuses); any other is retried. A task enqueued twice (by a relay that died before committing)
+// posts twice, under the same webhook-id: delivery is at least once.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := parseDeliver(t.Payload())
 	if err != nil {
@@ -165,47 +161,51 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		d.gaveUp(p.Endpoint)
 		return fmt.Errorf("webhook endpoint %q is no longer configured: %w", p.Endpoint, asynq.SkipRetry)
 	}
-	row, err := d.store.Notification(ctx, p.OutboxID)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		d.gaveUp(ep.Name)
-		return fmt.Errorf("notification %d no longer in the outbox: %w", p.OutboxID, asynq.SkipRetry)
-	case err != nil:
-		return fmt.Errorf("load notification %d: %w", p.OutboxID, err)
-	case row.RelayedAt != nil && !slices.Contains(row.Pending, ep.Name):
-		return nil // delivered already: a task enqueued twice, or re-run by hand
-	}
-	// A row not relayed yet is delivered all the same: its relay enqueued this task and is
-	// committing (MarkDelivered waits for it), or rolled back and the next relay enqueues it again.
-
-	body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
-	result, err := d.post(ctx, ep, row.EventID.String(), body)
+	id, typ := eventOf(p.Body)
+	result, err := d.post(ctx, ep, id, p.Body)
 	if d.metrics != nil {
 		d.metrics.attempts.WithLabelValues(ep.Name, result).Inc()
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	if err != nil {
 		last := result == ResultRefused || isLastAttempt(ctx)
-		d.log.WarnContext(ctx, "webhook attempt failed", "endpoint", ep.Name, "event_id", row.EventID,
-			"event", row.EventType, "attempt", retried+1, "result", result, "last", last, "err", err)
+		d.log.WarnContext(ctx, "webhook attempt failed", "endpoint", ep.Name, "event_id", id,
+			"event", typ, "attempt", retried+1, "result", result, "last", last, "err", err)
 		if result == ResultRefused {
 			d.gaveUp(ep.Name)
-			return fmt.Errorf("deliver %s to %q: %w: %w", row.EventID, ep.Name, err, asynq.SkipRetry)
+			return fmt.Errorf("deliver %s to %q: %w: %w", id, ep.Name, err, asynq.SkipRetry)
 		}
 		if last {
 			d.gaveUp(ep.Name)
 		}
-		return fmt.Errorf("deliver %s to %q: %w", row.EventID, ep.Name, err)
+		return fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
 	}
-	if err := d.store.MarkDelivered(ctx, row.ID, ep.Name); err != nil {
+	// A row its relay has not committed yet is waited for; see queries/outbox.sql.
+	if err := d.store.MarkDelivered(ctx, p.OutboxID, ep.Name); err != nil {
 		// Retrying posts again: the receiver sees the same webhook-id twice and drops the second.
-		return fmt.Errorf("record delivery of %s to %q: %w", row.EventID, ep.Name, err)
+		return fmt.Errorf("record delivery of %s to %q: %w", id, ep.Name, err)
 	}
 	if d.metrics != nil {
 		d.metrics.deliveries.WithLabelValues(ep.Name, OutcomeDelivered).Inc()
 		d.metrics.perNotice.Observe(float64(retried + 1))
 	}
 	return nil
+}
+
+// eventOf reads the id and type at the start of a body built by tasks.AppendUploadVerdict
+// ({"id":"…","type":"…",…}), without decoding the rest.
+func eventOf(body []byte) (id, typ string) {
+	field := func(b []byte, name string) (string, []byte) {
+		_, rest, ok := bytes.Cut(b, []byte(`"`+name+`":"`))
+		if !ok {
+			return "", b
+		}
+		v, rest, _ := bytes.Cut(rest, []byte{'"'})
+		return string(v), rest
+	}
+	id, rest := field(body, "id")
+	typ, _ = field(rest, "type")
+	return id, typ
 }
 
 // post sends one signed request and classifies its result; err is nil only for a 2xx answer.

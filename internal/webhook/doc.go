@@ -25,9 +25,10 @@
 //
 // The relay (internal/outbox) enqueues one [TypeDeliver] task per notification and endpoint on the
 // queue [Queue], which the jobs role runs with a server of its own (INTAKE_WEBHOOK_CONCURRENCY
-// workers) so that a slow receiver never holds the workers of aborts and inspections. [Deliverer]
-// loads the notification from PostgreSQL, posts it (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects
-// not followed) and records the delivery. Any answer but 2xx, and any network error, is retried
+// workers) so that a slow receiver never holds the workers of aborts and inspections. The task
+// carries the body to post (about 1 KB: a backlog of deliveries takes that much Redis memory each).
+// [Deliverer] posts it (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed) and records the
+// delivery in the outbox row (group commit across concurrent deliveries). Any answer but 2xx, and any network error, is retried
 // with exponential backoff and jitter ([RetryDelay]: 10 s doubling to 2 h, [MaxRetry] retries, at
 // least [MinRetryWindow] in all); then asynq archives the task, and `intake jobs list --queue
 // intake-webhooks` shows it and `intake jobs run` runs it again.

@@ -85,52 +85,6 @@ func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaim
 	return items, nil
 }
 
-const outboxGetBatch = `-- name: OutboxGetBatch :many
-SELECT id, event_id, event_type, data, created_at, relayed_at, pending
-FROM outbox
-WHERE id = ANY($1::bigint[])
-`
-
-type OutboxGetBatchRow struct {
-	ID        int64
-	EventID   uuid.UUID
-	EventType string
-	Data      []byte
-	CreatedAt time.Time
-	RelayedAt *time.Time
-	Pending   []string
-}
-
-// Notifications by id, for delivery attempts (store.Outbox batches the reads of concurrent
-// deliveries). A row not relayed yet is returned too: its relay may still be committing.
-func (q *Queries) OutboxGetBatch(ctx context.Context, ids []int64) ([]OutboxGetBatchRow, error) {
-	rows, err := q.db.Query(ctx, outboxGetBatch, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []OutboxGetBatchRow{}
-	for rows.Next() {
-		var i OutboxGetBatchRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.EventID,
-			&i.EventType,
-			&i.Data,
-			&i.CreatedAt,
-			&i.RelayedAt,
-			&i.Pending,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const outboxList = `-- name: OutboxList :many
 SELECT id, event_id, dedupe_key, event_type, upload_id, bucket, key, data, created_at, relayed_at, pending, delivered_at FROM outbox WHERE upload_id = $1 ORDER BY id
 `

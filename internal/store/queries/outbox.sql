@@ -21,13 +21,6 @@ SET relayed_at   = now(),
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@pendings::text[]) AS pending) AS v
 WHERE o.id = v.id;
 
--- name: OutboxGetBatch :many
--- Notifications by id, for delivery attempts (store.Outbox batches the reads of concurrent
--- deliveries). A row not relayed yet is returned too: its relay may still be committing.
-SELECT id, event_id, event_type, data, created_at, relayed_at, pending
-FROM outbox
-WHERE id = ANY(@ids::bigint[]);
-
 -- name: OutboxMarkDeliveredBatch :exec
 -- Records deliveries (store.Outbox batches those of concurrent deliveries; the arrays are
 -- parallel, each row once, its delivered endpoints comma-separated): removes the endpoints from the
