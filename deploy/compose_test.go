@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -186,8 +187,10 @@ func TestComposeObservabilityProfile(t *testing.T) {
 	require.Len(t, promCfg.ScrapeConfigs, 1)
 	sc := promCfg.ScrapeConfigs[0]
 	require.Equal(t, "/metrics", sc.MetricsPath)
-	_, port, _ := strings.Cut(c.Services["intake"].Environment["INTAKE_LISTEN_ADDR"], ":")
-	require.Equal(t, []string{"intake:" + port}, sc.StaticConfigs[0].Targets, "Prometheus scrapes the intake service on its listen port")
+	// /metrics is on the admin listener when there is one, else on the listen port.
+	addr := cmp.Or(c.Services["intake"].Environment["INTAKE_ADMIN_LISTEN_ADDR"], c.Services["intake"].Environment["INTAKE_LISTEN_ADDR"])
+	_, port, _ := strings.Cut(addr, ":")
+	require.Equal(t, []string{"intake:" + port}, sc.StaticConfigs[0].Targets, "Prometheus scrapes the intake service where /metrics is served")
 	require.NotEmpty(t, sc.StaticConfigs[0].Labels["namespace"], "the dashboard's namespace variable needs the label")
 
 	var ds struct {

@@ -292,6 +292,10 @@ func TestKustomizeOverlay(t *testing.T) {
 	}
 	_, listenPort, err := net.SplitHostPort(cm.Data["INTAKE_LISTEN_ADDR"])
 	require.NoError(t, err, "INTAKE_LISTEN_ADDR must be set for pods: the default (127.0.0.1) is unreachable by probes")
+	// /metrics (and the detailed readiness, pprof) are on the admin listener, off the public port.
+	_, adminPort, err := net.SplitHostPort(cm.Data["INTAKE_ADMIN_LISTEN_ADDR"])
+	require.NoError(t, err, "INTAKE_ADMIN_LISTEN_ADDR keeps /metrics off the API's public port")
+	require.NotEqual(t, listenPort, adminPort)
 
 	var sa struct {
 		header                       `yaml:",inline"`
@@ -343,8 +347,11 @@ func TestKustomizeOverlay(t *testing.T) {
 			require.Len(t, pod.Containers, 1)
 			c := pod.Containers[0]
 			require.Equal(t, []string{"run", "--roles", role}, c.Args)
-			require.Len(t, c.Ports, 1)
-			require.Equal(t, listenPort, strconv.Itoa(c.Ports[0].ContainerPort), "the container port is INTAKE_LISTEN_ADDR's")
+			require.Len(t, c.Ports, 2)
+			require.Equal(t, listenPort, strconv.Itoa(c.Ports[0].ContainerPort), "the first container port is INTAKE_LISTEN_ADDR's")
+			require.Equal(t, "admin", c.Ports[1].Name)
+			require.Equal(t, adminPort, strconv.Itoa(c.Ports[1].ContainerPort), "the admin port is INTAKE_ADMIN_LISTEN_ADDR's")
+			require.Equal(t, adminPort, d.Spec.Template.Metadata.Annotations["prometheus.io/port"], "Prometheus scrapes the admin listener")
 			portName := c.Ports[0].Name
 			for name, p := range map[string]*probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
 				require.NotNil(t, p, "%s probe", name)

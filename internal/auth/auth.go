@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/problem"
 )
 
@@ -114,12 +115,12 @@ func New(ctx context.Context, c config.API, log *slog.Logger) (*Authenticator, e
 			HTTPTimeout: 10 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
-					log.WarnContext(ctx, "refresh JWKS failed", "url", u, "err", err)
+					log.WarnContext(ctx, "refresh JWKS failed", "url", redact.URL(u), "err", redact.Error(err))
 				}
 			},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("INTAKE_API_JWKS_URL: %w", err)
+			return nil, fmt.Errorf("INTAKE_API_JWKS_URL: %w", redact.Error(err))
 		}
 		a.jwks = kf
 		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())

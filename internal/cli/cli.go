@@ -16,6 +16,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
@@ -85,7 +86,10 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if kctx == nil {
 		return 2
 	}
-	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel).With("service", "intake")
+	// Every log line is redacted, with the configuration's secrets (and the SDK's, from the
+	// environment) masked wherever they appear.
+	secrets := append(c.Config.Secrets(), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
+	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
 	g := &Globals{Ctx: ctx, Config: &c.Config, Log: log, Stdout: stdout}
 	if err := kctx.Run(g); err != nil {
 		var ee exitError
@@ -93,7 +97,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return ee.code
 		}
 		log.Error("command failed", "command", kctx.Command(), "err", err)
-		fmt.Fprintln(stderr, "intake:", err)
+		fmt.Fprintln(stderr, "intake:", redact.New(secrets...).String(err.Error()))
 		return 1
 	}
 	return 0

@@ -1,40 +1,55 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/store"
 )
 
 // MigrateCmd applies (up) or lists (status) the embedded migrations.
 type MigrateCmd struct {
-	Up     MigrateUpCmd     `cmd:"" default:"1" help:"Apply pending migrations (safe to run from several replicas at once)."`
+	Up     MigrateUpCmd     `cmd:"" default:"1" help:"Apply pending migrations (safe to run from several replicas at once); moves a pre-schema install out of public first."`
 	Status MigrateStatusCmd `cmd:"" help:"List migrations and when they were applied."`
+}
+
+// openStore connects to PostgreSQL with intake's schema (INTAKE_DB_SCHEMA, else DATABASE_URL's
+// search_path, else intake).
+func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	return store.OpenSchema(ctx, cfg.DatabaseURL, cfg.DBSchema)
 }
 
 // MigrateUpCmd applies pending migrations.
 type MigrateUpCmd struct{}
 
-// Run applies pending migrations.
+// Run applies pending migrations, after moving an install from before schemas into intake's
+// schema.
 func (MigrateUpCmd) Run(g *Globals) error {
 	if err := g.Config.ValidateDB(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	st, err := store.Open(g.Ctx, g.Config.DatabaseURL)
+	st, err := openStore(g.Ctx, g.Config)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	applied, err := store.Migrate(g.Ctx, st.Pool)
-	for _, name := range applied {
+	res, err := store.Upgrade(g.Ctx, st.Pool)
+	if len(res.Moved) > 0 {
+		fmt.Fprintf(g.Stdout, "moved intake's tables from schema public to schema %s: %s\n", res.Schema, strings.Join(res.Moved, ", "))
+		g.Log.Warn("moved intake's tables from schema public to intake's own schema; replicas of older releases (which look in public) must be replaced",
+			"schema", res.Schema, "moved", res.Moved)
+	}
+	for _, name := range res.Applied {
 		fmt.Fprintf(g.Stdout, "applied %s\n", name)
 	}
 	if err != nil {
 		return err
 	}
-	if len(applied) == 0 {
-		fmt.Fprintln(g.Stdout, "nothing to apply: the schema is up to date")
+	if len(res.Applied) == 0 {
+		fmt.Fprintf(g.Stdout, "nothing to apply: schema %s is up to date\n", res.Schema)
 	}
 	return nil
 }
@@ -47,7 +62,7 @@ func (MigrateStatusCmd) Run(g *Globals) error {
 	if err := g.Config.ValidateDB(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	st, err := store.Open(g.Ctx, g.Config.DatabaseURL)
+	st, err := openStore(g.Ctx, g.Config)
 	if err != nil {
 		return err
 	}
@@ -55,6 +70,12 @@ func (MigrateStatusCmd) Run(g *Globals) error {
 	list, err := store.Status(g.Ctx, st.Pool)
 	if err != nil {
 		return err
+	}
+	fmt.Fprintf(g.Stdout, "schema %s\n", st.Schema)
+	if legacy, err := store.LegacyLayout(g.Ctx, st.Pool); err != nil {
+		return err
+	} else if legacy {
+		fmt.Fprintf(g.Stdout, "intake's tables are still in schema public: `intake migrate` moves them to schema %s (or set INTAKE_DB_SCHEMA=public)\n", st.Schema)
 	}
 	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")

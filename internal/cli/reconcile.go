@@ -9,7 +9,6 @@ import (
 
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/reconcile"
-	"github.com/intakehq/intake/internal/store"
 )
 
 // ReconcileCmd compares a bucket with the objects table. The bucket is the global --bucket
@@ -36,7 +35,7 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	st, err := store.Open(g.Ctx, cfg.DatabaseURL)
+	st, err := openStore(g.Ctx, cfg)
 	if err != nil {
 		return err
 	}

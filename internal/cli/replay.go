@@ -17,7 +17,6 @@ import (
 	"github.com/intakehq/intake/internal/progress"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/replay"
-	"github.com/intakehq/intake/internal/store"
 )
 
 // ReplayCmd resends S3 event messages to intake's queue.
@@ -222,7 +221,7 @@ func (c *ReplayArchiveCmd) Run(g *Globals) error {
 	if err := g.Config.ValidateDB(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	st, err := store.Open(g.Ctx, g.Config.DatabaseURL)
+	st, err := openStore(g.Ctx, g.Config)
 	if err != nil {
 		return err
 	}

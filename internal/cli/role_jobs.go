@@ -14,11 +14,12 @@ import (
 	"github.com/intakehq/intake/worker/jobs"
 )
 
-// startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep and
-// object:inspect tasks (queues and priorities in worker/tasks), stopped within ShutdownGrace; and
-// the notifications: the outbox relay (woken by the process's outbox Listener) and, when webhook
-// endpoints are configured, a second asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running
-// the webhook deliveries (queue intake-webhooks, retried for at least a day).
+// startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
+// object:inspect (queues and priorities in worker/tasks) and intake:maintenance tasks (intent
+// expiry, event retention), stopped within ShutdownGrace; and the notifications: the outbox relay
+// (woken by the process's outbox Listener) and, when webhook endpoints are configured, a second
+// asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running the webhook deliveries (queue
+// intake-webhooks, retried for at least a day).
 func startJobs(_ context.Context, a *App) ([]Component, error) {
 	cfg := a.Cfg
 	log := a.Log.With("role", config.RoleJobs)
@@ -34,9 +35,15 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	maint, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(a.Store.Q), Registerer: a.Registry, Log: log.With("component", "maintenance"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	srv, err := jobs.NewServer(jobs.ServerConfig{
-		Redis: a.Redis, Concurrency: cfg.Jobs.Concurrency, ShutdownTimeout: cfg.ShutdownGrace, Log: log,
-	}, jobs.NewMux(&jobs.Handlers{Multipart: mp, Inspector: proc, Log: log}, metrics, log))
+		Redis: a.Redis, Concurrency: a.Cfg.Jobs.Concurrency, ShutdownTimeout: a.Cfg.ShutdownGrace, Log: log,
+	}, jobs.NewMux(&jobs.Handlers{Multipart: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +52,12 @@ type App struct {
 	SQS *sqs.Client
 	// Redis is asynq's connection option.
 	Redis asynq.RedisConnOpt
-	// Mux is the HTTP mux; roles add their routes to it.
+	// Mux is the public HTTP mux (INTAKE_LISTEN_ADDR); roles add their routes to it.
 	Mux *http.ServeMux
+	// Admin is the operators' mux: /metrics, /readyz with each check's error, /healthz and, with
+	// INTAKE_ADMIN_PPROF, /debug/pprof/. It is served on INTAKE_ADMIN_LISTEN_ADDR; without one,
+	// only /metrics is served (on Mux) and the detailed readiness is in the logs.
+	Admin *http.ServeMux
 	// Health holds the readiness checks; roles add theirs.
 	Health *health.Checker
 	// Policy is the validation policy (INTAKE_POLICY_FILE), loaded once at start: the API checks
@@ -146,7 +151,7 @@ func (r *RunCmd) Run(g *Globals) error {
 	ctx := g.Ctx
 	log := g.Log
 	log.Info("starting intake",
-		"version", Version, "roles", strings.Join(roles, ","), "listen", cfg.ListenAddr,
+		"version", Version, "roles", strings.Join(roles, ","), "listen", cfg.ListenAddr, "admin_listen", cfg.AdminListenAddr,
 		"bucket", cfg.Bucket, "queue_url", cfg.QueueURL, "dlq_url", cfg.DLQURL,
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
 		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))
@@ -161,17 +166,27 @@ func (r *RunCmd) Run(g *Globals) error {
 
 // build connects to the dependencies and prepares the shared App. The caller closes it.
 func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Logger) (*App, error) {
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Migrate {
-		applied, err := store.Migrate(ctx, st.Pool)
+		res, err := store.Upgrade(ctx, st.Pool)
 		if err != nil {
 			st.Close()
 			return nil, err
 		}
-		log.Info("migrations applied", "count", len(applied), "names", applied)
+		if len(res.Moved) > 0 {
+			log.Warn("moved intake's tables from schema public to intake's own schema; replicas of older releases (which look in public) must be replaced",
+				"schema", res.Schema, "moved", res.Moved)
+		}
+		log.Info("migrations applied", "schema", res.Schema, "count", len(res.Applied), "names", res.Applied)
+	} else if legacy, err := store.LegacyLayout(ctx, st.Pool); err != nil || legacy {
+		st.Close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("intake's tables are in schema public, but intake now keeps them in schema %s: run `intake migrate` to move them (or set INTAKE_DB_SCHEMA=public to keep them there)", st.Schema)
 	}
 	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS)
 	if err != nil {
@@ -193,7 +208,8 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 		Cfg: cfg, Roles: roles, Log: log, Registry: reg, Store: st,
 		S3: objstore.NewClient(awsCfg, cfg.AWS), Presign: objstore.NewPresignClient(awsCfg, cfg.AWS),
 		SQS: queue.NewClient(awsCfg, cfg.AWS), Redis: redisOpt, Policy: policy,
-		Mux: http.NewServeMux(), Health: health.NewChecker(3*time.Second, reg),
+		Mux: http.NewServeMux(), Admin: http.NewServeMux(),
+		Health: health.NewChecker(health.Config{Timeout: 3 * time.Second, TTL: time.Second, Registerer: reg, Log: log.With("component", "health")}),
 	}
 	a.Health.Add("postgres", st.Ping)
 	a.Health.Add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) })
@@ -201,11 +217,74 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 	if cfg.QueueURL != "" {
 		a.Health.Add("sqs", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.QueueURL) })
 	}
-	a.Mux.HandleFunc("GET /healthz", health.Healthz)
-	a.Mux.HandleFunc("GET /readyz", a.Health.Readyz)
-	a.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.mountHealth()
 	a.onClose(st.Close)
 	return a, nil
+}
+
+// mountHealth serves liveness, readiness, metrics and pprof: /healthz and the terse /readyz (names
+// and ok/failed) on the public mux; /metrics, the detailed /readyz and pprof (when enabled) on the
+// admin mux. Without an admin listener /metrics stays on the public mux, as before it existed.
+func (a *App) mountHealth() {
+	metrics := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{Registry: a.Registry})
+	a.Mux.HandleFunc("GET /healthz", health.Healthz)
+	a.Mux.HandleFunc("GET /readyz", a.Health.Readyz)
+	a.Admin.HandleFunc("GET /healthz", health.Healthz)
+	a.Admin.HandleFunc("GET /readyz", a.Health.ReadyzDetail)
+	a.Admin.Handle("GET /metrics", metrics)
+	if a.Cfg.AdminListenAddr == "" {
+		a.Mux.Handle("GET /metrics", metrics)
+	}
+	if a.Cfg.AdminPprof {
+		// Registered by hand on the admin mux only (net/http/pprof's init also registers them on
+		// http.DefaultServeMux, which intake never serves).
+		a.Admin.HandleFunc("GET /debug/pprof/", pprof.Index)
+		a.Admin.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		a.Admin.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		a.Admin.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		a.Admin.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		a.Admin.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+}
+
+// listener is one HTTP server of the daemon.
+type listener struct {
+	name string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// listen opens the public listener and, when configured, the admin one.
+func (a *App) listen() ([]listener, error) {
+	type spec struct {
+		name, addr   string
+		handler      http.Handler
+		writeTimeout time.Duration
+	}
+	specs := []spec{{"http", a.Cfg.ListenAddr, a.Mux, 60 * time.Second}}
+	if a.Cfg.AdminListenAddr != "" {
+		// CPU profiles and traces stream for ?seconds=N: give them room.
+		specs = append(specs, spec{"admin", a.Cfg.AdminListenAddr, a.Admin, 10 * time.Minute})
+	}
+	var out []listener
+	for _, sp := range specs {
+		ln, err := net.Listen("tcp", sp.addr)
+		if err != nil {
+			for _, l := range out {
+				_ = l.ln.Close()
+			}
+			return nil, fmt.Errorf("listen on %s (%s): %w", sp.addr, sp.name, err)
+		}
+		out = append(out, listener{name: sp.name, ln: ln, srv: &http.Server{
+			Handler:           sp.handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      sp.writeTimeout,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(a.Log.With("listener", sp.name).Handler(), slog.LevelWarn),
+		}})
+	}
+	return out, nil
 }
 
 func redisPing(opt asynq.RedisConnOpt) health.Check {
@@ -238,23 +317,14 @@ func (a *App) serve(ctx context.Context) error {
 		comps = append(comps, cs...)
 	}
 
-	ln, err := net.Listen("tcp", a.Cfg.ListenAddr)
+	lns, err := a.listen()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", a.Cfg.ListenAddr, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
-	}
-	a.Log.Info("http server listening", "addr", ln.Addr().String())
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	errs := make(chan error, len(comps)+1)
+	errs := make(chan error, len(comps)+len(lns))
 	var wg sync.WaitGroup
 	for _, c := range comps {
 		wg.Go(func() {
@@ -266,12 +336,15 @@ func (a *App) serve(ctx context.Context) error {
 			a.Log.Info("component stopped", "component", c.Name)
 		})
 	}
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("http server: %w", err)
-			cancelRun()
-		}
-	})
+	for _, l := range lns {
+		a.Log.Info("http server listening", "listener", l.name, "addr", l.ln.Addr().String())
+		wg.Go(func() {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("%s server: %w", l.name, err)
+				cancelRun()
+			}
+		})
+	}
 
 	<-runCtx.Done()
 	a.Log.Info("shutting down", "grace", a.Cfg.ShutdownGrace.String())
@@ -279,9 +352,11 @@ func (a *App) serve(ctx context.Context) error {
 	defer stopSig()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		a.Log.Warn("http server shutdown", "err", err)
-		_ = srv.Close()
+	for _, l := range lns {
+		if err := l.srv.Shutdown(shutdownCtx); err != nil {
+			a.Log.Warn("http server shutdown", "listener", l.name, "err", err)
+			_ = l.srv.Close()
+		}
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/internal/objstore"
-	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/worker/jobs"
 )
 
@@ -45,7 +44,7 @@ func (c *SweepCmd) Run(g *Globals) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	st, err := store.Open(g.Ctx, cfg.DatabaseURL)
+	st, err := openStore(g.Ctx, cfg)
 	if err != nil {
 		return err
 	}

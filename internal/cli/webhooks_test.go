@@ -24,17 +24,18 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// daemon is one running `intake run` process.
-type daemon struct {
+// process is one running `intake run` process of the built binary (daemon_test.go's daemon runs
+// in-process; SIGKILL needs a process).
+type process struct {
 	cmd  *exec.Cmd
 	base string
 	logs *syncBuffer
 }
 
-// startDaemon starts bin with env and roles on addr and waits until /readyz answers 200.
-func startDaemon(t *testing.T, bin string, env []string, roles, addr string) *daemon {
+// startProcess starts bin with env and roles on addr and waits until /readyz answers 200.
+func startProcess(t *testing.T, bin string, env []string, roles, addr string) *process {
 	t.Helper()
-	d := &daemon{base: "http://" + addr, logs: &syncBuffer{}}
+	d := &process{base: "http://" + addr, logs: &syncBuffer{}}
 	d.cmd = exec.Command(bin, "run", "--roles", roles, "--listen", addr)
 	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
@@ -57,7 +58,7 @@ func startDaemon(t *testing.T, bin string, env []string, roles, addr string) *da
 }
 
 // kill9 kills the daemon with SIGKILL: nothing of it runs after this returns.
-func (d *daemon) kill9(t *testing.T) {
+func (d *process) kill9(t *testing.T) {
 	t.Helper()
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGKILL))
 	err := d.cmd.Wait()
@@ -65,14 +66,14 @@ func (d *daemon) kill9(t *testing.T) {
 }
 
 // stop sends SIGTERM and requires a clean exit.
-func (d *daemon) stop(t *testing.T) {
+func (d *process) stop(t *testing.T) {
 	t.Helper()
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, d.cmd.Wait(), "logs:\n%s", d.logs)
 }
 
 // api sends a request to the daemon's API as alice.
-func (d *daemon) api(t *testing.T, method, path string, body any) (int, map[string]any) {
+func (d *process) api(t *testing.T, method, path string, body any) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -139,8 +140,8 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	addrA, addrB := freeAddr(t), freeAddr(t)
 
 	// 1. Verdicts committed, nothing relayed; the long poll on the other replica answers.
-	a := startDaemon(t, bin, env, "api,consumer", addrA)
-	b := startDaemon(t, bin, env, "api", addrB)
+	a := startProcess(t, bin, env, "api,consumer", addrA)
+	b := startProcess(t, bin, env, "api", addrB)
 	intent := func(body map[string]any) (string, map[string]any) {
 		status, resp := a.api(t, "POST", "/v1/uploads", body)
 		require.Equal(t, http.StatusCreated, status, resp)
@@ -211,7 +212,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		}
 		return http.StatusNoContent
 	})
-	c := startDaemon(t, bin, env, "all", addrA)
+	c := startProcess(t, bin, env, "all", addrA)
 	recv.WaitAttempts(3, 60*time.Second)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: redisDB})
 	defer insp.Close()
@@ -226,7 +227,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	c.kill9(t)
 
 	// 3. The retries deliver after the restart; the operator runs the archived one again.
-	d := startDaemon(t, bin, env, "all", addrA)
+	d := startProcess(t, bin, env, "all", addrA)
 	recv.WaitDelivered(2, 90*time.Second)
 	code, out, stderr := runIntake(t, bin, env, "jobs", "list", "--queue", webhook.Queue)
 	require.Equal(t, 0, code, stderr)

@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // Roles a process can run. "all" is shorthand for every role.
@@ -37,6 +40,9 @@ var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
 type Config struct {
 	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
+	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
+	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
+	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
 	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
 	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
 
@@ -52,6 +58,13 @@ type Config struct {
 
 	// ListenAddr is where the HTTP server (API, ingress, health, metrics) listens.
 	ListenAddr string `name:"listen" env:"INTAKE_LISTEN_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address."`
+	// AdminListenAddr, when set, is a second HTTP listener for operators: /metrics, /readyz with
+	// each check's error, and /debug/pprof/ when AdminPprof is on. The public listener then keeps
+	// only /healthz and a terse /readyz besides the API.
+	AdminListenAddr string `name:"admin-listen" env:"INTAKE_ADMIN_LISTEN_ADDR" help:"Operators' HTTP listen address (/metrics, detailed /readyz, pprof); empty: /metrics stays on the main listener."`
+	// AdminPprof serves net/http/pprof under /debug/pprof/ on the admin listener (never on the
+	// public one).
+	AdminPprof bool `name:"admin-pprof" env:"INTAKE_ADMIN_PPROF" help:"Serve /debug/pprof/ on the admin listener (needs INTAKE_ADMIN_LISTEN_ADDR)."`
 	// Migrate runs pending migrations at start-up.
 	Migrate bool `name:"migrate" env:"INTAKE_MIGRATE" help:"Run database migrations at start-up."`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
@@ -62,6 +75,9 @@ type Config struct {
 	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
 	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
 	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
+	// EventsRetention is how long archived events (the events table) are kept; the periodic
+	// maintenance task deletes older ones. 0 keeps them forever.
+	EventsRetention time.Duration `name:"events-retention" env:"INTAKE_EVENTS_RETENTION" default:"720h" help:"Delete archived events older than this (0 = keep forever)."`
 
 	// Consumer tunes the SQS consumer.
 	Consumer Consumer `embed:"" prefix:"consumer-" envprefix:"INTAKE_CONSUMER_"`
@@ -190,6 +206,12 @@ type Jobs struct {
 	SweepOlderThan time.Duration `name:"sweep-older-than" env:"SWEEP_OLDER_THAN" default:"24h" help:"Abort multipart uploads older than this."`
 	// MultipartDeadline is how long an intake-created multipart upload may stay open.
 	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake."`
+	// MaintenanceCron is the cron spec of the periodic maintenance task (intent expiry, event
+	// retention).
+	MaintenanceCron string `name:"maintenance-cron" env:"MAINTENANCE_CRON" default:"*/10 * * * *" help:"Cron spec of the maintenance task (intent expiry, event pruning)."`
+	// ExpiryGrace is how long past its expires_at a pending intent stays pending before the
+	// maintenance task marks it expired (an upload started just before the deadline may still land).
+	ExpiryGrace time.Duration `name:"expiry-grace" env:"EXPIRY_GRACE" default:"1h" help:"Time past an intent's expires_at before it is marked expired."`
 }
 
 // ParseRoles turns "api,consumer" or "all" into a de-duplicated, ordered role list.
@@ -217,9 +239,21 @@ func ParseRoles(s string) ([]string, error) {
 	return roles, nil
 }
 
+// schemaName is what INTAKE_DB_SCHEMA accepts: a plain lower-case identifier, usable unquoted.
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
 // ValidateDB checks only what database commands (migrate) need.
 func (c *Config) ValidateDB() error {
-	return validURL("DATABASE_URL", c.DatabaseURL, true, "postgres", "postgresql")
+	var errs []error
+	if c.DatabaseURL != "" && !strings.Contains(c.DatabaseURL, "://") {
+		// A key=value connection string ("host=db dbname=intake …"): pgx parses it.
+	} else {
+		errs = append(errs, validURL("DATABASE_URL", c.DatabaseURL, true, "postgres", "postgresql"))
+	}
+	if c.DBSchema != "" && (!schemaName.MatchString(c.DBSchema) || strings.HasPrefix(c.DBSchema, "pg_")) {
+		errs = append(errs, fmt.Errorf("INTAKE_DB_SCHEMA: %q is not a plain lower-case schema name (letters, digits, _; not pg_*)", c.DBSchema))
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks the settings the given roles need and returns every problem at once.
@@ -246,6 +280,10 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("INTAKE_SHUTDOWN_GRACE: must be positive"))
+	}
+	errs = append(errs, c.validateAdmin())
+	if c.EventsRetention != 0 && c.EventsRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_EVENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.EventsRetention))
 	}
 	if has(RoleConsumer) {
 		errs = append(errs, c.Consumer.validate())
@@ -435,7 +473,7 @@ func ParseKeys(variable, s string) (map[string]string, error) {
 		}
 		k, owner, ok := strings.Cut(pair, "=")
 		if !ok || k == "" || owner == "" {
-			return nil, fmt.Errorf("%s: entry %q is not key=name", variable, redact(pair))
+			return nil, fmt.Errorf("%s: entry %q is not key=name", variable, maskPrefix(pair))
 		}
 		if len(k) < 16 {
 			return nil, fmt.Errorf("%s: key for %q is shorter than 16 characters", variable, owner)
@@ -493,6 +531,12 @@ func (j Jobs) validate() error {
 	if j.MultipartDeadline < time.Second {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", j.MultipartDeadline))
 	}
+	if strings.TrimSpace(j.MaintenanceCron) == "" {
+		errs = append(errs, errors.New("INTAKE_JOBS_MAINTENANCE_CRON: required"))
+	}
+	if j.ExpiryGrace < 0 || j.ExpiryGrace > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_EXPIRY_GRACE: %s not in 0..168h", j.ExpiryGrace))
+	}
 	return errors.Join(errs...)
 }
 
@@ -505,7 +549,12 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%s: not a URL: %w", name, err)
+		// url.Parse's error quotes the whole URL, password included: keep only the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("%s: not a URL (%s): %w", name, Redact(raw), err)
 	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return fmt.Errorf("%s: scheme %q not one of %s", name, u.Scheme, strings.Join(schemes, ", "))
@@ -516,16 +565,43 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 	return nil
 }
 
-// Redact hides the password of a URL so it can be logged.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+// Redact hides the secrets of a URL or connection string so it can be logged: the userinfo
+// password, sensitive query parameters (?password=, ?sslpassword=, X-Amz-Signature, …) and
+// password=… in key=value form (see internal/redact).
+func Redact(raw string) string { return redact.URL(raw) }
+
+// validateAdmin checks the admin listener settings.
+func (c *Config) validateAdmin() error {
+	var errs []error
+	if c.AdminListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListenAddr); err != nil {
+			errs = append(errs, fmt.Errorf("INTAKE_ADMIN_LISTEN_ADDR: %q is not host:port: %w", c.AdminListenAddr, err))
+		} else if c.AdminListenAddr == c.ListenAddr {
+			errs = append(errs, errors.New("INTAKE_ADMIN_LISTEN_ADDR: must differ from INTAKE_LISTEN_ADDR"))
+		}
 	}
-	return u.Redacted()
+	if c.AdminPprof && c.AdminListenAddr == "" {
+		errs = append(errs, errors.New("INTAKE_ADMIN_PPROF: needs INTAKE_ADMIN_LISTEN_ADDR (pprof is never served on the public listener)"))
+	}
+	return errors.Join(errs...)
 }
 
-func redact(s string) string {
+// Secrets returns the secret values the configuration holds (database and Redis passwords, the
+// ingress token, the JWT secret, the API keys, the webhook secret and any password in the webhook
+// URL), for a log redactor to mask wherever they appear.
+func (c *Config) Secrets() []string {
+	out := append(redact.Secrets(c.DatabaseURL), redact.Secrets(c.RedisURL)...)
+	out = append(out, redact.Secrets(c.Webhook.URL)...)
+	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret, c.Webhook.Secret)
+	for pair := range strings.SplitSeq(c.API.Keys, ",") {
+		if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func maskPrefix(s string) string {
 	if len(s) <= 4 {
 		return "****"
 	}

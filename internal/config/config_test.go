@@ -18,7 +18,7 @@ func validConfig() Config {
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
-		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour},
+		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, MaintenanceCron: "*/10 * * * *", ExpiryGrace: time.Hour},
 		Webhook:  Webhook{Timeout: 10 * time.Second, Concurrency: 20, Retention: 24 * time.Hour},
 	}
 }
@@ -119,6 +119,16 @@ func TestValidate(t *testing.T) {
 		{"notify queue", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app-uploads" }, nil},
 		{"notify queue of intake's", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "intake-default" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE", "intake's own"}},
 		{"notify queue with spaces", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app uploads" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE"}},
+		{"key=value connection string", AllRoles, func(c *Config) { c.DatabaseURL = "host=db dbname=intake password=x" }, nil},
+		{"bad schema", AllRoles, func(c *Config) { c.DBSchema = "Intake; drop" }, []string{"INTAKE_DB_SCHEMA"}},
+		{"pg_ schema", AllRoles, func(c *Config) { c.DBSchema = "pg_intake" }, []string{"INTAKE_DB_SCHEMA"}},
+		{"admin listener", AllRoles, func(c *Config) { c.AdminListenAddr = "127.0.0.1:9090"; c.AdminPprof = true }, nil},
+		{"admin listener is host:port", AllRoles, func(c *Config) { c.AdminListenAddr = "9090" }, []string{"INTAKE_ADMIN_LISTEN_ADDR"}},
+		{"admin listener differs", AllRoles, func(c *Config) { c.AdminListenAddr = c.ListenAddr }, []string{"INTAKE_ADMIN_LISTEN_ADDR: must differ"}},
+		{"pprof needs the admin listener", AllRoles, func(c *Config) { c.AdminPprof = true }, []string{"INTAKE_ADMIN_PPROF"}},
+		{"retention 0 keeps forever", AllRoles, func(c *Config) { c.EventsRetention = 0 }, nil},
+		{"retention too short", AllRoles, func(c *Config) { c.EventsRetention = time.Minute }, []string{"INTAKE_EVENTS_RETENTION"}},
+		{"maintenance bounds", []string{RoleScheduler}, func(c *Config) { c.Jobs.MaintenanceCron = ""; c.Jobs.ExpiryGrace = -time.Second }, []string{"INTAKE_JOBS_MAINTENANCE_CRON", "INTAKE_JOBS_EXPIRY_GRACE"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,5 +195,31 @@ func TestUsePathStyle(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "postgres://u:xxxxx@h/db", Redact("postgres://u:secret@h/db"))
+	require.Equal(t, "postgres://u:REDACTED@h/db", Redact("postgres://u:secret@h/db"))
+	require.Equal(t, "postgres://u@h/db?sslmode=disable&password=REDACTED", Redact("postgres://u@h/db?sslmode=disable&password=secret"))
+	require.Equal(t, "host=h password=REDACTED dbname=db", Redact("host=h password=secret dbname=db"))
+}
+
+// TestValidateNeverEchoesSecrets: url.Parse's error quotes the raw URL; Validate's must not.
+func TestValidateNeverEchoesSecrets(t *testing.T) {
+	t.Parallel()
+	c := validConfig()
+	c.DatabaseURL = "postgres://u:pa55word@db:port/x?password=other-secret"
+	c.RedisURL = "redis://:redis-secret@r:port/0"
+	err := c.Validate(AllRoles)
+	require.ErrorContains(t, err, "DATABASE_URL: not a URL")
+	require.ErrorContains(t, err, "REDIS_URL: not a URL")
+	for _, s := range []string{"pa55word", "other-secret", "redis-secret"} {
+		require.NotContains(t, err.Error(), s)
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	t.Parallel()
+	c := validConfig()
+	c.DatabaseURL = "postgres://u@db/x?password=db-secret"
+	c.RedisURL = "redis://:redis-secret@r:6379/0"
+	c.Consumer.IngressToken = "ingress-secret"
+	c.API.Keys = "0123456789abcdef=svc-a, fedcba9876543210=svc-b"
+	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210"})
 }

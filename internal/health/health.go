@@ -1,11 +1,27 @@
-// Package health serves intake's liveness (/healthz) and readiness (/readyz) endpoints. Readiness runs
-// every registered dependency check concurrently, each with its own timeout, and answers 200 only
-// when all pass; the body says which failed and why.
+// Package health serves intake's liveness (/healthz) and readiness (/readyz) endpoints.
+//
+// # Readiness
+//
+// A [Checker] holds named dependency checks (PostgreSQL, Redis, the S3 bucket, the SQS queues, the
+// consumer). [Checker.Check] runs them concurrently, each with its own timeout, and caches the
+// report for a short time (1 s by default): callers within that window get the cached report, and
+// callers that arrive while a run is in progress wait for that run instead of starting their own. So
+// a burst of probes or a scraper hammering /readyz costs the dependencies one round of checks per
+// window, whatever the number of callers.
+//
+// Two views of a report are served. [Checker.Readyz] is for the public listener (load balancers,
+// Kubernetes probes): the overall status and each dependency's name with "ok" or "failed", never an
+// error text (errors name hosts, buckets and queues). [Checker.ReadyzDetail] is for the operators'
+// admin listener: each check's error and duration. A check that starts failing is logged (warn)
+// with its error once, and its recovery once, so the reason is in the logs even without the admin
+// listener.
 package health
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -16,35 +32,64 @@ import (
 // Check reports whether one dependency is reachable.
 type Check func(ctx context.Context) error
 
-// Checker holds the named readiness checks.
-type Checker struct {
-	timeout time.Duration
-	mu      sync.RWMutex
-	checks  map[string]Check
-	up      *prometheus.GaugeVec
+// Config configures a [Checker].
+type Config struct {
+	// Timeout bounds each check (default 3s).
+	Timeout time.Duration
+	// TTL is how long a report is served from cache (default 1s).
+	TTL time.Duration
+	// Registerer receives intake_dependency_up (optional).
+	Registerer prometheus.Registerer
+	// Log receives check failures and recoveries (default: discard).
+	Log *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
-// NewChecker returns a Checker whose checks each get timeout. reg may be nil.
-func NewChecker(timeout time.Duration, reg prometheus.Registerer) *Checker {
+// Checker holds the named readiness checks and the last report.
+type Checker struct {
+	timeout, ttl time.Duration
+	up           *prometheus.GaugeVec
+	log          *slog.Logger
+	now          func() time.Time
+
+	mu      sync.Mutex
+	checks  map[string]Check
+	last    *Report         // nil until the first run, and after Add
+	running chan struct{}   // closed when the run in progress ends; nil when none runs
+	failing map[string]bool // the checks whose last run failed (for logging transitions)
+}
+
+// NewChecker returns a Checker with no checks.
+func NewChecker(cfg Config) *Checker {
 	c := &Checker{
-		timeout: timeout,
+		timeout: cmp.Or(cfg.Timeout, 3*time.Second),
+		ttl:     cmp.Or(cfg.TTL, time.Second),
+		log:     cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
+		now:     cfg.Now,
 		checks:  map[string]Check{},
+		failing: map[string]bool{},
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "intake", Name: "dependency_up",
 			Help: "1 when the last readiness check of a dependency passed, else 0.",
 		}, []string{"dependency"}),
 	}
-	if reg != nil {
-		reg.MustRegister(c.up)
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(c.up)
 	}
 	return c
 }
 
-// Add registers a named check; a later Add with the same name replaces it.
+// Add registers a named check; a later Add with the same name replaces it. The cached report is
+// dropped.
 func (c *Checker) Add(name string, check Check) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.checks[name] = check
+	c.last = nil
 }
 
 // Result is the outcome of one check.
@@ -57,20 +102,64 @@ type Result struct {
 	Millis int64 `json:"ms"`
 }
 
-// Run runs all checks concurrently and reports each, and whether all passed.
-func (c *Checker) Run(ctx context.Context) (map[string]Result, bool) {
-	c.mu.RLock()
+// Report is the outcome of one run of every check.
+type Report struct {
+	// OK is true when every check passed.
+	OK bool
+	// Checks holds each check's result by name.
+	Checks map[string]Result
+	// At is when the run ended.
+	At time.Time
+}
+
+// Check returns the report of the checks: the cached one while it is younger than the TTL, else
+// the report of a new run, shared with every caller that arrives while it runs. The run is not
+// cancelled with ctx (other callers share it; each check has its own timeout); a caller whose ctx
+// ends first gets a failed report without results.
+func (c *Checker) Check(ctx context.Context) Report {
+	c.mu.Lock()
+	if c.last != nil && c.now().Sub(c.last.At) < c.ttl {
+		r := *c.last
+		c.mu.Unlock()
+		return r
+	}
+	if wait := c.running; wait != nil {
+		c.mu.Unlock()
+		select {
+		case <-wait:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.last == nil { // an Add dropped it meanwhile
+				return Report{At: c.now()}
+			}
+			return *c.last
+		case <-ctx.Done():
+			return Report{At: c.now()}
+		}
+	}
+	done := make(chan struct{})
+	c.running = done
 	checks := make(map[string]Check, len(c.checks))
 	for k, v := range c.checks {
 		checks[k] = v
 	}
-	c.mu.RUnlock()
+	c.mu.Unlock()
 
+	r := c.run(context.WithoutCancel(ctx), checks)
+
+	c.mu.Lock()
+	c.last, c.running = &r, nil
+	close(done)
+	c.mu.Unlock()
+	return r
+}
+
+// run runs the checks concurrently, updates intake_dependency_up and logs transitions.
+func (c *Checker) run(ctx context.Context, checks map[string]Check) Report {
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
 		results = make(map[string]Result, len(checks))
-		allOK   = true
 	)
 	for name, check := range checks {
 		wg.Go(func() {
@@ -83,18 +172,31 @@ func (c *Checker) Run(ctx context.Context) (map[string]Result, bool) {
 				r.Error = err.Error()
 			}
 			mu.Lock()
-			defer mu.Unlock()
 			results[name] = r
-			allOK = allOK && r.OK
-			v := 0.0
-			if r.OK {
-				v = 1
-			}
-			c.up.WithLabelValues(name).Set(v)
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return results, allOK
+	rep := Report{OK: true, Checks: results, At: c.now()}
+	for name, r := range results {
+		rep.OK = rep.OK && r.OK
+		v := 0.0
+		if r.OK {
+			v = 1
+		}
+		c.up.WithLabelValues(name).Set(v)
+		c.mu.Lock()
+		was := c.failing[name]
+		c.failing[name] = !r.OK
+		c.mu.Unlock()
+		switch {
+		case !r.OK && !was:
+			c.log.WarnContext(ctx, "readiness check failed", "dependency", name, "err", r.Error)
+		case r.OK && was:
+			c.log.InfoContext(ctx, "readiness check passes again", "dependency", name)
+		}
+	}
+	return rep
 }
 
 // Healthz answers 200 while the process is alive.
@@ -103,15 +205,35 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// Readyz answers 200 when every check passes, 503 otherwise, with per-check details.
+// Readyz answers 200 when every check passes, 503 otherwise, naming each dependency with "ok" or
+// "failed" and nothing else: it is served on the public listener.
 func (c *Checker) Readyz(w http.ResponseWriter, r *http.Request) {
-	results, ok := c.Run(r.Context())
+	rep := c.Check(r.Context())
+	checks := make(map[string]string, len(rep.Checks))
+	for name, res := range rep.Checks {
+		checks[name] = "failed"
+		if res.OK {
+			checks[name] = "ok"
+		}
+	}
+	writeReport(w, rep.OK, map[string]any{"checks": checks})
+}
+
+// ReadyzDetail is Readyz with each check's error and duration and the time of the run, for the
+// operators' admin listener.
+func (c *Checker) ReadyzDetail(w http.ResponseWriter, r *http.Request) {
+	rep := c.Check(r.Context())
+	writeReport(w, rep.OK, map[string]any{"checks": rep.Checks, "checked_at": rep.At.UTC().Format(time.RFC3339Nano)})
+}
+
+func writeReport(w http.ResponseWriter, ok bool, body map[string]any) {
 	status, code := "ready", http.StatusOK
 	if !ok {
 		status, code = "unavailable", http.StatusServiceUnavailable
 	}
+	body["status"] = status
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "checks": results})
+	_ = json.NewEncoder(w).Encode(body)
 }

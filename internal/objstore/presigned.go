@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
+	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -81,13 +82,14 @@ func (g *presignedGetter) getRange(ctx context.Context, bucket, key string, n in
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, redact.Error(err)
 	}
 	// Unsigned headers are allowed with query-string authentication.
 	req.Header.Set("Range", "bytes=0-"+strconv.Itoa(n-1))
 	resp, err := g.http.Do(req)
 	if err != nil {
-		return nil, err
+		// net/http's *url.Error quotes the URL, and this one carries its signature and credential.
+		return nil, redact.Error(err)
 	}
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
 		return resp, nil

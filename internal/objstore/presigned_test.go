@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -238,4 +239,24 @@ func BenchmarkPeek(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPeekErrorsKeepTheSignatureOut: a presigned GET that fails in transport (here: the caller's
+// context is cancelled, as at shutdown) returns net/http's *url.Error, which quotes the URL; the
+// error Peek returns (and the consumer logs) keeps the object's path but not the signature or the
+// credential.
+func TestPeekErrorsKeepTheSignatureOut(t *testing.T) {
+	t.Parallel()
+	b := setupObjects(t)
+	objs, rec := recordedObjects()
+	b.put(t, "secret/peek.txt", "text/plain", strings.NewReader("hello"))
+	ctx, cancel := context.WithCancel(b.ctx)
+	cancel()
+	_, _, err := objs.Peek(ctx, b.bucket, "secret/peek.txt", 3072)
+	require.ErrorIs(t, err, context.Canceled)
+	require.True(t, slices.ContainsFunc(rec.sent(), func(s sent) bool { return s.presigned }), "the presigned path was taken")
+	require.Contains(t, err.Error(), "/secret/peek.txt")
+	require.NotContains(t, err.Error(), "X-Amz-Signature")
+	require.NotContains(t, err.Error(), "X-Amz-Credential")
+	require.NotContains(t, err.Error(), testkit.DefaultAccessKey+"%2F", "the credential names the access key")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,9 +20,22 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migrationLockID is the pg_advisory_lock key that serialises migrations across replicas
-// (an arbitrary constant: "intake" in ASCII).
-const migrationLockID int64 = 0x696e74616b65
+// Advisory locks that serialise migrations. A schema's migrations take the two-key lock
+// (migrationLockClass, hashtext(schema)), so replicas migrating one schema wait for each other while
+// different schemas (tests) migrate in parallel. Moving a pre-schema install out of public also
+// takes migrationLockID, the lock binaries from before schemas took around every migration.
+const (
+	migrationLockID    int64 = 0x696e74616b65 // "intake" in ASCII
+	migrationLockClass int32 = 0x696e74       // "int"
+)
+
+// NoTransactionHeader, on a line of its own in a migration's leading comments, makes the migration
+// run outside a transaction: needed for CREATE INDEX CONCURRENTLY, which builds an index on a large
+// table without blocking writes. Such a migration may only create, drop, alter or rebuild indexes;
+// its statements run one at a time, so write each to be re-runnable (DROP INDEX CONCURRENTLY IF
+// EXISTS x; CREATE INDEX CONCURRENTLY x …): a failed concurrent build leaves an invalid index behind,
+// and the migration runs again from its first statement.
+const NoTransactionHeader = "-- intake:no-transaction"
 
 // Migration is one numbered schema change.
 type Migration struct {
@@ -31,6 +45,8 @@ type Migration struct {
 	Name string
 	// SQL is the file's content.
 	SQL string
+	// NoTransaction is true when the file carries [NoTransactionHeader].
+	NoTransaction bool
 }
 
 // MigrationStatus tells whether a migration has been applied, and when.
@@ -41,8 +57,13 @@ type MigrationStatus struct {
 }
 
 // Migrations returns the embedded migrations in order.
-func Migrations() ([]Migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+func Migrations() ([]Migration, error) { return parseMigrations(migrationFS, "migrations") }
+
+// indexOnly matches the statements a no-transaction migration may hold.
+var indexOnly = regexp.MustCompile(`(?is)^(create\s+(unique\s+)?index|drop\s+index|alter\s+index|reindex)\s`)
+
+func parseMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read embedded migrations: %w", err)
 	}
@@ -53,11 +74,19 @@ func Migrations() ([]Migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", e.Name())
 		}
-		body, err := fs.ReadFile(migrationFS, path.Join("migrations", e.Name()))
+		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
 		}
-		ms = append(ms, Migration{Version: v, Name: e.Name(), SQL: string(body)})
+		m := Migration{Version: v, Name: e.Name(), SQL: string(body), NoTransaction: hasNoTransactionHeader(string(body))}
+		if m.NoTransaction {
+			for _, stmt := range splitStatements(m.SQL) {
+				if !indexOnly.MatchString(stmt) {
+					return nil, fmt.Errorf("migration %s runs outside a transaction and may only create, drop, alter or rebuild indexes: %.60q", m.Name, stmt)
+				}
+			}
+		}
+		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b Migration) int { return a.Version - b.Version })
 	for i := 1; i < len(ms); i++ {
@@ -68,61 +97,171 @@ func Migrations() ([]Migration, error) {
 	return ms, nil
 }
 
+// hasNoTransactionHeader reports whether the leading comment lines of sql hold NoTransactionHeader.
+func hasNoTransactionHeader(sql string) bool {
+	for line := range strings.Lines(sql) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == NoTransactionHeader:
+			return true
+		case line == "" || strings.HasPrefix(line, "--"):
+			continue
+		default:
+			return false
+		}
+	}
+	return false
+}
+
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer     PRIMARY KEY,
     name       text        NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 )`
 
-// Migrate applies every pending migration and returns the names it applied. It holds an advisory
-// lock for the whole run, so concurrent callers wait and then find nothing left to do.
+// UpgradeResult says what [Upgrade] did.
+type UpgradeResult struct {
+	// Schema holds intake's tables.
+	Schema string
+	// Moved names the objects moved from public into Schema ("table uploads", "function f()"),
+	// empty unless a pre-schema install was found there.
+	Moved []string
+	// Applied names the migrations applied, in order.
+	Applied []string
+}
+
+// Migrate applies every pending migration to the pool's schema (see [SchemaOf]), creating the
+// schema when it does not exist, and returns the names it applied. It holds the schema's advisory
+// lock for the whole run, so concurrent callers wait and then find nothing left to do. It never
+// looks at public: use [Upgrade] to also move a pre-schema install.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	ms, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
+	res, err := migrate(ctx, pool, ms, false)
+	return res.Applied, err
+}
+
+// Upgrade is [Migrate] for `intake migrate` and INTAKE_MIGRATE: before applying migrations, when
+// the pool's schema holds no intake tables yet while public holds a pre-schema install (intake's
+// schema_migrations, starting with 0001_init.sql), it moves that install's tables, functions and
+// types into the schema with ALTER … SET SCHEMA, in one transaction, under the schema's advisory
+// lock and the lock of older binaries. Nothing is copied; rows, indexes, constraints, identity
+// sequences and triggers move with their tables. Which objects are intake's is found by applying
+// the migrations recorded in public.schema_migrations to a scratch schema inside the same
+// transaction (then dropped): only objects those migrations create are moved, so another
+// application's tables in public stay where they are.
+func Upgrade(ctx context.Context, pool *pgxpool.Pool) (UpgradeResult, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return UpgradeResult{}, err
+	}
+	return migrate(ctx, pool, ms, true)
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool) (UpgradeResult, error) {
+	schema, err := SchemaOf(pool.Config())
+	if err != nil {
+		return UpgradeResult{}, err
+	}
+	res := UpgradeResult{Schema: schema}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: acquire connection: %w", err)
+		return res, fmt.Errorf("migrate: acquire connection: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockID); err != nil {
-		return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
+	unlock, err := advisoryLock(ctx, conn.Conn(), "SELECT pg_advisory_lock($1, hashtext($2))", "SELECT pg_advisory_unlock($1, hashtext($2))", migrationLockClass, schema)
+	if err != nil {
+		return res, err
 	}
-	defer func() {
-		// A fresh context: the lock must be released even when ctx was cancelled.
-		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_, _ = conn.Exec(unlockCtx, "SELECT pg_advisory_unlock($1)", migrationLockID)
-	}()
+	defer unlock()
+	if err := ensureSchema(ctx, conn.Conn(), schema); err != nil {
+		return res, err
+	}
+	if adopt && schema != "public" {
+		legacy, err := legacyLayout(ctx, conn.Conn(), schema)
+		if err != nil {
+			return res, err
+		}
+		if legacy {
+			if res.Moved, err = moveLegacy(ctx, conn.Conn(), schema, ms); err != nil {
+				return res, err
+			}
+		}
+	}
 	if _, err := conn.Exec(ctx, createMigrationsTable); err != nil {
-		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
+		return res, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	applied, err := appliedVersions(ctx, conn.Conn())
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	var done []string
 	for _, m := range ms {
 		if _, ok := applied[m.Version]; ok {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
+		if err := apply(ctx, conn.Conn(), m); err != nil {
+			return res, fmt.Errorf("migrate: apply %s: %w", m.Name, err)
+		}
+		res.Applied = append(res.Applied, m.Name)
+	}
+	return res, nil
+}
+
+// advisoryLock takes a session advisory lock and returns its release, which runs even when ctx has
+// been cancelled.
+func advisoryLock(ctx context.Context, conn *pgx.Conn, lock, unlock string, args ...any) (func(), error) {
+	if _, err := conn.Exec(ctx, lock, args...); err != nil {
+		return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
+	}
+	return func() {
+		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(unlockCtx, unlock, args...)
+	}, nil
+}
+
+// ensureSchema creates schema unless it exists (so that a database user without CREATE on the
+// database can use a schema an administrator created for it).
+func ensureSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return fmt.Errorf("migrate: look up schema %s: %w", schema, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("migrate: create schema %s (or have an administrator create it for intake's user): %w", schema, err)
+	}
+	return nil
+}
+
+// apply runs one migration and records it: in one transaction, or statement by statement when the
+// migration must run outside one.
+func apply(ctx context.Context, conn *pgx.Conn, m Migration) error {
+	const record = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+	if !m.NoTransaction {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
+			_, err := tx.Exec(ctx, record, m.Version, m.Name)
 			return err
 		})
-		if err != nil {
-			return done, fmt.Errorf("migrate: apply %s: %w", m.Name, err)
-		}
-		done = append(done, m.Name)
 	}
-	return done, nil
+	for _, stmt := range splitStatements(m.SQL) {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%.60q: %w", stmt, err)
+		}
+	}
+	_, err := conn.Exec(ctx, record, m.Version, m.Name)
+	return err
 }
 
-// Status lists every embedded migration with the time it was applied, if it was.
+// Status lists every embedded migration with the time it was applied to the pool's schema, if it
+// was.
 func Status(ctx context.Context, pool *pgxpool.Pool) ([]MigrationStatus, error) {
 	ms, err := Migrations()
 	if err != nil {
@@ -168,4 +307,79 @@ func appliedVersions(ctx context.Context, conn *pgx.Conn) (map[int]time.Time, er
 		return nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	return applied, nil
+}
+
+// splitStatements splits SQL into its statements at semicolons outside comments, quoted strings,
+// quoted identifiers and dollar-quoted bodies. Empty statements (comments only) are dropped.
+func splitStatements(sql string) []string {
+	var out []string
+	start := 0
+	flush := func(end int) {
+		if stmt := strings.TrimSpace(stripComments(sql[start:end])); stmt != "" {
+			out = append(out, stmt)
+		}
+		start = end + 1
+	}
+	for i := 0; i < len(sql); i++ {
+		switch c := sql[i]; {
+		case c == '-' && strings.HasPrefix(sql[i:], "--"):
+			if j := strings.IndexByte(sql[i:], '\n'); j >= 0 {
+				i += j
+			} else {
+				i = len(sql)
+			}
+		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
+			if j := strings.Index(sql[i+2:], "*/"); j >= 0 {
+				i += j + 3
+			} else {
+				i = len(sql)
+			}
+		case c == '\'' || c == '"':
+			for i++; i < len(sql) && sql[i] != c; i++ {
+			}
+		case c == '$':
+			tag := dollarTag(sql[i:])
+			if tag == "" {
+				continue
+			}
+			if j := strings.Index(sql[i+len(tag):], tag); j >= 0 {
+				i += len(tag) + j + len(tag) - 1
+			} else {
+				i = len(sql)
+			}
+		case c == ';':
+			flush(i)
+		}
+	}
+	if start < len(sql) {
+		flush(len(sql))
+	}
+	return out
+}
+
+// dollarTag returns the dollar-quote opening s starts with ("$$", "$body$"), or "".
+func dollarTag(s string) string {
+	for j := 1; j < len(s); j++ {
+		c := s[j]
+		switch {
+		case c == '$':
+			return s[:j+1]
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || j > 1 && c >= '0' && c <= '9':
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
+// stripComments removes whole-line "--" comments, so that a statement's first word is its verb.
+func stripComments(stmt string) string {
+	var b strings.Builder
+	for line := range strings.Lines(stmt) {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }

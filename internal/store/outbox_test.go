@@ -233,3 +233,29 @@ func deliveryState(t *testing.T, b *recordsBundle, id int64) (pending []string, 
 	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT pending, delivered_at IS NOT NULL FROM outbox WHERE id = $1", id).Scan(&pending, &delivered))
 	return pending, delivered
 }
+
+// TestExpiryNotifies: each intent the maintenance task expires gets one upload.expired
+// notification in the expiry's transaction; one that is not expired (not due, or completed) none.
+func TestExpiryNotifies(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	due := b.addUpload(t, "due", "put", "pending", nil, nil)
+	notDue := b.addUpload(t, "later", "put", "pending", nil, nil)
+	done := b.addUpload(t, "done", "put", "completed", nil, nil)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE uploads SET expires_at = now() - interval '2 hours', metadata = '{"cart": 9}' WHERE id = ANY($1)`,
+		[]uuid.UUID{due, done})
+	require.NoError(t, err)
+	for range 2 {
+		_, err := b.st.Q.ExpireIntents(b.ctx, dbq.ExpireIntentsParams{Cutoff: time.Now().Add(-time.Hour), MaxRows: 100})
+		require.NoError(t, err)
+	}
+	rows := b.notifications(t, due)
+	require.Len(t, rows, 1)
+	require.Equal(t, tasks.EventUploadExpired, rows[0].EventType)
+	require.Equal(t, tasks.UploadVerdictData{
+		UploadID: due, Owner: "alice", Bucket: "b", Key: "due", Method: "put", Filename: "f.png", Status: "expired",
+		Metadata: json.RawMessage(`{"cart": 9}`),
+	}, strictData(t, rows[0].Data))
+	require.Empty(t, b.notifications(t, notDue))
+	require.Empty(t, b.notifications(t, done))
+}

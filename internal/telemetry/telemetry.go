@@ -1,5 +1,13 @@
 // Package telemetry sets up intake's structured logs (log/slog, JSON by default) and its Prometheus
 // registry. Components receive a *slog.Logger and a prometheus.Registerer; nothing here is global.
+//
+// # Secrets
+//
+// Every message and every string or error attribute a logger made by [NewLogger] writes goes
+// through a redactor (internal/redact): URL passwords, ?password= and password=… parameters,
+// SigV4 signatures and credentials, bearer tokens and the secret values given to NewLogger (the
+// configuration's passwords, tokens and keys) are replaced by REDACTED. Sources redact what they
+// know is sensitive themselves; this is the net under them.
 package telemetry
 
 import (
@@ -10,19 +18,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // Namespace prefixes every metric intake exports.
 const Namespace = "intake"
 
 // NewLogger returns a logger writing to w in format "json" or "text" at level "debug", "info",
-// "warn" or "error" (unknown levels mean info).
-func NewLogger(w io.Writer, format, level string) *slog.Logger {
+// "warn" or "error" (unknown levels mean info). Messages and attributes are redacted: what
+// redact.String recognizes and every occurrence of the given secrets is masked.
+func NewLogger(w io.Writer, format, level string, secrets ...string) *slog.Logger {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		lv = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactAttr(redact.New(secrets...))}
 	var h slog.Handler
 	if format == "text" {
 		h = slog.NewTextHandler(w, opts)
@@ -37,6 +48,29 @@ func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// redactAttr returns a slog ReplaceAttr function that masks secrets in string values (the message
+// included) and in errors' messages. Other values are left alone: intake logs no secrets as
+// structs or maps.
+func redactAttr(r *redact.Redactor) func(groups []string, a slog.Attr) slog.Attr {
+	return func(_ []string, a slog.Attr) slog.Attr {
+		switch a.Value.Kind() {
+		case slog.KindString:
+			s := a.Value.String()
+			if red := r.String(s); red != s {
+				a.Value = slog.StringValue(red)
+			}
+		case slog.KindAny:
+			if err, ok := a.Value.Any().(error); ok && err != nil {
+				s := err.Error()
+				if red := r.String(s); red != s {
+					a.Value = slog.StringValue(red)
+				}
+			}
+		}
+		return a
+	}
 }
 
 type attrsKey struct{}

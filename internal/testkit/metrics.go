@@ -6,9 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metric reads a counter or gauge of reg (a histogram: its sample count) whose labels include the
-// given name/value pairs; 0 when there is none.
-func Metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+// Metric reads one counter or gauge series of a registry: the first series of the family called
+// name whose labels include the given name/value pairs ("method", "put"). It is 0 when no series
+// matches.
+func Metric(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -18,15 +19,15 @@ func Metric(t testing.TB, reg *prometheus.Registry, name string, labels ...strin
 		if mf.GetName() != name {
 			continue
 		}
-	next:
+	series:
 		for _, m := range mf.GetMetric() {
 			for i := 0; i+1 < len(labels); i += 2 {
 				found := false
 				for _, lp := range m.GetLabel() {
-					found = found || lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
 				}
 				if !found {
-					continue next
+					continue series
 				}
 			}
 			switch {
@@ -34,8 +35,6 @@ func Metric(t testing.TB, reg *prometheus.Registry, name string, labels ...strin
 				return m.Counter.GetValue()
 			case m.Gauge != nil:
 				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
 			}
 		}
 	}

@@ -1,5 +1,6 @@
 // Package testkit gives integration tests isolated pieces of the real local stack (see
-// deploy/local/stack.sh): a PostgreSQL schema with migrations applied, a Redis database of their own,
+// deploy/local/stack.sh): a PostgreSQL schema with migrations applied (DB; intake's schema is the
+// test's own), or a whole empty database (Database), a Redis database of their own,
 // a fresh S3 bucket in MinIO and a fresh SQS queue (with its dead-letter queue) in kumo. Everything is
 // removed when the test ends, so tests run in parallel without stepping on each other.
 //
@@ -16,6 +17,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -89,8 +91,9 @@ func Context(t testing.TB) context.Context {
 	return ctx
 }
 
-// DB returns a Store on a fresh schema of the test database with every migration applied. The schema
-// is dropped when the test ends.
+// DB returns a Store on a fresh schema of the test database with every migration applied (the
+// store's Schema and its pool's search_path are that schema). The schema is dropped when the test
+// ends.
 func DB(t testing.TB) *store.Store {
 	t.Helper()
 	ctx := context.Background()
@@ -132,6 +135,34 @@ func Schema(t testing.TB) string {
 		}
 	})
 	return schema
+}
+
+// Database creates an empty database on the test server, dropped (with its connections) when the
+// test ends, and returns its URL. For tests that need a whole database: what lives in public, or a
+// database-level setting. Most tests want DB or Schema.
+func Database(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	name := Name("intake_t_")
+	admin, err := pgxpool.New(ctx, DatabaseURL())
+	if err != nil {
+		t.Fatalf("testkit: connect %s: %v%s", config.Redact(DatabaseURL()), err, hint)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testkit: create database: %v%s", err, hint)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("testkit: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(DatabaseURL())
+	if err != nil {
+		t.Fatalf("testkit: parse database url: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
 
 // DatabaseURLFor returns a URL that selects schema as search_path (for code that takes a URL).

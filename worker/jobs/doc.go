@@ -15,6 +15,9 @@
 //     uploads intake did not create; each abort is recorded like a deadline abort.
 //   - object:inspect ([Handlers.HandleInspect]): run the pipeline again on one object through the
 //     small [Inspector] interface (satisfied by pipeline.Processor).
+//   - intake:maintenance ([TypeMaintenance], [Maintenance]): expire intents and prune archived
+//     events (below). intake's own task: not in tasks.Types, so neither app backends nor
+//     POST /v1/jobs can enqueue it.
 //
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
 // asynq.SkipRetry and the task is archived at once. Everything else is retried with asynq's backoff.
@@ -33,11 +36,34 @@
 //
 // # Many replicas
 //
-// Every replica may run the scheduler role. [SweepScheduler] gives the sweep of each period the
+// Every replica may run the scheduler role. [SweepScheduler] (a [Periodic]) gives the sweep of each period the
 // task ID tasks.SweepTaskID(bucket, start of the period) and keeps finished sweeps for
 // tasks.SweepRetention, so replicas whose cron fire together (clocks within 30 s) enqueue one sweep
 // per period; the others get asynq.ErrTaskIDConflict, logged at debug level. Aborts are idempotent:
 // a second abort of the same upload finds it gone, and the first recorded row wins.
+//
+// # Maintenance: intent expiry and event retention
+//
+// The scheduler role enqueues intake:maintenance on INTAKE_JOBS_MAINTENANCE_CRON (a [Periodic]:
+// one task per period whatever the number of replicas). Each run:
+//
+//   - expires intents: a pending intent whose expires_at is more than INTAKE_JOBS_EXPIRY_GRACE in
+//     the past becomes expired (put and post intents: the presigned URL is dead by then; the grace
+//     lets an upload started just before the deadline land first). A multipart intent expires only
+//     once an abort of its upload has been recorded in multipart_aborts: the expiry never takes an
+//     intent away from the abort path, which finds uploads to abort through pending intents (the
+//     deadline task, the sweep's fallback). So an upload still open at its deadline is aborted and
+//     its intent ends aborted; one the abort found gone (completed or aborted outside intake) ends
+//     expired. An object that lands after its intent expired still completes it
+//     (expired → completed), with the intent's declared size, type and hash checked as usual.
+//   - prunes events: archived events (INTAKE_CONSUMER_ARCHIVE) received more than
+//     INTAKE_EVENTS_RETENTION ago are deleted (0 keeps them forever).
+//
+// Both work in batches of 1,000 rows, one short statement each (rows another transaction holds are
+// skipped), at most 1,000 batches of each per run, with cutoffs fixed when the run starts: a
+// backlog larger than that is worked off over the next periods ([MaintenanceReport.Complete]).
+// Metrics: intake_intents_expired_total{method}, intake_events_pruned_total and
+// intake_maintenance_last_success_timestamp_seconds.
 //
 // # Shutdown
 //

@@ -35,6 +35,9 @@ type Handlers struct {
 	Multipart *Multipart
 	// Inspector runs object:inspect tasks; when nil those tasks fail without retry.
 	Inspector Inspector
+	// Maintenance runs intake:maintenance tasks (maintenance.go); when nil those tasks fail without
+	// retry.
+	Maintenance *Maintenance
 	// Log receives the handlers' logs (default: discard).
 	Log *slog.Logger
 }
@@ -112,5 +115,11 @@ func NewMux(h *Handlers, m *Metrics, log *slog.Logger) *asynq.ServeMux {
 	mux.HandleFunc(tasks.TypeAbortMultipart, h.HandleAbort)
 	mux.HandleFunc(tasks.TypeSweep, h.HandleSweep)
 	mux.HandleFunc(tasks.TypeInspectObject, h.HandleInspect)
+	mux.HandleFunc(TypeMaintenance, func(ctx context.Context, t *asynq.Task) error {
+		if h.Maintenance == nil {
+			return fmt.Errorf("maintenance not configured in this process: %w", asynq.SkipRetry)
+		}
+		return h.Maintenance.HandleMaintenance(ctx, t)
+	})
 	return mux
 }

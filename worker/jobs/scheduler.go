@@ -2,16 +2,13 @@ package jobs
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/robfig/cron/v3"
 
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -37,22 +34,10 @@ type SweepSchedulerConfig struct {
 	Now func() time.Time
 }
 
-// SweepScheduler enqueues a multipart:sweep task every period with an asynq.Scheduler. Each
-// period's task gets the ID tasks.SweepTaskID(bucket, period start), so any number of replicas
-// running it enqueue one sweep per period.
-type SweepScheduler struct {
-	redis    asynq.RedisConnOpt
-	task     *asynq.Task
-	location *time.Location
-	bucket   string
-	cron     string
-	log      *slog.Logger
-	now      func() time.Time
-
-	// mu is held from PreEnqueueFunc to PostEnqueueFunc: the pre-enqueue hook rewrites the TaskID
-	// option in the entry's option slice, which asynq then passes to Enqueue.
-	mu sync.Mutex
-}
+// SweepScheduler enqueues a multipart:sweep task every period (a [Periodic]). Each period's task
+// gets the ID tasks.SweepTaskID(bucket, period start), so any number of replicas running it enqueue
+// one sweep per period.
+type SweepScheduler struct{ *Periodic }
 
 // NewSweepScheduler checks cfg (including the cron spec) and returns the scheduler. Nothing
 // connects before Run.
@@ -64,62 +49,15 @@ func NewSweepScheduler(cfg SweepSchedulerConfig) (*SweepScheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sweep scheduler: %w", err)
 	}
-	spec := strings.TrimSpace(cfg.Cron)
-	if _, err := cron.ParseStandard(spec); err != nil {
-		return nil, fmt.Errorf("sweep scheduler: cron spec %q: %w", spec, err)
-	}
-	return &SweepScheduler{
-		redis: cfg.Redis, task: task, location: cfg.Location, bucket: cfg.Bucket, cron: spec,
-		log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now),
-	}, nil
-}
-
-// Run starts the schedule and blocks until ctx is cancelled, then stops it and closes its Redis
-// connections. It returns an error if Redis cannot be reached at start.
-func (s *SweepScheduler) Run(ctx context.Context) error {
-	if err := pingRedis(ctx, s.redis); err != nil {
-		return fmt.Errorf("sweep scheduler: %w", err)
-	}
-	sched := asynq.NewScheduler(s.redis, &asynq.SchedulerOpts{
-		Location:        s.location,
-		Logger:          NewAsynqLogger(s.log),
-		LogLevel:        asynqLevel(s.log),
-		PreEnqueueFunc:  s.preEnqueue,
-		PostEnqueueFunc: s.postEnqueue,
+	log := cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)).With("bucket", cfg.Bucket)
+	p, err := NewPeriodic(PeriodicConfig{
+		Redis: cfg.Redis, Name: "sweep", Task: task, Cron: cfg.Cron, Location: cfg.Location, Log: log, Now: cfg.Now,
+		TaskID: func(window time.Time) string { return tasks.SweepTaskID(cfg.Bucket, window) },
 	})
-	// The placeholder ID is replaced by the period's ID before every enqueue (preEnqueue).
-	if _, err := sched.Register(s.cron, s.task, asynq.TaskID(tasks.SweepTaskID(s.bucket, time.Unix(0, 0)))); err != nil {
-		return fmt.Errorf("sweep scheduler: cron spec %q: %w", s.cron, err)
+	if err != nil {
+		return nil, err
 	}
-	if err := sched.Start(); err != nil {
-		return fmt.Errorf("sweep scheduler: start: %w", err)
-	}
-	s.log.Info("sweep scheduler started", "bucket", s.bucket, "cron", s.cron)
-	<-ctx.Done()
-	sched.Shutdown()
-	return nil
-}
-
-func (s *SweepScheduler) preEnqueue(_ *asynq.Task, opts []asynq.Option) {
-	s.mu.Lock() // released in postEnqueue, which asynq always calls after Enqueue
-	id := tasks.SweepTaskID(s.bucket, SweepWindow(s.cron, s.now()))
-	for i, o := range opts {
-		if o.Type() == asynq.TaskIDOpt {
-			opts[i] = asynq.TaskID(id)
-		}
-	}
-}
-
-func (s *SweepScheduler) postEnqueue(info *asynq.TaskInfo, err error) {
-	defer s.mu.Unlock()
-	switch {
-	case err == nil:
-		s.log.Info("sweep enqueued", "bucket", s.bucket, "task_id", info.ID)
-	case errors.Is(err, asynq.ErrTaskIDConflict):
-		s.log.Debug("sweep of this period already enqueued (by another replica)", "bucket", s.bucket)
-	default:
-		s.log.Warn("sweep could not be enqueued", "bucket", s.bucket, "err", err)
-	}
+	return &SweepScheduler{p}, nil
 }
 
 // SweepWindow returns the start of the period a scheduler firing at now belongs to. For "@every d"

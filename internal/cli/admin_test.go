@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/health"
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// TestHealthRoutesPerListener: which listener serves what, for each admin setting. The public
+// listener never serves pprof nor a readiness error; /metrics leaves it once an admin listener
+// exists; pprof exists only when asked for, on the admin listener.
+func TestHealthRoutesPerListener(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name                string
+		adminAddr           string
+		pprof               bool
+		public, adminRoutes map[string]int // path -> status
+	}{
+		{"no admin listener", "", false,
+			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 404},
+			nil},
+		{"admin listener", "127.0.0.1:9090", false,
+			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 404, "/debug/pprof/": 404},
+			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 404}},
+		{"admin listener with pprof", "127.0.0.1:9090", true,
+			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 404, "/debug/pprof/": 404, "/debug/pprof/cmdline": 404},
+			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 200, "/debug/pprof/cmdline": 200, "/debug/pprof/goroutine?debug=1": 200}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			reg := telemetry.NewRegistry()
+			a := &App{
+				Cfg: &config.Config{AdminListenAddr: tc.adminAddr, AdminPprof: tc.pprof}, Registry: reg,
+				Mux: http.NewServeMux(), Admin: http.NewServeMux(),
+				Health: health.NewChecker(health.Config{Registerer: reg}),
+			}
+			a.Health.Add("postgres", func(context.Context) error { return fmt.Errorf("dial tcp 10.0.0.7:5432: refused") })
+			a.mountHealth()
+			for mux, want := range map[*http.ServeMux]map[string]int{a.Mux: tc.public, a.Admin: tc.adminRoutes} {
+				for path, code := range want {
+					rec := httptest.NewRecorder()
+					mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+					require.Equal(t, code, rec.Code, "%s", path)
+					if path == "/readyz" && mux == a.Mux {
+						require.NotContains(t, rec.Body.String(), "10.0.0.7")
+					}
+					if path == "/readyz" && mux == a.Admin {
+						require.Contains(t, rec.Body.String(), "10.0.0.7", "the admin listener says why")
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestAdminListener runs the daemon with INTAKE_ADMIN_LISTEN_ADDR and INTAKE_ADMIN_PPROF: both
+// listeners serve, pprof answers on the admin one only, and both stop on shutdown.
+func TestAdminListener(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	adminAddr := freeAddr(t)
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	d := startDaemon(t, ctx, "--roles", "api",
+		"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", bucket,
+		"--admin-listen", adminAddr, "--admin-pprof", "--api-insecure-dev-auth", "--shutdown-grace", "2s")
+
+	code, body := get("http://" + adminAddr + "/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `"checked_at"`)
+	code, body = get("http://" + adminAddr + "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `intake_dependency_up{dependency="postgres"} 1`)
+	code, body = get("http://" + adminAddr + "/debug/pprof/")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "goroutine")
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap"} {
+		code, _ = get(d.base + path)
+		require.Equal(t, http.StatusNotFound, code, path)
+	}
+	require.Equal(t, 0, d.stop(), "logs:\n%s", d.logs.String())
+	require.Contains(t, d.logs.String(), `"listener":"admin"`)
+}

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// daemon is `intake run` started in-process by a test, logging into a buffer.
+type daemon struct {
+	t      *testing.T
+	base   string // http://<public listener>
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// startDaemon runs `intake run` with args and --listen on a free address, and waits until the
+// public /readyz answers 200. The daemon is stopped when the test ends if stop was not called.
+func startDaemon(t *testing.T, ctx context.Context, args ...string) *daemon {
+	t.Helper()
+	addr := freeAddr(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	d := &daemon{t: t, base: "http://" + addr, logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	go func() {
+		d.done <- MainContext(runCtx, append([]string{"run", "--listen", addr}, args...), io.Discard, d.logs)
+	}()
+	t.Cleanup(func() { _ = d.stop() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(d.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 200*time.Millisecond, "not ready; logs:\n%s", d.logs.String())
+	return d
+}
+
+// stop cancels the daemon's context (what SIGTERM does) and returns its exit code.
+func (d *daemon) stop() int {
+	d.t.Helper()
+	d.cancel()
+	select {
+	case code := <-d.done:
+		d.done <- code // stop may be called again (test cleanup)
+		return code
+	case <-time.After(60 * time.Second):
+		d.t.Fatalf("daemon did not stop; logs:\n%s", d.logs.String())
+		return -1
+	}
+}

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// s3Faults is a proxy in front of MinIO for the daemon: GETs of keys under stall/ hang until the
+// client gives up (an inspection cancelled at shutdown), GETs under fail/ lose their connection (an
+// S3 transport error), everything else goes through unchanged (the Host header is kept, so SigV4
+// signatures still verify).
+type s3Faults struct {
+	*httptest.Server
+	stalled chan string // the URL of each stalled GET, as the daemon sent it
+}
+
+func newS3Faults(t *testing.T) *s3Faults {
+	t.Helper()
+	target, err := url.Parse(testkit.AWS().S3Endpoint)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	f := &s3Faults{stalled: make(chan string, 16)}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/stall/"):
+			select {
+			case f.stalled <- r.URL.String():
+			default:
+			}
+			<-r.Context().Done()
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/fail/"):
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+		default:
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// s3Event is a MinIO-style notification body for one created object.
+func s3Event(bucket, key string, size int) string {
+	return fmt.Sprintf(`{"Records":[{"eventVersion":"2.0","eventSource":"minio:s3","awsRegion":"us-east-1",`+
+		`"eventTime":%q,"eventName":"s3:ObjectCreated:Put","s3":{"s3SchemaVersion":"1.0","bucket":{"name":%q},`+
+		`"object":{"key":%q,"size":%d,"sequencer":"18EB24A6C331BBF0"}}}]}`,
+		time.Now().UTC().Format(time.RFC3339Nano), bucket, url.QueryEscape(key), size)
+}
+
+// TestDaemonLogsNoSecrets runs the real daemon (every role, debug logs, JSON) through start, failing
+// requests, an S3 error, an inspection cancelled at shutdown, and shutdown, with a DATABASE_URL whose
+// password is in the query string, an ingress token and an API key, and checks that no log line
+// holds the password, the token, the key, or any part of a presigned URL's authentication.
+func TestDaemonLogsNoSecrets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	const (
+		dbPassword   = "db-Pa55word-in-the-query-string"
+		ingressToken = "ingress-token-0123456789abcdef0123456789abcdef"
+		apiKey       = "api-key-0123456789abcdef"
+	)
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	s3c := testkit.S3()
+	bucket := testkit.Bucket(t, s3c)
+	q := testkit.Queue(t, testkit.SQS(), 5, 30*time.Second)
+	faults := newS3Faults(t)
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	for _, key := range []string{"stall/slow.txt", "fail/broken.txt"} {
+		_, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			Body: strings.NewReader("hello"), ContentType: aws.String("text/plain")})
+		require.NoError(t, err)
+	}
+	d := startDaemon(t, ctx,
+		"--database-url", testkit.DatabaseURLFor(schema)+"&password="+dbPassword, "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", faults.URL, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+		"--bucket", bucket, "--queue-url", q.URL, "--shutdown-grace", "1s",
+		"--log-level", "debug", "--log-format", "json",
+		"--api-keys", apiKey+"=alice", "--consumer-ingress-token", ingressToken)
+	base, logs := d.base, d.logs
+
+	send := func(method, path, auth, body string) int {
+		req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Failing requests: a wrong ingress token, secrets in a query string, an undecodable event, a
+	// bad upload request.
+	require.Equal(t, http.StatusUnauthorized, send(http.MethodPost, "/v1/events/s3", "wrong-"+ingressToken, s3Event(bucket, "x", 1)))
+	require.Equal(t, http.StatusUnauthorized, send(http.MethodGet, "/v1/objects?access_token="+ingressToken+"&password="+dbPassword, "", ""))
+	require.Less(t, 399, send(http.MethodPost, "/v1/events/s3", ingressToken, `{"Records":[{"s3":`))
+	require.Less(t, 399, send(http.MethodPost, "/v1/uploads", apiKey, `{"filename":"../../etc/passwd","size":-1}`))
+	// An S3 error (the inspection's GET loses its connection) and an inspection still waiting on
+	// S3 when the daemon stops.
+	require.Equal(t, http.StatusOK, send(http.MethodPost, "/v1/events/s3", ingressToken, s3Event(bucket, "fail/broken.txt", 5)))
+	require.Equal(t, http.StatusOK, send(http.MethodPost, "/v1/events/s3", ingressToken, s3Event(bucket, "stall/slow.txt", 5)))
+	var stalledURL string
+	select {
+	case stalledURL = <-faults.stalled:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the inspection never reached S3; logs:\n%s", logs.String())
+	}
+	require.Contains(t, stalledURL, "X-Amz-Signature=", "the inspection is a presigned GET")
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "fail/broken.txt") },
+		60*time.Second, 100*time.Millisecond, "the S3 error was never logged; logs:\n%s", logs.String())
+
+	require.Equal(t, 0, d.stop(), "logs:\n%s", logs.String())
+	out := logs.String()
+	require.Contains(t, out, "stall/slow.txt", "the cancelled inspection was logged")
+	require.Contains(t, out, `"msg":"stopped cleanly"`)
+	sig := stalledURL[strings.Index(stalledURL, "X-Amz-Signature=")+len("X-Amz-Signature="):]
+	lines := bytes.Split([]byte(out), []byte("\n"))
+	for i, line := range lines {
+		for _, secret := range []string{dbPassword, ingressToken, apiKey, "X-Amz-Signature", "X-Amz-Credential", sig, testkit.DefaultSecretKey} {
+			require.NotContains(t, string(line), secret, "log line %d of %d holds a secret:\n%s", i+1, len(lines), line)
+		}
+	}
+}

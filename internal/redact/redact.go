@@ -1,0 +1,439 @@
+// Package redact removes secrets from text before it is logged or printed: passwords in URLs (the
+// userinfo and query parameters such as ?password=), in key=value connection strings
+// (password='…'), the query of SigV4 presigned URLs (X-Amz-Signature, X-Amz-Credential: the whole
+// query is authentication, so it goes whole), X-Amz-Security-Token, bearer tokens, and any value a
+// [Redactor] was told is secret.
+//
+// # Where it applies
+//
+// Sources that build messages from URLs redact them there ([URL], [Error] for the *url.Error that
+// net/http returns with the request's URL). The log handler of internal/telemetry runs every
+// message and attribute through a [Redactor] holding the configuration's secrets, so a secret that
+// reaches a log line by a path nobody foresaw is masked as well.
+package redact
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Mask replaces every secret.
+const Mask = "REDACTED"
+
+// sensitiveSubstrings mark a parameter name as secret when the lower-cased name contains one.
+var sensitiveSubstrings = []string{"password", "passwd", "secret", "token", "signature", "credential"}
+
+// sensitiveNames mark a parameter name as secret when the lower-cased name equals one.
+var sensitiveNames = []string{"pwd", "pass", "sig", "apikey", "api_key", "x-api-key", "auth"}
+
+// Sensitive reports whether a parameter called name (a URL query parameter, a connection-string
+// keyword) holds a secret: password, sslpassword, X-Amz-Signature, X-Amz-Credential,
+// X-Amz-Security-Token, token, secret, sig, api_key, …
+func Sensitive(name string) bool {
+	lower := strings.ToLower(name)
+	if slices.Contains(sensitiveNames, lower) {
+		return true
+	}
+	for _, s := range sensitiveSubstrings {
+		if strings.Contains(lower, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// URL returns raw with its secrets masked: the password of the userinfo and the values of sensitive
+// query parameters of a URL, or the sensitive values of a key=value connection string
+// ("host=db password=secret"). The query of a SigV4 presigned URL (X-Amz-Signature or
+// X-Amz-Credential among its parameters) is all authentication: it is replaced whole. The rest is
+// kept as written, so the result still says where it points. Text that is neither is run through
+// [String].
+func URL(raw string) string {
+	if !strings.Contains(raw, "://") {
+		return String(raw) // a key=value connection string, or not a URL at all
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return pairs(userinfo(raw))
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), Mask)
+	}
+	u.RawQuery = query(u.RawQuery)
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = pairs(u.Fragment), ""
+	}
+	return u.String()
+}
+
+// query masks the values of sensitive parameters of a raw query, keeping the order and encoding of
+// the others; a presigned URL's query is replaced whole.
+func query(raw string) string {
+	if raw == "" {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		k, _, ok := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if lower := strings.ToLower(name); lower == "x-amz-signature" || lower == "x-amz-credential" {
+			return Mask
+		}
+		if ok && Sensitive(name) {
+			parts[i] = k + "=" + Mask
+		}
+	}
+	return strings.Join(parts, "&")
+}
+
+// String masks the secrets it recognizes in free text (an error message, a log message): every URL
+// in it as [URL] does (net/http quotes URLs in its errors), the value of every sensitive name=value
+// pair (connection-string keywords, single-quoted values included) and the token after "Bearer ".
+func String(s string) string {
+	if !mayHoldSecret(s) {
+		return s
+	}
+	s = urls(s)
+	s = pairs(s)
+	s = bearer(s)
+	return s
+}
+
+// mayHoldSecret is String's fast path: text without "=", "://" or "Bearer " has nothing it masks.
+func mayHoldSecret(s string) bool {
+	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || strings.Contains(s, "Bearer ")
+}
+
+// endOfToken reports whether c ends an unquoted value in free text.
+func endOfToken(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '"', '\'', '`', '&', ',', ';', ')', '>', ']', '}':
+		return true
+	}
+	return false
+}
+
+// endOfURL reports whether c ends a URL in free text.
+func endOfURL(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>':
+		return true
+	}
+	return false
+}
+
+// isSchemeByte reports whether c may be part of a URL scheme.
+func isSchemeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'
+}
+
+// urls runs every "scheme://…" of s through URL.
+func urls(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	var b strings.Builder
+	last := 0 // s[:last] has been written to b
+	for i := 0; i+3 <= len(s); {
+		j := strings.Index(s[i:], "://")
+		if j < 0 {
+			break
+		}
+		sep := i + j
+		start := sep
+		for start > last && isSchemeByte(s[start-1]) {
+			start--
+		}
+		end := sep + 3
+		for end < len(s) && !endOfURL(s[end]) {
+			end++
+		}
+		if start < sep {
+			b.WriteString(s[last:start])
+			b.WriteString(URL(s[start:end]))
+			last = end
+		}
+		i = end
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// userinfo masks "scheme://user:password@host" passwords in text url.Parse refused.
+func userinfo(s string) string {
+	var b strings.Builder
+	rest := s
+	changed := false
+	for {
+		i := strings.Index(rest, "://")
+		if i < 0 {
+			break
+		}
+		start := i + 3
+		end := start
+		for end < len(rest) && !endOfURL(rest[end]) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
+			end++
+		}
+		authority := rest[start:end]
+		at := strings.LastIndexByte(authority, '@')
+		colon := -1
+		if at > 0 {
+			colon = strings.IndexByte(authority[:at], ':')
+		}
+		if colon < 0 {
+			b.WriteString(rest[:end])
+			rest = rest[end:]
+			continue
+		}
+		changed = true
+		b.WriteString(rest[:start+colon+1])
+		b.WriteString(Mask)
+		b.WriteString(rest[start+at : end])
+		rest = rest[end:]
+	}
+	if !changed {
+		return s
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
+// isNameByte reports whether c may be part of a parameter name.
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '%'
+}
+
+// pairs masks the values of sensitive name=value pairs.
+func pairs(s string) string {
+	var b strings.Builder
+	last := 0 // s[:last] has been written to b
+	changed := false
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			continue
+		}
+		k := i // the name ends at k: blanks before "=" are allowed in connection strings
+		for k > 0 && s[k-1] == ' ' {
+			k--
+		}
+		j := k
+		for j > 0 && isNameByte(s[j-1]) {
+			j--
+		}
+		name := s[j:k]
+		if dec, err := url.QueryUnescape(name); err == nil {
+			name = dec
+		}
+		if name == "" || !Sensitive(name) {
+			continue
+		}
+		// The value: skip blanks after "=" in connection strings ("password = x").
+		v := i + 1
+		for v < len(s) && s[v] == ' ' {
+			v++
+		}
+		end := v
+		if v < len(s) && s[v] == '\'' { // libpq quoting: '...' with \' and \\ escapes
+			end = v + 1
+			for end < len(s) && s[end] != '\'' {
+				if s[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			end = min(end+1, len(s))
+		} else {
+			for end < len(s) && !endOfToken(s[end]) {
+				end++
+			}
+		}
+		if end == v {
+			continue
+		}
+		changed = true
+		b.WriteString(s[last:v])
+		b.WriteString(Mask)
+		last = end
+		i = end - 1
+	}
+	if !changed {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// bearer masks the token after "Bearer ".
+func bearer(s string) string {
+	const word = "Bearer "
+	if !strings.Contains(s, word) {
+		return s
+	}
+	var b strings.Builder
+	rest := s
+	for {
+		i := strings.Index(rest, word)
+		if i < 0 {
+			break
+		}
+		start := i + len(word)
+		end := start
+		for end < len(rest) && !endOfToken(rest[end]) {
+			end++
+		}
+		b.WriteString(rest[:start])
+		if end > start && rest[start:end] != Mask && rest[start] != '<' {
+			b.WriteString(Mask)
+		} else {
+			b.WriteString(rest[start:end])
+		}
+		rest = rest[end:]
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
+// Error returns err with the secrets of its message masked. A *url.Error (what net/http's Client.Do
+// returns, quoting the request's URL: a presigned URL carries its signature) is copied with its URL
+// redacted, so errors.As still finds a *url.Error, and its Timeout and Temporary still answer. Any
+// other error whose message holds a secret is wrapped: the message is redacted, errors.Is and
+// errors.As still see the original. Errors without secrets are returned as they are.
+func Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	if ue, ok := err.(*url.Error); ok {
+		return &url.Error{Op: ue.Op, URL: URL(ue.URL), Err: Error(ue.Err)}
+	}
+	msg := err.Error()
+	if red := String(msg); red != msg {
+		return &redacted{msg: red, err: err}
+	}
+	return err
+}
+
+// redacted is an error whose message has been redacted.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }
+
+// minSecretLen is the length below which a known secret is not searched for in text: masking every
+// occurrence of a very short string would garble logs (and a secret that short is guessable anyway).
+const minSecretLen = 6
+
+// Redactor masks known secret values as well as what [String] recognizes. The zero value and nil
+// mask only what String recognizes.
+type Redactor struct {
+	secrets []string
+}
+
+// New returns a Redactor that also masks every occurrence of the given secrets (empty ones and
+// those shorter than 6 bytes are ignored; the longest are replaced first).
+func New(secrets ...string) *Redactor {
+	var keep []string
+	for _, s := range secrets {
+		if len(s) >= minSecretLen && !slices.Contains(keep, s) {
+			keep = append(keep, s)
+		}
+	}
+	slices.SortFunc(keep, func(a, b string) int { return len(b) - len(a) })
+	return &Redactor{secrets: keep}
+}
+
+// String masks the known secrets and what [String] recognizes in s.
+func (r *Redactor) String(s string) string {
+	s = String(s)
+	if r == nil {
+		return s
+	}
+	for _, secret := range r.secrets {
+		if strings.Contains(s, secret) {
+			s = strings.ReplaceAll(s, secret, Mask)
+		}
+	}
+	return s
+}
+
+// Secrets returns the secret values held in a URL or connection string: the userinfo password, the
+// values of sensitive query parameters and of sensitive key=value keywords (unescaped and
+// unquoted), so that a [Redactor] can mask them wherever they appear.
+func Secrets(conn string) []string {
+	var out []string
+	if strings.Contains(conn, "://") {
+		u, err := url.Parse(conn)
+		if err != nil {
+			return nil
+		}
+		if pw, ok := u.User.Password(); ok {
+			out = append(out, pw)
+		}
+		for k, vs := range u.Query() {
+			if Sensitive(k) {
+				out = append(out, vs...)
+			}
+		}
+		return out
+	}
+	for _, field := range dsnFields(conn) {
+		if Sensitive(field[0]) {
+			out = append(out, field[1])
+		}
+	}
+	return out
+}
+
+// dsnFields splits a key=value connection string into its (key, value) pairs, unquoting
+// single-quoted values.
+func dsnFields(s string) [][2]string {
+	var out [][2]string
+	i := 0
+	skip := func() {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n') {
+			i++
+		}
+	}
+	for i < len(s) {
+		skip()
+		k := i
+		for i < len(s) && s[i] != '=' && s[i] != ' ' {
+			i++
+		}
+		key := s[k:i]
+		skip()
+		if i >= len(s) || s[i] != '=' {
+			return out
+		}
+		i++
+		skip()
+		var v strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for i < len(s) && s[i] != '\'' {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				v.WriteByte(s[i])
+				i++
+			}
+			i++
+		} else {
+			for i < len(s) && s[i] != ' ' {
+				v.WriteByte(s[i])
+				i++
+			}
+		}
+		out = append(out, [2]string{key, v.String()})
+	}
+	return out
+}

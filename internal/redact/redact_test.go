@@ -1,0 +1,146 @@
+package redact_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/redact"
+)
+
+// presigned is a SigV4 presigned GET as objstore sends it (signature and credential in the query).
+const presigned = "http://127.0.0.1:9000/bucket/uploads/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+	"&X-Amz-Credential=AKIDSECRETID%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z" +
+	"&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=0123456789abcdef0123456789abcdef"
+
+func TestURL(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, in, want string
+	}{
+		{"userinfo password", "postgres://intake:pa55word@db:5432/intake?sslmode=disable",
+			"postgres://intake:REDACTED@db:5432/intake?sslmode=disable"},
+		{"query-string password", "postgres://intake@db/intake?sslmode=disable&password=pa55word",
+			"postgres://intake@db/intake?sslmode=disable&password=REDACTED"},
+		{"both, and sslpassword", "postgresql://u:p1@db/x?sslpassword=p2&password=p3",
+			"postgresql://u:REDACTED@db/x?sslpassword=REDACTED&password=REDACTED"},
+		{"redis password", "redis://:hunter22@127.0.0.1:6379/0", "redis://:REDACTED@127.0.0.1:6379/0"},
+		{"presigned URL: its query is all authentication", presigned, "http://127.0.0.1:9000/bucket/uploads/a.png?REDACTED"},
+		{"security token", "https://s3/b/k?X-Amz-Security-Token=FwoGZX&x-id=GetObject", "https://s3/b/k?X-Amz-Security-Token=REDACTED&x-id=GetObject"},
+		{"key=value connection string", "host=db user=intake password=pa55word dbname=intake",
+			"host=db user=intake password=REDACTED dbname=intake"},
+		{"quoted connection-string password", `host=db password='pa ss\'word' dbname=intake`,
+			"host=db password=REDACTED dbname=intake"},
+		{"spaces around =", "host=db password = pa55word dbname=x", "host=db password = REDACTED dbname=x"},
+		{"nothing secret", "https://sqs.us-east-1.amazonaws.com/123/intake-events", "https://sqs.us-east-1.amazonaws.com/123/intake-events"},
+		{"user without password", "postgres://intake@db/intake", "postgres://intake@db/intake"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, redact.URL(tc.in))
+		})
+	}
+}
+
+func TestString(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, in string
+		secrets  []string
+	}{
+		{"net/http error with a presigned URL", `Get "` + presigned + `": context canceled`,
+			[]string{"0123456789abcdef0123456789abcdef", "AKIDSECRETID", "X-Amz-Signature", "X-Amz-Credential"}},
+		{"unquoted URL among words", "dial " + presigned + " failed: refused", []string{"X-Amz-Signature", "AKIDSECRETID"}},
+		{"url.Parse error echoing a URL", `parse "postgres://u:pa55word@db:5432/x?password=other5ecret": invalid port`,
+			[]string{"pa55word", "other5ecret"}},
+		{"connection string in a message", "cannot connect with host=db password=pa55word user=x",
+			[]string{"pa55word"}},
+		{"bearer token", "upstream said: Authorization: Bearer tok3n-value-long rejected", []string{"tok3n-value-long"}},
+		{"security token", "X-Amz-Security-Token=FwoGZXIvYXdzEJr%2F&x=1", []string{"FwoGZXIvYXdzEJr"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out := redact.String(tc.in)
+			for _, s := range tc.secrets {
+				require.NotContains(t, out, s)
+			}
+			require.Contains(t, out, redact.Mask)
+		})
+	}
+	// Text with nothing secret is returned as it is (object keys, queue URLs, plain words).
+	for _, s := range []string{"peek bucket/uploads/a b.png: not found", "key=uploads/x.png status=valid",
+		"http://127.0.0.1:4566/000000000000/q", "the token is missing", "Bearer <token>"} {
+		require.Equal(t, s, redact.String(s))
+	}
+}
+
+func TestRedactorKnownSecrets(t *testing.T) {
+	t.Parallel()
+	r := redact.New("ingress-token-0123456789abcdef", "short", "", "pa55word")
+	out := r.String(`forwarding failed for token ingress-token-0123456789abcdef (db pa55word)`)
+	require.NotContains(t, out, "ingress-token-0123456789abcdef")
+	require.NotContains(t, out, "pa55word")
+	require.Equal(t, "a short word", r.String("a short word"), "secrets under 6 bytes are not searched for")
+	var none *redact.Redactor
+	require.Equal(t, "password=REDACTED", none.String("password=x"))
+}
+
+func TestSecrets(t *testing.T) {
+	t.Parallel()
+	require.ElementsMatch(t, []string{"p1", "p2"}, redact.Secrets("postgres://u:p1@db/x?password=p2&sslmode=disable"))
+	require.ElementsMatch(t, []string{"pa ss'word"}, redact.Secrets(`host=db password='pa ss\'word' dbname=x`))
+	require.ElementsMatch(t, []string{"hunter22"}, redact.Secrets("redis://:hunter22@r:6379/0"))
+	require.Empty(t, redact.Secrets("postgres://u@db/x"))
+}
+
+// TestErrorURLError: the *url.Error net/http returns keeps its type (errors.As, Timeout) and loses
+// the signature.
+func TestErrorURLError(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, presigned, nil)
+	require.NoError(t, err)
+	_, err = http.DefaultClient.Do(req)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "X-Amz-Signature=0123", "net/http quotes the URL (what this package fixes)")
+
+	red := redact.Error(err)
+	for _, leak := range []string{"0123456789abcdef0123456789abcdef", "AKIDSECRETID", "X-Amz-Signature", "X-Amz-Credential"} {
+		require.NotContains(t, red.Error(), leak)
+	}
+	require.Contains(t, red.Error(), "/bucket/uploads/a.png")
+	var ue *url.Error
+	require.ErrorAs(t, red, &ue)
+	require.ErrorIs(t, red, context.Canceled)
+
+	wrapped := redact.Error(errors.Join(errors.New("peek"), &net.OpError{Op: "dial", Err: errors.New("password=pa55word refused")}))
+	require.NotContains(t, wrapped.Error(), "pa55word")
+	var op *net.OpError
+	require.ErrorAs(t, wrapped, &op, "the original stays reachable")
+	plain := errors.New("nothing here")
+	require.Same(t, plain, redact.Error(plain))
+	require.NoError(t, redact.Error(nil))
+}
+
+func FuzzString(f *testing.F) {
+	for _, s := range []string{presigned, "password='a\\'b' x", "postgres://u:p@h/d", "a=b&c", "Bearer ", "=", "://@:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := redact.String(s)
+		if !strings.Contains(s, "=") && !strings.Contains(s, "://") && !strings.Contains(s, "Bearer ") && out != s {
+			t.Fatalf("changed text with nothing to mask: %q -> %q", s, out)
+		}
+		_ = redact.URL(s)
+		_ = redact.Secrets(s)
+	})
+}

@@ -1,0 +1,51 @@
+-- Queries of the periodic maintenance task (worker/jobs: intent expiry, event retention). Each
+-- statement is one bounded batch; the task repeats it until a batch comes back short.
+
+-- name: ExpireIntents :many
+-- Marks expired at most max_rows pending intents whose deadline (expires_at) is before cutoff,
+-- oldest deadline first, and returns them. A multipart intent expires only once an abort of its
+-- upload has been recorded in multipart_aborts: until then the abort path (the deadline task, the
+-- sweep's fallback over pending intents) still needs it pending, to find the upload and abort it.
+-- An object that lands later still completes an expired intent (PipelineRecord). Rows another
+-- transaction holds are skipped. The CTE "notified" inserts an upload.expired notification per
+-- expired intent in the same transaction (the outbox).
+WITH candidates AS (
+    SELECT u.id
+    FROM uploads u
+    WHERE u.status = 'pending'
+      AND u.expires_at < @cutoff
+      AND (u.multipart_upload_id IS NULL
+           OR EXISTS (SELECT 1 FROM multipart_aborts a
+                      WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id))
+    ORDER BY u.expires_at
+    LIMIT @max_rows
+    FOR UPDATE OF u SKIP LOCKED
+), expired AS (
+    UPDATE uploads
+    SET status = 'expired', updated_at = now()
+    FROM candidates
+    WHERE uploads.id = candidates.id
+    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method,
+              uploads.multipart_upload_id, uploads.expires_at, uploads.filename, uploads.metadata
+), notified AS (
+    -- Each expiry's upload.expired notification, in the same transaction (the outbox).
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'expired:' || e.id, 'upload.expired', e.id, e.bucket, e.key,
+           jsonb_strip_nulls(jsonb_build_object('upload_id', e.id, 'owner', e.owner, 'bucket', e.bucket,
+                              'key', e.key, 'method', e.method, 'filename', e.filename, 'status', 'expired',
+                              'multipart_upload_id', e.multipart_upload_id))
+           || CASE WHEN e.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', e.metadata) END
+    FROM expired e
+    ON CONFLICT (dedupe_key) DO NOTHING
+)
+SELECT id, owner, bucket, key, method, multipart_upload_id, expires_at FROM expired;
+
+-- name: PruneEvents :execrows
+-- Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
+-- events_received_at_idx); rows another transaction holds are skipped.
+DELETE FROM events
+WHERE id IN (SELECT e.id FROM events e
+             WHERE e.received_at < @cutoff
+             ORDER BY e.received_at
+             LIMIT @max_rows
+             FOR UPDATE SKIP LOCKED);

@@ -1,0 +1,292 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// TypeMaintenance is intake's periodic housekeeping task: expire intents past their deadline and
+// delete archived events past their retention. It is not one of tasks.Types: app backends and
+// POST /v1/jobs cannot enqueue it; the scheduler role does, once per period.
+const TypeMaintenance = "intake:maintenance"
+
+// Settings of the maintenance task.
+const (
+	// MaintenanceTimeout bounds one run (asynq cancels it after that; the next period continues).
+	MaintenanceTimeout = 10 * time.Minute
+	// MaintenanceMaxRetry is how often a failed run is retried before the next period takes over.
+	MaintenanceMaxRetry = 3
+	// MaintenanceRetention keeps a finished run (and so its period's task ID) in Redis, so that a
+	// replica whose scheduler fires a little late cannot enqueue the same period again.
+	MaintenanceRetention = time.Hour
+	// maintenanceBatch is the number of rows one statement expires or deletes.
+	maintenanceBatch = 1000
+	// maintenanceMaxBatches bounds the statements of each kind in one run (a million rows): a
+	// backlog larger than that is worked off over several periods.
+	maintenanceMaxBatches = 1000
+)
+
+// MaintenancePayload is the payload of [TypeMaintenance].
+type MaintenancePayload struct {
+	// EventsRetention: archived events received longer ago are deleted; 0 keeps them forever.
+	EventsRetention tasks.Duration `json:"events_retention"`
+	// ExpiryGrace: a pending intent is expired once its expires_at is this far in the past.
+	ExpiryGrace tasks.Duration `json:"expiry_grace"`
+}
+
+// NewMaintenanceTask returns the maintenance task: queue tasks.QueueLow, MaxRetry
+// [MaintenanceMaxRetry], Timeout [MaintenanceTimeout], Retention [MaintenanceRetention].
+func NewMaintenanceTask(p MaintenancePayload) (*asynq.Task, error) {
+	if p.EventsRetention < 0 || p.ExpiryGrace < 0 {
+		return nil, fmt.Errorf("%s payload: durations must not be negative: %w", TypeMaintenance, tasks.ErrInvalidPayload)
+	}
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", TypeMaintenance, err)
+	}
+	return asynq.NewTask(TypeMaintenance, payload, asynq.Queue(tasks.QueueLow), asynq.MaxRetry(MaintenanceMaxRetry),
+		asynq.Timeout(MaintenanceTimeout), asynq.Retention(MaintenanceRetention)), nil
+}
+
+// MaintenanceTaskID is the task ID of the maintenance run of the period starting at window.
+func MaintenanceTaskID(window time.Time) string {
+	return "maintenance:" + strconv.FormatInt(window.Unix(), 10)
+}
+
+// ExpiredIntent is an intent the maintenance task marked expired.
+type ExpiredIntent struct {
+	// ID, Owner, Bucket and Key identify the intent.
+	ID                 uuid.UUID
+	Owner, Bucket, Key string
+	// Method is put, post or multipart; MultipartUploadID is set for multipart intents.
+	Method, MultipartUploadID string
+	// ExpiresAt is the deadline the intent passed.
+	ExpiresAt time.Time
+}
+
+// MaintenanceStore is what the maintenance task needs from PostgreSQL ([NewMaintenanceStore] is
+// intake's).
+type MaintenanceStore interface {
+	// ExpireIntents marks expired at most limit pending intents whose deadline is before cutoff
+	// (a multipart intent only once an abort of its upload has been recorded) and returns them.
+	ExpireIntents(ctx context.Context, cutoff time.Time, limit int) ([]ExpiredIntent, error)
+	// PruneEvents deletes at most limit archived events received before cutoff and returns how
+	// many it deleted.
+	PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int64, error)
+}
+
+// NewMaintenanceStore returns the MaintenanceStore of intake's generated queries.
+func NewMaintenanceStore(q *dbq.Queries) MaintenanceStore { return maintenanceQueries{q} }
+
+type maintenanceQueries struct{ q *dbq.Queries }
+
+func (m maintenanceQueries) ExpireIntents(ctx context.Context, cutoff time.Time, limit int) ([]ExpiredIntent, error) {
+	rows, err := m.q.ExpireIntents(ctx, dbq.ExpireIntentsParams{Cutoff: cutoff, MaxRows: int32(limit)})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ExpiredIntent, len(rows))
+	for i, r := range rows {
+		out[i] = ExpiredIntent{ID: r.ID, Owner: r.Owner, Bucket: r.Bucket, Key: r.Key, Method: r.Method, ExpiresAt: r.ExpiresAt}
+		if r.MultipartUploadID != nil {
+			out[i].MultipartUploadID = *r.MultipartUploadID
+		}
+	}
+	return out, nil
+}
+
+func (m maintenanceQueries) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	return m.q.PruneEvents(ctx, dbq.PruneEventsParams{Cutoff: cutoff, MaxRows: int32(limit)})
+}
+
+// MaintenanceConfig configures [Maintenance].
+type MaintenanceConfig struct {
+	// Store runs the statements (required).
+	Store MaintenanceStore
+	// Registerer receives the metrics (optional).
+	Registerer prometheus.Registerer
+	// Log receives a summary of every run (default: discard).
+	Log *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// BatchSize is the number of rows per statement (default 1000).
+	BatchSize int
+	// MaxBatches bounds the statements of each kind per run (default 1000).
+	MaxBatches int
+}
+
+// Maintenance expires intents and prunes archived events, in bounded batches.
+type Maintenance struct {
+	store      MaintenanceStore
+	log        *slog.Logger
+	now        func() time.Time
+	batch      int
+	maxBatches int
+	expired    *prometheus.CounterVec
+	pruned     prometheus.Counter
+	lastOK     prometheus.Gauge
+}
+
+// NewMaintenance checks cfg, registers the metrics and returns the Maintenance.
+func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("maintenance: store required")
+	}
+	m := &Maintenance{
+		store: cfg.Store, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now),
+		batch: cmp.Or(cfg.BatchSize, maintenanceBatch), maxBatches: cmp.Or(cfg.MaxBatches, maintenanceMaxBatches),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "intents_expired_total",
+			Help: "Upload intents marked expired by the maintenance task, by method (put, post, multipart).",
+		}, []string{"method"}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "events_pruned_total",
+			Help: "Archived events deleted by the maintenance task (older than INTAKE_EVENTS_RETENTION).",
+		}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: telemetry.Namespace, Name: "maintenance_last_success_timestamp_seconds",
+			Help: "Unix time at which the last complete maintenance run ended.",
+		}),
+	}
+	for _, method := range []string{"put", "post", "multipart"} {
+		m.expired.WithLabelValues(method)
+	}
+	if cfg.Registerer != nil {
+		var errs []error
+		for _, c := range []prometheus.Collector{m.expired, m.pruned, m.lastOK} {
+			errs = append(errs, cfg.Registerer.Register(c))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("register maintenance metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// MaintenanceReport says what one run did.
+type MaintenanceReport struct {
+	// Expired counts the intents marked expired; Pruned the archived events deleted.
+	Expired int
+	Pruned  int64
+	// Complete is false when a bound (batches per run) stopped a kind of work before it was done:
+	// the next run continues.
+	Complete bool
+	// Took is the run's duration.
+	Took time.Duration
+}
+
+// Run expires the pending intents whose expires_at is more than expiryGrace in the past (multipart
+// ones only once their upload's abort has been recorded) and, when eventsRetention is positive,
+// deletes archived events older than that. Both cutoffs are taken once at the start, so each loop
+// works on what was there then; each loop also stops after MaxBatches statements or when ctx ends.
+func (m *Maintenance) Run(ctx context.Context, eventsRetention, expiryGrace time.Duration) (MaintenanceReport, error) {
+	start := m.now()
+	rep := MaintenanceReport{Complete: true}
+	err := m.expire(ctx, start.Add(-expiryGrace), &rep)
+	if err == nil && eventsRetention > 0 {
+		err = m.prune(ctx, start.Add(-eventsRetention), &rep)
+	}
+	rep.Took = m.now().Sub(start)
+	attrs := []any{"expired", rep.Expired, "events_pruned", rep.Pruned, "complete", rep.Complete, "took", rep.Took}
+	if err != nil {
+		m.log.WarnContext(ctx, "maintenance failed", append(attrs, "err", err)...)
+		return rep, err
+	}
+	if rep.Complete {
+		m.lastOK.Set(float64(m.now().UnixNano()) / 1e9)
+	}
+	m.log.InfoContext(ctx, "maintenance done", attrs...)
+	return rep, nil
+}
+
+func (m *Maintenance) expire(ctx context.Context, cutoff time.Time, rep *MaintenanceReport) error {
+	for range m.maxBatches {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("expire intents: %w", err)
+		}
+		rows, err := m.store.ExpireIntents(ctx, cutoff, m.batch)
+		if err != nil {
+			return fmt.Errorf("expire intents before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
+		}
+		for _, r := range rows {
+			m.expired.WithLabelValues(r.Method).Inc()
+			m.log.DebugContext(ctx, "intent expired", "upload_id", r.ID, "owner", r.Owner, "bucket", r.Bucket,
+				"key", r.Key, "method", r.Method, "expires_at", r.ExpiresAt)
+		}
+		rep.Expired += len(rows)
+		if len(rows) < m.batch {
+			return nil
+		}
+	}
+	rep.Complete = false
+	return nil
+}
+
+func (m *Maintenance) prune(ctx context.Context, cutoff time.Time, rep *MaintenanceReport) error {
+	for range m.maxBatches {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("prune events: %w", err)
+		}
+		n, err := m.store.PruneEvents(ctx, cutoff, m.batch)
+		if err != nil {
+			return fmt.Errorf("prune events received before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
+		}
+		m.pruned.Add(float64(n))
+		rep.Pruned += n
+		if n < int64(m.batch) {
+			return nil
+		}
+	}
+	rep.Complete = false
+	return nil
+}
+
+// HandleMaintenance runs a [TypeMaintenance] task. An invalid payload is not retried.
+func (m *Maintenance) HandleMaintenance(ctx context.Context, t *asynq.Task) error {
+	var p MaintenancePayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.EventsRetention < 0 || p.ExpiryGrace < 0 {
+		return fmt.Errorf("%s payload %q: %w: %w", TypeMaintenance, t.Payload(), tasks.ErrInvalidPayload, asynq.SkipRetry)
+	}
+	_, err := m.Run(ctx, time.Duration(p.EventsRetention), time.Duration(p.ExpiryGrace))
+	return err
+}
+
+// MaintenanceSchedulerConfig configures [NewMaintenanceScheduler].
+type MaintenanceSchedulerConfig struct {
+	// Redis is asynq's connection (required).
+	Redis asynq.RedisConnOpt
+	// Cron is the schedule (required; see [PeriodicConfig]).
+	Cron string
+	// Payload is what every run does.
+	Payload MaintenancePayload
+	// Log receives the scheduler's logs (default: discard).
+	Log *slog.Logger
+	// Now is the clock used to name periods (default time.Now).
+	Now func() time.Time
+}
+
+// NewMaintenanceScheduler returns a [Periodic] that enqueues the maintenance task every period,
+// once per period whatever the number of replicas (task ID [MaintenanceTaskID]).
+func NewMaintenanceScheduler(cfg MaintenanceSchedulerConfig) (*Periodic, error) {
+	task, err := NewMaintenanceTask(cfg.Payload)
+	if err != nil {
+		return nil, err
+	}
+	return NewPeriodic(PeriodicConfig{
+		Redis: cfg.Redis, Name: "maintenance", Task: task, TaskID: MaintenanceTaskID, Cron: cfg.Cron, Log: cfg.Log, Now: cfg.Now,
+	})
+}

@@ -1,0 +1,112 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/robfig/cron/v3"
+)
+
+// PeriodicConfig configures [Periodic].
+type PeriodicConfig struct {
+	// Redis is asynq's connection (required).
+	Redis asynq.RedisConnOpt
+	// Name names the task in logs ("sweep", "maintenance"; required).
+	Name string
+	// Task is enqueued every period (required). Give it a Retention of at least the time between
+	// replicas' fires, so that a late replica finds the period's task ID taken.
+	Task *asynq.Task
+	// TaskID names the task of the period starting at window (required): replicas that compute
+	// the same window enqueue one task.
+	TaskID func(window time.Time) string
+	// Cron is the schedule: a five-field cron spec ("*/15 * * * *") or a descriptor such as
+	// "@hourly" or "@every 30m" (required).
+	Cron string
+	// Location is the cron's time zone (default UTC).
+	Location *time.Location
+	// Log receives the scheduler's and asynq's logs (default: discard).
+	Log *slog.Logger
+	// Now is the clock used to name periods (default time.Now).
+	Now func() time.Time
+}
+
+// Periodic enqueues one task every period with an asynq.Scheduler. Each period's task gets the ID
+// TaskID([SweepWindow](cron, now)), so any number of replicas running it enqueue one task per
+// period; the others get asynq.ErrTaskIDConflict, logged at debug level.
+type Periodic struct {
+	cfg PeriodicConfig
+	log *slog.Logger
+	now func() time.Time
+
+	// mu is held from PreEnqueueFunc to PostEnqueueFunc: the pre-enqueue hook rewrites the TaskID
+	// option in the entry's option slice, which asynq then passes to Enqueue.
+	mu sync.Mutex
+}
+
+// NewPeriodic checks cfg (including the cron spec) and returns the scheduler. Nothing connects
+// before Run.
+func NewPeriodic(cfg PeriodicConfig) (*Periodic, error) {
+	cfg.Cron = strings.TrimSpace(cfg.Cron)
+	if cfg.Redis == nil || cfg.Name == "" || cfg.Task == nil || cfg.TaskID == nil || cfg.Cron == "" {
+		return nil, errors.New("periodic task: Redis, name, task, task ID and cron spec are required")
+	}
+	if _, err := cron.ParseStandard(cfg.Cron); err != nil {
+		return nil, fmt.Errorf("%s scheduler: cron spec %q: %w", cfg.Name, cfg.Cron, err)
+	}
+	return &Periodic{cfg: cfg, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now)}, nil
+}
+
+// Run starts the schedule and blocks until ctx is cancelled, then stops it and closes its Redis
+// connections. It returns an error if Redis cannot be reached at start.
+func (p *Periodic) Run(ctx context.Context) error {
+	if err := pingRedis(ctx, p.cfg.Redis); err != nil {
+		return fmt.Errorf("%s scheduler: %w", p.cfg.Name, err)
+	}
+	sched := asynq.NewScheduler(p.cfg.Redis, &asynq.SchedulerOpts{
+		Location:        p.cfg.Location,
+		Logger:          NewAsynqLogger(p.log),
+		LogLevel:        asynqLevel(p.log),
+		PreEnqueueFunc:  p.preEnqueue,
+		PostEnqueueFunc: p.postEnqueue,
+	})
+	// The placeholder ID is replaced by the period's ID before every enqueue (preEnqueue).
+	if _, err := sched.Register(p.cfg.Cron, p.cfg.Task, asynq.TaskID(p.cfg.TaskID(time.Unix(0, 0)))); err != nil {
+		return fmt.Errorf("%s scheduler: cron spec %q: %w", p.cfg.Name, p.cfg.Cron, err)
+	}
+	if err := sched.Start(); err != nil {
+		return fmt.Errorf("%s scheduler: start: %w", p.cfg.Name, err)
+	}
+	p.log.Info(p.cfg.Name+" scheduler started", "cron", p.cfg.Cron)
+	<-ctx.Done()
+	sched.Shutdown()
+	return nil
+}
+
+func (p *Periodic) preEnqueue(_ *asynq.Task, opts []asynq.Option) {
+	p.mu.Lock() // released in postEnqueue, which asynq always calls after Enqueue
+	id := p.cfg.TaskID(SweepWindow(p.cfg.Cron, p.now()))
+	for i, o := range opts {
+		if o.Type() == asynq.TaskIDOpt {
+			opts[i] = asynq.TaskID(id)
+		}
+	}
+}
+
+func (p *Periodic) postEnqueue(info *asynq.TaskInfo, err error) {
+	defer p.mu.Unlock()
+	switch {
+	case err == nil:
+		p.log.Info(p.cfg.Name+" enqueued", "task_id", info.ID)
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		p.log.Debug(p.cfg.Name + " of this period already enqueued (by another replica)")
+	default:
+		p.log.Warn(p.cfg.Name+" could not be enqueued", "err", err)
+	}
+}
