@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
