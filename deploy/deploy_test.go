@@ -270,6 +270,7 @@ var metrics = map[string]metricInfo{
 	"intake_task_duration_seconds":                {histogram, []string{"type"}},
 	"intake_multipart_aborted_total":              {counter, []string{"reason"}},
 	"intake_bytes_reclaimed_total":                {counter, nil},
+	"intake_multipart_abort_unscheduled_total":    {counter, nil},
 	"intake_sweep_last_success_timestamp_seconds": {gauge, nil},
 	"intake_http_requests_total":                  {counter, []string{"route", "code"}},
 	"intake_http_request_duration_seconds":        {histogram, []string{"route"}},

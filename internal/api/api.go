@@ -15,17 +15,16 @@ import (
 
 	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
 )
 
-// S3API is the part of the S3 client the API calls (multipart uploads); *s3.Client satisfies it.
+// S3API is the part of the S3 client the API calls itself (creating multipart uploads; the rest of
+// their life is internal/multipart's); *s3.Client satisfies it.
 type S3API interface {
 	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
-	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
-	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
-	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 }
 
 var _ S3API = (*s3.Client)(nil)
@@ -35,8 +34,6 @@ type Queries interface {
 	APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error
 	APIGetUpload(ctx context.Context, arg dbq.APIGetUploadParams) (dbq.Upload, error)
 	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
-	APISetUploadStatus(ctx context.Context, arg dbq.APISetUploadStatusParams) (int64, error)
-	APIRecordAbort(ctx context.Context, arg dbq.APIRecordAbortParams) error
 	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)
 	APIGetObject(ctx context.Context, arg dbq.APIGetObjectParams) (dbq.Object, error)
 	APIObjectOfUpload(ctx context.Context, arg dbq.APIObjectOfUploadParams) (dbq.Object, error)
@@ -44,9 +41,11 @@ type Queries interface {
 
 var _ Queries = (*dbq.Queries)(nil)
 
-// AbortScheduler schedules the abort of a multipart upload that is still open at its deadline (the
-// jobs role implements it with a delayed asynq task whose id is the upload id).
-type AbortScheduler interface {
+// DeadlineAborter arranges for a multipart upload still open at its deadline to be aborted. The
+// API calls it right after creating an upload; the daemon passes tasks.Aborts, which enqueues a
+// delayed multipart:abort task in Redis (task id = upload id) that the jobs role runs. When it
+// fails, the upload's deadline in PostgreSQL still gets it aborted by the sweep.
+type DeadlineAborter interface {
 	ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error
 }
 
@@ -62,12 +61,15 @@ type Options struct {
 	Policy *pipeline.Policy
 	// Queries runs the API's SQL (store.Store.Q).
 	Queries Queries
-	// S3 makes the daemon's S3 calls.
+	// S3 creates multipart uploads.
 	S3 S3API
+	// Multipart lists, completes and aborts multipart uploads (required).
+	Multipart *multipart.Service
 	// Presign is the S3 client whose endpoint, region and credentials presigned URLs use.
 	Presign *s3.Client
-	// Aborts schedules multipart aborts; nil skips scheduling (the periodic sweep still cleans up).
-	Aborts AbortScheduler
+	// Aborts schedules the abort of each multipart upload at its deadline; nil skips scheduling
+	// (the sweep aborts uploads past their deadline either way).
+	Aborts DeadlineAborter
 	// Waits wakes the long polls of GET /v1/uploads/{id}?wait= (*outbox.Listener); nil answers
 	// them at once.
 	Waits Waiter
@@ -89,7 +91,8 @@ type Server struct {
 	s3        S3API
 	presign   *s3.PresignClient
 	signer    *sigv4.Signer
-	aborts    AbortScheduler
+	mp        *multipart.Service
+	aborts    DeadlineAborter
 	waits     Waiter
 	log       *slog.Logger
 	metrics   *metrics
@@ -106,8 +109,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Bucket == "" {
 		errs = append(errs, errors.New("bucket is required"))
 	}
-	if o.Queries == nil || o.S3 == nil || o.Presign == nil {
-		errs = append(errs, errors.New("queries, S3 and presign clients are required"))
+	if o.Queries == nil || o.S3 == nil || o.Presign == nil || o.Multipart == nil {
+		errs = append(errs, errors.New("queries, S3 and presign clients and the multipart service are required"))
 	}
 	if o.Log == nil || o.Registerer == nil {
 		errs = append(errs, errors.New("logger and registerer are required"))
@@ -133,7 +136,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
-		aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
+		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
 		ids: newRequestIDs(), now: o.Now,
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
 	}

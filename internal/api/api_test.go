@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
+	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -45,6 +46,7 @@ type testBundle struct {
 	bucket   string
 	registry *prometheus.Registry
 	aborts   *recordingAborts
+	mp       *mpart.Service
 }
 
 // recordingAborts records ScheduleAbort calls (it is the API's own interface, not a fake service).
@@ -52,8 +54,11 @@ type recordingAborts struct {
 	calls chan string
 }
 
-func (r *recordingAborts) ScheduleAbort(_ context.Context, bucket, key, uploadID string, deadline time.Time) error {
-	r.calls <- bucket + "|" + key + "|" + uploadID + "|" + deadline.UTC().Format(time.RFC3339)
+func (r *recordingAborts) ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error {
+	select {
+	case r.calls <- bucket + "|" + key + "|" + uploadID + "|" + deadline.UTC().Format(time.RFC3339):
+	default: // tests that create many uploads do not read them all
+	}
 	return nil
 }
 
@@ -66,6 +71,8 @@ type setupOpts struct {
 	waits Waiter
 	// queries wraps the server's queries.
 	queries func(Queries) Queries
+	// aborts replaces the recording DeadlineAborter (e.g. tasks.Aborts on a dead Redis).
+	aborts DeadlineAborter
 	// presignCreds replace the local stack's static credentials for presigning.
 	presignCreds aws.CredentialsProvider
 	// now is the API's clock.
@@ -120,22 +127,30 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 		q = o.queries(q)
 	}
 	reg := prometheus.NewRegistry()
-	aborts := &recordingAborts{calls: make(chan string, 16)}
+	var aborts DeadlineAborter = o.aborts
+	recording := &recordingAborts{calls: make(chan string, 16)}
+	if aborts == nil {
+		aborts = recording
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	awsCfg := testkit.AWSConfig()
 	if o.presignCreds != nil {
 		awsCfg.Credentials = o.presignCreds
 	}
+	mpMetrics, err := mpart.NewMetrics(reg)
+	require.NoError(t, err)
+	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
+	require.NoError(t, err)
 	srv, err := New(ctx, Options{
-		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: s3c,
+		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: s3c, Multipart: mp,
 		Presign: objstore.NewPresignClient(awsCfg, testkit.AWS()), Aborts: aborts, Waits: o.waits,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg, Now: o.now,
 	})
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &testBundle{srv: hs, api: srv, st: st, s3: s3c, bucket: bucket, registry: reg, aborts: aborts}
+	return &testBundle{srv: hs, api: srv, st: st, s3: s3c, bucket: bucket, registry: reg, aborts: recording, mp: mp}
 }
 
 // call sends a request to the API with the given API key ("" for none) and returns the status,

@@ -44,10 +44,11 @@
 // enforces (rule for the key; size and type) before anything is signed. A PUT signs Content-Type and
 // Content-Length, and x-amz-checksum-sha256 when the client declares sha256 (hex). A POST policy binds
 // the key, the exact Content-Type and content-length-range [size, size]. Uppy's routes do not send a
-// size: their intents are recorded with size_declared = false and POST uploads are bound by the
-// policy's max_size. Expiry defaults to INTAKE_API_PRESIGN_EXPIRY; above INTAKE_API_MAX_PRESIGN_EXPIRY
-// is refused; every URL is also capped at the expiry of the credentials that sign it (temporary
-// STS/IRSA credentials), and the expiry returned is the real one.
+// size unless the client adds one (POST /s3/multipart's size or metadata.size): their intents are
+// recorded with size_declared = false and bound by the policy's max_size instead. Expiry defaults to
+// INTAKE_API_PRESIGN_EXPIRY; above INTAKE_API_MAX_PRESIGN_EXPIRY is refused; every URL is also capped
+// at the expiry of the credentials that sign it (temporary STS/IRSA credentials), and the expiry
+// returned is the real one.
 //
 // # Presigning cost
 //
@@ -67,7 +68,19 @@
 //
 // # Multipart uploads
 //
-// Creating one records the S3 upload id in the intent and, when an AbortScheduler is configured,
-// schedules its abort at the multipart deadline; without one the periodic sweep is the safety net.
-// S3 calls run under INTAKE_API_S3_TIMEOUT.
+// Creating one records the S3 upload id (and a declared part_size) in the intent and asks the
+// DeadlineAborter to abort it at the multipart deadline. If that fails (Redis down) the upload is
+// still created: its expires_at in PostgreSQL makes the sweep abort it after the deadline. The rest
+// of its life is internal/multipart's, shared with the jobs and `intake sweep`:
+//
+//   - the upload is bound to its declared size (or the policy's max_size): part numbers beyond
+//     the parts it takes are refused, part URLs sign their Content-Length when the client declared
+//     part_size, and complete lists every part, checks the named ones and refuses, aborting the
+//     upload, parts that sum to more (422 too-large);
+//   - complete marks the intent completed only after S3 completed it; abort settles the intent by
+//     the object at the key, so a DELETE that loses the race to a complete answers 409 and leaves
+//     the intent completed (internal/multipart, "States");
+//   - JSON bodies are capped at 64 KiB, complete's at 2.5 MB (10,000 parts with long ETags).
+//
+// S3 calls run under INTAKE_API_S3_TIMEOUT each.
 package api

@@ -22,6 +22,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	presigns *prometheus.CounterVec
+	// unscheduled counts multipart uploads whose deadline abort could not be scheduled.
+	unscheduled prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,8 +41,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: telemetry.Namespace, Name: "presigns_total",
 			Help: "Presigned requests handed out, by method (put, post, multipart, part, get).",
 		}, []string{"method"}),
+		unscheduled: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "multipart_abort_unscheduled_total",
+			Help: "Multipart uploads created whose deadline abort could not be scheduled (Redis down); the sweep aborts them after their deadline.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	mpart "github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -23,8 +25,10 @@ import (
 func unitServer(t *testing.T) *Server {
 	t.Helper()
 	client := s3.New(s3.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("A", "S", ""), BaseEndpoint: aws.String("http://127.0.0.1:1"), UsePathStyle: true})
+	mp, err := mpart.New(mpart.Config{S3: client, Store: (&store.Store{Q: dbq.New(nil)}).Multipart()})
+	require.NoError(t, err)
 	srv, err := New(t.Context(), Options{
-		API: testAPIConfig(), Bucket: "b", Queries: dbq.New(nil), S3: client, Presign: client,
+		API: testAPIConfig(), Bucket: "b", Queries: dbq.New(nil), S3: client, Presign: client, Multipart: mp,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry(),
 	})
 	require.NoError(t, err)

@@ -71,19 +71,24 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	problem.Write(w, cp)
 }
 
-// maxJSONBody bounds every JSON request body.
+// maxJSONBody bounds JSON request bodies, except on routes that set their own limit (complete).
 const maxJSONBody = 64 << 10
 
 // decodeJSON reads one JSON object from the body into v, refusing unknown fields, trailing data,
 // bodies over maxJSONBody and other media types.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
+	return decodeJSONLimit(w, r, v, maxJSONBody)
+}
+
+// decodeJSONLimit is decodeJSON with the route's own body limit.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Problem {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, _ := strings.Cut(ct, ";")
 		if mt = strings.ToLower(strings.TrimSpace(mt)); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 			return problemf(problem.UnsupportedMediaType, "content type %q is not application/json", ct)
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err)

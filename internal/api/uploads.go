@@ -6,17 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
@@ -31,10 +29,9 @@ const (
 
 // S3 size limits.
 const (
-	maxSinglePut    = 5 << 30 // PutObject / POST: 5 GiB
-	maxMultipart    = 5 << 40 // multipart object: 5 TiB
-	maxParts        = 10000   // parts of a multipart upload
-	maxPartsPerCall = 1000    // part URLs signed by one request
+	maxSinglePut    = 5 << 30                 // PutObject / POST: 5 GiB
+	maxMultipart    = multipart.MaxObjectSize // multipart object: 5 TiB
+	maxPartsPerCall = 1000                    // part URLs signed by one request
 )
 
 // createUploadRequest is the body of POST /v1/uploads.
@@ -46,6 +43,9 @@ type createUploadRequest struct {
 	SHA256    string `json:"sha256,omitempty"`
 	Method    string `json:"method,omitempty"`
 	ExpiresIn *int64 `json:"expires_in,omitempty"`
+	// PartSize, for a multipart upload, is the size of every part but the last: part URLs then sign
+	// their Content-Length.
+	PartSize *int64 `json:"part_size,omitempty"`
 	// Metadata is the app's own JSON object (at most 2 KiB), returned with the status and in
 	// every notification.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
@@ -61,6 +61,10 @@ type uploadResponse struct {
 	Headers  map[string]string `json:"headers,omitempty"`
 	Fields   map[string]string `json:"fields,omitempty"`
 	UploadID string            `json:"upload_id,omitempty"`
+	// PartSize echoes the declared part size (multipart); MaxParts is the highest part number the
+	// upload accepts.
+	PartSize int64 `json:"part_size,omitempty"`
+	MaxParts int32 `json:"max_parts,omitempty"`
 	// ExpiresAt is when the URL (put, post) or the multipart upload (multipart) expires.
 	ExpiresAt time.Time `json:"expires_at"`
 	// lifetime is the URL's (put, post): the one asked for, capped at the signing credentials'
@@ -77,6 +81,7 @@ type intentSpec struct {
 	sha256       []byte
 	method       string
 	expires      time.Duration
+	partSize     int64 // multipart: declared part size, 0 when none
 	metadata     json.RawMessage // as received; validated by validateIntent
 }
 
@@ -90,6 +95,12 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	}
 	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true,
 		method: req.Method, metadata: req.Metadata}
+	if req.PartSize != nil {
+		if *req.PartSize <= 0 {
+			return problemf(probInvalidSize, "part_size must be positive")
+		}
+		spec.partSize = *req.PartSize
+	}
 	if req.SHA256 != "" {
 		sum, p := parseSHA256(req.SHA256)
 		if p != nil {
@@ -151,6 +162,7 @@ type intent struct {
 	key   string
 	ct    string // normalized content type
 	rule  pipeline.Rule
+	plan  multipart.Plan // multipart: the size and part size bound
 	meta  []byte // compact metadata, nil when none
 }
 
@@ -168,12 +180,19 @@ func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSp
 	if spec.size < 0 {
 		return intent{}, problemf(probInvalidSize, "size must not be negative")
 	}
+	if spec.partSize > 0 && spec.method == "" {
+		spec.method = MethodMultipart
+	}
 	if spec.method, p = chooseMethod(spec.method, spec.size); p != nil {
 		return intent{}, p
 	}
 	meta, p := parseMetadata(spec.metadata)
 	if p != nil {
 		return intent{}, p
+	}
+	var plan multipart.Plan
+	if spec.partSize > 0 && spec.method != MethodMultipart {
+		return intent{}, problemf(probInvalidSize, "part_size applies to method multipart only")
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -190,7 +209,25 @@ func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSp
 		pr.Reason = v.Reason
 		return intent{}, pr
 	}
-	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule, meta: meta}, nil
+	if spec.method == MethodMultipart {
+		bound := spec.size
+		if !spec.sizeDeclared {
+			bound = sizeBound(rule)
+		}
+		if plan, err = multipart.NewPlan(bound, spec.partSize); err != nil {
+			return intent{}, problemf(probInvalidSize, "%v", err)
+		}
+	}
+	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule, plan: plan, meta: meta}, nil
+}
+
+// sizeBound is the most an upload without a declared size may hold: the policy's max_size for its
+// key, or S3's object limit.
+func sizeBound(rule pipeline.Rule) int64 {
+	if rule.MaxSize > 0 && rule.MaxSize < maxMultipart {
+		return rule.MaxSize
+	}
+	return maxMultipart
 }
 
 // chooseMethod returns the upload method for a declared size: method itself when given (checked
@@ -293,36 +330,62 @@ func (s *Server) createMultipart(ctx context.Context, in intent, now time.Time, 
 		return uploadResponse{}, s.s3Problem(ctx, "create multipart upload", err)
 	}
 	resp.UploadID = aws.ToString(out.UploadId)
+	resp.PartSize, resp.MaxParts = in.plan.PartSize, in.plan.Parts()
 	return resp, nil
 }
 
 // persistIntent records the intent. A multipart upload whose row could not be written is aborted
-// (nobody could complete it); one that was recorded gets its abort scheduled at the deadline.
+// (nobody could complete it); one that was recorded gets its abort scheduled at the deadline. When
+// scheduling fails (Redis down) the upload is still created: its row's expires_at makes the sweep
+// abort it after the deadline (internal/multipart, "Sweep and deadlines").
 func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadResponse) *Problem {
-	var mpID *string
+	var partSize *int64
+	var uploadID *string
 	if resp.UploadID != "" {
-		mpID = &resp.UploadID
+		uploadID = &resp.UploadID
+	}
+	if in.plan.PartSize > 0 {
+		partSize = &in.plan.PartSize
 	}
 	err := s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
 		ID: in.id, Owner: in.owner, Bucket: s.bucket, Key: in.key, Method: in.spec.method, Filename: in.spec.filename,
 		ContentType: in.ct, Size: in.spec.size, SizeDeclared: in.spec.sizeDeclared, Sha256: in.spec.sha256,
-		MultipartUploadID: mpID, ExpiresAt: resp.ExpiresAt, Metadata: in.meta,
+		MultipartUploadID: uploadID, PartSize: partSize, ExpiresAt: resp.ExpiresAt, Metadata: in.meta,
 	})
 	if err != nil {
-		if mpID != nil {
-			s.abortQuietly(in.key, resp.UploadID)
+		if uploadID != nil {
+			s.discard(in.key, resp.UploadID)
 		}
 		return s.internalProblem(ctx, "record upload intent", err)
 	}
-	if mpID == nil {
+	if uploadID == nil {
 		return nil
 	}
 	if s.aborts == nil {
-		s.log.DebugContext(ctx, "no abort scheduler: multipart upload left to the sweep", "key", in.key, "upload_id", resp.UploadID)
-	} else if err := s.aborts.ScheduleAbort(ctx, s.bucket, in.key, resp.UploadID, resp.ExpiresAt); err != nil {
-		s.log.WarnContext(ctx, "schedule multipart abort failed; the periodic sweep will clean up", "key", in.key, "upload_id", resp.UploadID, "err", err)
+		s.log.DebugContext(ctx, "no deadline aborter: multipart upload left to the sweep", "key", in.key, "upload_id", resp.UploadID)
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, scheduleTimeout)
+	defer cancel()
+	if err := s.aborts.ScheduleAbort(sctx, s.bucket, in.key, resp.UploadID, resp.ExpiresAt); err != nil {
+		s.metrics.unscheduled.Inc()
+		s.log.WarnContext(ctx, "schedule multipart abort failed; the sweep aborts the upload after its deadline",
+			"key", in.key, "upload_id", resp.UploadID, "deadline", resp.ExpiresAt, "err", err)
 	}
 	return nil
+}
+
+// scheduleTimeout bounds the scheduling of a multipart abort: a Redis that does not answer must
+// not hold the creation (PostgreSQL's deadline is the guarantee).
+const scheduleTimeout = 2 * time.Second
+
+// discard aborts a multipart upload whose intent could not be recorded.
+func (s *Server) discard(key, uploadID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.s3Timeout)
+	defer cancel()
+	if err := s.mp.Discard(ctx, s.bucket, key, uploadID); err != nil {
+		s.log.Warn("abort unrecorded multipart upload", "key", key, "upload_id", uploadID, "err", err)
+	}
 }
 
 // presignPost signs a POST policy bound to the key, the exact content type and a length range.
@@ -345,15 +408,6 @@ func (s *Server) presignPost(ctx context.Context, key, ct string, minSize, maxSi
 	return out.URL, fields, nil
 }
 
-// abortQuietly aborts a multipart upload whose intent could not be recorded.
-func (s *Server) abortQuietly(key, uploadID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.s3Timeout)
-	defer cancel()
-	if _, err := s.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: aws.String(uploadID)}); err != nil {
-		s.log.Warn("abort unrecorded multipart upload", "key", key, "upload_id", uploadID, "err", err)
-	}
-}
-
 // s3Problem maps an S3 error: client errors (4xx) are the caller's, others are S3's.
 func (s *Server) s3Problem(ctx context.Context, what string, err error) *Problem {
 	var apiErr smithy.APIError
@@ -366,246 +420,4 @@ func (s *Server) s3Problem(ctx context.Context, what string, err error) *Problem
 	}
 	s.log.WarnContext(ctx, what, "err", err)
 	return problemf(probS3Unavailable, "%s: storage did not answer (request id %s)", what, requestID(ctx))
-}
-
-// ownedMultipart loads the caller's upload from the {id} path value (another owner's is not
-// found) and checks that it is a pending multipart upload.
-func (s *Server) ownedMultipart(r *http.Request, owner string) (dbq.Upload, *Problem) {
-	id, err := uuid.Parse(r.PathValue("id"))
-	if err != nil {
-		return dbq.Upload{}, problemf(probNotFound, "no upload %q", r.PathValue("id"))
-	}
-	u, err := s.q.APIGetUpload(r.Context(), dbq.APIGetUploadParams{ID: id, Owner: owner})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return dbq.Upload{}, problemf(probNotFound, "no upload %s", id)
-	}
-	if err != nil {
-		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
-	}
-	if p := openMultipart(u); p != nil {
-		return dbq.Upload{}, p
-	}
-	return u, nil
-}
-
-// openMultipart checks that u is a pending multipart upload.
-func openMultipart(u dbq.Upload) *Problem {
-	if u.Method != MethodMultipart || u.MultipartUploadID == nil {
-		return problemf(probNotMultipart, "upload %s was created with method %s", u.ID, u.Method)
-	}
-	if u.Status != "pending" {
-		return problemf(probNotPending, "upload %s is %s", u.ID, u.Status)
-	}
-	return nil
-}
-
-// partURL is one presigned part upload.
-type partURL struct {
-	PartNumber int32  `json:"part_number"`
-	URL        string `json:"url"`
-}
-
-func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	var req struct {
-		PartNumbers []int32 `json:"part_numbers"`
-		ExpiresIn   *int64  `json:"expires_in,omitempty"`
-	}
-	if p := decodeJSON(w, r, &req); p != nil {
-		return p
-	}
-	u, p := s.ownedMultipart(r, who.owner)
-	if p != nil {
-		return p
-	}
-	if p := checkPartNumbers(req.PartNumbers); p != nil {
-		return p
-	}
-	exp, p := s.expiry(req.ExpiresIn)
-	if p != nil {
-		return p
-	}
-	parts, expires, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, req.PartNumbers, s.now(), exp)
-	if err != nil {
-		return s.internalProblem(r.Context(), "presign parts", err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"parts": parts, "expires_at": expires.UTC()})
-	return nil
-}
-
-func checkPartNumbers(nums []int32) *Problem {
-	if len(nums) == 0 || len(nums) > maxPartsPerCall {
-		return problemf(probInvalidParts, "part_numbers must list 1 to %d part numbers", maxPartsPerCall)
-	}
-	seen := make(map[int32]bool, len(nums))
-	for _, n := range nums {
-		if n < 1 || n > maxParts {
-			return problemf(probInvalidParts, "part number %d is not in 1..%d", n, maxParts)
-		}
-		if seen[n] {
-			return problemf(probInvalidParts, "part number %d appears twice", n)
-		}
-		seen[n] = true
-	}
-	return nil
-}
-
-// signParts presigns part uploads and returns when the first of their URLs expires (they may be
-// capped at the signing credentials' expiry, which can change between two signatures).
-func (s *Server) signParts(ctx context.Context, key, uploadID string, nums []int32, now time.Time, exp time.Duration) ([]partURL, time.Time, error) {
-	parts := make([]partURL, 0, len(nums))
-	var expires time.Time
-	for _, n := range nums {
-		u, err := s.signer.Sign(ctx, sigv4.Input{
-			Method: http.MethodPut, Op: sigv4.OpUploadPart, Bucket: s.bucket, Key: key, Now: now, Expires: exp,
-			ContentLength: -1, PartNumber: n, UploadID: uploadID,
-		})
-		if err != nil {
-			return nil, time.Time{}, err
-		}
-		parts = append(parts, partURL{PartNumber: n, URL: u.URL})
-		if expires.IsZero() || u.Expires.Before(expires) {
-			expires = u.Expires
-		}
-	}
-	s.metrics.presigns.WithLabelValues("part").Add(float64(len(nums)))
-	return parts, expires, nil
-}
-
-// uploadedPart is one part S3 holds.
-type uploadedPart struct {
-	PartNumber   int32      `json:"part_number"`
-	ETag         string     `json:"etag"`
-	Size         int64      `json:"size"`
-	LastModified *time.Time `json:"last_modified,omitempty"`
-}
-
-func (s *Server) listParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	u, p := s.ownedMultipart(r, who.owner)
-	if p != nil {
-		return p
-	}
-	parts, err := s.allParts(r.Context(), u.Key, *u.MultipartUploadID)
-	if err != nil {
-		return s.s3Problem(r.Context(), "list parts", err)
-	}
-	out := make([]uploadedPart, 0, len(parts))
-	for _, pt := range parts {
-		out = append(out, uploadedPart{PartNumber: aws.ToInt32(pt.PartNumber), ETag: aws.ToString(pt.ETag), Size: aws.ToInt64(pt.Size), LastModified: pt.LastModified})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"parts": out})
-	return nil
-}
-
-// allParts lists every part of a multipart upload, following the pages.
-func (s *Server) allParts(ctx context.Context, key, uploadID string) ([]types.Part, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
-	defer cancel()
-	var parts []types.Part
-	pages := s3.NewListPartsPaginator(s.s3, &s3.ListPartsInput{Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: aws.String(uploadID)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, page.Parts...)
-	}
-	return parts, nil
-}
-
-// completedPart is one part named in a complete request.
-type completedPart struct {
-	PartNumber int32  `json:"part_number"`
-	ETag       string `json:"etag"`
-}
-
-func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	var req struct {
-		Parts []completedPart `json:"parts"`
-	}
-	if p := decodeJSON(w, r, &req); p != nil {
-		return p
-	}
-	u, p := s.ownedMultipart(r, who.owner)
-	if p != nil {
-		return p
-	}
-	loc, etag, p := s.complete(r.Context(), u, req.Parts)
-	if p != nil {
-		return p
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "bucket": u.Bucket, "key": u.Key, "location": loc, "etag": etag})
-	return nil
-}
-
-// complete finishes the multipart upload u with the parts (sorted here) and marks the intent
-// completed.
-func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []completedPart) (location, etag string, _ *Problem) {
-	if len(parts) == 0 || len(parts) > maxParts {
-		return "", "", problemf(probInvalidParts, "parts must list 1 to %d parts", maxParts)
-	}
-	sorted := slices.Clone(parts)
-	slices.SortFunc(sorted, func(a, b completedPart) int { return int(a.PartNumber) - int(b.PartNumber) })
-	cps := make([]types.CompletedPart, 0, len(sorted))
-	for i, pt := range sorted {
-		if pt.PartNumber < 1 || pt.PartNumber > maxParts {
-			return "", "", problemf(probInvalidParts, "part number %d is not in 1..%d", pt.PartNumber, maxParts)
-		}
-		if i > 0 && sorted[i-1].PartNumber == pt.PartNumber {
-			return "", "", problemf(probInvalidParts, "part number %d appears twice", pt.PartNumber)
-		}
-		if pt.ETag == "" || len(pt.ETag) > 128 {
-			return "", "", problemf(probInvalidParts, "part %d has no valid etag", pt.PartNumber)
-		}
-		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(pt.PartNumber), ETag: aws.String(pt.ETag)})
-	}
-	cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
-	out, err := s.s3.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
-		Bucket: aws.String(u.Bucket), Key: aws.String(u.Key), UploadId: u.MultipartUploadID,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
-	})
-	cancel()
-	if err != nil {
-		return "", "", s.s3Problem(ctx, "complete multipart upload", err)
-	}
-	if _, err := s.q.APISetUploadStatus(ctx, dbq.APISetUploadStatusParams{Status: "completed", ID: u.ID, Owner: u.Owner}); err != nil {
-		// The object exists; the consumer records it from the S3 event either way.
-		s.log.WarnContext(ctx, "mark upload completed", "id", u.ID, "err", err)
-	}
-	return aws.ToString(out.Location), aws.ToString(out.ETag), nil
-}
-
-func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	u, p := s.ownedMultipart(r, who.owner)
-	if p != nil {
-		return p
-	}
-	if p := s.abort(r.Context(), u); p != nil {
-		return p
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// abort aborts the multipart upload u, records the abort and marks the intent aborted. An upload S3
-// no longer knows is recorded as gone.
-func (s *Server) abort(ctx context.Context, u dbq.Upload) *Problem {
-	cctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
-	_, err := s.s3.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key), UploadId: u.MultipartUploadID})
-	cancel()
-	outcome := "aborted"
-	if err != nil {
-		var apiErr smithy.APIError
-		if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "NoSuchUpload" {
-			return s.s3Problem(ctx, "abort multipart upload", err)
-		}
-		outcome = "gone"
-	}
-	created := u.CreatedAt
-	if err := s.q.APIRecordAbort(ctx, dbq.APIRecordAbortParams{Bucket: u.Bucket, Key: u.Key, UploadID: *u.MultipartUploadID, Initiated: &created, Outcome: outcome}); err != nil {
-		return s.internalProblem(ctx, "record abort", err)
-	}
-	if _, err := s.q.APISetUploadStatus(ctx, dbq.APISetUploadStatusParams{Status: "aborted", ID: u.ID, Owner: u.Owner}); err != nil {
-		return s.internalProblem(ctx, "mark upload aborted", err)
-	}
-	return nil
 }

@@ -8,16 +8,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
 // Uppy's @uppy/aws-s3 plugin, given `companionEndpoint`, calls Companion's S3 routes. intake serves
 // them with Companion's shapes so an unmodified Uppy client uploads through intake. Uppy does not send
-// the file's size on these routes, so their intents have no declared size (size_declared = false):
-// POST uploads are bound by the policy's max_size instead. Uppy's metadata (metadata[k]=v on
+// the file's size on these routes by default, so their intents have no declared size (size_declared =
+// false): POST uploads are bound by the policy's max_size, and multipart uploads are completed only
+// when their parts sum to at most that. POST /s3/multipart takes a size when the client sends one
+// (a "size" field of the body, or metadata.size, e.g. uppy.setFileMeta(id, {size: file.size})): the
+// intent then declares it and complete holds the parts to it. Uppy's metadata (metadata[k]=v on
 // /s3/params, "metadata" on POST /s3/multipart) becomes the intent's metadata, returned with its
 // status and in its notifications, exactly as the metadata of POST /v1/uploads; it is not written as
 // x-amz-meta-*, so the POST policy stays exact.
@@ -65,9 +68,10 @@ func uppySingle(q map[string][]string, names ...string) *Problem {
 // uppyCreateMultipart: POST /s3/multipart {filename, type, metadata} → {key, uploadId, bucket}.
 func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	var req struct {
-		Filename string          `json:"filename"`
-		Type     string          `json:"type"`
-		Metadata json.RawMessage `json:"metadata"`
+		Filename string         `json:"filename"`
+		Type     string         `json:"type"`
+		Size     *int64         `json:"size"`
+		Metadata map[string]any `json:"metadata"`
 	}
 	if p := decodeJSON(w, r, &req); p != nil {
 		return p
@@ -75,15 +79,46 @@ func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who
 	if req.Type == "" {
 		req.Type = defaultUppyType
 	}
-	resp, p := s.newIntent(r.Context(), who.owner, intentSpec{
-		filename: req.Filename, contentType: req.Type, method: MethodMultipart, expires: s.cfg.PresignExpiry,
-		metadata: req.Metadata,
-	})
+	spec := intentSpec{filename: req.Filename, contentType: req.Type, method: MethodMultipart, expires: s.cfg.PresignExpiry}
+	size, declared, p := uppySize(req.Size, req.Metadata["size"])
+	if p != nil {
+		return p
+	}
+	spec.size, spec.sizeDeclared = size, declared
+	if req.Metadata != nil {
+		raw, err := json.Marshal(req.Metadata)
+		if err != nil {
+			return problemf(probInvalidMetadata, "metadata: %v", err)
+		}
+		spec.metadata = raw
+	}
+	resp, p := s.newIntent(r.Context(), who.owner, spec)
 	if p != nil {
 		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"key": resp.Key, "uploadId": resp.UploadID, "bucket": resp.Bucket})
 	return nil
+}
+
+// uppySize is the size a POST /s3/multipart body declares: its "size", else metadata.size (a number
+// or a string of digits), else none.
+func uppySize(size *int64, meta any) (int64, bool, *Problem) {
+	if size != nil {
+		return *size, true, nil
+	}
+	switch v := meta.(type) {
+	case nil:
+		return 0, false, nil
+	case float64:
+		if v >= 0 && v <= maxMultipart && v == float64(int64(v)) {
+			return int64(v), true, nil
+		}
+	case string:
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n, true, nil
+		}
+	}
+	return 0, false, problemf(probInvalidSize, "metadata.size %v is not a size in bytes", meta)
 }
 
 // uppyUpload finds the caller's pending multipart intent of the {uploadId} path value and ?key=. The
@@ -129,13 +164,11 @@ func (s *Server) uppyListParts(w http.ResponseWriter, r *http.Request, who princ
 	if p != nil {
 		return p
 	}
-	parts, err := s.allParts(r.Context(), u.Key, *u.MultipartUploadID)
-	if err != nil {
-		return s.s3Problem(r.Context(), "list parts", err)
-	}
-	out := make([]uppyPart, 0, len(parts))
-	for _, pt := range parts {
-		out = append(out, uppyPart{PartNumber: aws.ToInt32(pt.PartNumber), Size: aws.ToInt64(pt.Size), ETag: aws.ToString(pt.ETag), LastModified: pt.LastModified})
+	out, p := heldParts(s, r.Context(), u, func(pt multipart.Part) uppyPart {
+		return uppyPart{PartNumber: pt.Number, Size: pt.Size, ETag: pt.ETag, LastModified: pt.LastModified}
+	})
+	if p != nil {
+		return p
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -144,17 +177,20 @@ func (s *Server) uppyListParts(w http.ResponseWriter, r *http.Request, who princ
 // uppySignPart: GET /s3/multipart/{uploadId}/{partNumber}?key= → {url, expires}.
 func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	n, err := strconv.ParseInt(r.PathValue("partNumber"), 10, 32)
-	if err != nil || n < 1 || n > maxParts {
-		return problemf(probInvalidParts, "part number %q is not in 1..%d", r.PathValue("partNumber"), maxParts)
+	if err != nil {
+		return problemf(probInvalidParts, "part number %q is not an integer", r.PathValue("partNumber"))
+	}
+	if err := multipart.CheckPartNumbers([]int32{int32(n)}, 1); err != nil {
+		return s.multipartProblem(r.Context(), "check part number", err)
 	}
 	u, p := s.uppyUpload(r, who.owner)
 	if p != nil {
 		return p
 	}
 	now := s.now()
-	parts, expires, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, []int32{int32(n)}, now, s.cfg.PresignExpiry)
-	if err != nil {
-		return s.internalProblem(r.Context(), "presign part", err)
+	parts, expires, p := s.signParts(r.Context(), u, []int32{int32(n)}, now, s.cfg.PresignExpiry)
+	if p != nil {
+		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"url": parts[0].URL, "expires": int64(expires.Sub(now.Truncate(time.Second)) / time.Second)})
 	return nil
@@ -174,16 +210,16 @@ func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who princ
 		}
 		nums = append(nums, int32(n))
 	}
-	if p := checkPartNumbers(nums); p != nil {
-		return p
+	if err := multipart.CheckPartNumbers(nums, maxPartsPerCall); err != nil {
+		return s.multipartProblem(r.Context(), "check part numbers", err)
 	}
 	u, p := s.uppyUpload(r, who.owner)
 	if p != nil {
 		return p
 	}
-	parts, _, err := s.signParts(r.Context(), u.Key, *u.MultipartUploadID, nums, s.now(), s.cfg.PresignExpiry)
-	if err != nil {
-		return s.internalProblem(r.Context(), "presign parts", err)
+	parts, _, p := s.signParts(r.Context(), u, nums, s.now(), s.cfg.PresignExpiry)
+	if p != nil {
+		return p
 	}
 	urls := make(map[string]string, len(parts))
 	for _, pt := range parts {
@@ -202,22 +238,22 @@ func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who princi
 			ETag       string `json:"ETag"`
 		} `json:"parts"`
 	}
-	if p := decodeJSON(w, r, &req); p != nil {
+	if p := decodeJSONLimit(w, r, &req, maxCompleteBody); p != nil {
 		return p
 	}
 	u, p := s.uppyUpload(r, who.owner)
 	if p != nil {
 		return p
 	}
-	parts := make([]completedPart, 0, len(req.Parts))
-	for _, pt := range req.Parts {
-		parts = append(parts, completedPart{PartNumber: pt.PartNumber, ETag: pt.ETag})
+	parts := make([]multipart.CompletedPart, len(req.Parts))
+	for i, pt := range req.Parts {
+		parts[i] = multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
 	}
-	loc, _, p := s.complete(r.Context(), u, parts)
+	res, p := s.complete(r.Context(), u, parts)
 	if p != nil {
 		return p
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"location": loc, "key": u.Key, "bucket": u.Bucket})
+	writeJSON(w, http.StatusOK, map[string]string{"location": res.Location, "key": u.Key, "bucket": u.Bucket})
 	return nil
 }
 

@@ -17,8 +17,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/intakehq/intake/internal/config"
-	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/problem"
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // DevOwner is the owner of every unauthenticated request under INTAKE_API_INSECURE_DEV_AUTH.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,19 +18,6 @@ import (
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for the daemon's logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestVersion(t *testing.T) {
 	var out bytes.Buffer
@@ -81,7 +67,7 @@ func TestRunServesReadyAndStopsOnCancel(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- MainContext(runCtx, []string{"run",

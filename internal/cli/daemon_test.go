@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // daemon is `intake run` started in-process by a test, logging into a buffer.
 type daemon struct {
 	t      *testing.T
 	base   string // http://<public listener>
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -25,7 +27,7 @@ func startDaemon(t *testing.T, ctx context.Context, args ...string) *daemon {
 	t.Helper()
 	addr := freeAddr(t)
 	runCtx, cancel := context.WithCancel(ctx)
-	d := &daemon{t: t, base: "http://" + addr, logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	d := &daemon{t: t, base: "http://" + addr, logs: &testkit.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
 		d.done <- MainContext(runCtx, append([]string{"run", "--listen", addr}, args...), io.Discard, d.logs)
 	}()

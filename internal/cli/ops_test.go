@@ -150,7 +150,7 @@ func TestOperatorBinary(t *testing.T) {
 
 		cmd := exec.Command(bin, "replay", "dlq", "--rate", "200/s", "--visibility", "3s", "--wait", "1s")
 		cmd.Env = env
-		var out syncBuffer
+		var out testkit.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())
 		exited := make(chan error, 1)

@@ -17,7 +17,8 @@ import (
 // which the shared HTTP server serves. The JWKS refresh goroutine, when a
 // JWKS URL is configured, stops with ctx. api.New logs a WARN at start when
 // INTAKE_API_INSECURE_DEV_AUTH is on. Each multipart upload it creates gets a delayed
-// multipart:abort task in Redis (worker/tasks), run by the jobs role at the deadline. It also serves
+// multipart:abort task in Redis (tasks.Aborts), run by the jobs role at the deadline; when Redis
+// cannot take it, the scheduler role's sweep aborts the upload after its deadline. It also serves
 // POST /v1/jobs for operators and for backends not written in Go (same credentials as the API, the
 // cookie excepted; tenants act on their own uploads only), and without a consumer role in the same
 // process it serves the event ingress (POST /v1/events/s3) when a token is set.
@@ -38,8 +39,13 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	client := asynq.NewClient(a.Redis)
 	a.onClose(func() { _ = client.Close() })
 	listener, comps := a.Listener()
+	mp, err := a.Multipart()
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	srv, err := api.New(ctx, api.Options{
-		Aborts:            tasks.NewScheduler(client),
+		Aborts:            tasks.NewAborts(client),
+		Multipart:         mp,
 		Waits:             listener,
 		API:               a.Cfg.API,
 		Bucket:            a.Cfg.Bucket,

@@ -27,9 +27,9 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	mp, err := jobs.NewMultipart(jobs.MultipartConfig{S3: a.S3, Store: a.Store.Q, Log: log, Metrics: metrics})
+	mp, err := a.Multipart()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	proc, err := a.Processor()
 	if err != nil {
@@ -43,7 +43,7 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	}
 	srv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: a.Cfg.Jobs.Concurrency, ShutdownTimeout: a.Cfg.ShutdownGrace, Log: log,
-	}, jobs.NewMux(&jobs.Handlers{Multipart: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log))
+	}, jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log))
 	if err != nil {
 		return nil, err
 	}

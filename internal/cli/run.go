@@ -20,6 +20,7 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/health"
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/queue"
@@ -67,6 +68,9 @@ type App struct {
 	procOnce sync.Once
 	proc     *pipeline.Processor
 	procErr  error
+	mpOnce   sync.Once
+	mp       *multipart.Service
+	mpErr    error
 	closers  []func()
 
 	listener *outbox.Listener
@@ -81,6 +85,23 @@ func (a *App) Listener() (*outbox.Listener, []Component) {
 	}
 	a.listener = outbox.NewListener(a.Store.Pool, a.Log.With("component", "outbox-listener"))
 	return a.listener, []Component{{Name: "outbox-listener", Run: a.listener.Run}}
+}
+
+// Multipart returns the multipart service shared by the api and jobs roles (one set of metrics),
+// building it on first use. Each of its S3 calls is bounded by INTAKE_API_S3_TIMEOUT.
+func (a *App) Multipart() (*multipart.Service, error) {
+	a.mpOnce.Do(func() {
+		m, err := multipart.NewMetrics(a.Registry)
+		if err != nil {
+			a.mpErr = err
+			return
+		}
+		a.mp, a.mpErr = multipart.New(multipart.Config{
+			S3: a.S3, Store: a.Store.Multipart(), Log: a.Log.With("component", "multipart"), Metrics: m,
+			CallTimeout: a.Cfg.API.S3Timeout,
+		})
+	})
+	return a.mp, a.mpErr
 }
 
 // Processor returns the pipeline Processor shared by the consumer and jobs roles (one set of

@@ -2,14 +2,15 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
-	"github.com/intakehq/intake/worker/jobs"
 )
 
 // minSweepAge is the smallest --older-than accepted: younger uploads are probably in progress.
@@ -18,9 +19,10 @@ const minSweepAge = time.Minute
 // SweepCmd runs the stale multipart sweep once, in this process.
 type SweepCmd struct {
 	DryRun      bool          `name:"dry-run" help:"Print the uploads that would be aborted; abort nothing."`
-	OlderThan   time.Duration `name:"older-than" placeholder:"D" help:"Abort uploads initiated longer ago than this (default: INTAKE_JOBS_SWEEP_OLDER_THAN; at least 1m)."`
-	Prefix      string        `name:"prefix" placeholder:"P" help:"Only uploads whose key starts with P (filtered client-side)."`
+	OlderThan   time.Duration `name:"older-than" placeholder:"D" help:"Abort uploads intake did not create when initiated longer ago than this (default: INTAKE_JOBS_SWEEP_OLDER_THAN; at least 1m). intake's own uploads are aborted at their deadline, never before."`
+	Prefix      *string       `name:"prefix" placeholder:"P" help:"Only uploads whose key starts with P, filtered client-side (default: INTAKE_JOBS_SWEEP_PREFIX)."`
 	Concurrency int           `name:"concurrency" default:"16" help:"Aborts run at once."`
+	JSON        bool          `name:"json" help:"Print one JSON report (scope, counts, the uploads aborted or, with --dry-run, to abort) instead of text."`
 }
 
 // Run sweeps the configured bucket.
@@ -29,6 +31,10 @@ func (c *SweepCmd) Run(g *Globals) error {
 	olderThan := c.OlderThan
 	if olderThan == 0 {
 		olderThan = cfg.Jobs.SweepOlderThan
+	}
+	prefix := cfg.Jobs.SweepPrefix
+	if c.Prefix != nil {
+		prefix = *c.Prefix
 	}
 	var errs []error
 	errs = append(errs, cfg.ValidateDB())
@@ -53,29 +59,62 @@ func (c *SweepCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	mp, err := jobs.NewMultipart(jobs.MultipartConfig{
-		S3: objstore.NewClient(awsCfg, cfg.AWS), Store: st.Q, Log: g.Log, Concurrency: c.Concurrency,
+	mp, err := multipart.New(multipart.Config{
+		S3: objstore.NewClient(awsCfg, cfg.AWS), Store: st.Multipart(), Log: g.Log, Concurrency: c.Concurrency,
 	})
 	if err != nil {
 		return err
 	}
-	_, err = runSweep(g.Ctx, mp, jobs.SweepOptions{Bucket: cfg.Bucket, Prefix: c.Prefix, OlderThan: olderThan, DryRun: c.DryRun}, g.Stdout)
+	opts := multipart.SweepOptions{Bucket: cfg.Bucket, Prefix: prefix, OlderThan: olderThan, DryRun: c.DryRun}
+	if c.JSON {
+		_, err = runSweepJSON(g.Ctx, mp, opts, g.Stdout)
+		return err
+	}
+	_, err = runSweep(g.Ctx, mp, opts, g.Stdout)
 	return err
 }
 
+// sweepJSON is the report `intake sweep --json` prints.
+type sweepJSON struct {
+	multipart.SweepReport
+	// TookSeconds is the sweep's duration.
+	TookSeconds float64 `json:"took_seconds"`
+	// Candidates are the uploads aborted (or, in a dry run, to abort).
+	Candidates []multipart.Candidate `json:"candidates"`
+	// Error is the sweep's error, if any (the command also exits non-zero).
+	Error string `json:"error,omitempty"`
+}
+
+// runSweepJSON sweeps once and writes one JSON object to w, also when the sweep fails.
+func runSweepJSON(ctx context.Context, mp *multipart.Service, opts multipart.SweepOptions, w io.Writer) (multipart.SweepReport, error) {
+	out := sweepJSON{Candidates: []multipart.Candidate{}}
+	opts.OnCandidate = func(c multipart.Candidate) { out.Candidates = append(out.Candidates, c) }
+	rep, err := mp.Sweep(ctx, opts)
+	out.SweepReport, out.TookSeconds = rep, rep.Took.Seconds()
+	if err != nil {
+		out.Error = err.Error()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if werr := enc.Encode(out); werr != nil && err == nil {
+		err = werr
+	}
+	return rep, err
+}
+
 // runSweep sweeps once and prints either the candidates (dry run) or a summary to w.
-func runSweep(ctx context.Context, mp *jobs.Multipart, opts jobs.SweepOptions, w io.Writer) (jobs.SweepReport, error) {
+func runSweep(ctx context.Context, mp *multipart.Service, opts multipart.SweepOptions, w io.Writer) (multipart.SweepReport, error) {
 	var tw *tabwriter.Writer
 	if opts.DryRun {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tUPLOAD ID\tINITIATED\tAGE\tSOURCE")
-		opts.OnCandidate = func(c jobs.Candidate) {
-			source := "listing"
-			if c.Known {
-				source = "postgres"
+		fmt.Fprintln(tw, "KEY\tUPLOAD ID\tINITIATED\tAGE\tDEADLINE\tSOURCE")
+		opts.OnCandidate = func(c multipart.Candidate) {
+			deadline := "-"
+			if c.Deadline != nil {
+				deadline = c.Deadline.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Key, c.UploadID, c.Initiated.UTC().Format(time.RFC3339),
-				time.Since(c.Initiated).Round(time.Second), source)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Key, c.UploadID, c.Initiated.UTC().Format(time.RFC3339),
+				time.Since(c.Initiated).Round(time.Second), deadline, c.Source)
 		}
 	}
 	rep, err := mp.Sweep(ctx, opts)
@@ -88,11 +127,14 @@ func runSweep(ctx context.Context, mp *jobs.Multipart, opts jobs.SweepOptions, w
 	if rep.Prefix != "" {
 		scope += fmt.Sprintf(", prefix %q", rep.Prefix)
 	}
-	if rep.Fallback {
-		fmt.Fprintln(w, "note: the store listed no multipart uploads; these are the pending uploads PostgreSQL knows (uploads intake did not create cannot be seen)")
+	if rep.Overdue > 0 {
+		fmt.Fprintf(w, "note: %d of intake's uploads past their deadline were not in the listing (lost abort tasks, or a store that lists no uploads); they are found in PostgreSQL\n", rep.Overdue)
+	}
+	if rep.Protected > 0 {
+		fmt.Fprintf(w, "note: %d of intake's uploads are older than the cutoff but before their deadline: kept\n", rep.Protected)
 	}
 	if opts.DryRun {
-		fmt.Fprintf(w, "dry run: %d of %d open uploads would be aborted (%s, initiated before %s); nothing was aborted\n",
+		fmt.Fprintf(w, "dry run: %d of %d open uploads would be aborted (%s; other uploads initiated before %s, intake's past their deadline); nothing was aborted\n",
 			rep.Stale, rep.Listed, scope, rep.Cutoff.UTC().Format(time.RFC3339))
 	} else {
 		fmt.Fprintf(w, "swept %s: listed %d, stale %d, aborted %d, already gone %d, failed %d, reclaimed %d bytes in %s\n",

@@ -29,13 +29,13 @@ import (
 type process struct {
 	cmd  *exec.Cmd
 	base string
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 }
 
 // startProcess starts bin with env and roles on addr and waits until /readyz answers 200.
 func startProcess(t *testing.T, bin string, env []string, roles, addr string) *process {
 	t.Helper()
-	d := &process{base: "http://" + addr, logs: &syncBuffer{}}
+	d := &process{base: "http://" + addr, logs: &testkit.SyncBuffer{}}
 	d.cmd = exec.Command(bin, "run", "--roles", roles, "--listen", addr)
 	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs

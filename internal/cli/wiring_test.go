@@ -43,7 +43,7 @@ func TestAPIRoleWiring(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- MainContext(runCtx, []string{"run", "--roles", "api",

@@ -202,8 +202,13 @@ type Jobs struct {
 	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"10" help:"asynq worker concurrency."`
 	// SweepCron is the cron spec of the periodic stale-multipart sweep.
 	SweepCron string `name:"sweep-cron" env:"SWEEP_CRON" default:"*/15 * * * *" help:"Cron spec of the multipart sweep."`
-	// SweepOlderThan is the age after which an open multipart upload is aborted by the sweep.
-	SweepOlderThan time.Duration `name:"sweep-older-than" env:"SWEEP_OLDER_THAN" default:"24h" help:"Abort multipart uploads older than this."`
+	// SweepOlderThan is the age after which the sweep aborts an open multipart upload intake did not
+	// create (intake's own are aborted at their deadline, never before). It may not be shorter than
+	// MultipartDeadline.
+	SweepOlderThan time.Duration `name:"sweep-older-than" env:"SWEEP_OLDER_THAN" default:"24h" help:"Abort multipart uploads intake did not create when older than this (>= the multipart deadline)."`
+	// SweepPrefix limits the sweep to keys starting with it. Empty sweeps the whole bucket,
+	// uploads other applications started in it included.
+	SweepPrefix string `name:"sweep-prefix" env:"SWEEP_PREFIX" help:"Only sweep multipart uploads whose key starts with this (default: the whole bucket, uploads intake did not create included)."`
 	// MultipartDeadline is how long an intake-created multipart upload may stay open.
 	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake."`
 	// MaintenanceCron is the cron spec of the periodic maintenance task (intent expiry, event
@@ -530,6 +535,14 @@ func (j Jobs) validate() error {
 	}
 	if j.MultipartDeadline < time.Second {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", j.MultipartDeadline))
+	}
+	if j.SweepOlderThan < j.MultipartDeadline {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_OLDER_THAN: %s is shorter than INTAKE_JOBS_MULTIPART_DEADLINE %s "+
+			"(the deadline intake promises its clients; a shorter sweep age would abort other uploads sooner than intake's own)",
+			j.SweepOlderThan, j.MultipartDeadline))
+	}
+	if len(j.SweepPrefix) > 1024 {
+		errs = append(errs, errors.New("INTAKE_JOBS_SWEEP_PREFIX: longer than 1024 bytes"))
 	}
 	if strings.TrimSpace(j.MaintenanceCron) == "" {
 		errs = append(errs, errors.New("INTAKE_JOBS_MAINTENANCE_CRON: required"))

@@ -122,7 +122,8 @@ type Input struct {
 	Now     time.Time
 	Expires time.Duration
 	// ContentType and ContentLength are signed headers of a PUT PutObject when ContentLength >= 0
-	// (pass -1 to leave them unsigned); other requests ignore them.
+	// (pass -1 to leave them unsigned). A PUT UploadPart signs ContentLength alone when it is >= 0
+	// (a part has no content type). GET ignores both.
 	ContentType   string
 	ContentLength int64
 	// ChecksumSHA256 is the base64 SHA-256 signed as x-amz-checksum-sha256 (with a signed
@@ -255,12 +256,16 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	}
 	buf = append(buf, "&X-Amz-SignedHeaders="...)
 	signed := in.ContentLength >= 0 && in.Method == "PUT" && in.Op == OpPutObject
-	if signed {
+	partLength := in.ContentLength >= 0 && in.Method == "PUT" && in.Op == OpUploadPart
+	switch {
+	case signed:
 		buf = append(buf, "content-length%3Bcontent-type%3Bhost"...)
 		if in.ChecksumSHA256 != "" {
 			buf = append(buf, "%3Bx-amz-checksum-sha256"...)
 		}
-	} else {
+	case partLength:
+		buf = append(buf, "content-length%3Bhost"...)
+	default:
 		buf = append(buf, "host"...)
 	}
 	if in.Op == OpUploadPart {
@@ -281,10 +286,13 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	buf = append(buf, '\n')
 	buf = append(buf, buf[qStart:qEnd]...)
 	buf = append(buf, '\n')
-	if signed {
+	if signed || partLength {
 		buf = append(buf, "content-length:"...)
 		buf = strconv.AppendInt(buf, in.ContentLength, 10)
-		buf = append(buf, "\ncontent-type:"...)
+		buf = append(buf, '\n')
+	}
+	if signed {
+		buf = append(buf, "content-type:"...)
 		buf = appendHeaderValue(buf, in.ContentType)
 		buf = append(buf, '\n')
 	}
@@ -297,12 +305,15 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 		buf = append(buf, '\n')
 	}
 	buf = append(buf, '\n')
-	if signed {
+	switch {
+	case signed:
 		buf = append(buf, "content-length;content-type;host"...)
 		if in.ChecksumSHA256 != "" {
 			buf = append(buf, ";x-amz-checksum-sha256"...)
 		}
-	} else {
+	case partLength:
+		buf = append(buf, "content-length;host"...)
+	default:
 		buf = append(buf, "host"...)
 	}
 	buf = append(buf, "\nUNSIGNED-PAYLOAD"...)

@@ -106,6 +106,13 @@ func TestSignerMatchesSDK(t *testing.T) {
 						got, err = signer.Presign(ctx, sigv4.Input{Method: "PUT", Op: sigv4.OpUploadPart, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: -1, PartNumber: 10000, UploadID: uploadID})
 						require.NoError(t, err)
 						require.Equal(t, want.URL, got, "part "+name)
+
+						// UploadPart with its length signed.
+						want, err = sdk.PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: aws.String(uploadID), PartNumber: aws.Int32(7), ContentLength: aws.Int64(5 << 20)})
+						require.NoError(t, err)
+						got, err = signer.Presign(ctx, sigv4.Input{Method: "PUT", Op: sigv4.OpUploadPart, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: 5 << 20, PartNumber: 7, UploadID: uploadID})
+						require.NoError(t, err)
+						require.Equal(t, want.URL, got, "sized part "+name)
 					}
 				}
 			}
@@ -208,6 +215,17 @@ func TestSignerAcceptedByMinIO(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, status, "another type on an empty object's URL")
 	status, _ = testkit.Do(t, http.MethodPut, empty, []byte{}, map[string]string{"Content-Type": "text/plain"})
 	require.Equal(t, http.StatusOK, status, "the empty object")
+
+	// A part URL with its length signed takes that length only.
+	mp, err := s3c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String("uploads/o/x/parts")})
+	require.NoError(t, err)
+	part, err := signer.Presign(ctx, sigv4.Input{Method: "PUT", Op: sigv4.OpUploadPart, Bucket: bucket, Key: "uploads/o/x/parts", Now: time.Now(), Expires: time.Minute,
+		ContentLength: int64(len(body)), PartNumber: 1, UploadID: aws.ToString(mp.UploadId)})
+	require.NoError(t, err)
+	status, _ = testkit.Do(t, http.MethodPut, part, append(body, body...), nil)
+	require.Equal(t, http.StatusForbidden, status, "a longer part than signed")
+	status, _ = testkit.Do(t, http.MethodPut, part, body, nil)
+	require.Equal(t, http.StatusOK, status)
 }
 
 func BenchmarkSignerPresignPut(b *testing.B) {

@@ -149,29 +149,31 @@ func TestRecordsNotifyRollback(t *testing.T) {
 	require.Equal(t, tasks.EventUploadValid, rows[0].EventType)
 }
 
-// TestAbortNotifies: the statements that abort intents insert one upload.aborted notification per
-// intent, in their own transaction; recording the abort again, an abort of an upload already gone,
-// and a completion insert none.
+// TestAbortNotifies: RecordMultipartAbort, which settles the intents of aborted uploads (by the
+// deadline task, the sweep and the API), inserts one upload.aborted notification per intent it
+// settles aborted, in its own transaction; recording again, a call that does not settle, and an
+// upload S3 shows completed insert none.
 func TestAbortNotifies(t *testing.T) {
 	t.Parallel()
 	b := setupRecords(t)
-	mp1, mp2, mp3 := "mp-1", "mp-2", "mp-3"
+	mp1, mp2, mp3, mp4 := "mp-1", "mp-2", "mp-3", "mp-4"
 	byDeadline := b.addUpload(t, "k1", "multipart", "pending", nil, &mp1)
 	gone := b.addUpload(t, "k2", "multipart", "pending", nil, &mp2)
 	byAPI := b.addUpload(t, "k3", "multipart", "pending", nil, &mp3)
-	completed := b.addUpload(t, "k4", "put", "pending", nil, nil)
+	completed := b.addUpload(t, "k4", "multipart", "pending", nil, &mp4)
 	_, err := b.st.Pool.Exec(b.ctx, `UPDATE uploads SET metadata = '{"ticket": "T-1"}' WHERE id = $1`, byDeadline)
 	require.NoError(t, err)
 
 	for range 2 {
-		_, err := b.st.Q.RecordMultipartAbort(b.ctx, dbq.RecordMultipartAbortParams{Bucket: "b", Key: "k1", UploadID: "mp-1", Reason: "deadline", Outcome: "aborted"})
-		require.NoError(t, err)
-		_, err = b.st.Q.RecordMultipartAbort(b.ctx, dbq.RecordMultipartAbortParams{Bucket: "b", Key: "k2", UploadID: "mp-2", Reason: "sweep", Outcome: "gone"})
-		require.NoError(t, err)
-		_, err = b.st.Q.APISetUploadStatus(b.ctx, dbq.APISetUploadStatusParams{Status: "aborted", ID: byAPI, Owner: "alice"})
-		require.NoError(t, err)
-		_, err = b.st.Q.APISetUploadStatus(b.ctx, dbq.APISetUploadStatusParams{Status: "completed", ID: completed, Owner: "alice"})
-		require.NoError(t, err)
+		for _, p := range []dbq.RecordMultipartAbortParams{
+			{Bucket: "b", Key: "k1", UploadID: mp1, Reason: "deadline", Outcome: "aborted", Settle: true},
+			{Bucket: "b", Key: "k2", UploadID: mp2, Reason: "sweep", Outcome: "gone"},
+			{Bucket: "b", Key: "k3", UploadID: mp3, Reason: "api", Outcome: "aborted", Settle: true},
+			{Bucket: "b", Key: "k4", UploadID: mp4, Reason: "deadline", Outcome: "gone", Settle: true, ObjectExists: true},
+		} {
+			_, err := b.st.Q.RecordMultipartAbort(b.ctx, p)
+			require.NoError(t, err)
+		}
 	}
 
 	rows := b.notifications(t, byDeadline)
@@ -181,12 +183,13 @@ func TestAbortNotifies(t *testing.T) {
 		UploadID: byDeadline, Owner: "alice", Bucket: "b", Key: "k1", Method: "multipart", Filename: "f.png",
 		Status: "aborted", Reason: "deadline", MultipartUploadID: "mp-1", Metadata: json.RawMessage(`{"ticket": "T-1"}`),
 	}, strictData(t, rows[0].Data))
-	require.Empty(t, b.notifications(t, gone), "an upload found gone was not aborted by intake")
+	require.Empty(t, b.notifications(t, gone), "not settled: the intent is left alone")
 	rows = b.notifications(t, byAPI)
 	require.Len(t, rows, 1)
 	require.Equal(t, "api", strictData(t, rows[0].Data).Reason)
-	require.Empty(t, b.notifications(t, completed))
+	require.Empty(t, b.notifications(t, completed), "S3 showed the object: completed, not aborted")
 	require.Equal(t, "aborted", b.uploadStatus(t, byAPI))
+	require.Equal(t, "completed", b.uploadStatus(t, completed))
 }
 
 // TestOutboxDeliveries: the deliveries' store reads notifications and records deliveries in

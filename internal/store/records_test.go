@@ -249,14 +249,29 @@ func TestRecordsCompleteIntent(t *testing.T) {
 }
 
 func testRecordsCompleteIntent(t *testing.T, b *recordsBundle) {
-	for _, tc := range []struct{ from, want string }{
-		{"pending", "completed"}, {"expired", "completed"}, {"aborted", "aborted"}, {"completed", "completed"},
+	// An aborted intent completes only when the object was seen: an abort racing a complete may
+	// have marked it aborted before the object became visible (internal/multipart, "States").
+	for _, tc := range []struct {
+		from   string
+		status string
+		want   string
+	}{
+		{"pending", pipeline.StatusMissing, "completed"}, {"expired", pipeline.StatusMissing, "completed"},
+		{"aborted", pipeline.StatusMissing, "aborted"}, {"aborted", pipeline.StatusValid, "completed"},
+		{"aborted", pipeline.StatusRejected, "completed"}, {"completed", pipeline.StatusMissing, "completed"},
 	} {
-		key := "k-" + tc.from
+		key := "k-" + tc.from + "-" + tc.status
 		id := b.addUpload(t, key, "put", tc.from, nil, nil)
-		_, err := b.rs.Record(b.ctx, pipeline.Record{Bucket: "b", Key: key, Status: pipeline.StatusMissing, Reason: pipeline.ReasonNotFound, CompleteIntent: id})
+		rec := pipeline.Record{Bucket: "b", Key: key, Status: tc.status, CompleteIntent: id}
+		switch tc.status {
+		case pipeline.StatusMissing:
+			rec.Reason = pipeline.ReasonNotFound
+		case pipeline.StatusRejected:
+			rec.Reason = pipeline.ReasonTooLarge
+		}
+		_, err := b.rs.Record(b.ctx, rec)
 		require.NoError(t, err)
-		require.Equal(t, tc.want, b.uploadStatus(t, id), "from %s", tc.from)
+		require.Equal(t, tc.want, b.uploadStatus(t, id), "from %s, object %s", tc.from, tc.status)
 	}
 }
 

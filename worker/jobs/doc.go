@@ -1,46 +1,41 @@
 // Package jobs is intake's asynq runtime: the server that runs the tasks described in worker/tasks,
-// their handlers, the middleware around them and the periodic sweep scheduler.
+// their handlers, the middleware around them and the cron that enqueues periodic tasks (what the
+// scheduler role runs).
 //
 // # Tasks and handlers
 //
-//   - multipart:abort ([Handlers.HandleAbort]): at an upload's deadline, sum its parts (ListParts)
-//     and abort it (AbortMultipartUpload). An upload that no longer exists (NoSuchUpload: completed
-//     or aborted elsewhere) is "gone" and the task succeeds. The outcome is recorded in
-//     multipart_aborts, and intake's intent moves from pending to aborted when the upload really was
-//     aborted. When the consumer sees the CompleteMultipartUpload event, tasks.Canceller deletes the
-//     task before it runs.
-//   - multipart:sweep ([Handlers.HandleSweep], [Multipart.Sweep]): list every open multipart upload
-//     of the bucket page by page (KeyMarker + UploadIdMarker), keep those under the prefix initiated
-//     before the threshold, and abort them with bounded concurrency (16 by default), including
-//     uploads intake did not create; each abort is recorded like a deadline abort.
-//   - object:inspect ([Handlers.HandleInspect]): run the pipeline again on one object through the
-//     small [Inspector] interface (satisfied by pipeline.Processor).
+// The handlers decode and validate payloads and hand the work to small interfaces; intake's daemon
+// passes internal/multipart's Service and pipeline.Processor.
+//
+//   - multipart:abort ([Handlers.HandleAbort], [Aborter]): at an upload's deadline, abort it if it
+//     is still open and record the outcome in multipart_aborts. An upload that no longer exists
+//     (completed, or aborted elsewhere) is "gone" and the task succeeds. intake's intent for the
+//     upload then follows S3: completed when an object is at its key, aborted otherwise (see
+//     internal/multipart, "States"). When the consumer sees the CompleteMultipartUpload event,
+//     tasks.Canceller deletes the task before it runs.
+//   - multipart:sweep ([Handlers.HandleSweep], [Sweeper]): list every open multipart upload of
+//     the bucket and abort, with bounded concurrency, intake's own uploads past their deadline and
+//     the uploads intake did not create (under the prefix) initiated before the threshold; then
+//     intake's uploads past their deadline that the listing did not show. intake's uploads are
+//     never aborted before their deadline.
+//   - object:inspect ([Handlers.HandleInspect], [Inspector]): run the pipeline again on one object
+//     (satisfied by pipeline.Processor).
 //   - intake:maintenance ([TypeMaintenance], [Maintenance]): expire intents and prune archived
 //     events (below). intake's own task: not in tasks.Types, so neither app backends nor
 //     POST /v1/jobs can enqueue it.
 //
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
-// asynq.SkipRetry and the task is archived at once. Everything else is retried with asynq's backoff.
-//
-// # Listing multipart uploads on S3-compatible stores
-//
-// MinIO lists every open upload of a bucket when ListMultipartUploads has no prefix, but returns
-// none for a folder prefix such as "a/" (only an exact key matches). The sweep therefore lists the
-// whole bucket and filters by prefix itself ([MultipartConfig.ServerSidePrefix] turns server-side
-// prefix filtering back on for stores, such as AWS, that support it).
-//
-// Some stores list no multipart uploads at all. When a listing comes back empty while PostgreSQL
-// knows pending multipart intents of the bucket older than the threshold, the sweep logs a warning
-// ("object store listed no multipart uploads ...") and aborts those uploads by their ids instead
-// ([SweepReport.Fallback]). Uploads intake did not create cannot be found that way on such stores.
+// asynq.SkipRetry and the task is archived at once. S3 errors that retrying cannot fix (403, 400…)
+// are permanent too. Everything else is retried with asynq's backoff.
 //
 // # Many replicas
 //
-// Every replica may run the scheduler role. [SweepScheduler] (a [Periodic]) gives the sweep of each period the
-// task ID tasks.SweepTaskID(bucket, start of the period) and keeps finished sweeps for
-// tasks.SweepRetention, so replicas whose cron fire together (clocks within 30 s) enqueue one sweep
-// per period; the others get asynq.ErrTaskIDConflict, logged at debug level. Aborts are idempotent:
-// a second abort of the same upload finds it gone, and the first recorded row wins.
+// Every replica may run the scheduler role: one [Periodic] per periodic task. [NewSweepPeriodic]
+// gives the sweep of each period the task ID tasks.SweepTaskID(bucket, start of the period) and
+// finished sweeps are kept for tasks.SweepRetention, so replicas whose crons fire together (clocks
+// within 30 s) enqueue one sweep per period; the others get asynq.ErrTaskIDConflict, logged at debug
+// level. Aborts are idempotent: a second abort of the same upload finds it gone, and the first
+// recorded row wins.
 //
 // # Maintenance: intent expiry and event retention
 //
@@ -52,9 +47,10 @@
 //     lets an upload started just before the deadline land first). A multipart intent expires only
 //     once an abort of its upload has been recorded in multipart_aborts: the expiry never takes an
 //     intent away from the abort path, which finds uploads to abort through pending intents (the
-//     deadline task, the sweep's fallback). So an upload still open at its deadline is aborted and
-//     its intent ends aborted; one the abort found gone (completed or aborted outside intake) ends
-//     expired. An object that lands after its intent expired still completes it
+//     deadline task, the sweep). So an upload still open at its deadline is aborted and its intent
+//     ends aborted; one the abort found gone ends as S3 shows it (completed when an object is at its
+//     key, aborted otherwise; internal/multipart, "States"), or expired when the abort could not
+//     look. An object that lands after its intent expired still completes it
 //     (expired → completed), with the intent's declared size, type and hash checked as usual.
 //   - prunes events: archived events (INTAKE_CONSUMER_ARCHIVE) received more than
 //     INTAKE_EVENTS_RETENTION ago are deleted (0 keeps them forever).
@@ -76,8 +72,7 @@
 //   - intake_tasks_total{type,outcome}: outcome is success, retry (failed, will run again) or failed
 //     (permanent, or out of retries: archived).
 //   - intake_task_duration_seconds{type}
-//   - intake_multipart_aborted_total{reason}: reason is deadline, sweep or api.
-//   - intake_bytes_reclaimed_total: sum of the part sizes of aborted uploads (when ListParts worked).
-//   - intake_sweep_last_success_timestamp_seconds: end of the last sweep that aborted everything
-//     it should have.
+//
+// The multipart series (intake_multipart_aborted_total, intake_bytes_reclaimed_total,
+// intake_sweep_last_success_timestamp_seconds) are internal/multipart's.
 package jobs

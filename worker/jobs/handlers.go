@@ -29,10 +29,26 @@ func (f InspectorFunc) InspectObject(ctx context.Context, bucket, key string) er
 	return f(ctx, bucket, key)
 }
 
+// Aborter aborts one multipart upload if it is still open and records what happened (the daemon
+// passes internal/multipart's Service). reason is tasks.ReasonDeadline or tasks.ReasonAPI. An
+// upload that no longer exists is not an error: the outcome says "gone". Errors for which
+// objstore.IsRetryable is false are not retried.
+type Aborter interface {
+	AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (outcome string, err error)
+}
+
+// Sweeper aborts a bucket's stale multipart uploads and records what it did (the daemon passes
+// internal/multipart's Service, which never aborts intake's own uploads before their deadline).
+type Sweeper interface {
+	SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration) error
+}
+
 // Handlers holds the task handlers' dependencies.
 type Handlers struct {
-	// Multipart runs aborts and sweeps (required for the multipart tasks).
-	Multipart *Multipart
+	// Aborts runs multipart:abort tasks; when nil those tasks fail without retry.
+	Aborts Aborter
+	// Sweeps runs multipart:sweep tasks; when nil those tasks fail without retry.
+	Sweeps Sweeper
 	// Inspector runs object:inspect tasks; when nil those tasks fail without retry.
 	Inspector Inspector
 	// Maintenance runs intake:maintenance tasks (maintenance.go); when nil those tasks fail without
@@ -48,17 +64,16 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	if h.Multipart == nil {
-		return fmt.Errorf("multipart jobs not configured: %w", asynq.SkipRetry)
+	if h.Aborts == nil {
+		return fmt.Errorf("multipart aborts not configured: %w", asynq.SkipRetry)
 	}
-	reason := cmp.Or(p.Reason, ReasonDeadline)
-	res, err := h.Multipart.Abort(ctx, AbortRequest{Bucket: p.Bucket, Key: p.Key, UploadID: p.UploadID, Reason: reason})
+	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
+	outcome, err := h.Aborts.AbortUpload(ctx, p.Bucket, p.Key, p.UploadID, reason)
 	if err != nil {
 		return s3Error(err)
 	}
 	h.log().InfoContext(ctx, "multipart abort task done", "reason", reason,
-		"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "outcome", res.Outcome,
-		"bytes", res.Bytes, "intent_aborted", res.IntentAborted)
+		"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "outcome", outcome)
 	return nil
 }
 
@@ -68,10 +83,10 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	if h.Multipart == nil {
-		return fmt.Errorf("multipart jobs not configured: %w", asynq.SkipRetry)
+	if h.Sweeps == nil {
+		return fmt.Errorf("multipart sweeps not configured: %w", asynq.SkipRetry)
 	}
-	if _, err := h.Multipart.Sweep(ctx, SweepOptions{Bucket: p.Bucket, Prefix: p.Prefix, OlderThan: time.Duration(p.OlderThan)}); err != nil {
+	if err := h.Sweeps.SweepBucket(ctx, p.Bucket, p.Prefix, time.Duration(p.OlderThan)); err != nil {
 		return s3Error(err)
 	}
 	return nil

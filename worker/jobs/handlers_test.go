@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
@@ -77,7 +78,8 @@ func TestMultipartHandlersRejectBadPayloads(t *testing.T) {
 		{tasks.TypeAbortMultipart, `{"bucket":"b","key":"k"}`, h.HandleAbort},
 		{tasks.TypeAbortMultipart, `not json`, h.HandleAbort},
 		{tasks.TypeSweep, `{"bucket":"b","older_than":"-1h"}`, h.HandleSweep},
-		{tasks.TypeSweep, `{"bucket":"b","older_than":"1h"}`, h.HandleSweep}, // valid, but no Multipart configured
+		{tasks.TypeSweep, `{"bucket":"b","older_than":"1h"}`, h.HandleSweep},                                                    // valid, but no Sweeper configured
+		{tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","upload_id":"u","deadline":"2030-01-01T00:00:00Z"}`, h.HandleAbort}, // no Aborter
 	} {
 		err := tc.handle(context.Background(), asynq.NewTask(tc.typ, []byte(tc.payload)))
 		require.ErrorIs(t, err, asynq.SkipRetry, "%s %s", tc.typ, tc.payload)
@@ -113,15 +115,15 @@ func TestMiddleware(t *testing.T) {
 	err = run("panic")
 	require.ErrorContains(t, err, "panic in object:inspect handler: boom")
 
-	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeSuccess)))
-	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
-	require.Equal(t, 1.0, value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeRetry)))
+	require.Equal(t, 1.0, testkit.Value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeSuccess)))
+	require.Equal(t, 1.0, testkit.Value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
+	require.Equal(t, 1.0, testkit.Value(t, m.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeRetry)))
 	require.Contains(t, logs.String(), "task handler panicked")
 	require.Contains(t, logs.String(), "task failed permanently")
 	require.Contains(t, logs.String(), "task_type=object:inspect")
 }
 
-func TestSweepWindow(t *testing.T) {
+func TestPeriodStart(t *testing.T) {
 	t.Parallel()
 	base := time.Date(2030, 1, 1, 10, 15, 0, 0, time.UTC)
 	tests := []struct {
@@ -138,21 +140,24 @@ func TestSweepWindow(t *testing.T) {
 		{"@every 10ms", base.Add(1500 * time.Millisecond), base.Add(time.Second)}, // at least a second
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, jobs.SweepWindow(tt.spec, tt.now), "%s at %s", tt.spec, tt.now)
+		require.Equal(t, tt.want, jobs.PeriodStart(tt.spec, tt.now), "%s at %s", tt.spec, tt.now)
 	}
 }
 
-func TestNewSweepSchedulerValidates(t *testing.T) {
+func TestNewSweepPeriodicValidates(t *testing.T) {
 	t.Parallel()
 	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
-	for _, cfg := range []jobs.SweepSchedulerConfig{
+	for _, cfg := range []jobs.SweepPeriodicConfig{
 		{Redis: opt, Bucket: "b", Cron: "not a cron", OlderThan: time.Hour},
 		{Redis: opt, Bucket: "b", Cron: "*/15 * * * *"},
 		{Redis: opt, Cron: "*/15 * * * *", OlderThan: time.Hour},
+		{Bucket: "b", Cron: "*/15 * * * *", OlderThan: time.Hour},
 	} {
-		_, err := jobs.NewSweepScheduler(cfg)
+		_, err := jobs.NewSweepPeriodic(cfg)
 		require.Error(t, err, "%+v", cfg)
 	}
+	_, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{Redis: opt, Bucket: "b", Cron: "*/15 * * * *", OlderThan: time.Hour})
+	require.NoError(t, err)
 }
 
 func TestAsynqLogger(t *testing.T) {

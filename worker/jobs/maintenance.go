@@ -265,23 +265,23 @@ func (m *Maintenance) HandleMaintenance(ctx context.Context, t *asynq.Task) erro
 	return err
 }
 
-// MaintenanceSchedulerConfig configures [NewMaintenanceScheduler].
-type MaintenanceSchedulerConfig struct {
+// MaintenancePeriodicConfig configures [NewMaintenancePeriodic].
+type MaintenancePeriodicConfig struct {
 	// Redis is asynq's connection (required).
 	Redis asynq.RedisConnOpt
 	// Cron is the schedule (required; see [PeriodicConfig]).
 	Cron string
 	// Payload is what every run does.
 	Payload MaintenancePayload
-	// Log receives the scheduler's logs (default: discard).
+	// Log receives the Periodic's logs (default: discard).
 	Log *slog.Logger
 	// Now is the clock used to name periods (default time.Now).
 	Now func() time.Time
 }
 
-// NewMaintenanceScheduler returns a [Periodic] that enqueues the maintenance task every period,
+// NewMaintenancePeriodic returns a [Periodic] that enqueues the maintenance task every period,
 // once per period whatever the number of replicas (task ID [MaintenanceTaskID]).
-func NewMaintenanceScheduler(cfg MaintenanceSchedulerConfig) (*Periodic, error) {
+func NewMaintenancePeriodic(cfg MaintenancePeriodicConfig) (*Periodic, error) {
 	task, err := NewMaintenanceTask(cfg.Payload)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/worker/jobs"
@@ -39,16 +40,16 @@ func newMaintenance(t *testing.T, b *testBundle, now time.Time, batch, maxBatche
 // expired; never is an open upload's intent expired before its abort.
 func TestMaintenanceExpiresIntents(t *testing.T) {
 	t.Parallel()
-	b := setup(t, jobs.MultipartConfig{})
+	b := setup(t)
 	now := time.Now().UTC()
-	open := createUploads(t, b.ctx, b.s3, b.bucket, []string{"mp/open.bin", "mp/gone.bin"}, 2)
+	open := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"mp/open.bin", "mp/gone.bin"}, 2)
 
 	cases := []struct {
 		name      string
 		method    string
 		status    string
 		expiresIn time.Duration
-		upload    *upload
+		upload    *testkit.Upload
 		want      string // status after the first maintenance run
 	}{
 		{"put past deadline and grace", "put", "pending", -2 * time.Hour, nil, "expired"},
@@ -57,7 +58,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 		{"put before its deadline", "put", "pending", time.Hour, nil, "pending"},
 		{"completed intent", "put", "completed", -48 * time.Hour, nil, "completed"},
 		{"multipart past deadline, upload open, no abort yet", "multipart", "pending", -2 * time.Hour, &open[0], "pending"},
-		{"multipart past deadline, abort found the upload gone", "multipart", "pending", -2 * time.Hour, &open[1], "expired"},
+		{"multipart past deadline, abort recorded without settling the intent", "multipart", "pending", -2 * time.Hour, &open[1], "expired"},
 	}
 	ids := make([]uuid.UUID, len(cases))
 	for i, tc := range cases {
@@ -66,7 +67,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 			Filename: "f.bin", ContentType: "application/octet-stream", Size: 1, ExpiresAt: now.Add(tc.expiresIn),
 		}
 		if tc.upload != nil {
-			arg.Key, arg.MultipartUploadID = tc.upload.key, aws.String(tc.upload.id)
+			arg.Key, arg.MultipartUploadID = tc.upload.Key, aws.String(tc.upload.ID)
 		}
 		row, err := b.st.Q.CreateUpload(b.ctx, arg)
 		require.NoError(t, err, tc.name)
@@ -76,15 +77,16 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	// The upload of "gone" was aborted outside intake: its deadline abort finds it gone, records
-	// that, and leaves the intent pending (nothing says what became of it).
+	// The upload of the second multipart intent was aborted outside intake, and its deadline abort
+	// recorded that without settling the intent (it could not look at the key: internal/multipart
+	// leaves the intent pending then).
 	_, err := b.s3.AbortMultipartUpload(b.ctx, &s3.AbortMultipartUploadInput{
-		Bucket: aws.String(b.bucket), Key: aws.String(open[1].key), UploadId: aws.String(open[1].id)})
+		Bucket: aws.String(b.bucket), Key: aws.String(open[1].Key), UploadId: aws.String(open[1].ID)})
 	require.NoError(t, err)
-	res, err := b.mp.Abort(b.ctx, jobs.AbortRequest{Bucket: b.bucket, Key: open[1].key, UploadID: open[1].id, Reason: jobs.ReasonDeadline})
+	moved, err := b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: open[1].Key, UploadID: open[1].ID,
+		Reason: multipart.ReasonDeadline, Outcome: multipart.OutcomeGone, Object: multipart.ObjectUnknown})
 	require.NoError(t, err)
-	require.Equal(t, jobs.AbortGone, res.Outcome)
-	require.False(t, res.IntentAborted)
+	require.Empty(t, moved)
 
 	status := func(id uuid.UUID) string {
 		u, err := b.st.Q.GetUpload(b.ctx, id)
@@ -103,18 +105,16 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_intents_expired_total", "method", "post"))
 	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_intents_expired_total", "method", "multipart"))
 
-	// The open upload's intent is still there for the abort path: the sweep's fallback lists it,
-	// and the deadline abort aborts the upload in S3 and the intent with it.
-	stale, err := b.st.Q.StalePendingMultipart(b.ctx, dbq.StalePendingMultipartParams{
-		Bucket: b.bucket, Cutoff: now.Add(time.Hour), AfterCreatedAt: time.Unix(0, 0), AfterID: uuid.Nil, MaxRows: 10,
-	})
+	// The open upload's intent is still there for the abort path: the sweep lists it as past its
+	// deadline, and the deadline abort aborts the upload in S3 and the intent with it.
+	overdue, err := b.st.Multipart().Overdue(b.ctx, multipart.OverdueQuery{Bucket: b.bucket, Now: now, AfterExpiresAt: time.Unix(0, 0), Limit: 10})
 	require.NoError(t, err)
-	require.Len(t, stale, 1)
-	require.Equal(t, open[0].id, stale[0].UploadID)
-	res, err = b.mp.Abort(b.ctx, jobs.AbortRequest{Bucket: b.bucket, Key: open[0].key, UploadID: open[0].id, Reason: jobs.ReasonDeadline})
+	require.Len(t, overdue, 1)
+	require.Equal(t, open[0].ID, overdue[0].UploadID)
+	res, err := b.mp.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: open[0].Key, UploadID: open[0].ID, Reason: multipart.ReasonDeadline})
 	require.NoError(t, err)
-	require.Equal(t, jobs.AbortAborted, res.Outcome)
-	require.NotContains(t, openUploads(t, b.ctx, b.s3, b.bucket), open[0].id)
+	require.Equal(t, multipart.OutcomeAborted, res.Outcome)
+	require.NotContains(t, testkit.OpenUploads(t, b.ctx, b.s3, b.bucket), open[0].ID)
 	require.Equal(t, "aborted", status(ids[5]))
 
 	// A second run finds nothing more.
@@ -128,7 +128,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 // a zero retention keeps everything.
 func TestMaintenancePrunesEventsInBatches(t *testing.T) {
 	t.Parallel()
-	b := setup(t, jobs.MultipartConfig{})
+	b := setup(t)
 	now := time.Now().UTC()
 	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO events (message_id, received_at, outcome, body)
 		SELECT 'old-' || g, $1::timestamptz - g * interval '1 second', 'processed', '{}' FROM generate_series(1, 2500) g`, now.Add(-31*24*time.Hour))
@@ -166,7 +166,7 @@ func TestMaintenancePrunesEventsInBatches(t *testing.T) {
 // a task neither POST /v1/jobs nor app backends can enqueue) and the jobs server runs it.
 func TestMaintenanceTaskEndToEnd(t *testing.T) {
 	t.Parallel()
-	b := setup(t, jobs.MultipartConfig{})
+	b := setup(t)
 	require.False(t, tasks.KnownType(jobs.TypeMaintenance), "not enqueueable through POST /v1/jobs")
 	row, err := b.st.Q.CreateUpload(b.ctx, dbq.CreateUploadParams{
 		ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: "uploads/alice/x/late.png", Method: "put",
@@ -179,7 +179,7 @@ func TestMaintenanceTaskEndToEnd(t *testing.T) {
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, ShutdownTimeout: 5 * time.Second, DelayedTaskCheckInterval: 100 * time.Millisecond},
 		jobs.NewMux(&jobs.Handlers{Maintenance: m}, b.metrics, b.log))
 	require.NoError(t, err)
-	sched, err := jobs.NewMaintenanceScheduler(jobs.MaintenanceSchedulerConfig{
+	sched, err := jobs.NewMaintenancePeriodic(jobs.MaintenancePeriodicConfig{
 		Redis: b.redis, Cron: "@every 1s", Log: b.log,
 		Payload: jobs.MaintenancePayload{EventsRetention: tasks.Duration(720 * time.Hour), ExpiryGrace: tasks.Duration(time.Hour)},
 	})

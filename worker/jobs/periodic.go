@@ -12,6 +12,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
+
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // PeriodicConfig configures [Periodic].
@@ -37,9 +39,10 @@ type PeriodicConfig struct {
 	Now func() time.Time
 }
 
-// Periodic enqueues one task every period with an asynq.Scheduler. Each period's task gets the ID
-// TaskID([SweepWindow](cron, now)), so any number of replicas running it enqueue one task per
-// period; the others get asynq.ErrTaskIDConflict, logged at debug level.
+// Periodic enqueues one task every period with an asynq.Scheduler: it is what the scheduler role
+// runs (one Periodic per periodic task). Each period's task gets the ID TaskID([PeriodStart](cron,
+// now)), so any number of replicas running it enqueue one task per period; the others get
+// asynq.ErrTaskIDConflict, logged at debug level.
 type Periodic struct {
 	cfg PeriodicConfig
 	log *slog.Logger
@@ -50,7 +53,7 @@ type Periodic struct {
 	mu sync.Mutex
 }
 
-// NewPeriodic checks cfg (including the cron spec) and returns the scheduler. Nothing connects
+// NewPeriodic checks cfg (including the cron spec) and returns the Periodic. Nothing connects
 // before Run.
 func NewPeriodic(cfg PeriodicConfig) (*Periodic, error) {
 	cfg.Cron = strings.TrimSpace(cfg.Cron)
@@ -91,7 +94,7 @@ func (p *Periodic) Run(ctx context.Context) error {
 
 func (p *Periodic) preEnqueue(_ *asynq.Task, opts []asynq.Option) {
 	p.mu.Lock() // released in postEnqueue, which asynq always calls after Enqueue
-	id := p.cfg.TaskID(SweepWindow(p.cfg.Cron, p.now()))
+	id := p.cfg.TaskID(PeriodStart(p.cfg.Cron, p.now()))
 	for i, o := range opts {
 		if o.Type() == asynq.TaskIDOpt {
 			opts[i] = asynq.TaskID(id)
@@ -109,4 +112,63 @@ func (p *Periodic) postEnqueue(info *asynq.TaskInfo, err error) {
 	default:
 		p.log.Warn(p.cfg.Name+" could not be enqueued", "err", err)
 	}
+}
+
+// PeriodStart returns the start of the period a Periodic firing at now belongs to. For "@every d"
+// specs it is now truncated to d (at least a second); for every other spec, whose ticks fall on
+// whole minutes, it is now rounded to the nearest minute, so replicas whose clocks differ by less
+// than 30 s name the same period.
+func PeriodStart(spec string, now time.Time) time.Time {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil {
+			return now.Truncate(max(d, time.Second))
+		}
+	}
+	return now.Round(time.Minute)
+}
+
+// SweepPeriodicConfig configures [NewSweepPeriodic].
+type SweepPeriodicConfig struct {
+	// Redis is asynq's connection (required).
+	Redis asynq.RedisConnOpt
+	// Bucket is swept every period (required).
+	Bucket string
+	// Prefix optionally limits the sweep.
+	Prefix string
+	// Cron is the schedule (required; see [PeriodicConfig]).
+	Cron string
+	// OlderThan is the age past which uploads intake did not create are aborted (required; intake's
+	// own wait for their deadline).
+	OlderThan time.Duration
+	// Location is the cron's time zone (default UTC).
+	Location *time.Location
+	// Log receives the Periodic's and asynq's logs (default: discard).
+	Log *slog.Logger
+	// Now is the clock used to name periods (default time.Now).
+	Now func() time.Time
+}
+
+// NewSweepPeriodic returns a [Periodic] that enqueues the multipart:sweep of the bucket every
+// period, once per period whatever the number of replicas (task ID tasks.SweepTaskID(bucket,
+// period start)).
+func NewSweepPeriodic(cfg SweepPeriodicConfig) (*Periodic, error) {
+	if cfg.Redis == nil || cfg.Bucket == "" || strings.TrimSpace(cfg.Cron) == "" {
+		return nil, errors.New("sweep periodic: Redis, bucket and cron spec are required")
+	}
+	task, err := tasks.NewSweep(tasks.Sweep{Bucket: cfg.Bucket, Prefix: cfg.Prefix, OlderThan: tasks.Duration(cfg.OlderThan)})
+	if err != nil {
+		return nil, fmt.Errorf("sweep periodic: %w", err)
+	}
+	return NewPeriodic(PeriodicConfig{
+		Redis: cfg.Redis, Name: "sweep", Task: task, Cron: cfg.Cron, Location: cfg.Location, Now: cfg.Now,
+		Log:    cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)).With("bucket", cfg.Bucket),
+		TaskID: func(window time.Time) string { return tasks.SweepTaskID(cfg.Bucket, window) },
+	})
+}
+
+func orNow(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
 }

@@ -12,7 +12,8 @@
 //     sniff, policy, record, act) again on one object.
 //   - [TypeSweep] ("multipart:sweep", queue [QueueLow]): list every open multipart upload of a
 //     bucket and abort those initiated before a threshold, including uploads intake did not create.
-//     The scheduler gives each period's sweep the ID [SweepTaskID] so that many replicas enqueue one.
+//     The scheduler role's cron gives each period's sweep the ID [SweepTaskID] so that many replicas
+//     enqueue one. intake never aborts its own uploads before their deadline, whatever the age.
 //
 // Payloads are JSON objects (field names in snake_case), validated by the constructors and again by
 // the handlers, so a task built by hand or posted to POST /v1/jobs gets the same checks.
@@ -31,8 +32,8 @@
 //	if err != nil { ... }
 //	info, err := tasks.Enqueue(ctx, client, task)
 //
-// [Scheduler] and [Canceller] are what intake's API and consumer use to schedule and cancel the
-// abort of a multipart upload.
+// [Aborts] and [Canceller] are what intake's API and consumer use to schedule and cancel the
+// abort of a multipart upload at its deadline.
 //
 // # Verdicts, for apps that run asynq
 //

@@ -50,23 +50,24 @@ func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Op
 // already queued.
 func Duplicate(info *asynq.TaskInfo) bool { return info != nil && info.State == 0 }
 
-// Scheduler schedules the abort of multipart uploads. The API calls ScheduleAbort right after it
-// creates an upload.
-type Scheduler struct {
+// Aborts arranges for multipart uploads to be aborted at their deadline: each ScheduleAbort
+// enqueues a delayed [TypeAbortMultipart] task (one per upload). intake's API calls it right after
+// it creates an upload; [Canceller] removes the task when the upload completes.
+type Aborts struct {
 	client Enqueuer
 }
 
-// NewScheduler returns a Scheduler that enqueues through c (usually an *asynq.Client).
-func NewScheduler(c Enqueuer) *Scheduler { return &Scheduler{client: c} }
+// NewAborts returns an Aborts that enqueues through c (usually an *asynq.Client).
+func NewAborts(c Enqueuer) *Aborts { return &Aborts{client: c} }
 
 // ScheduleAbort enqueues a [TypeAbortMultipart] task that aborts the upload at deadline if it is
 // still open. Scheduling the same upload twice is not an error (the first task stays).
-func (s *Scheduler) ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error {
+func (a *Aborts) ScheduleAbort(ctx context.Context, bucket, key, uploadID string, deadline time.Time) error {
 	task, err := NewAbortMultipart(AbortMultipart{Bucket: bucket, Key: key, UploadID: uploadID, Deadline: deadline})
 	if err != nil {
 		return err
 	}
-	if _, err := Enqueue(ctx, s.client, task); err != nil {
+	if _, err := Enqueue(ctx, a.client, task); err != nil {
 		return fmt.Errorf("schedule abort of upload %s: %w", uploadID, err)
 	}
 	return nil

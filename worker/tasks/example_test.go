@@ -8,7 +8,7 @@ import (
 )
 
 // Build the task that aborts a multipart upload if it is still open at its deadline. Enqueue it
-// with tasks.Enqueue (or tasks.Scheduler.ScheduleAbort) on an *asynq.Client.
+// with tasks.Enqueue (or tasks.Aborts.ScheduleAbort) on an *asynq.Client.
 func ExampleNewAbortMultipart() {
 	task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{
 		Bucket:   "uploads",

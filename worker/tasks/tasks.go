@@ -21,7 +21,8 @@ const (
 	TypeAbortMultipart = "multipart:abort"
 	// TypeInspectObject re-runs the pipeline on one object; payload [InspectObject].
 	TypeInspectObject = "object:inspect"
-	// TypeSweep aborts a bucket's stale multipart uploads; payload [Sweep].
+	// TypeSweep aborts a bucket's stale multipart uploads (intake's own only past their deadline);
+	// payload [Sweep].
 	TypeSweep = "multipart:sweep"
 )
 
@@ -187,7 +188,9 @@ type Sweep struct {
 	Bucket string `json:"bucket"`
 	// Prefix, when set, limits the sweep to keys starting with it.
 	Prefix string `json:"prefix,omitempty"`
-	// OlderThan is the age (from the upload's initiation) past which an upload is aborted.
+	// OlderThan is the age (from the upload's initiation) past which an upload intake did not
+	// create is aborted. intake's own uploads are aborted at their deadline, never before, whatever
+	// OlderThan says.
 	OlderThan Duration `json:"older_than"`
 }
 

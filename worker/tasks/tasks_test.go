@@ -174,7 +174,7 @@ func TestCanceller(t *testing.T) {
 	t.Cleanup(func() { _ = insp.Close() })
 	ctx := testkit.Context(t)
 	c := tasks.NewCanceller(insp)
-	s := tasks.NewScheduler(client)
+	s := tasks.NewAborts(client)
 
 	require.NoError(t, c.CancelMultipartAbort(ctx, "never-scheduled"), "no queue yet")
 	require.NoError(t, s.ScheduleAbort(ctx, "b", "k", "later", time.Now().Add(time.Hour)))

@@ -15,9 +15,9 @@ import (
 const aPICreateUpload = `-- name: APICreateUpload :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, expires_at, metadata)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        $10, $11, $12, $13)
+        $10, $11, $12, $13, $14)
 `
 
 type APICreateUploadParams struct {
@@ -32,6 +32,7 @@ type APICreateUploadParams struct {
 	SizeDeclared      bool
 	Sha256            []byte
 	MultipartUploadID *string
+	PartSize          *int64
 	ExpiresAt         time.Time
 	Metadata          []byte
 }
@@ -51,6 +52,7 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 		arg.SizeDeclared,
 		arg.Sha256,
 		arg.MultipartUploadID,
+		arg.PartSize,
 		arg.ExpiresAt,
 		arg.Metadata,
 	)
@@ -95,7 +97,7 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 }
 
 const aPIGetUpload = `-- name: APIGetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata FROM uploads WHERE id = $1 AND owner = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE id = $1 AND owner = $2
 `
 
 type APIGetUploadParams struct {
@@ -122,13 +124,14 @@ func (q *Queries) APIGetUpload(ctx context.Context, arg APIGetUploadParams) (Upl
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 		&i.Metadata,
 	)
 	return i, err
 }
 
 const aPIGetUploadByKey = `-- name: APIGetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
 `
 
 type APIGetUploadByKeyParams struct {
@@ -156,6 +159,7 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 		&i.Metadata,
 	)
 	return i, err
@@ -271,64 +275,4 @@ func (q *Queries) APIObjectOfUpload(ctx context.Context, arg APIObjectOfUploadPa
 		&i.VerdictSeq,
 	)
 	return i, err
-}
-
-const aPIRecordAbort = `-- name: APIRecordAbort :exec
-INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
-VALUES ($1, $2, $3, $4, 'api', $5)
-ON CONFLICT (bucket, upload_id) DO NOTHING
-`
-
-type APIRecordAbortParams struct {
-	Bucket    string
-	Key       string
-	UploadID  string
-	Initiated *time.Time
-	Outcome   string
-}
-
-func (q *Queries) APIRecordAbort(ctx context.Context, arg APIRecordAbortParams) error {
-	_, err := q.db.Exec(ctx, aPIRecordAbort,
-		arg.Bucket,
-		arg.Key,
-		arg.UploadID,
-		arg.Initiated,
-		arg.Outcome,
-	)
-	return err
-}
-
-const aPISetUploadStatus = `-- name: APISetUploadStatus :execrows
-WITH moved AS (
-    UPDATE uploads SET status = $1::text, updated_at = now()
-    WHERE uploads.id = $2 AND uploads.owner = $3 AND uploads.status = 'pending'
-    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.metadata
-), notified AS (
-    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
-    SELECT 'aborted:' || m.id, 'upload.aborted', m.id, m.bucket, m.key,
-           jsonb_strip_nulls(jsonb_build_object('upload_id', m.id, 'owner', m.owner, 'bucket', m.bucket,
-                              'key', m.key, 'method', m.method, 'filename', m.filename, 'status', 'aborted',
-                              'reason', 'api', 'multipart_upload_id', m.multipart_upload_id))
-           || CASE WHEN m.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', m.metadata) END
-    FROM moved m
-    WHERE m.status = 'aborted'
-    ON CONFLICT (dedupe_key) DO NOTHING
-)
-SELECT moved.id FROM moved
-`
-
-type APISetUploadStatusParams struct {
-	Status string
-	ID     uuid.UUID
-	Owner  string
-}
-
-// Moves a pending intent to completed or aborted; 0 rows means it was no longer pending. An abort
-// inserts its upload.aborted notification (reason api) in the same transaction (the outbox).
-func (q *Queries) APISetUploadStatus(ctx context.Context, arg APISetUploadStatusParams) (int64, error) {
-	result, err := q.db.Exec(ctx, aPISetUploadStatus, arg.Status, arg.ID, arg.Owner)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
 }

@@ -60,7 +60,10 @@ WITH up AS (
     RETURNING o.id, o.bucket, o.key, o.version_id, o.etag, o.size, o.content_type, o.sniffed_type, o.sha256, o.width, o.height, o.owner, o.upload_id, o.status, o.reason, o.sequencer, o.event_time, o.created_at, o.updated_at, o.verdict_seq
 ), done AS (
     UPDATE uploads SET status = 'completed', updated_at = now()
-    WHERE id = $18::uuid AND status IN ('pending', 'expired')
+    WHERE id = $18::uuid
+      AND (status IN ('pending', 'expired')
+           -- an abort that raced a complete may have marked it aborted: the object S3 showed wins
+           OR (status = 'aborted' AND $13::text NOT IN ('missing', 'deleted')))
     RETURNING id
 ), notified AS (
     -- The notification of the verdict, in the same transaction (transactional outbox): only for

@@ -15,12 +15,13 @@ import (
 const intentsInsertBatch = `-- name: IntentsInsertBatch :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, expires_at, metadata)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata)
 SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]),
        unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
        unnest($7::text[]), unnest($8::bigint[]), unnest($9::boolean[]),
        unnest($10::bytea[]), NULLIF(unnest($11::text[]), ''),
-       unnest($12::timestamptz[]), unnest($13::jsonb[])
+       NULLIF(unnest($12::bigint[]), 0), unnest($13::timestamptz[]),
+       unnest($14::jsonb[])
 `
 
 type IntentsInsertBatchParams struct {
@@ -35,6 +36,7 @@ type IntentsInsertBatchParams struct {
 	SizesDeclared      []bool
 	Sha256s            [][]byte
 	MultipartUploadIds []string
+	PartSizes          []int64
 	ExpiresAts         []time.Time
 	Metadatas          [][]byte
 }
@@ -43,7 +45,8 @@ type IntentsInsertBatchParams struct {
 // commit (one WAL flush) serves them all. The arrays are parallel (element i of each is row i, all
 // of the same length); set-returning functions in one select list advance in lock step.
 // A NULL multipart upload id is sent as an empty string (the generated []string cannot hold NULL
-// elements); a NULL sha256 or metadata is a nil element of the bytea[] or jsonb[] array.
+// elements); a NULL sha256 or metadata is a nil element of the bytea[] or jsonb[] array; a NULL
+// part size is sent as 0.
 func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatchParams) error {
 	_, err := q.db.Exec(ctx, intentsInsertBatch,
 		arg.Ids,
@@ -57,6 +60,7 @@ func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatch
 		arg.SizesDeclared,
 		arg.Sha256s,
 		arg.MultipartUploadIds,
+		arg.PartSizes,
 		arg.ExpiresAts,
 		arg.Metadatas,
 	)

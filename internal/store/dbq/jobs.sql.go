@@ -45,124 +45,66 @@ func (q *Queries) ListMultipartAborts(ctx context.Context, bucket string) ([]Mul
 	return items, nil
 }
 
-const recordMultipartAbort = `-- name: RecordMultipartAbort :one
-WITH intent AS (
-    UPDATE uploads
-    SET status = 'aborted', updated_at = now()
-    WHERE uploads.bucket = $1
-      AND uploads.multipart_upload_id = $2::text
-      AND uploads.status = 'pending'
-      AND $3::text = 'aborted'
-    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.metadata
-), notified AS (
-    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
-    SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,
-           jsonb_build_object('upload_id', i.id, 'owner', i.owner, 'bucket', i.bucket, 'key', i.key,
-                              'method', i.method, 'filename', i.filename, 'status', 'aborted',
-                              'reason', $4::text, 'multipart_upload_id', $2::text)
-           || CASE WHEN i.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', i.metadata) END
-    FROM intent i
-    ON CONFLICT (dedupe_key) DO NOTHING
-), recorded AS (
-    INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
-    VALUES ($1, $5, $2::text,
-            COALESCE($6::timestamptz,
-                     (SELECT u.created_at FROM uploads u
-                      WHERE u.bucket = $1 AND u.multipart_upload_id = $2::text)),
-            $4, $3::text)
-    ON CONFLICT (bucket, upload_id) DO NOTHING
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM intent)::bigint   AS intents_aborted,
-       (SELECT count(*) FROM recorded)::bigint AS recorded
+const multipartCompleted = `-- name: MultipartCompleted :execrows
+UPDATE uploads SET status = 'completed', updated_at = now()
+WHERE bucket = $1
+  AND multipart_upload_id = $2::text
+  AND status IN ('pending', 'expired', 'aborted')
 `
 
-type RecordMultipartAbortParams struct {
-	Bucket    string
-	UploadID  string
-	Outcome   string
-	Reason    string
-	Key       string
-	Initiated *time.Time
+type MultipartCompletedParams struct {
+	Bucket   string
+	UploadID string
 }
 
-type RecordMultipartAbortRow struct {
-	IntentsAborted int64
-	Recorded       int64
+// S3 completed the upload: its intent becomes completed, also when a racing abort had marked it
+// aborted or the expiry had marked it expired.
+func (q *Queries) MultipartCompleted(ctx context.Context, arg MultipartCompletedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, multipartCompleted, arg.Bucket, arg.UploadID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
-// Records one abort (reason deadline|sweep|api, outcome aborted|gone) and, when the upload was
-// really aborted, moves intake's intent for it (if any) from pending to aborted and inserts its
-// upload.aborted notification in the same transaction (the outbox). initiated falls back to the
-// intent's created_at. Recording twice is harmless: the first row wins.
-func (q *Queries) RecordMultipartAbort(ctx context.Context, arg RecordMultipartAbortParams) (RecordMultipartAbortRow, error) {
-	row := q.db.QueryRow(ctx, recordMultipartAbort,
-		arg.Bucket,
-		arg.UploadID,
-		arg.Outcome,
-		arg.Reason,
-		arg.Key,
-		arg.Initiated,
-	)
-	var i RecordMultipartAbortRow
-	err := row.Scan(&i.IntentsAborted, &i.Recorded)
-	return i, err
-}
-
-const stalePendingMultipart = `-- name: StalePendingMultipart :many
-SELECT u.id, u.key, u.multipart_upload_id::text AS upload_id, u.created_at
+const multipartIntents = `-- name: MultipartIntents :many
+SELECT u.id, u.key, u.multipart_upload_id::text AS upload_id, u.status, u.created_at, u.expires_at
 FROM uploads u
 WHERE u.bucket = $1
-  AND u.status = 'pending'
-  AND u.multipart_upload_id IS NOT NULL
-  AND u.created_at < $2
-  AND starts_with(u.key, $3::text)
-  AND (u.created_at, u.id) > ($4::timestamptz, $5::uuid)
-  AND NOT EXISTS (SELECT 1 FROM multipart_aborts a
-                  WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id)
-ORDER BY u.created_at, u.id
-LIMIT $6
+  AND u.multipart_upload_id = ANY($2::text[])
 `
 
-type StalePendingMultipartParams struct {
-	Bucket         string
-	Cutoff         time.Time
-	Prefix         string
-	AfterCreatedAt time.Time
-	AfterID        uuid.UUID
-	MaxRows        int32
+type MultipartIntentsParams struct {
+	Bucket    string
+	UploadIds []string
 }
 
-type StalePendingMultipartRow struct {
+type MultipartIntentsRow struct {
 	ID        uuid.UUID
 	Key       string
 	UploadID  string
+	Status    string
 	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
-// Pending multipart intents of a bucket created before cutoff, under prefix, that no abort has been
-// recorded for yet; keyset pagination on (created_at, id).
-func (q *Queries) StalePendingMultipart(ctx context.Context, arg StalePendingMultipartParams) ([]StalePendingMultipartRow, error) {
-	rows, err := q.db.Query(ctx, stalePendingMultipart,
-		arg.Bucket,
-		arg.Cutoff,
-		arg.Prefix,
-		arg.AfterCreatedAt,
-		arg.AfterID,
-		arg.MaxRows,
-	)
+// intake's intents for some upload ids of a bucket (the sweep's fence: one query per listing page).
+func (q *Queries) MultipartIntents(ctx context.Context, arg MultipartIntentsParams) ([]MultipartIntentsRow, error) {
+	rows, err := q.db.Query(ctx, multipartIntents, arg.Bucket, arg.UploadIds)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []StalePendingMultipartRow{}
+	items := []MultipartIntentsRow{}
 	for rows.Next() {
-		var i StalePendingMultipartRow
+		var i MultipartIntentsRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.Key,
 			&i.UploadID,
+			&i.Status,
 			&i.CreatedAt,
+			&i.ExpiresAt,
 		); err != nil {
 			return nil, err
 		}
@@ -172,4 +114,152 @@ func (q *Queries) StalePendingMultipart(ctx context.Context, arg StalePendingMul
 		return nil, err
 	}
 	return items, nil
+}
+
+const overdueMultipart = `-- name: OverdueMultipart :many
+SELECT u.id, u.key, u.multipart_upload_id::text AS upload_id, u.status, u.created_at, u.expires_at
+FROM uploads u
+WHERE u.bucket = $1
+  AND u.status = 'pending'
+  AND u.multipart_upload_id IS NOT NULL
+  AND u.expires_at < $2
+  AND starts_with(u.key, $3::text)
+  AND (u.expires_at, u.id) > ($4::timestamptz, $5::uuid)
+  AND NOT EXISTS (SELECT 1 FROM multipart_aborts a
+                  WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id)
+ORDER BY u.expires_at, u.id
+LIMIT $6
+`
+
+type OverdueMultipartParams struct {
+	Bucket         string
+	Now            time.Time
+	Prefix         string
+	AfterExpiresAt time.Time
+	AfterID        uuid.UUID
+	MaxRows        int32
+}
+
+type OverdueMultipartRow struct {
+	ID        uuid.UUID
+	Key       string
+	UploadID  string
+	Status    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// intake's multipart uploads of a bucket past their deadline (expires_at before now), under prefix,
+// still pending and with no abort recorded; keyset pagination on (expires_at, id), a range of
+// uploads_pending_expires_idx. (The maintenance task expires a multipart intent only once an abort
+// is recorded, so no expired intent waits for one.)
+func (q *Queries) OverdueMultipart(ctx context.Context, arg OverdueMultipartParams) ([]OverdueMultipartRow, error) {
+	rows, err := q.db.Query(ctx, overdueMultipart,
+		arg.Bucket,
+		arg.Now,
+		arg.Prefix,
+		arg.AfterExpiresAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []OverdueMultipartRow{}
+	for rows.Next() {
+		var i OverdueMultipartRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Key,
+			&i.UploadID,
+			&i.Status,
+			&i.CreatedAt,
+			&i.ExpiresAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const recordMultipartAbort = `-- name: RecordMultipartAbort :one
+
+WITH intent AS (
+    UPDATE uploads
+    SET status = CASE WHEN $1::boolean THEN 'completed' ELSE 'aborted' END,
+        updated_at = now()
+    WHERE uploads.bucket = $2
+      AND uploads.multipart_upload_id = $3::text
+      AND $4::boolean
+      AND (uploads.status IN ('pending', 'expired')
+           OR ($1::boolean AND uploads.status = 'aborted'))
+    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.part_size, uploads.metadata
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,
+           jsonb_build_object('upload_id', i.id, 'owner', i.owner, 'bucket', i.bucket, 'key', i.key,
+                              'method', i.method, 'filename', i.filename, 'status', 'aborted',
+                              'reason', $5::text, 'multipart_upload_id', $3::text)
+           || CASE WHEN i.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', i.metadata) END
+    FROM intent i
+    WHERE i.status = 'aborted'
+    ON CONFLICT (dedupe_key) DO NOTHING
+), recorded AS (
+    INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
+    VALUES ($2, $6, $3::text,
+            COALESCE($7::timestamptz,
+                     (SELECT u.created_at FROM uploads u
+                      WHERE u.bucket = $2 AND u.multipart_upload_id = $3::text)),
+            $5, $8::text)
+    ON CONFLICT (bucket, upload_id) DO NOTHING
+    RETURNING 1
+)
+SELECT COALESCE((SELECT status FROM intent), '')::text AS intent_status,
+       (SELECT count(*) FROM recorded)::bigint          AS recorded
+`
+
+type RecordMultipartAbortParams struct {
+	ObjectExists bool
+	Bucket       string
+	UploadID     string
+	Settle       bool
+	Reason       string
+	Key          string
+	Initiated    *time.Time
+	Outcome      string
+}
+
+type RecordMultipartAbortRow struct {
+	IntentStatus string
+	Recorded     int64
+}
+
+// Queries of internal/multipart (through the store.Multipart adapter): aborts, completions and the
+// sweep's view of intake's own uploads. The file keeps its old name for history.
+// Records one abort (reason deadline|sweep|api|too_large, outcome aborted|gone) and settles intake's
+// intent for the upload (if any) by what S3 showed after the abort, when it was looked at
+// (settle): an object at the key means the upload was completed (pending, expired or aborted →
+// completed); no object means it is aborted (pending or expired → aborted). Without settle the
+// intent is left alone. initiated falls back to the intent's created_at. Recording twice is
+// harmless: the first row wins, and the intent is settled by every call. An intent settled aborted
+// gets its upload.aborted notification in the same transaction (the outbox), once.
+func (q *Queries) RecordMultipartAbort(ctx context.Context, arg RecordMultipartAbortParams) (RecordMultipartAbortRow, error) {
+	row := q.db.QueryRow(ctx, recordMultipartAbort,
+		arg.ObjectExists,
+		arg.Bucket,
+		arg.UploadID,
+		arg.Settle,
+		arg.Reason,
+		arg.Key,
+		arg.Initiated,
+		arg.Outcome,
+	)
+	var i RecordMultipartAbortRow
+	err := row.Scan(&i.IntentStatus, &i.Recorded)
+	return i, err
 }

@@ -85,5 +85,6 @@ type Upload struct {
 	ExpiresAt         time.Time
 	UpdatedAt         time.Time
 	SizeDeclared      bool
+	PartSize          *int64
 	Metadata          []byte
 }

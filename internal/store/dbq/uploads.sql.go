@@ -17,7 +17,7 @@ INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, siz
                      multipart_upload_id, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
         $10, $11)
-RETURNING id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata
+RETURNING id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata
 `
 
 type CreateUploadParams struct {
@@ -65,13 +65,14 @@ func (q *Queries) CreateUpload(ctx context.Context, arg CreateUploadParams) (Upl
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 		&i.Metadata,
 	)
 	return i, err
 }
 
 const getUpload = `-- name: GetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata FROM uploads WHERE id = $1
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE id = $1
 `
 
 func (q *Queries) GetUpload(ctx context.Context, id uuid.UUID) (Upload, error) {
@@ -93,13 +94,14 @@ func (q *Queries) GetUpload(ctx context.Context, id uuid.UUID) (Upload, error) {
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 		&i.Metadata,
 	)
 	return i, err
 }
 
 const getUploadByKey = `-- name: GetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, metadata FROM uploads WHERE bucket = $1 AND key = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE bucket = $1 AND key = $2
 `
 
 type GetUploadByKeyParams struct {
@@ -126,6 +128,7 @@ func (q *Queries) GetUploadByKey(ctx context.Context, arg GetUploadByKeyParams) 
 		&i.ExpiresAt,
 		&i.UpdatedAt,
 		&i.SizeDeclared,
+		&i.PartSize,
 		&i.Metadata,
 	)
 	return i, err

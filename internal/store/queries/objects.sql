@@ -62,7 +62,10 @@ WITH up AS (
     RETURNING o.*
 ), done AS (
     UPDATE uploads SET status = 'completed', updated_at = now()
-    WHERE id = sqlc.narg('complete_intent')::uuid AND status IN ('pending', 'expired')
+    WHERE id = sqlc.narg('complete_intent')::uuid
+      AND (status IN ('pending', 'expired')
+           -- an abort that raced a complete may have marked it aborted: the object S3 showed wins
+           OR (status = 'aborted' AND @status::text NOT IN ('missing', 'deleted')))
     RETURNING id
 ), notified AS (
     -- The notification of the verdict, in the same transaction (transactional outbox): only for

@@ -1,4 +1,4 @@
-package jobs_test
+package multipart_test
 
 import (
 	"context"
@@ -8,28 +8,29 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/testkit"
 )
 
-// BenchmarkSweep10k sweeps 10,000 stale multipart uploads in MinIO (ListParts, abort and one
-// PostgreSQL row each, 16 at a time) and reports aborts per second. Creating the uploads (64 at a
-// time) is not timed. Target: the whole sweep within 60 s.
+// BenchmarkSweep10k sweeps 10,000 stale multipart uploads in MinIO (the listing's intent lookups,
+// ListParts, abort and one PostgreSQL row each, 16 at a time) and reports aborts per second.
+// Creating the uploads (64 at a time) is not timed. Target: the whole sweep within 60 s.
 func BenchmarkSweep10k(b *testing.B) {
 	const n = 10_000
-	bb := setup(b, jobs.MultipartConfig{})
+	bb := setup(b, multipart.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var took time.Duration
 	for i := range b.N {
 		b.StopTimer()
 		created := time.Now()
-		createUploads(b, ctx, bb.s3, bb.bucket, keys(fmt.Sprintf("bench/%d/", i), n), 64)
+		testkit.CreateUploads(b, ctx, bb.s3, bb.bucket, keys(fmt.Sprintf("bench/%d/", i), n), 64)
 		b.Logf("created %d uploads in %s", n, time.Since(created).Round(time.Millisecond))
 		time.Sleep(1100 * time.Millisecond)
 		b.StartTimer()
 
 		start := time.Now()
-		rep, err := bb.mp.Sweep(ctx, jobs.SweepOptions{Bucket: bb.bucket, OlderThan: time.Second})
+		rep, err := bb.mp.Sweep(ctx, multipart.SweepOptions{Bucket: bb.bucket, OlderThan: time.Second})
 		took += time.Since(start)
 		b.StopTimer()
 		require.NoError(b, err)

@@ -1,0 +1,461 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	mpart "github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+const mib = 1 << 20
+
+// mpUpload is a multipart upload created through the API, as its tenant sees it.
+type mpUpload struct {
+	id, key, uploadID string
+	// uppy: created through POST /s3/multipart (its routes take ?key= and the S3 upload id).
+	uppy bool
+}
+
+// createMP creates a multipart upload through /v1 (body) or, with uppy, through POST /s3/multipart.
+func (b *testBundle) createMP(t *testing.T, key string, body map[string]any, uppy bool) mpUpload {
+	t.Helper()
+	if uppy {
+		status, _, resp := b.call(t, "POST", "/s3/multipart", key, body)
+		require.Equal(t, http.StatusOK, status, resp)
+		u := mpUpload{key: resp["key"].(string), uploadID: resp["uploadId"].(string), uppy: true}
+		require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT id::text FROM uploads WHERE key = $1", u.key).Scan(&u.id))
+		return u
+	}
+	status, _, resp := b.call(t, "POST", "/v1/uploads", key, body)
+	require.Equal(t, http.StatusCreated, status, resp)
+	return mpUpload{id: resp["id"].(string), key: resp["key"].(string), uploadID: resp["upload_id"].(string)}
+}
+
+// signPart presigns part n as the caller and returns the status and the URL (and signed size).
+func (b *testBundle) signPart(t *testing.T, apiKey string, u mpUpload, n int) (int, string, int64) {
+	t.Helper()
+	if u.uppy {
+		status, _, resp := b.call(t, "GET", "/s3/multipart/"+url.PathEscape(u.uploadID)+fmt.Sprintf("/%d", n)+"?key="+url.QueryEscape(u.key), apiKey, nil)
+		if status != http.StatusOK {
+			return status, "", 0
+		}
+		return status, resp["url"].(string), 0
+	}
+	status, _, resp := b.call(t, "POST", "/v1/uploads/"+u.id+"/parts", apiKey, map[string]any{"part_numbers": []int{n}})
+	if status != http.StatusOK {
+		return status, "", 0
+	}
+	p := resp["parts"].([]any)[0].(map[string]any)
+	size, _ := p["size"].(float64)
+	return status, p["url"].(string), int64(size)
+}
+
+// putPart uploads body to a part URL and returns S3's status and the ETag.
+func putPart(t *testing.T, partURL string, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, partURL, bytes.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("ETag")
+}
+
+// uploadParts signs and uploads the parts (sizes in order) as the owner and returns the parts to
+// complete with (in the route family's shape).
+func (b *testBundle) uploadParts(t *testing.T, apiKey string, u mpUpload, sizes ...int) []map[string]any {
+	t.Helper()
+	var parts []map[string]any
+	for i, size := range sizes {
+		status, partURL, _ := b.signPart(t, apiKey, u, i+1)
+		require.Equal(t, http.StatusOK, status, "sign part %d", i+1)
+		code, etag := putPart(t, partURL, bytes.Repeat([]byte{byte(i)}, size))
+		require.Equal(t, http.StatusOK, code, "upload part %d", i+1)
+		if u.uppy {
+			parts = append(parts, map[string]any{"PartNumber": i + 1, "ETag": etag})
+		} else {
+			parts = append(parts, map[string]any{"part_number": i + 1, "etag": etag})
+		}
+	}
+	return parts
+}
+
+// complete sends the complete request of u's route family.
+func (b *testBundle) completeMP(t *testing.T, apiKey string, u mpUpload, body any) (int, map[string]any) {
+	t.Helper()
+	path := "/v1/uploads/" + u.id + "/complete"
+	if u.uppy {
+		path = "/s3/multipart/" + url.PathEscape(u.uploadID) + "/complete?key=" + url.QueryEscape(u.key)
+	}
+	status, _, resp := b.call(t, "POST", path, apiKey, body)
+	return status, resp
+}
+
+// state is what S3 and PostgreSQL hold for u.
+type mpState struct {
+	open, object bool
+	parts        int
+	status       string
+	abortReason  string
+	objectRows   int
+}
+
+func (b *testBundle) state(t *testing.T, u mpUpload) mpState {
+	t.Helper()
+	ctx := context.Background()
+	var s mpState
+	_, s.open = testkit.OpenUploads(t, ctx, b.s3, b.bucket)[u.uploadID]
+	if s.open {
+		parts, err := b.mp.Parts(ctx, b.bucket, u.key, u.uploadID)
+		require.NoError(t, err)
+		s.parts = len(parts)
+	}
+	_, err := b.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(u.key)})
+	s.object = err == nil
+	require.NoError(t, b.st.Pool.QueryRow(ctx, "SELECT status FROM uploads WHERE id = $1", u.id).Scan(&s.status))
+	_ = b.st.Pool.QueryRow(ctx, "SELECT reason FROM multipart_aborts WHERE upload_id = $1", u.uploadID).Scan(&s.abortReason)
+	require.NoError(t, b.st.Pool.QueryRow(ctx, "SELECT count(*) FROM objects WHERE key = $1", u.key).Scan(&s.objectRows))
+	return s
+}
+
+// TestMultipartAttacks holds the attacks on the multipart routes (issue 12 items 2-4): each names
+// the attacker, what they send, the status they must get, and checks what must NOT happen.
+func TestMultipartAttacks(t *testing.T) {
+	t.Parallel()
+	b := setup(t) // policy max_size: maxPolicy (20 MiB)
+	v1 := func(size int64, extra ...any) map[string]any {
+		m := map[string]any{"filename": "f.bin", "content_type": "application/octet-stream", "size": size, "method": "multipart"}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i].(string)] = extra[i+1]
+		}
+		return m
+	}
+	uppy := func(meta map[string]any) map[string]any {
+		return map[string]any{"filename": "f.bin", "type": "application/octet-stream", "metadata": meta}
+	}
+	refusedAndAborted := func(t *testing.T, s mpState) {
+		require.False(t, s.object, "nothing completed")
+		require.False(t, s.open, "the upload is aborted in MinIO")
+		require.Equal(t, "aborted", s.status, "the intent is aborted")
+		require.Equal(t, "too_large", s.abortReason)
+		require.Zero(t, s.objectRows, "nothing recorded")
+	}
+	stillOpen := func(t *testing.T, s mpState) {
+		require.False(t, s.object, "nothing completed")
+		require.True(t, s.open, "the upload is not aborted")
+		require.Equal(t, "pending", s.status)
+		require.Empty(t, s.abortReason)
+	}
+
+	for _, tc := range []struct {
+		attacker string
+		create   map[string]any
+		uppy     bool
+		// attack sends the request and returns its status.
+		attack func(t *testing.T, u mpUpload) int
+		want   int
+		// mustNot checks the side effects that must not happen.
+		mustNot func(t *testing.T, s mpState)
+	}{
+		{
+			attacker: "tenant declaring 1 byte, uploading 5 MiB as its one part, then completing",
+			create:   v1(1),
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _ := b.completeMP(t, aliceKey, u, map[string]any{"parts": b.uploadParts(t, aliceKey, u, 5*mib)})
+				return status
+			},
+			want: http.StatusUnprocessableEntity, mustNot: refusedAndAborted,
+		},
+		{
+			attacker: "tenant declaring 1 byte, asking for a second part URL",
+			create:   v1(1),
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _, _ := b.signPart(t, aliceKey, u, 2)
+				return status
+			},
+			want: http.StatusBadRequest, mustNot: stillOpen,
+		},
+		{
+			attacker: "tenant declaring 12 MiB in 5 MiB parts, uploading 6 MiB to part 1's URL",
+			create:   v1(12*mib, "part_size", 5*mib),
+			attack: func(t *testing.T, u mpUpload) int {
+				status, partURL, size := b.signPart(t, aliceKey, u, 1)
+				require.Equal(t, http.StatusOK, status)
+				require.EqualValues(t, 5*mib, size, "the part's length is signed")
+				code, _ := putPart(t, partURL, make([]byte, 6*mib))
+				return code // S3's answer
+			},
+			want: http.StatusForbidden,
+			mustNot: func(t *testing.T, s mpState) {
+				stillOpen(t, s)
+				require.Empty(t, s.parts, "no part stored")
+			},
+		},
+		{
+			attacker: "Uppy client declaring metadata.size 1, uploading 5 MiB",
+			create:   uppy(map[string]any{"size": 1}), uppy: true,
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _ := b.completeMP(t, aliceKey, u, map[string]any{"parts": b.uploadParts(t, aliceKey, u, 5*mib)})
+				return status
+			},
+			want: http.StatusUnprocessableEntity, mustNot: refusedAndAborted,
+		},
+		{
+			attacker: "Uppy client without a size, uploading 21 MiB (policy max 20 MiB)",
+			create:   uppy(nil), uppy: true,
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _ := b.completeMP(t, aliceKey, u, map[string]any{"parts": b.uploadParts(t, aliceKey, u, 5*mib, 5*mib, 5*mib, 6*mib)})
+				return status
+			},
+			want: http.StatusUnprocessableEntity, mustNot: refusedAndAborted,
+		},
+		{
+			attacker: "Uppy client without a size, asking for part 5 (4 parts of 5 MiB reach the 20 MiB policy max)",
+			create:   uppy(nil), uppy: true,
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _, _ := b.signPart(t, aliceKey, u, 5)
+				return status
+			},
+			want: http.StatusBadRequest, mustNot: stillOpen,
+		},
+		{
+			attacker: "Uppy client sending a huge complete (3 MiB of parts)",
+			create:   uppy(nil), uppy: true,
+			attack: func(t *testing.T, u mpUpload) int {
+				parts := make([]map[string]any, 12000)
+				for i := range parts {
+					parts[i] = map[string]any{"PartNumber": i%10000 + 1, "ETag": strings.Repeat("e", 250)}
+				}
+				status, _ := b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+				return status
+			},
+			want: http.StatusRequestEntityTooLarge, mustNot: stillOpen,
+		},
+		{
+			attacker: "another tenant completing alice's upload (its id)",
+			create:   v1(6 * mib),
+			attack: func(t *testing.T, u mpUpload) int {
+				parts := b.uploadParts(t, aliceKey, u, 5*mib, mib)
+				status, _ := b.completeMP(t, bobKey, u, map[string]any{"parts": parts})
+				return status
+			},
+			want: http.StatusNotFound, mustNot: stillOpen,
+		},
+		{
+			attacker: "another tenant aborting alice's upload (its id)",
+			create:   v1(6 * mib),
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _, _ := b.call(t, "DELETE", "/v1/uploads/"+u.id, bobKey, nil)
+				return status
+			},
+			want: http.StatusNotFound, mustNot: stillOpen,
+		},
+		{
+			attacker: "another tenant aborting alice's Uppy upload (its S3 upload id and key)",
+			create:   uppy(nil), uppy: true,
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _, _ := b.call(t, "DELETE", "/s3/multipart/"+url.PathEscape(u.uploadID)+"?key="+url.QueryEscape(u.key), bobKey, nil)
+				return status
+			},
+			want: http.StatusNotFound, mustNot: stillOpen,
+		},
+		{
+			attacker: "another tenant signing parts of alice's upload",
+			create:   v1(6 * mib),
+			attack: func(t *testing.T, u mpUpload) int {
+				status, _, _ := b.signPart(t, bobKey, u, 1)
+				return status
+			},
+			want: http.StatusNotFound, mustNot: stillOpen,
+		},
+	} {
+		t.Run(tc.attacker, func(t *testing.T) {
+			u := b.createMP(t, aliceKey, tc.create, tc.uppy)
+			status := tc.attack(t, u)
+			require.Equal(t, tc.want, status, tc.attacker)
+			tc.mustNot(t, b.state(t, u))
+		})
+	}
+}
+
+// TestCompleteBodyLimit is issue 12.3: a complete listing 10,000 parts (long etags) is not refused
+// for its size, on /v1 and on Uppy's route; it fails later, for what it names.
+func TestCompleteBodyLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, uppy := range []bool{false, true} {
+		var u mpUpload
+		if uppy {
+			u = b.createMP(t, aliceKey, map[string]any{"filename": "big.bin", "type": "application/octet-stream"}, true)
+		} else {
+			u = b.createMP(t, aliceKey, map[string]any{"filename": "big.bin", "content_type": "application/octet-stream", "size": maxPolicy, "method": "multipart"}, false)
+		}
+		parts := make([]map[string]any, mpart.MaxParts)
+		etag := `"` + strings.Repeat("0123456789abcdef", 7) + `-10000"`
+		for i := range parts {
+			if uppy {
+				parts[i] = map[string]any{"PartNumber": i + 1, "ETag": etag}
+			} else {
+				parts[i] = map[string]any{"part_number": i + 1, "etag": etag}
+			}
+		}
+		status, resp := b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+		require.NotEqual(t, http.StatusRequestEntityTooLarge, status, "uppy %v: %v", uppy, resp)
+		require.Equal(t, http.StatusBadRequest, status, "uppy %v: %v", uppy, resp)
+		require.Contains(t, fmt.Sprint(resp), "part 1 was not uploaded")
+		require.True(t, b.state(t, u).open)
+	}
+}
+
+// TestAbortRacingComplete is issue 12.4: a tenant's complete and abort of the same upload, sent at
+// once, many times over. Whichever S3 lets win, the intent's status must agree with S3 at the end:
+// completed when the object exists, aborted when it does not.
+func TestAbortRacingComplete(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	// The interleaving that free-running rounds rarely hit on a fast local MinIO, held still: the
+	// complete has landed in S3 but its row update has not (the complete request is between its two
+	// steps, or its update failed), and the abort comes now. S3 answers NoSuchUpload; the object
+	// exists, so the intent must end completed, and the tenant is told the abort did not happen.
+	body := []byte("held")
+	u := b.createMP(t, aliceKey, map[string]any{"filename": "held.bin", "content_type": "application/octet-stream",
+		"size": len(body), "method": "multipart"}, false)
+	_, partURL, _ := b.signPart(t, aliceKey, u, 1)
+	code, etag := putPart(t, partURL, body)
+	require.Equal(t, http.StatusOK, code)
+	_, err := b.s3.CompleteMultipartUpload(context.Background(), &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(u.key),
+		UploadId: aws.String(u.uploadID), MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{{PartNumber: aws.Int32(1), ETag: aws.String(etag)}}}})
+	require.NoError(t, err)
+	status, _, resp := b.call(t, "DELETE", "/v1/uploads/"+u.id, aliceKey, nil)
+	require.Equal(t, http.StatusConflict, status, resp)
+	s := b.state(t, u)
+	require.True(t, s.object)
+	require.Equal(t, "completed", s.status, "the object exists: the intent is completed, not aborted")
+
+	const rounds = 40
+	seen := map[string]int{}
+	for i := range rounds {
+		body := []byte(fmt.Sprintf("round %d", i))
+		u := b.createMP(t, aliceKey, map[string]any{"filename": fmt.Sprintf("r%d.bin", i), "content_type": "application/octet-stream",
+			"size": len(body), "method": "multipart"}, false)
+		_, partURL, _ := b.signPart(t, aliceKey, u, 1)
+		code, etag := putPart(t, partURL, body)
+		require.Equal(t, http.StatusOK, code)
+
+		start := make(chan struct{})
+		var completeStatus, abortStatus int
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			completeStatus, _ = b.completeMP(t, aliceKey, u, map[string]any{"parts": []map[string]any{{"part_number": 1, "etag": etag}}})
+		})
+		wg.Go(func() {
+			<-start
+			abortStatus, _, _ = b.call(t, "DELETE", "/v1/uploads/"+u.id, aliceKey, nil)
+		})
+		close(start)
+		wg.Wait()
+
+		s := b.state(t, u)
+		require.False(t, s.open, "round %d: the upload is closed either way", i)
+		if s.object {
+			require.Equal(t, "completed", s.status, "round %d: the object exists (complete %d, abort %d)", i, completeStatus, abortStatus)
+		} else {
+			require.Equal(t, "aborted", s.status, "round %d: no object (complete %d, abort %d)", i, completeStatus, abortStatus)
+			require.NotEqual(t, http.StatusOK, completeStatus, "round %d: complete said yes but there is no object", i)
+		}
+		seen[fmt.Sprintf("complete %d, abort %d, object %v", completeStatus, abortStatus, s.object)]++
+	}
+	t.Logf("outcomes over %d rounds: %v", rounds, seen)
+}
+
+// TestMultipartWithRedisDown is "an abort that could not be scheduled is not lost": with the
+// API's asynq client pointed at a closed port, creating a multipart upload still succeeds (the
+// failure is logged and counted), and the sweep, run after the upload's deadline, aborts it
+// although the upload is younger than the sweep age: PostgreSQL's expires_at is the guarantee.
+func TestMultipartWithRedisDown(t *testing.T) {
+	t.Parallel()
+	dead := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
+	t.Cleanup(func() { _ = dead.Close() })
+	b := setup(t, setupOpts{aborts: tasks.NewAborts(dead)})
+
+	u := b.createMP(t, aliceKey, map[string]any{"filename": "orphan.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart"}, false)
+	require.Equal(t, 1.0, testkit.Value(t, b.api.metrics.unscheduled), "the failed scheduling is counted")
+	require.True(t, b.state(t, u).open)
+
+	// The sweep before the deadline keeps it; after the deadline (2 h in setup) it aborts it, with
+	// a sweep age (24 h) the upload is far from.
+	for _, tc := range []struct {
+		at   time.Time
+		open bool
+	}{{time.Now(), true}, {time.Now().Add(3 * time.Hour), false}} {
+		mp, err := mpart.New(mpart.Config{S3: b.s3, Store: b.st.Multipart(), Now: func() time.Time { return tc.at }})
+		require.NoError(t, err)
+		rep, err := mp.Sweep(context.Background(), mpart.SweepOptions{Bucket: b.bucket, OlderThan: 24 * time.Hour})
+		require.NoError(t, err)
+		s := b.state(t, u)
+		require.Equal(t, tc.open, s.open, "sweep at %s: %+v", tc.at, rep)
+		if !tc.open {
+			require.Equal(t, 1, rep.Aborted)
+			require.Equal(t, "aborted", s.status)
+			require.Equal(t, "sweep", s.abortReason)
+		}
+	}
+}
+
+// TestMultipartPartSize: a /v1 client that declares its part size gets part URLs with their
+// Content-Length signed (the last part the rest), and completes.
+func TestMultipartPartSize(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "sized.bin", "content_type": "application/octet-stream", "size": 12 * mib, "part_size": 5 * mib,
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	require.Equal(t, "multipart", resp["method"], "a part size implies multipart")
+	require.EqualValues(t, 5*mib, resp["part_size"])
+	require.EqualValues(t, 3, resp["max_parts"])
+	u := mpUpload{id: resp["id"].(string), key: resp["key"].(string), uploadID: resp["upload_id"].(string)}
+
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+u.id+"/parts", aliceKey, map[string]any{"part_numbers": []int{1, 2, 3}})
+	require.Equal(t, http.StatusOK, status, resp)
+	var parts []map[string]any
+	for i, p := range resp["parts"].([]any) {
+		pm := p.(map[string]any)
+		size := int(pm["size"].(float64))
+		require.Equal(t, []int{5 * mib, 5 * mib, 2 * mib}[i], size)
+		code, etag := putPart(t, pm["url"].(string), make([]byte, size))
+		require.Equal(t, http.StatusOK, code)
+		parts = append(parts, map[string]any{"part_number": i + 1, "etag": etag})
+	}
+	status, resp = b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+	require.Equal(t, http.StatusOK, status, resp)
+	require.EqualValues(t, 12*mib, resp["size"])
+	require.Equal(t, "completed", b.state(t, u).status)
+
+	for _, bad := range []map[string]any{
+		{"filename": "a", "content_type": "image/png", "size": 12 * mib, "part_size": mib},                      // below S3's minimum
+		{"filename": "a", "content_type": "image/png", "size": 12 * mib, "part_size": 5 * mib, "method": "put"}, // not multipart
+		{"filename": "a", "content_type": "image/png", "size": 12 * mib, "part_size": 0},
+	} {
+		status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, bad)
+		require.Equal(t, http.StatusBadRequest, status, "%v: %v", bad, resp)
+		require.Equal(t, ProblemBase+"invalid-size", resp["type"])
+	}
+}

@@ -1,0 +1,164 @@
+package multipart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/intakehq/intake/internal/objstore"
+)
+
+// AbortRequest names one upload to abort.
+type AbortRequest struct {
+	// Bucket, Key and UploadID identify the upload.
+	Bucket, Key, UploadID string
+	// Initiated is when the upload started, if known (else the intent's created_at is recorded).
+	Initiated *time.Time
+	// Reason is one of the Reason constants.
+	Reason string
+	// Foreign says the upload has no intake intent (a sweep found it in the listing only): the key
+	// is not looked at after the abort, since no intent waits for the answer.
+	Foreign bool
+}
+
+// AbortResult says what Abort did.
+type AbortResult struct {
+	// Outcome is OutcomeAborted or OutcomeGone.
+	Outcome string
+	// Bytes is the sum of the upload's part sizes before the abort (when BytesKnown).
+	Bytes int64
+	// BytesKnown is false when the parts could not be listed (the abort still went ahead).
+	BytesKnown bool
+	// Object is what S3 showed at the key after the abort.
+	Object ObjectState
+	// IntentStatus is the status intake's intent was moved to (StatusAborted, or StatusCompleted
+	// when the upload turned out to be complete), "" when no intent moved.
+	IntentStatus string
+}
+
+// Abort sums the upload's parts, aborts it, looks at its key and records the outcome, settling
+// intake's intent by what S3 shows (see the package documentation, "States"). An upload that no
+// longer exists is "gone", not an error. Errors wrap S3's (objstore.IsRetryable tells whether trying
+// again may help) or ErrStore.
+func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
+	res := AbortResult{Outcome: OutcomeAborted}
+	parts, err := s.Parts(ctx, req.Bucket, req.Key, req.UploadID)
+	switch {
+	case err == nil:
+		res.BytesKnown = true
+		for _, p := range parts {
+			res.Bytes += p.Size
+		}
+	case objstore.IsNotFound(err):
+		res.Outcome = OutcomeGone
+	default:
+		if ctx.Err() != nil {
+			return res, err
+		}
+		s.log.WarnContext(ctx, "list parts failed; aborting without counting bytes",
+			"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "err", err)
+	}
+	if res.Outcome == OutcomeAborted {
+		switch err := s.abortS3(ctx, req.Bucket, req.Key, req.UploadID); {
+		case err == nil:
+		case objstore.IsNotFound(err):
+			res.Outcome = OutcomeGone
+		default:
+			return res, fmt.Errorf("abort upload %s of %q: %w", req.UploadID, req.Key, err)
+		}
+	}
+	if res.Outcome == OutcomeGone {
+		res.Bytes, res.BytesKnown = 0, false
+	}
+
+	var lookErr error
+	if !req.Foreign {
+		// S3 answering the abort does not tell whether the upload completed: AWS may accept the
+		// abort of an upload completed moments before, and a complete racing this abort may land
+		// either side of it. The object at the key does tell.
+		res.Object, lookErr = s.objectAt(ctx, req.Bucket, req.Key)
+	}
+	status, err := s.record(ctx, AbortRecord{
+		Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated,
+		Reason: req.Reason, Outcome: res.Outcome, Object: res.Object,
+	})
+	if err != nil {
+		// The abort itself is done; a retry finds the upload gone and records that instead.
+		return res, fmt.Errorf("record %s of upload %s: %w", res.Outcome, req.UploadID, err)
+	}
+	res.IntentStatus = status
+	if res.Outcome == OutcomeAborted {
+		s.metrics.aborted(req.Reason, res.Bytes, res.BytesKnown)
+	}
+	if lookErr != nil {
+		// Recorded, but the intent is not settled: the caller retries (a task) or the sweep does.
+		return res, fmt.Errorf("after aborting upload %s: %w", req.UploadID, lookErr)
+	}
+	return res, nil
+}
+
+// objectAt looks at the key: ObjectExists, ObjectAbsent, or ObjectUnknown with the error.
+func (s *Service) objectAt(ctx context.Context, bucket, key string) (ObjectState, error) {
+	cctx, cancel := s.callContext(ctx)
+	defer cancel()
+	_, err := s.s3.HeadObject(cctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	switch {
+	case err == nil:
+		return ObjectExists, nil
+	case objstore.IsNotFound(err):
+		return ObjectAbsent, nil
+	default:
+		return ObjectUnknown, fmt.Errorf("head %q: %w", key, err)
+	}
+}
+
+// record writes the abort (and settles the intent), retrying briefly: the S3 side is already done,
+// and a retried task would see the upload gone and lose the "aborted" outcome.
+func (s *Service) record(ctx context.Context, r AbortRecord) (string, error) {
+	var err error
+	for attempt, wait := 0, 100*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+		var status string
+		if status, err = s.store.RecordAbort(ctx, r); err == nil {
+			return status, nil
+		}
+		if attempt == 3 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", storeErr("record abort", errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
+	}
+	return "", storeErr("record abort", err)
+}
+
+// Discard aborts an upload nobody will ever know about (its intent could not be recorded), without
+// recording anything.
+func (s *Service) Discard(ctx context.Context, bucket, key, uploadID string) error {
+	if err := s.abortS3(ctx, bucket, key, uploadID); err != nil && !objstore.IsNotFound(err) {
+		return fmt.Errorf("discard upload %s of %q: %w", uploadID, key, err)
+	}
+	return nil
+}
+
+// abortS3 is the AbortMultipartUpload call, bounded by the call timeout.
+func (s *Service) abortS3(ctx context.Context, bucket, key, uploadID string) error {
+	cctx, cancel := s.callContext(ctx)
+	defer cancel()
+	_, err := s.s3.AbortMultipartUpload(cctx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), UploadId: aws.String(uploadID),
+	})
+	return err
+}
+
+// AbortUpload is Abort for the jobs' multipart:abort task (worker/jobs.Aborter): it returns the
+// outcome.
+func (s *Service) AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (string, error) {
+	res, err := s.Abort(ctx, AbortRequest{Bucket: bucket, Key: key, UploadID: uploadID, Reason: reason})
+	return res.Outcome, err
+}

@@ -1,0 +1,134 @@
+package multipart
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// CompleteRequest asks to complete an upload within a size bound.
+type CompleteRequest struct {
+	// Bucket, Key and UploadID identify the upload.
+	Bucket, Key, UploadID string
+	// Initiated is when the upload started (recorded if it has to be aborted).
+	Initiated *time.Time
+	// Parts are the parts the client names, in any order.
+	Parts []CompletedPart
+	// DeclaredSize is the total the client declared, or -1 when it declared none.
+	DeclaredSize int64
+	// MaxSize is the policy's limit for the key (0: none beyond S3's MaxObjectSize).
+	MaxSize int64
+}
+
+// CompleteResult is what S3 answered.
+type CompleteResult struct {
+	// Location and ETag are S3's answer.
+	Location, ETag string
+	// Size is the object's size: the sum of the named parts.
+	Size int64
+	// IntentCompleted is true when intake's intent moved to completed.
+	IntentCompleted bool
+}
+
+// TooLargeError is returned when the named parts sum to more than the upload may hold. The upload
+// has been aborted (when Aborted) and its abort recorded with ReasonTooLarge.
+type TooLargeError struct {
+	// Size is the sum of the named parts; Limit the bound it exceeds.
+	Size, Limit int64
+	// Declared is true when Limit is the client's declared size, false when it is the policy's
+	// max_size (or S3's object limit).
+	Declared bool
+	// Aborted is true when the abort succeeded (otherwise the deadline or the sweep will abort it).
+	Aborted bool
+}
+
+func (e *TooLargeError) Error() string {
+	what := "the policy's max_size"
+	if e.Declared {
+		what = "the declared size"
+	}
+	done := "the upload was aborted"
+	if !e.Aborted {
+		done = "the upload could not be aborted now and will be at its deadline"
+	}
+	return fmt.Sprintf("the parts sum to %d bytes, above %s of %d bytes; %s", e.Size, what, e.Limit, done)
+}
+
+// limit is the bound of a complete request and whether it is the declared size.
+func (r CompleteRequest) limit() (int64, bool) {
+	limit, declared := int64(MaxObjectSize), false
+	if r.MaxSize > 0 && r.MaxSize < limit {
+		limit = r.MaxSize
+	}
+	if r.DeclaredSize >= 0 && r.DeclaredSize <= limit {
+		limit, declared = r.DeclaredSize, true
+	}
+	return limit, declared
+}
+
+// Complete checks the named parts against what S3 holds (every page of ListParts) and completes the
+// upload, then marks intake's intent completed. It refuses, with a *PartsError, parts that are
+// malformed, not uploaded or whose ETag differs from the uploaded one; and, with a *TooLargeError
+// after aborting the upload, parts that sum to more than the declared size or the policy's
+// max_size. Since S3 completes only parts whose ETag matches, the parts it joins are those counted
+// here. Other errors wrap S3's (NoSuchUpload: the upload is gone) or ErrStore.
+func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteResult, error) {
+	named, err := checkCompleted(req.Parts)
+	if err != nil {
+		return CompleteResult{}, err
+	}
+	held, err := s.Parts(ctx, req.Bucket, req.Key, req.UploadID)
+	if err != nil {
+		return CompleteResult{}, err
+	}
+	byNumber := make(map[int32]Part, len(held))
+	for _, p := range held {
+		byNumber[p.Number] = p
+	}
+	var total int64
+	cps := make([]types.CompletedPart, 0, len(named))
+	for _, n := range named {
+		p, ok := byNumber[n.Number]
+		if !ok {
+			return CompleteResult{}, partsErrorf("part %d was not uploaded", n.Number)
+		}
+		if unquote(p.ETag) != unquote(n.ETag) {
+			return CompleteResult{}, partsErrorf("part %d: etag %s is not the uploaded part's", n.Number, n.ETag)
+		}
+		total += p.Size
+		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(n.Number), ETag: aws.String(p.ETag)})
+	}
+	if limit, declared := req.limit(); total > limit {
+		tooLarge := &TooLargeError{Size: total, Limit: limit, Declared: declared}
+		_, err := s.Abort(ctx, AbortRequest{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: ReasonTooLarge})
+		if err != nil {
+			s.log.WarnContext(ctx, "abort of an oversized upload failed; its deadline or the sweep will abort it",
+				"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "err", err)
+		}
+		tooLarge.Aborted = err == nil
+		return CompleteResult{}, tooLarge
+	}
+
+	cctx, cancel := s.callContext(ctx)
+	out, err := s.s3.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(req.Bucket), Key: aws.String(req.Key), UploadId: aws.String(req.UploadID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
+	})
+	cancel()
+	if err != nil {
+		return CompleteResult{}, fmt.Errorf("complete upload %s of %q: %w", req.UploadID, req.Key, err)
+	}
+	res := CompleteResult{Location: aws.ToString(out.Location), ETag: aws.ToString(out.ETag), Size: total}
+	// S3 said the object exists: the intent is completed, even if a racing abort marked it aborted.
+	moved, err := s.store.MarkCompleted(ctx, req.Bucket, req.UploadID)
+	if err != nil {
+		// The object exists; the consumer completes the intent from its event.
+		s.log.WarnContext(ctx, "mark upload completed", "bucket", req.Bucket, "upload_id", req.UploadID, "err", err)
+	}
+	res.IntentCompleted = moved
+	return res, nil
+}

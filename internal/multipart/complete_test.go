@@ -1,0 +1,111 @@
+package multipart_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// TestComplete checks a complete against what S3 holds: parts not uploaded or named with another
+// ETag are refused (the upload stays open), parts that sum to more than the declared size or the
+// policy's max_size are refused and the upload aborted; parts within the bound complete and the
+// intent is completed.
+func TestComplete(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	const mib = 1 << 20
+	part1, part2 := make([]byte, 5*mib), make([]byte, 3)
+	part2[0] = 1
+
+	type upload struct {
+		u      testkit.Upload
+		parts  []multipart.CompletedPart
+		intent string
+	}
+	start := func(key string) upload {
+		u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{key}, 1)[0]
+		id := b.intent(t, u, time.Now().Add(time.Hour))
+		e1, e2 := b.uploadPart(t, u, 1, part1), b.uploadPart(t, u, 2, part2)
+		return upload{u: u, intent: id.String(), parts: []multipart.CompletedPart{{Number: 2, ETag: e2}, {Number: 1, ETag: e1}}}
+	}
+	total := int64(len(part1) + len(part2))
+
+	for _, tc := range []struct {
+		name      string
+		parts     func(upload) []multipart.CompletedPart
+		declared  int64
+		maxSize   int64
+		wantParts string // a *PartsError containing this
+		wantLarge *multipart.TooLargeError
+	}{
+		{name: "part not uploaded", declared: -1, wantParts: "part 3 was not uploaded",
+			parts: func(u upload) []multipart.CompletedPart {
+				return append(u.parts, multipart.CompletedPart{Number: 3, ETag: u.parts[0].ETag})
+			}},
+		{name: "another etag", declared: -1, wantParts: "is not the uploaded part's",
+			parts: func(u upload) []multipart.CompletedPart {
+				return []multipart.CompletedPart{u.parts[1], {Number: 2, ETag: u.parts[1].ETag}}
+			}},
+		{name: "duplicate", declared: -1, wantParts: "appears twice",
+			parts: func(u upload) []multipart.CompletedPart { return []multipart.CompletedPart{u.parts[0], u.parts[0]} }},
+		{name: "no etag", declared: -1, wantParts: "no valid etag",
+			parts: func(u upload) []multipart.CompletedPart { return []multipart.CompletedPart{{Number: 1, ETag: `""`}} }},
+		{name: "declared one byte", declared: 1, maxSize: 100 * mib,
+			wantLarge: &multipart.TooLargeError{Size: total, Limit: 1, Declared: true, Aborted: true}},
+		{name: "above the policy without a declared size", declared: -1, maxSize: 5 * mib,
+			wantLarge: &multipart.TooLargeError{Size: total, Limit: 5 * mib, Aborted: true}},
+		{name: "within the declared size", declared: total, maxSize: 100 * mib},
+		{name: "within the policy", declared: -1, maxSize: total},
+	} {
+		up := start("c/" + tc.name + ".bin")
+		parts := up.parts
+		if tc.parts != nil {
+			parts = tc.parts(up)
+		}
+		res, err := b.mp.Complete(b.ctx, multipart.CompleteRequest{Bucket: b.bucket, Key: up.u.Key, UploadID: up.u.ID,
+			Parts: parts, DeclaredSize: tc.declared, MaxSize: tc.maxSize})
+		open := testkit.OpenUploads(t, b.ctx, b.s3, b.bucket)
+		switch {
+		case tc.wantParts != "":
+			var pe *multipart.PartsError
+			require.ErrorAs(t, err, &pe, tc.name)
+			require.Contains(t, pe.Detail, tc.wantParts, tc.name)
+			require.Contains(t, open, up.u.ID, "%s: a refused part list leaves the upload open", tc.name)
+			require.False(t, b.objectExists(t, up.u.Key), tc.name)
+		case tc.wantLarge != nil:
+			var tl *multipart.TooLargeError
+			require.ErrorAs(t, err, &tl, tc.name)
+			require.Equal(t, tc.wantLarge, tl, tc.name)
+			require.NotContains(t, open, up.u.ID, "%s: the upload is aborted", tc.name)
+			require.False(t, b.objectExists(t, up.u.Key), tc.name)
+			row := b.aborts(t)[up.u.ID]
+			require.Equal(t, []string{"too_large", "aborted"}, []string{row.Reason, row.Outcome}, tc.name)
+			got, err := b.st.Q.GetUploadByKey(b.ctx, dbqKey(b.bucket, up.u.Key))
+			require.NoError(t, err)
+			require.Equal(t, "aborted", got.Status, tc.name)
+		default:
+			require.NoError(t, err, tc.name)
+			require.Equal(t, total, res.Size, tc.name)
+			require.True(t, res.IntentCompleted, tc.name)
+			head, err := b.s3.HeadObject(b.ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(up.u.Key)})
+			require.NoError(t, err)
+			require.Equal(t, total, aws.ToInt64(head.ContentLength), tc.name)
+			got, err := b.st.Q.GetUploadByKey(b.ctx, dbqKey(b.bucket, up.u.Key))
+			require.NoError(t, err)
+			require.Equal(t, "completed", got.Status, tc.name)
+		}
+	}
+	require.Equal(t, 2.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonTooLarge)))
+
+	// A complete of an upload that is gone is S3's NoSuchUpload.
+	_, err := b.mp.Complete(b.ctx, multipart.CompleteRequest{Bucket: b.bucket, Key: "x", UploadID: "bm9wZQ",
+		Parts: []multipart.CompletedPart{{Number: 1, ETag: "e"}}, DeclaredSize: -1})
+	require.True(t, objstore.IsNotFound(err), "%v", err)
+}

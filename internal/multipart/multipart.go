@@ -1,0 +1,210 @@
+package multipart
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+)
+
+// S3API is the part of the S3 client the package calls; *s3.Client satisfies it.
+type S3API interface {
+	ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, opts ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+}
+
+var _ S3API = (*s3.Client)(nil)
+
+// Store is what the package needs from PostgreSQL (internal/store.Multipart implements it).
+type Store interface {
+	// RecordAbort records an abort and settles the upload's intent (see AbortRecord). It returns the
+	// status the intent was moved to, or "" when no intent moved.
+	RecordAbort(ctx context.Context, r AbortRecord) (string, error)
+	// MarkCompleted moves the intent of an upload S3 completed to completed (from pending, expired or
+	// aborted) and reports whether one moved.
+	MarkCompleted(ctx context.Context, bucket, uploadID string) (bool, error)
+	// Intents returns intake's intents for the given upload ids of a bucket, by upload id (ids
+	// without an intent are absent).
+	Intents(ctx context.Context, bucket string, uploadIDs []string) (map[string]Intent, error)
+	// Overdue returns up to limit of intake's uploads of bucket under prefix whose deadline passed
+	// before now, still pending and with no abort recorded, ordered by (ExpiresAt, ID)
+	// after the cursor.
+	Overdue(ctx context.Context, q OverdueQuery) ([]Intent, error)
+}
+
+// Intent statuses (column uploads.status).
+const (
+	StatusPending   = "pending"
+	StatusCompleted = "completed"
+	StatusAborted   = "aborted"
+	StatusExpired   = "expired"
+)
+
+// Intent is intake's record of a multipart upload it created.
+type Intent struct {
+	// ID is the intent's id.
+	ID uuid.UUID
+	// Key and UploadID identify the upload in its bucket.
+	Key, UploadID string
+	// Status is one of the Status constants.
+	Status string
+	// CreatedAt is when the intent was recorded; ExpiresAt is the deadline promised to the client.
+	CreatedAt, ExpiresAt time.Time
+}
+
+// OverdueQuery asks Store.Overdue for one page.
+type OverdueQuery struct {
+	// Bucket and Prefix scope the query.
+	Bucket, Prefix string
+	// Now: uploads whose deadline is before it are overdue.
+	Now time.Time
+	// AfterExpiresAt and AfterID are the cursor: the last row of the previous page (zero for the first).
+	AfterExpiresAt time.Time
+	AfterID        uuid.UUID
+	// Limit is the page size.
+	Limit int
+}
+
+// Abort outcomes (column multipart_aborts.outcome).
+const (
+	// OutcomeAborted: S3 aborted the upload.
+	OutcomeAborted = "aborted"
+	// OutcomeGone: S3 no longer knew the upload (completed, or aborted by someone else).
+	OutcomeGone = "gone"
+)
+
+// Abort reasons (column multipart_aborts.reason, label reason of intake_multipart_aborted_total).
+const (
+	// ReasonDeadline: the upload outlived the deadline intake gave it (the delayed abort task).
+	ReasonDeadline = "deadline"
+	// ReasonSweep: the periodic or manual sweep found it stale or past its deadline.
+	ReasonSweep = "sweep"
+	// ReasonAPI: its owner (DELETE on the API or Uppy's route) or an operator asked for it.
+	ReasonAPI = "api"
+	// ReasonTooLarge: complete refused it because its parts sum to more than allowed.
+	ReasonTooLarge = "too_large"
+)
+
+// Reasons lists every abort reason.
+var Reasons = []string{ReasonDeadline, ReasonSweep, ReasonAPI, ReasonTooLarge}
+
+// ObjectState is what S3 showed at an upload's key after the abort.
+type ObjectState int
+
+const (
+	// ObjectUnknown: not looked at (an upload intake did not create) or the look failed; the
+	// intent, if any, is left alone.
+	ObjectUnknown ObjectState = iota
+	// ObjectAbsent: no object at the key: the upload did not complete.
+	ObjectAbsent
+	// ObjectExists: an object at the key: the upload completed (intake's keys are unique per
+	// intent, so the object came from this upload).
+	ObjectExists
+)
+
+// AbortRecord is one abort to record.
+type AbortRecord struct {
+	// Bucket, Key and UploadID identify the upload.
+	Bucket, Key, UploadID string
+	// Initiated is when the upload started, if known (the intent's created_at otherwise).
+	Initiated *time.Time
+	// Reason and Outcome are one of the Reason and Outcome constants.
+	Reason, Outcome string
+	// Object settles the intent: ObjectExists → completed, ObjectAbsent → aborted, ObjectUnknown →
+	// unchanged.
+	Object ObjectState
+}
+
+// ErrStore marks errors from PostgreSQL (the Store), as opposed to S3's: callers map it to
+// "database unavailable" rather than "storage unavailable".
+var ErrStore = errors.New("multipart store")
+
+func storeErr(what string, err error) error { return fmt.Errorf("%s: %w: %w", what, ErrStore, err) }
+
+// Config configures a Service.
+type Config struct {
+	// S3 is the S3 client (required).
+	S3 S3API
+	// Store records aborts and completions and knows intake's uploads (required).
+	Store Store
+	// Log receives the package's logs (default: discard).
+	Log *slog.Logger
+	// Metrics, when set, counts aborts, reclaimed bytes and sweeps.
+	Metrics *Metrics
+	// CallTimeout bounds each S3 call (default: none beyond the caller's context).
+	CallTimeout time.Duration
+	// Concurrency bounds the aborts a sweep runs at once (default 16).
+	Concurrency int
+	// PageSize is the MaxUploads of each ListMultipartUploads call (default 1000, the S3 maximum).
+	PageSize int32
+	// ServerSidePrefix passes the sweep's prefix to ListMultipartUploads. Leave it off for MinIO,
+	// which lists nothing for a folder prefix; the prefix is always applied client-side as well.
+	ServerSidePrefix bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service is intake's one implementation of multipart uploads after their creation: list parts,
+// complete within a size bound, abort and record, sweep. The API, the jobs' handlers and `intake
+// sweep` all use it. It is safe for concurrent use.
+type Service struct {
+	s3               S3API
+	store            Store
+	log              *slog.Logger
+	metrics          *Metrics
+	callTimeout      time.Duration
+	concurrency      int
+	pageSize         int32
+	serverSidePrefix bool
+	now              func() time.Time
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	var errs []error
+	if cfg.S3 == nil {
+		errs = append(errs, errors.New("S3 client required"))
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("store required"))
+	}
+	if cfg.Concurrency < 0 || cfg.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("concurrency %d not in 1..1024", cfg.Concurrency))
+	}
+	if cfg.PageSize < 0 || cfg.PageSize > 1000 {
+		errs = append(errs, fmt.Errorf("page size %d not in 1..1000", cfg.PageSize))
+	}
+	if cfg.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("call timeout %s is negative", cfg.CallTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("multipart: %w", err)
+	}
+	s := &Service{
+		s3: cfg.S3, store: cfg.Store, metrics: cfg.Metrics, callTimeout: cfg.CallTimeout,
+		serverSidePrefix: cfg.ServerSidePrefix, now: cfg.Now,
+		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
+		concurrency: cmp.Or(cfg.Concurrency, 16),
+		pageSize:    cmp.Or(cfg.PageSize, 1000),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// callContext bounds one S3 call by the configured timeout.
+func (s *Service) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.callTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.callTimeout)
+}

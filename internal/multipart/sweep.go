@@ -1,0 +1,286 @@
+package multipart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+)
+
+// SweepOptions say what to sweep.
+type SweepOptions struct {
+	// Bucket is listed whole (required).
+	Bucket string
+	// Prefix, when set, limits the sweep to keys starting with it.
+	Prefix string
+	// OlderThan: uploads intake did not create are aborted when initiated before now-OlderThan
+	// (required, positive). intake's own uploads are aborted at their deadline instead, whatever
+	// their age.
+	OlderThan time.Duration
+	// DryRun finds the candidates (calling OnCandidate) and aborts nothing.
+	DryRun bool
+	// OnCandidate, when set, is called for each upload to abort, one at a time, before it is
+	// aborted (or instead of it, in a dry run).
+	OnCandidate func(Candidate)
+}
+
+// Candidate sources.
+const (
+	// SourceListing: the upload came from ListMultipartUploads.
+	SourceListing = "listing"
+	// SourcePostgres: an intake upload past its deadline that the listing did not show.
+	SourcePostgres = "postgres"
+)
+
+// Candidate is an upload the sweep aborts.
+type Candidate struct {
+	// Key and UploadID identify the upload.
+	Key string `json:"key"`
+	// UploadID is the S3 upload id.
+	UploadID string `json:"upload_id"`
+	// Initiated is when the upload started (the intent's creation time when it came from PostgreSQL).
+	Initiated time.Time `json:"initiated"`
+	// Known is true for intake's uploads; Deadline is then the deadline they passed.
+	Known    bool       `json:"known"`
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Source is SourceListing or SourcePostgres.
+	Source string `json:"source"`
+}
+
+// SweepReport says what a sweep saw and did.
+type SweepReport struct {
+	// Bucket and Prefix echo the sweep's scope; Now is when it started. Uploads intake did not
+	// create were stale when initiated before Cutoff; intake's when their deadline was before Now.
+	Bucket string    `json:"bucket"`
+	Prefix string    `json:"prefix"`
+	Now    time.Time `json:"now"`
+	Cutoff time.Time `json:"cutoff"`
+	// Listed counts the uploads ListMultipartUploads returned (whole bucket, all pages).
+	Listed int `json:"listed"`
+	// Stale counts the candidates (both sources).
+	Stale int `json:"stale"`
+	// Overdue counts the candidates that came from PostgreSQL: intake's uploads past their deadline
+	// the listing did not show (their abort task was lost, or the store lists no uploads).
+	Overdue int `json:"overdue"`
+	// Protected counts intake's uploads older than the cutoff but before their deadline: kept.
+	Protected int `json:"protected"`
+	// Aborted, Gone and Failed count the candidates' outcomes (zero in a dry run).
+	Aborted int `json:"aborted"`
+	Gone    int `json:"gone"`
+	Failed  int `json:"failed"`
+	// BytesReclaimed sums the part sizes of the aborted uploads, where known.
+	BytesReclaimed int64 `json:"bytes_reclaimed"`
+	// DryRun echoes the option.
+	DryRun bool `json:"dry_run"`
+	// Took is the sweep's duration.
+	Took time.Duration `json:"-"`
+}
+
+// overduePage is the page size of the PostgreSQL pass.
+const overduePage = 500
+
+// Sweep aborts what nobody will complete, in two passes, at most Concurrency aborts at a time:
+//
+//  1. It lists every open multipart upload of the bucket (all pages; no server-side prefix unless
+//     configured) and keeps those under the prefix. For each page it asks PostgreSQL which are
+//     intake's: those are aborted only once their deadline (the expires_at promised to the client)
+//     has passed, whatever their age; the others, uploads intake did not create, when initiated
+//     before now-OlderThan.
+//  2. It asks PostgreSQL for intake's uploads past their deadline that the listing did not show and
+//     no abort was recorded for (an abort task lost while Redis was down, a store that lists no
+//     uploads), and aborts them by id.
+//
+// It returns an error when listing fails or any abort failed (the report counts what was done);
+// the successful aborts are recorded either way.
+func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, error) {
+	start := s.now()
+	rep := SweepReport{Bucket: opts.Bucket, Prefix: opts.Prefix, Now: start, Cutoff: start.Add(-opts.OlderThan), DryRun: opts.DryRun}
+	if opts.Bucket == "" || opts.OlderThan <= 0 {
+		return rep, errors.New("sweep: bucket and a positive older-than are required")
+	}
+	log := s.log.With("bucket", opts.Bucket, "prefix", opts.Prefix, "cutoff", rep.Cutoff.UTC().Format(time.RFC3339))
+
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	work := make(chan Candidate)
+	if !opts.DryRun {
+		for range s.concurrency {
+			wg.Go(func() {
+				for c := range work {
+					res, err := s.Abort(ctx, AbortRequest{
+						Bucket: opts.Bucket, Key: c.Key, UploadID: c.UploadID, Initiated: &c.Initiated, Reason: ReasonSweep, Foreign: !c.Known,
+					})
+					mu.Lock()
+					switch {
+					case err != nil:
+						rep.Failed++
+						if firstErr == nil {
+							firstErr = err
+						}
+					case res.Outcome == OutcomeGone:
+						rep.Gone++
+					default:
+						rep.Aborted++
+						rep.BytesReclaimed += res.Bytes
+					}
+					mu.Unlock()
+					if err != nil {
+						log.WarnContext(ctx, "sweep: abort failed", "key", c.Key, "upload_id", c.UploadID, "err", err)
+					}
+				}
+			})
+		}
+	}
+	emitted := map[string]bool{}
+	emit := func(c Candidate) bool {
+		rep.Stale++
+		emitted[c.UploadID] = true
+		if opts.OnCandidate != nil {
+			opts.OnCandidate(c)
+		}
+		if opts.DryRun {
+			return ctx.Err() == nil
+		}
+		select {
+		case work <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+
+	err := s.sweepListing(ctx, opts, &rep, emit)
+	if err == nil {
+		err = s.sweepOverdue(ctx, log, opts, &rep, emitted, emit)
+	}
+	close(work)
+	wg.Wait()
+	rep.Took = s.now().Sub(start)
+
+	attrs := []any{"listed", rep.Listed, "stale", rep.Stale, "overdue", rep.Overdue, "protected", rep.Protected,
+		"aborted", rep.Aborted, "gone", rep.Gone, "failed", rep.Failed, "bytes_reclaimed", rep.BytesReclaimed,
+		"dry_run", rep.DryRun, "took", rep.Took}
+	switch {
+	case err != nil:
+		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, err)
+	case ctx.Err() != nil:
+		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, ctx.Err())
+	case firstErr != nil:
+		log.WarnContext(ctx, "sweep finished with failures", attrs...)
+		return rep, fmt.Errorf("sweep %s: %d of %d aborts failed, first: %w", opts.Bucket, rep.Failed, rep.Stale, firstErr)
+	}
+	if !opts.DryRun {
+		s.metrics.swept(s.now())
+	}
+	log.InfoContext(ctx, "sweep finished", attrs...)
+	return rep, nil
+}
+
+// sweepListing pages through ListMultipartUploads and emits the uploads to abort under the prefix:
+// intake's past their deadline, the others older than the cutoff.
+func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *SweepReport, emit func(Candidate) bool) error {
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(opts.Bucket), MaxUploads: aws.Int32(s.pageSize)}
+	if s.serverSidePrefix && opts.Prefix != "" {
+		in.Prefix = aws.String(opts.Prefix)
+	}
+	for {
+		cctx, cancel := s.callContext(ctx)
+		out, err := s.s3.ListMultipartUploads(cctx, in)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("list multipart uploads (after key %q): %w", aws.ToString(in.KeyMarker), err)
+		}
+		rep.Listed += len(out.Uploads)
+		var page []Candidate
+		var ids []string
+		for _, u := range out.Uploads {
+			key, id := aws.ToString(u.Key), aws.ToString(u.UploadId)
+			if id == "" || u.Initiated == nil || !strings.HasPrefix(key, opts.Prefix) {
+				continue
+			}
+			page = append(page, Candidate{Key: key, UploadID: id, Initiated: *u.Initiated, Source: SourceListing})
+			ids = append(ids, id)
+		}
+		var known map[string]Intent
+		if len(ids) > 0 {
+			if known, err = s.store.Intents(ctx, opts.Bucket, ids); err != nil {
+				return storeErr("find intake's uploads among the listed ones", err)
+			}
+		}
+		for _, c := range page {
+			if intent, ok := known[c.UploadID]; ok {
+				if intent.ExpiresAt.After(rep.Now) {
+					if c.Initiated.Before(rep.Cutoff) {
+						rep.Protected++
+					}
+					continue
+				}
+				c.Known, c.Deadline = true, &intent.ExpiresAt
+			} else if !c.Initiated.Before(rep.Cutoff) {
+				continue
+			}
+			if !emit(c) {
+				return ctx.Err()
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return nil
+		}
+		nextKey, nextID := aws.ToString(out.NextKeyMarker), aws.ToString(out.NextUploadIdMarker)
+		if nextKey == "" || (nextKey == aws.ToString(in.KeyMarker) && nextID == aws.ToString(in.UploadIdMarker)) {
+			return fmt.Errorf("list multipart uploads: truncated page without a new marker (after key %q)", nextKey)
+		}
+		in.KeyMarker, in.UploadIdMarker = aws.String(nextKey), aws.String(nextID)
+	}
+}
+
+// sweepOverdue emits intake's uploads past their deadline that the listing did not show and no
+// abort was recorded for. The pages follow (expires_at, id) and end with the uploads overdue when
+// the sweep started.
+func (s *Service) sweepOverdue(ctx context.Context, log *slog.Logger, opts SweepOptions, rep *SweepReport, emitted map[string]bool, emit func(Candidate) bool) error {
+	q := OverdueQuery{Bucket: opts.Bucket, Prefix: opts.Prefix, Now: rep.Now, AfterExpiresAt: time.Unix(0, 0).UTC(), AfterID: uuid.Nil, Limit: overduePage}
+	for {
+		rows, err := s.store.Overdue(ctx, q)
+		if err != nil {
+			return storeErr("find intake's uploads past their deadline", err)
+		}
+		for _, r := range rows {
+			if emitted[r.UploadID] {
+				continue
+			}
+			if rep.Overdue == 0 {
+				if rep.Listed == 0 {
+					log.WarnContext(ctx, "object store listed no multipart uploads while PostgreSQL knows uploads past their deadline; "+
+						"aborting those by upload id (this store may not list multipart uploads; uploads intake did not create are not found this way)")
+				} else {
+					log.InfoContext(ctx, "aborting intake's uploads past their deadline that the listing did not show (an abort task was lost, or the listing is incomplete)")
+				}
+			}
+			rep.Overdue++
+			if !emit(Candidate{Key: r.Key, UploadID: r.UploadID, Initiated: r.CreatedAt, Known: true, Deadline: &r.ExpiresAt, Source: SourcePostgres}) {
+				return ctx.Err()
+			}
+		}
+		if len(rows) < q.Limit {
+			return nil
+		}
+		last := rows[len(rows)-1]
+		q.AfterExpiresAt, q.AfterID = last.ExpiresAt, last.ID
+	}
+}
+
+// SweepBucket is Sweep for the jobs' multipart:sweep task (worker/jobs.Sweeper).
+func (s *Service) SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration) error {
+	_, err := s.Sweep(ctx, SweepOptions{Bucket: bucket, Prefix: prefix, OlderThan: olderThan})
+	return err
+}

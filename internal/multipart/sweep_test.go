@@ -1,0 +1,156 @@
+package multipart_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// TestSweep creates 200 stale uploads under the prefix, 40 stale ones outside it and 60 fresh ones
+// under it, and checks that one sweep (listing in pages of 50) aborts exactly the 200, intake's own
+// among them only when past its deadline.
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{PageSize: 50})
+	ctx := b.ctx
+
+	old := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("in/old/", 201), 16)
+	outside := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("out/old/", 40), 16)
+	overdueIntent := b.intent(t, old[7], time.Now().Add(-time.Minute))
+	kept := old[200]
+	keptIntent := b.intent(t, kept, time.Now().Add(time.Hour))
+	old = old[:200]
+	time.Sleep(3 * time.Second)
+	beforeFresh := time.Now()
+	fresh := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("in/new/", 60), 16)
+	// 1.5 s older than the oldest fresh upload, 1.5 s younger than the youngest old one, however
+	// long the creations took.
+	olderThan := time.Since(beforeFresh) + 1500*time.Millisecond
+
+	rep, err := b.mp.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "in/", OlderThan: olderThan})
+	require.NoError(t, err)
+	require.Equal(t, 301, rep.Listed)
+	require.Equal(t, 200, rep.Stale)
+	require.Equal(t, 200, rep.Aborted)
+	require.Equal(t, 1, rep.Protected)
+	require.Zero(t, rep.Gone+rep.Failed+rep.Overdue)
+
+	open := testkit.OpenUploads(t, ctx, b.s3, b.bucket)
+	require.Len(t, open, 101)
+	for _, u := range append(append(outside, fresh...), kept) {
+		require.Contains(t, open, u.ID, "%s must stay open", u.Key)
+	}
+	rows := b.aborts(t)
+	require.Len(t, rows, 200)
+	for _, u := range old {
+		require.Equal(t, "aborted", rows[u.ID].Outcome, u.Key)
+		require.Equal(t, "sweep", rows[u.ID].Reason)
+		require.NotNil(t, rows[u.ID].Initiated)
+	}
+	require.Equal(t, "aborted", b.status(t, overdueIntent))
+	require.Equal(t, "pending", b.status(t, keptIntent))
+	require.Equal(t, 200.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
+	require.Positive(t, testkit.Value(t, b.metrics.SweepLastSuccess))
+
+	// A second sweep finds nothing more to do.
+	rep, err = b.mp.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "in/", OlderThan: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, 101, rep.Listed)
+	require.Zero(t, rep.Stale)
+}
+
+// TestSweepRespectsDeadlines is issue 12.5: the sweep never aborts an upload intake knows before
+// the deadline it promised (expires_at), however old, while an upload intake did not create of the
+// same age is aborted; intake's uploads past their deadline are aborted even when younger than the
+// sweep age (their abort task may have been lost).
+func TestSweepRespectsDeadlines(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ups := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"uploads/alice/ours.bin", "theirs.bin", "uploads/alice/late.bin"}, 3)
+	ours, theirs, late := ups[0], ups[1], ups[2]
+	oursID := b.intent(t, ours, time.Now().Add(time.Hour))
+	lateID := b.intent(t, late, time.Now().Add(-time.Second))
+	time.Sleep(1500 * time.Millisecond)
+
+	for _, dry := range []bool{true, false} {
+		var seen []string
+		rep, err := b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Second, DryRun: dry,
+			OnCandidate: func(c multipart.Candidate) { seen = append(seen, c.UploadID) }})
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{theirs.ID, late.ID}, seen, "dry run %v", dry)
+		require.Equal(t, 1, rep.Protected)
+	}
+	open := testkit.OpenUploads(t, b.ctx, b.s3, b.bucket)
+	require.Equal(t, map[string]string{ours.ID: ours.Key}, open)
+	require.Equal(t, "pending", b.status(t, oursID))
+	require.Equal(t, "aborted", b.status(t, lateID))
+	rows := b.aborts(t)
+	require.NotContains(t, rows, ours.ID)
+	require.Equal(t, "aborted", rows[theirs.ID].Outcome)
+}
+
+// TestSweepDryRun is what `intake sweep --dry-run` calls: candidates are reported, nothing aborted.
+func TestSweepDryRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	old := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, keys("a/", 20), 8)
+	time.Sleep(1500 * time.Millisecond)
+
+	var seen []string
+	rep, err := b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Second, DryRun: true,
+		OnCandidate: func(c multipart.Candidate) { seen = append(seen, c.UploadID) }})
+	require.NoError(t, err)
+	require.True(t, rep.DryRun)
+	require.Equal(t, 20, rep.Stale)
+	require.Zero(t, rep.Aborted+rep.Gone+rep.Failed)
+	require.Len(t, seen, 20)
+	open := testkit.OpenUploads(t, b.ctx, b.s3, b.bucket)
+	for _, u := range old {
+		require.Contains(t, seen, u.ID)
+		require.Contains(t, open, u.ID, "a dry run aborts nothing")
+	}
+	require.Empty(t, b.aborts(t))
+	require.Zero(t, testkit.Value(t, b.metrics.SweepLastSuccess), "a dry run is not a sweep")
+}
+
+// TestSweepOverdue uses MinIO's real behaviour with a server-side folder prefix (it lists nothing)
+// to check that the sweep then aborts, by id, intake's uploads past their deadline that PostgreSQL
+// knows, and says so; uploads before their deadline and uploads intake did not create stay.
+func TestSweepOverdue(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{ServerSidePrefix: true})
+	ctx := b.ctx
+	known := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("a/known/", 5), 5)
+	unknown := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("a/unknown/", 2), 2)
+	for _, u := range known {
+		b.intent(t, u, time.Now().Add(-time.Minute))
+	}
+	beforeDeadline := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("a/waiting/", 1), 1)[0]
+	b.intent(t, beforeDeadline, time.Now().Add(time.Hour))
+	time.Sleep(1500 * time.Millisecond)
+
+	rep, err := b.mp.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "a/", OlderThan: time.Second})
+	require.NoError(t, err)
+	require.Zero(t, rep.Listed, "MinIO lists no uploads for a folder prefix")
+	require.Equal(t, 5, rep.Overdue)
+	require.Equal(t, 5, rep.Stale)
+	require.Equal(t, 5, rep.Aborted)
+	require.Contains(t, b.logBuf.String(), "object store listed no multipart uploads while PostgreSQL knows uploads past their deadline")
+
+	open := testkit.OpenUploads(t, ctx, b.s3, b.bucket)
+	for _, u := range known {
+		require.NotContains(t, open, u.ID)
+	}
+	for _, u := range append(unknown, beforeDeadline) {
+		require.Contains(t, open, u.ID, "uploads PostgreSQL does not know, or before their deadline, stay")
+	}
+	// The recorded aborts keep the next sweep from retrying them.
+	rep, err = b.mp.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "a/", OlderThan: time.Second})
+	require.NoError(t, err)
+	require.Zero(t, rep.Overdue)
+	require.Zero(t, rep.Stale)
+}

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// Multipart is internal/multipart's store: it runs the queries of queries/jobs.sql and speaks the
+// package's types, so the generated ones stay here.
+type Multipart struct {
+	q *dbq.Queries
+}
+
+var _ multipart.Store = Multipart{}
+
+// Multipart returns the multipart store over s's pool.
+func (s *Store) Multipart() Multipart { return Multipart{q: s.Q} }
+
+// RecordAbort implements multipart.Store.
+func (m Multipart) RecordAbort(ctx context.Context, r multipart.AbortRecord) (string, error) {
+	row, err := m.q.RecordMultipartAbort(ctx, dbq.RecordMultipartAbortParams{
+		Bucket: r.Bucket, Key: r.Key, UploadID: r.UploadID, Initiated: r.Initiated,
+		Reason: r.Reason, Outcome: r.Outcome,
+		Settle: r.Object != multipart.ObjectUnknown, ObjectExists: r.Object == multipart.ObjectExists,
+	})
+	if err != nil {
+		return "", fmt.Errorf("record abort of upload %s: %w", r.UploadID, err)
+	}
+	return row.IntentStatus, nil
+}
+
+// MarkCompleted implements multipart.Store.
+func (m Multipart) MarkCompleted(ctx context.Context, bucket, uploadID string) (bool, error) {
+	n, err := m.q.MultipartCompleted(ctx, dbq.MultipartCompletedParams{Bucket: bucket, UploadID: uploadID})
+	if err != nil {
+		return false, fmt.Errorf("mark upload %s completed: %w", uploadID, err)
+	}
+	return n > 0, nil
+}
+
+// Intents implements multipart.Store.
+func (m Multipart) Intents(ctx context.Context, bucket string, uploadIDs []string) (map[string]multipart.Intent, error) {
+	rows, err := m.q.MultipartIntents(ctx, dbq.MultipartIntentsParams{Bucket: bucket, UploadIds: uploadIDs})
+	if err != nil {
+		return nil, fmt.Errorf("look up %d upload ids: %w", len(uploadIDs), err)
+	}
+	out := make(map[string]multipart.Intent, len(rows))
+	for _, r := range rows {
+		out[r.UploadID] = multipart.Intent{ID: r.ID, Key: r.Key, UploadID: r.UploadID, Status: r.Status, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}
+	}
+	return out, nil
+}
+
+// Overdue implements multipart.Store.
+func (m Multipart) Overdue(ctx context.Context, q multipart.OverdueQuery) ([]multipart.Intent, error) {
+	rows, err := m.q.OverdueMultipart(ctx, dbq.OverdueMultipartParams{
+		Bucket: q.Bucket, Prefix: q.Prefix, Now: q.Now, AfterExpiresAt: q.AfterExpiresAt, AfterID: q.AfterID,
+		MaxRows: int32(q.Limit),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list overdue multipart uploads: %w", err)
+	}
+	out := make([]multipart.Intent, len(rows))
+	for i, r := range rows {
+		out[i] = multipart.Intent{ID: r.ID, Key: r.Key, UploadID: r.UploadID, Status: r.Status, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}
+	}
+	return out, nil
+}
