@@ -81,7 +81,7 @@ type intentSpec struct {
 	sha256       []byte
 	method       string
 	expires      time.Duration
-	partSize     int64 // multipart: declared part size, 0 when none
+	partSize     int64           // multipart: declared part size, 0 when none
 	metadata     json.RawMessage // as received; validated by validateIntent
 }
 
@@ -163,7 +163,7 @@ type intent struct {
 	ct    string // normalized content type
 	rule  pipeline.Rule
 	plan  multipart.Plan // multipart: the size and part size bound
-	meta  []byte // compact metadata, nil when none
+	meta  []byte         // compact metadata, nil when none
 }
 
 // validateIntent checks spec (file name, content type, size, method) and the policy rule of the

@@ -122,7 +122,7 @@ func TestDeliverEachOnce(t *testing.T) {
 
 	b.verdict(t, valid, "u/valid.txt", pipeline.StatusValid, "")
 	b.verdict(t, rejected, "u/rejected.txt", pipeline.StatusRejected, pipeline.ReasonSniffMismatch)
-	_, err := b.st.Q.RecordMultipartAbort(b.ctx, dbq.RecordMultipartAbortParams{Bucket: "b", Key: "u/big.bin", UploadID: mp, Reason: "deadline", Outcome: "aborted"})
+	_, err := b.st.Q.RecordMultipartAbort(b.ctx, dbq.RecordMultipartAbortParams{Bucket: "b", Key: "u/big.bin", UploadID: mp, Reason: "deadline", Outcome: "aborted", Settle: true})
 	require.NoError(t, err)
 	b.verdict(t, valid, "u/valid.txt", pipeline.StatusValid, "") // a duplicate changes nothing
 
