@@ -83,17 +83,19 @@ type Options struct {
 
 // Server is the presign API: the /v1 routes, Uppy's /s3 routes and /openapi.json.
 type Server struct {
-	cfg       config.API
-	bucket    string
-	deadline  time.Duration
-	policy    *pipeline.Policy
-	q         Queries
-	s3        S3API
-	presign   *s3.PresignClient
-	signer    *sigv4.Signer
-	mp        *multipart.Service
-	aborts    DeadlineAborter
-	waits     Waiter
+	cfg      config.API
+	bucket   string
+	deadline time.Duration
+	policy   *pipeline.Policy
+	q        Queries
+	s3       S3API
+	presign  *s3.PresignClient
+	signer   *sigv4.Signer
+	mp       *multipart.Service
+	aborts   DeadlineAborter
+	waits    Waiter
+	// stopping is closed when the daemon stops (New's context): long polls answer at once.
+	stopping  <-chan struct{}
 	log       *slog.Logger
 	metrics   *metrics
 	auth      *auth.Authenticator
@@ -103,7 +105,8 @@ type Server struct {
 	s3Timeout time.Duration
 }
 
-// New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured.
+// New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured, and
+// the long polls of GET /v1/uploads/{id}?wait=: when it ends (the daemon stops) they answer at once.
 func New(ctx context.Context, o Options) (*Server, error) {
 	var errs []error
 	if o.Bucket == "" {
@@ -137,7 +140,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
 		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
-		ids: newRequestIDs(), now: o.Now,
+		ids: newRequestIDs(), now: o.Now, stopping: ctx.Done(),
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
 	}
 	if s.policy == nil {

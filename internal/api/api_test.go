@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -71,6 +72,8 @@ type setupOpts struct {
 	waits Waiter
 	// queries wraps the server's queries.
 	queries func(Queries) Queries
+	// ctx is New's context (default: one cancelled when the test ends).
+	ctx context.Context
 	// aborts replaces the recording DeadlineAborter (e.g. tasks.Aborts on a dead Redis).
 	aborts DeadlineAborter
 	// presignCreds replace the local stack's static credentials for presigning.
@@ -132,7 +135,7 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	if aborts == nil {
 		aborts = recording
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(cmp.Or(o.ctx, context.Background()))
 	t.Cleanup(cancel)
 	awsCfg := testkit.AWSConfig()
 	if o.presignCreds != nil {

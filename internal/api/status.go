@@ -71,7 +71,8 @@ func parseWait(v string) (time.Duration, *Problem) {
 
 // getUpload serves GET /v1/uploads/{id}[?wait=30s]: the caller's upload and its verdict. With
 // wait, it answers once the verdict is committed (woken through PostgreSQL LISTEN/NOTIFY, so a
-// verdict committed by any replica wakes it) or when the wait ends, whichever comes first.
+// verdict committed by any replica wakes it) or when the wait ends, whichever comes first; and at
+// once when the daemon starts to stop, so that long polls never hold its shutdown.
 func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
@@ -100,6 +101,8 @@ func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, who principal
 			select {
 			case <-wake:
 			case <-timer.C:
+				expired = true
+			case <-s.stopping: // the daemon stops: answer now rather than hold its shutdown
 				expired = true
 			case <-ctx.Done():
 				return nil // the client left

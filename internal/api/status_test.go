@@ -212,6 +212,39 @@ func TestUploadWaitAcrossReplicas(t *testing.T) {
 	require.Less(t, got.took, wait, "answered before the wait ended")
 }
 
+// TestUploadWaitEndsOnShutdown: when the daemon stops (New's context ends), a long poll answers at
+// once with the status as it stands, instead of holding the HTTP server's shutdown.
+func TestUploadWaitEndsOnShutdown(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	stop, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signal := &pollSignal{polled: make(chan struct{})}
+	b := setup(t, setupOpts{share: a, waits: listen(t, a.st), ctx: stop, queries: func(q Queries) Queries {
+		signal.Queries = q
+		return signal
+	}})
+	id, _ := createIntent(t, a, nil)
+	const wait = 30 * time.Second
+	type answer struct {
+		status int
+		resp   map[string]any
+		took   time.Duration
+	}
+	done := make(chan answer, 1)
+	go func() {
+		start := time.Now()
+		status, _, resp := b.call(t, "GET", fmt.Sprintf("/v1/uploads/%s?wait=%s", id, wait), aliceKey, nil)
+		done <- answer{status, resp, time.Since(start)}
+	}()
+	<-signal.polled
+	cancel()
+	got := <-done
+	require.Equal(t, http.StatusOK, got.status, got.resp)
+	require.Equal(t, false, got.resp["done"])
+	require.Less(t, got.took, wait, "answered when the daemon stopped, not at the end of the wait")
+}
+
 // TestUploadWaitEnds: without a verdict the long poll answers when its wait ends, not done.
 func TestUploadWaitEnds(t *testing.T) {
 	t.Parallel()
