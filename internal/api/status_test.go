@@ -176,6 +176,24 @@ func (p *pollSignal) APIObjectOfUpload(ctx context.Context, arg dbq.APIObjectOfU
 	return o, err
 }
 
+// pollAnswer is what a long poll got, and how long it took.
+type pollAnswer struct {
+	status int
+	resp   map[string]any
+	took   time.Duration
+}
+
+// longPoll sends GET /v1/uploads/{id}?wait= to b as alice, in the background.
+func longPoll(t *testing.T, b *testBundle, id uuid.UUID, wait time.Duration) <-chan pollAnswer {
+	done := make(chan pollAnswer, 1)
+	go func() {
+		start := time.Now()
+		status, _, resp := b.call(t, "GET", fmt.Sprintf("/v1/uploads/%s?wait=%s", id, wait), aliceKey, nil)
+		done <- pollAnswer{status, resp, time.Since(start)}
+	}()
+	return done
+}
+
 // TestUploadWaitAcrossReplicas: two API servers over the same database, each with its own
 // listener. The intent is created on replica A; a client long-polls replica B; the verdict is
 // committed (by the pipeline, elsewhere) while B waits. B answers with the verdict, before its wait
@@ -191,17 +209,7 @@ func TestUploadWaitAcrossReplicas(t *testing.T) {
 	id, key := createIntent(t, a, nil)
 
 	const wait = 30 * time.Second
-	type answer struct {
-		status int
-		resp   map[string]any
-		took   time.Duration
-	}
-	done := make(chan answer, 1)
-	go func() {
-		start := time.Now()
-		status, _, resp := b.call(t, "GET", fmt.Sprintf("/v1/uploads/%s?wait=%s", id, wait), aliceKey, nil)
-		done <- answer{status, resp, time.Since(start)}
-	}()
+	done := longPoll(t, b, id, wait)
 	<-signal.polled // B read "no object yet" and waits
 	commitVerdict(t, a.st, a.bucket, key, id, "alice", pipeline.StatusValid, "")
 
@@ -226,17 +234,7 @@ func TestUploadWaitEndsOnShutdown(t *testing.T) {
 	}})
 	id, _ := createIntent(t, a, nil)
 	const wait = 30 * time.Second
-	type answer struct {
-		status int
-		resp   map[string]any
-		took   time.Duration
-	}
-	done := make(chan answer, 1)
-	go func() {
-		start := time.Now()
-		status, _, resp := b.call(t, "GET", fmt.Sprintf("/v1/uploads/%s?wait=%s", id, wait), aliceKey, nil)
-		done <- answer{status, resp, time.Since(start)}
-	}()
+	done := longPoll(t, b, id, wait)
 	<-signal.polled
 	cancel()
 	got := <-done
