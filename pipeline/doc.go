@@ -35,6 +35,11 @@
 // another, falling back to the event time when a sequencer is missing (as
 // with some emulators). Equal events are duplicates and change nothing.
 //
+// Events are hints, S3 is the truth: what a row says is decided by when
+// intake looked at the object, not by the sequencer or time an event claims
+// (see "Order and idempotency" below). Sequencers only break ties between
+// observations made at the same instant.
+//
 // # Processing
 //
 // A [Processor] runs each event of a body through inspect → verdict →
@@ -47,9 +52,21 @@
 //   - test and unknown events are logged and acknowledged;
 //   - tagging and ACL events do nothing: the content did not change, so the
 //     verdict stands (intake's own tagging action produces such events);
-//   - removed events mark the row deleted (creating it if absent), with the
-//     owner of the key's intent, if the event is newer than the row;
+//   - removed events HEAD the object: only a 404 (no object, or a delete
+//     marker, under the key) confirms the removal, which marks the row
+//     deleted (creating it if absent) with the owner of the key's intent. An
+//     object S3 still has changes nothing, whatever the event says: a forged
+//     or stray event, the removal of a non-current version, a key written
+//     again since (its own event records it); the event is counted in
+//     intake_events_distrusted_total{reason="removal_unconfirmed"};
 //   - created events are inspected, judged, recorded, then acted on.
+//
+// Every event names a bucket: one intake is not configured for
+// ([ProcessorConfig.Buckets]) refuses the whole message before anything of it
+// is looked at, recorded or acted on, with a [Refusal] of reason
+// [ReasonForeignBucket] (the consumer dead-letters it under that reason).
+// [Processor.InspectObject] refuses such a bucket the same way. Test events,
+// which carry no object, are exempt.
 //
 // Inspection HEADs the object. A 404 records it as missing (reason
 // "not_found") and the message is acknowledged; a bucket that does not exist
@@ -78,27 +95,57 @@
 //
 // # Order and idempotency
 //
-// A row only moves forward. [RecordStore.Record] upserts it only when the
-// event is newer than the stored one: by sequencer when both have one
-// (stored as [SequencerKey] in a COLLATE "C" column, so SQL compares them as
-// S3 does), else by event time, a missing time being the oldest. An equal
-// event is a duplicate and changes nothing. The content recorded always
-// comes from HEAD, never from the event, so processing an old event late
-// records the current content; the newest event then records the same.
-// Hence a stream processed in any order, with duplicates, concurrently,
-// ends in the same rows (tested with shuffled streams on real MinIO objects
-// and PostgreSQL).
+// Every record is an observation: the content comes from HEAD or the ranged
+// GET (or their 404), never from the event. Before it looks, the Processor
+// looks up the key's intent, and that lookup returns PostgreSQL's clock
+// ([Lookup.At]); the observation made after it is stamped with that time
+// ([Record.ObservedAt], objects.observed_at). One clock for every replica,
+// read before the look, so an observation made later is never stamped
+// earlier than one made before it.
 //
-// Emulators such as kumo send no sequencer and times to the second, so
-// events of one key often tie. On a tie without sequencers, what S3 shows
-// now decides: a record made from an observation (a HEAD, or a 404) replaces
-// a row with other content, and between two absent states deleted replaces
-// missing, so ties converge too. A removal without sequencer therefore
-// HEADs the object: it counts as an observation only if the object is gone.
+// [RecordStore.Record] lets the latest observation decide the row: a record
+// replaces the row's state only if it was observed later (a row from before
+// observation times, NULL, is the oldest). Between two absent states (deleted
+// and missing) only the label moves, missing to deleted, whatever the times.
+// Among records observed at the same instant (their lookups answered by one
+// statement), the older rules settle it: the newer sequencer, else the later
+// event time, else an observation with other content, else deleted over
+// missing. The observation time, sequencer and event time of a row keep the
+// greatest value recorded, and a record that finds the same state only moves
+// the observation time forward; an equal event is therefore a duplicate.
 //
-// [Processor.InspectObject] records with no sequencer and the object's
-// LastModified as its time: it fills a missing row and refreshes a stale one,
-// but never overrides a row written for a later event.
+// Why it converges to what S3 shows: each change of an object is followed by
+// its event, whose processing looks up (after the event was received, so
+// after the change) and then looks at S3; its observation is stamped after
+// the change and sees it or something newer. Whatever order the commits come
+// in, nothing stamped before the last change can replace what an observation
+// after it recorded. A processing that stalls between its look and its commit
+// commits an older observation, which loses. A forged event with a sequencer
+// of "FFFF…" or a time in the future pins nothing: it is one more look at S3.
+// Hence a stream processed in any order, with duplicates, concurrently, ends
+// in the same rows (tested with shuffled streams on real MinIO objects and
+// PostgreSQL, with races between stalled and fresh processings, and with
+// forged events through the ingress). The clock is PostgreSQL's: a step
+// backwards of its clock could let an older observation win until the next
+// event or reconcile of the key.
+//
+// [Processor.InspectObject] (reconcile, the object:inspect task) records an
+// observation like any other: it repairs a row marked deleted while the
+// object exists, a row whose event was lost, and loses only to later looks.
+//
+// # What an event is not taken at its word for
+//
+// A sequencer longer than [MaxPlausibleSequencer] digits is dropped (the event
+// is processed as if it had none), and an eventTime further than
+// [ProcessorConfig.EventTimeTolerance] in the future is clamped to the time of
+// processing (clamped rather than refused: a store's clock may run a little
+// ahead, and the event is still a good hint of where to look). Neither value
+// decides what a row says; these checks keep forged values out of the objects
+// table and the event-age histogram. Both are counted in
+// intake_events_distrusted_total. MinIO's sequencer is its modification time
+// in nanoseconds, unpadded hexadecimal, from the clock of the node that took
+// the request (not synchronized between nodes), and its tagging events reuse
+// the sequencer of the version they tag; emulators such as kumo send none.
 //
 // # Record, then act
 //
@@ -123,7 +170,8 @@
 // # Errors
 //
 // Process returns nil once every effect is committed. Only a body that
-// cannot be decoded returns an error wrapping [ErrPermanent]. Errors wrapping
+// cannot be decoded, or that names a bucket intake does not serve (a
+// [Refusal]), returns an error wrapping [ErrPermanent]. Errors wrapping
 // [ErrUnavailable] come from the adapters when PostgreSQL or S3 is
 // unreachable, throttling or failing (5xx). Other errors are retried too:
 // S3 refusing a request (403, or 400 for an invalid bucket name in an event)
@@ -132,7 +180,8 @@
 //
 // With Archive set, each body is stored in the events table with its message
 // id and outcome ("created:valid", "created:rejected:sniff_mismatch",
-// "removed:deleted:stale", "malformed"...), after its effects are committed;
+// "removed:deleted", "removed:unconfirmed", "malformed",
+// "refused:foreign_bucket"...), after its effects are committed;
 // a redelivered body is archived again. Invalid UTF-8 and NUL bytes, which
 // PostgreSQL text refuses, are replaced by U+FFFD; an archive failure other
 // than an outage is logged and does not fail the message.

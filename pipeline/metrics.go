@@ -12,6 +12,8 @@ type metrics struct {
 	eventAge prometheus.Histogram
 	inspect  prometheus.Histogram
 	events   *prometheus.CounterVec
+	// distrusted counts what was not taken at an event's word (trust.go).
+	distrusted *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -34,8 +36,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "intake_events_total",
 			Help: "Decoded S3 events, by kind (created, removed, tagging, acl, test, unknown).",
 		}, []string{"kind"}),
+		distrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "intake_events_distrusted_total",
+			Help: "What was not taken at an event's word, by reason: foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object; nothing changed), sequencer_implausible (ignored), event_time_future (clamped to now).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
+		m.initLabels()
 		return m, nil
 	}
 	// Several processors may share a registry (consumer and jobs roles in
@@ -57,7 +64,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.distrusted, err = register(reg, m.distrusted)
+	if err != nil {
+		return nil, err
+	}
+	m.initLabels()
 	return m, nil
+}
+
+// initLabels creates the series that should read 0 before their first event.
+func (m *metrics) initLabels() {
+	for _, r := range distrustReasons {
+		m.distrusted.WithLabelValues(r)
+	}
 }
 
 // register registers c, or returns the equal collector already registered.

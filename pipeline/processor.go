@@ -26,6 +26,13 @@ type ProcessorConfig struct {
 	Objects ObjectStore
 	// Records stores intents, object rows and archived events (required).
 	Records RecordStore
+	// Buckets are the buckets intake serves (required; the daemon passes INTAKE_BUCKET). An event,
+	// message or inspection naming another bucket is refused with a [Refusal] of reason
+	// [ReasonForeignBucket]: nothing of it is looked at, recorded or acted on.
+	Buckets []string
+	// EventTimeTolerance is how far in the future an event's time may lie before it is clamped to
+	// the time of processing (0 means [DefaultEventTimeTolerance]).
+	EventTimeTolerance time.Duration
 	// Policy is the validation policy; nil means [DefaultPolicy]. The
 	// Processor validates and keeps a copy.
 	Policy *Policy
@@ -51,6 +58,8 @@ type ProcessorConfig struct {
 type Processor struct {
 	objects     ObjectStore
 	records     RecordStore
+	buckets     []string
+	tolerance   time.Duration
 	policy      *Policy
 	log         *slog.Logger
 	m           *metrics
@@ -69,8 +78,14 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Records == nil {
 		errs = append(errs, errors.New("record store (Records) is required"))
 	}
+	if len(cfg.Buckets) == 0 || slices.Contains(cfg.Buckets, "") {
+		errs = append(errs, errors.New("buckets (Buckets) are required, none empty"))
+	}
 	if cfg.HashMaxSize < 0 {
 		errs = append(errs, errors.New("HashMaxSize must not be negative"))
+	}
+	if cfg.EventTimeTolerance < 0 {
+		errs = append(errs, errors.New("EventTimeTolerance must not be negative"))
 	}
 	policy := cfg.Policy
 	if policy == nil {
@@ -89,7 +104,8 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		return nil, fmt.Errorf("pipeline processor: %w", err)
 	}
 	p := &Processor{
-		objects: cfg.Objects, records: cfg.Records, policy: policy, log: cfg.Log, m: m,
+		objects: cfg.Objects, records: cfg.Records, buckets: slices.Clone(cfg.Buckets),
+		tolerance: cmp.Or(cfg.EventTimeTolerance, DefaultEventTimeTolerance), policy: policy, log: cfg.Log, m: m,
 		hashMaxSize: cfg.HashMaxSize, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
 	}
 	if p.log == nil {
@@ -103,22 +119,27 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 
 // Process runs every event of one message body through the pipeline.
 // nil: the effect is committed (safe to ack). errors.Is(err, ErrPermanent):
-// the body can never succeed (dead-letter it). Any other error: retry later;
-// errors.Is(err, ErrUnavailable) tells that a dependency is down.
+// the body can never succeed (dead-letter it; a [Refusal] says why). Any
+// other error: retry later; errors.Is(err, ErrUnavailable) tells that a
+// dependency is down.
 //
 // Events of one body are processed in order; when one fails, the body is
-// retried as a whole, which is safe because processing is idempotent.
+// retried as a whole, which is safe because processing is idempotent. A body
+// with an event naming a bucket intake is not configured for is refused
+// whole, before any of its events is processed.
 func (p *Processor) Process(ctx context.Context, msgID string, body []byte) error {
 	log := p.log.With("msg_id", msgID)
 	events, err := Decode(body)
 	if err != nil {
 		log.WarnContext(ctx, "malformed message body", "err", err)
-		if p.archive {
-			if aerr := p.records.Archive(ctx, ArchivedEvent{MessageID: msgID, Outcome: "malformed", Body: archiveText(body)}); aerr != nil {
-				log.WarnContext(ctx, "archive malformed body", "err", aerr)
-			}
-		}
+		p.archiveRefused(ctx, log, msgID, "malformed", body)
 		return err
+	}
+	if err := p.checkBuckets(events); err != nil {
+		p.m.distrusted.WithLabelValues(DistrustForeignBucket).Inc()
+		log.WarnContext(ctx, "message refused: foreign bucket", "err", err)
+		p.archiveRefused(ctx, log, msgID, "refused:"+ReasonForeignBucket, body)
+		return fmt.Errorf("message %s: %w", msgID, err)
 	}
 	outcomes := make([]string, 0, len(events))
 	for i, ev := range events {
@@ -146,6 +167,16 @@ func (p *Processor) Process(ctx context.Context, msgID string, body []byte) erro
 	return nil
 }
 
+// archiveRefused archives a body that was refused whole, when archiving is on; a failure is logged.
+func (p *Processor) archiveRefused(ctx context.Context, log *slog.Logger, msgID, outcome string, body []byte) {
+	if !p.archive {
+		return
+	}
+	if err := p.records.Archive(ctx, ArchivedEvent{MessageID: msgID, Outcome: outcome, Body: archiveText(body)}); err != nil {
+		log.WarnContext(ctx, "archive refused body", "outcome", outcome, "err", err)
+	}
+}
+
 // archiveText is the body as PostgreSQL text: invalid UTF-8 sequences and
 // NUL bytes, which text columns refuse, are replaced by U+FFFD.
 func archiveText(body []byte) string {
@@ -157,12 +188,20 @@ func archiveText(body []byte) string {
 }
 
 // InspectObject re-runs inspection of one object without an event (used by
-// reconcile and the object:inspect task). The record has no sequencer and
-// the object's LastModified as its time, so it fills a missing row or
-// refreshes a stale one but never overrides a row written for a later event.
-// A missing object is recorded as missing only when no row exists.
+// reconcile and the object:inspect task). Its record is an observation like
+// an event's: it replaces every state observed before it (a row marked
+// deleted while the object exists, a row whose event was lost) and loses to
+// later ones; a missing object is recorded missing (a row that says deleted
+// stays deleted). The record has no sequencer; the object's LastModified is
+// its event time. A bucket intake is not configured for is refused with a
+// [Refusal] (permanent).
 func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error {
 	log := p.log.With("bucket", bucket, "key", key, "event", "inspect")
+	if err := p.checkBucket(bucket); err != nil {
+		p.m.distrusted.WithLabelValues(DistrustForeignBucket).Inc()
+		log.WarnContext(ctx, "inspection refused: foreign bucket")
+		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+	}
 	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true); err != nil {
 		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 	}
@@ -173,10 +212,11 @@ func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error
 func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event) (string, error) {
 	kind := ev.Kind.String()
 	p.m.events.WithLabelValues(kind).Inc()
+	log = log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name)
+	ev = p.distrust(ctx, log, ev)
 	if !ev.Time.IsZero() && ev.Kind != KindTest {
 		p.m.eventAge.Observe(max(p.now().Sub(ev.Time).Seconds(), 0))
 	}
-	log = log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name)
 	switch ev.Kind {
 	case KindTest:
 		log.InfoContext(ctx, "test event acknowledged")
@@ -197,30 +237,30 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 	}
 }
 
-// removed marks the object deleted, if the event is newer than its row.
+// removed marks the object deleted if S3 confirms it is gone: HEAD answers
+// 404 (no object, or a delete marker, under the key). An object S3 still
+// has, whatever the event says (a forged or stray event, a removal of an
+// older version, a key written again since), changes nothing.
 func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event) (string, error) {
-	intent, err := p.records.Intent(ctx, ev.Bucket, ev.Key)
+	lk, err := p.records.Lookup(ctx, ev.Bucket, ev.Key)
 	if err != nil {
 		return "", err
 	}
-	// Without a sequencer, order falls back to event times, which emulators
-	// give to the second: a tie is settled by what S3 shows now.
-	observed := false
-	if ev.Sequencer == "" {
-		_, err := p.objects.Head(ctx, ev.Bucket, ev.Key)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			observed = true
-		case err != nil:
-			return "", fmt.Errorf("check removal of %s/%s: %w", ev.Bucket, ev.Key, err)
-		}
+	_, err = p.objects.Head(ctx, ev.Bucket, ev.Key)
+	switch {
+	case err == nil:
+		p.m.distrusted.WithLabelValues(DistrustRemovalUnconfirmed).Inc()
+		log.InfoContext(ctx, "removal not confirmed: S3 still has the object; nothing changed", "version_id", ev.VersionID)
+		return "removed:unconfirmed", nil
+	case !errors.Is(err, ErrNotFound):
+		return "", fmt.Errorf("check removal of %s/%s: %w", ev.Bucket, ev.Key, err)
 	}
 	seq, _ := SequencerKey(ev.Sequencer)
 	rec := Record{
 		Bucket: ev.Bucket, Key: ev.Key, Status: StatusDeleted, VersionID: ev.VersionID,
-		Sequencer: seq, EventTime: ev.Time, Observed: observed,
+		Sequencer: seq, EventTime: ev.Time, ObservedAt: lk.At, Observed: true,
 	}
-	if intent != nil {
+	if intent := lk.Intent; intent != nil {
 		rec.Owner, rec.UploadID = intent.Owner, intent.ID
 	}
 	stored, err := p.records.Record(ctx, rec)
@@ -234,10 +274,11 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event) (st
 // created inspects the object, records the verdict, then acts on it. For
 // InspectObject (synthetic), the event time is the object's LastModified.
 func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, seq string, evTime time.Time, synthetic bool) (string, error) {
-	intent, err := p.records.Intent(ctx, bucket, key)
+	lk, err := p.records.Lookup(ctx, bucket, key)
 	if err != nil {
 		return "", err
 	}
+	intent := lk.Intent
 	start := time.Now()
 	in, err := p.inspect(ctx, bucket, key, intent)
 	p.m.inspect.Observe(time.Since(start).Seconds())
@@ -245,10 +286,10 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 		return "", err
 	}
 	if synthetic {
-		evTime = in.info.LastModified // zero when missing: never overrides a row
+		evTime = in.info.LastModified // zero when missing
 	}
 	rec := in.record(bucket, key, intent)
-	rec.Sequencer, rec.EventTime, rec.Observed = seq, evTime, true
+	rec.Sequencer, rec.EventTime, rec.ObservedAt, rec.Observed = seq, evTime, lk.At, true
 	landed := in.found || !synthetic // the event proves the upload happened
 	if intent != nil && landed {
 		rec.CompleteIntent = intent.ID

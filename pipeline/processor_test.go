@@ -51,6 +51,8 @@ type procOpts struct {
 	multipart pipeline.MultipartCanceller
 	objects   pipeline.ObjectStore // nil: the real MinIO
 	records   pipeline.RecordStore // nil: the bundle's schema
+	buckets   []string             // served besides the bundle's bucket
+	now       func() time.Time
 }
 
 func setupProc(t *testing.T, opts procOpts) *procBundle {
@@ -68,7 +70,8 @@ func (b *procBundle) newProcessor(t *testing.T, opts procOpts) *pipeline.Process
 	t.Helper()
 	cfg := pipeline.ProcessorConfig{
 		Objects: opts.objects, Records: opts.records, Policy: opts.policy, Registerer: b.reg,
-		HashMaxSize: opts.hashMax, Archive: opts.archive, Multipart: opts.multipart,
+		Buckets:     append([]string{b.bucket}, opts.buckets...),
+		HashMaxSize: opts.hashMax, Archive: opts.archive, Multipart: opts.multipart, Now: opts.now,
 	}
 	if cfg.Objects == nil {
 		cfg.Objects = objstore.NewObjects(b.s3)
@@ -246,16 +249,28 @@ func TestProcessValidWithIntent(t *testing.T) {
 	require.True(t, t0.Equal(*row.EventTime))
 	require.Equal(t, "completed", b.uploadStatus(t, id))
 
-	// A redelivery changes nothing.
+	// A redelivery changes nothing but the time of the latest observation.
 	before := row
 	require.NoError(t, b.process(t, b.created("alice/notes.txt", "0A", t0)))
-	require.Equal(t, before, b.row(t, "alice/notes.txt"))
+	requireSameState(t, before, b.row(t, "alice/notes.txt"))
 
 	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "created"}))
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "valid", "reason": "none"}),
 		"duplicates are not counted twice")
 	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_event_age_seconds", nil))
 	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_inspect_seconds", nil))
+}
+
+// requireSameState checks that a row's state and identity did not change; only its observation
+// time may have moved forward (every processing looks at S3 and records when it did).
+func requireSameState(t *testing.T, before, after dbq.Object) {
+	t.Helper()
+	require.NotNil(t, after.ObservedAt)
+	if before.ObservedAt != nil {
+		require.False(t, after.ObservedAt.Before(*before.ObservedAt), "the observation time never moves back")
+	}
+	before.ObservedAt, after.ObservedAt = nil, nil
+	require.Equal(t, before, after)
 }
 
 func TestProcessImageDimensions(t *testing.T) {
@@ -310,11 +325,21 @@ func TestProcessRejectsSniffMismatch(t *testing.T) {
 			}
 			require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "rejected", "reason": "sniff_mismatch"}))
 
-			// A redelivery (crash after the action) is harmless and keeps the verdict.
+			// A redelivery (crash after the action) is harmless: nothing is acted on twice. The row
+			// says what S3 shows now: the verdict while the object is there, missing once the
+			// action removed it (the removal event S3 sends for it then marks it deleted).
 			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
 			again := b.row(t, key)
-			require.Equal(t, pipeline.StatusRejected, again.Status)
-			require.Equal(t, pipeline.ReasonSniffMismatch, *again.Reason)
+			switch action {
+			case pipeline.ActionQuarantine, pipeline.ActionDelete:
+				require.Equal(t, pipeline.StatusMissing, again.Status)
+				require.Equal(t, pipeline.ReasonNotFound, *again.Reason)
+				require.NoError(t, b.process(t, b.removed(key, "0B", t0)))
+				require.Equal(t, pipeline.StatusDeleted, b.row(t, key).Status)
+			default:
+				require.Equal(t, pipeline.StatusRejected, again.Status)
+				require.Equal(t, pipeline.ReasonSniffMismatch, *again.Reason)
+			}
 
 			if action == pipeline.ActionQuarantine {
 				// The quarantined copy's own event: recorded, never acted on.
@@ -421,7 +446,8 @@ func TestProcessPolicyChecks(t *testing.T) {
 
 func TestProcessMissing(t *testing.T) {
 	t.Parallel()
-	b := setupProc(t, procOpts{})
+	other := testkit.Name("t-absent-")
+	b := setupProc(t, procOpts{buckets: []string{other}})
 	id := b.intent(t, intentSpec{key: "gone.txt", contentType: "text/plain", size: 3})
 	require.NoError(t, b.process(t, b.created("gone.txt", "0A", t0)), "a 404 is recorded and acked")
 	row := b.row(t, "gone.txt")
@@ -432,8 +458,7 @@ func TestProcessMissing(t *testing.T) {
 	require.Equal(t, "completed", b.uploadStatus(t, id), "the event proves the upload happened")
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "missing", "reason": "not_found"}))
 
-	// A bucket that does not exist reads as a missing object too.
-	other := testkit.Name("t-absent-")
+	// A configured bucket that does not exist reads as a missing object too.
 	require.NoError(t, b.process(t, body(testEvent{name: "ObjectCreated:Put", bucket: other, key: "k", seq: "0A", at: t0})))
 	o, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: other, Key: "k"})
 	require.NoError(t, err)
@@ -448,9 +473,15 @@ func TestProcessRemoved(t *testing.T) {
 	require.NoError(t, b.process(t, b.created("k.txt", "0B", t0)))
 	require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status)
 
-	require.NoError(t, b.process(t, b.removed("k.txt", "0A", t0.Add(time.Second))), "an older removal")
-	require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status)
+	// Removal events while S3 still has the object change nothing, newer sequencer or not.
+	for _, seq := range []string{"0A", "0C", ""} {
+		require.NoError(t, b.process(t, b.removed("k.txt", seq, t0.Add(time.Second))))
+		require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status, "removal %q of an object S3 still has", seq)
+	}
+	require.Equal(t, 3.0, metricValue(t, b.reg, "intake_events_distrusted_total", map[string]string{"reason": "removal_unconfirmed"}))
 
+	// Once S3 confirms the removal (404), it is applied.
+	require.NoError(t, b.s3Delete(t, "k.txt"))
 	require.NoError(t, b.process(t, b.removed("k.txt", "0C", t0)))
 	row := b.row(t, "k.txt")
 	require.Equal(t, pipeline.StatusDeleted, row.Status)
@@ -458,10 +489,17 @@ func TestProcessRemoved(t *testing.T) {
 	require.Nil(t, row.Size)
 	require.Equal(t, "alice", *row.Owner, "the owner comes from the intent")
 
-	require.NoError(t, b.process(t, b.created("k.txt", "0B", t0)), "the late creation")
-	require.Equal(t, pipeline.StatusDeleted, b.row(t, "k.txt").Status)
+	require.NoError(t, b.process(t, b.created("k.txt", "0B", t0)), "the late creation finds nothing")
+	require.Equal(t, pipeline.StatusDeleted, b.row(t, "k.txt").Status, "missing never replaces deleted")
 
-	// A removal of an unknown object creates its row.
+	// Written again: its event records it, whatever the removal's sequencer said.
+	etag := b.put(t, "k.txt", "text/plain", []byte("ho"))
+	require.NoError(t, b.process(t, b.created("k.txt", "0A", t0)))
+	row = b.row(t, "k.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, etag, *row.Etag)
+
+	// A removal of an unknown object, which S3 does not have, creates its row.
 	require.NoError(t, b.process(t, b.removed("never-seen", "0A", t0)))
 	require.Equal(t, pipeline.StatusDeleted, b.row(t, "never-seen").Status)
 }
@@ -535,7 +573,8 @@ func TestProcessArchive(t *testing.T) {
 		testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "b.pdf", seq: "0A", at: t0})
 	require.NoError(t, b.proc.Process(b.ctx, "msg-1", two))
 	require.NoError(t, b.process(t, b.removed("a.txt", "09", t0)))
-	require.Equal(t, []string{"created:valid,created:rejected:sniff_mismatch", "removed:deleted:stale"}, archivedOutcomes(t, b))
+	require.Equal(t, []string{"created:valid,created:rejected:sniff_mismatch", "removed:unconfirmed"}, archivedOutcomes(t, b),
+		"a.txt is still there: its removal event changes nothing")
 	var msgID, bodyText, name string
 	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT message_id, body, event_name FROM events ORDER BY id LIMIT 1").Scan(&msgID, &bodyText, &name))
 	require.Equal(t, "msg-1", msgID)
@@ -600,7 +639,7 @@ func TestInspectObject(t *testing.T) {
 	after := b.row(t, "k.txt")
 	require.Equal(t, etag, *after.Etag)
 	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "k.txt"))
-	require.Equal(t, after, b.row(t, "k.txt"))
+	requireSameState(t, after, b.row(t, "k.txt"))
 
 	// A stale row (its event older than the object) is refreshed.
 	require.NoError(t, b.process(t, b.removed("stale.txt", "0A", t0)))
@@ -610,12 +649,21 @@ func TestInspectObject(t *testing.T) {
 	require.Equal(t, pipeline.StatusValid, stale.Status)
 	require.Equal(t, etag, *stale.Etag)
 
-	// A missing object is recorded only when nothing is known of it.
+	// A missing object is recorded missing: the observation is the newest thing known of it.
 	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "absent"))
 	require.Equal(t, pipeline.StatusMissing, b.row(t, "absent").Status)
 	require.NoError(t, b.s3Delete(t, "k.txt"))
 	require.NoError(t, b.proc.InspectObject(b.ctx, b.bucket, "k.txt"))
-	require.Equal(t, after, b.row(t, "k.txt"))
+	gone := b.row(t, "k.txt")
+	require.Equal(t, pipeline.StatusMissing, gone.Status)
+	require.Nil(t, gone.Etag)
+
+	// Another bucket is refused for good, before anything is looked at.
+	err = b.proc.InspectObject(b.ctx, "someone-elses", "k.txt")
+	require.ErrorIs(t, err, pipeline.ErrPermanent)
+	var refusal *pipeline.Refusal
+	require.ErrorAs(t, err, &refusal)
+	require.Equal(t, pipeline.ReasonForeignBucket, refusal.DeadLetterReason())
 }
 
 func (b *procBundle) s3Delete(t *testing.T, key string) error {
@@ -680,9 +728,10 @@ func TestProcessS3Unavailable(t *testing.T) {
 	err := p.Process(b.ctx, "m", b.created("k", "0A", t0))
 	require.ErrorIs(t, err, pipeline.ErrUnavailable)
 	require.False(t, errors.Is(err, pipeline.ErrPermanent))
-	require.ErrorIs(t, p.Process(b.ctx, "m", b.removed("k", "", t0)), pipeline.ErrUnavailable,
-		"a removal without sequencer checks S3")
-	require.NoError(t, p.Process(b.ctx, "m", b.removed("k", "0A", t0)), "a removal with a sequencer needs no S3")
+	for _, seq := range []string{"", "0A"} {
+		require.ErrorIs(t, p.Process(b.ctx, "m", b.removed("k", seq, t0)), pipeline.ErrUnavailable,
+			"a removal is applied only once S3 confirmed it, sequencer %q or not", seq)
+	}
 	require.ErrorIs(t, p.InspectObject(b.ctx, b.bucket, "k"), pipeline.ErrUnavailable)
 }
 
@@ -711,8 +760,14 @@ func TestProcessPostgresUnavailable(t *testing.T) {
 // S3 refusing a request may be a permission to fix.
 func TestProcessFixtures(t *testing.T) {
 	t.Parallel()
-	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionNone)}) // never act on shared buckets
 	files := readFixtures(t)
+	var buckets []string // the fixtures' buckets are configured: this test is about decoding
+	for _, events := range fixtureEvents {
+		for _, ev := range events {
+			buckets = append(buckets, ev.Bucket)
+		}
+	}
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionNone), buckets: buckets}) // never act on shared buckets
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		err := b.proc.Process(b.ctx, name, files[name])
 		require.False(t, errors.Is(err, pipeline.ErrPermanent), "%s: %v", name, err)
@@ -737,14 +792,14 @@ func TestNewProcessorConfig(t *testing.T) {
 	t.Parallel()
 	_, err := pipeline.NewProcessor(pipeline.ProcessorConfig{HashMaxSize: -1, Policy: &pipeline.Policy{Rules: []pipeline.Rule{{Action: "explode"}}}})
 	require.Error(t, err)
-	for _, want := range []string{"(Objects) is required", "(Records) is required", "HashMaxSize", "explode"} {
+	for _, want := range []string{"(Objects) is required", "(Records) is required", "(Buckets) are required", "HashMaxSize", "explode"} {
 		require.ErrorContains(t, err, want)
 	}
 
 	// Two processors may share a registry (consumer and jobs in one process).
 	reg := prometheus.NewRegistry()
 	for range 2 {
-		_, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: nopObjects{}, Records: nopRecords{}, Registerer: reg})
+		_, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: nopObjects{}, Records: nopRecords{}, Buckets: []string{"b"}, Registerer: reg})
 		require.NoError(t, err)
 	}
 }
@@ -777,4 +832,71 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return 0
+}
+
+// TestProcessDistrust: what an event is not taken at its word for. The clock is fixed, so that the
+// clamping is exact.
+func TestProcessDistrust(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	b := setupProc(t, procOpts{archive: true, now: func() time.Time { return now }})
+	b.put(t, "k.txt", "text/plain", []byte("x"))
+	forged := strings.Repeat("F", 64)
+	tests := []struct {
+		name     string
+		body     []byte
+		refused  string // Refusal reason, "" = processed
+		distrust string // intake_events_distrusted_total reason counted
+		check    func(t *testing.T)
+	}{
+		{
+			name: "another bucket", body: body(testEvent{name: "ObjectCreated:Put", bucket: "someone-elses", key: "k.txt", seq: "0A", at: now}),
+			refused: pipeline.ReasonForeignBucket, distrust: pipeline.DistrustForeignBucket,
+			check: func(t *testing.T) {
+				var n int
+				require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE bucket = 'someone-elses'").Scan(&n))
+				require.Zero(t, n)
+			},
+		},
+		{
+			name: "a time far in the future", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "k.txt", seq: "0A", at: now.Add(24 * time.Hour)}),
+			distrust: pipeline.DistrustEventTime,
+			check: func(t *testing.T) {
+				require.True(t, now.Equal(*b.row(t, "k.txt").EventTime), "clamped to the time of processing")
+			},
+		},
+		{
+			name: "a time within the tolerance", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "k.txt", seq: "0B", at: now.Add(4 * time.Minute)}),
+			check: func(t *testing.T) {
+				require.True(t, now.Add(4*time.Minute).Equal(*b.row(t, "k.txt").EventTime), "kept: the store's clock may run ahead")
+			},
+		},
+		{
+			name: "a sequencer no S3 sends", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "other.txt", seq: forged, at: now}),
+			distrust: pipeline.DistrustSequencer,
+			check: func(t *testing.T) {
+				require.Nil(t, b.row(t, "other.txt").Sequencer, "not stored")
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			labels := map[string]string{"reason": tc.distrust}
+			before := metricValue(t, b.reg, "intake_events_distrusted_total", labels)
+			err := b.process(t, tc.body)
+			if tc.refused == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, pipeline.ErrPermanent)
+				var r *pipeline.Refusal
+				require.ErrorAs(t, err, &r)
+				require.Equal(t, tc.refused, r.DeadLetterReason())
+			}
+			if tc.distrust != "" {
+				require.Equal(t, before+1, metricValue(t, b.reg, "intake_events_distrusted_total", labels))
+			}
+			tc.check(t)
+		})
+	}
+	require.Contains(t, archivedOutcomes(t, b), "refused:foreign_bucket")
 }

@@ -31,7 +31,8 @@ const (
 	StatusValid = "valid"
 	// StatusRejected is an object that failed a check; objects.reason says which.
 	StatusRejected = "rejected"
-	// StatusDeleted is an object whose removal event was the newest one seen.
+	// StatusDeleted is an object whose removal S3 confirmed (a HEAD answered 404
+	// while a removal event was processed).
 	StatusDeleted = "deleted"
 	// StatusMissing is an object announced as created that did not exist when inspected.
 	StatusMissing = "missing"
@@ -132,10 +133,16 @@ type Record struct {
 	Sequencer string
 	// EventTime is the event time (zero = none, older than any time).
 	EventTime time.Time
+	// ObservedAt is when the state was observed in S3: the [Lookup.At] read
+	// before the HEAD or ranged GET that saw it (zero = not an observation,
+	// older than any). The record with the later ObservedAt decides the row;
+	// see the package documentation, "Order and idempotency".
+	ObservedAt time.Time
 	// Observed is true when the record reflects what S3 showed during this
-	// processing (a HEAD or a 404). Only an observed record may refresh a row
-	// whose order ties with it when neither has a sequencer: then the newest
-	// observation of S3 is the truth.
+	// processing (a HEAD or a 404); the Processor's records always do. It
+	// settles ties between records of the same ObservedAt without
+	// sequencers: then only an observed record with other content replaces
+	// the row.
 	Observed bool
 	// CompleteIntent, when not uuid.Nil, is the upload to mark completed in
 	// the same transaction.
@@ -144,7 +151,8 @@ type Record struct {
 
 // Recorded is the row as it stands after [RecordStore.Record].
 type Recorded struct {
-	// Applied is true when the record changed the row (or created it).
+	// Applied is true when the record changed the row's state (or created
+	// the row); a record that only moved its observation time is not applied.
 	Applied bool
 	// Status, Reason, ETag and VersionID are the stored values ("" = NULL).
 	Status, Reason, ETag, VersionID string
@@ -162,16 +170,30 @@ type ArchivedEvent struct {
 	Body string
 }
 
+// Lookup is what the Processor learns from PostgreSQL before it looks at an
+// object.
+type Lookup struct {
+	// Intent is the upload intent of (bucket, key), or nil when there is none.
+	Intent *Intent
+	// At is the database's clock when the lookup ran. Any look at S3 made
+	// after the lookup returned happened after At, so At stamps that
+	// observation ([Record.ObservedAt]) on one clock for every replica.
+	At time.Time
+}
+
 // RecordStore is the part of PostgreSQL the Processor uses. Errors caused by
 // an unreachable database wrap [ErrUnavailable]. The adapter is
 // internal/store.Records.
 type RecordStore interface {
-	// Intent returns the upload intent for (bucket, key), or nil when there is none.
-	Intent(ctx context.Context, bucket, key string) (*Intent, error)
-	// Record upserts the object row if rec is newer than the stored row
-	// (sequencers when both have one, else event times; see [Record.Observed]
-	// for ties), marks rec.CompleteIntent completed, all in one transaction,
-	// and returns the row as it stands.
+	// Lookup returns the upload intent of (bucket, key), if any, and the
+	// database's time.
+	Lookup(ctx context.Context, bucket, key string) (Lookup, error)
+	// Record upserts the object row: it replaces the row's state if rec's
+	// observation is later (on equal observation times, if rec's event is
+	// newer: sequencers when both have one, else event times; see
+	// [Record.Observed] for ties), keeps the greatest observation time,
+	// sequencer and event time, marks rec.CompleteIntent completed, all in
+	// one transaction, and returns the row as it stands.
 	Record(ctx context.Context, rec Record) (Recorded, error)
 	// Archive stores a raw message body.
 	Archive(ctx context.Context, ev ArchivedEvent) error

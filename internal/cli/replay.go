@@ -21,7 +21,7 @@ import (
 
 // ReplayCmd resends S3 event messages to intake's queue.
 type ReplayCmd struct {
-	DLQ     ReplayDLQCmd     `cmd:"" name:"dlq" help:"Move messages from the dead-letter queue back to the queue (send, then delete)."`
+	DLQ     ReplayDLQCmd     `cmd:"" name:"dlq" help:"Move the messages the dead-letter queue holds when it starts back to the queue (send, then delete), then stop."`
 	File    ReplayFileCmd    `cmd:"" help:"Send event bodies from a JSONL file (one body per line) to the queue."`
 	Archive ReplayArchiveCmd `cmd:"" help:"Send archived event bodies from the events table to the queue."`
 }
@@ -41,7 +41,7 @@ type sendFlags struct {
 // ReplayDLQCmd moves messages from a dead-letter queue back.
 type ReplayDLQCmd struct {
 	From       string        `name:"from" placeholder:"DLQ_URL" help:"Dead-letter queue URL (default: INTAKE_DLQ_URL)."`
-	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: all)."`
+	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: the messages present when the replay starts)."`
 	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s, 30s with --dry-run)."`
 	Wait       time.Duration `name:"wait" default:"2s" help:"Long-poll wait; a receive that finds nothing for this long ends the replay (0..20s)."`
 	Native     bool          `name:"native" help:"Use SQS's StartMessageMoveTask (AWS only; emulators lack it)."`
@@ -71,11 +71,16 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	case c.Native:
 		return c.native(g, client, o)
 	}
-	total := int64(c.Max)
-	if from != "" {
-		if counts, err := replay.Counts(g.Ctx, client, from); err == nil && (total == 0 || int64(counts.Visible) < total) {
-			total = int64(counts.Visible)
+	// What the dead-letter queue holds now is what this run moves (at most --max of it): its
+	// progress total.
+	var total int64 = -1
+	if from != "" && to != "" && from != to {
+		start, err := replay.StartDLQ(g.Ctx, client, from)
+		if err != nil {
+			return err
 		}
+		o.Start = &start
+		total = int64(start.Budget(c.Max))
 	}
 	bar := newBar(g, c.JSON, "replay dlq", total, "msg")
 	o.Progress = bar
@@ -86,11 +91,17 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 		return runErr
 	}
 	s := &progress.Summary{Title: "replay dlq", Elapsed: time.Since(began)}
-	s.Add("from", from).Add("to", to).
+	s.Add("from", from).Add("to", to).Add("dlq_at_start", res.Start.Messages).
 		Add("received", res.Received).Add("sent", res.Sent).Add("deleted", res.Deleted).
-		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed)
+		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed).Add("skipped", res.Skipped)
 	s.Add("messages_per_second", s.Rate(res.Sent))
 	s.Add("dlq_visible_left", res.Left.Visible).Add("dlq_in_flight_left", res.Left.InFlight)
+	if res.Skipped > 0 {
+		s.Note("%d messages reached the dead-letter queue after the replay started (some may be replayed messages that failed again): left there; look at them with --dry-run before replaying them", res.Skipped)
+	}
+	if res.SkipLimit {
+		s.Note("stopped early: the dead-letter queue kept receiving new messages faster than the replay moved the old ones")
+	}
 	if res.SendFailed > 0 {
 		s.Note("%d messages were not sent and stay in the dead-letter queue; they reappear after the visibility timeout: run the replay again", res.SendFailed)
 	}

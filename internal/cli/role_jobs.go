@@ -3,22 +3,24 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/outbox"
+	"github.com/intakehq/intake/internal/reconcile"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/jobs"
 )
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
-// object:inspect (queues and priorities in worker/tasks) and intake:maintenance tasks (intent
-// expiry, event retention), stopped within ShutdownGrace; and the notifications: the outbox relay
-// (woken by the process's outbox Listener) and, when webhook endpoints are configured, a second
-// asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running the webhook deliveries (queue
+// object:inspect, objects:reconcile (queues and priorities in worker/tasks) and intake:maintenance
+// tasks (intent expiry, event retention), stopped within ShutdownGrace; and the notifications: the
+// outbox relay (woken by the process's outbox Listener) and, when webhook endpoints are configured,
+// a second asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running the webhook deliveries (queue
 // intake-webhooks, retried for at least a day).
 func startJobs(_ context.Context, a *App) ([]Component, error) {
 	cfg := a.Cfg
@@ -41,9 +43,15 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec, err := newReconciler(a, log)
+	if err != nil {
+		return nil, err
+	}
+	mux := jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log)
+	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: a.Cfg.Jobs.Concurrency, ShutdownTimeout: a.Cfg.ShutdownGrace, Log: log,
-	}, jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log))
+	}, mux)
 	if err != nil {
 		return nil, err
 	}
@@ -77,8 +85,8 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Reads and delivery records of concurrent deliveries share statements and commits; closed
-	// after the roles have stopped, before the pool.
+	// The delivery records of concurrent deliveries share statements and commits; closed after
+	// the roles have stopped, before the pool.
 	notes := store.NewOutbox(a.Store, store.BatchOptions{})
 	a.onClose(notes.Close)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
@@ -88,18 +96,34 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := asynq.NewServeMux()
-	mux.Use(jobs.Instrument(metrics), jobs.Log(wlog), jobs.Recover(wlog))
-	mux.Handle(webhook.TypeDeliver, deliverer)
+	whMux := asynq.NewServeMux()
+	whMux.Use(jobs.Instrument(metrics), jobs.Log(wlog), jobs.Recover(wlog))
+	whMux.Handle(webhook.TypeDeliver, deliverer)
 	whSrv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: cfg.Webhook.Concurrency, Queues: map[string]int{webhook.Queue: 1},
 		RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval,
 		ShutdownTimeout: cfg.ShutdownGrace, Log: wlog,
-	}, mux)
+	}, whMux)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("webhooks enabled", "endpoints", endpoints.Names(), "allow_private", cfg.Webhook.AllowPrivate,
 		"notify_asynq_queue", cfg.NotifyAsynqQueue)
 	return append(comps, Component{Name: "webhooks", Run: whSrv.Run}), nil
+}
+
+// newReconciler builds the runner of the periodic reconcile task: it lists the bucket, compares it
+// with the objects table and enqueues object:inspect tasks (through its own asynq client, closed
+// when the daemon stops).
+func newReconciler(a *App, log *slog.Logger) (*jobs.Reconciler, error) {
+	m, err := jobs.NewReconcileMetrics(a.Registry)
+	if err != nil {
+		return nil, err
+	}
+	client := asynq.NewClient(a.Redis)
+	a.onClose(func() { _ = client.Close() })
+	return jobs.NewReconciler(jobs.ReconcilerConfig{
+		S3: a.S3, Rows: a.Store.Q, Enqueuer: reconcile.TaskEnqueuer{Client: client},
+		Buckets: []string{a.Cfg.Bucket}, Metrics: m, Log: log.With("task", jobs.TypeReconcile),
+	})
 }

@@ -8,10 +8,11 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// startScheduler builds the scheduler role: two jobs.Periodic, one enqueuing the multipart sweep
-// of the bucket (under INTAKE_JOBS_SWEEP_PREFIX) on INTAKE_JOBS_SWEEP_CRON, one the maintenance
-// task (intent expiry, event retention) on INTAKE_JOBS_MAINTENANCE_CRON. Any number of replicas may
-// run it: each period's task has one task ID, so it is enqueued once.
+// startScheduler builds the scheduler role: jobs.Periodic enqueuing the multipart sweep of the
+// bucket (under INTAKE_JOBS_SWEEP_PREFIX) on INTAKE_JOBS_SWEEP_CRON, the maintenance task (intent
+// expiry, event retention) on INTAKE_JOBS_MAINTENANCE_CRON and, unless INTAKE_JOBS_RECONCILE_CRON is
+// off, the reconcile of the bucket. Any number of replicas may run it: each period's task has one
+// task ID, so it is enqueued once.
 func startScheduler(_ context.Context, a *App) ([]Component, error) {
 	log := a.Log.With("role", config.RoleScheduler)
 	s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{
@@ -30,5 +31,15 @@ func startScheduler(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Component{{Name: "sweep-periodic", Run: s.Run}, {Name: "maintenance-periodic", Run: m.Run}}, nil
+	components := []Component{{Name: "sweep-periodic", Run: s.Run}, {Name: "maintenance-periodic", Run: m.Run}}
+	if a.Cfg.Jobs.ReconcileEnabled() {
+		r, err := jobs.NewReconcilePeriodic(jobs.ReconcilePeriodicConfig{
+			Redis: a.Redis, Bucket: a.Cfg.Bucket, Cron: a.Cfg.Jobs.ReconcileCron, Rate: a.Cfg.Jobs.ReconcileRate, Log: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		components = append(components, Component{Name: "reconcile-periodic", Run: r.Run})
+	}
+	return components, nil
 }

@@ -120,14 +120,17 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 			return
 		}
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
-			Objects:     objstore.NewObjects(a.S3),
-			Records:     records,
-			Policy:      a.Policy,
-			Log:         a.Log.With("component", "pipeline"),
-			Registerer:  a.Registry,
-			HashMaxSize: a.Cfg.Consumer.HashMaxSize,
-			Archive:     a.Cfg.Consumer.Archive,
-			Multipart:   tasks.NewCanceller(insp),
+			Objects: objstore.NewObjects(a.S3),
+			Records: records,
+			Buckets: []string{a.Cfg.Bucket},
+			Policy:  a.Policy,
+			// Consumer setting: the jobs role's inspections carry no event time.
+			EventTimeTolerance: a.Cfg.Consumer.EventTimeTolerance,
+			Log:                a.Log.With("component", "pipeline"),
+			Registerer:         a.Registry,
+			HashMaxSize:        a.Cfg.Consumer.HashMaxSize,
+			Archive:            a.Cfg.Consumer.Archive,
+			Multipart:          tasks.NewCanceller(insp),
 		})
 	})
 	return a.proc, a.procErr

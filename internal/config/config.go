@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/intakehq/intake/internal/redact"
+	"github.com/robfig/cron/v3"
 )
 
 // Roles a process can run. "all" is shorthand for every role.
@@ -153,6 +154,10 @@ type Consumer struct {
 	HashMaxSize int64 `name:"hash-max-size" env:"HASH_MAX_SIZE" default:"0" help:"Compute SHA-256 for objects up to this size (bytes) even without a declared hash."`
 	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
 	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
+	// EventTimeTolerance is how far in the future an event's eventTime may lie (clock skew between
+	// the S3 store and intake) before it is clamped to the time of processing. Event times never
+	// decide what a row says; clamping keeps forged far-future times out of the objects table.
+	EventTimeTolerance time.Duration `name:"event-time-tolerance" env:"EVENT_TIME_TOLERANCE" default:"5m" help:"Event times further in the future than this are clamped to now."`
 }
 
 // API tunes the HTTP API role.
@@ -217,6 +222,19 @@ type Jobs struct {
 	// ExpiryGrace is how long past its expires_at a pending intent stays pending before the
 	// maintenance task marks it expired (an upload started just before the deadline may still land).
 	ExpiryGrace time.Duration `name:"expiry-grace" env:"EXPIRY_GRACE" default:"1h" help:"Time past an intent's expires_at before it is marked expired."`
+	// ReconcileCron is the cron spec of the periodic reconcile of the bucket (reconcile --fix as a
+	// task: catches the events S3 never sent), or "off".
+	ReconcileCron string `name:"reconcile-cron" env:"RECONCILE_CRON" default:"17 3 * * *" help:"Cron spec of the periodic reconcile of the bucket, or off."`
+	// ReconcileRate bounds the objects the periodic reconcile lists per second (and its HEADs).
+	ReconcileRate float64 `name:"reconcile-rate" env:"RECONCILE_RATE" default:"500" help:"Objects per second the periodic reconcile lists at most."`
+}
+
+// ReconcileOff is the value of INTAKE_JOBS_RECONCILE_CRON that turns the periodic reconcile off.
+const ReconcileOff = "off"
+
+// ReconcileEnabled reports whether the periodic reconcile is scheduled.
+func (j Jobs) ReconcileEnabled() bool {
+	return !strings.EqualFold(strings.TrimSpace(j.ReconcileCron), ReconcileOff)
 }
 
 // ParseRoles turns "api,consumer" or "all" into a de-duplicated, ordered role list.
@@ -392,6 +410,9 @@ func (c Consumer) validate() error {
 	if c.HashMaxSize < 0 {
 		errs = append(errs, errors.New("INTAKE_CONSUMER_HASH_MAX_SIZE: must not be negative"))
 	}
+	if c.EventTimeTolerance < time.Second || c.EventTimeTolerance > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_EVENT_TIME_TOLERANCE: %s not in 1s..24h", c.EventTimeTolerance))
+	}
 	return errors.Join(errs...)
 }
 
@@ -549,6 +570,14 @@ func (j Jobs) validate() error {
 	}
 	if j.ExpiryGrace < 0 || j.ExpiryGrace > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_EXPIRY_GRACE: %s not in 0..168h", j.ExpiryGrace))
+	}
+	if j.ReconcileEnabled() {
+		if _, err := cron.ParseStandard(strings.TrimSpace(j.ReconcileCron)); err != nil {
+			errs = append(errs, fmt.Errorf("INTAKE_JOBS_RECONCILE_CRON: %q is neither a cron spec nor %q: %w", j.ReconcileCron, ReconcileOff, err))
+		}
+	}
+	if !(j.ReconcileRate > 0 && j.ReconcileRate <= 1e6) {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_RECONCILE_RATE: %v not in (0, 1000000] objects per second", j.ReconcileRate))
 	}
 	return errors.Join(errs...)
 }

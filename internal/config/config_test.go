@@ -16,9 +16,9 @@ func validConfig() Config {
 		Bucket:      "b",
 		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
 		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
-		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute},
+		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute, EventTimeTolerance: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
-		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, MaintenanceCron: "*/10 * * * *", ExpiryGrace: time.Hour},
+		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, MaintenanceCron: "*/10 * * * *", ExpiryGrace: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
 		Webhook:  Webhook{Timeout: 10 * time.Second, Concurrency: 20, Retention: 24 * time.Hour},
 	}
 }
@@ -109,6 +109,9 @@ func TestValidate(t *testing.T) {
 		{"sweep age below the deadline", []string{RoleScheduler}, func(c *Config) { c.Jobs.SweepOlderThan = 30 * time.Minute },
 			[]string{"INTAKE_JOBS_SWEEP_OLDER_THAN: 30m0s is shorter than INTAKE_JOBS_MULTIPART_DEADLINE 1h0m0s"}},
 		{"sweep age equal to the deadline", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepOlderThan = time.Hour }, nil},
+		{"event time tolerance", []string{RoleConsumer}, func(c *Config) { c.Consumer.EventTimeTolerance = 0 }, []string{"INTAKE_CONSUMER_EVENT_TIME_TOLERANCE"}},
+		{"reconcile schedule and rate", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "daily"; c.Jobs.ReconcileRate = 0 }, []string{"INTAKE_JOBS_RECONCILE_CRON", "INTAKE_JOBS_RECONCILE_RATE"}},
+		{"reconcile off", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "Off" }, nil},
 		{"bad api keys", []string{RoleAPI}, func(c *Config) { c.API.Keys = "nokey" }, []string{"INTAKE_API_KEYS"}},
 		{"webhook", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "https://app.example.com/hooks", testSecret }, nil},
 		{"webhook url without secret", []string{RoleJobs}, func(c *Config) { c.Webhook.URL = "https://app.example.com/hooks" }, []string{"INTAKE_WEBHOOK_SECRET: required"}},

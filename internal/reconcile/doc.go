@@ -18,7 +18,16 @@
 // # Fixing
 //
 // With Fix, missing and stale objects get an object:inspect task (worker/tasks), so intake's own
-// pipeline records them the usual way; gone rows are checked once more with HeadObject and, when
-// the object is really absent, marked missing with reason 'reconcile' (only if the row has not
-// changed since the run started).
+// pipeline records them the usual way. An inspection is an observation of S3 made now: it replaces
+// whatever the row said before (pipeline/doc.go, "Order and idempotency"), including a row marked
+// deleted while the object exists, so that a second run after the tasks ran reports nothing. Gone
+// rows are checked once more with HeadObject and, when the object is really absent, marked missing
+// with reason 'reconcile', as an observation stamped with the database's time read before the HEADs
+// (only if the row has not changed since the run started, nor been observed since).
+//
+// # Rate
+//
+// Options.Rate bounds the objects listed per second (each page is paid for before the next is
+// requested) and the HEADs of the fix. The periodic reconcile (worker/jobs, objects:reconcile)
+// sets it; `intake reconcile` runs unbounded.
 package reconcile

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/time/rate"
 
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -62,6 +63,9 @@ type Options struct {
 	Enqueuer Enqueuer
 	// PageSize is the number of keys per S3 page and per rows page (default 1000).
 	PageSize int
+	// Rate bounds the objects listed per second, and the HEAD requests of the fix (0: unlimited).
+	// The periodic reconcile sets it, so that a large bucket is walked gently.
+	Rate float64
 	// Progress counts listed objects (optional).
 	Progress Counter
 	// Log receives warnings (default: discarded).
@@ -146,6 +150,9 @@ func Run(ctx context.Context, s3c S3API, rows Rows, o Options) (*Report, error) 
 	if o.Fix && o.Enqueuer == nil {
 		return nil, errors.New("fix: no enqueuer")
 	}
+	if o.Rate < 0 {
+		return nil, errors.New("rate: must not be negative")
+	}
 	o.PageSize = cmp.Or(o.PageSize, 1000)
 	if o.Progress == nil {
 		o.Progress = nopCounter{}
@@ -161,21 +168,37 @@ func Run(ctx context.Context, s3c S3API, rows Rows, o Options) (*Report, error) 
 	rep := &Report{Bucket: o.Bucket, Prefix: o.Prefix, Started: start, Missing: []Missing{}, Stale: []Stale{}, Gone: []Gone{}}
 	defer func() { rep.Elapsed = time.Since(began); rep.ElapsedSeconds = rep.Elapsed.Seconds() }()
 
-	if err := compare(ctx, s3c, rows, o, rep); err != nil {
+	var limiter *rate.Limiter
+	if o.Rate > 0 {
+		// A page's worth of burst: each page is listed at once, then paid for.
+		limiter = rate.NewLimiter(rate.Limit(o.Rate), o.PageSize)
+	}
+	if err := compare(ctx, s3c, rows, o, limiter, rep); err != nil {
 		return rep, err
 	}
 	rep.Problems = len(rep.Missing) + len(rep.Stale) + len(rep.Gone)
 	if o.Fix {
 		rep.Fixed = &Fixed{}
-		if err := fix(ctx, s3c, rows, o, rep); err != nil {
+		if err := fix(ctx, s3c, rows, o, limiter, rep); err != nil {
 			return rep, err
 		}
 	}
 	return rep, nil
 }
 
+// wait takes n tokens from l (nil: no limit).
+func wait(ctx context.Context, l *rate.Limiter, n int) error {
+	if l == nil || n == 0 {
+		return ctx.Err()
+	}
+	if err := l.WaitN(ctx, min(n, l.Burst())); err != nil {
+		return fmt.Errorf("rate limit: %w", err)
+	}
+	return nil
+}
+
 // compare merges the sorted S3 listing with the sorted rows.
-func compare(ctx context.Context, s3c S3API, rows Rows, o Options, rep *Report) error {
+func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate.Limiter, rep *Report) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pages := make(chan []object, 2)
@@ -183,7 +206,7 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, rep *Report) 
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(pages)
-		listErr = list(ctx, s3c, o, pages)
+		listErr = list(ctx, s3c, o, limiter, pages)
 	})
 	defer wg.Wait() // after cancel (deferred later, runs first)
 	defer cancel()
@@ -245,7 +268,8 @@ func absent(status string) bool { return status == "deleted" || status == "missi
 func normETag(s string) string { return strings.ToLower(strings.Trim(s, `"`)) }
 
 // list sends the bucket's objects under o.Prefix, page by page, and checks they come in byte order.
-func list(ctx context.Context, s3c S3API, o Options, out chan<- []object) error {
+// With a limiter, each page is paid for (one token per object) before the next one is requested.
+func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out chan<- []object) error {
 	p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{
 		Bucket: aws.String(o.Bucket), Prefix: aws.String(o.Prefix), MaxKeys: aws.Int32(int32(o.PageSize)),
 	})
@@ -271,6 +295,9 @@ func list(ctx context.Context, s3c S3API, o Options, out chan<- []object) error 
 		case out <- objs:
 		case <-ctx.Done():
 			return nil
+		}
+		if err := wait(ctx, limiter, len(objs)); err != nil {
+			return nil // cancelled: the merge stopped first and reports why
 		}
 	}
 	return nil
@@ -332,8 +359,10 @@ func (c *rowCursor) peek() (dbq.OpsListObjectsRow, bool, error) {
 
 func (c *rowCursor) next() { c.cur = c.cur[1:] }
 
-// fix enqueues inspections of missing and stale objects and marks gone rows missing.
-func fix(ctx context.Context, s3c S3API, rows Rows, o Options, rep *Report) error {
+// fix enqueues inspections of missing and stale objects and marks gone rows missing. The HEADs that
+// confirm a gone object are observations: the database's time read before them stamps the rows
+// they mark, which a later observation (an event processed meanwhile) outranks.
+func fix(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate.Limiter, rep *Report) error {
 	keys := make([]string, 0, len(rep.Missing)+len(rep.Stale))
 	for _, m := range rep.Missing {
 		keys = append(keys, m.Key)
@@ -354,8 +383,18 @@ func fix(ctx context.Context, s3c S3API, rows Rows, o Options, rep *Report) erro
 		}
 	}
 
+	if len(rep.Gone) == 0 {
+		return nil
+	}
+	observed, err := rows.OpsNow(ctx)
+	if err != nil {
+		return fmt.Errorf("read database time: %w", err)
+	}
 	var confirmed []string
 	for _, g := range rep.Gone {
+		if err := wait(ctx, limiter, 1); err != nil {
+			return err
+		}
 		_, err := s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(g.Key)})
 		switch {
 		case err == nil:
@@ -368,7 +407,9 @@ func fix(ctx context.Context, s3c S3API, rows Rows, o Options, rep *Report) erro
 	}
 	for start := 0; start < len(confirmed); start += 500 {
 		chunk := confirmed[start:min(start+500, len(confirmed))]
-		marked, err := rows.OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{Bucket: o.Bucket, Keys: chunk, ChangedBefore: rep.Started})
+		marked, err := rows.OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
+			Bucket: o.Bucket, Keys: chunk, ChangedBefore: rep.Started, ObservedAt: observed,
+		})
 		if err != nil {
 			return fmt.Errorf("mark %d rows missing: %w", len(chunk), err)
 		}

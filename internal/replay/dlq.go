@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/time/rate"
@@ -22,7 +23,7 @@ type DLQOptions struct {
 	From string
 	// To is the queue the messages go back to.
 	To string
-	// Max stops after this many messages (0: until the dead-letter queue is empty).
+	// Max stops after this many messages (0: the messages present when the move starts).
 	Max int
 	// Rate limits messages per second (0: unlimited).
 	Rate float64
@@ -33,6 +34,8 @@ type DLQOptions struct {
 	Visibility time.Duration
 	// Wait is the long-poll wait of a receive; an empty receive ends a worker (default 2s).
 	Wait time.Duration
+	// Start is what the dead-letter queue held when the move started (nil: MoveDLQ reads it).
+	Start *DLQStart
 	// Attempts bounds the tries of each send or delete (default 3).
 	Attempts int
 	// Samples is how many bodies a dry run keeps (default 5).
@@ -84,8 +87,56 @@ func (o DLQOptions) validate(needTo bool) error {
 	return errors.Join(errs...)
 }
 
+// DLQStart is what the dead-letter queue held when a move started: MoveDLQ moves at most Messages
+// (or Max, if smaller), and only messages sent no later than At.
+type DLQStart struct {
+	// Messages is ApproximateNumberOfMessages (visible messages) at the start.
+	Messages int
+	// At is the start: the local clock, unless it disagrees with the Date of SQS's response by
+	// more than that header's precision (whole seconds); then the server's Date.
+	At time.Time
+}
+
+// clockTolerance is how far the local clock may be from SQS's Date header (whole seconds) before
+// StartDLQ trusts the header instead.
+const clockTolerance = 2 * time.Second
+
+// sourceIDAttribute is the message attribute in which intake's consumer keeps, on a message it
+// dead-lettered itself, the id of the message it received (worker/consumer).
+const sourceIDAttribute = "intake-source-message-id"
+
+// Budget is how many messages a move with max (0: no max) may move.
+func (s DLQStart) Budget(max int) int {
+	if max > 0 {
+		return min(max, s.Messages)
+	}
+	return s.Messages
+}
+
+// StartDLQ reads what the dead-letter queue at url holds now: the count of visible messages and
+// the server's time.
+func StartDLQ(ctx context.Context, c SQSAPI, url string) (DLQStart, error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
+	})
+	if err != nil {
+		return DLQStart{}, fmt.Errorf("count the messages of %s: %w", url, err)
+	}
+	n, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
+	at := time.Now()
+	if server, ok := awsmiddleware.GetServerTime(out.ResultMetadata); ok && !server.IsZero() {
+		if d := server.Sub(at); d > clockTolerance || d < -clockTolerance {
+			at = server
+		}
+	}
+	return DLQStart{Messages: n, At: at}, nil
+}
+
 // DLQResult counts what MoveDLQ did.
 type DLQResult struct {
+	// Start is what the dead-letter queue held when the move started.
+	Start DLQStart
 	// Received messages were taken from the dead-letter queue.
 	Received int
 	// Sent messages were accepted by the target queue.
@@ -98,6 +149,13 @@ type DLQResult struct {
 	// DeleteFailed messages were sent but not deleted: a later replay sends them again (a
 	// duplicate the pipeline absorbs).
 	DeleteFailed int
+	// Skipped messages were received but not moved: they reached the dead-letter queue after the
+	// move started (such as the moved messages the consumer dead-lettered again). They stay there,
+	// visible again at the end.
+	Skipped int
+	// SkipLimit is true when the move stopped because it kept receiving such messages (the
+	// dead-letter queue fills faster than the move drains it).
+	SkipLimit bool
 	// Left is the dead-letter queue's approximate count at the end (best effort).
 	Left QueueCounts
 	// Failures samples the errors of failed entries (at most 20).
@@ -110,22 +168,41 @@ type mover struct {
 	o       DLQOptions
 	limiter *rate.Limiter
 	fifo    bool
+	budget  int // messages the run may move: present at the start, within Max
 
 	mu       sync.Mutex
-	reserved int // messages received or being received, against Max
+	reserved int // messages moved, or received to be moved, against budget
+	sent     map[string]bool
+	skipped  map[string]string // message id -> latest receipt handle
+	skips    int               // receipts of skipped messages, against skipLimit
 	res      DLQResult
 }
 
-// MoveDLQ moves messages from o.From to o.To: receive a batch, send it, delete what was sent. It
-// returns when the dead-letter queue looks empty (a receive with o.Wait finds nothing), when Max
-// messages were moved, or when ctx is cancelled; batches already received are finished (sent and
-// deleted) before it returns, so a stop loses nothing. The result is valid even with an error.
+// MoveDLQ moves the messages present in o.From when it starts to o.To, as SQS's own move task
+// does: it reads the count of visible messages and the server's time first (o.Start, else
+// StartDLQ), moves at most that many (or Max), and only messages sent no later than that time.
+// Each batch is received, sent, then deleted (only what the target accepted). A message that
+// reached the dead-letter queue after the start (such as a moved message the consumer failed on
+// again) is skipped: held invisible while the move runs, made visible again at the end. The move
+// returns when the budget is spent, a receive with o.Wait finds nothing, it kept receiving only
+// such messages, or ctx is cancelled; batches already received are finished (sent and deleted)
+// before it returns, so a stop loses nothing. The result is valid even with an error.
 func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	if err := o.validate(true); err != nil {
 		return DLQResult{}, err
 	}
 	o = o.withDefaults(60 * time.Second)
-	m := &mover{c: c, o: o, limiter: newLimiter(o.Rate), fifo: isFIFO(o.To)}
+	if o.Start == nil {
+		start, err := StartDLQ(ctx, c, o.From)
+		if err != nil {
+			return DLQResult{}, err
+		}
+		o.Start = &start
+	}
+	m := &mover{
+		c: c, o: o, limiter: newLimiter(o.Rate), fifo: isFIFO(o.To), budget: o.Start.Budget(o.Max),
+		sent: map[string]bool{}, skipped: map[string]string{}, res: DLQResult{Start: *o.Start},
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, o.Concurrency)
 	for i := range o.Concurrency {
@@ -133,25 +210,82 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	}
 	wg.Wait()
 	err := errors.Join(errs...)
-	// Best effort: how much is left, for the summary.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	// Skipped messages are not this run's: visible again at once, as they would be without it.
+	handles := make([]string, 0, len(m.skipped))
+	for _, h := range m.skipped {
+		handles = append(handles, h)
+	}
+	if _, verr := changeVisibility(cctx, c, o.From, handles, 0); verr != nil {
+		o.Log.Warn("skipped messages stay invisible until their visibility timeout", "err", verr)
+	}
+	// Best effort: how much is left, for the summary.
 	if left, cerr := Counts(cctx, c, o.From); cerr == nil {
 		m.res.Left = left
 	}
 	return m.res, err
 }
 
-// reserve claims up to MaxBatch messages against Max (0 when Max is reached).
+// skipLimit bounds the receipts of skipped messages: past it, the dead-letter queue is filling
+// faster than the move drains it, and the move stops instead of chasing it.
+func (m *mover) skipLimit() int { return m.budget + MaxBatch*m.o.Concurrency }
+
+// reserve claims up to MaxBatch messages against the budget (0 when it is spent).
 func (m *mover) reserve() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := MaxBatch
-	if m.o.Max > 0 {
-		n = min(n, m.o.Max-m.reserved)
-	}
+	n := min(MaxBatch, m.budget-m.reserved)
 	m.reserved += n
 	return n
+}
+
+// sort splits received messages into those to move and those to skip, and releases the
+// reservation of the skipped ones. A message is skipped when it was sent after the start, or is
+// one this run moved that came back: the redrive policy keeps the id its send got, and intake's
+// consumer, dead-lettering explicitly, names that id in sourceIDAttribute. stop is true when the
+// skip limit is reached.
+func (m *mover) sort(msgs []types.Message) (move []types.Message, stop bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, msg := range msgs {
+		id := aws.ToString(msg.MessageId)
+		source := aws.ToString(msg.MessageAttributes[sourceIDAttribute].StringValue)
+		sentAt := sentTimestamp(msg)
+		if m.sent[id] || (source != "" && m.sent[source]) || (!sentAt.IsZero() && sentAt.After(m.o.Start.At)) {
+			if _, seen := m.skipped[id]; !seen {
+				m.res.Skipped++
+			}
+			m.skipped[id] = aws.ToString(msg.ReceiptHandle)
+			m.skips++
+			m.reserved--
+			continue
+		}
+		move = append(move, msg)
+	}
+	if m.skips >= m.skipLimit() && !m.res.SkipLimit {
+		m.res.SkipLimit = true
+		m.o.Log.Warn("the dead-letter queue keeps receiving new messages; stopping", "skipped", m.res.Skipped)
+	}
+	return move, m.res.SkipLimit
+}
+
+// sentTimestamp is the message's SentTimestamp (zero when absent).
+func sentTimestamp(msg types.Message) time.Time {
+	ms, err := strconv.ParseInt(msg.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// moved records the ids the target queue gave the sent messages.
+func (m *mover) moved(ids []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		m.sent[id] = true
+	}
 }
 
 func (m *mover) release(n int) {
@@ -176,7 +310,8 @@ func (m *mover) fail(fs []failure, what string) {
 	}
 }
 
-// worker moves batches until the queue looks empty, Max is reached or ctx is done.
+// worker moves batches until the budget is spent, the queue looks empty, the skip limit is reached
+// or ctx is done.
 func (m *mover) worker(ctx context.Context) error {
 	for ctx.Err() == nil {
 		n := m.reserve()
@@ -199,26 +334,35 @@ func (m *mover) worker(ctx context.Context) error {
 		if len(out.Messages) == 0 {
 			return nil
 		}
-		m.record(func(r *DLQResult) { r.Received += len(out.Messages) })
+		msgs, stop := m.sort(out.Messages)
+		m.record(func(r *DLQResult) { r.Received += len(msgs) })
 		// Finish the batch even if ctx is cancelled now: sending and deleting take moments, and a
 		// half-moved batch would only mean duplicates. The visibility timeout bounds the work.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.o.Visibility)
-		err = m.move(bctx, out.Messages)
+		var errs []error
+		for _, batch := range splitBatches(msgs, messageBytes) {
+			errs = append(errs, m.move(bctx, batch))
+		}
 		cancel()
-		if err != nil {
+		if err := errors.Join(errs...); err != nil {
 			return err
+		}
+		if stop {
+			return nil
 		}
 	}
 	return nil
 }
 
-// move sends msgs to the target and deletes from the source those the target accepted.
+// move sends msgs (one SendMessageBatch) to the target and deletes from the source those the
+// target accepted.
 func (m *mover) move(ctx context.Context, msgs []types.Message) error {
 	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 	for i, msg := range msgs {
 		entries[i] = sendEntry(strconv.Itoa(i), msg, m.fifo)
 	}
-	sent, failed, sendErr := sendBatch(ctx, m.c, m.o.To, entries, m.o.Attempts, m.o.Log)
+	sent, newIDs, failed, sendErr := sendBatch(ctx, m.c, m.o.To, entries, m.o.Attempts, m.o.Log)
+	m.moved(newIDs)
 	unsent := len(msgs) - len(sent)
 	m.record(func(r *DLQResult) { r.Sent += len(sent); r.SendFailed += unsent })
 	m.fail(failed, "send")

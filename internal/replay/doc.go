@@ -15,6 +15,23 @@
 //
 // Body, message attributes and, for FIFO targets, the group and deduplication ids are preserved.
 //
+// # Bounded by what was there
+//
+// [MoveDLQ] moves the messages the dead-letter queue holds when it starts, as SQS's own move task
+// does: it reads ApproximateNumberOfMessages and the time first ([StartDLQ]), moves at most that
+// many (or Max), and skips messages sent after that time or already moved by this run (a moved
+// message the consumer fails on again comes back with the id its send got, through the redrive
+// policy, or naming it in intake-source-message-id, when the consumer dead-letters it itself). So
+// a message that fails for good is moved once per run, and the run ends however fast the consumer
+// sends it back. Skipped messages are made visible again when the run ends; past a bound of skipped
+// receipts (the dead-letter queue filling faster than the run drains it) the run stops.
+//
+// # Batch size
+//
+// Every SendMessageBatch carries at most ten entries and 256 KiB of payload (bodies and message
+// attributes); a larger entry goes alone. replay dlq, replay file and replay archive cut their
+// batches with the same code.
+//
 // # Native moves
 //
 // [MoveNative] asks SQS to do the move (StartMessageMoveTask) and follows the task until it ends.

@@ -148,9 +148,8 @@ func (r *resender) failed(ref, why string) {
 
 // produce reads src into batches of at most ten bodies and maxBatchBytes.
 func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) error {
-	var batch []Body
-	size := 0
-	flush := func() error {
+	var b batches[Body]
+	flush := func(batch []Body) error {
 		if len(batch) == 0 {
 			return nil
 		}
@@ -159,35 +158,27 @@ func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) e
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		batch, size = nil, 0
 		return nil
 	}
-	err := src(ctx, func(b Body) error {
+	err := src(ctx, func(body Body) error {
 		r.record(func(res *ResendResult) { res.Read++ })
 		switch {
-		case b.Err != nil:
-			r.failed(b.Ref, b.Err.Error())
+		case body.Err != nil:
+			r.failed(body.Ref, body.Err.Error())
 			return nil
-		case b.Duplicate:
+		case body.Duplicate:
 			r.record(func(res *ResendResult) { res.Skipped++ })
 			return nil
 		case r.o.DryRun:
 			r.o.Progress.Add(1)
 			return ctx.Err()
 		}
-		if len(batch) == MaxBatch || (len(batch) > 0 && size+len(b.Text) > maxBatchBytes) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batch = append(batch, b)
-		size += len(b.Text)
-		return nil
+		return flush(b.add(body, len(body.Text)))
 	})
 	if err != nil {
 		return err
 	}
-	return flush()
+	return flush(b.rest())
 }
 
 // send sends one batch; it returns an error only when the whole call failed after retries.
@@ -203,7 +194,7 @@ func (r *resender) send(ctx context.Context, batch []Body) error {
 			entries[i].MessageDeduplicationId = aws.String(fmt.Sprintf("%x", time.Now().UnixNano()) + "-" + strconv.Itoa(i))
 		}
 	}
-	sent, failed, err := sendBatch(ctx, r.c, r.o.To, entries, r.o.Attempts, r.o.Log)
+	sent, _, failed, err := sendBatch(ctx, r.c, r.o.To, entries, r.o.Attempts, r.o.Log)
 	r.record(func(res *ResendResult) { res.Sent += len(sent) })
 	r.o.Progress.Add(len(sent))
 	for _, f := range failed {

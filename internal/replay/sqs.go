@@ -40,9 +40,59 @@ func (nopCounter) Add(int) {}
 // MaxBatch is the most entries one SQS batch call takes.
 const MaxBatch = 10
 
-// maxBatchBytes bounds the summed body size of one SendMessageBatch (SQS: 256 KiB per batch on
-// older limits; staying under it works everywhere).
+// maxBatchBytes bounds the payload of one SendMessageBatch: bodies and message attributes (SQS:
+// 256 KiB per batch on older limits; staying under it works everywhere).
 const maxBatchBytes = 256 * 1024
+
+// batches accumulates send entries into batches of at most MaxBatch entries and maxBatchBytes of
+// payload. An entry larger than maxBatchBytes by itself goes in a batch of its own (SQS judges it).
+// replay file, replay archive and replay dlq all cut their batches with it.
+type batches[T any] struct {
+	cur  []T
+	size int
+}
+
+// add appends item, whose payload is size bytes, and returns the batch it closed, if any.
+func (b *batches[T]) add(item T, size int) (full []T) {
+	if len(b.cur) == MaxBatch || (len(b.cur) > 0 && b.size+size > maxBatchBytes) {
+		full, b.cur, b.size = b.cur, nil, 0
+	}
+	b.cur = append(b.cur, item)
+	b.size += size
+	return full
+}
+
+// rest returns the open batch (nil when empty) and starts a new one.
+func (b *batches[T]) rest() []T {
+	full := b.cur
+	b.cur, b.size = nil, 0
+	return full
+}
+
+// splitBatches cuts items into batches (see batches); size is an item's payload in bytes.
+func splitBatches[T any](items []T, size func(T) int) [][]T {
+	var out [][]T
+	var b batches[T]
+	for _, it := range items {
+		if full := b.add(it, size(it)); full != nil {
+			out = append(out, full)
+		}
+	}
+	if rest := b.rest(); rest != nil {
+		out = append(out, rest)
+	}
+	return out
+}
+
+// messageBytes is the payload SQS counts for a message: its body and its message attributes
+// (names, data types and values).
+func messageBytes(msg types.Message) int {
+	n := len(aws.ToString(msg.Body))
+	for name, v := range msg.MessageAttributes {
+		n += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+	}
+	return n
+}
 
 // ParseRate reads a rate in messages per second: "" or "0" (unlimited), "200", "200/s", "6000/m",
 // "0.5/s".
@@ -114,19 +164,23 @@ func (f failure) String() string {
 }
 
 // sendBatch sends entries to url, retrying entries that failed through the server's fault up to
-// attempts times (and whole calls that failed). It returns the ids the queue accepted and the
-// failures of the others. err is set when the last whole call failed: then ok holds what earlier
-// attempts sent, and every other entry is unsent.
-func sendBatch(ctx context.Context, c SQSAPI, url string, entries []types.SendMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok []string, failed []failure, err error) {
+// attempts times (and whole calls that failed). It returns the ids the queue accepted, the message
+// ids the queue gave them, and the failures of the others. err is set when the last whole call
+// failed: then ok holds what earlier attempts sent, and every other entry is unsent.
+func sendBatch(ctx context.Context, c SQSAPI, url string, entries []types.SendMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok, msgIDs []string, failed []failure, err error) {
 	send := func(ctx context.Context, pending []types.SendMessageBatchRequestEntry) ([]string, []types.BatchResultErrorEntry, error) {
 		out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
 		if err != nil {
 			return nil, nil, fmt.Errorf("send batch of %d to %s: %w", len(pending), url, err)
 		}
+		for _, s := range out.Successful {
+			msgIDs = append(msgIDs, aws.ToString(s.MessageId))
+		}
 		return successIDs(out.Successful, func(s types.SendMessageBatchResultEntry) *string { return s.Id }), out.Failed, nil
 	}
 	id := func(e types.SendMessageBatchRequestEntry) string { return aws.ToString(e.Id) }
-	return retryBatch(ctx, entries, id, send, attempts, log.With("queue", url), "send batch")
+	ok, failed, err = retryBatch(ctx, entries, id, send, attempts, log.With("queue", url), "send batch")
+	return ok, msgIDs, failed, err
 }
 
 // deleteBatch deletes entries from url with the same retry rules as sendBatch.

@@ -3,14 +3,12 @@ package store
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -23,7 +21,7 @@ import (
 // are run again in place.
 //
 // From NewRecords, each call is its own statement. From NewBatchedRecords (the consumer's), the
-// intent lookups and the records of concurrent messages are grouped (group commit, as in
+// lookups and the records of concurrent messages are grouped (group commit, as in
 // IntentWriter): one SELECT answers the lookups of many messages, and the records of many messages
 // go in one pgx batch, one implicit transaction and one commit. Every caller still returns only
 // once its own record is committed, and gets only its own error: when a batch fails because of one
@@ -32,7 +30,7 @@ type Records struct {
 	s *Store
 
 	// lookups and records batch the calls; nil when unbatched.
-	lookups *batcher[objectKey, *pipeline.Intent]
+	lookups *batcher[objectKey, pipeline.Lookup]
 	records *batcher[pipeline.Record, pipeline.Recorded]
 	sizes   *prometheus.HistogramVec
 }
@@ -73,8 +71,8 @@ func NewBatchedRecords(s *Store, opts BatchOptions) *Records {
 	maxBatch := cmp.Or(opts.MaxBatch, 64)
 	timeout := cmp.Or(opts.Timeout, 10*time.Second)
 	r.lookups = newBatcher(committers, maxBatch, timeout, r.sizes.WithLabelValues("intent_lookup"), r.lookupBatch,
-		func(ctx context.Context, k objectKey) (*pipeline.Intent, error) {
-			return r.intent(ctx, k.bucket, k.key)
+		func(ctx context.Context, k objectKey) (pipeline.Lookup, error) {
+			return r.lookup(ctx, k.bucket, k.key)
 		})
 	r.records = newBatcher(committers, maxBatch, timeout, r.sizes.WithLabelValues("record"), r.recordBatch, r.record)
 	return r
@@ -103,60 +101,65 @@ func (r *Records) Describe(ch chan<- *prometheus.Desc) { r.sizes.Describe(ch) }
 // Collect implements prometheus.Collector.
 func (r *Records) Collect(ch chan<- prometheus.Metric) { r.sizes.Collect(ch) }
 
-// Intent returns the upload intent of (bucket, key), or nil when there is none.
-func (r *Records) Intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
+// Lookup returns the upload intent of (bucket, key), or a nil Intent when there is none, and the
+// database's time (which stamps the observation the caller makes next).
+func (r *Records) Lookup(ctx context.Context, bucket, key string) (pipeline.Lookup, error) {
 	if r.lookups != nil {
 		return r.lookups.do(ctx, objectKey{bucket, key})
 	}
-	return r.intent(ctx, bucket, key)
+	return r.lookup(ctx, bucket, key)
 }
 
-// intent looks up one intent with one statement.
-func (r *Records) intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
-	found, err := retryConflicts(ctx, func(ctx context.Context) (map[objectKey]*pipeline.Intent, error) {
-		return r.intents(ctx, []objectKey{{bucket, key}})
+// lookup answers one lookup with one statement.
+func (r *Records) lookup(ctx context.Context, bucket, key string) (pipeline.Lookup, error) {
+	found, err := retryConflicts(ctx, func(ctx context.Context) (map[objectKey]pipeline.Lookup, error) {
+		return r.lookupKeys(ctx, []objectKey{{bucket, key}})
 	})
 	if err != nil {
-		return nil, classify(ctx, fmt.Sprintf("look up intent of %s/%s", bucket, key), err)
+		return pipeline.Lookup{}, classify(ctx, fmt.Sprintf("look up intent of %s/%s", bucket, key), err)
 	}
 	return found[objectKey{bucket, key}], nil
 }
 
 // lookupBatch answers the lookups of calls with one statement.
-func (r *Records) lookupBatch(ctx context.Context, calls []*call[objectKey, *pipeline.Intent]) {
+func (r *Records) lookupBatch(ctx context.Context, calls []*call[objectKey, pipeline.Lookup]) {
 	keys := make([]objectKey, len(calls))
 	for i, c := range calls {
 		keys[i] = c.arg
 	}
-	found, err := retryConflicts(ctx, func(ctx context.Context) (map[objectKey]*pipeline.Intent, error) {
-		return r.intents(ctx, keys)
+	found, err := retryConflicts(ctx, func(ctx context.Context) (map[objectKey]pipeline.Lookup, error) {
+		return r.lookupKeys(ctx, keys)
 	})
 	for _, c := range calls {
 		if err != nil {
-			c.answer(nil, classify(c.ctx, fmt.Sprintf("look up intent of %s/%s (with %d others)", c.arg.bucket, c.arg.key, len(calls)-1), err))
+			c.answer(pipeline.Lookup{}, classify(c.ctx, fmt.Sprintf("look up intent of %s/%s (with %d others)", c.arg.bucket, c.arg.key, len(calls)-1), err))
 			continue
 		}
 		c.answer(found[c.arg], nil)
 	}
 }
 
-// intents returns the intents of keys that have one.
-func (r *Records) intents(ctx context.Context, keys []objectKey) (map[objectKey]*pipeline.Intent, error) {
-	p := dbq.PipelineIntentsParams{Buckets: make([]string, len(keys)), Keys: make([]string, len(keys))}
+// lookupKeys returns the lookup of each key: its intent, if any, and the statement's time.
+func (r *Records) lookupKeys(ctx context.Context, keys []objectKey) (map[objectKey]pipeline.Lookup, error) {
+	p := dbq.PipelineLookupsParams{Buckets: make([]string, len(keys)), Keys: make([]string, len(keys))}
 	for i, k := range keys {
 		p.Buckets[i], p.Keys[i] = k.bucket, k.key
 	}
-	rows, err := r.s.Q.PipelineIntents(ctx, p)
+	rows, err := r.s.Q.PipelineLookups(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	found := make(map[objectKey]*pipeline.Intent, len(rows))
+	found := make(map[objectKey]pipeline.Lookup, len(rows))
 	for _, row := range rows {
-		found[objectKey{row.Bucket, row.Key}] = &pipeline.Intent{
-			ID: row.ID, Owner: row.Owner, Method: row.Method, ContentType: row.ContentType,
-			Size: row.Size, SizeDeclared: row.SizeDeclared, SHA256: row.Sha256,
-			MultipartUploadID: strOf(row.MultipartUploadID), Status: row.Status,
+		l := pipeline.Lookup{At: row.LookedUpAt}
+		if row.ID != nil {
+			l.Intent = &pipeline.Intent{
+				ID: *row.ID, Owner: strOf(row.Owner), Method: strOf(row.Method), ContentType: strOf(row.ContentType),
+				Size: valueOf(row.Size), SizeDeclared: valueOf(row.SizeDeclared), SHA256: row.Sha256,
+				MultipartUploadID: strOf(row.MultipartUploadID), Status: strOf(row.Status),
+			}
 		}
+		found[objectKey{row.Bucket, row.Key}] = l
 	}
 	return found, nil
 }
@@ -219,22 +222,20 @@ func (r *Records) writeRecordsRetrying(ctx context.Context, recs []pipeline.Reco
 
 // writeRecords runs one PipelineRecord per record in one pgx batch: one round trip, one implicit
 // transaction (one Sync), so all are committed together or none is. It returns the rows as they
-// stand after each record.
+// stand after each record (the upsert always returns the row: it updates at least the observation
+// time).
 func (r *Records) writeRecords(ctx context.Context, recs []pipeline.Record) ([]pipeline.Recorded, error) {
 	params := make([]dbq.PipelineRecordParams, len(recs))
 	for i, rec := range recs {
 		params[i] = recordParams(rec)
 	}
 	rows := make([]dbq.PipelineRecordRow, len(recs))
-	var reread []int
 	var firstErr error
 	results := r.s.Q.PipelineRecord(ctx, params)
 	results.QueryRow(func(i int, row dbq.PipelineRecordRow, err error) {
 		switch {
 		case err == nil:
 			rows[i] = row
-		case errors.Is(err, pgx.ErrNoRows):
-			reread = append(reread, i)
 		case firstErr == nil:
 			firstErr = err
 		}
@@ -245,15 +246,6 @@ func (r *Records) writeRecords(ctx context.Context, recs []pipeline.Record) ([]p
 	}
 	if firstErr != nil {
 		return nil, firstErr
-	}
-	for _, i := range reread {
-		// The upsert waited for a concurrent insert of the key and left that row as it was; the
-		// statement's snapshot predates it, so read it with a fresh one.
-		cur, err := r.s.Q.PipelineGetObject(ctx, dbq.PipelineGetObjectParams{Bucket: recs[i].Bucket, Key: recs[i].Key})
-		if err != nil {
-			return nil, fmt.Errorf("read back %s/%s: %w", recs[i].Bucket, recs[i].Key, err)
-		}
-		rows[i] = dbq.PipelineRecordRow{Status: cur.Status, Reason: cur.Reason, Etag: cur.Etag, VersionID: cur.VersionID}
 	}
 	out := make([]pipeline.Recorded, len(rows))
 	for i, row := range rows {
@@ -296,6 +288,10 @@ func recordParams(rec pipeline.Record) dbq.PipelineRecordParams {
 		t := rec.EventTime
 		p.EventTime = &t
 	}
+	if !rec.ObservedAt.IsZero() {
+		t := rec.ObservedAt
+		p.ObservedAt = &t
+	}
 	if rec.CompleteIntent != uuid.Nil {
 		id := rec.CompleteIntent
 		p.CompleteIntent = &id
@@ -312,9 +308,13 @@ func optString(s string) *string {
 }
 
 // strOf maps NULL to "".
-func strOf(s *string) string {
-	if s == nil {
-		return ""
+func strOf(s *string) string { return valueOf(s) }
+
+// valueOf maps NULL to the zero value.
+func valueOf[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
 	}
-	return *s
+	return *p
 }

@@ -146,8 +146,8 @@ func TestBatchedRecordsLookups(t *testing.T) {
 	done := make(chan lookup, 20)
 	ask := func(key string) {
 		go func() {
-			in, err := b.rs.Intent(b.ctx, "b", key)
-			done <- lookup{key, in, err}
+			l, err := b.rs.Lookup(b.ctx, "b", key)
+			done <- lookup{key, l.Intent, err}
 		}()
 	}
 	ask("k0")
@@ -215,9 +215,9 @@ func TestBatchedRecordsClose(t *testing.T) {
 	got, err := b.rs.Record(b.ctx, state("after", "", time.Now(), "e2"))
 	require.NoError(t, err)
 	require.True(t, got.Applied)
-	in, err := b.rs.Intent(b.ctx, "b", "nothing")
+	l, err := b.rs.Lookup(b.ctx, "b", "nothing")
 	require.NoError(t, err)
-	require.Nil(t, in)
+	require.Nil(t, l.Intent)
 	_, calls := batchSizes(t, reg, "record")
 	require.Equal(t, float64(1), calls, "only the record before Close was batched")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,19 +98,22 @@ func TestRecordsIntent(t *testing.T) {
 }
 
 func testRecordsIntent(t *testing.T, b *recordsBundle) {
-	got, err := b.rs.Intent(b.ctx, "b", "none")
+	before, err := b.st.Q.OpsNow(b.ctx)
 	require.NoError(t, err)
-	require.Nil(t, got)
+	got, err := b.rs.Lookup(b.ctx, "b", "none")
+	require.NoError(t, err)
+	require.Nil(t, got.Intent)
+	require.False(t, got.At.Before(before), "the database's time, read by the lookup")
 
 	sum := sha256.Sum256([]byte("x"))
 	mp := "mp-1"
 	id := b.addUpload(t, "k", "multipart", "pending", sum[:], &mp)
-	got, err = b.rs.Intent(b.ctx, "b", "k")
+	got, err = b.rs.Lookup(b.ctx, "b", "k")
 	require.NoError(t, err)
 	require.Equal(t, &pipeline.Intent{
 		ID: id, Owner: "alice", Method: "multipart", ContentType: "image/png", Size: 42, SizeDeclared: true,
 		SHA256: sum[:], MultipartUploadID: "mp-1", Status: "pending",
-	}, got)
+	}, got.Intent)
 }
 
 // state builds a record of an object present with the given ETag.
@@ -172,25 +176,101 @@ func testRecordsOrdering(t *testing.T, b *recordsBundle) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			key := fmt.Sprintf("k%d", i)
-			tc.first.Key, tc.second.Key = key, key
-			got, err := b.rs.Record(b.ctx, tc.first)
-			require.NoError(t, err)
-			require.True(t, got.Applied, "a first record creates the row")
-			got, err = b.rs.Record(b.ctx, tc.second)
-			require.NoError(t, err)
-			require.Equal(t, tc.applied, got.Applied)
-			require.Equal(t, tc.wantETag, got.ETag)
-			require.Equal(t, tc.wantStatus, got.Status)
-			row := b.row(t, key)
-			require.Equal(t, tc.wantStatus, row.Status)
-			if tc.wantETag == "" {
-				require.Nil(t, row.Etag)
-			} else {
-				require.Equal(t, tc.wantETag, *row.Etag)
-			}
+			b.recordPair(t, fmt.Sprintf("k%d", i), tc.first, tc.second, tc.applied, tc.wantETag, tc.wantStatus)
 		})
 	}
+}
+
+// recordPair records first, then second, under key, and checks what the second one left: whether
+// it changed the row, and the row's ETag and status. It returns the row after each record.
+func (b *recordsBundle) recordPair(t *testing.T, key string, first, second pipeline.Record, applied bool, wantETag, wantStatus string) (before, after dbq.Object) {
+	t.Helper()
+	first.Key, second.Key = key, key
+	got, err := b.rs.Record(b.ctx, first)
+	require.NoError(t, err)
+	require.True(t, got.Applied, "a first record creates the row")
+	before = b.row(t, key)
+	got, err = b.rs.Record(b.ctx, second)
+	require.NoError(t, err)
+	require.Equal(t, applied, got.Applied)
+	require.Equal(t, wantETag, got.ETag)
+	require.Equal(t, wantStatus, got.Status)
+	after = b.row(t, key)
+	require.Equal(t, wantStatus, after.Status)
+	if wantETag == "" {
+		require.Nil(t, after.Etag)
+	} else {
+		require.Equal(t, wantETag, *after.Etag)
+	}
+	return before, after
+}
+
+// TestRecordsObservations: once records carry the time of their observation (every record the
+// Processor writes), the later observation decides the row, whatever the events' sequencers and
+// times say; observation time, sequencer and event time keep their greatest values.
+func TestRecordsObservations(t *testing.T) {
+	t.Parallel()
+	eachRecords(t, testRecordsObservations)
+}
+
+func testRecordsObservations(t *testing.T, b *recordsBundle) {
+	t0 := time.Date(2026, 11, 25, 1, 24, 18, 0, time.UTC)
+	obs := func(rec pipeline.Record, at time.Time) pipeline.Record { rec.ObservedAt = at; return rec }
+	missing := func(rec pipeline.Record) pipeline.Record {
+		rec.Status, rec.Reason, rec.ETag, rec.Size = pipeline.StatusMissing, pipeline.ReasonNotFound, "", nil
+		return rec
+	}
+	forged := seqKey(strings.Repeat("F", 64))
+	future := t0.Add(1000 * time.Hour)
+	tests := []struct {
+		name          string
+		first, second pipeline.Record
+		applied       bool
+		wantETag      string
+		wantStatus    string
+	}{
+		{"later observation beats a newer sequencer", obs(state("", forged, future, ""), t0), obs(state("", seqKey("0A"), t0, "e1"), t0.Add(time.Second)), true, "e1", "valid"},
+		{"later observation beats a newer sequencer, present", obs(state("", forged, future, "e1"), t0), obs(state("", seqKey("0A"), t0, "e2"), t0.Add(time.Second)), true, "e2", "valid"},
+		{"earlier observation loses to an older sequencer", obs(state("", seqKey("0A"), t0, "e1"), t0.Add(time.Second)), obs(state("", forged, future, ""), t0), false, "e1", "valid"},
+		{"same state observed again", obs(state("", seqKey("0A"), t0, "e1"), t0), obs(state("", seqKey("0B"), t0, "e1"), t0.Add(time.Second)), false, "e1", "valid"},
+		{"row from before migration 0006 (never observed)", state("", forged, future, ""), obs(state("", "", time.Time{}, "e1"), t0), true, "e1", "valid"},
+		{"a record without observation never beats an observed row", obs(state("", "", t0, "e1"), t0), state("", forged, future, "e2"), false, "e1", "valid"},
+		{"absent then absent later: deleted stays deleted", obs(state("", "", t0, ""), t0), obs(missing(state("", "", t0, "")), t0.Add(time.Second)), false, "", "deleted"},
+		{"absent then absent earlier: deleted replaces missing", obs(missing(state("", "", t0, "")), t0.Add(time.Second)), obs(state("", "", t0, ""), t0), true, "", "deleted"},
+		{"absent, then present observed earlier", obs(state("", "", t0, ""), t0.Add(time.Second)), obs(state("", seqKey("FF"), future, "e1"), t0), false, "", "deleted"},
+		{"same observation time: the newer event", obs(state("", seqKey("0A"), t0, "e1"), t0), obs(state("", seqKey("0B"), t0, "e2"), t0), true, "e2", "valid"},
+		{"same observation time: an older event", obs(state("", seqKey("0B"), t0, "e1"), t0), obs(state("", seqKey("0A"), t0, "e2"), t0), false, "e1", "valid"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, row := b.recordPair(t, fmt.Sprintf("o%d", i), tc.first, tc.second, tc.applied, tc.wantETag, tc.wantStatus)
+			if tc.applied {
+				require.True(t, row.UpdatedAt.After(before.UpdatedAt), "a changed state moves updated_at")
+			} else {
+				require.Equal(t, before.UpdatedAt, row.UpdatedAt, "an unchanged state keeps updated_at (reconcile judges by it)")
+			}
+			// The greatest of each is kept, whichever record decided the state.
+			wantObs := latest(tc.first.ObservedAt, tc.second.ObservedAt)
+			if wantObs.IsZero() {
+				require.Nil(t, row.ObservedAt)
+			} else {
+				require.True(t, wantObs.Equal(*row.ObservedAt), "observed_at %v, want %v", *row.ObservedAt, wantObs)
+			}
+			if seq := max(tc.first.Sequencer, tc.second.Sequencer); seq == "" {
+				require.Nil(t, row.Sequencer)
+			} else {
+				require.Equal(t, seq, *row.Sequencer)
+			}
+			require.True(t, latest(tc.first.EventTime, tc.second.EventTime).Equal(*row.EventTime))
+		})
+	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func TestRecordsRecordFields(t *testing.T) {
@@ -307,7 +387,7 @@ func TestRecordsUnavailable(t *testing.T) {
 	batched := store.NewBatchedRecords(&store.Store{Pool: pool, Q: dbq.New(pool)}, store.BatchOptions{})
 	t.Cleanup(batched.Close)
 	for _, rs := range []*store.Records{rs, batched} {
-		_, err = rs.Intent(ctx, "b", "k")
+		_, err = rs.Lookup(ctx, "b", "k")
 		require.ErrorIs(t, err, pipeline.ErrUnavailable)
 		_, err = rs.Record(ctx, pipeline.Record{Bucket: "b", Key: "k", Status: pipeline.StatusDeleted})
 		require.ErrorIs(t, err, pipeline.ErrUnavailable)

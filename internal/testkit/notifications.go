@@ -14,7 +14,6 @@ import (
 	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/webhook"
-	"github.com/intakehq/intake/worker/jobs"
 )
 
 // NotificationsOptions tune StartNotifications. The zero value runs everything as the jobs role
@@ -100,15 +99,22 @@ func StartNotifications(tb testing.TB, st *store.Store, o NotificationsOptions) 
 	if o.RetryDelay > 0 {
 		retry = func(int, error, *asynq.Task) time.Duration { return o.RetryDelay }
 	}
-	srv, err := jobs.NewServer(jobs.ServerConfig{
-		Redis: n.Redis, Concurrency: cmp.Or(o.Concurrency, 20), Queues: map[string]int{webhook.Queue: 1},
+	// The jobs role's webhook server (worker/jobs.NewServer, which imports what imports testkit):
+	// asynq with the same queue, concurrency, retry schedule and idle check.
+	srv := asynq.NewServer(n.Redis, asynq.Config{
+		Concurrency: cmp.Or(o.Concurrency, 20), Queues: map[string]int{webhook.Queue: 1},
 		RetryDelayFunc: retry, TaskCheckInterval: webhook.TaskCheckInterval, DelayedTaskCheckInterval: 50 * time.Millisecond,
-		ShutdownTimeout: 5 * time.Second, Log: log,
-	}, deliverer)
-	if err != nil {
-		tb.Fatalf("testkit: %v", err)
+		ShutdownTimeout: 5 * time.Second, LogLevel: asynq.ErrorLevel,
+	})
+	serve := func(ctx context.Context) error {
+		if err := srv.Start(deliverer); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		srv.Shutdown()
+		return nil
 	}
-	runs := []func(context.Context) error{n.Listener.Run, srv.Run}
+	runs := []func(context.Context) error{n.Listener.Run, serve}
 	if !o.NoRelay {
 		runs = append(runs, n.Relay.Run)
 	}

@@ -138,7 +138,7 @@ func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, s3Client *s3.C
 	}
 	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		Objects: timedObjects{objstore.NewObjects(s3Client), stages}, Records: timedRecords{records, stages},
-		Policy: pipeline.DefaultPolicy(), Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+		Buckets: []string{e.bucket}, Policy: pipeline.DefaultPolicy(), Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -140,7 +140,7 @@ func (e *e2e) processor(t *testing.T, records pipeline.RecordStore) *pipeline.Pr
 		records = batchedRecords(t, e.st)
 	}
 	p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
-		Objects: objstore.NewObjects(e.s3), Records: records, Policy: pipeline.DefaultPolicy(),
+		Objects: objstore.NewObjects(e.s3), Records: records, Buckets: []string{e.bucket}, Policy: pipeline.DefaultPolicy(),
 		Log: telemetry.NewLogger(testWriter{t}, "text", "warn"), Registerer: prometheus.NewRegistry(),
 	})
 	require.NoError(t, err)

@@ -49,7 +49,7 @@ func TestMessageTimeoutFreesStalledWorker(t *testing.T) {
 	silentCfg.RetryMaxAttempts = 1
 	silent := objstore.NewClient(silentCfg, config.AWS{Region: testkit.Region, S3Endpoint: "http://" + testkit.Silent(t)})
 	stalled, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
-		Objects: objstore.NewObjects(silent), Records: batchedRecords(t, e.st), Policy: pipeline.DefaultPolicy(),
+		Objects: objstore.NewObjects(silent), Records: batchedRecords(t, e.st), Buckets: []string{e.bucket}, Policy: pipeline.DefaultPolicy(),
 	})
 	require.NoError(t, err)
 	var stalling atomic.Bool

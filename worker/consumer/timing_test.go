@@ -87,9 +87,9 @@ type timedRecords struct {
 	t *stageTimer
 }
 
-func (r timedRecords) Intent(ctx context.Context, bucket, key string) (*pipeline.Intent, error) {
+func (r timedRecords) Lookup(ctx context.Context, bucket, key string) (pipeline.Lookup, error) {
 	defer r.t.since("pg.intent", time.Now())
-	return r.RecordStore.Intent(ctx, bucket, key)
+	return r.RecordStore.Lookup(ctx, bucket, key)
 }
 
 func (r timedRecords) Record(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {

@@ -23,6 +23,11 @@
 //   - intake:maintenance ([TypeMaintenance], [Maintenance]): expire intents and prune archived
 //     events (below). intake's own task: not in tasks.Types, so neither app backends nor
 //     POST /v1/jobs can enqueue it.
+//   - objects:reconcile ([TypeReconcile], [Reconciler]): the periodic reconcile of the bucket, what
+//     `intake reconcile --fix` does (internal/reconcile), at the task's rate in objects per second:
+//     it catches the uploads whose events the store never sent. Its findings are metrics. A task
+//     naming a bucket intake does not serve is archived at once. intake's own task, like
+//     intake:maintenance: not in tasks.Types.
 //
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
 // asynq.SkipRetry and the task is archived at once. S3 errors that retrying cannot fix (403, 400…)
@@ -32,7 +37,8 @@
 //
 // Every replica may run the scheduler role: one [Periodic] per periodic task. [NewSweepPeriodic]
 // gives the sweep of each period the task ID tasks.SweepTaskID(bucket, start of the period) and
-// finished sweeps are kept for tasks.SweepRetention, so replicas whose crons fire together (clocks
+// finished sweeps are kept for tasks.SweepRetention ([NewReconcilePeriodic]: [ReconcileTaskID],
+// [ReconcileRetention]), so replicas whose crons fire together (clocks
 // within 30 s) enqueue one sweep per period; the others get asynq.ErrTaskIDConflict, logged at debug
 // level. Aborts are idempotent: a second abort of the same upload finds it gone, and the first
 // recorded row wins.
@@ -72,6 +78,8 @@
 //   - intake_tasks_total{type,outcome}: outcome is success, retry (failed, will run again) or failed
 //     (permanent, or out of retries: archived).
 //   - intake_task_duration_seconds{type}
+//   - intake_reconcile_missing, intake_reconcile_stale, intake_reconcile_gone: what the last
+//     completed periodic reconcile found (and repaired); intake_reconcile_last_success_timestamp_seconds.
 //
 // The multipart series (intake_multipart_aborted_total, intake_bytes_reclaimed_total,
 // intake_sweep_last_success_timestamp_seconds) are internal/multipart's.

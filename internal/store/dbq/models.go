@@ -51,7 +51,9 @@ type Object struct {
 	EventTime   *time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	ObservedAt  *time.Time
 	VerdictSeq  int32
+	VerdictAt   *time.Time
 }
 
 type Outbox struct {

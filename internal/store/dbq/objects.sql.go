@@ -7,6 +7,7 @@ package dbq
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -38,7 +39,7 @@ func (q *Queries) PipelineArchiveEvent(ctx context.Context, arg PipelineArchiveE
 }
 
 const pipelineGetObject = `-- name: PipelineGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects WHERE bucket = $1 AND key = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE bucket = $1 AND key = $2
 `
 
 type PipelineGetObjectParams struct {
@@ -69,75 +70,15 @@ func (q *Queries) PipelineGetObject(ctx context.Context, arg PipelineGetObjectPa
 		&i.EventTime,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObservedAt,
 		&i.VerdictSeq,
+		&i.VerdictAt,
 	)
 	return i, err
 }
 
-const pipelineIntents = `-- name: PipelineIntents :many
-SELECT u.bucket, u.key, u.id, u.owner, u.method, u.content_type, u.size, u.size_declared, u.sha256,
-       u.multipart_upload_id, u.status
-FROM (SELECT unnest($1::text[]) AS bucket, unnest($2::text[]) AS key) AS k
-JOIN uploads u ON u.bucket = k.bucket AND u.key = k.key
-`
-
-type PipelineIntentsParams struct {
-	Buckets []string
-	Keys    []string
-}
-
-type PipelineIntentsRow struct {
-	Bucket            string
-	Key               string
-	ID                uuid.UUID
-	Owner             string
-	Method            string
-	ContentType       string
-	Size              int64
-	SizeDeclared      bool
-	Sha256            []byte
-	MultipartUploadID *string
-	Status            string
-}
-
-// The upload intents of several (bucket, key) pairs at once (store.Records batches the lookups of
-// concurrent messages; alone, a lookup is a batch of one). A pair without an intent has no row. Each
-// pair is one probe of the uploads_bucket_key_key index (the arrays are parallel, as in
-// intents.sql).
-func (q *Queries) PipelineIntents(ctx context.Context, arg PipelineIntentsParams) ([]PipelineIntentsRow, error) {
-	rows, err := q.db.Query(ctx, pipelineIntents, arg.Buckets, arg.Keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []PipelineIntentsRow{}
-	for rows.Next() {
-		var i PipelineIntentsRow
-		if err := rows.Scan(
-			&i.Bucket,
-			&i.Key,
-			&i.ID,
-			&i.Owner,
-			&i.Method,
-			&i.ContentType,
-			&i.Size,
-			&i.SizeDeclared,
-			&i.Sha256,
-			&i.MultipartUploadID,
-			&i.Status,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const pipelineListObjects = `-- name: PipelineListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, verdict_seq FROM objects WHERE bucket = $1 ORDER BY key
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE bucket = $1 ORDER BY key
 `
 
 // Every row of a bucket, by key (tests and operators).
@@ -170,7 +111,76 @@ func (q *Queries) PipelineListObjects(ctx context.Context, bucket string) ([]Obj
 			&i.EventTime,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ObservedAt,
 			&i.VerdictSeq,
+			&i.VerdictAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const pipelineLookups = `-- name: PipelineLookups :many
+SELECT k.bucket::text AS bucket, k.key::text AS key, statement_timestamp()::timestamptz AS looked_up_at,
+       u.id, u.owner, u.method, u.content_type, u.size, u.size_declared, u.sha256,
+       u.multipart_upload_id, u.status
+FROM (SELECT unnest($1::text[]) AS bucket, unnest($2::text[]) AS key) AS k
+LEFT JOIN uploads u ON u.bucket = k.bucket AND u.key = k.key
+`
+
+type PipelineLookupsParams struct {
+	Buckets []string
+	Keys    []string
+}
+
+type PipelineLookupsRow struct {
+	Bucket            string
+	Key               string
+	LookedUpAt        time.Time
+	ID                *uuid.UUID
+	Owner             *string
+	Method            *string
+	ContentType       *string
+	Size              *int64
+	SizeDeclared      *bool
+	Sha256            []byte
+	MultipartUploadID *string
+	Status            *string
+}
+
+// The upload intents of several (bucket, key) pairs at once, with the database's clock (store.Records
+// batches the lookups of concurrent messages; alone, a lookup is a batch of one). Every pair gets a
+// row; the upload columns are NULL when it has no intent. Each pair is one probe of the
+// uploads_bucket_key_key index (the arrays are parallel, as in intents.sql). looked_up_at is read
+// before the caller looks at S3, so it stamps that observation (objects.observed_at) on one clock
+// for every replica: an observation made after it is never stamped earlier than one made before it.
+func (q *Queries) PipelineLookups(ctx context.Context, arg PipelineLookupsParams) ([]PipelineLookupsRow, error) {
+	rows, err := q.db.Query(ctx, pipelineLookups, arg.Buckets, arg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PipelineLookupsRow{}
+	for rows.Next() {
+		var i PipelineLookupsRow
+		if err := rows.Scan(
+			&i.Bucket,
+			&i.Key,
+			&i.LookedUpAt,
+			&i.ID,
+			&i.Owner,
+			&i.Method,
+			&i.ContentType,
+			&i.Size,
+			&i.SizeDeclared,
+			&i.Sha256,
+			&i.MultipartUploadID,
+			&i.Status,
 		); err != nil {
 			return nil, err
 		}

@@ -124,24 +124,34 @@ func (q *Queries) OpsListObjects(ctx context.Context, arg OpsListObjectsParams) 
 
 const opsMarkMissing = `-- name: OpsMarkMissing :many
 UPDATE objects
-SET status = 'missing', reason = 'reconcile', updated_at = now()
-WHERE bucket = $1
-  AND key = ANY($2::text[])
+SET status = 'missing', reason = 'reconcile', updated_at = now(),
+    observed_at = GREATEST(observed_at, $1::timestamptz)
+WHERE bucket = $2
+  AND key = ANY($3::text[])
   AND status NOT IN ('deleted', 'missing')
-  AND updated_at < $3
+  AND updated_at < $4
+  AND (observed_at IS NULL OR observed_at < $1::timestamptz)
 RETURNING key
 `
 
 type OpsMarkMissingParams struct {
+	ObservedAt    time.Time
 	Bucket        string
 	Keys          []string
 	ChangedBefore time.Time
 }
 
-// Marks rows whose objects are gone as missing (reason 'reconcile'), unless they are already
-// deleted/missing or changed since the reconcile run started (changed_before).
+// Marks rows whose objects are gone as missing (reason 'reconcile'): an observation like the
+// pipeline's, made at observed_at (the database's time read before the HEADs that found nothing).
+// Rows already deleted/missing, changed since the reconcile run started (changed_before) or
+// observed since observed_at are left alone: a later observation wins (see objects.sql).
 func (q *Queries) OpsMarkMissing(ctx context.Context, arg OpsMarkMissingParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, opsMarkMissing, arg.Bucket, arg.Keys, arg.ChangedBefore)
+	rows, err := q.db.Query(ctx, opsMarkMissing,
+		arg.ObservedAt,
+		arg.Bucket,
+		arg.Keys,
+		arg.ChangedBefore,
+	)
 	if err != nil {
 		return nil, err
 	}

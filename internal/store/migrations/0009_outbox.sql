@@ -6,11 +6,14 @@
 ALTER TABLE uploads ADD COLUMN metadata jsonb
     CONSTRAINT uploads_metadata_object CHECK (metadata IS NULL OR jsonb_typeof(metadata) = 'object');
 
--- verdict_seq counts the states of an object row that a notification may tell (status, reason and
--- content): PipelineRecord raises it when an applied record changes one of them, and leaves it
--- when a record re-applies the same state. The outbox row of a verdict is keyed by (object id,
--- verdict_seq), so a duplicate event inserts nothing and a new verdict inserts one notification.
-ALTER TABLE objects ADD COLUMN verdict_seq integer NOT NULL DEFAULT 1;
+-- verdict_seq counts the verdicts of an object row (its status, reason and content: etag,
+-- version), verdict_at is when the last one was given: PipelineRecord raises the one and sets the
+-- other when a record creates the row or changes its verdict, and leaves both when a record changes
+-- none of it. The outbox row of a verdict is inserted only by the statement that gave it
+-- (verdict_at) and keyed by (object id, verdict_seq): a duplicate event inserts nothing, a new
+-- verdict one notification.
+ALTER TABLE objects ADD COLUMN verdict_seq integer NOT NULL DEFAULT 1,
+                    ADD COLUMN verdict_at  timestamptz;
 
 -- One row per notification, inserted in the same transaction as the verdict that causes it; the
 -- relay (internal/outbox) turns each into asynq delivery tasks and records the endpoints still to

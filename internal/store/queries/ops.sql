@@ -16,14 +16,18 @@ ORDER BY key COLLATE "C"
 LIMIT @max_rows;
 
 -- name: OpsMarkMissing :many
--- Marks rows whose objects are gone as missing (reason 'reconcile'), unless they are already
--- deleted/missing or changed since the reconcile run started (changed_before).
+-- Marks rows whose objects are gone as missing (reason 'reconcile'): an observation like the
+-- pipeline's, made at observed_at (the database's time read before the HEADs that found nothing).
+-- Rows already deleted/missing, changed since the reconcile run started (changed_before) or
+-- observed since observed_at are left alone: a later observation wins (see objects.sql).
 UPDATE objects
-SET status = 'missing', reason = 'reconcile', updated_at = now()
+SET status = 'missing', reason = 'reconcile', updated_at = now(),
+    observed_at = GREATEST(observed_at, @observed_at::timestamptz)
 WHERE bucket = @bucket
   AND key = ANY(@keys::text[])
   AND status NOT IN ('deleted', 'missing')
   AND updated_at < @changed_before
+  AND (observed_at IS NULL OR observed_at < @observed_at::timestamptz)
 RETURNING key;
 
 -- name: OpsListEvents :many
