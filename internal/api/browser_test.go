@@ -143,7 +143,7 @@ func TestUppyBrowser(t *testing.T) {
 	// The pipeline judges the three objects (as the consumer would on their events); the
 	// notifications carry the metadata each file was given in the browser.
 	notes := testkit.StartNotifications(t, b.st, testkit.NotificationsOptions{})
-	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: objstore.NewObjects(b.s3), Records: store.NewRecords(b.st),
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: objstore.NewObjects(b.s3), Records: store.NewRecords(b.st), Buckets: []string{b.bucket},
 		Policy: testPolicy(), Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	names := map[string]string{}

@@ -146,7 +146,7 @@ func BenchmarkWebhookLatency(b *testing.B) {
 		recv := notifications(b, st, true)
 		records := store.NewBatchedRecords(st, store.BatchOptions{})
 		b.Cleanup(records.Close)
-		proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: objstore.NewObjects(s3c), Records: records,
+		proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: objstore.NewObjects(s3c), Records: records, Buckets: []string{bucket},
 			Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)
