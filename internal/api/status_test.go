@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/store"
@@ -332,8 +333,17 @@ func BenchmarkWaitLatency(b *testing.B) {
 	defer func() { cancel(); <-done }()
 	<-listener.Ready()
 	p := &polls{Queries: st.Q, ids: make(chan uuid.UUID, 1)}
+	reg := prometheus.NewRegistry()
+	mpMetrics, err := mpart.NewMetrics(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics})
+	if err != nil {
+		b.Fatal(err)
+	}
 	srv, err := New(ctx, Options{API: testAPIConfig(), Bucket: "bench", Queries: p, S3: s3c, Presign: presign, Waits: listener,
-		Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
+		Multipart: mp, Log: slog.New(slog.DiscardHandler), Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
