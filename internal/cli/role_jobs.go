@@ -90,7 +90,8 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	notes := store.NewOutbox(a.Store, store.BatchOptions{})
 	a.onClose(notes.Close)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store: notes, Endpoints: endpoints, Metrics: wm, Log: wlog, UserAgent: "intake-webhooks/" + Version,
+		Store: notes, Endpoints: endpoints, Tasks: client, AttemptTimeout: cfg.Webhook.Timeout,
+		Metrics: wm, Log: wlog, UserAgent: "intake-webhooks/" + Version,
 		Client: webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
 	})
 	if err != nil {

@@ -217,8 +217,10 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: redisDB})
 	defer insp.Close()
 	require.Eventually(t, func() bool {
-		retry, err := insp.ListRetryTasks(webhook.Queue)
-		return err == nil && len(retry) == 3
+		// A batch's failed items wait as scheduled tasks of their own, a single delivery as a retry.
+		retry, err1 := insp.ListRetryTasks(webhook.Queue)
+		scheduled, err2 := insp.ListScheduledTasks(webhook.Queue)
+		return err1 == nil && err2 == nil && len(retry)+len(scheduled) == 3
 	}, 30*time.Second, 20*time.Millisecond, "the three deliveries wait for their retry")
 	// The rejected upload's delivery is archived, as when its day of retries runs out.
 	var rejectedRow int64

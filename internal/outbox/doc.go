@@ -20,9 +20,10 @@
 // # Relay
 //
 // [Relay] claims unrelayed rows (FOR UPDATE SKIP LOCKED: relays on several replicas share them),
-// enqueues for each one webhook delivery task per endpoint its key routes to (internal/webhook) and,
-// with INTAKE_NOTIFY_ASYNQ_QUEUE, one tasks.TypeUploadVerdict task on the app's queue, then marks
-// the rows relayed, with the endpoints still to deliver to, in the same transaction. The tasks are
+// enqueues their webhook deliveries to the endpoints their keys route to (internal/webhook: per
+// endpoint, batches of the rows claimed together) and, with INTAKE_NOTIFY_ASYNQ_QUEUE, one
+// tasks.TypeUploadVerdict task per row on the app's queue, then marks the rows relayed, with the
+// endpoints still to deliver to, in the same transaction. The tasks are
 // enqueued before that commit, under IDs derived from the row: a relay that dies in between leaves
 // the rows to the next, whose enqueues conflict with the tasks already there instead of adding
 // more. A delivery removes its endpoint from the row; the row is delivered when none is left.

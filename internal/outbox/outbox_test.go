@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -188,6 +189,45 @@ func TestDeliverRetries(t *testing.T) {
 	require.Zero(t, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeGaveUp))
 }
 
+// TestBatchSplitsFailures: notifications relayed together go out as one batch task; the receiver
+// fails the first attempt of two of them, which go on as tasks of their own and are delivered on
+// their retry; every notification is delivered once, and the attempts are counted per
+// notification.
+func TestBatchSplitsFailures(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	failing := map[uuid.UUID]bool{}
+	for i := range 6 {
+		id := b.intent(t, fmt.Sprintf("u/batch-%d.txt", i), nil, "")
+		b.verdict(t, id, fmt.Sprintf("u/batch-%d.txt", i), pipeline.StatusValid, "")
+		if i%3 == 0 {
+			failing[id] = true
+		}
+	}
+	b.recv.AnswerVerdict(func(v tasks.UploadVerdict, attempt int) int {
+		if failing[v.Data.UploadID] && attempt == 1 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	n, err := b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 6, n)
+	got := b.recv.WaitDelivered(6, 60*time.Second)
+	for _, w := range got {
+		want := 1
+		if failing[w.Verdict.Data.UploadID] {
+			want = 2
+		}
+		require.Equal(t, want, w.Attempts, "%s", w.Verdict.Data.Key)
+		require.Equal(t, 1, w.Delivered)
+	}
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered) == 6
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 2.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.Result5xx))
+}
+
 // TestRelayAfterCrash: a relay that enqueued a delivery and died before committing (simulated by
 // enqueueing the task by hand) leaves the row unrelayed. The delivery runs and posts, but cannot
 // record itself on an unrelayed row; the next relay relays the row and enqueues it again, so the
@@ -199,7 +239,7 @@ func TestRelayAfterCrash(t *testing.T) {
 	id := b.intent(t, "u/crash.txt", nil, "")
 	b.verdict(t, id, "u/crash.txt", pipeline.StatusValid, "")
 	row := b.outboxRow(t, id)
-	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, body(row), 5*time.Second)
+	task, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: row.ID, Endpoint: webhook.DefaultEndpoint, Body: body(row)}}, 5*time.Second)
 	require.NoError(t, err)
 	_, err = b.client.EnqueueContext(b.ctx, task)
 	require.NoError(t, err)
@@ -241,7 +281,7 @@ func TestDeliveryWaitsForRelayCommit(t *testing.T) {
 	claimed, err := dbq.New(tx).OutboxClaim(b.ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
-	task, err := webhook.NewDeliverTask(row.ID, webhook.DefaultEndpoint, body(row), 5*time.Second)
+	task, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: row.ID, Endpoint: webhook.DefaultEndpoint, Body: body(row)}}, 5*time.Second)
 	require.NoError(t, err)
 	_, err = b.client.EnqueueContext(b.ctx, task)
 	require.NoError(t, err)

@@ -211,20 +211,21 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	}
 	ids := make([]int64, len(rows))
 	pendings := make([]string, len(rows))
-	errs := make([]error, len(rows))
+	ts, err := r.tasks(rows, ids, pendings)
+	if err != nil {
+		return 0, fmt.Errorf("relay: %w", err)
+	}
+	errs := make([]error, len(ts))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16) // enqueues in flight
-	for i, row := range rows {
-		ids[i] = row.ID
-		var names []string
-		if r.endpoints != nil {
-			names = r.endpoints.For(row.Key)
-		}
-		pendings[i] = strings.Join(names, ",")
+	for i, t := range ts {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = r.enqueue(ctx, row, names)
+			// A task already there (enqueued by a relay that did not commit) is not an error.
+			if _, err := r.client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				errs[i] = fmt.Errorf("enqueue %s: %w", t.Type(), err)
+			}
 		})
 	}
 	wg.Wait()
@@ -241,34 +242,50 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	return len(rows), nil
 }
 
-// enqueue enqueues the tasks of one row; a task already enqueued (by a relay that did not commit)
-// is not an error.
-func (r *Relay) enqueue(ctx context.Context, row dbq.OutboxClaimRow, endpoints []string) error {
-	if len(endpoints) == 0 && r.verdictQueue == "" {
-		return nil
-	}
-	body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
+// tasks builds the tasks of rows (filling ids and each row's endpoints, comma-separated): per
+// endpoint, the deliveries in batches of webhook.BatchSize in claim order, and with a verdict queue
+// one tasks.TypeUploadVerdict task per row.
+func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string) ([]*asynq.Task, error) {
+	byEndpoint := map[string][]webhook.Item{}
+	var order []string
 	var ts []*asynq.Task
-	for _, name := range endpoints {
-		t, err := webhook.NewDeliverTask(row.ID, name, body, r.timeout)
-		if err != nil {
-			return err
+	for i, row := range rows {
+		ids[i] = row.ID
+		var names []string
+		if r.endpoints != nil {
+			names = r.endpoints.For(row.Key)
 		}
-		ts = append(ts, t)
-	}
-	if r.verdictQueue != "" {
-		t, err := tasks.NewUploadVerdictTask(r.verdictQueue, body)
-		if err != nil {
-			return fmt.Errorf("notification %d: %w", row.ID, err)
+		pendings[i] = strings.Join(names, ",")
+		if len(names) == 0 && r.verdictQueue == "" {
+			continue
 		}
-		ts = append(ts, t)
-	}
-	for _, t := range ts {
-		if _, err := r.client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return fmt.Errorf("enqueue %s of notification %d: %w", t.Type(), row.ID, err)
+		body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
+		for _, n := range names {
+			if _, ok := byEndpoint[n]; !ok {
+				order = append(order, n)
+			}
+			byEndpoint[n] = append(byEndpoint[n], webhook.Item{OutboxID: row.ID, Endpoint: n, Body: body})
+		}
+		if r.verdictQueue != "" {
+			t, err := tasks.NewUploadVerdictTask(r.verdictQueue, body)
+			if err != nil {
+				return nil, fmt.Errorf("notification %d: %w", row.ID, err)
+			}
+			ts = append(ts, t)
 		}
 	}
-	return nil
+	for _, n := range order {
+		items := byEndpoint[n]
+		for len(items) > 0 {
+			k := min(len(items), webhook.BatchSize)
+			t, err := webhook.NewDeliverTask(items[:k], r.timeout)
+			if err != nil {
+				return nil, err
+			}
+			ts, items = append(ts, t), items[k:]
+		}
+	}
+	return ts, nil
 }
 
 // updateBacklog refreshes the backlog gauges.

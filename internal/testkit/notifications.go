@@ -87,17 +87,18 @@ func StartNotifications(tb testing.TB, st *store.Store, o NotificationsOptions) 
 	if err != nil {
 		tb.Fatalf("testkit: %v", err)
 	}
+	retry := webhook.RetryDelay
+	if o.RetryDelay > 0 {
+		retry = func(int, error, *asynq.Task) time.Duration { return o.RetryDelay }
+	}
 	n.Deliveries = store.NewOutbox(st, store.BatchOptions{})
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store: n.Deliveries, Endpoints: endpoints, Metrics: metrics, Log: log,
+		Store: n.Deliveries, Endpoints: endpoints, Tasks: n.Client, AttemptTimeout: 5 * time.Second, RetryDelay: retry,
+		Metrics: metrics, Log: log,
 		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: !o.RefusePrivate}),
 	})
 	if err != nil {
 		tb.Fatalf("testkit: %v", err)
-	}
-	retry := webhook.RetryDelay
-	if o.RetryDelay > 0 {
-		retry = func(int, error, *asynq.Task) time.Duration { return o.RetryDelay }
 	}
 	// The jobs role's webhook server (worker/jobs.NewServer, which imports what imports testkit):
 	// asynq with the same queue, concurrency, retry schedule and idle check.

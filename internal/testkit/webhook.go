@@ -55,7 +55,7 @@ type WebhookReceiver struct {
 	bad   int
 	// delivered counts the notifications answered 2xx at least once.
 	delivered int
-	answer    func(id string, attempt int) int
+	answer    func(v tasks.UploadVerdict, attempt int) int
 }
 
 // NewWebhookReceiver starts a receiver checking signatures made with secret; it stops when the
@@ -76,6 +76,11 @@ func NewWebhookReceiver(t testing.TB, secret string) *WebhookReceiver {
 
 // Answer sets the status the receiver gives to attempt (1, 2, ...) of the notification id.
 func (r *WebhookReceiver) Answer(f func(id string, attempt int) int) {
+	r.AnswerVerdict(func(v tasks.UploadVerdict, attempt int) int { return f(v.ID, attempt) })
+}
+
+// AnswerVerdict is Answer with the notification decoded.
+func (r *WebhookReceiver) AnswerVerdict(f func(v tasks.UploadVerdict, attempt int) int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.answer = f
@@ -113,7 +118,7 @@ func (r *WebhookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	got.Attempts++
 	code := http.StatusNoContent
 	if r.answer != nil {
-		code = r.answer(id, got.Attempts)
+		code = r.answer(v, got.Attempts)
 	}
 	if code >= 200 && code < 300 {
 		if got.Delivered == 0 {

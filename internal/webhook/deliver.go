@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -93,14 +94,28 @@ func NewMetrics(reg prometheus.Registerer, endpoints []string) (*Metrics, error)
 	return m, nil
 }
 
+// Enqueuer enqueues the tasks a failing batch splits into (*asynq.Client).
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+var _ Enqueuer = (*asynq.Client)(nil)
+
 // DelivererConfig configures a [Deliverer].
 type DelivererConfig struct {
-	// Store reads notifications and records deliveries (required).
+	// Store records deliveries (required).
 	Store Store
 	// Endpoints resolves endpoint names (required).
 	Endpoints *Endpoints
+	// Tasks enqueues the retries of a batch's failed items (required).
+	Tasks Enqueuer
 	// Client sends the requests (default NewClient with its defaults: private addresses refused).
 	Client *http.Client
+	// AttemptTimeout is the client's timeout, for the tasks of retried items (default 10 s).
+	AttemptTimeout time.Duration
+	// RetryDelay is the webhook server's retry schedule (default [RetryDelay]); a batch's failed
+	// items are due after its first delay.
+	RetryDelay asynq.RetryDelayFunc
 	// Metrics, when set, counts attempts and deliveries.
 	Metrics *Metrics
 	// Log receives one line per failed attempt (default: discard).
@@ -111,12 +126,15 @@ type DelivererConfig struct {
 	Now func() time.Time
 }
 
-// Deliverer runs [TypeDeliver] tasks: it posts one notification to one endpoint, signed as the
-// Standard Webhooks specification says, and records the delivery. It is an asynq.Handler.
+// Deliverer runs [TypeDeliver] tasks: it posts notifications to one endpoint, each signed as the
+// Standard Webhooks specification says, and records the deliveries. It is an asynq.Handler.
 type Deliverer struct {
 	store     Store
 	endpoints *Endpoints
+	tasks     Enqueuer
 	client    *http.Client
+	timeout   time.Duration
+	retry     asynq.RetryDelayFunc
 	metrics   *Metrics
 	log       *slog.Logger
 	userAgent string
@@ -127,19 +145,23 @@ var _ asynq.Handler = (*Deliverer)(nil)
 
 // NewDeliverer checks cfg and returns a Deliverer.
 func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
-	if cfg.Store == nil || cfg.Endpoints == nil {
-		return nil, errors.New("webhook deliverer: store and endpoints required")
+	if cfg.Store == nil || cfg.Endpoints == nil || cfg.Tasks == nil {
+		return nil, errors.New("webhook deliverer: store, endpoints and task client required")
 	}
 	d := &Deliverer{
-		store: cfg.Store, endpoints: cfg.Endpoints, client: cfg.Client, metrics: cfg.Metrics,
-		log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), userAgent: cmp.Or(cfg.UserAgent, "intake-webhooks"),
+		store: cfg.Store, endpoints: cfg.Endpoints, tasks: cfg.Tasks, client: cfg.Client, metrics: cfg.Metrics,
+		timeout: cmp.Or(cfg.AttemptTimeout, 10*time.Second), retry: cfg.RetryDelay,
+		log:     cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), userAgent: cmp.Or(cfg.UserAgent, "intake-webhooks"),
 		now: cfg.Now,
 	}
 	if d.client == nil {
-		d.client = NewClient(ClientOptions{})
+		d.client = NewClient(ClientOptions{Timeout: d.timeout})
 	}
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if d.retry == nil {
+		d.retry = RetryDelay
 	}
 	return d, nil
 }
@@ -147,49 +169,94 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 // maxAnswer bounds how much of an answer's body is read (the rest is dropped with the connection).
 const maxAnswer = 64 << 10
 
-// ProcessTask delivers one notification. nil: delivered. Errors wrapping asynq.SkipRetry cannot
-// succeed by retrying (a bad payload, an endpoint no longer configured, an address the SSRF guard
-// refuses); any other is retried. A task enqueued twice (by a relay that died before committing)
-// posts twice, under the same webhook-id: delivery is at least once.
+// ProcessTask delivers the notifications of one task. A single item is delivered or fails as the
+// task: asynq retries it on the schedule of [RetryDelay] and archives it when the retries are spent;
+// errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an endpoint no longer
+// configured, an address the SSRF guard refuses). A batch is the first attempt of its items (the
+// relay's happy path, at a fraction of the tasks): each item that fails goes on as a task of its
+// own, due after the first retry delay; the batch fails (and is retried whole) only when those
+// tasks cannot be enqueued. A task enqueued twice (by a relay that died before committing) posts
+// twice, under the same webhook-id: delivery is at least once.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	p, err := parseDeliver(t.Payload())
+	items, err := parseDeliver(t.Payload())
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	ep, ok := d.endpoints.Get(p.Endpoint)
+	ep, ok := d.endpoints.Get(items[0].Endpoint)
 	if !ok {
-		d.gaveUp(p.Endpoint)
-		return fmt.Errorf("webhook endpoint %q is no longer configured: %w", p.Endpoint, asynq.SkipRetry)
+		for range items {
+			d.gaveUp(items[0].Endpoint)
+		}
+		return fmt.Errorf("webhook endpoint %q is no longer configured: %w", items[0].Endpoint, asynq.SkipRetry)
 	}
-	id, typ := eventOf(p.Body)
-	result, err := d.post(ctx, ep, id, p.Body)
+	retried, _ := asynq.GetRetryCount(ctx)
+	if len(items) == 1 {
+		it := items[0]
+		last := isLastAttempt(ctx)
+		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
+		switch {
+		case err == nil:
+			return nil
+		case result == ResultRefused:
+			d.gaveUp(ep.Name)
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		case last:
+			d.gaveUp(ep.Name)
+		}
+		return err
+	}
+
+	failed := make([]bool, len(items))
+	sem := make(chan struct{}, BatchParallel)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := d.attempt(ctx, ep, it, it.Attempted+1, false)
+			failed[i] = err != nil
+		})
+	}
+	wg.Wait()
+	var errs []error
+	for i, it := range items {
+		if !failed[i] {
+			continue
+		}
+		it.Attempted++
+		task, err := NewDeliverTask([]Item{it}, d.timeout)
+		if err == nil {
+			_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, nil, task)))
+		}
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			errs = append(errs, fmt.Errorf("enqueue the retry of notification %d: %w", it.OutboxID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// attempt posts one notification and records its delivery; err is nil only when both succeeded.
+func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, it Item, attempt int, last bool) (string, error) {
+	id, typ := eventOf(it.Body)
+	result, err := d.post(ctx, ep, id, it.Body)
 	if d.metrics != nil {
 		d.metrics.attempts.WithLabelValues(ep.Name, result).Inc()
 	}
-	retried, _ := asynq.GetRetryCount(ctx)
 	if err != nil {
-		last := result == ResultRefused || isLastAttempt(ctx)
 		d.log.WarnContext(ctx, "webhook attempt failed", "endpoint", ep.Name, "event_id", id,
-			"event", typ, "attempt", retried+1, "result", result, "last", last, "err", err)
-		if result == ResultRefused {
-			d.gaveUp(ep.Name)
-			return fmt.Errorf("deliver %s to %q: %w: %w", id, ep.Name, err, asynq.SkipRetry)
-		}
-		if last {
-			d.gaveUp(ep.Name)
-		}
-		return fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
+			"event", typ, "attempt", attempt, "result", result, "last", last || result == ResultRefused, "err", err)
+		return result, fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
 	}
 	// A row its relay has not committed yet is waited for; see queries/outbox.sql.
-	if err := d.store.MarkDelivered(ctx, p.OutboxID, ep.Name); err != nil {
+	if err := d.store.MarkDelivered(ctx, it.OutboxID, ep.Name); err != nil {
 		// Retrying posts again: the receiver sees the same webhook-id twice and drops the second.
-		return fmt.Errorf("record delivery of %s to %q: %w", id, ep.Name, err)
+		return result, fmt.Errorf("record delivery of %s to %q: %w", id, ep.Name, err)
 	}
 	if d.metrics != nil {
 		d.metrics.deliveries.WithLabelValues(ep.Name, OutcomeDelivered).Inc()
-		d.metrics.perNotice.Observe(float64(retried + 1))
+		d.metrics.perNotice.Observe(float64(attempt))
 	}
-	return nil
+	return result, nil
 }
 
 // eventOf reads the id and type at the start of a body built by tasks.AppendUploadVerdict

@@ -23,15 +23,19 @@
 //
 // # Delivery
 //
-// The relay (internal/outbox) enqueues one [TypeDeliver] task per notification and endpoint on the
-// queue [Queue], which the jobs role runs with a server of its own (INTAKE_WEBHOOK_CONCURRENCY
-// workers) so that a slow receiver never holds the workers of aborts and inspections. The task
-// carries the body to post (about 1 KB: a backlog of deliveries takes that much Redis memory each).
-// [Deliverer] posts it (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed) and records the
-// delivery in the outbox row (group commit across concurrent deliveries). Any answer but 2xx, and any network error, is retried
-// with exponential backoff and jitter ([RetryDelay]: 10 s doubling to 2 h, [MaxRetry] retries, at
-// least [MinRetryWindow] in all); then asynq archives the task, and `intake jobs list --queue
-// intake-webhooks` shows it and `intake jobs run` runs it again.
+// The relay (internal/outbox) enqueues the deliveries as [TypeDeliver] tasks on the queue [Queue],
+// which the jobs role runs with a server of its own (INTAKE_WEBHOOK_CONCURRENCY workers) so that a
+// slow receiver never holds the workers of aborts and inspections. A task carries the bodies to
+// post (about 1 KB each: a backlog of deliveries takes that much Redis memory). The notifications
+// relayed together go to each endpoint as batches of up to [BatchSize]: one task is the first
+// attempt of each of its notifications ([BatchParallel] posted at once), so that the usual case
+// costs asynq one task per batch, not per notification. A notification whose first attempt fails
+// goes on as a task of its own, due after the first retry delay; from there any answer but 2xx,
+// and any network error, is retried with exponential backoff and jitter ([RetryDelay]: 10 s
+// doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then asynq archives
+// the task: `intake jobs list --queue intake-webhooks` shows it and `intake jobs run` runs it again.
+// [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
+// and records the delivery in the outbox row (group commit across concurrent deliveries).
 //
 // # Addresses
 //

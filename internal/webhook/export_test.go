@@ -2,3 +2,6 @@ package webhook
 
 // NominalDelay is nominalDelay (the retry delay without jitter).
 var NominalDelay = nominalDelay
+
+// ParseDeliver is parseDeliver.
+var ParseDeliver = parseDeliver

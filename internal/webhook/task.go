@@ -55,44 +55,89 @@ func nominalDelay(n int) time.Duration {
 	return min(firstDelay<<n, maxDelay)
 }
 
-// deliverPayload is the payload of TypeDeliver: the outbox row, the endpoint, and the body to post
-// (the notification as committed), as text: "<outbox id> <endpoint>\n<body>". Carrying the body
-// saves every attempt a read of the outbox; `intake jobs list --json` shows it as it is.
-type deliverPayload struct {
+// Item is one notification to deliver to one endpoint.
+type Item struct {
+	// OutboxID is the notification's outbox row.
 	OutboxID int64
+	// Endpoint names the endpoint.
 	Endpoint string
-	Body     []byte
+	// Body is what to post: the notification as committed (tasks.AppendUploadVerdict).
+	Body []byte
+	// Attempted counts the attempts made before this task (by the batch it was split from).
+	Attempted int
 }
 
-// NewDeliverTask returns the delivery of body (the notification of outbox row id, as built by
-// tasks.AppendUploadVerdict) to the named endpoint: queue [Queue], task ID
-// "webhook:<id>:<endpoint>" (a relay that enqueues it again after a crash, while the first is
-// queued, gets a conflict rather than a second task), MaxRetry [MaxRetry], and a timeout of
-// attemptTimeout plus 10 s for recording the delivery.
-func NewDeliverTask(id int64, endpoint string, body []byte, attemptTimeout time.Duration) (*asynq.Task, error) {
-	if id <= 0 || endpoint == "" || strings.ContainsAny(endpoint, " \n") || len(body) == 0 {
-		return nil, fmt.Errorf("%s: outbox id, endpoint and body required: %w", TypeDeliver, tasks.ErrInvalidPayload)
+// A [TypeDeliver] task carries one item or a batch of them, as text, one item after the other:
+// "<outbox id> <endpoint> <attempted>\n<body>\n" (bodies are JSON of one line). Carrying the body
+// saves every attempt a read of the outbox; `intake jobs list --json` shows it as it is.
+
+// BatchSize caps the items of one batch task; BatchParallel is how many of them are posted at once.
+const (
+	BatchSize     = 16
+	BatchParallel = 4
+)
+
+// NewDeliverTask returns the task delivering items, all to one endpoint: queue [Queue], MaxRetry
+// [MaxRetry]. A single item's task ID is [DeliverTaskID] (a relay that enqueues it again after a
+// crash, while the first is queued, gets a conflict rather than a second task); a batch's names its
+// first and last row and its size. The timeout covers the attempts (attemptTimeout each,
+// [BatchParallel] at once) and 10 s for recording the deliveries. A batch is the first attempt of
+// its items: those that fail go on as tasks of their own, retried on the schedule of [RetryDelay].
+func NewDeliverTask(items []Item, attemptTimeout time.Duration) (*asynq.Task, error) {
+	if len(items) == 0 || len(items) > BatchSize {
+		return nil, fmt.Errorf("%s: 1 to %d items, not %d: %w", TypeDeliver, BatchSize, len(items), tasks.ErrInvalidPayload)
 	}
-	payload := strconv.AppendInt(make([]byte, 0, len(body)+len(endpoint)+24), id, 10)
-	payload = append(append(append(payload, ' '), endpoint...), '\n')
-	payload = append(payload, body...)
+	size := 0
+	for _, it := range items {
+		if it.OutboxID <= 0 || it.Endpoint == "" || it.Endpoint != items[0].Endpoint ||
+			strings.ContainsAny(it.Endpoint, " \n") || len(it.Body) == 0 || bytes.IndexByte(it.Body, '\n') >= 0 {
+			return nil, fmt.Errorf("%s: every item needs an outbox id, the batch's endpoint and a one-line body: %w", TypeDeliver, tasks.ErrInvalidPayload)
+		}
+		size += len(it.Body) + len(it.Endpoint) + 32
+	}
+	payload := make([]byte, 0, size)
+	for _, it := range items {
+		payload = strconv.AppendInt(payload, it.OutboxID, 10)
+		payload = append(append(append(payload, ' '), it.Endpoint...), ' ')
+		payload = strconv.AppendInt(payload, int64(it.Attempted), 10)
+		payload = append(append(append(payload, '\n'), it.Body...), '\n')
+	}
+	id := DeliverTaskID(items[0].OutboxID, items[0].Endpoint)
+	if n := len(items); n > 1 {
+		id = fmt.Sprintf("webhook:%d-%d/%d:%s", items[0].OutboxID, items[n-1].OutboxID, n, items[0].Endpoint)
+	}
+	rounds := (len(items) + BatchParallel - 1) / BatchParallel
 	return asynq.NewTask(TypeDeliver, payload,
-		asynq.Queue(Queue), asynq.TaskID(DeliverTaskID(id, endpoint)), asynq.MaxRetry(MaxRetry),
-		asynq.Timeout(attemptTimeout+10*time.Second)), nil
+		asynq.Queue(Queue), asynq.TaskID(id), asynq.MaxRetry(MaxRetry),
+		asynq.Timeout(time.Duration(rounds)*attemptTimeout+10*time.Second)), nil
 }
 
-// DeliverTaskID is the task ID of the delivery of outbox row id to endpoint.
+// DeliverTaskID is the task ID of the delivery of outbox row id alone to endpoint.
 func DeliverTaskID(id int64, endpoint string) string {
 	return "webhook:" + strconv.FormatInt(id, 10) + ":" + endpoint
 }
 
 // parseDeliver decodes a TypeDeliver payload.
-func parseDeliver(payload []byte) (deliverPayload, error) {
-	head, body, ok := bytes.Cut(payload, []byte{'\n'})
-	idText, endpoint, ok2 := bytes.Cut(head, []byte{' '})
-	id, err := strconv.ParseInt(string(idText), 10, 64)
-	if !ok || !ok2 || err != nil || id <= 0 || len(endpoint) == 0 || len(body) == 0 {
-		return deliverPayload{}, fmt.Errorf("%s payload: want \"<outbox id> <endpoint>\\n<body>\": %w", TypeDeliver, tasks.ErrInvalidPayload)
+func parseDeliver(payload []byte) ([]Item, error) {
+	bad := fmt.Errorf("%s payload: want lines \"<outbox id> <endpoint> <attempted>\" each followed by a body: %w", TypeDeliver, tasks.ErrInvalidPayload)
+	var items []Item
+	for rest := payload; len(rest) > 0; {
+		head, after, ok := bytes.Cut(rest, []byte{'\n'})
+		body, next, _ := bytes.Cut(after, []byte{'\n'})
+		fields := strings.Fields(string(head))
+		if !ok || len(fields) != 3 || len(body) == 0 || len(items) == BatchSize {
+			return nil, bad
+		}
+		id, err1 := strconv.ParseInt(fields[0], 10, 64)
+		attempted, err2 := strconv.Atoi(fields[2])
+		if err1 != nil || err2 != nil || id <= 0 || attempted < 0 || (len(items) > 0 && fields[1] != items[0].Endpoint) {
+			return nil, bad
+		}
+		items = append(items, Item{OutboxID: id, Endpoint: fields[1], Body: body, Attempted: attempted})
+		rest = next
 	}
-	return deliverPayload{OutboxID: id, Endpoint: string(endpoint), Body: body}, nil
+	if len(items) == 0 {
+		return nil, bad
+	}
+	return items, nil
 }
