@@ -31,7 +31,8 @@ const TaskCheckInterval = 100 * time.Millisecond
 const (
 	firstDelay = 10 * time.Second
 	maxDelay   = 2 * time.Hour
-	// MaxRetry is how often a failed delivery is retried (22 attempts in all).
+	// MaxRetry is how often a failed delivery task is retried (22 attempts of the task; a
+	// notification first tried in a batch gets one more).
 	MaxRetry = 21
 	// MinRetryWindow is the least time between the first attempt and the archiving of a delivery
 	// that never succeeds (the sum of the delays without jitter).
