@@ -60,7 +60,7 @@ func notifications(b *testing.B, st *store.Store, withWebhooks bool) *testkit.We
 // BenchmarkEndToEndWebhooks is BenchmarkEndToEnd's consumer with every object an upload of an
 // intent, so that every verdict commits a notification (the outbox row, in the record's batch), and
 // the notifications running as in the jobs role of the same process: without webhook endpoints
-// (the relay marks the rows relayed), and with one endpoint (the relay enqueues a delivery per row;
+// (the relay marks the rows relayed), and with one endpoint (the relay enqueues the deliveries;
 // 20 workers post them, signed, to a receiver in this process that verifies them). The machine is
 // shared: the two are measured three times each, in the order off, on, on, off, off, on (so that a
 // drift of the machine's load weighs on both alike), and compared by their medians. Reported: the
