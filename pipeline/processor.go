@@ -295,7 +295,7 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 		rec.CompleteIntent = intent.ID
 	}
 
-	// Record first, then act: see "Processing" in doc.go.
+	// Record first, then act: see "Record, then act" in doc.go.
 	stored, err := p.records.Record(ctx, rec)
 	if err != nil {
 		return "", err

@@ -21,7 +21,8 @@ S3_ADDR=127.0.0.1:9000 S3_CONSOLE=127.0.0.1:9001
 SQS_PORT=4566
 ACCESS_KEY=${INTAKE_LOCAL_ACCESS_KEY:-intakeadmin}
 SECRET_KEY=${INTAKE_LOCAL_SECRET_KEY:-intakeadmin-secret}
-INGRESS_TOKEN=${INTAKE_LOCAL_INGRESS_TOKEN:-local-ingress-token}
+# At least 32 bytes: intake refuses a shorter INTAKE_CONSUMER_INGRESS_TOKEN.
+INGRESS_TOKEN=${INTAKE_LOCAL_INGRESS_TOKEN:-local-ingress-token-not-secret-0123456789}
 BUCKET=${INTAKE_LOCAL_BUCKET:-intake-local}
 QUEUE=${INTAKE_LOCAL_QUEUE:-intake-events}
 
@@ -90,7 +91,22 @@ build_kumo() {
 		go build -o "$BIN/kumo" github.com/sivchari/kumo/cmd/kumo)
 }
 
+# minio_current reports whether the MinIO answering on S3_ADDR was started with this script's
+# webhook token (an older stack.sh used another): its environment is read from /proc. A MinIO whose
+# environment cannot be read (another user's, another OS) is taken as current.
+minio_current() {
+	local pid
+	pid=$(pgrep -f "minio server .*--address $S3_ADDR" | head -1) || return 0
+	[ -n "$pid" ] && [ -r "/proc/$pid/environ" ] || return 0
+	tr '\0' '\n' <"/proc/$pid/environ" | grep -qx "MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_INTAKE=$INGRESS_TOKEN"
+}
+
 start_minio() {
+	if minio_up && ! minio_current; then
+		log "restarting MinIO: it runs with an older webhook configuration"
+		pkill -f "minio server .*--address $S3_ADDR" || true
+		for _ in $(seq 1 50); do minio_up || break; sleep 0.2; done
+	fi
 	minio_up && return 0
 	log "starting MinIO on $S3_ADDR (data in .stack/minio)"
 	mkdir -p "$STATE/minio" "$STATE/minio-events"

@@ -51,7 +51,7 @@ func TestAPIRoleWiring(t *testing.T) {
 			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), redisDB),
 			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
 			"--bucket", bucket, "--queue-url", q.URL, "--listen", addr, "--shutdown-grace", "5s",
-			"--api-keys", apiKey + "=alice", "--api-admin-keys", opsKey + "=oncall", "--consumer-ingress-token", "wiring-token",
+			"--api-keys", apiKey + "=alice", "--api-admin-keys", opsKey + "=oncall", "--consumer-ingress-token", "wiring-token-0123456789abcdef012345",
 		}, io.Discard, &logs)
 	}()
 	base := "http://" + addr
@@ -122,7 +122,7 @@ func TestAPIRoleWiring(t *testing.T) {
 	require.NoError(t, err)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events/s3", bytes.NewReader(testEvent))
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer wiring-token")
+	req.Header.Set("Authorization", "Bearer wiring-token-0123456789abcdef012345")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()

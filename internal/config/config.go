@@ -33,6 +33,10 @@ const (
 	RoleScheduler = "scheduler"
 )
 
+// MinIngressTokenLen is the shortest accepted INTAKE_CONSUMER_INGRESS_TOKEN: whoever holds the token
+// can put any event into the queue, so it must not be guessable.
+const MinIngressTokenLen = 32
+
 // AllRoles lists every role in start order.
 var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
 
@@ -293,6 +297,9 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("INTAKE_BUCKET: required"))
+	}
+	if t := c.Consumer.IngressToken; t != "" && len(t) < MinIngressTokenLen {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_INGRESS_TOKEN: %d bytes; the ingress token must be at least %d bytes (e.g. openssl rand -hex 32)", len(t), MinIngressTokenLen))
 	}
 	if has(RoleConsumer) || (has(RoleAPI) && c.Consumer.IngressToken != "") {
 		errs = append(errs, validURL("INTAKE_QUEUE_URL", c.QueueURL, true, "http", "https"))

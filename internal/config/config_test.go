@@ -40,7 +40,11 @@ func TestValidate(t *testing.T) {
 		{"bad redis scheme", AllRoles, func(c *Config) { c.RedisURL = "http://x" }, []string{"REDIS_URL: scheme"}},
 		{"consumer needs queue", []string{RoleConsumer}, func(c *Config) { c.QueueURL = "" }, []string{"INTAKE_QUEUE_URL: required"}},
 		{"api alone does not need queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = "" }, nil},
-		{"api ingress needs queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = ""; c.Consumer.IngressToken = "t" }, []string{"INTAKE_QUEUE_URL: required"}},
+		{"api ingress needs queue", []string{RoleAPI}, func(c *Config) { c.QueueURL = ""; c.Consumer.IngressToken = strings.Repeat("t", 32) }, []string{"INTAKE_QUEUE_URL: required"}},
+		// Issue 12.7: whoever holds the ingress token can put any event in the queue.
+		{"short ingress token", []string{RoleConsumer}, func(c *Config) { c.Consumer.IngressToken = "local-ingress-token" }, []string{"INTAKE_CONSUMER_INGRESS_TOKEN", "19 bytes", "at least 32"}},
+		{"short ingress token on an api process", []string{RoleAPI}, func(c *Config) { c.Consumer.IngressToken = strings.Repeat("t", 31) }, []string{"INTAKE_CONSUMER_INGRESS_TOKEN", "at least 32"}},
+		{"32-byte ingress token", []string{RoleConsumer}, func(c *Config) { c.Consumer.IngressToken = strings.Repeat("t", 32) }, nil},
 		{"no auth", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = "" }, []string{"no authentication configured"}},
 		{"insecure dev auth on loopback", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = ""; c.API.InsecureDevAuth = true }, nil},
 		{"insecure dev auth on localhost", []string{RoleAPI}, func(c *Config) {
@@ -225,7 +229,7 @@ func TestSecrets(t *testing.T) {
 	c := validConfig()
 	c.DatabaseURL = "postgres://u@db/x?password=db-secret"
 	c.RedisURL = "redis://:redis-secret@r:6379/0"
-	c.Consumer.IngressToken = "ingress-secret"
+	c.Consumer.IngressToken = "ingress-secret-0123456789abcdef0123"
 	c.API.Keys = "0123456789abcdef=svc-a, fedcba9876543210=svc-b"
-	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210"})
+	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210"})
 }

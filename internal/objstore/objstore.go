@@ -1,5 +1,10 @@
-// Package objstore builds intake's S3 clients (for the daemon and for presigning, which may use a
-// public endpoint) from the configuration, with path-style addressing for local endpoints.
+// Package objstore is intake's S3 side. Mostly it is the pipeline's S3 adapter: Objects implements
+// pipeline.ObjectStore (HEAD, the inspection's one ranged GET through a presigned URL, streaming
+// SHA-256, and the conditional tag, move and delete actions), classifying S3's answers as not
+// found, changed or unavailable. Around it: the S3 clients of the daemon and of presigning (which
+// may use a public endpoint) built from the configuration, with path-style addressing for local
+// endpoints; the pooled HTTP client every AWS client uses, with response timeouts; and the bucket
+// helpers of readiness and of the local stack (CheckBucket, EnsureBucket, NotifyQueue).
 package objstore
 
 import (

@@ -1,11 +1,14 @@
-// Package queue builds intake's SQS client and holds the few SQS helpers shared by the consumer,
-// the ingress and the operator commands.
+// Package queue builds intake's SQS client (NewClient: endpoint and response timeout) and holds the
+// SQS knowledge shared by the consumer, `intake replay` and the local stack's bootstrap: creating a
+// queue with its redrive policy (Ensure), reading a queue's counts and redrive policy (ReadInfo,
+// ParseRedrivePolicy), the message attributes the consumer adds to what it dead-letters (Attr*),
+// and recognising a missing queue (IsNonExistentQueue). The ingress only sends messages and needs
+// none of it.
 package queue
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -79,11 +82,7 @@ func Ensure(ctx context.Context, client *sqs.Client, s Spec) (url, arn string, e
 		attrs[string(types.QueueAttributeNameVisibilityTimeout)] = strconv.Itoa(int(s.Visibility / time.Second))
 	}
 	if s.DLQARN != "" {
-		policy, _ := json.Marshal(map[string]any{
-			"deadLetterTargetArn": s.DLQARN,
-			"maxReceiveCount":     strconv.Itoa(cmp.Or(s.MaxReceiveCount, 5)),
-		})
-		attrs[string(types.QueueAttributeNameRedrivePolicy)] = string(policy)
+		attrs[string(types.QueueAttributeNameRedrivePolicy)] = redrivePolicyJSON(RedrivePolicy{DLQARN: s.DLQARN, MaxReceiveCount: cmp.Or(s.MaxReceiveCount, 5)})
 	}
 	out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(s.Name), Attributes: attrs})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/time/rate"
+
+	"github.com/intakehq/intake/internal/queue"
 )
 
 // DLQOptions configure MoveDLQ and DryRunDLQ.
@@ -101,10 +103,6 @@ type DLQStart struct {
 // StartDLQ trusts the header instead.
 const clockTolerance = 2 * time.Second
 
-// sourceIDAttribute is the message attribute in which intake's consumer keeps, on a message it
-// dead-lettered itself, the id of the message it received (worker/consumer).
-const sourceIDAttribute = "intake-source-message-id"
-
 // Budget is how many messages a move with max (0: no max) may move.
 func (s DLQStart) Budget(max int) int {
 	if max > 0 {
@@ -116,21 +114,17 @@ func (s DLQStart) Budget(max int) int {
 // StartDLQ reads what the dead-letter queue at url holds now: the count of visible messages and
 // the server's time.
 func StartDLQ(ctx context.Context, c SQSAPI, url string) (DLQStart, error) {
-	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       aws.String(url),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
-	})
+	info, err := queue.ReadInfo(ctx, c, url, false)
 	if err != nil {
 		return DLQStart{}, fmt.Errorf("count the messages of %s: %w", url, err)
 	}
-	n, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
 	at := time.Now()
-	if server, ok := awsmiddleware.GetServerTime(out.ResultMetadata); ok && !server.IsZero() {
+	if server, ok := awsmiddleware.GetServerTime(info.Output.ResultMetadata); ok && !server.IsZero() {
 		if d := server.Sub(at); d > clockTolerance || d < -clockTolerance {
 			at = server
 		}
 	}
-	return DLQStart{Messages: n, At: at}, nil
+	return DLQStart{Messages: info.Visible, At: at}, nil
 }
 
 // DLQResult counts what MoveDLQ did.
@@ -157,7 +151,7 @@ type DLQResult struct {
 	// dead-letter queue fills faster than the move drains it).
 	SkipLimit bool
 	// Left is the dead-letter queue's approximate count at the end (best effort).
-	Left QueueCounts
+	Left queue.Counts
 	// Failures samples the errors of failed entries (at most 20).
 	Failures []string
 }
@@ -243,14 +237,14 @@ func (m *mover) reserve() int {
 // sort splits received messages into those to move and those to skip, and releases the
 // reservation of the skipped ones. A message is skipped when it was sent after the start, or is
 // one this run moved that came back: the redrive policy keeps the id its send got, and intake's
-// consumer, dead-lettering explicitly, names that id in sourceIDAttribute. stop is true when the
+// consumer, dead-lettering explicitly, names that id in queue.AttrSourceMessageID. stop is true when the
 // skip limit is reached.
 func (m *mover) sort(msgs []types.Message) (move []types.Message, stop bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, msg := range msgs {
 		id := aws.ToString(msg.MessageId)
-		source := aws.ToString(msg.MessageAttributes[sourceIDAttribute].StringValue)
+		source := aws.ToString(msg.MessageAttributes[queue.AttrSourceMessageID].StringValue)
 		sentAt := sentTimestamp(msg)
 		if m.sent[id] || (source != "" && m.sent[source]) || (!sentAt.IsZero() && sentAt.After(m.o.Start.At)) {
 			if _, seen := m.skipped[id]; !seen {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -38,7 +39,7 @@ func TestMoveDLQ(t *testing.T) {
 	require.Zero(t, res.SendFailed)
 	require.Zero(t, res.DeleteFailed)
 	require.EqualValues(t, n, progress.n.Load())
-	require.Equal(t, QueueCounts{}, res.Left)
+	require.Equal(t, queue.Counts{}, res.Left)
 	mainCounts, err := Counts(context.Background(), c, q.URL)
 	require.NoError(t, err)
 	t.Logf("main queue counts after the move: %+v", mainCounts)

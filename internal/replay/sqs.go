@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"golang.org/x/time/rate"
+
+	"github.com/intakehq/intake/internal/queue"
 )
 
 // SQSAPI is the part of *sqs.Client that replay uses.
@@ -296,38 +298,10 @@ func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []strin
 	return done, errors.Join(errs...)
 }
 
-// QueueCounts are a queue's approximate message counts.
-type QueueCounts struct {
-	// Visible messages can be received now.
-	Visible int
-	// InFlight messages were received and not yet deleted (not visible).
-	InFlight int
-	// Delayed messages are not visible yet because of a delay.
-	Delayed int
-}
-
 // Counts returns the approximate counts of the queue at url.
-func Counts(ctx context.Context, c SQSAPI, url string) (QueueCounts, error) {
-	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(url),
-		AttributeNames: []types.QueueAttributeName{
-			types.QueueAttributeNameApproximateNumberOfMessages,
-			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-		},
-	})
-	if err != nil {
-		return QueueCounts{}, fmt.Errorf("get attributes of %s: %w", url, err)
-	}
-	n := func(name types.QueueAttributeName) int {
-		v, _ := strconv.Atoi(out.Attributes[string(name)])
-		return v
-	}
-	return QueueCounts{
-		Visible:  n(types.QueueAttributeNameApproximateNumberOfMessages),
-		InFlight: n(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible),
-		Delayed:  n(types.QueueAttributeNameApproximateNumberOfMessagesDelayed),
-	}, nil
+func Counts(ctx context.Context, c SQSAPI, url string) (queue.Counts, error) {
+	info, err := queue.ReadInfo(ctx, c, url, false)
+	return info.Counts, err
 }
 
 // queueARN returns the ARN of the queue at url.

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/queue"
 )
 
 // Processor runs one message body through the pipeline. It returns nil once the message's effect is
@@ -109,12 +111,9 @@ const (
 	maxVisibility     = 12 * time.Hour        // SQS limit
 	maxMessageTimeout = 6 * time.Hour         // well under maxVisibility
 	redriveFastVis    = time.Second           // permanent failure left to the redrive policy
-	reasonAttribute   = "intake-dlq-reason"   // DLQ message attribute with the failure
 	maxReasonLen      = 1024                  // bytes of the reason kept in the DLQ attribute
 	maxAttributes     = 10                    // SQS limit of message attributes
-	sourceIDAttr      = "intake-source-message-id"
-	sourceRecvAttr    = "intake-receive-count"
-	defaultReceivers  = 4 // long-poll loops
+	defaultReceivers  = 4                     // long-poll loops
 )
 
 // Consumer receives and settles messages; see the package documentation.
@@ -133,7 +132,7 @@ type Consumer struct {
 	handled    sync.WaitGroup
 
 	// redrive is what the consumer knows of the queue's redrive policy (nil: none or unknown).
-	redrive         atomic.Pointer[redrivePolicy]
+	redrive         atomic.Pointer[queue.RedrivePolicy]
 	redriveKnown    atomic.Bool // the policy was read at least once
 	warnedNoRedrive atomic.Bool
 
@@ -148,11 +147,6 @@ const (
 	stateRunning
 	stateStopping
 )
-
-type redrivePolicy struct {
-	dlqARN          string
-	maxReceiveCount int
-}
 
 // delivery is one received message while the consumer holds it.
 type delivery struct {

@@ -2,15 +2,13 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/intakehq/intake/internal/queue"
 )
 
 // refreshQueueInfo reads the main queue's redrive policy and depth, and the DLQ's depth. Failures
@@ -18,16 +16,16 @@ import (
 func (c *Consumer) refreshQueueInfo(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	attrs, err := c.queueAttributes(ctx, c.cfg.QueueURL, types.QueueAttributeNameRedrivePolicy)
-	if err != nil {
+	info, err := queue.ReadInfo(ctx, c.cfg.Client, c.cfg.QueueURL, true)
+	if err != nil && info.Output == nil {
 		c.log.Warn("could not read the queue's attributes", "err", err)
 		return
 	}
-	c.setDepth("main", attrs)
-	rp, err := parseRedrive(attrs[string(types.QueueAttributeNameRedrivePolicy)])
+	c.setDepth("main", info.Counts)
 	if err != nil {
 		c.log.Warn("unreadable redrive policy", "err", err)
 	}
+	rp := info.Redrive
 	c.redrive.Store(rp)
 	c.redriveKnown.Store(true)
 	if rp == nil && c.cfg.DLQURL == "" && c.warnedNoRedrive.CompareAndSwap(false, true) {
@@ -36,40 +34,22 @@ func (c *Consumer) refreshQueueInfo(ctx context.Context) {
 	}
 	dlq := c.cfg.DLQURL
 	if dlq == "" && rp != nil {
-		dlq = c.dlqURLFromARN(ctx, rp.dlqARN)
+		dlq = c.dlqURLFromARN(ctx, rp.DLQARN)
 	}
 	if dlq == "" {
 		return
 	}
-	attrs, err = c.queueAttributes(ctx, dlq)
+	dinfo, err := queue.ReadInfo(ctx, c.cfg.Client, dlq, false)
 	if err != nil {
 		c.log.Warn("could not read the dead-letter queue's attributes", "err", err)
 		return
 	}
-	c.setDepth("dlq", attrs)
+	c.setDepth("dlq", dinfo.Counts)
 }
 
-func (c *Consumer) queueAttributes(ctx context.Context, url string, extra ...types.QueueAttributeName) (map[string]string, error) {
-	names := append([]types.QueueAttributeName{
-		types.QueueAttributeNameApproximateNumberOfMessages,
-		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-	}, extra...)
-	out, err := c.cfg.Client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
-	if err != nil {
-		return nil, fmt.Errorf("get attributes of queue %s: %w", url, err)
-	}
-	return out.Attributes, nil
-}
-
-func (c *Consumer) setDepth(queue string, attrs map[string]string) {
-	for state, name := range map[string]types.QueueAttributeName{
-		"visible":  types.QueueAttributeNameApproximateNumberOfMessages,
-		"inflight": types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-	} {
-		if v, err := strconv.ParseFloat(attrs[string(name)], 64); err == nil {
-			c.m.depth.WithLabelValues(queue, state).Set(v)
-		}
-	}
+func (c *Consumer) setDepth(queue string, n queue.Counts) {
+	c.m.depth.WithLabelValues(queue, "visible").Set(float64(n.Visible))
+	c.m.depth.WithLabelValues(queue, "inflight").Set(float64(n.InFlight))
 }
 
 // dlqURLFromARN resolves the DLQ named by the redrive policy (for the depth gauges only).
@@ -84,26 +64,6 @@ func (c *Consumer) dlqURLFromARN(ctx context.Context, arn string) string {
 		return ""
 	}
 	return aws.ToString(out.QueueUrl)
-}
-
-// parseRedrive reads a RedrivePolicy attribute; "" is no policy. maxReceiveCount may be a number
-// or a string.
-func parseRedrive(raw string) (*redrivePolicy, error) {
-	if raw == "" {
-		return nil, nil
-	}
-	var p struct {
-		DeadLetterTargetArn string      `json:"deadLetterTargetArn"`
-		MaxReceiveCount     json.Number `json:"maxReceiveCount"`
-	}
-	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		return nil, fmt.Errorf("parse redrive policy %q: %w", raw, err)
-	}
-	n, err := strconv.Atoi(p.MaxReceiveCount.String())
-	if err != nil || n < 1 || p.DeadLetterTargetArn == "" {
-		return nil, fmt.Errorf("redrive policy %q: want deadLetterTargetArn and a positive maxReceiveCount", raw)
-	}
-	return &redrivePolicy{dlqARN: p.DeadLetterTargetArn, maxReceiveCount: n}, nil
 }
 
 // pollDepth refreshes the queue information every DepthInterval until ctx ends.

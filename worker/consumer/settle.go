@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -146,7 +147,7 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 		default:
 			vis = retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
 		}
-		last := rp != nil && d.receives >= rp.maxReceiveCount
+		last := rp != nil && d.receives >= rp.MaxReceiveCount
 		if last {
 			c.m.deadLettered.WithLabelValues(label).Inc()
 		}
@@ -184,9 +185,9 @@ func dlqAttributes(d *delivery, reason string) map[string]types.MessageAttribute
 		reason = reason[:maxReasonLen]
 	}
 	attrs := map[string]types.MessageAttributeValue{
-		reasonAttribute: {DataType: aws.String("String"), StringValue: aws.String(reason)},
-		sourceIDAttr:    {DataType: aws.String("String"), StringValue: aws.String(d.id)},
-		sourceRecvAttr:  {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(d.receives))},
+		queue.AttrDLQReason:       {DataType: aws.String("String"), StringValue: aws.String(reason)},
+		queue.AttrSourceMessageID: {DataType: aws.String("String"), StringValue: aws.String(d.id)},
+		queue.AttrReceiveCount:    {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(d.receives))},
 	}
 	for k, v := range d.msg.MessageAttributes {
 		if len(attrs) >= maxAttributes {

@@ -17,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/queue"
 )
 
 func TestRetryDelay(t *testing.T) {
@@ -64,43 +66,18 @@ func TestVisibilitySeconds(t *testing.T) {
 	}
 }
 
-func TestParseRedrive(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		raw     string
-		want    *redrivePolicy
-		wantErr bool
-	}{
-		{"", nil, false},
-		{`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:q-dlq","maxReceiveCount":"5"}`, &redrivePolicy{"arn:aws:sqs:us-east-1:1:q-dlq", 5}, false},
-		{`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:q-dlq","maxReceiveCount":3}`, &redrivePolicy{"arn:aws:sqs:us-east-1:1:q-dlq", 3}, false},
-		{`{"deadLetterTargetArn":"arn","maxReceiveCount":0}`, nil, true},
-		{`{"maxReceiveCount":2}`, nil, true},
-		{`not json`, nil, true},
-	}
-	for _, tt := range tests {
-		got, err := parseRedrive(tt.raw)
-		if tt.wantErr {
-			assert.Error(t, err, tt.raw)
-			continue
-		}
-		require.NoError(t, err, tt.raw)
-		assert.Equal(t, tt.want, got, tt.raw)
-	}
-}
-
 func TestDLQAttributes(t *testing.T) {
 	t.Parallel()
 	str := func(s string) types.MessageAttributeValue {
 		return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(s)}
 	}
 	d := &delivery{id: "m-1", receives: 3, msg: types.Message{MessageAttributes: map[string]types.MessageAttributeValue{
-		"a": str("1"), reasonAttribute: str("spoofed"),
+		"a": str("1"), queue.AttrDLQReason: str("spoofed"),
 	}}}
 	attrs := dlqAttributes(d, strings.Repeat("x", 5000))
-	assert.Len(t, aws.ToString(attrs[reasonAttribute].StringValue), maxReasonLen, "the reason is ours and truncated")
-	assert.Equal(t, "m-1", aws.ToString(attrs[sourceIDAttr].StringValue))
-	assert.Equal(t, "3", aws.ToString(attrs[sourceRecvAttr].StringValue))
+	assert.Len(t, aws.ToString(attrs[queue.AttrDLQReason].StringValue), maxReasonLen, "the reason is ours and truncated")
+	assert.Equal(t, "m-1", aws.ToString(attrs[queue.AttrSourceMessageID].StringValue))
+	assert.Equal(t, "3", aws.ToString(attrs[queue.AttrReceiveCount].StringValue))
 	assert.Equal(t, "1", aws.ToString(attrs["a"].StringValue))
 
 	many := map[string]types.MessageAttributeValue{}
@@ -110,7 +87,7 @@ func TestDLQAttributes(t *testing.T) {
 	d.msg.MessageAttributes = many
 	attrs = dlqAttributes(d, "r")
 	assert.Len(t, attrs, maxAttributes, "SQS allows ten attributes")
-	assert.Equal(t, "r", aws.ToString(attrs[reasonAttribute].StringValue))
+	assert.Equal(t, "r", aws.ToString(attrs[queue.AttrDLQReason].StringValue))
 }
 
 type reasoned struct{ error }
