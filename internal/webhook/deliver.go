@@ -151,7 +151,7 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 	d := &Deliverer{
 		store: cfg.Store, endpoints: cfg.Endpoints, tasks: cfg.Tasks, client: cfg.Client, metrics: cfg.Metrics,
 		timeout: cmp.Or(cfg.AttemptTimeout, 10*time.Second), retry: cfg.RetryDelay,
-		log:     cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), userAgent: cmp.Or(cfg.UserAgent, "intake-webhooks"),
+		log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), userAgent: cmp.Or(cfg.UserAgent, "intake-webhooks"),
 		now: cfg.Now,
 	}
 	if d.client == nil {
