@@ -39,7 +39,7 @@ run: up build ## Bring the stack up and run `intake run` with the local configur
 	@echo "==> API on http://127.0.0.1:8080; /metrics, detailed /readyz and /debug/pprof/ on http://127.0.0.1:8082; tables in schema intake of database intake"
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  INTAKE_MIGRATE=true INTAKE_API_KEYS='local-dev-key-not-secret=dev' INTAKE_API_CORS_ORIGINS='*' \
-	  INTAKE_DB_SCHEMA=intake INTAKE_ADMIN_LISTEN_ADDR=127.0.0.1:8082 INTAKE_ADMIN_PPROF=true exec $(BIN)/intake run
+	  INTAKE_DB_SCHEMA=intake INTAKE_ADMIN_LISTEN_ADDR=127.0.0.1:8082 INTAKE_ADMIN_PPROF=true INTAKE_WEBHOOK_ALLOW_PRIVATE=true exec $(BIN)/intake run
 
 .PHONY: browser
 browser: ## Install what the API's browser test and benchmark need (Chromium, npm packages); idempotent.

@@ -16,6 +16,8 @@ go 1.26.0
 //   - toxiproxy's Go client (tests only): drives the fault proxy the local stack runs between intake and
 //     PostgreSQL, Redis, MinIO and kumo (the client package imports only the standard library).
 //   - testify, goleak: tests only. HTTP routing is the standard library's ServeMux.
+//   - standard-webhooks/libraries: tests only; the Standard Webhooks specification's own Go
+//     verifier is the receiver that checks intake's webhook signatures (intake signs with crypto/hmac).
 require (
 	github.com/MicahParks/keyfunc/v3 v3.9.1
 	github.com/alecthomas/kong v1.17.0
@@ -42,7 +44,10 @@ require (
 	golang.org/x/time v0.15.0
 )
 
-require github.com/Shopify/toxiproxy/v2 v2.12.0
+require (
+	github.com/Shopify/toxiproxy/v2 v2.12.0
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
+)
 
 require (
 	github.com/MicahParks/jwkset v0.11.4 // indirect

@@ -190,9 +190,9 @@ func loadConfig(t *testing.T, env map[string]string, args ...string) error {
 		if err != nil {
 			return err
 		}
-		return c.Config.Validate(roles)
+		return c.Run.Config.Validate(roles)
 	case "migrate up", "migrate status", "migrate":
-		return c.Config.ValidateDB()
+		return c.Migrate.ValidateDB()
 	default:
 		return fmt.Errorf("unexpected command %q", kctx.Command())
 	}
@@ -281,6 +281,15 @@ var metrics = map[string]metricInfo{
 	"intake_http_request_duration_seconds":            {histogram, []string{"route"}},
 	"intake_presigns_total":                           {counter, []string{"method"}},
 	"intake_ingress_requests_total":                   {counter, []string{"outcome"}},
+	"intake_webhook_attempts_total":                   {counter, []string{"endpoint", "result"}},
+	"intake_webhook_deliveries_total":                 {counter, []string{"endpoint", "outcome"}},
+	"intake_webhook_delivery_attempts":                {histogram, nil},
+	"intake_webhook_attempt_duration_seconds":         {histogram, nil},
+	"intake_outbox_oldest_undelivered_seconds":        {gauge, nil},
+	"intake_outbox_unrelayed":                         {gauge, nil},
+	"intake_outbox_relayed_total":                     {counter, nil},
+	"intake_outbox_relay_errors_total":                {counter, nil},
+	"intake_outbox_purged_total":                      {counter, nil},
 }
 
 // targetLabels are added by Prometheus and Kubernetes service discovery, not by intake.

@@ -3,8 +3,10 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -43,7 +45,27 @@ type Rule struct {
 type Policy struct {
 	// Rules are matched by longest prefix.
 	Rules []Rule `yaml:"rules"`
+	// Webhooks are endpoints that receive the notifications of the keys under their prefix, in
+	// addition to the default endpoint (INTAKE_WEBHOOK_URL); see internal/webhook.
+	Webhooks []WebhookEndpoint `yaml:"webhooks"`
 }
+
+// WebhookEndpoint is one receiver of notifications, declared in the policy file. Its secret is not
+// in the file: it is read from the environment variable SecretEnv (a Kubernetes Secret, typically).
+type WebhookEndpoint struct {
+	// Name labels the endpoint in metrics, logs and delivery tasks: lower-case letters, digits, '-'
+	// and '_', at most 40 characters; "default" is the INTAKE_WEBHOOK_URL endpoint's.
+	Name string `yaml:"name"`
+	// Prefix selects the keys whose notifications the endpoint receives ("" = every key).
+	Prefix string `yaml:"prefix"`
+	// URL is where notifications are posted (http or https).
+	URL string `yaml:"url"`
+	// SecretEnv names the environment variable holding the endpoint's secret (whsec_…).
+	SecretEnv string `yaml:"secret_env"`
+}
+
+// webhookName is what an endpoint name may look like.
+var webhookName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
 
 // DefaultPolicy is used when no policy file is configured: 5 GiB max, any type, sniffed type must
 // agree with the declared one, rejected objects are tagged.
@@ -112,6 +134,24 @@ func (p *Policy) Validate() error {
 			if _, err := path.Match(strings.ToLower(pat), "a/b"); err != nil || !strings.Contains(pat, "/") {
 				errs = append(errs, fmt.Errorf("rule %d (%q): allowed type %q is not a type/subtype pattern", i, r.Prefix, pat))
 			}
+		}
+	}
+	names := map[string]bool{}
+	for i, w := range p.Webhooks {
+		switch {
+		case !webhookName.MatchString(w.Name):
+			errs = append(errs, fmt.Errorf("webhook %d: name %q must be lower-case letters, digits, '-' or '_' (at most 40)", i, w.Name))
+		case w.Name == "default":
+			errs = append(errs, fmt.Errorf("webhook %d: the name \"default\" belongs to INTAKE_WEBHOOK_URL", i))
+		case names[w.Name]:
+			errs = append(errs, fmt.Errorf("webhook %d: name %q appears twice", i, w.Name))
+		}
+		names[w.Name] = true
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("webhook %d (%q): url must be an http or https URL", i, w.Name))
+		}
+		if w.SecretEnv == "" {
+			errs = append(errs, fmt.Errorf("webhook %d (%q): secret_env is required (the variable holding its whsec_ secret)", i, w.Name))
 		}
 	}
 	return errors.Join(errs...)

@@ -58,18 +58,31 @@ rules:
 func TestParsePolicyErrors(t *testing.T) {
 	t.Parallel()
 	for name, doc := range map[string]string{
-		"unknown field":     "rules: [{prefix: a, colour: red}]",
-		"bad action":        "rules: [{prefix: a, action: burn}]",
-		"negative size":     "rules: [{prefix: a, max_size: -1}]",
-		"duplicate prefix":  "rules: [{prefix: a}, {prefix: a}]",
-		"bad type pattern":  "rules: [{prefix: a, allowed_types: ['png']}]",
-		"quarantine inside": "rules: [{prefix: a/, action: quarantine, quarantine_prefix: a/q/}]",
+		"unknown field":              "rules: [{prefix: a, colour: red}]",
+		"bad action":                 "rules: [{prefix: a, action: burn}]",
+		"negative size":              "rules: [{prefix: a, max_size: -1}]",
+		"duplicate prefix":           "rules: [{prefix: a}, {prefix: a}]",
+		"bad type pattern":           "rules: [{prefix: a, allowed_types: ['png']}]",
+		"quarantine inside":          "rules: [{prefix: a/, action: quarantine, quarantine_prefix: a/q/}]",
+		"webhook bad name":           "webhooks: [{name: 'A B', url: 'https://x', secret_env: S}]",
+		"webhook default":            "webhooks: [{name: default, url: 'https://x', secret_env: S}]",
+		"webhook twice":              "webhooks: [{name: a, url: 'https://x', secret_env: S}, {name: a, url: 'https://y', secret_env: S}]",
+		"webhook bad url":            "webhooks: [{name: a, url: 'ftp://x', secret_env: S}]",
+		"webhook no secret":          "webhooks: [{name: a, url: 'https://x'}]",
+		"webhook secret in the file": "webhooks: [{name: a, url: 'https://x', secret: whsec_abc}]",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParsePolicy([]byte(doc))
 			require.Error(t, err)
 		})
 	}
+}
+
+func TestParsePolicyWebhooks(t *testing.T) {
+	t.Parallel()
+	p, err := ParsePolicy([]byte("webhooks: [{name: avatars, prefix: uploads/avatars/, url: 'https://a.example/h', secret_env: AVATARS_SECRET}]"))
+	require.NoError(t, err)
+	require.Equal(t, []WebhookEndpoint{{Name: "avatars", Prefix: "uploads/avatars/", URL: "https://a.example/h", SecretEnv: "AVATARS_SECRET"}}, p.Webhooks)
 }
 
 func TestDefaultPolicy(t *testing.T) {

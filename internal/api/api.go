@@ -36,6 +36,7 @@ type Queries interface {
 	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
 	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)
 	APIGetObject(ctx context.Context, arg dbq.APIGetObjectParams) (dbq.Object, error)
+	APIObjectOfUpload(ctx context.Context, arg dbq.APIObjectOfUploadParams) (dbq.Object, error)
 }
 
 var _ Queries = (*dbq.Queries)(nil)
@@ -69,6 +70,9 @@ type Options struct {
 	// Aborts schedules the abort of each multipart upload at its deadline; nil skips scheduling
 	// (the sweep aborts uploads past their deadline either way).
 	Aborts DeadlineAborter
+	// Waits wakes the long polls of GET /v1/uploads/{id}?wait= (*outbox.Listener); nil answers
+	// them at once.
+	Waits Waiter
 	// Log receives request and error logs.
 	Log *slog.Logger
 	// Registerer receives the API's metrics.
@@ -79,16 +83,19 @@ type Options struct {
 
 // Server is the presign API: the /v1 routes, Uppy's /s3 routes and /openapi.json.
 type Server struct {
-	cfg       config.API
-	bucket    string
-	deadline  time.Duration
-	policy    *pipeline.Policy
-	q         Queries
-	s3        S3API
-	presign   *s3.PresignClient
-	signer    *sigv4.Signer
-	mp        *multipart.Service
-	aborts    DeadlineAborter
+	cfg      config.API
+	bucket   string
+	deadline time.Duration
+	policy   *pipeline.Policy
+	q        Queries
+	s3       S3API
+	presign  *s3.PresignClient
+	signer   *sigv4.Signer
+	mp       *multipart.Service
+	aborts   DeadlineAborter
+	waits    Waiter
+	// stopping is closed when the daemon stops (New's context): long polls answer at once.
+	stopping  <-chan struct{}
 	log       *slog.Logger
 	metrics   *metrics
 	auth      *auth.Authenticator
@@ -98,7 +105,8 @@ type Server struct {
 	s3Timeout time.Duration
 }
 
-// New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured.
+// New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured, and
+// the long polls of GET /v1/uploads/{id}?wait=: when it ends (the daemon stops) they answer at once.
 func New(ctx context.Context, o Options) (*Server, error) {
 	var errs []error
 	if o.Bucket == "" {
@@ -131,8 +139,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
-		mp: o.Multipart, aborts: o.Aborts, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
-		ids: newRequestIDs(), now: o.Now,
+		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
+		ids: newRequestIDs(), now: o.Now, stopping: ctx.Done(),
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
 	}
 	if s.policy == nil {
@@ -163,6 +171,7 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"POST /v1/uploads", familyV1, s.createUpload},
+		{"GET /v1/uploads/{id}", familyV1, s.getUpload},
 		{"POST /v1/uploads/{id}/parts", familyV1, s.presignParts},
 		{"GET /v1/uploads/{id}/parts", familyV1, s.listParts},
 		{"POST /v1/uploads/{id}/complete", familyV1, s.completeUpload},

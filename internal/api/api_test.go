@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -65,6 +66,14 @@ func (r *recordingAborts) ScheduleAbort(ctx context.Context, bucket, key, upload
 type setupOpts struct {
 	api    func(*config.API)
 	policy *pipeline.Policy
+	// share, when set, serves the same schema and bucket as another bundle (a second replica).
+	share *testBundle
+	// waits wakes long polls (nil: they answer at once).
+	waits Waiter
+	// queries wraps the server's queries.
+	queries func(Queries) Queries
+	// ctx is New's context (default: one cancelled when the test ends).
+	ctx context.Context
 	// aborts replaces the recording DeadlineAborter (e.g. tasks.Aborts on a dead Redis).
 	aborts DeadlineAborter
 	// presignCreds replace the local stack's static credentials for presigning.
@@ -108,16 +117,25 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	if pol == nil {
 		pol = testPolicy()
 	}
-	st := testkit.DB(t)
 	s3c := testkit.S3()
-	bucket := testkit.Bucket(t, s3c)
+	var st *store.Store
+	var bucket string
+	if o.share != nil {
+		st, bucket = o.share.st, o.share.bucket
+	} else {
+		st, bucket = testkit.DB(t), testkit.Bucket(t, s3c)
+	}
+	var q Queries = st.Q
+	if o.queries != nil {
+		q = o.queries(q)
+	}
 	reg := prometheus.NewRegistry()
 	var aborts DeadlineAborter = o.aborts
 	recording := &recordingAborts{calls: make(chan string, 16)}
 	if aborts == nil {
 		aborts = recording
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(cmp.Or(o.ctx, context.Background()))
 	t.Cleanup(cancel)
 	awsCfg := testkit.AWSConfig()
 	if o.presignCreds != nil {
@@ -128,8 +146,8 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
 	require.NoError(t, err)
 	srv, err := New(ctx, Options{
-		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: st.Q, S3: s3c, Multipart: mp,
-		Presign: objstore.NewPresignClient(awsCfg, testkit.AWS()), Aborts: aborts,
+		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: s3c, Multipart: mp,
+		Presign: objstore.NewPresignClient(awsCfg, testkit.AWS()), Aborts: aborts, Waits: o.waits,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg, Now: o.now,
 	})
 	require.NoError(t, err)

@@ -16,9 +16,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
 )
 
 const (
@@ -47,7 +51,9 @@ func requireBrowserTools(t *testing.T, dir string) string {
 // TestUppyBrowser runs the real @uppy/aws-s3 client in headless Chromium against intake's Uppy
 // routes: a small file through /s3/params (a POST policy, which is what Uppy 6 does without
 // multipart), a file over 10 MiB through /s3/multipart (forced multipart, 3 parts), and a plain
-// fetch() PUT through /v1/uploads. The objects must land in MinIO with the right sizes.
+// fetch() PUT through /v1/uploads. The objects must land in MinIO with the right sizes. Each file
+// carries the app's metadata ({order}); once the pipeline has judged the objects, the metadata
+// comes back in each upload's webhook.
 func TestUppyBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Chromium, node and the local stack")
@@ -133,4 +139,27 @@ func TestUppyBrowser(t *testing.T) {
 	var completed int
 	require.NoError(t, b.st.Pool.QueryRow(ctx, "SELECT count(*) FROM uploads WHERE owner = 'erin' AND method = 'multipart' AND status = 'completed' AND NOT size_declared").Scan(&completed))
 	require.Equal(t, 1, completed)
+
+	// The pipeline judges the three objects (as the consumer would on their events); the
+	// notifications carry the metadata each file was given in the browser.
+	notes := testkit.StartNotifications(t, b.st, testkit.NotificationsOptions{})
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{Objects: objstore.NewObjects(b.s3), Records: store.NewRecords(b.st), Buckets: []string{b.bucket},
+		Policy: testPolicy(), Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	names := map[string]string{}
+	for _, up := range [][]upload{res.Small.OK, res.Big.OK, res.Put.OK} {
+		require.NoError(t, proc.InspectObject(ctx, b.bucket, up[0].Key))
+		names[up[0].Key] = up[0].Name
+	}
+	hooks := notes.Receiver.WaitDelivered(3, time.Minute)
+	require.Len(t, hooks, 3)
+	for _, h := range hooks {
+		name, ok := names[h.Verdict.Data.Key]
+		require.True(t, ok, "webhook for an unknown key %q", h.Verdict.Data.Key)
+		var meta map[string]any
+		require.NoError(t, json.Unmarshal(h.Verdict.Data.Metadata, &meta), "%s", h.Verdict.Data.Metadata)
+		t.Logf("%s (%s): metadata %s", name, h.Verdict.Type, h.Verdict.Data.Metadata)
+		require.Equal(t, "ord-"+name, meta["order"], "%s: the metadata given in the browser", name)
+		require.Equal(t, 1, h.Delivered)
+	}
 }

@@ -5,11 +5,13 @@
 // # Routes
 //
 //	POST   /v1/uploads                 create an intent: presigned PUT, POST policy or multipart upload
+//	GET    /v1/uploads/{id}[?wait=30s] the intent and, once the object landed, its verdict (long poll)
 //	POST   /v1/uploads/{id}/parts      presign part uploads (multipart)
 //	GET    /v1/uploads/{id}/parts      list the parts S3 holds (every page)
 //	POST   /v1/uploads/{id}/complete   complete a multipart upload
 //	DELETE /v1/uploads/{id}            abort a multipart upload
-//	GET    /v1/objects                 the caller's objects, newest first, cursor pagination
+//	GET    /v1/objects                 the caller's objects, newest first, cursor pagination;
+//	                                   filters ?status=, ?upload_id=, ?prefix=
 //	GET    /v1/objects/{id}            one object
 //	GET    /v1/objects/{id}/download   presigned GET, for valid objects only (409 otherwise)
 //	GET    /openapi.json               the OpenAPI 3 document of the /v1 routes
@@ -53,6 +55,16 @@
 // PUT, GET and UploadPart URLs come from sigv4.Signer, a lean SigV4 query-string presigner that
 // produces the SDK's exact URL (tested byte for byte) with one allocation and about 1.5 µs of CPU,
 // instead of the SDK's ~55 µs and 375 allocations. POST policies use the SDK's PresignPostObject.
+//
+// # Status and metadata
+//
+// An intent may carry metadata: the app's own JSON object (at most 2 KiB, no NUL characters), stored
+// with it, returned by GET /v1/uploads/{id} and in every notification of the upload (webhooks and
+// the verdict task), so that the app can correlate without a table of its own. GET
+// /v1/uploads/{id}?wait=30s answers as soon as the verdict is committed, or when the wait (at most
+// MaxWait) ends: it subscribes to a Waiter (the outbox Listener, PostgreSQL LISTEN/NOTIFY) before
+// reading, so a verdict committed by any replica in between is not missed, and reads the database
+// again on every wake-up. "done" tells whether the verdict (or an abort or expiry) is in.
 //
 // # Multipart uploads
 //

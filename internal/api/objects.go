@@ -6,8 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -98,6 +102,9 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who princip
 	}
 	owner := who.owner
 	arg := dbq.APIListObjectsParams{Owner: &owner, MaxRows: int32(limit)}
+	if p := listFilters(q, &arg); p != nil {
+		return p
+	}
 	if c := q.Get("cursor"); c != "" {
 		at, id, ok := decodeCursor(c)
 		if !ok {
@@ -174,5 +181,35 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	}
 	s.metrics.presigns.WithLabelValues("get").Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})
+	return nil
+}
+
+// objectStatuses are the values ?status= accepts.
+var objectStatuses = []string{"pending", "valid", "rejected", "deleted", "missing"}
+
+// listFilters reads the filters of GET /v1/objects (?status=, ?upload_id=, ?prefix=) into arg.
+func listFilters(q url.Values, arg *dbq.APIListObjectsParams) *Problem {
+	if p := uppySingle(q, "status", "upload_id", "prefix"); p != nil {
+		return p
+	}
+	if v := q.Get("status"); v != "" {
+		if !slices.Contains(objectStatuses, v) {
+			return problemf(probInvalidParam, "status %q is not one of %s", v, strings.Join(objectStatuses, ", "))
+		}
+		arg.Status = &v
+	}
+	if v := q.Get("upload_id"); v != "" {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			return problemf(probInvalidParam, "upload_id %q is not a UUID", v)
+		}
+		arg.UploadID = &id
+	}
+	if v := q.Get("prefix"); v != "" {
+		if len(v) > 1024 || !utf8.ValidString(v) {
+			return problemf(probInvalidParam, "prefix must be valid UTF-8 of at most 1024 bytes")
+		}
+		arg.Prefix = &v
+	}
 	return nil
 }

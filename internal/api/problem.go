@@ -53,7 +53,7 @@ var problemKinds = []problem.Kind{
 	probExpiryTooLong, probTooLarge, probTypeNotAllowed, probInvalidParts, probInvalidCursor,
 	probInvalidLimit, probInvalidID, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
-	probDBUnavailable, probInternal,
+	probDBUnavailable, probInternal, probInvalidMetadata,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.

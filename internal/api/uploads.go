@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -45,6 +46,9 @@ type createUploadRequest struct {
 	// PartSize, for a multipart upload, is the size of every part but the last: part URLs then sign
 	// their Content-Length.
 	PartSize *int64 `json:"part_size,omitempty"`
+	// Metadata is the app's own JSON object (at most 2 KiB), returned with the status and in
+	// every notification.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // uploadResponse describes an intent and how to upload.
@@ -77,7 +81,8 @@ type intentSpec struct {
 	sha256       []byte
 	method       string
 	expires      time.Duration
-	partSize     int64 // multipart: declared part size, 0 when none
+	partSize     int64           // multipart: declared part size, 0 when none
+	metadata     json.RawMessage // as received; validated by validateIntent
 }
 
 func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
@@ -88,7 +93,8 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	if req.Size == nil {
 		return problemf(probInvalidSize, "size is required")
 	}
-	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true, method: req.Method}
+	spec := intentSpec{filename: req.Filename, contentType: req.ContentType, size: *req.Size, sizeDeclared: true,
+		method: req.Method, metadata: req.Metadata}
 	if req.PartSize != nil {
 		if *req.PartSize <= 0 {
 			return problemf(probInvalidSize, "part_size must be positive")
@@ -157,6 +163,7 @@ type intent struct {
 	ct    string // normalized content type
 	rule  pipeline.Rule
 	plan  multipart.Plan // multipart: the size and part size bound
+	meta  []byte         // compact metadata, nil when none
 }
 
 // validateIntent checks spec (file name, content type, size, method) and the policy rule of the
@@ -177,6 +184,10 @@ func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSp
 		spec.method = MethodMultipart
 	}
 	if spec.method, p = chooseMethod(spec.method, spec.size); p != nil {
+		return intent{}, p
+	}
+	meta, p := parseMetadata(spec.metadata)
+	if p != nil {
 		return intent{}, p
 	}
 	var plan multipart.Plan
@@ -207,7 +218,7 @@ func (s *Server) validateIntent(ctx context.Context, owner string, spec intentSp
 			return intent{}, problemf(probInvalidSize, "%v", err)
 		}
 	}
-	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule, plan: plan}, nil
+	return intent{spec: spec, owner: owner, id: id, key: key, ct: ct, rule: rule, plan: plan, meta: meta}, nil
 }
 
 // sizeBound is the most an upload without a declared size may hold: the policy's max_size for its
@@ -339,7 +350,7 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 	err := s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
 		ID: in.id, Owner: in.owner, Bucket: s.bucket, Key: in.key, Method: in.spec.method, Filename: in.spec.filename,
 		ContentType: in.ct, Size: in.spec.size, SizeDeclared: in.spec.sizeDeclared, Sha256: in.spec.sha256,
-		MultipartUploadID: uploadID, PartSize: partSize, ExpiresAt: resp.ExpiresAt,
+		MultipartUploadID: uploadID, PartSize: partSize, ExpiresAt: resp.ExpiresAt, Metadata: in.meta,
 	})
 	if err != nil {
 		if uploadID != nil {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -19,8 +20,10 @@ import (
 // false): POST uploads are bound by the policy's max_size, and multipart uploads are completed only
 // when their parts sum to at most that. POST /s3/multipart takes a size when the client sends one
 // (a "size" field of the body, or metadata.size, e.g. uppy.setFileMeta(id, {size: file.size})): the
-// intent then declares it and complete holds the parts to it. Uppy's metadata is otherwise accepted and
-// ignored (it is not written as x-amz-meta-*, so the POST policy stays exact).
+// intent then declares it and complete holds the parts to it. Uppy's metadata (metadata[k]=v on
+// /s3/params, "metadata" on POST /s3/multipart) becomes the intent's metadata, returned with its
+// status and in its notifications, exactly as the metadata of POST /v1/uploads; it is not written as
+// x-amz-meta-*, so the POST policy stays exact.
 
 const defaultUppyType = "application/octet-stream"
 
@@ -35,8 +38,12 @@ func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principa
 	if ct == "" {
 		ct = defaultUppyType
 	}
+	meta, p := uppyQueryMetadata(q)
+	if p != nil {
+		return p
+	}
 	resp, p := s.newIntent(r.Context(), who.owner, intentSpec{
-		filename: q.Get("filename"), contentType: ct, method: MethodPost, expires: s.cfg.PresignExpiry,
+		filename: q.Get("filename"), contentType: ct, method: MethodPost, expires: s.cfg.PresignExpiry, metadata: meta,
 	})
 	if p != nil {
 		return p
@@ -78,6 +85,13 @@ func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who
 		return p
 	}
 	spec.size, spec.sizeDeclared = size, declared
+	if req.Metadata != nil {
+		raw, err := json.Marshal(req.Metadata)
+		if err != nil {
+			return problemf(probInvalidMetadata, "metadata: %v", err)
+		}
+		spec.metadata = raw
+	}
 	resp, p := s.newIntent(r.Context(), who.owner, spec)
 	if p != nil {
 		return p

@@ -13,8 +13,8 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// startAPI registers the presign API (/v1, Uppy's /s3 routes, /openapi.json) on the shared mux. It
-// has no component of its own: the shared HTTP server serves it. The JWKS refresh goroutine, when a
+// startAPI registers the presign API (/v1, Uppy's /s3 routes, /openapi.json) on the shared mux,
+// which the shared HTTP server serves. The JWKS refresh goroutine, when a
 // JWKS URL is configured, stops with ctx. api.New logs a WARN at start when
 // INTAKE_API_INSECURE_DEV_AUTH is on. Each multipart upload it creates gets a delayed
 // multipart:abort task in Redis (tasks.Aborts), run by the jobs role at the deadline; when Redis
@@ -27,6 +27,9 @@ import (
 // concurrent requests). The writer is closed when the daemon has stopped (a.onClose), that is after
 // the HTTP server's Shutdown has let in-flight requests finish and before the pool closes; a request
 // still running past the grace period inserts its row directly (IntentWriter after Close).
+//
+// GET /v1/uploads/{id}?wait= is woken by the process's outbox Listener (PostgreSQL LISTEN/NOTIFY),
+// whose component the role returns unless another role of the process already did.
 func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	intents := store.NewIntentWriter(a.Store.Pool, store.IntentWriterOptions{})
 	a.onClose(intents.Close)
@@ -35,6 +38,7 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	}
 	client := asynq.NewClient(a.Redis)
 	a.onClose(func() { _ = client.Close() })
+	listener, comps := a.Listener()
 	mp, err := a.Multipart()
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -42,6 +46,7 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	srv, err := api.New(ctx, api.Options{
 		Aborts:            tasks.NewAborts(client),
 		Multipart:         mp,
+		Waits:             listener,
 		API:               a.Cfg.API,
 		Bucket:            a.Cfg.Bucket,
 		MultipartDeadline: a.Cfg.Jobs.MultipartDeadline,
@@ -70,5 +75,5 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 			return nil, err
 		}
 	}
-	return nil, nil
+	return comps, nil
 }

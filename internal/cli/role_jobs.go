@@ -4,18 +4,26 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/reconcile"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/jobs"
 )
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
 // object:inspect, objects:reconcile (queues and priorities in worker/tasks) and intake:maintenance
-// tasks (intent expiry, event retention), stopped within ShutdownGrace.
+// tasks (intent expiry, event retention), stopped within ShutdownGrace; and the notifications: the
+// outbox relay (woken by the process's outbox Listener) and, when webhook endpoints are configured,
+// a second asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running the webhook deliveries (queue
+// intake-webhooks, retried for at least a day).
 func startJobs(_ context.Context, a *App) ([]Component, error) {
+	cfg := a.Cfg
 	log := a.Log.With("role", config.RoleJobs)
 	metrics, err := jobs.NewMetrics(a.Registry)
 	if err != nil {
@@ -47,7 +55,62 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []Component{{Name: "jobs", Run: srv.Run}}, nil
+	comps := []Component{{Name: "jobs", Run: srv.Run}}
+
+	endpoints, err := webhook.NewEndpoints(
+		webhook.Configs(cfg.Webhook.URL, cfg.Webhook.Secret, a.Policy.Webhooks, os.Getenv), cfg.Webhook.AllowPrivate)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	client := asynq.NewClient(a.Redis)
+	a.onClose(func() { _ = client.Close() })
+	listener, lcomps := a.Listener()
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: a.Store.Pool, Client: client, Endpoints: endpoints, AttemptTimeout: cfg.Webhook.Timeout,
+		VerdictQueue: cfg.NotifyAsynqQueue, Waker: listener, Retention: cfg.Webhook.Retention,
+		Log: a.Log.With("component", "outbox-relay"), Registerer: a.Registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	comps = append(comps, lcomps...)
+	comps = append(comps, Component{Name: "outbox-relay", Run: relay.Run})
+	if len(endpoints.Names()) == 0 {
+		log.Info("no webhook endpoint configured (INTAKE_WEBHOOK_URL, policy webhooks): notifications are recorded, not posted",
+			"notify_asynq_queue", cfg.NotifyAsynqQueue)
+		return comps, nil
+	}
+	wlog := a.Log.With("component", "webhooks")
+	wm, err := webhook.NewMetrics(a.Registry, endpoints.Names())
+	if err != nil {
+		return nil, err
+	}
+	// The delivery records of concurrent deliveries share statements and commits; closed after
+	// the roles have stopped, before the pool.
+	notes := store.NewOutbox(a.Store, store.BatchOptions{})
+	a.onClose(notes.Close)
+	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
+		Store: notes, Endpoints: endpoints, Tasks: client, AttemptTimeout: cfg.Webhook.Timeout,
+		Metrics: wm, Log: wlog, UserAgent: "intake-webhooks/" + Version,
+		Client: webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	whMux := asynq.NewServeMux()
+	whMux.Use(jobs.Instrument(metrics), jobs.Log(wlog), jobs.Recover(wlog))
+	whMux.Handle(webhook.TypeDeliver, deliverer)
+	whSrv, err := jobs.NewServer(jobs.ServerConfig{
+		Redis: a.Redis, Concurrency: cfg.Webhook.Concurrency, Queues: map[string]int{webhook.Queue: 1},
+		RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval,
+		ShutdownTimeout: cfg.ShutdownGrace, Log: wlog,
+	}, whMux)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("webhooks enabled", "endpoints", endpoints.Names(), "allow_private", cfg.Webhook.AllowPrivate,
+		"notify_asynq_queue", cfg.NotifyAsynqQueue)
+	return append(comps, Component{Name: "webhooks", Run: whSrv.Run}), nil
 }
 
 // newReconciler builds the runner of the periodic reconcile task: it lists the bucket, compares it

@@ -22,6 +22,7 @@ import (
 	"github.com/intakehq/intake/internal/health"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -32,6 +33,8 @@ import (
 // RunCmd runs the daemon.
 type RunCmd struct {
 	Roles string `name:"roles" env:"INTAKE_ROLES" default:"all" help:"Roles to run: api,consumer,jobs,scheduler or all."`
+	// Config is every setting of the daemon.
+	config.Config `embed:""`
 }
 
 // App holds what the roles share. It is built once by RunCmd and handed to each role's starter.
@@ -71,6 +74,19 @@ type App struct {
 	mp       *multipart.Service
 	mpErr    error
 	closers  []func()
+
+	listener *outbox.Listener
+}
+
+// Listener returns the outbox Listener shared by the roles of this process (one PostgreSQL
+// connection listening for committed notifications: the API's long polls and the relay wait on
+// it), and, the first time only, the component that runs it.
+func (a *App) Listener() (*outbox.Listener, []Component) {
+	if a.listener != nil {
+		return a.listener, nil
+	}
+	a.listener = outbox.NewListener(a.Store.Pool, a.Log.With("component", "outbox-listener"))
+	return a.listener, []Component{{Name: "outbox-listener", Run: a.listener.Run}}
 }
 
 // Multipart returns the multipart service shared by the api and jobs roles (one set of metrics),

@@ -11,6 +11,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -41,24 +42,28 @@ var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
 
 // Config is everything intake needs to run. The zero value is not usable: load it through the CLI
 // (kong fills defaults, environment and flags), then call Validate.
+//
+// The settings that operator commands need too are grouped in sections (Database, Redis, Queues,
+// S3Bucket, Logging, AWS), embedded here so that their fields read as Config's own
+// (cfg.DatabaseURL). `intake run` takes every setting as a flag; each operator command takes only
+// the sections it uses (internal/cli), so its --help lists what it needs.
 type Config struct {
-	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
-	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
-	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
-	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
-	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
-	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
+	// Database locates PostgreSQL and intake's schema.
+	Database `embed:""`
+	// Redis locates asynq's Redis.
+	Redis `embed:""`
 
 	// AWS holds the S3/SQS client settings.
 	AWS AWS `embed:"" prefix:""`
 
-	// Bucket is the S3 bucket uploads go to and events come from.
-	Bucket string `name:"bucket" env:"INTAKE_BUCKET" help:"S3 bucket for uploads (required)."`
-	// QueueURL is the SQS queue that receives the bucket's event notifications.
-	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"SQS queue URL of S3 events (required by consumer and ingress)."`
-	// DLQURL, when set, receives permanently failing messages explicitly (else the redrive policy does).
-	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"Dead-letter queue URL (optional; redrive policy otherwise)."`
+	// S3Bucket names the bucket uploads go to and events come from.
+	S3Bucket `embed:""`
+	// Queues are the SQS queue of the bucket's events and its dead-letter queue.
+	Queues `embed:""`
+
+	// Logging is the log level and format. They are global flags of the command line (internal/cli
+	// copies them in), so kong does not read them here.
+	Logging `kong:"-"`
 
 	// ListenAddr is where the HTTP server (API, ingress, health, metrics) listens.
 	ListenAddr string `name:"listen" env:"INTAKE_LISTEN_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address."`
@@ -73,10 +78,6 @@ type Config struct {
 	Migrate bool `name:"migrate" env:"INTAKE_MIGRATE" help:"Run database migrations at start-up."`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
 	ShutdownGrace time.Duration `name:"shutdown-grace" env:"INTAKE_SHUTDOWN_GRACE" default:"25s" help:"Time allowed for in-flight work after SIGTERM."`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `name:"log-level" env:"INTAKE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level."`
-	// LogFormat is json (default) or text.
-	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
 	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
 	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
 	// EventsRetention is how long archived events (the events table) are kept; the periodic
@@ -89,21 +90,98 @@ type Config struct {
 	API API `embed:"" prefix:"api-" envprefix:"INTAKE_API_"`
 	// Jobs tunes the asynq server and scheduler.
 	Jobs Jobs `embed:"" prefix:"jobs-" envprefix:"INTAKE_JOBS_"`
+	// Webhook configures the webhooks that tell apps the verdicts (sent by the jobs role).
+	Webhook Webhook `embed:"" prefix:"webhook-" envprefix:"INTAKE_WEBHOOK_"`
+	// NotifyAsynqQueue, when set, is the asynq queue (of the app) that receives every notification
+	// as an "intake:upload.verdict" task (worker/tasks), besides the webhooks.
+	NotifyAsynqQueue string `name:"notify-asynq-queue" env:"INTAKE_NOTIFY_ASYNQ_QUEUE" help:"asynq queue of the app that receives every verdict as an intake:upload.verdict task (empty: none)."`
+}
+
+// Database locates PostgreSQL and the schema of intake's tables.
+type Database struct {
+	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
+	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
+	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
+	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
+}
+
+// Redis locates the Redis that holds asynq's tasks.
+type Redis struct {
+	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
+	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
+}
+
+// S3Bucket names intake's bucket.
+type S3Bucket struct {
+	// Bucket is the S3 bucket uploads go to and events come from.
+	Bucket string `name:"bucket" env:"INTAKE_BUCKET" help:"S3 bucket for uploads (required)."`
+}
+
+// Queues are the SQS queues of the bucket's events.
+type Queues struct {
+	// QueueURL is the SQS queue that receives the bucket's event notifications.
+	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"SQS queue URL of S3 events (required by consumer and ingress)."`
+	// DLQURL, when set, receives permanently failing messages explicitly (else the redrive policy does).
+	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"Dead-letter queue URL (optional; redrive policy otherwise)."`
+}
+
+// Logging is the log level and format of every command.
+type Logging struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `name:"log-level" env:"INTAKE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+	// LogFormat is json (default) or text.
+	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
+}
+
+// Webhook configures the notifications sent to apps (internal/webhook, internal/outbox).
+type Webhook struct {
+	// URL is the default endpoint: every notification is posted there (empty: none). More
+	// endpoints, per key prefix, are declared in the policy file.
+	URL string `name:"url" env:"URL" help:"Default webhook endpoint (http or https URL; empty: none)."`
+	// Secret signs the default endpoint's requests: "whsec_" + base64 of 24 to 64 random bytes.
+	Secret string `name:"secret" env:"SECRET" help:"Secret of the default endpoint: whsec_ followed by base64 (Standard Webhooks)."`
+	// AllowPrivate lets webhooks go to loopback, link-local and private addresses (development).
+	AllowPrivate bool `name:"allow-private" env:"ALLOW_PRIVATE" help:"Allow webhook URLs that resolve to loopback, link-local or private addresses (development only)."`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `name:"timeout" env:"TIMEOUT" default:"10s" help:"Timeout of one webhook attempt."`
+	// Concurrency is how many deliveries run at once (an asynq server of their own).
+	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"20" help:"Webhook deliveries run at once."`
+	// Retention is how long delivered notifications stay in the outbox table.
+	Retention time.Duration `name:"retention" env:"RETENTION" default:"24h" help:"How long delivered notifications are kept in the outbox."`
 }
 
 // AWS holds client settings beyond the SDK's own environment.
 type AWS struct {
+	// AWSRegion is the region.
+	AWSRegion `embed:""`
+	// S3Endpoints are the S3 endpoint settings (commands that use only SQS leave them out).
+	S3Endpoints `embed:""`
+	// SQSEndpoints is the SQS endpoint setting.
+	SQSEndpoints `embed:""`
+}
+
+// AWSRegion is the AWS region.
+type AWSRegion struct {
 	// Region is the AWS region.
 	Region string `name:"aws-region" env:"AWS_REGION" default:"us-east-1" help:"AWS region."`
+}
+
+// S3Endpoints are where S3 is reached, by intake and by the clients of its presigned URLs.
+type S3Endpoints struct {
 	// S3Endpoint overrides the S3 endpoint (MinIO, LocalStack…).
 	S3Endpoint string `name:"s3-endpoint" env:"AWS_ENDPOINT_URL_S3" help:"S3 endpoint URL override."`
-	// SQSEndpoint overrides the SQS endpoint (kumo, LocalStack…).
-	SQSEndpoint string `name:"sqs-endpoint" env:"AWS_ENDPOINT_URL_SQS" help:"SQS endpoint URL override."`
 	// PathStyle forces path-style S3 addressing; on by default when S3Endpoint is set.
 	PathStyle *bool `name:"s3-path-style" env:"INTAKE_S3_PATH_STYLE" help:"Force path-style S3 URLs (default: on with a custom endpoint)."`
 	// S3PublicEndpoint, when set, is the endpoint written into presigned URLs (browsers may reach S3
 	// under another name than the daemon does).
 	S3PublicEndpoint string `name:"s3-public-endpoint" env:"INTAKE_S3_PUBLIC_ENDPOINT" help:"Endpoint used in presigned URLs (default: the S3 endpoint)."`
+}
+
+// SQSEndpoints is where SQS is reached.
+type SQSEndpoints struct {
+	// SQSEndpoint overrides the SQS endpoint (kumo, LocalStack…).
+	SQSEndpoint string `name:"sqs-endpoint" env:"AWS_ENDPOINT_URL_SQS" help:"SQS endpoint URL override."`
 }
 
 // UsePathStyle reports whether S3 requests should use path-style addressing.
@@ -246,8 +324,8 @@ func ParseRoles(s string) ([]string, error) {
 // schemaName is what INTAKE_DB_SCHEMA accepts: a plain lower-case identifier, usable unquoted.
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// ValidateDB checks only what database commands (migrate) need.
-func (c *Config) ValidateDB() error {
+// ValidateDB checks the database settings (all that migrate needs).
+func (c *Database) ValidateDB() error {
 	var errs []error
 	if c.DatabaseURL != "" && !strings.Contains(c.DatabaseURL, "://") {
 		// A key=value connection string ("host=db dbname=intake …"): pgx parses it.
@@ -304,7 +382,69 @@ func (c *Config) Validate(roles []string) error {
 	if has(RoleJobs) || has(RoleScheduler) {
 		errs = append(errs, c.Jobs.validate())
 	}
+	if has(RoleJobs) {
+		errs = append(errs, c.Webhook.validate(), validQueue(c.NotifyAsynqQueue))
+	}
 	return errors.Join(errs...)
+}
+
+func (w Webhook) validate() error {
+	var errs []error
+	switch {
+	case w.URL != "" && w.Secret == "":
+		errs = append(errs, errors.New("INTAKE_WEBHOOK_SECRET: required with INTAKE_WEBHOOK_URL"))
+	case w.URL == "" && w.Secret != "":
+		errs = append(errs, errors.New("INTAKE_WEBHOOK_URL: required with INTAKE_WEBHOOK_SECRET"))
+	case w.URL != "":
+		errs = append(errs, validURL("INTAKE_WEBHOOK_URL", w.URL, true, "http", "https"))
+		if _, err := ParseWebhookSecret(w.Secret); err != nil {
+			errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_SECRET: %w", err))
+		}
+	}
+	if w.Timeout < time.Second || w.Timeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_TIMEOUT: %s not in 1s..5m", w.Timeout))
+	}
+	if w.Concurrency < 1 || w.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_CONCURRENCY: %d not in 1..1024", w.Concurrency))
+	}
+	if w.Retention < time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_RETENTION: %s is below 1h", w.Retention))
+	}
+	return errors.Join(errs...)
+}
+
+// WebhookSecretPrefix starts every webhook secret (Standard Webhooks).
+const WebhookSecretPrefix = "whsec_"
+
+// ParseWebhookSecret decodes a "whsec_<base64>" secret into its HMAC key (24 to 64 bytes, as the
+// Standard Webhooks specification asks). The error never contains the secret.
+func ParseWebhookSecret(s string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(s, WebhookSecretPrefix)
+	if !ok {
+		return nil, fmt.Errorf("must start with %q", WebhookSecretPrefix)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, errors.New("the part after whsec_ is not standard base64")
+	}
+	if len(key) < 24 || len(key) > 64 {
+		return nil, fmt.Errorf("the key is %d bytes, want 24 to 64", len(key))
+	}
+	return key, nil
+}
+
+// validQueue checks INTAKE_NOTIFY_ASYNQ_QUEUE: empty, or a name outside intake's own "intake-"
+// queues.
+func validQueue(q string) error {
+	switch {
+	case q == "":
+		return nil
+	case len(q) > 100 || strings.ContainsFunc(q, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("INTAKE_NOTIFY_ASYNQ_QUEUE: %q is not a queue name (printable, no spaces, at most 100 bytes)", q)
+	case strings.HasPrefix(q, "intake-"):
+		return fmt.Errorf("INTAKE_NOTIFY_ASYNQ_QUEUE: %q is one of intake's own queues (intake-*); name the app's queue", q)
+	}
+	return nil
 }
 
 func (c Consumer) validate() error {
@@ -551,10 +691,12 @@ func (c *Config) validateAdmin() error {
 }
 
 // Secrets returns the secret values the configuration holds (database and Redis passwords, the
-// ingress token, the JWT secret, the API keys), for a log redactor to mask wherever they appear.
+// ingress token, the JWT secret, the API keys, the webhook secret and any password in the webhook
+// URL), for a log redactor to mask wherever they appear.
 func (c *Config) Secrets() []string {
 	out := append(redact.Secrets(c.DatabaseURL), redact.Secrets(c.RedisURL)...)
-	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret)
+	out = append(out, redact.Secrets(c.Webhook.URL)...)
+	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret, c.Webhook.Secret)
 	for pair := range strings.SplitSeq(c.API.Keys, ",") {
 		if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
 			out = append(out, k)

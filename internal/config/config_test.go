@@ -10,17 +10,21 @@ import (
 
 func validConfig() Config {
 	return Config{
-		DatabaseURL: "postgres://u@127.0.0.1:5432/db",
-		RedisURL:    "redis://127.0.0.1:6379/0",
-		AWS:         AWS{Region: "us-east-1", S3Endpoint: "http://127.0.0.1:9000"},
-		Bucket:      "b",
-		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
-		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
+		Database:   Database{DatabaseURL: "postgres://u@127.0.0.1:5432/db"},
+		Redis:      Redis{RedisURL: "redis://127.0.0.1:6379/0"},
+		AWS:        AWS{AWSRegion: AWSRegion{Region: "us-east-1"}, S3Endpoints: S3Endpoints{S3Endpoint: "http://127.0.0.1:9000"}},
+		S3Bucket:   S3Bucket{Bucket: "b"},
+		Queues:     Queues{QueueURL: "http://127.0.0.1:4566/000000000000/q"},
+		ListenAddr: "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute, EventTimeTolerance: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
 		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, MaintenanceCron: "*/10 * * * *", ExpiryGrace: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
+		Webhook:  Webhook{Timeout: 10 * time.Second, Concurrency: 20, Retention: 24 * time.Hour},
 	}
 }
+
+// testSecret is a valid webhook secret (24 bytes).
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
@@ -113,6 +117,18 @@ func TestValidate(t *testing.T) {
 		{"reconcile schedule and rate", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "daily"; c.Jobs.ReconcileRate = 0 }, []string{"INTAKE_JOBS_RECONCILE_CRON", "INTAKE_JOBS_RECONCILE_RATE"}},
 		{"reconcile off", []string{RoleScheduler}, func(c *Config) { c.Jobs.ReconcileCron = "Off" }, nil},
 		{"bad api keys", []string{RoleAPI}, func(c *Config) { c.API.Keys = "nokey" }, []string{"INTAKE_API_KEYS"}},
+		{"webhook", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "https://app.example.com/hooks", testSecret }, nil},
+		{"webhook url without secret", []string{RoleJobs}, func(c *Config) { c.Webhook.URL = "https://app.example.com/hooks" }, []string{"INTAKE_WEBHOOK_SECRET: required"}},
+		{"webhook secret without url", []string{RoleJobs}, func(c *Config) { c.Webhook.Secret = testSecret }, []string{"INTAKE_WEBHOOK_URL: required"}},
+		{"webhook bad url and secret", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "ftp://x", "secret" },
+			[]string{"INTAKE_WEBHOOK_URL: scheme", "INTAKE_WEBHOOK_SECRET: must start with \"whsec_\""}},
+		{"webhook short key", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "https://x", "whsec_c2hvcnQ=" }, []string{"INTAKE_WEBHOOK_SECRET: the key is 5 bytes"}},
+		{"webhook bounds", []string{RoleJobs}, func(c *Config) { c.Webhook.Timeout, c.Webhook.Concurrency, c.Webhook.Retention = 0, 0, time.Minute },
+			[]string{"INTAKE_WEBHOOK_TIMEOUT", "INTAKE_WEBHOOK_CONCURRENCY", "INTAKE_WEBHOOK_RETENTION"}},
+		{"webhooks not checked for api", []string{RoleAPI}, func(c *Config) { c.Webhook.Secret = "x" }, nil},
+		{"notify queue", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app-uploads" }, nil},
+		{"notify queue of intake's", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "intake-default" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE", "intake's own"}},
+		{"notify queue with spaces", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app uploads" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE"}},
 		{"key=value connection string", AllRoles, func(c *Config) { c.DatabaseURL = "host=db dbname=intake password=x" }, nil},
 		{"bad schema", AllRoles, func(c *Config) { c.DBSchema = "Intake; drop" }, []string{"INTAKE_DB_SCHEMA"}},
 		{"pg_ schema", AllRoles, func(c *Config) { c.DBSchema = "pg_intake" }, []string{"INTAKE_DB_SCHEMA"}},
@@ -182,9 +198,9 @@ func TestLoopbackAddr(t *testing.T) {
 func TestUsePathStyle(t *testing.T) {
 	t.Parallel()
 	require.False(t, AWS{}.UsePathStyle())
-	require.True(t, AWS{S3Endpoint: "http://x"}.UsePathStyle())
+	require.True(t, AWS{S3Endpoints: S3Endpoints{S3Endpoint: "http://x"}}.UsePathStyle())
 	f := false
-	require.False(t, AWS{S3Endpoint: "http://x", PathStyle: &f}.UsePathStyle())
+	require.False(t, AWS{S3Endpoints: S3Endpoints{S3Endpoint: "http://x", PathStyle: &f}}.UsePathStyle())
 }
 
 func TestRedact(t *testing.T) {

@@ -166,7 +166,7 @@ func fillParams(p *dbq.IntentsInsertBatchParams, calls []*intentCall) {
 		Ids: p.Ids[:0], Owners: p.Owners[:0], Buckets: p.Buckets[:0], Keys: p.Keys[:0],
 		Methods: p.Methods[:0], Filenames: p.Filenames[:0], ContentTypes: p.ContentTypes[:0],
 		Sizes: p.Sizes[:0], SizesDeclared: p.SizesDeclared[:0], Sha256s: p.Sha256s[:0],
-		MultipartUploadIds: p.MultipartUploadIds[:0], PartSizes: p.PartSizes[:0], ExpiresAts: p.ExpiresAts[:0],
+		MultipartUploadIds: p.MultipartUploadIds[:0], PartSizes: p.PartSizes[:0], ExpiresAts: p.ExpiresAts[:0], Metadatas: p.Metadatas[:0],
 	}
 	for _, c := range calls {
 		a := &c.arg
@@ -191,6 +191,7 @@ func fillParams(p *dbq.IntentsInsertBatchParams, calls []*intentCall) {
 		}
 		p.PartSizes = append(p.PartSizes, partSize)
 		p.ExpiresAts = append(p.ExpiresAts, a.ExpiresAt)
+		p.Metadatas = append(p.Metadatas, a.Metadata) // nil: NULL
 	}
 }
 

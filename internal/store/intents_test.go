@@ -58,6 +58,9 @@ func intentArg(n int) dbq.APICreateUploadParams {
 		mp := fmt.Sprintf("mp-%d-%s", n, id)
 		a.MultipartUploadID = &mp
 	}
+	if n%5 == 0 {
+		a.Metadata = fmt.Appendf(nil, `{"n": %d, "tag": "t%d"}`, n, n) // as PostgreSQL prints jsonb
+	}
 	return a
 }
 
@@ -69,7 +72,7 @@ func requireStored(t *testing.T, b *intentBundle, arg dbq.APICreateUploadParams)
 	want := dbq.APICreateUploadParams{
 		ID: got.ID, Owner: got.Owner, Bucket: got.Bucket, Key: got.Key, Method: got.Method, Filename: got.Filename,
 		ContentType: got.ContentType, Size: got.Size, SizeDeclared: got.SizeDeclared, Sha256: got.Sha256,
-		MultipartUploadID: got.MultipartUploadID, ExpiresAt: got.ExpiresAt.UTC(),
+		MultipartUploadID: got.MultipartUploadID, ExpiresAt: got.ExpiresAt.UTC(), Metadata: got.Metadata,
 	}
 	require.Equal(t, arg, want)
 	require.Equal(t, "pending", got.Status)

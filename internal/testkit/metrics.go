@@ -6,9 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metric reads one counter or gauge series of a registry: the first series of the family called
-// name whose labels include the given name/value pairs ("method", "put"). It is 0 when no series
-// matches.
+// Metric reads one counter or gauge series of a registry (of a histogram: its sample count): the
+// first series of the family called name whose labels include the given name/value pairs
+// ("method", "put"). It is 0 when no series matches.
 func Metric(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -35,6 +35,8 @@ func Metric(t testing.TB, reg prometheus.Gatherer, name string, labels ...string
 				return m.Counter.GetValue()
 			case m.Gauge != nil:
 				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
 			}
 		}
 	}

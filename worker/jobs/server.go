@@ -27,6 +27,11 @@ type ServerConfig struct {
 	// DelayedTaskCheckInterval is how often scheduled and retried tasks are moved to pending
 	// (default asynq's 5s): an abort runs at most this long after its deadline.
 	DelayedTaskCheckInterval time.Duration
+	// RetryDelayFunc, when set, replaces asynq's retry delays (the webhook server's schedule).
+	RetryDelayFunc asynq.RetryDelayFunc
+	// TaskCheckInterval is how long the server waits before looking again when its queues are
+	// empty (default asynq's 1s): the most a task enqueued into an idle server waits.
+	TaskCheckInterval time.Duration
 	// Log receives the server's and asynq's logs (default: discard).
 	Log *slog.Logger
 }
@@ -57,6 +62,8 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 		Queues:                   queues,
 		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 25*time.Second),
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		RetryDelayFunc:           cfg.RetryDelayFunc,
+		TaskCheckInterval:        cfg.TaskCheckInterval,
 		Logger:                   NewAsynqLogger(log),
 		LogLevel:                 asynqLevel(log),
 		HealthCheckFunc: func(err error) {

@@ -34,4 +34,13 @@
 //
 // [Aborts] and [Canceller] are what intake's API and consumer use to schedule and cancel the
 // abort of a multipart upload at its deadline.
+//
+// # Verdicts, for apps that run asynq
+//
+// With INTAKE_NOTIFY_ASYNQ_QUEUE set, intake enqueues every notification of an upload (the same as
+// its webhooks: [EventTypes]) as a [TypeUploadVerdict] task ("intake:upload.verdict") on that
+// queue, which the app's own asynq server serves. The payload is an [UploadVerdict]; decode it with
+// [ParseUploadVerdict] (it ignores fields added by later versions). The task ID is the
+// notification's id, and the same verdict may arrive twice (after a crash of intake's relay, or
+// when the app's handler fails and asynq retries): handle it idempotently. See the examples.
 package tasks

@@ -15,9 +15,9 @@ import (
 const aPICreateUpload = `-- name: APICreateUpload :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, part_size, expires_at)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        $10, $11, $12, $13)
+        $10, $11, $12, $13, $14)
 `
 
 type APICreateUploadParams struct {
@@ -34,6 +34,7 @@ type APICreateUploadParams struct {
 	MultipartUploadID *string
 	PartSize          *int64
 	ExpiresAt         time.Time
+	Metadata          []byte
 }
 
 // Queries of the HTTP API (internal/api). Every read is scoped to the caller (owner), so another
@@ -53,12 +54,13 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 		arg.MultipartUploadID,
 		arg.PartSize,
 		arg.ExpiresAt,
+		arg.Metadata,
 	)
 	return err
 }
 
 const aPIGetObject = `-- name: APIGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at FROM objects WHERE id = $1 AND owner = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE id = $1 AND owner = $2
 `
 
 type APIGetObjectParams struct {
@@ -90,12 +92,14 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ObservedAt,
+		&i.VerdictSeq,
+		&i.VerdictAt,
 	)
 	return i, err
 }
 
 const aPIGetUpload = `-- name: APIGetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size FROM uploads WHERE id = $1 AND owner = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE id = $1 AND owner = $2
 `
 
 type APIGetUploadParams struct {
@@ -123,12 +127,13 @@ func (q *Queries) APIGetUpload(ctx context.Context, arg APIGetUploadParams) (Upl
 		&i.UpdatedAt,
 		&i.SizeDeclared,
 		&i.PartSize,
+		&i.Metadata,
 	)
 	return i, err
 }
 
 const aPIGetUploadByKey = `-- name: APIGetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
 `
 
 type APIGetUploadByKeyParams struct {
@@ -157,31 +162,42 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 		&i.UpdatedAt,
 		&i.SizeDeclared,
 		&i.PartSize,
+		&i.Metadata,
 	)
 	return i, err
 }
 
 const aPIListObjects = `-- name: APIListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at FROM objects
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects
 WHERE owner = $1
-  AND ($2::timestamptz IS NULL
-       OR (created_at, id) < ($2::timestamptz, $3::uuid))
+  AND ($2::text IS NULL OR status = $2::text)
+  AND ($3::uuid IS NULL OR upload_id = $3::uuid)
+  AND ($4::text IS NULL OR starts_with(key, $4::text))
+  AND ($5::timestamptz IS NULL
+       OR (created_at, id) < ($5::timestamptz, $6::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $4
+LIMIT $7
 `
 
 type APIListObjectsParams struct {
 	Owner           *string
+	Status          *string
+	UploadID        *uuid.UUID
+	Prefix          *string
 	CursorCreatedAt *time.Time
 	CursorID        *uuid.UUID
 	MaxRows         int32
 }
 
-// Owner's objects, newest first. The cursor is the (created_at, id) of the last row of the previous
-// page; pass a NULL cursor_created_at for the first page.
+// Owner's objects, newest first, optionally only those of one status, of one upload, or whose key
+// starts with prefix (NULL: no filter). The cursor is the (created_at, id) of the last row of the
+// previous page; pass a NULL cursor_created_at for the first page.
 func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) ([]Object, error) {
 	rows, err := q.db.Query(ctx, aPIListObjects,
 		arg.Owner,
+		arg.Status,
+		arg.UploadID,
+		arg.Prefix,
 		arg.CursorCreatedAt,
 		arg.CursorID,
 		arg.MaxRows,
@@ -214,6 +230,8 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.ObservedAt,
+			&i.VerdictSeq,
+			&i.VerdictAt,
 		); err != nil {
 			return nil, err
 		}
@@ -223,4 +241,44 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 		return nil, err
 	}
 	return items, nil
+}
+
+const aPIObjectOfUpload = `-- name: APIObjectOfUpload :one
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE upload_id = $1 AND owner = $2 ORDER BY updated_at DESC LIMIT 1
+`
+
+type APIObjectOfUploadParams struct {
+	UploadID *uuid.UUID
+	Owner    *string
+}
+
+// The object an upload produced (the newest row naming it), for GET /v1/uploads/{id}.
+func (q *Queries) APIObjectOfUpload(ctx context.Context, arg APIObjectOfUploadParams) (Object, error) {
+	row := q.db.QueryRow(ctx, aPIObjectOfUpload, arg.UploadID, arg.Owner)
+	var i Object
+	err := row.Scan(
+		&i.ID,
+		&i.Bucket,
+		&i.Key,
+		&i.VersionID,
+		&i.Etag,
+		&i.Size,
+		&i.ContentType,
+		&i.SniffedType,
+		&i.Sha256,
+		&i.Width,
+		&i.Height,
+		&i.Owner,
+		&i.UploadID,
+		&i.Status,
+		&i.Reason,
+		&i.Sequencer,
+		&i.EventTime,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.ObservedAt,
+		&i.VerdictSeq,
+		&i.VerdictAt,
+	)
+	return i, err
 }

@@ -198,14 +198,24 @@ WITH intent AS (
       AND $4::boolean
       AND (uploads.status IN ('pending', 'expired')
            OR ($1::boolean AND uploads.status = 'aborted'))
-    RETURNING uploads.status
+    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.part_size, uploads.metadata
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,
+           jsonb_build_object('upload_id', i.id, 'owner', i.owner, 'bucket', i.bucket, 'key', i.key,
+                              'method', i.method, 'filename', i.filename, 'status', 'aborted',
+                              'reason', $5::text, 'multipart_upload_id', $3::text)
+           || CASE WHEN i.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', i.metadata) END
+    FROM intent i
+    WHERE i.status = 'aborted'
+    ON CONFLICT (dedupe_key) DO NOTHING
 ), recorded AS (
     INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
-    VALUES ($2, $5, $3::text,
-            COALESCE($6::timestamptz,
+    VALUES ($2, $6, $3::text,
+            COALESCE($7::timestamptz,
                      (SELECT u.created_at FROM uploads u
                       WHERE u.bucket = $2 AND u.multipart_upload_id = $3::text)),
-            $7, $8::text)
+            $5, $8::text)
     ON CONFLICT (bucket, upload_id) DO NOTHING
     RETURNING 1
 )
@@ -218,9 +228,9 @@ type RecordMultipartAbortParams struct {
 	Bucket       string
 	UploadID     string
 	Settle       bool
+	Reason       string
 	Key          string
 	Initiated    *time.Time
-	Reason       string
 	Outcome      string
 }
 
@@ -236,16 +246,17 @@ type RecordMultipartAbortRow struct {
 // (settle): an object at the key means the upload was completed (pending, expired or aborted →
 // completed); no object means it is aborted (pending or expired → aborted). Without settle the
 // intent is left alone. initiated falls back to the intent's created_at. Recording twice is
-// harmless: the first row wins, and the intent is settled by every call.
+// harmless: the first row wins, and the intent is settled by every call. An intent settled aborted
+// gets its upload.aborted notification in the same transaction (the outbox), once.
 func (q *Queries) RecordMultipartAbort(ctx context.Context, arg RecordMultipartAbortParams) (RecordMultipartAbortRow, error) {
 	row := q.db.QueryRow(ctx, recordMultipartAbort,
 		arg.ObjectExists,
 		arg.Bucket,
 		arg.UploadID,
 		arg.Settle,
+		arg.Reason,
 		arg.Key,
 		arg.Initiated,
-		arg.Reason,
 		arg.Outcome,
 	)
 	var i RecordMultipartAbortRow

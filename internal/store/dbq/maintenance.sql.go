@@ -31,7 +31,17 @@ WITH candidates AS (
     FROM candidates
     WHERE uploads.id = candidates.id
     RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method,
-              uploads.multipart_upload_id, uploads.expires_at
+              uploads.multipart_upload_id, uploads.expires_at, uploads.filename, uploads.metadata
+), notified AS (
+    -- Each expiry's upload.expired notification, in the same transaction (the outbox).
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'expired:' || e.id, 'upload.expired', e.id, e.bucket, e.key,
+           jsonb_strip_nulls(jsonb_build_object('upload_id', e.id, 'owner', e.owner, 'bucket', e.bucket,
+                              'key', e.key, 'method', e.method, 'filename', e.filename, 'status', 'expired',
+                              'multipart_upload_id', e.multipart_upload_id))
+           || CASE WHEN e.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', e.metadata) END
+    FROM expired e
+    ON CONFLICT (dedupe_key) DO NOTHING
 )
 SELECT id, owner, bucket, key, method, multipart_upload_id, expires_at FROM expired
 `
@@ -58,8 +68,8 @@ type ExpireIntentsRow struct {
 // upload has been recorded in multipart_aborts: until then the abort path (the deadline task, the
 // sweep's fallback over pending intents) still needs it pending, to find the upload and abort it.
 // An object that lands later still completes an expired intent (PipelineRecord). Rows another
-// transaction holds are skipped. It is one statement so that a notification (an outbox row per
-// expired intent) can be added as a CTE reading "expired".
+// transaction holds are skipped. The CTE "notified" inserts an upload.expired notification per
+// expired intent in the same transaction (the outbox).
 func (q *Queries) ExpireIntents(ctx context.Context, arg ExpireIntentsParams) ([]ExpireIntentsRow, error) {
 	rows, err := q.db.Query(ctx, expireIntents, arg.Cutoff, arg.MaxRows)
 	if err != nil {

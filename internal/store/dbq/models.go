@@ -52,6 +52,23 @@ type Object struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	ObservedAt  *time.Time
+	VerdictSeq  int32
+	VerdictAt   *time.Time
+}
+
+type Outbox struct {
+	ID          int64
+	EventID     uuid.UUID
+	DedupeKey   string
+	EventType   string
+	UploadID    uuid.UUID
+	Bucket      string
+	Key         string
+	Data        []byte
+	CreatedAt   time.Time
+	RelayedAt   *time.Time
+	Pending     []string
+	DeliveredAt *time.Time
 }
 
 type Upload struct {
@@ -71,4 +88,5 @@ type Upload struct {
 	UpdatedAt         time.Time
 	SizeDeclared      bool
 	PartSize          *int64
+	Metadata          []byte
 }

@@ -39,7 +39,7 @@ func (q *Queries) PipelineArchiveEvent(ctx context.Context, arg PipelineArchiveE
 }
 
 const pipelineGetObject = `-- name: PipelineGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at FROM objects WHERE bucket = $1 AND key = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE bucket = $1 AND key = $2
 `
 
 type PipelineGetObjectParams struct {
@@ -71,12 +71,14 @@ func (q *Queries) PipelineGetObject(ctx context.Context, arg PipelineGetObjectPa
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ObservedAt,
+		&i.VerdictSeq,
+		&i.VerdictAt,
 	)
 	return i, err
 }
 
 const pipelineListObjects = `-- name: PipelineListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at FROM objects WHERE bucket = $1 ORDER BY key
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE bucket = $1 ORDER BY key
 `
 
 // Every row of a bucket, by key (tests and operators).
@@ -110,6 +112,8 @@ func (q *Queries) PipelineListObjects(ctx context.Context, bucket string) ([]Obj
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.ObservedAt,
+			&i.VerdictSeq,
+			&i.VerdictAt,
 		); err != nil {
 			return nil, err
 		}

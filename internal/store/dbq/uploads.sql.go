@@ -17,7 +17,7 @@ INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, siz
                      multipart_upload_id, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
         $10, $11)
-RETURNING id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size
+RETURNING id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata
 `
 
 type CreateUploadParams struct {
@@ -66,12 +66,13 @@ func (q *Queries) CreateUpload(ctx context.Context, arg CreateUploadParams) (Upl
 		&i.UpdatedAt,
 		&i.SizeDeclared,
 		&i.PartSize,
+		&i.Metadata,
 	)
 	return i, err
 }
 
 const getUpload = `-- name: GetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size FROM uploads WHERE id = $1
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE id = $1
 `
 
 func (q *Queries) GetUpload(ctx context.Context, id uuid.UUID) (Upload, error) {
@@ -94,12 +95,13 @@ func (q *Queries) GetUpload(ctx context.Context, id uuid.UUID) (Upload, error) {
 		&i.UpdatedAt,
 		&i.SizeDeclared,
 		&i.PartSize,
+		&i.Metadata,
 	)
 	return i, err
 }
 
 const getUploadByKey = `-- name: GetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size FROM uploads WHERE bucket = $1 AND key = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE bucket = $1 AND key = $2
 `
 
 type GetUploadByKeyParams struct {
@@ -127,6 +129,7 @@ func (q *Queries) GetUploadByKey(ctx context.Context, arg GetUploadByKeyParams) 
 		&i.UpdatedAt,
 		&i.SizeDeclared,
 		&i.PartSize,
+		&i.Metadata,
 	)
 	return i, err
 }

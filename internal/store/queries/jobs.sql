@@ -7,7 +7,8 @@
 -- (settle): an object at the key means the upload was completed (pending, expired or aborted →
 -- completed); no object means it is aborted (pending or expired → aborted). Without settle the
 -- intent is left alone. initiated falls back to the intent's created_at. Recording twice is
--- harmless: the first row wins, and the intent is settled by every call.
+-- harmless: the first row wins, and the intent is settled by every call. An intent settled aborted
+-- gets its upload.aborted notification in the same transaction (the outbox), once.
 WITH intent AS (
     UPDATE uploads
     SET status = CASE WHEN @object_exists::boolean THEN 'completed' ELSE 'aborted' END,
@@ -17,7 +18,17 @@ WITH intent AS (
       AND @settle::boolean
       AND (uploads.status IN ('pending', 'expired')
            OR (@object_exists::boolean AND uploads.status = 'aborted'))
-    RETURNING uploads.status
+    RETURNING uploads.*
+), notified AS (
+    INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+    SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,
+           jsonb_build_object('upload_id', i.id, 'owner', i.owner, 'bucket', i.bucket, 'key', i.key,
+                              'method', i.method, 'filename', i.filename, 'status', 'aborted',
+                              'reason', @reason::text, 'multipart_upload_id', @upload_id::text)
+           || CASE WHEN i.metadata IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('metadata', i.metadata) END
+    FROM intent i
+    WHERE i.status = 'aborted'
+    ON CONFLICT (dedupe_key) DO NOTHING
 ), recorded AS (
     INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
     VALUES (@bucket, @key, @upload_id::text,

@@ -14,7 +14,9 @@ function fill(size, seed) {
 async function uppyUpload(name, type, size, multipart) {
   const uppy = new Uppy({ autoProceed: false })
   uppy.use(AwsS3, { companionEndpoint: window.location.origin, shouldUseMultipart: multipart, limit: 4 })
-  uppy.addFile({ name, type, data: new Blob([fill(size, name.length)], { type }) })
+  // The app's own metadata: Uppy sends it with /s3/params and POST /s3/multipart, intake keeps it
+  // with the intent and returns it in the upload's webhook.
+  uppy.addFile({ name, type, data: new Blob([fill(size, name.length)], { type }), meta: { order: `ord-${name}` } })
   const result = await uppy.upload()
   const failed = (result.failed || []).map((f) => `${f.name}: ${f.error}`)
   const ok = (result.successful || []).map((f) => ({ name: f.name, key: f.response?.body?.key, location: f.response?.body?.location }))
@@ -26,7 +28,7 @@ async function v1Put(name, type, size) {
   const res = await fetch('/v1/uploads', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ filename: name, content_type: type, size, method: 'put' }),
+    body: JSON.stringify({ filename: name, content_type: type, size, method: 'put', metadata: { order: `ord-${name}` } }),
   })
   const intent = await res.json()
   if (res.status !== 201) return { failed: [`create: ${res.status} ${JSON.stringify(intent)}`] }

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// MaxWait caps ?wait= of GET /v1/uploads/{id} (below the HTTP server's write timeout).
+const MaxWait = 30 * time.Second
+
+// Waiter wakes long polls when a verdict of an upload is committed, on any replica
+// (*outbox.Listener, over PostgreSQL LISTEN/NOTIFY). A wake-up may be spurious: the waiter reads
+// the database again.
+type Waiter interface {
+	Subscribe(id uuid.UUID) (<-chan struct{}, func())
+}
+
+// uploadStatus is the body of GET /v1/uploads/{id}: the intent and, once the object landed, its
+// verdict.
+type uploadStatus struct {
+	ID          uuid.UUID `json:"id"`
+	Bucket      string    `json:"bucket"`
+	Key         string    `json:"key"`
+	Method      string    `json:"method"`
+	Filename    string    `json:"filename"`
+	ContentType string    `json:"content_type"`
+	// Size is the declared size (absent for intents created without one, through Uppy's routes).
+	Size   *int64 `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Status is the intent's: pending, completed, aborted or expired.
+	Status    string          `json:"status"`
+	Metadata  json.RawMessage `json:"metadata,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	// Object is the object the upload produced, with its verdict (status, reason, size, types,
+	// sha256, etag, width/height), once it landed.
+	Object *objectJSON `json:"object,omitempty"`
+	// Done is true once nothing more is expected: the object has a verdict, or the intent was
+	// aborted or expired.
+	Done bool `json:"done"`
+}
+
+// parseWait reads ?wait=: a Go duration ("30s") or a number of seconds, from 0 to MaxWait.
+func parseWait(v string) (time.Duration, *Problem) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.ParseUint(v, 10, 32)
+		if nerr != nil {
+			return 0, problemf(probInvalidParam, "wait %q is not a duration such as 30s", v)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > MaxWait {
+		return 0, problemf(probInvalidParam, "wait must be between 0 and %s", MaxWait)
+	}
+	return d, nil
+}
+
+// getUpload serves GET /v1/uploads/{id}[?wait=30s]: the caller's upload and its verdict. With
+// wait, it answers once the verdict is committed (woken through PostgreSQL LISTEN/NOTIFY, so a
+// verdict committed by any replica wakes it) or when the wait ends, whichever comes first; and at
+// once when the daemon starts to stop, so that long polls never hold its shutdown.
+func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return problemf(probNotFound, "no upload %q", r.PathValue("id"))
+	}
+	wait, p := parseWait(r.URL.Query().Get("wait"))
+	if p != nil {
+		return p
+	}
+	ctx := r.Context()
+	var wake <-chan struct{}
+	if wait > 0 && s.waits != nil {
+		// Subscribe before reading, so that a verdict committed in between wakes us.
+		ch, stop := s.waits.Subscribe(id)
+		defer stop()
+		wake = ch
+	}
+	st, p := s.uploadStatus(ctx, id, who.owner)
+	if p != nil {
+		return p
+	}
+	if wake != nil && !st.Done {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for expired := false; !st.Done && !expired; {
+			select {
+			case <-wake:
+			case <-timer.C:
+				expired = true
+			case <-s.stopping: // the daemon stops: answer now rather than hold its shutdown
+				expired = true
+			case <-ctx.Done():
+				return nil // the client left
+			}
+			if st, p = s.uploadStatus(ctx, id, who.owner); p != nil {
+				return p
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// uploadStatus reads the caller's intent and its object.
+func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (uploadStatus, *Problem) {
+	u, err := s.q.APIGetUpload(ctx, dbq.APIGetUploadParams{ID: id, Owner: owner})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uploadStatus{}, problemf(probNotFound, "no upload %s", id)
+	}
+	if err != nil {
+		return uploadStatus{}, s.internalProblem(ctx, "load upload", err)
+	}
+	st := uploadStatus{
+		ID: u.ID, Bucket: u.Bucket, Key: u.Key, Method: u.Method, Filename: u.Filename, ContentType: u.ContentType,
+		Status: u.Status, Metadata: u.Metadata, CreatedAt: u.CreatedAt, ExpiresAt: u.ExpiresAt,
+		Done: u.Status == "aborted" || u.Status == "expired",
+	}
+	if u.SizeDeclared {
+		size := u.Size
+		st.Size = &size
+	}
+	if u.Sha256 != nil {
+		st.SHA256 = hex.EncodeToString(u.Sha256)
+	}
+	o, err := s.q.APIObjectOfUpload(ctx, dbq.APIObjectOfUploadParams{UploadID: &id, Owner: &owner})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return uploadStatus{}, s.internalProblem(ctx, "load object of upload", err)
+	default:
+		j := toObjectJSON(o)
+		st.Object = &j
+		st.Done = st.Done || o.Status != "pending"
+	}
+	return st, nil
+}

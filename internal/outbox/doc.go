@@ -1,0 +1,42 @@
+// Package outbox moves intake's notifications (the verdicts apps are told about) from PostgreSQL to
+// asynq, and wakes whoever waits for them.
+//
+// # The transactional outbox
+//
+// A notification is a row of the outbox table (migration 0009), inserted by the very statement that
+// commits the verdict causing it, so that both commit or neither does:
+//
+//   - PipelineRecord (the consumer's record of an object, batched across messages in one
+//     transaction): upload.valid, upload.rejected or upload.deleted, for objects of an intent,
+//     keyed by (object id, verdict_seq). verdict_seq grows only when an applied record changes the
+//     row's status, reason or content, so a duplicate or older event inserts nothing, and a
+//     re-inspection that changes the verdict inserts a new notification.
+//   - RecordMultipartAbort (deadline, sweep) and APISetUploadStatus (API aborts): upload.aborted,
+//     keyed by the upload id.
+//
+// Each row holds the event's data as it stood at commit (the intent's metadata included) and gets
+// an event_id, the webhook-id of every delivery of it.
+//
+// # Relay
+//
+// [Relay] claims unrelayed rows (FOR UPDATE SKIP LOCKED: relays on several replicas share them),
+// enqueues their webhook deliveries to the endpoints their keys route to (internal/webhook: per
+// endpoint, batches of the rows claimed together) and, with INTAKE_NOTIFY_ASYNQ_QUEUE, one
+// tasks.TypeUploadVerdict task per row on the app's queue, then marks the rows relayed, with the
+// endpoints still to deliver to, in the same transaction. The tasks are
+// enqueued before that commit, under IDs derived from the row: a relay that dies in between leaves
+// the rows to the next, whose enqueues conflict with the tasks already there instead of adding
+// more. A delivery removes its endpoint from the row; the row is delivered when none is left.
+//
+// The relay wakes on every commit of outbox rows (see Listener) and polls every 2 s besides. It
+// keeps intake_outbox_oldest_undelivered_seconds (the age of the oldest notification not yet
+// delivered to every endpoint: the alert IntakeWebhooksBehind watches it) and
+// intake_outbox_unrelayed up to date, and deletes delivered rows older than INTAKE_WEBHOOK_RETENTION.
+//
+// # Listener
+//
+// A trigger on the outbox notifies the channel "<schema>.intake_outbox" with the row's upload id;
+// PostgreSQL delivers notifications at commit, and only of committed transactions, to every
+// listening session. [Listener] keeps one connection listening per process and wakes the relay
+// and the API's long polls (GET /v1/uploads/{id}?wait=) of that upload, on every replica.
+package outbox

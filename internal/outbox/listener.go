@@ -1,0 +1,197 @@
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ChannelSuffix ends the name of the PostgreSQL notification channel of the outbox:
+// "<schema>.intake_outbox", where schema is the one holding intake's tables (migration 0009's
+// trigger notifies it with the upload id of every row inserted, at commit).
+const ChannelSuffix = ".intake_outbox"
+
+// Listener keeps one PostgreSQL connection (of its own, outside the pool) listening on the outbox
+// channel and wakes, for every notification, the subscribers of its upload id and those of every
+// notification. The API's long polls (GET /v1/uploads/{id}?wait=) and the relay subscribe to it;
+// since PostgreSQL sends each notification to every listening session, a verdict committed by any
+// replica wakes the waiters of every replica.
+//
+// A subscriber's channel has room for one wake-up: wake-ups coalesce, and the Listener never
+// blocks on a slow subscriber. After (re)connecting it wakes every subscriber, since notifications
+// sent while it was not listening are lost: a woken subscriber must look at the database itself.
+//
+// Run owns the connection; it returns when its context ends.
+type Listener struct {
+	cfg *pgx.ConnConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	byID    map[uuid.UUID]map[chan struct{}]struct{}
+	all     map[chan struct{}]struct{}
+	channel string
+	ready   chan struct{} // closed once listening
+	readyOn sync.Once
+}
+
+// NewListener returns a Listener connecting with the configuration of pool (same server, user and
+// search_path). Nothing connects before Run.
+func NewListener(pool *pgxpool.Pool, log *slog.Logger) *Listener {
+	return &Listener{
+		cfg: pool.Config().ConnConfig.Copy(), log: cmp.Or(log, slog.New(slog.DiscardHandler)),
+		byID: map[uuid.UUID]map[chan struct{}]struct{}{}, all: map[chan struct{}]struct{}{},
+		ready: make(chan struct{}),
+	}
+}
+
+// Subscribe returns a channel woken by the notifications of upload id (and after a reconnection),
+// and the function that ends the subscription. Subscribe before reading the state the wake-up is
+// about, so that a commit between the read and the wait is not missed.
+func (l *Listener) Subscribe(id uuid.UUID) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	l.mu.Lock()
+	subs := l.byID[id]
+	if subs == nil {
+		subs = map[chan struct{}]struct{}{}
+		l.byID[id] = subs
+	}
+	subs[ch] = struct{}{}
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(subs, ch)
+		if cur, ok := l.byID[id]; ok && len(cur) == 0 {
+			delete(l.byID, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// SubscribeAll returns a channel woken by every notification (and after a reconnection), and the
+// function that ends the subscription.
+func (l *Listener) SubscribeAll() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	l.mu.Lock()
+	l.all[ch] = struct{}{}
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(l.all, ch)
+		l.mu.Unlock()
+	}
+}
+
+// Ready is closed once the Listener listens for the first time.
+func (l *Listener) Ready() <-chan struct{} { return l.ready }
+
+// Channel is the channel listened to ("" before the first connection).
+func (l *Listener) Channel() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.channel
+}
+
+// Run connects, listens and dispatches notifications until ctx ends; a lost connection is
+// re-established with backoff (100 ms doubling to 5 s). It returns nil when ctx ends.
+func (l *Listener) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := l.listen(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		l.log.WarnContext(ctx, "outbox listener lost its connection; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
+}
+
+// listen runs one connection: LISTEN, wake everyone, then dispatch until an error.
+func (l *Listener) listen(ctx context.Context) error {
+	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.ConnectConfig(connectCtx, l.cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	var schema *string
+	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return fmt.Errorf("read current schema: %w", err)
+	}
+	if schema == nil {
+		return errors.New("no current schema: check the search_path of DATABASE_URL")
+	}
+	channel := *schema + ChannelSuffix
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen %s: %w", channel, err)
+	}
+	l.mu.Lock()
+	l.channel = channel
+	l.mu.Unlock()
+	l.readyOn.Do(func() { close(l.ready) })
+	l.log.DebugContext(ctx, "outbox listener listening", "channel", channel)
+	l.wakeAll() // whatever was committed while not listening
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		id, err := uuid.Parse(n.Payload)
+		if err != nil {
+			l.log.WarnContext(ctx, "outbox notification without an upload id", "payload", n.Payload)
+			continue
+		}
+		l.wake(id)
+	}
+}
+
+// wake wakes the subscribers of id and of everything.
+func (l *Listener) wake(id uuid.UUID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch := range l.byID[id] {
+		poke(ch)
+	}
+	for ch := range l.all {
+		poke(ch)
+	}
+}
+
+// wakeAll wakes every subscriber.
+func (l *Listener) wakeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, subs := range l.byID {
+		for ch := range subs {
+			poke(ch)
+		}
+	}
+	for ch := range l.all {
+		poke(ch)
+	}
+}
+
+// poke sends a wake-up unless one is already waiting.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,427 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/outbox"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// testBundle is one test's world: a schema, a Redis database, a Standard Webhooks receiver, and
+// intake's relay, listener and webhook server over them (testkit.StartNotifications).
+type testBundle struct {
+	ctx      context.Context
+	st       *store.Store
+	records  *store.Records
+	redis    asynq.RedisClientOpt
+	client   *asynq.Client
+	recv     *testkit.WebhookReceiver
+	reg      *prometheus.Registry
+	listener *outbox.Listener
+	relay    *outbox.Relay
+	log      *slog.Logger
+}
+
+// setup starts the notifications with o (retries every 50 ms unless o says otherwise).
+func setup(t *testing.T, o testkit.NotificationsOptions) *testBundle {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL and Redis (the local stack)")
+	}
+	b := &testBundle{ctx: testkit.Context(t), st: testkit.DB(t)}
+	b.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b.records = store.NewRecords(b.st)
+	o.Log = b.log
+	if o.RetryDelay == 0 {
+		o.RetryDelay = 50 * time.Millisecond
+	}
+	n := testkit.StartNotifications(t, b.st, o)
+	b.redis, b.client, b.recv, b.reg, b.listener, b.relay = n.Redis, n.Client, n.Receiver, n.Registry, n.Listener, n.Relay
+	return b
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// intent inserts an upload intent (with metadata) and returns its id.
+func (b *testBundle) intent(t *testing.T, key string, mpID *string, metadata string) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	var meta any
+	if metadata != "" {
+		meta = metadata
+	}
+	method := "put"
+	if mpID != nil {
+		method = "multipart"
+	}
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size,
+		multipart_upload_id, metadata, expires_at) VALUES ($1, 'alice', 'b', $2, $3, 'f.txt', 'text/plain', 5, $4, $5, now() + interval '1 hour')`,
+		id, key, method, mpID, meta)
+	require.NoError(t, err)
+	return id
+}
+
+// verdict commits a verdict of the intent's object, as the pipeline does.
+func (b *testBundle) verdict(t *testing.T, id uuid.UUID, key, status, reason string) {
+	t.Helper()
+	size := int64(5)
+	_, err := b.records.Record(b.ctx, pipeline.Record{
+		Bucket: "b", Key: key, Status: status, Reason: reason, ETag: "etag-" + key, Size: &size,
+		ContentType: "text/plain", SniffedType: "text/plain; charset=utf-8", Owner: "alice", UploadID: id,
+		CompleteIntent: id, EventTime: time.Now(), Observed: true,
+	})
+	require.NoError(t, err)
+}
+
+// outboxRow returns the one notification of upload id.
+func (b *testBundle) outboxRow(t *testing.T, id uuid.UUID) dbq.Outbox {
+	t.Helper()
+	rows, err := b.st.Q.OutboxList(b.ctx, id)
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	return rows[0]
+}
+
+// body is a notification's webhook body, as the relay builds it.
+func body(row dbq.Outbox) []byte {
+	return tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
+}
+
+// TestDeliverEachOnce: a valid upload, a rejected one and a multipart upload aborted at its
+// deadline reach the receiver as exactly those three notifications, each delivered once per
+// webhook-id, signed (the receiver checks with the specification's library), with the app's
+// metadata; the outbox then holds them as delivered.
+func TestDeliverEachOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{})
+	valid := b.intent(t, "u/valid.txt", nil, `{"order": 1}`)
+	rejected := b.intent(t, "u/rejected.txt", nil, `{"order": 2}`)
+	mp := "mp-upload-1"
+	aborted := b.intent(t, "u/big.bin", &mp, `{"order": 3}`)
+
+	b.verdict(t, valid, "u/valid.txt", pipeline.StatusValid, "")
+	b.verdict(t, rejected, "u/rejected.txt", pipeline.StatusRejected, pipeline.ReasonSniffMismatch)
+	_, err := b.st.Q.RecordMultipartAbort(b.ctx, dbq.RecordMultipartAbortParams{Bucket: "b", Key: "u/big.bin", UploadID: mp, Reason: "deadline", Outcome: "aborted", Settle: true})
+	require.NoError(t, err)
+	b.verdict(t, valid, "u/valid.txt", pipeline.StatusValid, "") // a duplicate changes nothing
+
+	got := b.recv.WaitDelivered(3, 30*time.Second)
+	require.Len(t, got, 3)
+	want := map[uuid.UUID]struct {
+		typ, reason, meta string
+	}{
+		valid:    {tasks.EventUploadValid, "", `{"order": 1}`},
+		rejected: {tasks.EventUploadRejected, pipeline.ReasonSniffMismatch, `{"order": 2}`},
+		aborted:  {tasks.EventUploadAborted, "deadline", `{"order": 3}`},
+	}
+	for _, w := range got {
+		exp, ok := want[w.Verdict.Data.UploadID]
+		require.True(t, ok, "unexpected notification %+v", w)
+		delete(want, w.Verdict.Data.UploadID)
+		require.Equal(t, exp.typ, w.Verdict.Type)
+		require.Equal(t, exp.reason, w.Verdict.Data.Reason)
+		require.JSONEq(t, exp.meta, string(w.Verdict.Data.Metadata))
+		require.Equal(t, 1, w.Attempts, w.Verdict.Type)
+		require.Equal(t, 1, w.Delivered, w.Verdict.Type)
+		row := b.outboxRow(t, w.Verdict.Data.UploadID)
+		require.Equal(t, row.EventID.String(), w.ID, "webhook-id is the notification's id")
+	}
+	require.Zero(t, b.recv.BadSignatures())
+	require.Eventually(t, func() bool {
+		for _, id := range []uuid.UUID{valid, rejected, aborted} {
+			if r := b.outboxRow(t, id); r.DeliveredAt == nil || len(r.Pending) != 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "the outbox records the deliveries")
+	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered))
+	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_outbox_relayed_total"))
+}
+
+// TestDeliverRetries: the receiver answers 500 to the first 3 attempts, then 200. The notification
+// is delivered once, on the 4th attempt, with the same webhook-id each time, and the attempts are
+// counted.
+func TestDeliverRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{})
+	b.recv.Answer(func(_ string, attempt int) int {
+		if attempt <= 3 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	id := b.intent(t, "u/retry.txt", nil, "")
+	b.verdict(t, id, "u/retry.txt", pipeline.StatusValid, "")
+
+	got := b.recv.WaitDelivered(1, 30*time.Second)
+	require.Len(t, got, 1)
+	require.Equal(t, 4, got[0].Attempts)
+	require.Equal(t, 1, got[0].Delivered)
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.Result5xx))
+	require.Equal(t, 1.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.ResultSuccess))
+	require.Equal(t, 1.0, testkit.Metric(t, b.reg, "intake_webhook_delivery_attempts"), "one delivered notification observed")
+	require.Zero(t, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeGaveUp))
+}
+
+// TestBatchSplitsFailures: notifications relayed together go out as one batch task; the receiver
+// fails the first attempt of two of them, which go on as tasks of their own and are delivered on
+// their retry; every notification is delivered once, and the attempts are counted per
+// notification.
+func TestBatchSplitsFailures(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	failing := map[uuid.UUID]bool{}
+	for i := range 6 {
+		id := b.intent(t, fmt.Sprintf("u/batch-%d.txt", i), nil, "")
+		b.verdict(t, id, fmt.Sprintf("u/batch-%d.txt", i), pipeline.StatusValid, "")
+		if i%3 == 0 {
+			failing[id] = true
+		}
+	}
+	b.recv.AnswerVerdict(func(v tasks.UploadVerdict, attempt int) int {
+		if failing[v.Data.UploadID] && attempt == 1 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusNoContent
+	})
+	n, err := b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 6, n)
+	got := b.recv.WaitDelivered(6, 60*time.Second)
+	for _, w := range got {
+		want := 1
+		if failing[w.Verdict.Data.UploadID] {
+			want = 2
+		}
+		require.Equal(t, want, w.Attempts, "%s", w.Verdict.Data.Key)
+		require.Equal(t, 1, w.Delivered)
+	}
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered) == 6
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 2.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.Result5xx))
+}
+
+// TestRelayAfterCrash: a relay that enqueued a delivery and died before committing (simulated by
+// enqueueing the task by hand) leaves the row unrelayed. The delivery runs and posts, but cannot
+// record itself on an unrelayed row; the next relay relays the row and enqueues it again, so the
+// receiver gets the notification a second time, with the same webhook-id (delivery is at least
+// once; receivers de-duplicate on it), and the row ends delivered.
+func TestRelayAfterCrash(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	id := b.intent(t, "u/crash.txt", nil, "")
+	b.verdict(t, id, "u/crash.txt", pipeline.StatusValid, "")
+	row := b.outboxRow(t, id)
+	task, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: row.ID, Endpoint: webhook.DefaultEndpoint, Body: body(row)}}, 5*time.Second)
+	require.NoError(t, err)
+	_, err = b.client.EnqueueContext(b.ctx, task)
+	require.NoError(t, err)
+	first := b.recv.WaitDelivered(1, 30*time.Second)
+	require.Nil(t, b.outboxRow(t, id).DeliveredAt, "not recorded on an unrelayed row")
+
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool {
+		_, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, 30*time.Second, 10*time.Millisecond, "the first task is done")
+	n, err := b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 30*time.Second, 20*time.Millisecond)
+	got := b.recv.Received()
+	require.Len(t, got, 1, "one webhook-id")
+	require.Equal(t, first[0].ID, got[0].ID)
+	require.Equal(t, 2, got[0].Delivered, "delivered twice under the same id")
+	n, err = b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing left to relay")
+}
+
+// TestDeliveryWaitsForRelayCommit: a delivery that starts while its relay has not committed yet
+// (it holds the row) posts, then records itself once the relay commits: delivered once.
+func TestDeliveryWaitsForRelayCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	id := b.intent(t, "u/early.txt", nil, "")
+	b.verdict(t, id, "u/early.txt", pipeline.StatusValid, "")
+	row := b.outboxRow(t, id)
+
+	// A relay's transaction: the row claimed, the task enqueued, not committed yet.
+	tx, err := b.st.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	claimed, err := dbq.New(tx).OutboxClaim(b.ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	task, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: row.ID, Endpoint: webhook.DefaultEndpoint, Body: body(row)}}, 5*time.Second)
+	require.NoError(t, err)
+	_, err = b.client.EnqueueContext(b.ctx, task)
+	require.NoError(t, err)
+	b.recv.WaitDelivered(1, 30*time.Second)
+	waitLocked(t, b)
+	require.NoError(t, dbq.New(tx).OutboxMarkRelayed(b.ctx, dbq.OutboxMarkRelayedParams{Ids: []int64{row.ID}, Pendings: []string{webhook.DefaultEndpoint}}))
+	require.NoError(t, tx.Commit(b.ctx))
+
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, b.recv.Received()[0].Delivered)
+}
+
+// waitLocked waits until a statement waits for a row lock of the outbox (the delivery's record,
+// behind the relay's transaction).
+func waitLocked(t *testing.T, b *testBundle) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var n int
+		err := b.st.Pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE outbox%' AND datname = current_database()`).Scan(&n)
+		return err == nil && n > 0
+	}, 30*time.Second, 10*time.Millisecond, "the delivery's record waits for the relay")
+}
+
+// TestVerdictTask: with a notify queue, every notification is also a tasks.TypeUploadVerdict task
+// on the app's queue, which an app's own asynq server handles with tasks.ParseUploadVerdict.
+func TestVerdictTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{VerdictQueue: "app-uploads", Endpoints: func(string, string) []webhook.EndpointConfig { return nil }})
+	id := b.intent(t, "u/app.txt", nil, `{"user": 7}`)
+
+	got := make(chan tasks.UploadVerdict, 4)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeUploadVerdict, func(_ context.Context, t *asynq.Task) error {
+		v, err := tasks.ParseUploadVerdict(t.Payload())
+		if err != nil {
+			return err
+		}
+		got <- v
+		return nil
+	})
+	app := asynq.NewServer(b.redis, asynq.Config{Queues: map[string]int{"app-uploads": 1}, Concurrency: 1,
+		Logger: jobs.NewAsynqLogger(b.log), LogLevel: asynq.WarnLevel})
+	require.NoError(t, app.Start(mux))
+	t.Cleanup(app.Shutdown)
+
+	b.verdict(t, id, "u/app.txt", pipeline.StatusValid, "")
+	var v tasks.UploadVerdict
+	select {
+	case v = <-got:
+	case <-b.ctx.Done():
+		t.Fatal("no verdict task")
+	}
+	require.Equal(t, tasks.EventUploadValid, v.Type)
+	require.Equal(t, id, v.Data.UploadID)
+	require.JSONEq(t, `{"user": 7}`, string(v.Data.Metadata))
+	require.Equal(t, b.outboxRow(t, id).EventID.String(), v.ID)
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 10*time.Second, 20*time.Millisecond,
+		"without webhook endpoints the row is done once relayed")
+}
+
+// TestDeliverRefusesPrivate: without INTAKE_WEBHOOK_ALLOW_PRIVATE, an endpoint whose name resolves
+// to loopback when the request is made (the attacker controls the name's DNS, or the endpoint in
+// the policy file) gets no request: the delivery is refused at connect time and archived at once,
+// not retried.
+func TestDeliverRefusesPrivate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{RefusePrivate: true, Endpoints: func(recv, secret string) []webhook.EndpointConfig {
+		port := recv[len("http://127.0.0.1:"):]
+		return []webhook.EndpointConfig{{Name: "internal", URL: "http://localhost:" + port, Secret: secret}}
+	}})
+	id := b.intent(t, "u/ssrf.txt", nil, "")
+	b.verdict(t, id, "u/ssrf.txt", pipeline.StatusValid, "")
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "endpoint", "internal", "outcome", webhook.OutcomeGaveUp) == 1
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1.0, testkit.Metric(t, b.reg, "intake_webhook_attempts_total", "result", webhook.ResultRefused))
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	archived, err := insp.ListArchivedTasks(webhook.Queue)
+	require.NoError(t, err)
+	require.Len(t, archived, 1, "archived: `intake jobs run` re-runs it once the URL is fixed")
+	require.Empty(t, b.recv.Received(), "the receiver on loopback got nothing")
+	require.Nil(t, b.outboxRow(t, id).DeliveredAt)
+}
+
+// TestListenerWakesOnCommit: a subscriber is woken by the commit of its upload's notification and
+// not by a rolled-back one (notifications reach listeners in commit order, so once a later commit
+// was seen, the rolled-back one would have been seen first).
+func TestListenerWakesOnCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	rolledBack, later := b.intent(t, "u/rb.txt", nil, ""), b.intent(t, "u/later.txt", nil, "")
+	rbWake, stopRB := b.listener.Subscribe(rolledBack)
+	defer stopRB()
+	laterWake, stopLater := b.listener.Subscribe(later)
+	defer stopLater()
+
+	tx, err := b.st.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+		VALUES ('test:rb', 'upload.valid', $1, 'b', 'u/rb.txt', '{}')`, rolledBack)
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(b.ctx))
+	b.verdict(t, later, "u/later.txt", pipeline.StatusValid, "")
+
+	select {
+	case <-laterWake:
+	case <-b.ctx.Done():
+		t.Fatal("the committed notification woke nobody")
+	}
+	select {
+	case <-rbWake:
+		t.Fatal("a rolled-back notification woke its subscriber")
+	default:
+	}
+}
+
+// TestBacklogAndPurge: the backlog gauges show undelivered notifications; delivered ones older
+// than the retention are purged, undelivered ones never.
+func TestBacklogAndPurge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	old := b.intent(t, "u/old.txt", nil, "")
+	pending := b.intent(t, "u/pending.txt", nil, "")
+	b.verdict(t, old, "u/old.txt", pipeline.StatusValid, "")
+	b.verdict(t, pending, "u/pending.txt", pipeline.StatusValid, "")
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE outbox SET created_at = now() - interval '3 days', relayed_at = now(), pending = '{}',
+		delivered_at = now() - interval '2 days' WHERE upload_id = $1`, old)
+	require.NoError(t, err)
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE outbox SET created_at = now() - interval '3 days' WHERE upload_id = $1`, pending)
+	require.NoError(t, err)
+
+	backlog, err := b.st.Q.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.InDelta(t, (72 * time.Hour).Seconds(), backlog.OldestAgeSeconds, 60)
+	require.Equal(t, int64(1), backlog.Unrelayed)
+	require.Equal(t, int64(1), b.relay.Purge(b.ctx))
+	rows, err := b.st.Q.OutboxList(b.ctx, old)
+	require.NoError(t, err)
+	require.Empty(t, rows)
+	b.outboxRow(t, pending)
+}

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// Outbox is the webhook deliveries' side of the outbox table (queries/outbox.sql): it records
+// deliveries with group commit, as Records does for the consumer: the records of concurrent
+// deliveries go out as one UPDATE and one commit (one WAL flush) instead of one each. A lone call
+// runs at once.
+type Outbox struct {
+	q     *dbq.Queries
+	marks *batcher[delivery, struct{}]
+}
+
+// delivery is one endpoint's delivery of one notification.
+type delivery struct {
+	id       int64
+	endpoint string
+}
+
+// NewOutbox starts the batching goroutine of an Outbox over s; call Close when done, before
+// closing the pool. Zero options take Records' defaults, except that one batch runs at a time
+// (Committers is ignored), so that two batches never lock the same rows in different orders.
+func NewOutbox(s *Store, opts BatchOptions) *Outbox {
+	o := &Outbox{q: s.Q}
+	timeout := cmp.Or(opts.Timeout, 10*time.Second)
+	o.marks = newBatcher(1, cmp.Or(opts.MaxBatch, 64), timeout, discard{}, o.markBatch,
+		func(ctx context.Context, d delivery) (struct{}, error) { return struct{}{}, o.mark(ctx, []delivery{d}) })
+	return o
+}
+
+// Close runs the queued calls and stops the batching goroutine; later calls run unbatched. It is
+// idempotent.
+func (o *Outbox) Close() { o.marks.close() }
+
+// MarkDelivered records that the notification id was delivered to endpoint: the endpoint leaves
+// the row's pending ones, and the row is delivered once none is left. Recording twice is harmless.
+func (o *Outbox) MarkDelivered(ctx context.Context, id int64, endpoint string) error {
+	_, err := o.marks.do(ctx, delivery{id, endpoint})
+	return err
+}
+
+// markBatch records the deliveries of calls with one statement.
+func (o *Outbox) markBatch(ctx context.Context, calls []*call[delivery, struct{}]) {
+	ds := make([]delivery, len(calls))
+	for i, c := range calls {
+		ds[i] = c.arg
+	}
+	err := o.mark(ctx, ds)
+	for _, c := range calls {
+		c.answer(struct{}{}, err)
+	}
+}
+
+// mark records deliveries in one statement, each row once (in id order) with its endpoints.
+func (o *Outbox) mark(ctx context.Context, ds []delivery) error {
+	byID := map[int64][]string{}
+	for _, d := range ds {
+		if !slices.Contains(byID[d.id], d.endpoint) {
+			byID[d.id] = append(byID[d.id], d.endpoint)
+		}
+	}
+	p := dbq.OutboxMarkDeliveredBatchParams{}
+	for id := range byID {
+		p.Ids = append(p.Ids, id)
+	}
+	slices.Sort(p.Ids)
+	for _, id := range p.Ids {
+		p.Endpoints = append(p.Endpoints, strings.Join(byID[id], ","))
+	}
+	if err := o.q.OutboxMarkDeliveredBatch(ctx, p); err != nil {
+		return fmt.Errorf("record %d deliveries: %w", len(ds), err)
+	}
+	return nil
+}
+
+// discard is an Observer that keeps nothing (the outbox's batch sizes are not exported).
+type discard struct{}
+
+func (discard) Observe(float64) {}

@@ -1,0 +1,264 @@
+package store_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// notifications returns the outbox rows of upload id, oldest first.
+func (b *recordsBundle) notifications(t *testing.T, id uuid.UUID) []dbq.Outbox {
+	t.Helper()
+	rows, err := b.st.Q.OutboxList(b.ctx, id)
+	require.NoError(t, err)
+	return rows
+}
+
+// countOutbox counts every outbox row.
+func (b *recordsBundle) countOutbox(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM outbox").Scan(&n))
+	return n
+}
+
+// strictData decodes an outbox row's data into the public payload type, refusing fields the type
+// does not have: the SQL that builds it and worker/tasks describe the same contract.
+func strictData(t *testing.T, raw []byte) tasks.UploadVerdictData {
+	t.Helper()
+	var d tasks.UploadVerdictData
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&d), "%s", raw)
+	return d
+}
+
+func TestRecordsNotify(t *testing.T) {
+	t.Parallel()
+	eachRecords(t, testRecordsNotify)
+}
+
+// testRecordsNotify: each committed verdict of an intent's object inserts exactly one notification,
+// in the record's transaction; records that change nothing (duplicates, the same state again)
+// insert none; objects without an intent and "missing" states notify nobody.
+func testRecordsNotify(t *testing.T, b *recordsBundle) {
+	id := b.addUpload(t, "k", "put", "pending", nil, nil)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE uploads SET metadata = '{"order": 42, "tags": ["a", null], "note": null}' WHERE id = $1`, id)
+	require.NoError(t, err)
+	t0 := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	withIntent := func(rec pipeline.Record) pipeline.Record {
+		rec.Owner, rec.UploadID, rec.CompleteIntent = "alice", id, id
+		return rec
+	}
+
+	steps := []struct {
+		name    string
+		rec     pipeline.Record
+		applied bool
+		want    []string // event types of every notification so far
+	}{
+		{"first verdict", withIntent(state("k", seqKey("01"), t0, "e1")), true, []string{tasks.EventUploadValid}},
+		{"the same event again", withIntent(state("k", seqKey("01"), t0, "e1")), false, []string{tasks.EventUploadValid}},
+		{"an older event", withIntent(state("k", seqKey("00"), t0, "e0")), false, []string{tasks.EventUploadValid}},
+		{"a newer event, same state", withIntent(state("k", seqKey("02"), t0, "e1")), false, []string{tasks.EventUploadValid}},
+		{"re-inspection changes the verdict", func() pipeline.Record {
+			r := withIntent(state("k", seqKey("03"), t0, "e1"))
+			r.Status, r.Reason = pipeline.StatusRejected, pipeline.ReasonSniffMismatch
+			return r
+		}(), true, []string{tasks.EventUploadValid, tasks.EventUploadRejected}},
+		{"deleted", withIntent(state("k", seqKey("04"), t0, "")), true,
+			[]string{tasks.EventUploadValid, tasks.EventUploadRejected, tasks.EventUploadDeleted}},
+		{"deleted again (duplicate)", withIntent(state("k", seqKey("04"), t0, "")), false,
+			[]string{tasks.EventUploadValid, tasks.EventUploadRejected, tasks.EventUploadDeleted}},
+		{"uploaded again: a new verdict", withIntent(state("k", seqKey("05"), t0, "e1")), true,
+			[]string{tasks.EventUploadValid, tasks.EventUploadRejected, tasks.EventUploadDeleted, tasks.EventUploadValid}},
+	}
+	for _, s := range steps {
+		got, err := b.rs.Record(b.ctx, s.rec)
+		require.NoError(t, err, s.name)
+		require.Equal(t, s.applied, got.Applied, s.name)
+		var types []string
+		for _, n := range b.notifications(t, id) {
+			types = append(types, n.EventType)
+		}
+		require.Equal(t, s.want, types, s.name)
+	}
+
+	rows := b.notifications(t, id)
+	first := strictData(t, rows[0].Data)
+	obj := b.row(t, "k")
+	size := int64(2)
+	require.Equal(t, tasks.UploadVerdictData{
+		UploadID: id, Owner: "alice", Bucket: "b", Key: "k", Method: "put", Filename: "f.png",
+		Status: "valid", ObjectID: &obj.ID, Size: &size, ETag: "e1",
+		Metadata: json.RawMessage(`{"note": null, "tags": ["a", null], "order": 42}`),
+	}, first, "the metadata comes back as given (nulls included), the object's nulls are left out")
+	require.Equal(t, "sniff_mismatch", strictData(t, rows[1].Data).Reason)
+	deleted := strictData(t, rows[2].Data)
+	require.Nil(t, deleted.Size)
+	require.Equal(t, "deleted", deleted.Status)
+	require.NotEqual(t, rows[0].EventID, rows[3].EventID, "each notification has its own id")
+	require.Equal(t, "object:"+obj.ID.String()+":1", rows[0].DedupeKey)
+
+	// No intent, or a state no event tells: nothing.
+	_, err = b.rs.Record(b.ctx, state("orphan", seqKey("01"), t0, "e9"))
+	require.NoError(t, err)
+	missing := withIntent(pipeline.Record{Bucket: "b", Key: "gone", Status: pipeline.StatusMissing, Reason: pipeline.ReasonNotFound, Sequencer: seqKey("01"), EventTime: t0})
+	missing.CompleteIntent = uuid.Nil
+	_, err = b.rs.Record(b.ctx, missing)
+	require.NoError(t, err)
+	require.Equal(t, 4, b.countOutbox(t))
+}
+
+// TestRecordsNotifyRollback: PostgreSQL rolls back a batch of verdicts (one record in it violates a
+// constraint): neither its objects nor its notifications exist. Written again alone, the good
+// record gets its notification once.
+func TestRecordsNotifyRollback(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	id := b.addUpload(t, "good", "put", "pending", nil, nil)
+	t0 := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	good := state("good", seqKey("01"), t0, "e1")
+	good.Owner, good.UploadID = "alice", id
+	bad := pipeline.Record{Bucket: "b", Key: "bad", Status: pipeline.StatusRejected} // rejected without a reason
+	bad.Owner, bad.UploadID = "alice", b.addUpload(t, "bad", "put", "pending", nil, nil)
+
+	_, err := b.rs.WriteRecords(b.ctx, []pipeline.Record{good, bad})
+	require.ErrorContains(t, err, "objects_reason_present")
+	require.Equal(t, 0, b.countOutbox(t), "rolled back: no notification")
+	_, err = b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: "b", Key: "good"})
+	require.Error(t, err, "and no object row")
+
+	for range 2 { // and a redelivery
+		_, err := b.rs.WriteRecords(b.ctx, []pipeline.Record{good})
+		require.NoError(t, err)
+	}
+	rows := b.notifications(t, id)
+	require.Len(t, rows, 1)
+	require.Equal(t, tasks.EventUploadValid, rows[0].EventType)
+}
+
+// TestAbortNotifies: RecordMultipartAbort, which settles the intents of aborted uploads (by the
+// deadline task, the sweep and the API), inserts one upload.aborted notification per intent it
+// settles aborted, in its own transaction; recording again, a call that does not settle, and an
+// upload S3 shows completed insert none.
+func TestAbortNotifies(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	mp1, mp2, mp3, mp4 := "mp-1", "mp-2", "mp-3", "mp-4"
+	byDeadline := b.addUpload(t, "k1", "multipart", "pending", nil, &mp1)
+	gone := b.addUpload(t, "k2", "multipart", "pending", nil, &mp2)
+	byAPI := b.addUpload(t, "k3", "multipart", "pending", nil, &mp3)
+	completed := b.addUpload(t, "k4", "multipart", "pending", nil, &mp4)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE uploads SET metadata = '{"ticket": "T-1"}' WHERE id = $1`, byDeadline)
+	require.NoError(t, err)
+
+	for range 2 {
+		for _, p := range []dbq.RecordMultipartAbortParams{
+			{Bucket: "b", Key: "k1", UploadID: mp1, Reason: "deadline", Outcome: "aborted", Settle: true},
+			{Bucket: "b", Key: "k2", UploadID: mp2, Reason: "sweep", Outcome: "gone"},
+			{Bucket: "b", Key: "k3", UploadID: mp3, Reason: "api", Outcome: "aborted", Settle: true},
+			{Bucket: "b", Key: "k4", UploadID: mp4, Reason: "deadline", Outcome: "gone", Settle: true, ObjectExists: true},
+		} {
+			_, err := b.st.Q.RecordMultipartAbort(b.ctx, p)
+			require.NoError(t, err)
+		}
+	}
+
+	rows := b.notifications(t, byDeadline)
+	require.Len(t, rows, 1)
+	require.Equal(t, tasks.EventUploadAborted, rows[0].EventType)
+	require.Equal(t, tasks.UploadVerdictData{
+		UploadID: byDeadline, Owner: "alice", Bucket: "b", Key: "k1", Method: "multipart", Filename: "f.png",
+		Status: "aborted", Reason: "deadline", MultipartUploadID: "mp-1", Metadata: json.RawMessage(`{"ticket": "T-1"}`),
+	}, strictData(t, rows[0].Data))
+	require.Empty(t, b.notifications(t, gone), "not settled: the intent is left alone")
+	rows = b.notifications(t, byAPI)
+	require.Len(t, rows, 1)
+	require.Equal(t, "api", strictData(t, rows[0].Data).Reason)
+	require.Empty(t, b.notifications(t, completed), "S3 showed the object: completed, not aborted")
+	require.Equal(t, "aborted", b.uploadStatus(t, byAPI))
+	require.Equal(t, "completed", b.uploadStatus(t, completed))
+}
+
+// TestOutboxDeliveries: the deliveries' store reads notifications and records deliveries in
+// batches; deliveries of several endpoints of one row, recorded at once, lose none of them, and a
+// row is delivered only when every endpoint is.
+func TestOutboxDeliveries(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	o := store.NewOutbox(b.st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	const rows = 20
+	ids := make([]int64, rows)
+	for i := range rows {
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data,
+			relayed_at, pending) VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{a,b,c}') RETURNING id`,
+			fmt.Sprintf("test:%d", i)).Scan(&ids[i]))
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		for _, ep := range []string{"a", "b", "c", "a"} { // "a" twice: recording again is harmless
+			wg.Go(func() { require.NoError(t, o.MarkDelivered(b.ctx, id, ep)) })
+		}
+	}
+	wg.Wait()
+	for _, id := range ids {
+		pending, delivered := deliveryState(t, b, id)
+		require.Empty(t, pending)
+		require.True(t, delivered)
+	}
+
+	var partial int64
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data,
+		relayed_at, pending) VALUES ('test:partial', 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{a,b}') RETURNING id`).Scan(&partial))
+	require.NoError(t, o.MarkDelivered(b.ctx, partial, "b"))
+	pending, delivered := deliveryState(t, b, partial)
+	require.Equal(t, []string{"a"}, pending)
+	require.False(t, delivered, "a is still pending")
+	require.NoError(t, o.MarkDelivered(b.ctx, 1<<40, "a"), "a row purged meanwhile: nothing to record")
+}
+
+// deliveryState reads an outbox row's pending endpoints and whether it is delivered.
+func deliveryState(t *testing.T, b *recordsBundle, id int64) (pending []string, delivered bool) {
+	t.Helper()
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT pending, delivered_at IS NOT NULL FROM outbox WHERE id = $1", id).Scan(&pending, &delivered))
+	return pending, delivered
+}
+
+// TestExpiryNotifies: each intent the maintenance task expires gets one upload.expired
+// notification in the expiry's transaction; one that is not expired (not due, or completed) none.
+func TestExpiryNotifies(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	due := b.addUpload(t, "due", "put", "pending", nil, nil)
+	notDue := b.addUpload(t, "later", "put", "pending", nil, nil)
+	done := b.addUpload(t, "done", "put", "completed", nil, nil)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE uploads SET expires_at = now() - interval '2 hours', metadata = '{"cart": 9}' WHERE id = ANY($1)`,
+		[]uuid.UUID{due, done})
+	require.NoError(t, err)
+	for range 2 {
+		_, err := b.st.Q.ExpireIntents(b.ctx, dbq.ExpireIntentsParams{Cutoff: time.Now().Add(-time.Hour), MaxRows: 100})
+		require.NoError(t, err)
+	}
+	rows := b.notifications(t, due)
+	require.Len(t, rows, 1)
+	require.Equal(t, tasks.EventUploadExpired, rows[0].EventType)
+	require.Equal(t, tasks.UploadVerdictData{
+		UploadID: due, Owner: "alice", Bucket: "b", Key: "due", Method: "put", Filename: "f.png", Status: "expired",
+		Metadata: json.RawMessage(`{"cart": 9}`),
+	}, strictData(t, rows[0].Data))
+	require.Empty(t, b.notifications(t, notDue))
+	require.Empty(t, b.notifications(t, done))
+}

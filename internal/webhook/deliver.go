@@ -1,0 +1,340 @@
+package webhook
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/telemetry"
+)
+
+// Store records deliveries (*store.Outbox, which batches them).
+type Store interface {
+	// MarkDelivered records the delivery of notification (outbox row) id to endpoint.
+	MarkDelivered(ctx context.Context, id int64, endpoint string) error
+}
+
+var _ Store = (*store.Outbox)(nil)
+
+// Results of one attempt (label result of intake_webhook_attempts_total).
+const (
+	ResultSuccess  = "success"  // 2xx
+	ResultRedirect = "http_3xx" // not followed
+	Result4xx      = "http_4xx"
+	Result5xx      = "http_5xx"
+	ResultTimeout  = "timeout"
+	ResultRefused  = "refused" // address not public (SSRF guard)
+	ResultError    = "error"   // connection refused, reset, TLS, ...
+)
+
+// Outcomes of a delivery (label outcome of intake_webhook_deliveries_total).
+const (
+	// OutcomeDelivered: the endpoint answered 2xx.
+	OutcomeDelivered = "delivered"
+	// OutcomeGaveUp: the last retry failed (or the failure cannot be retried); asynq archives the task.
+	OutcomeGaveUp = "gave_up"
+)
+
+// Metrics are the deliveries' Prometheus series.
+type Metrics struct {
+	attempts   *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	perNotice  prometheus.Histogram
+	duration   prometheus.Histogram
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer, endpoints []string) (*Metrics, error) {
+	m := &Metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "webhook_attempts_total",
+			Help: "Webhook requests sent, by endpoint and result (success, http_3xx, http_4xx, http_5xx, timeout, refused, error).",
+		}, []string{"endpoint", "result"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "webhook_deliveries_total",
+			Help: "Webhook notifications finished, by endpoint and outcome (delivered, gave_up).",
+		}, []string{"endpoint", "outcome"}),
+		perNotice: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: telemetry.Namespace, Name: "webhook_delivery_attempts",
+			Help:    "Attempts a delivered webhook notification took.",
+			Buckets: []float64{1, 2, 3, 4, 6, 10, 16, 22},
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: telemetry.Namespace, Name: "webhook_attempt_duration_seconds",
+			Help:    "Duration of webhook requests (until the answer's headers and up to 64 KiB of body).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.attempts, m.deliveries, m.perNotice, m.duration} {
+		errs = append(errs, reg.Register(c))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("register webhook metrics: %w", err)
+	}
+	for _, ep := range endpoints {
+		for _, r := range []string{ResultSuccess, ResultRedirect, Result4xx, Result5xx, ResultTimeout, ResultRefused, ResultError} {
+			m.attempts.WithLabelValues(ep, r)
+		}
+		m.deliveries.WithLabelValues(ep, OutcomeDelivered)
+		m.deliveries.WithLabelValues(ep, OutcomeGaveUp)
+	}
+	return m, nil
+}
+
+// Enqueuer enqueues the tasks a failing batch splits into (*asynq.Client).
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+var _ Enqueuer = (*asynq.Client)(nil)
+
+// DelivererConfig configures a [Deliverer].
+type DelivererConfig struct {
+	// Store records deliveries (required).
+	Store Store
+	// Endpoints resolves endpoint names (required).
+	Endpoints *Endpoints
+	// Tasks enqueues the retries of a batch's failed items (required).
+	Tasks Enqueuer
+	// Client sends the requests (default NewClient with its defaults: private addresses refused).
+	Client *http.Client
+	// AttemptTimeout is the client's timeout, for the tasks of retried items (default 10 s).
+	AttemptTimeout time.Duration
+	// RetryDelay is the webhook server's retry schedule (default [RetryDelay]); a batch's failed
+	// items are due after its first delay.
+	RetryDelay asynq.RetryDelayFunc
+	// Metrics, when set, counts attempts and deliveries.
+	Metrics *Metrics
+	// Log receives one line per failed attempt (default: discard).
+	Log *slog.Logger
+	// UserAgent is sent with every request (default "intake-webhooks").
+	UserAgent string
+	// Now is the clock of webhook-timestamp (default time.Now).
+	Now func() time.Time
+}
+
+// Deliverer runs [TypeDeliver] tasks: it posts notifications to one endpoint, each signed as the
+// Standard Webhooks specification says, and records the deliveries. It is an asynq.Handler.
+type Deliverer struct {
+	store     Store
+	endpoints *Endpoints
+	tasks     Enqueuer
+	client    *http.Client
+	timeout   time.Duration
+	retry     asynq.RetryDelayFunc
+	metrics   *Metrics
+	log       *slog.Logger
+	userAgent string
+	now       func() time.Time
+}
+
+var _ asynq.Handler = (*Deliverer)(nil)
+
+// NewDeliverer checks cfg and returns a Deliverer.
+func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
+	if cfg.Store == nil || cfg.Endpoints == nil || cfg.Tasks == nil {
+		return nil, errors.New("webhook deliverer: store, endpoints and task client required")
+	}
+	d := &Deliverer{
+		store: cfg.Store, endpoints: cfg.Endpoints, tasks: cfg.Tasks, client: cfg.Client, metrics: cfg.Metrics,
+		timeout: cmp.Or(cfg.AttemptTimeout, 10*time.Second), retry: cfg.RetryDelay,
+		log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), userAgent: cmp.Or(cfg.UserAgent, "intake-webhooks"),
+		now: cfg.Now,
+	}
+	if d.client == nil {
+		d.client = NewClient(ClientOptions{Timeout: d.timeout})
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.retry == nil {
+		d.retry = RetryDelay
+	}
+	return d, nil
+}
+
+// maxAnswer bounds how much of an answer's body is read (the rest is dropped with the connection).
+const maxAnswer = 64 << 10
+
+// ProcessTask delivers the notifications of one task. A single item is delivered or fails as the
+// task: asynq retries it on the schedule of [RetryDelay] and archives it when the retries are spent;
+// errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an endpoint no longer
+// configured, an address the SSRF guard refuses). A batch is the first attempt of its items (the
+// relay's happy path, at a fraction of the tasks): each item that fails goes on as a task of its
+// own, due after the first retry delay; the batch fails (and is retried whole) only when those
+// tasks cannot be enqueued. A task enqueued twice (by a relay that died before committing) posts
+// twice, under the same webhook-id: delivery is at least once.
+func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	items, err := parseDeliver(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	ep, ok := d.endpoints.Get(items[0].Endpoint)
+	if !ok {
+		for range items {
+			d.gaveUp(items[0].Endpoint)
+		}
+		return fmt.Errorf("webhook endpoint %q is no longer configured: %w", items[0].Endpoint, asynq.SkipRetry)
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	if len(items) == 1 {
+		it := items[0]
+		last := isLastAttempt(ctx)
+		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
+		switch {
+		case err == nil:
+			return nil
+		case result == ResultRefused:
+			d.gaveUp(ep.Name)
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		case last:
+			d.gaveUp(ep.Name)
+		}
+		return err
+	}
+
+	failed := make([]bool, len(items))
+	sem := make(chan struct{}, BatchParallel)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := d.attempt(ctx, ep, it, it.Attempted+1, false)
+			failed[i] = err != nil
+		})
+	}
+	wg.Wait()
+	var errs []error
+	for i, it := range items {
+		if !failed[i] {
+			continue
+		}
+		it.Attempted++
+		task, err := NewDeliverTask([]Item{it}, d.timeout)
+		if err == nil {
+			_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, nil, task)))
+		}
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			errs = append(errs, fmt.Errorf("enqueue the retry of notification %d: %w", it.OutboxID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// attempt posts one notification and records its delivery; err is nil only when both succeeded.
+func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, it Item, attempt int, last bool) (string, error) {
+	id, typ := eventOf(it.Body)
+	result, err := d.post(ctx, ep, id, it.Body)
+	if d.metrics != nil {
+		d.metrics.attempts.WithLabelValues(ep.Name, result).Inc()
+	}
+	if err != nil {
+		d.log.WarnContext(ctx, "webhook attempt failed", "endpoint", ep.Name, "event_id", id,
+			"event", typ, "attempt", attempt, "result", result, "last", last || result == ResultRefused, "err", err)
+		return result, fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
+	}
+	// A row its relay has not committed yet is waited for; see queries/outbox.sql.
+	if err := d.store.MarkDelivered(ctx, it.OutboxID, ep.Name); err != nil {
+		// Retrying posts again: the receiver sees the same webhook-id twice and drops the second.
+		return result, fmt.Errorf("record delivery of %s to %q: %w", id, ep.Name, err)
+	}
+	if d.metrics != nil {
+		d.metrics.deliveries.WithLabelValues(ep.Name, OutcomeDelivered).Inc()
+		d.metrics.perNotice.Observe(float64(attempt))
+	}
+	return result, nil
+}
+
+// eventOf reads the id and type at the start of a body built by tasks.AppendUploadVerdict
+// ({"id":"…","type":"…",…}), without decoding the rest.
+func eventOf(body []byte) (id, typ string) {
+	field := func(b []byte, name string) (string, []byte) {
+		_, rest, ok := bytes.Cut(b, []byte(`"`+name+`":"`))
+		if !ok {
+			return "", b
+		}
+		v, rest, _ := bytes.Cut(rest, []byte{'"'})
+		return string(v), rest
+	}
+	id, rest := field(body, "id")
+	typ, _ = field(rest, "type")
+	return id, typ
+}
+
+// post sends one signed request and classifies its result; err is nil only for a 2xx answer.
+func (d *Deliverer) post(ctx context.Context, ep Endpoint, id string, body []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return ResultError, fmt.Errorf("build request: %w", err)
+	}
+	ts := d.now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", d.userAgent)
+	req.Header.Set(HeaderID, id)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(HeaderSignature, Sign(ep.key, id, ts, body))
+	start := time.Now()
+	resp, err := d.client.Do(req)
+	if err != nil {
+		if d.metrics != nil {
+			d.metrics.duration.Observe(time.Since(start).Seconds())
+		}
+		switch {
+		case errors.Is(err, ErrForbiddenAddress):
+			return ResultRefused, err
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+			return ResultTimeout, err
+		default:
+			return ResultError, err
+		}
+	}
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
+	_ = resp.Body.Close()
+	if d.metrics != nil {
+		d.metrics.duration.Observe(time.Since(start).Seconds())
+	}
+	switch code := resp.StatusCode; {
+	case code >= 200 && code < 300:
+		return ResultSuccess, nil
+	case code >= 300 && code < 400:
+		return ResultRedirect, fmt.Errorf("answered %d (redirects are not followed): %q", code, head)
+	case code >= 400 && code < 500:
+		return Result4xx, fmt.Errorf("answered %d: %q", code, head)
+	default:
+		return Result5xx, fmt.Errorf("answered %d: %q", code, head)
+	}
+}
+
+// isTimeout reports a network timeout.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// isLastAttempt reports whether asynq archives the task if this attempt fails.
+func isLastAttempt(ctx context.Context) bool {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && retried >= maxRetry
+}
+
+func (d *Deliverer) gaveUp(endpoint string) {
+	if d.metrics != nil {
+		d.metrics.deliveries.WithLabelValues(endpoint, OutcomeGaveUp).Inc()
+	}
+}

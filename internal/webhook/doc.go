@@ -1,0 +1,53 @@
+// Package webhook delivers intake's notifications to the apps' HTTP endpoints, as the Standard
+// Webhooks specification describes (https://www.standardwebhooks.com).
+//
+// # Requests
+//
+// Each delivery is a POST of the notification's JSON (tasks.UploadVerdict: id, type, timestamp,
+// data) with the headers
+//
+//	webhook-id         the notification's id: the same on every retry and every endpoint
+//	webhook-timestamp  the attempt's time, in Unix seconds
+//	webhook-signature  "v1," + base64(HMAC-SHA256(key, "<id>.<timestamp>.<body>"))
+//
+// where key is the endpoint's secret, "whsec_" + base64 of 24 to 64 random bytes. Receivers verify
+// the signature and the timestamp (within 5 minutes) and de-duplicate on webhook-id: delivery is
+// at least once.
+//
+// # Endpoints
+//
+// The default endpoint is INTAKE_WEBHOOK_URL with INTAKE_WEBHOOK_SECRET; the policy file may add
+// endpoints, each with a name, a key prefix, a URL and the variable holding its secret. A
+// notification goes to the default endpoint and to every endpoint whose prefix its key starts
+// with ([Endpoints]).
+//
+// # Delivery
+//
+// The relay (internal/outbox) enqueues the deliveries as [TypeDeliver] tasks on the queue [Queue],
+// which the jobs role runs with a server of its own (INTAKE_WEBHOOK_CONCURRENCY workers) so that a
+// slow receiver never holds the workers of aborts and inspections. A task carries the bodies to
+// post (about 1 KB each: a backlog of deliveries takes that much Redis memory). The notifications
+// relayed together go to each endpoint as batches of up to [BatchSize]: one task is the first
+// attempt of each of its notifications ([BatchParallel] posted at once), so that the usual case
+// costs asynq one task per batch, not per notification. A notification whose first attempt fails
+// goes on as a task of its own, due after the first retry delay; from there any answer but 2xx,
+// and any network error, is retried with exponential backoff and jitter ([RetryDelay]: 10 s
+// doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then asynq archives
+// the task: `intake jobs list --queue intake-webhooks` shows it and `intake jobs run` runs it again.
+// [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
+// and records the delivery in the outbox row (group commit across concurrent deliveries).
+//
+// # Addresses
+//
+// Unless INTAKE_WEBHOOK_ALLOW_PRIVATE is true (which `make run` sets), the client refuses to connect
+// to loopback, link-local, private and other non-public addresses ([PublicAddress]). The check runs
+// in the dialer on the resolved address of each connection, so a name that resolves, or is rebound
+// later, to an internal address is refused too; no proxy from the environment is used, since it
+// would be dialled instead. A refused delivery is archived at once (retrying cannot help).
+//
+// # Metrics
+//
+// intake_webhook_attempts_total{endpoint,result}, intake_webhook_deliveries_total{endpoint,outcome}
+// (delivered, gave_up), intake_webhook_delivery_attempts (attempts per delivered notification) and
+// intake_webhook_attempt_duration_seconds.
+package webhook

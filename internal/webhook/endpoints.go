@@ -1,0 +1,145 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/intakehq/intake/pipeline"
+)
+
+// DefaultEndpoint names the endpoint of INTAKE_WEBHOOK_URL.
+const DefaultEndpoint = "default"
+
+// Endpoint is one receiver of notifications.
+type Endpoint struct {
+	// Name labels it in metrics, logs and delivery tasks.
+	Name string
+	// Prefix selects the keys whose notifications it receives ("" = every key).
+	Prefix string
+	// URL is where notifications are posted.
+	URL string
+
+	key []byte
+}
+
+// EndpointConfig is an endpoint as configured, its secret still encoded.
+type EndpointConfig struct {
+	// Name, Prefix and URL are the Endpoint's.
+	Name, Prefix, URL string
+	// Secret is "whsec_" + base64 of the HMAC key.
+	Secret string
+	// SecretFrom names where the secret came from (a variable), for error messages.
+	SecretFrom string
+}
+
+// Configs lists the configured endpoints: the default one (url and secret from INTAKE_WEBHOOK_URL
+// and INTAKE_WEBHOOK_SECRET; none when url is empty) and those of the policy file, whose secrets
+// getenv reads from their secret_env variables.
+func Configs(url, secret string, policy []pipeline.WebhookEndpoint, getenv func(string) string) []EndpointConfig {
+	var out []EndpointConfig
+	if url != "" {
+		out = append(out, EndpointConfig{Name: DefaultEndpoint, URL: url, Secret: secret, SecretFrom: "INTAKE_WEBHOOK_SECRET"})
+	}
+	for _, w := range policy {
+		out = append(out, EndpointConfig{Name: w.Name, Prefix: w.Prefix, URL: w.URL, Secret: getenv(w.SecretEnv), SecretFrom: w.SecretEnv})
+	}
+	return out
+}
+
+// Endpoints routes each notification to the endpoints whose prefix its key starts with. The zero
+// value has no endpoint.
+type Endpoints struct {
+	list []Endpoint
+}
+
+// NewEndpoints checks the configurations (names unique, http(s) URLs, secrets that decode) and
+// returns them. Unless allowPrivate, a URL whose host is a literal address that is not public, or
+// "localhost", is refused here already; other names are checked when connecting.
+func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) {
+	var errs []error
+	e := &Endpoints{}
+	for _, c := range cfgs {
+		if slices.ContainsFunc(e.list, func(o Endpoint) bool { return o.Name == c.Name }) {
+			errs = append(errs, fmt.Errorf("webhook endpoint %q: defined twice", c.Name))
+			continue
+		}
+		if err := checkURL(c.URL, allowPrivate); err != nil {
+			errs = append(errs, fmt.Errorf("webhook endpoint %q: %w", c.Name, err))
+		}
+		key, err := ParseSecret(c.Secret)
+		if err != nil {
+			if c.Secret == "" {
+				err = errors.New("secret is empty")
+			}
+			errs = append(errs, fmt.Errorf("webhook endpoint %q: %s: %w", c.Name, c.SecretFrom, err))
+		}
+		e.list = append(e.list, Endpoint{Name: c.Name, Prefix: c.Prefix, URL: c.URL, key: key})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// checkURL accepts absolute http(s) URLs; without allowPrivate, not one naming a non-public
+// literal address or localhost.
+func checkURL(raw string, allowPrivate bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("url must be an absolute http or https URL")
+	}
+	if allowPrivate {
+		return nil
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil && !PublicAddress(ip) {
+		return fmt.Errorf("url: %w: %s (set INTAKE_WEBHOOK_ALLOW_PRIVATE=true to allow it)", ErrForbiddenAddress, ip)
+	}
+	if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return fmt.Errorf("url: %w: %s (set INTAKE_WEBHOOK_ALLOW_PRIVATE=true to allow it)", ErrForbiddenAddress, host)
+	}
+	return nil
+}
+
+// For returns the names of the endpoints that receive the notifications of key, in configuration
+// order (the default endpoint first).
+func (e *Endpoints) For(key string) []string {
+	if e == nil {
+		return nil
+	}
+	var names []string
+	for _, ep := range e.list {
+		if strings.HasPrefix(key, ep.Prefix) {
+			names = append(names, ep.Name)
+		}
+	}
+	return names
+}
+
+// Get returns the endpoint called name.
+func (e *Endpoints) Get(name string) (Endpoint, bool) {
+	if e == nil {
+		return Endpoint{}, false
+	}
+	i := slices.IndexFunc(e.list, func(ep Endpoint) bool { return ep.Name == name })
+	if i < 0 {
+		return Endpoint{}, false
+	}
+	return e.list[i], true
+}
+
+// Names lists every endpoint's name.
+func (e *Endpoints) Names() []string {
+	if e == nil {
+		return nil
+	}
+	names := make([]string, len(e.list))
+	for i, ep := range e.list {
+		names[i] = ep.Name
+	}
+	return names
+}

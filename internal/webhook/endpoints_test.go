@@ -1,0 +1,65 @@
+package webhook_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/pipeline"
+)
+
+func TestEndpointsRouting(t *testing.T) {
+	t.Parallel()
+	secret, avatars := newSecret(t, 32), newSecret(t, 32)
+	env := map[string]string{"AVATARS_SECRET": avatars}
+	cfgs := webhook.Configs("https://app.example.com/hooks", secret, []pipeline.WebhookEndpoint{
+		{Name: "avatars", Prefix: "uploads/avatars/", URL: "https://avatars.example.com/h", SecretEnv: "AVATARS_SECRET"},
+		{Name: "docs", Prefix: "uploads/docs/", URL: "http://docs.example.com/h", SecretEnv: "AVATARS_SECRET"},
+	}, func(k string) string { return env[k] })
+	e, err := webhook.NewEndpoints(cfgs, false)
+	require.NoError(t, err)
+	require.Equal(t, []string{"default", "avatars", "docs"}, e.Names())
+	require.Equal(t, []string{"default", "avatars"}, e.For("uploads/avatars/alice/x.png"), "the default endpoint, and every matching prefix")
+	require.Equal(t, []string{"default"}, e.For("uploads/other/x"))
+	ep, ok := e.Get("avatars")
+	require.True(t, ok)
+	require.Equal(t, "https://avatars.example.com/h", ep.URL)
+	_, ok = e.Get("nope")
+	require.False(t, ok)
+
+	none, err := webhook.NewEndpoints(webhook.Configs("", "", nil, nil), false)
+	require.NoError(t, err)
+	require.Empty(t, none.For("k"))
+	var nilEndpoints *webhook.Endpoints
+	require.Empty(t, nilEndpoints.For("k"))
+}
+
+// TestEndpointsRefused: configurations that must not start, each named in the error.
+func TestEndpointsRefused(t *testing.T) {
+	t.Parallel()
+	secret := newSecret(t, 32)
+	for name, c := range map[string]struct {
+		cfg          webhook.EndpointConfig
+		allowPrivate bool
+		want         string
+	}{
+		"no secret":        {webhook.EndpointConfig{Name: "a", URL: "https://x.example", SecretFrom: "A_SECRET"}, false, "A_SECRET: secret is empty"},
+		"bad secret":       {webhook.EndpointConfig{Name: "a", URL: "https://x.example", Secret: "s3cret", SecretFrom: "A_SECRET"}, false, "A_SECRET: must start with"},
+		"not http":         {webhook.EndpointConfig{Name: "a", URL: "file:///etc/passwd", Secret: secret}, false, "http or https"},
+		"relative URL":     {webhook.EndpointConfig{Name: "a", URL: "/hooks", Secret: secret}, false, "http or https"},
+		"loopback literal": {webhook.EndpointConfig{Name: "a", URL: "http://127.0.0.1:8080/", Secret: secret}, false, "127.0.0.1"},
+		"metadata service": {webhook.EndpointConfig{Name: "a", URL: "http://169.254.169.254/latest", Secret: secret}, false, "169.254.169.254"},
+		"private literal":  {webhook.EndpointConfig{Name: "a", URL: "https://10.0.0.7/h", Secret: secret}, false, "10.0.0.7"},
+		"localhost":        {webhook.EndpointConfig{Name: "a", URL: "http://localhost:3000/h", Secret: secret}, false, "localhost"},
+		"sub.localhost":    {webhook.EndpointConfig{Name: "a", URL: "http://app.localhost/h", Secret: secret}, false, "app.localhost"},
+	} {
+		_, err := webhook.NewEndpoints([]webhook.EndpointConfig{c.cfg}, c.allowPrivate)
+		require.ErrorContains(t, err, c.want, name)
+		require.ErrorContains(t, err, `"a"`, name)
+	}
+	_, err := webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "a", URL: "http://127.0.0.1:8080/", Secret: secret}}, true)
+	require.NoError(t, err, "INTAKE_WEBHOOK_ALLOW_PRIVATE allows it")
+	_, err = webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "a", URL: "https://x.example", Secret: secret}, {Name: "a", URL: "https://y.example", Secret: secret}}, false)
+	require.ErrorContains(t, err, "defined twice")
+}

@@ -1,0 +1,7 @@
+package webhook
+
+// NominalDelay is nominalDelay (the retry delay without jitter).
+var NominalDelay = nominalDelay
+
+// ParseDeliver is parseDeliver.
+var ParseDeliver = parseDeliver

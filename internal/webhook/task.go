@@ -1,0 +1,144 @@
+package webhook
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// TypeDeliver is the task that posts one notification to one endpoint; payload {outbox_id,
+// endpoint}. The relay (internal/outbox) enqueues it; only intake runs it.
+const TypeDeliver = "webhook:deliver"
+
+// Queue holds the delivery tasks. A server of its own runs it (Concurrency, RetryDelay), so that a
+// slow receiver never holds the workers of multipart aborts and inspections.
+const Queue = "intake-webhooks"
+
+// TaskCheckInterval is how often the webhook server looks at an empty queue (asynq's default, 1 s,
+// would add up to a second to a notification that arrives while the server is idle).
+const TaskCheckInterval = 100 * time.Millisecond
+
+// Retry schedule: the n-th retry (n from 0) waits min(firstDelay·2^n, maxDelay), plus up to 25%
+// jitter. With MaxRetry retries the schedule lasts at least MinRetryWindow before asynq archives
+// the task (`intake jobs list --queue intake-webhooks` shows it; `intake jobs run` re-runs it).
+const (
+	firstDelay = 10 * time.Second
+	maxDelay   = 2 * time.Hour
+	// MaxRetry is how often a failed delivery task is retried (22 attempts of the task; a
+	// notification first tried in a batch gets one more).
+	MaxRetry = 21
+	// MinRetryWindow is the least time between the first attempt and the archiving of a delivery
+	// that never succeeds (the sum of the delays without jitter).
+	MinRetryWindow = 24 * time.Hour
+)
+
+// RetryDelay is the delay before retry n (0 for the first retry), for asynq.Config.RetryDelayFunc.
+func RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	d := nominalDelay(n)
+	return d + rand.N(d/4+1)
+}
+
+// nominalDelay is the delay of retry n without jitter.
+func nominalDelay(n int) time.Duration {
+	if n < 0 {
+		n = 0
+	}
+	if n >= 16 { // 10s·2^16 is far past maxDelay; avoid overflowing the shift
+		return maxDelay
+	}
+	return min(firstDelay<<n, maxDelay)
+}
+
+// Item is one notification to deliver to one endpoint.
+type Item struct {
+	// OutboxID is the notification's outbox row.
+	OutboxID int64
+	// Endpoint names the endpoint.
+	Endpoint string
+	// Body is what to post: the notification as committed (tasks.AppendUploadVerdict).
+	Body []byte
+	// Attempted counts the attempts made before this task (by the batch it was split from).
+	Attempted int
+}
+
+// A [TypeDeliver] task carries one item or a batch of them, as text, one item after the other:
+// "<outbox id> <endpoint> <attempted>\n<body>\n" (bodies are JSON of one line). Carrying the body
+// saves every attempt a read of the outbox; `intake jobs list --json` shows it as it is.
+
+// BatchSize caps the items of one batch task; BatchParallel is how many of them are posted at once.
+const (
+	BatchSize     = 16
+	BatchParallel = 4
+)
+
+// NewDeliverTask returns the task delivering items, all to one endpoint: queue [Queue], MaxRetry
+// [MaxRetry]. A single item's task ID is [DeliverTaskID] (a relay that enqueues it again after a
+// crash, while the first is queued, gets a conflict rather than a second task); a batch's names its
+// first and last row and its size. The timeout covers the attempts (attemptTimeout each,
+// [BatchParallel] at once) and 10 s for recording the deliveries. A batch is the first attempt of
+// its items: those that fail go on as tasks of their own, retried on the schedule of [RetryDelay].
+func NewDeliverTask(items []Item, attemptTimeout time.Duration) (*asynq.Task, error) {
+	if len(items) == 0 || len(items) > BatchSize {
+		return nil, fmt.Errorf("%s: 1 to %d items, not %d: %w", TypeDeliver, BatchSize, len(items), tasks.ErrInvalidPayload)
+	}
+	size := 0
+	for _, it := range items {
+		if it.OutboxID <= 0 || it.Endpoint == "" || it.Endpoint != items[0].Endpoint ||
+			strings.ContainsAny(it.Endpoint, " \n") || len(it.Body) == 0 || bytes.IndexByte(it.Body, '\n') >= 0 {
+			return nil, fmt.Errorf("%s: every item needs an outbox id, the batch's endpoint and a one-line body: %w", TypeDeliver, tasks.ErrInvalidPayload)
+		}
+		size += len(it.Body) + len(it.Endpoint) + 32
+	}
+	payload := make([]byte, 0, size)
+	for _, it := range items {
+		payload = strconv.AppendInt(payload, it.OutboxID, 10)
+		payload = append(append(append(payload, ' '), it.Endpoint...), ' ')
+		payload = strconv.AppendInt(payload, int64(it.Attempted), 10)
+		payload = append(append(append(payload, '\n'), it.Body...), '\n')
+	}
+	id := DeliverTaskID(items[0].OutboxID, items[0].Endpoint)
+	if n := len(items); n > 1 {
+		id = fmt.Sprintf("webhook:%d-%d/%d:%s", items[0].OutboxID, items[n-1].OutboxID, n, items[0].Endpoint)
+	}
+	rounds := (len(items) + BatchParallel - 1) / BatchParallel
+	return asynq.NewTask(TypeDeliver, payload,
+		asynq.Queue(Queue), asynq.TaskID(id), asynq.MaxRetry(MaxRetry),
+		asynq.Timeout(time.Duration(rounds)*attemptTimeout+10*time.Second)), nil
+}
+
+// DeliverTaskID is the task ID of the delivery of outbox row id alone to endpoint.
+func DeliverTaskID(id int64, endpoint string) string {
+	return "webhook:" + strconv.FormatInt(id, 10) + ":" + endpoint
+}
+
+// parseDeliver decodes a TypeDeliver payload.
+func parseDeliver(payload []byte) ([]Item, error) {
+	bad := fmt.Errorf("%s payload: want lines \"<outbox id> <endpoint> <attempted>\" each followed by a body: %w", TypeDeliver, tasks.ErrInvalidPayload)
+	var items []Item
+	for rest := payload; len(rest) > 0; {
+		head, after, ok := bytes.Cut(rest, []byte{'\n'})
+		body, next, _ := bytes.Cut(after, []byte{'\n'})
+		fields := strings.Fields(string(head))
+		if !ok || len(fields) != 3 || len(body) == 0 || len(items) == BatchSize {
+			return nil, bad
+		}
+		id, err1 := strconv.ParseInt(fields[0], 10, 64)
+		attempted, err2 := strconv.Atoi(fields[2])
+		if err1 != nil || err2 != nil || id <= 0 || attempted < 0 || (len(items) > 0 && fields[1] != items[0].Endpoint) {
+			return nil, bad
+		}
+		items = append(items, Item{OutboxID: id, Endpoint: fields[1], Body: body, Attempted: attempted})
+		rest = next
+	}
+	if len(items) == 0 {
+		return nil, bad
+	}
+	return items, nil
+}
