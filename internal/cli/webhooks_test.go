@@ -137,7 +137,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		"INTAKE_CONSUMER_WAIT_TIME=1s", "INTAKE_SHUTDOWN_GRACE=5s", "INTAKE_JOBS_MULTIPART_DEADLINE=2s",
 		"INTAKE_WEBHOOK_URL="+recv.URL, "INTAKE_WEBHOOK_SECRET="+secret, "INTAKE_WEBHOOK_ALLOW_PRIVATE=true",
 	)
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	addrA, addrB := testkit.FreeAddr(t), testkit.FreeAddr(t)
 
 	// 1. Verdicts committed, nothing relayed; the long poll on the other replica answers.
 	a := startProcess(t, bin, env, "api,consumer", addrA)
