@@ -224,3 +224,7 @@ var (
 	probRejected     = problem.Kind{Slug: "event-rejected", Title: "The queue refused the event", Status: http.StatusUnprocessableEntity}
 	probUnavailable  = problem.Kind{Slug: "queue-unavailable", Title: "Event queue unavailable", Status: http.StatusServiceUnavailable}
 )
+
+// ProblemKinds lists every problem kind the ingress answers (the OpenAPI test checks that
+// internal/api/openapi.json names them all).
+var ProblemKinds = []problem.Kind{problem.Unauthorized, problem.RequestTooLarge, probInvalidEvent, probRejected, probUnavailable}
