@@ -190,9 +190,9 @@ func loadConfig(t *testing.T, env map[string]string, args ...string) error {
 		if err != nil {
 			return err
 		}
-		return c.Config.Validate(roles)
+		return c.Run.Config.Validate(roles)
 	case "migrate up", "migrate status", "migrate":
-		return c.Config.ValidateDB()
+		return c.Migrate.ValidateDB()
 	default:
 		return fmt.Errorf("unexpected command %q", kctx.Command())
 	}

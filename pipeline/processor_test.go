@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -723,7 +722,7 @@ func TestProcessS3Unavailable(t *testing.T) {
 	b := setupProc(t, procOpts{})
 	awsCfg := testkit.AWSConfig()
 	awsCfg.RetryMaxAttempts = 1
-	down := objstore.NewObjects(objstore.NewClient(awsCfg, config.AWS{Region: testkit.Region, S3Endpoint: "http://127.0.0.1:1"}))
+	down := objstore.NewObjects(objstore.NewClient(awsCfg, testkit.AWSAt("http://127.0.0.1:1", "")))
 	p := b.newProcessor(t, procOpts{objects: down})
 	err := p.Process(b.ctx, "m", b.created("k", "0A", t0))
 	require.ErrorIs(t, err, pipeline.ErrUnavailable)

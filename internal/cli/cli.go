@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -23,9 +24,12 @@ import (
 // Version is set at build time with -ldflags "-X github.com/intakehq/intake/internal/cli.Version=v1.2.3".
 var Version = "dev"
 
-// CLI is the command tree. The embedded Config is shared by every subcommand.
+// CLI is the command tree. The log flags and --version are global; `run` takes every setting of
+// the daemon, and each operator command only the sections of the configuration it uses (so that
+// `intake replay dlq --help` lists what replay needs, not the daemon's forty flags).
 type CLI struct {
-	config.Config
+	config.Logging `embed:""`
+	ShowVersion    kong.VersionFlag `name:"version" help:"Print the version and exit."`
 
 	Run     RunCmd     `cmd:"" help:"Run the daemon (all roles, or those in --roles)."`
 	Migrate MigrateCmd `cmd:"" help:"Apply or inspect database migrations."`
@@ -35,6 +39,32 @@ type CLI struct {
 	Reconcile ReconcileCmd `cmd:"" help:"Compare the bucket (--bucket) with the objects table; --fix repairs the difference."`
 	Jobs      JobsCmd      `cmd:"" help:"List, run and delete asynq tasks (archived ones after a fix)."`
 	Sweep     SweepCmd     `cmd:"" help:"Abort the bucket's stale multipart uploads once (--dry-run lists them)."`
+}
+
+// config assembles the configuration of command (kong's command path, e.g. "replay dlq") from the
+// sections that command takes; the others stay zero.
+func (c *CLI) config(command string) config.Config {
+	var cfg config.Config
+	name, _, _ := strings.Cut(command, " ")
+	switch name {
+	case "run":
+		cfg = c.Run.Config
+	case "migrate":
+		cfg.Database = c.Migrate.Database
+	case "replay":
+		cfg.AWS.AWSRegion, cfg.AWS.SQSEndpoints = c.Replay.AWSRegion, c.Replay.SQSEndpoints
+		cfg.Queues, cfg.Database = c.Replay.Queues, c.Replay.Archive.Database
+	case "reconcile":
+		cfg.Database, cfg.Redis, cfg.S3Bucket = c.Reconcile.Database, c.Reconcile.Redis, c.Reconcile.S3Bucket
+		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Reconcile.AWSRegion, c.Reconcile.S3Endpoints
+	case "sweep":
+		cfg.Database, cfg.S3Bucket = c.Sweep.Database, c.Sweep.S3Bucket
+		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Sweep.AWSRegion, c.Sweep.S3Endpoints
+	case "jobs":
+		cfg.Redis = c.Jobs.Redis
+	}
+	cfg.Logging = c.Logging
+	return cfg
 }
 
 // Globals is what every command's Run method receives.
@@ -71,6 +101,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		kong.UsageOnError(),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exit = code; panic(exitError{code}) }),
+		kong.Vars{"version": "intake " + version()},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "intake:", err)
@@ -88,9 +119,10 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	// Every log line is redacted, with the configuration's secrets (and the SDK's, from the
 	// environment) masked wherever they appear.
-	secrets := append(c.Config.Secrets(), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
+	cfg := c.config(kctx.Command())
+	secrets := append(cfg.Secrets(), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
-	g := &Globals{Ctx: ctx, Config: &c.Config, Log: log, Stdout: stdout}
+	g := &Globals{Ctx: ctx, Config: &cfg, Log: log, Stdout: stdout}
 	if err := kctx.Run(g); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
@@ -126,14 +158,18 @@ func parse(parser *kong.Kong, args []string) (kctx *kong.Context, code int) {
 // VersionCmd prints the version and build information.
 type VersionCmd struct{}
 
-// Run prints the version.
+// Run prints the version (as `intake --version` does).
 func (VersionCmd) Run(g *Globals) error {
-	v := Version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(g.Stdout, "intake %s\n", v)
+	fmt.Fprintf(g.Stdout, "intake %s\n", version())
 	return nil
+}
+
+// version is Version, or the module version of a `go install`ed binary.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return Version
 }
 
 // notifyTerm returns a channel that receives a second SIGINT/SIGTERM (the first one cancels the

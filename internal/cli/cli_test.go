@@ -25,6 +25,49 @@ func TestVersion(t *testing.T) {
 	require.Contains(t, out.String(), "intake ")
 }
 
+// TestVersionFlag: `intake --version` prints what `intake version` prints and exits 0.
+func TestVersionFlag(t *testing.T) {
+	var flag, cmd bytes.Buffer
+	require.Equal(t, 0, MainContext(context.Background(), []string{"--version"}, &flag, io.Discard))
+	require.Equal(t, 0, MainContext(context.Background(), []string{"version"}, &cmd, io.Discard))
+	require.Equal(t, strings.TrimSpace(cmd.String()), strings.TrimSpace(flag.String()))
+	require.True(t, strings.HasPrefix(flag.String(), "intake "), flag.String())
+}
+
+// TestHelpListsWhatTheCommandNeeds (issue 15.8): `run --help` lists the daemon's settings; an
+// operator command's help lists the sections it reads and none of the daemon's tuning.
+func TestHelpListsWhatTheCommandNeeds(t *testing.T) {
+	t.Parallel()
+	daemonOnly := []string{"--consumer-workers", "--api-jwt-secret", "--jobs-concurrency", "--webhook-url", "--listen", "--admin-listen", "--policy-file", "--migrate"}
+	global := []string{"--log-level", "--log-format", "--version"}
+	tests := []struct {
+		args      []string
+		want      []string
+		notWanted []string
+	}{
+		{[]string{"run"}, append(append([]string{"--roles", "--database-url", "--queue-url", "--bucket"}, daemonOnly...), global...), nil},
+		{[]string{"replay", "dlq"}, append([]string{"--aws-region", "--queue-url", "--dlq-url", "--sqs-endpoint", "--max", "--dry-run"}, global...), append([]string{"--database-url", "--bucket", "--redis-url", "--s3-endpoint"}, daemonOnly...)},
+		{[]string{"replay", "file"}, []string{"--queue-url", "--to"}, append([]string{"--database-url", "--bucket", "--s3-endpoint"}, daemonOnly...)},
+		{[]string{"replay", "archive"}, []string{"--queue-url", "--database-url", "--since"}, append([]string{"--bucket", "--s3-endpoint"}, daemonOnly...)},
+		{[]string{"reconcile"}, []string{"--database-url", "--db-schema", "--bucket", "--redis-url", "--s3-endpoint", "--fix"}, append([]string{"--queue-url", "--sqs-endpoint"}, daemonOnly...)},
+		{[]string{"sweep"}, []string{"--database-url", "--bucket", "--s3-endpoint", "--older-than", "--prefix", "--json"}, append([]string{"--queue-url", "--sqs-endpoint", "--redis-url", "--jobs-sweep-older-than"}, daemonOnly...)},
+		{[]string{"migrate", "status"}, []string{"--database-url", "--db-schema", "--json"}, append([]string{"--bucket", "--redis-url", "--queue-url"}, daemonOnly...)},
+		{[]string{"jobs", "list"}, []string{"--redis-url", "--state"}, append([]string{"--database-url", "--bucket"}, daemonOnly...)},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		require.Equal(t, 0, MainContext(context.Background(), append(tt.args, "--help"), &out, io.Discard), tt.args)
+		help := out.String()
+		for _, w := range tt.want {
+			require.Contains(t, help, w+"", "%v --help lacks %s:\n%s", tt.args, w, help)
+		}
+		for _, nw := range tt.notWanted {
+			require.NotContains(t, help, nw+"=", "%v --help lists %s:\n%s", tt.args, nw, help)
+			require.NotContains(t, help, nw+" ", "%v --help lists %s:\n%s", tt.args, nw, help)
+		}
+	}
+}
+
 func TestHelpAndUsageErrors(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, 0, MainContext(context.Background(), []string{"--help"}, &out, &errOut))

@@ -10,11 +10,14 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/progress"
 )
 
 // JobsCmd lists, re-runs and deletes asynq tasks (archived ones above all, after a fix).
 type JobsCmd struct {
+	config.Redis `embed:""`
+
 	List   JobsListCmd   `cmd:"" help:"List tasks of a state as a table (id, type, queue, state, last error, next process at)."`
 	Run    JobsRunCmd    `cmd:"" help:"Run tasks now: one (--id) or every task of the state (--all)."`
 	Delete JobsDeleteCmd `cmd:"" help:"Delete tasks: one (--id) or every task of the state (--all)."`

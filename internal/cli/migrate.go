@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/store"
@@ -12,6 +14,8 @@ import (
 
 // MigrateCmd applies (up) or lists (status) the embedded migrations.
 type MigrateCmd struct {
+	config.Database `embed:""`
+
 	Up     MigrateUpCmd     `cmd:"" default:"1" help:"Apply pending migrations (safe to run from several replicas at once); moves a pre-schema install out of public first."`
 	Status MigrateStatusCmd `cmd:"" help:"List migrations and when they were applied."`
 }
@@ -55,10 +59,31 @@ func (MigrateUpCmd) Run(g *Globals) error {
 }
 
 // MigrateStatusCmd lists migrations.
-type MigrateStatusCmd struct{}
+type MigrateStatusCmd struct {
+	JSON bool `name:"json" help:"Print one JSON object (schema, legacy layout, every migration with its applied time) instead of a table."`
+}
+
+// migrateStatusJSON is what `intake migrate status --json` prints.
+type migrateStatusJSON struct {
+	// Schema is intake's schema.
+	Schema string `json:"schema"`
+	// LegacyLayout is true while intake's tables are still in schema public.
+	LegacyLayout bool `json:"legacy_layout"`
+	// Pending counts the migrations not applied yet.
+	Pending int `json:"pending"`
+	// Migrations lists every embedded migration in order.
+	Migrations []migrationJSON `json:"migrations"`
+}
+
+// migrationJSON is one migration of migrateStatusJSON.
+type migrationJSON struct {
+	Version   int        `json:"version"`
+	Name      string     `json:"name"`
+	AppliedAt *time.Time `json:"applied_at"`
+}
 
 // Run prints every migration with its state.
-func (MigrateStatusCmd) Run(g *Globals) error {
+func (c MigrateStatusCmd) Run(g *Globals) error {
 	if err := g.Config.ValidateDB(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -71,10 +96,24 @@ func (MigrateStatusCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout, "schema %s\n", st.Schema)
-	if legacy, err := store.LegacyLayout(g.Ctx, st.Pool); err != nil {
+	legacy, err := store.LegacyLayout(g.Ctx, st.Pool)
+	if err != nil {
 		return err
-	} else if legacy {
+	}
+	if c.JSON {
+		out := migrateStatusJSON{Schema: st.Schema, LegacyLayout: legacy, Migrations: make([]migrationJSON, 0, len(list))}
+		for _, m := range list {
+			if m.AppliedAt == nil {
+				out.Pending++
+			}
+			out.Migrations = append(out.Migrations, migrationJSON{Version: m.Version, Name: m.Name, AppliedAt: m.AppliedAt})
+		}
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Fprintf(g.Stdout, "schema %s\n", st.Schema)
+	if legacy {
 		fmt.Fprintf(g.Stdout, "intake's tables are still in schema public: `intake migrate` moves them to schema %s (or set INTAKE_DB_SCHEMA=public)\n", st.Schema)
 	}
 	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)

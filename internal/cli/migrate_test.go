@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -46,6 +47,19 @@ func TestMigrateUpgradesAPreSchemaInstall(t *testing.T) {
 	code, out, _ := run("migrate", "status")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "still in schema public")
+	status := func() migrateStatusJSON {
+		code, out, errOut := run("migrate", "status", "--json")
+		require.Equal(t, 0, code, errOut)
+		var st migrateStatusJSON
+		require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+		return st
+	}
+	all, err := store.Migrations()
+	require.NoError(t, err)
+	before := status()
+	require.True(t, before.LegacyLayout)
+	require.Equal(t, "intake", before.Schema)
+	require.Len(t, before.Migrations, len(all))
 
 	code, out, errOut = run("migrate")
 	require.Equal(t, 0, code, errOut)
@@ -54,6 +68,15 @@ func TestMigrateUpgradesAPreSchemaInstall(t *testing.T) {
 	code, out, _ = run("migrate")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "nothing to apply: schema intake is up to date")
+	after := status()
+	require.False(t, after.LegacyLayout)
+	require.Zero(t, after.Pending)
+	require.Len(t, after.Migrations, len(all))
+	for i, m := range after.Migrations {
+		require.Equal(t, all[i].Version, m.Version)
+		require.Equal(t, all[i].Name, m.Name)
+		require.NotNil(t, m.AppliedAt, m.Name)
+	}
 
 	st, err := store.Open(ctx, url)
 	require.NoError(t, err)

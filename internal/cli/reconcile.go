@@ -7,6 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/reconcile"
 )
@@ -14,6 +15,12 @@ import (
 // ReconcileCmd compares a bucket with the objects table. The bucket is the global --bucket
 // (INTAKE_BUCKET).
 type ReconcileCmd struct {
+	config.Database    `embed:""`
+	config.Redis       `embed:""`
+	config.AWSRegion   `embed:""`
+	config.S3Endpoints `embed:""`
+	config.S3Bucket    `embed:""`
+
 	Prefix string `name:"prefix" placeholder:"P" help:"Only keys that start with P."`
 	Fix    bool   `name:"fix" help:"Enqueue object:inspect tasks for missing and stale objects, and mark gone rows missing (reason 'reconcile')."`
 	JSON   bool   `name:"json" help:"Print the report as JSON (every key)."`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/progress"
 	"github.com/intakehq/intake/internal/queue"
@@ -21,6 +22,10 @@ import (
 
 // ReplayCmd resends S3 event messages to intake's queue.
 type ReplayCmd struct {
+	config.AWSRegion    `embed:""`
+	config.SQSEndpoints `embed:""`
+	config.Queues       `embed:""`
+
 	DLQ     ReplayDLQCmd     `cmd:"" name:"dlq" help:"Move the messages the dead-letter queue holds when it starts back to the queue (send, then delete), then stop."`
 	File    ReplayFileCmd    `cmd:"" help:"Send event bodies from a JSONL file (one body per line) to the queue."`
 	Archive ReplayArchiveCmd `cmd:"" help:"Send archived event bodies from the events table to the queue."`
@@ -206,6 +211,8 @@ func (c *ReplayFileCmd) Run(g *Globals) error {
 
 // ReplayArchiveCmd sends archived bodies from the events table.
 type ReplayArchiveCmd struct {
+	config.Database `embed:""`
+
 	Since     string `name:"since" required:"" placeholder:"T" help:"First received_at included: RFC 3339 (2025-01-02T15:04:05Z), a date (2025-01-02, UTC) or a duration ago (24h)."`
 	Until     string `name:"until" placeholder:"T" help:"First received_at excluded (same forms; default: now)."`
 	KeyPrefix string `name:"key-prefix" placeholder:"P" help:"Only events whose object key starts with P."`

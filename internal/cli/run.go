@@ -33,6 +33,8 @@ import (
 // RunCmd runs the daemon.
 type RunCmd struct {
 	Roles string `name:"roles" env:"INTAKE_ROLES" default:"all" help:"Roles to run: api,consumer,jobs,scheduler or all."`
+	// Config is every setting of the daemon.
+	config.Config `embed:""`
 }
 
 // App holds what the roles share. It is built once by RunCmd and handed to each role's starter.

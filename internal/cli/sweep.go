@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 )
@@ -18,9 +19,14 @@ const minSweepAge = time.Minute
 
 // SweepCmd runs the stale multipart sweep once, in this process.
 type SweepCmd struct {
+	config.Database    `embed:""`
+	config.AWSRegion   `embed:""`
+	config.S3Endpoints `embed:""`
+	config.S3Bucket    `embed:""`
+
 	DryRun      bool          `name:"dry-run" help:"Print the uploads that would be aborted; abort nothing."`
-	OlderThan   time.Duration `name:"older-than" placeholder:"D" help:"Abort uploads intake did not create when initiated longer ago than this (default: INTAKE_JOBS_SWEEP_OLDER_THAN; at least 1m). intake's own uploads are aborted at their deadline, never before."`
-	Prefix      *string       `name:"prefix" placeholder:"P" help:"Only uploads whose key starts with P, filtered client-side (default: INTAKE_JOBS_SWEEP_PREFIX)."`
+	OlderThan   time.Duration `name:"older-than" env:"INTAKE_JOBS_SWEEP_OLDER_THAN" default:"24h" placeholder:"D" help:"Abort uploads intake did not create when initiated longer ago than this (at least 1m). intake's own uploads are aborted at their deadline, never before."`
+	Prefix      string        `name:"prefix" env:"INTAKE_JOBS_SWEEP_PREFIX" placeholder:"P" help:"Only uploads whose key starts with P, filtered client-side (default: the whole bucket)."`
 	Concurrency int           `name:"concurrency" default:"16" help:"Aborts run at once."`
 	JSON        bool          `name:"json" help:"Print one JSON report (scope, counts, the uploads aborted or, with --dry-run, to abort) instead of text."`
 }
@@ -28,14 +34,7 @@ type SweepCmd struct {
 // Run sweeps the configured bucket.
 func (c *SweepCmd) Run(g *Globals) error {
 	cfg := g.Config
-	olderThan := c.OlderThan
-	if olderThan == 0 {
-		olderThan = cfg.Jobs.SweepOlderThan
-	}
-	prefix := cfg.Jobs.SweepPrefix
-	if c.Prefix != nil {
-		prefix = *c.Prefix
-	}
+	olderThan, prefix := c.OlderThan, c.Prefix
 	var errs []error
 	errs = append(errs, cfg.ValidateDB())
 	if cfg.Bucket == "" {

@@ -42,24 +42,28 @@ var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
 
 // Config is everything intake needs to run. The zero value is not usable: load it through the CLI
 // (kong fills defaults, environment and flags), then call Validate.
+//
+// The settings that operator commands need too are grouped in sections (Database, Redis, Queues,
+// S3Bucket, Logging, AWS), embedded here so that their fields read as Config's own
+// (cfg.DatabaseURL). `intake run` takes every setting as a flag; each operator command takes only
+// the sections it uses (internal/cli), so its --help lists what it needs.
 type Config struct {
-	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
-	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
-	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
-	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
-	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
-	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
+	// Database locates PostgreSQL and intake's schema.
+	Database `embed:""`
+	// Redis locates asynq's Redis.
+	Redis `embed:""`
 
 	// AWS holds the S3/SQS client settings.
 	AWS AWS `embed:"" prefix:""`
 
-	// Bucket is the S3 bucket uploads go to and events come from.
-	Bucket string `name:"bucket" env:"INTAKE_BUCKET" help:"S3 bucket for uploads (required)."`
-	// QueueURL is the SQS queue that receives the bucket's event notifications.
-	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"SQS queue URL of S3 events (required by consumer and ingress)."`
-	// DLQURL, when set, receives permanently failing messages explicitly (else the redrive policy does).
-	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"Dead-letter queue URL (optional; redrive policy otherwise)."`
+	// S3Bucket names the bucket uploads go to and events come from.
+	S3Bucket `embed:""`
+	// Queues are the SQS queue of the bucket's events and its dead-letter queue.
+	Queues `embed:""`
+
+	// Logging is the log level and format. They are global flags of the command line (internal/cli
+	// copies them in), so kong does not read them here.
+	Logging `kong:"-"`
 
 	// ListenAddr is where the HTTP server (API, ingress, health, metrics) listens.
 	ListenAddr string `name:"listen" env:"INTAKE_LISTEN_ADDR" default:"127.0.0.1:8080" help:"HTTP listen address."`
@@ -74,10 +78,6 @@ type Config struct {
 	Migrate bool `name:"migrate" env:"INTAKE_MIGRATE" help:"Run database migrations at start-up."`
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
 	ShutdownGrace time.Duration `name:"shutdown-grace" env:"INTAKE_SHUTDOWN_GRACE" default:"25s" help:"Time allowed for in-flight work after SIGTERM."`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `name:"log-level" env:"INTAKE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level."`
-	// LogFormat is json (default) or text.
-	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
 	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
 	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
 	// EventsRetention is how long archived events (the events table) are kept; the periodic
@@ -95,6 +95,43 @@ type Config struct {
 	// NotifyAsynqQueue, when set, is the asynq queue (of the app) that receives every notification
 	// as an "intake:upload.verdict" task (worker/tasks), besides the webhooks.
 	NotifyAsynqQueue string `name:"notify-asynq-queue" env:"INTAKE_NOTIFY_ASYNQ_QUEUE" help:"asynq queue of the app that receives every verdict as an intake:upload.verdict task (empty: none)."`
+}
+
+// Database locates PostgreSQL and the schema of intake's tables.
+type Database struct {
+	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
+	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
+	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
+	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
+}
+
+// Redis locates the Redis that holds asynq's tasks.
+type Redis struct {
+	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
+	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
+}
+
+// S3Bucket names intake's bucket.
+type S3Bucket struct {
+	// Bucket is the S3 bucket uploads go to and events come from.
+	Bucket string `name:"bucket" env:"INTAKE_BUCKET" help:"S3 bucket for uploads (required)."`
+}
+
+// Queues are the SQS queues of the bucket's events.
+type Queues struct {
+	// QueueURL is the SQS queue that receives the bucket's event notifications.
+	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"SQS queue URL of S3 events (required by consumer and ingress)."`
+	// DLQURL, when set, receives permanently failing messages explicitly (else the redrive policy does).
+	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"Dead-letter queue URL (optional; redrive policy otherwise)."`
+}
+
+// Logging is the log level and format of every command.
+type Logging struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `name:"log-level" env:"INTAKE_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+	// LogFormat is json (default) or text.
+	LogFormat string `name:"log-format" env:"INTAKE_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format."`
 }
 
 // Webhook configures the notifications sent to apps (internal/webhook, internal/outbox).
@@ -116,17 +153,35 @@ type Webhook struct {
 
 // AWS holds client settings beyond the SDK's own environment.
 type AWS struct {
+	// AWSRegion is the region.
+	AWSRegion `embed:""`
+	// S3Endpoints are the S3 endpoint settings (commands that use only SQS leave them out).
+	S3Endpoints `embed:""`
+	// SQSEndpoints is the SQS endpoint setting.
+	SQSEndpoints `embed:""`
+}
+
+// AWSRegion is the AWS region.
+type AWSRegion struct {
 	// Region is the AWS region.
 	Region string `name:"aws-region" env:"AWS_REGION" default:"us-east-1" help:"AWS region."`
+}
+
+// S3Endpoints are where S3 is reached, by intake and by the clients of its presigned URLs.
+type S3Endpoints struct {
 	// S3Endpoint overrides the S3 endpoint (MinIO, LocalStack…).
 	S3Endpoint string `name:"s3-endpoint" env:"AWS_ENDPOINT_URL_S3" help:"S3 endpoint URL override."`
-	// SQSEndpoint overrides the SQS endpoint (kumo, LocalStack…).
-	SQSEndpoint string `name:"sqs-endpoint" env:"AWS_ENDPOINT_URL_SQS" help:"SQS endpoint URL override."`
 	// PathStyle forces path-style S3 addressing; on by default when S3Endpoint is set.
 	PathStyle *bool `name:"s3-path-style" env:"INTAKE_S3_PATH_STYLE" help:"Force path-style S3 URLs (default: on with a custom endpoint)."`
 	// S3PublicEndpoint, when set, is the endpoint written into presigned URLs (browsers may reach S3
 	// under another name than the daemon does).
 	S3PublicEndpoint string `name:"s3-public-endpoint" env:"INTAKE_S3_PUBLIC_ENDPOINT" help:"Endpoint used in presigned URLs (default: the S3 endpoint)."`
+}
+
+// SQSEndpoints is where SQS is reached.
+type SQSEndpoints struct {
+	// SQSEndpoint overrides the SQS endpoint (kumo, LocalStack…).
+	SQSEndpoint string `name:"sqs-endpoint" env:"AWS_ENDPOINT_URL_SQS" help:"SQS endpoint URL override."`
 }
 
 // UsePathStyle reports whether S3 requests should use path-style addressing.
@@ -269,8 +324,8 @@ func ParseRoles(s string) ([]string, error) {
 // schemaName is what INTAKE_DB_SCHEMA accepts: a plain lower-case identifier, usable unquoted.
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// ValidateDB checks only what database commands (migrate) need.
-func (c *Config) ValidateDB() error {
+// ValidateDB checks the database settings (all that migrate needs).
+func (c *Database) ValidateDB() error {
 	var errs []error
 	if c.DatabaseURL != "" && !strings.Contains(c.DatabaseURL, "://") {
 		// A key=value connection string ("host=db dbname=intake …"): pgx parses it.

@@ -10,12 +10,12 @@ import (
 
 func validConfig() Config {
 	return Config{
-		DatabaseURL: "postgres://u@127.0.0.1:5432/db",
-		RedisURL:    "redis://127.0.0.1:6379/0",
-		AWS:         AWS{Region: "us-east-1", S3Endpoint: "http://127.0.0.1:9000"},
-		Bucket:      "b",
-		QueueURL:    "http://127.0.0.1:4566/000000000000/q",
-		ListenAddr:  "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
+		Database:   Database{DatabaseURL: "postgres://u@127.0.0.1:5432/db"},
+		Redis:      Redis{RedisURL: "redis://127.0.0.1:6379/0"},
+		AWS:        AWS{AWSRegion: AWSRegion{Region: "us-east-1"}, S3Endpoints: S3Endpoints{S3Endpoint: "http://127.0.0.1:9000"}},
+		S3Bucket:   S3Bucket{Bucket: "b"},
+		Queues:     Queues{QueueURL: "http://127.0.0.1:4566/000000000000/q"},
+		ListenAddr: "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute, EventTimeTolerance: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
 		Jobs:     Jobs{Concurrency: 4, SweepCron: "*/15 * * * *", SweepOlderThan: time.Hour, MultipartDeadline: time.Hour, MaintenanceCron: "*/10 * * * *", ExpiryGrace: time.Hour, ReconcileCron: "17 3 * * *", ReconcileRate: 500},
@@ -198,9 +198,9 @@ func TestLoopbackAddr(t *testing.T) {
 func TestUsePathStyle(t *testing.T) {
 	t.Parallel()
 	require.False(t, AWS{}.UsePathStyle())
-	require.True(t, AWS{S3Endpoint: "http://x"}.UsePathStyle())
+	require.True(t, AWS{S3Endpoints: S3Endpoints{S3Endpoint: "http://x"}}.UsePathStyle())
 	f := false
-	require.False(t, AWS{S3Endpoint: "http://x", PathStyle: &f}.UsePathStyle())
+	require.False(t, AWS{S3Endpoints: S3Endpoints{S3Endpoint: "http://x", PathStyle: &f}}.UsePathStyle())
 }
 
 func TestRedact(t *testing.T) {

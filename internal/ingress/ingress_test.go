@@ -202,6 +202,8 @@ func TestRefusesBadRequests(t *testing.T) {
 		{"no records", "Bearer " + token, strings.NewReader(`{"Records":[]}`), 400, "invalid-event", "invalid", "no records"},
 		{"unknown shape", "Bearer " + token, strings.NewReader(`{"hello":"world"}`), 400, "invalid-event", "invalid", "unrecognized"},
 		{"invalid UTF-8", "Bearer " + token, bytes.NewReader([]byte("{\"Records\":\"\xff\"}")), 400, "invalid-event", "invalid", "UTF-8"},
+		// Valid JSON, decodable, but SQS refuses U+FFFF in a body: refused here, with the reason.
+		{"a character SQS does not carry", "Bearer " + token, bytes.NewReader(bytes.Replace(valid, []byte(`"eventName"`), []byte("\"eventName\uFFFF\": 1, \"eventName\""), 1)), 400, "invalid-event", "invalid", "U+FFFF"},
 		{"too large", "Bearer " + token, bytes.NewReader(bytes.Repeat([]byte(" "), ingress.DefaultMaxBody+1)), 413, "request-too-large", "too_large", ""},
 		// No Content-Length: the limit applies while reading.
 		{"too large, chunked", "Bearer " + token, io.MultiReader(strings.NewReader(`{"Records":[`), strings.NewReader(strings.Repeat(" ", ingress.DefaultMaxBody))), 413, "request-too-large", "too_large", ""},

@@ -19,7 +19,6 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/testkit"
@@ -276,7 +275,7 @@ func TestObjectsUnavailable(t *testing.T) {
 	}
 	awsCfg := testkit.AWSConfig()
 	awsCfg.RetryMaxAttempts = 1
-	objs := objstore.NewObjects(objstore.NewClient(awsCfg, config.AWS{Region: testkit.Region, S3Endpoint: "http://127.0.0.1:1"}))
+	objs := objstore.NewObjects(objstore.NewClient(awsCfg, testkit.AWSAt("http://127.0.0.1:1", "")))
 	ctx := testkit.Context(t)
 	ref := pipeline.ObjectRef{Bucket: "b", Key: "k"}
 

@@ -57,10 +57,15 @@ func RedisAddr() string { return cmp.Or(os.Getenv("TEST_REDIS_ADDR"), DefaultRed
 
 // AWS returns the config.AWS section pointing at the local stack.
 func AWS() config.AWS {
+	return AWSAt(cmp.Or(os.Getenv("TEST_S3_ENDPOINT"), DefaultS3Endpoint), cmp.Or(os.Getenv("TEST_SQS_ENDPOINT"), DefaultSQSEndpoint))
+}
+
+// AWSAt returns a config.AWS section with the test region and these endpoints ("": none).
+func AWSAt(s3Endpoint, sqsEndpoint string) config.AWS {
 	return config.AWS{
-		Region:      Region,
-		S3Endpoint:  cmp.Or(os.Getenv("TEST_S3_ENDPOINT"), DefaultS3Endpoint),
-		SQSEndpoint: cmp.Or(os.Getenv("TEST_SQS_ENDPOINT"), DefaultSQSEndpoint),
+		AWSRegion:    config.AWSRegion{Region: Region},
+		S3Endpoints:  config.S3Endpoints{S3Endpoint: s3Endpoint},
+		SQSEndpoints: config.SQSEndpoints{SQSEndpoint: sqsEndpoint},
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/testkit"
@@ -23,7 +22,7 @@ import (
 func TestReceiveFromSilentServer(t *testing.T) {
 	t.Parallel()
 	addr := testkit.Silent(t)
-	client := queue.NewClient(testkit.AWSConfig(), config.AWS{Region: testkit.Region, SQSEndpoint: "http://" + addr})
+	client := queue.NewClient(testkit.AWSConfig(), testkit.AWSAt("", "http://"+addr))
 	s := start(t, consumer.Config{
 		Client: client, QueueURL: "http://" + addr + "/000000000000/q", Receivers: 1, WaitTime: time.Second, DepthInterval: -1,
 		Processor: consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil }),
@@ -47,7 +46,7 @@ func TestMessageTimeoutFreesStalledWorker(t *testing.T) {
 	working := e.processor(t, nil)
 	silentCfg := testkit.AWSConfig()
 	silentCfg.RetryMaxAttempts = 1
-	silent := objstore.NewClient(silentCfg, config.AWS{Region: testkit.Region, S3Endpoint: "http://" + testkit.Silent(t)})
+	silent := objstore.NewClient(silentCfg, testkit.AWSAt("http://"+testkit.Silent(t), ""))
 	stalled, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		Objects: objstore.NewObjects(silent), Records: batchedRecords(t, e.st), Buckets: []string{e.bucket}, Policy: pipeline.DefaultPolicy(),
 	})

@@ -31,9 +31,9 @@ func run(bucket, queueName, notifyARN string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	awsCfgSection := config.AWS{
-		Region:      os.Getenv("AWS_REGION"),
-		S3Endpoint:  os.Getenv("AWS_ENDPOINT_URL_S3"),
-		SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS"),
+		AWSRegion:    config.AWSRegion{Region: os.Getenv("AWS_REGION")},
+		S3Endpoints:  config.S3Endpoints{S3Endpoint: os.Getenv("AWS_ENDPOINT_URL_S3")},
+		SQSEndpoints: config.SQSEndpoints{SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS")},
 	}
 	awsCfg, err := objstore.LoadAWS(ctx, awsCfgSection)
 	if err != nil {
