@@ -16,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/ingress"
+	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 )
 
@@ -52,14 +54,17 @@ func FuzzIngressBody(f *testing.F) {
 		"{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"b\"},\"object\":{\"key\":\"k\"}}}],\"x\":\"\uFFFE\"}"} {
 		f.Add([]byte(seed))
 	}
+	// The response, whatever the body, is one the OpenAPI document lists.
+	contract := testkit.NewContract(f, api.OpenAPI())
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := &recorder{}
 		h, err := ingress.New(ingress.Config{Token: token, QueueURL: "http://127.0.0.1:1/000000000000/q", Client: rec})
 		require.NoError(t, err)
 		req := httptest.NewRequest(http.MethodPost, ingress.Path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(testkit.OffContract, "arbitrary body")
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		contract.Handler(t, h).ServeHTTP(w, req)
 
 		_, decodeErr := pipeline.Decode(body)
 		carried := utf8.Valid(body) && !bytes.ContainsRune(body, 0xFFFE) && !bytes.ContainsRune(body, 0xFFFF)
