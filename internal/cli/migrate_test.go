@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -29,7 +30,7 @@ func TestMigrateUpgradesAPreSchemaInstall(t *testing.T) {
 	_, err = store.Migrate(ctx, old.Pool)
 	require.NoError(t, err)
 	id := uuid.New()
-	_, err = testkit.CreateUpload(ctx, old.Pool, testkit.CreateUploadParams{ID: id, Owner: "alice", Bucket: "b", Key: "k", Method: "put",
+	_, err = testkit.CreateUpload(ctx, old.Pool, dbq.Upload{ID: id, Owner: "alice", Bucket: "b", Key: "k", Method: "put",
 		Filename: "k", ContentType: "text/plain", Size: 1, ExpiresAt: time.Now()})
 	require.NoError(t, err)
 	old.Close()

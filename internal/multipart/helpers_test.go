@@ -51,7 +51,7 @@ func setup(tb testing.TB, cfg multipart.Config) *testBundle {
 // intent records an intake intent for an upload, with its deadline.
 func (b *testBundle) intent(tb testing.TB, u testkit.Upload, expiresAt time.Time) uuid.UUID {
 	tb.Helper()
-	row, err := testkit.CreateUpload(b.ctx, b.st.Pool, testkit.CreateUploadParams{
+	row, err := testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: u.Key, Method: "multipart", Filename: "f.bin",
 		ContentType: "application/octet-stream", Size: 1, MultipartUploadID: aws.String(u.ID), ExpiresAt: expiresAt,
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -103,7 +104,7 @@ func seedLegacy(t *testing.T) (string, uuid.UUID) {
 	_, err := store.Migrate(ctx, old.Pool)
 	require.NoError(t, err)
 	id := uuid.New()
-	_, err = testkit.CreateUpload(ctx, old.Pool, testkit.CreateUploadParams{
+	_, err = testkit.CreateUpload(ctx, old.Pool, dbq.Upload{
 		ID: id, Owner: "alice", Bucket: "b", Key: "uploads/alice/1/a.png", Method: "multipart",
 		Filename: "a.png", ContentType: "image/png", Size: 42, MultipartUploadID: ptr("mpu-1"),
 		ExpiresAt: time.Now().Add(time.Hour),
@@ -251,7 +252,7 @@ func TestSchemaClashWithAnotherApplication(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, res.Moved)
 			require.NotEmpty(t, res.Applied)
-			_, err = testkit.CreateUpload(ctx, st.Pool, testkit.CreateUploadParams{
+			_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 				ID: uuid.New(), Owner: "alice", Bucket: "b", Key: "k", Method: "put", Filename: "k",
 				ContentType: "text/plain", Size: 1, ExpiresAt: time.Now().Add(time.Hour),
 			})

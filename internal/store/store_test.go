@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -48,7 +49,7 @@ func TestMigrateInsertSelect(t *testing.T) {
 	sum := make([]byte, 32)
 	sum[0] = 0xab
 	expires := time.Now().Add(5 * time.Minute).UTC().Truncate(time.Microsecond)
-	created, err := testkit.CreateUpload(ctx, st.Pool, testkit.CreateUploadParams{
+	created, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: id, Owner: "alice", Bucket: "b", Key: "uploads/alice/x/a.png", Method: "put",
 		Filename: "a.png", ContentType: "image/png", Size: 42, Sha256: sum, ExpiresAt: expires,
 	})
@@ -70,12 +71,12 @@ func TestMigrateInsertSelect(t *testing.T) {
 	require.ErrorIs(t, err, pgx.ErrNoRows)
 
 	// Constraints hold: a second intent for the same key and a bad method are refused.
-	_, err = testkit.CreateUpload(ctx, st.Pool, testkit.CreateUploadParams{
+	_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "bob", Bucket: "b", Key: "uploads/alice/x/a.png", Method: "put",
 		Filename: "a.png", ContentType: "image/png", Size: 1, ExpiresAt: expires,
 	})
 	require.ErrorContains(t, err, "uploads_bucket_key_key")
-	_, err = testkit.CreateUpload(ctx, st.Pool, testkit.CreateUploadParams{
+	_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "bob", Bucket: "b", Key: "k2", Method: "ftp",
 		Filename: "a.png", ContentType: "image/png", Size: 1, ExpiresAt: expires,
 	})

@@ -2,8 +2,8 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -16,29 +16,18 @@ import (
 // pool (store.Store.Pool) or a transaction. Reads return pgx.ErrNoRows, wrapped, when nothing
 // matches.
 
-// CreateUploadParams are the columns of an upload intent a test records directly; the others take
-// their defaults (status pending, size declared, no part size, no metadata).
-type CreateUploadParams struct {
-	ID                uuid.UUID
-	Owner             string
-	Bucket            string
-	Key               string
-	Method            string
-	Filename          string
-	ContentType       string
-	Size              int64
-	Sha256            []byte
-	MultipartUploadID *string
-	ExpiresAt         time.Time
-}
-
-// CreateUpload inserts an upload intent and returns its row.
-func CreateUpload(ctx context.Context, db dbq.DBTX, arg CreateUploadParams) (dbq.Upload, error) {
+// CreateUpload inserts the intent u and returns its row. It writes u's id, owner, bucket, key,
+// method, filename, content type, size, sha256, multipart upload id and expiry; the other columns
+// take their defaults (status pending, size declared, no part size, no metadata, timestamps now),
+// and setting them in u is refused rather than ignored.
+func CreateUpload(ctx context.Context, db dbq.DBTX, u dbq.Upload) (dbq.Upload, error) {
+	if u.Status != "" || u.SizeDeclared || u.PartSize != nil || u.Metadata != nil || !u.CreatedAt.IsZero() || !u.UpdatedAt.IsZero() {
+		return dbq.Upload{}, errors.New("testkit: create upload: status, size_declared, part_size, metadata and timestamps take their defaults; update them after")
+	}
 	return one[dbq.Upload](ctx, db, "create upload",
 		`INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, expires_at)
 		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
-		arg.ID, arg.Owner, arg.Bucket, arg.Key, arg.Method, arg.Filename, arg.ContentType, arg.Size, arg.Sha256,
-		arg.MultipartUploadID, arg.ExpiresAt)
+		u.ID, u.Owner, u.Bucket, u.Key, u.Method, u.Filename, u.ContentType, u.Size, u.Sha256, u.MultipartUploadID, u.ExpiresAt)
 }
 
 // GetUpload returns the upload intent with this id.

@@ -63,7 +63,7 @@ func setup(tb testing.TB) *testBundle {
 // intent records an intake intent for a multipart upload.
 func intent(tb testing.TB, ctx context.Context, st *store.Store, bucket string, u testkit.Upload) uuid.UUID {
 	tb.Helper()
-	row, err := testkit.CreateUpload(ctx, st.Pool, testkit.CreateUploadParams{
+	row, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: u.Key, Method: "multipart", Filename: "f.bin",
 		ContentType: "application/octet-stream", Size: 1, MultipartUploadID: aws.String(u.ID),
 		ExpiresAt: time.Now().Add(time.Hour),

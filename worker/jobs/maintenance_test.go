@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
@@ -61,7 +62,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 	}
 	ids := make([]uuid.UUID, len(cases))
 	for i, tc := range cases {
-		arg := testkit.CreateUploadParams{
+		arg := dbq.Upload{
 			ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: fmt.Sprintf("uploads/alice/%d/f.bin", i), Method: tc.method,
 			Filename: "f.bin", ContentType: "application/octet-stream", Size: 1, ExpiresAt: now.Add(tc.expiresIn),
 		}
@@ -167,7 +168,7 @@ func TestMaintenanceTaskEndToEnd(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.False(t, tasks.KnownType(jobs.TypeMaintenance), "not enqueueable through POST /v1/jobs")
-	row, err := testkit.CreateUpload(b.ctx, b.st.Pool, testkit.CreateUploadParams{
+	row, err := testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: "uploads/alice/x/late.png", Method: "put",
 		Filename: "late.png", ContentType: "image/png", Size: 1, ExpiresAt: time.Now().Add(-3 * time.Hour),
 	})
