@@ -180,26 +180,6 @@ func (c *Contract) checkResponse(in *openapi3filter.RequestValidationInput, stat
 	})
 }
 
-// Check validates one exchange: req (whose body is read) and the response status, header and body.
-// Tests of the contract itself use it; others use Handler.
-func (c *Contract) Check(req *http.Request, status int, header http.Header, body []byte) error {
-	var reqBody []byte
-	if req.Body != nil {
-		var err error
-		if reqBody, err = io.ReadAll(req.Body); err != nil {
-			return fmt.Errorf("read the request body: %w", err)
-		}
-	}
-	in, err := c.checkRequest(req, reqBody, true)
-	if err != nil {
-		return fmt.Errorf("request: %w", err)
-	}
-	if err := c.checkResponse(in, status, header, body); err != nil {
-		return fmt.Errorf("response: %w", err)
-	}
-	return nil
-}
-
 // recorder passes a response through and keeps a copy of its status, headers and body.
 type recorder struct {
 	http.ResponseWriter
