@@ -153,7 +153,7 @@ func (b *procBundle) uploadStatus(t *testing.T, id uuid.UUID) string {
 
 func (b *procBundle) row(t *testing.T, key string) dbq.Object {
 	t.Helper()
-	row, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: b.bucket, Key: key})
+	row, err := testkit.GetObject(b.ctx, b.st.Pool, b.bucket, key)
 	require.NoError(t, err, "row of %q", key)
 	return row
 }
@@ -459,7 +459,7 @@ func TestProcessMissing(t *testing.T) {
 
 	// A configured bucket that does not exist reads as a missing object too.
 	require.NoError(t, b.process(t, body(testEvent{name: "ObjectCreated:Put", bucket: other, key: "k", seq: "0A", at: t0})))
-	o, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: other, Key: "k"})
+	o, err := testkit.GetObject(b.ctx, b.st.Pool, other, "k")
 	require.NoError(t, err)
 	require.Equal(t, pipeline.StatusMissing, o.Status)
 }
@@ -780,7 +780,7 @@ func TestProcessFixtures(t *testing.T) {
 			if ev.Kind != pipeline.KindCreated && ev.Kind != pipeline.KindRemoved {
 				continue
 			}
-			row, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: ev.Bucket, Key: ev.Key})
+			row, err := testkit.GetObject(b.ctx, b.st.Pool, ev.Bucket, ev.Key)
 			require.NoError(t, err, "%s: row of %s/%s", name, ev.Bucket, ev.Key)
 			require.Contains(t, []string{"valid", "rejected", "missing", "deleted"}, row.Status)
 		}

@@ -72,7 +72,7 @@ type rowState struct {
 
 func rows(t *testing.T, b *procBundle, st *store.Store) map[string]rowState {
 	t.Helper()
-	list, err := st.Q.PipelineListObjects(b.ctx, b.bucket)
+	list, err := testkit.ListObjects(b.ctx, st.Pool, b.bucket)
 	require.NoError(t, err)
 	out := map[string]rowState{}
 	for _, r := range list {

@@ -167,7 +167,7 @@ type route struct {
 	h       handlerFunc
 }
 
-// routes lists every endpoint. The OpenAPI test checks that the /v1 ones match openapi.json.
+// routes lists every endpoint. The OpenAPI test checks that openapi.json documents them all.
 func (s *Server) routes() []route {
 	return []route{
 		{"POST /v1/uploads", familyV1, s.createUpload},

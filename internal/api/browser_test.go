@@ -76,9 +76,12 @@ func TestUppyBrowser(t *testing.T) {
 	require.NoError(t, err)
 
 	// The page and the API share an origin, as when intake sits behind the app's domain; the JWT
-	// travels in the auth cookie because Uppy sends no Authorization header.
+	// travels in the auth cookie because Uppy sends no Authorization header. What the browser sends
+	// to the API is checked against openapi.json.
+	apiMux := http.NewServeMux()
+	b.api.Register(apiMux)
 	mux := http.NewServeMux()
-	b.api.Register(mux)
+	mux.Handle("/", testkit.NewContract(t, openAPIDoc).Handler(t, apiMux))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(index)

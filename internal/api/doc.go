@@ -14,7 +14,7 @@
 //	                                   filters ?status=, ?upload_id=, ?prefix=
 //	GET    /v1/objects/{id}            one object
 //	GET    /v1/objects/{id}/download   presigned GET, for valid objects only (409 otherwise)
-//	GET    /openapi.json               the OpenAPI 3 document of the /v1 routes
+//	GET    /openapi.json               the OpenAPI 3 document of every route of the public listener
 //
 // Uppy's @uppy/aws-s3 client (given companionEndpoint) is served on the same service with
 // Companion's shapes: GET /s3/params, POST /s3/multipart, GET /s3/multipart/{uploadId},

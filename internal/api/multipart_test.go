@@ -241,7 +241,8 @@ func TestMultipartAttacks(t *testing.T) {
 				for i := range parts {
 					parts[i] = map[string]any{"PartNumber": i%10000 + 1, "ETag": strings.Repeat("e", 250)}
 				}
-				status, _ := b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+				status, _, _ := b.send(t, attack{attacker: "Uppy client sending a huge complete", method: "POST", as: asKey(aliceKey),
+					path: "/s3/multipart/" + url.PathEscape(u.uploadID) + "/complete?key=" + url.QueryEscape(u.key), body: map[string]any{"parts": parts}})
 				return status
 			},
 			want: http.StatusRequestEntityTooLarge, mustNot: stillOpen,
@@ -454,7 +455,7 @@ func TestMultipartPartSize(t *testing.T) {
 		{"filename": "a", "content_type": "image/png", "size": 12 * mib, "part_size": 5 * mib, "method": "put"}, // not multipart
 		{"filename": "a", "content_type": "image/png", "size": 12 * mib, "part_size": 0},
 	} {
-		status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, bad)
+		status, _, resp := b.send(t, attack{attacker: "tenant declaring a bad part size", method: "POST", path: "/v1/uploads", as: asKey(aliceKey), body: bad})
 		require.Equal(t, http.StatusBadRequest, status, "%v: %v", bad, resp)
 		require.Equal(t, ProblemBase+"invalid-size", resp["type"])
 	}

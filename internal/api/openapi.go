@@ -1,15 +1,21 @@
 package api
 
 import (
+	"bytes"
 	_ "embed"
 	"net/http"
 )
 
-// openAPIDoc is the OpenAPI 3 description of the /v1 routes (openapi.json, kept in sync with the
-// registered routes by TestOpenAPIMatchesRoutes).
+// openAPIDoc is the OpenAPI 3 description of every route intake serves on its public listener
+// (openapi.json): the API's, POST /v1/jobs, the event ingress and the health routes. Its list of
+// operations is kept equal to the served routes by TestOpenAPIMatchesRoutes, and the API, jobs API
+// and ingress tests check every exchange against it (testkit.Contract).
 //
 //go:embed openapi.json
 var openAPIDoc []byte
+
+// OpenAPI returns the OpenAPI 3 document served at GET /openapi.json.
+func OpenAPI() []byte { return bytes.Clone(openAPIDoc) }
 
 // serveOpenAPI serves the embedded document at GET /openapi.json.
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ principal) *Problem {

@@ -2,23 +2,30 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/ingress"
+	"github.com/intakehq/intake/internal/jobsapi"
 	mpart "github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // unitServer is a Server with no reachable backends, for tests of routing and documents only.
@@ -35,8 +42,15 @@ func unitServer(t *testing.T) *Server {
 	return srv
 }
 
-// TestOpenAPIMatchesRoutes keeps openapi.json in sync with the mux: every /v1 route registered is
-// documented, every documented operation is registered, and every problem type is listed.
+// healthRoutes are the routes internal/cli mounts beside the API on the public listener
+// (App.mountHealth; /metrics only without an admin listener). Its TestHealthRoutesPerListener
+// runs them through the contract.
+var healthRoutes = []string{"GET /healthz", "GET /readyz", "GET /metrics"}
+
+// TestOpenAPIMatchesRoutes keeps openapi.json in sync with what intake serves: every route of the
+// API (/v1, Uppy's /s3 routes, /openapi.json), POST /v1/jobs, the ingress and the health routes is
+// documented, every documented operation is served, and every problem type any of them answers is
+// listed (and only those).
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	t.Parallel()
 	var doc struct {
@@ -58,26 +72,28 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented = append(documented, strings.ToUpper(method)+" "+path)
 		}
 	}
-	var registered []string
+	served := []string{jobsapi.Route, "POST " + ingress.Path}
+	served = append(served, healthRoutes...)
 	for _, rt := range unitServer(t).routes() {
-		if _, path, _ := strings.Cut(rt.pattern, " "); strings.HasPrefix(path, "/v1/") {
-			registered = append(registered, rt.pattern)
-		}
+		served = append(served, rt.pattern)
 	}
 	slices.Sort(documented)
-	slices.Sort(registered)
-	require.Equal(t, registered, documented)
+	slices.Sort(served)
+	require.Equal(t, served, documented)
 
-	var kinds []string
-	for _, k := range problemKinds {
-		kinds = append(kinds, ProblemBase+k.Slug)
+	var types []string
+	for _, kinds := range [][]problem.Kind{problemKinds, jobsapi.ProblemKinds, ingress.ProblemKinds} {
+		for _, k := range kinds {
+			types = append(types, k.Type())
+		}
 	}
-	require.ElementsMatch(t, kinds, doc.Comps.Schemas["Problem"].Properties["type"].Enum)
+	slices.Sort(types)
+	require.ElementsMatch(t, slices.Compact(types), doc.Comps.Schemas["Problem"].Properties["type"].Enum)
 }
 
 func TestOpenAPIServed(t *testing.T) {
 	t.Parallel()
-	hs := httptest.NewServer(unitServer(t).Handler())
+	hs := httptest.NewServer(testkit.NewContract(t, openAPIDoc).Handler(t, unitServer(t).Handler()))
 	defer hs.Close()
 	resp, err := http.Get(hs.URL + "/openapi.json")
 	require.NoError(t, err)
@@ -86,4 +102,92 @@ func TestOpenAPIServed(t *testing.T) {
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.JSONEq(t, string(openAPIDoc), string(raw))
+}
+
+// reported collects what a contract reports.
+type reported struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (r *reported) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// TestContractCatchesDrift: the contract every API test runs through is not a no-op. Each case
+// serves one exchange through testkit.Contract's Handler, as setup does: the exchange as
+// openapi.json documents it passes, and the same exchange with one thing drifted is reported.
+func TestContractCatchesDrift(t *testing.T) {
+	t.Parallel()
+	contract := testkit.NewContract(t, openAPIDoc)
+	id := uuid.NewString()
+	const created = `{"id":"%s","bucket":"b","key":"uploads/alice/%s/a.txt","method":"put","url":"http://s3.test/b/k",` +
+		`"headers":{"Content-Type":"text/plain"},"expires_at":"2030-01-01T00:00:00Z"}`
+	upload := fmt.Sprintf(created, id, id)
+	const problemBody = `{"type":"https://intake.dev/problems/too-large","title":"Size above the policy's limit","status":422,"detail":"d","instance":"urn:request:r1","reason":"too_large"}`
+	const request = `{"filename":"a.txt","content_type":"text/plain","size":5}`
+	for _, tc := range []struct {
+		name        string
+		request     string
+		credentials bool
+		status      int
+		contentType string
+		requestID   bool
+		body        string
+		drift       string // what the contract must report ("" for nothing)
+	}{
+		{"as documented", request, true, 201, "application/json", true, upload, ""},
+		{"a problem as documented", request, true, 422, "application/problem+json", true, problemBody, ""},
+		{"a required response field renamed", request, true, 201, "application/json", true,
+			strings.Replace(upload, `"expires_at"`, `"expiresAt"`, 1), "expires_at"},
+		{"an optional response field renamed", request, true, 201, "application/json", true,
+			strings.Replace(upload, `"url"`, `"href"`, 1), "href"},
+		{"a response field of another type", request, true, 201, "application/json", true,
+			strings.Replace(upload, `"method":"put"`, `"method":"PUT"`, 1), "method"},
+		{"a problem field renamed", request, true, 422, "application/problem+json", true,
+			strings.Replace(problemBody, `"detail"`, `"details"`, 1), "details"},
+		{"a problem type not in the document", request, true, 422, "application/problem+json", true,
+			strings.Replace(problemBody, "too-large", "too-big", 1), "type"},
+		{"X-Request-Id missing", request, true, 201, "application/json", false, upload, "X-Request-Id"},
+		{"an undocumented status", request, true, 202, "application/json", true, upload, "status"},
+		{"a problem sent as application/json", request, true, 422, "application/json", true, problemBody, "Content-Type"},
+		{"a request field renamed", strings.Replace(request, "filename", "file_name", 1), true, 201, "application/json", true, upload, "file_name"},
+		{"a request without credentials", request, false, 201, "application/json", true, upload, "security"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got reported
+			srv := httptest.NewServer(contract.Handler(&got, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", tc.contentType)
+				if tc.requestID {
+					w.Header().Set("X-Request-Id", "r1")
+				}
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, tc.body)
+			})))
+			defer srv.Close()
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/uploads", strings.NewReader(tc.request))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			if tc.credentials {
+				req.Header.Set("X-API-Key", aliceKey)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			srv.Close() // waits for the handler, and so for the check
+			got.mu.Lock()
+			defer got.mu.Unlock()
+			if tc.drift == "" {
+				require.Empty(t, got.errs)
+				return
+			}
+			require.Len(t, got.errs, 1, "one mismatch reported")
+			require.Contains(t, got.errs[0], tc.drift)
+		})
+	}
 }

@@ -117,9 +117,8 @@ func TestUploadMetadataInvalid(t *testing.T) {
 		"a NUL in a key": map[string]int{"a\x00": 1},
 		"nested NUL":     map[string]any{"x": []any{map[string]string{"y": "\x00"}}},
 	} {
-		status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
-			"filename": "a.txt", "content_type": "text/plain", "size": 5, "metadata": meta,
-		})
+		status, _, resp := b.send(t, attack{attacker: "tenant sending metadata that is " + name, method: "POST", path: "/v1/uploads", as: asKey(aliceKey),
+			body: map[string]any{"filename": "a.txt", "content_type": "text/plain", "size": 5, "metadata": meta}})
 		require.Equal(t, http.StatusBadRequest, status, name)
 		require.Equal(t, ProblemBase+"invalid-metadata", resp["type"], name)
 	}
@@ -154,7 +153,7 @@ func TestUploadStatusAttacks(t *testing.T) {
 		{"a negative wait", "/v1/uploads/" + id.String() + "?wait=-1s", aliceKey, 400, "invalid-parameter"},
 		{"a wait that is not a duration", "/v1/uploads/" + id.String() + "?wait=soon", aliceKey, 400, "invalid-parameter"},
 	} {
-		status, _, raw := b.raw(t, "GET", c.path, c.key, nil)
+		status, _, raw := b.sendRaw(t, attack{attacker: c.attacker, method: "GET", path: c.path, as: asKey(c.key)})
 		require.Equal(t, c.status, status, c.attacker)
 		require.Contains(t, string(raw), ProblemBase+c.typ, c.attacker)
 		require.NotContains(t, string(raw), "alice's", "%s: the metadata must not leak", c.attacker)
@@ -291,7 +290,7 @@ func TestListObjectsFilters(t *testing.T) {
 		"repeated filter":  "/v1/objects?status=valid&status=rejected",
 		"oversized prefix": "/v1/objects?prefix=" + strings.Repeat("p", 1025),
 	} {
-		status, _, resp := b.call(t, "GET", path, aliceKey, nil)
+		status, _, resp := b.send(t, attack{attacker: "tenant sending " + name, method: "GET", path: path, as: asKey(aliceKey)})
 		require.Equal(t, http.StatusBadRequest, status, name)
 		require.Equal(t, ProblemBase+"invalid-parameter", resp["type"], name)
 	}

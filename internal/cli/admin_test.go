@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/health"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -18,9 +20,11 @@ import (
 
 // TestHealthRoutesPerListener: which listener serves what, for each admin setting. The public
 // listener never serves pprof nor a readiness error; /metrics leaves it once an admin listener
-// exists; pprof exists only when asked for, on the admin listener.
+// exists; pprof exists only when asked for, on the admin listener. Every exchange but pprof's is
+// checked against the OpenAPI document.
 func TestHealthRoutesPerListener(t *testing.T) {
 	t.Parallel()
+	contract := testkit.NewContract(t, api.OpenAPI())
 	cases := []struct {
 		name                string
 		adminAddr           string
@@ -51,7 +55,11 @@ func TestHealthRoutesPerListener(t *testing.T) {
 			for mux, want := range map[*http.ServeMux]map[string]int{a.Mux: tc.public, a.Admin: tc.adminRoutes} {
 				for path, code := range want {
 					rec := httptest.NewRecorder()
-					mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+					req := httptest.NewRequest(http.MethodGet, path, nil)
+					if strings.HasPrefix(path, "/debug/pprof/") {
+						req.Header.Set(testkit.OffContract, "pprof is not in the document")
+					}
+					contract.Handler(t, mux).ServeHTTP(rec, req)
 					require.Equal(t, code, rec.Code, "%s", path)
 					if path == "/readyz" && mux == a.Mux {
 						require.NotContains(t, rec.Body.String(), "10.0.0.7")

@@ -30,7 +30,7 @@ func TestMigrateUpgradesAPreSchemaInstall(t *testing.T) {
 	_, err = store.Migrate(ctx, old.Pool)
 	require.NoError(t, err)
 	id := uuid.New()
-	_, err = old.Q.CreateUpload(ctx, dbq.CreateUploadParams{ID: id, Owner: "alice", Bucket: "b", Key: "k", Method: "put",
+	_, err = testkit.CreateUpload(ctx, old.Pool, dbq.Upload{ID: id, Owner: "alice", Bucket: "b", Key: "k", Method: "put",
 		Filename: "k", ContentType: "text/plain", Size: 1, ExpiresAt: time.Now()})
 	require.NoError(t, err)
 	old.Close()
@@ -81,7 +81,7 @@ func TestMigrateUpgradesAPreSchemaInstall(t *testing.T) {
 	st, err := store.Open(ctx, url)
 	require.NoError(t, err)
 	defer st.Close()
-	u, err := st.Q.GetUpload(ctx, id)
+	u, err := testkit.GetUpload(ctx, st.Pool, id)
 	require.NoError(t, err)
 	require.Equal(t, "alice", u.Owner)
 

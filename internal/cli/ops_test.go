@@ -178,7 +178,8 @@ func TestOperatorBinary(t *testing.T) {
 		require.Less(t, mid.Visible, n, "killed before the end")
 		t.Logf("killed with %d messages in the main queue:\n%s", mid.Visible, out.String())
 
-		// Messages the killed run held reappear in the DLQ after its 3s visibility.
+		// Messages the killed run held reappear in the DLQ after its 3s visibility; the second run
+		// counts them (in flight at its start) in what it moves.
 		time.Sleep(3500 * time.Millisecond)
 		code, stdout, stderr := runIntake(t, bin, env, "replay", "dlq", "--wait", "1s")
 		require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)

@@ -37,7 +37,7 @@ func TestRunSweep(t *testing.T) {
 	stale := []string{create("in/a.bin"), create("in/b.bin")}
 	outside := create("out/c.bin")
 	ours := create("in/ours.bin")
-	_, err := st.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+	_, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: "in/ours.bin", Method: "multipart", Filename: "ours.bin",
 		ContentType: "application/octet-stream", MultipartUploadID: aws.String(ours), ExpiresAt: time.Now().Add(time.Hour),
 	})

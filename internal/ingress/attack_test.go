@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/ingress"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
@@ -57,7 +58,7 @@ func setupAttack(t *testing.T) *attackStack {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	h.Mount(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(testkit.NewContract(t, api.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
 	a.ingressURL = srv.URL + ingress.Path
 
@@ -87,6 +88,7 @@ func (a *attackStack) post(t *testing.T, body []byte) {
 	req, err := http.NewRequestWithContext(a.ctx, http.MethodPost, a.ingressURL, bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json") // as MinIO's webhook sends it
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	_ = resp.Body.Close()

@@ -150,6 +150,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, probInvalidEvent.With("the body is not valid UTF-8"))
 		return
 	}
+	if r, ok := sqsText(body); !ok {
+		h.requests.WithLabelValues(outcomeInvalid).Inc()
+		problem.Write(w, probInvalidEvent.With(fmt.Sprintf("the body holds %U, a character SQS does not carry", r)))
+		return
+	}
 	events, err := pipeline.Decode(body)
 	if err != nil {
 		h.requests.WithLabelValues(outcomeInvalid).Inc()
@@ -199,6 +204,21 @@ func (h *Handler) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) == 1
 }
 
+// sqsText reports whether the valid UTF-8 body holds only characters an SQS message body may carry
+// (#x9, #xA, #xD, #x20 to #xD7FF, #xE000 to #xFFFD, #x10000 to #x10FFFF), and else the first
+// character it may not: SQS would refuse the whole message.
+func sqsText(body []byte) (rune, bool) {
+	for _, r := range string(body) {
+		switch {
+		case r == 0x9 || r == 0xA || r == 0xD:
+		case r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return r, false
+		}
+	}
+	return 0, true
+}
+
 // rejectedBody reports whether SQS refused the message itself (it would refuse it again), as
 // opposed to failing (unreachable, throttled, missing queue).
 func rejectedBody(err error) bool {
@@ -224,3 +244,7 @@ var (
 	probRejected     = problem.Kind{Slug: "event-rejected", Title: "The queue refused the event", Status: http.StatusUnprocessableEntity}
 	probUnavailable  = problem.Kind{Slug: "queue-unavailable", Title: "Event queue unavailable", Status: http.StatusServiceUnavailable}
 )
+
+// ProblemKinds lists every problem kind the ingress answers (the OpenAPI test checks that
+// internal/api/openapi.json names them all).
+var ProblemKinds = []problem.Kind{problem.Unauthorized, problem.RequestTooLarge, probInvalidEvent, probRejected, probUnavailable}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/ingress"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/testkit"
@@ -39,16 +40,32 @@ func setup(t *testing.T, client *sqs.Client, queueURL string) *bundle {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	h.Mount(mux)
-	srv := httptest.NewServer(mux)
+	// Every exchange is checked against intake's OpenAPI document.
+	srv := httptest.NewServer(testkit.NewContract(t, api.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
 	return &bundle{srv: srv, client: client, queue: queueURL, reg: reg}
 }
 
 func (b *bundle) post(t *testing.T, auth string, body io.Reader) *http.Response {
 	t.Helper()
+	return b.send(t, auth, body, false)
+}
+
+// attack is post for a request that may break the OpenAPI document on purpose: only its response
+// is checked against it.
+func (b *bundle) attack(t *testing.T, auth string, body io.Reader) *http.Response {
+	t.Helper()
+	return b.send(t, auth, body, true)
+}
+
+func (b *bundle) send(t *testing.T, auth string, body io.Reader, attack bool) *http.Response {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, b.srv.URL+ingress.Path, body)
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
+	if attack {
+		req.Header.Set(testkit.OffContract, "attack")
+	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
@@ -185,6 +202,8 @@ func TestRefusesBadRequests(t *testing.T) {
 		{"no records", "Bearer " + token, strings.NewReader(`{"Records":[]}`), 400, "invalid-event", "invalid", "no records"},
 		{"unknown shape", "Bearer " + token, strings.NewReader(`{"hello":"world"}`), 400, "invalid-event", "invalid", "unrecognized"},
 		{"invalid UTF-8", "Bearer " + token, bytes.NewReader([]byte("{\"Records\":\"\xff\"}")), 400, "invalid-event", "invalid", "UTF-8"},
+		// Valid JSON, decodable, but SQS refuses U+FFFF in a body: refused here, with the reason.
+		{"a character SQS does not carry", "Bearer " + token, bytes.NewReader(bytes.Replace(valid, []byte(`"eventName"`), []byte("\"eventName\uFFFF\": 1, \"eventName\""), 1)), 400, "invalid-event", "invalid", "U+FFFF"},
 		{"too large", "Bearer " + token, bytes.NewReader(bytes.Repeat([]byte(" "), ingress.DefaultMaxBody+1)), 413, "request-too-large", "too_large", ""},
 		// No Content-Length: the limit applies while reading.
 		{"too large, chunked", "Bearer " + token, io.MultiReader(strings.NewReader(`{"Records":[`), strings.NewReader(strings.Repeat(" ", ingress.DefaultMaxBody))), 413, "request-too-large", "too_large", ""},
@@ -192,7 +211,7 @@ func TestRefusesBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := b.count(t, tt.outcome)
-			resp := b.post(t, tt.auth, tt.body)
+			resp := b.attack(t, tt.auth, tt.body)
 			p := requireProblem(t, resp, tt.status, tt.slug)
 			assert.Contains(t, p.Detail, tt.detail)
 			if tt.status == http.StatusUnauthorized {
@@ -205,6 +224,7 @@ func TestRefusesBadRequests(t *testing.T) {
 
 	req, err := http.NewRequest(http.MethodGet, b.srv.URL+ingress.Path, nil)
 	require.NoError(t, err)
+	req.Header.Set(testkit.OffContract, "no such route")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	_ = resp.Body.Close()

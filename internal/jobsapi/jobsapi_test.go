@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/jobsapi"
@@ -64,7 +65,8 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	h.Register(mux)
-	srv := httptest.NewServer(mux)
+	// Every exchange is checked against intake's OpenAPI document.
+	srv := httptest.NewServer(testkit.NewContract(t, api.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
 	return &testBundle{srv: srv, insp: insp, st: st, now: now}
 }

@@ -17,6 +17,14 @@ var (
 	probQueueUnavailable = problem.Kind{Slug: "queue-unavailable", Title: "Task queue unavailable", Status: http.StatusServiceUnavailable}
 )
 
+// ProblemKinds lists every problem kind POST /v1/jobs answers (the OpenAPI test checks that
+// internal/api/openapi.json names them all).
+var ProblemKinds = []problem.Kind{
+	problem.Unauthorized, problem.Forbidden, problem.InvalidJSON, problem.UnknownField, problem.RequestTooLarge,
+	problem.UnsupportedMediaType, problem.NotFound, problem.UploadNotPending, problem.DatabaseUnavailable,
+	probUnknownType, probInvalidPayload, probQueueUnavailable,
+}
+
 // problemErr is a problem about to be written.
 type problemErr struct {
 	kind   problem.Kind

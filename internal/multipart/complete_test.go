@@ -87,7 +87,7 @@ func TestComplete(t *testing.T) {
 			require.False(t, b.objectExists(t, up.u.Key), tc.name)
 			row := b.aborts(t)[up.u.ID]
 			require.Equal(t, []string{"too_large", "aborted"}, []string{row.Reason, row.Outcome}, tc.name)
-			got, err := b.st.Q.GetUploadByKey(b.ctx, dbqKey(b.bucket, up.u.Key))
+			got, err := testkit.GetUploadByKey(b.ctx, b.st.Pool, b.bucket, up.u.Key)
 			require.NoError(t, err)
 			require.Equal(t, "aborted", got.Status, tc.name)
 		default:
@@ -97,7 +97,7 @@ func TestComplete(t *testing.T) {
 			head, err := b.s3.HeadObject(b.ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(up.u.Key)})
 			require.NoError(t, err)
 			require.Equal(t, total, aws.ToInt64(head.ContentLength), tc.name)
-			got, err := b.st.Q.GetUploadByKey(b.ctx, dbqKey(b.bucket, up.u.Key))
+			got, err := testkit.GetUploadByKey(b.ctx, b.st.Pool, b.bucket, up.u.Key)
 			require.NoError(t, err)
 			require.Equal(t, "completed", got.Status, tc.name)
 		}

@@ -51,7 +51,7 @@ func setup(tb testing.TB, cfg multipart.Config) *testBundle {
 // intent records an intake intent for an upload, with its deadline.
 func (b *testBundle) intent(tb testing.TB, u testkit.Upload, expiresAt time.Time) uuid.UUID {
 	tb.Helper()
-	row, err := b.st.Q.CreateUpload(b.ctx, dbq.CreateUploadParams{
+	row, err := testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: u.Key, Method: "multipart", Filename: "f.bin",
 		ContentType: "application/octet-stream", Size: 1, MultipartUploadID: aws.String(u.ID), ExpiresAt: expiresAt,
 	})
@@ -62,7 +62,7 @@ func (b *testBundle) intent(tb testing.TB, u testkit.Upload, expiresAt time.Time
 // status is an intent's status.
 func (b *testBundle) status(tb testing.TB, id uuid.UUID) string {
 	tb.Helper()
-	row, err := b.st.Q.GetUpload(b.ctx, id)
+	row, err := testkit.GetUpload(b.ctx, b.st.Pool, id)
 	require.NoError(tb, err)
 	return row.Status
 }
@@ -70,7 +70,7 @@ func (b *testBundle) status(tb testing.TB, id uuid.UUID) string {
 // aborts returns the recorded aborts by upload id.
 func (b *testBundle) aborts(tb testing.TB) map[string]dbq.MultipartAbort {
 	tb.Helper()
-	rows, err := b.st.Q.ListMultipartAborts(b.ctx, b.bucket)
+	rows, err := testkit.ListMultipartAborts(b.ctx, b.st.Pool, b.bucket)
 	require.NoError(tb, err)
 	out := map[string]dbq.MultipartAbort{}
 	for _, r := range rows {
@@ -106,8 +106,4 @@ func keys(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%04d.bin", prefix, i)
 	}
 	return out
-}
-
-func dbqKey(bucket, key string) dbq.GetUploadByKeyParams {
-	return dbq.GetUploadByKeyParams{Bucket: bucket, Key: key}
 }

@@ -98,7 +98,7 @@ func (b *testBundle) verdict(t *testing.T, id uuid.UUID, key, status, reason str
 // outboxRow returns the one notification of upload id.
 func (b *testBundle) outboxRow(t *testing.T, id uuid.UUID) dbq.Outbox {
 	t.Helper()
-	rows, err := b.st.Q.OutboxList(b.ctx, id)
+	rows, err := testkit.ListOutbox(b.ctx, b.st.Pool, id)
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
 	return rows[0]
@@ -420,7 +420,7 @@ func TestBacklogAndPurge(t *testing.T) {
 	require.InDelta(t, (72 * time.Hour).Seconds(), backlog.OldestAgeSeconds, 60)
 	require.Equal(t, int64(1), backlog.Unrelayed)
 	require.Equal(t, int64(1), b.relay.Purge(b.ctx))
-	rows, err := b.st.Q.OutboxList(b.ctx, old)
+	rows, err := testkit.ListOutbox(b.ctx, b.st.Pool, old)
 	require.NoError(t, err)
 	require.Empty(t, rows)
 	b.outboxRow(t, pending)

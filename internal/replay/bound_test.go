@@ -230,3 +230,32 @@ func TestSplitBatches(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveDLQCountsHeldMessages: messages another reader held when the move started (a replay that
+// was killed, here a receive with a 1 s visibility) come back and are moved by the next run. kumo,
+// like any server whose counts lag, still reports them in flight after their visibility ended, so a
+// budget of the visible messages alone left them in the dead-letter queue.
+func TestMoveDLQCountsHeldMessages(t *testing.T) {
+	t.Parallel()
+	c := testkit.SQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n, held = 30, 10
+	fill(t, c, q.DLQURL, 0, n)
+	out, err := c.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: held, VisibilityTimeout: 1,
+	})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, held)
+	time.Sleep(1500 * time.Millisecond) // their visibility ends; nobody received them since
+
+	start, err := StartDLQ(testkit.Context(t), c, q.DLQURL)
+	require.NoError(t, err)
+	require.Equal(t, n, start.Messages, "visible and held messages are what the DLQ holds")
+	res, err := MoveDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Wait: time.Second, Start: &start})
+	require.NoError(t, err)
+	require.Equal(t, n, res.Sent)
+	got, _ := drain(t, c, q.URL)
+	require.Len(t, got, n, "every message moved, the held ones included")
+	left, _ := drain(t, c, q.DLQURL)
+	require.Empty(t, left)
+}

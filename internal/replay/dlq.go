@@ -92,7 +92,10 @@ func (o DLQOptions) validate(needTo bool) error {
 // DLQStart is what the dead-letter queue held when a move started: MoveDLQ moves at most Messages
 // (or Max, if smaller), and only messages sent no later than At.
 type DLQStart struct {
-	// Messages is ApproximateNumberOfMessages (visible messages) at the start.
+	// Messages is what the queue held at the start: its visible messages, and those in flight
+	// (held by another reader, such as a replay that was killed: they come back when their
+	// visibility ends, and some servers, kumo among them, count a message whose visibility ended as
+	// in flight until it is received again). The move still ends when a receive finds nothing.
 	Messages int
 	// At is the start: the local clock, unless it disagrees with the Date of SQS's response by
 	// more than that header's precision (whole seconds); then the server's Date.
@@ -111,8 +114,8 @@ func (s DLQStart) Budget(max int) int {
 	return s.Messages
 }
 
-// StartDLQ reads what the dead-letter queue at url holds now: the count of visible messages and
-// the server's time.
+// StartDLQ reads what the dead-letter queue at url holds now: the count of its messages (visible and
+// in flight) and the server's time.
 func StartDLQ(ctx context.Context, c SQSAPI, url string) (DLQStart, error) {
 	info, err := queue.ReadInfo(ctx, c, url, false)
 	if err != nil {
@@ -124,7 +127,7 @@ func StartDLQ(ctx context.Context, c SQSAPI, url string) (DLQStart, error) {
 			at = server
 		}
 	}
-	return DLQStart{Messages: info.Visible, At: at}, nil
+	return DLQStart{Messages: info.Visible + info.InFlight, At: at}, nil
 }
 
 // DLQResult counts what MoveDLQ did.

@@ -18,8 +18,8 @@
 // # Bounded by what was there
 //
 // [MoveDLQ] moves the messages the dead-letter queue holds when it starts, as SQS's own move task
-// does: it reads ApproximateNumberOfMessages and the time first ([StartDLQ]), moves at most that
-// many (or Max), and skips messages sent after that time or already moved by this run (a moved
+// does: it reads the count of messages (visible and in flight) and the time first ([StartDLQ]),
+// moves at most that many (or Max), and skips messages sent after that time or already moved by this run (a moved
 // message the consumer fails on again comes back with the id its send got, through the redrive
 // policy, or naming it in intake-source-message-id, when the consumer dead-letters it itself). So
 // a message that fails for good is moved once per run, and the run ends however fast the consumer

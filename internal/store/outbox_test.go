@@ -13,6 +13,7 @@ import (
 
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -20,7 +21,7 @@ import (
 // notifications returns the outbox rows of upload id, oldest first.
 func (b *recordsBundle) notifications(t *testing.T, id uuid.UUID) []dbq.Outbox {
 	t.Helper()
-	rows, err := b.st.Q.OutboxList(b.ctx, id)
+	rows, err := testkit.ListOutbox(b.ctx, b.st.Pool, id)
 	require.NoError(t, err)
 	return rows
 }
@@ -137,7 +138,7 @@ func TestRecordsNotifyRollback(t *testing.T) {
 	_, err := b.rs.WriteRecords(b.ctx, []pipeline.Record{good, bad})
 	require.ErrorContains(t, err, "objects_reason_present")
 	require.Equal(t, 0, b.countOutbox(t), "rolled back: no notification")
-	_, err = b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: "b", Key: "good"})
+	_, err = testkit.GetObject(b.ctx, b.st.Pool, "b", "good")
 	require.Error(t, err, "and no object row")
 
 	for range 2 { // and a redelivery

@@ -80,7 +80,7 @@ func (b *recordsBundle) addUpload(t *testing.T, key, method, status string, sum 
 
 func (b *recordsBundle) row(t *testing.T, key string) dbq.Object {
 	t.Helper()
-	row, err := b.st.Q.PipelineGetObject(b.ctx, dbq.PipelineGetObjectParams{Bucket: "b", Key: key})
+	row, err := testkit.GetObject(b.ctx, b.st.Pool, "b", key)
 	require.NoError(t, err)
 	return row
 }

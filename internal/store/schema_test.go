@@ -104,7 +104,7 @@ func seedLegacy(t *testing.T) (string, uuid.UUID) {
 	_, err := store.Migrate(ctx, old.Pool)
 	require.NoError(t, err)
 	id := uuid.New()
-	_, err = old.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+	_, err = testkit.CreateUpload(ctx, old.Pool, dbq.Upload{
 		ID: id, Owner: "alice", Bucket: "b", Key: "uploads/alice/1/a.png", Method: "multipart",
 		Filename: "a.png", ContentType: "image/png", Size: 42, MultipartUploadID: ptr("mpu-1"),
 		ExpiresAt: time.Now().Add(time.Hour),
@@ -150,10 +150,10 @@ func TestUpgradeMovesAPreSchemaInstall(t *testing.T) {
 	require.Empty(t, res.Applied, "every migration was already applied in public")
 	require.Empty(t, tablesIn(t, st.Pool, "public"), "public no longer holds intake's tables")
 
-	got, err := st.Q.GetUpload(ctx, id)
+	got, err := testkit.GetUpload(ctx, st.Pool, id)
 	require.NoError(t, err)
 	require.Equal(t, "alice", got.Owner)
-	obj, err := st.Q.PipelineGetObject(ctx, dbq.PipelineGetObjectParams{Bucket: "b", Key: "uploads/alice/1/a.png"})
+	obj, err := testkit.GetObject(ctx, st.Pool, "b", "uploads/alice/1/a.png")
 	require.NoError(t, err)
 	require.Equal(t, &id, obj.UploadID, "the foreign key came along")
 	var nextID int64
@@ -252,7 +252,7 @@ func TestSchemaClashWithAnotherApplication(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, res.Moved)
 			require.NotEmpty(t, res.Applied)
-			_, err = st.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+			_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 				ID: uuid.New(), Owner: "alice", Bucket: "b", Key: "k", Method: "put", Filename: "k",
 				ContentType: "text/plain", Size: 1, ExpiresAt: time.Now().Add(time.Hour),
 			})

@@ -49,34 +49,34 @@ func TestMigrateInsertSelect(t *testing.T) {
 	sum := make([]byte, 32)
 	sum[0] = 0xab
 	expires := time.Now().Add(5 * time.Minute).UTC().Truncate(time.Microsecond)
-	created, err := st.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+	created, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: id, Owner: "alice", Bucket: "b", Key: "uploads/alice/x/a.png", Method: "put",
 		Filename: "a.png", ContentType: "image/png", Size: 42, Sha256: sum, ExpiresAt: expires,
 	})
 	require.NoError(t, err)
 	require.Equal(t, "pending", created.Status)
 
-	got, err := st.Q.GetUpload(ctx, id)
+	got, err := testkit.GetUpload(ctx, st.Pool, id)
 	require.NoError(t, err)
 	require.Equal(t, created.ID, got.ID)
 	require.Equal(t, int64(42), got.Size)
 	require.Equal(t, sum, got.Sha256)
 	require.True(t, expires.Equal(got.ExpiresAt))
 
-	byKey, err := st.Q.GetUploadByKey(ctx, dbq.GetUploadByKeyParams{Bucket: "b", Key: "uploads/alice/x/a.png"})
+	byKey, err := testkit.GetUploadByKey(ctx, st.Pool, "b", "uploads/alice/x/a.png")
 	require.NoError(t, err)
 	require.Equal(t, id, byKey.ID)
 
-	_, err = st.Q.GetUpload(ctx, uuid.New())
+	_, err = testkit.GetUpload(ctx, st.Pool, uuid.New())
 	require.ErrorIs(t, err, pgx.ErrNoRows)
 
 	// Constraints hold: a second intent for the same key and a bad method are refused.
-	_, err = st.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+	_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "bob", Bucket: "b", Key: "uploads/alice/x/a.png", Method: "put",
 		Filename: "a.png", ContentType: "image/png", Size: 1, ExpiresAt: expires,
 	})
 	require.ErrorContains(t, err, "uploads_bucket_key_key")
-	_, err = st.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+	_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "bob", Bucket: "b", Key: "k2", Method: "ftp",
 		Filename: "a.png", ContentType: "image/png", Size: 1, ExpiresAt: expires,
 	})

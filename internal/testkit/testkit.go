@@ -126,21 +126,8 @@ func DB(t testing.TB) *store.Store {
 // name; DatabaseURLFor(schema) selects it.
 func Schema(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
 	schema := Name("t_")
-	admin, err := pgxpool.New(ctx, DatabaseURL())
-	if err != nil {
-		t.Fatalf("testkit: connect %s: %v%s", config.Redact(DatabaseURL()), err, hint)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("testkit: create schema: %v%s", err, hint)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("testkit: drop schema %s: %v", schema, err)
-		}
-	})
+	createDropped(t, "schema", "CREATE SCHEMA "+schema, "DROP SCHEMA "+schema+" CASCADE")
 	return schema
 }
 
@@ -149,27 +136,33 @@ func Schema(t testing.TB) string {
 // database-level setting. Most tests want DB or Schema.
 func Database(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
 	name := Name("intake_t_")
-	admin, err := pgxpool.New(ctx, DatabaseURL())
-	if err != nil {
-		t.Fatalf("testkit: connect %s: %v%s", config.Redact(DatabaseURL()), err, hint)
-	}
-	t.Cleanup(admin.Close)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testkit: create database: %v%s", err, hint)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("testkit: drop database %s: %v", name, err)
-		}
-	})
+	createDropped(t, "database", "CREATE DATABASE "+name, "DROP DATABASE "+name+" WITH (FORCE)")
 	u, err := url.Parse(DatabaseURL())
 	if err != nil {
 		t.Fatalf("testkit: parse database url: %v", err)
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// createDropped runs create on the test database and, when the test ends, drop.
+func createDropped(t testing.TB, what, create, drop string) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgxpool.New(ctx, DatabaseURL())
+	if err != nil {
+		t.Fatalf("testkit: connect %s: %v%s", config.Redact(DatabaseURL()), err, hint)
+	}
+	t.Cleanup(admin.Close)
+	if _, err := admin.Exec(ctx, create); err != nil {
+		t.Fatalf("testkit: create %s: %v%s", what, err, hint)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), drop); err != nil {
+			t.Errorf("testkit: %s: %v", drop, err)
+		}
+	})
 }
 
 // DatabaseURLFor returns a URL that selects schema as search_path (for code that takes a URL).

@@ -63,7 +63,7 @@ func setup(tb testing.TB) *testBundle {
 // intent records an intake intent for a multipart upload.
 func intent(tb testing.TB, ctx context.Context, st *store.Store, bucket string, u testkit.Upload) uuid.UUID {
 	tb.Helper()
-	row, err := st.Q.CreateUpload(ctx, dbq.CreateUploadParams{
+	row, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: u.Key, Method: "multipart", Filename: "f.bin",
 		ContentType: "application/octet-stream", Size: 1, MultipartUploadID: aws.String(u.ID),
 		ExpiresAt: time.Now().Add(time.Hour),
@@ -75,7 +75,7 @@ func intent(tb testing.TB, ctx context.Context, st *store.Store, bucket string, 
 // abortRows returns the recorded aborts by upload id.
 func abortRows(tb testing.TB, ctx context.Context, st *store.Store, bucket string) map[string]dbq.MultipartAbort {
 	tb.Helper()
-	rows, err := st.Q.ListMultipartAborts(ctx, bucket)
+	rows, err := testkit.ListMultipartAborts(ctx, st.Pool, bucket)
 	require.NoError(tb, err)
 	out := map[string]dbq.MultipartAbort{}
 	for _, r := range rows {

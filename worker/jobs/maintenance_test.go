@@ -62,14 +62,14 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 	}
 	ids := make([]uuid.UUID, len(cases))
 	for i, tc := range cases {
-		arg := dbq.CreateUploadParams{
+		arg := dbq.Upload{
 			ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: fmt.Sprintf("uploads/alice/%d/f.bin", i), Method: tc.method,
 			Filename: "f.bin", ContentType: "application/octet-stream", Size: 1, ExpiresAt: now.Add(tc.expiresIn),
 		}
 		if tc.upload != nil {
 			arg.Key, arg.MultipartUploadID = tc.upload.Key, aws.String(tc.upload.ID)
 		}
-		row, err := b.st.Q.CreateUpload(b.ctx, arg)
+		row, err := testkit.CreateUpload(b.ctx, b.st.Pool, arg)
 		require.NoError(t, err, tc.name)
 		ids[i] = row.ID
 		if tc.status != "pending" {
@@ -89,7 +89,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 	require.Empty(t, moved)
 
 	status := func(id uuid.UUID) string {
-		u, err := b.st.Q.GetUpload(b.ctx, id)
+		u, err := testkit.GetUpload(b.ctx, b.st.Pool, id)
 		require.NoError(t, err)
 		return u.Status
 	}
@@ -168,7 +168,7 @@ func TestMaintenanceTaskEndToEnd(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.False(t, tasks.KnownType(jobs.TypeMaintenance), "not enqueueable through POST /v1/jobs")
-	row, err := b.st.Q.CreateUpload(b.ctx, dbq.CreateUploadParams{
+	row, err := testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
 		ID: uuid.New(), Owner: "alice", Bucket: b.bucket, Key: "uploads/alice/x/late.png", Method: "put",
 		Filename: "late.png", ContentType: "image/png", Size: 1, ExpiresAt: time.Now().Add(-3 * time.Hour),
 	})
@@ -189,7 +189,7 @@ func TestMaintenanceTaskEndToEnd(t *testing.T) {
 	go func() { done <- srv.Run(ctx) }()
 	go func() { done <- sched.Run(ctx) }()
 	require.Eventually(t, func() bool {
-		u, err := b.st.Q.GetUpload(b.ctx, row.ID)
+		u, err := testkit.GetUpload(b.ctx, b.st.Pool, row.ID)
 		return err == nil && u.Status == "expired"
 	}, 30*time.Second, 100*time.Millisecond, "logs:\n%s", b.logBuf.String())
 	stop()

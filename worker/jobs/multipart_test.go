@@ -99,10 +99,10 @@ func TestDeadlineAbort(t *testing.T) {
 		require.NoError(t, err, "completed object %s is untouched", u.Key)
 		require.EqualValues(t, len(part), aws.ToInt64(head.ContentLength))
 	}
-	got, err := b.st.Q.GetUpload(ctx, leftIntent)
+	got, err := testkit.GetUpload(ctx, b.st.Pool, leftIntent)
 	require.NoError(t, err)
 	require.Equal(t, "aborted", got.Status)
-	got, err = b.st.Q.GetUpload(ctx, lateIntent)
+	got, err = testkit.GetUpload(ctx, b.st.Pool, lateIntent)
 	require.NoError(t, err)
 	require.Equal(t, "completed", got.Status, "a gone upload whose object exists completed")
 

@@ -12,39 +12,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const listMultipartAborts = `-- name: ListMultipartAborts :many
-SELECT bucket, key, upload_id, initiated, aborted_at, reason, outcome FROM multipart_aborts WHERE bucket = $1 ORDER BY aborted_at, upload_id
-`
-
-// Recorded aborts of a bucket, oldest first (tests, `intake sweep` reports).
-func (q *Queries) ListMultipartAborts(ctx context.Context, bucket string) ([]MultipartAbort, error) {
-	rows, err := q.db.Query(ctx, listMultipartAborts, bucket)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []MultipartAbort{}
-	for rows.Next() {
-		var i MultipartAbort
-		if err := rows.Scan(
-			&i.Bucket,
-			&i.Key,
-			&i.UploadID,
-			&i.Initiated,
-			&i.AbortedAt,
-			&i.Reason,
-			&i.Outcome,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const multipartCompleted = `-- name: MultipartCompleted :execrows
 UPDATE uploads SET status = 'completed', updated_at = now()
 WHERE bucket = $1

@@ -85,44 +85,6 @@ func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaim
 	return items, nil
 }
 
-const outboxList = `-- name: OutboxList :many
-SELECT id, event_id, dedupe_key, event_type, upload_id, bucket, key, data, created_at, relayed_at, pending, delivered_at FROM outbox WHERE upload_id = $1 ORDER BY id
-`
-
-// Every notification of an upload, oldest first (tests and operators).
-func (q *Queries) OutboxList(ctx context.Context, uploadID uuid.UUID) ([]Outbox, error) {
-	rows, err := q.db.Query(ctx, outboxList, uploadID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Outbox{}
-	for rows.Next() {
-		var i Outbox
-		if err := rows.Scan(
-			&i.ID,
-			&i.EventID,
-			&i.DedupeKey,
-			&i.EventType,
-			&i.UploadID,
-			&i.Bucket,
-			&i.Key,
-			&i.Data,
-			&i.CreatedAt,
-			&i.RelayedAt,
-			&i.Pending,
-			&i.DeliveredAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const outboxMarkDeliveredBatch = `-- name: OutboxMarkDeliveredBatch :exec
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),

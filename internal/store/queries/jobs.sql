@@ -74,7 +74,3 @@ WHERE u.bucket = @bucket
                   WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id)
 ORDER BY u.expires_at, u.id
 LIMIT @max_rows;
-
--- name: ListMultipartAborts :many
--- Recorded aborts of a bucket, oldest first (tests, `intake sweep` reports).
-SELECT * FROM multipart_aborts WHERE bucket = @bucket ORDER BY aborted_at, upload_id;

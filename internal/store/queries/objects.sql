@@ -127,13 +127,6 @@ WITH arg AS (
 SELECT (up.updated_at = statement_timestamp())::boolean AS applied, up.status, up.reason, up.etag, up.version_id
 FROM up;
 
--- name: PipelineGetObject :one
-SELECT * FROM objects WHERE bucket = @bucket AND key = @key;
-
--- name: PipelineListObjects :many
--- Every row of a bucket, by key (tests and operators).
-SELECT * FROM objects WHERE bucket = @bucket ORDER BY key;
-
 -- name: PipelineArchiveEvent :exec
 INSERT INTO events (message_id, bucket, key, event_name, outcome, body)
 VALUES (@message_id, sqlc.narg('bucket'), sqlc.narg('key'), sqlc.narg('event_name'), @outcome, @body);

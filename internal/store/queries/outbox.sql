@@ -46,7 +46,3 @@ SELECT COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(created_at) FROM outbox W
 -- Deletes up to max_rows notifications delivered before cutoff, oldest first.
 DELETE FROM outbox
 WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz ORDER BY o.id LIMIT @max_rows);
-
--- name: OutboxList :many
--- Every notification of an upload, oldest first (tests and operators).
-SELECT * FROM outbox WHERE upload_id = @upload_id ORDER BY id;
