@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -58,10 +60,15 @@ func benchServer(b *testing.B, withDB bool) *Server {
 		q = store.IntentQueries{Queries: st.Q, Intents: w}
 	}
 	s3c := testkit.S3()
+	reg := prometheus.NewRegistry()
+	mpMetrics, err := mpart.NewMetrics(reg)
+	require.NoError(b, err)
+	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: 10 * time.Second})
+	require.NoError(b, err)
 	srv, err := New(context.Background(), Options{
-		API: testAPIConfig(), Bucket: testkit.Bucket(b, s3c), Policy: testPolicy(), Queries: q, S3: s3c,
+		API: testAPIConfig(), Bucket: testkit.Bucket(b, s3c), Policy: testPolicy(), Queries: q, S3: s3c, Multipart: mp,
 		Presign: objstore.NewPresignClient(testkit.AWSConfig(), testkit.AWS()),
-		Log:     telemetry.NewLogger(io.Discard, "json", "info"), Registerer: prometheus.NewRegistry(),
+		Log:     telemetry.NewLogger(io.Discard, "json", "info"), Registerer: reg,
 	})
 	require.NoError(b, err)
 	return srv
@@ -127,9 +134,11 @@ func BenchmarkLoad(b *testing.B) {
 		require.NoError(b, err)
 		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = hs.Serve(ln) }()
+		stopProfile := startLoadProfile(b, v.name)
 		cpu0 := cpuTime()
 		res, err := runLoad(loadSpec{Addr: ln.Addr().String(), Conns: 64, Duration: loadDuration, Path: "/v1/uploads", APIKey: aliceKey, Body: benchBody})
 		cpu := cpuTime() - cpu0
+		stopProfile()
 		_ = hs.Close()
 		require.NoError(b, err)
 		require.Zero(b, res.Errors+res.Non2xx, "%s: %+v", v.name, res)
@@ -164,6 +173,30 @@ func BenchmarkLoad(b *testing.B) {
 	b.ReportMetric(results["intake-with-intent-row"], "route-req/s")
 	b.ReportMetric(cpuPerReq["intake-with-intent-row"], "route-cpu-µs/req")
 	b.ReportMetric(results["intake-with-intent-row"]/refRPS, "route-x-ref")
+	// CPU ratios: how many times less CPU per request intake spends than the reference.
+	b.ReportMetric(refCPUPerReq/cpuPerReq["intake-presign-only"], "presign-cpu-x-less")
+	b.ReportMetric(refCPUPerReq/cpuPerReq["intake-with-intent-row"], "route-cpu-x-less")
+}
+
+// loadProfileEnv names a directory: BenchmarkLoad then writes a CPU profile of intake's process
+// during each of its own load runs there (<variant>.pprof), without the reference's run.
+const loadProfileEnv = "INTAKE_LOAD_CPUPROFILE"
+
+// startLoadProfile starts the CPU profile of one load run when loadProfileEnv is set, and returns
+// the function that stops it.
+func startLoadProfile(b *testing.B, name string) func() {
+	b.Helper()
+	dir := os.Getenv(loadProfileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	require.NoError(b, err)
+	require.NoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		require.NoError(b, f.Close())
+	}
 }
 
 // requireBenchTools fails (does not skip) when node or the reference server's packages are missing.
