@@ -87,7 +87,7 @@ type intentSpec struct {
 
 func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	var req createUploadRequest
-	if p := decodeJSON(w, r, &req); p != nil {
+	if p := decodeCreateUpload(w, r, &req); p != nil {
 		return p
 	}
 	if req.Size == nil {
