@@ -2,6 +2,7 @@ package api
 
 import (
 	"math"
+	"math/rand/v2"
 	"mime"
 	"strings"
 	"testing"
@@ -204,4 +205,37 @@ func TestObjectKeyAndCursor(t *testing.T) {
 	}
 	_, _, ok = decodeCursor(rawCursor(253402300799999999, id))
 	require.True(t, ok, "the last microsecond of 9999")
+}
+
+// TestPlainMediaType: a content type taking normalizeContentType's shortcut is one that package
+// mime parses and formats back to itself, without parameters or a wildcard.
+func TestPlainMediaType(t *testing.T) {
+	t.Parallel()
+	alphabet := "az09/!#$%&'+-.^_`|~*A; =\"\t"
+	r := rand.New(rand.NewPCG(7, 8))
+	plain := 0
+	check := func(ct string) {
+		if !plainMediaType(ct) {
+			return
+		}
+		plain++
+		mt, params, err := mime.ParseMediaType(ct)
+		require.NoError(t, err, "%q", ct)
+		require.Empty(t, params, "%q", ct)
+		require.Equal(t, ct, mime.FormatMediaType(mt, params), "%q", ct)
+		require.NotContains(t, ct, "*")
+	}
+	for _, ct := range []string{"image/jpeg", "application/vnd.ms-excel", "text/x-c++", "a/b", "/b", "a/", "/", "", "a//b", "a/b/c", "Image/jpeg", "image/*", "text/plain; charset=utf-8", "a b/c"} {
+		check(ct)
+	}
+	for range 50000 {
+		b := make([]byte, 1+r.IntN(8))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		check(string(b))
+	}
+	require.Greater(t, plain, 500)
+	require.True(t, plainMediaType("image/jpeg"))
+	require.False(t, plainMediaType("Image/JPEG"))
 }
