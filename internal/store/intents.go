@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -131,9 +132,11 @@ func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
 		calls[0].answer(struct{}{}, insertOne(ctx, w.q, calls[0].arg))
 		return
 	}
-	var params dbq.IntentsInsertBatchParams
-	fillParams(&params, calls)
-	err := w.q.IntentsInsertBatch(ctx, params)
+	params := batchParams.Get().(*dbq.IntentsInsertBatchParams)
+	fillParams(params, calls)
+	err := w.q.IntentsInsertBatch(ctx, *params) // encodes the arrays before it returns
+	clearParams(params)
+	batchParams.Put(params)
 	switch {
 	case err == nil:
 		for _, c := range calls {
@@ -158,6 +161,25 @@ func insertOne(ctx context.Context, q *dbq.Queries, arg dbq.APICreateUploadParam
 		return fmt.Errorf("insert upload intent %s: %w", arg.ID, err)
 	}
 	return nil
+}
+
+// batchParams keeps the parallel arrays of IntentsInsertBatch between batches: filled anew for each
+// batch, they were five allocations per row.
+var batchParams = sync.Pool{New: func() any { return new(dbq.IntentsInsertBatchParams) }}
+
+// clearParams drops the rows' values from p's arrays (keeping their capacity), so that a pooled p
+// holds on to no request's data.
+func clearParams(p *dbq.IntentsInsertBatchParams) {
+	clear(p.Owners)
+	clear(p.Buckets)
+	clear(p.Keys)
+	clear(p.Methods)
+	clear(p.Filenames)
+	clear(p.ContentTypes)
+	clear(p.Sha256s)
+	clear(p.MultipartUploadIds)
+	clear(p.ExpiresAts)
+	clear(p.Metadatas)
 }
 
 // fillParams sets p's parallel arrays to the calls' rows.
