@@ -18,6 +18,12 @@ import (
 // jsonBufs holds response buffers between requests.
 var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
+// Header values of writeUploadResponse.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 // maxPooledJSON is the largest buffer returned to jsonBufs (larger ones are left to the GC).
 const maxPooledJSON = 16 << 10
 
@@ -30,8 +36,9 @@ func writeUploadResponse(w http.ResponseWriter, status int, resp *uploadResponse
 	bp := jsonBufs.Get().(*[]byte)
 	buf := resp.appendJSON((*bp)[:0])
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	// Shared values (net/http copies the header when the status is written; nothing changes them).
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
 	w.WriteHeader(status)
 	_, _ = w.Write(buf)
 	if cap(buf) <= maxPooledJSON {
