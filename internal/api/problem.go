@@ -82,26 +82,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
 
 // decodeJSONLimit is decodeJSON with the route's own body limit.
 func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) *Problem {
-	if p := checkJSONContentType(r); p != nil {
-		return p
-	}
-	return decodeJSONFrom(http.MaxBytesReader(w, r.Body, limit), v)
-}
-
-// checkJSONContentType refuses a request whose Content-Type, if any, is not JSON.
-func checkJSONContentType(r *http.Request) *Problem {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, _ := strings.Cut(ct, ";")
 		if mt = strings.ToLower(strings.TrimSpace(mt)); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 			return problemf(problem.UnsupportedMediaType, "content type %q is not application/json", ct)
 		}
 	}
-	return nil
-}
-
-// decodeJSONFrom is decodeJSON's decoding of the (size-limited) body.
-func decodeJSONFrom(body io.Reader, v any) *Problem {
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err)

@@ -87,7 +87,7 @@ type intentSpec struct {
 
 func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	var req createUploadRequest
-	if p := decodeCreateUpload(w, r, &req); p != nil {
+	if p := decodeJSON(w, r, &req); p != nil {
 		return p
 	}
 	if req.Size == nil {
@@ -117,7 +117,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	writeUploadResponse(w, http.StatusCreated, &resp)
+	writeJSON(w, http.StatusCreated, resp)
 	return nil
 }
 
