@@ -283,7 +283,9 @@ func (e *benchEnv) compare(b *testing.B, s3Client *s3.Client, sqsClient *sqs.Cli
 		b.StopTimer()
 		stopProfile()
 		b.Logf("consumer: %d events in %s; %s", benchEvents, took.Round(time.Millisecond), stages)
-		b.Logf("consumer: CPU used: %s", cpuSince(cpu))
+		used := cpuDelta(cpu)
+		b.Logf("consumer: CPU used: %s", formatCPU(used))
+		reportCPU(b, used, benchEvents)
 		if got := countValid(b, st); got != benchEvents {
 			b.Fatalf("%d valid rows after draining %d events", got, benchEvents)
 		}
