@@ -29,6 +29,16 @@ func newStageTimer() *stageTimer {
 	return &stageTimer{total: map[string]time.Duration{}, count: map[string]int{}}
 }
 
+// stageTimerIfAsked returns a stageTimer when $INTAKE_BENCH_STAGES is set, else nil: the timing
+// wrappers run in the measured process and the daemon has no such work, so the CPU figures are
+// taken without them.
+func stageTimerIfAsked() *stageTimer {
+	if os.Getenv("INTAKE_BENCH_STAGES") == "" {
+		return nil
+	}
+	return newStageTimer()
+}
+
 func (s *stageTimer) since(stage string, began time.Time) {
 	d := time.Since(began)
 	s.mu.Lock()
@@ -37,8 +47,11 @@ func (s *stageTimer) since(stage string, began time.Time) {
 	s.mu.Unlock()
 }
 
-// String lists the mean latency and call count of each stage.
+// String lists the mean latency and call count of each stage ("" when s is nil).
 func (s *stageTimer) String() string {
+	if s == nil {
+		return ""
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	names := make([]string, 0, len(s.total))
