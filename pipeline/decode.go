@@ -32,7 +32,13 @@ var ErrPermanent = errors.New("permanent failure")
 // On success Decode returns at least one event; every error wraps
 // [ErrPermanent].
 func Decode(body []byte) ([]Event, error) {
-	events, err := decode(body, false)
+	// The fast path dispatches on names found by a scan instead of a decoded map. On a valid body
+	// it takes the same branch; any error is computed again the thorough way, so that a malformed
+	// body gets the same error either way.
+	if events, err := decode(body, false, true); err == nil {
+		return events, nil
+	}
+	events, err := decode(body, false, false)
 	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
@@ -44,29 +50,155 @@ func permanent(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrPermanent)
 }
 
-func decode(body []byte, inSNS bool) ([]Event, error) {
+// decode decodes body, an SNS message when inSNS. With fast, it finds the top-level names with
+// topNames when it can; the caller must then decode again without fast after an error.
+func decode(body []byte, inSNS, fast bool) ([]Event, error) {
 	// Dispatch on exact top-level names: encoding/json matches struct fields
 	// case-insensitively, which would confuse "Time" (test event) with
 	// "time" (EventBridge).
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, permanent("malformed JSON: %v", err)
+	names, ok := topName(0), false
+	if fast {
+		names, ok = topNames(body)
 	}
-	has := func(name string) bool { _, ok := top[name]; return ok }
+	if !ok {
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(body, &top); err != nil {
+			return nil, permanent("malformed JSON: %v", err)
+		}
+		names = 0
+		for i, name := range dispatchNames {
+			if _, ok := top[name]; ok {
+				names |= 1 << i
+			}
+		}
+	}
 	switch {
-	case has("Records"):
+	case names&nameRecords != 0:
 		return decodeRecords(body)
-	case has("Type") && has("Message"):
+	case names&nameType != 0 && names&nameMessage != 0:
 		if inSNS {
 			return nil, permanent("SNS envelope inside an SNS envelope")
 		}
-		return decodeSNS(body)
-	case has("detail-type"):
+		return decodeSNS(body, fast)
+	case names&nameDetailType != 0:
 		return decodeEventBridge(body)
-	case has("Event"):
+	case names&nameEvent != 0:
 		return decodeTestEvent(body)
 	}
 	return nil, permanent("unrecognized message body")
+}
+
+// topName is a set of the top-level names decode dispatches on.
+type topName uint8
+
+const (
+	nameRecords topName = 1 << iota
+	nameType
+	nameMessage
+	nameDetailType
+	nameEvent
+)
+
+// dispatchNames are the names of the topName bits, in order.
+var dispatchNames = [...]string{"Records", "Type", "Message", "detail-type", "Event"}
+
+// topNames scans body, a JSON object, for the top-level names decode dispatches on, without
+// decoding anything. ok is false when it cannot tell this way: body is not an object, a name holds
+// an escape sequence (encoding/json would unescape it), or the structure is broken. It does not
+// validate the values: the decoding that follows does (json.Unmarshal checks the whole body).
+func topNames(body []byte) (names topName, ok bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return 0, false
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return 0, true
+	}
+	for i < len(body) {
+		if body[i] != '"' {
+			return 0, false
+		}
+		end := i + 1
+		for end < len(body) && body[end] != '"' {
+			if body[end] == '\\' {
+				return 0, false
+			}
+			end++
+		}
+		if end >= len(body) {
+			return 0, false
+		}
+		name := body[i+1 : end]
+		for k, n := range dispatchNames {
+			if string(name) == n {
+				names |= 1 << k
+			}
+		}
+		i = skipSpace(body, end+1)
+		if i >= len(body) || body[i] != ':' {
+			return 0, false
+		}
+		if i, ok = skipValue(body, skipSpace(body, i+1)); !ok {
+			return 0, false
+		}
+		i = skipSpace(body, i)
+		switch {
+		case i >= len(body):
+			return 0, false
+		case body[i] == '}':
+			return names, true
+		case body[i] != ',':
+			return 0, false
+		}
+		i = skipSpace(body, i+1)
+	}
+	return 0, false
+}
+
+// skipValue returns the index just past the JSON value starting at i (strings and nesting are
+// followed; scalars end at the next ',', '}' or ']' outside any string).
+func skipValue(b []byte, i int) (int, bool) {
+	depth := 0
+	for i < len(b) {
+		switch b[i] {
+		case '"':
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if i >= len(b) {
+				return 0, false
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i, true
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i, true
+			}
+		}
+		i++
+		if depth == 0 && i < len(b) && (b[i-1] == '"' || b[i-1] == '}' || b[i-1] == ']') {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// skipSpace returns the index of the first non-space byte at or after i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 type s3Record struct {
@@ -172,7 +304,7 @@ func parseTime(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-func decodeSNS(body []byte) ([]Event, error) {
+func decodeSNS(body []byte, fast bool) ([]Event, error) {
 	var env struct {
 		Type    string `json:"Type"`
 		Message string `json:"Message"`
@@ -183,7 +315,7 @@ func decodeSNS(body []byte) ([]Event, error) {
 	if env.Type != "Notification" {
 		return nil, permanent("unsupported SNS message type %q", env.Type)
 	}
-	events, err := decode([]byte(env.Message), true)
+	events, err := decode([]byte(env.Message), true, fast)
 	if err != nil {
 		return nil, fmt.Errorf("SNS message: %w", err)
 	}

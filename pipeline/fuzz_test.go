@@ -39,3 +39,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeScan checks that dispatching on the scanned top-level names (Decode's fast path) and on
+// a decoded map (its fallback) agree: same events, and an error for one only with an error for the
+// other.
+func FuzzDecodeScan(f *testing.F) {
+	for _, body := range readFixtures(f) {
+		f.Add(body)
+	}
+	for _, body := range negativeBodies {
+		f.Add([]byte(body))
+	}
+	for _, body := range []string{
+		`{"Recor\u0064s":[]}`, `{"records":[{}]}`, `{"Records":null,"Records":[]}`, `{"x":{"Records":[]},"Event":"s3:TestEvent"}`,
+		`{"x":"}\"{","Type":"Notification","Message":"{}"}`, ` { "Event" : "s3:TestEvent" , "Time":"2024-01-01T00:00:00Z"} `,
+		`{"detail-type":"Object Created","source":"aws.s3","detail":[1,{"a":[]}]}`, `{"a":1,}`, `{"a" 1}`, `{,}`, `{"Records":[]`,
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, fastErr := pipeline.DecodeWith(body, true)
+		slow, slowErr := pipeline.DecodeWith(body, false)
+		if slowErr != nil {
+			require.Error(t, fastErr, "the scan decoded what the map refused")
+			return
+		}
+		require.NoError(t, fastErr, "the scan refused what the map decoded")
+		require.Equal(t, slow, fast)
+	})
+}

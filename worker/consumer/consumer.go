@@ -129,7 +129,13 @@ type Consumer struct {
 	// gatherWait is how long acquire waits for more free workers (defaultGatherWait; tests change it).
 	gatherWait time.Duration
 	acks       *acker
-	handled    sync.WaitGroup
+	// tasks carries received messages to the workers: Workers long-lived goroutines, each handling
+	// one message at a time. (A goroutine per message grew a fresh stack for each one.) Its buffer
+	// holds Workers tasks, and a receiver holds a free slot for each message it sends, so a send
+	// never waits.
+	tasks chan task
+	// handled counts the tasks sent and not yet finished.
+	handled sync.WaitGroup
 
 	// redrive is what the consumer knows of the queue's redrive policy (nil: none or unknown).
 	redrive         atomic.Pointer[queue.RedrivePolicy]
@@ -147,6 +153,13 @@ const (
 	stateRunning
 	stateStopping
 )
+
+// task is one received message for a worker: processed, or only hidden when it was received as a
+// pause began (deferOnly).
+type task struct {
+	d         *delivery
+	deferOnly bool
+}
 
 // delivery is one received message while the consumer holds it.
 type delivery struct {
@@ -220,6 +233,7 @@ func New(cfg Config) (*Consumer, error) {
 		m:          m,
 		gate:       newGate(cfg.Dependencies, pauseMin, pauseMax, probeTimeout, m.paused, cfg.Log),
 		slots:      make(chan struct{}, cfg.Workers),
+		tasks:      make(chan task, cfg.Workers),
 		gatherWait: defaultGatherWait,
 		inflight:   map[string]*delivery{},
 	}
@@ -244,6 +258,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.acks = newAcker(settleCtx, c.cfg.Client, c.cfg.QueueURL, c.log, c.m)
 	c.refreshQueueInfo(ctx)
 
+	var workers sync.WaitGroup
+	for range c.cfg.Workers {
+		workers.Go(func() { c.work(ctx, workCtx) })
+	}
 	var bg sync.WaitGroup
 	if c.cfg.DepthInterval > 0 {
 		bg.Go(func() { c.pollDepth(ctx) })
@@ -251,7 +269,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	bg.Go(func() { c.gate.run(ctx) })
 	var receivers sync.WaitGroup
 	for i := range c.cfg.Receivers {
-		receivers.Go(func() { c.receive(ctx, workCtx, i) })
+		receivers.Go(func() { c.receive(ctx, i) })
 	}
 	c.log.Info("consumer started", "queue_url", c.cfg.QueueURL, "dlq_url", c.cfg.DLQURL,
 		"receivers", c.cfg.Receivers, "workers", c.cfg.Workers, "visibility", c.cfg.Visibility.String(),
@@ -265,16 +283,42 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	n := c.inflightCount()
 	c.log.Info("consumer stopping: receiving stopped, waiting for in-flight messages", "inflight", n, "grace", c.cfg.Grace.String())
-	if !waitTimeout(&c.handled, c.cfg.Grace) {
+	drained := waitTimeout(&c.handled, c.cfg.Grace)
+	if !drained {
 		c.log.Warn("grace period over: cancelling in-flight messages and returning them to the queue", "inflight", c.inflightCount())
 		cancelWork()
-		if !waitTimeout(&c.handled, drainTimeout) {
+		if drained = waitTimeout(&c.handled, drainTimeout); !drained {
 			c.abandon(settleCtx)
 		}
+	}
+	// No task is sent after the receivers stopped. The workers of abandoned handlers end when
+	// those return; the others end now.
+	close(c.tasks)
+	if drained {
+		workers.Wait()
 	}
 	c.acks.close()
 	c.log.Info("consumer stopped")
 	return nil
+}
+
+// work is one worker: it handles the tasks the receivers send until tasks is closed. Messages are
+// processed under workCtx; those only deferred, under ctx.
+func (c *Consumer) work(ctx, workCtx context.Context) {
+	for t := range c.tasks {
+		if t.deferOnly {
+			c.deferUnprocessed(ctx, t.d)
+		} else {
+			c.handle(workCtx, t.d)
+		}
+		c.handled.Done()
+	}
+}
+
+// dispatch hands a tracked message, whose worker slot the caller holds, to a worker.
+func (c *Consumer) dispatch(d *delivery, deferOnly bool) {
+	c.handled.Add(1)
+	c.tasks <- task{d: d, deferOnly: deferOnly}
 }
 
 // Ready is a readiness check: it fails until Run started, while receiving is paused by a

@@ -6,7 +6,8 @@
 // Several receivers long-poll the queue concurrently, but a receiver only asks for as many messages
 // as there are free worker slots: when the pool of Workers is busy the receivers wait, so nothing is
 // received that cannot be processed at once (a received message's visibility timeout is running).
-// Each message is processed in its own goroutine, holding one slot.
+// Each message holds one slot and is processed by one of Workers long-lived worker goroutines (a
+// goroutine per message would grow a fresh stack for every message).
 //
 // # Settling a message
 //

@@ -10,8 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// receive is one long-poll loop. Messages it receives are processed under workCtx.
-func (c *Consumer) receive(ctx, workCtx context.Context, id int) {
+// receive is one long-poll loop; the workers process the messages it receives.
+func (c *Consumer) receive(ctx context.Context, id int) {
 	log := c.log.With("receiver", id)
 	errBackoff := pauseMin
 	for ctx.Err() == nil {
@@ -55,11 +55,7 @@ func (c *Consumer) receive(ctx, workCtx context.Context, id int) {
 		for _, msg := range out.Messages {
 			d := newDelivery(msg, pass.at)
 			c.track(d)
-			if paused {
-				c.handled.Go(func() { c.deferUnprocessed(ctx, d) })
-				continue
-			}
-			c.handled.Go(func() { c.handle(workCtx, d) })
+			c.dispatch(d, paused)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +29,16 @@ func newStageTimer() *stageTimer {
 	return &stageTimer{total: map[string]time.Duration{}, count: map[string]int{}}
 }
 
+// stageTimerIfAsked returns a stageTimer when $INTAKE_BENCH_STAGES is set, else nil: the timing
+// wrappers run in the measured process and the daemon has no such work, so the CPU figures are
+// taken without them.
+func stageTimerIfAsked() *stageTimer {
+	if os.Getenv("INTAKE_BENCH_STAGES") == "" {
+		return nil
+	}
+	return newStageTimer()
+}
+
 func (s *stageTimer) since(stage string, began time.Time) {
 	d := time.Since(began)
 	s.mu.Lock()
@@ -36,8 +47,11 @@ func (s *stageTimer) since(stage string, began time.Time) {
 	s.mu.Unlock()
 }
 
-// String lists the mean latency and call count of each stage.
+// String lists the mean latency and call count of each stage ("" when s is nil).
 func (s *stageTimer) String() string {
+	if s == nil {
+		return ""
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	names := make([]string, 0, len(s.total))
@@ -97,11 +111,23 @@ func (r timedRecords) Record(ctx context.Context, rec pipeline.Record) (pipeline
 	return r.RecordStore.Record(ctx, rec)
 }
 
-// cpuTimes reads the CPU time (user+system) used so far by the local stack's servers and by this
-// process, from /proc (Linux only; empty elsewhere). Comparing two snapshots tells which process
-// the benchmark's work landed on.
+// Names of the processes cpuTimes reports.
+const (
+	procIntake   = "intake" // this process: consumer, processor, SDK clients (and the benchmark's own loop)
+	procMinIO    = "minio"
+	procKumo     = "kumo"
+	procPostgres = "postgres" // every PostgreSQL process: backends, WAL writer, checkpointer...
+)
+
+// cpuTimes reads the CPU time (user+system) used so far by the local stack's servers (from /proc,
+// Linux only; empty elsewhere) and by this process (getrusage, microsecond resolution). Comparing
+// two snapshots tells which process the benchmark's work landed on.
 func cpuTimes() map[string]time.Duration {
 	out := map[string]time.Duration{}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		out[procIntake] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return out
@@ -109,7 +135,7 @@ func cpuTimes() map[string]time.Duration {
 	self := strconv.Itoa(os.Getpid())
 	for _, e := range entries {
 		pid := e.Name()
-		if pid[0] < '0' || pid[0] > '9' {
+		if pid[0] < '0' || pid[0] > '9' || pid == self {
 			continue
 		}
 		raw, err := os.ReadFile("/proc/" + pid + "/stat")
@@ -121,14 +147,8 @@ func cpuTimes() map[string]time.Duration {
 		if open < 0 || closing < open {
 			continue
 		}
-		comm := string(raw[open+1 : closing])
-		name := ""
-		switch {
-		case pid == self:
-			name = "benchmark (consumer, processor, SDK clients)"
-		case comm == "minio", comm == "kumo", comm == "postgres":
-			name = comm
-		default:
+		name := string(raw[open+1 : closing])
+		if name != procMinIO && name != procKumo && name != procPostgres {
 			continue
 		}
 		fields := strings.Fields(string(raw[closing+1:]))
@@ -142,19 +162,50 @@ func cpuTimes() map[string]time.Duration {
 	return out
 }
 
+// cpuDelta is the CPU time each process used since before. A process that exited since (a
+// PostgreSQL backend whose connection closed) takes its time with it, so the figures of the
+// servers are lower bounds.
+func cpuDelta(before map[string]time.Duration) map[string]time.Duration {
+	after := cpuTimes()
+	for n, d := range after {
+		after[n] = d - before[n]
+	}
+	return after
+}
+
 // cpuSince formats the CPU time each process used since before.
 func cpuSince(before map[string]time.Duration) string {
-	after := cpuTimes()
-	names := make([]string, 0, len(after))
-	for n := range after {
+	return formatCPU(cpuDelta(before))
+}
+
+// formatCPU lists the CPU time of each process.
+func formatCPU(used map[string]time.Duration) string {
+	names := make([]string, 0, len(used))
+	for n := range used {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	var b strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&b, "%s %s; ", n, (after[n] - before[n]).Round(10*time.Millisecond))
+		fmt.Fprintf(&b, "%s %s; ", n, used[n].Round(10*time.Millisecond))
 	}
 	return b.String()
+}
+
+// reportCPU reports the CPU time per event of intake and of each server, in ms, and intake's as a
+// multiple of MinIO's ("x-minio-cpu": MinIO's share is the inspection read, the work no consumer
+// can avoid).
+func reportCPU(b *testing.B, used map[string]time.Duration, events int) {
+	perEvent := func(name string) float64 {
+		return float64(used[name]) / float64(time.Millisecond) / float64(events)
+	}
+	b.ReportMetric(perEvent(procIntake), "intake-cpu-ms/event")
+	b.ReportMetric(perEvent(procMinIO), "minio-cpu-ms/event")
+	b.ReportMetric(perEvent(procPostgres), "pg-cpu-ms/event")
+	b.ReportMetric(perEvent(procKumo), "kumo-cpu-ms/event")
+	if used[procMinIO] > 0 {
+		b.ReportMetric(float64(used[procIntake])/float64(used[procMinIO]), "x-minio-cpu")
+	}
 }
 
 // profileIfAsked writes a CPU profile of the timed part to $INTAKE_BENCH_CPUPROFILE, when set

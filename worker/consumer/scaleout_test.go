@@ -1,0 +1,357 @@
+package consumer_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/consumer"
+)
+
+// Environment of a consumer child process (BenchmarkScaleOut): the test binary run again with
+// childEnv set runs one consumer, as the daemon's consumer role wires it, instead of the tests.
+const (
+	childEnv       = "INTAKE_CONSUMER_CHILD" // the queue URL
+	childBucketEnv = "INTAKE_CONSUMER_CHILD_BUCKET"
+	childDBEnv     = "INTAKE_CONSUMER_CHILD_DB" // a database URL selecting the schema
+)
+
+// scaleOutTimeout bounds each drain of BenchmarkScaleOut.
+const scaleOutTimeout = 3 * time.Minute
+
+// childReport is what a consumer child prints on its stdout when it stops.
+type childReport struct {
+	CPU       time.Duration `json:"cpu"`       // user+system CPU from Run's start to its return
+	Processed int64         `json:"processed"` // Process calls (a redelivered message counts again)
+	Acked     float64       `json:"acked"`     // intake_messages_acked_total
+	Receives  histSummary   `json:"receives"`  // intake_consumer_receive_batch_messages
+	Deletes   histSummary   `json:"deletes"`   // intake_consumer_delete_batch_messages
+	Records   histSummary   `json:"records"`   // intake_pipeline_batch_size{statement="record"}
+	Lookups   histSummary   `json:"lookups"`   // intake_pipeline_batch_size{statement="intent_lookup"}
+	Err       string        `json:"err,omitempty"`
+}
+
+// histSummary is a histogram's sample count and sum.
+type histSummary struct {
+	Count uint64  `json:"count"`
+	Sum   float64 `json:"sum"`
+}
+
+func (h histSummary) add(o histSummary) histSummary {
+	return histSummary{h.Count + o.Count, h.Sum + o.Sum}
+}
+
+func (h histSummary) mean() float64 { return h.Sum / float64(max(h.Count, 1)) }
+
+// runConsumerChild runs one consumer on the queue in $INTAKE_CONSUMER_CHILD until SIGTERM, then
+// prints its childReport as JSON. It returns the exit status.
+func runConsumerChild() int {
+	rep, err := consumerChild()
+	if err != nil {
+		rep.Err = err.Error()
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
+		return 2
+	}
+	if rep.Err != "" {
+		return 1
+	}
+	return 0
+}
+
+func consumerChild() (childReport, error) {
+	var rep childReport
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	st, err := store.Open(ctx, os.Getenv(childDBEnv))
+	if err != nil {
+		return rep, fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	records := store.NewBatchedRecords(st, store.BatchOptions{})
+	defer records.Close()
+	if err := reg.Register(records); err != nil {
+		return rep, fmt.Errorf("register record metrics: %w", err)
+	}
+	// As newBenchEnv and the consumer role: an S3 client with an idle pool for the workers.
+	cfg := testkit.AWSConfig()
+	cfg.HTTPClient = objstore.HTTPClient(256)
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
+		Objects: objstore.NewObjects(objstore.NewClient(cfg, testkit.AWS())), Records: records,
+		Buckets: []string{os.Getenv(childBucketEnv)}, Policy: pipeline.DefaultPolicy(),
+		Log: slog.New(slog.DiscardHandler), Registerer: reg,
+	})
+	if err != nil {
+		return rep, fmt.Errorf("processor: %w", err)
+	}
+	var processed atomic.Int64
+	counted := consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+		processed.Add(1)
+		return proc.Process(ctx, id, body)
+	})
+	c, err := consumer.New(consumer.Config{
+		Client: testkit.SQS(), QueueURL: os.Getenv(childEnv), Processor: counted, Registerer: reg,
+		Log: slog.New(slog.DiscardHandler), WaitTime: time.Second, DepthInterval: -1,
+	})
+	if err != nil {
+		return rep, fmt.Errorf("consumer: %w", err)
+	}
+	began := selfCPU()
+	if err := c.Run(ctx); err != nil {
+		return rep, fmt.Errorf("run: %w", err)
+	}
+	rep.CPU = selfCPU() - began
+	rep.Processed = processed.Load()
+	mfs, err := reg.Gather()
+	if err != nil {
+		return rep, fmt.Errorf("gather: %w", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "intake_messages_acked_total":
+				rep.Acked = m.GetCounter().GetValue()
+			case "intake_consumer_receive_batch_messages":
+				rep.Receives = summary(m)
+			case "intake_consumer_delete_batch_messages":
+				rep.Deletes = summary(m)
+			case "intake_pipeline_batch_size":
+				switch label(m, "statement") {
+				case "record":
+					rep.Records = summary(m)
+				case "intent_lookup":
+					rep.Lookups = summary(m)
+				}
+			}
+		}
+	}
+	return rep, nil
+}
+
+func summary(m *dto.Metric) histSummary {
+	h := m.GetHistogram()
+	return histSummary{Count: h.GetSampleCount(), Sum: h.GetSampleSum()}
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// selfCPU is this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// child is a running consumer child process.
+type child struct {
+	cmd  *exec.Cmd
+	out  chan childReport
+	errc chan error
+}
+
+// startChild starts a consumer child on queueURL, recording into the schema of st.
+func startChild(b *testing.B, queueURL, bucket string, st *store.Store) *child {
+	b.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"="+queueURL, childBucketEnv+"="+bucket,
+		childDBEnv+"="+testkit.DatabaseURLFor(st.Schema))
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start consumer child: %v", err)
+	}
+	ch := &child{cmd: cmd, out: make(chan childReport, 1), errc: make(chan error, 1)}
+	go func() {
+		var rep childReport
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		var decodeErr error
+		for sc.Scan() { // the report is the last line; anything before it is noise
+			decodeErr = json.Unmarshal(sc.Bytes(), &rep)
+		}
+		err := cmd.Wait()
+		switch {
+		case err != nil:
+			ch.errc <- fmt.Errorf("consumer child: %w", err)
+		case decodeErr != nil:
+			ch.errc <- fmt.Errorf("consumer child report: %w", decodeErr)
+		case rep.Err != "":
+			ch.errc <- errors.New("consumer child: " + rep.Err)
+		default:
+			ch.out <- rep
+		}
+	}()
+	b.Cleanup(func() { _ = cmd.Process.Kill() }) // after a failure; harmless once it exited
+	return ch
+}
+
+// stop sends SIGTERM and returns the child's report.
+func (c *child) stop(b *testing.B) childReport {
+	b.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.Fatalf("signal consumer child: %v", err)
+	}
+	select {
+	case rep := <-c.out:
+		return rep
+	case err := <-c.errc:
+		b.Fatal(err)
+	case <-time.After(time.Minute):
+		b.Fatal("consumer child did not stop within a minute")
+	}
+	return childReport{}
+}
+
+// scaleOutRun is the outcome of draining the queue with some consumer processes.
+type scaleOutRun struct {
+	procs   int
+	took    time.Duration
+	cpu     time.Duration // of the consumer processes together
+	reports []childReport
+}
+
+func (r scaleOutRun) perEvent(n int) float64 {
+	return float64(r.cpu) / float64(time.Millisecond) / float64(n)
+}
+
+// drainWithProcesses fills a fresh queue and schema with n events, drains them with procs consumer
+// child processes, and checks that every object has exactly one row, every message was deleted and
+// none was processed twice.
+func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
+	b.Helper()
+	q := testkit.Queue(b, e.sqs, 10, time.Minute)
+	bodies := make([]string, n)
+	for i := range n {
+		bodies[i] = eventBody(e.bucket, e.objs[i], i)
+	}
+	preload(b, e.sqs, q.URL, bodies)
+	st := testkit.DB(b)
+
+	began := time.Now()
+	children := make([]*child, procs)
+	for i := range children {
+		children[i] = startChild(b, q.URL, e.bucket, st)
+	}
+	deadline := began.Add(scaleOutTimeout)
+	for countValid(b, st) < n {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d consumer processes recorded %d of %d objects in %s", procs, countValid(b, st), n, scaleOutTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	run := scaleOutRun{procs: procs, took: time.Since(began)}
+	var processed int64
+	var acked float64
+	for _, c := range children {
+		rep := c.stop(b)
+		run.reports = append(run.reports, rep)
+		run.cpu += rep.CPU
+		processed += rep.Processed
+		acked += rep.Acked
+	}
+
+	var rows, keys int
+	err := st.Pool.QueryRow(context.Background(),
+		`SELECT count(*), count(DISTINCT (bucket, key)) FROM objects`).Scan(&rows, &keys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if rows != n || keys != n {
+		b.Fatalf("%d processes: %d rows for %d distinct objects, want %d of each", procs, rows, keys, n)
+	}
+	if processed != int64(n) || int(acked) != n {
+		b.Fatalf("%d processes: %d Process calls and %v deletions for %d messages (duplicates or losses)", procs, processed, acked, n)
+	}
+	attrs, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(q.URL),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, v := range attrs.Attributes {
+		if v != "0" {
+			b.Fatalf("%d processes: %s = %s after the drain, want 0", procs, name, v)
+		}
+	}
+	return run
+}
+
+// BenchmarkScaleOut drains one queue of 5,000 S3 events (over real MinIO objects, into real
+// PostgreSQL) with one consumer process and with two (real OS processes: this test binary run again
+// as a consumer child), in the order one, two, two, one so that a drift of the shared machine's
+// load does not favour either, and checks each time that every object was recorded once, no
+// message was processed twice and the queue is empty. Reported: the consumer processes' CPU per
+// event together (one vs two, and their ratio), the events one consumer core carries (events per
+// CPU second of the one process) and the cores a queue of 1 million events per hour needs at that
+// rate, and the mean size of the group-commit record batches (logged with the lookup, receive and
+// delete batches: they must still form with two processes sharing the load).
+func BenchmarkScaleOut(b *testing.B) {
+	e := newBenchEnv(b, benchEvents)
+	for range b.N {
+		var runs [3][]scaleOutRun // by process count
+		for _, procs := range []int{1, 2, 2, 1} {
+			runs[procs] = append(runs[procs], e.drainWithProcesses(b, procs, benchEvents))
+		}
+		var cpu [3]time.Duration
+		for procs := 1; procs <= 2; procs++ {
+			var recs, lookups, receives, deletes histSummary
+			for _, r := range runs[procs] {
+				cpu[procs] += r.cpu
+				for _, rep := range r.reports {
+					recs, lookups = recs.add(rep.Records), lookups.add(rep.Lookups)
+					receives, deletes = receives.add(rep.Receives), deletes.add(rep.Deletes)
+				}
+				b.Logf("%d process(es): %d events in %s (%.0f events/s), consumer CPU %s (%.3f ms/event)",
+					procs, benchEvents, r.took.Round(time.Millisecond), benchEvents/r.took.Seconds(), r.cpu.Round(time.Millisecond), r.perEvent(benchEvents))
+			}
+			events := benchEvents * len(runs[procs])
+			b.Logf("%d process(es), both runs: %.3f ms of consumer CPU per event; record batches %d (mean %.1f), "+
+				"lookup batches %d (mean %.1f), receives %d (mean %.1f), deletes %d (mean %.1f)",
+				procs, float64(cpu[procs])/float64(time.Millisecond)/float64(events), recs.Count, recs.mean(),
+				lookups.Count, lookups.mean(), receives.Count, receives.mean(), deletes.Count, deletes.mean())
+			prefix := fmt.Sprintf("%dproc-", procs)
+			b.ReportMetric(float64(cpu[procs])/float64(time.Millisecond)/float64(events), prefix+"cpu-ms/event")
+			b.ReportMetric(recs.mean(), prefix+"record-batch")
+		}
+		b.ReportMetric(float64(cpu[2])/float64(cpu[1]), "x-2proc-cpu")
+		perCore := float64(benchEvents*len(runs[1])) / cpu[1].Seconds()
+		b.ReportMetric(perCore, "events/core-s")
+		b.ReportMetric(1e6/3600/perCore, "cores-per-1M/h")
+	}
+}
