@@ -118,12 +118,8 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	return e
 }
 
-// round prepares one measured run: a fresh queue holding the events of the first n objects, a fresh
-// database schema and a Processor over it, with the daemon's batched record store (lookups and
-// records of concurrent messages share round trips and commits) or, for the naive loop, one
-// statement per call. With stages (not nil) the Processor's S3 and PostgreSQL calls are timed
-// through wrappers the daemon does not have.
-func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, s3Client *s3.Client, batched bool) (queueURL string, proc *pipeline.Processor, st *store.Store) {
+// queueOfEvents returns a fresh queue holding the ObjectCreated events of the first n objects.
+func (e *benchEnv) queueOfEvents(b *testing.B, n int) string {
 	b.Helper()
 	q := testkit.Queue(b, e.sqs, 10, time.Minute)
 	bodies := make([]string, n)
@@ -131,6 +127,17 @@ func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, s3Client *s3.C
 		bodies[i] = eventBody(e.bucket, e.objs[i], i)
 	}
 	preload(b, e.sqs, q.URL, bodies)
+	return q.URL
+}
+
+// round prepares one measured run: a fresh queue holding the events of the first n objects, a fresh
+// database schema and a Processor over it, with the daemon's batched record store (lookups and
+// records of concurrent messages share round trips and commits) or, for the naive loop, one
+// statement per call. With stages (not nil) the Processor's S3 and PostgreSQL calls are timed
+// through wrappers the daemon does not have.
+func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, s3Client *s3.Client, batched bool) (queueURL string, proc *pipeline.Processor, st *store.Store) {
+	b.Helper()
+	queueURL = e.queueOfEvents(b, n)
 	st = testkit.DB(b)
 	records := store.NewRecords(st)
 	if batched {
@@ -151,7 +158,7 @@ func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, s3Client *s3.C
 	if err != nil {
 		b.Fatal(err)
 	}
-	return q.URL, proc, st
+	return queueURL, proc, st
 }
 
 func countValid(b *testing.B, st *store.Store) int {

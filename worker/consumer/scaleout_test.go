@@ -252,18 +252,13 @@ func (r scaleOutRun) perEvent(n int) float64 {
 // none was processed twice.
 func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 	b.Helper()
-	q := testkit.Queue(b, e.sqs, 10, time.Minute)
-	bodies := make([]string, n)
-	for i := range n {
-		bodies[i] = eventBody(e.bucket, e.objs[i], i)
-	}
-	preload(b, e.sqs, q.URL, bodies)
+	queueURL := e.queueOfEvents(b, n)
 	st := testkit.DB(b)
 
 	began := time.Now()
 	children := make([]*child, procs)
 	for i := range children {
-		children[i] = startChild(b, q.URL, e.bucket, st)
+		children[i] = startChild(b, queueURL, e.bucket, st)
 	}
 	deadline := began.Add(scaleOutTimeout)
 	for countValid(b, st) < n {
@@ -296,7 +291,7 @@ func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 		b.Fatalf("%d processes: %d Process calls and %v deletions for %d messages (duplicates or losses)", procs, processed, acked, n)
 	}
 	attrs, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(q.URL),
+		QueueUrl: aws.String(queueURL),
 		AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
 		},
