@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,6 +22,14 @@ import (
 // pg-cpu-us/record is the CPU the PostgreSQL backend spent per record (read from /proc, so only
 // when PostgreSQL runs on this machine): unlike wall time, it holds on a busy machine.
 func BenchmarkRecordBatch(b *testing.B) {
+	benchRecordBatches(b, nil)
+}
+
+// benchRecordBatches is the body of the record benchmarks: through a pool of one connection it
+// writes a batch of 64 records of keys k00…k63 once, then b.N times again with every other batch
+// changing their ETag (a new state), and reports the backend's CPU per record. prepare, when not
+// nil, runs first on that pool and completes each record (its intent, for instance).
+func benchRecordBatches(b *testing.B, prepare func(ctx context.Context, pool *pgxpool.Pool, rec *pipeline.Record)) {
 	ctx := testkit.Context(b)
 	cfg := testkit.DB(b).Pool.Config()
 	cfg.MaxConns, cfg.MinConns = 1, 1
@@ -40,6 +49,9 @@ func BenchmarkRecordBatch(b *testing.B) {
 	for i := range batch {
 		batch[i] = pipeline.Record{Bucket: "b", Key: fmt.Sprintf("k%02d", i), Status: pipeline.StatusValid, ETag: "e0", Size: &size,
 			ContentType: "text/plain", Observed: true, EventTime: at, ObservedAt: at}
+		if prepare != nil {
+			prepare(ctx, pool, &batch[i])
+		}
 	}
 	if _, err := store.WriteRecords(ctx, rs, batch); err != nil {
 		b.Fatal(err)
