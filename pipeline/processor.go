@@ -111,6 +111,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.log = slog.New(withLazyAttrs(p.log.Handler()))
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -303,11 +304,20 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 	if stored.Applied {
 		p.m.verdicts.WithLabelValues(rec.Status, cmp.Or(rec.Reason, "none")).Inc()
 	}
-	attrs := []any{"status", rec.Status, "reason", rec.Reason, "applied", stored.Applied}
-	if in.verdict.detail != "" {
-		attrs = append(attrs, "detail", in.verdict.detail)
+	// A valid object's verdict, newly recorded, is the common case: the row is its record, so the
+	// line is debug. Anything else (a rejection, a missing object, an event that changed nothing
+	// because a newer observation was recorded) is info.
+	level := slog.LevelInfo
+	if rec.Status == StatusValid && stored.Applied {
+		level = slog.LevelDebug
 	}
-	log.InfoContext(ctx, "object inspected", attrs...)
+	if log.Enabled(ctx, level) {
+		attrs := []any{"status", rec.Status, "reason", rec.Reason, "applied", stored.Applied}
+		if in.verdict.detail != "" {
+			attrs = append(attrs, "detail", in.verdict.detail)
+		}
+		log.Log(ctx, level, "object inspected", attrs...)
+	}
 
 	if intent != nil && landed && intent.Method == "multipart" && intent.MultipartUploadID != "" && p.multipart != nil {
 		if err := p.multipart.CancelMultipartAbort(ctx, intent.MultipartUploadID); err != nil {

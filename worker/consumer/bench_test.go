@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/consumer"
@@ -153,12 +155,34 @@ func (e *benchEnv) round(b *testing.B, n int, stages *stageTimer, s3Client *s3.C
 	}
 	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		Objects: objects, Records: recs,
-		Buckets: []string{e.bucket}, Policy: pipeline.DefaultPolicy(), Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+		Buckets: []string{e.bucket}, Policy: pipeline.DefaultPolicy(), Log: daemonLogger(b), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	return queueURL, proc, st
+}
+
+// daemonLogger is the logger the daemon gives the Processor and the consumer (internal/cli: JSON at
+// the default level, info, every string redacted), writing to /dev/null instead of stderr: what the
+// daemon logs per event is part of what it costs. It is closed when b ends.
+func daemonLogger(b *testing.B) *slog.Logger {
+	b.Helper()
+	log, f, err := openDaemonLogger()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = f.Close() })
+	return log
+}
+
+// openDaemonLogger is daemonLogger for a child process; the caller closes the file.
+func openDaemonLogger() (*slog.Logger, *os.File, error) {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return telemetry.NewLogger(f, "json", "info").With("service", "intake", "role", "consumer"), f, nil
 }
 
 func countValid(b *testing.B, st *store.Store) int {
@@ -192,7 +216,7 @@ func drainWithConsumer(b *testing.B, client *sqs.Client, queueURL string, proc c
 	reg := &ackedWatcher{Registry: prometheus.NewRegistry()}
 	c, err := consumer.New(consumer.Config{
 		Client: client, QueueURL: queueURL, Processor: proc, Registerer: reg,
-		Log: slog.New(slog.DiscardHandler), WaitTime: time.Second, DepthInterval: -1,
+		Log: daemonLogger(b), WaitTime: time.Second, DepthInterval: -1,
 	})
 	if err != nil {
 		b.Fatal(err)

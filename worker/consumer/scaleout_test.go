@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -88,6 +87,11 @@ func consumerChild() (childReport, error) {
 		return rep, fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	log, logFile, err := openDaemonLogger()
+	if err != nil {
+		return rep, err
+	}
+	defer logFile.Close()
 	reg := prometheus.NewRegistry()
 	records := store.NewBatchedRecords(st, store.BatchOptions{})
 	defer records.Close()
@@ -100,7 +104,7 @@ func consumerChild() (childReport, error) {
 	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		Objects: objstore.NewObjects(objstore.NewClient(cfg, testkit.AWS())), Records: records,
 		Buckets: []string{os.Getenv(childBucketEnv)}, Policy: pipeline.DefaultPolicy(),
-		Log: slog.New(slog.DiscardHandler), Registerer: reg,
+		Log: log, Registerer: reg,
 	})
 	if err != nil {
 		return rep, fmt.Errorf("processor: %w", err)
@@ -112,7 +116,7 @@ func consumerChild() (childReport, error) {
 	})
 	c, err := consumer.New(consumer.Config{
 		Client: testkit.SQS(), QueueURL: os.Getenv(childEnv), Processor: counted, Registerer: reg,
-		Log: slog.New(slog.DiscardHandler), WaitTime: time.Second, DepthInterval: -1,
+		Log: log, WaitTime: time.Second, DepthInterval: -1,
 	})
 	if err != nil {
 		return rep, fmt.Errorf("consumer: %w", err)
