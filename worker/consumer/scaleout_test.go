@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -33,6 +35,9 @@ const (
 	childEnv       = "INTAKE_CONSUMER_CHILD" // the queue URL
 	childBucketEnv = "INTAKE_CONSUMER_CHILD_BUCKET"
 	childDBEnv     = "INTAKE_CONSUMER_CHILD_DB" // a database URL selecting the schema
+	// childProfileEnv names the file a child writes the CPU profile of its run to (set by the parent
+	// when INTAKE_BENCH_CPUPROFILE_DIR names a directory: <procs>proc-<run>-<child>.pprof).
+	childProfileEnv = "INTAKE_CONSUMER_CHILD_CPUPROFILE"
 )
 
 // scaleOutTimeout bounds each drain of BenchmarkScaleOut.
@@ -121,6 +126,17 @@ func consumerChild() (childReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("consumer: %w", err)
 	}
+	if path := os.Getenv(childProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return rep, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return rep, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	began := selfCPU()
 	if err := c.Run(ctx); err != nil {
 		return rep, fmt.Errorf("run: %w", err)
@@ -176,6 +192,9 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// runID numbers the scale-out runs of this process (names of the children's profiles).
+var runID atomic.Int64
+
 // child is a running consumer child process.
 type child struct {
 	cmd  *exec.Cmd
@@ -184,11 +203,14 @@ type child struct {
 }
 
 // startChild starts a consumer child on queueURL, recording into the schema of st.
-func startChild(b *testing.B, queueURL, bucket string, st *store.Store) *child {
+func startChild(b *testing.B, name, queueURL, bucket string, st *store.Store) *child {
 	b.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+queueURL, childBucketEnv+"="+bucket,
 		childDBEnv+"="+testkit.DatabaseURLFor(st.Schema))
+	if dir := os.Getenv("INTAKE_BENCH_CPUPROFILE_DIR"); dir != "" {
+		cmd.Env = append(cmd.Env, childProfileEnv+"="+filepath.Join(dir, name+".pprof"))
+	}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -262,7 +284,7 @@ func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 	began := time.Now()
 	children := make([]*child, procs)
 	for i := range children {
-		children[i] = startChild(b, queueURL, e.bucket, st)
+		children[i] = startChild(b, fmt.Sprintf("%dproc-%d-%d", procs, runID.Add(1), i), queueURL, e.bucket, st)
 	}
 	deadline := began.Add(scaleOutTimeout)
 	for countValid(b, st) < n {
