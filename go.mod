@@ -7,7 +7,9 @@ go 1.26.0
 //   - pgx/v5 (+ sqlc-generated code, no ORM): PostgreSQL; migrations are a small runner over embed
 //     and an advisory lock (internal/store/migrate.go), so no migration framework.
 //   - aws-sdk-go-v2 (s3, sqs): the official SDK; presigning of hot routes is a small SigV4 signer
-//     proven byte-equal to the SDK's (internal/sigv4).
+//     proven byte-equal to the SDK's (internal/sigv4), and the consumer's ReceiveMessage and
+//     DeleteMessageBatch skip the SDK's middleware but keep its signer, decoder and HTTP client
+//     (internal/queue Lean).
 //   - asynq (+ go-redis, robfig/cron it already uses): delayed, unique and periodic tasks on Redis.
 //   - prometheus/client_golang: metrics. log/slog from the standard library: logs.
 //   - mimetype: content sniffing; golang-jwt + keyfunc: JWT and JWKS; go.yaml.in/yaml/v3 (the

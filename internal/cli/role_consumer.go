@@ -14,10 +14,10 @@ import (
 )
 
 // startConsumer builds the consumer role: the pipeline Processor (policy from INTAKE_POLICY_FILE),
-// the SQS consumer that drives it (stopped within ShutdownGrace; while an outage pauses it, it
-// checks PostgreSQL, writable, and the bucket), its readiness checks (the consumer is not ready
-// while paused), and the event ingress (POST /v1/events/s3) when INTAKE_CONSUMER_INGRESS_TOKEN is
-// set.
+// the SQS consumer that drives it (receiving and deleting through queue.Lean; stopped within
+// ShutdownGrace; while an outage pauses it, it checks PostgreSQL, writable, and the bucket), its
+// readiness checks (the consumer is not ready while paused), and the event ingress
+// (POST /v1/events/s3) when INTAKE_CONSUMER_INGRESS_TOKEN is set.
 func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	cfg := a.Cfg
 	log := a.Log.With("role", config.RoleConsumer)
@@ -28,8 +28,14 @@ func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
+	// ReceiveMessage and DeleteMessageBatch skip the SDK's middleware (queue.Lean); the ingress and
+	// the readiness checks keep the SDK client.
+	client, err := queue.NewLean(a.SQS)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
 	c, err := consumer.New(consumer.Config{
-		Client:         a.SQS,
+		Client:         client,
 		QueueURL:       cfg.QueueURL,
 		DLQURL:         cfg.DLQURL,
 		Receivers:      cfg.Consumer.Receivers,
