@@ -210,12 +210,23 @@ func (w *ackedWatcher) Register(c prometheus.Collector) error {
 	return w.Registry.Register(c)
 }
 
-// drainWithConsumer runs the consumer until n messages are acked and returns the time it took.
+// daemonSQS is the consumer's SQS client as the consumer role builds it: queue.Lean over client.
+func daemonSQS(b *testing.B, client *sqs.Client) *queue.Lean {
+	b.Helper()
+	lean, err := queue.NewLean(client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return lean
+}
+
+// drainWithConsumer runs the consumer, receiving and deleting through daemonSQS(client), until n
+// messages are acked and returns the time it took.
 func drainWithConsumer(b *testing.B, client *sqs.Client, queueURL string, proc consumer.Processor, n int) time.Duration {
 	b.Helper()
 	reg := &ackedWatcher{Registry: prometheus.NewRegistry()}
 	c, err := consumer.New(consumer.Config{
-		Client: client, QueueURL: queueURL, Processor: proc, Registerer: reg,
+		Client: daemonSQS(b, client), QueueURL: queueURL, Processor: proc, Registerer: reg,
 		Log: daemonLogger(b), WaitTime: time.Second, DepthInterval: -1,
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
@@ -119,8 +120,12 @@ func consumerChild() (childReport, error) {
 		processed.Add(1)
 		return proc.Process(ctx, id, body)
 	})
+	lean, err := queue.NewLean(testkit.SQS()) // as the consumer role
+	if err != nil {
+		return rep, err
+	}
 	c, err := consumer.New(consumer.Config{
-		Client: testkit.SQS(), QueueURL: os.Getenv(childEnv), Processor: counted, Registerer: reg,
+		Client: lean, QueueURL: os.Getenv(childEnv), Processor: counted, Registerer: reg,
 		Log: log, WaitTime: time.Second, DepthInterval: -1,
 	})
 	if err != nil {

@@ -171,7 +171,7 @@ func BenchmarkWebhookLatency(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, err := consumer.New(consumer.Config{Client: sqsc, QueueURL: q.URL, Processor: proc,
+		c, err := consumer.New(consumer.Config{Client: daemonSQS(b, sqsc), QueueURL: q.URL, Processor: proc,
 			Registerer: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			b.Fatal(err)
