@@ -23,3 +23,28 @@ func ClassifyPresignedError(status int, body string) (err error, retried bool) {
 
 // WithoutPresigned makes Peek use the SDK, for benchmarks.
 func WithoutPresigned(o *Objects) { o.presigned = nil }
+
+// WithoutFast makes Peek's presigned GETs go through the client's HTTP client (net/http) instead of
+// fasthttp, for differential tests and benchmarks.
+func WithoutFast(o *Objects) {
+	if o.presigned != nil {
+		o.presigned.fast = nil
+	}
+}
+
+// FastIdle returns the number of connections the fasthttp sender holds idle (-1: Peek does not use
+// it). Only a GET the sender completed puts a connection there, so a count that grows proves the
+// fast path was taken.
+func FastIdle(o *Objects) int {
+	if o.presigned == nil || o.presigned.fast == nil {
+		return -1
+	}
+	g := o.presigned.fast
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, h := range g.hosts {
+		n += len(h.idle)
+	}
+	return n
+}

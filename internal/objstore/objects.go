@@ -49,8 +49,8 @@ type Objects struct {
 
 var _ pipeline.ObjectStore = (*Objects)(nil)
 
-// NewObjects returns the object store of client. Peek sends presigned GETs through the client's
-// HTTP client when the client's options allow it (see [Objects.Peek]).
+// NewObjects returns the object store of client. Peek sends presigned GETs, with fasthttp or the
+// client's HTTP client, when the client's options allow it (see [Objects.Peek]).
 func NewObjects(client *s3.Client) *Objects {
 	return &Objects{
 		client: client, presigned: newPresignedGetter(client.Options()),
@@ -83,12 +83,13 @@ func objectInfo(out *s3.HeadObjectOutput) pipeline.ObjectInfo {
 // answers 416 and Peek falls back to HEAD.
 //
 // Peek is the consumer's one S3 request per event, so it bypasses the SDK's middleware stack when
-// it can: the GET is presigned by a sigv4.Signer built from the client's options and sent through
-// the client's HTTP client, and its response is mapped as the SDK maps it, errors included (same
-// codes, same sentinels). A retryable failure of that request (throttling, 5xx, transport) is
-// repeated through the SDK, whose retryer backs off as for every other call. Options the Signer does
-// not support (FIPS, dual-stack, accelerate, anonymous access), access points and S3 Express
-// buckets always go through the SDK.
+// it can: the GET is presigned by a sigv4.Signer built from the client's options and sent with
+// fasthttp in the calling goroutine (when the client's HTTP client is the SDK's own and no proxy
+// applies; see fastGetter) or else through the client's HTTP client, and its response is mapped as
+// the SDK maps it, errors included (same codes, same sentinels). A retryable failure of that
+// request (throttling, 5xx, transport) is repeated through the SDK, whose retryer backs off as for
+// every other call. Options the Signer does not support (FIPS, dual-stack, accelerate, anonymous
+// access), access points and S3 Express buckets always go through the SDK.
 func (o *Objects) Peek(ctx context.Context, bucket, key string, n int) (pipeline.ObjectInfo, []byte, error) {
 	if o.presigned.handles(bucket) {
 		info, prefix, retry, err := o.peekPresigned(ctx, bucket, key, n)

@@ -30,13 +30,15 @@ const (
 	maxDrain     = 64 << 10 // a body left unread, drained so that the connection is reused
 )
 
-// presignedGetter sends GETs presigned by a [sigv4.Signer] through the SDK client's own HTTP
-// client: the request S3 receives is the SDK's, authenticated by query string instead of header,
-// without the SDK's middleware stack (serialisation, endpoint resolution, signing, retries,
+// presignedGetter sends GETs presigned by a [sigv4.Signer], through fasthttp (fastGetter) when the
+// SDK client's HTTP client is the SDK's own and no proxy applies, else through that HTTP client:
+// the request S3 receives is the SDK's, authenticated by query string instead of header, without
+// the SDK's middleware stack (serialisation, endpoint resolution, signing, retries,
 // deserialisation), which cost most of the consumer's CPU per event.
 type presignedGetter struct {
 	signer *sigv4.Signer
 	http   s3.HTTPClient
+	fast   *fastGetter // nil: every GET goes through http
 }
 
 // newPresignedGetter returns the presigned GET path of a client's options, or nil when the options
@@ -59,7 +61,7 @@ func newPresignedGetter(o s3.Options) *presignedGetter {
 	if err != nil {
 		return nil
 	}
-	return &presignedGetter{signer: signer, http: o.HTTPClient}
+	return &presignedGetter{signer: signer, http: o.HTTPClient, fast: newFastGetter(o.HTTPClient)}
 }
 
 // handles reports whether the bucket is a plain bucket name (not an access point or S3 Express
@@ -68,34 +70,55 @@ func (g *presignedGetter) handles(bucket string) bool {
 	return g != nil && !strings.HasPrefix(bucket, "arn:") && !strings.HasSuffix(bucket, "--x-s3")
 }
 
-// getRange sends a presigned GET of bytes [0, n) of the object. The caller closes the response's
-// body with closeBody. A response other than 200 or 206 is returned as an error (its body consumed
-// and closed) that implements smithy.APIError and HTTPStatusCode like the SDK's, so that [wrap]
-// and [IsRetryable] classify it as they classify the SDK's.
-func (g *presignedGetter) getRange(ctx context.Context, bucket, key string, n int) (*http.Response, error) {
+// rangeReply is a 200 or 206 answer to a presigned ranged GET, whichever client received it.
+type rangeReply struct {
+	contentLength int64 // -1: unknown
+	header        header
+	body          io.ReadCloser // closed with closeBody
+}
+
+// header is a response's header fields (http.Header, fastHeader).
+type header interface {
+	// Get returns the first value of the named field ("" when absent).
+	Get(name string) string
+}
+
+// getRange sends a presigned GET of bytes [0, n) of the object, through fasthttp when it can,
+// else (a proxy applies, another HTTP client, an answer larger than fasthttp buffers) through the
+// SDK client's HTTP client. The caller closes the reply's body with closeBody. A response other
+// than 200 or 206 is returned as an error (its body consumed and closed) that implements
+// smithy.APIError and HTTPStatusCode like the SDK's, so that [wrap] and [IsRetryable] classify it
+// as they classify the SDK's. Transport errors carry the URL without its query (the signature and
+// credential).
+func (g *presignedGetter) getRange(ctx context.Context, bucket, key string, n int) (rangeReply, error) {
 	u, err := g.signer.Presign(ctx, sigv4.Input{
 		Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: bucket, Key: key,
 		Now: time.Now(), Expires: presignedExpiry, ContentLength: -1,
 	})
 	if err != nil {
-		return nil, err
+		return rangeReply{}, err
+	}
+	if g.fast != nil {
+		if r, err := g.fast.getRange(ctx, u, n); !errors.Is(err, errNetHTTP) {
+			return r, err
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, redact.Error(err)
+		return rangeReply{}, redact.Error(err)
 	}
 	// Unsigned headers are allowed with query-string authentication.
 	req.Header.Set("Range", "bytes=0-"+strconv.Itoa(n-1))
 	resp, err := g.http.Do(req)
 	if err != nil {
 		// net/http's *url.Error quotes the URL, and this one carries its signature and credential.
-		return nil, redact.Error(err)
+		return rangeReply{}, redact.Error(err)
 	}
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
-		return resp, nil
+		return rangeReply{contentLength: resp.ContentLength, header: resp.Header, body: resp.Body}, nil
 	}
 	defer closeBody(resp.Body)
-	return nil, responseError(resp.StatusCode, resp.Header, io.LimitReader(resp.Body, maxErrorBody))
+	return rangeReply{}, responseError(resp.StatusCode, resp.Header, io.LimitReader(resp.Body, maxErrorBody))
 }
 
 // closeBody drains what is left of a body (up to maxDrain) so that its connection is reused, and
@@ -108,7 +131,7 @@ func closeBody(body io.ReadCloser) {
 // peekPresigned is Peek with a presigned ranged GET. retry is true when the failure is worth
 // repeating through the SDK, whose retryer then backs off and retries as for any other call.
 func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) (info pipeline.ObjectInfo, prefix []byte, retry bool, err error) {
-	resp, err := o.presigned.getRange(ctx, bucket, key, n)
+	r, err := o.presigned.getRange(ctx, bucket, key, n)
 	if isInvalidRange(err) { // an empty object has no byte 0
 		info, err := o.Head(ctx, bucket, key)
 		return info, nil, false, err
@@ -116,10 +139,10 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 	if err != nil {
 		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil && IsRetryable(err), wrap(ctx, "peek", bucket, key, err)
 	}
-	defer closeBody(resp.Body)
-	h := resp.Header
+	defer closeBody(r.body)
+	h := r.header
 	info = pipeline.ObjectInfo{
-		Size:        max(resp.ContentLength, 0),
+		Size:        max(r.contentLength, 0),
 		ContentType: h.Get("Content-Type"),
 		ETag:        unquote(h.Get("ETag")),
 		VersionID:   h.Get("X-Amz-Version-Id"),
@@ -135,7 +158,7 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 		info.Size = total
 	}
 	buf := make([]byte, min(int64(n), info.Size))
-	m, err := io.ReadFull(resp.Body, buf)
+	m, err := io.ReadFull(r.body, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return pipeline.ObjectInfo{}, nil, false, wrap(ctx, "peek", bucket, key, err)
 	}
@@ -153,7 +176,7 @@ var _ smithy.APIError = (*s3Error)(nil)
 
 // responseError reads the S3 error document of a failed response (the code is "UnknownError"
 // without one, as in the SDK).
-func responseError(status int, h http.Header, body io.Reader) *s3Error {
+func responseError(status int, h header, body io.Reader) *s3Error {
 	e := &s3Error{status: status, code: "UnknownError", requestID: h.Get("X-Amz-Request-Id")}
 	var doc struct {
 		Code, Message string
