@@ -99,7 +99,7 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	in.rule, in.hasRule = p.policy.For(key)
 	ref := in.ref(bucket, key)
 	in.sniffed = mimetype.Detect(prefix)
-	if in.sniffed.Is("image/png") || in.sniffed.Is("image/jpeg") || in.sniffed.Is("image/gif") {
+	if t := MediaType(in.sniffed.String()); t == "image/png" || t == "image/jpeg" || t == "image/gif" {
 		// Cheap only: a JPEG whose frame header lies past the prefix (big
 		// EXIF block) has no recorded dimensions.
 		if cfg, _, err := image.DecodeConfig(bytes.NewReader(prefix)); err == nil {

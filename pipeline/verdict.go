@@ -111,17 +111,25 @@ func SniffAgrees(sniffed *mimetype.MIME, declared string) bool {
 	if sniffed == nil {
 		return false
 	}
+	// Types are compared by name (MediaType of the sniffed type's, which may carry a charset):
+	// mimetype's MIME.Is parses both types on every call, several calls per inspected object. A
+	// declared alias (image/x-png…) is first turned into its type's name, as Is would match it.
+	known := mimetype.Lookup(declared)
+	want := declared
+	if known != nil {
+		want = MediaType(known.String())
+	}
 	isRoot := func(m *mimetype.MIME) bool { return m.Parent() == nil }
 	for m := sniffed; m != nil && !isRoot(m); m = m.Parent() {
-		if m.Is(declared) {
+		if MediaType(m.String()) == want {
 			return true
 		}
 	}
-	generic := isRoot(sniffed) || sniffed.Is("text/plain")
-	if sniffed.Is("text/plain") && strings.HasPrefix(declared, "text/") {
+	name := MediaType(sniffed.String())
+	generic := isRoot(sniffed) || name == "text/plain"
+	if name == "text/plain" && strings.HasPrefix(declared, "text/") {
 		return true
 	}
-	known := mimetype.Lookup(declared)
 	if known == nil {
 		return generic
 	}
@@ -129,7 +137,7 @@ func SniffAgrees(sniffed *mimetype.MIME, declared string) bool {
 		return false
 	}
 	for m := known.Parent(); m != nil && !isRoot(m); m = m.Parent() {
-		if sniffed.Is(m.String()) {
+		if name == MediaType(m.String()) {
 			return true
 		}
 	}
