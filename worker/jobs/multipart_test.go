@@ -3,7 +3,7 @@ package jobs_test
 import (
 	"bytes"
 	"context"
-	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -213,13 +213,96 @@ func TestServerStopsOnCancel(t *testing.T) {
 	}
 }
 
-func TestServerFailsWithoutRedis(t *testing.T) {
+// TestServerWaitsForRedis: a jobs server started while Redis does not answer (a real proxy in
+// front of it, cut) neither fails nor runs tasks; once Redis is back it starts and runs the task
+// queued meanwhile. Cancelled while it waits, Run returns nil at once.
+func TestServerWaitsForRedis(t *testing.T) {
 	t.Parallel()
-	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}}, asynq.NewServeMux())
+	if testing.Short() {
+		t.Skip("needs Redis and toxiproxy")
+	}
+	opt := asynqRedis(t)
+	proxy := testkit.NewProxy(t, "redis", opt.Addr)
+	proxy.Down()
+	viaProxy := opt
+	viaProxy.Addr = proxy.Addr
+
+	ran := make(chan string, 1)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("test:wait", func(_ context.Context, task *asynq.Task) error {
+		ran <- string(task.Payload())
+		return nil
+	})
+	var logs syncBuffer
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: viaProxy, ShutdownTimeout: 5 * time.Second,
+		Log: slog.New(slog.NewJSONHandler(&logs, nil))}, mux)
 	require.NoError(t, err)
-	err = srv.Run(context.Background())
-	require.Error(t, err)
-	require.False(t, errors.Is(err, context.Canceled))
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+
+	client := asynq.NewClient(opt) // Redis itself, not through the proxy
+	defer client.Close()
+	_, err = client.Enqueue(asynq.NewTask("test:wait", []byte("queued during the outage")), asynq.Queue(tasks.QueueDefault))
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned while Redis was down: %v", err)
+	case p := <-ran:
+		t.Fatalf("a task ran while Redis was down: %s", p)
+	case <-time.After(2500 * time.Millisecond):
+	}
+	require.Contains(t, logs.String(), "redis does not answer")
+
+	proxy.Up()
+	select {
+	case p := <-ran:
+		require.Equal(t, "queued during the outage", p)
+	case err := <-done:
+		t.Fatalf("Run returned: %v", err)
+	case <-time.After(45 * time.Second):
+		t.Fatalf("the task did not run within 45 s of Redis coming back; log:\n%s", logs.String())
+	}
+	stop()
+	require.NoError(t, <-done)
+
+	// Cancelled while waiting: nil, promptly.
+	srv, err = jobs.NewServer(jobs.ServerConfig{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}}, asynq.NewServeMux())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	require.NoError(t, srv.Run(ctx))
+	require.Less(t, time.Since(began), 10*time.Second)
+
+	// So does a periodic scheduler.
+	var plogs syncBuffer
+	per, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Name: "test",
+		Task: asynq.NewTask("test:periodic", nil), TaskID: func(time.Time) string { return "p" }, Cron: "@every 1m",
+		Log: slog.New(slog.NewJSONHandler(&plogs, nil))})
+	require.NoError(t, err)
+	pctx, pcancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer pcancel()
+	require.NoError(t, per.Run(pctx))
+	require.Contains(t, plogs.String(), "test scheduler: redis does not answer")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func asynqRedis(t *testing.T) asynq.RedisClientOpt {

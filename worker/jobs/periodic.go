@@ -67,10 +67,10 @@ func NewPeriodic(cfg PeriodicConfig) (*Periodic, error) {
 }
 
 // Run starts the schedule and blocks until ctx is cancelled, then stops it and closes its Redis
-// connections. It returns an error if Redis cannot be reached at start.
+// connections. A Redis that does not answer at start is waited for, as by Server.Run.
 func (p *Periodic) Run(ctx context.Context) error {
-	if err := pingRedis(ctx, p.cfg.Redis); err != nil {
-		return fmt.Errorf("%s scheduler: %w", p.cfg.Name, err)
+	if !waitRedis(ctx, p.cfg.Redis, p.log, p.cfg.Name+" scheduler") {
+		return nil
 	}
 	sched := asynq.NewScheduler(p.cfg.Redis, &asynq.SchedulerOpts{
 		Location:        p.cfg.Location,

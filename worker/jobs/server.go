@@ -76,11 +76,12 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 
 // Run starts processing and blocks until ctx is cancelled; then it stops fetching new tasks, waits
 // up to the shutdown timeout for running ones (cancelling them after that; asynq requeues them),
-// closes its Redis connections and returns nil. It returns an error if Redis cannot be reached at
-// start.
+// closes its Redis connections and returns nil. A Redis that does not answer at start is waited
+// for (a warning per attempt, retried with backoff up to redisWaitMax), as an outage later is: the
+// other roles of the process go on meanwhile, and the tasks run once Redis is back.
 func (s *Server) Run(ctx context.Context) error {
-	if err := pingRedis(ctx, s.redis); err != nil {
-		return fmt.Errorf("jobs server: %w", err)
+	if !waitRedis(ctx, s.redis, s.log, "jobs server") {
+		return nil
 	}
 	srv := asynq.NewServer(s.redis, s.cfg)
 	if err := srv.Start(s.handler); err != nil {
@@ -91,6 +92,38 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("jobs server stopping: no new tasks, waiting for running ones", "timeout", s.cfg.ShutdownTimeout)
 	srv.Shutdown()
 	return nil
+}
+
+// Backoff of waitRedis between attempts.
+const (
+	redisWaitMin = time.Second
+	redisWaitMax = 30 * time.Second
+)
+
+// waitRedis pings Redis until it answers (true) or ctx ends (false), logging each failure as what's.
+func waitRedis(ctx context.Context, opt asynq.RedisConnOpt, log *slog.Logger, what string) bool {
+	wait, since := redisWaitMin, time.Now()
+	for {
+		err := pingRedis(ctx, opt)
+		if err == nil {
+			if wait > redisWaitMin {
+				log.Info(what+": redis answers; starting", "waited", time.Since(since).Round(time.Millisecond).String())
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn(what+": redis does not answer; waiting for it before starting", "err", err, "retry_in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(wait*2, redisWaitMax)
+	}
 }
 
 // pingRedis checks that Redis answers, with a connection of its own that it closes.
