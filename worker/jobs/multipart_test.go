@@ -281,7 +281,7 @@ func TestServerWaitsForRedis(t *testing.T) {
 		Task: asynq.NewTask("test:periodic", nil), TaskID: func(time.Time) string { return "p" }, Cron: "@every 1m",
 		Log: slog.New(slog.NewJSONHandler(&plogs, nil))})
 	require.NoError(t, err)
-	pctx, pcancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	pctx, pcancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer pcancel()
 	require.NoError(t, per.Run(pctx))
 	require.Contains(t, plogs.String(), "test scheduler: redis does not answer")
