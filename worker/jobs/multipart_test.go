@@ -233,7 +233,7 @@ func TestServerWaitsForRedis(t *testing.T) {
 		ran <- string(task.Payload())
 		return nil
 	})
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: viaProxy, ShutdownTimeout: 5 * time.Second,
 		Log: slog.New(slog.NewJSONHandler(&logs, nil))}, mux)
 	require.NoError(t, err)
@@ -276,7 +276,7 @@ func TestServerWaitsForRedis(t *testing.T) {
 	require.Less(t, time.Since(began), 10*time.Second)
 
 	// So does a periodic scheduler.
-	var plogs syncBuffer
+	var plogs testkit.SyncBuffer
 	per, err := jobs.NewPeriodic(jobs.PeriodicConfig{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Name: "test",
 		Task: asynq.NewTask("test:periodic", nil), TaskID: func(time.Time) string { return "p" }, Cron: "@every 1m",
 		Log: slog.New(slog.NewJSONHandler(&plogs, nil))})
@@ -285,24 +285,6 @@ func TestServerWaitsForRedis(t *testing.T) {
 	defer pcancel()
 	require.NoError(t, per.Run(pctx))
 	require.Contains(t, plogs.String(), "test scheduler: redis does not answer")
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func asynqRedis(t *testing.T) asynq.RedisClientOpt {
