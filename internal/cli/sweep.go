@@ -129,6 +129,9 @@ func runSweep(ctx context.Context, mp *multipart.Service, opts multipart.SweepOp
 	if rep.Overdue > 0 {
 		fmt.Fprintf(w, "note: %d of intake's uploads past their deadline were not in the listing (lost abort tasks, or a store that lists no uploads); they are found in PostgreSQL\n", rep.Overdue)
 	}
+	if rep.Interrupted > 0 {
+		fmt.Fprintf(w, "note: %d aborts were begun and never recorded (a process stopped between S3's answer and PostgreSQL); resumed\n", rep.Interrupted)
+	}
 	if rep.Protected > 0 {
 		fmt.Fprintf(w, "note: %d of intake's uploads are older than the cutoff but before their deadline: kept\n", rep.Protected)
 	}

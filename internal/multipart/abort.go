@@ -38,14 +38,34 @@ type AbortResult struct {
 	// IntentStatus is the status intake's intent was moved to (StatusAborted, or StatusCompleted
 	// when the upload turned out to be complete), "" when no intent moved.
 	IntentStatus string
+	// Resumed is true when an earlier attempt had begun this abort and not recorded S3's answer.
+	Resumed bool
 }
 
-// Abort sums the upload's parts, aborts it, looks at its key and records the outcome, settling
-// intake's intent by what S3 shows (see the package documentation, "States"). An upload that no
-// longer exists is "gone", not an error. Errors wrap S3's (objstore.IsRetryable tells whether trying
-// again may help) or ErrStore.
+// Abort records the abort it is about to send, sums the upload's parts, aborts it, looks at its key
+// and records the outcome, settling intake's intent by what S3 shows (see the package
+// documentation, "States" and "Aborts are recorded before they are sent"). An upload that no
+// longer exists is "gone", not an error, unless an earlier attempt had begun the abort: then S3
+// forgot it after intake asked, and the outcome is "aborted". Errors wrap S3's
+// (objstore.IsRetryable tells whether trying again may help) or ErrStore; when the abort could not
+// be begun in PostgreSQL, nothing was sent to S3.
 func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
 	res := AbortResult{Outcome: OutcomeAborted}
+	rec := AbortRecord{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: req.Reason}
+	prior, err := s.store.BeginAbort(ctx, rec)
+	if err != nil {
+		return res, storeErr("begin abort", err)
+	}
+	res.Resumed = prior == OutcomeAborting
+	// What NoSuchUpload means: gone, or aborted when an earlier attempt may have sent the abort.
+	vanished := OutcomeGone
+	if res.Resumed {
+		vanished = OutcomeAborted
+		s.log.InfoContext(ctx, "resuming an interrupted abort",
+			"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "reason", req.Reason)
+	}
+
+	found := true
 	parts, err := s.Parts(ctx, req.Bucket, req.Key, req.UploadID)
 	switch {
 	case err == nil:
@@ -54,7 +74,7 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 			res.Bytes += p.Size
 		}
 	case objstore.IsNotFound(err):
-		res.Outcome = OutcomeGone
+		found = false
 	default:
 		if ctx.Err() != nil {
 			return res, err
@@ -62,17 +82,18 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		s.log.WarnContext(ctx, "list parts failed; aborting without counting bytes",
 			"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "err", err)
 	}
-	if res.Outcome == OutcomeAborted {
+	if found {
 		switch err := s.abortS3(ctx, req.Bucket, req.Key, req.UploadID); {
 		case err == nil:
 		case objstore.IsNotFound(err):
-			res.Outcome = OutcomeGone
+			found = false
 		default:
+			// The row stays "aborting": this call's caller retries, or the sweep resumes it.
 			return res, fmt.Errorf("abort upload %s of %q: %w", req.UploadID, req.Key, err)
 		}
 	}
-	if res.Outcome == OutcomeGone {
-		res.Bytes, res.BytesKnown = 0, false
+	if !found {
+		res.Outcome, res.Bytes, res.BytesKnown = vanished, 0, false
 	}
 
 	var lookErr error
@@ -82,12 +103,11 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		// either side of it. The object at the key does tell.
 		res.Object, lookErr = s.objectAt(ctx, req.Bucket, req.Key)
 	}
-	status, err := s.record(ctx, AbortRecord{
-		Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated,
-		Reason: req.Reason, Outcome: res.Outcome, Object: res.Object,
-	})
+	rec.Outcome, rec.Object = res.Outcome, res.Object
+	status, err := s.record(ctx, rec)
 	if err != nil {
-		// The abort itself is done; a retry finds the upload gone and records that instead.
+		// The abort itself is done and its row says "aborting": a retry, or the sweep, finds the
+		// upload gone and records it aborted.
 		return res, fmt.Errorf("record %s of upload %s: %w", res.Outcome, req.UploadID, err)
 	}
 	res.IntentStatus = status
@@ -116,8 +136,8 @@ func (s *Service) objectAt(ctx context.Context, bucket, key string) (ObjectState
 	}
 }
 
-// record writes the abort (and settles the intent), retrying briefly: the S3 side is already done,
-// and a retried task would see the upload gone and lose the "aborted" outcome.
+// record writes the abort's outcome (and settles the intent), retrying briefly: the S3 side is
+// already done, and the longer the row says "aborting", the later the intent is settled.
 func (s *Service) record(ctx context.Context, r AbortRecord) (string, error) {
 	var err error
 	for attempt, wait := 0, 100*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {

@@ -32,13 +32,25 @@
 //     an object there means the upload completed (intake's keys are unique per intent) and the
 //     intent becomes completed; no object means it becomes aborted (from pending or expired only,
 //     so it never overrides a completion recorded since). The outcome recorded in
-//     multipart_aborts is what S3 answered: "aborted" or "gone";
+//     multipart_aborts is what S3 answered: "aborted" or "gone" (see below for a resumed abort);
 //   - the consumer's ObjectCreated event for the key completes the intent as well (pending,
 //     expired or aborted → completed), which covers an abort that looked at the key a moment
 //     before a racing complete made the object visible.
 //
 // One rule for "gone", then, wherever the abort comes from: the object at the key decides. Uploads
 // intake did not create (found only by the sweep's listing) have no intent and are not looked at.
+//
+// # Aborts are recorded before they are sent
+//
+// [Service.Abort] writes its multipart_aborts row with outcome "aborting" before it calls S3, and
+// settles it to "aborted" or "gone" once S3 has answered. When PostgreSQL cannot take that first
+// row, nothing is sent. A process killed between S3's answer and the record leaves the row
+// "aborting": without it, an upload intake did not create would be aborted and never recorded (S3
+// no longer lists it, so no sweep finds it again). The next attempt (a retried task, or the sweep's
+// third pass over rows older than [ResumeAfter]) sees the row and knows the abort may have been
+// sent: an upload S3 no longer knows is then recorded "aborted", not "gone". Two attempts racing
+// on one upload reconcile the same way: "aborted" replaces "gone", never the reverse. An intent
+// with an abort still "aborting" does not expire.
 //
 // # Sweep and deadlines
 //
@@ -50,7 +62,8 @@
 // uploads past their deadline that the listing did not show and no abort was recorded for: the
 // delayed abort task was never scheduled (Redis was down when the upload was created) or the store
 // lists no uploads at all. So PostgreSQL's deadline, not Redis, guarantees that every upload intake
-// created is aborted within one sweep period of its deadline.
+// created is aborted within one sweep period of its deadline. Last, it resumes the aborts begun
+// more than [ResumeAfter] ago and never recorded (above).
 //
 // # Metrics
 //

@@ -25,6 +25,14 @@ var _ S3API = (*s3.Client)(nil)
 
 // Store is what the package needs from PostgreSQL (internal/store.Multipart implements it).
 type Store interface {
+	// BeginAbort writes the abort about to be sent (outcome OutcomeAborting; r.Outcome and r.Object
+	// are ignored) unless a row exists, and returns the outcome an earlier attempt left: "" when
+	// this call wrote the row, OutcomeAborting when an attempt was interrupted (or runs now),
+	// OutcomeAborted or OutcomeGone when one finished.
+	BeginAbort(ctx context.Context, r AbortRecord) (string, error)
+	// PendingAborts returns up to q.Limit aborts of q.Bucket under q.Prefix begun before
+	// q.StartedBefore and never settled, ordered by (Begun, UploadID) after the cursor.
+	PendingAborts(ctx context.Context, q PendingQuery) ([]PendingAbort, error)
 	// RecordAbort records an abort and settles the upload's intent (see AbortRecord). It returns the
 	// status the intent was moved to, or "" when no intent moved.
 	RecordAbort(ctx context.Context, r AbortRecord) (string, error)
@@ -73,8 +81,39 @@ type OverdueQuery struct {
 	Limit int
 }
 
+// PendingQuery asks Store.PendingAborts for one page.
+type PendingQuery struct {
+	// Bucket and Prefix scope the query.
+	Bucket, Prefix string
+	// StartedBefore: only aborts begun before it.
+	StartedBefore time.Time
+	// AfterBegun and AfterUploadID are the cursor: the last row of the previous page (zero for the
+	// first).
+	AfterBegun    time.Time
+	AfterUploadID string
+	// Limit is the page size.
+	Limit int
+}
+
+// PendingAbort is an abort begun (Store.BeginAbort) and never settled.
+type PendingAbort struct {
+	// Key and UploadID identify the upload.
+	Key, UploadID string
+	// Initiated is when the upload started, if known.
+	Initiated *time.Time
+	// Reason is the reason of the interrupted attempt.
+	Reason string
+	// Begun is when the attempt wrote its row.
+	Begun time.Time
+	// Known is true when intake has an intent for the upload.
+	Known bool
+}
+
 // Abort outcomes (column multipart_aborts.outcome).
 const (
+	// OutcomeAborting: the abort is about to be sent, or was sent by a process that did not live to
+	// record S3's answer (the sweep resumes it).
+	OutcomeAborting = "aborting"
 	// OutcomeAborted: S3 aborted the upload.
 	OutcomeAborted = "aborted"
 	// OutcomeGone: S3 no longer knew the upload (completed, or aborted by someone else).

@@ -1,6 +1,7 @@
 package multipart
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +38,15 @@ const (
 	SourceListing = "listing"
 	// SourcePostgres: an intake upload past its deadline that the listing did not show.
 	SourcePostgres = "postgres"
+	// SourceInterrupted: an abort begun more than ResumeAfter ago whose outcome was never recorded.
+	SourceInterrupted = "interrupted"
 )
+
+// ResumeAfter is how old an abort still "aborting" must be for the sweep to resume it: older than
+// any abort in flight (each of its S3 calls is bounded by the call timeout), so the sweep does not
+// race the attempt that wrote it. A race would be harmless (two attempts record "aborted" as soon
+// as either saw S3 accept the abort) but costs S3 calls.
+const ResumeAfter = time.Minute
 
 // Candidate is an upload the sweep aborts.
 type Candidate struct {
@@ -50,8 +59,11 @@ type Candidate struct {
 	// Known is true for intake's uploads; Deadline is then the deadline they passed.
 	Known    bool       `json:"known"`
 	Deadline *time.Time `json:"deadline,omitempty"`
-	// Source is SourceListing or SourcePostgres.
+	// Source is SourceListing, SourcePostgres or SourceInterrupted.
 	Source string `json:"source"`
+	// Reason is the interrupted attempt's reason (SourceInterrupted only): the abort is counted
+	// under it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // SweepReport says what a sweep saw and did.
@@ -71,6 +83,9 @@ type SweepReport struct {
 	Overdue int `json:"overdue"`
 	// Protected counts intake's uploads older than the cutoff but before their deadline: kept.
 	Protected int `json:"protected"`
+	// Interrupted counts the candidates whose abort was begun before and never recorded (a process
+	// killed between S3's answer and PostgreSQL), resumed by this sweep.
+	Interrupted int `json:"interrupted"`
 	// Aborted, Gone and Failed count the candidates' outcomes (zero in a dry run).
 	Aborted int `json:"aborted"`
 	Gone    int `json:"gone"`
@@ -96,6 +111,9 @@ const overduePage = 500
 //  2. It asks PostgreSQL for intake's uploads past their deadline that the listing did not show and
 //     no abort was recorded for (an abort task lost while Redis was down, a store that lists no
 //     uploads), and aborts them by id.
+//  3. It asks PostgreSQL for aborts begun more than ResumeAfter before it started and never
+//     recorded (the process that sent them died first; S3 may no longer list the upload), and
+//     aborts them again, by id: an upload S3 no longer knows is then recorded "aborted".
 //
 // It returns an error when listing fails or any abort failed (the report counts what was done);
 // the successful aborts are recorded either way.
@@ -117,9 +135,11 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 		for range s.concurrency {
 			wg.Go(func() {
 				for c := range work {
-					res, err := s.Abort(ctx, AbortRequest{
-						Bucket: opts.Bucket, Key: c.Key, UploadID: c.UploadID, Initiated: &c.Initiated, Reason: ReasonSweep, Foreign: !c.Known,
-					})
+					req := AbortRequest{Bucket: opts.Bucket, Key: c.Key, UploadID: c.UploadID, Reason: cmp.Or(c.Reason, ReasonSweep), Foreign: !c.Known}
+					if !c.Initiated.IsZero() {
+						req.Initiated = &c.Initiated
+					}
+					res, err := s.Abort(ctx, req)
 					mu.Lock()
 					switch {
 					case err != nil:
@@ -163,11 +183,14 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 	if err == nil {
 		err = s.sweepOverdue(ctx, log, opts, &rep, emitted, emit)
 	}
+	if err == nil {
+		err = s.sweepInterrupted(ctx, log, opts, &rep, emitted, emit)
+	}
 	close(work)
 	wg.Wait()
 	rep.Took = s.now().Sub(start)
 
-	attrs := []any{"listed", rep.Listed, "stale", rep.Stale, "overdue", rep.Overdue, "protected", rep.Protected,
+	attrs := []any{"listed", rep.Listed, "stale", rep.Stale, "overdue", rep.Overdue, "protected", rep.Protected, "interrupted", rep.Interrupted,
 		"aborted", rep.Aborted, "gone", rep.Gone, "failed", rep.Failed, "bytes_reclaimed", rep.BytesReclaimed,
 		"dry_run", rep.DryRun, "took", rep.Took}
 	switch {
@@ -276,6 +299,39 @@ func (s *Service) sweepOverdue(ctx context.Context, log *slog.Logger, opts Sweep
 		}
 		last := rows[len(rows)-1]
 		q.AfterExpiresAt, q.AfterID = last.ExpiresAt, last.ID
+	}
+}
+
+// sweepInterrupted emits the aborts begun more than ResumeAfter before the sweep started and never
+// recorded. The pages follow (begun, upload id) and end with the aborts begun before that time.
+func (s *Service) sweepInterrupted(ctx context.Context, log *slog.Logger, opts SweepOptions, rep *SweepReport, emitted map[string]bool, emit func(Candidate) bool) error {
+	q := PendingQuery{Bucket: opts.Bucket, Prefix: opts.Prefix, StartedBefore: rep.Now.Add(-ResumeAfter), AfterBegun: time.Unix(0, 0).UTC(), Limit: overduePage}
+	for {
+		rows, err := s.store.PendingAborts(ctx, q)
+		if err != nil {
+			return storeErr("find interrupted aborts", err)
+		}
+		for _, r := range rows {
+			if emitted[r.UploadID] {
+				continue
+			}
+			if rep.Interrupted == 0 {
+				log.InfoContext(ctx, "resuming aborts begun and never recorded (a process stopped between S3's answer and PostgreSQL)")
+			}
+			rep.Interrupted++
+			c := Candidate{Key: r.Key, UploadID: r.UploadID, Known: r.Known, Source: SourceInterrupted, Reason: r.Reason}
+			if r.Initiated != nil {
+				c.Initiated = *r.Initiated
+			}
+			if !emit(c) {
+				return ctx.Err()
+			}
+		}
+		if len(rows) < q.Limit {
+			return nil
+		}
+		last := rows[len(rows)-1]
+		q.AfterBegun, q.AfterUploadID = last.Begun, last.UploadID
 	}
 }
 

@@ -102,7 +102,7 @@ WHERE t.typnamespace = $1::regnamespace
 // moveLegacy moves the pre-schema install in public into schema, in one transaction, holding the
 // advisory lock of binaries from before schemas as well. It returns what it moved.
 func moveLegacy(ctx context.Context, conn *pgx.Conn, schema string, ms []Migration) ([]string, error) {
-	unlock, err := advisoryLock(ctx, conn, "SELECT pg_advisory_lock($1)", "SELECT pg_advisory_unlock($1)", migrationLockID)
+	unlock, err := advisoryLock(ctx, conn, "SELECT pg_try_advisory_lock($1)", "SELECT pg_advisory_unlock($1)", migrationLockID)
 	if err != nil {
 		return nil, err
 	}

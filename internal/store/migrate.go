@@ -171,7 +171,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 		return res, fmt.Errorf("migrate: acquire connection: %w", err)
 	}
 	defer conn.Release()
-	unlock, err := advisoryLock(ctx, conn.Conn(), "SELECT pg_advisory_lock($1, hashtext($2))", "SELECT pg_advisory_unlock($1, hashtext($2))", migrationLockClass, schema)
+	unlock, err := advisoryLock(ctx, conn.Conn(), "SELECT pg_try_advisory_lock($1, hashtext($2))", "SELECT pg_advisory_unlock($1, hashtext($2))", migrationLockClass, schema)
 	if err != nil {
 		return res, err
 	}
@@ -209,11 +209,25 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 	return res, nil
 }
 
-// advisoryLock takes a session advisory lock and returns its release, which runs even when ctx has
-// been cancelled.
-func advisoryLock(ctx context.Context, conn *pgx.Conn, lock, unlock string, args ...any) (func(), error) {
-	if _, err := conn.Exec(ctx, lock, args...); err != nil {
-		return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
+// advisoryLock takes a session advisory lock with tryLock (a pg_try_advisory_lock call), polling
+// until it is granted or ctx ends, and returns its release, which runs even when ctx has been
+// cancelled. It polls rather than block in pg_advisory_lock: a replica blocked in that call holds a
+// snapshot for as long as it waits, and CREATE INDEX CONCURRENTLY, run by the replica holding the
+// lock, waits for every snapshot older than its build, so PostgreSQL would report a deadlock.
+func advisoryLock(ctx context.Context, conn *pgx.Conn, tryLock, unlock string, args ...any) (func(), error) {
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var got bool
+		if err := conn.QueryRow(ctx, tryLock, args...).Scan(&got); err != nil {
+			return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
+		}
+		if got {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("migrate: wait for advisory lock (another replica is migrating): %w", ctx.Err())
+		case <-time.After(wait):
+		}
 	}
 	return func() {
 		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -19,6 +19,33 @@ var _ multipart.Store = Multipart{}
 // Multipart returns the multipart store over s's pool.
 func (s *Store) Multipart() Multipart { return Multipart{q: s.Q} }
 
+// BeginAbort implements multipart.Store.
+func (m Multipart) BeginAbort(ctx context.Context, r multipart.AbortRecord) (string, error) {
+	prior, err := m.q.BeginMultipartAbort(ctx, dbq.BeginMultipartAbortParams{
+		Bucket: r.Bucket, Key: r.Key, UploadID: r.UploadID, Initiated: r.Initiated, Reason: r.Reason,
+	})
+	if err != nil {
+		return "", fmt.Errorf("begin abort of upload %s: %w", r.UploadID, err)
+	}
+	return prior, nil
+}
+
+// PendingAborts implements multipart.Store.
+func (m Multipart) PendingAborts(ctx context.Context, q multipart.PendingQuery) ([]multipart.PendingAbort, error) {
+	rows, err := m.q.PendingMultipartAborts(ctx, dbq.PendingMultipartAbortsParams{
+		Bucket: q.Bucket, Prefix: q.Prefix, StartedBefore: q.StartedBefore,
+		AfterAbortedAt: q.AfterBegun, AfterUploadID: q.AfterUploadID, MaxRows: int32(q.Limit),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list interrupted aborts: %w", err)
+	}
+	out := make([]multipart.PendingAbort, len(rows))
+	for i, r := range rows {
+		out[i] = multipart.PendingAbort{Key: r.Key, UploadID: r.UploadID, Initiated: r.Initiated, Reason: r.Reason, Begun: r.AbortedAt, Known: r.Known}
+	}
+	return out, nil
+}
+
 // RecordAbort implements multipart.Store.
 func (m Multipart) RecordAbort(ctx context.Context, r multipart.AbortRecord) (string, error) {
 	row, err := m.q.RecordMultipartAbort(ctx, dbq.RecordMultipartAbortParams{

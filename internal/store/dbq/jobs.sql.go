@@ -12,6 +12,51 @@ import (
 	"github.com/google/uuid"
 )
 
+const beginMultipartAbort = `-- name: BeginMultipartAbort :one
+
+WITH begun AS (
+    INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
+    VALUES ($1, $3, $2::text,
+            COALESCE($4::timestamptz,
+                     (SELECT u.created_at FROM uploads u
+                      WHERE u.bucket = $1 AND u.multipart_upload_id = $2::text)),
+            $5, 'aborting')
+    ON CONFLICT (bucket, upload_id) DO NOTHING
+    RETURNING 1
+)
+SELECT COALESCE((SELECT a.outcome FROM multipart_aborts a
+                 WHERE a.bucket = $1 AND a.upload_id = $2::text), '')::text AS prior
+`
+
+type BeginMultipartAbortParams struct {
+	Bucket    string
+	UploadID  string
+	Key       string
+	Initiated *time.Time
+	Reason    string
+}
+
+// Queries of internal/multipart (through the store.Multipart adapter): aborts, completions and the
+// sweep's view of intake's own uploads. The file keeps its old name for history.
+// Writes the abort about to be sent (outcome aborting) before S3 is asked, so that a process killed
+// between S3's answer and RecordMultipartAbort leaves a row behind for the sweep to resume
+// (PendingMultipartAborts). initiated falls back to the intent's created_at. Returns the outcome
+// an earlier attempt left: ” when this call wrote the row, 'aborting' when an attempt was
+// interrupted (or runs now), 'aborted' or 'gone' when one finished. (The select's snapshot does not
+// see the row the CTE inserts.)
+func (q *Queries) BeginMultipartAbort(ctx context.Context, arg BeginMultipartAbortParams) (string, error) {
+	row := q.db.QueryRow(ctx, beginMultipartAbort,
+		arg.Bucket,
+		arg.UploadID,
+		arg.Key,
+		arg.Initiated,
+		arg.Reason,
+	)
+	var prior string
+	err := row.Scan(&prior)
+	return prior, err
+}
+
 const multipartCompleted = `-- name: MultipartCompleted :execrows
 UPDATE uploads SET status = 'completed', updated_at = now()
 WHERE bucket = $1
@@ -154,8 +199,77 @@ func (q *Queries) OverdueMultipart(ctx context.Context, arg OverdueMultipartPara
 	return items, nil
 }
 
-const recordMultipartAbort = `-- name: RecordMultipartAbort :one
+const pendingMultipartAborts = `-- name: PendingMultipartAborts :many
+SELECT a.key, a.upload_id, a.initiated, a.reason, a.aborted_at,
+       EXISTS (SELECT 1 FROM uploads u
+               WHERE u.multipart_upload_id = a.upload_id AND u.bucket = a.bucket) AS known
+FROM multipart_aborts a
+WHERE a.bucket = $1
+  AND a.outcome = 'aborting'
+  AND a.aborted_at < $2
+  AND starts_with(a.key, $3::text)
+  AND (a.aborted_at, a.upload_id) > ($4::timestamptz, $5::text)
+ORDER BY a.aborted_at, a.upload_id
+LIMIT $6
+`
 
+type PendingMultipartAbortsParams struct {
+	Bucket         string
+	StartedBefore  time.Time
+	Prefix         string
+	AfterAbortedAt time.Time
+	AfterUploadID  string
+	MaxRows        int32
+}
+
+type PendingMultipartAbortsRow struct {
+	Key       string
+	UploadID  string
+	Initiated *time.Time
+	Reason    string
+	AbortedAt time.Time
+	Known     bool
+}
+
+// Aborts of a bucket under prefix written by BeginMultipartAbort before started_before and never
+// settled: the process that sent them died (or could not record S3's answer) in between. known says
+// whether intake has an intent for the upload. Keyset pagination on (aborted_at, upload_id), a range
+// of multipart_aborts_aborting_idx; started_before bounds the pass by what was there when it began.
+func (q *Queries) PendingMultipartAborts(ctx context.Context, arg PendingMultipartAbortsParams) ([]PendingMultipartAbortsRow, error) {
+	rows, err := q.db.Query(ctx, pendingMultipartAborts,
+		arg.Bucket,
+		arg.StartedBefore,
+		arg.Prefix,
+		arg.AfterAbortedAt,
+		arg.AfterUploadID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PendingMultipartAbortsRow{}
+	for rows.Next() {
+		var i PendingMultipartAbortsRow
+		if err := rows.Scan(
+			&i.Key,
+			&i.UploadID,
+			&i.Initiated,
+			&i.Reason,
+			&i.AbortedAt,
+			&i.Known,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const recordMultipartAbort = `-- name: RecordMultipartAbort :one
 WITH intent AS (
     UPDATE uploads
     SET status = CASE WHEN $1::boolean THEN 'completed' ELSE 'aborted' END,
@@ -183,7 +297,10 @@ WITH intent AS (
                      (SELECT u.created_at FROM uploads u
                       WHERE u.bucket = $2 AND u.multipart_upload_id = $3::text)),
             $5, $8::text)
-    ON CONFLICT (bucket, upload_id) DO NOTHING
+    ON CONFLICT (bucket, upload_id) DO UPDATE
+    SET outcome = EXCLUDED.outcome, aborted_at = now()
+    WHERE multipart_aborts.outcome = 'aborting'
+       OR (multipart_aborts.outcome = 'gone' AND EXCLUDED.outcome = 'aborted')
     RETURNING 1
 )
 SELECT COALESCE((SELECT status FROM intent), '')::text AS intent_status,
@@ -206,15 +323,16 @@ type RecordMultipartAbortRow struct {
 	Recorded     int64
 }
 
-// Queries of internal/multipart (through the store.Multipart adapter): aborts, completions and the
-// sweep's view of intake's own uploads. The file keeps its old name for history.
 // Records one abort (reason deadline|sweep|api|too_large, outcome aborted|gone) and settles intake's
 // intent for the upload (if any) by what S3 showed after the abort, when it was looked at
 // (settle): an object at the key means the upload was completed (pending, expired or aborted →
 // completed); no object means it is aborted (pending or expired → aborted). Without settle the
-// intent is left alone. initiated falls back to the intent's created_at. Recording twice is
-// harmless: the first row wins, and the intent is settled by every call. An intent settled aborted
-// gets its upload.aborted notification in the same transaction (the outbox), once.
+// intent is left alone. initiated falls back to the intent's created_at. The row BeginMultipartAbort
+// wrote (aborting) takes the outcome and the time S3 answered; a finished row keeps its reason and
+// outcome, except that "aborted" replaces "gone": two attempts racing, the one whose abort S3
+// accepted tells what happened (an upload id S3 forgot never comes back). Recording twice is
+// otherwise harmless, and the intent is settled by every call. An intent settled aborted gets its
+// upload.aborted notification in the same transaction (the outbox), once.
 func (q *Queries) RecordMultipartAbort(ctx context.Context, arg RecordMultipartAbortParams) (RecordMultipartAbortRow, error) {
 	row := q.db.QueryRow(ctx, recordMultipartAbort,
 		arg.ObjectExists,

@@ -21,7 +21,8 @@ WITH candidates AS (
       AND u.expires_at < $1
       AND (u.multipart_upload_id IS NULL
            OR EXISTS (SELECT 1 FROM multipart_aborts a
-                      WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id))
+                      WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id
+                        AND a.outcome <> 'aborting'))
     ORDER BY u.expires_at
     LIMIT $2
     FOR UPDATE OF u SKIP LOCKED
@@ -65,8 +66,9 @@ type ExpireIntentsRow struct {
 // statement is one bounded batch; the task repeats it until a batch comes back short.
 // Marks expired at most max_rows pending intents whose deadline (expires_at) is before cutoff,
 // oldest deadline first, and returns them. A multipart intent expires only once an abort of its
-// upload has been recorded in multipart_aborts: until then the abort path (the deadline task, the
-// sweep's fallback over pending intents) still needs it pending, to find the upload and abort it.
+// upload has been recorded in multipart_aborts (one still "aborting" has not been): until then the
+// abort path (the deadline task, the sweep's passes) still needs it pending, to find the upload and
+// abort it.
 // An object that lands later still completes an expired intent (PipelineRecord). Rows another
 // transaction holds are skipped. The CTE "notified" inserts an upload.expired notification per
 // expired intent in the same transaction (the outbox).

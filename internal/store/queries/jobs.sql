@@ -1,14 +1,37 @@
 -- Queries of internal/multipart (through the store.Multipart adapter): aborts, completions and the
 -- sweep's view of intake's own uploads. The file keeps its old name for history.
 
+-- name: BeginMultipartAbort :one
+-- Writes the abort about to be sent (outcome aborting) before S3 is asked, so that a process killed
+-- between S3's answer and RecordMultipartAbort leaves a row behind for the sweep to resume
+-- (PendingMultipartAborts). initiated falls back to the intent's created_at. Returns the outcome
+-- an earlier attempt left: '' when this call wrote the row, 'aborting' when an attempt was
+-- interrupted (or runs now), 'aborted' or 'gone' when one finished. (The select's snapshot does not
+-- see the row the CTE inserts.)
+WITH begun AS (
+    INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
+    VALUES (@bucket, @key, @upload_id::text,
+            COALESCE(sqlc.narg(initiated)::timestamptz,
+                     (SELECT u.created_at FROM uploads u
+                      WHERE u.bucket = @bucket AND u.multipart_upload_id = @upload_id::text)),
+            @reason, 'aborting')
+    ON CONFLICT (bucket, upload_id) DO NOTHING
+    RETURNING 1
+)
+SELECT COALESCE((SELECT a.outcome FROM multipart_aborts a
+                 WHERE a.bucket = @bucket AND a.upload_id = @upload_id::text), '')::text AS prior;
+
 -- name: RecordMultipartAbort :one
 -- Records one abort (reason deadline|sweep|api|too_large, outcome aborted|gone) and settles intake's
 -- intent for the upload (if any) by what S3 showed after the abort, when it was looked at
 -- (settle): an object at the key means the upload was completed (pending, expired or aborted →
 -- completed); no object means it is aborted (pending or expired → aborted). Without settle the
--- intent is left alone. initiated falls back to the intent's created_at. Recording twice is
--- harmless: the first row wins, and the intent is settled by every call. An intent settled aborted
--- gets its upload.aborted notification in the same transaction (the outbox), once.
+-- intent is left alone. initiated falls back to the intent's created_at. The row BeginMultipartAbort
+-- wrote (aborting) takes the outcome and the time S3 answered; a finished row keeps its reason and
+-- outcome, except that "aborted" replaces "gone": two attempts racing, the one whose abort S3
+-- accepted tells what happened (an upload id S3 forgot never comes back). Recording twice is
+-- otherwise harmless, and the intent is settled by every call. An intent settled aborted gets its
+-- upload.aborted notification in the same transaction (the outbox), once.
 WITH intent AS (
     UPDATE uploads
     SET status = CASE WHEN @object_exists::boolean THEN 'completed' ELSE 'aborted' END,
@@ -36,7 +59,10 @@ WITH intent AS (
                      (SELECT u.created_at FROM uploads u
                       WHERE u.bucket = @bucket AND u.multipart_upload_id = @upload_id::text)),
             @reason, @outcome::text)
-    ON CONFLICT (bucket, upload_id) DO NOTHING
+    ON CONFLICT (bucket, upload_id) DO UPDATE
+    SET outcome = EXCLUDED.outcome, aborted_at = now()
+    WHERE multipart_aborts.outcome = 'aborting'
+       OR (multipart_aborts.outcome = 'gone' AND EXCLUDED.outcome = 'aborted')
     RETURNING 1
 )
 SELECT COALESCE((SELECT status FROM intent), '')::text AS intent_status,
@@ -73,4 +99,21 @@ WHERE u.bucket = @bucket
   AND NOT EXISTS (SELECT 1 FROM multipart_aborts a
                   WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id)
 ORDER BY u.expires_at, u.id
+LIMIT @max_rows;
+
+-- name: PendingMultipartAborts :many
+-- Aborts of a bucket under prefix written by BeginMultipartAbort before started_before and never
+-- settled: the process that sent them died (or could not record S3's answer) in between. known says
+-- whether intake has an intent for the upload. Keyset pagination on (aborted_at, upload_id), a range
+-- of multipart_aborts_aborting_idx; started_before bounds the pass by what was there when it began.
+SELECT a.key, a.upload_id, a.initiated, a.reason, a.aborted_at,
+       EXISTS (SELECT 1 FROM uploads u
+               WHERE u.multipart_upload_id = a.upload_id AND u.bucket = a.bucket) AS known
+FROM multipart_aborts a
+WHERE a.bucket = @bucket
+  AND a.outcome = 'aborting'
+  AND a.aborted_at < @started_before
+  AND starts_with(a.key, @prefix::text)
+  AND (a.aborted_at, a.upload_id) > (@after_aborted_at::timestamptz, @after_upload_id::text)
+ORDER BY a.aborted_at, a.upload_id
 LIMIT @max_rows;

@@ -1,0 +1,139 @@
+package multipart_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// dyingStore is PostgreSQL as a process killed right after S3 answered its abort sees it: the abort
+// is begun, its outcome never recorded.
+type dyingStore struct{ multipart.Store }
+
+func (dyingStore) RecordAbort(context.Context, multipart.AbortRecord) (string, error) {
+	return "", errors.New("process killed before recording")
+}
+
+// unreachableStore refuses everything: PostgreSQL is down before the abort is begun.
+type unreachableStore struct{ multipart.Store }
+
+func (unreachableStore) BeginAbort(context.Context, multipart.AbortRecord) (string, error) {
+	return "", errors.New("connection refused")
+}
+
+// TestAbortInterrupted breaks the promise "every abort intake sends is recorded" where it used to
+// break: a process that dies between S3's answer and PostgreSQL. An upload intake did not create is
+// then no longer listed by S3, so no sweep could find it again; intake's own upload would be
+// recorded "gone" and its bytes never counted. Both must end recorded "aborted", with the intent
+// settled, by the first sweep after ResumeAfter, and not before (an abort in flight is not raced).
+func TestAbortInterrupted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ups := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"foreign.bin", "ours.bin", "kept.bin"}, 3)
+	foreign, ours, kept := ups[0], ups[1], ups[2]
+	for _, u := range ups {
+		b.uploadPart(t, u, 1, make([]byte, 100))
+	}
+	oursID := b.intent(t, ours, time.Now().Add(-time.Minute))
+	keptID := b.intent(t, kept, time.Now().Add(-time.Minute))
+
+	dying, err := multipart.New(multipart.Config{S3: b.s3, Store: dyingStore{b.st.Multipart()}})
+	require.NoError(t, err)
+	_, err = dying.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: foreign.Key, UploadID: foreign.ID, Reason: multipart.ReasonSweep, Foreign: true})
+	require.ErrorContains(t, err, "process killed")
+	_, err = dying.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: ours.Key, UploadID: ours.ID, Reason: multipart.ReasonDeadline})
+	require.ErrorContains(t, err, "process killed")
+
+	// PostgreSQL down before the abort is begun: nothing is sent to S3.
+	down, err := multipart.New(multipart.Config{S3: b.s3, Store: unreachableStore{b.st.Multipart()}})
+	require.NoError(t, err)
+	_, err = down.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: kept.Key, UploadID: kept.ID, Reason: multipart.ReasonDeadline})
+	require.ErrorIs(t, err, multipart.ErrStore)
+
+	open := testkit.OpenUploads(t, b.ctx, b.s3, b.bucket)
+	require.NotContains(t, open, foreign.ID, "S3 aborted it")
+	require.NotContains(t, open, ours.ID, "S3 aborted it")
+	require.Contains(t, open, kept.ID, "no abort is sent that was not begun in PostgreSQL")
+	rows := b.aborts(t)
+	require.Equal(t, "aborting", rows[foreign.ID].Outcome)
+	require.Equal(t, "aborting", rows[ours.ID].Outcome)
+	require.NotContains(t, rows, kept.ID)
+
+	// The intent stays pending while its abort is unrecorded: the maintenance task must not expire it.
+	expired, err := b.st.Q.ExpireIntents(b.ctx, dbq.ExpireIntentsParams{Cutoff: time.Now(), MaxRows: 100})
+	require.NoError(t, err)
+	require.Empty(t, expired)
+	require.Equal(t, "pending", b.status(t, oursID))
+
+	// A sweep right away leaves the fresh "aborting" rows to the attempts that may still run.
+	rep, err := b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Hour, DryRun: true})
+	require.NoError(t, err)
+	require.Zero(t, rep.Interrupted)
+
+	// A sweep after ResumeAfter resumes both.
+	later, err := multipart.New(multipart.Config{S3: b.s3, Store: b.st.Multipart(), Metrics: b.metrics,
+		Log: slog.New(slog.NewTextHandler(b.logBuf, nil)), Now: func() time.Time { return time.Now().Add(multipart.ResumeAfter + time.Second) }})
+	require.NoError(t, err)
+	var sources []string
+	rep, err = later.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: 100 * time.Hour,
+		OnCandidate: func(c multipart.Candidate) { sources = append(sources, c.Source+"/"+c.Reason) }})
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.Interrupted)
+	require.Equal(t, 3, rep.Aborted, "S3 forgot the interrupted uploads after intake asked: aborted, not gone")
+	require.Zero(t, rep.Gone)
+	require.ElementsMatch(t, []string{"listing/", "interrupted/sweep", "interrupted/deadline"}, sources, "kept is past its deadline too")
+	rows = b.aborts(t)
+	require.Equal(t, "aborted", rows[foreign.ID].Outcome)
+	require.Equal(t, "aborted", rows[ours.ID].Outcome)
+	require.Equal(t, "deadline", rows[ours.ID].Reason, "the interrupted attempt's reason")
+	require.Equal(t, "aborted", b.status(t, oursID), "the intent follows the object at the key (none)")
+	require.Equal(t, "aborted", b.status(t, keptID))
+	require.Equal(t, 1.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonDeadline)))
+	require.Contains(t, b.logBuf.String(), "resuming an interrupted abort")
+
+	// Settled rows are not resumed again.
+	rep, err = later.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: 100 * time.Hour})
+	require.NoError(t, err)
+	require.Zero(t, rep.Interrupted)
+}
+
+// TestAbortRacesRecordAborted: two attempts at one upload (the deadline task and the sweep) race;
+// whichever records last, the row ends "aborted" once either saw S3 accept the abort, never "gone".
+func TestAbortRacesRecordAborted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"raced.bin"}, 1)[0]
+	// The first attempt begins, then S3 aborts the upload for the second, which records first...
+	prior, err := b.st.Multipart().BeginAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonSweep})
+	require.NoError(t, err)
+	require.Empty(t, prior, "the first attempt writes the row")
+	res, err := b.mp.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonDeadline, Foreign: true})
+	require.NoError(t, err)
+	require.True(t, res.Resumed, "the second attempt sees the first one's row")
+	require.Equal(t, multipart.OutcomeAborted, res.Outcome)
+	// ...and the first, finding the upload gone, records "gone" last: the row stays "aborted".
+	_, err = b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonSweep, Outcome: multipart.OutcomeGone})
+	require.NoError(t, err)
+	require.Equal(t, "aborted", b.aborts(t)[u.ID].Outcome)
+	require.Equal(t, "sweep", b.aborts(t)[u.ID].Reason, "the first row's reason")
+
+	// The other order: "gone" recorded first, then "aborted" replaces it.
+	v := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"raced-2.bin"}, 1)[0]
+	_, err = b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: v.Key, UploadID: v.ID, Reason: multipart.ReasonSweep, Outcome: multipart.OutcomeGone})
+	require.NoError(t, err)
+	_, err = b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: v.Key, UploadID: v.ID, Reason: multipart.ReasonDeadline, Outcome: multipart.OutcomeAborted})
+	require.NoError(t, err)
+	require.Equal(t, "aborted", b.aborts(t)[v.ID].Outcome)
+	// A finished row is never set back to "gone".
+	_, err = b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: v.Key, UploadID: v.ID, Reason: multipart.ReasonDeadline, Outcome: multipart.OutcomeGone})
+	require.NoError(t, err)
+	require.Equal(t, "aborted", b.aborts(t)[v.ID].Outcome)
+}
