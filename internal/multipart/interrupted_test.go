@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
@@ -136,4 +138,52 @@ func TestAbortRacesRecordAborted(t *testing.T) {
 	_, err = b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: v.Key, UploadID: v.ID, Reason: multipart.ReasonDeadline, Outcome: multipart.OutcomeGone})
 	require.NoError(t, err)
 	require.Equal(t, "aborted", b.aborts(t)[v.ID].Outcome)
+}
+
+// TestAbortInterruptedByOutage is TestAbortInterrupted with a real fault instead of a store that
+// refuses: PostgreSQL (through toxiproxy) goes away after the abort was begun, while S3 (through a
+// proxy adding 1.5 s to every answer) is still answering ListParts; S3 then aborts the upload and
+// every attempt to record it fails. Once PostgreSQL is back, the first sweep after ResumeAfter
+// records the abort "aborted".
+func TestAbortInterruptedByOutage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"cut-off.bin"}, 1)[0]
+	b.uploadPart(t, u, 1, make([]byte, 100))
+
+	pg := testkit.NewProxy(t, "postgres", "127.0.0.1:5432")
+	s3p := testkit.NewProxy(t, "s3", strings.TrimPrefix(testkit.AWS().S3Endpoint, "http://"))
+	s3p.Latency(testkit.Downstream, 1500*time.Millisecond, 0)
+	faulty, err := multipart.New(multipart.Config{
+		S3:    objstore.NewClient(testkit.AWSConfig(), testkit.AWSAt(s3p.URL(), testkit.AWS().SQSEndpoint)),
+		Store: testkit.StoreVia(t, b.st, pg.Addr).Multipart(), CallTimeout: 10 * time.Second,
+	})
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := faulty.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonSweep, Foreign: true})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return b.aborts(t)[u.ID].Outcome == "aborting" }, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the row's answer reaches the client; ListParts waits 1.5 s for S3
+	pg.Down()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Abort did not return while PostgreSQL was down")
+	}
+	require.ErrorContains(t, err, "record aborted of upload")
+	require.NotContains(t, testkit.OpenUploads(t, b.ctx, b.s3, b.bucket), u.ID, "S3 aborted it")
+	require.Equal(t, "aborting", b.aborts(t)[u.ID].Outcome, "the row written before the abort is all PostgreSQL has")
+
+	pg.Up()
+	later, err := multipart.New(multipart.Config{S3: b.s3, Store: b.st.Multipart(),
+		Now: func() time.Time { return time.Now().Add(multipart.ResumeAfter + time.Second) }})
+	require.NoError(t, err)
+	rep, err := later.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: 100 * time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Interrupted)
+	require.Equal(t, 1, rep.Aborted)
+	require.Equal(t, "aborted", b.aborts(t)[u.ID].Outcome)
 }

@@ -19,6 +19,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -120,6 +121,34 @@ func DB(t testing.TB) *store.Store {
 		t.Fatalf("testkit: migrate: %v", err)
 	}
 	return st
+}
+
+// StoreVia opens a second Store on st's schema whose connections go to addr ("host:port", a
+// toxiproxy proxy in front of PostgreSQL), with a 2 s connect timeout; it is closed when the test
+// ends.
+func StoreVia(t testing.TB, st *store.Store, addr string) *store.Store {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(DatabaseURL())
+	if err != nil {
+		t.Fatalf("testkit: parse database url: %v", err)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("testkit: proxy address %q: %v", addr, err)
+	}
+	cfg.ConnConfig.Host = host
+	if _, err := fmt.Sscan(port, &cfg.ConnConfig.Port); err != nil {
+		t.Fatalf("testkit: proxy port %q: %v", port, err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = st.Pool.Config().ConnConfig.RuntimeParams["search_path"]
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	cfg.MaxConns = 8
+	via, err := store.OpenConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("testkit: open store via %s: %v", addr, err)
+	}
+	t.Cleanup(via.Close)
+	return via
 }
 
 // Schema creates an empty schema in the test database, dropped when the test ends, and returns its

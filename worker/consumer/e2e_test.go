@@ -25,7 +25,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -377,7 +376,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("PostgreSQL outage loses no event", func(t *testing.T) {
 		e := newE2E(t, k, 100)
 		proxy := testkit.NewProxy(t, "postgres", "127.0.0.1:5432")
-		viaProxy := storeVia(t, e.st, proxy.Addr)
+		viaProxy := testkit.StoreVia(t, e.st, proxy.Addr)
 		s := e.consume(t, e.processor(t, batchedRecords(t, viaProxy)), nil)
 
 		var keys []string
@@ -442,23 +441,4 @@ func TestEndToEnd(t *testing.T) {
 		}, 10*time.Second, 50*time.Millisecond)
 		assert.Equal(t, len(keys), e.rowCount(t))
 	})
-}
-
-// storeVia opens a second store on st's schema through addr.
-func storeVia(t *testing.T, st *store.Store, addr string) *store.Store {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(testkit.DatabaseURL())
-	require.NoError(t, err)
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	cfg.ConnConfig.Host = host
-	_, err = fmt.Sscan(port, &cfg.ConnConfig.Port)
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["search_path"] = st.Pool.Config().ConnConfig.RuntimeParams["search_path"]
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	cfg.MaxConns = 8
-	via, err := store.OpenConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(via.Close)
-	return via
 }

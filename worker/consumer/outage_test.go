@@ -33,7 +33,7 @@ func TestLongOutageReceivesNothing(t *testing.T) {
 	objs := uploadObjects(t, e.s3, e.bucket, 30)
 
 	proxy := testkit.NewProxy(t, "postgres", "127.0.0.1:5432")
-	viaProxy := storeVia(t, e.st, proxy.Addr)
+	viaProxy := testkit.StoreVia(t, e.st, proxy.Addr)
 	real := e.processor(t, batchedRecords(t, viaProxy))
 	rec := newRecorder()
 	var slow atomic.Bool // holds messages in processing, so that some are in flight when the outage begins

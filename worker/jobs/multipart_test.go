@@ -83,7 +83,17 @@ func TestDeadlineAbort(t *testing.T) {
 		require.NoError(t, <-done)
 	})
 
-	require.Eventually(t, func() bool { return len(abortRows(t, ctx, b.st, b.bucket)) == 2 }, 60*time.Second, 200*time.Millisecond,
+	// Each abort writes its row ("aborting") before S3 is asked, and settles it after.
+	settled := func() bool {
+		rows := abortRows(t, ctx, b.st, b.bucket)
+		for _, r := range rows {
+			if r.Outcome == multipart.OutcomeAborting {
+				return false
+			}
+		}
+		return len(rows) == 2
+	}
+	require.Eventually(t, settled, 60*time.Second, 200*time.Millisecond,
 		"both remaining abort tasks should run; log:\n%s", b.logBuf)
 	rows := abortRows(t, ctx, b.st, b.bucket)
 	require.Equal(t, "aborted", rows[left.ID].Outcome)
