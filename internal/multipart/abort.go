@@ -45,8 +45,8 @@ type AbortResult struct {
 // Abort records the abort it is about to send, sums the upload's parts, aborts it, looks at its key
 // and records the outcome, settling intake's intent by what S3 shows (see the package
 // documentation, "States" and "Aborts are recorded before they are sent"). An upload that no
-// longer exists is "gone", not an error, unless an earlier attempt had begun the abort: then S3
-// forgot it after intake asked, and the outcome is "aborted". Errors wrap S3's
+// longer exists is "gone", not an error, unless an earlier attempt had begun the abort and no
+// object stands at the key: then S3 forgot it after intake asked, and the outcome is "aborted". Errors wrap S3's
 // (objstore.IsRetryable tells whether trying again may help) or ErrStore; when the abort could not
 // be begun in PostgreSQL, nothing was sent to S3.
 func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
@@ -102,6 +102,11 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		// abort of an upload completed moments before, and a complete racing this abort may land
 		// either side of it. The object at the key does tell.
 		res.Object, lookErr = s.objectAt(ctx, req.Bucket, req.Key)
+		if !found && res.Object == ObjectExists {
+			// Whatever an interrupted attempt sent, the upload ended completed: S3 forgot it
+			// because the client completed it.
+			res.Outcome = OutcomeGone
+		}
 	}
 	rec.Outcome, rec.Object = res.Outcome, res.Object
 	status, err := s.record(ctx, rec)

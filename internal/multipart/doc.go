@@ -48,7 +48,8 @@
 // "aborting": without it, an upload intake did not create would be aborted and never recorded (S3
 // no longer lists it, so no sweep finds it again). The next attempt (a retried task, or the sweep's
 // third pass over rows older than [ResumeAfter]) sees the row and knows the abort may have been
-// sent: an upload S3 no longer knows is then recorded "aborted", not "gone". Two attempts racing
+// sent: an upload S3 no longer knows is then recorded "aborted", not "gone" (unless an object
+// stands at the key of one of intake's uploads: the client completed it). Two attempts racing
 // on one upload reconcile the same way: "aborted" replaces "gone", never the reverse. An intent
 // with an abort still "aborting" does not expire.
 //

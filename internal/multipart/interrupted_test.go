@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -186,4 +189,31 @@ func TestAbortInterruptedByOutage(t *testing.T) {
 	require.Equal(t, 1, rep.Interrupted)
 	require.Equal(t, 1, rep.Aborted)
 	require.Equal(t, "aborted", b.aborts(t)[u.ID].Outcome)
+}
+
+// TestAbortResumedAfterComplete: an attempt died after writing its row and before sending the abort,
+// and the client then completed its upload. Resuming finds the upload gone and the object at the
+// key: the outcome is "gone" (the client completed it, intake aborted nothing) and the intent
+// completed.
+func TestAbortResumedAfterComplete(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"finished.bin"}, 1)[0]
+	id := b.intent(t, u, time.Now().Add(-time.Minute))
+	etag := b.uploadPart(t, u, 1, make([]byte, 100))
+	prior, err := b.st.Multipart().BeginAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonDeadline})
+	require.NoError(t, err)
+	require.Empty(t, prior)
+	_, err = b.s3.CompleteMultipartUpload(b.ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key),
+		UploadId: aws.String(u.ID), MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{{ETag: aws.String(etag), PartNumber: aws.Int32(1)}}}})
+	require.NoError(t, err)
+
+	res, err := b.mp.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonDeadline})
+	require.NoError(t, err)
+	require.True(t, res.Resumed)
+	require.Equal(t, multipart.OutcomeGone, res.Outcome)
+	require.Equal(t, multipart.ObjectExists, res.Object)
+	require.Equal(t, "gone", b.aborts(t)[u.ID].Outcome)
+	require.Equal(t, "completed", b.status(t, id))
+	require.Zero(t, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonDeadline)), "nothing was aborted")
 }
