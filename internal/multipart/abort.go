@@ -23,6 +23,10 @@ type AbortRequest struct {
 	// Foreign says the upload has no intake intent (a sweep found it in the listing only): the key
 	// is not looked at after the abort, since no intent waits for the answer.
 	Foreign bool
+
+	// begun says the sweep already wrote the row (Store.BeginAborts) and prior is what it found.
+	begun bool
+	prior string
 }
 
 // AbortResult says what Abort did.
@@ -52,9 +56,12 @@ type AbortResult struct {
 func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
 	res := AbortResult{Outcome: OutcomeAborted}
 	rec := AbortRecord{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: req.Reason}
-	prior, err := s.store.BeginAbort(ctx, rec)
-	if err != nil {
-		return res, storeErr("begin abort", err)
+	prior := req.prior
+	if !req.begun {
+		var err error
+		if prior, err = s.store.BeginAbort(ctx, rec); err != nil {
+			return res, storeErr("begin abort", err)
+		}
 	}
 	res.Resumed = prior == OutcomeAborting
 	// What NoSuchUpload means: gone, or aborted when an earlier attempt may have sent the abort.

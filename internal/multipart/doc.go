@@ -43,8 +43,8 @@
 // # Aborts are recorded before they are sent
 //
 // [Service.Abort] writes its multipart_aborts row with outcome "aborting" before it calls S3, and
-// settles it to "aborted" or "gone" once S3 has answered. When PostgreSQL cannot take that first
-// row, nothing is sent. A process killed between S3's answer and the record leaves the row
+// settles it to "aborted" or "gone" once S3 has answered (the sweep writes the rows of a listing
+// page in one statement). When PostgreSQL cannot take that first row, nothing is sent. A process killed between S3's answer and the record leaves the row
 // "aborting": without it, an upload intake did not create would be aborted and never recorded (S3
 // no longer lists it, so no sweep finds it again). The next attempt (a retried task, or the sweep's
 // third pass over rows older than [ResumeAfter]) sees the row and knows the abort may have been

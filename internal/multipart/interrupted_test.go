@@ -141,6 +141,20 @@ func TestAbortRacesRecordAborted(t *testing.T) {
 	_, err = b.st.Multipart().RecordAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: v.Key, UploadID: v.ID, Reason: multipart.ReasonDeadline, Outcome: multipart.OutcomeGone})
 	require.NoError(t, err)
 	require.Equal(t, "aborted", b.aborts(t)[v.ID].Outcome)
+
+	// The sweep's page-at-once begin says the same as BeginAbort, row by row, and touches no
+	// finished row.
+	w := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"page-1.bin", "page-2.bin"}, 2)
+	_, err = b.st.Multipart().BeginAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: w[1].Key, UploadID: w[1].ID, Reason: multipart.ReasonDeadline})
+	require.NoError(t, err)
+	priors, err := b.st.Multipart().BeginAborts(b.ctx, b.bucket, multipart.ReasonSweep, []multipart.Candidate{
+		{Key: v.Key, UploadID: v.ID, Initiated: time.Now()}, {Key: w[0].Key, UploadID: w[0].ID, Initiated: time.Now()}, {Key: w[1].Key, UploadID: w[1].ID, Initiated: time.Now()}})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{v.ID: "aborted", w[0].ID: "", w[1].ID: "aborting"}, priors)
+	rows := b.aborts(t)
+	require.Equal(t, "aborted", rows[v.ID].Outcome)
+	require.Equal(t, []string{"aborting", "sweep"}, []string{rows[w[0].ID].Outcome, rows[w[0].ID].Reason})
+	require.Equal(t, "deadline", rows[w[1].ID].Reason, "the first row's reason")
 }
 
 // TestAbortInterruptedByOutage is TestAbortInterrupted with a real fault instead of a store that

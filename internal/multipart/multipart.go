@@ -30,6 +30,9 @@ type Store interface {
 	// this call wrote the row, OutcomeAborting when an attempt was interrupted (or runs now),
 	// OutcomeAborted or OutcomeGone when one finished.
 	BeginAbort(ctx context.Context, r AbortRecord) (string, error)
+	// BeginAborts is BeginAbort for candidates of one bucket with one reason, in one statement: it
+	// returns the outcome an earlier attempt left, by upload id.
+	BeginAborts(ctx context.Context, bucket, reason string, cs []Candidate) (map[string]string, error)
 	// PendingAborts returns up to q.Limit aborts of q.Bucket under q.Prefix begun before
 	// q.StartedBefore and never settled, ordered by (Begun, UploadID) after the cursor.
 	PendingAborts(ctx context.Context, q PendingQuery) ([]PendingAbort, error)

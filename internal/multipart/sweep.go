@@ -64,6 +64,11 @@ type Candidate struct {
 	// Reason is the interrupted attempt's reason (SourceInterrupted only): the abort is counted
 	// under it.
 	Reason string `json:"reason,omitempty"`
+
+	// begun and prior: the abort's row is written (BeginAborts, or the interrupted attempt's), and
+	// what it said before.
+	begun bool
+	prior string
 }
 
 // SweepReport says what a sweep saw and did.
@@ -135,7 +140,8 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 		for range s.concurrency {
 			wg.Go(func() {
 				for c := range work {
-					req := AbortRequest{Bucket: opts.Bucket, Key: c.Key, UploadID: c.UploadID, Reason: cmp.Or(c.Reason, ReasonSweep), Foreign: !c.Known}
+					req := AbortRequest{Bucket: opts.Bucket, Key: c.Key, UploadID: c.UploadID, Reason: cmp.Or(c.Reason, ReasonSweep), Foreign: !c.Known,
+						begun: c.begun, prior: c.prior}
 					if !c.Initiated.IsZero() {
 						req.Initiated = &c.Initiated
 					}
@@ -240,6 +246,7 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 				return storeErr("find intake's uploads among the listed ones", err)
 			}
 		}
+		var stale []Candidate
 		for _, c := range page {
 			if intent, ok := known[c.UploadID]; ok {
 				if intent.ExpiresAt.After(rep.Now) {
@@ -252,6 +259,12 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 			} else if !c.Initiated.Before(rep.Cutoff) {
 				continue
 			}
+			stale = append(stale, c)
+		}
+		if err := s.beginPage(ctx, opts, stale); err != nil {
+			return err
+		}
+		for _, c := range stale {
 			if !emit(c) {
 				return ctx.Err()
 			}
@@ -277,10 +290,17 @@ func (s *Service) sweepOverdue(ctx context.Context, log *slog.Logger, opts Sweep
 		if err != nil {
 			return storeErr("find intake's uploads past their deadline", err)
 		}
+		var overdue []Candidate
 		for _, r := range rows {
 			if emitted[r.UploadID] {
 				continue
 			}
+			overdue = append(overdue, Candidate{Key: r.Key, UploadID: r.UploadID, Initiated: r.CreatedAt, Known: true, Deadline: &r.ExpiresAt, Source: SourcePostgres})
+		}
+		if err := s.beginPage(ctx, opts, overdue); err != nil {
+			return err
+		}
+		for _, c := range overdue {
 			if rep.Overdue == 0 {
 				if rep.Listed == 0 {
 					log.WarnContext(ctx, "object store listed no multipart uploads while PostgreSQL knows uploads past their deadline; "+
@@ -290,7 +310,7 @@ func (s *Service) sweepOverdue(ctx context.Context, log *slog.Logger, opts Sweep
 				}
 			}
 			rep.Overdue++
-			if !emit(Candidate{Key: r.Key, UploadID: r.UploadID, Initiated: r.CreatedAt, Known: true, Deadline: &r.ExpiresAt, Source: SourcePostgres}) {
+			if !emit(c) {
 				return ctx.Err()
 			}
 		}
@@ -319,7 +339,8 @@ func (s *Service) sweepInterrupted(ctx context.Context, log *slog.Logger, opts S
 				log.InfoContext(ctx, "resuming aborts begun and never recorded (a process stopped between S3's answer and PostgreSQL)")
 			}
 			rep.Interrupted++
-			c := Candidate{Key: r.Key, UploadID: r.UploadID, Known: r.Known, Source: SourceInterrupted, Reason: r.Reason}
+			c := Candidate{Key: r.Key, UploadID: r.UploadID, Known: r.Known, Source: SourceInterrupted, Reason: r.Reason,
+				begun: true, prior: OutcomeAborting}
 			if r.Initiated != nil {
 				c.Initiated = *r.Initiated
 			}
@@ -333,6 +354,23 @@ func (s *Service) sweepInterrupted(ctx context.Context, log *slog.Logger, opts S
 		last := rows[len(rows)-1]
 		q.AfterBegun, q.AfterUploadID = last.Begun, last.UploadID
 	}
+}
+
+// beginPage writes the abort rows of one page's candidates in one statement (one commit instead of
+// one per abort), unless the sweep is a dry run, and marks them begun. When it fails, nothing of the
+// page is sent to S3.
+func (s *Service) beginPage(ctx context.Context, opts SweepOptions, cs []Candidate) error {
+	if opts.DryRun || len(cs) == 0 {
+		return nil
+	}
+	priors, err := s.store.BeginAborts(ctx, opts.Bucket, ReasonSweep, cs)
+	if err != nil {
+		return storeErr("begin the aborts of a page", err)
+	}
+	for i := range cs {
+		cs[i].begun, cs[i].prior = true, priors[cs[i].UploadID]
+	}
+	return nil
 }
 
 // SweepBucket is Sweep for the jobs' multipart:sweep task (worker/jobs.Sweeper).

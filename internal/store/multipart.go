@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -28,6 +29,24 @@ func (m Multipart) BeginAbort(ctx context.Context, r multipart.AbortRecord) (str
 		return "", fmt.Errorf("begin abort of upload %s: %w", r.UploadID, err)
 	}
 	return prior, nil
+}
+
+// BeginAborts implements multipart.Store.
+func (m Multipart) BeginAborts(ctx context.Context, bucket, reason string, cs []multipart.Candidate) (map[string]string, error) {
+	p := dbq.BeginMultipartAbortsParams{Bucket: bucket, Reason: reason,
+		Keys: make([]string, len(cs)), UploadIds: make([]string, len(cs)), Initiated: make([]time.Time, len(cs))}
+	for i, c := range cs {
+		p.Keys[i], p.UploadIds[i], p.Initiated[i] = c.Key, c.UploadID, c.Initiated
+	}
+	rows, err := m.q.BeginMultipartAborts(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("begin %d aborts: %w", len(cs), err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.UploadID] = r.Prior
+	}
+	return out, nil
 }
 
 // PendingAborts implements multipart.Store.

@@ -57,6 +57,65 @@ func (q *Queries) BeginMultipartAbort(ctx context.Context, arg BeginMultipartAbo
 	return prior, err
 }
 
+const beginMultipartAborts = `-- name: BeginMultipartAborts :many
+WITH input AS (
+    SELECT unnest($2::text[]) AS key, unnest($3::text[]) AS upload_id,
+           unnest($4::timestamptz[]) AS initiated
+), begun AS (
+    INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
+    SELECT $1, i.key, i.upload_id, i.initiated, $5, 'aborting'
+    FROM input i
+    ON CONFLICT (bucket, upload_id) DO NOTHING
+    RETURNING 1
+)
+SELECT i.upload_id::text AS upload_id, COALESCE(a.outcome, '')::text AS prior
+FROM input i
+LEFT JOIN multipart_aborts a ON a.bucket = $1 AND a.upload_id = i.upload_id
+`
+
+type BeginMultipartAbortsParams struct {
+	Bucket    string
+	Keys      []string
+	UploadIds []string
+	Initiated []time.Time
+	Reason    string
+}
+
+type BeginMultipartAbortsRow struct {
+	UploadID string
+	Prior    string
+}
+
+// BeginMultipartAbort for many uploads of one bucket with one reason, in one statement and one
+// commit (the sweep begins a page of aborts at once). Returns each upload id with the outcome an
+// earlier attempt left (” when this call wrote the row). The select's snapshot does not see the
+// rows the CTE inserts.
+func (q *Queries) BeginMultipartAborts(ctx context.Context, arg BeginMultipartAbortsParams) ([]BeginMultipartAbortsRow, error) {
+	rows, err := q.db.Query(ctx, beginMultipartAborts,
+		arg.Bucket,
+		arg.Keys,
+		arg.UploadIds,
+		arg.Initiated,
+		arg.Reason,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []BeginMultipartAbortsRow{}
+	for rows.Next() {
+		var i BeginMultipartAbortsRow
+		if err := rows.Scan(&i.UploadID, &i.Prior); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const multipartCompleted = `-- name: MultipartCompleted :execrows
 UPDATE uploads SET status = 'completed', updated_at = now()
 WHERE bucket = $1

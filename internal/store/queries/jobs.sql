@@ -117,3 +117,22 @@ WHERE a.bucket = @bucket
   AND (a.aborted_at, a.upload_id) > (@after_aborted_at::timestamptz, @after_upload_id::text)
 ORDER BY a.aborted_at, a.upload_id
 LIMIT @max_rows;
+
+-- name: BeginMultipartAborts :many
+-- BeginMultipartAbort for many uploads of one bucket with one reason, in one statement and one
+-- commit (the sweep begins a page of aborts at once). Returns each upload id with the outcome an
+-- earlier attempt left ('' when this call wrote the row). The select's snapshot does not see the
+-- rows the CTE inserts.
+WITH input AS (
+    SELECT unnest(@keys::text[]) AS key, unnest(@upload_ids::text[]) AS upload_id,
+           unnest(@initiated::timestamptz[]) AS initiated
+), begun AS (
+    INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
+    SELECT @bucket, i.key, i.upload_id, i.initiated, @reason, 'aborting'
+    FROM input i
+    ON CONFLICT (bucket, upload_id) DO NOTHING
+    RETURNING 1
+)
+SELECT i.upload_id::text AS upload_id, COALESCE(a.outcome, '')::text AS prior
+FROM input i
+LEFT JOIN multipart_aborts a ON a.bucket = @bucket AND a.upload_id = i.upload_id;
