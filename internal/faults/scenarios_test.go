@@ -334,17 +334,7 @@ func TestJobsKilledMidAbort(t *testing.T) {
 	w.start("scheduler", "scheduler", "")
 	jobs := w.start("jobs", "jobs", "")
 
-	ctx := testkit.Context(t)
-	var ids []string
-	for i := range stale {
-		key := fmt.Sprintf("abandoned/%03d.bin", i)
-		out, err := w.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(w.bucket), Key: aws.String(key)})
-		require.NoError(t, err)
-		_, err = w.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(w.bucket), Key: aws.String(key), UploadId: out.UploadId,
-			PartNumber: aws.Int32(1), Body: strings.NewReader("part one")})
-		require.NoError(t, err)
-		ids = append(ids, aws.ToString(out.UploadId))
-	}
+	ids := w.abandonedUploads(stale)
 	eligible := time.Now().Add(time.Minute) // SWEEP_OLDER_THAN
 	w.objects.Latency(testkit.Downstream, 500*time.Millisecond, 0)
 
@@ -390,6 +380,24 @@ func TestJobsKilledMidAbort(t *testing.T) {
 	require.Equal(t, stale, recorded, "every stale upload's abort is recorded aborted")
 }
 
+// abandonedUploads creates n multipart uploads straight in S3 (not through intake), each with one
+// part, and returns their upload ids.
+func (w *world) abandonedUploads(n int) []string {
+	w.t.Helper()
+	ctx := testkit.Context(w.t)
+	var ids []string
+	for i := range n {
+		key := fmt.Sprintf("abandoned/%03d.bin", i)
+		out, err := w.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(w.bucket), Key: aws.String(key)})
+		require.NoError(w.t, err)
+		_, err = w.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(w.bucket), Key: aws.String(key), UploadId: out.UploadId,
+			PartNumber: aws.Int32(1), Body: strings.NewReader("part one")})
+		require.NoError(w.t, err)
+		ids = append(ids, aws.ToString(out.UploadId))
+	}
+	return ids
+}
+
 // waitBegun waits until an abort of the bucket is begun and not recorded (a row "aborting") and
 // returns when it saw it, or the zero time at deadline.
 func (w *world) waitBegun(deadline time.Time) time.Time {
@@ -423,17 +431,7 @@ func TestSweepReplicasKilled(t *testing.T) {
 	schedulers := []*daemon{w.start("scheduler-1", "scheduler", ""), w.start("scheduler-2", "scheduler", "")}
 	jobs := []*daemon{w.start("jobs-1", "jobs", ""), w.start("jobs-2", "jobs", "")}
 
-	ctx := testkit.Context(t)
-	var ids []string
-	for i := range stale {
-		key := fmt.Sprintf("abandoned/%03d.bin", i)
-		out, err := w.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(w.bucket), Key: aws.String(key)})
-		require.NoError(t, err)
-		_, err = w.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(w.bucket), Key: aws.String(key), UploadId: out.UploadId,
-			PartNumber: aws.Int32(1), Body: strings.NewReader("part one")})
-		require.NoError(t, err)
-		ids = append(ids, aws.ToString(out.UploadId))
-	}
+	ids := w.abandonedUploads(stale)
 	eligible := time.Now().Add(time.Minute) // SWEEP_OLDER_THAN
 
 	// Kill one scheduler and one jobs replica in the middle of the first period that sweeps.
