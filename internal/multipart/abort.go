@@ -50,9 +50,9 @@ type AbortResult struct {
 // and records the outcome, settling intake's intent by what S3 shows (see the package
 // documentation, "States" and "Aborts are recorded before they are sent"). An upload that no
 // longer exists is "gone", not an error, unless an earlier attempt had begun the abort and no
-// object stands at the key: then S3 forgot it after intake asked, and the outcome is "aborted". Errors wrap S3's
-// (objstore.IsRetryable tells whether trying again may help) or ErrStore; when the abort could not
-// be begun in PostgreSQL, nothing was sent to S3.
+// object stands at the key: then S3 forgot it after intake asked, and the outcome is "aborted".
+// Errors wrap S3's (objstore.IsRetryable tells whether trying again may help) or ErrStore; when the
+// abort could not be begun in PostgreSQL, nothing was sent to S3.
 func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
 	res := AbortResult{Outcome: OutcomeAborted}
 	rec := AbortRecord{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: req.Reason}
