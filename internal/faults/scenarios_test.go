@@ -362,13 +362,7 @@ func TestJobsKilledMidAbort(t *testing.T) {
 	if len(left) > 0 || w.unsettledMultipart() > 0 {
 		took = -1 // never: uploads still open, or intents or aborts not settled
 	}
-	recorded, dups, aborts := 0, 0, w.aborts()
-	for _, id := range ids {
-		if n := aborts[id]; n > 0 {
-			recorded++
-			dups += n - 1
-		}
-	}
+	recorded, dups := w.recordedAborts(ids)
 	w.report(tally{
 		Scenario: "9. jobs replica killed while its aborts are in flight (S3 answering 500 ms late)", Events: stale,
 		Recorded: recorded, Lost: stale - recorded, Duplicates: dups, DeadLettered: 0, Converged: took,
@@ -396,6 +390,19 @@ func (w *world) abandonedUploads(n int) []string {
 		ids = append(ids, aws.ToString(out.UploadId))
 	}
 	return ids
+}
+
+// recordedAborts counts the uploads among ids recorded "aborted", and the rows beyond one per upload.
+func (w *world) recordedAborts(ids []string) (recorded, dups int) {
+	w.t.Helper()
+	aborts := w.aborts()
+	for _, id := range ids {
+		if n := aborts[id]; n > 0 {
+			recorded++
+			dups += n - 1
+		}
+	}
+	return recorded, dups
 }
 
 // waitBegun waits until an abort of the bucket is begun and not recorded (a row "aborting") and
@@ -464,13 +471,8 @@ func TestSweepReplicasKilled(t *testing.T) {
 	for _, n := range finished {
 		dups += max(0, n-1)
 	}
-	recorded, aborts := 0, w.aborts()
-	for _, id := range ids {
-		if n := aborts[id]; n > 0 {
-			recorded++
-			dups += n - 1
-		}
-	}
+	recorded, twice := w.recordedAborts(ids)
+	dups += twice
 	w.report(tally{
 		Scenario: "8. two schedulers and two jobs replicas, one of each killed mid-period", Events: stale,
 		Recorded: recorded, Lost: len(left), Duplicates: dups, DeadLettered: 0, Converged: took,
