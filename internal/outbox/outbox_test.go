@@ -229,10 +229,12 @@ func TestBatchSplitsFailures(t *testing.T) {
 }
 
 // TestRelayAfterCrash: a relay that enqueued a delivery and died before committing (simulated by
-// enqueueing the task by hand) leaves the row unrelayed. The delivery runs and posts, but cannot
-// record itself on an unrelayed row; the next relay relays the row and enqueues it again, so the
-// receiver gets the notification a second time, with the same webhook-id (delivery is at least
-// once; receivers de-duplicate on it), and the row ends delivered.
+// enqueueing the task by hand) leaves the row unrelayed. The delivery runs, posts and records
+// itself; the row stays unrelayed (a rolled-back relay set no pending endpoints, so the record
+// marks it delivered, see OutboxMarkDeliveredBatch), and the next relay relays it, clears the
+// mark and enqueues it again, so the receiver gets the notification a second time, with the same
+// webhook-id (delivery is at least once; receivers de-duplicate on it), and the row ends
+// delivered.
 func TestRelayAfterCrash(t *testing.T) {
 	t.Parallel()
 	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
@@ -244,7 +246,6 @@ func TestRelayAfterCrash(t *testing.T) {
 	_, err = b.client.EnqueueContext(b.ctx, task)
 	require.NoError(t, err)
 	first := b.recv.WaitDelivered(1, 30*time.Second)
-	require.Nil(t, b.outboxRow(t, id).DeliveredAt, "not recorded on an unrelayed row")
 
 	insp := asynq.NewInspector(b.redis)
 	t.Cleanup(func() { _ = insp.Close() })
@@ -252,6 +253,10 @@ func TestRelayAfterCrash(t *testing.T) {
 		_, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
 		return errors.Is(err, asynq.ErrTaskNotFound)
 	}, 30*time.Second, 10*time.Millisecond, "the first task is done")
+	// The task ends after its record (webhook.Deliverer.attempt), so the record has landed.
+	after := b.outboxRow(t, id)
+	require.Nil(t, after.RelayedAt, "the delivery does not relay the row")
+	require.NotNil(t, after.DeliveredAt, "the delivery recorded itself on the unrelayed row")
 	n, err := b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
