@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/gctune"
 	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
@@ -52,6 +53,7 @@ func (discardIntents) APICreateUpload(context.Context, dbq.APICreateUploadParams
 // daemon records them (internal/cli/role_api.go): through a store.IntentWriter (group commit).
 func benchServer(b *testing.B, withDB bool) *Server {
 	b.Helper()
+	gctune.Apply(os.Getenv) // the GC target the daemon runs with (internal/cli's run)
 	st := testkit.DB(b)
 	var q Queries = discardIntents{Queries: st.Q}
 	if withDB {

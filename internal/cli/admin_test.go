@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/gctune"
 	"github.com/intakehq/intake/internal/health"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
@@ -116,4 +119,10 @@ func TestAdminListener(t *testing.T) {
 	}
 	require.Equal(t, 0, d.stop(), "logs:\n%s", d.logs.String())
 	require.Contains(t, d.logs.String(), `"listener":"admin"`)
+	// The collector's target `intake run` sets without GOGC (internal/gctune), logged at start and
+	// in effect in the process (the daemon ran in this one).
+	if os.Getenv("GOGC") == "" {
+		require.Contains(t, d.logs.String(), `"gc_percent":400,"gc_percent_from_gogc":false`)
+		require.Equal(t, gctune.DefaultPercent, debug.SetGCPercent(gctune.DefaultPercent))
+	}
 }

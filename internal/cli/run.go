@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/gctune"
 	"github.com/intakehq/intake/internal/health"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
@@ -176,8 +178,10 @@ func (r *RunCmd) Run(g *Globals) error {
 	}
 	ctx := g.Ctx
 	log := g.Log
+	gcPercent, gcFromEnv := gctune.Apply(os.Getenv)
 	log.Info("starting intake",
 		"version", Version, "roles", strings.Join(roles, ","), "listen", cfg.ListenAddr, "admin_listen", cfg.AdminListenAddr,
+		"gc_percent", gcPercent, "gc_percent_from_gogc", gcFromEnv,
 		"bucket", cfg.Bucket, "queue_url", cfg.QueueURL, "dlq_url", cfg.DLQURL,
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
 		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))

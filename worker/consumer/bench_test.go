@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/gctune"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
@@ -106,6 +107,7 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	if testing.Short() {
 		b.Skip("needs the local stack")
 	}
+	gctune.Apply(os.Getenv) // the GC target the daemon runs with (internal/cli's run)
 	// The consumer role gives its S3 client an idle-connection pool sized for its workers (see
 	// internal/cli/role_consumer.go); the SDK's default keeps 10 per host and redials the rest.
 	cfg := testkit.AWSConfig()

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/intakehq/intake/internal/gctune"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/store"
@@ -86,6 +87,7 @@ func runConsumerChild() int {
 
 func consumerChild() (childReport, error) {
 	var rep childReport
+	gctune.Apply(os.Getenv) // the GC target the daemon runs with (internal/cli's run)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	st, err := store.Open(ctx, os.Getenv(childDBEnv))
