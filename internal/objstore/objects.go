@@ -401,8 +401,11 @@ func isPreconditionFailed(err error) bool {
 }
 
 func isInvalidRange(err error) bool {
+	if err == nil {
+		return false // before respErr, which escapes to the heap: every successful Peek asks
+	}
 	var respErr interface{ HTTPStatusCode() int }
-	return err != nil && errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
+	return errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
 }
 
 func quote(etag string) string { return `"` + etag + `"` }
