@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/intakehq/intake/internal/problem"
@@ -124,10 +125,27 @@ func jsonProblem(err error) *Problem {
 	}
 }
 
+// Header values of JSON answers, shared (net/http copies a handler's header map before writing it
+// and never changes the slices in it): assigning them skips Header.Set's key canonicalization
+// and a slice per value.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+)
+
 // writeJSON writes v as application/json with the status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	if a, ok := v.(jsonAppender); ok {
+		// Content-Length too: net/http would buffer a small body to learn it.
+		buf := a.appendJSON(make([]byte, 0, 1024))
+		h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+		w.WriteHeader(status)
+		_, _ = w.Write(buf)
+		return
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -117,7 +117,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	writeJSON(w, http.StatusCreated, resp)
+	writeJSON(w, http.StatusCreated, &resp)
 	return nil
 }
 
