@@ -51,7 +51,8 @@ func permanent(format string, args ...any) error {
 }
 
 // decode decodes body, an SNS message when inSNS. With fast, it finds the top-level names with
-// topNames when it can; the caller must then decode again without fast after an error.
+// topNames and reads an S3 notification with scanRecords when it can; the caller must then decode
+// again without fast after an error.
 func decode(body []byte, inSNS, fast bool) ([]Event, error) {
 	// Dispatch on exact top-level names: encoding/json matches struct fields
 	// case-insensitively, which would confuse "Time" (test event) with
@@ -74,7 +75,7 @@ func decode(body []byte, inSNS, fast bool) ([]Event, error) {
 	}
 	switch {
 	case names&nameRecords != 0:
-		return decodeRecords(body)
+		return decodeRecords(body, fast)
 	case names&nameType != 0 && names&nameMessage != 0:
 		if inSNS {
 			return nil, permanent("SNS envelope inside an SNS envelope")
@@ -221,12 +222,19 @@ type s3Record struct {
 	} `json:"s3"`
 }
 
-func decodeRecords(body []byte) ([]Event, error) {
+// decodeRecords decodes an S3 notification; with fast, through scanRecords when it can.
+func decodeRecords(body []byte, fast bool) ([]Event, error) {
 	var n struct {
 		Records []s3Record `json:"Records"`
 	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return nil, permanent("malformed S3 notification: %v", err)
+	var scanned bool
+	if fast {
+		n.Records, scanned = scanRecords(body)
+	}
+	if !scanned {
+		if err := json.Unmarshal(body, &n); err != nil {
+			return nil, permanent("malformed S3 notification: %v", err)
+		}
 	}
 	if len(n.Records) == 0 {
 		return nil, permanent("no records")

@@ -1,4 +1,30 @@
 package pipeline
 
-// DecodeWith is decode with (fast) or without the scan of the top-level names.
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+)
+
+// DecodeWith is decode with (fast) or without the scans: of the top-level names, and of an S3
+// notification's records (scanRecords).
 func DecodeWith(body []byte, fast bool) ([]Event, error) { return decode(body, false, fast) }
+
+// ScanRecordsAgrees runs scanRecords on body and, when it read it, json.Unmarshal too: scanned
+// tells whether the scan read it, err what differs (nil when both agree).
+func ScanRecordsAgrees(body []byte) (scanned bool, err error) {
+	recs, ok := scanRecords(body)
+	if !ok {
+		return false, nil
+	}
+	var n struct {
+		Records []s3Record `json:"Records"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return true, fmt.Errorf("the scan read a body encoding/json refuses: %w", err)
+	}
+	if !reflect.DeepEqual(recs, n.Records) {
+		return true, fmt.Errorf("the scan read %+v, encoding/json %+v", recs, n.Records)
+	}
+	return true, nil
+}
