@@ -136,9 +136,10 @@ func (s *scanner) stringField(dst *string, seen *uint16, bit uint16) bool {
 	return ok
 }
 
-// members reads an object whose names intake matches against known (exact names, in order; a name
-// at index k sets bit 1<<k of seen), calling read for each known name; any other name's value is
-// skipped, unless it is a known name in another case or not plain ASCII.
+// members reads an object whose names intake matches against known (exact names), calling read
+// with the index k of each known name; read marks bit 1<<k of seen, so that a name given twice
+// gives up. Any other name's value is skipped, unless it is a known name in another case or not
+// plain ASCII.
 func (s *scanner) members(known []string, read func(k int, seen *uint16) bool) bool {
 	var seen uint16
 	return s.object(func(name []byte) bool {
