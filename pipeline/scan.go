@@ -65,26 +65,30 @@ func (s *scanner) next(c byte) bool {
 // object reads an object, calling member with each name once the scanner stands before its value;
 // member reads or skips the value and returns false to stop the scan.
 func (s *scanner) object(member func(name []byte) bool) bool {
-	if !s.next('{') {
-		return false
-	}
-	if s.next('}') {
-		return true
-	}
-	for {
-		s.space()
+	return s.next('{') && s.list('}', func() bool {
 		name, ok := s.plainString()
 		if !ok || !s.next(':') {
 			return false
 		}
 		s.space()
-		if !member(name) {
+		return member(name)
+	})
+}
+
+// list reads the comma-separated elements of an object or an array whose opening byte was read, up
+// to and with its closing byte; elem reads one element, the scanner standing at its first byte.
+func (s *scanner) list(closing byte, elem func() bool) bool {
+	if s.next(closing) {
+		return true
+	}
+	for {
+		s.space()
+		if !elem() {
 			return false
 		}
-		if s.next(',') {
-			continue
+		if !s.next(',') {
+			return s.next(closing)
 		}
-		return s.next('}')
 	}
 }
 
@@ -160,22 +164,19 @@ func (s *scanner) members(known []string, read func(k int, seen *uint16) bool) b
 
 // records reads the Records array: objects only, at least one.
 func (s *scanner) records() ([]s3Record, bool) {
-	if !s.next('[') {
-		return nil, false
-	}
 	recs := make([]s3Record, 0, 1)
-	for {
-		s.space()
+	ok := s.next('[') && s.list(']', func() bool {
 		var r s3Record
 		if !s.record(&r) {
-			return nil, false
+			return false
 		}
 		recs = append(recs, r)
-		if s.next(',') {
-			continue
-		}
-		return recs, s.next(']')
+		return true
+	})
+	if !ok || len(recs) == 0 {
+		return nil, false
 	}
+	return recs, true
 }
 
 var (
@@ -268,38 +269,16 @@ func (s *scanner) skip(depth int) bool {
 		return s.skipString()
 	case c == '{':
 		s.i++
-		if s.next('}') {
-			return true
-		}
-		for {
-			s.space()
+		return s.list('}', func() bool {
 			if !s.skipString() || !s.next(':') {
 				return false
 			}
 			s.space()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			if s.next(',') {
-				continue
-			}
-			return s.next('}')
-		}
+			return s.skip(depth + 1)
+		})
 	case c == '[':
 		s.i++
-		if s.next(']') {
-			return true
-		}
-		for {
-			s.space()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			if s.next(',') {
-				continue
-			}
-			return s.next(']')
-		}
+		return s.list(']', func() bool { return s.skip(depth + 1) })
 	case c == '-' || (c >= '0' && c <= '9'):
 		return s.skipNumber()
 	case c == 't':
