@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -50,19 +51,21 @@ type discardIntents struct{ Queries }
 func (discardIntents) APICreateUpload(context.Context, dbq.APICreateUploadParams) error { return nil }
 
 // benchServer builds a Server on the local stack; withDB selects real intent rows, recorded as the
-// daemon records them (internal/cli/role_api.go): through a store.IntentWriter (group commit).
-func benchServer(b *testing.B, withDB bool) *Server {
+// daemon records them (internal/cli/role_api.go): through a store.IntentWriter (group commit). The
+// registry holds the Server's metrics and the IntentWriter's.
+func benchServer(b *testing.B, withDB bool) (*Server, *prometheus.Registry) {
 	b.Helper()
 	gctune.Apply(os.Getenv) // the GC target the daemon runs with (internal/cli's run)
 	st := testkit.DB(b)
+	reg := prometheus.NewRegistry()
 	var q Queries = discardIntents{Queries: st.Q}
 	if withDB {
 		w := store.NewIntentWriter(st.Pool, store.IntentWriterOptions{})
 		b.Cleanup(w.Close) // runs before the pool closes
+		reg.MustRegister(w)
 		q = store.IntentQueries{Queries: st.Q, Intents: w}
 	}
 	s3c := testkit.S3()
-	reg := prometheus.NewRegistry()
 	mpMetrics, err := mpart.NewMetrics(reg)
 	require.NoError(b, err)
 	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: 10 * time.Second})
@@ -73,7 +76,7 @@ func benchServer(b *testing.B, withDB bool) *Server {
 		Log:     telemetry.NewLogger(io.Discard, "json", "info"), Registerer: reg,
 	})
 	require.NoError(b, err)
-	return srv
+	return srv, reg
 }
 
 func cpuTime() time.Duration {
@@ -91,7 +94,8 @@ func BenchmarkRoute(b *testing.B) {
 		withDB bool
 	}{{"presign-only", false}, {"with-intent-row", true}} {
 		b.Run(v.name, func(b *testing.B) {
-			h := benchServer(b, v.withDB).Handler()
+			srv, reg := benchServer(b, v.withDB)
+			h := srv.Handler()
 			b.ReportAllocs()
 			b.SetParallelism(16)
 			cpu0 := cpuTime()
@@ -110,6 +114,9 @@ func BenchmarkRoute(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			if v.withDB { // the group commit's batches: requests per insert
+				b.ReportMetric(float64(b.N)/max(testkit.Metric(b, reg, "intake_intent_batch_rows"), 1), "rows/batch")
+			}
 		})
 	}
 }
@@ -131,10 +138,11 @@ func BenchmarkLoad(b *testing.B) {
 		name   string
 		withDB bool
 	}{{"intake-presign-only", false}, {"intake-with-intent-row", true}} {
-		srv := benchServer(b, v.withDB)
+		srv, reg := benchServer(b, v.withDB)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(b, err)
-		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		// The daemon's public listener (internal/cli), its error log discarded.
+		hs := NewHTTPServer(srv.Handler(), WriteTimeout, log.New(io.Discard, "", 0))
 		go func() { _ = hs.Serve(ln) }()
 		stopProfile := startLoadProfile(b, v.name)
 		cpu0 := cpuTime()
@@ -148,6 +156,10 @@ func BenchmarkLoad(b *testing.B) {
 		results[v.name] = rps
 		cpuPerReq[v.name] = float64(cpu) / float64(time.Microsecond) / float64(res.Requests)
 		b.Logf("%s: %.0f req/s, %.1f µs server CPU/req, mean latency %s", v.name, rps, cpuPerReq[v.name], res.MeanLat)
+		if v.withDB { // the group commit's batches: requests (all recorded) per insert
+			batches := testkit.Metric(b, reg, "intake_intent_batch_rows")
+			b.Logf("%s: %.0f intent batches, mean %.1f rows", v.name, batches, float64(res.Requests)/max(batches, 1))
+		}
 	}
 
 	// The reference server, with its URLs checked against MinIO first (fair comparison: it signs the

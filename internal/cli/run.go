@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/gctune"
 	"github.com/intakehq/intake/internal/health"
@@ -291,7 +292,7 @@ func (a *App) listen() ([]listener, error) {
 		handler      http.Handler
 		writeTimeout time.Duration
 	}
-	specs := []spec{{"http", a.Cfg.ListenAddr, a.Mux, 60 * time.Second}}
+	specs := []spec{{"http", a.Cfg.ListenAddr, a.Mux, api.WriteTimeout}}
 	if a.Cfg.AdminListenAddr != "" {
 		// CPU profiles and traces stream for ?seconds=N: give them room.
 		specs = append(specs, spec{"admin", a.Cfg.AdminListenAddr, a.Admin, 10 * time.Minute})
@@ -305,14 +306,8 @@ func (a *App) listen() ([]listener, error) {
 			}
 			return nil, fmt.Errorf("listen on %s (%s): %w", sp.addr, sp.name, err)
 		}
-		out = append(out, listener{name: sp.name, ln: ln, srv: &http.Server{
-			Handler:           sp.handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      sp.writeTimeout,
-			IdleTimeout:       120 * time.Second,
-			ErrorLog:          slog.NewLogLogger(a.Log.With("listener", sp.name).Handler(), slog.LevelWarn),
-		}})
+		out = append(out, listener{name: sp.name, ln: ln, srv: api.NewHTTPServer(sp.handler, sp.writeTimeout,
+			slog.NewLogLogger(a.Log.With("listener", sp.name).Handler(), slog.LevelWarn))})
 	}
 	return out, nil
 }
