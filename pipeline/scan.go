@@ -9,29 +9,19 @@ import (
 // over body, without reflection, when body has the plain form S3, MinIO and the emulators send.
 // ok is false whenever it cannot be sure to give exactly what json.Unmarshal gives, and the caller
 // then decodes with json.Unmarshal: body is not valid JSON (the scan validates every byte, the
-// values it skips too); a name intake reads holds an escape or a non-ASCII byte, appears twice, or
-// is spelled in another case (encoding/json matches names case-insensitively); a value intake reads
-// is not a string (a size not a plain non-negative integer), holds an escape or invalid UTF-8, or
-// is null; nesting deeper than maxScanDepth. FuzzScanRecords holds it to json.Unmarshal.
+// values it skips too); a name in an object intake reads holds a non-ASCII byte; a name intake
+// reads holds an escape, appears twice, or is spelled in another case (encoding/json matches names
+// case-insensitively); a value intake reads is not a string (a size not a plain non-negative
+// integer), holds an escape or invalid UTF-8, or is null; nesting deeper than maxScanDepth.
+// FuzzScanRecords holds it to json.Unmarshal.
 func scanRecords(body []byte) (recs []s3Record, ok bool) {
 	s := scanner{b: body}
-	var seen bool
-	ok = s.object(func(name []byte) bool {
-		switch {
-		case string(name) == "Records":
-			if seen {
-				return false
-			}
-			seen = true
-			recs, ok = s.records()
-			return ok
-		case strings.EqualFold(string(name), "Records"):
-			return false
-		}
-		return s.skip(0)
+	ok = s.members(bodyNames, func(int) bool {
+		recs, ok = s.records() // at least one record when ok
+		return ok
 	})
 	s.space()
-	if !ok || !seen || s.i != len(s.b) {
+	if !ok || recs == nil || s.i != len(s.b) {
 		return nil, false
 	}
 	return recs, true
@@ -129,22 +119,18 @@ func plainASCII(name []byte) bool {
 	return true
 }
 
-// stringField reads a string value into *dst, once (seen tracks the names read at this level).
-func (s *scanner) stringField(dst *string, seen *uint16, bit uint16) bool {
-	if *seen&bit != 0 {
-		return false
-	}
-	*seen |= bit
+// stringField reads a string value into *dst.
+func (s *scanner) stringField(dst *string) bool {
 	v, ok := s.plainString()
 	*dst = string(v)
 	return ok
 }
 
-// members reads an object whose names intake matches against known (exact names), calling read
-// with the index k of each known name; read marks bit 1<<k of seen, so that a name given twice
-// gives up. Any other name's value is skipped, unless it is a known name in another case or not
-// plain ASCII.
-func (s *scanner) members(known []string, read func(k int, seen *uint16) bool) bool {
+// members reads an object whose names intake matches against known (exact names, at most 16),
+// calling read with the index k of each known name; a known name given twice gives up (encoding/json
+// would keep the last value). Any other name's value is skipped, unless it is a known name in
+// another case or not plain ASCII.
+func (s *scanner) members(known []string, read func(k int) bool) bool {
 	var seen uint16
 	return s.object(func(name []byte) bool {
 		if !plainASCII(name) {
@@ -152,7 +138,12 @@ func (s *scanner) members(known []string, read func(k int, seen *uint16) bool) b
 		}
 		for k, n := range known {
 			if string(name) == n {
-				return read(k, &seen)
+				bit := uint16(1) << k
+				if seen&bit != 0 {
+					return false
+				}
+				seen |= bit
+				return read(k)
 			}
 			if strings.EqualFold(string(name), n) {
 				return false
@@ -180,6 +171,7 @@ func (s *scanner) records() ([]s3Record, bool) {
 }
 
 var (
+	bodyNames   = []string{"Records"}
 	recordNames = []string{"eventSource", "awsRegion", "eventTime", "eventName", "s3"}
 	s3Names     = []string{"bucket", "object"}
 	bucketNames = []string{"name"}
@@ -187,55 +179,40 @@ var (
 )
 
 func (s *scanner) record(r *s3Record) bool {
-	return s.members(recordNames, func(k int, seen *uint16) bool {
-		bit := uint16(1) << k
+	return s.members(recordNames, func(k int) bool {
 		switch k {
 		case 0:
-			return s.stringField(&r.EventSource, seen, bit)
+			return s.stringField(&r.EventSource)
 		case 1:
-			return s.stringField(&r.AWSRegion, seen, bit)
+			return s.stringField(&r.AWSRegion)
 		case 2:
-			return s.stringField(&r.EventTime, seen, bit)
+			return s.stringField(&r.EventTime)
 		case 3:
-			return s.stringField(&r.EventName, seen, bit)
+			return s.stringField(&r.EventName)
 		}
-		if *seen&bit != 0 {
-			return false
-		}
-		*seen |= bit
-		return s.members(s3Names, func(k int, seen *uint16) bool {
-			bit := uint16(1) << k
-			if *seen&bit != 0 {
-				return false
-			}
-			*seen |= bit
+		return s.members(s3Names, func(k int) bool {
 			if k == 0 {
-				return s.members(bucketNames, func(_ int, seen *uint16) bool {
-					return s.stringField(&r.S3.Bucket.Name, seen, 1)
+				return s.members(bucketNames, func(int) bool {
+					return s.stringField(&r.S3.Bucket.Name)
 				})
 			}
 			o := &r.S3.Object
-			return s.members(objectNames, func(k int, seen *uint16) bool {
-				bit := uint16(1) << k
+			return s.members(objectNames, func(k int) bool {
 				switch k {
 				case 0:
-					return s.stringField(&o.Key, seen, bit)
+					return s.stringField(&o.Key)
 				case 1:
-					if *seen&bit != 0 {
-						return false
-					}
-					*seen |= bit
 					var ok bool
 					o.Size, ok = s.size()
 					return ok
 				case 2:
-					return s.stringField(&o.ETag, seen, bit)
+					return s.stringField(&o.ETag)
 				case 3:
-					return s.stringField(&o.VersionID, seen, bit)
+					return s.stringField(&o.VersionID)
 				case 4:
-					return s.stringField(&o.Sequencer, seen, bit)
+					return s.stringField(&o.Sequencer)
 				}
-				return s.stringField(&o.ContentType, seen, bit)
+				return s.stringField(&o.ContentType)
 			})
 		})
 	})
