@@ -17,8 +17,10 @@ type jsonAppender interface {
 // appendJSON appends r as encoding/json encodes it (field order, omitempty, sorted map keys,
 // HTML-safe strings), followed by the newline the Encoder adds.
 func (r *uploadResponse) appendJSON(b []byte) []byte {
+	var id [36]byte
+	hexUUID(id[:], r.ID) // as in object keys: what uuid.UUID.MarshalText gives
 	b = append(b, `{"id":"`...)
-	b = appendUUID(b, r.ID)
+	b = append(b, id[:]...)
 	b = append(b, `","bucket":`...)
 	b = appendJSONString(b, r.Bucket)
 	b = append(b, `,"key":`...)
@@ -52,18 +54,6 @@ func (r *uploadResponse) appendJSON(b []byte) []byte {
 	b = append(b, `,"expires_at":"`...)
 	b = r.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
 	return append(b, "\"}\n"...)
-}
-
-// appendUUID appends id's canonical text form (what uuid.UUID.MarshalText gives).
-func appendUUID(b []byte, id [16]byte) []byte {
-	const hex = "0123456789abcdef"
-	for i, c := range id {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hex[c>>4], hex[c&0xf])
-	}
-	return b
 }
 
 // appendStringMap appends m as a JSON object with its keys sorted, as encoding/json does.
