@@ -20,9 +20,11 @@ go 1.26.0
 //   - testify, goleak: tests only. HTTP routing is the standard library's ServeMux.
 //   - standard-webhooks/libraries: tests only; the Standard Webhooks specification's own Go
 //     verifier is the receiver that checks intake's webhook signatures (intake signs with crypto/hmac).
-//   - fasthttp: only the consumer's per-event ranged GET (objstore's Peek): its HTTP/1.1 writer and
-//     parser, in the caller's goroutine, cost about 45% less client CPU per GET than net/http's
-//     transport (two goroutines per connection, channel handoffs, header maps; BenchmarkPeekCPU).
+//   - fasthttp: only the consumer's hot AWS requests (internal/h1: objstore's per-event ranged GET,
+//     queue.Lean's SQS receive and delete): its HTTP/1.1 writer and parser, in the caller's
+//     goroutine, cost about 45% less client CPU per GET than net/http's transport (two goroutines
+//     per connection, channel handoffs, header maps; BenchmarkPeekCPU), and halve the CPU of a
+//     receive and delete per message (BenchmarkReceiveDelete).
 //   - kin-openapi: tests only; validates every request and response of the API, jobs API and
 //     ingress tests against internal/api/openapi.json (internal/testkit Contract).
 require (

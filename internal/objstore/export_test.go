@@ -39,12 +39,5 @@ func FastIdle(o *Objects) int {
 	if o.presigned == nil || o.presigned.fast == nil {
 		return -1
 	}
-	g := o.presigned.fast
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for _, h := range g.hosts {
-		n += len(h.idle)
-	}
-	return n
+	return o.presigned.fast.pool.Idle()
 }

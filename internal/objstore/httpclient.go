@@ -20,8 +20,8 @@ const (
 	// S3ResponseTimeout leaves room for a CopyObject of up to 5 GiB, which some servers (MinIO)
 	// answer only once the copy is done.
 	S3ResponseTimeout = time.Minute
-	// dialTimeout bounds establishing a connection (the SDK's default is 30 s).
-	dialTimeout = 5 * time.Second
+	// DialTimeout bounds establishing a connection (the SDK's default is 30 s).
+	DialTimeout = 5 * time.Second
 )
 
 // HTTPClient is the HTTP client every intake AWS client uses: the SDK's default transport with
@@ -33,7 +33,7 @@ func HTTPClient(idleConns int) aws.HTTPClient {
 }
 
 // WithResponseTimeout returns c with its transport's ResponseHeaderTimeout set to d and its dial
-// timeout to dialTimeout, when c is (a wrapped) SDK buildable client; any other client, or nil, is
+// timeout to DialTimeout, when c is (a wrapped) SDK buildable client; any other client, or nil, is
 // returned as it is.
 func WithResponseTimeout(c aws.HTTPClient, d time.Duration) aws.HTTPClient {
 	b, ok := UnwrapHTTPClient(c).(*awshttp.BuildableClient)
@@ -42,7 +42,7 @@ func WithResponseTimeout(c aws.HTTPClient, d time.Duration) aws.HTTPClient {
 	}
 	return WrapHTTPClient(b.
 		WithTransportOptions(func(tr *http.Transport) { tr.ResponseHeaderTimeout = d }).
-		WithDialerOptions(func(dl *net.Dialer) { dl.Timeout = dialTimeout }))
+		WithDialerOptions(func(dl *net.Dialer) { dl.Timeout = DialTimeout }))
 }
 
 // TuneHTTPClient gives c (the SDK's buildable client, possibly already carrying a custom CA

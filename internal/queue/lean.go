@@ -4,20 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/schemas"
@@ -25,18 +27,29 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/valyala/fasthttp"
+
+	"github.com/intakehq/intake/internal/h1"
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/sigv4"
 )
 
 // Lean is the consumer's SQS client: an *sqs.Client whose ReceiveMessage and DeleteMessageBatch,
 // the two calls on the consumer's hot path, bypass the SDK's middleware stack.
 //
 // Why: a CPU profile of the consumer put that stack (endpoint rules, retry, signing and checksum
-// middleware, smithy decoding) at 10–12% of the process for those two calls. Lean sends them
-// itself, in the AWS JSON 1.0 protocol, and keeps the rest of the SDK's path: requests are signed
-// by the SDK's SigV4 signer with the client's credentials (retrieved per request from their
-// cache), sent by the client's own HTTP client (its transport and response timeout) to the
-// endpoint the client resolves, and the answers are decoded by the client's own protocol into the
-// SDK's output types (smithy's decoder: faster here than encoding/json). BenchmarkReceiveDelete and
+// middleware, smithy decoding) at 10–12% of the process for those two calls; once they skipped
+// it, net/http's transport (two goroutines per connection and their handoffs), the SDK's signer
+// and encoding/json still took 12% of the consumer's CPU. Lean sends them itself, in the AWS JSON
+// 1.0 protocol: the request body is written by hand, signed by sigv4.HeaderSigner (the SDK
+// signer's Authorization for the same signed headers) with the client's credentials (retrieved per
+// request from their cache), and sent through an h1.Pool mirroring the client's HTTP transport
+// (fasthttp's writer and parser in the calling goroutine; see package h1), or through the client's
+// own HTTP client when the pool cannot (a proxy, the connection limit reached, a client that is
+// not the SDK's buildable one); an exchange through the pool is bounded by
+// objstore.SQSResponseTimeout, as NewClient bounds the HTTP client's. Requests go to the endpoint
+// the client resolves, and the answers are decoded by the client's own protocol into the SDK's
+// output types (smithy's decoder: faster here than encoding/json). BenchmarkReceiveDelete and
 // BenchmarkReceiveDeleteCanned measure the difference.
 //
 // What it keeps: each received message's MD5OfBody is checked as the SDK checks it, and
@@ -52,24 +65,30 @@ import (
 // clock skew learnt from earlier answers; and the SDK's per-request extras (user agent,
 // invocation ID, logging, tracing and metrics hooks) are not sent or run.
 //
-// Calls given per-call option functions, and inputs the SDK refuses before sending (a nil QueueUrl
-// or Entries, an entry without Id or ReceiptHandle), go through the embedded SDK client, as do all
-// other operations.
+// Calls given per-call option functions, inputs the SDK refuses before sending (a nil QueueUrl
+// or Entries, an entry without Id or ReceiptHandle), and every call when the endpoint's path is
+// one SigV4 would escape, go through the embedded SDK client, as do all other operations.
 type Lean struct {
 	*sqs.Client
 
-	endpoint string
-	region   string
-	creds    aws.CredentialsProvider // nil: requests are not signed (anonymous credentials)
-	signer   *v4.Signer
+	endpoint string // the URL requests are sent to
+	scheme   string // "http" or "https"
+	hostport string // the endpoint's host[:port], as dialled
+	host     string // the Host header sent and signed: hostport without a default port
+	path     string // the endpoint's escaped path, "/" at least
+	sdkOnly  bool   // the path is not one sigv4.HeaderSigner signs: every call goes through the SDK
+
+	signer   *sigv4.HeaderSigner // nil: requests are not signed (anonymous credentials)
+	pool     *h1.Pool            // nil: every request goes through http
 	http     aws.HTTPClient
 	protocol smithyhttp.ClientProtocol
 }
 
 // NewLean returns a Lean over sdk (see NewClient), taking everything from the client's own
-// options, so that both paths cannot differ: its HTTP client, credentials, region, protocol and
-// endpoint (the configured one, as NewClient sets it from config.AWS.SQSEndpoint, or else the one
-// the client's endpoint resolver gives for the region, resolved once here).
+// options, so that both paths cannot differ: its HTTP client (whose transport the h1.Pool
+// mirrors), credentials, region, protocol and endpoint (the configured one, as NewClient sets it
+// from config.AWS.SQSEndpoint, or else the one the client's endpoint resolver gives for the
+// region, resolved once here).
 func NewLean(sdk *sqs.Client) (*Lean, error) {
 	o := sdk.Options()
 	if o.HTTPClient == nil || o.Protocol == nil {
@@ -92,37 +111,23 @@ func NewLean(sdk *sqs.Client) (*Lean, error) {
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	creds := o.Credentials
-	if aws.IsCredentialsProvider(creds, (*aws.AnonymousCredentials)(nil)) {
-		creds = nil
+	l := &Lean{
+		Client: sdk, endpoint: u.String(), scheme: u.Scheme, hostport: u.Host, host: u.Host,
+		path: u.EscapedPath(), http: o.HTTPClient, protocol: o.Protocol,
 	}
-	return &Lean{
-		Client: sdk, endpoint: u.String(), region: o.Region, creds: creds,
-		signer: v4.NewSigner(), http: o.HTTPClient, protocol: o.Protocol,
-	}, nil
-}
-
-// receiveRequest is ReceiveMessage's JSON request; fields not set are left out, as the SDK does.
-type receiveRequest struct {
-	QueueURL                    *string                            `json:"QueueUrl,omitzero"`
-	AttributeNames              []types.QueueAttributeName         `json:",omitzero"`
-	MessageSystemAttributeNames []types.MessageSystemAttributeName `json:",omitzero"`
-	MessageAttributeNames       []string                           `json:",omitzero"`
-	MaxNumberOfMessages         int32                              `json:",omitzero"`
-	VisibilityTimeout           int32                              `json:",omitzero"`
-	WaitTimeSeconds             int32                              `json:",omitzero"`
-	ReceiveRequestAttemptID     *string                            `json:"ReceiveRequestAttemptId,omitzero"`
-}
-
-// deleteBatchRequest is DeleteMessageBatch's JSON request.
-type deleteBatchRequest struct {
-	QueueURL *string       `json:"QueueUrl,omitzero"`
-	Entries  []deleteEntry `json:",omitzero"`
-}
-
-type deleteEntry struct {
-	ID            *string `json:"Id,omitzero"`
-	ReceiptHandle *string `json:",omitzero"`
+	if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+		l.host = strings.TrimSuffix(u.Host, ":"+p)
+	}
+	l.sdkOnly = !sigv4.CanonicalPath(l.path)
+	if creds := o.Credentials; creds != nil && !aws.IsCredentialsProvider(creds, (*aws.AnonymousCredentials)(nil)) {
+		if l.signer, err = sigv4.NewHeaderSigner(creds, o.Region, "sqs"); err != nil {
+			return nil, fmt.Errorf("lean SQS client: %w", err)
+		}
+	}
+	if b, ok := objstore.UnwrapHTTPClient(o.HTTPClient).(*awshttp.BuildableClient); ok && (u.Scheme == "http" || u.Scheme == "https") {
+		l.pool = h1.NewPool(b, objstore.SQSResponseTimeout, objstore.DialTimeout)
+	}
+	return l, nil
 }
 
 // Operations Lean makes itself: their names and shapes (for the SDK's decoding of answers).
@@ -135,22 +140,14 @@ var (
 // whose MD5OfBody or MD5OfMessageAttributes does not match fails the whole call, as a body
 // mismatch does in the SDK.
 func (l *Lean) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
-	if len(optFns) > 0 || in == nil || in.QueueUrl == nil {
+	if len(optFns) > 0 || in == nil || in.QueueUrl == nil || l.sdkOnly {
 		return l.Client.ReceiveMessage(ctx, in, optFns...)
 	}
-	req := receiveRequest{
-		QueueURL: in.QueueUrl,
-		//lint:ignore SA1019 deprecated, still sent as the SDK sends it
-		AttributeNames:              in.AttributeNames,
-		MessageSystemAttributeNames: in.MessageSystemAttributeNames,
-		MessageAttributeNames:       in.MessageAttributeNames,
-		MaxNumberOfMessages:         in.MaxNumberOfMessages,
-		VisibilityTimeout:           in.VisibilityTimeout,
-		WaitTimeSeconds:             in.WaitTimeSeconds,
-		ReceiveRequestAttemptID:     in.ReceiveRequestAttemptId,
-	}
+	bp := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(bp)
+	*bp = appendReceiveRequest((*bp)[:0], in)
 	out := &sqs.ReceiveMessageOutput{}
-	if err := l.call(ctx, opReceiveMessage, req, out, &out.ResultMetadata); err != nil {
+	if err := l.call(ctx, opReceiveMessage, targetReceiveMessage, *bp, out, &out.ResultMetadata); err != nil {
 		return nil, err
 	}
 	for _, m := range out.Messages {
@@ -165,43 +162,121 @@ func (l *Lean) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, 
 func (l *Lean) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
 	if len(optFns) > 0 || in == nil || in.QueueUrl == nil || in.Entries == nil || slices.ContainsFunc(in.Entries, func(e types.DeleteMessageBatchRequestEntry) bool {
 		return e.Id == nil || e.ReceiptHandle == nil
-	}) {
+	}) || l.sdkOnly {
 		return l.Client.DeleteMessageBatch(ctx, in, optFns...)
 	}
-	req := deleteBatchRequest{QueueURL: in.QueueUrl, Entries: make([]deleteEntry, len(in.Entries))}
-	for i, e := range in.Entries {
-		req.Entries[i] = deleteEntry{ID: e.Id, ReceiptHandle: e.ReceiptHandle}
-	}
+	bp := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(bp)
+	*bp = appendDeleteBatchRequest((*bp)[:0], in)
 	out := &sqs.DeleteMessageBatchOutput{}
-	if err := l.call(ctx, opDeleteMessageBatch, req, out, &out.ResultMetadata); err != nil {
+	if err := l.call(ctx, opDeleteMessageBatch, targetDeleteMessageBatch, *bp, out, &out.ResultMetadata); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// call sends in, encoded as JSON, as the request of op, and decodes the answer into out with the
-// SDK's own protocol (also faster than encoding/json), recording its request ID in md.
-func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, in any, out smithy.Deserializable, md *middleware.Metadata) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return operationError(op, &smithy.SerializationError{Err: err})
+// Headers and bounds of Lean's requests.
+const (
+	jsonContentType          = "application/x-amz-json-1.0"
+	targetReceiveMessage     = "AmazonSQS.ReceiveMessage"
+	targetDeleteMessageBatch = "AmazonSQS.DeleteMessageBatch"
+	// maxResponseBody bounds an answer read through the pool: ten messages of SQS's largest size
+	// (1 MiB each, attributes included) with room to spare. A larger one fails the call.
+	maxResponseBody = 32 << 20
+)
+
+// bodyPool holds request body buffers.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// call sends body, the JSON request of op (X-Amz-Target target), signed, and decodes the answer
+// into out with the SDK's own protocol, recording its request ID in md.
+func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, out smithy.Deserializable, md *middleware.Metadata) error {
+	var auth sigv4.HeaderAuth
+	if l.signer != nil {
+		var err error
+		auth, err = l.signer.SignJSON(ctx, sigv4.JSONRequest{
+			Host: l.host, Path: l.path, ContentType: jsonContentType, Target: target, Body: body, Now: time.Now(),
+		})
+		if err != nil {
+			return operationError(op, err)
+		}
 	}
+	if l.pool != nil {
+		if err := l.callPool(ctx, op, target, body, auth, out, md); !errors.Is(err, h1.ErrNetHTTP) {
+			return err
+		}
+	}
+	return l.callHTTP(ctx, op, target, body, auth, out, md)
+}
+
+// callPool sends the signed request through the pool; h1.ErrNetHTTP says that it sent nothing and
+// the request is for the HTTP client.
+func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, auth sigv4.HeaderAuth, out smithy.Deserializable, md *middleware.Metadata) error {
+	if err := ctx.Err(); err != nil {
+		return operationError(op, sendError(ctx, err))
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(http.MethodPost)
+	req.Header.SetHost(l.host)
+	req.SetRequestURI(l.path)
+	req.Header.SetContentType(jsonContentType)
+	req.Header.Set("X-Amz-Target", target)
+	req.Header.Set("X-Amzn-Query-Mode", "true") // as the SDK: errors carry their query-protocol code too
+	if auth.Authorization != "" {
+		req.Header.Set("X-Amz-Date", auth.Date)
+		if auth.SecurityToken != "" {
+			req.Header.Set("X-Amz-Security-Token", auth.SecurityToken)
+		}
+		req.Header.Set("Authorization", auth.Authorization)
+	}
+	req.SetBodyRaw(body)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	resp.Header.SetNoDefaultContentType(true)
+	if err := l.pool.Do(ctx, l.scheme, l.hostport, req, resp, maxResponseBody); err != nil {
+		if errors.Is(err, h1.ErrNetHTTP) {
+			return err
+		}
+		return operationError(op, sendError(ctx, err))
+	}
+	reqID := string(resp.Header.Peek("X-Amzn-Requestid"))
+	if reqID == "" {
+		reqID = string(resp.Header.Peek("X-Amz-Requestid"))
+	}
+	status := resp.StatusCode()
+	hr := &http.Response{
+		Status: strconv.Itoa(status) + " " + http.StatusText(status), StatusCode: status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{},
+	}
+	respBody := resp.Body()
+	if status < 200 || status > 299 {
+		// An error keeps the response (awshttp.ResponseError): it must not share the pooled one.
+		respBody = bytes.Clone(respBody)
+		for k, v := range resp.Header.All() {
+			hr.Header.Add(string(k), string(v))
+		}
+	}
+	hr.Body, hr.ContentLength = io.NopCloser(bytes.NewReader(respBody)), int64(len(respBody))
+	return l.decode(ctx, op, hr, reqID, out, md)
+}
+
+// callHTTP sends the signed request through the client's HTTP client.
+func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, auth sigv4.HeaderAuth, out smithy.Deserializable, md *middleware.Metadata) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return operationError(op, err)
 	}
-	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
-	req.Header.Set("X-Amz-Target", "AmazonSQS."+op.ID().Name)
-	req.Header.Set("X-Amzn-Query-Mode", "true") // as the SDK: errors carry their query-protocol code too
-	if l.creds != nil {
-		creds, err := l.creds.Retrieve(ctx)
-		if err != nil {
-			return operationError(op, fmt.Errorf("retrieve credentials: %w", err))
+	req.Host = l.host
+	req.Header.Set("Content-Type", jsonContentType)
+	req.Header.Set("X-Amz-Target", target)
+	req.Header.Set("X-Amzn-Query-Mode", "true")
+	if auth.Authorization != "" {
+		req.Header.Set("X-Amz-Date", auth.Date)
+		if auth.SecurityToken != "" {
+			req.Header.Set("X-Amz-Security-Token", auth.SecurityToken)
 		}
-		sum := sha256.Sum256(body)
-		if err := l.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "sqs", l.region, time.Now()); err != nil {
-			return operationError(op, fmt.Errorf("sign request: %w", err))
-		}
+		req.Header.Set("Authorization", auth.Authorization)
 	}
 	resp, err := l.http.Do(req)
 	if err != nil {
@@ -212,11 +287,16 @@ func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, in any, out
 	if reqID == "" {
 		reqID = resp.Header.Get("X-Amz-RequestId")
 	}
+	return l.decode(ctx, op, resp, reqID, out, md)
+}
+
+// decode records the request ID in md and decodes resp into out, an error status into the error
+// the SDK returns for it.
+func (l *Lean) decode(ctx context.Context, op *smithy.OperationSchema, resp *http.Response, reqID string, out smithy.Deserializable, md *middleware.Metadata) error {
 	if reqID != "" {
 		awsmiddleware.SetRequestIDMetadata(md, reqID)
 	}
-	// An error status is decoded into the error the SDK returns for it.
-	err = l.protocol.DeserializeResponse(ctx, op, sqs.TypeRegistry, &smithyhttp.Response{Response: resp}, out)
+	err := l.protocol.DeserializeResponse(ctx, op, sqs.TypeRegistry, &smithyhttp.Response{Response: resp}, out)
 	if err != nil {
 		return operationError(op, &awshttp.ResponseError{
 			ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: resp}, Err: err},
@@ -224,6 +304,91 @@ func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, in any, out
 		})
 	}
 	return nil
+}
+
+// appendReceiveRequest appends ReceiveMessage's JSON request: fields not set are left out, as the
+// SDK does (a list is sent when it is not nil, even empty).
+func appendReceiveRequest(dst []byte, in *sqs.ReceiveMessageInput) []byte {
+	dst = append(dst, `{"QueueUrl":`...)
+	dst = appendJSONString(dst, *in.QueueUrl)
+	//lint:ignore SA1019 deprecated, still sent as the SDK sends it
+	if names := in.AttributeNames; names != nil {
+		dst = append(dst, `,"AttributeNames":`...)
+		dst = appendJSONStrings(dst, names)
+	}
+	if names := in.MessageSystemAttributeNames; names != nil {
+		dst = append(dst, `,"MessageSystemAttributeNames":`...)
+		dst = appendJSONStrings(dst, names)
+	}
+	if names := in.MessageAttributeNames; names != nil {
+		dst = append(dst, `,"MessageAttributeNames":`...)
+		dst = appendJSONStrings(dst, names)
+	}
+	dst = appendJSONInt(dst, "MaxNumberOfMessages", in.MaxNumberOfMessages)
+	dst = appendJSONInt(dst, "VisibilityTimeout", in.VisibilityTimeout)
+	dst = appendJSONInt(dst, "WaitTimeSeconds", in.WaitTimeSeconds)
+	if in.ReceiveRequestAttemptId != nil {
+		dst = append(dst, `,"ReceiveRequestAttemptId":`...)
+		dst = appendJSONString(dst, *in.ReceiveRequestAttemptId)
+	}
+	return append(dst, '}')
+}
+
+// appendDeleteBatchRequest appends DeleteMessageBatch's JSON request (every entry has an Id and a
+// ReceiptHandle: DeleteMessageBatch checked).
+func appendDeleteBatchRequest(dst []byte, in *sqs.DeleteMessageBatchInput) []byte {
+	dst = append(dst, `{"QueueUrl":`...)
+	dst = appendJSONString(dst, *in.QueueUrl)
+	dst = append(dst, `,"Entries":[`...)
+	for i, e := range in.Entries {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"Id":`...)
+		dst = appendJSONString(dst, *e.Id)
+		dst = append(dst, `,"ReceiptHandle":`...)
+		dst = appendJSONString(dst, *e.ReceiptHandle)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']', '}')
+}
+
+// appendJSONInt appends `,"name":v` unless v is 0 (left out, as the SDK does).
+func appendJSONInt(dst []byte, name string, v int32) []byte {
+	if v == 0 {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':')
+	return strconv.AppendInt(dst, int64(v), 10)
+}
+
+// appendJSONStrings appends a JSON array of strings.
+func appendJSONStrings[S ~string](dst []byte, list []S) []byte {
+	dst = append(dst, '[')
+	for i, v := range list {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, string(v))
+	}
+	return append(dst, ']')
+}
+
+// appendJSONString appends s as a JSON string: between quotes as it is when it is printable ASCII
+// without a quote or backslash (queue URLs, receipt handles, attribute names), else as
+// encoding/json writes it.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // sendError is the SDK's error for a request that got no (whole) answer.

@@ -277,6 +277,13 @@ func TestLeanRequests(t *testing.T) {
 		answer{200, nil, `{}`}.serve(w, r)
 	})
 	sdk, lean := clientsAt(t, url)
+	// The same Lean over an HTTP client that is not the SDK's buildable one: no h1.Pool mirrors
+	// it, so requests go through net/http.
+	cfg := testkit.AWSConfig()
+	cfg.RetryMaxAttempts = 1
+	cfg.HTTPClient = &http.Client{}
+	leanHTTP, err := queue.NewLean(queue.NewClient(cfg, testkit.AWSAt("", url)))
+	require.NoError(t, err)
 	inputs := []any{
 		&sqs.ReceiveMessageInput{QueueUrl: aws.String("http://q/000000000000/q")},
 		&sqs.ReceiveMessageInput{
@@ -299,7 +306,7 @@ func TestLeanRequests(t *testing.T) {
 		for _, c := range []interface {
 			ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 			DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
-		}{sdk, lean} {
+		}{sdk, lean, leanHTTP} {
 			switch in := in.(type) {
 			case *sqs.ReceiveMessageInput:
 				_, err = c.ReceiveMessage(ctx, in)
@@ -308,22 +315,28 @@ func TestLeanRequests(t *testing.T) {
 			}
 			require.NoError(t, err)
 		}
-		require.Len(t, reqs, 2)
-		viaSDK, viaLean := reqs[0], reqs[1]
-		assert.Equal(t, viaSDK.path, viaLean.path)
-		for _, h := range []string{"Content-Type", "X-Amz-Target", "X-Amzn-Query-Mode"} {
-			assert.Equal(t, viaSDK.header.Get(h), viaLean.header.Get(h), h)
+		require.Len(t, reqs, 3)
+		viaSDK := reqs[0]
+		assert.True(t, strings.HasPrefix(viaSDK.header.Get("User-Agent"), "aws-sdk-go"), viaSDK.header.Get("User-Agent"))
+		assert.Empty(t, reqs[1].header.Get("User-Agent"), "Lean sends through its h1.Pool (fasthttp sends no User-Agent)")
+		assert.True(t, strings.HasPrefix(reqs[2].header.Get("User-Agent"), "Go-http-client/"), "Lean over another HTTP client sends through it")
+		for _, viaLean := range reqs[1:] {
+			assert.Equal(t, viaSDK.path, viaLean.path)
+			assert.Equal(t, viaSDK.host, viaLean.host)
+			for _, h := range []string{"Content-Type", "X-Amz-Target", "X-Amzn-Query-Mode"} {
+				assert.Equal(t, viaSDK.header.Get(h), viaLean.header.Get(h), h)
+			}
+			var sdkBody, leanBody any
+			require.NoError(t, json.Unmarshal(viaSDK.body, &sdkBody))
+			require.NoError(t, json.Unmarshal(viaLean.body, &leanBody))
+			assert.Equal(t, sdkBody, leanBody)
+			assert.Contains(t, viaLean.header.Get("Authorization"), "/"+testkit.Region+"/sqs/aws4_request")
 		}
-		var sdkBody, leanBody any
-		require.NoError(t, json.Unmarshal(viaSDK.body, &sdkBody))
-		require.NoError(t, json.Unmarshal(viaLean.body, &leanBody))
-		assert.Equal(t, sdkBody, leanBody)
-		for _, r := range []recorded{viaSDK, viaLean} {
+		for _, r := range reqs {
 			assert.Equal(t, r.header.Get("Authorization"), resign(t, creds, r, r.body))
 			// The check can fail: another body gives another signature.
 			assert.NotEqual(t, r.header.Get("Authorization"), resign(t, creds, r, append(r.body, ' ')))
 		}
-		assert.Contains(t, viaLean.header.Get("Authorization"), "/"+testkit.Region+"/sqs/aws4_request")
 	}
 }
 

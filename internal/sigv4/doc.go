@@ -1,5 +1,9 @@
 // Package sigv4 presigns S3 requests with AWS Signature Version 4 query-string authentication,
-// producing exactly the URLs of the SDK's s3.PresignClient at a small fraction of its cost.
+// producing exactly the URLs of the SDK's s3.PresignClient at a small fraction of its cost, and
+// signs the consumer's SQS requests (the AWS JSON protocol) with header authentication
+// ([HeaderSigner]), producing the Authorization header of the SDK's v4.Signer for the same signed
+// headers, again at a fraction of its cost (BenchmarkHeaderSignerSignJSON: about 1 µs and 3
+// allocations, against 5 µs and 56).
 //
 // # Why
 //

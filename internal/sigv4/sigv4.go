@@ -320,21 +320,10 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	crHash := sha256.Sum256(buf[crStart:])
 	buf = buf[:crStart]
 
-	// String to sign, then HMAC-SHA256 with the derived key: H(opad || H(ipad || sts)).
-	stsStart := len(buf)
-	buf = append(buf, k.ipad[:]...)
-	buf = append(buf, "AWS4-HMAC-SHA256\n"...)
-	buf = append(buf, amzDate...)
-	buf = append(buf, '\n')
-	buf = append(buf, k.scope...)
-	buf = append(buf, '\n')
-	buf = hex.AppendEncode(buf, crHash[:])
-	inner := sha256.Sum256(buf[stsStart:])
-	buf = buf[:stsStart]
-	buf = append(buf, k.opad[:]...)
-	buf = append(buf, inner[:]...)
-	sig := sha256.Sum256(buf[stsStart:])
-	buf = buf[:stsStart]
+	// String to sign, then its signature.
+	var sigBuf [64]byte
+	var hexSig []byte
+	hexSig, buf = appendSignature(sigBuf[:0], buf, k, amzDate, crHash)
 
 	// URL.
 	var sb strings.Builder
@@ -346,25 +335,29 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	sb.WriteByte('?')
 	sb.Write(buf[qStart:qEnd])
 	sb.WriteString("&X-Amz-Signature=")
-	var hexSig [64]byte
-	hex.Encode(hexSig[:], sig[:])
-	sb.Write(hexSig[:])
+	sb.Write(hexSig)
 	*bp = buf
 	return Presigned{URL: sb.String(), Expires: now.Truncate(time.Second).Add(lifetime)}, nil
 }
 
 // keyFor returns the cached derived key for the credentials and day, deriving it when they changed.
 func (s *Signer) keyFor(c aws.Credentials, now time.Time) *signingKey {
+	return cachedKey(&s.key, c, now, s.region, "s3")
+}
+
+// cachedKey returns the derived key of the credentials, day, region and service held in cache,
+// deriving and storing it when the credentials or the day changed.
+func cachedKey(cache *atomic.Pointer[signingKey], c aws.Credentials, now time.Time, region, service string) *signingKey {
 	var dayBuf [8]byte
 	day := now.AppendFormat(dayBuf[:0], "20060102")
-	if k := s.key.Load(); k != nil && k.secret == c.SecretAccessKey && k.accessKey == c.AccessKeyID &&
+	if k := cache.Load(); k != nil && k.secret == c.SecretAccessKey && k.accessKey == c.AccessKeyID &&
 		k.token == c.SessionToken && k.day == string(day) {
 		return k
 	}
 	k := &signingKey{secret: c.SecretAccessKey, accessKey: c.AccessKeyID, token: c.SessionToken, day: string(day)}
 	kDate := hmacSHA256([]byte("AWS4"+c.SecretAccessKey), day)
-	kRegion := hmacSHA256(kDate[:], []byte(s.region))
-	kService := hmacSHA256(kRegion[:], []byte("s3"))
+	kRegion := hmacSHA256(kDate[:], []byte(region))
+	kService := hmacSHA256(kRegion[:], []byte(service))
 	k.key = hmacSHA256(kService[:], []byte("aws4_request"))
 	for i := range 64 {
 		var b byte
@@ -374,13 +367,33 @@ func (s *Signer) keyFor(c aws.Credentials, now time.Time) *signingKey {
 		k.ipad[i] = b ^ 0x36
 		k.opad[i] = b ^ 0x5c
 	}
-	k.scope = k.day + "/" + s.region + "/s3/aws4_request"
+	k.scope = k.day + "/" + region + "/" + service + "/aws4_request"
 	k.credential = string(appendEscaped(nil, c.AccessKeyID+"/"+k.scope, true))
 	if c.SessionToken != "" {
 		k.tokenQuery = string(appendEscaped(nil, c.SessionToken, true))
 	}
-	s.key.Store(k)
+	cache.Store(k)
 	return k
+}
+
+// appendSignature appends the hex signature of the string to sign made of amzDate, k's scope and
+// the hash of the canonical request: HMAC-SHA256 with the derived key, H(opad || H(ipad || sts)).
+// buf is scratch space: its contents are left as they were, its capacity may grow.
+func appendSignature(dst, buf []byte, k *signingKey, amzDate []byte, crHash [32]byte) ([]byte, []byte) {
+	start := len(buf)
+	buf = append(buf, k.ipad[:]...)
+	buf = append(buf, "AWS4-HMAC-SHA256\n"...)
+	buf = append(buf, amzDate...)
+	buf = append(buf, '\n')
+	buf = append(buf, k.scope...)
+	buf = append(buf, '\n')
+	buf = hex.AppendEncode(buf, crHash[:])
+	inner := sha256.Sum256(buf[start:])
+	buf = buf[:start]
+	buf = append(buf, k.opad[:]...)
+	buf = append(buf, inner[:]...)
+	sig := sha256.Sum256(buf[start:])
+	return hex.AppendEncode(dst, sig[:]), buf[:start]
 }
 
 // hmacSHA256 is HMAC-SHA256 for keys of at most one block.
