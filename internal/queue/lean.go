@@ -220,16 +220,7 @@ func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target 
 	req.Header.SetMethod(http.MethodPost)
 	req.Header.SetHost(l.host)
 	req.SetRequestURI(l.path)
-	req.Header.SetContentType(jsonContentType)
-	req.Header.Set("X-Amz-Target", target)
-	req.Header.Set("X-Amzn-Query-Mode", "true") // as the SDK: errors carry their query-protocol code too
-	if auth.Authorization != "" {
-		req.Header.Set("X-Amz-Date", auth.Date)
-		if auth.SecurityToken != "" {
-			req.Header.Set("X-Amz-Security-Token", auth.SecurityToken)
-		}
-		req.Header.Set("Authorization", auth.Authorization)
-	}
+	setHeaders(req.Header.Set, target, auth)
 	req.SetBodyRaw(body)
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
@@ -240,10 +231,7 @@ func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target 
 		}
 		return operationError(op, sendError(ctx, err))
 	}
-	reqID := string(resp.Header.Peek("X-Amzn-Requestid"))
-	if reqID == "" {
-		reqID = string(resp.Header.Peek("X-Amz-Requestid"))
-	}
+	reqID := requestID(func(k string) string { return string(resp.Header.Peek(k)) })
 	status := resp.StatusCode()
 	hr := &http.Response{
 		Status: strconv.Itoa(status) + " " + http.StatusText(status), StatusCode: status,
@@ -268,26 +256,37 @@ func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target 
 		return operationError(op, err)
 	}
 	req.Host = l.host
-	req.Header.Set("Content-Type", jsonContentType)
-	req.Header.Set("X-Amz-Target", target)
-	req.Header.Set("X-Amzn-Query-Mode", "true")
-	if auth.Authorization != "" {
-		req.Header.Set("X-Amz-Date", auth.Date)
-		if auth.SecurityToken != "" {
-			req.Header.Set("X-Amz-Security-Token", auth.SecurityToken)
-		}
-		req.Header.Set("Authorization", auth.Authorization)
-	}
+	setHeaders(req.Header.Set, target, auth)
 	resp, err := l.http.Do(req)
 	if err != nil {
 		return operationError(op, sendError(ctx, err))
 	}
 	defer resp.Body.Close()
-	reqID := resp.Header.Get("X-Amzn-Requestid")
-	if reqID == "" {
-		reqID = resp.Header.Get("X-Amz-RequestId")
+	return l.decode(ctx, op, resp, requestID(resp.Header.Get), out, md)
+}
+
+// setHeaders sets the headers of a request of the JSON protocol signed with auth, through the
+// header setter of the request's client (fasthttp's or net/http's).
+func setHeaders(set func(name, value string), target string, auth sigv4.HeaderAuth) {
+	set("Content-Type", jsonContentType)
+	set("X-Amz-Target", target)
+	set("X-Amzn-Query-Mode", "true") // as the SDK: errors carry their query-protocol code too
+	if auth.Authorization != "" {
+		set("X-Amz-Date", auth.Date)
+		if auth.SecurityToken != "" {
+			set("X-Amz-Security-Token", auth.SecurityToken)
+		}
+		set("Authorization", auth.Authorization)
 	}
-	return l.decode(ctx, op, resp, reqID, out, md)
+}
+
+// requestID is an answer's request ID, from its header getter: X-Amzn-RequestId, or else the older
+// X-Amz-RequestId.
+func requestID(get func(name string) string) string {
+	if id := get("X-Amzn-Requestid"); id != "" {
+		return id
+	}
+	return get("X-Amz-Requestid")
 }
 
 // decode records the request ID in md and decodes resp into out, an error status into the error
