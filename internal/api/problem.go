@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/intakehq/intake/internal/problem"
 )
@@ -133,17 +134,30 @@ var (
 	headerNoStore = []string{"no-store"}
 )
 
+// responseBuffers holds the buffers writeJSON writes appended bodies into; one that grew beyond
+// maxPooledResponse is left to the collector.
+var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledResponse = 64 << 10
+
 // writeJSON writes v as application/json with the status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
 	h["Content-Type"] = headerJSON
 	h["Cache-Control"] = headerNoStore
 	if a, ok := v.(jsonAppender); ok {
-		// Content-Length too: net/http would buffer a small body to learn it.
-		buf := a.appendJSON(make([]byte, 0, 1024))
+		// Content-Length too: net/http would buffer a small body to learn it. The body is written
+		// into a pooled buffer: Write copies it (into the connection's buffered writer) before it
+		// returns.
+		bp := responseBuffers.Get().(*[]byte)
+		buf := a.appendJSON((*bp)[:0])
 		h["Content-Length"] = []string{strconv.Itoa(len(buf))}
 		w.WriteHeader(status)
 		_, _ = w.Write(buf)
+		if cap(buf) <= maxPooledResponse {
+			*bp = buf
+			responseBuffers.Put(bp)
+		}
 		return
 	}
 	w.WriteHeader(status)
