@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -366,4 +367,43 @@ func resign(t *testing.T, creds aws.Credentials, r recorded, body []byte) string
 	sum := sha256.Sum256(body)
 	require.NoError(t, v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "sqs", testkit.Region, at))
 	return req.Header.Get("Authorization")
+}
+
+// TestLeanSignsWithASessionToken: with temporary credentials (an IRSA or STS session), Lean sends
+// the session token and signs it, through the pool and through net/http: the server receives the
+// token, and the SDK's signer, given the same credentials, reproduces the signature.
+func TestLeanSignsWithASessionToken(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var reqs []recorded
+	url := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		reqs = append(reqs, recorded{r.Header.Clone(), r.Host, r.URL.RequestURI(), body})
+		mu.Unlock()
+		answer{200, nil, `{}`}.serve(w, r)
+	})
+	creds := aws.Credentials{AccessKeyID: "ASIATEMP", SecretAccessKey: "temp/secret+key", SessionToken: "session/token+with=padding=="}
+	for _, httpClient := range []aws.HTTPClient{testkit.AWSConfig().HTTPClient, &http.Client{}} {
+		cfg := testkit.AWSConfig()
+		cfg.Credentials = credentials.StaticCredentialsProvider{Value: creds}
+		cfg.HTTPClient = httpClient
+		lean, err := queue.NewLean(queue.NewClient(cfg, testkit.AWSAt("", url)))
+		require.NoError(t, err)
+		_, err = lean.ReceiveMessage(testkit.Context(t), receiveInput)
+		require.NoError(t, err)
+	}
+	require.Len(t, reqs, 2)
+	assert.Empty(t, reqs[0].header.Get("User-Agent"), "the first went through the h1.Pool")
+	assert.NotEmpty(t, reqs[1].header.Get("User-Agent"), "the second through net/http")
+	for _, r := range reqs {
+		assert.Equal(t, creds.SessionToken, r.header.Get("X-Amz-Security-Token"))
+		assert.Contains(t, r.header.Get("Authorization"), "x-amz-security-token")
+		assert.Equal(t, r.header.Get("Authorization"), resign(t, creds, r, r.body))
+		// The check can fail: another token gives another signature.
+		other := r
+		other.header = r.header.Clone()
+		other.header.Set("X-Amz-Security-Token", "another")
+		assert.NotEqual(t, r.header.Get("Authorization"), resign(t, aws.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: "another"}, other, r.body))
+	}
 }
