@@ -180,9 +180,14 @@ const (
 	jsonContentType          = "application/x-amz-json-1.0"
 	targetReceiveMessage     = "AmazonSQS.ReceiveMessage"
 	targetDeleteMessageBatch = "AmazonSQS.DeleteMessageBatch"
-	// maxResponseBody bounds an answer read through the pool: ten messages of SQS's largest size
-	// (1 MiB each, attributes included) with room to spare. A larger one fails the call.
-	maxResponseBody = 32 << 20
+	// maxResponseBody bounds an answer read through the pool (net/http's path reads any size). It
+	// must hold the largest answer SQS can give, whatever a sender put in the queue: ten messages
+	// of SQS's largest size (1 MiB, attributes included), each written at up to six bytes per byte
+	// by JSON's escapes (\u003c): about 60 MiB. A receive that fails after SQS sent its messages
+	// hides them until their visibility timeout and counts a receive against each, so a bound
+	// that a hostile message could exceed would push its innocent neighbours towards the
+	// dead-letter queue.
+	maxResponseBody = 256 << 20
 )
 
 // bodyPool holds request body buffers.

@@ -407,3 +407,27 @@ func TestLeanSignsWithASessionToken(t *testing.T) {
 		assert.NotEqual(t, r.header.Get("Authorization"), resign(t, aws.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: "another"}, other, r.body))
 	}
 }
+
+// TestLeanReceivesTheLargestAnswers: an answer as large as SQS can give, written with JSON's longest
+// escapes (1 MiB bodies of '<', each byte sent as \u003c: 36 MiB for six), is read whole through
+// the pool, decoded and checked. A smaller bound would fail such a receive after SQS had sent its
+// messages, and every message in it, hostile or not, would count a receive towards the
+// dead-letter queue.
+func TestLeanReceivesTheLargestAnswers(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("<", 1<<20)
+	var msgs []map[string]any
+	for range 6 {
+		msgs = append(msgs, wireMessage(body, false, "", ""))
+	}
+	answerJSON := messagesJSON(msgs...) // encoding/json escapes '<' as \u003c
+	require.Greater(t, len(answerJSON), 32<<20)
+	url := httpServer(t, answer{200, nil, answerJSON}.serve)
+	_, lean := clientsAt(t, url)
+	out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 6)
+	for _, m := range out.Messages {
+		require.Equal(t, body, aws.ToString(m.Body))
+	}
+}
