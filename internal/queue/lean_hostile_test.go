@@ -263,20 +263,36 @@ type recorded struct {
 	body   []byte
 }
 
+// recorder is a server that answers every request with an empty JSON object and records it.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+func (rec *recorder) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec.mu.Lock()
+	rec.reqs = append(rec.reqs, recorded{r.Header.Clone(), r.Host, r.URL.RequestURI(), body})
+	rec.mu.Unlock()
+	answer{200, nil, `{}`}.serve(w, r)
+}
+
+// take returns the requests recorded since the last take.
+func (rec *recorder) take() []recorded {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	reqs := rec.reqs
+	rec.reqs = nil
+	return reqs
+}
+
 // TestLeanRequests: Lean's requests carry the SDK's protocol headers and a JSON body equal to the
 // SDK's for the same input, and are signed correctly (checked by signing the received request
 // again, over the headers it names as signed).
 func TestLeanRequests(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var reqs []recorded
-	url := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		reqs = append(reqs, recorded{r.Header.Clone(), r.Host, r.URL.RequestURI(), body})
-		mu.Unlock()
-		answer{200, nil, `{}`}.serve(w, r)
-	})
+	rec := &recorder{}
+	url := httpServer(t, rec.serve)
 	sdk, lean := clientsAt(t, url)
 	// The same Lean over an HTTP client that is not the SDK's buildable one: no h1.Pool mirrors
 	// it, so requests go through net/http.
@@ -303,7 +319,6 @@ func TestLeanRequests(t *testing.T) {
 	creds, err := testkit.AWSConfig().Credentials.Retrieve(ctx)
 	require.NoError(t, err)
 	for _, in := range inputs {
-		reqs = nil
 		for _, c := range []interface {
 			ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 			DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
@@ -316,6 +331,7 @@ func TestLeanRequests(t *testing.T) {
 			}
 			require.NoError(t, err)
 		}
+		reqs := rec.take()
 		require.Len(t, reqs, 3)
 		viaSDK := reqs[0]
 		assert.True(t, strings.HasPrefix(viaSDK.header.Get("User-Agent"), "aws-sdk-go"), viaSDK.header.Get("User-Agent"))
@@ -374,15 +390,8 @@ func resign(t *testing.T, creds aws.Credentials, r recorded, body []byte) string
 // token, and the SDK's signer, given the same credentials, reproduces the signature.
 func TestLeanSignsWithASessionToken(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var reqs []recorded
-	url := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		reqs = append(reqs, recorded{r.Header.Clone(), r.Host, r.URL.RequestURI(), body})
-		mu.Unlock()
-		answer{200, nil, `{}`}.serve(w, r)
-	})
+	rec := &recorder{}
+	url := httpServer(t, rec.serve)
 	creds := aws.Credentials{AccessKeyID: "ASIATEMP", SecretAccessKey: "temp/secret+key", SessionToken: "session/token+with=padding=="}
 	for _, httpClient := range []aws.HTTPClient{testkit.AWSConfig().HTTPClient, &http.Client{}} {
 		cfg := testkit.AWSConfig()
@@ -393,6 +402,7 @@ func TestLeanSignsWithASessionToken(t *testing.T) {
 		_, err = lean.ReceiveMessage(testkit.Context(t), receiveInput)
 		require.NoError(t, err)
 	}
+	reqs := rec.take()
 	require.Len(t, reqs, 2)
 	assert.Empty(t, reqs[0].header.Get("User-Agent"), "the first went through the h1.Pool")
 	assert.NotEmpty(t, reqs[1].header.Get("User-Agent"), "the second through net/http")
