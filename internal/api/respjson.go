@@ -4,7 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/intakehq/intake/internal/jsonstr"
 )
 
 // jsonAppender is a response that writes its own JSON, byte for byte what encoding/json's Encoder
@@ -22,14 +23,14 @@ func (r *uploadResponse) appendJSON(b []byte) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, id[:]...)
 	b = append(b, `","bucket":`...)
-	b = appendJSONString(b, r.Bucket)
+	b = jsonstr.Append(b, r.Bucket)
 	b = append(b, `,"key":`...)
-	b = appendJSONString(b, r.Key)
+	b = jsonstr.Append(b, r.Key)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, r.Method)
+	b = jsonstr.Append(b, r.Method)
 	if r.URL != "" {
 		b = append(b, `,"url":`...)
-		b = appendJSONString(b, r.URL)
+		b = jsonstr.Append(b, r.URL)
 	}
 	if len(r.Headers) > 0 {
 		b = append(b, `,"headers":`...)
@@ -41,7 +42,7 @@ func (r *uploadResponse) appendJSON(b []byte) []byte {
 	}
 	if r.UploadID != "" {
 		b = append(b, `,"upload_id":`...)
-		b = appendJSONString(b, r.UploadID)
+		b = jsonstr.Append(b, r.UploadID)
 	}
 	if r.PartSize != 0 {
 		b = append(b, `,"part_size":`...)
@@ -69,72 +70,9 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonstr.Append(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, m[k])
+		b = jsonstr.Append(b, m[k])
 	}
 	return append(b, '}')
-}
-
-// jsonSafe tells the ASCII bytes appendJSONString copies as they are.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
-// appendJSONString appends s as a JSON string exactly as encoding/json writes it with HTML
-// escaping on (the Encoder's default): <, > and & as \u003c, \u003e and \u0026, control characters
-// as \b, \f, \n, \r, \t or \u00XX, invalid UTF-8 as \ufffd, and U+2028 and U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

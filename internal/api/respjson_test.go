@@ -62,17 +62,3 @@ func TestAppendJSONMatchesEncoder(t *testing.T) {
 		}
 	}
 }
-
-// FuzzAppendJSONString: any string is written as encoding/json writes it.
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range hostileStrings() {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want := encoderJSON(t, s)
-		want = want[:len(want)-1] // the Encoder's newline
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("%q:\n got %s\nwant %s", s, got, want)
-		}
-	})
-}

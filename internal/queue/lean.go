@@ -6,7 +6,6 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +29,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/intakehq/intake/internal/h1"
+	"github.com/intakehq/intake/internal/jsonstr"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/sigv4"
 )
@@ -314,7 +314,7 @@ func (l *Lean) decode(ctx context.Context, op *smithy.OperationSchema, resp *htt
 // SDK does (a list is sent when it is not nil, even empty).
 func appendReceiveRequest(dst []byte, in *sqs.ReceiveMessageInput) []byte {
 	dst = append(dst, `{"QueueUrl":`...)
-	dst = appendJSONString(dst, *in.QueueUrl)
+	dst = jsonstr.Append(dst, *in.QueueUrl)
 	//lint:ignore SA1019 deprecated, still sent as the SDK sends it
 	if names := in.AttributeNames; names != nil {
 		dst = append(dst, `,"AttributeNames":`...)
@@ -333,7 +333,7 @@ func appendReceiveRequest(dst []byte, in *sqs.ReceiveMessageInput) []byte {
 	dst = appendJSONInt(dst, "WaitTimeSeconds", in.WaitTimeSeconds)
 	if in.ReceiveRequestAttemptId != nil {
 		dst = append(dst, `,"ReceiveRequestAttemptId":`...)
-		dst = appendJSONString(dst, *in.ReceiveRequestAttemptId)
+		dst = jsonstr.Append(dst, *in.ReceiveRequestAttemptId)
 	}
 	return append(dst, '}')
 }
@@ -342,16 +342,16 @@ func appendReceiveRequest(dst []byte, in *sqs.ReceiveMessageInput) []byte {
 // ReceiptHandle: DeleteMessageBatch checked).
 func appendDeleteBatchRequest(dst []byte, in *sqs.DeleteMessageBatchInput) []byte {
 	dst = append(dst, `{"QueueUrl":`...)
-	dst = appendJSONString(dst, *in.QueueUrl)
+	dst = jsonstr.Append(dst, *in.QueueUrl)
 	dst = append(dst, `,"Entries":[`...)
 	for i, e := range in.Entries {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"Id":`...)
-		dst = appendJSONString(dst, *e.Id)
+		dst = jsonstr.Append(dst, *e.Id)
 		dst = append(dst, `,"ReceiptHandle":`...)
-		dst = appendJSONString(dst, *e.ReceiptHandle)
+		dst = jsonstr.Append(dst, *e.ReceiptHandle)
 		dst = append(dst, '}')
 	}
 	return append(dst, ']', '}')
@@ -375,24 +375,9 @@ func appendJSONStrings[S ~string](dst []byte, list []S) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, string(v))
+		dst = jsonstr.Append(dst, string(v))
 	}
 	return append(dst, ']')
-}
-
-// appendJSONString appends s as a JSON string: between quotes as it is when it is printable ASCII
-// without a quote or backslash (queue URLs, receipt handles, attribute names), else as
-// encoding/json writes it.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			b, _ := json.Marshal(s) // a string always encodes
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // sendError is the SDK's error for a request that got no (whole) answer.
