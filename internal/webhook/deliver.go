@@ -253,8 +253,9 @@ func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, it Item, attempt i
 		return result, fmt.Errorf("record delivery of %s to %q: %w", id, ep.Name, err)
 	}
 	if d.metrics != nil {
-		d.metrics.deliveries.WithLabelValues(ep.Name, OutcomeDelivered).Inc()
+		// The attempts first: whoever sees the delivery counted sees its attempts observed.
 		d.metrics.perNotice.Observe(float64(attempt))
+		d.metrics.deliveries.WithLabelValues(ep.Name, OutcomeDelivered).Inc()
 	}
 	return result, nil
 }
