@@ -157,10 +157,12 @@ func TestDeliverEachOnce(t *testing.T) {
 		}
 		return true
 	}, 10*time.Second, 20*time.Millisecond, "the outbox records the deliveries")
-	// A delivery is counted just after its row is marked: wait for the count, then hold it exact.
+	// A delivery is counted just after its row is marked, and a relay's rows just after its commit,
+	// which a delivery may outrun: wait for both counts, then hold them exact.
 	require.Eventually(t, func() bool {
-		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered) >= 3
-	}, 10*time.Second, 20*time.Millisecond, "the deliveries are counted")
+		return testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered) >= 3 &&
+			testkit.Metric(t, b.reg, "intake_outbox_relayed_total") >= 3
+	}, 10*time.Second, 20*time.Millisecond, "the deliveries and the relayed rows are counted")
 	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_webhook_deliveries_total", "outcome", webhook.OutcomeDelivered))
 	require.Equal(t, 3.0, testkit.Metric(t, b.reg, "intake_outbox_relayed_total"))
 }
