@@ -98,19 +98,17 @@ func (s *HeaderSigner) SignJSON(ctx context.Context, r JSONRequest) (HeaderAuth,
 	// Canonical request: method, path, empty query, headers, signed headers, payload hash.
 	buf = append(buf, "POST\n"...)
 	buf = append(buf, r.Path...)
-	buf = append(buf, "\n\ncontent-type:"...)
-	buf = appendHeaderValue(buf, r.ContentType)
-	buf = append(buf, "\nhost:"...)
-	buf = appendHeaderValue(buf, r.Host)
-	buf = append(buf, "\nx-amz-date:"...)
-	buf = append(buf, amzDate...)
-	if k.token != "" {
-		buf = append(buf, "\nx-amz-security-token:"...)
-		buf = appendHeaderValue(buf, k.token)
-	}
-	buf = append(buf, "\nx-amz-target:"...)
-	buf = appendHeaderValue(buf, r.Target)
 	buf = append(buf, "\n\n"...)
+	buf = appendCanonicalHeader(buf, "content-type", r.ContentType)
+	buf = appendCanonicalHeader(buf, "host", r.Host)
+	buf = append(buf, "x-amz-date:"...)
+	buf = append(buf, amzDate...)
+	buf = append(buf, '\n')
+	if k.token != "" {
+		buf = appendCanonicalHeader(buf, "x-amz-security-token", k.token)
+	}
+	buf = appendCanonicalHeader(buf, "x-amz-target", r.Target)
+	buf = append(buf, '\n')
 	buf = append(buf, signed...)
 	buf = append(buf, '\n')
 	payload := sha256.Sum256(r.Body)
@@ -129,4 +127,13 @@ func (s *HeaderSigner) SignJSON(ctx context.Context, r JSONRequest) (HeaderAuth,
 	auth, buf = appendSignature(auth, buf, k, amzDate, crHash)
 	*bp = buf
 	return HeaderAuth{Date: string(amzDate), SecurityToken: k.token, Authorization: string(auth)}, nil
+}
+
+// appendCanonicalHeader appends one line of the canonical headers: the lower-case name, a colon
+// and the value trimmed as SigV4 requires.
+func appendCanonicalHeader(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ':')
+	dst = appendHeaderValue(dst, value)
+	return append(dst, '\n')
 }

@@ -292,17 +292,13 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 		buf = append(buf, '\n')
 	}
 	if signed {
-		buf = append(buf, "content-type:"...)
-		buf = appendHeaderValue(buf, in.ContentType)
-		buf = append(buf, '\n')
+		buf = appendCanonicalHeader(buf, "content-type", in.ContentType)
 	}
 	buf = append(buf, "host:"...)
 	buf = append(buf, buf[hostStart:hostEnd]...)
 	buf = append(buf, '\n')
 	if signed && in.ChecksumSHA256 != "" {
-		buf = append(buf, "x-amz-checksum-sha256:"...)
-		buf = appendHeaderValue(buf, in.ChecksumSHA256)
-		buf = append(buf, '\n')
+		buf = appendCanonicalHeader(buf, "x-amz-checksum-sha256", in.ChecksumSHA256)
 	}
 	buf = append(buf, '\n')
 	switch {
