@@ -46,3 +46,55 @@ func FuzzAppend(f *testing.F) {
 		}
 	})
 }
+
+// TestCut: Cut reads every hostile string as encoding/json wrote it, escapes included, and gives up
+// on what it leaves to encoding/json.
+func TestCut(t *testing.T) {
+	for _, s := range hostile {
+		enc := encoded(t, s)
+		var want string
+		if err := json.Unmarshal(enc, &want); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.IndexByte(enc, '\\') >= 0 {
+			want = "dst:" + want // an escaped value is appended to dst
+		}
+		got, n, ok := jsonstr.Cut([]byte("dst:"), append(enc, `,"next"`...))
+		if !ok || string(got) != want || n != len(enc) {
+			t.Errorf("%s: got %q, %d bytes, %v; want %q, %d bytes", enc, got, n, ok, want, len(enc))
+		}
+	}
+	plain := []byte(`"plain", "x"`)
+	if got, n, ok := jsonstr.Cut(nil, plain); !ok || n != 7 || &got[0] != &plain[1] {
+		t.Errorf("a string without escapes: got %q, %d, %v; want plain's own bytes", got, n, ok)
+	}
+	for _, bad := range []string{
+		``, `plain`, `"no end`, `"bad \x escape"`, `"\u12"`, `"\ud83d\ude00"`, `"\udc00"`, "\"\x01\"",
+		"\"\xff\"", `"trailing \`,
+	} {
+		if got, n, ok := jsonstr.Cut(nil, []byte(bad)); ok {
+			t.Errorf("%q: got %q, %d bytes, ok; want a refusal", bad, got, n)
+		}
+	}
+}
+
+// FuzzCut: whatever Cut reads, json.Unmarshal reads the same bytes as the same string.
+func FuzzCut(f *testing.F) {
+	for _, s := range hostile {
+		f.Add(string(jsonstr.Append(nil, s)) + "tail") // Append writes what encoding/json writes (FuzzAppend)
+	}
+	f.Add(`"\u00e9\n\"\\\/ x"`)
+	f.Fuzz(func(t *testing.T, in string) {
+		got, n, ok := jsonstr.Cut(nil, []byte(in))
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal([]byte(in[:n]), &want); err != nil {
+			t.Fatalf("Cut read %q from %q, json.Unmarshal refuses it: %v", got, in[:n], err)
+		}
+		if string(got) != want {
+			t.Fatalf("%q: Cut %q, json.Unmarshal %q", in[:n], got, want)
+		}
+	})
+}

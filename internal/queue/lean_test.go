@@ -1,9 +1,11 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -346,4 +348,64 @@ func TestLeanOptionsFallBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, out.Messages)
 	require.Equal(t, 1, hits)
+}
+
+// answerRecorder is an HTTP client that keeps the bodies of the ReceiveMessage answers it passes on.
+type answerRecorder struct {
+	next    aws.HTTPClient
+	answers [][]byte
+}
+
+func (r *answerRecorder) Do(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.Do(req)
+	if err != nil || req.Header.Get("X-Amz-Target") != "AmazonSQS.ReceiveMessage" {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	r.answers = append(r.answers, body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// TestKumoAnswersAreScanned: the answers a real SQS server (kumo) gives to the consumer's receive,
+// over messages with hostile bodies and every kind of message attribute, are read by Lean's fast
+// decoder (scanReceive), not left to the SDK's, and into the messages the SDK decodes from them.
+// (TestLeanMatchesSDK compares what Lean and the SDK receive end to end; FuzzScanReceive holds the
+// decoder to the SDK's on any input.)
+func TestKumoAnswersAreScanned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	t.Parallel()
+	rec := &answerRecorder{next: testkit.AWSConfig().HTTPClient}
+	cfg := testkit.AWSConfig()
+	cfg.HTTPClient = rec
+	sdk := queue.NewClient(cfg, testkit.AWS())
+	const n = 24
+	q := testkit.Queue(t, sdk, 5, time.Minute)
+	testkit.SendMessages(t, sdk, q.URL, differentialEntries(n))
+
+	var received []types.Message
+	deadline := time.Now().Add(30 * time.Second)
+	for len(received) < n && time.Now().Before(deadline) {
+		out, err := sdk.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(q.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60,
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+			MessageAttributeNames:       []string{"All"},
+		})
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			continue
+		}
+		answer := rec.answers[len(rec.answers)-1]
+		scanned, ok := queue.ScanReceive(answer)
+		require.True(t, ok, "kumo's answer left to the SDK's decoder: %s", answer)
+		require.Equal(t, out.Messages, scanned)
+		received = append(received, scanned...)
+	}
+	require.Len(t, received, n)
 }

@@ -1,0 +1,284 @@
+package queue
+
+import (
+	"encoding/base64"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/intakehq/intake/internal/jsonstr"
+)
+
+// scanReceive is Lean's fast decoder of a ReceiveMessage answer: it reads
+// {"Messages":[{...},...]} in one pass over body, without reflection, when the answer has the
+// plain form SQS and its emulators send, and gives what the SDK's protocol decoder gives for it.
+// ok is false whenever it cannot be sure of that, and Lean then decodes with the SDK: no message
+// (an empty or missing list); any member it does not read, at the top or in a message (a future
+// field of the API), or a member given twice; a name holding an escape; a value of another JSON
+// type, or null; an empty object or map; a message attribute with list values; a string that
+// jsonstr.Cut leaves to others (an escaped surrogate, invalid UTF-8, a control character);
+// base64 it cannot decode strictly; anything after the closing brace. FuzzScanReceive holds it to
+// the SDK's decoder.
+//
+// Why: the SDK's schema-driven decoder was 6% of the consumer's CPU (the largest piece of the
+// SQS calls left after Lean's fourth round), for an answer of known shape.
+func scanReceive(body []byte) (msgs []types.Message, ok bool) {
+	s := receiveScanner{b: body}
+	if !s.eat('{') || !s.name("Messages") || !s.eat(':') || !s.eat('[') {
+		return nil, false
+	}
+	msgs = make([]types.Message, 0, 10) // a receive asks for ten at most
+	for {
+		msgs = append(msgs, types.Message{})
+		if !s.message(&msgs[len(msgs)-1]) {
+			return nil, false
+		}
+		if s.eat(',') {
+			continue
+		}
+		if !s.eat(']') || !s.eat('}') {
+			return nil, false
+		}
+		s.space()
+		return msgs, s.i == len(s.b)
+	}
+}
+
+// receiveScanner reads the JSON of a ReceiveMessage answer from b at i.
+type receiveScanner struct {
+	b   []byte
+	i   int
+	buf []byte // an escaped string's value, reused
+}
+
+func (s *receiveScanner) space() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+// eat skips white space and consumes c if it comes next.
+func (s *receiveScanner) eat(c byte) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// raw reads a string without escapes (a member name or a map key); the bytes are b's.
+func (s *receiveScanner) raw() ([]byte, bool) {
+	s.space()
+	v, n, ok := jsonstr.Cut(nil, s.b[s.i:])
+	if !ok || n != len(v)+2 { // an escape makes the value shorter than its spelling
+		return nil, false
+	}
+	s.i += n
+	return v, true
+}
+
+// name reads a member name and reports whether it is want.
+func (s *receiveScanner) name(want string) bool {
+	v, ok := s.raw()
+	return ok && string(v) == want
+}
+
+// str reads a string value, escapes included, into a string of its own.
+func (s *receiveScanner) str() (string, bool) {
+	s.space()
+	v, n, ok := jsonstr.Cut(s.buf[:0], s.b[s.i:])
+	if !ok {
+		return "", false
+	}
+	s.i += n
+	if n != len(v)+2 {
+		s.buf = v[:0] // v was written into buf (perhaps grown): keep it for the next one
+	}
+	return string(v), true
+}
+
+// Members of a message, as bits of the set already read.
+const (
+	memberMessageID = 1 << iota
+	memberReceiptHandle
+	memberMD5OfBody
+	memberBody
+	memberMD5OfAttrs
+	memberAttributes
+	memberMessageAttributes
+)
+
+// message reads one message object.
+func (s *receiveScanner) message(m *types.Message) bool {
+	if !s.eat('{') {
+		return false
+	}
+	strs := new([5]string) // the message's string members, in one allocation
+	var seen int
+	for {
+		name, ok := s.raw()
+		if !ok || !s.eat(':') {
+			return false
+		}
+		var bit int
+		var dst **string
+		switch string(name) {
+		case "MessageId":
+			bit, dst, m.MessageId = memberMessageID, &m.MessageId, &strs[0]
+		case "ReceiptHandle":
+			bit, dst, m.ReceiptHandle = memberReceiptHandle, &m.ReceiptHandle, &strs[1]
+		case "MD5OfBody":
+			bit, dst, m.MD5OfBody = memberMD5OfBody, &m.MD5OfBody, &strs[2]
+		case "Body":
+			bit, dst, m.Body = memberBody, &m.Body, &strs[3]
+		case "MD5OfMessageAttributes":
+			bit, dst, m.MD5OfMessageAttributes = memberMD5OfAttrs, &m.MD5OfMessageAttributes, &strs[4]
+		case "Attributes":
+			bit = memberAttributes
+		case "MessageAttributes":
+			bit = memberMessageAttributes
+		default:
+			return false
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		switch {
+		case dst != nil:
+			if **dst, ok = s.str(); !ok {
+				return false
+			}
+		case bit == memberAttributes:
+			if m.Attributes, ok = s.attributes(); !ok {
+				return false
+			}
+		default:
+			if m.MessageAttributes, ok = s.messageAttributes(); !ok {
+				return false
+			}
+		}
+		if s.eat(',') {
+			continue
+		}
+		return s.eat('}')
+	}
+}
+
+// attributes reads a message's system attributes: a non-empty map of strings.
+func (s *receiveScanner) attributes() (map[string]string, bool) {
+	if !s.eat('{') {
+		return nil, false
+	}
+	attrs := make(map[string]string, 4)
+	for {
+		k, ok := s.raw()
+		if !ok || !s.eat(':') {
+			return nil, false
+		}
+		key := attributeName(k)
+		if _, dup := attrs[key]; dup {
+			return nil, false
+		}
+		if attrs[key], ok = s.str(); !ok {
+			return nil, false
+		}
+		if s.eat(',') {
+			continue
+		}
+		return attrs, s.eat('}')
+	}
+}
+
+// attributeName is k as a string, without allocating for the system attributes the consumer asks
+// for.
+func attributeName(k []byte) string {
+	switch string(k) {
+	case "ApproximateReceiveCount":
+		return "ApproximateReceiveCount"
+	case "SentTimestamp":
+		return "SentTimestamp"
+	case "ApproximateFirstReceiveTimestamp":
+		return "ApproximateFirstReceiveTimestamp"
+	case "SenderId":
+		return "SenderId"
+	}
+	return string(k)
+}
+
+// messageAttributes reads a message's own attributes: a non-empty map of {DataType, StringValue or
+// BinaryValue} objects.
+func (s *receiveScanner) messageAttributes() (map[string]types.MessageAttributeValue, bool) {
+	if !s.eat('{') {
+		return nil, false
+	}
+	attrs := make(map[string]types.MessageAttributeValue, 2)
+	for {
+		k, ok := s.raw()
+		if !ok || !s.eat(':') {
+			return nil, false
+		}
+		key := string(k)
+		if _, dup := attrs[key]; dup {
+			return nil, false
+		}
+		v, ok := s.attributeValue()
+		if !ok {
+			return nil, false
+		}
+		attrs[key] = v
+		if s.eat(',') {
+			continue
+		}
+		return attrs, s.eat('}')
+	}
+}
+
+// attributeValue reads one message attribute: DataType, StringValue and BinaryValue (standard
+// base64, padded), each at most once; anything else gives up.
+func (s *receiveScanner) attributeValue() (types.MessageAttributeValue, bool) {
+	var v types.MessageAttributeValue
+	if !s.eat('{') {
+		return v, false
+	}
+	for {
+		name, ok := s.raw()
+		if !ok || !s.eat(':') {
+			return v, false
+		}
+		switch string(name) {
+		case "DataType", "StringValue":
+			dst := &v.DataType
+			if string(name) == "StringValue" {
+				dst = &v.StringValue
+			}
+			if *dst != nil {
+				return v, false
+			}
+			str, ok := s.str()
+			if !ok {
+				return v, false
+			}
+			*dst = &str
+		case "BinaryValue":
+			if v.BinaryValue != nil {
+				return v, false
+			}
+			str, ok := s.str()
+			if !ok {
+				return v, false
+			}
+			b, err := base64.StdEncoding.Strict().DecodeString(str)
+			if err != nil || len(b) == 0 {
+				return v, false
+			}
+			v.BinaryValue = b
+		default:
+			return v, false
+		}
+		if s.eat(',') {
+			continue
+		}
+		return v, s.eat('}')
+	}
+}
