@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/binary"
@@ -50,8 +51,7 @@ import (
 // objstore.SQSResponseTimeout, as NewClient bounds the HTTP client's. Requests go to the endpoint
 // the client resolves, and the answers are decoded by the client's own protocol into the SDK's
 // output types (smithy's decoder: faster here than encoding/json), except a ReceiveMessage answer
-// read through the pool in the plain form SQS sends, which scanReceive reads into the same
-// values in one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the
+// in the plain form SQS sends, which scanReceive reads into the same values in one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the
 // difference.
 //
 // What it keeps: each received message's MD5OfBody is checked as the SDK checks it, and
@@ -278,8 +278,29 @@ func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target 
 		return operationError(op, sendError(ctx, err))
 	}
 	defer resp.Body.Close()
-	return l.decode(ctx, op, resp, requestID(resp.Header.Get), out, md)
+	reqID := requestID(resp.Header.Get)
+	if ro, ok := out.(*sqs.ReceiveMessageOutput); ok && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		// Read whole, as the SDK's decoder would; sized by the announced length (up to 1 MiB).
+		buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), 1<<20)+bytes.MinRead))
+		_, err := buf.ReadFrom(resp.Body)
+		body := buf.Bytes()
+		if msgs, ok := scanReceive(body); ok && err == nil {
+			if reqID != "" {
+				awsmiddleware.SetRequestIDMetadata(md, reqID)
+			}
+			ro.Messages = msgs
+			return nil
+		}
+		// The SDK's decoder reads what was read, and the read's error if there was one.
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errorReader{err}))
+	}
+	return l.decode(ctx, op, resp, reqID, out, md)
 }
+
+// errorReader is a reader that fails with err, or ends if err is nil.
+type errorReader struct{ err error }
+
+func (r errorReader) Read([]byte) (int, error) { return 0, cmp.Or(r.err, io.EOF) }
 
 // setHeaders sets the headers of a request of the JSON protocol signed with auth, through the
 // header setter of the request's client (fasthttp's or net/http's).

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -197,25 +198,71 @@ func TestLeanHostileReceive(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			sdk, lean := clientsAt(t, httpServer(t, tc.a.serve))
-			out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
-			tc.check(t, out, err)
+			url := httpServer(t, tc.a.serve)
+			sdk, lean := clientsAt(t, url)
 			sdkOut, sdkErr := sdk.ReceiveMessage(testkit.Context(t), receiveInput)
-			switch tc.sdk {
-			case sdkError:
-				require.Error(t, sdkErr)
-				return
-			case sdkUnchecked:
-				return
+			// Both of Lean's paths: its connection pool and net/http (each reads the answer itself).
+			for path, lean := range map[string]*queue.Lean{"pool": lean, "net/http": leanOverNetHTTP(t, url)} {
+				out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+				tc.check(t, out, err)
+				switch tc.sdk {
+				case sdkError:
+					require.Error(t, sdkErr)
+					continue
+				case sdkUnchecked:
+					continue
+				}
+				if err != nil {
+					assertSameAPIError(t, sdkErr, err)
+					continue
+				}
+				require.NoError(t, sdkErr)
+				require.Equal(t, sdkOut.Messages, out.Messages, path)
+				requireRequestID(t, out.ResultMetadata)
 			}
-			if err != nil {
-				assertSameAPIError(t, sdkErr, err)
-				return
-			}
-			require.NoError(t, sdkErr)
-			require.Equal(t, sdkOut.Messages, out.Messages)
-			requireRequestID(t, out.ResultMetadata)
 		})
+	}
+}
+
+// leanOverNetHTTP is a Lean for the server at url over an HTTP client that is not the SDK's
+// buildable one: no h1.Pool mirrors it, so its requests go through net/http.
+func leanOverNetHTTP(t *testing.T, url string) *queue.Lean {
+	t.Helper()
+	cfg := testkit.AWSConfig()
+	cfg.RetryMaxAttempts = 1
+	cfg.HTTPClient = &http.Client{}
+	lean, err := queue.NewLean(queue.NewClient(cfg, testkit.AWSAt("", url)))
+	require.NoError(t, err)
+	return lean
+}
+
+// truncated answers 200 with a Content-Length beyond the body it sends, then closes the
+// connection: the answer ends early.
+func truncated(w http.ResponseWriter, _ *http.Request) {
+	body := messagesJSON(wireMessage("cut short", false, "", ""))
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+100))
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, body)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush() // the whole answer's JSON reaches the client
+	if conn, _, err := rc.Hijack(); err == nil {
+		_ = conn.Close()
+	}
+}
+
+// TestLeanTruncatedReceive: an answer cut short fails the receive on both of Lean's paths, as it
+// fails the SDK's, though the part that came holds a whole, valid answer.
+func TestLeanTruncatedReceive(t *testing.T) {
+	t.Parallel()
+	url := httpServer(t, truncated)
+	sdk, lean := clientsAt(t, url)
+	_, err := sdk.ReceiveMessage(testkit.Context(t), receiveInput)
+	require.Error(t, err, "the SDK")
+	for path, lean := range map[string]*queue.Lean{"pool": lean, "net/http": leanOverNetHTTP(t, url)} {
+		out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+		require.Error(t, err, path)
+		require.Nil(t, out, path)
 	}
 }
 
