@@ -1,4 +1,8 @@
 package queue
 
-// ScanReceive exposes scanReceive to the package's external tests (TestKumoAnswersAreScanned).
-var ScanReceive = scanReceive
+// ScanReceive and ScanDeleteBatch expose the answer scanners to the package's external tests
+// (TestKumoAnswersAreScanned).
+var (
+	ScanReceive     = scanReceive
+	ScanDeleteBatch = scanDeleteBatch
+)

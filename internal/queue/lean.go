@@ -50,8 +50,9 @@ import (
 // not the SDK's buildable one); an exchange through the pool is bounded by
 // objstore.SQSResponseTimeout, as NewClient bounds the HTTP client's. Requests go to the endpoint
 // the client resolves, and the answers are decoded by the client's own protocol into the SDK's
-// output types (smithy's decoder: faster here than encoding/json), except a ReceiveMessage answer
-// in the plain form SQS sends, which scanReceive reads into the same values in one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the
+// output types (smithy's decoder: faster here than encoding/json), except successful answers in
+// the plain form SQS sends, which scanReceive and scanDeleteBatch read into the same values in
+// one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the
 // difference.
 //
 // What it keeps: each received message's MD5OfBody is checked as the SDK checks it, and
@@ -240,14 +241,11 @@ func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target 
 	}
 	reqID := requestID(func(k string) string { return string(resp.Header.Peek(k)) })
 	status := resp.StatusCode()
-	if ro, ok := out.(*sqs.ReceiveMessageOutput); ok && status >= 200 && status <= 299 {
-		if msgs, ok := scanReceive(resp.Body()); ok { // copies what it keeps
-			if reqID != "" {
-				awsmiddleware.SetRequestIDMetadata(md, reqID)
-			}
-			ro.Messages = msgs
-			return nil
+	if status >= 200 && status <= 299 && scanned(out, resp.Body()) { // copies what it keeps
+		if reqID != "" {
+			awsmiddleware.SetRequestIDMetadata(md, reqID)
 		}
+		return nil
 	}
 	hr := &http.Response{
 		Status: strconv.Itoa(status) + " " + http.StatusText(status), StatusCode: status,
@@ -279,22 +277,51 @@ func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target 
 	}
 	defer resp.Body.Close()
 	reqID := requestID(resp.Header.Get)
-	if ro, ok := out.(*sqs.ReceiveMessageOutput); ok && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 && scannable(out) {
 		// Read whole, as the SDK's decoder would; sized by the announced length (up to 1 MiB).
 		buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), 1<<20)+bytes.MinRead))
 		_, err := buf.ReadFrom(resp.Body)
 		body := buf.Bytes()
-		if msgs, ok := scanReceive(body); ok && err == nil {
+		if err == nil && scanned(out, body) {
 			if reqID != "" {
 				awsmiddleware.SetRequestIDMetadata(md, reqID)
 			}
-			ro.Messages = msgs
 			return nil
 		}
 		// The SDK's decoder reads what was read, and the read's error if there was one.
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errorReader{err}))
 	}
 	return l.decode(ctx, op, resp, reqID, out, md)
+}
+
+// scannable reports whether out is the output of an answer scanned reads.
+func scannable(out smithy.Deserializable) bool {
+	switch out.(type) {
+	case *sqs.ReceiveMessageOutput, *sqs.DeleteMessageBatchOutput:
+		return true
+	}
+	return false
+}
+
+// scanned reads body, a successful answer, into out with the one-pass decoders (scanReceive,
+// scanDeleteBatch) when out is theirs and body has their form; false leaves out untouched and the
+// answer to the SDK's decoder.
+func scanned(out smithy.Deserializable, body []byte) bool {
+	switch out := out.(type) {
+	case *sqs.ReceiveMessageOutput:
+		msgs, ok := scanReceive(body)
+		if ok {
+			out.Messages = msgs
+		}
+		return ok
+	case *sqs.DeleteMessageBatchOutput:
+		d, ok := scanDeleteBatch(body)
+		if ok {
+			out.Successful, out.Failed = d.Successful, d.Failed
+		}
+		return ok
+	}
+	return false
 }
 
 // errorReader is a reader that fails with err, or ends if err is nil.

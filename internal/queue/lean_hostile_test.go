@@ -266,7 +266,8 @@ func TestLeanTruncatedReceive(t *testing.T) {
 	}
 }
 
-// TestLeanHostileDelete: Lean decodes DeleteMessageBatch's answers as the SDK does.
+// TestLeanHostileDelete: Lean decodes DeleteMessageBatch's answers as the SDK does, through its
+// pool and through net/http.
 func TestLeanHostileDelete(t *testing.T) {
 	t.Parallel()
 	in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String("http://q/000000000000/q"), Entries: []types.DeleteMessageBatchRequestEntry{
@@ -277,20 +278,23 @@ func TestLeanHostileDelete(t *testing.T) {
 		{200, nil, `{"Successful":[{"Id":"0"},{"Id":"1"}],"Failed":[]}`},
 		{400, map[string]string{"X-Amzn-Query-Error": "AWS.SimpleQueueService.BatchEntryIdsNotDistinct;Sender"}, `{"__type":"com.amazonaws.sqs#BatchEntryIdsNotDistinct","message":"dup"}`},
 	} {
-		sdk, lean := clientsAt(t, httpServer(t, a.serve))
-		out, err := lean.DeleteMessageBatch(testkit.Context(t), in)
+		url := httpServer(t, a.serve)
+		sdk, lean := clientsAt(t, url)
 		sdkOut, sdkErr := sdk.DeleteMessageBatch(testkit.Context(t), in)
-		if a.status != 200 {
-			require.Error(t, err)
-			assertSameAPIError(t, sdkErr, err)
-			continue
+		for path, lean := range map[string]*queue.Lean{"pool": lean, "net/http": leanOverNetHTTP(t, url)} {
+			out, err := lean.DeleteMessageBatch(testkit.Context(t), in)
+			if a.status != 200 {
+				require.Error(t, err, path)
+				assertSameAPIError(t, sdkErr, err)
+				continue
+			}
+			require.NoError(t, err, path)
+			require.NoError(t, sdkErr)
+			require.Equal(t, sdkOut.Successful, out.Successful, path)
+			require.Equal(t, sdkOut.Failed, out.Failed, path)
+			require.NotEmpty(t, out.Successful)
+			requireRequestID(t, out.ResultMetadata)
 		}
-		require.NoError(t, err)
-		require.NoError(t, sdkErr)
-		require.Equal(t, sdkOut.Successful, out.Successful)
-		require.Equal(t, sdkOut.Failed, out.Failed)
-		require.NotEmpty(t, out.Successful)
-		requireRequestID(t, out.ResultMetadata)
 	}
 }
 

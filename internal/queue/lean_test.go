@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,15 +351,17 @@ func TestLeanOptionsFallBack(t *testing.T) {
 	require.Equal(t, 1, hits)
 }
 
-// answerRecorder is an HTTP client that keeps the bodies of the ReceiveMessage answers it passes on.
+// answerRecorder is an HTTP client that keeps the body of the last ReceiveMessage or
+// DeleteMessageBatch answer it passes on.
 type answerRecorder struct {
-	next    aws.HTTPClient
-	answers [][]byte
+	next aws.HTTPClient
+	mu   sync.Mutex
+	last []byte
 }
 
 func (r *answerRecorder) Do(req *http.Request) (*http.Response, error) {
 	resp, err := r.next.Do(req)
-	if err != nil || req.Header.Get("X-Amz-Target") != "AmazonSQS.ReceiveMessage" {
+	if target := req.Header.Get("X-Amz-Target"); err != nil || target != "AmazonSQS.ReceiveMessage" && target != "AmazonSQS.DeleteMessageBatch" {
 		return resp, err
 	}
 	body, err := io.ReadAll(resp.Body)
@@ -366,16 +369,25 @@ func (r *answerRecorder) Do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.answers = append(r.answers, body)
+	r.mu.Lock()
+	r.last = body
+	r.mu.Unlock()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
 
+// answer is the last answer recorded.
+func (r *answerRecorder) answer() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
 // TestKumoAnswersAreScanned: the answers a real SQS server (kumo) gives to the consumer's receive,
-// over messages with hostile bodies and every kind of message attribute, are read by Lean's fast
-// decoder (scanReceive), not left to the SDK's, and into the messages the SDK decodes from them.
-// (TestLeanMatchesSDK compares what Lean and the SDK receive end to end; FuzzScanReceive holds the
-// decoder to the SDK's on any input.)
+// over messages with hostile bodies and every kind of message attribute, and to its batch deletes,
+// are read by Lean's one-pass decoders (scanReceive, scanDeleteBatch), not left to the SDK's, and
+// into what the SDK decodes from them. (TestLeanMatchesSDK compares what Lean and the SDK receive
+// end to end; FuzzScanReceive and FuzzScanDeleteBatch hold the decoders to the SDK's on any input.)
 func TestKumoAnswersAreScanned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kumo")
@@ -401,11 +413,22 @@ func TestKumoAnswersAreScanned(t *testing.T) {
 		if len(out.Messages) == 0 {
 			continue
 		}
-		answer := rec.answers[len(rec.answers)-1]
-		scanned, ok := queue.ScanReceive(answer)
-		require.True(t, ok, "kumo's answer left to the SDK's decoder: %s", answer)
+		scanned, ok := queue.ScanReceive(rec.answer())
+		require.True(t, ok, "kumo's answer left to the SDK's decoder: %s", rec.answer())
 		require.Equal(t, out.Messages, scanned)
 		received = append(received, scanned...)
+
+		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.URL)}
+		for i, m := range out.Messages {
+			in.Entries = append(in.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		deleted, err := sdk.DeleteMessageBatch(testkit.Context(t), in)
+		require.NoError(t, err)
+		require.Len(t, deleted.Successful, len(out.Messages))
+		scannedDelete, ok := queue.ScanDeleteBatch(rec.answer())
+		require.True(t, ok, "kumo's answer left to the SDK's decoder: %s", rec.answer())
+		require.Equal(t, deleted.Successful, scannedDelete.Successful)
+		require.Equal(t, deleted.Failed, scannedDelete.Failed)
 	}
 	require.Len(t, received, n)
 }

@@ -133,3 +133,77 @@ func BenchmarkScanReceive(b *testing.B) {
 		}
 	})
 }
+
+// sdkDeleteBatch decodes body, a DeleteMessageBatch answer, with the SDK's own protocol decoder.
+func sdkDeleteBatch(t testing.TB, body []byte) (*sqs.DeleteMessageBatchOutput, error) {
+	t.Helper()
+	resp := &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
+	out := &sqs.DeleteMessageBatchOutput{}
+	err := sdkProtocol.DeserializeResponse(context.Background(), opDeleteMessageBatch, sqs.TypeRegistry, &smithyhttp.Response{Response: resp}, out)
+	return out, err
+}
+
+// deleteAnswers are DeleteMessageBatch answers in the forms SQS and kumo send.
+var deleteAnswers = []string{
+	`{"Successful":[{"Id":"0"},{"Id":"1"},{"Id":"2"}],"Failed":[]}`,
+	`{"Failed":[],"Successful":[{"Id":"9"}]}`,
+	`{"Successful":[{"Id":"0"}]}`,
+	` { "Successful" : [ ] } `,
+	`{"Successful":[{"Id":"\u0030"}]}`,
+}
+
+// TestScanDeleteBatch: every answer of the plain form is read into what the SDK's decoder gives
+// (empty lists as empty slices), and the forms scanDeleteBatch leaves to the SDK are left to it.
+func TestScanDeleteBatch(t *testing.T) {
+	for _, body := range deleteAnswers {
+		got, ok := scanDeleteBatch([]byte(body))
+		if !ok {
+			t.Fatalf("not read: %s", body)
+		}
+		want, err := sdkDeleteBatch(t, []byte(body))
+		if err != nil {
+			t.Fatalf("the SDK refuses %s: %v", body, err)
+		}
+		if !reflect.DeepEqual(got.Successful, want.Successful) || !reflect.DeepEqual(got.Failed, want.Failed) {
+			t.Errorf("%s:\n got %+v %+v\nwant %+v %+v", body, got.Successful, got.Failed, want.Successful, want.Failed)
+		}
+	}
+	for _, tc := range []struct{ why, body string }{
+		{"failed entries", `{"Successful":[],"Failed":[{"Id":"0","SenderFault":true,"Code":"ReceiptHandleIsInvalid","Message":"x"}]}`},
+		{"no list", `{}`},
+		{"another member", `{"Successful":[],"Next":[]}`},
+		{"a list twice", `{"Successful":[],"Successful":[]}`},
+		{"an entry with more", `{"Successful":[{"Id":"0","X":"y"}]}`},
+		{"an entry without an id", `{"Successful":[{}]}`},
+		{"a null id", `{"Successful":[{"Id":null}]}`},
+		{"a trailing comma", `{"Successful":[{"Id":"0"},]}`},
+		{"a leading comma", `{"Successful":[,{"Id":"0"}]}`},
+		{"trailing data", `{"Successful":[]}x`},
+		{"not an object", `[]`},
+	} {
+		if got, ok := scanDeleteBatch([]byte(tc.body)); ok {
+			t.Errorf("%s: read %+v from %s; want it left to the SDK", tc.why, got, tc.body)
+		}
+	}
+}
+
+// FuzzScanDeleteBatch: whatever scanDeleteBatch reads, the SDK's decoder reads without error into
+// the same entries.
+func FuzzScanDeleteBatch(f *testing.F) {
+	for _, body := range deleteAnswers {
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		got, ok := scanDeleteBatch([]byte(body))
+		if !ok {
+			return
+		}
+		want, err := sdkDeleteBatch(t, []byte(body))
+		if err != nil {
+			t.Fatalf("scanDeleteBatch read %+v from %q; the SDK refuses it: %v", got, body, err)
+		}
+		if !reflect.DeepEqual(got.Successful, want.Successful) || !reflect.DeepEqual(got.Failed, want.Failed) {
+			t.Fatalf("%q:\n got %+v %+v\nwant %+v %+v", body, got.Successful, got.Failed, want.Successful, want.Failed)
+		}
+	})
+}

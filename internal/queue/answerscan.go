@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/base64"
 
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/intakehq/intake/internal/jsonstr"
@@ -43,7 +44,59 @@ func scanReceive(body []byte) (msgs []types.Message, ok bool) {
 	}
 }
 
-// receiveScanner reads the JSON of a ReceiveMessage answer from b at i.
+// scanDeleteBatch is scanReceive for a DeleteMessageBatch answer: {"Successful":[{"Id":...},...]}
+// with "Failed":[] or without it, read into what the SDK's decoder gives (an empty list is an
+// empty slice, not nil). An answer with failed entries, or any member, type or form
+// scanReceive would leave, is left to the SDK. FuzzScanDeleteBatch holds it to the SDK's decoder.
+func scanDeleteBatch(body []byte) (out sqs.DeleteMessageBatchOutput, ok bool) {
+	s := receiveScanner{b: body}
+	if !s.eat('{') {
+		return out, false
+	}
+	for {
+		name, ok := s.raw()
+		if !ok || !s.eat(':') || !s.eat('[') {
+			return out, false
+		}
+		switch string(name) {
+		case "Successful":
+			if out.Successful != nil {
+				return out, false
+			}
+			out.Successful = make([]types.DeleteMessageBatchResultEntry, 0, 10) // ten at most
+			for !s.eat(']') {
+				if len(out.Successful) > 0 && !s.eat(',') {
+					return out, false
+				}
+				if !s.eat('{') || !s.name("Id") || !s.eat(':') {
+					return out, false
+				}
+				id, ok := s.str()
+				if !ok || !s.eat('}') {
+					return out, false
+				}
+				out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: &id})
+			}
+		case "Failed":
+			if out.Failed != nil || !s.eat(']') {
+				return out, false
+			}
+			out.Failed = []types.BatchResultErrorEntry{}
+		default:
+			return out, false
+		}
+		if s.eat(',') {
+			continue
+		}
+		if !s.eat('}') {
+			return out, false
+		}
+		s.space()
+		return out, s.i == len(s.b)
+	}
+}
+
+// receiveScanner reads the JSON of a ReceiveMessage or DeleteMessageBatch answer from b at i.
 type receiveScanner struct {
 	b   []byte
 	i   int
