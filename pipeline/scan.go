@@ -3,6 +3,8 @@ package pipeline
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/intakehq/intake/internal/jsonstr"
 )
 
 // scanRecords is decodeRecords' fast path: it reads an S3 notification {"Records":[...]} in one pass
@@ -36,20 +38,12 @@ type scanner struct {
 	i int
 }
 
-func (s *scanner) space() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
-		s.i++
-	}
-}
+func (s *scanner) space() { s.i = jsonstr.Space(s.b, s.i) }
 
 // next skips white space and reports whether the next byte is c, consuming it if so.
-func (s *scanner) next(c byte) bool {
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
+func (s *scanner) next(c byte) (ok bool) {
+	s.i, ok = jsonstr.Next(s.b, s.i, c)
+	return ok
 }
 
 // object reads an object, calling member with each name once the scanner stands before its value;

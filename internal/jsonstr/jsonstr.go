@@ -1,7 +1,8 @@
 // Package jsonstr writes and reads JSON strings exactly as encoding/json does, without reflection
 // or allocation: the API's upload answer (api's appendJSON) and the consumer's SQS requests
-// (queue.Lean) write their JSON by hand with Append, and Lean reads its received messages with
-// Cut. FuzzAppend and FuzzCut hold them to encoding/json.
+// (queue.Lean) write their JSON by hand with Append, and Lean reads its SQS answers with Cut.
+// FuzzAppend and FuzzCut hold them to encoding/json. Space and Next are the white space and
+// punctuation steps of the hand-written readers (Lean's answers, pipeline's S3 notifications).
 package jsonstr
 
 import (
@@ -144,6 +145,24 @@ func Cut(dst, b []byte) (value []byte, n int, ok bool) {
 		}
 	}
 	return nil, 0, false
+}
+
+// Space returns the index of the first byte of b at or after i that is not JSON white space.
+func Space(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// Next skips the white space of b at i and consumes c if it comes next: it returns the index
+// after c and true, or the index of the byte that is not c and false.
+func Next(b []byte, i int, c byte) (int, bool) {
+	i = Space(b, i)
+	if i < len(b) && b[i] == c {
+		return i + 1, true
+	}
+	return i, false
 }
 
 // plain tells the bytes Cut copies as they are: ASCII but for controls, '"' and '\\'.

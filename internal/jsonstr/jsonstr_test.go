@@ -98,3 +98,26 @@ func FuzzCut(f *testing.F) {
 		}
 	})
 }
+
+// TestNext: Next skips JSON's four white space bytes only, and consumes the byte asked for only
+// when it comes next.
+func TestNext(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		at   int
+		c    byte
+		want int
+		ok   bool
+	}{
+		{" \t\r\n:x", 0, ':', 5, true},
+		{"x: 1", 1, ':', 2, true},
+		{" \v:", 0, ':', 1, false}, // \v is not JSON white space
+		{"  ", 0, ':', 2, false},
+		{"", 0, ',', 0, false},
+		{" ]", 0, ',', 1, false},
+	} {
+		if got, ok := jsonstr.Next([]byte(tc.in), tc.at, tc.c); got != tc.want || ok != tc.ok {
+			t.Errorf("Next(%q, %d, %q) = %d, %v; want %d, %v", tc.in, tc.at, tc.c, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -17,7 +17,7 @@ import (
 // field of the API), or a member given twice; a name holding an escape; a value of another JSON
 // type, or null; an empty object or map; a message attribute with list values; a string that
 // jsonstr.Cut leaves to others (an escaped surrogate, invalid UTF-8, a control character);
-// base64 it cannot decode strictly; anything after the closing brace. FuzzScanReceive holds it to
+// base64 it cannot decode strictly; anything after the closing brace. FuzzScanAnswers holds it to
 // the SDK's decoder.
 //
 // Why: the SDK's schema-driven decoder was 6% of the consumer's CPU (the largest piece of the
@@ -47,7 +47,7 @@ func scanReceive(body []byte) (msgs []types.Message, ok bool) {
 // scanDeleteBatch is scanReceive for a DeleteMessageBatch answer: {"Successful":[{"Id":...},...]}
 // with "Failed":[] or without it, read into what the SDK's decoder gives (an empty list is an
 // empty slice, not nil). An answer with failed entries, or any member, type or form
-// scanReceive would leave, is left to the SDK. FuzzScanDeleteBatch holds it to the SDK's decoder.
+// scanReceive would leave, is left to the SDK. FuzzScanAnswers holds it to the SDK's decoder.
 func scanDeleteBatch(body []byte) (out sqs.DeleteMessageBatchOutput, ok bool) {
 	s := receiveScanner{b: body}
 	if !s.eat('{') {
@@ -103,20 +103,12 @@ type receiveScanner struct {
 	buf []byte // an escaped string's value, reused
 }
 
-func (s *receiveScanner) space() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
-		s.i++
-	}
-}
+func (s *receiveScanner) space() { s.i = jsonstr.Space(s.b, s.i) }
 
 // eat skips white space and consumes c if it comes next.
-func (s *receiveScanner) eat(c byte) bool {
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
+func (s *receiveScanner) eat(c byte) (ok bool) {
+	s.i, ok = jsonstr.Next(s.b, s.i, c)
+	return ok
 }
 
 // raw reads a string without escapes (a member name or a map key); the bytes are b's.
@@ -220,27 +212,7 @@ func (s *receiveScanner) message(m *types.Message) bool {
 
 // attributes reads a message's system attributes: a non-empty map of strings.
 func (s *receiveScanner) attributes() (map[string]string, bool) {
-	if !s.eat('{') {
-		return nil, false
-	}
-	attrs := make(map[string]string, 4)
-	for {
-		k, ok := s.raw()
-		if !ok || !s.eat(':') {
-			return nil, false
-		}
-		key := attributeName(k)
-		if _, dup := attrs[key]; dup {
-			return nil, false
-		}
-		if attrs[key], ok = s.str(); !ok {
-			return nil, false
-		}
-		if s.eat(',') {
-			continue
-		}
-		return attrs, s.eat('}')
-	}
+	return readMap(s, 4, attributeName, s.str)
 }
 
 // attributeName is k as a string, without allocating for the system attributes the consumer asks
@@ -262,28 +234,34 @@ func attributeName(k []byte) string {
 // messageAttributes reads a message's own attributes: a non-empty map of {DataType, StringValue or
 // BinaryValue} objects.
 func (s *receiveScanner) messageAttributes() (map[string]types.MessageAttributeValue, bool) {
+	return readMap(s, 2, func(k []byte) string { return string(k) }, s.attributeValue)
+}
+
+// readMap reads a non-empty object of distinct keys without escapes (named by name) into a map of
+// size entries at first, each value read by value.
+func readMap[V any](s *receiveScanner, size int, name func([]byte) string, value func() (V, bool)) (map[string]V, bool) {
 	if !s.eat('{') {
 		return nil, false
 	}
-	attrs := make(map[string]types.MessageAttributeValue, 2)
+	m := make(map[string]V, size)
 	for {
 		k, ok := s.raw()
 		if !ok || !s.eat(':') {
 			return nil, false
 		}
-		key := string(k)
-		if _, dup := attrs[key]; dup {
+		key := name(k)
+		if _, dup := m[key]; dup {
 			return nil, false
 		}
-		v, ok := s.attributeValue()
+		v, ok := value()
 		if !ok {
 			return nil, false
 		}
-		attrs[key] = v
+		m[key] = v
 		if s.eat(',') {
 			continue
 		}
-		return attrs, s.eat('}')
+		return m, s.eat('}')
 	}
 }
 

@@ -387,7 +387,7 @@ func (r *answerRecorder) answer() []byte {
 // over messages with hostile bodies and every kind of message attribute, and to its batch deletes,
 // are read by Lean's one-pass decoders (scanReceive, scanDeleteBatch), not left to the SDK's, and
 // into what the SDK decodes from them. (TestLeanMatchesSDK compares what Lean and the SDK receive
-// end to end; FuzzScanReceive and FuzzScanDeleteBatch hold the decoders to the SDK's on any input.)
+// end to end; FuzzScanAnswers holds the decoders to the SDK's on any input.)
 func TestKumoAnswersAreScanned(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kumo")
