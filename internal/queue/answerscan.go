@@ -23,7 +23,7 @@ import (
 // Why: the SDK's schema-driven decoder was 6% of the consumer's CPU (the largest piece of the
 // SQS calls left after Lean's fourth round), for an answer of known shape.
 func scanReceive(body []byte) (msgs []types.Message, ok bool) {
-	s := receiveScanner{b: body}
+	s := answerScanner{b: body}
 	if !s.eat('{') || !s.name("Messages") || !s.eat(':') || !s.eat('[') {
 		return nil, false
 	}
@@ -49,7 +49,7 @@ func scanReceive(body []byte) (msgs []types.Message, ok bool) {
 // empty slice, not nil). An answer with failed entries, or any member, type or form
 // scanReceive would leave, is left to the SDK. FuzzScanAnswers holds it to the SDK's decoder.
 func scanDeleteBatch(body []byte) (out sqs.DeleteMessageBatchOutput, ok bool) {
-	s := receiveScanner{b: body}
+	s := answerScanner{b: body}
 	if !s.eat('{') {
 		return out, false
 	}
@@ -96,23 +96,23 @@ func scanDeleteBatch(body []byte) (out sqs.DeleteMessageBatchOutput, ok bool) {
 	}
 }
 
-// receiveScanner reads the JSON of a ReceiveMessage or DeleteMessageBatch answer from b at i.
-type receiveScanner struct {
+// answerScanner reads the JSON of a ReceiveMessage or DeleteMessageBatch answer from b at i.
+type answerScanner struct {
 	b   []byte
 	i   int
 	buf []byte // an escaped string's value, reused
 }
 
-func (s *receiveScanner) space() { s.i = jsonstr.Space(s.b, s.i) }
+func (s *answerScanner) space() { s.i = jsonstr.Space(s.b, s.i) }
 
 // eat skips white space and consumes c if it comes next.
-func (s *receiveScanner) eat(c byte) (ok bool) {
+func (s *answerScanner) eat(c byte) (ok bool) {
 	s.i, ok = jsonstr.Next(s.b, s.i, c)
 	return ok
 }
 
 // raw reads a string without escapes (a member name or a map key); the bytes are b's.
-func (s *receiveScanner) raw() ([]byte, bool) {
+func (s *answerScanner) raw() ([]byte, bool) {
 	s.space()
 	v, n, ok := jsonstr.Cut(nil, s.b[s.i:])
 	if !ok || n != len(v)+2 { // an escape makes the value shorter than its spelling
@@ -123,13 +123,13 @@ func (s *receiveScanner) raw() ([]byte, bool) {
 }
 
 // name reads a member name and reports whether it is want.
-func (s *receiveScanner) name(want string) bool {
+func (s *answerScanner) name(want string) bool {
 	v, ok := s.raw()
 	return ok && string(v) == want
 }
 
 // str reads a string value, escapes included, into a string of its own.
-func (s *receiveScanner) str() (string, bool) {
+func (s *answerScanner) str() (string, bool) {
 	s.space()
 	v, n, ok := jsonstr.Cut(s.buf[:0], s.b[s.i:])
 	if !ok {
@@ -154,7 +154,7 @@ const (
 )
 
 // message reads one message object.
-func (s *receiveScanner) message(m *types.Message) bool {
+func (s *answerScanner) message(m *types.Message) bool {
 	if !s.eat('{') {
 		return false
 	}
@@ -166,18 +166,23 @@ func (s *receiveScanner) message(m *types.Message) bool {
 			return false
 		}
 		var bit int
-		var dst **string
+		var slot *string // where a string member's value goes
 		switch string(name) {
 		case "MessageId":
-			bit, dst, m.MessageId = memberMessageID, &m.MessageId, &strs[0]
+			bit, slot = memberMessageID, &strs[0]
+			m.MessageId = slot
 		case "ReceiptHandle":
-			bit, dst, m.ReceiptHandle = memberReceiptHandle, &m.ReceiptHandle, &strs[1]
+			bit, slot = memberReceiptHandle, &strs[1]
+			m.ReceiptHandle = slot
 		case "MD5OfBody":
-			bit, dst, m.MD5OfBody = memberMD5OfBody, &m.MD5OfBody, &strs[2]
+			bit, slot = memberMD5OfBody, &strs[2]
+			m.MD5OfBody = slot
 		case "Body":
-			bit, dst, m.Body = memberBody, &m.Body, &strs[3]
+			bit, slot = memberBody, &strs[3]
+			m.Body = slot
 		case "MD5OfMessageAttributes":
-			bit, dst, m.MD5OfMessageAttributes = memberMD5OfAttrs, &m.MD5OfMessageAttributes, &strs[4]
+			bit, slot = memberMD5OfAttrs, &strs[4]
+			m.MD5OfMessageAttributes = slot
 		case "Attributes":
 			bit = memberAttributes
 		case "MessageAttributes":
@@ -190,8 +195,8 @@ func (s *receiveScanner) message(m *types.Message) bool {
 		}
 		seen |= bit
 		switch {
-		case dst != nil:
-			if **dst, ok = s.str(); !ok {
+		case slot != nil:
+			if *slot, ok = s.str(); !ok {
 				return false
 			}
 		case bit == memberAttributes:
@@ -211,7 +216,7 @@ func (s *receiveScanner) message(m *types.Message) bool {
 }
 
 // attributes reads a message's system attributes: a non-empty map of strings.
-func (s *receiveScanner) attributes() (map[string]string, bool) {
+func (s *answerScanner) attributes() (map[string]string, bool) {
 	return readMap(s, 4, attributeName, s.str)
 }
 
@@ -233,13 +238,13 @@ func attributeName(k []byte) string {
 
 // messageAttributes reads a message's own attributes: a non-empty map of {DataType, StringValue or
 // BinaryValue} objects.
-func (s *receiveScanner) messageAttributes() (map[string]types.MessageAttributeValue, bool) {
+func (s *answerScanner) messageAttributes() (map[string]types.MessageAttributeValue, bool) {
 	return readMap(s, 2, func(k []byte) string { return string(k) }, s.attributeValue)
 }
 
 // readMap reads a non-empty object of distinct keys without escapes (named by name) into a map of
 // size entries at first, each value read by value.
-func readMap[V any](s *receiveScanner, size int, name func([]byte) string, value func() (V, bool)) (map[string]V, bool) {
+func readMap[V any](s *answerScanner, size int, name func([]byte) string, value func() (V, bool)) (map[string]V, bool) {
 	if !s.eat('{') {
 		return nil, false
 	}
@@ -267,7 +272,7 @@ func readMap[V any](s *receiveScanner, size int, name func([]byte) string, value
 
 // attributeValue reads one message attribute: DataType, StringValue and BinaryValue (standard
 // base64, padded), each at most once; anything else gives up.
-func (s *receiveScanner) attributeValue() (types.MessageAttributeValue, bool) {
+func (s *answerScanner) attributeValue() (types.MessageAttributeValue, bool) {
 	var v types.MessageAttributeValue
 	if !s.eat('{') {
 		return v, false

@@ -52,8 +52,7 @@ import (
 // the client resolves, and the answers are decoded by the client's own protocol into the SDK's
 // output types (smithy's decoder: faster here than encoding/json), except successful answers in
 // the plain form SQS sends, which scanReceive and scanDeleteBatch read into the same values in
-// one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the
-// difference.
+// one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the difference.
 //
 // What it keeps: each received message's MD5OfBody is checked as the SDK checks it, and
 // MD5OfMessageAttributes too, which the SDK does not check; a mismatch fails the call. An error
@@ -277,7 +276,7 @@ func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target 
 	}
 	defer resp.Body.Close()
 	reqID := requestID(resp.Header.Get)
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 && scannable(out) {
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 { // a receive's or a delete's answer: see scanned
 		// Read whole, as the SDK's decoder would; sized by the announced length (up to 1 MiB).
 		buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), 1<<20)+bytes.MinRead))
 		_, err := buf.ReadFrom(resp.Body)
@@ -292,15 +291,6 @@ func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target 
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errorReader{err}))
 	}
 	return l.decode(ctx, op, resp, reqID, out, md)
-}
-
-// scannable reports whether out is the output of an answer scanned reads.
-func scannable(out smithy.Deserializable) bool {
-	switch out.(type) {
-	case *sqs.ReceiveMessageOutput, *sqs.DeleteMessageBatchOutput:
-		return true
-	}
-	return false
 }
 
 // scanned reads body, a successful answer, into out with the one-pass decoders (scanReceive,
