@@ -142,64 +142,48 @@ func (s *answerScanner) str() (string, bool) {
 	return string(v), true
 }
 
-// Members of a message, as bits of the set already read.
-const (
-	memberMessageID = 1 << iota
-	memberReceiptHandle
-	memberMD5OfBody
-	memberBody
-	memberMD5OfAttrs
-	memberAttributes
-	memberMessageAttributes
-)
+// messageMembers are the members of a message that scanReceive reads: the five strings (in the
+// order of message's fields), then the two maps. A member's index is its bit in the set of those
+// already read.
+var messageMembers = [...]string{
+	"MessageId", "ReceiptHandle", "MD5OfBody", "Body", "MD5OfMessageAttributes", "Attributes", "MessageAttributes",
+}
+
+// memberIndex is name's index in messageMembers, or -1.
+func memberIndex(name []byte) int {
+	for k, m := range messageMembers {
+		if string(name) == m {
+			return k
+		}
+	}
+	return -1
+}
 
 // message reads one message object.
 func (s *answerScanner) message(m *types.Message) bool {
 	if !s.eat('{') {
 		return false
 	}
-	strs := new([5]string) // the message's string members, in one allocation
+	fields := [...]**string{&m.MessageId, &m.ReceiptHandle, &m.MD5OfBody, &m.Body, &m.MD5OfMessageAttributes}
+	strs := new([len(fields)]string) // the message's string members, in one allocation
 	var seen int
 	for {
 		name, ok := s.raw()
 		if !ok || !s.eat(':') {
 			return false
 		}
-		var bit int
-		var slot *string // where a string member's value goes
-		switch string(name) {
-		case "MessageId":
-			bit, slot = memberMessageID, &strs[0]
-			m.MessageId = slot
-		case "ReceiptHandle":
-			bit, slot = memberReceiptHandle, &strs[1]
-			m.ReceiptHandle = slot
-		case "MD5OfBody":
-			bit, slot = memberMD5OfBody, &strs[2]
-			m.MD5OfBody = slot
-		case "Body":
-			bit, slot = memberBody, &strs[3]
-			m.Body = slot
-		case "MD5OfMessageAttributes":
-			bit, slot = memberMD5OfAttrs, &strs[4]
-			m.MD5OfMessageAttributes = slot
-		case "Attributes":
-			bit = memberAttributes
-		case "MessageAttributes":
-			bit = memberMessageAttributes
-		default:
+		k := memberIndex(name)
+		if k < 0 || seen&(1<<k) != 0 {
 			return false
 		}
-		if seen&bit != 0 {
-			return false
-		}
-		seen |= bit
+		seen |= 1 << k
 		switch {
-		case slot != nil:
-			if *slot, ok = s.str(); !ok {
+		case k < len(fields):
+			*fields[k] = &strs[k]
+			if strs[k], ok = s.str(); !ok {
 				return false
 			}
-		case bit == memberAttributes:
+		case messageMembers[k] == "Attributes":
 			if m.Attributes, ok = s.attributes(); !ok {
 				return false
 			}
