@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,7 +78,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 const maxJSONBody = 64 << 10
 
 // decodeJSON reads one JSON object from the body into v, refusing unknown fields, trailing data,
-// bodies over maxJSONBody and other media types.
+// bodies over maxJSONBody and other media types. The body is read whole first (encoding/json's
+// decoder buffered the whole value anyway); a scannable v reads it through its fast path when it
+// can, and encoding/json decodes it otherwise.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
 	return decodeJSONLimit(w, r, v, maxJSONBody)
 }
@@ -90,7 +93,15 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 			return problemf(problem.UnsupportedMediaType, "content type %q is not application/json", ct)
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readBody(w, r, limit)
+	defer releaseBody(body)
+	if err != nil {
+		return jsonProblem(err)
+	}
+	if sc, ok := v.(scannable); ok && sc.scanJSON(body.Bytes()) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body.Bytes()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(err)
