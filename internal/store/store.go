@@ -98,6 +98,7 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	afterConnect := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		registerUUID(conn.TypeMap())
+		registerArrays(conn.TypeMap())
 		if afterConnect != nil {
 			return afterConnect(ctx, conn)
 		}

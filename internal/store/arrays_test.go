@@ -1,0 +1,107 @@
+package store
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// arrayMaps returns pgx's own type map and one with registerArrays (and registerUUID, as every
+// connection of a Store has both).
+func arrayMaps() (plain, direct *pgtype.Map) {
+	plain, direct = pgtype.NewMap(), pgtype.NewMap()
+	registerUUID(plain)
+	registerUUID(direct)
+	registerArrays(direct)
+	return plain, direct
+}
+
+// encodesAlike encodes v as oid in the binary format with both maps and fails t when the bytes
+// differ; direct reports whether registerArrays' plan encoded it (not pgx's ArrayCodec).
+func encodesAlike(t *testing.T, plain, m *pgtype.Map, oid uint32, v any) (direct bool) {
+	t.Helper()
+	want, err := plain.Encode(oid, pgtype.BinaryFormatCode, v, nil)
+	if err != nil {
+		t.Fatalf("pgx encodes %#v as %d: %v", v, oid, err)
+	}
+	got, err := m.Encode(oid, pgtype.BinaryFormatCode, v, nil)
+	if err != nil {
+		t.Fatalf("registerArrays encodes %#v as %d: %v", v, oid, err)
+	}
+	if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+		t.Fatalf("%#v as %d:\n got %x\nwant %x", v, oid, got, want)
+	}
+	switch m.PlanEncode(oid, pgtype.BinaryFormatCode, v).(type) {
+	case sliceArrayPlan[string], sliceArrayPlan[uuid.UUID], sliceArrayPlan[[]byte], sliceArrayPlan[time.Time]:
+		return true
+	}
+	return false
+}
+
+// TestArrayEncodingMatchesPgx: the direct plans send, for each array type intake's batches use,
+// the bytes pgx's ArrayCodec sends (NULL slices, empty slices, NULL elements, every kind of value),
+// and other Go types and formats still go to pgx's codec.
+func TestArrayEncodingMatchesPgx(t *testing.T) {
+	t.Parallel()
+	plain, m := arrayMaps()
+	loc := time.FixedZone("x", -7*3600)
+	for _, c := range []struct {
+		name   string
+		oid    uint32
+		v      any
+		direct bool
+	}{
+		{"text[]", pgtype.TextArrayOID, []string{"a", "", "été 📷", "a\x00b" + string(rune(0x10ffff))}, true},
+		{"text[] empty", pgtype.TextArrayOID, []string{}, true},
+		{"text[] nil (NULL)", pgtype.TextArrayOID, []string(nil), true},
+		{"uuid[]", pgtype.UUIDArrayOID, []uuid.UUID{uuid.New(), uuid.Nil, uuid.Max}, true},
+		{"uuid[] nil", pgtype.UUIDArrayOID, []uuid.UUID(nil), true},
+		{"bytea[] with NULL elements", pgtype.ByteaArrayOID, [][]byte{{1, 2, 3}, nil, {}, bytes.Repeat([]byte{0xff}, 300)}, true},
+		{"bytea[] only NULLs", pgtype.ByteaArrayOID, [][]byte{nil, nil}, true},
+		{"jsonb[] with NULL elements", pgtype.JSONBArrayOID, [][]byte{[]byte(`{"a":1}`), nil, []byte(`null`), []byte(`"é"`)}, true},
+		{"jsonb[] nil", pgtype.JSONBArrayOID, [][]byte(nil), true},
+		{"timestamptz[]", pgtype.TimestamptzArrayOID, []time.Time{
+			time.Date(2026, 12, 3, 7, 0, 0, 123456789, time.UTC), time.Date(1999, 12, 31, 23, 59, 59, 999999999, loc),
+			time.Date(1800, 1, 1, 0, 0, 0, 1, time.UTC), time.Unix(0, 0), {},
+		}, true},
+		{"timestamptz[] empty", pgtype.TimestamptzArrayOID, []time.Time{}, true},
+
+		{"text[] from []*string (pgx's codec)", pgtype.TextArrayOID, []*string{new(string), nil}, false},
+		{"varchar[] from []string (pgx's codec)", pgtype.VarcharArrayOID, []string{"a"}, false},
+		{"int8[] (not registered)", pgtype.Int8ArrayOID, []int64{1, -2}, false},
+		{"jsonb[] from []string (pgx's codec)", pgtype.JSONBArrayOID, []string{`{"a":1}`}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if direct := encodesAlike(t, plain, m, c.oid, c.v); direct != c.direct {
+				t.Fatalf("encoded by the direct plan: %v, want %v", direct, c.direct)
+			}
+		})
+	}
+	// The text format stays pgx's.
+	text, err := m.Encode(pgtype.TextArrayOID, pgtype.TextFormatCode, []string{"a b", `"`}, nil)
+	if err != nil || string(text) != `{"a b","\""}` {
+		t.Fatalf("text format: %q, %v", text, err)
+	}
+}
+
+func FuzzArrayEncoding(f *testing.F) {
+	f.Add("a", []byte{1}, int64(0), int32(0), true)
+	f.Add("", []byte(nil), int64(-1), int32(999999999), false)
+	plain, m := arrayMaps()
+	f.Fuzz(func(t *testing.T, s string, b []byte, sec int64, nsec int32, null bool) {
+		encodesAlike(t, plain, m, pgtype.TextArrayOID, []string{s, s + s})
+		elems := [][]byte{b}
+		if null {
+			elems = append(elems, nil)
+		}
+		encodesAlike(t, plain, m, pgtype.ByteaArrayOID, elems)
+		encodesAlike(t, plain, m, pgtype.JSONBArrayOID, elems)
+		var id uuid.UUID
+		copy(id[:], b)
+		encodesAlike(t, plain, m, pgtype.UUIDArrayOID, []uuid.UUID{id})
+		encodesAlike(t, plain, m, pgtype.TimestamptzArrayOID, []time.Time{time.Unix(sec%(1<<40), int64(nsec)%1e9)})
+	})
+}
