@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/google/uuid"
@@ -78,30 +79,24 @@ func (p sliceArrayPlan[T]) Encode(value any, buf []byte) ([]byte, error) {
 	if s == nil {
 		return nil, nil
 	}
-	buf = be32(buf, 1) // dimensions
+	buf = binary.BigEndian.AppendUint32(buf, 1) // dimensions
 	hasNull := len(buf)
-	buf = be32(buf, 0) // set below when an element is NULL
-	buf = be32(buf, p.elem)
-	buf = be32(buf, uint32(len(s)))
-	buf = be32(buf, 1) // lower bound
+	buf = binary.BigEndian.AppendUint32(buf, 0) // set below when an element is NULL
+	buf = binary.BigEndian.AppendUint32(buf, p.elem)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
+	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
 	for _, v := range s {
 		at := len(buf)
-		buf = be32(buf, 0xffffffff) // -1: NULL, overwritten with the length
+		buf = binary.BigEndian.AppendUint32(buf, 0xffffffff) // -1: NULL, overwritten with the length
 		var null bool
 		buf, null = p.encode(buf, v)
 		if null {
-			putBE32(buf[hasNull:], 1)
+			binary.BigEndian.PutUint32(buf[hasNull:], 1)
 			continue
 		}
-		putBE32(buf[at:], uint32(len(buf)-at-4))
+		binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
 	}
 	return buf, nil
-}
-
-func be32(b []byte, v uint32) []byte { return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v)) }
-
-func putBE32(b []byte, v uint32) {
-	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
 }
 
 func appendString(buf []byte, v string) ([]byte, bool) { return append(buf, v...), false }
@@ -130,5 +125,5 @@ const microsecFromUnixEpochToY2K = 946_684_800 * 1_000_000
 // appendTimestamptz writes microseconds since 2000-01-01 UTC, truncated as pgx truncates them.
 func appendTimestamptz(buf []byte, v time.Time) ([]byte, bool) {
 	us := v.Unix()*1_000_000 + int64(v.Nanosecond())/1000 - microsecFromUnixEpochToY2K
-	return be32(be32(buf, uint32(uint64(us)>>32)), uint32(us)), false
+	return binary.BigEndian.AppendUint64(buf, uint64(us)), false
 }
