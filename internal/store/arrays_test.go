@@ -35,7 +35,7 @@ func encodesAlike(t *testing.T, plain, m *pgtype.Map, oid uint32, v any) (direct
 		t.Fatalf("%#v as %d:\n got %x\nwant %x", v, oid, got, want)
 	}
 	switch m.PlanEncode(oid, pgtype.BinaryFormatCode, v).(type) {
-	case sliceArrayPlan[string], sliceArrayPlan[uuid.UUID], sliceArrayPlan[[]byte], sliceArrayPlan[time.Time]:
+	case sliceArrayPlan[string], sliceArrayPlan[int64], sliceArrayPlan[uuid.UUID], sliceArrayPlan[[]byte], sliceArrayPlan[time.Time]:
 		return true
 	}
 	return false
@@ -57,6 +57,8 @@ func TestArrayEncodingMatchesPgx(t *testing.T) {
 		{"text[]", pgtype.TextArrayOID, []string{"a", "", "été 📷", "a\x00b" + string(rune(0x10ffff))}, true},
 		{"text[] empty", pgtype.TextArrayOID, []string{}, true},
 		{"text[] nil (NULL)", pgtype.TextArrayOID, []string(nil), true},
+		{"int8[]", pgtype.Int8ArrayOID, []int64{0, -1, 1 << 62, -1 << 63, 5 << 30}, true},
+		{"int8[] nil", pgtype.Int8ArrayOID, []int64(nil), true},
 		{"uuid[]", pgtype.UUIDArrayOID, []uuid.UUID{uuid.New(), uuid.Nil, uuid.Max}, true},
 		{"uuid[] nil", pgtype.UUIDArrayOID, []uuid.UUID(nil), true},
 		{"bytea[] with NULL elements", pgtype.ByteaArrayOID, [][]byte{{1, 2, 3}, nil, {}, bytes.Repeat([]byte{0xff}, 300)}, true},
@@ -71,7 +73,8 @@ func TestArrayEncodingMatchesPgx(t *testing.T) {
 
 		{"text[] from []*string (pgx's codec)", pgtype.TextArrayOID, []*string{new(string), nil}, false},
 		{"varchar[] from []string (pgx's codec)", pgtype.VarcharArrayOID, []string{"a"}, false},
-		{"int8[] (not registered)", pgtype.Int8ArrayOID, []int64{1, -2}, false},
+		{"int4[] (not registered)", pgtype.Int4ArrayOID, []int32{1, -2}, false},
+		{"int8[] from []int32 (pgx's codec)", pgtype.Int8ArrayOID, []int32{1}, false},
 		{"jsonb[] from []string (pgx's codec)", pgtype.JSONBArrayOID, []string{`{"a":1}`}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,6 +105,7 @@ func FuzzArrayEncoding(f *testing.F) {
 		var id uuid.UUID
 		copy(id[:], b)
 		encodesAlike(t, plain, m, pgtype.UUIDArrayOID, []uuid.UUID{id})
+		encodesAlike(t, plain, m, pgtype.Int8ArrayOID, []int64{sec, int64(nsec)})
 		encodesAlike(t, plain, m, pgtype.TimestamptzArrayOID, []time.Time{time.Unix(sec%(1<<40), int64(nsec)%1e9)})
 	})
 }
