@@ -18,7 +18,10 @@ import (
 // fifth of the route's (BenchmarkRoute's allocation profile). The codecs registered here handle those five
 // slice types in the binary format and leave everything else (other Go types, the text format,
 // decoding) to pgx's own ArrayCodec, which they embed; the bytes sent are pgx's
-// (TestArrayEncodingMatchesPgx, FuzzArrayEncoding).
+// (TestArrayEncodingMatchesPgx, FuzzArrayEncoding). One pgx path tells array types by their
+// *pgtype.ArrayCodec: CopyFrom, re-encoding a string given for an array column, scans it into a
+// pgtype.Array[any] to keep its dimensions, and with these codecs into a plain any instead. intake
+// does not use CopyFrom.
 func registerArrays(m *pgtype.Map) {
 	for _, oid := range []uint32{pgtype.TextArrayOID, pgtype.Int8ArrayOID, pgtype.UUIDArrayOID, pgtype.ByteaArrayOID, pgtype.JSONBArrayOID, pgtype.TimestamptzArrayOID} {
 		t, ok := m.TypeForOID(oid)
