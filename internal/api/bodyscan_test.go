@@ -103,6 +103,21 @@ func TestCreateUploadBodyScan(t *testing.T) {
 	}
 }
 
+// TestCreateUploadNamesMatchTags: the fast path knows every member of createUploadRequest by the
+// name encoding/json gives it, in the order scanJSON's switch reads them (a renamed or added
+// field must be added there too; until then its name sends bodies to encoding/json).
+func TestCreateUploadNamesMatchTags(t *testing.T) {
+	typ := reflect.TypeFor[createUploadRequest]()
+	var tags []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		tags = append(tags, name)
+	}
+	if !reflect.DeepEqual(tags, createUploadNames) {
+		t.Fatalf("createUploadRequest's JSON names %q, the fast path's %q", tags, createUploadNames)
+	}
+}
+
 func FuzzCreateUploadBody(f *testing.F) {
 	for _, c := range createUploadBodies {
 		f.Add([]byte(c.body))
