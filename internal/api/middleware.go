@@ -22,6 +22,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	presigns *prometheus.CounterVec
+	// presigned holds presigns' children by method.
+	presigned *counters[string]
 	// unscheduled counts multipart uploads whose deadline abort could not be scheduled.
 	unscheduled prometheus.Counter
 }
@@ -46,6 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Multipart uploads created whose deadline abort could not be scheduled (Redis down); the sweep aborts them after their deadline.",
 		}),
 	}
+	m.presigned = newCounters(m.presigns, func(method string) string { return method })
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -77,7 +80,8 @@ func newRequestIDs() *requestIDs {
 }
 
 func (g *requestIDs) next() string {
-	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+	var buf [32]byte // the 13-byte prefix and at most 13 base-36 digits: one allocation, the string
+	return string(strconv.AppendUint(append(buf[:0], g.prefix...), g.n.Add(1), 36))
 }
 
 // validRequestID accepts a client's X-Request-Id when it is short printable ASCII.
@@ -203,7 +207,7 @@ const (
 // wrap turns a handlerFunc into an http.Handler with request ids, CORS, authentication, panics
 // turned into 500s, metrics and logging.
 func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
-	requests := s.metrics.requests.MustCurryWith(prometheus.Labels{"route": route})
+	requests := newCounters(s.metrics.requests.MustCurryWith(prometheus.Labels{"route": route}), strconv.Itoa)
 	duration := s.metrics.duration.WithLabelValues(route)
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -233,7 +237,7 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 				code = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			requests.WithLabelValues(strconv.Itoa(code)).Inc()
+			requests.get(code).Inc()
 			duration.Observe(elapsed.Seconds())
 			level := slog.LevelDebug
 			if code >= 500 {

@@ -149,7 +149,7 @@ func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now 
 			expires = signed.Expires
 		}
 	}
-	s.metrics.presigns.WithLabelValues("part").Add(float64(len(nums)))
+	s.metrics.presigned.get("part").Add(float64(len(nums)))
 	return parts, expires, nil
 }
 

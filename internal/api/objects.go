@@ -179,7 +179,7 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign get", err)
 	}
-	s.metrics.presigns.WithLabelValues("get").Inc()
+	s.metrics.presigned.get("get").Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})
 	return nil
 }

@@ -151,18 +151,25 @@ var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); re
 
 const maxPooledResponse = 64 << 10
 
+// netHTTPChunk is the size of net/http's response buffer (bufferBeforeChunkingSize): a body up to
+// this size, written before the handler returns, is sent with a Content-Length net/http computes.
+const netHTTPChunk = 2048
+
 // writeJSON writes v as application/json with the status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	h := w.Header()
 	h["Content-Type"] = headerJSON
 	h["Cache-Control"] = headerNoStore
 	if a, ok := v.(jsonAppender); ok {
-		// Content-Length too: net/http would buffer a small body to learn it. The body is written
-		// into a pooled buffer: Write copies it (into the connection's buffered writer) before it
-		// returns.
+		// The body is written into a pooled buffer: Write copies it (into the connection's buffered
+		// writer) before it returns. net/http sets Content-Length itself for a body that fits its
+		// first chunk (2 KiB) and is written at once, without an allocation; a longer one is given
+		// its length here, or net/http would send it chunked (TestWriteJSONContentLength).
 		bp := responseBuffers.Get().(*[]byte)
 		buf := a.appendJSON((*bp)[:0])
-		h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+		if len(buf) > netHTTPChunk {
+			h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+		}
 		w.WriteHeader(status)
 		_, _ = w.Write(buf)
 		if cap(buf) <= maxPooledResponse {

@@ -3,11 +3,15 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
 )
 
 // encoderJSON is what writeJSON wrote before uploadResponse wrote its own JSON.
@@ -60,5 +64,46 @@ func TestAppendJSONMatchesEncoder(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
 		}
+	}
+}
+
+// paddedJSON is a jsonAppender of a given length: a JSON string of n-3 bytes and a newline.
+type paddedJSON int
+
+func (n paddedJSON) appendJSON(b []byte) []byte {
+	b = append(b, '"')
+	b = append(b, strings.Repeat("x", int(n)-3)...)
+	return append(b, '"', '\n')
+}
+
+// TestWriteJSONContentLength: every appended answer, whatever its length, reaches a client through
+// the daemon's HTTP server with a Content-Length (not chunked), and to HEAD as to GET: writeJSON
+// leaves the length of a body up to net/http's 2 KiB buffer to net/http and sets longer ones
+// itself. It fails if net/http stops computing it, or if the threshold is set above its buffer.
+func TestWriteJSONContentLength(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{3, 700, netHTTPChunk - 1, netHTTPChunk, netHTTPChunk + 1, 4096, 70 << 10} {
+		srv := httptest.NewUnstartedServer(nil)
+		srv.Config = NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusCreated, paddedJSON(n))
+		}), WriteTimeout, nil) // the daemon's server
+		srv.Start()
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			req, err := http.NewRequest(method, srv.URL, nil)
+			require.NoError(t, err)
+			resp, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			require.Equal(t, http.StatusCreated, resp.StatusCode)
+			require.Empty(t, resp.TransferEncoding, "%s of %d bytes sent chunked", method, n)
+			require.Equal(t, int64(n), resp.ContentLength, "%s of %d bytes", method, n)
+			if method == http.MethodGet {
+				require.Len(t, body, n)
+				require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+			}
+		}
+		srv.Close()
 	}
 }

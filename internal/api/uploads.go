@@ -150,7 +150,7 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 	if p := s.persistIntent(ctx, in, resp); p != nil {
 		return uploadResponse{}, p
 	}
-	s.metrics.presigns.WithLabelValues(in.spec.method).Inc()
+	s.metrics.presigned.get(in.spec.method).Inc()
 	return resp, nil
 }
 
