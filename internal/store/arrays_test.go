@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +89,56 @@ func TestArrayEncodingMatchesPgx(t *testing.T) {
 	text, err := m.Encode(pgtype.TextArrayOID, pgtype.TextFormatCode, []string{"a b", `"`}, nil)
 	if err != nil || string(text) != `{"a b","\""}` {
 		t.Fatalf("text format: %q, %v", text, err)
+	}
+}
+
+// TestArrayEncodingGrowsOnce: after a query's earlier parameters (7 bytes in a buffer of 8), each
+// direct plan grows the buffer once for its whole array (pgx gives every query a 256-byte buffer,
+// so an estimate that falls short costs a growth per doubling), and keeps the earlier bytes. Not
+// parallel: it counts allocations.
+func TestArrayEncodingGrowsOnce(t *testing.T) {
+	_, m := arrayMaps()
+	const rows = 24 // an intent batch under load
+	var (
+		texts  []string
+		ints   []int64
+		ids    []uuid.UUID
+		blobs  [][]byte
+		docs   [][]byte
+		times  []time.Time
+		suffix = "été 📷 " + strings.Repeat("x", 250)
+	)
+	for i := range rows {
+		texts = append(texts, suffix[:i*9])
+		ints = append(ints, int64(i)<<40)
+		ids = append(ids, uuid.New())
+		blobs = append(blobs, bytes.Repeat([]byte{byte(i)}, 32*(i%2)), nil)
+		docs = append(docs, []byte(`{"n":`+strconv.Itoa(i)+`}`), nil)
+		times = append(times, time.Now().Add(time.Duration(i)*time.Hour))
+	}
+	for _, c := range []struct {
+		oid uint32
+		v   any
+	}{
+		{pgtype.TextArrayOID, texts}, {pgtype.Int8ArrayOID, ints}, {pgtype.UUIDArrayOID, ids},
+		{pgtype.ByteaArrayOID, blobs}, {pgtype.JSONBArrayOID, docs}, {pgtype.TimestamptzArrayOID, times},
+		{pgtype.TextArrayOID, []string{}},
+	} {
+		plan := m.PlanEncode(c.oid, pgtype.BinaryFormatCode, c.v)
+		earlier := []byte("earlier!")
+		var out []byte
+		allocs := testing.AllocsPerRun(20, func() {
+			var err error
+			if out, err = plan.Encode(c.v, earlier[:7:8]); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 1 {
+			t.Errorf("%T: %v allocations for one array, want one (the size estimate falls short)", c.v, allocs)
+		}
+		if string(out[:7]) != "earlier" {
+			t.Errorf("%T: earlier parameters lost: %q", c.v, out[:7])
+		}
 	}
 }
 
