@@ -91,11 +91,7 @@ func (p sliceArrayPlan[T]) Encode(value any, buf []byte) ([]byte, error) {
 	if s == nil {
 		return nil, nil
 	}
-	n := 20 + 4*len(s) // header, and each element's length
-	for _, v := range s {
-		n += p.size(v)
-	}
-	buf = slices.Grow(buf, n)
+	buf = slices.Grow(buf, p.encodedSize(s))
 	buf = binary.BigEndian.AppendUint32(buf, 1) // dimensions
 	hasNull := len(buf)
 	buf = binary.BigEndian.AppendUint32(buf, 0) // set below when an element is NULL
@@ -114,6 +110,15 @@ func (p sliceArrayPlan[T]) Encode(value any, buf []byte) ([]byte, error) {
 		binary.BigEndian.PutUint32(buf[at:], uint32(len(buf)-at-4))
 	}
 	return buf, nil
+}
+
+// encodedSize is how many bytes Encode appends for s, at most.
+func (p sliceArrayPlan[T]) encodedSize(s []T) int {
+	n := 20 + 4*len(s) // the header, and each element's length
+	for _, v := range s {
+		n += p.size(v)
+	}
+	return n
 }
 
 // lenOf is the size of a string or bytea element: its bytes.
