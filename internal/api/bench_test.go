@@ -137,19 +137,32 @@ func BenchmarkLoad(b *testing.B) {
 	for _, v := range []struct {
 		name   string
 		withDB bool
-	}{{"intake-presign-only", false}, {"intake-with-intent-row", true}} {
+		native bool // the route's core served by fasthttp (nativecore_test.go), not the daemon's server
+	}{
+		{"intake-presign-only", false, false}, {"intake-with-intent-row", true, false},
+		{"native-core-presign-only", false, true}, {"native-core-with-intent-row", true, true},
+	} {
 		srv, reg := benchServer(b, v.withDB)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(b, err)
-		// The daemon's public listener (internal/cli), its error log discarded.
-		hs := NewHTTPServer(srv.Handler(), WriteTimeout, log.New(io.Discard, "", 0))
-		go func() { _ = hs.Serve(ln) }()
+		var addr string
+		stop := func() {}
+		if v.native {
+			addr, stop = startNativeCore(b, srv)
+		} else {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(b, err)
+			// The daemon's public listener (internal/cli), its error log discarded.
+			hs := NewHTTPServer(srv.Handler(), WriteTimeout, log.New(io.Discard, "", 0))
+			go func() { _ = hs.Serve(ln) }()
+			stop = func() { _ = hs.Close() }
+			addr = ln.Addr().String()
+		}
+		checkCreated(b, addr)
 		stopProfile := startLoadProfile(b, v.name)
 		cpu0 := cpuTime()
-		res, err := runLoad(loadSpec{Addr: ln.Addr().String(), Conns: 64, Duration: loadDuration, Path: "/v1/uploads", APIKey: aliceKey, Body: benchBody})
+		res, err := runLoad(loadSpec{Addr: addr, Conns: 64, Duration: loadDuration, Path: "/v1/uploads", APIKey: aliceKey, Body: benchBody})
 		cpu := cpuTime() - cpu0
 		stopProfile()
-		_ = hs.Close()
+		stop()
 		require.NoError(b, err)
 		require.Zero(b, res.Errors+res.Non2xx, "%s: %+v", v.name, res)
 		rps := float64(res.Requests) / res.Elapsed.Seconds()
@@ -190,6 +203,29 @@ func BenchmarkLoad(b *testing.B) {
 	// CPU ratios: how many times less CPU per request intake spends than the reference.
 	b.ReportMetric(refCPUPerReq/cpuPerReq["intake-presign-only"], "presign-cpu-x-less")
 	b.ReportMetric(refCPUPerReq/cpuPerReq["intake-with-intent-row"], "route-cpu-x-less")
+	// What a server swap would give: the same core with the row, served by fasthttp.
+	b.ReportMetric(cpuPerReq["native-core-with-intent-row"], "native-route-cpu-µs/req")
+	b.ReportMetric(refCPUPerReq/cpuPerReq["native-core-with-intent-row"], "native-route-cpu-x-less")
+	b.ReportMetric(cpuPerReq["native-core-presign-only"], "native-presign-cpu-µs/req")
+}
+
+// checkCreated asks the server at addr for one upload as the load generator will, and checks the
+// answer: 201, JSON with an id and a presigned PUT URL.
+func checkCreated(b *testing.B, addr string) {
+	b.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/uploads", strings.NewReader(benchBody))
+	req.Header.Set("X-API-Key", aliceKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(b, err)
+	defer resp.Body.Close()
+	require.Equal(b, http.StatusCreated, resp.StatusCode)
+	require.Equal(b, "application/json", resp.Header.Get("Content-Type"))
+	var out struct{ ID, Method, URL string }
+	require.NoError(b, json.NewDecoder(resp.Body).Decode(&out))
+	require.NotEmpty(b, out.ID)
+	require.Equal(b, "put", out.Method)
+	require.Contains(b, out.URL, "X-Amz-Signature=")
 }
 
 // loadProfileEnv names a directory: BenchmarkLoad then writes a CPU profile of intake's process
