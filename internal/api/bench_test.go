@@ -144,7 +144,7 @@ func BenchmarkLoad(b *testing.B) {
 	} {
 		srv, reg := benchServer(b, v.withDB)
 		var addr string
-		stop := func() {}
+		var stop func()
 		if v.native {
 			addr, stop = startNativeCore(b, srv)
 		} else {
