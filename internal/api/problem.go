@@ -157,27 +157,41 @@ const netHTTPChunk = 2048
 
 // writeJSON writes v as application/json with the status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if a, ok := v.(jsonAppender); ok {
+		bp := responseBuffers.Get().(*[]byte)
+		writeAppended(w, status, bp, a.appendJSON((*bp)[:0]))
+		return
+	}
 	h := w.Header()
 	h["Content-Type"] = headerJSON
 	h["Cache-Control"] = headerNoStore
-	if a, ok := v.(jsonAppender); ok {
-		// The body is written into a pooled buffer: Write copies it (into the connection's buffered
-		// writer) before it returns. net/http sets Content-Length itself for a body that fits its
-		// first chunk (2 KiB) and is written at once, without an allocation; a longer one is given
-		// its length here, or net/http would send it chunked (TestWriteJSONContentLength).
-		bp := responseBuffers.Get().(*[]byte)
-		buf := a.appendJSON((*bp)[:0])
-		if len(buf) > netHTTPChunk {
-			h["Content-Length"] = []string{strconv.Itoa(len(buf))}
-		}
-		w.WriteHeader(status)
-		_, _ = w.Write(buf)
-		if cap(buf) <= maxPooledResponse {
-			*bp = buf
-			responseBuffers.Put(bp)
-		}
-		return
-	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeUpload writes an upload's answer as writeJSON does, without passing it through an
+// interface, which would move it to the heap on every POST /v1/uploads.
+func writeUpload(w http.ResponseWriter, status int, resp *uploadResponse) {
+	bp := responseBuffers.Get().(*[]byte)
+	writeAppended(w, status, bp, resp.appendJSON((*bp)[:0]))
+}
+
+// writeAppended writes buf, a JSON body appended into the pooled buffer bp, as application/json
+// with the status, and returns bp to the pool. Write copies the body (into the connection's
+// buffered writer) before it returns. net/http sets Content-Length itself for a body that fits its
+// first chunk (2 KiB) and is written at once, without an allocation; a longer one is given its
+// length here, or net/http would send it chunked (TestWriteJSONContentLength).
+func writeAppended(w http.ResponseWriter, status int, bp *[]byte, buf []byte) {
+	h := w.Header()
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	if len(buf) > netHTTPChunk {
+		h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(buf)
+	if cap(buf) <= maxPooledResponse {
+		*bp = buf
+		responseBuffers.Put(bp)
+	}
 }

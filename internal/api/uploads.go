@@ -117,7 +117,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	writeJSON(w, http.StatusCreated, &resp)
+	writeUpload(w, http.StatusCreated, &resp)
 	return nil
 }
 
@@ -339,13 +339,18 @@ func (s *Server) createMultipart(ctx context.Context, in intent, now time.Time, 
 // scheduling fails (Redis down) the upload is still created: its row's expires_at makes the sweep
 // abort it after the deadline (internal/multipart, "Sweep and deadlines").
 func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadResponse) *Problem {
+	// Copies, not &resp.UploadID or &in.plan.PartSize: a pointer into in or resp, passed to the
+	// Queries interface, would move both (hundreds of bytes) to the heap on every request, multipart
+	// or not.
 	var partSize *int64
 	var uploadID *string
 	if resp.UploadID != "" {
-		uploadID = &resp.UploadID
+		id := resp.UploadID
+		uploadID = &id
 	}
 	if in.plan.PartSize > 0 {
-		partSize = &in.plan.PartSize
+		ps := in.plan.PartSize
+		partSize = &ps
 	}
 	err := s.q.APICreateUpload(ctx, dbq.APICreateUploadParams{
 		ID: in.id, Owner: in.owner, Bucket: s.bucket, Key: in.key, Method: in.spec.method, Filename: in.spec.filename,
