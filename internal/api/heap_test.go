@@ -1,0 +1,92 @@
+package api
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	mpart "github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing, its header map made once.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// TestUploadAnswerStaysOffTheHeap: recording a single-PUT intent and writing its answer allocate
+// nothing of their own. A pointer into the intent or the answer handed to the Queries interface
+// (persistIntent once passed &resp.UploadID), or the answer passed to writeJSON's interface, moves
+// those structs to the heap on every POST /v1/uploads; this fails when one comes back.
+func TestUploadAnswerStaysOffTheHeap(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	client := s3.New(s3.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("A", "S", ""), BaseEndpoint: aws.String("http://127.0.0.1:1"), UsePathStyle: true})
+	mp, err := mpart.New(mpart.Config{S3: client, Store: (&store.Store{Q: dbq.New(nil)}).Multipart()})
+	require.NoError(t, err)
+	srv, err := New(t.Context(), Options{
+		API: testAPIConfig(), Bucket: "b", Queries: discardIntents{Queries: dbq.New(nil)}, S3: client, Presign: client, Multipart: mp,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry(),
+	})
+	require.NoError(t, err)
+
+	expires := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	in := intent{spec: intentSpec{filename: "a.txt", contentType: "text/plain", size: 5, sizeDeclared: true, method: "put",
+		expires: time.Hour}, owner: "alice", id: uuid.New(), key: "alice/a.txt", ct: "text/plain"}
+	resp := uploadResponse{ID: in.id, Bucket: "b", Key: in.key, Method: "put", URL: "http://127.0.0.1:1/b/alice/a.txt?X-Amz-Signature=00",
+		Headers: map[string]string{"Content-Type": "text/plain", "Content-Length": "5"}, ExpiresAt: expires}
+	ctx := t.Context()
+
+	persist := testing.AllocsPerRun(200, func() {
+		if p := srv.persistIntent(ctx, in, resp); p != nil {
+			t.Fatal(p)
+		}
+	})
+	require.Zero(t, persist, "persistIntent allocates for a single-PUT intent")
+
+	w := &discardWriter{h: http.Header{"Content-Type": nil, "Cache-Control": nil}}
+	write := testing.AllocsPerRun(200, func() { writeUpload(w, http.StatusCreated, &resp) })
+	require.Zero(t, write, "writeUpload allocates")
+	require.Equal(t, headerJSON, w.h["Content-Type"])
+}
+
+// TestUploadAnswerDoesNotEscape asks the compiler's escape analysis (go build -gcflags=-m) whether
+// POST /v1/uploads moves its intent or its answer to the heap: createUpload's resp escapes when it
+// is passed to writeJSON (an interface) instead of writeUpload, persistIntent's in and resp when a
+// pointer into them is passed to the Queries interface. Either is an allocation of several hundred
+// bytes on every request that no test of behaviour would notice.
+func TestUploadAnswerDoesNotEscape(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	require.NoError(t, err, "the go command runs this package's tests")
+	out, err := exec.Command(goBin, "build", "-gcflags=-m", "-o", os.DevNull, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var seen int
+	for line := range strings.Lines(string(out)) {
+		// "./uploads.go:..." or, replayed from the build cache, as the first build printed it.
+		if !strings.HasPrefix(line, "uploads.go:") && !strings.Contains(line, "/uploads.go:") {
+			continue
+		}
+		seen++
+		line = strings.TrimSpace(line)
+		if strings.HasSuffix(line, "moved to heap: resp") || strings.HasSuffix(line, "moved to heap: in") {
+			t.Errorf("escape analysis: %s", line)
+		}
+	}
+	require.Positive(t, seen, "no escape analysis lines for uploads.go in:\n%s", out)
+}
