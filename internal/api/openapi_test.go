@@ -31,11 +31,17 @@ import (
 // unitServer is a Server with no reachable backends, for tests of routing and documents only.
 func unitServer(t *testing.T) *Server {
 	t.Helper()
+	return unitServerQueries(t, dbq.New(nil))
+}
+
+// unitServerQueries is unitServer with its queries.
+func unitServerQueries(t *testing.T, q Queries) *Server {
+	t.Helper()
 	client := s3.New(s3.Options{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("A", "S", ""), BaseEndpoint: aws.String("http://127.0.0.1:1"), UsePathStyle: true})
 	mp, err := mpart.New(mpart.Config{S3: client, Store: (&store.Store{Q: dbq.New(nil)}).Multipart()})
 	require.NoError(t, err)
 	srv, err := New(t.Context(), Options{
-		API: testAPIConfig(), Bucket: "b", Queries: dbq.New(nil), S3: client, Presign: client, Multipart: mp,
+		API: testAPIConfig(), Bucket: "b", Queries: q, S3: client, Presign: client, Multipart: mp,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry(),
 	})
 	require.NoError(t, err)
