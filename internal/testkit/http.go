@@ -48,12 +48,31 @@ func Do(t testing.TB, method, url string, body []byte, headers map[string]string
 // FreeAddr returns a 127.0.0.1 address with a port nothing listens on now (for a server the test
 // starts later, or a connection that must be refused). The port lies below the kernel's ephemeral
 // range, so that no outgoing connection takes it as its source port before the server binds it (a
-// port the kernel handed out for :0 would be in that range).
+// port the kernel handed out for :0 would be in that range), and in the lower half of that span:
+// the upper half is for toxiproxy's proxies (NewProxy), so that a server some test starts never
+// takes the port of a proxy that is Down, which its Up must bind again.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	low := ephemeralLow()
+	from, mid, _ := portRanges()
+	return freeAddrIn(t, from, mid, nil)
+}
+
+// portRanges splits the ports below the ephemeral range: [from, mid) for FreeAddr, [mid, to) for
+// proxies.
+func portRanges() (from, mid, to int) {
+	from, to = 10000, ephemeralLow()
+	return from, from + (to-from)/2, to
+}
+
+// freeAddrIn returns a 127.0.0.1 address with a port in [from, to) that nothing listens on now and
+// that skip (when not nil) does not refuse.
+func freeAddrIn(t testing.TB, from, to int, skip func(port int) bool) string {
+	t.Helper()
 	for range 200 {
-		port := 10000 + rand.IntN(low-10000)
+		port := from + rand.IntN(to-from)
+		if skip != nil && skip(port) {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue // taken
@@ -62,7 +81,7 @@ func FreeAddr(t testing.TB) string {
 		_ = ln.Close()
 		return addr
 	}
-	t.Fatalf("testkit: no free port found below %d", low)
+	t.Fatalf("testkit: no free port found in [%d, %d)", from, to)
 	return ""
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,15 +42,32 @@ type Proxy struct {
 }
 
 // NewProxy creates a proxy named after name (made unique) that listens on a free port of 127.0.0.1
-// (FreeAddr: outside the ephemeral range, so that no outgoing connection takes it while the proxy is
-// Down) and forwards to upstream ("host:port"). It is deleted when the test ends, which closes every
+// and forwards to upstream ("host:port"). It is deleted when the test ends, which closes every
 // connection through it.
+//
+// While a proxy is Down its port is closed, and Up binds it again, so nothing else may take it in
+// between, in this process or in another package's tests running beside it: the port lies outside
+// the ephemeral range (no outgoing connection takes it as its source port), in the half of that span
+// FreeAddr leaves to proxies (no server a test starts takes it), and is not the port of any proxy
+// the shared toxiproxy server holds, up or down (no other proxy takes it).
 func NewProxy(t testing.TB, name, upstream string) *Proxy {
 	t.Helper()
 	c := Toxiproxy(t)
-	p, err := c.CreateProxy(Name(name+"-"), FreeAddr(t), upstream)
-	if err != nil {
-		t.Fatalf("testkit: create proxy to %s: %v", upstream, err)
+	_, from, to := portRanges()
+	var p *toxiproxy.Proxy
+	for attempt := 0; ; attempt++ {
+		held, err := proxyPorts(c)
+		if err != nil {
+			t.Fatalf("testkit: list proxies: %v", err)
+		}
+		addr := freeAddrIn(t, from, to, func(port int) bool { return held[port] })
+		if p, err = c.CreateProxy(Name(name+"-"), addr, upstream); err == nil {
+			break
+		}
+		// Another process created a proxy on the same port between the listing and now.
+		if attempt == 4 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("testkit: create proxy to %s on %s: %v", upstream, addr, err)
+		}
 	}
 	t.Cleanup(func() {
 		if err := p.Delete(); err != nil {
@@ -60,6 +78,23 @@ func NewProxy(t testing.TB, name, upstream string) *Proxy {
 		t.Fatalf("testkit: proxy %s listens on %q: %v", p.Name, p.Listen, err)
 	}
 	return &Proxy{Addr: p.Listen, Upstream: upstream, t: t, p: p}
+}
+
+// proxyPorts returns the ports of every proxy the toxiproxy server holds, enabled or not.
+func proxyPorts(c *toxiproxy.Client) (map[int]bool, error) {
+	proxies, err := c.Proxies()
+	if err != nil {
+		return nil, err
+	}
+	held := make(map[int]bool, len(proxies))
+	for _, p := range proxies {
+		if _, port, err := net.SplitHostPort(p.Listen); err == nil {
+			if n, err := strconv.Atoi(port); err == nil {
+				held[n] = true
+			}
+		}
+	}
+	return held, nil
 }
 
 // URL is Addr as an http:// URL (for S3 and SQS endpoints).
