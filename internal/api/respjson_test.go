@@ -67,7 +67,7 @@ func TestAppendJSONMatchesEncoder(t *testing.T) {
 	}
 }
 
-// paddedJSON is a jsonAppender of a given length: a JSON string of n-3 bytes and a newline.
+// paddedJSON is an appended answer of a given length: a JSON string of n-3 bytes and a newline.
 type paddedJSON int
 
 func (n paddedJSON) appendJSON(b []byte) []byte {
@@ -77,15 +77,16 @@ func (n paddedJSON) appendJSON(b []byte) []byte {
 }
 
 // TestWriteJSONContentLength: every appended answer, whatever its length, reaches a client through
-// the daemon's HTTP server with a Content-Length (not chunked), and to HEAD as to GET: writeJSON
-// leaves the length of a body up to net/http's 2 KiB buffer to net/http and sets longer ones
+// the daemon's HTTP server with a Content-Length (not chunked), and to HEAD as to GET: writeAppended
+// (writeUpload's path) leaves the length of a body up to net/http's 2 KiB buffer to net/http and sets longer ones
 // itself. It fails if net/http stops computing it, or if the threshold is set above its buffer.
 func TestWriteJSONContentLength(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{3, 700, netHTTPChunk - 1, netHTTPChunk, netHTTPChunk + 1, 4096, 70 << 10} {
 		srv := httptest.NewUnstartedServer(nil)
 		srv.Config = NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusCreated, paddedJSON(n))
+			bp := responseBuffers.Get().(*[]byte)
+			writeAppended(w, http.StatusCreated, bp, paddedJSON(n).appendJSON((*bp)[:0]))
 		}), WriteTimeout, nil) // the daemon's server
 		srv.Start()
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
