@@ -56,34 +56,6 @@ func opsFill(t *testing.T, c *sqs.Client, url string, n int) {
 	testkit.SendMessages(t, c, url, entries)
 }
 
-// opsDrain receives and deletes everything; it returns messages by body and the total received.
-func opsDrain(t *testing.T, c *sqs.Client, url string) (map[string]types.Message, int) {
-	t.Helper()
-	got := map[string]types.Message{}
-	total, empty := 0, 0
-	for empty < 2 {
-		out, err := c.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60,
-			MessageAttributeNames: []string{"All"},
-		})
-		require.NoError(t, err)
-		if len(out.Messages) == 0 {
-			empty++
-			continue
-		}
-		empty = 0
-		var dels []types.DeleteMessageBatchRequestEntry
-		for i, m := range out.Messages {
-			total++
-			got[aws.ToString(m.Body)] = m
-			dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
-		}
-		_, err = c.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: dels})
-		require.NoError(t, err)
-	}
-	return got, total
-}
-
 // buildIntake builds the intake binary into a temporary directory.
 func buildIntake(t *testing.T) string {
 	t.Helper()
@@ -188,7 +160,7 @@ func TestOperatorBinary(t *testing.T) {
 		require.Equal(t, "0", summaryField(t, stdout, "send_failed"))
 		require.Equal(t, summaryField(t, stdout, "sent"), summaryField(t, stdout, "deleted"))
 
-		got, total := opsDrain(t, c, q.URL)
+		got, total := testkit.DrainQueue(t, c, q.URL)
 		t.Logf("main queue: %d distinct bodies, %d messages (%d duplicates)", len(got), total, total-len(got))
 		require.Equal(t, n, len(got), "no message lost")
 		for i := range n {
@@ -197,7 +169,7 @@ func TestOperatorBinary(t *testing.T) {
 			require.Equal(t, strconv.Itoa(i), aws.ToString(m.MessageAttributes["idx"].StringValue))
 			require.Equal(t, []byte{byte(i), byte(i >> 8)}, m.MessageAttributes["blob"].BinaryValue)
 		}
-		left, _ := opsDrain(t, c, q.DLQURL)
+		left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 		require.Empty(t, left, "the DLQ is empty")
 	})
 
@@ -213,9 +185,9 @@ func TestOperatorBinary(t *testing.T) {
 		require.Equal(t, "23", summaryField(t, stdout, "returned"))
 		require.Contains(t, stdout, "sample 2: message ")
 		require.NotContains(t, stdout, "sample 3:")
-		moved, _ := opsDrain(t, c, q.URL)
+		moved, _ := testkit.DrainQueue(t, c, q.URL)
 		require.Empty(t, moved)
-		left, _ := opsDrain(t, c, q.DLQURL)
+		left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 		require.Len(t, left, 23)
 	})
 
@@ -235,7 +207,7 @@ func TestOperatorBinary(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(stdout), &sum), stdout)
 		require.EqualValues(t, 25, sum["sent"])
 		require.EqualValues(t, 0, sum["failed"])
-		got, _ := opsDrain(t, c, q.URL)
+		got, _ := testkit.DrainQueue(t, c, q.URL)
 		require.Len(t, got, 25)
 
 		code, _, stderr = runIntake(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", filepath.Join(t.TempDir(), "nope.jsonl"))
@@ -266,13 +238,13 @@ func TestOperatorBinary(t *testing.T) {
 		code, stdout, stderr := runIntake(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/", "--dry-run")
 		require.Equal(t, 0, code, stderr)
 		require.Equal(t, "2", summaryField(t, stdout, "would_send"))
-		got, _ := opsDrain(t, c, q.URL)
+		got, _ := testkit.DrainQueue(t, c, q.URL)
 		require.Empty(t, got, "a dry run sends nothing")
 
 		code, stdout, stderr = runIntake(t, bin, env, "replay", "archive", "--since", "2025-03-01", "--until", "2025-03-02", "--key-prefix", "a/")
 		require.Equal(t, 0, code, stderr)
 		require.Equal(t, "2", summaryField(t, stdout, "sent"))
-		got, _ = opsDrain(t, c, q.URL)
+		got, _ = testkit.DrainQueue(t, c, q.URL)
 		require.Len(t, got, 2)
 		require.Contains(t, got, opsBody(0))
 		require.Contains(t, got, opsBody(1))

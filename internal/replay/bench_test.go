@@ -29,7 +29,7 @@ func BenchmarkMoveDLQ(b *testing.B) {
 		}
 		moved += res.Deleted
 		b.StopTimer()
-		drain(b, c, q.URL)
+		testkit.DrainQueue(b, c, q.URL)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(moved)/elapsed.Seconds(), "msgs/s")
@@ -56,7 +56,7 @@ func BenchmarkResendFile(b *testing.B) {
 		}
 		sent += res.Sent
 		b.StopTimer()
-		drain(b, c, q.URL)
+		testkit.DrainQueue(b, c, q.URL)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(sent)/elapsed.Seconds(), "msgs/s")

@@ -121,7 +121,7 @@ func TestMoveDLQEnds(t *testing.T) {
 				require.NoError(t, err)
 				return counts.Visible+counts.InFlight == n
 			}, 60*time.Second, 100*time.Millisecond)
-			back, total := drain(t, c, q.DLQURL)
+			back, total := testkit.DrainQueue(t, c, q.DLQURL)
 			require.Len(t, back, n)
 			require.Equal(t, n, total)
 		})
@@ -147,12 +147,12 @@ func TestMoveDLQSkipsLaterArrivals(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, res.Sent)
 	require.Equal(t, 2, res.Skipped)
-	moved, _ := drain(t, c, q.URL)
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
 	require.Len(t, moved, 3)
 	for i := range 3 {
 		require.Contains(t, moved, body(i))
 	}
-	left, _ := drain(t, c, q.DLQURL) // visible at once, not after the move's visibility
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL) // visible at once, not after the move's visibility
 	require.Len(t, left, 2)
 	require.Contains(t, left, body(100))
 	require.Contains(t, left, body(101))
@@ -205,7 +205,7 @@ func TestMoveDLQByteCap(t *testing.T) {
 	}
 	require.Greater(t, total, 1<<20)
 	require.GreaterOrEqual(t, len(rec.sizes), 5, "two 130 KiB bodies fit in a batch, not three")
-	moved, _ := drain(t, c, q.URL)
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
 	require.Len(t, moved, n)
 }
 
@@ -254,8 +254,8 @@ func TestMoveDLQCountsHeldMessages(t *testing.T) {
 	res, err := MoveDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Wait: time.Second, Start: &start})
 	require.NoError(t, err)
 	require.Equal(t, n, res.Sent)
-	got, _ := drain(t, c, q.URL)
+	got, _ := testkit.DrainQueue(t, c, q.URL)
 	require.Len(t, got, n, "every message moved, the held ones included")
-	left, _ := drain(t, c, q.DLQURL)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Empty(t, left)
 }

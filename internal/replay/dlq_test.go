@@ -44,7 +44,7 @@ func TestMoveDLQ(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("main queue counts after the move: %+v", mainCounts)
 
-	got, total := drain(t, c, q.URL)
+	got, total := testkit.DrainQueue(t, c, q.URL)
 	t.Logf("drained %d distinct, %d total", len(got), total)
 	require.Equal(t, n, len(got))
 	require.Equal(t, n, total, "no duplicates without a crash")
@@ -53,7 +53,7 @@ func TestMoveDLQ(t *testing.T) {
 		require.True(t, ok, "message %d missing from the main queue", i)
 		requireSameAttrs(t, i, m)
 	}
-	left, _ := drain(t, c, q.DLQURL)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Empty(t, left)
 }
 
@@ -70,8 +70,8 @@ func TestMoveDLQMax(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 12, res.Received)
 	require.Equal(t, 12, res.Deleted)
-	moved, _ := drain(t, c, q.URL)
-	left, _ := drain(t, c, q.DLQURL)
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Equal(t, 12, len(moved))
 	require.Equal(t, 13, len(left))
 	for b := range moved {
@@ -103,13 +103,13 @@ func TestMoveDLQSendFailures(t *testing.T) {
 	require.Len(t, res.Failures, 3)
 	require.Contains(t, res.Failures[0], "InternalError: injected")
 
-	moved, _ := drain(t, c, q.URL)
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
 	require.Equal(t, n-3, len(moved))
 	require.Contains(t, moved, body(5))
 	require.Contains(t, moved, body(6))
 	// The refused ones are still in the DLQ once their visibility ends.
 	time.Sleep(2500 * time.Millisecond)
-	left, _ := drain(t, c, q.DLQURL)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Equal(t, 3, len(left))
 	for _, i := range []int{3, 17, 29} {
 		require.Contains(t, left, body(i))
@@ -135,8 +135,8 @@ func TestMoveDLQCancelled(t *testing.T) {
 	require.Less(t, res.Sent, n, "stopped early")
 	require.Equal(t, res.Sent, res.Deleted, "batches in flight were finished")
 	time.Sleep(2500 * time.Millisecond)
-	moved, _ := drain(t, c, q.URL)
-	left, _ := drain(t, c, q.DLQURL)
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Equal(t, res.Sent, len(moved))
 	require.Equal(t, n, len(moved)+len(left))
 }
@@ -177,9 +177,9 @@ func TestDryRunDLQ(t *testing.T) {
 	require.Contains(t, res.Samples[0].Body, `"Records"`)
 
 	// Nothing moved; everything is back in the DLQ at once (visibility 0, not after 30s).
-	moved, _ := drain(t, c, q.URL)
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
 	require.Empty(t, moved)
-	left, _ := drain(t, c, q.DLQURL)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Equal(t, n, len(left))
 
 	// With --max.
@@ -187,7 +187,7 @@ func TestDryRunDLQ(t *testing.T) {
 	res, err = DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, Max: 7, Wait: time.Second})
 	require.NoError(t, err)
 	require.Equal(t, 7, res.Messages)
-	left, _ = drain(t, c, q.DLQURL)
+	left, _ = testkit.DrainQueue(t, c, q.DLQURL)
 	require.Equal(t, 20, len(left))
 }
 

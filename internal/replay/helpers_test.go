@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -40,33 +39,6 @@ func fill(t testing.TB, c *sqs.Client, url string, first, n int) {
 		})
 	}
 	testkit.SendMessages(t, c, url, entries)
-}
-
-// drain receives and deletes everything in url; it returns the messages by body and how many
-// were received in all (duplicates included). It stops after two empty receives in a row.
-func drain(t testing.TB, c *sqs.Client, url string) (map[string]types.Message, int) {
-	t.Helper()
-	ctx := context.Background()
-	got := map[string]types.Message{}
-	total, empty := 0, 0
-	for empty < 2 {
-		out, err := c.ReceiveMessage(ctx, receiveInput(url, MaxBatch, 30*time.Second, time.Second), func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
-		require.NoError(t, err)
-		if len(out.Messages) == 0 {
-			empty++
-			continue
-		}
-		empty = 0
-		var dels []types.DeleteMessageBatchRequestEntry
-		for i, m := range out.Messages {
-			total++
-			got[aws.ToString(m.Body)] = m
-			dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
-		}
-		_, err = c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: dels})
-		require.NoError(t, err)
-	}
-	return got, total
 }
 
 // requireSameAttrs checks that m carries the attributes of message i.

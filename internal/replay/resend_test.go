@@ -64,7 +64,7 @@ func TestResendFile(t *testing.T) {
 	require.Len(t, res.Failures, 1)
 	require.Contains(t, res.Failures[0], "line 54: not a valid JSON string")
 	require.EqualValues(t, 53, progress.n.Load())
-	got, total := drain(t, c, q.URL)
+	got, total := testkit.DrainQueue(t, c, q.URL)
 	require.Equal(t, 53, total)
 	for i := range 53 {
 		require.Contains(t, got, body(i))
@@ -76,7 +76,7 @@ func TestResendFile(t *testing.T) {
 	require.Equal(t, 54, res.Read)
 	require.Zero(t, res.Sent)
 	require.Equal(t, 1, res.Failed)
-	got, _ = drain(t, c, q.URL)
+	got, _ = testkit.DrainQueue(t, c, q.URL)
 	require.Empty(t, got)
 }
 
@@ -99,7 +99,7 @@ func TestResendSendFailures(t *testing.T) {
 	require.Equal(t, 11, res.Sent)
 	require.Equal(t, 1, res.Failed)
 	require.Equal(t, []string{"line 3: InternalError: injected"}, res.Failures)
-	got, _ := drain(t, c, q.URL)
+	got, _ := testkit.DrainQueue(t, c, q.URL)
 	require.Len(t, got, 11)
 	require.NotContains(t, got, body(2))
 	require.Contains(t, got, body(7), "a transient refusal is retried")
@@ -156,7 +156,7 @@ func TestResendArchive(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, len(tc.want), res.Sent)
 			require.Equal(t, tc.skip, res.Skipped)
-			got, total := drain(t, c, q.URL)
+			got, total := testkit.DrainQueue(t, c, q.URL)
 			require.Equal(t, len(tc.want), total)
 			for _, b := range tc.want {
 				require.Contains(t, got, b)

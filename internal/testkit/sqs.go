@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,4 +53,45 @@ func InParallel(n, goroutines int, f func(i int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// DrainQueue receives and deletes everything in queueURL (message and system attributes
+// included); it returns the messages by body and how many were received in all (duplicates
+// included). It stops after two empty receives in a row, and fails t when a call fails: a
+// receive is not retried, since a retried receive whose first answer was lost would hide that
+// answer's messages for their visibility timeout and the drain would end without them.
+func DrainQueue(t testing.TB, client *sqs.Client, queueURL string) (map[string]types.Message, int) {
+	t.Helper()
+	ctx := context.Background()
+	got := map[string]types.Message{}
+	total, empty := 0, 0
+	for empty < 2 {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, VisibilityTimeout: 30, WaitTimeSeconds: 1,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		}, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+		if err != nil {
+			t.Fatalf("testkit: drain %s: %v", queueURL, err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		dels := make([]types.DeleteMessageBatchRequestEntry, 0, len(out.Messages))
+		for i, m := range out.Messages {
+			total++
+			got[aws.ToString(m.Body)] = m
+			dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		del, err := client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: dels})
+		if err == nil && len(del.Failed) > 0 {
+			err = fmt.Errorf("%d of %d deletions refused: %s", len(del.Failed), len(dels), aws.ToString(del.Failed[0].Message))
+		}
+		if err != nil {
+			t.Fatalf("testkit: drain %s: delete: %v", queueURL, err)
+		}
+	}
+	return got, total
 }

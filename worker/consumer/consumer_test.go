@@ -91,7 +91,7 @@ func TestAckOnlyOnSuccess(t *testing.T) {
 	})
 	send(t, client, q.URL, "ok-1", "fail", "ok-2")
 	require.Eventually(t, func() bool {
-		return metric(t, s.reg, "intake_messages_acked_total") == 2 && metric(t, s.reg, "intake_messages_retried_total") == 1
+		return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 2 && testkit.Metric(t, s.reg, "intake_messages_retried_total") == 1
 	}, 20*time.Second, 50*time.Millisecond)
 	require.NoError(t, s.stop(t))
 
@@ -125,7 +125,7 @@ func TestRetryBackoff(t *testing.T) {
 		}),
 	})
 	ids := send(t, client, q.URL, "flaky")
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 1 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 30*time.Second, 50*time.Millisecond)
 	require.NoError(t, s.stop(t))
 
 	at := rec.attemptsOf("flaky")
@@ -141,7 +141,7 @@ func TestRetryBackoff(t *testing.T) {
 		assert.GreaterOrEqual(t, gap, 900*time.Millisecond, "retry %d came back too early", i)
 		assert.Less(t, gap, 25*time.Second, "retry %d waited for the queue's visibility, not the backoff", i)
 	}
-	assert.Equal(t, 2.0, metric(t, s.reg, "intake_messages_retried_total"))
+	assert.Equal(t, 2.0, testkit.Metric(t, s.reg, "intake_messages_retried_total"))
 	visible, inflight := depth(t, client, q.URL)
 	assert.Zero(t, visible+inflight, "the message is deleted after it succeeded")
 }
@@ -169,7 +169,7 @@ func TestPermanentWithDLQURL(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		return metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent") == 1
+		return testkit.Metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent") == 1
 	}, 20*time.Second, 50*time.Millisecond)
 
 	dead := receiveAll(t, client, q.DLQURL, 2*time.Second)
@@ -188,7 +188,7 @@ func TestPermanentWithDLQURL(t *testing.T) {
 	require.NoError(t, s.stop(t))
 	calls, _ := rec.snapshot()
 	assert.Equal(t, map[string]int{"{not json": 1}, calls)
-	assert.Zero(t, metric(t, s.reg, "intake_messages_acked_total"), "a dead-lettered message is not counted as acked")
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_acked_total"), "a dead-lettered message is not counted as acked")
 }
 
 // Without a DLQ URL, a permanent failure reaches the DLQ through the redrive policy after
@@ -218,7 +218,7 @@ func TestPermanentWithoutDLQURLUsesRedrive(t *testing.T) {
 	assert.Equal(t, "poison", aws.ToString(dead[0].Body))
 	calls, _ := rec.snapshot()
 	assert.Equal(t, map[string]int{"poison": q.MaxReceiveCount}, calls, "processed once per receive until the redrive")
-	assert.Equal(t, 1.0, metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent"), "counted once, on its last receive")
+	assert.Equal(t, 1.0, testkit.Metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent"), "counted once, on its last receive")
 	visible, inflight := depth(t, client, q.URL)
 	assert.Zero(t, visible+inflight)
 }
@@ -259,14 +259,14 @@ func TestHeartbeatKeepsSlowMessageInvisible(t *testing.T) {
 		require.NoError(t, err)
 		stolen += len(out.Messages)
 	}
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 1 }, 15*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 15*time.Second, 50*time.Millisecond)
 	require.NoError(t, s.stop(t))
 
 	assert.Zero(t, stolen, "the message was delivered to someone else while it was processed")
 	calls, committed := rec.snapshot()
 	assert.Equal(t, map[string]int{"slow": 1}, calls)
 	assert.Equal(t, map[string]int{"slow": 1}, committed)
-	assert.GreaterOrEqual(t, metric(t, s.reg, "intake_consumer_heartbeats_total"), 2.0)
+	assert.GreaterOrEqual(t, testkit.Metric(t, s.reg, "intake_consumer_heartbeats_total"), 2.0)
 }
 
 // An outage error pauses every receiver: while the dependency is down, nothing is received or
@@ -304,7 +304,7 @@ func TestPausesOnUnavailable(t *testing.T) {
 	all := bodies("m", 40)
 	send(t, sqsClient, q.URL, all...)
 
-	paused := func() bool { return metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres") == 1 }
+	paused := func() bool { return testkit.Metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres") == 1 }
 	require.Eventually(t, paused, 10*time.Second, 10*time.Millisecond)
 	time.Sleep(500 * time.Millisecond) // the messages in flight when the pause began fail
 	receivesAtPause := client.receives.Load()
@@ -317,7 +317,7 @@ func TestPausesOnUnavailable(t *testing.T) {
 	checksDuring := checks.Load()
 	down.Store(false)
 
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == float64(len(all)) }, 60*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == float64(len(all)) }, 60*time.Second, 50*time.Millisecond)
 	require.NoError(t, s.stop(t))
 
 	assert.True(t, pausedNow, "still paused while the dependency is down")
@@ -327,9 +327,9 @@ func TestPausesOnUnavailable(t *testing.T) {
 	assert.Zero(t, callsDuring, "processing calls during the outage")
 	assert.Zero(t, receivesDuring, "receive calls during the outage")
 	assert.GreaterOrEqual(t, checksDuring, int64(2), "the dependency itself was checked")
-	assert.Zero(t, metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres"), "resumed")
-	assert.Zero(t, metric(t, s.reg, "intake_messages_retried_total"), "an outage is not a retry")
-	assert.Positive(t, metric(t, s.reg, "intake_messages_deferred_total"))
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres"), "resumed")
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_retried_total"), "an outage is not a retry")
+	assert.Positive(t, testkit.Metric(t, s.reg, "intake_messages_deferred_total"))
 	_, committed := rec.snapshot()
 	require.Len(t, committed, len(all))
 	for _, b := range all {
@@ -373,8 +373,8 @@ func TestShutdownMidBatchLosesNothing(t *testing.T) {
 	stopTook := time.Since(begin)
 	_, committed1 := rec.snapshot()
 	assert.Len(t, committed1, 10, "the fast half finished within the grace period")
-	assert.Equal(t, 10.0, metric(t, first.reg, "intake_messages_released_total"))
-	assert.Equal(t, 10.0, metric(t, first.reg, "intake_messages_acked_total"))
+	assert.Equal(t, 10.0, testkit.Metric(t, first.reg, "intake_messages_released_total"))
+	assert.Equal(t, 10.0, testkit.Metric(t, first.reg, "intake_messages_acked_total"))
 	assert.Less(t, stopTook, 10*time.Second, "Run returned after the grace period, not after the slow messages")
 
 	// The second run must see the returned messages long before their 60 s visibility would end.
@@ -387,7 +387,7 @@ func TestShutdownMidBatchLosesNothing(t *testing.T) {
 			return nil
 		}),
 	})
-	require.Eventually(t, func() bool { return metric(t, second.reg, "intake_messages_acked_total") == 10 }, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return testkit.Metric(t, second.reg, "intake_messages_acked_total") == 10 }, 20*time.Second, 20*time.Millisecond)
 	require.NoError(t, second.stop(t))
 
 	_, committed2 := rec2.snapshot()
@@ -431,10 +431,10 @@ func TestDeleteBatchFailedEntry(t *testing.T) {
 		}),
 	})
 	send(t, sqsClient, q.URL, "only")
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
 	require.NoError(t, s.stop(t))
 
-	assert.Equal(t, 1.0, metric(t, s.reg, "intake_messages_ack_failed_total"))
+	assert.Equal(t, 1.0, testkit.Metric(t, s.reg, "intake_messages_ack_failed_total"))
 	calls, _ := rec.snapshot()
 	assert.Equal(t, map[string]int{"only": 2}, calls, "delivered again after the failed deletion")
 	visible, inflight := depth(t, sqsClient, q.URL)
@@ -455,7 +455,7 @@ func TestReceiveErrorsBackOff(t *testing.T) {
 	n := client.receives.Load()
 	assert.GreaterOrEqual(t, n, int64(2))
 	assert.LessOrEqual(t, n, int64(2*4), "two receivers backing off 0.5-1 s, then 1-2 s, over 3 s")
-	assert.Equal(t, float64(n), metric(t, s.reg, "intake_consumer_receive_errors_total"))
+	assert.Equal(t, float64(n), testkit.Metric(t, s.reg, "intake_consumer_receive_errors_total"))
 }
 
 // Queue depth gauges are read at start.
@@ -470,7 +470,7 @@ func TestQueueDepthGauges(t *testing.T) {
 		Processor: consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil }),
 	})
 	require.Eventually(t, func() bool {
-		return metric(t, s.reg, "intake_queue_depth", "queue", "dlq", "state", "visible") == 2
+		return testkit.Metric(t, s.reg, "intake_queue_depth", "queue", "dlq", "state", "visible") == 2
 	}, 10*time.Second, 20*time.Millisecond, "the DLQ of the redrive policy is found and measured")
-	assert.Zero(t, metric(t, s.reg, "intake_queue_depth", "queue", "main", "state", "visible"))
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_queue_depth", "queue", "main", "state", "visible"))
 }

@@ -344,7 +344,7 @@ func TestEndToEnd(t *testing.T) {
 		send(t, e.sqs, e.q.URL, burst...)
 
 		s := e.consume(t, e.processor(t, nil), nil)
-		require.Eventually(t, func() bool { return metric(t, s.reg, "intake_messages_acked_total") == 64 }, 60*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 64 }, 60*time.Second, 50*time.Millisecond)
 		e.waitRows(t, 10*time.Second, keys, pipeline.StatusValid)
 		assert.Equal(t, len(keys), e.rowCount(t), "exactly one row per key")
 		for _, key := range keys {
@@ -393,16 +393,16 @@ func TestEndToEnd(t *testing.T) {
 			keys = append(keys, key)
 			e.put(t, key, "text/plain", []byte("during the outage"))
 		}
-		require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_paused") == 1 }, 15*time.Second, 20*time.Millisecond,
+		require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_consumer_paused") == 1 }, 15*time.Second, 20*time.Millisecond,
 			"the consumer pauses while PostgreSQL is unreachable")
 		time.Sleep(time.Until(downAt.Add(10 * time.Second)))
 		proxy.Up()
 
 		e.waitRows(t, 90*time.Second, keys, pipeline.StatusValid)
 		assert.Equal(t, len(keys), e.rowCount(t))
-		require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_paused") == 0 }, 10*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_consumer_paused") == 0 }, 10*time.Second, 20*time.Millisecond)
 		assert.Empty(t, receiveAll(t, e.sqs, e.q.DLQURL, 0), "nothing was dead-lettered")
-		t.Logf("retried during the outage: %v messages", metric(t, s.reg, "intake_messages_retried_total"))
+		t.Logf("retried during the outage: %v messages", testkit.Metric(t, s.reg, "intake_messages_retried_total"))
 	})
 
 	t.Run("SIGTERM mid-batch loses nothing", func(t *testing.T) {
@@ -428,8 +428,8 @@ func TestEndToEnd(t *testing.T) {
 		first := e.consume(t, slow, func(c *consumer.Config) { c.Grace = time.Second; c.Visibility = time.Minute })
 		require.Eventually(t, func() bool { return entered.Load() == 20 }, 30*time.Second, 10*time.Millisecond)
 		require.NoError(t, first.stop(t))
-		acked := int(metric(t, first.reg, "intake_messages_acked_total"))
-		released := int(metric(t, first.reg, "intake_messages_released_total"))
+		acked := int(testkit.Metric(t, first.reg, "intake_messages_acked_total"))
+		released := int(testkit.Metric(t, first.reg, "intake_messages_released_total"))
 		t.Logf("first run: %d acked, %d returned to the queue", acked, released)
 		assert.Equal(t, 20, acked+released, "every message was either committed or returned")
 

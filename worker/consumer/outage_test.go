@@ -80,18 +80,18 @@ func TestLongOutageReceivesNothing(t *testing.T) {
 	proxy.Down()
 	downAt := time.Now()
 	slow.Store(false)
-	paused := func() bool { return metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres") == 1 }
+	paused := func() bool { return testkit.Metric(t, s.reg, "intake_consumer_paused", "dependency", "postgres") == 1 }
 	require.Eventually(t, paused, 15*time.Second, 20*time.Millisecond, "the consumer pauses while PostgreSQL is unreachable")
 	// The messages in flight fail and are hidden; a long poll under way when the pause began ends.
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_inflight") == 0 }, 15*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_consumer_inflight") == 0 }, 15*time.Second, 20*time.Millisecond)
 	time.Sleep(2 * time.Second)
-	receivedAtPause := metric(t, s.reg, "intake_messages_received_total")
+	receivedAtPause := testkit.Metric(t, s.reg, "intake_messages_received_total")
 	callsAtPause := rec.total.Load()
 
 	// Ten more events arrive during the outage.
 	send(t, e.sqs, e.q.URL, events(20, 30)...)
 	time.Sleep(time.Until(downAt.Add(outageLength)))
-	receivedDuring := metric(t, s.reg, "intake_messages_received_total") - receivedAtPause
+	receivedDuring := testkit.Metric(t, s.reg, "intake_messages_received_total") - receivedAtPause
 	callsDuring := rec.total.Load() - callsAtPause
 	pausedAtEnd := paused()
 	readyErr := s.c.Ready(context.Background())
@@ -117,7 +117,7 @@ func TestLongOutageReceivesNothing(t *testing.T) {
 		}
 	}
 	assert.LessOrEqual(t, maxReceives, 2, "a message in flight at the outage is received once more after it, not once per probe")
-	assert.Zero(t, metric(t, s.reg, "intake_messages_retried_total"), "an outage spends no retries")
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_retried_total"), "an outage spends no retries")
 	t.Logf("outage of %s: %v messages deferred, %v received during it, highest receive count %d",
-		outageLength, metric(t, s.reg, "intake_messages_deferred_total"), receivedDuring, maxReceives)
+		outageLength, testkit.Metric(t, s.reg, "intake_messages_deferred_total"), receivedDuring, maxReceives)
 }

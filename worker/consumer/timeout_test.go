@@ -27,7 +27,7 @@ func TestReceiveFromSilentServer(t *testing.T) {
 		Client: client, QueueURL: "http://" + addr + "/000000000000/q", Receivers: 1, WaitTime: time.Second, DepthInterval: -1,
 		Processor: consumer.ProcessorFunc(func(context.Context, string, []byte) error { return nil }),
 	})
-	require.Eventually(t, func() bool { return metric(t, s.reg, "intake_consumer_receive_errors_total") >= 1 },
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_consumer_receive_errors_total") >= 1 },
 		40*time.Second, 50*time.Millisecond, "the receive returned (with an error) within its bound")
 	require.NoError(t, s.stop(t))
 }
@@ -68,14 +68,14 @@ func TestMessageTimeoutFreesStalledWorker(t *testing.T) {
 	send(t, e.sqs, e.q.URL, body)
 
 	require.Eventually(t, func() bool {
-		return metric(t, s.reg, "intake_messages_timed_out_total") >= 1 && metric(t, s.reg, "intake_consumer_inflight") == 0
+		return testkit.Metric(t, s.reg, "intake_messages_timed_out_total") >= 1 && testkit.Metric(t, s.reg, "intake_consumer_inflight") == 0
 	}, 30*time.Second, 20*time.Millisecond, "the stalled processing was cut off and its worker freed")
-	assert.Zero(t, metric(t, s.reg, "intake_consumer_paused", "dependency", "s3"), "a message's own timeout is not an outage")
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_consumer_paused", "dependency", "s3"), "a message's own timeout is not an outage")
 	stalling.Store(false)
 
 	e.waitRows(t, 30*time.Second, []string{obj.key}, pipeline.StatusValid)
 	attempts := rec.attemptsOf(body)
 	require.GreaterOrEqual(t, len(attempts), 2)
 	assert.GreaterOrEqual(t, attempts[len(attempts)-1].receives, 2, "retried by redelivery")
-	assert.GreaterOrEqual(t, metric(t, s.reg, "intake_messages_retried_total"), 1.0)
+	assert.GreaterOrEqual(t, testkit.Metric(t, s.reg, "intake_messages_retried_total"), 1.0)
 }
