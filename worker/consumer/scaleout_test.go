@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -41,6 +42,11 @@ const (
 	// when INTAKE_BENCH_CPUPROFILE_DIR names a directory: <procs>proc-<run>-<child>.pprof).
 	childProfileEnv = "INTAKE_CONSUMER_CHILD_CPUPROFILE"
 )
+
+// scaleOutOrder is the order of BenchmarkScaleOut's drains by process count: ABBA BAAB, so that
+// each count's runs stand as early and as late as the other's on average (positions 1, 4, 6, 7
+// and 2, 3, 5, 8) and a steady drift of the machine's load favours neither.
+var scaleOutOrder = []int{1, 2, 2, 1, 2, 1, 1, 2}
 
 // scaleOutTimeout bounds each drain of BenchmarkScaleOut.
 const scaleOutTimeout = 3 * time.Minute
@@ -280,6 +286,15 @@ func (r scaleOutRun) perEvent(n int) float64 {
 	return float64(r.cpu) / float64(time.Millisecond) / float64(n)
 }
 
+// spread is the largest CPU per event of runs divided by the smallest (1 for one run).
+func spread(runs []scaleOutRun, n int) float64 {
+	lo, hi := math.Inf(1), 0.0
+	for _, r := range runs {
+		lo, hi = min(lo, r.perEvent(n)), max(hi, r.perEvent(n))
+	}
+	return hi / lo
+}
+
 // drainWithProcesses fills a fresh queue and schema with n events, drains them with procs consumer
 // child processes, and checks that every object has exactly one row, every message was deleted and
 // none was processed twice.
@@ -342,18 +357,21 @@ func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 
 // BenchmarkScaleOut drains one queue of 5,000 S3 events (over real MinIO objects, into real
 // PostgreSQL) with one consumer process and with two (real OS processes: this test binary run again
-// as a consumer child), in the order one, two, two, one so that a drift of the shared machine's
-// load does not favour either, and checks each time that every object was recorded once, no
+// as a consumer child), four times each in the order of scaleOutOrder so that a drift of the
+// shared machine's load does not favour either, and checks each time that every object was recorded once, no
 // message was processed twice and the queue is empty. Reported: the consumer processes' CPU per
 // event together (one vs two, and their ratio), the events one consumer core carries (events per
 // CPU second of the one process) and the cores a queue of 1 million events per hour needs at that
 // rate, and the mean size of the group-commit record batches (logged with the lookup, receive and
-// delete batches: they must still form with two processes sharing the load).
+// delete batches: they must still form with two processes sharing the load). Beside the ratio it
+// reports each process count's spread (its slowest run's CPU per event ÷ its fastest's): on this
+// shared machine the same configuration's runs differ by as much as the two configurations, and a
+// ratio read without its spread says more than the run knows.
 func BenchmarkScaleOut(b *testing.B) {
 	e := newBenchEnv(b, benchEvents)
 	for range b.N {
 		var runs [3][]scaleOutRun // by process count
-		for _, procs := range []int{1, 2, 2, 1} {
+		for _, procs := range scaleOutOrder {
 			runs[procs] = append(runs[procs], e.drainWithProcesses(b, procs, benchEvents))
 		}
 		var cpu [3]time.Duration
@@ -369,17 +387,29 @@ func BenchmarkScaleOut(b *testing.B) {
 					procs, benchEvents, r.took.Round(time.Millisecond), benchEvents/r.took.Seconds(), r.cpu.Round(time.Millisecond), r.perEvent(benchEvents))
 			}
 			events := benchEvents * len(runs[procs])
-			b.Logf("%d process(es), both runs: %.3f ms of consumer CPU per event; record batches %d (mean %.1f), "+
+			b.Logf("%d process(es), all runs: %.3f ms of consumer CPU per event; record batches %d (mean %.1f), "+
 				"lookup batches %d (mean %.1f), receives %d (mean %.1f), deletes %d (mean %.1f)",
 				procs, float64(cpu[procs])/float64(time.Millisecond)/float64(events), recs.Count, recs.mean(),
 				lookups.Count, lookups.mean(), receives.Count, receives.mean(), deletes.Count, deletes.mean())
 			prefix := fmt.Sprintf("%dproc-", procs)
 			b.ReportMetric(float64(cpu[procs])/float64(time.Millisecond)/float64(events), prefix+"cpu-ms/event")
 			b.ReportMetric(recs.mean(), prefix+"record-batch")
+			b.ReportMetric(spread(runs[procs], benchEvents), prefix+"spread")
 		}
 		b.ReportMetric(float64(cpu[2])/float64(cpu[1]), "x-2proc-cpu")
 		perCore := float64(benchEvents*len(runs[1])) / cpu[1].Seconds()
 		b.ReportMetric(perCore, "events/core-s")
 		b.ReportMetric(1e6/3600/perCore, "cores-per-1M/h")
+	}
+}
+
+func TestSpread(t *testing.T) {
+	ms := func(d float64) scaleOutRun { return scaleOutRun{cpu: time.Duration(d * float64(time.Millisecond))} }
+	runs := []scaleOutRun{ms(300), ms(200), ms(250)} // 0.3, 0.2 and 0.25 ms per event over 1,000 events
+	if got := spread(runs, 1000); math.Abs(got-1.5) > 1e-9 {
+		t.Fatalf("spread = %v, want 1.5 (0.3 ÷ 0.2 ms per event)", got)
+	}
+	if got := spread(runs[:1], 1000); got != 1 {
+		t.Fatalf("spread of one run = %v, want 1", got)
 	}
 }
