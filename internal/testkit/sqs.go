@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -55,17 +56,25 @@ func InParallel(n, goroutines int, f func(i int) error) error {
 	return first
 }
 
+// drainTimeout bounds DrainQueue.
+const drainTimeout = 2 * time.Minute
+
 // DrainQueue receives and deletes everything in queueURL (message and system attributes
 // included); it returns the messages by body and how many were received in all (duplicates
-// included). It stops after two empty receives in a row, and fails t when a call fails: a
+// included). It stops after two empty receives in a row, and fails t when a call fails (a
 // receive is not retried, since a retried receive whose first answer was lost would hide that
-// answer's messages for their visibility timeout and the drain would end without them.
+// answer's messages for their visibility timeout and the drain would end without them) or when
+// the queue is still not empty after drainTimeout (something keeps sending).
 func DrainQueue(t testing.TB, client *sqs.Client, queueURL string) (map[string]types.Message, int) {
 	t.Helper()
 	ctx := context.Background()
 	got := map[string]types.Message{}
 	total, empty := 0, 0
+	deadline := time.Now().Add(drainTimeout)
 	for empty < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("testkit: drain %s: still receiving after %s (%d messages so far)", queueURL, drainTimeout, total)
+		}
 		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, VisibilityTimeout: 30, WaitTimeSeconds: 1,
 			MessageAttributeNames:       []string{"All"},
