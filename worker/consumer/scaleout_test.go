@@ -358,15 +358,15 @@ func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 // BenchmarkScaleOut drains one queue of 5,000 S3 events (over real MinIO objects, into real
 // PostgreSQL) with one consumer process and with two (real OS processes: this test binary run again
 // as a consumer child), four times each in the order of scaleOutOrder so that a drift of the
-// shared machine's load does not favour either, and checks each time that every object was recorded once, no
-// message was processed twice and the queue is empty. Reported: the consumer processes' CPU per
+// shared machine's load does not favour either, and checks each time that every object was
+// recorded once, no message was processed twice and the queue is empty. Reported: the consumer processes' CPU per
 // event together (one vs two, and their ratio), the events one consumer core carries (events per
 // CPU second of the one process) and the cores a queue of 1 million events per hour needs at that
 // rate, and the mean size of the group-commit record batches (logged with the lookup, receive and
 // delete batches: they must still form with two processes sharing the load). Beside the ratio it
-// reports each process count's spread (its slowest run's CPU per event ÷ its fastest's): on this
-// shared machine the same configuration's runs differ by as much as the two configurations, and a
-// ratio read without its spread says more than the run knows.
+// reports each process count's spread (its slowest run's CPU per event ÷ its fastest's): in a
+// noisy hour on this shared machine the same configuration's runs can differ by more than the two
+// configurations do, and the ratio can be read only when both spreads are well below it.
 func BenchmarkScaleOut(b *testing.B) {
 	e := newBenchEnv(b, benchEvents)
 	for range b.N {
