@@ -54,6 +54,7 @@ const scaleOutTimeout = 3 * time.Minute
 // childReport is what a consumer child prints on its stdout when it stops.
 type childReport struct {
 	CPU       time.Duration `json:"cpu"`       // user+system CPU from Run's start to its return
+	Switches  switches      `json:"switches"`  // context switches in the same span
 	Processed int64         `json:"processed"` // Process calls (a redelivered message counts again)
 	Acked     float64       `json:"acked"`     // intake_messages_acked_total
 	Receives  histSummary   `json:"receives"`  // intake_consumer_receive_batch_messages
@@ -150,11 +151,12 @@ func consumerChild() (childReport, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	began := selfCPU()
+	began := selfUsage()
 	if err := c.Run(ctx); err != nil {
 		return rep, fmt.Errorf("run: %w", err)
 	}
-	rep.CPU = selfCPU() - began
+	ended := selfUsage()
+	rep.CPU, rep.Switches = ended.cpu-began.cpu, ended.switches.sub(began.switches)
 	rep.Processed = processed.Load()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -196,13 +198,37 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// selfCPU is this process's user+system CPU time so far.
-func selfCPU() time.Duration {
+// switches counts a process's context switches: voluntary ones (a thread went to sleep, on a
+// futex, epoll or a socket, and was woken later) and involuntary ones (the kernel preempted it).
+type switches struct {
+	Voluntary   int64 `json:"voluntary"`
+	Involuntary int64 `json:"involuntary"`
+}
+
+func (s switches) sub(o switches) switches {
+	return switches{s.Voluntary - o.Voluntary, s.Involuntary - o.Involuntary}
+}
+
+func (s switches) add(o switches) switches {
+	return switches{s.Voluntary + o.Voluntary, s.Involuntary + o.Involuntary}
+}
+
+// usage is this process's resource use so far.
+type usage struct {
+	cpu      time.Duration // user+system
+	switches switches
+}
+
+// selfUsage reads this process's CPU time and context switches (all its threads) so far.
+func selfUsage() usage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return usage{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return usage{
+		cpu:      time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		switches: switches{Voluntary: ru.Nvcsw, Involuntary: ru.Nivcsw},
+	}
 }
 
 // runID numbers the scale-out runs of this process (names of the children's profiles).
@@ -279,6 +305,7 @@ type scaleOutRun struct {
 	procs   int
 	took    time.Duration
 	cpu     time.Duration // of the consumer processes together
+	sw      switches      // of the consumer processes together
 	reports []childReport
 }
 
@@ -322,6 +349,7 @@ func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 		rep := c.stop(b)
 		run.reports = append(run.reports, rep)
 		run.cpu += rep.CPU
+		run.sw = run.sw.add(rep.Switches)
 		processed += rep.Processed
 		acked += rep.Acked
 	}
@@ -366,7 +394,10 @@ func (e *benchEnv) drainWithProcesses(b *testing.B, procs, n int) scaleOutRun {
 // delete batches: they must still form with two processes sharing the load). Beside the ratio it
 // reports each process count's spread (its slowest run's CPU per event ÷ its fastest's): in a
 // noisy hour on this shared machine the same configuration's runs can differ by more than the two
-// configurations do, and the ratio can be read only when both spreads are well below it.
+// configurations do, and the ratio can be read only when both spreads are well below it. It also
+// reports the processes' voluntary context switches per event (getrusage): a thread that finds no
+// work sleeps and is woken again, and that is where two half-busy processes can spend more than one
+// busy one.
 func BenchmarkScaleOut(b *testing.B) {
 	e := newBenchEnv(b, benchEvents)
 	for range b.N {
@@ -377,24 +408,31 @@ func BenchmarkScaleOut(b *testing.B) {
 		var cpu [3]time.Duration
 		for procs := 1; procs <= 2; procs++ {
 			var recs, lookups, receives, deletes histSummary
+			var sw switches
 			for _, r := range runs[procs] {
 				cpu[procs] += r.cpu
+				sw = sw.add(r.sw)
 				for _, rep := range r.reports {
 					recs, lookups = recs.add(rep.Records), lookups.add(rep.Lookups)
 					receives, deletes = receives.add(rep.Receives), deletes.add(rep.Deletes)
 				}
-				b.Logf("%d process(es): %d events in %s (%.0f events/s), consumer CPU %s (%.3f ms/event)",
-					procs, benchEvents, r.took.Round(time.Millisecond), benchEvents/r.took.Seconds(), r.cpu.Round(time.Millisecond), r.perEvent(benchEvents))
+				b.Logf("%d process(es): %d events in %s (%.0f events/s), consumer CPU %s (%.3f ms/event), "+
+					"context switches per event %.2f voluntary, %.2f involuntary",
+					procs, benchEvents, r.took.Round(time.Millisecond), benchEvents/r.took.Seconds(), r.cpu.Round(time.Millisecond), r.perEvent(benchEvents),
+					float64(r.sw.Voluntary)/benchEvents, float64(r.sw.Involuntary)/benchEvents)
 			}
 			events := benchEvents * len(runs[procs])
 			b.Logf("%d process(es), all runs: %.3f ms of consumer CPU per event; record batches %d (mean %.1f), "+
-				"lookup batches %d (mean %.1f), receives %d (mean %.1f), deletes %d (mean %.1f)",
+				"lookup batches %d (mean %.1f), receives %d (mean %.1f), deletes %d (mean %.1f); "+
+				"context switches per event %.2f voluntary, %.2f involuntary",
 				procs, float64(cpu[procs])/float64(time.Millisecond)/float64(events), recs.Count, recs.mean(),
-				lookups.Count, lookups.mean(), receives.Count, receives.mean(), deletes.Count, deletes.mean())
+				lookups.Count, lookups.mean(), receives.Count, receives.mean(), deletes.Count, deletes.mean(),
+				float64(sw.Voluntary)/float64(events), float64(sw.Involuntary)/float64(events))
 			prefix := fmt.Sprintf("%dproc-", procs)
 			b.ReportMetric(float64(cpu[procs])/float64(time.Millisecond)/float64(events), prefix+"cpu-ms/event")
 			b.ReportMetric(recs.mean(), prefix+"record-batch")
 			b.ReportMetric(spread(runs[procs], benchEvents), prefix+"spread")
+			b.ReportMetric(float64(sw.Voluntary)/float64(events), prefix+"vcsw/event")
 		}
 		b.ReportMetric(float64(cpu[2])/float64(cpu[1]), "x-2proc-cpu")
 		perCore := float64(benchEvents*len(runs[1])) / cpu[1].Seconds()
