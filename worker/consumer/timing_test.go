@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -123,11 +122,7 @@ const (
 // Linux only; empty elsewhere) and by this process (getrusage, microsecond resolution). Comparing
 // two snapshots tells which process the benchmark's work landed on.
 func cpuTimes() map[string]time.Duration {
-	out := map[string]time.Duration{}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-		out[procIntake] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+	out := map[string]time.Duration{procIntake: selfUsage().cpu}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return out
