@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -63,8 +64,33 @@ const requestIDKey ctxKey = iota
 
 // requestID returns the request id stored in ctx by the middleware.
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
+	if rs, ok := ctx.Value(requestIDKey).(*requestScope); ok {
+		return rs.id
+	}
+	return ""
+}
+
+// requestScope is what the middleware keeps for one request, in one allocation: the context that
+// carries the request id, the status writer and the X-Request-Id header's value. Separately they
+// cost six (context.WithValue's context and the id boxed in it, the writer, the header's slice).
+type requestScope struct {
+	context.Context
+	id  string
+	w   statusWriter
+	hdr [1]string
+}
+
+// Value answers requestIDKey with the scope and asks the parent for every other key, so the
+// request's cancellation and deadline are net/http's.
+func (rs *requestScope) Value(key any) any {
+	if k, ok := key.(ctxKey); ok && k == requestIDKey {
+		return rs
+	}
+	return rs.Context.Value(key)
+}
+
+func (rs *requestScope) String() string {
+	return fmt.Sprintf("%v.WithRequestID(%s)", rs.Context, rs.id)
 }
 
 // requestIDs hands out process-unique request ids: a random prefix and a counter.
@@ -215,11 +241,11 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 		if !validRequestID(id) {
 			id = s.ids.next()
 		}
-		ctx := context.WithValue(r.Context(), requestIDKey, id)
-		ctx = telemetry.WithAttrs(ctx, slog.String("request_id", id))
+		rs := &requestScope{Context: r.Context(), id: id, w: statusWriter{ResponseWriter: rw}, hdr: [1]string{id}}
+		ctx := telemetry.WithAttrs(rs, slog.String("request_id", id))
 		r = r.WithContext(ctx)
-		w := &statusWriter{ResponseWriter: rw}
-		w.Header().Set("X-Request-Id", id)
+		w := &rs.w
+		w.Header()["X-Request-Id"] = rs.hdr[:] // Header().Set's canonical key, without a slice of its own
 		s.cors.setCORS(w, r)
 
 		defer func() {

@@ -12,6 +12,7 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -75,20 +76,53 @@ func redactAttr(r *redact.Redactor) func(groups []string, a slog.Attr) slog.Attr
 
 type attrsKey struct{}
 
+// attrsCtx is the context WithAttrs returns: its parent and the attributes of every WithAttrs call
+// on the way to it, in one allocation (two attributes or fewer are stored inline). A
+// context.WithValue holding the slice cost three: the slice, the slice boxed in an interface and
+// the context, on every API request and every consumed message.
+type attrsCtx struct {
+	context.Context
+	attrs  []slog.Attr
+	inline [2]slog.Attr
+}
+
+// Value answers attrsKey with the attrsCtx itself (a pointer: no allocation per lookup) and asks
+// the parent for every other key, so cancellation and deadlines are the parent's.
+func (c *attrsCtx) Value(key any) any {
+	if _, ok := key.(attrsKey); ok {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *attrsCtx) String() string { return fmt.Sprintf("%v.WithAttrs(%v)", c.Context, c.attrs) }
+
+// attrsOf returns the attributes stored in ctx by WithAttrs.
+func attrsOf(ctx context.Context) []slog.Attr {
+	if c, ok := ctx.Value(attrsKey{}).(*attrsCtx); ok {
+		return c.attrs
+	}
+	return nil
+}
+
 // WithAttrs returns a context whose log records (through loggers made by NewLogger) carry attrs,
-// e.g. the request or message id.
+// e.g. the request or message id, after those of earlier WithAttrs calls on ctx.
 func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
-	prev, _ := ctx.Value(attrsKey{}).([]slog.Attr)
-	all := make([]slog.Attr, 0, len(prev)+len(attrs))
-	all = append(append(all, prev...), attrs...)
-	return context.WithValue(ctx, attrsKey{}, all)
+	prev := attrsOf(ctx)
+	c := &attrsCtx{Context: ctx}
+	all := c.inline[:0]
+	if n := len(prev) + len(attrs); n > len(c.inline) {
+		all = make([]slog.Attr, 0, n)
+	}
+	c.attrs = append(append(all, prev...), attrs...)
+	return c
 }
 
 // contextHandler adds the attributes stored by WithAttrs to every record logged with a context.
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if attrs, ok := ctx.Value(attrsKey{}).([]slog.Attr); ok {
+	if attrs := attrsOf(ctx); len(attrs) > 0 {
 		r.AddAttrs(attrs...)
 	}
 	return h.Handler.Handle(ctx, r)

@@ -3,10 +3,12 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -63,4 +65,75 @@ func BenchmarkLogLine(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestWithAttrs: each context's lines carry the attributes of every WithAttrs call on the way to
+// it, in order, and only those: two children of one context (its attributes stored inline, full)
+// do not see each other's. The parent's values, deadline and cancellation pass through.
+func TestWithAttrs(t *testing.T) {
+	var buf bytes.Buffer
+	log := telemetry.NewLogger(&buf, "json", "info")
+	line := func(ctx context.Context) map[string]any {
+		t.Helper()
+		buf.Reset()
+		log.InfoContext(ctx, "line")
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(buf.Bytes(), &m))
+		delete(m, "time")
+		return m
+	}
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	two := telemetry.WithAttrs(parent, slog.String("a", "1"), slog.String("b", "2"))
+	left := telemetry.WithAttrs(two, slog.String("c", "3"))
+	right := telemetry.WithAttrs(two, slog.String("d", "4"), slog.Int("e", 5))
+
+	require.Equal(t, map[string]any{"level": "INFO", "msg": "line"}, line(parent))
+	require.Equal(t, map[string]any{"level": "INFO", "msg": "line", "a": "1", "b": "2"}, line(two))
+	require.Equal(t, map[string]any{"level": "INFO", "msg": "line", "a": "1", "b": "2", "c": "3"}, line(left))
+	require.Equal(t, map[string]any{"level": "INFO", "msg": "line", "a": "1", "b": "2", "d": "4", "e": float64(5)}, line(right))
+	buf.Reset()
+	log.InfoContext(right, "line")
+	require.Regexp(t, `"a":"1","b":"2","d":"4","e":5}`, buf.String(), "attributes in the order of the calls")
+
+	require.Equal(t, "v", right.Value(key{}))
+	require.NoError(t, right.Err())
+	cancel()
+	<-right.Done()
+	require.ErrorIs(t, right.Err(), context.Canceled)
+}
+
+// TestWithAttrsCancelsWithoutAGoroutine: context.WithCancel over a WithAttrs context finds the
+// cancelable parent through it, as it does through context.WithValue, and starts no goroutine to
+// watch it (one per request or message if it did).
+func TestWithAttrsCancelsWithoutAGoroutine(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx := telemetry.WithAttrs(parent, slog.String("request_id", "r1"))
+	before := runtime.NumGoroutine()
+	var children []context.Context
+	for range 100 {
+		c, stop := context.WithCancel(ctx)
+		defer stop()
+		children = append(children, c)
+	}
+	require.Less(t, runtime.NumGoroutine()-before, 10, "context.WithCancel started a goroutine per child")
+	cancel()
+	for _, c := range children {
+		<-c.Done()
+	}
+}
+
+// TestWithAttrsAllocatesOnce: a WithAttrs context is one allocation for up to two attributes
+// before it, two beyond (the context and its slice).
+func TestWithAttrsAllocatesOnce(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
+	ctx := context.Background()
+	one := testing.AllocsPerRun(100, func() { _ = telemetry.WithAttrs(ctx, slog.String("message_id", "m1")) })
+	require.Equal(t, 1.0, one)
+	two := telemetry.WithAttrs(ctx, slog.String("a", "1"), slog.String("b", "2"))
+	more := testing.AllocsPerRun(100, func() { _ = telemetry.WithAttrs(two, slog.String("c", "3")) })
+	require.Equal(t, 2.0, more)
 }

@@ -24,7 +24,7 @@ func (c *Consumer) handle(workCtx context.Context, d *delivery) {
 	defer c.releaseSlots(1)
 	defer c.untrack(d)
 	ctx := telemetry.WithAttrs(workCtx, slog.String("message_id", d.id))
-	ctx = context.WithValue(ctx, messageKey{}, Message{ID: d.id, ReceiveCount: d.receives, SentAt: d.sentAt})
+	ctx = withMessage(ctx, Message{ID: d.id, ReceiveCount: d.receives, SentAt: d.sentAt})
 	msgCtx, cancel := context.WithTimeout(ctx, c.cfg.MessageTimeout)
 	defer cancel()
 

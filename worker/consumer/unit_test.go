@@ -365,3 +365,24 @@ func TestAcquireGathers(t *testing.T) {
 	cancel()
 	require.Equal(t, 1, <-got)
 }
+
+// TestMessageContext: FromContext reads the Message withMessage stored, through contexts derived
+// from it, and nothing from a context without one; the parent's values and cancellation pass
+// through.
+func TestMessageContext(t *testing.T) {
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	want := Message{ID: "m-1", ReceiveCount: 3, SentAt: time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)}
+	ctx, stop := context.WithTimeout(withMessage(parent, want), time.Minute)
+	defer stop()
+
+	got, ok := FromContext(ctx)
+	require.True(t, ok)
+	require.Equal(t, want, got)
+	_, ok = FromContext(parent)
+	require.False(t, ok)
+	require.Equal(t, "v", ctx.Value(key{}))
+	cancel()
+	<-ctx.Done()
+	require.ErrorIs(t, ctx.Err(), context.Canceled)
+}
