@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/ctxval"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
@@ -58,39 +58,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-type ctxKey int
+// requestKey finds the request's scope (ctxval) in its context.
+type requestKey struct{}
 
-const requestIDKey ctxKey = iota
-
-// requestID returns the request id stored in ctx by the middleware.
-func requestID(ctx context.Context) string {
-	if rs, ok := ctx.Value(requestIDKey).(*requestScope); ok {
-		return rs.id
-	}
-	return ""
-}
-
-// requestScope is what the middleware keeps for one request, in one allocation: the context that
-// carries the request id, the status writer and the X-Request-Id header's value. Separately they
-// cost six (context.WithValue's context and the id boxed in it, the writer, the header's slice).
+// requestScope is what the middleware keeps for one request, carried by its context (ctxval) in
+// one allocation: the request id, the status writer and the X-Request-Id header's value.
+// Separately they cost six (context.WithValue's context and the id boxed in it, the writer, the
+// header's slice).
 type requestScope struct {
-	context.Context
 	id  string
 	w   statusWriter
 	hdr [1]string
 }
 
-// Value answers requestIDKey with the scope and asks the parent for every other key, so the
-// request's cancellation and deadline are net/http's.
-func (rs *requestScope) Value(key any) any {
-	if k, ok := key.(ctxKey); ok && k == requestIDKey {
-		return rs
+// requestID returns the request id stored in ctx by the middleware.
+func requestID(ctx context.Context) string {
+	if rs, ok := ctxval.From[requestKey, requestScope](ctx); ok {
+		return rs.id
 	}
-	return rs.Context.Value(key)
-}
-
-func (rs *requestScope) String() string {
-	return fmt.Sprintf("%v.WithRequestID(%s)", rs.Context, rs.id)
+	return ""
 }
 
 // requestIDs hands out process-unique request ids: a random prefix and a counter.
@@ -241,11 +227,11 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 		if !validRequestID(id) {
 			id = s.ids.next()
 		}
-		rs := &requestScope{Context: r.Context(), id: id, w: statusWriter{ResponseWriter: rw}, hdr: [1]string{id}}
+		rs := ctxval.With[requestKey](r.Context(), requestScope{id: id, w: statusWriter{ResponseWriter: rw}, hdr: [1]string{id}})
 		ctx := telemetry.WithAttrs(rs, slog.String("request_id", id))
 		r = r.WithContext(ctx)
-		w := &rs.w
-		w.Header()["X-Request-Id"] = rs.hdr[:] // Header().Set's canonical key, without a slice of its own
+		w := &rs.V.w
+		w.Header()["X-Request-Id"] = rs.V.hdr[:] // Header().Set's canonical key, without a slice of its own
 		s.cors.setCORS(w, r)
 
 		defer func() {

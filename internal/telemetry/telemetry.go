@@ -12,7 +12,6 @@ package telemetry
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/intakehq/intake/internal/ctxval"
 	"github.com/intakehq/intake/internal/redact"
 )
 
@@ -76,31 +76,18 @@ func redactAttr(r *redact.Redactor) func(groups []string, a slog.Attr) slog.Attr
 
 type attrsKey struct{}
 
-// attrsCtx is the context WithAttrs returns: its parent and the attributes of every WithAttrs call
-// on the way to it, in one allocation (two attributes or fewer are stored inline). A
-// context.WithValue holding the slice cost three: the slice, the slice boxed in an interface and
-// the context, on every API request and every consumed message.
-type attrsCtx struct {
-	context.Context
+// attrList is what a WithAttrs context carries: the attributes of every WithAttrs call on the way
+// to it, two or fewer stored inline, so that the context is one allocation (ctxval) where
+// context.WithValue holding a slice cost three, on every API request and every consumed message.
+type attrList struct {
 	attrs  []slog.Attr
 	inline [2]slog.Attr
 }
 
-// Value answers attrsKey with the attrsCtx itself (a pointer: no allocation per lookup) and asks
-// the parent for every other key, so cancellation and deadlines are the parent's.
-func (c *attrsCtx) Value(key any) any {
-	if _, ok := key.(attrsKey); ok {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-func (c *attrsCtx) String() string { return fmt.Sprintf("%v.WithAttrs(%v)", c.Context, c.attrs) }
-
 // attrsOf returns the attributes stored in ctx by WithAttrs.
 func attrsOf(ctx context.Context) []slog.Attr {
-	if c, ok := ctx.Value(attrsKey{}).(*attrsCtx); ok {
-		return c.attrs
+	if l, ok := ctxval.From[attrsKey, attrList](ctx); ok {
+		return l.attrs
 	}
 	return nil
 }
@@ -109,12 +96,12 @@ func attrsOf(ctx context.Context) []slog.Attr {
 // e.g. the request or message id, after those of earlier WithAttrs calls on ctx.
 func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
 	prev := attrsOf(ctx)
-	c := &attrsCtx{Context: ctx}
-	all := c.inline[:0]
-	if n := len(prev) + len(attrs); n > len(c.inline) {
+	c := ctxval.With[attrsKey](ctx, attrList{})
+	all := c.V.inline[:0]
+	if n := len(prev) + len(attrs); n > len(c.V.inline) {
 		all = make([]slog.Attr, 0, n)
 	}
-	c.attrs = append(append(all, prev...), attrs...)
+	c.V.attrs = append(append(all, prev...), attrs...)
 	return c
 }
 

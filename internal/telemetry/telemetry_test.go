@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -101,27 +100,6 @@ func TestWithAttrs(t *testing.T) {
 	cancel()
 	<-right.Done()
 	require.ErrorIs(t, right.Err(), context.Canceled)
-}
-
-// TestWithAttrsCancelsWithoutAGoroutine: context.WithCancel over a WithAttrs context finds the
-// cancelable parent through it, as it does through context.WithValue, and starts no goroutine to
-// watch it (one per request or message if it did).
-func TestWithAttrsCancelsWithoutAGoroutine(t *testing.T) {
-	parent, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ctx := telemetry.WithAttrs(parent, slog.String("request_id", "r1"))
-	before := runtime.NumGoroutine()
-	var children []context.Context
-	for range 100 {
-		c, stop := context.WithCancel(ctx)
-		defer stop()
-		children = append(children, c)
-	}
-	require.Less(t, runtime.NumGoroutine()-before, 10, "context.WithCancel started a goroutine per child")
-	cancel()
-	for _, c := range children {
-		<-c.Done()
-	}
 }
 
 // TestWithAttrsAllocatesOnce: a WithAttrs context is one allocation for up to two attributes

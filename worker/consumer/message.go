@@ -2,8 +2,9 @@ package consumer
 
 import (
 	"context"
-	"fmt"
 	"time"
+
+	"github.com/intakehq/intake/internal/ctxval"
 )
 
 // Message describes the SQS message being processed; Processors read it with FromContext.
@@ -18,33 +19,17 @@ type Message struct {
 
 type messageKey struct{}
 
-// messageCtx carries the Message to FromContext: the parent and the Message in one allocation
-// (context.WithValue would box the struct: two, on every message).
-type messageCtx struct {
-	context.Context
-	msg Message
-}
-
-// Value answers messageKey with the messageCtx itself and asks the parent for every other key.
-func (c *messageCtx) Value(key any) any {
-	if _, ok := key.(messageKey); ok {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-func (c *messageCtx) String() string { return fmt.Sprintf("%v.WithMessage(%s)", c.Context, c.msg.ID) }
-
-// withMessage returns a context that FromContext reads m from.
+// withMessage returns a context that FromContext reads m from, in one allocation (ctxval;
+// context.WithValue would box the struct: two, on every message).
 func withMessage(ctx context.Context, m Message) context.Context {
-	return &messageCtx{Context: ctx, msg: m}
+	return ctxval.With[messageKey](ctx, m)
 }
 
 // FromContext returns the message being processed, when ctx is a Process context.
 func FromContext(ctx context.Context) (Message, bool) {
-	c, ok := ctx.Value(messageKey{}).(*messageCtx)
+	m, ok := ctxval.From[messageKey, Message](ctx)
 	if !ok {
 		return Message{}, false
 	}
-	return c.msg, true
+	return *m, true
 }
