@@ -101,6 +101,7 @@ type Server struct {
 	auth      *auth.Authenticator
 	cors      cors
 	ids       *requestIDs
+	dates     dateHeader
 	now       func() time.Time
 	s3Timeout time.Duration
 }

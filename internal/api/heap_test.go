@@ -78,7 +78,7 @@ func TestUploadAnswerDoesNotEscape(t *testing.T) {
 }
 
 // TestMiddlewareAllocations: the middleware's own work for a request (its id, the context that
-// carries it to handlers and logs, the status writer, the X-Request-Id header) is four
+// carries it to handlers and logs, the status writer, the X-Request-Id and Date headers) is four
 // allocations: the generated id, the request's scope, the log attributes' context and net/http's
 // copy of the request for the new context. They were nine before requestScope; each separately
 // allocated piece that comes back fails this.
@@ -102,6 +102,7 @@ func TestMiddlewareAllocations(t *testing.T) {
 	})
 	require.Equal(t, 4.0, allocs)
 	require.Equal(t, []string{gotID}, w.h["X-Request-Id"], "the answer names the id the handler saw")
+	require.Len(t, w.h["Date"], 1, "the middleware sets the Date header (a second's value, formatted once)")
 	require.NotEmpty(t, gotID)
 
 	req.Header.Set("X-Request-Id", "client-chosen-42")

@@ -82,14 +82,14 @@ func (s *HeaderSigner) SignJSON(ctx context.Context, r JSONRequest) (HeaderAuth,
 		return HeaderAuth{}, fmt.Errorf("sign: retrieve credentials: %w", err)
 	}
 	now := r.Now.UTC()
-	k := cachedKey(&s.key, creds, now, s.region, s.service)
+	var dateBuf [16]byte
+	amzDate := appendAmzDate(dateBuf[:0], now)
+	k := cachedKey(&s.key, creds, amzDay(amzDate), s.region, s.service)
 
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := (*bp)[:0]
 
-	var dateBuf [16]byte
-	amzDate := now.AppendFormat(dateBuf[:0], "20060102T150405Z")
 	signed := "content-type;host;x-amz-date;x-amz-target"
 	if k.token != "" {
 		signed = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
