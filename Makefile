@@ -48,6 +48,12 @@ browser: ## Install what the API's browser test and benchmark need (Chromium, np
 .PHONY: test
 test: up browser ## Bring the stack up and run every test (race detector on, real servers).
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -run '$(ALLOC_TESTS)' $(ALLOC_PKGS)
+
+# The tests that count allocations skip themselves under -race (internal/race: its instrumentation
+# allocates); `make test` runs them once more without it. A new one goes in both lists.
+ALLOC_TESTS := Alloc|OffTheHeap|GrowsOnce
+ALLOC_PKGS := ./internal/api ./internal/store ./internal/telemetry ./internal/ctxval
 
 .PHONY: faults
 faults: up ## Run the fault suite at full length (real intake processes, toxiproxy, kill -9; stops by itself) and print its table.

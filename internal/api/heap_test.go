@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/race"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -27,7 +28,7 @@ func (d *discardWriter) WriteHeader(int)             {}
 // /v1/uploads, and this fails when one comes back; writeUpload writes through its pooled buffer.
 // Whether createUpload's own answer escapes is TestUploadAnswerDoesNotEscape's question.
 func TestUploadAnswerStaysOffTheHeap(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
 	srv := unitServerQueries(t, discardIntents{Queries: dbq.New(nil)})
@@ -83,7 +84,7 @@ func TestUploadAnswerDoesNotEscape(t *testing.T) {
 // copy of the request for the new context. They were nine before requestScope; each separately
 // allocated piece that comes back fails this.
 func TestMiddlewareAllocations(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
 	srv := unitServer(t)

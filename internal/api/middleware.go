@@ -137,7 +137,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // has none.
 func (w *statusWriter) date() {
 	h := w.Header()
-	if _, set := h["Date"]; !set && w.dates != nil {
+	if _, set := h["Date"]; !set {
 		h["Date"] = w.dates.at(time.Now())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/ctxval"
+	"github.com/intakehq/intake/internal/race"
 )
 
 type (
@@ -81,7 +82,7 @@ var sink context.Context
 
 // TestOneAllocation: carrying a value is one allocation, reading it none.
 func TestOneAllocation(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
 	parent := context.Background()

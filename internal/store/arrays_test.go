@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/intakehq/intake/internal/race"
 )
 
 // arrayMaps returns pgx's own type map and one with registerArrays (and registerUUID, as every
@@ -152,7 +154,7 @@ func TestArrayEncodingGrowsOnce(t *testing.T) {
 		if got := len(out) - 7; got > estimate {
 			t.Errorf("%T: %d bytes encoded, %d estimated: the estimate falls short", c.v, got, estimate)
 		}
-		if raceEnabled {
+		if race.Enabled {
 			continue
 		}
 		if allocs := testing.AllocsPerRun(20, func() {

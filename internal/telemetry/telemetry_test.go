@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/race"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
@@ -105,7 +106,7 @@ func TestWithAttrs(t *testing.T) {
 // TestWithAttrsAllocatesOnce: a WithAttrs context is one allocation for up to two attributes
 // before it, two beyond (the context and its slice).
 func TestWithAttrsAllocatesOnce(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector's instrumentation allocates")
 	}
 	ctx := context.Background()

@@ -1,6 +1,0 @@
-//go:build !race
-
-package api
-
-// raceEnabled: the race detector's instrumentation allocates, so allocation counts are not checked.
-const raceEnabled = false
