@@ -866,8 +866,49 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 	w.report(tl)
 	if len(missing) > 0 {
 		w.t.Errorf("%d uploads not recorded %s after the fault, e.g. %s", len(missing), within, missing[:min(5, len(missing))])
+		for _, key := range missing[:min(3, len(missing))] {
+			w.t.Logf("--- what became of %s:\n%s", key, w.trace(key))
+		}
 	}
 	return tl
+}
+
+// trace gathers what the harness knows of one upload's key and its quarantine copy, for a lost
+// upload's failure message: the writes MinIO's audit webhook saw, the rows, and every log line of
+// every process that names either key. The 25 last lines stopAll prints rarely reach back to a
+// loss, and the processes' logs are gone after the test unless INTAKE_FAULTS_LOGS keeps them.
+func (w *world) trace(key string) string {
+	var b strings.Builder
+	keys := []string{key, quarantine + key}
+	w.audit.mu.Lock()
+	for _, k := range keys {
+		fmt.Fprintf(&b, "audit: %s written %d time(s)\n", k, len(w.audit.created[k]))
+	}
+	w.audit.mu.Unlock()
+	for _, k := range keys {
+		var status, reason string
+		err := w.db.QueryRow(context.Background(), `SELECT status, coalesce(reason, '') FROM objects WHERE bucket = $1 AND key = $2`,
+			w.bucket, k).Scan(&status, &reason)
+		fmt.Fprintf(&b, "row: %s status %q reason %q (err %v)\n", k, status, reason, err)
+	}
+	w.mu.Lock()
+	procs := slices.Clone(w.procs)
+	w.mu.Unlock()
+	for _, d := range procs {
+		f, err := os.Open(d.logPath)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), key) { // the quarantine copy's key contains it too
+				fmt.Fprintf(&b, "%s: %s\n", d.name, sc.Text())
+			}
+		}
+		_ = f.Close()
+	}
+	return b.String()
 }
 
 // report adds tl to the table and checks the three zeros.
