@@ -500,10 +500,22 @@ func tail(path string, n int) string {
 // logLines returns the JSON log records of the daemons whose name starts with prefix whose msg is
 // msg.
 func (w *world) logLines(prefix, msg string) []map[string]any {
+	var out []map[string]any
+	w.eachLogLine(prefix, func(process string, line []byte) {
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) == nil && rec["msg"] == msg {
+			rec["process"] = process
+			out = append(out, rec)
+		}
+	})
+	return out
+}
+
+// eachLogLine calls fn with every line of the logs of the processes whose name starts with prefix.
+func (w *world) eachLogLine(prefix string, fn func(process string, line []byte)) {
 	w.mu.Lock()
 	procs := slices.Clone(w.procs)
 	w.mu.Unlock()
-	var out []map[string]any
 	for _, d := range procs {
 		if !strings.HasPrefix(d.name, prefix) {
 			continue
@@ -515,15 +527,10 @@ func (w *world) logLines(prefix, msg string) []map[string]any {
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
-				rec["process"] = d.name
-				out = append(out, rec)
-			}
+			fn(d.name, sc.Bytes())
 		}
 		_ = f.Close()
 	}
-	return out
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -891,23 +898,11 @@ func (w *world) trace(key string) string {
 			w.bucket, k).Scan(&status, &reason)
 		fmt.Fprintf(&b, "row: %s status %q reason %q (err %v)\n", k, status, reason, err)
 	}
-	w.mu.Lock()
-	procs := slices.Clone(w.procs)
-	w.mu.Unlock()
-	for _, d := range procs {
-		f, err := os.Open(d.logPath)
-		if err != nil {
-			continue
+	w.eachLogLine("", func(process string, line []byte) {
+		if bytes.Contains(line, []byte(key)) { // the quarantine copy's key contains it too
+			fmt.Fprintf(&b, "%s: %s\n", process, line)
 		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), key) { // the quarantine copy's key contains it too
-				fmt.Fprintf(&b, "%s: %s\n", d.name, sc.Text())
-			}
-		}
-		_ = f.Close()
-	}
+	})
 	return b.String()
 }
 
