@@ -163,9 +163,15 @@
 // already gone or replaced is left alone (its own events follow).
 //
 // Destructive actions change S3 itself, so order independence holds for
-// the recorded verdicts, not for what a later event finds: after a
-// quarantine, the removal event S3 sends for the original key marks it
-// deleted, and the quarantined copy's event records it as "quarantined".
+// the recorded verdicts, not for what a later event finds. A quarantine or
+// a delete records its own effect before the message is acknowledged, as S3
+// shows it right after: the original key deleted (a HEAD that finds
+// nothing), the quarantined copy "quarantined" (a HEAD of the copy). The
+// events S3 sends for them record the same again and change nothing. They
+// alone would not do: MinIO sends an event only when the request succeeds
+// for the client, and a copy committed for a client that died mid-request
+// has none; the retry then finds the copy in place and only deletes the
+// source (the fault suite lost a copy's row that way).
 //
 // # Errors
 //

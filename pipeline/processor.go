@@ -389,6 +389,34 @@ func (p *Processor) act(ctx context.Context, log *slog.Logger, in *inspection, b
 		return fmt.Errorf("%s rejected %s/%s: %w", in.rule.Action, bucket, key, err)
 	}
 	log.InfoContext(ctx, "acted on rejected object", "action", in.rule.Action, "reason", in.verdict.reason)
+	if in.rule.Action == ActionTag {
+		return nil
+	}
+	return p.recordAction(ctx, in, bucket, key)
+}
+
+// recordAction records what a quarantine or a delete changed in S3, as S3 shows it now, before the
+// message that caused it is acknowledged: the quarantined copy (a HEAD of it; recorded as
+// "quarantined") and the source's removal (a HEAD that finds nothing; recorded as "deleted").
+// The events S3 sends for both would record the same, but they are hints that may never come:
+// MinIO sends an event only when the request's handler returns without error, and a request whose
+// client died (a consumer killed during the copy) can commit and still fail. The fault suite lost a
+// copy's row that way: the redelivered event's retry found the copy in place, only deleted the
+// source, and the copy waited for an event that never came. When the events do come they record
+// the same content again and change nothing.
+func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, key string) error {
+	event := "intake:" + in.rule.Action
+	if in.rule.Action == ActionQuarantine {
+		dst := in.rule.QuarantinePrefix + key
+		log := p.log.With("bucket", bucket, "key", dst, "event", event)
+		if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true); err != nil {
+			return fmt.Errorf("record quarantined copy %s/%s: %w", bucket, dst, err)
+		}
+	}
+	log := p.log.With("bucket", bucket, "key", key, "event", event)
+	if _, err := p.removed(ctx, log, Event{Kind: KindRemoved, Name: event, Bucket: bucket, Key: key}); err != nil {
+		return fmt.Errorf("record removal of %s/%s: %w", bucket, key, err)
+	}
 	return nil
 }
 

@@ -301,47 +301,64 @@ func TestProcessRejectsSniffMismatch(t *testing.T) {
 			const key = "alice/x.pdf"
 			b.intent(t, intentSpec{key: key, contentType: "application/pdf", size: int64(len(img))})
 			etag := b.put(t, key, "application/pdf", img)
+			removes := action == pipeline.ActionQuarantine || action == pipeline.ActionDelete
 
 			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
-			row := b.row(t, key)
-			require.Equal(t, pipeline.StatusRejected, row.Status)
-			require.Equal(t, pipeline.ReasonSniffMismatch, *row.Reason)
-			require.Equal(t, "image/png", *row.SniffedType)
-			require.Equal(t, etag, *row.Etag)
-			require.Equal(t, int32(3), *row.Width)
+			// The verdict, as committed (and notified) before the action.
+			notes := b.notifications(t, key)
+			require.NotEmpty(t, notes)
+			verdict := notes[0]
+			require.Equal(t, "upload.rejected", verdict.Type)
+			require.Equal(t, pipeline.ReasonSniffMismatch, verdict.Data["reason"])
+			require.Equal(t, "image/png", verdict.Data["sniffed_type"])
+			require.Equal(t, etag, verdict.Data["etag"])
+			require.EqualValues(t, 3, verdict.Data["width"])
+			require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "rejected", "reason": "sniff_mismatch"}))
 
+			row := b.row(t, key)
+			if removes {
+				// The action's own effect is recorded before the message is acknowledged: the
+				// removal (and the quarantined copy, below), without waiting for S3's events.
+				require.False(t, b.exists(t, key))
+				require.Equal(t, pipeline.StatusDeleted, row.Status)
+				require.Len(t, notes, 2)
+				require.Equal(t, "upload.deleted", notes[1].Type)
+			} else {
+				require.Equal(t, pipeline.StatusRejected, row.Status)
+				require.Equal(t, pipeline.ReasonSniffMismatch, *row.Reason)
+				require.Equal(t, "image/png", *row.SniffedType)
+				require.Equal(t, etag, *row.Etag)
+				require.Equal(t, int32(3), *row.Width)
+				require.Len(t, notes, 1)
+			}
 			switch action {
 			case pipeline.ActionTag:
 				require.Equal(t, map[string]string{"intake-status": "rejected", "intake-reason": "sniff_mismatch"}, b.tags(t, key))
 			case pipeline.ActionQuarantine:
-				require.False(t, b.exists(t, key))
 				require.True(t, b.exists(t, "quarantine/"+key))
-			case pipeline.ActionDelete:
-				require.False(t, b.exists(t, key))
+				// Recorded by the quarantine itself, before the copy's event (which may never come).
+				q := b.row(t, "quarantine/"+key)
+				require.Equal(t, pipeline.StatusRejected, q.Status)
+				require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
+				require.Equal(t, etag, *q.Etag)
 			case pipeline.ActionNone:
 				require.True(t, b.exists(t, key))
 				require.Empty(t, b.tags(t, key))
 			}
-			require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "rejected", "reason": "sniff_mismatch"}))
 
-			// A redelivery (crash after the action) is harmless: nothing is acted on twice. The row
-			// says what S3 shows now: the verdict while the object is there, missing once the
-			// action removed it (the removal event S3 sends for it then marks it deleted).
+			// A redelivery (crash after the action) and S3's own events for the action are harmless:
+			// nothing is acted on twice, no row changes, nothing more is notified.
 			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
-			again := b.row(t, key)
-			switch action {
-			case pipeline.ActionQuarantine, pipeline.ActionDelete:
-				require.Equal(t, pipeline.StatusMissing, again.Status)
-				require.Equal(t, pipeline.ReasonNotFound, *again.Reason)
+			if removes {
 				require.NoError(t, b.process(t, b.removed(key, "0B", t0)))
 				require.Equal(t, pipeline.StatusDeleted, b.row(t, key).Status)
-			default:
+			} else {
+				again := b.row(t, key)
 				require.Equal(t, pipeline.StatusRejected, again.Status)
 				require.Equal(t, pipeline.ReasonSniffMismatch, *again.Reason)
 			}
-
 			if action == pipeline.ActionQuarantine {
-				// The quarantined copy's own event: recorded, never acted on.
+				// The quarantined copy's own event: recorded again, never acted on.
 				require.NoError(t, b.process(t, b.created("quarantine/"+key, "0B", t0)))
 				q := b.row(t, "quarantine/"+key)
 				require.Equal(t, pipeline.StatusRejected, q.Status)
@@ -349,8 +366,34 @@ func TestProcessRejectsSniffMismatch(t *testing.T) {
 				require.True(t, b.exists(t, "quarantine/"+key))
 				require.Empty(t, b.tags(t, "quarantine/"+key))
 			}
+			require.Len(t, b.notifications(t, key), len(notes))
+			require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "rejected", "reason": "sniff_mismatch"}))
 		})
 	}
+}
+
+// notification is an outbox row of the bundle's schema.
+type notification struct {
+	Type string
+	Data map[string]any
+}
+
+// notifications returns the outbox rows of key, oldest first.
+func (b *procBundle) notifications(t *testing.T, key string) []notification {
+	t.Helper()
+	rows, err := b.st.Pool.Query(b.ctx, "SELECT event_type, data FROM outbox WHERE bucket = $1 AND key = $2 ORDER BY id", b.bucket, key)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []notification
+	for rows.Next() {
+		var n notification
+		var data []byte
+		require.NoError(t, rows.Scan(&n.Type, &data))
+		require.NoError(t, json.Unmarshal(data, &n.Data))
+		out = append(out, n)
+	}
+	require.NoError(t, rows.Err())
+	return out
 }
 
 // TestProcessActsAfterCrash simulates a crash between record and act: the row is committed as
@@ -371,6 +414,39 @@ func TestProcessActsAfterCrash(t *testing.T) {
 
 	require.NoError(t, b.process(t, b.created("k.pdf", "0A", t0)))
 	require.Equal(t, "rejected", b.tags(t, "k.pdf")["intake-status"])
+}
+
+// TestProcessQuarantineAfterCrashWithoutCopyEvent replays what the fault suite saw when a consumer
+// was killed during a quarantine: the verdict was committed, the copy was made, but MinIO emitted no
+// event for it and the source was not deleted. The redelivered event finds the copy in place, deletes
+// the source, and must record the copy itself: no event will.
+func TestProcessQuarantineAfterCrashWithoutCopyEvent(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionQuarantine)})
+	img := pngBytes(t, 1, 1)
+	const key = "k.pdf"
+	etag := b.put(t, key, "application/pdf", img)
+	size := int64(len(img))
+	seq, _ := pipeline.SequencerKey("0A")
+	_, err := store.NewRecords(b.st).Record(b.ctx, pipeline.Record{
+		Bucket: b.bucket, Key: key, Status: pipeline.StatusRejected, Reason: pipeline.ReasonSniffMismatch,
+		ETag: etag, Size: &size, Sequencer: seq, EventTime: t0, Observed: true,
+	})
+	require.NoError(t, err)
+	_, err = b.s3.CopyObject(b.ctx, &s3.CopyObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String("quarantine/" + key), CopySource: aws.String(b.bucket + "/" + key),
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, b.rowCount(t), "the copy has no row: its event was never sent")
+
+	require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+	require.False(t, b.exists(t, key), "the retry finished the move")
+	require.Equal(t, pipeline.StatusDeleted, b.row(t, key).Status, "the source's removal is recorded too")
+	q := b.row(t, "quarantine/"+key)
+	require.Equal(t, pipeline.StatusRejected, q.Status)
+	require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
+	require.Equal(t, etag, *q.Etag)
+	require.Equal(t, size, *q.Size)
 }
 
 func TestProcessIntentChecks(t *testing.T) {

@@ -881,9 +881,10 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 }
 
 // trace gathers what the harness knows of one upload's key and its quarantine copy, for a lost
-// upload's failure message: the writes MinIO's audit webhook saw, the rows, and every log line of
-// every process that names either key. The 25 last lines stopAll prints rarely reach back to a
-// loss, and the processes' logs are gone after the test unless INTAKE_FAULTS_LOGS keeps them.
+// upload's failure message: the writes MinIO's audit webhook saw, what S3 holds, the rows, and every
+// log line of every process that names either key. The 25 last lines stopAll prints rarely reach
+// back to a loss, and the processes' logs are gone after the test unless INTAKE_FAULTS_LOGS keeps
+// them.
 func (w *world) trace(key string) string {
 	var b strings.Builder
 	keys := []string{key, quarantine + key}
@@ -892,6 +893,15 @@ func (w *world) trace(key string) string {
 		fmt.Fprintf(&b, "audit: %s written %d time(s)\n", k, len(w.audit.created[k]))
 	}
 	w.audit.mu.Unlock()
+	for _, k := range keys {
+		head, err := w.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(w.bucket), Key: aws.String(k)})
+		if err != nil {
+			fmt.Fprintf(&b, "s3: %s: %v\n", k, err)
+		} else {
+			fmt.Fprintf(&b, "s3: %s holds ETag %s, %d bytes, last modified %s\n", k, aws.ToString(head.ETag),
+				aws.ToInt64(head.ContentLength), aws.ToTime(head.LastModified).Format(time.RFC3339Nano))
+		}
+	}
 	for _, k := range keys {
 		var status, reason string
 		err := w.db.QueryRow(context.Background(), `SELECT status, coalesce(reason, '') FROM objects WHERE bucket = $1 AND key = $2`,
