@@ -171,7 +171,10 @@
 // alone would not do: MinIO sends an event only when the request succeeds
 // for the client, and a copy committed for a client that died mid-request
 // has none; the retry then finds the copy in place and only deletes the
-// source (the fault suite lost a copy's row that way).
+// source (the fault suite lost a copy's row that way). A redelivered event
+// that finds the source already gone (an attempt died after the move, before
+// recording it) cannot act, so it looks for the copy under the quarantine
+// prefix and records it if S3 holds it.
 //
 // # Errors
 //

@@ -329,6 +329,10 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 		if err := p.act(ctx, log, in, bucket, key); err != nil {
 			return "", err
 		}
+	} else if !in.found && !synthetic { // reconcile lists the copy itself
+		if err := p.recordLeftCopy(ctx, bucket, key); err != nil {
+			return "", err
+		}
 	}
 	return outcome("created", rec.Status, rec.Reason, stored.Applied), nil
 }
@@ -407,10 +411,8 @@ func (p *Processor) act(ctx context.Context, log *slog.Logger, in *inspection, b
 func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, key string) error {
 	event := "intake:" + in.rule.Action
 	if in.rule.Action == ActionQuarantine {
-		dst := in.rule.QuarantinePrefix + key
-		log := p.log.With("bucket", bucket, "key", dst, "event", event)
-		if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true); err != nil {
-			return fmt.Errorf("record quarantined copy %s/%s: %w", bucket, dst, err)
+		if err := p.recordCopy(ctx, bucket, in.rule.QuarantinePrefix+key, event); err != nil {
+			return err
 		}
 	}
 	log := p.log.With("bucket", bucket, "key", key, "event", event)
@@ -418,6 +420,35 @@ func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, ke
 		return fmt.Errorf("record removal of %s/%s: %w", bucket, key, err)
 	}
 	return nil
+}
+
+// recordCopy records the quarantined copy dst as a HEAD shows it now ("quarantined", or missing).
+func (p *Processor) recordCopy(ctx context.Context, bucket, dst, event string) error {
+	log := p.log.With("bucket", bucket, "key", dst, "event", event)
+	if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true); err != nil {
+		return fmt.Errorf("record quarantined copy %s/%s: %w", bucket, dst, err)
+	}
+	return nil
+}
+
+// recordLeftCopy records the quarantined copy of key, if S3 holds one, when an event's inspection
+// found key itself gone. That is the retry of a quarantine whose attempt died after the move and
+// before recording it: the retry cannot act (nothing left to move), and the copy's own event may
+// never have been sent (see recordAction), so S3 is asked. A key no quarantine rule covers, or
+// whose copy is not there, costs nothing or one HEAD and records nothing.
+func (p *Processor) recordLeftCopy(ctx context.Context, bucket, key string) error {
+	rule, ok := p.policy.For(key)
+	if !ok || rule.Action != ActionQuarantine || p.quarantined(key) {
+		return nil
+	}
+	dst := rule.QuarantinePrefix + key
+	switch _, err := p.objects.Head(ctx, bucket, dst); {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look for a quarantined copy %s/%s: %w", bucket, dst, err)
+	}
+	return p.recordCopy(ctx, bucket, dst, "intake:quarantine")
 }
 
 // outcome formats an event's outcome for the archive, e.g.

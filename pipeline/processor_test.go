@@ -449,6 +449,37 @@ func TestProcessQuarantineAfterCrashWithoutCopyEvent(t *testing.T) {
 	require.Equal(t, size, *q.Size)
 }
 
+// TestProcessQuarantineRetryAfterMoveRecordsCopy: the attempt that found the copy in place (its
+// event never sent) deleted the source and died before recording anything. The next redelivery
+// finds the source gone, so it cannot act; it must still find and record the copy.
+func TestProcessQuarantineRetryAfterMoveRecordsCopy(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionQuarantine)})
+	img := pngBytes(t, 1, 1)
+	const key = "k.pdf"
+	etag := b.put(t, key, "application/pdf", img)
+	_, err := b.s3.CopyObject(b.ctx, &s3.CopyObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String("quarantine/" + key), CopySource: aws.String(b.bucket + "/" + key),
+	})
+	require.NoError(t, err)
+	_, err = b.s3.DeleteObject(b.ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+
+	require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+	require.Equal(t, pipeline.StatusMissing, b.row(t, key).Status)
+	q := b.row(t, "quarantine/"+key)
+	require.Equal(t, pipeline.StatusRejected, q.Status)
+	require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
+	require.Equal(t, etag, *q.Etag)
+
+	// A missing object without a copy records no row for one.
+	require.NoError(t, b.process(t, b.created("gone.pdf", "0A", t0)))
+	require.Equal(t, pipeline.StatusMissing, b.row(t, "gone.pdf").Status)
+	_, err = testkit.GetObject(b.ctx, b.st.Pool, b.bucket, "quarantine/gone.pdf")
+	require.Error(t, err, "no row for a copy S3 does not hold")
+	require.Equal(t, 3, b.rowCount(t))
+}
+
 func TestProcessIntentChecks(t *testing.T) {
 	t.Parallel()
 	content := []byte("%PDF-1.4\n%âãÏÓ\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n")
