@@ -416,68 +416,60 @@ func TestProcessActsAfterCrash(t *testing.T) {
 	require.Equal(t, "rejected", b.tags(t, "k.pdf")["intake-status"])
 }
 
-// TestProcessQuarantineAfterCrashWithoutCopyEvent replays what the fault suite saw when a consumer
-// was killed during a quarantine: the verdict was committed, the copy was made, but MinIO emitted no
-// event for it and the source was not deleted. The redelivered event finds the copy in place, deletes
-// the source, and must record the copy itself: no event will.
-func TestProcessQuarantineAfterCrashWithoutCopyEvent(t *testing.T) {
+// TestProcessQuarantineWithoutCopyEvent replays what the fault suite saw when a consumer was killed
+// during a quarantine: the verdict was committed and the copy made, but MinIO sent no event for the
+// copy. Whether the killed attempt left the source (the redelivery finds the copy in place and only
+// deletes the source) or had deleted it too (the redelivery finds nothing to act on), the redelivery
+// must record the copy from S3: no event will.
+func TestProcessQuarantineWithoutCopyEvent(t *testing.T) {
 	t.Parallel()
-	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionQuarantine)})
-	img := pngBytes(t, 1, 1)
-	const key = "k.pdf"
-	etag := b.put(t, key, "application/pdf", img)
-	size := int64(len(img))
-	seq, _ := pipeline.SequencerKey("0A")
-	_, err := store.NewRecords(b.st).Record(b.ctx, pipeline.Record{
-		Bucket: b.bucket, Key: key, Status: pipeline.StatusRejected, Reason: pipeline.ReasonSniffMismatch,
-		ETag: etag, Size: &size, Sequencer: seq, EventTime: t0, Observed: true,
-	})
-	require.NoError(t, err)
-	_, err = b.s3.CopyObject(b.ctx, &s3.CopyObjectInput{
-		Bucket: aws.String(b.bucket), Key: aws.String("quarantine/" + key), CopySource: aws.String(b.bucket + "/" + key),
-	})
-	require.NoError(t, err)
-	require.Equal(t, 1, b.rowCount(t), "the copy has no row: its event was never sent")
+	tests := []struct {
+		name       string
+		sourceLeft bool   // the attempt died before deleting the source
+		source     string // the source's row after the redelivery
+	}{
+		{"killed during the copy", true, pipeline.StatusDeleted},
+		{"killed after the move", false, pipeline.StatusMissing},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionQuarantine)})
+			img := pngBytes(t, 1, 1)
+			const key = "k.pdf"
+			etag := b.put(t, key, "application/pdf", img)
+			size := int64(len(img))
+			seq, _ := pipeline.SequencerKey("0A")
+			_, err := store.NewRecords(b.st).Record(b.ctx, pipeline.Record{
+				Bucket: b.bucket, Key: key, Status: pipeline.StatusRejected, Reason: pipeline.ReasonSniffMismatch,
+				ETag: etag, Size: &size, Sequencer: seq, EventTime: t0, Observed: true,
+			})
+			require.NoError(t, err)
+			_, err = b.s3.CopyObject(b.ctx, &s3.CopyObjectInput{
+				Bucket: aws.String(b.bucket), Key: aws.String("quarantine/" + key), CopySource: aws.String(b.bucket + "/" + key),
+			})
+			require.NoError(t, err)
+			if !tc.sourceLeft {
+				_, err = b.s3.DeleteObject(b.ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+				require.NoError(t, err)
+			}
+			require.Equal(t, 1, b.rowCount(t), "the copy has no row: its event was never sent")
 
-	require.NoError(t, b.process(t, b.created(key, "0A", t0)))
-	require.False(t, b.exists(t, key), "the retry finished the move")
-	require.Equal(t, pipeline.StatusDeleted, b.row(t, key).Status, "the source's removal is recorded too")
-	q := b.row(t, "quarantine/"+key)
-	require.Equal(t, pipeline.StatusRejected, q.Status)
-	require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
-	require.Equal(t, etag, *q.Etag)
-	require.Equal(t, size, *q.Size)
-}
+			require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+			require.False(t, b.exists(t, key))
+			require.Equal(t, tc.source, b.row(t, key).Status)
+			q := b.row(t, "quarantine/"+key)
+			require.Equal(t, pipeline.StatusRejected, q.Status)
+			require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
+			require.Equal(t, etag, *q.Etag)
+			require.Equal(t, size, *q.Size)
 
-// TestProcessQuarantineRetryAfterMoveRecordsCopy: the attempt that found the copy in place (its
-// event never sent) deleted the source and died before recording anything. The next redelivery
-// finds the source gone, so it cannot act; it must still find and record the copy.
-func TestProcessQuarantineRetryAfterMoveRecordsCopy(t *testing.T) {
-	t.Parallel()
-	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionQuarantine)})
-	img := pngBytes(t, 1, 1)
-	const key = "k.pdf"
-	etag := b.put(t, key, "application/pdf", img)
-	_, err := b.s3.CopyObject(b.ctx, &s3.CopyObjectInput{
-		Bucket: aws.String(b.bucket), Key: aws.String("quarantine/" + key), CopySource: aws.String(b.bucket + "/" + key),
-	})
-	require.NoError(t, err)
-	_, err = b.s3.DeleteObject(b.ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
-	require.NoError(t, err)
-
-	require.NoError(t, b.process(t, b.created(key, "0A", t0)))
-	require.Equal(t, pipeline.StatusMissing, b.row(t, key).Status)
-	q := b.row(t, "quarantine/"+key)
-	require.Equal(t, pipeline.StatusRejected, q.Status)
-	require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
-	require.Equal(t, etag, *q.Etag)
-
-	// A missing object without a copy records no row for one.
-	require.NoError(t, b.process(t, b.created("gone.pdf", "0A", t0)))
-	require.Equal(t, pipeline.StatusMissing, b.row(t, "gone.pdf").Status)
-	_, err = testkit.GetObject(b.ctx, b.st.Pool, b.bucket, "quarantine/gone.pdf")
-	require.Error(t, err, "no row for a copy S3 does not hold")
-	require.Equal(t, 3, b.rowCount(t))
+			// An event of another missing object, without a copy, records no row for one.
+			require.NoError(t, b.process(t, b.created("gone.pdf", "0A", t0)))
+			require.Equal(t, pipeline.StatusMissing, b.row(t, "gone.pdf").Status)
+			require.Equal(t, 3, b.rowCount(t), "no row for a copy S3 does not hold")
+		})
+	}
 }
 
 func TestProcessIntentChecks(t *testing.T) {
