@@ -189,8 +189,8 @@ func (s *Service) abortS3(ctx context.Context, bucket, key, uploadID string) err
 }
 
 // AbortUpload is Abort for the jobs' multipart:abort task (worker/jobs.Aborter): it returns the
-// outcome.
-func (s *Service) AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (string, error) {
+// outcome and whether an object is at the key (the upload completed).
+func (s *Service) AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (string, bool, error) {
 	res, err := s.Abort(ctx, AbortRequest{Bucket: bucket, Key: key, UploadID: uploadID, Reason: reason})
-	return res.Outcome, err
+	return res.Outcome, res.Object == ObjectExists, err
 }

@@ -12,7 +12,9 @@
 //     (completed, or aborted elsewhere) is "gone" and the task succeeds. intake's intent for the
 //     upload then follows S3: completed when an object is at its key, aborted otherwise (see
 //     internal/multipart, "States"). When the consumer sees the CompleteMultipartUpload event,
-//     tasks.Canceller deletes the task before it runs.
+//     tasks.Canceller deletes the task before it runs; a task that runs and finds the upload
+//     completed therefore inspects the object with the [Inspector] (the event is late, or S3 never
+//     sent it), so its verdict does not wait for the periodic reconcile.
 //   - multipart:sweep ([Handlers.HandleSweep], [Sweeper]): list every open multipart upload of
 //     the bucket and abort, with bounded concurrency, intake's own uploads past their deadline and
 //     the uploads intake did not create (under the prefix) initiated before the threshold; then

@@ -31,10 +31,11 @@ func (f InspectorFunc) InspectObject(ctx context.Context, bucket, key string) er
 
 // Aborter aborts one multipart upload if it is still open and records what happened (the daemon
 // passes internal/multipart's Service). reason is tasks.ReasonDeadline or tasks.ReasonAPI. An
-// upload that no longer exists is not an error: the outcome says "gone". Errors for which
+// upload that no longer exists is not an error: the outcome says "gone", and completed says
+// whether an object is at the key (the upload was completed, not aborted). Errors for which
 // objstore.IsRetryable is false are not retried.
 type Aborter interface {
-	AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (outcome string, err error)
+	AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (outcome string, completed bool, err error)
 }
 
 // Sweeper aborts a bucket's stale multipart uploads and records what it did (the daemon passes
@@ -68,12 +69,22 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("multipart aborts not configured: %w", asynq.SkipRetry)
 	}
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
-	outcome, err := h.Aborts.AbortUpload(ctx, p.Bucket, p.Key, p.UploadID, reason)
+	outcome, completed, err := h.Aborts.AbortUpload(ctx, p.Bucket, p.Key, p.UploadID, reason)
 	if err != nil {
 		return s3Error(err)
 	}
+	if completed && h.Inspector != nil {
+		// The upload was completed and yet its abort task ran: the consumer cancels the task when
+		// it processes the object's event, so that event is late or was never sent (S3 may send none
+		// for a complete that committed while its client's request failed). Inspect the object now
+		// rather than leave its verdict to the periodic reconcile; on a late event, both record the
+		// same observation.
+		if err := h.inspect(ctx, p.Bucket, p.Key); err != nil {
+			return err
+		}
+	}
 	h.log().InfoContext(ctx, "multipart abort task done", "reason", reason,
-		"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "outcome", outcome)
+		"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "outcome", outcome, "completed", completed)
 	return nil
 }
 
@@ -101,11 +112,16 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 	if h.Inspector == nil {
 		return fmt.Errorf("object inspection not configured in this process: %w", asynq.SkipRetry)
 	}
-	if err := h.Inspector.InspectObject(ctx, p.Bucket, p.Key); err != nil {
+	return h.inspect(ctx, p.Bucket, p.Key)
+}
+
+// inspect runs the Inspector on one object; a permanent error is not retried.
+func (h *Handlers) inspect(ctx context.Context, bucket, key string) error {
+	if err := h.Inspector.InspectObject(ctx, bucket, key); err != nil {
 		if errors.Is(err, pipeline.ErrPermanent) {
-			return fmt.Errorf("inspect %q: %w: %w", p.Key, err, asynq.SkipRetry)
+			return fmt.Errorf("inspect %q: %w: %w", key, err, asynq.SkipRetry)
 		}
-		return fmt.Errorf("inspect %q: %w", p.Key, err)
+		return fmt.Errorf("inspect %q: %w", key, err)
 	}
 	return nil
 }

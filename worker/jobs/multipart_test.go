@@ -17,15 +17,17 @@ import (
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
 // TestDeadlineAbort runs a real asynq server: an upload left open is aborted after its 2 s deadline
 // and recorded; a completed upload whose task was cancelled is untouched and its task is gone; a
-// completed upload whose cancellation never came is found "gone" and its intent completed (the
-// object at its key says so).
+// completed upload whose cancellation never came is found "gone", its intent completed (the
+// object at its key says so) and its object inspected (its event is late or was never sent).
 func TestDeadlineAbort(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -72,8 +74,14 @@ func TestDeadlineAbort(t *testing.T) {
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
 	require.NoError(t, canceller.CancelMultipartAbort(ctx, cancelled.ID), "cancelling twice is fine")
 
+	// The jobs role's Inspector: the pipeline, with the default policy. No consumer runs here, so
+	// no event records any of the objects.
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
+		Objects: objstore.NewObjects(b.s3), Records: store.NewRecords(b.st), Buckets: []string{b.bucket}, Log: b.log,
+	})
+	require.NoError(t, err)
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, Concurrency: 4, ShutdownTimeout: 5 * time.Second,
-		DelayedTaskCheckInterval: time.Second, Log: b.log}, jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Sweeps: b.mp, Log: b.log}, b.metrics, b.log))
+		DelayedTaskCheckInterval: time.Second, Log: b.log}, jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Sweeps: b.mp, Inspector: proc, Log: b.log}, b.metrics, b.log))
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -119,6 +127,17 @@ func TestDeadlineAbort(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return testkit.Value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeAbortMultipart, jobs.OutcomeSuccess)) == 2
 	}, 10*time.Second, 50*time.Millisecond)
+	// The late upload's object was inspected by its abort task (its intent declared 1 byte, so the
+	// verdict is a rejection); the others were not looked at.
+	row, err := testkit.GetObject(ctx, b.st.Pool, b.bucket, late.Key)
+	require.NoError(t, err, "the completed upload's object is recorded without its event")
+	require.Equal(t, pipeline.StatusRejected, row.Status)
+	require.Equal(t, pipeline.ReasonSizeMismatch, *row.Reason)
+	require.EqualValues(t, len(part), *row.Size)
+	for _, u := range []testkit.Upload{left, cancelled} {
+		_, err := testkit.GetObject(ctx, b.st.Pool, b.bucket, u.Key)
+		require.Error(t, err, "%s has no row", u.Key)
+	}
 	require.Equal(t, 1.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonDeadline)))
 	require.Equal(t, float64(len(part)), testkit.Value(t, b.mpMetrics.BytesReclaimed))
 	for _, u := range ups {
