@@ -172,9 +172,12 @@
 // for the client, and a copy committed for a client that died mid-request
 // has none; the retry then finds the copy in place and only deletes the
 // source (the fault suite lost a copy's row that way). A redelivered event
-// that finds the source already gone (an attempt died after the move, before
-// recording it) cannot act, so it looks for the copy under the quarantine
-// prefix and records it if S3 holds it.
+// that finds the source already gone (an attempt died after the copy, during
+// or after the source's delete, before recording the move) cannot act, so it
+// looks for the copy under the quarantine prefix; if S3 holds it, it records
+// the copy and the source deleted (moved away), as the finished attempt
+// would have, rather than missing: the delete's own event may never have
+// been sent either.
 //
 // # Errors
 //

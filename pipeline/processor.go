@@ -291,6 +291,15 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 	}
 	rec := in.record(bucket, key, intent)
 	rec.Sequencer, rec.EventTime, rec.ObservedAt, rec.Observed = seq, evTime, lk.At, true
+	if !in.found && !synthetic { // reconcile lists the copy itself
+		moved, err := p.recordLeftCopy(ctx, bucket, key)
+		if err != nil {
+			return "", err
+		}
+		if moved {
+			rec.Status, rec.Reason = StatusDeleted, ""
+		}
+	}
 	landed := in.found || !synthetic // the event proves the upload happened
 	if intent != nil && landed {
 		rec.CompleteIntent = intent.ID
@@ -327,10 +336,6 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 
 	if p.shouldAct(in, stored) {
 		if err := p.act(ctx, log, in, bucket, key); err != nil {
-			return "", err
-		}
-	} else if !in.found && !synthetic { // reconcile lists the copy itself
-		if err := p.recordLeftCopy(ctx, bucket, key); err != nil {
 			return "", err
 		}
 	}
@@ -432,23 +437,29 @@ func (p *Processor) recordCopy(ctx context.Context, bucket, dst, event string) e
 }
 
 // recordLeftCopy records the quarantined copy of key, if S3 holds one, when an event's inspection
-// found key itself gone. That is the retry of a quarantine whose attempt died after the move and
-// before recording it: the retry cannot act (nothing left to move), and the copy's own event may
-// never have been sent (see recordAction), so S3 is asked. A key no quarantine rule covers, or
-// whose copy is not there, costs nothing or one HEAD and records nothing.
-func (p *Processor) recordLeftCopy(ctx context.Context, bucket, key string) error {
+// found key itself gone, and reports whether it did. That is the retry of a quarantine whose
+// attempt died after the copy and before recording the move: the retry cannot act (nothing left
+// to move), and neither the copy's event nor the source's removal event may ever have been sent
+// (see recordAction: a request whose client died can commit and still fail, and MinIO then sends
+// nothing), so S3 is asked. The caller then records key as deleted (moved away), as recordAction
+// would have, instead of missing. A key no quarantine rule covers, or whose copy is not there,
+// costs nothing or one HEAD and records nothing.
+func (p *Processor) recordLeftCopy(ctx context.Context, bucket, key string) (bool, error) {
 	rule, ok := p.policy.For(key)
 	if !ok || rule.Action != ActionQuarantine || p.quarantined(key) {
-		return nil
+		return false, nil
 	}
 	dst := rule.QuarantinePrefix + key
 	switch _, err := p.objects.Head(ctx, bucket, dst); {
 	case errors.Is(err, ErrNotFound):
-		return nil
+		return false, nil
 	case err != nil:
-		return fmt.Errorf("look for a quarantined copy %s/%s: %w", bucket, dst, err)
+		return false, fmt.Errorf("look for a quarantined copy %s/%s: %w", bucket, dst, err)
 	}
-	return p.recordCopy(ctx, bucket, dst, "intake:quarantine")
+	if err := p.recordCopy(ctx, bucket, dst, "intake:quarantine"); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // outcome formats an event's outcome for the archive, e.g.

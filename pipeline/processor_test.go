@@ -429,7 +429,8 @@ func TestProcessQuarantineWithoutCopyEvent(t *testing.T) {
 		source     string // the source's row after the redelivery
 	}{
 		{"killed during the copy", true, pipeline.StatusDeleted},
-		{"killed after the move", false, pipeline.StatusMissing},
+		// Copied and deleted, neither effect recorded nor announced: moved away, not missing.
+		{"killed during or after the source's delete", false, pipeline.StatusDeleted},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -132,6 +132,9 @@ func runSweep(ctx context.Context, mp *multipart.Service, opts multipart.SweepOp
 	if rep.Interrupted > 0 {
 		fmt.Fprintf(w, "note: %d aborts were begun and never recorded (a process stopped between S3's answer and PostgreSQL); resumed\n", rep.Interrupted)
 	}
+	if n := rep.Completed - rep.Inspected; n > 0 {
+		fmt.Fprintf(w, "note: %d of intake's uploads turned out completed (their events are late or were never sent) and were not inspected here; the daemon's reconcile inspects them, or run `intake reconcile`\n", n)
+	}
 	if rep.Protected > 0 {
 		fmt.Fprintf(w, "note: %d of intake's uploads are older than the cutoff but before their deadline: kept\n", rep.Protected)
 	}

@@ -4,9 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -41,9 +38,7 @@ func TestAbortSettlesIntentByObject(t *testing.T) {
 	for _, u := range ups {
 		etag := b.uploadPart(t, u, 1, part)
 		if u != open {
-			_, err := b.s3.CompleteMultipartUpload(b.ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key),
-				UploadId: aws.String(u.ID), MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{{ETag: aws.String(etag), PartNumber: aws.Int32(1)}}}})
-			require.NoError(t, err)
+			b.complete(t, u, etag)
 		}
 	}
 	deadline := time.Now().Add(time.Hour)

@@ -30,6 +30,12 @@ type SweepOptions struct {
 	// OnCandidate, when set, is called for each upload to abort, one at a time, before it is
 	// aborted (or instead of it, in a dry run).
 	OnCandidate func(Candidate)
+	// Inspect, when set, is called for each of intake's uploads the sweep finds completed (an
+	// object at its key after the abort). Such an upload's event, which would have inspected the
+	// object and cancelled its abort, is late or was never sent (S3 may send none for a complete
+	// that committed while its client's request failed), so the sweep has it inspected now instead
+	// of leaving its verdict to the periodic reconcile. The jobs' sweep task passes the pipeline.
+	Inspect func(ctx context.Context, bucket, key string) error
 }
 
 // Candidate sources.
@@ -91,10 +97,16 @@ type SweepReport struct {
 	// Interrupted counts the candidates whose abort was begun before and never recorded (a process
 	// killed between S3's answer and PostgreSQL), resumed by this sweep.
 	Interrupted int `json:"interrupted"`
-	// Aborted, Gone and Failed count the candidates' outcomes (zero in a dry run).
+	// Aborted, Gone and Failed count the candidates' outcomes (zero in a dry run). A failed
+	// inspection (SweepOptions.Inspect) counts as failed too; its upload is recorded gone and its
+	// object left to the reconcile.
 	Aborted int `json:"aborted"`
 	Gone    int `json:"gone"`
 	Failed  int `json:"failed"`
+	// Completed counts intake's uploads found completed (an object at the key), among Gone or
+	// Aborted; Inspected, those of them inspected (SweepOptions.Inspect).
+	Completed int `json:"completed"`
+	Inspected int `json:"inspected"`
 	// BytesReclaimed sums the part sizes of the aborted uploads, where known.
 	BytesReclaimed int64 `json:"bytes_reclaimed"`
 	// DryRun echoes the option.
@@ -146,6 +158,13 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 						req.Initiated = &c.Initiated
 					}
 					res, err := s.Abort(ctx, req)
+					completed := err == nil && res.Object == ObjectExists
+					var inspectErr error
+					if completed && opts.Inspect != nil {
+						if inspectErr = opts.Inspect(ctx, opts.Bucket, c.Key); inspectErr != nil {
+							inspectErr = fmt.Errorf("inspect completed upload %s of %q: %w", c.UploadID, c.Key, inspectErr)
+						}
+					}
 					mu.Lock()
 					switch {
 					case err != nil:
@@ -159,9 +178,25 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 						rep.Aborted++
 						rep.BytesReclaimed += res.Bytes
 					}
+					if completed {
+						rep.Completed++
+						switch {
+						case inspectErr != nil:
+							rep.Failed++
+							if firstErr == nil {
+								firstErr = inspectErr
+							}
+						case opts.Inspect != nil:
+							rep.Inspected++
+						}
+					}
 					mu.Unlock()
 					if err != nil {
 						log.WarnContext(ctx, "sweep: abort failed", "key", c.Key, "upload_id", c.UploadID, "err", err)
+					}
+					if inspectErr != nil {
+						log.WarnContext(ctx, "sweep: inspection of a completed upload failed; the reconcile will inspect it",
+							"key", c.Key, "upload_id", c.UploadID, "err", inspectErr)
 					}
 				}
 			})
@@ -197,7 +232,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 	rep.Took = s.now().Sub(start)
 
 	attrs := []any{"listed", rep.Listed, "stale", rep.Stale, "overdue", rep.Overdue, "protected", rep.Protected, "interrupted", rep.Interrupted,
-		"aborted", rep.Aborted, "gone", rep.Gone, "failed", rep.Failed, "bytes_reclaimed", rep.BytesReclaimed,
+		"aborted", rep.Aborted, "gone", rep.Gone, "failed", rep.Failed, "completed", rep.Completed, "inspected", rep.Inspected, "bytes_reclaimed", rep.BytesReclaimed,
 		"dry_run", rep.DryRun, "took", rep.Took}
 	switch {
 	case err != nil:
@@ -373,8 +408,10 @@ func (s *Service) beginPage(ctx context.Context, opts SweepOptions, cs []Candida
 	return nil
 }
 
-// SweepBucket is Sweep for the jobs' multipart:sweep task (worker/jobs.Sweeper).
-func (s *Service) SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration) error {
-	_, err := s.Sweep(ctx, SweepOptions{Bucket: bucket, Prefix: prefix, OlderThan: olderThan})
+// SweepBucket is Sweep for the jobs' multipart:sweep task (worker/jobs.Sweeper); inspect is
+// SweepOptions.Inspect (nil: none).
+func (s *Service) SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration,
+	inspect func(ctx context.Context, bucket, key string) error) error {
+	_, err := s.Sweep(ctx, SweepOptions{Bucket: bucket, Prefix: prefix, OlderThan: olderThan, Inspect: inspect})
 	return err
 }

@@ -1,6 +1,9 @@
 package multipart_test
 
 import (
+	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -153,4 +156,65 @@ func TestSweepOverdue(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, rep.Overdue)
 	require.Zero(t, rep.Stale)
+}
+
+// TestSweepInspectsCompletedUploads: an upload of intake's completed past intake (its client
+// completed it with S3 directly) whose event never came keeps a pending intent; at its deadline the
+// sweep finds it gone from the listing, aborts it by id, finds the object, and has it inspected
+// (SweepOptions.Inspect: the jobs' sweep task passes the pipeline). An upload still open is aborted
+// and not inspected; a failing inspection is counted and returned, and the abort stays recorded.
+func TestSweepInspectsCompletedUploads(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ups := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"u/done.bin", "u/open.bin", "v/done.bin"}, 3)
+	done, open, failing := ups[0], ups[1], ups[2]
+	for _, u := range []testkit.Upload{done, failing} {
+		b.complete(t, u, b.uploadPart(t, u, 1, make([]byte, 100)))
+	}
+	past := time.Now().Add(-time.Minute)
+	doneID, openID, failingID := b.intent(t, done, past), b.intent(t, open, past), b.intent(t, failing, past)
+
+	var (
+		mu        sync.Mutex
+		inspected []string
+	)
+	inspect := func(_ context.Context, bucket, key string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, b.bucket, bucket)
+		inspected = append(inspected, key)
+		if key == failing.Key {
+			return errors.New("pipeline unavailable")
+		}
+		return nil
+	}
+	rep, err := b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "u/", OlderThan: time.Hour, Inspect: inspect})
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.Stale, "both of u/ are candidates")
+	require.Equal(t, 1, rep.Aborted)
+	require.Equal(t, 1, rep.Gone)
+	require.Equal(t, 1, rep.Completed)
+	require.Equal(t, 1, rep.Inspected)
+	require.Equal(t, []string{done.Key}, inspected, "only the completed upload is inspected")
+	require.Equal(t, "completed", b.status(t, doneID))
+	require.Equal(t, "aborted", b.status(t, openID))
+
+	inspected = nil
+	rep, err = b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "v/", OlderThan: time.Hour, Inspect: inspect})
+	require.ErrorContains(t, err, "pipeline unavailable")
+	require.Equal(t, []string{failing.Key}, inspected)
+	require.Equal(t, 1, rep.Completed)
+	require.Zero(t, rep.Inspected)
+	require.Equal(t, 1, rep.Failed)
+	require.Equal(t, "completed", b.status(t, failingID), "the abort's outcome is recorded whatever the inspection did")
+	require.Contains(t, b.logBuf.String(), "the reconcile will inspect it")
+
+	// Without an inspector (`intake sweep`), a completed upload is counted, not inspected.
+	c := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"w/done.bin"}, 1)[0]
+	b.complete(t, c, b.uploadPart(t, c, 1, make([]byte, 100)))
+	b.intent(t, c, past)
+	rep, err = b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "w/", OlderThan: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Completed)
+	require.Zero(t, rep.Inspected)
 }

@@ -19,7 +19,9 @@
 //     the bucket and abort, with bounded concurrency, intake's own uploads past their deadline and
 //     the uploads intake did not create (under the prefix) initiated before the threshold; then
 //     intake's uploads past their deadline that the listing did not show. intake's uploads are
-//     never aborted before their deadline.
+//     never aborted before their deadline. One of intake's uploads found completed (an object at
+//     its key: its event and its abort task both lost) is inspected with the [Inspector], as the
+//     abort task does.
 //   - object:inspect ([Handlers.HandleInspect], [Inspector]): run the pipeline again on one object
 //     (satisfied by pipeline.Processor).
 //   - intake:maintenance ([TypeMaintenance], [Maintenance]): expire intents and prune archived

@@ -41,7 +41,10 @@ type Aborter interface {
 // Sweeper aborts a bucket's stale multipart uploads and records what it did (the daemon passes
 // internal/multipart's Service, which never aborts intake's own uploads before their deadline).
 type Sweeper interface {
-	SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration) error
+	// SweepBucket sweeps; inspect, when not nil, is called for each of intake's uploads found
+	// completed (their event is late or was never sent).
+	SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration,
+		inspect func(ctx context.Context, bucket, key string) error) error
 }
 
 // Handlers holds the task handlers' dependencies.
@@ -97,7 +100,11 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	if h.Sweeps == nil {
 		return fmt.Errorf("multipart sweeps not configured: %w", asynq.SkipRetry)
 	}
-	if err := h.Sweeps.SweepBucket(ctx, p.Bucket, p.Prefix, time.Duration(p.OlderThan)); err != nil {
+	var inspect func(ctx context.Context, bucket, key string) error
+	if h.Inspector != nil {
+		inspect = h.inspect
+	}
+	if err := h.Sweeps.SweepBucket(ctx, p.Bucket, p.Prefix, time.Duration(p.OlderThan), inspect); err != nil {
 		return s3Error(err)
 	}
 	return nil

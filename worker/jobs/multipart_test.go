@@ -322,14 +322,31 @@ func asynqRedis(t *testing.T) asynq.RedisClientOpt {
 }
 
 // TestHandlersThroughMux runs a sweep task and an operator's abort task through the mux (payload
-// decoding, middleware, metrics) against MinIO and PostgreSQL.
+// decoding, middleware, metrics) against MinIO and PostgreSQL. The sweep task passes the handlers'
+// Inspector for an upload of intake's it finds completed past its deadline (its event never came).
 func TestHandlersThroughMux(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := b.ctx
-	mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Sweeps: b.mp, Log: b.log}, b.metrics, b.log)
+	var inspected []string // the sweep's aborts run concurrently, but only one upload is inspected
+	inspector := jobs.InspectorFunc(func(_ context.Context, bucket, key string) error {
+		inspected = append(inspected, bucket+"/"+key)
+		return nil
+	})
+	mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Sweeps: b.mp, Inspector: inspector, Log: b.log}, b.metrics, b.log)
 
 	ups := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/0.bin", "s/1.bin", "s/2.bin"}, 3)
+	done := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/done.bin"}, 1)[0]
+	part, err := b.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(b.bucket), Key: aws.String(done.Key),
+		UploadId: aws.String(done.ID), PartNumber: aws.Int32(1), Body: bytes.NewReader([]byte("x"))})
+	require.NoError(t, err)
+	_, err = b.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(done.Key),
+		UploadId: aws.String(done.ID), MultipartUpload: &types.CompletedMultipartUpload{
+			Parts: []types.CompletedPart{{ETag: part.ETag, PartNumber: aws.Int32(1)}}}})
+	require.NoError(t, err)
+	doneIntent := intent(t, ctx, b.st, b.bucket, done)
+	_, err = b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '1 minute' WHERE id = $1", doneIntent)
+	require.NoError(t, err)
 	time.Sleep(1200 * time.Millisecond)
 	sweep, err := tasks.NewSweep(tasks.Sweep{Bucket: b.bucket, OlderThan: tasks.Duration(time.Second)})
 	require.NoError(t, err)
@@ -337,6 +354,10 @@ func TestHandlersThroughMux(t *testing.T) {
 	require.Empty(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket))
 	require.Equal(t, 3.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
 	require.Equal(t, 1.0, testkit.Value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeSweep, jobs.OutcomeSuccess)))
+	require.Equal(t, []string{b.bucket + "/" + done.Key}, inspected, "only the completed upload is inspected")
+	got, err := testkit.GetUpload(ctx, b.st.Pool, doneIntent)
+	require.NoError(t, err)
+	require.Equal(t, "completed", got.Status)
 
 	op := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"op/x.bin"}, 1)[0]
 	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: op.Key, UploadID: op.ID,
@@ -344,7 +365,8 @@ func TestHandlersThroughMux(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, mux.ProcessTask(ctx, abort))
 	rows := abortRows(t, ctx, b.st, b.bucket)
-	require.Len(t, rows, 4)
+	require.Len(t, rows, 5)
+	require.Equal(t, "gone", rows[done.ID].Outcome)
 	require.Equal(t, "api", rows[op.ID].Reason)
 	require.Equal(t, "aborted", rows[op.ID].Outcome)
 	for _, u := range ups {
