@@ -102,7 +102,7 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	}
 	var inspect func(ctx context.Context, bucket, key string) error
 	if h.Inspector != nil {
-		inspect = h.inspect
+		inspect = h.Inspector.InspectObject
 	}
 	if err := h.Sweeps.SweepBucket(ctx, p.Bucket, p.Prefix, time.Duration(p.OlderThan), inspect); err != nil {
 		return s3Error(err)
