@@ -858,17 +858,23 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 		time.Sleep(200 * time.Millisecond)
 	}
 	require.GreaterOrEqual(w.t, w.audit.seen(quarantine), quarantined, "MinIO's audit webhook saw every quarantine copy")
-	// Redeliveries the pipeline absorbed: inspections that changed nothing (a duplicate or older event).
-	absorbed := 0
+	// Inspections that changed nothing: redeliveries (a duplicate or older event) the pipeline
+	// absorbed, and S3's events for quarantine copies the move had already recorded (the pipeline
+	// records its own effects before the ack; their events come after), counted apart.
+	absorbed, copies := 0, 0
 	for _, r := range w.logLines("", "object inspected") {
-		if r["applied"] == false {
+		switch {
+		case r["applied"] != false:
+		case r["event"] == "ObjectCreated:Copy":
+			copies++
+		default:
 			absorbed++
 		}
 	}
 	tl := tally{
 		Scenario: name, Events: sent, Recorded: sent - len(missing), Lost: len(missing),
 		Duplicates: w.audit.duplicateWrites(quarantine), DeadLettered: w.deadLettered(), Converged: took,
-		Notes: fmt.Sprintf("%s; %d redelivered events absorbed", notes, absorbed),
+		Notes: fmt.Sprintf("%s; %d redelivered events absorbed; %d copy events found their copy already recorded", notes, absorbed, copies),
 	}
 	w.report(tl)
 	if len(missing) > 0 {
