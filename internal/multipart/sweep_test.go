@@ -178,11 +178,10 @@ func TestSweepInspectsCompletedUploads(t *testing.T) {
 		mu        sync.Mutex
 		inspected []string
 	)
-	inspect := func(_ context.Context, bucket, key string) error {
+	inspect := func(_ context.Context, bucket, key string) error { // called by the sweep's workers
 		mu.Lock()
 		defer mu.Unlock()
-		require.Equal(t, b.bucket, bucket)
-		inspected = append(inspected, key)
+		inspected = append(inspected, bucket+"/"+key)
 		if key == failing.Key {
 			return errors.New("pipeline unavailable")
 		}
@@ -195,14 +194,14 @@ func TestSweepInspectsCompletedUploads(t *testing.T) {
 	require.Equal(t, 1, rep.Gone)
 	require.Equal(t, 1, rep.Completed)
 	require.Equal(t, 1, rep.Inspected)
-	require.Equal(t, []string{done.Key}, inspected, "only the completed upload is inspected")
+	require.Equal(t, []string{b.bucket + "/" + done.Key}, inspected, "only the completed upload is inspected")
 	require.Equal(t, "completed", b.status(t, doneID))
 	require.Equal(t, "aborted", b.status(t, openID))
 
 	inspected = nil
 	rep, err = b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "v/", OlderThan: time.Hour, Inspect: inspect})
 	require.ErrorContains(t, err, "pipeline unavailable")
-	require.Equal(t, []string{failing.Key}, inspected)
+	require.Equal(t, []string{b.bucket + "/" + failing.Key}, inspected)
 	require.Equal(t, 1, rep.Completed)
 	require.Zero(t, rep.Inspected)
 	require.Equal(t, 1, rep.Failed)

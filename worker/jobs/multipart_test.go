@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
@@ -46,15 +45,7 @@ func TestDeadlineAbort(t *testing.T) {
 	lateIntent := intent(t, ctx, b.st, b.bucket, late)
 	part := bytes.Repeat([]byte("x"), 1234)
 	for _, u := range ups {
-		res, err := b.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key),
-			UploadId: aws.String(u.ID), PartNumber: aws.Int32(1), Body: bytes.NewReader(part)})
-		require.NoError(t, err)
-		if u != left {
-			_, err = b.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key),
-				UploadId: aws.String(u.ID), MultipartUpload: &types.CompletedMultipartUpload{
-					Parts: []types.CompletedPart{{ETag: res.ETag, PartNumber: aws.Int32(1)}}}})
-			require.NoError(t, err)
-		}
+		b.uploadPart1(t, u, part, u != left)
 	}
 
 	deadline := time.Now().Add(2 * time.Second)
@@ -328,8 +319,13 @@ func TestHandlersThroughMux(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := b.ctx
-	var inspected []string // the sweep's aborts run concurrently, but only one upload is inspected
+	var (
+		mu        sync.Mutex // the sweep's aborts run concurrently
+		inspected []string
+	)
 	inspector := jobs.InspectorFunc(func(_ context.Context, bucket, key string) error {
+		mu.Lock()
+		defer mu.Unlock()
 		inspected = append(inspected, bucket+"/"+key)
 		return nil
 	})
@@ -337,15 +333,9 @@ func TestHandlersThroughMux(t *testing.T) {
 
 	ups := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/0.bin", "s/1.bin", "s/2.bin"}, 3)
 	done := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/done.bin"}, 1)[0]
-	part, err := b.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(b.bucket), Key: aws.String(done.Key),
-		UploadId: aws.String(done.ID), PartNumber: aws.Int32(1), Body: bytes.NewReader([]byte("x"))})
-	require.NoError(t, err)
-	_, err = b.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(done.Key),
-		UploadId: aws.String(done.ID), MultipartUpload: &types.CompletedMultipartUpload{
-			Parts: []types.CompletedPart{{ETag: part.ETag, PartNumber: aws.Int32(1)}}}})
-	require.NoError(t, err)
+	b.uploadPart1(t, done, []byte("x"), true)
 	doneIntent := intent(t, ctx, b.st, b.bucket, done)
-	_, err = b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '1 minute' WHERE id = $1", doneIntent)
+	_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '1 minute' WHERE id = $1", doneIntent)
 	require.NoError(t, err)
 	time.Sleep(1200 * time.Millisecond)
 	sweep, err := tasks.NewSweep(tasks.Sweep{Bucket: b.bucket, OlderThan: tasks.Duration(time.Second)})
