@@ -23,6 +23,13 @@ type AbortRequest struct {
 	// Foreign says the upload has no intake intent (a sweep found it in the listing only): the key
 	// is not looked at after the abort, since no intent waits for the answer.
 	Foreign bool
+	// Inspect, when set, is called once the outcome is recorded if the upload turned out completed
+	// (an object at its key after the abort; never for a Foreign upload). Such an upload's event,
+	// which would have inspected the object and cancelled its abort, is late or was never sent
+	// (S3 may send none for a complete that committed while its client's request failed), so the
+	// object is inspected now instead of leaving its verdict to the periodic reconcile; on a late
+	// event both record the same observation. The jobs' abort and sweep tasks pass the pipeline.
+	Inspect func(ctx context.Context, bucket, key string) error
 
 	// begun says the sweep already wrote the row (Store.BeginAborts) and prior is what it found.
 	begun bool
@@ -44,15 +51,36 @@ type AbortResult struct {
 	IntentStatus string
 	// Resumed is true when an earlier attempt had begun this abort and not recorded S3's answer.
 	Resumed bool
+	// Inspected is true when the upload turned out completed and AbortRequest.Inspect ran without
+	// error.
+	Inspected bool
 }
+
+// InspectError is Abort's error when everything but AbortRequest.Inspect succeeded: the abort's
+// outcome is recorded, and the object of the completed upload is not inspected.
+type InspectError struct {
+	// UploadID and Key name the upload.
+	UploadID, Key string
+	// Err is what Inspect returned.
+	Err error
+}
+
+// Error says which upload's object was not inspected, and why.
+func (e *InspectError) Error() string {
+	return fmt.Sprintf("inspect completed upload %s of %q: %v", e.UploadID, e.Key, e.Err)
+}
+
+// Unwrap returns Inspect's error.
+func (e *InspectError) Unwrap() error { return e.Err }
 
 // Abort records the abort it is about to send, sums the upload's parts, aborts it, looks at its key
 // and records the outcome, settling intake's intent by what S3 shows (see the package
 // documentation, "States" and "Aborts are recorded before they are sent"). An upload that no
 // longer exists is "gone", not an error, unless an earlier attempt had begun the abort and no
 // object stands at the key: then S3 forgot it after intake asked, and the outcome is "aborted".
-// Errors wrap S3's (objstore.IsRetryable tells whether trying again may help) or ErrStore; when the
-// abort could not be begun in PostgreSQL, nothing was sent to S3.
+// Errors wrap S3's (objstore.IsRetryable tells whether trying again may help) or ErrStore, or are an
+// *InspectError (AbortRequest.Inspect failed, the rest succeeded); when the abort could not be
+// begun in PostgreSQL, nothing was sent to S3.
 func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
 	res := AbortResult{Outcome: OutcomeAborted}
 	rec := AbortRecord{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: req.Reason}
@@ -130,6 +158,12 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		// Recorded, but the intent is not settled: the caller retries (a task) or the sweep does.
 		return res, fmt.Errorf("after aborting upload %s: %w", req.UploadID, lookErr)
 	}
+	if res.Object == ObjectExists && req.Inspect != nil {
+		if err := req.Inspect(ctx, req.Bucket, req.Key); err != nil {
+			return res, &InspectError{UploadID: req.UploadID, Key: req.Key, Err: err}
+		}
+		res.Inspected = true
+	}
 	return res, nil
 }
 
@@ -189,8 +223,10 @@ func (s *Service) abortS3(ctx context.Context, bucket, key, uploadID string) err
 }
 
 // AbortUpload is Abort for the jobs' multipart:abort task (worker/jobs.Aborter): it returns the
-// outcome and whether an object is at the key (the upload completed).
-func (s *Service) AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (string, bool, error) {
-	res, err := s.Abort(ctx, AbortRequest{Bucket: bucket, Key: key, UploadID: uploadID, Reason: reason})
+// outcome and whether an object is at the key (the upload completed); inspect is
+// AbortRequest.Inspect (nil: none).
+func (s *Service) AbortUpload(ctx context.Context, bucket, key, uploadID, reason string,
+	inspect func(ctx context.Context, bucket, key string) error) (string, bool, error) {
+	res, err := s.Abort(ctx, AbortRequest{Bucket: bucket, Key: key, UploadID: uploadID, Reason: reason, Inspect: inspect})
 	return res.Outcome, res.Object == ObjectExists, err
 }

@@ -39,6 +39,10 @@
 //
 // One rule for "gone", then, wherever the abort comes from: the object at the key decides. Uploads
 // intake did not create (found only by the sweep's listing) have no intent and are not looked at.
+// An object found there also means the upload's event, which would have cancelled the abort, is
+// late or was never sent: with [AbortRequest.Inspect] (the jobs' abort and sweep tasks pass the
+// pipeline) [Service.Abort] has the object inspected once the outcome is recorded, the one place
+// that does it for both.
 //
 // # Aborts are recorded before they are sent
 //

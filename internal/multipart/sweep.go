@@ -153,17 +153,14 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 			wg.Go(func() {
 				for c := range work {
 					req := AbortRequest{Bucket: opts.Bucket, Key: c.Key, UploadID: c.UploadID, Reason: cmp.Or(c.Reason, ReasonSweep), Foreign: !c.Known,
-						begun: c.begun, prior: c.prior}
+						Inspect: opts.Inspect, begun: c.begun, prior: c.prior}
 					if !c.Initiated.IsZero() {
 						req.Initiated = &c.Initiated
 					}
 					res, err := s.Abort(ctx, req)
-					completed := err == nil && res.Object == ObjectExists
-					var inspectErr error
-					if completed && opts.Inspect != nil {
-						if inspectErr = opts.Inspect(ctx, opts.Bucket, c.Key); inspectErr != nil {
-							inspectErr = fmt.Errorf("inspect completed upload %s of %q: %w", c.UploadID, c.Key, inspectErr)
-						}
+					var inspectErr *InspectError
+					if errors.As(err, &inspectErr) {
+						err = nil // the abort's outcome is recorded
 					}
 					mu.Lock()
 					switch {
@@ -178,7 +175,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 						rep.Aborted++
 						rep.BytesReclaimed += res.Bytes
 					}
-					if completed {
+					if err == nil && res.Object == ObjectExists {
 						rep.Completed++
 						switch {
 						case inspectErr != nil:
@@ -186,7 +183,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 							if firstErr == nil {
 								firstErr = inspectErr
 							}
-						case opts.Inspect != nil:
+						case res.Inspected:
 							rep.Inspected++
 						}
 					}

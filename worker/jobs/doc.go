@@ -14,7 +14,10 @@
 //     internal/multipart, "States"). When the consumer sees the CompleteMultipartUpload event,
 //     tasks.Canceller deletes the task before it runs; a task that runs and finds the upload
 //     completed therefore inspects the object with the [Inspector] (the event is late, or S3 never
-//     sent it), so its verdict does not wait for the periodic reconcile.
+//     sent it), so its verdict does not wait for the periodic reconcile. The [Aborter] runs the
+//     inspection once the outcome is recorded; its error is retried unless the pipeline calls it
+//     permanent, whatever S3 status it carries (an S3 error of the abort itself is retried only
+//     when objstore.IsRetryable).
 //   - multipart:sweep ([Handlers.HandleSweep], [Sweeper]): list every open multipart upload of
 //     the bucket and abort, with bounded concurrency, intake's own uploads past their deadline and
 //     the uploads intake did not create (under the prefix) initiated before the threshold; then

@@ -32,10 +32,12 @@ func (f InspectorFunc) InspectObject(ctx context.Context, bucket, key string) er
 // Aborter aborts one multipart upload if it is still open and records what happened (the daemon
 // passes internal/multipart's Service). reason is tasks.ReasonDeadline or tasks.ReasonAPI. An
 // upload that no longer exists is not an error: the outcome says "gone", and completed says
-// whether an object is at the key (the upload was completed, not aborted). Errors for which
-// objstore.IsRetryable is false are not retried.
+// whether an object is at the key (the upload was completed, not aborted); inspect, when not nil,
+// is then called on that object once the outcome is recorded, and its error returned. Errors for
+// which objstore.IsRetryable is false are not retried, inspect's excepted (see Handlers.HandleAbort).
 type Aborter interface {
-	AbortUpload(ctx context.Context, bucket, key, uploadID, reason string) (outcome string, completed bool, err error)
+	AbortUpload(ctx context.Context, bucket, key, uploadID, reason string,
+		inspect func(ctx context.Context, bucket, key string) error) (outcome string, completed bool, err error)
 }
 
 // Sweeper aborts a bucket's stale multipart uploads and records what it did (the daemon passes
@@ -72,19 +74,28 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("multipart aborts not configured: %w", asynq.SkipRetry)
 	}
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
-	outcome, completed, err := h.Aborts.AbortUpload(ctx, p.Bucket, p.Key, p.UploadID, reason)
+	// An upload found completed (an object at its key) had its abort task run anyway: the consumer
+	// cancels the task when it processes the object's event, so that event is late or was never
+	// sent (S3 may send none for a complete that committed while its client's request failed). The
+	// Aborter has the object inspected now rather than leave its verdict to the periodic reconcile;
+	// on a late event, both record the same observation.
+	var inspect func(ctx context.Context, bucket, key string) error
+	if h.Inspector != nil {
+		inspect = func(ctx context.Context, bucket, key string) error {
+			if err := h.inspect(ctx, bucket, key); err != nil {
+				return &inspectError{err}
+			}
+			return nil
+		}
+	}
+	outcome, completed, err := h.Aborts.AbortUpload(ctx, p.Bucket, p.Key, p.UploadID, reason, inspect)
+	if ie := (*inspectError)(nil); errors.As(err, &ie) {
+		// The abort is recorded; the inspection's error is classified by the pipeline, not by S3's
+		// status (h.inspect marks a permanent one), so that a PostgreSQL outage is retried.
+		return ie.err
+	}
 	if err != nil {
 		return s3Error(err)
-	}
-	if completed && h.Inspector != nil {
-		// The upload was completed and yet its abort task ran: the consumer cancels the task when
-		// it processes the object's event, so that event is late or was never sent (S3 may send none
-		// for a complete that committed while its client's request failed). Inspect the object now
-		// rather than leave its verdict to the periodic reconcile; on a late event, both record the
-		// same observation.
-		if err := h.inspect(ctx, p.Bucket, p.Key); err != nil {
-			return err
-		}
 	}
 	h.log().InfoContext(ctx, "multipart abort task done", "reason", reason,
 		"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "outcome", outcome, "completed", completed)
@@ -121,6 +132,12 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 	}
 	return h.inspect(ctx, p.Bucket, p.Key)
 }
+
+// inspectError carries h.inspect's error, already classified, through the Aborter.
+type inspectError struct{ err error }
+
+func (e *inspectError) Error() string { return e.err.Error() }
+func (e *inspectError) Unwrap() error { return e.err }
 
 // inspect runs the Inspector on one object; a permanent error is not retried.
 func (h *Handlers) inspect(ctx context.Context, bucket, key string) error {

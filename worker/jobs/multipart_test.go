@@ -3,7 +3,10 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -363,4 +366,61 @@ func TestHandlersThroughMux(t *testing.T) {
 		require.Equal(t, "sweep", rows[u.ID].Reason)
 	}
 	require.Equal(t, 1.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
+}
+
+// statusError is an error carrying an HTTP status, as S3's do.
+type statusError int
+
+func (e statusError) Error() string       { return "status " + strconv.Itoa(int(e)) }
+func (e statusError) HTTPStatusCode() int { return int(e) }
+
+// TestAbortTaskInspectionErrors: an abort task that finds its upload completed has the object
+// inspected after the abort's outcome is recorded, and the inspection's error decides the retry by
+// the pipeline's classification, not by S3's status: a permanent one is not retried, any other
+// is, even one that carries a 403 (an S3 error of the abort itself with that status would not be).
+// A retry of the task records the same outcome and inspects again.
+func TestAbortTaskInspectionErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	tests := []struct {
+		name      string
+		inspect   error
+		skipRetry bool
+	}{
+		{name: "inspected", inspect: nil},
+		{name: "permanent", inspect: fmt.Errorf("policy: %w", pipeline.ErrPermanent), skipRetry: true},
+		{name: "transient with a 403 inside", inspect: fmt.Errorf("head: %w", statusError(403))},
+		{name: "store down", inspect: errors.New("record: connection refused")},
+	}
+	for i, tt := range tests {
+		u := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{fmt.Sprintf("insp/%d.bin", i)}, 1)[0]
+		b.uploadPart1(t, u, []byte("x"), true)
+		id := intent(t, ctx, b.st, b.bucket, u)
+		var calls []string
+		mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Inspector: jobs.InspectorFunc(func(_ context.Context, bucket, key string) error {
+			calls = append(calls, bucket+"/"+key)
+			return tt.inspect
+		})}, b.metrics, b.log)
+		task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Deadline: time.Now()})
+		require.NoError(t, err)
+		err = mux.ProcessTask(ctx, task)
+		if tt.inspect == nil {
+			require.NoError(t, err, tt.name)
+		} else {
+			require.ErrorIs(t, err, tt.inspect, tt.name)
+			require.Equal(t, tt.skipRetry, errors.Is(err, asynq.SkipRetry), "%s: %v", tt.name, err)
+		}
+		require.Equal(t, []string{b.bucket + "/" + u.Key}, calls, tt.name)
+		require.Equal(t, "gone", abortRows(t, ctx, b.st, b.bucket)[u.ID].Outcome, "%s: the abort is recorded first", tt.name)
+		got, err := testkit.GetUpload(ctx, b.st.Pool, id)
+		require.NoError(t, err)
+		require.Equal(t, "completed", got.Status, tt.name)
+
+		// asynq's retry of the task.
+		err = mux.ProcessTask(ctx, task)
+		require.Len(t, calls, 2, "%s: the retry inspects again", tt.name)
+		require.Equal(t, tt.inspect == nil, err == nil, tt.name)
+		require.Equal(t, "gone", abortRows(t, ctx, b.st, b.bucket)[u.ID].Outcome, tt.name)
+	}
 }
