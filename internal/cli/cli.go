@@ -58,7 +58,7 @@ func (c *CLI) config(command string) config.Config {
 		cfg.Database, cfg.Redis, cfg.S3Bucket = c.Reconcile.Database, c.Reconcile.Redis, c.Reconcile.S3Bucket
 		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Reconcile.AWSRegion, c.Reconcile.S3Endpoints
 	case "sweep":
-		cfg.Database, cfg.S3Bucket = c.Sweep.Database, c.Sweep.S3Bucket
+		cfg.Database, cfg.Redis, cfg.S3Bucket = c.Sweep.Database, c.Sweep.Redis, c.Sweep.S3Bucket
 		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Sweep.AWSRegion, c.Sweep.S3Endpoints
 	case "jobs":
 		cfg.Redis = c.Jobs.Redis

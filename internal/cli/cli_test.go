@@ -49,7 +49,7 @@ func TestHelpListsWhatTheCommandNeeds(t *testing.T) {
 		{[]string{"replay", "file"}, []string{"--queue-url", "--to"}, append([]string{"--database-url", "--bucket", "--s3-endpoint"}, daemonOnly...)},
 		{[]string{"replay", "archive"}, []string{"--queue-url", "--database-url", "--since"}, append([]string{"--bucket", "--s3-endpoint"}, daemonOnly...)},
 		{[]string{"reconcile"}, []string{"--database-url", "--db-schema", "--bucket", "--redis-url", "--s3-endpoint", "--fix"}, append([]string{"--queue-url", "--sqs-endpoint"}, daemonOnly...)},
-		{[]string{"sweep"}, []string{"--database-url", "--bucket", "--s3-endpoint", "--older-than", "--prefix", "--json"}, append([]string{"--queue-url", "--sqs-endpoint", "--redis-url", "--jobs-sweep-older-than"}, daemonOnly...)},
+		{[]string{"sweep"}, []string{"--database-url", "--bucket", "--s3-endpoint", "--redis-url", "--no-inspect", "--older-than", "--prefix", "--json"}, append([]string{"--queue-url", "--sqs-endpoint", "--jobs-sweep-older-than"}, daemonOnly...)},
 		{[]string{"migrate", "status"}, []string{"--database-url", "--db-schema", "--json"}, append([]string{"--bucket", "--redis-url", "--queue-url"}, daemonOnly...)},
 		{[]string{"jobs", "list"}, []string{"--redis-url", "--state"}, append([]string{"--database-url", "--bucket"}, daemonOnly...)},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,15 +18,20 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/replay"
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // opsSQS is an SQS client for the tests (see objstore.WrapHTTPClient).
@@ -317,5 +323,67 @@ func TestOperatorBinary(t *testing.T) {
 		code, _, stderr = runIntake(t, bin, opsEnv("DATABASE_URL="+dbURL), "reconcile")
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "INTAKE_BUCKET: required")
+	})
+
+	// An upload of intake's completed past intake (its event never came) and past its deadline:
+	// `intake sweep` records it gone, its intent completed, and enqueues an object:inspect task for
+	// its object for the jobs role; with --no-inspect it enqueues nothing and says so.
+	t.Run("sweep enqueues inspections", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		schema := testkit.Schema(t)
+		dbURL := testkit.DatabaseURLFor(schema)
+		st, err := store.Open(ctx, dbURL)
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		_, err = store.Migrate(ctx, st.Pool)
+		require.NoError(t, err)
+		s3c := testkit.S3()
+		bucket := testkit.Bucket(t, s3c)
+		ups := testkit.CreateUploads(t, ctx, s3c, bucket, []string{"i/a.bin", "n/b.bin"}, 2)
+		for _, u := range ups {
+			part, err := s3c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(u.Key), UploadId: aws.String(u.ID),
+				PartNumber: aws.Int32(1), Body: strings.NewReader("x")})
+			require.NoError(t, err)
+			_, err = s3c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(u.Key), UploadId: aws.String(u.ID),
+				MultipartUpload: &s3types.CompletedMultipartUpload{Parts: []s3types.CompletedPart{{PartNumber: aws.Int32(1), ETag: part.ETag}}}})
+			require.NoError(t, err)
+			_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: u.Key, Method: "multipart",
+				Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(u.ID), ExpiresAt: time.Now().Add(-time.Minute)})
+			require.NoError(t, err)
+		}
+		redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+		env := opsEnv("DATABASE_URL="+dbURL, fmt.Sprintf("REDIS_URL=redis://%s/%d", redisOpt.Addr, redisOpt.DB))
+		insp := asynq.NewInspector(redisOpt)
+		t.Cleanup(func() { _ = insp.Close() })
+		pending := func() []string {
+			ts, err := insp.ListPendingTasks(tasks.QueueDefault)
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				return nil
+			}
+			require.NoError(t, err)
+			var keys []string
+			for _, ti := range ts {
+				p, err := tasks.ParseInspectObject(ti.Payload)
+				require.NoError(t, err, ti.Type)
+				keys = append(keys, p.Bucket+"/"+p.Key)
+			}
+			return keys
+		}
+
+		code, stdout, stderr := runIntake(t, bin, env, "sweep", "--bucket", bucket, "--prefix", "i/", "--older-than", "1h", "--json")
+		require.Equal(t, 0, code, stderr)
+		var rep struct{ Gone, Completed, Inspected, Failed int }
+		require.NoError(t, json.Unmarshal([]byte(stdout), &rep), stdout)
+		require.Equal(t, struct{ Gone, Completed, Inspected, Failed int }{1, 1, 1, 0}, rep)
+		require.Equal(t, []string{bucket + "/i/a.bin"}, pending())
+
+		code, stdout, stderr = runIntake(t, bin, env, "sweep", "--bucket", bucket, "--prefix", "n/", "--older-than", "1h", "--no-inspect")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "1 of intake's uploads turned out completed (their events are late or were never sent) and no inspection was enqueued")
+		require.Equal(t, []string{bucket + "/i/a.bin"}, pending(), "--no-inspect enqueues nothing")
+		var status string
+		require.NoError(t, st.Pool.QueryRow(ctx, "SELECT string_agg(status, ',' ORDER BY key) FROM uploads WHERE bucket = $1", bucket).Scan(&status))
+		require.Equal(t, "completed,completed", status)
 	})
 }

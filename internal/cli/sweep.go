@@ -9,9 +9,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/reconcile"
 )
 
 // minSweepAge is the smallest --older-than accepted: younger uploads are probably in progress.
@@ -20,6 +23,7 @@ const minSweepAge = time.Minute
 // SweepCmd runs the stale multipart sweep once, in this process.
 type SweepCmd struct {
 	config.Database    `embed:""`
+	config.Redis       `embed:""`
 	config.AWSRegion   `embed:""`
 	config.S3Endpoints `embed:""`
 	config.S3Bucket    `embed:""`
@@ -29,6 +33,7 @@ type SweepCmd struct {
 	Prefix      string        `name:"prefix" env:"INTAKE_JOBS_SWEEP_PREFIX" placeholder:"P" help:"Only uploads whose key starts with P, filtered client-side (default: the whole bucket)."`
 	Concurrency int           `name:"concurrency" default:"16" help:"Aborts run at once."`
 	JSON        bool          `name:"json" help:"Print one JSON report (scope, counts, the uploads aborted or, with --dry-run, to abort) instead of text."`
+	NoInspect   bool          `name:"no-inspect" help:"Do not enqueue object:inspect tasks (REDIS_URL) for intake's uploads found completed; the reconcile inspects them later."`
 }
 
 // Run sweeps the configured bucket.
@@ -65,6 +70,18 @@ func (c *SweepCmd) Run(g *Globals) error {
 		return err
 	}
 	opts := multipart.SweepOptions{Bucket: cfg.Bucket, Prefix: prefix, OlderThan: olderThan, DryRun: c.DryRun}
+	if !c.NoInspect && !c.DryRun {
+		// An upload of intake's found completed had its event late or never sent: the jobs role
+		// runs the pipeline on it, as after the daemon's own sweep, instead of waiting for the
+		// reconcile. Redis is dialled only if such an upload turns up.
+		redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w (or --no-inspect)", err)
+		}
+		client := asynq.NewClient(redisOpt)
+		defer client.Close()
+		opts.Inspect = reconcile.TaskEnqueuer{Client: client}.EnqueueInspect
+	}
 	if c.JSON {
 		_, err = runSweepJSON(g.Ctx, mp, opts, g.Stdout)
 		return err
@@ -132,8 +149,11 @@ func runSweep(ctx context.Context, mp *multipart.Service, opts multipart.SweepOp
 	if rep.Interrupted > 0 {
 		fmt.Fprintf(w, "note: %d aborts were begun and never recorded (a process stopped between S3's answer and PostgreSQL); resumed\n", rep.Interrupted)
 	}
+	if rep.Inspected > 0 {
+		fmt.Fprintf(w, "note: %d of intake's uploads turned out completed (their events are late or were never sent); object:inspect tasks enqueued for them (the jobs role runs them)\n", rep.Inspected)
+	}
 	if n := rep.Completed - rep.Inspected; n > 0 {
-		fmt.Fprintf(w, "note: %d of intake's uploads turned out completed (their events are late or were never sent) and were not inspected here; the daemon's reconcile inspects them, or run `intake reconcile`\n", n)
+		fmt.Fprintf(w, "note: %d of intake's uploads turned out completed (their events are late or were never sent) and no inspection was enqueued; the daemon's reconcile inspects them, or run `intake reconcile --fix`\n", n)
 	}
 	if rep.Protected > 0 {
 		fmt.Fprintf(w, "note: %d of intake's uploads are older than the cutoff but before their deadline: kept\n", rep.Protected)

@@ -104,7 +104,8 @@ type SweepReport struct {
 	Gone    int `json:"gone"`
 	Failed  int `json:"failed"`
 	// Completed counts intake's uploads found completed (an object at the key), among Gone or
-	// Aborted; Inspected, those of them inspected (SweepOptions.Inspect).
+	// Aborted; Inspected, those of them handed to SweepOptions.Inspect without error (inspected by
+	// the jobs' sweep task; enqueued for inspection by `intake sweep`).
 	Completed int `json:"completed"`
 	Inspected int `json:"inspected"`
 	// BytesReclaimed sums the part sizes of the aborted uploads, where known.
