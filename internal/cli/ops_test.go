@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/uuid"
@@ -342,13 +341,8 @@ func TestOperatorBinary(t *testing.T) {
 		bucket := testkit.Bucket(t, s3c)
 		ups := testkit.CreateUploads(t, ctx, s3c, bucket, []string{"i/a.bin", "n/b.bin"}, 2)
 		for _, u := range ups {
-			part, err := s3c.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(u.Key), UploadId: aws.String(u.ID),
-				PartNumber: aws.Int32(1), Body: strings.NewReader("x")})
-			require.NoError(t, err)
-			_, err = s3c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(u.Key), UploadId: aws.String(u.ID),
-				MultipartUpload: &s3types.CompletedMultipartUpload{Parts: []s3types.CompletedPart{{PartNumber: aws.Int32(1), ETag: part.ETag}}}})
-			require.NoError(t, err)
-			_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: u.Key, Method: "multipart",
+			testkit.UploadPart1(t, ctx, s3c, bucket, u, []byte("x"), true)
+			_, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: u.Key, Method: "multipart",
 				Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(u.ID), ExpiresAt: time.Now().Add(-time.Minute)})
 			require.NoError(t, err)
 		}

@@ -1,12 +1,14 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // Upload is an open multipart upload.
@@ -32,6 +34,26 @@ func CreateUploads(t testing.TB, ctx context.Context, client *s3.Client, bucket 
 		t.Fatalf("testkit: %v", err)
 	}
 	return out
+}
+
+// UploadPart1 uploads part as u's part 1; with complete, it then completes u (as a client holding
+// presigned URLs would, past intake).
+func UploadPart1(t testing.TB, ctx context.Context, client *s3.Client, bucket string, u Upload, part []byte, complete bool) {
+	t.Helper()
+	res, err := client.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(u.Key),
+		UploadId: aws.String(u.ID), PartNumber: aws.Int32(1), Body: bytes.NewReader(part)})
+	if err != nil {
+		t.Fatalf("testkit: upload part 1 of %s: %v", u.Key, err)
+	}
+	if !complete {
+		return
+	}
+	_, err = client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(u.Key),
+		UploadId: aws.String(u.ID), MultipartUpload: &types.CompletedMultipartUpload{
+			Parts: []types.CompletedPart{{ETag: res.ETag, PartNumber: aws.Int32(1)}}}})
+	if err != nil {
+		t.Fatalf("testkit: complete %s: %v", u.Key, err)
+	}
 }
 
 // OpenUploads lists every open multipart upload of the bucket (no prefix: MinIO's folder prefixes

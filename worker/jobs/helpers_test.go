@@ -1,7 +1,6 @@
 package jobs_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,18 +84,8 @@ func abortRows(tb testing.TB, ctx context.Context, st *store.Store, bucket strin
 	return out
 }
 
-// uploadPart1 uploads part as u's part 1; with complete, it then completes u (as a client holding
-// presigned URLs would, past intake).
+// uploadPart1 is testkit.UploadPart1 in the bundle's bucket.
 func (b *testBundle) uploadPart1(tb testing.TB, u testkit.Upload, part []byte, complete bool) {
 	tb.Helper()
-	res, err := b.s3.UploadPart(b.ctx, &s3.UploadPartInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key),
-		UploadId: aws.String(u.ID), PartNumber: aws.Int32(1), Body: bytes.NewReader(part)})
-	require.NoError(tb, err)
-	if !complete {
-		return
-	}
-	_, err = b.s3.CompleteMultipartUpload(b.ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key),
-		UploadId: aws.String(u.ID), MultipartUpload: &types.CompletedMultipartUpload{
-			Parts: []types.CompletedPart{{ETag: res.ETag, PartNumber: aws.Int32(1)}}}})
-	require.NoError(tb, err)
+	testkit.UploadPart1(tb, b.ctx, b.s3, b.bucket, u, part, complete)
 }
