@@ -228,7 +228,7 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 		log.DebugContext(ctx, "metadata event: not re-inspected")
 		return kind + ":ignored", nil
 	case KindRemoved:
-		return p.removed(ctx, log, ev)
+		return p.removed(ctx, log, ev, false)
 	case KindCreated:
 		seq, _ := SequencerKey(ev.Sequencer) // Decode checked it
 		return p.created(ctx, log, ev.Bucket, ev.Key, seq, ev.Time, false)
@@ -241,14 +241,20 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 // removed marks the object deleted if S3 confirms it is gone: HEAD answers
 // 404 (no object, or a delete marker, under the key). An object S3 still
 // has, whatever the event says (a forged or stray event, a removal of an
-// older version, a key written again since), changes nothing.
-func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event) (string, error) {
+// older version, a key written again since), changes nothing. own is
+// intake's record of its own delete or move (recordAction): an object found
+// there was written again after it, not a sign of a distrusted event, and
+// the new object's own event records it.
+func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own bool) (string, error) {
 	lk, err := p.records.Lookup(ctx, ev.Bucket, ev.Key)
 	if err != nil {
 		return "", err
 	}
 	_, err = p.objects.Head(ctx, ev.Bucket, ev.Key)
 	switch {
+	case err == nil && own:
+		log.InfoContext(ctx, "key written again since intake removed it; its own event records it")
+		return "removed:rewritten", nil
 	case err == nil:
 		p.m.distrusted.WithLabelValues(DistrustRemovalUnconfirmed).Inc()
 		log.InfoContext(ctx, "removal not confirmed: S3 still has the object; nothing changed", "version_id", ev.VersionID)
@@ -421,7 +427,7 @@ func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, ke
 		}
 	}
 	log := p.log.With("bucket", bucket, "key", key, "event", event)
-	if _, err := p.removed(ctx, log, Event{Kind: KindRemoved, Name: event, Bucket: bucket, Key: key}); err != nil {
+	if _, err := p.removed(ctx, log, Event{Kind: KindRemoved, Name: event, Bucket: bucket, Key: key}, true); err != nil {
 		return fmt.Errorf("record removal of %s/%s: %w", bucket, key, err)
 	}
 	return nil

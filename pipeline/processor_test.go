@@ -999,3 +999,66 @@ func TestProcessDistrust(t *testing.T) {
 	}
 	require.Contains(t, archivedOutcomes(t, b), "refused:foreign_bucket")
 }
+
+// rewriting is the real object store with one hook: right after intake's delete or move of the
+// rejected object succeeds, rewrite puts a new object under the same key, as an uploader writing
+// again at that instant would.
+type rewriting struct {
+	pipeline.ObjectStore
+	rewrite func()
+}
+
+func (r *rewriting) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey string) error {
+	err := r.ObjectStore.Move(ctx, obj, dstKey)
+	if err == nil {
+		r.rewrite()
+	}
+	return err
+}
+
+func (r *rewriting) Delete(ctx context.Context, obj pipeline.ObjectRef) error {
+	err := r.ObjectStore.Delete(ctx, obj)
+	if err == nil {
+		r.rewrite()
+	}
+	return err
+}
+
+// TestProcessKeyRewrittenAfterOwnRemoval: when intake deletes or moves a rejected object and the key
+// is written again before intake looks (its HEAD after the action), the new object is not a
+// distrusted removal event (nothing forged it): nothing is counted as one, the rejected verdict's
+// row is left for the new object's own event, and that event records the new object.
+func TestProcessKeyRewrittenAfterOwnRemoval(t *testing.T) {
+	t.Parallel()
+	for _, action := range []string{pipeline.ActionDelete, pipeline.ActionQuarantine} {
+		t.Run(action, func(t *testing.T) {
+			t.Parallel()
+			b := setupProc(t, procOpts{})
+			const key = "k.png"
+			b.put(t, key, "image/png", []byte("<html>not an image</html>"))
+			img := pngBytes(t, 2, 2)
+			var second string
+			r := &rewriting{ObjectStore: objstore.NewObjects(b.s3), rewrite: func() { second = b.put(t, key, "image/png", img) }}
+			p := b.newProcessor(t, procOpts{objects: r, policy: sniffPolicy(action)})
+			unconfirmed := map[string]string{"reason": pipeline.DistrustRemovalUnconfirmed}
+
+			require.NoError(t, p.Process(b.ctx, "m1", b.created(key, "0A", t0)))
+			require.NotEmpty(t, second, "the hook ran: the object was acted on")
+			require.True(t, b.exists(t, key), "the new object is in place")
+			require.Zero(t, metricValue(t, b.reg, "intake_events_distrusted_total", unconfirmed), "intake's own removal is not a distrusted event")
+			row := b.row(t, key)
+			require.Equal(t, pipeline.StatusRejected, row.Status, "the old verdict stands until the new object's event")
+			if action == pipeline.ActionQuarantine {
+				q := b.row(t, "quarantine/"+key)
+				require.Equal(t, pipeline.StatusRejected, q.Status, "the copy is recorded")
+				require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
+			}
+
+			require.NoError(t, p.Process(b.ctx, "m2", b.created(key, "0B", t0.Add(time.Second))))
+			row = b.row(t, key)
+			require.Equal(t, pipeline.StatusValid, row.Status)
+			require.Equal(t, second, *row.Etag)
+			require.Zero(t, metricValue(t, b.reg, "intake_events_distrusted_total", unconfirmed))
+		})
+	}
+}

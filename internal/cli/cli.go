@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/redact"
@@ -122,6 +123,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	cfg := c.config(kctx.Command())
 	secrets := append(cfg.Secrets(), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
+	redis.SetLogger(redisLog{log.With("component", "redis")})
 	g := &Globals{Ctx: ctx, Config: &cfg, Log: log, Stdout: stdout}
 	if err := kctx.Run(g); err != nil {
 		var ee exitError

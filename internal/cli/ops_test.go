@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -379,5 +380,31 @@ func TestOperatorBinary(t *testing.T) {
 		var status string
 		require.NoError(t, st.Pool.QueryRow(ctx, "SELECT string_agg(status, ',' ORDER BY key) FROM uploads WHERE bucket = $1", bucket).Scan(&status))
 		require.Equal(t, "completed,completed", status)
+
+		// Redis down: the completed upload is still recorded (its intent completed), its inspection
+		// is not enqueued, and the command says so and exits 1 instead of reporting success.
+		ups = testkit.CreateUploads(t, ctx, s3c, bucket, []string{"r/c.bin"}, 1)
+		testkit.UploadPart1(t, ctx, s3c, bucket, ups[0], []byte("x"), true)
+		_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: ups[0].Key, Method: "multipart",
+			Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(ups[0].ID), ExpiresAt: time.Now().Add(-time.Minute)})
+		require.NoError(t, err)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		down := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		code, stdout, stderr = runIntake(t, bin, opsEnv("DATABASE_URL="+dbURL, "REDIS_URL=redis://"+down+"/0"), "sweep", "--bucket", bucket, "--prefix", "r/", "--older-than", "1h")
+		require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+		require.Contains(t, stdout, "1 of intake's uploads turned out completed (their events are late or were never sent) and no inspection was enqueued")
+		require.Contains(t, stdout, "failed 1")
+		require.Contains(t, stderr, down, "the error names what was unreachable")
+		for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+			if !strings.HasPrefix(line, "intake: ") { // the last line: the error for a person
+				require.True(t, strings.HasPrefix(line, "time="), "every log line is the logger's, go-redis's too: %q", line)
+			}
+		}
+		require.Contains(t, stderr, "component=redis", "go-redis's own lines go through the logger")
+		require.NoError(t, st.Pool.QueryRow(ctx, "SELECT status FROM uploads WHERE bucket = $1 AND key = 'r/c.bin'", bucket).Scan(&status))
+		require.Equal(t, "completed", status, "recorded before the inspection was tried")
+		require.Equal(t, []string{bucket + "/i/a.bin"}, pending(), "nothing enqueued")
 	})
 }

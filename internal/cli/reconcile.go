@@ -47,7 +47,7 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 		return err
 	}
 	defer st.Close()
-	awsCfg, err := objstore.LoadAWS(g.Ctx, cfg.AWS)
+	awsCfg, err := objstore.LoadAWS(g.Ctx, cfg.AWS, g.Log)
 	if err != nil {
 		return err
 	}

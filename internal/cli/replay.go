@@ -304,7 +304,7 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 // sqsClient builds an SQS client from the configuration (LoadAWS installs objstore.HTTPClient,
 // without which a fast answer can be lost after the server acted).
 func sqsClient(g *Globals) (*sqs.Client, error) {
-	awsCfg, err := objstore.LoadAWS(g.Ctx, g.Config.AWS)
+	awsCfg, err := objstore.LoadAWS(g.Ctx, g.Config.AWS, g.Log)
 	if err != nil {
 		return nil, err
 	}

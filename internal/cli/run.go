@@ -219,7 +219,7 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 		}
 		return nil, fmt.Errorf("intake's tables are in schema public, but intake now keeps them in schema %s: run `intake migrate` to move them (or set INTAKE_DB_SCHEMA=public to keep them there)", st.Schema)
 	}
-	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS)
+	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS, log)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -59,7 +59,7 @@ func (c *SweepCmd) Run(g *Globals) error {
 		return err
 	}
 	defer st.Close()
-	awsCfg, err := objstore.LoadAWS(g.Ctx, cfg.AWS)
+	awsCfg, err := objstore.LoadAWS(g.Ctx, cfg.AWS, g.Log)
 	if err != nil {
 		return err
 	}

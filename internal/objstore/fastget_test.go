@@ -3,9 +3,11 @@ package objstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +22,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -466,9 +469,29 @@ func TestPeekFastOverTLS(t *testing.T) {
 // the fasthttp sender.
 func TestDaemonClientUsesFast(t *testing.T) {
 	t.Parallel()
-	cfg, err := objstore.LoadAWS(testkit.Context(t), testkit.AWS())
+	cfg, err := objstore.LoadAWS(testkit.Context(t), testkit.AWS(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.Equal(t, 0, objstore.FastIdle(objstore.NewObjects(objstore.NewClient(cfg, testkit.AWS()))))
+}
+
+// TestLoadAWSLogsThroughSlog: what the SDK logs (its checksum warnings, retries when asked) is a
+// structured line of the daemon's logger, not the SDK's default plain line on stderr; debug
+// lines are dropped at the info level.
+func TestLoadAWSLogsThroughSlog(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	cfg, err := objstore.LoadAWS(testkit.Context(t), testkit.AWS(), log)
+	require.NoError(t, err)
+	cfg.Logger.Logf(logging.Warn, "Response has no supported checksum. Not validating response payload. %d", 1)
+	cfg.Logger.Logf(logging.Debug, "request %s", "dropped")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 1, buf.String())
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &line))
+	require.Equal(t, "WARN", line["level"])
+	require.Equal(t, "aws-sdk", line["component"])
+	require.Equal(t, "Response has no supported checksum. Not validating response payload. 1", line["msg"])
 }
 
 // TestPeekFastKeepsTheTransportsConnectionLimit: past the transport's MaxConnsPerHost, a GET goes

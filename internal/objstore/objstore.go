@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,14 +19,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/intakehq/intake/internal/config"
 )
 
 // LoadAWS loads the SDK configuration (credential chain, retries) for the configured region, with
-// intake's HTTP client (see HTTPClient).
-func LoadAWS(ctx context.Context, c config.AWS) (aws.Config, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region))
+// intake's HTTP client (see HTTPClient). What the SDK logs (its warnings, such as a response
+// checksum it could not validate) goes through log, structured and redacted like intake's own
+// lines, instead of the SDK's default plain lines on stderr.
+func LoadAWS(ctx context.Context, c config.AWS, log *slog.Logger) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithLogger(sdkLog{log.With("component", "aws-sdk")}))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -135,4 +139,18 @@ func NotifyQueue(ctx context.Context, client *s3.Client, bucket, queueARN string
 		return fmt.Errorf("put notification configuration of %q: %w", bucket, err)
 	}
 	return nil
+}
+
+// sdkLog is the SDK's logging.Logger over slog: its warnings at warn, everything else at debug.
+type sdkLog struct{ log *slog.Logger }
+
+// Logf implements logging.Logger.
+func (l sdkLog) Logf(c logging.Classification, format string, v ...any) {
+	level := slog.LevelDebug
+	if c == logging.Warn {
+		level = slog.LevelWarn
+	}
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, fmt.Sprintf(format, v...))
+	}
 }

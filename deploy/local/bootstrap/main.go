@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -35,7 +36,7 @@ func run(bucket, queueName, notifyARN string) error {
 		S3Endpoints:  config.S3Endpoints{S3Endpoint: os.Getenv("AWS_ENDPOINT_URL_S3")},
 		SQSEndpoints: config.SQSEndpoints{SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS")},
 	}
-	awsCfg, err := objstore.LoadAWS(ctx, awsCfgSection)
+	awsCfg, err := objstore.LoadAWS(ctx, awsCfgSection, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
