@@ -58,7 +58,10 @@
 //     object S3 still has changes nothing, whatever the event says: a forged
 //     or stray event, the removal of a non-current version, a key written
 //     again since (its own event records it); the event is counted in
-//     intake_events_distrusted_total{reason="removal_unconfirmed"};
+//     intake_events_distrusted_total{reason="removal_unconfirmed"}. intake's
+//     own record of a delete or move it made, finding the key written again
+//     before its HEAD, changes nothing either and is not counted: nothing
+//     forged it;
 //   - created events are inspected, judged, recorded, then acted on.
 //
 // Every event names a bucket: one intake is not configured for
