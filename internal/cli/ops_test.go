@@ -396,6 +396,7 @@ func TestOperatorBinary(t *testing.T) {
 		require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 		require.Contains(t, stdout, "1 of intake's uploads turned out completed (their events are late or were never sent) and no inspection was enqueued")
 		require.Contains(t, stdout, "failed 1")
+		require.Contains(t, stderr, "1 of 1 candidates failed (an abort, or a completed upload's inspection), first: inspect completed upload")
 		require.Contains(t, stderr, down, "the error names what was unreachable")
 		for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
 			if !strings.HasPrefix(line, "intake: ") { // the last line: the error for a person

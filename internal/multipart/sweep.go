@@ -239,7 +239,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, ctx.Err())
 	case firstErr != nil:
 		log.WarnContext(ctx, "sweep finished with failures", attrs...)
-		return rep, fmt.Errorf("sweep %s: %d of %d aborts failed, first: %w", opts.Bucket, rep.Failed, rep.Stale, firstErr)
+		return rep, fmt.Errorf("sweep %s: %d of %d candidates failed (an abort, or a completed upload's inspection), first: %w", opts.Bucket, rep.Failed, rep.Stale, firstErr)
 	}
 	if !opts.DryRun {
 		s.metrics.swept(s.now())
