@@ -12,6 +12,10 @@ func TestMain(m *testing.M) {
 		// BenchmarkScaleOut's consumer process: run one consumer instead of the tests.
 		os.Exit(runConsumerChild())
 	}
+	if os.Getenv(bareChildEnv) != "" {
+		// BenchmarkScaleOutBare's client process: fetch its share of the URLs instead of the tests.
+		os.Exit(runBareChild())
+	}
 	goleak.VerifyTestMain(m,
 		// Idle keep-alive connections of the SDK's shared HTTP transport.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
