@@ -8,6 +8,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(protoChildEnv) != "" {
+		// BenchmarkScaleOutBatchProto's prototype process.
+		os.Exit(runProtoChild())
+	}
 	if os.Getenv(childEnv) != "" {
 		// BenchmarkScaleOut's consumer process: run one consumer instead of the tests.
 		os.Exit(runConsumerChild())

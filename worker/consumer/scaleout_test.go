@@ -242,11 +242,12 @@ type child struct {
 }
 
 // startChild starts a consumer child on queueURL, recording into the schema of st.
-func startChild(b *testing.B, name, queueURL, bucket string, st *store.Store) *child {
+func startChild(b *testing.B, name, queueURL, bucket string, st *store.Store, extraEnv ...string) *child {
 	b.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+queueURL, childBucketEnv+"="+bucket,
 		childDBEnv+"="+testkit.DatabaseURLFor(st.Schema))
+	cmd.Env = append(cmd.Env, extraEnv...)
 	if dir := os.Getenv("INTAKE_BENCH_CPUPROFILE_DIR"); dir != "" {
 		cmd.Env = append(cmd.Env, childProfileEnv+"="+filepath.Join(dir, name+".pprof"))
 	}
