@@ -198,4 +198,3 @@ func BenchmarkScaleOutBatchProto(b *testing.B) {
 		b.ReportMetric(float64(cpu[2])/float64(cpu[1]), "proto-x-2proc-cpu")
 	}
 }
-
