@@ -33,34 +33,11 @@ const (
 	bareWorkers = 64
 )
 
-// bareReport is what a bare client child prints on its stdout.
-type bareReport struct {
-	CPU      time.Duration `json:"cpu"`      // user+system CPU from the first GET's start to the last's end
-	Switches switches      `json:"switches"` // context switches in the same span
-	GETs     int64         `json:"gets"`
-	Err      string        `json:"err,omitempty"`
-}
-
-// runBareChild is the bare client child's main: it returns the exit status.
-func runBareChild() int {
-	rep, err := bareChild()
-	if err != nil {
-		rep.Err = err.Error()
-	}
-	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
-		return 2
-	}
-	if rep.Err != "" {
-		return 1
-	}
-	return 0
-}
-
 // bareChild does the one thing of the consumer's per-event work that involves no intake code at
 // all: a ranged GET of an object's first pipeline.SniffLen bytes from MinIO, through a plain
 // net/http client, bareWorkers at a time.
-func bareChild() (bareReport, error) {
-	var rep bareReport
+func bareChild() (childReport, error) {
+	var rep childReport
 	data, err := os.ReadFile(os.Getenv(bareChildEnv))
 	if err != nil {
 		return rep, err
@@ -94,7 +71,7 @@ func bareChild() (bareReport, error) {
 	}
 	wg.Wait()
 	ended := selfUsage()
-	rep.CPU, rep.Switches, rep.GETs = ended.cpu-began.cpu, ended.switches.sub(began.switches), int64(len(urls))
+	rep.CPU, rep.Switches, rep.Processed = ended.cpu-began.cpu, ended.switches.sub(began.switches), int64(len(urls))
 	return rep, firstErr
 }
 
@@ -124,7 +101,7 @@ func runBare(b *testing.B, file string, procs, n int) scaleOutRun {
 	b.Helper()
 	began := time.Now()
 	type result struct {
-		rep bareReport
+		rep childReport
 		err error
 	}
 	results := make(chan result, procs)
@@ -139,7 +116,7 @@ func runBare(b *testing.B, file string, procs, n int) scaleOutRun {
 				results <- result{err: fmt.Errorf("bare child: %w", err)}
 				return
 			}
-			var rep bareReport
+			var rep childReport
 			sc := bufio.NewScanner(strings.NewReader(string(out)))
 			for sc.Scan() { // the report is the last line
 				err = json.Unmarshal(sc.Bytes(), &rep)
@@ -159,7 +136,7 @@ func runBare(b *testing.B, file string, procs, n int) scaleOutRun {
 		}
 		run.cpu += r.rep.CPU
 		run.sw = run.sw.add(r.rep.Switches)
-		gets += r.rep.GETs
+		gets += r.rep.Processed
 	}
 	run.took = time.Since(began)
 	if gets != int64(n) {
@@ -196,21 +173,6 @@ func BenchmarkScaleOutBare(b *testing.B) {
 		for _, procs := range scaleOutOrder {
 			runs[procs] = append(runs[procs], runBare(b, file, procs, benchEvents))
 		}
-		var cpu [3]time.Duration
-		for procs := 1; procs <= 2; procs++ {
-			var sw switches
-			for _, r := range runs[procs] {
-				cpu[procs] += r.cpu
-				sw = sw.add(r.sw)
-			}
-			gets := benchEvents * len(runs[procs])
-			b.Logf("bare client, %d process(es): %.1f µs of CPU per GET, %.2f voluntary context switches per GET, spread %.2f",
-				procs, float64(cpu[procs].Microseconds())/float64(gets), float64(sw.Voluntary)/float64(gets), spread(runs[procs], benchEvents))
-			prefix := fmt.Sprintf("bare-%dproc-", procs)
-			b.ReportMetric(float64(cpu[procs].Microseconds())/float64(gets), prefix+"cpu-µs/GET")
-			b.ReportMetric(float64(sw.Voluntary)/float64(gets), prefix+"vcsw/GET")
-			b.ReportMetric(spread(runs[procs], benchEvents), prefix+"spread")
-		}
-		b.ReportMetric(float64(cpu[2])/float64(cpu[1]), "bare-x-2proc-cpu")
+		reportSplit(b, "bare client", "bare-", "GET", runs, benchEvents)
 	}
 }

@@ -2,7 +2,6 @@ package consumer_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -32,21 +31,6 @@ const protoChildEnv = "INTAKE_BATCHPROTO_CHILD"
 // protoLoops is the prototype's concurrency: loops of up to 10 messages each (80 in flight, about
 // the consumer's 64 workers).
 const protoLoops = 8
-
-// runProtoChild runs the prototype until SIGTERM and prints a childReport.
-func runProtoChild() int {
-	rep, err := protoChild()
-	if err != nil {
-		rep.Err = err.Error()
-	}
-	if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
-		return 2
-	}
-	if rep.Err != "" {
-		return 1
-	}
-	return 0
-}
 
 // protoChild is a consumer reduced to what the issue calls a lean one, each received batch carried
 // through in one goroutine with no hand-off: receive 10, decode, one lookup statement (with the
@@ -181,20 +165,6 @@ func BenchmarkScaleOutBatchProto(b *testing.B) {
 			}
 			runs[procs] = append(runs[procs], run)
 		}
-		var cpu [3]time.Duration
-		for procs := 1; procs <= 2; procs++ {
-			var sw switches
-			for _, r := range runs[procs] {
-				cpu[procs] += r.cpu
-				sw = sw.add(r.sw)
-			}
-			events := benchEvents * len(runs[procs])
-			b.Logf("prototype, %d process(es): %.3f ms per event, %.2f voluntary switches per event, spread %.2f",
-				procs, float64(cpu[procs])/float64(time.Millisecond)/float64(events), float64(sw.Voluntary)/float64(events), spread(runs[procs], benchEvents))
-			prefix := fmt.Sprintf("proto-%dproc-", procs)
-			b.ReportMetric(float64(cpu[procs])/float64(time.Millisecond)/float64(events), prefix+"cpu-ms/event")
-			b.ReportMetric(float64(sw.Voluntary)/float64(events), prefix+"vcsw/event")
-		}
-		b.ReportMetric(float64(cpu[2])/float64(cpu[1]), "proto-x-2proc-cpu")
+		reportSplit(b, "prototype", "proto-", "event", runs, benchEvents)
 	}
 }

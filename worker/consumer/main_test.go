@@ -10,15 +10,15 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv(protoChildEnv) != "" {
 		// BenchmarkScaleOutBatchProto's prototype process.
-		os.Exit(runProtoChild())
+		os.Exit(runChild(protoChild))
 	}
 	if os.Getenv(childEnv) != "" {
 		// BenchmarkScaleOut's consumer process: run one consumer instead of the tests.
-		os.Exit(runConsumerChild())
+		os.Exit(runChild(consumerChild))
 	}
 	if os.Getenv(bareChildEnv) != "" {
 		// BenchmarkScaleOutBare's client process: fetch its share of the URLs instead of the tests.
-		os.Exit(runBareChild())
+		os.Exit(runChild(bareChild))
 	}
 	goleak.VerifyTestMain(m,
 		// Idle keep-alive connections of the SDK's shared HTTP transport.

@@ -55,7 +55,7 @@ const scaleOutTimeout = 3 * time.Minute
 type childReport struct {
 	CPU       time.Duration `json:"cpu"`       // user+system CPU from Run's start to its return
 	Switches  switches      `json:"switches"`  // context switches in the same span
-	Processed int64         `json:"processed"` // Process calls (a redelivered message counts again)
+	Processed int64         `json:"processed"` // Process calls (a redelivered message counts again); a baseline: its units of work
 	Acked     float64       `json:"acked"`     // intake_messages_acked_total
 	Receives  histSummary   `json:"receives"`  // intake_consumer_receive_batch_messages
 	Deletes   histSummary   `json:"deletes"`   // intake_consumer_delete_batch_messages
@@ -76,10 +76,12 @@ func (h histSummary) add(o histSummary) histSummary {
 
 func (h histSummary) mean() float64 { return h.Sum / float64(max(h.Count, 1)) }
 
-// runConsumerChild runs one consumer on the queue in $INTAKE_CONSUMER_CHILD until SIGTERM, then
-// prints its childReport as JSON. It returns the exit status.
-func runConsumerChild() int {
-	rep, err := consumerChild()
+// runChild is the main of a benchmark's child process (the test binary run again: see TestMain):
+// it runs work (one consumer on the queue in $INTAKE_CONSUMER_CHILD until SIGTERM, or a baseline of
+// BenchmarkScaleOutBare or BenchmarkScaleOutBatchProto), prints its childReport as JSON and returns
+// the exit status.
+func runChild(work func() (childReport, error)) int {
+	rep, err := work()
 	if err != nil {
 		rep.Err = err.Error()
 	}
@@ -90,6 +92,29 @@ func runConsumerChild() int {
 		return 1
 	}
 	return 0
+}
+
+// reportSplit logs and reports what a baseline's runs (by process count: 1 and 2) cost per unit
+// of work (n units per run) under prefix: CPU and voluntary switches per unit, each count's spread,
+// and the two-process ratio as prefix+"x-2proc-cpu".
+func reportSplit(b *testing.B, name, prefix, unit string, runs [3][]scaleOutRun, n int) {
+	var cpu [3]time.Duration
+	for procs := 1; procs <= 2; procs++ {
+		var sw switches
+		for _, r := range runs[procs] {
+			cpu[procs] += r.cpu
+			sw = sw.add(r.sw)
+		}
+		units := float64(n * len(runs[procs]))
+		perUnit := float64(cpu[procs].Microseconds()) / units
+		b.Logf("%s, %d process(es): %.1f µs of CPU per %s, %.2f voluntary context switches per %s, spread %.2f",
+			name, procs, perUnit, unit, float64(sw.Voluntary)/units, unit, spread(runs[procs], n))
+		p := fmt.Sprintf("%s%dproc-", prefix, procs)
+		b.ReportMetric(perUnit, p+"cpu-µs/"+unit)
+		b.ReportMetric(float64(sw.Voluntary)/units, p+"vcsw/"+unit)
+		b.ReportMetric(spread(runs[procs], n), p+"spread")
+	}
+	b.ReportMetric(float64(cpu[2])/float64(cpu[1]), prefix+"x-2proc-cpu")
 }
 
 func consumerChild() (childReport, error) {
