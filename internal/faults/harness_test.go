@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -879,11 +880,26 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 	w.report(tl)
 	if len(missing) > 0 {
 		w.t.Errorf("%d uploads not recorded %s after the fault, e.g. %s", len(missing), within, missing[:min(5, len(missing))])
-		for _, key := range missing[:min(3, len(missing))] {
-			w.t.Logf("--- what became of %s:\n%s", key, w.trace(key))
-		}
+		w.explain(missing)
 	}
 	return tl
+}
+
+// explain logs what became of the first three missing keys (trace) and where the queue stands.
+func (w *world) explain(missing []string) {
+	w.t.Helper()
+	for _, key := range missing[:min(3, len(missing))] {
+		w.t.Logf("--- what became of %s:\n%s", key, w.trace(key))
+	}
+	for _, q := range []string{w.q.URL, w.q.DLQURL} {
+		attrs, err := w.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
+		if err != nil {
+			w.t.Logf("--- queue %s: %v", q, err)
+			continue
+		}
+		w.t.Logf("--- queue %s: %v", q, attrs.Attributes)
+	}
 }
 
 // trace gathers what the harness knows of one upload's key and its quarantine copy, for a lost

@@ -25,6 +25,9 @@ func (w *world) warmUp(api *daemon) []*upload {
 	ups := w.intents(api, uploadSpec{n: 10, badEvery: 5})
 	w.send(ups, 0)
 	missing, _ := w.converge(ups, time.Now(), 2*time.Minute)
+	if len(missing) > 0 {
+		w.explain(missing)
+	}
 	require.Empty(w.t, missing, "uploads before the fault were not recorded")
 	return ups
 }
