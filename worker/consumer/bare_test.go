@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,28 +50,18 @@ func bareChild() (childReport, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: bareWorkers}, Timeout: time.Minute}
 	rangeHdr := "bytes=0-" + strconv.Itoa(pipeline.SniffLen-1)
 	var next atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
 	began := selfUsage()
-	for range bareWorkers {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(urls)); i = next.Add(1) - 1 {
-				if err := bareGet(client, urls[i], rangeHdr); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
+	err = runAll(bareWorkers, func() error {
+		for i := next.Add(1) - 1; i < int64(len(urls)); i = next.Add(1) - 1 {
+			if err := bareGet(client, urls[i], rangeHdr); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
+		}
+		return nil
+	})
 	ended := selfUsage()
 	rep.CPU, rep.Switches, rep.Processed = ended.cpu-began.cpu, ended.switches.sub(began.switches), int64(len(urls))
-	return rep, firstErr
+	return rep, err
 }
 
 func bareGet(client *http.Client, url, rangeHdr string) error {

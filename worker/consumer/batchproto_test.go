@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -54,32 +53,22 @@ func protoChild() (childReport, error) {
 	objs := objstore.NewObjects(testkit.S3())
 	queueURL, bucket := os.Getenv(protoChildEnv), os.Getenv(childBucketEnv)
 	var processed atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
 	began := selfUsage()
-	for range protoLoops {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				n, err := protoBatch(ctx, st, lean, objs, queueURL, bucket)
-				processed.Add(int64(n))
-				if err != nil && ctx.Err() == nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
+	err = runAll(protoLoops, func() error {
+		for ctx.Err() == nil {
+			n, err := protoBatch(ctx, st, lean, objs, queueURL, bucket)
+			processed.Add(int64(n))
+			if err != nil && ctx.Err() == nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
+		}
+		return nil
+	})
 	ended := selfUsage()
 	rep.CPU, rep.Switches = ended.cpu-began.cpu, ended.switches.sub(began.switches)
 	rep.Processed = processed.Load()
 	rep.Acked = float64(rep.Processed)
-	return rep, firstErr
+	return rep, err
 }
 
 func protoBatch(ctx context.Context, st *store.Store, lean *queue.Lean, objs *objstore.Objects, queueURL, bucket string) (int, error) {

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -92,6 +93,27 @@ func runChild(work func() (childReport, error)) int {
 		return 1
 	}
 	return 0
+}
+
+// runAll runs f in n goroutines and returns the first error any of them returned, once all have
+// returned (the baselines' loops).
+func runAll(n int, f func() error) error {
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 // reportSplit logs and reports what a baseline's runs (by process count: 1 and 2) cost per unit
