@@ -153,9 +153,12 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 		return err
 	}
 	s := &progress.Summary{Title: "replay dlq (dry run: nothing sent or deleted)", Elapsed: time.Since(began)}
-	s.Add("from", o.From).Add("would_send_to", o.To).Add("messages", res.Messages).Add("bytes", res.Bytes).Add("returned", res.Returned)
-	if res.Returned < res.Messages {
-		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", res.Messages-res.Returned)
+	s.Add("from", o.From).Add("would_send_to", o.To).Add("present_at_start", res.Present).Add("messages", res.Messages).Add("bytes", res.Bytes).Add("returned", res.Returned)
+	if res.Skipped > 0 {
+		s.Note("%d messages arrived after the start; a move would leave them too", res.Skipped)
+	}
+	if held := res.Messages + res.Skipped; res.Returned < held {
+		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", held-res.Returned)
 	}
 	if werr := s.WriteText(g.Stdout); werr != nil {
 		return werr
@@ -227,14 +230,14 @@ func (c *ReplayArchiveCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}
-	var until time.Time
+	until := now
 	if c.Until != "" {
 		if until, err = parseTime(c.Until, now); err != nil {
 			return fmt.Errorf("--until: %w", err)
 		}
-		if !until.After(since) {
-			return fmt.Errorf("--until %s is not after --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
-		}
+	}
+	if !until.After(since) {
+		return fmt.Errorf("--until %s is not after --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
 	}
 	if err := g.Config.ValidateDB(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,4 +259,56 @@ func TestMoveDLQCountsHeldMessages(t *testing.T) {
 	require.Len(t, got, n, "every message moved, the held ones included")
 	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Empty(t, left)
+}
+
+// feeding is the real SQS client that sends one more message to the dead-letter queue before each
+// receive from it: a consumer dead-lettering a steady stream of poison while an operator looks.
+type feeding struct {
+	*sqs.Client
+	dlq    string
+	sent   atomic.Int32
+	failed atomic.Int32
+}
+
+func (f *feeding) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	if aws.ToString(in.QueueUrl) == f.dlq {
+		time.Sleep(2 * time.Millisecond) // SentTimestamp has milliseconds: later than the start
+		i := 1000 + int(f.sent.Add(1))
+		if _, err := f.Client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(f.dlq), MessageBody: aws.String(body(i))}); err != nil {
+			f.failed.Add(1)
+		}
+	}
+	return f.Client.ReceiveMessage(ctx, in, opts...)
+}
+
+// TestDryRunDLQEnds: a dry run counts what a move would move, the messages present when it
+// starts, and ends although every receive finds a newer one, even when the count read at the start
+// is too high (so the budget alone does not end it); the newer ones are not counted, and
+// everything is visible again at the end.
+func TestDryRunDLQEnds(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 3
+	fill(t, c, q.DLQURL, 0, n)
+	time.Sleep(5 * time.Millisecond) // SentTimestamp has milliseconds: the start is after them
+
+	ctx, cancel := context.WithTimeout(testkit.Context(t), 60*time.Second)
+	defer cancel()
+	f := &feeding{Client: c, dlq: q.DLQURL}
+	res, err := DryRunDLQ(ctx, inflatedCounts{SQSAPI: f, extra: 7}, DLQOptions{From: q.DLQURL, Concurrency: 1, Wait: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, ctx.Err(), "the dry run did not end by itself")
+	t.Logf("present %d, counted %d, skipped %d, fed %d", res.Present, res.Messages, res.Skipped, f.sent.Load())
+	require.Equal(t, n+7, res.Present, "the count read at the start")
+	require.Equal(t, n, res.Messages, "only the messages present at the start")
+	require.Positive(t, res.Skipped, "the fed messages were received and not counted")
+	require.Zero(t, f.failed.Load())
+	fed := int(f.sent.Load())
+	require.Equal(t, n+res.Skipped, res.Returned, "everything received is visible again at once")
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
+	require.Len(t, left, n+fed)
 }

@@ -248,8 +248,7 @@ func (m *mover) sort(msgs []types.Message) (move []types.Message, stop bool) {
 	for _, msg := range msgs {
 		id := aws.ToString(msg.MessageId)
 		source := aws.ToString(msg.MessageAttributes[queue.AttrSourceMessageID].StringValue)
-		sentAt := sentTimestamp(msg)
-		if m.sent[id] || (source != "" && m.sent[source]) || (!sentAt.IsZero() && sentAt.After(m.o.Start.At)) {
+		if m.sent[id] || (source != "" && m.sent[source]) || sentAfter(msg, m.o.Start.At) {
 			if _, seen := m.skipped[id]; !seen {
 				m.res.Skipped++
 			}
@@ -267,13 +266,10 @@ func (m *mover) sort(msgs []types.Message) (move []types.Message, stop bool) {
 	return move, m.res.SkipLimit
 }
 
-// sentTimestamp is the message's SentTimestamp (zero when absent).
-func sentTimestamp(msg types.Message) time.Time {
+// sentAfter reports whether the message's SentTimestamp is after at (false when it has none).
+func sentAfter(msg types.Message, at time.Time) bool {
 	ms, err := strconv.ParseInt(msg.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
+	return err == nil && time.UnixMilli(ms).After(at)
 }
 
 // moved records the ids the target queue gave the sent messages.

@@ -36,18 +36,35 @@ type DryRunResult struct {
 	Samples []Sample `json:"samples"`
 	// Returned messages were made visible again at once (the others reappear after Visibility).
 	Returned int `json:"returned"`
+	// Present is the count of messages the dead-letter queue held at the start (visible and in
+	// flight): the run counts at most that many, as a move would move at most that many.
+	Present int `json:"present"`
+	// Skipped messages reached the dead-letter queue after the start: a move would skip them, and
+	// the dry run does not count them either.
+	Skipped int `json:"skipped"`
 }
 
-// DryRunDLQ receives messages from o.From (up to o.Max, or until a receive brings nothing new),
-// holding them invisible for o.Visibility (default 30s), counts them and keeps samples, then makes
-// them visible again. Nothing is sent or deleted. Receiving does raise each message's receive
-// count, which matters only if the dead-letter queue itself has a redrive policy.
+// DryRunDLQ counts what MoveDLQ with the same options would move: it reads what o.From holds at
+// the start (o.Start, else StartDLQ), then receives messages, holding them invisible for
+// o.Visibility (default 30s), until it has counted that many (or o.Max), a receive brings nothing
+// new, or it kept receiving only messages sent after the start (which a move would skip and the
+// dry run does not count); it keeps samples and makes everything visible again. Nothing is sent or
+// deleted. Receiving does raise each message's receive count, which matters only if the
+// dead-letter queue itself has a redrive policy.
 func DryRunDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DryRunResult, error) {
 	if err := o.validate(false); err != nil {
 		return DryRunResult{}, err
 	}
 	o = o.withDefaults(30 * time.Second)
-	d := &dryRun{c: c, o: o, handles: map[string]string{}, limiter: newLimiter(o.Rate)}
+	if o.Start == nil {
+		start, err := StartDLQ(ctx, c, o.From)
+		if err != nil {
+			return DryRunResult{}, err
+		}
+		o.Start = &start
+	}
+	d := &dryRun{c: c, o: o, handles: map[string]string{}, limiter: newLimiter(o.Rate), budget: o.Start.Budget(o.Max)}
+	d.res.Present = o.Start.Messages
 	var wg sync.WaitGroup
 	errs := make([]error, o.Concurrency)
 	for i := range o.Concurrency {
@@ -73,18 +90,21 @@ type dryRun struct {
 	o       DLQOptions
 	limiter *rate.Limiter
 
+	budget int // messages the run may count: present at the start, within Max
+
 	mu      sync.Mutex
 	handles map[string]string // message id -> latest receipt handle
+	skips   int               // receipts of messages sent after the start
 	res     DryRunResult
 }
 
 func (d *dryRun) want() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.o.Max > 0 {
-		return min(MaxBatch, d.o.Max-d.res.Messages)
+	if d.skips >= d.budget+MaxBatch*d.o.Concurrency {
+		return 0 // the queue fills faster than the run reads it (MoveDLQ's skip limit)
 	}
-	return MaxBatch
+	return min(MaxBatch, d.budget-d.res.Messages)
 }
 
 func (d *dryRun) worker(ctx context.Context) error {
@@ -110,29 +130,30 @@ func (d *dryRun) worker(ctx context.Context) error {
 	return nil
 }
 
-// add records msgs and returns how many were new. Messages past Max are made visible at once.
+// add records msgs and returns how many were counted for the first time. Every handle is kept, so
+// that messages not counted (past the budget, or sent after the start) are made visible again too.
 func (d *dryRun) add(msgs []types.Message) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fresh := 0
 	for _, msg := range msgs {
 		id := aws.ToString(msg.MessageId)
-		if _, seen := d.handles[id]; !seen {
-			if d.o.Max > 0 && d.res.Messages >= d.o.Max {
-				// Another worker filled Max meanwhile: keep the handle so it is returned too, but
-				// do not count it.
-				d.handles[id] = aws.ToString(msg.ReceiptHandle)
-				continue
-			}
+		_, seen := d.handles[id]
+		d.handles[id] = aws.ToString(msg.ReceiptHandle)
+		switch {
+		case seen:
+		case sentAfter(msg, d.o.Start.At):
+			d.res.Skipped++
+			d.skips++
+		case d.res.Messages >= d.budget: // another worker filled the budget meanwhile
+		default:
 			fresh++
 			d.res.Messages++
-			body := aws.ToString(msg.Body)
-			d.res.Bytes += int64(len(body))
+			d.res.Bytes += int64(len(aws.ToString(msg.Body)))
 			if len(d.res.Samples) < d.o.Samples {
 				d.res.Samples = append(d.res.Samples, sample(msg))
 			}
 		}
-		d.handles[id] = aws.ToString(msg.ReceiptHandle)
 	}
 	return fresh
 }

@@ -244,8 +244,9 @@ func FileSource(r io.Reader) Source {
 	}
 }
 
-// EventLister is the query ArchiveSource pages through (*dbq.Queries has it).
+// EventLister is the queries ArchiveSource pages through (*dbq.Queries has them).
 type EventLister interface {
+	OpsLastEventID(ctx context.Context) (int64, error)
 	OpsListEvents(ctx context.Context, arg dbq.OpsListEventsParams) ([]dbq.OpsListEventsRow, error)
 }
 
@@ -253,7 +254,8 @@ type EventLister interface {
 type ArchiveFilter struct {
 	// Since is the first received_at included.
 	Since time.Time
-	// Until is the first received_at excluded (zero: no end).
+	// Until is the first received_at excluded (zero: no end in time; the run still ends at the
+	// newest row archived when it starts).
 	Until time.Time
 	// KeyPrefix keeps events whose key starts with it ("" keeps all).
 	KeyPrefix string
@@ -263,20 +265,26 @@ type ArchiveFilter struct {
 	PageSize int
 }
 
-// ArchiveSource emits the bodies of the events table selected by f, oldest id first. A message id
-// seen before in the run (the archive keeps one row per delivery) is marked Duplicate.
+// ArchiveSource emits the bodies of the events table selected by f, oldest id first, up to the
+// newest row archived when the run starts: the consumer archives every body it processes, the
+// replay's own among them, and a replay that read those too would never end. A message id seen
+// before in the run (the archive keeps one row per delivery) is marked Duplicate.
 func ArchiveSource(q EventLister, f ArchiveFilter) Source {
 	return func(ctx context.Context, emit func(Body) error) error {
 		until := f.Until
 		if until.IsZero() {
 			until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 		}
+		last, err := q.OpsLastEventID(ctx)
+		if err != nil {
+			return fmt.Errorf("newest archived event: %w", err)
+		}
 		page := int32(cmp.Or(f.PageSize, 500))
 		seen := map[string]bool{}
 		var after int64
 		for {
 			rows, err := q.OpsListEvents(ctx, dbq.OpsListEventsParams{
-				Since: f.Since, Until: until, KeyPrefix: f.KeyPrefix, Outcome: f.Outcome, AfterID: after, MaxRows: page,
+				Since: f.Since, Until: until, KeyPrefix: f.KeyPrefix, Outcome: f.Outcome, AfterID: after, LastID: last, MaxRows: page,
 			})
 			if err != nil {
 				return fmt.Errorf("list archived events after id %d: %w", after, err)

@@ -2,12 +2,15 @@ package replay
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -162,6 +165,55 @@ func TestResendArchive(t *testing.T) {
 				require.Contains(t, got, b)
 			}
 		})
+	}
+}
+
+// archiving is the events table's real queries, with a consumer archiving one more body (a new
+// message id, received now) after every page read: the replay's own messages coming back.
+type archiving struct {
+	EventLister
+	t     *testing.T
+	pool  interface{ Exec(context.Context, string, ...any) (pgconn.CommandTag, error) }
+	added int
+}
+
+func (a *archiving) OpsListEvents(ctx context.Context, arg dbq.OpsListEventsParams) ([]dbq.OpsListEventsRow, error) {
+	rows, err := a.EventLister.OpsListEvents(ctx, arg)
+	if a.added < 50 { // bounded, so that a replay that chases them fails instead of hanging
+		a.added++
+		_, ierr := a.pool.Exec(ctx, `INSERT INTO events (message_id, key, outcome, body) VALUES ($1, 'a/x', 'created:valid', $2)`,
+			fmt.Sprintf("resent-%d", a.added), fmt.Sprintf("again-%d", a.added))
+		require.NoError(a.t, ierr)
+	}
+	return rows, err
+}
+
+// TestResendArchiveEndsAtTheStart: a replay of the archive without --until sends the rows archived
+// when it started, not those the consumer archives meanwhile (its own messages among them), so it
+// ends.
+func TestResendArchiveEndsAtTheStart(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL and kumo")
+	}
+	st := testkit.DB(t)
+	ctx := testkit.Context(t)
+	for i := range 3 {
+		_, err := st.Pool.Exec(ctx, `INSERT INTO events (message_id, key, outcome, body) VALUES ($1, 'a/x', 'created:valid', $2)`,
+			fmt.Sprintf("m%d", i), fmt.Sprintf("b%d", i))
+		require.NoError(t, err)
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	src := &archiving{EventLister: st.Q, t: t, pool: st.Pool}
+	res, err := Resend(ctx, c, ArchiveSource(src, ArchiveFilter{Since: time.Now().Add(-time.Hour), PageSize: 1}), ResendOptions{To: q.URL, Concurrency: 1})
+	require.NoError(t, err)
+	require.Positive(t, src.added, "the consumer archived while the replay ran")
+	require.Equal(t, 3, res.Sent, "only the rows archived at the start")
+	got, total := testkit.DrainQueue(t, c, q.URL)
+	require.Equal(t, 3, total)
+	for _, b := range []string{"b0", "b1", "b2"} {
+		require.Contains(t, got, b)
 	}
 }
 

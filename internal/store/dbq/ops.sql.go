@@ -10,6 +10,19 @@ import (
 	"time"
 )
 
+const opsLastEventID = `-- name: OpsLastEventID :one
+SELECT coalesce(max(id), 0)::bigint AS last_id FROM events
+`
+
+// The newest archived event's id (0 when none): a replay of the archive stops there, so the bodies
+// the consumer archives while the replay runs (its own resent messages among them) are not sent.
+func (q *Queries) OpsLastEventID(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, opsLastEventID)
+	var last_id int64
+	err := row.Scan(&last_id)
+	return last_id, err
+}
+
 const opsListEvents = `-- name: OpsListEvents :many
 SELECT id, message_id, body
 FROM events
@@ -18,8 +31,9 @@ WHERE received_at >= $1
   AND ($3::text = '' OR starts_with(key, $3::text))
   AND ($4::text = '' OR outcome = $4::text)
   AND id > $5
+  AND id <= $6
 ORDER BY id
-LIMIT $6
+LIMIT $7
 `
 
 type OpsListEventsParams struct {
@@ -28,6 +42,7 @@ type OpsListEventsParams struct {
 	KeyPrefix string
 	Outcome   string
 	AfterID   int64
+	LastID    int64
 	MaxRows   int32
 }
 
@@ -38,7 +53,7 @@ type OpsListEventsRow struct {
 }
 
 // One page of archived event bodies received in [since, until), optionally under a key prefix and
-// with one outcome, by id after after_id.
+// with one outcome, by id in (after_id, last_id].
 func (q *Queries) OpsListEvents(ctx context.Context, arg OpsListEventsParams) ([]OpsListEventsRow, error) {
 	rows, err := q.db.Query(ctx, opsListEvents,
 		arg.Since,
@@ -46,6 +61,7 @@ func (q *Queries) OpsListEvents(ctx context.Context, arg OpsListEventsParams) ([
 		arg.KeyPrefix,
 		arg.Outcome,
 		arg.AfterID,
+		arg.LastID,
 		arg.MaxRows,
 	)
 	if err != nil {

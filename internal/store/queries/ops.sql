@@ -30,9 +30,14 @@ WHERE bucket = @bucket
   AND (observed_at IS NULL OR observed_at < @observed_at::timestamptz)
 RETURNING key;
 
+-- name: OpsLastEventID :one
+-- The newest archived event's id (0 when none): a replay of the archive stops there, so the bodies
+-- the consumer archives while the replay runs (its own resent messages among them) are not sent.
+SELECT coalesce(max(id), 0)::bigint AS last_id FROM events;
+
 -- name: OpsListEvents :many
 -- One page of archived event bodies received in [since, until), optionally under a key prefix and
--- with one outcome, by id after after_id.
+-- with one outcome, by id in (after_id, last_id].
 SELECT id, message_id, body
 FROM events
 WHERE received_at >= @since
@@ -40,5 +45,6 @@ WHERE received_at >= @since
   AND (@key_prefix::text = '' OR starts_with(key, @key_prefix::text))
   AND (@outcome::text = '' OR outcome = @outcome::text)
   AND id > @after_id
+  AND id <= @last_id
 ORDER BY id
 LIMIT @max_rows;
