@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/intakehq/intake/internal/problem"
 )
@@ -15,8 +17,11 @@ const MaxMetadata = 2 << 10
 var probInvalidMetadata = problem.Kind{Slug: "invalid-metadata", Title: "Invalid metadata", Status: http.StatusBadRequest}
 
 // parseMetadata checks the metadata of an intent: absent or null (nil), or a JSON object of at most
-// MaxMetadata bytes once compacted, without NUL characters (PostgreSQL's jsonb cannot hold them). It
-// returns the compact JSON.
+// MaxMetadata bytes once compacted that PostgreSQL's jsonb holds as sent: valid UTF-8, no NUL
+// character, no unpaired surrogate escape (encoding/json would turn those into U+FFFD; jsonb
+// refuses them) and numbers within float64's range (jsonb refuses an exponent past its numeric
+// range, and a tiny one would be spelled out in hundreds of zeros in every answer). It returns the
+// compact JSON.
 func parseMetadata(raw json.RawMessage) ([]byte, *Problem) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -32,35 +37,110 @@ func parseMetadata(raw json.RawMessage) ([]byte, *Problem) {
 	if buf.Len() > MaxMetadata {
 		return nil, problemf(probInvalidMetadata, "metadata is %d bytes of JSON; at most %d are kept", buf.Len(), MaxMetadata)
 	}
+	if !utf8.Valid(buf.Bytes()) {
+		return nil, problemf(probInvalidMetadata, "metadata is not valid UTF-8")
+	}
+	if !surrogatesPaired(buf.Bytes()) {
+		return nil, problemf(probInvalidMetadata, "metadata holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
+	}
+	d := json.NewDecoder(bytes.NewReader(buf.Bytes()))
+	d.UseNumber()
 	var v any
-	if err := json.Unmarshal(buf.Bytes(), &v); err != nil {
+	if err := d.Decode(&v); err != nil {
 		return nil, problemf(probInvalidMetadata, "metadata is not valid JSON: %v", err)
 	}
-	if hasNUL(v) {
-		return nil, problemf(probInvalidMetadata, "metadata must not contain NUL characters (\\u0000)")
+	if p := checkMetadataValue(v); p != nil {
+		return nil, p
 	}
 	return buf.Bytes(), nil
 }
 
-// hasNUL reports whether a decoded JSON value holds a NUL character in a string or a key.
-func hasNUL(v any) bool {
+// checkMetadataValue walks a decoded JSON value (numbers as json.Number) for NUL characters in
+// strings and keys, and numbers outside float64's range.
+func checkMetadataValue(v any) *Problem {
 	switch v := v.(type) {
 	case string:
-		return strings.IndexByte(v, 0) >= 0
+		if strings.IndexByte(v, 0) >= 0 {
+			return problemf(probInvalidMetadata, "metadata must not contain NUL characters (\\u0000)")
+		}
+	case json.Number:
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil || f == 0 && strings.ContainsAny(strings.TrimLeft(mantissa(string(v)), "-0."), "123456789") {
+			return problemf(probInvalidMetadata, "metadata number %.40s is outside the range of a 64-bit float", v)
+		}
 	case []any:
 		for _, e := range v {
-			if hasNUL(e) {
-				return true
+			if p := checkMetadataValue(e); p != nil {
+				return p
 			}
 		}
 	case map[string]any:
 		for k, e := range v {
-			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
-				return true
+			if strings.IndexByte(k, 0) >= 0 {
+				return problemf(probInvalidMetadata, "metadata must not contain NUL characters (\\u0000)")
+			}
+			if p := checkMetadataValue(e); p != nil {
+				return p
 			}
 		}
 	}
-	return false
+	return nil
+}
+
+// mantissa is a JSON number without its exponent.
+func mantissa(n string) string {
+	if i := strings.IndexAny(n, "eE"); i >= 0 {
+		return n[:i]
+	}
+	return n
+}
+
+// surrogatesPaired reports whether every \uD800-\uDBFF escape of a valid JSON text is followed by a
+// \uDC00-\uDFFF escape, and no \uDC00-\uDFFF escape stands alone. Backslashes occur only in
+// strings of a valid JSON text, so no string tracking is needed.
+func surrogatesPaired(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if b[i+1] != 'u' {
+			i++ // a one-character escape, such as \\ or \"
+			continue
+		}
+		r := hex4(b[i+2 : i+6])
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return false
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+12 > len(b) || b[i+6] != '\\' || b[i+7] != 'u' {
+				return false
+			}
+			if lo := hex4(b[i+8 : i+12]); lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return true
+}
+
+// hex4 decodes four hexadecimal digits (valid in a JSON \u escape).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		default:
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
 }
 
 // uppyQueryMetadata collects the metadata[name]=value query parameters Uppy sends to /s3/params

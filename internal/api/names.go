@@ -26,7 +26,9 @@ func sanitizeFilename(name string) (string, *Problem) {
 		return "", problemf(probInvalidFilename, "filename is not valid UTF-8")
 	case strings.ContainsAny(name, `/\`):
 		return "", problemf(probInvalidFilename, "filename must not contain path separators")
-	case name == "." || name == "..":
+	}
+	trimmed := strings.TrimSpace(name) // the name the key is made of
+	if trimmed == "." || trimmed == ".." {
 		return "", problemf(probInvalidFilename, "filename %q is a path traversal", name)
 	}
 	for _, r := range name {
@@ -34,12 +36,12 @@ func sanitizeFilename(name string) (string, *Problem) {
 			return "", problemf(probInvalidFilename, "filename contains the control or format character %U", r)
 		}
 	}
-	if strings.TrimSpace(name) == "" {
+	if trimmed == "" {
 		return "", problemf(probInvalidFilename, "filename is blank")
 	}
 	var b strings.Builder
-	b.Grow(len(name))
-	for _, r := range strings.TrimSpace(name) {
+	b.Grow(len(trimmed))
+	for _, r := range trimmed {
 		switch r {
 		case '{', '}', '^', '%', '`', '[', ']', '"', '<', '>', '~', '#', '|', '?', '*', ':':
 			b.WriteByte('_')
@@ -148,4 +150,10 @@ func hexUUID(dst []byte, u uuid.UUID) {
 	hex.Encode(dst[19:23], u[8:10])
 	dst[23] = '-'
 	hex.Encode(dst[24:], u[10:])
+}
+
+// pgText reports whether s can be a PostgreSQL text value (valid UTF-8 without NUL): a query
+// parameter that reaches a query is checked with it, so that PostgreSQL's refusal is a 400, not a 500.
+func pgText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }

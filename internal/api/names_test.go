@@ -28,6 +28,10 @@ var filenameCases = []struct {
 	{"", "", false},
 	{".", "", false},
 	{"..", "", false},
+	{" ..", "", false},      // the key is made of the trimmed name
+	{" . ", "", false},      // idem
+	{"..\u3000", "", false}, // an ideographic space is trimmed too
+	{"\u00a0...", "...", true},
 	{"../x", "", false},
 	{"a/b", "", false},
 	{`a\b`, "", false},
@@ -238,4 +242,39 @@ func TestPlainMediaType(t *testing.T) {
 	require.Greater(t, plain, 500)
 	require.True(t, plainMediaType("image/jpeg"))
 	require.False(t, plainMediaType("Image/JPEG"))
+}
+
+// TestParseMetadataRefusesWhatJSONBRefuses: every value PostgreSQL's jsonb refuses (or would spell
+// out in hundreds of digits) is a 400 before it reaches the intent row; what it holds is kept.
+func TestParseMetadataRefusesWhatJSONBRefuses(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in string
+		ok bool
+	}{
+		{`{"k":"plain","n":[1,-2.5e3,1e308,-1e-300,0e5000,0.000e-999,null,true]}`, true},
+		{`{"emoji":"\ud83d\ude00","escaped":"\\ud800 is text","é":"\u00e9"}`, true},
+		{"{\"k\":\"a\xffb\"}", false},
+		{`{"k":"\ud800"}`, false},
+		{`{"k":"\ud800x"}`, false},
+		{`{"k":"\udc00"}`, false},
+		{`{"k":"\ud800\u0041"}`, false},
+		{`{"k":"\ude00\ud83d"}`, false},
+		{`{"k":"a\u0000"}`, false},
+		{`{"a\u0000":1}`, false},
+		{`{"k":1e309}`, false},
+		{`{"k":-1e400}`, false},
+		{`{"k":1e-400}`, false},
+		{`{"k":[{"deep":5e-324}]}`, true},
+		{`{"k":[{"deep":2e-325}]}`, false},
+	} {
+		out, p := parseMetadata([]byte(c.in))
+		if c.ok {
+			require.Nil(t, p, "%s", c.in)
+			require.NotEmpty(t, out)
+			continue
+		}
+		require.NotNil(t, p, "%s", c.in)
+		require.Equal(t, ProblemBase+"invalid-metadata", p.Type, "%s", c.in)
+	}
 }

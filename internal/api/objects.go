@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -206,8 +205,8 @@ func listFilters(q url.Values, arg *dbq.APIListObjectsParams) *Problem {
 		arg.UploadID = &id
 	}
 	if v := q.Get("prefix"); v != "" {
-		if len(v) > 1024 || !utf8.ValidString(v) {
-			return problemf(probInvalidParam, "prefix must be valid UTF-8 of at most 1024 bytes")
+		if len(v) > 1024 || !pgText(v) {
+			return problemf(probInvalidParam, "prefix must be valid UTF-8 without NUL, of at most 1024 bytes")
 		}
 		arg.Prefix = &v
 	}

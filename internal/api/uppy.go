@@ -134,6 +134,9 @@ func (s *Server) uppyUpload(r *http.Request, owner string) (dbq.Upload, *Problem
 	if key == "" {
 		return dbq.Upload{}, problemf(probInvalidParam, "the key query parameter is required")
 	}
+	if !pgText(key) {
+		return dbq.Upload{}, problemf(probInvalidParam, "the key query parameter must be valid UTF-8 without NUL")
+	}
 	if !strings.HasPrefix(key, ownerPrefix(s.cfg.KeyPrefix, owner)) {
 		return dbq.Upload{}, problemf(probNotFound, "no upload %q for key %q", uploadID, key)
 	}

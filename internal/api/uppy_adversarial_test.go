@@ -68,6 +68,8 @@ func TestUppyAttacks(t *testing.T) {
 		{attacker: "repeated filename", method: "GET", path: "/s3/params?filename=a&filename=b&type=image%2Fpng", as: alice, status: 400, typ: "invalid-parameter", mustNot: "create an intent"},
 		{attacker: "unknown field", method: "POST", path: "/s3/multipart", as: alice, body: map[string]any{"filename": "a", "type": "image/png", "evil": 1}, status: 400, typ: "unknown-field", mustNot: "create a multipart upload"},
 		{attacker: "no key", method: "GET", path: "/s3/multipart/" + uid, as: alice, status: 400, typ: "invalid-parameter", mustNot: "list the parts"},
+		{attacker: "key with a NUL under its own prefix", method: "GET", path: "/s3/multipart/" + uid + "?key=uploads/alice/%00", as: alice, status: 400, typ: "invalid-parameter", mustNot: "send PostgreSQL a NUL (a 500)"},
+		{attacker: "key with invalid UTF-8 under its own prefix", method: "DELETE", path: "/s3/multipart/" + uid + "?key=uploads/alice/%FF", as: alice, status: 400, typ: "invalid-parameter", mustNot: "abort anything"},
 		{attacker: "bad part number", method: "GET", path: "/s3/multipart/" + uid + "/0" + q, as: alice, status: 400, typ: "invalid-parts", mustNot: "sign a part URL"},
 		{attacker: "part of a completed upload", method: "GET", path: "/s3/multipart/" + doneUID + "/1" + doneQ, as: alice, status: 409, typ: "upload-not-pending", mustNot: "sign a part URL"},
 	}
