@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // Actions taken on a rejected object.
@@ -62,6 +64,20 @@ type WebhookEndpoint struct {
 	URL string `yaml:"url"`
 	// SecretEnv names the environment variable holding the endpoint's secret (whsec_…).
 	SecretEnv string `yaml:"secret_env"`
+}
+
+// Secrets returns the values of the endpoints' secret_env variables read with getenv (os.Getenv),
+// for a log redactor to mask wherever they appear. URLs' passwords and sensitive query
+// parameters are masked too.
+func (p *Policy) Secrets(getenv func(string) string) []string {
+	var out []string
+	for _, w := range p.Webhooks {
+		out = append(out, redact.Secrets(w.URL)...)
+		if w.SecretEnv != "" {
+			out = append(out, getenv(w.SecretEnv))
+		}
+	}
+	return out
 }
 
 // webhookName is what an endpoint name may look like.

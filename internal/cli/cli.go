@@ -20,6 +20,7 @@ import (
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/pipeline"
 )
 
 // Version is set at build time with -ldflags "-X github.com/intakehq/intake/internal/cli.Version=v1.2.3".
@@ -121,7 +122,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	// Every log line is redacted, with the configuration's secrets (and the SDK's, from the
 	// environment) masked wherever they appear.
 	cfg := c.config(kctx.Command())
-	secrets := append(cfg.Secrets(), os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN"))
+	secrets := logSecrets(&cfg, os.Getenv)
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
 	redis.SetLogger(redisLog{log.With("component", "redis")})
 	g := &Globals{Ctx: ctx, Config: &cfg, Log: log, Stdout: stdout}
@@ -135,6 +136,17 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	return 0
+}
+
+// logSecrets is what every log line masks: the configuration's secrets, the policy file's webhook
+// secrets (read from their secret_env variables) and the AWS SDK's from the environment.
+func logSecrets(cfg *config.Config, getenv func(string) string) []string {
+	secrets := append(cfg.Secrets(), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"))
+	if policy, err := pipeline.LoadPolicy(cfg.PolicyFile); err == nil {
+		// A policy that does not load is reported by the command that uses it.
+		secrets = append(secrets, policy.Secrets(getenv)...)
+	}
+	return secrets
 }
 
 // parse runs kong's parser, turning its exit requests (--help, usage errors) into a code.

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -143,4 +147,30 @@ func TestDaemonLogsNoSecrets(t *testing.T) {
 			require.NotContains(t, string(line), secret, "log line %d of %d holds a secret:\n%s", i+1, len(lines), line)
 		}
 	}
+}
+
+// TestLogSecretsCoverThePolicyFile: the webhook secrets a policy file names (by their secret_env
+// variables) and its URLs' credentials are masked in every log line, as the configuration's are.
+func TestLogSecretsCoverThePolicyFile(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`webhooks:
+  - name: avatars
+    prefix: uploads/avatars/
+    url: https://hooks.example/in?token=url-token-0123456789
+    secret_env: AVATARS_SECRET
+`), 0o600))
+	cfg := config.Config{PolicyFile: file}
+	cfg.API.AdminKeys = "operator-key-0123456789=ops"
+	env := map[string]string{"AVATARS_SECRET": "whsec_policy-secret-0123456789", "AWS_SECRET_ACCESS_KEY": "aws-secret-0123456789"}
+	secrets := logSecrets(&cfg, func(k string) string { return env[k] })
+	require.Subset(t, secrets, []string{"whsec_policy-secret-0123456789", "url-token-0123456789", "operator-key-0123456789", "aws-secret-0123456789"})
+
+	var buf bytes.Buffer
+	log := telemetry.NewLogger(&buf, "json", "info", secrets...)
+	log.Error("webhook attempt failed", "err", fmt.Errorf("post https://hooks.example/in?token=url-token-0123456789 with whsec_policy-secret-0123456789 as operator-key-0123456789"))
+	for _, s := range []string{"whsec_policy-secret-0123456789", "url-token-0123456789", "operator-key-0123456789"} {
+		require.NotContains(t, buf.String(), s)
+	}
+	require.Contains(t, buf.String(), "REDACTED")
 }

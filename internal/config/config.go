@@ -691,15 +691,18 @@ func (c *Config) validateAdmin() error {
 }
 
 // Secrets returns the secret values the configuration holds (database and Redis passwords, the
-// ingress token, the JWT secret, the API keys, the webhook secret and any password in the webhook
-// URL), for a log redactor to mask wherever they appear.
+// ingress token, the JWT secret, the tenants' and the operators' API keys, the webhook secret and
+// any password in the webhook URL), for a log redactor to mask wherever they appear. The policy
+// file's webhook secrets are not in the configuration: see pipeline.Policy.Secrets.
 func (c *Config) Secrets() []string {
 	out := append(redact.Secrets(c.DatabaseURL), redact.Secrets(c.RedisURL)...)
 	out = append(out, redact.Secrets(c.Webhook.URL)...)
 	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret, c.Webhook.Secret)
-	for pair := range strings.SplitSeq(c.API.Keys, ",") {
-		if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
-			out = append(out, k)
+	for _, keys := range []string{c.API.Keys, c.API.AdminKeys} {
+		for pair := range strings.SplitSeq(keys, ",") {
+			if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
+				out = append(out, k)
+			}
 		}
 	}
 	return out

@@ -231,5 +231,6 @@ func TestSecrets(t *testing.T) {
 	c.RedisURL = "redis://:redis-secret@r:6379/0"
 	c.Consumer.IngressToken = "ingress-secret-0123456789abcdef0123"
 	c.API.Keys = "0123456789abcdef=svc-a, fedcba9876543210=svc-b"
-	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210"})
+	c.API.AdminKeys = "operator-key-0123456789=ops"
+	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210", "operator-key-0123456789"})
 }
