@@ -262,7 +262,9 @@ func TestLocalStackInit(t *testing.T) {
 		t.Skip("needs the local stack")
 	}
 	if _, err := exec.LookPath("aws"); err != nil {
-		t.Skip("the AWS CLI is not installed; the script's documents are still checked by TestAWSDocuments")
+		// Not fetched: Debian's awscli (2.9) speaks SQS's query protocol, which kumo does not
+		// implement, and pip is out of reach here. This machine's image has the CLI.
+		t.Skip("no AWS CLI on PATH (v1, or v2 from 2.13 on, for SQS's JSON protocol): the script's run against MinIO and kumo is NOT checked; TestAWSDocuments still checks its documents")
 	}
 	t.Parallel()
 	ctx := testkit.Context(t)

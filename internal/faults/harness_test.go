@@ -452,6 +452,33 @@ func (d *daemon) start() {
 	waitHTTP(t, d.name, "http://"+d.addr+"/healthz", done, 60*time.Second)
 }
 
+// metric is the sum of a metric's samples on the daemon's /metrics (served on its listener: the
+// harness starts no admin listener).
+func (d *daemon) metric(name string) float64 {
+	t := d.w.t
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + d.addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
+			continue
+		}
+		var v float64
+		_, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+		require.NoError(t, err, line)
+		sum += v
+	}
+	require.NoError(t, sc.Err())
+	return sum
+}
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (d *daemon) kill() {
 	d.mu.Lock()

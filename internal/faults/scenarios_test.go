@@ -135,7 +135,7 @@ func TestMinIOSlowAndHalfOpen(t *testing.T) {
 	slow, halfOpen := length(10*time.Second, 30*time.Second), length(20*time.Second, 60*time.Second)
 	w := newWorld(t, worldOptions{})
 	api := w.start("api", "api", w.ingressAddr)
-	w.start("worker", "consumer,jobs,scheduler", "")
+	worker := w.start("worker", "consumer,jobs,scheduler", "")
 	ups := w.intents(api, uploadSpec{n: n, size: size}) // SHA-256 declared: the consumer hashes each
 
 	w.objects.Latency(testkit.Downstream, 2*time.Second, 0)
@@ -144,12 +144,19 @@ func TestMinIOSlowAndHalfOpen(t *testing.T) {
 	w.send(ups[:n/2], 0)
 	sleepUntil(start.Add(slow))
 	w.send(ups[n/2:], 0)
-	time.Sleep(3 * time.Second) // their peeks and hashes are under way
+	// The path turns half-open while messages are being processed (their peeks and hashes reading
+	// through the slow path), not before they arrive or after they are done.
+	var inFlight float64
+	for wait := time.Now().Add(30 * time.Second); inFlight == 0 && time.Now().Before(wait); {
+		time.Sleep(200 * time.Millisecond)
+		inFlight = worker.metric("intake_consumer_inflight")
+	}
+	require.Positive(t, inFlight, "no message was being processed when the path was to turn half-open: this scenario tests nothing")
 	w.objects.Timeout(testkit.Downstream, 0)
 	sleepUntil(time.Now().Add(halfOpen))
 	w.objects.Clear()
 	w.finish(fmt.Sprintf("4. MinIO slow (2 s) %s, then half-open %s", slow, halfOpen), ups, time.Now(), length(4*time.Minute, 8*time.Minute),
-		fmt.Sprintf("%d objects of %d MiB, hashed", n, size>>20))
+		fmt.Sprintf("%d objects of %d MiB, hashed; %.0f messages in process when it turned half-open", n, size>>20, inFlight))
 }
 
 // TestKumoDown: SQS (kumo) unreachable for 60 s: the ingress cannot forward (MinIO keeps the events),
@@ -301,6 +308,9 @@ func TestRedisDownMultipart(t *testing.T) {
 	w.redis.Up()
 	healed := time.Now()
 	require.Empty(t, other, "creating a multipart upload answers 201 or a clear 503")
+	require.NotEmpty(t, created, "no upload was created while Redis was down: this scenario tests nothing")
+	unscheduled := api.metric("intake_multipart_abort_unscheduled_total")
+	require.Positive(t, unscheduled, "every abort task was scheduled: Redis was not down for the creates, and this scenario tests nothing")
 
 	// The deadline passed long ago for the first ones; the sweep takes uploads older than 1 min.
 	left := w.waitAborted(created, length(3*time.Minute, 4*time.Minute))
@@ -319,8 +329,8 @@ func TestRedisDownMultipart(t *testing.T) {
 		Scenario: "6. Redis down " + outage.String() + " while multipart uploads are created", Events: len(created),
 		Recorded: len(created) - len(left), Lost: len(open), Duplicates: dups, DeadLettered: w.deadLettered(),
 		Converged: took,
-		Notes: fmt.Sprintf("%d created (201), %d refused (503); lost = created uploads still open + anything else left open; deadline %s, sweep every %s",
-			len(created), refused, deadline, period),
+		Notes: fmt.Sprintf("%d created (201), %d refused (503), %.0f abort tasks not scheduled; lost = created uploads still open + anything else left open; deadline %s, sweep every %s",
+			len(created), refused, unscheduled, deadline, period),
 	})
 	require.Zero(t, unsettled, "every created upload's intent ends aborted, every abort recorded")
 }

@@ -357,7 +357,7 @@ func TestShutdownMidBatchLosesNothing(t *testing.T) {
 			rec.call(ctx, id, body)
 			inProcess.Add(1)
 			n, _ := strconv.Atoi(string(body[2:]))
-			work := time.Duration(n%2)*10*time.Second + 200*time.Millisecond // odd ones take 10 s
+			work := time.Duration(n%2)*30*time.Second + 200*time.Millisecond // odd ones take 30 s
 			select {
 			case <-time.After(work):
 				rec.commit(body)
@@ -375,6 +375,8 @@ func TestShutdownMidBatchLosesNothing(t *testing.T) {
 	assert.Len(t, committed1, 10, "the fast half finished within the grace period")
 	assert.Equal(t, 10.0, testkit.Metric(t, first.reg, "intake_messages_released_total"))
 	assert.Equal(t, 10.0, testkit.Metric(t, first.reg, "intake_messages_acked_total"))
+	// The slow messages end 30 s after they began (all began before begin), so a Run that waited
+	// for them would take over 25 s here; the grace period is 1.5 s.
 	assert.Less(t, stopTook, 10*time.Second, "Run returned after the grace period, not after the slow messages")
 
 	// The second run must see the returned messages long before their 60 s visibility would end.

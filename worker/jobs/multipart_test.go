@@ -162,7 +162,17 @@ func TestSweepPeriodicsOnePerPeriod(t *testing.T) {
 		require.NoError(t, err)
 		wg.Go(func() { require.NoError(t, s.Run(ctx)) })
 	}
-	time.Sleep(4500 * time.Millisecond)
+	// Until both have fired in at least three periods (bounded: a busy machine delays fires, it
+	// does not stop them).
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		total := 0
+		for _, n := range fires {
+			total += n
+		}
+		return total >= 6
+	}, 30*time.Second, 50*time.Millisecond)
 	stop()
 	wg.Wait()
 
