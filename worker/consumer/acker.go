@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -158,11 +159,13 @@ func (a *acker) flush(batch []ackEntry) {
 			sleep(a.ctx, time.Duration(attempt)*100*time.Millisecond)
 			continue
 		}
+		answered := make([]bool, len(pending))
 		for _, s := range out.Successful {
 			e, ok := entryOf(pending, s.Id)
 			if !ok {
 				continue
 			}
+			answered[e.i] = true
 			if !e.dlq {
 				a.m.acked.Inc()
 			}
@@ -171,14 +174,26 @@ func (a *acker) flush(batch []ackEntry) {
 		var retry []ackEntry
 		for _, f := range out.Failed {
 			e, ok := entryOf(pending, f.Id)
-			if !ok {
+			if !ok || answered[e.i] {
 				continue
 			}
+			answered[e.i] = true
 			if !f.SenderFault && attempt < ackAttempts {
+				retry = append(retry, e.ackEntry)
+				continue
+			}
+			a.failed(e.ackEntry, fmt.Errorf("delete message: %s: %s (sender fault: %t)", aws.ToString(f.Code), aws.ToString(f.Message), f.SenderFault))
+		}
+		// An entry the answer names neither way is treated as the server's failure.
+		for i, e := range pending {
+			if answered[i] {
+				continue
+			}
+			if attempt < ackAttempts {
 				retry = append(retry, e)
 				continue
 			}
-			a.failed(e, fmt.Errorf("delete message: %s: %s (sender fault: %t)", aws.ToString(f.Code), aws.ToString(f.Message), f.SenderFault))
+			a.failed(e, errors.New("delete message: the server's answer did not name the entry"))
 		}
 		pending = retry
 		if len(pending) > 0 {
@@ -194,10 +209,16 @@ func (a *acker) failed(e ackEntry, err error) {
 		"err", err, "dead_lettered", e.dlq)
 }
 
-func entryOf(pending []ackEntry, id *string) (ackEntry, bool) {
+// indexedEntry is a pending entry and its index in the batch (its request id).
+type indexedEntry struct {
+	ackEntry
+	i int
+}
+
+func entryOf(pending []ackEntry, id *string) (indexedEntry, bool) {
 	i, err := strconv.Atoi(aws.ToString(id))
 	if err != nil || i < 0 || i >= len(pending) {
-		return ackEntry{}, false
+		return indexedEntry{}, false
 	}
-	return pending[i], true
+	return indexedEntry{pending[i], i}, true
 }

@@ -108,10 +108,12 @@ const (
 	drainTimeout      = 5 * time.Second       // after Grace, how long cancelled handlers may take
 	callTimeout       = 10 * time.Second      // bound of one settling call (visibility, DLQ send)
 	finalTimeout      = 5 * time.Second       // bound of the calls made after the drain
+	abandonReleases   = 16                    // messages of abandoned handlers returned at once
 	maxVisibility     = 12 * time.Hour        // SQS limit
 	maxMessageTimeout = 6 * time.Hour         // well under maxVisibility
 	redriveFastVis    = time.Second           // permanent failure left to the redrive policy
 	maxReasonLen      = 1024                  // bytes of the reason kept in the DLQ attribute
+	minReasonLen      = 256                   // the same, when the DLQ refused the message as too large
 	maxAttributes     = 10                    // SQS limit of message attributes
 	defaultReceivers  = 4                     // long-poll loops
 )
@@ -335,7 +337,9 @@ func (c *Consumer) Ready(context.Context) error {
 }
 
 // abandon returns the messages of handlers that ignore their cancelled context to the queue, so
-// Run can return. Those handlers, when they finally return, settle nothing.
+// Run can return. Those handlers, when they finally return, settle nothing. The messages are
+// returned a few at a time and within finalTimeout in all: one by one, a slow SQS would hold
+// shutdown for finalTimeout per message, past any orchestrator's grace period.
 func (c *Consumer) abandon(ctx context.Context) {
 	c.abandoned.Store(true)
 	c.inflightMu.Lock()
@@ -345,9 +349,18 @@ func (c *Consumer) abandon(ctx context.Context) {
 	}
 	c.inflightMu.Unlock()
 	c.log.Error("handlers did not return after cancellation; returning their messages to the queue", "count", len(left))
+	ctx, cancel := context.WithTimeout(ctx, finalTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, abandonReleases)
 	for _, d := range left {
-		c.release(ctx, d)
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			c.release(ctx, d)
+		})
 	}
+	wg.Wait()
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -189,6 +192,81 @@ func TestPermanentWithDLQURL(t *testing.T) {
 	calls, _ := rec.snapshot()
 	assert.Equal(t, map[string]int{"{not json": 1}, calls)
 	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_acked_total"), "a dead-lettered message is not counted as acked")
+}
+
+// sizeLimitedDLQ is the real client, with a dead-letter queue that refuses, as SQS does, a message
+// whose body and attributes together exceed limit bytes (kumo does not enforce
+// MaximumMessageSize) or whose attribute text holds a character SQS does not accept.
+type sizeLimitedDLQ struct {
+	consumer.Client
+	dlq     string
+	limit   int
+	refused atomic.Int32
+}
+
+func (c *sizeLimitedDLQ) SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if aws.ToString(in.QueueUrl) == c.dlq {
+		size := len(aws.ToString(in.MessageBody))
+		for name, v := range in.MessageAttributes {
+			text := aws.ToString(v.StringValue)
+			size += len(name) + len(aws.ToString(v.DataType)) + len(text)
+			if !utf8.ValidString(text) || strings.ContainsFunc(text, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }) {
+				c.refused.Add(1)
+				return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue", Message: "invalid characters in attribute " + name, Fault: smithy.FaultClient}
+			}
+		}
+		if size > c.limit {
+			c.refused.Add(1)
+			return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue",
+				Message: fmt.Sprintf("One or more parameters are invalid. Reason: Message must be shorter than %d bytes.", c.limit), Fault: smithy.FaultClient}
+		}
+	}
+	return c.Client.SendMessage(ctx, in, optFns...)
+}
+
+// A permanent failure whose message fits its queue but not the dead-letter queue once intake's
+// attributes and the copied ones are added (SQS counts attributes toward the size), and whose
+// reason quotes a key with a control character and is cut mid-character: it still reaches the DLQ,
+// with intake's attributes and a short reason, after one refusal; it is not retried forever.
+func TestPermanentTooLargeForDLQ(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 5, 30*time.Second)
+	limited := &sizeLimitedDLQ{Client: client, dlq: q.DLQURL, limit: 2048}
+	reason := "inspect uploads/é\x01.bin: " + strings.Repeat("é", 1200) // 2,400+ bytes; 1,024 cuts an é in two
+	s := start(t, consumer.Config{
+		Client: limited, QueueURL: q.URL, DLQURL: q.DLQURL,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			return fmt.Errorf("%s: %w", reason, pipeline.ErrPermanent)
+		}),
+	})
+	body := strings.Repeat("x", 1500)
+	_, err := client.SendMessage(context.Background(), &sqs.SendMessageInput{
+		QueueUrl: aws.String(q.URL), MessageBody: aws.String(body),
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			"origin": {DataType: aws.String("String"), StringValue: aws.String(strings.Repeat("o", 300))},
+		},
+	})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, s.reg, "intake_messages_dead_lettered_total", "reason", "permanent") == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	require.NoError(t, s.stop(t))
+
+	assert.EqualValues(t, 1, limited.refused.Load(), "refused once with every attribute, accepted with fewer")
+	dead := receiveAll(t, client, q.DLQURL, 2*time.Second)
+	require.Len(t, dead, 1)
+	assert.Equal(t, body, aws.ToString(dead[0].Body))
+	attrs := dead[0].MessageAttributes
+	got := aws.ToString(attrs["intake-dlq-reason"].StringValue)
+	assert.True(t, strings.HasPrefix(got, "inspect uploads/é\ufffd.bin: éé"), got)
+	assert.True(t, utf8.ValidString(got))
+	assert.LessOrEqual(t, len(got), 256)
+	assert.NotContains(t, attrs, "origin", "the copied attributes made it too large")
+	visible, inflight := depth(t, client, q.URL)
+	assert.Zero(t, visible+inflight, "deleted from the main queue once dead-lettered")
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_retried_total"), "not retried")
 }
 
 // Without a DLQ URL, a permanent failure reaches the DLQ through the redrive policy after
@@ -414,6 +492,98 @@ func (f *failingDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteM
 		in = &sqs.DeleteMessageBatchInput{QueueUrl: in.QueueUrl, Entries: entries}
 	})
 	return f.Client.DeleteMessageBatch(ctx, in, optFns...)
+}
+
+// slowVisibility is the real client whose ChangeMessageVisibility answers a second late.
+type slowVisibility struct {
+	consumer.Client
+}
+
+func (c slowVisibility) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return c.Client.ChangeMessageVisibility(ctx, in, optFns...)
+}
+
+// Handlers that ignore their cancelled context are abandoned after the grace period and the drain:
+// their 20 messages go back to the queue, with SQS answering each return a second late, and Run
+// still returns within the grace period, the drain and finalTimeout (5 s): the returns run
+// together, not one after another (20 s).
+func TestAbandonedHandlersReturnTheirMessagesTogether(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 10, 60*time.Second)
+	all := bodies("a", 20)
+	send(t, client, q.URL, all...)
+	block := make(chan struct{})
+	var inProcess atomic.Int64
+	first := start(t, consumer.Config{
+		Client: slowVisibility{client}, QueueURL: q.URL, Workers: 32, Visibility: 60 * time.Second, Grace: 300 * time.Millisecond,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			inProcess.Add(1)
+			<-block // ignores ctx
+			return nil
+		}),
+	})
+	require.Eventually(t, func() bool { return inProcess.Load() == int64(len(all)) }, 20*time.Second, 10*time.Millisecond)
+	begin := time.Now()
+	require.NoError(t, first.stop(t))
+	stopTook := time.Since(begin)
+	close(block)
+	t.Logf("Run returned %s after the stop", stopTook)
+	assert.Equal(t, float64(len(all)), testkit.Metric(t, first.reg, "intake_messages_released_total"), "every abandoned message returned")
+	// 0.3 s of grace, 5 s of drain, then 2 rounds of 16 returns at 1 s each; one by one it was 20 s more.
+	assert.Less(t, stopTook, 15*time.Second, "the abandoned messages were returned one after another")
+	back := receiveAll(t, client, q.URL, 2*time.Second)
+	assert.Len(t, back, len(all), "visible again at once, not after the 60 s visibility")
+}
+
+// silentDeletes is the real client whose first DeleteMessageBatch is answered, without reaching
+// the server, with an answer naming none of its entries (neither Successful nor Failed).
+type silentDeletes struct {
+	consumer.Client
+	once sync.Once
+}
+
+func (f *silentDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	silent := false
+	f.once.Do(func() { silent = true })
+	if silent {
+		return &sqs.DeleteMessageBatchOutput{}, nil
+	}
+	return f.Client.DeleteMessageBatch(ctx, in, optFns...)
+}
+
+// An entry the delete's answer does not name is deleted again at once, as a server failure is, not
+// forgotten until the message comes back and is processed a second time.
+func TestDeleteBatchEntryNotInAnswer(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	sqsClient := testkit.SQS()
+	q := testkit.Queue(t, sqsClient, 10, 2*time.Second)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: &silentDeletes{Client: sqsClient}, QueueURL: q.URL, Visibility: 2 * time.Second,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			rec.commit(body)
+			return nil
+		}),
+	})
+	send(t, sqsClient, q.URL, "only")
+	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
+	time.Sleep(3 * time.Second) // past the 2 s visibility: a message not deleted would be back
+	require.NoError(t, s.stop(t))
+
+	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_ack_failed_total"))
+	calls, _ := rec.snapshot()
+	assert.Equal(t, map[string]int{"only": 1}, calls, "deleted by the retry, not delivered again")
+	visible, inflight := depth(t, sqsClient, q.URL)
+	assert.Zero(t, visible+inflight)
 }
 
 // A deletion the server fails is logged and counted; the message comes back and is processed

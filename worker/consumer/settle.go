@@ -8,11 +8,14 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -159,13 +162,15 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 		}
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	_, err := c.cfg.Client.SendMessage(cctx, &sqs.SendMessageInput{
-		QueueUrl:          aws.String(c.cfg.DLQURL),
-		MessageBody:       d.msg.Body,
-		MessageAttributes: dlqAttributes(d, reason),
-	})
+	err := c.sendDLQ(ctx, d, dlqAttributes(d, reason, maxReasonLen, true))
+	if refusedBySender(err) {
+		// SQS counts attributes toward the message size: a body near the limit, plus the copied
+		// attributes and a long reason, is refused where the body alone fits. Once more with
+		// intake's attributes alone and a short reason.
+		c.log.WarnContext(ctx, "the dead-letter queue refused the message with its attributes; sending it with fewer",
+			"dlq_err", err)
+		err = c.sendDLQ(ctx, d, dlqAttributes(d, reason, minReasonLen, false))
+	}
 	if err != nil {
 		c.log.ErrorContext(ctx, "permanent failure, but the dead-letter queue refused the message; will retry",
 			"err", cause, "dlq_err", err)
@@ -178,16 +183,36 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 	c.acks.add(ctx, d, true)
 }
 
-// dlqAttributes copies the message's attributes and adds the failure reason, the source message id
-// and the receive count, within SQS's limit of ten attributes.
-func dlqAttributes(d *delivery, reason string) map[string]types.MessageAttributeValue {
-	if len(reason) > maxReasonLen {
-		reason = reason[:maxReasonLen]
-	}
+// sendDLQ sends the message's body to the dead-letter queue with attrs.
+func (c *Consumer) sendDLQ(ctx context.Context, d *delivery, attrs map[string]types.MessageAttributeValue) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	_, err := c.cfg.Client.SendMessage(cctx, &sqs.SendMessageInput{
+		QueueUrl:          aws.String(c.cfg.DLQURL),
+		MessageBody:       d.msg.Body,
+		MessageAttributes: attrs,
+	})
+	return err
+}
+
+// refusedBySender reports whether SQS refused a request for what it holds (a sender fault, such as
+// a message over the queue's size limit), not for a failure of its own or of the network.
+func refusedBySender(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultClient
+}
+
+// dlqAttributes adds to the message's attributes (when withCopies is set) the failure reason (cut to
+// reasonLen bytes, as text SQS accepts), the source message id and the receive count, within SQS's
+// limit of ten attributes.
+func dlqAttributes(d *delivery, reason string, reasonLen int, withCopies bool) map[string]types.MessageAttributeValue {
 	attrs := map[string]types.MessageAttributeValue{
-		queue.AttrDLQReason:       {DataType: aws.String("String"), StringValue: aws.String(reason)},
+		queue.AttrDLQReason:       {DataType: aws.String("String"), StringValue: aws.String(sqsText(reason, reasonLen))},
 		queue.AttrSourceMessageID: {DataType: aws.String("String"), StringValue: aws.String(d.id)},
 		queue.AttrReceiveCount:    {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(d.receives))},
+	}
+	if !withCopies {
+		return attrs
 	}
 	for k, v := range d.msg.MessageAttributes {
 		if len(attrs) >= maxAttributes {
@@ -198,6 +223,24 @@ func dlqAttributes(d *delivery, reason string) map[string]types.MessageAttribute
 		}
 	}
 	return attrs
+}
+
+// sqsText is s as SQS accepts a message's text (valid UTF-8 of #x9, #xA, #xD, #x20-#xD7FF,
+// #xE000-#xFFFD and #x10000-#x10FFFF; anything else becomes U+FFFD), cut to at most n bytes on a
+// character boundary. A reason quotes object keys and library errors: a key with a control
+// character, or a cut inside a character, would make SQS refuse the dead-lettering.
+func sqsText(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if !(r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF) {
+			r = utf8.RuneError
+		}
+		if b.Len()+utf8.RuneLen(r) > n {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // reasonLabel is the low-cardinality reason of a permanent failure, for the metric label.

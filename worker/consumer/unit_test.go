@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -74,7 +75,7 @@ func TestDLQAttributes(t *testing.T) {
 	d := &delivery{id: "m-1", receives: 3, msg: types.Message{MessageAttributes: map[string]types.MessageAttributeValue{
 		"a": str("1"), queue.AttrDLQReason: str("spoofed"),
 	}}}
-	attrs := dlqAttributes(d, strings.Repeat("x", 5000))
+	attrs := dlqAttributes(d, strings.Repeat("x", 5000), maxReasonLen, true)
 	assert.Len(t, aws.ToString(attrs[queue.AttrDLQReason].StringValue), maxReasonLen, "the reason is ours and truncated")
 	assert.Equal(t, "m-1", aws.ToString(attrs[queue.AttrSourceMessageID].StringValue))
 	assert.Equal(t, "3", aws.ToString(attrs[queue.AttrReceiveCount].StringValue))
@@ -85,9 +86,48 @@ func TestDLQAttributes(t *testing.T) {
 		many[string(rune('a'+i))] = str("v")
 	}
 	d.msg.MessageAttributes = many
-	attrs = dlqAttributes(d, "r")
+	attrs = dlqAttributes(d, "r", maxReasonLen, true)
 	assert.Len(t, attrs, maxAttributes, "SQS allows ten attributes")
 	assert.Equal(t, "r", aws.ToString(attrs[queue.AttrDLQReason].StringValue))
+}
+
+// TestDLQAttributesFewer: the second attempt, after the DLQ refused the message as too large,
+// carries intake's three attributes alone with a short reason.
+func TestDLQAttributesFewer(t *testing.T) {
+	t.Parallel()
+	d := &delivery{id: "m-1", receives: 2, msg: types.Message{MessageAttributes: map[string]types.MessageAttributeValue{
+		"big": {DataType: aws.String("String"), StringValue: aws.String(strings.Repeat("b", 900))},
+	}}}
+	attrs := dlqAttributes(d, strings.Repeat("x", 5000), minReasonLen, false)
+	assert.Len(t, attrs, 3)
+	assert.Len(t, aws.ToString(attrs[queue.AttrDLQReason].StringValue), minReasonLen)
+	assert.NotContains(t, attrs, "big")
+}
+
+// TestSQSText: what SQS refuses in a message's text (control characters, invalid UTF-8, a
+// character cut in two) never reaches a DLQ attribute.
+func TestSQSText(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"plain", 10, "plain"},
+		{"tab\tnl\ncr\r", 20, "tab\tnl\ncr\r"},
+		{"key a\x00b\x1fc", 20, "key a\ufffdb\ufffdc"},
+		{"bad \xff utf8", 20, "bad \ufffd utf8"},
+		{"\ufffe\uffff", 20, "\ufffd\ufffd"},
+		{"éé", 3, "é"}, // the second é (2 bytes) does not fit in 3: not cut in two
+		{"a😀", 4, "a"}, // nor a 4-byte character
+		{"😀😀", 8, "😀😀"},
+		{strings.Repeat("x", 300), 256, strings.Repeat("x", 256)},
+	} {
+		got := sqsText(c.in, c.n)
+		assert.Equal(t, c.want, got, "%q", c.in)
+		assert.True(t, utf8.ValidString(got))
+		assert.LessOrEqual(t, len(got), c.n)
+	}
 }
 
 type reasoned struct{ error }
