@@ -29,11 +29,28 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated
 }
 
+// Prefixes of IPv6 addresses that carry an IPv4 address a translator or relay delivers to.
+var (
+	nat64  = netip.MustParsePrefix("64:ff9b::/96") // well-known NAT64 prefix (RFC 6052): the last 4 bytes
+	sixTo4 = netip.MustParsePrefix("2002::/16")    // 6to4 (RFC 3056): bytes 2 to 5
+)
+
 // PublicAddress reports whether a webhook may be sent to ip: not loopback, link-local, private
 // (RFC 1918, unique local fc00::/7), unspecified, multicast, carrier-grade NAT or another reserved
-// range. An IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
+// range. An IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64's 64:ff9b::/96, 6to4's
+// 2002::/16) is judged as the IPv4 address it carries: in an IPv6-only subnet with DNS64 and
+// NAT64, 64:ff9b::a9fe:a9fe reaches 169.254.169.254.
 func PublicAddress(ip netip.Addr) bool {
 	ip = ip.Unmap()
+	if ip.Is6() {
+		b := ip.As16()
+		switch {
+		case nat64.Contains(ip):
+			return PublicAddress(netip.AddrFrom4([4]byte(b[12:16])))
+		case sixTo4.Contains(ip):
+			return PublicAddress(netip.AddrFrom4([4]byte(b[2:6])))
+		}
+	}
 	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsMulticast() ||
 		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() {
 		return false

@@ -24,6 +24,9 @@ func TestPublicAddress(t *testing.T) {
 		"0.0.0.0": false, "::": false, "100.64.0.1": false, "224.0.0.1": false, "255.255.255.255": false,
 		"::ffff:127.0.0.1": false, "::ffff:10.0.0.1": false, "::ffff:8.8.8.8": true, // IPv4-mapped
 		"198.18.0.1": false, "2001:db8::1": false,
+		"64:ff9b::a00:1": false, "64:ff9b::a9fe:a9fe": false, "64:ff9b::7f00:1": false, "64:ff9b::808:808": true, // NAT64
+		"2002:a00:1::1": false, "2002:a9fe:a9fe::": false, "2002:808:808::1": true, // 6to4
+		"2001::a00:1": false, // Teredo (the whole 2001::/23 is refused)
 	} {
 		require.Equal(t, want, webhook.PublicAddress(netip.MustParseAddr(addr)), addr)
 	}
