@@ -85,10 +85,26 @@ func NewCanceller(insp *asynq.Inspector) *Canceller { return &Canceller{insp: in
 // CancelMultipartAbort deletes the [TypeAbortMultipart] task of uploadID. A task that does not
 // exist (never scheduled, already run, already cancelled) is not an error, and neither is one that
 // is running right now: the upload is complete, so that abort finds it gone and changes nothing.
+//
+// asynq's Inspector takes no context: the calls run in a goroutine and CancelMultipartAbort returns
+// ctx's error when ctx ends first (Redis unreachable: go-redis would retry its dials for seconds,
+// holding the event's message past its timeout). That goroutine ends with go-redis's own timeouts,
+// or at once when the Inspector is closed.
 func (c *Canceller) CancelMultipartAbort(ctx context.Context, uploadID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	done := make(chan error, 1)
+	go func() { done <- c.cancel(uploadID) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("cancel abort of upload %s: %w", uploadID, ctx.Err())
+	}
+}
+
+func (c *Canceller) cancel(uploadID string) error {
 	err := c.insp.DeleteTask(QueueCritical, uploadID)
 	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 		return nil

@@ -3,7 +3,9 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,4 +211,38 @@ func TestCanceller(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	require.ErrorIs(t, c.CancelMultipartAbort(cctx, "x"), context.Canceled)
+}
+
+// TestCancellerEndsWithItsContext: with Redis unreachable (a listener that accepts and never
+// answers), cancelling returns when the event's context ends, not after go-redis's retries.
+func TestCancellerEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	var conns sync.WaitGroup
+	held := make(chan net.Conn, 16)
+	conns.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- conn // never answered
+		}
+	})
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: ln.Addr().String()})
+	c := tasks.NewCanceller(insp)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = c.CancelMultipartAbort(ctx, "u-1")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the context's end, not a Redis timeout: %v", err)
+	// Closing the Inspector ends the abandoned call; then the fake Redis goes.
+	require.NoError(t, insp.Close())
+	_ = ln.Close()
+	conns.Wait()
+	close(held)
+	for conn := range held {
+		_ = conn.Close()
+	}
 }
