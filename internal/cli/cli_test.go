@@ -149,6 +149,17 @@ func TestRunServesReadyAndStopsOnCancel(t *testing.T) {
 	resp.Body.Close()
 	require.Contains(t, string(metrics), `intake_dependency_up{dependency="s3"} 1`)
 
+	// What no route matches is a problem+json answer too: 404, or 405 with Allow.
+	for path, want := range map[string]int{"/no/such/route": http.StatusNotFound, "/healthz": http.StatusMethodNotAllowed} {
+		req, err := http.NewRequest(http.MethodDelete, base+path, nil)
+		require.NoError(t, err)
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, path)
+		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), path)
+	}
+
 	// Removing the bucket makes the daemon not ready (once the cached report is older than 1 s).
 	_, err = s3c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: &bucket})
 	require.NoError(t, err)

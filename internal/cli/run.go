@@ -23,6 +23,7 @@ import (
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/gctune"
 	"github.com/intakehq/intake/internal/health"
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/outbox"
@@ -292,8 +293,11 @@ func (a *App) listen() ([]listener, error) {
 		handler      http.Handler
 		writeTimeout time.Duration
 	}
+	// Every route is registered by now: what matches none gets a problem+json 404 or 405.
+	a.Mux.Handle("/", problem.Unmatched(a.Mux))
 	specs := []spec{{"http", a.Cfg.ListenAddr, a.Mux, api.WriteTimeout}}
 	if a.Cfg.AdminListenAddr != "" {
+		a.Admin.Handle("/", problem.Unmatched(a.Admin))
 		// CPU profiles and traces stream for ?seconds=N: give them room.
 		specs = append(specs, spec{"admin", a.Cfg.AdminListenAddr, a.Admin, 10 * time.Minute})
 	}
