@@ -153,7 +153,11 @@ func TestUploadStatusAttacks(t *testing.T) {
 		{"a negative wait", "/v1/uploads/" + id.String() + "?wait=-1s", aliceKey, 400, "invalid-parameter"},
 		{"a wait that is not a duration", "/v1/uploads/" + id.String() + "?wait=soon", aliceKey, 400, "invalid-parameter"},
 	} {
+		began := time.Now()
 		status, _, raw := b.sendRaw(t, attack{attacker: c.attacker, method: "GET", path: c.path, as: asKey(c.key)})
+		// Refused before any wait: a long poll that waited out its 30 s before checking the owner
+		// would hold a connection for every attacker's request.
+		require.Less(t, time.Since(began), 10*time.Second, c.attacker)
 		require.Equal(t, c.status, status, c.attacker)
 		require.Contains(t, string(raw), ProblemBase+c.typ, c.attacker)
 		require.NotContains(t, string(raw), "alice's", "%s: the metadata must not leak", c.attacker)
