@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -314,4 +316,45 @@ func TestAPIAttacks(t *testing.T) {
 	status, _, resp = b.call(t, "GET", "/v1/objects", bobKey, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Empty(t, resp["objects"])
+}
+
+// TestOpenMultipartQuota: a tenant holding INTAKE_API_MAX_OPEN_MULTIPART open multipart uploads
+// cannot open another (through the API or Uppy's route) until one completes, is aborted or passes
+// its deadline; nothing is created for the refused request. Other tenants and single-request
+// uploads are not held by it.
+func TestOpenMultipartQuota(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{api: func(c *config.API) { c.MaxOpenMultipart = 3 }})
+	mp := func(i int) map[string]any {
+		return map[string]any{"filename": fmt.Sprintf("m%d.bin", i), "content_type": "image/png", "size": 6 << 20, "method": "multipart"}
+	}
+	var ids []string
+	for i := range 3 {
+		status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, mp(i))
+		require.Equal(t, http.StatusCreated, status, resp)
+		ids = append(ids, resp["id"].(string))
+	}
+	alice := asKey(aliceKey)
+	runAttacks(t, b, familyV1, []attack{
+		{attacker: "tenant opening a fourth multipart upload over its quota of 3", method: "POST", path: "/v1/uploads", as: alice, body: mp(3),
+			status: 429, typ: "too-many-open-uploads", mustNot: "create an S3 multipart upload, an intent or an abort"},
+	})
+	runAttacks(t, b, familyUppy, []attack{
+		{attacker: "tenant opening one more through Uppy's route", method: "POST", path: "/s3/multipart", as: alice,
+			body:   map[string]any{"filename": "u.bin", "type": "image/png", "metadata": map[string]string{}},
+			status: 429, typ: "too-many-open-uploads", mustNot: "create an S3 multipart upload, an intent or an abort"},
+	})
+	require.Equal(t, 2.0, testkit.Metric(t, b.registry, "intake_multipart_open_refused_total"))
+
+	// Not held by the quota: another tenant, and alice's single-request uploads.
+	status, _, resp := b.call(t, "POST", "/v1/uploads", bobKey, mp(0))
+	require.Equal(t, http.StatusCreated, status, resp)
+	status, _, resp = b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "p.png", "content_type": "image/png", "size": 10})
+	require.Equal(t, http.StatusCreated, status, resp)
+
+	// Once one of hers is aborted, she may open another.
+	status, _, resp = b.call(t, "DELETE", "/v1/uploads/"+ids[0], aliceKey, nil)
+	require.Less(t, status, 300, resp)
+	status, _, resp = b.call(t, "POST", "/v1/uploads", aliceKey, mp(4))
+	require.Equal(t, http.StatusCreated, status, resp)
 }

@@ -32,6 +32,7 @@ var _ S3API = (*s3.Client)(nil)
 // Queries is the part of the generated queries the API runs; *dbq.Queries satisfies it.
 type Queries interface {
 	APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error
+	APICountOpenMultipart(ctx context.Context, arg dbq.APICountOpenMultipartParams) (int32, error)
 	APIGetUpload(ctx context.Context, arg dbq.APIGetUploadParams) (dbq.Upload, error)
 	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
 	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)

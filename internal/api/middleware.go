@@ -27,6 +27,8 @@ type metrics struct {
 	presigned *counters[string]
 	// unscheduled counts multipart uploads whose deadline abort could not be scheduled.
 	unscheduled prometheus.Counter
+	// refusedOpen counts multipart creates refused because the owner had too many open.
+	refusedOpen prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,9 +50,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: telemetry.Namespace, Name: "multipart_abort_unscheduled_total",
 			Help: "Multipart uploads created whose deadline abort could not be scheduled (Redis down); the sweep aborts them after their deadline.",
 		}),
+		refusedOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "multipart_open_refused_total",
+			Help: "Multipart uploads refused (429) because their owner had INTAKE_API_MAX_OPEN_MULTIPART open.",
+		}),
 	}
 	m.presigned = newCounters(m.presigns, func(method string) string { return method })
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled, m.refusedOpen} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

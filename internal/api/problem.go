@@ -46,6 +46,7 @@ var (
 	probS3Unavailable   = problem.Kind{Slug: "storage-unavailable", Title: "Storage unavailable", Status: http.StatusBadGateway}
 	probDBUnavailable   = problem.DatabaseUnavailable
 	probInternal        = problem.Kind{Slug: "internal", Title: "Internal error", Status: http.StatusInternalServerError}
+	probTooManyOpen     = problem.Kind{Slug: "too-many-open-uploads", Title: "Too many open multipart uploads", Status: http.StatusTooManyRequests}
 )
 
 // problemKinds lists every kind the API returns (the OpenAPI test checks the document names them
@@ -56,7 +57,7 @@ var problemKinds = []problem.Kind{
 	probExpiryTooLong, probTooLarge, probTypeNotAllowed, probInvalidParts, probInvalidCursor,
 	probInvalidLimit, probInvalidID, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
-	probDBUnavailable, probInternal, probInvalidMetadata,
+	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.

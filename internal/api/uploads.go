@@ -143,6 +143,11 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 	if p != nil {
 		return uploadResponse{}, p
 	}
+	if in.spec.method == MethodMultipart {
+		if p := s.checkOpenMultipart(ctx, owner); p != nil {
+			return uploadResponse{}, p
+		}
+	}
 	resp, p := s.signIntent(ctx, in)
 	if p != nil {
 		return uploadResponse{}, p
@@ -152,6 +157,25 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 	}
 	s.metrics.presigned.get(in.spec.method).Inc()
 	return resp, nil
+}
+
+// checkOpenMultipart refuses a new multipart upload when the owner has MaxOpenMultipart open
+// already, before anything is created in S3. The bound is soft by the requests in flight: creates
+// racing each other may pass it by as many as run at once.
+func (s *Server) checkOpenMultipart(ctx context.Context, owner string) *Problem {
+	limit := s.cfg.MaxOpenMultipart
+	if limit <= 0 {
+		return nil
+	}
+	open, err := s.q.APICountOpenMultipart(ctx, dbq.APICountOpenMultipartParams{Owner: owner, MaxRows: int32(limit)})
+	if err != nil {
+		return s.internalProblem(ctx, "count open multipart uploads", err)
+	}
+	if int(open) >= limit {
+		s.metrics.refusedOpen.Inc()
+		return problemf(probTooManyOpen, "%d multipart uploads of yours are open, the limit; complete or abort some (DELETE /v1/uploads/{id}) or wait for their deadline", limit)
+	}
+	return nil
 }
 
 // intent is a validated intentSpec with the names intake gave it.

@@ -258,6 +258,10 @@ type API struct {
 	AuthCookie string `name:"auth-cookie" env:"AUTH_COOKIE" help:"Cookie that may carry the bearer JWT (browser clients); empty disables."`
 	// S3Timeout bounds each S3 call the API makes (multipart create, list, complete, abort).
 	S3Timeout time.Duration `name:"s3-timeout" env:"S3_TIMEOUT" default:"10s" help:"Timeout of each S3 call made by the API."`
+	// MaxOpenMultipart bounds the open (pending) multipart uploads of one owner: each holds an S3
+	// multipart upload, a scheduled abort and a row until it completes or its deadline passes, and
+	// part sizes are not signed. 0 disables the bound.
+	MaxOpenMultipart int `name:"max-open-multipart" env:"MAX_OPEN_MULTIPART" default:"1000" help:"Open multipart uploads one owner may have at once (429 beyond); 0: no limit."`
 }
 
 // Jobs tunes the asynq server and scheduler roles.
@@ -531,6 +535,9 @@ func (a API) validate() error {
 		if _, ok := tenants[k]; ok {
 			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", name))
 		}
+	}
+	if a.MaxOpenMultipart < 0 || a.MaxOpenMultipart > 1_000_000 {
+		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_OPEN_MULTIPART: %d not in 0..1000000", a.MaxOpenMultipart))
 	}
 	if a.PresignExpiry < time.Second {
 		errs = append(errs, fmt.Errorf("INTAKE_API_PRESIGN_EXPIRY: %s is below 1s", a.PresignExpiry))

@@ -12,6 +12,27 @@ import (
 	"github.com/google/uuid"
 )
 
+const aPICountOpenMultipart = `-- name: APICountOpenMultipart :one
+SELECT count(*)::int AS open
+FROM (SELECT 1 FROM uploads
+      WHERE owner = $1 AND method = 'multipart' AND status = 'pending'
+      LIMIT $2) AS o
+`
+
+type APICountOpenMultipartParams struct {
+	Owner   string
+	MaxRows int32
+}
+
+// The owner's open (pending) multipart uploads, counted up to max_rows: the quota check needs to
+// know only whether the limit is reached (uploads_open_multipart_owner_idx).
+func (q *Queries) APICountOpenMultipart(ctx context.Context, arg APICountOpenMultipartParams) (int32, error) {
+	row := q.db.QueryRow(ctx, aPICountOpenMultipart, arg.Owner, arg.MaxRows)
+	var open int32
+	err := row.Scan(&open)
+	return open, err
+}
+
 const aPICreateUpload = `-- name: APICreateUpload :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,

@@ -33,3 +33,11 @@ SELECT * FROM objects WHERE id = @id AND owner = @owner;
 -- name: APIObjectOfUpload :one
 -- The object an upload produced (the newest row naming it), for GET /v1/uploads/{id}.
 SELECT * FROM objects WHERE upload_id = @upload_id AND owner = @owner ORDER BY updated_at DESC LIMIT 1;
+
+-- name: APICountOpenMultipart :one
+-- The owner's open (pending) multipart uploads, counted up to max_rows: the quota check needs to
+-- know only whether the limit is reached (uploads_open_multipart_owner_idx).
+SELECT count(*)::int AS open
+FROM (SELECT 1 FROM uploads
+      WHERE owner = @owner AND method = 'multipart' AND status = 'pending'
+      LIMIT @max_rows) AS o;
