@@ -172,8 +172,10 @@ func TestResendArchive(t *testing.T) {
 // message id, received now) after every page read: the replay's own messages coming back.
 type archiving struct {
 	EventLister
-	t     *testing.T
-	pool  interface{ Exec(context.Context, string, ...any) (pgconn.CommandTag, error) }
+	t    *testing.T
+	pool interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}
 	added int
 }
 

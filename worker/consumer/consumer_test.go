@@ -558,59 +558,47 @@ func (f *silentDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMe
 	return f.Client.DeleteMessageBatch(ctx, in, optFns...)
 }
 
-// An entry the delete's answer does not name is deleted again at once, as a server failure is, not
-// forgotten until the message comes back and is processed a second time.
-func TestDeleteBatchEntryNotInAnswer(t *testing.T) {
+// What becomes of a message whose deletion goes wrong. An entry the server fails (an expired
+// receipt handle) is logged and counted; the message comes back and is processed again, then
+// deleted. An entry the answer does not name at all is deleted again at once, as a server failure
+// is, not forgotten until the message comes back and is processed a second time.
+func TestDeleteBatchAnswers(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
-	sqsClient := testkit.SQS()
-	q := testkit.Queue(t, sqsClient, 10, 2*time.Second)
-	rec := newRecorder()
-	s := start(t, consumer.Config{
-		Client: &silentDeletes{Client: sqsClient}, QueueURL: q.URL, Visibility: 2 * time.Second,
-		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
-			rec.call(ctx, id, body)
-			rec.commit(body)
-			return nil
-		}),
-	})
-	send(t, sqsClient, q.URL, "only")
-	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
-	time.Sleep(3 * time.Second) // past the 2 s visibility: a message not deleted would be back
-	require.NoError(t, s.stop(t))
+	for _, tc := range []struct {
+		name       string
+		client     func(consumer.Client) consumer.Client
+		ackFailed  float64
+		deliveries int
+	}{
+		{"entry failed by the server", func(c consumer.Client) consumer.Client { return &failingDeletes{Client: c} }, 1, 2},
+		{"entry not in the answer", func(c consumer.Client) consumer.Client { return &silentDeletes{Client: c} }, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sqsClient := testkit.SQS()
+			q := testkit.Queue(t, sqsClient, 10, 2*time.Second)
+			rec := newRecorder()
+			s := start(t, consumer.Config{
+				Client: tc.client(sqsClient), QueueURL: q.URL, Visibility: 2 * time.Second,
+				Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+					rec.call(ctx, id, body)
+					rec.commit(body)
+					return nil
+				}),
+			})
+			send(t, sqsClient, q.URL, "only")
+			require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
+			time.Sleep(3 * time.Second) // past the 2 s visibility: a message not deleted would be back
+			require.NoError(t, s.stop(t))
 
-	assert.Zero(t, testkit.Metric(t, s.reg, "intake_messages_ack_failed_total"))
-	calls, _ := rec.snapshot()
-	assert.Equal(t, map[string]int{"only": 1}, calls, "deleted by the retry, not delivered again")
-	visible, inflight := depth(t, sqsClient, q.URL)
-	assert.Zero(t, visible+inflight)
-}
-
-// A deletion the server fails is logged and counted; the message comes back and is processed
-// again, then deleted.
-func TestDeleteBatchFailedEntry(t *testing.T) {
-	t.Parallel()
-	skipShort(t)
-	sqsClient := testkit.SQS()
-	q := testkit.Queue(t, sqsClient, 10, 2*time.Second)
-	rec := newRecorder()
-	s := start(t, consumer.Config{
-		Client: &failingDeletes{Client: sqsClient}, QueueURL: q.URL, Visibility: 2 * time.Second,
-		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
-			rec.call(ctx, id, body)
-			rec.commit(body)
-			return nil
-		}),
-	})
-	send(t, sqsClient, q.URL, "only")
-	require.Eventually(t, func() bool { return testkit.Metric(t, s.reg, "intake_messages_acked_total") == 1 }, 20*time.Second, 50*time.Millisecond)
-	require.NoError(t, s.stop(t))
-
-	assert.Equal(t, 1.0, testkit.Metric(t, s.reg, "intake_messages_ack_failed_total"))
-	calls, _ := rec.snapshot()
-	assert.Equal(t, map[string]int{"only": 2}, calls, "delivered again after the failed deletion")
-	visible, inflight := depth(t, sqsClient, q.URL)
-	assert.Zero(t, visible+inflight)
+			assert.Equal(t, tc.ackFailed, testkit.Metric(t, s.reg, "intake_messages_ack_failed_total"))
+			calls, _ := rec.snapshot()
+			assert.Equal(t, map[string]int{"only": tc.deliveries}, calls)
+			visible, inflight := depth(t, sqsClient, q.URL)
+			assert.Zero(t, visible+inflight)
+		})
+	}
 }
 
 // When the queue cannot be read, each receiver backs off instead of spinning.
