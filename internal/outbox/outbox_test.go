@@ -237,10 +237,12 @@ func TestBatchSplitsFailures(t *testing.T) {
 // TestRelayAfterCrash: a relay that enqueued a delivery and died before committing (simulated by
 // enqueueing the task by hand) leaves the row unrelayed. The delivery runs, posts and records
 // itself; the row stays unrelayed (a rolled-back relay set no pending endpoints, so the record
-// marks it delivered, see OutboxMarkDeliveredBatch), and the next relay relays it, clears the
-// mark and enqueues it again, so the receiver gets the notification a second time, with the same
-// webhook-id (delivery is at least once; receivers de-duplicate on it), and the row ends
-// delivered.
+// marks it delivered and notes the endpoint, see OutboxMarkDeliveredBatch), and the next relay
+// relays it without that endpoint (OutboxMarkRelayed): the row stays delivered. The task that relay
+// enqueues again (the first one is gone) posts a second time under the same webhook-id (delivery
+// is at least once; receivers de-duplicate on it). Before, the relay wrote the endpoint back as
+// pending until that second delivery, and when the first task was still there (asynq refusing the
+// same task id, so no second task), for ever: store's TestOutboxRelayAfterLeftoverDelivery.
 func TestRelayAfterCrash(t *testing.T) {
 	t.Parallel()
 	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
@@ -266,11 +268,19 @@ func TestRelayAfterCrash(t *testing.T) {
 	n, err := b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	require.Eventually(t, func() bool { return b.outboxRow(t, id).DeliveredAt != nil }, 30*time.Second, 20*time.Millisecond)
+	relayed := b.outboxRow(t, id)
+	require.NotNil(t, relayed.RelayedAt)
+	require.NotNil(t, relayed.DeliveredAt, "still delivered once relayed")
+	require.Empty(t, relayed.Pending)
+	require.Eventually(t, func() bool {
+		_, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, 30*time.Second, 10*time.Millisecond, "the relay's task is done")
 	got := b.recv.Received()
 	require.Len(t, got, 1, "one webhook-id")
 	require.Equal(t, first[0].ID, got[0].ID)
 	require.Equal(t, 2, got[0].Delivered, "delivered twice under the same id")
+	require.NotNil(t, b.outboxRow(t, id).DeliveredAt)
 	n, err = b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing left to relay")

@@ -231,6 +231,46 @@ func TestOutboxDeliveries(t *testing.T) {
 	require.NoError(t, o.MarkDelivered(b.ctx, 1<<40, "a"), "a row purged meanwhile: nothing to record")
 }
 
+// TestOutboxRelayAfterLeftoverDelivery: relay A enqueues a row's delivery tasks and rolls back;
+// its tasks deliver the row before any relay committed (recorded on the unrelayed row). Relay B
+// claims the row again, and its enqueue finds A's task still there (asynq refuses the same task
+// id: no new task). Marking it relayed must not write the delivered endpoints back as pending: no
+// task is left to deliver them, and the row would stay undelivered for ever.
+func TestOutboxRelayAfterLeftoverDelivery(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	o := store.NewOutbox(b.st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	insert := func(key string) int64 {
+		var id int64
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+			VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}') RETURNING id`, key).Scan(&id))
+		return id
+	}
+	one, two, fresh := insert("test:one"), insert("test:two"), insert("test:fresh")
+	// A's leftover tasks: row one delivered to its only endpoint, row two to one of its two.
+	require.NoError(t, o.MarkDelivered(b.ctx, one, "a"))
+	require.NoError(t, o.MarkDelivered(b.ctx, two, "a"))
+	// B marks the three rows relayed with their endpoints.
+	require.NoError(t, b.st.Q.OutboxMarkRelayed(b.ctx, dbq.OutboxMarkRelayedParams{
+		Ids: []int64{one, two, fresh}, Pendings: []string{"a", "a,b", "a,b"},
+	}))
+	pending, delivered := deliveryState(t, b, one)
+	require.Empty(t, pending, "a was delivered by A's task")
+	require.True(t, delivered)
+	pending, delivered = deliveryState(t, b, two)
+	require.Equal(t, []string{"b"}, pending)
+	require.False(t, delivered)
+	pending, delivered = deliveryState(t, b, fresh)
+	require.Equal(t, []string{"a", "b"}, pending, "a row nothing delivered yet keeps every endpoint")
+	require.False(t, delivered)
+
+	require.NoError(t, o.MarkDelivered(b.ctx, two, "b"))
+	pending, delivered = deliveryState(t, b, two)
+	require.Empty(t, pending)
+	require.True(t, delivered)
+}
+
 // deliveryState reads an outbox row's pending endpoints and whether it is delivered.
 func deliveryState(t *testing.T, b *recordsBundle, id int64) (pending []string, delivered bool) {
 	t.Helper()

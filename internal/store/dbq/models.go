@@ -69,6 +69,7 @@ type Outbox struct {
 	RelayedAt   *time.Time
 	Pending     []string
 	DeliveredAt *time.Time
+	Delivered   []string
 }
 
 type Upload struct {

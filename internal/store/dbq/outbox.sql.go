@@ -88,6 +88,7 @@ func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaim
 const outboxMarkDeliveredBatch = `-- name: OutboxMarkDeliveredBatch :exec
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    delivered    = ARRAY(SELECT DISTINCT e FROM unnest(o.delivered || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
     delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
 FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS endpoints) AS v
@@ -104,8 +105,9 @@ type OutboxMarkDeliveredBatchParams struct {
 // row's pending ones and sets delivered_at once none is left. A row its relay still holds is
 // waited for (the relay enqueues before it commits), and the SET expressions read the row as it
 // stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
-// rolled back has no pending endpoints yet: it is marked delivered now, and the next relay, which
-// enqueues it again, sets its endpoints back (a second delivery, under the same webhook-id).
+// rolled back has no pending endpoints yet: it is marked delivered now, its endpoints recorded in
+// delivered, and the next relay leaves those out of its pending ones (it may still deliver once
+// more, under the same webhook-id, when its enqueue creates a new task).
 func (q *Queries) OutboxMarkDeliveredBatch(ctx context.Context, arg OutboxMarkDeliveredBatchParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkDeliveredBatch, arg.Ids, arg.Endpoints)
 	return err
@@ -114,8 +116,9 @@ func (q *Queries) OutboxMarkDeliveredBatch(ctx context.Context, arg OutboxMarkDe
 const outboxMarkRelayed = `-- name: OutboxMarkRelayed :exec
 UPDATE outbox o
 SET relayed_at   = now(),
-    pending      = string_to_array(v.pending, ','),
-    delivered_at = CASE WHEN v.pending = '' THEN now() END
+    pending      = ARRAY(SELECT e FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered)),
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered))
+                        THEN NULL ELSE COALESCE(o.delivered_at, now()) END
 FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS pending) AS v
 WHERE o.id = v.id
 `
@@ -126,7 +129,9 @@ type OutboxMarkRelayedParams struct {
 }
 
 // Marks claimed rows relayed, each with its endpoints still to deliver to (comma-separated names;
-// the arrays are parallel). A row with none is delivered at once.
+// the arrays are parallel), less those a delivery already recorded: the tasks of a relay that rolled
+// back deliver rows before any relay commits, and when this relay's enqueue of the same task found
+// it still there, no other task will deliver them. A row with none left is delivered at once.
 func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkRelayed, arg.Ids, arg.Pendings)
 	return err
