@@ -297,7 +297,12 @@ func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out 
 			return nil
 		}
 		if err := wait(ctx, limiter, len(objs)); err != nil {
-			return nil // cancelled: the merge stopped first and reports why
+			if ctx.Err() != nil {
+				return nil // cancelled: the merge stopped first and reports why
+			}
+			// The limiter refuses a wait that would pass the context's deadline before the
+			// deadline comes: the listing is cut short, not complete.
+			return fmt.Errorf("list bucket %q: %w", o.Bucket, err)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -298,3 +299,23 @@ type (
 	dbqListParams = dbq.OpsListObjectsParams
 	dbqListRow    = dbq.OpsListObjectsRow
 )
+
+// TestReconcileListingCutByRate: the rate limiter refuses a wait that would pass the context's
+// deadline before the deadline comes. The listing is then cut short: the run must fail, not report
+// the rows past the cut as gone with a nil error (the periodic reconcile would record a success).
+func TestReconcileListingCutByRate(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs MinIO and PostgreSQL")
+	}
+	b := setup(t, 40, key)
+	for k, etag := range b.etags {
+		b.row(t, b.bucket, k, etag, "valid")
+	}
+	// 10 objects per page, 2 per second: the second page's wait (5 s) passes the 3 s deadline.
+	ctx, cancel := context.WithTimeout(testkit.Context(t), 3*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, PageSize: 10, Rate: 2})
+	require.Error(t, err, "a listing cut short is not a complete one (report: %+v)", rep)
+	require.NoError(t, ctx.Err(), "the limiter refused before the deadline came")
+}
