@@ -54,8 +54,12 @@ const (
 	// AbortMaxRetry is how often a failed abort is retried (asynq's backoff spreads ten retries over
 	// about a day).
 	AbortMaxRetry = 10
-	// AbortTimeout bounds one abort attempt (ListParts pages, AbortMultipartUpload, one row).
-	AbortTimeout = time.Minute
+	// AbortTimeout bounds one abort attempt: ListParts pages, AbortMultipartUpload and one row
+	// (each S3 call bounded on its own), and, when the upload turns out completed, the inspection
+	// of its object, inline (worker/jobs HandleAbort), which may hash a large object: hence the
+	// inspection's bound and a minute. With one minute, a declared-sha256 upload of gigabytes timed
+	// out on every retry and got no verdict until the periodic reconcile.
+	AbortTimeout = InspectTimeout + time.Minute
 	// InspectMaxRetry is how often a failed inspection is retried.
 	InspectMaxRetry = 10
 	// InspectTimeout bounds one inspection (it may hash a large object).

@@ -246,3 +246,11 @@ func TestCancellerEndsWithItsContext(t *testing.T) {
 		_ = conn.Close()
 	}
 }
+
+// TestAbortTimeoutCoversAnInspection: an abort that finds its upload completed inspects the object
+// inside the abort task (worker/jobs HandleAbort), so the task's timeout must leave an inspection
+// its own bound; with a minute, a large declared-sha256 object was never judged by the task.
+func TestAbortTimeoutCoversAnInspection(t *testing.T) {
+	t.Parallel()
+	require.Greater(t, tasks.AbortTimeout, tasks.InspectTimeout)
+}
