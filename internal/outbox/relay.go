@@ -169,7 +169,16 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		case n == r.batch:
 			backoff = 0
-			continue // more may be waiting
+			// More may be waiting; the gauges and the purge still run on their schedule, or a
+			// long drain would freeze the backlog alert's gauge and stop the purge.
+			select {
+			case <-backlog.C:
+				r.updateBacklog(ctx)
+			case <-purge.C:
+				r.Purge(ctx)
+			default:
+			}
+			continue
 		}
 		backoff = 0
 		select {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
@@ -302,4 +304,61 @@ func TestExpiryNotifies(t *testing.T) {
 	}, strictData(t, rows[0].Data))
 	require.Empty(t, b.notifications(t, notDue))
 	require.Empty(t, b.notifications(t, done))
+}
+
+// TestOutboxPurge: the purge deletes delivered notifications older than the cutoff, oldest
+// delivery first, up to its limit; undelivered and recent ones stay. Its plan can read the partial
+// index of delivered rows instead of the whole table.
+func TestOutboxPurge(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	now := time.Now()
+	insert := func(key string, deliveredAgo time.Duration) {
+		var at *time.Time
+		if deliveredAgo > 0 {
+			v := now.Add(-deliveredAgo)
+			at = &v
+		}
+		_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, relayed_at, pending, delivered_at)
+			VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', $1, '{}', now(), '{}', $2)`, key, at)
+		require.NoError(t, err)
+	}
+	// Inserted in an order unlike their deliveries'.
+	insert("old-2h", 2*time.Hour)
+	insert("undelivered", 0)
+	insert("old-3h", 3*time.Hour)
+	insert("recent", time.Minute)
+	insert("old-4h", 4*time.Hour)
+	cutoff := now.Add(-time.Hour)
+	n, err := b.st.Q.OutboxPurge(b.ctx, dbq.OutboxPurgeParams{Cutoff: cutoff, MaxRows: 2})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n)
+	left := func() []string {
+		rows, err := b.st.Pool.Query(b.ctx, `SELECT key FROM outbox ORDER BY key`)
+		require.NoError(t, err)
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return keys
+	}
+	require.Equal(t, []string{"old-2h", "recent", "undelivered"}, left(), "the two oldest deliveries went first")
+	n, err = b.st.Q.OutboxPurge(b.ctx, dbq.OutboxPurgeParams{Cutoff: cutoff, MaxRows: 10})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.Equal(t, []string{"recent", "undelivered"}, left())
+
+	tx, err := b.st.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	_, err = tx.Exec(b.ctx, "SET LOCAL enable_seqscan = off")
+	require.NoError(t, err)
+	var plan strings.Builder
+	rows, err := tx.Query(b.ctx, `EXPLAIN SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz ORDER BY o.delivered_at LIMIT 5000`, cutoff)
+	require.NoError(t, err)
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		plan.WriteString(line + "\n")
+	}
+	require.NoError(t, rows.Err())
+	require.Contains(t, plan.String(), "outbox_delivered_at_idx", plan.String())
 }

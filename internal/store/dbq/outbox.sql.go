@@ -139,7 +139,7 @@ func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedPa
 
 const outboxPurge = `-- name: OutboxPurge :execrows
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz ORDER BY o.id LIMIT $2)
+WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz ORDER BY o.delivered_at LIMIT $2)
 `
 
 type OutboxPurgeParams struct {
@@ -147,7 +147,8 @@ type OutboxPurgeParams struct {
 	MaxRows int32
 }
 
-// Deletes up to max_rows notifications delivered before cutoff, oldest first.
+// Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
+// (outbox_delivered_at_idx).
 func (q *Queries) OutboxPurge(ctx context.Context, arg OutboxPurgeParams) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxPurge, arg.Cutoff, arg.MaxRows)
 	if err != nil {

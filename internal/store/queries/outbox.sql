@@ -48,6 +48,7 @@ SELECT COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(created_at) FROM outbox W
        (SELECT count(*) FROM outbox WHERE relayed_at IS NULL)::bigint AS unrelayed;
 
 -- name: OutboxPurge :execrows
--- Deletes up to max_rows notifications delivered before cutoff, oldest first.
+-- Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
+-- (outbox_delivered_at_idx).
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz ORDER BY o.id LIMIT @max_rows);
+WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz ORDER BY o.delivered_at LIMIT @max_rows);
