@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/intakehq/intake/internal/jsonstr"
 	"github.com/intakehq/intake/internal/problem"
 )
 
@@ -40,7 +41,7 @@ func parseMetadata(raw json.RawMessage) ([]byte, *Problem) {
 	if !utf8.Valid(buf.Bytes()) {
 		return nil, problemf(probInvalidMetadata, "metadata is not valid UTF-8")
 	}
-	if !surrogatesPaired(buf.Bytes()) {
+	if !jsonstr.SurrogatesPaired(buf.Bytes()) {
 		return nil, problemf(probInvalidMetadata, "metadata holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
 	}
 	d := json.NewDecoder(bytes.NewReader(buf.Bytes()))
@@ -93,54 +94,6 @@ func mantissa(n string) string {
 		return n[:i]
 	}
 	return n
-}
-
-// surrogatesPaired reports whether every \uD800-\uDBFF escape of a valid JSON text is followed by a
-// \uDC00-\uDFFF escape, and no \uDC00-\uDFFF escape stands alone. Backslashes occur only in
-// strings of a valid JSON text, so no string tracking is needed.
-func surrogatesPaired(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		if b[i+1] != 'u' {
-			i++ // a one-character escape, such as \\ or \"
-			continue
-		}
-		r := hex4(b[i+2 : i+6])
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return false
-		case r >= 0xD800 && r <= 0xDBFF:
-			if i+12 > len(b) || b[i+6] != '\\' || b[i+7] != 'u' {
-				return false
-			}
-			if lo := hex4(b[i+8 : i+12]); lo < 0xDC00 || lo > 0xDFFF {
-				return false
-			}
-			i += 11
-		default:
-			i += 5
-		}
-	}
-	return true
-}
-
-// hex4 decodes four hexadecimal digits (valid in a JSON \u escape).
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		default:
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }
 
 // uppyQueryMetadata collects the metadata[name]=value query parameters Uppy sends to /s3/params

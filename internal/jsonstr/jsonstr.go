@@ -147,6 +147,40 @@ func Cut(dst, b []byte) (value []byte, n int, ok bool) {
 	return nil, 0, false
 }
 
+// SurrogatesPaired reports whether every \uD800-\uDBFF escape of the valid JSON text b is followed
+// by a \uDC00-\uDFFF escape, and no \uDC00-\uDFFF escape stands alone: encoding/json turns an
+// unpaired one into U+FFFD, and PostgreSQL's jsonb refuses it. Backslashes occur only in strings of
+// a valid JSON text, so no string tracking is needed.
+func SurrogatesPaired(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] != 'u' {
+			i++ // a one-character escape, such as \\ or \"
+			continue
+		}
+		r, ok := hex4(b[min(i+2, len(b)):])
+		switch {
+		case !ok:
+			return false // not valid JSON
+		case r >= 0xdc00 && r <= 0xdfff:
+			return false
+		case r >= 0xd800 && r <= 0xdbff:
+			if i+12 > len(b) || b[i+6] != '\\' || b[i+7] != 'u' {
+				return false
+			}
+			if lo, ok := hex4(b[i+8:]); !ok || lo < 0xdc00 || lo > 0xdfff {
+				return false
+			}
+			i += 11
+		default:
+			i += 5
+		}
+	}
+	return true
+}
+
 // Space returns the index of the first byte of b at or after i that is not JSON white space.
 func Space(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {

@@ -121,3 +121,23 @@ func TestNext(t *testing.T) {
 		}
 	}
 }
+
+func TestSurrogatesPaired(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		`{"k":"plain"}`:                     true,
+		`{"k":"\ud83d\ude00"}`:              true,
+		`{"k":"\\ud800 is text","q":"\""}`:  true,
+		`{"k":"\u00e9\u0041"}`:              true,
+		`{"k":"\ud800"}`:                    false,
+		`{"k":"\ud800x"}`:                   false,
+		`{"k":"\udc00"}`:                    false,
+		`{"k":"\ud800\u0041"}`:              false,
+		`{"k":"\ude00\ud83d"}`:              false,
+		`{"k":"\uD83D\uDE00","l":"\uDBFF"}`: false,
+	} {
+		if got := jsonstr.SurrogatesPaired([]byte(in)); got != want {
+			t.Errorf("SurrogatesPaired(%s) = %t, want %t", in, got, want)
+		}
+	}
+}

@@ -224,9 +224,10 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	return m.res, err
 }
 
-// skipLimit bounds the receipts of skipped messages: past it, the dead-letter queue is filling
-// faster than the move drains it, and the move stops instead of chasing it.
-func (m *mover) skipLimit() int { return m.budget + MaxBatch*m.o.Concurrency }
+// skipLimit bounds the receipts of skipped messages (sent after the start) of a run with budget
+// and concurrency: past it, the dead-letter queue is filling faster than the run drains it, and
+// the run (a move or a dry run) stops instead of chasing it.
+func skipLimit(budget, concurrency int) int { return budget + MaxBatch*concurrency }
 
 // reserve claims up to MaxBatch messages against the budget (0 when it is spent).
 func (m *mover) reserve() int {
@@ -259,7 +260,7 @@ func (m *mover) sort(msgs []types.Message) (move []types.Message, stop bool) {
 		}
 		move = append(move, msg)
 	}
-	if m.skips >= m.skipLimit() && !m.res.SkipLimit {
+	if m.skips >= skipLimit(m.budget, m.o.Concurrency) && !m.res.SkipLimit {
 		m.res.SkipLimit = true
 		m.o.Log.Warn("the dead-letter queue keeps receiving new messages; stopping", "skipped", m.res.Skipped)
 	}

@@ -101,8 +101,8 @@ type dryRun struct {
 func (d *dryRun) want() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.skips >= d.budget+MaxBatch*d.o.Concurrency {
-		return 0 // the queue fills faster than the run reads it (MoveDLQ's skip limit)
+	if d.skips >= skipLimit(d.budget, d.o.Concurrency) {
+		return 0 // the queue fills faster than the run reads it
 	}
 	return min(MaxBatch, d.budget-d.res.Messages)
 }
