@@ -446,3 +446,45 @@ func TestBacklogAndPurge(t *testing.T) {
 	require.Empty(t, rows)
 	b.outboxRow(t, pending)
 }
+
+// TestHousekeepingDuringALongDrain: while every relay batch comes back full (a long drain), the
+// purge and the backlog gauges still run on their schedule; before, the loop went straight back
+// to relaying and reached neither until the drain ended, freezing the gauge IntakeWebhooksBehind
+// reads.
+func TestHousekeepingDuringALongDrain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	// 20,000 rows to relay one per transaction (no endpoint, no verdict queue: nothing to enqueue),
+	// and one delivered notification past the retention.
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+		SELECT 'drain:' || g, 'upload.valid', gen_random_uuid(), 'b', 'k' || g, '{}' FROM generate_series(1, 20000) AS g`)
+	require.NoError(t, err)
+	_, err = b.st.Pool.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, relayed_at, pending, delivered_at)
+		VALUES ('old', 'upload.valid', gen_random_uuid(), 'b', 'old', '{}', now() - interval '3 days', '{}', now() - interval '2 days')`)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: b.client, BatchSize: 1, Retention: 24 * time.Hour,
+		BacklogInterval: 50 * time.Millisecond, PurgeInterval: 50 * time.Millisecond, Registerer: reg, Log: b.log,
+	})
+	require.NoError(t, err)
+	unrelayed := func() int {
+		var n int
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `SELECT count(*) FROM outbox WHERE relayed_at IS NULL`).Scan(&n))
+		return n
+	}
+	testkit.Serve(t, relay.Run)
+	var left int
+	var gauge float64
+	require.Eventually(t, func() bool {
+		if testkit.Metric(t, reg, "intake_outbox_purged_total") < 1 {
+			return false
+		}
+		gauge, left = testkit.Metric(t, reg, "intake_outbox_unrelayed"), unrelayed()
+		return true
+	}, 60*time.Second, 20*time.Millisecond, "the old notification was never purged")
+	t.Logf("purged with %d rows still to relay; the gauge read %v", left, gauge)
+	require.Positive(t, left, "the purge ran only once the drain was over")
+	// Run reads the gauges once before relaying (20,000); a refresh during the drain reads fewer.
+	require.Less(t, gauge, 20000.0, "the gauge was not refreshed during the drain")
+}

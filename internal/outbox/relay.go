@@ -57,6 +57,9 @@ type RelayConfig struct {
 	BatchSize int
 	// Retention is how long delivered notifications stay in the outbox (default 24 h).
 	Retention time.Duration
+	// BacklogInterval spaces the refreshes of the backlog gauges (default 15 s), PurgeInterval the
+	// purges of delivered notifications past the retention (default 1 min).
+	BacklogInterval, PurgeInterval time.Duration
 	// Log receives the relay's logs (default: discard).
 	Log *slog.Logger
 	// Registerer receives the relay's metrics (required).
@@ -82,6 +85,8 @@ type Relay struct {
 	poll         time.Duration
 	batch        int
 	retention    time.Duration
+	backlogEvery time.Duration
+	purgeEvery   time.Duration
 	log          *slog.Logger
 
 	relayed   prometheus.Counter
@@ -101,6 +106,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		timeout: cmp.Or(cfg.AttemptTimeout, 10*time.Second), waker: cfg.Waker,
 		poll: cmp.Or(cfg.PollInterval, 2*time.Second), batch: cmp.Or(cfg.BatchSize, 200),
 		retention: cmp.Or(cfg.Retention, 24*time.Hour), log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
+		backlogEvery: cmp.Or(cfg.BacklogInterval, 15*time.Second), purgeEvery: cmp.Or(cfg.PurgeInterval, time.Minute),
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "outbox_relayed_total",
 			Help: "Notifications moved from the outbox to asynq tasks.",
@@ -132,10 +138,8 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	return r, nil
 }
 
-// Intervals of the relay's housekeeping.
+// Bounds of the relay's purge.
 const (
-	backlogEvery = 15 * time.Second
-	purgeEvery   = time.Minute
 	purgeBatch   = 5000
 	purgeBatches = 20 // per purge: at most 100,000 rows
 )
@@ -151,9 +155,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	poll := time.NewTicker(r.poll)
 	defer poll.Stop()
-	backlog := time.NewTicker(backlogEvery)
+	backlog := time.NewTicker(r.backlogEvery)
 	defer backlog.Stop()
-	purge := time.NewTicker(purgeEvery)
+	purge := time.NewTicker(r.purgeEvery)
 	defer purge.Stop()
 	r.updateBacklog(ctx)
 
