@@ -287,6 +287,7 @@ var metrics = map[string]metricInfo{
 	"intake_webhook_attempt_duration_seconds":         {histogram, nil},
 	"intake_outbox_oldest_undelivered_seconds":        {gauge, nil},
 	"intake_outbox_unrelayed":                         {gauge, nil},
+	"intake_outbox_gave_up":                           {gauge, []string{"endpoint"}},
 	"intake_outbox_relayed_total":                     {counter, nil},
 	"intake_outbox_relay_errors_total":                {counter, nil},
 	"intake_outbox_purged_total":                      {counter, nil},

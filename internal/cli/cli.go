@@ -41,6 +41,7 @@ type CLI struct {
 	Reconcile ReconcileCmd `cmd:"" help:"Compare the bucket (--bucket) with the objects table; --fix repairs the difference."`
 	Jobs      JobsCmd      `cmd:"" help:"List, run and delete asynq tasks (archived ones after a fix)."`
 	Sweep     SweepCmd     `cmd:"" help:"Abort the bucket's stale multipart uploads once (--dry-run lists them)."`
+	Outbox    OutboxCmd    `cmd:"" help:"Show webhook deliveries given up, send them again (redeliver) or drop them (discard)."`
 }
 
 // config assembles the configuration of command (kong's command path, e.g. "replay dlq") from the
@@ -64,6 +65,8 @@ func (c *CLI) config(command string) config.Config {
 		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Sweep.AWSRegion, c.Sweep.S3Endpoints
 	case "jobs":
 		cfg.Redis = c.Jobs.Redis
+	case "outbox":
+		cfg.Database, cfg.Redis = c.Outbox.Database, c.Outbox.Redis
 	}
 	cfg.Logging = c.Logging
 	return cfg

@@ -31,6 +31,7 @@ import (
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -407,5 +408,67 @@ func TestOperatorBinary(t *testing.T) {
 		require.NoError(t, st.Pool.QueryRow(ctx, "SELECT status FROM uploads WHERE bucket = $1 AND key = 'r/c.bin'", bucket).Scan(&status))
 		require.Equal(t, "completed", status, "recorded before the inspection was tried")
 		require.Equal(t, []string{bucket + "/i/a.bin"}, pending(), "nothing enqueued")
+	})
+
+	// Two notifications given up (one to each of two endpoints): status counts them, a dry run
+	// sends nothing, redeliver --endpoint enqueues the one delivery under its redelivery's task id
+	// and puts it back in progress, discard drops the other.
+	t.Run("outbox", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		schema := testkit.Schema(t)
+		dbURL := testkit.DatabaseURLFor(schema)
+		st, err := store.Open(context.Background(), dbURL)
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		_, err = store.Migrate(context.Background(), st.Pool)
+		require.NoError(t, err)
+		ids := map[string]int64{}
+		for _, ep := range []string{"crm", "old"} {
+			var id int64
+			require.NoError(t, st.Pool.QueryRow(ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data,
+				relayed_at, pending, gave_up, delivered_at) VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{}', $2, now())
+				RETURNING id`, "test:"+ep, []string{ep}).Scan(&id))
+			ids[ep] = id
+		}
+		redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+		env := opsEnv("DATABASE_URL="+dbURL, fmt.Sprintf("REDIS_URL=redis://%s/%d", redisOpt.Addr, redisOpt.DB))
+
+		code, stdout, stderr := runIntake(t, bin, env, "outbox", "status", "--json")
+		require.Equal(t, 0, code, stderr)
+		var status struct {
+			GaveUp []struct {
+				Endpoint      string
+				Notifications int
+			} `json:"gave_up"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(stdout), &status), stdout)
+		require.Len(t, status.GaveUp, 2, stdout)
+		require.Equal(t, "crm", status.GaveUp[0].Endpoint)
+		require.Equal(t, 1, status.GaveUp[0].Notifications)
+
+		code, stdout, stderr = runIntake(t, bin, env, "outbox", "redeliver", "--dry-run")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "would send again the deliveries of 2 notifications")
+		code, stdout, stderr = runIntake(t, bin, env, "outbox", "redeliver", "--endpoint", "crm")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "sent again the deliveries of 1 notifications\n  crm: 1\n")
+		insp := asynq.NewInspector(redisOpt)
+		t.Cleanup(func() { _ = insp.Close() })
+		pendingTasks, err := insp.ListPendingTasks(webhook.Queue)
+		require.NoError(t, err)
+		require.Len(t, pendingTasks, 1)
+		require.Equal(t, webhook.RedeliverTaskID(ids["crm"], "crm", 1), pendingTasks[0].ID)
+		var pendingEPs, gaveUp []string
+		require.NoError(t, st.Pool.QueryRow(ctx, "SELECT pending, gave_up FROM outbox WHERE id = $1", ids["crm"]).Scan(&pendingEPs, &gaveUp))
+		require.Equal(t, []string{"crm"}, pendingEPs)
+		require.Empty(t, gaveUp)
+
+		code, stdout, stderr = runIntake(t, bin, env, "outbox", "discard", "--endpoint", "old")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "dropped the given-up deliveries of 1 notifications")
+		code, stdout, stderr = runIntake(t, bin, env, "outbox", "status")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stdout, "given-up deliveries: none")
 	})
 }

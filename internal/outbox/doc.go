@@ -31,7 +31,17 @@
 // The relay wakes on every commit of outbox rows (see Listener) and polls every 2 s besides. It
 // keeps intake_outbox_oldest_undelivered_seconds (the age of the oldest notification not yet
 // delivered to every endpoint: the alert IntakeWebhooksBehind watches it) and
-// intake_outbox_unrelayed up to date, and deletes delivered rows older than INTAKE_WEBHOOK_RETENTION.
+// intake_outbox_unrelayed and intake_outbox_gave_up up to date, and deletes rows with no delivery
+// left in progress or given up, older than INTAKE_WEBHOOK_RETENTION.
+//
+// # Given-up deliveries
+//
+// A delivery whose retries are spent, or that retrying cannot mend, is given up: the deliverer
+// moves its endpoint from the row's pending endpoints to gave_up (internal/webhook). The row then
+// stays, whatever asynq's archive keeps, until [Redeliver] sends it again (`intake outbox
+// redeliver`: one pass over the rows there at its start; per batch, the tasks are enqueued under
+// IDs naming the row's redelivery count, then the endpoints go back to pending, in the transaction
+// holding the rows) or [Discard] drops it. [ReadStatus] counts them by endpoint.
 //
 // # Listener
 //

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -73,8 +72,8 @@ type RelayConfig struct {
 // dies in between leaves the rows to the next relay, whose enqueues of the same tasks conflict
 // instead of duplicating them. Relays on several replicas share the rows (FOR UPDATE SKIP LOCKED).
 //
-// It also keeps intake_outbox_oldest_undelivered_seconds and intake_outbox_unrelayed up to date
-// and deletes delivered rows older than the retention.
+// It also keeps intake_outbox_oldest_undelivered_seconds, intake_outbox_unrelayed and
+// intake_outbox_gave_up up to date and deletes delivered rows older than the retention.
 type Relay struct {
 	pool         *pgxpool.Pool
 	client       Enqueuer
@@ -94,6 +93,9 @@ type Relay struct {
 	purged    prometheus.Counter
 	oldest    prometheus.Gauge
 	unrelayed prometheus.Gauge
+	gaveUp    *prometheus.GaugeVec
+	// gaveUpSeen names the endpoints gaveUp has shown (only Run's goroutine updates the gauges).
+	gaveUpSeen map[string]bool
 }
 
 // NewRelay checks cfg, registers the metrics and returns the relay. Run starts it.
@@ -107,6 +109,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		poll: cmp.Or(cfg.PollInterval, 2*time.Second), batch: cmp.Or(cfg.BatchSize, 200),
 		retention: cmp.Or(cfg.Retention, 24*time.Hour), log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
 		backlogEvery: cmp.Or(cfg.BacklogInterval, 15*time.Second), purgeEvery: cmp.Or(cfg.PurgeInterval, time.Minute),
+		gaveUpSeen: map[string]bool{},
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "outbox_relayed_total",
 			Help: "Notifications moved from the outbox to asynq tasks.",
@@ -127,9 +130,13 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 			Namespace: telemetry.Namespace, Name: "outbox_unrelayed",
 			Help: "Notifications committed but not yet moved to asynq.",
 		}),
+		gaveUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: telemetry.Namespace, Name: "outbox_gave_up",
+			Help: "Notifications whose delivery to the endpoint was given up and not sent again since (intake outbox redeliver) nor discarded.",
+		}, []string{"endpoint"}),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{r.relayed, r.errors, r.purged, r.oldest, r.unrelayed} {
+	for _, c := range []prometheus.Collector{r.relayed, r.errors, r.purged, r.oldest, r.unrelayed, r.gaveUp} {
 		errs = append(errs, cfg.Registerer.Register(c))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -228,21 +235,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
-	errs := make([]error, len(ts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16) // enqueues in flight
-	for i, t := range ts {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			// A task already there (enqueued by a relay that did not commit) is not an error.
-			if _, err := r.client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-				errs[i] = fmt.Errorf("enqueue %s: %w", t.Type(), err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := enqueueAll(ctx, r.client, ts, nil); err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
 	if err := q.OutboxMarkRelayed(ctx, dbq.OutboxMarkRelayedParams{Ids: ids, Pendings: pendings}); err != nil {
@@ -312,6 +305,21 @@ func (r *Relay) updateBacklog(ctx context.Context) {
 	}
 	r.oldest.Set(b.OldestAgeSeconds)
 	r.unrelayed.Set(float64(b.Unrelayed))
+	given, err := dbq.New(r.pool).OutboxGaveUp(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.WarnContext(ctx, "read outbox give-ups", "err", err)
+		}
+		return
+	}
+	// An endpoint with none left reads 0 rather than vanishing, so that an alert on it resolves.
+	for ep := range r.gaveUpSeen {
+		r.gaveUp.WithLabelValues(ep).Set(0)
+	}
+	for _, g := range given {
+		r.gaveUpSeen[g.Endpoint] = true
+		r.gaveUp.WithLabelValues(g.Endpoint).Set(float64(g.Notifications))
+	}
 }
 
 // Purge deletes delivered notifications older than the retention (at most purgeBatches batches of

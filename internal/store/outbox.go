@@ -48,6 +48,17 @@ func (o *Outbox) MarkDelivered(ctx context.Context, id int64, endpoint string) e
 	return err
 }
 
+// MarkGaveUp records that the delivery of notification id to endpoint was given up: the endpoint
+// leaves the row's pending ones for its given-up ones (counted by intake_outbox_gave_up, kept
+// until `intake outbox redeliver` or `discard`). An endpoint already delivered to is left alone.
+// Give-ups are rare (a day of failures, or a refusal): the statement runs at once, unbatched.
+func (o *Outbox) MarkGaveUp(ctx context.Context, id int64, endpoint string) error {
+	if err := o.q.OutboxMarkGaveUp(ctx, dbq.OutboxMarkGaveUpParams{ID: id, Endpoint: endpoint}); err != nil {
+		return fmt.Errorf("record the give-up of notification %d to %q: %w", id, endpoint, err)
+	}
+	return nil
+}
+
 // markBatch records the deliveries of calls with one statement.
 func (o *Outbox) markBatch(ctx context.Context, calls []*call[delivery, struct{}]) {
 	ds := make([]delivery, len(calls))

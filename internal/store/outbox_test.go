@@ -362,3 +362,56 @@ func TestOutboxPurge(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Contains(t, plan.String(), "outbox_delivered_at_idx", plan.String())
 }
+
+// TestOutboxGiveUp: a give-up moves its endpoint from pending to gave_up, and the row has no
+// delivery left once the others are delivered; a give-up of an endpoint already delivered to (a
+// stale task) records nothing; a later delivery (an archived task run again) clears the give-up;
+// and a relay that claims a row a leftover task gave up on leaves that endpoint out of pending.
+func TestOutboxGiveUp(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	o := store.NewOutbox(b.st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	insert := func(key string, relayed bool) int64 {
+		var id int64
+		q := `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data) VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}') RETURNING id`
+		if relayed {
+			q = `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, relayed_at, pending)
+				VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{a,b}') RETURNING id`
+		}
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, q, key).Scan(&id))
+		return id
+	}
+	gaveUp := func(id int64) []string {
+		var g []string
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT gave_up FROM outbox WHERE id = $1", id).Scan(&g))
+		return g
+	}
+
+	row := insert("test:row", true)
+	require.NoError(t, o.MarkGaveUp(b.ctx, row, "a"))
+	pending, settled := deliveryState(t, b, row)
+	require.Equal(t, []string{"b"}, pending)
+	require.False(t, settled, "b is still being delivered")
+	require.Equal(t, []string{"a"}, gaveUp(row))
+	require.NoError(t, o.MarkGaveUp(b.ctx, row, "a"), "recording twice is harmless")
+	require.Equal(t, []string{"a"}, gaveUp(row))
+	require.NoError(t, o.MarkDelivered(b.ctx, row, "b"))
+	require.NoError(t, o.MarkGaveUp(b.ctx, row, "b"), "a stale task of b fails after b was delivered")
+	pending, settled = deliveryState(t, b, row)
+	require.Empty(t, pending)
+	require.True(t, settled, "no delivery left to try")
+	require.Equal(t, []string{"a"}, gaveUp(row), "b was delivered: not given up")
+	require.NoError(t, o.MarkDelivered(b.ctx, row, "a"))
+	require.Empty(t, gaveUp(row), "an archived task run again delivered a")
+
+	// A relay's leftover task gave up on "a" before any relay committed the row.
+	leftover := insert("test:leftover", false)
+	require.NoError(t, o.MarkGaveUp(b.ctx, leftover, "a"))
+	require.NoError(t, b.st.Q.OutboxMarkRelayed(b.ctx, dbq.OutboxMarkRelayedParams{Ids: []int64{leftover}, Pendings: []string{"a,b"}}))
+	pending, settled = deliveryState(t, b, leftover)
+	require.Equal(t, []string{"b"}, pending, "no task is left for a: pending it would be pending for ever")
+	require.False(t, settled)
+	require.Equal(t, []string{"a"}, gaveUp(leftover))
+	require.NoError(t, o.MarkGaveUp(b.ctx, 1<<40, "a"), "a row purged meanwhile: nothing to record")
+}

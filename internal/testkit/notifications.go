@@ -33,6 +33,8 @@ type NotificationsOptions struct {
 	RetryDelay time.Duration
 	// Concurrency is the webhook server's (default 20, INTAKE_WEBHOOK_CONCURRENCY's default).
 	Concurrency int
+	// BacklogInterval is the relay's (default 15 s, the production interval).
+	BacklogInterval time.Duration
 	// Log receives the components' logs (default: discard).
 	Log *slog.Logger
 }
@@ -78,7 +80,7 @@ func StartNotifications(tb testing.TB, st *store.Store, o NotificationsOptions) 
 	n.Listener = outbox.NewListener(st.Pool, log)
 	n.Relay, err = outbox.NewRelay(outbox.RelayConfig{
 		Pool: st.Pool, Client: n.Client, Endpoints: endpoints, AttemptTimeout: 5 * time.Second,
-		VerdictQueue: o.VerdictQueue, Waker: n.Listener, Log: log, Registerer: n.Registry,
+		VerdictQueue: o.VerdictQueue, Waker: n.Listener, Log: log, Registerer: n.Registry, BacklogInterval: o.BacklogInterval,
 	})
 	if err != nil {
 		tb.Fatalf("testkit: %v", err)

@@ -20,10 +20,12 @@ import (
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
-// Store records deliveries (*store.Outbox, which batches them).
+// Store records deliveries (*store.Outbox, which batches them) and give-ups.
 type Store interface {
 	// MarkDelivered records the delivery of notification (outbox row) id to endpoint.
 	MarkDelivered(ctx context.Context, id int64, endpoint string) error
+	// MarkGaveUp records that the delivery of notification id to endpoint was given up.
+	MarkGaveUp(ctx context.Context, id int64, endpoint string) error
 }
 
 var _ Store = (*store.Outbox)(nil)
@@ -43,7 +45,9 @@ const (
 const (
 	// OutcomeDelivered: the endpoint answered 2xx.
 	OutcomeDelivered = "delivered"
-	// OutcomeGaveUp: the last retry failed (or the failure cannot be retried); asynq archives the task.
+	// OutcomeGaveUp: the last retry failed (or the failure cannot be retried); the notification
+	// records the endpoint as given up (`intake outbox redeliver` sends it again) and asynq
+	// archives the task.
 	OutcomeGaveUp = "gave_up"
 )
 
@@ -172,7 +176,8 @@ const maxAnswer = 64 << 10
 // ProcessTask delivers the notifications of one task. A single item is delivered or fails as the
 // task: asynq retries it on the schedule of [RetryDelay] and archives it when the retries are spent;
 // errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an endpoint no longer
-// configured, an address the SSRF guard refuses). A batch is the first attempt of its items (the
+// configured, an address the SSRF guard refuses). A delivery given up (the last retry failed, or
+// a failure retrying cannot mend) is recorded on its notification first (see [Deliverer.giveUp]). A batch is the first attempt of its items (the
 // relay's happy path, at a fraction of the tasks): each item that fails goes on as a task of its
 // own, due after the first retry delay; the batch fails (and is retried whole) only when those
 // tasks cannot be enqueued. A task enqueued twice (by a relay that died before committing) posts
@@ -184,24 +189,15 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	ep, ok := d.endpoints.Get(items[0].Endpoint)
 	if !ok {
-		for range items {
-			d.gaveUp(items[0].Endpoint)
-		}
-		return fmt.Errorf("webhook endpoint %q is no longer configured: %w", items[0].Endpoint, asynq.SkipRetry)
+		return d.giveUp(ctx, items[0].Endpoint, items, fmt.Errorf("webhook endpoint %q is no longer configured", items[0].Endpoint))
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	if len(items) == 1 {
 		it := items[0]
 		last := isLastAttempt(ctx)
 		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
-		switch {
-		case err == nil:
-			return nil
-		case result == ResultRefused:
-			d.gaveUp(ep.Name)
-			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
-		case last:
-			d.gaveUp(ep.Name)
+		if err != nil && (result == ResultRefused || last) {
+			return d.giveUp(ctx, ep.Name, items, err)
 		}
 		return err
 	}
@@ -334,8 +330,29 @@ func isLastAttempt(ctx context.Context) bool {
 	return ok1 && ok2 && retried >= maxRetry
 }
 
-func (d *Deliverer) gaveUp(endpoint string) {
-	if d.metrics != nil {
-		d.metrics.deliveries.WithLabelValues(endpoint, OutcomeGaveUp).Inc()
+// giveUp records that the deliveries of items to endpoint are given up, because of cause, and
+// returns the task's error. Once recorded, that is cause with asynq.SkipRetry: asynq archives the
+// task, and the notification holds the endpoint as given up until `intake outbox redeliver` sends
+// it again. A record that fails (PostgreSQL unavailable) makes the task fail without SkipRetry, so
+// that a retry records it, unless this attempt was the last: the notification then stays pending
+// with no task left, which `intake outbox redeliver --stuck-for` finds.
+func (d *Deliverer) giveUp(ctx context.Context, endpoint string, items []Item, cause error) error {
+	var errs []error
+	for _, it := range items {
+		if err := d.store.MarkGaveUp(ctx, it.OutboxID, endpoint); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	last := isLastAttempt(ctx)
+	if err := errors.Join(errs...); err != nil {
+		d.log.ErrorContext(ctx, "webhook delivery given up but not recorded", "endpoint", endpoint,
+			"notifications", len(items), "last", last, "err", err)
+		if !last {
+			return fmt.Errorf("%w; %w", cause, err)
+		}
+	}
+	if d.metrics != nil {
+		d.metrics.deliveries.WithLabelValues(endpoint, OutcomeGaveUp).Add(float64(len(items)))
+	}
+	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
 }

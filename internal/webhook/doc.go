@@ -32,8 +32,9 @@
 // costs asynq one task per batch, not per notification. A notification whose first attempt fails
 // goes on as a task of its own, due after the first retry delay; from there any answer but 2xx,
 // and any network error, is retried with exponential backoff and jitter ([RetryDelay]: 10 s
-// doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then asynq archives
-// the task: `intake jobs list --queue intake-webhooks` shows it and `intake jobs run` runs it again.
+// doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then the delivery is
+// given up: the outbox row records the endpoint in gave_up (Store.MarkGaveUp), where `intake outbox
+// redeliver` finds it, and asynq archives the task.
 // [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
 // and records the delivery in the outbox row (group commit across concurrent deliveries).
 //
@@ -43,7 +44,7 @@
 // to loopback, link-local, private and other non-public addresses ([PublicAddress]). The check runs
 // in the dialer on the resolved address of each connection, so a name that resolves, or is rebound
 // later, to an internal address is refused too; no proxy from the environment is used, since it
-// would be dialled instead. A refused delivery is archived at once (retrying cannot help).
+// would be dialled instead. A refused delivery is given up at once (retrying cannot help).
 //
 // # Metrics
 //

@@ -118,6 +118,13 @@ func DeliverTaskID(id int64, endpoint string) string {
 	return "webhook:" + strconv.FormatInt(id, 10) + ":" + endpoint
 }
 
+// RedeliverTaskID is the task ID of redelivery gen (1, 2, ...) of outbox row id to endpoint
+// (`intake outbox redeliver`): a redeliver that dies before committing and is run again
+// enqueues the same task, not a second one.
+func RedeliverTaskID(id int64, endpoint string, gen int) string {
+	return DeliverTaskID(id, endpoint) + ":r" + strconv.Itoa(gen)
+}
+
 // parseDeliver decodes a TypeDeliver payload.
 func parseDeliver(payload []byte) ([]Item, error) {
 	bad := fmt.Errorf("%s payload: want lines \"<outbox id> <endpoint> <attempted>\" each followed by a body: %w", TypeDeliver, tasks.ErrInvalidPayload)

@@ -57,19 +57,21 @@ type Object struct {
 }
 
 type Outbox struct {
-	ID          int64
-	EventID     uuid.UUID
-	DedupeKey   string
-	EventType   string
-	UploadID    uuid.UUID
-	Bucket      string
-	Key         string
-	Data        []byte
-	CreatedAt   time.Time
-	RelayedAt   *time.Time
-	Pending     []string
-	DeliveredAt *time.Time
-	Delivered   []string
+	ID           int64
+	EventID      uuid.UUID
+	DedupeKey    string
+	EventType    string
+	UploadID     uuid.UUID
+	Bucket       string
+	Key          string
+	Data         []byte
+	CreatedAt    time.Time
+	RelayedAt    *time.Time
+	Pending      []string
+	DeliveredAt  *time.Time
+	Delivered    []string
+	GaveUp       []string
+	Redeliveries int32
 }
 
 type Upload struct {

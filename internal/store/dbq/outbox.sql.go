@@ -85,9 +85,156 @@ func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaim
 	return items, nil
 }
 
+const outboxClaimRedeliver = `-- name: OutboxClaimRedeliver :many
+SELECT id, event_id, event_type, created_at, data, relayed_at, delivered_at, pending, gave_up, redeliveries
+FROM outbox
+WHERE id > $1 AND id <= $2
+  AND ((gave_up <> '{}' AND ($3::text = '' OR $3::text = ANY (gave_up)))
+       OR (delivered_at IS NULL AND relayed_at < $4::timestamptz
+           AND ($3::text = '' OR $3::text = ANY (pending))))
+ORDER BY id
+LIMIT $5
+FOR UPDATE
+`
+
+type OutboxClaimRedeliverParams struct {
+	AfterID     int64
+	LastID      int64
+	Endpoint    string
+	StuckBefore time.Time
+	MaxRows     int32
+}
+
+type OutboxClaimRedeliverRow struct {
+	ID           int64
+	EventID      uuid.UUID
+	EventType    string
+	CreatedAt    time.Time
+	Data         []byte
+	RelayedAt    *time.Time
+	DeliveredAt  *time.Time
+	Pending      []string
+	GaveUp       []string
+	Redeliveries int32
+}
+
+// Up to max_rows notifications after after_id, up to last_id, in order, with deliveries to send
+// again: given-up ones (to endpoint, when it is not empty), and the endpoints still pending of rows
+// relayed before stuck_before and not delivered since (their tasks lost: Redis lost its data, or a
+// give-up could not be recorded; the zero time selects none). Locked until the redeliver's
+// transaction ends.
+func (q *Queries) OutboxClaimRedeliver(ctx context.Context, arg OutboxClaimRedeliverParams) ([]OutboxClaimRedeliverRow, error) {
+	rows, err := q.db.Query(ctx, outboxClaimRedeliver,
+		arg.AfterID,
+		arg.LastID,
+		arg.Endpoint,
+		arg.StuckBefore,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []OutboxClaimRedeliverRow{}
+	for rows.Next() {
+		var i OutboxClaimRedeliverRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.EventID,
+			&i.EventType,
+			&i.CreatedAt,
+			&i.Data,
+			&i.RelayedAt,
+			&i.DeliveredAt,
+			&i.Pending,
+			&i.GaveUp,
+			&i.Redeliveries,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const outboxDiscard = `-- name: OutboxDiscard :execrows
+UPDATE outbox o
+SET gave_up = CASE WHEN $1::text = '' THEN '{}' ELSE array_remove(o.gave_up, $1::text) END
+WHERE o.gave_up <> '{}' AND o.id <= $2 AND ($1::text = '' OR $1::text = ANY (o.gave_up))
+`
+
+type OutboxDiscardParams struct {
+	Endpoint string
+	LastID   int64
+}
+
+// Drops the given-up deliveries (to endpoint, when it is not empty) of the notifications up to
+// last_id and returns how many notifications it changed: they are no longer counted, and once no
+// delivery is left the purge deletes them after the retention.
+func (q *Queries) OutboxDiscard(ctx context.Context, arg OutboxDiscardParams) (int64, error) {
+	result, err := q.db.Exec(ctx, outboxDiscard, arg.Endpoint, arg.LastID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const outboxGaveUp = `-- name: OutboxGaveUp :many
+SELECT e::text AS endpoint, count(*)::bigint AS notifications, min(o.created_at)::timestamptz AS oldest
+FROM outbox o, unnest(o.gave_up) AS e
+WHERE o.gave_up <> '{}'
+GROUP BY e
+ORDER BY e
+`
+
+type OutboxGaveUpRow struct {
+	Endpoint      string
+	Notifications int64
+	Oldest        time.Time
+}
+
+// The notifications with a given-up delivery, by endpoint, and the creation of the oldest of them
+// (outbox_gave_up_idx): the gauge intake_outbox_gave_up and `intake outbox status`.
+func (q *Queries) OutboxGaveUp(ctx context.Context) ([]OutboxGaveUpRow, error) {
+	rows, err := q.db.Query(ctx, outboxGaveUp)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []OutboxGaveUpRow{}
+	for rows.Next() {
+		var i OutboxGaveUpRow
+		if err := rows.Scan(&i.Endpoint, &i.Notifications, &i.Oldest); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const outboxLastID = `-- name: OutboxLastID :one
+SELECT COALESCE(max(id), 0)::bigint AS last_id FROM outbox
+`
+
+// The newest notification's id (0: none): `intake outbox redeliver` and `discard` act on the rows
+// there at their start, not on those given up while they run.
+func (q *Queries) OutboxLastID(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, outboxLastID)
+	var last_id int64
+	err := row.Scan(&last_id)
+	return last_id, err
+}
+
 const outboxMarkDeliveredBatch = `-- name: OutboxMarkDeliveredBatch :exec
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     delivered    = ARRAY(SELECT DISTINCT e FROM unnest(o.delivered || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
     delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
@@ -107,17 +254,65 @@ type OutboxMarkDeliveredBatchParams struct {
 // stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
 // rolled back has no pending endpoints yet: it is marked delivered now, its endpoints recorded in
 // delivered, and the next relay leaves those out of its pending ones (it may still deliver once
-// more, under the same webhook-id, when its enqueue creates a new task).
+// more, under the same webhook-id, when its enqueue creates a new task). A delivery to an endpoint
+// given up before (an archived task run again) takes it out of gave_up.
 func (q *Queries) OutboxMarkDeliveredBatch(ctx context.Context, arg OutboxMarkDeliveredBatchParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkDeliveredBatch, arg.Ids, arg.Endpoints)
+	return err
+}
+
+const outboxMarkGaveUp = `-- name: OutboxMarkGaveUp :exec
+UPDATE outbox o
+SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> $1::text),
+    gave_up      = CASE WHEN $1::text = ANY (o.delivered || o.gave_up) THEN o.gave_up ELSE o.gave_up || $1::text END,
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> $1::text)
+                        THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
+WHERE o.id = $2
+`
+
+type OutboxMarkGaveUpParams struct {
+	Endpoint string
+	ID       int64
+}
+
+// Records that the delivery of notification id to endpoint was given up (its retries spent, or a
+// failure retrying cannot mend): the endpoint leaves pending for gave_up, and the row has no
+// delivery left to try once pending is empty. An endpoint the row was delivered to is not given up
+// (a stale task of an earlier delivery failed). Like a delivery, it waits for a relay holding the
+// row.
+func (q *Queries) OutboxMarkGaveUp(ctx context.Context, arg OutboxMarkGaveUpParams) error {
+	_, err := q.db.Exec(ctx, outboxMarkGaveUp, arg.Endpoint, arg.ID)
+	return err
+}
+
+const outboxMarkRedelivered = `-- name: OutboxMarkRedelivered :exec
+UPDATE outbox o
+SET gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    pending      = ARRAY(SELECT DISTINCT e FROM unnest(COALESCE(o.pending, '{}') || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
+    delivered_at = NULL,
+    redeliveries = o.redeliveries + 1
+FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS endpoints) AS v
+WHERE o.id = v.id
+`
+
+type OutboxMarkRedeliveredParams struct {
+	Ids       []int64
+	Endpoints []string
+}
+
+// Records the redelivery of claimed rows (the arrays are parallel, each row's endpoints
+// comma-separated): the endpoints leave gave_up and are pending again, the row has deliveries to
+// try again, and its redeliveries count (the generation in its tasks' ids) grows.
+func (q *Queries) OutboxMarkRedelivered(ctx context.Context, arg OutboxMarkRedeliveredParams) error {
+	_, err := q.db.Exec(ctx, outboxMarkRedelivered, arg.Ids, arg.Endpoints)
 	return err
 }
 
 const outboxMarkRelayed = `-- name: OutboxMarkRelayed :exec
 UPDATE outbox o
 SET relayed_at   = now(),
-    pending      = ARRAY(SELECT e FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered)),
-    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered))
+    pending      = ARRAY(SELECT e FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered || o.gave_up)),
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered || o.gave_up))
                         THEN NULL ELSE COALESCE(o.delivered_at, now()) END
 FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS pending) AS v
 WHERE o.id = v.id
@@ -131,7 +326,8 @@ type OutboxMarkRelayedParams struct {
 // Marks claimed rows relayed, each with its endpoints still to deliver to (comma-separated names;
 // the arrays are parallel), less those a delivery already recorded: the tasks of a relay that rolled
 // back deliver rows before any relay commits, and when this relay's enqueue of the same task found
-// it still there, no other task will deliver them. A row with none left is delivered at once.
+// it still there, no other task will deliver them. Endpoints such a task gave up on are left out
+// too (they stay in gave_up). A row with none left is delivered at once.
 func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkRelayed, arg.Ids, arg.Pendings)
 	return err
@@ -139,7 +335,8 @@ func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedPa
 
 const outboxPurge = `-- name: OutboxPurge :execrows
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz ORDER BY o.delivered_at LIMIT $2)
+WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}'
+             ORDER BY o.delivered_at LIMIT $2)
 `
 
 type OutboxPurgeParams struct {
@@ -148,7 +345,8 @@ type OutboxPurgeParams struct {
 }
 
 // Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
-// (outbox_delivered_at_idx).
+// (outbox_delivered_at_idx). A notification with a given-up delivery stays until it is redelivered
+// or discarded.
 func (q *Queries) OutboxPurge(ctx context.Context, arg OutboxPurgeParams) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxPurge, arg.Cutoff, arg.MaxRows)
 	if err != nil {

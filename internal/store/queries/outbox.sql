@@ -15,11 +15,12 @@ FOR UPDATE SKIP LOCKED;
 -- Marks claimed rows relayed, each with its endpoints still to deliver to (comma-separated names;
 -- the arrays are parallel), less those a delivery already recorded: the tasks of a relay that rolled
 -- back deliver rows before any relay commits, and when this relay's enqueue of the same task found
--- it still there, no other task will deliver them. A row with none left is delivered at once.
+-- it still there, no other task will deliver them. Endpoints such a task gave up on are left out
+-- too (they stay in gave_up). A row with none left is delivered at once.
 UPDATE outbox o
 SET relayed_at   = now(),
-    pending      = ARRAY(SELECT e FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered)),
-    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered))
+    pending      = ARRAY(SELECT e FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered || o.gave_up)),
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered || o.gave_up))
                         THEN NULL ELSE COALESCE(o.delivered_at, now()) END
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@pendings::text[]) AS pending) AS v
 WHERE o.id = v.id;
@@ -32,9 +33,11 @@ WHERE o.id = v.id;
 -- stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
 -- rolled back has no pending endpoints yet: it is marked delivered now, its endpoints recorded in
 -- delivered, and the next relay leaves those out of its pending ones (it may still deliver once
--- more, under the same webhook-id, when its enqueue creates a new task).
+-- more, under the same webhook-id, when its enqueue creates a new task). A delivery to an endpoint
+-- given up before (an archived task run again) takes it out of gave_up.
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     delivered    = ARRAY(SELECT DISTINCT e FROM unnest(o.delivered || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
     delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
@@ -49,6 +52,71 @@ SELECT COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(created_at) FROM outbox W
 
 -- name: OutboxPurge :execrows
 -- Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
--- (outbox_delivered_at_idx).
+-- (outbox_delivered_at_idx). A notification with a given-up delivery stays until it is redelivered
+-- or discarded.
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz ORDER BY o.delivered_at LIMIT @max_rows);
+WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}'
+             ORDER BY o.delivered_at LIMIT @max_rows);
+
+-- name: OutboxMarkGaveUp :exec
+-- Records that the delivery of notification id to endpoint was given up (its retries spent, or a
+-- failure retrying cannot mend): the endpoint leaves pending for gave_up, and the row has no
+-- delivery left to try once pending is empty. An endpoint the row was delivered to is not given up
+-- (a stale task of an earlier delivery failed). Like a delivery, it waits for a relay holding the
+-- row.
+UPDATE outbox o
+SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> @endpoint::text),
+    gave_up      = CASE WHEN @endpoint::text = ANY (o.delivered || o.gave_up) THEN o.gave_up ELSE o.gave_up || @endpoint::text END,
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> @endpoint::text)
+                        THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
+WHERE o.id = @id;
+
+-- name: OutboxGaveUp :many
+-- The notifications with a given-up delivery, by endpoint, and the creation of the oldest of them
+-- (outbox_gave_up_idx): the gauge intake_outbox_gave_up and `intake outbox status`.
+SELECT e::text AS endpoint, count(*)::bigint AS notifications, min(o.created_at)::timestamptz AS oldest
+FROM outbox o, unnest(o.gave_up) AS e
+WHERE o.gave_up <> '{}'
+GROUP BY e
+ORDER BY e;
+
+-- name: OutboxLastID :one
+-- The newest notification's id (0: none): `intake outbox redeliver` and `discard` act on the rows
+-- there at their start, not on those given up while they run.
+SELECT COALESCE(max(id), 0)::bigint AS last_id FROM outbox;
+
+-- name: OutboxClaimRedeliver :many
+-- Up to max_rows notifications after after_id, up to last_id, in order, with deliveries to send
+-- again: given-up ones (to endpoint, when it is not empty), and the endpoints still pending of rows
+-- relayed before stuck_before and not delivered since (their tasks lost: Redis lost its data, or a
+-- give-up could not be recorded; the zero time selects none). Locked until the redeliver's
+-- transaction ends.
+SELECT id, event_id, event_type, created_at, data, relayed_at, delivered_at, pending, gave_up, redeliveries
+FROM outbox
+WHERE id > @after_id AND id <= @last_id
+  AND ((gave_up <> '{}' AND (@endpoint::text = '' OR @endpoint::text = ANY (gave_up)))
+       OR (delivered_at IS NULL AND relayed_at < @stuck_before::timestamptz
+           AND (@endpoint::text = '' OR @endpoint::text = ANY (pending))))
+ORDER BY id
+LIMIT @max_rows
+FOR UPDATE;
+
+-- name: OutboxMarkRedelivered :exec
+-- Records the redelivery of claimed rows (the arrays are parallel, each row's endpoints
+-- comma-separated): the endpoints leave gave_up and are pending again, the row has deliveries to
+-- try again, and its redeliveries count (the generation in its tasks' ids) grows.
+UPDATE outbox o
+SET gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+    pending      = ARRAY(SELECT DISTINCT e FROM unnest(COALESCE(o.pending, '{}') || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
+    delivered_at = NULL,
+    redeliveries = o.redeliveries + 1
+FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@endpoints::text[]) AS endpoints) AS v
+WHERE o.id = v.id;
+
+-- name: OutboxDiscard :execrows
+-- Drops the given-up deliveries (to endpoint, when it is not empty) of the notifications up to
+-- last_id and returns how many notifications it changed: they are no longer counted, and once no
+-- delivery is left the purge deletes them after the retention.
+UPDATE outbox o
+SET gave_up = CASE WHEN @endpoint::text = '' THEN '{}' ELSE array_remove(o.gave_up, @endpoint::text) END
+WHERE o.gave_up <> '{}' AND o.id <= @last_id AND (@endpoint::text = '' OR @endpoint::text = ANY (o.gave_up));

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/outbox"
+)
+
+// OutboxCmd shows the notification outbox's deliveries and sends given-up ones again.
+type OutboxCmd struct {
+	config.Database `embed:""`
+	config.Redis    `embed:""`
+
+	Status    OutboxStatusCmd    `cmd:"" help:"Print the relay's backlog and the given-up webhook deliveries by endpoint."`
+	Redeliver OutboxRedeliverCmd `cmd:"" help:"Send given-up webhook deliveries again, with a fresh retry schedule (--stuck-for: also deliveries whose tasks were lost)."`
+	Discard   OutboxDiscardCmd   `cmd:"" help:"Drop given-up webhook deliveries without sending them (an endpoint removed for good)."`
+}
+
+// OutboxStatusCmd prints the outbox's status.
+type OutboxStatusCmd struct {
+	JSON bool `name:"json" help:"Print JSON."`
+}
+
+// Run prints the status.
+func (c *OutboxStatusCmd) Run(g *Globals) error {
+	if err := g.Config.ValidateDB(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	st, err := openStore(g.Ctx, g.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := outbox.ReadStatus(g.Ctx, st.Pool)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return json.NewEncoder(g.Stdout).Encode(s)
+	}
+	return writeOutboxStatus(g.Stdout, s)
+}
+
+func writeOutboxStatus(w io.Writer, s outbox.Status) error {
+	fmt.Fprintf(w, "unrelayed notifications: %d\n", s.Unrelayed)
+	fmt.Fprintf(w, "oldest notification with a delivery in progress: %s\n", time.Duration(s.OldestUndeliveredSeconds*float64(time.Second)).Round(time.Second))
+	if len(s.GaveUp) == 0 {
+		fmt.Fprintln(w, "given-up deliveries: none")
+		return nil
+	}
+	fmt.Fprintln(w, "given-up deliveries (intake outbox redeliver sends them again):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENDPOINT\tNOTIFICATIONS\tOLDEST")
+	for _, r := range s.GaveUp {
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", r.Endpoint, r.Notifications, r.Oldest.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+// OutboxRedeliverCmd sends given-up deliveries again.
+type OutboxRedeliverCmd struct {
+	Endpoint string        `name:"endpoint" placeholder:"NAME" help:"Only deliveries to this endpoint (default: every endpoint)."`
+	StuckFor time.Duration `name:"stuck-for" placeholder:"D" help:"Also send again the deliveries still pending of notifications relayed longer ago than D (their tasks were lost: Redis lost its data). Deliveries still being retried are then sent twice, under the same webhook-id (0: off)."`
+	Timeout  time.Duration `name:"timeout" env:"INTAKE_WEBHOOK_TIMEOUT" default:"10s" help:"Timeout of one webhook attempt (the tasks' own timeout derives from it)."`
+	DryRun   bool          `name:"dry-run" help:"Count what would be sent; send and change nothing."`
+	JSON     bool          `name:"json" help:"Print the result as JSON."`
+}
+
+// Run redelivers.
+func (c *OutboxRedeliverCmd) Run(g *Globals) error {
+	cfg := g.Config
+	if err := cfg.ValidateDB(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if c.StuckFor < 0 || c.Timeout <= 0 {
+		return fmt.Errorf("invalid configuration:\n--stuck-for must not be negative and --timeout must be positive")
+	}
+	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	st, err := openStore(g.Ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+	o := outbox.RedeliverOptions{Endpoint: c.Endpoint, AttemptTimeout: c.Timeout, DryRun: c.DryRun}
+	if c.StuckFor > 0 {
+		o.StuckBefore = time.Now().Add(-c.StuckFor)
+	}
+	bar := newBar(g, c.JSON, "redeliver", -1, "notifications")
+	o.Progress = bar.Add
+	res, err := outbox.Redeliver(g.Ctx, st.Pool, client, o)
+	bar.Finish()
+	if err != nil {
+		if res.Notifications > 0 {
+			fmt.Fprintf(g.Stdout, "before the error: ")
+			_ = writeRedeliver(g.Stdout, res)
+		}
+		return err
+	}
+	g.Log.Info("outbox redeliver", "notifications", res.Notifications, "deliveries", res.Deliveries, "dry_run", c.DryRun)
+	if c.JSON {
+		return json.NewEncoder(g.Stdout).Encode(res)
+	}
+	return writeRedeliver(g.Stdout, res)
+}
+
+func writeRedeliver(w io.Writer, res outbox.RedeliverResult) error {
+	verb := "sent again"
+	if res.DryRun {
+		verb = "would send again"
+	}
+	fmt.Fprintf(w, "%s the deliveries of %d notifications\n", verb, res.Notifications)
+	eps := make([]string, 0, len(res.Deliveries))
+	for ep := range res.Deliveries {
+		eps = append(eps, ep)
+	}
+	slices.Sort(eps)
+	for _, ep := range eps {
+		fmt.Fprintf(w, "  %s: %d\n", ep, res.Deliveries[ep])
+	}
+	return nil
+}
+
+// OutboxDiscardCmd drops given-up deliveries.
+type OutboxDiscardCmd struct {
+	Endpoint string `name:"endpoint" placeholder:"NAME" help:"Only deliveries to this endpoint (default: every endpoint)."`
+}
+
+// Run discards.
+func (c *OutboxDiscardCmd) Run(g *Globals) error {
+	if err := g.Config.ValidateDB(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	st, err := openStore(g.Ctx, g.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := outbox.Discard(g.Ctx, st.Pool, c.Endpoint)
+	if err != nil {
+		return err
+	}
+	g.Log.Info("outbox discard", "notifications", n, "endpoint", c.Endpoint)
+	fmt.Fprintf(g.Stdout, "dropped the given-up deliveries of %d notifications\n", n)
+	return nil
+}

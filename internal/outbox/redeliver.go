@@ -1,0 +1,239 @@
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// RedeliverOptions choose what [Redeliver] sends again.
+type RedeliverOptions struct {
+	// Endpoint, when set, limits the redelivery to that endpoint's deliveries.
+	Endpoint string
+	// StuckBefore, when set, also sends again the deliveries still pending of notifications
+	// relayed before it and not delivered since: their tasks were lost (Redis lost its data) or
+	// their give-up could not be recorded. Deliveries still being retried are then sent twice,
+	// under the same webhook-id.
+	StuckBefore time.Time
+	// AttemptTimeout is the webhook attempt timeout the tasks are built with (default 10 s, as
+	// INTAKE_WEBHOOK_TIMEOUT).
+	AttemptTimeout time.Duration
+	// DryRun counts what would be sent and changes nothing.
+	DryRun bool
+	// BatchSize caps the notifications of one transaction (default 100).
+	BatchSize int
+	// Progress, when set, is told how many notifications each transaction handled.
+	Progress func(n int)
+}
+
+// RedeliverResult is what [Redeliver] sent (or, in a dry run, would send).
+type RedeliverResult struct {
+	// Notifications counts the notifications with a delivery sent again.
+	Notifications int `json:"notifications"`
+	// Deliveries counts the deliveries sent again, by endpoint.
+	Deliveries map[string]int `json:"deliveries"`
+	// DryRun is set when nothing was sent.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// Redeliver sends again the given-up deliveries of the notifications in the outbox at its start
+// (and, with StuckBefore, the stuck ones), as webhook delivery tasks with a fresh retry schedule.
+// Per batch of notifications, in one transaction holding their rows, it enqueues one task per
+// delivery, with an ID naming the row's redelivery count ([webhook.RedeliverTaskID]), and then
+// moves the endpoints from gave_up back to pending. A redeliver that dies between the two leaves
+// the rows as they were; run again, it enqueues the same task IDs, which asynq refuses while the
+// first tasks are there. A delivery to an endpoint no longer configured is given up again by the
+// deliverer at once; `intake outbox discard` drops those. It ends after one pass over the rows
+// there at its start, whatever is given up meanwhile.
+func Redeliver(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o RedeliverOptions) (RedeliverResult, error) {
+	res := RedeliverResult{Deliveries: map[string]int{}, DryRun: o.DryRun}
+	last, err := dbq.New(pool).OutboxLastID(ctx)
+	if err != nil {
+		return res, fmt.Errorf("redeliver: newest notification: %w", err)
+	}
+	batch := cmp.Or(o.BatchSize, 100)
+	timeout := cmp.Or(o.AttemptTimeout, 10*time.Second)
+	for after := int64(0); ; {
+		n, next, err := redeliverBatch(ctx, pool, client, o, batch, timeout, after, last, &res)
+		if err != nil {
+			return res, err
+		}
+		if o.Progress != nil && n > 0 {
+			o.Progress(n)
+		}
+		if n < batch {
+			return res, nil
+		}
+		after = next
+	}
+}
+
+// redeliverBatch redelivers up to batch notifications after after (up to last) in one
+// transaction, adds them to res once committed, and returns how many it read and the last id.
+func redeliverBatch(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o RedeliverOptions, batch int,
+	timeout time.Duration, after, last int64, res *RedeliverResult) (int, int64, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("redeliver: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	q := dbq.New(tx)
+	rows, err := q.OutboxClaimRedeliver(ctx, dbq.OutboxClaimRedeliverParams{
+		AfterID: after, LastID: last, Endpoint: o.Endpoint, StuckBefore: o.StuckBefore, MaxRows: int32(batch),
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("redeliver: read notifications after %d: %w", after, err)
+	}
+	if len(rows) == 0 {
+		return 0, after, nil
+	}
+	mark := dbq.OutboxMarkRedeliveredParams{}
+	var ts []*asynq.Task
+	var ids []string
+	counts := map[string]int{}
+	for _, row := range rows {
+		eps := redeliverable(row, o)
+		if len(eps) == 0 {
+			continue
+		}
+		body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
+		for _, ep := range eps {
+			t, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: row.ID, Endpoint: ep, Body: body}}, timeout)
+			if err != nil {
+				return 0, 0, fmt.Errorf("redeliver notification %d to %q: %w", row.ID, ep, err)
+			}
+			ts = append(ts, t)
+			ids = append(ids, webhook.RedeliverTaskID(row.ID, ep, int(row.Redeliveries)+1))
+			counts[ep]++
+		}
+		mark.Ids = append(mark.Ids, row.ID)
+		mark.Endpoints = append(mark.Endpoints, strings.Join(eps, ","))
+	}
+	next := rows[len(rows)-1].ID
+	if o.DryRun || len(ts) == 0 {
+		addCounts(res, len(mark.Ids), counts)
+		return len(rows), next, nil
+	}
+	if err := enqueueAll(ctx, client, ts, ids); err != nil {
+		return 0, 0, fmt.Errorf("redeliver: %w", err)
+	}
+	if err := q.OutboxMarkRedelivered(ctx, mark); err != nil {
+		return 0, 0, fmt.Errorf("redeliver: record: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, 0, fmt.Errorf("redeliver: commit: %w", err)
+	}
+	addCounts(res, len(mark.Ids), counts)
+	return len(rows), next, nil
+}
+
+// redeliverable lists the endpoints of row to send again under o, sorted: its given-up ones and,
+// when the row is stuck (relayed before o.StuckBefore, not delivered), its pending ones; only
+// o.Endpoint when set.
+func redeliverable(row dbq.OutboxClaimRedeliverRow, o RedeliverOptions) []string {
+	eps := slices.Clone(row.GaveUp)
+	if row.DeliveredAt == nil && row.RelayedAt != nil && row.RelayedAt.Before(o.StuckBefore) {
+		eps = append(eps, row.Pending...)
+	}
+	if o.Endpoint != "" {
+		eps = slices.DeleteFunc(eps, func(e string) bool { return e != o.Endpoint })
+	}
+	slices.Sort(eps)
+	return slices.Compact(eps)
+}
+
+func addCounts(res *RedeliverResult, notifications int, counts map[string]int) {
+	res.Notifications += notifications
+	for ep, n := range counts {
+		res.Deliveries[ep] += n
+	}
+}
+
+// enqueueAll enqueues ts, 16 at a time, each under ids[i] when ids is not nil (else under the
+// task's own ID). A task already there (enqueued by a relay or redeliver that did not commit) is
+// not an error.
+func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []string) error {
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, t := range ts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var opts []asynq.Option
+			if ids != nil {
+				opts = append(opts, asynq.TaskID(ids[i]))
+			}
+			if _, err := client.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				errs[i] = fmt.Errorf("enqueue %s: %w", t.Type(), err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Discard drops the given-up deliveries (to endpoint, when set) of the notifications in the
+// outbox at its start, and returns how many notifications it changed. Nothing is sent: use it for
+// an endpoint removed for good, or once the app has caught up by other means. The notifications
+// are then purged after the retention, once no delivery of theirs is left.
+func Discard(ctx context.Context, pool *pgxpool.Pool, endpoint string) (int64, error) {
+	q := dbq.New(pool)
+	last, err := q.OutboxLastID(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("discard: newest notification: %w", err)
+	}
+	n, err := q.OutboxDiscard(ctx, dbq.OutboxDiscardParams{Endpoint: endpoint, LastID: last})
+	if err != nil {
+		return 0, fmt.Errorf("discard: %w", err)
+	}
+	return n, nil
+}
+
+// Status is the state of the outbox's deliveries.
+type Status struct {
+	// Unrelayed counts the notifications not moved to asynq yet.
+	Unrelayed int64 `json:"unrelayed"`
+	// OldestUndeliveredSeconds is the age of the oldest notification with a delivery still being
+	// tried (0: none).
+	OldestUndeliveredSeconds float64 `json:"oldest_undelivered_seconds"`
+	// GaveUp lists, by endpoint, the notifications whose delivery was given up.
+	GaveUp []GaveUp `json:"gave_up"`
+}
+
+// GaveUp counts the given-up deliveries to one endpoint.
+type GaveUp struct {
+	Endpoint      string    `json:"endpoint"`
+	Notifications int64     `json:"notifications"`
+	Oldest        time.Time `json:"oldest"`
+}
+
+// ReadStatus reads the outbox's [Status].
+func ReadStatus(ctx context.Context, pool *pgxpool.Pool) (Status, error) {
+	q := dbq.New(pool)
+	b, err := q.OutboxBacklog(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	rows, err := q.OutboxGaveUp(ctx)
+	if err != nil {
+		return Status{}, fmt.Errorf("outbox give-ups: %w", err)
+	}
+	s := Status{Unrelayed: b.Unrelayed, OldestUndeliveredSeconds: b.OldestAgeSeconds, GaveUp: []GaveUp{}}
+	for _, r := range rows {
+		s.GaveUp = append(s.GaveUp, GaveUp{Endpoint: r.Endpoint, Notifications: r.Notifications, Oldest: r.Oldest})
+	}
+	return s, nil
+}
