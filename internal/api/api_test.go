@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -479,6 +480,34 @@ func TestObjects(t *testing.T) {
 	status, _, resp = b.call(t, "GET", "/v1/objects/"+rejected+"/download", aliceKey, nil)
 	require.Equal(t, http.StatusConflict, status)
 	require.Equal(t, ProblemBase+"object-not-valid", resp["type"])
+}
+
+// TestDownloadReadsTheVerifiedVersion: in a versioned bucket, the uploader writes the key again
+// after its object was verified (its upload URL or POST policy has not expired yet). Until the new
+// version has a verdict of its own, the row still describes the first version, and a download URL
+// must read those bytes, not the unverified ones written over them.
+func TestDownloadReadsTheVerifiedVersion(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b.bucket),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	const key = "uploads/alice/x/swapped.txt"
+	v1, err := b.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Body: strings.NewReader("verified")})
+	require.NoError(t, err)
+	require.NotEmpty(t, aws.ToString(v1.VersionId))
+	id := insertObject(t, b, "alice", key, "valid", time.Now())
+	_, err = b.st.Pool.Exec(ctx, `UPDATE objects SET version_id = $1 WHERE id = $2`, aws.ToString(v1.VersionId), id)
+	require.NoError(t, err)
+	_, err = b.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Body: strings.NewReader("swapped!")})
+	require.NoError(t, err)
+
+	status, _, resp := b.call(t, "GET", "/v1/objects/"+id+"/download", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	code, got := testkit.Do(t, http.MethodGet, resp["url"].(string), nil, nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "verified", string(got), "the download serves the verified version")
 }
 
 func TestFilenameIsSanitizedInKey(t *testing.T) {

@@ -174,7 +174,14 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	if o.Status != "valid" {
 		return problemf(probNotValid, "object %s is %s; only valid objects can be downloaded", o.ID, o.Status)
 	}
-	u, err := s.signer.Sign(r.Context(), sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: s.now(), Expires: exp, ContentLength: -1})
+	// In a versioned bucket the URL reads the version that was verified, not whatever was written
+	// over it since (an upload URL or policy used again before it expired): the verdict holds for
+	// those bytes only, until the newer version's own verdict replaces the row.
+	in := sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: s.now(), Expires: exp, ContentLength: -1}
+	if o.VersionID != nil {
+		in.VersionID = *o.VersionID
+	}
+	u, err := s.signer.Sign(r.Context(), in)
 	if err != nil {
 		return s.internalProblem(r.Context(), "presign get", err)
 	}

@@ -132,6 +132,8 @@ type Input struct {
 	// PartNumber and UploadID select the part of UploadPart.
 	PartNumber int32
 	UploadID   string
+	// VersionID, when set, pins a GetObject to that version of the object (S3's versionId).
+	VersionID string
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -273,6 +275,10 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 		buf = strconv.AppendInt(buf, int64(in.PartNumber), 10)
 		buf = append(buf, "&uploadId="...)
 		buf = appendEscaped(buf, in.UploadID, true)
+	}
+	if in.VersionID != "" && in.Op == OpGetObject {
+		buf = append(buf, "&versionId="...)
+		buf = appendEscaped(buf, in.VersionID, true)
 	}
 	buf = append(buf, "&x-id="...)
 	buf = append(buf, in.Op...)

@@ -99,6 +99,13 @@ func TestSignerMatchesSDK(t *testing.T) {
 						got, err := signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: -1})
 						require.NoError(t, err)
 						require.Equal(t, want.URL, got, "get "+name)
+						for _, version := range []string{"3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo", "null", "v/1 ü"} {
+							want, err := sdk.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), VersionId: aws.String(version)})
+							require.NoError(t, err)
+							got, err := signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: -1, VersionID: version})
+							require.NoError(t, err)
+							require.Equal(t, want.URL, got, "get version "+version+" "+name)
+						}
 
 						uploadID := "2~aB/c+d=e.f_g-h"
 						want, err = sdk.PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: aws.String(uploadID), PartNumber: aws.Int32(10000)})
