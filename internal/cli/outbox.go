@@ -94,7 +94,9 @@ func (c *OutboxRedeliverCmd) Run(g *Globals) error {
 	defer st.Close()
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	o := outbox.RedeliverOptions{Endpoint: c.Endpoint, AttemptTimeout: c.Timeout, DryRun: c.DryRun}
+	insp := asynq.NewInspector(redisOpt)
+	defer insp.Close()
+	o := outbox.RedeliverOptions{Tasks: insp, Endpoint: c.Endpoint, AttemptTimeout: c.Timeout, DryRun: c.DryRun}
 	if c.StuckFor > 0 {
 		o.StuckBefore = time.Now().Add(-c.StuckFor)
 	}

@@ -18,8 +18,18 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
+// Tasks finds and deletes asynq tasks by ID (*asynq.Inspector).
+type Tasks interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
+}
+
+var _ Tasks = (*asynq.Inspector)(nil)
+
 // RedeliverOptions choose what [Redeliver] sends again.
 type RedeliverOptions struct {
+	// Tasks finds the tasks of an earlier run that did not commit (required unless DryRun).
+	Tasks Tasks
 	// Endpoint, when set, limits the redelivery to that endpoint's deliveries.
 	Endpoint string
 	// StuckBefore, when set, also sends again the deliveries still pending of notifications
@@ -53,12 +63,17 @@ type RedeliverResult struct {
 // Per batch of notifications, in one transaction holding their rows, it enqueues one task per
 // delivery, with an ID naming the row's redelivery count ([webhook.RedeliverTaskID]), and then
 // moves the endpoints from gave_up back to pending. A redeliver that dies between the two leaves
-// the rows as they were; run again, it enqueues the same task IDs, which asynq refuses while the
-// first tasks are there. A delivery to an endpoint no longer configured is given up again by the
-// deliverer at once; `intake outbox discard` drops those. It ends after one pass over the rows
-// there at its start, whatever is given up meanwhile.
+// the rows as they were; run again, it enqueues the same task IDs. asynq refuses an ID while its
+// task is kept: one still to run delivers (once), and one already archived (it was given up
+// again, while the row was not locked) is deleted and enqueued anew, so that every endpoint put
+// back in pending has a task to run. A delivery to an endpoint no longer configured is given up
+// again by the deliverer at once; `intake outbox discard` drops those. It ends after one pass over
+// the rows there at its start, whatever is given up meanwhile.
 func Redeliver(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o RedeliverOptions) (RedeliverResult, error) {
 	res := RedeliverResult{Deliveries: map[string]int{}, DryRun: o.DryRun}
+	if o.Tasks == nil && !o.DryRun {
+		return res, errors.New("redeliver: a task inspector is required")
+	}
 	last, err := dbq.New(pool).OutboxLastID(ctx)
 	if err != nil {
 		return res, fmt.Errorf("redeliver: newest notification: %w", err)
@@ -126,7 +141,7 @@ func redeliverBatch(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o 
 		addCounts(res, len(mark.Ids), counts)
 		return len(rows), next, nil
 	}
-	if err := enqueueAll(ctx, client, ts, ids); err != nil {
+	if err := enqueueAll(ctx, client, ts, ids, o.Tasks); err != nil {
 		return 0, 0, fmt.Errorf("redeliver: %w", err)
 	}
 	if err := q.OutboxMarkRedelivered(ctx, mark); err != nil {
@@ -163,8 +178,9 @@ func addCounts(res *RedeliverResult, notifications int, counts map[string]int) {
 
 // enqueueAll enqueues ts, 16 at a time, each under ids[i] when ids is not nil (else under the
 // task's own ID). A task already there (enqueued by a relay or redeliver that did not commit) is
-// not an error.
-func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []string) error {
+// not an error, unless it has finished: with done set, a finished one (archived, completed) is
+// deleted and the task enqueued again.
+func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []string, done Tasks) error {
 	errs := make([]error, len(ts))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -176,13 +192,37 @@ func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []st
 			if ids != nil {
 				opts = append(opts, asynq.TaskID(ids[i]))
 			}
-			if _, err := client.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			_, err := client.EnqueueContext(ctx, t, opts...)
+			if errors.Is(err, asynq.ErrTaskIDConflict) && done != nil {
+				err = requeueFinished(ctx, client, done, t, ids[i])
+			}
+			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 				errs[i] = fmt.Errorf("enqueue %s: %w", t.Type(), err)
 			}
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// requeueFinished enqueues t under id again when the task holding id has finished (archived or
+// completed); one still to run is left to run (asynq.ErrTaskIDConflict is returned).
+func requeueFinished(ctx context.Context, client Enqueuer, tasks Tasks, t *asynq.Task, id string) error {
+	info, err := tasks.GetTaskInfo(webhook.Queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound):
+		// Gone since the conflict (completed and deleted): enqueue it again.
+	case err != nil:
+		return fmt.Errorf("read task %s: %w", id, err)
+	case info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted:
+		return asynq.ErrTaskIDConflict
+	default:
+		if err := tasks.DeleteTask(webhook.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return fmt.Errorf("delete finished task %s: %w", id, err)
+		}
+	}
+	_, err = client.EnqueueContext(ctx, t, asynq.TaskID(id))
+	return err
 }
 
 // Discard drops the given-up deliveries (to endpoint, when set) of the notifications in the

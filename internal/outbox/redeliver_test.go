@@ -90,11 +90,16 @@ func TestRedeliverGivenUp(t *testing.T) {
 	dry, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{DryRun: true})
 	require.NoError(t, err)
 	require.Equal(t, outbox.RedeliverResult{Notifications: n, Deliveries: map[string]int{webhook.DefaultEndpoint: n}, DryRun: true}, dry)
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
 	dying := &failAfter{Enqueuer: b.client}
 	dying.n.Store(2)
-	_, err = outbox.Redeliver(b.ctx, b.st.Pool, dying, outbox.RedeliverOptions{})
+	_, err = outbox.Redeliver(b.ctx, b.st.Pool, dying, outbox.RedeliverOptions{Tasks: insp})
 	require.ErrorContains(t, err, "redeliver died")
-	res, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{})
+	for _, id := range ids {
+		require.Zero(t, b.outboxRow(t, id).Redeliveries, "the dead run committed nothing")
+	}
+	res, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp})
 	require.NoError(t, err)
 	require.LessOrEqual(t, res.Notifications, n, "the 2 tasks of the dead run may have delivered theirs already")
 	require.GreaterOrEqual(t, res.Notifications, n-2)
@@ -110,8 +115,6 @@ func TestRedeliverGivenUp(t *testing.T) {
 		return true
 	}, 10*time.Second, 20*time.Millisecond, "the redeliveries are recorded")
 	// Every task has run (the rows are delivered); a duplicate would have posted by now.
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
 	require.Eventually(t, func() bool {
 		q, err := insp.GetQueueInfo(webhook.Queue)
 		return err == nil && q.Pending+q.Active+q.Scheduled+q.Retry == 0
@@ -123,7 +126,7 @@ func TestRedeliverGivenUp(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return testkit.Metric(t, b.reg, "intake_outbox_gave_up", "endpoint", webhook.DefaultEndpoint) == 0
 	}, 10*time.Second, 20*time.Millisecond, "the gauge falls back to 0 (an alert on it resolves)")
-	again, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{})
+	again, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp})
 	require.NoError(t, err)
 	require.Zero(t, again.Notifications)
 }
@@ -160,12 +163,15 @@ func TestRedeliverStuck(t *testing.T) {
 	b.recv.WaitAttempts(2, 30*time.Second)
 	fixed.Store(true)
 
-	res, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{})
+	res, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp})
 	require.NoError(t, err)
 	require.Zero(t, res.Notifications, "nothing was given up")
-	res, err = outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{StuckBefore: time.Now().Add(-time.Hour)})
+	res, err = outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp, StuckBefore: time.Now().Add(-time.Hour)})
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Notifications)
+	res, err = outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp, StuckBefore: time.Now().Add(-time.Minute)})
+	require.NoError(t, err)
+	require.Zero(t, res.Notifications, "just redelivered: not stuck, whatever its first relay's age")
 	b.recv.WaitDelivered(1, 30*time.Second)
 	require.Eventually(t, func() bool { return b.outboxRow(t, stuck).DeliveredAt != nil }, 10*time.Second, 20*time.Millisecond)
 	require.Nil(t, b.outboxRow(t, fresh).DeliveredAt, "relayed after StuckBefore: its task still retries it")
@@ -200,4 +206,53 @@ func TestDiscard(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, status.GaveUp)
 	require.EqualValues(t, 1, b.relay.Purge(b.ctx))
+}
+
+// TestRedeliverAfterADeadRunWhoseTaskGaveUp: the endpoint is refused (its name resolves to
+// loopback), so every delivery to it is given up at once. A redeliver dies after enqueueing one
+// row's task and before committing; that task runs, is refused and archived (the row still
+// says given up). Run again, the redeliver meets the archived task's ID: it must enqueue the task
+// anew, or the row would say "pending" with no task left to deliver or give it up, for ever.
+func TestRedeliverAfterADeadRunWhoseTaskGaveUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{RefusePrivate: true, Endpoints: func(recv, secret string) []webhook.EndpointConfig {
+		port := recv[len("http://127.0.0.1:"):]
+		return []webhook.EndpointConfig{{Name: "internal", URL: "http://localhost:" + port, Secret: secret}}
+	}})
+	ids := []uuid.UUID{b.intent(t, "u/refused-1.txt", nil, ""), b.intent(t, "u/refused-2.txt", nil, "")}
+	b.verdict(t, ids[0], "u/refused-1.txt", pipeline.StatusValid, "")
+	b.verdict(t, ids[1], "u/refused-2.txt", pipeline.StatusValid, "")
+	givenUp := func(id uuid.UUID) bool {
+		row := b.outboxRow(t, id)
+		return len(row.GaveUp) == 1 && len(row.Pending) == 0
+	}
+	require.Eventually(t, func() bool { return givenUp(ids[0]) && givenUp(ids[1]) }, 30*time.Second, 20*time.Millisecond)
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	// The enqueues run in parallel: either row's task may be the one that got through.
+	r1 := []string{webhook.RedeliverTaskID(b.outboxRow(t, ids[0]).ID, "internal", 1), webhook.RedeliverTaskID(b.outboxRow(t, ids[1]).ID, "internal", 1)}
+
+	dying := &failAfter{Enqueuer: b.client}
+	dying.n.Store(1)
+	_, err := outbox.Redeliver(b.ctx, b.st.Pool, dying, outbox.RedeliverOptions{Tasks: insp})
+	require.ErrorContains(t, err, "redeliver died")
+	require.Eventually(t, func() bool {
+		archived := 0
+		for _, id := range r1 {
+			if info, err := insp.GetTaskInfo(webhook.Queue, id); err == nil && info.State == asynq.TaskStateArchived {
+				archived++
+			}
+		}
+		return archived == 1
+	}, 30*time.Second, 20*time.Millisecond, "the dead run's one task was refused and archived")
+
+	res, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp})
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Notifications)
+	require.Eventually(t, func() bool { return givenUp(ids[0]) && givenUp(ids[1]) }, 30*time.Second, 20*time.Millisecond,
+		"each redelivery ran and was given up again; none is left pending without a task")
+	for _, id := range ids {
+		require.EqualValues(t, 1, b.outboxRow(t, id).Redeliveries)
+	}
+	require.Empty(t, b.recv.Received(), "the receiver on loopback got nothing")
 }

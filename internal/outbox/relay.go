@@ -235,7 +235,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
-	if err := enqueueAll(ctx, r.client, ts, nil); err != nil {
+	if err := enqueueAll(ctx, r.client, ts, nil, nil); err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
 	if err := q.OutboxMarkRelayed(ctx, dbq.OutboxMarkRelayedParams{Ids: ids, Pendings: pendings}); err != nil {

@@ -52,8 +52,8 @@ SELECT COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(created_at) FROM outbox W
 
 -- name: OutboxPurge :execrows
 -- Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
--- (outbox_delivered_at_idx). A notification with a given-up delivery stays until it is redelivered
--- or discarded.
+-- (outbox_delivered_at_idx, which holds only the rows this can delete). A notification with a
+-- given-up delivery stays until it is redelivered or discarded.
 DELETE FROM outbox
 WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}'
              ORDER BY o.delivered_at LIMIT @max_rows);
@@ -88,9 +88,10 @@ SELECT COALESCE(max(id), 0)::bigint AS last_id FROM outbox;
 -- name: OutboxClaimRedeliver :many
 -- Up to max_rows notifications after after_id, up to last_id, in order, with deliveries to send
 -- again: given-up ones (to endpoint, when it is not empty), and the endpoints still pending of rows
--- relayed before stuck_before and not delivered since (their tasks lost: Redis lost its data, or a
--- give-up could not be recorded; the zero time selects none). Locked until the redeliver's
--- transaction ends.
+-- relayed (or last redelivered) before stuck_before and not delivered since (their tasks lost:
+-- Redis lost its data, or a give-up could not be recorded; the zero time selects none). Locked
+-- until the redeliver's transaction ends. It reads the primary key's range (the OR takes no
+-- partial index): one pass over the outbox per run of the command.
 SELECT id, event_id, event_type, created_at, data, relayed_at, delivered_at, pending, gave_up, redeliveries
 FROM outbox
 WHERE id > @after_id AND id <= @last_id
@@ -104,9 +105,12 @@ FOR UPDATE;
 -- name: OutboxMarkRedelivered :exec
 -- Records the redelivery of claimed rows (the arrays are parallel, each row's endpoints
 -- comma-separated): the endpoints leave gave_up and are pending again, the row has deliveries to
--- try again, and its redeliveries count (the generation in its tasks' ids) grows.
+-- try again, and its redeliveries count (the generation in its tasks' ids) grows. relayed_at,
+-- when its deliveries were last handed to asynq, moves to now (a row the relay has not claimed
+-- yet keeps NULL, so that the relay still claims it): --stuck-for measures from there.
 UPDATE outbox o
-SET gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
+SET relayed_at   = CASE WHEN o.relayed_at IS NULL THEN NULL ELSE now() END,
+    gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     pending      = ARRAY(SELECT DISTINCT e FROM unnest(COALESCE(o.pending, '{}') || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
     delivered_at = NULL,
     redeliveries = o.redeliveries + 1
