@@ -522,3 +522,32 @@ func TestPeekFastKeepsTheTransportsConnectionLimit(t *testing.T) {
 	require.ElementsMatch(t, []string{"fast", "net/http"}, senders(srv.take()))
 	require.Equal(t, 1, objstore.FastIdle(objs))
 }
+
+// TestPeekRefusesACutOffBody: S3's answer announces 4,096 bytes of a 10,000-byte object and the
+// connection breaks after 100. Peek through fasthttp, net/http and the SDK (the fallback of both)
+// fails as S3 being unavailable (the message is retried), never returning the 100 bytes as the
+// object's prefix: a type sniffed from a fragment could reject a valid upload for good.
+func TestPeekRefusesACutOffBody(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Range", "bytes 0-4095/10000")
+		w.Header().Set("Content-Length", "4096")
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(bytes.Repeat([]byte{0x89}, 100))
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	})
+	fast, slow := fastAndNetHTTP(t, s3At(srv.URL, 1))
+	ctx := testkit.Context(t)
+	for name, o := range map[string]*objstore.Objects{"fast": fast, "net/http": slow} {
+		_, prefix, err := o.Peek(ctx, "bkt", "k.png", 4096)
+		require.Error(t, err, name)
+		require.ErrorIs(t, err, pipeline.ErrUnavailable, name)
+		require.Nil(t, prefix, name)
+	}
+	got := senders(srv.take())
+	require.Contains(t, got, "sdk", "the cut-off presigned GET was retried through the SDK: %v", got)
+}

@@ -123,12 +123,12 @@ func (o *Objects) peekSDK(ctx context.Context, bucket, key string, n int) (pipel
 	if total, ok := rangeTotal(aws.ToString(out.ContentRange)); ok {
 		info.Size = total
 	}
+	// Reading less than the answer announced means the body was cut off (see peekPresigned).
 	buf := make([]byte, min(int64(n), max(info.Size, 0)))
-	m, err := io.ReadFull(out.Body, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, err)
+	if _, err := io.ReadFull(out.Body, buf); err != nil {
+		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, fmt.Errorf("read the first %d bytes: %w", len(buf), err))
 	}
-	return info, buf[:m], nil
+	return info, buf, nil
 }
 
 // rangeTotal parses the complete length of a Content-Range header ("bytes 0-3071/12345").

@@ -21,8 +21,11 @@ import (
 	"github.com/intakehq/intake/pipeline"
 )
 
-// presignedExpiry is the lifetime of the URLs presignedGetter signs; they are sent at once.
-const presignedExpiry = time.Minute
+// presignedExpiry is the lifetime of the URLs presignedGetter signs. They are sent at once and
+// never leave the process, but S3 judges their expiry by its own clock: 15 minutes tolerates the
+// clock skew S3 accepts for header-signed requests (a minute would fail every peek of a host whose
+// clock runs a minute slow, as "Request has expired", which is not retried).
+const presignedExpiry = 15 * time.Minute
 
 // Limits on what a presigned GET reads besides the wanted bytes.
 const (
@@ -157,12 +160,14 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 	if total, ok := rangeTotal(h.Get("Content-Range")); ok {
 		info.Size = total
 	}
+	// The buffer holds exactly what the answer announced (its range, or the whole object when it
+	// is shorter): reading less means the body was cut off, and a prefix sniffed from a fragment
+	// would give a wrong verdict. It is retried (through the SDK) like any broken connection.
 	buf := make([]byte, min(int64(n), info.Size))
-	m, err := io.ReadFull(r.body, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return pipeline.ObjectInfo{}, nil, false, wrap(ctx, "peek", bucket, key, err)
+	if _, err := io.ReadFull(r.body, buf); err != nil {
+		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil, wrap(ctx, "peek", bucket, key, fmt.Errorf("read the first %d bytes: %w", len(buf), err))
 	}
-	return info, buf[:m], false, nil
+	return info, buf, false, nil
 }
 
 // s3Error is an S3 error response: an smithy.APIError with the response's status, as the SDK's

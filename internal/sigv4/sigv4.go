@@ -47,7 +47,7 @@ type Signer struct {
 	signHost  string // the same without a default port, as signed in the Host header
 	basePath  string // endpoint path prefix, "" or "/p" (no trailing slash)
 	pathStyle bool
-	awsHost   bool // no custom endpoint: virtual-hosted style on s3.<region>.amazonaws.com
+	awsHost   bool // no custom endpoint: the region's own S3 host (virtual-hosted style where the bucket allows)
 
 	key atomic.Pointer[signingKey]
 }
@@ -85,7 +85,17 @@ func NewSigner(o s3.Options) (*Signer, error) {
 	}
 	s := &Signer{creds: o.Credentials, region: o.Region, pathStyle: o.UsePathStyle}
 	if o.BaseEndpoint == nil || *o.BaseEndpoint == "" {
-		s.scheme, s.host, s.awsHost = "https", "s3."+o.Region+".amazonaws.com", true
+		// The region's own S3 host, from the SDK's endpoint rules: s3.<region>.amazonaws.com in
+		// the aws partition, but .amazonaws.com.cn in China, and other suffixes elsewhere.
+		ep, err := s3.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(),
+			s3.EndpointParameters{Region: aws.String(o.Region), ForcePathStyle: aws.Bool(true)})
+		if err != nil {
+			return nil, fmt.Errorf("presigner: S3 endpoint of region %q: %w", o.Region, err)
+		}
+		if ep.URI.Scheme != "https" || ep.URI.Host == "" || ep.URI.Port() != "" || (ep.URI.Path != "" && ep.URI.Path != "/") {
+			return nil, fmt.Errorf("presigner: unexpected S3 endpoint %q for region %q", ep.URI.String(), o.Region)
+		}
+		s.scheme, s.host, s.awsHost = "https", ep.URI.Host, true
 		s.signHost = s.host
 		return s, nil
 	}

@@ -70,7 +70,7 @@ func TestSignerMatchesSDK(t *testing.T) {
 	}
 	buckets := []string{"intake-bucket", "b.with.dots"}
 	for _, ep := range endpoints {
-		for _, region := range []string{"us-east-1", "eu-west-3"} {
+		for _, region := range []string{"us-east-1", "eu-west-3", "cn-north-1", "us-gov-west-1"} {
 			for ci, creds := range []aws.CredentialsProvider{static, withToken} {
 				client := s3.New(s3.Options{Region: region, Credentials: creds}, ep.opts)
 				signer, err := sigv4.NewSigner(client.Options())
