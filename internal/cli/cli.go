@@ -84,6 +84,11 @@ type Globals struct {
 	Stdout io.Writer
 }
 
+// exitInterrupted is the exit status of an operator command stopped by SIGINT/SIGTERM before it
+// did everything asked (128 + SIGINT, as shells report it): what it did is in its summary, and
+// running it again continues. Scripts must not take it for success.
+const exitInterrupted = 130
+
 // exitError carries a specific exit code.
 type exitError struct{ code int }
 

@@ -102,7 +102,7 @@ func (c *JobsListCmd) Run(g *Globals) error {
 				return fmt.Errorf("write task: %w", err)
 			}
 		}
-		return nil
+		return interrupted(g)
 	}
 	tw := tabwriter.NewWriter(g.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tQUEUE\tSTATE\tLAST ERROR\tNEXT PROCESS AT")
@@ -117,6 +117,15 @@ func (c *JobsListCmd) Run(g *Globals) error {
 		return fmt.Errorf("write table: %w", err)
 	}
 	fmt.Fprintf(g.Stdout, "%d %s tasks in %d queues\n", len(rows), c.State, len(queues))
+	return interrupted(g)
+}
+
+// interrupted is exitError{exitInterrupted} when the command's context ended (SIGINT/SIGTERM)
+// before it was done, else nil.
+func interrupted(g *Globals) error {
+	if g.Ctx.Err() != nil {
+		return exitError{exitInterrupted}
+	}
 	return nil
 }
 

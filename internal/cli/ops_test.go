@@ -220,6 +220,23 @@ func TestOperatorBinary(t *testing.T) {
 		code, _, stderr = runIntake(t, bin, opsEnv("INTAKE_QUEUE_URL="+q.URL), "replay", "file", filepath.Join(t.TempDir(), "nope.jsonl"))
 		require.Equal(t, 1, code)
 		require.Contains(t, stderr, "open events file")
+
+		// Ctrl-C part-way: the summary says what was sent, and the exit code is not success.
+		cmd := exec.Command(bin, "replay", "file", file, "--rate", "5/s")
+		cmd.Env = opsEnv("INTAKE_QUEUE_URL=" + q.URL)
+		var out testkit.SyncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		time.Sleep(1500 * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		err := cmd.Wait()
+		var exitErr *exec.ExitError
+		require.ErrorAs(t, err, &exitErr, out.String())
+		require.Equal(t, 130, exitErr.ExitCode(), out.String())
+		require.Contains(t, out.String(), "interrupted: run again to send the rest")
+		sent, _ := testkit.DrainQueue(t, c, q.URL)
+		require.NotEmpty(t, sent)
+		require.Less(t, len(sent), 25, "stopped part-way")
 	})
 
 	t.Run("replay archive", func(t *testing.T) {

@@ -119,7 +119,8 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	for _, f := range res.Failures {
 		s.Note("failure: %s", f)
 	}
-	if errors.Is(runErr, context.Canceled) {
+	interrupted := errors.Is(runErr, context.Canceled)
+	if interrupted {
 		s.Note("interrupted: received batches were finished; run again to move the rest")
 		runErr = nil
 	}
@@ -128,6 +129,9 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	}
 	if runErr != nil {
 		return runErr
+	}
+	if interrupted {
+		return exitError{exitInterrupted}
 	}
 	if res.SendFailed+res.DeleteFailed > 0 {
 		return fmt.Errorf("%d messages not sent, %d not deleted", res.SendFailed, res.DeleteFailed)
@@ -288,7 +292,8 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 	for _, fl := range res.Failures {
 		s.Note("failed: %s", fl)
 	}
-	if errors.Is(runErr, context.Canceled) {
+	interrupted := errors.Is(runErr, context.Canceled)
+	if interrupted {
 		s.Note("interrupted: run again to send the rest (bodies already sent are sent again; the pipeline absorbs duplicates)")
 		runErr = nil
 	}
@@ -297,6 +302,9 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 	}
 	if runErr != nil {
 		return runErr
+	}
+	if interrupted {
+		return exitError{exitInterrupted}
 	}
 	if res.Failed > 0 {
 		return fmt.Errorf("%d bodies not sent", res.Failed)

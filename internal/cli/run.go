@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +72,9 @@ type App struct {
 	// Policy is the validation policy (INTAKE_POLICY_FILE), loaded once at start: the API checks
 	// declared uploads against it, the pipeline checks what landed.
 	Policy *pipeline.Policy
+
+	// stopSlack replaces the package's stopSlack (tests).
+	stopSlack time.Duration
 
 	procOnce sync.Once
 	proc     *pipeline.Processor
@@ -142,6 +147,8 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 	return a.proc, a.procErr
 }
 
+func (a *App) slack() time.Duration { return cmp.Or(a.stopSlack, stopSlack) }
+
 // onClose registers f to run when the daemon has stopped (after every component returned).
 func (a *App) onClose(f func()) { a.closers = append(a.closers, f) }
 
@@ -192,8 +199,32 @@ func (r *RunCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	defer app.close()
-	return app.serve(ctx)
+	return app.finish(app.serve(ctx))
+}
+
+// errForcedStop is returned by serve when it stopped waiting for the components: a second signal,
+// or components still running past the grace period.
+var errForcedStop = errors.New("forced stop")
+
+// closeTimeout bounds the closers after a forced stop.
+const closeTimeout = 3 * time.Second
+
+// finish closes the App after serve returned err and returns err. After a forced stop the
+// components still running may hold pool connections, which pgxpool.Close and the batchers'
+// Close would wait for: the closers then get closeTimeout, and the process exits without them.
+func (a *App) finish(err error) error {
+	if !errors.Is(err, errForcedStop) {
+		a.close()
+		return err
+	}
+	closed := make(chan struct{})
+	go func() { a.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(closeTimeout):
+		a.Log.Error("exiting without closing the dependencies: components still hold them", "waited", closeTimeout.String())
+	}
+	return err
 }
 
 // build connects to the dependencies and prepares the shared App. The caller closes it.
@@ -243,14 +274,9 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 		Mux: http.NewServeMux(), Admin: http.NewServeMux(),
 		Health: health.NewChecker(health.Config{Timeout: 3 * time.Second, TTL: time.Second, Registerer: reg, Log: log.With("component", "health")}),
 	}
-	a.Health.Add("postgres", st.Ping)
-	a.Health.Add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) })
-	a.Health.Add("redis", redisPing(redisOpt))
-	if cfg.QueueURL != "" {
-		a.Health.Add("sqs", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.QueueURL) })
-	}
-	a.mountHealth()
 	a.onClose(st.Close)
+	a.addChecks()
+	a.mountHealth()
 	return a, nil
 }
 
@@ -316,10 +342,38 @@ func (a *App) listen() ([]listener, error) {
 	return out, nil
 }
 
-func redisPing(opt asynq.RedisConnOpt) health.Check {
+// addChecks registers the readiness checks. A dependency counts for readiness when one of the
+// process's roles cannot work without it: PostgreSQL always; the bucket for the consumer and the
+// jobs; Redis for the jobs and the scheduler; the queue for the consumer and the event ingress.
+// The others the process still uses are reported without counting (AddOptional): an API replica
+// presigns without S3 (only multipart creation calls it) and without Redis (only POST /v1/jobs
+// needs it), so their outage must not take every replica out of its Service. A queue the process
+// never calls is not checked.
+func (a *App) addChecks() {
+	cfg := a.Cfg
+	runs := func(roles ...string) bool {
+		return slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(a.Roles, r) })
+	}
+	add := func(name string, check health.Check, required bool) {
+		if required {
+			a.Health.Add(name, check)
+		} else {
+			a.Health.AddOptional(name, check)
+		}
+	}
+	add("postgres", a.Store.Ping, true)
+	add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) }, runs(config.RoleConsumer, config.RoleJobs))
+	insp := asynq.NewInspector(a.Redis) // one client for every check, not a pool per probe
+	a.onClose(func() { _ = insp.Close() })
+	add("redis", redisPing(insp), runs(config.RoleJobs, config.RoleScheduler))
+	ingress := cfg.Consumer.IngressToken != "" && runs(config.RoleAPI, config.RoleConsumer)
+	if cfg.QueueURL != "" && (runs(config.RoleConsumer) || ingress) {
+		add("sqs", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.QueueURL) }, true)
+	}
+}
+
+func redisPing(insp *asynq.Inspector) health.Check {
 	return func(ctx context.Context) error {
-		insp := asynq.NewInspector(opt)
-		defer insp.Close()
 		done := make(chan error, 1)
 		go func() { _, err := insp.Queues(); done <- err }()
 		select {
@@ -376,25 +430,40 @@ func (a *App) serve(ctx context.Context) error {
 	}
 
 	<-runCtx.Done()
+	return a.drain(&wg, lns, errs)
+}
+
+// stopSlack is how long past the grace period the components may take to return (the consumer
+// may take 5 s past its grace to return messages).
+const stopSlack = 10 * time.Second
+
+// drain stops the HTTP servers and waits for the components (wg) within one deadline, set when
+// the shutdown starts: the grace period plus stopSlack. A second SIGINT/SIGTERM, at any point of
+// it, stops waiting at once.
+func (a *App) drain(wg *sync.WaitGroup, lns []listener, errs chan error) error {
 	a.Log.Info("shutting down", "grace", a.Cfg.ShutdownGrace.String())
 	sig, stopSig := notifyTerm()
 	defer stopSig()
+	hard := time.NewTimer(a.Cfg.ShutdownGrace + a.slack())
+	defer hard.Stop()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownGrace)
 	defer cancel()
 	for _, l := range lns {
-		if err := l.srv.Shutdown(shutdownCtx); err != nil {
-			a.Log.Warn("http server shutdown", "listener", l.name, "err", err)
-			_ = l.srv.Close()
-		}
+		wg.Go(func() {
+			if err := l.srv.Shutdown(shutdownCtx); err != nil {
+				a.Log.Warn("http server shutdown", "listener", l.name, "err", err)
+				_ = l.srv.Close()
+			}
+		})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-sig:
-		return errors.New("second signal: exiting without waiting for in-flight work")
-	case <-time.After(a.Cfg.ShutdownGrace + 10*time.Second): // the consumer may take 5 s past its grace to return messages
-		return errors.New("components did not stop within the shutdown grace period")
+		return fmt.Errorf("second signal: exiting without waiting for in-flight work: %w", errForcedStop)
+	case <-hard.C:
+		return fmt.Errorf("components did not stop within the shutdown grace period and %s: %w", a.slack(), errForcedStop)
 	}
 	close(errs)
 	var all []error

@@ -140,3 +140,68 @@ func TestAPIRoleWiring(t *testing.T) {
 		t.Fatalf("daemon did not stop; logs:\n%s", logs.String())
 	}
 }
+
+// TestAPIReadinessNeedsWhatTheAPINeeds: an API-only replica with Redis down (and the queue URL of
+// the shared configuration, but no ingress) stays ready: it reports Redis failed, presigns uploads
+// (which need neither Redis nor SQS), and does not check the queue it never calls. Before, every
+// API replica failed /readyz during a Redis or SQS blip and left its Service.
+func TestAPIReadinessNeedsWhatTheAPINeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	const apiKey = "0123456789abcdef-alice"
+	addr, redisDown := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(runCtx, []string{"run", "--roles", "api",
+			"--database-url", testkit.DatabaseURLFor(schema), "--migrate", "--redis-url", "redis://" + redisDown + "/0",
+			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+			"--bucket", bucket, "--queue-url", "http://" + redisDown + "/000000000000/nowhere", "--listen", addr, "--shutdown-grace", "2s",
+			"--api-keys", apiKey + "=alice",
+		}, io.Discard, &logs)
+	}()
+	base := "http://" + addr
+	var ready map[string]any
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		ready = nil
+		_ = json.NewDecoder(resp.Body).Decode(&ready)
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 200*time.Millisecond, "not ready; last /readyz %v; logs:\n%s", ready, logs.String())
+	checks := ready["checks"].(map[string]any)
+	require.Equal(t, "failed", checks["redis"], "reported")
+	require.Equal(t, "ok", checks["postgres"])
+	require.NotContains(t, checks, "sqs", "the API without an ingress never calls the queue")
+
+	body := bytes.NewReader([]byte(`{"filename":"a.txt","content_type":"text/plain","size":5}`))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/uploads", body)
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
+
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
+}

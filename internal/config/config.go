@@ -303,13 +303,14 @@ func (j Jobs) ReconcileEnabled() bool {
 // ParseRoles turns "api,consumer" or "all" into a de-duplicated, ordered role list.
 func ParseRoles(s string) ([]string, error) {
 	var roles []string
+	all := false
 	for r := range strings.SplitSeq(s, ",") {
 		r = strings.TrimSpace(strings.ToLower(r))
 		switch {
 		case r == "":
 			continue
 		case r == "all":
-			return slices.Clone(AllRoles), nil
+			all = true // every entry is still checked: "all,consmer" is a typo, not "all"
 		case slices.Contains(AllRoles, r):
 			if !slices.Contains(roles, r) {
 				roles = append(roles, r)
@@ -317,6 +318,9 @@ func ParseRoles(s string) ([]string, error) {
 		default:
 			return nil, fmt.Errorf("INTAKE_ROLES: unknown role %q (want %s or all)", r, strings.Join(AllRoles, ","))
 		}
+	}
+	if all {
+		return slices.Clone(AllRoles), nil
 	}
 	if len(roles) == 0 {
 		return nil, errors.New("INTAKE_ROLES: no role given")
@@ -359,6 +363,10 @@ func (c *Config) Validate(roles []string) error {
 	}
 	if t := c.Consumer.IngressToken; t != "" && len(t) < MinIngressTokenLen {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_INGRESS_TOKEN: %d bytes; the ingress token must be at least %d bytes (e.g. openssl rand -hex 32)", len(t), MinIngressTokenLen))
+	} else if strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		// The token a caller presents is read trimmed: one configured with a space or a newline
+		// (a secret file's last line) could never match, and every delivery would get 401.
+		errs = append(errs, errors.New("INTAKE_CONSUMER_INGRESS_TOKEN: contains spaces or control characters (a trailing newline from a secret file?); use printable characters only"))
 	}
 	if has(RoleConsumer) || (has(RoleAPI) && c.Consumer.IngressToken != "") {
 		errs = append(errs, validURL("INTAKE_QUEUE_URL", c.QueueURL, true, "http", "https"))
@@ -374,8 +382,18 @@ func (c *Config) Validate(roles []string) error {
 	if c.EventsRetention != 0 && c.EventsRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_EVENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.EventsRetention))
 	}
+	// A setting is checked whenever a role that reads it runs, whichever section it lives in.
 	if has(RoleConsumer) {
 		errs = append(errs, c.Consumer.validate())
+	}
+	if has(RoleConsumer) || has(RoleJobs) {
+		errs = append(errs, c.Consumer.validatePipeline())
+	}
+	if has(RoleJobs) && !has(RoleAPI) {
+		errs = append(errs, c.API.validateS3Timeout())
+	}
+	if has(RoleAPI) && !has(RoleJobs) && !has(RoleScheduler) && c.Jobs.MultipartDeadline < time.Second {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", c.Jobs.MultipartDeadline))
 	}
 	if has(RoleAPI) {
 		errs = append(errs, c.API.validate())
@@ -473,6 +491,13 @@ func (c Consumer) validate() error {
 	if c.MessageTimeout < c.Visibility || c.MessageTimeout > 6*time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MESSAGE_TIMEOUT: %s not in INTAKE_CONSUMER_VISIBILITY (%s)..6h", c.MessageTimeout, c.Visibility))
 	}
+	return errors.Join(errs...)
+}
+
+// validatePipeline checks the consumer's settings the pipeline reads, in the jobs role's
+// inspections too.
+func (c Consumer) validatePipeline() error {
+	var errs []error
 	if c.HashMaxSize < 0 {
 		errs = append(errs, errors.New("INTAKE_CONSUMER_HASH_MAX_SIZE: must not be negative"))
 	}
@@ -480,6 +505,15 @@ func (c Consumer) validate() error {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_EVENT_TIME_TOLERANCE: %s not in 1s..24h", c.EventTimeTolerance))
 	}
 	return errors.Join(errs...)
+}
+
+// validateS3Timeout checks INTAKE_API_S3_TIMEOUT, which bounds the multipart calls of the jobs
+// role too.
+func (a API) validateS3Timeout() error {
+	if a.S3Timeout < 100*time.Millisecond || a.S3Timeout > 5*time.Minute {
+		return fmt.Errorf("INTAKE_API_S3_TIMEOUT: %s not in 100ms..5m", a.S3Timeout)
+	}
+	return nil
 }
 
 func (a API) validate() error {
@@ -545,9 +579,7 @@ func (a API) validate() error {
 	if a.MaxPresignExpiry > 7*24*time.Hour || a.MaxPresignExpiry < a.PresignExpiry {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_PRESIGN_EXPIRY: %s must be between the default expiry and 168h", a.MaxPresignExpiry))
 	}
-	if a.S3Timeout < 100*time.Millisecond || a.S3Timeout > 5*time.Minute {
-		errs = append(errs, fmt.Errorf("INTAKE_API_S3_TIMEOUT: %s not in 100ms..5m", a.S3Timeout))
-	}
+	errs = append(errs, a.validateS3Timeout())
 	if a.KeyPrefix == "" || strings.Contains(a.KeyPrefix, "..") || strings.HasPrefix(a.KeyPrefix, "/") {
 		errs = append(errs, fmt.Errorf("INTAKE_API_KEY_PREFIX: %q must be a non-empty relative prefix", a.KeyPrefix))
 	}
@@ -617,8 +649,8 @@ func (j Jobs) validate() error {
 	if j.Concurrency < 1 || j.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_CONCURRENCY: %d not in 1..1024", j.Concurrency))
 	}
-	if strings.TrimSpace(j.SweepCron) == "" {
-		errs = append(errs, errors.New("INTAKE_JOBS_SWEEP_CRON: required"))
+	if _, err := cron.ParseStandard(strings.TrimSpace(j.SweepCron)); err != nil {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_CRON: %q is not a cron spec: %w", j.SweepCron, err))
 	}
 	if j.SweepOlderThan < time.Minute {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_OLDER_THAN: %s is below 1m", j.SweepOlderThan))
@@ -634,8 +666,8 @@ func (j Jobs) validate() error {
 	if len(j.SweepPrefix) > 1024 {
 		errs = append(errs, errors.New("INTAKE_JOBS_SWEEP_PREFIX: longer than 1024 bytes"))
 	}
-	if strings.TrimSpace(j.MaintenanceCron) == "" {
-		errs = append(errs, errors.New("INTAKE_JOBS_MAINTENANCE_CRON: required"))
+	if _, err := cron.ParseStandard(strings.TrimSpace(j.MaintenanceCron)); err != nil {
+		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MAINTENANCE_CRON: %q is not a cron spec: %w", j.MaintenanceCron, err))
 	}
 	if j.ExpiryGrace < 0 || j.ExpiryGrace > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_EXPIRY_GRACE: %s not in 0..168h", j.ExpiryGrace))

@@ -139,6 +139,19 @@ func TestValidate(t *testing.T) {
 		{"retention 0 keeps forever", AllRoles, func(c *Config) { c.EventsRetention = 0 }, nil},
 		{"retention too short", AllRoles, func(c *Config) { c.EventsRetention = time.Minute }, []string{"INTAKE_EVENTS_RETENTION"}},
 		{"maintenance bounds", []string{RoleScheduler}, func(c *Config) { c.Jobs.MaintenanceCron = ""; c.Jobs.ExpiryGrace = -time.Second }, []string{"INTAKE_JOBS_MAINTENANCE_CRON", "INTAKE_JOBS_EXPIRY_GRACE"}},
+		// Cron specs are parsed at start, each named, not found bad by the scheduler later.
+		{"sweep cron not a spec", []string{RoleScheduler}, func(c *Config) { c.Jobs.SweepCron = "every 15m" }, []string{"INTAKE_JOBS_SWEEP_CRON", "not a cron spec"}},
+		{"maintenance cron not a spec", []string{RoleJobs}, func(c *Config) { c.Jobs.MaintenanceCron = "*/10 * * *" }, []string{"INTAKE_JOBS_MAINTENANCE_CRON", "not a cron spec"}},
+		{"cron descriptor", []string{RoleScheduler}, func(c *Config) { c.Jobs.SweepCron = "@every 15m" }, nil},
+		// A token from a secret file with its newline could never match the trimmed one presented.
+		{"ingress token with a newline", []string{RoleConsumer}, func(c *Config) { c.Consumer.IngressToken = strings.Repeat("t", 32) + "\n" }, []string{"INTAKE_CONSUMER_INGRESS_TOKEN", "control characters"}},
+		{"ingress token with a space", []string{RoleAPI}, func(c *Config) { c.Consumer.IngressToken = strings.Repeat("t", 16) + " " + strings.Repeat("t", 16) }, []string{"INTAKE_CONSUMER_INGRESS_TOKEN"}},
+		// A setting is checked whenever a role that reads it runs.
+		{"api reads the multipart deadline", []string{RoleAPI}, func(c *Config) { c.Jobs.MultipartDeadline = -time.Hour }, []string{"INTAKE_JOBS_MULTIPART_DEADLINE"}},
+		{"jobs read the API's S3 timeout", []string{RoleJobs}, func(c *Config) { c.API.S3Timeout = time.Nanosecond }, []string{"INTAKE_API_S3_TIMEOUT"}},
+		{"jobs read the pipeline's settings", []string{RoleJobs}, func(c *Config) { c.Consumer.EventTimeTolerance = -time.Second; c.Consumer.HashMaxSize = -1 },
+			[]string{"INTAKE_CONSUMER_EVENT_TIME_TOLERANCE", "INTAKE_CONSUMER_HASH_MAX_SIZE"}},
+		{"jobs do not read the consumer's own", []string{RoleJobs}, func(c *Config) { c.Consumer.Receivers = 0 }, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,6 +183,11 @@ func TestParseRoles(t *testing.T) {
 	require.ErrorContains(t, err, `unknown role "web"`)
 	_, err = ParseRoles(" , ")
 	require.ErrorContains(t, err, "no role")
+	_, err = ParseRoles("all,consmer")
+	require.ErrorContains(t, err, `unknown role "consmer"`, "a typo after all is not ignored")
+	r, err = ParseRoles("api,all")
+	require.NoError(t, err)
+	require.Equal(t, AllRoles, r)
 }
 
 func TestParseAPIKeys(t *testing.T) {

@@ -53,22 +53,24 @@ type Checker struct {
 	log          *slog.Logger
 	now          func() time.Time
 
-	mu      sync.Mutex
-	checks  map[string]Check
-	last    *Report         // nil until the first run, and after Add
-	running chan struct{}   // closed when the run in progress ends; nil when none runs
-	failing map[string]bool // the checks whose last run failed (for logging transitions)
+	mu       sync.Mutex
+	checks   map[string]Check
+	optional map[string]bool // checks reported but not required for readiness
+	last     *Report         // nil until the first run, and after Add
+	running  chan struct{}   // closed when the run in progress ends; nil when none runs
+	failing  map[string]bool // the checks whose last run failed (for logging transitions)
 }
 
 // NewChecker returns a Checker with no checks.
 func NewChecker(cfg Config) *Checker {
 	c := &Checker{
-		timeout: cmp.Or(cfg.Timeout, 3*time.Second),
-		ttl:     cmp.Or(cfg.TTL, time.Second),
-		log:     cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
-		now:     cfg.Now,
-		checks:  map[string]Check{},
-		failing: map[string]bool{},
+		timeout:  cmp.Or(cfg.Timeout, 3*time.Second),
+		ttl:      cmp.Or(cfg.TTL, time.Second),
+		log:      cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
+		now:      cfg.Now,
+		checks:   map[string]Check{},
+		optional: map[string]bool{},
+		failing:  map[string]bool{},
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "intake", Name: "dependency_up",
 			Help: "1 when the last readiness check of a dependency passed, else 0.",
@@ -83,12 +85,20 @@ func NewChecker(cfg Config) *Checker {
 	return c
 }
 
-// Add registers a named check; a later Add with the same name replaces it. The cached report is
-// dropped.
-func (c *Checker) Add(name string, check Check) {
+// Add registers a named check the process needs to be ready; a later Add (or AddOptional) with the
+// same name replaces it. The cached report is dropped.
+func (c *Checker) Add(name string, check Check) { c.add(name, check, false) }
+
+// AddOptional registers a named check that is reported (in /readyz and intake_dependency_up) but
+// does not make the process unready: a dependency only some of its requests use (the API's Redis,
+// which only POST /v1/jobs needs), whose outage must not take every replica out of its Service.
+func (c *Checker) AddOptional(name string, check Check) { c.add(name, check, true) }
+
+func (c *Checker) add(name string, check Check, optional bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.checks[name] = check
+	c.optional[name] = optional
 	c.last = nil
 }
 
@@ -100,11 +110,13 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// Millis is how long the check took.
 	Millis int64 `json:"ms"`
+	// Optional is true for a check that does not count for readiness (see [Checker.AddOptional]).
+	Optional bool `json:"optional,omitempty"`
 }
 
 // Report is the outcome of one run of every check.
 type Report struct {
-	// OK is true when every check passed.
+	// OK is true when every required check passed.
 	OK bool
 	// Checks holds each check's result by name.
 	Checks map[string]Result
@@ -143,9 +155,13 @@ func (c *Checker) Check(ctx context.Context) Report {
 	for k, v := range c.checks {
 		checks[k] = v
 	}
+	optional := make(map[string]bool, len(c.optional))
+	for k, v := range c.optional {
+		optional[k] = v
+	}
 	c.mu.Unlock()
 
-	r := c.run(context.WithoutCancel(ctx), checks)
+	r := c.run(context.WithoutCancel(ctx), checks, optional)
 
 	c.mu.Lock()
 	c.last, c.running = &r, nil
@@ -155,7 +171,7 @@ func (c *Checker) Check(ctx context.Context) Report {
 }
 
 // run runs the checks concurrently, updates intake_dependency_up and logs transitions.
-func (c *Checker) run(ctx context.Context, checks map[string]Check) Report {
+func (c *Checker) run(ctx context.Context, checks map[string]Check, optional map[string]bool) Report {
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
@@ -167,7 +183,7 @@ func (c *Checker) run(ctx context.Context, checks map[string]Check) Report {
 			defer cancel()
 			start := time.Now()
 			err := check(cctx)
-			r := Result{OK: err == nil, Millis: time.Since(start).Milliseconds()}
+			r := Result{OK: err == nil, Millis: time.Since(start).Milliseconds(), Optional: optional[name]}
 			if err != nil {
 				r.Error = err.Error()
 			}
@@ -179,7 +195,7 @@ func (c *Checker) run(ctx context.Context, checks map[string]Check) Report {
 	wg.Wait()
 	rep := Report{OK: true, Checks: results, At: c.now()}
 	for name, r := range results {
-		rep.OK = rep.OK && r.OK
+		rep.OK = rep.OK && (r.OK || r.Optional)
 		v := 0.0
 		if r.OK {
 			v = 1
@@ -205,8 +221,8 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// Readyz answers 200 when every check passes, 503 otherwise, naming each dependency with "ok" or
-// "failed" and nothing else: it is served on the public listener.
+// Readyz answers 200 when every required check passes, 503 otherwise, naming each dependency with
+// "ok" or "failed" and nothing else: it is served on the public listener.
 func (c *Checker) Readyz(w http.ResponseWriter, r *http.Request) {
 	rep := c.Check(r.Context())
 	checks := make(map[string]string, len(rep.Checks))

@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/intakehq/intake/internal/health"
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -173,4 +175,31 @@ func TestHealthz(t *testing.T) {
 	body, _ := io.ReadAll(rec.Body)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.JSONEq(t, `{"status":"ok"}`, string(body))
+}
+
+// TestOptionalCheckIsReportedNotRequired: an optional dependency that fails is named failed in
+// both views and in intake_dependency_up, but leaves the process ready; a required one that fails
+// makes it unready.
+func TestOptionalCheckIsReportedNotRequired(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	c := health.NewChecker(health.Config{Registerer: reg})
+	c.Add("postgres", func(context.Context) error { return nil })
+	c.AddOptional("redis", func(context.Context) error { return errors.New("connection refused") })
+
+	rec := httptest.NewRecorder()
+	c.Readyz(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.JSONEq(t, `{"status":"ready","checks":{"postgres":"ok","redis":"failed"}}`, rec.Body.String())
+	rec = httptest.NewRecorder()
+	c.ReadyzDetail(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), `"redis":{"ok":false,"error":"connection refused"`)
+	require.Contains(t, rec.Body.String(), `"optional":true`)
+	require.Equal(t, 0.0, testkit.Metric(t, reg, "intake_dependency_up", "dependency", "redis"))
+
+	c.Add("redis", func(context.Context) error { return errors.New("connection refused") })
+	rec = httptest.NewRecorder()
+	c.Readyz(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, "required again: unready")
 }

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/config"
+)
+
+// TestForcedStopDoesNotWaitForTheClosers: a component ignores the end of its context and holds
+// what the closers need (as a stuck query holds a pool connection that pgxpool.Close waits for).
+// The drain gives up at the grace period plus the slack, and the closers get closeTimeout: the
+// process exits instead of hanging until SIGKILL.
+func TestForcedStopDoesNotWaitForTheClosers(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	a := &App{Cfg: &config.Config{ShutdownGrace: 50 * time.Millisecond}, Log: slog.New(slog.DiscardHandler), stopSlack: 100 * time.Millisecond}
+	var closed atomic.Bool
+	a.onClose(func() { closed.Store(true) }) // runs last: never reached before the exit
+	a.onClose(func() { <-release })          // the pool, waiting for the stuck component's connection
+	var wg sync.WaitGroup
+	wg.Go(func() { <-release }) // the stuck component
+
+	start := time.Now()
+	err := a.finish(a.drain(&wg, nil, make(chan error, 1)))
+	took := time.Since(start)
+	require.ErrorIs(t, err, errForcedStop)
+	require.ErrorContains(t, err, "did not stop within the shutdown grace period")
+	require.Less(t, took, 150*time.Millisecond+closeTimeout+2*time.Second, "bounded by the grace, the slack and closeTimeout")
+	require.GreaterOrEqual(t, took, 150*time.Millisecond+closeTimeout, "it did wait for the closers first")
+	require.False(t, closed.Load())
+}
+
+// TestCleanStopRunsEveryCloser: components that return within the grace period lead to every
+// closer, in reverse order of registration.
+func TestCleanStopRunsEveryCloser(t *testing.T) {
+	t.Parallel()
+	a := &App{Cfg: &config.Config{ShutdownGrace: time.Second}, Log: slog.New(slog.DiscardHandler)}
+	var order []int
+	a.onClose(func() { order = append(order, 1) })
+	a.onClose(func() { order = append(order, 2) })
+	var wg sync.WaitGroup
+	wg.Go(func() { time.Sleep(10 * time.Millisecond) })
+	err := a.finish(a.drain(&wg, nil, make(chan error, 1)))
+	require.NoError(t, err)
+	require.False(t, errors.Is(err, errForcedStop))
+	require.Equal(t, []int{2, 1}, order)
+}
