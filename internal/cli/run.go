@@ -391,9 +391,13 @@ func redisPing(insp *asynq.Inspector) health.Check {
 // serve starts every role's components and the HTTP server, and stops them in layers on SIGTERM:
 // the HTTP server stops accepting, components drain within the grace period, then the process exits.
 func (a *App) serve(ctx context.Context) error {
+	// The roles get runCtx too: what they start in the background (the JWKS refresh) stops when a
+	// component fails and the daemon stops, not only at SIGTERM.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	var comps []Component
 	for _, role := range a.Roles {
-		cs, err := roleStarters[role](ctx, a)
+		cs, err := roleStarters[role](runCtx, a)
 		if err != nil {
 			return fmt.Errorf("start role %s: %w", role, err)
 		}
@@ -405,8 +409,6 @@ func (a *App) serve(ctx context.Context) error {
 		return err
 	}
 
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
 	errs := make(chan error, len(comps)+len(lns))
 	var wg sync.WaitGroup
 	for _, c := range comps {
