@@ -89,7 +89,7 @@ func testAPIConfig() config.API {
 		Keys: aliceKey + "=alice," + bobKey + "=bob", AdminKeys: opsKey + "=oncall",
 		CORSOrigins:   "https://app.example.com",
 		PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads",
-		AuthCookie: "intake_token", S3Timeout: 10 * time.Second,
+		AuthCookie: "intake_token", S3Timeout: 10 * time.Second, PutIfNoneMatch: true, // as the flag's default
 	}
 }
 
@@ -214,25 +214,37 @@ func TestPresignedPut(t *testing.T) {
 	h := headers(resp)
 	require.Equal(t, "text/plain; charset=utf-8", h["Content-Type"])
 
+	require.Equal(t, "*", h["If-None-Match"], "the URL uploads one object, once")
+
 	u := resp["url"].(string)
 	cases := []struct {
-		name string
-		ct   string
-		body []byte
-		want int
+		name        string
+		ct          string
+		ifNoneMatch string
+		body        []byte
+		want        []int
 	}{
-		{"wrong content type", "text/html", body, http.StatusForbidden},
-		{"longer body", h["Content-Type"], append(bytes.Clone(body), '!'), http.StatusForbidden},
-		{"shorter body", h["Content-Type"], body[:len(body)-1], http.StatusForbidden},
-		{"right type and length", h["Content-Type"], body, http.StatusOK},
+		{"wrong content type", "text/html", "*", body, []int{http.StatusForbidden}},
+		{"longer body", h["Content-Type"], "*", append(bytes.Clone(body), '!'), []int{http.StatusForbidden}},
+		{"shorter body", h["Content-Type"], "*", body[:len(body)-1], []int{http.StatusForbidden}},
+		{"without the signed If-None-Match", h["Content-Type"], "", body, []int{http.StatusBadRequest, http.StatusForbidden}},
+		{"right type and length", h["Content-Type"], "*", body, []int{http.StatusOK}},
+		// The uploader (or whoever holds the URL) uses it again after the object landed and was
+		// verified: S3 refuses, and the verified bytes stay.
+		{"the same URL again", h["Content-Type"], "*", bytes.ToUpper(body), []int{http.StatusPreconditionFailed}},
 	}
 	for _, c := range cases {
-		status, _ := testkit.Do(t, http.MethodPut, u, c.body, map[string]string{"Content-Type": c.ct})
-		require.Equal(t, c.want, status, c.name)
+		hdr := map[string]string{"Content-Type": c.ct}
+		if c.ifNoneMatch != "" {
+			hdr["If-None-Match"] = c.ifNoneMatch
+		}
+		status, _ := testkit.Do(t, http.MethodPut, u, c.body, hdr)
+		require.Contains(t, c.want, status, c.name)
 	}
 	head := b.head(t, key)
 	require.Equal(t, int64(len(body)), aws.ToInt64(head.ContentLength))
 	require.Equal(t, "text/plain; charset=utf-8", aws.ToString(head.ContentType))
+	require.Equal(t, body, b.get(t, key), "not overwritten")
 
 	// The intent row records what was declared.
 	var owner, method, ct, st string

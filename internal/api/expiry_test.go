@@ -59,7 +59,7 @@ func TestPresignedURLsNeverOutliveCredentials(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status, put)
 	require.Equal(t, 600, urlExpires(t, put["url"].(string)))
 	require.Equal(t, credsExpire, expiresAt(t, put["expires_at"]))
-	code, _ := testkit.Do(t, http.MethodPut, put["url"].(string), body, map[string]string{"Content-Type": "text/plain"})
+	code, _ := testkit.Do(t, http.MethodPut, put["url"].(string), body, map[string]string{"Content-Type": "text/plain", "If-None-Match": "*"})
 	require.Equal(t, http.StatusOK, code)
 
 	// A lifetime within the credentials' is left alone.

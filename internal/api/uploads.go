@@ -297,9 +297,15 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 	if in.spec.sha256 != nil {
 		checksum = base64.StdEncoding.EncodeToString(in.spec.sha256)
 	}
+	// The key is new (intake names it per intent): If-None-Match makes the URL good for one
+	// object only, so that it cannot replace the bytes once they were uploaded (and verified).
+	var ifNoneMatch string
+	if s.cfg.PutIfNoneMatch {
+		ifNoneMatch = "*"
+	}
 	u, err := s.signer.Sign(ctx, sigv4.Input{
 		Method: http.MethodPut, Op: sigv4.OpPutObject, Bucket: s.bucket, Key: in.key, Now: now, Expires: in.spec.expires,
-		ContentType: in.ct, ContentLength: in.spec.size, ChecksumSHA256: checksum,
+		ContentType: in.ct, ContentLength: in.spec.size, ChecksumSHA256: checksum, IfNoneMatch: ifNoneMatch,
 	})
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
@@ -308,6 +314,9 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 	resp.Headers = map[string]string{"Content-Type": in.ct, "Content-Length": strconv.FormatInt(in.spec.size, 10)}
 	if checksum != "" {
 		resp.Headers["x-amz-checksum-sha256"] = checksum
+	}
+	if ifNoneMatch != "" {
+		resp.Headers["If-None-Match"] = ifNoneMatch
 	}
 	return resp, nil
 }

@@ -256,6 +256,11 @@ type API struct {
 	// AuthCookie, when set, is the name of a cookie that may carry the bearer JWT (for browser clients
 	// such as Uppy that cannot add an Authorization header; same-site deployments only).
 	AuthCookie string `name:"auth-cookie" env:"AUTH_COOKIE" help:"Cookie that may carry the bearer JWT (browser clients); empty disables."`
+	// PutIfNoneMatch signs "If-None-Match: *" into presigned PUT uploads (and returns it among
+	// the headers to send): S3 then refuses a second upload through the same URL (412) instead of
+	// writing over an object that may already have been verified. Off for S3-compatible stores
+	// without conditional writes.
+	PutIfNoneMatch bool `name:"put-if-none-match" env:"PUT_IF_NONE_MATCH" default:"true" negatable:"" help:"Sign If-None-Match: * into presigned PUT uploads, so that a URL cannot write over an object (turn off for stores without conditional writes)."`
 	// S3Timeout bounds each S3 call the API makes (multipart create, list, complete, abort).
 	S3Timeout time.Duration `name:"s3-timeout" env:"S3_TIMEOUT" default:"10s" help:"Timeout of each S3 call made by the API."`
 	// MaxOpenMultipart bounds the open (pending) multipart uploads of one owner: each holds an S3

@@ -139,6 +139,10 @@ type Input struct {
 	// ChecksumSHA256 is the base64 SHA-256 signed as x-amz-checksum-sha256 (with a signed
 	// ContentLength only).
 	ChecksumSHA256 string
+	// IfNoneMatch is signed as the If-None-Match header of a PutObject with a signed
+	// ContentLength: "*" makes S3 refuse the upload (412) when the key already holds an object,
+	// so that the URL cannot write over what it uploaded once.
+	IfNoneMatch string
 	// PartNumber and UploadID select the part of UploadPart.
 	PartNumber int32
 	UploadID   string
@@ -272,6 +276,9 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	switch {
 	case signed:
 		buf = append(buf, "content-length%3Bcontent-type%3Bhost"...)
+		if in.IfNoneMatch != "" {
+			buf = append(buf, "%3Bif-none-match"...)
+		}
 		if in.ChecksumSHA256 != "" {
 			buf = append(buf, "%3Bx-amz-checksum-sha256"...)
 		}
@@ -313,6 +320,9 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	buf = append(buf, "host:"...)
 	buf = append(buf, buf[hostStart:hostEnd]...)
 	buf = append(buf, '\n')
+	if signed && in.IfNoneMatch != "" {
+		buf = appendCanonicalHeader(buf, "if-none-match", in.IfNoneMatch)
+	}
 	if signed && in.ChecksumSHA256 != "" {
 		buf = appendCanonicalHeader(buf, "x-amz-checksum-sha256", in.ChecksumSHA256)
 	}
@@ -320,6 +330,9 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	switch {
 	case signed:
 		buf = append(buf, "content-length;content-type;host"...)
+		if in.IfNoneMatch != "" {
+			buf = append(buf, ";if-none-match"...)
+		}
 		if in.ChecksumSHA256 != "" {
 			buf = append(buf, ";x-amz-checksum-sha256"...)
 		}

@@ -80,19 +80,22 @@ func TestSignerMatchesSDK(t *testing.T) {
 				for _, bucket := range buckets {
 					for _, key := range keys {
 						name := fmt.Sprintf("%s/%s/creds%d/%s/%s", ep.name, region, ci, bucket, key)
-						// PutObject with signed type and length, with and without a checksum.
+						// PutObject with signed type and length, with and without a checksum and
+						// If-None-Match.
 						for _, ck := range []string{"", checksum} {
-							want, err := sdk.PresignPutObject(ctx, &s3.PutObjectInput{
-								Bucket: aws.String(bucket), Key: aws.String(key), ContentType: aws.String("image/png; charset=binary"),
-								ContentLength: aws.Int64(12345), ChecksumSHA256: optional(ck),
-							})
-							require.NoError(t, err, name)
-							got, err := signer.Presign(ctx, sigv4.Input{
-								Method: "PUT", Op: sigv4.OpPutObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute,
-								ContentType: "image/png; charset=binary", ContentLength: 12345, ChecksumSHA256: ck,
-							})
-							require.NoError(t, err)
-							require.Equal(t, want.URL, got, "put "+name)
+							for _, inm := range []string{"", "*"} {
+								want, err := sdk.PresignPutObject(ctx, &s3.PutObjectInput{
+									Bucket: aws.String(bucket), Key: aws.String(key), ContentType: aws.String("image/png; charset=binary"),
+									ContentLength: aws.Int64(12345), ChecksumSHA256: optional(ck), IfNoneMatch: optional(inm),
+								})
+								require.NoError(t, err, name)
+								got, err := signer.Presign(ctx, sigv4.Input{
+									Method: "PUT", Op: sigv4.OpPutObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute,
+									ContentType: "image/png; charset=binary", ContentLength: 12345, ChecksumSHA256: ck, IfNoneMatch: inm,
+								})
+								require.NoError(t, err)
+								require.Equal(t, want.URL, got, "put "+name+" if-none-match "+inm)
+							}
 						}
 						want, err := sdk.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 						require.NoError(t, err)
