@@ -139,6 +139,13 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if errors.As(err, &ee) {
 			return ee.code
 		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// Stopped by SIGINT/SIGTERM part-way (sweep, reconcile, outbox redeliver, ...): not a
+			// failure to report as one, but not success either.
+			log.Warn("interrupted before the command was done; running it again continues", "command", kctx.Command(), "err", err)
+			fmt.Fprintln(stderr, "intake: interrupted")
+			return exitInterrupted
+		}
 		log.Error("command failed", "command", kctx.Command(), "err", err)
 		fmt.Fprintln(stderr, "intake:", redact.New(secrets...).String(err.Error()))
 		return 1

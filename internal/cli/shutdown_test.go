@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // TestForcedStopDoesNotWaitForTheClosers: a component ignores the end of its context and holds
@@ -52,4 +55,20 @@ func TestCleanStopRunsEveryCloser(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, errors.Is(err, errForcedStop))
 	require.Equal(t, []int{2, 1}, order)
+}
+
+// TestInterruptedCommandExits130: an operator command stopped by SIGINT/SIGTERM part-way exits
+// 130, whichever command it is (here `outbox status`, stopped before it could read anything), so
+// that a script does not take it for success.
+func TestInterruptedCommandExits130(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr bytes.Buffer
+	code := MainContext(ctx, []string{"outbox", "status", "--database-url", testkit.DatabaseURLFor(testkit.Schema(t))}, &stdout, &stderr)
+	require.Equal(t, exitInterrupted, code, stderr.String())
+	require.Contains(t, stderr.String(), "intake: interrupted")
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -30,8 +29,7 @@ import (
 // checksum it could not validate) goes through log, structured and redacted like intake's own
 // lines, instead of the SDK's default plain lines on stderr.
 func LoadAWS(ctx context.Context, c config.AWS, log *slog.Logger) (aws.Config, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithLogger(sdkLog{log.With("component", "aws-sdk")}),
-		awsconfig.WithCredentialsCacheOptions(CredentialsCacheOptions))
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithLogger(sdkLog{log.With("component", "aws-sdk")}))
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -39,21 +37,6 @@ func LoadAWS(ctx context.Context, c config.AWS, log *slog.Logger) (aws.Config, e
 	// are only kept when they were needed).
 	cfg.HTTPClient = TuneHTTPClient(cfg.HTTPClient, 256)
 	return cfg, nil
-}
-
-// CredentialsRefreshWindow is how long before temporary credentials (IRSA, an instance role, SSO)
-// expire the SDK's cache fetches new ones: between half of it and all of it, jittered, so that
-// replicas do not refresh at once. The SDK's default is none: it hands out a session until its
-// last second, and a URL signed then is capped at the seconds left (sigv4.Lifetime), so a client
-// would get a 3-second upload URL. Ten minutes keep URLs of the default lifetime (5 minutes)
-// whole.
-const CredentialsRefreshWindow = 10 * time.Minute
-
-// CredentialsCacheOptions sets the SDK's credentials cache to refresh within
-// CredentialsRefreshWindow of the expiry.
-func CredentialsCacheOptions(o *aws.CredentialsCacheOptions) {
-	o.ExpiryWindow = CredentialsRefreshWindow
-	o.ExpiryWindowJitterFrac = 0.5
 }
 
 // NewClient returns an S3 client for the daemon's own calls; its requests wait at most

@@ -328,32 +328,3 @@ func TestPeekErrorsKeepTheSignatureOut(t *testing.T) {
 	require.NotContains(t, err.Error(), testkit.DefaultAccessKey+"%2F", "the credential names the access key")
 }
 
-// expiring hands out credentials that expire 4 minutes after each retrieval and counts them.
-type expiring struct{ n atomic.Int64 }
-
-func (e *expiring) Retrieve(context.Context) (aws.Credentials, error) {
-	n := e.n.Add(1)
-	return aws.Credentials{AccessKeyID: fmt.Sprintf("ASIA%d", n), SecretAccessKey: "s", SessionToken: "t",
-		CanExpire: true, Expires: time.Now().Add(4 * time.Minute)}, nil
-}
-
-// TestCredentialsRefreshBeforeTheyCapURLs: through the cache as LoadAWS configures it, credentials
-// that expire within the refresh window are replaced before the next signature, so a URL of the
-// default 5-minute lifetime is not cut to what an old session has left.
-func TestCredentialsRefreshBeforeTheyCapURLs(t *testing.T) {
-	t.Parallel()
-	src := &expiring{}
-	cache := aws.NewCredentialsCache(src, objstore.CredentialsCacheOptions)
-	ctx := context.Background()
-	first, err := cache.Retrieve(ctx)
-	require.NoError(t, err)
-	second, err := cache.Retrieve(ctx)
-	require.NoError(t, err)
-	require.NotEqual(t, first.AccessKeyID, second.AccessKeyID, "4 minutes left is inside the window: refreshed")
-	require.EqualValues(t, 2, src.n.Load())
-
-	plain := aws.NewCredentialsCache(&expiring{})
-	a, _ := plain.Retrieve(ctx)
-	b, _ := plain.Retrieve(ctx)
-	require.Equal(t, a.AccessKeyID, b.AccessKeyID, "the SDK's default keeps a session to its last second")
-}

@@ -256,3 +256,25 @@ func TestRedeliverAfterADeadRunWhoseTaskGaveUp(t *testing.T) {
 	}
 	require.Empty(t, b.recv.Received(), "the receiver on loopback got nothing")
 }
+
+// TestRedeliverKeepsAnotherEndpointStuck: a row gave up on endpoint a and still waits for b,
+// relayed 30 hours ago, b's task lost with Redis. Redelivering a must not make the row look freshly
+// relayed: a redeliver with StuckBefore then still finds b.
+func TestRedeliverKeepsAnotherEndpointStuck(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	id := b.intent(t, "u/two-endpoints.txt", nil, "")
+	b.verdict(t, id, "u/two-endpoints.txt", pipeline.StatusValid, "")
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE outbox SET relayed_at = now() - interval '30 hours', pending = '{b}', gave_up = '{a}'
+		WHERE upload_id = $1`, id)
+	require.NoError(t, err)
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	res, err := outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp, Endpoint: "a"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"a": 1}, res.Deliveries)
+	res, err = outbox.Redeliver(b.ctx, b.st.Pool, b.client, outbox.RedeliverOptions{Tasks: insp, Endpoint: "b", DryRun: true,
+		StuckBefore: time.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"b": 1}, res.Deliveries, "b is still stuck")
+}

@@ -50,6 +50,45 @@ type Signer struct {
 	awsHost   bool // no custom endpoint: the region's own S3 host (virtual-hosted style where the bucket allows)
 
 	key atomic.Pointer[signingKey]
+	// lastRefresh is when the Signer last asked the credentials cache for a fresher session (unix
+	// nanoseconds).
+	lastRefresh atomic.Int64
+}
+
+// RefreshWindow and refreshEvery: when the session that signs has less than RefreshWindow left
+// (and less than the URL's lifetime), the Signer asks the SDK's credentials cache for a fresh one,
+// at most once every refreshEvery. The SDK's cache hands a session out until its last second, and a
+// URL signed then is cut to the seconds left (see [Lifetime]): a client would get a 3-second upload
+// URL. A source that already has a fresher session (IRSA, an instance role near its rotation)
+// gives it at once; one that has not gives the same session again, which signs as before.
+const (
+	RefreshWindow = 10 * time.Minute
+	refreshEvery  = 10 * time.Second
+)
+
+// retrieve returns the credentials to sign a URL of lifetime want at now (see RefreshWindow).
+func (s *Signer) retrieve(ctx context.Context, now time.Time, want time.Duration) (aws.Credentials, error) {
+	creds, err := s.creds.Retrieve(ctx)
+	if err != nil {
+		return creds, fmt.Errorf("presign: retrieve credentials: %w", err)
+	}
+	if !creds.CanExpire || creds.Expires.Sub(now) >= min(want, RefreshWindow) {
+		return creds, nil
+	}
+	cache, ok := s.creds.(*aws.CredentialsCache)
+	if !ok {
+		return creds, nil
+	}
+	last, t := s.lastRefresh.Load(), time.Now().UnixNano()
+	if t-last < int64(refreshEvery) || !s.lastRefresh.CompareAndSwap(last, t) {
+		return creds, nil
+	}
+	cache.Invalidate()
+	fresh, err := cache.Retrieve(ctx)
+	if err != nil {
+		return creds, nil // the old session still signs for the time it has left
+	}
+	return fresh, nil
 }
 
 // signingKey is the derived key of one day and secret, with the strings that depend on them.
@@ -189,9 +228,9 @@ func Lifetime(creds aws.Credentials, now time.Time, want time.Duration) (time.Du
 // [Lifetime]): what callers that sign with another signer (the SDK's POST policies) use to cap
 // their expiry.
 func (s *Signer) Lifetime(ctx context.Context, now time.Time, want time.Duration) (time.Duration, error) {
-	creds, err := s.creds.Retrieve(ctx)
+	creds, err := s.retrieve(ctx, now, want)
 	if err != nil {
-		return 0, fmt.Errorf("presign: retrieve credentials: %w", err)
+		return 0, err
 	}
 	return Lifetime(creds, now, want)
 }
@@ -205,9 +244,9 @@ func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 // Sign presigns the request. Its lifetime is in.Expires capped at the expiry of the credentials
 // the provider returns now (see [Lifetime]); Presigned.Expires says when it ends.
 func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
-	creds, err := s.creds.Retrieve(ctx)
+	creds, err := s.retrieve(ctx, in.Now, in.Expires)
 	if err != nil {
-		return Presigned{}, fmt.Errorf("presign: retrieve credentials: %w", err)
+		return Presigned{}, err
 	}
 	if in.Expires <= 0 || in.Expires > MaxExpiry {
 		return Presigned{}, fmt.Errorf("presign: expiry %s not in (0, 7 days]", in.Expires)

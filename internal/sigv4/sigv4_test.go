@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -480,4 +481,57 @@ func TestSignerCapsExpiryAtCredentials(t *testing.T) {
 			require.Equal(t, c.expiresAt, c.now.Truncate(time.Second).Add(d), c.name)
 		}
 	}
+}
+
+// sessions hands out sessions that expire left after each retrieval; with next set, every
+// retrieval after the first has next left instead (the source has rotated).
+type sessions struct {
+	left, next time.Duration
+	n          atomic.Int64
+}
+
+func (s *sessions) Retrieve(context.Context) (aws.Credentials, error) {
+	n := s.n.Add(1)
+	left := s.left
+	if n > 1 && s.next > 0 {
+		left = s.next
+	}
+	return aws.Credentials{AccessKeyID: fmt.Sprintf("ASIA%d", n), SecretAccessKey: "s", SessionToken: "t",
+		CanExpire: true, Expires: time.Now().Add(left)}, nil
+}
+
+// TestSignerRefreshesASessionAboutToEnd: the SDK's credentials cache hands a session out until its
+// last second. When the session has less than RefreshWindow left, the Signer asks the cache for a
+// fresh one: a source that has one gives a URL its whole lifetime; one that has not still signs
+// (cut to what is left, as before), and is asked at most once every few seconds, however many
+// URLs are signed; a session with time to spare is not refreshed.
+func TestSignerRefreshesASessionAboutToEnd(t *testing.T) {
+	t.Parallel()
+	sign := func(src *sessions, times int) []sigv4.Presigned {
+		signer, err := sigv4.NewSigner(s3.Options{Region: "us-east-1", Credentials: aws.NewCredentialsCache(src)})
+		require.NoError(t, err)
+		var out []sigv4.Presigned
+		for range times {
+			now := time.Now()
+			p, err := signer.Sign(context.Background(), sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: "b", Key: "k", Now: now, Expires: 5 * time.Minute, ContentLength: -1})
+			require.NoError(t, err)
+			out = append(out, p)
+		}
+		return out
+	}
+	rotated := &sessions{left: 30 * time.Second, next: time.Hour}
+	got := sign(rotated, 1)
+	require.Greater(t, time.Until(got[0].Expires), 4*time.Minute, "the fresh session signs the whole 5 minutes")
+	require.EqualValues(t, 2, rotated.n.Load())
+
+	stale := &sessions{left: 30 * time.Second}
+	got = sign(stale, 100)
+	for _, p := range got {
+		require.LessOrEqual(t, time.Until(p.Expires), 30*time.Second, "cut to the session's end, as before")
+	}
+	require.LessOrEqual(t, stale.n.Load(), int64(3), "the source is asked again at most once per interval")
+
+	spare := &sessions{left: 20 * time.Minute}
+	sign(spare, 10)
+	require.EqualValues(t, 1, spare.n.Load(), "20 minutes left: nothing to refresh")
 }

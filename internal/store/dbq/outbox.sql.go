@@ -288,7 +288,8 @@ func (q *Queries) OutboxMarkGaveUp(ctx context.Context, arg OutboxMarkGaveUpPara
 
 const outboxMarkRedelivered = `-- name: OutboxMarkRedelivered :exec
 UPDATE outbox o
-SET relayed_at   = CASE WHEN o.relayed_at IS NULL THEN NULL ELSE now() END,
+SET relayed_at   = CASE WHEN o.relayed_at IS NOT NULL AND COALESCE(o.pending, '{}') <@ string_to_array(v.endpoints, ',')
+                        THEN now() ELSE o.relayed_at END,
     gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     pending      = ARRAY(SELECT DISTINCT e FROM unnest(COALESCE(o.pending, '{}') || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
     delivered_at = NULL,
@@ -305,8 +306,10 @@ type OutboxMarkRedeliveredParams struct {
 // Records the redelivery of claimed rows (the arrays are parallel, each row's endpoints
 // comma-separated): the endpoints leave gave_up and are pending again, the row has deliveries to
 // try again, and its redeliveries count (the generation in its tasks' ids) grows. relayed_at,
-// when its deliveries were last handed to asynq, moves to now (a row the relay has not claimed
-// yet keeps NULL, so that the relay still claims it): --stuck-for measures from there.
+// when its deliveries were last handed to asynq, moves to now when every endpoint still pending
+// is among those redelivered (--stuck-for measures from there); a row with another pending
+// endpoint keeps it, so that a lost task of that one is still found stuck. A row the relay has not
+// claimed yet keeps NULL, so that the relay still claims it.
 func (q *Queries) OutboxMarkRedelivered(ctx context.Context, arg OutboxMarkRedeliveredParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkRedelivered, arg.Ids, arg.Endpoints)
 	return err
