@@ -327,4 +327,3 @@ func TestPeekErrorsKeepTheSignatureOut(t *testing.T) {
 	require.NotContains(t, err.Error(), "X-Amz-Credential")
 	require.NotContains(t, err.Error(), testkit.DefaultAccessKey+"%2F", "the credential names the access key")
 }
-
