@@ -265,7 +265,7 @@ var metrics = map[string]metricInfo{
 	"intake_queue_depth":                              {gauge, []string{"queue", "state"}},
 	"intake_verdicts_total":                           {counter, []string{"verdict", "reason"}},
 	"intake_event_age_seconds":                        {histogram, nil},
-	"intake_dependency_up":                            {gauge, []string{"dependency"}},
+	"intake_dependency_up":                            {gauge, []string{"dependency", "required"}},
 	"intake_tasks_total":                              {counter, []string{"type", "outcome"}},
 	"intake_task_duration_seconds":                    {histogram, []string{"type"}},
 	"intake_multipart_aborted_total":                  {counter, []string{"reason"}},

@@ -80,7 +80,8 @@ func TestAlertRules(t *testing.T) {
 	require.Contains(t, alerts["IntakeDLQNotEmpty"], `intake_queue_depth{queue="dlq", state="visible"}`)
 	require.Contains(t, alerts["IntakeEventAgeHigh"], "histogram_quantile(0.95")
 	require.Contains(t, alerts["IntakeEventAgeHigh"], "> 300")
-	require.Contains(t, alerts["IntakeNotReady"], "intake_dependency_up == 0")
+	require.Contains(t, alerts["IntakeNotReady"], `intake_dependency_up{required="true"} == 0`)
+	require.Contains(t, alerts["IntakeDependencyDegraded"], `intake_dependency_up{required="false"} == 0`)
 	require.Contains(t, alerts["IntakeSweepFailing"], "> 3 * 900")
 	require.Contains(t, alerts["IntakeConsumerPaused"], "intake_consumer_paused == 1")
 

@@ -109,7 +109,7 @@ func TestAdminListener(t *testing.T) {
 	require.Contains(t, body, `"checked_at"`)
 	code, body = get("http://" + adminAddr + "/metrics")
 	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, `intake_dependency_up{dependency="postgres"} 1`)
+	require.Contains(t, body, `intake_dependency_up{dependency="postgres",required="true"} 1`)
 	code, body = get("http://" + adminAddr + "/debug/pprof/")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "goroutine")

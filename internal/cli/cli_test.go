@@ -147,7 +147,7 @@ func TestRunServesReadyAndStopsOnCancel(t *testing.T) {
 	require.NoError(t, err)
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	require.Contains(t, string(metrics), `intake_dependency_up{dependency="s3"} 1`)
+	require.Contains(t, string(metrics), `intake_dependency_up{dependency="s3",required="true"} 1`)
 
 	// What no route matches is a problem+json answer too: 404, or 405 with Allow.
 	for path, want := range map[string]int{"/no/such/route": http.StatusNotFound, "/healthz": http.StatusMethodNotAllowed} {

@@ -697,12 +697,10 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Parse's error quotes the whole URL, password included: keep only the reason.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("%s: not a URL (%s): %w", name, Redact(raw), err)
+		// url.Parse's error quotes the URL or a part of it (`invalid port ":pa/ss"`), and that
+		// part may be a password: say nothing of it. A password with '/', '?' or '#' must be
+		// percent-encoded in a URL.
+		return fmt.Errorf("%s: not a valid URL (%s): check the host and port, and percent-encode '/', '?', '#' and '@' in the user name and password", name, Redact(raw))
 	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return fmt.Errorf("%s: scheme %q not one of %s", name, u.Scheme, strings.Join(schemes, ", "))

@@ -235,10 +235,21 @@ func TestValidateNeverEchoesSecrets(t *testing.T) {
 	c.DatabaseURL = "postgres://u:pa55word@db:port/x?password=other-secret"
 	c.RedisURL = "redis://:redis-secret@r:port/0"
 	err := c.Validate(AllRoles)
-	require.ErrorContains(t, err, "DATABASE_URL: not a URL")
-	require.ErrorContains(t, err, "REDIS_URL: not a URL")
+	require.ErrorContains(t, err, "DATABASE_URL: not a valid URL")
+	require.ErrorContains(t, err, "REDIS_URL: not a valid URL")
 	for _, s := range []string{"pa55word", "other-secret", "redis-secret"} {
 		require.NotContains(t, err.Error(), s)
+	}
+
+	// A generated password with a '/' makes url.Parse fail on its "port" (`invalid port ":pa"`,
+	// quoting the password's head) and hides the authority from a parser stopping at '/'.
+	for _, pw := range []string{"Kq7/zW8x", "Kq7#zW8x", "Kq7?zW8x"} {
+		c := validConfig()
+		c.DatabaseURL = "postgres://app:" + pw + "@db/intake"
+		err := c.Validate(AllRoles)
+		require.ErrorContains(t, err, "DATABASE_URL: not a valid URL", pw)
+		require.NotContains(t, err.Error(), "Kq7", pw)
+		require.NotContains(t, err.Error(), "zW8x", pw)
 	}
 }
 

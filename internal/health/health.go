@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -73,8 +74,8 @@ func NewChecker(cfg Config) *Checker {
 		failing:  map[string]bool{},
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "intake", Name: "dependency_up",
-			Help: "1 when the last readiness check of a dependency passed, else 0.",
-		}, []string{"dependency"}),
+			Help: "1 when the last readiness check of a dependency passed, else 0; required=\"false\" for a dependency the process's readiness does not count.",
+		}, []string{"dependency", "required"}),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -97,6 +98,7 @@ func (c *Checker) AddOptional(name string, check Check) { c.add(name, check, tru
 func (c *Checker) add(name string, check Check, optional bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.up.DeleteLabelValues(name, strconv.FormatBool(optional)) // a series of its other kind, if any
 	c.checks[name] = check
 	c.optional[name] = optional
 	c.last = nil
@@ -200,7 +202,7 @@ func (c *Checker) run(ctx context.Context, checks map[string]Check, optional map
 		if r.OK {
 			v = 1
 		}
-		c.up.WithLabelValues(name).Set(v)
+		c.up.WithLabelValues(name, strconv.FormatBool(!r.Optional)).Set(v)
 		c.mu.Lock()
 		was := c.failing[name]
 		c.failing[name] = !r.OK

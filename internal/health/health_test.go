@@ -196,7 +196,8 @@ func TestOptionalCheckIsReportedNotRequired(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Contains(t, rec.Body.String(), `"redis":{"ok":false,"error":"connection refused"`)
 	require.Contains(t, rec.Body.String(), `"optional":true`)
-	require.Equal(t, 0.0, testkit.Metric(t, reg, "intake_dependency_up", "dependency", "redis"))
+	require.Equal(t, 0.0, testkit.Metric(t, reg, "intake_dependency_up", "dependency", "redis", "required", "false"))
+	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_dependency_up", "dependency", "postgres", "required", "true"))
 
 	c.Add("redis", func(context.Context) error { return errors.New("connection refused") })
 	rec = httptest.NewRecorder()

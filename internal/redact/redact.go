@@ -51,7 +51,16 @@ func Sensitive(name string) bool {
 // [String].
 func URL(raw string) string {
 	if !strings.Contains(raw, "://") {
-		return String(raw) // a key=value connection string, or not a URL at all
+		// A key=value connection string, or not a URL at all. libpq ends an unquoted value at
+		// whitespace only, so "password=ab,cd" is one value, which String's patterns (ending a
+		// value at ',' too) would cut short: the values of sensitive keywords go first, whole.
+		for _, f := range dsnFields(raw) {
+			if Sensitive(f[0]) && f[1] != "" {
+				raw = strings.ReplaceAll(raw, dsnQuote.Replace(f[1]), Mask)
+				raw = strings.ReplaceAll(raw, f[1], Mask)
+			}
+		}
+		return String(raw)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -178,7 +187,10 @@ func userinfo(s string) string {
 		}
 		start := i + 3
 		end := start
-		for end < len(rest) && !endOfURL(rest[end]) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
+		// URL calls this only for text url.Parse refused, often because the password holds a '/',
+		// '?' or '#' ("postgres://app:pa/ss@db"): the authority is read to the end of the URL and
+		// its last '@' taken, masking too much rather than leaving part of a password.
+		for end < len(rest) && !endOfURL(rest[end]) {
 			end++
 		}
 		authority := rest[start:end]
@@ -351,18 +363,18 @@ func New(secrets ...string) *Redactor {
 	return &Redactor{secrets: keep}
 }
 
-// String masks the known secrets and what [String] recognizes in s.
+// String masks the known secrets and what [String] recognizes in s. The known secrets go first:
+// String's patterns end a value at characters a secret may hold (',', ';', ')'), and masking the
+// head of a secret that way would leave its tail for nobody to find.
 func (r *Redactor) String(s string) string {
-	s = String(s)
-	if r == nil {
-		return s
-	}
-	for _, secret := range r.secrets {
-		if strings.Contains(s, secret) {
-			s = strings.ReplaceAll(s, secret, Mask)
+	if r != nil {
+		for _, secret := range r.secrets {
+			if strings.Contains(s, secret) {
+				s = strings.ReplaceAll(s, secret, Mask)
+			}
 		}
 	}
-	return s
+	return String(s)
 }
 
 // Secrets returns the secret values held in a URL or connection string: the userinfo password, the
@@ -373,7 +385,10 @@ func Secrets(conn string) []string {
 	if strings.Contains(conn, "://") {
 		u, err := url.Parse(conn)
 		if err != nil {
-			return nil
+			if pw := rawPassword(conn); pw != "" {
+				out = append(out, pw)
+			}
+			return out
 		}
 		if pw, ok := u.User.Password(); ok {
 			out = append(out, pw)
@@ -393,6 +408,30 @@ func Secrets(conn string) []string {
 	return out
 }
 
+// rawPassword is the password of a URL url.Parse refuses (a '/', '?' or '#' in it): between the
+// first ':' after the scheme and the last '@' of the URL.
+func rawPassword(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r < 0x80 && endOfURL(byte(r)) }); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at <= 0 {
+		return ""
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok {
+		return ""
+	}
+	return pw
+}
+
+// dsnQuote writes a value as it stands inside single quotes in a connection string.
+var dsnQuote = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+
 // dsnFields splits a key=value connection string into its (key, value) pairs, unquoting
 // single-quoted values.
 func dsnFields(s string) [][2]string {
@@ -406,7 +445,7 @@ func dsnFields(s string) [][2]string {
 	for i < len(s) {
 		skip()
 		k := i
-		for i < len(s) && s[i] != '=' && s[i] != ' ' {
+		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' {
 			i++
 		}
 		key := s[k:i]
@@ -428,7 +467,7 @@ func dsnFields(s string) [][2]string {
 			}
 			i++
 		} else {
-			for i < len(s) && s[i] != ' ' {
+			for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' {
 				v.WriteByte(s[i])
 				i++
 			}

@@ -91,6 +91,32 @@ func TestRedactorKnownSecrets(t *testing.T) {
 	require.Equal(t, "a short word", r.String("a short word"), "secrets under 6 bytes are not searched for")
 	var none *redact.Redactor
 	require.Equal(t, "password=REDACTED", none.String("password=x"))
+
+	// A known secret holding a character String's patterns end a value at (',' ';' ')'): masked
+	// whole, not its head by the pattern and its tail left.
+	r = redact.New("ab,cdefgh")
+	out = r.String("password=ab,cdefgh dbname=x")
+	require.NotContains(t, out, "cdefgh")
+	require.NotContains(t, out, "ab,")
+}
+
+// TestURLPasswordsURLParseRefuses: a password with '/', '?' or '#' makes url.Parse fail; the
+// fallback must still mask all of it, and Secrets must still find it.
+func TestURLPasswordsURLParseRefuses(t *testing.T) {
+	t.Parallel()
+	for _, pw := range []string{"pa/ss", "pa?ss", "pa#ss"} {
+		raw := "postgres://app:" + pw + "@db/intake"
+		out := redact.URL(raw)
+		require.NotContains(t, out, "ss", raw)
+		require.Contains(t, out, "postgres://app:", raw)
+		require.Equal(t, []string{pw}, redact.Secrets(raw), raw)
+	}
+	// A key=value string: libpq ends an unquoted value at whitespace only.
+	dsn := "host=db user=app password=ab,cdefgh dbname=intake"
+	require.NotContains(t, redact.URL(dsn), "cdefgh")
+	require.Equal(t, "host=db user=app password=REDACTED dbname=intake", redact.URL(dsn))
+	require.Equal(t, []string{"ab,cdefgh"}, redact.Secrets(dsn))
+	require.NotContains(t, redact.URL("host=db\tpassword=tab,secret\tdbname=x"), "secret")
 }
 
 func TestSecrets(t *testing.T) {
