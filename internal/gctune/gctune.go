@@ -14,7 +14,6 @@ package gctune
 
 import (
 	"runtime/debug"
-	"strconv"
 )
 
 // DefaultPercent is the GC percent the daemon runs with when GOGC is not set.
@@ -25,15 +24,9 @@ const DefaultPercent = 400
 // came from GOGC.
 func Apply(getenv func(string) string) (percent int, fromEnv bool) {
 	if v := getenv("GOGC"); v != "" {
-		if v == "off" {
-			return -1, true
-		}
-		p, err := strconv.Atoi(v)
-		if err != nil {
-			// The runtime ignores a GOGC it cannot parse and keeps 100.
-			return current(), true
-		}
-		return p, true
+		// What the runtime made of it ("+50" is not 50 to it, a negative value is off): read, not
+		// parsed again here.
+		return current(), true
 	}
 	debug.SetGCPercent(DefaultPercent)
 	return DefaultPercent, false

@@ -22,17 +22,19 @@ func TestApply(t *testing.T) {
 		t.Fatalf("no GOGC: the runtime runs at %d, want %d", got, DefaultPercent)
 	}
 
+	// The runtime parsed GOGC at start, its own way ("+50" is not 50 to it; a negative value is
+	// off): Apply reports what the runtime runs at, whatever the variable says.
 	for _, c := range []struct {
-		gogc string
-		want int
-	}{{"50", 50}, {"off", -1}, {"nonsense", 77}} {
-		debug.SetGCPercent(77) // what the runtime made of GOGC
+		gogc    string
+		runtime int
+	}{{"50", 50}, {"off", -1}, {"nonsense", 100}, {"+50", 100}, {"-5", -1}} {
+		debug.SetGCPercent(c.runtime) // what the runtime made of GOGC
 		env["GOGC"] = c.gogc
 		p, fromEnv := Apply(getenv)
-		if p != c.want || !fromEnv {
-			t.Errorf("GOGC=%s: got %d, fromEnv %v; want %d, true", c.gogc, p, fromEnv, c.want)
+		if p != c.runtime || !fromEnv {
+			t.Errorf("GOGC=%s: got %d, fromEnv %v; want %d, true", c.gogc, p, fromEnv, c.runtime)
 		}
-		if got := current(); got != 77 {
+		if got := current(); got != c.runtime {
 			t.Errorf("GOGC=%s: Apply changed the runtime's percent to %d", c.gogc, got)
 		}
 	}
