@@ -177,10 +177,10 @@ const maxAnswer = 64 << 10
 // task: asynq retries it on the schedule of [RetryDelay] and archives it when the retries are spent;
 // errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an endpoint no longer
 // configured, an address the SSRF guard refuses). A delivery given up (the last retry failed, or
-// a failure retrying cannot mend) is recorded on its notification first (see [Deliverer.giveUp]). A batch is the first attempt of its items (the
-// relay's happy path, at a fraction of the tasks): each item that fails goes on as a task of its
-// own, due after the first retry delay; the batch fails (and is retried whole) only when those
-// tasks cannot be enqueued. A task enqueued twice (by a relay that died before committing) posts
+// a failure retrying cannot mend) is recorded on its notification first (see [Deliverer.giveUp]).
+// A batch is the first attempt of its items (the relay's happy path, at a fraction of the tasks):
+// each item that fails goes on as a task of its own, due after the first retry delay; the batch
+// fails (and is retried whole) only when those tasks cannot be enqueued. A task enqueued twice (by a relay that died before committing) posts
 // twice, under the same webhook-id: delivery is at least once.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	items, err := parseDeliver(t.Payload())
