@@ -15,6 +15,7 @@ package redact
 import (
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -351,12 +352,19 @@ type Redactor struct {
 }
 
 // New returns a Redactor that also masks every occurrence of the given secrets (empty ones and
-// those shorter than 6 bytes are ignored; the longest are replaced first).
+// those shorter than 6 bytes are ignored; the longest are replaced first), as written and in the
+// forms a log line may carry them: quoted by %q (a '"' or '\\' escaped) and URL-escaped.
 func New(secrets ...string) *Redactor {
 	var keep []string
 	for _, s := range secrets {
-		if len(s) >= minSecretLen && !slices.Contains(keep, s) {
-			keep = append(keep, s)
+		if len(s) < minSecretLen {
+			continue
+		}
+		quoted := strconv.Quote(s)
+		for _, form := range []string{s, quoted[1 : len(quoted)-1], url.QueryEscape(s), url.PathEscape(s)} {
+			if !slices.Contains(keep, form) {
+				keep = append(keep, form)
+			}
 		}
 	}
 	slices.SortFunc(keep, func(a, b string) int { return len(b) - len(a) })

@@ -3,6 +3,7 @@ package redact_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -98,6 +99,24 @@ func TestRedactorKnownSecrets(t *testing.T) {
 	out = r.String("password=ab,cdefgh dbname=x")
 	require.NotContains(t, out, "cdefgh")
 	require.NotContains(t, out, "ab,")
+}
+
+// TestRedactorEscapedForms: a known secret reaches a log line as written, quoted by %q (its '"'
+// and '\\' escaped) or URL-escaped inside a URL; every form is masked.
+func TestRedactorEscapedForms(t *testing.T) {
+	t.Parallel()
+	const secret = `pa"ss\w/rd+1 x`
+	r := redact.New(secret)
+	for _, line := range []string{
+		"db " + secret,
+		fmt.Sprintf("dial %q: refused", "postgres://u:"+secret+"@db"),
+		"https://h/hook?token=" + url.QueryEscape(secret),
+		"https://h/" + url.PathEscape(secret) + "/x",
+	} {
+		out := r.String(line)
+		require.NotContains(t, out, "ss", line)
+		require.NotContains(t, out, "rd", line)
+	}
 }
 
 // TestURLPasswordsURLParseRefuses: a password with '/', '?' or '#' makes url.Parse fail; the
