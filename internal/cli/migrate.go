@@ -26,16 +26,21 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 	return store.OpenSchema(ctx, cfg.DatabaseURL, cfg.DBSchema)
 }
 
+// openCheckedStore checks the command's database settings, then opens the store (see openStore).
+func openCheckedStore(g *Globals) (*store.Store, error) {
+	if err := g.Config.ValidateDB(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return openStore(g.Ctx, g.Config)
+}
+
 // MigrateUpCmd applies pending migrations.
 type MigrateUpCmd struct{}
 
 // Run applies pending migrations, after moving an install from before schemas into intake's
 // schema.
 func (MigrateUpCmd) Run(g *Globals) error {
-	if err := g.Config.ValidateDB(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	st, err := openStore(g.Ctx, g.Config)
+	st, err := openCheckedStore(g)
 	if err != nil {
 		return err
 	}
@@ -84,10 +89,7 @@ type migrationJSON struct {
 
 // Run prints every migration with its state.
 func (c MigrateStatusCmd) Run(g *Globals) error {
-	if err := g.Config.ValidateDB(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	st, err := openStore(g.Ctx, g.Config)
+	st, err := openCheckedStore(g)
 	if err != nil {
 		return err
 	}

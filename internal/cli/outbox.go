@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -31,10 +32,7 @@ type OutboxStatusCmd struct {
 
 // Run prints the status.
 func (c *OutboxStatusCmd) Run(g *Globals) error {
-	if err := g.Config.ValidateDB(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	st, err := openStore(g.Ctx, g.Config)
+	st, err := openCheckedStore(g)
 	if err != nil {
 		return err
 	}
@@ -76,18 +74,14 @@ type OutboxRedeliverCmd struct {
 
 // Run redelivers.
 func (c *OutboxRedeliverCmd) Run(g *Globals) error {
-	cfg := g.Config
-	if err := cfg.ValidateDB(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
 	if c.StuckFor < 0 || c.Timeout <= 0 {
 		return fmt.Errorf("invalid configuration:\n--stuck-for must not be negative and --timeout must be positive")
 	}
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	redisOpt, err := asynq.ParseRedisURI(g.Config.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	st, err := openStore(g.Ctx, cfg)
+	st, err := openCheckedStore(g)
 	if err != nil {
 		return err
 	}
@@ -124,12 +118,7 @@ func writeRedeliver(w io.Writer, res outbox.RedeliverResult) error {
 		verb = "would send again"
 	}
 	fmt.Fprintf(w, "%s the deliveries of %d notifications\n", verb, res.Notifications)
-	eps := make([]string, 0, len(res.Deliveries))
-	for ep := range res.Deliveries {
-		eps = append(eps, ep)
-	}
-	slices.Sort(eps)
-	for _, ep := range eps {
+	for _, ep := range slices.Sorted(maps.Keys(res.Deliveries)) {
 		fmt.Fprintf(w, "  %s: %d\n", ep, res.Deliveries[ep])
 	}
 	return nil
@@ -142,10 +131,7 @@ type OutboxDiscardCmd struct {
 
 // Run discards.
 func (c *OutboxDiscardCmd) Run(g *Globals) error {
-	if err := g.Config.ValidateDB(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	st, err := openStore(g.Ctx, g.Config)
+	st, err := openCheckedStore(g)
 	if err != nil {
 		return err
 	}

@@ -243,10 +243,7 @@ func (c *ReplayArchiveCmd) Run(g *Globals) error {
 	if !until.After(since) {
 		return fmt.Errorf("--until %s is not after --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
 	}
-	if err := g.Config.ValidateDB(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	st, err := openStore(g.Ctx, g.Config)
+	st, err := openCheckedStore(g)
 	if err != nil {
 		return err
 	}
