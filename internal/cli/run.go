@@ -188,9 +188,11 @@ func (r *RunCmd) Run(g *Globals) error {
 	ctx := g.Ctx
 	log := g.Log
 	gcPercent, gcFromEnv := gctune.Apply(os.Getenv)
+	memLimit, memLimitFrom := gctune.MemoryLimit(os.Getenv, os.DirFS("/"))
 	log.Info("starting intake",
 		"version", Version, "roles", strings.Join(roles, ","), "listen", cfg.ListenAddr, "admin_listen", cfg.AdminListenAddr,
 		"gc_percent", gcPercent, "gc_percent_from_gogc", gcFromEnv,
+		"memory_limit", memLimit, "memory_limit_from", memLimitFrom,
 		"bucket", cfg.Bucket, "queue_url", cfg.QueueURL, "dlq_url", cfg.DLQURL,
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
 		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))

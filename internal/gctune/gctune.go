@@ -8,8 +8,8 @@
 // often, and the consumer spends about 5% less CPU per event (BenchmarkEndToEnd, alternating runs;
 // see the README's Benchmarks).
 //
-// An operator's GOGC always wins, and GOMEMLIMIT (which the Kubernetes manifests set from the
-// container's limit) still makes the collector run earlier when memory gets short.
+// An operator's GOGC always wins, and the soft memory limit (MemoryLimit: GOMEMLIMIT, or 90% of the
+// container's cgroup limit) still makes the collector run earlier when memory gets short.
 package gctune
 
 import (
