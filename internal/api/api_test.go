@@ -80,6 +80,8 @@ type setupOpts struct {
 	aborts DeadlineAborter
 	// presignCreds replace the local stack's static credentials for presigning.
 	presignCreds aws.CredentialsProvider
+	// s3Creds replace them for the server's S3 calls (multipart create, parts, complete, abort).
+	s3Creds aws.CredentialsProvider
 	// now is the API's clock.
 	now func() time.Time
 }
@@ -143,12 +145,18 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	if o.presignCreds != nil {
 		awsCfg.Credentials = o.presignCreds
 	}
+	srvS3 := s3c
+	if o.s3Creds != nil {
+		c := testkit.AWSConfig()
+		c.Credentials = o.s3Creds
+		srvS3 = objstore.NewClient(c, testkit.AWS())
+	}
 	mpMetrics, err := mpart.NewMetrics(reg)
 	require.NoError(t, err)
-	mp, err := mpart.New(mpart.Config{S3: s3c, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
+	mp, err := mpart.New(mpart.Config{S3: srvS3, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
 	require.NoError(t, err)
 	srv, err := New(ctx, Options{
-		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: s3c, Multipart: mp,
+		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: srvS3, Multipart: mp,
 		Presign: objstore.NewPresignClient(awsCfg, testkit.AWS()), Aborts: aborts, Waits: o.waits,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg, Now: o.now,
 	})

@@ -54,6 +54,17 @@ func openMultipart(u dbq.Upload) *Problem {
 	return nil
 }
 
+// beforeDeadline checks that u's deadline has not passed, for the routes that sign parts or
+// complete. Past it the upload is about to be aborted (its delayed task, or the sweep when Redis
+// lost the task), so the deadline the API promised is the one it keeps; listing the parts and
+// aborting stay open.
+func (s *Server) beforeDeadline(u dbq.Upload) *Problem {
+	if !s.now().Before(u.ExpiresAt) {
+		return problemf(probNotPending, "upload %s expired at %s", u.ID, u.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // rule is the policy rule of u's key.
 func (s *Server) rule(u dbq.Upload) pipeline.Rule {
 	rule, _ := s.policy.For(u.Key)
@@ -129,6 +140,9 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 // expires (they may be capped at the signing credentials' expiry, which can change between two
 // signatures).
 func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now time.Time, exp time.Duration) ([]partURL, time.Time, *Problem) {
+	if p := s.beforeDeadline(u); p != nil {
+		return nil, time.Time{}, p
+	}
 	plan := s.plan(u)
 	if err := plan.CheckPartNumbers(nums, maxPartsPerCall); err != nil {
 		return nil, time.Time{}, s.multipartProblem(ctx, "check part numbers", err)
@@ -221,6 +235,9 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 // complete completes u with the parts within its size bound: the declared size (or the policy's
 // max_size without one). An upload whose parts exceed it is aborted and refused.
 func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []multipart.CompletedPart) (multipart.CompleteResult, *Problem) {
+	if p := s.beforeDeadline(u); p != nil {
+		return multipart.CompleteResult{}, p
+	}
 	declared := int64(-1)
 	if u.SizeDeclared {
 		declared = u.Size

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/hibiken/asynq"
@@ -459,4 +460,73 @@ func TestMultipartPartSize(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, status, "%v: %v", bad, resp)
 		require.Equal(t, ProblemBase+"invalid-size", resp["type"])
 	}
+}
+
+// TestMultipartDeadlineKept: past an upload's deadline (its abort task late, or lost with Redis)
+// the owner can no longer sign parts or complete, through either route family; listing the parts
+// and aborting stay open, and nothing is aborted by the refusal.
+func TestMultipartDeadlineKept(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := setup(t, setupOpts{now: clock})
+	body := map[string]any{"filename": "late.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart"}
+	for _, uppy := range []bool{false, true} {
+		mu.Lock()
+		now = time.Now()
+		mu.Unlock()
+		in := body
+		if uppy {
+			in = map[string]any{"filename": "late.bin", "type": "application/octet-stream"}
+		}
+		u := b.createMP(t, aliceKey, in, uppy)
+		parts := b.uploadParts(t, aliceKey, u, 5*mib, 1*mib)
+
+		mu.Lock()
+		now = now.Add(2*time.Hour + time.Second) // setup's deadline is 2 h
+		mu.Unlock()
+		status, _, _ := b.signPart(t, aliceKey, u, 2)
+		require.Equal(t, http.StatusConflict, status, "uppy=%v: a part signed past the deadline", uppy)
+		var completeBody any = map[string]any{"parts": parts}
+		status, resp := b.completeMP(t, aliceKey, u, completeBody)
+		require.Equal(t, http.StatusConflict, status, "uppy=%v: completed past the deadline: %v", uppy, resp)
+		require.Contains(t, fmt.Sprint(resp), "expired at", "uppy=%v", uppy)
+
+		s := b.state(t, u)
+		require.True(t, s.open, "uppy=%v: the refusal aborts nothing", uppy)
+		require.False(t, s.object, "uppy=%v: nothing completed", uppy)
+		require.Equal(t, 2, s.parts)
+		require.Equal(t, "pending", s.status)
+
+		if !uppy {
+			status, _, _ = b.call(t, "GET", "/v1/uploads/"+u.id+"/parts", aliceKey, nil)
+			require.Equal(t, http.StatusOK, status, "listing the parts stays open")
+			status, _, _ = b.call(t, "DELETE", "/v1/uploads/"+u.id, aliceKey, nil)
+			require.Equal(t, http.StatusNoContent, status, "aborting stays open")
+			require.False(t, b.state(t, u).open)
+		}
+	}
+}
+
+// TestStorageFailureIsNotTheClients: S3 refusing intake's own credentials is intake's failure:
+// 502 storage-unavailable, S3's words (which name accounts and keys) kept out of the answer,
+// nothing recorded; on both route families.
+func TestStorageFailureIsNotTheClients(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{s3Creds: credentials.NewStaticCredentialsProvider("AKIAWRONGWRONGWRONG0", "wrong-secret", "")})
+	body := map[string]any{"filename": "denied.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart"}
+	uppy := map[string]any{"filename": "denied.bin", "type": "application/octet-stream"}
+	for path, body := range map[string]map[string]any{"/v1/uploads": body, "/s3/multipart": uppy} {
+		status, _, raw := b.raw(t, "POST", path, aliceKey, body)
+		require.Equal(t, http.StatusBadGateway, status, "%s: %s", path, raw)
+		require.Contains(t, string(raw), "storage-unavailable")
+		for _, leak := range []string{"AKIAWRONG", "InvalidAccessKeyId", "Access Key"} {
+			require.NotContains(t, string(raw), leak, "%s: S3's words reach the client", path)
+		}
+	}
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM uploads").Scan(&n))
+	require.Zero(t, n, "nothing recorded")
+	require.Empty(t, testkit.OpenUploads(t, context.Background(), b.s3, b.bucket))
 }

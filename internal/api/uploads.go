@@ -446,16 +446,21 @@ func (s *Server) presignPost(ctx context.Context, key, ct string, minSize, maxSi
 	return out.URL, fields, nil
 }
 
-// s3Problem maps an S3 error: client errors (4xx) are the caller's, others are S3's.
+// s3Problem maps an S3 error. Only the errors a client's request causes are the client's (4xx, with
+// S3's words): an upload S3 does not know (NoSuchUpload) and a part list S3 refuses. Every other
+// error, 4xx included, is intake's side failing (credentials expired or denied, a bucket missing, a
+// clock skewed): 502, logged with S3's words, which the client does not see (an AccessDenied names
+// the account and the role).
 func (s *Server) s3Problem(ctx context.Context, what string, err error) *Problem {
 	var apiErr smithy.APIError
-	var respErr interface{ HTTPStatusCode() int }
-	if errors.As(err, &apiErr) && errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 400 && respErr.HTTPStatusCode() < 500 {
-		if respErr.HTTPStatusCode() == http.StatusNotFound || apiErr.ErrorCode() == "NoSuchUpload" {
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "NoSuchUpload":
 			return problemf(probNotFound, "%s: %s", what, apiErr.ErrorMessage())
+		case "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge":
+			return problemf(probS3Rejected, "%s: %s: %s", what, apiErr.ErrorCode(), apiErr.ErrorMessage())
 		}
-		return problemf(probS3Rejected, "%s: %s: %s", what, apiErr.ErrorCode(), apiErr.ErrorMessage())
 	}
 	s.log.WarnContext(ctx, what, "err", err)
-	return problemf(probS3Unavailable, "%s: storage did not answer (request id %s)", what, requestID(ctx))
+	return problemf(probS3Unavailable, "%s: storage failed or did not answer (request id %s)", what, requestID(ctx))
 }
