@@ -47,7 +47,9 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := jobs.NewMux(&jobs.Handlers{Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log}, metrics, log)
+	mux := jobs.NewMux(&jobs.Handlers{
+		Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
+	}, metrics, log)
 	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: a.Cfg.Jobs.Concurrency, ShutdownTimeout: a.Cfg.ShutdownGrace, Log: log,

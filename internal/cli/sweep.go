@@ -15,10 +15,11 @@ import (
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/reconcile"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // minSweepAge is the smallest --older-than accepted: younger uploads are probably in progress.
-const minSweepAge = time.Minute
+const minSweepAge = tasks.MinSweepAge
 
 // SweepCmd runs the stale multipart sweep once, in this process.
 type SweepCmd struct {

@@ -31,7 +31,7 @@ const Route = "POST /v1/jobs"
 const (
 	// DefaultMinSweepAge is the smallest older_than a sweep may ask for: younger uploads are
 	// probably still being written.
-	DefaultMinSweepAge = time.Minute
+	DefaultMinSweepAge = tasks.MinSweepAge
 	// MaxBody bounds the request body.
 	MaxBody = 64 << 10
 )

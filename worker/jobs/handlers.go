@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -62,6 +63,14 @@ type Handlers struct {
 	Maintenance *Maintenance
 	// Log receives the handlers' logs (default: discard).
 	Log *slog.Logger
+	// Now is the clock deadline tasks are checked against (default time.Now).
+	Now func() time.Time
+	// Buckets, when set, are the buckets sweep tasks may name (the ones intake serves); a sweep of
+	// another is refused without retry, as POST /v1/jobs and `intake sweep` refuse it.
+	Buckets []string
+	// MinSweepAge is the smallest older_than a sweep task may carry (default tasks.MinSweepAge):
+	// younger uploads are probably in progress, whoever built the task.
+	MinSweepAge time.Duration
 }
 
 // HandleAbort runs a multipart:abort task: abort the upload if it is still open and record it.
@@ -74,6 +83,15 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("multipart aborts not configured: %w", asynq.SkipRetry)
 	}
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
+	if now := h.now(); reason == tasks.ReasonDeadline && now.Before(p.Deadline) {
+		// Run before its time: by an operator (`intake jobs run --all --state scheduled`, asynqmon's
+		// "Run") or a task built by hand. The upload's owner was promised it until the deadline, so it
+		// is left open and the task consumed: nothing is recorded, and the sweep aborts the upload
+		// once its deadline has passed (its overdue pass reads the deadline from PostgreSQL).
+		h.log().WarnContext(ctx, "multipart abort task run before its deadline: upload left open for the sweep",
+			"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "deadline", p.Deadline, "early_by", p.Deadline.Sub(now).String())
+		return nil
+	}
 	// An upload found completed (an object at its key) had its abort task run anyway: the consumer
 	// cancels the task when it processes the object's event, so that event is late or was never
 	// sent (S3 may send none for a complete that committed while its client's request failed). The
@@ -110,6 +128,13 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	}
 	if h.Sweeps == nil {
 		return fmt.Errorf("multipart sweeps not configured: %w", asynq.SkipRetry)
+	}
+	if minAge := cmp.Or(h.MinSweepAge, tasks.MinSweepAge); time.Duration(p.OlderThan) < minAge {
+		return fmt.Errorf("sweep: older_than %s is below the minimum of %s (younger uploads may still be in progress): %w",
+			time.Duration(p.OlderThan), minAge, asynq.SkipRetry)
+	}
+	if len(h.Buckets) > 0 && !slices.Contains(h.Buckets, p.Bucket) {
+		return fmt.Errorf("sweep: bucket %q is not one intake is configured for (foreign_bucket): %w", p.Bucket, asynq.SkipRetry)
 	}
 	var inspect func(ctx context.Context, bucket, key string) error
 	if h.Inspector != nil {
@@ -151,6 +176,13 @@ func (h *Handlers) inspect(ctx context.Context, bucket, key string) error {
 }
 
 func (h *Handlers) log() *slog.Logger { return cmp.Or(h.Log, slog.New(slog.DiscardHandler)) }
+
+func (h *Handlers) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
 
 // s3Error marks S3 errors that retrying cannot fix (403, 400…) as permanent. Errors without an
 // HTTP response (PostgreSQL, network) and timeouts stay retryable.

@@ -86,6 +86,42 @@ func TestMultipartHandlersRejectBadPayloads(t *testing.T) {
 	}
 }
 
+// sweepCalls records the sweeps a handler starts.
+type sweepCalls struct{ n int }
+
+func (s *sweepCalls) SweepBucket(context.Context, string, string, time.Duration, func(context.Context, string, string) error) error {
+	s.n++
+	return nil
+}
+
+// TestSweepTaskGuards: a sweep task built by hand (an app backend with worker/tasks, a payload in
+// Redis) gets the checks POST /v1/jobs and `intake sweep` apply: an age below a minute or a bucket
+// intake does not serve is refused without retry, and no sweep starts.
+func TestSweepTaskGuards(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		payload string
+		refused bool
+	}{
+		{"young uploads", `{"bucket":"mine","older_than":"1s"}`, true},
+		{"just under the minimum", `{"bucket":"mine","older_than":"59s"}`, true},
+		{"foreign bucket", `{"bucket":"theirs","older_than":"1h"}`, true},
+		{"the minimum, intake's bucket", `{"bucket":"mine","older_than":"1m"}`, false},
+	} {
+		calls := &sweepCalls{}
+		h := &jobs.Handlers{Sweeps: calls, Buckets: []string{"mine"}}
+		err := h.HandleSweep(context.Background(), asynq.NewTask(tasks.TypeSweep, []byte(tc.payload)))
+		if !tc.refused {
+			require.NoError(t, err, tc.name)
+			require.Equal(t, 1, calls.n, tc.name)
+			continue
+		}
+		require.ErrorIs(t, err, asynq.SkipRetry, tc.name)
+		require.Zero(t, calls.n, "%s: a sweep started", tc.name)
+	}
+}
+
 func TestMiddleware(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()

@@ -342,7 +342,8 @@ func TestHandlersThroughMux(t *testing.T) {
 		inspected = append(inspected, bucket+"/"+key)
 		return nil
 	})
-	mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Sweeps: b.mp, Inspector: inspector, Log: b.log}, b.metrics, b.log)
+	// A minimum sweep age of a second (a minute by default) keeps the test short.
+	mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Sweeps: b.mp, Inspector: inspector, Log: b.log, MinSweepAge: time.Second}, b.metrics, b.log)
 
 	ups := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/0.bin", "s/1.bin", "s/2.bin"}, 3)
 	done := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/done.bin"}, 1)[0]
@@ -433,4 +434,27 @@ func TestAbortTaskInspectionErrors(t *testing.T) {
 		require.Equal(t, tt.inspect == nil, err == nil, tt.name)
 		require.Equal(t, "gone", abortRows(t, ctx, b.st, b.bucket)[u.ID].Outcome, tt.name)
 	}
+}
+
+// TestAbortTaskRunEarly: a deadline abort task run before its deadline (an operator's `intake jobs
+// run --all --state scheduled`, asynqmon's "Run") aborts nothing and records nothing: the owner
+// was promised the upload until then. The same task at its time aborts.
+func TestAbortTaskRunEarly(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	up := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"early/x.bin"}, 1)[0]
+	deadline := time.Now().Add(time.Hour)
+	task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: up.Key, UploadID: up.ID, Deadline: deadline})
+	require.NoError(t, err)
+
+	early := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log}, b.metrics, b.log)
+	require.NoError(t, early.ProcessTask(ctx, task), "the early run is consumed, not retried")
+	require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID, "aborted before its deadline")
+	require.Empty(t, abortRows(t, ctx, b.st, b.bucket), "an abort recorded before the deadline")
+
+	late := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline.Add(time.Second) }}, b.metrics, b.log)
+	require.NoError(t, late.ProcessTask(ctx, task))
+	require.NotContains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)
+	require.Equal(t, "aborted", abortRows(t, ctx, b.st, b.bucket)[up.ID].Outcome)
 }

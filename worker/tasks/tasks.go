@@ -26,6 +26,10 @@ const (
 	TypeSweep = "multipart:sweep"
 )
 
+// MinSweepAge is the smallest older_than a sweep is accepted with by POST /v1/jobs, `intake sweep`
+// and the sweep task's handler: younger uploads are probably still being written, whoever asks.
+const MinSweepAge = time.Minute
+
 // Types lists every task type intake handles.
 var Types = []string{TypeAbortMultipart, TypeInspectObject, TypeSweep}
 
