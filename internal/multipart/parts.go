@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,6 +185,11 @@ func (s *Service) Parts(ctx context.Context, bucket, key, uploadID string) ([]Pa
 			parts = append(parts, Part{Number: aws.ToInt32(p.PartNumber), ETag: aws.ToString(p.ETag), Size: aws.ToInt64(p.Size), LastModified: p.LastModified})
 		}
 		next := aws.ToString(out.NextPartNumberMarker)
+		if next == "" && len(out.Parts) > 0 {
+			// A store that answers a truncated page without a marker: the page's last part is the
+			// marker S3 would have given.
+			next = strconv.Itoa(int(aws.ToInt32(out.Parts[len(out.Parts)-1].PartNumber)))
+		}
 		if !aws.ToBool(out.IsTruncated) {
 			return parts, nil
 		}

@@ -149,6 +149,10 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 		wg       sync.WaitGroup
 	)
 	work := make(chan Candidate)
+	// Closed once, and also when the listing's code panics (an OnCandidate callback), so that no
+	// worker waits on it forever.
+	closeWork := sync.OnceFunc(func() { close(work) })
+	defer closeWork()
 	if !opts.DryRun {
 		for range s.concurrency {
 			wg.Go(func() {
@@ -158,7 +162,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 					if !c.Initiated.IsZero() {
 						req.Initiated = &c.Initiated
 					}
-					res, err := s.Abort(ctx, req)
+					res, err := s.abortRecovered(ctx, req)
 					var inspectErr *InspectError
 					if errors.As(err, &inspectErr) {
 						err = nil // the abort's outcome is recorded
@@ -218,14 +222,20 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 		}
 	}
 
+	// PostgreSQL's passes run even when the listing failed (a store without ListMultipartUploads, a
+	// policy without the permission, one 5xx in a long listing): they keep the promise that
+	// intake's own uploads are aborted after their deadline, which does not rest on the listing.
 	err := s.sweepListing(ctx, opts, &rep, emit)
-	if err == nil {
-		err = s.sweepOverdue(ctx, log, opts, &rep, emitted, emit)
+	if err != nil {
+		log.WarnContext(ctx, "sweep: listing failed; intake's overdue uploads are still swept from PostgreSQL", "err", err)
 	}
-	if err == nil {
-		err = s.sweepInterrupted(ctx, log, opts, &rep, emitted, emit)
+	if ctx.Err() == nil {
+		err = errors.Join(err, s.sweepOverdue(ctx, log, opts, &rep, emitted, emit))
 	}
-	close(work)
+	if ctx.Err() == nil {
+		err = errors.Join(err, s.sweepInterrupted(ctx, log, opts, &rep, emitted, emit))
+	}
+	closeWork()
 	wg.Wait()
 	rep.Took = s.now().Sub(start)
 
@@ -246,6 +256,18 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 	}
 	log.InfoContext(ctx, "sweep finished", attrs...)
 	return rep, nil
+}
+
+// abortRecovered is Abort with a panic (in the abort, or in the pipeline inspecting a completed
+// upload's object) turned into the candidate's error: one object cannot take the process, and the
+// asynq server's recovery does not reach the sweep's worker goroutines.
+func (s *Service) abortRecovered(ctx context.Context, req AbortRequest) (res AbortResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("abort %s of %q panicked: %v", req.UploadID, req.Key, p)
+		}
+	}()
+	return s.Abort(ctx, req)
 }
 
 // sweepListing pages through ListMultipartUploads and emits the uploads to abort under the prefix:
@@ -305,12 +327,26 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 		if !aws.ToBool(out.IsTruncated) {
 			return nil
 		}
-		nextKey, nextID := aws.ToString(out.NextKeyMarker), aws.ToString(out.NextUploadIdMarker)
-		if nextKey == "" || (nextKey == aws.ToString(in.KeyMarker) && nextID == aws.ToString(in.UploadIdMarker)) {
-			return fmt.Errorf("list multipart uploads: truncated page without a new marker (after key %q)", nextKey)
+		nextKey, nextID := nextMarkers(out)
+		prevKey := aws.ToString(in.KeyMarker)
+		if nextKey == "" || nextKey < prevKey || (nextKey == prevKey && nextID == aws.ToString(in.UploadIdMarker)) {
+			// A marker that does not move forward would list the same pages again, forever.
+			return fmt.Errorf("list multipart uploads: truncated page without a new marker (after key %q, next %q)", prevKey, nextKey)
 		}
 		in.KeyMarker, in.UploadIdMarker = aws.String(nextKey), aws.String(nextID)
 	}
+}
+
+// nextMarkers are the markers of the page after out: S3's NextKeyMarker and NextUploadIdMarker, or,
+// from a store that answers a truncated page without them, the page's last upload (the markers S3
+// would have given: the listing resumes after that key and upload id).
+func nextMarkers(out *s3.ListMultipartUploadsOutput) (key, uploadID string) {
+	key, uploadID = aws.ToString(out.NextKeyMarker), aws.ToString(out.NextUploadIdMarker)
+	if key == "" && len(out.Uploads) > 0 {
+		last := out.Uploads[len(out.Uploads)-1]
+		key, uploadID = aws.ToString(last.Key), aws.ToString(last.UploadId)
+	}
+	return key, uploadID
 }
 
 // sweepOverdue emits intake's uploads past their deadline that the listing did not show and no

@@ -3,10 +3,13 @@ package multipart_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -216,4 +219,109 @@ func TestSweepInspectsCompletedUploads(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.Completed)
 	require.Zero(t, rep.Inspected)
+
+	// An inspection that panics (a pipeline bug on one object) fails its candidate, not the
+	// process: the sweep's workers are not covered by the asynq server's recovery.
+	x := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"x/done.bin"}, 1)[0]
+	b.complete(t, x, b.uploadPart(t, x, 1, make([]byte, 100)))
+	xID := b.intent(t, x, past)
+	rep, err = b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "x/", OlderThan: time.Hour,
+		Inspect: func(context.Context, string, string) error { panic("pipeline bug") }})
+	require.ErrorContains(t, err, "panicked: pipeline bug")
+	require.Equal(t, 1, rep.Failed)
+	require.Equal(t, "completed", b.status(t, xID), "the abort's outcome is recorded before the inspection")
+}
+
+// deniedListing is a store whose ListMultipartUploads fails (a trimmed IAM policy, a store that
+// does not implement it); every other call reaches MinIO.
+type deniedListing struct{ multipart.S3API }
+
+func (deniedListing) ListMultipartUploads(context.Context, *s3.ListMultipartUploadsInput, ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	return nil, errors.New("AccessDenied: not allowed to list multipart uploads")
+}
+
+// markerlessListing is MinIO as a store that answers truncated pages without NextKeyMarker and
+// NextUploadIdMarker.
+type markerlessListing struct{ multipart.S3API }
+
+func (m markerlessListing) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, opts ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	out, err := m.S3API.ListMultipartUploads(ctx, in, opts...)
+	if out != nil {
+		out.NextKeyMarker, out.NextUploadIdMarker = nil, nil
+	}
+	return out, err
+}
+
+// TestSweepWhenListingFails: the promise that intake's uploads are aborted after their deadline
+// rests on PostgreSQL, not on the store's listing: with the listing refused, the sweep still
+// aborts intake's overdue uploads (and reports the listing's error); a store whose truncated pages
+// carry no markers is listed on from each page's last upload, to the end.
+func TestSweepWhenListingFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ctx := b.ctx
+	overdue := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("d/overdue/", 3), 3)
+	for _, u := range overdue {
+		b.intent(t, u, time.Now().Add(-time.Minute))
+	}
+	foreign := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("d/foreign/", 5), 5)
+	time.Sleep(1500 * time.Millisecond)
+
+	denied, err := multipart.New(multipart.Config{S3: deniedListing{b.s3}, Store: b.st.Multipart(), Metrics: b.metrics})
+	require.NoError(t, err)
+	rep, err := denied.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Second})
+	require.ErrorContains(t, err, "AccessDenied", "the listing's failure is reported")
+	require.Equal(t, 3, rep.Overdue)
+	require.Equal(t, 3, rep.Aborted, "intake's overdue uploads are aborted without the listing")
+	open := testkit.OpenUploads(t, ctx, b.s3, b.bucket)
+	for _, u := range overdue {
+		require.NotContains(t, open, u.ID)
+	}
+	for _, u := range foreign {
+		require.Contains(t, open, u.ID, "nothing listed, nothing foreign aborted")
+	}
+
+	markerless, err := multipart.New(multipart.Config{S3: markerlessListing{b.s3}, Store: b.st.Multipart(), Metrics: b.metrics, PageSize: 2})
+	require.NoError(t, err)
+	rep, err = markerless.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, 5, rep.Listed, "every page listed")
+	require.Equal(t, 5, rep.Aborted)
+	require.Empty(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket))
+}
+
+// markerlessParts is MinIO as a store that answers ListParts in pages of two without
+// NextPartNumberMarker.
+type markerlessParts struct{ multipart.S3API }
+
+func (m markerlessParts) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+	in.MaxParts = aws.Int32(2)
+	out, err := m.S3API.ListParts(ctx, in, opts...)
+	if out != nil {
+		out.NextPartNumberMarker = nil
+	}
+	return out, err
+}
+
+// TestPartsWithoutMarkers: Parts follows a store whose truncated pages carry no marker from each
+// page's last part, and lists every part once.
+func TestPartsWithoutMarkers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ctx := b.ctx
+	u := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"p/x.bin"}, 1)[0]
+	for n := int32(1); n <= 5; n++ {
+		_, err := b.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(b.bucket), Key: aws.String(u.Key), UploadId: aws.String(u.ID),
+			PartNumber: aws.Int32(n), Body: strings.NewReader("part")})
+		require.NoError(t, err)
+	}
+	mp, err := multipart.New(multipart.Config{S3: markerlessParts{b.s3}, Store: b.st.Multipart(), Metrics: b.metrics})
+	require.NoError(t, err)
+	parts, err := mp.Parts(ctx, b.bucket, u.Key, u.ID)
+	require.NoError(t, err)
+	var nums []int32
+	for _, p := range parts {
+		nums = append(nums, p.Number)
+	}
+	require.Equal(t, []int32{1, 2, 3, 4, 5}, nums)
 }
