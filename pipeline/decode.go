@@ -7,14 +7,30 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
 // ErrPermanent marks a body that can never be processed: malformed JSON, no
-// records, a missing bucket or key, bad key escaping, an unparsable time...
+// records or more than [MaxRecords], a missing, badly escaped or overlong key, an
+// implausible version id, an unparsable time...
 // Every error returned by [Decode] wraps it, so callers test with
 // errors.Is(err, ErrPermanent) and dead-letter the message.
 var ErrPermanent = errors.New("permanent failure")
+
+// Limits of what Decode accepts. A body beyond them was not sent by S3, and retrying it would
+// only repeat the work it asks for, so it is refused as permanent (dead-lettered).
+const (
+	// MaxRecords is the most records one S3 notification may hold. S3, MinIO and the emulators
+	// send one record per message; the cap is generous, and keeps a forged body (SQS takes
+	// 256 KiB, the ingress 1 MiB) from fanning out into thousands of S3 looks on every retry.
+	MaxRecords = 100
+	// MaxKeyLen is the longest object key, in bytes (decoded): S3's own limit.
+	MaxKeyLen = 1024
+	// MaxVersionIDLen is the longest version id, in bytes: S3 documents up to 1,024 (its version
+	// ids are 32 or 64 printable characters in practice, MinIO's are UUIDs).
+	MaxVersionIDLen = 1024
+)
 
 // Decode parses one SQS message body into one or more events. It accepts:
 //
@@ -29,8 +45,10 @@ var ErrPermanent = errors.New("permanent failure")
 //     Deleted" is [KindRemoved], other detail types are [KindUnknown].
 //
 // Records with event names intake does not know decode to [KindUnknown].
-// On success Decode returns at least one event; every error wraps
-// [ErrPermanent].
+// A notification with more than [MaxRecords] records, a key longer than
+// [MaxKeyLen] bytes, and a version id longer than [MaxVersionIDLen] bytes or
+// holding a control character are refused. On success Decode returns at
+// least one event; every error wraps [ErrPermanent].
 func Decode(body []byte) ([]Event, error) {
 	// The fast path dispatches on names found by a scan instead of a decoded map. On a valid body
 	// it takes the same branch; any error is computed again the thorough way, so that a malformed
@@ -239,6 +257,9 @@ func decodeRecords(body []byte, fast bool) ([]Event, error) {
 	if len(n.Records) == 0 {
 		return nil, permanent("no records")
 	}
+	if len(n.Records) > MaxRecords {
+		return nil, permanent("%d records, more than %d", len(n.Records), MaxRecords)
+	}
 	events := make([]Event, 0, len(n.Records))
 	for i, r := range n.Records {
 		name := strings.TrimPrefix(r.EventName, "s3:")
@@ -252,7 +273,9 @@ func decodeRecords(body []byte, fast bool) ([]Event, error) {
 		ev.Source = r.EventSource
 		ev.Region = r.AWSRegion
 		ev.ETag = strings.Trim(o.ETag, `"`)
-		ev.VersionID = o.VersionID
+		if ev.VersionID, err = versionID(o.VersionID); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
 		ev.ContentType = o.ContentType
 		events = append(events, ev)
 	}
@@ -297,7 +320,22 @@ func decodeKey(raw string) (string, error) {
 	if strings.IndexByte(key, 0) >= 0 {
 		return "", permanent("object key %q contains NUL", raw)
 	}
+	if len(key) > MaxKeyLen {
+		return "", permanent("object key of %d bytes, longer than %d", len(key), MaxKeyLen)
+	}
 	return key, nil
+}
+
+// versionID checks an event's version id: S3 and MinIO send short printable ones ("" when the
+// bucket is not versioned).
+func versionID(v string) (string, error) {
+	if len(v) > MaxVersionIDLen {
+		return "", permanent("version id of %d bytes, longer than %d", len(v), MaxVersionIDLen)
+	}
+	if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+		return "", permanent("version id %q holds a control character or is not UTF-8", v)
+	}
+	return v, nil
 }
 
 // parseTime parses an RFC 3339 time into UTC; "" is the zero time.
@@ -378,7 +416,9 @@ func decodeEventBridge(body []byte) ([]Event, error) {
 	ev.Source = eb.Source
 	ev.Region = eb.Region
 	ev.ETag = strings.Trim(d.Object.ETag, `"`)
-	ev.VersionID = d.Object.VersionID
+	if ev.VersionID, err = versionID(d.Object.VersionID); err != nil {
+		return nil, fmt.Errorf("EventBridge %q: %w", eb.DetailType, err)
+	}
 	return []Event{ev}, nil
 }
 

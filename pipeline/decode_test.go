@@ -286,7 +286,7 @@ func TestDecodeKinds(t *testing.T) {
 		{"ObjectCreated:PutLegalHold", pipeline.KindACL},
 		{"ObjectRemoved:Delete", pipeline.KindRemoved},
 		{"ObjectRemoved:DeleteMarkerCreated", pipeline.KindRemoved},
-		{"ObjectRemoved:NoOP", pipeline.KindRemoved},
+		{"ObjectRemoved:NoOP", pipeline.KindUnknown}, // MinIO: a delete of a key it does not have removed nothing
 		{"ObjectRemoved:DeleteAllVersions", pipeline.KindRemoved},
 		{"ObjectRemoved:DeleteTagging", pipeline.KindTagging},
 		{"LifecycleExpiration:Delete", pipeline.KindRemoved},
@@ -465,6 +465,45 @@ var negativeBodies = map[string]string{
 	"EventBridge bad time":        `{"detail-type":"Object Created","source":"aws.s3","time":"now","detail":{"bucket":{"name":"b"},"object":{"key":"k"}}}`,
 	"EventBridge wrong source":    `{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`,
 	"EventBridge detail an array": `{"detail-type":"Object Created","source":"aws.s3","detail":[]}`,
+	// Bodies no S3 sends: retrying them would only repeat the work they ask for.
+	"key over 1024 bytes":               `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"` + strings.Repeat("k", pipeline.MaxKeyLen+1) + `"}}}]}`,
+	"escaped key over 1024 bytes":       `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"` + strings.Repeat("%C3%A9", pipeline.MaxKeyLen/2+1) + `"}}}]}`,
+	"version id over 1024 bytes":        `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","versionId":"` + strings.Repeat("v", pipeline.MaxVersionIDLen+1) + `"}}}]}`,
+	"version id with a newline":         `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","versionId":"v1\nforged: yes"}}}]}`,
+	"version id with a C1 control":      `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","versionId":"v1\u0085"}}}]}`,
+	"EventBridge key over 1024 bytes":   `{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{"key":"` + strings.Repeat("k", pipeline.MaxKeyLen+1) + `"}}}`,
+	"EventBridge version id with a TAB": `{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{"key":"k","version-id":"v\t1"}}}`,
+	"more records than MaxRecords":      recordsBody(pipeline.MaxRecords + 1),
+}
+
+// recordsBody is an S3 notification of n minimal records.
+func recordsBody(n int) string {
+	one := `{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}`
+	return `{"Records":[` + strings.TrimSuffix(strings.Repeat(one+",", n), ",") + `]}`
+}
+
+// TestDecodeLimits: what is within the limits decodes (the refusals are in negativeBodies).
+func TestDecodeLimits(t *testing.T) {
+	t.Parallel()
+	events, err := pipeline.Decode([]byte(recordsBody(pipeline.MaxRecords)))
+	require.NoError(t, err)
+	require.Len(t, events, pipeline.MaxRecords)
+
+	key := strings.Repeat("é", pipeline.MaxKeyLen/2) // 1024 bytes, decoded
+	version := strings.Repeat("v", pipeline.MaxVersionIDLen)
+	for _, fast := range []bool{true, false} {
+		events, err := pipeline.DecodeWith(mustJSON(t, map[string]any{"Records": []any{map[string]any{
+			"eventName": "ObjectRemoved:Delete",
+			"s3": map[string]any{"bucket": map[string]any{"name": "b"}, "object": map[string]any{
+				"key": strings.Repeat("%C3%A9", pipeline.MaxKeyLen/2), "versionId": version}},
+		}}}), fast)
+		require.NoError(t, err)
+		require.Equal(t, key, events[0].Key)
+		require.Equal(t, version, events[0].VersionID)
+	}
+	events, err = pipeline.Decode([]byte(`{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","versionId":"3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"}}}]}`))
+	require.NoError(t, err, "AWS's version ids (base64-like) are accepted")
+	require.Equal(t, "3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo", events[0].VersionID)
 }
 
 func TestDecodeRejects(t *testing.T) {

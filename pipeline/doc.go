@@ -19,11 +19,16 @@
 // removed ones are marked deleted, tagging and ACL changes (including MinIO's
 // "ObjectCreated:PutTagging") never trigger a new inspection, test events are
 // acknowledged and logged, and anything else is [KindUnknown], which is not
-// an error.
+// an error. MinIO's "ObjectRemoved:NoOP", sent for a delete of a key or
+// version it does not have, removed nothing and is [KindUnknown] too.
 //
 // A body that cannot be decoded will never decode: every error returned by
 // [Decode] wraps [ErrPermanent], and the consumer sends such messages to the
-// dead-letter queue instead of retrying them.
+// dead-letter queue instead of retrying them. So do bodies no S3 sends,
+// whose retries would only repeat the work they ask for: more than
+// [MaxRecords] records (S3 sends one), a key longer than [MaxKeyLen] bytes
+// (S3's limit), a version id longer than [MaxVersionIDLen] bytes or holding
+// a control character.
 //
 // # Ordering
 //
@@ -54,14 +59,22 @@
 //     verdict stands (intake's own tagging action produces such events);
 //   - removed events HEAD the object: only a 404 (no object, or a delete
 //     marker, under the key) confirms the removal, which marks the row
-//     deleted (creating it if absent) with the owner of the key's intent. An
-//     object S3 still has changes nothing, whatever the event says: a forged
-//     or stray event, the removal of a non-current version, a key written
-//     again since (its own event records it); the event is counted in
-//     intake_events_distrusted_total{reason="removal_unconfirmed"}. intake's
-//     own record of a delete or move it made, finding the key written again
-//     before its HEAD, changes nothing either and is not counted: nothing
-//     forged it;
+//     deleted (creating it if absent) with the owner of the key's intent,
+//     without the event's version id (the 404 confirms none). The key of an
+//     intent that never completed (intake never saw its object land) is
+//     recorded missing instead, as a creation event finding nothing would
+//     be: no upload.deleted is sent for an upload that never landed. An
+//     object S3 still has is never marked deleted, whatever the event says:
+//     a forged or stray event, the removal of a non-current version, a key
+//     written again since; the event is counted in
+//     intake_events_distrusted_total{reason="removal_unconfirmed"} and the
+//     object is looked at again as [Processor.InspectObject] does, so that a
+//     version the removal made current (a versioned bucket's DeleteObject of
+//     the current version) replaces the row's; when the row already says
+//     what S3 holds, nothing changes. intake's own record of a delete or move
+//     it made, finding the key written again before its HEAD, changes
+//     nothing and is not counted: nothing forged it, and the new object's own
+//     event records it;
 //   - created events are inspected, judged, recorded, then acted on.
 //
 // Every event names a bucket: one intake is not configured for
@@ -88,13 +101,20 @@
 // when the intent declared one or the object is no larger than HashMaxSize,
 // compared with the declared digest, recorded either way. Every read is
 // conditional on the ETag (and version) that HEAD returned; when the object
-// is replaced mid-inspection the inspection starts over, up to three times.
+// is replaced mid-inspection, or deleted before its hash is read, the
+// inspection starts over, up to three times (a deleted object is then
+// recorded missing).
 //
 // The intent is the uploads row of (bucket, key): it gives the owner and
-// upload id, and a created event marks it completed (aborted intents stay
-// aborted). When its method is multipart, the configured
-// [MultipartCanceller] is told, so the delayed abort task is cancelled; its
-// errors are logged, not returned.
+// upload id, and an inspection that finds the object marks it completed
+// (pending, expired, or aborted by an abort that raced the completion). When
+// its method is multipart, the configured [MultipartCanceller] is then told,
+// so the delayed abort task is cancelled; its errors are logged, not
+// returned. An event whose object S3 does not have completes nothing and
+// cancels nothing: a stray or forged ObjectCreated:CompleteMultipartUpload
+// must not end an upload still in progress. An upload deleted before intake
+// looked keeps its intent pending, for the expiry (a multipart upload: its
+// deadline abort) to settle.
 //
 // # Order and idempotency
 //

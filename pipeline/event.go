@@ -12,13 +12,16 @@ type Kind int
 // The kinds of events, by the effect they have on the object's record.
 const (
 	// KindUnknown is any event intake does not act on (ObjectRestore,
-	// Replication, ObjectAccessed, unknown EventBridge detail types...).
+	// Replication, ObjectAccessed, unknown EventBridge detail types, MinIO's
+	// ObjectRemoved:NoOP: a delete of a key or version that did not exist,
+	// which changed nothing...).
 	KindUnknown Kind = iota
 	// KindCreated is ObjectCreated:* (except MinIO's tagging, retention and
 	// legal hold events): the object must be inspected.
 	KindCreated
-	// KindRemoved is ObjectRemoved:*, LifecycleExpiration:* and EventBridge
-	// "Object Deleted": the object is gone.
+	// KindRemoved is ObjectRemoved:* (except MinIO's ObjectRemoved:NoOP and
+	// ObjectRemoved:DeleteTagging), LifecycleExpiration:* and EventBridge
+	// "Object Deleted": the object may be gone.
 	KindRemoved
 	// KindTagging is ObjectTagging:* and MinIO's ObjectCreated:PutTagging,
 	// ObjectCreated:DeleteTagging and ObjectRemoved:DeleteTagging. The
@@ -88,6 +91,9 @@ type Event struct {
 // kindOf classifies an event name that has no "s3:" prefix.
 func kindOf(name string) Kind {
 	switch name {
+	case "ObjectRemoved:NoOP":
+		// MinIO's answer to a delete of a key (or version) it does not have: nothing was removed.
+		return KindUnknown
 	case "ObjectCreated:PutTagging", "ObjectCreated:DeleteTagging", "ObjectRemoved:DeleteTagging":
 		return KindTagging
 	case "ObjectCreated:PutRetention", "ObjectCreated:PutLegalHold":

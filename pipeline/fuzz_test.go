@@ -1,8 +1,10 @@
 package pipeline_test
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -25,6 +27,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		require.NotEmpty(t, events)
+		require.LessOrEqual(t, len(events), pipeline.MaxRecords)
 		for _, ev := range events {
 			require.Equal(t, time.UTC, ev.Time.Location())
 			if ev.Kind == pipeline.KindTest {
@@ -33,6 +36,9 @@ func FuzzDecode(f *testing.F) {
 			require.NotEmpty(t, ev.Bucket)
 			require.NotEmpty(t, ev.Key)
 			require.True(t, utf8.ValidString(ev.Key))
+			require.LessOrEqual(t, len(ev.Key), pipeline.MaxKeyLen)
+			require.LessOrEqual(t, len(ev.VersionID), pipeline.MaxVersionIDLen)
+			require.False(t, strings.ContainsFunc(ev.VersionID, unicode.IsControl), "version id %q", ev.VersionID)
 			require.GreaterOrEqual(t, ev.Size, int64(0))
 			_, ok := pipeline.SequencerKey(ev.Sequencer)
 			require.True(t, ok, "sequencer %q", ev.Sequencer)

@@ -15,8 +15,13 @@ import (
 )
 
 // SniffLen is how many leading bytes of an object are read (one ranged GET)
-// to sniff its type and, for PNG, JPEG and GIF, its dimensions.
-const SniffLen = 3072
+// to sniff its type and, for PNG, JPEG and GIF, its dimensions. It is
+// mimetype's read limit (4096 in v1.4.16; intake never calls mimetype.SetLimit):
+// mimetype's JSON detector (and others that parse, such as CSV's) takes an
+// input shorter than the limit for the whole file, so a shorter prefix of a
+// longer JSON document would not parse and be sniffed as text/plain.
+// TestSniffLenIsMimetypeLimit ties the two.
+const SniffLen = 4096
 
 // inspectAttempts bounds how often an inspection restarts when the object
 // changes under it (a read through an ObjectRef fails with ErrChanged).
@@ -112,6 +117,10 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
 	if in.verdict.status == StatusValid && wantHash {
 		sum, n, err := p.objects.Hash(ctx, ref)
+		if errors.Is(err, ErrNotFound) {
+			// Deleted since it was peeked at: start over from HEAD, which records it missing.
+			return nil, fmt.Errorf("hash %s/%s: gone since inspected (%v): %w", bucket, key, err, ErrChanged)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 		}

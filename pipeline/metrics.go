@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "intake_verdicts_total",
-			Help: "Verdicts recorded, by verdict (valid, rejected, missing) and reason (none when valid); duplicate and stale events are not counted.",
+			Help: "Verdicts recorded, by verdict (valid, rejected, missing) and reason (none when valid); duplicate and stale events, and intake's own records (quarantined copies, sources moved to quarantine), are not counted.",
 		}, []string{"verdict", "reason"}),
 		eventAge: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "intake_event_age_seconds",
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind"}),
 		distrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "intake_events_distrusted_total",
-			Help: "What was not taken at an event's word, by reason: foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object; nothing changed), sequencer_implausible (ignored), event_time_future (clamped to now).",
+			Help: "What was not taken at an event's word, by reason: foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object: not marked deleted, looked at again), sequencer_implausible (ignored), event_time_future (clamped to now).",
 		}, []string{"reason"}),
 	}
 	if reg == nil {

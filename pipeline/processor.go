@@ -14,6 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// intentCompleted is the status of an intent whose object intake saw land (Intent.Status).
+const intentCompleted = "completed"
+
 // Tags set on rejected objects by [ActionTag].
 const (
 	TagStatus = "intake-status"
@@ -238,13 +241,23 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 	}
 }
 
-// removed marks the object deleted if S3 confirms it is gone: HEAD answers
-// 404 (no object, or a delete marker, under the key). An object S3 still
-// has, whatever the event says (a forged or stray event, a removal of an
-// older version, a key written again since), changes nothing. own is
-// intake's record of its own delete or move (recordAction): an object found
-// there was written again after it, not a sign of a distrusted event, and
-// the new object's own event records it.
+// removed records the removal of an object if S3 confirms it is gone: HEAD
+// answers 404 (no object, or a delete marker, under the key). The row is
+// marked deleted, created if absent (a tombstone: a creation event processed
+// concurrently, which looked before the removal, must not outlive it), except
+// for the key of an intent that never completed: intake never saw that upload
+// land, so the 404 is recorded as missing, as a creation event's would be,
+// and nobody is told of the deletion of an object that was never there. The
+// event's version id is not recorded: the 404 confirms none.
+//
+// An object S3 still has is not marked deleted, whatever the event says (a
+// forged or stray event, a removal of an older version, a key written again
+// since): it is looked at again, as [Processor.InspectObject] would, so that
+// the row records what S3 holds now (another version, made current by the
+// deletion of the one the row names), which changes nothing when the row
+// already says it. own is intake's record of its own delete or move
+// (recordAction): an object found there was written again after it, not a
+// sign of a distrusted event, and the new object's own event records it.
 func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own bool) (string, error) {
 	lk, err := p.records.Lookup(ctx, ev.Bucket, ev.Key)
 	if err != nil {
@@ -257,25 +270,35 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 		return "removed:rewritten", nil
 	case err == nil:
 		p.m.distrusted.WithLabelValues(DistrustRemovalUnconfirmed).Inc()
-		log.InfoContext(ctx, "removal not confirmed: S3 still has the object; nothing changed", "version_id", ev.VersionID)
+		log.InfoContext(ctx, "removal not confirmed: S3 still has the object; recording what it holds", "version_id", ev.VersionID)
+		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true); err != nil {
+			return "", fmt.Errorf("look again at %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
+		}
 		return "removed:unconfirmed", nil
 	case !errors.Is(err, ErrNotFound):
 		return "", fmt.Errorf("check removal of %s/%s: %w", ev.Bucket, ev.Key, err)
 	}
 	seq, _ := SequencerKey(ev.Sequencer)
 	rec := Record{
-		Bucket: ev.Bucket, Key: ev.Key, Status: StatusDeleted, VersionID: ev.VersionID,
+		Bucket: ev.Bucket, Key: ev.Key, Status: StatusDeleted,
 		Sequencer: seq, EventTime: ev.Time, ObservedAt: lk.At, Observed: true,
 	}
 	if intent := lk.Intent; intent != nil {
 		rec.Owner, rec.UploadID = intent.Owner, intent.ID
+		if intent.Status != intentCompleted {
+			rec.Status, rec.Reason = StatusMissing, ReasonNotFound
+		}
 	}
 	stored, err := p.records.Record(ctx, rec)
 	if err != nil {
 		return "", err
 	}
-	log.InfoContext(ctx, "object removed", "applied", stored.Applied, "status", stored.Status)
-	return outcome("removed", StatusDeleted, "", stored.Applied), nil
+	if rec.Status == StatusMissing {
+		log.InfoContext(ctx, "removal of an upload intake never saw land: recorded missing", "applied", stored.Applied, "status", stored.Status)
+	} else {
+		log.InfoContext(ctx, "object removed", "applied", stored.Applied, "status", stored.Status)
+	}
+	return outcome("removed", rec.Status, rec.Reason, stored.Applied), nil
 }
 
 // created inspects the object, records the verdict, then acts on it. For
@@ -306,7 +329,11 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 			rec.Status, rec.Reason = StatusDeleted, ""
 		}
 	}
-	landed := in.found || !synthetic // the event proves the upload happened
+	// Only an object S3 showed completes its upload; an event naming an object S3 does not have
+	// proves nothing (a stray or forged CompleteMultipartUpload must not end an upload still in
+	// progress, nor cancel its abort). An upload deleted before intake looked keeps its intent
+	// pending: the expiry (a multipart upload: its deadline abort) settles it.
+	landed := in.found
 	if intent != nil && landed {
 		rec.CompleteIntent = intent.ID
 	}
@@ -316,7 +343,7 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 	if err != nil {
 		return "", err
 	}
-	if stored.Applied {
+	if stored.Applied && p.countsVerdict(key, rec.Status) {
 		p.m.verdicts.WithLabelValues(rec.Status, cmp.Or(rec.Reason, "none")).Inc()
 	}
 	// A valid object's verdict, newly recorded, is the common case: the row is its record, so the
@@ -346,6 +373,14 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 		}
 	}
 	return outcome("created", rec.Status, rec.Reason, stored.Applied), nil
+}
+
+// countsVerdict reports whether a record of key with status is a verdict intake_verdicts_total
+// counts (valid, rejected or missing). intake's own records are not: a quarantined copy (any key
+// under a quarantine prefix), whose rejection was counted when its source was judged, and the source
+// a quarantine moved away (deleted).
+func (p *Processor) countsVerdict(key, status string) bool {
+	return status != StatusDeleted && !p.quarantined(key)
 }
 
 // record turns an inspection into the row to store.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,6 +175,7 @@ func (b *procBundle) process(t *testing.T, body []byte) error {
 // testEvent is one S3 record to encode.
 type testEvent struct {
 	name, bucket, key, seq, etag string
+	version                      string // versionId, when set
 	size                         int64
 	at                           time.Time
 }
@@ -185,6 +187,9 @@ func body(events ...testEvent) []byte {
 		obj := map[string]any{"key": url.QueryEscape(ev.key), "size": ev.size, "eTag": ev.etag}
 		if ev.seq != "" {
 			obj["sequencer"] = ev.seq
+		}
+		if ev.version != "" {
+			obj["versionId"] = ev.version
 		}
 		records = append(records, map[string]any{
 			"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
@@ -368,6 +373,7 @@ func TestProcessRejectsSniffMismatch(t *testing.T) {
 			}
 			require.Len(t, b.notifications(t, key), len(notes))
 			require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "rejected", "reason": "sniff_mismatch"}))
+			require.Equal(t, 1.0, verdictCount(t, b.reg), "one upload, one verdict: intake's own records are not counted")
 		})
 	}
 }
@@ -464,6 +470,9 @@ func TestProcessQuarantineWithoutCopyEvent(t *testing.T) {
 			require.Equal(t, pipeline.ReasonQuarantined, *q.Reason)
 			require.Equal(t, etag, *q.Etag)
 			require.Equal(t, size, *q.Size)
+			// The copy and the move are intake's own records, not verdicts.
+			require.Zero(t, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"reason": pipeline.ReasonQuarantined}))
+			require.Zero(t, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": pipeline.StatusDeleted}))
 
 			// An event of another missing object, without a copy, records no row for one.
 			require.NoError(t, b.process(t, b.created("gone.pdf", "0A", t0)))
@@ -554,14 +563,152 @@ func TestProcessMissing(t *testing.T) {
 	require.Equal(t, pipeline.ReasonNotFound, *row.Reason)
 	require.Nil(t, row.Etag)
 	require.Equal(t, "alice", *row.Owner)
-	require.Equal(t, "completed", b.uploadStatus(t, id), "the event proves the upload happened")
+	// An event is a hint: only an object S3 shows completes its upload. Deleted before intake
+	// looked, the upload keeps its intent pending, for the expiry to settle.
+	require.Equal(t, "pending", b.uploadStatus(t, id), "an event naming an object S3 does not have completes nothing")
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "missing", "reason": "not_found"}))
+	require.Empty(t, b.notifications(t, "gone.txt"), "a missing object notifies nothing")
 
 	// A configured bucket that does not exist reads as a missing object too.
 	require.NoError(t, b.process(t, body(testEvent{name: "ObjectCreated:Put", bucket: other, key: "k", seq: "0A", at: t0})))
 	o, err := testkit.GetObject(b.ctx, b.st.Pool, other, "k")
 	require.NoError(t, err)
 	require.Equal(t, pipeline.StatusMissing, o.Status)
+}
+
+// TestProcessForgedCompleteMultipart: an ObjectCreated:CompleteMultipartUpload for a key whose
+// multipart upload is still in progress (forged, or stray) finds no object. It is recorded missing,
+// but neither completes the intent nor cancels the upload's abort task: the real upload can still
+// have its parts signed and be completed, and its own event completes the intent.
+func TestProcessForgedCompleteMultipart(t *testing.T) {
+	t.Parallel()
+	c := &cancels{}
+	b := setupProc(t, procOpts{multipart: c})
+	const key = "mp.bin"
+	content := []byte("multipart body")
+	id := b.intent(t, intentSpec{key: key, contentType: "application/octet-stream", size: int64(len(content)), method: "multipart", multipartID: "mp-upload-1"})
+	complete := func(seq string) []byte {
+		return body(testEvent{name: "ObjectCreated:CompleteMultipartUpload", bucket: b.bucket, key: key, seq: seq, at: t0})
+	}
+
+	require.NoError(t, b.process(t, complete("0A")))
+	require.Equal(t, pipeline.StatusMissing, b.row(t, key).Status)
+	require.Equal(t, "pending", b.uploadStatus(t, id), "the upload in progress is not completed")
+	require.Empty(t, c.ids, "its abort task is not cancelled")
+	require.Empty(t, b.notifications(t, key))
+
+	// The real completion.
+	etag := b.put(t, key, "application/octet-stream", content)
+	require.NoError(t, b.process(t, complete("0B")))
+	row := b.row(t, key)
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, etag, *row.Etag)
+	require.Equal(t, "completed", b.uploadStatus(t, id))
+	require.Equal(t, []string{"mp-upload-1"}, c.ids)
+}
+
+// TestProcessRemovalMakesAnotherVersionCurrent: in a versioned bucket, deleting the current version
+// (DeleteObject with its versionId) makes the previous one current. The removal event's HEAD finds
+// that object, so the row is not marked deleted; it records the version S3 now serves instead of
+// keeping the deleted one forever. Processed again, the removal changes nothing.
+func TestProcessRemovalMakesAnotherVersionCurrent(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	_, err := b.s3.PutBucketVersioning(b.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b.bucket),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	const key = "k.txt"
+	b.intent(t, intentSpec{key: key, contentType: "text/plain", noSize: true})
+	first := b.put(t, key, "text/plain", []byte("one"))
+	firstVersion := b.version(t, key)
+	second := b.put(t, key, "text/plain", []byte("two"))
+	secondVersion := b.version(t, key)
+	require.NotEqual(t, firstVersion, secondVersion)
+	require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+	row := b.row(t, key)
+	require.Equal(t, second, *row.Etag)
+	require.Equal(t, secondVersion, *row.VersionID)
+
+	_, err = b.s3.DeleteObject(b.ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), VersionId: aws.String(secondVersion)})
+	require.NoError(t, err)
+	removal := body(testEvent{name: "ObjectRemoved:Delete", bucket: b.bucket, key: key, seq: "0B", version: secondVersion, at: t0})
+	require.NoError(t, b.process(t, removal))
+	row = b.row(t, key)
+	require.Equal(t, pipeline.StatusValid, row.Status, "S3 still serves an object under the key")
+	require.Equal(t, first, *row.Etag, "the version S3 serves now")
+	require.Equal(t, firstVersion, *row.VersionID)
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_events_distrusted_total", map[string]string{"reason": pipeline.DistrustRemovalUnconfirmed}))
+	notes := b.notifications(t, key)
+	require.Len(t, notes, 2, "the new verdict is notified")
+	require.Equal(t, first, notes[1].Data["etag"])
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "valid"}))
+
+	require.NoError(t, b.process(t, removal))
+	requireSameState(t, row, b.row(t, key))
+	require.Len(t, b.notifications(t, key), 2)
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "valid"}))
+}
+
+// version returns the version id S3 serves for key.
+func (b *procBundle) version(t *testing.T, key string) string {
+	t.Helper()
+	head, err := b.s3.HeadObject(b.ctx, &s3.HeadObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+	require.NotEmpty(t, aws.ToString(head.VersionId))
+	return aws.ToString(head.VersionId)
+}
+
+// TestProcessRemovalOfUnlandedUpload: removals S3 "confirms" (404) for the key of an upload that
+// never landed tell no one of a deletion. MinIO's ObjectRemoved:NoOP (a delete of a key it does not
+// have) is ignored; an ObjectRemoved:DeleteMarkerCreated (AWS's answer to such a delete in a
+// versioned bucket) or a forged removal records the key missing, as a creation event finding
+// nothing would, without the event's version id and without a notification. Once the upload landed
+// and is deleted, its removal is recorded and notified once, whatever version ids later removal
+// events claim.
+func TestProcessRemovalOfUnlandedUpload(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{archive: true})
+	const key = "up.txt"
+	id := b.intent(t, intentSpec{key: key, contentType: "text/plain", size: 2})
+	removal := func(name, seq, version string) []byte {
+		return body(testEvent{name: name, bucket: b.bucket, key: key, seq: seq, version: version, at: t0})
+	}
+
+	require.NoError(t, b.process(t, removal("s3:ObjectRemoved:NoOP", "", "")))
+	require.Zero(t, b.rowCount(t), "a delete that removed nothing records nothing")
+	require.NoError(t, b.process(t, removal("ObjectRemoved:DeleteMarkerCreated", "0A", "marker-1")))
+	row := b.row(t, key)
+	require.Equal(t, pipeline.StatusMissing, row.Status)
+	require.Equal(t, pipeline.ReasonNotFound, *row.Reason)
+	require.Nil(t, row.VersionID, "the event's version id is not S3's word")
+	require.Equal(t, "alice", *row.Owner)
+	require.Empty(t, b.notifications(t, key), "no upload.deleted for an upload that never landed")
+	require.Equal(t, "pending", b.uploadStatus(t, id))
+
+	// The upload lands: its event records it.
+	etag := b.put(t, key, "text/plain", []byte("hi"))
+	require.NoError(t, b.process(t, b.created(key, "0B", t0)))
+	require.Equal(t, etag, *b.row(t, key).Etag)
+	require.Equal(t, "completed", b.uploadStatus(t, id))
+
+	// Deleted: its removal is recorded and notified, once.
+	require.NoError(t, b.s3Delete(t, key))
+	require.NoError(t, b.process(t, removal("ObjectRemoved:Delete", "0C", "v-1")))
+	row = b.row(t, key)
+	require.Equal(t, pipeline.StatusDeleted, row.Status)
+	require.Nil(t, row.VersionID)
+	require.NoError(t, b.process(t, removal("ObjectRemoved:Delete", "0D", "v-2")))
+	again := b.row(t, key)
+	require.Equal(t, pipeline.StatusDeleted, again.Status)
+	require.Nil(t, again.VersionID)
+	require.Equal(t, row.VerdictSeq, again.VerdictSeq, "no new verdict")
+	require.Equal(t, row.UpdatedAt, again.UpdatedAt)
+	notes := b.notifications(t, key)
+	require.Len(t, notes, 2)
+	require.Equal(t, "upload.valid", notes[0].Type)
+	require.Equal(t, "upload.deleted", notes[1].Type)
+	require.Equal(t, []string{"unknown:ignored", "removed:missing:not_found", "created:valid", "removed:deleted", "removed:deleted:stale"},
+		archivedOutcomes(t, b))
 }
 
 func TestProcessRemoved(t *testing.T) {
@@ -572,11 +719,18 @@ func TestProcessRemoved(t *testing.T) {
 	require.NoError(t, b.process(t, b.created("k.txt", "0B", t0)))
 	require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status)
 
-	// Removal events while S3 still has the object change nothing, newer sequencer or not.
-	for _, seq := range []string{"0A", "0C", ""} {
+	// Removal events while S3 still has the object change nothing, newer sequencer or not: the
+	// object is looked at again, and the row already says what S3 holds.
+	for i, seq := range []string{"0A", "0C", ""} {
+		before := b.row(t, "k.txt")
 		require.NoError(t, b.process(t, b.removed("k.txt", seq, t0.Add(time.Second))))
-		require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status, "removal %q of an object S3 still has", seq)
+		after := b.row(t, "k.txt")
+		require.Equal(t, pipeline.StatusValid, after.Status, "removal %q of an object S3 still has", seq)
+		if i > 0 { // the first look again may move the event time to the object's LastModified
+			requireSameState(t, before, after)
+		}
 	}
+	require.Len(t, b.notifications(t, "k.txt"), 1)
 	require.Equal(t, 3.0, metricValue(t, b.reg, "intake_events_distrusted_total", map[string]string{"reason": "removal_unconfirmed"}))
 
 	// Once S3 confirms the removal (404), it is applied.
@@ -598,9 +752,12 @@ func TestProcessRemoved(t *testing.T) {
 	require.Equal(t, pipeline.StatusValid, row.Status)
 	require.Equal(t, etag, *row.Etag)
 
-	// A removal of an unknown object, which S3 does not have, creates its row.
+	// A removal of a key without an intent, which S3 does not have, leaves a tombstone (a creation
+	// processed at the same time, which looked before the removal, must not outlive it); with no
+	// intent, nobody is notified.
 	require.NoError(t, b.process(t, b.removed("never-seen", "0A", t0)))
 	require.Equal(t, pipeline.StatusDeleted, b.row(t, "never-seen").Status)
+	require.Empty(t, b.notifications(t, "never-seen"))
 }
 
 func TestProcessMetadataEventsDoNotReinspect(t *testing.T) {
@@ -627,10 +784,12 @@ func TestProcessTestAndUnknownEvents(t *testing.T) {
 	b := setupProc(t, procOpts{archive: true})
 	require.NoError(t, b.process(t, []byte(`{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2014-10-13T15:57:02.089Z","Bucket":"x"}`)))
 	require.NoError(t, b.process(t, body(testEvent{name: "ObjectRestore:Post", bucket: b.bucket, key: "k", at: t0})))
+	// MinIO's answer to a delete of a key it does not have: nothing was removed.
+	require.NoError(t, b.process(t, body(testEvent{name: "s3:ObjectRemoved:NoOP", bucket: b.bucket, key: "never-there", at: t0})))
 	require.Zero(t, b.rowCount(t))
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "test"}))
-	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "unknown"}))
-	require.Equal(t, []string{"test", "unknown:ignored"}, archivedOutcomes(t, b))
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_events_total", map[string]string{"kind": "unknown"}))
+	require.Equal(t, []string{"test", "unknown:ignored", "unknown:ignored"}, archivedOutcomes(t, b))
 }
 
 func archivedOutcomes(t *testing.T, b *procBundle) []string {
@@ -906,6 +1065,22 @@ func TestNewProcessorConfig(t *testing.T) {
 // nopObjects and nopRecords only satisfy the interfaces for configuration tests.
 type nopObjects struct{ pipeline.ObjectStore }
 type nopRecords struct{ pipeline.RecordStore }
+
+// verdictCount is the sum of intake_verdicts_total over every label.
+func verdictCount(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, f := range families {
+		if f.GetName() == "intake_verdicts_total" {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
 
 // metricValue returns the value of the counter or the sample count of the histogram name with
 // the given labels, or 0 when absent.

@@ -32,9 +32,12 @@ const (
 	// StatusRejected is an object that failed a check; objects.reason says which.
 	StatusRejected = "rejected"
 	// StatusDeleted is an object whose removal S3 confirmed (a HEAD answered 404
-	// while a removal event was processed).
+	// while a removal event was processed): an object intake saw land, or a key
+	// without an intent.
 	StatusDeleted = "deleted"
-	// StatusMissing is an object announced as created that did not exist when inspected.
+	// StatusMissing is an object announced as created that did not exist when
+	// inspected, or the key of an upload intake never saw land that a removal
+	// event named (S3 answered 404).
 	StatusMissing = "missing"
 )
 
@@ -200,7 +203,8 @@ type RecordStore interface {
 }
 
 // MultipartCanceller cancels the delayed "abort if unfinished" task of a
-// multipart upload once its CompleteMultipartUpload event arrived.
+// multipart upload once intake saw its object (an event's inspection, or a
+// re-inspection, found it): an event alone cancels nothing.
 type MultipartCanceller interface {
 	// CancelMultipartAbort cancels the abort task of the S3 multipart upload id.
 	CancelMultipartAbort(ctx context.Context, uploadID string) error

@@ -18,7 +18,9 @@ const (
 	// DistrustForeignBucket: the message named a bucket intake is not configured for; it was
 	// refused whole (dead-lettered) before anything was looked at.
 	DistrustForeignBucket = ReasonForeignBucket
-	// DistrustRemovalUnconfirmed: a removal event whose object S3 still has; nothing changed.
+	// DistrustRemovalUnconfirmed: a removal event whose object S3 still has; it was not marked
+	// deleted, but looked at again (which records another version S3 now holds, and changes
+	// nothing otherwise).
 	DistrustRemovalUnconfirmed = "removal_unconfirmed"
 	// DistrustSequencer: a sequencer longer than [MaxPlausibleSequencer] digits; the event was
 	// processed as if it had none.
