@@ -86,7 +86,17 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 	rec := AbortRecord{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: req.Reason}
 	prior := req.prior
 	if !req.begun {
-		var err error
+		// An abort naming one of intake's upload ids with another key (an operator's typo in POST
+		// /v1/jobs) would find no upload under that key, record the id "gone" and settle the real
+		// upload's intent aborted while S3 keeps it open: refused before anything is written. (The
+		// sweep's candidates come with the key S3 or the intent gave.)
+		known, err := s.store.Intents(ctx, req.Bucket, []string{req.UploadID})
+		if err != nil {
+			return res, storeErr("find the upload's intent", err)
+		}
+		if in, ok := known[req.UploadID]; ok && in.Key != req.Key {
+			return res, fmt.Errorf("abort upload %s of %q: %w: it was created for %q", req.UploadID, req.Key, ErrWrongKey, in.Key)
+		}
 		if prior, err = s.store.BeginAbort(ctx, rec); err != nil {
 			return res, storeErr("begin abort", err)
 		}

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/intakehq/intake/internal/objstore"
 )
 
 // CompleteRequest asks to complete an upload within a size bound.
@@ -70,6 +72,10 @@ func (r CompleteRequest) limit() (int64, bool) {
 	return limit, declared
 }
 
+// CompleteTimeout bounds CompleteMultipartUpload (or the configured call timeout, if longer): below
+// the public listener's 60 s write timeout, so that the client still gets the answer.
+const CompleteTimeout = 50 * time.Second
+
 // Complete checks the named parts against what S3 holds (every page of ListParts) and completes the
 // upload, then marks intake's intent completed. It refuses, with a *PartsError, parts that are
 // malformed, not uploaded or whose ETag differs from the uploaded one; and, with a *TooLargeError
@@ -113,16 +119,36 @@ func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteRe
 		return CompleteResult{}, tooLarge
 	}
 
-	cctx, cancel := s.callContext(ctx)
+	// S3 may take a while to join many large parts (it keeps the connection alive meanwhile), far
+	// longer than other calls; a client that leaves does not cut the call short either, so that a
+	// completion S3 performs is also recorded.
+	ctx = context.WithoutCancel(ctx)
+	cctx, cancel := context.WithTimeout(ctx, max(s.callTimeout, CompleteTimeout))
 	out, err := s.s3.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
 		Bucket: aws.String(req.Bucket), Key: aws.String(req.Key), UploadId: aws.String(req.UploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
 	})
 	cancel()
-	if err != nil {
+	var res CompleteResult
+	switch {
+	case err == nil:
+		res = CompleteResult{Location: aws.ToString(out.Location), ETag: aws.ToString(out.ETag), Size: total}
+	case !objstore.IsRetryable(err):
 		return CompleteResult{}, fmt.Errorf("complete upload %s of %q: %w", req.UploadID, req.Key, err)
+	default:
+		// No answer (a timeout, a connection cut) or a 5xx: S3 may have completed it. The key is the
+		// upload's own, so an object there is this completion; without one, the error stands and
+		// the client's retry finds the upload still open.
+		hctx, hcancel := s.callContext(ctx)
+		head, herr := s.s3.HeadObject(hctx, &s3.HeadObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(req.Key)})
+		hcancel()
+		if herr != nil {
+			return CompleteResult{}, fmt.Errorf("complete upload %s of %q: %w", req.UploadID, req.Key, err)
+		}
+		s.log.WarnContext(ctx, "complete's answer was lost, but S3 holds the object: completed",
+			"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "err", err)
+		res = CompleteResult{ETag: aws.ToString(head.ETag), Size: total}
 	}
-	res := CompleteResult{Location: aws.ToString(out.Location), ETag: aws.ToString(out.ETag), Size: total}
 	// S3 said the object exists: the intent is completed, even if a racing abort marked it aborted.
 	moved, err := s.store.MarkCompleted(ctx, req.Bucket, req.UploadID)
 	if err != nil {

@@ -1,6 +1,9 @@
 package multipart_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -108,4 +111,49 @@ func TestComplete(t *testing.T) {
 	_, err := b.mp.Complete(b.ctx, multipart.CompleteRequest{Bucket: b.bucket, Key: "x", UploadID: "bm9wZQ",
 		Parts: []multipart.CompletedPart{{Number: 1, ETag: "e"}}, DeclaredSize: -1})
 	require.True(t, objstore.IsNotFound(err), "%v", err)
+}
+
+// lostAnswer is MinIO as seen through a connection cut after S3 completed the upload: the
+// completion happens, its answer never arrives. With noop it is cut before the request arrives.
+type lostAnswer struct {
+	multipart.S3API
+	noop bool
+}
+
+func (l lostAnswer) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	if !l.noop {
+		if _, err := l.S3API.CompleteMultipartUpload(ctx, in, opts...); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errors.New("read tcp 127.0.0.1:9000: connection reset by peer")
+}
+
+// TestCompleteAnswerLost: a complete whose answer is lost is judged by looking at the key: S3
+// holds the object, so the upload is completed and its intent marked (the client's retry would
+// otherwise meet NoSuchUpload for an upload that succeeded); when the request never arrived, the
+// error stands and the upload stays open for the retry.
+func TestCompleteAnswerLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	for _, noop := range []bool{false, true} {
+		u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{fmt.Sprintf("lost/%v.bin", noop)}, 1)[0]
+		id := b.intent(t, u, time.Now().Add(time.Hour))
+		etag := b.uploadPart(t, u, 1, []byte("the only part"))
+		mp, err := multipart.New(multipart.Config{S3: lostAnswer{b.s3, noop}, Store: b.st.Multipart(), Metrics: b.metrics})
+		require.NoError(t, err)
+		res, err := mp.Complete(b.ctx, multipart.CompleteRequest{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, DeclaredSize: -1,
+			Parts: []multipart.CompletedPart{{Number: 1, ETag: etag}}})
+		if noop {
+			require.ErrorContains(t, err, "connection reset")
+			require.Equal(t, "pending", b.status(t, id))
+			require.Contains(t, testkit.OpenUploads(t, b.ctx, b.s3, b.bucket), u.ID, "still open for the retry")
+			continue
+		}
+		require.NoError(t, err)
+		require.True(t, res.IntentCompleted)
+		require.Equal(t, int64(len("the only part")), res.Size)
+		require.NotEmpty(t, res.ETag)
+		require.Equal(t, "completed", b.status(t, id))
+	}
 }

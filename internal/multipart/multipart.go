@@ -165,6 +165,10 @@ type AbortRecord struct {
 	Object ObjectState
 }
 
+// ErrWrongKey is returned by Abort for an upload id of intake's named with another key than the one
+// it was created for; retrying cannot fix it.
+var ErrWrongKey = errors.New("upload id belongs to another key")
+
 // ErrStore marks errors from PostgreSQL (the Store), as opposed to S3's: callers map it to
 // "database unavailable" rather than "storage unavailable".
 var ErrStore = errors.New("multipart store")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/tasks"
@@ -111,6 +112,9 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		// The abort is recorded; the inspection's error is classified by the pipeline, not by S3's
 		// status (h.inspect marks a permanent one), so that a PostgreSQL outage is retried.
 		return ie.err
+	}
+	if errors.Is(err, multipart.ErrWrongKey) {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	if err != nil {
 		return s3Error(err)

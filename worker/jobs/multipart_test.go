@@ -458,3 +458,27 @@ func TestAbortTaskRunEarly(t *testing.T) {
 	require.NotContains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)
 	require.Equal(t, "aborted", abortRows(t, ctx, b.st, b.bucket)[up.ID].Outcome)
 }
+
+// TestAbortTaskWrongKey: an operator's abort task naming one of intake's upload ids with another
+// key (a typo in POST /v1/jobs) is refused without retry: nothing is aborted, nothing recorded,
+// and the real upload's intent stays pending (it used to be settled aborted, with upload.aborted
+// sent, while S3 kept the upload open).
+func TestAbortTaskWrongKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	up := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"typo/real.bin"}, 1)[0]
+	id := intent(t, ctx, b.st, b.bucket, up)
+	task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: "typo/reel.bin", UploadID: up.ID,
+		Deadline: time.Now(), Reason: tasks.ReasonAPI})
+	require.NoError(t, err)
+	mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log}, b.metrics, b.log)
+	err = mux.ProcessTask(ctx, task)
+	require.ErrorIs(t, err, asynq.SkipRetry)
+	require.ErrorContains(t, err, `created for "typo/real.bin"`)
+	require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)
+	require.Empty(t, abortRows(t, ctx, b.st, b.bucket))
+	got, err := testkit.GetUpload(ctx, b.st.Pool, id)
+	require.NoError(t, err)
+	require.Equal(t, "pending", got.Status)
+}
