@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/ctxval"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
+	"github.com/intakehq/intake/pipeline"
 )
 
 // metrics are the API's Prometheus series.
@@ -326,11 +328,17 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, fam family, p *Pro
 	writeProblem(w, r, p)
 }
 
-// internalProblem logs err and returns a 500 problem that does not leak it.
+// internalProblem logs err and returns a problem that does not leak it: 503 database-unavailable
+// when PostgreSQL cannot be reached or cannot do the work now (a restart, a failover, too many
+// connections: store.Unavailable) or the call timed out, which a client retries; 500 otherwise.
 func (s *Server) internalProblem(ctx context.Context, what string, err error) *Problem {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		s.log.WarnContext(ctx, what, "err", err)
 		return problemf(probDBUnavailable, "%s: timed out", what)
+	}
+	if pipeline.UnavailableDependency(err) == pipeline.DependencyPostgres || store.Unavailable(err) {
+		s.log.WarnContext(ctx, what, "err", err)
+		return problemf(probDBUnavailable, "%s: the database is unavailable; try again (request id %s)", what, requestID(ctx))
 	}
 	s.log.ErrorContext(ctx, what, "err", err)
 	return problemf(probInternal, "%s failed (request id %s)", what, requestID(ctx))

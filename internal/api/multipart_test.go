@@ -530,3 +530,27 @@ func TestStorageFailureIsNotTheClients(t *testing.T) {
 	require.Zero(t, n, "nothing recorded")
 	require.Empty(t, testkit.OpenUploads(t, context.Background(), b.s3, b.bucket))
 }
+
+// TestDatabaseOutageIsUnavailable: with PostgreSQL cut off (a restart, a failover), the routes that
+// read it answer 503 database-unavailable, which a client retries, not 500 internal; and they
+// answer again once it is back.
+func TestDatabaseOutageIsUnavailable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	u := b.createMP(t, aliceKey, map[string]any{"filename": "o.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart"}, false)
+	pg := testkit.NewProxy(t, "api-postgres", "127.0.0.1:5432")
+	via := testkit.StoreVia(t, b.st, pg.Addr)
+	cut := setup(t, setupOpts{share: b, queries: func(Queries) Queries { return via.Q }})
+
+	pg.Down()
+	for _, path := range []string{"/v1/uploads/" + u.id, "/v1/uploads/" + u.id + "/parts", "/v1/objects"} {
+		status, _, raw := cut.raw(t, "GET", path, aliceKey, nil)
+		require.Equal(t, http.StatusServiceUnavailable, status, "%s: %s", path, raw)
+		require.Contains(t, string(raw), "database-unavailable", path)
+	}
+	pg.Up()
+	require.Eventually(t, func() bool {
+		status, _, _ := cut.raw(t, "GET", "/v1/uploads/"+u.id, aliceKey, nil)
+		return status == http.StatusOK
+	}, 20*time.Second, 100*time.Millisecond)
+}
