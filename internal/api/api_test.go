@@ -626,6 +626,20 @@ func TestDevAuth(t *testing.T) {
 		body: map[string]any{"filename": "d.txt", "content_type": "text/plain", "size": 1}})
 	require.Equal(t, http.StatusCreated, status, resp)
 	require.True(t, strings.HasPrefix(resp["key"].(string), "uploads/dev/"))
+
+	// The loopback API without credentials is reachable from any page the developer's browser
+	// opens: a request the browser marks as another site's is refused, as a cookie's would be.
+	upload := map[string]any{"filename": "e.txt", "content_type": "text/plain", "size": 1}
+	runAttacks(t, b, familyV1, []attack{
+		{attacker: "a page on another site, through the developer's browser (fetch)", method: "POST", path: "/v1/uploads", body: upload,
+			header: crossSite, status: http.StatusForbidden, typ: "forbidden", mustNot: "create an intent or sign a URL"},
+		{attacker: "a page on another site, through an older browser (Origin only)", method: "POST", path: "/v1/uploads", body: upload,
+			header: map[string]string{"Origin": "https://evil.example.net"}, status: http.StatusForbidden, typ: "forbidden", mustNot: "create an intent or sign a URL"},
+	})
+	runAttacks(t, b, familyUppy, []attack{
+		{attacker: "an <img> on another site (Sec-Fetch-Site, no Origin)", method: "GET", path: "/s3/params?filename=x.txt&type=text/plain",
+			header: map[string]string{"Sec-Fetch-Site": "cross-site"}, status: http.StatusForbidden, mustNot: "create an intent or sign a URL"},
+	})
 }
 
 func TestMain(m *testing.M) {

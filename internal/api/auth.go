@@ -23,8 +23,11 @@ func (s *Server) authenticate(r *http.Request) (principal, *Problem) {
 	if c.Owner == "" {
 		return principal{}, problemf(problem.Forbidden, "operator keys (INTAKE_API_ADMIN_KEYS) act for no tenant: they are accepted by POST /v1/jobs only")
 	}
-	if c.Cookie {
-		if p := s.crossSite(r); p != nil {
+	if c.Cookie || c.Dev {
+		// A development caller needs no evidence of where it came from (curl sends none), but a
+		// request a browser says another site made is refused: the loopback API is reachable from
+		// any page the developer opens.
+		if p := s.crossSite(r, c.Cookie); p != nil {
 			return principal{}, p
 		}
 	}
@@ -46,10 +49,11 @@ var requestedWithHeaders = []string{"X-Requested-With", "Uppy-Versions"}
 //   - a header only scripts can set (X-Requested-With, Uppy-Versions; see requestedWithHeaders).
 //
 // Sec-Fetch-Site: cross-site or same-site, or an Origin that is neither listed nor intake's own, is
-// refused even with such a header.
-func (s *Server) crossSite(r *http.Request) *Problem {
+// refused even with such a header. Without requireEvidence (development auth) a request that
+// carries none of these passes; one a browser marks as cross-site is still refused.
+func (s *Server) crossSite(r *http.Request, requireEvidence bool) *Problem {
 	refuse := func(why string) *Problem {
-		return problemf(problem.Forbidden, "cross-site request refused: %s; cookie-authenticated requests must come from intake's origin or an origin in INTAKE_API_CORS_ORIGINS", why)
+		return problemf(problem.Forbidden, "cross-site request refused: %s; requests authenticated by the cookie (or development auth) must come from intake's origin or an origin in INTAKE_API_CORS_ORIGINS", why)
 	}
 	origin := r.Header.Get("Origin")
 	trustedOrigin := origin != "" && (s.cors.listed(origin) || sameOrigin(origin, r))
@@ -67,6 +71,9 @@ func (s *Server) crossSite(r *http.Request) *Problem {
 		if !trustedOrigin {
 			return refuse("origin " + origin + " is not trusted")
 		}
+		return nil
+	}
+	if !requireEvidence {
 		return nil
 	}
 	for _, h := range requestedWithHeaders {

@@ -40,6 +40,10 @@ type Caller struct {
 	// Cookie is set when the credentials came in the auth cookie, which browsers attach by
 	// themselves: cross-site request protection applies.
 	Cookie bool
+	// Dev is set for a request let in by INSECURE_DEV_AUTH without credentials: any page the
+	// developer's browser opens could send it, so a request a browser marks as cross-site is
+	// refused (see the API's authenticate).
+	Dev bool
 }
 
 // Authenticator turns a request's credentials into its Caller: a static key (X-API-Key, or
@@ -169,7 +173,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, *problem.Problem)
 		}
 	}
 	if a.devAuth {
-		return Caller{Owner: DevOwner, Name: DevOwner}, nil
+		return Caller{Owner: DevOwner, Name: DevOwner, Dev: true}, nil
 	}
 	return Caller{}, unauthorized("no credentials: send Authorization: Bearer <token> or X-API-Key")
 }

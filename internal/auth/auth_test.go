@@ -219,7 +219,7 @@ func TestCookieAndDevAuth(t *testing.T) {
 	require.NoError(t, err)
 	who, status := authenticate(dev, "", "")
 	require.Equal(t, 200, status)
-	require.Equal(t, Caller{Owner: DevOwner, Name: DevOwner}, who)
+	require.Equal(t, Caller{Owner: DevOwner, Name: DevOwner, Dev: true}, who, "marked, so that cross-site requests are refused")
 	_, status = authenticate(dev, "Authorization", "Bearer anything")
 	require.Equal(t, 401, status, "dev auth does not accept made-up tokens")
 }
