@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	mpart "github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -553,4 +554,40 @@ func TestDatabaseOutageIsUnavailable(t *testing.T) {
 		status, _, _ := cut.raw(t, "GET", "/v1/uploads/"+u.id, aliceKey, nil)
 		return status == http.StatusOK
 	}, 20*time.Second, 100*time.Millisecond)
+}
+
+// cancelOnCreate cancels the request's context as the intent row is written: the client left
+// between S3's answer and the row.
+type cancelOnCreate struct {
+	Queries
+	cancel func()
+}
+
+func (c cancelOnCreate) APICreateUpload(ctx context.Context, arg dbq.APICreateUploadParams) error {
+	c.cancel()
+	return c.Queries.APICreateUpload(ctx, arg)
+}
+
+// TestMultipartCreateOutlivesClient: a client that leaves once S3 created its multipart upload
+// does not leave an upload without a row, nor a row whose upload was aborted: the creation
+// finishes (row, upload, scheduled abort).
+func TestMultipartCreateOutlivesClient(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := setup(t, setupOpts{queries: func(q Queries) Queries { return cancelOnCreate{Queries: q, cancel: cancel} }})
+	resp, p := b.api.newIntent(ctx, "alice", intentSpec{filename: "left.bin", contentType: "application/octet-stream",
+		size: 6 * mib, sizeDeclared: true, method: MethodMultipart, expires: time.Hour})
+	require.Nil(t, p)
+	require.Error(t, ctx.Err(), "the client left during the creation")
+	var status string
+	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT status FROM uploads WHERE id = $1", resp.ID).Scan(&status))
+	require.Equal(t, "pending", status)
+	require.Contains(t, testkit.OpenUploads(t, context.Background(), b.s3, b.bucket), resp.UploadID, "the recorded upload is open")
+	select {
+	case call := <-b.aborts.calls:
+		require.Contains(t, call, resp.UploadID)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deadline abort was not scheduled")
+	}
 }

@@ -147,6 +147,12 @@ func (s *Server) newIntent(ctx context.Context, owner string, spec intentSpec) (
 		if p := s.checkOpenMultipart(ctx, owner); p != nil {
 			return uploadResponse{}, p
 		}
+		// From here S3 holds an upload: a client that leaves must not cut the work between S3's
+		// answer and the row (an upload nobody records, counted by no quota) or after the row (a
+		// recorded upload aborted by discard, its abort never scheduled). Bounded by its own timeout.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), multipartCreateTimeout)
+		defer cancel()
 	}
 	resp, p := s.signIntent(ctx, in)
 	if p != nil {
@@ -412,6 +418,10 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 	}
 	return nil
 }
+
+// multipartCreateTimeout bounds the creation of a multipart upload once it no longer follows the
+// request's context: S3's create, the row and the abort's scheduling, each bounded on its own too.
+const multipartCreateTimeout = 30 * time.Second
 
 // scheduleTimeout bounds the scheduling of a multipart abort: a Redis that does not answer must
 // not hold the creation (PostgreSQL's deadline is the guarantee).
