@@ -162,6 +162,7 @@ func TestAWSDocuments(t *testing.T) {
 				"sqs:ChangeMessageVisibility",   // heartbeat, backoff, return on shutdown
 				"sqs:DeleteMessage",             // ack, replay from the DLQ
 				"sqs:GetQueueAttributes",        // readiness, queue depth metrics
+				"sqs:GetQueueUrl",               // the consumer finds the redrive policy's DLQ (depth gauges) without INTAKE_DLQ_URL
 				"sqs:ReceiveMessage",            // consumer, replay
 				"sqs:SendMessage",               // ingress, explicit dead-lettering, replay
 			}, actions)

@@ -255,6 +255,8 @@ var metrics = map[string]metricInfo{
 	"intake_messages_acked_total":                     {counter, nil},
 	"intake_messages_retried_total":                   {counter, nil},
 	"intake_messages_dead_lettered_total":             {counter, []string{"reason"}},
+	"intake_messages_checksum_mismatch_total":         {counter, []string{"digest"}},
+	"intake_consumer_receive_errors_total":            {counter, nil},
 	"intake_message_processing_seconds":               {histogram, nil},
 	"intake_consumer_receive_batch_messages":          {histogram, nil},
 	"intake_consumer_delete_batch_messages":           {histogram, nil},

@@ -84,6 +84,7 @@ func TestAlertRules(t *testing.T) {
 	require.Contains(t, alerts["IntakeDependencyDegraded"], `intake_dependency_up{required="false"} == 0`)
 	require.Contains(t, alerts["IntakeSweepFailing"], "> 3 * 900")
 	require.Contains(t, alerts["IntakeConsumerPaused"], "intake_consumer_paused == 1")
+	require.Contains(t, alerts["IntakeConsumerReceiveErrors"], "rate(intake_consumer_receive_errors_total[5m])")
 
 	// Every alert has a unit test in which it fires.
 	var tests struct {

@@ -54,9 +54,10 @@ import (
 // the plain form SQS sends, which scanReceive and scanDeleteBatch read into the same values in
 // one pass. BenchmarkReceiveDelete and BenchmarkReceiveDeleteCanned measure the difference.
 //
-// What it keeps: each received message's MD5OfBody is checked as the SDK checks it, and
-// MD5OfMessageAttributes too, which the SDK does not check; a mismatch fails the call. An error
-// answer becomes the error the SDK returns for it (*types.QueueDoesNotExist and the other typed
+// What it keeps: each received message's MD5OfBody is checked, as the SDK checks it, and
+// MD5OfMessageAttributes too, which the SDK does not check; but message by message, where a body
+// mismatch fails the SDK's whole call (see ReceiveMessage and ChecksumFailures). An error answer
+// becomes the error the SDK returns for it (*types.QueueDoesNotExist and the other typed
 // errors, the code of the x-amzn-query-error header, the fault), wrapped like the SDK's in a
 // *smithy.OperationError and an *awshttp.ResponseError with the HTTP status and request ID; a
 // transport failure is a *smithyhttp.RequestSendError, a cancelled or expired context a
@@ -69,7 +70,8 @@ import (
 //
 // Calls given per-call option functions, inputs the SDK refuses before sending (a nil QueueUrl
 // or Entries, an entry without Id or ReceiptHandle), and every call when the endpoint's path is
-// one SigV4 would escape, go through the embedded SDK client, as do all other operations.
+// one SigV4 would escape, go through the embedded SDK client, as do all other operations. (In the
+// last case a receive's digests are still checked per message, by Lean instead of the SDK.)
 type Lean struct {
 	*sqs.Client
 
@@ -138,12 +140,34 @@ var (
 	opDeleteMessageBatch = smithy.NewOperationSchema(schemas.DeleteMessageBatch, schemas.DeleteMessageBatchRequest, schemas.DeleteMessageBatchResult)
 )
 
-// ReceiveMessage is sqs.Client.ReceiveMessage without the middleware stack (see Lean). A message
-// whose MD5OfBody or MD5OfMessageAttributes does not match fails the whole call, as a body
-// mismatch does in the SDK.
+// ReceiveMessage is sqs.Client.ReceiveMessage without the middleware stack (see Lean). Its
+// messages' digests are checked one by one, not as the SDK checks them (a body mismatch fails the
+// SDK's whole call, hiding the other messages of the answer until their visibility timeout and
+// counting a receive against each):
+//
+//   - a message whose MD5OfBody does not match its body is left out of Messages. It stays in the
+//     queue, hidden for the visibility timeout it was received with, then is received again; its
+//     receive counts towards the queue's redrive policy like any other, so a message that always
+//     arrives damaged ends in the dead-letter queue.
+//   - a message whose MD5OfMessageAttributes does not match its attributes is kept: its body
+//     matched, the SDK does not check attribute digests at all (a server, or an emulator, that
+//     computes them differently must not stop every message with attributes), and nothing but the
+//     body decides what a message does.
+//
+// Both are reported in the answer's ResultMetadata (ChecksumFailures), for the caller to log and
+// count. Calls given option functions go through the SDK unchanged.
 func (l *Lean) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
-	if len(optFns) > 0 || in == nil || in.QueueUrl == nil || l.sdkOnly {
+	if len(optFns) > 0 || in == nil || in.QueueUrl == nil {
 		return l.Client.ReceiveMessage(ctx, in, optFns...)
+	}
+	if l.sdkOnly {
+		// The SDK sends it, without its own check of the digests, which checkMessages does.
+		out, err := l.Client.ReceiveMessage(ctx, in, func(o *sqs.Options) { o.DisableMessageChecksumValidation = true })
+		if err != nil {
+			return nil, err
+		}
+		checkMessages(out)
+		return out, nil
 	}
 	bp := bodyPool.Get().(*[]byte)
 	defer bodyPool.Put(bp)
@@ -152,12 +176,58 @@ func (l *Lean) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, 
 	if err := l.call(ctx, opReceiveMessage, targetReceiveMessage, *bp, out, &out.ResultMetadata); err != nil {
 		return nil, err
 	}
-	for _, m := range out.Messages {
-		if err := CheckMessage(m); err != nil {
-			return nil, operationError(opReceiveMessage, fmt.Errorf("message checksum validation failed, %w", err))
-		}
-	}
+	checkMessages(out)
 	return out, nil
+}
+
+// ChecksumFailure is a message of a ReceiveMessage answer whose digest did not match.
+type ChecksumFailure struct {
+	// MessageID is the message's id.
+	MessageID string
+	// Digest is DigestBody (the message was left out of the answer's Messages) or DigestAttributes
+	// (the message was kept).
+	Digest string
+	// Err says what did not match; it wraps ErrChecksum.
+	Err error
+}
+
+// The digests a ChecksumFailure names.
+const (
+	DigestBody       = "body"       // MD5OfBody
+	DigestAttributes = "attributes" // MD5OfMessageAttributes
+)
+
+// checksumFailuresKey is the ResultMetadata key of a ReceiveMessage answer's checksum failures.
+type checksumFailuresKey struct{}
+
+// ChecksumFailures returns the messages of a ReceiveMessage answer from Lean (its ResultMetadata)
+// whose digests did not match (see Lean.ReceiveMessage); nil when all did, or when the answer came
+// from another client.
+func ChecksumFailures(md middleware.Metadata) []ChecksumFailure {
+	f, _ := md.Get(checksumFailuresKey{}).([]ChecksumFailure)
+	return f
+}
+
+// checkMessages checks the digests of out's messages, leaves out those whose body does not match,
+// and records every mismatch in out's ResultMetadata.
+func checkMessages(out *sqs.ReceiveMessageOutput) {
+	var failures []ChecksumFailure
+	kept := out.Messages[:0]
+	for _, m := range out.Messages {
+		if err := checkBody(m); err != nil {
+			failures = append(failures, ChecksumFailure{MessageID: aws.ToString(m.MessageId), Digest: DigestBody, Err: err})
+			continue
+		}
+		if err := checkAttributes(m); err != nil {
+			failures = append(failures, ChecksumFailure{MessageID: aws.ToString(m.MessageId), Digest: DigestAttributes, Err: err})
+		}
+		kept = append(kept, m)
+	}
+	clear(out.Messages[len(kept):]) // no reference to a dropped message stays in the backing array
+	out.Messages = kept
+	if failures != nil {
+		out.ResultMetadata.Set(checksumFailuresKey{}, failures)
+	}
 }
 
 // DeleteMessageBatch is sqs.Client.DeleteMessageBatch without the middleware stack (see Lean).
@@ -450,11 +520,25 @@ var ErrChecksum = errors.New("checksum mismatch")
 // only what the server sent: a digest without its value, or a value without its digest, is not
 // checked.
 func CheckMessage(m types.Message) error {
+	if err := checkBody(m); err != nil {
+		return err
+	}
+	return checkAttributes(m)
+}
+
+// checkBody checks a message's MD5OfBody, when it has a body and the digest (see CheckMessage).
+func checkBody(m types.Message) error {
 	if m.Body != nil && m.MD5OfBody != nil {
 		if sum := md5.Sum([]byte(*m.Body)); hex.EncodeToString(sum[:]) != *m.MD5OfBody {
 			return fmt.Errorf("message %s: MD5OfBody %s, body's %x: %w", aws.ToString(m.MessageId), *m.MD5OfBody, sum, ErrChecksum)
 		}
 	}
+	return nil
+}
+
+// checkAttributes checks a message's MD5OfMessageAttributes, when it has attributes and the digest
+// (see CheckMessage).
+func checkAttributes(m types.Message) error {
 	if len(m.MessageAttributes) > 0 && m.MD5OfMessageAttributes != nil {
 		if sum := MD5OfMessageAttributes(m.MessageAttributes); sum != *m.MD5OfMessageAttributes {
 			return fmt.Errorf("message %s: MD5OfMessageAttributes %s, attributes' %s: %w", aws.ToString(m.MessageId), *m.MD5OfMessageAttributes, sum, ErrChecksum)

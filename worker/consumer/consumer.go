@@ -116,6 +116,8 @@ const (
 	minReasonLen      = 256                   // the same, when the DLQ refused the message as too large
 	maxAttributes     = 10                    // SQS limit of message attributes
 	defaultReceivers  = 4                     // long-poll loops
+	// unreadyReceiveFailures receives failed in a row, per receiver, make the consumer unready.
+	unreadyReceiveFailures = 5
 )
 
 // Consumer receives and settles messages; see the package documentation.
@@ -130,7 +132,14 @@ type Consumer struct {
 	gathering sync.Mutex
 	// gatherWait is how long acquire waits for more free workers (defaultGatherWait; tests change it).
 	gatherWait time.Duration
-	acks       *acker
+	// now, afterFunc and sleep are time.Now, time.AfterFunc and sleep (the heartbeat's clock and
+	// timers, the receivers' backoff); tests replace them.
+	now       func() time.Time
+	afterFunc func(time.Duration, func()) timer
+	sleep     func(ctx context.Context, d time.Duration) bool
+	// receiving tracks the receivers' failed receives, for Ready.
+	receiving receiveHealth
+	acks      *acker
 	// tasks carries received messages to the workers: Workers long-lived goroutines, each handling
 	// one message at a time. (A goroutine per message grew a fresh stack for each one.) Its buffer
 	// holds Workers tasks, and a receiver holds a free slot for each message it sends, so a send
@@ -143,6 +152,7 @@ type Consumer struct {
 	redrive         atomic.Pointer[queue.RedrivePolicy]
 	redriveKnown    atomic.Bool // the policy was read at least once
 	warnedNoRedrive atomic.Bool
+	warnedDLQLookup atomic.Bool // the failure to resolve the redrive policy's DLQ was logged as a warning
 
 	inflightMu sync.Mutex
 	inflight   map[string]*delivery // by receipt handle
@@ -173,6 +183,9 @@ type delivery struct {
 	// polled is when the receiver that got the message was admitted by the gate: a success of a
 	// message polled after a resume confirms it.
 	polled time.Time
+	// received is when the ReceiveMessage call that returned it ended: its visibility timeout
+	// started a little before.
+	received time.Time
 }
 
 // New validates cfg, applies the defaults and registers the metrics.
@@ -237,6 +250,9 @@ func New(cfg Config) (*Consumer, error) {
 		slots:      make(chan struct{}, cfg.Workers),
 		tasks:      make(chan task, cfg.Workers),
 		gatherWait: defaultGatherWait,
+		now:        time.Now,
+		afterFunc:  func(d time.Duration, f func()) timer { return time.AfterFunc(d, f) },
+		sleep:      sleep,
 		inflight:   map[string]*delivery{},
 	}
 	return c, nil
@@ -324,11 +340,16 @@ func (c *Consumer) dispatch(d *delivery, deferOnly bool) {
 }
 
 // Ready is a readiness check: it fails until Run started, while receiving is paused by a
-// dependency outage ("paused: postgres unavailable since …"), and once it is stopping.
+// dependency outage ("paused: postgres unavailable since …"), while receiving fails (the last
+// 5 × Receivers ReceiveMessage calls of all the receivers failed: "the last 20 receives failed,
+// since …", with the last error; a receive that succeeds ends it), and once it is stopping.
 func (c *Consumer) Ready(context.Context) error {
 	switch c.state.Load() {
 	case stateRunning:
-		return c.gate.pausedBy()
+		if err := c.gate.pausedBy(); err != nil {
+			return err
+		}
+		return c.receiving.check(c.cfg.Receivers * unreadyReceiveFailures)
 	case stateNew:
 		return errors.New("consumer: not started")
 	default:

@@ -27,6 +27,13 @@
 //     computed from ApproximateReceiveCount (RetryBase doubled per receive, capped at MaxBackoff, with
 //     jitter).
 //
+// A message that is retried or hidden by an outage on the last receive the queue's redrive policy
+// allows (its receive count has reached maxReceiveCount, read from the queue's attributes at start
+// and every DepthInterval) will be moved to the dead-letter queue by SQS at its next receive: it is
+// logged so, as an error, and counted in
+// intake_messages_dead_lettered_total{reason="retries_exhausted"}. While the consumer has not read
+// the policy, or the queue has none, nothing is counted.
+//
 // A message is never deleted unless Process returned nil for it or it was accepted by the
 // dead-letter queue.
 //
@@ -34,7 +41,10 @@
 //
 // While a message is processed its visibility is extended by Visibility every Visibility/2
 // (ChangeMessageVisibility), so a long inspection is not delivered a second time, until the
-// message timeout. The heartbeat stops, and has stopped, before the message is settled.
+// message timeout. An extension that fails is retried after a quarter of that interval (at most
+// 2 s) for as long as the visibility it would have extended still runs, instead of at the next
+// interval, when the message would already be visible to other consumers; each call is bounded by
+// half the interval (and 10 s). The heartbeat stops, and has stopped, before the message is settled.
 //
 // # Outages
 //
@@ -72,9 +82,23 @@
 // 30 s + 1 m + 2 m + 4 m of flapping before its fifth receive.
 //
 // A failure that is not an outage (a message timeout included) is retried as described above, by
-// its receive count. ReceiveMessage's own errors (queue unreachable) make that receiver back off,
-// 1 s doubling to 30 s; each receive is bounded by WaitTime plus 10 s, so a half-open connection
-// does not hold a receiver.
+// its receive count. ReceiveMessage's own errors (queue unreachable, permission denied) make that
+// receiver back off, 1 s doubling to 30 s; each receive is bounded by WaitTime plus 10 s, so a
+// half-open connection does not hold a receiver. They are counted
+// (intake_consumer_receive_errors_total), and once the last 5 × Receivers receives of all the
+// receivers failed, Ready fails ("the last 20 receives failed, since …", with the last error) until
+// a receive succeeds.
+//
+// # Damaged messages
+//
+// With queue.Lean as its Client (the daemon's), a receive checks each message's MD5OfBody and
+// MD5OfMessageAttributes separately: one damaged message does not fail the receive of the others.
+// A message whose body does not match is not processed; it stays in the queue and is received
+// again after its visibility timeout (its receives count towards the redrive policy). A message
+// whose attributes alone do not match is processed: the body is all the Processor gets. Both are
+// logged with their message id and counted in intake_messages_checksum_mismatch_total{digest}.
+// A receive that returns more messages than it asked for has the extra ones made visible again at
+// once, unprocessed.
 //
 // While paused, Ready fails with "paused: postgres unavailable since …", and the gauge
 // intake_consumer_paused{dependency} is 1 for each dependency found down. When the pause ends,
@@ -100,7 +124,8 @@
 //
 // intake_messages_received_total, intake_messages_acked_total, intake_messages_retried_total,
 // intake_messages_deferred_total, intake_messages_timed_out_total,
-// intake_messages_dead_lettered_total{reason}, intake_messages_ack_failed_total,
+// intake_messages_dead_lettered_total{reason}, intake_messages_checksum_mismatch_total{digest},
+// intake_messages_ack_failed_total,
 // intake_messages_released_total, intake_message_processing_seconds,
 // intake_consumer_paused{dependency},
 // intake_consumer_heartbeats_total, intake_consumer_inflight, intake_consumer_receive_errors_total

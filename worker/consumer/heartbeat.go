@@ -6,25 +6,52 @@ import (
 	"time"
 )
 
+// heartbeatRetryMax is the longest wait before retrying an extension that failed.
+const heartbeatRetryMax = 2 * time.Second
+
+// timer is what the heartbeat uses of a *time.Timer (tests drive a fake one).
+type timer interface {
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
 // heartbeat extends a message's visibility by Visibility every Visibility/2 while it is processed,
 // until its context ends (MessageTimeout, shutdown): a message whose processing hangs past its
 // deadline is not kept invisible. A message that finishes sooner costs one timer and no call.
+//
+// An extension that fails is retried soon (a quarter of the interval, at most heartbeatRetryMax),
+// as long as the visibility it would have extended still runs (visibleUntil: the message's receipt
+// or its last successful extension, plus Visibility): waiting a whole interval would retry just
+// as the message becomes visible again and another consumer receives it. Each call is bounded by
+// half the interval (and callTimeout), so that a call that hangs leaves time for retries. Once the
+// visibility has run out, the heartbeat goes back to the interval: the message may be delivered
+// again, and an extension that succeeds still shortens that window.
 type heartbeat struct {
 	c     *Consumer
 	ctx   context.Context
 	d     *delivery
-	every time.Duration
+	every time.Duration // the interval between extensions
+	retry time.Duration // the wait before retrying a failed extension
+	bound time.Duration // the bound of one call
 
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
-	beating sync.WaitGroup
+	mu           sync.Mutex
+	timer        timer
+	stopped      bool
+	beating      sync.WaitGroup
+	visibleUntil time.Time // when the visibility runs out, as far as the consumer knows
+	failures     int       // extensions failed since the last success
+	lapsed       bool      // the lapse of the visibility was logged
 }
 
 func (c *Consumer) startHeartbeat(ctx context.Context, d *delivery) *heartbeat {
-	h := &heartbeat{c: c, ctx: ctx, d: d, every: c.cfg.Visibility / 2}
+	every := c.cfg.Visibility / 2
+	h := &heartbeat{
+		c: c, ctx: ctx, d: d, every: every,
+		retry: min(every/4, heartbeatRetryMax), bound: min(every/2, callTimeout),
+	}
 	h.mu.Lock()
-	h.timer = time.AfterFunc(h.every, h.beat)
+	h.visibleUntil = d.received.Add(c.cfg.Visibility)
+	h.timer = c.afterFunc(h.every, h.beat)
 	h.mu.Unlock()
 	return h
 }
@@ -39,20 +66,48 @@ func (h *heartbeat) beat() {
 	h.mu.Unlock()
 	defer h.beating.Done()
 
-	if err := h.c.setVisibility(h.ctx, h.d, h.c.cfg.Visibility); err != nil {
-		if h.ctx.Err() == nil {
-			h.c.log.WarnContext(h.ctx, "heartbeat failed; the message may be delivered again while it is processed", "err", err)
-		}
-	} else {
-		h.c.m.heartbeats.Inc()
-		h.c.log.DebugContext(h.ctx, "heartbeat: visibility extended", "by", h.c.cfg.Visibility.String())
-	}
+	err := h.c.changeVisibility(h.ctx, h.d, h.c.cfg.Visibility, h.bound)
+	now := h.c.now()
 
 	h.mu.Lock()
-	if !h.stopped && h.ctx.Err() == nil {
-		h.timer.Reset(h.every)
+	defer h.mu.Unlock()
+	next := h.every
+	switch {
+	case err == nil:
+		// SQS extended it at some moment during the call: counting from its end errs on the late
+		// side, which only prolongs the quick retries of a later failure.
+		h.visibleUntil = now.Add(h.c.cfg.Visibility)
+		h.c.m.heartbeats.Inc()
+		if h.failures > 0 {
+			h.c.log.InfoContext(h.ctx, "heartbeat: visibility extended again after failed attempts", "failed_attempts", h.failures)
+		} else {
+			h.c.log.DebugContext(h.ctx, "heartbeat: visibility extended", "by", h.c.cfg.Visibility.String())
+		}
+		h.failures, h.lapsed = 0, false
+	case h.ctx.Err() != nil:
+		return // processing ended (settled, timed out, shut down): nothing to extend any more
+	case now.Before(h.visibleUntil):
+		h.failures++
+		next = h.retry
+		left := h.visibleUntil.Sub(now)
+		if h.failures == 1 {
+			h.c.log.WarnContext(h.ctx, "heartbeat failed; retrying before the message's visibility runs out",
+				"err", err, "retry_in", next.String(), "visible_for", left.String())
+		} else {
+			h.c.log.DebugContext(h.ctx, "heartbeat failed again", "err", err, "failed_attempts", h.failures,
+				"retry_in", next.String(), "visible_for", left.String())
+		}
+	default:
+		h.failures++
+		if !h.lapsed {
+			h.lapsed = true
+			h.c.log.WarnContext(h.ctx, "heartbeat failed and the message's visibility has run out: it may be delivered again while it is processed",
+				"err", err, "failed_attempts", h.failures)
+		}
 	}
-	h.mu.Unlock()
+	if !h.stopped && h.ctx.Err() == nil {
+		h.timer.Reset(next)
+	}
 }
 
 // stop stops the heartbeat and waits for an extension in progress, so that nothing extends the

@@ -6,26 +6,28 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
 type metrics struct {
-	received      prometheus.Counter
-	acked         prometheus.Counter
-	retried       prometheus.Counter
-	deferred      prometheus.Counter
-	timedOut      prometheus.Counter
-	released      prometheus.Counter
-	ackFailed     prometheus.Counter
-	receiveErrors prometheus.Counter
-	heartbeats    prometheus.Counter
-	deadLettered  *prometheus.CounterVec
-	processing    prometheus.Histogram
-	receiveSize   prometheus.Histogram
-	deleteSize    prometheus.Histogram
-	paused        *prometheus.GaugeVec
-	inflight      prometheus.Gauge
-	depth         *prometheus.GaugeVec
+	received         prometheus.Counter
+	acked            prometheus.Counter
+	retried          prometheus.Counter
+	deferred         prometheus.Counter
+	timedOut         prometheus.Counter
+	released         prometheus.Counter
+	ackFailed        prometheus.Counter
+	receiveErrors    prometheus.Counter
+	heartbeats       prometheus.Counter
+	deadLettered     *prometheus.CounterVec
+	checksumMismatch *prometheus.CounterVec
+	processing       prometheus.Histogram
+	receiveSize      prometheus.Histogram
+	deleteSize       prometheus.Histogram
+	paused           *prometheus.GaugeVec
+	inflight         prometheus.Gauge
+	depth            *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "messages_dead_lettered_total",
 			Help: "Messages that failed permanently: sent to the DLQ, or on their last receive before the redrive policy moves them.",
 		}, []string{"reason"}),
+		checksumMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "messages_checksum_mismatch_total",
+			Help: "Received messages whose digest did not match: body (left in the queue, received again after its visibility timeout) or attributes (processed: only the body is used).",
+		}, []string{"digest"}),
 		processing: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "message_processing_seconds", Help: "Time spent processing one message.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
@@ -70,13 +76,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"queue", "state"}),
 	}
 	m.deadLettered.WithLabelValues("permanent") // export the usual series at 0
+	m.deadLettered.WithLabelValues(reasonRetriesExhausted)
+	m.checksumMismatch.WithLabelValues(queue.DigestBody)
+	m.checksumMismatch.WithLabelValues(queue.DigestAttributes)
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.received, m.acked, m.retried, m.deferred, m.timedOut, m.released, m.ackFailed, m.receiveErrors, m.heartbeats,
-		m.deadLettered, m.processing, m.receiveSize, m.deleteSize, m.paused, m.inflight, m.depth,
+		m.deadLettered, m.checksumMismatch, m.processing, m.receiveSize, m.deleteSize, m.paused, m.inflight, m.depth,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

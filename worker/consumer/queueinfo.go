@@ -52,7 +52,9 @@ func (c *Consumer) setDepth(queue string, n queue.Counts) {
 	c.m.depth.WithLabelValues(queue, "inflight").Set(float64(n.InFlight))
 }
 
-// dlqURLFromARN resolves the DLQ named by the redrive policy (for the depth gauges only).
+// dlqURLFromARN resolves the DLQ named by the redrive policy (for the depth gauges only). The
+// first failure is logged as a warning (sqs:GetQueueUrl denied, a DLQ in another account), the
+// next ones, every DepthInterval, at debug.
 func (c *Consumer) dlqURLFromARN(ctx context.Context, arn string) string {
 	name := arn[strings.LastIndexByte(arn, ':')+1:]
 	if name == "" {
@@ -60,7 +62,12 @@ func (c *Consumer) dlqURLFromARN(ctx context.Context, arn string) string {
 	}
 	out, err := c.cfg.Client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	if err != nil {
-		c.log.Debug("could not resolve the dead-letter queue of the redrive policy", "arn", arn, "err", err)
+		msg := "could not resolve the dead-letter queue of the redrive policy: no depth gauges for it (set INTAKE_DLQ_URL, or grant sqs:GetQueueUrl)"
+		if c.warnedDLQLookup.CompareAndSwap(false, true) {
+			c.log.Warn(msg, "arn", arn, "err", err)
+		} else {
+			c.log.Debug(msg, "arn", arn, "err", err)
+		}
 		return ""
 	}
 	return aws.ToString(out.QueueUrl)

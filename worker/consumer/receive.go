@@ -2,12 +2,17 @@ package consumer
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/intakehq/intake/internal/queue"
 )
 
 // receive is one long-poll loop; the workers process the messages it receives.
@@ -35,27 +40,79 @@ func (c *Consumer) receive(ctx context.Context, id int) {
 				return
 			}
 			c.m.receiveErrors.Inc()
+			c.receiving.failure(c.now(), err)
 			d := jitter(errBackoff)
 			log.Warn("receive failed; backing off", "err", err, "backoff", d.String())
 			errBackoff = min(errBackoff*2, pauseMax)
-			if !sleep(ctx, d) {
+			if !c.sleep(ctx, d) {
 				return
 			}
 			continue
 		}
+		received := c.now()
+		c.receiving.success()
 		errBackoff = pauseMin
-		c.releaseSlots(n - len(out.Messages))
-		c.m.received.Add(float64(len(out.Messages)))
-		if len(out.Messages) > 0 {
-			c.m.receiveSize.Observe(float64(len(out.Messages)))
+		c.reportChecksumFailures(log, out)
+		// A server that returns more messages than asked for: only n worker slots are held, so the
+		// extra ones are returned to the queue at once.
+		msgs, extra := out.Messages, []types.Message(nil)
+		if len(msgs) > n {
+			msgs, extra = msgs[:n], msgs[n:]
+		}
+		c.releaseSlots(n - len(msgs))
+		c.m.received.Add(float64(len(msgs)))
+		if len(msgs) > 0 {
+			c.m.receiveSize.Observe(float64(len(msgs)))
 		}
 		// A pause that began during the long poll: these messages would fail too. They are hidden
 		// until the next check of the dependency instead of being processed.
 		paused := !c.gate.valid(pass)
-		for _, msg := range out.Messages {
-			d := newDelivery(msg, pass.at)
+		for _, msg := range msgs {
+			d := newDelivery(msg, pass.at, received)
 			c.track(d)
 			c.dispatch(d, paused)
+		}
+		if len(extra) > 0 {
+			c.returnExtra(ctx, log, n, extra)
+		}
+	}
+}
+
+// reportChecksumFailures logs and counts the messages of a receive whose digests did not match
+// (queue.ChecksumFailures: reported by queue.Lean, the daemon's client). A message whose body did
+// not match is not in the answer: it stays in the queue, is received again after the visibility
+// timeout it was received with, and its receives count towards the redrive policy. A message whose
+// attributes alone did not match is processed: its body matched, and the body is all the Processor
+// gets (its attributes are only copied into the dead-letter queue when it fails for good).
+func (c *Consumer) reportChecksumFailures(log *slog.Logger, out *sqs.ReceiveMessageOutput) {
+	for _, f := range queue.ChecksumFailures(out.ResultMetadata) {
+		c.m.checksumMismatch.WithLabelValues(f.Digest).Inc()
+		if f.Digest == queue.DigestBody {
+			log.Warn("received a message whose body does not match its MD5OfBody; leaving it in the queue, to be received again after its visibility timeout",
+				"message_id", f.MessageID, "err", f.Err)
+			continue
+		}
+		log.Warn("received a message whose attributes do not match their MD5OfMessageAttributes; processing it (its body matched)",
+			"message_id", f.MessageID, "err", f.Err)
+	}
+}
+
+// returnExtra makes visible again at once the messages a receive returned beyond the asked-for
+// count (ChangeMessageVisibility 0), within callTimeout in all, even if ctx has ended.
+func (c *Consumer) returnExtra(ctx context.Context, log *slog.Logger, asked int, extra []types.Message) {
+	ids := make([]string, len(extra))
+	for i, m := range extra {
+		ids[i] = aws.ToString(m.MessageId)
+	}
+	log.Warn("the queue returned more messages than asked for; returning the extra ones to it unprocessed",
+		"asked", asked, "returned", asked+len(extra), "extra_message_ids", ids)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
+	for _, m := range extra {
+		d := newDelivery(m, time.Time{}, time.Time{})
+		if err := c.setVisibility(cctx, d, 0); err != nil {
+			log.Warn("could not return an extra message to the queue; it returns after its visibility timeout",
+				"message_id", d.id, "err", err)
 		}
 	}
 }
@@ -132,12 +189,13 @@ func (c *Consumer) releaseSlots(n int) {
 	}
 }
 
-func newDelivery(msg types.Message, polled time.Time) *delivery {
+func newDelivery(msg types.Message, polled, received time.Time) *delivery {
 	d := &delivery{
-		msg:    msg,
-		id:     aws.ToString(msg.MessageId),
-		handle: aws.ToString(msg.ReceiptHandle),
-		polled: polled,
+		msg:      msg,
+		id:       aws.ToString(msg.MessageId),
+		handle:   aws.ToString(msg.ReceiptHandle),
+		polled:   polled,
+		received: received,
 	}
 	d.receives, _ = strconv.Atoi(msg.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	if ms, err := strconv.ParseInt(msg.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
@@ -164,4 +222,38 @@ func (c *Consumer) inflightCount() int {
 	c.inflightMu.Lock()
 	defer c.inflightMu.Unlock()
 	return len(c.inflight)
+}
+
+// receiveHealth counts the receives that failed in a row, across the receivers, for Ready.
+type receiveHealth struct {
+	mu     sync.Mutex
+	failed int       // receives failed since the last one that succeeded
+	since  time.Time // when the first of them failed
+	last   error     // the last one's error
+}
+
+func (r *receiveHealth) failure(now time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failed == 0 {
+		r.since = now
+	}
+	r.failed++
+	r.last = err
+}
+
+func (r *receiveHealth) success() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed, r.last = 0, nil
+}
+
+// check fails once at least limit receives failed in a row.
+func (r *receiveHealth) check(limit int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failed < limit {
+		return nil
+	}
+	return fmt.Errorf("consumer: the last %d receives failed, since %s: %w", r.failed, r.since.UTC().Format(time.RFC3339), r.last)
 }

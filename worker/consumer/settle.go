@@ -82,8 +82,15 @@ func (c *Consumer) process(ctx context.Context, d *delivery) (err error) {
 func (c *Consumer) deferMessage(ctx context.Context, d *delivery, pause time.Duration, cause error) {
 	delay := deferDelay(d.receives, pause, c.cfg.MaxBackoff)
 	c.m.deferred.Inc()
-	c.log.InfoContext(ctx, "dependency unavailable; message hidden until it is back", "err", cause,
-		"receive_count", d.receives, "hidden_for", delay.String())
+	if rp := c.lastReceive(d); rp != nil {
+		c.m.deadLettered.WithLabelValues(reasonRetriesExhausted).Inc()
+		c.log.ErrorContext(ctx, "dependency unavailable on the last receive the queue's redrive policy allows; the queue will move the message to its dead-letter queue",
+			"err", cause, "reason", reasonRetriesExhausted, "receive_count", d.receives,
+			"max_receive_count", rp.MaxReceiveCount, "hidden_for", delay.String())
+	} else {
+		c.log.InfoContext(ctx, "dependency unavailable; message hidden until it is back", "err", cause,
+			"receive_count", d.receives, "hidden_for", delay.String())
+	}
 	if err := c.setVisibility(ctx, d, delay); err != nil {
 		c.log.WarnContext(ctx, "could not hide the message; it returns after its visibility timeout", "err", err)
 	}
@@ -102,11 +109,33 @@ func (c *Consumer) deferUnprocessed(ctx context.Context, d *delivery) {
 func (c *Consumer) retry(ctx context.Context, d *delivery, cause error) {
 	delay := retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
 	c.m.retried.Inc()
-	c.log.WarnContext(ctx, "processing failed; will retry", "err", cause,
-		"receive_count", d.receives, "retry_in", delay.String())
+	if rp := c.lastReceive(d); rp != nil {
+		c.m.deadLettered.WithLabelValues(reasonRetriesExhausted).Inc()
+		c.log.ErrorContext(ctx, "processing failed on the last receive the queue's redrive policy allows; the queue will move the message to its dead-letter queue",
+			"err", cause, "reason", reasonRetriesExhausted, "receive_count", d.receives,
+			"max_receive_count", rp.MaxReceiveCount, "visible_in", delay.String())
+	} else {
+		c.log.WarnContext(ctx, "processing failed; will retry", "err", cause,
+			"receive_count", d.receives, "retry_in", delay.String())
+	}
 	if err := c.setVisibility(ctx, d, delay); err != nil {
 		c.log.WarnContext(ctx, "could not set the retry backoff; the message returns after its visibility timeout", "err", err)
 	}
+}
+
+// reasonRetriesExhausted is the intake_messages_dead_lettered_total reason of a message that failed
+// on the last receive the redrive policy allows without failing for good.
+const reasonRetriesExhausted = "retries_exhausted"
+
+// lastReceive returns the queue's redrive policy when d's receive is the last one it allows (the
+// next receive moves the message to the dead-letter queue), else nil. The consumer knows the
+// policy once it has read the queue's attributes (at start, then every DepthInterval); until then,
+// or without a policy, it returns nil.
+func (c *Consumer) lastReceive(d *delivery) *queue.RedrivePolicy {
+	if rp := c.redrive.Load(); rp != nil && d.receives >= rp.MaxReceiveCount {
+		return rp
+	}
+	return nil
 }
 
 // release makes the message visible again at once (shutdown).
@@ -121,7 +150,12 @@ func (c *Consumer) release(ctx context.Context, d *delivery) {
 }
 
 func (c *Consumer) setVisibility(ctx context.Context, d *delivery, v time.Duration) error {
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	return c.changeVisibility(ctx, d, v, callTimeout)
+}
+
+// changeVisibility sets the message's visibility to v, in a call bounded by timeout.
+func (c *Consumer) changeVisibility(ctx context.Context, d *delivery, v, timeout time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_, err := c.cfg.Client.ChangeMessageVisibility(cctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl:          aws.String(c.cfg.QueueURL),

@@ -1,0 +1,236 @@
+package consumer
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+func fakeMessages(prefix string, n int) []types.Message {
+	msgs := make([]types.Message, n)
+	for i := range msgs {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		msgs[i] = types.Message{
+			MessageId: aws.String(id), ReceiptHandle: aws.String("h-" + id), Body: aws.String(id),
+			Attributes: map[string]string{string(types.MessageSystemAttributeNameApproximateReceiveCount): "1"},
+		}
+	}
+	return msgs
+}
+
+// TestReceiveMoreThanAsked: a server that returns more messages than the receive asked for gets
+// the extra ones back at once (visibility 0), unprocessed; the consumer processes as many as it
+// holds worker slots for, and its slots stay balanced (it goes on receiving).
+func TestReceiveMoreThanAsked(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var mu sync.Mutex
+	var asked []int32
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		switch calls.Add(1) {
+		case 1:
+			mu.Lock()
+			asked = append(asked, in.MaxNumberOfMessages)
+			mu.Unlock()
+			return &sqs.ReceiveMessageOutput{Messages: fakeMessages("m", int(in.MaxNumberOfMessages)+3)}, nil
+		case 2:
+			mu.Lock()
+			asked = append(asked, in.MaxNumberOfMessages)
+			mu.Unlock()
+			return &sqs.ReceiveMessageOutput{Messages: fakeMessages("n", int(in.MaxNumberOfMessages))}, nil
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	var processed []string
+	c, logs := newFakeConsumer(t, client, Config{
+		Receivers: 1, Workers: 4, DepthInterval: -1,
+		Processor: ProcessorFunc(func(_ context.Context, id string, _ []byte) error {
+			mu.Lock()
+			processed = append(processed, id)
+			mu.Unlock()
+			return nil
+		}),
+	})
+	runFake(t, c)
+
+	require.Eventually(t, func() bool { return calls.Load() >= 3 && len(client.deletedHandles()) == 8 }, 10*time.Second, time.Millisecond,
+		"both receives' messages are processed and deleted, and the receiver goes on")
+	mu.Lock()
+	require.Equal(t, []int32{4, 4}, asked, "four idle workers: four messages asked for, twice")
+	assert.ElementsMatch(t, []string{"m-0", "m-1", "m-2", "m-3", "n-0", "n-1", "n-2", "n-3"}, processed, "only what was asked for is processed")
+	mu.Unlock()
+	var returned []string
+	for _, v := range client.visibilityCalls() {
+		require.Zero(t, v.seconds, "only the extra messages have their visibility changed, to 0")
+		returned = append(returned, v.handle)
+	}
+	assert.ElementsMatch(t, []string{"h-m-4", "h-m-5", "h-m-6"}, returned)
+	assert.Equal(t, 8.0, counterValue(t, c.m.received))
+	assert.Contains(t, logs.String(), "returned more messages than asked for")
+	assert.Contains(t, logs.String(), "extra_message_ids=\"[m-4 m-5 m-6]\"")
+}
+
+// TestReceiveChecksumFailures: the messages a receive left out, or kept, because their digests did
+// not match (queue.ChecksumFailures) are logged with their ids and counted by digest; the others
+// are processed.
+func TestReceiveChecksumFailures(t *testing.T) {
+	t.Parallel()
+	// What queue.Lean answers when one message's body and another's attributes were damaged.
+	out := leanAnswer(t, fakeMessages("m", 3), "m-1", "m-2")
+	require.Len(t, out.Messages, 2)
+	client := &fakeSQS{}
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if calls.Add(1) > 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return out, nil
+	}
+	c, logs := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 10, DepthInterval: -1})
+	runFake(t, c)
+
+	require.Eventually(t, func() bool { return len(client.deletedHandles()) == 2 }, 10*time.Second, time.Millisecond)
+	assert.ElementsMatch(t, []string{"h-m-0", "h-m-2"}, client.deletedHandles(), "the message whose attributes alone failed is processed")
+	assert.Equal(t, 1.0, counterValue(t, c.m.checksumMismatch.WithLabelValues(queue.DigestBody)))
+	assert.Equal(t, 1.0, counterValue(t, c.m.checksumMismatch.WithLabelValues(queue.DigestAttributes)))
+	assert.Equal(t, 2.0, counterValue(t, c.m.received))
+	assert.Empty(t, client.visibilityCalls(), "the damaged message is left as it is: it returns after its visibility timeout")
+	assert.Regexp(t, `level=WARN msg="received a message whose body does not match its MD5OfBody; [^"]*" receiver=0 message_id=m-1 err=".*MD5OfBody`, logs.String())
+	assert.Regexp(t, `level=WARN msg="received a message whose attributes do not match their MD5OfMessageAttributes; [^"]*" receiver=0 message_id=m-2 err=".*MD5OfMessageAttributes`, logs.String())
+}
+
+// leanAnswer is what queue.Lean answers for msgs when the body of badBody and the attributes of
+// badAttrs do not match their digests: a loopback server sends them as SQS would, digests and all.
+func leanAnswer(t *testing.T, msgs []types.Message, badBody, badAttrs string) *sqs.ReceiveMessageOutput {
+	t.Helper()
+	wire := make([]map[string]any, len(msgs))
+	for i, m := range msgs {
+		body := aws.ToString(m.Body)
+		attrs := map[string]types.MessageAttributeValue{"k": {DataType: aws.String("String"), StringValue: aws.String("v")}}
+		sum, attrSum := md5Hex(body), queue.MD5OfMessageAttributes(attrs)
+		switch aws.ToString(m.MessageId) {
+		case badBody:
+			sum = md5Hex("something else")
+		case badAttrs:
+			attrSum = md5Hex("other attributes")
+		}
+		wire[i] = map[string]any{
+			"MessageId": aws.ToString(m.MessageId), "ReceiptHandle": aws.ToString(m.ReceiptHandle), "Body": body,
+			"MD5OfBody": sum, "Attributes": m.Attributes, "MD5OfMessageAttributes": attrSum,
+			"MessageAttributes": map[string]any{"k": map[string]string{"DataType": "String", "StringValue": "v"}},
+		}
+	}
+	answer, err := json.Marshal(map[string]any{"Messages": wire})
+	require.NoError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write(answer)
+	}))
+	defer srv.Close()
+	lean, err := queue.NewLean(queue.NewClient(testkit.AWSConfig(), testkit.AWSAt("", srv.URL)))
+	require.NoError(t, err)
+	out, err := lean.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(srv.URL + "/000000000000/q"), MaxNumberOfMessages: 10, MessageAttributeNames: []string{"All"},
+	})
+	require.NoError(t, err)
+	return out
+}
+
+func md5Hex(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestReadyFailsWhileReceivesFail: a consumer whose receives all fail stops being ready once
+// unreadyReceiveFailures receives per receiver failed in a row, with the last error; one receive
+// that succeeds makes it ready again.
+func TestReadyFailsWhileReceivesFail(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	answers := make(chan error)
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		calls.Add(1)
+		select {
+		case err := <-answers:
+			if err != nil {
+				return nil, err
+			}
+			return &sqs.ReceiveMessageOutput{}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c, _ := newFakeConsumer(t, client, Config{Receivers: 2, DepthInterval: -1})
+	c.sleep = func(ctx context.Context, _ time.Duration) bool { return ctx.Err() == nil } // no backoff
+	runFake(t, c)
+	ctx := context.Background()
+	// answer hands one answer to a waiting receive, and waits until the receiver has recorded it
+	// (it has called again).
+	answer := func(err error) {
+		t.Helper()
+		n := calls.Load()
+		answers <- err
+		require.Eventually(t, func() bool { return calls.Load() > n }, 10*time.Second, time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return calls.Load() == 2 }, 10*time.Second, time.Millisecond, "both receivers poll")
+	require.NoError(t, c.Ready(ctx))
+
+	denied := errors.New("AccessDenied: not authorized to perform sqs:ReceiveMessage")
+	limit := 2 * unreadyReceiveFailures
+	for range limit - 1 {
+		answer(denied)
+	}
+	require.NoError(t, c.Ready(ctx), "a few failed receives do not make the consumer unready")
+	answer(denied)
+	err := c.Ready(ctx)
+	require.ErrorIs(t, err, denied)
+	require.ErrorContains(t, err, fmt.Sprintf("the last %d receives failed, since ", limit))
+	answer(denied)
+	require.ErrorContains(t, c.Ready(ctx), fmt.Sprintf("the last %d receives failed", limit+1))
+
+	answer(nil)
+	require.NoError(t, c.Ready(ctx), "a receive that succeeds ends it")
+	for range limit - 1 {
+		answer(denied)
+	}
+	require.NoError(t, c.Ready(ctx), "the count starts again")
+	assert.Equal(t, float64(2*limit), counterValue(t, c.m.receiveErrors))
+}
+
+// TestReceiveHealth: the count of receives failed in a row, across receivers.
+func TestReceiveHealth(t *testing.T) {
+	t.Parallel()
+	var r receiveHealth
+	start := time.Date(2026, 12, 3, 14, 0, 0, 0, time.UTC)
+	require.NoError(t, r.check(1))
+	r.failure(start, errors.New("first"))
+	r.failure(start.Add(time.Minute), errors.New("second"))
+	require.NoError(t, r.check(3))
+	err := r.check(2)
+	require.EqualError(t, err, "consumer: the last 2 receives failed, since 2026-12-03T14:00:00Z: second")
+	r.success()
+	require.NoError(t, r.check(1))
+	require.Zero(t, r.failed)
+}
