@@ -68,10 +68,22 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 	if err != nil {
 		if rep != nil && rep.Fixed != nil {
 			// The comparison finished; the fix stopped part-way: show what was done.
-			_ = rep.WriteText(g.Stdout)
+			_ = c.write(g, rep)
 		}
 		return err
 	}
+	if err := c.write(g, rep); err != nil {
+		return err
+	}
+	if c.ExitCode && rep.Differences() > 0 {
+		return exitError{exitDifferences}
+	}
+	return nil
+}
+
+// write prints the report as text, or as JSON with --json.
+func (c *ReconcileCmd) write(g *Globals, rep *reconcile.Report) error {
+	var err error
 	if c.JSON {
 		err = json.NewEncoder(g.Stdout).Encode(rep)
 	} else {
@@ -79,9 +91,6 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
-	}
-	if c.ExitCode && rep.Differences() > 0 {
-		return exitError{exitDifferences}
 	}
 	return nil
 }

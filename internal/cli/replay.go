@@ -48,7 +48,7 @@ type ReplayDLQCmd struct {
 	From       string        `name:"from" placeholder:"DLQ_URL" help:"Dead-letter queue URL (default: INTAKE_DLQ_URL)."`
 	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: the messages present when the replay starts)."`
 	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s, 30s with --dry-run)."`
-	Wait       time.Duration `name:"wait" default:"2s" help:"Long-poll wait; a receive that finds nothing for this long ends the replay (0..20s)."`
+	Wait       time.Duration `name:"wait" default:"2s" help:"Long-poll wait; a receive that finds nothing for this long ends the replay (whole seconds, 1s..20s)."`
 	Native     bool          `name:"native" help:"Use SQS's StartMessageMoveTask (AWS only; emulators lack it)."`
 	Samples    int           `name:"samples" default:"5" help:"Bodies shown by --dry-run."`
 	sendFlags  `embed:""`
@@ -60,6 +60,11 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	to := cmp.Or(c.To, g.Config.QueueURL)
 	rate, err := replay.ParseRate(c.Rate)
 	if err != nil {
+		return err
+	}
+	// Checked before the queue is read. 0 would be a short poll (replay.DLQOptions takes it for
+	// its default, but --wait 0 asks for no wait).
+	if err := replay.CheckWait(c.Wait); err != nil {
 		return err
 	}
 	client, err := sqsClient(g)
@@ -119,10 +124,12 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	for _, f := range res.Failures {
 		s.Note("failure: %s", f)
 	}
-	interrupted := errors.Is(runErr, context.Canceled)
+	// MoveDLQ returns nil when stopped (the batches it received are finished): whether it was
+	// interrupted is the command's context's to say.
+	interrupted := g.Ctx.Err() != nil
 	if interrupted {
 		s.Note("interrupted: received batches were finished; run again to move the rest")
-		runErr = nil
+		runErr = stoppedBy(runErr)
 	}
 	if err := writeSummary(g, s, c.JSON); err != nil {
 		return err
@@ -145,12 +152,21 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 	if err != nil && res.Messages == 0 {
 		return err
 	}
+	// DryRunDLQ returns nil when stopped: the count is then partial.
+	interrupted := g.Ctx.Err() != nil
+	if interrupted {
+		err = stoppedBy(err)
+	}
+	if err == nil && interrupted {
+		err = exitError{exitInterrupted}
+	}
 	if c.JSON {
 		out := struct {
 			Title string `json:"title"`
 			From  string `json:"from"`
 			replay.DryRunResult
-		}{"replay dlq (dry run)", o.From, res}
+			Interrupted bool `json:"interrupted,omitempty"`
+		}{"replay dlq (dry run)", o.From, res, interrupted}
 		if encErr := json.NewEncoder(g.Stdout).Encode(out); encErr != nil {
 			return fmt.Errorf("write summary: %w", encErr)
 		}
@@ -163,6 +179,9 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 	}
 	if held := res.Messages + res.Skipped; res.Returned < held {
 		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", held-res.Returned)
+	}
+	if interrupted {
+		s.Note("interrupted: the count is partial (what was received was made visible again); run again to count them all")
 	}
 	if werr := s.WriteText(g.Stdout); werr != nil {
 		return werr
@@ -289,10 +308,12 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 	for _, fl := range res.Failures {
 		s.Note("failed: %s", fl)
 	}
-	interrupted := errors.Is(runErr, context.Canceled)
+	// Whether it was interrupted is the command's context's to say: a batch that failed stops the
+	// other workers with context.Canceled too.
+	interrupted := g.Ctx.Err() != nil
 	if interrupted {
 		s.Note("interrupted: run again to send the rest (bodies already sent are sent again; the pipeline absorbs duplicates)")
-		runErr = nil
+		runErr = stoppedBy(runErr)
 	}
 	if err := writeSummary(g, s, f.JSON); err != nil {
 		return err
@@ -307,6 +328,16 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 		return fmt.Errorf("%d bodies not sent", res.Failed)
 	}
 	return nil
+}
+
+// stoppedBy returns err of a run whose command was interrupted: nil when err is only the
+// interruption (nil, or context.Canceled), which the summary and exit status 130 report; any other
+// error as it is.
+func stoppedBy(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // sqsClient builds an SQS client from the configuration (LoadAWS installs objstore.HTTPClient,

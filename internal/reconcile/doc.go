@@ -13,7 +13,9 @@
 // The bucket is listed with ListObjectsV2 (pages of 1000, in byte order of key) while the rows
 // are read in the same order (keyset pages over the index of migration 0005), and the two streams
 // are merged: memory stays flat whatever the bucket's size. Rows changed after the run started
-// are not judged (an event processed during the listing may legitimately disagree with it).
+// are not judged (an event processed during the listing may legitimately disagree with it), nor
+// are objects written after it (LastModified; their events may still be on their way). A listing
+// cut short (an error, or the context ending) fails the run: what it did not list is not gone.
 //
 // # Fixing
 //

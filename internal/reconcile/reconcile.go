@@ -123,7 +123,7 @@ type Report struct {
 	Rows int `json:"rows"`
 	// InSync objects have a row that agrees (and absent objects whose row says deleted/missing).
 	InSync int `json:"in_sync"`
-	// Changed rows were updated during the run and not judged.
+	// Changed rows were updated, or objects uploaded (LastModified), during the run: not judged.
 	Changed  int       `json:"changed_during_run"`
 	Missing  []Missing `json:"missing"`
 	Stale    []Stale   `json:"stale"`
@@ -139,7 +139,14 @@ func (r *Report) Differences() int { return len(r.Missing) + len(r.Stale) + len(
 type object struct {
 	key, etag string
 	size      int64
+	modified  time.Time // LastModified (zero when the listing has none)
 }
+
+// changedSince reports whether the object was written at or after t (an upload during the run,
+// whose event may not have been processed yet). A listing's LastModified may be cut to the second
+// (AWS): an object written before the run started is always judged, one written in the second the
+// run started in may be judged too.
+func (o object) changedSince(t time.Time) bool { return !o.modified.IsZero() && !o.modified.Before(t) }
 
 // Run lists the bucket, compares it with the rows and, with o.Fix, repairs. The report is valid
 // (what was seen so far) even with an error.
@@ -215,6 +222,11 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 	rc := &rowCursor{ctx: ctx, rows: rows, o: o}
 	for {
 		s, sok := objs.peek()
+		if !sok && listErr != nil {
+			// The listing stopped short (an error, or ctx ended): what it did not list is not gone.
+			// listErr was set before the pages were closed.
+			return listErr
+		}
 		r, rok, err := rc.peek()
 		if err != nil {
 			return err
@@ -226,7 +238,11 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 		case !rok || (sok && s.key < r.Key):
 			rep.Listed++
 			o.Progress.Add(1)
-			rep.Missing = append(rep.Missing, Missing{Key: s.key, ETag: normETag(s.etag), Size: s.size})
+			if s.changedSince(rep.Started) {
+				rep.Changed++ // uploaded during the run: its event may be on its way
+			} else {
+				rep.Missing = append(rep.Missing, Missing{Key: s.key, ETag: normETag(s.etag), Size: s.size})
+			}
 			objs.next()
 		case !sok || r.Key < s.key:
 			rep.Rows++
@@ -245,7 +261,7 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 			o.Progress.Add(1)
 			rowETag := normETag(aws.ToString(r.Etag))
 			switch {
-			case !r.UpdatedAt.Before(rep.Started):
+			case !r.UpdatedAt.Before(rep.Started) || s.changedSince(rep.Started):
 				rep.Changed++
 			case absent(r.Status) || rowETag != normETag(s.etag):
 				rep.Stale = append(rep.Stale, Stale{Key: s.key, S3ETag: normETag(s.etag), RowETag: rowETag, RowStatus: r.Status})
@@ -269,6 +285,7 @@ func normETag(s string) string { return strings.ToLower(strings.Trim(s, `"`)) }
 
 // list sends the bucket's objects under o.Prefix, page by page, and checks they come in byte order.
 // With a limiter, each page is paid for (one token per object) before the next one is requested.
+// A listing stopped by ctx returns ctx's error: it is not a complete one.
 func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out chan<- []object) error {
 	p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{
 		Bucket: aws.String(o.Bucket), Prefix: aws.String(o.Prefix), MaxKeys: aws.Int32(int32(o.PageSize)),
@@ -278,7 +295,7 @@ func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out 
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil // the merge stopped first and reports why
+				return fmt.Errorf("list bucket %q: %w", o.Bucket, ctx.Err())
 			}
 			return fmt.Errorf("list bucket %q: %w", o.Bucket, err)
 		}
@@ -289,16 +306,16 @@ func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out 
 				return fmt.Errorf("list bucket %q: key %q came after %q: the listing is not in byte order (directory buckets are not supported)", o.Bucket, key, prev)
 			}
 			prev = key
-			objs = append(objs, object{key: key, etag: aws.ToString(c.ETag), size: aws.ToInt64(c.Size)})
+			objs = append(objs, object{key: key, etag: aws.ToString(c.ETag), size: aws.ToInt64(c.Size), modified: aws.ToTime(c.LastModified)})
 		}
 		select {
 		case out <- objs:
 		case <-ctx.Done():
-			return nil
+			return fmt.Errorf("list bucket %q: %w", o.Bucket, ctx.Err())
 		}
 		if err := wait(ctx, limiter, len(objs)); err != nil {
 			if ctx.Err() != nil {
-				return nil // cancelled: the merge stopped first and reports why
+				return fmt.Errorf("list bucket %q: %w", o.Bucket, ctx.Err())
 			}
 			// The limiter refuses a wait that would pass the context's deadline before the
 			// deadline comes: the listing is cut short, not complete.

@@ -319,3 +319,123 @@ func TestReconcileListingCutByRate(t *testing.T) {
 	require.Error(t, err, "a listing cut short is not a complete one (report: %+v)", rep)
 	require.NoError(t, ctx.Err(), "the limiter refused before the deadline came")
 }
+
+// cancelOnPage cancels the run's context when the listing asks for page n (counting from 1), once
+// after is closed, and lets the request go on with it.
+type cancelOnPage struct {
+	S3API
+	n      int
+	after  <-chan struct{}
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	pages  int
+}
+
+func (c *cancelOnPage) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	c.mu.Lock()
+	c.pages++
+	page := c.pages
+	c.mu.Unlock()
+	if page == c.n {
+		select {
+		case <-c.after:
+		case <-ctx.Done(): // the run ended first: no hang
+		}
+		c.cancel()
+	}
+	return c.S3API.ListObjectsV2(ctx, in, opts...)
+}
+
+// rowsRead closes read when the first page of rows has been read.
+type rowsRead struct {
+	Rows
+	once sync.Once
+	read chan struct{}
+}
+
+func (r *rowsRead) OpsListObjects(ctx context.Context, arg dbqListParams) ([]dbqListRow, error) {
+	rows, err := r.Rows.OpsListObjects(ctx, arg)
+	r.once.Do(func() { close(r.read) })
+	return rows, err
+}
+
+// TestReconcileListingCancelled: a run whose context ends (SIGINT, a deadline) while the bucket is
+// listed fails with the context's error: the rows past the cut are not reported gone, and the
+// command says interrupted instead of printing a report (or --exit-code 3, or a success).
+func TestReconcileListingCancelled(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs MinIO and PostgreSQL")
+	}
+	b := setup(t, 20, func(i int) string { return fmt.Sprintf("k%02d", i) })
+	// Rows for k00..k04 and k15..k18: fewer than a page, all read (in one query) before the cut,
+	// which comes when the listing asks for its second page.
+	for _, i := range []int{0, 1, 2, 3, 4, 15, 16, 17, 18} {
+		k := fmt.Sprintf("k%02d", i)
+		b.row(t, b.bucket, k, b.etags[k], "valid")
+	}
+	ctx, cancel := context.WithCancel(testkit.Context(t))
+	defer cancel()
+	rows := &rowsRead{Rows: b.st.Q, read: make(chan struct{})}
+	s3c := &cancelOnPage{S3API: b.s3, n: 2, after: rows.read, cancel: cancel}
+	rep, err := Run(ctx, s3c, rows, Options{Bucket: b.bucket, PageSize: 10})
+	require.ErrorIs(t, err, context.Canceled, "a listing cut short is not a complete one (report: %+v)", rep)
+	require.Empty(t, rep.Gone, "k15..k18 were not listed, not found gone")
+	require.Equal(t, 2, s3c.pages)
+}
+
+// rowsThen runs then once, right after the run's start time is read, with that time.
+type rowsThen struct {
+	Rows
+	once sync.Once
+	then func(start time.Time)
+}
+
+func (r *rowsThen) OpsNow(ctx context.Context) (time.Time, error) {
+	now, err := r.Rows.OpsNow(ctx)
+	r.once.Do(func() { r.then(now) })
+	return now, err
+}
+
+// TestReconcileObjectsChangedDuringRun: an object uploaded (or overwritten) after the run started
+// has no row yet, or a row of its previous version, while its event is on its way: it is counted
+// as changed during the run, not reported missing or stale (nor fixed).
+func TestReconcileObjectsChangedDuringRun(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs MinIO and PostgreSQL")
+	}
+	b := setup(t, 3, func(i int) string { return fmt.Sprintf("k%d", i) })
+	ctx := testkit.Context(t)
+	for i := range 3 {
+		k := fmt.Sprintf("k%d", i)
+		b.row(t, b.bucket, k, b.etags[k], "valid")
+	}
+	b.row(t, b.bucket, "k9", "e", "valid") // gone: judged as before
+	put := func(key, content string) {
+		_, err := b.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Body: bytes.NewReader([]byte(content))})
+		require.NoError(t, err)
+	}
+	rows := &rowsThen{Rows: b.st.Q, then: func(start time.Time) {
+		// MinIO lists LastModified in milliseconds: written a millisecond after the start at the
+		// earliest, the objects are listed as written after it.
+		time.Sleep(time.Until(start.Add(time.Millisecond)))
+		put("k1", "overwritten during the run") // its row has the old etag
+		put("k5", "uploaded during the run")    // no row yet
+	}}
+	rep, err := Run(ctx, b.s3, rows, Options{Bucket: b.bucket})
+	require.NoError(t, err)
+	require.Empty(t, rep.Missing)
+	require.Empty(t, rep.Stale)
+	require.Equal(t, []Gone{{Key: "k9", RowStatus: "valid"}}, rep.Gone)
+	require.Equal(t, 2, rep.Changed, "k1 and k5 changed during the run")
+	require.Equal(t, 2, rep.InSync)
+	require.Equal(t, 4, rep.Listed)
+
+	// The next run judges them.
+	rep, err = Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket})
+	require.NoError(t, err)
+	require.Equal(t, []string{"k5"}, keysOf(rep.Missing, func(m Missing) string { return m.Key }))
+	require.Equal(t, []string{"k1"}, keysOf(rep.Stale, func(s Stale) string { return s.Key }))
+	require.Zero(t, rep.Changed)
+}

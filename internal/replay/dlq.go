@@ -3,6 +3,8 @@ package replay
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,7 +36,9 @@ type DLQOptions struct {
 	// Visibility hides received messages from other readers while they are moved (default 60s;
 	// dry runs default to 30s). A message whose move failed reappears after it.
 	Visibility time.Duration
-	// Wait is the long-poll wait of a receive; an empty receive ends a worker (default 2s).
+	// Wait is the long-poll wait of a receive, a whole number of seconds in 1s..20s (a shorter
+	// one would be a short poll, which on SQS may find nothing while messages are there); an
+	// empty receive ends a worker (default 2s).
 	Wait time.Duration
 	// Start is what the dead-letter queue held when the move started (nil: MoveDLQ reads it).
 	Start *DLQStart
@@ -83,10 +87,21 @@ func (o DLQOptions) validate(needTo bool) error {
 	if o.Visibility != 0 && (o.Visibility < time.Second || o.Visibility > 12*time.Hour) {
 		errs = append(errs, fmt.Errorf("visibility: %s not in 1s..12h", o.Visibility))
 	}
-	if o.Wait < 0 || o.Wait > 20*time.Second {
-		errs = append(errs, fmt.Errorf("wait: %s not in 0..20s", o.Wait))
+	if o.Wait != 0 {
+		errs = append(errs, CheckWait(o.Wait))
 	}
 	return errors.Join(errs...)
+}
+
+// CheckWait returns an error unless d is a long-poll wait SQS takes as it is: a whole number of
+// seconds, 1s to 20s. WaitTimeSeconds 0 is a short poll, which samples only some of SQS's servers
+// and may come back empty while the queue holds messages: an empty receive ends a replay, so it
+// must not be one (and a fraction of a second would be cut to one).
+func CheckWait(d time.Duration) error {
+	if d < time.Second || d > 20*time.Second || d%time.Second != 0 {
+		return fmt.Errorf("wait: %s is not a whole number of seconds in 1s..20s", d)
+	}
+	return nil
 }
 
 // DLQStart is what the dead-letter queue held when a move started: MoveDLQ moves at most Messages
@@ -165,7 +180,8 @@ type mover struct {
 	o       DLQOptions
 	limiter *rate.Limiter
 	fifo    bool
-	budget  int // messages the run may move: present at the start, within Max
+	run     string // this run's id, in the deduplication ids of a FIFO target
+	budget  int    // messages the run may move: present at the start, within Max
 
 	mu       sync.Mutex
 	reserved int // messages moved, or received to be moved, against budget
@@ -197,7 +213,7 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 		o.Start = &start
 	}
 	m := &mover{
-		c: c, o: o, limiter: newLimiter(o.Rate), fifo: isFIFO(o.To), budget: o.Start.Budget(o.Max),
+		c: c, o: o, limiter: newLimiter(o.Rate), fifo: isFIFO(o.To), run: newRunID(), budget: o.Start.Budget(o.Max),
 		sent: map[string]bool{}, skipped: map[string]string{}, res: DLQResult{Start: *o.Start},
 	}
 	var wg sync.WaitGroup
@@ -353,7 +369,7 @@ func (m *mover) worker(ctx context.Context) error {
 func (m *mover) move(ctx context.Context, msgs []types.Message) error {
 	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 	for i, msg := range msgs {
-		entries[i] = sendEntry(strconv.Itoa(i), msg, m.fifo)
+		entries[i] = sendEntry(strconv.Itoa(i), msg, m.fifo, m.run)
 	}
 	sent, newIDs, failed, sendErr := sendBatch(ctx, m.c, m.o.To, entries, m.o.Attempts, m.o.Log)
 	m.moved(newIDs)
@@ -395,10 +411,21 @@ func receiveInput(url string, n int, visibility, waitTime time.Duration) *sqs.Re
 	}
 }
 
+// newRunID returns a random id for one MoveDLQ run.
+func newRunID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
 // sendEntry copies a received message into a send entry: body and message attributes, and for a
-// FIFO target the group id and a deduplication id (the original one, else the message id, so that
-// replaying the same message twice within five minutes is deduplicated by SQS itself).
-func sendEntry(id string, msg types.Message, fifo bool) types.SendMessageBatchRequestEntry {
+// FIFO target the group id and a deduplication id made of run (the run's id) and the message id.
+// Within a run the id is stable, so that SQS deduplicates a message sent twice (a retried send, or
+// a message received again after its delete failed); across runs it differs. The original
+// deduplication id would not do: SQS keeps it for five minutes, so a message moved back, failed
+// again and replayed within that time would be accepted as a duplicate without being delivered,
+// and then deleted from the dead-letter queue: lost.
+func sendEntry(id string, msg types.Message, fifo bool, run string) types.SendMessageBatchRequestEntry {
 	e := types.SendMessageBatchRequestEntry{
 		Id:                aws.String(id),
 		MessageBody:       msg.Body,
@@ -407,7 +434,7 @@ func sendEntry(id string, msg types.Message, fifo bool) types.SendMessageBatchRe
 	if fifo {
 		sys := msg.Attributes
 		e.MessageGroupId = aws.String(cmp.Or(sys[string(types.MessageSystemAttributeNameMessageGroupId)], "intake-replay"))
-		e.MessageDeduplicationId = aws.String(cmp.Or(sys[string(types.MessageSystemAttributeNameMessageDeduplicationId)], aws.ToString(msg.MessageId)))
+		e.MessageDeduplicationId = aws.String(run + ":" + aws.ToString(msg.MessageId))
 	}
 	return e
 }

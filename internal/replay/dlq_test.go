@@ -2,12 +2,15 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
@@ -256,18 +259,28 @@ func TestCut(t *testing.T) {
 	require.Equal(t, "a…", cut("aé", 2), "never splits a UTF-8 sequence")
 }
 
+// TestSendEntryFIFO: a FIFO target gets the message group id and a deduplication id of the run and
+// the message: the same for a send retried within a run, another in the next run, and never the
+// original deduplication id, which SQS would still hold (for five minutes) when a message moved
+// back, failed again and was replayed: accepted as a duplicate, not delivered, deleted from the
+// dead-letter queue.
 func TestSendEntryFIFO(t *testing.T) {
 	t.Parallel()
 	msg := fifoMessage("m-1", map[string]string{"MessageGroupId": "g", "MessageDeduplicationId": "d"})
-	e := sendEntry("0", msg, true)
+	e := sendEntry("0", msg, true, "run1")
 	require.Equal(t, "g", aws.ToString(e.MessageGroupId))
-	require.Equal(t, "d", aws.ToString(e.MessageDeduplicationId))
-	e = sendEntry("0", fifoMessage("m-2", nil), true)
+	require.Equal(t, "run1:m-1", aws.ToString(e.MessageDeduplicationId))
+	require.Equal(t, aws.ToString(e.MessageDeduplicationId), aws.ToString(sendEntry("3", msg, true, "run1").MessageDeduplicationId),
+		"stable within a run")
+	require.NotEqual(t, aws.ToString(e.MessageDeduplicationId), aws.ToString(sendEntry("0", msg, true, "run2").MessageDeduplicationId),
+		"another run, another deduplication id")
+	e = sendEntry("0", fifoMessage("m-2", nil), true, "run1")
 	require.Equal(t, "intake-replay", aws.ToString(e.MessageGroupId))
-	require.Equal(t, "m-2", aws.ToString(e.MessageDeduplicationId))
-	e = sendEntry("0", msg, false)
+	require.Equal(t, "run1:m-2", aws.ToString(e.MessageDeduplicationId))
+	e = sendEntry("0", msg, false, "run1")
 	require.Nil(t, e.MessageGroupId)
 	require.Nil(t, e.MessageDeduplicationId)
+	require.NotEqual(t, newRunID(), newRunID())
 }
 
 // TestRetryBatchKeepsEarlierFailures: an entry refused by the sender's fault on the first attempt
@@ -292,4 +305,129 @@ func TestRetryBatchKeepsEarlierFailures(t *testing.T) {
 	require.Len(t, failed, 1)
 	require.Equal(t, "a", failed[0].ID)
 	require.Equal(t, 2, calls)
+}
+
+// TestRetryBatchKeepsFailuresWhenTheLastCallFails: an entry refused by the sender's fault on the
+// first attempt stays among the failures when the later attempts fail as whole calls (the error is
+// returned with it), or when a whole call fails as ctx ends.
+func TestRetryBatchKeepsFailuresWhenTheLastCallFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		cancel bool // cancel ctx in the second call: no retry then
+	}{{"no attempt left", false}, {"ctx ended", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := 0
+			call := func(_ context.Context, entries []string) ([]string, []types.BatchResultErrorEntry, error) {
+				calls++
+				if calls == 1 {
+					return []string{"c"}, []types.BatchResultErrorEntry{
+						{Id: aws.String("a"), Code: aws.String("InvalidMessageContents"), SenderFault: true},
+						{Id: aws.String("b"), Code: aws.String("InternalError")},
+					}, nil
+				}
+				require.Equal(t, []string{"b"}, entries)
+				if tc.cancel {
+					cancel()
+				}
+				return nil, nil, errors.New("connection reset")
+			}
+			ok, failed, err := retryBatch(ctx, []string{"a", "b", "c"}, func(s string) string { return s }, call, 3, slog.New(slog.DiscardHandler), "test batch")
+			require.ErrorContains(t, err, "connection reset")
+			require.Equal(t, []string{"c"}, ok)
+			require.Len(t, failed, 1, "a's refusal is kept; b is neither done nor failed: not done")
+			require.Equal(t, "a", failed[0].ID)
+			require.Equal(t, "InvalidMessageContents", failed[0].Code)
+		})
+	}
+}
+
+// TestDLQWait: a receive's wait must be a whole number of seconds in 1s..20s: WaitTimeSeconds 0 is
+// a short poll, which on SQS may come back empty while messages are there, and an empty receive
+// ends the replay. 0 in DLQOptions is the default (2s).
+func TestDLQWait(t *testing.T) {
+	t.Parallel()
+	for _, w := range []time.Duration{-time.Second, 500 * time.Millisecond, 999 * time.Millisecond, 1500 * time.Millisecond, 21 * time.Second} {
+		err := DLQOptions{From: "a", To: "b", Wait: w}.validate(true)
+		require.ErrorContains(t, err, "wait: "+w.String()+" is not a whole number of seconds in 1s..20s")
+		_, err = DryRunDLQ(context.Background(), nil, DLQOptions{From: "a", Wait: w})
+		require.ErrorContains(t, err, "wait:", "the dry run too")
+	}
+	for _, w := range []time.Duration{0, time.Second, 20 * time.Second} {
+		require.NoError(t, DLQOptions{From: "a", To: "b", Wait: w}.validate(true), w)
+	}
+	in := receiveInput("u", 10, time.Minute, DLQOptions{}.withDefaults(time.Minute).Wait)
+	require.EqualValues(t, 2, in.WaitTimeSeconds, "0 is the default, a long poll")
+}
+
+// fifoDedupSQS adds to received messages the system attributes SQS returns for a FIFO queue and
+// kumo does not: their MessageGroupId and MessageDeduplicationId (dedup maps a body to the id it
+// was sent with).
+type fifoDedupSQS struct {
+	SQSAPI
+	dedup map[string]string
+}
+
+func (f *fifoDedupSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := f.SQSAPI.ReceiveMessage(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	for i, m := range out.Messages {
+		if d, ok := f.dedup[aws.ToString(m.Body)]; ok {
+			attrs := maps.Clone(m.Attributes)
+			if attrs == nil {
+				attrs = map[string]string{}
+			}
+			attrs[string(types.MessageSystemAttributeNameMessageGroupId)] = "g"
+			attrs[string(types.MessageSystemAttributeNameMessageDeduplicationId)] = d
+			out.Messages[i].Attributes = attrs
+		}
+	}
+	return out, nil
+}
+
+// fifoQueue creates a FIFO queue (removed when the test ends) and returns its URL.
+func fifoQueue(t *testing.T, c *sqs.Client) string {
+	t.Helper()
+	out, err := c.CreateQueue(context.Background(), &sqs.CreateQueueInput{
+		QueueName:  aws.String(testkit.Name("t-") + ".fifo"),
+		Attributes: map[string]string{string(types.QueueAttributeNameFifoQueue): "true"},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = c.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl}) })
+	return aws.ToString(out.QueueUrl)
+}
+
+// TestMoveDLQFIFOReplayedAgain: a message moved to a FIFO queue, dead-lettered again with its
+// deduplication id (as SQS's redrive keeps it) and replayed again within five minutes is delivered
+// again, not accepted as a duplicate of the first move and deleted from the dead-letter queue.
+// (kumo deduplicates only while the first copy is still in the queue, SQS for five minutes
+// whatever became of it: the first copy stays in the queue here.)
+func TestMoveDLQFIFOReplayedAgain(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	target, dlq := fifoQueue(t, c), fifoQueue(t, c)
+	ctx := testkit.Context(t)
+	deadLetter := func() {
+		_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(dlq), MessageBody: aws.String(body(1)),
+			MessageGroupId: aws.String("g"), MessageDeduplicationId: aws.String("original")})
+		require.NoError(t, err)
+	}
+	src := &fifoDedupSQS{SQSAPI: c, dedup: map[string]string{body(1): "original"}}
+	for run := 1; run <= 2; run++ {
+		deadLetter()
+		res, err := MoveDLQ(ctx, src, DLQOptions{From: dlq, To: target, Wait: time.Second})
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Sent, "run %d", run)
+		require.Equal(t, 1, res.Deleted, "run %d", run)
+	}
+	_, total := testkit.DrainQueue(t, c, target)
+	require.Equal(t, 2, total, "each run delivered its message")
 }

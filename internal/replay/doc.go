@@ -13,7 +13,11 @@
 // event twice ends in the same rows). Entries that fail to send are retried while the failure is
 // the server's; the others stay in the dead-letter queue and are counted.
 //
-// Body, message attributes and, for FIFO targets, the group and deduplication ids are preserved.
+// Body, message attributes and, for FIFO targets, the message group id are preserved. A FIFO
+// target's deduplication id is the run's id and the message id: stable within a run (a retried
+// send is deduplicated by SQS), new in the next one (the original id, deduplicated by SQS for five
+// minutes, would have a message replayed again within that time accepted, never delivered, and
+// deleted from the dead-letter queue).
 //
 // # Bounded by what was there
 //

@@ -61,7 +61,8 @@ type ResendResult struct {
 	Read int
 	// Sent bodies were accepted by the queue.
 	Sent int
-	// Failed bodies were unusable or refused by the queue.
+	// Failed bodies were unusable, refused by the queue, or read but not sent because the run
+	// stopped (an error, or ctx ended).
 	Failed int
 	// Skipped bodies were duplicates of one already sent in this run.
 	Skipped int
@@ -73,8 +74,9 @@ type ResendResult struct {
 // batches in flight. A batch entry refused by the queue through its own fault is retried; one
 // refused through the sender's (a malformed or oversized body) is counted as failed and logged
 // with its Ref. It stops at the first source error or whole-call send failure (after retries) and
-// returns it with the counts so far; cancelling ctx stops it too (re-running sends again what was
-// already sent: the pipeline absorbs duplicates).
+// returns it (not the context.Canceled of the work it stopped) with the counts so far; cancelling
+// ctx stops it too (re-running sends again what was already sent: the pipeline absorbs
+// duplicates). Bodies read but not sent when it stops are counted as failed.
 func Resend(ctx context.Context, c SQSAPI, src Source, o ResendOptions) (ResendResult, error) {
 	if o.To == "" && !o.DryRun {
 		return ResendResult{}, errors.New("target queue: required (--to or INTAKE_QUEUE_URL)")
@@ -92,6 +94,7 @@ func Resend(ctx context.Context, c SQSAPI, src Source, o ResendOptions) (ResendR
 	}
 	r := &resender{c: c, o: o, limiter: newLimiter(o.Rate)}
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan []Body, o.Concurrency)
@@ -103,7 +106,8 @@ func Resend(ctx context.Context, c SQSAPI, src Source, o ResendOptions) (ResendR
 				if err := r.send(ctx, b); err != nil {
 					errs[i] = err
 					cancel()
-					for range batches { // let the producer finish
+					for b := range batches { // let the producer finish: what it still hands over is not sent
+						r.unsent(b, err)
 					}
 					return
 				}
@@ -114,6 +118,19 @@ func Resend(ctx context.Context, c SQSAPI, src Source, o ResendOptions) (ResendR
 	close(batches)
 	wg.Wait()
 	err := errors.Join(errs...)
+	if parent.Err() == nil {
+		// Not interrupted: a worker's failure cancelled the other workers, and their
+		// context.Canceled would hide it (and read as an interruption).
+		var failures []error
+		for _, e := range errs {
+			if e != nil && !errors.Is(e, context.Canceled) {
+				failures = append(failures, e)
+			}
+		}
+		if len(failures) > 0 {
+			err = errors.Join(failures...)
+		}
+	}
 	// A worker's failure cancels the producer: its context.Canceled is noise then.
 	if srcErr != nil && (err == nil || !errors.Is(srcErr, context.Canceled)) {
 		err = errors.Join(srcErr, err)
@@ -146,7 +163,18 @@ func (r *resender) failed(ref, why string) {
 	})
 }
 
-// produce reads src into batches of at most ten bodies and maxBatchBytes.
+// unsent counts bodies read but never sent (the run stopped before their batch went out: why) as
+// failed.
+func (r *resender) unsent(batch []Body, why error) {
+	if len(batch) == 0 {
+		return
+	}
+	r.o.Log.Warn("bodies not sent: the replay stopped", "bodies", len(batch), "first_ref", batch[0].Ref, "reason", why)
+	r.record(func(res *ResendResult) { res.Failed += len(batch) })
+}
+
+// produce reads src into batches of at most ten bodies and maxBatchBytes. Bodies it read but could
+// not hand over (the run stopped) are counted as failed.
 func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) error {
 	var b batches[Body]
 	flush := func(batch []Body) error {
@@ -156,6 +184,7 @@ func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) e
 		select {
 		case out <- batch:
 		case <-ctx.Done():
+			r.unsent(batch, ctx.Err())
 			return ctx.Err()
 		}
 		return nil
@@ -176,14 +205,17 @@ func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) e
 		return flush(b.add(body, len(body.Text)))
 	})
 	if err != nil {
+		r.unsent(b.rest(), err)
 		return err
 	}
 	return flush(b.rest())
 }
 
-// send sends one batch; it returns an error only when the whole call failed after retries.
+// send sends one batch; it returns an error only when the whole call failed after retries, or
+// ctx ended.
 func (r *resender) send(ctx context.Context, batch []Body) error {
 	if err := wait(ctx, r.limiter, len(batch)); err != nil {
+		r.unsent(batch, err)
 		return err
 	}
 	entries := make([]types.SendMessageBatchRequestEntry, len(batch))

@@ -2,11 +2,15 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
@@ -225,4 +229,58 @@ func TestResendOptions(t *testing.T) {
 	require.ErrorContains(t, err, "target queue: required")
 	_, err = Resend(context.Background(), nil, FileSource(strings.NewReader("x")), ResendOptions{To: "q", Concurrency: 100})
 	require.ErrorContains(t, err, "concurrency")
+}
+
+// stopSQS is the real SQS client, except for the batches that carry hold or fail: the call of hold
+// waits for its context to end (a send in flight when another worker fails), the call of fail
+// waits until hold's call started, then fails as a whole.
+type stopSQS struct {
+	SQSAPI
+	hold, fail string
+	holding    chan struct{}
+	once       sync.Once
+}
+
+func (s *stopSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	for _, e := range in.Entries {
+		switch aws.ToString(e.MessageBody) {
+		case s.hold:
+			s.once.Do(func() { close(s.holding) })
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case s.fail:
+			<-s.holding
+			return nil, errors.New("injected outage")
+		}
+	}
+	return s.SQSAPI.SendMessageBatch(ctx, in, opts...)
+}
+
+// TestResendWorkerFailureIsNotAnInterruption: a batch that fails for good stops the other workers
+// (their sends end with context.Canceled); the error is the batch's, not an interruption, and
+// every body read is counted as sent or failed, those the workers never sent included.
+func TestResendWorkerFailureIsNotAnInterruption(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	var lines []string
+	for i := range 80 {
+		lines = append(lines, body(i))
+	}
+	// Batches of ten, in order: 0-9 is sent, 10-19 is held in flight, 20-29 fails; two workers.
+	faulty := &stopSQS{SQSAPI: c, hold: body(10), fail: body(20), holding: make(chan struct{})}
+	res, err := Resend(testkit.Context(t), faulty, FileSource(strings.NewReader(strings.Join(lines, "\n"))), ResendOptions{To: q.URL, Concurrency: 2})
+	require.ErrorContains(t, err, "injected outage")
+	require.NotErrorIs(t, err, context.Canceled, "not an interruption: %v", err)
+	require.Equal(t, 10, res.Sent)
+	require.Equal(t, res.Read, res.Sent+res.Failed, "every body read is sent or failed: %+v", res)
+	require.GreaterOrEqual(t, res.Read, 30)
+	got, total := testkit.DrainQueue(t, c, q.URL)
+	require.Equal(t, 10, total)
+	for i := range 10 {
+		require.Contains(t, got, body(i))
+	}
 }

@@ -168,7 +168,8 @@ func (f failure) String() string {
 // sendBatch sends entries to url, retrying entries that failed through the server's fault up to
 // attempts times (and whole calls that failed). It returns the ids the queue accepted, the message
 // ids the queue gave them, and the failures of the others. err is set when the last whole call
-// failed: then ok holds what earlier attempts sent, and every other entry is unsent.
+// failed: then ok holds what earlier attempts sent, failed what they failed for good, and every
+// other entry is unsent.
 func sendBatch(ctx context.Context, c SQSAPI, url string, entries []types.SendMessageBatchRequestEntry, attempts int, log *slog.Logger) (ok, msgIDs []string, failed []failure, err error) {
 	send := func(ctx context.Context, pending []types.SendMessageBatchRequestEntry) ([]string, []types.BatchResultErrorEntry, error) {
 		out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: pending})
@@ -218,7 +219,8 @@ type batchCall[E any] func(ctx context.Context, entries []E) (accepted []string,
 // assumed done. Entries failed by the sender's fault are not retried. It returns the ids the queue
 // accepted and the failures of the other entries (those still pending when ctx ends during a
 // backoff are failed as "Cancelled"). err is the last whole call's error when no attempt is left
-// or ctx ended: then ok holds what earlier attempts did, and every other entry is not done. idOf
+// or ctx ended: then ok holds what earlier attempts did, failed the entries earlier attempts
+// failed for good (the sender's fault), and every other entry is not done. idOf
 // returns an entry's batch id; what names the call in the log lines ("send batch").
 func retryBatch[E any](ctx context.Context, entries []E, idOf func(E) string, call batchCall[E], attempts int, log *slog.Logger, what string) (ok []string, failed []failure, err error) {
 	pending := entries
@@ -226,11 +228,11 @@ func retryBatch[E any](ctx context.Context, entries []E, idOf func(E) string, ca
 		accepted, refused, callErr := call(ctx, pending)
 		if callErr != nil {
 			if attempt >= attempts || ctx.Err() != nil {
-				return ok, nil, callErr
+				return ok, failed, callErr
 			}
 			log.Warn(what+" failed; retrying", "entries", len(pending), "attempt", attempt, "err", callErr)
 			if err := backoff(ctx, attempt); err != nil {
-				return ok, nil, callErr
+				return ok, failed, callErr
 			}
 			continue
 		}

@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// sqsProxy is a reverse proxy in front of the local stack's SQS (kumo). hook sees every request
+// first, with its action (AmazonSQS.ReceiveMessage, …) and body; it returns true when it answered
+// the request itself.
+type sqsProxy struct {
+	URL  string
+	hook func(action string, body []byte, w http.ResponseWriter, r *http.Request) bool
+}
+
+func newSQSProxy(t *testing.T, hook func(action string, body []byte, w http.ResponseWriter, r *http.Request) bool) *sqsProxy {
+	t.Helper()
+	kumo, err := url.Parse(testkit.AWS().SQSEndpoint)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(kumo)
+	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) } // a client that gave up
+	p := &sqsProxy{hook: hook}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if p.hook(strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "AmazonSQS."), body, w, r) {
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+// awsEnv gives in-process commands the local stack's credentials (not parallel-safe: t.Setenv).
+func awsEnv(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// cancelOn returns a hook that cancels the command's context at the first request for action, and
+// lets that request through.
+func cancelOn(action string, cancel context.CancelFunc) func(string, []byte, http.ResponseWriter, *http.Request) bool {
+	var once sync.Once
+	return func(a string, _ []byte, _ http.ResponseWriter, _ *http.Request) bool {
+		if a == action {
+			once.Do(cancel)
+		}
+		return false
+	}
+}
+
+// TestReplayInterruptedExits130: replay dlq, its dry run and replay file stopped by SIGINT part-way
+// (the command's context cancelled while they run) print the summary with the interrupted note and
+// exit 130, although MoveDLQ and DryRunDLQ return no error when stopped: `intake replay dlq &&
+// aws sqs purge-queue …` must not purge what was not moved.
+func TestReplayInterruptedExits130(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	aws := testkit.AWS()
+
+	t.Run("replay dlq", func(t *testing.T) {
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		opsFill(t, c, q.DLQURL, 25)
+		ctx, cancel := context.WithCancel(testkit.Context(t))
+		defer cancel()
+		proxy := newSQSProxy(t, cancelOn("DeleteMessageBatch", cancel)) // while the first batch is moved
+		var stdout, stderr bytes.Buffer
+		code := MainContext(ctx, []string{"replay", "dlq", "--from", q.DLQURL, "--to", q.URL, "--concurrency", "1", "--wait", "1s",
+			"--sqs-endpoint", proxy.URL, "--aws-region", aws.Region}, &stdout, &stderr)
+		require.Equal(t, exitInterrupted, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		require.Contains(t, stdout.String(), "note: interrupted: received batches were finished; run again to move the rest")
+		require.Equal(t, "10", summaryField(t, stdout.String(), "sent"), "the received batch was finished")
+		require.Equal(t, "10", summaryField(t, stdout.String(), "deleted"))
+		moved, _ := testkit.DrainQueue(t, c, q.URL)
+		require.Len(t, moved, 10)
+	})
+
+	t.Run("replay dlq --dry-run", func(t *testing.T) {
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		opsFill(t, c, q.DLQURL, 25)
+		for _, jsonOut := range []bool{false, true} {
+			ctx, cancel := context.WithCancel(testkit.Context(t))
+			proxy := newSQSProxy(t, cancelOn("ReceiveMessage", cancel))
+			args := []string{"replay", "dlq", "--dry-run", "--from", q.DLQURL, "--to", q.URL, "--concurrency", "1", "--wait", "1s",
+				"--visibility", "1s", "--sqs-endpoint", proxy.URL, "--aws-region", aws.Region}
+			if jsonOut {
+				args = append(args, "--json")
+			}
+			var stdout, stderr bytes.Buffer
+			code := MainContext(ctx, args, &stdout, &stderr)
+			cancel()
+			require.Equal(t, exitInterrupted, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			if jsonOut {
+				var out struct {
+					Interrupted bool `json:"interrupted"`
+				}
+				require.NoError(t, json.Unmarshal(stdout.Bytes(), &out), stdout.String())
+				require.True(t, out.Interrupted, stdout.String())
+			} else {
+				require.Contains(t, stdout.String(), "note: interrupted: the count is partial")
+			}
+		}
+	})
+
+	t.Run("replay file", func(t *testing.T) {
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		var lines []string
+		for i := range 60 {
+			lines = append(lines, opsBody(i))
+		}
+		file := filepath.Join(t.TempDir(), "events.jsonl")
+		require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+		ctx, cancel := context.WithCancel(testkit.Context(t))
+		defer cancel()
+		proxy := newSQSProxy(t, cancelOn("SendMessageBatch", cancel))
+		var stdout, stderr bytes.Buffer
+		code := MainContext(ctx, []string{"replay", "file", file, "--to", q.URL, "--concurrency", "1",
+			"--sqs-endpoint", proxy.URL, "--aws-region", aws.Region}, &stdout, &stderr)
+		require.Equal(t, exitInterrupted, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		require.Contains(t, stdout.String(), "note: interrupted: run again to send the rest")
+	})
+}
+
+// TestReplayFileBatchFailureIsNotAnInterruption: one batch fails for good (the queue refuses the
+// whole call) while another is in flight: the replay stops the other with context.Canceled, but
+// it was not interrupted: exit 1 with the batch's error, not 130; the bodies never sent count as
+// failed.
+func TestReplayFileBatchFailureIsNotAnInterruption(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	var lines []string
+	for i := range 60 {
+		lines = append(lines, opsBody(i))
+	}
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+	// With two workers, the batch of lines 1-10 is held in flight until the replay gives it up;
+	// the batch of lines 11-20 is refused (a 400, not retried by the SDK) once the first is held.
+	hold, fail := mustJSON(t, opsBody(0)), mustJSON(t, opsBody(10))
+	holding := make(chan struct{})
+	var once sync.Once
+	proxy := newSQSProxy(t, func(action string, body []byte, w http.ResponseWriter, r *http.Request) bool {
+		if action != "SendMessageBatch" {
+			return false
+		}
+		switch {
+		case bytes.Contains(body, hold):
+			once.Do(func() { close(holding) })
+			<-r.Context().Done() // the client gave up
+			return true
+		case bytes.Contains(body, fail):
+			<-holding
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"com.amazonaws.sqs#InvalidParameterValue","message":"injected refusal"}`))
+			return true
+		}
+		return false
+	})
+	var stdout, stderr bytes.Buffer
+	code := MainContext(testkit.Context(t), []string{"replay", "file", file, "--to", q.URL, "--concurrency", "2",
+		"--sqs-endpoint", proxy.URL, "--aws-region", testkit.AWS().Region}, &stdout, &stderr)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	require.Contains(t, stderr.String(), "injected refusal")
+	require.NotContains(t, stderr.String(), "intake: interrupted")
+	require.NotContains(t, stdout.String(), "interrupted")
+	read, sent, failed := summaryField(t, stdout.String(), "read"), summaryField(t, stdout.String(), "sent"), summaryField(t, stdout.String(), "failed")
+	require.Equal(t, "0", sent, stdout.String())
+	require.Equal(t, read, failed, "every body read and not sent is counted as failed:\n%s", stdout.String())
+}
+
+// mustJSON returns s as it appears inside a JSON string (the request bodies quote the message
+// bodies).
+func mustJSON(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	return b[1 : len(b)-1]
+}
+
+// TestReplayDLQWaitZero: --wait 0 would be a short poll (WaitTimeSeconds 0), which on SQS may find
+// nothing while messages are there and end the replay early: refused, as any wait that is not a
+// whole number of seconds in 1s..20s.
+func TestReplayDLQWaitZero(t *testing.T) {
+	awsEnv(t) // were the wait let through, the command would reach for credentials
+	for _, wait := range []string{"0", "0s", "500ms", "1500ms", "21s"} {
+		var stdout, stderr bytes.Buffer
+		code := MainContext(context.Background(), []string{"replay", "dlq", "--from", "http://127.0.0.1:1/q-dlq", "--to", "http://127.0.0.1:1/q",
+			"--wait", wait, "--aws-region", "us-east-1"}, &stdout, &stderr)
+		require.Equal(t, 1, code, "--wait %s\nstdout:\n%s\nstderr:\n%s", wait, stdout.String(), stderr.String())
+		require.Contains(t, stderr.String(), "is not a whole number of seconds in 1s..20s", wait)
+	}
+	var help bytes.Buffer
+	require.Equal(t, 0, MainContext(context.Background(), []string{"replay", "dlq", "--help"}, &help, io.Discard))
+	require.Contains(t, strings.Join(strings.Fields(help.String()), " "), "(whole seconds, 1s..20s)")
+}
