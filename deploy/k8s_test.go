@@ -246,6 +246,57 @@ func TestKustomizeBase(t *testing.T) {
 	require.Empty(t, r["Secret"], "the base never carries secrets")
 	require.Empty(t, r["ScaledObject"], "KEDA is an optional component")
 	require.Empty(t, r["Namespace"], "the overlay chooses the namespace")
+
+	// The admin port (/metrics, /readyz's errors, pprof) answers the monitoring namespace only;
+	// the public port stays open; the policy selects intake's pods, not the namespace's.
+	require.Len(t, r["NetworkPolicy"], 1)
+	var np struct {
+		header `yaml:",inline"`
+		Spec   struct {
+			PodSelector struct {
+				MatchLabels map[string]string `yaml:"matchLabels"`
+			} `yaml:"podSelector"`
+			PolicyTypes []string `yaml:"policyTypes"`
+			Ingress     []struct {
+				From []struct {
+					NamespaceSelector *struct {
+						MatchLabels map[string]string `yaml:"matchLabels"`
+					} `yaml:"namespaceSelector"`
+				} `yaml:"from"`
+				Ports []struct {
+					Port     string `yaml:"port"`
+					Protocol string `yaml:"protocol"`
+				} `yaml:"ports"`
+			} `yaml:"ingress"`
+		} `yaml:"spec"`
+	}
+	decodeNode(t, r["NetworkPolicy"][0], &np)
+	require.Equal(t, "intake", np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"])
+	require.Equal(t, []string{"Ingress"}, np.Spec.PolicyTypes)
+	open := map[string]bool{}
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			if len(rule.From) == 0 {
+				open[p.Port] = true
+				continue
+			}
+			require.Equal(t, "admin", p.Port, "only the admin port is restricted to a source")
+			require.Len(t, rule.From, 1)
+			require.NotNil(t, rule.From[0].NamespaceSelector)
+			require.Equal(t, "monitoring", rule.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+		}
+	}
+	require.Equal(t, map[string]bool{"http": true}, open, "open to the cluster: the public port only")
+	// Both ports the policy names are ports every Deployment declares.
+	for _, d := range r["Deployment"] {
+		var dep deployment
+		decodeNode(t, d, &dep)
+		var names []string
+		for _, p := range dep.Spec.Template.Spec.Containers[0].Ports {
+			names = append(names, p.Name)
+		}
+		require.Subset(t, names, []string{"http", "admin"})
+	}
 }
 
 // TestKustomizeOverlay renders the example overlay (base + KEDA component) and checks the objects a
@@ -255,6 +306,7 @@ func TestKustomizeOverlay(t *testing.T) {
 	for kind, n := range map[string]int{
 		"Namespace": 1, "ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Deployment": 4, "Service": 1,
 		"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 3, "ScaledObject": 1, "TriggerAuthentication": 1,
+		"NetworkPolicy": 1,
 	} {
 		require.Len(t, r[kind], n, kind)
 	}
