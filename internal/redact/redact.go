@@ -113,9 +113,10 @@ func String(s string) string {
 	return s
 }
 
-// mayHoldSecret is String's fast path: text without "=", "://" or "Bearer " has nothing it masks.
+// mayHoldSecret is String's fast path: text without "=", "://" or "Bearer " (any case) has nothing
+// it masks.
 func mayHoldSecret(s string) bool {
-	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || strings.Contains(s, "Bearer ")
+	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || indexFoldASCII(s, "bearer ") >= 0
 }
 
 // endOfToken reports whether c ends an unquoted value in free text.
@@ -283,16 +284,16 @@ func pairs(s string) string {
 	return b.String()
 }
 
-// bearer masks the token after "Bearer ".
+// bearer masks the token after "Bearer " (in any case: the scheme is case-insensitive, RFC 9110).
 func bearer(s string) string {
-	const word = "Bearer "
-	if !strings.Contains(s, word) {
+	const word = "bearer "
+	if indexFoldASCII(s, word) < 0 {
 		return s
 	}
 	var b strings.Builder
 	rest := s
 	for {
-		i := strings.Index(rest, word)
+		i := indexFoldASCII(rest, word)
 		if i < 0 {
 			break
 		}
@@ -311,6 +312,26 @@ func bearer(s string) string {
 	}
 	b.WriteString(rest)
 	return b.String()
+}
+
+// indexFoldASCII is strings.Index, ASCII letters compared without case; word is lower case.
+func indexFoldASCII(s, word string) int {
+	for i := 0; i+len(word) <= len(s); i++ {
+		j := 0
+		for ; j < len(word); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != word[j] {
+				break
+			}
+		}
+		if j == len(word) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Error returns err with the secrets of its message masked. A *url.Error (what net/http's Client.Do

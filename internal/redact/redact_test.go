@@ -64,6 +64,8 @@ func TestString(t *testing.T) {
 		{"connection string in a message", "cannot connect with host=db password=pa55word user=x",
 			[]string{"pa55word"}},
 		{"bearer token", "upstream said: Authorization: Bearer tok3n-value-long rejected", []string{"tok3n-value-long"}},
+		{"bearer token, lower case", "authorization: bearer tok3n-value-long rejected", []string{"tok3n-value-long"}},
+		{"bearer token, upper case", "AUTHORIZATION: BEARER tok3n-value-long rejected", []string{"tok3n-value-long"}},
 		{"security token", "X-Amz-Security-Token=FwoGZXIvYXdzEJr%2F&x=1", []string{"FwoGZXIvYXdzEJr"}},
 	}
 	for _, tc := range cases {
