@@ -407,8 +407,9 @@ func (r *Redactor) String(s string) string {
 }
 
 // Secrets returns the secret values held in a URL or connection string: the userinfo password, the
-// values of sensitive query parameters and of sensitive key=value keywords (unescaped and
-// unquoted), so that a [Redactor] can mask them wherever they appear.
+// values of sensitive query parameters, a URL's path segments that look like tokens (16 characters
+// or more, letters and digits: a webhook URL's credential) and the values of sensitive key=value
+// keywords (unescaped and unquoted), so that a [Redactor] can mask them wherever they appear.
 func Secrets(conn string) []string {
 	var out []string
 	if strings.Contains(conn, "://") {
@@ -427,6 +428,11 @@ func Secrets(conn string) []string {
 				out = append(out, vs...)
 			}
 		}
+		for seg := range strings.SplitSeq(u.Path, "/") {
+			if tokenLike(seg) {
+				out = append(out, seg)
+			}
+		}
 		return out
 	}
 	for _, field := range dsnFields(conn) {
@@ -435,6 +441,25 @@ func Secrets(conn string) []string {
 		}
 	}
 	return out
+}
+
+// tokenLike reports whether a URL path segment looks like a credential: at least 16 characters,
+// letters and digits mixed (a webhook URL that carries its token in the path, such as Slack's
+// /services/T0…/B0…/XXXXXXXX; not a database name or an ordinary word).
+func tokenLike(seg string) bool {
+	if len(seg) < 16 {
+		return false
+	}
+	var letter, digit bool
+	for _, c := range seg {
+		switch {
+		case '0' <= c && c <= '9':
+			digit = true
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+			letter = true
+		}
+	}
+	return letter && digit
 }
 
 // rawPassword is the password of a URL url.Parse refuses (a '/', '?' or '#' in it): between the

@@ -146,6 +146,13 @@ func TestSecrets(t *testing.T) {
 	require.ElementsMatch(t, []string{"pa ss'word"}, redact.Secrets(`host=db password='pa ss\'word' dbname=x`))
 	require.ElementsMatch(t, []string{"hunter22"}, redact.Secrets("redis://:hunter22@r:6379/0"))
 	require.Empty(t, redact.Secrets("postgres://u@db/x"))
+	// A webhook URL whose credential is a path segment (Slack's incoming webhooks); the other
+	// segments and ordinary paths are not secrets.
+	require.Equal(t, []string{"aBcD3fGh1jKlMn0pQrStUvWx"},
+		redact.Secrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx"))
+	require.Empty(t, redact.Secrets("https://hooks.example.com/intake/webhooks/uploads-completed"))
+	r := redact.New(redact.Secrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx")...)
+	require.NotContains(t, r.String(`POST "https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx": EOF`), "aBcD3fGh1jKlMn0pQrStUvWx")
 }
 
 // TestErrorURLError: the *url.Error net/http returns keeps its type (errors.As, Timeout) and loses
