@@ -285,23 +285,33 @@ func (c *Consumer) Run(ctx context.Context) error {
 		bg.Go(func() { c.pollDepth(ctx) })
 	}
 	bg.Go(func() { c.gate.run(ctx) })
+	// pollCtx carries the long polls: a poll in flight when ctx ends is not cut (SQS may already
+	// have handed it messages, which would stay hidden for the visibility timeout and lose a
+	// receive each) but finishes, within pollBound, and what it returns is processed in the grace
+	// period like the rest. No poll starts after ctx ends.
+	pollCtx, cancelPoll := context.WithCancel(settleCtx)
+	defer cancelPoll()
 	var receivers sync.WaitGroup
 	for i := range c.cfg.Receivers {
-		receivers.Go(func() { c.receive(ctx, i) })
+		receivers.Go(func() { c.receive(ctx, pollCtx, i) })
 	}
 	c.log.Info("consumer started", "queue_url", c.cfg.QueueURL, "dlq_url", c.cfg.DLQURL,
 		"receivers", c.cfg.Receivers, "workers", c.cfg.Workers, "visibility", c.cfg.Visibility.String(),
 		"message_timeout", c.cfg.MessageTimeout.String(), "dependencies", len(c.cfg.Dependencies))
 
 	<-ctx.Done()
+	stopping := time.Now()
 	c.state.Store(stateStopping)
+	cutPolls := time.AfterFunc(c.pollBound(), cancelPoll)
+	defer cutPolls.Stop()
 	receivers.Wait()
 	bg.Wait()
 	c.gate.close()
 
 	n := c.inflightCount()
-	c.log.Info("consumer stopping: receiving stopped, waiting for in-flight messages", "inflight", n, "grace", c.cfg.Grace.String())
-	drained := waitTimeout(&c.handled, c.cfg.Grace)
+	grace := max(c.cfg.Grace-time.Since(stopping), 0) // the polls' end came out of it
+	c.log.Info("consumer stopping: receiving stopped, waiting for in-flight messages", "inflight", n, "grace", grace.String())
+	drained := waitTimeout(&c.handled, grace)
 	if !drained {
 		c.log.Warn("grace period over: cancelling in-flight messages and returning them to the queue", "inflight", c.inflightCount())
 		cancelWork()
@@ -318,6 +328,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.acks.close()
 	c.log.Info("consumer stopped")
 	return nil
+}
+
+// pollBound is how long long polls in flight at shutdown may still take: the poll's wait and a
+// margin, within the grace period.
+func (c *Consumer) pollBound() time.Duration {
+	return min(c.cfg.WaitTime+2*time.Second, c.cfg.Grace)
 }
 
 // work is one worker: it handles the tasks the receivers send until tasks is closed. Messages are

@@ -634,3 +634,55 @@ func TestQueueDepthGauges(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "the DLQ of the redrive policy is found and measured")
 	assert.Zero(t, testkit.Metric(t, s.reg, "intake_queue_depth", "queue", "main", "state", "visible"))
 }
+
+// pollSignal is the real client, telling when a ReceiveMessage call starts.
+type pollSignal struct {
+	consumer.Client
+	polling chan<- struct{}
+}
+
+func (p pollSignal) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	select {
+	case p.polling <- struct{}{}:
+	default:
+	}
+	return p.Client.ReceiveMessage(ctx, in, optFns...)
+}
+
+// TestShutdownFinishesLongPoll: a long poll in flight at shutdown is not cut (SQS may hand it
+// messages, which an abandoned poll would leave hidden for the visibility timeout, a receive
+// spent): it finishes, and what it returns is processed within the grace period and deleted.
+func TestShutdownFinishesLongPoll(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	client := testkit.SQS()
+	q := testkit.Queue(t, client, 10, 60*time.Second)
+	polling := make(chan struct{}, 1)
+	rec := newRecorder()
+	s := start(t, consumer.Config{
+		Client: pollSignal{client, polling}, QueueURL: q.URL, Receivers: 1, WaitTime: 10 * time.Second, Grace: 15 * time.Second,
+		DepthInterval: -1,
+		Processor: consumer.ProcessorFunc(func(ctx context.Context, id string, body []byte) error {
+			rec.call(ctx, id, body)
+			rec.commit(body)
+			return nil
+		}),
+	})
+	select {
+	case <-polling:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no poll started")
+	}
+	time.Sleep(200 * time.Millisecond) // the poll reaches kumo and waits there
+	s.cancel()
+	send(t, client, q.URL, "late")
+	select {
+	case <-s.done:
+	case <-time.After(time.Minute):
+		t.Fatal("consumer did not stop")
+	}
+	_, committed := rec.snapshot()
+	require.Equal(t, map[string]int{"late": 1}, committed, "the message the last poll received is processed")
+	visible, inflight := depth(t, client, q.URL)
+	require.Zero(t, visible+inflight, "and deleted, not left hidden")
+}

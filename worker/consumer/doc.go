@@ -115,8 +115,11 @@
 //
 // # Shutdown
 //
-// When the context given to [Consumer.Run] is cancelled, receiving stops at once. Messages in
-// flight may finish within Grace; then their contexts are cancelled and those that did not commit
+// When the context given to [Consumer.Run] is cancelled, no new receive starts. A long poll
+// already waiting is not cut: SQS may hand it messages, which an abandoned poll would leave hidden
+// for the visibility timeout at the cost of a receive each; it finishes (within WaitTime plus 2 s,
+// at most Grace) and its messages are processed like the others. Messages in flight may finish
+// within Grace, counted from the cancellation; then their contexts are cancelled and those that did not commit
 // are made visible again (ChangeMessageVisibility 0) so another replica takes them without waiting
 // for the visibility timeout. Pending deletions are flushed and Run returns nil.
 //

@@ -15,8 +15,9 @@ import (
 	"github.com/intakehq/intake/internal/queue"
 )
 
-// receive is one long-poll loop; the workers process the messages it receives.
-func (c *Consumer) receive(ctx context.Context, id int) {
+// receive is one long-poll loop; the workers process the messages it receives. It starts no poll
+// once ctx has ended; a poll runs under pollCtx, which outlives ctx by Run's pollBound.
+func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 	log := c.log.With("receiver", id)
 	errBackoff := pauseMin
 	for ctx.Err() == nil {
@@ -33,7 +34,7 @@ func (c *Consumer) receive(ctx context.Context, id int) {
 			c.releaseSlots(n)
 			continue
 		}
-		out, err := c.receiveMessages(ctx, n)
+		out, err := c.receiveMessages(pollCtx, n)
 		if err != nil {
 			c.releaseSlots(n)
 			if ctx.Err() != nil {
