@@ -60,18 +60,18 @@
 //   - removed events HEAD the object: only a 404 (no object, or a delete
 //     marker, under the key) confirms the removal, which marks the row
 //     deleted (creating it if absent) with the owner of the key's intent,
-//     without the event's version id (the 404 confirms none). The key of an
-//     intent that never completed (intake never saw its object land) is
-//     recorded missing instead, as a creation event finding nothing would
-//     be: no upload.deleted is sent for an upload that never landed. An
+//     without the event's version id (the 404 confirms none), whatever the
+//     intent's status (a removal read while the creation is still being
+//     inspected sees it pending). An
 //     object S3 still has is never marked deleted, whatever the event says:
 //     a forged or stray event, the removal of a non-current version, a key
 //     written again since; the event is counted in
-//     intake_events_distrusted_total{reason="removal_unconfirmed"} and the
-//     object is looked at again as [Processor.InspectObject] does, so that a
-//     version the removal made current (a versioned bucket's DeleteObject of
-//     the current version) replaces the row's; when the row already says
-//     what S3 holds, nothing changes. intake's own record of a delete or move
+//     intake_events_distrusted_total{reason="removal_unconfirmed"}. The
+//     deletion of one version (ObjectRemoved:Delete naming a version id, not
+//     a lifecycle expiration) has the object looked at again as
+//     [Processor.InspectObject] does, so that a version the removal made
+//     current replaces the row's; when the row already says what S3 holds,
+//     nothing changes. intake's own record of a delete or move
 //     it made, finding the key written again before its HEAD, changes
 //     nothing and is not counted: nothing forged it, and the new object's own
 //     event records it;

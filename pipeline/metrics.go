@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind"}),
 		distrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "intake_events_distrusted_total",
-			Help: "What was not taken at an event's word, by reason: foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object: not marked deleted, looked at again), sequencer_implausible (ignored), event_time_future (clamped to now).",
+			Help: "What was not taken at an event's word, by reason: foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object: not marked deleted), sequencer_implausible (ignored), event_time_future (clamped to now).",
 		}, []string{"reason"}),
 	}
 	if reg == nil {

@@ -72,7 +72,7 @@ type WebhookEndpoint struct {
 func (p *Policy) Secrets(getenv func(string) string) []string {
 	var out []string
 	for _, w := range p.Webhooks {
-		out = append(out, redact.Secrets(w.URL)...)
+		out = append(out, redact.WebhookSecrets(w.URL)...)
 		if w.SecretEnv != "" {
 			out = append(out, getenv(w.SecretEnv))
 		}

@@ -14,9 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// intentCompleted is the status of an intent whose object intake saw land (Intent.Status).
-const intentCompleted = "completed"
-
 // Tags set on rejected objects by [ActionTag].
 const (
 	TagStatus = "intake-status"
@@ -244,16 +241,18 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 // removed records the removal of an object if S3 confirms it is gone: HEAD
 // answers 404 (no object, or a delete marker, under the key). The row is
 // marked deleted, created if absent (a tombstone: a creation event processed
-// concurrently, which looked before the removal, must not outlive it), except
-// for the key of an intent that never completed: intake never saw that upload
-// land, so the 404 is recorded as missing, as a creation event's would be,
-// and nobody is told of the deletion of an object that was never there. The
-// event's version id is not recorded: the 404 confirms none.
+// concurrently, which looked before the removal, must not outlive it), with
+// the owner of the key's intent, whatever the intent's status: a removal read
+// alongside a creation still being inspected sees the intent pending, and the
+// object did land (recording it missing would let the deletion go unnotified
+// after the creation's upload.valid). The event's version id is not recorded:
+// the 404 confirms none.
 //
 // An object S3 still has is not marked deleted, whatever the event says (a
 // forged or stray event, a removal of an older version, a key written again
-// since): it is looked at again, as [Processor.InspectObject] would, so that
-// the row records what S3 holds now (another version, made current by the
+// since). After the deletion of one version it is looked at again, as
+// [Processor.InspectObject] would (see reinspectAfterRemoval), so that the
+// row records what S3 holds now (another version, made current by the
 // deletion of the one the row names), which changes nothing when the row
 // already says it. own is intake's record of its own delete or move
 // (recordAction): an object found there was written again after it, not a
@@ -269,11 +268,15 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 		log.InfoContext(ctx, "key written again since intake removed it; its own event records it")
 		return "removed:rewritten", nil
 	case err == nil:
-		p.m.distrusted.WithLabelValues(DistrustRemovalUnconfirmed).Inc()
-		log.InfoContext(ctx, "removal not confirmed: S3 still has the object; recording what it holds", "version_id", ev.VersionID)
-		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true); err != nil {
-			return "", fmt.Errorf("look again at %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
+		if reinspectAfterRemoval(ev) {
+			log.InfoContext(ctx, "removal not confirmed: S3 still has the object; recording what it holds", "version_id", ev.VersionID)
+			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true); err != nil {
+				return "", fmt.Errorf("look again at %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
+			}
+		} else {
+			log.InfoContext(ctx, "removal not confirmed: S3 still has the object; nothing changed", "version_id", ev.VersionID)
 		}
+		p.m.distrusted.WithLabelValues(DistrustRemovalUnconfirmed).Inc()
 		return "removed:unconfirmed", nil
 	case !errors.Is(err, ErrNotFound):
 		return "", fmt.Errorf("check removal of %s/%s: %w", ev.Bucket, ev.Key, err)
@@ -285,20 +288,23 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 	}
 	if intent := lk.Intent; intent != nil {
 		rec.Owner, rec.UploadID = intent.Owner, intent.ID
-		if intent.Status != intentCompleted {
-			rec.Status, rec.Reason = StatusMissing, ReasonNotFound
-		}
 	}
 	stored, err := p.records.Record(ctx, rec)
 	if err != nil {
 		return "", err
 	}
-	if rec.Status == StatusMissing {
-		log.InfoContext(ctx, "removal of an upload intake never saw land: recorded missing", "applied", stored.Applied, "status", stored.Status)
-	} else {
-		log.InfoContext(ctx, "object removed", "applied", stored.Applied, "status", stored.Status)
-	}
-	return outcome("removed", rec.Status, rec.Reason, stored.Applied), nil
+	log.InfoContext(ctx, "object removed", "applied", stored.Applied, "status", stored.Status)
+	return outcome("removed", StatusDeleted, "", stored.Applied), nil
+}
+
+// reinspectAfterRemoval reports whether a removal whose object S3 still has calls for a new look
+// at it: the deletion of one version (ObjectRemoved:Delete naming a version id), which makes the
+// previous version current when it was the current one. Not for lifecycle expirations (of
+// noncurrent versions, in a versioned bucket: every one would re-read, and maybe re-hash, the
+// current object) nor for removals without a version id (an unversioned key written again has its
+// own creation event; a forged removal changes nothing S3 holds).
+func reinspectAfterRemoval(ev Event) bool {
+	return ev.VersionID != "" && !strings.HasPrefix(ev.Name, "LifecycleExpiration:")
 }
 
 // created inspects the object, records the verdict, then acts on it. For

@@ -658,14 +658,12 @@ func (b *procBundle) version(t *testing.T, key string) string {
 	return aws.ToString(head.VersionId)
 }
 
-// TestProcessRemovalOfUnlandedUpload: removals S3 "confirms" (404) for the key of an upload that
-// never landed tell no one of a deletion. MinIO's ObjectRemoved:NoOP (a delete of a key it does not
-// have) is ignored; an ObjectRemoved:DeleteMarkerCreated (AWS's answer to such a delete in a
-// versioned bucket) or a forged removal records the key missing, as a creation event finding
-// nothing would, without the event's version id and without a notification. Once the upload landed
-// and is deleted, its removal is recorded and notified once, whatever version ids later removal
-// events claim.
-func TestProcessRemovalOfUnlandedUpload(t *testing.T) {
+// TestProcessRemovalBeforeLanding: a delete that removed nothing (MinIO's ObjectRemoved:NoOP)
+// records nothing; a removal S3 confirms is recorded deleted without the event's version id
+// whatever the intent's status (it may be read while the creation is still being inspected: the
+// object did land, and its deletion must be notified after the creation's upload.valid), and the
+// key's later lifecycle is recorded and notified verdict by verdict.
+func TestProcessRemovalBeforeLanding(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{archive: true})
 	const key = "up.txt"
@@ -678,12 +676,10 @@ func TestProcessRemovalOfUnlandedUpload(t *testing.T) {
 	require.Zero(t, b.rowCount(t), "a delete that removed nothing records nothing")
 	require.NoError(t, b.process(t, removal("ObjectRemoved:DeleteMarkerCreated", "0A", "marker-1")))
 	row := b.row(t, key)
-	require.Equal(t, pipeline.StatusMissing, row.Status)
-	require.Equal(t, pipeline.ReasonNotFound, *row.Reason)
+	require.Equal(t, pipeline.StatusDeleted, row.Status)
 	require.Nil(t, row.VersionID, "the event's version id is not S3's word")
 	require.Equal(t, "alice", *row.Owner)
-	require.Empty(t, b.notifications(t, key), "no upload.deleted for an upload that never landed")
-	require.Equal(t, "pending", b.uploadStatus(t, id))
+	require.Equal(t, "pending", b.uploadStatus(t, id), "a removal completes nothing")
 
 	// The upload lands: its event records it.
 	etag := b.put(t, key, "text/plain", []byte("hi"))
@@ -701,13 +697,14 @@ func TestProcessRemovalOfUnlandedUpload(t *testing.T) {
 	again := b.row(t, key)
 	require.Equal(t, pipeline.StatusDeleted, again.Status)
 	require.Nil(t, again.VersionID)
-	require.Equal(t, row.VerdictSeq, again.VerdictSeq, "no new verdict")
+	require.Equal(t, row.VerdictSeq, again.VerdictSeq, "no new verdict: a stray removal naming another version notifies nothing more")
 	require.Equal(t, row.UpdatedAt, again.UpdatedAt)
-	notes := b.notifications(t, key)
-	require.Len(t, notes, 2)
-	require.Equal(t, "upload.valid", notes[0].Type)
-	require.Equal(t, "upload.deleted", notes[1].Type)
-	require.Equal(t, []string{"unknown:ignored", "removed:missing:not_found", "created:valid", "removed:deleted", "removed:deleted:stale"},
+	var types []string
+	for _, n := range b.notifications(t, key) {
+		types = append(types, n.Type)
+	}
+	require.Equal(t, []string{"upload.deleted", "upload.valid", "upload.deleted"}, types, "one notification per verdict, in order")
+	require.Equal(t, []string{"unknown:ignored", "removed:deleted", "created:valid", "removed:deleted", "removed:deleted:stale"},
 		archivedOutcomes(t, b))
 }
 

@@ -32,12 +32,10 @@ const (
 	// StatusRejected is an object that failed a check; objects.reason says which.
 	StatusRejected = "rejected"
 	// StatusDeleted is an object whose removal S3 confirmed (a HEAD answered 404
-	// while a removal event was processed): an object intake saw land, or a key
-	// without an intent.
+	// while a removal event was processed).
 	StatusDeleted = "deleted"
 	// StatusMissing is an object announced as created that did not exist when
-	// inspected, or the key of an upload intake never saw land that a removal
-	// event named (S3 answered 404).
+	// inspected.
 	StatusMissing = "missing"
 )
 

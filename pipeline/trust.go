@@ -19,8 +19,8 @@ const (
 	// refused whole (dead-lettered) before anything was looked at.
 	DistrustForeignBucket = ReasonForeignBucket
 	// DistrustRemovalUnconfirmed: a removal event whose object S3 still has; it was not marked
-	// deleted, but looked at again (which records another version S3 now holds, and changes
-	// nothing otherwise).
+	// deleted (the deletion of one version has the object looked at again, which records another
+	// version S3 now holds, and changes nothing otherwise).
 	DistrustRemovalUnconfirmed = "removal_unconfirmed"
 	// DistrustSequencer: a sequencer longer than [MaxPlausibleSequencer] digits; the event was
 	// processed as if it had none.
