@@ -62,6 +62,9 @@ func (s *Server) crossSite(r *http.Request, requireEvidence bool) *Problem {
 		return nil
 	case "":
 	default:
+		if site == "none" && !requireEvidence {
+			return nil // typed in the address bar, a bookmark: the user's own navigation
+		}
 		if !trustedOrigin {
 			return refuse("Sec-Fetch-Site is " + site)
 		}

@@ -328,17 +328,24 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, fam family, p *Pro
 	writeProblem(w, r, p)
 }
 
-// internalProblem logs err and returns a problem that does not leak it: 503 database-unavailable
-// when PostgreSQL cannot be reached or cannot do the work now (a restart, a failover, too many
-// connections: store.Unavailable) or the call timed out, which a client retries; 500 otherwise.
+// dbProblem is internalProblem for an error of PostgreSQL's: 503 database-unavailable when the
+// database cannot be reached or cannot do the work now (a restart, a failover, too many
+// connections: store.Unavailable), which a client retries. Only for database calls: store.Unavailable
+// takes any network error for an outage, and a signer's (an unreachable STS) is not the database's.
+func (s *Server) dbProblem(ctx context.Context, what string, err error) *Problem {
+	if pipeline.UnavailableDependency(err) == pipeline.DependencyPostgres || store.Unavailable(err) {
+		s.log.WarnContext(ctx, what, "err", err)
+		return problemf(probDBUnavailable, "%s: the database is unavailable; try again (request id %s)", what, requestID(ctx))
+	}
+	return s.internalProblem(ctx, what, err)
+}
+
+// internalProblem logs err and returns a 500 problem that does not leak it (a 503 when the call
+// timed out, which a client retries).
 func (s *Server) internalProblem(ctx context.Context, what string, err error) *Problem {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		s.log.WarnContext(ctx, what, "err", err)
 		return problemf(probDBUnavailable, "%s: timed out", what)
-	}
-	if pipeline.UnavailableDependency(err) == pipeline.DependencyPostgres || store.Unavailable(err) {
-		s.log.WarnContext(ctx, what, "err", err)
-		return problemf(probDBUnavailable, "%s: the database is unavailable; try again (request id %s)", what, requestID(ctx))
 	}
 	s.log.ErrorContext(ctx, what, "err", err)
 	return problemf(probInternal, "%s failed (request id %s)", what, requestID(ctx))

@@ -35,7 +35,7 @@ func (s *Server) ownedMultipart(r *http.Request, owner string) (dbq.Upload, *Pro
 		return dbq.Upload{}, problemf(probNotFound, "no upload %s", id)
 	}
 	if err != nil {
-		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
+		return dbq.Upload{}, s.dbProblem(r.Context(), "load upload", err)
 	}
 	if p := openMultipart(u); p != nil {
 		return dbq.Upload{}, p
@@ -97,7 +97,7 @@ func (s *Server) multipartProblem(ctx context.Context, what string, err error) *
 		p.Reason = pipeline.ReasonTooLarge
 		return p
 	case errors.Is(err, multipart.ErrStore):
-		return s.internalProblem(ctx, what, err)
+		return s.dbProblem(ctx, what, err)
 	default:
 		return s.s3Problem(ctx, what, err)
 	}

@@ -113,7 +113,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who princip
 	}
 	rows, err := s.q.APIListObjects(r.Context(), arg)
 	if err != nil {
-		return s.internalProblem(r.Context(), "list objects", err)
+		return s.dbProblem(r.Context(), "list objects", err)
 	}
 	out := struct {
 		Objects    []objectJSON `json:"objects"`
@@ -140,7 +140,7 @@ func (s *Server) ownedObject(r *http.Request, owner string) (dbq.Object, *Proble
 		return dbq.Object{}, problemf(probNotFound, "no object %s", id)
 	}
 	if err != nil {
-		return dbq.Object{}, s.internalProblem(r.Context(), "load object", err)
+		return dbq.Object{}, s.dbProblem(r.Context(), "load object", err)
 	}
 	return o, nil
 }

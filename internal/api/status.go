@@ -123,7 +123,7 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 		return uploadStatus{}, problemf(probNotFound, "no upload %s", id)
 	}
 	if err != nil {
-		return uploadStatus{}, s.internalProblem(ctx, "load upload", err)
+		return uploadStatus{}, s.dbProblem(ctx, "load upload", err)
 	}
 	st := uploadStatus{
 		ID: u.ID, Bucket: u.Bucket, Key: u.Key, Method: u.Method, Filename: u.Filename, ContentType: u.ContentType,
@@ -141,7 +141,7 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
-		return uploadStatus{}, s.internalProblem(ctx, "load object of upload", err)
+		return uploadStatus{}, s.dbProblem(ctx, "load object of upload", err)
 	default:
 		j := toObjectJSON(o)
 		st.Object = &j

@@ -175,7 +175,7 @@ func (s *Server) checkOpenMultipart(ctx context.Context, owner string) *Problem 
 	}
 	open, err := s.q.APICountOpenMultipart(ctx, dbq.APICountOpenMultipartParams{Owner: owner, MaxRows: int32(limit)})
 	if err != nil {
-		return s.internalProblem(ctx, "count open multipart uploads", err)
+		return s.dbProblem(ctx, "count open multipart uploads", err)
 	}
 	if int(open) >= limit {
 		s.metrics.refusedOpen.Inc()
@@ -400,7 +400,7 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 		if uploadID != nil {
 			s.discard(in.key, resp.UploadID)
 		}
-		return s.internalProblem(ctx, "record upload intent", err)
+		return s.dbProblem(ctx, "record upload intent", err)
 	}
 	if uploadID == nil {
 		return nil

@@ -145,7 +145,7 @@ func (s *Server) uppyUpload(r *http.Request, owner string) (dbq.Upload, *Problem
 		return dbq.Upload{}, problemf(probNotFound, "no upload %q for key %q", uploadID, key)
 	}
 	if err != nil {
-		return dbq.Upload{}, s.internalProblem(r.Context(), "load upload", err)
+		return dbq.Upload{}, s.dbProblem(r.Context(), "load upload", err)
 	}
 	if p := openMultipart(u); p != nil {
 		return dbq.Upload{}, p

@@ -1,6 +1,7 @@
 package multipart
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -76,6 +77,10 @@ func (r CompleteRequest) limit() (int64, bool) {
 // the public listener's 60 s write timeout, so that the client still gets the answer.
 const CompleteTimeout = 50 * time.Second
 
+// afterCompleteTimeout bounds what follows a completion (the HEAD of a lost answer, the intent's
+// update), which no client's context bounds any more.
+const afterCompleteTimeout = 10 * time.Second
+
 // Complete checks the named parts against what S3 holds (every page of ListParts) and completes the
 // upload, then marks intake's intent completed. It refuses, with a *PartsError, parts that are
 // malformed, not uploaded or whose ETag differs from the uploaded one; and, with a *TooLargeError
@@ -139,7 +144,7 @@ func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteRe
 		// No answer (a timeout, a connection cut) or a 5xx: S3 may have completed it. The key is the
 		// upload's own, so an object there is this completion; without one, the error stands and
 		// the client's retry finds the upload still open.
-		hctx, hcancel := s.callContext(ctx)
+		hctx, hcancel := context.WithTimeout(ctx, cmp.Or(s.callTimeout, afterCompleteTimeout))
 		head, herr := s.s3.HeadObject(hctx, &s3.HeadObjectInput{Bucket: aws.String(req.Bucket), Key: aws.String(req.Key)})
 		hcancel()
 		if herr != nil {
@@ -150,7 +155,9 @@ func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteRe
 		res = CompleteResult{ETag: aws.ToString(head.ETag), Size: total}
 	}
 	// S3 said the object exists: the intent is completed, even if a racing abort marked it aborted.
-	moved, err := s.store.MarkCompleted(ctx, req.Bucket, req.UploadID)
+	mctx, mcancel := context.WithTimeout(ctx, afterCompleteTimeout)
+	moved, err := s.store.MarkCompleted(mctx, req.Bucket, req.UploadID)
+	mcancel()
 	if err != nil {
 		// The object exists; the consumer completes the intent from its event.
 		s.log.WarnContext(ctx, "mark upload completed", "bucket", req.Bucket, "upload_id", req.UploadID, "err", err)

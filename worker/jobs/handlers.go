@@ -84,7 +84,7 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("multipart aborts not configured: %w", asynq.SkipRetry)
 	}
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
-	if now := h.now(); reason == tasks.ReasonDeadline && now.Before(p.Deadline) {
+	if now := h.now(); reason == tasks.ReasonDeadline && now.Add(earlyTolerance).Before(p.Deadline) {
 		// Run before its time: by an operator (`intake jobs run --all --state scheduled`, asynqmon's
 		// "Run") or a task built by hand. The upload's owner was promised it until the deadline, so it
 		// is left open and the task consumed: nothing is recorded, and the sweep aborts the upload
@@ -180,6 +180,11 @@ func (h *Handlers) inspect(ctx context.Context, bucket, key string) error {
 }
 
 func (h *Handlers) log() *slog.Logger { return cmp.Or(h.Log, slog.New(slog.DiscardHandler)) }
+
+// earlyTolerance is how early a deadline abort task may run and still abort: asynq forwards a
+// scheduled task by whole seconds (up to a second early), and the replicas' clocks differ a little.
+// An operator running scheduled tasks by hand is hours early.
+const earlyTolerance = time.Minute
 
 func (h *Handlers) now() time.Time {
 	if h.Now != nil {
