@@ -311,7 +311,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	n := c.inflightCount()
 	grace := max(c.cfg.Grace-time.Since(stopping), 0) // the polls' end came out of it
 	c.log.Info("consumer stopping: receiving stopped, waiting for in-flight messages", "inflight", n, "grace", grace.String())
-	drained := waitTimeout(&c.handled, grace)
+	drained := c.inflightCount() == 0 || waitTimeout(&c.handled, grace)
 	if !drained {
 		c.log.Warn("grace period over: cancelling in-flight messages and returning them to the queue", "inflight", c.inflightCount())
 		cancelWork()
@@ -331,10 +331,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // pollBound is how long long polls in flight at shutdown may still take: the poll's wait and a
-// margin, within the grace period.
+// margin, within four fifths of the grace period (the last fifth is for what they return).
 func (c *Consumer) pollBound() time.Duration {
-	return min(c.cfg.WaitTime+2*time.Second, c.cfg.Grace)
+	return min(c.cfg.WaitTime+2*time.Second, c.cfg.Grace-c.cfg.Grace/5)
 }
+
+// shutdownCallTimeout bounds the calls a receiver makes once the shutdown began.
+const shutdownCallTimeout = 2 * time.Second
 
 // work is one worker: it handles the tasks the receivers send until tasks is closed. Messages are
 // processed under workCtx; those only deferred, under ctx.

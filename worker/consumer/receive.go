@@ -29,6 +29,12 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 		if n == 0 {
 			return
 		}
+		if ctx.Err() != nil {
+			// acquire may hand out slots as ctx ends (the gather wait, or select's choice): no
+			// poll starts after the shutdown began.
+			c.releaseSlots(n)
+			return
+		}
 		if !c.gate.valid(pass) {
 			// A pause began while this receiver waited for free workers.
 			c.releaseSlots(n)
@@ -107,7 +113,11 @@ func (c *Consumer) returnExtra(ctx context.Context, log *slog.Logger, asked int,
 	}
 	log.Warn("the queue returned more messages than asked for; returning the extra ones to it unprocessed",
 		"asked", asked, "returned", asked+len(extra), "extra_message_ids", ids)
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	timeout := callTimeout
+	if ctx.Err() != nil {
+		timeout = shutdownCallTimeout // the shutdown's budget is short
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	for _, m := range extra {
 		d := newDelivery(m, time.Time{}, time.Time{})

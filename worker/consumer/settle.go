@@ -132,7 +132,9 @@ const reasonRetriesExhausted = "retries_exhausted"
 // policy once it has read the queue's attributes (at start, then every DepthInterval); until then,
 // or without a policy, it returns nil.
 func (c *Consumer) lastReceive(d *delivery) *queue.RedrivePolicy {
-	if rp := c.redrive.Load(); rp != nil && d.receives >= rp.MaxReceiveCount {
+	// == rather than >=: a message SQS fails to move (its DLQ deleted, KMS denied) comes back with
+	// higher counts, and is counted once.
+	if rp := c.redrive.Load(); rp != nil && d.receives == rp.MaxReceiveCount {
 		return rp
 	}
 	return nil
