@@ -330,14 +330,43 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 	return nil
 }
 
-// stoppedBy returns err of a run whose command was interrupted: nil when err is only the
-// interruption (nil, or context.Canceled), which the summary and exit status 130 report; any other
-// error as it is.
+// stoppedBy returns err of a run whose command was interrupted without the interruption itself
+// (context.Canceled, which the summary and exit status 130 report): nil when that was all, else the
+// other errors (a worker's real failure joined with the others' cancellation).
 func stoppedBy(err error) error {
-	if errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) && !hasOtherThanCanceled(err) {
 		return nil
 	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var rest []error
+		for _, e := range joined.Unwrap() {
+			if e := stoppedBy(e); e != nil {
+				rest = append(rest, e)
+			}
+		}
+		return errors.Join(rest...)
+	}
 	return err
+}
+
+// hasOtherThanCanceled reports whether err, a tree of joined errors, holds a leaf that is not
+// context.Canceled.
+func hasOtherThanCanceled(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if hasOtherThanCanceled(e) {
+				return true
+			}
+		}
+		return false
+	}
+	if err == context.Canceled {
+		return false
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		return hasOtherThanCanceled(inner)
+	}
+	return true
 }
 
 // sqsClient builds an SQS client from the configuration (LoadAWS installs objstore.HTTPClient,

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -223,4 +225,28 @@ func TestReplayDLQWaitZero(t *testing.T) {
 	var help bytes.Buffer
 	require.Equal(t, 0, MainContext(context.Background(), []string{"replay", "dlq", "--help"}, &help, io.Discard))
 	require.Contains(t, strings.Join(strings.Fields(help.String()), " "), "(whole seconds, 1s..20s)")
+}
+
+// TestStoppedBy: an interrupted run drops the interruption, and keeps any real failure joined with
+// it (a worker's AccessDenied, then Ctrl-C).
+func TestStoppedBy(t *testing.T) {
+	real := errors.New("delete: AccessDenied")
+	for _, c := range []struct {
+		name string
+		in   error
+		want error
+	}{
+		{"nothing", nil, nil},
+		{"the interruption", context.Canceled, nil},
+		{"wrapped interruption", fmt.Errorf("receive: %w", context.Canceled), nil},
+		{"interruptions joined", errors.Join(context.Canceled, fmt.Errorf("rate limit: %w", context.Canceled)), nil},
+		{"a real failure", real, real},
+	} {
+		require.Equal(t, c.want, stoppedBy(c.in), c.name)
+	}
+	got := stoppedBy(errors.Join(real, fmt.Errorf("send: %w", context.Canceled)))
+	require.ErrorIs(t, got, real, "the real failure is kept")
+	require.NotErrorIs(t, got, context.Canceled, "the interruption is dropped")
+	wrapped := fmt.Errorf("move dlq: %w", errors.Join(real, context.Canceled))
+	require.Equal(t, wrapped, stoppedBy(wrapped), "a failure under a wrapped join is kept")
 }

@@ -738,7 +738,7 @@ func (c *Config) validateAdmin() error {
 // file's webhook secrets are not in the configuration: see pipeline.Policy.Secrets.
 func (c *Config) Secrets() []string {
 	out := append(redact.Secrets(c.DatabaseURL), redact.Secrets(c.RedisURL)...)
-	out = append(out, redact.Secrets(c.Webhook.URL)...)
+	out = append(out, redact.WebhookSecrets(c.Webhook.URL)...)
 	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret, c.Webhook.Secret)
 	for _, keys := range []string{c.API.Keys, c.API.AdminKeys} {
 		for pair := range strings.SplitSeq(keys, ",") {

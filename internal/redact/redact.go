@@ -298,12 +298,23 @@ func bearer(s string) string {
 			break
 		}
 		start := i + len(word)
+		if i > 0 && isLetter(rest[i-1]) {
+			// "cupbearer ": not the scheme.
+			b.WriteString(rest[:start])
+			rest = rest[start:]
+			continue
+		}
+		for start < len(rest) && rest[start] == ' ' {
+			start++ // "Bearer  tok"
+		}
 		end := start
 		for end < len(rest) && !endOfToken(rest[end]) {
 			end++
 		}
 		b.WriteString(rest[:start])
-		if end > start && rest[start:end] != Mask && rest[start] != '<' {
+		// A token is at least minBearerToken long: "bearer token: expired" (intake's own words)
+		// keeps its words, "Bearer <token>" its placeholder.
+		if end-start >= minBearerToken && rest[start:end] != Mask && rest[start] != '<' {
 			b.WriteString(Mask)
 		} else {
 			b.WriteString(rest[start:end])
@@ -313,6 +324,11 @@ func bearer(s string) string {
 	b.WriteString(rest)
 	return b.String()
 }
+
+// minBearerToken is the shortest value after "Bearer " that is masked as a token.
+const minBearerToken = 8
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 // indexFoldASCII is strings.Index, ASCII letters compared without case; word is lower case.
 func indexFoldASCII(s, word string) int {
@@ -407,9 +423,8 @@ func (r *Redactor) String(s string) string {
 }
 
 // Secrets returns the secret values held in a URL or connection string: the userinfo password, the
-// values of sensitive query parameters, a URL's path segments that look like tokens (16 characters
-// or more, letters and digits: a webhook URL's credential) and the values of sensitive key=value
-// keywords (unescaped and unquoted), so that a [Redactor] can mask them wherever they appear.
+// values of sensitive query parameters and of sensitive key=value keywords (unescaped and
+// unquoted), so that a [Redactor] can mask them wherever they appear.
 func Secrets(conn string) []string {
 	var out []string
 	if strings.Contains(conn, "://") {
@@ -428,11 +443,6 @@ func Secrets(conn string) []string {
 				out = append(out, vs...)
 			}
 		}
-		for seg := range strings.SplitSeq(u.Path, "/") {
-			if tokenLike(seg) {
-				out = append(out, seg)
-			}
-		}
 		return out
 	}
 	for _, field := range dsnFields(conn) {
@@ -443,9 +453,24 @@ func Secrets(conn string) []string {
 	return out
 }
 
-// tokenLike reports whether a URL path segment looks like a credential: at least 16 characters,
-// letters and digits mixed (a webhook URL that carries its token in the path, such as Slack's
-// /services/T0…/B0…/XXXXXXXX; not a database name or an ordinary word).
+// WebhookSecrets is Secrets for a webhook URL, which may also carry its credential in its path
+// (Slack's incoming webhooks: /services/T0…/B0…/XXXXXXXX): its path segments that look like tokens
+// (tokenLike) are secrets too. Only for webhook URLs: a database's or a bucket's path names
+// things, which masking would hide from every log line.
+func WebhookSecrets(u string) []string {
+	out := Secrets(u)
+	if p, err := url.Parse(u); err == nil {
+		for seg := range strings.SplitSeq(p.Path, "/") {
+			if tokenLike(seg) {
+				out = append(out, seg)
+			}
+		}
+	}
+	return out
+}
+
+// tokenLike reports whether a URL path segment looks like a credential: at least 16 characters of
+// letters, digits, '-' and '_' only, letters and digits both present.
 func tokenLike(seg string) bool {
 	if len(seg) < 16 {
 		return false
@@ -457,6 +482,9 @@ func tokenLike(seg string) bool {
 			digit = true
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
 			letter = true
+		case c == '-', c == '_':
+		default:
+			return false
 		}
 	}
 	return letter && digit

@@ -66,6 +66,7 @@ func TestString(t *testing.T) {
 		{"bearer token", "upstream said: Authorization: Bearer tok3n-value-long rejected", []string{"tok3n-value-long"}},
 		{"bearer token, lower case", "authorization: bearer tok3n-value-long rejected", []string{"tok3n-value-long"}},
 		{"bearer token, upper case", "AUTHORIZATION: BEARER tok3n-value-long rejected", []string{"tok3n-value-long"}},
+		{"bearer token after two spaces", "Authorization: Bearer  tok3n-value-long rejected", []string{"tok3n-value-long"}},
 		{"security token", "X-Amz-Security-Token=FwoGZXIvYXdzEJr%2F&x=1", []string{"FwoGZXIvYXdzEJr"}},
 	}
 	for _, tc := range cases {
@@ -80,7 +81,8 @@ func TestString(t *testing.T) {
 	}
 	// Text with nothing secret is returned as it is (object keys, queue URLs, plain words).
 	for _, s := range []string{"peek bucket/uploads/a b.png: not found", "key=uploads/x.png status=valid",
-		"http://127.0.0.1:4566/000000000000/q", "the token is missing", "Bearer <token>"} {
+		"http://127.0.0.1:4566/000000000000/q", "the token is missing", "Bearer <token>",
+		"invalid bearer token: expired", "the cupbearer wineglass-0123456789 rang"} {
 		require.Equal(t, s, redact.String(s))
 	}
 }
@@ -149,9 +151,10 @@ func TestSecrets(t *testing.T) {
 	// A webhook URL whose credential is a path segment (Slack's incoming webhooks); the other
 	// segments and ordinary paths are not secrets.
 	require.Equal(t, []string{"aBcD3fGh1jKlMn0pQrStUvWx"},
-		redact.Secrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx"))
-	require.Empty(t, redact.Secrets("https://hooks.example.com/intake/webhooks/uploads-completed"))
-	r := redact.New(redact.Secrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx")...)
+		redact.WebhookSecrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx"))
+	require.Empty(t, redact.WebhookSecrets("https://hooks.example.com/intake/webhooks/uploads-completed"))
+	require.Empty(t, redact.Secrets("postgres://u@db/intake_prod_2024_eu"), "a database's name is not a secret")
+	r := redact.New(redact.WebhookSecrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx")...)
 	require.NotContains(t, r.String(`POST "https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx": EOF`), "aBcD3fGh1jKlMn0pQrStUvWx")
 }
 
