@@ -82,12 +82,7 @@ func (c *Consumer) process(ctx context.Context, d *delivery) (err error) {
 func (c *Consumer) deferMessage(ctx context.Context, d *delivery, pause time.Duration, cause error) {
 	delay := deferDelay(d.receives, pause, c.cfg.MaxBackoff)
 	c.m.deferred.Inc()
-	if rp := c.lastReceive(d); rp != nil {
-		c.m.deadLettered.WithLabelValues(reasonRetriesExhausted).Inc()
-		c.log.ErrorContext(ctx, "dependency unavailable on the last receive the queue's redrive policy allows; the queue will move the message to its dead-letter queue",
-			"err", cause, "reason", reasonRetriesExhausted, "receive_count", d.receives,
-			"max_receive_count", rp.MaxReceiveCount, "hidden_for", delay.String())
-	} else {
+	if !c.lastReceiveLogged(ctx, d, "dependency unavailable", cause, "hidden_for", delay) {
 		c.log.InfoContext(ctx, "dependency unavailable; message hidden until it is back", "err", cause,
 			"receive_count", d.receives, "hidden_for", delay.String())
 	}
@@ -109,12 +104,7 @@ func (c *Consumer) deferUnprocessed(ctx context.Context, d *delivery) {
 func (c *Consumer) retry(ctx context.Context, d *delivery, cause error) {
 	delay := retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
 	c.m.retried.Inc()
-	if rp := c.lastReceive(d); rp != nil {
-		c.m.deadLettered.WithLabelValues(reasonRetriesExhausted).Inc()
-		c.log.ErrorContext(ctx, "processing failed on the last receive the queue's redrive policy allows; the queue will move the message to its dead-letter queue",
-			"err", cause, "reason", reasonRetriesExhausted, "receive_count", d.receives,
-			"max_receive_count", rp.MaxReceiveCount, "visible_in", delay.String())
-	} else {
+	if !c.lastReceiveLogged(ctx, d, "processing failed", cause, "visible_in", delay) {
 		c.log.WarnContext(ctx, "processing failed; will retry", "err", cause,
 			"receive_count", d.receives, "retry_in", delay.String())
 	}
@@ -126,6 +116,22 @@ func (c *Consumer) retry(ctx context.Context, d *delivery, cause error) {
 // reasonRetriesExhausted is the intake_messages_dead_lettered_total reason of a message that failed
 // on the last receive the redrive policy allows without failing for good.
 const reasonRetriesExhausted = "retries_exhausted"
+
+// lastReceiveLogged counts in intake_messages_dead_lettered_total and logs, at error, a message
+// that failed (what) on the last receive the queue's redrive policy allows: the queue, not intake,
+// moves it to the dead-letter queue. It reports whether this was that receive (else the caller logs
+// its retry). delayKey names how long the message is hidden.
+func (c *Consumer) lastReceiveLogged(ctx context.Context, d *delivery, what string, cause error, delayKey string, delay time.Duration) bool {
+	rp := c.lastReceive(d)
+	if rp == nil {
+		return false
+	}
+	c.m.deadLettered.WithLabelValues(reasonRetriesExhausted).Inc()
+	c.log.ErrorContext(ctx, what+" on the last receive the queue's redrive policy allows; the queue will move the message to its dead-letter queue",
+		"err", cause, "reason", reasonRetriesExhausted, "receive_count", d.receives,
+		"max_receive_count", rp.MaxReceiveCount, delayKey, delay.String())
+	return true
+}
 
 // lastReceive returns the queue's redrive policy when d's receive is the last one it allows (the
 // next receive moves the message to the dead-letter queue), else nil. The consumer knows the
