@@ -135,6 +135,10 @@ func (b *testBundle) sendRaw(t *testing.T, a attack) (int, http.Header, []byte) 
 		req.AddCookie(&http.Cookie{Name: "intake_token", Value: a.as.cookie})
 	}
 	for k, v := range a.header {
+		if k == "Host" {
+			req.Host = v // what a page whose domain resolves to 127.0.0.1 sends
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	if a.attacker != "" {

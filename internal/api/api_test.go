@@ -635,6 +635,12 @@ func TestDevAuth(t *testing.T) {
 			header: crossSite, status: http.StatusForbidden, typ: "forbidden", mustNot: "create an intent or sign a URL"},
 		{attacker: "a page on another site, through an older browser (Origin only)", method: "POST", path: "/v1/uploads", body: upload,
 			header: map[string]string{"Origin": "https://evil.example.net"}, status: http.StatusForbidden, typ: "forbidden", mustNot: "create an intent or sign a URL"},
+		{attacker: "a page whose domain was rebound to 127.0.0.1 (DNS rebinding: same-origin to the browser)", method: "POST", path: "/v1/uploads", body: upload,
+			header: map[string]string{"Host": "rebind.evil.example:8080", "Sec-Fetch-Site": "same-origin", "Origin": "http://rebind.evil.example:8080"},
+			status: http.StatusForbidden, typ: "forbidden", mustNot: "create an intent or sign a URL"},
+		{attacker: "the same rebound page reading the developer's objects", method: "GET", path: "/v1/objects",
+			header: map[string]string{"Host": "rebind.evil.example:8080", "Sec-Fetch-Site": "same-origin"},
+			status: http.StatusForbidden, typ: "forbidden", mustNot: "list any object"},
 	})
 	runAttacks(t, b, familyUppy, []attack{
 		{attacker: "an <img> on another site (Sec-Fetch-Site, no Origin)", method: "GET", path: "/s3/params?filename=x.txt&type=text/plain",

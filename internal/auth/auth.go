@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -173,9 +175,30 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, *problem.Problem)
 		}
 	}
 	if a.devAuth {
+		if !LoopbackHost(r.Host) {
+			// Development auth listens on loopback only, so a request naming another host was sent
+			// by a page whose domain resolves to 127.0.0.1 (DNS rebinding): to the browser it is
+			// that page's own origin, so no cross-site header would give it away.
+			p := problem.Forbidden.With(fmt.Sprintf("development auth answers requests addressed to localhost or a loopback address only, not %q", r.Host))
+			return Caller{}, &p
+		}
 		return Caller{Owner: DevOwner, Name: DevOwner, Dev: true}, nil
 	}
 	return Caller{}, unauthorized("no credentials: send Authorization: Bearer <token> or X-API-Key")
+}
+
+// LoopbackHost reports whether host (a request's Host: "name[:port]") names this machine's
+// loopback interface: localhost (or a name under .localhost), 127.0.0.0/8 or ::1.
+func LoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // key looks a static key up by its SHA-256, so lookup time reveals nothing useful about stored

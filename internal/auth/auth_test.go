@@ -83,6 +83,7 @@ func tokenClaims(mod func(jwt.MapClaims)) jwt.MapClaims {
 
 func authenticate(a *Authenticator, header, value string) (Caller, int) {
 	req := httptest.NewRequest("GET", "/v1/objects", nil)
+	req.Host = "127.0.0.1:8080" // intake's loopback listener
 	if header != "" {
 		req.Header.Set(header, value)
 	}
@@ -222,6 +223,24 @@ func TestCookieAndDevAuth(t *testing.T) {
 	require.Equal(t, Caller{Owner: DevOwner, Name: DevOwner, Dev: true}, who, "marked, so that cross-site requests are refused")
 	_, status = authenticate(dev, "Authorization", "Bearer anything")
 	require.Equal(t, 401, status, "dev auth does not accept made-up tokens")
+
+	// DNS rebinding: a page whose own domain now resolves to 127.0.0.1 is same-origin to the
+	// browser; only the Host it names gives it away.
+	for host, want := range map[string]int{
+		"127.0.0.1:8080": 200, "localhost:8080": 200, "LOCALHOST": 200, "[::1]:8080": 200, "127.1.2.3": 200,
+		"app.localhost:3000": 200, "localhost.:8080": 200,
+		"rebind.evil.example:8080": 403, "evil.example": 403, "10.0.0.1:8080": 403, "0.0.0.0:8080": 403,
+		"localhost.evil.example": 403, "127.0.0.1.nip.io:8080": 403, "": 403,
+	} {
+		req := httptest.NewRequest("GET", "/v1/objects", nil)
+		req.Host = host
+		_, p := dev.Authenticate(req)
+		status := 200
+		if p != nil {
+			status = p.Status
+		}
+		require.Equal(t, want, status, "Host %q", host)
+	}
 }
 
 func TestValidOwner(t *testing.T) {

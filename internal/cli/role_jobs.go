@@ -14,6 +14,7 @@ import (
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
@@ -126,7 +127,7 @@ func newReconciler(a *App, log *slog.Logger) (*jobs.Reconciler, error) {
 	client := asynq.NewClient(a.Redis)
 	a.onClose(func() { _ = client.Close() })
 	return jobs.NewReconciler(jobs.ReconcilerConfig{
-		S3: a.S3, Rows: a.Store.Q, Enqueuer: reconcile.TaskEnqueuer{Client: client},
+		S3: a.S3, Rows: a.Store.Q, Enqueuer: reconcile.TaskEnqueuer{Client: client, Unique: tasks.InspectUnique},
 		Buckets: []string{a.Cfg.Bucket}, Metrics: m, Log: log.With("task", jobs.TypeReconcile),
 	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/api"
@@ -89,4 +90,45 @@ func FuzzIngressBody(f *testing.F) {
 		require.Equal(t, w.Code, p.Status)
 		require.Empty(t, rec.sent, "a refused body reaches no queue")
 	})
+}
+
+// failing is a Sender whose SendMessage fails with err.
+type failing struct{ err error }
+
+func (f failing) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	return nil, f.err
+}
+
+// TestQueueRefusalStatus: what SQS's answer says about whose fault a failed send is. A body SQS
+// refuses for its contents is the sender's (422, it would be refused again); a refusal that the
+// ingress's own checks make impossible to blame on the body (InvalidParameterValue: SQS says it
+// for its queue's setup too, a FIFO queue without content-based deduplication refusing every
+// message) is intake's side failing (503 with Retry-After, so that MinIO keeps the event). SQS's
+// own message text stays out of the answer.
+func TestQueueRefusalStatus(t *testing.T) {
+	t.Parallel()
+	contract := testkit.NewContract(t, api.OpenAPI())
+	body := []byte(`{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`)
+	secretText := "arn:aws:sqs:eu-west-1:123456789012:intake-events.fifo"
+	for code, want := range map[string]int{
+		"InvalidParameterValue":                         http.StatusServiceUnavailable,
+		"InvalidMessageContents":                        http.StatusUnprocessableEntity,
+		"MessageTooLong":                                http.StatusUnprocessableEntity,
+		"AWS.SimpleQueueService.InvalidMessageContents": http.StatusUnprocessableEntity,
+		"ThrottlingException":                           http.StatusServiceUnavailable,
+	} {
+		h, err := ingress.New(ingress.Config{Token: token, QueueURL: "http://127.0.0.1:1/000000000000/q",
+			Client: failing{&smithy.GenericAPIError{Code: code, Message: "refused by " + secretText}}})
+		require.NoError(t, err)
+		req := httptest.NewRequest(http.MethodPost, ingress.Path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		contract.Handler(t, h).ServeHTTP(w, req)
+		require.Equal(t, want, w.Code, "%s: %s", code, w.Body.String())
+		require.NotContains(t, w.Body.String(), secretText, code)
+		if want == http.StatusServiceUnavailable {
+			require.NotEmpty(t, w.Header().Get("Retry-After"), code)
+		}
+	}
 }

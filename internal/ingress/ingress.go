@@ -170,10 +170,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		MessageBody: aws.String(string(body)),
 	})
 	if err != nil {
-		if rejectedBody(err) {
+		if code, ok := rejectedBody(err); ok {
 			h.requests.WithLabelValues(outcomeRejected).Inc()
 			h.log.ErrorContext(ctx, "ingress: the queue refused the event body", "err", err, "bytes", len(body))
-			problem.Write(w, probRejected.With(err.Error()))
+			problem.Write(w, probRejected.With(fmt.Sprintf("the queue refused the message body (%s)", code)))
 			return
 		}
 		h.requests.WithLabelValues(outcomeUnavailable).Inc()
@@ -219,19 +219,22 @@ func sqsText(body []byte) (rune, bool) {
 	return 0, true
 }
 
-// rejectedBody reports whether SQS refused the message itself (it would refuse it again), as
-// opposed to failing (unreachable, throttled, missing queue).
-func rejectedBody(err error) bool {
+// rejectedBody reports whether SQS refused the message body itself (it would refuse it again), as
+// opposed to failing (unreachable, throttled, missing queue), and the error code that says so.
+// InvalidParameterValue is not one: the body was already checked for what SQS refuses in a body
+// (characters, size), and SQS answers that code for its queue's own setup too (a FIFO queue without
+// content-based deduplication refuses every message), which is intake's side failing: 503, so
+// that the sender keeps the event and retries.
+func rejectedBody(err error) (string, bool) {
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) {
-		return false
+		return "", false
 	}
-	switch apiErr.ErrorCode() {
-	case "InvalidMessageContents", "MessageTooLong", "InvalidParameterValue",
-		"AWS.SimpleQueueService.InvalidMessageContents":
-		return true
+	switch code := apiErr.ErrorCode(); code {
+	case "InvalidMessageContents", "MessageTooLong", "AWS.SimpleQueueService.InvalidMessageContents":
+		return code, true
 	}
-	return false
+	return "", false
 }
 
 // ProblemBase prefixes the problem type URIs (problem.Base, the same base as the API's).

@@ -3,14 +3,17 @@ package jobsapi_test
 import (
 	"context"
 	"maps"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/jobsapi"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // TestJobsAPIAttacks is the adversarial table of POST /v1/jobs. Each case names the attacker, the
@@ -26,6 +29,7 @@ func TestJobsAPIAttacks(t *testing.T) {
 	// Alice's own uploads she may not act on in these ways.
 	aliceDone := b.addIntent(t, "alice", "s3-upload-alice-done", "completed")
 	alicePut := b.addIntent(t, "alice", "", "pending")
+	aliceMP := b.addIntent(t, "alice", "s3-upload-alice", "pending")
 
 	alice := map[string]string{"Authorization": "Bearer " + aliceKey}
 	aliceJWT := map[string]string{"Authorization": "Bearer " + token(t, jwt.MapClaims{"sub": "alice"})}
@@ -62,6 +66,14 @@ func TestJobsAPIAttacks(t *testing.T) {
 		{"tenant aborting a key outside intake's prefix", abort("other-app/data.bin", "u"), alice, 404, "not-found", ""},
 		{"tenant aborting its single PUT as multipart", abort(alicePut.key, "made-up"), alice, 404, "not-found", ""},
 		{"tenant aborting its completed upload", abort(aliceDone.key, aliceDone.uploadID), alice, 409, "upload-not-pending", "completed"},
+		// A far deadline would sit in Redis until then (one task per create-abort-delete cycle) and
+		// hold the task ID an operator's abort of the same upload needs.
+		{"tenant scheduling its own upload's abort for the year 9999",
+			`{"type":"multipart:abort","payload":{"key":"` + aliceMP.key + `","upload_id":"` + aliceMP.uploadID + `","deadline":"9999-01-01T00:00:00Z"}}`,
+			alice, 422, "invalid-task-payload", "deadline"},
+		{"tenant scheduling its own upload's abort for tomorrow",
+			`{"type":"multipart:abort","payload":{"key":"` + aliceMP.key + `","upload_id":"` + aliceMP.uploadID + `","deadline":"2030-01-02T00:00:00Z"}}`,
+			aliceJWT, 422, "invalid-task-payload", "deadline"},
 		{"tenant inspecting another tenant's object", inspect(bobPut.key), alice, 404, "not-found", "own uploads"},
 		{"tenant inspecting a key intake never gave out", inspect("uploads/bob/secret.pdf"), alice, 404, "not-found", ""},
 		{"tenant naming a foreign bucket", `{"type":"object:inspect","payload":{"bucket":"secrets","key":"` + alicePut.key + `"}}`, alice, 403, "forbidden", "secrets"},
@@ -105,4 +117,72 @@ func TestJobsAPIAttacks(t *testing.T) {
 			"SELECT count(*) FROM uploads WHERE status <> 'pending' AND id <> $1", aliceDone.id).Scan(&changed))
 		require.Zero(t, changed, "no upload changed status")
 	})
+}
+
+// TestJobsAPIInspectionFlood: a tenant repeating the inspection of its own object (each one may
+// hash gigabytes on the workers every tenant shares) queues one inspection, not one per request;
+// an operator's request for the same object is refused the same way, and another object is not.
+func TestJobsAPIInspectionFlood(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	own := b.addIntent(t, "alice", "", "pending")
+	other := b.addIntent(t, "alice", "", "pending")
+	alice := map[string]string{"Authorization": "Bearer " + aliceKey}
+	inspect := func(key string) string { return `{"type":"object:inspect","payload":{"key":"` + key + `"}}` }
+
+	resp, body := b.post(t, inspect(own.key), alice)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	for range 20 {
+		resp, body = b.post(t, inspect(own.key), alice)
+		require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+		require.Equal(t, jobsapi.ProblemBase+"inspection-queued", body["type"])
+	}
+	resp, body = b.post(t, inspect(own.key), nil) // the operator
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	resp, body = b.post(t, inspect(other.key), alice)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+
+	info, err := b.insp.GetQueueInfo(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Equal(t, 2, info.Pending, "one inspection per object, whatever the number of requests")
+}
+
+// TestJobsAPIDevAuthCrossSite: under development auth (no credentials asked), a page on another
+// site that the developer's browser opens cannot queue a job on the loopback API; a request from
+// curl or intake's own origin can.
+func TestJobsAPIDevAuthCrossSite(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func() config.API { return config.API{InsecureDevAuth: true} })
+	put, mp := b.addIntent(t, "dev", "", "pending"), b.addIntent(t, "dev", "s3-upload-dev", "pending")
+	inspect := `{"type":"object:inspect","payload":{"key":"` + put.key + `"}}`
+	abort := `{"type":"multipart:abort","payload":{"key":"` + mp.key + `","upload_id":"` + mp.uploadID + `"}}`
+	for _, tt := range []struct {
+		attacker string
+		header   map[string]string
+	}{
+		{"a page on another site (fetch, no-cors, a Blob without type)", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example", "Content-Type": ""}},
+		{"a page on a sibling site", map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://evil.localhost:8080"}},
+		{"a page on another site, through an older browser (Origin only)", map[string]string{"Origin": "https://evil.example"}},
+		{"a page whose domain was rebound to 127.0.0.1", map[string]string{"Host": "rebind.evil.example", "Sec-Fetch-Site": "same-origin"}},
+	} {
+		t.Run(tt.attacker, func(t *testing.T) {
+			header := map[string]string{"Authorization": "", testkit.OffContract: "attack"}
+			maps.Copy(header, tt.header)
+			for _, body := range []string{inspect, abort} {
+				resp, out := b.post(t, body, header)
+				require.Equal(t, http.StatusForbidden, resp.StatusCode, out)
+				require.Equal(t, jobsapi.ProblemBase+"forbidden", out["type"])
+			}
+		})
+	}
+	queues, err := b.insp.Queues()
+	require.NoError(t, err)
+	require.Empty(t, queues, "no cross-site request enqueued anything")
+
+	// curl (no browser headers) and intake's own origin still work.
+	resp, out := b.post(t, inspect, map[string]string{"Authorization": "", testkit.OffContract: "dev auth"})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, out)
+	resp, out = b.post(t, abort, map[string]string{"Authorization": "", testkit.OffContract: "dev auth", "Sec-Fetch-Site": "same-origin", "Origin": b.srv.URL})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, out)
 }

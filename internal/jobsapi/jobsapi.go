@@ -144,6 +144,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, *ap)
 		return
 	}
+	if who.Dev {
+		// Development auth asks for no credentials, so any page the developer's browser opens
+		// could post here: a request the browser marks as another site's is refused.
+		if why := crossSite(r); why != "" {
+			problem.Write(w, problem.Forbidden.With("cross-site request refused under development auth: "+why))
+			return
+		}
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			problem.Write(w, problem.UnsupportedMediaType.With("Content-Type must be application/json"))
@@ -179,14 +187,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var opts []asynq.Option
-	if req.Type == tasks.TypeAbortMultipart {
+	switch req.Type {
+	case tasks.TypeAbortMultipart:
 		// An operator's abort must not collide with the upload's deadline task (whose ID is the
 		// upload id), or it would be dropped as a duplicate until the deadline.
 		var a tasks.AbortMultipart
 		_ = json.Unmarshal(task.Payload(), &a)
-		opts = append(opts, asynq.TaskID("api:"+a.UploadID))
+		opts = append(opts, asynq.TaskID(tasks.APIAbortTaskID(a.UploadID)))
+	case tasks.TypeInspectObject:
+		// One inspection per object at a time: each one may hash gigabytes on the workers every
+		// tenant shares, so repeating the request must not queue more of them.
+		opts = append(opts, asynq.Unique(tasks.InspectUnique))
 	}
 	info, err := tasks.Enqueue(ctx, h.client, task, opts...)
+	if errors.Is(err, asynq.ErrDuplicateTask) {
+		problem.Write(w, probInspectionQueued.With("an inspection of this object is already queued or running (one per object at a time); it reads the object as it is when it runs"))
+		return
+	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "enqueue job failed", "type", req.Type, "caller", who.Name, "operator", who.Operator, "err", err)
 		problem.Write(w, probQueueUnavailable.With("the task could not be enqueued; try again"))
@@ -216,6 +233,11 @@ func (h *Handler) authorizeTenant(ctx context.Context, owner, typ string, task *
 		if err != nil {
 			return &problemErr{probInvalidPayload, err.Error()}
 		}
+		if p.Deadline.After(h.now().Add(time.Minute)) {
+			// A far deadline would keep the task in Redis until then (the year 9999 if asked) and
+			// hold the task ID an operator's abort of the same upload needs.
+			return &problemErr{probInvalidPayload, "deadline: a tenant's abort runs now (the upload's own deadline abort is already scheduled); leave deadline out"}
+		}
 		bucket, key, uploadID = p.Bucket, p.Key, p.UploadID
 	case tasks.TypeInspectObject:
 		p, err := tasks.ParseInspectObject(task.Payload())
@@ -241,6 +263,22 @@ func (h *Handler) authorizeTenant(ctx context.Context, owner, typ string, task *
 		return &problemErr{problem.UploadNotPending, fmt.Sprintf("upload %s is %s", u.ID, u.Status)}
 	}
 	return nil
+}
+
+// crossSite says why a browser's request looks made by another site's page (Sec-Fetch-Site
+// cross-site or same-site, or an Origin other than the host it was sent to), or "".
+func crossSite(r *http.Request) string {
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "cross-site", "same-site":
+		return "Sec-Fetch-Site is " + site
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		_, host, ok := strings.Cut(origin, "://")
+		if !ok || !strings.EqualFold(host, r.Host) {
+			return "origin " + origin + " is not intake's"
+		}
+	}
+	return ""
 }
 
 func ifUpload(uploadID string) string {

@@ -43,7 +43,9 @@ type testBundle struct {
 	now  time.Time
 }
 
-func setup(t *testing.T) *testBundle {
+// setup serves the handler with the test's keys and JWT settings; with apiConfig, the API
+// configuration that returns instead (development auth, say).
+func setup(t *testing.T, apiConfig ...func() config.API) *testBundle {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs Redis and PostgreSQL")
@@ -54,10 +56,14 @@ func setup(t *testing.T) *testBundle {
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
 	st := testkit.DB(t)
-	authn, err := auth.New(t.Context(), config.API{
+	cfg := config.API{
 		Keys: aliceKey + "=alice," + bobKey + "=bob", AdminKeys: opsKey + "=oncall",
 		JWTSecret: jwtSecret, JWTIssuer: issuer, JWTAudience: "intake", JWTAdminScope: adminScope, AuthCookie: cookieName,
-	}, slog.New(slog.DiscardHandler))
+	}
+	for _, f := range apiConfig {
+		cfg = f()
+	}
+	authn, err := auth.New(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	h, err := jobsapi.New(jobsapi.Config{Client: client, Auth: authn.WithoutCookie(), Uploads: st.Q, Buckets: []string{"uploads", "other"},
@@ -81,6 +87,10 @@ func (b *testBundle) post(t *testing.T, body string, header map[string]string) (
 	for k, v := range header {
 		if k == "Cookie" {
 			req.AddCookie(&http.Cookie{Name: cookieName, Value: v})
+			continue
+		}
+		if k == "Host" {
+			req.Host = v
 			continue
 		}
 		if v == "" {

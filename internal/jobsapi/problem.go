@@ -15,6 +15,7 @@ var (
 	probUnknownType      = problem.Kind{Slug: "unknown-task-type", Title: "Unknown task type", Status: http.StatusUnprocessableEntity}
 	probInvalidPayload   = problem.Kind{Slug: "invalid-task-payload", Title: "Invalid task payload", Status: http.StatusUnprocessableEntity}
 	probQueueUnavailable = problem.Kind{Slug: "queue-unavailable", Title: "Task queue unavailable", Status: http.StatusServiceUnavailable}
+	probInspectionQueued = problem.Kind{Slug: "inspection-queued", Title: "Inspection already queued", Status: http.StatusConflict}
 )
 
 // ProblemKinds lists every problem kind POST /v1/jobs answers (the OpenAPI test checks that
@@ -22,7 +23,7 @@ var (
 var ProblemKinds = []problem.Kind{
 	problem.Unauthorized, problem.Forbidden, problem.InvalidJSON, problem.UnknownField, problem.RequestTooLarge,
 	problem.UnsupportedMediaType, problem.NotFound, problem.UploadNotPending, problem.DatabaseUnavailable,
-	probUnknownType, probInvalidPayload, probQueueUnavailable,
+	probUnknownType, probInvalidPayload, probQueueUnavailable, probInspectionQueued,
 }
 
 // problemErr is a problem about to be written.

@@ -44,6 +44,10 @@ type Enqueuer interface {
 // payload); reconcile counts it and goes on. Any other enqueue error stops the fix.
 var ErrSkipKey = errors.New("key cannot be enqueued")
 
+// ErrAlreadyQueued marks, wrapped by an Enqueuer's error, an object whose inspection is already
+// queued (TaskEnqueuer with Unique); reconcile counts it in Fixed.AlreadyQueued and goes on.
+var ErrAlreadyQueued = errors.New("inspection already queued")
+
 // Counter receives progress: the number of bucket objects listed. *progress.Bar satisfies it.
 type Counter interface{ Add(n int) }
 
@@ -99,6 +103,8 @@ type Fixed struct {
 	Enqueued int `json:"enqueued"`
 	// EnqueueSkipped keys could not be enqueued (invalid payload).
 	EnqueueSkipped int `json:"enqueue_skipped"`
+	// AlreadyQueued keys had an inspection queued already (not enqueued again).
+	AlreadyQueued int `json:"already_queued"`
 	// MarkedMissing gone rows now say missing.
 	MarkedMissing int `json:"marked_missing"`
 	// Reappeared gone rows whose object HeadObject found after all (left alone).
@@ -397,6 +403,8 @@ func fix(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate.Lim
 		switch {
 		case err == nil:
 			rep.Fixed.Enqueued++
+		case errors.Is(err, ErrAlreadyQueued):
+			rep.Fixed.AlreadyQueued++
 		case errors.Is(err, ErrSkipKey):
 			rep.Fixed.EnqueueSkipped++
 			o.Log.Warn("object cannot be enqueued for inspection", "key", key, "err", err)

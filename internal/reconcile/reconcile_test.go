@@ -170,7 +170,8 @@ func TestReconcile(t *testing.T) {
 	// --fix: one object:inspect task per missing or stale key, gone rows marked missing.
 	client := asynq.NewClient(b.redis)
 	t.Cleanup(func() { _ = client.Close() })
-	rep, err = Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: TaskEnqueuer{Client: client}})
+	unique := TaskEnqueuer{Client: client, Unique: time.Hour} // as the periodic reconcile does
+	rep, err = Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: unique})
 	require.NoError(t, err)
 	require.Equal(t, &Fixed{Enqueued: 56, MarkedMissing: 10}, rep.Fixed)
 
@@ -204,6 +205,15 @@ func TestReconcile(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, rep.Gone)
 	require.Len(t, rep.Missing, 50)
+
+	// The next period's fix, while the worker is down: every inspection is still queued, so none
+	// is queued twice (a long outage would otherwise pile one task per period and object).
+	rep, err = Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: unique})
+	require.NoError(t, err)
+	require.Equal(t, &Fixed{AlreadyQueued: 56}, rep.Fixed)
+	pending, err = insp.ListPendingTasks(tasks.QueueDefault, asynq.PageSize(1000))
+	require.NoError(t, err)
+	require.Len(t, pending, 56, "no inspection was queued twice")
 }
 
 // TestReconcileRace: rows changed after the run started are not judged, and a gone row whose

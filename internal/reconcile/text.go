@@ -27,8 +27,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "  rate                %.1f objects/s\n", float64(r.Listed)/s)
 	}
 	if f := r.Fixed; f != nil {
-		fmt.Fprintf(w, "  fixed: enqueued %d inspections (%d keys skipped), marked %d rows missing (%d reappeared, %d changed meanwhile)\n",
-			f.Enqueued, f.EnqueueSkipped, f.MarkedMissing, f.Reappeared, f.Unchanged)
+		fmt.Fprintf(w, "  fixed: enqueued %d inspections (%d already queued, %d keys skipped), marked %d rows missing (%d reappeared, %d changed meanwhile)\n",
+			f.Enqueued, f.AlreadyQueued, f.EnqueueSkipped, f.MarkedMissing, f.Reappeared, f.Unchanged)
 	}
 	section := func(title string, n int, line func(i int) string) {
 		if n == 0 {

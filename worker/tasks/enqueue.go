@@ -82,7 +82,8 @@ type Canceller struct {
 // NewCanceller returns a Canceller over insp. The caller owns insp and closes it.
 func NewCanceller(insp *asynq.Inspector) *Canceller { return &Canceller{insp: insp} }
 
-// CancelMultipartAbort deletes the [TypeAbortMultipart] task of uploadID. A task that does not
+// CancelMultipartAbort deletes the [TypeAbortMultipart] tasks of uploadID (the deadline's, and one
+// queued through POST /v1/jobs, [APIAbortTaskID]). A task that does not
 // exist (never scheduled, already run, already cancelled) is not an error, and neither is one that
 // is running right now: the upload is complete, so that abort finds it gone and changes nothing.
 //
@@ -105,15 +106,32 @@ func (c *Canceller) CancelMultipartAbort(ctx context.Context, uploadID string) e
 }
 
 func (c *Canceller) cancel(uploadID string) error {
-	err := c.insp.DeleteTask(QueueCritical, uploadID)
+	var errs []error
+	for _, id := range []string{uploadID, APIAbortTaskID(uploadID)} {
+		errs = append(errs, c.deleteTask(id))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cancel abort of upload %s: %w", uploadID, err)
+	}
+	return nil
+}
+
+// deleteTask deletes the abort task id (the deadline's, or one POST /v1/jobs queued): one that
+// does not exist or is running is not an error.
+func (c *Canceller) deleteTask(id string) error {
+	err := c.insp.DeleteTask(QueueCritical, id)
 	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 		return nil
 	}
 	// DeleteTask refuses active tasks; asynq does not export that error, so look at the state.
-	if info, ierr := c.insp.GetTaskInfo(QueueCritical, uploadID); ierr == nil && info.State == asynq.TaskStateActive {
+	if info, ierr := c.insp.GetTaskInfo(QueueCritical, id); ierr == nil && info.State == asynq.TaskStateActive {
 		return nil
 	} else if ierr != nil && errors.Is(ierr, asynq.ErrTaskNotFound) {
 		return nil
 	}
-	return fmt.Errorf("cancel abort of upload %s: %w", uploadID, err)
+	return err
 }
+
+// APIAbortTaskID is the task ID of an abort of uploadID queued through POST /v1/jobs ("api:" and
+// the S3 upload id): distinct from the deadline's task (ID uploadID), which it must not replace.
+func APIAbortTaskID(uploadID string) string { return "api:" + uploadID }

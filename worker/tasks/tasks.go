@@ -64,6 +64,11 @@ const (
 	// inspection's bound and a minute. With one minute, a declared-sha256 upload of gigabytes timed
 	// out on every retry and got no verdict until the periodic reconcile.
 	AbortTimeout = InspectTimeout + time.Minute
+	// InspectUnique is how long an inspection queued with asynq.Unique (POST /v1/jobs, the periodic
+	// reconcile) keeps another inspection of the same object out: until it succeeds, or for this
+	// long while it waits, retries or lies archived. It bounds what repeated requests can queue to
+	// one inspection per object.
+	InspectUnique = time.Hour
 	// InspectMaxRetry is how often a failed inspection is retried.
 	InspectMaxRetry = 10
 	// InspectTimeout bounds one inspection (it may hash a large object).

@@ -181,9 +181,16 @@ func TestCanceller(t *testing.T) {
 	require.NoError(t, c.CancelMultipartAbort(ctx, "never-scheduled"), "no queue yet")
 	require.NoError(t, s.ScheduleAbort(ctx, "b", "k", "later", time.Now().Add(time.Hour)))
 	require.NoError(t, c.CancelMultipartAbort(ctx, "never-scheduled"), "queue exists, task does not")
+	// An operator's abort queued through POST /v1/jobs for later goes with the deadline's.
+	api, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k", UploadID: "later", Deadline: time.Now().Add(2 * time.Hour), Reason: tasks.ReasonAPI})
+	require.NoError(t, err)
+	_, err = client.EnqueueContext(ctx, api, asynq.TaskID(tasks.APIAbortTaskID("later")))
+	require.NoError(t, err)
 	require.NoError(t, c.CancelMultipartAbort(ctx, "later"))
-	_, err := insp.GetTaskInfo(tasks.QueueCritical, "later")
+	_, err = insp.GetTaskInfo(tasks.QueueCritical, "later")
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
+	_, err = insp.GetTaskInfo(tasks.QueueCritical, tasks.APIAbortTaskID("later"))
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the upload is complete: no abort of it stays queued")
 
 	// A task being processed cannot be deleted; cancelling it is still not an error.
 	running, release := make(chan struct{}), make(chan struct{})
