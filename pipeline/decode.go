@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -61,6 +63,22 @@ func Decode(body []byte) ([]Event, error) {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	return events, nil
+}
+
+// maxQuoted bounds what an error quotes of a value the body chose: errors are logged (on every
+// receive of a message that is then dead-lettered) and the ingress answers with them.
+const maxQuoted = 256
+
+// quoted is s as %q shows it, cut to its first maxQuoted bytes (and their length said) when longer.
+func quoted(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := s[:maxQuoted]
+	for len(cut) > 0 && !utf8.ValidString(cut) && len(s)-len(cut) < utf8.UTFMax {
+		cut = cut[:len(cut)-1]
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(cut), len(s))
 }
 
 // permanent formats an error that wraps ErrPermanent.
@@ -243,7 +261,7 @@ type s3Record struct {
 // decodeRecords decodes an S3 notification; with fast, through scanRecords when it can.
 func decodeRecords(body []byte, fast bool) ([]Event, error) {
 	var n struct {
-		Records []s3Record `json:"Records"`
+		Records recordList `json:"Records"`
 	}
 	var scanned bool
 	if fast {
@@ -251,6 +269,9 @@ func decodeRecords(body []byte, fast bool) ([]Event, error) {
 	}
 	if !scanned {
 		if err := json.Unmarshal(body, &n); err != nil {
+			if errors.Is(err, errTooManyRecords) {
+				return nil, permanent("more than %d records", MaxRecords)
+			}
 			return nil, permanent("malformed S3 notification: %v", err)
 		}
 	}
@@ -282,6 +303,74 @@ func decodeRecords(body []byte, fast bool) ([]Event, error) {
 	return events, nil
 }
 
+// recordList is the Records array of a notification, refused past MaxRecords before any record is
+// decoded: a body of empty records ({},{},... 3 bytes each) would otherwise cost about 56 times its
+// size in records before the count could refuse it.
+type recordList []s3Record
+
+var errTooManyRecords = errors.New("too many records")
+
+// UnmarshalJSON counts the elements of the (valid JSON) array first.
+func (l *recordList) UnmarshalJSON(data []byte) error {
+	if arrayLen(data, MaxRecords+1) > MaxRecords {
+		return errTooManyRecords
+	}
+	var recs []s3Record
+	if err := json.Unmarshal(data, &recs); err != nil {
+		return err
+	}
+	*l = recs
+	return nil
+}
+
+// arrayLen counts the elements of data, valid JSON, when it is an array, stopping at limit (it
+// returns at most limit); any other value counts 0. It allocates nothing.
+func arrayLen(data []byte, limit int) int {
+	data = bytes.TrimLeft(data, " \t\r\n")
+	if len(data) == 0 || data[0] != '[' {
+		return 0
+	}
+	commas, depth, inString, elements := 0, 0, false, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++ // the escaped byte
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+		case ',':
+			if depth == 1 {
+				if commas++; commas+1 >= limit {
+					return limit
+				}
+			}
+		}
+		if depth == 0 {
+			break // the array's closing bracket
+		}
+		if i > 0 {
+			elements = true // a byte of an element (or a comma between two)
+		}
+	}
+	if !elements {
+		return 0
+	}
+	return min(commas+1, limit)
+}
+
 // objectEvent validates and decodes the fields every object event shares.
 func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (Event, error) {
 	if bucket == "" {
@@ -298,7 +387,7 @@ func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (
 		return Event{}, permanent("negative object size %d", size)
 	}
 	if _, ok := SequencerKey(sequencer); !ok {
-		return Event{}, permanent("invalid sequencer %q", sequencer)
+		return Event{}, permanent("invalid sequencer %s", quoted(sequencer))
 	}
 	t, err := parseTime(rawTime)
 	if err != nil {
@@ -312,13 +401,13 @@ func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (
 func decodeKey(raw string) (string, error) {
 	key, err := url.QueryUnescape(raw)
 	if err != nil {
-		return "", permanent("bad object key %q: %v", raw, err)
+		return "", permanent("bad object key %s: %v", quoted(raw), err)
 	}
 	if !utf8.ValidString(key) {
-		return "", permanent("object key %q is not valid UTF-8", raw)
+		return "", permanent("object key %s is not valid UTF-8", quoted(raw))
 	}
 	if strings.IndexByte(key, 0) >= 0 {
-		return "", permanent("object key %q contains NUL", raw)
+		return "", permanent("object key %s contains NUL", quoted(raw))
 	}
 	if len(key) > MaxKeyLen {
 		return "", permanent("object key of %d bytes, longer than %d", len(key), MaxKeyLen)
@@ -333,7 +422,7 @@ func versionID(v string) (string, error) {
 		return "", permanent("version id of %d bytes, longer than %d", len(v), MaxVersionIDLen)
 	}
 	if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
-		return "", permanent("version id %q holds a control character or is not UTF-8", v)
+		return "", permanent("version id %s holds a control character or is not UTF-8", quoted(v))
 	}
 	return v, nil
 }
@@ -345,7 +434,7 @@ func parseTime(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, permanent("bad event time %q", s)
+		return time.Time{}, permanent("bad event time %s", quoted(s))
 	}
 	return t.UTC(), nil
 }
@@ -359,7 +448,7 @@ func decodeSNS(body []byte, fast bool) ([]Event, error) {
 		return nil, permanent("malformed SNS envelope: %v", err)
 	}
 	if env.Type != "Notification" {
-		return nil, permanent("unsupported SNS message type %q", env.Type)
+		return nil, permanent("unsupported SNS message type %s", quoted(env.Type))
 	}
 	events, err := decode([]byte(env.Message), true, fast)
 	if err != nil {
@@ -395,7 +484,7 @@ func decodeEventBridge(body []byte) ([]Event, error) {
 		return nil, permanent("malformed EventBridge event: %v", err)
 	}
 	if eb.Source != "aws.s3" {
-		return nil, permanent("EventBridge event from %q, not aws.s3", eb.Source)
+		return nil, permanent("EventBridge event from %s, not aws.s3", quoted(eb.Source))
 	}
 	if eb.Detail == nil {
 		return nil, permanent("EventBridge event without detail")
@@ -403,7 +492,7 @@ func decodeEventBridge(body []byte) ([]Event, error) {
 	d := eb.Detail
 	ev, err := objectEvent(d.Bucket.Name, d.Object.Key, d.Object.Size, d.Object.Sequencer, eb.Time)
 	if err != nil {
-		return nil, fmt.Errorf("EventBridge %q: %w", eb.DetailType, err)
+		return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
 	}
 	switch eb.DetailType {
 	case "Object Created":
@@ -417,7 +506,7 @@ func decodeEventBridge(body []byte) ([]Event, error) {
 	ev.Region = eb.Region
 	ev.ETag = strings.Trim(d.Object.ETag, `"`)
 	if ev.VersionID, err = versionID(d.Object.VersionID); err != nil {
-		return nil, fmt.Errorf("EventBridge %q: %w", eb.DetailType, err)
+		return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
 	}
 	return []Event{ev}, nil
 }
@@ -440,7 +529,7 @@ func decodeTestEvent(body []byte) ([]Event, error) {
 		return nil, permanent("malformed test event: %v", err)
 	}
 	if strings.TrimPrefix(te.Event, "s3:") != "TestEvent" {
-		return nil, permanent("unsupported event %q", te.Event)
+		return nil, permanent("unsupported event %s", quoted(te.Event))
 	}
 	t, err := parseTime(te.Time)
 	if err != nil {

@@ -2,14 +2,17 @@ package pipeline_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -480,6 +483,75 @@ var negativeBodies = map[string]string{
 func recordsBody(n int) string {
 	one := `{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}`
 	return `{"Records":[` + strings.TrimSuffix(strings.Repeat(one+",", n), ",") + `]}`
+}
+
+// TestDecodeRefusesManyRecordsCheaply: a body of empty records ({} is 3 bytes, a decoded record
+// 168) is refused past MaxRecords before the records are decoded, on every path (the scan, the
+// slow path a case-variant name forces, an SNS envelope): decoding them all first cost about 56
+// times the body, twice, so that a few dozen such messages in flight could exhaust the consumer's
+// memory. Not parallel: it reads the process's allocation counter.
+func TestDecodeRefusesManyRecordsCheaply(t *testing.T) {
+	records := strings.TrimSuffix(strings.Repeat("{},", 256<<10/3), ",")
+	inner := `{"Records":[` + records + `]}`
+	sns, err := json.Marshal(map[string]string{"Type": "Notification", "Message": inner})
+	require.NoError(t, err)
+	for name, body := range map[string]string{
+		"S3 notification":       inner,
+		"escaped name":          `{"Rec\u006frds":[` + records + `]}`, // the scan gives up on it
+		"SNS envelope":          string(sns),
+		"records of records":    `{"Records":[` + strings.TrimSuffix(strings.Repeat(`[{"a":"],"}],`, 256<<10/14), ",") + `]}`,
+		"one record past limit": recordsBody(pipeline.MaxRecords + 1),
+	} {
+		for _, fast := range []bool{true, false} {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := pipeline.DecodeWith([]byte(body), fast)
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, pipeline.ErrPermanent, name)
+			require.ErrorContains(t, err, fmt.Sprintf("more than %d records", pipeline.MaxRecords), name)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			require.Less(t, alloc, uint64(8*len(body)+64<<10), "%s (fast %v): %d bytes allocated for a %d-byte body", name, fast, alloc, len(body))
+		}
+	}
+}
+
+// TestDecodeErrorsQuoteLittle: an error quotes at most a few hundred bytes of what the body chose
+// (errors are logged on every receive and the ingress answers with them).
+func TestDecodeErrorsQuoteLittle(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("Z", 250_000)
+	for name, body := range map[string]string{
+		"sequencer":      `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"` + long + `"}}}]}`,
+		"event time":     `{"Records":[{"eventTime":"` + long + `","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
+		"key escape":     `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"%zz` + long + `"}}}]}`,
+		"SNS type":       `{"Type":"` + long + `","Message":"{}"}`,
+		"test event":     `{"Service":"Amazon S3","Event":"` + long + `"}`,
+		"EventBridge":    `{"detail-type":"Object Created","source":"` + long + `","detail":{}}`,
+		"multibyte runs": `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"` + strings.Repeat("é", 200_000) + `"}}}]}`,
+	} {
+		_, err := pipeline.Decode([]byte(body))
+		require.ErrorIs(t, err, pipeline.ErrPermanent, name)
+		require.Less(t, len(err.Error()), 1024, "%s: %.200s", name, err.Error())
+		require.True(t, utf8.ValidString(err.Error()), name)
+	}
+}
+
+// TestArrayLen holds the element count to encoding/json's.
+func TestArrayLen(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{`[]`, ` [ ] `, `[{}]`, `[1]`, `[1,2,3]`, `["a,b","]"]`, `["\"",2]`, `[[1,2],[3]]`,
+		`[{"a":[1,2,{"b":","}]}, null , true]`, `{}`, `null`, `"[1,2]"`, "[\n1,\t2\r]"} {
+		var v any
+		require.NoError(t, json.Unmarshal([]byte(body), &v), body)
+		want := 0
+		if a, ok := v.([]any); ok {
+			want = len(a)
+		}
+		require.Equal(t, want, pipeline.ArrayLen([]byte(body), 100), body)
+		if want > 1 {
+			require.Equal(t, 1, pipeline.ArrayLen([]byte(body), 1), "stops at the limit: %s", body)
+		}
+	}
 }
 
 // TestDecodeLimits: what is within the limits decodes (the refusals are in negativeBodies).

@@ -31,8 +31,8 @@ func (s *scanner) records() ([]s3Record, bool) {
 	recs := make([]s3Record, 0, 1)
 	ok := s.Next('[') && s.List(']', func() bool {
 		var r s3Record
-		if !s.record(&r) {
-			return false
+		if len(recs) == MaxRecords || !s.record(&r) {
+			return false // past MaxRecords: the slow path refuses the body before decoding a record
 		}
 		recs = append(recs, r)
 		return true

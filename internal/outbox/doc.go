@@ -24,9 +24,10 @@
 // endpoint, batches of the rows claimed together) and, with INTAKE_NOTIFY_ASYNQ_QUEUE, one
 // tasks.TypeUploadVerdict task per row on the app's queue, then marks the rows relayed, with the
 // endpoints still to deliver to, in the same transaction. The tasks are
-// enqueued before that commit, under IDs derived from the row: a relay that dies in between leaves
-// the rows to the next, whose enqueues conflict with the tasks already there instead of adding
-// more. A delivery removes its endpoint from the row; the row is delivered when none is left.
+// enqueued before that commit, under IDs derived from the rows (a batch's names every row of it,
+// [webhook.NewDeliverTask]): a relay that dies in between leaves the rows to the next, whose
+// enqueues of the same batches conflict with the tasks already there instead of adding more. A
+// delivery removes its endpoint from the row; the row is delivered when none is left.
 //
 // The relay wakes on every commit of outbox rows (see Listener) and polls every 2 s besides. It
 // keeps intake_outbox_oldest_undelivered_seconds (the age of the oldest notification not yet

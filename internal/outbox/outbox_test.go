@@ -487,3 +487,105 @@ func TestHousekeepingDuringALongDrain(t *testing.T) {
 	t.Logf("purged, and the gauge read %v, with %d rows still to relay", gauge, left)
 	require.Positive(t, left, "the purge and the refresh ran only once the drain was over")
 }
+
+// refusingRedis is an asynq client whose every enqueue fails, as Redis refusing writes (out of
+// memory with noeviction, a read-only replica) while its reads, and the readiness check, pass.
+type refusingRedis struct{}
+
+func (refusingRedis) EnqueueContext(context.Context, *asynq.Task, ...asynq.Option) (*asynq.TaskInfo, error) {
+	return nil, errors.New("OOM command not allowed when used memory > 'maxmemory'")
+}
+
+// routeAll routes every key to the same endpoints.
+type routeAll []string
+
+func (r routeAll) For(string) []string { return r }
+
+// TestHousekeepingWhileRelayFails: while every relay fails (Redis refusing writes), the backlog
+// gauges and the purge still run on their schedule during the backoff. Before, the loop went from
+// the backoff straight back to relaying: the oldest-undelivered gauge kept its value from before
+// the outage (IntakeWebhooksBehind never fired) and nothing was purged.
+func TestHousekeepingWhileRelayFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	// One notification to relay, and one delivered notification past the retention.
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
+		VALUES ('stuck', 'upload.valid', gen_random_uuid(), 'b', 'stuck', '{}')`)
+	require.NoError(t, err)
+	_, err = b.st.Pool.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, relayed_at, pending, delivered_at)
+		VALUES ('old', 'upload.valid', gen_random_uuid(), 'b', 'old', '{}', now() - interval '3 days', '{}', now() - interval '2 days')`)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: refusingRedis{}, Endpoints: routeAll{webhook.DefaultEndpoint}, Retention: 24 * time.Hour,
+		BacklogInterval: 50 * time.Millisecond, PurgeInterval: 50 * time.Millisecond, Registerer: reg, Log: b.log,
+	})
+	require.NoError(t, err)
+	testkit.Serve(t, relay.Run)
+	// Run reads the gauges once before relaying; once a relay has failed, the notification ages an
+	// hour, which only a refresh during the outage can show.
+	require.Eventually(t, func() bool { return testkit.Metric(t, reg, "intake_outbox_relay_errors_total") >= 1 },
+		30*time.Second, 10*time.Millisecond, "the relay never failed")
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE outbox SET created_at = now() - interval '1 hour' WHERE dedupe_key = 'stuck'`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, reg, "intake_outbox_oldest_undelivered_seconds") >= 3000 &&
+			testkit.Metric(t, reg, "intake_outbox_purged_total") >= 1
+	}, 10*time.Second, 20*time.Millisecond, "the gauge froze, or nothing was purged, while the relay failed")
+	require.EqualValues(t, 1, testkit.Metric(t, reg, "intake_outbox_unrelayed"))
+	var relayed bool
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, `SELECT relayed_at IS NOT NULL FROM outbox WHERE dedupe_key = 'stuck'`).Scan(&relayed))
+	require.False(t, relayed, "a failed relay commits nothing")
+}
+
+// TestRelayBesideALeftoverBatch: relay P claimed r1, r2 and r4 (r3 was not committed yet),
+// enqueued their batch and failed to commit; the task stays queued (here due in an hour). r3
+// commits; relay Q holds r2, so P's retry claims r1, r3 and r4: the same first and last row and
+// size as the leftover batch. Before, the two batches had the same task ID, the enqueue's conflict
+// was taken for "already there", and r3 was recorded relayed with no task to deliver it.
+func TestRelayBesideALeftoverBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	ups := make([]uuid.UUID, 4)
+	rows := make([]dbq.Outbox, 4)
+	for i := range ups {
+		key := fmt.Sprintf("u/leftover-%d.txt", i+1)
+		ups[i] = b.intent(t, key, nil, "")
+		b.verdict(t, ups[i], key, pipeline.StatusValid, "")
+		rows[i] = b.outboxRow(t, ups[i])
+	}
+	item := func(row dbq.Outbox) webhook.Item {
+		return webhook.Item{OutboxID: row.ID, Endpoint: webhook.DefaultEndpoint, Body: body(row)}
+	}
+	leftover, err := webhook.NewDeliverTask([]webhook.Item{item(rows[0]), item(rows[1]), item(rows[3])}, 5*time.Second)
+	require.NoError(t, err)
+	_, err = b.client.EnqueueContext(b.ctx, leftover, asynq.ProcessIn(time.Hour))
+	require.NoError(t, err)
+
+	q, err := b.st.Pool.Begin(b.ctx) // relay Q, holding r2
+	require.NoError(t, err)
+	defer func() { _ = q.Rollback(context.Background()) }()
+	_, err = q.Exec(b.ctx, `SELECT 1 FROM outbox WHERE id = $1 FOR UPDATE`, rows[1].ID)
+	require.NoError(t, err)
+	n, err := b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "r1, r3 and r4")
+	require.NoError(t, q.Rollback(b.ctx))
+	n, err = b.relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "r2")
+
+	require.Eventually(t, func() bool {
+		for _, id := range ups {
+			if b.outboxRow(t, id).DeliveredAt == nil {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "a notification was relayed without a task to deliver it")
+	got := b.recv.Received()
+	require.Len(t, got, 4)
+	for _, w := range got {
+		require.Equal(t, 1, w.Delivered, "%s: the leftover batch is not due yet", w.Verdict.Data.Key)
+	}
+}

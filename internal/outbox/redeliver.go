@@ -67,8 +67,8 @@ type RedeliverResult struct {
 // task is kept: one still to run delivers (once), and one already archived (it was given up
 // again, while the row was not locked) is deleted and enqueued anew, so that every endpoint put
 // back in pending has a task to run. A delivery to an endpoint no longer configured is given up
-// again by the deliverer at once; `intake outbox discard` drops those. It ends after one pass over
-// the rows there at its start, whatever is given up meanwhile.
+// again by the deliverer, on the last attempt of its retry schedule; `intake outbox discard` drops
+// those. It ends after one pass over the rows there at its start, whatever is given up meanwhile.
 func Redeliver(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o RedeliverOptions) (RedeliverResult, error) {
 	res := RedeliverResult{Deliveries: map[string]int{}, DryRun: o.DryRun}
 	if o.Tasks == nil && !o.DryRun {

@@ -68,9 +68,11 @@ type RelayConfig struct {
 // Relay moves outbox rows to asynq: for each row not relayed yet, one webhook delivery task per
 // endpoint the row's key routes to, and the verdict task when a queue is configured; then, in the
 // transaction that claimed the rows, it records them relayed with the endpoints still to deliver
-// to. Tasks are enqueued before that commit, with task IDs derived from the row, so a relay that
+// to. Tasks are enqueued before that commit, with task IDs derived from their rows, so a relay that
 // dies in between leaves the rows to the next relay, whose enqueues of the same tasks conflict
-// instead of duplicating them. Relays on several replicas share the rows (FOR UPDATE SKIP LOCKED).
+// instead of duplicating them; a batch of other rows (some claimed by another relay meanwhile) has
+// an ID of its own, and its rows also in the leftover batch are posted twice, under the same
+// webhook-id. Relays on several replicas share the rows (FOR UPDATE SKIP LOCKED).
 //
 // It also keeps intake_outbox_oldest_undelivered_seconds, intake_outbox_unrelayed and
 // intake_outbox_gave_up up to date and deletes delivered rows older than the retention.
@@ -152,7 +154,8 @@ const (
 )
 
 // Run relays until ctx ends, then returns nil. A failing relay (PostgreSQL or Redis down) is
-// retried with backoff (1 s doubling to 30 s).
+// retried with backoff (1 s doubling to 30 s); the backlog gauges and the purge keep their
+// schedule meanwhile, as during a long drain.
 func (r *Relay) Run(ctx context.Context) error {
 	var wake <-chan struct{}
 	if r.waker != nil {
@@ -176,7 +179,9 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.errors.Inc()
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
 			r.log.WarnContext(ctx, "outbox relay failed; retrying", "err", err, "in", backoff)
-			sleep(ctx, backoff)
+			// Redis refusing writes (out of memory, a read-only replica) fails every relay for as
+			// long as it lasts: the gauges must still move, or IntakeWebhooksBehind never fires.
+			r.pause(ctx, backoff, backlog.C, purge.C)
 			continue
 		case n == r.batch:
 			backoff = 0
@@ -205,12 +210,22 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// pause waits d, or until ctx ends, refreshing the backlog gauges and purging when backlog and
+// purge tick meanwhile.
+func (r *Relay) pause(ctx context.Context, d time.Duration, backlog, purge <-chan time.Time) {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-backlog:
+			r.updateBacklog(ctx)
+		case <-purge:
+			r.Purge(ctx)
+		}
 	}
 }
 

@@ -175,13 +175,16 @@ const maxAnswer = 64 << 10
 
 // ProcessTask delivers the notifications of one task. A single item is delivered or fails as the
 // task: asynq retries it on the schedule of [RetryDelay] and archives it when the retries are spent;
-// errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an endpoint no longer
-// configured, an address the SSRF guard refuses). A delivery given up (the last retry failed, or
+// errors wrapping asynq.SkipRetry cannot succeed by retrying (a bad payload, an address the SSRF
+// guard refuses). A task for an endpoint this worker does not know fails, posting nothing, and is
+// retried on that schedule (a worker that knows it, once a rolling deploy that adds it is over,
+// delivers it); its last attempt gives it up. A delivery given up (the last retry failed, or
 // a failure retrying cannot mend) is recorded on its notification first (see [Deliverer.giveUp]).
 // A batch is the first attempt of its items (the relay's happy path, at a fraction of the tasks):
 // each item that fails goes on as a task of its own, due after the first retry delay; the batch
-// fails (and is retried whole) only when those tasks cannot be enqueued. A task enqueued twice (by a relay that died before committing) posts
-// twice, under the same webhook-id: delivery is at least once.
+// fails (and is retried whole) only when those tasks cannot be enqueued, or its endpoint is
+// unknown. A task enqueued twice (by a relay that died before committing) posts twice, under the
+// same webhook-id: delivery is at least once.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	items, err := parseDeliver(t.Payload())
 	if err != nil {
@@ -189,7 +192,16 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	ep, ok := d.endpoints.Get(items[0].Endpoint)
 	if !ok {
-		return d.giveUp(ctx, items[0].Endpoint, items, fmt.Errorf("webhook endpoint %q is no longer configured", items[0].Endpoint))
+		// Not given up before the last attempt: during a rolling deploy that adds the endpoint, a
+		// worker still running the old configuration gets tasks from relays running the new one,
+		// and a worker of the new one retries them.
+		err := fmt.Errorf("webhook endpoint %q is not configured on this worker", items[0].Endpoint)
+		if isLastAttempt(ctx) {
+			return d.giveUp(ctx, items[0].Endpoint, items, err)
+		}
+		d.log.WarnContext(ctx, "webhook endpoint not configured; retrying", "endpoint", items[0].Endpoint,
+			"notifications", len(items))
+		return err
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	if len(items) == 1 {

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,18 @@ type giveUps struct {
 
 func (s *giveUps) MarkDelivered(context.Context, int64, string) error { return nil }
 
+func (s *giveUps) given() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+func (s *giveUps) setDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
 func (s *giveUps) MarkGaveUp(_ context.Context, id int64, _ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -39,31 +52,107 @@ func (noTasks) EnqueueContext(context.Context, *asynq.Task, ...asynq.Option) (*a
 	return nil, errors.New("no enqueue expected")
 }
 
-// TestGiveUpIsRecordedBeforeArchiving: a batch for an endpoint no longer configured is given up.
-// While its record fails, the task fails without SkipRetry (asynq retries it, and a retry records
-// the give-up); once recorded, every item is, and the task is archived at once (SkipRetry).
+// TestGiveUpIsRecordedBeforeArchiving: a batch for an endpoint this worker does not know (a
+// rolling deploy adding it: relays of the new configuration, a worker of the old one) is retried,
+// posting nothing and recording nothing, and given up only on its last attempt: every item is
+// recorded as given up and the task is archived. Before, the first attempt gave it up.
 func TestGiveUpIsRecordedBeforeArchiving(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Redis (the local stack)")
+	}
 	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{
 		{Name: "kept", URL: "https://hooks.example.com/intake", Secret: testkit.WebhookSecret(t)},
 	}, false)
 	require.NoError(t, err)
-	store := &giveUps{down: true}
+	store := &giveUps{}
 	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: noTasks{}})
 	require.NoError(t, err)
 	task, err := webhook.NewDeliverTask([]webhook.Item{
-		{OutboxID: 3, Endpoint: "removed", Body: []byte(`{"id":"a"}`)},
-		{OutboxID: 4, Endpoint: "removed", Body: []byte(`{"id":"b"}`)},
+		{OutboxID: 3, Endpoint: "added", Body: []byte(`{"id":"a"}`)},
+		{OutboxID: 4, Endpoint: "added", Body: []byte(`{"id":"b"}`)},
 	}, time.Second)
 	require.NoError(t, err)
 
+	// Outside asynq (no retry count): not the last attempt.
 	err = d.ProcessTask(context.Background(), task)
-	require.ErrorContains(t, err, "no longer configured")
-	require.NotErrorIs(t, err, asynq.SkipRetry, "not recorded: retried, not archived")
-	require.Empty(t, store.got)
+	require.NotErrorIs(t, err, asynq.SkipRetry, "retried, not archived")
+	require.Empty(t, store.given(), "not given up")
+	require.ErrorContains(t, err, `"added" is not configured`)
 
-	store.down = false
+	// In asynq, with 2 retries: the third attempt is the last.
+	type attempt struct {
+		retried  int
+		err      error
+		recorded int
+	}
+	attempts := make(chan attempt, 8)
+	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	srv := asynq.NewServer(redis, asynq.Config{
+		Concurrency: 1, Queues: map[string]int{webhook.Queue: 1}, TaskCheckInterval: webhook.TaskCheckInterval,
+		DelayedTaskCheckInterval: 50 * time.Millisecond, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
+	})
+	require.NoError(t, srv.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := d.ProcessTask(ctx, t)
+		retried, _ := asynq.GetRetryCount(ctx)
+		attempts <- attempt{retried, err, len(store.given())}
+		return err
+	})))
+	t.Cleanup(srv.Shutdown)
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { _ = client.Close() })
+	info, err := client.Enqueue(task, asynq.MaxRetry(2))
+	require.NoError(t, err)
+	for retried := range 3 {
+		var a attempt
+		select {
+		case a = <-attempts:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no attempt %d", retried+1)
+		}
+		require.Equal(t, retried, a.retried)
+		require.ErrorContains(t, a.err, `"added" is not configured`)
+		if retried < 2 {
+			require.NotErrorIs(t, a.err, asynq.SkipRetry, "attempt %d: retried", retried+1)
+			require.Zero(t, a.recorded, "attempt %d: nothing given up", retried+1)
+		} else {
+			require.ErrorIs(t, a.err, asynq.SkipRetry, "the last attempt gives up")
+			require.Equal(t, 2, a.recorded)
+		}
+	}
+	require.Equal(t, []int64{3, 4}, store.given())
+	insp := asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool {
+		got, err := insp.GetTaskInfo(webhook.Queue, info.ID)
+		return err == nil && got.State == asynq.TaskStateArchived
+	}, 10*time.Second, 20*time.Millisecond, "archived after the last attempt")
+}
+
+// TestRefusedGiveUpIsRecordedBeforeArchiving: a delivery the address guard refuses is given up at
+// once. While its record fails (PostgreSQL unavailable), the task fails without SkipRetry (asynq
+// retries it, and a retry records the give-up); once recorded, the task is archived (SkipRetry).
+func TestRefusedGiveUpIsRecordedBeforeArchiving(t *testing.T) {
+	t.Parallel()
+	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{
+		{Name: "internal", URL: "http://127.0.0.1:1/intake", Secret: testkit.WebhookSecret(t)},
+	}, true)
+	require.NoError(t, err)
+	store := &giveUps{down: true}
+	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: noTasks{},
+		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second})})
+	require.NoError(t, err)
+	task, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: 3, Endpoint: "internal", Body: []byte(`{"id":"a"}`)}}, time.Second)
+	require.NoError(t, err)
+
+	err = d.ProcessTask(context.Background(), task)
+	require.ErrorIs(t, err, webhook.ErrForbiddenAddress)
+	require.NotErrorIs(t, err, asynq.SkipRetry, "not recorded: retried, not archived")
+	require.Empty(t, store.given())
+
+	store.setDown(false)
 	err = d.ProcessTask(context.Background(), task)
 	require.ErrorIs(t, err, asynq.SkipRetry)
-	require.Equal(t, []int64{3, 4}, store.got)
+	require.Equal(t, []int64{3}, store.given())
 }

@@ -34,7 +34,9 @@
 // and any network error, is retried with exponential backoff and jitter ([RetryDelay]: 10 s
 // doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then the delivery is
 // given up: the outbox row records the endpoint in gave_up (Store.MarkGaveUp), where `intake outbox
-// redeliver` finds it, and asynq archives the task.
+// redeliver` finds it, and asynq archives the task. A task for an endpoint the worker does not
+// know is retried on the same schedule without posting (during a rolling deploy that adds the
+// endpoint, a worker that knows it runs a retry) and given up on its last attempt.
 // [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
 // and records the delivery in the outbox row (group commit across concurrent deliveries).
 //

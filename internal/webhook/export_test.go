@@ -5,3 +5,6 @@ var NominalDelay = nominalDelay
 
 // ParseDeliver is parseDeliver.
 var ParseDeliver = parseDeliver
+
+// TaskID is taskID (the ID NewDeliverTask gives the task of items).
+var TaskID = taskID

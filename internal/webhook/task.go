@@ -2,8 +2,11 @@ package webhook
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,10 +83,13 @@ const (
 
 // NewDeliverTask returns the task delivering items, all to one endpoint: queue [Queue], MaxRetry
 // [MaxRetry]. A single item's task ID is [DeliverTaskID] (a relay that enqueues it again after a
-// crash, while the first is queued, gets a conflict rather than a second task); a batch's names its
-// first and last row and its size. The timeout covers the attempts (attemptTimeout each,
-// [BatchParallel] at once) and 10 s for recording the deliveries. A batch is the first attempt of
-// its items: those that fail go on as tasks of their own, retried on the schedule of [RetryDelay].
+// crash, while the first is queued, gets a conflict rather than a second task); a batch's,
+// "webhook:<first>-<last>/<size>.<hash>:<endpoint>", names its first and last row, its size and
+// a hash of its rows' ids, so that only a batch of the same rows conflicts with it: relays that
+// claim different rows between the same two (another relay holding some) enqueue tasks of their
+// own. The timeout covers the attempts (attemptTimeout each, [BatchParallel] at once) and 10 s for
+// recording the deliveries. A batch is the first attempt of its items: those that fail go on as
+// tasks of their own, retried on the schedule of [RetryDelay].
 func NewDeliverTask(items []Item, attemptTimeout time.Duration) (*asynq.Task, error) {
 	if len(items) == 0 || len(items) > BatchSize {
 		return nil, fmt.Errorf("%s: 1 to %d items, not %d: %w", TypeDeliver, BatchSize, len(items), tasks.ErrInvalidPayload)
@@ -103,14 +109,31 @@ func NewDeliverTask(items []Item, attemptTimeout time.Duration) (*asynq.Task, er
 		payload = strconv.AppendInt(payload, int64(it.Attempted), 10)
 		payload = append(append(append(payload, '\n'), it.Body...), '\n')
 	}
-	id := DeliverTaskID(items[0].OutboxID, items[0].Endpoint)
-	if n := len(items); n > 1 {
-		id = fmt.Sprintf("webhook:%d-%d/%d:%s", items[0].OutboxID, items[n-1].OutboxID, n, items[0].Endpoint)
-	}
 	rounds := (len(items) + BatchParallel - 1) / BatchParallel
 	return asynq.NewTask(TypeDeliver, payload,
-		asynq.Queue(Queue), asynq.TaskID(id), asynq.MaxRetry(MaxRetry),
+		asynq.Queue(Queue), asynq.TaskID(taskID(items)), asynq.MaxRetry(MaxRetry),
 		asynq.Timeout(time.Duration(rounds)*attemptTimeout+10*time.Second)), nil
+}
+
+// taskID is the task ID of the delivery of items (see [NewDeliverTask]). The hash (64 bits of the
+// SHA-256 of the sorted ids) identifies the batch's rows: two batches sharing their first and last
+// row and their size, but not every row, get different IDs, the same rows the same ID.
+func taskID(items []Item) string {
+	n := len(items)
+	if n == 1 {
+		return DeliverTaskID(items[0].OutboxID, items[0].Endpoint)
+	}
+	ids := make([]int64, n)
+	for i, it := range items {
+		ids[i] = it.OutboxID
+	}
+	slices.Sort(ids)
+	buf := make([]byte, 0, 8*n)
+	for _, id := range ids {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(id))
+	}
+	sum := sha256.Sum256(buf)
+	return fmt.Sprintf("webhook:%d-%d/%d.%x:%s", items[0].OutboxID, items[n-1].OutboxID, n, sum[:8], items[0].Endpoint)
 }
 
 // DeliverTaskID is the task ID of the delivery of outbox row id alone to endpoint.

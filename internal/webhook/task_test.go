@@ -56,3 +56,25 @@ func TestDeliverTaskPayload(t *testing.T) {
 		require.ErrorIs(t, err, tasks.ErrInvalidPayload, name)
 	}
 }
+
+// TestDeliverTaskIDNamesItsRows: a batch's task ID identifies its rows, not only its first and last
+// row and its size: a relay that claims other rows between the same two (another relay holding
+// one) must not take the task of a rolled-back relay for its own. The same rows get the same ID
+// (a relay's retry conflicts with the task its dead predecessor left), and a single row's task is
+// DeliverTaskID.
+func TestDeliverTaskIDNamesItsRows(t *testing.T) {
+	t.Parallel()
+	batch := func(endpoint string, ids ...int64) []webhook.Item {
+		items := make([]webhook.Item, len(ids))
+		for i, id := range ids {
+			items[i] = webhook.Item{OutboxID: id, Endpoint: endpoint, Body: []byte("{}")}
+		}
+		return items
+	}
+	p, q := webhook.TaskID(batch("default", 101, 102, 104)), webhook.TaskID(batch("default", 101, 103, 104))
+	require.NotEqual(t, p, q, "same first, last and size, other rows")
+	require.Equal(t, p, webhook.TaskID(batch("default", 101, 102, 104)), "deterministic")
+	require.NotEqual(t, p, webhook.TaskID(batch("crm", 101, 102, 104)), "per endpoint")
+	require.Regexp(t, `^webhook:101-104/3\.[0-9a-f]{16}:default$`, p, "readable in intake jobs list")
+	require.Equal(t, webhook.DeliverTaskID(7, "default"), webhook.TaskID(batch("default", 7)))
+}
