@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -284,11 +285,27 @@ func eventOf(body []byte) (id, typ string) {
 	return id, typ
 }
 
+// withoutURL rewrites net/http's error (*url.Error: `Post "<the whole URL>": <cause>`) to name the
+// endpoint's scheme and host only: a webhook URL often holds its credential in its path or query
+// (Slack's /services/T/B/<token>, Azure's ?code=), and the error goes where logs' redaction does
+// not reach (asynq keeps it in Redis, `intake jobs list` and asynqmon show it).
+func withoutURL(err error, endpointURL string) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	where := "the endpoint"
+	if u, perr := url.Parse(endpointURL); perr == nil && u.Host != "" {
+		where = u.Scheme + "://" + u.Host + "/…"
+	}
+	return fmt.Errorf("%s %s: %w", ue.Op, where, ue.Err)
+}
+
 // post sends one signed request and classifies its result; err is nil only for a 2xx answer.
 func (d *Deliverer) post(ctx context.Context, ep Endpoint, id string, body []byte) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {
-		return ResultError, fmt.Errorf("build request: %w", err)
+		return ResultError, fmt.Errorf("build request: %w", withoutURL(err, ep.URL))
 	}
 	ts := d.now()
 	req.Header.Set("Content-Type", "application/json")
@@ -302,14 +319,14 @@ func (d *Deliverer) post(ctx context.Context, ep Endpoint, id string, body []byt
 		if d.metrics != nil {
 			d.metrics.duration.Observe(time.Since(start).Seconds())
 		}
+		result := ResultError
 		switch {
 		case errors.Is(err, ErrForbiddenAddress):
-			return ResultRefused, err
+			result = ResultRefused
 		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			return ResultTimeout, err
-		default:
-			return ResultError, err
+			result = ResultTimeout
 		}
+		return result, withoutURL(err, ep.URL)
 	}
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))

@@ -156,3 +156,37 @@ func TestRefusedGiveUpIsRecordedBeforeArchiving(t *testing.T) {
 	require.ErrorIs(t, err, asynq.SkipRetry)
 	require.Equal(t, []int64{3}, store.given())
 }
+
+// TestDeliveryErrorsHoldNoURLCredential: a webhook URL often carries its credential in its path
+// or query (Slack's /services/T/B/<token>, ?token=, Azure's ?code=). A failed attempt's error
+// goes where the log's redaction does not reach: asynq keeps it in Redis with the task, and
+// `intake jobs list` and asynqmon show it. It names the endpoint's scheme and host only, and still
+// classifies (a refused address is still ErrForbiddenAddress).
+func TestDeliveryErrorsHoldNoURLCredential(t *testing.T) {
+	t.Parallel()
+	const pathToken, queryToken = "pathsecret0123456789", "querysecret0123456789"
+	for name, tt := range map[string]struct {
+		url          string
+		allowPrivate bool
+		refused      bool
+	}{
+		"connection refused": {url: "http://127.0.0.1:1/services/T0/B0/" + pathToken + "?code=" + queryToken, allowPrivate: true},
+		"address refused":    {url: "http://127.0.0.1:1/services/T0/B0/" + pathToken + "?code=" + queryToken, refused: true},
+	} {
+		endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{
+			{Name: "hook", URL: tt.url, Secret: testkit.WebhookSecret(t)},
+		}, true) // the client's dial guard refuses it (as for a name rebound to a private address)
+		require.NoError(t, err, name)
+		d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: &giveUps{}, Endpoints: endpoints, Tasks: noTasks{},
+			Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: tt.allowPrivate})})
+		require.NoError(t, err, name)
+		task, err := webhook.NewDeliverTask([]webhook.Item{{OutboxID: 3, Endpoint: "hook", Body: []byte(`{"id":"a"}`)}}, time.Second)
+		require.NoError(t, err, name)
+		err = d.ProcessTask(context.Background(), task)
+		require.Error(t, err, name)
+		require.NotContains(t, err.Error(), pathToken, name)
+		require.NotContains(t, err.Error(), queryToken, name)
+		require.Contains(t, err.Error(), "http://127.0.0.1:1/", name)
+		require.Equal(t, tt.refused, errors.Is(err, webhook.ErrForbiddenAddress), name)
+	}
+}
