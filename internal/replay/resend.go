@@ -297,7 +297,8 @@ type ArchiveFilter struct {
 	PageSize int
 }
 
-// ArchiveSource emits the bodies of the events table selected by f, oldest id first, up to the
+// ArchiveSource emits the bodies of the events table selected by f, in the order received
+// ((received_at, id): one index range scan per page, however large the window), up to the
 // newest row archived when the run starts: the consumer archives every body it processes, the
 // replay's own among them, and a replay that read those too would never end. A message id seen
 // before in the run (the archive keeps one row per delivery) is marked Duplicate.

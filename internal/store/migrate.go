@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"path"
 	"regexp"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -29,12 +31,44 @@ const (
 	migrationLockClass int32 = 0x696e74       // "int"
 )
 
+// How a migration waits for the locks of the tables it changes. A statement such as ALTER TABLE
+// queues for its lock behind any long transaction on the table, and while it waits every later
+// read and write of the table queues behind it: a migration that waited without bound could stop
+// the service. So each migration runs with lock_timeout = MigrationLockTimeout; when a lock is not
+// granted in time (55P03, lock_not_available) the migration is rolled back, the tables are free
+// again, and it is retried after a backoff, MigrationLockAttempts runs in all, before Migrate fails.
+const (
+	// MigrationLockTimeout bounds each wait for a lock, so also how long a migration can hold up
+	// the queries of a table it waits for.
+	MigrationLockTimeout = 5 * time.Second
+	// MigrationLockAttempts is how many times a migration is run when a lock is not granted in
+	// time, the first run included.
+	MigrationLockAttempts = 5
+	// migrationLockBackoff is the pause before the second run; it doubles, with jitter.
+	migrationLockBackoff = time.Second
+)
+
+// migrateOptions are the lock waits of a migration run (tests shorten them).
+type migrateOptions struct {
+	lockTimeout  time.Duration
+	lockAttempts int
+	lockBackoff  time.Duration
+}
+
+var defaultMigrateOptions = migrateOptions{
+	lockTimeout: MigrationLockTimeout, lockAttempts: MigrationLockAttempts, lockBackoff: migrationLockBackoff,
+}
+
 // NoTransactionHeader, on a line of its own in a migration's leading comments, makes the migration
 // run outside a transaction: needed for CREATE INDEX CONCURRENTLY, which builds an index on a large
 // table without blocking writes. Such a migration may only create, drop, alter or rebuild indexes;
 // its statements run one at a time, so write each to be re-runnable (DROP INDEX CONCURRENTLY IF
 // EXISTS x; CREATE INDEX CONCURRENTLY x …): a failed concurrent build leaves an invalid index behind,
-// and the migration runs again from its first statement.
+// and the migration runs again from its first statement (also when a lock was not granted in time,
+// see [MigrationLockTimeout]). Its statements run with the session's lock_timeout set to
+// MigrationLockTimeout, except those with CONCURRENTLY: they block no reads or writes while they
+// wait, but they wait for every older snapshot in the database, whatever table its transaction
+// reads, so a lock_timeout would fail them on any long transaction.
 const NoTransactionHeader = "-- intake:no-transaction"
 
 // Migration is one numbered schema change.
@@ -139,7 +173,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := migrate(ctx, pool, ms, false)
+	res, err := migrate(ctx, pool, ms, false, defaultMigrateOptions)
 	return res.Applied, err
 }
 
@@ -157,10 +191,10 @@ func Upgrade(ctx context.Context, pool *pgxpool.Pool) (UpgradeResult, error) {
 	if err != nil {
 		return UpgradeResult{}, err
 	}
-	return migrate(ctx, pool, ms, true)
+	return migrate(ctx, pool, ms, true, defaultMigrateOptions)
 }
 
-func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool) (UpgradeResult, error) {
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool, opts migrateOptions) (UpgradeResult, error) {
 	schema, err := SchemaOf(pool.Config())
 	if err != nil {
 		return UpgradeResult{}, err
@@ -201,7 +235,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 		if _, ok := applied[m.Version]; ok {
 			continue
 		}
-		if err := apply(ctx, conn.Conn(), m); err != nil {
+		if err := applyRetrying(ctx, conn, m, opts); err != nil {
 			return res, fmt.Errorf("migrate: apply %s: %w", m.Name, err)
 		}
 		res.Applied = append(res.Applied, m.Name)
@@ -252,12 +286,57 @@ func ensureSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
 	return nil
 }
 
+// ErrMigrationLockTimeout is wrapped by Migrate and Upgrade when a migration could not get the
+// locks it needs within [MigrationLockTimeout] in any of its [MigrationLockAttempts] runs.
+var ErrMigrationLockTimeout = errors.New("lock not granted in time")
+
+// lockNotAvailable reports whether err is 55P03 (lock_not_available: lock_timeout expired).
+func lockNotAvailable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
+
+// applyRetrying runs apply, again after a jittered, doubling backoff when a lock was not granted
+// within opts.lockTimeout, up to opts.lockAttempts runs; the last such failure wraps
+// ErrMigrationLockTimeout.
+func applyRetrying(ctx context.Context, conn *pgxpool.Conn, m Migration, opts migrateOptions) error {
+	backoff := opts.lockBackoff
+	for attempt := 1; ; attempt++ {
+		err := apply(ctx, conn.Conn(), m, opts.lockTimeout)
+		if err == nil || !lockNotAvailable(err) {
+			return err
+		}
+		if attempt >= opts.lockAttempts {
+			return fmt.Errorf("%w: %d run(s), each waiting at most %s for a lock (a long transaction holds a lock on a table the migration changes: find it in pg_stat_activity and pg_locks, end it, and migrate again): %w",
+				ErrMigrationLockTimeout, attempt, opts.lockTimeout, err)
+		}
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (waiting to retry: %w)", err, ctx.Err())
+		}
+		backoff *= 2
+	}
+}
+
+// concurrently matches a statement that runs CONCURRENTLY.
+var concurrently = regexp.MustCompile(`(?i)\bconcurrently\b`)
+
 // apply runs one migration and records it: in one transaction, or statement by statement when the
-// migration must run outside one.
-func apply(ctx context.Context, conn *pgx.Conn, m Migration) error {
+// migration must run outside one. Waits for locks are bounded by lockTimeout: SET LOCAL in the
+// transaction; outside one, the session's setting around each statement but those with
+// CONCURRENTLY (see [NoTransactionHeader]), reset before returning. lockTimeout is in whole
+// milliseconds; 0 means no bound.
+func apply(ctx context.Context, conn *pgx.Conn, m Migration, lockTimeout time.Duration) error {
 	const record = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+	ms := lockTimeout.Milliseconds()
 	if !m.NoTransaction {
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", ms)); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
@@ -265,7 +344,23 @@ func apply(ctx context.Context, conn *pgx.Conn, m Migration) error {
 			return err
 		})
 	}
+	defer func() {
+		// The connection goes back to the pool: leave no lock_timeout on it. A connection that
+		// cannot be reset is closed, and the pool drops it.
+		resetCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(resetCtx, "RESET lock_timeout"); err != nil {
+			_ = conn.Close(resetCtx)
+		}
+	}()
 	for _, stmt := range splitStatements(m.SQL) {
+		set := fmt.Sprintf("SET lock_timeout = %d", ms)
+		if concurrently.MatchString(stmt) {
+			set = "RESET lock_timeout"
+		}
+		if _, err := conn.Exec(ctx, set); err != nil {
+			return err
+		}
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("%.60q: %w", stmt, err)
 		}

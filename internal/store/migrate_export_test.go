@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"io/fs"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -14,7 +15,17 @@ func MigrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, dir string, 
 	if err != nil {
 		return UpgradeResult{}, err
 	}
-	return migrate(ctx, pool, ms, adopt)
+	return migrate(ctx, pool, ms, adopt, defaultMigrateOptions)
+}
+
+// MigrateFSLocks is MigrateFS (without adopt) with the waits for locks given: lockTimeout per
+// wait, attempts runs of a migration, backoff before the second run.
+func MigrateFSLocks(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, dir string, lockTimeout time.Duration, attempts int, backoff time.Duration) (UpgradeResult, error) {
+	ms, err := parseMigrations(fsys, dir)
+	if err != nil {
+		return UpgradeResult{}, err
+	}
+	return migrate(ctx, pool, ms, false, migrateOptions{lockTimeout: lockTimeout, lockAttempts: attempts, lockBackoff: backoff})
 }
 
 // ParseMigrations exposes parseMigrations.

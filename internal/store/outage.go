@@ -32,6 +32,11 @@ func classify(ctx context.Context, what string, err error) error {
 //
 //   - no connection: refused, reset, lost mid-statement (EOF), timed out, or a request pgx knows
 //     was never sent;
+//   - any error while connecting (*pgconn.ConnectError), including the server refusing the
+//     session: 28P01 (wrong password, as during a password rotation), 28000 (no such role, or no
+//     pg_hba entry, as on a new primary set up incompletely), 3D000 (no such database), 42501 (no
+//     CONNECT privilege), 53300 (too many connections). Nothing was sent for the message, and its
+//     statement cannot run anywhere until the connection settings or the server are fixed;
 //   - class 08 (connection exception);
 //   - 57P01, 57P02, 57P03, 57P05 (the server shuts down, crashed, is starting, or closed an idle
 //     session);
@@ -47,6 +52,12 @@ func Unavailable(err error) bool {
 	if err == nil {
 		return false
 	}
+	// Before the codes: a server's refusal at connect time (28P01, 28000, 3D000, 42501, …) arrives
+	// as a ConnectError wrapping a PgError whose code alone would read as a statement's error.
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch code := pgErr.Code; {
@@ -57,9 +68,8 @@ func Unavailable(err error) bool {
 		}
 		return false
 	}
-	var connErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }

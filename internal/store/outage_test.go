@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -247,5 +248,46 @@ func TestConflictIsNotAnOutage(t *testing.T) {
 		err := fmt.Errorf("record: %w", &pgconn.PgError{Code: code})
 		require.False(t, store.Unavailable(err), code)
 		require.False(t, errors.Is(err, pipeline.ErrUnavailable), code)
+	}
+}
+
+// TestConnectRefusedIsAnOutage: a server that answers but refuses the connection (wrong password,
+// no such role, pg_hba, no such database, no CONNECT privilege: 28P01, 28000, 3D000, 42501) is an
+// outage of PostgreSQL like one that does not answer, for the unbatched and the batched record
+// store: the consumer pauses instead of spending a receive of every message until it is
+// dead-lettered.
+func TestConnectRefusedIsAnOutage(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	for _, tc := range []struct {
+		name  string
+		set   func(cfg *pgxpool.Config)
+		codes []string
+	}{
+		{"no such role", func(cfg *pgxpool.Config) { cfg.ConnConfig.User = "intake_no_such_role" }, []string{"28000", "28P01"}},
+		{"no such database", func(cfg *pgxpool.Config) { cfg.ConnConfig.Database = "intake_no_such_db" }, []string{"3D000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testkit.Context(t)
+			cfg, err := pgxpool.ParseConfig(testkit.DatabaseURL())
+			require.NoError(t, err)
+			tc.set(cfg)
+			cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+			pool, err := pgxpool.NewWithConfig(ctx, cfg) // connects lazily
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			st := &store.Store{Pool: pool, Q: dbq.New(pool)}
+			batched := store.NewBatchedRecords(st, store.BatchOptions{})
+			t.Cleanup(batched.Close)
+			for _, rs := range []*store.Records{store.NewRecords(st), batched} {
+				_, err = rs.Lookup(ctx, "b", "k")
+				requirePostgresOutage(t, err, tc.codes...)
+				_, err = rs.Record(ctx, pipeline.Record{Bucket: "b", Key: "k", Status: pipeline.StatusDeleted})
+				requirePostgresOutage(t, err, tc.codes...)
+			}
+		})
 	}
 }

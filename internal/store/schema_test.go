@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -318,4 +319,47 @@ DROP INDEX b`
 		"DROP INDEX b",
 	}, got)
 	require.Empty(t, store.SplitStatements("-- only a comment\n;;\n"))
+}
+
+// TestSchemaNameLength: the outbox's trigger notifies the channel "<schema>.intake_outbox", and
+// PostgreSQL refuses channel names of 64 bytes or more, so a longer schema name would make every
+// verdict of an intent fail. Such a name is refused when the store opens; the longest accepted
+// one opens, migrates, and records a verdict with its notification.
+func TestSchemaNameLength(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	t.Parallel()
+	ctx := testkit.Context(t)
+	name := func(n int) string {
+		s := testkit.Name("t_")
+		return s + strings.Repeat("x", n-len(s))
+	}
+
+	long := name(store.MaxSchemaLen + 1)
+	_, err := store.OpenSchema(ctx, testkit.DatabaseURL(), long)
+	require.ErrorContains(t, err, "at most 49")
+	cfg, err := pgxpool.ParseConfig(testkit.DatabaseURLFor(long))
+	require.NoError(t, err)
+	_, err = store.SchemaOf(cfg)
+	require.ErrorContains(t, err, "at most 49")
+
+	schema := name(store.MaxSchemaLen)
+	require.Len(t, schema, 49)
+	st := openIn(t, testkit.DatabaseURL(), schema)
+	t.Cleanup(func() { _, _ = st.Pool.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	_, err = store.Migrate(ctx, st.Pool)
+	require.NoError(t, err)
+	require.Equal(t, schema, st.Schema)
+
+	b := &recordsBundle{ctx: ctx, st: st, rs: store.NewRecords(st)}
+	id := b.addUpload(t, "k", "put", "pending", nil, nil)
+	rec := state("k", seqKey("01"), time.Time{}, "e1")
+	rec.UploadID, rec.CompleteIntent = id, id
+	got, err := b.rs.Record(ctx, rec)
+	require.NoError(t, err)
+	require.True(t, got.Applied)
+	var n int
+	require.NoError(t, st.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE upload_id = $1 AND event_type = 'upload.valid'", id).Scan(&n))
+	require.Equal(t, 1, n, "the verdict's notification")
 }

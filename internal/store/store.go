@@ -14,7 +14,10 @@
 // Migrations are files named NNNN_name.sql in migrations/, embedded in the binary and applied in
 // order, each in its own transaction (or, with [NoTransactionHeader], statement by statement, for
 // CREATE INDEX CONCURRENTLY), under a session advisory lock of the schema so that two replicas
-// starting at once do not race. Applied versions are kept in the schema's schema_migrations.
+// starting at once do not race. A migration waits at most [MigrationLockTimeout] for each lock on a
+// table (so the table's queries, queued behind it, are held up no longer), and is retried a few
+// times ([MigrationLockAttempts]) before Migrate fails with [ErrMigrationLockTimeout]. Applied
+// versions are kept in the schema's schema_migrations.
 //
 // # Installs from before schemas
 //
@@ -47,8 +50,13 @@ const DefaultMaxConns = 32
 // string's search_path names one.
 const DefaultSchema = "intake"
 
+// MaxSchemaLen is the longest name of intake's schema, in bytes: the outbox's trigger notifies the
+// channel "<schema>.intake_outbox" (migration 0009), and PostgreSQL refuses channel names of 64
+// bytes or more (NAMEDATALEN), which would fail every verdict of an intent.
+const MaxSchemaLen = 63 - len(".intake_outbox")
+
 // schemaName is a schema name intake uses unquoted: lower-case letters, digits and _.
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // Store bundles the pool and the generated queries.
 type Store struct {
@@ -118,13 +126,18 @@ func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 }
 
 // SchemaOf returns intake's schema for a pool configuration: the first schema of its search_path,
-// else [DefaultSchema]. The name must be a plain lower-case identifier (not pg_*).
+// else [DefaultSchema]. The name must be a plain lower-case identifier (not pg_*) of at most
+// [MaxSchemaLen] characters.
 func SchemaOf(cfg *pgxpool.Config) (string, error) {
 	sp := cfg.ConnConfig.RuntimeParams["search_path"]
 	first, _, _ := strings.Cut(sp, ",")
 	schema := cmp.Or(strings.TrimSpace(first), DefaultSchema)
 	if !schemaName.MatchString(schema) || strings.HasPrefix(schema, "pg_") {
 		return "", fmt.Errorf("intake's schema %q (INTAKE_DB_SCHEMA, or the search_path of DATABASE_URL) must be a plain lower-case name: letters, digits, _; not pg_*", schema)
+	}
+	if len(schema) > MaxSchemaLen {
+		return "", fmt.Errorf("intake's schema %q (INTAKE_DB_SCHEMA, or the search_path of DATABASE_URL) is %d characters long, at most %d are allowed: PostgreSQL limits the notification channel %q to 63 bytes",
+			schema, len(schema), MaxSchemaLen, schema+".intake_outbox")
 	}
 	return schema, nil
 }

@@ -115,7 +115,7 @@ type PruneEventsParams struct {
 }
 
 // Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
-// events_received_at_idx); rows another transaction holds are skipped.
+// events_received_at_id_idx); rows another transaction holds are skipped.
 func (q *Queries) PruneEvents(ctx context.Context, arg PruneEventsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneEvents, arg.Cutoff, arg.MaxRows)
 	if err != nil {

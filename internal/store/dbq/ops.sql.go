@@ -24,25 +24,27 @@ func (q *Queries) OpsLastEventID(ctx context.Context) (int64, error) {
 }
 
 const opsListEvents = `-- name: OpsListEvents :many
-SELECT id, message_id, body
-FROM events
-WHERE received_at >= $1
-  AND received_at < $2
-  AND ($3::text = '' OR starts_with(key, $3::text))
-  AND ($4::text = '' OR outcome = $4::text)
-  AND id > $5
-  AND id <= $6
-ORDER BY id
+SELECT e.id, e.message_id, e.body
+FROM events e,
+     (SELECT coalesce((SELECT c.received_at FROM events c WHERE c.id = $1),
+                      '-infinity'::timestamptz) AS received_at) AS cur
+WHERE e.received_at >= $2
+  AND e.received_at < $3
+  AND (e.received_at, e.id) > (cur.received_at, $1)
+  AND e.id <= $4
+  AND ($5::text = '' OR starts_with(e.key, $5::text))
+  AND ($6::text = '' OR e.outcome = $6::text)
+ORDER BY e.received_at, e.id
 LIMIT $7
 `
 
 type OpsListEventsParams struct {
+	AfterID   int64
 	Since     time.Time
 	Until     time.Time
+	LastID    int64
 	KeyPrefix string
 	Outcome   string
-	AfterID   int64
-	LastID    int64
 	MaxRows   int32
 }
 
@@ -53,15 +55,21 @@ type OpsListEventsRow struct {
 }
 
 // One page of archived event bodies received in [since, until), optionally under a key prefix and
-// with one outcome, by id in (after_id, last_id].
+// with one outcome, with id <= last_id, in order of (received_at, id), after the row after_id
+// (0: from the start). The page is one range scan of events_received_at_id_idx from the cursor
+// (after_id's received_at, after_id), whichever plan PostgreSQL caches for the prepared statement:
+// paging by id while filtering by received_at read the rest of the window for every page once the
+// generic plan (a bitmap of the window, sorted) was chosen. When the row after_id is gone (pruned
+// meanwhile), the page starts again at since: no row is skipped, and the rows the caller already
+// had come again (the same message ids).
 func (q *Queries) OpsListEvents(ctx context.Context, arg OpsListEventsParams) ([]OpsListEventsRow, error) {
 	rows, err := q.db.Query(ctx, opsListEvents,
+		arg.AfterID,
 		arg.Since,
 		arg.Until,
+		arg.LastID,
 		arg.KeyPrefix,
 		arg.Outcome,
-		arg.AfterID,
-		arg.LastID,
 		arg.MaxRows,
 	)
 	if err != nil {

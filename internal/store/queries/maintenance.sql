@@ -44,7 +44,7 @@ SELECT id, owner, bucket, key, method, multipart_upload_id, expires_at FROM expi
 
 -- name: PruneEvents :execrows
 -- Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
--- events_received_at_idx); rows another transaction holds are skipped.
+-- events_received_at_id_idx); rows another transaction holds are skipped.
 DELETE FROM events
 WHERE id IN (SELECT e.id FROM events e
              WHERE e.received_at < @cutoff

@@ -37,14 +37,22 @@ SELECT coalesce(max(id), 0)::bigint AS last_id FROM events;
 
 -- name: OpsListEvents :many
 -- One page of archived event bodies received in [since, until), optionally under a key prefix and
--- with one outcome, by id in (after_id, last_id].
-SELECT id, message_id, body
-FROM events
-WHERE received_at >= @since
-  AND received_at < @until
-  AND (@key_prefix::text = '' OR starts_with(key, @key_prefix::text))
-  AND (@outcome::text = '' OR outcome = @outcome::text)
-  AND id > @after_id
-  AND id <= @last_id
-ORDER BY id
+-- with one outcome, with id <= last_id, in order of (received_at, id), after the row after_id
+-- (0: from the start). The page is one range scan of events_received_at_id_idx from the cursor
+-- (after_id's received_at, after_id), whichever plan PostgreSQL caches for the prepared statement:
+-- paging by id while filtering by received_at read the rest of the window for every page once the
+-- generic plan (a bitmap of the window, sorted) was chosen. When the row after_id is gone (pruned
+-- meanwhile), the page starts again at since: no row is skipped, and the rows the caller already
+-- had come again (the same message ids).
+SELECT e.id, e.message_id, e.body
+FROM events e,
+     (SELECT coalesce((SELECT c.received_at FROM events c WHERE c.id = @after_id),
+                      '-infinity'::timestamptz) AS received_at) AS cur
+WHERE e.received_at >= @since
+  AND e.received_at < @until
+  AND (e.received_at, e.id) > (cur.received_at, @after_id)
+  AND e.id <= @last_id
+  AND (@key_prefix::text = '' OR starts_with(e.key, @key_prefix::text))
+  AND (@outcome::text = '' OR e.outcome = @outcome::text)
+ORDER BY e.received_at, e.id
 LIMIT @max_rows;
