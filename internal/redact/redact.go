@@ -453,10 +453,12 @@ func Secrets(conn string) []string {
 	return out
 }
 
-// WebhookSecrets is Secrets for a webhook URL, which may also carry its credential in its path
-// (Slack's incoming webhooks: /services/T0…/B0…/XXXXXXXX): its path segments that look like tokens
-// (tokenLike) are secrets too. Only for webhook URLs: a database's or a bucket's path names
-// things, which masking would hide from every log line.
+// WebhookSecrets is Secrets for a webhook URL, which often carries its credential in its path
+// (Slack's incoming webhooks: /services/T0…/B0…/XXXXXXXX) or its query under names Sensitive does
+// not know (Azure Functions' ?code=, Google Chat's ?key=): the path segments and query values that
+// look like tokens (tokenLike), and the values of webhookKeyNames, are secrets too. Only for webhook
+// URLs: a database's or a bucket's path names things, which masking would hide from every log line
+// (a word such as ?channel=uploads stays: masking it would mangle every key under uploads/).
 func WebhookSecrets(u string) []string {
 	out := Secrets(u)
 	if p, err := url.Parse(u); err == nil {
@@ -465,29 +467,43 @@ func WebhookSecrets(u string) []string {
 				out = append(out, seg)
 			}
 		}
+		for name, values := range p.Query() {
+			for _, v := range values {
+				if (tokenLike(v) || slices.Contains(webhookKeyNames, strings.ToLower(name))) && !slices.Contains(out, v) {
+					out = append(out, v)
+				}
+			}
+		}
 	}
 	return out
 }
 
+// webhookKeyNames are query parameters that carry a webhook's credential under a name Sensitive
+// does not flag in general (Azure Functions' code, Google Chat's key).
+var webhookKeyNames = []string{"code", "key", "access_key", "accesskey", "api-key", "apikey", "k", "tk", "hmac"}
+
 // tokenLike reports whether a URL path segment looks like a credential: at least 16 characters of
-// letters, digits, '-' and '_' only, letters and digits both present.
+// letters, digits and "-_.~=" only, with a digit or both cases of letters (a random token; a
+// lower-case word such as "uploads-completed" is a name).
 func tokenLike(seg string) bool {
 	if len(seg) < 16 {
 		return false
 	}
-	var letter, digit bool
+	var lower, upper, digit bool
 	for _, c := range seg {
 		switch {
 		case '0' <= c && c <= '9':
 			digit = true
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-			letter = true
-		case c == '-', c == '_':
+		case 'a' <= c && c <= 'z':
+			lower = true
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		case strings.ContainsRune("-_.~=", c):
 		default:
 			return false
 		}
 	}
-	return letter && digit
+	return (lower || upper) && (digit || lower && upper)
 }
 
 // rawPassword is the password of a URL url.Parse refuses (a '/', '?' or '#' in it): between the

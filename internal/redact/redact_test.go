@@ -153,6 +153,18 @@ func TestSecrets(t *testing.T) {
 	require.Equal(t, []string{"aBcD3fGh1jKlMn0pQrStUvWx"},
 		redact.WebhookSecrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx"))
 	require.Empty(t, redact.WebhookSecrets("https://hooks.example.com/intake/webhooks/uploads-completed"))
+	// Credentials in forms the generic names miss: every query value of a webhook URL, and tokens
+	// without a digit or with '.', '~' or '='.
+	for u, want := range map[string][]string{
+		"https://fn.azurewebsites.net/api/hook?code=AzFnKey0123456789abc":           {"AzFnKey0123456789abc"},
+		"https://chat.googleapis.com/v1/spaces/AAAA/messages?key=k3y-value&tk=tok1": {"k3y-value", "tok1"},
+		"https://hooks.example.com/in?channel=uploads&q=QmFzZTY0VG9rZW4xMjM0NTY3":   {"QmFzZTY0VG9rZW4xMjM0NTY3"},
+		"https://hooks.slack.com/services/T0/B0/aBcDeFgHiJkLmNoPqRsTuVwX":           {"aBcDeFgHiJkLmNoPqRsTuVwX"},
+		"https://hooks.example.com/in/abc.DEF~ghi=JKL_mno":                          {"abc.DEF~ghi=JKL_mno"},
+		"https://hooks.example.com/intake?v=1":                                      nil,
+	} {
+		require.ElementsMatch(t, want, redact.WebhookSecrets(u), u)
+	}
 	require.Empty(t, redact.Secrets("postgres://u@db/intake_prod_2024_eu"), "a database's name is not a secret")
 	r := redact.New(redact.WebhookSecrets("https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx")...)
 	require.NotContains(t, r.String(`POST "https://hooks.slack.com/services/T00000000/B00000000/aBcD3fGh1jKlMn0pQrStUvWx": EOF`), "aBcD3fGh1jKlMn0pQrStUvWx")
