@@ -133,12 +133,9 @@
 // Among records observed at the same instant (their lookups answered by one
 // statement), the older rules settle it: the newer sequencer, else the later
 // event time, else an observation with other content, else deleted over
-// missing. The observation time of a row keeps the greatest value recorded; its
-// sequencer and event time are those of the record whose state it holds (so
-// that a tie compares against the event that decided the row, and any order
-// of the same records ends in the same row), and a record that finds the same
-// state only moves the observation time forward; an equal event is therefore
-// a duplicate.
+// missing. The observation time, sequencer and event time of a row keep the
+// greatest value recorded, and a record that finds the same state only moves
+// the observation time forward; an equal event is therefore a duplicate.
 //
 // Why it converges to what S3 shows: each change of an object is followed by
 // its event, whose processing looks up (after the event was received, so

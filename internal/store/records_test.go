@@ -207,8 +207,7 @@ func (b *recordsBundle) recordPair(t *testing.T, key string, first, second pipel
 
 // TestRecordsObservations: once records carry the time of their observation (every record the
 // Processor writes), the later observation decides the row, whatever the events' sequencers and
-// times say; the observation time keeps its greatest value, the sequencer and event time are
-// those of the record that decided the state.
+// times say; observation time, sequencer and event time keep their greatest values.
 func TestRecordsObservations(t *testing.T) {
 	t.Parallel()
 	eachRecords(t, testRecordsObservations)
@@ -229,19 +228,18 @@ func testRecordsObservations(t *testing.T, b *recordsBundle) {
 		applied       bool
 		wantETag      string
 		wantStatus    string
-		decides       int // the record whose sequencer and event time the row holds: 1 or 2
 	}{
-		{"later observation beats a newer sequencer", obs(state("", forged, future, ""), t0), obs(state("", seqKey("0A"), t0, "e1"), t0.Add(time.Second)), true, "e1", "valid", 2},
-		{"later observation beats a newer sequencer, present", obs(state("", forged, future, "e1"), t0), obs(state("", seqKey("0A"), t0, "e2"), t0.Add(time.Second)), true, "e2", "valid", 2},
-		{"earlier observation loses to an older sequencer", obs(state("", seqKey("0A"), t0, "e1"), t0.Add(time.Second)), obs(state("", forged, future, ""), t0), false, "e1", "valid", 1},
-		{"same state observed again", obs(state("", seqKey("0A"), t0, "e1"), t0), obs(state("", seqKey("0B"), t0, "e1"), t0.Add(time.Second)), false, "e1", "valid", 2},
-		{"row from before migration 0006 (never observed)", state("", forged, future, ""), obs(state("", "", time.Time{}, "e1"), t0), true, "e1", "valid", 2},
-		{"a record without observation never beats an observed row", obs(state("", "", t0, "e1"), t0), state("", forged, future, "e2"), false, "e1", "valid", 1},
-		{"absent then absent later: deleted stays deleted", obs(state("", "", t0, ""), t0), obs(missing(state("", "", t0, "")), t0.Add(time.Second)), false, "", "deleted", 1},
-		{"absent then absent earlier: deleted replaces missing", obs(missing(state("", "", t0, "")), t0.Add(time.Second)), obs(state("", "", t0, ""), t0), true, "", "deleted", 2},
-		{"absent, then present observed earlier", obs(state("", "", t0, ""), t0.Add(time.Second)), obs(state("", seqKey("FF"), future, "e1"), t0), false, "", "deleted", 1},
-		{"same observation time: the newer event", obs(state("", seqKey("0A"), t0, "e1"), t0), obs(state("", seqKey("0B"), t0, "e2"), t0), true, "e2", "valid", 2},
-		{"same observation time: an older event", obs(state("", seqKey("0B"), t0, "e1"), t0), obs(state("", seqKey("0A"), t0, "e2"), t0), false, "e1", "valid", 1},
+		{"later observation beats a newer sequencer", obs(state("", forged, future, ""), t0), obs(state("", seqKey("0A"), t0, "e1"), t0.Add(time.Second)), true, "e1", "valid"},
+		{"later observation beats a newer sequencer, present", obs(state("", forged, future, "e1"), t0), obs(state("", seqKey("0A"), t0, "e2"), t0.Add(time.Second)), true, "e2", "valid"},
+		{"earlier observation loses to an older sequencer", obs(state("", seqKey("0A"), t0, "e1"), t0.Add(time.Second)), obs(state("", forged, future, ""), t0), false, "e1", "valid"},
+		{"same state observed again", obs(state("", seqKey("0A"), t0, "e1"), t0), obs(state("", seqKey("0B"), t0, "e1"), t0.Add(time.Second)), false, "e1", "valid"},
+		{"row from before migration 0006 (never observed)", state("", forged, future, ""), obs(state("", "", time.Time{}, "e1"), t0), true, "e1", "valid"},
+		{"a record without observation never beats an observed row", obs(state("", "", t0, "e1"), t0), state("", forged, future, "e2"), false, "e1", "valid"},
+		{"absent then absent later: deleted stays deleted", obs(state("", "", t0, ""), t0), obs(missing(state("", "", t0, "")), t0.Add(time.Second)), false, "", "deleted"},
+		{"absent then absent earlier: deleted replaces missing", obs(missing(state("", "", t0, "")), t0.Add(time.Second)), obs(state("", "", t0, ""), t0), true, "", "deleted"},
+		{"absent, then present observed earlier", obs(state("", "", t0, ""), t0.Add(time.Second)), obs(state("", seqKey("FF"), future, "e1"), t0), false, "", "deleted"},
+		{"same observation time: the newer event", obs(state("", seqKey("0A"), t0, "e1"), t0), obs(state("", seqKey("0B"), t0, "e2"), t0), true, "e2", "valid"},
+		{"same observation time: an older event", obs(state("", seqKey("0B"), t0, "e1"), t0), obs(state("", seqKey("0A"), t0, "e2"), t0), false, "e1", "valid"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,86 +249,19 @@ func testRecordsObservations(t *testing.T, b *recordsBundle) {
 			} else {
 				require.Equal(t, before.UpdatedAt, row.UpdatedAt, "an unchanged state keeps updated_at (reconcile judges by it)")
 			}
-			// The latest observation is kept, whichever record decided the state.
+			// The greatest of each is kept, whichever record decided the state.
 			wantObs := latest(tc.first.ObservedAt, tc.second.ObservedAt)
 			if wantObs.IsZero() {
 				require.Nil(t, row.ObservedAt)
 			} else {
 				require.True(t, wantObs.Equal(*row.ObservedAt), "observed_at %v, want %v", *row.ObservedAt, wantObs)
 			}
-			// The sequencer and event time are those of the record that decided the state (later
-			// records are ordered against them).
-			decided := tc.first
-			if tc.decides == 2 {
-				decided = tc.second
-			}
-			if decided.Sequencer == "" {
+			if seq := max(tc.first.Sequencer, tc.second.Sequencer); seq == "" {
 				require.Nil(t, row.Sequencer)
 			} else {
-				require.Equal(t, decided.Sequencer, *row.Sequencer)
+				require.Equal(t, seq, *row.Sequencer)
 			}
-			if decided.EventTime.IsZero() {
-				require.Nil(t, row.EventTime)
-			} else {
-				require.True(t, decided.EventTime.Equal(*row.EventTime), "event_time %v, want %v", *row.EventTime, decided.EventTime)
-			}
-		})
-	}
-}
-
-// TestRecordsSameObservationAnyOrder: records observed at the same instant are ordered by their
-// events against the state the row holds, not against a sequencer or event time left by a record
-// observed earlier, which lost: every order of the same three records ends in the same row. R1 is
-// observed first, with the newest event; R2 and R3 later, at one instant (one batched lookup), R3
-// with the newer event of the two: R3 decides the row.
-func TestRecordsSameObservationAnyOrder(t *testing.T) {
-	t.Parallel()
-	eachRecords(t, testRecordsSameObservationAnyOrder)
-}
-
-func testRecordsSameObservationAnyOrder(t *testing.T, b *recordsBundle) {
-	t0 := time.Date(2026, 11, 25, 1, 24, 18, 0, time.UTC)
-	t1 := t0.Add(time.Second)
-	obs := func(rec pipeline.Record, at time.Time) pipeline.Record { rec.ObservedAt = at; return rec }
-	for _, tc := range []struct {
-		name   string
-		r1, r2 pipeline.Record
-		r3     pipeline.Record
-	}{
-		{
-			"by sequencer",
-			obs(state("", seqKey("09"), t0, "Z"), t0),
-			obs(state("", seqKey("05"), t0, "X"), t1),
-			obs(state("", seqKey("07"), t0, "Y"), t1),
-		},
-		{
-			"by event time",
-			obs(state("", "", t0.Add(9*time.Minute), "Z"), t0),
-			obs(state("", "", t0.Add(5*time.Minute), "X"), t1),
-			obs(state("", "", t0.Add(7*time.Minute), "Y"), t1),
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			recs := []pipeline.Record{tc.r1, tc.r2, tc.r3}
-			for i, order := range [][3]int{{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}} {
-				key := fmt.Sprintf("%s-%d", strings.ReplaceAll(tc.name, " ", "-"), i)
-				for _, j := range order {
-					rec := recs[j]
-					rec.Key = key
-					_, err := b.rs.Record(b.ctx, rec)
-					require.NoError(t, err)
-				}
-				row := b.row(t, key)
-				require.Equal(t, "Y", *row.Etag, "order R%d,R%d,R%d", order[0]+1, order[1]+1, order[2]+1)
-				// The row's sequencer and event time are those of the record whose state it holds.
-				if tc.r3.Sequencer == "" {
-					require.Nil(t, row.Sequencer)
-				} else {
-					require.Equal(t, tc.r3.Sequencer, *row.Sequencer)
-				}
-				require.True(t, tc.r3.EventTime.Equal(*row.EventTime), "event time %v", *row.EventTime)
-				require.True(t, t1.Equal(*row.ObservedAt))
-			}
+			require.True(t, latest(tc.first.EventTime, tc.second.EventTime).Equal(*row.EventTime))
 		})
 	}
 }
