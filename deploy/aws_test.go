@@ -152,13 +152,17 @@ func TestAWSDocuments(t *testing.T) {
 			require.Equal(t, []string{
 				"s3:AbortMultipartUpload",       // sweep, multipart clean-up
 				"s3:DeleteObject",               // reject action "delete", quarantine move
+				"s3:DeleteObjectVersion",        // the same of the version an event named (versioned buckets: a newer version stays current)
 				"s3:GetObject",                  // HEAD, range GET, hashing, presigned GET
 				"s3:GetObjectTagging",           // tagging reads
+				"s3:GetObjectVersion",           // HEAD, hashing and copy of the version an event named (versioned buckets)
+				"s3:GetObjectVersionTagging",    // tagging reads of that version
 				"s3:ListBucket",                 // HeadBucket (readiness), reconcile; 404 instead of 403 on missing keys
 				"s3:ListBucketMultipartUploads", // sweep
 				"s3:ListMultipartUploadParts",   // Uppy's multipart routes
 				"s3:PutObject",                  // presigned PUT/POST/multipart, quarantine copy
 				"s3:PutObjectTagging",           // reject action "tag", verdict tags
+				"s3:PutObjectVersionTagging",    // the same on the version an event named
 				"sqs:ChangeMessageVisibility",   // heartbeat, backoff, return on shutdown
 				"sqs:DeleteMessage",             // ack, replay from the DLQ
 				"sqs:GetQueueAttributes",        // readiness, queue depth metrics

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -569,11 +570,12 @@ func TestProcessMissing(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": "missing", "reason": "not_found"}))
 	require.Empty(t, b.notifications(t, "gone.txt"), "a missing object notifies nothing")
 
-	// A configured bucket that does not exist reads as a missing object too.
-	require.NoError(t, b.process(t, body(testEvent{name: "ObjectCreated:Put", bucket: other, key: "k", seq: "0A", at: t0})))
-	o, err := testkit.GetObject(b.ctx, b.st.Pool, other, "k")
-	require.NoError(t, err)
-	require.Equal(t, pipeline.StatusMissing, o.Status)
+	// A configured bucket that does not exist (MinIO back on an empty volume, the endpoint of
+	// another cluster) is not a missing object: S3 cannot say, so the event waits, unrecorded.
+	err := b.process(t, body(testEvent{name: "ObjectCreated:Put", bucket: other, key: "k", seq: "0A", at: t0}))
+	require.ErrorIs(t, err, pipeline.ErrUnavailable)
+	_, err = testkit.GetObject(b.ctx, b.st.Pool, other, "k")
+	require.ErrorIs(t, err, pgx.ErrNoRows, "nothing is recorded of an object in a missing bucket")
 }
 
 // TestProcessForgedCompleteMultipart: an ObjectCreated:CompleteMultipartUpload for a key whose
@@ -1023,6 +1025,16 @@ func TestProcessFixtures(t *testing.T) {
 		}
 	}
 	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionNone), buckets: buckets}) // never act on shared buckets
+	// The buckets exist (empty): a missing bucket is an outage, not a missing object. Names S3
+	// refuses stay absent (the EventBridge sample's).
+	s3c := testkit.S3()
+	for _, name := range buckets {
+		_, err := s3c.CreateBucket(b.ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+		var owned *types.BucketAlreadyOwnedByYou
+		if err != nil && !errors.As(err, &owned) {
+			t.Logf("bucket %s not created: %v", name, err)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		err := b.proc.Process(b.ctx, name, files[name])
 		require.False(t, errors.Is(err, pipeline.ErrPermanent), "%s: %v", name, err)

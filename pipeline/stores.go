@@ -66,8 +66,10 @@ type ObjectRef struct {
 }
 
 // ObjectStore is the part of S3 the Processor uses. Errors wrap [ErrNotFound]
-// for a missing object or bucket, [ErrChanged] when a ref's ETag no longer
-// matches, and [ErrUnavailable] for throttling, 5xx and transport failures.
+// for an object missing from a bucket that exists, [ErrChanged] when a ref's
+// ETag no longer matches, and [ErrUnavailable] for throttling, 5xx and
+// transport failures, a missing bucket (an empty volume, a wrong endpoint: S3
+// cannot say whether the object exists) and an answer cut off.
 // The adapter is internal/objstore.Objects.
 type ObjectStore interface {
 	// Head returns the object's metadata.

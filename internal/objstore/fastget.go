@@ -89,7 +89,7 @@ func (g *fastGetter) getRange(ctx context.Context, u string, n int) (rangeReply,
 	}
 	body := &fastBody{resp: resp}
 	body.Reset(resp.Body())
-	return rangeReply{contentLength: int64(resp.Header.ContentLength()), header: fastHeader{&resp.Header}, body: body}, nil
+	return rangeReply{status: resp.StatusCode(), contentLength: int64(resp.Header.ContentLength()), header: fastHeader{&resp.Header}, body: body}, nil
 }
 
 // fastHeader reads a fasthttp response's header fields as http.Header.Get does.

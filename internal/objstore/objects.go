@@ -12,12 +12,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/intakehq/intake/pipeline"
 )
@@ -32,11 +36,17 @@ const (
 // hashBufSize is the fixed buffer through which Hash streams an object.
 const hashBufSize = 64 << 10
 
-// Objects is the pipeline's [pipeline.ObjectStore] on S3. Errors wrap
-// [pipeline.ErrNotFound] for a missing object or bucket (404), [pipeline.ErrChanged] when a
+// Objects is the pipeline's [pipeline.ObjectStore] on S3. Errors wrap [pipeline.ErrNotFound] only
+// when S3 says the object (or the version asked for) is missing from a bucket that exists: a
+// NoSuchKey or NoSuchVersion answer, or the 404 of a HEAD (which has no body to say why) once a
+// HeadBucket found the bucket (see [Objects.Head]). They wrap [pipeline.ErrChanged] when a
 // conditional request fails (412: the object was replaced), and are an outage of S3
 // ([pipeline.UnavailableError], matching [pipeline.ErrUnavailable]) when [IsRetryable] says so
-// (throttling, 5xx, transport errors, timeouts).
+// (throttling, 5xx, transport errors, timeouts), when the bucket is missing (NoSuchBucket: an empty
+// volume, a wrong endpoint) or a 404 carries no S3 code (a proxy's page), when a request raced
+// another on the object (409 ConditionalRequestConflict: trying again tells what happened), and
+// when an answer is cut off or gives no object size. Any other error (403, 400, an aborted
+// multipart copy's NoSuchUpload) wraps none of them.
 type Objects struct {
 	client *s3.Client
 	// presigned sends Peek's GETs without the SDK's middleware (nil: the SDK does).
@@ -45,6 +55,13 @@ type Objects struct {
 	// part (UploadPartCopy) in parts of copyPartSize.
 	maxCopySize  int64
 	copyPartSize int64
+
+	// bucketsMu guards bucketSeen and bucketChecks (see bucketExists).
+	bucketsMu sync.Mutex
+	// bucketSeen is, per bucket, when the latest HeadBucket that found it was sent.
+	bucketSeen map[string]time.Time
+	// bucketChecks is, per bucket, the HeadBucket in flight.
+	bucketChecks map[string]*bucketCheck
 }
 
 var _ pipeline.ObjectStore = (*Objects)(nil)
@@ -58,11 +75,15 @@ func NewObjects(client *s3.Client) *Objects {
 	}
 }
 
-// Head returns the object's size, content type, ETag, version and modification time.
+// Head returns the object's size, content type, ETag, version and modification time. A HEAD's 404
+// has no body, so nothing in it tells a missing key from a missing bucket: Head reports the object
+// missing (ErrNotFound) only once a HeadBucket sent after the HEAD found the bucket, and a bucket
+// that is not there is an outage of S3 (see bucketExists).
 func (o *Objects) Head(ctx context.Context, bucket, key string) (pipeline.ObjectInfo, error) {
+	sent := time.Now()
 	out, err := o.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
-		return pipeline.ObjectInfo{}, wrap(ctx, "head", bucket, key, err)
+		return pipeline.ObjectInfo{}, o.wrapHead(ctx, "head", bucket, key, sent, err)
 	}
 	return objectInfo(out), nil
 }
@@ -80,7 +101,9 @@ func objectInfo(out *s3.HeadObjectOutput) pipeline.ObjectInfo {
 // Peek returns the object's metadata and its first n bytes with a single ranged GET (the
 // response carries the size in Content-Range, and the ETag, type, version and modification time),
 // which saves the HEAD a separate [Objects.Head] would cost. An empty object has no byte 0: S3
-// answers 416 and Peek falls back to HEAD.
+// answers 416 and Peek falls back to HEAD. An answer that does not give the object's size (a server
+// that ignored the Range and sent the object chunked) or whose body is cut off is an outage of S3:
+// Peek never returns a guessed size or a fragment as the prefix.
 //
 // Peek is the consumer's one S3 request per event, so it bypasses the SDK's middleware stack when
 // it can: the GET is presigned by a sigv4.Signer built from the client's options and sent with
@@ -113,22 +136,87 @@ func (o *Objects) peekSDK(ctx context.Context, bucket, key string, n int) (pipel
 		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, err)
 	}
 	defer out.Body.Close()
+	size, err := objectSize(rawStatus(out.ResultMetadata), contentLength(out.ContentLength), aws.ToString(out.ContentRange))
+	if err != nil {
+		return pipeline.ObjectInfo{}, nil, pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("peek %s/%s: %w", bucket, key, err))
+	}
 	info := pipeline.ObjectInfo{
-		Size:         aws.ToInt64(out.ContentLength),
+		Size:         size,
 		ContentType:  aws.ToString(out.ContentType),
 		ETag:         unquote(aws.ToString(out.ETag)),
 		VersionID:    aws.ToString(out.VersionId),
 		LastModified: aws.ToTime(out.LastModified).UTC(),
 	}
-	if total, ok := rangeTotal(aws.ToString(out.ContentRange)); ok {
-		info.Size = total
-	}
 	// Reading less than the answer announced means the body was cut off (see peekPresigned).
-	buf := make([]byte, min(int64(n), max(info.Size, 0)))
-	if _, err := io.ReadFull(out.Body, buf); err != nil {
-		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, fmt.Errorf("read the first %d bytes: %w", len(buf), err))
+	buf, err := readPrefix(out.Body, n, size)
+	if err != nil {
+		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, err)
 	}
 	return info, buf, nil
+}
+
+// errNoSize says that a 200 or 206 answer to a ranged GET does not give the object's size.
+var errNoSize = errors.New("the answer gives no object size (no complete length in Content-Range, no Content-Length)")
+
+// objectSize returns the object's size from a 200 or 206 answer (status; 0: unknown) to a ranged
+// GET: the complete length of its Content-Range, or, for an answer without Content-Range that is
+// not a 206 (a server that ignored the Range sends the whole object), its Content-Length (-1: none).
+// Without either (a whole object sent chunked, a 206 without a complete length) it returns
+// errNoSize: the size is unknown, and a guess (0, the part's length) would be recorded as the
+// object's.
+func objectSize(status int, contentLength int64, contentRange string) (int64, error) {
+	if total, ok := rangeTotal(contentRange); ok {
+		return total, nil
+	}
+	if contentRange == "" && status != http.StatusPartialContent && contentLength >= 0 {
+		return contentLength, nil
+	}
+	return 0, errNoSize
+}
+
+// contentLength is an SDK output's Content-Length, -1 when the answer had none.
+func contentLength(v *int64) int64 {
+	if v == nil {
+		return -1
+	}
+	return *v
+}
+
+// rawStatus returns the HTTP status of an SDK call's answer (0: unknown).
+func rawStatus(md middleware.Metadata) int {
+	if r, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response); ok && r != nil {
+		return r.StatusCode
+	}
+	return 0
+}
+
+// readPrefix reads the first n bytes of a GET's body, or all of it when it is shorter. length is
+// what the answer announced (its Content-Length, or the object's size; -1: nothing, as for a
+// chunked body): a body that ends before min(n, length) bytes was cut off, and one of unknown
+// length must end cleanly (io.EOF; a chunked body cut off ends with io.ErrUnexpectedEOF). A body
+// cut off returns an error wrapping io.ErrUnexpectedEOF, which has no HTTP status and so is
+// retryable ([IsRetryable]): the bytes read are a fragment, not the object's prefix.
+func readPrefix(body io.Reader, n int, length int64) ([]byte, error) {
+	want := int64(n)
+	if length >= 0 {
+		want = min(want, length)
+	}
+	buf := make([]byte, want)
+	m := 0
+	for m < len(buf) {
+		k, err := body.Read(buf[m:])
+		m += k
+		switch {
+		case m == len(buf) || err == nil:
+		case errors.Is(err, io.EOF) && length < 0:
+			return buf[:m], nil
+		case errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("read the first %d bytes: the body ended after %d: %w", len(buf), m, io.ErrUnexpectedEOF)
+		default:
+			return nil, fmt.Errorf("read the first %d bytes: %w", len(buf), err)
+		}
+	}
+	return buf, nil
 }
 
 // rangeTotal parses the complete length of a Content-Range header ("bytes 0-3071/12345").
@@ -142,7 +230,8 @@ func rangeTotal(cr string) (int64, bool) {
 }
 
 // ReadPrefix returns the first n bytes of the object (all of it when shorter) with one ranged
-// GET, conditional on the ref's version and ETag.
+// GET, conditional on the ref's version and ETag. A body that ends before the bytes its answer
+// announced (a connection cut) is an outage of S3, not a short object.
 func (o *Objects) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n int) ([]byte, error) {
 	if n <= 0 {
 		return nil, nil
@@ -157,12 +246,11 @@ func (o *Objects) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n int)
 		return nil, wrap(ctx, "read prefix of", obj.Bucket, obj.Key, err)
 	}
 	defer out.Body.Close()
-	buf := make([]byte, n)
-	m, err := io.ReadFull(out.Body, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	buf, err := readPrefix(out.Body, n, contentLength(out.ContentLength))
+	if err != nil {
 		return nil, wrap(ctx, "read prefix of", obj.Bucket, obj.Key, err)
 	}
-	return buf[:m], nil
+	return buf, nil
 }
 
 // Hash streams the object through SHA-256 with a fixed buffer, so memory does not grow with the
@@ -239,7 +327,7 @@ func (o *Objects) check(ctx context.Context, obj pipeline.ObjectRef) error {
 	return err
 }
 
-// head HEADs the ref's version and checks its ETag.
+// head HEADs the ref's version and checks its ETag (a 404 is classified as [Objects.Head]'s).
 func (o *Objects) head(ctx context.Context, obj pipeline.ObjectRef) (*s3.HeadObjectOutput, error) {
 	in := &s3.HeadObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key)}
 	if obj.VersionID != "" {
@@ -248,9 +336,10 @@ func (o *Objects) head(ctx context.Context, obj pipeline.ObjectRef) (*s3.HeadObj
 	if obj.ETag != "" {
 		in.IfMatch = aws.String(quote(obj.ETag))
 	}
+	sent := time.Now()
 	out, err := o.client.HeadObject(ctx, in)
 	if err != nil {
-		return nil, wrap(ctx, "head", obj.Bucket, obj.Key, err)
+		return nil, o.wrapHead(ctx, "head", obj.Bucket, obj.Key, sent, err)
 	}
 	if obj.ETag != "" && unquote(aws.ToString(out.ETag)) != obj.ETag {
 		return nil, fmt.Errorf("head %s/%s: ETag %s, want %s: %w", obj.Bucket, obj.Key, aws.ToString(out.ETag), obj.ETag, pipeline.ErrChanged)
@@ -345,14 +434,20 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 	return nil
 }
 
-// Delete deletes the object (a delete marker in a versioned bucket). The ETag is checked by a HEAD
-// and sent as If-Match, which AWS enforces; MinIO ignores it, leaving the HEAD's small window.
-// Deleting an object that is already gone succeeds.
+// Delete deletes the object. A ref with a VersionID deletes that version, for good: the key's other
+// versions stay, and so does a newer one written since the ref was taken (a delete marker would
+// hide it, and leave the ref's version readable by its id). A ref without one deletes the key (a
+// delete marker in a versioned bucket). The ref's version and ETag are checked by a HEAD, and the
+// ETag is sent as If-Match, which AWS enforces; MinIO ignores it, leaving the HEAD's small window.
+// Deleting an object that is already gone succeeds, unless the HEAD finds it gone (ErrNotFound).
 func (o *Objects) Delete(ctx context.Context, obj pipeline.ObjectRef) error {
 	if err := o.check(ctx, obj); err != nil {
 		return err
 	}
 	in := &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key)}
+	if obj.VersionID != "" {
+		in.VersionId = aws.String(obj.VersionID)
+	}
 	if obj.ETag != "" {
 		in.IfMatch = aws.String(quote(obj.ETag))
 	}
@@ -376,19 +471,104 @@ func copySource(obj pipeline.ObjectRef) string {
 	return src
 }
 
-// wrap adds the operation and the pipeline sentinel that classifies err.
+// wrap adds the operation and the pipeline sentinel that classifies err (see [Objects]): only
+// NoSuchKey and NoSuchVersion say that the object is missing. A 404 without them (NoSuchBucket, a
+// GET's 404 without S3's code) is an outage, except NoSuchUpload (a multipart copy's upload that
+// someone aborted), which wraps no sentinel; a HEAD's 404 goes through wrapHead.
 func wrap(ctx context.Context, op, bucket, key string, err error) error {
 	switch {
-	case IsNotFound(err):
+	case isObjectMissing(err):
 		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrNotFound)
 	case isPreconditionFailed(err):
 		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrChanged)
-	case errors.Is(ctx.Err(), context.Canceled):
+	case errors.Is(ctx.Err(), context.Canceled), isNoSuchUpload(err):
 		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
-	case IsRetryable(err):
+	case IsRetryable(err), isConflict(err), statusCode(err) == http.StatusNotFound:
 		return pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("%s %s/%s: %w", op, bucket, key, err))
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
+}
+
+// wrapHead is wrap for a HEAD of the object sent at sent. Its 404 has no body, so no code tells a
+// missing key from a missing bucket: it is the object missing (ErrNotFound) once bucketExists
+// confirms the bucket, an outage of S3 when the bucket is not there (or cannot be looked at for a
+// retryable reason), and an error without sentinel otherwise.
+func (o *Objects) wrapHead(ctx context.Context, op, bucket, key string, sent time.Time, err error) error {
+	if statusCode(err) != http.StatusNotFound {
+		return wrap(ctx, op, bucket, key, err)
+	}
+	berr := o.bucketExists(ctx, bucket, sent)
+	if berr == nil {
+		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrNotFound)
+	}
+	e := fmt.Errorf("%s %s/%s: %v, and the bucket is not confirmed: %w", op, bucket, key, err, berr)
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return e
+	case statusCode(berr) == http.StatusNotFound, IsRetryable(berr):
+		return pipeline.Unavailable(pipeline.DependencyS3, e)
+	}
+	return e
+}
+
+// bucketCheck is a HeadBucket in flight, which callers of bucketExists may wait for.
+type bucketCheck struct {
+	sent time.Time     // when it was sent (at the latest)
+	done chan struct{} // closed once err is set
+	err  error
+}
+
+// bucketExists returns nil when a HeadBucket sent at or after since found the bucket: an earlier
+// caller's (one that succeeded, or the one in flight), or one it sends now. A HeadBucket sent
+// before since proves nothing about since (MinIO may have come back on an empty volume in between),
+// so a confirmation is shared by the 404s of HEADs sent before it, never reused for later ones:
+// every removal whose HEAD finds nothing costs at most one HeadBucket, fewer when concurrent. It
+// returns the HeadBucket's error (a 404 when the bucket is missing) or ctx's.
+func (o *Objects) bucketExists(ctx context.Context, bucket string, since time.Time) error {
+	o.bucketsMu.Lock()
+	if seen, ok := o.bucketSeen[bucket]; ok && !seen.Before(since) {
+		o.bucketsMu.Unlock()
+		return nil
+	}
+	if c := o.bucketChecks[bucket]; c != nil && !c.sent.Before(since) {
+		o.bucketsMu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if c.err == nil {
+			return nil
+		}
+		// It failed, maybe for its caller's own reason (a cancelled context): look again.
+		return o.headBucket(ctx, bucket, &bucketCheck{sent: time.Now(), done: make(chan struct{})})
+	}
+	c := &bucketCheck{sent: time.Now(), done: make(chan struct{})}
+	if o.bucketChecks == nil {
+		o.bucketChecks = map[string]*bucketCheck{}
+	}
+	o.bucketChecks[bucket] = c
+	o.bucketsMu.Unlock()
+	return o.headBucket(ctx, bucket, c)
+}
+
+// headBucket sends c's HeadBucket, records its success in bucketSeen and publishes its result.
+func (o *Objects) headBucket(ctx context.Context, bucket string, c *bucketCheck) error {
+	_, err := o.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)})
+	o.bucketsMu.Lock()
+	if err == nil && c.sent.After(o.bucketSeen[bucket]) {
+		if o.bucketSeen == nil {
+			o.bucketSeen = map[string]time.Time{}
+		}
+		o.bucketSeen[bucket] = c.sent
+	}
+	c.err = err
+	if o.bucketChecks[bucket] == c {
+		delete(o.bucketChecks, bucket)
+	}
+	o.bucketsMu.Unlock()
+	close(c.done)
+	return err
 }
 
 func isPreconditionFailed(err error) bool {

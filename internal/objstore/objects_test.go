@@ -82,7 +82,8 @@ func TestObjectsHead(t *testing.T) {
 	_, err = b.objs.Head(b.ctx, b.bucket, "absent")
 	require.ErrorIs(t, err, pipeline.ErrNotFound)
 	_, err = b.objs.Head(b.ctx, testkit.Name("t-absent-"), "absent")
-	require.ErrorIs(t, err, pipeline.ErrNotFound, "a missing bucket reads as a missing object at HEAD")
+	require.ErrorIs(t, err, pipeline.ErrUnavailable, "a missing bucket is an outage, not a missing object")
+	require.NotErrorIs(t, err, pipeline.ErrNotFound)
 }
 
 func TestObjectsReadPrefix(t *testing.T) {
@@ -246,23 +247,11 @@ func TestObjectsMove(t *testing.T) {
 func TestObjectsMoveAfterCrashWritesOnce(t *testing.T) {
 	t.Parallel()
 	b := setupObjects(t)
-	_, err := b.client.PutBucketVersioning(b.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b.bucket),
-		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
-	require.NoError(t, err) // every write of the copy leaves a version
-	t.Cleanup(func() {      // before testkit removes the bucket: every version and delete marker
-		out, err := b.client.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(b.bucket)})
-		require.NoError(t, err)
-		for _, v := range out.Versions {
-			_, _ = b.client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: v.Key, VersionId: v.VersionId})
-		}
-		for _, m := range out.DeleteMarkers {
-			_, _ = b.client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: m.Key, VersionId: m.VersionId})
-		}
-	})
+	b.versioned(t) // every write of the copy leaves a version
 	const key, dst = "up/lie.png", "quarantine/up/lie.png"
 	etag := b.put(t, key, "image/png", strings.NewReader("not a png"))
 	// The first attempt copied, then died.
-	_, err = b.client.CopyObject(b.ctx, &s3.CopyObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(dst),
+	_, err := b.client.CopyObject(b.ctx, &s3.CopyObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(dst),
 		CopySource: aws.String(b.bucket + "/" + key)})
 	require.NoError(t, err)
 
@@ -273,6 +262,25 @@ func TestObjectsMoveAfterCrashWritesOnce(t *testing.T) {
 	require.Len(t, versions.Versions, 1, "the copy was written once")
 	body, _ := b.get(t, dst)
 	require.Equal(t, "not a png", string(body))
+}
+
+// versioned turns versioning on in the bundle's bucket and, when the test ends (before testkit
+// removes the bucket), deletes every version and delete marker.
+func (b *objectsBundle) versioned(t *testing.T) {
+	t.Helper()
+	_, err := b.client.PutBucketVersioning(b.ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(b.bucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		out, err := b.client.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: aws.String(b.bucket)})
+		require.NoError(t, err)
+		for _, v := range out.Versions {
+			_, _ = b.client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: v.Key, VersionId: v.VersionId})
+		}
+		for _, m := range out.DeleteMarkers {
+			_, _ = b.client.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: m.Key, VersionId: m.VersionId})
+		}
+	})
 }
 
 func TestObjectsMoveMultipart(t *testing.T) {

@@ -73,7 +73,11 @@ func CheckBucket(ctx context.Context, client *s3.Client, bucket string) error {
 	return nil
 }
 
-// IsNotFound reports whether err says the object, bucket or upload does not exist.
+// IsNotFound reports whether err says the object, bucket or upload does not exist: S3's NoSuchKey,
+// NoSuchVersion, NoSuchBucket or NoSuchUpload, or any 404 (a HEAD's 404 has no body, and so no
+// code). It does not tell a missing object from a missing bucket, a wrong endpoint or a proxy's own
+// 404: a caller that concludes an object is gone from it (a removal confirmed, a row marked
+// missing) should use [Objects.Head], whose ErrNotFound means the object alone is missing.
 func IsNotFound(err error) bool {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
@@ -82,8 +86,51 @@ func IsNotFound(err error) bool {
 			return true
 		}
 	}
+	return statusCode(err) == http.StatusNotFound
+}
+
+// isObjectMissing reports whether err is S3 saying that the key, or the version asked for, does not
+// exist in a bucket that does (NoSuchKey, NoSuchVersion: codes only S3 itself sends, in the body of
+// a GET's or a write's answer).
+func isObjectMissing(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode() {
+	case "NoSuchKey", "NoSuchVersion":
+		return true
+	}
+	return false
+}
+
+// isNoSuchUpload reports whether err is S3 saying that a multipart upload does not exist.
+func isNoSuchUpload(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchUpload"
+}
+
+// isConflict reports whether err is a 409 of a request that raced another one on the same object
+// (ConditionalRequestConflict: a conditional write or delete racing a PUT; OperationAborted): the
+// object may or may not have changed, and trying again later tells.
+func isConflict(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "ConditionalRequestConflict", "OperationAborted":
+			return true
+		}
+	}
+	return false
+}
+
+// statusCode returns the HTTP status of the response err came from (0: none).
+func statusCode(err error) int {
 	var respErr interface{ HTTPStatusCode() int }
-	return errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusNotFound
+	if errors.As(err, &respErr) {
+		return respErr.HTTPStatusCode()
+	}
+	return 0
 }
 
 // IsRetryable reports whether an S3 error is worth retrying later (throttling, 5xx, transport

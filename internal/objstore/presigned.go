@@ -75,6 +75,7 @@ func (g *presignedGetter) handles(bucket string) bool {
 
 // rangeReply is a 200 or 206 answer to a presigned ranged GET, whichever client received it.
 type rangeReply struct {
+	status        int   // 200 or 206
 	contentLength int64 // -1: unknown
 	header        header
 	body          io.ReadCloser // closed with closeBody
@@ -118,7 +119,7 @@ func (g *presignedGetter) getRange(ctx context.Context, bucket, key string, n in
 		return rangeReply{}, redact.Error(err)
 	}
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
-		return rangeReply{contentLength: resp.ContentLength, header: resp.Header, body: resp.Body}, nil
+		return rangeReply{status: resp.StatusCode, contentLength: resp.ContentLength, header: resp.Header, body: resp.Body}, nil
 	}
 	defer closeBody(resp.Body)
 	return rangeReply{}, responseError(resp.StatusCode, resp.Header, io.LimitReader(resp.Body, maxErrorBody))
@@ -144,8 +145,13 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 	}
 	defer closeBody(r.body)
 	h := r.header
+	size, err := objectSize(r.status, r.contentLength, h.Get("Content-Range"))
+	if err != nil {
+		// Not worth repeating through the SDK: the server answered, without the size.
+		return pipeline.ObjectInfo{}, nil, false, pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("peek %s/%s: %w", bucket, key, err))
+	}
 	info = pipeline.ObjectInfo{
-		Size:        max(r.contentLength, 0),
+		Size:        size,
 		ContentType: h.Get("Content-Type"),
 		ETag:        unquote(h.Get("ETag")),
 		VersionID:   h.Get("X-Amz-Version-Id"),
@@ -157,15 +163,12 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 		}
 		info.LastModified = t.UTC()
 	}
-	if total, ok := rangeTotal(h.Get("Content-Range")); ok {
-		info.Size = total
-	}
-	// The buffer holds exactly what the answer announced (its range, or the whole object when it
-	// is shorter): reading less means the body was cut off, and a prefix sniffed from a fragment
+	// Peek reads exactly what the answer announced (its range, or the whole object when it is
+	// shorter): reading less means the body was cut off, and a prefix sniffed from a fragment
 	// would give a wrong verdict. It is retried (through the SDK) like any broken connection.
-	buf := make([]byte, min(int64(n), info.Size))
-	if _, err := io.ReadFull(r.body, buf); err != nil {
-		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil, wrap(ctx, "peek", bucket, key, fmt.Errorf("read the first %d bytes: %w", len(buf), err))
+	buf, err := readPrefix(r.body, n, size)
+	if err != nil {
+		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil, wrap(ctx, "peek", bucket, key, err)
 	}
 	return info, buf, false, nil
 }

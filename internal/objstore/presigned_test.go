@@ -101,7 +101,7 @@ func TestObjectsPeekPresigned(t *testing.T) {
 			{method: http.MethodHead, sdk: true, status: http.StatusOK},
 		}},
 		{"missing key", b.bucket, "absent/é+x", nil, pipeline.ErrNotFound, []sent{withStatus(lean, http.StatusNotFound)}},
-		{"missing bucket", testkit.Name("absent-"), "k", nil, pipeline.ErrNotFound, []sent{withStatus(lean, http.StatusNotFound)}},
+		{"missing bucket is an outage", testkit.Name("absent-"), "k", nil, pipeline.ErrUnavailable, []sent{withStatus(lean, http.StatusNotFound)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -179,31 +179,41 @@ func TestObjectsPeekPresignedErrors(t *testing.T) {
 }
 
 // TestPresignedErrorClassification: S3 error responses of the presigned GET wrap the sentinels
-// the SDK path's errors wrap (see objstore.IsNotFound and IsRetryable).
+// the SDK path's errors wrap (see objstore.Objects and IsRetryable). Only NoSuchKey and
+// NoSuchVersion say the object is gone: NoSuchBucket (MinIO back on an empty volume, a wrong
+// endpoint) and a 404 without S3's code (a proxy's page) are outages, retried later rather than
+// recorded as removals; a 409 conflict is retried later too; NoSuchUpload (an aborted multipart
+// copy) is neither the object missing nor an outage. Only what IsRetryable accepts is repeated at
+// once through the SDK.
 func TestPresignedErrorClassification(t *testing.T) {
 	t.Parallel()
 	doc := func(code string) string {
 		return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" + code + "</Code><Message>m</Message><RequestId>r</RequestId></Error>"
 	}
 	for _, tc := range []struct {
-		status int
-		body   string
-		want   error // nil: none of the sentinels
-		code   string
+		status  int
+		body    string
+		want    error // nil: none of the sentinels
+		code    string
+		retried bool // repeated through the SDK
 	}{
-		{404, doc("NoSuchKey"), pipeline.ErrNotFound, "NoSuchKey"},
-		{404, doc("NoSuchBucket"), pipeline.ErrNotFound, "NoSuchBucket"},
-		{404, "", pipeline.ErrNotFound, "UnknownError"},
-		{412, doc("PreconditionFailed"), pipeline.ErrChanged, "PreconditionFailed"},
-		{500, doc("InternalError"), pipeline.ErrUnavailable, "InternalError"},
-		{502, "<html>bad gateway</html>", pipeline.ErrUnavailable, "UnknownError"},
-		{503, doc("SlowDown"), pipeline.ErrUnavailable, "SlowDown"},
-		{429, "", pipeline.ErrUnavailable, "UnknownError"},
-		{400, doc("RequestTimeout"), pipeline.ErrUnavailable, "RequestTimeout"},
-		{403, doc("RequestTimeTooSkewed"), pipeline.ErrUnavailable, "RequestTimeTooSkewed"},
-		{403, doc("AccessDenied"), nil, "AccessDenied"},
-		{400, doc("InvalidArgument"), nil, "InvalidArgument"},
-		{301, doc("PermanentRedirect"), nil, "PermanentRedirect"},
+		{404, doc("NoSuchKey"), pipeline.ErrNotFound, "NoSuchKey", false},
+		{404, doc("NoSuchVersion"), pipeline.ErrNotFound, "NoSuchVersion", false},
+		{404, doc("NoSuchBucket"), pipeline.ErrUnavailable, "NoSuchBucket", false},
+		{404, "", pipeline.ErrUnavailable, "UnknownError", false},
+		{404, "<html><body>404 Not Found</body></html>", pipeline.ErrUnavailable, "UnknownError", false},
+		{404, doc("NoSuchUpload"), nil, "NoSuchUpload", false},
+		{412, doc("PreconditionFailed"), pipeline.ErrChanged, "PreconditionFailed", false},
+		{409, doc("ConditionalRequestConflict"), pipeline.ErrUnavailable, "ConditionalRequestConflict", false},
+		{500, doc("InternalError"), pipeline.ErrUnavailable, "InternalError", true},
+		{502, "<html>bad gateway</html>", pipeline.ErrUnavailable, "UnknownError", true},
+		{503, doc("SlowDown"), pipeline.ErrUnavailable, "SlowDown", true},
+		{429, "", pipeline.ErrUnavailable, "UnknownError", true},
+		{400, doc("RequestTimeout"), pipeline.ErrUnavailable, "RequestTimeout", true},
+		{403, doc("RequestTimeTooSkewed"), pipeline.ErrUnavailable, "RequestTimeTooSkewed", true},
+		{403, doc("AccessDenied"), nil, "AccessDenied", false},
+		{400, doc("InvalidArgument"), nil, "InvalidArgument", false},
+		{301, doc("PermanentRedirect"), nil, "PermanentRedirect", false},
 	} {
 		t.Run(fmt.Sprintf("%d %s", tc.status, tc.code), func(t *testing.T) {
 			t.Parallel()
@@ -212,7 +222,7 @@ func TestPresignedErrorClassification(t *testing.T) {
 			for _, s := range []error{pipeline.ErrNotFound, pipeline.ErrChanged, pipeline.ErrUnavailable} {
 				require.Equal(t, s == tc.want, errors.Is(err, s), "%d %s: %v", tc.status, tc.code, s)
 			}
-			require.Equal(t, tc.want == pipeline.ErrUnavailable, retried, "retried through the SDK")
+			require.Equal(t, tc.retried, retried, "retried through the SDK")
 		})
 	}
 }
