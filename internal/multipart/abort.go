@@ -118,7 +118,7 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		for _, p := range parts {
 			res.Bytes += p.Size
 		}
-	case objstore.IsNotFound(err):
+	case objstore.IsNoSuchUpload(err):
 		found = false
 	default:
 		if ctx.Err() != nil {
@@ -130,7 +130,7 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 	if found {
 		switch err := s.abortS3(ctx, req.Bucket, req.Key, req.UploadID); {
 		case err == nil:
-		case objstore.IsNotFound(err):
+		case objstore.IsNoSuchUpload(err):
 			found = false
 		default:
 			// The row stays "aborting": this call's caller retries, or the sweep resumes it.
@@ -216,7 +216,7 @@ func (s *Service) record(ctx context.Context, r AbortRecord) (string, error) {
 // Discard aborts an upload nobody will ever know about (its intent could not be recorded), without
 // recording anything.
 func (s *Service) Discard(ctx context.Context, bucket, key, uploadID string) error {
-	if err := s.abortS3(ctx, bucket, key, uploadID); err != nil && !objstore.IsNotFound(err) {
+	if err := s.abortS3(ctx, bucket, key, uploadID); err != nil && !objstore.IsNoSuchUpload(err) {
 		return fmt.Errorf("discard upload %s of %q: %w", uploadID, key, err)
 	}
 	return nil

@@ -25,6 +25,20 @@ func TestAbortOfUnknownUpload(t *testing.T) {
 	require.Zero(t, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
 }
 
+// TestAbortInAMissingBucketIsNoGoneUpload: S3 answering that the bucket does not exist (MinIO back
+// on an empty volume, the endpoint of another cluster) says nothing of the upload: the abort fails
+// (retried; the row stays "aborting" for the sweep) instead of recording the upload gone.
+func TestAbortInAMissingBucketIsNoGoneUpload(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	missing := testkit.Name("t-absent-")
+	_, err := b.mp.Abort(b.ctx, multipart.AbortRequest{Bucket: missing, Key: "k.bin", UploadID: "dXBsb2Fk", Reason: multipart.ReasonAPI})
+	require.Error(t, err)
+	require.NotEqual(t, "gone", b.aborts(t)["dXBsb2Fk"].Outcome, "nothing says the upload is gone")
+	require.NoError(t, b.mp.Discard(b.ctx, b.bucket, "nope.bin", "bm9wZQ"), "an unknown upload in a bucket that exists is no error")
+	require.Error(t, b.mp.Discard(b.ctx, missing, "k.bin", "dXBsb2Fk"), "a missing bucket is")
+}
+
 // TestAbortSettlesIntentByObject is the one rule for "gone": whoever aborts (the API, the deadline
 // task, the sweep), the intent follows the object at the key. An open upload is aborted and its
 // intent aborted; an upload completed before the abort is "gone" and its intent completed, as is

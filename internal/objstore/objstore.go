@@ -104,6 +104,11 @@ func isObjectMissing(err error) bool {
 	return false
 }
 
+// IsNoSuchUpload reports whether err is S3 saying that a multipart upload does not exist
+// (NoSuchUpload, in the body of the answer of ListParts, AbortMultipartUpload or
+// CompleteMultipartUpload): unlike [IsNotFound], never a missing bucket or another server's 404.
+func IsNoSuchUpload(err error) bool { return isNoSuchUpload(err) }
+
 // isNoSuchUpload reports whether err is S3 saying that a multipart upload does not exist.
 func isNoSuchUpload(err error) bool {
 	var apiErr smithy.APIError
