@@ -480,9 +480,10 @@ func TestKustomizeOverlay(t *testing.T) {
 		var pdb struct {
 			header `yaml:",inline"`
 			Spec   struct {
-				MaxUnavailable any           `yaml:"maxUnavailable"`
-				MinAvailable   any           `yaml:"minAvailable"`
-				Selector       labelSelector `yaml:"selector"`
+				MaxUnavailable             any           `yaml:"maxUnavailable"`
+				MinAvailable               any           `yaml:"minAvailable"`
+				UnhealthyPodEvictionPolicy string        `yaml:"unhealthyPodEvictionPolicy"`
+				Selector                   labelSelector `yaml:"selector"`
 			} `yaml:"spec"`
 		}
 		decodeNode(t, n, &pdb)
@@ -490,6 +491,9 @@ func TestKustomizeOverlay(t *testing.T) {
 		require.NotEqual(t, "scheduler", role, "a PDB on a single replica blocks node drains")
 		requireSelects(t, pdb.Spec.Selector.MatchLabels, podLabels, role)
 		require.Equal(t, 1, pdb.Spec.MaxUnavailable)
+		// During a dependency outage every pod of the role is NotReady: with the default policy the
+		// budget counts them as disrupted already, and a node drain hangs until the outage ends.
+		require.Equal(t, "AlwaysAllow", pdb.Spec.UnhealthyPodEvictionPolicy, "%s: NotReady pods must stay evictable", pdb.Metadata.Name)
 	}
 
 	var hpa struct {

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -23,8 +24,9 @@ import (
 
 // TestHealthRoutesPerListener: which listener serves what, for each admin setting. The public
 // listener never serves pprof nor a readiness error; /metrics leaves it once an admin listener
-// exists; pprof exists only when asked for, on the admin listener. Every exchange but pprof's is
-// checked against the OpenAPI document.
+// exists; pprof exists only when asked for, on the admin listener, and never its cmdline (the
+// process's arguments may hold secrets). Every exchange but pprof's is checked against the OpenAPI
+// document.
 func TestHealthRoutesPerListener(t *testing.T) {
 	t.Parallel()
 	contract := testkit.NewContract(t, api.OpenAPI())
@@ -42,7 +44,7 @@ func TestHealthRoutesPerListener(t *testing.T) {
 			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 404}},
 		{"admin listener with pprof", "127.0.0.1:9090", true,
 			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 404, "/debug/pprof/": 404, "/debug/pprof/cmdline": 404},
-			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 200, "/debug/pprof/cmdline": 200, "/debug/pprof/goroutine?debug=1": 200}},
+			map[string]int{"/healthz": 200, "/readyz": 503, "/metrics": 200, "/debug/pprof/": 200, "/debug/pprof/cmdline": 404, "/debug/pprof/goroutine?debug=1": 200}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,6 +71,11 @@ func TestHealthRoutesPerListener(t *testing.T) {
 					}
 					if path == "/readyz" && mux == a.Admin {
 						require.Contains(t, rec.Body.String(), "10.0.0.7", "the admin listener says why")
+					}
+					if path == "/debug/pprof/cmdline" {
+						// pprof's handler served os.Args as they are: --database-url with its
+						// password, --api-jwt-secret, … (here the test binary's, os.Args[0] first).
+						require.NotContains(t, rec.Body.String(), os.Args[0], "the command line is never served")
 					}
 				}
 			}
@@ -124,5 +131,61 @@ func TestAdminListener(t *testing.T) {
 	if os.Getenv("GOGC") == "" {
 		require.Contains(t, d.logs.String(), `"gc_percent":400,"gc_percent_from_gogc":false`)
 		require.Equal(t, gctune.DefaultPercent, debug.SetGCPercent(gctune.DefaultPercent))
+	}
+}
+
+// TestDependencyUpWithoutProbes: intake_dependency_up follows the dependencies though nothing ever
+// calls /readyz (docker run's HEALTHCHECK probes /healthz, a plain VM has no probe): the daemon
+// runs the checks itself every --health-interval. Before, the gauge was set only by /readyz, so the
+// alerts on it saw nothing outside Kubernetes.
+func TestDependencyUpWithoutProbes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	redisProxy := testkit.NewProxy(t, "redis", testkit.RedisAddr())
+	addr, adminAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(runCtx, []string{"run", "--roles", "api",
+			"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+			"--redis-url", fmt.Sprintf("redis://%s/%d", redisProxy.Addr, testkit.RedisDB(t)),
+			"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", bucket,
+			"--listen", addr, "--admin-listen", adminAddr, "--api-insecure-dev-auth", "--shutdown-grace", "2s",
+			"--health-interval", "200ms",
+		}, io.Discard, &logs)
+	}()
+	// Only /healthz and /metrics are ever requested.
+	metrics := func() string { _, body := httpGet("http://" + adminAddr + "/metrics"); return body }
+	require.Eventually(t, func() bool { code, _ := httpGet("http://" + adminAddr + "/healthz"); return code == http.StatusOK },
+		30*time.Second, 100*time.Millisecond, logs.String())
+	for _, up := range []struct {
+		series string
+		then   func()
+	}{
+		{`intake_dependency_up{dependency="redis",required="false"} 1`, redisProxy.Down},
+		{`intake_dependency_up{dependency="redis",required="false"} 0`, redisProxy.Up},
+		{`intake_dependency_up{dependency="redis",required="false"} 1`, func() {}},
+	} {
+		require.Eventually(t, func() bool {
+			m := metrics()
+			return strings.Contains(m, up.series) && strings.Contains(m, `intake_dependency_up{dependency="postgres",required="true"} 1`)
+		}, 30*time.Second, 100*time.Millisecond, "no %s in /metrics:\n%s\nlogs:\n%s", up.series, metrics(), logs.String())
+		up.then()
+	}
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("did not stop; logs:\n%s", logs.String())
 	}
 }

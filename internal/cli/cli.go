@@ -95,9 +95,15 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // Main parses args, runs the chosen command until SIGINT/SIGTERM and returns the process exit code.
+// The first signal cancels the command's context; from then on the signals are no longer caught
+// here, so a second one gets Go's default and ends the process at once (killed by the signal:
+// status 130 for SIGINT in a shell), however long the command takes to stop after the first (an
+// operator command returning messages to a hanging SQS, say). The daemon catches the second one
+// itself while it drains, to give up waiting and close what it can first (see App.drain).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop)
 	return MainContext(ctx, args, stdout, stderr)
 }
 
@@ -202,7 +208,8 @@ func version() string {
 }
 
 // notifyTerm returns a channel that receives a second SIGINT/SIGTERM (the first one cancels the
-// context): a second signal forces exit.
+// context, and Main stops catching signals then): a second signal forces exit. A second signal
+// sent before the drain registered it gets Go's default, which ends the process at once.
 func notifyTerm() (<-chan os.Signal, func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)

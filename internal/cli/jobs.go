@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,16 +13,25 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/progress"
+	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
-// JobsCmd lists, re-runs and deletes asynq tasks (archived ones above all, after a fix).
+// JobsCmd lists, re-runs and deletes asynq tasks (archived ones above all, after a fix). Without
+// --queue they act on intake's own queues only (intakeQueues), never on the other queues of the
+// Redis: the app's verdict queue (INTAKE_NOTIFY_ASYNQ_QUEUE) and other applications' queues are
+// reached by naming them with --queue.
 type JobsCmd struct {
 	config.Redis `embed:""`
 
 	List   JobsListCmd   `cmd:"" help:"List tasks of a state as a table (id, type, queue, state, last error, next process at)."`
 	Run    JobsRunCmd    `cmd:"" help:"Run tasks now: one (--id) or every task of the state (--all)."`
-	Delete JobsDeleteCmd `cmd:"" help:"Delete tasks: one (--id) or every task of the state (--all)."`
+	Delete JobsDeleteCmd `cmd:"" help:"Delete tasks: one (--id) or every task of the state (--all, with --yes; --dry-run counts them)."`
 }
+
+// intakeQueues are intake's own asynq queues, those the jobs commands act on without --queue: the
+// jobs role's (worker/tasks) and the webhook deliveries' (internal/webhook).
+var intakeQueues = []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow, webhook.Queue}
 
 // Task states the jobs commands accept.
 const (
@@ -33,11 +43,12 @@ const (
 
 // jobsFlags are shared by the jobs subcommands.
 type jobsFlags struct {
-	Queue string `name:"queue" placeholder:"Q" help:"asynq queue (default: every queue in Redis)."`
+	Queue string `name:"queue" placeholder:"Q" help:"asynq queue, any (default: intake's own queues, intake-critical, intake-default, intake-low and intake-webhooks, never the app's verdict queue nor other applications' queues)."`
 	State string `name:"state" default:"archived" enum:"archived,retry,scheduled,pending" help:"Task state: archived, retry, scheduled or pending."`
 }
 
-// open returns an Inspector on the configured Redis and the queues to act on.
+// open returns an Inspector on the configured Redis and the queues to act on: --queue, else those
+// of intakeQueues that exist in Redis.
 func (f jobsFlags) open(g *Globals) (*asynq.Inspector, []string, error) {
 	opt, err := asynq.ParseRedisURI(g.Config.RedisURL)
 	if err != nil {
@@ -47,12 +58,26 @@ func (f jobsFlags) open(g *Globals) (*asynq.Inspector, []string, error) {
 	if f.Queue != "" {
 		return insp, []string{f.Queue}, nil
 	}
-	queues, err := insp.Queues()
+	all, err := insp.Queues()
 	if err != nil {
 		_ = insp.Close()
 		return nil, nil, fmt.Errorf("list asynq queues: %w", err)
 	}
+	var queues []string
+	for _, q := range intakeQueues {
+		if slices.Contains(all, q) {
+			queues = append(queues, q)
+		}
+	}
 	return insp, queues, nil
+}
+
+// scope names the queues the command acts on, for messages.
+func (f jobsFlags) scope() string {
+	if f.Queue != "" {
+		return "queue " + f.Queue
+	}
+	return "intake's queues (" + strings.Join(intakeQueues, ", ") + ")"
 }
 
 // JobsListCmd lists tasks.
@@ -175,7 +200,7 @@ func oneLine(s string, n int) string {
 
 // taskSelector picks one task (--id) or all of a state (--all).
 type taskSelector struct {
-	ID  string `name:"id" placeholder:"ID" help:"The task's id (searched in every queue unless --queue is given)."`
+	ID  string `name:"id" placeholder:"ID" help:"The task's id (searched in intake's queues unless --queue is given)."`
 	All bool   `name:"all" help:"Every task of --state in the queue(s)."`
 }
 
@@ -228,12 +253,26 @@ func (c *JobsRunCmd) Run(g *Globals) error {
 type JobsDeleteCmd struct {
 	jobsFlags    `embed:""`
 	taskSelector `embed:""`
+	Yes          bool `name:"yes" help:"Confirm --all: delete every task of --state in the queue(s)."`
+	DryRun       bool `name:"dry-run" help:"Count what would be deleted; delete nothing."`
 }
 
-// Run deletes the selected tasks.
+// Run deletes the selected tasks. --all needs --yes (or --dry-run, which only counts).
 func (c *JobsDeleteCmd) Run(g *Globals) error {
 	if err := c.validate(); err != nil {
 		return err
+	}
+	if c.DryRun {
+		return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs delete (dry run)", "would_delete", func(insp *asynq.Inspector, q string) (int, error) {
+			info, err := insp.GetQueueInfo(q)
+			if err != nil {
+				return 0, err
+			}
+			return stateCount(info, c.State), nil
+		}, func(*asynq.Inspector, string, string) error { return nil })
+	}
+	if c.All && !c.Yes {
+		return fmt.Errorf("jobs delete --all deletes every %s task of %s: add --yes to delete them, or --dry-run to count them first; nothing was deleted", c.State, c.scope())
 	}
 	return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs delete", "deleted", func(insp *asynq.Inspector, q string) (int, error) {
 		switch c.State {
@@ -247,6 +286,20 @@ func (c *JobsDeleteCmd) Run(g *Globals) error {
 			return insp.DeleteAllArchivedTasks(q)
 		}
 	}, func(insp *asynq.Inspector, q, id string) error { return insp.DeleteTask(q, id) })
+}
+
+// stateCount is how many tasks of state the queue holds.
+func stateCount(info *asynq.QueueInfo, state string) int {
+	switch state {
+	case stateRetry:
+		return info.Retry
+	case stateScheduled:
+		return info.Scheduled
+	case statePending:
+		return info.Pending
+	default:
+		return info.Archived
+	}
 }
 
 // applyTasks runs all (per queue, for f.State) or one (by id) and prints a summary.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -35,12 +36,22 @@ func openCheckedStore(g *Globals) (*store.Store, error) {
 }
 
 // MigrateUpCmd applies pending migrations.
-type MigrateUpCmd struct{}
+type MigrateUpCmd struct {
+	// Wait bounds the wait for PostgreSQL (see waitStore): an init container started during a
+	// failover, or beside a database still starting, waits instead of failing at once.
+	Wait time.Duration `name:"wait" default:"5m" help:"How long to wait, retrying with backoff, for a PostgreSQL that does not answer (down, starting, failing over) before giving up; 0: try once. A wrong password or an unknown database fails at once."`
+}
 
-// Run applies pending migrations, after moving an install from before schemas into intake's
-// schema.
-func (MigrateUpCmd) Run(g *Globals) error {
-	st, err := openCheckedStore(g)
+// Run waits for PostgreSQL (up to --wait), then applies pending migrations, after moving an install
+// from before schemas into intake's schema.
+func (c MigrateUpCmd) Run(g *Globals) error {
+	if err := g.Config.ValidateDB(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if c.Wait < 0 {
+		return errors.New("invalid configuration:\n--wait must not be negative")
+	}
+	st, err := waitStore(g.Ctx, g.Config, g.Log, time.Now().Add(c.Wait), nil)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,6 +179,49 @@ func TestOperatorBinary(t *testing.T) {
 		}
 		left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 		require.Empty(t, left, "the DLQ is empty")
+	})
+
+	// Ctrl-C, then SQS hangs while the command gives the messages it holds back (up to 30 s): a
+	// second Ctrl-C ends the process at once. Before, the first signal's NotifyContext kept
+	// catching them, and the second did nothing.
+	t.Run("a second Ctrl-C ends a command that is stopping", func(t *testing.T) {
+		t.Parallel()
+		c := opsSQS()
+		q := testkit.Queue(t, c, 3, 30*time.Second)
+		opsFill(t, c, q.DLQURL, 50)
+		u, err := url.Parse(q.DLQURL)
+		require.NoError(t, err)
+		proxy := testkit.NewProxy(t, "sqs", u.Host)
+		env := append(opsEnv(), "AWS_ENDPOINT_URL_SQS="+proxy.URL())
+		cmd := exec.Command(bin, "replay", "dlq", "--dry-run", "--from", q.DLQURL, "--to", q.URL, "--rate", "5/s", "--wait", "1s")
+		cmd.Env = env
+		var out testkit.SyncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		require.NoError(t, cmd.Start())
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		time.Sleep(2 * time.Second) // it holds received messages by now
+		proxy.Timeout(testkit.Upstream, 0)
+		proxy.Timeout(testkit.Downstream, 0)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		select {
+		case err := <-exited:
+			t.Fatalf("replay ended at the first signal (%v): SQS did not hang?\n%s", err, out.String())
+		case <-time.After(2 * time.Second):
+		}
+		second := time.Now()
+		require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+		select {
+		case err := <-exited:
+			var exitErr *exec.ExitError
+			require.ErrorAs(t, err, &exitErr, out.String())
+			status := exitErr.Sys().(syscall.WaitStatus)
+			require.True(t, status.Signal() == syscall.SIGINT || exitErr.ExitCode() == exitInterrupted, "%v\n%s", err, out.String())
+			t.Logf("ended %s after the second signal: %v", time.Since(second).Round(time.Millisecond), err)
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("a second SIGINT did not end the command:\n%s", out.String())
+		}
 	})
 
 	t.Run("replay dlq dry run changes nothing", func(t *testing.T) {

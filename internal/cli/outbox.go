@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -22,7 +23,7 @@ type OutboxCmd struct {
 
 	Status    OutboxStatusCmd    `cmd:"" help:"Print the relay's backlog and the given-up webhook deliveries by endpoint."`
 	Redeliver OutboxRedeliverCmd `cmd:"" help:"Send given-up webhook deliveries again, with a fresh retry schedule (--stuck-for: also deliveries whose tasks were lost)."`
-	Discard   OutboxDiscardCmd   `cmd:"" help:"Drop given-up webhook deliveries without sending them (an endpoint removed for good)."`
+	Discard   OutboxDiscardCmd   `cmd:"" help:"Drop given-up webhook deliveries without sending them (an endpoint removed for good): --endpoint NAME, or --all-endpoints."`
 }
 
 // OutboxStatusCmd prints the outbox's status.
@@ -124,13 +125,18 @@ func writeRedeliver(w io.Writer, res outbox.RedeliverResult) error {
 	return nil
 }
 
-// OutboxDiscardCmd drops given-up deliveries.
+// OutboxDiscardCmd drops given-up deliveries: those of one endpoint (--endpoint), or of every
+// endpoint when asked for in so many words (--all-endpoints).
 type OutboxDiscardCmd struct {
-	Endpoint string `name:"endpoint" placeholder:"NAME" help:"Only deliveries to this endpoint (default: every endpoint)."`
+	Endpoint     string `name:"endpoint" placeholder:"NAME" help:"Drop the given-up deliveries to this endpoint."`
+	AllEndpoints bool   `name:"all-endpoints" help:"Drop the given-up deliveries to every endpoint."`
 }
 
 // Run discards.
 func (c *OutboxDiscardCmd) Run(g *Globals) error {
+	if (c.Endpoint == "") == !c.AllEndpoints {
+		return errors.New("give --endpoint NAME to drop the given-up deliveries to one endpoint, or --all-endpoints to drop every endpoint's (`intake outbox status` lists them); nothing was dropped")
+	}
 	st, err := openCheckedStore(g)
 	if err != nil {
 		return err

@@ -16,7 +16,8 @@ import (
 // startConsumer builds the consumer role: the pipeline Processor (policy from INTAKE_POLICY_FILE),
 // the SQS consumer that drives it (receiving and deleting through queue.Lean; stopped within
 // ShutdownGrace; while an outage pauses it, it checks PostgreSQL, writable, and the bucket), its
-// readiness checks (the consumer is not ready while paused), and the event ingress
+// readiness checks (the consumer is not ready while paused; the DLQ, when set, is reported but not
+// required), and the event ingress
 // (POST /v1/events/s3) when INTAKE_CONSUMER_INGRESS_TOKEN is set.
 func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	cfg := a.Cfg
@@ -59,7 +60,9 @@ func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	}
 	a.Health.Add("consumer", c.Ready)
 	if cfg.DLQURL != "" {
-		a.Health.Add("sqs-dlq", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.DLQURL) })
+		// Reported, not required: only permanent failures are sent there (a send that fails is
+		// retried later, like any failing message), so its outage must not stop the consumption.
+		a.Health.AddOptional("sqs-dlq", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.DLQURL) })
 	}
 	if err := mountIngress(a); err != nil {
 		return nil, err

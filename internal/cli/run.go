@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -39,6 +40,9 @@ import (
 // RunCmd runs the daemon.
 type RunCmd struct {
 	Roles string `name:"roles" env:"INTAKE_ROLES" default:"all" help:"Roles to run: api,consumer,jobs,scheduler or all."`
+	// HealthInterval is how often the readiness checks run in the background (intake_dependency_up
+	// stays current without /readyz probes). Hidden: tests shorten it.
+	HealthInterval time.Duration `name:"health-interval" hidden:"" default:"15s" help:"How often the readiness checks run in the background (intake_dependency_up)."`
 	// Config is every setting of the daemon.
 	config.Config `embed:""`
 }
@@ -53,7 +57,8 @@ type App struct {
 	Log *slog.Logger
 	// Registry receives every metric; /metrics serves it.
 	Registry *prometheus.Registry
-	// Store is the PostgreSQL store.
+	// Store is the PostgreSQL store. It is nil until PostgreSQL has answered (serve waits for it
+	// before starting the roles).
 	Store *store.Store
 	// S3 is the daemon's S3 client; Presign signs URLs for clients.
 	S3, Presign *s3.Client
@@ -75,6 +80,11 @@ type App struct {
 
 	// stopSlack replaces the package's stopSlack (tests).
 	stopSlack time.Duration
+	// healthInterval is how often the readiness checks run in the background (health.Checker.Run).
+	healthInterval time.Duration
+	// pgErr is the last failure of the wait for PostgreSQL, which the postgres check reports until
+	// the store is open.
+	pgErr atomic.Pointer[error]
 
 	procOnce sync.Once
 	proc     *pipeline.Processor
@@ -175,7 +185,8 @@ var roleStarters = map[string]func(ctx context.Context, a *App) ([]Component, er
 	config.RoleScheduler: startScheduler,
 }
 
-// Run validates the configuration, connects to every dependency and runs the roles until SIGTERM.
+// Run validates the configuration, serves /healthz and /readyz, waits for PostgreSQL (see serve),
+// and runs the roles until SIGTERM.
 func (r *RunCmd) Run(g *Globals) error {
 	roles, err := config.ParseRoles(r.Roles)
 	if err != nil {
@@ -201,6 +212,7 @@ func (r *RunCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	app.healthInterval = r.HealthInterval
 	return app.finish(app.serve(ctx))
 }
 
@@ -229,81 +241,108 @@ func (a *App) finish(err error) error {
 	return err
 }
 
-// build connects to the dependencies and prepares the shared App. The caller closes it.
+// build prepares the shared App: the AWS clients, Redis's connection option, the policy, the
+// metrics, the readiness checks and the HTTP muxes. It connects to nothing: PostgreSQL is waited for
+// by serve (connect), once the listeners answer /healthz and /readyz. The caller closes the App.
 func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Logger) (*App, error) {
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Migrate {
-		res, err := store.Upgrade(ctx, st.Pool)
-		if err != nil {
-			st.Close()
-			return nil, err
-		}
-		if len(res.Moved) > 0 {
-			log.Warn("moved intake's tables from schema public to intake's own schema; replicas of older releases (which look in public) must be replaced",
-				"schema", res.Schema, "moved", res.Moved)
-		}
-		log.Info("migrations applied", "schema", res.Schema, "count", len(res.Applied), "names", res.Applied)
-	} else if legacy, err := store.LegacyLayout(ctx, st.Pool); err != nil || legacy {
-		st.Close()
-		if err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("intake's tables are in schema public, but intake now keeps them in schema %s: run `intake migrate` to move them (or set INTAKE_DB_SCHEMA=public to keep them there)", st.Schema)
-	}
 	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS, log)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	policy, err := pipeline.LoadPolicy(cfg.PolicyFile)
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("INTAKE_POLICY_FILE: %w", err)
 	}
 	reg := telemetry.NewRegistry()
 	a := &App{
-		Cfg: cfg, Roles: roles, Log: log, Registry: reg, Store: st,
+		Cfg: cfg, Roles: roles, Log: log, Registry: reg,
 		S3: objstore.NewClient(awsCfg, cfg.AWS), Presign: objstore.NewPresignClient(awsCfg, cfg.AWS),
 		SQS: queue.NewClient(awsCfg, cfg.AWS), Redis: redisOpt, Policy: policy,
 		Mux: http.NewServeMux(), Admin: http.NewServeMux(),
 		Health: health.NewChecker(health.Config{Timeout: 3 * time.Second, TTL: time.Second, Registerer: reg, Log: log.With("component", "health")}),
 	}
-	a.onClose(st.Close)
 	a.addChecks()
 	a.mountHealth()
 	return a, nil
 }
 
-// mountHealth serves liveness, readiness, metrics and pprof: /healthz and the terse /readyz (names
+// errNotConnected is what the postgres check reports before the first attempt to connect ended.
+var errNotConnected = errors.New("postgres: not connected yet")
+
+// pgWaiting is the postgres readiness check while serve waits for PostgreSQL: the last failure.
+func (a *App) pgWaiting(context.Context) error {
+	if err := a.pgErr.Load(); err != nil {
+		return *err
+	}
+	return errNotConnected
+}
+
+// connect waits for PostgreSQL (waitStore: with backoff while it is down or refuses connections
+// for now, failing at once on a wrong password, an unknown database and the like; until ctx ends),
+// then applies the migrations (INTAKE_MIGRATE) or checks that the tables are not in the layout of
+// before schemas, and makes the store the App's: the postgres check pings it from then on.
+func (a *App) connect(ctx context.Context) error {
+	st, err := waitStore(ctx, a.Cfg, a.Log, time.Time{}, func(err error) { a.pgErr.Store(&err) })
+	if err != nil {
+		return err
+	}
+	if a.Cfg.Migrate {
+		res, err := store.Upgrade(ctx, st.Pool)
+		if err != nil {
+			st.Close()
+			return err
+		}
+		if len(res.Moved) > 0 {
+			a.Log.Warn("moved intake's tables from schema public to intake's own schema; replicas of older releases (which look in public) must be replaced",
+				"schema", res.Schema, "moved", res.Moved)
+		}
+		a.Log.Info("migrations applied", "schema", res.Schema, "count", len(res.Applied), "names", res.Applied)
+	} else if legacy, err := store.LegacyLayout(ctx, st.Pool); err != nil || legacy {
+		st.Close()
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("intake's tables are in schema public, but intake now keeps them in schema %s: run `intake migrate` to move them (or set INTAKE_DB_SCHEMA=public to keep them there)", st.Schema)
+	}
+	a.Store = st
+	a.onClose(st.Close)
+	a.Health.Add("postgres", st.Ping)
+	return nil
+}
+
+// mountHealth serves liveness, readiness, metrics and pprof on the App's muxes (see mountHealthOn).
+func (a *App) mountHealth() { a.mountHealthOn(a.Mux, a.Admin) }
+
+// mountHealthOn serves liveness, readiness, metrics and pprof: /healthz and the terse /readyz (names
 // and ok/failed) on the public mux; /metrics, the detailed /readyz and pprof (when enabled) on the
 // admin mux. Without an admin listener /metrics stays on the public mux, as before it existed.
-func (a *App) mountHealth() {
+// pprof's /debug/pprof/cmdline is not served: the command line may hold secrets (--database-url
+// with its password, --api-jwt-secret, …).
+func (a *App) mountHealthOn(public, admin *http.ServeMux) {
 	metrics := promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{Registry: a.Registry})
-	a.Mux.HandleFunc("GET /healthz", health.Healthz)
-	a.Mux.HandleFunc("GET /readyz", a.Health.Readyz)
-	a.Admin.HandleFunc("GET /healthz", health.Healthz)
-	a.Admin.HandleFunc("GET /readyz", a.Health.ReadyzDetail)
-	a.Admin.Handle("GET /metrics", metrics)
+	public.HandleFunc("GET /healthz", health.Healthz)
+	public.HandleFunc("GET /readyz", a.Health.Readyz)
+	admin.HandleFunc("GET /healthz", health.Healthz)
+	admin.HandleFunc("GET /readyz", a.Health.ReadyzDetail)
+	admin.Handle("GET /metrics", metrics)
 	if a.Cfg.AdminListenAddr == "" {
-		a.Mux.Handle("GET /metrics", metrics)
+		public.Handle("GET /metrics", metrics)
 	}
 	if a.Cfg.AdminPprof {
 		// Registered by hand on the admin mux only (net/http/pprof's init also registers them on
 		// http.DefaultServeMux, which intake never serves).
-		a.Admin.HandleFunc("GET /debug/pprof/", pprof.Index)
-		a.Admin.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		a.Admin.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		a.Admin.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		a.Admin.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
-		a.Admin.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		admin.HandleFunc("GET /debug/pprof/", pprof.Index)
+		admin.HandleFunc("GET /debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+			problem.Write(w, problem.NotFound.With("the command line is not served: it may hold secrets"))
+		})
+		admin.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		admin.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 }
 
@@ -312,22 +351,47 @@ type listener struct {
 	name string
 	ln   net.Listener
 	srv  *http.Server
+	gate *gate
 }
 
-// listen opens the public listener and, when configured, the admin one.
+// gate is a listener's handler: early until the roles have started (open), then the App's mux.
+type gate struct {
+	open         atomic.Bool
+	early, ready http.Handler
+}
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.open.Load() {
+		g.ready.ServeHTTP(w, r)
+		return
+	}
+	g.early.ServeHTTP(w, r)
+}
+
+// startingRetryAfter is the Retry-After of the answers given while intake starts.
+const startingRetryAfter = "5"
+
+// listen opens the public listener and, when configured, the admin one. Until openGates, they
+// serve only what mountHealthOn mounts (/healthz; /readyz, which fails while PostgreSQL is waited
+// for; /metrics; pprof) and answer anything else 503 database-unavailable with Retry-After.
 func (a *App) listen() ([]listener, error) {
 	type spec struct {
 		name, addr   string
-		handler      http.Handler
+		early, ready http.Handler
 		writeTimeout time.Duration
 	}
-	// Every route is registered by now: what matches none gets a problem+json 404 or 405.
-	a.Mux.Handle("/", problem.Unmatched(a.Mux))
-	specs := []spec{{"http", a.Cfg.ListenAddr, a.Mux, api.WriteTimeout}}
+	earlyPublic, earlyAdmin := http.NewServeMux(), http.NewServeMux()
+	a.mountHealthOn(earlyPublic, earlyAdmin)
+	starting := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", startingRetryAfter)
+		problem.Write(w, problem.DatabaseUnavailable.With("intake is starting (waiting for PostgreSQL); try again shortly"))
+	})
+	earlyPublic.Handle("/", starting)
+	earlyAdmin.Handle("/", starting)
+	specs := []spec{{"http", a.Cfg.ListenAddr, earlyPublic, a.Mux, api.WriteTimeout}}
 	if a.Cfg.AdminListenAddr != "" {
-		a.Admin.Handle("/", problem.Unmatched(a.Admin))
 		// CPU profiles and traces stream for ?seconds=N: give them room.
-		specs = append(specs, spec{"admin", a.Cfg.AdminListenAddr, a.Admin, 10 * time.Minute})
+		specs = append(specs, spec{"admin", a.Cfg.AdminListenAddr, earlyAdmin, a.Admin, 10 * time.Minute})
 	}
 	var out []listener
 	for _, sp := range specs {
@@ -338,19 +402,31 @@ func (a *App) listen() ([]listener, error) {
 			}
 			return nil, fmt.Errorf("listen on %s (%s): %w", sp.addr, sp.name, err)
 		}
-		out = append(out, listener{name: sp.name, ln: ln, srv: api.NewHTTPServer(sp.handler, sp.writeTimeout,
+		g := &gate{early: sp.early, ready: sp.ready}
+		out = append(out, listener{name: sp.name, ln: ln, gate: g, srv: api.NewHTTPServer(g, sp.writeTimeout,
 			slog.NewLogLogger(a.Log.With("listener", sp.name).Handler(), slog.LevelWarn))})
 	}
 	return out, nil
 }
 
+// openGates makes the listeners serve the App's muxes, once every route is on them: what matches
+// none gets a problem+json 404 or 405.
+func (a *App) openGates(lns []listener) {
+	a.Mux.Handle("/", problem.Unmatched(a.Mux))
+	a.Admin.Handle("/", problem.Unmatched(a.Admin))
+	for _, l := range lns {
+		l.gate.open.Store(true)
+	}
+}
+
 // addChecks registers the readiness checks. A dependency counts for readiness when one of the
 // process's roles cannot work without it: PostgreSQL always; the bucket for the consumer and the
-// jobs; Redis for the jobs and the scheduler; the queue for the consumer and the event ingress.
-// The others the process still uses are reported without counting (AddOptional): an API replica
-// presigns without S3 (only multipart creation calls it) and without Redis (only POST /v1/jobs
-// needs it), so their outage must not take every replica out of its Service. A queue the process
-// never calls is not checked.
+// jobs; Redis for the jobs and the scheduler; the queue for the consumer. The others the process
+// still uses are reported without counting (AddOptional): an API replica presigns without S3 (only
+// multipart creation calls it), without Redis (only POST /v1/jobs needs it) and without SQS (only
+// the event ingress, POST /v1/events/s3, calls it; presign, status and download never do), so
+// their outage must not take every replica out of its Service. A queue the process never calls is
+// not checked. (The consumer adds its own checks: itself, and the DLQ as optional.)
 func (a *App) addChecks() {
 	cfg := a.Cfg
 	runs := func(roles ...string) bool {
@@ -363,14 +439,14 @@ func (a *App) addChecks() {
 			a.Health.AddOptional(name, check)
 		}
 	}
-	add("postgres", a.Store.Ping, true)
+	add("postgres", a.pgWaiting, true) // until connect replaces it with the store's ping
 	add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) }, runs(config.RoleConsumer, config.RoleJobs))
 	insp := asynq.NewInspector(a.Redis) // one client for every check, not a pool per probe
 	a.onClose(func() { _ = insp.Close() })
 	add("redis", redisPing(insp), runs(config.RoleJobs, config.RoleScheduler))
 	ingress := cfg.Consumer.IngressToken != "" && runs(config.RoleAPI, config.RoleConsumer)
 	if cfg.QueueURL != "" && (runs(config.RoleConsumer) || ingress) {
-		add("sqs", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.QueueURL) }, true)
+		add("sqs", func(ctx context.Context) error { return queue.CheckQueue(ctx, a.SQS, cfg.QueueURL) }, runs(config.RoleConsumer))
 	}
 }
 
@@ -390,51 +466,93 @@ func redisPing(insp *asynq.Inspector) health.Check {
 	}
 }
 
-// serve starts every role's components and the HTTP server, and stops them in layers on SIGTERM:
-// the HTTP server stops accepting, components drain within the grace period, then the process exits.
+// serve runs the daemon until ctx ends (SIGTERM) or a part of it fails:
+//
+//  1. the HTTP listeners open and serve /healthz (200) and /readyz (503 while PostgreSQL is
+//     waited for, naming it failed; the admin listener also /metrics and pprof), and the readiness
+//     checks start running in the background every healthInterval (intake_dependency_up);
+//  2. PostgreSQL is waited for (connect), as long as it takes: a process started during a failover
+//     or before its database comes up waits, logging why, instead of exiting (and crash-looping);
+//     SIGTERM ends the wait, and the process exits 0;
+//  3. the roles start, the listeners serve their routes, and the components run;
+//  4. on SIGTERM, the HTTP servers stop accepting, the components drain within the grace period
+//     (drain), and serve returns.
 func (a *App) serve(ctx context.Context) error {
 	// The roles get runCtx too: what they start in the background (the JWKS refresh) stops when a
 	// component fails and the daemon stops, not only at SIGTERM.
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
-	var comps []Component
-	for _, role := range a.Roles {
-		cs, err := roleStarters[role](runCtx, a)
-		if err != nil {
-			return fmt.Errorf("start role %s: %w", role, err)
-		}
-		comps = append(comps, cs...)
-	}
-
 	lns, err := a.listen()
 	if err != nil {
 		return err
 	}
-
-	errs := make(chan error, len(comps)+len(lns))
-	var wg sync.WaitGroup
-	for _, c := range comps {
-		wg.Go(func() {
-			a.Log.Info("component started", "component", c.Name)
-			if err := c.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("%s: %w", c.Name, err)
-				cancelRun()
-			}
-			a.Log.Info("component stopped", "component", c.Name)
-		})
+	var (
+		wg   sync.WaitGroup
+		errs errorList
+	)
+	fail := func(err error) {
+		errs.add(err)
+		cancelRun()
 	}
 	for _, l := range lns {
 		a.Log.Info("http server listening", "listener", l.name, "addr", l.ln.Addr().String())
 		wg.Go(func() {
 			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errs <- fmt.Errorf("%s server: %w", l.name, err)
-				cancelRun()
+				fail(fmt.Errorf("%s server: %w", l.name, err))
 			}
+		})
+	}
+	wg.Go(func() { a.Health.Run(runCtx, a.healthInterval) })
+
+	if err := a.connect(runCtx); err != nil {
+		if runCtx.Err() == nil {
+			fail(err)
+		} else if ctx.Err() != nil {
+			a.Log.Info("stopping before PostgreSQL answered", "err", err)
+		}
+		return a.drain(&wg, lns, &errs)
+	}
+	var comps []Component
+	for _, role := range a.Roles {
+		cs, err := roleStarters[role](runCtx, a)
+		if err != nil {
+			fail(fmt.Errorf("start role %s: %w", role, err))
+			return a.drain(&wg, lns, &errs)
+		}
+		comps = append(comps, cs...)
+	}
+	a.openGates(lns)
+	for _, c := range comps {
+		wg.Go(func() {
+			a.Log.Info("component started", "component", c.Name)
+			if err := c.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+				fail(fmt.Errorf("%s: %w", c.Name, err))
+			}
+			a.Log.Info("component stopped", "component", c.Name)
 		})
 	}
 
 	<-runCtx.Done()
-	return a.drain(&wg, lns, errs)
+	return a.drain(&wg, lns, &errs)
+}
+
+// errorList collects the errors of the daemon's goroutines.
+type errorList struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errorList) add(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+// join returns the errors added so far, joined (nil: none).
+func (l *errorList) join() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.errs...)
 }
 
 // stopSlack is how long past the grace period the components may take to return (the consumer
@@ -443,8 +561,8 @@ const stopSlack = 10 * time.Second
 
 // drain stops the HTTP servers and waits for the components (wg) within one deadline, set when
 // the shutdown starts: the grace period plus stopSlack. A second SIGINT/SIGTERM, at any point of
-// it, stops waiting at once.
-func (a *App) drain(wg *sync.WaitGroup, lns []listener, errs chan error) error {
+// it, stops waiting at once. It returns the errors the daemon's goroutines reported (errs).
+func (a *App) drain(wg *sync.WaitGroup, lns []listener, errs *errorList) error {
 	a.Log.Info("shutting down", "grace", a.Cfg.ShutdownGrace.String())
 	sig, stopSig := notifyTerm()
 	defer stopSig()
@@ -469,13 +587,9 @@ func (a *App) drain(wg *sync.WaitGroup, lns []listener, errs chan error) error {
 	case <-hard.C:
 		return fmt.Errorf("components did not stop within the shutdown grace period and %s: %w", a.slack(), errForcedStop)
 	}
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	if len(all) == 0 {
+	err := errs.join()
+	if err == nil {
 		a.Log.Info("stopped cleanly")
 	}
-	return errors.Join(all...)
+	return err
 }

@@ -32,7 +32,7 @@ func TestForcedStopDoesNotWaitForTheClosers(t *testing.T) {
 	wg.Go(func() { <-release }) // the stuck component
 
 	start := time.Now()
-	err := a.finish(a.drain(&wg, nil, make(chan error, 1)))
+	err := a.finish(a.drain(&wg, nil, &errorList{}))
 	took := time.Since(start)
 	require.ErrorIs(t, err, errForcedStop)
 	require.ErrorContains(t, err, "did not stop within the shutdown grace period")
@@ -51,7 +51,7 @@ func TestCleanStopRunsEveryCloser(t *testing.T) {
 	a.onClose(func() { order = append(order, 2) })
 	var wg sync.WaitGroup
 	wg.Go(func() { time.Sleep(10 * time.Millisecond) })
-	err := a.finish(a.drain(&wg, nil, make(chan error, 1)))
+	err := a.finish(a.drain(&wg, nil, &errorList{}))
 	require.NoError(t, err)
 	require.False(t, errors.Is(err, errForcedStop))
 	require.Equal(t, []int{2, 1}, order)

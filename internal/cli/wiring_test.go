@@ -205,3 +205,119 @@ func TestAPIReadinessNeedsWhatTheAPINeeds(t *testing.T) {
 		t.Fatal("did not stop")
 	}
 }
+
+// TestAPIReadinessWithIngressDoesNotNeedSQS: an API-only replica serving the event ingress stays
+// ready while its queue cannot be reached: it reports sqs failed (and optional on the admin
+// listener) and presigns, which never calls SQS. Before, the ingress token made the queue required,
+// so an SQS outage took every API replica out of its Service, presign, status and download with
+// it.
+func TestAPIReadinessWithIngressDoesNotNeedSQS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	const apiKey = "0123456789abcdef-alice"
+	addr, adminAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(runCtx, []string{"run", "--roles", "api",
+			"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+			"--bucket", bucket, "--queue-url", awsc.SQSEndpoint + "/000000000000/" + testkit.Name("no-such-queue-"),
+			"--consumer-ingress-token", "wiring-token-0123456789abcdef012345",
+			"--listen", addr, "--admin-listen", adminAddr, "--shutdown-grace", "2s", "--api-keys", apiKey + "=alice",
+		}, io.Discard, &logs)
+	}()
+	base := "http://" + addr
+	var ready map[string]any
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		ready = nil
+		_ = json.NewDecoder(resp.Body).Decode(&ready)
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 200*time.Millisecond, "not ready; last /readyz %v; logs:\n%s", ready, logs.String())
+	require.Equal(t, "failed", ready["checks"].(map[string]any)["sqs"], "reported")
+	resp, err := http.Get("http://" + adminAddr + "/readyz")
+	require.NoError(t, err)
+	var detail struct {
+		Checks map[string]struct {
+			OK       bool `json:"ok"`
+			Optional bool `json:"optional"`
+		} `json:"checks"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&detail))
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.False(t, detail.Checks["sqs"].OK)
+	require.True(t, detail.Checks["sqs"].Optional, "the API does not need the queue to be ready")
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/uploads",
+		bytes.NewReader([]byte(`{"filename":"a.txt","content_type":"text/plain","size":5}`)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
+
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
+}
+
+// TestConsumerReadinessDoesNotNeedTheDLQ: a consumer whose dead-letter queue cannot be reached
+// stays ready and reports it (sqs-dlq failed, optional): only permanent failures go there, and a
+// send that fails is retried later. Before, the DLQ was required, and its outage stopped the
+// consumption of every good event.
+func TestConsumerReadinessDoesNotNeedTheDLQ(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	q := testkit.Queue(t, testkit.SQS(), 5, 30*time.Second)
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	adminAddr := testkit.FreeAddr(t)
+	d := startDaemon(t, ctx, "--roles", "consumer",
+		"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+		"--bucket", bucket, "--queue-url", q.URL, "--dlq-url", awsc.SQSEndpoint+"/000000000000/"+testkit.Name("no-such-dlq-"),
+		"--consumer-wait-time", "1s", "--admin-listen", adminAddr, "--shutdown-grace", "2s")
+	code, body := httpGet("http://" + adminAddr + "/readyz")
+	require.Equal(t, http.StatusOK, code, body)
+	var detail struct {
+		Checks map[string]struct {
+			OK       bool `json:"ok"`
+			Optional bool `json:"optional"`
+		} `json:"checks"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &detail), body)
+	require.False(t, detail.Checks["sqs-dlq"].OK, body)
+	require.True(t, detail.Checks["sqs-dlq"].Optional, body)
+	require.True(t, detail.Checks["sqs"].OK, body)
+	require.False(t, detail.Checks["sqs"].Optional, "the consumer needs its queue: %s", body)
+	require.Equal(t, 0, d.stop(), d.logs.String())
+}

@@ -199,9 +199,10 @@ type Consumer struct {
 	// Workers bounds how many messages are processed at once.
 	Workers int `name:"workers" env:"WORKERS" default:"64" help:"Messages processed concurrently."`
 	// Visibility is the visibility timeout requested for received messages; heartbeats extend it.
-	Visibility time.Duration `name:"visibility" env:"VISIBILITY" default:"60s" help:"Visibility timeout for received messages."`
-	// WaitTime is the long-poll wait (max 20s).
-	WaitTime time.Duration `name:"wait-time" env:"WAIT_TIME" default:"20s" help:"Long-poll wait time (max 20s)."`
+	// Whole seconds, 5s..12h.
+	Visibility time.Duration `name:"visibility" env:"VISIBILITY" default:"60s" help:"Visibility timeout for received messages (whole seconds, 5s..12h)."`
+	// WaitTime is the long-poll wait: whole seconds, 1s..20s.
+	WaitTime time.Duration `name:"wait-time" env:"WAIT_TIME" default:"20s" help:"Long-poll wait time (whole seconds, 1s..20s)."`
 	// MaxBackoff caps the visibility delay given to retried messages.
 	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages."`
 	// MessageTimeout bounds the processing of one message (inspection, hash): past it the
@@ -482,11 +483,14 @@ func (c Consumer) validate() error {
 	if c.Workers < 1 || c.Workers > 4096 {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_WORKERS: %d not in 1..4096", c.Workers))
 	}
-	if c.Visibility < 5*time.Second || c.Visibility > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_VISIBILITY: %s not in 5s..12h", c.Visibility))
+	// SQS takes both in whole seconds: a fraction would be cut off without a word.
+	if c.Visibility < 5*time.Second || c.Visibility > 12*time.Hour || c.Visibility%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_VISIBILITY: %s is not a whole number of seconds in 5s..12h", c.Visibility))
 	}
-	if c.WaitTime < 0 || c.WaitTime > 20*time.Second {
-		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_WAIT_TIME: %s not in 0..20s", c.WaitTime))
+	// Short polling (0) is not offered: it answers from a sample of SQS's servers and may return
+	// nothing while messages wait.
+	if c.WaitTime < time.Second || c.WaitTime > 20*time.Second || c.WaitTime%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_WAIT_TIME: %s is not a whole number of seconds in 1s..20s", c.WaitTime))
 	}
 	if c.MaxBackoff < time.Second || c.MaxBackoff > 12*time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MAX_BACKOFF: %s not in 1s..12h", c.MaxBackoff))

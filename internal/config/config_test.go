@@ -106,6 +106,18 @@ func TestValidate(t *testing.T) {
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
 		{"bad listen", AllRoles, func(c *Config) { c.ListenAddr = "8080" }, []string{"INTAKE_LISTEN_ADDR"}},
 		{"consumer bounds", []string{RoleConsumer}, func(c *Config) { c.Consumer.Workers = 0; c.Consumer.WaitTime = time.Minute }, []string{"INTAKE_CONSUMER_WORKERS", "INTAKE_CONSUMER_WAIT_TIME"}},
+		// SQS takes whole seconds: a fraction was cut off, and 0 became 20 s in the consumer.
+		{"wait time zero", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = 0 }, []string{"INTAKE_CONSUMER_WAIT_TIME: 0s is not a whole number of seconds in 1s..20s"}},
+		{"wait time below a second", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = 500 * time.Millisecond }, []string{"INTAKE_CONSUMER_WAIT_TIME: 500ms"}},
+		{"wait time with a fraction", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = 1500 * time.Millisecond }, []string{"INTAKE_CONSUMER_WAIT_TIME: 1.5s is not a whole number of seconds"}},
+		{"wait time 1s", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = time.Second }, nil},
+		{"wait time 20s", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = 20 * time.Second }, nil},
+		{"wait time 21s", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = 21 * time.Second }, []string{"INTAKE_CONSUMER_WAIT_TIME: 21s"}},
+		{"visibility with a fraction", []string{RoleConsumer}, func(c *Config) {
+			c.Consumer.Visibility = 90500 * time.Millisecond
+			c.Consumer.MessageTimeout = 5 * time.Minute
+		}, []string{"INTAKE_CONSUMER_VISIBILITY: 1m30.5s is not a whole number of seconds in 5s..12h"}},
+		{"visibility below 5s", []string{RoleConsumer}, func(c *Config) { c.Consumer.Visibility = 4 * time.Second }, []string{"INTAKE_CONSUMER_VISIBILITY: 4s"}},
 		{"message timeout below the visibility", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 30 * time.Second }, []string{"INTAKE_CONSUMER_MESSAGE_TIMEOUT: 30s not in INTAKE_CONSUMER_VISIBILITY (1m0s)..6h"}},
 		{"message timeout near the visibility cap", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 12 * time.Hour }, []string{"INTAKE_CONSUMER_MESSAGE_TIMEOUT"}},
 		{"jobs bounds", []string{RoleJobs}, func(c *Config) { c.Jobs.SweepCron = " "; c.Jobs.Concurrency = 0 }, []string{"INTAKE_JOBS_SWEEP_CRON", "INTAKE_JOBS_CONCURRENCY"}},

@@ -15,6 +15,11 @@
 // admin listener: each check's error and duration. A check that starts failing is logged (warn)
 // with its error once, and its recovery once, so the reason is in the logs even without the admin
 // listener.
+//
+// # Refresh
+//
+// [Checker.Run] runs the checks periodically in the background, so that intake_dependency_up is
+// current whether or not anything probes /readyz.
 package health
 
 import (
@@ -215,6 +220,31 @@ func (c *Checker) run(ctx context.Context, checks map[string]Check, optional map
 		}
 	}
 	return rep
+}
+
+// DefaultInterval is how often [Checker.Run] refreshes the report unless told otherwise.
+const DefaultInterval = 15 * time.Second
+
+// Run refreshes the report at once and then every interval (DefaultInterval when not positive)
+// until ctx ends, so that intake_dependency_up and the failure and recovery logs follow the
+// dependencies even when nothing calls /readyz (docker run's HEALTHCHECK probes /healthz, a plain VM
+// has no probe at all). Each refresh is an ordinary [Checker.Check]: a report younger than the TTL
+// is not run again, and callers of /readyz share the refresh's run. Run returns when ctx ends,
+// after the run in flight, if any (at most the check timeout), so that no check runs once the
+// caller has moved on to closing the dependencies.
+func (c *Checker) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		c.Check(ctx)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
 }
 
 // Healthz answers 200 while the process is alive.

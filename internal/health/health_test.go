@@ -204,3 +204,36 @@ func TestOptionalCheckIsReportedNotRequired(t *testing.T) {
 	c.Readyz(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code, "required again: unready")
 }
+
+// TestRunRefreshesWithoutCallers: Run keeps intake_dependency_up current with nobody calling
+// /readyz (a dependency that goes down, then comes back, is seen within an interval or two), and
+// returns when its context ends.
+func TestRunRefreshesWithoutCallers(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	c := health.NewChecker(health.Config{TTL: time.Millisecond, Registerer: reg})
+	var down atomic.Bool
+	c.Add("redis", func(context.Context) error {
+		if down.Load() {
+			return errors.New("redis: refused")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { c.Run(ctx, 10*time.Millisecond); close(stopped) }()
+	up := func() float64 {
+		return testkit.Metric(t, reg, "intake_dependency_up", "dependency", "redis", "required", "true")
+	}
+	require.Eventually(t, func() bool { return up() == 1 }, 5*time.Second, 5*time.Millisecond)
+	down.Store(true)
+	require.Eventually(t, func() bool { return up() == 0 }, 5*time.Second, 5*time.Millisecond)
+	down.Store(false)
+	require.Eventually(t, func() bool { return up() == 1 }, 5*time.Second, 5*time.Millisecond)
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return when its context ended")
+	}
+}
