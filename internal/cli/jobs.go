@@ -50,9 +50,9 @@ type jobsFlags struct {
 // open returns an Inspector on the configured Redis and the queues to act on: --queue, else those
 // of intakeQueues that exist in Redis.
 func (f jobsFlags) open(g *Globals) (*asynq.Inspector, []string, error) {
-	opt, err := asynq.ParseRedisURI(g.Config.RedisURL)
+	opt, err := parseRedisURL(g.Config.RedisURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, nil, err
 	}
 	insp := asynq.NewInspector(opt)
 	if f.Queue != "" {

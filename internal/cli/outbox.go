@@ -78,9 +78,9 @@ func (c *OutboxRedeliverCmd) Run(g *Globals) error {
 	if c.StuckFor < 0 || c.Timeout <= 0 {
 		return fmt.Errorf("invalid configuration:\n--stuck-for must not be negative and --timeout must be positive")
 	}
-	redisOpt, err := asynq.ParseRedisURI(g.Config.RedisURL)
+	redisOpt, err := parseRedisURL(g.Config.RedisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		return err
 	}
 	st, err := openCheckedStore(g)
 	if err != nil {

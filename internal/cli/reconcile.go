@@ -53,9 +53,9 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 	}
 	o := reconcile.Options{Bucket: cfg.Bucket, Prefix: c.Prefix, Fix: c.Fix, Log: g.Log}
 	if c.Fix {
-		redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+		redisOpt, err := parseRedisURL(cfg.RedisURL)
 		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
+			return err
 		}
 		client := asynq.NewClient(redisOpt)
 		defer client.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/progress"
 	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/replay"
 )
 
@@ -101,7 +102,7 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 		return runErr
 	}
 	s := &progress.Summary{Title: "replay dlq", Elapsed: time.Since(began)}
-	s.Add("from", from).Add("to", to).Add("dlq_at_start", res.Start.Messages).
+	s.Add("from", redact.URL(from)).Add("to", redact.URL(to)).Add("dlq_at_start", res.Start.Messages).
 		Add("received", res.Received).Add("sent", res.Sent).Add("deleted", res.Deleted).
 		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed).Add("skipped", res.Skipped)
 	s.Add("messages_per_second", s.Rate(res.Sent))
@@ -166,14 +167,14 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 			From  string `json:"from"`
 			replay.DryRunResult
 			Interrupted bool `json:"interrupted,omitempty"`
-		}{"replay dlq (dry run)", o.From, res, interrupted}
+		}{"replay dlq (dry run)", redact.URL(o.From), res, interrupted}
 		if encErr := json.NewEncoder(g.Stdout).Encode(out); encErr != nil {
 			return fmt.Errorf("write summary: %w", encErr)
 		}
 		return err
 	}
 	s := &progress.Summary{Title: "replay dlq (dry run: nothing sent or deleted)", Elapsed: time.Since(began)}
-	s.Add("from", o.From).Add("would_send_to", o.To).Add("present_at_start", res.Present).Add("messages", res.Messages).Add("bytes", res.Bytes).Add("returned", res.Returned)
+	s.Add("from", redact.URL(o.From)).Add("would_send_to", redact.URL(o.To)).Add("present_at_start", res.Present).Add("messages", res.Messages).Add("bytes", res.Bytes).Add("returned", res.Returned)
 	if res.Skipped > 0 {
 		s.Note("%d messages arrived after the start; a move would leave them too", res.Skipped)
 	}
@@ -203,7 +204,7 @@ func (c *ReplayDLQCmd) native(g *Globals, client *sqs.Client, o replay.DLQOption
 		return err
 	}
 	s := &progress.Summary{Title: "replay dlq (native move task)", Elapsed: time.Since(began)}
-	s.Add("from", o.From).Add("to", cmp.Or(o.To, "(original source queues)")).
+	s.Add("from", redact.URL(o.From)).Add("to", cmp.Or(redact.URL(o.To), "(original source queues)")).
 		Add("task_handle", res.TaskHandle).Add("status", res.Status).Add("moved", res.Moved).Add("to_move", res.ToMove)
 	if res.FailureReason != "" {
 		s.Note("failure: %s", res.FailureReason)
@@ -299,7 +300,7 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 		title += " (dry run: nothing sent)"
 	}
 	s := &progress.Summary{Title: title, Elapsed: time.Since(began)}
-	s.Add("to", to).Add("read", res.Read).Add("sent", res.Sent).Add("failed", res.Failed).Add("skipped_duplicates", res.Skipped)
+	s.Add("to", redact.URL(to)).Add("read", res.Read).Add("sent", res.Sent).Add("failed", res.Failed).Add("skipped_duplicates", res.Skipped)
 	if f.DryRun {
 		s.Add("would_send", res.Read-res.Failed-res.Skipped)
 	} else {

@@ -249,9 +249,9 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	redisOpt, err := parseRedisURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+		return nil, err
 	}
 	policy, err := pipeline.LoadPolicy(cfg.PolicyFile)
 	if err != nil {

@@ -174,3 +174,25 @@ func TestLogSecretsCoverThePolicyFile(t *testing.T) {
 	}
 	require.Contains(t, buf.String(), "REDACTED")
 }
+
+// TestOperatorCommandsQuoteNoRedisPassword: a REDIS_URL whose password holds a '/' (not
+// percent-encoded) makes asynq's parser quote the part it could not read (`invalid port ":s3cr3t"`),
+// the head of the password, which no redaction recognizes. Every command that reads REDIS_URL
+// checks it as the daemon's configuration does first, and says what is wrong without quoting it.
+func TestOperatorCommandsQuoteNoRedisPassword(t *testing.T) {
+	t.Parallel()
+	const redisURL = "redis://:s3cr3t/Pa55w0rd@127.0.0.1:6379/0"
+	for _, args := range [][]string{
+		{"jobs", "list"},
+		{"outbox", "status"},
+		{"reconcile", "--fix", "--bucket", "b"},
+		{"sweep", "--bucket", "b"},
+	} {
+		var out, errOut bytes.Buffer
+		code := MainContext(t.Context(), append(args, "--redis-url", redisURL, "--log-format", "json"), &out, &errOut)
+		require.NotEqual(t, 0, code, "%v", args)
+		all := out.String() + errOut.String()
+		require.NotContains(t, all, "s3cr3t", "%v: %s", args, all)
+		require.NotContains(t, all, "Pa55w0rd", "%v", args)
+	}
+}

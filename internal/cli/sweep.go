@@ -75,9 +75,9 @@ func (c *SweepCmd) Run(g *Globals) error {
 		// An upload of intake's found completed had its event late or never sent: the jobs role
 		// runs the pipeline on it, as after the daemon's own sweep, instead of waiting for the
 		// reconcile. Redis is dialled only if such an upload turns up.
-		redisOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+		redisOpt, err := parseRedisURL(cfg.RedisURL)
 		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w (or --no-inspect)", err)
+			return fmt.Errorf("%w (or --no-inspect)", err)
 		}
 		client := asynq.NewClient(redisOpt)
 		defer client.Close()

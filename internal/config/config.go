@@ -335,8 +335,10 @@ func ParseRoles(s string) ([]string, error) {
 	return roles, nil
 }
 
-// schemaName is what INTAKE_DB_SCHEMA accepts: a plain lower-case identifier, usable unquoted.
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+// schemaName is what INTAKE_DB_SCHEMA accepts: a plain lower-case identifier, usable unquoted, of
+// at most 49 characters (store.MaxSchemaLen: the outbox's NOTIFY channel, "<schema>.intake_outbox",
+// must fit PostgreSQL's 63).
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,48}$`)
 
 // ValidateDB checks the database settings (all that migrate needs).
 func (c *Database) ValidateDB() error {
@@ -347,7 +349,7 @@ func (c *Database) ValidateDB() error {
 		errs = append(errs, validURL("DATABASE_URL", c.DatabaseURL, true, "postgres", "postgresql"))
 	}
 	if c.DBSchema != "" && (!schemaName.MatchString(c.DBSchema) || strings.HasPrefix(c.DBSchema, "pg_")) {
-		errs = append(errs, fmt.Errorf("INTAKE_DB_SCHEMA: %q is not a plain lower-case schema name (letters, digits, _; not pg_*)", c.DBSchema))
+		errs = append(errs, fmt.Errorf("INTAKE_DB_SCHEMA: %q is not a plain lower-case schema name (letters, digits, _; at most 49 characters; not pg_*)", c.DBSchema))
 	}
 	return errors.Join(errs...)
 }
@@ -602,14 +604,17 @@ func ParseAPIKeys(s string) (map[string]string, error) { return ParseKeys("INTAK
 // errors name the variable and never show a key.
 func ParseKeys(variable, s string) (map[string]string, error) {
 	keys := map[string]string{}
+	entry := 0
 	for pair := range strings.SplitSeq(s, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
 		}
+		entry++
 		k, owner, ok := strings.Cut(pair, "=")
 		if !ok || k == "" || owner == "" {
-			return nil, fmt.Errorf("%s: entry %q is not key=name", variable, maskPrefix(pair))
+			// Not a character of it is shown: a prefix of a key is a prefix of a secret.
+			return nil, fmt.Errorf("%s: entry %d (of %d characters) is not key=name", variable, entry, len(pair))
 		}
 		if len(k) < 16 {
 			return nil, fmt.Errorf("%s: key for %q is shorter than 16 characters", variable, owner)
@@ -692,6 +697,11 @@ func (j Jobs) validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckRedisURL checks REDIS_URL as Validate does (scheme redis or rediss, a host; an error that
+// quotes no part of it that could be a password), for commands that need Redis without the rest
+// of the daemon's configuration.
+func CheckRedisURL(raw string) error { return validURL("REDIS_URL", raw, true, "redis", "rediss") }
+
 func validURL(name, raw string, required bool, schemes ...string) error {
 	if raw == "" {
 		if required {
@@ -752,11 +762,4 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	return out
-}
-
-func maskPrefix(s string) string {
-	if len(s) <= 4 {
-		return "****"
-	}
-	return s[:4] + "****"
 }

@@ -144,6 +144,7 @@ func TestValidate(t *testing.T) {
 		{"key=value connection string", AllRoles, func(c *Config) { c.DatabaseURL = "host=db dbname=intake password=x" }, nil},
 		{"bad schema", AllRoles, func(c *Config) { c.DBSchema = "Intake; drop" }, []string{"INTAKE_DB_SCHEMA"}},
 		{"pg_ schema", AllRoles, func(c *Config) { c.DBSchema = "pg_intake" }, []string{"INTAKE_DB_SCHEMA"}},
+		{"schema over 49 characters", AllRoles, func(c *Config) { c.DBSchema = strings.Repeat("s", 50) }, []string{"INTAKE_DB_SCHEMA", "49"}},
 		{"admin listener", AllRoles, func(c *Config) { c.AdminListenAddr = "127.0.0.1:9090"; c.AdminPprof = true }, nil},
 		{"admin listener is host:port", AllRoles, func(c *Config) { c.AdminListenAddr = "9090" }, []string{"INTAKE_ADMIN_LISTEN_ADDR"}},
 		{"admin listener differs", AllRoles, func(c *Config) { c.AdminListenAddr = c.ListenAddr }, []string{"INTAKE_ADMIN_LISTEN_ADDR: must differ"}},
@@ -212,6 +213,10 @@ func TestParseAPIKeys(t *testing.T) {
 	_, err = ParseAPIKeys("0123456789abcdef=")
 	require.ErrorContains(t, err, "not key=name")
 	require.NotContains(t, err.Error(), "0123456789abcdef", "keys are redacted in errors")
+	// A key without its owner (the "=owner" forgotten): not even its first characters are shown.
+	_, err = ParseAPIKeys("0123456789abcdef=svc-a,sk_liveABCDEF0123456789")
+	require.ErrorContains(t, err, "entry 2 ")
+	require.NotContains(t, err.Error(), "sk_l", "no prefix of a key")
 }
 
 func TestLoopbackAddr(t *testing.T) {

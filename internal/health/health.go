@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // Check reports whether one dependency is reachable.
@@ -192,7 +194,9 @@ func (c *Checker) run(ctx context.Context, checks map[string]Check, optional map
 			err := check(cctx)
 			r := Result{OK: err == nil, Millis: time.Since(start).Milliseconds(), Optional: optional[name]}
 			if err != nil {
-				r.Error = err.Error()
+				// The admin /readyz serves it: a check's error may quote a URL with credentials
+				// (a queue URL's userinfo or token), which log redaction never sees here.
+				r.Error = redact.Error(err).Error()
 			}
 			mu.Lock()
 			results[name] = r

@@ -115,6 +115,25 @@ func TestPublicReadyzHasNoErrorText(t *testing.T) {
 	require.Contains(t, logs.String(), "connection refused")
 }
 
+// TestReadyzDetailRedacts: the admin /readyz shows each check's error, which may quote a URL with
+// credentials (a queue URL with a userinfo or a token, as SQS-compatible proxies take them); they
+// are masked there as in the logs.
+func TestReadyzDetailRedacts(t *testing.T) {
+	t.Parallel()
+	c := health.NewChecker(health.Config{})
+	c.Add("sqs", func(context.Context) error {
+		return errors.New("get attributes of queue http://intake:pa55word-q@sqs-proxy:9324/000000000000/q?token=tok3n-abcdef123456: connection refused")
+	})
+	rec := httptest.NewRecorder()
+	c.ReadyzDetail(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	require.Contains(t, rec.Body.String(), "connection refused", "the error is still shown")
+	require.Contains(t, rec.Body.String(), "sqs-proxy:9324", "and where it points")
+	for _, secret := range []string{"pa55word-q", "tok3n-abcdef123456"} {
+		require.NotContains(t, rec.Body.String(), secret)
+	}
+}
+
 // TestReadinessRunOutlivesItsCaller: the caller that starts a run may go away (its request
 // cancelled); the run completes for the others and is not reported as a failure.
 func TestReadinessRunOutlivesItsCaller(t *testing.T) {
