@@ -450,6 +450,37 @@ func (d *daemon) start() {
 	d.starts++
 	d.mu.Unlock()
 	waitHTTP(t, d.name, "http://"+d.addr+"/healthz", done, 60*time.Second)
+	waitConnected(t, d.name, "http://"+d.addr+"/readyz", done, 60*time.Second)
+}
+
+// waitConnected waits until the daemon's /readyz reports PostgreSQL ok: the daemon answers
+// /healthz as soon as it listens, and waits for PostgreSQL (and migrates) before it serves its
+// routes.
+func waitConnected(t *testing.T, what, url string, exited <-chan struct{}, timeout time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		var body struct {
+			Checks map[string]string `json:"checks"`
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			_ = resp.Body.Close()
+			if err == nil && body.Checks["postgres"] == "ok" {
+				return
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited before it connected to PostgreSQL", what)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not connect to PostgreSQL within %s (last: %v %v)", what, timeout, body.Checks, err)
+		}
+	}
 }
 
 // metric is the sum of a metric's samples on the daemon's /metrics (served on its listener: the
