@@ -186,24 +186,9 @@ func TestAPIReadinessNeedsWhatTheAPINeeds(t *testing.T) {
 	require.Equal(t, "ok", checks["postgres"])
 	require.NotContains(t, checks, "sqs", "the API without an ingress never calls the queue")
 
-	body := bytes.NewReader([]byte(`{"filename":"a.txt","content_type":"text/plain","size":5}`))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/uploads", body)
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	out, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
+	presignOnce(t, ctx, base, apiKey)
 
-	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not stop")
-	}
+	stopDaemon(t, cancel, done, &logs)
 }
 
 // TestAPIReadinessWithIngressDoesNotNeedSQS: an API-only replica serving the event ingress stays
@@ -264,24 +249,9 @@ func TestAPIReadinessWithIngressDoesNotNeedSQS(t *testing.T) {
 	require.False(t, detail.Checks["sqs"].OK)
 	require.True(t, detail.Checks["sqs"].Optional, "the API does not need the queue to be ready")
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/uploads",
-		bytes.NewReader([]byte(`{"filename":"a.txt","content_type":"text/plain","size":5}`)))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	out, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
+	presignOnce(t, ctx, base, apiKey)
 
-	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not stop")
-	}
+	stopDaemon(t, cancel, done, &logs)
 }
 
 // TestConsumerReadinessDoesNotNeedTheDLQ: a consumer whose dead-letter queue cannot be reached
@@ -320,4 +290,31 @@ func TestConsumerReadinessDoesNotNeedTheDLQ(t *testing.T) {
 	require.True(t, detail.Checks["sqs"].OK, body)
 	require.False(t, detail.Checks["sqs"].Optional, "the consumer needs its queue: %s", body)
 	require.Equal(t, 0, d.stop(), d.logs.String())
+}
+
+// presignOnce creates one upload through the daemon at base with a tenant's key: 201.
+func presignOnce(t *testing.T, ctx context.Context, base, apiKey string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/uploads",
+		bytes.NewReader([]byte(`{"filename":"a.txt","content_type":"text/plain","size":5}`)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
+}
+
+// stopDaemon cancels a daemon run by MainContext and waits for its clean exit (0).
+func stopDaemon(t *testing.T, cancel context.CancelFunc, done <-chan int, logs *testkit.SyncBuffer) {
+	t.Helper()
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
+	}
 }
