@@ -156,39 +156,20 @@ func TestAPIReadinessNeedsWhatTheAPINeeds(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
 	const apiKey = "0123456789abcdef-alice"
-	addr, redisDown := testkit.FreeAddr(t), testkit.FreeAddr(t)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var logs testkit.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- MainContext(runCtx, []string{"run", "--roles", "api",
-			"--database-url", testkit.DatabaseURLFor(schema), "--migrate", "--redis-url", "redis://" + redisDown + "/0",
-			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
-			"--bucket", bucket, "--queue-url", "http://" + redisDown + "/000000000000/nowhere", "--listen", addr, "--shutdown-grace", "2s",
-			"--api-keys", apiKey + "=alice",
-		}, io.Discard, &logs)
-	}()
-	base := "http://" + addr
-	var ready map[string]any
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		ready = nil
-		_ = json.NewDecoder(resp.Body).Decode(&ready)
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 200*time.Millisecond, "not ready; last /readyz %v; logs:\n%s", ready, logs.String())
+	redisDown := testkit.FreeAddr(t)
+	d := startDaemon(t, ctx, "--roles", "api",
+		"--database-url", testkit.DatabaseURLFor(schema), "--migrate", "--redis-url", "redis://"+redisDown+"/0",
+		"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+		"--bucket", bucket, "--queue-url", "http://"+redisDown+"/000000000000/nowhere", "--shutdown-grace", "2s",
+		"--api-keys", apiKey+"=alice")
+	ready := readyz(t, d.base)
 	checks := ready["checks"].(map[string]any)
 	require.Equal(t, "failed", checks["redis"], "reported")
 	require.Equal(t, "ok", checks["postgres"])
 	require.NotContains(t, checks, "sqs", "the API without an ingress never calls the queue")
 
-	presignOnce(t, ctx, base, apiKey)
-
-	stopDaemon(t, cancel, done, &logs)
+	presignOnce(t, ctx, d.base, apiKey)
+	require.Equal(t, 0, d.stop(), d.logs.String())
 }
 
 // TestAPIReadinessWithIngressDoesNotNeedSQS: an API-only replica serving the event ingress stays
@@ -207,33 +188,15 @@ func TestAPIReadinessWithIngressDoesNotNeedSQS(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
 	const apiKey = "0123456789abcdef-alice"
-	addr, adminAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var logs testkit.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- MainContext(runCtx, []string{"run", "--roles", "api",
-			"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
-			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
-			"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
-			"--bucket", bucket, "--queue-url", awsc.SQSEndpoint + "/000000000000/" + testkit.Name("no-such-queue-"),
-			"--consumer-ingress-token", "wiring-token-0123456789abcdef012345",
-			"--listen", addr, "--admin-listen", adminAddr, "--shutdown-grace", "2s", "--api-keys", apiKey + "=alice",
-		}, io.Discard, &logs)
-	}()
-	base := "http://" + addr
-	var ready map[string]any
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		ready = nil
-		_ = json.NewDecoder(resp.Body).Decode(&ready)
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 200*time.Millisecond, "not ready; last /readyz %v; logs:\n%s", ready, logs.String())
+	adminAddr := testkit.FreeAddr(t)
+	d := startDaemon(t, ctx, "--roles", "api",
+		"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+		"--bucket", bucket, "--queue-url", awsc.SQSEndpoint+"/000000000000/"+testkit.Name("no-such-queue-"),
+		"--consumer-ingress-token", "wiring-token-0123456789abcdef012345",
+		"--admin-listen", adminAddr, "--shutdown-grace", "2s", "--api-keys", apiKey+"=alice")
+	ready := readyz(t, d.base)
 	require.Equal(t, "failed", ready["checks"].(map[string]any)["sqs"], "reported")
 	resp, err := http.Get("http://" + adminAddr + "/readyz")
 	require.NoError(t, err)
@@ -249,9 +212,8 @@ func TestAPIReadinessWithIngressDoesNotNeedSQS(t *testing.T) {
 	require.False(t, detail.Checks["sqs"].OK)
 	require.True(t, detail.Checks["sqs"].Optional, "the API does not need the queue to be ready")
 
-	presignOnce(t, ctx, base, apiKey)
-
-	stopDaemon(t, cancel, done, &logs)
+	presignOnce(t, ctx, d.base, apiKey)
+	require.Equal(t, 0, d.stop(), d.logs.String())
 }
 
 // TestConsumerReadinessDoesNotNeedTheDLQ: a consumer whose dead-letter queue cannot be reached
@@ -307,14 +269,12 @@ func presignOnce(t *testing.T, ctx context.Context, base, apiKey string) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
 }
 
-// stopDaemon cancels a daemon run by MainContext and waits for its clean exit (0).
-func stopDaemon(t *testing.T, cancel context.CancelFunc, done <-chan int, logs *testkit.SyncBuffer) {
+// readyz returns the public /readyz report of the daemon at base, which answers 200.
+func readyz(t *testing.T, base string) map[string]any {
 	t.Helper()
-	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not stop")
-	}
+	code, body := httpGet(base + "/readyz")
+	require.Equal(t, http.StatusOK, code, body)
+	var ready map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &ready), body)
+	return ready
 }
