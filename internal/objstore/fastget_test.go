@@ -27,6 +27,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -479,6 +480,31 @@ func TestDaemonClientUsesFast(t *testing.T) {
 	cfg, err := objstore.LoadAWS(testkit.Context(t), testkit.AWS(), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	require.Equal(t, 0, objstore.FastIdle(objstore.NewObjects(objstore.NewClient(cfg, testkit.AWS()))))
+}
+
+// TestLoadAWSGivesSignersACacheOfTheirOwn: the clients LoadAWS's configuration builds share one
+// credentials cache, and intake's SigV4 signers find a second one, over a chain of its own, which
+// they may empty near a session's end without emptying the clients' (see sigv4.SigningSource).
+func TestLoadAWSGivesSignersACacheOfTheirOwn(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	ctx := testkit.Context(t)
+	cfg, err := objstore.LoadAWS(ctx, testkit.AWS(), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	for _, client := range []*s3.Client{objstore.NewClient(cfg, testkit.AWS()), objstore.NewPresignClient(cfg, testkit.AWS())} {
+		creds, ok := client.Options().Credentials.(*objstore.Credentials)
+		require.True(t, ok, "%T", client.Options().Credentials)
+		var src sigv4.SigningSource = creds
+		own := src.SigningCredentials()
+		require.NotNil(t, own)
+		require.NotSame(t, creds.CredentialsCache, own)
+		shared, err := creds.Retrieve(ctx)
+		require.NoError(t, err)
+		own.Invalidate()
+		signing, err := own.Retrieve(ctx)
+		require.NoError(t, err)
+		require.Equal(t, shared.AccessKeyID, signing.AccessKeyID, "the same chain, resolved twice")
+	}
 }
 
 // TestLoadAWSLogsThroughSlog: what the SDK logs (its checksum warnings, retries when asked) is a

@@ -29,15 +29,41 @@ import (
 // checksum it could not validate) goes through log, structured and redacted like intake's own
 // lines, instead of the SDK's default plain lines on stderr.
 func LoadAWS(ctx context.Context, c config.AWS, log *slog.Logger) (aws.Config, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithLogger(sdkLog{log.With("component", "aws-sdk")}))
+	load := func() (aws.Config, error) {
+		return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region), awsconfig.WithLogger(sdkLog{log.With("component", "aws-sdk")}))
+	}
+	cfg, err := load()
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	// A second credential chain, with a cache of its own, for intake's SigV4 signers: they empty
+	// their cache to ask for a fresher session near a session's end, and must not empty the one
+	// every S3 and SQS call shares (see sigv4.SigningSource).
+	signing, err := load()
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	shared, ok1 := cfg.Credentials.(*aws.CredentialsCache)
+	own, ok2 := signing.Credentials.(*aws.CredentialsCache)
+	if ok1 && ok2 {
+		cfg.Credentials = &Credentials{CredentialsCache: shared, signing: own}
 	}
 	// Room for the consumer's workers, which call S3 and SQS concurrently (idle connections
 	// are only kept when they were needed).
 	cfg.HTTPClient = TuneHTTPClient(cfg.HTTPClient, 256)
 	return cfg, nil
 }
+
+// Credentials is the credentials provider of LoadAWS's configuration: the SDK's cache, shared by
+// every client, with a second cache over a chain of its own for intake's SigV4 signers (see
+// sigv4.SigningSource).
+type Credentials struct {
+	*aws.CredentialsCache
+	signing *aws.CredentialsCache
+}
+
+// SigningCredentials returns the signers' own cache.
+func (c *Credentials) SigningCredentials() *aws.CredentialsCache { return c.signing }
 
 // NewClient returns an S3 client for the daemon's own calls; its requests wait at most
 // S3ResponseTimeout for an answer.

@@ -50,17 +50,35 @@ type Signer struct {
 	awsHost   bool // no custom endpoint: the region's own S3 host (virtual-hosted style where the bucket allows)
 
 	key atomic.Pointer[signingKey]
-	// lastRefresh is when the Signer last asked the credentials cache for a fresher session (unix
-	// nanoseconds).
+
+	// own is the credentials cache of the Signer's own (see [SigningSource]), which it may empty
+	// to ask for a fresher session; nil when the provider is shared, which it never empties.
+	own *aws.CredentialsCache
+	// held is the session that signs while own failed to give a fresher one (nil: none).
+	held atomic.Pointer[aws.Credentials]
+	// lastRefresh is when the Signer last asked own for a fresher session (unix nanoseconds).
 	lastRefresh atomic.Int64
 }
 
+// SigningSource is implemented by a credentials provider that has a second cache, over a credential
+// chain of its own, for signers (objstore.LoadAWS builds one). A Signer whose provider is one signs
+// with that cache, and empties it (Invalidate) to ask for a fresh session when the one it has is
+// about to end (see RefreshWindow). It never empties any other cache: the SDK clients share theirs,
+// and a refresh that failed (the credential source down in a session's last minutes) would leave
+// every S3 and SQS call without credentials while the old session still had minutes to run.
+type SigningSource interface {
+	// SigningCredentials returns the signers' own cache.
+	SigningCredentials() *aws.CredentialsCache
+}
+
 // RefreshWindow and refreshEvery: when the session that signs has less than RefreshWindow left
-// (and less than the URL's lifetime), the Signer asks the SDK's credentials cache for a fresh one,
-// at most once every refreshEvery. The SDK's cache hands a session out until its last second, and a
-// URL signed then is cut to the seconds left (see [Lifetime]): a client would get a 3-second upload
-// URL. A source that already has a fresher session (IRSA, an instance role near its rotation)
-// gives it at once; one that has not gives the same session again, which signs as before.
+// (and less than the URL's lifetime), a Signer with a cache of its own (see [SigningSource]) asks it
+// for a fresh session, at most once every refreshEvery. The SDK's cache hands a session out until
+// its last second, and a URL signed then is cut to the seconds left (see [Lifetime]): a client would
+// get a 3-second upload URL. A source that already has a fresher session (IRSA, an instance role near
+// its rotation) gives it at once; one that has not gives the same session again, which signs as
+// before; one that fails leaves the old session signing for the time it has left, and is asked again
+// at most once every refreshEvery.
 const (
 	RefreshWindow = 10 * time.Minute
 	refreshEvery  = 10 * time.Second
@@ -68,25 +86,40 @@ const (
 
 // retrieve returns the credentials to sign a URL of lifetime want at now (see RefreshWindow).
 func (s *Signer) retrieve(ctx context.Context, now time.Time, want time.Duration) (aws.Credentials, error) {
-	creds, err := s.creds.Retrieve(ctx)
-	if err != nil {
-		return creds, fmt.Errorf("presign: retrieve credentials: %w", err)
-	}
-	if !creds.CanExpire || creds.Expires.Sub(now) >= min(want, RefreshWindow) {
+	if s.own == nil {
+		creds, err := s.creds.Retrieve(ctx)
+		if err != nil {
+			return creds, fmt.Errorf("presign: retrieve credentials: %w", err)
+		}
 		return creds, nil
 	}
-	cache, ok := s.creds.(*aws.CredentialsCache)
-	if !ok {
+	held := s.held.Load()
+	if held != nil && time.Now().UnixNano()-s.lastRefresh.Load() < int64(refreshEvery) {
+		return *held, nil // the source failed a moment ago: not asked again yet
+	}
+	creds, err := s.own.Retrieve(ctx)
+	if err != nil {
+		if held != nil {
+			s.lastRefresh.Store(time.Now().UnixNano())
+			return *held, nil // Lifetime refuses it once too little of it is left
+		}
+		return creds, fmt.Errorf("presign: retrieve credentials: %w", err)
+	}
+	if held != nil {
+		s.held.Store(nil)
+	}
+	if !creds.CanExpire || creds.Expires.Sub(now) >= min(want, RefreshWindow) {
 		return creds, nil
 	}
 	last, t := s.lastRefresh.Load(), time.Now().UnixNano()
 	if t-last < int64(refreshEvery) || !s.lastRefresh.CompareAndSwap(last, t) {
 		return creds, nil
 	}
-	cache.Invalidate()
-	fresh, err := cache.Retrieve(ctx)
+	s.own.Invalidate()
+	fresh, err := s.own.Retrieve(ctx)
 	if err != nil {
-		return creds, nil // the old session still signs for the time it has left
+		s.held.Store(&creds) // the old session still signs for the time it has left
+		return creds, nil
 	}
 	return fresh, nil
 }
@@ -123,6 +156,11 @@ func NewSigner(o s3.Options) (*Signer, error) {
 		return nil, fmt.Errorf("presigner: FIPS, dual-stack, accelerated and ARN-region S3 endpoints are not supported (set the endpoint with AWS_ENDPOINT_URL_S3 instead)")
 	}
 	s := &Signer{creds: o.Credentials, region: o.Region, pathStyle: o.UsePathStyle}
+	if src, ok := o.Credentials.(SigningSource); ok {
+		if own := src.SigningCredentials(); own != nil {
+			s.creds, s.own = own, own
+		}
+	}
 	if o.BaseEndpoint == nil || *o.BaseEndpoint == "" {
 		// The region's own S3 host, from the SDK's endpoint rules: s3.<region>.amazonaws.com in
 		// the aws partition, but .amazonaws.com.cn in China, and other suffixes elsewhere.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -484,14 +485,19 @@ func TestSignerCapsExpiryAtCredentials(t *testing.T) {
 }
 
 // sessions hands out sessions that expire left after each retrieval; with next set, every
-// retrieval after the first has next left instead (the source has rotated).
+// retrieval after the first has next left instead (the source has rotated); with failAfter set,
+// every retrieval after the first failAfter fails (the source is down).
 type sessions struct {
 	left, next time.Duration
+	failAfter  int64
 	n          atomic.Int64
 }
 
 func (s *sessions) Retrieve(context.Context) (aws.Credentials, error) {
 	n := s.n.Add(1)
+	if s.failAfter > 0 && n > s.failAfter {
+		return aws.Credentials{}, errors.New("credential source down")
+	}
 	left := s.left
 	if n > 1 && s.next > 0 {
 		left = s.next
@@ -500,23 +506,42 @@ func (s *sessions) Retrieve(context.Context) (aws.Credentials, error) {
 		CanExpire: true, Expires: time.Now().Add(left)}, nil
 }
 
+// signingSource is what objstore.LoadAWS builds: the clients' shared cache, and a cache of the
+// signers' own.
+type signingSource struct {
+	*aws.CredentialsCache
+	own *aws.CredentialsCache
+}
+
+func (s signingSource) SigningCredentials() *aws.CredentialsCache { return s.own }
+
+// signTimes signs a 5-minute GET times with signer and returns the URLs.
+func signTimes(t *testing.T, signer *sigv4.Signer, times int) []sigv4.Presigned {
+	t.Helper()
+	var out []sigv4.Presigned
+	for range times {
+		now := time.Now()
+		p, err := signer.Sign(context.Background(), sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: "b", Key: "k", Now: now, Expires: 5 * time.Minute, ContentLength: -1})
+		require.NoError(t, err)
+		out = append(out, p)
+	}
+	return out
+}
+
 // TestSignerRefreshesASessionAboutToEnd: the SDK's credentials cache hands a session out until its
-// last second. When the session has less than RefreshWindow left, the Signer asks the cache for a
-// fresh one: a source that has one gives a URL its whole lifetime; one that has not still signs
-// (cut to what is left, as before), and is asked at most once every few seconds, however many
-// URLs are signed; a session with time to spare is not refreshed.
+// last second. When the session has less than RefreshWindow left, a Signer with a cache of its own
+// asks it for a fresh one: a source that has one gives a URL its whole lifetime; one that has not
+// still signs (cut to what is left, as before), and is asked at most once every few seconds,
+// however many URLs are signed; a session with time to spare is not refreshed.
 func TestSignerRefreshesASessionAboutToEnd(t *testing.T) {
 	t.Parallel()
 	sign := func(src *sessions, times int) []sigv4.Presigned {
-		signer, err := sigv4.NewSigner(s3.Options{Region: "us-east-1", Credentials: aws.NewCredentialsCache(src)})
+		shared := &sessions{left: time.Hour}
+		signer, err := sigv4.NewSigner(s3.Options{Region: "us-east-1",
+			Credentials: signingSource{aws.NewCredentialsCache(shared), aws.NewCredentialsCache(src)}})
 		require.NoError(t, err)
-		var out []sigv4.Presigned
-		for range times {
-			now := time.Now()
-			p, err := signer.Sign(context.Background(), sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: "b", Key: "k", Now: now, Expires: 5 * time.Minute, ContentLength: -1})
-			require.NoError(t, err)
-			out = append(out, p)
-		}
+		out := signTimes(t, signer, times)
+		require.Zero(t, shared.n.Load(), "the signer signs with its own cache")
 		return out
 	}
 	rotated := &sessions{left: 30 * time.Second, next: time.Hour}
@@ -534,4 +559,41 @@ func TestSignerRefreshesASessionAboutToEnd(t *testing.T) {
 	spare := &sessions{left: 20 * time.Minute}
 	sign(spare, 10)
 	require.EqualValues(t, 1, spare.n.Load(), "20 minutes left: nothing to refresh")
+}
+
+// TestSignerNeverEmptiesASharedCache: the SDK clients share their credentials cache. A Signer
+// given that cache alone (no SigningSource) never empties it, even when the session is about to
+// end: had it emptied it while the credential source was down, every S3 and SQS call would have
+// failed for want of credentials while the old session still had minutes to run.
+func TestSignerNeverEmptiesASharedCache(t *testing.T) {
+	t.Parallel()
+	src := &sessions{left: 3 * time.Minute, failAfter: 1}
+	shared := aws.NewCredentialsCache(src)
+	signer, err := sigv4.NewSigner(s3.Options{Region: "us-east-1", Credentials: shared})
+	require.NoError(t, err)
+	got := signTimes(t, signer, 20)
+	require.LessOrEqual(t, time.Until(got[19].Expires), 3*time.Minute, "cut to the session's end")
+	require.EqualValues(t, 1, src.n.Load(), "the shared cache was never emptied")
+	creds, err := shared.Retrieve(context.Background())
+	require.NoError(t, err, "the clients still have their session")
+	require.Equal(t, "ASIA1", creds.AccessKeyID)
+}
+
+// TestSignerKeepsItsSessionWhenTheSourceIsDown: a Signer whose own cache fails to give a fresher
+// session (the credential source down in the session's last minutes) keeps signing with the old
+// one for the time it has left, on this call and on the next ones, and asks the source again at
+// most once per interval instead of on every URL.
+func TestSignerKeepsItsSessionWhenTheSourceIsDown(t *testing.T) {
+	t.Parallel()
+	src := &sessions{left: 3 * time.Minute, failAfter: 1}
+	shared := &sessions{left: time.Hour}
+	signer, err := sigv4.NewSigner(s3.Options{Region: "us-east-1",
+		Credentials: signingSource{aws.NewCredentialsCache(shared), aws.NewCredentialsCache(src)}})
+	require.NoError(t, err)
+	got := signTimes(t, signer, 50)
+	for _, p := range got {
+		d := time.Until(p.Expires)
+		require.True(t, d > 2*time.Minute && d <= 3*time.Minute, "signed with the old session: %s", d)
+	}
+	require.EqualValues(t, 2, src.n.Load(), "one refresh, which failed; not asked again within the interval")
 }
