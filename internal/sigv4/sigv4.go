@@ -225,6 +225,10 @@ type Input struct {
 	UploadID   string
 	// VersionID, when set, pins a GetObject to that version of the object (S3's versionId).
 	VersionID string
+	// ResponseContentType and ResponseContentDisposition, when set, are the Content-Type and
+	// Content-Disposition S3 answers a GetObject with (response-content-type and
+	// response-content-disposition), whatever headers the object was stored with.
+	ResponseContentType, ResponseContentDisposition string
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -369,6 +373,14 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 		buf = strconv.AppendInt(buf, int64(in.PartNumber), 10)
 		buf = append(buf, "&uploadId="...)
 		buf = appendEscaped(buf, in.UploadID, true)
+	}
+	if in.Op == OpGetObject && in.ResponseContentDisposition != "" {
+		buf = append(buf, "&response-content-disposition="...)
+		buf = appendEscaped(buf, in.ResponseContentDisposition, true)
+	}
+	if in.Op == OpGetObject && in.ResponseContentType != "" {
+		buf = append(buf, "&response-content-type="...)
+		buf = appendEscaped(buf, in.ResponseContentType, true)
 	}
 	if in.VersionID != "" && in.Op == OpGetObject {
 		buf = append(buf, "&versionId="...)
