@@ -192,6 +192,8 @@ const (
 	ReasonSizeMismatch  = "size_mismatch"
 	ReasonHashMismatch  = "sha256_mismatch"
 	ReasonTypeMismatch  = "declared_type_mismatch"
+	// ReasonEncoded: an upload intake signed was stored with a Content-Encoding (see judge).
+	ReasonEncoded = "content_encoding"
 )
 
 // Violation is a policy failure with a stable reason code and a human explanation.

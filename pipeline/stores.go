@@ -51,6 +51,9 @@ type ObjectInfo struct {
 	VersionID string
 	// LastModified is when the object was written (second precision).
 	LastModified time.Time
+	// ContentEncoding is the stored Content-Encoding ("" when S3 has none). intake never signs
+	// one, but S3 stores what an uploader adds to a presigned PUT besides the headers it signs.
+	ContentEncoding string
 }
 
 // ObjectRef names one content of an object: reads and actions through a ref

@@ -40,6 +40,11 @@ func reject(v *Violation) verdict {
 //     from the object's;
 //  2. declared_type_mismatch: the intent's declared content type differs
 //     from the one S3 stored (media types, parameters ignored);
+//     content_encoding: S3 stored a Content-Encoding (other than identity) for
+//     an upload intake signed. intake signs none, and S3 keeps what the
+//     uploader adds to a presigned PUT besides the signed headers: the bytes
+//     checked here would then not be the ones a browser sees (Content-Encoding:
+//     gzip makes it decompress them first);
 //  3. too_large, type_not_allowed: [Rule.CheckDeclared] on S3's content type
 //     and the object's size;
 //  4. sniff_mismatch: with RequireSniffMatch, [SniffAgrees] fails for the
@@ -55,6 +60,9 @@ func judge(info ObjectInfo, intent *Intent, rule Rule, hasRule bool, sniffed *mi
 		}
 		if MediaType(intent.ContentType) != MediaType(info.ContentType) {
 			return reject(&Violation{ReasonTypeMismatch, fmt.Sprintf("declared %q, stored as %q", intent.ContentType, info.ContentType)})
+		}
+		if enc := strings.TrimSpace(info.ContentEncoding); enc != "" && !strings.EqualFold(enc, "identity") {
+			return reject(&Violation{ReasonEncoded, fmt.Sprintf("stored with Content-Encoding %q, which the upload URL did not sign", enc)})
 		}
 		declared = intent.ContentType
 	}

@@ -90,11 +90,12 @@ func (o *Objects) Head(ctx context.Context, bucket, key string) (pipeline.Object
 
 func objectInfo(out *s3.HeadObjectOutput) pipeline.ObjectInfo {
 	return pipeline.ObjectInfo{
-		Size:         aws.ToInt64(out.ContentLength),
-		ContentType:  aws.ToString(out.ContentType),
-		ETag:         unquote(aws.ToString(out.ETag)),
-		VersionID:    aws.ToString(out.VersionId),
-		LastModified: aws.ToTime(out.LastModified).UTC(),
+		Size:            aws.ToInt64(out.ContentLength),
+		ContentType:     aws.ToString(out.ContentType),
+		ETag:            unquote(aws.ToString(out.ETag)),
+		VersionID:       aws.ToString(out.VersionId),
+		LastModified:    aws.ToTime(out.LastModified).UTC(),
+		ContentEncoding: aws.ToString(out.ContentEncoding),
 	}
 }
 
@@ -141,11 +142,12 @@ func (o *Objects) peekSDK(ctx context.Context, bucket, key string, n int) (pipel
 		return pipeline.ObjectInfo{}, nil, pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("peek %s/%s: %w", bucket, key, err))
 	}
 	info := pipeline.ObjectInfo{
-		Size:         size,
-		ContentType:  aws.ToString(out.ContentType),
-		ETag:         unquote(aws.ToString(out.ETag)),
-		VersionID:    aws.ToString(out.VersionId),
-		LastModified: aws.ToTime(out.LastModified).UTC(),
+		Size:            size,
+		ContentType:     aws.ToString(out.ContentType),
+		ETag:            unquote(aws.ToString(out.ETag)),
+		VersionID:       aws.ToString(out.VersionId),
+		LastModified:    aws.ToTime(out.LastModified).UTC(),
+		ContentEncoding: aws.ToString(out.ContentEncoding),
 	}
 	// Reading less than the answer announced means the body was cut off (see peekPresigned).
 	buf, err := readPrefix(out.Body, n, size)

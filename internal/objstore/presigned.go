@@ -151,10 +151,11 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 		return pipeline.ObjectInfo{}, nil, false, pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("peek %s/%s: %w", bucket, key, err))
 	}
 	info = pipeline.ObjectInfo{
-		Size:        size,
-		ContentType: h.Get("Content-Type"),
-		ETag:        unquote(h.Get("ETag")),
-		VersionID:   h.Get("X-Amz-Version-Id"),
+		Size:            size,
+		ContentType:     h.Get("Content-Type"),
+		ETag:            unquote(h.Get("ETag")),
+		VersionID:       h.Get("X-Amz-Version-Id"),
+		ContentEncoding: h.Get("Content-Encoding"),
 	}
 	if lm := h.Get("Last-Modified"); lm != "" {
 		t, err := http.ParseTime(lm)
