@@ -22,6 +22,7 @@ import (
 type S3API interface {
 	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, opts ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
 }
 
 var _ S3API = (*s3.Client)(nil)
@@ -433,6 +434,14 @@ func fix(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate.Lim
 			confirmed = append(confirmed, g.Key)
 		default:
 			return fmt.Errorf("head %q: %w", g.Key, err)
+		}
+	}
+	if len(confirmed) > 0 {
+		// A HEAD's 404 has no body: nothing in it tells a missing key from a missing bucket, a
+		// wrong endpoint or a proxy's own 404. The rows are marked missing only once the bucket
+		// is found after those answers (as objstore.Objects.Head does for the consumer).
+		if _, err := s3c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(o.Bucket)}); err != nil {
+			return fmt.Errorf("head bucket %q to confirm %d objects gone (none marked missing): %w", o.Bucket, len(confirmed), err)
 		}
 	}
 	for start := 0; start < len(confirmed); start += 500 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
@@ -271,6 +272,46 @@ type reappear struct {
 func (r *reappear) HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
 	r.once.Do(r.put)
 	return r.S3API.HeadObject(ctx, in, opts...)
+}
+
+// notFoundProxy answers every HEAD with a bodiless 404, as a wrong endpoint or a proxy in front of
+// a bucket that is not there does.
+type notFoundProxy struct{ S3API }
+
+func (notFoundProxy) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "NotFound", Message: "Not Found"}
+}
+
+func (notFoundProxy) HeadBucket(context.Context, *s3.HeadBucketInput, ...func(*s3.Options)) (*s3.HeadBucketOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "NotFound", Message: "Not Found"}
+}
+
+// TestReconcileFixNeedsTheBucket: the attacker is no one, the fault is a wrong endpoint or a bucket
+// removed during the run: every HEAD answers 404. The side effect that must not happen: rows of
+// objects that exist marked missing. The fix marks nothing and fails, naming the bucket.
+func TestReconcileFixNeedsTheBucket(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs MinIO, PostgreSQL and Redis")
+	}
+	b := setup(t, 4, key)
+	for i := range 4 {
+		b.row(t, b.bucket, key(i), b.etags[key(i)], "valid")
+	}
+	b.deleteObject(t, key(0)) // one row the listing reports gone
+	ctx := testkit.Context(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	_, err := Run(ctx, notFoundProxy{b.s3}, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: TaskEnqueuer{Client: client}})
+	require.ErrorContains(t, err, "none marked missing")
+	var missing int
+	require.NoError(t, b.st.Pool.QueryRow(ctx, `SELECT count(*) FROM objects WHERE bucket = $1 AND status = 'missing'`, b.bucket).Scan(&missing))
+	require.Zero(t, missing)
+
+	// With the bucket there, the same run marks the one gone row.
+	rep, err := Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: TaskEnqueuer{Client: client}})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Fixed.MarkedMissing)
 }
 
 func TestReportText(t *testing.T) {
