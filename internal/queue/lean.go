@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -32,6 +33,7 @@ import (
 	"github.com/intakehq/intake/internal/h1"
 	"github.com/intakehq/intake/internal/jsonstr"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/redact"
 	"github.com/intakehq/intake/internal/sigv4"
 )
 
@@ -63,6 +65,11 @@ import (
 // transport failure is a *smithyhttp.RequestSendError, a cancelled or expired context a
 // *smithy.CanceledError (errors.Is finds context.Canceled or context.DeadlineExceeded).
 //
+// What it changes: the receipt handles of a DeleteMessageBatch request are masked wherever the
+// answer repeats them, in a failed entry's Message and in the call's error (see
+// DeleteMessageBatch). An answer larger than SQS can give (maxResponseBody; 1 MiB for a
+// DeleteMessageBatch) fails the call, through either path.
+//
 // What it drops: these two calls are never retried (the consumer's receive loop backs off after a
 // failed receive and its acker retries failed deletes); the signing time is not corrected for a
 // clock skew learnt from earlier answers; and the SDK's per-request extras (user agent,
@@ -86,6 +93,10 @@ type Lean struct {
 	pool     *h1.Pool            // nil: every request goes through http
 	http     aws.HTTPClient
 	protocol smithyhttp.ClientProtocol
+
+	// The bounds of an answer's body: maxResponseBody and maxDeleteBatchAnswer (fields so that
+	// tests can lower them).
+	receiveLimit, deleteLimit int
 }
 
 // NewLean returns a Lean over sdk (see NewClient), taking everything from the client's own
@@ -118,6 +129,7 @@ func NewLean(sdk *sqs.Client) (*Lean, error) {
 	l := &Lean{
 		Client: sdk, endpoint: u.String(), scheme: u.Scheme, hostport: u.Host, host: u.Host,
 		path: u.EscapedPath(), http: o.HTTPClient, protocol: o.Protocol,
+		receiveLimit: maxResponseBody, deleteLimit: maxDeleteBatchAnswer,
 	}
 	if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
 		l.host = strings.TrimSuffix(u.Host, ":"+p)
@@ -173,22 +185,60 @@ func (l *Lean) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, 
 	defer bodyPool.Put(bp)
 	*bp = appendReceiveRequest((*bp)[:0], in)
 	out := &sqs.ReceiveMessageOutput{}
-	if err := l.call(ctx, opReceiveMessage, targetReceiveMessage, *bp, out, &out.ResultMetadata); err != nil {
+	if err := l.call(ctx, opReceiveMessage, targetReceiveMessage, *bp, l.receiveLimit, out, &out.ResultMetadata); err != nil {
 		return nil, err
 	}
 	checkMessages(out)
 	return out, nil
 }
 
-// ChecksumFailure is a message of a ReceiveMessage answer whose digest did not match.
+// ChecksumFailure is a message of a ReceiveMessage answer whose digest did not match. A message
+// left out of the answer (DigestBody) is in flight all the same: ReceiptHandle (and Message, for a
+// copy sent to a dead-letter queue) lets the caller settle it (make it visible later, dead-letter
+// it, delete it), which a queue without a redrive policy needs, or the message comes back until
+// the queue's retention ends.
+//
+// ReceiptHandle is a secret (it lets whoever holds it delete the message or hide it again): the
+// forms a ChecksumFailure is logged or printed in (String, LogValue, every fmt verb, JSON) leave it
+// and Message out.
 type ChecksumFailure struct {
 	// MessageID is the message's id.
 	MessageID string
 	// Digest is DigestBody (the message was left out of the answer's Messages) or DigestAttributes
 	// (the message was kept).
 	Digest string
+	// ReceiptHandle is the message's receipt handle (never printed: see above).
+	ReceiptHandle string `json:"-"`
+	// ReceiveCount is the message's ApproximateReceiveCount, 0 when the receive did not ask for it
+	// (MessageSystemAttributeNames: ApproximateReceiveCount or All).
+	ReceiveCount int
+	// Message is the message as received, its body and attributes unverified (never printed: it
+	// holds the receipt handle).
+	Message types.Message `json:"-"`
 	// Err says what did not match; it wraps ErrChecksum.
 	Err error
+}
+
+// String describes the failure: its message id, digest, receive count and Err, not its receipt
+// handle.
+func (f ChecksumFailure) String() string {
+	return fmt.Sprintf("message %s: %s digest (receive count %d): %v", f.MessageID, f.Digest, f.ReceiveCount, f.Err)
+}
+
+// Format prints String for every verb (%q quotes it), so that no verb prints the fields one by
+// one, the receipt handle among them.
+func (f ChecksumFailure) Format(s fmt.State, verb rune) {
+	if verb == 'q' {
+		_, _ = io.WriteString(s, strconv.Quote(f.String()))
+		return
+	}
+	_, _ = io.WriteString(s, f.String())
+}
+
+// LogValue logs the failure's message id, digest, receive count and error, not its receipt handle.
+func (f ChecksumFailure) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("message_id", f.MessageID), slog.String("digest", f.Digest),
+		slog.Int("receive_count", f.ReceiveCount), slog.Any("err", f.Err))
 }
 
 // The digests a ChecksumFailure names.
@@ -213,13 +263,20 @@ func ChecksumFailures(md middleware.Metadata) []ChecksumFailure {
 func checkMessages(out *sqs.ReceiveMessageOutput) {
 	var failures []ChecksumFailure
 	kept := out.Messages[:0]
+	failure := func(m types.Message, digest string, err error) ChecksumFailure {
+		n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		return ChecksumFailure{
+			MessageID: aws.ToString(m.MessageId), Digest: digest, ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			ReceiveCount: n, Message: m, Err: err,
+		}
+	}
 	for _, m := range out.Messages {
 		if err := checkBody(m); err != nil {
-			failures = append(failures, ChecksumFailure{MessageID: aws.ToString(m.MessageId), Digest: DigestBody, Err: err})
+			failures = append(failures, failure(m, DigestBody, err))
 			continue
 		}
 		if err := checkAttributes(m); err != nil {
-			failures = append(failures, ChecksumFailure{MessageID: aws.ToString(m.MessageId), Digest: DigestAttributes, Err: err})
+			failures = append(failures, failure(m, DigestAttributes, err))
 		}
 		kept = append(kept, m)
 	}
@@ -231,7 +288,35 @@ func checkMessages(out *sqs.ReceiveMessageOutput) {
 }
 
 // DeleteMessageBatch is sqs.Client.DeleteMessageBatch without the middleware stack (see Lean).
+// The receipt handles of in are masked (redact.Mask) wherever SQS repeats them, in a failed
+// entry's Message and in the error of a failed call (errors.As still finds the SDK's error): SQS
+// quotes the handle it refuses ("The input receipt handle "AQEB…" is not a valid receipt
+// handle."), and callers log both. So on every path, the SDK's included.
 func (l *Lean) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	out, err := l.deleteMessageBatch(ctx, in, optFns...)
+	if err == nil && len(out.Failed) == 0 {
+		return out, nil
+	}
+	var handles []string
+	if in != nil {
+		for _, e := range in.Entries {
+			handles = append(handles, aws.ToString(e.ReceiptHandle))
+		}
+	}
+	r := redact.New(handles...)
+	if err != nil {
+		return out, r.Error(err)
+	}
+	for i, f := range out.Failed {
+		if f.Message != nil {
+			out.Failed[i].Message = aws.String(r.String(*f.Message))
+		}
+	}
+	return out, nil
+}
+
+// deleteMessageBatch is DeleteMessageBatch before the handles are masked.
+func (l *Lean) deleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
 	if len(optFns) > 0 || in == nil || in.QueueUrl == nil || in.Entries == nil || slices.ContainsFunc(in.Entries, func(e types.DeleteMessageBatchRequestEntry) bool {
 		return e.Id == nil || e.ReceiptHandle == nil
 	}) || l.sdkOnly {
@@ -241,10 +326,20 @@ func (l *Lean) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatc
 	defer bodyPool.Put(bp)
 	*bp = appendDeleteBatchRequest((*bp)[:0], in)
 	out := &sqs.DeleteMessageBatchOutput{}
-	if err := l.call(ctx, opDeleteMessageBatch, targetDeleteMessageBatch, *bp, out, &out.ResultMetadata); err != nil {
+	if err := l.call(ctx, opDeleteMessageBatch, targetDeleteMessageBatch, *bp, l.deleteLimit, out, &out.ResultMetadata); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// RedactHandles returns err with every one of the receipt handles masked (redact.Mask) in its
+// message, in the forms an error may quote them (as written, escaped by %q or for a URL), and
+// with what redact.String masks; errors.Is and errors.As still see err. For the errors of SQS
+// calls given receipt handles (ChangeMessageVisibility, DeleteMessage and their batches): SQS
+// repeats a refused handle in its error, in shapes that change, and the error is logged. Lean's
+// DeleteMessageBatch does it itself.
+func RedactHandles(err error, handles ...string) error {
+	return redact.New(handles...).Error(err)
 }
 
 // Headers and bounds of Lean's requests.
@@ -252,7 +347,8 @@ const (
 	jsonContentType          = "application/x-amz-json-1.0"
 	targetReceiveMessage     = "AmazonSQS.ReceiveMessage"
 	targetDeleteMessageBatch = "AmazonSQS.DeleteMessageBatch"
-	// maxResponseBody bounds an answer read through the pool (net/http's path reads any size). It
+	// maxResponseBody bounds a ReceiveMessage answer, on both paths (and what a caller of the
+	// pool's parser may see it allocate for a claimed Content-Length: see maxDeleteBatchAnswer). It
 	// must hold the largest answer SQS can give, whatever a sender put in the queue: ten messages
 	// of SQS's largest size (1 MiB, attributes included), each written at up to six bytes per byte
 	// by JSON's escapes (\u003c): about 60 MiB. A receive that fails after SQS sent its messages
@@ -260,14 +356,24 @@ const (
 	// that a hostile message could exceed would push its innocent neighbours towards the
 	// dead-letter queue.
 	maxResponseBody = 256 << 20
+	// maxDeleteBatchAnswer bounds a DeleteMessageBatch answer, on both paths: ten entries, each
+	// an Id of up to 80 characters and, when failed, a code and a message (quoting a receipt
+	// handle of up to 1 KiB at most) take a few KiB. The pool's parser allocates a claimed
+	// Content-Length up to the bound before a byte of the body arrives: 1 MiB keeps that small.
+	maxDeleteBatchAnswer = 1 << 20
 )
+
+// ErrAnswerTooLarge is wrapped by the error of a call whose answer's body exceeds the bound of its
+// operation (maxResponseBody, maxDeleteBatchAnswer).
+var ErrAnswerTooLarge = errors.New("SQS answer exceeds its size bound")
 
 // bodyPool holds request body buffers.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// call sends body, the JSON request of op (X-Amz-Target target), signed, and decodes the answer
-// into out with the SDK's own protocol, recording its request ID in md.
-func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, out smithy.Deserializable, md *middleware.Metadata) error {
+// call sends body, the JSON request of op (X-Amz-Target target), signed, and decodes the answer,
+// whose body may hold up to limit bytes, into out with the SDK's own protocol, recording its
+// request ID in md. body may be a pooled buffer: it is not read once call returns.
+func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, limit int, out smithy.Deserializable, md *middleware.Metadata) error {
 	var auth sigv4.HeaderAuth
 	if l.signer != nil {
 		var err error
@@ -279,16 +385,22 @@ func (l *Lean) call(ctx context.Context, op *smithy.OperationSchema, target stri
 		}
 	}
 	if l.pool != nil {
-		if err := l.callPool(ctx, op, target, body, auth, out, md); !errors.Is(err, h1.ErrNetHTTP) {
+		if err := l.callPool(ctx, op, target, body, auth, limit, out, md); !errors.Is(err, h1.ErrNetHTTP) {
 			return err
 		}
 	}
-	return l.callHTTP(ctx, op, target, body, auth, out, md)
+	// net/http's transport may still read a request's body after Do returned (a server that
+	// answered before reading it all), when body's pooled buffer serves another request: it gets
+	// a copy of its own.
+	return l.callHTTP(ctx, op, target, bytes.Clone(body), auth, limit, out, md)
 }
 
-// callPool sends the signed request through the pool; h1.ErrNetHTTP says that it sent nothing and
-// the request is for the HTTP client.
-func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, auth sigv4.HeaderAuth, out smithy.Deserializable, md *middleware.Metadata) error {
+// callPool sends the signed request through the pool; h1.ErrNetHTTP says that the request is for
+// the HTTP client. It may have been sent already: on a pooled connection the server closed without
+// answering, when the host's connection limit left no place to send it again (h1.Pool.Do); the
+// HTTP client then sends it once more, as the pool would have on a new connection (Lean's requests
+// are safe to repeat: see package h1).
+func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, auth sigv4.HeaderAuth, limit int, out smithy.Deserializable, md *middleware.Metadata) error {
 	if err := ctx.Err(); err != nil {
 		return operationError(op, sendError(ctx, err))
 	}
@@ -302,9 +414,12 @@ func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target 
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	resp.Header.SetNoDefaultContentType(true)
-	if err := l.pool.Do(ctx, l.scheme, l.hostport, req, resp, maxResponseBody); err != nil {
+	if err := l.pool.Do(ctx, l.scheme, l.hostport, req, resp, limit); err != nil {
 		if errors.Is(err, h1.ErrNetHTTP) {
 			return err
+		}
+		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			err = fmt.Errorf("%w (%d bytes): %w", ErrAnswerTooLarge, limit, err)
 		}
 		return operationError(op, sendError(ctx, err))
 	}
@@ -321,19 +436,31 @@ func (l *Lean) callPool(ctx context.Context, op *smithy.OperationSchema, target 
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{},
 	}
 	respBody := resp.Body()
+	pooled := true
 	if status < 200 || status > 299 {
 		// An error keeps the response (awshttp.ResponseError): it must not share the pooled one.
-		respBody = bytes.Clone(respBody)
+		respBody, pooled = bytes.Clone(respBody), false
 		for k, v := range resp.Header.All() {
 			hr.Header.Add(string(k), string(v))
 		}
 	}
 	hr.Body, hr.ContentLength = io.NopCloser(bytes.NewReader(respBody)), int64(len(respBody))
-	return l.decode(ctx, op, hr, reqID, out, md)
+	err := l.decode(ctx, op, hr, reqID, out, md)
+	if err != nil {
+		// The error keeps hr (awshttp.ResponseError). A 2xx answer the decoder refused was read
+		// from the pooled response, which ReleaseResponse hands to the next exchange: the error
+		// gets a copy, and the whole answer to read, not the decoder's leftovers.
+		if pooled {
+			respBody = bytes.Clone(respBody)
+		}
+		hr.Body = io.NopCloser(bytes.NewReader(respBody))
+	}
+	return err
 }
 
-// callHTTP sends the signed request through the client's HTTP client.
-func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, auth sigv4.HeaderAuth, out smithy.Deserializable, md *middleware.Metadata) error {
+// callHTTP sends the signed request through the client's HTTP client, which may read body after
+// callHTTP returned (call gives it a copy).
+func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target string, body []byte, auth sigv4.HeaderAuth, limit int, out smithy.Deserializable, md *middleware.Metadata) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.endpoint, bytes.NewReader(body))
 	if err != nil {
 		return operationError(op, err)
@@ -346,21 +473,66 @@ func (l *Lean) callHTTP(ctx context.Context, op *smithy.OperationSchema, target 
 	}
 	defer resp.Body.Close()
 	reqID := requestID(resp.Header.Get)
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 { // a receive's or a delete's answer: see scanned
-		// Read whole, as the SDK's decoder would; sized by the announced length (up to 1 MiB).
-		buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), 1<<20)+bytes.MinRead))
-		_, err := buf.ReadFrom(resp.Body)
-		body := buf.Bytes()
-		if err == nil && scanned(out, body) {
-			if reqID != "" {
-				awsmiddleware.SetRequestIDMetadata(md, reqID)
-			}
-			return nil
-		}
-		// The SDK's decoder reads what was read, and the read's error if there was one.
-		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errorReader{err}))
+	// The answer is read up to limit bytes, as through the pool: an error's by the SDK's decoder,
+	// which then fails with ErrAnswerTooLarge.
+	capped := &cappedReader{r: resp.Body, left: int64(limit), limit: limit}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{capped, resp.Body}
+		return l.decode(ctx, op, resp, reqID, out, md)
 	}
-	return l.decode(ctx, op, resp, reqID, out, md)
+	// A receive's or a delete's answer (see scanned): read whole, as the SDK's decoder would;
+	// sized by the announced length (up to 1 MiB).
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), 1<<20)+bytes.MinRead))
+	_, err = buf.ReadFrom(capped)
+	if errors.Is(err, ErrAnswerTooLarge) {
+		return operationError(op, sendError(ctx, err))
+	}
+	answer := buf.Bytes()
+	if err == nil && scanned(out, answer) {
+		if reqID != "" {
+			awsmiddleware.SetRequestIDMetadata(md, reqID)
+		}
+		return nil
+	}
+	// The SDK's decoder reads what was read, and the read's error if there was one.
+	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(answer), errorReader{err}))
+	if derr := l.decode(ctx, op, resp, reqID, out, md); derr != nil {
+		if err == nil { // the error keeps resp: the whole answer to read, as through the pool
+			resp.Body = io.NopCloser(bytes.NewReader(answer))
+		}
+		return derr
+	}
+	return nil
+}
+
+// cappedReader reads r, failing with ErrAnswerTooLarge once more than limit bytes would come.
+type cappedReader struct {
+	r     io.Reader
+	left  int64 // bytes still allowed; -1 once the bound was passed
+	limit int
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, c.tooLarge()
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1] // one byte more than allowed tells a body at the bound from a larger one
+	}
+	n, err := c.r.Read(p)
+	if int64(n) > c.left {
+		n, c.left = int(c.left), -1
+		return n, c.tooLarge()
+	}
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cappedReader) tooLarge() error {
+	return fmt.Errorf("%w (%d bytes)", ErrAnswerTooLarge, c.limit)
 }
 
 // scanned reads body, a successful answer, into out with the one-pass decoders (scanReceive,

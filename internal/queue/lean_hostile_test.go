@@ -11,18 +11,22 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -238,10 +242,14 @@ func TestLeanHostileReceive(t *testing.T) {
 // digest is kept (the SDK checks no attribute digests, and only the body is processed); both are
 // reported, with their ids, through ChecksumFailures. So on each of Lean's paths, including the one
 // through the SDK (an endpoint path SigV4 would escape), where the SDK alone fails the whole call.
+// A failure carries the message's receipt handle and receive count, for the caller to settle the
+// message it did not get (its handle in no printed form of the failure: TestChecksumFailureHidesHandle).
 func TestLeanChecksumPerMessage(t *testing.T) {
 	t.Parallel()
 	badBody := wireMessage("damaged", false, hexMD5([]byte("not it")), "")
 	badBody["MessageId"] = "bad-body"
+	badBody["ReceiptHandle"] = secretHandle
+	badBody["Attributes"] = map[string]string{"ApproximateReceiveCount": "3", "SentTimestamp": "1700000000000"}
 	badAttrs := wireMessage("attrs", true, "", hexMD5([]byte("not them")))
 	badAttrs["MessageId"] = "bad-attrs"
 	msgs := []map[string]any{wireMessage("good 1", true, "", ""), badBody, wireMessage("good 2", false, "", ""), badAttrs}
@@ -269,9 +277,29 @@ func TestLeanChecksumPerMessage(t *testing.T) {
 		assert.Equal(t, "bad-body", f[0].MessageID, path)
 		assert.Equal(t, queue.DigestBody, f[0].Digest, path)
 		assert.ErrorIs(t, f[0].Err, queue.ErrChecksum, path)
+		assert.Equal(t, secretHandle, f[0].ReceiptHandle, path)
+		assert.Equal(t, 3, f[0].ReceiveCount, path)
+		assert.Equal(t, "damaged", aws.ToString(f[0].Message.Body), path)
+		assert.Equal(t, "bad-body", aws.ToString(f[0].Message.MessageId), path)
 		assert.Equal(t, "bad-attrs", f[1].MessageID, path)
 		assert.Equal(t, queue.DigestAttributes, f[1].Digest, path)
 		assert.ErrorIs(t, f[1].Err, queue.ErrChecksum, path)
+		assert.Equal(t, "rh", f[1].ReceiptHandle, path)
+		assert.Equal(t, 1, f[1].ReceiveCount, path)
+	}
+
+	// A receive that did not ask for ApproximateReceiveCount: the count is 0.
+	delete(badBody, "Attributes")
+	url = httpServer(t, answer{200, nil, messagesJSON(badBody)}.serve)
+	_, lean = clientsAt(t, url)
+	for path, lean := range map[string]*queue.Lean{"pool": lean, "net/http": leanOverNetHTTP(t, url)} {
+		out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+		require.NoError(t, err, path)
+		require.Empty(t, out.Messages, path)
+		f := queue.ChecksumFailures(out.ResultMetadata)
+		require.Len(t, f, 1, path)
+		assert.Equal(t, secretHandle, f[0].ReceiptHandle, path)
+		assert.Zero(t, f[0].ReceiveCount, path)
 	}
 
 	// A clean answer reports nothing.
@@ -281,6 +309,42 @@ func TestLeanChecksumPerMessage(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, out.Messages, 1)
 	require.Nil(t, queue.ChecksumFailures(out.ResultMetadata))
+}
+
+// secretHandle is a receipt handle as AWS writes them, which must reach no printed text.
+const secretHandle = "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a+Pf/nbDHDnsQ8eFZ0TAFrOTxXMCj1zv=="
+
+// TestChecksumFailureHidesHandle: no form a ChecksumFailure is printed or logged in shows its
+// receipt handle (a secret: it lets whoever reads it delete the message), alone or in a slice.
+func TestChecksumFailureHidesHandle(t *testing.T) {
+	t.Parallel()
+	f := queue.ChecksumFailure{MessageID: "m-1", Digest: queue.DigestBody, ReceiptHandle: secretHandle, ReceiveCount: 2,
+		Message: types.Message{MessageId: aws.String("m-1"), ReceiptHandle: aws.String(secretHandle), Body: aws.String("b")},
+		Err:     fmt.Errorf("message m-1: MD5OfBody 00, body's 11: %w", queue.ErrChecksum)}
+	list := []queue.ChecksumFailure{f, f}
+	var texts []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+		texts = append(texts, fmt.Sprintf(verb, f), fmt.Sprintf(verb, &f), fmt.Sprintf(verb, list))
+	}
+	texts = append(texts, f.String())
+	for _, newHandler := range []func(io.Writer) slog.Handler{
+		func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+		func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+	} {
+		var buf bytes.Buffer
+		slog.New(newHandler(&buf)).Warn("checksum", "failure", f, "failures", list, "ptr", &f)
+		texts = append(texts, buf.String())
+	}
+	b, err := json.Marshal(list)
+	require.NoError(t, err)
+	texts = append(texts, string(b))
+	for _, text := range texts {
+		require.NotContains(t, text, secretHandle[:12], text)
+		require.NotContains(t, text, "ReceiptHandle", text)
+	}
+	// What is printed still says which message failed, and why.
+	require.Equal(t, "message m-1: body digest (receive count 2): message m-1: MD5OfBody 00, body's 11: checksum mismatch", fmt.Sprint(f))
+	require.Contains(t, texts[len(texts)-2], `"message_id":"m-1"`)
 }
 
 // leanOverNetHTTP is a Lean for the server at url over an HTTP client that is not the SDK's
@@ -530,9 +594,9 @@ func TestLeanSignsWithASessionToken(t *testing.T) {
 
 // TestLeanReceivesTheLargestAnswers: an answer as large as SQS can give, written with JSON's longest
 // escapes (1 MiB bodies of '<', each byte sent as \u003c: 36 MiB for six), is read whole through
-// the pool, decoded and checked. A smaller bound would fail such a receive after SQS had sent its
-// messages, and every message in it, hostile or not, would count a receive towards the
-// dead-letter queue.
+// the pool and through net/http, decoded and checked. A smaller bound would fail such a receive
+// after SQS had sent its messages, and every message in it, hostile or not, would count a receive
+// towards the dead-letter queue.
 func TestLeanReceivesTheLargestAnswers(t *testing.T) {
 	t.Parallel()
 	body := strings.Repeat("<", 1<<20)
@@ -544,10 +608,256 @@ func TestLeanReceivesTheLargestAnswers(t *testing.T) {
 	require.Greater(t, len(answerJSON), 32<<20)
 	url := httpServer(t, answer{200, nil, answerJSON}.serve)
 	_, lean := clientsAt(t, url)
-	out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
-	require.NoError(t, err)
-	require.Len(t, out.Messages, 6)
-	for _, m := range out.Messages {
-		require.Equal(t, body, aws.ToString(m.Body))
+	for path, lean := range map[string]*queue.Lean{"pool": lean, "net/http": leanOverNetHTTP(t, url)} {
+		out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+		require.NoError(t, err, path)
+		require.Len(t, out.Messages, 6, path)
+		for _, m := range out.Messages {
+			require.Equal(t, body, aws.ToString(m.Body), path)
+		}
 	}
+}
+
+// TestLeanDeleteMasksHandles: SQS repeats the receipt handle it refuses, in a failed entry's
+// Message and in a failed call's error, which callers log: Lean masks the batch's handles there,
+// on each of its paths (the SDK's included), and the error still unwraps to the SDK's. The shapes
+// here are ones redact.String does not know: only the handles' being known masks them.
+func TestLeanDeleteMasksHandles(t *testing.T) {
+	t.Parallel()
+	const uuidHandle = "0b6a2b56-7c1f-4d0e-9a54-3f2d8f1e6c7a"
+	in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String("http://q/000000000000/q"), Entries: []types.DeleteMessageBatchRequestEntry{
+		{Id: aws.String("0"), ReceiptHandle: aws.String(secretHandle)}, {Id: aws.String("1"), ReceiptHandle: aws.String(uuidHandle)},
+		{Id: aws.String("2"), ReceiptHandle: aws.String("a")},
+	}}
+	failed := answer{200, nil, `{"Successful":[{"Id":"2"}],"Failed":[` +
+		`{"Id":"0","Code":"ReceiptHandleIsInvalid","Message":"handle ` + secretHandle + ` refused","SenderFault":true},` +
+		`{"Id":"1","Code":"InternalError","Message":"gone: ` + uuidHandle + `; a ok","SenderFault":false}]}`}
+	refused := answer{400, map[string]string{"X-Amzn-Query-Error": "AWS.SimpleQueueService.InvalidParameterValue;Sender"},
+		`{"__type":"com.amazonaws.sqs#InvalidParameterValue","message":"bad entries [` + secretHandle + `,` + uuidHandle + `]"}`}
+	noOption := func(*sqs.Options) {}
+	for _, a := range []answer{failed, refused} {
+		url := httpServer(t, a.serve)
+		_, lean := clientsAt(t, url)
+		for path, call := range map[string]func() (*sqs.DeleteMessageBatchOutput, error){
+			"pool": func() (*sqs.DeleteMessageBatchOutput, error) { return lean.DeleteMessageBatch(testkit.Context(t), in) },
+			"net/http": func() (*sqs.DeleteMessageBatchOutput, error) {
+				return leanOverNetHTTP(t, url).DeleteMessageBatch(testkit.Context(t), in)
+			},
+			"sdk": func() (*sqs.DeleteMessageBatchOutput, error) {
+				return lean.DeleteMessageBatch(testkit.Context(t), in, noOption)
+			},
+		} {
+			out, err := call()
+			if a.status != 200 {
+				require.Error(t, err, path)
+				assert.NotContains(t, err.Error(), secretHandle[:12], path)
+				assert.NotContains(t, err.Error(), uuidHandle, path)
+				assert.Contains(t, err.Error(), "bad entries [REDACTED,REDACTED]", path)
+				var apiErr smithy.APIError
+				require.ErrorAs(t, err, &apiErr, path)
+				assert.Equal(t, "AWS.SimpleQueueService.InvalidParameterValue", apiErr.ErrorCode(), path)
+				var opErr *smithy.OperationError
+				require.ErrorAs(t, err, &opErr, path)
+				continue
+			}
+			require.NoError(t, err, path)
+			require.Len(t, out.Failed, 2, path)
+			assert.Equal(t, "handle REDACTED refused", aws.ToString(out.Failed[0].Message), path)
+			assert.Equal(t, "gone: REDACTED; a ok", aws.ToString(out.Failed[1].Message), path, "a handle under 6 bytes is not searched for")
+			assert.Equal(t, "ReceiptHandleIsInvalid", aws.ToString(out.Failed[0].Code), path)
+			assert.True(t, out.Failed[0].SenderFault, path)
+			assert.Equal(t, []types.DeleteMessageBatchResultEntry{{Id: aws.String("2")}}, out.Successful, path)
+		}
+	}
+}
+
+// paddedAnswer serves body with status, padded with trailing blanks (which JSON allows) to size
+// bytes, with a Content-Length or, chunked, without one.
+func paddedAnswer(status int, body string, size int, chunked bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("X-Amzn-Requestid", "req-1")
+		if !chunked {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		w.WriteHeader(status)
+		if chunked {
+			_ = http.NewResponseController(w).Flush() // the header goes without a length: chunked
+		}
+		_, _ = io.WriteString(w, body)
+		_, _ = io.WriteString(w, strings.Repeat(" ", size-len(body)))
+	}
+}
+
+// TestLeanAnswerBounds: an answer past its operation's bound (a DeleteMessageBatch's 1 MiB; a
+// receive's, lowered here) fails the call with ErrAnswerTooLarge on both of Lean's paths, whether
+// it announces its length or comes chunked, an error's as well as a success's; an answer at the
+// bound is read.
+func TestLeanAnswerBounds(t *testing.T) {
+	t.Parallel()
+	const receiveLimit, deleteLimit = 64 << 10, 1 << 20
+	del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String("http://q/000000000000/q"), Entries: []types.DeleteMessageBatchRequestEntry{
+		{Id: aws.String("0"), ReceiptHandle: aws.String("h")},
+	}}
+	calls := []struct {
+		name    string
+		limit   int
+		success string
+		call    func(*queue.Lean) error
+	}{
+		{"receive", receiveLimit, messagesJSON(wireMessage("x", true, "", "")), func(l *queue.Lean) error {
+			out, err := l.ReceiveMessage(testkit.Context(t), receiveInput)
+			if err == nil && len(out.Messages) != 1 {
+				return fmt.Errorf("%d messages", len(out.Messages))
+			}
+			return err
+		}},
+		{"delete", deleteLimit, `{"Successful":[{"Id":"0"}],"Failed":[]}`, func(l *queue.Lean) error {
+			out, err := l.DeleteMessageBatch(testkit.Context(t), del)
+			if err == nil && len(out.Successful) != 1 {
+				return fmt.Errorf("%d deleted", len(out.Successful))
+			}
+			return err
+		}},
+	}
+	const errorBody = `{"__type":"com.amazonaws.sqs#InternalError","message":"boom"}`
+	for _, c := range calls {
+		for _, chunked := range []bool{false, true} {
+			for _, tc := range []struct {
+				status int
+				body   string
+				size   int
+			}{
+				{200, c.success, c.limit},
+				{200, c.success, c.limit + 1},
+				{500, errorBody, c.limit + 1},
+			} {
+				name := fmt.Sprintf("%s %d %d bytes chunked=%t", c.name, tc.status, tc.size, chunked)
+				url := httpServer(t, paddedAnswer(tc.status, tc.body, tc.size, chunked))
+				_, pool := clientsAt(t, url)
+				for path, lean := range map[string]*queue.Lean{"pool": pool, "net/http": leanOverNetHTTP(t, url)} {
+					queue.SetAnswerLimits(lean, receiveLimit, deleteLimit)
+					err := c.call(lean)
+					if tc.size <= c.limit {
+						require.NoError(t, err, "%s %s", name, path)
+						continue
+					}
+					require.ErrorIs(t, err, queue.ErrAnswerTooLarge, "%s %s", name, path)
+					var opErr *smithy.OperationError
+					require.ErrorAs(t, err, &opErr, "%s %s", name, path)
+				}
+			}
+		}
+	}
+}
+
+// TestLeanDecodeErrorKeepsAnswer: a successful answer that neither Lean's scanner nor the SDK's
+// decoder reads fails the call with an error that keeps the response (awshttp.ResponseError), as
+// the SDK's does. Its body holds the whole answer, in memory of its own: later calls through the
+// pool, whose response buffers are reused, leave it as it was.
+func TestLeanDecodeErrorKeepsAnswer(t *testing.T) {
+	t.Parallel()
+	const bad = `{"Messages":"not a list of messages, but a string"}`
+	good := messagesJSON(wireMessage(strings.Repeat("y", len(bad)), false, "", ""))
+	var calls atomic.Int32
+	url := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			answer{200, nil, bad}.serve(w, r)
+			return
+		}
+		answer{200, nil, good}.serve(w, r)
+	})
+	_, pool := clientsAt(t, url)
+	for _, path := range []string{"pool", "net/http"} {
+		lean := pool
+		if path == "net/http" {
+			lean = leanOverNetHTTP(t, url)
+		}
+		calls.Store(0)
+		_, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+		require.Error(t, err, path)
+		var respErr *awshttp.ResponseError
+		require.ErrorAs(t, err, &respErr, path)
+		for range 20 {
+			out, err := lean.ReceiveMessage(testkit.Context(t), receiveInput)
+			require.NoError(t, err, path)
+			require.Len(t, out.Messages, 1, path)
+		}
+		kept, err := io.ReadAll(respErr.Response.Body)
+		require.NoError(t, err, path)
+		require.Equal(t, bad, string(kept), path)
+	}
+}
+
+// lateReader is an HTTP client that answers every request at once and leaves its body to be read
+// later, as net/http's transport may: it can still be writing a request's body after Do returned,
+// when the server answered before reading it all.
+type lateReader struct {
+	mu     sync.Mutex
+	bodies []io.ReadCloser
+}
+
+func (c *lateReader) Do(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.bodies = append(c.bodies, req.Body)
+	c.mu.Unlock()
+	const answer = `{"Successful":[{"Id":"0"}]}`
+	return &http.Response{
+		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"application/x-amz-json-1.0"}, "X-Amzn-Requestid": {"req-1"}},
+		Body:          io.NopCloser(strings.NewReader(answer)),
+		ContentLength: int64(len(answer)), Request: req,
+	}, nil
+}
+
+// TestLeanNetHTTPOwnsRequestBody: a request sent through net/http keeps its body after the call
+// returned: Lean's next requests, written into its pooled buffers, do not change it.
+func TestLeanNetHTTPOwnsRequestBody(t *testing.T) {
+	t.Parallel()
+	client := &lateReader{}
+	cfg := testkit.AWSConfig()
+	cfg.RetryMaxAttempts = 1
+	cfg.HTTPClient = client
+	lean, err := queue.NewLean(queue.NewClient(cfg, testkit.AWSAt("", "http://127.0.0.1:1")))
+	require.NoError(t, err)
+	var handles []string
+	for i := range 40 {
+		h := fmt.Sprintf("handle-%02d-%s", i, strings.Repeat("x", 100))
+		handles = append(handles, h)
+		_, err := lean.DeleteMessageBatch(testkit.Context(t), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String("http://q/000000000000/q"),
+			Entries: []types.DeleteMessageBatchRequestEntry{{Id: aws.String("0"), ReceiptHandle: aws.String(h)}}})
+		require.NoError(t, err)
+	}
+	require.Len(t, client.bodies, len(handles))
+	for i, body := range client.bodies {
+		b, err := io.ReadAll(body)
+		require.NoError(t, err)
+		var req struct {
+			Entries []struct{ ReceiptHandle string }
+		}
+		require.NoError(t, json.Unmarshal(b, &req), "%s", b)
+		require.Len(t, req.Entries, 1)
+		require.Equal(t, handles[i], req.Entries[0].ReceiptHandle, "request %d", i)
+	}
+}
+
+// TestRedactHandles: the error of an SQS call given a receipt handle (here the SDK's own
+// ChangeMessageVisibility, refused with the handle quoted) loses the handle, whatever its shape,
+// and keeps its chain (the API error and its code).
+func TestRedactHandles(t *testing.T) {
+	t.Parallel()
+	url := httpServer(t, answer{400, map[string]string{"X-Amzn-Query-Error": "AWS.SimpleQueueService.InvalidParameterValue;Sender"},
+		`{"__type":"com.amazonaws.sqs#InvalidParameterValue","message":"Value ` + secretHandle + ` for parameter ReceiptHandle is invalid. Reason: expired; see <` + secretHandle + `>"}`}.serve)
+	sdk, _ := clientsAt(t, url)
+	_, err := sdk.ChangeMessageVisibility(testkit.Context(t), &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String("http://q/000000000000/q"), ReceiptHandle: aws.String(secretHandle), VisibilityTimeout: 0,
+	})
+	require.ErrorContains(t, err, secretHandle, "SQS repeats the handle")
+	red := queue.RedactHandles(err, secretHandle)
+	require.NotContains(t, red.Error(), secretHandle[:12])
+	require.Contains(t, red.Error(), "Value REDACTED for parameter ReceiptHandle is invalid. Reason: expired; see <REDACTED>")
+	var apiErr smithy.APIError
+	require.ErrorAs(t, red, &apiErr)
+	require.Equal(t, "AWS.SimpleQueueService.InvalidParameterValue", apiErr.ErrorCode())
+	require.NoError(t, queue.RedactHandles(nil, secretHandle))
 }

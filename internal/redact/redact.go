@@ -1,8 +1,8 @@
 // Package redact removes secrets from text before it is logged or printed: passwords in URLs (the
 // userinfo and query parameters such as ?password=), in key=value connection strings
 // (password='…'), the query of SigV4 presigned URLs (X-Amz-Signature, X-Amz-Credential: the whole
-// query is authentication, so it goes whole), X-Amz-Security-Token, bearer tokens, and any value a
-// [Redactor] was told is secret.
+// query is authentication, so it goes whole), X-Amz-Security-Token, bearer tokens, SQS receipt
+// handles (which SQS repeats in its errors), and any value a [Redactor] was told is secret.
 //
 // # Where it applies
 //
@@ -23,14 +23,16 @@ import (
 const Mask = "REDACTED"
 
 // sensitiveSubstrings mark a parameter name as secret when the lower-cased name contains one.
-var sensitiveSubstrings = []string{"password", "passwd", "secret", "token", "signature", "credential"}
+var sensitiveSubstrings = []string{"password", "passwd", "secret", "token", "signature", "credential",
+	"receipthandle", "receipt_handle", "receipt-handle"}
 
 // sensitiveNames mark a parameter name as secret when the lower-cased name equals one.
 var sensitiveNames = []string{"pwd", "pass", "sig", "apikey", "api_key", "x-api-key", "auth"}
 
 // Sensitive reports whether a parameter called name (a URL query parameter, a connection-string
 // keyword) holds a secret: password, sslpassword, X-Amz-Signature, X-Amz-Credential,
-// X-Amz-Security-Token, token, secret, sig, api_key, …
+// X-Amz-Security-Token, token, secret, sig, api_key, ReceiptHandle (an SQS receipt handle lets its
+// holder delete the message, or hide it until its next receive), …
 func Sensitive(name string) bool {
 	lower := strings.ToLower(name)
 	if slices.Contains(sensitiveNames, lower) {
@@ -102,7 +104,8 @@ func query(raw string) string {
 
 // String masks the secrets it recognizes in free text (an error message, a log message): every URL
 // in it as [URL] does (net/http quotes URLs in its errors), the value of every sensitive name=value
-// pair (connection-string keywords, single-quoted values included) and the token after "Bearer ".
+// pair (connection-string keywords, single-quoted values included), the token after "Bearer " and
+// the SQS receipt handles SQS's errors repeat (see receiptHandles).
 func String(s string) string {
 	if !mayHoldSecret(s) {
 		return s
@@ -110,13 +113,15 @@ func String(s string) string {
 	s = urls(s)
 	s = pairs(s)
 	s = bearer(s)
+	s = receiptHandles(s)
 	return s
 }
 
-// mayHoldSecret is String's fast path: text without "=", "://" or "Bearer " (any case) has nothing
-// it masks.
+// mayHoldSecret is String's fast path: text without "=", "://", "Bearer " or "receipt" (any case)
+// has nothing it masks.
 func mayHoldSecret(s string) bool {
-	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || indexFoldASCII(s, "bearer ") >= 0
+	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || indexFoldASCII(s, "bearer ") >= 0 ||
+		indexFoldASCII(s, "receipt") >= 0
 }
 
 // endOfToken reports whether c ends an unquoted value in free text.
@@ -325,6 +330,176 @@ func bearer(s string) string {
 	return b.String()
 }
 
+// receiptHandles masks the SQS receipt handles in s, in the shapes SQS's errors repeat them (a
+// handle lets whoever reads it delete the message, or hide it until it is received again):
+//
+//   - InvalidParameterValue's `Value AQEB… for parameter ReceiptHandle is invalid. Reason: …`: all
+//     between "Value " and " for parameter ReceiptHandle" (any case);
+//   - ReceiptHandleIsInvalid's `The input receipt handle "AQEB…" is not a valid receipt handle.`,
+//     and generally the value after "receipt handle" or "ReceiptHandle" (any case, or with '_' or
+//     '-' between the words), past an optional ':' or '=' (and a name's closing quote, as in JSON's
+//     "ReceiptHandle":"AQEB…"): a quoted value without blanks, or an unquoted one that looks like
+//     a handle (handleLike), so that the words of "the receipt handle has expired" stay.
+func receiptHandles(s string) string {
+	if indexFoldASCII(s, "receipt") < 0 {
+		return s
+	}
+	s = parameterHandles(s)
+	var b strings.Builder
+	last := 0 // s[:last] has been written to b
+	for from := 0; ; {
+		i := indexFoldASCII(s[from:], "receipt")
+		if i < 0 {
+			break
+		}
+		j := from + i + len("receipt")
+		if j < len(s) && (s[j] == ' ' || s[j] == '_' || s[j] == '-') {
+			j++
+		}
+		if indexFoldASCII(s[j:min(j+len("handle"), len(s))], "handle") != 0 {
+			from = j
+			continue
+		}
+		start, end := handleAfter(s, j+len("handle"))
+		from = max(end, j+len("handle"))
+		if start == end {
+			continue
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(Mask)
+		last = end
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// parameterHandles masks the value of InvalidParameterValue's "Value … for parameter
+// ReceiptHandle": from the last "Value " before it, or else the token before it.
+func parameterHandles(s string) string {
+	const tail = " for parameter receipthandle"
+	var b strings.Builder
+	last := 0 // s[:last] has been written to b
+	for from := 0; ; {
+		i := indexFoldASCII(s[from:], tail)
+		if i < 0 {
+			break
+		}
+		end := from + i
+		from = end + len(tail)
+		start := end
+		if v := lastIndexFoldASCII(s[last:end], "value "); v >= 0 {
+			start = last + v + len("value ")
+		} else {
+			for start > last && !endOfToken(s[start-1]) {
+				start--
+			}
+		}
+		if start == end {
+			continue
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(Mask)
+		last = end
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// handleAfter returns where the receipt handle after s[:i] (the words "receipt handle") is, as
+// receiptHandles reads it; start == end when there is none.
+func handleAfter(s string, i int) (start, end int) {
+	i = skipBlanks(s, i)
+	if q := quoteAt(s, i); q > 0 { // a quoted name's closing quote, before ':' or '='
+		if j := skipBlanks(s, i+q); j < len(s) && (s[j] == ':' || s[j] == '=') {
+			i = j
+		}
+	}
+	if i < len(s) && (s[i] == ':' || s[i] == '=') {
+		i = skipBlanks(s, i+1)
+	}
+	if q := quoteAt(s, i); q > 0 {
+		start = i + q
+		n := strings.Index(s[start:], s[i:i+q])
+		if n < 0 {
+			n = tokenEnd(s, start) - start
+		}
+		if n == 0 || strings.ContainsAny(s[start:start+n], " \t\r\n") {
+			return i, i // not a handle: words in quotes
+		}
+		return start, start + n
+	}
+	end = tokenEnd(s, i)
+	for end > i && (s[end-1] == '.' || s[end-1] == ':') {
+		end-- // the end of a sentence or a label, not of the handle
+	}
+	if !handleLike(s[i:end]) {
+		return i, i
+	}
+	return i, end
+}
+
+// skipBlanks returns the index of the first byte of s from i that is not a space or a tab.
+func skipBlanks(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// quoteAt returns the length of the quote that opens or closes a value at s[i:]: 1 for a double,
+// single or back quote, 2 for an escaped double quote (as in JSON, or %q text quoted once more), 0
+// for none.
+func quoteAt(s string, i int) int {
+	switch {
+	case i < len(s) && (s[i] == '"' || s[i] == '\'' || s[i] == '`'):
+		return 1
+	case i+1 < len(s) && s[i] == '\\' && s[i+1] == '"':
+		return 2
+	}
+	return 0
+}
+
+// tokenEnd returns the end of the unquoted value that starts at s[i].
+func tokenEnd(s string, i int) int {
+	for i < len(s) && !endOfToken(s[i]) && s[i] != '\\' {
+		i++
+	}
+	return i
+}
+
+// minReceiptHandle is the shortest unquoted value after "receipt handle" that is masked as one
+// (SQS's are hundreds of bytes, an emulator's a UUID; an English word is shorter).
+const minReceiptHandle = 16
+
+// handleLike reports whether an unquoted value after "receipt handle" looks like one: at least
+// minReceiptHandle bytes holding a digit, both cases of letters, or one of base64's "+/=" (a
+// random token, not a word).
+func handleLike(v string) bool {
+	if len(v) < minReceiptHandle || v == Mask {
+		return false
+	}
+	var lower, upper, digit bool
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case '0' <= c && c <= '9':
+			digit = true
+		case 'a' <= c && c <= 'z':
+			lower = true
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		case c == '+' || c == '/' || c == '=':
+			return true
+		}
+	}
+	return digit || lower && upper
+}
+
 // minBearerToken is the shortest value after "Bearer " that is masked as a token.
 const minBearerToken = 8
 
@@ -350,23 +525,23 @@ func indexFoldASCII(s, word string) int {
 	return -1
 }
 
+// lastIndexFoldASCII is strings.LastIndex, ASCII letters compared without case; word is lower case.
+func lastIndexFoldASCII(s, word string) int {
+	for i := len(s) - len(word); i >= 0; i-- {
+		if indexFoldASCII(s[i:i+len(word)], word) == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
 // Error returns err with the secrets of its message masked. A *url.Error (what net/http's Client.Do
 // returns, quoting the request's URL: a presigned URL carries its signature) is copied with its URL
 // redacted, so errors.As still finds a *url.Error, and its Timeout and Temporary still answer. Any
 // other error whose message holds a secret is wrapped: the message is redacted, errors.Is and
 // errors.As still see the original. Errors without secrets are returned as they are.
 func Error(err error) error {
-	if err == nil {
-		return nil
-	}
-	if ue, ok := err.(*url.Error); ok {
-		return &url.Error{Op: ue.Op, URL: URL(ue.URL), Err: Error(ue.Err)}
-	}
-	msg := err.Error()
-	if red := String(msg); red != msg {
-		return &redacted{msg: red, err: err}
-	}
-	return err
+	return (*Redactor)(nil).Error(err)
 }
 
 // redacted is an error whose message has been redacted.
@@ -412,6 +587,11 @@ func New(secrets ...string) *Redactor {
 // String's patterns end a value at characters a secret may hold (',', ';', ')'), and masking the
 // head of a secret that way would leave its tail for nobody to find.
 func (r *Redactor) String(s string) string {
+	return String(r.known(s))
+}
+
+// known masks the known secrets in s.
+func (r *Redactor) known(s string) string {
 	if r != nil {
 		for _, secret := range r.secrets {
 			if strings.Contains(s, secret) {
@@ -419,7 +599,25 @@ func (r *Redactor) String(s string) string {
 			}
 		}
 	}
-	return String(s)
+	return s
+}
+
+// Error is [Error] masking the known secrets too: err is returned as it is when its message holds
+// no secret, or else wrapped (or, a *url.Error, copied) with its message redacted, errors.Is and
+// errors.As still seeing the original. Use it for an error that may repeat a secret the caller
+// knows (an SQS error quoting the receipt handle it refused) in a shape String does not recognize.
+func (r *Redactor) Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	if ue, ok := err.(*url.Error); ok {
+		return &url.Error{Op: ue.Op, URL: URL(r.known(ue.URL)), Err: r.Error(ue.Err)}
+	}
+	msg := err.Error()
+	if red := r.String(msg); red != msg {
+		return &redacted{msg: red, err: err}
+	}
+	return err
 }
 
 // Secrets returns the secret values held in a URL or connection string: the userinfo password, the

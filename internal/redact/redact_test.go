@@ -201,15 +201,88 @@ func TestErrorURLError(t *testing.T) {
 }
 
 func FuzzString(f *testing.F) {
-	for _, s := range []string{presigned, "password='a\\'b' x", "postgres://u:p@h/d", "a=b&c", "Bearer ", "=", "://@:"} {
+	for _, s := range []string{presigned, "password='a\\'b' x", "postgres://u:p@h/d", "a=b&c", "Bearer ", "=", "://@:",
+		"receipt handle", `receipt handle "`, `"ReceiptHandle\":`, " for parameter ReceiptHandle", "Value  for parameter receipthandle"} {
 		f.Add(s)
+	}
+	for _, tc := range receiptHandleCases {
+		f.Add(tc.in)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		out := redact.String(s)
-		if !strings.Contains(s, "=") && !strings.Contains(s, "://") && !strings.Contains(s, "Bearer ") && out != s {
+		if !strings.Contains(s, "=") && !strings.Contains(s, "://") && !strings.Contains(strings.ToLower(s), "bearer ") &&
+			!strings.Contains(strings.ToLower(s), "receipt") && out != s {
 			t.Fatalf("changed text with nothing to mask: %q -> %q", s, out)
 		}
 		_ = redact.URL(s)
 		_ = redact.Secrets(s)
 	})
+}
+
+// handle is an SQS receipt handle as AWS writes them (base64, "+/=" included).
+const handle = "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a+Pf/nbDHDnsQ8eFZ0TAFrOTxXMCj1zv=="
+
+// receiptHandleCases are texts holding receipt handles (SQS's errors repeat the handle they refuse)
+// and what String must make of them.
+var receiptHandleCases = []struct {
+	name, in, want string
+}{
+	{"ReceiptHandleIsInvalid", `ReceiptHandleIsInvalid: The input receipt handle "` + handle + `" is not a valid receipt handle.`,
+		`ReceiptHandleIsInvalid: The input receipt handle "REDACTED" is not a valid receipt handle.`},
+	{"InvalidParameterValue", "InvalidParameterValue: Value " + handle + " for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.",
+		"InvalidParameterValue: Value REDACTED for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."},
+	{"InvalidParameterValue, quoted, in an SDK error", `operation error SQS: ChangeMessageVisibility, https response error StatusCode: 400, RequestID: r-1, ` +
+		`InvalidParameterValue: Value "` + handle + `" for parameter receiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.`,
+		`operation error SQS: ChangeMessageVisibility, https response error StatusCode: 400, RequestID: r-1, ` +
+			`InvalidParameterValue: Value REDACTED for parameter receiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.`},
+	{"an emulator's UUID", "receipt handle 0b6a2b56-7c1f-4d0e-9a54-3f2d8f1e6c7a is not valid",
+		"receipt handle REDACTED is not valid"},
+	{"after a colon, ending a sentence", "bad Receipt-Handle: " + handle + ". Try again",
+		"bad Receipt-Handle: REDACTED. Try again"},
+	{"JSON", `{"Id":"0","ReceiptHandle":"` + handle + `"}`, `{"Id":"0","ReceiptHandle":"REDACTED"}`},
+	{"JSON quoted by %q", `body "{\"ReceiptHandle\":\"` + handle + `\"}"`, `body "{\"ReceiptHandle\":\"REDACTED\"}"`},
+	{"query protocol", "Entries.1.ReceiptHandle=" + url.QueryEscape(handle) + "&Entries.1.Id=0", "Entries.1.ReceiptHandle=REDACTED&Entries.1.Id=0"},
+	{"snake case", "receipt_handle=" + handle, "receipt_handle=REDACTED"},
+	{"two in one text", "receipt handle '" + handle + "' and receipt handle '" + handle[:40] + "'",
+		"receipt handle 'REDACTED' and receipt handle 'REDACTED'"},
+}
+
+// TestReceiptHandles: the receipt handles SQS repeats in its errors are masked, the words around
+// them kept.
+func TestReceiptHandles(t *testing.T) {
+	t.Parallel()
+	for _, tc := range receiptHandleCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, redact.String(tc.in))
+			require.Equal(t, tc.want, redact.Error(errors.New(tc.in)).Error())
+		})
+	}
+	// Words after "receipt handle", or quoted words, are not handles.
+	for _, s := range []string{"ReceiptHandleIsInvalid: The receipt handle is not valid",
+		"The receipt handle has expired.", "receipt handles of ten messages", "a receipt handle: expired",
+		`msg="invalid receipt handle" err="the queue does not exist"`, "the receipt handle extraordinarily",
+		"InvalidParameterValue: Value for parameter VisibilityTimeout is invalid.", "no receipt, no handle"} {
+		require.Equal(t, s, redact.String(s))
+	}
+}
+
+// TestRedactorError: a Redactor masks the secrets it knows in an error's message, in any shape, and
+// keeps the error's chain.
+func TestRedactorError(t *testing.T) {
+	t.Parallel()
+	api := &net.OpError{Op: "write", Err: errors.New("the server refused handle " + handle + " for now")}
+	err := fmt.Errorf("delete: %w", api)
+	red := redact.New(handle).Error(err)
+	require.Equal(t, "delete: write: the server refused handle REDACTED for now", red.Error())
+	var op *net.OpError
+	require.ErrorAs(t, red, &op)
+	require.Same(t, api, op)
+
+	plain := errors.New("nothing here")
+	require.Same(t, plain, redact.New(handle).Error(plain))
+	require.NoError(t, redact.New(handle).Error(nil))
+	ue := redact.New("0123456789abcdef").Error(&url.Error{Op: "Post", URL: "http://h/q?x=0123456789abcdef", Err: errors.New("EOF")})
+	require.NotContains(t, ue.Error(), "0123456789abcdef")
+	require.ErrorAs(t, ue, new(*url.Error))
 }
