@@ -48,7 +48,7 @@ type sendFlags struct {
 type ReplayDLQCmd struct {
 	From       string        `name:"from" placeholder:"DLQ_URL" help:"Dead-letter queue URL (default: INTAKE_DLQ_URL)."`
 	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: the messages present when the replay starts)."`
-	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s, 30s with --dry-run)."`
+	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s; with --dry-run 30s, at most 1m)."`
 	Wait       time.Duration `name:"wait" default:"2s" help:"Long-poll wait; a receive that finds nothing for this long ends the replay (whole seconds, 1s..20s)."`
 	Native     bool          `name:"native" help:"Use SQS's StartMessageMoveTask (AWS only; emulators lack it)."`
 	Samples    int           `name:"samples" default:"5" help:"Bodies shown by --dry-run."`
@@ -67,6 +67,12 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	// its default, but --wait 0 asks for no wait).
 	if err := replay.CheckWait(c.Wait); err != nil {
 		return err
+	}
+	// A dry run gives back what it received when it ends; should that fail, the messages stay
+	// hidden for the whole visibility, which must therefore stay short (replay.DryRunDLQ refuses
+	// more too; checked here before the queue is read).
+	if c.DryRun && c.Visibility > replay.MaxDryRunVisibility {
+		return fmt.Errorf("--visibility %s: a dry run holds messages at most %s", c.Visibility, replay.MaxDryRunVisibility)
 	}
 	client, err := sqsClient(g)
 	if err != nil {
@@ -111,7 +117,7 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 		s.Note("%d messages reached the dead-letter queue after the replay started (some may be replayed messages that failed again): left there; look at them with --dry-run before replaying them", res.Skipped)
 	}
 	if res.SkipLimit {
-		s.Note("stopped early: the dead-letter queue kept receiving new messages faster than the replay moved the old ones")
+		s.Note("stopped early: the dead-letter queue kept returning messages the replay does not move (new ones, or ones it tried already) faster than it moved the others; messages present at the start may be left: run the replay again")
 	}
 	if res.SendFailed > 0 {
 		s.Note("%d messages were not sent and stay in the dead-letter queue; they reappear after the visibility timeout: run the replay again", res.SendFailed)
@@ -141,10 +147,16 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	if interrupted {
 		return exitError{exitInterrupted}
 	}
+	var errs []error
 	if res.SendFailed+res.DeleteFailed > 0 {
-		return fmt.Errorf("%d messages not sent, %d not deleted", res.SendFailed, res.DeleteFailed)
+		errs = append(errs, fmt.Errorf("%d messages not sent, %d not deleted", res.SendFailed, res.DeleteFailed))
 	}
-	return nil
+	if res.SkipLimit {
+		// Not everything asked was done: `intake replay dlq && aws sqs purge-queue …` must not
+		// purge what this run left.
+		errs = append(errs, errors.New("stopped early: messages present at the start may be left in the dead-letter queue"))
+	}
+	return errors.Join(errs...)
 }
 
 func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOptions) error {
@@ -160,6 +172,10 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 	}
 	if err == nil && interrupted {
 		err = exitError{exitInterrupted}
+	}
+	if err == nil && res.Partial {
+		// The count is a lower bound: a script must not take it for what a move would move.
+		err = fmt.Errorf("dry run stopped early: the count (%d messages) may be short", res.Messages)
 	}
 	if c.JSON {
 		out := struct {
@@ -178,8 +194,11 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 	if res.Skipped > 0 {
 		s.Note("%d messages arrived after the start; a move would leave them too", res.Skipped)
 	}
-	if held := res.Messages + res.Skipped; res.Returned < held {
-		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", held-res.Returned)
+	if res.NotReturned > 0 {
+		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", res.NotReturned)
+	}
+	if res.Partial {
+		s.Note("stopped early: the dead-letter queue kept returning messages the dry run cannot count (new ones, or ones counted already); the count may be short")
 	}
 	if interrupted {
 		s.Note("interrupted: the count is partial (what was received was made visible again); run again to count them all")

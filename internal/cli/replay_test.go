@@ -13,11 +13,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/testkit"
@@ -249,4 +253,85 @@ func TestStoppedBy(t *testing.T) {
 	require.NotErrorIs(t, got, context.Canceled, "the interruption is dropped")
 	wrapped := fmt.Errorf("move dlq: %w", errors.Join(real, context.Canceled))
 	require.Equal(t, wrapped, stoppedBy(wrapped), "a failure under a wrapped join is kept")
+}
+
+// TestReplayDLQStoppedEarlyExits1: the dead-letter queue keeps receiving new poison while the
+// messages present at the start are held by another reader (a killed replay): replay dlq and its
+// dry run stop at their bound of skipped receipts, having moved or counted none of those. That is
+// not "everything asked was done": the summary says it stopped early and the exit code is 1, so
+// that `intake replay dlq && aws sqs purge-queue …` does not purge them. Before, both exited 0
+// (the dry run after its first receive, with a count of 0).
+func TestReplayDLQStoppedEarlyExits1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	region := testkit.AWS().Region
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"replay dlq", nil},
+		{"replay dlq --dry-run", []string{"--dry-run"}},
+		{"replay dlq --dry-run --json", []string{"--dry-run", "--json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := testkit.Queue(t, c, 3, 30*time.Second)
+			opsFill(t, c, q.DLQURL, 5)
+			held, err := c.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{
+				QueueUrl: awssdk.String(q.DLQURL), MaxNumberOfMessages: 10, VisibilityTimeout: 120,
+			})
+			require.NoError(t, err)
+			require.Len(t, held.Messages, 5)
+			// A consumer dead-letters one more message before every receive of the replay.
+			var fed, failed atomic.Int32
+			proxy := newSQSProxy(t, func(action string, _ []byte, _ http.ResponseWriter, r *http.Request) bool {
+				if action == "ReceiveMessage" {
+					time.Sleep(2 * time.Millisecond) // SentTimestamp has milliseconds: later than the start
+					if _, err := c.SendMessage(r.Context(), &sqs.SendMessageInput{
+						QueueUrl: awssdk.String(q.DLQURL), MessageBody: awssdk.String(opsBody(1000 + int(fed.Add(1)))),
+					}); err != nil {
+						failed.Add(1)
+					}
+				}
+				return false
+			})
+			args := append([]string{"replay", "dlq", "--from", q.DLQURL, "--to", q.URL, "--concurrency", "1", "--wait", "1s",
+				"--sqs-endpoint", proxy.URL, "--aws-region", region}, tc.args...)
+			var stdout, stderr bytes.Buffer
+			code := MainContext(testkit.Context(t), args, &stdout, &stderr)
+			require.Zero(t, failed.Load())
+			require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			require.Contains(t, stderr.String(), "stopped early")
+			switch {
+			case slices.Contains(tc.args, "--json"):
+				var out struct {
+					Messages int  `json:"messages"`
+					Partial  bool `json:"partial"`
+				}
+				require.NoError(t, json.Unmarshal(stdout.Bytes(), &out), stdout.String())
+				require.True(t, out.Partial, stdout.String())
+				require.Zero(t, out.Messages)
+			case slices.Contains(tc.args, "--dry-run"):
+				require.Contains(t, stdout.String(), "note: stopped early: the dead-letter queue kept returning messages the dry run cannot count")
+				require.Equal(t, "0", summaryField(t, stdout.String(), "messages"))
+			default:
+				require.Contains(t, stdout.String(), "note: stopped early: the dead-letter queue kept returning messages the replay does not move")
+				require.Equal(t, "0", summaryField(t, stdout.String(), "sent"))
+			}
+		})
+	}
+}
+
+// TestReplayDLQDryRunVisibility: a dry run gives back what it received when it ends; should that
+// fail, the messages stay hidden for the whole --visibility, so a dry run refuses more than a
+// minute before it reads the queue. Before, --dry-run --visibility 2h was taken.
+func TestReplayDLQDryRunVisibility(t *testing.T) {
+	awsEnv(t) // were the visibility let through, the command would reach for credentials
+	var stdout, stderr bytes.Buffer
+	code := MainContext(context.Background(), []string{"replay", "dlq", "--dry-run", "--visibility", "2h",
+		"--from", "http://127.0.0.1:1/q-dlq", "--to", "http://127.0.0.1:1/q", "--aws-region", "us-east-1"}, &stdout, &stderr)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	require.Contains(t, stderr.String(), "--visibility 2h0m0s: a dry run holds messages at most 1m0s")
 }

@@ -306,9 +306,45 @@ func TestDryRunDLQEnds(t *testing.T) {
 	require.Equal(t, n+7, res.Present, "the count read at the start")
 	require.Equal(t, n, res.Messages, "only the messages present at the start")
 	require.Positive(t, res.Skipped, "the fed messages were received and not counted")
+	require.True(t, res.Partial, "it stopped at the skip limit with fewer than the count read at the start: said so")
 	require.Zero(t, f.failed.Load())
 	fed := int(f.sent.Load())
 	require.Equal(t, n+res.Skipped, res.Returned, "everything received is visible again at once")
 	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
 	require.Len(t, left, n+fed)
+}
+
+// TestDryRunDLQCountsPastLaterArrivals: a receive that brings only messages the dry run does not
+// count (sent after the start) does not end it: the messages present at the start may come after
+// them, here held by another reader (a killed replay) when the dry run starts. Before, the dry run
+// ended at that receive and reported 0 messages with exit 0.
+func TestDryRunDLQCountsPastLaterArrivals(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n, later = 10, 5
+	fill(t, c, q.DLQURL, 0, n)
+	out, err := c.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: n, VisibilityTimeout: 1,
+	})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, n, "held for 1 s")
+	start := DLQStart{Messages: n, At: time.Now()}
+	time.Sleep(5 * time.Millisecond) // SentTimestamp has milliseconds: later than the start
+	fill(t, c, q.DLQURL, 100, later)
+
+	// The first receive finds only the later ones. The rate (ten messages every 2.5 s) puts the
+	// second receive after the hold: kumo's long poll, unlike SQS's, does not return messages
+	// whose visibility ends while it waits.
+	res, err := DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, Concurrency: 1, Rate: 4, Wait: time.Second, Start: &start})
+	require.NoError(t, err)
+	t.Logf("counted %d, skipped %d, returned %d", res.Messages, res.Skipped, res.Returned)
+	require.Equal(t, n, res.Messages, "every message present at the start counted")
+	require.Equal(t, later, res.Skipped)
+	require.False(t, res.Partial)
+	require.Equal(t, n+later, res.Returned)
+	require.Zero(t, res.NotReturned)
 }

@@ -149,24 +149,26 @@ func StartDLQ(ctx context.Context, c SQSAPI, url string) (DLQStart, error) {
 type DLQResult struct {
 	// Start is what the dead-letter queue held when the move started.
 	Start DLQStart
-	// Received messages were taken from the dead-letter queue.
+	// Received messages were taken from the dead-letter queue to be moved (each counted once,
+	// however often the run received it).
 	Received int
 	// Sent messages were accepted by the target queue.
 	Sent int
 	// Deleted messages were removed from the dead-letter queue after being sent.
 	Deleted int
 	// SendFailed messages were not sent; they stay in the dead-letter queue and become visible
-	// again after the visibility timeout.
+	// again after the visibility timeout (a run that receives one again leaves it there).
 	SendFailed int
 	// DeleteFailed messages were sent but not deleted: a later replay sends them again (a
-	// duplicate the pipeline absorbs).
+	// duplicate the pipeline absorbs). One the run receives again is deleted then, not sent again.
 	DeleteFailed int
 	// Skipped messages were received but not moved: they reached the dead-letter queue after the
 	// move started (such as the moved messages the consumer dead-lettered again). They stay there,
 	// visible again at the end.
 	Skipped int
-	// SkipLimit is true when the move stopped because it kept receiving such messages (the
-	// dead-letter queue fills faster than the move drains it).
+	// SkipLimit is true when the move stopped because it kept receiving messages it would not
+	// move (such messages, or messages it had tried already, visible again): the dead-letter queue
+	// fills faster than the move drains it, and messages present at the start may be left.
 	SkipLimit bool
 	// Left is the dead-letter queue's approximate count at the end (best effort).
 	Left queue.Counts
@@ -184,22 +186,44 @@ type mover struct {
 	budget  int    // messages the run may move: present at the start, within Max
 
 	mu       sync.Mutex
-	reserved int // messages moved, or received to be moved, against budget
-	sent     map[string]bool
-	skipped  map[string]string // message id -> latest receipt handle
-	skips    int               // receipts of skipped messages, against skipLimit
+	reserved int                 // messages moved, or received to be moved, against budget
+	sent     map[string]bool     // the ids the target queue gave the messages sent
+	tried    map[string]tryState // dead-letter queue message id -> what this run did with it
+	held     map[string]string   // message id -> latest receipt handle of a message received and not moved
+	skips    int                 // receipts of messages not moved (skipped or tried already), against skipLimit
 	res      DLQResult
 }
+
+// tryState is what a run did with a dead-letter queue message it received to move. A message is
+// received again when its visibility ended before the run deleted it (its send failed, or its
+// delete did): it must not count as another message, nor be sent twice.
+type tryState uint8
+
+const (
+	// tryMoving: received, its batch is being moved.
+	tryMoving tryState = iota
+	// trySent: the target accepted it; its delete is under way.
+	trySent
+	// tryFailed: not sent; it stays in the dead-letter queue.
+	tryFailed
+	// tryDeleteFailed: sent, but its delete failed (counted in DeleteFailed).
+	tryDeleteFailed
+	// tryDeleted: sent and deleted (counted in Deleted).
+	tryDeleted
+)
 
 // MoveDLQ moves the messages present in o.From when it starts to o.To, as SQS's own move task
 // does: it reads the count of visible messages and the server's time first (o.Start, else
 // StartDLQ), moves at most that many (or Max), and only messages sent no later than that time.
 // Each batch is received, sent, then deleted (only what the target accepted). A message that
 // reached the dead-letter queue after the start (such as a moved message the consumer failed on
-// again) is skipped: held invisible while the move runs, made visible again at the end. The move
-// returns when the budget is spent, a receive with o.Wait finds nothing, it kept receiving only
-// such messages, or ctx is cancelled; batches already received are finished (sent and deleted)
-// before it returns, so a stop loses nothing. The result is valid even with an error.
+// again) is skipped: held invisible while the move runs, made visible again at the end. A message
+// received again in the same run (its visibility ended before it was deleted) is not counted
+// again: deleted without being sent again if its send had succeeded, else held like a skipped
+// one. The move returns when the budget is spent, a receive with o.Wait finds nothing, it kept
+// receiving only such messages (SkipLimit), or ctx is cancelled; batches already received are
+// finished (sent and deleted) before it returns, so a stop loses nothing. The result is valid
+// even with an error.
 func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	if err := o.validate(true); err != nil {
 		return DLQResult{}, err
@@ -214,7 +238,7 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	}
 	m := &mover{
 		c: c, o: o, limiter: newLimiter(o.Rate), fifo: isFIFO(o.To), run: newRunID(), budget: o.Start.Budget(o.Max),
-		sent: map[string]bool{}, skipped: map[string]string{}, res: DLQResult{Start: *o.Start},
+		sent: map[string]bool{}, tried: map[string]tryState{}, held: map[string]string{}, res: DLQResult{Start: *o.Start},
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, o.Concurrency)
@@ -225,13 +249,14 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	err := errors.Join(errs...)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	// Skipped messages are not this run's: visible again at once, as they would be without it.
-	handles := make([]string, 0, len(m.skipped))
-	for _, h := range m.skipped {
+	// Messages held and not moved (skipped, or whose send failed) are visible again at once, as
+	// they would be without this run.
+	handles := make([]string, 0, len(m.held))
+	for _, h := range m.held {
 		handles = append(handles, h)
 	}
 	if _, verr := changeVisibility(cctx, c, o.From, handles, 0); verr != nil {
-		o.Log.Warn("skipped messages stay invisible until their visibility timeout", "err", verr)
+		o.Log.Warn("skipped messages stay invisible until their visibility timeout", "visibility", o.Visibility, "err", verr)
 	}
 	// Best effort: how much is left, for the summary.
 	if left, cerr := Counts(cctx, c, o.From); cerr == nil {
@@ -254,33 +279,47 @@ func (m *mover) reserve() int {
 	return n
 }
 
-// sort splits received messages into those to move and those to skip, and releases the
-// reservation of the skipped ones. A message is skipped when it was sent after the start, or is
-// one this run moved that came back: the redrive policy keeps the id its send got, and intake's
-// consumer, dead-lettering explicitly, names that id in queue.AttrSourceMessageID. stop is true when the
-// skip limit is reached.
-func (m *mover) sort(msgs []types.Message) (move []types.Message, stop bool) {
+// sort splits received messages into those to move, those to delete only and those to skip, and
+// releases the reservation of all but the first. A message is skipped when it was sent after the
+// start, or is one this run moved that came back: the redrive policy keeps the id its send got,
+// and intake's consumer, dead-lettering explicitly, names that id in queue.AttrSourceMessageID. A
+// message this run received before is not a new one: if its send succeeded (its delete failed) it
+// is deleted without being sent again; if not (its send failed, or another worker still moves it)
+// it is held like a skipped one. Skipped and repeated receipts count against the skip limit; stop
+// is true when it is reached.
+func (m *mover) sort(msgs []types.Message) (move, redelete []types.Message, stop bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, msg := range msgs {
 		id := aws.ToString(msg.MessageId)
+		if st, ok := m.tried[id]; ok {
+			m.skips++
+			m.reserved--
+			if st == trySent || st == tryDeleteFailed || st == tryDeleted {
+				redelete = append(redelete, msg)
+			} else {
+				m.held[id] = aws.ToString(msg.ReceiptHandle)
+			}
+			continue
+		}
 		source := aws.ToString(msg.MessageAttributes[queue.AttrSourceMessageID].StringValue)
 		if m.sent[id] || (source != "" && m.sent[source]) || sentAfter(msg, m.o.Start.At) {
-			if _, seen := m.skipped[id]; !seen {
+			if _, seen := m.held[id]; !seen {
 				m.res.Skipped++
 			}
-			m.skipped[id] = aws.ToString(msg.ReceiptHandle)
+			m.held[id] = aws.ToString(msg.ReceiptHandle)
 			m.skips++
 			m.reserved--
 			continue
 		}
+		m.tried[id] = tryMoving
 		move = append(move, msg)
 	}
 	if m.skips >= skipLimit(m.budget, m.o.Concurrency) && !m.res.SkipLimit {
 		m.res.SkipLimit = true
-		m.o.Log.Warn("the dead-letter queue keeps receiving new messages; stopping", "skipped", m.res.Skipped)
+		m.o.Log.Warn("the dead-letter queue keeps returning messages the replay does not move; stopping", "skipped", m.res.Skipped)
 	}
-	return move, m.res.SkipLimit
+	return move, redelete, m.res.SkipLimit
 }
 
 // sentAfter reports whether the message's SentTimestamp is after at (false when it has none).
@@ -295,6 +334,40 @@ func (m *mover) moved(ids []string) {
 	defer m.mu.Unlock()
 	for _, id := range ids {
 		m.sent[id] = true
+	}
+}
+
+// mark records what became of the dead-letter queue messages msgs[i] for each batch entry id i.
+func (m *mover) mark(msgs []types.Message, entryIDs []string, st tryState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range entryIDs {
+		i, _ := strconv.Atoi(e)
+		m.tried[aws.ToString(msgs[i].MessageId)] = st
+	}
+}
+
+// deleted counts the messages sent and then deleted (entry ids ok) or not (failed). Each message
+// is counted once: another worker may have deleted it already (received again with a new receipt
+// handle, see redelete), and a message it deletes later is counted there.
+func (m *mover) deleted(msgs []types.Message, ok, failed []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range ok {
+		i, _ := strconv.Atoi(e)
+		id := aws.ToString(msgs[i].MessageId)
+		if m.tried[id] != tryDeleted {
+			m.res.Deleted++
+			m.tried[id] = tryDeleted
+		}
+	}
+	for _, e := range failed {
+		i, _ := strconv.Atoi(e)
+		id := aws.ToString(msgs[i].MessageId)
+		if m.tried[id] == trySent {
+			m.res.DeleteFailed++
+			m.tried[id] = tryDeleteFailed
+		}
 	}
 }
 
@@ -344,7 +417,7 @@ func (m *mover) worker(ctx context.Context) error {
 		if len(out.Messages) == 0 {
 			return nil
 		}
-		msgs, stop := m.sort(out.Messages)
+		msgs, redelete, stop := m.sort(out.Messages)
 		m.record(func(r *DLQResult) { r.Received += len(msgs) })
 		// Finish the batch even if ctx is cancelled now: sending and deleting take moments, and a
 		// half-moved batch would only mean duplicates. The visibility timeout bounds the work.
@@ -352,6 +425,9 @@ func (m *mover) worker(ctx context.Context) error {
 		var errs []error
 		for _, batch := range splitBatches(msgs, messageBytes) {
 			errs = append(errs, m.move(bctx, batch))
+		}
+		if len(redelete) > 0 {
+			errs = append(errs, m.redelete(bctx, redelete))
 		}
 		cancel()
 		if err := errors.Join(errs...); err != nil {
@@ -373,6 +449,8 @@ func (m *mover) move(ctx context.Context, msgs []types.Message) error {
 	}
 	sent, newIDs, failed, sendErr := sendBatch(ctx, m.c, m.o.To, entries, m.o.Attempts, m.o.Log)
 	m.moved(newIDs)
+	m.mark(msgs, sent, trySent)
+	m.mark(msgs, without(batchIDs(len(msgs)), sent), tryFailed)
 	unsent := len(msgs) - len(sent)
 	m.record(func(r *DLQResult) { r.Sent += len(sent); r.SendFailed += unsent })
 	m.fail(failed, "send")
@@ -390,13 +468,70 @@ func (m *mover) move(ctx context.Context, msgs []types.Message) error {
 		dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(id), ReceiptHandle: msgs[i].ReceiptHandle})
 	}
 	deleted, delFailed, delErr := deleteBatch(ctx, m.c, m.o.From, dels, m.o.Attempts, m.o.Log)
-	m.record(func(r *DLQResult) { r.Deleted += len(deleted); r.DeleteFailed += len(sent) - len(deleted) })
+	m.deleted(msgs, deleted, without(sent, deleted))
 	m.fail(delFailed, "delete")
 	for _, f := range delFailed {
 		i, _ := strconv.Atoi(f.ID)
 		m.o.Log.Warn("message sent but not deleted; a later replay will send it again", "message_id", aws.ToString(msgs[i].MessageId), "code", f.Code, "err", f.Message)
 	}
 	return errors.Join(sendErr, delErr)
+}
+
+// redelete deletes messages this run sent already and received again (their delete had failed, or
+// SQS delivered a deleted message again), with their new receipt handles, without sending them
+// again. A message counted as not deleted is counted as deleted once this succeeds.
+func (m *mover) redelete(ctx context.Context, msgs []types.Message) error {
+	dels := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
+	for i, msg := range msgs {
+		dels[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: msg.ReceiptHandle}
+	}
+	deleted, delFailed, err := deleteBatch(ctx, m.c, m.o.From, dels, m.o.Attempts, m.o.Log)
+	m.mu.Lock()
+	for _, e := range deleted {
+		i, _ := strconv.Atoi(e)
+		id := aws.ToString(msgs[i].MessageId)
+		switch m.tried[id] {
+		case tryDeleteFailed:
+			m.res.DeleteFailed--
+			m.res.Deleted++
+		case trySent: // the worker that sent it is still deleting it: counted here, not there
+			m.res.Deleted++
+		}
+		m.tried[id] = tryDeleted
+	}
+	m.mu.Unlock()
+	for _, f := range delFailed {
+		i, _ := strconv.Atoi(f.ID)
+		m.o.Log.Warn("message sent but not deleted; a later replay will send it again", "message_id", aws.ToString(msgs[i].MessageId), "code", f.Code, "err", f.Message)
+	}
+	if err != nil {
+		return fmt.Errorf("delete messages already sent: %w", err)
+	}
+	return nil
+}
+
+// batchIDs returns the entry ids of a batch of n: "0" to n-1.
+func batchIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = strconv.Itoa(i)
+	}
+	return ids
+}
+
+// without returns the ids that are not in drop.
+func without(ids, drop []string) []string {
+	skip := make(map[string]bool, len(drop))
+	for _, id := range drop {
+		skip[id] = true
+	}
+	var out []string
+	for _, id := range ids {
+		if !skip[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // receiveInput asks for n messages with every attribute.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -430,4 +431,152 @@ func TestMoveDLQFIFOReplayedAgain(t *testing.T) {
 	}
 	_, total := testkit.DrainQueue(t, c, target)
 	require.Equal(t, 2, total, "each run delivered its message")
+}
+
+// redeliveringSQS is faultySQS whose deletes can fail too: the entries of a message whose body is
+// in failDelete are refused (counting down per entry; -1 for ever). It counts how often each body
+// was received.
+type redeliveringSQS struct {
+	*faultySQS
+	failDelete map[string]int
+
+	mu       sync.Mutex
+	bodies   map[string]string // receipt handle -> body
+	receipts map[string]int    // body -> receipts
+}
+
+func (r *redeliveringSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := r.faultySQS.ReceiveMessage(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range out.Messages {
+		r.bodies[aws.ToString(m.ReceiptHandle)] = aws.ToString(m.Body)
+		r.receipts[aws.ToString(m.Body)]++
+	}
+	return out, nil
+}
+
+func (r *redeliveringSQS) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	r.mu.Lock()
+	var pass []types.DeleteMessageBatchRequestEntry
+	var failed []types.BatchResultErrorEntry
+	for _, e := range in.Entries {
+		b := r.bodies[aws.ToString(e.ReceiptHandle)]
+		if n := r.failDelete[b]; n != 0 {
+			if n > 0 {
+				r.failDelete[b] = n - 1
+			}
+			failed = append(failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), Message: aws.String("injected")})
+			continue
+		}
+		pass = append(pass, e)
+	}
+	r.mu.Unlock()
+	out := &sqs.DeleteMessageBatchOutput{}
+	if len(pass) > 0 {
+		cp := *in
+		cp.Entries = pass
+		real, err := r.faultySQS.DeleteMessageBatch(ctx, &cp, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = real
+	}
+	out.Failed = append(out.Failed, failed...)
+	return out, nil
+}
+
+// TestMoveDLQReceivedAgain: a message whose send failed, or whose delete failed, reappears in the
+// dead-letter queue after the visibility timeout while the move still runs, and is received
+// again. It is the same message: counted once (received, send_failed), not sent again (a message
+// already sent is deleted with its new receipt handle), and it does not take the place of another
+// message present at the start, which would then be left. Before, each receipt counted as a new
+// message and the sent one went to the queue twice.
+func TestMoveDLQReceivedAgain(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 50
+	fill(t, c, q.DLQURL, 0, n)
+	r := &redeliveringSQS{
+		faultySQS:  &faultySQS{SQSAPI: c, fail: map[string]int{body(3): -1}}, // never sent
+		failDelete: map[string]int{body(5): 3},                               // its first delete (3 attempts) fails
+		bodies:     map[string]string{}, receipts: map[string]int{},
+	}
+	// Batches of ten a second, messages hidden for one: the two come back while the move runs.
+	res, err := MoveDLQ(testkit.Context(t), r, DLQOptions{From: q.DLQURL, To: q.URL, Concurrency: 1, Rate: 10, Visibility: time.Second, Wait: time.Second})
+	require.NoError(t, err)
+	r.mu.Lock()
+	again3, again5 := r.receipts[body(3)], r.receipts[body(5)]
+	r.mu.Unlock()
+	t.Logf("%+v; body 3 received %d times, body 5 %d times", res, again3, again5)
+	require.GreaterOrEqual(t, again3, 2, "the unsent message was received again")
+	require.GreaterOrEqual(t, again5, 2, "the undeleted message was received again")
+	require.Equal(t, n, res.Received, "distinct messages")
+	require.Equal(t, n-1, res.Sent)
+	require.Equal(t, 1, res.SendFailed)
+	require.Equal(t, n-1, res.Deleted, "the undeleted one was deleted when received again")
+	require.Zero(t, res.DeleteFailed)
+	require.Zero(t, res.Skipped)
+	require.False(t, res.SkipLimit)
+
+	moved, total := testkit.DrainQueue(t, c, q.URL)
+	require.Equal(t, n-1, total, "nothing sent twice")
+	require.Len(t, moved, n-1, "every message present at the start moved, but the one refused")
+	require.NotContains(t, moved, body(3))
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
+	require.Len(t, left, 1)
+	require.Contains(t, left, body(3))
+}
+
+// refusingVisibility is the real SQS client whose ChangeMessageVisibilityBatch refuses the first
+// entry of every call (it never reaches the server) and passes the others on.
+type refusingVisibility struct{ SQSAPI }
+
+func (r refusingVisibility) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	cp := *in
+	cp.Entries = in.Entries[1:]
+	out := &sqs.ChangeMessageVisibilityBatchOutput{}
+	if len(cp.Entries) > 0 {
+		real, err := r.SQSAPI.ChangeMessageVisibilityBatch(ctx, &cp, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = real
+	}
+	out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: in.Entries[0].Id, Code: aws.String("ReceiptHandleIsInvalid"), Message: aws.String("injected"), SenderFault: true})
+	return out, nil
+}
+
+// TestDryRunDLQGiveBack: a dry run holds messages at most MaxDryRunVisibility (should giving them
+// back fail, they stay hidden that long; --dry-run --visibility 2h held them two hours), and a
+// message the queue refuses to make visible again is reported (NotReturned, and an error), not
+// silently counted as held. Before, the refusals of ChangeMessageVisibilityBatch were ignored.
+func TestDryRunDLQGiveBack(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 5
+	fill(t, c, q.DLQURL, 0, n)
+
+	_, err := DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, Wait: time.Second, Visibility: 2 * time.Hour})
+	require.ErrorContains(t, err, "visibility: 2h0m0s is more than a dry run's 1m0s")
+	counts, err := Counts(testkit.Context(t), c, q.DLQURL)
+	require.NoError(t, err)
+	require.Equal(t, n, counts.Visible, "refused before receiving anything")
+
+	res, err := DryRunDLQ(testkit.Context(t), refusingVisibility{c}, DLQOptions{From: q.DLQURL, Wait: time.Second, Visibility: 2 * time.Second})
+	require.ErrorContains(t, err, "1 of 5 messages refused (ReceiptHandleIsInvalid: injected)")
+	require.Equal(t, n, res.Messages)
+	require.Equal(t, n-1, res.Returned)
+	require.Equal(t, 1, res.NotReturned)
 }

@@ -17,7 +17,8 @@
 // target's deduplication id is the run's id and the message id: stable within a run (a retried
 // send is deduplicated by SQS), new in the next one (the original id, deduplicated by SQS for five
 // minutes, would have a message replayed again within that time accepted, never delivered, and
-// deleted from the dead-letter queue).
+// deleted from the dead-letter queue). [Resend] gives each body of a run the run's id and a
+// sequence number, never a clock reading, which two batches could share.
 //
 // # Bounded by what was there
 //
@@ -27,8 +28,11 @@
 // message the consumer fails on again comes back with the id its send got, through the redrive
 // policy, or naming it in intake-source-message-id, when the consumer dead-letters it itself). So
 // a message that fails for good is moved once per run, and the run ends however fast the consumer
-// sends it back. Skipped messages are made visible again when the run ends; past a bound of skipped
-// receipts (the dead-letter queue filling faster than the run drains it) the run stops.
+// sends it back. A message the run receives again (its send or its delete failed, and its
+// visibility ended) is not a new one: it is deleted if it was sent, else left. Skipped messages are
+// made visible again when the run ends; past a bound of skipped or repeated receipts (the
+// dead-letter queue filling faster than the run drains it) the run stops, and says so (SkipLimit).
+// A dry run ([DryRunDLQ]) ends the same way, its count then marked Partial.
 //
 // # Batch size
 //

@@ -34,26 +34,43 @@ type DryRunResult struct {
 	Bytes int64 `json:"bytes"`
 	// Samples are the first few messages.
 	Samples []Sample `json:"samples"`
-	// Returned messages were made visible again at once (the others reappear after Visibility).
+	// Returned messages were made visible again at once.
 	Returned int `json:"returned"`
+	// NotReturned messages were received but could not be made visible again (the queue refused,
+	// or the call failed): they reappear when the dry run's visibility timeout ends.
+	NotReturned int `json:"not_returned"`
 	// Present is the count of messages the dead-letter queue held at the start (visible and in
 	// flight): the run counts at most that many, as a move would move at most that many.
 	Present int `json:"present"`
 	// Skipped messages reached the dead-letter queue after the start: a move would skip them, and
 	// the dry run does not count them either.
 	Skipped int `json:"skipped"`
+	// Partial is true when the run stopped before it had counted what the queue held at the start,
+	// because it kept receiving messages it could not count (sent after the start, or counted
+	// already and visible again): Messages is then a lower bound.
+	Partial bool `json:"partial"`
 }
+
+// MaxDryRunVisibility bounds how long a dry run hides the messages it receives. It gives them back
+// at once when it ends; should that fail, they stay hidden until this timeout, so it must stay
+// short: a dry run must not hold back what the consumer or a real replay would take.
+const MaxDryRunVisibility = time.Minute
 
 // DryRunDLQ counts what MoveDLQ with the same options would move: it reads what o.From holds at
 // the start (o.Start, else StartDLQ), then receives messages, holding them invisible for
-// o.Visibility (default 30s), until it has counted that many (or o.Max), a receive brings nothing
-// new, or it kept receiving only messages sent after the start (which a move would skip and the
-// dry run does not count); it keeps samples and makes everything visible again. Nothing is sent or
-// deleted. Receiving does raise each message's receive count, which matters only if the
-// dead-letter queue itself has a redrive policy.
+// o.Visibility (default 30s, at most MaxDryRunVisibility), until it has counted that many (or
+// o.Max), a receive finds nothing, or it kept receiving only messages it cannot count (sent after
+// the start, which a move would skip, or counted already and visible again): then the count may be
+// short, and the result says so (Partial). It keeps samples and makes everything visible again.
+// Nothing is sent or deleted. Receiving does raise each message's receive count, which matters
+// only if the dead-letter queue itself has a redrive policy. err also reports the messages that
+// could not be made visible again (NotReturned).
 func DryRunDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DryRunResult, error) {
 	if err := o.validate(false); err != nil {
 		return DryRunResult{}, err
+	}
+	if o.Visibility > MaxDryRunVisibility {
+		return DryRunResult{}, fmt.Errorf("visibility: %s is more than a dry run's %s (it would hold messages back that long if giving them back failed)", o.Visibility, MaxDryRunVisibility)
 	}
 	o = o.withDefaults(30 * time.Second)
 	if o.Start == nil {
@@ -71,6 +88,7 @@ func DryRunDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DryRunResult, error
 		wg.Go(func() { errs[i] = d.worker(ctx) })
 	}
 	wg.Wait()
+	d.res.Partial = d.limited && d.res.Messages < d.budget
 
 	// Give everything back, even when cancelled.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -81,6 +99,11 @@ func DryRunDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DryRunResult, error
 	}
 	returned, rerr := changeVisibility(rctx, c, o.From, handles, 0)
 	d.res.Returned = returned
+	d.res.NotReturned = len(handles) - returned
+	if rerr != nil {
+		o.Log.Warn("received messages not made visible again; they reappear when their visibility timeout ends",
+			"messages", d.res.NotReturned, "visibility", o.Visibility, "err", rerr)
+	}
 	sort.SliceStable(d.res.Samples, func(i, j int) bool { return d.res.Samples[i].MessageID < d.res.Samples[j].MessageID })
 	return d.res, errors.Join(errors.Join(errs...), rerr)
 }
@@ -94,19 +117,24 @@ type dryRun struct {
 
 	mu      sync.Mutex
 	handles map[string]string // message id -> latest receipt handle
-	skips   int               // receipts of messages sent after the start
+	skips   int               // receipts of messages not counted: sent after the start, or seen already
+	limited bool              // skips reached skipLimit
 	res     DryRunResult
 }
 
 func (d *dryRun) want() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.skips >= skipLimit(d.budget, d.o.Concurrency) {
+	if d.limited {
 		return 0 // the queue fills faster than the run reads it
 	}
 	return min(MaxBatch, d.budget-d.res.Messages)
 }
 
+// worker receives until the budget is counted, a receive finds nothing, the skip limit is reached
+// or ctx is done. A receive of messages it cannot count does not end it: the messages present at
+// the start may come after them (held by another reader, or simply later in SQS's order), and
+// ending there would undercount; the skip limit bounds such receipts instead.
 func (d *dryRun) worker(ctx context.Context) error {
 	for ctx.Err() == nil {
 		n := d.want()
@@ -123,31 +151,32 @@ func (d *dryRun) worker(ctx context.Context) error {
 			}
 			return fmt.Errorf("receive from %s: %w", d.o.From, err)
 		}
-		if d.add(out.Messages) == 0 {
+		if len(out.Messages) == 0 {
 			return nil
 		}
+		d.add(out.Messages)
 	}
 	return nil
 }
 
-// add records msgs and returns how many were counted for the first time. Every handle is kept, so
-// that messages not counted (past the budget, or sent after the start) are made visible again too.
-func (d *dryRun) add(msgs []types.Message) int {
+// add records msgs. Every handle is kept, so that messages not counted (past the budget, or sent
+// after the start) are made visible again too. Receipts of messages sent after the start or counted
+// already count against the skip limit.
+func (d *dryRun) add(msgs []types.Message) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fresh := 0
 	for _, msg := range msgs {
 		id := aws.ToString(msg.MessageId)
 		_, seen := d.handles[id]
 		d.handles[id] = aws.ToString(msg.ReceiptHandle)
 		switch {
 		case seen:
+			d.skips++
 		case sentAfter(msg, d.o.Start.At):
 			d.res.Skipped++
 			d.skips++
 		case d.res.Messages >= d.budget: // another worker filled the budget meanwhile
 		default:
-			fresh++
 			d.res.Messages++
 			d.res.Bytes += int64(len(aws.ToString(msg.Body)))
 			if len(d.res.Samples) < d.o.Samples {
@@ -155,7 +184,11 @@ func (d *dryRun) add(msgs []types.Message) int {
 			}
 		}
 	}
-	return fresh
+	if d.skips >= skipLimit(d.budget, d.o.Concurrency) && !d.limited {
+		d.limited = true
+		d.o.Log.Warn("the dead-letter queue keeps returning messages the dry run cannot count; stopping",
+			"counted", d.res.Messages, "skipped", d.res.Skipped)
+	}
 }
 
 func sample(msg types.Message) Sample {

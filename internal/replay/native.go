@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -28,10 +29,16 @@ type NativeResult struct {
 	FailureReason string
 }
 
+// maxUnlistedPolls bounds the polls of MoveNative that do not find the task it started (the
+// listing may lag behind the start and show the source's previous task): past it, MoveNative
+// gives up following the task, with an error.
+const maxUnlistedPolls = 30
+
 // MoveNative starts an SQS message move task from o.From to o.To (o.To empty: back to each
 // message's original source queue) at o.Rate messages per second, follows it every poll interval
 // (reporting moved counts to o.Progress), and returns when it ends. Cancelling ctx cancels the task
-// (messages already moved stay moved). Max is not supported by SQS's move tasks.
+// (messages already moved stay moved). A task cancelled by someone else, or that failed, is an
+// error: not everything was moved. Max is not supported by SQS's move tasks.
 func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration) (NativeResult, error) {
 	if err := o.validate(false); err != nil {
 		return NativeResult{}, err
@@ -58,6 +65,21 @@ func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration)
 	if o.Rate > 0 {
 		in.MaxNumberOfMessagesPerSecond = aws.Int32(int32(max(1, min(o.Rate, 500))))
 	}
+	// The source's newest task before this one: a listing made soon after the start may still
+	// show it (finished, its handle no longer listed), and its status is not this task's.
+	prev, err := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})
+	if err != nil {
+		if unsupported(err) {
+			return NativeResult{}, fmt.Errorf("%w (%v)", ErrNativeUnsupported, err)
+		}
+		return NativeResult{}, fmt.Errorf("list message move tasks of %s: %w", src, err)
+	}
+	isOurs := func(t types.ListMessageMoveTasksResultEntry, handle string) bool {
+		if h := aws.ToString(t.TaskHandle); h != "" {
+			return h == handle // listed only while the task runs
+		}
+		return len(prev.Results) == 0 || t.StartedTimestamp > prev.Results[0].StartedTimestamp
+	}
 	started, err := c.StartMessageMoveTask(ctx, in)
 	if err != nil {
 		if unsupported(err) {
@@ -69,6 +91,7 @@ func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration)
 	o.Log.Info("message move task started", "task_handle", res.TaskHandle, "source", src)
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
+	unlisted := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -88,7 +111,10 @@ func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration)
 			}
 			return res, fmt.Errorf("list message move tasks of %s: %w", src, err)
 		}
-		if len(out.Results) == 0 {
+		if len(out.Results) == 0 || !isOurs(out.Results[0], res.TaskHandle) {
+			if unlisted++; unlisted >= maxUnlistedPolls {
+				return res, fmt.Errorf("message move task %s: not listed by ListMessageMoveTasks after %d polls; follow it with aws sqs list-message-move-tasks", res.TaskHandle, unlisted)
+			}
 			continue
 		}
 		t := out.Results[0]
@@ -100,8 +126,12 @@ func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration)
 		res.Status = aws.ToString(t.Status)
 		res.FailureReason = aws.ToString(t.FailureReason)
 		switch res.Status {
-		case "COMPLETED", "CANCELLED":
+		case "COMPLETED":
 			return res, nil
+		case "CANCELLED":
+			// Not by this process (its own cancellation returns above): someone stopped the task
+			// part-way, and what it did not move is still in the source queue.
+			return res, fmt.Errorf("message move task %s was cancelled by someone else after moving %d of %d messages", res.TaskHandle, res.Moved, res.ToMove)
 		case "FAILED":
 			return res, fmt.Errorf("message move task %s failed: %s", res.TaskHandle, res.FailureReason)
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -92,7 +93,7 @@ func Resend(ctx context.Context, c SQSAPI, src Source, o ResendOptions) (ResendR
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &resender{c: c, o: o, limiter: newLimiter(o.Rate)}
+	r := &resender{c: c, o: o, limiter: newLimiter(o.Rate), run: newRunID()}
 
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -142,9 +143,21 @@ type resender struct {
 	c       SQSAPI
 	o       ResendOptions
 	limiter *rate.Limiter
+	run     string       // this run's id, in the deduplication ids of a FIFO target
+	seq     atomic.Int64 // bodies given a deduplication id so far in this run
 
 	mu  sync.Mutex
 	res ResendResult
+}
+
+// dedupID returns a FIFO deduplication id for the next body of this run: the run's random id and
+// a sequence number, so that no two bodies of a run share one (SQS would accept the second as a
+// duplicate of the first, report it sent, and never deliver it) and no later run reuses one. A
+// clock reading would not do: batches sent in the same tick of a coarse clock, or by concurrent
+// workers, would get the same ids. The entry keeps its id across the retries of its batch, so a
+// send that reached SQS although its answer was lost is deduplicated.
+func (r *resender) dedupID() string {
+	return r.run + ":" + strconv.FormatInt(r.seq.Add(1), 10)
 }
 
 func (r *resender) record(f func(*ResendResult)) {
@@ -223,7 +236,7 @@ func (r *resender) send(ctx context.Context, batch []Body) error {
 		entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(b.Text)}
 		if isFIFO(r.o.To) {
 			entries[i].MessageGroupId = aws.String("intake-replay")
-			entries[i].MessageDeduplicationId = aws.String(fmt.Sprintf("%x", time.Now().UnixNano()) + "-" + strconv.Itoa(i))
+			entries[i].MessageDeduplicationId = aws.String(r.dedupID())
 		}
 	}
 	sent, _, failed, err := sendBatch(ctx, r.c, r.o.To, entries, r.o.Attempts, r.o.Log)

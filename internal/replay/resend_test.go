@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
@@ -283,4 +285,97 @@ func TestResendWorkerFailureIsNotAnInterruption(t *testing.T) {
 	for i := range 10 {
 		require.Contains(t, got, body(i))
 	}
+}
+
+// fifoSink answers SendMessageBatch as a FIFO queue of SQS does: an entry whose deduplication id
+// the queue has seen is accepted (listed as Successful) but not delivered again. With lostAnswers,
+// the first send of every entry is delivered but answered as a server failure (the answer lost on
+// the way), so that the replay retries it.
+type fifoSink struct {
+	SQSAPI
+	lostAnswers bool
+
+	mu        sync.Mutex
+	seen      map[string]bool
+	delivered []string
+}
+
+func (f *fifoSink) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := &sqs.SendMessageBatchOutput{}
+	for _, e := range in.Entries {
+		if e.MessageGroupId == nil || e.MessageDeduplicationId == nil {
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("MissingParameter"), SenderFault: true})
+			continue
+		}
+		d := aws.ToString(e.MessageDeduplicationId)
+		if f.seen[d] {
+			out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: e.Id, MessageId: aws.String(d)})
+			continue
+		}
+		f.seen[d] = true
+		f.delivered = append(f.delivered, aws.ToString(e.MessageBody))
+		if f.lostAnswers {
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError")})
+			continue
+		}
+		out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: e.Id, MessageId: aws.String(d)})
+	}
+	return out, nil
+}
+
+// TestResendFIFODeduplicationIDs: every body of a replay to a FIFO queue gets a deduplication id
+// of its own. They were a clock reading and the entry's place in its batch: two batches built in
+// the same tick of the clock (a coarse clock, concurrent workers) shared them, and SQS accepted
+// the second batch as duplicates, reported it sent and never delivered it. The test runs in a
+// synctest bubble, where the clock does not move while nothing waits: every batch is built at the
+// same instant. A second run delivers again (another run id), and a retried entry keeps its id.
+func TestResendFIFODeduplicationIDs(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	var lines []string
+	for i := range n {
+		lines = append(lines, body(i))
+	}
+	file := strings.Join(lines, "\n")
+	const to = "https://sqs.us-east-1.amazonaws.com/123456789012/intake.fifo"
+	synctest.Test(t, func(t *testing.T) {
+		sink := &fifoSink{seen: map[string]bool{}}
+		for run := 1; run <= 2; run++ {
+			res, err := Resend(context.Background(), sink, FileSource(strings.NewReader(file)), ResendOptions{To: to, Concurrency: 8})
+			require.NoError(t, err)
+			require.Equal(t, n, res.Sent, "run %d", run)
+			require.Equal(t, run*n, len(sink.delivered), "run %d: every body delivered, none taken for a duplicate", run)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		sink := &fifoSink{seen: map[string]bool{}, lostAnswers: true}
+		res, err := Resend(context.Background(), sink, FileSource(strings.NewReader(file)), ResendOptions{To: to, Concurrency: 8})
+		require.NoError(t, err)
+		require.Equal(t, n, res.Sent)
+		require.Equal(t, n, len(sink.delivered), "a retried send is deduplicated: delivered once")
+	})
+}
+
+// TestResendFIFO: bodies replayed to a FIFO queue of kumo, which deduplicates on the ids, all
+// arrive, sent by concurrent workers.
+func TestResendFIFO(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	target := fifoQueue(t, c)
+	const n = 120
+	var lines []string
+	for i := range n {
+		lines = append(lines, body(i))
+	}
+	res, err := Resend(testkit.Context(t), c, FileSource(strings.NewReader(strings.Join(lines, "\n"))), ResendOptions{To: target, Concurrency: 8})
+	require.NoError(t, err)
+	require.Equal(t, n, res.Sent)
+	got, total := testkit.DrainQueue(t, c, target)
+	require.Equal(t, n, total)
+	require.Len(t, got, n)
 }

@@ -278,10 +278,13 @@ func retryBatch[E any](ctx context.Context, entries []E, idOf func(E) string, ca
 }
 
 // changeVisibility sets the visibility of received messages (0: visible again now), in batches of
-// ten. It returns how many the queue accepted.
+// ten. It returns how many the queue accepted; err reports the calls that failed and, entry by
+// entry, the messages the queue refused (a refused message stays hidden until its visibility
+// timeout ends, so the caller must say so rather than count it as given back).
 func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []string, seconds int32) (int, error) {
-	done := 0
+	done, refused := 0, 0
 	var errs []error
+	var reasons []string
 	for start := 0; start < len(handles); start += MaxBatch {
 		chunk := handles[start:min(start+MaxBatch, len(handles))]
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
@@ -296,6 +299,19 @@ func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []strin
 			continue
 		}
 		done += len(out.Successful)
+		for _, f := range out.Failed {
+			if len(reasons) < 3 { // a few are enough to say why; the count says how many
+				reasons = append(reasons, failure{Code: aws.ToString(f.Code), Message: aws.ToString(f.Message)}.String())
+			}
+		}
+		// An entry listed neither as done nor as failed was not done either.
+		refused += max(len(out.Failed), len(chunk)-len(out.Successful))
+	}
+	if refused > 0 {
+		if len(reasons) == 0 {
+			reasons = append(reasons, "missing from the batch response")
+		}
+		errs = append(errs, fmt.Errorf("change visibility in %s: %d of %d messages refused (%s)", url, refused, len(handles), strings.Join(reasons, "; ")))
 	}
 	return done, errors.Join(errs...)
 }
