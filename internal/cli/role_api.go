@@ -62,8 +62,12 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	}
 	srv.Register(a.Mux)
 
+	// The inspector lets a tenant's abort replace one that was archived (a refused attempt) under
+	// the same task ID, instead of being answered as already queued.
+	inspector := asynq.NewInspector(a.Redis)
+	a.onClose(func() { _ = inspector.Close() })
 	jobsAPI, err := jobsapi.New(jobsapi.Config{
-		Client: client, Auth: srv.Authenticator().WithoutCookie(), Uploads: a.Store.Q, Buckets: []string{a.Cfg.Bucket},
+		Client: client, Inspector: inspector, Auth: srv.Authenticator().WithoutCookie(), Uploads: a.Store.Q, Buckets: []string{a.Cfg.Bucket},
 		Log: a.Log.With("component", "jobsapi"),
 	})
 	if err != nil {

@@ -48,8 +48,12 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One asynq client for the sweeps' inspection tasks, the outbox relay and the webhook
+	// deliveries' follow-ups.
+	client := asynq.NewClient(a.Redis)
+	a.onClose(func() { _ = client.Close() })
 	mux := jobs.NewMux(&jobs.Handlers{
-		Aborts: mp, Sweeps: mp, Inspector: proc, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
+		Aborts: mp, Sweeps: mp, Inspector: proc, Tasks: client, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
 	}, metrics, log)
 	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{
@@ -65,8 +69,6 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	client := asynq.NewClient(a.Redis)
-	a.onClose(func() { _ = client.Close() })
 	listener, lcomps := a.Listener()
 	relay, err := outbox.NewRelay(outbox.RelayConfig{
 		Pool: a.Store.Pool, Client: client, Endpoints: endpoints, AttemptTimeout: cfg.Webhook.Timeout,

@@ -28,7 +28,9 @@
 // # Responses
 //
 // 202 Accepted with {"id", "type", "queue", "state", "process_at"}; an abort that is already queued
-// answers 202 with "duplicate": true. Errors are RFC 9457 application/problem+json: 401
+// and still to run answers 202 with "duplicate": true. An earlier abort of the same upload that
+// asynq keeps archived (it failed for good) or completed is replaced by the new one (with
+// Config.Inspector). Errors are RFC 9457 application/problem+json: 401
 // unauthorized, 403 forbidden (bucket, or a tenant's sweep), 404 not-found (not the tenant's upload),
 // 409 upload-not-pending, 400 invalid-json / unknown-field, 413 request-too-large,
 // 415 unsupported-media-type, 422 unknown-task-type / invalid-task-payload, 503 queue-unavailable /

@@ -55,6 +55,11 @@ var _ Uploads = (*dbq.Queries)(nil)
 type Config struct {
 	// Client enqueues the tasks (an *asynq.Client; required).
 	Client tasks.Enqueuer
+	// Inspector (an *asynq.Inspector) looks at the task holding an abort's ID when the abort is
+	// posted again: one that asynq keeps archived or completed is replaced, since it will never
+	// run (tasks.EnqueueReplacingFinished). When nil, such an abort is answered as a duplicate
+	// and nothing runs until asynq drops the kept task.
+	Inspector tasks.TaskStates
 	// Auth authenticates callers (required). Operators may enqueue anything; tenants only act on
 	// their own uploads.
 	Auth Authenticator
@@ -73,6 +78,7 @@ type Config struct {
 // Handler serves POST /v1/jobs.
 type Handler struct {
 	client      tasks.Enqueuer
+	states      tasks.TaskStates
 	auth        Authenticator
 	uploads     Uploads
 	buckets     []string
@@ -100,7 +106,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("jobs api: %w", err)
 	}
 	h := &Handler{
-		client: cfg.Client, auth: cfg.Auth, uploads: cfg.Uploads, buckets: slices.Clone(cfg.Buckets),
+		client: cfg.Client, states: cfg.Inspector, auth: cfg.Auth, uploads: cfg.Uploads, buckets: slices.Clone(cfg.Buckets),
 		minSweepAge: cmp.Or(cfg.MinSweepAge, DefaultMinSweepAge),
 		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
 		now:         cfg.Now,
@@ -133,7 +139,8 @@ type Response struct {
 	State string `json:"state,omitempty"`
 	// ProcessAt is when the task becomes due.
 	ProcessAt *time.Time `json:"process_at,omitempty"`
-	// Duplicate is true when an identical abort was already queued (nothing new was enqueued).
+	// Duplicate is true when an identical abort was already queued and is still to run (nothing
+	// new was enqueued).
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
@@ -186,7 +193,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var opts []asynq.Option
+	var (
+		opts   []asynq.Option
+		states tasks.TaskStates
+	)
 	switch req.Type {
 	case tasks.TypeAbortMultipart:
 		// An operator's abort must not collide with the upload's deadline task (whose ID is the
@@ -194,12 +204,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var a tasks.AbortMultipart
 		_ = json.Unmarshal(task.Payload(), &a)
 		opts = append(opts, asynq.TaskID(tasks.APIAbortTaskID(a.UploadID)))
+		// An earlier abort of the upload that failed for good (a 403, a wrong key) stays archived
+		// under that ID: posting the abort again, once the cause is fixed, must run it.
+		states = h.states
 	case tasks.TypeInspectObject:
 		// One inspection per object at a time: each one may hash gigabytes on the workers every
 		// tenant shares, so repeating the request must not queue more of them.
 		opts = append(opts, asynq.Unique(tasks.InspectUnique))
 	}
-	info, err := tasks.Enqueue(ctx, h.client, task, opts...)
+	info, err := tasks.EnqueueReplacingFinished(ctx, h.client, states, task, opts...)
 	if errors.Is(err, asynq.ErrDuplicateTask) {
 		problem.Write(w, probInspectionQueued.With("an inspection of this object is already queued or running (one per object at a time); it reads the object as it is when it runs"))
 		return

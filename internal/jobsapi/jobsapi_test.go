@@ -66,7 +66,7 @@ func setup(t *testing.T, apiConfig ...func() config.API) *testBundle {
 	authn, err := auth.New(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	h, err := jobsapi.New(jobsapi.Config{Client: client, Auth: authn.WithoutCookie(), Uploads: st.Q, Buckets: []string{"uploads", "other"},
+	h, err := jobsapi.New(jobsapi.Config{Client: client, Inspector: insp, Auth: authn.WithoutCookie(), Uploads: st.Q, Buckets: []string{"uploads", "other"},
 		Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -185,6 +185,18 @@ func TestJobsAPIEnqueues(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 	require.Equal(t, true, body["duplicate"])
 	require.Equal(t, "api:u-42", body["id"])
+
+	// The first abort failed for good (a 403 since fixed, say) and asynq keeps it archived under
+	// its ID: posting it again runs it again, instead of answering a duplicate that never runs.
+	require.NoError(t, b.insp.ArchiveTask(tasks.QueueCritical, "api:u-42"))
+	resp, body = b.post(t, abort, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	require.Nil(t, body["duplicate"], "the archived abort is replaced")
+	require.Equal(t, "api:u-42", body["id"])
+	require.Equal(t, "scheduled", body["state"])
+	info, err = b.insp.GetTaskInfo(tasks.QueueCritical, "api:u-42")
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateScheduled, info.State, "no longer archived")
 
 	// A JWT with the admin scope is an operator too.
 	resp, body = b.post(t, `{"type":"multipart:sweep","payload":{"older_than":"48h"}}`,

@@ -154,14 +154,16 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		}
 	}
 	rec.Outcome, rec.Object = res.Outcome, res.Object
-	status, err := s.record(ctx, rec)
+	status, changed, err := s.record(ctx, rec)
 	if err != nil {
 		// The abort itself is done and its row says "aborting": a retry, or the sweep, finds the
 		// upload gone and records it aborted.
 		return res, fmt.Errorf("record %s of upload %s: %w", res.Outcome, req.UploadID, err)
 	}
 	res.IntentStatus = status
-	if res.Outcome == OutcomeAborted {
+	if res.Outcome == OutcomeAborted && changed {
+		// Counted by the attempt whose record settled the row: a racing attempt that found the
+		// upload gone records "aborted" as well, and must not count the same abort again.
 		s.metrics.aborted(req.Reason, res.Bytes, res.BytesKnown)
 	}
 	if lookErr != nil {
@@ -193,24 +195,31 @@ func (s *Service) objectAt(ctx context.Context, bucket, key string) (ObjectState
 }
 
 // record writes the abort's outcome (and settles the intent), retrying briefly: the S3 side is
-// already done, and the longer the row says "aborting", the later the intent is settled.
-func (s *Service) record(ctx context.Context, r AbortRecord) (string, error) {
-	var err error
+// already done, and the longer the row says "aborting", the later the intent is settled. changed
+// says whether this call wrote the outcome (AbortRecorder); a Store that does not say is taken to
+// have written it.
+func (s *Service) record(ctx context.Context, r AbortRecord) (status string, changed bool, err error) {
+	recorder, reports := s.store.(AbortRecorder)
 	for attempt, wait := 0, 100*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
-		var status string
-		if status, err = s.store.RecordAbort(ctx, r); err == nil {
-			return status, nil
+		if reports {
+			status, changed, err = recorder.RecordAbortChanged(ctx, r)
+		} else {
+			status, err = s.store.RecordAbort(ctx, r)
+			changed = true
+		}
+		if err == nil {
+			return status, changed, nil
 		}
 		if attempt == 3 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return "", storeErr("record abort", errors.Join(err, ctx.Err()))
+			return "", false, storeErr("record abort", errors.Join(err, ctx.Err()))
 		case <-time.After(wait):
 		}
 	}
-	return "", storeErr("record abort", err)
+	return "", false, storeErr("record abort", err)
 }
 
 // Discard aborts an upload nobody will ever know about (its intent could not be recorded), without

@@ -63,7 +63,9 @@
 // the prefix is applied client-side unless [Config.ServerSidePrefix]). For each listing page it asks
 // PostgreSQL which uploads are intake's: those are aborted once their deadline (the expires_at
 // promised to the client) has passed, never before, whatever their age; uploads intake did not
-// create are aborted when initiated before now-OlderThan. Then it aborts, by upload id, intake's
+// create are aborted when initiated before now-OlderThan (one whose initiation the store leaves
+// unset, or gives after the sweep's start, has no age to judge and is kept). The listing is
+// followed for at most [MaxListPages] pages, and refused when its markers go back. Then it aborts, by upload id, intake's
 // uploads past their deadline that the listing did not show and no abort was recorded for: the
 // delayed abort task was never scheduled (Redis was down when the upload was created) or the store
 // lists no uploads at all. So PostgreSQL's deadline, not Redis, guarantees that every upload intake
@@ -73,7 +75,9 @@
 // # Metrics
 //
 //   - intake_multipart_aborted_total{reason}: uploads S3 aborted, by reason (deadline, sweep, api,
-//     too_large); uploads found gone are not counted.
+//     too_large); uploads found gone are not counted, and an abort two attempts race on is
+//     counted once, by the attempt whose record settled it (with a Store that is an
+//     [AbortRecorder]).
 //   - intake_bytes_reclaimed_total: the part sizes of the aborted uploads (when ListParts worked).
 //   - intake_sweep_last_success_timestamp_seconds: end of the last sweep that aborted everything
 //     it should have.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
@@ -230,4 +231,79 @@ func TestAbortResumedAfterComplete(t *testing.T) {
 	require.Equal(t, "gone", b.aborts(t)[u.ID].Outcome)
 	require.Equal(t, "completed", b.status(t, id))
 	require.Zero(t, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonDeadline)), "nothing was aborted")
+}
+
+// racingStore is internal/store's Multipart (a multipart.AbortRecorder) whose afterBegin, when
+// set, runs right after BeginAbort, to interleave two attempts.
+type racingStore struct {
+	store.Multipart
+	afterBegin func()
+}
+
+var _ multipart.AbortRecorder = racingStore{}
+
+func (s racingStore) BeginAbort(ctx context.Context, r multipart.AbortRecord) (string, error) {
+	prior, err := s.Multipart.BeginAbort(ctx, r)
+	if s.afterBegin != nil {
+		s.afterBegin()
+	}
+	return prior, err
+}
+
+// TestAbortRaceCountedOnce: the deadline task and the sweep race on one upload. The sweep begins
+// after the task's row says "aborting", and finds the upload gone once the task has aborted it:
+// it records "aborted" as well (it cannot tell this from a process that died after S3's answer),
+// but only the attempt whose record settled the row counts the abort. Both used to count it.
+func TestAbortRaceCountedOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"raced-count.bin"}, 1)[0]
+	part := make([]byte, 1234)
+	b.uploadPart(t, u, 1, part)
+	id := b.intent(t, u, time.Now().Add(-time.Second))
+
+	wait := func(c chan struct{}) {
+		select {
+		case <-c:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	taskBegun, sweepBegun, taskDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	service := func(afterBegin func()) *multipart.Service {
+		mp, err := multipart.New(multipart.Config{S3: b.s3, Metrics: b.metrics,
+			Store: racingStore{Multipart: b.st.Multipart(), afterBegin: afterBegin}})
+		require.NoError(t, err)
+		return mp
+	}
+	task := service(func() { close(taskBegun); wait(sweepBegun) })
+	sweep := service(func() { close(sweepBegun); wait(taskDone) })
+	abort := func(mp *multipart.Service, reason string) (multipart.AbortResult, error) {
+		return mp.Abort(b.ctx, multipart.AbortRequest{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: reason})
+	}
+
+	type result struct {
+		res multipart.AbortResult
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		defer close(taskDone)
+		res, err := abort(task, multipart.ReasonDeadline)
+		first <- result{res, err}
+	}()
+	wait(taskBegun)
+	res, err := abort(sweep, multipart.ReasonSweep)
+	require.NoError(t, err)
+	require.True(t, res.Resumed, "the sweep saw the task's row")
+	require.Equal(t, multipart.OutcomeAborted, res.Outcome)
+	got := <-first
+	require.NoError(t, got.err)
+	require.Equal(t, multipart.OutcomeAborted, got.res.Outcome)
+
+	require.Equal(t, "aborted", b.aborts(t)[u.ID].Outcome)
+	require.Equal(t, "deadline", b.aborts(t)[u.ID].Reason)
+	require.Equal(t, "aborted", b.status(t, id))
+	require.Equal(t, 1.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonDeadline)))
+	require.Zero(t, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonSweep)), "counted twice")
+	require.Equal(t, float64(len(part)), testkit.Value(t, b.metrics.BytesReclaimed))
 }

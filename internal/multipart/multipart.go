@@ -51,6 +51,19 @@ type Store interface {
 	Overdue(ctx context.Context, q OverdueQuery) ([]Intent, error)
 }
 
+// AbortRecorder is a Store whose record of an abort also says whether it changed the abort's row.
+// When the Store implements it, the Service counts an abort (intake_multipart_aborted_total and
+// intake_bytes_reclaimed_total) only for the attempt whose record moved the row to "aborted". Two
+// attempts racing on one upload (the deadline task and the sweep) would otherwise both count it:
+// the one that finds the upload already gone, after the other's row said "aborting", records
+// "aborted" too, since it cannot tell that race from a process that died after S3's answer.
+type AbortRecorder interface {
+	// RecordAbortChanged is Store.RecordAbort, and also reports whether this call wrote the
+	// outcome (the row said "aborting", or "gone" and the outcome is "aborted"); false when an
+	// earlier record already said as much.
+	RecordAbortChanged(ctx context.Context, r AbortRecord) (intentStatus string, changed bool, err error)
+}
+
 // Intent statuses (column uploads.status).
 const (
 	StatusPending   = "pending"

@@ -34,8 +34,15 @@ type SweepOptions struct {
 	// object at its key after the abort). Such an upload's event, which would have inspected the
 	// object and cancelled its abort, is late or was never sent (S3 may send none for a complete
 	// that committed while its client's request failed), so the sweep has it inspected now instead
-	// of leaving its verdict to the periodic reconcile. The jobs' sweep task passes the pipeline.
+	// of leaving its verdict to the periodic reconcile. The jobs' sweep task and `intake sweep`
+	// pass a function that enqueues an object:inspect task (the sweep task, without a client, the
+	// pipeline). A failed inspection leaves the object to the reconcile.
 	Inspect func(ctx context.Context, bucket, key string) error
+	// InspectBestEffort logs a failed Inspect instead of counting it as a failed candidate and
+	// failing the sweep. The jobs' sweep task sets it: its retry would list the whole bucket again
+	// and not find that upload (its abort is recorded, S3 no longer lists it), so failing gains
+	// nothing. `intake sweep` leaves it unset and exits non-zero, telling its user to reconcile.
+	InspectBestEffort bool
 }
 
 // Candidate sources.
@@ -98,14 +105,14 @@ type SweepReport struct {
 	// killed between S3's answer and PostgreSQL), resumed by this sweep.
 	Interrupted int `json:"interrupted"`
 	// Aborted, Gone and Failed count the candidates' outcomes (zero in a dry run). A failed
-	// inspection (SweepOptions.Inspect) counts as failed too; its upload is recorded gone and its
-	// object left to the reconcile.
+	// inspection (SweepOptions.Inspect) counts as failed too, unless SweepOptions.InspectBestEffort;
+	// its upload is recorded gone and its object left to the reconcile.
 	Aborted int `json:"aborted"`
 	Gone    int `json:"gone"`
 	Failed  int `json:"failed"`
 	// Completed counts intake's uploads found completed (an object at the key), among Gone or
-	// Aborted; Inspected, those of them handed to SweepOptions.Inspect without error (inspected by
-	// the jobs' sweep task; enqueued for inspection by `intake sweep`).
+	// Aborted; Inspected, those of them handed to SweepOptions.Inspect without error (inspected or
+	// enqueued for inspection by the jobs' sweep task; enqueued by `intake sweep`).
 	Completed int `json:"completed"`
 	Inspected int `json:"inspected"`
 	// BytesReclaimed sums the part sizes of the aborted uploads, where known.
@@ -183,7 +190,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 					if err == nil && res.Object == ObjectExists {
 						rep.Completed++
 						switch {
-						case inspectErr != nil:
+						case inspectErr != nil && !opts.InspectBestEffort:
 							rep.Failed++
 							if firstErr == nil {
 								firstErr = inspectErr
@@ -270,6 +277,11 @@ func (s *Service) abortRecovered(ctx context.Context, req AbortRequest) (res Abo
 	return s.Abort(ctx, req)
 }
 
+// MaxListPages bounds the ListMultipartUploads pages one sweep follows (a hundred million uploads
+// at S3's page size), so that a store whose markers never reach the end cannot keep a sweep
+// listing forever.
+const MaxListPages = 100_000
+
 // sweepListing pages through ListMultipartUploads and emits the uploads to abort under the prefix:
 // intake's past their deadline, the others older than the cutoff.
 func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *SweepReport, emit func(Candidate) bool) error {
@@ -277,7 +289,13 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 	if s.serverSidePrefix && opts.Prefix != "" {
 		in.Prefix = aws.String(opts.Prefix)
 	}
-	for {
+	// The upload id markers given so far under the current key marker: S3 orders a key's uploads
+	// by initiation, not by id, so only a repeat shows that the listing went back.
+	seenIDs := map[string]bool{}
+	for page := 1; ; page++ {
+		if page > MaxListPages {
+			return fmt.Errorf("list multipart uploads: more than %d pages (after key %q): the store's markers do not reach the end", MaxListPages, aws.ToString(in.KeyMarker))
+		}
 		cctx, cancel := s.callContext(ctx)
 		out, err := s.s3.ListMultipartUploads(cctx, in)
 		cancel()
@@ -285,14 +303,14 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 			return fmt.Errorf("list multipart uploads (after key %q): %w", aws.ToString(in.KeyMarker), err)
 		}
 		rep.Listed += len(out.Uploads)
-		var page []Candidate
+		var uploads []Candidate
 		var ids []string
 		for _, u := range out.Uploads {
 			key, id := aws.ToString(u.Key), aws.ToString(u.UploadId)
 			if id == "" || u.Initiated == nil || !strings.HasPrefix(key, opts.Prefix) {
 				continue
 			}
-			page = append(page, Candidate{Key: key, UploadID: id, Initiated: *u.Initiated, Source: SourceListing})
+			uploads = append(uploads, Candidate{Key: key, UploadID: id, Initiated: *u.Initiated, Source: SourceListing})
 			ids = append(ids, id)
 		}
 		var known map[string]Intent
@@ -302,7 +320,7 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 			}
 		}
 		var stale []Candidate
-		for _, c := range page {
+		for _, c := range uploads {
 			if intent, ok := known[c.UploadID]; ok {
 				if intent.ExpiresAt.After(rep.Now) {
 					if c.Initiated.Before(rep.Cutoff) {
@@ -311,7 +329,11 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 					continue
 				}
 				c.Known, c.Deadline = true, &intent.ExpiresAt
-			} else if !c.Initiated.Before(rep.Cutoff) {
+			} else if !knownAge(c.Initiated, rep.Now) || !c.Initiated.Before(rep.Cutoff) {
+				// An upload intake did not create is judged by its age alone: one whose
+				// initiation is unset (zero, or the Unix epoch some stores send for none) or
+				// after the sweep started has no age to judge, and a fresh upload must not look
+				// stale for it.
 				continue
 			}
 			stale = append(stale, c)
@@ -329,24 +351,37 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 		}
 		nextKey, nextID := nextMarkers(out)
 		prevKey := aws.ToString(in.KeyMarker)
-		if nextKey == "" || nextKey < prevKey || (nextKey == prevKey && nextID == aws.ToString(in.UploadIdMarker)) {
-			// A marker that does not move forward would list the same pages again, forever.
-			return fmt.Errorf("list multipart uploads: truncated page without a new marker (after key %q, next %q)", prevKey, nextKey)
+		if nextKey > prevKey {
+			clear(seenIDs)
 		}
+		if nextKey == "" || nextKey < prevKey || (nextKey == prevKey && (nextID == "" || seenIDs[nextID])) {
+			// A marker that does not move forward would list the same pages again, forever.
+			return fmt.Errorf("list multipart uploads: truncated page without a new marker (after key %q and upload %q, next %q and %q)",
+				prevKey, aws.ToString(in.UploadIdMarker), nextKey, nextID)
+		}
+		seenIDs[nextID] = true
 		in.KeyMarker, in.UploadIdMarker = aws.String(nextKey), aws.String(nextID)
 	}
 }
 
 // nextMarkers are the markers of the page after out: S3's NextKeyMarker and NextUploadIdMarker, or,
 // from a store that answers a truncated page without them, the page's last upload (the markers S3
-// would have given: the listing resumes after that key and upload id).
+// would have given: the listing resumes after that key and upload id). A key marker without an
+// upload id marker is not used either: it would resume after every upload of that key, skipping
+// those the page did not hold.
 func nextMarkers(out *s3.ListMultipartUploadsOutput) (key, uploadID string) {
 	key, uploadID = aws.ToString(out.NextKeyMarker), aws.ToString(out.NextUploadIdMarker)
-	if key == "" && len(out.Uploads) > 0 {
+	if (key == "" || uploadID == "") && len(out.Uploads) > 0 {
 		last := out.Uploads[len(out.Uploads)-1]
 		key, uploadID = aws.ToString(last.Key), aws.ToString(last.UploadId)
 	}
 	return key, uploadID
+}
+
+// knownAge reports whether initiated, an upload's initiation as the store gave it, says how old
+// the upload is at now: set (not zero, after the Unix epoch) and not after now.
+func knownAge(initiated, now time.Time) bool {
+	return initiated.Unix() > 0 && !initiated.After(now)
 }
 
 // sweepOverdue emits intake's uploads past their deadline that the listing did not show and no
@@ -443,9 +478,10 @@ func (s *Service) beginPage(ctx context.Context, opts SweepOptions, cs []Candida
 }
 
 // SweepBucket is Sweep for the jobs' multipart:sweep task (worker/jobs.Sweeper); inspect is
-// SweepOptions.Inspect (nil: none).
+// SweepOptions.Inspect (nil: none), best effort (SweepOptions.InspectBestEffort): a failed
+// inspection does not fail the sweep, whose retry could not do it again.
 func (s *Service) SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration,
 	inspect func(ctx context.Context, bucket, key string) error) error {
-	_, err := s.Sweep(ctx, SweepOptions{Bucket: bucket, Prefix: prefix, OlderThan: olderThan, Inspect: inspect})
+	_, err := s.Sweep(ctx, SweepOptions{Bucket: bucket, Prefix: prefix, OlderThan: olderThan, Inspect: inspect, InspectBestEffort: true})
 	return err
 }

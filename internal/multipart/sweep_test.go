@@ -3,6 +3,7 @@ package multipart_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -164,8 +166,11 @@ func TestSweepOverdue(t *testing.T) {
 // TestSweepInspectsCompletedUploads: an upload of intake's completed past intake (its client
 // completed it with S3 directly) whose event never came keeps a pending intent; at its deadline the
 // sweep finds it gone from the listing, aborts it by id, finds the object, and has it inspected
-// (SweepOptions.Inspect: the jobs' sweep task passes the pipeline). An upload still open is aborted
-// and not inspected; a failing inspection is counted and returned, and the abort stays recorded.
+// (SweepOptions.Inspect: the jobs' sweep task enqueues an inspection). An upload still open is
+// aborted and not inspected; a failing inspection is counted and returned (`intake sweep` exits
+// non-zero), and the abort stays recorded. With InspectBestEffort (the jobs' sweep task, whose
+// retry would list the bucket again and not find that upload, now recorded) it is logged and
+// does not fail the sweep.
 func TestSweepInspectsCompletedUploads(t *testing.T) {
 	t.Parallel()
 	b := setup(t, multipart.Config{})
@@ -210,6 +215,21 @@ func TestSweepInspectsCompletedUploads(t *testing.T) {
 	require.Equal(t, 1, rep.Failed)
 	require.Equal(t, "completed", b.status(t, failingID), "the abort's outcome is recorded whatever the inspection did")
 	require.Contains(t, b.logBuf.String(), "the reconcile will inspect it")
+
+	// The jobs' sweep task: best effort.
+	best := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"v2/done.bin"}, 1)[0]
+	b.complete(t, best, b.uploadPart(t, best, 1, make([]byte, 100)))
+	bestID := b.intent(t, best, past)
+	inspected = nil
+	failing = best
+	rep, err = b.mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "v2/", OlderThan: time.Hour, Inspect: inspect, InspectBestEffort: true})
+	require.NoError(t, err, "a failed inspection does not fail the sweep task")
+	require.Equal(t, []string{b.bucket + "/" + best.Key}, inspected)
+	require.Equal(t, 1, rep.Completed)
+	require.Zero(t, rep.Inspected, "Completed - Inspected were not inspected")
+	require.Zero(t, rep.Failed)
+	require.Equal(t, 1, rep.Gone)
+	require.Equal(t, "completed", b.status(t, bestID))
 
 	// Without an inspector (`intake sweep`), a completed upload is counted, not inspected.
 	c := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"w/done.bin"}, 1)[0]
@@ -324,4 +344,136 @@ func TestPartsWithoutMarkers(t *testing.T) {
 		nums = append(nums, p.Number)
 	}
 	require.Equal(t, []int32{1, 2, 3, 4, 5}, nums)
+}
+
+// fakeListing answers ListMultipartUploads with list (counting the calls); every other call
+// reaches MinIO.
+type fakeListing struct {
+	multipart.S3API
+	mu    sync.Mutex
+	calls int
+	list  func(call int, in *s3.ListMultipartUploadsInput) (*s3.ListMultipartUploadsOutput, error)
+}
+
+func (f *fakeListing) ListMultipartUploads(_ context.Context, in *s3.ListMultipartUploadsInput, _ ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return f.list(f.calls, in)
+}
+
+// TestSweepListingIsBounded: a store whose truncated pages never reach the end cannot keep a sweep
+// listing forever. Upload id markers that go back under one key (the guard used to compare
+// keys only, and a store alternating two ids looped) are refused at once; markers that always
+// move on stop at MaxListPages.
+func TestSweepListingIsBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	const runaway = "the sweep is still listing"
+	fresh := aws.Time(time.Now())
+
+	alternating := &fakeListing{S3API: b.s3, list: func(call int, _ *s3.ListMultipartUploadsInput) (*s3.ListMultipartUploadsOutput, error) {
+		if call > 1000 {
+			return nil, errors.New(runaway)
+		}
+		id := fmt.Sprintf("id-%d", call%2)
+		return &s3.ListMultipartUploadsOutput{IsTruncated: aws.Bool(true), NextKeyMarker: aws.String("k"), NextUploadIdMarker: aws.String(id),
+			Uploads: []types.MultipartUpload{{Key: aws.String("k"), UploadId: aws.String(id), Initiated: fresh}}}, nil
+	}}
+	mp, err := multipart.New(multipart.Config{S3: alternating, Store: b.st.Multipart()})
+	require.NoError(t, err)
+	_, err = mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Hour})
+	require.ErrorContains(t, err, "truncated page without a new marker")
+	require.LessOrEqual(t, alternating.calls, 3, "the repeated upload id marker is seen at once")
+
+	endless := &fakeListing{S3API: b.s3, list: func(call int, _ *s3.ListMultipartUploadsInput) (*s3.ListMultipartUploadsOutput, error) {
+		if call > multipart.MaxListPages+10 {
+			return nil, errors.New(runaway)
+		}
+		return &s3.ListMultipartUploadsOutput{IsTruncated: aws.Bool(true),
+			NextKeyMarker: aws.String(fmt.Sprintf("k%09d", call)), NextUploadIdMarker: aws.String("x")}, nil
+	}}
+	mp, err = multipart.New(multipart.Config{S3: endless, Store: b.st.Multipart()})
+	require.NoError(t, err)
+	_, err = mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Hour})
+	require.ErrorContains(t, err, fmt.Sprintf("more than %d pages", multipart.MaxListPages))
+	require.NotContains(t, err.Error(), runaway)
+	require.Equal(t, multipart.MaxListPages, endless.calls)
+}
+
+// s3Order lists uploads as S3 does: by key, then by initiation (here: the order given), resuming
+// after KeyMarker and UploadIdMarker, or, with a key marker alone, after every upload of that key.
+// Its truncated pages carry NextKeyMarker and no NextUploadIdMarker.
+func s3Order(uploads []types.MultipartUpload) func(int, *s3.ListMultipartUploadsInput) (*s3.ListMultipartUploadsOutput, error) {
+	return func(_ int, in *s3.ListMultipartUploadsInput) (*s3.ListMultipartUploadsOutput, error) {
+		key, id := aws.ToString(in.KeyMarker), aws.ToString(in.UploadIdMarker)
+		start := 0
+		if key != "" {
+			start = len(uploads)
+			for i, u := range uploads {
+				if k := aws.ToString(u.Key); k > key {
+					start = i
+					break
+				} else if k == key && id != "" && aws.ToString(u.UploadId) == id {
+					start = i + 1
+					break
+				}
+			}
+		}
+		end := min(start+int(aws.ToInt32(in.MaxUploads)), len(uploads))
+		out := &s3.ListMultipartUploadsOutput{Uploads: uploads[start:end], IsTruncated: aws.Bool(end < len(uploads))}
+		if end < len(uploads) {
+			out.NextKeyMarker = uploads[end-1].Key
+		}
+		return out, nil
+	}
+}
+
+// TestSweepListingKeyMarkerAlone: a store that gives NextKeyMarker without NextUploadIdMarker is
+// listed on from the page's last upload: resuming after the key alone skipped the rest of that
+// key's uploads (several clients uploading to one key), and the sweep never saw them.
+func TestSweepListingKeyMarkerAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	old := aws.Time(time.Now().Add(-2 * time.Hour))
+	var uploads []types.MultipartUpload
+	var want []string
+	for _, u := range []struct{ key, id string }{{"a.bin", "a1"}, {"same.bin", "s1"}, {"same.bin", "s2"}, {"same.bin", "s3"}, {"same.bin", "s4"}, {"same.bin", "s5"}, {"z.bin", "z1"}} {
+		uploads = append(uploads, types.MultipartUpload{Key: aws.String(u.key), UploadId: aws.String(u.id), Initiated: old})
+		want = append(want, u.id)
+	}
+	mp, err := multipart.New(multipart.Config{S3: &fakeListing{S3API: b.s3, list: s3Order(uploads)}, Store: b.st.Multipart(), PageSize: 2})
+	require.NoError(t, err)
+	var seen []string
+	rep, err := mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Hour, DryRun: true,
+		OnCandidate: func(c multipart.Candidate) { seen = append(seen, c.UploadID) }})
+	require.NoError(t, err)
+	require.Equal(t, want, seen, "every upload listed once, in order")
+	require.Equal(t, len(uploads), rep.Listed)
+}
+
+// TestSweepUnknownInitiation: an upload intake did not create is aborted by its age alone, so one
+// whose initiation the store leaves unset (zero, or the Unix epoch) or gives after the sweep
+// started is kept: it used to look decades old, and a fresh upload was aborted. intake's own
+// uploads are judged by their deadline, whatever their initiation.
+func TestSweepUnknownInitiation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	now := time.Now()
+	page := []types.MultipartUpload{
+		{Key: aws.String("epoch.bin"), UploadId: aws.String("epoch"), Initiated: aws.Time(time.Unix(0, 0))},
+		{Key: aws.String("future.bin"), UploadId: aws.String("future"), Initiated: aws.Time(now.Add(time.Hour))},
+		{Key: aws.String("old.bin"), UploadId: aws.String("old"), Initiated: aws.Time(now.Add(-2 * time.Hour))},
+		{Key: aws.String("ours.bin"), UploadId: aws.String("ours"), Initiated: aws.Time(time.Time{})},
+		{Key: aws.String("zero.bin"), UploadId: aws.String("zero"), Initiated: aws.Time(time.Time{})},
+	}
+	b.intent(t, testkit.Upload{Key: "ours.bin", ID: "ours"}, now.Add(-time.Minute))
+	mp, err := multipart.New(multipart.Config{S3: &fakeListing{S3API: b.s3, list: s3Order(page)}, Store: b.st.Multipart()})
+	require.NoError(t, err)
+	var seen []string
+	rep, err := mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Hour, DryRun: true,
+		OnCandidate: func(c multipart.Candidate) { seen = append(seen, c.UploadID) }})
+	require.NoError(t, err)
+	require.Equal(t, 5, rep.Listed)
+	require.Equal(t, []string{"old", "ours"}, seen)
 }

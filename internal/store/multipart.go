@@ -67,16 +67,26 @@ func (m Multipart) PendingAborts(ctx context.Context, q multipart.PendingQuery) 
 
 // RecordAbort implements multipart.Store.
 func (m Multipart) RecordAbort(ctx context.Context, r multipart.AbortRecord) (string, error) {
+	status, _, err := m.RecordAbortChanged(ctx, r)
+	return status, err
+}
+
+// RecordAbortChanged implements multipart.AbortRecorder: changed is false when the row already
+// held the outcome (another attempt, such as the deadline task racing a sweep, recorded it first),
+// so that the abort is counted once.
+func (m Multipart) RecordAbortChanged(ctx context.Context, r multipart.AbortRecord) (string, bool, error) {
 	row, err := m.q.RecordMultipartAbort(ctx, dbq.RecordMultipartAbortParams{
 		Bucket: r.Bucket, Key: r.Key, UploadID: r.UploadID, Initiated: r.Initiated,
 		Reason: r.Reason, Outcome: r.Outcome,
 		Settle: r.Object != multipart.ObjectUnknown, ObjectExists: r.Object == multipart.ObjectExists,
 	})
 	if err != nil {
-		return "", fmt.Errorf("record abort of upload %s: %w", r.UploadID, err)
+		return "", false, fmt.Errorf("record abort of upload %s: %w", r.UploadID, err)
 	}
-	return row.IntentStatus, nil
+	return row.IntentStatus, row.Recorded > 0, nil
 }
+
+var _ multipart.AbortRecorder = Multipart{}
 
 // MarkCompleted implements multipart.Store.
 func (m Multipart) MarkCompleted(ctx context.Context, bucket, uploadID string) (bool, error) {

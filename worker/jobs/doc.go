@@ -17,14 +17,19 @@
 //     sent it), so its verdict does not wait for the periodic reconcile. The [Aborter] runs the
 //     inspection once the outcome is recorded; its error is retried unless the pipeline calls it
 //     permanent, whatever S3 status it carries (an S3 error of the abort itself is retried only
-//     when objstore.IsRetryable).
+//     when objstore.IsRetryable). A deadline abort never aborts before the deadline promised to
+//     the upload's owner: it is due tasks.AbortGrace after it, and one run earlier (by hand, or
+//     on a worker whose clock is behind) does nothing and fails with an [EarlyError], which the
+//     [Server] retries at the deadline without counting a retry.
 //   - multipart:sweep ([Handlers.HandleSweep], [Sweeper]): list every open multipart upload of
 //     the bucket and abort, with bounded concurrency, intake's own uploads past their deadline and
 //     the uploads intake did not create (under the prefix) initiated before the threshold; then
 //     intake's uploads past their deadline that the listing did not show. intake's uploads are
 //     never aborted before their deadline. One of intake's uploads found completed (an object at
-//     its key: its event and its abort task both lost) is inspected with the [Inspector], as the
-//     abort task does.
+//     its key: its event and its abort task both lost) gets an object:inspect task of its own
+//     (with [Handlers.Tasks]; unique, as the reconcile's) or, without, is inspected with the
+//     [Inspector] inside the sweep; a failed inspection does not fail the sweep, whose retry
+//     would not find that upload again (the reconcile inspects the object).
 //   - object:inspect ([Handlers.HandleInspect], [Inspector]): run the pipeline again on one object
 //     (satisfied by pipeline.Processor).
 //   - intake:maintenance ([TypeMaintenance], [Maintenance]): expire intents and prune archived
@@ -37,8 +42,10 @@
 //     intake:maintenance: not in tasks.Types.
 //
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
-// asynq.SkipRetry and the task is archived at once. S3 errors that retrying cannot fix (403, 400…)
-// are permanent too. Everything else is retried with asynq's backoff.
+// asynq.SkipRetry and the task is archived at once. So is a task naming a bucket that is not one
+// of [Handlers.Buckets]. S3 errors that retrying cannot fix (403, 400…) are permanent too, unless
+// joined with one that a retry may fix (a sweep's passes fail apart). Everything else is retried
+// with asynq's backoff.
 //
 // # Many replicas
 //

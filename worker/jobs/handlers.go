@@ -46,7 +46,9 @@ type Aborter interface {
 // internal/multipart's Service, which never aborts intake's own uploads before their deadline).
 type Sweeper interface {
 	// SweepBucket sweeps; inspect, when not nil, is called for each of intake's uploads found
-	// completed (their event is late or was never sent).
+	// completed (their event is late or was never sent). A failed inspect does not fail the sweep:
+	// the upload's abort is recorded and S3 no longer lists it, so a retried sweep would not find
+	// it again (the reconcile inspects the object).
 	SweepBucket(ctx context.Context, bucket, prefix string, olderThan time.Duration,
 		inspect func(ctx context.Context, bucket, key string) error) error
 }
@@ -66,9 +68,15 @@ type Handlers struct {
 	Log *slog.Logger
 	// Now is the clock deadline tasks are checked against (default time.Now).
 	Now func() time.Time
-	// Buckets, when set, are the buckets sweep tasks may name (the ones intake serves); a sweep of
-	// another is refused without retry, as POST /v1/jobs and `intake sweep` refuse it.
+	// Buckets, when set, are the buckets tasks may name (the ones intake serves); an abort,
+	// sweep or inspection of another (a task written by hand into Redis, or left there after a
+	// bucket was removed from the configuration) is refused without retry, as POST /v1/jobs and
+	// `intake sweep` refuse it.
 	Buckets []string
+	// Tasks, when set (an *asynq.Client), enqueues an object:inspect task for each of intake's
+	// uploads a sweep finds completed, instead of inspecting the object inside the sweep: an
+	// inspection may hash gigabytes, and has its own retries there.
+	Tasks tasks.Enqueuer
 	// MinSweepAge is the smallest older_than a sweep task may carry (default tasks.MinSweepAge):
 	// younger uploads are probably in progress, whoever built the task.
 	MinSweepAge time.Duration
@@ -83,15 +91,19 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 	if h.Aborts == nil {
 		return fmt.Errorf("multipart aborts not configured: %w", asynq.SkipRetry)
 	}
+	if err := h.checkBucket("multipart abort", p.Bucket); err != nil {
+		return err
+	}
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
-	if now := h.now(); reason == tasks.ReasonDeadline && now.Add(earlyTolerance).Before(p.Deadline) {
+	if now := h.now(); reason == tasks.ReasonDeadline && now.Before(p.Deadline) {
 		// Run before its time: by an operator (`intake jobs run --all --state scheduled`, asynqmon's
-		// "Run") or a task built by hand. The upload's owner was promised it until the deadline, so it
-		// is left open and the task consumed: nothing is recorded, and the sweep aborts the upload
-		// once its deadline has passed (its overdue pass reads the deadline from PostgreSQL).
-		h.log().WarnContext(ctx, "multipart abort task run before its deadline: upload left open for the sweep",
+		// "Run"), a task built by hand, or a worker whose clock is behind the API's. The upload's
+		// owner was promised it until the deadline, by any amount: it is left open, nothing is
+		// recorded, and the task is retried once the deadline has passed (NewServer's retry delay
+		// reads the deadline from the error, and the early run does not use up a retry).
+		h.log().WarnContext(ctx, "multipart abort task run before its deadline: retried after it",
 			"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "deadline", p.Deadline, "early_by", p.Deadline.Sub(now).String())
-		return nil
+		return &EarlyError{UploadID: p.UploadID, Deadline: p.Deadline}
 	}
 	// An upload found completed (an object at its key) had its abort task run anyway: the consumer
 	// cancels the task when it processes the object's event, so that event is late or was never
@@ -137,15 +149,36 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("sweep: older_than %s is below the minimum of %s (younger uploads may still be in progress): %w",
 			time.Duration(p.OlderThan), minAge, asynq.SkipRetry)
 	}
-	if len(h.Buckets) > 0 && !slices.Contains(h.Buckets, p.Bucket) {
-		return fmt.Errorf("sweep: bucket %q is not one intake is configured for (foreign_bucket): %w", p.Bucket, asynq.SkipRetry)
+	if err := h.checkBucket("sweep", p.Bucket); err != nil {
+		return err
 	}
+	// A completed upload the sweep finds is gone from the listing and settled in PostgreSQL once
+	// its abort is recorded: a retried sweep would not find it again. Its inspection is therefore
+	// queued as a task of its own (retried there); an inspection that fails inside the sweep does
+	// not fail the sweep (see Sweeper).
 	var inspect func(ctx context.Context, bucket, key string) error
-	if h.Inspector != nil {
+	switch {
+	case h.Tasks != nil:
+		inspect = h.enqueueInspect
+	case h.Inspector != nil:
 		inspect = h.Inspector.InspectObject
 	}
 	if err := h.Sweeps.SweepBucket(ctx, p.Bucket, p.Prefix, time.Duration(p.OlderThan), inspect); err != nil {
 		return s3Error(err)
+	}
+	return nil
+}
+
+// enqueueInspect queues the inspection of one object, unique for tasks.InspectUnique as the
+// reconcile queues it: one already queued (by the reconcile, POST /v1/jobs or another sweep) is
+// enough.
+func (h *Handlers) enqueueInspect(ctx context.Context, bucket, key string) error {
+	task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: bucket, Key: key})
+	if err != nil {
+		return fmt.Errorf("inspect %q: %w", key, err)
+	}
+	if _, err := tasks.Enqueue(ctx, h.Tasks, task, asynq.Unique(tasks.InspectUnique)); err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+		return fmt.Errorf("queue the inspection of %q: %w", key, err)
 	}
 	return nil
 }
@@ -159,7 +192,33 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 	if h.Inspector == nil {
 		return fmt.Errorf("object inspection not configured in this process: %w", asynq.SkipRetry)
 	}
+	if err := h.checkBucket("inspect", p.Bucket); err != nil {
+		return err
+	}
 	return h.inspect(ctx, p.Bucket, p.Key)
+}
+
+// checkBucket refuses, without retry, a task naming a bucket that is not one of h.Buckets.
+func (h *Handlers) checkBucket(what, bucket string) error {
+	if len(h.Buckets) > 0 && !slices.Contains(h.Buckets, bucket) {
+		return fmt.Errorf("%s: bucket %q is not one intake is configured for (foreign_bucket): %w", what, bucket, asynq.SkipRetry)
+	}
+	return nil
+}
+
+// EarlyError is HandleAbort's error for a deadline abort run before its deadline: nothing was
+// done, and the task is to run again once the deadline has passed. It is retryable; the
+// [NewServer] server retries it at Deadline plus tasks.AbortGrace without counting a retry.
+type EarlyError struct {
+	// UploadID names the upload.
+	UploadID string
+	// Deadline is the deadline promised to the upload's owner.
+	Deadline time.Time
+}
+
+// Error says which abort ran early.
+func (e *EarlyError) Error() string {
+	return fmt.Sprintf("abort of upload %s run before its deadline %s: left open", e.UploadID, e.Deadline.UTC().Format(time.RFC3339Nano))
 }
 
 // inspectError carries h.inspect's error, already classified, through the Aborter.
@@ -181,11 +240,6 @@ func (h *Handlers) inspect(ctx context.Context, bucket, key string) error {
 
 func (h *Handlers) log() *slog.Logger { return cmp.Or(h.Log, slog.New(slog.DiscardHandler)) }
 
-// earlyTolerance is how early a deadline abort task may run and still abort: asynq forwards a
-// scheduled task by whole seconds (up to a second early), and the replicas' clocks differ a little.
-// An operator running scheduled tasks by hand is hours early.
-const earlyTolerance = time.Minute
-
 func (h *Handlers) now() time.Time {
 	if h.Now != nil {
 		return h.Now()
@@ -194,12 +248,30 @@ func (h *Handlers) now() time.Time {
 }
 
 // s3Error marks S3 errors that retrying cannot fix (403, 400…) as permanent. Errors without an
-// HTTP response (PostgreSQL, network) and timeouts stay retryable.
+// HTTP response (PostgreSQL, network) and timeouts stay retryable, and so does an error joining
+// several (a sweep's listing, overdue and interrupted passes) when any of them is.
 func s3Error(err error) error {
-	if objstore.IsRetryable(err) {
+	if retryable(err) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+}
+
+// retryable is objstore.IsRetryable, part by part for an error joining several (errors.Join, or
+// fmt.Errorf with several %w): IsRetryable alone judges by the first part with an HTTP status, so
+// a 403 of the listing joined with a PostgreSQL outage of a later pass would be permanent.
+func retryable(err error) bool {
+	for e := err; e != nil; {
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			return slices.ContainsFunc(u.Unwrap(), retryable)
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		default:
+			e = nil
+		}
+	}
+	return objstore.IsRetryable(err)
 }
 
 // NewMux routes intake's task types to h's handlers, wrapped (outermost first) in Instrument(m),

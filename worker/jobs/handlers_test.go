@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
@@ -119,6 +120,84 @@ func TestSweepTaskGuards(t *testing.T) {
 		}
 		require.ErrorIs(t, err, asynq.SkipRetry, tc.name)
 		require.Zero(t, calls.n, "%s: a sweep started", tc.name)
+	}
+}
+
+// abortCalls records the aborts a handler starts.
+type abortCalls struct{ n int }
+
+func (a *abortCalls) AbortUpload(context.Context, string, string, string, string, func(context.Context, string, string) error) (string, bool, error) {
+	a.n++
+	return "aborted", false, nil
+}
+
+// TestTasksGuardBuckets: an abort or inspection task naming a bucket intake is not configured for
+// (written by hand into Redis, or left there after the bucket was removed from the
+// configuration) is refused without retry, as a sweep is, and nothing acts on that bucket.
+func TestTasksGuardBuckets(t *testing.T) {
+	t.Parallel()
+	const deadline = `"deadline":"2000-01-01T00:00:00Z"`
+	for _, tc := range []struct {
+		name    string
+		typ     string
+		payload string
+		refused bool
+	}{
+		{"abort of a foreign bucket", tasks.TypeAbortMultipart, `{"bucket":"theirs","key":"k","upload_id":"u",` + deadline + `}`, true},
+		{"operator's abort of a foreign bucket", tasks.TypeAbortMultipart, `{"bucket":"theirs","key":"k","upload_id":"u","reason":"api",` + deadline + `}`, true},
+		{"abort of intake's bucket", tasks.TypeAbortMultipart, `{"bucket":"mine","key":"k","upload_id":"u",` + deadline + `}`, false},
+		{"inspection of a foreign bucket", tasks.TypeInspectObject, `{"bucket":"theirs","key":"k"}`, true},
+		{"inspection of intake's bucket", tasks.TypeInspectObject, `{"bucket":"mine","key":"k"}`, false},
+	} {
+		aborts, inspected := &abortCalls{}, 0
+		h := &jobs.Handlers{Aborts: aborts, Buckets: []string{"mine"},
+			Inspector: jobs.InspectorFunc(func(context.Context, string, string) error { inspected++; return nil })}
+		err := jobs.NewMux(h, nil, nil).ProcessTask(context.Background(), asynq.NewTask(tc.typ, []byte(tc.payload)))
+		if !tc.refused {
+			require.NoError(t, err, tc.name)
+			require.Equal(t, 1, aborts.n+inspected, tc.name)
+			continue
+		}
+		require.ErrorIs(t, err, asynq.SkipRetry, tc.name)
+		require.ErrorContains(t, err, `bucket "theirs" is not one intake is configured for`, tc.name)
+		require.Zero(t, aborts.n+inspected, "%s: acted on the foreign bucket", tc.name)
+	}
+}
+
+// failingSweep is a Sweeper whose sweeps fail with err.
+type failingSweep struct{ err error }
+
+func (f failingSweep) SweepBucket(context.Context, string, string, time.Duration, func(context.Context, string, string) error) error {
+	return f.err
+}
+
+// TestSweepTaskErrorClassification: a sweep's error joins its passes' (listing, overdue,
+// interrupted). It is retried when any of them may pass on a retry: a listing refused with a 403
+// joined with a PostgreSQL outage of the next pass used to be archived, judged by the 403 alone.
+func TestSweepTaskErrorClassification(t *testing.T) {
+	t.Parallel()
+	listing := func(status int) error {
+		return fmt.Errorf("list multipart uploads (after key \"\"): %w", statusError(status))
+	}
+	store := fmt.Errorf("find intake's uploads past their deadline: %w: %w", multipart.ErrStore, errors.New("connection refused"))
+	sweep := func(errs ...error) error { return fmt.Errorf("sweep b: %w", errors.Join(errs...)) }
+	for _, tc := range []struct {
+		name      string
+		err       error
+		permanent bool
+	}{
+		{"listing refused", sweep(listing(403)), true},
+		{"listing refused, then PostgreSQL down", sweep(listing(403), store), false},
+		{"PostgreSQL down, then the listing refused", sweep(store, listing(403)), false},
+		{"listing refused, then a store outage", sweep(listing(403), fmt.Errorf("abort: %w", statusError(503))), false},
+		{"every part refused", sweep(listing(403), fmt.Errorf("abort: %w", statusError(400))), true},
+		{"store unavailable", sweep(listing(503)), false},
+		{"one candidate failed", fmt.Errorf("sweep b: 1 of 3 candidates failed, first: %w", statusError(403)), true},
+	} {
+		h := &jobs.Handlers{Sweeps: failingSweep{tc.err}}
+		err := h.HandleSweep(context.Background(), asynq.NewTask(tasks.TypeSweep, []byte(`{"bucket":"b","older_than":"1h"}`)))
+		require.ErrorIs(t, err, tc.err, tc.name)
+		require.Equal(t, tc.permanent, errors.Is(err, asynq.SkipRetry), "%s: %v", tc.name, err)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestDeadlineAbort(t *testing.T) {
 	info, err := insp.GetTaskInfo(tasks.QueueCritical, left.ID)
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStateScheduled, info.State)
-	require.WithinDuration(t, deadline, info.NextProcessAt, time.Second)
+	require.WithinDuration(t, deadline.Add(tasks.AbortGrace), info.NextProcessAt, time.Second, "due a little after the deadline, never before")
 
 	// The consumer saw cancelled's CompleteMultipartUpload: its task is deleted.
 	require.NoError(t, canceller.CancelMultipartAbort(ctx, cancelled.ID))
@@ -379,6 +379,107 @@ func TestHandlersThroughMux(t *testing.T) {
 	require.Equal(t, 1.0, testkit.Value(t, b.mpMetrics.Aborted.WithLabelValues(multipart.ReasonAPI)))
 }
 
+// TestSweepTaskQueuesInspections: an upload of intake's the sweep finds completed (its event and
+// its abort task both lost) gets an object:inspect task of its own, unique like the reconcile's,
+// instead of an inspection inside the sweep; without a client to enqueue with, the inspection
+// runs inline and its failure does not fail the sweep. A failed sweep is retried, and the retry
+// would list the whole bucket again without finding that upload (it is recorded and no longer
+// listed): the inspection could not be done again that way.
+func TestSweepTaskQueuesInspections(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	var inline []string
+	failing := jobs.InspectorFunc(func(_ context.Context, _, key string) error {
+		inline = append(inline, key) // the sweep's one candidate per prefix: no concurrent calls
+		return errors.New("pipeline: connection refused")
+	})
+	completed := func(key string) testkit.Upload {
+		u := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{key}, 1)[0]
+		b.uploadPart1(t, u, []byte("x"), true)
+		id := intent(t, ctx, b.st, b.bucket, u)
+		_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '1 minute' WHERE id = $1", id)
+		require.NoError(t, err)
+		return u
+	}
+	sweep := func(prefix string) *asynq.Task {
+		task, err := tasks.NewSweep(tasks.Sweep{Bucket: b.bucket, Prefix: prefix, OlderThan: tasks.Duration(time.Hour)})
+		require.NoError(t, err)
+		return task
+	}
+
+	queued := completed("q/done.bin")
+	mux := jobs.NewMux(&jobs.Handlers{Sweeps: b.mp, Inspector: failing, Tasks: client, Buckets: []string{b.bucket}, Log: b.log}, b.metrics, b.log)
+	require.NoError(t, mux.ProcessTask(ctx, sweep("q/")))
+	require.Empty(t, inline, "inspected inside the sweep")
+	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.Equal(t, tasks.TypeInspectObject, pending[0].Type)
+	p, err := tasks.ParseInspectObject(pending[0].Payload)
+	require.NoError(t, err)
+	require.Equal(t, tasks.InspectObject{Bucket: b.bucket, Key: queued.Key}, p)
+	require.Equal(t, "gone", abortRows(t, ctx, b.st, b.bucket)[queued.ID].Outcome)
+
+	inlined := completed("r/done.bin")
+	mux = jobs.NewMux(&jobs.Handlers{Sweeps: b.mp, Inspector: failing, Buckets: []string{b.bucket}, Log: b.log}, b.metrics, b.log)
+	require.NoError(t, mux.ProcessTask(ctx, sweep("r/")), "a failed inspection does not fail the sweep")
+	require.Equal(t, []string{inlined.Key}, inline)
+	require.Equal(t, "gone", abortRows(t, ctx, b.st, b.bucket)[inlined.ID].Outcome)
+	require.Contains(t, b.logBuf.String(), "the reconcile will inspect it")
+}
+
+// TestPeriodicRunsPastAHeartbeat runs one Periodic for more than ten seconds: asynq.Scheduler,
+// which Periodic used to drive, writes its entries (their options included) to Redis every ten
+// seconds from a goroutine of its own, while the pre-enqueue hook rewrote the task ID in those
+// options: under -race, this test failed with the data race. Each period still gets its task.
+func TestPeriodicRunsPastAHeartbeat(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	redisOpt := asynqRedis(t)
+	var mu sync.Mutex
+	periods := map[int64]bool{}
+	now := func() time.Time {
+		n := time.Now()
+		mu.Lock()
+		periods[jobs.PeriodStart("@every 1s", n).Unix()] = true
+		mu.Unlock()
+		return n
+	}
+	s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{Redis: redisOpt, Bucket: "b1", Cron: "@every 1s", OlderThan: time.Hour, Now: now})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// Fires span more than the Scheduler's ten-second heartbeat (bounded: a busy machine delays
+	// fires, it does not stop them).
+	first := time.Now()
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(periods) >= 12 && time.Since(first) > 11*time.Second
+	}, 60*time.Second, 100*time.Millisecond)
+	stop()
+	require.NoError(t, <-done)
+
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	pending, err := insp.ListPendingTasks(tasks.QueueLow, asynq.PageSize(100))
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, pending, len(periods), "one task per period")
+	for _, ti := range pending {
+		w, err := strconv.ParseInt(strings.TrimPrefix(ti.ID, "sweep:b1:"), 10, 64)
+		require.NoError(t, err, ti.ID)
+		require.True(t, periods[w], "task %s of a period that did not fire", ti.ID)
+	}
+}
+
 // statusError is an error carrying an HTTP status, as S3's do.
 type statusError int
 
@@ -437,8 +538,10 @@ func TestAbortTaskInspectionErrors(t *testing.T) {
 }
 
 // TestAbortTaskRunEarly: a deadline abort task run before its deadline (an operator's `intake jobs
-// run --all --state scheduled`, asynqmon's "Run") aborts nothing and records nothing: the owner
-// was promised the upload until then. The same task at its time aborts.
+// run --all --state scheduled`, asynqmon's "Run", a worker whose clock is behind) aborts nothing and
+// records nothing, however little early: the owner was promised the upload until then (a minute's
+// tolerance used to abort up to 60 s early). The run fails with a retryable EarlyError, so that
+// the task runs again; at its deadline the same task aborts.
 func TestAbortTaskRunEarly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -448,15 +551,63 @@ func TestAbortTaskRunEarly(t *testing.T) {
 	task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: up.Key, UploadID: up.ID, Deadline: deadline})
 	require.NoError(t, err)
 
-	early := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log}, b.metrics, b.log)
-	require.NoError(t, early.ProcessTask(ctx, task), "the early run is consumed, not retried")
-	require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID, "aborted before its deadline")
-	require.Empty(t, abortRows(t, ctx, b.st, b.bucket), "an abort recorded before the deadline")
+	for _, early := range []time.Duration{time.Hour, 59 * time.Second, 30 * time.Second, time.Second, time.Nanosecond} {
+		mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline.Add(-early) }}, b.metrics, b.log)
+		err := mux.ProcessTask(ctx, task)
+		var ee *jobs.EarlyError
+		require.ErrorAs(t, err, &ee, "%s early", early)
+		require.True(t, deadline.Equal(ee.Deadline), "%s early", early)
+		require.NotErrorIs(t, err, asynq.SkipRetry, "%s early: the task must run again", early)
+		require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID, "aborted %s before its deadline", early)
+		require.Empty(t, abortRows(t, ctx, b.st, b.bucket), "an abort recorded %s before the deadline", early)
+	}
 
-	late := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline.Add(time.Second) }}, b.metrics, b.log)
+	late := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline }}, b.metrics, b.log)
 	require.NoError(t, late.ProcessTask(ctx, task))
 	require.NotContains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)
 	require.Equal(t, "aborted", abortRows(t, ctx, b.st, b.bucket)[up.ID].Outcome)
+}
+
+// TestAbortTaskRunEarlyIsRetriedAtItsDeadline runs a real server: a deadline abort run an hour
+// early (forced due now, as `intake jobs run` does) goes back to Redis to be retried at its
+// deadline plus tasks.AbortGrace, without using up a retry; it used to be consumed, and the
+// upload left to the next sweep.
+func TestAbortTaskRunEarlyIsRetriedAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	up := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"early/served.bin"}, 1)[0]
+	deadline := time.Now().Add(time.Hour).Truncate(time.Second)
+	task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: up.Key, UploadID: up.ID, Deadline: deadline})
+	require.NoError(t, err)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	_, err = client.EnqueueContext(ctx, task, asynq.ProcessIn(0))
+	require.NoError(t, err)
+
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, ShutdownTimeout: 5 * time.Second, Log: b.log},
+		jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log}, b.metrics, b.log))
+	require.NoError(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		require.NoError(t, <-done)
+	})
+
+	var info *asynq.TaskInfo
+	require.Eventually(t, func() bool {
+		info, err = insp.GetTaskInfo(tasks.QueueCritical, up.ID)
+		return err == nil && info.State == asynq.TaskStateRetry
+	}, 30*time.Second, 50*time.Millisecond, "the early run should be retried; log:\n%s", b.logBuf)
+	require.WithinDuration(t, deadline.Add(tasks.AbortGrace), info.NextProcessAt, 2*time.Second)
+	require.Zero(t, info.Retried, "an early run is no failure")
+	require.Contains(t, info.LastErr, "before its deadline")
+	require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)
+	require.Empty(t, abortRows(t, ctx, b.st, b.bucket))
 }
 
 // TestAbortTaskWrongKey: an operator's abort task naming one of intake's upload ids with another

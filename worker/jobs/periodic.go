@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -39,19 +38,24 @@ type PeriodicConfig struct {
 	Now func() time.Time
 }
 
-// Periodic enqueues one task every period with an asynq.Scheduler: it is what the scheduler role
-// runs (one Periodic per periodic task). Each period's task gets the ID TaskID([PeriodStart](cron,
+// Periodic enqueues one task every period on a cron schedule: it is what the scheduler role runs
+// (one Periodic per periodic task). Each period's task gets the ID TaskID([PeriodStart](cron,
 // now)), so any number of replicas running it enqueue one task per period; the others get
 // asynq.ErrTaskIDConflict, logged at debug level.
+//
+// It drives an asynq.Client from a cron of its own rather than using asynq.Scheduler: the
+// Scheduler enqueues with the options it was registered with, and the only way to give each
+// period its ID is to rewrite them from PreEnqueueFunc, in the slice the Scheduler's heartbeat
+// goroutine reads at the same time (a data race).
 type Periodic struct {
 	cfg PeriodicConfig
 	log *slog.Logger
 	now func() time.Time
-
-	// mu is held from PreEnqueueFunc to PostEnqueueFunc: the pre-enqueue hook rewrites the TaskID
-	// option in the entry's option slice, which asynq then passes to Enqueue.
-	mu sync.Mutex
 }
+
+// enqueueTimeout bounds one period's enqueue: a Redis that does not answer must not hold the
+// cron's shutdown, nor pile up fires.
+const enqueueTimeout = 30 * time.Second
 
 // NewPeriodic checks cfg (including the cron spec) and returns the Periodic. Nothing connects
 // before Run.
@@ -66,51 +70,41 @@ func NewPeriodic(cfg PeriodicConfig) (*Periodic, error) {
 	return &Periodic{cfg: cfg, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now)}, nil
 }
 
-// Run starts the schedule and blocks until ctx is cancelled, then stops it and closes its Redis
-// connections. A Redis that does not answer at start is waited for, as by Server.Run.
+// Run starts the schedule and blocks until ctx is cancelled, then stops it (waiting for an
+// enqueue in flight) and closes its Redis connections. A Redis that does not answer at start is
+// waited for, as by Server.Run.
 func (p *Periodic) Run(ctx context.Context) error {
 	if !waitRedis(ctx, p.cfg.Redis, p.log, p.cfg.Name+" scheduler") {
 		return nil
 	}
-	sched := asynq.NewScheduler(p.cfg.Redis, &asynq.SchedulerOpts{
-		Location:        p.cfg.Location,
-		Logger:          NewAsynqLogger(p.log),
-		LogLevel:        asynqLevel(p.log),
-		PreEnqueueFunc:  p.preEnqueue,
-		PostEnqueueFunc: p.postEnqueue,
-	})
-	// The placeholder ID is replaced by the period's ID before every enqueue (preEnqueue).
-	if _, err := sched.Register(p.cfg.Cron, p.cfg.Task, asynq.TaskID(p.cfg.TaskID(time.Unix(0, 0)))); err != nil {
+	client := asynq.NewClient(p.cfg.Redis)
+	defer client.Close()
+	c := cron.New(cron.WithLocation(cmp.Or(p.cfg.Location, time.UTC)), cron.WithLogger(cron.DiscardLogger))
+	if _, err := c.AddFunc(p.cfg.Cron, func() { p.enqueue(ctx, client) }); err != nil {
 		return fmt.Errorf("%s scheduler: cron spec %q: %w", p.cfg.Name, p.cfg.Cron, err)
 	}
-	if err := sched.Start(); err != nil {
-		return fmt.Errorf("%s scheduler: start: %w", p.cfg.Name, err)
-	}
+	c.Start()
 	p.log.Info(p.cfg.Name+" scheduler started", "cron", p.cfg.Cron)
 	<-ctx.Done()
-	sched.Shutdown()
+	<-c.Stop().Done()
 	return nil
 }
 
-func (p *Periodic) preEnqueue(_ *asynq.Task, opts []asynq.Option) {
-	p.mu.Lock() // released in postEnqueue, which asynq always calls after Enqueue
+// enqueue enqueues the task of the period now falls in, under that period's ID. Each fire builds
+// its own options, so fires that overlap share nothing.
+func (p *Periodic) enqueue(ctx context.Context, client *asynq.Client) {
 	id := p.cfg.TaskID(PeriodStart(p.cfg.Cron, p.now()))
-	for i, o := range opts {
-		if o.Type() == asynq.TaskIDOpt {
-			opts[i] = asynq.TaskID(id)
-		}
-	}
-}
-
-func (p *Periodic) postEnqueue(info *asynq.TaskInfo, err error) {
-	defer p.mu.Unlock()
+	// A fire that began before the shutdown still enqueues its period (within enqueueTimeout).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+	defer cancel()
+	info, err := client.EnqueueContext(ctx, p.cfg.Task, asynq.TaskID(id))
 	switch {
 	case err == nil:
 		p.log.Info(p.cfg.Name+" enqueued", "task_id", info.ID)
 	case errors.Is(err, asynq.ErrTaskIDConflict):
-		p.log.Debug(p.cfg.Name + " of this period already enqueued (by another replica)")
+		p.log.Debug(p.cfg.Name+" of this period already enqueued (by another replica)", "task_id", id)
 	default:
-		p.log.Warn(p.cfg.Name+" could not be enqueued", "err", err)
+		p.log.Warn(p.cfg.Name+" could not be enqueued", "task_id", id, "err", err)
 	}
 }
 

@@ -28,6 +28,7 @@ type ServerConfig struct {
 	// (default asynq's 5s): an abort runs at most this long after its deadline.
 	DelayedTaskCheckInterval time.Duration
 	// RetryDelayFunc, when set, replaces asynq's retry delays (the webhook server's schedule).
+	// A deadline abort run early ([EarlyError]) is retried at its deadline whatever it says.
 	RetryDelayFunc asynq.RetryDelayFunc
 	// TaskCheckInterval is how long the server waits before looking again when its queues are
 	// empty (default asynq's 1s): the most a task enqueued into an idle server waits.
@@ -62,16 +63,39 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 		Queues:                   queues,
 		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 25*time.Second),
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
-		RetryDelayFunc:           cfg.RetryDelayFunc,
+		RetryDelayFunc:           retryDelay(cfg.RetryDelayFunc),
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		Logger:                   NewAsynqLogger(log),
 		LogLevel:                 asynqLevel(log),
+		// An abort run before its deadline did nothing wrong: its retry must not use up one of the
+		// retries its real run may need.
+		IsFailure: func(err error) bool {
+			var early *EarlyError
+			return !errors.As(err, &early)
+		},
 		HealthCheckFunc: func(err error) {
 			if err != nil {
 				log.Warn("asynq cannot reach redis", "err", err)
 			}
 		},
 	}}, nil
+}
+
+// retryDelay is next (default asynq's), except for a deadline abort run before its deadline
+// ([EarlyError]), which is retried tasks.AbortGrace after the deadline (at least a second from
+// now): the backoff would run it again at some arbitrary time, hours before the deadline or long
+// after it.
+func retryDelay(next asynq.RetryDelayFunc) asynq.RetryDelayFunc {
+	if next == nil {
+		next = asynq.DefaultRetryDelayFunc
+	}
+	return func(n int, err error, t *asynq.Task) time.Duration {
+		var early *EarlyError
+		if errors.As(err, &early) {
+			return max(time.Until(early.Deadline)+tasks.AbortGrace, time.Second)
+		}
+		return next(n, err, t)
+	}
 }
 
 // Run starts processing and blocks until ctx is cancelled; then it stops fetching new tasks, waits

@@ -6,8 +6,10 @@
 // # Tasks
 //
 //   - [TypeAbortMultipart] ("multipart:abort", queue [QueueCritical]): abort one multipart upload
-//     if it is still open at its deadline. The task ID is the S3 upload id, so there is at most one
-//     per upload; [Enqueue] treats a duplicate as success.
+//     if it is still open at its deadline (due [AbortGrace] after it; never aborted before it).
+//     The task ID is the S3 upload id, so there is at most one per upload; [Enqueue] treats a
+//     duplicate as success, and [EnqueueReplacingFinished] replaces a task asynq keeps archived
+//     or completed under that ID.
 //   - [TypeInspectObject] ("object:inspect", queue [QueueDefault]): run intake's pipeline (HEAD,
 //     sniff, policy, record, act) again on one object.
 //   - [TypeSweep] ("multipart:sweep", queue [QueueLow]): list every open multipart upload of a

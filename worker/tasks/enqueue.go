@@ -21,8 +21,9 @@ var _ Enqueuer = (*asynq.Client)(nil)
 // A [TypeAbortMultipart] task whose ID is already taken (asynq.ErrTaskIDConflict: the abort of that
 // upload is already scheduled, running or kept) is not an error: Enqueue returns nil and a
 // TaskInfo with only ID, Queue, Type and Payload set (State is left zero, since the existing task's
-// state is not known). Every other error, including a conflict for another task type, is returned
-// wrapped; test it with errors.Is.
+// state is not known). A kept task (archived, or completed with a retention) never runs again:
+// [EnqueueReplacingFinished] replaces it. Every other error, including a conflict for another task
+// type, is returned wrapped; test it with errors.Is.
 func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
 	info, err := c.EnqueueContext(ctx, task, opts...)
 	if err == nil {
@@ -49,6 +50,48 @@ func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Op
 // Duplicate reports whether info is the placeholder [Enqueue] returns for an abort that was
 // already queued.
 func Duplicate(info *asynq.TaskInfo) bool { return info != nil && info.State == 0 }
+
+// TaskStates is the part of *asynq.Inspector that [EnqueueReplacingFinished] needs.
+type TaskStates interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
+}
+
+var _ TaskStates = (*asynq.Inspector)(nil)
+
+// EnqueueReplacingFinished is [Enqueue] for an abort whose task ID may be held by a task that
+// will never run again. asynq keeps an archived task (a permanent failure, or retries used up)
+// and, with a retention, a completed one, under its ID: Enqueue would answer every later abort of
+// the same ID as a duplicate, and none would run. So on a conflict the task holding the ID is
+// looked at: archived or completed, it is deleted and task enqueued in its place; still to run
+// (pending, scheduled, active, retry), Enqueue's duplicate placeholder is returned. A second
+// conflict after the delete means another caller enqueued the same abort meanwhile: a duplicate
+// too. With states nil, it is Enqueue.
+//
+// asynq's Inspector takes no context: its calls are bounded by go-redis's own timeouts.
+func EnqueueReplacingFinished(ctx context.Context, c Enqueuer, states TaskStates, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	info, err := Enqueue(ctx, c, task, opts...)
+	if err != nil || !Duplicate(info) || states == nil {
+		return info, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("enqueue %s: %w", task.Type(), err)
+	}
+	held, err := states.GetTaskInfo(info.Queue, info.ID)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound):
+		// Run and deleted since the conflict: the ID is free again.
+	case err != nil:
+		return nil, fmt.Errorf("enqueue %s: look at task %s holding its ID: %w", task.Type(), info.ID, err)
+	case held.State != asynq.TaskStateArchived && held.State != asynq.TaskStateCompleted:
+		return info, nil
+	default:
+		if err := states.DeleteTask(info.Queue, info.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return nil, fmt.Errorf("enqueue %s: delete %s task %s holding its ID: %w", task.Type(), held.State, info.ID, err)
+		}
+	}
+	return Enqueue(ctx, c, task, opts...)
+}
 
 // Aborts arranges for multipart uploads to be aborted at their deadline: each ScheduleAbort
 // enqueues a delayed [TypeAbortMultipart] task (one per upload). intake's API calls it right after

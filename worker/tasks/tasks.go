@@ -80,6 +80,12 @@ const (
 	// SweepRetention keeps a finished sweep (and so its period's task ID) in Redis, so that a
 	// replica whose scheduler fires a little late cannot enqueue the same period again.
 	SweepRetention = time.Hour
+	// AbortGrace is how long after the deadline promised to an upload's owner its deadline abort
+	// is due (the task's ProcessAt). The handler never aborts before the deadline, by its own
+	// clock; asynq moves a scheduled task to pending by whole seconds (up to a second early) and
+	// the replicas' clocks differ a little, so a task due exactly at the deadline would often run
+	// a moment early and have to be retried.
+	AbortGrace = 5 * time.Second
 )
 
 // ErrInvalidPayload marks a payload that can never be processed: malformed JSON, unknown fields,
@@ -101,7 +107,9 @@ type AbortMultipart struct {
 	Key string `json:"key"`
 	// UploadID is the S3 multipart upload id; it is also the task's ID.
 	UploadID string `json:"upload_id"`
-	// Deadline is when the upload is aborted if it is still open (the task's ProcessAt).
+	// Deadline is when the upload is aborted if it is still open: the deadline promised to its
+	// owner. A [ReasonDeadline] task never aborts before it, and is due [AbortGrace] after it (the
+	// task's ProcessAt); a [ReasonAPI] task is due at it.
 	Deadline time.Time `json:"deadline"`
 	// Reason is recorded with the abort: [ReasonDeadline] (the default) or [ReasonAPI] (an
 	// operator asked for it).
@@ -132,8 +140,9 @@ func (p AbortMultipart) Validate() error {
 }
 
 // NewAbortMultipart returns the task that aborts p's upload at p.Deadline unless it completes
-// first: queue [QueueCritical], task ID p.UploadID (one task per upload), ProcessAt p.Deadline,
-// MaxRetry [AbortMaxRetry], Timeout [AbortTimeout]. Options given to Enqueue override these.
+// first: queue [QueueCritical], task ID p.UploadID (one task per upload), ProcessAt p.Deadline
+// plus [AbortGrace] ([ReasonDeadline]) or p.Deadline ([ReasonAPI]), MaxRetry [AbortMaxRetry],
+// Timeout [AbortTimeout]. Options given to Enqueue override these.
 func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -143,8 +152,12 @@ func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %s payload: %w", TypeAbortMultipart, err)
 	}
+	due := p.Deadline
+	if p.Reason == "" || p.Reason == ReasonDeadline {
+		due = due.Add(AbortGrace)
+	}
 	return asynq.NewTask(TypeAbortMultipart, payload,
-		asynq.Queue(QueueCritical), asynq.TaskID(p.UploadID), asynq.ProcessAt(p.Deadline),
+		asynq.Queue(QueueCritical), asynq.TaskID(p.UploadID), asynq.ProcessAt(due),
 		asynq.MaxRetry(AbortMaxRetry), asynq.Timeout(AbortTimeout)), nil
 }
 

@@ -135,7 +135,7 @@ func TestEnqueue(t *testing.T) {
 	require.Equal(t, asynq.TaskStateScheduled, info.State)
 	require.Equal(t, tasks.AbortMaxRetry, info.MaxRetry)
 	require.Equal(t, tasks.AbortTimeout, info.Timeout)
-	require.True(t, deadline.Equal(info.NextProcessAt), "%s != %s", deadline, info.NextProcessAt)
+	require.True(t, deadline.Add(tasks.AbortGrace).Equal(info.NextProcessAt), "due %s after the deadline %s, not %s", tasks.AbortGrace, deadline, info.NextProcessAt)
 
 	dup, err := tasks.Enqueue(ctx, client, abort)
 	require.NoError(t, err, "a duplicate abort is not an error")
@@ -153,6 +153,13 @@ func TestEnqueue(t *testing.T) {
 	_, err = tasks.Enqueue(ctx, client, sweep)
 	require.ErrorIs(t, err, asynq.ErrTaskIDConflict, "only aborts treat a conflict as success")
 
+	// An operator's abort is due at its deadline: nobody was promised anything past it.
+	api, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k", UploadID: "upload-2", Deadline: deadline, Reason: tasks.ReasonAPI})
+	require.NoError(t, err)
+	info, err = tasks.Enqueue(ctx, client, api)
+	require.NoError(t, err)
+	require.True(t, deadline.Equal(info.NextProcessAt), "%s != %s", deadline, info.NextProcessAt)
+
 	inspect, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: "b", Key: "k"})
 	require.NoError(t, err)
 	info, err = tasks.Enqueue(ctx, client, inspect)
@@ -160,6 +167,61 @@ func TestEnqueue(t *testing.T) {
 	require.Equal(t, tasks.QueueDefault, info.Queue)
 	require.Equal(t, asynq.TaskStatePending, info.State)
 	require.Equal(t, tasks.InspectTimeout, info.Timeout)
+}
+
+// TestEnqueueReplacingFinished: an abort whose ID is held by a task asynq keeps archived (it failed
+// for good, say on a 403 since fixed) or completed is enqueued again in its place, where Enqueue
+// answered it as a duplicate and nothing ran; one whose task is still to run stays a duplicate.
+func TestEnqueueReplacingFinished(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	ctx := testkit.Context(t)
+
+	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k", UploadID: "u-1", Deadline: time.Now(), Reason: tasks.ReasonAPI})
+	require.NoError(t, err)
+	id := tasks.APIAbortTaskID("u-1")
+	info, err := tasks.EnqueueReplacingFinished(ctx, client, insp, abort, asynq.TaskID(id))
+	require.NoError(t, err)
+	require.False(t, tasks.Duplicate(info))
+
+	info, err = tasks.EnqueueReplacingFinished(ctx, client, insp, abort, asynq.TaskID(id))
+	require.NoError(t, err)
+	require.True(t, tasks.Duplicate(info), "the first is still pending")
+	require.Equal(t, id, info.ID)
+
+	require.NoError(t, insp.ArchiveTask(tasks.QueueCritical, id))
+	info, err = tasks.Enqueue(ctx, client, abort, asynq.TaskID(id))
+	require.NoError(t, err)
+	require.True(t, tasks.Duplicate(info), "Enqueue alone cannot tell an archived task from a queued one")
+
+	info, err = tasks.EnqueueReplacingFinished(ctx, client, insp, abort, asynq.TaskID(id))
+	require.NoError(t, err)
+	require.False(t, tasks.Duplicate(info), "the archived task never runs again: replaced")
+	require.Equal(t, asynq.TaskStatePending, info.State)
+	got, err := insp.GetTaskInfo(tasks.QueueCritical, id)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStatePending, got.State)
+
+	// Without an Inspector it is Enqueue.
+	require.NoError(t, insp.ArchiveTask(tasks.QueueCritical, id))
+	info, err = tasks.EnqueueReplacingFinished(ctx, client, nil, abort, asynq.TaskID(id))
+	require.NoError(t, err)
+	require.True(t, tasks.Duplicate(info))
+
+	// Other conflicts are errors, as from Enqueue.
+	sweep, err := tasks.NewSweep(tasks.Sweep{Bucket: "b", OlderThan: tasks.Duration(time.Hour)}, asynq.TaskID("sweep:b:1"))
+	require.NoError(t, err)
+	_, err = tasks.EnqueueReplacingFinished(ctx, client, insp, sweep)
+	require.NoError(t, err)
+	_, err = tasks.EnqueueReplacingFinished(ctx, client, insp, sweep)
+	require.ErrorIs(t, err, asynq.ErrTaskIDConflict)
 }
 
 // TestCanceller deletes scheduled aborts, ignores missing ones, and leaves a running one alone
