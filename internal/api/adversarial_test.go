@@ -50,6 +50,7 @@ type attack struct {
 	header       map[string]string // extra request headers (Origin, Sec-Fetch-Site, ...)
 	status       int
 	typ          string // problem slug ("" skips the check)
+	detail       string // a part of the problem's detail (Uppy's routes: its error) ("" skips the check)
 	mustNot      string // the side effect that must not happen
 }
 
@@ -161,6 +162,15 @@ func runAttacks(t *testing.T, b *testBundle, fam family, attacks []attack) {
 		before := b.effects(t)
 		status, h, body := b.send(t, a)
 		require.Equal(t, a.status, status, "%s: %s %s: %v", a.attacker, a.method, a.path, body)
+		if a.method == http.MethodHead {
+			// A HEAD answer has no body: the problem shows in its headers only, on both families.
+			require.True(t, strings.HasPrefix(h.Get("Content-Type"), "application/problem+json"), a.attacker)
+			if a.status == http.StatusMethodNotAllowed {
+				require.Contains(t, h.Get("Allow"), "GET", a.attacker)
+			}
+			require.Equal(t, before, b.effects(t), "%s: must not %s", a.attacker, a.mustNot)
+			continue
+		}
 		require.NotContains(t, body, "url", a.attacker)
 		switch fam {
 		case familyV1:
@@ -173,6 +183,13 @@ func runAttacks(t *testing.T, b *testBundle, fam family, attacks []attack) {
 		}
 		if a.typ != "" {
 			require.Equal(t, ProblemBase+a.typ, body["type"], a.attacker)
+		}
+		if a.detail != "" {
+			detail := body["detail"]
+			if fam == familyUppy {
+				detail = body["error"]
+			}
+			require.Contains(t, detail, a.detail, a.attacker)
 		}
 		require.Equal(t, before, b.effects(t), "%s: must not %s", a.attacker, a.mustNot)
 	}
@@ -295,16 +312,34 @@ func TestAPIAttacks(t *testing.T) {
 		post("wrong JSON type", alice, `{"filename": 5}`, 400, "invalid-json"),
 		post("two JSON values", alice, `{"filename":"a","content_type":"text/plain","size":1} {}`, 400, "invalid-json"),
 		post("tenant naming another owner", alice, upload(func(m map[string]any) { m["owner"] = "bob" }), 400, "unknown-field"),
+		// A body that reads one way to a first-wins or case-sensitive reader (a gateway, a log) and
+		// another to encoding/json, which keeps the last of repeated members and matches names in
+		// any case.
+		post("tenant repeating size (a first-wins reader sees 1 byte)", alice, `{"filename":"a.txt","content_type":"text/plain","size":1,"size":4000000}`, 400, "invalid-json"),
+		post("tenant adding a content type in capitals after the allowed one", alice, `{"filename":"a.txt","content_type":"image/png","CONTENT_TYPE":"text/html","size":10}`, 400, "unknown-field"),
+		post("tenant naming a member in another case only", alice, `{"filename":"a.txt","Content_Type":"text/plain","size":10}`, 400, "unknown-field"),
+		post("tenant repeating a member behind an escape", alice, `{"filename":"a.txt","content_type":"text/plain","size":1,"s\u0069ze":2}`, 400, "invalid-json"),
+		{attacker: "tenant repeating part_numbers", method: "POST", path: "/v1/uploads/" + mpID + "/parts", as: alice, body: `{"part_numbers":[1],"part_numbers":[2]}`, status: 400, typ: "invalid-json", mustNot: "sign a part URL"},
+		{attacker: "tenant naming part_numbers in capitals", method: "POST", path: "/v1/uploads/" + mpID + "/parts", as: alice, body: `{"PART_NUMBERS":[1]}`, status: 400, typ: "unknown-field", mustNot: "sign a part URL"},
+		{attacker: "tenant repeating the parts of a complete", method: "POST", path: "/v1/uploads/" + mpID + "/complete", as: alice, body: `{"parts":[],"parts":[{"part_number":1,"etag":"x"}]}`, status: 400, typ: "invalid-json", mustNot: "complete the upload"},
+		{attacker: "tenant naming a part's number twice in two cases", method: "POST", path: "/v1/uploads/" + mpID + "/complete", as: alice, body: `{"parts":[{"part_number":1,"etag":"x","PART_NUMBER":2}]}`, status: 400, typ: "unknown-field", mustNot: "complete the upload"},
 		post("body over 64 KiB", alice, upload(func(m map[string]any) { m["filename"] = strings.Repeat("a", 70<<10) }), 413, "request-too-large"),
 		{attacker: "bad cursor", method: "GET", path: "/v1/objects?cursor=nope", as: alice, status: 400, typ: "invalid-cursor", mustNot: "query with a made-up cursor"},
 		{attacker: "cursor before year 1", method: "GET", path: "/v1/objects?cursor=" + rawCursor(math.MinInt64, uuid.New()), as: alice, status: 400, typ: "invalid-cursor", mustNot: "send PostgreSQL an out-of-range time (a 500)"},
 		{attacker: "cursor after year 9999", method: "GET", path: "/v1/objects?cursor=" + rawCursor(math.MaxInt64, uuid.New()), as: alice, status: 400, typ: "invalid-cursor", mustNot: "send PostgreSQL an out-of-range time (a 500)"},
 		{attacker: "prefix with a NUL", method: "GET", path: "/v1/objects?prefix=uploads%00", as: alice, status: 400, typ: "invalid-parameter", mustNot: "send PostgreSQL a NUL (a 500)"},
 		{attacker: "prefix with invalid UTF-8", method: "GET", path: "/v1/objects?prefix=%FF", as: alice, status: 400, typ: "invalid-parameter", mustNot: "query"},
+		// Repeated query parameters: url.Values.Get reads the first, a proxy or a cache may read another.
+		{attacker: "tenant repeating limit", method: "GET", path: "/v1/objects?limit=1&limit=500", as: alice, status: 400, typ: "invalid-parameter", detail: `"limit"`, mustNot: "query"},
+		{attacker: "tenant repeating cursor", method: "GET", path: "/v1/objects?cursor=" + rawCursor(0, uuid.New()) + "&cursor=nope", as: alice, status: 400, typ: "invalid-parameter", detail: `"cursor"`, mustNot: "query"},
+		{attacker: "tenant repeating a download's expires_in", method: "GET", path: "/v1/objects/" + obj + "/download?expires_in=60&expires_in=999999", as: alice, status: 400, typ: "invalid-parameter", detail: `"expires_in"`, mustNot: "sign a download URL"},
 		{attacker: "limit zero", method: "GET", path: "/v1/objects?limit=0", as: alice, status: 400, typ: "invalid-limit", mustNot: "query"},
 		{attacker: "limit too big", method: "GET", path: "/v1/objects?limit=100000", as: alice, status: 400, typ: "invalid-limit", mustNot: "query"},
 		{attacker: "object id not a uuid", method: "GET", path: "/v1/objects/12", as: alice, status: 404, typ: "not-found", mustNot: "query"},
 		{attacker: "unknown upload", method: "GET", path: "/v1/uploads/" + uuid.NewString() + "/parts", as: alice, status: 404, typ: "not-found", mustNot: "list anything"},
+		// ServeMux routes HEAD to GET patterns: a HEAD must not do what the GET does.
+		{attacker: "link checker sending HEAD to a download", method: "HEAD", path: "/v1/objects/" + obj + "/download", as: alice, status: 405, mustNot: "sign a download URL"},
+		{attacker: "anonymous HEAD to a download", method: "HEAD", path: "/v1/objects/" + obj + "/download", status: 405, mustNot: "sign a download URL"},
 		{attacker: "download expiry over the cap", method: "GET", path: "/v1/objects/" + obj + "/download?expires_in=999999", as: alice, status: 400, typ: "expiry-too-long", mustNot: "sign a download URL"},
 		{attacker: "parts of a single-request upload", method: "POST", path: "/v1/uploads/" + putID + "/parts", as: alice, body: map[string]any{"part_numbers": []int{1}}, status: 409, typ: "not-multipart", mustNot: "sign a part URL"},
 	}

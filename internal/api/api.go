@@ -16,6 +16,7 @@ import (
 	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
@@ -167,44 +168,95 @@ type route struct {
 	pattern string // "METHOD /path" (net/http ServeMux syntax)
 	fam     family
 	h       handlerFunc
+	// head says how HEAD, which ServeMux routes to GET patterns, is answered on a GET route.
+	head headPolicy
 }
+
+// headPolicy is how a GET route answers HEAD.
+type headPolicy bool
+
+const (
+	// headServed: HEAD runs the GET and drops its body (ServeMux's default), for routes that only
+	// read.
+	headServed headPolicy = false
+	// headRefused: HEAD is answered 405 (refuseHead), for routes whose GET creates or signs
+	// something (an intent, a presigned URL).
+	headRefused headPolicy = true
+)
 
 // routes lists every endpoint. The OpenAPI test checks that openapi.json documents them all.
 func (s *Server) routes() []route {
 	return []route{
-		{"POST /v1/uploads", familyV1, s.createUpload},
-		{"GET /v1/uploads/{id}", familyV1, s.getUpload},
-		{"POST /v1/uploads/{id}/parts", familyV1, s.presignParts},
-		{"GET /v1/uploads/{id}/parts", familyV1, s.listParts},
-		{"POST /v1/uploads/{id}/complete", familyV1, s.completeUpload},
-		{"DELETE /v1/uploads/{id}", familyV1, s.abortUpload},
-		{"GET /v1/objects", familyV1, s.listObjects},
-		{"GET /v1/objects/{id}", familyV1, s.getObject},
-		{"GET /v1/objects/{id}/download", familyV1, s.downloadObject},
+		{"POST /v1/uploads", familyV1, s.createUpload, headServed},
+		{"GET /v1/uploads/{id}", familyV1, s.getUpload, headServed},
+		{"POST /v1/uploads/{id}/parts", familyV1, s.presignParts, headServed},
+		{"GET /v1/uploads/{id}/parts", familyV1, s.listParts, headServed},
+		{"POST /v1/uploads/{id}/complete", familyV1, s.completeUpload, headServed},
+		{"DELETE /v1/uploads/{id}", familyV1, s.abortUpload, headServed},
+		{"GET /v1/objects", familyV1, s.listObjects, headServed},
+		{"GET /v1/objects/{id}", familyV1, s.getObject, headServed},
+		{"GET /v1/objects/{id}/download", familyV1, s.downloadObject, headRefused},
 
-		{"GET /s3/params", familyUppy, s.uppyParams},
-		{"POST /s3/multipart", familyUppy, s.uppyCreateMultipart},
-		{"GET /s3/multipart/{uploadId}", familyUppy, s.uppyListParts},
-		{"GET /s3/multipart/{uploadId}/batch", familyUppy, s.uppyBatchSign},
-		{"GET /s3/multipart/{uploadId}/{partNumber}", familyUppy, s.uppySignPart},
-		{"POST /s3/multipart/{uploadId}/complete", familyUppy, s.uppyComplete},
-		{"DELETE /s3/multipart/{uploadId}", familyUppy, s.uppyAbort},
+		{"GET /s3/params", familyUppy, s.uppyParams, headRefused},
+		{"POST /s3/multipart", familyUppy, s.uppyCreateMultipart, headServed},
+		{"GET /s3/multipart/{uploadId}", familyUppy, s.uppyListParts, headServed},
+		{"GET /s3/multipart/{uploadId}/batch", familyUppy, s.uppyBatchSign, headRefused},
+		{"GET /s3/multipart/{uploadId}/{partNumber}", familyUppy, s.uppySignPart, headRefused},
+		{"POST /s3/multipart/{uploadId}/complete", familyUppy, s.uppyComplete, headServed},
+		{"DELETE /s3/multipart/{uploadId}", familyUppy, s.uppyAbort, headServed},
 
-		{"GET /openapi.json", familyPublic, serveOpenAPI},
+		{"GET /openapi.json", familyPublic, serveOpenAPI, headServed},
 	}
 }
 
-// Register adds the API's routes, and a CORS preflight (OPTIONS) handler for each of their paths, to
-// mux.
+// Register adds the API's routes, a CORS preflight (OPTIONS) handler for each of their paths, and a
+// refusal of HEAD on the GET routes with an effect, to mux.
 func (s *Server) Register(mux *http.ServeMux) {
+	routes := s.routes()
+	allow := map[string][]string{} // path → its methods
+	for _, rt := range routes {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		allow[path] = append(allow[path], method)
+	}
 	paths := map[string]bool{}
-	for _, rt := range s.routes() {
-		mux.Handle(rt.pattern, s.wrap(rt.pattern, rt.fam, rt.h))
+	for _, rt := range routes {
 		_, path, _ := strings.Cut(rt.pattern, " ")
+		h := s.wrap(rt.pattern, rt.fam, rt.h)
+		if rt.head == headRefused {
+			// Within the GET's handler rather than as a HEAD pattern of its own: ServeMux refuses
+			// "HEAD /s3/multipart/{uploadId}/{partNumber}" beside "GET /s3/multipart/{uploadId}/batch"
+			// (neither is more specific).
+			refusal := s.wrap("HEAD "+path, familyPublic, refuseHead(strings.Join(append(allow[path], http.MethodOptions), ", ")))
+			h = headOr(refusal, h)
+		}
+		mux.Handle(rt.pattern, h)
 		if !paths[path] {
 			paths[path] = true
 			mux.HandleFunc("OPTIONS "+path, s.preflight)
 		}
+	}
+}
+
+// headOr serves HEAD requests with head, and the others with next.
+func headOr(head, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			head.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseHead answers HEAD on a GET route with an effect: 405 with the path's methods in Allow.
+// ServeMux serves HEAD with a GET pattern's handler, which would create the intent or sign the URL
+// of the GET and only drop the body; a link checker, a prefetching proxy or a page's HEAD request
+// riding a cookie would do so unseen. It answers before authentication, as ServeMux answers a method
+// a path does not take.
+func refuseHead(allow string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ principal) *Problem {
+		w.Header().Set("Allow", allow)
+		return problemf(problem.MethodNotAllowed, "HEAD is not allowed on %s: its GET creates or signs something; send GET", r.URL.Path)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
@@ -531,6 +532,41 @@ func TestDownloadReadsTheVerifiedVersion(t *testing.T) {
 	code, got := testkit.Do(t, http.MethodGet, resp["url"].(string), nil, nil)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "verified", string(got), "the download serves the verified version")
+}
+
+// TestDownloadOverridesUploaderHeaders: a presigned PUT does not sign Content-Disposition,
+// Content-Encoding or Cache-Control, so its uploader may add them, and S3 stores them and serves
+// them on download (a text file served inline as evil.html). The download's response-* overrides
+// (downloadOverrides) make S3 answer with the verified type, as an attachment under the file's
+// name, whatever the object was stored with.
+func TestDownloadOverridesUploaderHeaders(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := []byte("<html><script>alert(1)</script></html>")
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "notes été.txt", "content_type": "text/plain", "size": len(body)})
+	require.Equal(t, http.StatusCreated, status, resp)
+	hostile := headers(resp)
+	hostile["Content-Disposition"] = "inline; filename=evil.html"
+	hostile["Cache-Control"] = "public, max-age=31536000"
+	code, _ := testkit.Do(t, http.MethodPut, resp["url"].(string), body, hostile)
+	require.Equal(t, http.StatusOK, code, "S3 takes the unsigned headers")
+	key := resp["key"].(string)
+	obj := insertObject(t, b, "alice", key, "valid", time.Now())
+	var row dbq.Object
+	row.Key = key
+	row.ContentType = aws.String("text/plain")
+	ct, disposition := downloadOverrides(row)
+	require.Equal(t, "text/plain", ct)
+	require.Equal(t, "attachment; filename*=UTF-8''notes%20%C3%A9t%C3%A9.txt", disposition)
+
+	status, _, dl := b.call(t, "GET", "/v1/objects/"+obj+"/download", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, dl)
+	got, err := http.Get(dl["url"].(string))
+	require.NoError(t, err)
+	_ = got.Body.Close()
+	require.Equal(t, http.StatusOK, got.StatusCode)
+	require.Equal(t, disposition, got.Header.Get("Content-Disposition"), "served as an attachment, not inline as evil.html")
+	require.Equal(t, "text/plain", got.Header.Get("Content-Type"))
 }
 
 func TestFilenameIsSanitizedInKey(t *testing.T) {

@@ -45,18 +45,21 @@ var requestedWithHeaders = []string{"X-Requested-With", "Uppy-Versions"}
 // state (GET /s3/params creates an intent). The request must carry one of:
 //
 //   - Sec-Fetch-Site: same-origin (modern browsers set it on every request; pages cannot forge it);
-//   - an Origin in INTAKE_API_CORS_ORIGINS ("*" does not count), or the request's own origin;
+//   - an Origin in INTAKE_API_CORS_ORIGINS ("*" does not count), or, from a browser that sends no
+//     Sec-Fetch-Site, the request's own origin (scheme included: see sameOrigin);
 //   - a header only scripts can set (X-Requested-With, Uppy-Versions; see requestedWithHeaders).
 //
-// Sec-Fetch-Site: cross-site or same-site, or an Origin that is neither listed nor intake's own, is
-// refused even with such a header. Without requireEvidence (development auth) a request that
-// carries none of these passes; one a browser marks as cross-site is still refused.
+// Sec-Fetch-Site: cross-site or same-site with an Origin that is not listed, or an Origin that is
+// neither listed nor intake's own, is refused even with such a header: a browser that says the
+// request is not same-origin knows the schemes, hosts and ports of both ends, so an Origin naming
+// intake's host (http://intake.example.com, a page a network attacker serves over plain HTTP, against
+// an https deployment) does not outweigh its word. Without requireEvidence (development auth) a
+// request that carries none of these passes; one a browser marks as cross-site is still refused.
 func (s *Server) crossSite(r *http.Request, requireEvidence bool) *Problem {
 	refuse := func(why string) *Problem {
 		return problemf(problem.Forbidden, "cross-site request refused: %s; requests authenticated by the cookie (or development auth) must come from intake's origin or an origin in INTAKE_API_CORS_ORIGINS", why)
 	}
 	origin := r.Header.Get("Origin")
-	trustedOrigin := origin != "" && (s.cors.listed(origin) || sameOrigin(origin, r))
 	switch site := r.Header.Get("Sec-Fetch-Site"); site {
 	case "same-origin":
 		return nil
@@ -65,13 +68,13 @@ func (s *Server) crossSite(r *http.Request, requireEvidence bool) *Problem {
 		if site == "none" && !requireEvidence {
 			return nil // typed in the address bar, a bookmark: the user's own navigation
 		}
-		if !trustedOrigin {
+		if origin == "" || !s.cors.listed(origin) {
 			return refuse("Sec-Fetch-Site is " + site)
 		}
 		return nil
 	}
 	if origin != "" {
-		if !trustedOrigin {
+		if !s.cors.listed(origin) && !sameOrigin(origin, r) {
 			return refuse("origin " + origin + " is not trusted")
 		}
 		return nil
@@ -87,9 +90,28 @@ func (s *Server) crossSite(r *http.Request, requireEvidence bool) *Problem {
 	return refuse("no Origin, no Sec-Fetch-Site and no X-Requested-With header")
 }
 
-// sameOrigin reports whether origin ("scheme://host[:port]") names the host the request was sent
-// to.
+// sameOrigin reports whether origin ("scheme://host[:port]") names the scheme and host the request
+// was sent to (requestScheme).
 func sameOrigin(origin string, r *http.Request) bool {
-	_, host, ok := strings.Cut(origin, "://")
-	return ok && host != "" && strings.EqualFold(host, r.Host)
+	scheme, host, ok := strings.Cut(origin, "://")
+	return ok && host != "" && strings.EqualFold(host, r.Host) && strings.EqualFold(scheme, requestScheme(r))
+}
+
+// requestScheme is the scheme the client sent r with: https when intake terminated TLS itself,
+// else the one the TLS-terminating proxy in front of it names in X-Forwarded-Proto (its first
+// value), else http. intake has no list of trusted proxies, and the header is trusted here for one
+// use only, telling intake's own origin from a page's: a page cannot set it on the requests it makes
+// a browser send (it is not a CORS-safelisted header, and intake's preflight does not allow it), so
+// on a browser's request it comes from a proxy. A client that sets it itself holds the credentials it
+// sends and has no use for the cookie's checks.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	switch proto = strings.ToLower(strings.TrimSpace(proto)); proto {
+	case "https", "http":
+		return proto
+	}
+	return "http"
 }

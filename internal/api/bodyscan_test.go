@@ -85,6 +85,9 @@ func scanAgrees(t *testing.T, body []byte) (scanned bool) {
 	if err != nil {
 		t.Fatalf("%q: the fast path read a body encoding/json refuses (%v): %+v", body, err, got)
 	}
+	if p := exactMembers(body, reflect.TypeFor[*createUploadRequest]()); p != nil {
+		t.Fatalf("%q: the fast path read a body decodeJSON's member check refuses: %s", body, p.Detail)
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q: the fast path read %+v, encoding/json %+v", body, got, want)
 	}

@@ -23,6 +23,11 @@
 // {"error": "..."}; every /v1 error is an RFC 9457 problem (application/problem+json) whose type is a
 // stable URI under ProblemBase.
 //
+// Requests mean one thing: a JSON member given twice, or named in another case than its field's, is
+// refused (400), as is a query parameter given twice; HEAD, which ServeMux routes to GET patterns,
+// is refused (405) on the GET routes that create or sign something (the download, /s3/params and
+// Uppy's part signing).
+//
 // # Authentication and ownership
 //
 // Package auth decides who calls: a tenant's static API key (X-API-Key, or Authorization: Bearer
@@ -30,9 +35,9 @@
 // aud required). The key's owner or the token's subject is the owner. Operator keys
 // (INTAKE_API_ADMIN_KEYS) act for no tenant and are refused with 403. Browser clients that cannot add
 // a header may send the JWT in the INTAKE_API_AUTH_COOKIE cookie; browsers attach it to requests any
-// site can trigger, GET included, so such a request must show it comes from intake's origin, a
-// listed one or a script (Sec-Fetch-Site: same-origin, a trusted Origin, or X-Requested-With /
-// Uppy-Versions; see crossSite), else 403. Only the owner may see or touch an upload or object:
+// site can trigger, GET included, so such a request must show it comes from intake's origin (scheme
+// included), a listed one or a script (Sec-Fetch-Site: same-origin, a trusted Origin, or
+// X-Requested-With / Uppy-Versions; see crossSite), else 403. Only the owner may see or touch an upload or object:
 // anyone else gets 404. INTAKE_API_INSECURE_DEV_AUTH accepts requests without credentials as owner
 // "dev" (development only, loopback only; logged as a warning at start).
 //
@@ -48,7 +53,7 @@
 // recorded with size_declared = false and bound by the policy's max_size instead. Expiry defaults to
 // INTAKE_API_PRESIGN_EXPIRY; above INTAKE_API_MAX_PRESIGN_EXPIRY is refused; every URL is also capped
 // at the expiry of the credentials that sign it (temporary STS/IRSA credentials), and the expiry
-// returned is the real one.
+// returned is the real one. Part URLs are also capped at their upload's deadline.
 //
 // # Presigning cost
 //

@@ -245,6 +245,11 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// statusClientClosed is the status recorded (metrics, logs; never sent) for a request whose client
+// left before anything was written, nginx's 499 "client closed request": a long poll given up is
+// not an answer served. net/http would record the 200 it writes for a handler that wrote nothing.
+const statusClientClosed = 499
+
 // handlerFunc is an API handler: it writes its response, or returns the problem to write.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, who principal) *Problem
 
@@ -286,7 +291,10 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 				}
 			}
 			code := w.code
-			if code == 0 {
+			switch {
+			case code == 0 && ctx.Err() != nil:
+				code = statusClientClosed // nothing written, and no one left to read it
+			case code == 0:
 				code = http.StatusOK
 			}
 			elapsed := time.Since(start)

@@ -54,15 +54,33 @@ func openMultipart(u dbq.Upload) *Problem {
 	return nil
 }
 
-// beforeDeadline checks that u's deadline has not passed, for the routes that sign parts or
-// complete. Past it the upload is about to be aborted (its delayed task, or the sweep when Redis
-// lost the task), so the deadline the API promised is the one it keeps; listing the parts and
-// aborting stay open.
+// beforeDeadline checks that u's deadline has not passed, for the routes that complete (those that
+// sign parts also cap their URLs at it: partLifetime). Past it the upload is about to be aborted
+// (its delayed task, or the sweep when Redis lost the task), so the deadline the API promised is
+// the one it keeps; listing the parts and aborting stay open.
 func (s *Server) beforeDeadline(u dbq.Upload) *Problem {
 	if !s.now().Before(u.ExpiresAt) {
-		return problemf(probNotPending, "upload %s expired at %s", u.ID, u.ExpiresAt.UTC().Format(time.RFC3339))
+		return expiredProblem(u)
 	}
 	return nil
+}
+
+// expiredProblem is the refusal of work on u past its deadline.
+func expiredProblem(u dbq.Upload) *Problem {
+	return problemf(probNotPending, "upload %s expired at %s", u.ID, u.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// partLifetime is the lifetime of u's part URLs signed at now: want, capped at u's deadline. A URL
+// that outlived the deadline would let its holder upload parts to an upload the API no longer works
+// on (its abort late, or lost with Redis until the sweep runs), up to MaxPresignExpiry later. The
+// lifetime is counted as the signer counts it, in whole seconds from now truncated to the second (as
+// X-Amz-Date is). With less than a second left before the deadline the upload is refused as past
+// it: a URL that dies before its client can use it is no answer.
+func partLifetime(u dbq.Upload, now time.Time, want time.Duration) (time.Duration, *Problem) {
+	if u.ExpiresAt.Sub(now) < time.Second {
+		return 0, expiredProblem(u)
+	}
+	return min(want, u.ExpiresAt.Sub(now.Truncate(time.Second)).Truncate(time.Second)), nil
 }
 
 // rule is the policy rule of u's key.
@@ -136,11 +154,12 @@ func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who princi
 }
 
 // signParts checks the part numbers against u's plan and presigns them, each with its
-// Content-Length signed when the plan knows it. It also returns when the first of their URLs
-// expires (they may be capped at the signing credentials' expiry, which can change between two
-// signatures).
+// Content-Length signed when the plan knows it, for exp capped at u's deadline (partLifetime). It
+// also returns when the first of their URLs expires (they may be capped at the signing credentials'
+// expiry, which can change between two signatures).
 func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now time.Time, exp time.Duration) ([]partURL, time.Time, *Problem) {
-	if p := s.beforeDeadline(u); p != nil {
+	exp, p := partLifetime(u, now, exp)
+	if p != nil {
 		return nil, time.Time{}, p
 	}
 	plan := s.plan(u)

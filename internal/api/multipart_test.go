@@ -591,3 +591,58 @@ func TestMultipartCreateOutlivesClient(t *testing.T) {
 		t.Fatal("the deadline abort was not scheduled")
 	}
 }
+
+// TestPartURLsEndAtTheDeadline: a part URL signed shortly before its upload's deadline expires at
+// the deadline, whatever lifetime was asked (expires_in on /v1, the presign default on Uppy's
+// routes); with less than a second left the upload is refused as past its deadline, on both route
+// families, and nothing is signed.
+func TestPartURLsEndAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	setClock := func(at time.Time) { mu.Lock(); defer mu.Unlock(); now = at }
+	b := setup(t, setupOpts{now: clock})
+	v1 := b.createMP(t, aliceKey, map[string]any{"filename": "d.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart"}, false)
+	uppy := b.createMP(t, aliceKey, map[string]any{"filename": "d.bin", "type": "application/octet-stream"}, true)
+	deadline := func(u mpUpload) time.Time {
+		var at time.Time
+		require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT expires_at FROM uploads WHERE id = $1", u.id).Scan(&at))
+		return at.UTC()
+	}
+
+	// Ten seconds (and a fraction) before the deadline: the URL lives ten seconds, not the hour asked.
+	setClock(deadline(v1).Add(-10*time.Second + 300*time.Millisecond))
+	status, _, resp := b.call(t, "POST", "/v1/uploads/"+v1.id+"/parts", aliceKey, map[string]any{"part_numbers": []int{1, 2}, "expires_in": 3600})
+	require.Equal(t, http.StatusOK, status, resp)
+	require.Equal(t, deadline(v1), expiresAt(t, resp["expires_at"]))
+	for _, p := range resp["parts"].([]any) {
+		require.Equal(t, 10, urlExpires(t, p.(map[string]any)["url"].(string)))
+	}
+	setClock(deadline(uppy).Add(-10*time.Second + 300*time.Millisecond))
+	uq := "?key=" + url.QueryEscape(uppy.key)
+	status, _, resp = b.call(t, "GET", "/s3/multipart/"+url.PathEscape(uppy.uploadID)+"/1"+uq, aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	require.Equal(t, 10, urlExpires(t, resp["url"].(string)), "not the 5 minutes of the presign default")
+	require.Equal(t, float64(10), resp["expires"])
+	status, _, resp = b.call(t, "GET", "/s3/multipart/"+url.PathEscape(uppy.uploadID)+"/batch"+uq+"&partNumbers=1,2", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	for _, u := range resp["presignedUrls"].(map[string]any) {
+		require.Equal(t, 10, urlExpires(t, u.(string)))
+	}
+
+	// Half a second before the deadline: no URL of at least a second fits.
+	alice := asKey(aliceKey)
+	setClock(deadline(v1).Add(-500 * time.Millisecond))
+	runAttacks(t, b, familyV1, []attack{
+		{attacker: "tenant asking for a week-long part URL half a second before the deadline", method: "POST", path: "/v1/uploads/" + v1.id + "/parts", as: alice,
+			body: map[string]any{"part_numbers": []int{1}, "expires_in": 3600}, status: 409, typ: "upload-not-pending", mustNot: "sign a part URL that outlives the upload's deadline"},
+	})
+	setClock(deadline(uppy).Add(-500 * time.Millisecond))
+	runAttacks(t, b, familyUppy, []attack{
+		{attacker: "Uppy client signing a part half a second before the deadline", method: "GET", path: "/s3/multipart/" + url.PathEscape(uppy.uploadID) + "/1" + uq, as: alice,
+			status: 409, typ: "upload-not-pending", mustNot: "sign a part URL that outlives the upload's deadline"},
+		{attacker: "Uppy client batch-signing parts half a second before the deadline", method: "GET", path: "/s3/multipart/" + url.PathEscape(uppy.uploadID) + "/batch" + uq + "&partNumbers=1,2", as: alice,
+			status: 409, typ: "upload-not-pending", mustNot: "sign part URLs that outlive the upload's deadline"},
+	})
+}

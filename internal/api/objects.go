@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +92,9 @@ func decodeCursor(s string) (time.Time, uuid.UUID, bool) {
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	q := r.URL.Query()
+	if p := uppySingle(q, "limit", "cursor"); p != nil {
+		return p
+	}
 	limit := defaultPageSize
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -155,8 +159,12 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request, who principal
 }
 
 func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	q := r.URL.Query()
+	if p := uppySingle(q, "expires_in"); p != nil {
+		return p
+	}
 	var secs *int64
-	if v := r.URL.Query().Get("expires_in"); v != "" {
+	if v := q.Get("expires_in"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return problemf(probInvalidExpiry, "expires_in must be an integer number of seconds")
@@ -178,6 +186,7 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	// over it since (an upload URL or policy used again before it expired): the verdict holds for
 	// those bytes only, until the newer version's own verdict replaces the row.
 	in := sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: s.now(), Expires: exp, ContentLength: -1}
+	in.ResponseContentType, in.ResponseContentDisposition = downloadOverrides(o)
 	if o.VersionID != nil {
 		in.VersionID = *o.VersionID
 	}
@@ -188,6 +197,43 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	s.metrics.presigned.get("get").Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})
 	return nil
+}
+
+// downloadOverrides are the response headers a download URL should make S3 answer with
+// (response-content-type and response-content-disposition, signed into the URL), whatever headers
+// the object was stored with. A presigned PUT signs Content-Type, Content-Length, Host,
+// If-None-Match and the checksum only: its uploader may add Content-Disposition, Content-Encoding,
+// Cache-Control and the like unsigned, and S3 stores them and serves them on every GET (seen with
+// MinIO), so a file verified as text/plain could be served inline as evil.html. The download is
+// served as the type the verdict accepted (the object's stored Content-Type, which the verdict
+// checked against the declared one; application/octet-stream without one) and as an attachment
+// named after the key's last segment, the sanitized file name (RFC 6266, its filename* in RFC 8187's
+// UTF-8 encoding). An <img> or <video> shows an attachment as it would any answer; a page that
+// links to the URL gets a download instead of a page rendered from S3's origin.
+func downloadOverrides(o dbq.Object) (contentType, disposition string) {
+	contentType = "application/octet-stream"
+	if o.ContentType != nil && *o.ContentType != "" {
+		contentType = *o.ContentType
+	}
+	return contentType, "attachment; filename*=UTF-8''" + rfc8187Escape(path.Base(o.Key))
+}
+
+// rfc8187Escape percent-encodes s as an RFC 8187 ext-value's value: every byte but attr-char.
+func rfc8187Escape(s string) string {
+	const upperHex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) * 3)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$&+-.^_`|~", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(upperHex[c>>4])
+		b.WriteByte(upperHex[c&15])
+	}
+	return b.String()
 }
 
 // objectStatuses are the values ?status= accepts.

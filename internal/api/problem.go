@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,7 +58,7 @@ var problemKinds = []problem.Kind{
 	probExpiryTooLong, probTooLarge, probTypeNotAllowed, probInvalidParts, probInvalidCursor,
 	probInvalidLimit, probInvalidID, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
-	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen,
+	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, problem.MethodNotAllowed,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.
@@ -78,10 +79,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 // maxJSONBody bounds JSON request bodies, except on routes that set their own limit (complete).
 const maxJSONBody = 64 << 10
 
-// decodeJSON reads one JSON object from the body into v, refusing unknown fields, trailing data,
-// bodies over maxJSONBody and other media types. The body is read whole first (encoding/json's
-// decoder buffered the whole value anyway); a scannable v reads it through its fast path when it
-// can, and encoding/json decodes it otherwise.
+// decodeJSON reads one JSON object from the body into v, refusing unknown fields, members given
+// twice or in another case than their field's (exactMembers), trailing data, bodies over
+// maxJSONBody and other media types. The body is read whole first (encoding/json's decoder buffered
+// the whole value anyway); a scannable v reads it through its fast path when it can (which gives up
+// on such members), and encoding/json decodes it otherwise.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
 	return decodeJSONLimit(w, r, v, maxJSONBody)
 }
@@ -113,7 +115,7 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 		}
 		return jsonProblem(err)
 	}
-	return nil
+	return exactMembers(body.Bytes(), reflect.TypeOf(v))
 }
 
 func jsonProblem(err error) *Problem {

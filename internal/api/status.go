@@ -78,7 +78,11 @@ func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, who principal
 	if err != nil {
 		return problemf(probNotFound, "no upload %q", r.PathValue("id"))
 	}
-	wait, p := parseWait(r.URL.Query().Get("wait"))
+	q := r.URL.Query()
+	if p := uppySingle(q, "wait"); p != nil {
+		return p
+	}
+	wait, p := parseWait(q.Get("wait"))
 	if p != nil {
 		return p
 	}
@@ -105,9 +109,12 @@ func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, who principal
 			case <-s.stopping: // the daemon stops: answer now rather than hold its shutdown
 				expired = true
 			case <-ctx.Done():
-				return nil // the client left
+				return nil // the client left: recorded as statusClientClosed
 			}
 			if st, p = s.uploadStatus(ctx, id, who.owner); p != nil {
+				if ctx.Err() != nil {
+					return nil // the client left during the read: no failure of the database's
+				}
 				return p
 			}
 		}

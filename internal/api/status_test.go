@@ -152,6 +152,7 @@ func TestUploadStatusAttacks(t *testing.T) {
 		{"a wait over the cap", "/v1/uploads/" + id.String() + "?wait=31s", aliceKey, 400, "invalid-parameter"},
 		{"a negative wait", "/v1/uploads/" + id.String() + "?wait=-1s", aliceKey, 400, "invalid-parameter"},
 		{"a wait that is not a duration", "/v1/uploads/" + id.String() + "?wait=soon", aliceKey, 400, "invalid-parameter"},
+		{"a repeated wait (the first short for a proxy's timeout, the second long)", "/v1/uploads/" + id.String() + "?wait=1s&wait=30s", aliceKey, 400, "invalid-parameter"},
 	} {
 		began := time.Now()
 		status, _, raw := b.sendRaw(t, attack{attacker: c.attacker, method: "GET", path: c.path, as: asKey(c.key)})
@@ -257,6 +258,41 @@ func TestUploadWaitEnds(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, resp)
 	require.Equal(t, false, resp["done"])
 	require.Equal(t, "pending", resp["status"])
+}
+
+// TestUploadWaitClientLeft: a long poll whose client leaves is recorded as 499 (client closed
+// request) in the request metric, not as the 200 net/http writes to no one.
+func TestUploadWaitClientLeft(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	signal := &pollSignal{polled: make(chan struct{})}
+	b := setup(t, setupOpts{share: a, waits: listen(t, a.st), queries: func(q Queries) Queries {
+		signal.Queries = q
+		return signal
+	}})
+	id, _ := createIntent(t, a, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.srv.URL+"/v1/uploads/"+id.String()+"?wait=30s", nil)
+	require.NoError(t, err)
+	req.Header.Set("X-API-Key", aliceKey)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-signal.polled // the poll waits
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	const route = "GET /v1/uploads/{id}"
+	require.Eventually(t, func() bool {
+		return testkit.Metric(t, b.registry, "intake_http_requests_total", "route", route, "code", "499") == 1
+	}, 10*time.Second, 10*time.Millisecond, "the poll given up is recorded as 499")
+	require.Zero(t, testkit.Metric(t, b.registry, "intake_http_requests_total", "route", route, "code", "200"), "nor as a 200")
 }
 
 // TestListObjectsFilters: ?status=, ?upload_id= and ?prefix= narrow the caller's objects, and never

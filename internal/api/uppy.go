@@ -55,7 +55,9 @@ func (s *Server) uppyParams(w http.ResponseWriter, r *http.Request, who principa
 	return nil
 }
 
-// uppySingle refuses repeated query parameters (which one would be signed would be ambiguous).
+// uppySingle refuses repeated query parameters: url.Values.Get reads the first, and a proxy, a cache
+// key or a log may read another, so which one intake acted on would be ambiguous. Every query
+// parameter the API reads goes through it (Uppy's routes and /v1's).
 func uppySingle(q map[string][]string, names ...string) *Problem {
 	for _, n := range names {
 		if len(q[n]) > 1 {
@@ -200,12 +202,22 @@ func (s *Server) uppySignPart(w http.ResponseWriter, r *http.Request, who princi
 }
 
 // uppyBatchSign: GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2 → {presignedUrls: {"1": url}}.
+// The list is counted before it is parsed: a URL of up to 1 MB lists some 500,000 numbers, which
+// would be parsed (and held) only to be refused.
 func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who principal) *Problem {
-	raw := r.URL.Query().Get("partNumbers")
+	q := r.URL.Query()
+	if p := uppySingle(q, "partNumbers"); p != nil {
+		return p
+	}
+	raw := q.Get("partNumbers")
 	if raw == "" {
 		return problemf(probInvalidParts, "the partNumbers query parameter is required")
 	}
-	var nums []int32
+	count := strings.Count(raw, ",") + 1
+	if count > maxPartsPerCall {
+		return problemf(probInvalidParts, "list 1 to %d part numbers (got %d)", maxPartsPerCall, count)
+	}
+	nums := make([]int32, 0, count)
 	for f := range strings.SplitSeq(raw, ",") {
 		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -32,6 +33,7 @@ func TestUppyAttacks(t *testing.T) {
 	danaUID, danaQ := url.PathEscape(danaMP["uploadId"].(string)), "?key="+url.QueryEscape(danaMP["key"].(string))
 
 	params := "/s3/params?filename=pic.png&type=image%2Fpng"
+	host := strings.TrimPrefix(b.srv.URL, "http://") // intake's host, as requests name it
 	complete := map[string]any{"parts": []any{map[string]any{"PartNumber": 1, "ETag": "x"}}}
 	attacks := []attack{
 		// Issue 12.10: a page on another site makes the victim's browser call the routes with her cookie.
@@ -51,6 +53,20 @@ func TestUppyAttacks(t *testing.T) {
 			body: complete, header: map[string]string{"Origin": "https://evil.example.net"}, status: 403, typ: "forbidden", mustNot: "complete the victim's upload"},
 		{attacker: "sibling subdomain with Uppy's header", method: "GET", path: params, as: asCookie(victim),
 			header: map[string]string{"Origin": "https://evil.app.example.com", "Sec-Fetch-Site": "same-site", "Uppy-Versions": "@uppy/aws-s3=4.0.0"}, status: 403, typ: "forbidden", mustNot: "create an intent for the victim"},
+		// ServeMux routes HEAD to GET patterns: a HEAD must not do what the GET does.
+		{attacker: "prefetching proxy sending HEAD to /s3/params", method: "HEAD", path: params, as: alice, status: 405, mustNot: "create an intent or sign a POST policy"},
+		{attacker: "HEAD signing a part", method: "HEAD", path: "/s3/multipart/" + uid + "/1" + q, as: alice, status: 405, mustNot: "sign a part URL"},
+		{attacker: "HEAD batch-signing parts", method: "HEAD", path: "/s3/multipart/" + uid + "/batch" + q + "&partNumbers=1,2", as: alice, status: 405, mustNot: "sign part URLs"},
+		// A page served on intake's own host over plain HTTP (by a network attacker, where the
+		// deployment is https behind a TLS-terminating proxy): its Origin names intake's host, with
+		// another scheme.
+		{attacker: "page on http://<intake's host> riding the cookie to the https deployment", method: "GET", path: params, as: asCookie(victim),
+			header: map[string]string{"Origin": "http://" + host, "Sec-Fetch-Site": "cross-site", "X-Forwarded-Proto": "https"}, status: 403, typ: "forbidden", mustNot: "create an intent for the victim"},
+		{attacker: "page on http://<intake's host>, in a browser calling it same-site", method: "POST", path: "/s3/multipart", as: asCookie(victim),
+			body:   map[string]any{"filename": "c.bin", "type": "image/png", "metadata": map[string]string{}},
+			header: map[string]string{"Origin": "http://" + host, "Sec-Fetch-Site": "same-site", "Uppy-Versions": "@uppy/aws-s3=4.0.0"}, status: 403, typ: "forbidden", mustNot: "create a multipart upload for the victim"},
+		{attacker: "page on http://<intake's host>, in a browser without Sec-Fetch-Site", method: "GET", path: params, as: asCookie(victim),
+			header: map[string]string{"Origin": "http://" + host, "X-Forwarded-Proto": "https"}, status: 403, typ: "forbidden", mustNot: "create an intent for the victim"},
 		// Credentials.
 		{attacker: "anonymous caller", method: "GET", path: params, status: 401, typ: "unauthorized", mustNot: "create an intent"},
 		{attacker: "operator key creating an upload (issue 12.1)", method: "GET", path: params, as: asKey(opsKey), status: 403, typ: "forbidden", mustNot: "create an intent"},
@@ -67,9 +83,18 @@ func TestUppyAttacks(t *testing.T) {
 		{attacker: "type not allowed", method: "GET", path: "/s3/params?filename=x.exe&type=application%2Fx-msdownload", as: alice, status: 422, typ: "type-not-allowed", mustNot: "create an intent"},
 		{attacker: "repeated filename", method: "GET", path: "/s3/params?filename=a&filename=b&type=image%2Fpng", as: alice, status: 400, typ: "invalid-parameter", mustNot: "create an intent"},
 		{attacker: "unknown field", method: "POST", path: "/s3/multipart", as: alice, body: map[string]any{"filename": "a", "type": "image/png", "evil": 1}, status: 400, typ: "unknown-field", mustNot: "create a multipart upload"},
+		// Bodies encoding/json would read as the last of repeated members, and with names in any case.
+		{attacker: "Uppy client repeating size (the last one is the smallest)", method: "POST", path: "/s3/multipart", as: alice, body: `{"filename":"a","type":"image/png","size":99999999,"size":1}`, status: 400, typ: "invalid-json", mustNot: "create a multipart upload"},
+		{attacker: "Uppy client adding a type in capitals", method: "POST", path: "/s3/multipart", as: alice, body: `{"filename":"a","type":"image/png","TYPE":"text/html"}`, status: 400, typ: "unknown-field", mustNot: "create a multipart upload"},
+		{attacker: "Uppy client naming a part's number in two cases", method: "POST", path: "/s3/multipart/" + uid + "/complete" + q, as: alice, body: `{"parts":[{"PartNumber":1,"ETag":"x","partNumber":2}]}`, status: 400, typ: "unknown-field", mustNot: "complete the upload"},
+		{attacker: "Uppy client repeating the parts of a complete", method: "POST", path: "/s3/multipart/" + uid + "/complete" + q, as: alice, body: `{"parts":[],"parts":[{"PartNumber":1,"ETag":"x"}]}`, status: 400, typ: "invalid-json", mustNot: "complete the upload"},
 		{attacker: "no key", method: "GET", path: "/s3/multipart/" + uid, as: alice, status: 400, typ: "invalid-parameter", mustNot: "list the parts"},
 		{attacker: "key with a NUL under its own prefix", method: "GET", path: "/s3/multipart/" + uid + "?key=uploads/alice/%00", as: alice, status: 400, typ: "invalid-parameter", mustNot: "send PostgreSQL a NUL (a 500)"},
 		{attacker: "key with invalid UTF-8 under its own prefix", method: "DELETE", path: "/s3/multipart/" + uid + "?key=uploads/alice/%FF", as: alice, status: 400, typ: "invalid-parameter", mustNot: "abort anything"},
+		{attacker: "Uppy client listing 400,000 part numbers in one batch (the last not a number)", method: "GET", path: "/s3/multipart/" + uid + "/batch" + q + "&partNumbers=" + strings.Repeat("1,", 399999) + "x", as: alice,
+			status: 400, typ: "invalid-parts", detail: "list 1 to 1000 part numbers", mustNot: "parse the list past the cap, or sign part URLs"},
+		{attacker: "Uppy client repeating partNumbers", method: "GET", path: "/s3/multipart/" + uid + "/batch" + q + "&partNumbers=1&partNumbers=2", as: alice,
+			status: 400, typ: "invalid-parameter", detail: `"partNumbers"`, mustNot: "sign part URLs"},
 		{attacker: "bad part number", method: "GET", path: "/s3/multipart/" + uid + "/0" + q, as: alice, status: 400, typ: "invalid-parts", mustNot: "sign a part URL"},
 		{attacker: "part of a completed upload", method: "GET", path: "/s3/multipart/" + doneUID + "/1" + doneQ, as: alice, status: 409, typ: "upload-not-pending", mustNot: "sign a part URL"},
 	}
@@ -92,6 +117,8 @@ func TestCookieAuthLegitimate(t *testing.T) {
 		{"Origin": "https://app.example.com", "Sec-Fetch-Site": "cross-site"},
 		{"Origin": "https://APP.example.com"},
 		{"Origin": b.srv.URL},
+		{"Origin": strings.Replace(b.srv.URL, "http://", "https://", 1), "X-Forwarded-Proto": "https"}, // behind a TLS-terminating proxy
+		{"Origin": strings.Replace(b.srv.URL, "http://", "https://", 1), "Sec-Fetch-Site": "same-origin", "X-Forwarded-Proto": "https"},
 		{"X-Requested-With": "XMLHttpRequest"},
 		{"Uppy-Versions": "@uppy/aws-s3=4.0.0"},
 	} {
@@ -103,5 +130,5 @@ func TestCookieAuthLegitimate(t *testing.T) {
 	}
 	var n int
 	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM uploads WHERE owner = 'dana'").Scan(&n))
-	require.Equal(t, 14, n)
+	require.Equal(t, 18, n)
 }
