@@ -219,5 +219,6 @@
 // "refused:foreign_bucket"...), after its effects are committed;
 // a redelivered body is archived again. Invalid UTF-8 and NUL bytes, which
 // PostgreSQL text refuses, are replaced by U+FFFD; an archive failure other
-// than an outage is logged and does not fail the message.
+// than an outage, or than ctx ending (a shutdown between the commit and the
+// archive), is logged and does not fail the message.
 package pipeline

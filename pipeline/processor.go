@@ -127,7 +127,9 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 // Events of one body are processed in order; when one fails, the body is
 // retried as a whole, which is safe because processing is idempotent. A body
 // with an event naming a bucket intake is not configured for is refused
-// whole, before any of its events is processed.
+// whole, before any of its events is processed. With Archive set, an
+// archive failure is logged and does not fail the message, unless it is an
+// outage or ctx ended: the message is then retried, to be archived.
 func (p *Processor) Process(ctx context.Context, msgID string, body []byte) error {
 	log := p.log.With("msg_id", msgID)
 	events, err := Decode(body)
@@ -159,6 +161,12 @@ func (p *Processor) Process(ctx context.Context, msgID string, body []byte) erro
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			return fmt.Errorf("message %s: %w", msgID, err)
+		case err != nil && ctx.Err() != nil:
+			// Cancelled (shutdown, the message's deadline) between the effects' commit and the
+			// archive: the store does not call that an outage, but the body was not refused
+			// either. Failing the message has it processed again, which is idempotent, and
+			// archived then; succeeding would ack it without its archive row.
+			return fmt.Errorf("message %s: archive: %w", msgID, err)
 		case err != nil:
 			// The effects are committed; a body the archive refuses must not
 			// block the message.

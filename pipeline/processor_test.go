@@ -839,6 +839,40 @@ func TestProcessArchive(t *testing.T) {
 	require.Equal(t, "ObjectCreated:Put", name)
 }
 
+// cancelledAtArchive is the real record store, except that the context ends (the grace period
+// after SIGTERM is over) once the effects are committed and before the body is archived.
+type cancelledAtArchive struct {
+	pipeline.RecordStore
+	cancel context.CancelFunc
+}
+
+func (c *cancelledAtArchive) Archive(ctx context.Context, ev pipeline.ArchivedEvent) error {
+	c.cancel()
+	return c.RecordStore.Archive(ctx, ev)
+}
+
+// TestProcessArchiveCancelled: a message whose context ends between the commit of its effects and
+// its archive is not reported done (the consumer would delete it without its archive row): it
+// fails, and its redelivery records the same and archives it.
+func TestProcessArchiveCancelled(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{archive: true})
+	b.put(t, "a.txt", "text/plain", []byte("a"))
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	p := b.newProcessor(t, procOpts{archive: true, records: &cancelledAtArchive{RecordStore: store.NewRecords(b.st), cancel: cancel}})
+	msg := b.created("a.txt", "0A", t0)
+
+	err := p.Process(ctx, "msg-1", msg)
+	require.ErrorIs(t, err, context.Canceled, "the message is not acked without its archive row")
+	require.False(t, errors.Is(err, pipeline.ErrPermanent))
+	require.Equal(t, pipeline.StatusValid, b.row(t, "a.txt").Status, "the effects were committed")
+	require.Empty(t, archivedOutcomes(t, b))
+
+	require.NoError(t, b.proc.Process(b.ctx, "msg-1", msg), "the redelivery")
+	require.Equal(t, []string{"created:valid:stale"}, archivedOutcomes(t, b), "archived; its record was already there")
+}
+
 // cancels records CancelMultipartAbort calls and fails them when err is set.
 type cancels struct {
 	mu  sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -18,20 +19,44 @@ import (
 // failed by the server's fault).
 const ackAttempts = 4
 
+// ackOutageBatches batches given up in a row for SQS's failure (no deletion succeeding in between)
+// pause the receivers under dependencySQS.
+const ackOutageBatches = 3
+
+// dependencySQS names the queue as a dependency of the consumer: its deletions failing pause the
+// receivers like an outage of the Processor's dependencies.
+const dependencySQS = "sqs"
+
 // acker deletes settled messages in batches of up to ten, flushing a partial batch after ackDelay.
 // Several batches may be in flight at once.
+//
+// Deletions that keep failing for SQS's fault (receives may still work: a delete-only outage, a
+// policy that no longer allows sqs:DeleteMessage) would have every committed message received and
+// processed again after its visibility timeout, until its receives dead-letter it. After
+// ackOutageBatches batches given up in a row, the acker pauses the receivers (outage of
+// dependencySQS); the gate's check of it (probe) retries the last deletions given up.
 type acker struct {
 	client   Client
 	queueURL string
 	log      *slog.Logger
 	m        *metrics
+	gate     *gate
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	in     chan ackEntry
-	done   chan struct{}
+	// mu guards closed against sends on in: add holds it for reading while sending, close takes it
+	// for writing before closing in. closing is closed first, so that an add waiting for room in
+	// in gives up and close does not wait for the flushers behind it.
+	mu          sync.RWMutex
+	closed      bool
+	closing     chan struct{}
+	closingOnce sync.Once
+	in          chan ackEntry
+	done        chan struct{}
+
+	outMu     sync.Mutex
+	failedRun int        // batches given up in a row for SQS's failure
+	owed      []ackEntry // the last deletions given up for SQS's failure (at most maxBatch), retried by probe
 }
 
 type ackEntry struct {
@@ -40,31 +65,38 @@ type ackEntry struct {
 	dlq bool // deleted after being sent to the dead-letter queue
 }
 
-func newAcker(ctx context.Context, client Client, queueURL string, log *slog.Logger, m *metrics) *acker {
+func newAcker(ctx context.Context, client Client, queueURL string, log *slog.Logger, m *metrics, g *gate) *acker {
 	ctx, cancel := context.WithCancel(ctx)
 	a := &acker{
-		client: client, queueURL: queueURL, log: log, m: m, ctx: ctx, cancel: cancel,
-		in: make(chan ackEntry, 4*maxBatch), done: make(chan struct{}),
+		client: client, queueURL: queueURL, log: log, m: m, gate: g, ctx: ctx, cancel: cancel,
+		closing: make(chan struct{}), in: make(chan ackEntry, 4*maxBatch), done: make(chan struct{}),
 	}
 	go a.run()
 	return a
 }
 
-// add queues the message for deletion. After close it only logs: the message will be delivered
-// again.
+// add queues the message for deletion. When the queue is full (every flusher busy retrying), it
+// waits for room until ctx ends or close begins. After close, or when it gave up, it only logs:
+// the message will be delivered again.
 func (a *acker) add(ctx context.Context, d *delivery, dlq bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		a.log.WarnContext(ctx, "consumer stopped before the message could be deleted; it will be delivered again")
-		return
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if !a.closed {
+		select {
+		case a.in <- ackEntry{ctx: ctx, d: d, dlq: dlq}:
+			return
+		case <-a.closing:
+		case <-a.ctx.Done():
+		case <-ctx.Done():
+		}
 	}
-	a.in <- ackEntry{ctx: ctx, d: d, dlq: dlq}
+	a.log.WarnContext(ctx, "consumer stopped before the message could be deleted; it will be delivered again")
 }
 
 // close flushes what is pending and waits for the batches in flight, for at most finalTimeout
-// beyond the calls' own bounds.
+// beyond the calls' own bounds. An add still waiting for room gives up.
 func (a *acker) close() {
+	a.closingOnce.Do(func() { close(a.closing) })
 	a.mu.Lock()
 	if !a.closed {
 		a.closed = true
@@ -137,8 +169,12 @@ func (a *acker) run() {
 
 // flush deletes one batch, retrying whole-call errors and the entries the server failed by its own
 // fault; entries failed by the sender's fault (an expired receipt handle...) are logged and counted.
+// Entries given up for SQS's failure (the call's, the server's) are reported to outage.
 func (a *acker) flush(batch []ackEntry) {
 	pending := batch
+	var deleted bool           // an entry was deleted: deletions work
+	var unavailable []ackEntry // entries given up for SQS's failure
+	defer func() { a.outage(deleted, unavailable) }()
 	for attempt := 1; len(pending) > 0; attempt++ {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(pending))
 		for i, e := range pending {
@@ -149,9 +185,13 @@ func (a *acker) flush(batch []ackEntry) {
 		out, err := a.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(a.queueURL), Entries: entries})
 		cancel()
 		if err != nil {
+			err = redactHandles(err, handles(pending)...)
 			if attempt >= ackAttempts || a.ctx.Err() != nil {
 				for _, e := range pending {
 					a.failed(e, fmt.Errorf("delete message batch: %w", err))
+				}
+				if a.ctx.Err() == nil { // not the shutdown cutting the call
+					unavailable = append(unavailable, pending...)
 				}
 				return
 			}
@@ -166,6 +206,7 @@ func (a *acker) flush(batch []ackEntry) {
 				continue
 			}
 			answered[e.i] = true
+			deleted = true
 			if !e.dlq {
 				a.m.acked.Inc()
 			}
@@ -182,7 +223,11 @@ func (a *acker) flush(batch []ackEntry) {
 				retry = append(retry, e.ackEntry)
 				continue
 			}
-			a.failed(e.ackEntry, fmt.Errorf("delete message: %s: %s (sender fault: %t)", aws.ToString(f.Code), aws.ToString(f.Message), f.SenderFault))
+			if !f.SenderFault {
+				unavailable = append(unavailable, e.ackEntry)
+			}
+			a.failed(e.ackEntry, fmt.Errorf("delete message: %s: %s (sender fault: %t)", aws.ToString(f.Code),
+				redactText(aws.ToString(f.Message), e.d.handle), f.SenderFault))
 		}
 		// An entry the answer names neither way is treated as the server's failure.
 		for i, e := range pending {
@@ -193,6 +238,7 @@ func (a *acker) flush(batch []ackEntry) {
 				retry = append(retry, e)
 				continue
 			}
+			unavailable = append(unavailable, e)
 			a.failed(e, errors.New("delete message: the server's answer did not name the entry"))
 		}
 		pending = retry
@@ -201,6 +247,102 @@ func (a *acker) flush(batch []ackEntry) {
 			sleep(a.ctx, time.Duration(attempt)*100*time.Millisecond)
 		}
 	}
+}
+
+// outage counts the batches given up for SQS's failure in a row (a batch that deleted everything
+// it did not give up for the entries' own fault ends the run) and, after ackOutageBatches of them,
+// pauses the receivers under dependencySQS. It keeps the last entries given up (at most maxBatch)
+// for probe.
+func (a *acker) outage(deleted bool, unavailable []ackEntry) {
+	a.outMu.Lock()
+	switch {
+	case len(unavailable) > 0:
+		a.failedRun++
+		a.owed = append(a.owed, unavailable...)
+		a.owed = a.owed[max(len(a.owed)-maxBatch, 0):]
+	case deleted:
+		a.failedRun, a.owed = 0, nil
+	}
+	pause, run := len(unavailable) > 0 && a.failedRun >= ackOutageBatches, a.failedRun
+	a.outMu.Unlock()
+	if pause && a.gate != nil {
+		a.log.Error("deleting settled messages keeps failing: pausing the receivers until SQS deletes again",
+			"failed_batches", run)
+		a.gate.failing(dependencySQS)
+	}
+}
+
+// probe is the gate's check of dependencySQS: it deletes again the last messages whose deletion
+// was given up for SQS's failure. It passes when SQS answered for each of them (deleted, or
+// refused for the entry's own fault: the handle expired meanwhile). With none to retry, it asks
+// for the queue's attributes.
+func (a *acker) probe(ctx context.Context) error {
+	a.outMu.Lock()
+	owed := slices.Clone(a.owed)
+	a.outMu.Unlock()
+	if len(owed) == 0 {
+		_, err := a.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl:       aws.String(a.queueURL),
+			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
+		})
+		if err != nil {
+			return fmt.Errorf("get attributes of queue %s: %w", a.queueURL, err)
+		}
+		return nil
+	}
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(owed))
+	for i, e := range owed {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(e.d.handle)}
+	}
+	out, err := a.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(a.queueURL), Entries: entries})
+	if err != nil {
+		return fmt.Errorf("delete message batch (%d messages whose deletion failed): %w", len(owed), redactHandles(err, handles(owed)...))
+	}
+	answered := make([]bool, len(owed))
+	var serverFailed error
+	for _, f := range out.Failed {
+		e, ok := entryOf(owed, f.Id)
+		if !ok {
+			continue
+		}
+		if !f.SenderFault {
+			serverFailed = fmt.Errorf("delete message: %s: %s", aws.ToString(f.Code), redactText(aws.ToString(f.Message), e.d.handle))
+			continue
+		}
+		answered[e.i] = true
+	}
+	for _, r := range out.Successful {
+		e, ok := entryOf(owed, r.Id)
+		if !ok || answered[e.i] {
+			continue
+		}
+		answered[e.i] = true
+		if !e.dlq {
+			a.m.acked.Inc()
+		}
+		a.log.InfoContext(e.ctx, "message deleted after its deletion had failed", "dead_lettered", e.dlq)
+	}
+	if serverFailed != nil {
+		return serverFailed
+	}
+	// SQS deletes again. The entries it answered for are settled; those given up since stay owed.
+	a.outMu.Lock()
+	defer a.outMu.Unlock()
+	a.failedRun = 0
+	a.owed = slices.DeleteFunc(a.owed, func(e ackEntry) bool {
+		i := slices.IndexFunc(owed, func(o ackEntry) bool { return o.d == e.d })
+		return i >= 0 && answered[i]
+	})
+	return nil
+}
+
+// handles returns the receipt handles of entries.
+func handles(entries []ackEntry) []string {
+	hs := make([]string, len(entries))
+	for i, e := range entries {
+		hs[i] = e.d.handle
+	}
+	return hs
 }
 
 func (a *acker) failed(e ackEntry, err error) {

@@ -104,6 +104,7 @@ const (
 	probeTimeout      = 5 * time.Second       // bound of one dependency check
 	deferMin          = 5 * time.Second       // shortest hiding of a message failed by an outage
 	maxDeferDoublings = 4                     // a deferred message's hiding doubles per earlier receive, this often at most
+	maxProbeRounds    = 3                     // rounds of checks of one probe, for dependencies reported during its checks
 	receiveMargin     = 10 * time.Second      // bound of a ReceiveMessage call beyond its long poll
 	drainTimeout      = 5 * time.Second       // after Grace, how long cancelled handlers may take
 	callTimeout       = 10 * time.Second      // bound of one settling call (visibility, DLQ send)
@@ -255,7 +256,25 @@ func New(cfg Config) (*Consumer, error) {
 		sleep:      sleep,
 		inflight:   map[string]*delivery{},
 	}
+	c.gate.checks[dependencySQS] = c.checkSQS(c.gate.checks[dependencySQS])
 	return c, nil
+}
+
+// checkSQS is the gate's check of dependencySQS, whose outage the acker reports when deletions keep
+// failing: the acker's probe (the failed deletions again), then configured, the Dependency named
+// "sqs" of the configuration, if any.
+func (c *Consumer) checkSQS(configured func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if c.acks != nil { // set by Run before the gate runs
+			if err := c.acks.probe(ctx); err != nil {
+				return err
+			}
+		}
+		if configured != nil {
+			return configured(ctx)
+		}
+		return nil
+	}
 }
 
 // Run receives and processes messages until ctx is cancelled, then drains as described in the
@@ -273,7 +292,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(settleCtx)
 	defer cancelWork()
 
-	c.acks = newAcker(settleCtx, c.cfg.Client, c.cfg.QueueURL, c.log, c.m)
+	c.acks = newAcker(settleCtx, c.cfg.Client, c.cfg.QueueURL, c.log, c.m, c.gate)
 	c.refreshQueueInfo(ctx)
 
 	var workers sync.WaitGroup
@@ -306,7 +325,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer cutPolls.Stop()
 	receivers.Wait()
 	bg.Wait()
-	c.gate.close()
 
 	n := c.inflightCount()
 	grace := max(c.cfg.Grace-time.Since(stopping), 0) // the polls' end came out of it
@@ -326,6 +344,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		workers.Wait()
 	}
 	c.acks.close()
+	// Last: a handler that reported an outage during the grace period, or deletions that failed
+	// while flushing, set a paused gauge that no probe will clear.
+	c.gate.close()
 	c.log.Info("consumer stopped")
 	return nil
 }

@@ -14,10 +14,14 @@
 //   - Process returns nil: the effect is committed; the message is deleted, in batches of up to ten
 //     (DeleteMessageBatch) flushed when full or after a few milliseconds. Entries the server reports
 //     as failed are retried when the fault is the server's and logged and counted otherwise: such a
-//     message is delivered again and processed again, which the pipeline makes harmless.
+//     message is delivered again and processed again, which the pipeline makes harmless. Deletions
+//     that keep failing for SQS's fault pause the receivers (see "Outages").
 //   - The error wraps pipeline.ErrPermanent: the message can never succeed. With a DLQURL it is sent
 //     to the dead-letter queue (body, attributes and the reason as the intake-dlq-reason attribute)
-//     and only then deleted. Without one it is left to the queue's redrive policy: its visibility is
+//     and only then deleted; refused for its content (InvalidParameterValue, InvalidMessageContents:
+//     over the size limit once the attributes are added), it is sent once more with intake's three
+//     attributes alone and a 256-byte reason; refused for anything else (throttling, KMS, a missing
+//     queue, access denied), it is retried later like any failure. Without one it is left to the queue's redrive policy: its visibility is
 //     set short so that its receive count reaches maxReceiveCount quickly. When the queue has no
 //     redrive policy the message is hidden for MaxBackoff instead, so a poison message is not
 //     retried in a hot loop.
@@ -44,7 +48,10 @@
 // message timeout. An extension that fails is retried after a quarter of that interval (at most
 // 2 s) for as long as the visibility it would have extended still runs, instead of at the next
 // interval, when the message would already be visible to other consumers; each call is bounded by
-// half the interval (and 10 s). The heartbeat stops, and has stopped, before the message is settled.
+// half the interval (and 10 s). An extension refused for good (MessageNotInflight,
+// ReceiptHandleIsInvalid, InvalidParameterValue: the message was received again elsewhere, or the
+// handle is refused) ends the heartbeat: no retry can succeed. The heartbeat stops, and has
+// stopped, before the message is settled.
 //
 // # Outages
 //
@@ -56,14 +63,25 @@
 // recovering PostgreSQL, a HeadBucket), 1 s after the first error, then with a backoff doubling to
 // 30 s (with jitter), each check bounded by 5 s, until it passes; then the receivers resume. An
 // outage that names no dependency is checked against all of them; a dependency without a Check
-// ends its outage when the backoff does.
+// ends its outage when the backoff does. A dependency reported down while the checks run is
+// checked too before the receivers resume.
 //
-// The messages in flight when the outage began fail too. Each is hidden (ChangeMessageVisibility)
-// until the next check, at least 5 s, doubled per earlier receive of the message (at most four
-// doublings, capped at MaxBackoff); this is not a retry (intake_messages_deferred_total, not
-// intake_messages_retried_total), and the 2 s retry schedule does not apply. Messages returned by
-// a long poll that was under way when the pause began are hidden the same way without being
-// processed.
+// SQS itself: when deleting settled messages keeps failing for SQS's fault (three batches given
+// up in a row, after their retries, with no deletion succeeding in between; receives may still
+// work), the receivers pause under "sqs": otherwise every committed message would be received
+// and processed again after its visibility timeout until its receives dead-letter it. Its check
+// deletes again the last messages given up (and calls the Check of a Dependency named "sqs", if
+// configured); once SQS deletes, the receivers resume.
+//
+// The messages in flight when the outage began fail too. On its first receive, each is hidden
+// (ChangeMessageVisibility) until the next check, at least 5 s; a message that an outage fails on
+// a later receive is hidden 1 m, 2 m, 4 m, then 8 m (30 s doubled per earlier receive, or the
+// pause doubled as often if longer, capped at MaxBackoff; the 1 m-8 m schedule is not capped by
+// it). This is not a retry (intake_messages_deferred_total, not intake_messages_retried_total),
+// and the 2 s retry schedule does not apply. Messages returned by a long poll during which a
+// pause began are hidden the same way without being processed if the pause is still under way
+// (if it has ended, they are processed). A message received before the last resume that fails
+// after it (its work began during the pause) is hidden for 5 s and starts no new pause.
 //
 // Receive counts. A message counts one receive each time ReceiveMessage hands it out. With the
 // queue's redrive after 5 receives: a message received just before a 5-minute outage (receive 1)
@@ -76,10 +94,12 @@
 // sixth receive dead-letters) that is safe with up to three other replicas idle at the moment of
 // the outage (busy replicas learn from their own messages in flight); (2) a dependency that flaps, whose check passes while its work still fails
 // (a lock that makes every statement hit statement_timeout while SELECT 1 answers): each resume
-// lets the messages received then fail once more. Against that, a resume is confirmed only by a
-// message received after it that succeeds; until then a new pause starts from double the last
-// backoff, and a message's hiding doubles with each earlier receive, so a message needs about
-// 30 s + 1 m + 2 m + 4 m of flapping before its fifth receive.
+// lets the messages received then fail once more; (3) an outage of part of a dependency (S3
+// throttling one hot prefix, a lock on some rows) that the check cannot see, while the other
+// messages succeed. Against (2), a resume is confirmed only by a message received after it that
+// succeeds; until then a new pause starts from double the last backoff. Against both, a message
+// failed by an outage again is hidden 1 m, 2 m, 4 m, 8 m, whatever the pauses: it needs more than
+// 7 minutes of such failures before its fifth receive, and more than 15 before its sixth.
 //
 // A failure that is not an outage (a message timeout included) is retried as described above, by
 // its receive count. ReceiveMessage's own errors (queue unreachable, permission denied) make that

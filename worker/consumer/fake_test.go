@@ -30,6 +30,11 @@ type fakeSQS struct {
 	attributes func(in *sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error)
 	// queueURL answers GetQueueUrl (nil: an error).
 	queueURL func(in *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error)
+	// deleteBatch answers DeleteMessageBatch (nil: every entry deleted). Only the entries it
+	// reports successful are recorded as deleted.
+	deleteBatch func(ctx context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error)
+	// send answers SendMessage (nil: an error).
+	send func(in *sqs.SendMessageInput) (*sqs.SendMessageOutput, error)
 
 	visibilities []visibilityCall
 	deleted      []string // receipt handles
@@ -55,13 +60,29 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 	return receive(ctx, in)
 }
 
-func (f *fakeSQS) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+func (f *fakeSQS) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	f.mu.Lock()
+	deleteBatch := f.deleteBatch
+	f.mu.Unlock()
+	out := &sqs.DeleteMessageBatchOutput{}
+	if deleteBatch != nil {
+		var err error
+		if out, err = deleteBatch(ctx, in); err != nil {
+			return nil, err
+		}
+	} else {
+		for _, e := range in.Entries {
+			out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := &sqs.DeleteMessageBatchOutput{}
-	for _, e := range in.Entries {
-		f.deleted = append(f.deleted, aws.ToString(e.ReceiptHandle))
-		out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+	for _, s := range out.Successful {
+		for _, e := range in.Entries {
+			if aws.ToString(e.Id) == aws.ToString(s.Id) {
+				f.deleted = append(f.deleted, aws.ToString(e.ReceiptHandle))
+			}
+		}
 	}
 	return out, nil
 }
@@ -83,8 +104,11 @@ func (f *fakeSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMes
 	return &sqs.ChangeMessageVisibilityOutput{}, nil
 }
 
-func (f *fakeSQS) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
-	return nil, errFake
+func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if f.send == nil {
+		return nil, errFake
+	}
+	return f.send(in)
 }
 
 func (f *fakeSQS) GetQueueAttributes(_ context.Context, in *sqs.GetQueueAttributesInput, _ ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {

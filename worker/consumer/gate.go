@@ -34,6 +34,7 @@ type Dependency struct {
 // the dependencies that failed, with a jittered backoff, until every one passes.
 type gate struct {
 	checks       map[string]func(context.Context) error
+	configured   []string // the dependencies of the configuration: those an outage of unknown checks
 	min, max     time.Duration
 	probeTimeout time.Duration
 	gauge        *prometheus.GaugeVec
@@ -65,6 +66,7 @@ func newGate(deps []Dependency, minPause, maxPause, probeTimeout time.Duration, 
 	}
 	for _, d := range deps {
 		g.checks[d.Name] = d.Check
+		g.configured = append(g.configured, d.Name)
 		gauge.WithLabelValues(d.Name).Set(0) // export the series at 0
 	}
 	return g
@@ -104,16 +106,57 @@ func (g *gate) valid(p pass) bool {
 	return !g.paused && g.epoch == p.epoch
 }
 
-// unavailable records an outage of dep reported by a message processed now, starting a pause if
-// none is under way, and returns how long that message is to stay hidden: until the next probe is
-// due, at least minHide.
-func (g *gate) unavailable(dep string, minHide time.Duration) time.Duration {
-	if dep == "" {
-		dep = unknownDependency
+// readmit decides, after a long poll admitted with p returned, whether its messages may be
+// processed, and under which pass. A pause under way: no (they would fail too). A pause that began
+// and ended during the poll: yes, as if admitted now, after the resume (the dependency was checked
+// since; hiding them would spend a receive each for nothing). No pause since p: yes, under p.
+func (g *gate) readmit(p pass) (pass, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.paused:
+		return p, false
+	case g.epoch != p.epoch:
+		return pass{at: g.now(), epoch: g.epoch}, true
+	default:
+		return p, true
 	}
+}
+
+// unavailable records an outage of dep reported by a message processed now, whose receiver was
+// admitted at polled, starting a pause if none is under way, and returns how long that message is
+// to stay hidden: until the next probe is due, at least minHide.
+//
+// A message whose receiver was admitted before the last resume, reporting its failure after that
+// resume, began its work before the check passed (a long inspection can outlast a whole pause):
+// its failure tells nothing of the dependency since. It is hidden for minHide and starts no
+// pause; the messages received after the resume tell whether the dependency is back.
+func (g *gate) unavailable(dep string, polled time.Time, minHide time.Duration) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
+	if !g.paused && polled.Before(g.resumedAt) {
+		g.log.Debug("dependency unavailable for a message received before the last resume: hidden, no new pause",
+			"dependency", dep, "resumed_at", g.resumedAt.UTC().Format(time.RFC3339Nano))
+		return minHide
+	}
+	g.report(dep, now)
+	return max(g.next.Sub(now), minHide)
+}
+
+// failing records an outage of dep found by other work than a message's processing (the deletion
+// of settled messages), starting a pause if none is under way.
+func (g *gate) failing(dep string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.report(dep, g.now())
+}
+
+// report records an outage of dep at now, starting a pause if none is under way. g.mu is held.
+func (g *gate) report(dep string, now time.Time) {
+	if dep == "" {
+		dep = unknownDependency
+	}
 	if !g.paused {
 		g.paused, g.since = true, now
 		g.down = map[string]time.Time{}
@@ -134,7 +177,6 @@ func (g *gate) unavailable(dep string, minHide time.Duration) time.Duration {
 			g.log.Warn("another dependency unavailable during the pause", "dependency", dep)
 		}
 	}
-	return max(g.next.Sub(now), minHide)
 }
 
 // success records a committed message whose receiver was admitted at polled: one received after
@@ -172,36 +214,45 @@ func (g *gate) run(ctx context.Context) {
 
 // probe checks the dependencies that failed (every configured one for an outage of an unknown
 // dependency) and resumes the receivers if all pass. It reports whether it resumed them.
+//
+// The checks run without the lock (each may take probeTimeout): a message can report another
+// dependency meanwhile. Such a dependency is checked too before the receivers resume, in up to
+// maxProbeRounds rounds; one still unchecked after them keeps the pause.
 func (g *gate) probe(ctx context.Context) bool {
-	g.mu.Lock()
-	if !g.paused {
-		g.mu.Unlock()
-		return true
-	}
-	names := slices.Sorted(maps.Keys(g.down))
-	if _, ok := g.down[unknownDependency]; ok {
-		names = slices.Sorted(maps.Keys(g.checks))
-	}
-	g.mu.Unlock()
-
+	checked := map[string]bool{}
 	var errs []error
-	for _, name := range names {
-		check := g.checks[name]
-		if check == nil {
-			continue // nothing to check: the pause alone is the backoff
+	for round := 0; ; round++ {
+		g.mu.Lock()
+		if !g.paused {
+			g.mu.Unlock()
+			return true
 		}
-		cctx, cancel := context.WithTimeout(ctx, g.probeTimeout)
-		err := check(cctx)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		names := g.unchecked(checked)
+		if len(names) == 0 || len(errs) > 0 {
+			break // with g.mu held
+		}
+		if round == maxProbeRounds {
+			errs = append(errs, fmt.Errorf("%s: reported during the check, not checked yet", strings.Join(names, ", ")))
+			break
+		}
+		g.mu.Unlock()
+		for _, name := range names {
+			checked[name] = true
+			check := g.checks[name]
+			if check == nil {
+				continue // nothing to check: the pause alone is the backoff
+			}
+			cctx, cancel := context.WithTimeout(ctx, g.probeTimeout)
+			err := check(cctx)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+		if ctx.Err() != nil {
+			return false
 		}
 	}
-	if ctx.Err() != nil {
-		return false
-	}
-
-	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
 	if err := errors.Join(errs...); err != nil {
@@ -220,6 +271,27 @@ func (g *gate) probe(ctx context.Context) bool {
 	g.resumedAt, g.confirmed, g.lastBackoff = now, false, g.backoff
 	g.broadcast()
 	return true
+}
+
+// unchecked returns, sorted, the dependencies of the current pause that are not in checked: those
+// found down, and every configured one when an outage named none. g.mu is held.
+func (g *gate) unchecked(checked map[string]bool) []string {
+	var names []string
+	add := func(name string) {
+		if !checked[name] && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	for dep := range g.down {
+		add(dep)
+	}
+	if _, ok := g.down[unknownDependency]; ok {
+		for _, dep := range g.configured {
+			add(dep)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // pausedBy describes the current pause for readiness: nil when not paused.

@@ -25,7 +25,8 @@ type timer interface {
 // as the message becomes visible again and another consumer receives it. Each call is bounded by
 // half the interval (and callTimeout), so that a call that hangs leaves time for retries. Once the
 // visibility has run out, the heartbeat goes back to the interval: the message may be delivered
-// again, and an extension that succeeds still shortens that window.
+// again, and an extension that succeeds still shortens that window. An extension refused for good
+// (MessageNotInflight, ReceiptHandleIsInvalid, InvalidParameterValue) ends the heartbeat.
 type heartbeat struct {
 	c     *Consumer
 	ctx   context.Context
@@ -86,6 +87,14 @@ func (h *heartbeat) beat() {
 		h.failures, h.lapsed = 0, false
 	case h.ctx.Err() != nil:
 		return // processing ended (settled, timed out, shut down): nothing to extend any more
+	case visibilityGone(err):
+		// The handle can no longer extend anything (the message was received again elsewhere after
+		// its visibility ran out, or the handle is refused): retrying would fail the same way for
+		// as long as the message is processed.
+		h.failures++
+		h.c.log.WarnContext(h.ctx, "heartbeat: the message's visibility can no longer be extended; it may be delivered again while it is processed",
+			"err", err, "failed_attempts", h.failures)
+		return
 	case now.Before(h.visibleUntil):
 		h.failures++
 		next = h.retry

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -158,5 +159,38 @@ func TestHeartbeatBoundsAndRetry(t *testing.T) {
 		assert.Equal(t, tc.bound, hb.bound, tc.visibility.String())
 		assert.Less(t, hb.retry+hb.bound, hb.every, "%s: a hanging call leaves time for a retry", tc.visibility)
 		hb.stop()
+	}
+}
+
+// TestHeartbeatStopsWhenHandleGone: an extension SQS refuses for good (the message is not in
+// flight under this handle any more, or the handle is invalid) is not retried: retries would fail
+// the same way until the message is settled. The log names no receipt handle, though SQS's error
+// quotes it.
+func TestHeartbeatStopsWhenHandleGone(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{"AWS.SimpleQueueService.MessageNotInflight", "MessageNotInflight", "ReceiptHandleIsInvalid"} {
+		t.Run(code, func(t *testing.T) {
+			t.Parallel()
+			const handle = "AQEBsecretHandle+/="
+			client := &fakeSQS{}
+			client.visibility = func(context.Context, *sqs.ChangeMessageVisibilityInput) error {
+				return &smithy.GenericAPIError{Code: code, Fault: smithy.FaultClient,
+					Message: `The input receipt handle "` + handle + `" is not a valid receipt handle.`}
+			}
+			c, logs := newFakeConsumer(t, client, Config{Visibility: 2 * time.Second})
+			clock := &fakeClock{t: time.Unix(1000, 0)}
+			timers := &fakeTimers{}
+			c.now, c.afterFunc = clock.now, timers.afterFunc
+			hb := c.startHeartbeat(context.Background(), &delivery{id: "m-1", handle: handle, received: clock.t})
+			defer hb.stop()
+
+			clock.add(time.Second)
+			timers.fire()
+			assert.Equal(t, 1, timers.count(), "not rearmed")
+			assert.Len(t, client.visibilityCalls(), 1)
+			assert.Contains(t, logs.String(), "the message's visibility can no longer be extended")
+			assert.Contains(t, logs.String(), `\"[receipt handle]\"`)
+			assert.NotContains(t, logs.String(), handle)
+		})
 	}
 }

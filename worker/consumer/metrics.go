@@ -68,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "consumer_paused",
-			Help: "1 while receivers are paused by an outage of the dependency (postgres, s3; unknown when the error did not say).",
+			Help: "1 while receivers are paused by an outage of the dependency (postgres, s3; sqs when deletions keep failing; unknown when the error did not say).",
 		}, []string{"dependency"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consumer_inflight", Help: "Messages being processed."}),
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{

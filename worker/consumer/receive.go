@@ -71,13 +71,14 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 		if len(msgs) > 0 {
 			c.m.receiveSize.Observe(float64(len(msgs)))
 		}
-		// A pause that began during the long poll: these messages would fail too. They are hidden
-		// until the next check of the dependency instead of being processed.
-		paused := !c.gate.valid(pass)
+		// A pause under way, begun during the long poll: these messages would fail too. They are
+		// hidden until the next check of the dependency instead of being processed. A pause that
+		// began and ended during the poll does not stop them.
+		admitted, ok := c.gate.readmit(pass)
 		for _, msg := range msgs {
-			d := newDelivery(msg, pass.at, received)
+			d := newDelivery(msg, admitted.at, received)
 			c.track(d)
-			c.dispatch(d, paused)
+			c.dispatch(d, !ok)
 		}
 		if len(extra) > 0 {
 			c.returnExtra(ctx, log, n, extra)

@@ -234,3 +234,39 @@ func TestReceiveHealth(t *testing.T) {
 	require.NoError(t, r.check(1))
 	require.Zero(t, r.failed)
 }
+
+// TestReceiveAfterPauseEnded: a long poll that was under way during a whole pause (it began and
+// ended while the poll waited) hands its messages to be processed, not hidden: the dependency was
+// checked since, and hiding them would spend a receive each for nothing.
+func TestReceiveAfterPauseEnded(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var c *Consumer
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if calls.Add(1) > 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		// During the poll, another message fails for an outage and the check passes at once.
+		c.gate.unavailable("postgres", time.Now(), 0)
+		c.gate.probe(ctx)
+		return &sqs.ReceiveMessageOutput{Messages: fakeMessages("m", 2)}, nil
+	}
+	var processed atomic.Int32
+	c, _ = newFakeConsumer(t, client, Config{
+		Receivers: 1, Workers: 2, DepthInterval: -1, WaitTime: time.Second,
+		Dependencies: []Dependency{{Name: "postgres", Check: func(context.Context) error { return nil }}},
+		Processor: ProcessorFunc(func(context.Context, string, []byte) error {
+			processed.Add(1)
+			return nil
+		}),
+	})
+	runFake(t, c)
+
+	require.Eventually(t, func() bool { return len(client.deletedHandles()) == 2 }, 10*time.Second, time.Millisecond,
+		"both messages processed and deleted")
+	assert.EqualValues(t, 2, processed.Load())
+	assert.Zero(t, counterValue(t, c.m.deferred))
+	assert.Empty(t, client.visibilityCalls(), "none hidden")
+}

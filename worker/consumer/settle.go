@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -59,7 +58,7 @@ func (c *Consumer) handle(workCtx context.Context, d *delivery) {
 		c.retry(sctx, d, fmt.Errorf("processing exceeded the message timeout (%s): %w", c.cfg.MessageTimeout, err))
 	case errors.Is(err, pipeline.ErrUnavailable):
 		dep := pipeline.UnavailableDependency(err)
-		c.deferMessage(sctx, d, c.gate.unavailable(dep, deferMin), err)
+		c.deferMessage(sctx, d, c.gate.unavailable(dep, d.polled, deferMin), err)
 	default:
 		c.retry(sctx, d, err)
 	}
@@ -171,7 +170,7 @@ func (c *Consumer) changeVisibility(ctx context.Context, d *delivery, v, timeout
 		VisibilityTimeout: visibilitySeconds(v),
 	})
 	if err != nil {
-		return fmt.Errorf("change visibility of message %s to %s: %w", d.id, v, err)
+		return fmt.Errorf("change visibility of message %s to %s: %w", d.id, v, redactHandles(err, d.handle))
 	}
 	return nil
 }
@@ -192,7 +191,9 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 		default:
 			vis = retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
 		}
-		last := rp != nil && d.receives >= rp.MaxReceiveCount
+		// The rule of lastReceive: a message SQS fails to move comes back with higher counts and
+		// is counted once.
+		last := rp != nil && d.receives == rp.MaxReceiveCount
 		if last {
 			c.m.deadLettered.WithLabelValues(label).Inc()
 		}
@@ -205,7 +206,7 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 		return
 	}
 	err := c.sendDLQ(ctx, d, dlqAttributes(d, reason, maxReasonLen, true))
-	if refusedBySender(err) {
+	if refusedForContent(err) {
 		// SQS counts attributes toward the message size: a body near the limit, plus the copied
 		// attributes and a long reason, is refused where the body alone fits. Once more with
 		// intake's attributes alone and a short reason.
@@ -235,13 +236,6 @@ func (c *Consumer) sendDLQ(ctx context.Context, d *delivery, attrs map[string]ty
 		MessageAttributes: attrs,
 	})
 	return err
-}
-
-// refusedBySender reports whether SQS refused a request for what it holds (a sender fault, such as
-// a message over the queue's size limit), not for a failure of its own or of the network.
-func refusedBySender(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultClient
 }
 
 // dlqAttributes adds to the message's attributes (when withCopies is set) the failure reason (cut to
@@ -311,16 +305,35 @@ func retryDelay(receives int, base, maxDelay time.Duration, randN func(int64) in
 }
 
 // deferDelay is the visibility given to a message failing on its receives-th receive because a
-// dependency is down: the gate's pause (until its next check), doubled per earlier receive (at most
-// maxDeferDoublings times), capped at maxDelay. On a first receive it is the pause itself; a
-// message that keeps being received while a dependency flaps (its check passes, the work fails)
-// waits longer each time, so that flapping cannot spend its receives in a few pauses.
+// dependency is down. On a first receive it is the gate's pause (until its next check): the
+// message returns as soon as the dependency may be back.
+//
+// From the second receive on, the outage has failed the message before, and the pause is no
+// measure of it. The dependency may flap (its check passes, the work fails), or fail for some
+// messages only (S3 throttling one hot prefix, a lock on some rows making their statements time
+// out): the check of the dependency as a whole passes, the other messages succeed, which confirms
+// every resume, so the pauses stay at their 1 s minimum; hidden until the next check (deferMin),
+// doubled per receive, the message would spend its five receives in about two and a half minutes.
+// So the hiding starts from pauseMax (or the pause, if longer) and doubles per earlier receive, at
+// most maxDeferDoublings times: 1 m, 2 m, 4 m, then 8 m. A message failed by an outage on every
+// receive thus reaches its fifth receive at least 7 minutes after its first, and its sixth (where
+// the default redrive policy dead-letters it) at least 15 minutes after it, whatever the pauses.
+// That schedule is not capped by maxDelay (MaxBackoff, which bounds retries), only by SQS's
+// 12 h; a longer pause, doubled, is capped by maxDelay.
 func deferDelay(receives int, pause, maxDelay time.Duration) time.Duration {
 	d := pause
 	for i := 1; i < receives && i <= maxDeferDoublings && d < maxDelay; i++ {
 		d *= 2
 	}
-	return min(d, maxDelay)
+	d = min(d, maxDelay)
+	if receives > 1 {
+		floor := pauseMax
+		for i := 1; i < receives && i <= maxDeferDoublings; i++ {
+			floor *= 2
+		}
+		d = max(d, min(floor, maxVisibility))
+	}
+	return d
 }
 
 // visibilitySeconds rounds a duration up to whole seconds within SQS's 0..12h.

@@ -8,11 +8,13 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -20,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/pipeline"
 )
 
 func TestRetryDelay(t *testing.T) {
@@ -229,7 +232,7 @@ func TestGate(t *testing.T) {
 
 	// The first outage error pauses every receiver; the failing message is hidden until the first
 	// check (1 s), at least the minimum hiding given.
-	assert.Equal(t, 5*time.Second, g.unavailable("postgres", 5*time.Second))
+	assert.Equal(t, 5*time.Second, g.unavailable("postgres", b.clock.t, 5*time.Second))
 	assert.False(t, g.valid(early), "a pass issued before the pause is void")
 	assert.True(t, blocked(t, g), "receivers wait during the pause")
 	assert.Equal(t, 1.0, b.paused(t, "postgres"))
@@ -238,7 +241,7 @@ func TestGate(t *testing.T) {
 
 	// Errors of the other messages in flight neither lengthen the pause nor start another.
 	for range 10 {
-		assert.Equal(t, time.Second, g.unavailable("postgres", 0))
+		assert.Equal(t, time.Second, g.unavailable("postgres", b.clock.t, 0))
 	}
 	clock := b.clock
 	clock.add(300 * time.Millisecond)
@@ -256,7 +259,7 @@ func TestGate(t *testing.T) {
 	}
 
 	// An S3 error during the pause: S3 is checked too.
-	g.unavailable("s3", 0)
+	g.unavailable("s3", b.clock.t, 0)
 	assert.Equal(t, 1.0, b.paused(t, "s3"))
 	require.ErrorContains(t, g.pausedBy(), "paused: postgres, s3 unavailable since")
 	b.deps.set("postgres", false)
@@ -283,7 +286,7 @@ func TestGateFlapping(t *testing.T) {
 	g, ctx, clock := b.g, context.Background(), b.clock
 
 	// A pause that reached 4 s ends: the check passes.
-	g.unavailable("postgres", 0)
+	g.unavailable("postgres", b.clock.t, 0)
 	b.deps.set("postgres", true)
 	for range 2 {
 		clock.add(g.remaining(0))
@@ -298,7 +301,7 @@ func TestGateFlapping(t *testing.T) {
 	// Messages received after the resume fail again before any succeeded: the check lied (the
 	// work still fails). The new pause starts from double the last backoff, not from 1 s.
 	clock.add(time.Second)
-	assert.Equal(t, 8*time.Second, g.unavailable("postgres", 0))
+	assert.Equal(t, 8*time.Second, g.unavailable("postgres", b.clock.t, 0))
 	clock.add(8 * time.Second)
 	require.True(t, g.probe(ctx))
 
@@ -306,11 +309,11 @@ func TestGateFlapping(t *testing.T) {
 	// it confirms the resume: the next outage starts from the minimum again.
 	g.success(resumed)
 	clock.add(time.Second)
-	assert.Equal(t, 8*time.Second, g.unavailable("postgres", 0), "capped at the maximum")
+	assert.Equal(t, 8*time.Second, g.unavailable("postgres", b.clock.t, 0), "capped at the maximum")
 	clock.add(8 * time.Second)
 	require.True(t, g.probe(ctx))
 	g.success(clock.t)
-	assert.Equal(t, time.Second, g.unavailable("postgres", 0))
+	assert.Equal(t, time.Second, g.unavailable("postgres", b.clock.t, 0))
 }
 
 // An outage error that does not name its dependency is checked against every dependency; a
@@ -319,12 +322,12 @@ func TestGateUnknownDependency(t *testing.T) {
 	t.Parallel()
 	b := newTestGate(t)
 	g, ctx := b.g, context.Background()
-	g.unavailable("", 0)
+	g.unavailable("", b.clock.t, 0)
 	assert.Equal(t, 1.0, b.paused(t, unknownDependency))
 	require.True(t, g.probe(ctx))
 	assert.Equal(t, map[string]int{"postgres": 1, "s3": 1}, b.deps.called())
 
-	g.unavailable("redis", 0)
+	g.unavailable("redis", b.clock.t, 0)
 	require.True(t, g.probe(ctx), "no check for redis: the pause alone")
 	assert.Empty(t, b.deps.called())
 }
@@ -338,7 +341,7 @@ func TestGateCheckTimeout(t *testing.T) {
 		return ctx.Err()
 	}}
 	g := newGate([]Dependency{hang}, time.Second, 8*time.Second, 20*time.Millisecond, gauge, discard())
-	g.unavailable("postgres", 0)
+	g.unavailable("postgres", time.Now(), 0)
 	require.False(t, g.probe(context.Background()))
 	require.True(t, blocked(t, g))
 }
@@ -352,8 +355,13 @@ func TestDeferDelay(t *testing.T) {
 	}{
 		{1, 5 * time.Second, 5 * time.Second},
 		{0, 5 * time.Second, 5 * time.Second},
-		{2, 5 * time.Second, 10 * time.Second},
+		{1, 30 * time.Second, 30 * time.Second},
+		// From the second receive on, pauseMax doubled per earlier receive, however short the pause.
+		{2, 5 * time.Second, time.Minute},
+		{3, 5 * time.Second, 2 * time.Minute},
+		{4, 5 * time.Second, 4 * time.Minute},
 		{4, 30 * time.Second, 4 * time.Minute},
+		{5, 5 * time.Second, 8 * time.Minute},
 		{5, 30 * time.Second, 8 * time.Minute},
 		{50, 30 * time.Second, 8 * time.Minute},
 		{50, 5 * time.Minute, 15 * time.Minute},
@@ -361,6 +369,57 @@ func TestDeferDelay(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, deferDelay(tt.receives, tt.pause, 15*time.Minute), "receives %d, pause %s", tt.receives, tt.pause)
 	}
+	// MaxBackoff bounds retries, not that schedule.
+	assert.Equal(t, 2*time.Minute, deferDelay(3, 5*time.Second, time.Minute))
+	assert.Equal(t, time.Minute, deferDelay(1, 5*time.Minute, time.Minute))
+}
+
+// TestGateChecksLateReports: a dependency reported down while the probe's checks run (they take
+// up to probeTimeout each, without the lock) is checked before the receivers resume, not cleared
+// with the others.
+func TestGateChecksLateReports(t *testing.T) {
+	t.Parallel()
+	b := newTestGate(t)
+	g, ctx := b.g, context.Background()
+	pg := g.checks["postgres"]
+	g.checks["postgres"] = func(ctx context.Context) error {
+		g.unavailable("s3", b.clock.t, 0) // a message fails on S3 meanwhile
+		return pg(ctx)
+	}
+	b.deps.set("s3", true)
+	g.unavailable("postgres", b.clock.t, 0)
+
+	require.False(t, g.probe(ctx), "S3, reported during the check of PostgreSQL, is down")
+	assert.Equal(t, map[string]int{"postgres": 1, "s3": 1}, b.deps.called())
+	assert.True(t, blocked(t, g))
+	assert.Equal(t, 1.0, b.paused(t, "s3"))
+	require.ErrorContains(t, g.pausedBy(), "paused: postgres, s3 unavailable")
+
+	b.deps.set("s3", false)
+	require.True(t, g.probe(ctx))
+	assert.Zero(t, b.paused(t, "s3"))
+}
+
+// TestGateStaleReport: a message received before the last resume that reports an outage after it
+// (its work began during the pause) is hidden but starts no pause: the check passed since, and the
+// messages received after the resume tell whether the dependency is back.
+func TestGateStaleReport(t *testing.T) {
+	t.Parallel()
+	b := newTestGate(t)
+	g, ctx, clock := b.g, context.Background(), b.clock
+	polledBefore := clock.t
+	g.unavailable("postgres", clock.t, 0)
+	clock.add(g.remaining(0))
+	require.True(t, g.probe(ctx))
+
+	clock.add(time.Second)
+	assert.Equal(t, 5*time.Second, g.unavailable("postgres", polledBefore, 5*time.Second), "hidden for the minimum")
+	assert.False(t, blocked(t, g), "no new pause")
+	assert.Zero(t, b.paused(t, "postgres"))
+
+	// A message received after the resume that fails does pause.
+	assert.Equal(t, 2*time.Second, g.unavailable("postgres", clock.t, 0), "unconfirmed resume: double the last backoff")
+	assert.True(t, blocked(t, g))
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -425,4 +484,45 @@ func TestMessageContext(t *testing.T) {
 	cancel()
 	<-ctx.Done()
 	require.ErrorIs(t, ctx.Err(), context.Canceled)
+}
+
+// TestPausedGaugeClearedAtStop: a handler that reports an outage during the grace period, after
+// the receivers stopped, leaves no intake_consumer_paused series at 1 once Run has returned (no
+// probe will ever clear it).
+func TestPausedGaugeClearedAtStop(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if calls.Add(1) > 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return &sqs.ReceiveMessageOutput{Messages: fakeMessages("m", 1)}, nil
+	}
+	started, proceed := make(chan struct{}), make(chan struct{})
+	c, logs := newFakeConsumer(t, client, Config{
+		Receivers: 1, Workers: 1, DepthInterval: -1, WaitTime: time.Second,
+		Processor: ProcessorFunc(func(context.Context, string, []byte) error {
+			close(started)
+			<-proceed
+			return pipeline.Unavailable(pipeline.DependencyPostgres, errors.New("record: connection refused"))
+		}),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	<-started
+	cancel()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "consumer stopping: receiving stopped") }, 30*time.Second, time.Millisecond)
+	close(proceed)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return")
+	}
+	assert.Equal(t, 1.0, counterValue(t, c.m.deferred), "the outage was reported in the grace period")
+	assert.Zero(t, gaugeValue(t, c.m.paused.WithLabelValues(pipeline.DependencyPostgres)))
 }

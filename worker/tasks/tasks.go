@@ -85,7 +85,7 @@ const (
 	// clock; asynq moves a scheduled task to pending by whole seconds (up to a second early) and
 	// the replicas' clocks differ a little, so a task due exactly at the deadline would often run
 	// a moment early and have to be retried.
-	AbortGrace = 5 * time.Second
+	AbortGrace = 2 * time.Second
 )
 
 // ErrInvalidPayload marks a payload that can never be processed: malformed JSON, unknown fields,

@@ -1,0 +1,154 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// deleteAll answers every entry of a DeleteMessageBatch as deleted.
+func deleteAll(in *sqs.DeleteMessageBatchInput) *sqs.DeleteMessageBatchOutput {
+	out := &sqs.DeleteMessageBatchOutput{}
+	for _, e := range in.Entries {
+		out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+	}
+	return out
+}
+
+// TestDeleteOutagePauses: SQS answers receives but fails every deletion (a delete-only outage).
+// Left alone, each committed message would be received and processed again after its visibility
+// timeout until its receives dead-letter it. After ackOutageBatches batches given up, the
+// receivers pause under "sqs" (gauge, readiness); the gate's check deletes the last messages given
+// up again, and once that works the receivers resume.
+func TestDeleteOutagePauses(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var receives atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if n := receives.Add(1); n <= 3 {
+			return &sqs.ReceiveMessageOutput{Messages: fakeMessages(fmt.Sprintf("r%d", n), int(in.MaxNumberOfMessages))}, nil
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	var down atomic.Bool
+	down.Store(true)
+	client.deleteBatch = func(_ context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+		if down.Load() {
+			return nil, &smithy.GenericAPIError{Code: "InternalError", Message: "We encountered an internal error.", Fault: smithy.FaultServer}
+		}
+		return deleteAll(in), nil
+	}
+	c, logs := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 10, DepthInterval: -1, WaitTime: time.Second})
+	runFake(t, c)
+	paused := func() float64 { return gaugeValue(t, c.m.paused.WithLabelValues(dependencySQS)) }
+
+	require.Eventually(t, func() bool { return paused() == 1 }, 20*time.Second, 5*time.Millisecond,
+		"deletions failing pause the receivers")
+	require.ErrorContains(t, c.Ready(context.Background()), "paused: sqs unavailable since")
+	assert.Contains(t, logs.String(), "deleting settled messages keeps failing: pausing the receivers")
+	assert.GreaterOrEqual(t, counterValue(t, c.m.ackFailed), float64(ackOutageBatches))
+
+	down.Store(false)
+	require.Eventually(t, func() bool { return paused() == 0 }, 20*time.Second, 5*time.Millisecond,
+		"resumed once the check deleted again")
+	require.NoError(t, c.Ready(context.Background()))
+	deleted := client.deletedHandles()
+	assert.NotEmpty(t, deleted, "the check deleted the last messages given up")
+	assert.LessOrEqual(t, len(deleted), maxBatch)
+	assert.Equal(t, float64(len(deleted)), counterValue(t, c.m.acked))
+	assert.Contains(t, logs.String(), "message deleted after its deletion had failed")
+}
+
+// TestAckerCloseWithFlushersStuck: with every flusher waiting on SQS and the queue of deletions
+// full, a settled message's add waits for room; close does not wait behind it (the shutdown
+// would otherwise last as long as the flushers' retries): the add gives up, the message will be
+// delivered again.
+func TestAckerCloseWithFlushersStuck(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	release := make(chan struct{})
+	var calls atomic.Int32
+	client.deleteBatch = func(ctx context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+		calls.Add(1)
+		select {
+		case <-release:
+			return deleteAll(in), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c, logs := newFakeConsumer(t, client, Config{})
+	a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+	added := make(chan struct{})
+	go func() {
+		defer close(added)
+		for i := range 200 {
+			a.add(context.Background(), &delivery{id: fmt.Sprint(i), handle: fmt.Sprint("h-", i)}, false)
+		}
+	}()
+	require.Eventually(t, func() bool { return calls.Load() == ackFlushers && len(a.in) == cap(a.in) }, 10*time.Second, time.Millisecond,
+		"every flusher waits on SQS and the queue of deletions is full")
+
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		a.close()
+	}()
+	select {
+	case <-added:
+	case <-time.After(30 * time.Second):
+		t.Fatal("an add still waits for room after close began")
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("close did not return")
+	}
+	assert.Contains(t, logs.String(), "consumer stopped before the message could be deleted")
+	assert.GreaterOrEqual(t, len(client.deletedHandles()), ackFlushers*maxBatch, "what was queued is deleted")
+}
+
+// TestAckerLogsNoReceiptHandle: SQS's errors quote receipt handles; the acker logs
+// "[receipt handle]" instead, for entries it failed and for a whole call that failed.
+func TestAckerLogsNoReceiptHandle(t *testing.T) {
+	t.Parallel()
+	const handle = "AQEBsecretHandle+/="
+	invalid := `The input receipt handle "` + handle + `" is not a valid receipt handle.`
+	for _, whole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("whole call %t", whole), func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSQS{}
+			client.deleteBatch = func(_ context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+				if whole {
+					return nil, &smithy.GenericAPIError{Code: "ReceiptHandleIsInvalid", Message: invalid, Fault: smithy.FaultClient}
+				}
+				out := &sqs.DeleteMessageBatchOutput{}
+				for _, e := range in.Entries {
+					out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("ReceiptHandleIsInvalid"),
+						Message: aws.String(invalid), SenderFault: true})
+				}
+				return out, nil
+			}
+			c, logs := newFakeConsumer(t, client, Config{})
+			a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+			a.add(context.Background(), &delivery{id: "m-1", handle: handle}, false)
+			a.close()
+			assert.Equal(t, 1.0, counterValue(t, c.m.ackFailed))
+			assert.Contains(t, logs.String(), `The input receipt handle \"[receipt handle]\"`)
+			assert.NotContains(t, logs.String(), handle)
+			assert.False(t, strings.Contains(logs.String(), "pausing the receivers"), "the entry's own fault is no outage")
+		})
+	}
+}
