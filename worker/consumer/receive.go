@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/telemetry"
 )
 
 // receive is one long-poll loop; the workers process the messages it receives. It starts no poll
@@ -59,7 +60,7 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 		received := c.now()
 		c.receiving.success()
 		errBackoff = pauseMin
-		c.reportChecksumFailures(log, out)
+		c.reportChecksumFailures(ctx, log, out)
 		// A server that returns more messages than asked for: only n worker slots are held, so the
 		// extra ones are returned to the queue at once.
 		msgs, extra := out.Messages, []types.Message(nil)
@@ -88,22 +89,48 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 
 // reportChecksumFailures logs and counts the messages of a receive whose digests did not match
 // (queue.ChecksumFailures: reported by queue.Lean, the daemon's client). A message whose body did
-// not match is not in the answer: it stays in the queue, is received again after the visibility
-// timeout it was received with, and its receives count towards the redrive policy. A message whose
-// attributes alone did not match is processed: its body matched, and the body is all the Processor
-// gets (its attributes are only copied into the dead-letter queue when it fails for good).
-func (c *Consumer) reportChecksumFailures(log *slog.Logger, out *sqs.ReceiveMessageOutput) {
+// not match is not in the answer, and is not processed: it is retried like a failed message (its
+// visibility set to the retry backoff, so that a body damaged on every receive does not come back
+// at once), and its receives count towards the redrive policy. With INTAKE_DLQ_URL, one damaged on
+// checksumGiveUp receives is not a network accident: it is sent to the dead-letter queue with the
+// reason checksum_mismatch (a queue without a redrive policy would otherwise keep it until its
+// retention ends). A message whose attributes alone did not match is processed: its body matched,
+// and the body is all the Processor gets (its attributes are only copied into the dead-letter
+// queue when it fails for good).
+func (c *Consumer) reportChecksumFailures(ctx context.Context, log *slog.Logger, out *sqs.ReceiveMessageOutput) {
 	for _, f := range queue.ChecksumFailures(out.ResultMetadata) {
 		c.m.checksumMismatch.WithLabelValues(f.Digest).Inc()
-		if f.Digest == queue.DigestBody {
-			log.Warn("received a message whose body does not match its MD5OfBody; leaving it in the queue, to be received again after its visibility timeout",
+		if f.Digest != queue.DigestBody {
+			log.Warn("received a message whose attributes do not match their MD5OfMessageAttributes; processing it (its body matched)",
 				"message_id", f.MessageID, "err", f.Err)
 			continue
 		}
-		log.Warn("received a message whose attributes do not match their MD5OfMessageAttributes; processing it (its body matched)",
-			"message_id", f.MessageID, "err", f.Err)
+		now := time.Now()
+		d := newDelivery(f.Message, now, now)
+		mctx := telemetry.WithAttrs(ctx, slog.String("message_id", d.id))
+		cause := checksumError{f.Err}
+		if c.cfg.DLQURL != "" && d.receives >= checksumGiveUp {
+			c.deadLetter(mctx, d, cause)
+			continue
+		}
+		log.Warn("received a message whose body does not match its MD5OfBody; not processing it",
+			"message_id", f.MessageID, "receive_count", d.receives, "err", f.Err)
+		c.retry(mctx, d, cause)
 	}
 }
+
+// checksumGiveUp is the receive from which a message whose body never matches its digest is sent
+// to the explicit dead-letter queue.
+const checksumGiveUp = 5
+
+// checksumError is the failure of a message whose body did not match its MD5OfBody.
+type checksumError struct{ err error }
+
+func (e checksumError) Error() string { return "body checksum: " + e.err.Error() }
+func (e checksumError) Unwrap() error { return e.err }
+
+// DeadLetterReason labels it in intake_messages_dead_lettered_total.
+func (checksumError) DeadLetterReason() string { return "checksum_mismatch" }
 
 // returnExtra makes visible again at once the messages a receive returned beyond the asked-for
 // count (ChangeMessageVisibility 0), within callTimeout in all, even if ctx has ended.

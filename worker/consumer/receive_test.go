@@ -92,7 +92,8 @@ func TestReceiveMoreThanAsked(t *testing.T) {
 
 // TestReceiveChecksumFailures: the messages a receive left out, or kept, because their digests did
 // not match (queue.ChecksumFailures) are logged with their ids and counted by digest; the others
-// are processed.
+// are processed. The message whose body did not match is hidden for the retry backoff, not left to
+// come back at once.
 func TestReceiveChecksumFailures(t *testing.T) {
 	t.Parallel()
 	// What queue.Lean answers when one message's body and another's attributes were damaged.
@@ -115,9 +116,53 @@ func TestReceiveChecksumFailures(t *testing.T) {
 	assert.Equal(t, 1.0, counterValue(t, c.m.checksumMismatch.WithLabelValues(queue.DigestBody)))
 	assert.Equal(t, 1.0, counterValue(t, c.m.checksumMismatch.WithLabelValues(queue.DigestAttributes)))
 	assert.Equal(t, 2.0, counterValue(t, c.m.received))
-	assert.Empty(t, client.visibilityCalls(), "the damaged message is left as it is: it returns after its visibility timeout")
-	assert.Regexp(t, `level=WARN msg="received a message whose body does not match its MD5OfBody; [^"]*" receiver=0 message_id=m-1 err=".*MD5OfBody`, logs.String())
+	require.Eventually(t, func() bool { return len(client.visibilityCalls()) == 1 }, 10*time.Second, time.Millisecond)
+	v := client.visibilityCalls()[0]
+	assert.Equal(t, "h-m-1", v.handle, "the damaged message is hidden for the retry backoff")
+	assert.Positive(t, v.seconds)
+	assert.Regexp(t, `level=WARN msg="received a message whose body does not match its MD5OfBody; [^"]*" receiver=0 message_id=m-1 receive_count=1 err=".*MD5OfBody`, logs.String())
+	assert.NotContains(t, logs.String(), "h-m-1", "no receipt handle in the logs")
 	assert.Regexp(t, `level=WARN msg="received a message whose attributes do not match their MD5OfMessageAttributes; [^"]*" receiver=0 message_id=m-2 err=".*MD5OfMessageAttributes`, logs.String())
+}
+
+// TestReceiveChecksumDeadLetters: with an explicit dead-letter queue, a message whose body fails
+// its digest on its fifth receive is not a network accident: it is sent there with the reason
+// checksum_mismatch and deleted, rather than kept until the queue's retention ends (a queue without
+// a redrive policy would keep it that long).
+func TestReceiveChecksumDeadLetters(t *testing.T) {
+	t.Parallel()
+	msgs := fakeMessages("m", 2)
+	msgs[0].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = "5"
+	out := leanAnswer(t, msgs, "m-0", "")
+	client := &fakeSQS{}
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if calls.Add(1) > 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return out, nil
+	}
+	var mu sync.Mutex
+	var sent []*sqs.SendMessageInput
+	client.send = func(in *sqs.SendMessageInput) (*sqs.SendMessageOutput, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, in)
+		return &sqs.SendMessageOutput{MessageId: aws.String("dlq-1")}, nil
+	}
+	c, _ := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 10, DepthInterval: -1, DLQURL: "https://sqs.example/000000000000/dlq"})
+	runFake(t, c)
+
+	require.Eventually(t, func() bool { return len(client.deletedHandles()) == 2 }, 10*time.Second, time.Millisecond)
+	assert.ElementsMatch(t, []string{"h-m-0", "h-m-1"}, client.deletedHandles(), "the damaged message is deleted once in the dead-letter queue")
+	mu.Lock()
+	require.Len(t, sent, 1)
+	assert.Equal(t, "m-0", aws.ToString(sent[0].MessageBody))
+	assert.Contains(t, aws.ToString(sent[0].MessageAttributes[queue.AttrDLQReason].StringValue), "MD5OfBody")
+	mu.Unlock()
+	assert.Equal(t, 1.0, counterValue(t, c.m.deadLettered.WithLabelValues("checksum_mismatch")))
+	assert.Empty(t, client.visibilityCalls())
 }
 
 // leanAnswer is what queue.Lean answers for msgs when the body of badBody and the attributes of
