@@ -109,9 +109,25 @@ func requestScheme(r *http.Request) string {
 		return "https"
 	}
 	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
-	switch proto = strings.ToLower(strings.TrimSpace(proto)); proto {
+	if proto == "" {
+		proto = forwardedProto(r.Header.Get("Forwarded"))
+	}
+	switch proto = strings.ToLower(strings.Trim(strings.TrimSpace(proto), `"`)); proto {
 	case "https", "http":
 		return proto
 	}
 	return "http"
+}
+
+// forwardedProto returns the proto parameter of the first element of an RFC 7239 Forwarded header
+// ("for=192.0.2.1;proto=https, for=…"), the standard form of X-Forwarded-Proto; "" without one.
+func forwardedProto(h string) string {
+	first, _, _ := strings.Cut(h, ",")
+	for _, pair := range strings.Split(first, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if ok && strings.EqualFold(k, "proto") {
+			return v
+		}
+	}
+	return ""
 }

@@ -119,6 +119,7 @@ func TestCookieAuthLegitimate(t *testing.T) {
 		{"Origin": b.srv.URL},
 		{"Origin": strings.Replace(b.srv.URL, "http://", "https://", 1), "X-Forwarded-Proto": "https"}, // behind a TLS-terminating proxy
 		{"Origin": strings.Replace(b.srv.URL, "http://", "https://", 1), "Sec-Fetch-Site": "same-origin", "X-Forwarded-Proto": "https"},
+		{"Origin": strings.Replace(b.srv.URL, "http://", "https://", 1), "Forwarded": `for=192.0.2.1;proto="https", for=10.0.0.1`}, // RFC 7239
 		{"X-Requested-With": "XMLHttpRequest"},
 		{"Uppy-Versions": "@uppy/aws-s3=4.0.0"},
 	} {
@@ -130,5 +131,5 @@ func TestCookieAuthLegitimate(t *testing.T) {
 	}
 	var n int
 	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM uploads WHERE owner = 'dana'").Scan(&n))
-	require.Equal(t, 18, n)
+	require.Equal(t, 20, n)
 }

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
 // ackAttempts bounds the DeleteMessageBatch attempts of one batch (whole-call errors and entries
@@ -190,7 +192,7 @@ func (a *acker) flush(batch []ackEntry) {
 				for _, e := range pending {
 					a.failed(e, fmt.Errorf("delete message batch: %w", err))
 				}
-				if a.ctx.Err() == nil { // not the shutdown cutting the call
+				if a.ctx.Err() == nil && deleteOutage(err) { // not the shutdown cutting the call, nor the request's fault
 					unavailable = append(unavailable, pending...)
 				}
 				return
@@ -322,18 +324,38 @@ func (a *acker) probe(ctx context.Context) error {
 		}
 		a.log.InfoContext(e.ctx, "message deleted after its deletion had failed", "dead_lettered", e.dlq)
 	}
-	if serverFailed != nil {
-		return serverFailed
+	for i, e := range owed {
+		if !answered[i] && serverFailed == nil {
+			// Named neither way: not an answer for it.
+			serverFailed = fmt.Errorf("delete message %s: the answer did not name it", e.d.id)
+		}
 	}
-	// SQS deletes again. The entries it answered for are settled; those given up since stay owed.
+	// The entries SQS answered for are settled, even when others failed (a later probe must not
+	// delete and count them again); those given up since stay owed.
 	a.outMu.Lock()
 	defer a.outMu.Unlock()
-	a.failedRun = 0
 	a.owed = slices.DeleteFunc(a.owed, func(e ackEntry) bool {
 		i := slices.IndexFunc(owed, func(o ackEntry) bool { return o.d == e.d })
 		return i >= 0 && answered[i]
 	})
+	if serverFailed != nil {
+		return serverFailed
+	}
+	a.failedRun = 0 // SQS deletes again
 	return nil
+}
+
+// deleteOutage reports whether a DeleteMessageBatch call's error is SQS's failure (or a permission
+// or queue gone, which no retry of the entries fixes either) rather than the request's own fault.
+func deleteOutage(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorFault() != smithy.FaultClient {
+		return true // the server's fault, a timeout, the network
+	}
+	code := ae.ErrorCode()
+	return strings.Contains(code, "AccessDenied") || strings.Contains(code, "Throttl") ||
+		strings.Contains(code, "NonExistentQueue") || code == "QueueDoesNotExist" ||
+		strings.HasPrefix(code, "KMS") || code == "InvalidClientTokenId" || code == "ExpiredToken"
 }
 
 // handles returns the receipt handles of entries.

@@ -143,12 +143,61 @@ func TestAckerLogsNoReceiptHandle(t *testing.T) {
 			}
 			c, logs := newFakeConsumer(t, client, Config{})
 			a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
-			a.add(context.Background(), &delivery{id: "m-1", handle: handle}, false)
+			// More batches than ackOutageBatches, one after the other: had they counted as SQS's
+			// failure, the receivers would pause.
+			for i := range ackOutageBatches + 1 {
+				a.add(context.Background(), &delivery{id: fmt.Sprintf("m-%d", i), handle: handle}, false)
+				require.Eventually(t, func() bool { return counterValue(t, c.m.ackFailed) == float64(i+1) }, 10*time.Second, time.Millisecond)
+			}
 			a.close()
-			assert.Equal(t, 1.0, counterValue(t, c.m.ackFailed))
 			assert.Contains(t, logs.String(), `The input receipt handle \"[receipt handle]\"`)
 			assert.NotContains(t, logs.String(), handle)
+			a.outMu.Lock()
+			assert.Zero(t, a.failedRun, "the entry's own fault is no outage")
+			a.outMu.Unlock()
 			assert.False(t, strings.Contains(logs.String(), "pausing the receivers"), "the entry's own fault is no outage")
 		})
 	}
+}
+
+// TestAckerProbeSettlesWhatItDeleted: a probe whose retried deletes partly fail (one entry failed by
+// SQS) fails, but the entries it did delete are settled: the next probe does not delete and count
+// them again. An entry the answer does not name is not taken as deleted.
+func TestAckerProbeSettlesWhatItDeleted(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var fail atomic.Value // the handles the next call fails by SQS's fault; "unnamed": left out
+	fail.Store(map[string]string{})
+	client.deleteBatch = func(_ context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+		out := &sqs.DeleteMessageBatchOutput{}
+		for _, e := range in.Entries {
+			switch fail.Load().(map[string]string)[aws.ToString(e.ReceiptHandle)] {
+			case "server":
+				out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), Message: aws.String("x")})
+			case "unnamed":
+			default:
+				out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+			}
+		}
+		return out, nil
+	}
+	c, _ := newFakeConsumer(t, client, Config{})
+	a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+	defer a.close()
+	a.outMu.Lock()
+	a.owed = []ackEntry{{ctx: context.Background(), d: &delivery{id: "a", handle: "h-a"}}, {ctx: context.Background(), d: &delivery{id: "b", handle: "h-b"}},
+		{ctx: context.Background(), d: &delivery{id: "c", handle: "h-c"}}}
+	a.failedRun = ackOutageBatches
+	a.outMu.Unlock()
+
+	fail.Store(map[string]string{"h-b": "server", "h-c": "unnamed"})
+	require.Error(t, a.probe(context.Background()))
+	assert.Equal(t, 1.0, counterValue(t, c.m.acked), "a deleted")
+	fail.Store(map[string]string{})
+	require.NoError(t, a.probe(context.Background()))
+	assert.Equal(t, 3.0, counterValue(t, c.m.acked), "b and c deleted now, a not again")
+	a.outMu.Lock()
+	defer a.outMu.Unlock()
+	assert.Empty(t, a.owed)
+	assert.Zero(t, a.failedRun)
 }

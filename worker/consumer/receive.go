@@ -107,15 +107,20 @@ func (c *Consumer) reportChecksumFailures(ctx context.Context, log *slog.Logger,
 		}
 		now := time.Now()
 		d := newDelivery(f.Message, now, now)
-		mctx := telemetry.WithAttrs(ctx, slog.String("message_id", d.id))
+		// Settled here, in the receive loop, before the batch's other messages are dispatched: not
+		// cut by a shutdown that began during the poll, and bounded, so that a full delete queue
+		// (deletes failing) cannot hold the receiver and its batch.
+		mctx, cancel := context.WithTimeout(telemetry.WithAttrs(context.WithoutCancel(ctx), slog.String("message_id", d.id)), 2*callTimeout)
 		cause := checksumError{f.Err}
 		if c.cfg.DLQURL != "" && d.receives >= checksumGiveUp {
 			c.deadLetter(mctx, d, cause)
+			cancel()
 			continue
 		}
 		log.Warn("received a message whose body does not match its MD5OfBody; not processing it",
 			"message_id", f.MessageID, "receive_count", d.receives, "err", f.Err)
 		c.retry(mctx, d, cause)
+		cancel()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -632,4 +633,33 @@ func TestAbortTaskWrongKey(t *testing.T) {
 	got, err := testkit.GetUpload(ctx, b.st.Pool, id)
 	require.NoError(t, err)
 	require.Equal(t, "pending", got.Status)
+}
+
+// TestPeriodicSurvivesAPanic: a fire that panics (here the clock the period is read from) is
+// logged, and the schedule goes on: the next fires enqueue their periods' tasks. Without the
+// recovery, the panic would end the scheduler role's process.
+func TestPeriodicSurvivesAPanic(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	redisOpt := asynqRedis(t)
+	var calls atomic.Int32
+	now := func() time.Time {
+		if calls.Add(1) == 1 {
+			panic("clock broke")
+		}
+		return time.Now()
+	}
+	s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{Redis: redisOpt, Bucket: "b1", Cron: "@every 1s", OlderThan: time.Hour, Now: now})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool {
+		pending, err := insp.ListPendingTasks(tasks.QueueLow, asynq.PageSize(100))
+		return err == nil && len(pending) >= 1 && calls.Load() >= 2
+	}, 30*time.Second, 100*time.Millisecond, "a period after the panic enqueued its task")
+	stop()
+	require.NoError(t, <-done)
 }

@@ -79,7 +79,9 @@ func (p *Periodic) Run(ctx context.Context) error {
 	}
 	client := asynq.NewClient(p.cfg.Redis)
 	defer client.Close()
-	c := cron.New(cron.WithLocation(cmp.Or(p.cfg.Location, time.UTC)), cron.WithLogger(cron.DiscardLogger))
+	// A panic in an enqueue is logged and the schedule goes on, as asynq's scheduler did.
+	c := cron.New(cron.WithLocation(cmp.Or(p.cfg.Location, time.UTC)), cron.WithLogger(cron.DiscardLogger),
+		cron.WithChain(cron.Recover(cronLogger{p.log})))
 	if _, err := c.AddFunc(p.cfg.Cron, func() { p.enqueue(ctx, client) }); err != nil {
 		return fmt.Errorf("%s scheduler: cron spec %q: %w", p.cfg.Name, p.cfg.Cron, err)
 	}
@@ -165,4 +167,13 @@ func orNow(now func() time.Time) func() time.Time {
 		return time.Now
 	}
 	return now
+}
+
+// cronLogger is robfig/cron's logger on slog: it logs the panics cron.Recover catches.
+type cronLogger struct{ log *slog.Logger }
+
+func (l cronLogger) Info(msg string, keysAndValues ...any) { l.log.Debug(msg, keysAndValues...) }
+
+func (l cronLogger) Error(err error, msg string, keysAndValues ...any) {
+	l.log.Error(msg, append(keysAndValues, "err", err)...)
 }
