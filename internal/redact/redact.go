@@ -344,9 +344,8 @@ func receiptHandles(s string) string {
 	if indexFoldASCII(s, "receipt") < 0 {
 		return s
 	}
-	s = parameterHandles(s)
-	var b strings.Builder
-	last := 0 // s[:last] has been written to b
+	m := masker{s: parameterHandles(s)}
+	s = m.s
 	for from := 0; ; {
 		i := indexFoldASCII(s[from:], "receipt")
 		if i < 0 {
@@ -362,26 +361,18 @@ func receiptHandles(s string) string {
 		}
 		start, end := handleAfter(s, j+len("handle"))
 		from = max(end, j+len("handle"))
-		if start == end {
-			continue
+		if start != end {
+			m.mask(start, end)
 		}
-		b.WriteString(s[last:start])
-		b.WriteString(Mask)
-		last = end
 	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return m.String()
 }
 
 // parameterHandles masks the value of InvalidParameterValue's "Value … for parameter
 // ReceiptHandle": from the last "Value " before it, or else the token before it.
 func parameterHandles(s string) string {
 	const tail = " for parameter receipthandle"
-	var b strings.Builder
-	last := 0 // s[:last] has been written to b
+	m := masker{s: s}
 	for from := 0; ; {
 		i := indexFoldASCII(s[from:], tail)
 		if i < 0 {
@@ -390,25 +381,41 @@ func parameterHandles(s string) string {
 		end := from + i
 		from = end + len(tail)
 		start := end
-		if v := lastIndexFoldASCII(s[last:end], "value "); v >= 0 {
-			start = last + v + len("value ")
+		if v := lastIndexFoldASCII(s[m.last:end], "value "); v >= 0 {
+			start = m.last + v + len("value ")
 		} else {
-			for start > last && !endOfToken(s[start-1]) {
+			for start > m.last && !endOfToken(s[start-1]) {
 				start--
 			}
 		}
-		if start == end {
-			continue
+		if start != end {
+			m.mask(start, end)
 		}
-		b.WriteString(s[last:start])
-		b.WriteString(Mask)
-		last = end
 	}
-	if last == 0 {
-		return s
+	return m.String()
+}
+
+// masker writes s with spans replaced by Mask; the spans come in order and do not overlap.
+type masker struct {
+	s    string
+	b    strings.Builder
+	last int // s[:last] has been written to b
+}
+
+// mask replaces s[start:end].
+func (m *masker) mask(start, end int) {
+	m.b.WriteString(m.s[m.last:start])
+	m.b.WriteString(Mask)
+	m.last = end
+}
+
+// String returns s with the spans masked (s itself when there were none).
+func (m *masker) String() string {
+	if m.last == 0 {
+		return m.s
 	}
-	b.WriteString(s[last:])
-	return b.String()
+	m.b.WriteString(m.s[m.last:])
+	return m.b.String()
 }
 
 // handleAfter returns where the receipt handle after s[:i] (the words "receipt handle") is, as

@@ -99,15 +99,7 @@ func TestReceiveChecksumFailures(t *testing.T) {
 	// What queue.Lean answers when one message's body and another's attributes were damaged.
 	out := leanAnswer(t, fakeMessages("m", 3), "m-1", "m-2")
 	require.Len(t, out.Messages, 2)
-	client := &fakeSQS{}
-	var calls atomic.Int32
-	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
-		if calls.Add(1) > 1 {
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}
-		return out, nil
-	}
+	client := &fakeSQS{receive: receiveOnce(out)}
 	c, logs := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 10, DepthInterval: -1})
 	runFake(t, c)
 
@@ -134,15 +126,7 @@ func TestReceiveChecksumDeadLetters(t *testing.T) {
 	msgs := fakeMessages("m", 2)
 	msgs[0].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = "5"
 	out := leanAnswer(t, msgs, "m-0", "")
-	client := &fakeSQS{}
-	var calls atomic.Int32
-	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
-		if calls.Add(1) > 1 {
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}
-		return out, nil
-	}
+	client := &fakeSQS{receive: receiveOnce(out)}
 	var mu sync.Mutex
 	var sent []*sqs.SendMessageInput
 	client.send = func(in *sqs.SendMessageInput) (*sqs.SendMessageOutput, error) {
@@ -163,6 +147,19 @@ func TestReceiveChecksumDeadLetters(t *testing.T) {
 	mu.Unlock()
 	assert.Equal(t, 1.0, counterValue(t, c.m.deadLettered.WithLabelValues("checksum_mismatch")))
 	assert.Empty(t, client.visibilityCalls())
+}
+
+// receiveOnce answers the first receive with out, and every later one with nothing once its
+// context ends (a long poll that never finds more).
+func receiveOnce(out *sqs.ReceiveMessageOutput) func(context.Context, *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+	var calls atomic.Int32
+	return func(ctx context.Context, _ *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if calls.Add(1) > 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return out, nil
+	}
 }
 
 // leanAnswer is what queue.Lean answers for msgs when the body of badBody and the attributes of
