@@ -567,6 +567,7 @@ func TestDownloadOverridesUploaderHeaders(t *testing.T) {
 	require.Equal(t, http.StatusOK, got.StatusCode)
 	require.Equal(t, disposition, got.Header.Get("Content-Disposition"), "served as an attachment, not inline as evil.html")
 	require.Equal(t, "text/plain", got.Header.Get("Content-Type"))
+	require.Equal(t, "private", got.Header.Get("Cache-Control"), "not the uploader's public, max-age=31536000")
 }
 
 func TestFilenameIsSanitizedInKey(t *testing.T) {

@@ -187,6 +187,9 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	// those bytes only, until the newer version's own verdict replaces the row.
 	in := sigv4.Input{Method: http.MethodGet, Op: sigv4.OpGetObject, Bucket: o.Bucket, Key: o.Key, Now: s.now(), Expires: exp, ContentLength: -1}
 	in.ResponseContentType, in.ResponseContentDisposition = downloadOverrides(o)
+	// An uploader's Cache-Control (public, max-age=31536000) would let a shared cache keep the
+	// answer past the URL's expiry.
+	in.ResponseCacheControl = downloadCacheControl
 	if o.VersionID != nil {
 		in.VersionID = *o.VersionID
 	}
@@ -198,6 +201,9 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})
 	return nil
 }
+
+// downloadCacheControl is the Cache-Control of a download's answer: the browser's own cache only.
+const downloadCacheControl = "private"
 
 // downloadOverrides are the response headers a download URL should make S3 answer with
 // (response-content-type and response-content-disposition, signed into the URL), whatever headers

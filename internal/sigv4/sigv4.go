@@ -225,10 +225,11 @@ type Input struct {
 	UploadID   string
 	// VersionID, when set, pins a GetObject to that version of the object (S3's versionId).
 	VersionID string
-	// ResponseContentType and ResponseContentDisposition, when set, are the Content-Type and
-	// Content-Disposition S3 answers a GetObject with (response-content-type and
-	// response-content-disposition), whatever headers the object was stored with.
-	ResponseContentType, ResponseContentDisposition string
+	// ResponseCacheControl, ResponseContentType and ResponseContentDisposition, when set, are the
+	// Cache-Control, Content-Type and Content-Disposition S3 answers a GetObject with
+	// (response-cache-control, response-content-type and response-content-disposition), whatever
+	// headers the object was stored with.
+	ResponseCacheControl, ResponseContentType, ResponseContentDisposition string
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
@@ -373,6 +374,10 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 		buf = strconv.AppendInt(buf, int64(in.PartNumber), 10)
 		buf = append(buf, "&uploadId="...)
 		buf = appendEscaped(buf, in.UploadID, true)
+	}
+	if in.Op == OpGetObject && in.ResponseCacheControl != "" {
+		buf = append(buf, "&response-cache-control="...)
+		buf = appendEscaped(buf, in.ResponseCacheControl, true)
 	}
 	if in.Op == OpGetObject && in.ResponseContentDisposition != "" {
 		buf = append(buf, "&response-content-disposition="...)

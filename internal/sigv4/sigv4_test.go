@@ -114,10 +114,10 @@ func TestSignerMatchesSDK(t *testing.T) {
 						// GetObject with the answer's type and disposition chosen by the URL.
 						disposition := `attachment; filename="a b.png"; filename*=UTF-8''%E6%97%A5%20b.png`
 						want, err = sdk.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), VersionId: aws.String("v/1"),
-							ResponseContentType: aws.String("image/png"), ResponseContentDisposition: aws.String(disposition)})
+							ResponseCacheControl: aws.String("private, max-age=60"), ResponseContentType: aws.String("image/png"), ResponseContentDisposition: aws.String(disposition)})
 						require.NoError(t, err)
 						got, err = signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: at, Expires: 5 * time.Minute, ContentLength: -1,
-							VersionID: "v/1", ResponseContentType: "image/png", ResponseContentDisposition: disposition})
+							VersionID: "v/1", ResponseCacheControl: "private, max-age=60", ResponseContentType: "image/png", ResponseContentDisposition: disposition})
 						require.NoError(t, err)
 						require.Equal(t, want.URL, got, "get with response headers "+name)
 
@@ -223,13 +223,14 @@ func TestSignerAcceptedByMinIO(t *testing.T) {
 
 	// The answer's headers as the URL chose them, not as the object was stored.
 	get, err = signer.Presign(ctx, sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: bucket, Key: key, Now: time.Now(), Expires: time.Minute, ContentLength: -1,
-		ResponseContentType: "application/octet-stream", ResponseContentDisposition: `attachment; filename*=UTF-8''hello%20world%2B%C3%BC.txt`})
+		ResponseCacheControl: "private", ResponseContentType: "application/octet-stream", ResponseContentDisposition: `attachment; filename*=UTF-8''hello%20world%2B%C3%BC.txt`})
 	require.NoError(t, err)
 	resp, err := http.Get(get)
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "application/octet-stream", resp.Header.Get("Content-Type"))
+	require.Equal(t, "private", resp.Header.Get("Cache-Control"))
 	require.Equal(t, `attachment; filename*=UTF-8''hello%20world%2B%C3%BC.txt`, resp.Header.Get("Content-Disposition"))
 
 	// A different length than the signed one is refused.
