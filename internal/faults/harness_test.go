@@ -912,8 +912,11 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 			quarantined++
 		}
 	}
-	// The duplicate count rests on the audit target having seen every quarantine copy.
-	for wait := time.Now().Add(30 * time.Second); w.audit.seen(quarantine) < quarantined && time.Now().Before(wait); {
+	// The duplicate count rests on the audit target having seen every quarantine copy. MinIO
+	// delivers its events to it asynchronously, from a queue it retries; under the load of a whole
+	// `make test` (every package with -race on two cores) one was not seen within 30 s, so the
+	// wait is bounded at 90 s.
+	for wait := time.Now().Add(90 * time.Second); w.audit.seen(quarantine) < quarantined && time.Now().Before(wait); {
 		time.Sleep(200 * time.Millisecond)
 	}
 	require.GreaterOrEqual(w.t, w.audit.seen(quarantine), quarantined, "MinIO's audit webhook saw every quarantine copy")
