@@ -15,6 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/redact"
 )
 
 // ackAttempts bounds the DeleteMessageBatch attempts of one batch (whole-call errors and entries
@@ -187,7 +190,7 @@ func (a *acker) flush(batch []ackEntry) {
 		out, err := a.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(a.queueURL), Entries: entries})
 		cancel()
 		if err != nil {
-			err = redactHandles(err, handles(pending)...)
+			err = queue.RedactHandles(err, handles(pending)...)
 			if attempt >= ackAttempts || a.ctx.Err() != nil {
 				for _, e := range pending {
 					a.failed(e, fmt.Errorf("delete message batch: %w", err))
@@ -229,7 +232,7 @@ func (a *acker) flush(batch []ackEntry) {
 				unavailable = append(unavailable, e.ackEntry)
 			}
 			a.failed(e.ackEntry, fmt.Errorf("delete message: %s: %s (sender fault: %t)", aws.ToString(f.Code),
-				redactText(aws.ToString(f.Message), e.d.handle), f.SenderFault))
+				redact.New(e.d.handle).String(aws.ToString(f.Message)), f.SenderFault))
 		}
 		// An entry the answer names neither way is treated as the server's failure.
 		for i, e := range pending {
@@ -298,7 +301,7 @@ func (a *acker) probe(ctx context.Context) error {
 	}
 	out, err := a.client.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(a.queueURL), Entries: entries})
 	if err != nil {
-		return fmt.Errorf("delete message batch (%d messages whose deletion failed): %w", len(owed), redactHandles(err, handles(owed)...))
+		return fmt.Errorf("delete message batch (%d messages whose deletion failed): %w", len(owed), queue.RedactHandles(err, handles(owed)...))
 	}
 	answered := make([]bool, len(owed))
 	var serverFailed error
@@ -308,7 +311,7 @@ func (a *acker) probe(ctx context.Context) error {
 			continue
 		}
 		if !f.SenderFault {
-			serverFailed = fmt.Errorf("delete message: %s: %s", aws.ToString(f.Code), redactText(aws.ToString(f.Message), e.d.handle))
+			serverFailed = fmt.Errorf("delete message: %s: %s", aws.ToString(f.Code), redact.New(e.d.handle).String(aws.ToString(f.Message)))
 			continue
 		}
 		answered[e.i] = true

@@ -121,7 +121,7 @@ func TestAckerCloseWithFlushersStuck(t *testing.T) {
 }
 
 // TestAckerLogsNoReceiptHandle: SQS's errors quote receipt handles; the acker logs
-// "[receipt handle]" instead, for entries it failed and for a whole call that failed.
+// "REDACTED" (redact.Mask) instead, for entries it failed and for a whole call that failed.
 func TestAckerLogsNoReceiptHandle(t *testing.T) {
 	t.Parallel()
 	const handle = "AQEBsecretHandle+/="
@@ -150,7 +150,7 @@ func TestAckerLogsNoReceiptHandle(t *testing.T) {
 				require.Eventually(t, func() bool { return counterValue(t, c.m.ackFailed) == float64(i+1) }, 10*time.Second, time.Millisecond)
 			}
 			a.close()
-			assert.Contains(t, logs.String(), `The input receipt handle \"[receipt handle]\"`)
+			assert.Contains(t, logs.String(), `The input receipt handle \"REDACTED\"`)
 			assert.NotContains(t, logs.String(), handle)
 			a.outMu.Lock()
 			assert.Zero(t, a.failedRun, "the entry's own fault is no outage")

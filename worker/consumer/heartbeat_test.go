@@ -189,7 +189,7 @@ func TestHeartbeatStopsWhenHandleGone(t *testing.T) {
 			assert.Equal(t, 1, timers.count(), "not rearmed")
 			assert.Len(t, client.visibilityCalls(), 1)
 			assert.Contains(t, logs.String(), "the message's visibility can no longer be extended")
-			assert.Contains(t, logs.String(), `\"[receipt handle]\"`)
+			assert.Contains(t, logs.String(), `\"REDACTED\"`)
 			assert.NotContains(t, logs.String(), handle)
 		})
 	}

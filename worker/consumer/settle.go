@@ -170,7 +170,7 @@ func (c *Consumer) changeVisibility(ctx context.Context, d *delivery, v, timeout
 		VisibilityTimeout: visibilitySeconds(v),
 	})
 	if err != nil {
-		return fmt.Errorf("change visibility of message %s to %s: %w", d.id, v, redactHandles(err, d.handle))
+		return fmt.Errorf("change visibility of message %s to %s: %w", d.id, v, queue.RedactHandles(err, d.handle))
 	}
 	return nil
 }

@@ -206,7 +206,7 @@ func TestDLQSendRefusals(t *testing.T) {
 }
 
 // TestSettleLogsNoReceiptHandle: SQS quotes the receipt handle in some errors; the consumer's
-// logs of a failed visibility change show "[receipt handle]" instead, and the error keeps its
+// logs of a failed visibility change show "REDACTED" (redact.Mask) instead, and the error keeps its
 // code for errors.As.
 func TestSettleLogsNoReceiptHandle(t *testing.T) {
 	t.Parallel()
@@ -223,7 +223,7 @@ func TestSettleLogsNoReceiptHandle(t *testing.T) {
 	c.release(context.Background(), d)
 
 	assert.NotContains(t, logs.String(), handle)
-	assert.Equal(t, 3, strings.Count(logs.String(), `The input receipt handle \"[receipt handle]\" is not a valid receipt handle.`))
+	assert.Equal(t, 3, strings.Count(logs.String(), `The input receipt handle \"REDACTED\" is not a valid receipt handle.`))
 	err := c.setVisibility(context.Background(), d, 0)
 	var ae smithy.APIError
 	require.ErrorAs(t, err, &ae)
