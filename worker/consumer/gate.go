@@ -69,6 +69,9 @@ func newGate(deps []Dependency, minPause, maxPause, probeTimeout time.Duration, 
 		g.configured = append(g.configured, d.Name)
 		gauge.WithLabelValues(d.Name).Set(0) // export the series at 0
 	}
+	// The acker pauses under "sqs" whether or not the configuration names a dependency so; its
+	// series is exported at 0 too, so that an alert on it sees 0 before the first pause, not nothing.
+	gauge.WithLabelValues(dependencySQS).Set(0)
 	return g
 }
 

@@ -526,3 +526,26 @@ func TestPausedGaugeClearedAtStop(t *testing.T) {
 	assert.Equal(t, 1.0, counterValue(t, c.m.deferred), "the outage was reported in the grace period")
 	assert.Zero(t, gaugeValue(t, c.m.paused.WithLabelValues(pipeline.DependencyPostgres)))
 }
+
+// TestPausedGaugeExportsSQSAtZero: the "sqs" series (the acker's pause, whether or not the
+// configuration names an "sqs" dependency) is exported at 0 from the start, like the configured
+// dependencies, so that an alert on it sees 0 before the first pause instead of no series at all.
+func TestPausedGaugeExportsSQSAtZero(t *testing.T) {
+	t.Parallel()
+	m, err := newMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	newGate([]Dependency{{Name: pipeline.DependencyPostgres}}, time.Second, time.Minute, time.Second, m.paused, slog.New(slog.DiscardHandler))
+	var labels []string
+	ch := make(chan prometheus.Metric, 8)
+	m.paused.Collect(ch)
+	close(ch)
+	for metric := range ch {
+		var d dto.Metric
+		require.NoError(t, metric.Write(&d))
+		assert.Zero(t, d.GetGauge().GetValue())
+		for _, lp := range d.GetLabel() {
+			labels = append(labels, lp.GetValue())
+		}
+	}
+	assert.ElementsMatch(t, []string{pipeline.DependencyPostgres, dependencySQS}, labels)
+}
