@@ -165,6 +165,9 @@ func TestJobsAPIDevAuthCrossSite(t *testing.T) {
 		{"a page on a sibling site", map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://evil.localhost:8080"}},
 		{"a page on another site, through an older browser (Origin only)", map[string]string{"Origin": "https://evil.example"}},
 		{"a page whose domain was rebound to 127.0.0.1", map[string]string{"Host": "rebind.evil.example", "Sec-Fetch-Site": "same-origin"}},
+		// Behind a proxy that terminates https, a network attacker's page served over plain http
+		// on intake's own host name is another origin (an older browser sends Origin only).
+		{"a plain-http page on intake's host, behind an https proxy", map[string]string{"Origin": "http://" + strings.TrimPrefix(b.srv.URL, "http://"), "X-Forwarded-Proto": "https"}},
 	} {
 		t.Run(tt.attacker, func(t *testing.T) {
 			header := map[string]string{"Authorization": "", testkit.OffContract: "attack"}

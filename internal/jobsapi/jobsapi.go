@@ -154,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if who.Dev {
 		// Development auth asks for no credentials, so any page the developer's browser opens
 		// could post here: a request the browser marks as another site's is refused.
-		if why := crossSite(r); why != "" {
+		if why := auth.CrossSite(r, nil, false); why != "" {
 			problem.Write(w, problem.Forbidden.With("cross-site request refused under development auth: "+why))
 			return
 		}
@@ -276,22 +276,6 @@ func (h *Handler) authorizeTenant(ctx context.Context, owner, typ string, task *
 		return &problemErr{problem.UploadNotPending, fmt.Sprintf("upload %s is %s", u.ID, u.Status)}
 	}
 	return nil
-}
-
-// crossSite says why a browser's request looks made by another site's page (Sec-Fetch-Site
-// cross-site or same-site, or an Origin other than the host it was sent to), or "".
-func crossSite(r *http.Request) string {
-	switch site := r.Header.Get("Sec-Fetch-Site"); site {
-	case "cross-site", "same-site":
-		return "Sec-Fetch-Site is " + site
-	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		_, host, ok := strings.Cut(origin, "://")
-		if !ok || !strings.EqualFold(host, r.Host) {
-			return "origin " + origin + " is not intake's"
-		}
-	}
-	return ""
 }
 
 func ifUpload(uploadID string) string {
