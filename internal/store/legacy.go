@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,42 +101,56 @@ WHERE t.typnamespace = $1::regnamespace
   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')`
 
 // moveLegacy moves the pre-schema install in public into schema, in one transaction, holding the
-// advisory lock of binaries from before schemas as well. It returns what it moved.
-func moveLegacy(ctx context.Context, conn *pgx.Conn, schema string, ms []Migration) ([]string, error) {
+// advisory lock of binaries from before schemas as well. It returns what it moved. Each wait for a
+// lock is bounded by opts.lockTimeout (SET LOCAL lock_timeout), and the transaction is run again
+// as applyRetrying runs a migration; the last lock timeout wraps ErrMigrationLockTimeout.
+func moveLegacy(ctx context.Context, conn *pgx.Conn, schema string, ms []Migration, opts migrateOptions) ([]string, error) {
 	unlock, err := advisoryLock(ctx, conn, "SELECT pg_try_advisory_lock($1)", "SELECT pg_advisory_unlock($1)", migrationLockID)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	var moved []string
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// Checked again under the old binaries' lock: one of them may have been migrating.
-		if legacy, err := legacyLayout(ctx, tx.Conn(), schema); err != nil || !legacy {
-			return err
-		}
-		objs, err := legacyObjects(ctx, tx, ms)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			exists, err := existsInPublic(ctx, tx, o)
-			if err != nil {
-				return err
-			}
-			if !exists {
-				continue // created by a migration this install never applied
-			}
-			if _, err := tx.Exec(ctx, alterSetSchema(o, schema)); err != nil {
-				return fmt.Errorf("move %s from public to %s: %w", o, schema, err)
-			}
-			moved = append(moved, o.String())
-		}
-		return nil
+	err = retryLocks(ctx, opts, "of the pre-schema install in public", func() error {
+		moved = nil // a run that timed out moved nothing: it was rolled back
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			return moveObjects(ctx, tx, schema, ms, opts.lockTimeout, &moved)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("migrate: move intake's tables from public to %s: %w", schema, err)
 	}
 	return moved, nil
+}
+
+// moveObjects is moveLegacy's transaction: it appends what it moves to moved. lockTimeout is in
+// whole milliseconds; 0 means no bound.
+func moveObjects(ctx context.Context, tx pgx.Tx, schema string, ms []Migration, lockTimeout time.Duration, moved *[]string) error {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+		return fmt.Errorf("set lock_timeout: %w", err)
+	}
+	// Checked again under the old binaries' lock: one of them may have been migrating.
+	if legacy, err := legacyLayout(ctx, tx.Conn(), schema); err != nil || !legacy {
+		return err
+	}
+	objs, err := legacyObjects(ctx, tx, ms)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		exists, err := existsInPublic(ctx, tx, o)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			continue // created by a migration this install never applied
+		}
+		if _, err := tx.Exec(ctx, alterSetSchema(o, schema)); err != nil {
+			return fmt.Errorf("move %s from public to %s: %w", o, schema, err)
+		}
+		*moved = append(*moved, o.String())
+	}
+	return nil
 }
 
 // legacyObjects applies the migrations public.schema_migrations records to a scratch schema (inside

@@ -181,8 +181,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 // the pool's schema holds no intake tables yet while public holds a pre-schema install (intake's
 // schema_migrations, starting with 0001_init.sql), it moves that install's tables, functions and
 // types into the schema with ALTER … SET SCHEMA, in one transaction, under the schema's advisory
-// lock and the lock of older binaries. Nothing is copied; rows, indexes, constraints, identity
-// sequences and triggers move with their tables. Which objects are intake's is found by applying
+// lock and the lock of older binaries. Each ALTER needs its object's ACCESS EXCLUSIVE lock, and
+// waits for it at most [MigrationLockTimeout] (a replica still running an older release may hold
+// a transaction on public's tables, and every query of a table queues behind the ALTER waiting for
+// it); the move is then rolled back and retried like a migration, up to [MigrationLockAttempts]
+// runs, before Upgrade fails with [ErrMigrationLockTimeout]. Nothing is copied; rows, indexes,
+// constraints, identity sequences and triggers move with their tables. Which objects are intake's is found by applying
 // the migrations recorded in public.schema_migrations to a scratch schema inside the same
 // transaction (then dropped): only objects those migrations create are moved, so another
 // application's tables in public stay where they are.
@@ -219,7 +223,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 			return res, err
 		}
 		if legacy {
-			if res.Moved, err = moveLegacy(ctx, conn.Conn(), schema, ms); err != nil {
+			if res.Moved, err = moveLegacy(ctx, conn.Conn(), schema, ms, opts); err != nil {
 				return res, err
 			}
 		}
@@ -286,8 +290,9 @@ func ensureSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
 	return nil
 }
 
-// ErrMigrationLockTimeout is wrapped by Migrate and Upgrade when a migration could not get the
-// locks it needs within [MigrationLockTimeout] in any of its [MigrationLockAttempts] runs.
+// ErrMigrationLockTimeout is wrapped by Migrate and Upgrade when a migration (or Upgrade's move of
+// a pre-schema install) could not get the locks it needs within [MigrationLockTimeout] in any of
+// its [MigrationLockAttempts] runs.
 var ErrMigrationLockTimeout = errors.New("lock not granted in time")
 
 // lockNotAvailable reports whether err is 55P03 (lock_not_available: lock_timeout expired).
@@ -300,15 +305,24 @@ func lockNotAvailable(err error) bool {
 // within opts.lockTimeout, up to opts.lockAttempts runs; the last such failure wraps
 // ErrMigrationLockTimeout.
 func applyRetrying(ctx context.Context, conn *pgxpool.Conn, m Migration, opts migrateOptions) error {
+	return retryLocks(ctx, opts, "the migration changes", func() error { return apply(ctx, conn.Conn(), m, opts.lockTimeout) })
+}
+
+// retryLocks runs run, a whole transaction (or a migration run outside one) whose waits for locks
+// are bounded by opts.lockTimeout, again after a jittered, doubling backoff when a lock was not
+// granted in time, up to opts.lockAttempts runs; the last such failure wraps
+// ErrMigrationLockTimeout. what completes "a long transaction holds a lock on a table …" in that
+// error.
+func retryLocks(ctx context.Context, opts migrateOptions, what string, run func() error) error {
 	backoff := opts.lockBackoff
 	for attempt := 1; ; attempt++ {
-		err := apply(ctx, conn.Conn(), m, opts.lockTimeout)
+		err := run()
 		if err == nil || !lockNotAvailable(err) {
 			return err
 		}
 		if attempt >= opts.lockAttempts {
-			return fmt.Errorf("%w: %d run(s), each waiting at most %s for a lock (a long transaction holds a lock on a table the migration changes: find it in pg_stat_activity and pg_locks, end it, and migrate again): %w",
-				ErrMigrationLockTimeout, attempt, opts.lockTimeout, err)
+			return fmt.Errorf("%w: %d run(s), each waiting at most %s for a lock (a long transaction holds a lock on a table %s: find it in pg_stat_activity and pg_locks, end it, and migrate again): %w",
+				ErrMigrationLockTimeout, attempt, opts.lockTimeout, what, err)
 		}
 		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {

@@ -28,6 +28,15 @@ func MigrateFSLocks(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, dir str
 	return migrate(ctx, pool, ms, false, migrateOptions{lockTimeout: lockTimeout, lockAttempts: attempts, lockBackoff: backoff})
 }
 
+// UpgradeLocks is Upgrade with the waits for locks given, as MigrateFSLocks.
+func UpgradeLocks(ctx context.Context, pool *pgxpool.Pool, lockTimeout time.Duration, attempts int, backoff time.Duration) (UpgradeResult, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return UpgradeResult{}, err
+	}
+	return migrate(ctx, pool, ms, true, migrateOptions{lockTimeout: lockTimeout, lockAttempts: attempts, lockBackoff: backoff})
+}
+
 // ParseMigrations exposes parseMigrations.
 var ParseMigrations = parseMigrations
 

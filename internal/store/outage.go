@@ -43,8 +43,12 @@ func classify(ctx context.Context, what string, err error) error {
 //   - 25006 (read-only transaction): the server is a read-only standby or was just failed over,
 //     or the database is set read-only;
 //   - class 53 (insufficient resources: disk full, out of memory, too many connections);
+//   - class 58 (system error, outside PostgreSQL: 58030 I/O error, a missing or duplicate file);
 //   - 57014 (query canceled: statement_timeout, or a cancel request), also a call whose deadline
-//     passed.
+//     passed;
+//   - 55P03 (lock not available: lock_timeout, set in DATABASE_URL or on the role, expired while
+//     another session held a lock, such as a long migration or a manual LOCK TABLE): the statement
+//     is fine and succeeds once the lock is free, like one cut short by statement_timeout.
 //
 // 40001 and 40P01 (serialization failure, deadlock) are not outages: the store retries them in
 // place (retryConflicts).
@@ -61,9 +65,9 @@ func Unavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch code := pgErr.Code; {
-		case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"):
+		case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"), strings.HasPrefix(code, "58"):
 			return true
-		case code == "57P01", code == "57P02", code == "57P03", code == "57P05", code == "25006", code == "57014":
+		case code == "57P01", code == "57P02", code == "57P03", code == "57P05", code == "25006", code == "57014", code == "55P03":
 			return true
 		}
 		return false

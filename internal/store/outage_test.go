@@ -115,6 +115,16 @@ func TestOutageClassificationRealServer(t *testing.T) {
 			codes: []string{"57014"},
 		},
 		{
+			name: "lock_timeout (55P03) while a lock is held",
+			fault: func(t *testing.T, b *outageBundle) error {
+				b.lockRow(t, "k")
+				st := b.open(t, map[string]string{"lock_timeout": "200ms"})
+				_, err := store.NewRecords(st).Record(b.ctx, state("k", seqKey("02"), time.Time{}, "e2"))
+				return err
+			},
+			codes: []string{"55P03"},
+		},
+		{
 			name: "pg_terminate_backend (57P01) of a busy connection",
 			fault: func(t *testing.T, b *outageBundle) error {
 				b.lockRow(t, "k")
@@ -218,8 +228,12 @@ func TestDeadlockRetriedInPlace(t *testing.T) {
 	_, err = other.Exec(b.ctx, "UPDATE objects SET updated_at = now() WHERE bucket = 'b' AND key = 'k2'")
 	require.NoError(t, err)
 
+	// PostgreSQL looks for a deadlock once per wait, deadlock_timeout after the wait starts: ours
+	// must look after the other client has asked for k1 (which it does as soon as our wait is seen),
+	// or it finds no cycle, never looks again, and the other client is the victim 20 s later. 1 s
+	// leaves room for a slow machine (the race detector); a few ms did not.
 	app := testkit.Name("wp1-dl-")
-	st := b.open(t, map[string]string{"application_name": app, "deadlock_timeout": "50ms"})
+	st := b.open(t, map[string]string{"application_name": app, "deadlock_timeout": "1s"})
 	rs := store.NewRecords(st)
 	done := make(chan error, 1)
 	go func() {
@@ -228,7 +242,7 @@ func TestDeadlockRetriedInPlace(t *testing.T) {
 		done <- err
 	}()
 	b.waitBlocked(t, app)
-	// The other client now wants k1: a deadlock, which our session detects after 50 ms.
+	// The other client now wants k1: a deadlock, which our session detects 1 s into its wait.
 	_, err = other.Exec(b.ctx, "UPDATE objects SET updated_at = now() WHERE bucket = 'b' AND key = 'k1'")
 	require.NoError(t, err, "the other client got k1: our transaction was the deadlock's victim")
 	require.NoError(t, other.Commit(b.ctx))

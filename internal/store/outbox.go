@@ -59,6 +59,17 @@ func (o *Outbox) MarkGaveUp(ctx context.Context, id int64, endpoint string) erro
 	return nil
 }
 
+// ToDeliver returns those of the notifications ids still to deliver to endpoint, in id order:
+// still in the outbox (a purged one was delivered everywhere), neither delivered to endpoint nor
+// given up on it. A batch delivery task run again posts these only.
+func (o *Outbox) ToDeliver(ctx context.Context, ids []int64, endpoint string) ([]int64, error) {
+	left, err := o.q.OutboxToDeliver(ctx, dbq.OutboxToDeliverParams{Ids: ids, Endpoint: endpoint})
+	if err != nil {
+		return nil, fmt.Errorf("read the deliveries of %d notifications to %q: %w", len(ids), endpoint, err)
+	}
+	return left, nil
+}
+
 // markBatch records the deliveries of calls with one statement.
 func (o *Outbox) markBatch(ctx context.Context, calls []*call[delivery, struct{}]) {
 	ds := make([]delivery, len(calls))

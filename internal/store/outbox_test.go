@@ -273,6 +273,89 @@ func TestOutboxRelayAfterLeftoverDelivery(t *testing.T) {
 	require.True(t, delivered)
 }
 
+// TestOutboxUnrelayedIsNotDelivered: a relay enqueued some tasks of its rows, then another
+// enqueue failed and it rolled back; its tasks deliver (or give up on) rows no relay committed,
+// whose other endpoints and verdict task were never enqueued. Such a row is not delivered until a
+// relay commits it: the backlog gauge counts it and the purge leaves it. Before, the record set
+// delivered_at (pending was NULL, so no endpoint looked left): the gauge read 0 while the row was
+// unrelayed, and the purge deleted it after the retention. A row an earlier release left that way
+// is counted and kept too, and the next relay settles it.
+func TestOutboxUnrelayedIsNotDelivered(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	o := store.NewOutbox(b.st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	insert := func(key string) int64 {
+		var id int64
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, created_at)
+			VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now() - interval '1 hour') RETURNING id`, key).Scan(&id))
+		return id
+	}
+	delivered, gaveUp, legacy := insert("test:delivered"), insert("test:gave-up"), insert("test:legacy")
+	require.NoError(t, o.MarkDelivered(b.ctx, delivered, "a"))
+	require.NoError(t, o.MarkGaveUp(b.ctx, gaveUp, "a"))
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE outbox SET delivered = '{a}', pending = '{}', delivered_at = now() - interval '2 hours' WHERE id = $1`, legacy)
+	require.NoError(t, err)
+	for _, id := range []int64{delivered, gaveUp} {
+		_, done := deliveryState(t, b, id)
+		require.False(t, done, "notification %d: not relayed, so not every delivery was enqueued", id)
+	}
+
+	backlog, err := b.st.Q.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, backlog.Unrelayed)
+	require.InDelta(t, time.Hour.Seconds(), backlog.OldestAgeSeconds, 60, "the unrelayed notifications are undelivered")
+	n, err := b.st.Q.OutboxPurge(b.ctx, dbq.OutboxPurgeParams{Cutoff: time.Now().Add(time.Hour), MaxRows: 100})
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing unrelayed is purged")
+
+	// A relay commits them, leaving out the endpoints already settled.
+	require.NoError(t, b.st.Q.OutboxMarkRelayed(b.ctx, dbq.OutboxMarkRelayedParams{
+		Ids: []int64{delivered, gaveUp, legacy}, Pendings: []string{"a,b", "a", "a"},
+	}))
+	pending, done := deliveryState(t, b, delivered)
+	require.Equal(t, []string{"b"}, pending)
+	require.False(t, done)
+	for _, id := range []int64{gaveUp, legacy} {
+		pending, done := deliveryState(t, b, id)
+		require.Empty(t, pending)
+		require.True(t, done, "notification %d: nothing left to deliver once relayed", id)
+	}
+	require.NoError(t, o.MarkDelivered(b.ctx, delivered, "b"))
+	_, done = deliveryState(t, b, delivered)
+	require.True(t, done)
+	backlog, err = b.st.Q.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.Zero(t, backlog.Unrelayed)
+	require.Zero(t, backlog.OldestAgeSeconds)
+	n, err = b.st.Q.OutboxPurge(b.ctx, dbq.OutboxPurgeParams{Cutoff: time.Now().Add(time.Hour), MaxRows: 100})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n, "relayed and delivered: purged; the given-up one stays")
+}
+
+// TestOutboxToDeliver: a batch delivery task run again learns which of its notifications are
+// still to deliver to its endpoint: not those delivered to it or given up on it, nor those purged.
+func TestOutboxToDeliver(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	o := store.NewOutbox(b.st, store.BatchOptions{})
+	t.Cleanup(o.Close)
+	ids := make([]int64, 5)
+	for i := range ids {
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data,
+			relayed_at, pending) VALUES ($1, 'upload.valid', gen_random_uuid(), 'b', 'k', '{}', now(), '{a,b}') RETURNING id`,
+			fmt.Sprintf("test:%d", i)).Scan(&ids[i]))
+	}
+	require.NoError(t, o.MarkDelivered(b.ctx, ids[0], "a"))
+	require.NoError(t, o.MarkDelivered(b.ctx, ids[1], "b"))
+	require.NoError(t, o.MarkGaveUp(b.ctx, ids[2], "a"))
+	_, err := b.st.Pool.Exec(b.ctx, `DELETE FROM outbox WHERE id = $1`, ids[3])
+	require.NoError(t, err)
+	left, err := o.ToDeliver(b.ctx, ids, "a")
+	require.NoError(t, err)
+	require.Equal(t, []int64{ids[1], ids[4]}, left, "delivered to b only, and untouched")
+}
+
 // deliveryState reads an outbox row's pending endpoints and whether it is delivered.
 func deliveryState(t *testing.T, b *recordsBundle, id int64) (pending []string, delivered bool) {
 	t.Helper()
@@ -306,9 +389,9 @@ func TestExpiryNotifies(t *testing.T) {
 	require.Empty(t, b.notifications(t, done))
 }
 
-// TestOutboxPurge: the purge deletes delivered notifications older than the cutoff, oldest
-// delivery first, up to its limit; undelivered and recent ones stay. Its plan can read the partial
-// index of delivered rows instead of the whole table.
+// TestOutboxPurge: the purge deletes relayed notifications delivered before the cutoff, oldest
+// delivery first, up to its limit; undelivered, unrelayed and recent ones stay. Its plan can read
+// the partial index of purgeable rows instead of the whole table.
 func TestOutboxPurge(t *testing.T) {
 	t.Parallel()
 	b := setupRecords(t)
@@ -332,6 +415,11 @@ func TestOutboxPurge(t *testing.T) {
 	insert("old-3h", 3*time.Hour)
 	insert("recent", time.Minute)
 	insert("old-4h", 4*time.Hour)
+	// A row an earlier release marked delivered although no relay had committed it (a task of a
+	// relay that rolled back delivered it): its other deliveries may never have been enqueued.
+	insert("unrelayed-6h", 6*time.Hour)
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE outbox SET relayed_at = NULL, pending = NULL WHERE key = 'unrelayed-6h'`)
+	require.NoError(t, err)
 	cutoff := now.Add(-time.Hour)
 	n, err := b.st.Q.OutboxPurge(b.ctx, dbq.OutboxPurgeParams{Cutoff: cutoff, MaxRows: 2})
 	require.NoError(t, err)
@@ -343,11 +431,12 @@ func TestOutboxPurge(t *testing.T) {
 		require.NoError(t, err)
 		return keys
 	}
-	require.Equal(t, []string{"gave-up-5h", "old-2h", "recent", "undelivered"}, left(), "the two oldest deliveries went first; the given-up one stays")
+	require.Equal(t, []string{"gave-up-5h", "old-2h", "recent", "undelivered", "unrelayed-6h"}, left(),
+		"the two oldest deliveries went first; the given-up and the unrelayed ones stay")
 	n, err = b.st.Q.OutboxPurge(b.ctx, dbq.OutboxPurgeParams{Cutoff: cutoff, MaxRows: 10})
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
-	require.Equal(t, []string{"gave-up-5h", "recent", "undelivered"}, left())
+	require.Equal(t, []string{"gave-up-5h", "recent", "undelivered", "unrelayed-6h"}, left())
 
 	tx, err := b.st.Pool.Begin(b.ctx)
 	require.NoError(t, err)
@@ -355,7 +444,8 @@ func TestOutboxPurge(t *testing.T) {
 	_, err = tx.Exec(b.ctx, "SET LOCAL enable_seqscan = off")
 	require.NoError(t, err)
 	var plan strings.Builder
-	rows, err := tx.Query(b.ctx, `EXPLAIN SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}'
+	rows, err := tx.Query(b.ctx, `EXPLAIN SELECT o.id FROM outbox o
+		WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
 		ORDER BY o.delivered_at LIMIT 5000`, cutoff)
 	require.NoError(t, err)
 	for rows.Next() {
@@ -364,7 +454,7 @@ func TestOutboxPurge(t *testing.T) {
 		plan.WriteString(line + "\n")
 	}
 	require.NoError(t, rows.Err())
-	require.Contains(t, plan.String(), "outbox_delivered_at_idx", plan.String())
+	require.Contains(t, plan.String(), "outbox_purgeable_idx", plan.String())
 	require.NotContains(t, plan.String(), "Filter", "the index holds only purgeable rows: none is read to be dropped")
 }
 

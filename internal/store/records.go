@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -26,8 +28,15 @@ import (
 // go in one pgx batch, one implicit transaction and one commit. Every caller still returns only
 // once its own record is committed, and gets only its own error: when a batch fails because of one
 // record (a constraint, a deadlock), each of its records is written again alone.
+//
+// Records are written through s.Pool, each pgx batch closed exactly once; lookups and archived
+// messages go through s.Q.
 type Records struct {
 	s *Store
+	// batches runs PipelineRecord on s.Pool, each pgx batch closed once (closeOncePool).
+	batches *dbq.Queries
+	// retimeout bounds each record written again alone after a failed batch (batched only).
+	retimeout time.Duration
 
 	// lookups and records batch the calls; nil when unbatched.
 	lookups *batcher[objectKey, pipeline.Lookup]
@@ -48,7 +57,7 @@ type recordCall = call[pipeline.Record, pipeline.Recorded]
 // NewRecords returns the record store of s, unbatched: each call is one statement on the caller's
 // goroutine.
 func NewRecords(s *Store) *Records {
-	return &Records{s: s, sizes: batchSizes()}
+	return &Records{s: s, batches: dbq.New(closeOncePool{s.Pool}), sizes: batchSizes()}
 }
 
 // BatchOptions configure the batching of NewBatchedRecords. Zero values take the defaults.
@@ -62,6 +71,8 @@ type BatchOptions struct {
 	// both processes); a batch of up to MaxBatch per round trip is far more than one consumer needs.
 	Committers int
 	// Timeout bounds each batch (default 10 s); its callers get its error, marked unavailable.
+	// When a batch of records fails and each is written again alone, each of those writes gets a
+	// Timeout of its own.
 	Timeout time.Duration
 }
 
@@ -73,6 +84,7 @@ func NewBatchedRecords(s *Store, opts BatchOptions) *Records {
 	committers := cmp.Or(opts.Committers, 1)
 	maxBatch := cmp.Or(opts.MaxBatch, 64)
 	timeout := cmp.Or(opts.Timeout, 10*time.Second)
+	r.retimeout = timeout
 	r.lookups = newBatcher(committers, maxBatch, timeout, r.sizes.WithLabelValues("intent_lookup"), r.lookupBatch,
 		func(ctx context.Context, k objectKey) (pipeline.Lookup, error) {
 			return r.lookup(ctx, k.bucket, k.key)
@@ -187,7 +199,9 @@ func (r *Records) record(ctx context.Context, rec pipeline.Record) (pipeline.Rec
 
 // recordBatch writes the records of calls in one transaction, in (bucket, key) order so that
 // concurrent batches lock rows in the same order. If it fails for a reason other than the database
-// being unavailable, each record is written again alone, so that only the culprit's caller fails.
+// being unavailable, each record is written again alone, so that only the culprit's caller fails:
+// each under a timeout of its own (the batch's may be nearly spent, and a deadline would read as an
+// outage of PostgreSQL), and only for callers still waiting.
 func (r *Records) recordBatch(ctx context.Context, calls []*recordCall) {
 	slices.SortStableFunc(calls, func(a, b *recordCall) int {
 		return cmp.Or(strings.Compare(a.arg.Bucket, b.arg.Bucket), strings.Compare(a.arg.Key, b.arg.Key))
@@ -204,7 +218,11 @@ func (r *Records) recordBatch(ctx context.Context, calls []*recordCall) {
 		}
 	case len(calls) > 1 && !Unavailable(err):
 		for _, c := range calls {
-			c.answer(r.record(ctx, c.arg))
+			if err := c.ctx.Err(); err != nil {
+				c.answer(pipeline.Recorded{}, err) // nobody waits for it
+				continue
+			}
+			c.answer(r.recordAlone(ctx, c.arg))
 		}
 	default:
 		for _, c := range calls {
@@ -215,6 +233,14 @@ func (r *Records) recordBatch(ctx context.Context, calls []*recordCall) {
 			c.answer(pipeline.Recorded{}, classify(c.ctx, what, err))
 		}
 	}
+}
+
+// recordAlone is record under a timeout of its own (Records.retimeout), for a record of a failed
+// batch written again alone; ctx gives it its values, not its deadline.
+func (r *Records) recordAlone(ctx context.Context, rec pipeline.Record) (pipeline.Recorded, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.retimeout)
+	defer cancel()
+	return r.record(ctx, rec)
 }
 
 // writeRecordsRetrying is writeRecords run again in place when it loses a serialization failure or
@@ -234,7 +260,7 @@ func (r *Records) writeRecords(ctx context.Context, recs []pipeline.Record) ([]p
 	}
 	rows := make([]dbq.PipelineRecordRow, len(recs))
 	var firstErr error
-	results := r.s.Q.PipelineRecord(ctx, params)
+	results := r.batches.PipelineRecord(ctx, params)
 	results.QueryRow(func(i int, row dbq.PipelineRecordRow, err error) {
 		switch {
 		case err == nil:
@@ -243,7 +269,8 @@ func (r *Records) writeRecords(ctx context.Context, recs []pipeline.Record) ([]p
 			firstErr = err
 		}
 	})
-	// QueryRow closed the batch and dropped the error of its end (the commit); Close returns it.
+	// QueryRow closed the batch (once: the connection is back in the pool) and dropped the error of
+	// its end (the commit); Close returns that error without closing again (closeOncePool).
 	if err := results.Close(); err != nil && firstErr == nil {
 		firstErr = err
 	}
@@ -258,6 +285,38 @@ func (r *Records) writeRecords(ctx context.Context, recs []pipeline.Record) ([]p
 		}
 	}
 	return out, nil
+}
+
+// closeOncePool is the dbq.DBTX of the records' batches: a pool whose batch results close once. The
+// generated batch helpers (dbq.PipelineRecordBatchResults.QueryRow) close the pgx batch when done,
+// which returns its connection to the pool, and drop the error of its end (the commit); the only
+// way to read that error is to call Close again. Closing a pgx batch of the pool a second time
+// would touch the connection it no longer owns: after a failed batch, pgx invalidates the batch's
+// statements in that connection's statement cache while another goroutine may be using it (a
+// data race, and "concurrent map read and map write" crashes the process). With closeOncePool, the
+// first Close closes the batch and keeps its error, and later calls return that error.
+type closeOncePool struct{ *pgxpool.Pool }
+
+// SendBatch sends b on the pool and returns its results, closed at most once.
+func (p closeOncePool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return &closeOnceBatch{BatchResults: p.Pool.SendBatch(ctx, b)}
+}
+
+// closeOnceBatch is a pgx batch's results whose Close closes them once and returns that close's
+// error ever after.
+type closeOnceBatch struct {
+	pgx.BatchResults
+	closed bool
+	err    error
+}
+
+// Close closes the batch the first time and returns the error of that close.
+func (r *closeOnceBatch) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.err = r.BatchResults.Close()
+	}
+	return r.err
 }
 
 // Archive stores a raw message body in the events table.

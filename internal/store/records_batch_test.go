@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,4 +222,93 @@ func TestBatchedRecordsClose(t *testing.T) {
 	require.Nil(t, l.Intent)
 	_, calls := batchSizes(t, reg, "record")
 	require.Equal(t, float64(1), calls, "only the record before Close was batched")
+}
+
+// TestFailedBatchClosedOnce: a failed batch of records closes its pgx batch once. Closed a second
+// time (to read the error of its end), it touched the statement cache of a connection already back
+// in the pool (pgx invalidates a failed batch's statements): with a pool of one connection, another
+// goroutine's queries on it raced with that write (the race detector reports it; without it, the
+// process could crash with "concurrent map read and map write").
+func TestFailedBatchClosedOnce(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	cfg := b.st.Pool.Config()
+	cfg.MaxConns = 1
+	st, err := store.OpenConfig(b.ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	rs := store.NewRecords(st)
+	ctx, cancel := context.WithTimeout(b.ctx, 3*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var failed, queries int
+	var unexpected error
+	wg.Go(func() {
+		bad := []pipeline.Record{{Bucket: "b", Key: "x", Status: "bogus"}, {Bucket: "b", Key: "y", Status: "bogus"}}
+		for ctx.Err() == nil {
+			_, err := store.WriteRecords(ctx, rs, bad)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil && strings.Contains(err.Error(), "objects_status_check"):
+				failed++
+			default:
+				unexpected = fmt.Errorf("a batch of bad records returned %v", err)
+			}
+		}
+	})
+	wg.Go(func() {
+		// A new statement each time: each fills the connection's statement cache.
+		for i := 0; ctx.Err() == nil; i++ {
+			var n int
+			if err := st.Pool.QueryRow(ctx, fmt.Sprintf("SELECT $1::int + %d", i), 1).Scan(&n); err == nil {
+				queries++
+			}
+		}
+	})
+	wg.Wait()
+	require.NoError(t, unexpected)
+	require.Positive(t, failed)
+	require.Positive(t, queries)
+	// The pool's connection is whole: the failed batches left it usable.
+	_, err = store.WriteRecords(b.ctx, rs, []pipeline.Record{state("k", "", time.Time{}, "e1")})
+	require.NoError(t, err)
+}
+
+// TestFailedBatchRewritesHaveTheirOwnTimeout: when a batch fails because of one record after
+// spending most of its timeout, each record written again alone gets a timeout of its own, rather
+// than the little left of the batch's (which would end in a deadline, reported as an outage of
+// PostgreSQL, for a record that has nothing wrong with it).
+func TestFailedBatchRewritesHaveTheirOwnTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = 2 * time.Second
+	b, _ := setupBatchedRecords(t, store.BatchOptions{Committers: 1, MaxBatch: 16, Timeout: timeout})
+	// Writing the row of "a-slow" takes 60% of the timeout.
+	_, err := b.st.Pool.Exec(b.ctx, fmt.Sprintf(`
+CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.key = 'a-slow' THEN PERFORM pg_sleep(%g); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_write BEFORE INSERT ON objects FOR EACH ROW EXECUTE FUNCTION slow_write();`, (timeout*6/10).Seconds()))
+	require.NoError(t, err)
+
+	release := lockTable(t, b.ctx, b.st, "objects", "SHARE")
+	first := recordAsync(b, state("first", "", time.Time{}, "e0"))
+	waitLockWaiter(t, b.ctx, b.st, "objects")
+	slow := recordAsync(b, state("a-slow", "", time.Time{}, "e1"))
+	require.Eventually(t, func() bool { _, n := b.rs.Queued(); return n == 1 }, 30*time.Second, time.Millisecond)
+	bad := recordAsync(b, pipeline.Record{Bucket: "b", Key: "z-bad", Status: "bogus"})
+	require.Eventually(t, func() bool { _, n := b.rs.Queued(); return n == 2 }, 30*time.Second, time.Millisecond)
+	release()
+	require.NoError(t, (<-first).err)
+
+	// The batch (a-slow, then z-bad) fails after 60% of its timeout; a-slow written alone takes
+	// another 60%.
+	r := <-slow
+	require.NoError(t, r.err, "the record written again alone had a timeout of its own")
+	require.True(t, r.got.Applied)
+	r = <-bad
+	require.ErrorContains(t, r.err, "objects_status_check")
+	require.False(t, errors.Is(r.err, pipeline.ErrUnavailable), "%v", r.err)
+	require.Equal(t, "e1", *b.row(t, "a-slow").Etag)
 }

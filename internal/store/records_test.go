@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,6 +274,178 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
+// TestRecordsAnyOrder records every permutation of sets of records, observed at different
+// instants and some at the same one, and checks that each order ends in the same row: the newest
+// record's state (by observation time, then sequencer, else event time), with the latest
+// observation, the greatest sequencer and event time (diagnostics) and the newest record's event
+// as the row's tie-break. Before, a record that lost on its observation time still raised the
+// sequencer and event time a tie was decided against: A (t2, 01), B (t1, 09), C (t2, 05) ended with
+// A's state in the order A, B, C and with C's in A, C, B.
+func TestRecordsAnyOrder(t *testing.T) {
+	t.Parallel()
+	eachRecords(t, testRecordsAnyOrder)
+}
+
+func testRecordsAnyOrder(t *testing.T, b *recordsBundle) {
+	t1 := time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC)
+	t2 := t1.Add(time.Second)
+	ev := func(m int) time.Time { return t1.Add(-time.Hour + time.Duration(m)*time.Minute) }
+	rec := func(observed time.Time, seq string, evTime time.Time, etag string) pipeline.Record {
+		r := state("", seqKey(seq), evTime, etag)
+		r.ObservedAt = observed
+		return r
+	}
+	var never time.Time // a record without an observation time (older than any)
+	for _, set := range []struct {
+		name string
+		recs []pipeline.Record
+	}{
+		{"by sequencer", []pipeline.Record{
+			rec(t2, "01", ev(1), "ea"),
+			rec(t1, "09", ev(9), "eb"),
+			rec(t2, "05", ev(5), "ec"),
+			rec(t2, "03", ev(3), ""), // deleted
+			rec(never, "FF", ev(50), "ee"),
+		}},
+		{"by event time", []pipeline.Record{
+			rec(t2, "", ev(1), "ea"),
+			rec(t1, "", ev(9), "eb"),
+			rec(t2, "", ev(5), "ec"),
+			rec(t2, "", ev(3), ""),
+			rec(never, "", ev(50), "ee"),
+		}},
+		{"sequencers at one instant, none at another", []pipeline.Record{
+			rec(t2, "01", ev(9), "ea"),
+			rec(t1, "", ev(20), "eb"),
+			rec(t2, "05", ev(1), "ec"),
+			rec(t1, "", ev(2), ""),
+			rec(t2, "03", ev(30), "ee"),
+		}},
+	} {
+		t.Run(set.name, func(t *testing.T) {
+			want := newestRecord(t, set.recs)
+			var wantObs, wantEvent time.Time
+			var wantSeq string
+			for _, r := range set.recs {
+				wantObs, wantEvent, wantSeq = latest(wantObs, r.ObservedAt), latest(wantEvent, r.EventTime), max(wantSeq, r.Sequencer)
+			}
+			// One key per order, recorded concurrently (the batched store groups records of
+			// different orders in one batch), the records of each order one after the other.
+			orders := permutations(len(set.recs))
+			key := func(i int) string { return fmt.Sprintf("%s-%d", strings.ReplaceAll(set.name, " ", "-"), i) }
+			errs := make([]error, len(orders))
+			var wg sync.WaitGroup
+			for i, order := range orders {
+				wg.Go(func() {
+					for _, j := range order {
+						r := set.recs[j]
+						r.Key = key(i)
+						if _, err := b.rs.Record(b.ctx, r); err != nil {
+							errs[i] = err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for i, order := range orders {
+				require.NoError(t, errs[i], "order %v", order)
+				row := b.row(t, key(i))
+				require.Equal(t, want.Status, row.Status, "order %v", order)
+				require.Equal(t, want.ETag, valueOr(row.Etag), "order %v", order)
+				require.True(t, wantObs.Equal(*row.ObservedAt), "order %v: observed_at %v", order, *row.ObservedAt)
+				require.Equal(t, wantSeq, valueOr(row.Sequencer), "order %v: the greatest sequencer", order)
+				require.True(t, wantEvent.Equal(*row.EventTime), "order %v: the latest event time", order)
+				require.Equal(t, ptr(true), row.TiebreakSet, "order %v", order)
+				require.Equal(t, want.Sequencer, valueOr(row.TiebreakSequencer), "order %v: the newest record's sequencer", order)
+				require.True(t, want.EventTime.Equal(*row.TiebreakEventTime), "order %v: the newest record's event time", order)
+			}
+		})
+	}
+}
+
+// TestRecordsTiebreakOfOlderRows: a row no record has written since migration 0020 (tiebreak_set
+// NULL) is ordered by its sequencer and event time, as before; the first record sets its
+// tie-break.
+func TestRecordsTiebreakOfOlderRows(t *testing.T) {
+	t.Parallel()
+	b := setupRecords(t)
+	t0 := time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC)
+	for _, key := range []string{"older", "newer"} {
+		_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, etag, sequencer, event_time, observed_at)
+			VALUES ('b', $1, 'valid', 'e0', $2, $3, $3)`, key, seqKey("0B"), t0)
+		require.NoError(t, err)
+	}
+	older := state("older", seqKey("0A"), t0, "e1")
+	older.ObservedAt = t0
+	got, err := b.rs.Record(b.ctx, older)
+	require.NoError(t, err)
+	require.False(t, got.Applied, "an older event than the row's, observed at the same instant")
+	row := b.row(t, "older")
+	require.Equal(t, "e0", *row.Etag)
+	require.Equal(t, seqKey("0B"), *row.TiebreakSequencer, "the row's own event, from its sequencer")
+
+	newer := state("newer", seqKey("0C"), t0, "e1")
+	newer.ObservedAt = t0
+	got, err = b.rs.Record(b.ctx, newer)
+	require.NoError(t, err)
+	require.True(t, got.Applied)
+	row = b.row(t, "newer")
+	require.Equal(t, ptr(true), row.TiebreakSet)
+	require.Equal(t, seqKey("0C"), *row.TiebreakSequencer)
+}
+
+// newestRecord is the record of recs that decides the row by rules 2 and 3 of PipelineRecord: the
+// latest observation, then the newer sequencer when both have one, else the later event time. The
+// set must be ordered strictly (no exact tie).
+func newestRecord(t *testing.T, recs []pipeline.Record) pipeline.Record {
+	t.Helper()
+	newer := func(a, b pipeline.Record) int {
+		switch {
+		case !a.ObservedAt.Equal(b.ObservedAt):
+			return a.ObservedAt.Compare(b.ObservedAt)
+		case a.Sequencer != "" && b.Sequencer != "":
+			return strings.Compare(a.Sequencer, b.Sequencer)
+		default:
+			return a.EventTime.Compare(b.EventTime)
+		}
+	}
+	best := recs[0]
+	for _, r := range recs[1:] {
+		if newer(r, best) > 0 {
+			best = r
+		}
+	}
+	for _, r := range recs {
+		if r.ETag != best.ETag {
+			require.Negative(t, newer(r, best), "the set has one newest record")
+		}
+	}
+	return best
+}
+
+// permutations returns every order of 0, …, n-1.
+func permutations(n int) [][]int {
+	if n == 0 {
+		return [][]int{{}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for i := range n {
+			q := append(append(append([]int{}, p[:i]...), n-1), p[i:]...)
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+func valueOr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func TestRecordsRecordFields(t *testing.T) {
 	t.Parallel()
 	eachRecords(t, testRecordsRecordFields)
@@ -420,6 +593,9 @@ func TestUnavailable(t *testing.T) {
 		{"idle session timeout", &pgconn.PgError{Code: "57P05"}, true},
 		{"read-only transaction (failover)", &pgconn.PgError{Code: "25006"}, true},
 		{"statement timeout", &pgconn.PgError{Code: "57014"}, true},
+		{"lock timeout", fmt.Errorf("record: %w", &pgconn.PgError{Code: "55P03"}), true},
+		{"I/O error", &pgconn.PgError{Code: "58030"}, true},
+		{"system error", &pgconn.PgError{Code: "58000"}, true},
 		{"serialization failure: retried in place", &pgconn.PgError{Code: "40001"}, false},
 		{"deadlock: retried in place", &pgconn.PgError{Code: "40P01"}, false},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, false},

@@ -2,12 +2,15 @@ package store_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -175,6 +178,83 @@ func TestUpgradeMovesAPreSchemaInstall(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, again.Moved)
 	require.Empty(t, again.Applied)
+}
+
+// TestUpgradeMoveLockTimeout: a replica of an older release holding a transaction on
+// public.uploads does not make Upgrade wait without bound for the ACCESS EXCLUSIVE lock of its
+// ALTER … SET SCHEMA, with every query of the table queued behind it: the move waits at most the
+// lock timeout each run, is rolled back and retried, then fails with ErrMigrationLockTimeout,
+// leaving the install in public; once the transaction ends, Upgrade moves it.
+func TestUpgradeMoveLockTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	t.Parallel()
+	ctx := testkit.Context(t)
+	url, _ := seedLegacy(t)
+	st := openIn(t, url, "")
+	connect := func() *pgx.Conn {
+		conn, err := pgx.Connect(ctx, url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close(context.Background()) })
+		return conn
+	}
+	blocker, err := connect().Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = blocker.Rollback(context.Background()) })
+	_, err = blocker.Exec(ctx, "SELECT 1 FROM public.uploads LIMIT 1") // ACCESS SHARE until it ends
+	require.NoError(t, err)
+
+	const lockTimeout = 300 * time.Millisecond
+	type result struct {
+		res     store.UpgradeResult
+		err     error
+		elapsed time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // fails the test instead of hanging it
+		defer cancel()
+		start := time.Now()
+		res, err := store.UpgradeLocks(ctx, st.Pool, lockTimeout, 3, 100*time.Millisecond)
+		done <- result{res, err, time.Since(start)}
+	}()
+	admin := connect()
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
+		return n > 0
+	}, 20*time.Second, 5*time.Millisecond, "the move did not wait for a lock")
+
+	// A read of the table queues behind the ALTER's request: it waits at most until the move gives
+	// up its wait.
+	readCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	var n int
+	require.NoError(t, connect().QueryRow(readCtx, "SELECT count(*) FROM public.uploads").Scan(&n), "the read waited for the move")
+	require.Equal(t, 1, n)
+	require.Less(t, time.Since(start), lockTimeout+2*time.Second, "the read waited longer than the lock timeout")
+
+	r := <-done
+	require.ErrorIs(t, r.err, store.ErrMigrationLockTimeout)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, r.err, &pgErr)
+	require.Equal(t, "55P03", pgErr.Code)
+	require.Less(t, r.elapsed, 5*time.Second, "3 waits of 300 ms and 2 backoffs")
+	require.Empty(t, r.res.Moved)
+	require.Empty(t, r.res.Applied)
+	legacy, err := store.LegacyLayout(ctx, st.Pool)
+	require.NoError(t, err)
+	require.True(t, legacy, "nothing moved: the install is still in public")
+	require.Contains(t, tablesIn(t, st.Pool, "public"), "uploads")
+
+	require.NoError(t, blocker.Rollback(ctx))
+	res, err := store.Upgrade(ctx, st.Pool)
+	require.NoError(t, err)
+	require.Subset(t, res.Moved, []string{"table uploads", "table objects", "table schema_migrations"})
+	require.Equal(t, len(res.Moved), len(slices.Compact(slices.Sorted(slices.Values(res.Moved)))), "each object moved once")
 }
 
 // TestUpgradeMovesOnlyIntakesObjects: the objects to move are those intake's recorded migrations

@@ -23,9 +23,9 @@
 //
 // Releases before INTAKE_DB_SCHEMA kept the tables in public. [Upgrade] (`intake migrate`, and
 // INTAKE_MIGRATE at start-up) finds such an install and moves it into the schema in one transaction
-// (ALTER … SET SCHEMA: no data is copied), then applies the pending migrations; [LegacyLayout] lets
-// the daemon refuse to start on an install that has not been moved. INTAKE_DB_SCHEMA=public keeps
-// the old layout.
+// (ALTER … SET SCHEMA: no data is copied; its waits for locks are bounded and retried like a
+// migration's), then applies the pending migrations; [LegacyLayout] lets the daemon refuse to
+// start on an install that has not been moved. INTAKE_DB_SCHEMA=public keeps the old layout.
 package store
 
 import (

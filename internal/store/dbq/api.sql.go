@@ -81,7 +81,7 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 }
 
 const aPIGetObject = `-- name: APIGetObject :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE id = $1 AND owner = $2
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects WHERE id = $1 AND owner = $2
 `
 
 type APIGetObjectParams struct {
@@ -115,6 +115,9 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 		&i.ObservedAt,
 		&i.VerdictSeq,
 		&i.VerdictAt,
+		&i.TiebreakSet,
+		&i.TiebreakSequencer,
+		&i.TiebreakEventTime,
 	)
 	return i, err
 }
@@ -189,7 +192,7 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 }
 
 const aPIListObjects = `-- name: APIListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects
 WHERE owner = $1
   AND ($2::text IS NULL OR status = $2::text)
   AND ($3::uuid IS NULL OR upload_id = $3::uuid)
@@ -253,6 +256,9 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 			&i.ObservedAt,
 			&i.VerdictSeq,
 			&i.VerdictAt,
+			&i.TiebreakSet,
+			&i.TiebreakSequencer,
+			&i.TiebreakEventTime,
 		); err != nil {
 			return nil, err
 		}
@@ -265,7 +271,7 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 }
 
 const aPIObjectOfUpload = `-- name: APIObjectOfUpload :one
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at FROM objects WHERE upload_id = $1 AND owner = $2 ORDER BY updated_at DESC LIMIT 1
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects WHERE upload_id = $1 AND owner = $2 ORDER BY updated_at DESC LIMIT 1
 `
 
 type APIObjectOfUploadParams struct {
@@ -300,6 +306,9 @@ func (q *Queries) APIObjectOfUpload(ctx context.Context, arg APIObjectOfUploadPa
 		&i.ObservedAt,
 		&i.VerdictSeq,
 		&i.VerdictAt,
+		&i.TiebreakSet,
+		&i.TiebreakSequencer,
+		&i.TiebreakEventTime,
 	)
 	return i, err
 }

@@ -25,15 +25,17 @@ WITH arg AS (
 ), up AS (
     INSERT INTO objects AS o (bucket, key, version_id, etag, size, content_type, sniffed_type, sha256,
                               width, height, owner, upload_id, status, reason, sequencer, event_time,
-                              observed_at, updated_at, verdict_at)
+                              observed_at, updated_at, verdict_at, tiebreak_set, tiebreak_sequencer,
+                              tiebreak_event_time)
     VALUES ($2, $3, $4, $5, $6,
             $7, $8, $9, $10,
             $11, $12, $13, $14, $15,
             $16, $17, $18, statement_timestamp(),
-            statement_timestamp())
+            statement_timestamp(), true, $16, $17)
     ON CONFLICT (bucket, key) DO UPDATE SET
         (version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id,
-         status, reason, updated_at, verdict_seq, verdict_at) = (
+         status, reason, updated_at, verdict_seq, verdict_at,
+         tiebreak_set, tiebreak_sequencer, tiebreak_event_time) = (
             SELECT CASE WHEN d.take THEN EXCLUDED.version_id ELSE o.version_id END,
                    CASE WHEN d.take THEN EXCLUDED.etag ELSE o.etag END,
                    CASE WHEN d.take THEN EXCLUDED.size ELSE o.size END,
@@ -59,30 +61,42 @@ WITH arg AS (
                         THEN o.verdict_seq + 1 ELSE o.verdict_seq END,
                    CASE WHEN d.take AND (EXCLUDED.status, EXCLUDED.reason, EXCLUDED.etag, EXCLUDED.version_id)
                                         IS DISTINCT FROM (o.status, o.reason, o.etag, o.version_id)
-                        THEN statement_timestamp() ELSE o.verdict_at END
-            FROM (SELECT CASE
+                        THEN statement_timestamp() ELSE o.verdict_at END,
+                   true,
+                   CASE WHEN d.newer THEN EXCLUDED.sequencer ELSE d.seq END,
+                   CASE WHEN d.newer THEN EXCLUDED.event_time ELSE d.et END
+            FROM (SELECT c.seq, c.et, c.newer, CASE
                 WHEN EXCLUDED.observed_at IS NOT NULL
                      AND o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
                     THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
-                WHEN EXCLUDED.observed_at IS DISTINCT FROM o.observed_at
-                    THEN COALESCE(EXCLUDED.observed_at > o.observed_at, EXCLUDED.observed_at IS NOT NULL)
-                WHEN o.sequencer IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
-                    THEN EXCLUDED.sequencer > o.sequencer
-                WHEN EXCLUDED.event_time IS DISTINCT FROM o.event_time
-                    THEN COALESCE(EXCLUDED.event_time > o.event_time, EXCLUDED.event_time IS NOT NULL)
-                WHEN NOT (SELECT observed FROM arg) OR o.sequencer IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
+                WHEN c.newer IS NOT NULL
+                    THEN c.newer
+                WHEN NOT (SELECT observed FROM arg) OR c.seq IS NOT NULL OR EXCLUDED.sequencer IS NOT NULL
                     THEN false
                 WHEN o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
                     THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
                 ELSE EXCLUDED.etag IS DISTINCT FROM o.etag OR EXCLUDED.version_id IS DISTINCT FROM o.version_id
             END AS take
+            -- c.newer: whether the record is newer than the row's newest (rules 2 and 3 up to the
+            -- exact tie: NULL), whose event is c.seq and c.et.
+            FROM (SELECT k.seq, k.et, CASE
+                WHEN EXCLUDED.observed_at IS DISTINCT FROM o.observed_at
+                    THEN COALESCE(EXCLUDED.observed_at > o.observed_at, EXCLUDED.observed_at IS NOT NULL)
+                WHEN k.seq IS NOT NULL AND EXCLUDED.sequencer IS NOT NULL
+                    THEN CASE WHEN EXCLUDED.sequencer <> k.seq THEN EXCLUDED.sequencer > k.seq END
+                WHEN EXCLUDED.event_time IS DISTINCT FROM k.et
+                    THEN COALESCE(EXCLUDED.event_time > k.et, EXCLUDED.event_time IS NOT NULL)
+            END AS newer
+            FROM (SELECT CASE WHEN o.tiebreak_set THEN o.tiebreak_sequencer ELSE o.sequencer END AS seq,
+                         CASE WHEN o.tiebreak_set THEN o.tiebreak_event_time ELSE o.event_time END AS et) AS k
+            OFFSET 0) AS c
             -- OFFSET 0 keeps the decision one subquery, evaluated once per row: flattened, it would
-            -- be copied into each of the 15 assignments (measured: 1.6x the CPU per record).
+            -- be copied into each of the 18 assignments (measured: 1.6x the CPU per record).
             OFFSET 0) AS d),
         sequencer   = GREATEST(o.sequencer, EXCLUDED.sequencer),
         event_time  = GREATEST(o.event_time, EXCLUDED.event_time),
         observed_at = GREATEST(o.observed_at, EXCLUDED.observed_at)
-    RETURNING o.id, o.bucket, o.key, o.version_id, o.etag, o.size, o.content_type, o.sniffed_type, o.sha256, o.width, o.height, o.owner, o.upload_id, o.status, o.reason, o.sequencer, o.event_time, o.created_at, o.updated_at, o.observed_at, o.verdict_seq, o.verdict_at
+    RETURNING o.id, o.bucket, o.key, o.version_id, o.etag, o.size, o.content_type, o.sniffed_type, o.sha256, o.width, o.height, o.owner, o.upload_id, o.status, o.reason, o.sequencer, o.event_time, o.created_at, o.updated_at, o.observed_at, o.verdict_seq, o.verdict_at, o.tiebreak_set, o.tiebreak_sequencer, o.tiebreak_event_time
 ), done AS (
     UPDATE uploads SET status = 'completed', updated_at = now()
     WHERE id = $19::uuid
@@ -160,10 +174,21 @@ type PipelineRecordRow struct {
 //     sequencers, an observed state with other content replaces the row, and between two absent
 //     states deleted replaces missing.
 //
-// observed_at, sequencer and event_time always keep the greatest value seen (the latest
-// observation; the newest event, for diagnostics), so that any order of the same records ends in
-// the same row. updated_at moves only when the state changes; applied tells whether it did
-// (updated_at is set to this statement's start time). The statement also completes the intent.
+// The row's side of rules 2 and 3 is the newest record recorded, by the same order (observation
+// time, then event): observed_at keeps the latest observation, and tiebreak_sequencer and
+// tiebreak_event_time the event of the record that set it (migration 0020; a row no record wrote
+// since, tiebreak_set NULL, uses sequencer and event_time). A record that is older changes none of
+// them: a tie is decided against the event of the row's latest observation, not against the newer
+// event of a record observed earlier, which lost. So when rules 2 and 3 rank a set of records in
+// one order (no exact tie; at any one observation instant, all of them or none with a sequencer),
+// every order of recording them ends in the same row, the newest record's. Otherwise the order may
+// matter: on an exact tie without sequencers an observed record with other content replaces the
+// row (the last one recorded wins); at one instant, comparing by sequencer where both have one and else by event time
+// is not transitive; and when the newest record says the object is absent, another absent record
+// may give the row its label and columns (rule 1: deleted replaces missing whatever the times).
+// sequencer and event_time keep the greatest values recorded (the newest event, for diagnostics).
+// updated_at moves only when the state changes; applied tells whether it did (updated_at is set to
+// this statement's start time). The statement also completes the intent.
 // It is sent as a pgx batch: store.Records sends the records of concurrent messages in one batch,
 // which runs as one implicit transaction (one commit for all of them).
 // The verdict (status, reason and content: etag, version) has its own counter and time:

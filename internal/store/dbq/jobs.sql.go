@@ -24,8 +24,10 @@ WITH begun AS (
     ON CONFLICT (bucket, upload_id) DO NOTHING
     RETURNING 1
 )
-SELECT COALESCE((SELECT a.outcome FROM multipart_aborts a
-                 WHERE a.bucket = $1 AND a.upload_id = $2::text), '')::text AS prior
+SELECT (CASE WHEN EXISTS (SELECT 1 FROM begun) THEN ''
+             ELSE COALESCE((SELECT a.outcome FROM multipart_aborts a
+                            WHERE a.bucket = $1 AND a.upload_id = $2::text), 'aborting')
+        END)::text AS prior
 `
 
 type BeginMultipartAbortParams struct {
@@ -41,9 +43,14 @@ type BeginMultipartAbortParams struct {
 // Writes the abort about to be sent (outcome aborting) before S3 is asked, so that a process killed
 // between S3's answer and RecordMultipartAbort leaves a row behind for the sweep to resume
 // (PendingMultipartAborts). initiated falls back to the intent's created_at. Returns the outcome
-// an earlier attempt left: ” when this call wrote the row, 'aborting' when an attempt was
-// interrupted (or runs now), 'aborted' or 'gone' when one finished. (The select's snapshot does not
-// see the row the CTE inserts.)
+// an earlier attempt left: the empty string when this call wrote the row, 'aborting' when an
+// attempt was interrupted or runs now, 'aborted' or 'gone' when one finished.
+// Whether this call wrote the row is told by the insert itself (begun), not by looking for the row:
+// the select reads the statement's snapshot, which does not see the row the insert wrote, nor,
+// under READ COMMITTED, a row a concurrent call inserted and committed while this insert waited for
+// it (ON CONFLICT DO NOTHING then skips the insert). That concurrent attempt runs now: this call
+// gets 'aborting' (the outcome that row was committed with; its current one cannot be read here),
+// never the empty string: of two racing calls, only one begins the abort.
 func (q *Queries) BeginMultipartAbort(ctx context.Context, arg BeginMultipartAbortParams) (string, error) {
 	row := q.db.QueryRow(ctx, beginMultipartAbort,
 		arg.Bucket,
@@ -66,9 +73,12 @@ WITH input AS (
     SELECT $1, i.key, i.upload_id, i.initiated, $5, 'aborting'
     FROM input i
     ON CONFLICT (bucket, upload_id) DO NOTHING
-    RETURNING 1
+    RETURNING upload_id
 )
-SELECT i.upload_id::text AS upload_id, COALESCE(a.outcome, '')::text AS prior
+SELECT i.upload_id::text AS upload_id,
+       (CASE WHEN i.upload_id IN (SELECT b.upload_id FROM begun b) THEN ''
+             ELSE COALESCE(a.outcome, 'aborting')
+        END)::text AS prior
 FROM input i
 LEFT JOIN multipart_aborts a ON a.bucket = $1 AND a.upload_id = i.upload_id
 `
@@ -88,8 +98,9 @@ type BeginMultipartAbortsRow struct {
 
 // BeginMultipartAbort for many uploads of one bucket with one reason, in one statement and one
 // commit (the sweep begins a page of aborts at once). Returns each upload id with the outcome an
-// earlier attempt left (” when this call wrote the row). The select's snapshot does not see the
-// rows the CTE inserts.
+// earlier attempt left, as BeginMultipartAbort: the empty string when this call wrote the row;
+// 'aborting' also for a row a concurrent call committed while this insert waited for it, which the
+// statement's snapshot does not see.
 func (q *Queries) BeginMultipartAborts(ctx context.Context, arg BeginMultipartAbortsParams) ([]BeginMultipartAbortsRow, error) {
 	rows, err := q.db.Query(ctx, beginMultipartAborts,
 		arg.Bucket,

@@ -32,28 +32,31 @@ type MultipartAbort struct {
 }
 
 type Object struct {
-	ID          uuid.UUID
-	Bucket      string
-	Key         string
-	VersionID   *string
-	Etag        *string
-	Size        *int64
-	ContentType *string
-	SniffedType *string
-	Sha256      []byte
-	Width       *int32
-	Height      *int32
-	Owner       *string
-	UploadID    *uuid.UUID
-	Status      string
-	Reason      *string
-	Sequencer   *string
-	EventTime   *time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	ObservedAt  *time.Time
-	VerdictSeq  int32
-	VerdictAt   *time.Time
+	ID                uuid.UUID
+	Bucket            string
+	Key               string
+	VersionID         *string
+	Etag              *string
+	Size              *int64
+	ContentType       *string
+	SniffedType       *string
+	Sha256            []byte
+	Width             *int32
+	Height            *int32
+	Owner             *string
+	UploadID          *uuid.UUID
+	Status            string
+	Reason            *string
+	Sequencer         *string
+	EventTime         *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	ObservedAt        *time.Time
+	VerdictSeq        int32
+	VerdictAt         *time.Time
+	TiebreakSet       *bool
+	TiebreakSequencer *string
+	TiebreakEventTime *time.Time
 }
 
 type Outbox struct {

@@ -13,7 +13,8 @@ import (
 )
 
 const outboxBacklog = `-- name: OutboxBacklog :one
-SELECT COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(created_at) FROM outbox WHERE delivered_at IS NULL)), 0)::float8 AS oldest_age_seconds,
+SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST((SELECT min(created_at) FROM outbox WHERE delivered_at IS NULL),
+                                                 (SELECT min(created_at) FROM outbox WHERE relayed_at IS NULL))), 0)::float8 AS oldest_age_seconds,
        (SELECT count(*) FROM outbox WHERE relayed_at IS NULL)::bigint AS unrelayed
 `
 
@@ -23,7 +24,9 @@ type OutboxBacklogRow struct {
 }
 
 // The age in seconds (by the database's clock) of the oldest notification not yet delivered to
-// every endpoint (0: none), and how many notifications are not relayed yet.
+// every endpoint (0: none), and how many notifications are not relayed yet. A notification not
+// relayed yet is not delivered, whatever its delivered_at (a release before 0019 set it when a
+// task of a relay that rolled back delivered the row): LEAST skips a NULL.
 func (q *Queries) OutboxBacklog(ctx context.Context) (OutboxBacklogRow, error) {
 	row := q.db.QueryRow(ctx, outboxBacklog)
 	var i OutboxBacklogRow
@@ -33,7 +36,7 @@ func (q *Queries) OutboxBacklog(ctx context.Context) (OutboxBacklogRow, error) {
 
 const outboxClaim = `-- name: OutboxClaim :many
 
-SELECT id, event_id, event_type, upload_id, bucket, key, data, created_at
+SELECT id, event_id, event_type, upload_id, bucket, key, data, created_at, delivered, gave_up
 FROM outbox
 WHERE relayed_at IS NULL
 ORDER BY id
@@ -50,12 +53,17 @@ type OutboxClaimRow struct {
 	Key       string
 	Data      []byte
 	CreatedAt time.Time
+	Delivered []string
+	GaveUp    []string
 }
 
 // Queries of the notification outbox (internal/outbox, internal/webhook). Rows are inserted by the
 // statements that commit verdicts (PipelineRecord, RecordMultipartAbort, ...), never here.
 // The oldest rows not relayed yet, locked until the relay's transaction ends; rows another relay
-// holds are skipped, so relays on several replicas share the work.
+// holds are skipped, so relays on several replicas share the work. delivered and gave_up are the
+// endpoints the tasks of a relay that rolled back already delivered or gave up: the relay enqueues
+// no delivery to them again (asynq frees a finished task's ID, so a relay failing again and again
+// would post them once per attempt).
 func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaimRow, error) {
 	rows, err := q.db.Query(ctx, outboxClaim, maxRows)
 	if err != nil {
@@ -74,6 +82,8 @@ func (q *Queries) OutboxClaim(ctx context.Context, maxRows int32) ([]OutboxClaim
 			&i.Key,
 			&i.Data,
 			&i.CreatedAt,
+			&i.Delivered,
+			&i.GaveUp,
 		); err != nil {
 			return nil, err
 		}
@@ -237,7 +247,8 @@ UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     delivered    = ARRAY(SELECT DISTINCT e FROM unnest(o.delivered || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
-    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
+    delivered_at = CASE WHEN o.relayed_at IS NULL
+                          OR EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
 FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS endpoints) AS v
 WHERE o.id = v.id
@@ -253,10 +264,12 @@ type OutboxMarkDeliveredBatchParams struct {
 // row's pending ones and sets delivered_at once none is left. A row its relay still holds is
 // waited for (the relay enqueues before it commits), and the SET expressions read the row as it
 // stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
-// rolled back has no pending endpoints yet: it is marked delivered now, its endpoints recorded in
-// delivered, and the next relay leaves those out of its pending ones (it may still deliver once
-// more, under the same webhook-id, when its enqueue creates a new task). A delivery to an endpoint
-// given up before (an archived task run again) takes it out of gave_up.
+// rolled back (a task it enqueued before another enqueue failed) is not relayed: it has no pending
+// endpoints yet, and its other endpoints and its verdict task may never have been enqueued. Its
+// endpoints are recorded in delivered, but delivered_at stays NULL (the backlog counts the row,
+// the purge leaves it) until a relay commits it: that relay enqueues nothing to the delivered
+// endpoints and leaves them out of its pending ones (OutboxClaim, OutboxMarkRelayed). A delivery
+// to an endpoint given up before (an archived task run again) takes it out of gave_up.
 func (q *Queries) OutboxMarkDeliveredBatch(ctx context.Context, arg OutboxMarkDeliveredBatchParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkDeliveredBatch, arg.Ids, arg.Endpoints)
 	return err
@@ -266,7 +279,7 @@ const outboxMarkGaveUp = `-- name: OutboxMarkGaveUp :exec
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> $1::text),
     gave_up      = CASE WHEN $1::text = ANY (o.delivered || o.gave_up) THEN o.gave_up ELSE o.gave_up || $1::text END,
-    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> $1::text)
+    delivered_at = CASE WHEN o.relayed_at IS NULL OR EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> $1::text)
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
 WHERE o.id = $2
 `
@@ -278,9 +291,10 @@ type OutboxMarkGaveUpParams struct {
 
 // Records that the delivery of notification id to endpoint was given up (its retries spent, or a
 // failure retrying cannot mend): the endpoint leaves pending for gave_up, and the row has no
-// delivery left to try once pending is empty. An endpoint the row was delivered to is not given up
-// (a stale task of an earlier delivery failed). Like a delivery, it waits for a relay holding the
-// row.
+// delivery left to try once pending is empty and it is relayed (a row whose relay rolled back
+// waits for the next relay, as in OutboxMarkDeliveredBatch). An endpoint the row was delivered to
+// is not given up (a stale task of an earlier delivery failed). Like a delivery, it waits for a
+// relay holding the row.
 func (q *Queries) OutboxMarkGaveUp(ctx context.Context, arg OutboxMarkGaveUpParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkGaveUp, arg.Endpoint, arg.ID)
 	return err
@@ -332,9 +346,10 @@ type OutboxMarkRelayedParams struct {
 
 // Marks claimed rows relayed, each with its endpoints still to deliver to (comma-separated names;
 // the arrays are parallel), less those a delivery already recorded: the tasks of a relay that rolled
-// back deliver rows before any relay commits, and when this relay's enqueue of the same task found
-// it still there, no other task will deliver them. Endpoints such a task gave up on are left out
-// too (they stay in gave_up). A row with none left is delivered at once.
+// back deliver rows before any relay commits, and this relay enqueued nothing to the endpoints it
+// read as delivered (OutboxClaim), or its enqueue of the same task found it still there: no other
+// task will deliver them. Endpoints such a task gave up on are left out too (they stay in gave_up).
+// A row with none left is delivered at once.
 func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedParams) error {
 	_, err := q.db.Exec(ctx, outboxMarkRelayed, arg.Ids, arg.Pendings)
 	return err
@@ -342,7 +357,8 @@ func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedPa
 
 const outboxPurge = `-- name: OutboxPurge :execrows
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}'
+WHERE id IN (SELECT o.id FROM outbox o
+             WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
              ORDER BY o.delivered_at LIMIT $2)
 `
 
@@ -351,13 +367,49 @@ type OutboxPurgeParams struct {
 	MaxRows int32
 }
 
-// Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
-// (outbox_delivered_at_idx, which holds only the rows this can delete). A notification with a
-// given-up delivery stays until it is redelivered or discarded.
+// Deletes up to max_rows notifications relayed and delivered before cutoff, oldest delivery first
+// (outbox_purgeable_idx, which holds only the rows this can delete). A notification with a
+// given-up delivery stays until it is redelivered or discarded; one not relayed yet stays until a
+// relay has handed all of its deliveries to asynq, whatever its delivered_at says.
 func (q *Queries) OutboxPurge(ctx context.Context, arg OutboxPurgeParams) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxPurge, arg.Cutoff, arg.MaxRows)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const outboxToDeliver = `-- name: OutboxToDeliver :many
+SELECT o.id
+FROM outbox o
+WHERE o.id = ANY ($1::bigint[]) AND NOT ($2::text = ANY (o.delivered || o.gave_up))
+ORDER BY o.id
+`
+
+type OutboxToDeliverParams struct {
+	Ids      []int64
+	Endpoint string
+}
+
+// Those of the notifications ids still to deliver to endpoint: in the outbox, and neither
+// delivered to it nor given up on it. A batch delivery task run again (its failed items' own tasks
+// could not be enqueued) posts these only.
+func (q *Queries) OutboxToDeliver(ctx context.Context, arg OutboxToDeliverParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, outboxToDeliver, arg.Ids, arg.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

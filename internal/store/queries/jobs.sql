@@ -5,9 +5,14 @@
 -- Writes the abort about to be sent (outcome aborting) before S3 is asked, so that a process killed
 -- between S3's answer and RecordMultipartAbort leaves a row behind for the sweep to resume
 -- (PendingMultipartAborts). initiated falls back to the intent's created_at. Returns the outcome
--- an earlier attempt left: '' when this call wrote the row, 'aborting' when an attempt was
--- interrupted (or runs now), 'aborted' or 'gone' when one finished. (The select's snapshot does not
--- see the row the CTE inserts.)
+-- an earlier attempt left: the empty string when this call wrote the row, 'aborting' when an
+-- attempt was interrupted or runs now, 'aborted' or 'gone' when one finished.
+-- Whether this call wrote the row is told by the insert itself (begun), not by looking for the row:
+-- the select reads the statement's snapshot, which does not see the row the insert wrote, nor,
+-- under READ COMMITTED, a row a concurrent call inserted and committed while this insert waited for
+-- it (ON CONFLICT DO NOTHING then skips the insert). That concurrent attempt runs now: this call
+-- gets 'aborting' (the outcome that row was committed with; its current one cannot be read here),
+-- never the empty string: of two racing calls, only one begins the abort.
 WITH begun AS (
     INSERT INTO multipart_aborts (bucket, key, upload_id, initiated, reason, outcome)
     VALUES (@bucket, @key, @upload_id::text,
@@ -18,8 +23,10 @@ WITH begun AS (
     ON CONFLICT (bucket, upload_id) DO NOTHING
     RETURNING 1
 )
-SELECT COALESCE((SELECT a.outcome FROM multipart_aborts a
-                 WHERE a.bucket = @bucket AND a.upload_id = @upload_id::text), '')::text AS prior;
+SELECT (CASE WHEN EXISTS (SELECT 1 FROM begun) THEN ''
+             ELSE COALESCE((SELECT a.outcome FROM multipart_aborts a
+                            WHERE a.bucket = @bucket AND a.upload_id = @upload_id::text), 'aborting')
+        END)::text AS prior;
 
 -- name: RecordMultipartAbort :one
 -- Records one abort (reason deadline|sweep|api|too_large, outcome aborted|gone) and settles intake's
@@ -121,8 +128,9 @@ LIMIT @max_rows;
 -- name: BeginMultipartAborts :many
 -- BeginMultipartAbort for many uploads of one bucket with one reason, in one statement and one
 -- commit (the sweep begins a page of aborts at once). Returns each upload id with the outcome an
--- earlier attempt left ('' when this call wrote the row). The select's snapshot does not see the
--- rows the CTE inserts.
+-- earlier attempt left, as BeginMultipartAbort: the empty string when this call wrote the row;
+-- 'aborting' also for a row a concurrent call committed while this insert waited for it, which the
+-- statement's snapshot does not see.
 WITH input AS (
     SELECT unnest(@keys::text[]) AS key, unnest(@upload_ids::text[]) AS upload_id,
            unnest(@initiated::timestamptz[]) AS initiated
@@ -131,8 +139,11 @@ WITH input AS (
     SELECT @bucket, i.key, i.upload_id, i.initiated, @reason, 'aborting'
     FROM input i
     ON CONFLICT (bucket, upload_id) DO NOTHING
-    RETURNING 1
+    RETURNING upload_id
 )
-SELECT i.upload_id::text AS upload_id, COALESCE(a.outcome, '')::text AS prior
+SELECT i.upload_id::text AS upload_id,
+       (CASE WHEN i.upload_id IN (SELECT b.upload_id FROM begun b) THEN ''
+             ELSE COALESCE(a.outcome, 'aborting')
+        END)::text AS prior
 FROM input i
 LEFT JOIN multipart_aborts a ON a.bucket = @bucket AND a.upload_id = i.upload_id;

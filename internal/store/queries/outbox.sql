@@ -3,8 +3,11 @@
 
 -- name: OutboxClaim :many
 -- The oldest rows not relayed yet, locked until the relay's transaction ends; rows another relay
--- holds are skipped, so relays on several replicas share the work.
-SELECT id, event_id, event_type, upload_id, bucket, key, data, created_at
+-- holds are skipped, so relays on several replicas share the work. delivered and gave_up are the
+-- endpoints the tasks of a relay that rolled back already delivered or gave up: the relay enqueues
+-- no delivery to them again (asynq frees a finished task's ID, so a relay failing again and again
+-- would post them once per attempt).
+SELECT id, event_id, event_type, upload_id, bucket, key, data, created_at, delivered, gave_up
 FROM outbox
 WHERE relayed_at IS NULL
 ORDER BY id
@@ -14,9 +17,10 @@ FOR UPDATE SKIP LOCKED;
 -- name: OutboxMarkRelayed :exec
 -- Marks claimed rows relayed, each with its endpoints still to deliver to (comma-separated names;
 -- the arrays are parallel), less those a delivery already recorded: the tasks of a relay that rolled
--- back deliver rows before any relay commits, and when this relay's enqueue of the same task found
--- it still there, no other task will deliver them. Endpoints such a task gave up on are left out
--- too (they stay in gave_up). A row with none left is delivered at once.
+-- back deliver rows before any relay commits, and this relay enqueued nothing to the endpoints it
+-- read as delivered (OutboxClaim), or its enqueue of the same task found it still there: no other
+-- task will deliver them. Endpoints such a task gave up on are left out too (they stay in gave_up).
+-- A row with none left is delivered at once.
 UPDATE outbox o
 SET relayed_at   = now(),
     pending      = ARRAY(SELECT e FROM unnest(string_to_array(v.pending, ',')) AS e WHERE e <> ALL (o.delivered || o.gave_up)),
@@ -31,43 +35,61 @@ WHERE o.id = v.id;
 -- row's pending ones and sets delivered_at once none is left. A row its relay still holds is
 -- waited for (the relay enqueues before it commits), and the SET expressions read the row as it
 -- stands once locked, so nothing the relay or another batch wrote is lost. A row whose relay
--- rolled back has no pending endpoints yet: it is marked delivered now, its endpoints recorded in
--- delivered, and the next relay leaves those out of its pending ones (it may still deliver once
--- more, under the same webhook-id, when its enqueue creates a new task). A delivery to an endpoint
--- given up before (an archived task run again) takes it out of gave_up.
+-- rolled back (a task it enqueued before another enqueue failed) is not relayed: it has no pending
+-- endpoints yet, and its other endpoints and its verdict task may never have been enqueued. Its
+-- endpoints are recorded in delivered, but delivered_at stays NULL (the backlog counts the row,
+-- the purge leaves it) until a relay commits it: that relay enqueues nothing to the delivered
+-- endpoints and leaves them out of its pending ones (OutboxClaim, OutboxMarkRelayed). A delivery
+-- to an endpoint given up before (an archived task run again) takes it out of gave_up.
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     gave_up      = ARRAY(SELECT e FROM unnest(o.gave_up) AS e WHERE e <> ALL (string_to_array(v.endpoints, ','))),
     delivered    = ARRAY(SELECT DISTINCT e FROM unnest(o.delivered || string_to_array(v.endpoints, ',')) AS e ORDER BY e),
-    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
+    delivered_at = CASE WHEN o.relayed_at IS NULL
+                          OR EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> ALL (string_to_array(v.endpoints, ',')))
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@endpoints::text[]) AS endpoints) AS v
 WHERE o.id = v.id;
 
+-- name: OutboxToDeliver :many
+-- Those of the notifications ids still to deliver to endpoint: in the outbox, and neither
+-- delivered to it nor given up on it. A batch delivery task run again (its failed items' own tasks
+-- could not be enqueued) posts these only.
+SELECT o.id
+FROM outbox o
+WHERE o.id = ANY (@ids::bigint[]) AND NOT (@endpoint::text = ANY (o.delivered || o.gave_up))
+ORDER BY o.id;
+
 -- name: OutboxBacklog :one
 -- The age in seconds (by the database's clock) of the oldest notification not yet delivered to
--- every endpoint (0: none), and how many notifications are not relayed yet.
-SELECT COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(created_at) FROM outbox WHERE delivered_at IS NULL)), 0)::float8 AS oldest_age_seconds,
+-- every endpoint (0: none), and how many notifications are not relayed yet. A notification not
+-- relayed yet is not delivered, whatever its delivered_at (a release before 0019 set it when a
+-- task of a relay that rolled back delivered the row): LEAST skips a NULL.
+SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST((SELECT min(created_at) FROM outbox WHERE delivered_at IS NULL),
+                                                 (SELECT min(created_at) FROM outbox WHERE relayed_at IS NULL))), 0)::float8 AS oldest_age_seconds,
        (SELECT count(*) FROM outbox WHERE relayed_at IS NULL)::bigint AS unrelayed;
 
 -- name: OutboxPurge :execrows
--- Deletes up to max_rows notifications delivered before cutoff, oldest delivery first
--- (outbox_delivered_at_idx, which holds only the rows this can delete). A notification with a
--- given-up delivery stays until it is redelivered or discarded.
+-- Deletes up to max_rows notifications relayed and delivered before cutoff, oldest delivery first
+-- (outbox_purgeable_idx, which holds only the rows this can delete). A notification with a
+-- given-up delivery stays until it is redelivered or discarded; one not relayed yet stays until a
+-- relay has handed all of its deliveries to asynq, whatever its delivered_at says.
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}'
+WHERE id IN (SELECT o.id FROM outbox o
+             WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
              ORDER BY o.delivered_at LIMIT @max_rows);
 
 -- name: OutboxMarkGaveUp :exec
 -- Records that the delivery of notification id to endpoint was given up (its retries spent, or a
 -- failure retrying cannot mend): the endpoint leaves pending for gave_up, and the row has no
--- delivery left to try once pending is empty. An endpoint the row was delivered to is not given up
--- (a stale task of an earlier delivery failed). Like a delivery, it waits for a relay holding the
--- row.
+-- delivery left to try once pending is empty and it is relayed (a row whose relay rolled back
+-- waits for the next relay, as in OutboxMarkDeliveredBatch). An endpoint the row was delivered to
+-- is not given up (a stale task of an earlier delivery failed). Like a delivery, it waits for a
+-- relay holding the row.
 UPDATE outbox o
 SET pending      = ARRAY(SELECT e FROM unnest(o.pending) AS e WHERE e <> @endpoint::text),
     gave_up      = CASE WHEN @endpoint::text = ANY (o.delivered || o.gave_up) THEN o.gave_up ELSE o.gave_up || @endpoint::text END,
-    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> @endpoint::text)
+    delivered_at = CASE WHEN o.relayed_at IS NULL OR EXISTS (SELECT 1 FROM unnest(o.pending) AS e WHERE e <> @endpoint::text)
                         THEN o.delivered_at ELSE COALESCE(o.delivered_at, now()) END
 WHERE o.id = @id;
 
