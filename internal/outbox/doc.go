@@ -11,8 +11,11 @@
 //     keyed by (object id, verdict_seq). verdict_seq grows only when an applied record changes the
 //     row's status, reason or content, so a duplicate or older event inserts nothing, and a
 //     re-inspection that changes the verdict inserts a new notification.
-//   - RecordMultipartAbort (deadline, sweep) and APISetUploadStatus (API aborts): upload.aborted,
-//     keyed by the upload id.
+//   - RecordMultipartAbort (the abort of a multipart upload, reason deadline, sweep, api — its
+//     owner's DELETE or an operator, through the abort task — or too_large): upload.aborted, keyed
+//     by the upload id, when it settles the intent.
+//   - ExpireIntents (the maintenance task's expiry of pending intents past their deadline):
+//     upload.expired, keyed by the upload id.
 //
 // Each row holds the event's data as it stood at commit (the intent's metadata included) and gets
 // an event_id, the webhook-id of every delivery of it.
@@ -27,13 +30,19 @@
 // enqueued before that commit, under IDs derived from the rows (a batch's names every row of it,
 // [webhook.NewDeliverTask]): a relay that dies in between leaves the rows to the next, whose
 // enqueues of the same batches conflict with the tasks already there instead of adding more. A
-// delivery removes its endpoint from the row; the row is delivered when none is left.
+// delivery removes its endpoint from the row; the row is delivered when none is left, and never
+// before a relay has committed it: a relay whose enqueue fails after others succeeded rolls back,
+// and its tasks deliver rows whose other deliveries (the verdict task among them) were never
+// enqueued. Those deliveries are recorded on the row, and the next relay enqueues nothing to
+// those endpoints again (their tasks, once finished, no longer hold their IDs).
 //
 // The relay wakes on every commit of outbox rows (see Listener) and polls every 2 s besides. It
 // keeps intake_outbox_oldest_undelivered_seconds (the age of the oldest notification not yet
-// delivered to every endpoint: the alert IntakeWebhooksBehind watches it) and
-// intake_outbox_unrelayed and intake_outbox_gave_up up to date, and deletes rows with no delivery
-// left in progress or given up, older than INTAKE_WEBHOOK_RETENTION.
+// relayed or not yet delivered to every endpoint: the alert IntakeWebhooksBehind watches it) and
+// intake_outbox_unrelayed and intake_outbox_gave_up up to date (a relay failing for 10 minutes
+// fires IntakeOutboxRelayFailing), and deletes relayed rows with no delivery left in progress or
+// given up, older than INTAKE_WEBHOOK_RETENTION. Each of its transactions and queries is bounded
+// (RelayConfig.Timeout), so that a hung connection fails a relay instead of freezing the gauges.
 //
 // # Given-up deliveries
 //

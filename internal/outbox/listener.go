@@ -99,32 +99,47 @@ func (l *Listener) Channel() string {
 	return l.channel
 }
 
+// Backoff of the Listener's reconnections.
+const (
+	listenFirstBackoff = 100 * time.Millisecond
+	listenMaxBackoff   = 5 * time.Second
+)
+
 // Run connects, listens and dispatches notifications until ctx ends; a lost connection is
-// re-established with backoff (100 ms doubling to 5 s). It returns nil when ctx ends.
+// re-established with backoff (100 ms doubling to 5 s while connecting fails, back to 100 ms once
+// a connection has listened). It returns nil when ctx ends.
 func (l *Listener) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	backoff := listenFirstBackoff
 	for ctx.Err() == nil {
-		err := l.listen(ctx)
+		listened, err := l.listen(ctx)
 		if ctx.Err() != nil {
 			break
+		}
+		if listened {
+			// The connection worked until it was lost (a PostgreSQL restart or failover, an idle
+			// connection cut): the failures before it say nothing about this one. Without the
+			// reset, a process whose connection had been cut a few times waited 5 s after every
+			// later loss, delaying the relay's and the long polls' wake-ups by as much.
+			backoff = listenFirstBackoff
 		}
 		l.log.WarnContext(ctx, "outbox listener lost its connection; reconnecting", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, listenMaxBackoff)
 	}
 	return nil
 }
 
-// listen runs one connection: LISTEN, wake everyone, then dispatch until an error.
-func (l *Listener) listen(ctx context.Context) error {
+// listen runs one connection: LISTEN, wake everyone, then dispatch until an error. listened
+// reports whether the connection got as far as listening.
+func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
 	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	conn, err := pgx.ConnectConfig(connectCtx, l.cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return false, fmt.Errorf("connect: %w", err)
 	}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -133,14 +148,14 @@ func (l *Listener) listen(ctx context.Context) error {
 	}()
 	var schema *string
 	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		return fmt.Errorf("read current schema: %w", err)
+		return false, fmt.Errorf("read current schema: %w", err)
 	}
 	if schema == nil {
-		return errors.New("no current schema: check the search_path of DATABASE_URL")
+		return false, errors.New("no current schema: check the search_path of DATABASE_URL")
 	}
 	channel := *schema + ChannelSuffix
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		return fmt.Errorf("listen %s: %w", channel, err)
+		return false, fmt.Errorf("listen %s: %w", channel, err)
 	}
 	l.mu.Lock()
 	l.channel = channel
@@ -151,7 +166,7 @@ func (l *Listener) listen(ctx context.Context) error {
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		id, err := uuid.Parse(n.Payload)
 		if err != nil {

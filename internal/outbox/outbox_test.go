@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -236,13 +238,13 @@ func TestBatchSplitsFailures(t *testing.T) {
 
 // TestRelayAfterCrash: a relay that enqueued a delivery and died before committing (simulated by
 // enqueueing the task by hand) leaves the row unrelayed. The delivery runs, posts and records
-// itself; the row stays unrelayed (a rolled-back relay set no pending endpoints, so the record
-// marks it delivered and notes the endpoint, see OutboxMarkDeliveredBatch), and the next relay
-// relays it without that endpoint (OutboxMarkRelayed): the row stays delivered. The task that relay
-// enqueues again (the first one is gone) posts a second time under the same webhook-id (delivery
-// is at least once; receivers de-duplicate on it). Before, the relay wrote the endpoint back as
-// pending until that second delivery, and when the first task was still there (asynq refusing the
-// same task id, so no second task), for ever: store's TestOutboxRelayAfterLeftoverDelivery.
+// itself; the row stays unrelayed and undelivered (its other deliveries may never have been
+// enqueued: see OutboxMarkDeliveredBatch), with the endpoint noted as delivered. The next relay
+// enqueues no delivery to that endpoint (the first task is gone, so asynq would have taken a new
+// one, posting a second time) and relays the row without it (OutboxMarkRelayed): the row is then
+// delivered. Before, the relay wrote the endpoint back as pending until a second delivery, and
+// when the first task was still there (asynq refusing the same task id, so no second task), for
+// ever: store's TestOutboxRelayAfterLeftoverDelivery.
 func TestRelayAfterCrash(t *testing.T) {
 	t.Parallel()
 	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
@@ -264,22 +266,21 @@ func TestRelayAfterCrash(t *testing.T) {
 	// The task ends after its record (webhook.Deliverer.attempt), so the record has landed.
 	after := b.outboxRow(t, id)
 	require.Nil(t, after.RelayedAt, "the delivery does not relay the row")
-	require.NotNil(t, after.DeliveredAt, "the delivery recorded itself on the unrelayed row")
+	require.Equal(t, []string{webhook.DefaultEndpoint}, after.Delivered, "the delivery recorded itself on the unrelayed row")
+	require.Nil(t, after.DeliveredAt, "not delivered before a relay has committed it")
 	n, err := b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	relayed := b.outboxRow(t, id)
 	require.NotNil(t, relayed.RelayedAt)
-	require.NotNil(t, relayed.DeliveredAt, "still delivered once relayed")
+	require.NotNil(t, relayed.DeliveredAt, "delivered once relayed")
 	require.Empty(t, relayed.Pending)
-	require.Eventually(t, func() bool {
-		_, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
-		return errors.Is(err, asynq.ErrTaskNotFound)
-	}, 30*time.Second, 10*time.Millisecond, "the relay's task is done")
+	_, err = insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the relay enqueued no second delivery")
 	got := b.recv.Received()
 	require.Len(t, got, 1, "one webhook-id")
 	require.Equal(t, first[0].ID, got[0].ID)
-	require.Equal(t, 2, got[0].Delivered, "delivered twice under the same id")
+	require.Equal(t, 1, got[0].Delivered, "delivered once")
 	require.NotNil(t, b.outboxRow(t, id).DeliveredAt)
 	n, err = b.relay.RelayOnce(b.ctx)
 	require.NoError(t, err)
@@ -587,5 +588,155 @@ func TestRelayBesideALeftoverBatch(t *testing.T) {
 	require.Len(t, got, 4)
 	for _, w := range got {
 		require.Equal(t, 1, w.Delivered, "%s: the leftover batch is not due yet", w.Verdict.Data.Key)
+	}
+}
+
+// refusingVerdicts enqueues through an asynq client, except the tasks.TypeUploadVerdict tasks while
+// refuse is set (the app's queue refusing writes): every relay then fails after enqueueing the
+// webhook deliveries.
+type refusingVerdicts struct {
+	client *asynq.Client
+	refuse atomic.Bool
+}
+
+func (r *refusingVerdicts) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	if t.Type() == tasks.TypeUploadVerdict && r.refuse.Load() {
+		return nil, errors.New("the verdict queue refuses writes")
+	}
+	return r.client.EnqueueContext(ctx, t, opts...)
+}
+
+// TestRelayFailingAfterSomeEnqueues: every relay enqueues the row's webhook delivery, then fails
+// to enqueue its verdict task and rolls back. The first delivery posts and records itself on the
+// unrelayed row; the relays after it enqueue no delivery to that endpoint again. The row stays
+// undelivered while unrelayed (the app's verdict task was never enqueued): the backlog gauge shows
+// its age, and the purge keeps it. Once the verdict queue takes writes again, the relay commits
+// the row, which is then delivered. Before, every failing relay enqueued a new task (asynq frees a
+// finished task's ID) and posted the same webhook-id again, every delivery set delivered_at on the
+// unrelayed row, the gauge read 0, and the purge deleted the row after the retention: its verdict
+// task was never sent.
+func TestRelayFailingAfterSomeEnqueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	id := b.intent(t, "u/partial.txt", nil, "")
+	b.verdict(t, id, "u/partial.txt", pipeline.StatusValid, "")
+	row := b.outboxRow(t, id)
+	client := &refusingVerdicts{client: b.client}
+	client.refuse.Store(true)
+	const verdicts = "app-partial"
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: client, Endpoints: routeAll{webhook.DefaultEndpoint}, VerdictQueue: verdicts,
+		Retention: time.Nanosecond, Registerer: prometheus.NewRegistry(), Log: b.log,
+	})
+	require.NoError(t, err)
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	noDelivery := func() bool {
+		_, err := insp.GetTaskInfo(webhook.Queue, webhook.DeliverTaskID(row.ID, webhook.DefaultEndpoint))
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}
+
+	for i := range 4 {
+		_, err := relay.RelayOnce(b.ctx)
+		require.ErrorContains(t, err, "the verdict queue refuses writes", "relay %d", i+1)
+		// A task's record lands before it ends (webhook.Deliverer.attempt).
+		require.Eventually(t, noDelivery, 30*time.Second, 10*time.Millisecond, "relay %d: its delivery is done", i+1)
+	}
+	got := b.recv.Received()
+	require.Len(t, got, 1)
+	require.Equal(t, 1, got[0].Delivered, "posted once, not once per failed relay")
+	left := b.outboxRow(t, id)
+	require.Nil(t, left.RelayedAt)
+	require.Equal(t, []string{webhook.DefaultEndpoint}, left.Delivered)
+	require.Nil(t, left.DeliveredAt, "not delivered: the verdict task was never enqueued")
+
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE outbox SET created_at = now() - interval '1 hour' WHERE id = $1`, row.ID)
+	require.NoError(t, err)
+	status, err := outbox.ReadStatus(b.ctx, b.st.Pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, status.Unrelayed)
+	require.Greater(t, status.OldestUndeliveredSeconds, 3000.0, "the backlog gauge shows the unrelayed notification")
+	require.Zero(t, relay.Purge(b.ctx), "an unrelayed notification is not purged")
+	b.outboxRow(t, id)
+
+	client.refuse.Store(false)
+	n, err := relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	relayed := b.outboxRow(t, id)
+	require.NotNil(t, relayed.RelayedAt)
+	require.Empty(t, relayed.Pending)
+	require.NotNil(t, relayed.DeliveredAt, "relayed, with nothing left to deliver")
+	_, err = insp.GetTaskInfo(verdicts, row.EventID.String())
+	require.NoError(t, err, "the verdict task is enqueued")
+	require.True(t, noDelivery(), "no delivery enqueued again")
+	require.Equal(t, 1, b.recv.Received()[0].Delivered)
+}
+
+// TestRelayTimesOutOnAHungDatabase: while PostgreSQL does not answer the relay's statements (here,
+// a transaction holds the outbox locked), the relay's transactions and the gauges' queries time
+// out: the relay counts its failures and keeps its schedule, and relays once PostgreSQL answers
+// again. Before, nothing bounded them: the relay's loop waited for ever on its first query, and
+// the gauges IntakeWebhooksBehind reads froze.
+func TestRelayTimesOutOnAHungDatabase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	id := b.intent(t, "u/hung.txt", nil, "")
+	b.verdict(t, id, "u/hung.txt", pipeline.StatusValid, "")
+	lock, err := b.st.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(context.Background()) }()
+	_, err = lock.Exec(b.ctx, "LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+
+	reg := prometheus.NewRegistry()
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: b.client, Endpoints: routeAll{webhook.DefaultEndpoint}, Timeout: 200 * time.Millisecond,
+		BacklogInterval: 50 * time.Millisecond, PurgeInterval: 50 * time.Millisecond, PollInterval: 50 * time.Millisecond,
+		Registerer: reg, Log: b.log,
+	})
+	require.NoError(t, err)
+	testkit.Serve(t, relay.Run)
+	require.Eventually(t, func() bool { return testkit.Metric(t, reg, "intake_outbox_relay_errors_total") >= 2 },
+		20*time.Second, 20*time.Millisecond, "the relay waits on the locked outbox")
+	require.NoError(t, lock.Rollback(b.ctx))
+	require.Eventually(t, func() bool { return b.outboxRow(t, id).RelayedAt != nil }, 30*time.Second, 20*time.Millisecond,
+		"relayed once PostgreSQL answers")
+	b.recv.WaitDelivered(1, 30*time.Second)
+}
+
+// TestListenerReconnectsPromptly: the listener's connection is cut again and again (PostgreSQL
+// restarts, a proxy dropping connections); each time the previous connection had listened, so the
+// listener reconnects after the first backoff step and wakes its subscribers within moments.
+// Before, the backoff kept doubling across connections that had worked: the sixth loss waited
+// 3.2 s, and every later one 5 s, delaying the relay's and the long polls' wake-ups.
+func TestListenerReconnectsPromptly(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL (the local stack)")
+	}
+	ctx := testkit.Context(t)
+	st := testkit.DB(t)
+	l := outbox.NewListener(st.Pool, nil)
+	wake, stop := l.SubscribeAll()
+	defer stop()
+	testkit.Serve(t, l.Run)
+	woken := func(what string) time.Duration {
+		start := time.Now()
+		select {
+		case <-wake:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: not woken", what)
+		}
+		return time.Since(start)
+	}
+	woken("first connection")
+	for i := range 7 {
+		var cut int
+		require.NoError(t, st.Pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE query = $1 AND pid <> pg_backend_pid()`, "LISTEN "+pgx.Identifier{l.Channel()}.Sanitize()).Scan(&cut))
+		require.Positive(t, cut, "the listening connection")
+		took := woken(fmt.Sprintf("reconnection %d", i+1))
+		require.Less(t, took, 2*time.Second, "reconnection %d", i+1)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +60,11 @@ type RelayConfig struct {
 	// BacklogInterval spaces the refreshes of the backlog gauges (default 15 s), PurgeInterval the
 	// purges of delivered notifications past the retention (default 1 min).
 	BacklogInterval, PurgeInterval time.Duration
+	// Timeout bounds each relay transaction (its PostgreSQL statements and its enqueues), each
+	// refresh of the backlog gauges and each batch of the purge (default 30 s): a connection that
+	// hangs (a network partition, a lock never released) fails the relay, which is counted and
+	// retried, instead of stopping the loop and freezing the gauges the alerts read.
+	Timeout time.Duration
 	// Log receives the relay's logs (default: discard).
 	Log *slog.Logger
 	// Registerer receives the relay's metrics (required).
@@ -72,10 +78,14 @@ type RelayConfig struct {
 // dies in between leaves the rows to the next relay, whose enqueues of the same tasks conflict
 // instead of duplicating them; a batch of other rows (some claimed by another relay meanwhile) has
 // an ID of its own, and its rows also in the leftover batch are posted twice, under the same
-// webhook-id. Relays on several replicas share the rows (FOR UPDATE SKIP LOCKED).
+// webhook-id. A leftover task may also have finished before the next relay (asynq then frees its
+// ID): the endpoints it delivered or gave up are recorded on the row, and the next relay enqueues
+// no delivery to them, so a relay failing again and again (one enqueue refused every time) does not
+// post them again on every attempt. Relays on several replicas share the rows (FOR UPDATE SKIP
+// LOCKED).
 //
 // It also keeps intake_outbox_oldest_undelivered_seconds, intake_outbox_unrelayed and
-// intake_outbox_gave_up up to date and deletes delivered rows older than the retention.
+// intake_outbox_gave_up up to date and deletes relayed rows delivered before the retention.
 type Relay struct {
 	pool         *pgxpool.Pool
 	client       Enqueuer
@@ -88,6 +98,7 @@ type Relay struct {
 	retention    time.Duration
 	backlogEvery time.Duration
 	purgeEvery   time.Duration
+	opTimeout    time.Duration
 	log          *slog.Logger
 
 	relayed   prometheus.Counter
@@ -111,6 +122,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		poll: cmp.Or(cfg.PollInterval, 2*time.Second), batch: cmp.Or(cfg.BatchSize, 200),
 		retention: cmp.Or(cfg.Retention, 24*time.Hour), log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
 		backlogEvery: cmp.Or(cfg.BacklogInterval, 15*time.Second), purgeEvery: cmp.Or(cfg.PurgeInterval, time.Minute),
+		opTimeout:  cmp.Or(cfg.Timeout, 30*time.Second),
 		gaveUpSeen: map[string]bool{},
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "outbox_relayed_total",
@@ -229,13 +241,21 @@ func (r *Relay) pause(ctx context.Context, d time.Duration, backlog, purge <-cha
 	}
 }
 
-// RelayOnce relays up to BatchSize rows in one transaction and returns how many it relayed.
+// RelayOnce relays up to BatchSize rows in one transaction and returns how many it relayed. The
+// transaction, enqueues included, is bounded by the relay's Timeout.
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opTimeout)
+	defer cancel()
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("relay: begin: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	defer func() {
+		// Also after ctx expired; bounded, as a hung connection would hang it too.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opTimeout)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
 	q := dbq.New(tx)
 	rows, err := q.OutboxClaim(ctx, int32(r.batch))
 	if err != nil {
@@ -265,7 +285,8 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 
 // tasks builds the tasks of rows (filling ids and each row's endpoints, comma-separated): per
 // endpoint, the deliveries in batches of webhook.BatchSize in claim order, and with a verdict queue
-// one tasks.TypeUploadVerdict task per row.
+// one tasks.TypeUploadVerdict task per row. An endpoint a leftover task of a relay that rolled back
+// already delivered or gave up gets no delivery (OutboxMarkRelayed leaves it out of pending too).
 func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string) ([]*asynq.Task, error) {
 	byEndpoint := map[string][]webhook.Item{}
 	var order []string
@@ -282,6 +303,9 @@ func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string)
 		}
 		body := tasks.AppendUploadVerdict(nil, row.EventID.String(), row.EventType, row.CreatedAt, row.Data)
 		for _, n := range names {
+			if slices.Contains(row.Delivered, n) || slices.Contains(row.GaveUp, n) {
+				continue
+			}
 			if _, ok := byEndpoint[n]; !ok {
 				order = append(order, n)
 			}
@@ -309,8 +333,10 @@ func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string)
 	return ts, nil
 }
 
-// updateBacklog refreshes the backlog gauges.
+// updateBacklog refreshes the backlog gauges, within the relay's Timeout.
 func (r *Relay) updateBacklog(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.opTimeout)
+	defer cancel()
 	b, err := dbq.New(r.pool).OutboxBacklog(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -337,13 +363,15 @@ func (r *Relay) updateBacklog(ctx context.Context) {
 	}
 }
 
-// Purge deletes delivered notifications older than the retention (at most purgeBatches batches of
-// purgeBatch rows) and returns how many it deleted.
+// Purge deletes relayed notifications delivered before the retention (at most purgeBatches
+// batches of purgeBatch rows, each within the relay's Timeout) and returns how many it deleted.
 func (r *Relay) Purge(ctx context.Context) int64 {
 	q := dbq.New(r.pool)
 	var total int64
 	for range purgeBatches {
-		n, err := q.OutboxPurge(ctx, dbq.OutboxPurgeParams{Cutoff: time.Now().Add(-r.retention), MaxRows: purgeBatch})
+		bctx, cancel := context.WithTimeout(ctx, r.opTimeout)
+		n, err := q.OutboxPurge(bctx, dbq.OutboxPurgeParams{Cutoff: time.Now().Add(-r.retention), MaxRows: purgeBatch})
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.WarnContext(ctx, "purge outbox", "err", err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ type Store interface {
 	MarkDelivered(ctx context.Context, id int64, endpoint string) error
 	// MarkGaveUp records that the delivery of notification id to endpoint was given up.
 	MarkGaveUp(ctx context.Context, id int64, endpoint string) error
+	// ToDeliver returns those of the notifications ids still to deliver to endpoint (neither
+	// delivered to it nor given up on it), in id order.
+	ToDeliver(ctx context.Context, ids []int64, endpoint string) ([]int64, error)
 }
 
 var _ Store = (*store.Outbox)(nil)
@@ -182,10 +186,13 @@ const maxAnswer = 64 << 10
 // delivers it); its last attempt gives it up. A delivery given up (the last retry failed, or
 // a failure retrying cannot mend) is recorded on its notification first (see [Deliverer.giveUp]).
 // A batch is the first attempt of its items (the relay's happy path, at a fraction of the tasks):
-// each item that fails goes on as a task of its own, due after the first retry delay; the batch
-// fails (and is retried whole) only when those tasks cannot be enqueued, or its endpoint is
-// unknown. A task enqueued twice (by a relay that died before committing) posts twice, under the
-// same webhook-id: delivery is at least once.
+// each item that fails goes on as a task of its own, due after the first retry delay, except one
+// the address guard refused, which is given up at once, as a single delivery is. The batch fails
+// (and is retried) only when those tasks cannot be enqueued, or its endpoint is unknown; a retry
+// posts only the items still to deliver (not those delivered or given up since), and on its last
+// attempt the items whose tasks still cannot be enqueued are given up. A task enqueued twice (by
+// a relay that died before committing) posts twice, under the same webhook-id: delivery is at
+// least once.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	items, err := parseDeliver(t.Payload())
 	if err != nil {
@@ -205,43 +212,100 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
+	last := isLastAttempt(ctx)
 	if len(items) == 1 {
 		it := items[0]
-		last := isLastAttempt(ctx)
 		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
 		if err != nil && (result == ResultRefused || last) {
 			return d.giveUp(ctx, ep.Name, items, err)
 		}
 		return err
 	}
+	return d.batch(ctx, ep, items, retried, last)
+}
 
-	failed := make([]bool, len(items))
+// batch delivers the items of a batch task, retried retried times so far (see ProcessTask).
+func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retried int, last bool) error {
+	if retried > 0 {
+		items = d.toDeliver(ctx, ep.Name, items)
+		if len(items) == 0 {
+			return nil
+		}
+	}
+	results := make([]string, len(items))
+	failures := make([]error, len(items))
 	sem := make(chan struct{}, BatchParallel)
 	var wg sync.WaitGroup
 	for i, it := range items {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, err := d.attempt(ctx, ep, it, it.Attempted+1, false)
-			failed[i] = err != nil
+			// Each earlier run of the batch posted every item still to deliver: one attempt each.
+			results[i], failures[i] = d.attempt(ctx, ep, it, it.Attempted+retried+1, false)
 		})
 	}
 	wg.Wait()
-	var errs []error
+	var givenUp []Item
+	var causes, unqueued []error
 	for i, it := range items {
-		if !failed[i] {
+		switch {
+		case failures[i] == nil:
+			continue
+		case results[i] == ResultRefused:
+			// Retrying cannot help: given up at once, as a single delivery is.
+			givenUp, causes = append(givenUp, it), append(causes, failures[i])
 			continue
 		}
-		it.Attempted++
+		it.Attempted += retried + 1
 		task, err := NewDeliverTask([]Item{it}, d.timeout)
 		if err == nil {
 			_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, nil, task)))
 		}
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			errs = append(errs, fmt.Errorf("enqueue the retry of notification %d: %w", it.OutboxID, err))
+		if err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
+			continue
 		}
+		err = fmt.Errorf("enqueue the retry of notification %d: %w", it.OutboxID, err)
+		if last {
+			// No retry of the batch is left to enqueue it: asynq would archive the batch with the
+			// item still pending and no task to deliver it.
+			givenUp, causes = append(givenUp, it), append(causes, failures[i], err)
+			continue
+		}
+		unqueued = append(unqueued, err)
 	}
-	return errors.Join(errs...)
+	retry := errors.Join(unqueued...)
+	if len(givenUp) == 0 {
+		return retry
+	}
+	cause := errors.Join(causes...)
+	if err := d.markGaveUp(ctx, ep.Name, givenUp, last); err != nil && !last {
+		return errors.Join(cause, err, retry)
+	}
+	if retry != nil {
+		return errors.Join(cause, retry)
+	}
+	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
+}
+
+// toDeliver returns those of a batch's items still to deliver: a batch is run again when some of
+// its items' own tasks could not be enqueued, and the items delivered (or given up) since its
+// first run are not posted again. When that cannot be read, every item is posted (delivery is at
+// least once).
+func (d *Deliverer) toDeliver(ctx context.Context, endpoint string, items []Item) []Item {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = it.OutboxID
+	}
+	left, err := d.store.ToDeliver(ctx, ids, endpoint)
+	if err != nil {
+		d.log.WarnContext(ctx, "webhook batch retried: posting every notification again", "endpoint", endpoint,
+			"notifications", len(items), "err", err)
+		return items
+	}
+	return slices.DeleteFunc(slices.Clone(items), func(it Item) bool {
+		_, found := slices.BinarySearch(left, it.OutboxID)
+		return !found
+	})
 }
 
 // attempt posts one notification and records its delivery; err is nil only when both succeeded.
@@ -366,22 +430,32 @@ func isLastAttempt(ctx context.Context) bool {
 // that a retry records it, unless this attempt was the last: the notification then stays pending
 // with no task left, which `intake outbox redeliver --stuck-for` finds.
 func (d *Deliverer) giveUp(ctx context.Context, endpoint string, items []Item, cause error) error {
+	last := isLastAttempt(ctx)
+	if err := d.markGaveUp(ctx, endpoint, items, last); err != nil && !last {
+		return fmt.Errorf("%w; %w", cause, err)
+	}
+	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
+}
+
+// markGaveUp records the give-ups of items to endpoint and counts them once recorded, or on the
+// last attempt (when no retry can record them: the failure is logged).
+func (d *Deliverer) markGaveUp(ctx context.Context, endpoint string, items []Item, last bool) error {
 	var errs []error
 	for _, it := range items {
 		if err := d.store.MarkGaveUp(ctx, it.OutboxID, endpoint); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	last := isLastAttempt(ctx)
-	if err := errors.Join(errs...); err != nil {
+	err := errors.Join(errs...)
+	if err != nil {
 		d.log.ErrorContext(ctx, "webhook delivery given up but not recorded", "endpoint", endpoint,
 			"notifications", len(items), "last", last, "err", err)
 		if !last {
-			return fmt.Errorf("%w; %w", cause, err)
+			return err
 		}
 	}
 	if d.metrics != nil {
 		d.metrics.deliveries.WithLabelValues(endpoint, OutcomeGaveUp).Add(float64(len(items)))
 	}
-	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
+	return err
 }

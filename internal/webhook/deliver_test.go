@@ -3,6 +3,8 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -15,14 +17,31 @@ import (
 	"github.com/intakehq/intake/internal/webhook"
 )
 
-// giveUps records give-ups, failing while down is set (PostgreSQL unavailable).
+// giveUps records deliveries and give-ups (of one endpoint), failing the give-ups while down is
+// set (PostgreSQL unavailable).
 type giveUps struct {
-	mu   sync.Mutex
-	down bool
-	got  []int64
+	mu        sync.Mutex
+	down      bool
+	got       []int64
+	delivered []int64
 }
 
-func (s *giveUps) MarkDelivered(context.Context, int64, string) error { return nil }
+func (s *giveUps) MarkDelivered(_ context.Context, id int64, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delivered = append(s.delivered, id)
+	return nil
+}
+
+func (s *giveUps) ToDeliver(_ context.Context, ids []int64, _ string) ([]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	left := slices.DeleteFunc(slices.Clone(ids), func(id int64) bool {
+		return slices.Contains(s.delivered, id) || slices.Contains(s.got, id)
+	})
+	slices.Sort(left)
+	return left, nil
+}
 
 func (s *giveUps) given() []int64 {
 	s.mu.Lock()
@@ -189,4 +208,127 @@ func TestDeliveryErrorsHoldNoURLCredential(t *testing.T) {
 		require.Contains(t, err.Error(), "http://127.0.0.1:1/", name)
 		require.Equal(t, tt.refused, errors.Is(err, webhook.ErrForbiddenAddress), name)
 	}
+}
+
+// attempt is one run of a task by runTask's asynq server.
+type attempt struct {
+	retried  int
+	err      error
+	recorded int
+}
+
+// runTask runs task with d on an asynq server of its own (retries after 10 ms, maxRetry retries)
+// and returns its runs, with the give-ups store held after each, and the task's ID.
+func runTask(t *testing.T, d *webhook.Deliverer, store *giveUps, task *asynq.Task, maxRetry int) (<-chan attempt, asynq.RedisClientOpt, string) {
+	t.Helper()
+	attempts := make(chan attempt, 8)
+	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	srv := asynq.NewServer(redis, asynq.Config{
+		Concurrency: 1, Queues: map[string]int{webhook.Queue: 1}, TaskCheckInterval: webhook.TaskCheckInterval,
+		DelayedTaskCheckInterval: 50 * time.Millisecond, LogLevel: asynq.FatalLevel,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond },
+	})
+	require.NoError(t, srv.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := d.ProcessTask(ctx, t)
+		retried, _ := asynq.GetRetryCount(ctx)
+		attempts <- attempt{retried, err, len(store.given())}
+		return err
+	})))
+	t.Cleanup(srv.Shutdown)
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { _ = client.Close() })
+	info, err := client.Enqueue(task, asynq.MaxRetry(maxRetry))
+	require.NoError(t, err)
+	return attempts, redis, info.ID
+}
+
+// TestBatchGivesUpOnItsLastAttempt: a batch posts two notifications; one is delivered, the other
+// fails, and its own task cannot be enqueued (Redis refusing that write), so the batch is retried.
+// Its retries post only the notification not delivered yet, and its last attempt, still unable
+// to enqueue it, gives it up (recorded, then the task is archived). Before, every run posted both
+// again, and the last one returned the enqueue's error: asynq archived the batch with nothing
+// given up, leaving the notification pending with no task to deliver it and no alert.
+func TestBatchGivesUpOnItsLastAttempt(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Redis (the local stack)")
+	}
+	var mu sync.Mutex
+	posts := map[string]int{}
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(webhook.HeaderID)
+		mu.Lock()
+		posts[id]++
+		mu.Unlock()
+		if id == "failing" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(recv.Close)
+	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "app", URL: recv.URL, Secret: testkit.WebhookSecret(t)}}, true)
+	require.NoError(t, err)
+	store := &giveUps{}
+	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: noTasks{},
+		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: true})})
+	require.NoError(t, err)
+	task, err := webhook.NewDeliverTask([]webhook.Item{
+		{OutboxID: 3, Endpoint: "app", Body: []byte(`{"id":"fine","type":"upload.valid"}`)},
+		{OutboxID: 4, Endpoint: "app", Body: []byte(`{"id":"failing","type":"upload.valid"}`)},
+	}, time.Second)
+	require.NoError(t, err)
+
+	attempts, redis, id := runTask(t, d, store, task, 2)
+	for retried := range 3 {
+		var a attempt
+		select {
+		case a = <-attempts:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no attempt %d", retried+1)
+		}
+		require.Equal(t, retried, a.retried)
+		require.ErrorContains(t, a.err, "enqueue the retry of notification 4")
+		if retried < 2 {
+			require.NotErrorIs(t, a.err, asynq.SkipRetry, "attempt %d: retried", retried+1)
+			require.Zero(t, a.recorded, "attempt %d: nothing given up", retried+1)
+		} else {
+			require.ErrorIs(t, a.err, asynq.SkipRetry, "the last attempt gives up")
+			require.Equal(t, 1, a.recorded)
+		}
+	}
+	require.Equal(t, []int64{4}, store.given())
+	mu.Lock()
+	require.Equal(t, map[string]int{"fine": 1, "failing": 3}, posts, "the delivered notification is not posted again")
+	mu.Unlock()
+	insp := asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool {
+		got, err := insp.GetTaskInfo(webhook.Queue, id)
+		return err == nil && got.State == asynq.TaskStateArchived
+	}, 10*time.Second, 20*time.Millisecond, "archived after the give-up is recorded")
+}
+
+// TestBatchRefusedIsGivenUpAtOnce: in a batch, notifications the address guard refuses are given
+// up at once and the task is archived, as for a single delivery (retrying cannot help). Before,
+// each went on as a task of its own, retried for a day.
+func TestBatchRefusedIsGivenUpAtOnce(t *testing.T) {
+	t.Parallel()
+	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{
+		{Name: "internal", URL: "http://127.0.0.1:1/intake", Secret: testkit.WebhookSecret(t)},
+	}, true)
+	require.NoError(t, err)
+	store := &giveUps{}
+	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: noTasks{},
+		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second})})
+	require.NoError(t, err)
+	task, err := webhook.NewDeliverTask([]webhook.Item{
+		{OutboxID: 3, Endpoint: "internal", Body: []byte(`{"id":"a"}`)},
+		{OutboxID: 4, Endpoint: "internal", Body: []byte(`{"id":"b"}`)},
+	}, time.Second)
+	require.NoError(t, err)
+	err = d.ProcessTask(context.Background(), task)
+	require.ErrorIs(t, err, webhook.ErrForbiddenAddress)
+	require.ErrorIs(t, err, asynq.SkipRetry, "archived, not retried")
+	require.ElementsMatch(t, []int64{3, 4}, store.given())
 }

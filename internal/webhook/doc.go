@@ -34,9 +34,12 @@
 // and any network error, is retried with exponential backoff and jitter ([RetryDelay]: 10 s
 // doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then the delivery is
 // given up: the outbox row records the endpoint in gave_up (Store.MarkGaveUp), where `intake outbox
-// redeliver` finds it, and asynq archives the task. A task for an endpoint the worker does not
-// know is retried on the same schedule without posting (during a rolling deploy that adds the
-// endpoint, a worker that knows it runs a retry) and given up on its last attempt.
+// redeliver` finds it, and asynq archives the task. When those tasks of its own cannot be enqueued
+// (Redis refusing writes), the batch is retried on the same schedule, posting only its
+// notifications still to deliver (Store.ToDeliver), and its last attempt gives up those it still
+// cannot hand on. A task for an endpoint the worker does not know is retried on the same schedule
+// without posting (during a rolling deploy that adds the endpoint, a worker that knows it runs a
+// retry) and given up on its last attempt.
 // [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
 // and records the delivery in the outbox row (group commit across concurrent deliveries).
 //
@@ -46,7 +49,8 @@
 // to loopback, link-local, private and other non-public addresses ([PublicAddress]). The check runs
 // in the dialer on the resolved address of each connection, so a name that resolves, or is rebound
 // later, to an internal address is refused too; no proxy from the environment is used, since it
-// would be dialled instead. A refused delivery is given up at once (retrying cannot help).
+// would be dialled instead. A refused delivery is given up at once (retrying cannot help), in a
+// batch as alone.
 //
 // # Metrics
 //

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -56,11 +58,18 @@ type Endpoints struct {
 	list []Endpoint
 }
 
-// NewEndpoints checks the configurations (names unique, http(s) URLs, secrets that decode) and
-// returns them. Unless allowPrivate, a URL whose host is a literal address that is not public, or
-// "localhost", is refused here already; other names are checked when connecting.
+// NewEndpoints checks the configurations (names unique, http(s) URLs, secrets that decode, each
+// endpoint its own secret) and returns them. Unless allowPrivate, a URL whose host is a literal
+// address that is not public, or "localhost", is refused here already; other names are checked
+// when connecting.
+//
+// Two endpoints with different URLs may not share a secret: a request captured at one (its logs,
+// a proxy in front of it) would verify at the other, which would take it for a notification of
+// its own. Endpoints with the same URL may (one receiver given the notifications of several
+// prefixes: a request replayed there reaches the receiver it was sent to).
 func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) {
 	var errs []error
+	var from []string // each listed endpoint's SecretFrom
 	e := &Endpoints{}
 	for _, c := range cfgs {
 		if slices.ContainsFunc(e.list, func(o Endpoint) bool { return o.Name == c.Name }) {
@@ -77,7 +86,14 @@ func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) 
 			}
 			errs = append(errs, fmt.Errorf("webhook endpoint %q: %s: %w", c.Name, c.SecretFrom, err))
 		}
+		if i := slices.IndexFunc(e.list, func(o Endpoint) bool {
+			return len(key) > 0 && bytes.Equal(o.key, key) && o.URL != c.URL
+		}); i >= 0 {
+			errs = append(errs, fmt.Errorf("webhook endpoint %q: %s: the same secret as endpoint %q (%s); give each endpoint its own, "+
+				"or a request captured at one verifies at the other", c.Name, cmp.Or(c.SecretFrom, "its secret"), e.list[i].Name, cmp.Or(from[i], "its secret")))
+		}
 		e.list = append(e.list, Endpoint{Name: c.Name, Prefix: c.Prefix, URL: c.URL, key: key})
+		from = append(from, c.SecretFrom)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

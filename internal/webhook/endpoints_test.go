@@ -11,11 +11,11 @@ import (
 
 func TestEndpointsRouting(t *testing.T) {
 	t.Parallel()
-	secret, avatars := newSecret(t, 32), newSecret(t, 32)
-	env := map[string]string{"AVATARS_SECRET": avatars}
+	secret, avatars, docs := newSecret(t, 32), newSecret(t, 32), newSecret(t, 32)
+	env := map[string]string{"AVATARS_SECRET": avatars, "DOCS_SECRET": docs}
 	cfgs := webhook.Configs("https://app.example.com/hooks", secret, []pipeline.WebhookEndpoint{
 		{Name: "avatars", Prefix: "uploads/avatars/", URL: "https://avatars.example.com/h", SecretEnv: "AVATARS_SECRET"},
-		{Name: "docs", Prefix: "uploads/docs/", URL: "http://docs.example.com/h", SecretEnv: "AVATARS_SECRET"},
+		{Name: "docs", Prefix: "uploads/docs/", URL: "http://docs.example.com/h", SecretEnv: "DOCS_SECRET"},
 	}, func(k string) string { return env[k] })
 	e, err := webhook.NewEndpoints(cfgs, false)
 	require.NoError(t, err)
@@ -62,4 +62,26 @@ func TestEndpointsRefused(t *testing.T) {
 	require.NoError(t, err, "INTAKE_WEBHOOK_ALLOW_PRIVATE allows it")
 	_, err = webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "a", URL: "https://x.example", Secret: secret}, {Name: "a", URL: "https://y.example", Secret: secret}}, false)
 	require.ErrorContains(t, err, "defined twice")
+}
+
+// TestEndpointsOwnSecrets: two endpoints with different URLs may not share a secret (a request
+// captured at one would verify at the other); the error names both and where their secret came
+// from. One receiver given two prefixes, at the same URL, may use one secret.
+func TestEndpointsOwnSecrets(t *testing.T) {
+	t.Parallel()
+	secret, other := newSecret(t, 32), newSecret(t, 32)
+	env := map[string]string{"CRM_SECRET": secret, "DOCS_SECRET": other}
+	_, err := webhook.NewEndpoints(webhook.Configs("https://app.example.com/hooks", secret, []pipeline.WebhookEndpoint{
+		{Name: "docs", Prefix: "uploads/docs/", URL: "https://docs.example.com/h", SecretEnv: "DOCS_SECRET"},
+		{Name: "crm", Prefix: "uploads/", URL: "https://crm.example.com/h", SecretEnv: "CRM_SECRET"},
+	}, func(k string) string { return env[k] }), false)
+	require.ErrorContains(t, err, `webhook endpoint "crm": CRM_SECRET: the same secret as endpoint "default" (INTAKE_WEBHOOK_SECRET)`)
+	require.NotContains(t, err.Error(), `"docs"`)
+
+	e, err := webhook.NewEndpoints([]webhook.EndpointConfig{
+		{Name: "avatars", Prefix: "uploads/avatars/", URL: "https://app.example.com/hooks", Secret: secret},
+		{Name: "docs", Prefix: "uploads/docs/", URL: "https://app.example.com/hooks", Secret: secret},
+	}, false)
+	require.NoError(t, err, "one receiver, two prefixes")
+	require.Equal(t, []string{"avatars", "docs"}, e.Names())
 }

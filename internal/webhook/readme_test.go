@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,7 +19,10 @@ import (
 )
 
 // TestReadmeNodeReceiver runs the README's Node receiver (testdata/receiver.mjs, which the README
-// quotes verbatim) with node: it accepts a request signed as intake signs and refuses a forged one.
+// quotes verbatim) with node: it accepts a request signed as intake signs and refuses a forged one;
+// it verifies a body whose multi-byte characters arrive split across chunks (before, it built the
+// body as a string, chunk by chunk: the split character became two replacement characters and the
+// signature failed), and refuses a body over 1 MiB (before, it read any size).
 func TestReadmeNodeReceiver(t *testing.T) {
 	t.Parallel()
 	src, err := os.ReadFile(filepath.Join("testdata", "receiver.mjs"))
@@ -68,6 +72,42 @@ func TestReadmeNodeReceiver(t *testing.T) {
 	require.True(t, lines.Scan())
 	require.Equal(t, `upload.valid 0196f1c0-0000-7000-8000-000000000001 {"order":"A-17"}`, lines.Text())
 	old := now.Add(-10 * time.Minute)
+
+	// A body in two writes, split inside "é" (0xC3 0xA9): node reads it as two chunks.
+	accented := `{"id":"evt-2","type":"upload.valid","timestamp":"2026-05-01T10:00:00Z","data":{"upload_id":"0196f1c0-0000-7000-8000-000000000002","status":"valid","metadata":{"name":"café"}}}`
+	split := strings.Index(accented, "é") + 1
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte(accented[:split]))
+		time.Sleep(200 * time.Millisecond)
+		_, _ = pw.Write([]byte(accented[split:]))
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+port+"/", pr)
+	require.NoError(t, err)
+	req.Header.Set(webhook.HeaderID, "evt-2")
+	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign(key, "evt-2", now, []byte(accented)))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, "a multi-byte character split across chunks")
+	require.True(t, lines.Scan())
+	require.Equal(t, `upload.valid 0196f1c0-0000-7000-8000-000000000002 {"name":"café"}`, lines.Text())
+
+	// Over 1 MiB, signed: refused unread.
+	huge := `{"id":"evt-3","type":"upload.valid","timestamp":"2026-05-01T10:00:00Z","data":{"metadata":{"pad":"` +
+		strings.Repeat("x", 1<<20) + `"}}}`
+	req, err = http.NewRequest(http.MethodPost, "http://127.0.0.1:"+port+"/", strings.NewReader(huge))
+	require.NoError(t, err)
+	req.Header.Set(webhook.HeaderID, "evt-3")
+	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign(key, "evt-3", now, []byte(huge)))
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+
 	for name, c := range map[string]struct {
 		sig string
 		ts  time.Time
