@@ -74,7 +74,9 @@
 //     nothing changes. intake's own record of a delete or move
 //     it made, finding the key written again before its HEAD, changes
 //     nothing and is not counted: nothing forged it, and the new object's own
-//     event records it;
+//     event records it; when intake deleted one version (a versioned bucket),
+//     the object it finds is the version that deletion made current, which no
+//     event announces, and it is looked at again the same way;
 //   - created events are inspected, judged, recorded, then acted on.
 //
 // Every event names a bucket: one intake is not configured for
@@ -84,14 +86,23 @@
 // [Processor.InspectObject] refuses such a bucket the same way. Test events,
 // which carry no object, are exempt.
 //
-// Inspection HEADs the object. A 404 records it as missing (reason
-// "not_found") and the message is acknowledged; a bucket that does not exist
-// answers HEAD with the same bare 404, so it reads as a missing object too.
-// An object under any rule's quarantine prefix is recorded as rejected with
-// reason "quarantined" and goes no further: it is never sniffed, hashed or
-// acted on again. Otherwise one ranged GET reads the first [SniffLen] bytes,
-// which gabriel-vasile/mimetype sniffs and, for PNG, JPEG and GIF,
-// image.DecodeConfig measures (no dimensions when the header lies further).
+// Inspection looks at the object with one ranged GET of its first [SniffLen]
+// bytes, whose answer carries the metadata too ([Peeker], which the S3
+// adapter implements; a store without it: a HEAD, then a ranged GET
+// conditional on HEAD's ETag). That first request is unconditional: what it
+// returns is the content judged. An empty object has no byte 0 (416): its
+// metadata comes from a HEAD, which must still show an empty object, or the
+// object changed in between and the inspection starts over (see below).
+// An object S3 says is missing (NoSuchKey, or a HEAD's 404 once a HeadBucket
+// found the bucket) is recorded as missing (reason "not_found") and the
+// message is acknowledged. A bucket that does not exist is not a missing
+// object: S3's adapter reports it as an outage of S3 ([ErrUnavailable]),
+// since an empty volume or a wrong endpoint says nothing of the object.
+// An object under any rule's quarantine prefix is only HEADed, recorded as
+// rejected with reason "quarantined" and goes no further: it is never
+// sniffed, hashed or acted on again. The prefix read is sniffed by
+// gabriel-vasile/mimetype and, for PNG, JPEG and GIF, measured by
+// image.DecodeConfig (no dimensions when the header lies further).
 // The checks then run in this order, the first failure giving the reason:
 // the intent's declared size (when it declared one), the intent's declared
 // content type against S3's, the rule's max size and allowed types
@@ -99,11 +110,12 @@
 // declared one when the rule has RequireSniffMatch ([SniffAgrees]), and last,
 // only if all passed, the SHA-256: computed by streaming the whole object
 // when the intent declared one or the object is no larger than HashMaxSize,
-// compared with the declared digest, recorded either way. Every read is
-// conditional on the ETag (and version) that HEAD returned; when the object
-// is replaced mid-inspection, or deleted before its hash is read, the
-// inspection starts over, up to three times (a deleted object is then
-// recorded missing).
+// compared with the declared digest, recorded either way. Every read after
+// the first (the hash; without Peek, the prefix too) is conditional on the
+// ETag (and version) the first returned; when the object is replaced
+// mid-inspection (a conditional read fails, or an empty object's HEAD finds
+// another one), or deleted before its hash is read, the inspection starts
+// over, up to three times (a deleted object is then recorded missing).
 //
 // The intent is the uploads row of (bucket, key): it gives the owner and
 // upload id, and an inspection that finds the object marks it completed
@@ -183,13 +195,18 @@
 // whenever the stored row is rejected for the content it inspected. Every
 // action is idempotent and conditional on that content: tags are merged,
 // a move copies with x-amz-copy-source-if-match then deletes, and an object
-// already gone or replaced is left alone (its own events follow).
+// already gone or replaced is left alone (its own events follow); a
+// quarantine copy made before the source turned out replaced or gone is
+// recorded all the same.
 //
 // Destructive actions change S3 itself, so order independence holds for
 // the recorded verdicts, not for what a later event finds. A quarantine or
 // a delete records its own effect before the message is acknowledged, as S3
 // shows it right after: the original key deleted (a HEAD that finds
-// nothing), the quarantined copy "quarantined" (a HEAD of the copy). The
+// nothing), the quarantined copy "quarantined" (a HEAD of the copy). In a
+// versioned bucket the action deletes the inspected version, which makes the
+// previous one current without any creation event: when the HEAD finds such
+// a version, it is inspected at once, as [Processor.InspectObject] would. The
 // events S3 sends for them record the same again and change nothing. They
 // alone would not do: MinIO sends an event only when the request succeeds
 // for the client, and a copy committed for a client that died mid-request
@@ -208,10 +225,18 @@
 // cannot be decoded, or that names a bucket intake does not serve (a
 // [Refusal]), returns an error wrapping [ErrPermanent]. Errors wrapping
 // [ErrUnavailable] come from the adapters when PostgreSQL or S3 is
-// unreachable, throttling or failing (5xx). Other errors are retried too:
-// S3 refusing a request (403, or 400 for an invalid bucket name in an event)
-// may be a permission to fix, so such messages go to the dead-letter queue
-// through the redrive policy after their retries, not at once.
+// unreachable, throttling or failing (5xx), and when S3 refuses intake as a
+// whole: its credentials (an expired or invalid session token, an unknown
+// access key, a signature it does not accept), or an AccessDenied that a
+// HeadBucket of the same bucket confirms (refused too). Such a refusal is
+// no message's fault: the consumer pauses and checks S3 instead of spending
+// every message's receives and dead-lettering the queue. Other errors are
+// the one message's, and retried: S3 refusing one object (an AccessDenied
+// while the bucket answers, such as a KMS key intake may not use; a 400 for
+// an invalid bucket name in an event) may be a permission to fix, and a 409
+// (a request racing another on the object) may pass, so such messages go to
+// the dead-letter queue through the redrive policy after their retries, not
+// at once.
 //
 // With Archive set, each body is stored in the events table with its message
 // id and outcome ("created:valid", "created:rejected:sniff_mismatch",

@@ -67,7 +67,10 @@ func (p *Processor) inspect(ctx context.Context, bucket, key string, intent *Int
 // Peeker is an optional [ObjectStore] extension: one request that returns the object's metadata
 // and its first n bytes (a ranged GET carries both), saving the HEAD on the hot path.
 type Peeker interface {
-	// Peek returns the metadata and the first n bytes (fewer if the object is shorter).
+	// Peek returns the metadata and the first n bytes (fewer if the object is shorter). The
+	// metadata must describe the bytes returned: when it cannot vouch for that (an empty object's
+	// ranged GET answered 416 and a later HEAD shows another object), Peek returns [ErrChanged],
+	// and the inspection starts over.
 	Peek(ctx context.Context, bucket, key string, n int) (ObjectInfo, []byte, error)
 }
 

@@ -58,6 +58,34 @@ func TestProcessSniffsLongJSON(t *testing.T) {
 	}
 }
 
+// Inspection paths of the race tests: the production one (Peek: metadata and prefix with one ranged
+// GET, then the hash of that content), and that of a store without Peek (HEAD, then a ranged GET and
+// the hash of HEAD's content).
+const (
+	pathPeek     = "peek"
+	pathHeadRead = "head+read"
+)
+
+// withPath returns the hooked store for the inspection path: as it is for pathHeadRead (the hooks
+// embed the ObjectStore interface, which hides the real store's Peek), with the real store's Peek
+// forwarded for pathPeek, as the daemon's Processor sees it.
+func withPath(path string, hooked pipeline.ObjectStore, real *objstore.Objects) pipeline.ObjectStore {
+	if path == pathPeek {
+		return peeking{ObjectStore: hooked, peeker: real}
+	}
+	return hooked
+}
+
+// peeking is a hooked store with the real store's Peek.
+type peeking struct {
+	pipeline.ObjectStore
+	peeker pipeline.Peeker
+}
+
+func (p peeking) Peek(ctx context.Context, bucket, key string, n int) (pipeline.ObjectInfo, []byte, error) {
+	return p.peeker.Peek(ctx, bucket, key, n)
+}
+
 // deletingBeforeHash is the real object store with one hook: the first Hash deletes the object in
 // MinIO just before reading it, as a client deleting its upload during the inspection would.
 type deletingBeforeHash struct {
@@ -72,22 +100,29 @@ func (d *deletingBeforeHash) Hash(ctx context.Context, obj pipeline.ObjectRef) (
 }
 
 // TestProcessObjectDeletedBeforeHash: an object deleted between the look at its prefix and its hash
-// is recorded missing by the same attempt (the inspection starts over from HEAD), not retried.
+// is recorded missing by the same attempt (the inspection starts over from HEAD), not retried;
+// through Peek (the daemon's path) and through HEAD and a ranged GET.
 func TestProcessObjectDeletedBeforeHash(t *testing.T) {
 	t.Parallel()
-	b := setupProc(t, procOpts{})
-	const key = "k.txt"
-	content := []byte("hash me, if you can\n")
-	sum := sha256.Sum256(content)
-	id := b.intent(t, intentSpec{key: key, contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
-	b.put(t, key, "text/plain", content)
-	d := &deletingBeforeHash{ObjectStore: objstore.NewObjects(b.s3), del: func() { require.NoError(t, b.s3Delete(t, key)) }}
-	p := b.newProcessor(t, procOpts{objects: d})
+	for _, path := range []string{pathPeek, pathHeadRead} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			b := setupProc(t, procOpts{})
+			const key = "k.txt"
+			content := []byte("hash me, if you can\n")
+			sum := sha256.Sum256(content)
+			id := b.intent(t, intentSpec{key: key, contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+			b.put(t, key, "text/plain", content)
+			real := objstore.NewObjects(b.s3)
+			d := &deletingBeforeHash{ObjectStore: real, del: func() { require.NoError(t, b.s3Delete(t, key)) }}
+			p := b.newProcessor(t, procOpts{objects: withPath(path, d, real)})
 
-	require.NoError(t, p.Process(b.ctx, "m", b.created(key, "0A", t0)), "recorded and acked, not retried")
-	row := b.row(t, key)
-	require.Equal(t, pipeline.StatusMissing, row.Status)
-	require.Equal(t, pipeline.ReasonNotFound, *row.Reason)
-	require.Nil(t, row.Etag)
-	require.Equal(t, "pending", b.uploadStatus(t, id))
+			require.NoError(t, p.Process(b.ctx, "m", b.created(key, "0A", t0)), "recorded and acked, not retried")
+			row := b.row(t, key)
+			require.Equal(t, pipeline.StatusMissing, row.Status)
+			require.Equal(t, pipeline.ReasonNotFound, *row.Reason)
+			require.Nil(t, row.Etag)
+			require.Equal(t, "pending", b.uploadStatus(t, id))
+		})
+	}
 }

@@ -263,15 +263,25 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 // row records what S3 holds now (another version, made current by the
 // deletion of the one the row names), which changes nothing when the row
 // already says it. own is intake's record of its own delete or move
-// (recordAction): an object found there was written again after it, not a
-// sign of a distrusted event, and the new object's own event records it.
+// (recordAction): an object found there is not a sign of a distrusted event.
+// When intake deleted one version (ev.VersionID), it is the version that
+// deletion made current (or one written since), which no creation event
+// announces: it is looked at the same way, so that the row does not keep the
+// rejected verdict of a version that no longer exists. Otherwise the key was
+// written again after the removal, and the new object's own event records it.
 func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own bool) (string, error) {
 	lk, err := p.records.Lookup(ctx, ev.Bucket, ev.Key)
 	if err != nil {
 		return "", err
 	}
-	_, err = p.objects.Head(ctx, ev.Bucket, ev.Key)
+	info, err := p.objects.Head(ctx, ev.Bucket, ev.Key)
 	switch {
+	case err == nil && own && ev.VersionID != "" && info.VersionID != ev.VersionID:
+		log.InfoContext(ctx, "intake deleted a version and S3 serves another under the key; recording it", "version_id", ev.VersionID)
+		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true); err != nil {
+			return "", fmt.Errorf("look again at %s/%s after deleting version %s: %w", ev.Bucket, ev.Key, ev.VersionID, err)
+		}
+		return "removed:reinspected", nil
 	case err == nil && own:
 		log.InfoContext(ctx, "key written again since intake removed it; its own event records it")
 		return "removed:rewritten", nil
@@ -431,21 +441,28 @@ func (p *Processor) shouldAct(in *inspection, stored Recorded) bool {
 
 // act applies the rule's action to a rejected object. Every action is
 // idempotent and conditional on the inspected content; an object already
-// gone or replaced is left alone (its own events will be processed).
+// gone or replaced is left alone (its own events will be processed). A
+// quarantine whose copy was made before the source turned out replaced or gone
+// (between the copy and the delete) still records the copy: nothing else
+// would (see recordAction).
 func (p *Processor) act(ctx context.Context, log *slog.Logger, in *inspection, bucket, key string) error {
 	ref := in.ref(bucket, key)
 	var err error
+	copied := false
 	switch in.rule.Action {
 	case ActionTag:
 		err = p.objects.Tag(ctx, ref, map[string]string{TagStatus: StatusRejected, TagReason: in.verdict.reason})
 	case ActionQuarantine:
-		err = p.objects.Move(ctx, ref, in.rule.QuarantinePrefix+key)
+		copied, err = p.objects.Move(ctx, ref, in.rule.QuarantinePrefix+key)
 	case ActionDelete:
 		err = p.objects.Delete(ctx, ref)
 	default:
 		return nil
 	}
 	switch {
+	case (errors.Is(err, ErrNotFound) || errors.Is(err, ErrChanged)) && copied:
+		log.InfoContext(ctx, "rejected object replaced or gone after its quarantine copy was made; the source is left alone, the copy recorded", "err", err)
+		return p.recordAction(ctx, in, bucket, key)
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrChanged):
 		log.InfoContext(ctx, "rejected object gone or replaced before "+in.rule.Action+"; left alone", "err", err)
 		return nil
@@ -476,7 +493,10 @@ func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, ke
 		}
 	}
 	log := p.log.With("bucket", bucket, "key", key, "event", event)
-	if _, err := p.removed(ctx, log, Event{Kind: KindRemoved, Name: event, Bucket: bucket, Key: key}, true); err != nil {
+	// The version intake deleted (in a versioned bucket): removed then looks at the version its
+	// deletion made current, which S3 announces with no event.
+	ev := Event{Kind: KindRemoved, Name: event, Bucket: bucket, Key: key, VersionID: in.info.VersionID}
+	if _, err := p.removed(ctx, log, ev, true); err != nil {
 		return fmt.Errorf("record removal of %s/%s: %w", bucket, key, err)
 	}
 	return nil

@@ -267,7 +267,9 @@ func TestProcessValidWithIntent(t *testing.T) {
 }
 
 // requireSameState checks that a row's state and identity did not change; only its observation
-// time may have moved forward (every processing looks at S3 and records when it did).
+// time may have moved forward (every processing looks at S3 and records when it did), and with it
+// the event that later records observed at the same instant are ordered against (the tiebreak
+// columns, which follow the latest observation).
 func requireSameState(t *testing.T, before, after dbq.Object) {
 	t.Helper()
 	require.NotNil(t, after.ObservedAt)
@@ -275,6 +277,8 @@ func requireSameState(t *testing.T, before, after dbq.Object) {
 		require.False(t, after.ObservedAt.Before(*before.ObservedAt), "the observation time never moves back")
 	}
 	before.ObservedAt, after.ObservedAt = nil, nil
+	before.TiebreakSet, before.TiebreakSequencer, before.TiebreakEventTime = nil, nil, nil
+	after.TiebreakSet, after.TiebreakSequencer, after.TiebreakEventTime = nil, nil, nil
 	require.Equal(t, before, after)
 }
 
@@ -963,8 +967,9 @@ func (b *procBundle) s3Delete(t *testing.T, key string) error {
 	return err
 }
 
-// replacing is the real object store with one hook: the first ReadPrefix replaces the object in
-// MinIO just before reading, as a concurrent upload would.
+// replacing is the real object store with one hook: the first read of the content after its
+// metadata (the ranged GET after HEAD, or the hash after Peek) replaces the object in MinIO just
+// before reading it, as a concurrent upload would.
 type replacing struct {
 	pipeline.ObjectStore
 	once    sync.Once
@@ -976,19 +981,37 @@ func (r *replacing) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n in
 	return r.ObjectStore.ReadPrefix(ctx, obj, n)
 }
 
+func (r *replacing) Hash(ctx context.Context, obj pipeline.ObjectRef) ([]byte, int64, error) {
+	r.once.Do(r.replace)
+	return r.ObjectStore.Hash(ctx, obj)
+}
+
+// TestProcessObjectReplacedDuringInspection: an object replaced between the look at its metadata
+// and a later read of that content (the read conditional on its ETag fails) is inspected again from
+// the start, and the new content is recorded; through Peek (the daemon's path: the hash fails) and
+// through HEAD and a ranged GET (the ranged GET fails).
 func TestProcessObjectReplacedDuringInspection(t *testing.T) {
 	t.Parallel()
-	b := setupProc(t, procOpts{})
-	b.put(t, "k.png", "image/png", []byte("<html>first</html>"))
-	img := pngBytes(t, 4, 4)
-	var second string
-	r := &replacing{ObjectStore: objstore.NewObjects(b.s3), replace: func() { second = b.put(t, "k.png", "image/png", img) }}
-	p := b.newProcessor(t, procOpts{objects: r, policy: sniffPolicy(pipeline.ActionTag)})
-	require.NoError(t, p.Process(b.ctx, "m", b.created("k.png", "0A", t0)))
-	row := b.row(t, "k.png")
-	require.Equal(t, second, *row.Etag, "inspection restarted on the new content")
-	require.Equal(t, pipeline.StatusValid, row.Status)
-	require.Equal(t, int32(4), *row.Width)
+	for _, path := range []string{pathPeek, pathHeadRead} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			b := setupProc(t, procOpts{})
+			b.put(t, "k.png", "image/png", pngBytes(t, 2, 2))
+			img := pngBytes(t, 4, 4)
+			var second string
+			real := objstore.NewObjects(b.s3)
+			r := &replacing{ObjectStore: real, replace: func() { second = b.put(t, "k.png", "image/png", img) }}
+			p := b.newProcessor(t, procOpts{objects: withPath(path, r, real), policy: sniffPolicy(pipeline.ActionTag), hashMax: 1 << 20})
+			require.NoError(t, p.Process(b.ctx, "m", b.created("k.png", "0A", t0)))
+			require.NotEmpty(t, second, "the hook ran")
+			row := b.row(t, "k.png")
+			require.Equal(t, second, *row.Etag, "inspection restarted on the new content")
+			require.Equal(t, pipeline.StatusValid, row.Status)
+			require.Equal(t, int32(4), *row.Width)
+			sum := sha256.Sum256(img)
+			require.Equal(t, sum[:], row.Sha256)
+		})
+	}
 }
 
 func TestProcessLargeObjectHash(t *testing.T) {
@@ -1045,10 +1068,11 @@ func TestProcessPostgresUnavailable(t *testing.T) {
 }
 
 // TestProcessFixtures runs every recorded body through a Processor. The buckets they name
-// (mybucket, minio-events, DOC-EXAMPLE-BUCKET1...) normally do not exist here: a missing bucket
-// reads as a missing object (404 at HEAD), and the invalid name DOC-EXAMPLE-BUCKET1 draws a 400,
-// which is an error to retry (then dead-letter through the redrive policy), not a permanent one:
-// S3 refusing a request may be a permission to fix.
+// (mybucket, minio-events, DOC-EXAMPLE-BUCKET1...) normally do not exist here, and a missing bucket
+// is an outage of S3, not a missing object: they are created (empty) first. The invalid name
+// DOC-EXAMPLE-BUCKET1, which S3 refuses to create, draws a 400, which is an error to retry (then
+// dead-letter through the redrive policy), not a permanent one: S3 refusing a request may be a
+// permission to fix.
 func TestProcessFixtures(t *testing.T) {
 	t.Parallel()
 	files := readFixtures(t)
@@ -1226,12 +1250,12 @@ type rewriting struct {
 	rewrite func()
 }
 
-func (r *rewriting) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey string) error {
-	err := r.ObjectStore.Move(ctx, obj, dstKey)
+func (r *rewriting) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey string) (bool, error) {
+	copied, err := r.ObjectStore.Move(ctx, obj, dstKey)
 	if err == nil {
 		r.rewrite()
 	}
-	return err
+	return copied, err
 }
 
 func (r *rewriting) Delete(ctx context.Context, obj pipeline.ObjectRef) error {

@@ -14,8 +14,9 @@ import (
 // matches it and names the dependency: Unavailable(DependencyPostgres, err).
 var ErrUnavailable = errors.New("dependency unavailable")
 
-// ErrNotFound is wrapped by [ObjectStore] methods when the object (or its
-// bucket) does not exist.
+// ErrNotFound is wrapped by [ObjectStore] methods when the object (or the
+// version asked for) does not exist in a bucket that does. A missing bucket is
+// no missing object: the S3 adapter reports it as an outage ([ErrUnavailable]).
 var ErrNotFound = errors.New("object not found")
 
 // ErrChanged is wrapped by [ObjectStore] methods when the object no longer
@@ -72,8 +73,10 @@ type ObjectRef struct {
 // for an object missing from a bucket that exists, [ErrChanged] when a ref's
 // ETag no longer matches, and [ErrUnavailable] for throttling, 5xx and
 // transport failures, a missing bucket (an empty volume, a wrong endpoint: S3
-// cannot say whether the object exists) and an answer cut off.
-// The adapter is internal/objstore.Objects.
+// cannot say whether the object exists), credentials or permissions S3
+// refuses for the whole store (not for one object), and an answer cut off.
+// Other errors are the one object's: its message is retried, then
+// dead-lettered. The adapter is internal/objstore.Objects.
 type ObjectStore interface {
 	// Head returns the object's metadata.
 	Head(ctx context.Context, bucket, key string) (ObjectInfo, error)
@@ -86,8 +89,10 @@ type ObjectStore interface {
 	// Tag merges tags into the object's tag set.
 	Tag(ctx context.Context, obj ObjectRef, tags map[string]string) error
 	// Move copies the object to dstKey in the same bucket, then deletes the
-	// source.
-	Move(ctx context.Context, obj ObjectRef, dstKey string) error
+	// source. copied reports whether dstKey holds the copy when Move returns,
+	// also when err is set (the source replaced or deleted between the copy and
+	// its deletion: ErrChanged, ErrNotFound), so that the copy is recorded.
+	Move(ctx context.Context, obj ObjectRef, dstKey string) (copied bool, err error)
 	// Delete deletes the object.
 	Delete(ctx context.Context, obj ObjectRef) error
 }

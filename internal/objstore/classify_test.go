@@ -113,7 +113,7 @@ func TestObjectsMissingBucketIsAnOutage(t *testing.T) {
 		}},
 		{"tag", func(r pipeline.ObjectRef) error { return b.objs.Tag(b.ctx, r, map[string]string{"x": "y"}) }},
 		{"delete", func(r pipeline.ObjectRef) error { return b.objs.Delete(b.ctx, r) }},
-		{"move", func(r pipeline.ObjectRef) error { return b.objs.Move(b.ctx, r, "q/"+r.Key) }},
+		{"move", func(r pipeline.ObjectRef) error { _, err := b.objs.Move(b.ctx, r, "q/"+r.Key); return err }},
 	} {
 		err := tc.run(ref)
 		require.ErrorIs(t, err, pipeline.ErrUnavailable, "%s in a missing bucket", tc.name)
@@ -219,7 +219,8 @@ func TestMoveWithAnAbortedCopyUploadIsNoMissingObject(t *testing.T) {
 	})
 	objs := objstore.NewObjects(s3At(srv.URL, 1))
 	objstore.SetCopyLimits(objs, 5<<20, 5<<20)
-	err := objs.Move(testkit.Context(t), pipeline.ObjectRef{Bucket: "bkt", Key: "src", ETag: "e"}, "q/src")
+	copied, err := objs.Move(testkit.Context(t), pipeline.ObjectRef{Bucket: "bkt", Key: "src", ETag: "e"}, "q/src")
+	require.False(t, copied)
 	require.ErrorContains(t, err, "NoSuchUpload")
 	require.NotErrorIs(t, err, pipeline.ErrNotFound)
 	require.NotErrorIs(t, err, pipeline.ErrChanged)
@@ -257,7 +258,9 @@ func TestObjectsDeleteVersion(t *testing.T) {
 	b.put(t, "m", "text/plain", strings.NewReader("m1: rejected"))
 	m1 := ref("m")
 	b.put(t, "m", "text/plain", strings.NewReader("m2: written since"))
-	require.NoError(t, b.objs.Move(b.ctx, m1, "q/m"))
+	copied, err := b.objs.Move(b.ctx, m1, "q/m")
+	require.NoError(t, err)
+	require.True(t, copied)
 	body, _ = b.get(t, "m")
 	require.Equal(t, "m2: written since", string(body))
 	body, _ = b.get(t, "q/m")

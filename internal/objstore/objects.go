@@ -43,10 +43,15 @@ const hashBufSize = 64 << 10
 // conditional request fails (412: the object was replaced), and are an outage of S3
 // ([pipeline.UnavailableError], matching [pipeline.ErrUnavailable]) when [IsRetryable] says so
 // (throttling, 5xx, transport errors, timeouts), when the bucket is missing (NoSuchBucket: an empty
-// volume, a wrong endpoint) or a 404 carries no S3 code (a proxy's page), when a request raced
-// another on the object (409 ConditionalRequestConflict: trying again tells what happened), and
-// when an answer is cut off or gives no object size. Any other error (403, 400, an aborted
-// multipart copy's NoSuchUpload) wraps none of them.
+// volume, a wrong endpoint) or a 404 carries no S3 code (a proxy's page), when S3 refuses intake's
+// credentials (ExpiredToken, InvalidToken, TokenRefreshRequired, InvalidAccessKeyId,
+// SignatureDoesNotMatch: no object is at fault, every request fails alike), when an AccessDenied
+// (or a HEAD's bodiless 403 or 400) is confirmed store-wide by a HeadBucket of the same bucket that
+// is refused too (see [Objects.classify]), and when an answer is cut off or gives no object size.
+// Any other error wraps none of them and is the one object's: an AccessDenied while the bucket
+// answers (a policy or a KMS key denying that object), a 409 of a request that raced another on
+// the object (ConditionalRequestConflict, OperationAborted: trying that message again tells what
+// happened), another 400, an aborted multipart copy's NoSuchUpload.
 type Objects struct {
 	client *s3.Client
 	// presigned sends Peek's GETs without the SDK's middleware (nil: the SDK does).
@@ -102,7 +107,9 @@ func objectInfo(out *s3.HeadObjectOutput) pipeline.ObjectInfo {
 // Peek returns the object's metadata and its first n bytes with a single ranged GET (the
 // response carries the size in Content-Range, and the ETag, type, version and modification time),
 // which saves the HEAD a separate [Objects.Head] would cost. An empty object has no byte 0: S3
-// answers 416 and Peek falls back to HEAD. An answer that does not give the object's size (a server
+// answers 416 and Peek falls back to HEAD, which must still show an empty object (of the 416's
+// ETag, when it gave one): an object written since, which nothing of Peek has read, returns
+// [pipeline.ErrChanged] (see emptyObject). An answer that does not give the object's size (a server
 // that ignored the Range and sent the object chunked) or whose body is cut off is an outage of S3:
 // Peek never returns a guessed size or a fragment as the prefix.
 //
@@ -130,11 +137,11 @@ func (o *Objects) peekSDK(ctx context.Context, bucket, key string, n int) (pipel
 		Bucket: aws.String(bucket), Key: aws.String(key), Range: aws.String(fmt.Sprintf("bytes=0-%d", n-1)),
 	})
 	if isInvalidRange(err) {
-		info, err := o.Head(ctx, bucket, key)
+		info, err := o.emptyObject(ctx, bucket, key, err)
 		return info, nil, err
 	}
 	if err != nil {
-		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, err)
+		return pipeline.ObjectInfo{}, nil, o.classify(ctx, "peek", bucket, key, err)
 	}
 	defer out.Body.Close()
 	size, err := objectSize(rawStatus(out.ResultMetadata), contentLength(out.ContentLength), aws.ToString(out.ContentRange))
@@ -155,6 +162,43 @@ func (o *Objects) peekSDK(ctx context.Context, bucket, key string, n int) (pipel
 		return pipeline.ObjectInfo{}, nil, wrap(ctx, "peek", bucket, key, err)
 	}
 	return info, buf, nil
+}
+
+// emptyObject is Peek's answer when its ranged GET was refused with 416 (rangeErr): the object it
+// reached had no byte 0, so it was empty. Its metadata comes from a HEAD, which is another request:
+// the key may hold another object by then (an uploader allowed sizes from 0 racing an empty upload
+// with another one). The HEAD counts only if it still shows an empty object (of the 416's ETag when
+// that answer gave one): anything else returns [pipeline.ErrChanged], so that the inspection starts
+// over and reads the new object's bytes instead of judging its metadata by the empty prefix.
+func (o *Objects) emptyObject(ctx context.Context, bucket, key string, rangeErr error) (pipeline.ObjectInfo, error) {
+	info, err := o.Head(ctx, bucket, key)
+	if err != nil {
+		return pipeline.ObjectInfo{}, err
+	}
+	if info.Size != 0 {
+		return pipeline.ObjectInfo{}, fmt.Errorf("peek %s/%s: the ranged GET found the object empty (416), its HEAD then %d bytes (ETag %s): %w",
+			bucket, key, info.Size, info.ETag, pipeline.ErrChanged)
+	}
+	if etag := errorETag(rangeErr); etag != "" && etag != info.ETag {
+		return pipeline.ObjectInfo{}, fmt.Errorf("peek %s/%s: the ranged GET found an empty object of ETag %s (416), its HEAD one of ETag %s: %w",
+			bucket, key, etag, info.ETag, pipeline.ErrChanged)
+	}
+	return info, nil
+}
+
+// errorETag returns the unquoted ETag header of the failed response err came from ("" when none).
+func errorETag(err error) string {
+	var pe *s3Error
+	if errors.As(err, &pe) {
+		return unquote(pe.etag)
+	}
+	var re interface{ HTTPResponse() *smithyhttp.Response }
+	if errors.As(err, &re) {
+		if r := re.HTTPResponse(); r != nil && r.Response != nil {
+			return unquote(r.Header.Get("ETag"))
+		}
+	}
+	return ""
 }
 
 // errNoSize says that a 200 or 206 answer to a ranged GET does not give the object's size.
@@ -245,7 +289,7 @@ func (o *Objects) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n int)
 		return nil, nil
 	}
 	if err != nil {
-		return nil, wrap(ctx, "read prefix of", obj.Bucket, obj.Key, err)
+		return nil, o.classify(ctx, "read prefix of", obj.Bucket, obj.Key, err)
 	}
 	defer out.Body.Close()
 	buf, err := readPrefix(out.Body, n, contentLength(out.ContentLength))
@@ -260,7 +304,7 @@ func (o *Objects) ReadPrefix(ctx context.Context, obj pipeline.ObjectRef, n int)
 func (o *Objects) Hash(ctx context.Context, obj pipeline.ObjectRef) ([]byte, int64, error) {
 	out, err := o.client.GetObject(ctx, getInput(obj))
 	if err != nil {
-		return nil, 0, wrap(ctx, "hash", obj.Bucket, obj.Key, err)
+		return nil, 0, o.classify(ctx, "hash", obj.Bucket, obj.Key, err)
 	}
 	defer out.Body.Close()
 	h := sha256.New()
@@ -299,7 +343,7 @@ func (o *Objects) Tag(ctx context.Context, obj pipeline.ObjectRef, tags map[stri
 		Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key), VersionId: version,
 	})
 	if err != nil {
-		return wrap(ctx, "get tags of", obj.Bucket, obj.Key, err)
+		return o.classify(ctx, "get tags of", obj.Bucket, obj.Key, err)
 	}
 	merged := map[string]string{}
 	for _, t := range cur.TagSet {
@@ -315,7 +359,7 @@ func (o *Objects) Tag(ctx context.Context, obj pipeline.ObjectRef, tags map[stri
 		Tagging: &types.Tagging{TagSet: set},
 	})
 	if err != nil {
-		return wrap(ctx, "tag", obj.Bucket, obj.Key, err)
+		return o.classify(ctx, "tag", obj.Bucket, obj.Key, err)
 	}
 	return nil
 }
@@ -355,15 +399,20 @@ func (o *Objects) head(ctx context.Context, obj pipeline.ObjectRef) (*s3.HeadObj
 // between them finds the copy already there (same ETag and size) and only deletes the source: the
 // copy is written once. (A part-by-part copy has another ETag than its source, so its retry copies
 // again.)
-func (o *Objects) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey string) error {
+//
+// copied reports whether dstKey holds the copy of the ref's content when Move returns, whatever
+// err says: it is true when deleting the source failed after the copy was made (or found), such as
+// with [pipeline.ErrChanged] when the source was replaced between the copy and the delete, or
+// [pipeline.ErrNotFound] when it was deleted meanwhile, so that the caller records the copy.
+func (o *Objects) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey string) (copied bool, err error) {
 	head, err := o.head(ctx, obj)
 	if err != nil {
-		return err
+		return false, err
 	}
 	src := copySource(obj)
 	size := aws.ToInt64(head.ContentLength)
 	if o.holds(ctx, obj.Bucket, dstKey, head) {
-		return o.Delete(ctx, obj)
+		return true, o.Delete(ctx, obj)
 	}
 	if size <= o.maxCopySize {
 		in := &s3.CopyObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(dstKey), CopySource: aws.String(src)}
@@ -371,12 +420,12 @@ func (o *Objects) Move(ctx context.Context, obj pipeline.ObjectRef, dstKey strin
 			in.CopySourceIfMatch = aws.String(quote(obj.ETag))
 		}
 		if _, err := o.client.CopyObject(ctx, in); err != nil {
-			return wrap(ctx, "copy", obj.Bucket, obj.Key, err)
+			return false, o.classify(ctx, "copy", obj.Bucket, obj.Key, err)
 		}
 	} else if err := o.copyParts(ctx, obj, head, src, dstKey); err != nil {
-		return err
+		return false, err
 	}
-	return o.Delete(ctx, obj)
+	return true, o.Delete(ctx, obj)
 }
 
 // holds reports whether dstKey already holds the content head describes (a copy made by an attempt
@@ -398,7 +447,7 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 		CacheControl: head.CacheControl, Metadata: head.Metadata,
 	})
 	if err != nil {
-		return wrap(ctx, "start multipart copy of", obj.Bucket, obj.Key, err)
+		return o.classify(ctx, "start multipart copy of", obj.Bucket, obj.Key, err)
 	}
 	abort := func() {
 		// The upload must not linger even when ctx is done.
@@ -421,7 +470,7 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 		out, err := o.client.UploadPartCopy(ctx, in)
 		if err != nil {
 			abort()
-			return wrap(ctx, fmt.Sprintf("copy part %d of", n), obj.Bucket, obj.Key, err)
+			return o.classify(ctx, fmt.Sprintf("copy part %d of", n), obj.Bucket, obj.Key, err)
 		}
 		parts = append(parts, types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(n)})
 	}
@@ -431,7 +480,7 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 	})
 	if err != nil {
 		abort()
-		return wrap(ctx, "complete multipart copy of", obj.Bucket, obj.Key, err)
+		return o.classify(ctx, "complete multipart copy of", obj.Bucket, obj.Key, err)
 	}
 	return nil
 }
@@ -454,7 +503,7 @@ func (o *Objects) Delete(ctx context.Context, obj pipeline.ObjectRef) error {
 		in.IfMatch = aws.String(quote(obj.ETag))
 	}
 	if _, err := o.client.DeleteObject(ctx, in); err != nil {
-		return wrap(ctx, "delete", obj.Bucket, obj.Key, err)
+		return o.classify(ctx, "delete", obj.Bucket, obj.Key, err)
 	}
 	return nil
 }
@@ -476,28 +525,58 @@ func copySource(obj pipeline.ObjectRef) string {
 // wrap adds the operation and the pipeline sentinel that classifies err (see [Objects]): only
 // NoSuchKey and NoSuchVersion say that the object is missing. A 404 without them (NoSuchBucket, a
 // GET's 404 without S3's code) is an outage, except NoSuchUpload (a multipart copy's upload that
-// someone aborted), which wraps no sentinel; a HEAD's 404 goes through wrapHead.
+// someone aborted), which wraps no sentinel; so are credentials S3 refuses (isCredentialsError). A
+// HEAD's 404 goes through wrapHead, and an AccessDenied needs [Objects.classify]'s HeadBucket to be
+// told apart: wrap alone leaves it the object's.
 func wrap(ctx context.Context, op, bucket, key string, err error) error {
 	switch {
 	case isObjectMissing(err):
 		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrNotFound)
 	case isPreconditionFailed(err):
 		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrChanged)
-	case errors.Is(ctx.Err(), context.Canceled), isNoSuchUpload(err):
+	case errors.Is(ctx.Err(), context.Canceled), isNoSuchUpload(err), isConflict(err):
 		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
-	case IsRetryable(err), isConflict(err), statusCode(err) == http.StatusNotFound:
+	case IsRetryable(err), isCredentialsError(err), statusCode(err) == http.StatusNotFound:
 		return pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("%s %s/%s: %w", op, bucket, key, err))
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
 }
 
-// wrapHead is wrap for a HEAD of the object sent at sent. Its 404 has no body, so no code tells a
-// missing key from a missing bucket: it is the object missing (ErrNotFound) once bucketExists
+// classify is wrap for the failed request of an object of bucket, except that a refusal that may be
+// the object's or the store's (isRefusal: an AccessDenied, a 403 or 400 without code) is looked
+// into with a HeadBucket of the same bucket, sent now (or one sent since, shared: see
+// bucketExists). When that HeadBucket is refused too (403, 400, 401, refused credentials), finds no
+// bucket, or fails for a retryable reason, intake cannot use the store, and the refusal is an outage
+// of S3: the consumer pauses and checks the store instead of spending every message's receives on
+// it, and then dead-lettering the queue. When the bucket answers, the refusal is the object's (a
+// bucket policy or a KMS key denying that object alone), and the error wraps no sentinel: that
+// message alone is retried, then dead-lettered. intake's readiness and outage checks are
+// HeadBuckets too (s3:ListBucket), so a role that may not send them is no working configuration.
+func (o *Objects) classify(ctx context.Context, op, bucket, key string, err error) error {
+	if !isRefusal(err) || errors.Is(ctx.Err(), context.Canceled) {
+		return wrap(ctx, op, bucket, key, err)
+	}
+	berr := o.bucketExists(ctx, bucket, time.Now())
+	if berr == nil {
+		return wrap(ctx, op, bucket, key, err)
+	}
+	e := fmt.Errorf("%s %s/%s: %w; and a HeadBucket of %s failed too: %v", op, bucket, key, err, bucket, berr)
+	switch status := statusCode(berr); {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return e
+	case isCredentialsError(berr), IsRetryable(berr), isRefusal(berr), status == http.StatusUnauthorized, status == http.StatusNotFound:
+		return pipeline.Unavailable(pipeline.DependencyS3, e)
+	}
+	return e
+}
+
+// wrapHead is classify for a HEAD of the object sent at sent. Its 404 has no body, so no code tells
+// a missing key from a missing bucket: it is the object missing (ErrNotFound) once bucketExists
 // confirms the bucket, an outage of S3 when the bucket is not there (or cannot be looked at for a
-// retryable reason), and an error without sentinel otherwise.
+// retryable reason, or refuses intake's credentials), and an error without sentinel otherwise.
 func (o *Objects) wrapHead(ctx context.Context, op, bucket, key string, sent time.Time, err error) error {
 	if statusCode(err) != http.StatusNotFound {
-		return wrap(ctx, op, bucket, key, err)
+		return o.classify(ctx, op, bucket, key, err)
 	}
 	berr := o.bucketExists(ctx, bucket, sent)
 	if berr == nil {
@@ -507,7 +586,7 @@ func (o *Objects) wrapHead(ctx context.Context, op, bucket, key string, sent tim
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
 		return e
-	case statusCode(berr) == http.StatusNotFound, IsRetryable(berr):
+	case statusCode(berr) == http.StatusNotFound, IsRetryable(berr), isCredentialsError(berr), isRefusal(berr):
 		return pipeline.Unavailable(pipeline.DependencyS3, e)
 	}
 	return e

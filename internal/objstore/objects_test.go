@@ -254,11 +254,15 @@ func TestObjectsMove(t *testing.T) {
 	etag := b.put(t, key, "text/plain", strings.NewReader("moved content"))
 
 	// A stale ETag leaves the object where it is.
-	require.ErrorIs(t, b.objs.Move(b.ctx, b.ref(key, "0123"), "quarantine/"+key), pipeline.ErrChanged)
+	copied, err := b.objs.Move(b.ctx, b.ref(key, "0123"), "quarantine/"+key)
+	require.ErrorIs(t, err, pipeline.ErrChanged)
+	require.False(t, copied)
 	require.True(t, b.exists(t, key))
 	require.False(t, b.exists(t, "quarantine/"+key))
 
-	require.NoError(t, b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key))
+	copied, err = b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key)
+	require.NoError(t, err)
+	require.True(t, copied)
 	require.False(t, b.exists(t, key))
 	body, out := b.get(t, "quarantine/"+key)
 	require.Equal(t, "moved content", string(body))
@@ -266,7 +270,9 @@ func TestObjectsMove(t *testing.T) {
 	require.Equal(t, "test", out.Metadata["origin"])
 
 	// Moving again: the source is gone.
-	require.ErrorIs(t, b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key), pipeline.ErrNotFound)
+	copied, err = b.objs.Move(b.ctx, b.ref(key, etag), "quarantine/"+key)
+	require.ErrorIs(t, err, pipeline.ErrNotFound)
+	require.False(t, copied, "the HEAD before the copy finds nothing")
 }
 
 // A retry after a crash between the copy and the deletion (the consumer killed, the message
@@ -283,7 +289,9 @@ func TestObjectsMoveAfterCrashWritesOnce(t *testing.T) {
 		CopySource: aws.String(b.bucket + "/" + key)})
 	require.NoError(t, err)
 
-	require.NoError(t, b.objs.Move(b.ctx, b.ref(key, etag), dst))
+	copied, err := b.objs.Move(b.ctx, b.ref(key, etag), dst)
+	require.NoError(t, err)
+	require.True(t, copied)
 	require.False(t, b.exists(t, key), "the source is deleted")
 	versions, err := b.client.ListObjectVersions(b.ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(b.bucket), Prefix: aws.String(dst)})
 	require.NoError(t, err)
@@ -318,7 +326,9 @@ func TestObjectsMoveMultipart(t *testing.T) {
 	const size = 11 << 20                        // three parts, the last one short
 	etag := b.put(t, "big", "application/x-test", &testkit.PatternReader{Size: size})
 
-	require.NoError(t, b.objs.Move(b.ctx, b.ref("big", etag), "q/big"))
+	copied, err := b.objs.Move(b.ctx, b.ref("big", etag), "q/big")
+	require.NoError(t, err)
+	require.True(t, copied)
 	require.False(t, b.exists(t, "big"))
 	body, out := b.get(t, "q/big")
 	require.Len(t, body, size)

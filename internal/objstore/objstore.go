@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -142,15 +143,58 @@ func isNoSuchUpload(err error) bool {
 }
 
 // isConflict reports whether err is a 409 of a request that raced another one on the same object
-// (ConditionalRequestConflict: a conditional write or delete racing a PUT; OperationAborted): the
-// object may or may not have changed, and trying again later tells.
+// (ConditionalRequestConflict: a conditional write, copy or delete racing another write of the key;
+// OperationAborted: a conflicting conditional operation in progress on the resource, such as two
+// PutObjectTagging of one object). Every request Objects sends names one object, so the conflict
+// is that object's, not the store's: the object may or may not have changed, and trying that one
+// message again later tells.
 func isConflict(err error) bool {
+	switch errorCode(err) {
+	case "ConditionalRequestConflict", "OperationAborted":
+		return true
+	}
+	return false
+}
+
+// errorCode is the S3 error code of err ("" when it has none).
+func errorCode(err error) string {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode() {
-		case "ConditionalRequestConflict", "OperationAborted":
-			return true
-		}
+		return apiErr.ErrorCode()
+	}
+	return ""
+}
+
+// isCredentialsError reports whether err is S3 refusing the request's credentials themselves: an
+// expired or invalid session token (ExpiredToken, InvalidToken, MinIO's InvalidTokenId,
+// TokenRefreshRequired), an access key it does not know (InvalidAccessKeyId), a signature it does
+// not accept (SignatureDoesNotMatch) or credentials it calls invalid (InvalidSecurity). No object
+// is at fault: every request signed with those credentials fails alike, until they are renewed or
+// fixed.
+func isCredentialsError(err error) bool {
+	switch errorCode(err) {
+	case "ExpiredToken", "InvalidToken", "InvalidTokenId", "TokenRefreshRequired",
+		"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurity":
+		return true
+	}
+	return false
+}
+
+// isRefusal reports whether err is S3 refusing a request in a way that may be the object's or the
+// store's: AccessDenied (a policy or a KMS key denying that object alone, or intake's role losing
+// its access to the bucket), or a 403 or 400 without S3's code, such as a HEAD's, which has no body
+// (an AccessDenied, an expired token and a bad signature all look alike there). Only a look at the
+// bucket tells which (see [Objects.classify]).
+func isRefusal(err error) bool {
+	code := errorCode(err)
+	if code == "AccessDenied" {
+		return true
+	}
+	switch status := statusCode(err); status {
+	case http.StatusForbidden, http.StatusBadRequest:
+		// The SDK names a bodiless error after its status ("Forbidden", "BadRequest"); the
+		// presigned path calls it UnknownError.
+		return code == "" || code == "UnknownError" || code == strings.ReplaceAll(http.StatusText(status), " ", "")
 	}
 	return false
 }
@@ -164,8 +208,11 @@ func statusCode(err error) int {
 	return 0
 }
 
-// IsRetryable reports whether an S3 error is worth retrying later (throttling, 5xx, transport
-// errors, timeouts). Client errors such as 403 or 400 are not.
+// IsRetryable reports whether an S3 error is worth retrying as it is, the same request later
+// (throttling, 5xx, transport errors, timeouts). Client errors such as 403 or 400 are not, those
+// refusing intake's credentials (ExpiredToken, SignatureDoesNotMatch…) included: they last until
+// the credentials are renewed or fixed. The pipeline's adapter reports those as an outage of S3
+// all the same (see [Objects]), so that the consumer pauses instead of failing every message.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false

@@ -137,11 +137,11 @@ func closeBody(body io.ReadCloser) {
 func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) (info pipeline.ObjectInfo, prefix []byte, retry bool, err error) {
 	r, err := o.presigned.getRange(ctx, bucket, key, n)
 	if isInvalidRange(err) { // an empty object has no byte 0
-		info, err := o.Head(ctx, bucket, key)
+		info, err := o.emptyObject(ctx, bucket, key, err)
 		return info, nil, false, err
 	}
 	if err != nil {
-		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil && IsRetryable(err), wrap(ctx, "peek", bucket, key, err)
+		return pipeline.ObjectInfo{}, nil, ctx.Err() == nil && IsRetryable(err), o.classify(ctx, "peek", bucket, key, err)
 	}
 	defer closeBody(r.body)
 	h := r.header
@@ -179,6 +179,7 @@ func (o *Objects) peekPresigned(ctx context.Context, bucket, key string, n int) 
 type s3Error struct {
 	status                   int
 	code, message, requestID string
+	etag                     string // the response's ETag header, if any (see errorETag)
 }
 
 var _ smithy.APIError = (*s3Error)(nil)
@@ -186,7 +187,7 @@ var _ smithy.APIError = (*s3Error)(nil)
 // responseError reads the S3 error document of a failed response (the code is "UnknownError"
 // without one, as in the SDK).
 func responseError(status int, h header, body io.Reader) *s3Error {
-	e := &s3Error{status: status, code: "UnknownError", requestID: h.Get("X-Amz-Request-Id")}
+	e := &s3Error{status: status, code: "UnknownError", requestID: h.Get("X-Amz-Request-Id"), etag: h.Get("ETag")}
 	var doc struct {
 		Code, Message string
 		RequestID     string `xml:"RequestId"`

@@ -133,14 +133,15 @@ func TestObjectsPeekPresignedErrors(t *testing.T) {
 	b := setupObjects(t)
 	b.put(t, "k", "text/plain", strings.NewReader("hello"))
 
-	t.Run("bad signature is a plain error with S3's code", func(t *testing.T) {
+	t.Run("bad signature is an outage with S3's code, not retried at once", func(t *testing.T) {
 		t.Parallel()
 		objs, rec := recordedObjects(func(c *aws.Config, _ *string) {
 			c.Credentials = credentials.NewStaticCredentialsProvider(testkit.DefaultAccessKey, "wrong-secret", "")
 		})
 		_, _, err := objs.Peek(b.ctx, b.bucket, "k", 10)
 		require.ErrorContains(t, err, "SignatureDoesNotMatch")
-		for _, s := range []error{pipeline.ErrNotFound, pipeline.ErrChanged, pipeline.ErrUnavailable} {
+		require.ErrorIs(t, err, pipeline.ErrUnavailable, "credentials S3 refuses fail every request alike")
+		for _, s := range []error{pipeline.ErrNotFound, pipeline.ErrChanged} {
 			require.NotErrorIs(t, err, s)
 		}
 		require.Equal(t, []sent{{method: http.MethodGet, presigned: true, rng: "bytes=0-9", status: http.StatusForbidden}}, rec.sent())
@@ -174,7 +175,11 @@ func TestObjectsPeekPresignedErrors(t *testing.T) {
 		objs, rec := recordedObjects(func(c *aws.Config, _ *string) { c.Credentials = aws.AnonymousCredentials{} })
 		_, _, err := objs.Peek(b.ctx, b.bucket, "k", 10)
 		require.ErrorContains(t, err, "AccessDenied")
-		require.Equal(t, []sent{{method: http.MethodGet, sdk: true, rng: "bytes=0-9", status: http.StatusForbidden}}, rec.sent())
+		require.ErrorIs(t, err, pipeline.ErrUnavailable, "the HeadBucket is refused too: the store's refusal")
+		require.Equal(t, []sent{
+			{method: http.MethodGet, sdk: true, rng: "bytes=0-9", status: http.StatusForbidden},
+			{method: http.MethodHead, sdk: true, status: http.StatusForbidden},
+		}, rec.sent())
 	})
 }
 
@@ -182,9 +187,11 @@ func TestObjectsPeekPresignedErrors(t *testing.T) {
 // the SDK path's errors wrap (see objstore.Objects and IsRetryable). Only NoSuchKey and
 // NoSuchVersion say the object is gone: NoSuchBucket (MinIO back on an empty volume, a wrong
 // endpoint) and a 404 without S3's code (a proxy's page) are outages, retried later rather than
-// recorded as removals; a 409 conflict is retried later too; NoSuchUpload (an aborted multipart
-// copy) is neither the object missing nor an outage. Only what IsRetryable accepts is repeated at
-// once through the SDK.
+// recorded as removals; credentials S3 refuses (SignatureDoesNotMatch, ExpiredToken…) are outages
+// too; a 409 conflict is the one object's, retried later with its message; NoSuchUpload (an aborted
+// multipart copy) is neither the object missing nor an outage; neither is an AccessDenied here (only
+// Objects' HeadBucket tells whether it is the store's: TestAccessDeniedIsConfirmedByHeadBucket).
+// Only what IsRetryable accepts is repeated at once through the SDK.
 func TestPresignedErrorClassification(t *testing.T) {
 	t.Parallel()
 	doc := func(code string) string {
@@ -204,7 +211,11 @@ func TestPresignedErrorClassification(t *testing.T) {
 		{404, "<html><body>404 Not Found</body></html>", pipeline.ErrUnavailable, "UnknownError", false},
 		{404, doc("NoSuchUpload"), nil, "NoSuchUpload", false},
 		{412, doc("PreconditionFailed"), pipeline.ErrChanged, "PreconditionFailed", false},
-		{409, doc("ConditionalRequestConflict"), pipeline.ErrUnavailable, "ConditionalRequestConflict", false},
+		{409, doc("ConditionalRequestConflict"), nil, "ConditionalRequestConflict", false},
+		{409, doc("OperationAborted"), nil, "OperationAborted", false},
+		{400, doc("ExpiredToken"), pipeline.ErrUnavailable, "ExpiredToken", false},
+		{403, doc("SignatureDoesNotMatch"), pipeline.ErrUnavailable, "SignatureDoesNotMatch", false},
+		{403, doc("InvalidAccessKeyId"), pipeline.ErrUnavailable, "InvalidAccessKeyId", false},
 		{500, doc("InternalError"), pipeline.ErrUnavailable, "InternalError", true},
 		{502, "<html>bad gateway</html>", pipeline.ErrUnavailable, "UnknownError", true},
 		{503, doc("SlowDown"), pipeline.ErrUnavailable, "SlowDown", true},
