@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -61,18 +60,25 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 		defer client.Close()
 		o.Enqueuer = reconcile.TaskEnqueuer{Client: client}
 	}
+	var jr *reconcile.JSONReport
+	if c.JSON {
+		// Every key, spooled to a temporary file as found: the report in memory keeps a sample.
+		jr = reconcile.NewJSONReport()
+		defer jr.Close()
+		o.Sink = jr
+	}
 	bar := newBar(g, c.JSON, "reconcile "+cfg.Bucket, -1, "objects")
 	o.Progress = bar
 	rep, err := reconcile.Run(g.Ctx, objstore.NewClient(awsCfg, cfg.AWS), st.Q, o)
 	bar.Finish()
 	if err != nil {
 		if rep != nil && rep.Fixed != nil {
-			// The comparison finished; the fix stopped part-way: show what was done.
-			_ = c.write(g, rep)
+			// The fix is applied as the comparison goes and stopped part-way: show what was done.
+			_ = c.write(g, rep, jr)
 		}
 		return err
 	}
-	if err := c.write(g, rep); err != nil {
+	if err := c.write(g, rep, jr); err != nil {
 		return err
 	}
 	if c.ExitCode && rep.Differences() > 0 {
@@ -81,11 +87,11 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 	return nil
 }
 
-// write prints the report as text, or as JSON with --json.
-func (c *ReconcileCmd) write(g *Globals, rep *reconcile.Report) error {
+// write prints the report as text, or as JSON with --json (every key, from jr).
+func (c *ReconcileCmd) write(g *Globals, rep *reconcile.Report, jr *reconcile.JSONReport) error {
 	var err error
-	if c.JSON {
-		err = json.NewEncoder(g.Stdout).Encode(rep)
+	if jr != nil {
+		err = jr.Write(g.Stdout, rep)
 	} else {
 		err = rep.WriteText(g.Stdout)
 	}

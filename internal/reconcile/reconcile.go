@@ -73,8 +73,29 @@ type Options struct {
 	Rate float64
 	// Progress counts listed objects (optional).
 	Progress Counter
+	// Sink receives every difference as it is found, in key order (optional): the report keeps
+	// counts and only the first SampleSize keys of each kind. An error from it stops the run.
+	// JSONReport is one.
+	Sink Sink
 	// Log receives warnings (default: discarded).
 	Log *slog.Logger
+}
+
+// SampleSize is how many keys of each kind (missing, stale, gone, HEAD failures) a Report keeps:
+// the first ones found, in key order. The counts cover them all; Options.Sink receives them all.
+const SampleSize = 1000
+
+// goneChunk is how many gone rows are checked with HeadObject, then marked missing, at a time.
+const goneChunk = 500
+
+// Sink receives the differences of a run as they are found, in key order of each kind.
+type Sink interface {
+	// Missing receives an object without a row.
+	Missing(Missing) error
+	// Stale receives a row that disagrees with its object.
+	Stale(Stale) error
+	// Gone receives a row whose object the listing passed.
+	Gone(Gone) error
 }
 
 // Missing is an object without a row.
@@ -112,6 +133,17 @@ type Fixed struct {
 	Reappeared int `json:"reappeared"`
 	// Unchanged gone rows that changed meanwhile or were already marked (left alone).
 	Unchanged int `json:"unchanged"`
+	// HeadFailed gone rows could not be checked: their HeadObject failed for that key alone (a
+	// 403 or 400, say, not an outage). They are left alone, logged, and the fix goes on.
+	HeadFailed int `json:"head_failed"`
+	// HeadErrors are the first SampleSize of the HeadFailed rows, with their errors.
+	HeadErrors []HeadError `json:"head_errors,omitempty"`
+}
+
+// HeadError is a gone row whose HeadObject failed for that key alone.
+type HeadError struct {
+	Key   string `json:"key"`
+	Error string `json:"error"`
 }
 
 // Report is the outcome of a run.
@@ -131,16 +163,28 @@ type Report struct {
 	// InSync objects have a row that agrees (and absent objects whose row says deleted/missing).
 	InSync int `json:"in_sync"`
 	// Changed rows were updated, or objects uploaded (LastModified), during the run: not judged.
-	Changed  int       `json:"changed_during_run"`
-	Missing  []Missing `json:"missing"`
-	Stale    []Stale   `json:"stale"`
-	Gone     []Gone    `json:"gone"`
-	Fixed    *Fixed    `json:"fixed,omitempty"`
-	Problems int       `json:"problems"`
+	Changed int `json:"changed_during_run"`
+	// MissingCount, StaleCount and GoneCount count the differences found (all of them).
+	MissingCount int `json:"missing_count"`
+	StaleCount   int `json:"stale_count"`
+	GoneCount    int `json:"gone_count"`
+	// Missing, Stale and Gone are a sample: the first SampleSize differences of each kind, in
+	// key order (the counts above say how many there are; Options.Sink receives them all).
+	Missing []Missing `json:"missing,omitempty"`
+	Stale   []Stale   `json:"stale,omitempty"`
+	Gone    []Gone    `json:"gone,omitempty"`
+	// Fixed is what the fix did (with Options.Fix), as it went: it is applied page by page.
+	Fixed *Fixed `json:"fixed,omitempty"`
+	// Problems is the number of differences found: MissingCount + StaleCount + GoneCount.
+	Problems int `json:"problems"`
+	// Complete says the run went to the end. A run that stopped part-way (an error, the context
+	// ending) reports, and has fixed, the keys it compared before it stopped: no row past the
+	// listing's last key is judged gone.
+	Complete bool `json:"complete"`
 }
 
-// Differences is how many keys the report lists as missing, stale or gone.
-func (r *Report) Differences() int { return len(r.Missing) + len(r.Stale) + len(r.Gone) }
+// Differences is how many keys the report found missing, stale or gone.
+func (r *Report) Differences() int { return r.MissingCount + r.StaleCount + r.GoneCount }
 
 // object is one listed S3 object.
 type object struct {
@@ -155,8 +199,10 @@ type object struct {
 // run started in may be judged too.
 func (o object) changedSince(t time.Time) bool { return !o.modified.IsZero() && !o.modified.Before(t) }
 
-// Run lists the bucket, compares it with the rows and, with o.Fix, repairs. The report is valid
-// (what was seen so far) even with an error.
+// Run lists the bucket, compares it with the rows and, with o.Fix, repairs as it goes: the
+// inspections of a page's missing and stale objects are enqueued, and its gone rows checked and
+// marked (500 at a time), before the run moves far past it. The report is valid (what was seen and
+// done so far) even with an error.
 func Run(ctx context.Context, s3c S3API, rows Rows, o Options) (*Report, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("bucket: required (--bucket or INTAKE_BUCKET)")
@@ -179,25 +225,43 @@ func Run(ctx context.Context, s3c S3API, rows Rows, o Options) (*Report, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read database time: %w", err)
 	}
-	rep := &Report{Bucket: o.Bucket, Prefix: o.Prefix, Started: start, Missing: []Missing{}, Stale: []Stale{}, Gone: []Gone{}}
+	rep := &Report{Bucket: o.Bucket, Prefix: o.Prefix, Started: start}
 	defer func() { rep.Elapsed = time.Since(began); rep.ElapsedSeconds = rep.Elapsed.Seconds() }()
-
-	var limiter *rate.Limiter
-	if o.Rate > 0 {
-		// A page's worth of burst: each page is listed at once, then paid for.
-		limiter = rate.NewLimiter(rate.Limit(o.Rate), o.PageSize)
-	}
-	if err := compare(ctx, s3c, rows, o, limiter, rep); err != nil {
-		return rep, err
-	}
-	rep.Problems = len(rep.Missing) + len(rep.Stale) + len(rep.Gone)
 	if o.Fix {
 		rep.Fixed = &Fixed{}
-		if err := fix(ctx, s3c, rows, o, limiter, rep); err != nil {
-			return rep, err
+	}
+
+	r := &run{s3c: s3c, rows: rows, o: o, rep: rep}
+	if o.Rate > 0 {
+		// A page's worth of burst: each page is listed at once, then paid for.
+		r.limiter = rate.NewLimiter(rate.Limit(o.Rate), o.PageSize)
+	}
+	err = r.compare(ctx)
+	if len(r.gone) > 0 {
+		// The rows waiting for their HEAD were passed by the listing (or the listing ended): they
+		// are gone whatever stopped the run afterwards, and are checked unless ctx ended.
+		if ctx.Err() != nil {
+			err = cmp.Or(err, ctx.Err())
+		} else if ferr := r.flushGone(ctx); ferr != nil {
+			err = errors.Join(err, ferr)
 		}
 	}
+	if err != nil {
+		return rep, err
+	}
+	rep.Complete = true
 	return rep, nil
+}
+
+// run is one reconcile: the report and the fix applied as the comparison goes.
+type run struct {
+	s3c     S3API
+	rows    Rows
+	o       Options
+	limiter *rate.Limiter
+	rep     *Report
+	// gone are rows proven gone (the listing passed their keys) whose HeadObject is still to do.
+	gone []string
 }
 
 // wait takes n tokens from l (nil: no limit).
@@ -211,8 +275,10 @@ func wait(ctx context.Context, l *rate.Limiter, n int) error {
 	return nil
 }
 
-// compare merges the sorted S3 listing with the sorted rows.
-func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate.Limiter, rep *Report) error {
+// compare merges the sorted S3 listing with the sorted rows, and hands each difference to the
+// report, the sink and the fix as it is found.
+func (r *run) compare(ctx context.Context) error {
+	o, rep := r.o, r.rep
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pages := make(chan []object, 2)
@@ -220,13 +286,13 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(pages)
-		listErr = list(ctx, s3c, o, limiter, pages)
+		listErr = list(ctx, r.s3c, o, r.limiter, pages)
 	})
 	defer wg.Wait() // after cancel (deferred later, runs first)
 	defer cancel()
 
 	objs := &objectCursor{pages: pages}
-	rc := &rowCursor{ctx: ctx, rows: rows, o: o}
+	rc := &rowCursor{ctx: ctx, rows: r.rows, o: o}
 	for {
 		s, sok := objs.peek()
 		if !sok && listErr != nil {
@@ -234,7 +300,7 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 			// listErr was set before the pages were closed.
 			return listErr
 		}
-		r, rok, err := rc.peek()
+		row, rok, err := rc.peek()
 		if err != nil {
 			return err
 		}
@@ -242,36 +308,42 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 			break
 		}
 		switch {
-		case !rok || (sok && s.key < r.Key):
+		case !rok || (sok && s.key < row.Key):
 			rep.Listed++
 			o.Progress.Add(1)
 			if s.changedSince(rep.Started) {
 				rep.Changed++ // uploaded during the run: its event may be on its way
-			} else {
-				rep.Missing = append(rep.Missing, Missing{Key: s.key, ETag: normETag(s.etag), Size: s.size})
+			} else if err := r.missing(ctx, Missing{Key: s.key, ETag: normETag(s.etag), Size: s.size}); err != nil {
+				return err
 			}
 			objs.next()
-		case !sok || r.Key < s.key:
+		case !sok || row.Key < s.key:
+			// The listing is past row.Key (a greater key was listed, or the listing ended without
+			// an error): the object is not in the bucket.
 			rep.Rows++
 			switch {
-			case absent(r.Status):
+			case absent(row.Status):
 				rep.InSync++
-			case !r.UpdatedAt.Before(rep.Started):
+			case !row.UpdatedAt.Before(rep.Started):
 				rep.Changed++
 			default:
-				rep.Gone = append(rep.Gone, Gone{Key: r.Key, RowStatus: r.Status})
+				if err := r.goneRow(ctx, Gone{Key: row.Key, RowStatus: row.Status}); err != nil {
+					return err
+				}
 			}
 			rc.next()
 		default:
 			rep.Listed++
 			rep.Rows++
 			o.Progress.Add(1)
-			rowETag := normETag(aws.ToString(r.Etag))
+			rowETag := normETag(aws.ToString(row.Etag))
 			switch {
-			case !r.UpdatedAt.Before(rep.Started) || s.changedSince(rep.Started):
+			case !row.UpdatedAt.Before(rep.Started) || s.changedSince(rep.Started):
 				rep.Changed++
-			case absent(r.Status) || rowETag != normETag(s.etag):
-				rep.Stale = append(rep.Stale, Stale{Key: s.key, S3ETag: normETag(s.etag), RowETag: rowETag, RowStatus: r.Status})
+			case absent(row.Status) || rowETag != normETag(s.etag):
+				if err := r.stale(ctx, Stale{Key: s.key, S3ETag: normETag(s.etag), RowETag: rowETag, RowStatus: row.Status}); err != nil {
+					return err
+				}
 			default:
 				rep.InSync++
 			}
@@ -282,6 +354,59 @@ func compare(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate
 	cancel()
 	wg.Wait()
 	return listErr
+}
+
+// missing records an object without a row and, with Fix, enqueues its inspection.
+func (r *run) missing(ctx context.Context, m Missing) error {
+	r.rep.MissingCount++
+	r.rep.Problems++
+	if len(r.rep.Missing) < SampleSize {
+		r.rep.Missing = append(r.rep.Missing, m)
+	}
+	if r.o.Sink != nil {
+		if err := r.o.Sink.Missing(m); err != nil {
+			return fmt.Errorf("report missing %q: %w", m.Key, err)
+		}
+	}
+	return r.enqueue(ctx, m.Key)
+}
+
+// stale records a row that disagrees with its object and, with Fix, enqueues its inspection.
+func (r *run) stale(ctx context.Context, s Stale) error {
+	r.rep.StaleCount++
+	r.rep.Problems++
+	if len(r.rep.Stale) < SampleSize {
+		r.rep.Stale = append(r.rep.Stale, s)
+	}
+	if r.o.Sink != nil {
+		if err := r.o.Sink.Stale(s); err != nil {
+			return fmt.Errorf("report stale %q: %w", s.Key, err)
+		}
+	}
+	return r.enqueue(ctx, s.Key)
+}
+
+// goneRow records a row whose object the listing passed and, with Fix, queues it for its
+// HeadObject (checked and marked goneChunk at a time).
+func (r *run) goneRow(ctx context.Context, g Gone) error {
+	r.rep.GoneCount++
+	r.rep.Problems++
+	if len(r.rep.Gone) < SampleSize {
+		r.rep.Gone = append(r.rep.Gone, g)
+	}
+	if r.o.Sink != nil {
+		if err := r.o.Sink.Gone(g); err != nil {
+			return fmt.Errorf("report gone %q: %w", g.Key, err)
+		}
+	}
+	if !r.o.Fix {
+		return nil
+	}
+	r.gone = append(r.gone, g.Key)
+	if len(r.gone) < goneChunk {
+		return nil
+	}
+	return r.flushGone(ctx)
 }
 
 // absent reports whether a row status says the object is not there.
@@ -388,72 +513,102 @@ func (c *rowCursor) peek() (dbq.OpsListObjectsRow, bool, error) {
 
 func (c *rowCursor) next() { c.cur = c.cur[1:] }
 
-// fix enqueues inspections of missing and stale objects and marks gone rows missing. The HEADs that
-// confirm a gone object are observations: the database's time read before them stamps the rows
-// they mark, which a later observation (an event processed meanwhile) outranks.
-func fix(ctx context.Context, s3c S3API, rows Rows, o Options, limiter *rate.Limiter, rep *Report) error {
-	keys := make([]string, 0, len(rep.Missing)+len(rep.Stale))
-	for _, m := range rep.Missing {
-		keys = append(keys, m.Key)
-	}
-	for _, s := range rep.Stale {
-		keys = append(keys, s.Key)
-	}
-	for _, key := range keys {
-		err := o.Enqueuer.EnqueueInspect(ctx, o.Bucket, key)
-		switch {
-		case err == nil:
-			rep.Fixed.Enqueued++
-		case errors.Is(err, ErrAlreadyQueued):
-			rep.Fixed.AlreadyQueued++
-		case errors.Is(err, ErrSkipKey):
-			rep.Fixed.EnqueueSkipped++
-			o.Log.Warn("object cannot be enqueued for inspection", "key", key, "err", err)
-		default:
-			return fmt.Errorf("enqueue inspection of %q: %w", key, err)
-		}
-	}
-
-	if len(rep.Gone) == 0 {
+// enqueue enqueues the inspection of key (with Fix).
+func (r *run) enqueue(ctx context.Context, key string) error {
+	if !r.o.Fix {
 		return nil
 	}
-	observed, err := rows.OpsNow(ctx)
+	f := r.rep.Fixed
+	err := r.o.Enqueuer.EnqueueInspect(ctx, r.o.Bucket, key)
+	switch {
+	case err == nil:
+		f.Enqueued++
+	case errors.Is(err, ErrAlreadyQueued):
+		f.AlreadyQueued++
+	case errors.Is(err, ErrSkipKey):
+		f.EnqueueSkipped++
+		r.o.Log.Warn("object cannot be enqueued for inspection", "key", key, "err", err)
+	default:
+		return fmt.Errorf("enqueue inspection of %q: %w", key, err)
+	}
+	return nil
+}
+
+// flushGone checks the rows waiting in r.gone with HeadObject and marks those whose object is
+// really absent missing. The HEADs are observations: the database's time read before them stamps
+// the rows they mark, which a later observation (an event processed meanwhile) outranks.
+//
+// A HEAD that fails for its key alone (not retryable: a 403, a 400, while the bucket answers) is
+// counted in HeadFailed, logged and skipped: one such key does not hold back every later gone row
+// on every run. A retryable failure (an outage, throttling past the SDK's retries) or the context
+// ending stops the check, after the rows confirmed before it are marked.
+func (r *run) flushGone(ctx context.Context) error {
+	if len(r.gone) == 0 {
+		return nil
+	}
+	keys := r.gone
+	r.gone = nil
+	f := r.rep.Fixed
+	observed, err := r.rows.OpsNow(ctx)
 	if err != nil {
 		return fmt.Errorf("read database time: %w", err)
 	}
 	var confirmed []string
-	for _, g := range rep.Gone {
-		if err := wait(ctx, limiter, 1); err != nil {
-			return err
+	var failed []HeadError
+	var stop error
+check:
+	for _, key := range keys {
+		if err := wait(ctx, r.limiter, 1); err != nil {
+			stop = err
+			break
 		}
-		_, err := s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(o.Bucket), Key: aws.String(g.Key)})
+		_, err := r.s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.o.Bucket), Key: aws.String(key)})
 		switch {
 		case err == nil:
-			rep.Fixed.Reappeared++
+			f.Reappeared++
 		case objstore.IsNotFound(err):
-			confirmed = append(confirmed, g.Key)
+			confirmed = append(confirmed, key)
+		case ctx.Err() != nil || objstore.IsRetryable(err):
+			stop = fmt.Errorf("head %q: %w", key, err)
+			break check
 		default:
-			return fmt.Errorf("head %q: %w", g.Key, err)
+			failed = append(failed, HeadError{Key: key, Error: err.Error()})
 		}
 	}
-	if len(confirmed) > 0 {
-		// A HEAD's 404 has no body: nothing in it tells a missing key from a missing bucket, a
-		// wrong endpoint or a proxy's own 404. The rows are marked missing only once the bucket
-		// is found after those answers (as objstore.Objects.Head does for the consumer).
-		if _, err := s3c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(o.Bucket)}); err != nil {
-			return fmt.Errorf("head bucket %q to confirm %d objects gone (none marked missing): %w", o.Bucket, len(confirmed), err)
-		}
+	if ctx.Err() != nil {
+		return cmp.Or(stop, ctx.Err())
 	}
-	for start := 0; start < len(confirmed); start += 500 {
-		chunk := confirmed[start:min(start+500, len(confirmed))]
-		marked, err := rows.OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
-			Bucket: o.Bucket, Keys: chunk, ChangedBefore: rep.Started, ObservedAt: observed,
-		})
-		if err != nil {
-			return fmt.Errorf("mark %d rows missing: %w", len(chunk), err)
-		}
-		rep.Fixed.MarkedMissing += len(marked)
-		rep.Fixed.Unchanged += len(chunk) - len(marked)
+	if len(confirmed)+len(failed) == 0 {
+		return stop
 	}
-	return nil
+	// A HEAD's 404 has no body: nothing in it tells a missing key from a missing bucket, a wrong
+	// endpoint or a proxy's own 404. Nor does a HEAD's 403 tell a key refused from credentials
+	// refused. The rows are marked missing, and the failures taken for their keys' own, only once
+	// the bucket is found after those answers (as objstore.Objects.Head does for the consumer).
+	if _, err := r.s3c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(r.o.Bucket)}); err != nil {
+		err = fmt.Errorf("head bucket %q to confirm %d objects gone (none marked missing): %w", r.o.Bucket, len(confirmed), err)
+		if len(failed) > 0 {
+			err = fmt.Errorf("%w; head %q: %s", err, failed[0].Key, failed[0].Error)
+		}
+		return errors.Join(stop, err)
+	}
+	for _, h := range failed {
+		f.HeadFailed++
+		if len(f.HeadErrors) < SampleSize {
+			f.HeadErrors = append(f.HeadErrors, h)
+		}
+		r.o.Log.Warn("gone row not checked: its HeadObject failed", "key", h.Key, "err", h.Error)
+	}
+	if len(confirmed) == 0 {
+		return stop
+	}
+	marked, err := r.rows.OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
+		Bucket: r.o.Bucket, Keys: confirmed, ChangedBefore: r.rep.Started, ObservedAt: observed,
+	})
+	if err != nil {
+		return errors.Join(stop, fmt.Errorf("mark %d rows missing: %w", len(confirmed), err))
+	}
+	f.MarkedMissing += len(marked)
+	f.Unchanged += len(confirmed) - len(marked)
+	return stop
 }

@@ -316,18 +316,21 @@ func TestReconcileFixNeedsTheBucket(t *testing.T) {
 
 func TestReportText(t *testing.T) {
 	t.Parallel()
-	rep := &Report{Bucket: "b", Listed: 3, Rows: 2, InSync: 1,
-		Missing: []Missing{{Key: "m", ETag: "e", Size: 1}},
-		Stale:   []Stale{{Key: "s", S3ETag: "a", RowETag: "b", RowStatus: "valid"}},
-		Gone:    []Gone{{Key: "g", RowStatus: "pending"}}, Problems: 3}
+	rep := &Report{Bucket: "b", Listed: 3, Rows: 2, InSync: 1, Complete: true,
+		Missing:      []Missing{{Key: "m", ETag: "e", Size: 1}},
+		Stale:        []Stale{{Key: "s", S3ETag: "a", RowETag: "b", RowStatus: "valid"}},
+		Gone:         []Gone{{Key: "g", RowStatus: "pending"}},
+		MissingCount: 151, StaleCount: 1, GoneCount: 1, Problems: 153}
 	for i := range 150 {
 		rep.Missing = append(rep.Missing, Missing{Key: fmt.Sprintf("x%03d", i)})
 	}
 	var out bytes.Buffer
 	require.NoError(t, rep.WriteText(&out))
 	text := out.String()
-	require.Contains(t, text, "reconcile: bucket b, prefix (none)")
+	require.Contains(t, text, "reconcile: bucket b, prefix (none): done in")
 	require.Regexp(t, `(?m)^  missing rows\s+151$`, text)
+	require.Contains(t, text, "missing rows (object in the bucket, no row) (first 100 of 151):\n")
+	require.Contains(t, text, "stale rows (row disagrees with the object) (1):\n")
 	require.Contains(t, text, "  m  etag=e size=1\n")
 	require.Contains(t, text, "  s  s3_etag=a row_etag=b row_status=valid\n")
 	require.Contains(t, text, "  g  row_status=pending\n")
@@ -335,7 +338,19 @@ func TestReportText(t *testing.T) {
 	require.Contains(t, text, "run again with --fix")
 	raw, err := json.Marshal(rep)
 	require.NoError(t, err)
+	require.Contains(t, string(raw), `"missing_count":151`)
 	require.Contains(t, string(raw), `"missing":[{"key":"m","etag":"e","size":1}`)
+
+	// A run that stopped part-way says so; a fix that could not HEAD some rows lists them.
+	rep = &Report{Bucket: "b", GoneCount: 2, Problems: 2, Gone: []Gone{{Key: "g1"}, {Key: "g2"}},
+		Fixed: &Fixed{MarkedMissing: 1, HeadFailed: 1, HeadErrors: []HeadError{{Key: "g2", Error: "403 Forbidden"}}}}
+	out.Reset()
+	require.NoError(t, rep.WriteText(&out))
+	text = out.String()
+	require.Contains(t, text, ": stopped after")
+	require.Contains(t, text, "stopped part-way")
+	require.Contains(t, text, "marked 1 rows missing (0 reappeared, 0 changed meanwhile, 1 not checked: HEAD failed)")
+	require.Contains(t, text, "gone rows not checked (HeadObject failed for the key; left as they are) (1):\n  g2  403 Forbidden\n")
 }
 
 func TestRunOptions(t *testing.T) {

@@ -147,9 +147,9 @@ func (m *ReconcileMetrics) done(rep *reconcile.Report, at time.Time) {
 	if m == nil {
 		return
 	}
-	m.Missing.Set(float64(len(rep.Missing)))
-	m.Stale.Set(float64(len(rep.Stale)))
-	m.Gone.Set(float64(len(rep.Gone)))
+	m.Missing.Set(float64(rep.MissingCount))
+	m.Stale.Set(float64(rep.StaleCount))
+	m.Gone.Set(float64(rep.GoneCount))
 	m.LastSuccess.Set(float64(at.UnixNano()) / 1e9)
 }
 
@@ -212,9 +212,10 @@ func (r *Reconciler) HandleReconcile(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("reconcile bucket %q: %w", p.Bucket, err)
 	}
 	r.cfg.Metrics.done(rep, r.now())
-	attrs := []any{"bucket", p.Bucket, "listed", rep.Listed, "rows", rep.Rows, "missing", len(rep.Missing),
-		"stale", len(rep.Stale), "gone", len(rep.Gone), "changed_during_run", rep.Changed,
-		"enqueued", rep.Fixed.Enqueued, "marked_missing", rep.Fixed.MarkedMissing, "took", rep.Elapsed.String()}
+	attrs := []any{"bucket", p.Bucket, "listed", rep.Listed, "rows", rep.Rows, "missing", rep.MissingCount,
+		"stale", rep.StaleCount, "gone", rep.GoneCount, "changed_during_run", rep.Changed,
+		"enqueued", rep.Fixed.Enqueued, "marked_missing", rep.Fixed.MarkedMissing, "head_failed", rep.Fixed.HeadFailed,
+		"took", rep.Elapsed.String()}
 	if rep.Differences() > 0 {
 		// Events S3 never sent, or intake lost: worth a look even though they are repaired now.
 		r.log.WarnContext(ctx, "periodic reconcile found and repaired differences", attrs...)
