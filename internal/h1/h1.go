@@ -14,21 +14,49 @@
 // HostClient) starts idle-connection cleaner goroutines that sleep up to MaxIdleConnDuration and
 // cannot be stopped: every test package building clients on the local stack would see them as
 // leaked. A Pool starts no goroutine; an idle connection past the transport's IdleConnTimeout is
-// closed when the pool next hands out or takes back a connection of its host.
+// closed when the pool next hands out or takes back a connection of its host, and
+// [Pool.CloseIdleConnections] closes them all.
 //
 // # What it keeps of the transport
 //
-// Its TLS configuration (which carries AWS_CA_BUNDLE's roots; always HTTP/1.1), its idle
-// connections per host and idle timeout, and its limit on connections per host: at the limit, and
-// for a host a proxy applies to, [Pool.Do] returns [ErrNetHTTP] and the caller sends the request
-// through net/http (which waits for a connection, or goes through the proxy). Dials are bounded by
-// the dial timeout given to [NewPool], and an exchange by its response timeout and the context's
-// deadline. A cancelled context aborts the exchange in flight (its connection's deadline is moved
-// to the past). A request that went out on a pooled connection and got no byte back (the server
-// closed it while idle) is sent once more on a new connection, as net/http does for a GET; callers
-// send only requests that are safe to repeat (a ranged GET; an SQS delete; an SQS receive, whose
-// repetition at worst hides messages until their visibility timeout ends, as the SDK's own retry
-// of a failed receive does). Redirects are not followed.
+// Its dialer (DialContext, or Dial; a transport that dials TLS its own way, DialTLSContext or
+// DialTLS, gets no Pool), its TLS configuration (which carries AWS_CA_BUNDLE's roots; always
+// HTTP/1.1), its idle connections per host and idle timeout, and its limit on connections per
+// host: at the limit, and for a host a proxy applies to, [Pool.Do] returns [ErrNetHTTP] and the
+// caller sends the request through net/http (which waits for a connection, or goes through the
+// proxy). Connections are pooled per scheme and host[:port]: an http and an https endpoint on the
+// same address never share one. Dials are bounded by the dial timeout given to [NewPool], and an
+// exchange by its response timeout and the context's deadline. A cancelled context aborts the
+// exchange in flight (its connection's deadline is moved to the past). Redirects are not followed.
+//
+// # Idle connections
+//
+// As net/http never reuses a connection with something to read, a Pool checks an idle connection
+// before it sends a request on it: one with bytes waiting (a stray or unsolicited answer such as
+// the 408 Request Timeout load balancers send before closing, a body longer than its
+// Content-Length), or that the server closed or reset, is closed, and the next idle one is taken
+// or a new one dialled. The check costs one non-blocking recv(MSG_PEEK) on the socket; over TLS
+// also a read, with the deadline in the past, of what the TLS layer buffered (which the socket no
+// longer shows). It needs a socket that exposes its file descriptor (a syscall.Conn, as
+// net.TCPConn is) on Linux, macOS, the BSDs or Solaris: a connection without one (on another
+// system, or from a DialContext returning another kind of net.Conn) serves one exchange and is
+// closed, never kept idle. Bytes still in flight when the check runs are read as the request's
+// answer (a 408 excepted: see below).
+//
+// # Requests sent twice
+//
+// A request that went out on a reused connection (one taken idle from the pool) is sent once more,
+// on a new connection, when the exchange failed before any byte of an answer came back (the server
+// closed the connection while it was idle, before or while the request was written) or when its
+// answer is a 408 Request Timeout (the server's idle timeout, not an answer to the request), as
+// net/http does. That is done for every request, whatever its method, and even when its whole body
+// was written, where net/http resends only idempotent ones (GET, HEAD, OPTIONS, TRACE, or with an
+// Idempotency-Key) and ones of which nothing was written: callers send only requests that are safe
+// to repeat (a ranged GET; an SQS delete; an SQS receive, whose repetition at worst hides messages
+// until their visibility timeout ends, as the SDK's own retry of a failed receive does). A request
+// is not sent again after an exchange that timed out or whose context ended, nor after any failure
+// or 408 on a new connection; when the host has as many connections as the transport allows, Do
+// returns ErrNetHTTP instead of sending it again (it may then have reached the server once).
 package h1
 
 import (
@@ -39,8 +67,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -51,6 +81,10 @@ import (
 // host has as many connections as the transport allows.
 var ErrNetHTTP = errors.New("h1: request left to net/http")
 
+// errIdle408 is a 408 Request Timeout read as the first answer on a reused connection: the server
+// closing it for idleness, not an answer to the request.
+var errIdle408 = errors.New("h1: 408 Request Timeout on a reused connection")
+
 // ReadBuffer is a connection's read buffer, which must hold a response's whole header: a larger
 // header fails Do with a *fasthttp.ErrSmallBuffer (AWS's are under 4 KiB, S3 user metadata
 // included).
@@ -59,9 +93,10 @@ const ReadBuffer = 8 << 10
 // Pool sends requests over pooled keep-alive connections; see the package documentation. It is
 // safe for concurrent use.
 type Pool struct {
-	dialer           *net.Dialer
-	tlsConfig        *tls.Config                           // for https endpoints; ServerName set per host
-	proxy            func(*http.Request) (*url.URL, error) // the transport's (nil: none)
+	dial             func(ctx context.Context, network, addr string) (net.Conn, error) // the transport's
+	dialTimeout      time.Duration                                                     // bound of a dial (0: none)
+	tlsConfig        *tls.Config                                                       // for https endpoints; ServerName set per host
+	proxy            func(*http.Request) (*url.URL, error)                             // the transport's (nil: none)
 	handshakeTimeout time.Duration
 	maxIdle          int           // idle connections kept per host
 	maxConns         int           // connections per host (0: no limit)
@@ -69,8 +104,11 @@ type Pool struct {
 	responseTimeout  time.Duration // bound of one exchange
 
 	mu    sync.Mutex
-	hosts map[string]*host // by the URL's host[:port]
+	hosts map[hostKey]*host
 }
+
+// hostKey names a host's pool: the URL's scheme and host[:port].
+type hostKey struct{ scheme, name string }
 
 // host is a host's pool (guarded by Pool.mu).
 type host struct {
@@ -87,39 +125,58 @@ type conn struct {
 	r        *bufio.Reader
 	w        *bufio.Writer
 	lastUsed time.Time
+	tls      bool // Conn is a *tls.Conn over the socket
+	// socket is the connection's socket, whose receive queue quiet peeks at (nil: it cannot be
+	// checked, and the connection is never kept idle); peek is the function that does it, peekErr
+	// its result and peekBuf its buffer (fields, so that a check allocates nothing).
+	socket  syscall.RawConn
+	peek    func(fd uintptr)
+	peekErr error
+	peekBuf [1]byte
 }
 
 // NewPool returns a Pool mirroring the transport of the SDK's buildable HTTP client b, whose
-// exchanges last at most responseTimeout and dials at most dialTimeout; nil when the transport
-// dials TLS its own way (DialTLSContext), which a Pool cannot mirror.
+// exchanges last at most responseTimeout and dials at most dialTimeout (0: the transport's dialer
+// alone bounds them). It dials with the transport's DialContext (or Dial), as net/http does, or
+// else with b's dialer. It returns nil when the transport dials TLS its own way (DialTLSContext or
+// DialTLS), which a Pool cannot mirror: callers then send every request through net/http.
 func NewPool(b *awshttp.BuildableClient, responseTimeout, dialTimeout time.Duration) *Pool {
 	tr := b.GetTransport() // a clone
-	if tr.DialTLSContext != nil {
+	//lint:ignore SA1019 a transport may still set DialTLS, which a Pool cannot mirror either
+	if tr.DialTLSContext != nil || tr.DialTLS != nil {
 		return nil
+	}
+	dial := tr.DialContext
+	//lint:ignore SA1019 net/http dials with Dial when DialContext is unset, and so does a Pool
+	if d := tr.Dial; dial == nil && d != nil {
+		dial = func(_ context.Context, network, addr string) (net.Conn, error) { return d(network, addr) }
+	}
+	if dial == nil {
+		dial = b.GetDialer().DialContext
 	}
 	cfg := tr.TLSClientConfig // a clone too: it carries AWS_CA_BUNDLE's roots
 	if cfg == nil {
 		cfg = &tls.Config{}
 	}
 	cfg.NextProtos = []string{"http/1.1"} // never HTTP/2, which net/http may have offered
-	dialer := b.GetDialer()
-	dialer.Timeout = dialTimeout
 	maxIdle := tr.MaxIdleConnsPerHost
 	if maxIdle <= 0 {
 		maxIdle = http.DefaultMaxIdleConnsPerHost
 	}
 	return &Pool{
-		dialer: dialer, tlsConfig: cfg, proxy: tr.Proxy, handshakeTimeout: tr.TLSHandshakeTimeout,
+		dial: dial, dialTimeout: dialTimeout, tlsConfig: cfg, proxy: tr.Proxy, handshakeTimeout: tr.TLSHandshakeTimeout,
 		maxIdle: maxIdle, maxConns: tr.MaxConnsPerHost, idleTimeout: tr.IdleConnTimeout,
-		responseTimeout: responseTimeout, hosts: map[string]*host{},
+		responseTimeout: responseTimeout, hosts: map[hostKey]*host{},
 	}
 }
 
 // Do sends req to the host (host[:port]) of scheme ("http" or "https") and reads its response into
 // resp, a body up to limit bytes (a larger one fails with fasthttp.ErrBodyTooLarge). The caller
 // sets req's Host header and request URI. It returns ErrNetHTTP when net/http must send the
-// request instead (nothing was sent). A failed exchange returns the connection's error; when ctx
-// ended, the caller should report ctx.Err().
+// request instead: nothing was sent, or the request was to be sent again (see the package
+// documentation) and the host had no place for a new connection, when it may have reached the
+// server once. A failed exchange returns the connection's error; when ctx ended, the caller
+// should report ctx.Err().
 func (p *Pool) Do(ctx context.Context, scheme, hostport string, req *fasthttp.Request, resp *fasthttp.Response, limit int) error {
 	h := p.host(scheme, hostport)
 	if !h.direct {
@@ -137,13 +194,18 @@ func (p *Pool) Do(ctx context.Context, scheme, hostport string, req *fasthttp.Re
 		}
 		if c == nil {
 			var err error
-			if c, err = p.dial(ctx, h, deadline); err != nil {
+			if c, err = p.dialConn(ctx, h, deadline); err != nil {
 				p.release(h, nil)
 				return err
 			}
 		}
 		answered, reusable, err := exchange(ctx, c, req, resp, deadline, limit)
-		if err == nil && reusable {
+		if err == nil && reused && resp.StatusCode() == fasthttp.StatusRequestTimeout {
+			// The server's idle timeout, not an answer to req (net/http's rule): the connection
+			// is closing, and req goes once more on a new one.
+			answered, reusable, err = false, false, errIdle408
+		}
+		if err == nil && reusable && c.socket != nil {
 			p.put(h, c)
 		} else {
 			p.release(h, c)
@@ -151,7 +213,8 @@ func (p *Pool) Do(ctx context.Context, scheme, hostport string, req *fasthttp.Re
 		if err == nil || answered || !reused || ctx.Err() != nil || IsTimeout(err) {
 			return err
 		}
-		// The server closed this pooled connection while it was idle: once more on a new one.
+		// No answer (the server closed this pooled connection while it was idle), or its idle
+		// 408: once more on a new one.
 		c, reused, ok = nil, false, p.reserve(h)
 	}
 }
@@ -168,11 +231,28 @@ func (p *Pool) Idle() int {
 	return n
 }
 
-// host returns the pool of a host, deciding once whether a proxy applies to it.
+// CloseIdleConnections closes the connections the Pool holds idle, as http.Transport's method of
+// the name does. Connections in use are not affected: they are pooled again when their exchange
+// ends. The Pool stays usable.
+func (p *Pool) CloseIdleConnections() {
+	var idle []*conn
+	p.mu.Lock()
+	for _, h := range p.hosts {
+		idle = append(idle, h.idle...)
+		h.open -= len(h.idle)
+		clear(h.idle)
+		h.idle = h.idle[:0]
+	}
+	p.mu.Unlock()
+	closeAll(idle)
+}
+
+// host returns the pool of a scheme's host, deciding once whether a proxy applies to it.
 func (p *Pool) host(scheme, name string) *host {
+	key := hostKey{scheme, name}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if h := p.hosts[name]; h != nil {
+	if h := p.hosts[key]; h != nil {
 		return h
 	}
 	h := &host{}
@@ -201,7 +281,7 @@ func (p *Pool) host(scheme, name string) *host {
 			h.tls.ServerName = hostname
 		}
 	}
-	p.hosts[name] = h
+	p.hosts[key] = h
 	return h
 }
 
@@ -211,7 +291,7 @@ func exchange(ctx context.Context, c *conn, req *fasthttp.Request, resp *fasthtt
 	if err := c.SetDeadline(deadline); err != nil {
 		return false, false, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(pastDeadline) })
 	defer func() {
 		if !stop() { // the deadline was moved: the connection is done
 			reusable = false
@@ -239,22 +319,54 @@ func IsTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// take returns the host's most recently used idle connection, or nil with ok when a new one may
-// be dialled (its place reserved), or ok false when the host has maxConns connections. It closes
-// the connections idle past the idle timeout.
+// take returns the host's most recently used idle connection that has nothing to read (see
+// quiet; it closes the others), or nil with ok when a new one may be dialled (its place
+// reserved), or ok false when the host has maxConns connections. It closes the connections idle
+// past the idle timeout.
 func (p *Pool) take(h *host) (c *conn, ok bool) {
-	p.mu.Lock()
-	expired := p.expiredLocked(h)
-	if n := len(h.idle); n > 0 {
-		c, ok = h.idle[n-1], true
-		h.idle[n-1] = nil
-		h.idle = h.idle[:n-1]
-	} else {
-		ok = p.reserveLocked(h)
+	for {
+		p.mu.Lock()
+		expired := p.expiredLocked(h)
+		c = nil
+		if n := len(h.idle); n > 0 {
+			c = h.idle[n-1]
+			h.idle[n-1] = nil
+			h.idle = h.idle[:n-1]
+		} else {
+			ok = p.reserveLocked(h)
+		}
+		p.mu.Unlock()
+		closeAll(expired)
+		if c == nil {
+			return nil, ok
+		}
+		if c.quiet() {
+			return c, true
+		}
+		p.release(h, c) // a stray answer, a closed or reset connection: not for this request
 	}
-	p.mu.Unlock()
-	closeAll(expired)
-	return c, ok
+}
+
+// pastDeadline is a deadline long past: a read under it returns what is buffered, or a timeout.
+var pastDeadline = time.Unix(1, 0)
+
+// quiet reports whether the idle connection c has nothing to read and is still open: its socket
+// holds no byte, end of stream or error (one non-blocking recv with MSG_PEEK), and over TLS, the
+// TLS layer holds nothing either (a read under a past deadline returns what the layer holds
+// decrypted or as a whole record, if anything, else times out without reading the socket). The
+// read buffer is empty: exchange pools no connection with bytes left in it.
+func (c *conn) quiet() bool {
+	if c.r.Buffered() != 0 || !c.socketQuiet() {
+		return false
+	}
+	if !c.tls {
+		return true
+	}
+	if err := c.SetReadDeadline(pastDeadline); err != nil {
+		return false
+	}
+	_, err := c.r.Peek(1)
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // reserve reserves a place for a new connection of the host (false: it has maxConns).
@@ -318,13 +430,21 @@ func closeAll(conns []*conn) {
 	}
 }
 
-// dial connects to the host (TLS handshake included).
-func (p *Pool) dial(ctx context.Context, h *host, deadline time.Time) (*conn, error) {
-	raw, err := p.dialer.DialContext(ctx, "tcp", h.addr)
+// dialConn connects to the host (TLS handshake included) with the transport's dialer, within the
+// dial timeout.
+func (p *Pool) dialConn(ctx context.Context, h *host, deadline time.Time) (*conn, error) {
+	dctx := ctx
+	if p.dialTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, p.dialTimeout)
+		defer cancel()
+	}
+	raw, err := p.dial(dctx, "tcp", h.addr)
 	if err != nil {
 		return nil, err
 	}
-	nc := raw
+	c := &conn{Conn: raw}
+	c.setSocket(raw)
 	if h.tls != nil {
 		hs := deadline
 		if p.handshakeTimeout > 0 && time.Now().Add(p.handshakeTimeout).Before(hs) {
@@ -339,7 +459,8 @@ func (p *Pool) dial(ctx context.Context, h *host, deadline time.Time) (*conn, er
 			_ = raw.Close()
 			return nil, err
 		}
-		nc = tc
+		c.Conn, c.tls = tc, true
 	}
-	return &conn{Conn: nc, r: bufio.NewReaderSize(nc, ReadBuffer), w: bufio.NewWriter(nc)}, nil
+	c.r, c.w = bufio.NewReaderSize(c.Conn, ReadBuffer), bufio.NewWriter(c.Conn)
+	return c, nil
 }

@@ -58,8 +58,9 @@ type HeaderAuth struct {
 	Authorization string
 }
 
-// CanonicalPath reports whether p is a path JSONRequest.Path accepts: "/" followed by unreserved
-// characters and slashes, so that SigV4's escaping of it is the identity.
+// CanonicalPath reports whether p is a path JSONRequest.Path accepts, and the path of a custom
+// endpoint NewSigner accepts: "/" followed by unreserved characters and slashes, so that SigV4's
+// escaping of it is the identity.
 func CanonicalPath(p string) bool {
 	if p == "" || p[0] != '/' {
 		return false

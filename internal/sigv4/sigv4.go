@@ -54,8 +54,11 @@ type Signer struct {
 	// own is the credentials cache of the Signer's own (see [SigningSource]), which it may empty
 	// to ask for a fresher session; nil when the provider is shared, which it never empties.
 	own *aws.CredentialsCache
-	// held is the session that signs while own failed to give a fresher one (nil: none).
+	// held is the session that signs while own is asked for a fresher one, and after it failed
+	// to give one, for as long as it can sign (nil: none).
 	held atomic.Pointer[aws.Credentials]
+	// refreshing is set while a call asks own for a fresher session.
+	refreshing atomic.Bool
 	// lastRefresh is when the Signer last asked own for a fresher session (unix nanoseconds).
 	lastRefresh atomic.Int64
 }
@@ -78,7 +81,8 @@ type SigningSource interface {
 // get a 3-second upload URL. A source that already has a fresher session (IRSA, an instance role near
 // its rotation) gives it at once; one that has not gives the same session again, which signs as
 // before; one that fails leaves the old session signing for the time it has left, and is asked again
-// at most once every refreshEvery.
+// by one call at a time, at most once every refreshEvery. While the source is asked, the other calls
+// sign with the old session without waiting for it.
 const (
 	RefreshWindow = 10 * time.Minute
 	refreshEvery  = 10 * time.Second
@@ -93,35 +97,58 @@ func (s *Signer) retrieve(ctx context.Context, now time.Time, want time.Duration
 		}
 		return creds, nil
 	}
-	held := s.held.Load()
-	if held != nil && time.Now().UnixNano()-s.lastRefresh.Load() < int64(refreshEvery) {
-		return *held, nil // the source failed a moment ago: not asked again yet
+	if held := s.held.Load(); held != nil {
+		if credentialsLeft(*held, now) < MinLifetime {
+			s.held.CompareAndSwap(held, nil) // over: only the source can give credentials now
+		} else if !s.startRefresh() {
+			return *held, nil // the source is being asked, or failed a moment ago
+		} else {
+			// The source failed a while ago: ask it again (the cache is empty since).
+			defer s.refreshing.Store(false)
+			creds, err := s.own.Retrieve(ctx)
+			if err != nil {
+				return *held, nil
+			}
+			s.held.CompareAndSwap(held, nil)
+			return creds, nil
+		}
 	}
 	creds, err := s.own.Retrieve(ctx)
 	if err != nil {
-		if held != nil {
-			s.lastRefresh.Store(time.Now().UnixNano())
-			return *held, nil // Lifetime refuses it once too little of it is left
+		// A refresh another call started (it emptied the cache) failed under this one: the
+		// session it held still signs.
+		if held := s.held.Load(); held != nil && credentialsLeft(*held, now) >= MinLifetime {
+			return *held, nil
 		}
 		return creds, fmt.Errorf("presign: retrieve credentials: %w", err)
 	}
-	if held != nil {
-		s.held.Store(nil)
-	}
-	if !creds.CanExpire || creds.Expires.Sub(now) >= min(want, RefreshWindow) {
+	if !creds.CanExpire || creds.Expires.Sub(now) >= min(want, RefreshWindow) || !s.startRefresh() {
 		return creds, nil
 	}
-	last, t := s.lastRefresh.Load(), time.Now().UnixNano()
-	if t-last < int64(refreshEvery) || !s.lastRefresh.CompareAndSwap(last, t) {
-		return creds, nil
-	}
+	defer s.refreshing.Store(false)
+	// Held before the cache is emptied, so that calls made meanwhile sign with it rather than wait
+	// for the source, and it keeps signing should the source fail.
+	held := &creds
+	s.held.Store(held)
 	s.own.Invalidate()
 	fresh, err := s.own.Retrieve(ctx)
 	if err != nil {
-		s.held.Store(&creds) // the old session still signs for the time it has left
-		return creds, nil
+		return creds, nil // held: the old session signs for the time it has left
 	}
+	s.held.CompareAndSwap(held, nil)
 	return fresh, nil
+}
+
+// startRefresh reports whether the caller is to ask own for a fresher session: no other call is
+// asking it, and none did in the last refreshEvery. The caller then ends the refresh
+// (refreshing.Store(false)).
+func (s *Signer) startRefresh() bool {
+	t, last := time.Now().UnixNano(), s.lastRefresh.Load()
+	if t-last < int64(refreshEvery) || !s.refreshing.CompareAndSwap(false, true) {
+		return false
+	}
+	s.lastRefresh.Store(t)
+	return true
 }
 
 // signingKey is the derived key of one day and secret, with the strings that depend on them.
@@ -140,7 +167,9 @@ type signingKey struct {
 }
 
 // NewSigner returns a Signer for the endpoint, region, addressing and credentials of an S3 client's
-// options (s3.Client.Options()).
+// options (s3.Client.Options()). It refuses the options the Signer cannot sign as the SDK does:
+// FIPS, dual-stack, accelerated and ARN-region endpoints, and a custom endpoint whose path is not
+// one [CanonicalPath] accepts (one with escapes, such as %2F, or characters that need them).
 func NewSigner(o s3.Options) (*Signer, error) {
 	if o.Credentials == nil {
 		return nil, fmt.Errorf("presigner: no credentials provider")
@@ -192,6 +221,11 @@ func NewSigner(o s3.Options) (*Signer, error) {
 		// path-style whatever UsePathStyle says (except for buckets with dots over http, which it
 		// puts in front of the address, a URL that resolves nowhere).
 		s.pathStyle = true
+	}
+	if p := u.EscapedPath(); p != "" && !CanonicalPath(p) {
+		// The SDK signs such a path its own way (it unescapes it, and escapes it again), which
+		// the Signer does not copy: its URLs would not be the SDK's.
+		return nil, fmt.Errorf("presigner: endpoint %q: its path %q holds escapes or characters that need escaping; the path may hold only letters, digits, '-', '.', '_', '~' and '/'", *o.BaseEndpoint, p)
 	}
 	s.basePath = strings.TrimRight(u.EscapedPath(), "/")
 	return s, nil
@@ -260,11 +294,20 @@ func Lifetime(creds aws.Credentials, now time.Time, want time.Duration) (time.Du
 	if !creds.CanExpire {
 		return want, nil
 	}
-	left := creds.Expires.Sub(now.UTC().Truncate(time.Second)).Truncate(time.Second)
+	left := credentialsLeft(creds, now)
 	if left < MinLifetime {
 		return 0, fmt.Errorf("%w (at %s)", ErrCredentialsExpiring, creds.Expires.UTC().Format(time.RFC3339))
 	}
 	return min(want, left), nil
+}
+
+// credentialsLeft returns how long credentials sign from now, in whole seconds counted from now
+// truncated to the second, as Lifetime counts them (MaxExpiry for credentials that do not expire).
+func credentialsLeft(creds aws.Credentials, now time.Time) time.Duration {
+	if !creds.CanExpire {
+		return MaxExpiry
+	}
+	return creds.Expires.Sub(now.UTC().Truncate(time.Second)).Truncate(time.Second)
 }
 
 // Lifetime retrieves the signing credentials and returns the lifetime of a URL signed at now (see
@@ -285,7 +328,8 @@ func (s *Signer) Presign(ctx context.Context, in Input) (string, error) {
 }
 
 // Sign presigns the request. Its lifetime is in.Expires capped at the expiry of the credentials
-// the provider returns now (see [Lifetime]); Presigned.Expires says when it ends.
+// it signs with, the provider's now or the session held during a refresh (see [Lifetime] and
+// [RefreshWindow]); Presigned.Expires says when it ends.
 func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	creds, err := s.retrieve(ctx, in.Now, in.Expires)
 	if err != nil {
