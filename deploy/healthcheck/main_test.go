@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -64,4 +66,40 @@ func TestProbe(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	require.Error(t, probe("http://"+addr+"/healthz", 2*time.Second))
+}
+
+// TestListenAddr: the probe finds the daemon's port as the daemon does: its --listen flag (from
+// PID 1's command line: intake under the image's ENTRYPOINT, or an init running it) overrides
+// INTAKE_LISTEN_ADDR. Before, only INTAKE_LISTEN_ADDR was read, and `docker run IMAGE run --listen
+// 0.0.0.0:9000` was probed on the image's 8080: unhealthy for good.
+func TestListenAddr(t *testing.T) {
+	t.Parallel()
+	const env = "0.0.0.0:8080" // the image's ENV
+	cases := []struct {
+		name    string
+		cmdline []string
+		want    string
+	}{
+		{"image default", []string{"intake", "run"}, env},
+		{"flag", []string{"intake", "run", "--listen", "0.0.0.0:9000"}, "0.0.0.0:9000"},
+		{"flag with =", []string{"/usr/local/bin/intake", "run", "--roles=api", "--listen=:9001"}, ":9001"},
+		{"last flag wins", []string{"intake", "run", "--listen", ":1", "--listen", ":2"}, ":2"},
+		{"under docker run --init", []string{"/sbin/docker-init", "--", "intake", "run", "--listen", "0.0.0.0:9002"}, "0.0.0.0:9002"},
+		{"not intake's flag", []string{"/sbin/init", "--listen", ":7"}, env},
+		{"after --", []string{"intake", "run", "--", "--listen", ":7"}, env},
+		{"no value", []string{"intake", "run", "--listen"}, env},
+		{"unreadable", nil, env},
+	}
+	for _, tc := range cases {
+		require.Equal(t, tc.want, listenAddr(tc.cmdline, env), tc.name)
+	}
+	require.Equal(t, "", listenAddr([]string{"intake", "run"}, ""), "the daemon's default")
+}
+
+func TestReadCmdline(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cmdline")
+	require.NoError(t, os.WriteFile(path, []byte("intake\x00run\x00--listen\x000.0.0.0:9000\x00"), 0o600))
+	require.Equal(t, []string{"intake", "run", "--listen", "0.0.0.0:9000"}, readCmdline(path))
+	require.Nil(t, readCmdline(filepath.Join(t.TempDir(), "missing")))
 }

@@ -44,9 +44,10 @@ func httpGet(url string) (int, string) {
 
 // TestRunWaitsForPostgres: `intake run` started while PostgreSQL cannot be reached (a failover, a
 // database still starting) waits for it instead of exiting 1 (and crash-looping): it answers
-// /healthz 200 and /readyz 503 naming postgres failed, refuses the API's routes with 503, logs why
-// it waits, and becomes ready once PostgreSQL answers. Before, build's ping failed after 5 s and
-// the process exited 1.
+// /healthz 200 and /readyz 503 naming postgres (and started) failed, refuses the API's routes with
+// 503 saying it waits for PostgreSQL, logs why it waits, and becomes ready once PostgreSQL
+// answers. Before, build's ping failed after 5 s and the process exited 1. (The api role: the
+// scheduler does not use PostgreSQL, see TestSchedulerNeedsNoPostgres.)
 func TestRunWaitsForPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
@@ -65,7 +66,7 @@ func TestRunWaitsForPostgres(t *testing.T) {
 	done := make(chan int, 1)
 	started := time.Now()
 	go func() {
-		done <- MainContext(runCtx, []string{"run", "--roles", "scheduler",
+		done <- MainContext(runCtx, []string{"run", "--roles", "api", "--api-keys", "0123456789abcdef-alice=alice",
 			"--database-url", dbURL, "--migrate",
 			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
 			"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", "unused",
@@ -80,6 +81,7 @@ func TestRunWaitsForPostgres(t *testing.T) {
 	var ready struct{ Checks map[string]string }
 	require.NoError(t, json.Unmarshal([]byte(body), &ready), body)
 	require.Equal(t, "failed", ready.Checks["postgres"], body)
+	require.Equal(t, "failed", ready.Checks["started"], body)
 	require.Eventually(t, func() bool {
 		code, body = httpGet("http://" + adminAddr + "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, proxy.Addr)
@@ -87,6 +89,7 @@ func TestRunWaitsForPostgres(t *testing.T) {
 	code, body = httpGet(base + "/v1/uploads")
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.Contains(t, body, "database-unavailable")
+	require.Contains(t, body, "intake is starting (waiting for PostgreSQL)")
 
 	time.Sleep(time.Until(started.Add(4 * time.Second)))
 	select {
@@ -101,8 +104,8 @@ func TestRunWaitsForPostgres(t *testing.T) {
 		60*time.Second, 200*time.Millisecond, "ready once PostgreSQL answers; logs:\n%s", logs.String())
 	require.Contains(t, logs.String(), "postgres answers")
 	require.Contains(t, logs.String(), "migrations applied")
-	code, body = httpGet(base + "/v1/uploads")
-	require.Equal(t, http.StatusNotFound, code, "the scheduler serves no API: %s", body)
+	code, body = httpGet(base + "/v1/uploads/0190c5b4-7d43-7b5e-9f2a-4c1d2e3f4a5b")
+	require.Equal(t, http.StatusUnauthorized, code, "the API's routes answer: %s", body)
 
 	cancel()
 	select {
@@ -124,7 +127,7 @@ func TestRunStopsWhileWaitingForPostgres(t *testing.T) {
 	proxy, dbURL := pgProxy(t, testkit.Schema(t))
 	proxy.Down()
 	args := func(dbURL string) []string {
-		return []string{"run", "--roles", "scheduler", "--database-url", dbURL, "--bucket", "unused",
+		return []string{"run", "--roles", "api", "--api-keys", "0123456789abcdef-alice=alice", "--database-url", dbURL, "--bucket", "unused",
 			"--redis-url", "redis://" + testkit.RedisAddr() + "/0", "--listen", testkit.FreeAddr(t), "--shutdown-grace", "2s"}
 	}
 

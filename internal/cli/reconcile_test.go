@@ -47,10 +47,13 @@ func TestReconcileFixStoppedPrintsJSON(t *testing.T) {
 		Fixed *struct {
 			Enqueued int `json:"enqueued"`
 		} `json:"fixed"`
+		Complete *bool `json:"complete"`
 	}
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), "stdout is JSON:\n%s", stdout.String())
 	require.Len(t, rep.Missing, 1)
 	require.Equal(t, "k/no-row", rep.Missing[0].Key)
 	require.NotNil(t, rep.Fixed)
 	require.Zero(t, rep.Fixed.Enqueued)
+	require.NotNil(t, rep.Complete)
+	require.False(t, *rep.Complete, "the report says the run stopped part-way")
 }

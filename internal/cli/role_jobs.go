@@ -19,16 +19,23 @@ import (
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
 // object:inspect, objects:reconcile (queues and priorities in worker/tasks) and intake:maintenance
-// tasks (intent expiry, event retention), stopped within ShutdownGrace; and the notifications: the
-// outbox relay (woken by the process's outbox Listener) and, when webhook endpoints are configured,
-// a second asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running the webhook deliveries (queue
-// intake-webhooks, retried for at least a day).
+// tasks (intent expiry, event retention), stopped within ShutdownGrace, its runs counted in
+// intake_tasks_total (the reconcile's outcomes exported at 0 from the start); and the
+// notifications: the outbox relay (woken by the process's outbox Listener) and, when webhook
+// endpoints are configured, a second asynq server of INTAKE_WEBHOOK_CONCURRENCY workers running the
+// webhook deliveries (queue intake-webhooks, retried for at least a day).
 func startJobs(_ context.Context, a *App) ([]Component, error) {
 	cfg := a.Cfg
 	log := a.Log.With("role", config.RoleJobs)
 	metrics, err := jobs.NewMetrics(a.Registry)
 	if err != nil {
 		return nil, err
+	}
+	// NewMetrics exports the series of tasks.Types at 0; objects:reconcile is not one of them.
+	// Exported at 0 from the start, a jobs pod's first failed reconcile is an increase that
+	// IntakeReconcileFailing (deploy/observability/alerts.yml) sees, not a series born at 1.
+	for _, o := range []string{jobs.OutcomeSuccess, jobs.OutcomeRetry, jobs.OutcomeFailed} {
+		metrics.Tasks.WithLabelValues(jobs.TypeReconcile, o)
 	}
 	mp, err := a.Multipart()
 	if err != nil {

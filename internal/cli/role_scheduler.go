@@ -12,7 +12,8 @@ import (
 // bucket (under INTAKE_JOBS_SWEEP_PREFIX) on INTAKE_JOBS_SWEEP_CRON, the maintenance task (intent
 // expiry, event retention) on INTAKE_JOBS_MAINTENANCE_CRON and, unless INTAKE_JOBS_RECONCILE_CRON is
 // off, the reconcile of the bucket. Any number of replicas may run it: each period's task has one
-// task ID, so it is enqueued once.
+// task ID, so it is enqueued once. It uses Redis only (not a.Store, nil in a process that runs the
+// scheduler alone, which neither waits for PostgreSQL nor checks it or S3: see serve, addChecks).
 func startScheduler(_ context.Context, a *App) ([]Component, error) {
 	log := a.Log.With("role", config.RoleScheduler)
 	s, err := jobs.NewSweepPeriodic(jobs.SweepPeriodicConfig{

@@ -58,7 +58,8 @@ type App struct {
 	// Registry receives every metric; /metrics serves it.
 	Registry *prometheus.Registry
 	// Store is the PostgreSQL store. It is nil until PostgreSQL has answered (serve waits for it
-	// before starting the roles).
+	// before starting the roles), and stays nil in a process that runs only the scheduler, which
+	// does not use PostgreSQL (config.UsesDatabase).
 	Store *store.Store
 	// S3 is the daemon's S3 client; Presign signs URLs for clients.
 	S3, Presign *s3.Client
@@ -85,6 +86,14 @@ type App struct {
 	// pgErr is the last failure of the wait for PostgreSQL, which the postgres check reports until
 	// the store is open.
 	pgErr atomic.Pointer[error]
+	// usesDB is whether the process's roles use PostgreSQL (config.UsesDatabase): a process that
+	// runs only the scheduler neither waits for it nor checks it.
+	usesDB bool
+	// phase is what the starting process is doing (waiting for PostgreSQL, applying migrations,
+	// starting a role): the detail of the early 503s and of the started check.
+	phase atomic.Pointer[string]
+	// started is set by openGates, once the roles serve: until then the started check fails.
+	started atomic.Bool
 
 	procOnce sync.Once
 	proc     *pipeline.Processor
@@ -185,8 +194,9 @@ var roleStarters = map[string]func(ctx context.Context, a *App) ([]Component, er
 	config.RoleScheduler: startScheduler,
 }
 
-// Run validates the configuration, serves /healthz and /readyz, waits for PostgreSQL (see serve),
-// and runs the roles until SIGTERM.
+// Run validates the configuration (logging its warnings, config.Config.Warnings), serves /healthz
+// and /readyz, waits for PostgreSQL when the roles use it (see serve), and runs the roles until
+// SIGTERM.
 func (r *RunCmd) Run(g *Globals) error {
 	roles, err := config.ParseRoles(r.Roles)
 	if err != nil {
@@ -207,6 +217,9 @@ func (r *RunCmd) Run(g *Globals) error {
 		"bucket", cfg.Bucket, "queue_url", cfg.QueueURL, "dlq_url", cfg.DLQURL,
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
 		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 
 	app, err := build(ctx, cfg, roles, log)
 	if err != nil {
@@ -242,8 +255,9 @@ func (a *App) finish(err error) error {
 }
 
 // build prepares the shared App: the AWS clients, Redis's connection option, the policy, the
-// metrics, the readiness checks and the HTTP muxes. It connects to nothing: PostgreSQL is waited for
-// by serve (connect), once the listeners answer /healthz and /readyz. The caller closes the App.
+// metrics, the readiness checks and the HTTP muxes. It connects to nothing: PostgreSQL, when the
+// roles use it, is waited for by serve (connect), once the listeners answer /healthz and /readyz.
+// The caller closes the App.
 func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Logger) (*App, error) {
 	awsCfg, err := objstore.LoadAWS(ctx, cfg.AWS, log)
 	if err != nil {
@@ -264,6 +278,12 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 		SQS: queue.NewClient(awsCfg, cfg.AWS), Redis: redisOpt, Policy: policy,
 		Mux: http.NewServeMux(), Admin: http.NewServeMux(),
 		Health: health.NewChecker(health.Config{Timeout: 3 * time.Second, TTL: time.Second, Registerer: reg, Log: log.With("component", "health")}),
+		usesDB: config.UsesDatabase(roles),
+	}
+	if a.usesDB {
+		a.setPhase(phaseWaitPG)
+	} else {
+		a.setPhase(phaseRoles)
 	}
 	a.addChecks()
 	a.mountHealth()
@@ -272,6 +292,35 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 
 // errNotConnected is what the postgres check reports before the first attempt to connect ended.
 var errNotConnected = errors.New("postgres: not connected yet")
+
+// What a starting process does (App.phase), as the early 503s and the started check say it.
+const (
+	phaseWaitPG  = "waiting for PostgreSQL"
+	phaseMigrate = "applying the database migrations"
+	phaseSchema  = "checking the database schema"
+	phaseRoles   = "starting its roles"
+)
+
+func (a *App) setPhase(p string) { a.phase.Store(&p) }
+
+// phaseNow returns what the starting process does (see setPhase).
+func (a *App) phaseNow() string {
+	if p := a.phase.Load(); p != nil {
+		return *p
+	}
+	return phaseRoles
+}
+
+// startedCheck is the required readiness check "started": it fails, saying what the process does,
+// until every role has started and the listeners serve the roles' routes (openGates). Without it,
+// /readyz answered 200 as soon as the dependencies did, while a role still starting (the API's
+// first JWKS fetch, up to 10 s) left every route answering 503.
+func (a *App) startedCheck(context.Context) error {
+	if a.started.Load() {
+		return nil
+	}
+	return fmt.Errorf("intake is starting: %s", a.phaseNow())
+}
 
 // pgWaiting is the postgres readiness check while serve waits for PostgreSQL: the last failure.
 func (a *App) pgWaiting(context.Context) error {
@@ -284,13 +333,19 @@ func (a *App) pgWaiting(context.Context) error {
 // connect waits for PostgreSQL (waitStore: with backoff while it is down or refuses connections
 // for now, failing at once on a wrong password, an unknown database and the like; until ctx ends),
 // then applies the migrations (INTAKE_MIGRATE) or checks that the tables are not in the layout of
-// before schemas, and makes the store the App's: the postgres check pings it from then on.
+// before schemas and that every migration of the binary is applied (checkMigrations), and makes
+// the store the App's: the postgres check pings it from then on. A schema in the old layout or
+// with pending migrations is an error, as a wrong password is: waiting would not mend it (someone
+// must run `intake migrate up`), and a process that started anyway would answer 500 on every
+// query of a missing table while its readiness passed.
 func (a *App) connect(ctx context.Context) error {
 	st, err := waitStore(ctx, a.Cfg, a.Log, time.Time{}, func(err error) { a.pgErr.Store(&err) })
 	if err != nil {
 		return err
 	}
+	a.setPhase(phaseSchema)
 	if a.Cfg.Migrate {
+		a.setPhase(phaseMigrate)
 		res, err := store.Upgrade(ctx, st.Pool)
 		if err != nil {
 			st.Close()
@@ -307,11 +362,44 @@ func (a *App) connect(ctx context.Context) error {
 			return err
 		}
 		return fmt.Errorf("intake's tables are in schema public, but intake now keeps them in schema %s: run `intake migrate` to move them (or set INTAKE_DB_SCHEMA=public to keep them there)", st.Schema)
+	} else if err := checkMigrations(ctx, st); err != nil {
+		st.Close()
+		return err
 	}
 	a.Store = st
 	a.onClose(st.Close)
 	a.Health.Add("postgres", st.Ping)
 	return nil
+}
+
+// checkMigrations fails when a migration of the binary is not applied to the store's schema,
+// naming the schema, how many are pending, the latest applied and the binary's latest, and what to
+// run. Migrations applied that the binary does not know pass: during a rollout, the pods of the
+// older release run beside a schema the new release's init container has migrated (migrations are
+// backward compatible).
+func checkMigrations(ctx context.Context, st *store.Store) error {
+	list, err := store.Status(ctx, st.Pool)
+	if err != nil {
+		return fmt.Errorf("check the migrations of schema %s: %w", st.Schema, err)
+	}
+	pending, latest := 0, "none"
+	for _, m := range list {
+		if m.AppliedAt == nil {
+			pending++
+		} else {
+			latest = m.Name
+		}
+	}
+	if pending == 0 {
+		return nil
+	}
+	noun := "migrations"
+	if pending == 1 {
+		noun = "migration"
+	}
+	return fmt.Errorf("schema %s has %d pending %s (latest applied %s, binary has %s): run `intake migrate up` "+
+		"(or set INTAKE_MIGRATE=true), and check that INTAKE_DB_SCHEMA names intake's schema",
+		st.Schema, pending, noun, latest, list[len(list)-1].Name)
 }
 
 // mountHealth serves liveness, readiness, metrics and pprof on the App's muxes (see mountHealthOn).
@@ -372,8 +460,11 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const startingRetryAfter = "5"
 
 // listen opens the public listener and, when configured, the admin one. Until openGates, they
-// serve only what mountHealthOn mounts (/healthz; /readyz, which fails while PostgreSQL is waited
-// for; /metrics; pprof) and answer anything else 503 database-unavailable with Retry-After.
+// serve only what mountHealthOn mounts (/healthz; /readyz, which fails until then: see
+// startedCheck; /metrics; pprof) and answer anything else 503 database-unavailable with
+// Retry-After, whose detail says what the process does (waits for PostgreSQL, applies the
+// migrations, starts its roles). The type stays database-unavailable in every phase: it is the 503
+// the API documents and clients retry.
 func (a *App) listen() ([]listener, error) {
 	type spec struct {
 		name, addr   string
@@ -384,7 +475,7 @@ func (a *App) listen() ([]listener, error) {
 	a.mountHealthOn(earlyPublic, earlyAdmin)
 	starting := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", startingRetryAfter)
-		problem.Write(w, problem.DatabaseUnavailable.With("intake is starting (waiting for PostgreSQL); try again shortly"))
+		problem.Write(w, problem.DatabaseUnavailable.With("intake is starting ("+a.phaseNow()+"); try again shortly"))
 	})
 	earlyPublic.Handle("/", starting)
 	earlyAdmin.Handle("/", starting)
@@ -410,23 +501,26 @@ func (a *App) listen() ([]listener, error) {
 }
 
 // openGates makes the listeners serve the App's muxes, once every route is on them: what matches
-// none gets a problem+json 404 or 405.
+// none gets a problem+json 404 or 405. The started check passes from then on.
 func (a *App) openGates(lns []listener) {
 	a.Mux.Handle("/", problem.Unmatched(a.Mux))
 	a.Admin.Handle("/", problem.Unmatched(a.Admin))
 	for _, l := range lns {
 		l.gate.open.Store(true)
 	}
+	a.started.Store(true)
 }
 
-// addChecks registers the readiness checks. A dependency counts for readiness when one of the
-// process's roles cannot work without it: PostgreSQL always; the bucket for the consumer and the
+// addChecks registers the readiness checks. "started" is required: it fails until the roles serve
+// (startedCheck). A dependency counts for readiness when one of the process's roles cannot work
+// without it: PostgreSQL for every role but the scheduler; the bucket for the consumer and the
 // jobs; Redis for the jobs and the scheduler; the queue for the consumer. The others the process
 // still uses are reported without counting (AddOptional): an API replica presigns without S3 (only
 // multipart creation calls it), without Redis (only POST /v1/jobs needs it) and without SQS (only
 // the event ingress, POST /v1/events/s3, calls it; presign, status and download never do), so
-// their outage must not take every replica out of its Service. A queue the process never calls is
-// not checked. (The consumer adds its own checks: itself, and the DLQ as optional.)
+// their outage must not take every replica out of its Service. A dependency the process never
+// calls is not checked: a process that runs only the scheduler (which enqueues into Redis) checks
+// neither PostgreSQL nor S3. (The consumer adds its own checks: itself, and the DLQ as optional.)
 func (a *App) addChecks() {
 	cfg := a.Cfg
 	runs := func(roles ...string) bool {
@@ -439,8 +533,13 @@ func (a *App) addChecks() {
 			a.Health.AddOptional(name, check)
 		}
 	}
-	add("postgres", a.pgWaiting, true) // until connect replaces it with the store's ping
-	add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) }, runs(config.RoleConsumer, config.RoleJobs))
+	add("started", a.startedCheck, true)
+	if a.usesDB {
+		add("postgres", a.pgWaiting, true) // until connect replaces it with the store's ping
+	}
+	if runs(config.RoleAPI, config.RoleConsumer, config.RoleJobs) {
+		add("s3", func(ctx context.Context) error { return objstore.CheckBucket(ctx, a.S3, cfg.Bucket) }, runs(config.RoleConsumer, config.RoleJobs))
+	}
 	insp := asynq.NewInspector(a.Redis) // one client for every check, not a pool per probe
 	a.onClose(func() { _ = insp.Close() })
 	add("redis", redisPing(insp), runs(config.RoleJobs, config.RoleScheduler))
@@ -468,13 +567,16 @@ func redisPing(insp *asynq.Inspector) health.Check {
 
 // serve runs the daemon until ctx ends (SIGTERM) or a part of it fails:
 //
-//  1. the HTTP listeners open and serve /healthz (200) and /readyz (503 while PostgreSQL is
-//     waited for, naming it failed; the admin listener also /metrics and pprof), and the readiness
-//     checks start running in the background every healthInterval (intake_dependency_up);
-//  2. PostgreSQL is waited for (connect), as long as it takes: a process started during a failover
-//     or before its database comes up waits, logging why, instead of exiting (and crash-looping);
-//     SIGTERM ends the wait, and the process exits 0;
-//  3. the roles start, the listeners serve their routes, and the components run;
+//  1. the HTTP listeners open and serve /healthz (200) and /readyz (503 until step 3 is done,
+//     naming started failed, and postgres too while it is waited for; the admin listener also
+//     /metrics and pprof), and the readiness checks start running in the background every
+//     healthInterval (intake_dependency_up);
+//  2. when the roles use PostgreSQL (every role but the scheduler), it is waited for (connect), as
+//     long as it takes: a process started during a failover or before its database comes up
+//     waits, logging why, instead of exiting (and crash-looping); SIGTERM ends the wait, and the
+//     process exits 0. A schema that needs `intake migrate` (the old layout, pending migrations)
+//     ends the process with an error instead;
+//  3. the roles start, the listeners serve their routes, /readyz may pass, and the components run;
 //  4. on SIGTERM, the HTTP servers stop accepting, the components drain within the grace period
 //     (drain), and serve returns.
 func (a *App) serve(ctx context.Context) error {
@@ -504,16 +606,21 @@ func (a *App) serve(ctx context.Context) error {
 	}
 	wg.Go(func() { a.Health.Run(runCtx, a.healthInterval) })
 
-	if err := a.connect(runCtx); err != nil {
-		if runCtx.Err() == nil {
-			fail(err)
-		} else if ctx.Err() != nil {
-			a.Log.Info("stopping before PostgreSQL answered", "err", err)
+	if a.usesDB {
+		if err := a.connect(runCtx); err != nil {
+			if runCtx.Err() == nil {
+				fail(err)
+			} else if ctx.Err() != nil {
+				a.Log.Info("stopping before PostgreSQL answered", "err", err)
+			}
+			return a.drain(&wg, lns, &errs)
 		}
-		return a.drain(&wg, lns, &errs)
+	} else if a.Cfg.Migrate {
+		a.Log.Info("INTAKE_MIGRATE ignored: the scheduler role does not use PostgreSQL (the other roles' processes, or `intake migrate up`, apply the migrations)")
 	}
 	var comps []Component
 	for _, role := range a.Roles {
+		a.setPhase("starting role " + role)
 		cs, err := roleStarters[role](runCtx, a)
 		if err != nil {
 			fail(fmt.Errorf("start role %s: %w", role, err))

@@ -40,6 +40,28 @@ const MinIngressTokenLen = 32
 // AllRoles lists every role in start order.
 var AllRoles = []string{RoleAPI, RoleConsumer, RoleJobs, RoleScheduler}
 
+// UsesDatabase reports whether a process running roles needs PostgreSQL: every role but the
+// scheduler does. The scheduler only enqueues periodic tasks into Redis, so a process running it
+// alone neither waits for PostgreSQL nor needs DATABASE_URL.
+func UsesDatabase(roles []string) bool {
+	return slices.ContainsFunc(roles, func(r string) bool { return r != RoleScheduler })
+}
+
+// MaxShutdownGraceWarn is the INTAKE_SHUTDOWN_GRACE above which [Config.Warnings] warns: the
+// Kubernetes manifests of deploy/k8s give a pod 45 s (the scheduler 40 s) between SIGTERM and
+// SIGKILL, which must hold the api's 5 s preStop pause, the grace, and the 10 s the components
+// get past it to return.
+const MaxShutdownGraceWarn = 30 * time.Second
+
+// MaxMultipartDeadline bounds INTAKE_JOBS_MULTIPART_DEADLINE: the bucket's lifecycle rule
+// (deploy/aws/s3-lifecycle.json) aborts every multipart upload 7 days after it was initiated,
+// so a longer deadline would be a promise S3 breaks.
+const MaxMultipartDeadline = 7 * 24 * time.Hour
+
+// SQSMaxVisibility is the longest a received SQS message can stay hidden, counted from its receive:
+// ChangeMessageVisibility past it is refused.
+const SQSMaxVisibility = 12 * time.Hour
+
 // Config is everything intake needs to run. The zero value is not usable: load it through the CLI
 // (kong fills defaults, environment and flags), then call Validate.
 //
@@ -76,8 +98,9 @@ type Config struct {
 	AdminPprof bool `name:"admin-pprof" env:"INTAKE_ADMIN_PPROF" help:"Serve /debug/pprof/ on the admin listener (needs INTAKE_ADMIN_LISTEN_ADDR)."`
 	// Migrate runs pending migrations at start-up.
 	Migrate bool `name:"migrate" env:"INTAKE_MIGRATE" help:"Run database migrations at start-up."`
-	// ShutdownGrace bounds how long in-flight work may take after SIGTERM.
-	ShutdownGrace time.Duration `name:"shutdown-grace" env:"INTAKE_SHUTDOWN_GRACE" default:"25s" help:"Time allowed for in-flight work after SIGTERM."`
+	// ShutdownGrace bounds how long in-flight work may take after SIGTERM. Above
+	// [MaxShutdownGraceWarn] (30s) the start-up logs a warning (see [Config.Warnings]).
+	ShutdownGrace time.Duration `name:"shutdown-grace" env:"INTAKE_SHUTDOWN_GRACE" default:"25s" help:"Time allowed for in-flight work after SIGTERM (above 30s, raise the pods' terminationGracePeriodSeconds)."`
 	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
 	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
 	// EventsRetention is how long archived events (the events table) are kept; the periodic
@@ -99,8 +122,9 @@ type Config struct {
 
 // Database locates PostgreSQL and the schema of intake's tables.
 type Database struct {
-	// DatabaseURL is the PostgreSQL connection string (pgx syntax).
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required)."`
+	// DatabaseURL is the PostgreSQL connection string (pgx syntax). Required, except by a
+	// process that runs only the scheduler role (see [UsesDatabase]).
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required, except by --roles scheduler)."`
 	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
 	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
 	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
@@ -203,8 +227,10 @@ type Consumer struct {
 	Visibility time.Duration `name:"visibility" env:"VISIBILITY" default:"60s" help:"Visibility timeout for received messages (whole seconds, 5s..12h)."`
 	// WaitTime is the long-poll wait: whole seconds, 1s..20s.
 	WaitTime time.Duration `name:"wait-time" env:"WAIT_TIME" default:"20s" help:"Long-poll wait time (whole seconds, 1s..20s)."`
-	// MaxBackoff caps the visibility delay given to retried messages.
-	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages."`
+	// MaxBackoff caps the visibility delay given to retried messages: 1s to 12h minus
+	// MessageTimeout and Visibility (the delay is set after up to MessageTimeout of processing, and
+	// SQS refuses a visibility that ends more than 12 h after the receive).
+	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages (at most 12h minus the message timeout and the visibility)."`
 	// MessageTimeout bounds the processing of one message (inspection, hash): past it the
 	// processing is cancelled, the heartbeat stops extending the message, and it is retried later.
 	MessageTimeout time.Duration `name:"message-timeout" env:"MESSAGE_TIMEOUT" default:"5m" help:"Longest processing of one message (inspection, hash) before it is cancelled and retried later."`
@@ -274,8 +300,11 @@ type API struct {
 type Jobs struct {
 	// Concurrency is the number of asynq workers.
 	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"10" help:"asynq worker concurrency."`
-	// SweepCron is the cron spec of the periodic stale-multipart sweep.
-	SweepCron string `name:"sweep-cron" env:"SWEEP_CRON" default:"*/15 * * * *" help:"Cron spec of the multipart sweep."`
+	// SweepCron is the cron spec of the periodic stale-multipart sweep. The shipped alerts
+	// (deploy/observability/alerts.yml: IntakeSweepFailing, three periods without a success, and
+	// IntakeSweepNeverSucceeded, 45 minutes) assume the default 15-minute period: with another
+	// schedule, change their thresholds (3 * 900, for: 45m) to match.
+	SweepCron string `name:"sweep-cron" env:"SWEEP_CRON" default:"*/15 * * * *" help:"Cron spec of the multipart sweep (the shipped alerts assume every 15 minutes)."`
 	// SweepOlderThan is the age after which the sweep aborts an open multipart upload intake did not
 	// create (intake's own are aborted at their deadline, never before). It may not be shorter than
 	// MultipartDeadline.
@@ -283,8 +312,9 @@ type Jobs struct {
 	// SweepPrefix limits the sweep to keys starting with it. Empty sweeps the whole bucket,
 	// uploads other applications started in it included.
 	SweepPrefix string `name:"sweep-prefix" env:"SWEEP_PREFIX" help:"Only sweep multipart uploads whose key starts with this (default: the whole bucket, uploads intake did not create included)."`
-	// MultipartDeadline is how long an intake-created multipart upload may stay open.
-	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake."`
+	// MultipartDeadline is how long an intake-created multipart upload may stay open: 1s to
+	// [MaxMultipartDeadline] (7 days, when the bucket's lifecycle rule aborts it anyway).
+	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake (1s..168h: the bucket's lifecycle rule aborts them after 7 days)."`
 	// MaintenanceCron is the cron spec of the periodic maintenance task (intent expiry, event
 	// retention).
 	MaintenanceCron string `name:"maintenance-cron" env:"MAINTENANCE_CRON" default:"*/10 * * * *" help:"Cron spec of the maintenance task (intent expiry, event pruning)."`
@@ -358,7 +388,9 @@ func (c *Database) ValidateDB() error {
 func (c *Config) Validate(roles []string) error {
 	var errs []error
 	has := func(r string) bool { return slices.Contains(roles, r) }
-	errs = append(errs, c.ValidateDB())
+	if UsesDatabase(roles) || c.DatabaseURL != "" || c.DBSchema != "" {
+		errs = append(errs, c.ValidateDB())
+	}
 	errs = append(errs, validURL("REDIS_URL", c.RedisURL, true, "redis", "rediss"))
 	errs = append(errs, validURL("AWS_ENDPOINT_URL_S3", c.AWS.S3Endpoint, false, "http", "https"))
 	errs = append(errs, validURL("AWS_ENDPOINT_URL_SQS", c.AWS.SQSEndpoint, false, "http", "https"))
@@ -400,8 +432,8 @@ func (c *Config) Validate(roles []string) error {
 	if has(RoleJobs) && !has(RoleAPI) {
 		errs = append(errs, c.API.validateS3Timeout())
 	}
-	if has(RoleAPI) && !has(RoleJobs) && !has(RoleScheduler) && c.Jobs.MultipartDeadline < time.Second {
-		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", c.Jobs.MultipartDeadline))
+	if has(RoleAPI) && !has(RoleJobs) && !has(RoleScheduler) {
+		errs = append(errs, c.Jobs.validateMultipartDeadline())
 	}
 	if has(RoleAPI) {
 		errs = append(errs, c.API.validate())
@@ -416,6 +448,19 @@ func (c *Config) Validate(roles []string) error {
 		errs = append(errs, c.Webhook.validate(), validQueue(c.NotifyAsynqQueue))
 	}
 	return errors.Join(errs...)
+}
+
+// Warnings returns what in a valid configuration is likely a mistake, for the start-up to log:
+// an INTAKE_SHUTDOWN_GRACE above [MaxShutdownGraceWarn], which the shipped Kubernetes manifests'
+// terminationGracePeriodSeconds do not cover (the kubelet would kill in-flight work).
+func (c *Config) Warnings() []string {
+	var out []string
+	if c.ShutdownGrace > MaxShutdownGraceWarn {
+		out = append(out, fmt.Sprintf("INTAKE_SHUTDOWN_GRACE: %s is above %s: the process may take it plus 10s to stop after SIGTERM, "+
+			"more than the shipped Kubernetes manifests allow (terminationGracePeriodSeconds 45, the scheduler's 40, the api's 5s preStop pause included): "+
+			"raise terminationGracePeriodSeconds to at least the grace plus 15s, or the kubelet kills in-flight work", c.ShutdownGrace, MaxShutdownGraceWarn))
+	}
+	return out
 }
 
 func (w Webhook) validate() error {
@@ -494,8 +539,12 @@ func (c Consumer) validate() error {
 	if c.WaitTime < time.Second || c.WaitTime > 20*time.Second || c.WaitTime%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_WAIT_TIME: %s is not a whole number of seconds in 1s..20s", c.WaitTime))
 	}
-	if c.MaxBackoff < time.Second || c.MaxBackoff > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MAX_BACKOFF: %s not in 1s..12h", c.MaxBackoff))
+	// A retried message's delay is set after up to MessageTimeout of processing; SQS refuses a
+	// visibility that ends more than 12 h after the receive, and the Visibility is a margin (the
+	// settle's own calls, a heartbeat's extension).
+	if maxBackoff := SQSMaxVisibility - c.MessageTimeout - c.Visibility; c.MaxBackoff < time.Second || c.MaxBackoff > maxBackoff {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_MAX_BACKOFF: %s not in 1s..%s (12h minus INTAKE_CONSUMER_MESSAGE_TIMEOUT %s and INTAKE_CONSUMER_VISIBILITY %s: SQS refuses to hide a message past 12h after its receive)",
+			c.MaxBackoff, maxBackoff, c.MessageTimeout, c.Visibility))
 	}
 	// At least the visibility (the heartbeat keeps a message that long anyway), well under SQS's
 	// 12 h visibility cap.
@@ -658,6 +707,15 @@ func validJWKSURL(raw string) error {
 	return nil
 }
 
+// validateMultipartDeadline checks INTAKE_JOBS_MULTIPART_DEADLINE, which the api role reads too.
+func (j Jobs) validateMultipartDeadline() error {
+	if j.MultipartDeadline < time.Second || j.MultipartDeadline > MaxMultipartDeadline {
+		return fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s not in 1s..168h (the bucket's lifecycle rule, deploy/aws/s3-lifecycle.json, aborts multipart uploads 7 days after they start: a longer deadline is a promise S3 breaks)",
+			j.MultipartDeadline)
+	}
+	return nil
+}
+
 func (j Jobs) validate() error {
 	var errs []error
 	if j.Concurrency < 1 || j.Concurrency > 1024 {
@@ -669,9 +727,7 @@ func (j Jobs) validate() error {
 	if j.SweepOlderThan < time.Minute {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_OLDER_THAN: %s is below 1m", j.SweepOlderThan))
 	}
-	if j.MultipartDeadline < time.Second {
-		errs = append(errs, fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s is below 1s", j.MultipartDeadline))
-	}
+	errs = append(errs, j.validateMultipartDeadline())
 	if j.SweepOlderThan < j.MultipartDeadline {
 		errs = append(errs, fmt.Errorf("INTAKE_JOBS_SWEEP_OLDER_THAN: %s is shorter than INTAKE_JOBS_MULTIPART_DEADLINE %s "+
 			"(the deadline intake promises its clients; a shorter sweep age would abort other uploads sooner than intake's own)",

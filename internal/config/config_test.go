@@ -165,6 +165,25 @@ func TestValidate(t *testing.T) {
 		{"jobs read the pipeline's settings", []string{RoleJobs}, func(c *Config) { c.Consumer.EventTimeTolerance = -time.Second; c.Consumer.HashMaxSize = -1 },
 			[]string{"INTAKE_CONSUMER_EVENT_TIME_TOLERANCE", "INTAKE_CONSUMER_HASH_MAX_SIZE"}},
 		{"jobs do not read the consumer's own", []string{RoleJobs}, func(c *Config) { c.Consumer.Receivers = 0 }, nil},
+		// SQS refuses ChangeMessageVisibility past 12 h after the receive: the retry delay is set
+		// after up to the message timeout (5m here), with the visibility (1m) as a margin.
+		{"max backoff past SQS's 12h", []string{RoleConsumer}, func(c *Config) { c.Consumer.MaxBackoff = 12 * time.Hour },
+			[]string{"INTAKE_CONSUMER_MAX_BACKOFF: 12h0m0s not in 1s..11h54m0s", "INTAKE_CONSUMER_MESSAGE_TIMEOUT 5m0s"}},
+		{"max backoff just past the cap", []string{RoleConsumer}, func(c *Config) { c.Consumer.MaxBackoff = 11*time.Hour + 54*time.Minute + time.Second },
+			[]string{"INTAKE_CONSUMER_MAX_BACKOFF"}},
+		{"max backoff at the cap", []string{RoleConsumer}, func(c *Config) { c.Consumer.MaxBackoff = 11*time.Hour + 54*time.Minute }, nil},
+		{"max backoff with a long message timeout", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 6 * time.Hour; c.Consumer.MaxBackoff = 6 * time.Hour },
+			[]string{"INTAKE_CONSUMER_MAX_BACKOFF: 6h0m0s not in 1s..5h59m0s"}},
+		// The bucket's lifecycle rule (deploy/aws/s3-lifecycle.json) aborts multipart uploads after 7 days.
+		{"multipart deadline past the lifecycle's 7 days", []string{RoleJobs}, func(c *Config) { c.Jobs.MultipartDeadline = 169 * time.Hour; c.Jobs.SweepOlderThan = 200 * time.Hour },
+			[]string{"INTAKE_JOBS_MULTIPART_DEADLINE: 169h0m0s not in 1s..168h", "s3-lifecycle.json"}},
+		{"api: multipart deadline past 7 days", []string{RoleAPI}, func(c *Config) { c.Jobs.MultipartDeadline = 8 * 24 * time.Hour },
+			[]string{"INTAKE_JOBS_MULTIPART_DEADLINE"}},
+		{"multipart deadline of 7 days", []string{RoleAPI, RoleJobs}, func(c *Config) { c.Jobs.MultipartDeadline = 168 * time.Hour; c.Jobs.SweepOlderThan = 168 * time.Hour }, nil},
+		// The scheduler only enqueues into Redis: it needs no PostgreSQL.
+		{"scheduler without a database", []string{RoleScheduler}, func(c *Config) { c.DatabaseURL = "" }, nil},
+		{"scheduler: a database URL given is still checked", []string{RoleScheduler}, func(c *Config) { c.DatabaseURL = "mysql://x" }, []string{"DATABASE_URL: scheme"}},
+		{"jobs and scheduler need the database", []string{RoleJobs, RoleScheduler}, func(c *Config) { c.DatabaseURL = "" }, []string{"DATABASE_URL: required"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

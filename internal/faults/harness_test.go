@@ -453,9 +453,9 @@ func (d *daemon) start() {
 	waitConnected(t, d.name, "http://"+d.addr+"/readyz", done, 60*time.Second)
 }
 
-// waitConnected waits until the daemon's /readyz reports PostgreSQL ok: the daemon answers
-// /healthz as soon as it listens, and waits for PostgreSQL (and migrates) before it serves its
-// routes.
+// waitConnected waits until the daemon's /readyz reports its roles started (and PostgreSQL ok, for
+// the roles that use it; a scheduler alone does not): the daemon answers /healthz as soon as it
+// listens, and waits for PostgreSQL (and migrates) before it serves its routes.
 func waitConnected(t *testing.T, what, url string, exited <-chan struct{}, timeout time.Duration) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -468,17 +468,17 @@ func waitConnected(t *testing.T, what, url string, exited <-chan struct{}, timeo
 		if err == nil {
 			err = json.NewDecoder(resp.Body).Decode(&body)
 			_ = resp.Body.Close()
-			if err == nil && body.Checks["postgres"] == "ok" {
+			if pg, ok := body.Checks["postgres"]; err == nil && body.Checks["started"] == "ok" && (!ok || pg == "ok") {
 				return
 			}
 		}
 		select {
 		case <-exited:
-			t.Fatalf("%s exited before it connected to PostgreSQL", what)
+			t.Fatalf("%s exited before its roles started", what)
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not connect to PostgreSQL within %s (last: %v %v)", what, timeout, body.Checks, err)
+			t.Fatalf("%s did not start its roles within %s (last: %v %v)", what, timeout, body.Checks, err)
 		}
 	}
 }

@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/store"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// runUntilExit runs `intake run` with args (and --listen on a free address) and returns its exit code and logs once it exits; the
+// test fails when it is still running after wait (it is then stopped).
+func runUntilExit(t *testing.T, wait time.Duration, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	args = append([]string{"run", "--listen", testkit.FreeAddr(t)}, args...)
+	go func() { done <- MainContext(ctx, args, io.Discard, &logs) }()
+	select {
+	case code := <-done:
+		return code, logs.String()
+	case <-time.After(wait):
+		cancel()
+		<-done
+		t.Fatalf("intake run still running after %s; logs:\n%s", wait, logs.String())
+		return -1, ""
+	}
+}
+
+// TestRunRefusesPendingMigrations: without INTAKE_MIGRATE, `intake run` on a schema that lacks
+// migrations of the binary exits 1, naming the schema, how many are pending, the latest applied,
+// the binary's latest and what to run. Migrations applied that the binary does not know (a newer
+// release's, during a rollout) are no obstacle. Before, an empty schema (INTAKE_DB_SCHEMA naming
+// the wrong one) gave a ready process whose every query failed on a missing table.
+func TestRunRefusesPendingMigrations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	all, err := store.Migrations()
+	require.NoError(t, err)
+	last := all[len(all)-1]
+	args := []string{"--roles", "api", "--database-url", testkit.DatabaseURLFor(schema), "--bucket", "b",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--api-insecure-dev-auth", "--shutdown-grace", "2s"}
+
+	code, logs := runUntilExit(t, 30*time.Second, args...)
+	require.Equal(t, 1, code, logs)
+	require.Contains(t, logs, fmt.Sprintf("schema %s has %d pending migrations (latest applied none, binary has %s): run `intake migrate up`",
+		schema, len(all), last.Name))
+
+	st, err := store.OpenSchema(ctx, testkit.DatabaseURLFor(schema), schema)
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = store.Migrate(ctx, st.Pool)
+	require.NoError(t, err)
+	_, err = st.Pool.Exec(ctx, "DELETE FROM schema_migrations WHERE version = $1", last.Version)
+	require.NoError(t, err)
+	code, logs = runUntilExit(t, 30*time.Second, args...)
+	require.Equal(t, 1, code, logs)
+	require.Contains(t, logs, fmt.Sprintf("schema %s has 1 pending migration (latest applied %s, binary has %s)",
+		schema, all[len(all)-2].Name, last.Name))
+
+	// Every migration of the binary applied, and one of a newer release: it starts.
+	_, err = st.Pool.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2), (99999, '99999_next_release.sql')",
+		last.Version, last.Name)
+	require.NoError(t, err)
+	d := startDaemon(t, ctx, args...)
+	require.Equal(t, 0, d.stop(), d.logs.String())
+}
+
+// TestReadyzWaitsForTheRoles: /readyz fails until the roles serve. With a JWKS URL that answers
+// slowly, the API role's start waits for the first fetch while PostgreSQL is already connected:
+// /readyz answers 503 with "started" failed (the admin /readyz says the process is starting role
+// api), and the routes' 503 says that too, not "waiting for PostgreSQL". Before, /readyz answered
+// 200 as soon as PostgreSQL did, while every route still answered 503.
+func TestReadyzWaitsForTheRoles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer jwks.Close()
+	defer free()
+
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	addr, adminAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	base, admin := "http://"+addr, "http://"+adminAddr
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(runCtx, []string{"run", "--roles", "api",
+			"--database-url", testkit.DatabaseURLFor(testkit.Schema(t)), "--migrate",
+			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+			"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", "unused",
+			"--api-jwks-url", jwks.URL + "/jwks.json", "--api-jwt-issuer", "https://idp.example.com", "--api-jwt-audience", "intake",
+			"--listen", addr, "--admin-listen", adminAddr, "--shutdown-grace", "2s",
+		}, io.Discard, &logs)
+	}()
+
+	var detail struct {
+		Checks map[string]struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		} `json:"checks"`
+	}
+	require.Eventually(t, func() bool {
+		_, body := httpGet(admin + "/readyz")
+		detail.Checks = nil
+		return json.Unmarshal([]byte(body), &detail) == nil && detail.Checks["postgres"].OK
+	}, 60*time.Second, 100*time.Millisecond, "PostgreSQL connected; logs:\n%s", logs.String())
+
+	// PostgreSQL answers, the JWKS does not yet: not ready, and saying why.
+	time.Sleep(1100 * time.Millisecond) // past the report's cache
+	code, body := httpGet(base + "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "ready while the API role is still starting: %s", body)
+	var ready struct{ Checks map[string]string }
+	require.NoError(t, json.Unmarshal([]byte(body), &ready), body)
+	require.Equal(t, "failed", ready.Checks["started"], body)
+	require.Equal(t, "ok", ready.Checks["postgres"], body)
+	_, body = httpGet(admin + "/readyz")
+	require.Contains(t, body, "intake is starting: starting role api", body)
+	code, body = httpGet(base + "/v1/uploads/0190c5b4-7d43-7b5e-9f2a-4c1d2e3f4a5b")
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "intake is starting (starting role api)")
+	require.NotContains(t, body, "PostgreSQL")
+
+	free()
+	require.Eventually(t, func() bool { code, _ := httpGet(base + "/readyz"); return code == http.StatusOK },
+		30*time.Second, 100*time.Millisecond, "ready once the role started; logs:\n%s", logs.String())
+	code, body = httpGet(base + "/v1/uploads/0190c5b4-7d43-7b5e-9f2a-4c1d2e3f4a5b")
+	require.Equal(t, http.StatusUnauthorized, code, "the API's routes answer: %s", body)
+
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, 0, code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("did not stop; logs:\n%s", logs.String())
+	}
+}
+
+// TestSchedulerNeedsNoPostgres: a process that runs only the scheduler (which enqueues into Redis)
+// neither waits for PostgreSQL nor checks it or S3: with PostgreSQL unreachable, or no
+// DATABASE_URL at all, it is ready, its readiness naming started and redis only. Before, it waited
+// for PostgreSQL (503, postgres failed) like the roles that use it, and IntakeNotReady paged for it
+// during a PostgreSQL outage.
+func TestSchedulerNeedsNoPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	proxy, dbURL := pgProxy(t, testkit.Schema(t))
+	proxy.Down()
+	redisURL := fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t))
+	for _, db := range [][]string{{"--database-url", dbURL, "--migrate"}, nil} {
+		adminAddr := testkit.FreeAddr(t)
+		args := append([]string{"--roles", "scheduler", "--redis-url", redisURL, "--bucket", "unused",
+			"--s3-endpoint", "http://127.0.0.1:1", "--admin-listen", adminAddr, "--shutdown-grace", "2s"}, db...)
+		if db == nil {
+			t.Setenv("DATABASE_URL", "")
+		}
+		d := startDaemon(t, ctx, args...)
+		code, body := httpGet(d.base + "/readyz")
+		require.Equal(t, http.StatusOK, code, body)
+		var ready struct{ Checks map[string]string }
+		require.NoError(t, json.Unmarshal([]byte(body), &ready), body)
+		require.Equal(t, map[string]string{"started": "ok", "redis": "ok"}, ready.Checks, body)
+		_, metrics := httpGet("http://" + adminAddr + "/metrics")
+		require.NotContains(t, metrics, `dependency="postgres"`)
+		require.NotContains(t, metrics, `dependency="s3"`)
+		require.Equal(t, 0, d.stop(), d.logs.String())
+		require.NotContains(t, d.logs.String(), "postgres does not answer")
+		if db != nil {
+			require.Contains(t, d.logs.String(), "INTAKE_MIGRATE ignored")
+		}
+	}
+}
+
+// TestJobsExportReconcileOutcomes: a jobs process exports intake_tasks_total for every outcome of
+// objects:reconcile at 0 from the start, so that IntakeReconcileFailing's increase() sees its first
+// failure. Before, the series was born at 1 with the first failure, which increase() never counts.
+func TestJobsExportReconcileOutcomes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	adminAddr := testkit.FreeAddr(t)
+	d := startDaemon(t, ctx, "--roles", "jobs",
+		"--database-url", testkit.DatabaseURLFor(testkit.Schema(t)), "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", awsc.S3Endpoint, "--aws-region", awsc.Region, "--bucket", testkit.Bucket(t, testkit.S3()),
+		"--admin-listen", adminAddr, "--shutdown-grace", "2s")
+	_, metrics := httpGet("http://" + adminAddr + "/metrics")
+	for _, outcome := range []string{"success", "retry", "failed"} {
+		require.Contains(t, metrics, `intake_tasks_total{outcome="`+outcome+`",type="objects:reconcile"} 0`)
+	}
+	require.Equal(t, 0, d.stop(), d.logs.String())
+}
