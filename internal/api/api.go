@@ -96,6 +96,8 @@ type Server struct {
 	mp       *multipart.Service
 	aborts   DeadlineAborter
 	waits    Waiter
+	// open counts the long polls each owner holds on this replica (bounded by cfg.MaxWaits).
+	open waitCounts
 	// stopping is closed when the daemon stops (New's context): long polls answer at once.
 	stopping  <-chan struct{}
 	log       *slog.Logger

@@ -31,6 +31,8 @@ type metrics struct {
 	unscheduled prometheus.Counter
 	// refusedOpen counts multipart creates refused because the owner had too many open.
 	refusedOpen prometheus.Counter
+	// refusedWaits counts long polls refused because the owner held too many open.
+	refusedWaits prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,9 +58,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: telemetry.Namespace, Name: "multipart_open_refused_total",
 			Help: "Multipart uploads refused (429) because their owner had INTAKE_API_MAX_OPEN_MULTIPART open.",
 		}),
+		refusedWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "api_waits_refused_total",
+			Help: "Long polls (GET /v1/uploads/{id}?wait=) refused (429) because their owner held INTAKE_API_MAX_WAITS open on the replica.",
+		}),
 	}
 	m.presigned = newCounters(m.presigns, func(method string) string { return method })
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled, m.refusedOpen} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled, m.refusedOpen, m.refusedWaits} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

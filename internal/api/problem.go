@@ -48,6 +48,7 @@ var (
 	probDBUnavailable   = problem.DatabaseUnavailable
 	probInternal        = problem.Kind{Slug: "internal", Title: "Internal error", Status: http.StatusInternalServerError}
 	probTooManyOpen     = problem.Kind{Slug: "too-many-open-uploads", Title: "Too many open multipart uploads", Status: http.StatusTooManyRequests}
+	probTooManyWaits    = problem.Kind{Slug: "too-many-waits", Title: "Too many long polls", Status: http.StatusTooManyRequests}
 )
 
 // problemKinds lists every kind the API returns (the OpenAPI test checks the document names them
@@ -58,7 +59,7 @@ var problemKinds = []problem.Kind{
 	probExpiryTooLong, probTooLarge, probTypeNotAllowed, probInvalidParts, probInvalidCursor,
 	probInvalidLimit, probInvalidID, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
-	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, problem.MethodNotAllowed,
+	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, probTooManyWaits, problem.MethodNotAllowed,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,6 +90,13 @@ func (s *Server) getUpload(w http.ResponseWriter, r *http.Request, who principal
 	ctx := r.Context()
 	var wake <-chan struct{}
 	if wait > 0 && s.waits != nil {
+		release, ok := s.open.acquire(who.owner, s.cfg.MaxWaits)
+		if !ok {
+			s.metrics.refusedWaits.Inc()
+			w.Header().Set("Retry-After", "1")
+			return problemf(probTooManyWaits, "%d long polls of yours are open on this replica, the limit (INTAKE_API_MAX_WAITS); wait for one to answer, or ask without wait", s.cfg.MaxWaits)
+		}
+		defer release()
 		// Subscribe before reading, so that a verdict committed in between wakes us.
 		ch, stop := s.waits.Subscribe(id)
 		defer stop()
@@ -155,4 +163,37 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 		st.Done = st.Done || o.Status != "pending"
 	}
 	return st, nil
+}
+
+// waitCounts counts the long polls each owner holds open (the zero value is ready to use).
+type waitCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire takes one of owner's limit long polls (no limit when limit <= 0): ok is false when the
+// owner holds limit already; otherwise release gives it back (once).
+func (c *waitCounts) acquire(owner string, limit int) (release func(), ok bool) {
+	if limit <= 0 {
+		return func() {}, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[owner] >= limit {
+		return nil, false
+	}
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[owner]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.n[owner]--; c.n[owner] <= 0 {
+				delete(c.n, owner) // the map holds the owners with long polls open, no more
+			}
+		})
+	}, true
 }

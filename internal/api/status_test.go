@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/config"
 	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/outbox"
@@ -423,4 +424,69 @@ func BenchmarkWaitLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// TestUploadWaitsCappedPerOwner: a tenant that holds INTAKE_API_MAX_WAITS long polls open on a
+// replica gets 429 too-many-waits (with Retry-After) for one more, and nothing of the others': another
+// tenant's long poll and the tenant's own plain status reads still pass, and a long poll that ends
+// gives its place back.
+func TestUploadWaitsCappedPerOwner(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	b := setup(t, setupOpts{share: a, waits: listen(t, a.st), api: func(c *config.API) { c.MaxWaits = 2 }})
+	id, _ := createIntent(t, a, nil)
+	status, _, resp := b.call(t, "POST", "/v1/uploads", bobKey, map[string]any{"filename": "b.txt", "content_type": "text/plain", "size": 5})
+	require.Equal(t, http.StatusCreated, status, resp)
+	bobs := resp["id"].(string)
+
+	// Alice holds two long polls.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := make([]context.CancelFunc, 2)
+	done := make(chan struct{}, 2)
+	for i := range held {
+		pctx, pcancel := context.WithCancel(ctx)
+		held[i] = pcancel
+		req, err := http.NewRequestWithContext(pctx, http.MethodGet, b.srv.URL+"/v1/uploads/"+id.String()+"?wait=30s", nil)
+		require.NoError(t, err)
+		req.Header.Set("X-API-Key", aliceKey)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_ = resp.Body.Close()
+			}
+		}()
+	}
+	holding := func() int {
+		b.api.open.mu.Lock()
+		defer b.api.open.mu.Unlock()
+		return b.api.open.n["alice"]
+	}
+	require.Eventually(t, func() bool { return holding() == 2 }, 20*time.Second, 10*time.Millisecond, "alice's two long polls wait")
+	path := "/v1/uploads/" + id.String() + "?wait=1s"
+	status, header, resp := b.call(t, "GET", path, aliceKey, nil)
+	require.Equal(t, http.StatusTooManyRequests, status, "a third long poll of alice's is refused: %v", resp)
+	require.Equal(t, ProblemBase+"too-many-waits", resp["type"], resp)
+	require.Equal(t, "1", header.Get("Retry-After"))
+	require.Equal(t, 1.0, testkit.Metric(t, b.registry, "intake_api_waits_refused_total"))
+
+	// Nothing of anyone else's is refused: bob's long poll, alice's plain read.
+	status, _, resp = b.call(t, "GET", "/v1/uploads/"+bobs+"?wait=1s", bobKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	status, _, resp = b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+
+	// One of alice's long polls ends: its place is free again.
+	held[0]()
+	<-done
+	require.Eventually(t, func() bool {
+		status, _, _ = b.call(t, "GET", path, aliceKey, nil)
+		return status == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "the place of the poll that ended is given back")
+	held[1]()
+	<-done
+	require.Eventually(t, func() bool { return holding() == 0 }, 10*time.Second, 10*time.Millisecond, "every place is given back")
+	b.api.open.mu.Lock()
+	defer b.api.open.mu.Unlock()
+	require.Empty(t, b.api.open.n, "owners without long polls are not kept")
 }

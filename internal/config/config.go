@@ -294,6 +294,10 @@ type API struct {
 	// multipart upload, a scheduled abort and a row until it completes or its deadline passes, and
 	// part sizes are not signed. 0 disables the bound.
 	MaxOpenMultipart int `name:"max-open-multipart" env:"MAX_OPEN_MULTIPART" default:"1000" help:"Open multipart uploads one owner may have at once (429 beyond); 0: no limit."`
+	// MaxWaits bounds the long polls (GET /v1/uploads/{id}?wait=) one owner may hold open at once
+	// on one replica: each holds a connection, a goroutine and a wake-up subscription for up to 30 s,
+	// and a wake-up reads the database once per waiter.
+	MaxWaits int `name:"max-waits" env:"MAX_WAITS" default:"256" help:"Long polls (?wait=) one owner may hold open at once on one replica (429 beyond); 0: no limit."`
 }
 
 // Jobs tunes the asynq server and scheduler roles.
@@ -629,6 +633,9 @@ func (a API) validate() error {
 		if _, ok := tenants[k]; ok {
 			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", name))
 		}
+	}
+	if a.MaxWaits < 0 || a.MaxWaits > 1_000_000 {
+		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_WAITS: %d not in 0..1000000", a.MaxWaits))
 	}
 	if a.MaxOpenMultipart < 0 || a.MaxOpenMultipart > 1_000_000 {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_OPEN_MULTIPART: %d not in 0..1000000", a.MaxOpenMultipart))
