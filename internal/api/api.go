@@ -108,6 +108,8 @@ type Server struct {
 	dates     dateHeader
 	now       func() time.Time
 	s3Timeout time.Duration
+	// completeBudget bounds a complete request (CompleteBudget; tests shorten it).
+	completeBudget time.Duration
 }
 
 // New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured, and
@@ -146,7 +148,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
 		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
 		ids: newRequestIDs(), now: o.Now, stopping: ctx.Done(),
-		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second),
+		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second), completeBudget: CompleteBudget,
 	}
 	if s.policy == nil {
 		s.policy = pipeline.DefaultPolicy()

@@ -37,8 +37,9 @@
 // a header may send the JWT in the INTAKE_API_AUTH_COOKIE cookie; browsers attach it to requests any
 // site can trigger, GET included, so such a request must show it comes from intake's origin (scheme
 // included), a listed one or a script (Sec-Fetch-Site: same-origin, a trusted Origin, or
-// X-Requested-With / Uppy-Versions; see crossSite), else 403. Only the owner may see or touch an upload or object:
-// anyone else gets 404. INTAKE_API_INSECURE_DEV_AUTH accepts requests without credentials as owner
+// X-Requested-With / Uppy-Versions; see crossSite), else 403; a request carrying the cookie more
+// than once (one planted by a sibling subdomain for a narrower path) is refused with 401. Only the
+// owner may see or touch an upload or object: anyone else gets 404, as does a malformed id. INTAKE_API_INSECURE_DEV_AUTH accepts requests without credentials as owner
 // "dev" (development only, loopback only; logged as a warning at start).
 //
 // # What is signed
@@ -63,7 +64,8 @@
 //
 // # Status and metadata
 //
-// An intent may carry metadata: the app's own JSON object (at most 2 KiB, no NUL characters), stored
+// An intent may carry metadata: the app's own JSON object (at most 2 KiB as PostgreSQL renders it,
+// numbers in plain decimal; no NUL characters, no exponent beyond ±1000), stored
 // with it, returned by GET /v1/uploads/{id} and in every notification of the upload (webhooks and
 // the verdict task), so that the app can correlate without a table of its own. GET
 // /v1/uploads/{id}?wait=30s answers as soon as the verdict is committed, or when the wait (at most
@@ -84,8 +86,13 @@
 //     upload, parts that sum to more (422 too-large);
 //   - complete marks the intent completed only after S3 completed it; abort settles the intent by
 //     the object at the key, so a DELETE that loses the race to a complete answers 409 and leaves
-//     the intent completed (internal/multipart, "States");
-//   - JSON bodies are capped at 64 KiB, complete's at 2.5 MB (10,000 parts with long ETags).
+//     the intent completed (internal/multipart, "States"); a complete or a listing that loses the
+//     race to an abort (or to another complete) answers 409 too, while the intent exists;
+//   - a complete request is answered within CompleteBudget of its start, below the listener's write
+//     timeout; a completion S3 has not finished by then goes on, and the answer (502) says so;
+//   - an abort, once begun, finishes whether or not its client stays;
+//   - JSON bodies are capped at 64 KiB, complete's at 2.5 MB (10,000 parts with long ETags); a part
+//     list is counted before it is decoded, and refused past 10,000 parts.
 //
 // S3 calls run under INTAKE_API_S3_TIMEOUT each.
 package api

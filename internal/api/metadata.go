@@ -12,17 +12,26 @@ import (
 	"github.com/intakehq/intake/internal/problem"
 )
 
-// MaxMetadata bounds the app's metadata of an intent (its compact JSON).
+// MaxMetadata bounds the app's metadata of an intent, as PostgreSQL's jsonb holds and renders it,
+// compacted: its compact JSON with every number counted in the plain decimal form jsonb prints it
+// in (1e308 is 309 digits, 1e-300 is 302 characters).
 const MaxMetadata = 2 << 10
+
+// maxMetadataExponent bounds the exponent of a metadata number. PostgreSQL's numeric refused
+// exponents beyond ±1000 (NUMERIC_MAX_PRECISION) before version 15, and from 15 on overflows on a
+// zero with an exponent past about ±10⁹: the number would fail the intent's insert rather than be
+// refused as the client's mistake. Non-zero numbers within float64's range need no more than ±1000
+// unless their mantissa spells hundreds of digits.
+const maxMetadataExponent = 1000
 
 var probInvalidMetadata = problem.Kind{Slug: "invalid-metadata", Title: "Invalid metadata", Status: http.StatusBadRequest}
 
-// parseMetadata checks the metadata of an intent: absent or null (nil), or a JSON object of at most
-// MaxMetadata bytes once compacted that PostgreSQL's jsonb holds as sent: valid UTF-8, no NUL
-// character, no unpaired surrogate escape (encoding/json would turn those into U+FFFD; jsonb
-// refuses them) and numbers within float64's range (jsonb refuses an exponent past its numeric
-// range, and a tiny one would be spelled out in hundreds of zeros in every answer). It returns the
-// compact JSON.
+// parseMetadata checks the metadata of an intent: absent or null (nil), or a JSON object that
+// PostgreSQL's jsonb holds as sent, of at most MaxMetadata bytes both once compacted and as jsonb
+// renders it (numbers in plain decimal: every GET, webhook and verdict task carries that form): valid
+// UTF-8, no NUL character, no unpaired surrogate escape (encoding/json would turn those into U+FFFD;
+// jsonb refuses them), numbers within float64's range (jsonb refuses an exponent past its numeric
+// range) and exponents within ±maxMetadataExponent. It returns the compact JSON.
 func parseMetadata(raw json.RawMessage) ([]byte, *Problem) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -50,15 +59,20 @@ func parseMetadata(raw json.RawMessage) ([]byte, *Problem) {
 	if err := d.Decode(&v); err != nil {
 		return nil, problemf(probInvalidMetadata, "metadata is not valid JSON: %v", err)
 	}
-	if p := checkMetadataValue(v); p != nil {
+	growth := 0 // what jsonb's rendering of the numbers adds to the compact JSON
+	if p := checkMetadataValue(v, &growth); p != nil {
 		return nil, p
+	}
+	if rendered := buf.Len() + growth; rendered > MaxMetadata {
+		return nil, problemf(probInvalidMetadata, "metadata is %d bytes as stored, its numbers in plain decimal (1e308 is 309 digits); at most %d are kept", rendered, MaxMetadata)
 	}
 	return buf.Bytes(), nil
 }
 
 // checkMetadataValue walks a decoded JSON value (numbers as json.Number) for NUL characters in
-// strings and keys, and numbers outside float64's range.
-func checkMetadataValue(v any) *Problem {
+// strings and keys, and numbers outside float64's range or with an exponent beyond
+// ±maxMetadataExponent; it adds to *growth how much longer than sent jsonb renders its numbers.
+func checkMetadataValue(v any, growth *int) *Problem {
 	switch v := v.(type) {
 	case string:
 		if strings.IndexByte(v, 0) >= 0 {
@@ -69,9 +83,14 @@ func checkMetadataValue(v any) *Problem {
 		if err != nil || f == 0 && strings.ContainsAny(strings.TrimLeft(mantissa(string(v)), "-0."), "123456789") {
 			return problemf(probInvalidMetadata, "metadata number %.40s is outside the range of a 64-bit float", v)
 		}
+		n, ok := renderedNumberLen(string(v))
+		if !ok {
+			return problemf(probInvalidMetadata, "metadata number %.40s has an exponent beyond ±%d", v, maxMetadataExponent)
+		}
+		*growth += n - len(v)
 	case []any:
 		for _, e := range v {
-			if p := checkMetadataValue(e); p != nil {
+			if p := checkMetadataValue(e, growth); p != nil {
 				return p
 			}
 		}
@@ -80,7 +99,7 @@ func checkMetadataValue(v any) *Problem {
 			if strings.IndexByte(k, 0) >= 0 {
 				return problemf(probInvalidMetadata, "metadata must not contain NUL characters (\\u0000)")
 			}
-			if p := checkMetadataValue(e); p != nil {
+			if p := checkMetadataValue(e, growth); p != nil {
 				return p
 			}
 		}
@@ -94,6 +113,40 @@ func mantissa(n string) string {
 		return n[:i]
 	}
 	return n
+}
+
+// renderedNumberLen is the length of n, a valid JSON number, as PostgreSQL's jsonb renders it:
+// numeric's plain decimal form, with no exponent. Its scale (the digits after the point) is the
+// mantissa's fraction digits less the exponent, at least 0; its integer part drops leading zeros
+// and gains the exponent's, "0" when there is none; a zero has no sign. ok is false when the
+// exponent is beyond ±maxMetadataExponent.
+func renderedNumberLen(n string) (length int, ok bool) {
+	exp := 0
+	if i := strings.IndexAny(n, "eE"); i >= 0 {
+		e, err := strconv.Atoi(strings.TrimPrefix(n[i+1:], "+"))
+		if err != nil || e > maxMetadataExponent || e < -maxMetadataExponent {
+			return 0, false
+		}
+		n, exp = n[:i], e
+	}
+	negative := strings.HasPrefix(n, "-")
+	n = strings.TrimPrefix(n, "-")
+	intPart, frac, _ := strings.Cut(n, ".")
+	scale := max(len(frac)-exp, 0)
+	digits := strings.TrimLeft(intPart+frac, "0")
+	// The point sits after len(intPart)+exp digits of intPart+frac: after point digits of digits
+	// (a zero's integer part is "0", whatever its exponent).
+	length = 1
+	if point := len(intPart) + exp - (len(intPart) + len(frac) - len(digits)); digits != "" && point > 1 {
+		length = point
+	}
+	if scale > 0 {
+		length += 1 + scale
+	}
+	if negative && digits != "" {
+		length++
+	}
+	return length, true
 }
 
 // uppyQueryMetadata collects the metadata[name]=value query parameters Uppy sends to /s3/params

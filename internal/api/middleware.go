@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/ctxval"
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/pipeline"
@@ -336,6 +337,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, fam family, p *Pro
 		s.log.WarnContext(r.Context(), "api request failed", "type", p.Type, "detail", p.Detail)
 	}
 	if fam == familyUppy {
+		problem.SetChallenge(w.Header(), p.Status)
 		writeJSON(w, p.Status, map[string]string{"error": p.Detail, "type": p.Type})
 		return
 	}

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/intakehq/intake/internal/multipart"
+	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
@@ -121,6 +124,37 @@ func (s *Server) multipartProblem(ctx context.Context, what string, err error) *
 	}
 }
 
+// uploadProblem is multipartProblem for an error of work on u, an upload of the caller's that was
+// pending when the request loaded it: S3 no longer knowing it (NoSuchUpload) means an abort (a
+// DELETE, the deadline task, the sweep) or a complete won the race since, not that the caller
+// named an upload that does not exist. The intent is read again: while it exists the answer is 409
+// upload-not-pending with its status, as a DELETE raced by a complete is; 404 only when it is gone.
+func (s *Server) uploadProblem(ctx context.Context, u dbq.Upload, what string, err error) *Problem {
+	if !objstore.IsNoSuchUpload(err) {
+		return s.multipartProblem(ctx, what, err)
+	}
+	// The request's context may be what ran out (complete's budget); the read is short.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rereadTimeout)
+	defer cancel()
+	now, rerr := s.q.APIGetUpload(rctx, dbq.APIGetUploadParams{ID: u.ID, Owner: u.Owner})
+	switch {
+	case errors.Is(rerr, pgx.ErrNoRows):
+		return s.s3Problem(ctx, what, err)
+	case rerr != nil:
+		s.log.WarnContext(ctx, "read upload again after storage forgot it", "upload", u.ID, "err", rerr)
+		return problemf(probNotPending, "%s: upload %s is no longer open in storage (aborted or completed meanwhile)", what, u.ID)
+	case now.Status == multipart.StatusPending:
+		// The abort or complete that won has not yet settled the intent (or S3 forgot the upload by
+		// itself: a lifecycle rule); it, the consumer, the deadline task or the sweep settles it.
+		return problemf(probNotPending, "%s: upload %s is no longer open in storage (aborted or completed meanwhile; its status says which once settled)", what, u.ID)
+	default:
+		return problemf(probNotPending, "%s: upload %s is %s", what, u.ID, now.Status)
+	}
+}
+
+// rereadTimeout bounds uploadProblem's second read of an intent.
+const rereadTimeout = 5 * time.Second
+
 // partURL is one presigned part upload.
 type partURL struct {
 	PartNumber int32  `json:"part_number"`
@@ -213,7 +247,7 @@ func (s *Server) listParts(w http.ResponseWriter, r *http.Request, who principal
 func heldParts[T any](s *Server, ctx context.Context, u dbq.Upload, shape func(multipart.Part) T) ([]T, *Problem) {
 	parts, err := s.mp.Parts(ctx, u.Bucket, u.Key, *u.MultipartUploadID)
 	if err != nil {
-		return nil, s.multipartProblem(ctx, "list parts", err)
+		return nil, s.uploadProblem(ctx, u, "list parts", err)
 	}
 	out := make([]T, len(parts))
 	for i, pt := range parts {
@@ -228,9 +262,101 @@ type completedPart struct {
 	ETag       string `json:"etag"`
 }
 
+// partList is the part list of a complete request (either route family's part shape). Its elements
+// are counted before any is decoded: a body of maxCompleteBody bytes holds some 850,000 empty
+// objects ({"parts":[{},{},...]}), which encoding/json would turn into as many parts (over 100 MB
+// allocated) only for the list to be refused for its length. A list of more than
+// multipart.MaxParts elements is refused once the count passes the bound, before anything is
+// allocated for it.
+type partList[T any] []T
+
+// UnmarshalJSON counts data's elements (a JSON array, or null) up to multipart.MaxParts, refusing
+// the list with a *Problem (invalid-parts) beyond, and decodes them otherwise, unknown members
+// refused as decodeJSON refuses them.
+func (l *partList[T]) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		*l = nil
+		return nil
+	}
+	n, ok := countElements(data, multipart.MaxParts)
+	if !ok {
+		return problemf(probInvalidParts, "list at most %d parts", multipart.MaxParts)
+	}
+	out := make([]T, 0, n)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return err
+	}
+	*l = out
+	return nil
+}
+
+// countElements counts the elements of data, a JSON value that encoding/json has already found
+// valid, when it is an array: ok is false as soon as there are more than limit, and the scan stops
+// there. Any other value counts as none (decoding it reports the type error).
+func countElements(data []byte, limit int) (n int, ok bool) {
+	i := skipJSONSpace(data, 0)
+	if i == len(data) || data[i] != '[' {
+		return 0, true
+	}
+	if i = skipJSONSpace(data, i+1); i == len(data) || data[i] == ']' {
+		return 0, true
+	}
+	n = 1
+	depth, inString := 0, false // depth within the array's elements
+	for ; i < len(data) && depth >= 0; i++ {
+		c := data[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++ // the escaped character
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth-- // -1 at the array's own ']'
+		case ',':
+			if depth == 0 {
+				if n++; n > limit {
+					return n, false
+				}
+			}
+		}
+	}
+	return n, true
+}
+
+// skipJSONSpace returns the index of the first byte of data at or after i that is not JSON's
+// insignificant whitespace.
+func skipJSONSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// completedParts converts a decoded part list to internal/multipart's parts.
+func completedParts[T any](l partList[T], part func(T) multipart.CompletedPart) []multipart.CompletedPart {
+	parts := make([]multipart.CompletedPart, len(l))
+	for i, pt := range l {
+		parts[i] = part(pt)
+	}
+	return parts
+}
+
 func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	r, cancel := s.withCompleteBudget(r)
+	defer cancel()
 	var req struct {
-		Parts []completedPart `json:"parts"`
+		Parts partList[completedPart] `json:"parts"`
 	}
 	if p := decodeJSONLimit(w, r, &req, maxCompleteBody); p != nil {
 		return p
@@ -239,10 +365,9 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 	if p != nil {
 		return p
 	}
-	parts := make([]multipart.CompletedPart, len(req.Parts))
-	for i, pt := range req.Parts {
-		parts[i] = multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
-	}
+	parts := completedParts(req.Parts, func(pt completedPart) multipart.CompletedPart {
+		return multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
+	})
 	res, p := s.complete(r.Context(), u, parts)
 	if p != nil {
 		return p
@@ -251,8 +376,30 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 	return nil
 }
 
+// CompleteBudget bounds a complete request (either route family's) from its handler's start to its
+// answer: the body's reading, the upload's lookup, the listing of its parts (every page) and S3's
+// CompleteMultipartUpload all count against it. It is below the public listener's WriteTimeout,
+// which runs from the end of the request's headers, so that the client gets the answer: a
+// completion S3 has not finished by then goes on (internal/multipart does not cut it short), and
+// the answer says so (502 storage-unavailable); GET /v1/uploads/{id} tells when it is completed.
+const CompleteBudget = WriteTimeout - 5*time.Second
+
+// withCompleteBudget returns r with its context bounded by the complete budget, from now.
+func (s *Server) withCompleteBudget(r *http.Request) (*http.Request, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.completeBudget)
+	return r.WithContext(ctx), cancel
+}
+
+// completion is what internal/multipart's Complete returned.
+type completion struct {
+	res multipart.CompleteResult
+	err error
+}
+
 // complete completes u with the parts within its size bound: the declared size (or the policy's
-// max_size without one). An upload whose parts exceed it is aborted and refused.
+// max_size without one). An upload whose parts exceed it is aborted and refused. It answers by
+// ctx's deadline (the complete budget) even when the completion is not done by then: Complete
+// runs on its own goroutine, and what it returns after the answer was given is logged.
 func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []multipart.CompletedPart) (multipart.CompleteResult, *Problem) {
 	if p := s.beforeDeadline(u); p != nil {
 		return multipart.CompleteResult{}, p
@@ -262,14 +409,39 @@ func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []multipart.C
 		declared = u.Size
 	}
 	created := u.CreatedAt
-	res, err := s.mp.Complete(ctx, multipart.CompleteRequest{
+	req := multipart.CompleteRequest{
 		Bucket: u.Bucket, Key: u.Key, UploadID: *u.MultipartUploadID, Initiated: &created, Parts: parts,
 		DeclaredSize: declared, MaxSize: s.rule(u).MaxSize,
-	})
-	if err != nil {
-		return res, s.multipartProblem(ctx, "complete multipart upload", err)
 	}
-	return res, nil
+	done := make(chan completion)
+	// The completion may outlive the request's answer (its budget); it ends by itself within
+	// multipart.MaxCompleteDuration, which bounds every call it makes. A process that exits before
+	// then leaves S3 to finish or not: the intent follows S3 (the event, or a later look at the key).
+	go func() {
+		res, err := s.mp.Complete(ctx, req)
+		select {
+		case done <- completion{res, err}:
+		case <-ctx.Done():
+			// The request was answered without it (its budget ran out, or its client left).
+			if err != nil {
+				s.log.WarnContext(ctx, "complete multipart upload failed after the request was answered", "upload", u.ID, "err", err)
+				return
+			}
+			s.log.InfoContext(ctx, "multipart upload completed after the request was answered", "upload", u.ID, "intent_completed", res.IntentCompleted)
+		}
+	}()
+	select {
+	case c := <-done:
+		if c.err != nil {
+			return c.res, s.uploadProblem(ctx, u, "complete multipart upload", c.err)
+		}
+		return c.res, nil
+	case <-ctx.Done():
+		s.log.WarnContext(ctx, "complete multipart upload: no answer within the request's budget; it goes on", "upload", u.ID, "budget", s.completeBudget)
+		return multipart.CompleteResult{}, problemf(probS3Unavailable,
+			"complete multipart upload: not finished within %s of the request; a completion storage started goes on: GET /v1/uploads/%s tells whether the upload is completed (request id %s)",
+			s.completeBudget, u.ID, requestID(ctx))
+	}
 }
 
 func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
@@ -284,11 +456,19 @@ func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who princip
 	return nil
 }
 
+// abortTimeout bounds an abort asked through the API once it no longer follows the request's
+// context: below the public listener's WriteTimeout.
+const abortTimeout = 30 * time.Second
+
 // abort aborts u and records it. An upload that S3 shows completed (a complete won the race) is a
-// conflict: its intent is completed, not aborted.
+// conflict: its intent is completed, not aborted. Once begun, the abort is finished whether or not
+// its client stays (bounded by abortTimeout): cut short by a client that leaves, it would leave its
+// row "aborting" and the intent pending, the S3 upload perhaps open, until the sweep resumes it.
 func (s *Server) abort(ctx context.Context, u dbq.Upload) *Problem {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
 	created := u.CreatedAt
-	res, err := s.mp.Abort(ctx, multipart.AbortRequest{
+	res, err := s.mp.Abort(actx, multipart.AbortRequest{
 		Bucket: u.Bucket, Key: u.Key, UploadID: *u.MultipartUploadID, Initiated: &created, Reason: multipart.ReasonAPI,
 	})
 	if err != nil {

@@ -245,14 +245,26 @@ func TestPlainMediaType(t *testing.T) {
 }
 
 // TestParseMetadataRefusesWhatJSONBRefuses: every value PostgreSQL's jsonb refuses (or would spell
-// out in hundreds of digits) is a 400 before it reaches the intent row; what it holds is kept.
+// out in more than MaxMetadata bytes) is a 400 before it reaches the intent row; what it holds is
+// kept. (TestMetadataLimitHoldsOnWhatPostgreSQLRenders checks the counting against PostgreSQL.)
 func TestParseMetadataRefusesWhatJSONBRefuses(t *testing.T) {
 	t.Parallel()
+	// 2 KiB of compact JSON that jsonb renders in 300 times as much: 1e308 is 309 digits.
+	amplified := `{"a":[1e308` + strings.Repeat(`,1e308`, (MaxMetadata-len(`{"a":[1e308]}`))/len(`,1e308`)) + `]}`
+	require.LessOrEqual(t, len(amplified), MaxMetadata)
 	for _, c := range []struct {
 		in string
 		ok bool
 	}{
-		{`{"k":"plain","n":[1,-2.5e3,1e308,-1e-300,0e5000,0.000e-999,null,true]}`, true},
+		{`{"k":"plain","n":[1,-2.5e3,1e308,-1e-300,0e1000,0.000e-999,null,true]}`, true}, // 1,658 bytes rendered
+		{`{"n":[1e300,1e300,1e300,1e300,1e300,1e300]}`, true},                            // 1,819 bytes rendered
+		{`{"n":[1e300,1e300,1e300,1e300,1e300,1e300,1e300]}`, false},                     // 2,121 bytes rendered
+		{amplified, false},
+		{`{"k":0e1001}`, false},       // PostgreSQL before 15 refuses the exponent
+		{`{"k":0e5000}`, false},       // (the same)
+		{`{"k":0e2000000000}`, false}, // PostgreSQL 15 overflows
+		{`{"k":0e-999999}`, false},    // a million zeros after the point; PostgreSQL overflows
+		{`{"k":1E+2,"l":-0.00,"m":1.50e2,"n":100e-2}`, true},
 		{`{"emoji":"\ud83d\ude00","escaped":"\\ud800 is text","é":"\u00e9"}`, true},
 		{"{\"k\":\"a\xffb\"}", false},
 		{`{"k":"\ud800"}`, false},

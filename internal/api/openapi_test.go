@@ -110,6 +110,29 @@ func TestOpenAPIServed(t *testing.T) {
 	require.JSONEq(t, string(openAPIDoc), string(raw))
 }
 
+// TestOpenAPIVariesByOrigin: /openapi.json may be kept by shared caches (public, max-age=300) and
+// its CORS headers depend on the request's Origin, so every answer says Vary: Origin, once, with an
+// Origin or without one: a copy stored for a request without Origin (no Access-Control-Allow-Origin)
+// must not be served to a page of an allowed origin, nor one stored for an origin to another.
+func TestOpenAPIVariesByOrigin(t *testing.T) {
+	t.Parallel()
+	hs := httptest.NewServer(testkit.NewContract(t, openAPIDoc).Handler(t, unitServer(t).Handler()))
+	defer hs.Close()
+	for _, origin := range []string{"", "https://app.example.com", "https://evil.example.net"} {
+		req, err := http.NewRequest(http.MethodGet, hs.URL+"/openapi.json", nil)
+		require.NoError(t, err)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "public, max-age=300", resp.Header.Get("Cache-Control"))
+		require.Equal(t, []string{"Origin"}, resp.Header.Values("Vary"), "Origin %q", origin)
+	}
+}
+
 // reported collects what a contract reports.
 type reported struct {
 	mu   sync.Mutex

@@ -37,7 +37,6 @@ var (
 	probInvalidParts    = problem.Kind{Slug: "invalid-parts", Title: "Invalid part list", Status: http.StatusBadRequest}
 	probInvalidCursor   = problem.Kind{Slug: "invalid-cursor", Title: "Invalid cursor", Status: http.StatusBadRequest}
 	probInvalidLimit    = problem.Kind{Slug: "invalid-limit", Title: "Invalid limit", Status: http.StatusBadRequest}
-	probInvalidID       = problem.Kind{Slug: "invalid-id", Title: "Invalid id", Status: http.StatusBadRequest}
 	probInvalidParam    = problem.Kind{Slug: "invalid-parameter", Title: "Invalid query parameter", Status: http.StatusBadRequest}
 	probNotFound        = problem.NotFound
 	probNotPending      = problem.UploadNotPending
@@ -57,7 +56,7 @@ var problemKinds = []problem.Kind{
 	problem.InvalidJSON, problem.UnknownField, problem.RequestTooLarge, problem.UnsupportedMediaType, probInvalidFilename,
 	probInvalidType, probInvalidSize, probInvalidSHA256, probInvalidMethod, probInvalidExpiry,
 	probExpiryTooLong, probTooLarge, probTypeNotAllowed, probInvalidParts, probInvalidCursor,
-	probInvalidLimit, probInvalidID, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
+	probInvalidLimit, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
 	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, probTooManyWaits, problem.MethodNotAllowed,
 }
@@ -119,11 +118,16 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 	return exactMembers(body.Bytes(), reflect.TypeOf(v))
 }
 
+// jsonProblem maps an error of reading or decoding a JSON body. A *Problem (what a type's own
+// UnmarshalJSON refuses, such as partList) is answered as it is.
 func jsonProblem(err error) *Problem {
 	var maxErr *http.MaxBytesError
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
+	var prob *Problem
 	switch {
+	case errors.As(err, &prob):
+		return prob
 	case errors.As(err, &maxErr):
 		return problemf(problem.RequestTooLarge, "the body exceeds %d bytes", maxErr.Limit)
 	case errors.Is(err, io.EOF):

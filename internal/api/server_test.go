@@ -19,3 +19,9 @@ func TestLongPollFitsTheWriteTimeout(t *testing.T) {
 	require.LessOrEqual(t, srv.ReadHeaderTimeout, srv.ReadTimeout)
 	require.Positive(t, srv.IdleTimeout)
 }
+
+// A complete request is answered within CompleteBudget of its handler's start; the write timeout
+// runs from the end of its headers (a little earlier), so the budget leaves it a margin.
+func TestCompleteFitsTheWriteTimeout(t *testing.T) {
+	require.LessOrEqual(t, CompleteBudget+5*time.Second, WriteTimeout)
+}

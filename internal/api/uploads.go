@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/sigv4"
@@ -376,7 +377,12 @@ func (s *Server) createMultipart(ctx context.Context, in intent, now time.Time, 
 // persistIntent records the intent. A multipart upload whose row could not be written is aborted
 // (nobody could complete it); one that was recorded gets its abort scheduled at the deadline. When
 // scheduling fails (Redis down) the upload is still created: its row's expires_at makes the sweep
-// abort it after the deadline (internal/multipart, "Sweep and deadlines").
+// abort it after the deadline (internal/multipart, "Sweep and deadlines"). When the insert's
+// outcome is unknown (the creation's budget ran out while the row was in a batch, which may still
+// commit it, or in a statement whose answer was lost: committedUnknown), the upload is not aborted
+// (a committed row would name a dead upload): its deadline abort is scheduled as for a recorded
+// one. That abort is idempotent, and without a row it aborts the upload all the same; the request
+// is refused either way.
 func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadResponse) *Problem {
 	// Copies, not &resp.UploadID or &in.plan.PartSize: a pointer into in or resp, passed to the
 	// Queries interface, would move both (hundreds of bytes) to the heap on every request, multipart
@@ -396,27 +402,51 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 		ContentType: in.ct, Size: in.spec.size, SizeDeclared: in.spec.sizeDeclared, Sha256: in.spec.sha256,
 		MultipartUploadID: uploadID, PartSize: partSize, ExpiresAt: resp.ExpiresAt, Metadata: in.meta,
 	})
-	if err != nil {
+	switch {
+	case err != nil && uploadID != nil && committedUnknown(ctx, err):
+		s.log.WarnContext(ctx, "recording a multipart upload's intent ended without an answer; its deadline abort is scheduled, the upload kept",
+			"key", in.key, "upload_id", resp.UploadID, "err", err)
+		s.scheduleAbort(ctx, in.key, resp)
+		return s.dbProblem(ctx, "record upload intent", err)
+	case err != nil:
 		if uploadID != nil {
 			s.discard(in.key, resp.UploadID)
 		}
 		return s.dbProblem(ctx, "record upload intent", err)
-	}
-	if uploadID == nil {
-		return nil
-	}
-	if s.aborts == nil {
-		s.log.DebugContext(ctx, "no deadline aborter: multipart upload left to the sweep", "key", in.key, "upload_id", resp.UploadID)
-		return nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, scheduleTimeout)
-	defer cancel()
-	if err := s.aborts.ScheduleAbort(sctx, s.bucket, in.key, resp.UploadID, resp.ExpiresAt); err != nil {
-		s.metrics.unscheduled.Inc()
-		s.log.WarnContext(ctx, "schedule multipart abort failed; the sweep aborts the upload after its deadline",
-			"key", in.key, "upload_id", resp.UploadID, "deadline", resp.ExpiresAt, "err", err)
+	case uploadID != nil:
+		s.scheduleAbort(ctx, in.key, resp)
 	}
 	return nil
+}
+
+// committedUnknown reports whether err, an insert's error, leaves open whether the row was
+// committed: the context ended (IntentWriter may still commit a row it had put in a statement;
+// PostgreSQL may have committed a statement whose answer was not awaited) or the connection failed
+// after the statement may have been sent. An error PostgreSQL answered (a constraint, a bad value),
+// a connection never made and a statement never sent mean no row.
+func committedUnknown(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	return !errors.As(err, &pgErr) && !errors.As(err, &connectErr) && !pgconn.SafeToRetry(err)
+}
+
+// scheduleAbort schedules the abort of the multipart upload of resp at its deadline, bounded by
+// scheduleTimeout from now (ctx may have run out: persistIntent's unknown outcome).
+func (s *Server) scheduleAbort(ctx context.Context, key string, resp uploadResponse) {
+	if s.aborts == nil {
+		s.log.DebugContext(ctx, "no deadline aborter: multipart upload left to the sweep", "key", key, "upload_id", resp.UploadID)
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), scheduleTimeout)
+	defer cancel()
+	if err := s.aborts.ScheduleAbort(sctx, s.bucket, key, resp.UploadID, resp.ExpiresAt); err != nil {
+		s.metrics.unscheduled.Inc()
+		s.log.WarnContext(ctx, "schedule multipart abort failed; the sweep aborts the upload after its deadline",
+			"key", key, "upload_id", resp.UploadID, "deadline", resp.ExpiresAt, "err", err)
+	}
 }
 
 // multipartCreateTimeout bounds the creation of a multipart upload once it no longer follows the

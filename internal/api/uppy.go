@@ -244,14 +244,19 @@ func (s *Server) uppyBatchSign(w http.ResponseWriter, r *http.Request, who princ
 	return nil
 }
 
+// uppyCompletedPart is one part named in Uppy's complete request (the S3 SDK's shape).
+type uppyCompletedPart struct {
+	PartNumber int32  `json:"PartNumber"`
+	ETag       string `json:"ETag"`
+}
+
 // uppyComplete: POST /s3/multipart/{uploadId}/complete?key= {parts: [{PartNumber, ETag}]} →
 // {location, key, bucket}.
 func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	r, cancel := s.withCompleteBudget(r)
+	defer cancel()
 	var req struct {
-		Parts []struct {
-			PartNumber int32  `json:"PartNumber"`
-			ETag       string `json:"ETag"`
-		} `json:"parts"`
+		Parts partList[uppyCompletedPart] `json:"parts"`
 	}
 	if p := decodeJSONLimit(w, r, &req, maxCompleteBody); p != nil {
 		return p
@@ -260,10 +265,9 @@ func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who princi
 	if p != nil {
 		return p
 	}
-	parts := make([]multipart.CompletedPart, len(req.Parts))
-	for i, pt := range req.Parts {
-		parts[i] = multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
-	}
+	parts := completedParts(req.Parts, func(pt uppyCompletedPart) multipart.CompletedPart {
+		return multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
+	})
 	res, p := s.complete(r.Context(), u, parts)
 	if p != nil {
 		return p

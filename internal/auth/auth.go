@@ -168,8 +168,16 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, *problem.Problem)
 		return a.jwt(r.Context(), tok)
 	}
 	if a.cookie != "" {
-		if ck, err := r.Cookie(a.cookie); err == nil && ck.Value != "" {
-			c, p := a.jwt(r.Context(), ck.Value)
+		// A browser sends every cookie of the name whose domain and path match, the most specific
+		// path first: a sibling subdomain (or a page on http://, or a script there) can plant one for
+		// the parent domain with Path=/s3, and r.Cookie would read the planted one first, making the
+		// victim's uploads land under the planter's owner. Which of several is intake's own cannot
+		// be told, so a request carrying the cookie more than once is refused.
+		switch cks := r.CookiesNamed(a.cookie); {
+		case len(cks) > 1:
+			return Caller{}, unauthorized(fmt.Sprintf("the %s cookie is sent %d times: another site of the domain may have set one; clear the domain's %s cookies and sign in again", a.cookie, len(cks), a.cookie))
+		case len(cks) == 1 && cks[0].Value != "":
+			c, p := a.jwt(r.Context(), cks[0].Value)
 			c.Cookie = true
 			return c, p
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -251,5 +252,61 @@ func TestValidOwner(t *testing.T) {
 		strings.Repeat("x", 128): true, strings.Repeat("x", 129): false,
 	} {
 		require.Equal(t, want, ValidOwner(owner), "%q", owner)
+	}
+}
+
+// TestPlantedCookieAttacks: the auth cookie is what browsers attach by themselves, and a sibling
+// subdomain (or a page of the domain served over http://) can set one for the parent domain with a
+// more specific Path (Path=/s3): the browser then sends both, the planted one first, and a
+// first-wins read would act for the planter's owner with the victim's uploads. Each row names the
+// attacker, the cookies the victim's browser sends, the status, and what must not happen: the
+// request acting for anyone but the cookie's rightful owner.
+func TestPlantedCookieAttacks(t *testing.T) {
+	t.Parallel()
+	a, err := New(t.Context(), config.API{JWTSecret: secret, JWTIssuer: issuer, JWTAudience: audience, AuthCookie: "intake_token",
+		Keys: aliceKey + "=alice"}, discard())
+	require.NoError(t, err)
+	victim := testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(nil)) // rita
+	planted := testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(func(c jwt.MapClaims) { c["sub"] = "mallory" }))
+	for _, c := range []struct {
+		attacker string
+		cookies  []string // Cookie headers, in the order the browser sends them
+		apiKey   string
+		status   int
+		owner    string // the owner the request may act for ("" when refused)
+		mustNot  string
+	}{
+		{"nobody: the victim's own cookie", []string{"intake_token=" + victim}, "", 200, "rita", ""},
+		{"sibling subdomain planting its token with Path=/s3 (sent first)", []string{"intake_token=" + planted + "; intake_token=" + victim}, "", 401, "",
+			"act for mallory with the victim's upload"},
+		{"planted token sent after the victim's", []string{"intake_token=" + victim + "; intake_token=" + planted}, "", 401, "",
+			"let the order of the cookies decide the owner"},
+		{"planted token in a second Cookie header", []string{"intake_token=" + planted, "intake_token=" + victim}, "", 401, "",
+			"act for mallory"},
+		{"planted empty cookie shadowing the victim's", []string{"intake_token=; intake_token=" + victim}, "", 401, "",
+			"accept a request whose cookies disagree"},
+		{"planted token, victim signed out", []string{"other=1; intake_token=" + planted}, "", 200, "mallory",
+			""}, // one cookie is the only one there is: the planter's own session, acting for the planter alone
+		{"planted tokens beside an explicit API key", []string{"intake_token=" + planted + "; intake_token=" + victim}, aliceKey, 200, "alice",
+			"let cookies override the credentials a script set"},
+	} {
+		req := httptest.NewRequest("POST", "/s3/multipart", nil)
+		req.Host = "intake.example.com"
+		for _, h := range c.cookies {
+			req.Header.Add("Cookie", h)
+		}
+		if c.apiKey != "" {
+			req.Header.Set("X-API-Key", c.apiKey)
+		}
+		who, p := a.Authenticate(req)
+		status := http.StatusOK
+		if p != nil {
+			status = p.Status
+		}
+		require.Equal(t, c.status, status, "%s: must not %s (%+v)", c.attacker, c.mustNot, who)
+		require.Equal(t, c.owner, who.Owner, "%s: must not %s", c.attacker, c.mustNot)
+		if p != nil {
+			require.Equal(t, problem.Unauthorized.Type(), p.Type, c.attacker)
+		}
 	}
 }

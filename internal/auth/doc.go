@@ -18,6 +18,14 @@
 // audience, for a provider dedicated to intake). The subject becomes an owner, a segment of object
 // keys: it must satisfy ValidOwner.
 //
+// # The cookie
+//
+// Browser clients that send no Authorization header (Uppy) may send the JWT in the
+// INTAKE_API_AUTH_COOKIE cookie. A request carrying that cookie more than once is refused (401):
+// a sibling subdomain, or a page of the domain served over http://, can set one for the parent
+// domain with a narrower Path, which the browser sends first, and whichever one intake read, the
+// request could act for an owner its user never signed in as.
+//
 // # Development
 //
 // INTAKE_API_INSECURE_DEV_AUTH turns requests without credentials into owner "dev". config.Validate

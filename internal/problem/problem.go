@@ -59,14 +59,24 @@ type Problem struct {
 // Error returns the title and the detail.
 func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
 
+// Challenge is the WWW-Authenticate value of every 401 intake answers (RFC 9110 section 11.6.1
+// requires one), in whatever format its body is.
+const Challenge = `Bearer realm="intake"`
+
+// SetChallenge sets WWW-Authenticate to Challenge on the headers of an answer of status, when it is
+// a 401.
+func SetChallenge(h http.Header, status int) {
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", Challenge)
+	}
+}
+
 // Write sends p as application/problem+json with p.Status, never to be cached. A 401 carries the
-// challenge `WWW-Authenticate: Bearer realm="intake"`. Headers set on w before (Retry-After, ...)
-// are kept.
+// challenge `WWW-Authenticate: Bearer realm="intake"` (SetChallenge). Headers set on w before
+// (Retry-After, ...) are kept.
 func Write(w http.ResponseWriter, p Problem) {
 	h := w.Header()
-	if p.Status == http.StatusUnauthorized {
-		h.Set("WWW-Authenticate", `Bearer realm="intake"`)
-	}
+	SetChallenge(h, p.Status)
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)

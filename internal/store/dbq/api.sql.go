@@ -15,7 +15,7 @@ import (
 const aPICountOpenMultipart = `-- name: APICountOpenMultipart :one
 SELECT count(*)::int AS open
 FROM (SELECT 1 FROM uploads
-      WHERE owner = $1 AND method = 'multipart' AND status = 'pending'
+      WHERE owner = $1 AND method = 'multipart' AND status = 'pending' AND expires_at > now()
       LIMIT $2) AS o
 `
 
@@ -24,8 +24,10 @@ type APICountOpenMultipartParams struct {
 	MaxRows int32
 }
 
-// The owner's open (pending) multipart uploads, counted up to max_rows: the quota check needs to
-// know only whether the limit is reached (uploads_open_multipart_owner_idx).
+// The owner's open multipart uploads (pending, and before their deadline: one past it is no longer
+// worked on, and its abort is due), counted up to max_rows: the quota check needs to know only
+// whether the limit is reached (uploads_open_multipart_owner_expires_idx: a range of the owner's
+// pending ones, read without their rows).
 func (q *Queries) APICountOpenMultipart(ctx context.Context, arg APICountOpenMultipartParams) (int32, error) {
 	row := q.db.QueryRow(ctx, aPICountOpenMultipart, arg.Owner, arg.MaxRows)
 	var open int32

@@ -231,10 +231,12 @@ type OverdueMultipartRow struct {
 	ExpiresAt time.Time
 }
 
-// intake's multipart uploads of a bucket past their deadline (expires_at before now), under prefix,
+// intake's multipart uploads of a bucket past their deadline (expires_at before @now), under prefix,
 // still pending and with no abort recorded; keyset pagination on (expires_at, id), a range of
-// uploads_pending_expires_idx. (The maintenance task expires a multipart intent only once an abort
-// is recorded, so no expired intent waits for one.)
+// uploads_pending_expires_idx. The sweep passes as @now its start less the grace after a deadline
+// (worker/tasks.AbortGrace): a complete accepted just before the deadline may still be running, so
+// an upload is overdue only once the grace has passed too. (The maintenance task expires a
+// multipart intent only once an abort is recorded, so no expired intent waits for one.)
 func (q *Queries) OverdueMultipart(ctx context.Context, arg OverdueMultipartParams) ([]OverdueMultipartRow, error) {
 	rows, err := q.db.Query(ctx, overdueMultipart,
 		arg.Bucket,

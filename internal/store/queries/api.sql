@@ -35,9 +35,11 @@ SELECT * FROM objects WHERE id = @id AND owner = @owner;
 SELECT * FROM objects WHERE upload_id = @upload_id AND owner = @owner ORDER BY updated_at DESC LIMIT 1;
 
 -- name: APICountOpenMultipart :one
--- The owner's open (pending) multipart uploads, counted up to max_rows: the quota check needs to
--- know only whether the limit is reached (uploads_open_multipart_owner_idx).
+-- The owner's open multipart uploads (pending, and before their deadline: one past it is no longer
+-- worked on, and its abort is due), counted up to max_rows: the quota check needs to know only
+-- whether the limit is reached (uploads_open_multipart_owner_expires_idx: a range of the owner's
+-- pending ones, read without their rows).
 SELECT count(*)::int AS open
 FROM (SELECT 1 FROM uploads
-      WHERE owner = @owner AND method = 'multipart' AND status = 'pending'
+      WHERE owner = @owner AND method = 'multipart' AND status = 'pending' AND expires_at > now()
       LIMIT @max_rows) AS o;
