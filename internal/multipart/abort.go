@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // AbortRequest names one upload to abort.
@@ -73,14 +74,35 @@ func (e *InspectError) Error() string {
 // Unwrap returns Inspect's error.
 func (e *InspectError) Unwrap() error { return e.Err }
 
+// NotDueError is Abort's error for a ReasonDeadline abort of one of intake's uploads before its
+// time: PostgreSQL's deadline for the upload (the expires_at promised to its owner) plus
+// tasks.AbortGrace has not passed. Nothing was recorded or sent. The deadline a task's payload
+// carries is not trusted for this: whoever wrote the task into Redis, the owner's deadline holds.
+type NotDueError struct {
+	// UploadID names the upload.
+	UploadID string
+	// Deadline is the upload's expires_at, as PostgreSQL holds it.
+	Deadline time.Time
+	// Due is Deadline plus tasks.AbortGrace: the abort may run from then on.
+	Due time.Time
+}
+
+// Error says when the abort is due.
+func (e *NotDueError) Error() string {
+	return fmt.Sprintf("abort of upload %s is not due before %s (its deadline %s and the grace of %s): left open",
+		e.UploadID, e.Due.UTC().Format(time.RFC3339Nano), e.Deadline.UTC().Format(time.RFC3339Nano), tasks.AbortGrace)
+}
+
 // Abort records the abort it is about to send, sums the upload's parts, aborts it, looks at its key
 // and records the outcome, settling intake's intent by what S3 shows (see the package
 // documentation, "States" and "Aborts are recorded before they are sent"). An upload that no
 // longer exists is "gone", not an error, unless an earlier attempt had begun the abort and no
 // object stands at the key: then S3 forgot it after intake asked, and the outcome is "aborted".
-// Errors wrap S3's (objstore.IsRetryable tells whether trying again may help) or ErrStore, or are an
-// *InspectError (AbortRequest.Inspect failed, the rest succeeded); when the abort could not be
-// begun in PostgreSQL, nothing was sent to S3.
+// Errors wrap S3's (objstore.IsRetryable tells whether trying again may help) or ErrStore (each
+// PostgreSQL call bounded by Config.StoreTimeout), or are an *InspectError (AbortRequest.Inspect failed,
+// the rest succeeded) or a *NotDueError (a ReasonDeadline abort of one of intake's uploads before
+// its expires_at plus tasks.AbortGrace: nothing done); when the abort could not be begun in
+// PostgreSQL, nothing was sent to S3.
 func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, error) {
 	res := AbortResult{Outcome: OutcomeAborted}
 	rec := AbortRecord{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: req.Reason}
@@ -90,14 +112,26 @@ func (s *Service) Abort(ctx context.Context, req AbortRequest) (AbortResult, err
 		// /v1/jobs) would find no upload under that key, record the id "gone" and settle the real
 		// upload's intent aborted while S3 keeps it open: refused before anything is written. (The
 		// sweep's candidates come with the key S3 or the intent gave.)
-		known, err := s.store.Intents(ctx, req.Bucket, []string{req.UploadID})
+		sctx, cancel := s.storeContext(ctx)
+		known, err := s.store.Intents(sctx, req.Bucket, []string{req.UploadID})
+		cancel()
 		if err != nil {
 			return res, storeErr("find the upload's intent", err)
 		}
-		if in, ok := known[req.UploadID]; ok && in.Key != req.Key {
+		in, ok := known[req.UploadID]
+		if ok && in.Key != req.Key {
 			return res, fmt.Errorf("abort upload %s of %q: %w: it was created for %q", req.UploadID, req.Key, ErrWrongKey, in.Key)
 		}
-		if prior, err = s.store.BeginAbort(ctx, rec); err != nil {
+		// A deadline abort keeps the deadline promised to the owner as PostgreSQL records it, and
+		// its grace (a complete accepted just before it may still run), whatever deadline the task
+		// that asked carries: a task written into Redis by hand must not abort an upload early.
+		if due := in.ExpiresAt.Add(tasks.AbortGrace); ok && req.Reason == ReasonDeadline && s.now().Before(due) {
+			return res, &NotDueError{UploadID: req.UploadID, Deadline: in.ExpiresAt, Due: due}
+		}
+		sctx, cancel = s.storeContext(ctx)
+		prior, err = s.store.BeginAbort(sctx, rec)
+		cancel()
+		if err != nil {
 			return res, storeErr("begin abort", err)
 		}
 	}
@@ -194,19 +228,21 @@ func (s *Service) objectAt(ctx context.Context, bucket, key string) (ObjectState
 	}
 }
 
-// record writes the abort's outcome (and settles the intent), retrying briefly: the S3 side is
-// already done, and the longer the row says "aborting", the later the intent is settled. changed
+// record writes the abort's outcome (and settles the intent), each attempt bounded by Config.StoreTimeout,
+// retrying briefly: the S3 side is already done, and the longer the row says "aborting", the later the intent is settled. changed
 // says whether this call wrote the outcome (AbortRecorder); a Store that does not say is taken to
 // have written it.
 func (s *Service) record(ctx context.Context, r AbortRecord) (status string, changed bool, err error) {
 	recorder, reports := s.store.(AbortRecorder)
 	for attempt, wait := 0, 100*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+		sctx, cancel := s.storeContext(ctx)
 		if reports {
-			status, changed, err = recorder.RecordAbortChanged(ctx, r)
+			status, changed, err = recorder.RecordAbortChanged(sctx, r)
 		} else {
-			status, err = s.store.RecordAbort(ctx, r)
+			status, err = s.store.RecordAbort(sctx, r)
 			changed = true
 		}
+		cancel()
 		if err == nil {
 			return status, changed, nil
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // TestAbortOfUnknownUpload checks that aborting an upload that never existed is "gone", not an error.
@@ -55,7 +56,7 @@ func TestAbortSettlesIntentByObject(t *testing.T) {
 			b.complete(t, u, etag)
 		}
 	}
-	deadline := time.Now().Add(time.Hour)
+	deadline := time.Now().Add(-tasks.AbortGrace - time.Minute) // due: a deadline abort may run
 	openID, doneID, doneAfterID := b.intent(t, open, deadline), b.intent(t, done, deadline), b.intent(t, doneAfter, deadline)
 	_, err := b.st.Pool.Exec(b.ctx, "UPDATE uploads SET status = 'aborted' WHERE id = $1", doneAfterID)
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // CompleteRequest asks to complete an upload within a size bound.
@@ -73,9 +74,18 @@ func (r CompleteRequest) limit() (int64, bool) {
 	return limit, declared
 }
 
-// CompleteTimeout bounds CompleteMultipartUpload (or the configured call timeout, if longer): below
-// the public listener's 60 s write timeout, so that the client still gets the answer.
+// CompleteTimeout bounds CompleteMultipartUpload (or the configured call timeout, if longer, within
+// MaxCompleteDuration): below the public listener's 60 s write timeout, so that the client still
+// gets the answer.
 const CompleteTimeout = 50 * time.Second
+
+// MaxCompleteDuration bounds a whole Complete, from its start to the end of its
+// CompleteMultipartUpload call: the ListParts pages get what CompleteTimeout leaves of it (a
+// minute), the call the rest. It is tasks.AbortGrace less a margin of ten seconds for the clocks of
+// the replicas and PostgreSQL: the API starts a complete only before the upload's deadline, and no
+// abort of intake's is sent before the deadline plus tasks.AbortGrace, so no complete the API
+// accepted is still running when its upload's abort is sent.
+const MaxCompleteDuration = tasks.AbortGrace - 10*time.Second
 
 // afterCompleteTimeout bounds what follows a completion (the HEAD of a lost answer, the intent's
 // update), which no client's context bounds any more.
@@ -86,13 +96,17 @@ const afterCompleteTimeout = 10 * time.Second
 // malformed, not uploaded or whose ETag differs from the uploaded one; and, with a *TooLargeError
 // after aborting the upload, parts that sum to more than the declared size or the policy's
 // max_size. Since S3 completes only parts whose ETag matches, the parts it joins are those counted
-// here. Other errors wrap S3's (NoSuchUpload: the upload is gone) or ErrStore.
+// here. Other errors wrap S3's (NoSuchUpload: the upload is gone) or ErrStore. The listing and
+// CompleteMultipartUpload end within MaxCompleteDuration of the call (see it).
 func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteResult, error) {
+	end := time.Now().Add(MaxCompleteDuration)
 	named, err := checkCompleted(req.Parts)
 	if err != nil {
 		return CompleteResult{}, err
 	}
-	held, err := s.Parts(ctx, req.Bucket, req.Key, req.UploadID)
+	lctx, lcancel := context.WithDeadline(ctx, end.Add(-CompleteTimeout))
+	held, err := s.Parts(lctx, req.Bucket, req.Key, req.UploadID)
+	lcancel()
 	if err != nil {
 		return CompleteResult{}, err
 	}
@@ -126,9 +140,12 @@ func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteRe
 
 	// S3 may take a while to join many large parts (it keeps the connection alive meanwhile), far
 	// longer than other calls; a client that leaves does not cut the call short either, so that a
-	// completion S3 performs is also recorded.
+	// completion S3 performs is also recorded. The call ends by the end of MaxCompleteDuration
+	// whatever the configured call timeout, before any abort of the upload may be sent.
 	ctx = context.WithoutCancel(ctx)
-	cctx, cancel := context.WithTimeout(ctx, max(s.callTimeout, CompleteTimeout))
+	cctx, cancel := context.WithDeadline(ctx, end)
+	cctx, cancel2 := context.WithTimeout(cctx, max(s.callTimeout, CompleteTimeout))
+	defer cancel2()
 	out, err := s.s3.CompleteMultipartUpload(cctx, &s3.CompleteMultipartUploadInput{
 		Bucket: aws.String(req.Bucket), Key: aws.String(req.Key), UploadId: aws.String(req.UploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},

@@ -62,15 +62,31 @@
 // [Service.Sweep] lists every open upload of the bucket (MinIO lists nothing for a folder prefix, so
 // the prefix is applied client-side unless [Config.ServerSidePrefix]). For each listing page it asks
 // PostgreSQL which uploads are intake's: those are aborted once their deadline (the expires_at
-// promised to the client) has passed, never before, whatever their age; uploads intake did not
+// promised to the client) and the grace after it (worker/tasks.AbortGrace, two minutes) have
+// passed, never before, whatever their age; uploads intake did not
 // create are aborted when initiated before now-OlderThan (one whose initiation the store leaves
 // unset, or gives after the sweep's start, has no age to judge and is kept). The listing is
 // followed for at most [MaxListPages] pages, and refused when its markers go back. Then it aborts, by upload id, intake's
 // uploads past their deadline that the listing did not show and no abort was recorded for: the
 // delayed abort task was never scheduled (Redis was down when the upload was created) or the store
 // lists no uploads at all. So PostgreSQL's deadline, not Redis, guarantees that every upload intake
-// created is aborted within one sweep period of its deadline. Last, it resumes the aborts begun
-// more than [ResumeAfter] ago and never recorded (above).
+// created is aborted within one sweep period of its deadline and grace. Last, it resumes the aborts
+// begun more than [ResumeAfter] ago and never recorded (above).
+//
+// The grace is what a complete the API accepted just before the deadline needs to finish: the API
+// refuses a complete only from the deadline on, and [Service.Complete] ends within
+// [MaxCompleteDuration] (its ListParts pages and CompleteMultipartUpload), less than the grace; a
+// part upload to a URL signed up to the deadline may also still be sending its bytes. The deadline
+// task keeps it too: [Service.Abort] with ReasonDeadline refuses, with a [NotDueError], to abort
+// one of intake's uploads before the expires_at PostgreSQL holds for it plus the grace, whatever
+// deadline the task carries (whoever wrote it into Redis). An abort for the owner or an operator
+// (ReasonAPI) is not held to it: POST /v1/jobs checks the owner, and Redis access is an operator's.
+//
+// # PostgreSQL calls
+//
+// Each PostgreSQL call of an abort or a sweep is bounded by [Config.StoreTimeout] (default
+// [StoreTimeout], 30 s): a PostgreSQL that stops answering fails it with an [ErrStore] error,
+// which the jobs retry, instead of holding the task until its own timeout.
 //
 // # Metrics
 //
@@ -80,5 +96,7 @@
 //     [AbortRecorder]).
 //   - intake_bytes_reclaimed_total: the part sizes of the aborted uploads (when ListParts worked).
 //   - intake_sweep_last_success_timestamp_seconds: end of the last sweep that aborted everything
-//     it should have.
+//     it should have, among those covering the configured scope ([Config.SweepBucket] and
+//     SweepPrefix; a whole bucket when unset): an operator's sweep of a narrower prefix does not
+//     set it.
 package multipart

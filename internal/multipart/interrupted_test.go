@@ -18,6 +18,7 @@ import (
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // dyingStore is PostgreSQL as a process killed right after S3 answered its abort sees it: the abort
@@ -48,8 +49,8 @@ func TestAbortInterrupted(t *testing.T) {
 	for _, u := range ups {
 		b.uploadPart(t, u, 1, make([]byte, 100))
 	}
-	oursID := b.intent(t, ours, time.Now().Add(-time.Minute))
-	keptID := b.intent(t, kept, time.Now().Add(-time.Minute))
+	oursID := b.intent(t, ours, time.Now().Add(-tasks.AbortGrace-time.Minute))
+	keptID := b.intent(t, kept, time.Now().Add(-tasks.AbortGrace-time.Minute))
 
 	dying, err := multipart.New(multipart.Config{S3: b.s3, Store: dyingStore{b.st.Multipart()}})
 	require.NoError(t, err)
@@ -214,7 +215,7 @@ func TestAbortResumedAfterComplete(t *testing.T) {
 	t.Parallel()
 	b := setup(t, multipart.Config{})
 	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"finished.bin"}, 1)[0]
-	id := b.intent(t, u, time.Now().Add(-time.Minute))
+	id := b.intent(t, u, time.Now().Add(-tasks.AbortGrace-time.Minute))
 	etag := b.uploadPart(t, u, 1, make([]byte, 100))
 	prior, err := b.st.Multipart().BeginAbort(b.ctx, multipart.AbortRecord{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Reason: multipart.ReasonDeadline})
 	require.NoError(t, err)
@@ -260,7 +261,7 @@ func TestAbortRaceCountedOnce(t *testing.T) {
 	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"raced-count.bin"}, 1)[0]
 	part := make([]byte, 1234)
 	b.uploadPart(t, u, 1, part)
-	id := b.intent(t, u, time.Now().Add(-time.Second))
+	id := b.intent(t, u, time.Now().Add(-tasks.AbortGrace-time.Second))
 
 	wait := func(c chan struct{}) {
 		select {

@@ -12,6 +12,13 @@ import (
 	"github.com/google/uuid"
 )
 
+// StoreTimeout is the default bound of each PostgreSQL call of an abort and of a sweep (a page of intents, of
+// overdue uploads or of interrupted aborts, the rows of a page's aborts, one abort's rows): a
+// PostgreSQL that stops answering fails the call after it, with an ErrStore error that the jobs
+// retry, instead of holding the task for its whole timeout (16 minutes for an abort, 2 hours for
+// a sweep).
+const StoreTimeout = 30 * time.Second
+
 // S3API is the part of the S3 client the package calls; *s3.Client satisfies it.
 type S3API interface {
 	ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, opts ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
@@ -45,9 +52,9 @@ type Store interface {
 	// Intents returns intake's intents for the given upload ids of a bucket, by upload id (ids
 	// without an intent are absent).
 	Intents(ctx context.Context, bucket string, uploadIDs []string) (map[string]Intent, error)
-	// Overdue returns up to limit of intake's uploads of bucket under prefix whose deadline passed
-	// before now, still pending and with no abort recorded, ordered by (ExpiresAt, ID)
-	// after the cursor.
+	// Overdue returns up to limit of intake's uploads of bucket under prefix whose deadline is
+	// before q.Now, still pending and with no abort recorded, ordered by (ExpiresAt, ID) after the
+	// cursor.
 	Overdue(ctx context.Context, q OverdueQuery) ([]Intent, error)
 }
 
@@ -88,7 +95,8 @@ type Intent struct {
 type OverdueQuery struct {
 	// Bucket and Prefix scope the query.
 	Bucket, Prefix string
-	// Now: uploads whose deadline is before it are overdue.
+	// Now: uploads whose deadline is before it are overdue. The sweep passes its start less
+	// tasks.AbortGrace, so that an upload is overdue only once its grace has passed too.
 	Now time.Time
 	// AfterExpiresAt and AfterID are the cursor: the last row of the previous page (zero for the first).
 	AfterExpiresAt time.Time
@@ -200,6 +208,8 @@ type Config struct {
 	Metrics *Metrics
 	// CallTimeout bounds each S3 call (default: none beyond the caller's context).
 	CallTimeout time.Duration
+	// StoreTimeout bounds each PostgreSQL call of an abort or a sweep (default [StoreTimeout]).
+	StoreTimeout time.Duration
 	// Concurrency bounds the aborts a sweep runs at once (default 16).
 	Concurrency int
 	// PageSize is the MaxUploads of each ListMultipartUploads call (default 1000, the S3 maximum).
@@ -209,6 +219,13 @@ type Config struct {
 	ServerSidePrefix bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SweepBucket and SweepPrefix are the configured sweep's scope (INTAKE_BUCKET,
+	// INTAKE_JOBS_SWEEP_PREFIX): only a successful sweep that covers it (of that bucket, under a
+	// prefix that SweepPrefix starts with) sets intake_sweep_last_success_timestamp_seconds, so that
+	// an operator's sweep of a narrower prefix does not hide a failing configured sweep
+	// (IntakeSweepFailing). With SweepBucket unset, only a sweep of a whole bucket (no prefix) sets
+	// it.
+	SweepBucket, SweepPrefix string
 }
 
 // Service is intake's one implementation of multipart uploads after their creation: list parts,
@@ -220,10 +237,13 @@ type Service struct {
 	log              *slog.Logger
 	metrics          *Metrics
 	callTimeout      time.Duration
+	storeTimeout     time.Duration
 	concurrency      int
 	pageSize         int32
 	serverSidePrefix bool
 	now              func() time.Time
+	sweepBucket      string
+	sweepPrefix      string
 }
 
 // New checks cfg and returns a Service.
@@ -244,20 +264,28 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CallTimeout < 0 {
 		errs = append(errs, fmt.Errorf("call timeout %s is negative", cfg.CallTimeout))
 	}
+	if cfg.StoreTimeout < 0 {
+		errs = append(errs, fmt.Errorf("store timeout %s is negative", cfg.StoreTimeout))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("multipart: %w", err)
 	}
 	s := &Service{
 		s3: cfg.S3, store: cfg.Store, metrics: cfg.Metrics, callTimeout: cfg.CallTimeout,
-		serverSidePrefix: cfg.ServerSidePrefix, now: cfg.Now,
+		serverSidePrefix: cfg.ServerSidePrefix, now: cfg.Now, sweepBucket: cfg.SweepBucket, sweepPrefix: cfg.SweepPrefix,
 		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
-		concurrency: cmp.Or(cfg.Concurrency, 16),
-		pageSize:    cmp.Or(cfg.PageSize, 1000),
+		concurrency: cmp.Or(cfg.Concurrency, 16), storeTimeout: cmp.Or(cfg.StoreTimeout, StoreTimeout),
+		pageSize: cmp.Or(cfg.PageSize, 1000),
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	return s, nil
+}
+
+// storeContext bounds one PostgreSQL call by the store timeout (Config.StoreTimeout).
+func (s *Service) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.storeTimeout)
 }
 
 // callContext bounds one S3 call by the configured timeout.

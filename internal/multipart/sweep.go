@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
+
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // SweepOptions say what to sweep.
@@ -87,7 +89,8 @@ type Candidate struct {
 // SweepReport says what a sweep saw and did.
 type SweepReport struct {
 	// Bucket and Prefix echo the sweep's scope; Now is when it started. Uploads intake did not
-	// create were stale when initiated before Cutoff; intake's when their deadline was before Now.
+	// create were stale when initiated before Cutoff; intake's when their deadline plus
+	// tasks.AbortGrace was before Now.
 	Bucket string    `json:"bucket"`
 	Prefix string    `json:"prefix"`
 	Now    time.Time `json:"now"`
@@ -99,7 +102,8 @@ type SweepReport struct {
 	// Overdue counts the candidates that came from PostgreSQL: intake's uploads past their deadline
 	// the listing did not show (their abort task was lost, or the store lists no uploads).
 	Overdue int `json:"overdue"`
-	// Protected counts intake's uploads older than the cutoff but before their deadline: kept.
+	// Protected counts intake's uploads older than the cutoff but before their deadline plus
+	// tasks.AbortGrace: kept.
 	Protected int `json:"protected"`
 	// Interrupted counts the candidates whose abort was begun before and never recorded (a process
 	// killed between S3's answer and PostgreSQL), resumed by this sweep.
@@ -131,17 +135,20 @@ const overduePage = 500
 //  1. It lists every open multipart upload of the bucket (all pages; no server-side prefix unless
 //     configured) and keeps those under the prefix. For each page it asks PostgreSQL which are
 //     intake's: those are aborted only once their deadline (the expires_at promised to the client)
-//     has passed, whatever their age; the others, uploads intake did not create, when initiated
-//     before now-OlderThan.
-//  2. It asks PostgreSQL for intake's uploads past their deadline that the listing did not show and
-//     no abort was recorded for (an abort task lost while Redis was down, a store that lists no
-//     uploads), and aborts them by id.
+//     and tasks.AbortGrace after it have passed, whatever their age (a complete accepted just
+//     before the deadline may still run: see tasks.AbortGrace); the others, uploads intake did not
+//     create, when initiated before now-OlderThan.
+//  2. It asks PostgreSQL for intake's uploads past their deadline and its grace that the listing
+//     did not show and no abort was recorded for (an abort task lost while Redis was down, a store
+//     that lists no uploads), and aborts them by id.
 //  3. It asks PostgreSQL for aborts begun more than ResumeAfter before it started and never
 //     recorded (the process that sent them died first; S3 may no longer list the upload), and
 //     aborts them again, by id: an upload S3 no longer knows is then recorded "aborted".
 //
-// It returns an error when listing fails or any abort failed (the report counts what was done);
-// the successful aborts are recorded either way.
+// Each PostgreSQL call is bounded by Config.StoreTimeout. It returns an error when listing fails or any
+// abort failed (the report counts what was done); the successful aborts are recorded either way.
+// A successful sweep (not a dry run) sets intake_sweep_last_success_timestamp_seconds only when it
+// covers the configured scope (Config.SweepBucket and SweepPrefix).
 func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, error) {
 	start := s.now()
 	rep := SweepReport{Bucket: opts.Bucket, Prefix: opts.Prefix, Now: start, Cutoff: start.Add(-opts.OlderThan), DryRun: opts.DryRun}
@@ -258,11 +265,21 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 		log.WarnContext(ctx, "sweep finished with failures", attrs...)
 		return rep, fmt.Errorf("sweep %s: %d of %d candidates failed (an abort, or a completed upload's inspection), first: %w", opts.Bucket, rep.Failed, rep.Stale, firstErr)
 	}
-	if !opts.DryRun {
+	if !opts.DryRun && s.coversConfiguredScope(opts) {
 		s.metrics.swept(s.now())
 	}
 	log.InfoContext(ctx, "sweep finished", attrs...)
 	return rep, nil
+}
+
+// coversConfiguredScope reports whether a sweep with opts sweeps at least what the configured
+// sweep does (Config.SweepBucket and SweepPrefix; the whole of any bucket when unset): only such a
+// sweep tells that the configured one would succeed.
+func (s *Service) coversConfiguredScope(opts SweepOptions) bool {
+	if s.sweepBucket == "" {
+		return opts.Prefix == ""
+	}
+	return opts.Bucket == s.sweepBucket && strings.HasPrefix(s.sweepPrefix, opts.Prefix)
 }
 
 // abortRecovered is Abort with a panic (in the abort, or in the pipeline inspecting a completed
@@ -315,14 +332,19 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 		}
 		var known map[string]Intent
 		if len(ids) > 0 {
-			if known, err = s.store.Intents(ctx, opts.Bucket, ids); err != nil {
+			sctx, cancel := s.storeContext(ctx)
+			known, err = s.store.Intents(sctx, opts.Bucket, ids)
+			cancel()
+			if err != nil {
 				return storeErr("find intake's uploads among the listed ones", err)
 			}
 		}
 		var stale []Candidate
 		for _, c := range uploads {
 			if intent, ok := known[c.UploadID]; ok {
-				if intent.ExpiresAt.After(rep.Now) {
+				// Kept until its deadline and the grace after it have passed: a complete the API
+				// accepted just before the deadline may still be running.
+				if intent.ExpiresAt.Add(tasks.AbortGrace).After(rep.Now) {
 					if c.Initiated.Before(rep.Cutoff) {
 						rep.Protected++
 					}
@@ -384,13 +406,15 @@ func knownAge(initiated, now time.Time) bool {
 	return initiated.Unix() > 0 && !initiated.After(now)
 }
 
-// sweepOverdue emits intake's uploads past their deadline that the listing did not show and no
-// abort was recorded for. The pages follow (expires_at, id) and end with the uploads overdue when
-// the sweep started.
+// sweepOverdue emits intake's uploads past their deadline and its grace (tasks.AbortGrace) that
+// the listing did not show and no abort was recorded for. The pages follow (expires_at, id) and end
+// with the uploads overdue when the sweep started.
 func (s *Service) sweepOverdue(ctx context.Context, log *slog.Logger, opts SweepOptions, rep *SweepReport, emitted map[string]bool, emit func(Candidate) bool) error {
-	q := OverdueQuery{Bucket: opts.Bucket, Prefix: opts.Prefix, Now: rep.Now, AfterExpiresAt: time.Unix(0, 0).UTC(), AfterID: uuid.Nil, Limit: overduePage}
+	q := OverdueQuery{Bucket: opts.Bucket, Prefix: opts.Prefix, Now: rep.Now.Add(-tasks.AbortGrace), AfterExpiresAt: time.Unix(0, 0).UTC(), AfterID: uuid.Nil, Limit: overduePage}
 	for {
-		rows, err := s.store.Overdue(ctx, q)
+		sctx, cancel := s.storeContext(ctx)
+		rows, err := s.store.Overdue(sctx, q)
+		cancel()
 		if err != nil {
 			return storeErr("find intake's uploads past their deadline", err)
 		}
@@ -431,7 +455,9 @@ func (s *Service) sweepOverdue(ctx context.Context, log *slog.Logger, opts Sweep
 func (s *Service) sweepInterrupted(ctx context.Context, log *slog.Logger, opts SweepOptions, rep *SweepReport, emitted map[string]bool, emit func(Candidate) bool) error {
 	q := PendingQuery{Bucket: opts.Bucket, Prefix: opts.Prefix, StartedBefore: rep.Now.Add(-ResumeAfter), AfterBegun: time.Unix(0, 0).UTC(), Limit: overduePage}
 	for {
-		rows, err := s.store.PendingAborts(ctx, q)
+		sctx, cancel := s.storeContext(ctx)
+		rows, err := s.store.PendingAborts(sctx, q)
+		cancel()
 		if err != nil {
 			return storeErr("find interrupted aborts", err)
 		}
@@ -467,7 +493,9 @@ func (s *Service) beginPage(ctx context.Context, opts SweepOptions, cs []Candida
 	if opts.DryRun || len(cs) == 0 {
 		return nil
 	}
-	priors, err := s.store.BeginAborts(ctx, opts.Bucket, ReasonSweep, cs)
+	sctx, cancel := s.storeContext(ctx)
+	priors, err := s.store.BeginAborts(sctx, opts.Bucket, ReasonSweep, cs)
+	cancel()
 	if err != nil {
 		return storeErr("begin the aborts of a page", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // TestSweep creates 200 stale uploads under the prefix, 40 stale ones outside it and 60 fresh ones
@@ -28,7 +29,7 @@ func TestSweep(t *testing.T) {
 
 	old := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("in/old/", 201), 16)
 	outside := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("out/old/", 40), 16)
-	overdueIntent := b.intent(t, old[7], time.Now().Add(-time.Minute))
+	overdueIntent := b.intent(t, old[7], time.Now().Add(-tasks.AbortGrace-time.Minute))
 	kept := old[200]
 	keptIntent := b.intent(t, kept, time.Now().Add(time.Hour))
 	old = old[:200]
@@ -62,7 +63,7 @@ func TestSweep(t *testing.T) {
 	require.Equal(t, "aborted", b.status(t, overdueIntent))
 	require.Equal(t, "pending", b.status(t, keptIntent))
 	require.Equal(t, 200.0, testkit.Value(t, b.metrics.Aborted.WithLabelValues(multipart.ReasonSweep)))
-	require.Positive(t, testkit.Value(t, b.metrics.SweepLastSuccess))
+	require.Zero(t, testkit.Value(t, b.metrics.SweepLastSuccess), "a sweep of a prefix is not the configured sweep of the whole bucket")
 
 	// A second sweep finds nothing more to do.
 	rep, err = b.mp.Sweep(ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "in/", OlderThan: time.Hour})
@@ -81,7 +82,7 @@ func TestSweepRespectsDeadlines(t *testing.T) {
 	ups := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"uploads/alice/ours.bin", "theirs.bin", "uploads/alice/late.bin"}, 3)
 	ours, theirs, late := ups[0], ups[1], ups[2]
 	oursID := b.intent(t, ours, time.Now().Add(time.Hour))
-	lateID := b.intent(t, late, time.Now().Add(-time.Second))
+	lateID := b.intent(t, late, time.Now().Add(-tasks.AbortGrace-time.Second))
 	time.Sleep(1500 * time.Millisecond)
 
 	for _, dry := range []bool{true, false} {
@@ -135,7 +136,7 @@ func TestSweepOverdue(t *testing.T) {
 	known := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("a/known/", 5), 5)
 	unknown := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("a/unknown/", 2), 2)
 	for _, u := range known {
-		b.intent(t, u, time.Now().Add(-time.Minute))
+		b.intent(t, u, time.Now().Add(-tasks.AbortGrace-time.Minute))
 	}
 	beforeDeadline := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("a/waiting/", 1), 1)[0]
 	b.intent(t, beforeDeadline, time.Now().Add(time.Hour))
@@ -179,7 +180,7 @@ func TestSweepInspectsCompletedUploads(t *testing.T) {
 	for _, u := range []testkit.Upload{done, failing} {
 		b.complete(t, u, b.uploadPart(t, u, 1, make([]byte, 100)))
 	}
-	past := time.Now().Add(-time.Minute)
+	past := time.Now().Add(-tasks.AbortGrace - time.Minute)
 	doneID, openID, failingID := b.intent(t, done, past), b.intent(t, open, past), b.intent(t, failing, past)
 
 	var (
@@ -282,7 +283,7 @@ func TestSweepWhenListingFails(t *testing.T) {
 	ctx := b.ctx
 	overdue := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("d/overdue/", 3), 3)
 	for _, u := range overdue {
-		b.intent(t, u, time.Now().Add(-time.Minute))
+		b.intent(t, u, time.Now().Add(-tasks.AbortGrace-time.Minute))
 	}
 	foreign := testkit.CreateUploads(t, ctx, b.s3, b.bucket, keys("d/foreign/", 5), 5)
 	time.Sleep(1500 * time.Millisecond)
@@ -467,7 +468,7 @@ func TestSweepUnknownInitiation(t *testing.T) {
 		{Key: aws.String("ours.bin"), UploadId: aws.String("ours"), Initiated: aws.Time(time.Time{})},
 		{Key: aws.String("zero.bin"), UploadId: aws.String("zero"), Initiated: aws.Time(time.Time{})},
 	}
-	b.intent(t, testkit.Upload{Key: "ours.bin", ID: "ours"}, now.Add(-time.Minute))
+	b.intent(t, testkit.Upload{Key: "ours.bin", ID: "ours"}, now.Add(-tasks.AbortGrace-time.Minute))
 	mp, err := multipart.New(multipart.Config{S3: &fakeListing{S3API: b.s3, list: s3Order(page)}, Store: b.st.Multipart()})
 	require.NoError(t, err)
 	var seen []string

@@ -18,9 +18,14 @@
 //     inspection once the outcome is recorded; its error is retried unless the pipeline calls it
 //     permanent, whatever S3 status it carries (an S3 error of the abort itself is retried only
 //     when objstore.IsRetryable). A deadline abort never aborts before the deadline promised to
-//     the upload's owner: it is due tasks.AbortGrace after it, and one run earlier (by hand, or
-//     on a worker whose clock is behind) does nothing and fails with an [EarlyError], which the
-//     [Server] retries at the deadline without counting a retry.
+//     the upload's owner plus tasks.AbortGrace (a complete accepted just before the deadline may
+//     still be running): it is due at tasks.AbortDue(deadline), and one run earlier (by hand, on
+//     a worker whose clock is behind, or a task whose payload names an earlier deadline than the
+//     one PostgreSQL holds for the upload, which wins) does nothing and fails with an
+//     [EarlyError], which the [Server] runs again at its time without counting a retry, also
+//     when the task has no retry left. An abort with reason "api" (POST /v1/jobs, which checks
+//     the upload's owner first) runs at once: whoever can write to intake's Redis can enqueue
+//     one, so Redis access is operator-level trust (see worker/tasks, "Trust").
 //   - multipart:sweep ([Handlers.HandleSweep], [Sweeper]): list every open multipart upload of
 //     the bucket and abort, with bounded concurrency, intake's own uploads past their deadline and
 //     the uploads intake did not create (under the prefix) initiated before the threshold; then
@@ -41,6 +46,9 @@
 //     naming a bucket intake does not serve is archived at once. intake's own task, like
 //     intake:maintenance: not in tasks.Types.
 //
+// Payloads are decoded leniently: a field this version does not know (a task enqueued by a newer
+// replica, waiting in Redis for days) is ignored rather than archiving the task.
+//
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
 // asynq.SkipRetry and the task is archived at once. So is a task naming a bucket that is not one
 // of [Handlers.Buckets]. S3 errors that retrying cannot fix (403, 400…) are permanent too, unless
@@ -54,7 +62,9 @@
 // finished sweeps are kept for tasks.SweepRetention ([NewReconcilePeriodic]: [ReconcileTaskID],
 // [ReconcileRetention]), so replicas whose crons fire together (clocks
 // within 30 s) enqueue one sweep per period; the others get asynq.ErrTaskIDConflict, logged at debug
-// level. Aborts are idempotent: a second abort of the same upload finds it gone, and the first
+// level. With an "@every d" schedule the replicas' fires of a period may be up to d apart (each
+// cron counts from its own start): its task is kept for at least d, so that the period still
+// gets one. Aborts are idempotent: a second abort of the same upload finds it gone, and the first
 // recorded row wins.
 //
 // # Maintenance: intent expiry and event retention
@@ -89,8 +99,11 @@
 //
 // # Metrics
 //
-//   - intake_tasks_total{type,outcome}: outcome is success, retry (failed, will run again) or failed
-//     (permanent, or out of retries: archived).
+//   - intake_tasks_total{type,outcome}: outcome is success, retry (failed, will run again), failed
+//     (permanent, or out of retries: archived), early (a deadline abort run before its time: it
+//     runs again then; logged at info) or interrupted (its context cancelled under it: the server
+//     stopping, whose unfinished tasks asynq puts back, or a cancel through asynq's Inspector;
+//     logged at info). Only retry and failed are failures.
 //   - intake_task_duration_seconds{type}
 //   - intake_reconcile_missing, intake_reconcile_stale, intake_reconcile_gone: what the last
 //     completed periodic reconcile found (and repaired); intake_reconcile_last_success_timestamp_seconds.

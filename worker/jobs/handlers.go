@@ -37,6 +37,9 @@ func (f InspectorFunc) InspectObject(ctx context.Context, bucket, key string) er
 // whether an object is at the key (the upload was completed, not aborted); inspect, when not nil,
 // is then called on that object once the outcome is recorded, and its error returned. Errors for
 // which objstore.IsRetryable is false are not retried, inspect's excepted (see Handlers.HandleAbort).
+// A tasks.ReasonDeadline abort of one of intake's uploads before the expires_at PostgreSQL holds
+// for it plus tasks.AbortGrace does nothing and returns a *multipart.NotDueError, which HandleAbort
+// turns into an [EarlyError] at that deadline.
 type Aborter interface {
 	AbortUpload(ctx context.Context, bucket, key, uploadID, reason string,
 		inspect func(ctx context.Context, bucket, key string) error) (outcome string, completed bool, err error)
@@ -95,14 +98,16 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
-	if now := h.now(); reason == tasks.ReasonDeadline && now.Before(p.Deadline) {
+	if now := h.now(); reason == tasks.ReasonDeadline && now.Before(p.Deadline.Add(tasks.AbortGrace)) {
 		// Run before its time: by an operator (`intake jobs run --all --state scheduled`, asynqmon's
 		// "Run"), a task built by hand, or a worker whose clock is behind the API's. The upload's
-		// owner was promised it until the deadline, by any amount: it is left open, nothing is
-		// recorded, and the task is retried once the deadline has passed (NewServer's retry delay
-		// reads the deadline from the error, and the early run does not use up a retry).
-		h.log().WarnContext(ctx, "multipart abort task run before its deadline: retried after it",
-			"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "deadline", p.Deadline, "early_by", p.Deadline.Sub(now).String())
+		// owner was promised it until the deadline, by any amount, and a complete accepted just
+		// before it may still be running (tasks.AbortGrace): it is left open, nothing is recorded,
+		// and the task runs again once the grace has passed (NewServer's retry delay reads the
+		// deadline from the error, and the early run does not use up a retry).
+		h.log().InfoContext(ctx, "multipart abort task run before its deadline and grace: runs again after them",
+			"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "deadline", p.Deadline,
+			"early_by", p.Deadline.Add(tasks.AbortGrace).Sub(now).String())
 		return &EarlyError{UploadID: p.UploadID, Deadline: p.Deadline}
 	}
 	// An upload found completed (an object at its key) had its abort task run anyway: the consumer
@@ -120,6 +125,13 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	outcome, completed, err := h.Aborts.AbortUpload(ctx, p.Bucket, p.Key, p.UploadID, reason, inspect)
+	if nd := (*multipart.NotDueError)(nil); errors.As(err, &nd) {
+		// PostgreSQL's deadline for the upload is later than the payload's (a task written into
+		// Redis by hand): the owner's deadline holds, and the task runs again after it.
+		h.log().WarnContext(ctx, "multipart abort task's deadline is before the upload's: runs again after the upload's",
+			"bucket", p.Bucket, "key", p.Key, "upload_id", p.UploadID, "task_deadline", p.Deadline, "deadline", nd.Deadline)
+		return &EarlyError{UploadID: p.UploadID, Deadline: nd.Deadline}
+	}
 	if ie := (*inspectError)(nil); errors.As(err, &ie) {
 		// The abort is recorded; the inspection's error is classified by the pipeline, not by S3's
 		// status (h.inspect marks a permanent one), so that a PostgreSQL outage is retried.
@@ -206,19 +218,22 @@ func (h *Handlers) checkBucket(what, bucket string) error {
 	return nil
 }
 
-// EarlyError is HandleAbort's error for a deadline abort run before its deadline: nothing was
-// done, and the task is to run again once the deadline has passed. It is retryable; the
-// [NewServer] server retries it at Deadline plus tasks.AbortGrace without counting a retry.
+// EarlyError is HandleAbort's error for a deadline abort run before its deadline plus
+// tasks.AbortGrace (the payload's deadline, or the later one PostgreSQL holds for the upload):
+// nothing was done, and the task is to run again once they have passed. It is retryable; the
+// [NewServer] server runs it again at tasks.AbortDue(Deadline) without counting a retry, also
+// when the task has no retry left (see [NewServer]). Its runs are counted under outcome "early".
 type EarlyError struct {
 	// UploadID names the upload.
 	UploadID string
-	// Deadline is the deadline promised to the upload's owner.
+	// Deadline is the deadline promised to the upload's owner (its grace not included).
 	Deadline time.Time
 }
 
 // Error says which abort ran early.
 func (e *EarlyError) Error() string {
-	return fmt.Sprintf("abort of upload %s run before its deadline %s: left open", e.UploadID, e.Deadline.UTC().Format(time.RFC3339Nano))
+	return fmt.Sprintf("abort of upload %s run before its deadline %s and its grace of %s: left open",
+		e.UploadID, e.Deadline.UTC().Format(time.RFC3339Nano), tasks.AbortGrace)
 }
 
 // inspectError carries h.inspect's error, already classified, through the Aborter.

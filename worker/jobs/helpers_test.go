@@ -72,6 +72,13 @@ func intent(tb testing.TB, ctx context.Context, st *store.Store, bucket string, 
 	return row.ID
 }
 
+// setDeadline sets an intent's deadline (expires_at).
+func setDeadline(tb testing.TB, b *testBundle, id uuid.UUID, deadline time.Time) {
+	tb.Helper()
+	_, err := b.st.Pool.Exec(b.ctx, "UPDATE uploads SET expires_at = $2 WHERE id = $1", id, deadline)
+	require.NoError(tb, err)
+}
+
 // abortRows returns the recorded aborts by upload id.
 func abortRows(tb testing.TB, ctx context.Context, st *store.Store, bucket string) map[string]dbq.MultipartAbort {
 	tb.Helper()

@@ -12,10 +12,22 @@ import (
 
 // Task outcomes (label outcome of intake_tasks_total).
 const (
+	// OutcomeSuccess: the run succeeded.
 	OutcomeSuccess = "success"
-	OutcomeRetry   = "retry"
-	OutcomeFailed  = "failed"
+	// OutcomeRetry: the run failed and the task will run again (asynq's backoff).
+	OutcomeRetry = "retry"
+	// OutcomeFailed: the run failed for good (permanent error, or no retry left): archived.
+	OutcomeFailed = "failed"
+	// OutcomeEarly: a deadline abort ran before its deadline and grace ([EarlyError]); nothing was
+	// done, and it runs again then, using up no retry. Not a failure.
+	OutcomeEarly = "early"
+	// OutcomeInterrupted: the run's context was cancelled under it (the server shutting down:
+	// asynq puts the task back; a cancel through asynq's Inspector; a lost lease); it runs again.
+	OutcomeInterrupted = "interrupted"
 )
+
+// Outcomes lists every outcome label.
+var Outcomes = []string{OutcomeSuccess, OutcomeRetry, OutcomeFailed, OutcomeEarly, OutcomeInterrupted}
 
 // Metrics are the jobs' Prometheus metrics (the multipart ones are internal/multipart's). Create
 // one per registry with NewMetrics. A nil *Metrics records nothing.
@@ -31,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		Tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "tasks_total",
-			Help: "asynq task runs by type and outcome (success, retry, failed).",
+			Help: "asynq task runs by type and outcome (success, retry, failed, early, interrupted).",
 		}, []string{"type", "outcome"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: telemetry.Namespace, Name: "task_duration_seconds",
@@ -48,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, t := range tasks.Types {
 		m.Duration.WithLabelValues(t)
-		for _, o := range []string{OutcomeSuccess, OutcomeRetry, OutcomeFailed} {
+		for _, o := range Outcomes {
 			m.Tasks.WithLabelValues(t, o)
 		}
 	}

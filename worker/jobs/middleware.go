@@ -30,7 +30,8 @@ func Recover(log *slog.Logger) asynq.MiddlewareFunc {
 }
 
 // Log adds task_id, task_type, queue and retry to the context's log attributes (see
-// telemetry.WithAttrs) and logs the end of every run: debug on success, warn when it will be
+// telemetry.WithAttrs) and logs the end of every run: debug on success, info for a run that is to
+// happen later ([OutcomeEarly]) or was interrupted ([OutcomeInterrupted]), warn when it will be
 // retried, error when it failed for good.
 func Log(log *slog.Logger) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
@@ -46,6 +47,10 @@ func Log(log *slog.Logger) asynq.MiddlewareFunc {
 			switch outcome(ctx, err) {
 			case OutcomeSuccess:
 				log.DebugContext(ctx, "task done", took)
+			case OutcomeEarly:
+				log.InfoContext(ctx, "task run before its time; runs again then", took, "err", err)
+			case OutcomeInterrupted:
+				log.InfoContext(ctx, "task interrupted (the server is stopping, or the run was cancelled); it runs again", took, "err", err)
 			case OutcomeRetry:
 				log.WarnContext(ctx, "task failed; will retry", took, "err", err)
 			default:
@@ -73,13 +78,22 @@ func Instrument(m *Metrics) asynq.MiddlewareFunc {
 }
 
 // outcome classifies a run: success; failed when the error skips retries or the retries are used
-// up (asynq archives the task); retry otherwise.
+// up (asynq archives the task); early for a deadline abort run before its time ([EarlyError]: it
+// runs again then, see [NewServer]); interrupted when the run's context was cancelled (the server
+// shutting down, whose unfinished tasks asynq puts back; a cancel through asynq's Inspector; a
+// lost lease) rather than timing out; retry otherwise.
 func outcome(ctx context.Context, err error) string {
 	if err == nil {
 		return OutcomeSuccess
 	}
 	if errors.Is(err, asynq.SkipRetry) {
 		return OutcomeFailed
+	}
+	if early := (*EarlyError)(nil); errors.As(err, &early) {
+		return OutcomeEarly
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return OutcomeInterrupted
 	}
 	retried, ok1 := asynq.GetRetryCount(ctx)
 	maxRetry, ok2 := asynq.GetMaxRetry(ctx)

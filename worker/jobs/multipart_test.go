@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
@@ -27,8 +28,8 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// TestDeadlineAbort runs a real asynq server: an upload left open is aborted after its 2 s deadline
-// and recorded; a completed upload whose task was cancelled is untouched and its task is gone; a
+// TestDeadlineAbort runs a real asynq server: an upload left open is aborted once its deadline and
+// grace have passed (the deadline set so that the task is due in about 2 s) and recorded; a completed upload whose task was cancelled is untouched and its task is gone; a
 // completed upload whose cancellation never came is found "gone", its intent completed (the
 // object at its key says so) and its object inspected (its event is late or was never sent).
 func TestDeadlineAbort(t *testing.T) {
@@ -52,7 +53,11 @@ func TestDeadlineAbort(t *testing.T) {
 		b.uploadPart1(t, u, part, u != left)
 	}
 
-	deadline := time.Now().Add(2 * time.Second)
+	// Due (tasks.AbortDue) in about two seconds.
+	deadline := time.Now().Add(-tasks.AbortGrace)
+	for _, id := range []uuid.UUID{leftIntent, lateIntent} {
+		setDeadline(t, b, id, deadline)
+	}
 	for _, u := range ups {
 		require.NoError(t, aborts.ScheduleAbort(ctx, b.bucket, u.Key, u.ID, deadline))
 	}
@@ -61,7 +66,7 @@ func TestDeadlineAbort(t *testing.T) {
 	info, err := insp.GetTaskInfo(tasks.QueueCritical, left.ID)
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStateScheduled, info.State)
-	require.WithinDuration(t, deadline.Add(tasks.AbortGrace), info.NextProcessAt, time.Second, "due a little after the deadline, never before")
+	require.WithinDuration(t, tasks.AbortDue(deadline), info.NextProcessAt, time.Second, "due a little after the deadline and grace, never before")
 
 	// The consumer saw cancelled's CompleteMultipartUpload: its task is deleted.
 	require.NoError(t, canceller.CancelMultipartAbort(ctx, cancelled.ID))
@@ -350,7 +355,7 @@ func TestHandlersThroughMux(t *testing.T) {
 	done := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"s/done.bin"}, 1)[0]
 	b.uploadPart1(t, done, []byte("x"), true)
 	doneIntent := intent(t, ctx, b.st, b.bucket, done)
-	_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '1 minute' WHERE id = $1", doneIntent)
+	_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '3 minutes' WHERE id = $1", doneIntent)
 	require.NoError(t, err)
 	time.Sleep(1200 * time.Millisecond)
 	sweep, err := tasks.NewSweep(tasks.Sweep{Bucket: b.bucket, OlderThan: tasks.Duration(time.Second)})
@@ -403,7 +408,7 @@ func TestSweepTaskQueuesInspections(t *testing.T) {
 		u := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{key}, 1)[0]
 		b.uploadPart1(t, u, []byte("x"), true)
 		id := intent(t, ctx, b.st, b.bucket, u)
-		_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '1 minute' WHERE id = $1", id)
+		_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET expires_at = now() - interval '3 minutes' WHERE id = $1", id)
 		require.NoError(t, err)
 		return u
 	}
@@ -510,12 +515,14 @@ func TestAbortTaskInspectionErrors(t *testing.T) {
 		u := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{fmt.Sprintf("insp/%d.bin", i)}, 1)[0]
 		b.uploadPart1(t, u, []byte("x"), true)
 		id := intent(t, ctx, b.st, b.bucket, u)
+		deadline := time.Now().Add(-tasks.AbortGrace - time.Second)
+		setDeadline(t, b, id, deadline)
 		var calls []string
 		mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Inspector: jobs.InspectorFunc(func(_ context.Context, bucket, key string) error {
 			calls = append(calls, bucket+"/"+key)
 			return tt.inspect
 		})}, b.metrics, b.log)
-		task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Deadline: time.Now()})
+		task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: u.Key, UploadID: u.ID, Deadline: deadline})
 		require.NoError(t, err)
 		err = mux.ProcessTask(ctx, task)
 		if tt.inspect == nil {
@@ -538,11 +545,14 @@ func TestAbortTaskInspectionErrors(t *testing.T) {
 	}
 }
 
-// TestAbortTaskRunEarly: a deadline abort task run before its deadline (an operator's `intake jobs
-// run --all --state scheduled`, asynqmon's "Run", a worker whose clock is behind) aborts nothing and
-// records nothing, however little early: the owner was promised the upload until then (a minute's
-// tolerance used to abort up to 60 s early). The run fails with a retryable EarlyError, so that
-// the task runs again; at its deadline the same task aborts.
+// TestAbortTaskRunEarly: a deadline abort task run before its deadline and grace (an operator's
+// `intake jobs run --all --state scheduled`, asynqmon's "Run", a worker whose clock is behind)
+// aborts nothing and records nothing, however little early: the owner was promised the upload
+// until the deadline (a minute's tolerance used to abort up to 60 s early), and a complete accepted
+// just before it may still be running for tasks.AbortGrace after it (the 2 s grace there was let
+// such a run abort, and lose, an upload whose complete the API had accepted). The run fails with
+// a retryable EarlyError, so that the task runs again; once the grace has passed the same task
+// aborts.
 func TestAbortTaskRunEarly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -552,26 +562,30 @@ func TestAbortTaskRunEarly(t *testing.T) {
 	task, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: up.Key, UploadID: up.ID, Deadline: deadline})
 	require.NoError(t, err)
 
-	for _, early := range []time.Duration{time.Hour, 59 * time.Second, 30 * time.Second, time.Second, time.Nanosecond} {
-		mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline.Add(-early) }}, b.metrics, b.log)
+	for _, at := range []time.Duration{-time.Hour, -59 * time.Second, -time.Second, -time.Nanosecond, 0, 2 * time.Second, tasks.AbortGrace - time.Nanosecond} {
+		mux := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline.Add(at) }}, b.metrics, b.log)
 		err := mux.ProcessTask(ctx, task)
 		var ee *jobs.EarlyError
-		require.ErrorAs(t, err, &ee, "%s early", early)
-		require.True(t, deadline.Equal(ee.Deadline), "%s early", early)
-		require.NotErrorIs(t, err, asynq.SkipRetry, "%s early: the task must run again", early)
-		require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID, "aborted %s before its deadline", early)
-		require.Empty(t, abortRows(t, ctx, b.st, b.bucket), "an abort recorded %s before the deadline", early)
+		require.ErrorAs(t, err, &ee, "run at deadline%+v", at)
+		require.True(t, deadline.Equal(ee.Deadline), "run at deadline%+v", at)
+		require.NotErrorIs(t, err, asynq.SkipRetry, "run at deadline%+v: the task must run again", at)
+		require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID, "aborted at deadline%+v", at)
+		require.Empty(t, abortRows(t, ctx, b.st, b.bucket), "an abort recorded at deadline%+v", at)
 	}
+	require.Equal(t, 7.0, testkit.Value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeAbortMultipart, jobs.OutcomeEarly)))
+	require.Zero(t, testkit.Value(t, b.metrics.Tasks.WithLabelValues(tasks.TypeAbortMultipart, jobs.OutcomeRetry)), "an early run is no failure")
+	require.NotContains(t, b.logBuf.String(), "task failed; will retry")
+	require.Contains(t, b.logBuf.String(), "level=INFO msg=\"task run before its time; runs again then\"")
 
-	late := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline }}, b.metrics, b.log)
+	late := jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log, Now: func() time.Time { return deadline.Add(tasks.AbortGrace) }}, b.metrics, b.log)
 	require.NoError(t, late.ProcessTask(ctx, task))
 	require.NotContains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)
 	require.Equal(t, "aborted", abortRows(t, ctx, b.st, b.bucket)[up.ID].Outcome)
 }
 
 // TestAbortTaskRunEarlyIsRetriedAtItsDeadline runs a real server: a deadline abort run an hour
-// early (forced due now, as `intake jobs run` does) goes back to Redis to be retried at its
-// deadline plus tasks.AbortGrace, without using up a retry; it used to be consumed, and the
+// early (forced due now, as `intake jobs run` does) goes back to Redis to be retried at
+// tasks.AbortDue(deadline), without using up a retry; it used to be consumed, and the
 // upload left to the next sweep.
 func TestAbortTaskRunEarlyIsRetriedAtItsDeadline(t *testing.T) {
 	t.Parallel()
@@ -604,7 +618,7 @@ func TestAbortTaskRunEarlyIsRetriedAtItsDeadline(t *testing.T) {
 		info, err = insp.GetTaskInfo(tasks.QueueCritical, up.ID)
 		return err == nil && info.State == asynq.TaskStateRetry
 	}, 30*time.Second, 50*time.Millisecond, "the early run should be retried; log:\n%s", b.logBuf)
-	require.WithinDuration(t, deadline.Add(tasks.AbortGrace), info.NextProcessAt, 2*time.Second)
+	require.WithinDuration(t, tasks.AbortDue(deadline), info.NextProcessAt, 2*time.Second)
 	require.Zero(t, info.Retried, "an early run is no failure")
 	require.Contains(t, info.LastErr, "before its deadline")
 	require.Contains(t, testkit.OpenUploads(t, ctx, b.s3, b.bucket), up.ID)

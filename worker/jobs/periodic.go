@@ -22,7 +22,8 @@ type PeriodicConfig struct {
 	// Name names the task in logs ("sweep", "maintenance"; required).
 	Name string
 	// Task is enqueued every period (required). Give it a Retention of at least the time between
-	// replicas' fires, so that a late replica finds the period's task ID taken.
+	// replicas' fires, so that a late replica finds the period's task ID taken. For an "@every d"
+	// spec, Periodic raises it to d itself (see [Periodic]).
 	Task *asynq.Task
 	// TaskID names the task of the period starting at window (required): replicas that compute
 	// the same window enqueue one task.
@@ -43,6 +44,13 @@ type PeriodicConfig struct {
 // now)), so any number of replicas running it enqueue one task per period; the others get
 // asynq.ErrTaskIDConflict, logged at debug level.
 //
+// For an "@every d" spec, each replica's cron fires d after its own start, so the replicas' fires
+// of one period may lie anywhere in it, up to d apart: the period's task is enqueued with
+// asynq.Retention(max(d, tasks.SweepRetention)), which holds its ID until the period is over
+// (from the enqueue, through the run, for the retention after it), whatever the Task's own
+// retention. Other specs fire on the minute on every replica (clocks within 30 s), and the
+// Task's retention (an hour for intake's periodic tasks) covers a late one.
+//
 // It drives an asynq.Client from a cron of its own rather than using asynq.Scheduler: the
 // Scheduler enqueues with the options it was registered with, and the only way to give each
 // period its ID is to rewrite them from PreEnqueueFunc, in the slice the Scheduler's heartbeat
@@ -51,6 +59,8 @@ type Periodic struct {
 	cfg PeriodicConfig
 	log *slog.Logger
 	now func() time.Time
+	// every is d for an "@every d" spec, 0 for other specs.
+	every time.Duration
 }
 
 // enqueueTimeout bounds one period's enqueue: a Redis that does not answer must not hold the
@@ -67,7 +77,28 @@ func NewPeriodic(cfg PeriodicConfig) (*Periodic, error) {
 	if _, err := cron.ParseStandard(cfg.Cron); err != nil {
 		return nil, fmt.Errorf("%s scheduler: cron spec %q: %w", cfg.Name, cfg.Cron, err)
 	}
-	return &Periodic{cfg: cfg, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now)}, nil
+	every, _ := everyPeriod(cfg.Cron)
+	return &Periodic{cfg: cfg, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now), every: every}, nil
+}
+
+// everyPeriod is d for an "@every d" spec (at least a second, as PeriodStart counts it).
+func everyPeriod(spec string) (time.Duration, bool) {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil {
+			return max(d, time.Second), true
+		}
+	}
+	return 0, false
+}
+
+// enqueueOptions are the options of the enqueue of the period whose task ID is id: the ID and,
+// for an "@every d" spec, a retention that holds the ID for the whole period.
+func (p *Periodic) enqueueOptions(id string) []asynq.Option {
+	opts := []asynq.Option{asynq.TaskID(id)}
+	if p.every > 0 {
+		opts = append(opts, asynq.Retention(max(p.every, tasks.SweepRetention)))
+	}
+	return opts
 }
 
 // Run starts the schedule and blocks until ctx is cancelled, then stops it (waiting for an
@@ -99,7 +130,7 @@ func (p *Periodic) enqueue(ctx context.Context, client *asynq.Client) {
 	// A fire that began before the shutdown still enqueues its period (within enqueueTimeout).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
 	defer cancel()
-	info, err := client.EnqueueContext(ctx, p.cfg.Task, asynq.TaskID(id))
+	info, err := client.EnqueueContext(ctx, p.cfg.Task, p.enqueueOptions(id)...)
 	switch {
 	case err == nil:
 		p.log.Info(p.cfg.Name+" enqueued", "task_id", info.ID)
@@ -115,10 +146,8 @@ func (p *Periodic) enqueue(ctx context.Context, client *asynq.Client) {
 // whole minutes, it is now rounded to the nearest minute, so replicas whose clocks differ by less
 // than 30 s name the same period.
 func PeriodStart(spec string, now time.Time) time.Time {
-	if rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every "); ok {
-		if d, err := time.ParseDuration(strings.TrimSpace(rest)); err == nil {
-			return now.Truncate(max(d, time.Second))
-		}
+	if d, ok := everyPeriod(spec); ok {
+		return now.Truncate(d)
 	}
 	return now.Round(time.Minute)
 }

@@ -194,8 +194,8 @@ func (r *Reconciler) Register(mux *asynq.ServeMux) { mux.HandleFunc(TypeReconcil
 // findings as metrics. Invalid payloads and buckets intake does not serve fail without retry.
 func (r *Reconciler) HandleReconcile(ctx context.Context, t *asynq.Task) error {
 	var p Reconcile
+	// Fields a later intake added are ignored: the task may have been enqueued by a newer replica.
 	dec := json.NewDecoder(bytes.NewReader(t.Payload()))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		return fmt.Errorf("decode %s payload: %v: %w: %w", TypeReconcile, err, tasks.ErrInvalidPayload, asynq.SkipRetry)
 	}

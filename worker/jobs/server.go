@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -28,7 +29,8 @@ type ServerConfig struct {
 	// (default asynq's 5s): an abort runs at most this long after its deadline.
 	DelayedTaskCheckInterval time.Duration
 	// RetryDelayFunc, when set, replaces asynq's retry delays (the webhook server's schedule).
-	// A deadline abort run early ([EarlyError]) is retried at its deadline whatever it says.
+	// A deadline abort run early ([EarlyError]) runs again at tasks.AbortDue(deadline) whatever
+	// it says.
 	RetryDelayFunc asynq.RetryDelayFunc
 	// TaskCheckInterval is how long the server waits before looking again when its queues are
 	// empty (default asynq's 1s): the most a task enqueued into an idle server waits.
@@ -43,9 +45,29 @@ type Server struct {
 	cfg     asynq.Config
 	handler asynq.Handler
 	log     *slog.Logger
+
+	// The early runs being put back (rescheduleEarly), and what they use; set while Run runs.
+	mu       sync.Mutex
+	running  bool
+	client   *asynq.Client
+	insp     *asynq.Inspector
+	requeues sync.WaitGroup
 }
 
+// requeueTimeout bounds the putting back of one early run with no retry left (rescheduleEarly):
+// asynq archives the task a moment after its handler returned.
+const requeueTimeout = 10 * time.Second
+
 // NewServer returns a server that will run handler (usually NewMux's). Nothing connects before Run.
+//
+// A deadline abort run before its time ([EarlyError]) did nothing wrong: asynq retries it at
+// tasks.AbortDue(deadline) without counting the run as a failure (it uses up none of the task's
+// retries). asynq archives a failed run of a task with no retry left before it asks whether the
+// run failed (a task enqueued with asynq.MaxRetry(0), or an archived task run again by hand, whose
+// retries stay used up); for such an early run, the server puts the archived task back, under its
+// ID and queue, with its options, due at tasks.AbortDue(deadline): so every deadline abort runs at
+// its time, whatever retries it has. (Deleted meanwhile by the Canceller, its upload completed, it
+// is left deleted.)
 func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("jobs server: Redis connection required")
@@ -58,7 +80,8 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 	if len(queues) == 0 {
 		queues = tasks.Priorities()
 	}
-	return &Server{redis: cfg.Redis, handler: handler, log: log, cfg: asynq.Config{
+	s := &Server{redis: cfg.Redis, handler: handler, log: log}
+	s.cfg = asynq.Config{
 		Concurrency:              cmp.Or(cfg.Concurrency, 10),
 		Queues:                   queues,
 		ShutdownTimeout:          cmp.Or(cfg.ShutdownTimeout, 25*time.Second),
@@ -73,18 +96,98 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 			var early *EarlyError
 			return !errors.As(err, &early)
 		},
+		// Called before asynq archives a run with no retry left: an early one is put back.
+		ErrorHandler: asynq.ErrorHandlerFunc(s.handleError),
 		HealthCheckFunc: func(err error) {
 			if err != nil {
 				log.Warn("asynq cannot reach redis", "err", err)
 			}
 		},
-	}}, nil
+	}
+	return s, nil
 }
 
-// retryDelay is next (default asynq's), except for a deadline abort run before its deadline
-// ([EarlyError]), which is retried tasks.AbortGrace after the deadline (at least a second from
-// now): the backoff would run it again at some arbitrary time, hours before the deadline or long
-// after it.
+// handleError is asynq's ErrorHandler: it is called for every failed run, before asynq retries or
+// archives the task. An [EarlyError] run with no retry left is about to be archived: it is put
+// back (rescheduleEarly).
+func (s *Server) handleError(ctx context.Context, t *asynq.Task, err error) {
+	var early *EarlyError
+	if !errors.As(err, &early) || errors.Is(err, asynq.SkipRetry) {
+		return
+	}
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	id, ok3 := asynq.GetTaskID(ctx)
+	queue, ok4 := asynq.GetQueueName(ctx)
+	if !ok1 || !ok2 || !ok3 || !ok4 || retried < maxRetry {
+		return // asynq retries it at its time (retryDelay)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running {
+		s.log.Error("deadline abort run early with no retry left is archived: the server is stopping; the sweep aborts its upload after its deadline",
+			"task_id", id, "upload_id", early.UploadID)
+		return
+	}
+	due := tasks.AbortDue(early.Deadline)
+	s.requeues.Go(func() { s.rescheduleEarly(t, queue, id, due) })
+}
+
+// rescheduleEarly waits for asynq to archive task id of queue (its early run had no retry left),
+// then deletes it and enqueues it again, with its options, due at due. A task that is gone (the
+// Canceller deleted it: its upload completed) or that someone already put back stays as it is.
+func (s *Server) rescheduleEarly(t *asynq.Task, queue, id string, due time.Time) {
+	log := s.log.With("task_id", id, "queue", queue, "task_type", t.Type())
+	ctx, cancel := context.WithTimeout(context.Background(), requeueTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := s.insp.GetTaskInfo(queue, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+			log.Info("early run with no retry left: the task was deleted meanwhile; nothing to put back")
+			return
+		case err != nil:
+			log.Warn("early run with no retry left: cannot look at the task yet", "err", err)
+		case info.State == asynq.TaskStateActive:
+			// asynq archives it right after this run.
+		case info.State != asynq.TaskStateArchived:
+			log.Info("early run with no retry left: the task was put back meanwhile", "state", info.State.String())
+			return
+		default:
+			if err := s.insp.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				log.Warn("early run with no retry left: cannot delete the archived task to put it back", "err", err)
+				break
+			}
+			opts := []asynq.Option{asynq.Queue(queue), asynq.TaskID(id), asynq.ProcessAt(due),
+				asynq.MaxRetry(info.MaxRetry)}
+			if info.Timeout > 0 {
+				opts = append(opts, asynq.Timeout(info.Timeout))
+			}
+			if info.Retention > 0 {
+				opts = append(opts, asynq.Retention(info.Retention))
+			}
+			if _, err := s.client.EnqueueContext(ctx, asynq.NewTask(t.Type(), t.Payload()), opts...); err != nil {
+				log.Error("early run with no retry left: could not put the task back; the sweep aborts its upload after its deadline", "err", err)
+				return
+			}
+			log.Info("early run with no retry left: put back to run at its time", "process_at", due)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			log.Error("early run with no retry left: the task was not archived in time to be put back; the sweep aborts its upload after its deadline")
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// retryDelay is next (default asynq's), except for a deadline abort run before its deadline and
+// grace ([EarlyError]), which is retried at tasks.AbortDue(deadline) (at least a second from now):
+// the backoff would run it again at some arbitrary time, hours before the deadline or long after
+// it.
 func retryDelay(next asynq.RetryDelayFunc) asynq.RetryDelayFunc {
 	if next == nil {
 		next = asynq.DefaultRetryDelayFunc
@@ -92,7 +195,7 @@ func retryDelay(next asynq.RetryDelayFunc) asynq.RetryDelayFunc {
 	return func(n int, err error, t *asynq.Task) time.Duration {
 		var early *EarlyError
 		if errors.As(err, &early) {
-			return max(time.Until(early.Deadline)+tasks.AbortGrace, time.Second)
+			return max(time.Until(tasks.AbortDue(early.Deadline)), time.Second)
 		}
 		return next(n, err, t)
 	}
@@ -107,15 +210,33 @@ func (s *Server) Run(ctx context.Context) error {
 	if !waitRedis(ctx, s.redis, s.log, "jobs server") {
 		return nil
 	}
+	client, insp := asynq.NewClient(s.redis), asynq.NewInspector(s.redis)
+	defer func() {
+		_ = insp.Close()
+		_ = client.Close()
+	}()
+	s.mu.Lock()
+	s.client, s.insp, s.running = client, insp, true
+	s.mu.Unlock()
 	srv := asynq.NewServer(s.redis, s.cfg)
 	if err := srv.Start(s.handler); err != nil {
+		s.stopRequeues()
 		return fmt.Errorf("jobs server: start: %w", err)
 	}
 	s.log.Info("jobs server started", "concurrency", s.cfg.Concurrency, "queues", s.cfg.Queues)
 	<-ctx.Done()
 	s.log.Info("jobs server stopping: no new tasks, waiting for running ones", "timeout", s.cfg.ShutdownTimeout)
 	srv.Shutdown()
+	s.stopRequeues()
 	return nil
+}
+
+// stopRequeues lets no early run be put back any more and waits for those being put back.
+func (s *Server) stopRequeues() {
+	s.mu.Lock()
+	s.running = false
+	s.mu.Unlock()
+	s.requeues.Wait()
 }
 
 // Backoff of waitRedis between attempts.

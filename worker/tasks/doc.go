@@ -6,10 +6,13 @@
 // # Tasks
 //
 //   - [TypeAbortMultipart] ("multipart:abort", queue [QueueCritical]): abort one multipart upload
-//     if it is still open at its deadline (due [AbortGrace] after it; never aborted before it).
-//     The task ID is the S3 upload id, so there is at most one per upload; [Enqueue] treats a
-//     duplicate as success, and [EnqueueReplacingFinished] replaces a task asynq keeps archived
-//     or completed under that ID.
+//     if it is still open at its deadline (due at [AbortDue], a little after deadline +
+//     [AbortGrace]; a deadline abort never aborts before deadline + AbortGrace). The deadline's
+//     task has the S3 upload id as its task ID, so there is at most one deadline task per upload;
+//     an abort posted to POST /v1/jobs has the ID [APIAbortTaskID] ("api:" and the upload id), so
+//     an upload has at most two abort tasks, the deadline's and one "api:" task. [Enqueue] treats
+//     a duplicate as success, [EnqueueReplacingFinished] replaces a task asynq keeps archived or
+//     completed under that ID, and [Canceller] deletes both when the upload completes.
 //   - [TypeInspectObject] ("object:inspect", queue [QueueDefault]): run intake's pipeline (HEAD,
 //     sniff, policy, record, act) again on one object.
 //   - [TypeSweep] ("multipart:sweep", queue [QueueLow]): list every open multipart upload of a
@@ -18,7 +21,19 @@
 //     enqueue one. intake never aborts its own uploads before their deadline, whatever the age.
 //
 // Payloads are JSON objects (field names in snake_case), validated by the constructors and again by
-// the handlers, so a task built by hand or posted to POST /v1/jobs gets the same checks.
+// the handlers, so a task built by hand or posted to POST /v1/jobs gets the same checks. The
+// handlers ignore fields they do not know: a task may wait in Redis for days, and a replica of an
+// older intake must still run one that a newer replica wrote (POST /v1/jobs, reading a person's
+// input, refuses unknown fields).
+//
+// # Trust
+//
+// Whoever can write to intake's Redis acts with an operator's rights: intake's jobs cannot tell who
+// enqueued a task. POST /v1/jobs checks that a tenant's abort names one of its own uploads; an app
+// backend sharing the Redis is not checked, and a [ReasonAPI] abort it enqueues aborts the upload
+// at once, whoever owns it. A [ReasonDeadline] abort is held to the deadline PostgreSQL records for
+// the upload (plus [AbortGrace]), whatever its payload says, and the sweep only to PostgreSQL's
+// deadlines. Give Redis access only to what you would give operator credentials.
 //
 // # Queues
 //

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -39,16 +41,22 @@ func ExampleNewInspectObject() {
 	// object:inspect {"bucket":"uploads","key":"uploads/bob/9a/cat.png"}
 }
 
-// A sweep of one prefix for uploads older than a day; the period's task ID makes it unique when
-// several schedulers run.
+// A sweep of one prefix for uploads older than a day, as one scheduler among several enqueues it
+// for the period starting at 00:15: the period's task ID (asynq.TaskID(tasks.SweepTaskID(...)))
+// makes it unique, so that the other schedulers' enqueues of the same period fail with
+// asynq.ErrTaskIDConflict instead of queueing a second sweep.
 func ExampleNewSweep() {
-	task, err := tasks.NewSweep(tasks.Sweep{Bucket: "uploads", Prefix: "uploads/", OlderThan: tasks.Duration(24 * time.Hour)})
+	period := time.Date(2030, 1, 1, 0, 15, 0, 0, time.UTC)
+	id := tasks.SweepTaskID("uploads", period)
+	task, err := tasks.NewSweep(tasks.Sweep{Bucket: "uploads", Prefix: "uploads/", OlderThan: tasks.Duration(24 * time.Hour)},
+		asynq.TaskID(id))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(task.Type(), string(task.Payload()))
-	fmt.Println(tasks.SweepTaskID("uploads", time.Date(2030, 1, 1, 0, 15, 0, 0, time.UTC)))
+	fmt.Println(id)
+	// Then: client.Enqueue(task); a duplicate of the period answers asynq.ErrTaskIDConflict.
 	// Output:
 	// multipart:sweep {"bucket":"uploads","prefix":"uploads/","older_than":"24h0m0s"}
 	// sweep:uploads:1893456900

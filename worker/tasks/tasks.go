@@ -54,9 +54,14 @@ func Priorities() map[string]int {
 }
 
 // Retry and timeout settings the constructors give each task.
+//
+// asynq's default backoff (asynq.DefaultRetryDelayFunc, which intake's jobs server keeps) waits
+// n⁴ + 15 + rand(0..29)·(n+1) seconds before retry n+1 (n = retries so far): ten retries wait
+// 15,483 to 17,078 s in all, between 4 h 18 min and 4 h 45 min (about 4.5 h) after the first
+// failure, besides the attempts' own run time; the tenth alone waits 1 h 50 min to 2 h.
 const (
-	// AbortMaxRetry is how often a failed abort is retried (asynq's backoff spreads ten retries over
-	// about a day).
+	// AbortMaxRetry is how often a failed abort is retried: ten retries over about 4.5 hours of
+	// asynq's backoff (see above). The sweep aborts an upload whose task gave up.
 	AbortMaxRetry = 10
 	// AbortTimeout bounds one abort attempt: ListParts pages, AbortMultipartUpload and one row
 	// (each S3 call bounded on its own), and, when the upload turns out completed, the inspection
@@ -69,7 +74,8 @@ const (
 	// long while it waits, retries or lies archived. It bounds what repeated requests can queue to
 	// one inspection per object.
 	InspectUnique = time.Hour
-	// InspectMaxRetry is how often a failed inspection is retried.
+	// InspectMaxRetry is how often a failed inspection is retried: ten retries over about 4.5 hours
+	// of asynq's backoff (see above).
 	InspectMaxRetry = 10
 	// InspectTimeout bounds one inspection (it may hash a large object).
 	InspectTimeout = 15 * time.Minute
@@ -78,18 +84,34 @@ const (
 	// SweepTimeout bounds one sweep of a bucket.
 	SweepTimeout = 2 * time.Hour
 	// SweepRetention keeps a finished sweep (and so its period's task ID) in Redis, so that a
-	// replica whose scheduler fires a little late cannot enqueue the same period again.
+	// replica whose scheduler fires a little late cannot enqueue the same period again. (For an
+	// "@every" schedule longer than this, intake's scheduler keeps each period's task for the
+	// whole period: worker/jobs.Periodic.)
 	SweepRetention = time.Hour
-	// AbortGrace is how long after the deadline promised to an upload's owner its deadline abort
-	// is due (the task's ProcessAt). The handler never aborts before the deadline, by its own
-	// clock; asynq moves a scheduled task to pending by whole seconds (up to a second early) and
-	// the replicas' clocks differ a little, so a task due exactly at the deadline would often run
-	// a moment early and have to be retried.
-	AbortGrace = 2 * time.Second
+	// AbortGrace is how long past the deadline promised to an upload's owner (its expires_at)
+	// intake still leaves the upload alone: no abort of intake's, neither the deadline task nor the
+	// sweep (its listing and its PostgreSQL pass), touches an upload of intake's before
+	// deadline + AbortGrace. intake refuses a complete only from the deadline on, and one accepted
+	// a moment before it may still be running (ListParts pages, then S3's CompleteMultipartUpload:
+	// internal/multipart bounds the whole of it to less than AbortGrace); a part upload to a URL
+	// signed up to the deadline may also still be sending its bytes. Aborting then would lose an
+	// upload whose complete intake accepted. The deadline task is due shortly after
+	// deadline + AbortGrace ([AbortDue]).
+	AbortGrace = 2 * time.Minute
+	// abortDueSlack puts a deadline abort's ProcessAt a little past deadline + AbortGrace: asynq
+	// moves a scheduled task to pending by whole seconds (up to a second early) and the replicas'
+	// clocks differ a little, so a task due exactly then would often run a moment early and have
+	// to be retried.
+	abortDueSlack = 2 * time.Second
 )
 
-// ErrInvalidPayload marks a payload that can never be processed: malformed JSON, unknown fields,
-// missing or out-of-range values. Handlers turn it into asynq.SkipRetry.
+// AbortDue is when the deadline abort of an upload whose owner was promised deadline is due (the
+// task's ProcessAt): deadline + [AbortGrace], and two seconds more.
+func AbortDue(deadline time.Time) time.Time { return deadline.Add(AbortGrace + abortDueSlack) }
+
+// ErrInvalidPayload marks a payload that can never be processed: malformed JSON, missing or
+// out-of-range values. Handlers turn it into asynq.SkipRetry. Fields a payload type does not have
+// are not an error: they are ignored (a newer intake may have added them).
 var ErrInvalidPayload = errors.New("invalid task payload")
 
 // Limits on payload fields.
@@ -108,11 +130,17 @@ type AbortMultipart struct {
 	// UploadID is the S3 multipart upload id; it is also the task's ID.
 	UploadID string `json:"upload_id"`
 	// Deadline is when the upload is aborted if it is still open: the deadline promised to its
-	// owner. A [ReasonDeadline] task never aborts before it, and is due [AbortGrace] after it (the
-	// task's ProcessAt); a [ReasonAPI] task is due at it.
+	// owner. A [ReasonDeadline] task never aborts before deadline + [AbortGrace], by this
+	// Deadline nor by the expires_at PostgreSQL holds for the upload (which wins: a payload cannot
+	// move the owner's deadline earlier), and is due at [AbortDue] (the task's ProcessAt); a
+	// [ReasonAPI] task is due at it.
 	Deadline time.Time `json:"deadline"`
-	// Reason is recorded with the abort: [ReasonDeadline] (the default) or [ReasonAPI] (an
-	// operator asked for it).
+	// Reason is recorded with the abort: [ReasonDeadline] (the default) or [ReasonAPI] (its owner,
+	// through POST /v1/jobs, or an operator asked for it). A [ReasonAPI] task is not held to the
+	// deadline: POST /v1/jobs checks the caller owns the upload before it enqueues one, but intake's
+	// jobs cannot tell who wrote a task into Redis. Whoever can write to intake's Redis (an app
+	// backend sharing it included) can therefore abort any upload at once: Redis access is
+	// operator-level trust.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -120,7 +148,8 @@ type AbortMultipart struct {
 const (
 	// ReasonDeadline: the upload outlived the deadline intake gave it at creation.
 	ReasonDeadline = "deadline"
-	// ReasonAPI: an operator or backend asked for the abort (POST /v1/jobs).
+	// ReasonAPI: the upload's owner or an operator asked for the abort (POST /v1/jobs, which checks
+	// the owner; a task written into Redis by other means is trusted as an operator's).
 	ReasonAPI = "api"
 )
 
@@ -140,8 +169,8 @@ func (p AbortMultipart) Validate() error {
 }
 
 // NewAbortMultipart returns the task that aborts p's upload at p.Deadline unless it completes
-// first: queue [QueueCritical], task ID p.UploadID (one task per upload), ProcessAt p.Deadline
-// plus [AbortGrace] ([ReasonDeadline]) or p.Deadline ([ReasonAPI]), MaxRetry [AbortMaxRetry],
+// first: queue [QueueCritical], task ID p.UploadID (one task per upload), ProcessAt
+// [AbortDue](p.Deadline) ([ReasonDeadline]) or p.Deadline ([ReasonAPI]), MaxRetry [AbortMaxRetry],
 // Timeout [AbortTimeout]. Options given to Enqueue override these.
 func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
@@ -154,14 +183,15 @@ func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
 	}
 	due := p.Deadline
 	if p.Reason == "" || p.Reason == ReasonDeadline {
-		due = due.Add(AbortGrace)
+		due = AbortDue(p.Deadline)
 	}
 	return asynq.NewTask(TypeAbortMultipart, payload,
 		asynq.Queue(QueueCritical), asynq.TaskID(p.UploadID), asynq.ProcessAt(due),
 		asynq.MaxRetry(AbortMaxRetry), asynq.Timeout(AbortTimeout)), nil
 }
 
-// ParseAbortMultipart decodes and validates a [TypeAbortMultipart] payload.
+// ParseAbortMultipart decodes and validates a [TypeAbortMultipart] payload. Fields it does not know
+// (added by a later version of intake) are ignored.
 func ParseAbortMultipart(payload []byte) (AbortMultipart, error) {
 	var p AbortMultipart
 	if err := decode(TypeAbortMultipart, payload, &p); err != nil {
@@ -198,7 +228,8 @@ func NewInspectObject(p InspectObject) (*asynq.Task, error) {
 		asynq.Queue(QueueDefault), asynq.MaxRetry(InspectMaxRetry), asynq.Timeout(InspectTimeout)), nil
 }
 
-// ParseInspectObject decodes and validates a [TypeInspectObject] payload.
+// ParseInspectObject decodes and validates a [TypeInspectObject] payload. Fields it does not know
+// (added by a later version of intake) are ignored.
 func ParseInspectObject(payload []byte) (InspectObject, error) {
 	var p InspectObject
 	if err := decode(TypeInspectObject, payload, &p); err != nil {
@@ -249,7 +280,8 @@ func NewSweep(p Sweep, opts ...asynq.Option) (*asynq.Task, error) {
 	return asynq.NewTask(TypeSweep, payload, all...), nil
 }
 
-// ParseSweep decodes and validates a [TypeSweep] payload.
+// ParseSweep decodes and validates a [TypeSweep] payload. Fields it does not know (added by
+// a later version of intake) are ignored.
 func ParseSweep(payload []byte) (Sweep, error) {
 	var p Sweep
 	if err := decode(TypeSweep, payload, &p); err != nil {
@@ -302,10 +334,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // String formats d like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// decode reads payload strictly (unknown fields are refused) into v.
+// decode reads one JSON value of payload into v, ignoring fields v does not have: a task may wait
+// in Redis for days (a deadline abort, until the deadline intake allows) and be run by a replica
+// older than the one that wrote it, whose newer fields it must not refuse (asynq would archive the
+// task at once). Trailing data after the JSON value is refused. (A person's input is checked
+// strictly where it is read: POST /v1/jobs decodes its payload refusing unknown fields before it
+// builds the task.)
 func decode(typ string, payload []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decode %s payload: %v: %w", typ, err, ErrInvalidPayload)
 	}

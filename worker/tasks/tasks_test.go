@@ -25,6 +25,7 @@ func TestParse(t *testing.T) {
 		wantErr string // substring; empty means valid
 	}{
 		{"abort ok", tasks.TypeAbortMultipart, `{"bucket":"b","key":"a/b c.bin","upload_id":"u-1","deadline":"2030-01-01T00:00:00Z"}`, ""},
+		{"abort later field", tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","upload_id":"u","deadline":"2030-01-01T00:00:00Z","tenant_hint":{"x":1}}`, ""},
 		{"abort no deadline", tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","upload_id":"u"}`, "deadline: required"},
 		{"abort no upload id", tasks.TypeAbortMultipart, `{"bucket":"b","key":"k","deadline":"2030-01-01T00:00:00Z"}`, "upload_id: required"},
 		{"abort control char", tasks.TypeAbortMultipart, `{"bucket":"b","key":"a\u0000b","upload_id":"u","deadline":"2030-01-01T00:00:00Z"}`, "control characters"},
@@ -32,11 +33,12 @@ func TestParse(t *testing.T) {
 		{"abort every problem", tasks.TypeAbortMultipart, `{}`, "bucket: required; key: required; upload_id: required; deadline: required"},
 		{"inspect ok", tasks.TypeInspectObject, `{"bucket":"b","key":"k"}`, ""},
 		{"inspect long key", tasks.TypeInspectObject, `{"bucket":"b","key":"` + strings.Repeat("k", 1025) + `"}`, "longer than 1024"},
-		{"inspect unknown field", tasks.TypeInspectObject, `{"bucket":"b","key":"k","size":1}`, `unknown field "size"`},
+		{"inspect unknown field", tasks.TypeInspectObject, `{"bucket":"b","key":"k","size":1}`, ""}, // a later intake's field: ignored
 		{"inspect trailing", tasks.TypeInspectObject, `{"bucket":"b","key":"k"} {}`, "trailing data"},
 		{"inspect not json", tasks.TypeInspectObject, `bucket=b`, "decode object:inspect payload"},
 		{"sweep ok string", tasks.TypeSweep, `{"bucket":"b","prefix":"in/","older_than":"36h"}`, ""},
 		{"sweep ok seconds", tasks.TypeSweep, `{"bucket":"b","older_than":90}`, ""},
+		{"sweep later field", tasks.TypeSweep, `{"bucket":"b","older_than":"36h","dry_run":true}`, ""},
 		{"sweep zero", tasks.TypeSweep, `{"bucket":"b","older_than":"0s"}`, "older_than: must be positive"},
 		{"sweep missing age", tasks.TypeSweep, `{"bucket":"b"}`, "older_than: must be positive"},
 		{"sweep bad duration", tasks.TypeSweep, `{"bucket":"b","older_than":"a day"}`, "want a Go duration"},
@@ -135,7 +137,8 @@ func TestEnqueue(t *testing.T) {
 	require.Equal(t, asynq.TaskStateScheduled, info.State)
 	require.Equal(t, tasks.AbortMaxRetry, info.MaxRetry)
 	require.Equal(t, tasks.AbortTimeout, info.Timeout)
-	require.True(t, deadline.Add(tasks.AbortGrace).Equal(info.NextProcessAt), "due %s after the deadline %s, not %s", tasks.AbortGrace, deadline, info.NextProcessAt)
+	require.True(t, tasks.AbortDue(deadline).Equal(info.NextProcessAt), "due at %s, not %s", tasks.AbortDue(deadline), info.NextProcessAt)
+	require.GreaterOrEqual(t, info.NextProcessAt.Sub(deadline), tasks.AbortGrace, "never before deadline + AbortGrace")
 
 	dup, err := tasks.Enqueue(ctx, client, abort)
 	require.NoError(t, err, "a duplicate abort is not an error")
@@ -265,7 +268,7 @@ func TestCanceller(t *testing.T) {
 	})
 	require.NoError(t, srv.Start(mux))
 	t.Cleanup(srv.Shutdown)
-	require.NoError(t, s.ScheduleAbort(ctx, "b", "k", "now", time.Now()))
+	require.NoError(t, s.ScheduleAbort(ctx, "b", "k", "now", time.Now().Add(-tasks.AbortGrace-2*time.Second)))
 	select {
 	case <-running:
 	case <-time.After(30 * time.Second):

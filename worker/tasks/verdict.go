@@ -32,7 +32,8 @@ const (
 	EventUploadExpired = "upload.expired"
 )
 
-// EventTypes lists every event type.
+// EventTypes lists every event type this version knows. A later intake may send others: an app
+// ignores (acknowledges) the types it does not handle rather than failing on them.
 var EventTypes = []string{EventUploadValid, EventUploadRejected, EventUploadDeleted, EventUploadAborted, EventUploadExpired}
 
 // VerdictMaxRetry is the MaxRetry of the tasks intake enqueues on the app's queue.
@@ -45,7 +46,8 @@ type UploadVerdict struct {
 	// ID identifies the notification; it is the webhook-id header of every delivery of it (the
 	// same across retries and endpoints), so a receiver can de-duplicate on it.
 	ID string `json:"id"`
-	// Type is one of [EventTypes].
+	// Type is one of [EventTypes], or a type added by a later intake ([UploadVerdict.Known] tells):
+	// an app ignores the types it does not handle.
 	Type string `json:"type"`
 	// Timestamp is when the verdict was committed.
 	Timestamp time.Time `json:"timestamp"`
@@ -106,14 +108,21 @@ func AppendUploadVerdict(dst []byte, id, typ string, ts time.Time, data []byte) 
 	return append(dst, '}')
 }
 
-// Validate reports what is wrong with v, wrapping [ErrInvalidPayload].
+// Known reports whether v's type is one of [EventTypes], those this version of the package
+// knows. A verdict of another type comes from a later intake: handle what you know and acknowledge
+// the rest.
+func (v UploadVerdict) Known() bool { return slices.Contains(EventTypes, v.Type) }
+
+// Validate reports what is wrong with v, wrapping [ErrInvalidPayload]: an id, a type and
+// data.upload_id are required. A type this version does not know is accepted (see
+// [UploadVerdict.Known]), so that an app keeps working when intake adds one.
 func (v UploadVerdict) Validate() error {
 	var errs []error
 	if v.ID == "" {
 		errs = append(errs, errors.New("id: required"))
 	}
-	if !slices.Contains(EventTypes, v.Type) {
-		errs = append(errs, fmt.Errorf("type: %q is not an event type", v.Type))
+	if v.Type == "" {
+		errs = append(errs, errors.New("type: required"))
 	}
 	if v.Data.UploadID == uuid.Nil {
 		errs = append(errs, errors.New("data.upload_id: required"))
@@ -122,7 +131,8 @@ func (v UploadVerdict) Validate() error {
 }
 
 // ParseUploadVerdict decodes and validates a [TypeUploadVerdict] payload (or a webhook body).
-// Unknown fields are ignored, so that an app keeps working when intake adds some.
+// Unknown fields are ignored and unknown event types accepted ([UploadVerdict.Known]), so that an
+// app keeps working when intake adds some.
 func ParseUploadVerdict(payload []byte) (UploadVerdict, error) {
 	var v UploadVerdict
 	if err := json.Unmarshal(payload, &v); err != nil {

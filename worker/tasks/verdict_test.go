@@ -44,7 +44,7 @@ func TestParseUploadVerdictInvalid(t *testing.T) {
 	for name, payload := range map[string]string{
 		"not JSON":      `{`,
 		"no id":         `{"type":"upload.valid","data":{"upload_id":"` + uuid.NewString() + `"}}`,
-		"unknown type":  `{"id":"e","type":"upload.lost","data":{"upload_id":"` + uuid.NewString() + `"}}`,
+		"no type":       `{"id":"e","data":{"upload_id":"` + uuid.NewString() + `"}}`,
 		"no upload id":  `{"id":"e","type":"upload.valid","data":{}}`,
 		"bad upload id": `{"id":"e","type":"upload.valid","data":{"upload_id":"12"}}`,
 	} {
@@ -53,6 +53,24 @@ func TestParseUploadVerdictInvalid(t *testing.T) {
 	}
 	_, err := tasks.NewUploadVerdictTask("", []byte(`{"id":"e","type":"upload.valid","data":{"upload_id":"`+uuid.NewString()+`"}}`))
 	require.Error(t, err, "a queue is required")
+}
+
+// TestParseUploadVerdictUnknownType: an event type added by a later intake is accepted (the doc
+// promises that apps keep working when intake adds some), and Known tells it apart; it used to be
+// refused as an invalid payload, so an app's handler archived every such verdict.
+func TestParseUploadVerdictUnknownType(t *testing.T) {
+	t.Parallel()
+	payload := `{"id":"e","type":"upload.quarantined","timestamp":"2026-05-01T10:00:00Z","data":{"upload_id":"` + uuid.NewString() + `","status":"quarantined"}}`
+	v, err := tasks.ParseUploadVerdict([]byte(payload))
+	require.NoError(t, err)
+	require.Equal(t, "upload.quarantined", v.Type)
+	require.False(t, v.Known())
+	task, err := tasks.NewUploadVerdictTask("app", []byte(payload))
+	require.NoError(t, err, "intake's relay enqueues it")
+	require.Equal(t, tasks.TypeUploadVerdict, task.Type())
+	for _, typ := range tasks.EventTypes {
+		require.True(t, tasks.UploadVerdict{Type: typ}.Known(), typ)
+	}
 }
 
 // TestReadmeGoReceiver: the README's Go receiver is the one Example_webhookReceiver runs (the lines
