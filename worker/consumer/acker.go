@@ -68,6 +68,9 @@ type ackEntry struct {
 	ctx context.Context // carries the message_id for logs
 	d   *delivery
 	dlq bool // deleted after being sent to the dead-letter queue
+	// reason is a dead-lettered message's intake_messages_dead_lettered_total label: it is counted
+	// when its deletion succeeds (deleted, it does not come back to be dead-lettered again).
+	reason string
 }
 
 func newAcker(ctx context.Context, client Client, queueURL string, log *slog.Logger, m *metrics, g *gate) *acker {
@@ -80,15 +83,27 @@ func newAcker(ctx context.Context, client Client, queueURL string, log *slog.Log
 	return a
 }
 
-// add queues the message for deletion. When the queue is full (every flusher busy retrying), it
-// waits for room until ctx ends or close begins. After close, or when it gave up, it only logs:
-// the message will be delivered again.
-func (a *acker) add(ctx context.Context, d *delivery, dlq bool) {
+// add queues a message whose effect is committed for deletion; see enqueue.
+func (a *acker) add(ctx context.Context, d *delivery) {
+	a.enqueue(ackEntry{ctx: ctx, d: d})
+}
+
+// addDeadLettered queues for deletion a message the dead-letter queue accepted, to be counted in
+// intake_messages_dead_lettered_total{reason} once deleted; see enqueue.
+func (a *acker) addDeadLettered(ctx context.Context, d *delivery, reason string) {
+	a.enqueue(ackEntry{ctx: ctx, d: d, dlq: true, reason: reason})
+}
+
+// enqueue queues e for deletion. When the queue is full (every flusher busy retrying), it waits for
+// room until e's context ends or close begins. After close, or when it gave up, it only logs: the
+// message will be delivered again.
+func (a *acker) enqueue(e ackEntry) {
+	ctx := e.ctx
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if !a.closed {
 		select {
-		case a.in <- ackEntry{ctx: ctx, d: d, dlq: dlq}:
+		case a.in <- e:
 			return
 		case <-a.closing:
 		case <-a.ctx.Done():
@@ -99,8 +114,9 @@ func (a *acker) add(ctx context.Context, d *delivery, dlq bool) {
 }
 
 // close flushes what is pending and waits for the batches in flight, for at most finalTimeout
-// beyond the calls' own bounds. An add still waiting for room gives up.
-func (a *acker) close() {
+// beyond the calls' own bounds and until deadline at the latest; then it cuts them. An add still
+// waiting for room gives up. The deletions still owed to the probe are given up, and counted.
+func (a *acker) close(deadline time.Time) {
 	a.closingOnce.Do(func() { close(a.closing) })
 	a.mu.Lock()
 	if !a.closed {
@@ -108,16 +124,25 @@ func (a *acker) close() {
 		close(a.in)
 	}
 	a.mu.Unlock()
-	t := time.NewTimer(callTimeout + finalTimeout)
+	t := time.NewTimer(max(time.Until(earliest(time.Now().Add(callTimeout+finalTimeout), deadline)), 0))
 	defer t.Stop()
 	select {
 	case <-a.done:
 	case <-t.C:
-		a.log.Warn("pending deletions did not finish in time; those messages will be delivered again")
-		a.cancel()
-		<-a.done
+		select {
+		case <-a.done:
+		default:
+			a.log.Warn("pending deletions did not finish in time; those messages will be delivered again")
+			a.cancel()
+			<-a.done
+		}
 	}
 	a.cancel()
+	a.outMu.Lock()
+	owed := a.owed
+	a.owed = nil
+	a.outMu.Unlock()
+	a.givenUp(owed, "the consumer stopped")
 }
 
 func (a *acker) run() {
@@ -192,10 +217,13 @@ func (a *acker) flush(batch []ackEntry) {
 		if err != nil {
 			err = queue.RedactHandles(err, handles(pending)...)
 			if attempt >= ackAttempts || a.ctx.Err() != nil {
+				// Not the shutdown cutting the call, nor the request's fault: SQS's failure, whose
+				// entries the probe may still delete (they are counted as failed only if it does not).
+				outage := a.ctx.Err() == nil && deleteOutage(err)
 				for _, e := range pending {
-					a.failed(e, fmt.Errorf("delete message batch: %w", err))
+					a.failed(e, fmt.Errorf("delete message batch: %w", err), !outage)
 				}
-				if a.ctx.Err() == nil && deleteOutage(err) { // not the shutdown cutting the call, nor the request's fault
+				if outage {
 					unavailable = append(unavailable, pending...)
 				}
 				return
@@ -212,9 +240,7 @@ func (a *acker) flush(batch []ackEntry) {
 			}
 			answered[e.i] = true
 			deleted = true
-			if !e.dlq {
-				a.m.acked.Inc()
-			}
+			a.deleted(e.ackEntry)
 			a.log.DebugContext(e.ctx, "message deleted", "dead_lettered", e.dlq)
 		}
 		var retry []ackEntry
@@ -232,7 +258,7 @@ func (a *acker) flush(batch []ackEntry) {
 				unavailable = append(unavailable, e.ackEntry)
 			}
 			a.failed(e.ackEntry, fmt.Errorf("delete message: %s: %s (sender fault: %t)", aws.ToString(f.Code),
-				redact.New(e.d.handle).String(aws.ToString(f.Message)), f.SenderFault))
+				redact.New(e.d.handle).String(aws.ToString(f.Message)), f.SenderFault), f.SenderFault)
 		}
 		// An entry the answer names neither way is treated as the server's failure.
 		for i, e := range pending {
@@ -244,7 +270,7 @@ func (a *acker) flush(batch []ackEntry) {
 				continue
 			}
 			unavailable = append(unavailable, e)
-			a.failed(e, errors.New("delete message: the server's answer did not name the entry"))
+			a.failed(e, errors.New("delete message: the server's answer did not name the entry"), false)
 		}
 		pending = retry
 		if len(pending) > 0 {
@@ -257,19 +283,24 @@ func (a *acker) flush(batch []ackEntry) {
 // outage counts the batches given up for SQS's failure in a row (a batch that deleted everything
 // it did not give up for the entries' own fault ends the run) and, after ackOutageBatches of them,
 // pauses the receivers under dependencySQS. It keeps the last entries given up (at most maxBatch)
-// for probe.
+// for probe; those it no longer keeps are given up for good.
 func (a *acker) outage(deleted bool, unavailable []ackEntry) {
 	a.outMu.Lock()
+	var dropped []ackEntry
 	switch {
 	case len(unavailable) > 0:
 		a.failedRun++
 		a.owed = append(a.owed, unavailable...)
-		a.owed = a.owed[max(len(a.owed)-maxBatch, 0):]
+		n := max(len(a.owed)-maxBatch, 0)
+		dropped = slices.Clone(a.owed[:n])
+		a.owed = slices.Clone(a.owed[n:])
 	case deleted:
+		dropped = a.owed
 		a.failedRun, a.owed = 0, nil
 	}
 	pause, run := len(unavailable) > 0 && a.failedRun >= ackOutageBatches, a.failedRun
 	a.outMu.Unlock()
+	a.givenUp(dropped, "newer deletions failed since")
 	if pause && a.gate != nil {
 		a.log.Error("deleting settled messages keeps failing: pausing the receivers until SQS deletes again",
 			"failed_batches", run)
@@ -303,43 +334,61 @@ func (a *acker) probe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("delete message batch (%d messages whose deletion failed): %w", len(owed), queue.RedactHandles(err, handles(owed)...))
 	}
-	answered := make([]bool, len(owed))
+	// What SQS answered for each entry: deleted, or refused for the entry's own fault (its handle
+	// expired meanwhile); either settles it.
+	const (
+		unanswered = iota
+		deletedNow
+		refused
+	)
+	outcome := make([]int, len(owed))
+	refusals := make([]string, len(owed))
 	var serverFailed error
 	for _, f := range out.Failed {
 		e, ok := entryOf(owed, f.Id)
 		if !ok {
 			continue
 		}
+		msg := fmt.Sprintf("%s: %s", aws.ToString(f.Code), redact.New(e.d.handle).String(aws.ToString(f.Message)))
 		if !f.SenderFault {
-			serverFailed = fmt.Errorf("delete message: %s: %s", aws.ToString(f.Code), redact.New(e.d.handle).String(aws.ToString(f.Message)))
+			serverFailed = errors.New("delete message: " + msg)
 			continue
 		}
-		answered[e.i] = true
+		outcome[e.i], refusals[e.i] = refused, msg
 	}
 	for _, r := range out.Successful {
-		e, ok := entryOf(owed, r.Id)
-		if !ok || answered[e.i] {
-			continue
+		if e, ok := entryOf(owed, r.Id); ok && outcome[e.i] == unanswered {
+			outcome[e.i] = deletedNow
 		}
-		answered[e.i] = true
-		if !e.dlq {
-			a.m.acked.Inc()
-		}
-		a.log.InfoContext(e.ctx, "message deleted after its deletion had failed", "dead_lettered", e.dlq)
 	}
 	for i, e := range owed {
-		if !answered[i] && serverFailed == nil {
+		if outcome[i] == unanswered && serverFailed == nil {
 			// Named neither way: not an answer for it.
 			serverFailed = fmt.Errorf("delete message %s: the answer did not name it", e.d.id)
 		}
 	}
 	// The entries SQS answered for are settled, even when others failed (a later probe must not
-	// delete and count them again); those given up since stay owed.
+	// delete and count them again); those given up since stay owed. An entry outage no longer
+	// keeps was given up, and counted, meanwhile: it is not counted again.
 	a.outMu.Lock()
 	defer a.outMu.Unlock()
 	a.owed = slices.DeleteFunc(a.owed, func(e ackEntry) bool {
 		i := slices.IndexFunc(owed, func(o ackEntry) bool { return o.d == e.d })
-		return i >= 0 && answered[i]
+		if i < 0 {
+			return false
+		}
+		switch outcome[i] {
+		case deletedNow:
+			a.deleted(e)
+			a.log.InfoContext(e.ctx, "message deleted after its deletion had failed", "dead_lettered", e.dlq)
+		case refused:
+			a.m.ackFailed.Inc()
+			a.log.WarnContext(e.ctx, "a deletion retried by the check of SQS was refused; the message will be delivered again",
+				"err", refusals[i], "dead_lettered", e.dlq)
+		default:
+			return false
+		}
+		return true
 	})
 	if serverFailed != nil {
 		return serverFailed
@@ -370,10 +419,34 @@ func handles(entries []ackEntry) []string {
 	return hs
 }
 
-func (a *acker) failed(e ackEntry, err error) {
-	a.m.ackFailed.Inc()
+// failed logs an entry whose deletion failed. final: it is given up for good, and counted in
+// intake_messages_ack_failed_total; otherwise (SQS's failure) it goes to outage, which keeps the
+// last ones for the probe to delete, and it is counted only if they are given up (givenUp).
+func (a *acker) failed(e ackEntry, err error, final bool) {
+	if final {
+		a.m.ackFailed.Inc()
+	}
 	a.log.ErrorContext(e.ctx, "could not delete a settled message; it will be delivered again (processing is idempotent)",
 		"err", err, "dead_lettered", e.dlq)
+}
+
+// givenUp counts in intake_messages_ack_failed_total the entries whose deletion failed for SQS's
+// failure and that will not be retried any more (why).
+func (a *acker) givenUp(entries []ackEntry, why string) {
+	for _, e := range entries {
+		a.m.ackFailed.Inc()
+		a.log.DebugContext(e.ctx, "deletion given up; the message will be delivered again", "why", why, "dead_lettered", e.dlq)
+	}
+}
+
+// deleted counts a deleted entry: in intake_messages_acked_total, or, dead-lettered, in
+// intake_messages_dead_lettered_total{reason}.
+func (a *acker) deleted(e ackEntry) {
+	if e.dlq {
+		a.m.deadLettered.WithLabelValues(e.reason).Inc()
+		return
+	}
+	a.m.acked.Inc()
 }
 
 // indexedEntry is a pending entry and its index in the batch (its request id).

@@ -94,7 +94,7 @@ func TestAckerCloseWithFlushersStuck(t *testing.T) {
 	go func() {
 		defer close(added)
 		for i := range 200 {
-			a.add(context.Background(), &delivery{id: fmt.Sprint(i), handle: fmt.Sprint("h-", i)}, false)
+			a.add(context.Background(), &delivery{id: fmt.Sprint(i), handle: fmt.Sprint("h-", i)})
 		}
 	}()
 	require.Eventually(t, func() bool { return calls.Load() == ackFlushers && len(a.in) == cap(a.in) }, 10*time.Second, time.Millisecond,
@@ -103,7 +103,7 @@ func TestAckerCloseWithFlushersStuck(t *testing.T) {
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		a.close()
+		closeAcker(a)
 	}()
 	select {
 	case <-added:
@@ -146,10 +146,10 @@ func TestAckerLogsNoReceiptHandle(t *testing.T) {
 			// More batches than ackOutageBatches, one after the other: had they counted as SQS's
 			// failure, the receivers would pause.
 			for i := range ackOutageBatches + 1 {
-				a.add(context.Background(), &delivery{id: fmt.Sprintf("m-%d", i), handle: handle}, false)
+				a.add(context.Background(), &delivery{id: fmt.Sprintf("m-%d", i), handle: handle})
 				require.Eventually(t, func() bool { return counterValue(t, c.m.ackFailed) == float64(i+1) }, 10*time.Second, time.Millisecond)
 			}
-			a.close()
+			closeAcker(a)
 			assert.Contains(t, logs.String(), `The input receipt handle \"REDACTED\"`)
 			assert.NotContains(t, logs.String(), handle)
 			a.outMu.Lock()
@@ -183,7 +183,7 @@ func TestAckerProbeSettlesWhatItDeleted(t *testing.T) {
 	}
 	c, _ := newFakeConsumer(t, client, Config{})
 	a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
-	defer a.close()
+	defer closeAcker(a)
 	a.outMu.Lock()
 	a.owed = []ackEntry{{ctx: context.Background(), d: &delivery{id: "a", handle: "h-a"}}, {ctx: context.Background(), d: &delivery{id: "b", handle: "h-b"}},
 		{ctx: context.Background(), d: &delivery{id: "c", handle: "h-c"}}}
@@ -200,4 +200,48 @@ func TestAckerProbeSettlesWhatItDeleted(t *testing.T) {
 	defer a.outMu.Unlock()
 	assert.Empty(t, a.owed)
 	assert.Zero(t, a.failedRun)
+}
+
+// TestAckFailedCountsOnlyGivenUp: intake_messages_ack_failed_total counts the settled messages
+// left undeleted, once each: not those whose deletion failed for SQS's fault and that the check of
+// SQS (probe) deletes later (counted in intake_messages_acked_total), only those it no longer
+// keeps to retry, and those still owed when the acker closes.
+func TestAckFailedCountsOnlyGivenUp(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var down atomic.Bool
+	down.Store(true)
+	client.deleteBatch = func(_ context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+		if down.Load() {
+			return nil, &smithy.GenericAPIError{Code: "InternalError", Message: "We encountered an internal error.", Fault: smithy.FaultServer}
+		}
+		return deleteAll(in), nil
+	}
+	c, _ := newFakeConsumer(t, client, Config{})
+	a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, nil)
+	owed := func() int {
+		a.outMu.Lock()
+		defer a.outMu.Unlock()
+		return len(a.owed)
+	}
+	// 15 deletions given up for SQS's failure: the probe keeps the last 10 to retry.
+	for i := range 15 {
+		a.add(context.Background(), &delivery{id: fmt.Sprint("m-", i), handle: fmt.Sprint("h-", i)})
+	}
+	require.Eventually(t, func() bool { return owed() == maxBatch && counterValue(t, c.m.ackFailed) >= 5 }, 20*time.Second, time.Millisecond)
+	assert.Equal(t, 5.0, counterValue(t, c.m.ackFailed), "only the 5 deletions not kept for the probe are given up and counted")
+
+	down.Store(false)
+	require.NoError(t, a.probe(context.Background()))
+	assert.Equal(t, 10.0, counterValue(t, c.m.acked), "the probe deleted the 10 it kept")
+	assert.Equal(t, 5.0, counterValue(t, c.m.ackFailed), "and they are not counted as failed")
+
+	// One more given up, still owed when the acker closes: counted then.
+	down.Store(true)
+	a.add(context.Background(), &delivery{id: "m-last", handle: "h-last"})
+	require.Eventually(t, func() bool { return owed() == 1 }, 20*time.Second, time.Millisecond)
+	assert.Equal(t, 5.0, counterValue(t, c.m.ackFailed))
+	closeAcker(a)
+	assert.Equal(t, 6.0, counterValue(t, c.m.ackFailed))
+	assert.Equal(t, 16.0, counterValue(t, c.m.acked)+counterValue(t, c.m.ackFailed), "each message counted once")
 }

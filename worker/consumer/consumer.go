@@ -72,7 +72,11 @@ type Config struct {
 	// MaxBackoff caps the retry visibility (default 15 m; SQS allows 12 h).
 	MaxBackoff time.Duration
 	// Grace is how long in-flight messages may still run after Run's context is cancelled
-	// (default 25 s).
+	// (default 25 s). Run returns within Grace plus 8 s (postGraceBudget): the phases past the
+	// grace period share that one deadline. Handlers still running are cancelled and get at most
+	// 3 s to return; the messages of those that do not are made visible again; both end 2 s
+	// (ackReserve) before the deadline, and the deletion of settled messages still pending gets
+	// what remains (at most 15 s). The daemon waits 10 s past the grace period for its components.
 	Grace time.Duration
 	// MessageTimeout bounds each Process call: its context ends then, the heartbeat stops extending
 	// the message's visibility, and the message is retried later (default 5 m; at least
@@ -106,7 +110,9 @@ const (
 	maxDeferDoublings = 4                     // a deferred message's hiding doubles per earlier receive, this often at most
 	maxProbeRounds    = 3                     // rounds of checks of one probe, for dependencies reported during its checks
 	receiveMargin     = 10 * time.Second      // bound of a ReceiveMessage call beyond its long poll
-	drainTimeout      = 5 * time.Second       // after Grace, how long cancelled handlers may take
+	drainTimeout      = 3 * time.Second       // after Grace, how long cancelled handlers may take at most
+	postGraceBudget   = 8 * time.Second       // after Grace, when Run returns at the latest (within the daemon's 10 s slack)
+	ackReserve        = 2 * time.Second       // of postGraceBudget, kept for the pending deletions
 	callTimeout       = 10 * time.Second      // bound of one settling call (visibility, DLQ send)
 	finalTimeout      = 5 * time.Second       // bound of the calls made after the drain
 	abandonReleases   = 16                    // messages of abandoned handlers returned at once
@@ -153,7 +159,13 @@ type Consumer struct {
 	redrive         atomic.Pointer[queue.RedrivePolicy]
 	redriveKnown    atomic.Bool // the policy was read at least once
 	warnedNoRedrive atomic.Bool
-	warnedDLQLookup atomic.Bool // the failure to resolve the redrive policy's DLQ was logged as a warning
+	// warnedRedriveStuck is set once a permanently failing message came back past the policy's
+	// maxReceiveCount (SQS could not move it) and that was logged as a warning.
+	warnedRedriveStuck atomic.Bool
+	// warnedRedriveParse is set while the queue's RedrivePolicy cannot be parsed, once that was
+	// logged as a warning.
+	warnedRedriveParse atomic.Bool
+	warnedDLQLookup    atomic.Bool // the failure to resolve the redrive policy's DLQ was logged as a warning
 
 	inflightMu sync.Mutex
 	inflight   map[string]*delivery // by receipt handle
@@ -184,6 +196,9 @@ type delivery struct {
 	// polled is when the receiver that got the message was admitted by the gate: a success of a
 	// message polled after a resume confirms it.
 	polled time.Time
+	// epoch is the gate's epoch at that admission: a pause begun since (gate.valid) may be what
+	// failed the message.
+	epoch uint64
 	// received is when the ReceiveMessage call that returned it ended: its visibility timeout
 	// started a little before.
 	received time.Time
@@ -328,13 +343,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	n := c.inflightCount()
 	grace := max(c.cfg.Grace-time.Since(stopping), 0) // the polls' end came out of it
+	// What follows the grace period shares one deadline (see Config.Grace): the cancelled
+	// handlers and the return of the abandoned ones' messages end ackReserve before it, the
+	// pending deletions at it.
+	deadline := stopping.Add(c.cfg.Grace + postGraceBudget)
 	c.log.Info("consumer stopping: receiving stopped, waiting for in-flight messages", "inflight", n, "grace", grace.String())
 	drained := c.inflightCount() == 0 || waitTimeout(&c.handled, grace)
 	if !drained {
 		c.log.Warn("grace period over: cancelling in-flight messages and returning them to the queue", "inflight", c.inflightCount())
 		cancelWork()
-		if drained = waitTimeout(&c.handled, drainTimeout); !drained {
-			c.abandon(settleCtx)
+		wait := min(drainTimeout, time.Until(deadline.Add(-ackReserve)))
+		if drained = waitTimeout(&c.handled, max(wait, 0)); !drained {
+			c.abandon(settleCtx, deadline.Add(-ackReserve))
 		}
 	}
 	// No task is sent after the receivers stopped. The workers of abandoned handlers end when
@@ -343,7 +363,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if drained {
 		workers.Wait()
 	}
-	c.acks.close()
+	c.acks.close(deadline)
 	// Last: a handler that reported an outage during the grace period, or deletions that failed
 	// while flushing, set a paused gauge that no probe will clear.
 	c.gate.close()
@@ -399,9 +419,9 @@ func (c *Consumer) Ready(context.Context) error {
 
 // abandon returns the messages of handlers that ignore their cancelled context to the queue, so
 // Run can return. Those handlers, when they finally return, settle nothing. The messages are
-// returned a few at a time and within finalTimeout in all: one by one, a slow SQS would hold
-// shutdown for finalTimeout per message, past any orchestrator's grace period.
-func (c *Consumer) abandon(ctx context.Context) {
+// returned a few at a time and within finalTimeout in all, and by deadline: one by one, a slow SQS
+// would hold shutdown for finalTimeout per message, past any orchestrator's grace period.
+func (c *Consumer) abandon(ctx context.Context, deadline time.Time) {
 	c.abandoned.Store(true)
 	c.inflightMu.Lock()
 	left := make([]*delivery, 0, len(c.inflight))
@@ -410,7 +430,7 @@ func (c *Consumer) abandon(ctx context.Context) {
 	}
 	c.inflightMu.Unlock()
 	c.log.Error("handlers did not return after cancellation; returning their messages to the queue", "count", len(left))
-	ctx, cancel := context.WithTimeout(ctx, finalTimeout)
+	ctx, cancel := context.WithDeadline(ctx, earliest(time.Now().Add(finalTimeout), deadline))
 	defer cancel()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, abandonReleases)
@@ -424,6 +444,14 @@ func (c *Consumer) abandon(ctx context.Context) {
 	wg.Wait()
 }
 
+// earliest returns the earlier of a and b.
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -433,7 +461,12 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	case <-done:
 		return true
 	case <-t.C:
-		return false
+		select {
+		case <-done: // both ready: a zero wait must not pass for a timeout
+			return true
+		default:
+			return false
+		}
 	}
 }
 

@@ -510,8 +510,8 @@ func (c slowVisibility) ChangeMessageVisibility(ctx context.Context, in *sqs.Cha
 
 // Handlers that ignore their cancelled context are abandoned after the grace period and the drain:
 // their 20 messages go back to the queue, with SQS answering each return a second late, and Run
-// still returns within the grace period, the drain and finalTimeout (5 s): the returns run
-// together, not one after another (20 s).
+// still returns within the grace period, the drain (3 s) and the few seconds left of the
+// post-grace budget: the returns run together, not one after another (20 s).
 func TestAbandonedHandlersReturnTheirMessagesTogether(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
@@ -536,7 +536,7 @@ func TestAbandonedHandlersReturnTheirMessagesTogether(t *testing.T) {
 	close(block)
 	t.Logf("Run returned %s after the stop", stopTook)
 	assert.Equal(t, float64(len(all)), testkit.Metric(t, first.reg, "intake_messages_released_total"), "every abandoned message returned")
-	// 0.3 s of grace, 5 s of drain, then 2 rounds of 16 returns at 1 s each; one by one it was 20 s more.
+	// 0.3 s of grace, 3 s of drain, then 2 rounds of 16 returns at 1 s each; one by one it was 20 s more.
 	assert.Less(t, stopTook, 15*time.Second, "the abandoned messages were returned one after another")
 	back := receiveAll(t, client, q.URL, 2*time.Second)
 	assert.Len(t, back, len(all), "visible again at once, not after the 60 s visibility")

@@ -22,21 +22,32 @@
 //     over the size limit once the attributes are added), it is sent once more with intake's three
 //     attributes alone and a 256-byte reason; refused for anything else (throttling, KMS, a missing
 //     queue, access denied), it is retried later like any failure. Without one it is left to the queue's redrive policy: its visibility is
-//     set short so that its receive count reaches maxReceiveCount quickly. When the queue has no
-//     redrive policy the message is hidden for MaxBackoff instead, so a poison message is not
-//     retried in a hot loop.
+//     set short so that its receive count reaches maxReceiveCount quickly; one that comes back past
+//     maxReceiveCount (SQS could not move it: its dead-letter queue deleted, KMS denied) is hidden
+//     for MaxBackoff instead, and that is warned about once. When the queue has no redrive policy
+//     the message is hidden for MaxBackoff too, so a poison message is not retried in a hot loop.
 //   - The error wraps pipeline.ErrUnavailable: a dependency is down. The message is hidden until
 //     the dependency's next check and receiving pauses (see "Outages").
 //   - Processing exceeded MessageTimeout, or any other error: the message is retried later. Its visibility is set to an exponential backoff
 //     computed from ApproximateReceiveCount (RetryBase doubled per receive, capped at MaxBackoff, with
-//     jitter).
+//     jitter). With a DLQURL and a queue known to have no redrive policy (nothing else would ever
+//     move it), a message that fails so on its fifth receive or later is sent to the dead-letter
+//     queue with the reason retries_exhausted and deleted, as a permanent failure is. An outage
+//     never does that: a failure wrapping pipeline.ErrUnavailable (a message timeout caused by a
+//     dependency that hangs included), or one of a message during whose processing the receivers
+//     paused, is retried whatever its receive count. Receives an outage spent still count (as
+//     they do towards a redrive policy). The consumer warns at start about a DLQURL without a
+//     redrive policy.
 //
 // A message that is retried or hidden by an outage on the last receive the queue's redrive policy
 // allows (its receive count has reached maxReceiveCount, read from the queue's attributes at start
 // and every DepthInterval) will be moved to the dead-letter queue by SQS at its next receive: it is
 // logged so, as an error, and counted in
 // intake_messages_dead_lettered_total{reason="retries_exhausted"}. While the consumer has not read
-// the policy, or the queue has none, nothing is counted.
+// the policy, or the queue has none, nothing is counted. A RedrivePolicy the consumer cannot parse
+// is logged and leaves what it knew of the policy unchanged. A message the consumer sends to the
+// dead-letter queue itself is counted once its deletion from the queue succeeded (one whose
+// deletion failed comes back and is sent again).
 //
 // A message is never deleted unless Process returned nil for it or it was accepted by the
 // dead-letter queue.
@@ -44,8 +55,9 @@
 // # Heartbeat
 //
 // While a message is processed its visibility is extended by Visibility every Visibility/2
-// (ChangeMessageVisibility), so a long inspection is not delivered a second time, until the
-// message timeout. An extension that fails is retried after a quarter of that interval (at most
+// (ChangeMessageVisibility), the first time Visibility/2 after the message's receive (at once if
+// its processing began later than that), so a long inspection is not delivered a second time,
+// until the message timeout. An extension that fails is retried after a quarter of that interval (at most
 // 2 s) for as long as the visibility it would have extended still runs, instead of at the next
 // interval, when the message would already be visible to other consumers; each call is bounded by
 // half the interval (and 10 s). An extension refused for good (MessageNotInflight,
@@ -114,7 +126,12 @@
 // With queue.Lean as its Client (the daemon's), a receive checks each message's MD5OfBody and
 // MD5OfMessageAttributes separately: one damaged message does not fail the receive of the others.
 // A message whose body does not match is not processed; it stays in the queue and is received
-// again after its visibility timeout (its receives count towards the redrive policy). A message
+// again after its retry backoff (its receives count towards the redrive policy). With a DLQURL and
+// a queue known to have no redrive policy, one that does not match on its fifth receive is sent,
+// as received, to the dead-letter queue (reason checksum_mismatch) and deleted; with a redrive
+// policy, or while the consumer does not know whether there is one, it is left to the policy,
+// which moves the message as the queue stores it. These messages are settled after the receive's
+// other messages were handed to the workers, concurrently. A message
 // whose attributes alone do not match is processed: the body is all the Processor gets. Both are
 // logged with their message id and counted in intake_messages_checksum_mismatch_total{digest}.
 // A receive that returns more messages than it asked for has the extra ones made visible again at
@@ -141,14 +158,19 @@
 // at most Grace) and its messages are processed like the others. Messages in flight may finish
 // within Grace, counted from the cancellation; then their contexts are cancelled and those that did not commit
 // are made visible again (ChangeMessageVisibility 0) so another replica takes them without waiting
-// for the visibility timeout. Pending deletions are flushed and Run returns nil.
+// for the visibility timeout. Pending deletions are flushed and Run returns nil. Whatever SQS does,
+// Run returns within Grace plus 8 s (the daemon waits 10 s past the grace period): the cancelled
+// handlers (at most 3 s) and the return of the messages of those that ignore their cancellation
+// end 2 s before that deadline, the pending deletions at it.
 //
 // # Metrics
 //
 // intake_messages_received_total, intake_messages_acked_total, intake_messages_retried_total,
 // intake_messages_deferred_total, intake_messages_timed_out_total,
-// intake_messages_dead_lettered_total{reason}, intake_messages_checksum_mismatch_total{digest},
-// intake_messages_ack_failed_total,
+// intake_messages_dead_lettered_total{reason} (permanent, retries_exhausted, checksum_mismatch, or
+// the reason a permanent error names), intake_messages_checksum_mismatch_total{digest},
+// intake_messages_ack_failed_total (settled messages left undeleted: not those whose deletion,
+// failed for SQS's fault, the check of SQS retries successfully),
 // intake_messages_released_total, intake_message_processing_seconds,
 // intake_consumer_paused{dependency},
 // intake_consumer_heartbeats_total, intake_consumer_inflight, intake_consumer_receive_errors_total

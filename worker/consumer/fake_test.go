@@ -191,6 +191,9 @@ func runFake(t *testing.T, c *Consumer) {
 	})
 }
 
+// closeAcker closes a with the bound Run gives it when it has its whole budget.
+func closeAcker(a *acker) { a.close(time.Now().Add(callTimeout + finalTimeout)) }
+
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric

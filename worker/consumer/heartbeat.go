@@ -15,7 +15,8 @@ type timer interface {
 	Stop() bool
 }
 
-// heartbeat extends a message's visibility by Visibility every Visibility/2 while it is processed,
+// heartbeat extends a message's visibility by Visibility every Visibility/2 (the first time, half
+// the visibility after the message's receipt) while it is processed,
 // until its context ends (MessageTimeout, shutdown): a message whose processing hangs past its
 // deadline is not kept invisible. A message that finishes sooner costs one timer and no call.
 //
@@ -50,9 +51,18 @@ func (c *Consumer) startHeartbeat(ctx context.Context, d *delivery) *heartbeat {
 		c: c, ctx: ctx, d: d, every: every,
 		retry: min(every/4, heartbeatRetryMax), bound: min(every/2, callTimeout),
 	}
+	// The visibility runs from the receive, not from now: a message whose processing began late
+	// (its batch's receive settled other messages first, its worker was slow to take it) is
+	// extended as soon as half of it has run, at once if that is past.
+	now := c.now()
+	received := d.received
+	if received.IsZero() || received.After(now) {
+		received = now // unknown: count from now
+	}
+	first := max(received.Add(every).Sub(now), 0)
 	h.mu.Lock()
-	h.visibleUntil = d.received.Add(c.cfg.Visibility)
-	h.timer = c.afterFunc(h.every, h.beat)
+	h.visibleUntil = received.Add(c.cfg.Visibility)
+	h.timer = c.afterFunc(first, h.beat)
 	h.mu.Unlock()
 	return h
 }

@@ -194,3 +194,35 @@ func TestHeartbeatStopsWhenHandleGone(t *testing.T) {
 		})
 	}
 }
+
+// TestHeartbeatFirstBeatCountsFromReceipt: the message's visibility runs from its receive, not
+// from the start of its processing: the first extension comes half the visibility after the
+// receive, at once when that is already past (the processing began late).
+func TestHeartbeatFirstBeatCountsFromReceipt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		late  time.Duration // from the receive to the start of the processing
+		first time.Duration
+	}{
+		{"at once", 0, time.Second},
+		{"a little late", 300 * time.Millisecond, 700 * time.Millisecond},
+		{"past half the visibility", 1500 * time.Millisecond, 0},
+		{"past the visibility", 5 * time.Second, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSQS{}
+			c, _ := newFakeConsumer(t, client, Config{Visibility: 2 * time.Second})
+			clock := &fakeClock{t: time.Unix(1000, 0)}
+			timers := &fakeTimers{}
+			c.now, c.afterFunc = clock.now, timers.afterFunc
+			d := &delivery{id: "m-1", handle: "h-1", received: clock.t}
+			clock.add(tc.late)
+			hb := c.startHeartbeat(context.Background(), d)
+			defer hb.stop()
+			assert.Equal(t, tc.first, timers.last())
+			assert.Equal(t, d.received.Add(2*time.Second), hb.visibleUntil, "the visibility runs from the receive")
+		})
+	}
+}

@@ -42,12 +42,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		deferred:      counter("messages_deferred_total", "Messages hidden until a dependency outage ends (not retries: the message did nothing wrong)."),
 		timedOut:      counter("messages_timed_out_total", "Messages whose processing exceeded the message timeout (also counted as retried)."),
 		released:      counter("messages_released_total", "Messages returned to the queue unprocessed at shutdown."),
-		ackFailed:     counter("messages_ack_failed_total", "Settled messages whose deletion failed (they are delivered again)."),
+		ackFailed:     counter("messages_ack_failed_total", "Settled messages whose deletion failed for good (they are delivered again)."),
 		receiveErrors: counter("consumer_receive_errors_total", "Failed ReceiveMessage calls."),
 		heartbeats:    counter("consumer_heartbeats_total", "Visibility extensions of messages processed for long."),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "messages_dead_lettered_total",
-			Help: "Messages that failed permanently: sent to the DLQ, or on their last receive before the redrive policy moves them.",
+			Help: "Messages that failed permanently or exhausted their retries: sent to the DLQ and deleted, or on their last receive before the redrive policy moves them.",
 		}, []string{"reason"}),
 		checksumMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "messages_checksum_mismatch_total",

@@ -22,15 +22,22 @@ func (c *Consumer) refreshQueueInfo(ctx context.Context) {
 		return
 	}
 	c.setDepth("main", info.Counts)
-	if err != nil {
-		c.log.Warn("unreadable redrive policy", "err", err)
-	}
 	rp := info.Redrive
-	c.redrive.Store(rp)
-	c.redriveKnown.Store(true)
-	if rp == nil && c.cfg.DLQURL == "" && c.warnedNoRedrive.CompareAndSwap(false, true) {
-		c.log.Warn("the queue has no redrive policy and no dead-letter queue URL is configured: permanently failing messages are hidden for MaxBackoff again and again until the queue's retention drops them",
-			"max_backoff", c.cfg.MaxBackoff.String())
+	if err != nil {
+		// A policy the consumer cannot read is not the absence of one: what it knew stays (nothing,
+		// at start), and it is read again at the next refresh.
+		rp = c.redrive.Load()
+		msg := "the queue's redrive policy cannot be parsed; keeping what was known of it"
+		if c.warnedRedriveParse.CompareAndSwap(false, true) {
+			c.log.Warn(msg, "err", err, "known", c.redriveKnown.Load(), "redrive_policy", rp != nil)
+		} else {
+			c.log.Debug(msg, "err", err)
+		}
+	} else {
+		c.warnedRedriveParse.Store(false)
+		c.redrive.Store(rp)
+		c.redriveKnown.Store(true)
+		c.warnNoRedrive(rp)
 	}
 	dlq := c.cfg.DLQURL
 	if dlq == "" && rp != nil {
@@ -45,6 +52,21 @@ func (c *Consumer) refreshQueueInfo(ctx context.Context) {
 		return
 	}
 	c.setDepth("dlq", dinfo.Counts)
+}
+
+// warnNoRedrive warns, once, when the queue has no redrive policy (rp nil): without a DLQURL,
+// nothing moves a poison message anywhere; with one, the consumer gives messages up itself.
+func (c *Consumer) warnNoRedrive(rp *queue.RedrivePolicy) {
+	if rp != nil || !c.warnedNoRedrive.CompareAndSwap(false, true) {
+		return
+	}
+	if c.cfg.DLQURL == "" {
+		c.log.Warn("the queue has no redrive policy and no dead-letter queue URL is configured: permanently failing messages are hidden for MaxBackoff again and again until the queue's retention drops them",
+			"max_backoff", c.cfg.MaxBackoff.String())
+		return
+	}
+	c.log.Warn("the queue has no redrive policy: the consumer sends to the dead-letter queue itself a message that failed on its fifth receive or later (reason retries_exhausted; an outage never gives a message up); a redrive policy on the queue is preferred",
+		"dlq_url", c.cfg.DLQURL, "give_up_receives", giveUpReceives)
 }
 
 func (c *Consumer) setDepth(queue string, n queue.Counts) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -48,4 +49,48 @@ func TestDLQLookupFailureWarnsOnce(t *testing.T) {
 	}
 	assert.Equal(t, 1, warn, "warned once")
 	assert.Equal(t, 2, debug, "then at debug")
+}
+
+// TestUnparsableRedrivePolicyKeepsWhatWasKnown: a RedrivePolicy the consumer cannot parse is not
+// the absence of one: what was known of the policy stays (nothing, at start: the policy is still
+// unknown), the parse error is logged, as a warning the first time, and no "no redrive policy"
+// warning is given.
+func TestUnparsableRedrivePolicyKeepsWhatWasKnown(t *testing.T) {
+	t.Parallel()
+	var policy atomic.Value
+	client := &fakeSQS{attributes: func(*sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error) {
+		return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+			string(types.QueueAttributeNameRedrivePolicy): policy.Load().(string)}}, nil
+	}}
+	c, logs := newFakeConsumer(t, client, Config{DLQURL: "https://sqs.example/000000000000/dlq"})
+
+	policy.Store(`{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:123456789012:q-dlq","maxReceiveCount":"five"}`)
+	for range 2 {
+		c.refreshQueueInfo(context.Background())
+		assert.False(t, c.redriveKnown.Load(), "still unknown")
+		assert.Nil(t, c.redrive.Load())
+	}
+
+	policy.Store(`{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:123456789012:q-dlq","maxReceiveCount":5}`)
+	c.refreshQueueInfo(context.Background())
+	require.True(t, c.redriveKnown.Load())
+	require.Equal(t, 5, c.redrive.Load().MaxReceiveCount)
+
+	policy.Store(`{not json`)
+	c.refreshQueueInfo(context.Background())
+	assert.True(t, c.redriveKnown.Load())
+	require.NotNil(t, c.redrive.Load(), "the policy read before is kept")
+	assert.Equal(t, 5, c.redrive.Load().MaxReceiveCount)
+
+	var levels []string
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if !strings.Contains(line, "the queue's redrive policy cannot be parsed") {
+			continue
+		}
+		assert.Contains(t, line, "parse redrive policy", "the parse error is logged")
+		levels = append(levels, line[strings.Index(line, "level="):][:len("level=DEBUG")])
+	}
+	assert.Equal(t, []string{"level=WARN ", "level=DEBUG", "level=WARN "}, levels,
+		"a warning, then debug while it lasts; a warning again when it breaks again")
+	assert.NotContains(t, logs.String(), "no redrive policy")
 }

@@ -60,7 +60,6 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 		received := c.now()
 		c.receiving.success()
 		errBackoff = pauseMin
-		c.reportChecksumFailures(ctx, log, out)
 		// A server that returns more messages than asked for: only n worker slots are held, so the
 		// extra ones are returned to the queue at once.
 		msgs, extra := out.Messages, []types.Message(nil)
@@ -78,12 +77,17 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 		admitted, ok := c.gate.readmit(pass)
 		for _, msg := range msgs {
 			d := newDelivery(msg, admitted.at, received)
+			d.epoch = admitted.epoch
 			c.track(d)
 			c.dispatch(d, !ok)
 		}
+		// Only then the messages to settle without processing them: the dispatched ones' visibility
+		// is running, and their heartbeat counts from the receive.
+		settling := c.reportChecksumFailures(ctx, log, out)
 		if len(extra) > 0 {
 			c.returnExtra(ctx, log, n, extra)
 		}
+		settling.Wait()
 	}
 }
 
@@ -91,13 +95,23 @@ func (c *Consumer) receive(ctx, pollCtx context.Context, id int) {
 // (queue.ChecksumFailures: reported by queue.Lean, the daemon's client). A message whose body did
 // not match is not in the answer, and is not processed: it is retried like a failed message (its
 // visibility set to the retry backoff, so that a body damaged on every receive does not come back
-// at once), and its receives count towards the redrive policy. With INTAKE_DLQ_URL, one damaged on
-// checksumGiveUp receives is not a network accident: it is sent to the dead-letter queue with the
-// reason checksum_mismatch (a queue without a redrive policy would otherwise keep it until its
-// retention ends). A message whose attributes alone did not match is processed: its body matched,
-// and the body is all the Processor gets (its attributes are only copied into the dead-letter
-// queue when it fails for good).
-func (c *Consumer) reportChecksumFailures(ctx context.Context, log *slog.Logger, out *sqs.ReceiveMessageOutput) {
+// at once), and its receives count towards the redrive policy. With INTAKE_DLQ_URL and a queue
+// known to have no redrive policy, one damaged on giveUpReceives receives is not a network
+// accident: it is sent to the dead-letter queue with the reason checksum_mismatch (the queue would
+// otherwise keep it until its retention ends). With a redrive policy (or while the consumer does
+// not know whether there is one) it is left to the policy, which moves the message as stored
+// rather than the damaged copy received. A message whose attributes alone did not match is
+// processed: its body matched, and the body is all the Processor gets (its attributes are only
+// copied into the dead-letter queue when it fails for good).
+//
+// The damaged messages are settled concurrently, each within 2 × callTimeout, and within 2 ×
+// shutdownCallTimeout of the shutdown's beginning; the returned group ends when they all are.
+func (c *Consumer) reportChecksumFailures(ctx context.Context, log *slog.Logger, out *sqs.ReceiveMessageOutput) *sync.WaitGroup {
+	var settling sync.WaitGroup
+	bound := 2 * callTimeout
+	if ctx.Err() != nil {
+		bound = 2 * shutdownCallTimeout // the shutdown's budget is short
+	}
 	for _, f := range queue.ChecksumFailures(out.ResultMetadata) {
 		c.m.checksumMismatch.WithLabelValues(f.Digest).Inc()
 		if f.Digest != queue.DigestBody {
@@ -107,26 +121,30 @@ func (c *Consumer) reportChecksumFailures(ctx context.Context, log *slog.Logger,
 		}
 		now := time.Now()
 		d := newDelivery(f.Message, now, now)
-		// Settled here, in the receive loop, before the batch's other messages are dispatched: not
-		// cut by a shutdown that began during the poll, and bounded, so that a full delete queue
-		// (deletes failing) cannot hold the receiver and its batch.
-		mctx, cancel := context.WithTimeout(telemetry.WithAttrs(context.WithoutCancel(ctx), slog.String("message_id", d.id)), 2*callTimeout)
+		// Settled by the receiver, after the batch's other messages were dispatched: not cut at once
+		// by a shutdown that began during the poll, and bounded, so that a full delete queue
+		// (deletes failing) or a slow SQS cannot hold the receiver, or the shutdown, for long.
+		mctx, cancel := context.WithTimeout(telemetry.WithAttrs(context.WithoutCancel(ctx), slog.String("message_id", d.id)), bound)
+		// A shutdown that begins meanwhile leaves it 2 × shutdownCallTimeout at most.
+		stopCut := context.AfterFunc(ctx, func() { time.AfterFunc(2*shutdownCallTimeout, cancel) })
 		cause := checksumError{f.Err}
-		if c.cfg.DLQURL != "" && d.receives >= checksumGiveUp {
-			c.deadLetter(mctx, d, cause)
-			cancel()
-			continue
+		giveUp := c.cfg.DLQURL != "" && d.receives >= giveUpReceives && c.noRedrive()
+		if !giveUp {
+			log.Warn("received a message whose body does not match its MD5OfBody; not processing it",
+				"message_id", f.MessageID, "receive_count", d.receives, "err", f.Err)
 		}
-		log.Warn("received a message whose body does not match its MD5OfBody; not processing it",
-			"message_id", f.MessageID, "receive_count", d.receives, "err", f.Err)
-		c.retry(mctx, d, cause)
-		cancel()
+		settling.Go(func() {
+			defer cancel()
+			defer stopCut()
+			if giveUp {
+				c.deadLetter(mctx, d, cause)
+				return
+			}
+			c.retry(mctx, d, cause)
+		})
 	}
+	return &settling
 }
-
-// checksumGiveUp is the receive from which a message whose body never matches its digest is sent
-// to the explicit dead-letter queue.
-const checksumGiveUp = 5
 
 // checksumError is the failure of a message whose body did not match its MD5OfBody.
 type checksumError struct{ err error }

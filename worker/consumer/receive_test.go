@@ -117,16 +117,16 @@ func TestReceiveChecksumFailures(t *testing.T) {
 	assert.Regexp(t, `level=WARN msg="received a message whose attributes do not match their MD5OfMessageAttributes; [^"]*" receiver=0 message_id=m-2 err=".*MD5OfMessageAttributes`, logs.String())
 }
 
-// TestReceiveChecksumDeadLetters: with an explicit dead-letter queue, a message whose body fails
-// its digest on its fifth receive is not a network accident: it is sent there with the reason
-// checksum_mismatch and deleted, rather than kept until the queue's retention ends (a queue without
-// a redrive policy would keep it that long).
+// TestReceiveChecksumDeadLetters: with an explicit dead-letter queue and a queue without a redrive
+// policy, a message whose body fails its digest on its fifth receive is not a network accident:
+// it is sent there with the reason checksum_mismatch and deleted, rather than kept until the
+// queue's retention ends.
 func TestReceiveChecksumDeadLetters(t *testing.T) {
 	t.Parallel()
 	msgs := fakeMessages("m", 2)
 	msgs[0].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = "5"
 	out := leanAnswer(t, msgs, "m-0", "")
-	client := &fakeSQS{receive: receiveOnce(out)}
+	client := &fakeSQS{receive: receiveOnce(out), attributes: noRedriveAttributes}
 	var mu sync.Mutex
 	var sent []*sqs.SendMessageInput
 	client.send = func(in *sqs.SendMessageInput) (*sqs.SendMessageOutput, error) {
@@ -147,6 +147,98 @@ func TestReceiveChecksumDeadLetters(t *testing.T) {
 	mu.Unlock()
 	assert.Equal(t, 1.0, counterValue(t, c.m.deadLettered.WithLabelValues("checksum_mismatch")))
 	assert.Empty(t, client.visibilityCalls())
+}
+
+// TestReceiveChecksumLeftToRedrivePolicy: when the queue has a redrive policy (or the consumer
+// does not know yet whether it has one), a message whose body fails its digest on its fifth
+// receive is not copied, as received, into the explicit dead-letter queue and deleted: it is
+// retried, and the policy moves the message as the queue stores it.
+func TestReceiveChecksumLeftToRedrivePolicy(t *testing.T) {
+	t.Parallel()
+	withPolicy := func(*sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error) {
+		return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+			string(types.QueueAttributeNameRedrivePolicy): `{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:000000000000:dlq","maxReceiveCount":10}`}}, nil
+	}
+	for name, attributes := range map[string]func(*sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error){
+		"redrive policy": withPolicy,
+		"policy unknown": nil, // GetQueueAttributes fails
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			msgs := fakeMessages("m", 2)
+			msgs[0].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = "5"
+			client := &fakeSQS{receive: receiveOnce(leanAnswer(t, msgs, "m-0", "")), attributes: attributes}
+			var sends atomic.Int32
+			client.send = func(*sqs.SendMessageInput) (*sqs.SendMessageOutput, error) {
+				sends.Add(1)
+				return &sqs.SendMessageOutput{MessageId: aws.String("dlq-1")}, nil
+			}
+			c, _ := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 10, DepthInterval: -1, WaitTime: time.Second,
+				DLQURL: "https://sqs.example/000000000000/dlq"})
+			runFake(t, c)
+
+			require.Eventually(t, func() bool { return len(client.deletedHandles())+len(client.visibilityCalls()) == 2 },
+				10*time.Second, time.Millisecond, "both messages settled")
+			assert.Zero(t, sends.Load(), "nothing copied into the dead-letter queue")
+			assert.Equal(t, []string{"h-m-1"}, client.deletedHandles(), "only the intact message is deleted")
+			calls := client.visibilityCalls()
+			require.Len(t, calls, 1)
+			assert.Equal(t, "h-m-0", calls[0].handle, "the damaged message is retried")
+			assert.Positive(t, calls[0].seconds)
+			assert.Zero(t, counterValue(t, c.m.deadLettered.WithLabelValues("checksum_mismatch")))
+		})
+	}
+}
+
+// TestReceiveChecksumFailureDoesNotDelayBatch: the messages of a receive whose body did not match
+// are settled after the batch's intact messages are dispatched: a settling call that hangs (SQS
+// slow) does not hold them while their visibility runs out. Nor does it hold the shutdown for its
+// whole bound: cut 2 × shutdownCallTimeout after the shutdown began.
+func TestReceiveChecksumFailureDoesNotDelayBatch(t *testing.T) {
+	t.Parallel()
+	out := leanAnswer(t, fakeMessages("m", 2), "m-0", "")
+	client := &fakeSQS{receive: receiveOnce(out)}
+	client.visibility = func(ctx context.Context, in *sqs.ChangeMessageVisibilityInput) error {
+		if aws.ToString(in.ReceiptHandle) == "h-m-0" {
+			<-ctx.Done() // SQS slow: the call runs to its bound
+			return ctx.Err()
+		}
+		return nil
+	}
+	started := make(chan time.Time, 1)
+	polled := time.Now()
+	c, _ := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 10, DepthInterval: -1, Visibility: 4 * time.Second, MessageTimeout: 4 * time.Second,
+		Grace: time.Second, Processor: ProcessorFunc(func(context.Context, string, []byte) error {
+			started <- time.Now()
+			return nil
+		})})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, c.Run(ctx))
+	}()
+
+	var at time.Time
+	select {
+	case at = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the intact message was not processed")
+	}
+	assert.Less(t, at.Sub(polled), time.Second, "the intact message is processed at once, while the damaged one is still being settled")
+	require.Eventually(t, func() bool { return len(client.deletedHandles()) == 1 }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, []string{"h-m-1"}, client.deletedHandles())
+
+	stopping := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return")
+	}
+	assert.Less(t, time.Since(stopping), 2*shutdownCallTimeout+2*time.Second,
+		"the settling of the damaged message is cut soon after the shutdown began, not at its 2 × callTimeout bound")
 }
 
 // receiveOnce answers the first receive with out, and every later one with nothing once its

@@ -45,7 +45,7 @@ func (c *Consumer) handle(workCtx context.Context, d *delivery) {
 	switch {
 	case err == nil:
 		c.gate.success(d.polled)
-		c.acks.add(sctx, d, false)
+		c.acks.add(sctx, d)
 	case errors.Is(err, pipeline.ErrPermanent):
 		c.deadLetter(sctx, d, err)
 	case workCtx.Err() != nil:
@@ -55,12 +55,12 @@ func (c *Consumer) handle(workCtx context.Context, d *delivery) {
 		// The message's own deadline, not an outage: a stalled read of one object. Retried like
 		// any failure, so an object that always stalls ends in the dead-letter queue.
 		c.m.timedOut.Inc()
-		c.retry(sctx, d, fmt.Errorf("processing exceeded the message timeout (%s): %w", c.cfg.MessageTimeout, err))
+		c.retryOrGiveUp(sctx, d, fmt.Errorf("processing exceeded the message timeout (%s): %w", c.cfg.MessageTimeout, err))
 	case errors.Is(err, pipeline.ErrUnavailable):
 		dep := pipeline.UnavailableDependency(err)
 		c.deferMessage(sctx, d, c.gate.unavailable(dep, d.polled, deferMin), err)
 	default:
-		c.retry(sctx, d, err)
+		c.retryOrGiveUp(sctx, d, err)
 	}
 }
 
@@ -99,6 +99,54 @@ func (c *Consumer) deferUnprocessed(ctx context.Context, d *delivery) {
 	c.deferMessage(sctx, d, c.gate.remaining(deferMin), errors.New("received as the consumer paused"))
 }
 
+// retryOrGiveUp retries a message that failed for its own reason (not an outage), or sends it to
+// the explicit dead-letter queue, with the reason retries_exhausted, once exhausted says so.
+func (c *Consumer) retryOrGiveUp(ctx context.Context, d *delivery, cause error) {
+	if c.exhausted(d, cause) {
+		c.deadLetter(ctx, d, retriesExhaustedError{err: cause, receives: d.receives})
+		return
+	}
+	c.retry(ctx, d, cause)
+}
+
+// giveUpReceives is the receive from which the consumer itself sends to the explicit dead-letter
+// queue (DLQURL) a message that keeps failing for its own reason where no redrive policy would ever
+// move it: a body damaged on every receive (checksum_mismatch), a Processor that fails or panics on
+// it, an object that always stalls past MessageTimeout (retries_exhausted).
+const giveUpReceives = 5
+
+// exhausted reports whether a message that failed (cause) on this receive for its own reason is to
+// be given up rather than retried: with a DLQURL, a queue known to have no redrive policy (the
+// message would otherwise be retried, hidden up to MaxBackoff each time, until the queue's
+// retention drops it) and from its giveUpReceives-th receive. An outage never gives a message up:
+// messages failed by one are deferred, not retried (deferMessage), and a failure wrapping
+// pipeline.ErrUnavailable (a message timeout caused by a dependency that hangs), or one of a
+// message during whose processing the receivers paused (the outage may be what failed it), is
+// retried however many receives the message had.
+func (c *Consumer) exhausted(d *delivery, cause error) bool {
+	return c.cfg.DLQURL != "" && d.receives >= giveUpReceives && c.noRedrive() &&
+		!errors.Is(cause, pipeline.ErrUnavailable) && c.gate.valid(pass{at: d.polled, epoch: d.epoch})
+}
+
+// noRedrive reports whether the queue is known to have no redrive policy: its attributes were read
+// and named none.
+func (c *Consumer) noRedrive() bool { return c.redriveKnown.Load() && c.redrive.Load() == nil }
+
+// retriesExhaustedError is the failure of a message given up by exhausted.
+type retriesExhaustedError struct {
+	err      error
+	receives int
+}
+
+func (e retriesExhaustedError) Error() string {
+	return fmt.Sprintf("retries exhausted: failed on receive %d, and the queue has no redrive policy: %v", e.receives, e.err)
+}
+
+func (e retriesExhaustedError) Unwrap() error { return e.err }
+
+// DeadLetterReason labels it in intake_messages_dead_lettered_total.
+func (retriesExhaustedError) DeadLetterReason() string { return reasonRetriesExhausted }
+
 // retry hides the message for a backoff that grows with its receive count.
 func (c *Consumer) retry(ctx context.Context, d *delivery, cause error) {
 	delay := retryDelay(d.receives, c.cfg.RetryBase, c.cfg.MaxBackoff, rand.Int64N)
@@ -113,7 +161,9 @@ func (c *Consumer) retry(ctx context.Context, d *delivery, cause error) {
 }
 
 // reasonRetriesExhausted is the intake_messages_dead_lettered_total reason of a message that failed
-// on the last receive the redrive policy allows without failing for good.
+// without failing for good on the last receive the redrive policy allows, or, without a redrive
+// policy, that the consumer sent to the explicit dead-letter queue after giveUpReceives receives
+// (exhausted).
 const reasonRetriesExhausted = "retries_exhausted"
 
 // lastReceiveLogged counts in intake_messages_dead_lettered_total and logs, at error, a message
@@ -175,8 +225,10 @@ func (c *Consumer) changeVisibility(ctx context.Context, d *delivery, v, timeout
 	return nil
 }
 
-// deadLetter sends a permanently failing message to the DLQ and deletes it, or leaves it to the
-// redrive policy.
+// deadLetter sends a permanently failing message (or one given up by exhausted) to the DLQ and
+// deletes it, or leaves it to the redrive policy. It is counted in
+// intake_messages_dead_lettered_total once deleted (the acker counts it), or, left to the redrive
+// policy, on the last receive the policy allows.
 func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 	reason := cause.Error()
 	label := reasonLabel(cause)
@@ -184,6 +236,16 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 		rp := c.redrive.Load()
 		var vis time.Duration
 		switch {
+		case rp != nil && d.receives > rp.MaxReceiveCount:
+			// SQS should have moved it at this receive and did not (its dead-letter queue deleted,
+			// KMS denied): hidden briefly again, it would come back every second for as long as
+			// that lasts.
+			vis = c.cfg.MaxBackoff
+			if c.warnedRedriveStuck.CompareAndSwap(false, true) {
+				c.log.WarnContext(ctx, "a permanently failing message came back past the redrive policy's maxReceiveCount: SQS could not move it to the dead-letter queue (deleted? KMS or permission denied?); such messages are hidden for MaxBackoff each receive instead",
+					"receive_count", d.receives, "max_receive_count", rp.MaxReceiveCount, "dlq_arn", rp.DLQARN,
+					"max_backoff", c.cfg.MaxBackoff.String())
+			}
 		case rp != nil:
 			vis = redriveFastVis // let the receive count reach maxReceiveCount soon
 		case c.redriveKnown.Load():
@@ -215,15 +277,23 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, cause error) {
 		err = c.sendDLQ(ctx, d, dlqAttributes(d, reason, minReasonLen, false))
 	}
 	if err != nil {
-		c.log.ErrorContext(ctx, "permanent failure, but the dead-letter queue refused the message; will retry",
-			"err", cause, "dlq_err", err)
+		c.log.ErrorContext(ctx, failure(cause)+", but the dead-letter queue refused the message; will retry",
+			"err", cause, "reason", label, "dlq_err", err)
 		c.retry(ctx, d, fmt.Errorf("send to dead-letter queue: %w", err))
 		return
 	}
-	c.m.deadLettered.WithLabelValues(label).Inc()
-	c.log.ErrorContext(ctx, "permanent failure; message moved to the dead-letter queue",
+	c.log.ErrorContext(ctx, failure(cause)+"; message copied to the dead-letter queue, deleting it",
 		"err", cause, "reason", label, "receive_count", d.receives)
-	c.acks.add(ctx, d, true)
+	c.acks.addDeadLettered(ctx, d, label)
+}
+
+// failure names what sends a message to the dead-letter queue, for the logs.
+func failure(cause error) string {
+	var ex retriesExhaustedError
+	if errors.As(cause, &ex) {
+		return "retries exhausted"
+	}
+	return "permanent failure"
 }
 
 // sendDLQ sends the message's body to the dead-letter queue with attrs.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,7 +104,7 @@ func TestPartialOutageSparesReceives(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1000, 0)}
 	c.gate.now, c.gate.jitter = clock.now, func(d time.Duration) time.Duration { return d }
 	c.acks = newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
-	t.Cleanup(c.acks.close)
+	t.Cleanup(func() { closeAcker(c.acks) })
 
 	first := clock.t
 	var receivedAt []time.Duration // each receive of the hot message, from the first
@@ -113,7 +114,7 @@ func TestPartialOutageSparesReceives(t *testing.T) {
 			break // the default redrive policy moves it to the dead-letter queue
 		}
 		at := clock.t
-		handleNow(c, &delivery{id: "hot", handle: "h-hot", receives: receives, polled: at, received: at})
+		handleNow(c, &delivery{id: "hot", handle: "h-hot", receives: receives, polled: at})
 		calls := client.visibilityCalls()
 		hidden := time.Duration(calls[len(calls)-1].seconds) * time.Second
 		require.True(t, blocked(t, c.gate), "receive %d: the failure paused the receivers", receives)
@@ -122,7 +123,7 @@ func TestPartialOutageSparesReceives(t *testing.T) {
 		// The check passes; a message of another prefix, received after the resume, succeeds.
 		clock.add(c.gate.remaining(0))
 		require.True(t, c.gate.probe(context.Background()))
-		handleNow(c, &delivery{id: "cold", handle: fmt.Sprintf("h-cold-%d", receives), receives: 1, polled: clock.t, received: clock.t})
+		handleNow(c, &delivery{id: "cold", handle: fmt.Sprintf("h-cold-%d", receives), receives: 1, polled: clock.t})
 
 		clock.t = at.Add(hidden)
 	}
@@ -186,7 +187,7 @@ func TestDLQSendRefusals(t *testing.T) {
 				"origin": {DataType: aws.String("String"), StringValue: aws.String("test")},
 			}}}
 			c.deadLetter(context.Background(), d, fmt.Errorf("decode: %w", pipeline.ErrPermanent))
-			c.acks.close()
+			closeAcker(c.acks)
 
 			mu.Lock()
 			defer mu.Unlock()
@@ -228,4 +229,194 @@ func TestSettleLogsNoReceiptHandle(t *testing.T) {
 	var ae smithy.APIError
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, "ReceiptHandleIsInvalid", ae.ErrorCode())
+}
+
+// noRedriveAttributes answers GetQueueAttributes for a queue without a redrive policy.
+func noRedriveAttributes(*sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error) {
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{"ApproximateNumberOfMessages": "0"}}, nil
+}
+
+// dlqRecorder records the messages sent to the dead-letter queue.
+type dlqRecorder struct {
+	mu   sync.Mutex
+	sent []*sqs.SendMessageInput
+}
+
+func (r *dlqRecorder) send(in *sqs.SendMessageInput) (*sqs.SendMessageOutput, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, in)
+	return &sqs.SendMessageOutput{MessageId: aws.String("dlq-1")}, nil
+}
+
+func (r *dlqRecorder) messages() []*sqs.SendMessageInput {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*sqs.SendMessageInput(nil), r.sent...)
+}
+
+// TestRetriesExhaustedWithoutRedrivePolicy: with a dead-letter queue URL and a queue that has no
+// redrive policy, nothing would ever move a message that fails on every receive for its own reason
+// (here, a Processor that panics on it): from its fifth receive the consumer sends it to the
+// dead-letter queue itself, with the reason retries_exhausted, and deletes it; it is counted once
+// deleted. On earlier receives it is retried. The configuration is warned about at start.
+func TestRetriesExhaustedWithoutRedrivePolicy(t *testing.T) {
+	t.Parallel()
+	msgs := fakeMessages("m", 2)
+	msgs[0].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = "5"
+	msgs[1].Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)] = "4"
+	client := &fakeSQS{receive: receiveOnce(&sqs.ReceiveMessageOutput{Messages: msgs}), attributes: noRedriveAttributes}
+	dlq := &dlqRecorder{}
+	client.send = dlq.send
+	c, logs := newFakeConsumer(t, client, Config{Receivers: 1, Workers: 2, DepthInterval: -1, WaitTime: time.Second, DLQURL: "https://sqs.example/000000000000/dlq",
+		Processor: ProcessorFunc(func(context.Context, string, []byte) error { panic("poison") })})
+	runFake(t, c)
+
+	require.Eventually(t, func() bool { return len(client.deletedHandles())+len(client.visibilityCalls()) == 2 },
+		10*time.Second, time.Millisecond, "both messages settled")
+	assert.Equal(t, []string{"h-m-0"}, client.deletedHandles(), "the fifth receive is given up")
+	sent := dlq.messages()
+	require.Len(t, sent, 1)
+	assert.Equal(t, "m-0", aws.ToString(sent[0].MessageBody))
+	reason := aws.ToString(sent[0].MessageAttributes[queue.AttrDLQReason].StringValue)
+	assert.Contains(t, reason, "retries exhausted: failed on receive 5")
+	assert.Contains(t, reason, "processor panicked: poison")
+	assert.Equal(t, 1.0, counterValue(t, c.m.deadLettered.WithLabelValues(reasonRetriesExhausted)))
+	calls := client.visibilityCalls()
+	require.Len(t, calls, 1)
+	assert.Equal(t, "h-m-1", calls[0].handle, "the fourth receive is retried")
+	assert.Positive(t, calls[0].seconds)
+	assert.Equal(t, 1.0, counterValue(t, c.m.retried))
+	assert.Contains(t, logs.String(), "the queue has no redrive policy: the consumer sends to the dead-letter queue itself")
+}
+
+// TestRetriesExhaustedNeverForOutages: a message is given up (retries_exhausted) only for its own
+// failures. However many receives it had, it is deferred when a dependency is down, retried when
+// its message timeout came from a dependency that hangs (the error wraps pipeline.ErrUnavailable)
+// or when the receivers paused while it was processed (the outage may be what failed it), and
+// left alone while the queue's redrive policy is unknown or when there is one.
+func TestRetriesExhaustedNeverForOutages(t *testing.T) {
+	t.Parallel()
+	hang := func(ctx context.Context) error {
+		<-ctx.Done()
+		return pipeline.Unavailable(pipeline.DependencyPostgres, ctx.Err())
+	}
+	for _, tc := range []struct {
+		name      string
+		redrive   *queue.RedrivePolicy
+		unknown   bool
+		process   func(ctx context.Context, c *Consumer) error
+		givenUp   bool
+		deferred  float64
+		timedOut  float64
+		retried   float64
+		lastWords string
+	}{
+		{name: "own failure", process: func(context.Context, *Consumer) error { return errors.New("AccessDenied on one object") },
+			givenUp: true},
+		{name: "own message timeout", process: func(ctx context.Context, _ *Consumer) error {
+			<-ctx.Done() // an object that always stalls
+			return ctx.Err()
+		}, givenUp: true, timedOut: 1},
+		{name: "outage", process: func(context.Context, *Consumer) error {
+			return pipeline.Unavailable(pipeline.DependencyPostgres, errors.New("connection refused"))
+		}, deferred: 1},
+		{name: "timeout from a hanging dependency", process: func(ctx context.Context, _ *Consumer) error { return hang(ctx) },
+			timedOut: 1, retried: 1},
+		{name: "paused during processing", process: func(_ context.Context, c *Consumer) error {
+			c.gate.unavailable(pipeline.DependencyPostgres, time.Now(), 0) // another message found postgres down
+			return errors.New("statement timeout")
+		}, retried: 1},
+		{name: "redrive policy unknown", unknown: true, process: func(context.Context, *Consumer) error { return errors.New("409") },
+			retried: 1},
+		{name: "redrive policy", redrive: &queue.RedrivePolicy{DLQARN: "arn:aws:sqs:eu-west-1:123456789012:q-dlq", MaxReceiveCount: 100},
+			process: func(context.Context, *Consumer) error { return errors.New("409") }, retried: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSQS{}
+			dlq := &dlqRecorder{}
+			client.send = dlq.send
+			var c *Consumer
+			c, _ = newFakeConsumer(t, client, Config{DLQURL: "https://sqs.example/000000000000/dlq", Visibility: time.Second, MessageTimeout: time.Second,
+				Processor: ProcessorFunc(func(ctx context.Context, _ string, _ []byte) error { return tc.process(ctx, c) })})
+			c.redrive.Store(tc.redrive)
+			c.redriveKnown.Store(!tc.unknown)
+			c.acks = newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+
+			handleNow(c, &delivery{id: "m-1", handle: "h-1", receives: 50, polled: time.Now()})
+			closeAcker(c.acks)
+
+			if tc.givenUp {
+				require.Len(t, dlq.messages(), 1)
+				assert.Equal(t, []string{"h-1"}, client.deletedHandles())
+				assert.Equal(t, 1.0, counterValue(t, c.m.deadLettered.WithLabelValues(reasonRetriesExhausted)))
+				assert.Zero(t, counterValue(t, c.m.retried))
+				assert.Equal(t, tc.timedOut, counterValue(t, c.m.timedOut))
+				return
+			}
+			assert.Empty(t, dlq.messages(), "not sent to the dead-letter queue")
+			assert.Empty(t, client.deletedHandles(), "not deleted")
+			assert.Zero(t, counterValue(t, c.m.deadLettered.WithLabelValues(reasonRetriesExhausted)))
+			assert.Equal(t, tc.deferred, counterValue(t, c.m.deferred))
+			assert.Equal(t, tc.timedOut, counterValue(t, c.m.timedOut))
+			assert.Equal(t, tc.retried, counterValue(t, c.m.retried))
+		})
+	}
+}
+
+// TestPermanentPastRedriveNotHotLooped: without a DLQ URL a permanent failure is left to the
+// redrive policy, hidden 1 s so that its receive count reaches maxReceiveCount soon. One that comes
+// back past maxReceiveCount was not moved by SQS (its dead-letter queue deleted, KMS denied):
+// hidden 1 s again it would come back every second for as long as that lasts; it is hidden for
+// MaxBackoff instead, and that is warned about once.
+func TestPermanentPastRedriveNotHotLooped(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	c, logs := newFakeConsumer(t, client, Config{MaxBackoff: 10 * time.Minute})
+	c.redrive.Store(&queue.RedrivePolicy{DLQARN: "arn:aws:sqs:eu-west-1:123456789012:gone", MaxReceiveCount: 5})
+	c.redriveKnown.Store(true)
+	cause := fmt.Errorf("decode: %w", pipeline.ErrPermanent)
+	for _, receives := range []int{3, 5, 6, 50} {
+		c.deadLetter(context.Background(), &delivery{id: "m-1", handle: fmt.Sprint("h-", receives), receives: receives}, cause)
+	}
+	var seconds []int32
+	for _, v := range client.visibilityCalls() {
+		seconds = append(seconds, v.seconds)
+	}
+	assert.Equal(t, []int32{1, 1, 600, 600}, seconds, "1 s up to maxReceiveCount, MaxBackoff past it")
+	assert.Equal(t, 1, strings.Count(logs.String(), "came back past the redrive policy's maxReceiveCount"), "warned once")
+}
+
+// TestDeadLetteredCountedAtDeletion: a message copied to the dead-letter queue is counted in
+// intake_messages_dead_lettered_total once it is deleted from the main queue: one whose deletion
+// failed comes back, is copied again, and is counted then, once.
+func TestDeadLetteredCountedAtDeletion(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	client.send = (&dlqRecorder{}).send
+	var deletes atomic.Int32
+	client.deleteBatch = func(_ context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+		if deletes.Add(1) == 1 {
+			return &sqs.DeleteMessageBatchOutput{Failed: []types.BatchResultErrorEntry{{Id: in.Entries[0].Id,
+				Code: aws.String("ReceiptHandleIsInvalid"), Message: aws.String("expired"), SenderFault: true}}}, nil
+		}
+		return deleteAll(in), nil
+	}
+	c, _ := newFakeConsumer(t, client, Config{DLQURL: "https://sqs.example/000000000000/dlq"})
+	permanent := c.m.deadLettered.WithLabelValues("permanent")
+	cause := fmt.Errorf("decode: %w", pipeline.ErrPermanent)
+
+	c.acks = newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+	c.deadLetter(context.Background(), &delivery{id: "m-1", handle: "h-1", receives: 1}, cause)
+	closeAcker(c.acks)
+	assert.Zero(t, counterValue(t, permanent), "not deleted: it comes back")
+	assert.Equal(t, 1.0, counterValue(t, c.m.ackFailed))
+
+	c.acks = newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+	c.deadLetter(context.Background(), &delivery{id: "m-1", handle: "h-2", receives: 2}, cause)
+	closeAcker(c.acks)
+	assert.Equal(t, 1.0, counterValue(t, permanent), "counted once, when deleted")
+	assert.Equal(t, []string{"h-2"}, client.deletedHandles())
+	assert.Zero(t, counterValue(t, c.m.acked), "a dead-lettered message is not acked")
 }
