@@ -1,7 +1,9 @@
 // Package redact removes secrets from text before it is logged or printed: passwords in URLs (the
 // userinfo and query parameters such as ?password=), in key=value connection strings
 // (password='…'), the query of SigV4 presigned URLs (X-Amz-Signature, X-Amz-Credential: the whole
-// query is authentication, so it goes whole), X-Amz-Security-Token, bearer tokens, SQS receipt
+// query is authentication, so it goes whole), the values of sensitive names in JSON
+// ("SecretAccessKey":"…", as the AWS SDK's credential_process errors quote it) and in HTTP headers
+// (X-Amz-Security-Token: …, Authorization: Basic …, x-api-key: …), bearer tokens, SQS receipt
 // handles (which SQS repeats in its errors), and any value a [Redactor] was told is secret.
 //
 // # Where it applies
@@ -24,27 +26,44 @@ const Mask = "REDACTED"
 
 // sensitiveSubstrings mark a parameter name as secret when the lower-cased name contains one.
 var sensitiveSubstrings = []string{"password", "passwd", "secret", "token", "signature", "credential",
-	"receipthandle", "receipt_handle", "receipt-handle"}
+	"authorization", "receipthandle", "receipt_handle", "receipt-handle"}
 
 // sensitiveNames mark a parameter name as secret when the lower-cased name equals one.
-var sensitiveNames = []string{"pwd", "pass", "sig", "apikey", "api_key", "x-api-key", "auth"}
+var sensitiveNames = []string{"pwd", "pass", "sig", "apikey", "api_key", "api-key", "x-api-key", "auth"}
 
 // Sensitive reports whether a parameter called name (a URL query parameter, a connection-string
-// keyword) holds a secret: password, sslpassword, X-Amz-Signature, X-Amz-Credential,
-// X-Amz-Security-Token, token, secret, sig, api_key, ReceiptHandle (an SQS receipt handle lets its
-// holder delete the message, or hide it until its next receive), …
+// keyword, a JSON member, an HTTP header) holds a secret: password, sslpassword, X-Amz-Signature,
+// X-Amz-Credential, X-Amz-Security-Token, token, secret, SecretAccessKey, SessionToken, sig,
+// api_key, x-api-key, Authorization, ReceiptHandle (an SQS receipt handle lets its holder delete
+// the message, or hide it until its next receive), …
 func Sensitive(name string) bool {
-	lower := strings.ToLower(name)
-	if slices.Contains(sensitiveNames, lower) {
-		return true
-	}
-	for _, s := range sensitiveSubstrings {
-		if strings.Contains(lower, s) {
+	for _, n := range sensitiveNames {
+		if len(n) == len(name) && strings.EqualFold(n, name) {
 			return true
+		}
+	}
+	for i := 0; i < len(name); i++ {
+		if !substringStart[name[i]] {
+			continue
+		}
+		c := name[i] | 0x20
+		for _, w := range sensitiveSubstrings {
+			if w[0] == c && hasPrefixFoldASCII(name[i:], w) {
+				return true
+			}
 		}
 	}
 	return false
 }
+
+// substringStart marks the bytes a sensitive substring starts with, in both cases.
+var substringStart = func() (t [256]bool) {
+	for _, w := range sensitiveSubstrings {
+		t[w[0]] = true
+		t[w[0]-'a'+'A'] = true
+	}
+	return t
+}()
 
 // URL returns raw with its secrets masked: the password of the userinfo and the values of sensitive
 // query parameters of a URL, or the sensitive values of a key=value connection string
@@ -103,13 +122,22 @@ func query(raw string) string {
 }
 
 // String masks the secrets it recognizes in free text (an error message, a log message): every URL
-// in it as [URL] does (net/http quotes URLs in its errors), the value of every sensitive name=value
-// pair (connection-string keywords, single-quoted values included), the token after "Bearer " and
-// the SQS receipt handles SQS's errors repeat (see receiptHandles).
+// in it as [URL] does (net/http quotes URLs in its errors); the value of every [Sensitive] name
+// written name=value (connection-string keywords, quoted values included), "name":"value" (JSON,
+// also with its quotes escaped as \" inside a quoted string) or Name: value (an HTTP header, Go's
+// %v of an http.Header); the credentials after an Authorization header's scheme (Basic, Bearer,
+// Token, …); the token after "Bearer "; and the SQS receipt handles SQS's errors repeat (see
+// receiptHandles). A value after "name:" with an unquoted name is masked only when it looks like a
+// token (tokenish): "invalid token: expired" keeps its words.
 func String(s string) string {
 	if !mayHoldSecret(s) {
 		return s
 	}
+	return mask(s)
+}
+
+// mask is String without its fast path.
+func mask(s string) string {
 	s = urls(s)
 	s = pairs(s)
 	s = bearer(s)
@@ -117,11 +145,58 @@ func String(s string) string {
 	return s
 }
 
-// mayHoldSecret is String's fast path: text without "=", "://", "Bearer " or "receipt" (any case)
-// has nothing it masks.
+// mayHoldSecret is String's fast path, a superset of what String masks: text with "=" or "://", a
+// sensitive name before a ':' (as pairs reads it), "bearer " or "receipt" (any case). Anything else
+// ("peek b/k: api error NotFound: Not Found") has nothing String masks. No allocation, one pass for
+// the words and a look at the name before each ':': it runs on every log message and attribute.
 func mayHoldSecret(s string) bool {
-	return strings.IndexByte(s, '=') >= 0 || strings.Contains(s, "://") || indexFoldASCII(s, "bearer ") >= 0 ||
-		indexFoldASCII(s, "receipt") >= 0
+	if strings.IndexByte(s, '=') >= 0 {
+		return true
+	}
+	for i := strings.IndexByte(s, ':'); i >= 0; {
+		if strings.HasPrefix(s[i+1:], "//") {
+			return true
+		}
+		if _, _, ok := nameBefore(s, i, false); ok {
+			return true
+		}
+		n := strings.IndexByte(s[i+1:], ':')
+		if n < 0 {
+			break
+		}
+		i += 1 + n
+	}
+	for i := 0; i < len(s); i++ {
+		switch s[i] | 0x20 { // ASCII letters in lower case; no other byte becomes 'b' or 'r'
+		case 'b':
+			if hasPrefixFoldASCII(s[i:], "bearer ") {
+				return true
+			}
+		case 'r':
+			if hasPrefixFoldASCII(s[i:], "receipt") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPrefixFoldASCII reports whether s starts with word, ASCII letters compared without case; word
+// is lower case.
+func hasPrefixFoldASCII(s, word string) bool {
+	if len(s) < len(word) {
+		return false
+	}
+	for j := 0; j < len(word); j++ {
+		c := s[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != word[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // endOfToken reports whether c ends an unquoted value in free text.
@@ -229,64 +304,278 @@ func isNameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '%'
 }
 
-// pairs masks the values of sensitive name=value pairs.
+// pairs masks the values of sensitive names (Sensitive) in the forms free text carries them:
+//
+//   - name=value (a connection string, a query, slog's text): the value whatever it is, unquoted
+//     (to a blank or one of endOfToken's bytes; a quote inside it, as in se'cret, does not end it)
+//     or quoted by ', " or ` (a single-quoted value with libpq's \' and \\ escapes, a
+//     double-quoted one with JSON's and Go's), blanks around "=" allowed;
+//   - "name":"value" (JSON, or JSON quoted once more, its quotes escaped as \"): a quoted value
+//     whatever it is;
+//   - Name: value (an HTTP header, Go's %v of an http.Header, map[Name:[value]]), and a quoted
+//     name's unquoted value: only a value that looks like a token (tokenish), so that the words of
+//     "invalid token: expired" stay.
+//
+// The value of a name holding "auth" (Authorization, Proxy-Authorization) that starts with a
+// scheme (authSchemes) keeps it: "Authorization: Basic REDACTED". A quoted value whose closing
+// quote is missing is masked to the end of its line.
 func pairs(s string) string {
-	var b strings.Builder
-	last := 0 // s[:last] has been written to b
-	changed := false
+	m := masker{s: s}
 	for i := 0; i < len(s); i++ {
-		if s[i] != '=' {
+		colon := s[i] == ':'
+		if !colon && s[i] != '=' {
 			continue
 		}
-		k := i // the name ends at k: blanks before "=" are allowed in connection strings
-		for k > 0 && s[k-1] == ' ' {
-			k--
+		if colon && strings.HasPrefix(s[i+1:], "//") {
+			continue // a URL's scheme: urls has seen it
 		}
-		j := k
-		for j > 0 && isNameByte(s[j-1]) {
-			j--
+		name, quotedName, ok := nameBefore(s, i, !colon)
+		if !ok || colon && name.start >= 2 && s[name.start-2:name.start] == "//" {
+			continue // no name, or the user name of a URL's userinfo (urls has masked its password)
 		}
-		name := s[j:k]
-		if dec, err := url.QueryUnescape(name); err == nil {
-			name = dec
-		}
-		if name == "" || !Sensitive(name) {
+		start, end := valueAfter(s, i+1, colon, quotedName, indexFoldASCII(s[name.start:name.end], "auth") >= 0)
+		if start == end {
 			continue
 		}
-		// The value: skip blanks after "=" in connection strings ("password = x").
-		v := i + 1
-		for v < len(s) && s[v] == ' ' {
-			v++
-		}
-		end := v
-		if v < len(s) && s[v] == '\'' { // libpq quoting: '...' with \' and \\ escapes
-			end = v + 1
-			for end < len(s) && s[end] != '\'' {
-				if s[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			end = min(end+1, len(s))
-		} else {
-			for end < len(s) && !endOfToken(s[end]) {
-				end++
-			}
-		}
-		if end == v {
-			continue
-		}
-		changed = true
-		b.WriteString(s[last:v])
-		b.WriteString(Mask)
-		last = end
+		m.mask(start, end)
 		i = end - 1
 	}
-	if !changed {
-		return s
+	return m.String()
+}
+
+// span is s[start:end] of some s.
+type span struct{ start, end int }
+
+// nameBefore returns the sensitive name that the separator s[i] ('=' or ':') follows, past blanks
+// and its closing quote (", ', ` or \"), URL-unescaped first if unescape (a query's names);
+// quoted says it had one; ok is false when there is no such name.
+func nameBefore(s string, i int, unescape bool) (name span, quoted, ok bool) {
+	k := i // the name ends at k: blanks before the separator are allowed ("password = x")
+	for k > 0 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
 	}
-	b.WriteString(s[last:])
-	return b.String()
+	if k > 0 && (s[k-1] == '"' || s[k-1] == '\'' || s[k-1] == '`') {
+		quoted = true
+		k--
+		if s[k] == '"' && k > 0 && s[k-1] == '\\' {
+			k--
+		}
+	}
+	j := k
+	for j > 0 && isNameByte(s[j-1]) {
+		j--
+	}
+	if j == k {
+		return span{}, false, false
+	}
+	n := s[j:k]
+	if unescape && strings.IndexByte(n, '%') >= 0 {
+		if dec, err := url.QueryUnescape(n); err == nil {
+			n = dec
+		}
+	}
+	return span{j, k}, quoted, Sensitive(n)
+}
+
+// valueAfter returns where the value that starts at s[i] (after its separator) is to be masked; start
+// == end when it is not. colon says the separator was ':', quotedName that the name was quoted,
+// auth that the name holds "auth" (its value may start with a scheme to keep).
+func valueAfter(s string, i int, colon, quotedName, auth bool) (start, end int) {
+	v := skipBlanks(s, i)
+	if colon && v < len(s) && s[v] == '[' {
+		v++ // Go's %v of an http.Header: map[Authorization:[Basic …]]
+	}
+	if q := quoteAt(s, v); q > 0 {
+		start = v + q
+		end, closed := closingQuote(s, start, s[v:v+q])
+		if !closed {
+			end = lineEnd(s, start)
+		}
+		if !colon && q == 1 && s[v] == '\'' {
+			// libpq's quoting: the quotes go too, as they did before (password=REDACTED).
+			if closed {
+				end++
+			}
+			return v, end
+		}
+		value := s[start:end]
+		if value == "" || value == Mask {
+			return v, v
+		}
+		if auth {
+			if c := afterScheme(value); c > 0 {
+				return start + c, end
+			}
+		}
+		if colon && !quotedName && !tokenish(value) {
+			return v, v // words in quotes: invalid token: "expired"
+		}
+		return start, end
+	}
+	if auth {
+		if c := afterScheme(s[v:lineEnd(s, v)]); c > 0 {
+			return v + c, credentialsEnd(s, v+c)
+		}
+	}
+	end = unquotedEnd(s, v)
+	if colon {
+		for end > v && (s[end-1] == '.' || s[end-1] == ':') {
+			end-- // the end of a sentence or a label, not of the value
+		}
+		if !tokenish(s[v:end]) {
+			return v, v
+		}
+	}
+	if end == v || strings.HasPrefix(s[v:end], Mask) {
+		return v, v
+	}
+	return v, end
+}
+
+// closingQuote returns the index of the quote (the string quote, as quoteAt found it) that closes
+// the value starting at s[i], and whether there is one. A value quoted by ' takes libpq's \' and \\
+// escapes, one quoted by " JSON's and Go's backslash escapes, one quoted by ` none; one quoted by
+// \" (JSON quoted once more) ends at a \" that is not escaped in the text it unquotes to, or at a
+// bare " (the end of the string around it).
+func closingQuote(s string, i int, quote string) (int, bool) {
+	switch quote {
+	case "`":
+		if n := strings.IndexByte(s[i:], '`'); n >= 0 {
+			return i + n, true
+		}
+		return len(s), false
+	case `\"`:
+		escaped := false // the unquoted text's previous byte was an unescaped '\'
+		for k := i; k < len(s); {
+			c, n := s[k], 1
+			if c == '\\' && k+1 < len(s) {
+				c, n = s[k+1], 2
+			}
+			switch {
+			case c == '"' && (n == 1 || !escaped):
+				return k, true
+			case escaped:
+				escaped = false
+			case c == '\\' && n == 2:
+				escaped = true
+			}
+			k += n
+		}
+		return len(s), false
+	}
+	for k := i; k < len(s); k++ {
+		switch s[k] {
+		case '\\':
+			k++
+		case quote[0]:
+			return k, true
+		}
+	}
+	return len(s), false
+}
+
+// lineEnd returns the index of the end of the line s[i] is on.
+func lineEnd(s string, i int) int {
+	if n := strings.IndexAny(s[i:], "\r\n"); n >= 0 {
+		return i + n
+	}
+	return len(s)
+}
+
+// unquotedEnd returns the end of the unquoted value that starts at s[i]: the first blank or other
+// byte endOfToken names, but a quote ends it only before the end of the text or another such byte
+// (a quote inside a value, as in se'cret, is part of it; a quote closing the string the pair was
+// written in is not), and a \ only before a quote (JSON quoted once more: \").
+func unquotedEnd(s string, i int) int {
+	for ; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"', '\'', '`':
+			if i+1 == len(s) || endOfToken(s[i+1]) || s[i+1] == '\\' {
+				return i
+			}
+		case '\\':
+			if i+1 < len(s) && s[i+1] == '"' {
+				return i
+			}
+		default:
+			if endOfToken(c) {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// authSchemes are the HTTP authentication schemes (lower case) whose credentials follow them in an
+// Authorization header.
+var authSchemes = []string{"basic", "bearer", "token", "digest", "negotiate", "ntlm", "apikey", "aws4-hmac-sha256",
+	"oauth", "dpop", "hoba", "mutual", "sharedkey", "sharedkeylite", "scram-sha-1", "scram-sha-256"}
+
+// afterScheme returns, for the value of an Authorization header, the index of its credentials
+// after the scheme (authSchemes) and the blanks after it: 0 when v does not start with a scheme
+// followed by a blank and something other than a placeholder (<token>) or Mask.
+func afterScheme(v string) int {
+	w := 0
+	for w < len(v) && (isLetter(v[w]) || '0' <= v[w] && v[w] <= '9' || v[w] == '-') {
+		w++
+	}
+	if w == 0 || w == len(v) || v[w] != ' ' {
+		return 0
+	}
+	known := false
+	for _, sc := range authSchemes {
+		if len(sc) == w && hasPrefixFoldASCII(v, sc) {
+			known = true
+			break
+		}
+	}
+	c := skipBlanks(v, w)
+	if !known || c == len(v) || v[c] == '<' || strings.HasPrefix(v[c:], Mask) {
+		return 0
+	}
+	return c
+}
+
+// credentialsEnd returns the end of an Authorization header's credentials that start at s[i]: one
+// token (token68: Basic, Bearer), or, for parameters (Digest's username="…", response="…",
+// AWS4-HMAC-SHA256's Credential=…, Signature=…), the rest of the line, or of the brackets of Go's
+// %v of an http.Header.
+func credentialsEnd(s string, i int) int {
+	end := unquotedEnd(s, i)
+	if eq := strings.IndexByte(s[i:end], '='); eq < 0 || strings.Trim(s[i+eq:end], "=") == "" {
+		return end // token68, base64's "=" padding included
+	}
+	end = lineEnd(s, i)
+	if b := strings.IndexByte(s[i:end], ']'); b >= 0 {
+		end = i + b
+	}
+	return end
+}
+
+// minTokenish is the shortest value tokenish takes for a token.
+const minTokenish = 8
+
+// tokenish reports whether a value after "name:" looks like a token rather than words: at least
+// minTokenish bytes without blanks holding a digit, a '+' or '=' (base64), or an upper-case
+// letter after a lower-case one (FwoGZXIv…; not a capitalized word).
+func tokenish(v string) bool {
+	if len(v) < minTokenish || strings.HasPrefix(v, Mask) {
+		return false
+	}
+	var lower, token bool
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return false
+		case '0' <= c && c <= '9', c == '+', c == '=':
+			token = true
+		case 'a' <= c && c <= 'z':
+			lower = true
+		case 'A' <= c && c <= 'Z':
+			token = token || lower
+		}
+	}
+	return token
 }
 
 // bearer masks the token after "Bearer " (in any case: the scheme is case-insensitive, RFC 9110).

@@ -87,6 +87,102 @@ func TestString(t *testing.T) {
 	}
 }
 
+// processcreds is the error the AWS SDK's credentials/processcreds provider returns when the
+// credential_process's output does not parse: it quotes the whole output ("parse failed of process
+// output: %s"), secret key and session token included, and it reaches the logs and stderr.
+const processcreds = `operation error SQS: ReceiveMessage, get identity: get credentials: failed to refresh cached credentials, ` +
+	`parse failed of process output: {"Version": 1, "AccessKeyId": "ASIAEXAMPLEKEYID0123", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", ` +
+	`"SessionToken": "FwoGZXIvYXdzEJr//////////wEaDExampleSessionToken0123456789+abc=", "Expiration": "2026-01-01T00:00:00Z",}, ` +
+	`error: invalid character '}' looking for beginning of object key string`
+
+// TestStringForms: the value of every sensitive name is masked in the forms free text carries it
+// (JSON, JSON quoted once more, HTTP headers, Go's %v of an http.Header, name="value", a quote
+// inside an unquoted value), and the text around it stays readable. Before, only name=value was
+// recognized, and its value ended at once at a quote.
+func TestStringForms(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, in, want string
+		secrets        []string
+	}{
+		{"processcreds output", processcreds,
+			`operation error SQS: ReceiveMessage, get identity: get credentials: failed to refresh cached credentials, ` +
+				`parse failed of process output: {"Version": 1, "AccessKeyId": "ASIAEXAMPLEKEYID0123", "SecretAccessKey": "REDACTED", ` +
+				`"SessionToken": "REDACTED", "Expiration": "2026-01-01T00:00:00Z",}, ` +
+				`error: invalid character '}' looking for beginning of object key string`,
+			[]string{"wJalrXUtnFEMI", "bPxRfiCY", "FwoGZXIvYXdzEJr", "SessionToken0123456789"}},
+		{"processcreds output, pretty-printed", "parse failed of process output: {\n  \"Version\": 1,\n  \"SecretAccessKey\": \"wJalrXUtnFEMI/K7MDENG\",\n  \"SessionToken\": \"FwoGZXIvYXdzEJr\"\n}",
+			"parse failed of process output: {\n  \"Version\": 1,\n  \"SecretAccessKey\": \"REDACTED\",\n  \"SessionToken\": \"REDACTED\"\n}",
+			[]string{"wJalrXUtnFEMI", "FwoGZXIvYXdzEJr"}},
+		{"JSON password", `{"password":"hunter2hunter2"}`, `{"password":"REDACTED"}`, []string{"hunter2"}},
+		{"JSON password with blanks and an escaped quote", `{"user": "u", "password": "hunter \"2\" two"}`,
+			`{"user": "u", "password": "REDACTED"}`, []string{"hunter", "two"}},
+		{"JSON quoted once more", `body "{\"password\":\"hunter2hunter2\",\"user\":\"u\"}"`,
+			`body "{\"password\":\"REDACTED\",\"user\":\"u\"}"`, []string{"hunter2"}},
+		{"JSON quoted once more, an escaped quote inside", `body "{\"password\":\"hun\\\"ter2\"}"`,
+			`body "{\"password\":\"REDACTED\"}"`, []string{"hun", "ter2"}},
+		{"JSON signature", `{"X-Amz-Signature":"deadbeefdeadbeefdeadbeefdeadbeef","X-Amz-Date":"20260101T000000Z"}`,
+			`{"X-Amz-Signature":"REDACTED","X-Amz-Date":"20260101T000000Z"}`, []string{"deadbeef"}},
+		{"security token header", "request headers: X-Amz-Security-Token: FwoGZXIvYXdzEJr//////////wEaDE\nHost: sqs",
+			"request headers: X-Amz-Security-Token: REDACTED\nHost: sqs", []string{"FwoGZXIvYXdzEJr", "wEaDE"}},
+		{"signature header", "X-Amz-Signature: 0123456789abcdef0123456789abcdef.", "X-Amz-Signature: REDACTED.", []string{"0123456789abcdef"}},
+		{"basic authorization", "Authorization: Basic dXNlcjpwYXNzd29yZA== (401)", "Authorization: Basic REDACTED (401)", []string{"dXNlcjpwYXNzd29yZA"}},
+		{"short basic credentials", "authorization: basic dTpw", "authorization: basic REDACTED", []string{"dTpw"}},
+		{"bearer authorization", "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "Authorization: Bearer REDACTED", []string{"eyJhbGci"}},
+		{"token authorization", "Authorization: Token 4f9a8e7d6c5b", "Authorization: Token REDACTED", []string{"4f9a8e7d6c5b"}},
+		{"SigV4 authorization", "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature=fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024\nHost: sqs",
+			"Authorization: AWS4-HMAC-SHA256 REDACTED\nHost: sqs", []string{"AKIDEXAMPLE", "fe5f80f77d5fa3"}},
+		{"authorization without a scheme", "Authorization: dXNlcjpwYXNzd29yZA==", "Authorization: REDACTED", []string{"dXNlcjpw"}},
+		{"authorization=", "proxy authorization=Basic dXNlcjpwYXNzd29yZA== sent", "proxy authorization=Basic REDACTED sent", []string{"dXNlcjpw"}},
+		{"authorization in JSON", `{"Authorization":"Basic dXNlcjpwYXNzd29yZA=="}`, `{"Authorization":"Basic REDACTED"}`, []string{"dXNlcjpw"}},
+		{"http.Header printed by %v", "map[Authorization:[Basic dXNlcjpwYXNzd29yZA==] Content-Type:[application/json] X-Amz-Security-Token:[FwoGZXIvYXdzEJr]]",
+			"map[Authorization:[Basic REDACTED] Content-Type:[application/json] X-Amz-Security-Token:[REDACTED]]", []string{"dXNlcjpw", "FwoGZXIvYXdzEJr"}},
+		{"x-api-key header", "x-api-key: 0123456789abcdef0123", "x-api-key: REDACTED", []string{"0123456789abcdef"}},
+		{"api-key header", "Api-Key: 9f86d081884c7d65", "Api-Key: REDACTED", []string{"9f86d081884c7d65"}},
+		{"double-quoted value", `host=db password="dq secret" dbname=x`, `host=db password="REDACTED" dbname=x`, []string{"dq", "secret"}},
+		{"double-quoted value, slog text", `level=WARN msg=connect password="dq \"se cret\"" err=refused`, `level=WARN msg=connect password="REDACTED" err=refused`, []string{"dq", "se cret"}},
+		{"back-quoted value", "token=`tok en`.", "token=`REDACTED`.", []string{"tok en"}},
+		{"quote inside an unquoted value", "password=se'cret user=x", "password=REDACTED user=x", []string{"cret"}},
+		{"quote inside an unquoted value, at the end", "password=se'cret", "password=REDACTED", []string{"cret"}},
+		{"pair inside a quoted string", `msg="connect with password=hunter2hunter2"`, `msg="connect with password=REDACTED"`, []string{"hunter2"}},
+		{"unclosed quote", "password=\"dq secret\nnext line", "password=\"REDACTED\nnext line", []string{"dq", "secret"}},
+		{"password header", "Password: hunter2hunter2", "Password: REDACTED", []string{"hunter2"}},
+		{"secret in YAML", "client_secret: 'Xy7sQ9pLmN2vB4' # from the console", "client_secret: 'REDACTED' # from the console", []string{"Xy7sQ9pLmN2vB4"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out := redact.String(tc.in)
+			for _, s := range tc.secrets {
+				require.NotContains(t, out, s)
+			}
+			require.Equal(t, tc.want, out)
+		})
+	}
+	// Sensitive names before ':' followed by words, not tokens, are left as they are; so are URLs
+	// whose user name is a sensitive word (the password is masked, the host kept).
+	for _, s := range []string{
+		"invalid token: expired", "read secret: open /run/secrets/intake: permission denied",
+		"password: authentication failed for user \"intake\"", "ReceiptHandleIsInvalid: The receipt handle is not valid",
+		"jwt-secret: signature is invalid", "authorization failed: token: missing", "Authorization: Bearer <token>",
+		"authorization: invalid scheme", "credential: Unauthorized", `{"token_count": 5, "SessionToken": null}`,
+		`token: "expired"`, "api: Not Found", "signature: v4", "api error NotFound: Not Found",
+		"time 12:30:00 password:", "map[Authorization:[] Accept:[*/*]]",
+		// AWS's own errors name tokens and signatures, and say no secret.
+		"InvalidClientTokenId: The security token included in the request is invalid.",
+		"SignatureDoesNotMatch: The request signature we calculated does not match the signature you provided.",
+		"get credentials: failed to refresh cached credentials, process provider error: error in credential_process: exit status 1",
+	} {
+		require.Equal(t, s, redact.String(s))
+	}
+	require.Equal(t, "redis://token:REDACTED@cache:6379/0", redact.String("redis://token:Secret123@cache:6379/0"))
+	require.True(t, redact.Sensitive("Authorization"))
+	require.True(t, redact.Sensitive("Proxy-Authorization"))
+	require.True(t, redact.Sensitive("X-Api-Key"))
+	require.True(t, redact.Sensitive("SecretAccessKey"))
+	require.False(t, redact.Sensitive("AccessKeyId"))
+}
+
 func TestRedactorKnownSecrets(t *testing.T) {
 	t.Parallel()
 	r := redact.New("ingress-token-0123456789abcdef", "short", "", "pa55word")
@@ -202,7 +298,8 @@ func TestErrorURLError(t *testing.T) {
 
 func FuzzString(f *testing.F) {
 	for _, s := range []string{presigned, "password='a\\'b' x", "postgres://u:p@h/d", "a=b&c", "Bearer ", "=", "://@:",
-		"receipt handle", `receipt handle "`, `"ReceiptHandle\":`, " for parameter ReceiptHandle", "Value  for parameter receipthandle"} {
+		"receipt handle", `receipt handle "`, `"ReceiptHandle\":`, " for parameter ReceiptHandle", "Value  for parameter receipthandle",
+		processcreds, `{"password":"x"}`, `\"token\":\"a\\\"`, "Authorization: Basic ", "authorization=Digest a=b", "x-api-key:[", `password="`} {
 		f.Add(s)
 	}
 	for _, tc := range receiptHandleCases {
@@ -210,7 +307,7 @@ func FuzzString(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		out := redact.String(s)
-		if !strings.Contains(s, "=") && !strings.Contains(s, "://") && !strings.Contains(strings.ToLower(s), "bearer ") &&
+		if !strings.Contains(s, "=") && !strings.Contains(s, ":") && !strings.Contains(strings.ToLower(s), "bearer ") &&
 			!strings.Contains(strings.ToLower(s), "receipt") && out != s {
 			t.Fatalf("changed text with nothing to mask: %q -> %q", s, out)
 		}

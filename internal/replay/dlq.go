@@ -170,6 +170,12 @@ type DLQResult struct {
 	// move (such messages, or messages it had tried already, visible again): the dead-letter queue
 	// fills faster than the move drains it, and messages present at the start may be left.
 	SkipLimit bool
+	// Unreached counts the messages the move was to move (present at the start, within Max: see
+	// DLQStart.Budget) that it never received: in flight for the whole run (held by another
+	// reader, such as a stopped replay; they reappear when their visibility timeout ends), removed
+	// by someone else meanwhile, or not reached because the run stopped early (SkipLimit, or ctx).
+	// Not zero: messages present at the start may be left in the dead-letter queue.
+	Unreached int
 	// Left is the dead-letter queue's approximate count at the end (best effort).
 	Left queue.Counts
 	// Failures samples the errors of failed entries (at most 20).
@@ -222,8 +228,10 @@ const (
 // again: deleted without being sent again if its send had succeeded, else held like a skipped
 // one. The move returns when the budget is spent, a receive with o.Wait finds nothing, it kept
 // receiving only such messages (SkipLimit), or ctx is cancelled; batches already received are
-// finished (sent and deleted) before it returns, so a stop loses nothing. The result is valid
-// even with an error.
+// finished (sent and deleted) before it returns, so a stop loses nothing. A receive under way when
+// ctx is cancelled is not aborted (it ends within o.Wait): its batch is finished too, as a receive
+// aborted after SQS took its messages would leave them hidden for o.Visibility. The result is
+// valid even with an error.
 func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	if err := o.validate(true); err != nil {
 		return DLQResult{}, err
@@ -246,6 +254,7 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 		wg.Go(func() { errs[i] = m.worker(ctx) })
 	}
 	wg.Wait()
+	m.res.Unreached = max(0, m.budget-m.res.Received)
 	err := errors.Join(errs...)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -405,7 +414,7 @@ func (m *mover) worker(ctx context.Context) error {
 			m.release(n)
 			return nil // cancelled while waiting: nothing held
 		}
-		out, err := m.c.ReceiveMessage(ctx, receiveInput(m.o.From, n, m.o.Visibility, m.o.Wait))
+		out, err := receive(ctx, m.c, receiveInput(m.o.From, n, m.o.Visibility, m.o.Wait), m.o.Wait)
 		if err != nil {
 			m.release(n)
 			if ctx.Err() != nil {
@@ -438,6 +447,21 @@ func (m *mover) worker(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// receiveMargin is how long a receive may take beyond its long-poll wait before it is abandoned:
+// the round trip, and the SDK's retries of a failed attempt.
+const receiveMargin = 5 * time.Second
+
+// receive makes one ReceiveMessage that ctx's cancellation does not abort (its deadline is the
+// long-poll wait plus receiveMargin), so that the caller gets, and deals with, whatever SQS took
+// from the queue. A receive aborted by a Ctrl-C after SQS had dequeued its messages, but before
+// their receipt handles arrived, would leave them hidden for the visibility timeout with nobody to
+// move them or give them back. The caller stops after the batch once ctx is done.
+func receive(ctx context.Context, c SQSAPI, in *sqs.ReceiveMessageInput, wait time.Duration) (*sqs.ReceiveMessageOutput, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait+receiveMargin)
+	defer cancel()
+	return c.ReceiveMessage(rctx, in)
 }
 
 // move sends msgs (one SendMessageBatch) to the target and deletes from the source those the

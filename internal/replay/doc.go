@@ -32,7 +32,17 @@
 // visibility ended) is not a new one: it is deleted if it was sent, else left. Skipped messages are
 // made visible again when the run ends; past a bound of skipped or repeated receipts (the
 // dead-letter queue filling faster than the run drains it) the run stops, and says so (SkipLimit).
-// A dry run ([DryRunDLQ]) ends the same way, its count then marked Partial.
+// A dry run ([DryRunDLQ]) ends the same way, its count then marked Partial. Both results count the
+// messages present at the start that the run never received (Unreached): in flight for the whole
+// run (held by another reader, such as a stopped replay), they are still in the dead-letter queue.
+//
+// # Stopping
+//
+// A stop (ctx cancelled: Ctrl-C, SIGTERM) never aborts a receive, which could leave the messages
+// SQS had taken hidden with nobody to move them or give them back: the receive ends within its
+// long-poll wait and its batch is finished. [MoveNative] does not abort StartMessageMoveTask
+// either: it cancels the task it started. [FileSource] returns at once, even while its input
+// blocks.
 //
 // # Batch size
 //

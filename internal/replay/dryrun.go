@@ -49,6 +49,12 @@ type DryRunResult struct {
 	// because it kept receiving messages it could not count (sent after the start, or counted
 	// already and visible again): Messages is then a lower bound.
 	Partial bool `json:"partial"`
+	// Unreached counts the messages the run was to count (Present, within Max) that it never
+	// received: in flight for the whole run (held by another reader, such as a stopped replay; a
+	// move would not see them either until their visibility timeout ends), removed by someone else
+	// meanwhile, or not reached because the run stopped early (Partial, or ctx). Partial stays
+	// false when only the first reason applies; Unreached says it.
+	Unreached int `json:"unreached"`
 }
 
 // MaxDryRunVisibility bounds how long a dry run hides the messages it receives. It gives them back
@@ -61,7 +67,9 @@ const MaxDryRunVisibility = time.Minute
 // o.Visibility (default 30s, at most MaxDryRunVisibility), until it has counted that many (or
 // o.Max), a receive finds nothing, or it kept receiving only messages it cannot count (sent after
 // the start, which a move would skip, or counted already and visible again): then the count may be
-// short, and the result says so (Partial). It keeps samples and makes everything visible again.
+// short, and the result says so (Partial). It keeps samples and makes everything visible again,
+// what a receive under way when ctx is cancelled brings included (it is not aborted, and ends
+// within o.Wait).
 // Nothing is sent or deleted. Receiving does raise each message's receive count, which matters
 // only if the dead-letter queue itself has a redrive policy. err also reports the messages that
 // could not be made visible again (NotReturned).
@@ -89,6 +97,7 @@ func DryRunDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DryRunResult, error
 	}
 	wg.Wait()
 	d.res.Partial = d.limited && d.res.Messages < d.budget
+	d.res.Unreached = max(0, d.budget-d.res.Messages)
 
 	// Give everything back, even when cancelled.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -144,7 +153,8 @@ func (d *dryRun) worker(ctx context.Context) error {
 		if err := wait(ctx, d.limiter, n); err != nil {
 			return nil
 		}
-		out, err := d.c.ReceiveMessage(ctx, receiveInput(d.o.From, n, d.o.Visibility, d.o.Wait))
+		// Not aborted by ctx (see receive): what it took is recorded, and given back at the end.
+		out, err := receive(ctx, d.c, receiveInput(d.o.From, n, d.o.Visibility, d.o.Wait), d.o.Wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -29,6 +29,10 @@ type NativeResult struct {
 	FailureReason string
 }
 
+// nativeCallTimeout bounds the calls MoveNative makes without ctx's cancellation: starting the
+// task, and cancelling it once ctx is done.
+const nativeCallTimeout = 10 * time.Second
+
 // maxUnlistedPolls bounds the polls of MoveNative that do not find the task it started (the
 // listing may lag behind the start and show the source's previous task): past it, MoveNative
 // gives up following the task, with an error.
@@ -37,8 +41,10 @@ const maxUnlistedPolls = 30
 // MoveNative starts an SQS message move task from o.From to o.To (o.To empty: back to each
 // message's original source queue) at o.Rate messages per second, follows it every poll interval
 // (reporting moved counts to o.Progress), and returns when it ends. Cancelling ctx cancels the task
-// (messages already moved stay moved). A task cancelled by someone else, or that failed, is an
-// error: not everything was moved. Max is not supported by SQS's move tasks.
+// (messages already moved stay moved), even while StartMessageMoveTask is under way: that call is
+// not aborted (it has nativeCallTimeout), and the task it started is cancelled at once. A task
+// cancelled by someone else, or that failed, is an error: not everything was moved. Max is not
+// supported by SQS's move tasks.
 func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration) (NativeResult, error) {
 	if err := o.validate(false); err != nil {
 		return NativeResult{}, err
@@ -80,7 +86,12 @@ func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration)
 		}
 		return len(prev.Results) == 0 || t.StartedTimestamp > prev.Results[0].StartedTimestamp
 	}
-	started, err := c.StartMessageMoveTask(ctx, in)
+	// Started without ctx's cancellation: a Ctrl-C that aborted the call after SQS had started the
+	// task would leave it running, its handle lost, with nobody to cancel it. A stop during the call
+	// cancels the task as soon as its handle is known.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), nativeCallTimeout)
+	started, err := c.StartMessageMoveTask(sctx, in)
+	scancel()
 	if err != nil {
 		if unsupported(err) {
 			return NativeResult{}, fmt.Errorf("%w (%v)", ErrNativeUnsupported, err)
@@ -89,19 +100,25 @@ func MoveNative(ctx context.Context, c SQSAPI, o DLQOptions, poll time.Duration)
 	}
 	res := NativeResult{TaskHandle: aws.ToString(started.TaskHandle), Status: "RUNNING"}
 	o.Log.Info("message move task started", "task_handle", res.TaskHandle, "source", src)
+	stop := func() (NativeResult, error) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), nativeCallTimeout)
+		defer cancel()
+		if _, err := c.CancelMessageMoveTask(cctx, &sqs.CancelMessageMoveTaskInput{TaskHandle: started.TaskHandle}); err != nil {
+			return res, fmt.Errorf("cancel message move task %s: %w", res.TaskHandle, err)
+		}
+		res.Status = "CANCELLED"
+		return res, ctx.Err()
+	}
+	if ctx.Err() != nil {
+		return stop()
+	}
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
 	unlisted := 0
 	for {
 		select {
 		case <-ctx.Done():
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if _, err := c.CancelMessageMoveTask(cctx, &sqs.CancelMessageMoveTaskInput{TaskHandle: started.TaskHandle}); err != nil {
-				return res, fmt.Errorf("cancel message move task %s: %w", res.TaskHandle, err)
-			}
-			res.Status = "CANCELLED"
-			return res, ctx.Err()
+			return stop()
 		case <-ticker.C:
 		}
 		out, err := c.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: aws.String(src), MaxResults: aws.Int32(1)})

@@ -186,8 +186,9 @@ func (r *resender) unsent(batch []Body, why error) {
 	r.record(func(res *ResendResult) { res.Failed += len(batch) })
 }
 
-// produce reads src into batches of at most ten bodies and maxBatchBytes. Bodies it read but could
-// not hand over (the run stopped) are counted as failed.
+// produce reads src into batches of at most ten bodies and maxBatchBytes, handing over a partial
+// batch early when src asks (flushKey). Bodies it read but could not hand over (the run stopped)
+// are counted as failed.
 func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) error {
 	var b batches[Body]
 	flush := func(batch []Body) error {
@@ -202,7 +203,8 @@ func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) e
 		}
 		return nil
 	}
-	err := src(ctx, func(body Body) error {
+	sctx := context.WithValue(ctx, flushKey{}, func() error { return flush(b.rest()) })
+	err := src(sctx, func(body Body) error {
 		r.record(func(res *ResendResult) { res.Read++ })
 		switch {
 		case body.Err != nil:
@@ -222,6 +224,21 @@ func (r *resender) produce(ctx context.Context, src Source, out chan<- []Body) e
 		return err
 	}
 	return flush(b.rest())
+}
+
+// flushKey is the context key under which Resend hands its source a func() error that sends the
+// bodies emitted so far in a partial batch, without waiting for a full one (FileSource calls it
+// when its input pauses). The source calls it from the goroutine that calls emit, before it
+// returns.
+type flushKey struct{}
+
+// flushPartial sends the bodies emitted so far, if ctx is a Resend's source's (else it does
+// nothing).
+func flushPartial(ctx context.Context) error {
+	if f, ok := ctx.Value(flushKey{}).(func() error); ok {
+		return f()
+	}
+	return nil
 }
 
 // send sends one batch; it returns an error only when the whole call failed after retries, or
@@ -253,18 +270,49 @@ func (r *resender) send(ctx context.Context, batch []Body) error {
 	return err
 }
 
+// fileIdle is how long a body FileSource read may wait for its batch to fill: then the bodies
+// read so far are sent in a partial batch, so that a slow writer's bodies (tail -f … | intake
+// replay file -) go out promptly rather than when ten have come or the input ends.
+const fileIdle = time.Second
+
 // FileSource reads one body per line from r (a JSONL export): a line is sent as is, or, when it
 // is a JSON string ("…"), as the string it encodes. Blank lines are ignored. Lines of any length
-// are read.
+// are read. A body waits at most a second (fileIdle) for its batch to fill: then the bodies read
+// so far are sent in a partial batch.
+//
+// The source returns as soon as ctx is done, even while r blocks (stdin left open, a pipe whose
+// writer is idle): r is read by a goroutine of its own, which may then stay blocked in r.Read
+// until that returns (until the process exits, for a terminal's stdin); it hands nothing over once
+// the source has returned, and ends when its read returns. A reader that must be released sooner
+// is the caller's to close.
 func FileSource(r io.Reader) Source {
 	return func(ctx context.Context, emit func(Body) error) error {
-		br := bufio.NewReaderSize(r, 256*1024)
+		lines := make(chan lineRead)
+		done := make(chan struct{})
+		defer close(done) // the reader hands nothing over once the source has returned
+		go readLines(r, lines, done)
+		idle := time.NewTimer(fileIdle)
+		idle.Stop()
+		defer idle.Stop()
+		var idleC <-chan time.Time // armed while bodies emitted since the last flush may wait
 		for n := 1; ; n++ {
-			line, err := br.ReadString('\n')
-			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read line %d: %w", n, err)
+			var l lineRead
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-idleC:
+				idleC = nil
+				if err := flushPartial(ctx); err != nil {
+					return err
+				}
+				n--
+				continue
+			case l = <-lines:
 			}
-			if text := strings.TrimSpace(line); text != "" {
+			if l.err != nil && !errors.Is(l.err, io.EOF) {
+				return fmt.Errorf("read line %d: %w", n, l.err)
+			}
+			if text := strings.TrimSpace(l.text); text != "" {
 				b := Body{Text: text, Ref: "line " + strconv.Itoa(n)}
 				if text[0] == '"' {
 					var s string
@@ -278,13 +326,41 @@ func FileSource(r io.Reader) Source {
 				if eerr := emit(b); eerr != nil {
 					return eerr
 				}
+				if idleC == nil { // the first body since the last flush waits at most fileIdle
+					idle.Reset(fileIdle)
+					idleC = idle.C
+				}
 			}
-			if errors.Is(err, io.EOF) {
+			if l.err != nil { // io.EOF
 				return nil
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+		}
+	}
+}
+
+// lineRead is a line readLines read, with the error that ended it (io.EOF for the last one).
+type lineRead struct {
+	text string
+	err  error
+}
+
+// readLines reads r line by line into out until a read fails (io.EOF at the end), the failed
+// read's line included, or done is closed: it never sends once done is closed, though it may be
+// blocked in r.Read then, and ends when that read returns.
+func readLines(r io.Reader, out chan<- lineRead, done <-chan struct{}) {
+	br := bufio.NewReaderSize(r, 256*1024)
+	for {
+		line, err := br.ReadString('\n')
+		select {
+		case out <- lineRead{line, err}:
+		case <-done:
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }
