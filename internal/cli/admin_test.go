@@ -182,10 +182,5 @@ func TestDependencyUpWithoutProbes(t *testing.T) {
 		up.then()
 	}
 	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("did not stop; logs:\n%s", logs.String())
-	}
+	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
 }

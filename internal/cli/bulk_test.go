@@ -56,7 +56,7 @@ func TestJobsLeaveOtherQueuesAlone(t *testing.T) {
 	require.Contains(t, out, appTask.ID, "named with --queue")
 
 	code, _, errOut = intake("jobs", "delete", "--all", "--state", "pending")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code, "a usage error")
 	require.Contains(t, errOut, "jobs delete --all deletes every pending task of intake's queues (intake-critical, intake-default, intake-low, intake-webhooks): add --yes")
 	require.True(t, exists(tasks.QueueDefault, ours.ID), "nothing deleted without --yes")
 
@@ -110,11 +110,11 @@ func TestOutboxDiscardNeedsItsScope(t *testing.T) {
 	}
 
 	code, _, errOut := intake("outbox", "discard")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code, "a usage error")
 	require.Contains(t, errOut, "give --endpoint NAME to drop the given-up deliveries to one endpoint, or --all-endpoints")
 	require.Equal(t, 2, gaveUp(), "nothing dropped")
 	code, _, errOut = intake("outbox", "discard", "--endpoint", "crm", "--all-endpoints")
-	require.Equal(t, 1, code, "one or the other")
+	require.Equal(t, 2, code, "one or the other")
 	require.Contains(t, errOut, "nothing was dropped")
 	require.Equal(t, 2, gaveUp())
 

@@ -56,17 +56,17 @@ func (c *CLI) config(command string) config.Config {
 		cfg.Database = c.Migrate.Database
 	case "replay":
 		cfg.AWS.AWSRegion, cfg.AWS.SQSEndpoints = c.Replay.AWSRegion, c.Replay.SQSEndpoints
-		cfg.Queues, cfg.Database = c.Replay.Queues, c.Replay.Archive.Database
+		cfg.QueueURL, cfg.DLQ, cfg.Database = c.Replay.QueueURL, c.Replay.DLQ.DLQ, c.Replay.Archive.Database
 	case "reconcile":
 		cfg.Database, cfg.Redis, cfg.S3Bucket = c.Reconcile.Database, c.Reconcile.Redis, c.Reconcile.S3Bucket
-		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Reconcile.AWSRegion, c.Reconcile.S3Endpoints
+		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Reconcile.AWSRegion, c.Reconcile.S3Client.Endpoints()
 	case "sweep":
 		cfg.Database, cfg.Redis, cfg.S3Bucket = c.Sweep.Database, c.Sweep.Redis, c.Sweep.S3Bucket
-		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Sweep.AWSRegion, c.Sweep.S3Endpoints
+		cfg.AWS.AWSRegion, cfg.AWS.S3Endpoints = c.Sweep.AWSRegion, c.Sweep.S3Client.Endpoints()
 	case "jobs":
 		cfg.Redis = c.Jobs.Redis
 	case "outbox":
-		cfg.Database, cfg.Redis = c.Outbox.Database, c.Outbox.Redis
+		cfg.Database, cfg.Redis = c.Outbox.Database, c.Outbox.Redeliver.Redis
 	}
 	cfg.Logging = c.Logging
 	return cfg
@@ -93,6 +93,30 @@ const exitInterrupted = 130
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// exitUsage is the exit status of a usage error: flags kong cannot parse, and those a command's Run
+// refuses before it does anything (usageError).
+const exitUsage = 2
+
+// usageError is a command line that a command's Run refuses before it does anything: a flag's value
+// out of its range, flags that do not go together, a choice the command needs and was not given.
+// Main prints it and exits exitUsage, as kong does for the flags it cannot parse. A setting that is
+// missing or invalid in the environment (DATABASE_URL, INTAKE_BUCKET, …) is not one: it exits 1.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef returns a usageError with a formatted message.
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// usage returns err as a usageError (nil when err is nil), for checks of a command's flags.
+func usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
 
 // Main parses args, runs the chosen command until SIGINT/SIGTERM and returns the process exit code.
 // The first signal cancels the command's context; from then on the signals are no longer caught
@@ -145,6 +169,11 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if errors.As(err, &ee) {
 			return ee.code
 		}
+		if ue := (usageError{}); errors.As(err, &ue) {
+			// As kong reports the flags it cannot parse: the message and where to look, no log line.
+			fmt.Fprintf(stderr, "intake: %s\nSee 'intake %s --help'.\n", redact.New(secrets...).String(err.Error()), commandPath(kctx))
+			return exitUsage
+		}
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			// Stopped by SIGINT/SIGTERM part-way (sweep, reconcile, outbox redeliver, ...): not a
 			// failure to report as one, but not success either.
@@ -157,6 +186,18 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 1
 	}
 	return 0
+}
+
+// commandPath is the command's words without its arguments ("replay file", not "replay file
+// <events.jsonl>").
+func commandPath(kctx *kong.Context) string {
+	var words []string
+	for w := range strings.FieldsSeq(kctx.Command()) {
+		if !strings.HasPrefix(w, "<") {
+			words = append(words, w)
+		}
+	}
+	return strings.Join(words, " ")
 }
 
 // logSecrets is what every log line masks: the configuration's secrets, the policy file's webhook

@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
@@ -185,13 +189,137 @@ func TestRunServesReadyAndStopsOnCancel(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	require.NoError(t, objstore.EnsureBucket(ctx, s3c, bucket))
 	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, "logs:\n%s", logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("daemon did not stop; logs:\n%s", logs.String())
-	}
+	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
 	require.Contains(t, logs.String(), `"msg":"stopped cleanly"`)
 	require.Contains(t, logs.String(), `"msg":"migrations applied"`)
 	require.True(t, strings.Contains(logs.String(), `"level":"INFO"`), "logs are JSON")
+}
+
+// TestUsageErrorsExit2: a command line that a command refuses before doing anything (a flag's
+// value out of range, flags that do not go together, a choice not made) exits 2, as kong's own
+// usage errors do, with the reason and where to look on stderr; a missing setting of the
+// environment still exits 1. Before, these exited 1, like a failure of the work itself.
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, v := range []string{"DATABASE_URL", "INTAKE_BUCKET", "INTAKE_QUEUE_URL", "INTAKE_DLQ_URL", "REDIS_URL"} {
+		t.Setenv(v, "")
+	}
+	awsEnv(t) // were a check let through, the command would reach for credentials, not hang
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	require.NoError(t, os.WriteFile(events, []byte("{}\n"), 0o600))
+	dlq := []string{"--from", "http://127.0.0.1:1/q-dlq", "--to", "http://127.0.0.1:1/q", "--aws-region", "us-east-1"}
+	db := []string{"--database-url", "postgres://intake@127.0.0.1:1/intake"}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"jobs", "run"}, 2, "give exactly one of --id ID or --all"},
+		{[]string{"jobs", "run", "--id", "x", "--all"}, 2, "give exactly one of --id ID or --all"},
+		{[]string{"jobs", "run", "--all", "--state", "pending"}, 2, "pending tasks already run"},
+		{[]string{"jobs", "delete"}, 2, "give exactly one of --id ID or --all"},
+		{[]string{"jobs", "delete", "--all"}, 2, "add --yes to delete them"},
+		{append([]string{"outbox", "discard"}, db...), 2, "give --endpoint NAME"},
+		{append([]string{"outbox", "discard", "--endpoint", "crm", "--all-endpoints"}, db...), 2, "give --endpoint NAME"},
+		{append([]string{"outbox", "redeliver", "--stuck-for=-1s"}, db...), 2, "--stuck-for must not be negative"},
+		{append([]string{"outbox", "redeliver", "--timeout", "0s"}, db...), 2, "--timeout must be positive"},
+		{append([]string{"replay", "dlq", "--wait", "500ms"}, dlq...), 2, "--wait: 500ms is not a whole number of seconds in 1s..20s"},
+		{append([]string{"replay", "dlq", "--dry-run", "--visibility", "5m"}, dlq...), 2, "a dry run holds messages at most 1m0s"},
+		{append([]string{"replay", "dlq", "--visibility", "500ms"}, dlq...), 2, "--visibility: 500ms not in 1s..12h"},
+		{append([]string{"replay", "dlq", "--max=-1"}, dlq...), 2, "--max: -1 is negative"},
+		{append([]string{"replay", "dlq", "--rate", "fast"}, dlq...), 2, `rate "fast"`},
+		{append([]string{"replay", "dlq", "--concurrency", "65"}, dlq...), 2, "--concurrency: 65 not in 1..64"},
+		{[]string{"replay", "file", events, "--rate=-1", "--to", "http://127.0.0.1:1/q"}, 2, `rate "-1"`},
+		{[]string{"replay", "file", events, "--concurrency", "0", "--to", "http://127.0.0.1:1/q"}, 2, "--concurrency: 0 not in 1..64"},
+		{append([]string{"replay", "archive", "--since", "tomorrow"}, db...), 2, "--since"},
+		{append([]string{"replay", "archive", "--since", "1h", "--until", "2h"}, db...), 2, "is not after --since"},
+		{append([]string{"sweep", "--older-than", "1s", "--bucket", "b"}, db...), 2, "--older-than: 1s is below 1m0s"},
+		{append([]string{"sweep", "--concurrency", "0", "--bucket", "b"}, db...), 2, "--concurrency: 0 not in 1..256"},
+		{append([]string{"migrate", "up", "--wait=-1s"}, db...), 2, "--wait: -1s is negative"},
+		// Not usage errors: a setting missing from the environment.
+		{[]string{"sweep"}, 1, "DATABASE_URL: required"},
+		{[]string{"reconcile"}, 1, "INTAKE_BUCKET: required"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := MainContext(t.Context(), tt.args, &stdout, &stderr)
+		require.Equal(t, tt.code, code, "%v\nstdout:\n%s\nstderr:\n%s", tt.args, stdout.String(), stderr.String())
+		require.Contains(t, stderr.String(), tt.want, tt.args)
+		if tt.code == 2 {
+			require.Contains(t, stderr.String(), "See 'intake "+tt.args[0], tt.args)
+		}
+	}
+}
+
+// TestEachCommandTakesTheSettingsItReads: each operator command takes the settings (the flags with
+// an environment variable) it reads and no other, and words their help for itself, not for `intake
+// run`. Before, outbox status and discard took REDIS_URL (only redeliver enqueues), reconcile and
+// sweep INTAKE_S3_PUBLIC_ENDPOINT (only presigning reads it), replay file and archive
+// INTAKE_DLQ_URL, and every command said DATABASE_URL was "required, except by --roles scheduler".
+func TestEachCommandTakesTheSettingsItReads(t *testing.T) {
+	t.Parallel()
+	aws := []string{"AWS_REGION"}
+	s3 := append(slices.Clone(aws), "AWS_ENDPOINT_URL_S3", "INTAKE_S3_PATH_STYLE")
+	sqs := append(slices.Clone(aws), "AWS_ENDPOINT_URL_SQS", "INTAKE_QUEUE_URL")
+	db := []string{"DATABASE_URL", "INTAKE_DB_SCHEMA"}
+	want := map[string][]string{
+		"migrate up":       db,
+		"migrate status":   db,
+		"replay dlq":       append(slices.Clone(sqs), "INTAKE_DLQ_URL"),
+		"replay file":      sqs,
+		"replay archive":   append(slices.Clone(sqs), db...),
+		"reconcile":        append(append(slices.Clone(s3), db...), "REDIS_URL", "INTAKE_BUCKET"),
+		"sweep":            append(append(slices.Clone(s3), db...), "REDIS_URL", "INTAKE_BUCKET", "INTAKE_JOBS_SWEEP_OLDER_THAN", "INTAKE_JOBS_SWEEP_PREFIX"),
+		"jobs list":        {"REDIS_URL"},
+		"jobs run":         {"REDIS_URL"},
+		"jobs delete":      {"REDIS_URL"},
+		"outbox status":    db,
+		"outbox redeliver": append(slices.Clone(db), "REDIS_URL", "INTAKE_WEBHOOK_TIMEOUT"),
+		"outbox discard":   db,
+	}
+	var c CLI
+	parser, err := kong.New(&c, kong.Name("intake"))
+	require.NoError(t, err)
+	got := map[string][]string{}
+	for _, n := range parser.Model.Leaves(false) {
+		path := strings.TrimPrefix(n.FullPath(), "intake ")
+		if path == "run" || path == "version" {
+			continue
+		}
+		for _, f := range n.AllFlags(false) {
+			for _, fl := range f {
+				for _, env := range fl.Envs {
+					if env != "INTAKE_LOG_LEVEL" && env != "INTAKE_LOG_FORMAT" {
+						got[path] = append(got[path], env)
+					}
+				}
+			}
+		}
+	}
+	for cmd := range got {
+		require.Contains(t, want, cmd, "a new command: list the settings it reads here")
+	}
+	for cmd, envs := range want {
+		require.ElementsMatch(t, envs, got[cmd], cmd)
+	}
+
+	help := func(args ...string) string {
+		var out bytes.Buffer
+		require.Equal(t, 0, MainContext(context.Background(), append(args, "--help"), &out, io.Discard), args)
+		return strings.Join(strings.Fields(out.String()), " ")
+	}
+	require.Contains(t, help("run"), "PostgreSQL URL (required, except by --roles scheduler)")
+	require.Contains(t, help("run"), "SQS queue URL of S3 events (required by the consumer role and the API's ingress)")
+	require.Contains(t, help("run"), "Dead-letter queue URL (optional: permanent failures go there at once")
+	for cmd := range want {
+		h := help(strings.Fields(cmd)...)
+		require.NotContains(t, h, "--roles", cmd)
+		require.NotContains(t, h, "required by the consumer", cmd)
+		require.NotContains(t, h, "redrive policy", cmd)
+		if slices.Contains(want[cmd], "DATABASE_URL") {
+			require.Contains(t, h, "PostgreSQL URL (required) ($DATABASE_URL)", cmd)
+		}
+	}
+	require.Contains(t, help("replay", "dlq"), "--dlq-url=STRING Dead-letter queue the messages are moved from (the default of --from) ($INTAKE_DLQ_URL)")
+	require.Contains(t, help("replay", "file", "-"), "--queue-url=STRING Queue the events are sent to (the default of --to) ($INTAKE_QUEUE_URL)")
+	require.Contains(t, help("reconcile"), "Redis URL of asynq (read with --fix")
 }

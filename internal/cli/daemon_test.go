@@ -56,3 +56,16 @@ func (d *daemon) stop() int {
 		return -1
 	}
 }
+
+// exitCode waits up to within for the exit code of an `intake` run started in-process (sent on
+// done), failing the test with the logs if it does not come.
+func exitCode(t *testing.T, done <-chan int, logs *testkit.SyncBuffer, within time.Duration) int {
+	t.Helper()
+	select {
+	case code := <-done:
+		return code
+	case <-time.After(within):
+		t.Fatalf("intake did not exit within %s; logs:\n%s", within, logs.String())
+		return -1
+	}
+}

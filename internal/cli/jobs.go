@@ -206,7 +206,7 @@ type taskSelector struct {
 
 func (s taskSelector) validate() error {
 	if (s.ID == "") == !s.All {
-		return errors.New("give exactly one of --id ID or --all")
+		return usage(errors.New("give exactly one of --id ID or --all"))
 	}
 	return nil
 }
@@ -235,7 +235,7 @@ func (c *JobsRunCmd) Run(g *Globals) error {
 		return err
 	}
 	if c.All && c.State == statePending {
-		return errors.New("pending tasks already run as soon as a worker is free; choose --state archived, retry or scheduled")
+		return usage(errors.New("pending tasks already run as soon as a worker is free; choose --state archived, retry or scheduled"))
 	}
 	return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs run", "run", func(insp *asynq.Inspector, q string) (int, error) {
 		switch c.State {
@@ -272,7 +272,7 @@ func (c *JobsDeleteCmd) Run(g *Globals) error {
 		}, func(*asynq.Inspector, string, string) error { return nil })
 	}
 	if c.All && !c.Yes {
-		return fmt.Errorf("jobs delete --all deletes every %s task of %s: add --yes to delete them, or --dry-run to count them first; nothing was deleted", c.State, c.scope())
+		return usagef("jobs delete --all deletes every %s task of %s: add --yes to delete them, or --dry-run to count them first; nothing was deleted", c.State, c.scope())
 	}
 	return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs delete", "deleted", func(insp *asynq.Inspector, q string) (int, error) {
 		switch c.State {

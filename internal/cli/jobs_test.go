@@ -110,10 +110,10 @@ func TestJobsCommands(t *testing.T) {
 
 	// usage errors
 	code, _, errOut = intake("jobs", "run")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "give exactly one of --id ID or --all")
 	code, _, errOut = intake("jobs", "run", "--all", "--state", "pending")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "pending tasks already run")
 	code, _, errOut = intake("jobs", "run", "--id", "nope", "--queue", q)
 	require.Equal(t, 1, code)

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -45,11 +44,11 @@ type MigrateUpCmd struct {
 // Run waits for PostgreSQL (up to --wait), then applies pending migrations, after moving an install
 // from before schemas into intake's schema.
 func (c MigrateUpCmd) Run(g *Globals) error {
+	if c.Wait < 0 {
+		return usagef("--wait: %s is negative", c.Wait)
+	}
 	if err := g.Config.ValidateDB(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
-	}
-	if c.Wait < 0 {
-		return errors.New("invalid configuration:\n--wait must not be negative")
 	}
 	st, err := waitStore(g.Ctx, g.Config, g.Log, time.Now().Add(c.Wait), nil)
 	if err != nil {

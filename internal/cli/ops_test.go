@@ -318,7 +318,7 @@ func TestOperatorBinary(t *testing.T) {
 		require.Contains(t, got, opsBody(1))
 
 		code, _, stderr = runIntake(t, bin, env, "replay", "archive", "--since", "tomorrow")
-		require.Equal(t, 1, code)
+		require.Equal(t, 2, code, "a usage error")
 		require.Contains(t, stderr, "--since")
 	})
 
@@ -406,7 +406,7 @@ func TestOperatorBinary(t *testing.T) {
 		for _, u := range ups {
 			testkit.UploadPart1(t, ctx, s3c, bucket, u, []byte("x"), true)
 			_, err := testkit.CreateUpload(ctx, st.Pool, dbq.Upload{ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: u.Key, Method: "multipart",
-				Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(u.ID), ExpiresAt: time.Now().Add(-time.Minute)})
+				Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(u.ID), ExpiresAt: time.Now().Add(-tasks.AbortGrace - time.Minute)}) // past deadline and grace
 			require.NoError(t, err)
 		}
 		redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
@@ -448,7 +448,7 @@ func TestOperatorBinary(t *testing.T) {
 		ups = testkit.CreateUploads(t, ctx, s3c, bucket, []string{"r/c.bin"}, 1)
 		testkit.UploadPart1(t, ctx, s3c, bucket, ups[0], []byte("x"), true)
 		_, err = testkit.CreateUpload(ctx, st.Pool, dbq.Upload{ID: uuid.New(), Owner: "alice", Bucket: bucket, Key: ups[0].Key, Method: "multipart",
-			Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(ups[0].ID), ExpiresAt: time.Now().Add(-time.Minute)})
+			Filename: "f.bin", ContentType: "application/octet-stream", MultipartUploadID: aws.String(ups[0].ID), ExpiresAt: time.Now().Add(-tasks.AbortGrace - time.Minute)})
 		require.NoError(t, err)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)

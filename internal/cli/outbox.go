@@ -16,10 +16,10 @@ import (
 	"github.com/intakehq/intake/internal/outbox"
 )
 
-// OutboxCmd shows the notification outbox's deliveries and sends given-up ones again.
+// OutboxCmd shows the notification outbox's deliveries and sends given-up ones again. Only
+// redeliver reads Redis.
 type OutboxCmd struct {
 	config.Database `embed:""`
-	config.Redis    `embed:""`
 
 	Status    OutboxStatusCmd    `cmd:"" help:"Print the relay's backlog and the given-up webhook deliveries by endpoint."`
 	Redeliver OutboxRedeliverCmd `cmd:"" help:"Send given-up webhook deliveries again, with a fresh retry schedule (--stuck-for: also deliveries whose tasks were lost)."`
@@ -66,6 +66,8 @@ func writeOutboxStatus(w io.Writer, s outbox.Status) error {
 
 // OutboxRedeliverCmd sends given-up deliveries again.
 type OutboxRedeliverCmd struct {
+	config.Redis `embed:"" set:"redis_url_help=Redis URL of asynq (the deliveries are enqueued there)."`
+
 	Endpoint string        `name:"endpoint" placeholder:"NAME" help:"Only deliveries to this endpoint (default: every endpoint)."`
 	StuckFor time.Duration `name:"stuck-for" placeholder:"D" help:"Also send again the deliveries still pending of notifications relayed longer ago than D (their tasks were lost: Redis lost its data). Deliveries still being retried are then sent twice, under the same webhook-id (0: off)."`
 	Timeout  time.Duration `name:"timeout" env:"INTAKE_WEBHOOK_TIMEOUT" default:"10s" help:"Timeout of one webhook attempt (the tasks' own timeout derives from it)."`
@@ -76,7 +78,7 @@ type OutboxRedeliverCmd struct {
 // Run redelivers.
 func (c *OutboxRedeliverCmd) Run(g *Globals) error {
 	if c.StuckFor < 0 || c.Timeout <= 0 {
-		return fmt.Errorf("invalid configuration:\n--stuck-for must not be negative and --timeout must be positive")
+		return usagef("invalid configuration:\n--stuck-for must not be negative and --timeout must be positive")
 	}
 	redisOpt, err := parseRedisURL(g.Config.RedisURL)
 	if err != nil {
@@ -135,7 +137,7 @@ type OutboxDiscardCmd struct {
 // Run discards.
 func (c *OutboxDiscardCmd) Run(g *Globals) error {
 	if (c.Endpoint == "") == !c.AllEndpoints {
-		return errors.New("give --endpoint NAME to drop the given-up deliveries to one endpoint, or --all-endpoints to drop every endpoint's (`intake outbox status` lists them); nothing was dropped")
+		return usage(errors.New("give --endpoint NAME to drop the given-up deliveries to one endpoint, or --all-endpoints to drop every endpoint's (`intake outbox status` lists them); nothing was dropped"))
 	}
 	st, err := openCheckedStore(g)
 	if err != nil {

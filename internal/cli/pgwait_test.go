@@ -108,12 +108,7 @@ func TestRunWaitsForPostgres(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, code, "the API's routes answer: %s", body)
 
 	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("did not stop; logs:\n%s", logs.String())
-	}
+	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
 }
 
 // TestRunStopsWhileWaitingForPostgres: SIGTERM ends the wait for PostgreSQL at once, and the
@@ -140,13 +135,8 @@ func TestRunStopsWhileWaitingForPostgres(t *testing.T) {
 		30*time.Second, 50*time.Millisecond, logs.String())
 	stopped := time.Now()
 	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-		require.Less(t, time.Since(stopped), 5*time.Second)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("did not stop; logs:\n%s", logs.String())
-	}
+	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
+	require.Less(t, time.Since(stopped), 5*time.Second)
 
 	u, err := url.Parse(testkit.DatabaseURL())
 	require.NoError(t, err)

@@ -14,11 +14,11 @@ import (
 // ReconcileCmd compares a bucket with the objects table. The bucket is the global --bucket
 // (INTAKE_BUCKET).
 type ReconcileCmd struct {
-	config.Database    `embed:""`
-	config.Redis       `embed:""`
-	config.AWSRegion   `embed:""`
-	config.S3Endpoints `embed:""`
-	config.S3Bucket    `embed:""`
+	config.Database  `embed:""`
+	config.Redis     `embed:"" set:"redis_url_help=Redis URL of asynq (read with --fix: the inspections are enqueued there)."`
+	config.AWSRegion `embed:""`
+	config.S3Client  `embed:""`
+	config.S3Bucket  `embed:""`
 
 	Prefix string `name:"prefix" placeholder:"P" help:"Only keys that start with P."`
 	Fix    bool   `name:"fix" help:"Enqueue object:inspect tasks for missing and stale objects, and mark gone rows missing (reason 'reconcile')."`

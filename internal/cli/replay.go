@@ -21,11 +21,11 @@ import (
 	"github.com/intakehq/intake/internal/replay"
 )
 
-// ReplayCmd resends S3 event messages to intake's queue.
+// ReplayCmd resends S3 event messages to intake's queue. Only `replay dlq` reads INTAKE_DLQ_URL.
 type ReplayCmd struct {
 	config.AWSRegion    `embed:""`
 	config.SQSEndpoints `embed:""`
-	config.Queues       `embed:""`
+	config.Queue        `embed:"" set:"queue_url_help=Queue the events are sent to (the default of --to)."`
 
 	DLQ     ReplayDLQCmd     `cmd:"" name:"dlq" help:"Move the messages the dead-letter queue holds when it starts back to the queue (send, then delete), then stop."`
 	File    ReplayFileCmd    `cmd:"" help:"Send event bodies from a JSONL file (one body per line) to the queue."`
@@ -44,8 +44,23 @@ type sendFlags struct {
 	JSON        bool   `name:"json" help:"Print the summary as JSON."`
 }
 
+// check refuses the values of the shared flags that cannot work (usage errors) and returns --rate.
+func (f sendFlags) check() (float64, error) {
+	var errs []error
+	rate, err := replay.ParseRate(f.Rate)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--%w", err)) // rate "x": want …
+	}
+	if f.Concurrency < 1 || f.Concurrency > 64 {
+		errs = append(errs, fmt.Errorf("--concurrency: %d not in 1..64", f.Concurrency))
+	}
+	return rate, usage(errors.Join(errs...))
+}
+
 // ReplayDLQCmd moves messages from a dead-letter queue back.
 type ReplayDLQCmd struct {
+	config.DLQ `embed:"" set:"dlq_url_help=Dead-letter queue the messages are moved from (the default of --from)."`
+
 	From       string        `name:"from" placeholder:"DLQ_URL" help:"Dead-letter queue URL (default: INTAKE_DLQ_URL)."`
 	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: the messages present when the replay starts)."`
 	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s; with --dry-run 30s, at most 1m)."`
@@ -59,20 +74,9 @@ type ReplayDLQCmd struct {
 func (c *ReplayDLQCmd) Run(g *Globals) error {
 	from := cmp.Or(c.From, g.Config.DLQURL)
 	to := cmp.Or(c.To, g.Config.QueueURL)
-	rate, err := replay.ParseRate(c.Rate)
+	rate, err := c.check()
 	if err != nil {
 		return err
-	}
-	// Checked before the queue is read. 0 would be a short poll (replay.DLQOptions takes it for
-	// its default, but --wait 0 asks for no wait).
-	if err := replay.CheckWait(c.Wait); err != nil {
-		return err
-	}
-	// A dry run gives back what it received when it ends; should that fail, the messages stay
-	// hidden for the whole visibility, which must therefore stay short (replay.DryRunDLQ refuses
-	// more too; checked here before the queue is read).
-	if c.DryRun && c.Visibility > replay.MaxDryRunVisibility {
-		return fmt.Errorf("--visibility %s: a dry run holds messages at most %s", c.Visibility, replay.MaxDryRunVisibility)
 	}
 	client, err := sqsClient(g)
 	if err != nil {
@@ -110,7 +114,8 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	s := &progress.Summary{Title: "replay dlq", Elapsed: time.Since(began)}
 	s.Add("from", redact.URL(from)).Add("to", redact.URL(to)).Add("dlq_at_start", res.Start.Messages).
 		Add("received", res.Received).Add("sent", res.Sent).Add("deleted", res.Deleted).
-		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed).Add("skipped", res.Skipped)
+		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed).Add("skipped", res.Skipped).
+		Add("unreached", res.Unreached)
 	s.Add("messages_per_second", s.Rate(res.Sent))
 	s.Add("dlq_visible_left", res.Left.Visible).Add("dlq_in_flight_left", res.Left.InFlight)
 	if res.Skipped > 0 {
@@ -129,11 +134,19 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 		s.Note("%d messages of the dead-letter queue are in flight (received by someone, perhaps a stopped replay); they reappear after their visibility timeout", res.Left.InFlight)
 	}
 	for _, f := range res.Failures {
-		s.Note("failure: %s", f)
+		// SQS's words may quote a receipt handle, which the logs mask too.
+		s.Note("failure: %s", redact.String(f))
 	}
 	// MoveDLQ returns nil when stopped (the batches it received are finished): whether it was
 	// interrupted is the command's context's to say.
 	interrupted := g.Ctx.Err() != nil
+	// Messages present at the start that the run never received: in flight the whole run (held by
+	// another reader, a stopped replay perhaps), or removed meanwhile. Not moved, they must not be
+	// taken for moved (`replay dlq && purge-queue`).
+	unreached := res.Unreached > 0 && !interrupted && !res.SkipLimit
+	if unreached {
+		s.Note("%d messages present at the start were never received: in flight during the whole run (held by another reader, perhaps a stopped replay; %d in flight now) or removed meanwhile; run the replay again after their visibility timeout", res.Unreached, res.Left.InFlight)
+	}
 	if interrupted {
 		s.Note("interrupted: received batches were finished; run again to move the rest")
 		runErr = stoppedBy(runErr)
@@ -156,7 +169,39 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 		// purge what this run left.
 		errs = append(errs, errors.New("stopped early: messages present at the start may be left in the dead-letter queue"))
 	}
+	if unreached {
+		errs = append(errs, fmt.Errorf("%d messages present at the start were not moved", res.Unreached))
+	}
 	return errors.Join(errs...)
+}
+
+// check refuses the flags' values that cannot work (usage errors), before the queue is read, and
+// returns --rate.
+func (c *ReplayDLQCmd) check() (float64, error) {
+	rate, err := c.sendFlags.check()
+	var errs []error
+	errs = append(errs, err)
+	// 0 would be a short poll (replay.DLQOptions takes it for its default, but --wait 0 asks for
+	// no wait).
+	if err := replay.CheckWait(c.Wait); err != nil {
+		errs = append(errs, fmt.Errorf("--%w", err))
+	}
+	if c.Max < 0 {
+		errs = append(errs, fmt.Errorf("--max: %d is negative", c.Max))
+	}
+	if c.Samples < 0 {
+		errs = append(errs, fmt.Errorf("--samples: %d is negative", c.Samples))
+	}
+	if c.Visibility != 0 && (c.Visibility < time.Second || c.Visibility > 12*time.Hour) {
+		errs = append(errs, fmt.Errorf("--visibility: %s not in 1s..12h", c.Visibility))
+	}
+	// A dry run gives back what it received when it ends; should that fail, the messages stay
+	// hidden for the whole visibility, which must therefore stay short (replay.DryRunDLQ refuses
+	// more too).
+	if c.DryRun && c.Visibility > replay.MaxDryRunVisibility {
+		errs = append(errs, fmt.Errorf("--visibility %s: a dry run holds messages at most %s", c.Visibility, replay.MaxDryRunVisibility))
+	}
+	return rate, usage(errors.Join(errs...))
 }
 
 func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOptions) error {
@@ -200,6 +245,9 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 	if res.Partial {
 		s.Note("stopped early: the dead-letter queue kept returning messages the dry run cannot count (new ones, or ones counted already); the count may be short")
 	}
+	if res.Unreached > 0 && !res.Partial && !interrupted {
+		s.Note("%d of the %d messages present at the start were not counted: in flight or removed; a move now would leave them too until their visibility timeout ends", res.Unreached, res.Present)
+	}
 	if interrupted {
 		s.Note("interrupted: the count is partial (what was received was made visible again); run again to count them all")
 	}
@@ -242,6 +290,9 @@ type ReplayFileCmd struct {
 
 // Run sends the file's bodies.
 func (c *ReplayFileCmd) Run(g *Globals) error {
+	if _, err := c.sendFlags.check(); err != nil {
+		return err
+	}
 	var r io.Reader = stdin
 	name := "standard input"
 	if c.Path != "-" {
@@ -271,16 +322,19 @@ func (c *ReplayArchiveCmd) Run(g *Globals) error {
 	now := time.Now()
 	since, err := parseTime(c.Since, now)
 	if err != nil {
-		return fmt.Errorf("--since: %w", err)
+		return usagef("--since: %w", err)
 	}
 	until := now
 	if c.Until != "" {
 		if until, err = parseTime(c.Until, now); err != nil {
-			return fmt.Errorf("--until: %w", err)
+			return usagef("--until: %w", err)
 		}
 	}
 	if !until.After(since) {
-		return fmt.Errorf("--until %s is not after --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
+		return usagef("--until %s is not after --since %s", until.Format(time.RFC3339), since.Format(time.RFC3339))
+	}
+	if _, err := c.sendFlags.check(); err != nil {
+		return err
 	}
 	st, err := openCheckedStore(g)
 	if err != nil {
@@ -293,7 +347,7 @@ func (c *ReplayArchiveCmd) Run(g *Globals) error {
 
 // resend runs replay.Resend with a progress bar and prints the summary.
 func resend(g *Globals, title string, src replay.Source, f sendFlags, total int64) error {
-	rate, err := replay.ParseRate(f.Rate)
+	rate, err := f.check()
 	if err != nil {
 		return err
 	}
@@ -326,7 +380,7 @@ func resend(g *Globals, title string, src replay.Source, f sendFlags, total int6
 		s.Add("messages_per_second", s.Rate(res.Sent))
 	}
 	for _, fl := range res.Failures {
-		s.Note("failed: %s", fl)
+		s.Note("failed: %s", redact.String(fl))
 	}
 	// Whether it was interrupted is the command's context's to say: a batch that failed stops the
 	// other workers with context.Canceled too.

@@ -223,7 +223,7 @@ func TestReplayDLQWaitZero(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		code := MainContext(context.Background(), []string{"replay", "dlq", "--from", "http://127.0.0.1:1/q-dlq", "--to", "http://127.0.0.1:1/q",
 			"--wait", wait, "--aws-region", "us-east-1"}, &stdout, &stderr)
-		require.Equal(t, 1, code, "--wait %s\nstdout:\n%s\nstderr:\n%s", wait, stdout.String(), stderr.String())
+		require.Equal(t, 2, code, "--wait %s: a usage error\nstdout:\n%s\nstderr:\n%s", wait, stdout.String(), stderr.String())
 		require.Contains(t, stderr.String(), "is not a whole number of seconds in 1s..20s", wait)
 	}
 	var help bytes.Buffer
@@ -261,6 +261,46 @@ func TestStoppedBy(t *testing.T) {
 // not "everything asked was done": the summary says it stopped early and the exit code is 1, so
 // that `intake replay dlq && aws sqs purge-queue …` does not purge them. Before, both exited 0
 // (the dry run after its first receive, with a count of 0).
+// TestReplayDLQHeldMessagesExit1: messages present at the start but held by another reader the
+// whole run (a stopped replay's, a console's "poll for messages") are not moved: the move says how
+// many and exits 1, so that `intake replay dlq && aws sqs purge-queue …` does not purge them; the
+// dry run, whose count is right for a move made now, notes them and exits 0. Before, the move
+// exited 0.
+func TestReplayDLQHeldMessagesExit1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	region := testkit.AWS().Region
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	opsFill(t, c, q.DLQURL, 5)
+	held, err := c.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{
+		QueueUrl: awssdk.String(q.DLQURL), MaxNumberOfMessages: 2, VisibilityTimeout: 120,
+	})
+	require.NoError(t, err)
+	require.Len(t, held.Messages, 2)
+	run := func(extra ...string) (int, string, string) {
+		args := append([]string{"replay", "dlq", "--from", q.DLQURL, "--to", q.URL, "--wait", "1s",
+			"--sqs-endpoint", testkit.AWS().SQSEndpoint, "--aws-region", region}, extra...)
+		var stdout, stderr bytes.Buffer
+		code := MainContext(testkit.Context(t), args, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+
+	code, stdout, stderr := run("--dry-run")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Contains(t, stdout, "note: 2 of the 5 messages present at the start were not counted")
+	require.Equal(t, "3", summaryField(t, stdout, "messages"))
+
+	code, stdout, stderr = run()
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	require.Equal(t, "3", summaryField(t, stdout, "sent"))
+	require.Equal(t, "2", summaryField(t, stdout, "unreached"))
+	require.Contains(t, stdout, "note: 2 messages present at the start were never received")
+	require.Contains(t, stderr, "2 messages present at the start were not moved")
+}
+
 func TestReplayDLQStoppedEarlyExits1(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kumo")
@@ -332,6 +372,6 @@ func TestReplayDLQDryRunVisibility(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := MainContext(context.Background(), []string{"replay", "dlq", "--dry-run", "--visibility", "2h",
 		"--from", "http://127.0.0.1:1/q-dlq", "--to", "http://127.0.0.1:1/q", "--aws-region", "us-east-1"}, &stdout, &stderr)
-	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	require.Equal(t, 2, code, "a usage error\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	require.Contains(t, stderr.String(), "--visibility 2h0m0s: a dry run holds messages at most 1m0s")
 }

@@ -21,7 +21,8 @@ import (
 // cannot take it, the scheduler role's sweep aborts the upload after its deadline. It also serves
 // POST /v1/jobs for operators and for backends not written in Go (same credentials as the API, the
 // cookie excepted; tenants act on their own uploads only), and without a consumer role in the same
-// process it serves the event ingress (POST /v1/events/s3) when a token is set.
+// process it serves the event ingress (POST /v1/events/s3) when a token is set. POST /v1/jobs is
+// counted in the API's request series (intake_http_requests_total, by route and code).
 //
 // Intent rows go through a store.IntentWriter (group commit: one commit for the rows of many
 // concurrent requests). The writer is closed when the daemon has stopped (a.onClose), that is after
@@ -68,7 +69,7 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	a.onClose(func() { _ = inspector.Close() })
 	jobsAPI, err := jobsapi.New(jobsapi.Config{
 		Client: client, Inspector: inspector, Auth: srv.Authenticator().WithoutCookie(), Uploads: a.Store.Q, Buckets: []string{a.Cfg.Bucket},
-		Log: a.Log.With("component", "jobsapi"),
+		Log: a.Log.With("component", "jobsapi"), Registerer: a.Registry,
 	})
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	// NewMetrics exports the series of tasks.Types at 0; objects:reconcile is not one of them.
 	// Exported at 0 from the start, a jobs pod's first failed reconcile is an increase that
 	// IntakeReconcileFailing (deploy/observability/alerts.yml) sees, not a series born at 1.
-	for _, o := range []string{jobs.OutcomeSuccess, jobs.OutcomeRetry, jobs.OutcomeFailed} {
+	for _, o := range jobs.Outcomes {
 		metrics.Tasks.WithLabelValues(jobs.TypeReconcile, o)
 	}
 	mp, err := a.Multipart()

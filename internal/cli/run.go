@@ -3,6 +3,9 @@ package cli
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,8 +47,9 @@ type RunCmd struct {
 	// HealthInterval is how often the readiness checks run in the background (intake_dependency_up
 	// stays current without /readyz probes). Hidden: tests shorten it.
 	HealthInterval time.Duration `name:"health-interval" hidden:"" default:"15s" help:"How often the readiness checks run in the background (intake_dependency_up)."`
-	// Config is every setting of the daemon.
-	config.Config `embed:""`
+	// Config is every setting of the daemon, with the daemon's wording of the settings whose
+	// meaning depends on the command (see config.Config).
+	config.Config `embed:"" set:"database_url_help=PostgreSQL URL (required, except by --roles scheduler)." set:"queue_url_help=SQS queue URL of S3 events (required by the consumer role and the API's ingress)." set:"dlq_url_help=Dead-letter queue URL (optional: permanent failures go there at once; else the queue's redrive policy moves them)."`
 }
 
 // App holds what the roles share. It is built once by RunCmd and handed to each role's starter.
@@ -129,6 +134,8 @@ func (a *App) Multipart() (*multipart.Service, error) {
 		a.mp, a.mpErr = multipart.New(multipart.Config{
 			S3: a.S3, Store: a.Store.Multipart(), Log: a.Log.With("component", "multipart"), Metrics: m,
 			CallTimeout: a.Cfg.API.S3Timeout,
+			// Only a sweep of the configured scope tells IntakeSweepFailing that sweeping works.
+			SweepBucket: a.Cfg.Bucket, SweepPrefix: a.Cfg.Jobs.SweepPrefix,
 		})
 	})
 	return a.mp, a.mpErr
@@ -459,12 +466,75 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // startingRetryAfter is the Retry-After of the answers given while intake starts.
 const startingRetryAfter = "5"
 
+// starting answers every route but those of mountHealthOn until the roles serve (openGates): 503
+// database-unavailable with Retry-After, whose detail says what the process does (waits for
+// PostgreSQL, applies the migrations, starts its roles). The type stays database-unavailable in
+// every phase: it is the 503 the API documents and clients retry. As the API's own answers, it
+// carries X-Request-Id (the client's own when valid, else a new one), and its shape is the route's:
+// Uppy's routes (/s3/…) get Companion's {"error", "type"} as application/json, the others an RFC
+// 9457 problem whose instance is urn:request:<id>. CORS preflights (OPTIONS) get it too, without
+// CORS headers (the API's CORS settings are its own): until intake has started, a browser reports
+// a cross-origin request as a network error.
+func (a *App) starting() http.Handler {
+	ids := newRequestIDs()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = ids.next()
+		}
+		h := w.Header()
+		h.Set("X-Request-Id", id)
+		h.Set("Retry-After", startingRetryAfter)
+		p := problem.DatabaseUnavailable.With("intake is starting (" + a.phaseNow() + "); try again shortly")
+		if strings.HasPrefix(r.URL.Path, "/s3/") {
+			h.Set("Content-Type", "application/json")
+			h.Set("Cache-Control", "no-store")
+			w.WriteHeader(p.Status)
+			_ = json.NewEncoder(w).Encode(struct {
+				Error string `json:"error"`
+				Type  string `json:"type"`
+			}{p.Detail, p.Type})
+			return
+		}
+		p.Instance = "urn:request:" + id
+		problem.Write(w, p)
+	})
+}
+
+// requestIDs hands out the ids of the answers given while intake starts, as the API does its own
+// (internal/api): a random prefix and a counter.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *requestIDs) next() string {
+	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
+}
+
+// validRequestID accepts a client's X-Request-Id as the API does: 1 to 128 bytes of printable
+// ASCII without spaces.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= 0x20 || id[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // listen opens the public listener and, when configured, the admin one. Until openGates, they
 // serve only what mountHealthOn mounts (/healthz; /readyz, which fails until then: see
-// startedCheck; /metrics; pprof) and answer anything else 503 database-unavailable with
-// Retry-After, whose detail says what the process does (waits for PostgreSQL, applies the
-// migrations, starts its roles). The type stays database-unavailable in every phase: it is the 503
-// the API documents and clients retry.
+// startedCheck; /metrics; pprof) and answer anything else with starting's 503.
 func (a *App) listen() ([]listener, error) {
 	type spec struct {
 		name, addr   string
@@ -473,10 +543,7 @@ func (a *App) listen() ([]listener, error) {
 	}
 	earlyPublic, earlyAdmin := http.NewServeMux(), http.NewServeMux()
 	a.mountHealthOn(earlyPublic, earlyAdmin)
-	starting := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Retry-After", startingRetryAfter)
-		problem.Write(w, problem.DatabaseUnavailable.With("intake is starting ("+a.phaseNow()+"); try again shortly"))
-	})
+	starting := a.starting()
 	earlyPublic.Handle("/", starting)
 	earlyAdmin.Handle("/", starting)
 	specs := []spec{{"http", a.Cfg.ListenAddr, earlyPublic, a.Mux, api.WriteTimeout}}
@@ -663,7 +730,7 @@ func (l *errorList) join() error {
 }
 
 // stopSlack is how long past the grace period the components may take to return (the consumer
-// may take 5 s past its grace to return messages).
+// returns within 8 s past its grace, its deletes flushed).
 const stopSlack = 10 * time.Second
 
 // drain stops the HTTP servers and waits for the components (wg) within one deadline, set when

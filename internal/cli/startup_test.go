@@ -159,12 +159,7 @@ func TestReadyzWaitsForTheRoles(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, code, "the API's routes answer: %s", body)
 
 	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("did not stop; logs:\n%s", logs.String())
-	}
+	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
 }
 
 // TestSchedulerNeedsNoPostgres: a process that runs only the scheduler (which enqueues into Redis)
@@ -226,4 +221,80 @@ func TestJobsExportReconcileOutcomes(t *testing.T) {
 		require.Contains(t, metrics, `intake_tasks_total{outcome="`+outcome+`",type="objects:reconcile"} 0`)
 	}
 	require.Equal(t, 0, d.stop(), d.logs.String())
+}
+
+// TestStartingAnswers: while intake starts (here: waiting for a PostgreSQL that never answers),
+// every route is answered 503 database-unavailable with Retry-After and an X-Request-Id (the
+// client's own when valid), in the route's shape: an RFC 9457 problem whose instance is the
+// request id on /v1, Companion's {"error", "type"} as application/json on Uppy's /s3/ routes.
+// Before, every route got the problem+json without X-Request-Id, Uppy's routes included.
+func TestStartingAnswers(t *testing.T) {
+	addr := testkit.FreeAddr(t)
+	base := "http://" + addr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(ctx, []string{"run", "--roles", "api", "--api-insecure-dev-auth",
+			"--database-url", "postgres://intake@" + testkit.FreeAddr(t) + "/intake", "--bucket", "b",
+			"--aws-region", "us-east-1", "--listen", addr, "--shutdown-grace", "2s",
+		}, io.Discard, &logs)
+	}()
+	require.Eventually(t, func() bool { code, _ := httpGet(base + "/healthz"); return code == http.StatusOK },
+		30*time.Second, 50*time.Millisecond, "logs:\n%s", logs.String())
+
+	do := func(method, path string, header ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s %s: %s", method, path, body)
+		require.Equal(t, "5", resp.Header.Get("Retry-After"), "%s %s", method, path)
+		require.NotEmpty(t, resp.Header.Get("X-Request-Id"), "%s %s", method, path)
+		return resp, body
+	}
+	const dbUnavailable = "https://intake.dev/problems/database-unavailable"
+
+	for _, path := range []string{"/v1/uploads/0190c5b4-7d43-7b5e-9f2a-4c1d2e3f4a5b", "/v1/objects", "/nowhere"} {
+		resp, body := do(http.MethodGet, path)
+		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), path)
+		var p struct{ Type, Detail, Instance string }
+		require.NoError(t, json.Unmarshal(body, &p), string(body))
+		require.Equal(t, dbUnavailable, p.Type)
+		require.Contains(t, p.Detail, "intake is starting (waiting for PostgreSQL)")
+		require.Equal(t, "urn:request:"+resp.Header.Get("X-Request-Id"), p.Instance)
+	}
+	resp, _ := do(http.MethodPost, "/v1/uploads", "X-Request-Id", "client-id-42")
+	require.Equal(t, "client-id-42", resp.Header.Get("X-Request-Id"), "the client's id is kept")
+	resp, _ = do(http.MethodGet, "/v1/objects", "X-Request-Id", "has space")
+	require.NotEqual(t, "has space", resp.Header.Get("X-Request-Id"), "an invalid id is replaced")
+	first, _ := do(http.MethodGet, "/v1/objects")
+	second, _ := do(http.MethodGet, "/v1/objects")
+	require.NotEqual(t, first.Header.Get("X-Request-Id"), second.Header.Get("X-Request-Id"), "each answer has its own id")
+
+	for _, rq := range []struct{ method, path string }{
+		{http.MethodGet, "/s3/params?filename=a.txt"}, {http.MethodPost, "/s3/multipart"},
+		{http.MethodGet, "/s3/multipart/u1/1?key=k"}, {http.MethodDelete, "/s3/multipart/u1?key=k"},
+	} {
+		resp, body := do(rq.method, rq.path)
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), rq.path)
+		var e map[string]string
+		require.NoError(t, json.Unmarshal(body, &e), string(body))
+		require.Equal(t, dbUnavailable, e["type"], rq.path)
+		require.Contains(t, e["error"], "intake is starting (waiting for PostgreSQL)", rq.path)
+		require.Len(t, e, 2, "Uppy's error shape, {error, type}: %s", body)
+	}
+	resp, _ = do(http.MethodOptions, "/s3/multipart", "Origin", "https://app.example", "Access-Control-Request-Method", "POST")
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "no CORS grant before the API's settings are in force")
+
+	cancel()
+	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
 }

@@ -23,11 +23,11 @@ const minSweepAge = tasks.MinSweepAge
 
 // SweepCmd runs the stale multipart sweep once, in this process.
 type SweepCmd struct {
-	config.Database    `embed:""`
-	config.Redis       `embed:""`
-	config.AWSRegion   `embed:""`
-	config.S3Endpoints `embed:""`
-	config.S3Bucket    `embed:""`
+	config.Database  `embed:""`
+	config.Redis     `embed:"" set:"redis_url_help=Redis URL of asynq (read when one of intake's uploads turns out completed, to enqueue its inspection; not with --no-inspect or --dry-run)."`
+	config.AWSRegion `embed:""`
+	config.S3Client  `embed:""`
+	config.S3Bucket  `embed:""`
 
 	DryRun      bool          `name:"dry-run" help:"Print the uploads that would be aborted; abort nothing."`
 	OlderThan   time.Duration `name:"older-than" env:"INTAKE_JOBS_SWEEP_OLDER_THAN" default:"24h" placeholder:"D" help:"Abort uploads intake did not create when initiated longer ago than this (at least 1m). intake's own uploads are aborted at their deadline, never before."`
@@ -41,19 +41,24 @@ type SweepCmd struct {
 func (c *SweepCmd) Run(g *Globals) error {
 	cfg := g.Config
 	olderThan, prefix := c.OlderThan, c.Prefix
-	var errs []error
+	// Every problem is reported at once; a flag's among them makes it a usage error (exit 2).
+	var flagErrs, errs []error
+	if olderThan < minSweepAge {
+		flagErrs = append(flagErrs, fmt.Errorf("--older-than: %s is below %s (younger uploads may still be in progress)", olderThan, minSweepAge))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		flagErrs = append(flagErrs, fmt.Errorf("--concurrency: %d not in 1..256", c.Concurrency))
+	}
 	errs = append(errs, cfg.ValidateDB())
 	if cfg.Bucket == "" {
 		errs = append(errs, errors.New("INTAKE_BUCKET: required"))
 	}
-	if olderThan < minSweepAge {
-		errs = append(errs, fmt.Errorf("--older-than: %s is below %s (younger uploads may still be in progress)", olderThan, minSweepAge))
-	}
-	if c.Concurrency < 1 || c.Concurrency > 256 {
-		errs = append(errs, fmt.Errorf("--concurrency: %d not in 1..256", c.Concurrency))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	if err := errors.Join(append(flagErrs, errs...)...); err != nil {
+		err = fmt.Errorf("invalid configuration:\n%w", err)
+		if len(flagErrs) > 0 {
+			return usage(err)
+		}
+		return err
 	}
 	st, err := openStore(g.Ctx, cfg)
 	if err != nil {
@@ -140,9 +145,23 @@ func runSweep(ctx context.Context, mp *multipart.Service, opts multipart.SweepOp
 			err = ferr
 		}
 	}
+	writeSweepSummary(w, rep, opts.DryRun)
+	return rep, err
+}
+
+// writeSweepSummary prints the sweep's summary line, then a note: line for each thing that needs
+// attention (the operator commands' habit: the summary last, its notes after it).
+func writeSweepSummary(w io.Writer, rep multipart.SweepReport, dryRun bool) {
 	scope := fmt.Sprintf("bucket %s", rep.Bucket)
 	if rep.Prefix != "" {
 		scope += fmt.Sprintf(", prefix %q", rep.Prefix)
+	}
+	if dryRun {
+		fmt.Fprintf(w, "dry run: %d of %d open uploads would be aborted (%s; other uploads initiated before %s, intake's past their deadline); nothing was aborted\n",
+			rep.Stale, rep.Listed, scope, rep.Cutoff.UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "swept %s: listed %d, stale %d, aborted %d, already gone %d, failed %d, reclaimed %d bytes in %s\n",
+			scope, rep.Listed, rep.Stale, rep.Aborted, rep.Gone, rep.Failed, rep.BytesReclaimed, rep.Took.Round(time.Millisecond))
 	}
 	if rep.Overdue > 0 {
 		fmt.Fprintf(w, "note: %d of intake's uploads past their deadline were not in the listing (lost abort tasks, or a store that lists no uploads); they are found in PostgreSQL\n", rep.Overdue)
@@ -159,12 +178,4 @@ func runSweep(ctx context.Context, mp *multipart.Service, opts multipart.SweepOp
 	if rep.Protected > 0 {
 		fmt.Fprintf(w, "note: %d of intake's uploads are older than the cutoff but before their deadline: kept\n", rep.Protected)
 	}
-	if opts.DryRun {
-		fmt.Fprintf(w, "dry run: %d of %d open uploads would be aborted (%s; other uploads initiated before %s, intake's past their deadline); nothing was aborted\n",
-			rep.Stale, rep.Listed, scope, rep.Cutoff.UTC().Format(time.RFC3339))
-	} else {
-		fmt.Fprintf(w, "swept %s: listed %d, stale %d, aborted %d, already gone %d, failed %d, reclaimed %d bytes in %s\n",
-			scope, rep.Listed, rep.Stale, rep.Aborted, rep.Gone, rep.Failed, rep.BytesReclaimed, rep.Took.Round(time.Millisecond))
-	}
-	return rep, err
 }

@@ -61,8 +61,9 @@ func TestRunSweep(t *testing.T) {
 	require.NotContains(t, out.String(), outside)
 	require.NotContains(t, out.String(), fresh)
 	require.NotContains(t, out.String(), ours)
-	require.Contains(t, lines[3], "1 of intake's uploads are older than the cutoff but before their deadline: kept")
-	require.Contains(t, lines[4], "dry run: 2 of 5 open uploads would be aborted")
+	// The summary last, then its notes (the operator commands' habit). Before, the notes came first.
+	require.Contains(t, lines[3], "dry run: 2 of 5 open uploads would be aborted")
+	require.Equal(t, "note: 1 of intake's uploads are older than the cutoff but before their deadline: kept", lines[4])
 	require.Len(t, openIDs(t, client, bucket), 5, "the dry run aborted nothing")
 
 	out.Reset()
@@ -94,7 +95,10 @@ func TestRunSweep(t *testing.T) {
 	rep, err = runSweep(ctx, mp, opts, &out)
 	require.NoError(t, err)
 	require.Zero(t, rep.Stale)
-	require.Contains(t, out.String(), "listed 3, stale 0, aborted 0, already gone 0, failed 0")
+	lines = strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2, out.String())
+	require.Contains(t, lines[0], "listed 3, stale 0, aborted 0, already gone 0, failed 0")
+	require.Equal(t, "note: 1 of intake's uploads are older than the cutoff but before their deadline: kept", lines[1])
 }
 
 func openIDs(t *testing.T, client *s3.Client, bucket string) []string {
@@ -113,7 +117,7 @@ func TestSweepCmdValidates(t *testing.T) {
 	t.Setenv("INTAKE_BUCKET", "")
 	var stdout, stderr bytes.Buffer
 	code := MainContext(t.Context(), []string{"sweep", "--older-than", "10s"}, &stdout, &stderr)
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code, "a flag out of range: a usage error")
 	require.Contains(t, stderr.String(), "DATABASE_URL: required")
 	require.Contains(t, stderr.String(), "INTAKE_BUCKET: required")
 	require.Contains(t, stderr.String(), "--older-than: 10s is below 1m0s")

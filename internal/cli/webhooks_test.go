@@ -102,13 +102,15 @@ const e2eAPIKey = "alice-e2e-key-0123456789"
 // receiver, and kills it with SIGKILL twice between verdicts and their deliveries:
 //
 //  1. Replica A (api, consumer) and replica B (api) share the database. Intents for a valid upload,
-//     a rejected one and a multipart upload whose deadline is 2 s are created on A; a client
-//     long-polls the valid one on B; the objects are uploaded and their events queued. B answers
-//     with the verdict (committed by A's consumer), before its wait ends. No jobs role runs yet, so
-//     the notifications stay in the outbox: A is killed with SIGKILL.
-//  2. A daemon with every role starts: the relay sends both notifications, the abort task of the
-//     multipart upload (due) aborts it and adds the third; the receiver fails every first attempt
-//     (503). Once the three deliveries wait for their retry, the daemon is killed with SIGKILL.
+//     a rejected one and a multipart upload are created on A; a client long-polls the valid one on
+//     B; the objects are uploaded and their events queued. B answers with the verdict (committed by
+//     A's consumer), before its wait ends; the multipart upload is cancelled (DELETE) on B. No jobs
+//     role runs yet, so the three notifications stay in the outbox: A is killed with SIGKILL. (The
+//     deadline's abort, which waits 2 minutes past the deadline, is tested in worker/jobs and by
+//     the fault suite.)
+//  2. A daemon with every role starts: the relay sends the three notifications; the receiver fails
+//     every first attempt (503). Once the three deliveries wait for their retry, the daemon is
+//     killed with SIGKILL.
 //  3. A daemon with every role starts again: the retries deliver the notifications; the one whose
 //     task was archived meanwhile (as when its retries run out) is listed by `intake jobs list`
 //     and delivered by `intake jobs run --all`.
@@ -134,7 +136,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		"DATABASE_URL="+testkit.DatabaseURLFor(schema), "INTAKE_MIGRATE=true",
 		fmt.Sprintf("REDIS_URL=redis://%s/%d", testkit.RedisAddr(), redisDB),
 		"INTAKE_BUCKET="+bucket, "INTAKE_QUEUE_URL="+q.URL, "INTAKE_API_KEYS="+e2eAPIKey+"=alice",
-		"INTAKE_CONSUMER_WAIT_TIME=1s", "INTAKE_SHUTDOWN_GRACE=5s", "INTAKE_JOBS_MULTIPART_DEADLINE=2s",
+		"INTAKE_CONSUMER_WAIT_TIME=1s", "INTAKE_SHUTDOWN_GRACE=5s",
 		"INTAKE_WEBHOOK_URL="+recv.URL, "INTAKE_WEBHOOK_SECRET="+secret, "INTAKE_WEBHOOK_ALLOW_PRIVATE=true",
 	)
 	addrA, addrB := testkit.FreeAddr(t), testkit.FreeAddr(t)
@@ -199,8 +201,10 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	defer pool.Close()
 	var unrelayed int
+	status, resp := b.api(t, "DELETE", "/v1/uploads/"+abortedID, nil)
+	require.Equal(t, http.StatusNoContent, status, resp)
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE relayed_at IS NULL").Scan(&unrelayed))
-	require.Equal(t, 2, unrelayed, "both verdicts committed their notification; none relayed")
+	require.Equal(t, 3, unrelayed, "both verdicts and the abort committed their notification; none relayed")
 	a.kill9(t)
 	b.stop(t)
 	require.Empty(t, recv.Received())
@@ -254,7 +258,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 		require.Equal(t, 1, w.Delivered, "%s: delivered once", w.Verdict.Type)
 	}
 	require.Equal(t, "sniff_mismatch", testkit.ByType(all, tasks.EventUploadRejected)[0].Verdict.Data.Reason)
-	require.Equal(t, "deadline", testkit.ByType(all, tasks.EventUploadAborted)[0].Verdict.Data.Reason)
+	require.Equal(t, tasks.ReasonAPI, testkit.ByType(all, tasks.EventUploadAborted)[0].Verdict.Data.Reason)
 	require.Zero(t, recv.BadSignatures())
 	require.Eventually(t, func() bool {
 		var undelivered int

@@ -68,7 +68,11 @@ const SQSMaxVisibility = 12 * time.Hour
 // The settings that operator commands need too are grouped in sections (Database, Redis, Queues,
 // S3Bucket, Logging, AWS), embedded here so that their fields read as Config's own
 // (cfg.DatabaseURL). `intake run` takes every setting as a flag; each operator command takes only
-// the sections it uses (internal/cli), so its --help lists what it needs.
+// the sections it uses (internal/cli), so its --help lists what it needs. The help of the settings
+// whose meaning depends on the command (is DATABASE_URL required? what is INTAKE_DLQ_URL for?) is
+// a kong variable, ${name=default}: the default is the operator commands' wording, and a command
+// whose wording differs sets its own with the tag set:"name=text" where it embeds the section
+// (`intake run` does, in internal/cli).
 type Config struct {
 	// Database locates PostgreSQL and intake's schema.
 	Database `embed:""`
@@ -117,14 +121,14 @@ type Config struct {
 	Webhook Webhook `embed:"" prefix:"webhook-" envprefix:"INTAKE_WEBHOOK_"`
 	// NotifyAsynqQueue, when set, is the asynq queue (of the app) that receives every notification
 	// as an "intake:upload.verdict" task (worker/tasks), besides the webhooks.
-	NotifyAsynqQueue string `name:"notify-asynq-queue" env:"INTAKE_NOTIFY_ASYNQ_QUEUE" help:"asynq queue of the app that receives every verdict as an intake:upload.verdict task (empty: none)."`
+	NotifyAsynqQueue string `name:"notify-asynq-queue" env:"INTAKE_NOTIFY_ASYNQ_QUEUE" help:"asynq queue of the app that receives every verdict as an intake:upload.verdict task (empty: none; not one of intake's own intake-* queues)."`
 }
 
 // Database locates PostgreSQL and the schema of intake's tables.
 type Database struct {
 	// DatabaseURL is the PostgreSQL connection string (pgx syntax). Required, except by a
 	// process that runs only the scheduler role (see [UsesDatabase]).
-	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"PostgreSQL URL (required, except by --roles scheduler)."`
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"${database_url_help=PostgreSQL URL (required).}"`
 	// DBSchema is the PostgreSQL schema that holds intake's tables (the pool's search_path). Empty
 	// means the first schema of DATABASE_URL's search_path parameter when it has one, else "intake".
 	DBSchema string `name:"db-schema" env:"INTAKE_DB_SCHEMA" help:"PostgreSQL schema of intake's tables (default: DATABASE_URL's search_path, else intake)."`
@@ -133,7 +137,7 @@ type Database struct {
 // Redis locates the Redis that holds asynq's tasks.
 type Redis struct {
 	// RedisURL is the Redis URL used by asynq (redis://host:port/db).
-	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis URL for asynq."`
+	RedisURL string `name:"redis-url" env:"REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"${redis_url_help=Redis URL of asynq.}"`
 }
 
 // S3Bucket names intake's bucket.
@@ -144,10 +148,30 @@ type S3Bucket struct {
 
 // Queues are the SQS queues of the bucket's events.
 type Queues struct {
+	// Queue is the queue of the bucket's events.
+	Queue `embed:""`
+	// DLQ is its dead-letter queue.
+	DLQ `embed:""`
+}
+
+// Queue is the SQS queue of the bucket's events.
+type Queue struct {
 	// QueueURL is the SQS queue that receives the bucket's event notifications.
-	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"SQS queue URL of S3 events (required by consumer and ingress)."`
+	QueueURL string `name:"queue-url" env:"INTAKE_QUEUE_URL" help:"${queue_url_help=SQS queue URL of S3 events.}"`
+}
+
+// DLQ is the dead-letter queue of the bucket's events.
+type DLQ struct {
 	// DLQURL, when set, receives permanently failing messages explicitly (else the redrive policy does).
-	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"Dead-letter queue URL (optional; redrive policy otherwise)."`
+	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"${dlq_url_help=Dead-letter queue URL of S3 events.}"`
+}
+
+// RunHelp is the help of the settings whose wording differs for the daemon (`intake run`): the
+// values of the kong variables of their help (see [Config]), as the tag set:"name=text" gives them.
+var RunHelp = map[string]string{
+	"database_url_help": "PostgreSQL URL (required, except by --roles scheduler).",
+	"queue_url_help":    "SQS queue URL of S3 events (required by consumer and ingress).",
+	"dlq_url_help":      "Dead-letter queue URL (optional: permanent failures go there at once; else the redrive policy moves them; with no redrive policy, a message failing on its 5th receive goes there too).",
 }
 
 // Logging is the log level and format of every command.
@@ -168,11 +192,11 @@ type Webhook struct {
 	// AllowPrivate lets webhooks go to loopback, link-local and private addresses (development).
 	AllowPrivate bool `name:"allow-private" env:"ALLOW_PRIVATE" help:"Allow webhook URLs that resolve to loopback, link-local or private addresses (development only)."`
 	// Timeout bounds one delivery attempt.
-	Timeout time.Duration `name:"timeout" env:"TIMEOUT" default:"10s" help:"Timeout of one webhook attempt."`
+	Timeout time.Duration `name:"timeout" env:"TIMEOUT" default:"10s" help:"Timeout of one webhook attempt (1s..5m)."`
 	// Concurrency is how many deliveries run at once (an asynq server of their own).
-	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"20" help:"Webhook deliveries run at once."`
+	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"20" help:"Webhook deliveries run at once (1..1024)."`
 	// Retention is how long delivered notifications stay in the outbox table.
-	Retention time.Duration `name:"retention" env:"RETENTION" default:"24h" help:"How long delivered notifications are kept in the outbox."`
+	Retention time.Duration `name:"retention" env:"RETENTION" default:"24h" help:"How long delivered notifications are kept in the outbox (at least 1h)."`
 }
 
 // AWS holds client settings beyond the SDK's own environment.
@@ -191,7 +215,8 @@ type AWSRegion struct {
 	Region string `name:"aws-region" env:"AWS_REGION" default:"us-east-1" help:"AWS region."`
 }
 
-// S3Endpoints are where S3 is reached, by intake and by the clients of its presigned URLs.
+// S3Endpoints are where S3 is reached, by intake and by the clients of its presigned URLs. The
+// operator commands, which presign nothing, take [S3Client] instead.
 type S3Endpoints struct {
 	// S3Endpoint overrides the S3 endpoint (MinIO, LocalStack…).
 	S3Endpoint string `name:"s3-endpoint" env:"AWS_ENDPOINT_URL_S3" help:"S3 endpoint URL override."`
@@ -200,6 +225,20 @@ type S3Endpoints struct {
 	// S3PublicEndpoint, when set, is the endpoint written into presigned URLs (browsers may reach S3
 	// under another name than the daemon does).
 	S3PublicEndpoint string `name:"s3-public-endpoint" env:"INTAKE_S3_PUBLIC_ENDPOINT" help:"Endpoint used in presigned URLs (default: the S3 endpoint)."`
+}
+
+// S3Client is the part of [S3Endpoints] a command that calls S3 but presigns nothing reads (the
+// same flags and variables); [S3Client.Endpoints] turns it into S3Endpoints.
+type S3Client struct {
+	// S3Endpoint overrides the S3 endpoint (MinIO, LocalStack…).
+	S3Endpoint string `name:"s3-endpoint" env:"AWS_ENDPOINT_URL_S3" help:"S3 endpoint URL override."`
+	// PathStyle forces path-style S3 addressing; on by default when S3Endpoint is set.
+	PathStyle *bool `name:"s3-path-style" env:"INTAKE_S3_PATH_STYLE" help:"Force path-style S3 URLs (default: on with a custom endpoint)."`
+}
+
+// Endpoints returns the S3 endpoint settings of c, with no public endpoint.
+func (c S3Client) Endpoints() S3Endpoints {
+	return S3Endpoints{S3Endpoint: c.S3Endpoint, PathStyle: c.PathStyle}
 }
 
 // SQSEndpoints is where SQS is reached.
@@ -219,9 +258,9 @@ func (a AWS) UsePathStyle() bool {
 // Consumer tunes the SQS consumer role.
 type Consumer struct {
 	// Receivers is the number of concurrent long-poll ReceiveMessage loops.
-	Receivers int `name:"receivers" env:"RECEIVERS" default:"4" help:"Concurrent long-poll receivers."`
+	Receivers int `name:"receivers" env:"RECEIVERS" default:"4" help:"Concurrent long-poll receivers (1..64)."`
 	// Workers bounds how many messages are processed at once.
-	Workers int `name:"workers" env:"WORKERS" default:"64" help:"Messages processed concurrently."`
+	Workers int `name:"workers" env:"WORKERS" default:"64" help:"Messages processed concurrently (1..4096)."`
 	// Visibility is the visibility timeout requested for received messages; heartbeats extend it.
 	// Whole seconds, 5s..12h.
 	Visibility time.Duration `name:"visibility" env:"VISIBILITY" default:"60s" help:"Visibility timeout for received messages (whole seconds, 5s..12h)."`
@@ -230,14 +269,14 @@ type Consumer struct {
 	// MaxBackoff caps the visibility delay given to retried messages: 1s to 12h minus
 	// MessageTimeout and Visibility (the delay is set after up to MessageTimeout of processing, and
 	// SQS refuses a visibility that ends more than 12 h after the receive).
-	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages (at most 12h minus the message timeout and the visibility)."`
+	MaxBackoff time.Duration `name:"max-backoff" env:"MAX_BACKOFF" default:"15m" help:"Cap of the retry backoff for failing messages (at least 1s, at most 12h minus the message timeout and the visibility)."`
 	// MessageTimeout bounds the processing of one message (inspection, hash): past it the
 	// processing is cancelled, the heartbeat stops extending the message, and it is retried later.
 	MessageTimeout time.Duration `name:"message-timeout" env:"MESSAGE_TIMEOUT" default:"5m" help:"Longest processing of one message (inspection, hash) before it is cancelled and retried later."`
 	// Archive stores raw bodies in the events table for replay.
 	Archive bool `name:"archive" env:"ARCHIVE" help:"Archive raw event bodies in PostgreSQL."`
 	// HashMaxSize is the largest object whose SHA-256 is computed (0 = only when the intent declared one).
-	HashMaxSize int64 `name:"hash-max-size" env:"HASH_MAX_SIZE" default:"0" help:"Compute SHA-256 for objects up to this size (bytes) even without a declared hash."`
+	HashMaxSize int64 `name:"hash-max-size" env:"HASH_MAX_SIZE" default:"0" help:"Compute SHA-256 for objects up to this size in bytes even without a declared hash (0: only when declared)."`
 	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
 	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
 	// EventTimeTolerance is how far in the future an event's eventTime may lie (clock skew between
@@ -275,9 +314,9 @@ type API struct {
 	// CORSOrigins are allowed browser origins, comma separated ("*" for any).
 	CORSOrigins string `name:"cors-origins" env:"CORS_ORIGINS" help:"Allowed CORS origins, comma separated."`
 	// PresignExpiry is the default lifetime of presigned URLs.
-	PresignExpiry time.Duration `name:"presign-expiry" env:"PRESIGN_EXPIRY" default:"5m" help:"Default presigned URL lifetime."`
+	PresignExpiry time.Duration `name:"presign-expiry" env:"PRESIGN_EXPIRY" default:"5m" help:"Default presigned URL lifetime (at least 1s)."`
 	// MaxPresignExpiry caps the lifetime a client may ask for (S3 allows 7 days).
-	MaxPresignExpiry time.Duration `name:"max-presign-expiry" env:"MAX_PRESIGN_EXPIRY" default:"168h" help:"Maximum presigned URL lifetime (<= 168h)."`
+	MaxPresignExpiry time.Duration `name:"max-presign-expiry" env:"MAX_PRESIGN_EXPIRY" default:"168h" help:"Maximum presigned URL lifetime a client may ask for (from the default lifetime to 168h)."`
 	// KeyPrefix is the first segment of generated object keys.
 	KeyPrefix string `name:"key-prefix" env:"KEY_PREFIX" default:"uploads" help:"Prefix of generated object keys."`
 	// AuthCookie, when set, is the name of a cookie that may carry the bearer JWT (for browser clients
@@ -288,8 +327,9 @@ type API struct {
 	// writing over an object that may already have been verified. Off for S3-compatible stores
 	// without conditional writes.
 	PutIfNoneMatch bool `name:"put-if-none-match" env:"PUT_IF_NONE_MATCH" default:"true" negatable:"" help:"Sign If-None-Match: * into presigned PUT uploads, so that a URL cannot write over an object (turn off for stores without conditional writes)."`
-	// S3Timeout bounds each S3 call the API makes (multipart create, list, complete, abort).
-	S3Timeout time.Duration `name:"s3-timeout" env:"S3_TIMEOUT" default:"10s" help:"Timeout of each S3 call made by the API."`
+	// S3Timeout bounds each S3 call the API makes (multipart create, list, complete, abort) and
+	// each S3 call of the multipart service the jobs role shares (its aborts and sweeps).
+	S3Timeout time.Duration `name:"s3-timeout" env:"S3_TIMEOUT" default:"10s" help:"Timeout of each multipart S3 call: the API's (create, list, complete, abort) and the jobs role's aborts and sweeps (100ms..5m)."`
 	// MaxOpenMultipart bounds the open (pending) multipart uploads of one owner: each holds an S3
 	// multipart upload, a scheduled abort and a row until it completes or its deadline passes, and
 	// part sizes are not signed. 0 disables the bound.
@@ -303,7 +343,7 @@ type API struct {
 // Jobs tunes the asynq server and scheduler roles.
 type Jobs struct {
 	// Concurrency is the number of asynq workers.
-	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"10" help:"asynq worker concurrency."`
+	Concurrency int `name:"concurrency" env:"CONCURRENCY" default:"10" help:"asynq worker concurrency (1..1024)."`
 	// SweepCron is the cron spec of the periodic stale-multipart sweep. The shipped alerts
 	// (deploy/observability/alerts.yml: IntakeSweepFailing, three periods without a success, and
 	// IntakeSweepNeverSucceeded, 45 minutes) assume the default 15-minute period: with another
@@ -329,7 +369,7 @@ type Jobs struct {
 	// task: catches the events S3 never sent), or "off".
 	ReconcileCron string `name:"reconcile-cron" env:"RECONCILE_CRON" default:"17 3 * * *" help:"Cron spec of the periodic reconcile of the bucket, or off."`
 	// ReconcileRate bounds the objects the periodic reconcile lists per second (and its HEADs).
-	ReconcileRate float64 `name:"reconcile-rate" env:"RECONCILE_RATE" default:"500" help:"Objects per second the periodic reconcile lists at most."`
+	ReconcileRate float64 `name:"reconcile-rate" env:"RECONCILE_RATE" default:"500" help:"Objects per second the periodic reconcile lists at most (above 0, at most 1000000)."`
 }
 
 // ReconcileOff is the value of INTAKE_JOBS_RECONCILE_CRON that turns the periodic reconcile off.

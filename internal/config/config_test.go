@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func validConfig() Config {
 		Redis:      Redis{RedisURL: "redis://127.0.0.1:6379/0"},
 		AWS:        AWS{AWSRegion: AWSRegion{Region: "us-east-1"}, S3Endpoints: S3Endpoints{S3Endpoint: "http://127.0.0.1:9000"}},
 		S3Bucket:   S3Bucket{Bucket: "b"},
-		Queues:     Queues{QueueURL: "http://127.0.0.1:4566/000000000000/q"},
+		Queues:     Queues{Queue: Queue{QueueURL: "http://127.0.0.1:4566/000000000000/q"}},
 		ListenAddr: "127.0.0.1:8080", ShutdownGrace: 10 * time.Second,
 		Consumer: Consumer{Receivers: 2, Workers: 8, Visibility: time.Minute, WaitTime: 20 * time.Second, MaxBackoff: time.Minute, MessageTimeout: 5 * time.Minute, EventTimeTolerance: 5 * time.Minute},
 		API:      API{JWTSecret: strings.Repeat("s", 32), JWTIssuer: "https://idp.example.com", JWTAudience: "intake", PresignExpiry: 5 * time.Minute, MaxPresignExpiry: time.Hour, KeyPrefix: "uploads", S3Timeout: 10 * time.Second},
@@ -298,4 +299,23 @@ func TestSecrets(t *testing.T) {
 	c.API.Keys = "0123456789abcdef=svc-a, fedcba9876543210=svc-b"
 	c.API.AdminKeys = "operator-key-0123456789=ops"
 	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210", "operator-key-0123456789"})
+}
+
+// TestS3ClientIsS3EndpointsWithoutPresigning: the operator commands' S3 settings are the daemon's,
+// with the same flags, variables and help, less the endpoint of presigned URLs; Endpoints carries
+// them over.
+func TestS3ClientIsS3EndpointsWithoutPresigning(t *testing.T) {
+	client, endpoints := reflect.TypeFor[S3Client](), reflect.TypeFor[S3Endpoints]()
+	for i := range client.NumField() {
+		f := client.Field(i)
+		e, ok := endpoints.FieldByName(f.Name)
+		require.True(t, ok, f.Name)
+		require.Equal(t, e.Tag, f.Tag, f.Name)
+		require.Equal(t, e.Type, f.Type, f.Name)
+	}
+	require.Equal(t, endpoints.NumField()-1, client.NumField(), "all but S3PublicEndpoint")
+	_, ok := client.FieldByName("S3PublicEndpoint")
+	require.False(t, ok)
+	on := true
+	require.Equal(t, S3Endpoints{S3Endpoint: "http://x", PathStyle: &on}, S3Client{S3Endpoint: "http://x", PathStyle: &on}.Endpoints())
 }

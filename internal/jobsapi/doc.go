@@ -35,4 +35,12 @@
 // 409 upload-not-pending, 400 invalid-json / unknown-field, 413 request-too-large,
 // 415 unsupported-media-type, 422 unknown-task-type / invalid-task-payload, 503 queue-unavailable /
 // database-unavailable.
+//
+// # Metrics
+//
+// With Config.Registerer (the daemon's registry), every request is counted in the API's series,
+// intake_http_requests_total{route="POST /v1/jobs", code} and
+// intake_http_request_duration_seconds{route}, beside the API's own routes (internal/api registers
+// the same series; whichever registers first, the other shares its collectors): the API's request
+// rate and 5xx ratio (the IntakeAPIErrors alert) include it.
 package jobsapi

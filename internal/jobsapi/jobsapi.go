@@ -17,6 +17,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/problem"
@@ -71,6 +72,11 @@ type Config struct {
 	MinSweepAge time.Duration
 	// Log receives one line per accepted job (default: discard).
 	Log *slog.Logger
+	// Registerer, when set, receives the handler's request series: the API's
+	// intake_http_requests_total{route="POST /v1/jobs", code} and
+	// intake_http_request_duration_seconds{route}, shared with internal/api when it registered
+	// them on the same registry (the daemon's).
+	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -85,6 +91,7 @@ type Handler struct {
 	minSweepAge time.Duration
 	log         *slog.Logger
 	now         func() time.Time
+	metrics     *metrics
 }
 
 // New checks cfg and returns the handler.
@@ -114,11 +121,25 @@ func New(cfg Config) (*Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	if cfg.Registerer != nil {
+		m, err := newMetrics(cfg.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("jobs api: register metrics: %w", err)
+		}
+		h.metrics = m
+	}
 	return h, nil
 }
 
-// Register adds the handler to mux under [Route].
-func (h *Handler) Register(mux *http.ServeMux) { mux.Handle(Route, h) }
+// Register adds the handler to mux under [Route], counted in the API's request series when
+// Config.Registerer was set.
+func (h *Handler) Register(mux *http.ServeMux) {
+	var handler http.Handler = h
+	if h.metrics != nil {
+		handler = h.metrics.instrument(h)
+	}
+	mux.Handle(Route, handler)
+}
 
 // Request is the body of POST /v1/jobs.
 type Request struct {
