@@ -48,8 +48,9 @@ type RunCmd struct {
 	// stays current without /readyz probes). Hidden: tests shorten it.
 	HealthInterval time.Duration `name:"health-interval" hidden:"" default:"15s" help:"How often the readiness checks run in the background (intake_dependency_up)."`
 	// Config is every setting of the daemon, with the daemon's wording of the settings whose
-	// meaning depends on the command (see config.Config).
-	config.Config `embed:"" set:"database_url_help=PostgreSQL URL (required, except by --roles scheduler)." set:"queue_url_help=SQS queue URL of S3 events (required by the consumer role and the API's ingress)." set:"dlq_url_help=Dead-letter queue URL (optional: permanent failures go there at once; else the queue's redrive policy moves them)."`
+	// meaning depends on the command (see config.Config). kong reads every set tag of a field.
+	//lint:ignore SA5008 kong takes repeated set tags (one per variable)
+	config.Config `embed:"" set:"database_url_help=PostgreSQL URL (required, except by --roles scheduler)." set:"queue_url_help=SQS queue URL of S3 events (required by the consumer role and the API's ingress)." set:"dlq_url_help=Dead-letter queue URL (optional: permanent failures go there at once; else the queue's redrive policy moves them; with no redrive policy, a message failing on its 5th receive goes there too)."`
 }
 
 // App holds what the roles share. It is built once by RunCmd and handed to each role's starter.
