@@ -110,6 +110,21 @@ func (g *requestIDs) next() string {
 	return string(strconv.AppendUint(append(buf[:0], g.prefix...), g.n.Add(1), 36))
 }
 
+// RequestIDs hands out X-Request-Id values as the API's middleware does, for answers given
+// outside it (the daemon's answers while it starts).
+type RequestIDs struct{ g *requestIDs }
+
+// NewRequestIDs returns a source of request ids with a prefix of its own.
+func NewRequestIDs() RequestIDs { return RequestIDs{newRequestIDs()} }
+
+// For returns client (a request's X-Request-Id) when the API accepts it, else a new id.
+func (r RequestIDs) For(client string) string {
+	if validRequestID(client) {
+		return client
+	}
+	return r.g.next()
+}
+
 // validRequestID accepts a client's X-Request-Id when it is short printable ASCII.
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {

@@ -3,8 +3,6 @@ package cli
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -477,12 +474,9 @@ const startingRetryAfter = "5"
 // CORS headers (the API's CORS settings are its own): until intake has started, a browser reports
 // a cross-origin request as a network error.
 func (a *App) starting() http.Handler {
-	ids := newRequestIDs()
+	ids := api.NewRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
-			id = ids.next()
-		}
+		id := ids.For(r.Header.Get("X-Request-Id"))
 		h := w.Header()
 		h.Set("X-Request-Id", id)
 		h.Set("Retry-After", startingRetryAfter)
@@ -500,37 +494,6 @@ func (a *App) starting() http.Handler {
 		p.Instance = "urn:request:" + id
 		problem.Write(w, p)
 	})
-}
-
-// requestIDs hands out the ids of the answers given while intake starts, as the API does its own
-// (internal/api): a random prefix and a counter.
-type requestIDs struct {
-	prefix string
-	n      atomic.Uint64
-}
-
-func newRequestIDs() *requestIDs {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
-}
-
-func (g *requestIDs) next() string {
-	return g.prefix + strconv.FormatUint(g.n.Add(1), 36)
-}
-
-// validRequestID accepts a client's X-Request-Id as the API does: 1 to 128 bytes of printable
-// ASCII without spaces.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] <= 0x20 || id[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // listen opens the public listener and, when configured, the admin one. Until openGates, they
