@@ -249,11 +249,30 @@ func (c cors) setCORS(w http.ResponseWriter, r *http.Request) {
 }
 
 // preflight answers CORS preflight requests (OPTIONS with Access-Control-Request-Method).
-func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
-	s.cors.setCORS(w, r)
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) { s.cors.preflight(w, r) }
+
+// WithCORS gives next's answers the API's CORS headers for origins (the API's CORSOrigins setting)
+// and answers CORS preflights (OPTIONS with Access-Control-Request-Method) as the API's routes do.
+// The daemon's answers while it starts use it, so that a browser's script reads their 503 and its
+// Retry-After instead of a network error.
+func WithCORS(origins string, next http.Handler) http.Handler {
+	c := newCORS(origins)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			c.preflight(w, r)
+			return
+		}
+		c.setCORS(w, r)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// preflight answers a CORS preflight request.
+func (c cors) preflight(w http.ResponseWriter, r *http.Request) {
+	c.setCORS(w, r)
 	origin := r.Header.Get("Origin")
 	reqMethod := r.Header.Get("Access-Control-Request-Method")
-	if ok, _ := s.cors.allowed(origin); origin == "" || reqMethod == "" || !ok {
+	if ok, _ := c.allowed(origin); origin == "" || reqMethod == "" || !ok {
 		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
 		w.WriteHeader(http.StatusNoContent)
 		return

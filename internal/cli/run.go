@@ -470,9 +470,9 @@ const startingRetryAfter = "5"
 // every phase: it is the 503 the API documents and clients retry. As the API's own answers, it
 // carries X-Request-Id (the client's own when valid, else a new one), and its shape is the route's:
 // Uppy's routes (/s3/…) get Companion's {"error", "type"} as application/json, the others an RFC
-// 9457 problem whose instance is urn:request:<id>. CORS preflights (OPTIONS) get it too, without
-// CORS headers (the API's CORS settings are its own): until intake has started, a browser reports
-// a cross-origin request as a network error.
+// 9457 problem whose instance is urn:request:<id>. A process that runs the API wraps it in the
+// API's CORS (api.WithCORS, in listen): its preflights are answered as the API will answer them and
+// a browser's script reads the 503 and its Retry-After instead of a network error.
 func (a *App) starting() http.Handler {
 	ids := api.NewRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -508,8 +508,11 @@ func (a *App) listen() ([]listener, error) {
 	earlyPublic, earlyAdmin := http.NewServeMux(), http.NewServeMux()
 	a.mountHealthOn(earlyPublic, earlyAdmin)
 	starting := a.starting()
-	earlyPublic.Handle("/", starting)
 	earlyAdmin.Handle("/", starting)
+	if a.runs(config.RoleAPI) {
+		starting = api.WithCORS(a.Cfg.API.CORSOrigins, starting)
+	}
+	earlyPublic.Handle("/", starting)
 	specs := []spec{{"http", a.Cfg.ListenAddr, earlyPublic, a.Mux, api.WriteTimeout}}
 	if a.Cfg.AdminListenAddr != "" {
 		// CPU profiles and traces stream for ?seconds=N: give them room.
@@ -552,11 +555,14 @@ func (a *App) openGates(lns []listener) {
 // their outage must not take every replica out of its Service. A dependency the process never
 // calls is not checked: a process that runs only the scheduler (which enqueues into Redis) checks
 // neither PostgreSQL nor S3. (The consumer adds its own checks: itself, and the DLQ as optional.)
+// runs reports whether the process runs any of roles.
+func (a *App) runs(roles ...string) bool {
+	return slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(a.Roles, r) })
+}
+
 func (a *App) addChecks() {
 	cfg := a.Cfg
-	runs := func(roles ...string) bool {
-		return slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(a.Roles, r) })
-	}
+	runs := a.runs
 	add := func(name string, check health.Check, required bool) {
 		if required {
 			a.Health.Add(name, check)

@@ -239,6 +239,7 @@ func TestStartingAnswers(t *testing.T) {
 		done <- MainContext(ctx, []string{"run", "--roles", "api", "--api-insecure-dev-auth",
 			"--database-url", "postgres://intake@" + testkit.FreeAddr(t) + "/intake", "--bucket", "b",
 			"--aws-region", "us-east-1", "--listen", addr, "--shutdown-grace", "2s",
+			"--api-cors-origins", "https://app.example",
 		}, io.Discard, &logs)
 	}()
 	require.Eventually(t, func() bool { code, _ := httpGet(base + "/healthz"); return code == http.StatusOK },
@@ -292,8 +293,29 @@ func TestStartingAnswers(t *testing.T) {
 		require.Contains(t, e["error"], "intake is starting (waiting for PostgreSQL)", rq.path)
 		require.Len(t, e, 2, "Uppy's error shape, {error, type}: %s", body)
 	}
-	resp, _ = do(http.MethodOptions, "/s3/multipart", "Origin", "https://app.example", "Access-Control-Request-Method", "POST")
-	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "no CORS grant before the API's settings are in force")
+	// The API's CORS holds from the first answer: a listed origin's preflight is granted as the
+	// API's routes grant it, and its script can read the 503 (before, the preflight got the 503
+	// without CORS headers and the browser reported a network error); another origin gets nothing.
+	pre, err := http.NewRequest(http.MethodOptions, base+"/s3/multipart", nil)
+	require.NoError(t, err)
+	pre.Header.Set("Origin", "https://app.example")
+	pre.Header.Set("Access-Control-Request-Method", "POST")
+	presp, err := http.DefaultClient.Do(pre)
+	require.NoError(t, err)
+	presp.Body.Close()
+	require.Equal(t, http.StatusNoContent, presp.StatusCode)
+	require.Equal(t, "https://app.example", presp.Header.Get("Access-Control-Allow-Origin"))
+	require.Contains(t, presp.Header.Get("Access-Control-Allow-Methods"), "POST")
+	resp, _ = do(http.MethodPost, "/s3/multipart", "Origin", "https://app.example")
+	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "X-Request-Id")
+	resp, _ = do(http.MethodPost, "/s3/multipart", "Origin", "https://evil.example")
+	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "an origin not listed gets no grant")
+	pre.Header.Set("Origin", "https://evil.example")
+	presp, err = http.DefaultClient.Do(pre)
+	require.NoError(t, err)
+	presp.Body.Close()
+	require.Empty(t, presp.Header.Get("Access-Control-Allow-Origin"), "an origin not listed gets no grant")
 
 	cancel()
 	require.Equal(t, 0, exitCode(t, done, &logs, 30*time.Second), "logs:\n%s", logs.String())
