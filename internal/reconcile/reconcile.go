@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -494,7 +495,8 @@ type rowCursor struct {
 func (c *rowCursor) peek() (dbq.OpsListObjectsRow, bool, error) {
 	if len(c.cur) == 0 && !c.done {
 		page, err := c.rows.OpsListObjects(c.ctx, dbq.OpsListObjectsParams{
-			Bucket: c.o.Bucket, AfterKey: c.after, Prefix: c.o.Prefix, MaxRows: int32(c.o.PageSize),
+			Bucket: c.o.Bucket, AfterKey: c.after, Prefix: c.o.Prefix, PrefixEnd: store.PrefixEnd(c.o.Prefix),
+			MaxRows: int32(c.o.PageSize),
 		})
 		if err != nil {
 			return dbq.OpsListObjectsRow{}, false, fmt.Errorf("list rows of bucket %q after %q: %w", c.o.Bucket, c.after, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
@@ -204,4 +205,86 @@ func TestOpsListEventsOrder(t *testing.T) {
 	_, err = st.Pool.Exec(ctx, "DELETE FROM events WHERE id = $1", ids["b"])
 	require.NoError(t, err)
 	require.Equal(t, []string{"h", "e", "c", "d", "g", "a", "f"}, list(ids["b"], 10))
+}
+
+// TestOpsListObjectsBoundedInGenericPlan: pgx caches the statement, and after a few runs
+// PostgreSQL may plan it once for any arguments (a generic plan), in which it derives no upper
+// bound from starts_with. Before prefix_end, the last page of a prefix's rows then read every
+// key of the bucket after the prefix (here 20,000 rows) to return nothing.
+func TestOpsListObjectsBoundedInGenericPlan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	t.Parallel()
+	st := testkit.DB(t)
+	ctx := testkit.Context(t)
+	_, err := st.Pool.Exec(ctx, `INSERT INTO objects (bucket, key, status)
+		SELECT 'b', 'uploads/k' || (g % 10) || '/' || lpad(g::text, 6, '0'), 'valid' FROM generate_series(1, 22000) g`)
+	require.NoError(t, err)
+	_, err = st.Pool.Exec(ctx, "ANALYZE objects")
+	require.NoError(t, err)
+
+	db := &capturingDB{Pool: st.Pool, match: "name: OpsListObjects"}
+	params := dbq.OpsListObjectsParams{Bucket: "b", Prefix: "uploads/k1", PrefixEnd: store.PrefixEnd("uploads/k1"), MaxRows: 500}
+	var all []string
+	for {
+		page, err := dbq.New(db).OpsListObjects(ctx, params)
+		require.NoError(t, err)
+		for _, r := range page {
+			all = append(all, r.Key)
+		}
+		if len(page) < int(params.MaxRows) {
+			break
+		}
+		params.AfterKey = page[len(page)-1].Key
+	}
+	require.Len(t, all, 2200, "every row under the prefix, and none of the others")
+	require.True(t, slices.IsSorted(all))
+
+	// The last page's query, planned generically: the index scan stops at the prefix's end.
+	conn, err := st.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+	require.NoError(t, err)
+	defer conn.Exec(context.Background(), "RESET plan_cache_mode") //nolint:errcheck
+	_, err = conn.Exec(ctx, "PREPARE list_objects(text, text, text, text, int) AS "+db.sql)
+	require.NoError(t, err)
+	defer conn.Exec(context.Background(), "DEALLOCATE list_objects") //nolint:errcheck
+	lits := make([]string, len(db.args))
+	for i, a := range db.args {
+		if s, ok := a.(string); ok {
+			lits[i] = "'" + strings.ReplaceAll(s, "'", "''") + "'"
+		} else {
+			lits[i] = fmt.Sprint(a)
+		}
+	}
+	var plan string
+	require.NoError(t, conn.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE list_objects("+strings.Join(lits, ", ")+")").Scan(&plan))
+	require.Contains(t, plan, "$1", "a generic plan names its parameters")
+	var out []struct {
+		Plan json.RawMessage `json:"Plan"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(plan), &out))
+	require.NotContains(t, string(out[0].Plan), `"Seq Scan"`, plan)
+	require.Contains(t, string(out[0].Plan), `"Index Cond"`, plan)
+	var scanned func(raw json.RawMessage) float64
+	scanned = func(raw json.RawMessage) float64 {
+		var n struct {
+			Rows     float64           `json:"Actual Rows"`
+			Removed  float64           `json:"Rows Removed by Filter"`
+			Type     string            `json:"Node Type"`
+			Children []json.RawMessage `json:"Plans"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &n))
+		total := 0.0
+		if strings.Contains(n.Type, "Index") {
+			total += n.Rows + n.Removed
+		}
+		for _, c := range n.Children {
+			total += scanned(c)
+		}
+		return total
+	}
+	require.LessOrEqual(t, scanned(out[0].Plan), 250.0, "the last page reads what lies under the prefix, not the rest of the bucket: %s", plan)
 }

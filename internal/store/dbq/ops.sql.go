@@ -96,16 +96,18 @@ FROM objects
 WHERE bucket = $1
   AND key COLLATE "C" > $2::text
   AND key COLLATE "C" >= $3::text
+  AND key COLLATE "C" < $4::text
   AND starts_with(key, $3::text)
 ORDER BY key COLLATE "C"
-LIMIT $4
+LIMIT $5
 `
 
 type OpsListObjectsParams struct {
-	Bucket   string
-	AfterKey string
-	Prefix   string
-	MaxRows  int32
+	Bucket    string
+	AfterKey  string
+	Prefix    string
+	PrefixEnd string
+	MaxRows   int32
 }
 
 type OpsListObjectsRow struct {
@@ -116,11 +118,15 @@ type OpsListObjectsRow struct {
 }
 
 // One page of a bucket's rows under prefix, in byte order of key (as S3 lists), after after_key.
+// prefix_end (store.PrefixEnd) bounds the index range from above: PostgreSQL derives no bound from
+// starts_with in a generic plan, which pgx's cached statements get after a few runs, and the last
+// page then read the rest of the bucket's index to return nothing.
 func (q *Queries) OpsListObjects(ctx context.Context, arg OpsListObjectsParams) ([]OpsListObjectsRow, error) {
 	rows, err := q.db.Query(ctx, opsListObjects,
 		arg.Bucket,
 		arg.AfterKey,
 		arg.Prefix,
+		arg.PrefixEnd,
 		arg.MaxRows,
 	)
 	if err != nil {

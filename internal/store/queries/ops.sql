@@ -6,11 +6,15 @@ SELECT now()::timestamptz AS now;
 
 -- name: OpsListObjects :many
 -- One page of a bucket's rows under prefix, in byte order of key (as S3 lists), after after_key.
+-- prefix_end (store.PrefixEnd) bounds the index range from above: PostgreSQL derives no bound from
+-- starts_with in a generic plan, which pgx's cached statements get after a few runs, and the last
+-- page then read the rest of the bucket's index to return nothing.
 SELECT key, etag, status, updated_at
 FROM objects
 WHERE bucket = @bucket
   AND key COLLATE "C" > @after_key::text
   AND key COLLATE "C" >= @prefix::text
+  AND key COLLATE "C" < @prefix_end::text
   AND starts_with(key, @prefix::text)
 ORDER BY key COLLATE "C"
 LIMIT @max_rows;
