@@ -49,8 +49,11 @@ const (
 // Records with event names intake does not know decode to [KindUnknown].
 // A notification with more than [MaxRecords] records, a key longer than
 // [MaxKeyLen] bytes, and a version id longer than [MaxVersionIDLen] bytes or
-// holding a control character are refused. On success Decode returns at
-// least one event; every error wraps [ErrPermanent].
+// holding a control character are refused. A sequencer no S3 sends (longer
+// than [MaxPlausibleSequencer] digits, or not hexadecimal) is not a reason
+// to refuse a body: it is dropped, and the event decodes as if it had none
+// (the [Processor] counts it in intake_events_distrusted_total). On success
+// Decode returns at least one event; every error wraps [ErrPermanent].
 func Decode(body []byte) ([]Event, error) {
 	// The fast path dispatches on names found by a scan instead of a decoded map. On a valid body
 	// it takes the same branch; any error is computed again the thorough way, so that a malformed
@@ -74,11 +77,13 @@ func quoted(s string) string {
 	if len(s) <= maxQuoted {
 		return strconv.Quote(s)
 	}
-	cut := s[:maxQuoted]
-	for len(cut) > 0 && !utf8.ValidString(cut) && len(s)-len(cut) < utf8.UTFMax {
-		cut = cut[:len(cut)-1]
+	// Cut at the start of a character: back off (at most UTFMax-1 bytes, so that a string that is
+	// not UTF-8 is still cut near maxQuoted) while the first byte left out continues a character.
+	n := maxQuoted
+	for n > maxQuoted-utf8.UTFMax+1 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(cut), len(s))
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:n]), len(s))
 }
 
 // permanent formats an error that wraps ErrPermanent.
@@ -386,14 +391,17 @@ func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (
 	if size < 0 {
 		return Event{}, permanent("negative object size %d", size)
 	}
-	if _, ok := SequencerKey(sequencer); !ok {
-		return Event{}, permanent("invalid sequencer %s", quoted(sequencer))
-	}
 	t, err := parseTime(rawTime)
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{Bucket: bucket, Key: key, Size: size, Sequencer: sequencer, Time: t}, nil
+	ev := Event{Bucket: bucket, Key: key, Size: size, Sequencer: sequencer, Time: t}
+	if !plausibleSequencer(sequencer) {
+		// Dropped, not refused: the sequencer decides nothing a look at S3 does not (see "What an
+		// event is not taken at its word for" in doc.go); the Processor counts it.
+		ev.Sequencer, ev.droppedSequencer = "", len(sequencer)
+	}
+	return ev, nil
 }
 
 // decodeKey undoes the form encoding of an object key. Keys that are not

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -449,8 +450,6 @@ var negativeBodies = map[string]string{
 	"size as string":              `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","size":"12"}}}]}`,
 	"size fractional":             `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","size":1.5}}}]}`,
 	"negative size":               `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","size":-1}}}]}`,
-	"non-hex sequencer":           `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"0055XYZ"}}}]}`,
-	"sequencer over 64 chars":     `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"` + strings.Repeat("A", 65) + `"}}}]}`,
 	"eventName not a string":      `{"Records":[{"eventName":1,"s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
 	"SNS non-JSON Message":        `{"Type":"Notification","Message":"not json"}`,
 	"SNS empty Message":           `{"Type":"Notification","Message":""}`,
@@ -521,13 +520,12 @@ func TestDecodeErrorsQuoteLittle(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("Z", 250_000)
 	for name, body := range map[string]string{
-		"sequencer":      `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"` + long + `"}}}]}`,
 		"event time":     `{"Records":[{"eventTime":"` + long + `","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
 		"key escape":     `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"%zz` + long + `"}}}]}`,
 		"SNS type":       `{"Type":"` + long + `","Message":"{}"}`,
 		"test event":     `{"Service":"Amazon S3","Event":"` + long + `"}`,
 		"EventBridge":    `{"detail-type":"Object Created","source":"` + long + `","detail":{}}`,
-		"multibyte runs": `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"` + strings.Repeat("é", 200_000) + `"}}}]}`,
+		"multibyte runs": `{"Records":[{"eventTime":"` + strings.Repeat("é", 200_000) + `","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
 	} {
 		_, err := pipeline.Decode([]byte(body))
 		require.ErrorIs(t, err, pipeline.ErrPermanent, name)
@@ -589,4 +587,86 @@ func TestDecodeRejects(t *testing.T) {
 			require.Nil(t, events)
 		})
 	}
+}
+
+// TestDecodeDropsImplausibleSequencers: a sequencer no S3 sends (longer than MaxPlausibleSequencer
+// digits, or not hexadecimal) does not refuse the body, which would dead-letter every event of it:
+// it is dropped, and the event decodes as if it had none (the Processor counts it; see
+// TestProcessDistrust). Plausible ones are kept as sent.
+func TestDecodeDropsImplausibleSequencers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, seq, want string
+	}{
+		{"empty", "", ""},
+		{"AWS's", "0055AED6DCD90281E5", "0055AED6DCD90281E5"},
+		{"lower-case", "617f08299329d189", "617f08299329d189"},
+		{"MaxPlausibleSequencer digits", strings.Repeat("F", pipeline.MaxPlausibleSequencer), strings.Repeat("F", pipeline.MaxPlausibleSequencer)},
+		{"one digit too many", strings.Repeat("F", pipeline.MaxPlausibleSequencer+1), ""},
+		{"64 digits", strings.Repeat("F", 64), ""},
+		{"65 digits", strings.Repeat("A", 65), ""},
+		{"far too long", strings.Repeat("0", 100_000), ""},
+		{"non-hex", "0055XYZ", ""},
+		{"a space", "0055 AED6", ""},
+		{"multibyte", "0055é", ""},
+		{"a sign", "-1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s3 := mustJSON(t, map[string]any{"Records": []any{
+				map[string]any{"eventName": "ObjectCreated:Put", "eventTime": "2024-05-06T07:08:09Z",
+					"s3": map[string]any{"bucket": map[string]any{"name": "b"}, "object": map[string]any{"key": "k", "sequencer": tt.seq}}},
+				map[string]any{"eventName": "ObjectRemoved:Delete",
+					"s3": map[string]any{"bucket": map[string]any{"name": "b"}, "object": map[string]any{"key": "k2", "sequencer": "0B"}}},
+			}})
+			sns := mustJSON(t, map[string]any{"Type": "Notification", "Message": string(s3)})
+			eventBridge := mustJSON(t, map[string]any{"detail-type": "Object Created", "source": "aws.s3",
+				"detail": map[string]any{"bucket": map[string]any{"name": "b"}, "object": map[string]any{"key": "k", "sequencer": tt.seq}}})
+			for shape, body := range map[string][]byte{"S3": s3, "SNS": sns, "EventBridge": eventBridge} {
+				for _, fast := range []bool{true, false} {
+					events, err := pipeline.DecodeWith(body, fast)
+					require.NoError(t, err, "%s (fast %v)", shape, fast)
+					require.Equal(t, tt.want, events[0].Sequencer, "%s (fast %v)", shape, fast)
+					require.Equal(t, pipeline.KindCreated, events[0].Kind, shape)
+					require.Equal(t, "k", events[0].Key, shape)
+					if shape != "EventBridge" {
+						require.Len(t, events, 2, "the body's other events are untouched")
+						require.Equal(t, "0B", events[1].Sequencer, shape)
+						require.True(t, utc(2024, time.May, 6, 7, 8, 9, 0).Equal(events[0].Time), shape)
+					}
+				}
+				events, err := pipeline.Decode(body)
+				require.NoError(t, err, shape)
+				require.Equal(t, tt.want, events[0].Sequencer, shape)
+			}
+		})
+	}
+}
+
+// TestQuotedKeepsCharactersWhole: what an error quotes of a long value is cut at the start of a
+// character, never inside one (which %q would show as a stray \xc3), whatever the character's width.
+func TestQuotedKeepsCharactersWhole(t *testing.T) {
+	t.Parallel()
+	for _, r := range []string{"é", "€", "😀"} {
+		for pad := 250; pad <= 257; pad++ {
+			s := strings.Repeat("a", pad) + r + strings.Repeat("b", 100)
+			q := pipeline.Quoted(s)
+			require.NotContains(t, q, `\x`, "pad %d, %q: %s", pad, r, q)
+			quoted, rest, ok := strings.Cut(q, "…")
+			require.True(t, ok, q)
+			require.Equal(t, fmt.Sprintf(" (%d bytes)", len(s)), rest)
+			unq, err := strconv.Unquote(quoted)
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(s, unq), "a prefix of the value")
+			require.True(t, utf8.ValidString(unq))
+			require.GreaterOrEqual(t, len(unq), 256-utf8.UTFMax+1, "cut near the limit")
+			require.LessOrEqual(t, len(unq), 256)
+		}
+	}
+	require.Equal(t, strconv.Quote("short é"), pipeline.Quoted("short é"))
+	// The same through Decode: an error quoting a long event time.
+	_, err := pipeline.Decode([]byte(`{"Records":[{"eventTime":"` + strings.Repeat("a", 255) + "é" + strings.Repeat("b", 100) + `","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`))
+	require.ErrorIs(t, err, pipeline.ErrPermanent)
+	require.NotContains(t, err.Error(), `\x`, err.Error())
 }

@@ -170,8 +170,9 @@
 //
 // # What an event is not taken at its word for
 //
-// A sequencer longer than [MaxPlausibleSequencer] digits is dropped (the event
-// is processed as if it had none), and an eventTime further than
+// A sequencer longer than [MaxPlausibleSequencer] digits, or holding anything
+// but hexadecimal digits, is dropped, never a reason to refuse the body
+// ([Decode] decodes the event as if it had none), and an eventTime further than
 // [ProcessorConfig.EventTimeTolerance] in the future is clamped to the time of
 // processing (clamped rather than refused: a store's clock may run a little
 // ahead, and the event is still a good hint of where to look). Neither value
@@ -223,7 +224,8 @@
 //
 // Process returns nil once every effect is committed. Only a body that
 // cannot be decoded, or that names a bucket intake does not serve (a
-// [Refusal]), returns an error wrapping [ErrPermanent]. Errors wrapping
+// [Refusal]), returns an error wrapping [ErrPermanent] (unless its archive
+// failed for an outage or an ended ctx: see below). Errors wrapping
 // [ErrUnavailable] come from the adapters when PostgreSQL or S3 is
 // unreachable, throttling or failing (5xx), and when S3 refuses intake as a
 // whole: its credentials (an expired or invalid session token, an unknown
@@ -245,5 +247,10 @@
 // a redelivered body is archived again. Invalid UTF-8 and NUL bytes, which
 // PostgreSQL text refuses, are replaced by U+FFFD; an archive failure other
 // than an outage, or than ctx ending (a shutdown between the commit and the
-// archive), is logged and does not fail the message.
+// archive), is logged and does not fail the message. An outage or an ended
+// ctx does: the message is retried, to be archived. A refused body
+// ("malformed", "refused:foreign_bucket") follows the same rule: its archive
+// failing for an outage or an ended ctx returns that error (wrapping
+// [ErrUnavailable] for an outage, so the consumer pauses), not the refusal,
+// so that it is dead-lettered only once archived.
 package pipeline

@@ -79,13 +79,18 @@ type Event struct {
 	// VersionID is the object version, when the bucket is versioned.
 	VersionID string
 	// Sequencer orders events of the same key, as received. It may be empty;
-	// when it is not, [SequencerKey] accepts it.
+	// when it is not, it has at most [MaxPlausibleSequencer] hexadecimal
+	// digits (so [SequencerKey] accepts it): [Decode] drops any other.
 	Sequencer string
 	// Time is the event time in UTC, or the zero time when absent.
 	Time time.Time
 	// ContentType is the object's content type when the body carries it
 	// (MinIO does), else "".
 	ContentType string
+
+	// droppedSequencer is the length of the sequencer Decode dropped as implausible (0: none),
+	// for the Processor to count and log.
+	droppedSequencer int
 }
 
 // kindOf classifies an event name that has no "s3:" prefix.

@@ -10,6 +10,9 @@ import (
 // notification's records (scanRecords).
 func DecodeWith(body []byte, fast bool) ([]Event, error) { return decode(body, false, fast) }
 
+// Quoted is quoted.
+var Quoted = quoted
+
 // ArrayLen is arrayLen.
 var ArrayLen = arrayLen
 

@@ -2,11 +2,15 @@ package pipeline
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the Processor's Prometheus collectors.
+// metrics are the Processor's Prometheus collectors. Those of events (events, eventAge, distrusted)
+// count processing attempts, not messages or events: Process cannot tell a message's first receive
+// from a later one (the consumer's receive count is not given to it), and an attempt only reaches
+// the events before the first that fails.
 type metrics struct {
 	verdicts *prometheus.CounterVec
 	eventAge prometheus.Histogram
@@ -24,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"verdict", "reason"}),
 		eventAge: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "intake_event_age_seconds",
-			Help:    "Time from an S3 event to its processing.",
+			Help:    "Time from an S3 event to a processing attempt that reached it, observed on every attempt: an event of a message retried or redelivered (a later event of its body failed, an outage, a lost ack) is observed again, older.",
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
 		}),
 		inspect: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -34,11 +38,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "intake_events_total",
-			Help: "Decoded S3 events, by kind (created, removed, tagging, acl, test, unknown).",
+			Help: "S3 events reached by processing attempts, by kind (created, removed, tagging, acl, test, unknown): counted on every attempt, so the events of a message retried or redelivered (a later event of its body failed, an outage, a lost ack) are counted again.",
 		}, []string{"kind"}),
 		distrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "intake_events_distrusted_total",
-			Help: "What was not taken at an event's word, by reason: foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object: not marked deleted), sequencer_implausible (ignored), event_time_future (clamped to now).",
+			Help: "What was not taken at an event's word, by reason, counted on every processing attempt (a message refused for foreign_bucket once per receive until it is dead-lettered: maxReceiveCount times under a redrive policy): foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object: not marked deleted), sequencer_implausible (longer than " + strconv.Itoa(MaxPlausibleSequencer) + " digits or not hexadecimal: ignored), event_time_future (clamped to now).",
 		}, []string{"reason"}),
 	}
 	if reg == nil {

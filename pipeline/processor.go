@@ -129,19 +129,27 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 // with an event naming a bucket intake is not configured for is refused
 // whole, before any of its events is processed. With Archive set, an
 // archive failure is logged and does not fail the message, unless it is an
-// outage or ctx ended: the message is then retried, to be archived.
+// outage or ctx ended: the message is then retried, to be archived. That
+// holds for a refused body too (malformed, or naming a foreign bucket): the
+// error then does not wrap ErrPermanent (it wraps the archive's, an
+// ErrUnavailable for an outage), so that the body is dead-lettered only
+// once a later receive has archived it.
 func (p *Processor) Process(ctx context.Context, msgID string, body []byte) error {
 	log := p.log.With("msg_id", msgID)
 	events, err := Decode(body)
 	if err != nil {
 		log.WarnContext(ctx, "malformed message body", "err", err)
-		p.archiveRefused(ctx, log, msgID, "malformed", body)
+		if aerr := p.archiveRefused(ctx, log, msgID, "malformed", body); aerr != nil {
+			return fmt.Errorf("message %s, refused (%v), not archived; retried to archive it: %w", msgID, err, aerr)
+		}
 		return err
 	}
 	if err := p.checkBuckets(events); err != nil {
 		p.m.distrusted.WithLabelValues(DistrustForeignBucket).Inc()
 		log.WarnContext(ctx, "message refused: foreign bucket", "err", err)
-		p.archiveRefused(ctx, log, msgID, "refused:"+ReasonForeignBucket, body)
+		if aerr := p.archiveRefused(ctx, log, msgID, "refused:"+ReasonForeignBucket, body); aerr != nil {
+			return fmt.Errorf("message %s, refused (%v), not archived; retried to archive it: %w", msgID, err, aerr)
+		}
 		return fmt.Errorf("message %s: %w", msgID, err)
 	}
 	outcomes := make([]string, 0, len(events))
@@ -176,13 +184,25 @@ func (p *Processor) Process(ctx context.Context, msgID string, body []byte) erro
 	return nil
 }
 
-// archiveRefused archives a body that was refused whole, when archiving is on; a failure is logged.
-func (p *Processor) archiveRefused(ctx context.Context, log *slog.Logger, msgID, outcome string, body []byte) {
+// archiveRefused archives a body that was refused whole, when archiving is on. It returns an error
+// (wrapping the archive's, never [ErrPermanent]) when the archive failed because of an outage or
+// because ctx ended: the message must then be retried rather than dead-lettered, so that its body
+// is archived when it is refused again (and an outage pauses the consumer, as any other would).
+// Any other archive failure is logged, and the refusal stands.
+func (p *Processor) archiveRefused(ctx context.Context, log *slog.Logger, msgID, outcome string, body []byte) error {
 	if !p.archive {
-		return
+		return nil
 	}
-	if err := p.records.Archive(ctx, ArchivedEvent{MessageID: msgID, Outcome: outcome, Body: archiveText(body)}); err != nil {
+	err := p.records.Archive(ctx, ArchivedEvent{MessageID: msgID, Outcome: outcome, Body: archiveText(body)})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnavailable), ctx.Err() != nil:
+		log.WarnContext(ctx, "archive refused body failed; the message is retried to archive it", "outcome", outcome, "err", err)
+		return fmt.Errorf("archive refused body: %w", err)
+	default:
 		log.WarnContext(ctx, "archive refused body", "outcome", outcome, "err", err)
+		return nil
 	}
 }
 

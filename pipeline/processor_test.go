@@ -1219,6 +1219,24 @@ func TestProcessDistrust(t *testing.T) {
 				require.Nil(t, b.row(t, "other.txt").Sequencer, "not stored")
 			},
 		},
+		// Longer than any sequencer key, or not hexadecimal: dropped the same way, not a reason to
+		// dead-letter the body.
+		{
+			name: "a sequencer of 65 digits", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "third.txt", seq: strings.Repeat("F", 65), at: now}),
+			distrust: pipeline.DistrustSequencer,
+			check: func(t *testing.T) {
+				row := b.row(t, "third.txt")
+				require.Equal(t, pipeline.StatusMissing, row.Status, "looked at as if it had no sequencer")
+				require.Nil(t, row.Sequencer, "not stored")
+			},
+		},
+		{
+			name: "a sequencer that is not hexadecimal", body: body(testEvent{name: "ObjectCreated:Put", bucket: b.bucket, key: "k.txt", seq: "0055XYZ", at: now}),
+			distrust: pipeline.DistrustSequencer,
+			check: func(t *testing.T) {
+				require.Equal(t, pipeline.StatusValid, b.row(t, "k.txt").Status)
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,8 +22,8 @@ const (
 	// deleted (the deletion of one version has the object looked at again, which records another
 	// version S3 now holds, and changes nothing otherwise).
 	DistrustRemovalUnconfirmed = "removal_unconfirmed"
-	// DistrustSequencer: a sequencer longer than [MaxPlausibleSequencer] digits; the event was
-	// processed as if it had none.
+	// DistrustSequencer: a sequencer longer than [MaxPlausibleSequencer] digits, or not
+	// hexadecimal; [Decode] dropped it and the event was processed as if it had none.
 	DistrustSequencer = "sequencer_implausible"
 	// DistrustEventTime: an eventTime further in the future than the tolerance; it was clamped to
 	// the time of processing.
@@ -32,7 +32,8 @@ const (
 
 var distrustReasons = []string{DistrustForeignBucket, DistrustRemovalUnconfirmed, DistrustSequencer, DistrustEventTime}
 
-// MaxPlausibleSequencer is the longest sequencer intake keeps, in hexadecimal digits. The AWS
+// MaxPlausibleSequencer is the longest sequencer intake keeps, in hexadecimal digits: [Decode]
+// drops a longer one, or one holding anything but hexadecimal digits. The AWS
 // documentation's examples have 18 and 16 ("0055AED6DCD90281E5", "617f08299329d189"); MinIO sends
 // its modification time in nanoseconds, unpadded ("18EB24A6C331BBF0": 16 digits until the year
 // 2554). Twice that leaves room for other stores; a longer one (such as 64 "F"s) is forged.
@@ -83,15 +84,25 @@ func (p *Processor) checkBuckets(events []Event) error {
 	return nil
 }
 
-// distrust returns ev with what cannot be believed removed: a sequencer no S3 sends is dropped,
-// and an eventTime further than the tolerance in the future is clamped to now. Neither decides
-// what a row says (observations do; see "Order and idempotency" in doc.go): this keeps forged
-// values out of the objects table and the event-age histogram.
+// plausibleSequencer reports whether s is a sequencer intake keeps: empty, or 1 to
+// MaxPlausibleSequencer hexadecimal digits.
+func plausibleSequencer(s string) bool {
+	if len(s) > MaxPlausibleSequencer {
+		return false
+	}
+	_, ok := SequencerKey(s)
+	return ok
+}
+
+// distrust returns ev with what cannot be believed removed: a sequencer no S3 sends (which Decode
+// already dropped) is counted, and an eventTime further than the tolerance in the future is
+// clamped to now. Neither decides what a row says (observations do; see "Order and idempotency"
+// in doc.go): this keeps forged values out of the objects table and the event-age histogram.
 func (p *Processor) distrust(ctx context.Context, log *slog.Logger, ev Event) Event {
-	if len(ev.Sequencer) > MaxPlausibleSequencer {
+	if n := ev.droppedSequencer; n > 0 || !plausibleSequencer(ev.Sequencer) {
 		p.m.distrusted.WithLabelValues(DistrustSequencer).Inc()
-		log.WarnContext(ctx, "implausible sequencer ignored", "sequencer_length", len(ev.Sequencer), "max", MaxPlausibleSequencer)
-		ev.Sequencer = ""
+		log.WarnContext(ctx, "implausible sequencer ignored", "sequencer_length", max(n, len(ev.Sequencer)), "max", MaxPlausibleSequencer)
+		ev.Sequencer, ev.droppedSequencer = "", 0
 	}
 	if now := p.now(); ev.Time.After(now.Add(p.tolerance)) {
 		p.m.distrusted.WithLabelValues(DistrustEventTime).Inc()

@@ -11,12 +11,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -44,7 +47,9 @@ type Config struct {
 	Token string
 	// QueueURL is the SQS queue events are forwarded to (required).
 	QueueURL string
-	// Client sends to SQS (required).
+	// Client sends to SQS (required). When it also has GetQueueAttributes (*sqs.Client does), the
+	// ingress reads the queue's MaximumMessageSize to tell a body the queue refuses as too long
+	// from a refusal of the queue's own setup (see tooLong).
 	Client Sender
 	// MaxBody bounds the request body (default DefaultMaxBody).
 	MaxBody int64
@@ -176,6 +181,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			problem.Write(w, probRejected.With(fmt.Sprintf("the queue refused the message body (%s)", code)))
 			return
 		}
+		if limit, ok := h.tooLong(ctx, err, len(body)); ok {
+			h.requests.WithLabelValues(outcomeRejected).Inc()
+			detail := fmt.Sprintf("the queue refused the message body as too long: %d bytes", len(body))
+			if limit > 0 {
+				detail += fmt.Sprintf(", over its maximum message size of %d bytes", limit)
+			}
+			h.log.ErrorContext(ctx, "ingress: the queue refused the event body as too long (its MaximumMessageSize is below the ingress's MaxBody)",
+				"err", err, "bytes", len(body), "queue_max_bytes", limit, "max_body", h.cfg.MaxBody)
+			problem.Write(w, probRejected.With(detail))
+			return
+		}
 		h.requests.WithLabelValues(outcomeUnavailable).Inc()
 		h.log.ErrorContext(ctx, "ingress: could not forward the event to the queue", "err", err)
 		w.Header().Set("Retry-After", "5")
@@ -221,10 +237,11 @@ func sqsText(body []byte) (rune, bool) {
 
 // rejectedBody reports whether SQS refused the message body itself (it would refuse it again), as
 // opposed to failing (unreachable, throttled, missing queue), and the error code that says so.
-// InvalidParameterValue is not one: the body was already checked for what SQS refuses in a body
-// (characters, size), and SQS answers that code for its queue's own setup too (a FIFO queue without
+// InvalidParameterValue is not one by itself: the body was already checked for the characters SQS
+// refuses, and SQS answers that code for its queue's own setup too (a FIFO queue without
 // content-based deduplication refuses every message), which is intake's side failing: 503, so
-// that the sender keeps the event and retries.
+// that the sender keeps the event and retries. It is also SQS's answer to a body longer than the
+// queue's MaximumMessageSize, which may be below MaxBody: tooLong tells that case apart.
 func rejectedBody(err error) (string, bool) {
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) {
@@ -235,6 +252,75 @@ func rejectedBody(err error) (string, bool) {
 		return code, true
 	}
 	return "", false
+}
+
+// legacyMaxMessageSize is SQS's largest message until 2025 (256 KiB), still the MaximumMessageSize
+// of queues created before and the default of some emulators: a body above it that the queue
+// refuses with InvalidParameterValue, for no reason the ingress can read, is taken as too long.
+const legacyMaxMessageSize = 256 << 10
+
+// attributeGetter is the optional call tooLong makes to read the queue's MaximumMessageSize;
+// *sqs.Client has it.
+type attributeGetter interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+// shorterThan finds the limit in SQS's "Message must be shorter than 262144 bytes."
+var shorterThan = regexp.MustCompile(`(?i)shorter than (\d+) bytes`)
+
+// tooLong reports whether err, SQS's refusal of a body of n bytes, says that the body is longer
+// than the queue takes (its MaximumMessageSize, which may be below MaxBody: 256 KiB on queues
+// created before 2025 and on some emulators), and the queue's limit when known (0 otherwise). Such
+// a body would be refused on every retry, so it is the sender's to drop (422), not an outage (503).
+// SQS says so with InvalidParameterValue, the code it also gives a queue's own misconfiguration,
+// so the ingress decides, in this order: SQS's message naming the size ("Message must be shorter
+// than 262144 bytes"); else the queue's MaximumMessageSize, read then (when the Client can, and
+// the call succeeds) and compared with n; else n above legacyMaxMessageSize.
+func (h *Handler) tooLong(ctx context.Context, err error, n int) (limit int, ok bool) {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return 0, false
+	}
+	switch apiErr.ErrorCode() {
+	case "InvalidParameterValue", "InvalidParameterValueException":
+	default:
+		return 0, false
+	}
+	msg := apiErr.ErrorMessage()
+	if m := shorterThan.FindStringSubmatch(msg); m != nil {
+		limit, _ = strconv.Atoi(m[1])
+		return limit, true
+	}
+	if lower := strings.ToLower(msg); strings.Contains(lower, "too long") || strings.Contains(lower, "maximummessagesize") {
+		return 0, true
+	}
+	if size, known := h.maxMessageSize(ctx); known {
+		return size, n > size
+	}
+	return 0, n > legacyMaxMessageSize
+}
+
+// maxMessageSize reads the queue's MaximumMessageSize, when the Client can.
+func (h *Handler) maxMessageSize(ctx context.Context) (int, bool) {
+	getter, ok := h.cfg.Client.(attributeGetter)
+	if !ok {
+		return 0, false
+	}
+	actx, cancel := context.WithTimeout(ctx, h.cfg.SendTimeout)
+	defer cancel()
+	out, err := getter.GetQueueAttributes(actx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(h.cfg.QueueURL),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameMaximumMessageSize},
+	})
+	if err != nil {
+		h.log.WarnContext(ctx, "ingress: could not read the queue's MaximumMessageSize", "err", err)
+		return 0, false
+	}
+	size, err := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameMaximumMessageSize)])
+	if err != nil || size <= 0 {
+		return 0, false
+	}
+	return size, true
 }
 
 // ProblemBase prefixes the problem type URIs (problem.Base, the same base as the API's).
