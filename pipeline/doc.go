@@ -227,7 +227,7 @@
 // [Refusal]), returns an error wrapping [ErrPermanent] (unless its archive
 // failed for an outage or an ended ctx: see below). Errors wrapping
 // [ErrUnavailable] come from the adapters when PostgreSQL or S3 is
-// unreachable, throttling or failing (5xx), and when S3 refuses intake as a
+// unreachable, throttling or failing (500, 502, 503, 504; 507, a full disk), and when S3 refuses intake as a
 // whole: its credentials (an expired or invalid session token, an unknown
 // access key, a signature it does not accept), or an AccessDenied that a
 // HeadBucket of the same bucket confirms (refused too). Such a refusal is

@@ -9,7 +9,7 @@ import (
 )
 
 // ErrUnavailable marks retryable failures caused by a dependency outage
-// (PostgreSQL or S3 unreachable, 5xx, throttling). The consumer pauses
+// (PostgreSQL or S3 unreachable, 500/502/503/504 or 507, throttling). The consumer pauses
 // receiving when it sees one. Adapters return an [UnavailableError], which
 // matches it and names the dependency: Unavailable(DependencyPostgres, err).
 var ErrUnavailable = errors.New("dependency unavailable")
@@ -71,7 +71,7 @@ type ObjectRef struct {
 
 // ObjectStore is the part of S3 the Processor uses. Errors wrap [ErrNotFound]
 // for an object missing from a bucket that exists, [ErrChanged] when a ref's
-// ETag no longer matches, and [ErrUnavailable] for throttling, 5xx and
+// ETag no longer matches, and [ErrUnavailable] for throttling, 500/502/503/504/507 and
 // transport failures, a missing bucket (an empty volume, a wrong endpoint: S3
 // cannot say whether the object exists), credentials or permissions S3
 // refuses for the whole store (not for one object), and an answer cut off.

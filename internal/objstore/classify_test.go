@@ -74,6 +74,49 @@ func TestPeekA404WithoutNoSuchKeyIsAnOutage(t *testing.T) {
 	}
 }
 
+// TestNotImplementedIsTheObjects: a 501 NotImplemented (an S3-compatible store that lacks the
+// request's operation, or one of its headers) is no outage of S3: the consumer would pause every
+// receiver, find the bucket with its HeadBucket, resume, and fail again, for good. Peek (through
+// every path, without repeating the GET through the SDK) and Head fail with an error of that one
+// request, which keeps S3's status and code, as does any 5xx the SDK's retryer does not retry.
+func TestNotImplementedIsTheObjects(t *testing.T) {
+	t.Parallel()
+	for status, code := range map[int]string{
+		http.StatusNotImplemented:          "NotImplemented",
+		http.StatusHTTPVersionNotSupported: "HttpVersionNotSupported",
+	} {
+		t.Run(code, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(status)
+				if r.Method != http.MethodHead {
+					_, _ = io.WriteString(w, s3Doc(code))
+				}
+			})
+			client := s3At(srv.URL, 3)
+			for path, o := range peekPaths(t, client) {
+				srv.take()
+				_, prefix, err := o.Peek(testkit.Context(t), "bkt", "k", 10)
+				require.Error(t, err, path)
+				require.Nil(t, prefix, path)
+				require.NotErrorIs(t, err, pipeline.ErrUnavailable, "%s: %v", path, err)
+				require.NotErrorIs(t, err, pipeline.ErrNotFound, path)
+				require.NotErrorIs(t, err, pipeline.ErrChanged, path)
+				require.ErrorContains(t, err, code, path)
+				require.Equal(t, []string{path}, senders(srv.take()), "%s: sent once, not again through the SDK", path)
+			}
+			objs := objstore.NewObjects(client)
+			_, err := objs.Head(testkit.Context(t), "bkt", "k")
+			require.Error(t, err)
+			require.NotErrorIs(t, err, pipeline.ErrUnavailable, "%v", err)
+			require.NotErrorIs(t, err, pipeline.ErrNotFound)
+			require.Equal(t, []string{"sdk"}, senders(srv.take()), "HEAD: once, no HeadBucket")
+			require.False(t, objstore.IsRetryable(err))
+		})
+	}
+}
+
 // TestObjectsMissingBucketIsAnOutage: on MinIO, every operation on a bucket that does not exist
 // fails as an outage of S3, never as a missing object: a HEAD's 404 (which has no body to tell a
 // missing key from a missing bucket) is confirmed by a HeadBucket first. A missing key in a bucket
@@ -325,47 +368,73 @@ func TestReadPrefixRefusesACutOffBody(t *testing.T) {
 	}
 }
 
+// rawAnswer answers a request with raw (status line, header and body as they go on the wire) and
+// closes the connection.
+func rawAnswer(raw string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(conn, raw)
+		_ = conn.Close()
+	}
+}
+
 // TestPeekRefusesAnAnswerWithoutSize: an answer that ignores the Range and sends the object chunked
-// (no Content-Length, no Content-Range), or a 206 without Content-Range, does not give the object's
-// size: Peek fails as an outage of S3, through every path, instead of recording a 0-byte object (or
-// the part's length) as its size. A 200 with a Content-Length is the whole object, its length the
-// size.
+// or until the connection closes (no Content-Length, no Content-Range), or a 206 without
+// Content-Range, does not give the object's size: Peek fails as an outage of S3, through every
+// path, instead of recording a 0-byte object (or the part's length, or what came before the close)
+// as its size. A 200 with a Content-Length is the whole object, its length the size.
 func TestPeekRefusesAnAnswerWithoutSize(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		handler  http.HandlerFunc
-		wantSize int64 // -1: ErrUnavailable
+		wantSize int64    // -1: ErrUnavailable
+		fastSent []string // who sent the fast path's GETs (nil: not checked)
 	}{
 		{"200 chunked", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "image/png")
 			_, _ = io.WriteString(w, "hello")
 			w.(http.Flusher).Flush() // the body goes chunked
 			_, _ = io.WriteString(w, " world")
-		}, -1},
+		}, -1, []string{"fast"}},
 		{"206 without Content-Range", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Length", "5")
 			w.WriteHeader(http.StatusPartialContent)
 			_, _ = io.WriteString(w, "hello")
-		}, -1},
+		}, -1, []string{"fast"}},
 		{"200 with Content-Length", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Length", "11")
 			_, _ = io.WriteString(w, "hello world")
-		}, 11},
+		}, 11, []string{"fast"}},
+		// A body delimited by the connection's close: fasthttp counts what it read as the
+		// Content-Length, and its fast path took that for the object's size.
+		// fasthttp cannot tell it from an answer announcing its length once the connection
+		// closes: such an answer goes to net/http.
+		{"200 until close", rawAnswer("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world"), -1, []string{"fast", "net/http"}},
+		{"200 until close, HTTP/1.0", rawAnswer("HTTP/1.0 200 OK\r\n\r\nhello world"), -1, []string{"fast", "net/http"}},
+		// The same header but for its Content-Length gives the size, on every path.
+		{"200 with Content-Length, then close", rawAnswer("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 11\r\n\r\nhello world"), 11, []string{"fast", "net/http"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t, tc.handler)
 			for path, o := range peekPaths(t, s3At(srv.URL, 1)) {
+				srv.take()
 				info, prefix, err := o.Peek(testkit.Context(t), "bkt", "k", 10)
 				if tc.wantSize >= 0 {
 					require.NoError(t, err, path)
 					require.Equal(t, tc.wantSize, info.Size, path)
 					require.Equal(t, "hello worl", string(prefix), path)
-					continue
+				} else {
+					require.ErrorIs(t, err, pipeline.ErrUnavailable, "%s: size %d, prefix %q", path, info.Size, prefix)
+					require.Nil(t, prefix, path)
 				}
-				require.ErrorIs(t, err, pipeline.ErrUnavailable, "%s: size %d, prefix %q", path, info.Size, prefix)
-				require.Nil(t, prefix, path)
+				if sent := srv.take(); path == "fast" && tc.fastSent != nil {
+					require.Equal(t, tc.fastSent, senders(sent), "who sent the fast path's GETs")
+				}
 			}
 		})
 	}

@@ -20,9 +20,10 @@ import (
 )
 
 // errNetHTTP says that a GET is for net/http, not fastGetter: h1.ErrNetHTTP (a proxy applies to its
-// host, the host has as many connections as the transport allows), or the answer is larger than
+// host, the host has as many connections as the transport allows), the answer is larger than
 // fastGetter buffers (a body beyond the Range, which the server ignored; a header beyond
-// h1.ReadBuffer).
+// h1.ReadBuffer), or it is a 200 without Content-Range on a connection the server closes, whose
+// size fasthttp cannot tell (see fastGetter.getRange).
 var errNetHTTP = errors.New("objstore: presigned GET left to net/http")
 
 // fastGetter sends Peek's presigned ranged GETs through an h1.Pool: fasthttp's HTTP/1.1 request
@@ -49,7 +50,8 @@ func newFastGetter(c aws.HTTPClient) *fastGetter {
 }
 
 // getRange sends the presigned GET u of bytes [0, n). It returns errNetHTTP when net/http must
-// send it instead; other results are as presignedGetter.getRange's.
+// send it instead (sending it again when the answer was one fastGetter cannot read: see
+// errNetHTTP); other results are as presignedGetter.getRange's.
 func (g *fastGetter) getRange(ctx context.Context, u string, n int) (rangeReply, error) {
 	scheme, rest, _ := strings.Cut(u, "://")
 	name, target := rest, "/"
@@ -87,9 +89,20 @@ func (g *fastGetter) getRange(ctx context.Context, u string, n int) (rangeReply,
 		defer fasthttp.ReleaseResponse(resp)
 		return rangeReply{}, responseError(status, fastHeader{&resp.Header}, io.LimitReader(bytes.NewReader(resp.Body()), maxErrorBody))
 	}
+	length := int64(resp.Header.ContentLength()) // -1: chunked
+	if length >= 0 && resp.StatusCode() == http.StatusOK && resp.Header.ConnectionClose() && len(resp.Header.Peek("Content-Range")) == 0 {
+		// The size of this answer is its Content-Length (see objectSize), but fasthttp reads a body
+		// sent without Content-Length or Transfer-Encoding up to the connection's close, which it
+		// takes for a normal end, and then sets the Content-Length to what it read: such an answer,
+		// whose size is unknown (and whose body may be cut off), looks like one announcing its
+		// length. Only connections the server closes end that way: net/http, which tells them
+		// apart, gets the GET.
+		fasthttp.ReleaseResponse(resp)
+		return rangeReply{}, errNetHTTP
+	}
 	body := &fastBody{resp: resp}
 	body.Reset(resp.Body())
-	return rangeReply{status: resp.StatusCode(), contentLength: int64(resp.Header.ContentLength()), header: fastHeader{&resp.Header}, body: body}, nil
+	return rangeReply{status: resp.StatusCode(), contentLength: length, header: fastHeader{&resp.Header}, body: body}, nil
 }
 
 // fastHeader reads a fasthttp response's header fields as http.Header.Get does.

@@ -42,16 +42,19 @@ const hashBufSize = 64 << 10
 // HeadBucket found the bucket (see [Objects.Head]). They wrap [pipeline.ErrChanged] when a
 // conditional request fails (412: the object was replaced), and are an outage of S3
 // ([pipeline.UnavailableError], matching [pipeline.ErrUnavailable]) when [IsRetryable] says so
-// (throttling, 5xx, transport errors, timeouts), when the bucket is missing (NoSuchBucket: an empty
-// volume, a wrong endpoint) or a 404 carries no S3 code (a proxy's page), when S3 refuses intake's
-// credentials (ExpiredToken, InvalidToken, TokenRefreshRequired, InvalidAccessKeyId,
-// SignatureDoesNotMatch: no object is at fault, every request fails alike), when an AccessDenied
-// (or a HEAD's bodiless 403 or 400) is confirmed store-wide by a HeadBucket of the same bucket that
-// is refused too (see [Objects.classify]), and when an answer is cut off or gives no object size.
-// Any other error wraps none of them and is the one object's: an AccessDenied while the bucket
-// answers (a policy or a KMS key denying that object), a 409 of a request that raced another on
-// the object (ConditionalRequestConflict, OperationAborted: trying that message again tells what
-// happened), another 400, an aborted multipart copy's NoSuchUpload.
+// (throttling, 500, 502, 503, 504, transport errors, timeouts), when the bucket is missing
+// (NoSuchBucket: an empty volume, a wrong endpoint) or a 404 carries no S3 code (a proxy's page),
+// when S3 refuses intake's credentials (ExpiredToken, InvalidToken, TokenRefreshRequired,
+// InvalidAccessKeyId, SignatureDoesNotMatch: no object is at fault, every request fails alike),
+// when an AccessDenied (or a HEAD's bodiless 403 or 400) is confirmed store-wide by a HeadBucket of
+// the same bucket that is refused too (see [Objects.classify]), and when an answer is cut off or
+// gives no object size. Any other error wraps none of them and is the one object's: an
+// AccessDenied while the bucket answers (a policy or a KMS key denying that object), a 409 of a
+// request that raced another on the object (ConditionalRequestConflict, OperationAborted: trying
+// that message again tells what happened), another 400, an aborted multipart copy's NoSuchUpload,
+// another 5xx (a 501 NotImplemented of a store that lacks the request's operation or one of its
+// headers: the HeadBucket of the consumer's outage check would pass, and the same request fail
+// again).
 type Objects struct {
 	client *s3.Client
 	// presigned sends Peek's GETs without the SDK's middleware (nil: the SDK does).
@@ -110,17 +113,18 @@ func objectInfo(out *s3.HeadObjectOutput) pipeline.ObjectInfo {
 // answers 416 and Peek falls back to HEAD, which must still show an empty object (of the 416's
 // ETag, when it gave one): an object written since, which nothing of Peek has read, returns
 // [pipeline.ErrChanged] (see emptyObject). An answer that does not give the object's size (a server
-// that ignored the Range and sent the object chunked) or whose body is cut off is an outage of S3:
-// Peek never returns a guessed size or a fragment as the prefix.
+// that ignored the Range and sent the object chunked, or until it closed the connection) or whose
+// body is cut off is an outage of S3: Peek never returns a guessed size or a fragment as the
+// prefix.
 //
 // Peek is the consumer's one S3 request per event, so it bypasses the SDK's middleware stack when
 // it can: the GET is presigned by a sigv4.Signer built from the client's options and sent with
 // fasthttp in the calling goroutine (when the client's HTTP client is the SDK's own and no proxy
 // applies; see fastGetter) or else through the client's HTTP client, and its response is mapped as
 // the SDK maps it, errors included (same codes, same sentinels). A retryable failure of that
-// request (throttling, 5xx, transport) is repeated through the SDK, whose retryer backs off as for
-// every other call. Options the Signer does not support (FIPS, dual-stack, accelerate, anonymous
-// access), access points and S3 Express buckets always go through the SDK.
+// request (throttling, 500, 502, 503, 504, transport) is repeated through the SDK, whose retryer
+// backs off as for every other call. Options the Signer does not support (FIPS, dual-stack,
+// accelerate, anonymous access), access points and S3 Express buckets always go through the SDK.
 func (o *Objects) Peek(ctx context.Context, bucket, key string, n int) (pipeline.ObjectInfo, []byte, error) {
 	if o.presigned.handles(bucket) {
 		info, prefix, retry, err := o.peekPresigned(ctx, bucket, key, n)

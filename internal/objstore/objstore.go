@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -209,10 +210,14 @@ func statusCode(err error) int {
 }
 
 // IsRetryable reports whether an S3 error is worth retrying as it is, the same request later
-// (throttling, 5xx, transport errors, timeouts). Client errors such as 403 or 400 are not, those
-// refusing intake's credentials (ExpiredToken, SignatureDoesNotMatch…) included: they last until
-// the credentials are renewed or fixed. The pipeline's adapter reports those as an outage of S3
-// all the same (see [Objects]), so that the consumer pauses instead of failing every message.
+// (throttling, transient 5xx, transport errors, timeouts). Of the 5xx, only those the SDK's
+// retryer retries are (500, 502, 503, 504; see retryableStatus): another one, such as a 501 Not
+// Implemented from an S3-compatible store that lacks the operation or one of its headers, or a 505,
+// answers the request itself, and the same request gets the same answer. Client errors such as 403
+// or 400 are not retryable either, those refusing intake's credentials (ExpiredToken,
+// SignatureDoesNotMatch…) included: they last until the credentials are renewed or fixed. The
+// pipeline's adapter reports those as an outage of S3 all the same (see [Objects]), so that the
+// consumer pauses instead of failing every message.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
@@ -229,11 +234,23 @@ func IsRetryable(err error) bool {
 	}
 	var respErr interface{ HTTPStatusCode() int }
 	if errors.As(err, &respErr) {
-		code := respErr.HTTPStatusCode()
-		return code >= 500 || code == http.StatusTooManyRequests || code == 0
+		return retryableStatus(respErr.HTTPStatusCode())
 	}
 	// No HTTP response at all: connection refused, reset, DNS.
 	return true
+}
+
+// retryableStatus reports whether an answer's HTTP status says that the same request may succeed
+// later: one the SDK's retryer retries (retry.DefaultRetryableHTTPStatusCodes: 500, 502, 503,
+// 504), 429 Too Many Requests, 507 Insufficient Storage (MinIO's XMinioStorageFull: the store's
+// disk is full until an operator frees it, an outage to pause for rather than a reason to
+// dead-letter every message meanwhile), or none (0).
+func retryableStatus(code int) bool {
+	if code == 0 || code == http.StatusTooManyRequests || code == http.StatusInsufficientStorage {
+		return true
+	}
+	_, ok := retry.DefaultRetryableHTTPStatusCodes[code]
+	return ok
 }
 
 // EnsureBucket creates the bucket unless it already exists.

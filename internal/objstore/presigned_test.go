@@ -191,7 +191,9 @@ func TestObjectsPeekPresignedErrors(t *testing.T) {
 // too; a 409 conflict is the one object's, retried later with its message; NoSuchUpload (an aborted
 // multipart copy) is neither the object missing nor an outage; neither is an AccessDenied here (only
 // Objects' HeadBucket tells whether it is the store's: TestAccessDeniedIsConfirmedByHeadBucket).
-// Only what IsRetryable accepts is repeated at once through the SDK.
+// Only what IsRetryable accepts is repeated at once through the SDK: of the 5xx, those the SDK's
+// retryer retries (500, 502, 503, 504), and 507 (a full disk, until an operator frees it); a 501
+// NotImplemented or a 505 answers the request itself.
 func TestPresignedErrorClassification(t *testing.T) {
 	t.Parallel()
 	doc := func(code string) string {
@@ -219,6 +221,10 @@ func TestPresignedErrorClassification(t *testing.T) {
 		{500, doc("InternalError"), pipeline.ErrUnavailable, "InternalError", true},
 		{502, "<html>bad gateway</html>", pipeline.ErrUnavailable, "UnknownError", true},
 		{503, doc("SlowDown"), pipeline.ErrUnavailable, "SlowDown", true},
+		{504, "", pipeline.ErrUnavailable, "UnknownError", true},
+		{501, doc("NotImplemented"), nil, "NotImplemented", false},
+		{505, "", nil, "UnknownError", false},
+		{507, doc("XMinioStorageFull"), pipeline.ErrUnavailable, "XMinioStorageFull", true},
 		{429, "", pipeline.ErrUnavailable, "UnknownError", true},
 		{400, doc("RequestTimeout"), pipeline.ErrUnavailable, "RequestTimeout", true},
 		{403, doc("RequestTimeTooSkewed"), pipeline.ErrUnavailable, "RequestTimeTooSkewed", true},

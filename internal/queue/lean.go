@@ -671,8 +671,15 @@ func appendJSONStrings[S ~string](dst []byte, list []S) []byte {
 	return append(dst, ']')
 }
 
-// sendError is the SDK's error for a request that got no (whole) answer.
+// sendError is the SDK's error for a request that got no (whole) answer: a *smithy.CanceledError
+// of ctx's error when ctx ended, else a *smithyhttp.RequestSendError. An exchange through the pool
+// is bounded by ctx's deadline too: its read times out at about the moment ctx's timer fires, maybe
+// just before. A timeout once the deadline has passed is the deadline's, so sendError waits for
+// the timer (at once due) instead of reporting an i/o timeout.
 func sendError(ctx context.Context, err error) error {
+	if d, ok := ctx.Deadline(); ok && h1.IsTimeout(err) && !time.Now().Before(d) {
+		<-ctx.Done()
+	}
 	if ctx.Err() != nil {
 		return &smithy.CanceledError{Err: ctx.Err()}
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -860,4 +861,46 @@ func TestRedactHandles(t *testing.T) {
 	require.ErrorAs(t, red, &apiErr)
 	require.Equal(t, "AWS.SimpleQueueService.InvalidParameterValue", apiErr.ErrorCode())
 	require.NoError(t, queue.RedactHandles(nil, secretHandle))
+}
+
+// TestLeanDeadlineIsCanceledError: a receive that gets no answer before its context's deadline
+// fails with the SDK's *smithy.CanceledError, which errors.Is finds context.DeadlineExceeded in,
+// on both of Lean's paths. Through the pool, the connection's read times out at the deadline, at
+// about the moment the context's timer fires: before, Lean looked at the context first and, most
+// times, returned a *smithyhttp.RequestSendError of the i/o timeout, which the consumer took for an
+// SQS failure rather than its own deadline.
+func TestLeanDeadlineIsCanceledError(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	url := httpServer(t, func(_ http.ResponseWriter, r *http.Request) {
+		select { // silent until the client leaves or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close, which waits for handlers
+	_, pooled := clientsAt(t, url)
+	for path, tc := range map[string]struct {
+		lean     *queue.Lean
+		receives int
+	}{
+		"pool":     {pooled, 200},
+		"net/http": {leanOverNetHTTP(t, url), 20},
+	} {
+		failed := 0
+		for i := range tc.receives {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+			out, err := tc.lean.ReceiveMessage(ctx, receiveInput)
+			cancel()
+			require.Nil(t, out, path)
+			var canceled *smithy.CanceledError
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &canceled) {
+				failed++
+				if failed == 1 {
+					t.Errorf("%s: receive %d: %T %v: not a *smithy.CanceledError of the deadline", path, i, errors.Unwrap(err), err)
+				}
+			}
+		}
+		assert.Zero(t, failed, "%s: receives of %d failing otherwise than with the deadline", path, tc.receives)
+	}
 }
