@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/time/rate"
 
 	"github.com/intakehq/intake/internal/objstore"
@@ -36,6 +38,38 @@ type Rows interface {
 }
 
 var _ Rows = (*dbq.Queries)(nil)
+
+// StatementTimeout bounds each of a run's statements (a page of rows, marking rows missing, the
+// database's time): a lock held by a stuck session, or a database that stops answering, fails the
+// run instead of holding it (and the periodic job's slot) until the task's own timeout.
+const StatementTimeout = time.Minute
+
+// statementTimeout is StatementTimeout; tests shorten it.
+var statementTimeout = StatementTimeout
+
+// timedRows bounds each call of Rows by timeout.
+type timedRows struct {
+	Rows
+	timeout time.Duration
+}
+
+func (t timedRows) OpsNow(ctx context.Context) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	return t.Rows.OpsNow(ctx)
+}
+
+func (t timedRows) OpsListObjects(ctx context.Context, arg dbq.OpsListObjectsParams) ([]dbq.OpsListObjectsRow, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	return t.Rows.OpsListObjects(ctx, arg)
+}
+
+func (t timedRows) OpsMarkMissing(ctx context.Context, arg dbq.OpsMarkMissingParams) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	return t.Rows.OpsMarkMissing(ctx, arg)
+}
 
 // Enqueuer asks for one object to be inspected again (TaskEnqueuer enqueues object:inspect).
 type Enqueuer interface {
@@ -211,6 +245,7 @@ func Run(ctx context.Context, s3c S3API, rows Rows, o Options) (*Report, error) 
 	if o.Fix && o.Enqueuer == nil {
 		return nil, errors.New("fix: no enqueuer")
 	}
+	rows = timedRows{Rows: rows, timeout: statementTimeout}
 	if o.Rate < 0 {
 		return nil, errors.New("rate: must not be negative")
 	}
@@ -417,13 +452,19 @@ func absent(status string) bool { return status == "deleted" || status == "missi
 func normETag(s string) string { return strings.ToLower(strings.Trim(s, `"`)) }
 
 // list sends the bucket's objects under o.Prefix, page by page, and checks they come in byte order.
-// With a limiter, each page is paid for (one token per object) before the next one is requested.
-// A listing stopped by ctx returns ctx's error: it is not a complete one.
+// With a limiter, each page is paid for (one token per object, at least one per request) before
+// the next one is requested; the last page is not waited for. A listing stopped by ctx returns
+// ctx's error: it is not a complete one; nor is one whose store repeats a continuation token.
+//
+// The keys are asked for URL-encoded (EncodingType url) and decoded here: S3 allows keys XML 1.0
+// cannot carry (control characters, U+FFFE, U+FFFF), which would otherwise fail the listing's
+// decoding, or come back altered (MinIO answers U+FFFF as U+FFFD), and never converge.
 func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out chan<- []object) error {
 	p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{
 		Bucket: aws.String(o.Bucket), Prefix: aws.String(o.Prefix), MaxKeys: aws.Int32(int32(o.PageSize)),
+		EncodingType: types.EncodingTypeUrl,
 	})
-	prev := ""
+	prev, token := "", ""
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -432,9 +473,23 @@ func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out 
 			}
 			return fmt.Errorf("list bucket %q: %w", o.Bucket, err)
 		}
+		if next := aws.ToString(page.NextContinuationToken); aws.ToBool(page.IsTruncated) && next != "" {
+			if next == token {
+				// The paginator would stop here as if the listing were complete (or, told not to,
+				// ask for the same page forever): neither is a listing to mark rows gone by.
+				return fmt.Errorf("list bucket %q: the store answered the continuation token %q twice: the listing is not complete", o.Bucket, next)
+			}
+			token = next
+		}
+		encoded := page.EncodingType == types.EncodingTypeUrl
 		objs := make([]object, 0, len(page.Contents))
 		for _, c := range page.Contents {
 			key := aws.ToString(c.Key)
+			if encoded {
+				if key, err = url.QueryUnescape(key); err != nil {
+					return fmt.Errorf("list bucket %q: decode key %q: %w", o.Bucket, aws.ToString(c.Key), err)
+				}
+			}
 			if key <= prev && prev != "" {
 				return fmt.Errorf("list bucket %q: key %q came after %q: the listing is not in byte order (directory buckets are not supported)", o.Bucket, key, prev)
 			}
@@ -446,7 +501,10 @@ func list(ctx context.Context, s3c S3API, o Options, limiter *rate.Limiter, out 
 		case <-ctx.Done():
 			return fmt.Errorf("list bucket %q: %w", o.Bucket, ctx.Err())
 		}
-		if err := wait(ctx, limiter, len(objs)); err != nil {
+		if !p.HasMorePages() {
+			break
+		}
+		if err := wait(ctx, limiter, max(len(objs), 1)); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("list bucket %q: %w", o.Bucket, ctx.Err())
 			}
