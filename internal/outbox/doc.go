@@ -36,6 +36,17 @@
 // enqueued. Those deliveries are recorded on the row, and the next relay enqueues nothing to
 // those endpoints again (their tasks, once finished, no longer hold their IDs).
 //
+// The row tracks the webhook deliveries only. The verdict task is handed to Redis once, when the
+// row is relayed, and never again: intake is not told when the app runs it, the row does not wait
+// for it (with no webhook endpoint the row is delivered once relayed), and if Redis loses it (a
+// restart without persistence) nothing sends it again ([Redeliver] sends webhook deliveries). An
+// app that must not miss a verdict runs Redis with persistence, or reads GET /v1/uploads/{id}
+// itself for the uploads it still waits for.
+//
+// Within one delivery task the notifications of an upload are posted in order (internal/webhook);
+// across batches (relayed by different transactions or replicas, run by different workers) they
+// are not ordered, and no field of the notification orders them.
+//
 // The relay wakes on every commit of outbox rows (see Listener) and polls every 2 s besides. It
 // keeps intake_outbox_oldest_undelivered_seconds (the age of the oldest notification not yet
 // relayed or not yet delivered to every endpoint: the alert IntakeWebhooksBehind watches it) and

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -29,10 +30,21 @@ const ChannelSuffix = ".intake_outbox"
 // blocks on a slow subscriber. After (re)connecting it wakes every subscriber, since notifications
 // sent while it was not listening are lost: a woken subscriber must look at the database itself.
 //
+// A connection that stays silent is checked: after listenIdleCheck (20 s) without a notification
+// the Listener pings it (its LISTEN again), within listenPingTimeout (5 s), and reconnects when the
+// ping fails. A half-open connection (PostgreSQL failed over, or a partition dropped the path
+// without a reset) would otherwise go unnoticed until TCP's keepalives give up on it (about 50
+// minutes with pgx's), or never when a proxy in between keeps answering them, while the long polls
+// slept their whole wait and the relay waited for its 2 s poll.
+//
 // Run owns the connection; it returns when its context ends.
 type Listener struct {
 	cfg *pgx.ConnConfig
 	log *slog.Logger
+
+	// idle is how long a wait for a notification lasts before the connection is checked, ping how
+	// long that check may take (listenIdleCheck, listenPingTimeout; tests shorten them).
+	idle, ping time.Duration
 
 	mu      sync.Mutex
 	byID    map[uuid.UUID]map[chan struct{}]struct{}
@@ -48,7 +60,7 @@ func NewListener(pool *pgxpool.Pool, log *slog.Logger) *Listener {
 	return &Listener{
 		cfg: pool.Config().ConnConfig.Copy(), log: cmp.Or(log, slog.New(slog.DiscardHandler)),
 		byID: map[uuid.UUID]map[chan struct{}]struct{}{}, all: map[chan struct{}]struct{}{},
-		ready: make(chan struct{}),
+		ready: make(chan struct{}), idle: listenIdleCheck, ping: listenPingTimeout,
 	}
 }
 
@@ -105,9 +117,18 @@ const (
 	listenMaxBackoff   = 5 * time.Second
 )
 
-// Run connects, listens and dispatches notifications until ctx ends; a lost connection is
-// re-established with backoff (100 ms doubling to 5 s while connecting fails, back to 100 ms once
-// a connection has listened). It returns nil when ctx ends.
+// Checks of a silent connection: after listenIdleCheck without a notification, a ping that must
+// answer within listenPingTimeout, or the Listener reconnects. A dead connection is noticed within
+// their sum (25 s), inside a long poll's longest wait (30 s).
+const (
+	listenIdleCheck   = 20 * time.Second
+	listenPingTimeout = 5 * time.Second
+)
+
+// Run connects, listens and dispatches notifications until ctx ends; a lost connection (an error,
+// or a ping unanswered after a silence: see [Listener]) is re-established with backoff (100 ms
+// doubling to 5 s while connecting fails, back to 100 ms once a connection has listened), and
+// every subscriber is woken once listening again. It returns nil when ctx ends.
 func (l *Listener) Run(ctx context.Context) error {
 	backoff := listenFirstBackoff
 	for ctx.Err() == nil {
@@ -146,17 +167,23 @@ func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
+	// Bounded as the connection is: a path that goes silent right after connecting must not hold
+	// the Listener before it even listens.
+	setupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var schema *string
-	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+	if err := conn.QueryRow(setupCtx, "SELECT current_schema()").Scan(&schema); err != nil {
 		return false, fmt.Errorf("read current schema: %w", err)
 	}
 	if schema == nil {
 		return false, errors.New("no current schema: check the search_path of DATABASE_URL")
 	}
 	channel := *schema + ChannelSuffix
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+	listen := "LISTEN " + pgx.Identifier{channel}.Sanitize()
+	if _, err := conn.Exec(setupCtx, listen); err != nil {
 		return false, fmt.Errorf("listen %s: %w", channel, err)
 	}
+	cancel()
 	l.mu.Lock()
 	l.channel = channel
 	l.mu.Unlock()
@@ -164,7 +191,24 @@ func (l *Listener) listen(ctx context.Context) (listened bool, err error) {
 	l.log.DebugContext(ctx, "outbox listener listening", "channel", channel)
 	l.wakeAll() // whatever was committed while not listening
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wctx, cancel := context.WithTimeout(ctx, l.idle)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && pgconn.Timeout(err) {
+			// Silent for l.idle: a quiet database, or a connection whose path is gone without a
+			// reset. A timed-out wait leaves the connection usable. The ping is the LISTEN again (a
+			// no-op for a session already listening, which keeps pg_stat_activity showing what the
+			// connection is for); a notification arriving meanwhile is kept for the next wait.
+			pctx, cancel := context.WithTimeout(ctx, l.ping)
+			_, err = conn.Exec(pctx, listen)
+			cancel()
+			if err == nil {
+				continue
+			}
+			if ctx.Err() == nil {
+				return true, fmt.Errorf("no answer to a ping after %s without a notification: %w", l.idle, err)
+			}
+		}
 		if err != nil {
 			return true, err
 		}

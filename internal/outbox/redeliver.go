@@ -35,7 +35,8 @@ type RedeliverOptions struct {
 	// StuckBefore, when set, also sends again the deliveries still pending of notifications
 	// relayed before it and not delivered since: their tasks were lost (Redis lost its data) or
 	// their give-up could not be recorded. Deliveries still being retried are then sent twice,
-	// under the same webhook-id.
+	// under the same webhook-id. Only webhook deliveries are pending on a row: a verdict task
+	// Redis lost is not found (see RelayConfig.VerdictQueue).
 	StuckBefore time.Time
 	// AttemptTimeout is the webhook attempt timeout the tasks are built with (default 10 s, as
 	// INTAKE_WEBHOOK_TIMEOUT).

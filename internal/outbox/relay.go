@@ -48,6 +48,11 @@ type RelayConfig struct {
 	// AttemptTimeout is the webhook attempt timeout the delivery tasks are built with (default 10 s).
 	AttemptTimeout time.Duration
 	// VerdictQueue, when set, also receives every notification as a tasks.TypeUploadVerdict task.
+	// That task is handed to Redis once, in the relay's transaction, and not tracked: intake is not
+	// told when the app's worker runs it, so the row does not wait for it (a row with no webhook
+	// endpoint is delivered as soon as it is relayed), and a verdict task Redis loses (a restart
+	// without persistence, a failover to a replica that had not received it) is not enqueued again:
+	// `intake outbox redeliver --stuck-for` sends webhook deliveries only.
 	VerdictQueue string
 	// Waker, when set, wakes the relay at each commit of outbox rows; it also polls every
 	// PollInterval (default 2 s) in case a wake-up was lost.
@@ -83,6 +88,9 @@ type RelayConfig struct {
 // no delivery to them, so a relay failing again and again (one enqueue refused every time) does not
 // post them again on every attempt. Relays on several replicas share the rows (FOR UPDATE SKIP
 // LOCKED).
+//
+// The verdict task (RelayConfig.VerdictQueue) is enqueued in the same transaction, but only the
+// webhook deliveries are tracked on the row: see RelayConfig.VerdictQueue.
 //
 // It also keeps intake_outbox_oldest_undelivered_seconds, intake_outbox_unrelayed and
 // intake_outbox_gave_up up to date and deletes relayed rows delivered before the retention.

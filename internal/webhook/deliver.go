@@ -185,14 +185,21 @@ const maxAnswer = 64 << 10
 // retried on that schedule (a worker that knows it, once a rolling deploy that adds it is over,
 // delivers it); its last attempt gives it up. A delivery given up (the last retry failed, or
 // a failure retrying cannot mend) is recorded on its notification first (see [Deliverer.giveUp]).
+//
+// The notifications of one upload are posted in order, one at a time, each only once the one
+// before it was delivered (2xx and recorded), so that a receiver never gets a later notification
+// of an upload before an earlier one of the same task (see [Deliverer.batch] and
+// [Deliverer.sequence]); those of different uploads go in parallel.
+//
 // A batch is the first attempt of its items (the relay's happy path, at a fraction of the tasks):
-// each item that fails goes on as a task of its own, due after the first retry delay, except one
-// the address guard refused, which is given up at once, as a single delivery is. The batch fails
-// (and is retried) only when those tasks cannot be enqueued, or its endpoint is unknown; a retry
-// posts only the items still to deliver (not those delivered or given up since), and on its last
-// attempt the items whose tasks still cannot be enqueued are given up. A task enqueued twice (by
-// a relay that died before committing) posts twice, under the same webhook-id: delivery is at
-// least once.
+// when an item fails, it and the later items of its upload in the batch go on together, in order,
+// as a task of their own (a single item's, or a sequence's), due after the first retry delay; one
+// the address guard refused is given up at once, with the later items of its upload, as a single
+// delivery is. The batch fails (and is retried) only when those tasks cannot be enqueued, or its
+// endpoint is unknown; a retry posts only the items still to deliver (not those delivered or given
+// up since), and on its last attempt the items whose tasks still cannot be enqueued are given up.
+// A task enqueued twice (by a relay that died before committing) posts twice, under the same
+// webhook-id: delivery is at least once.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	items, err := parseDeliver(t.Payload())
 	if err != nil {
@@ -213,18 +220,28 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	last := isLastAttempt(ctx)
-	if len(items) == 1 {
+	switch {
+	case len(items) == 1:
 		it := items[0]
 		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
 		if err != nil && (result == ResultRefused || last) {
 			return d.giveUp(ctx, ep.Name, items, err)
 		}
 		return err
+	case isSequence(items):
+		return d.sequence(ctx, ep, items, retried, last)
 	}
 	return d.batch(ctx, ep, items, retried, last)
 }
 
-// batch delivers the items of a batch task, retried retried times so far (see ProcessTask).
+// batch delivers the items of a batch task, retried retried times so far (see ProcessTask): the
+// items of each upload in order, those of up to [BatchParallel] uploads at once.
+//
+// Only this run's post of an item is counted in its attempt number (and in the Attempted its own
+// task carries on): an earlier run of the batch may have posted nothing (its worker did not know
+// the endpoint), and nothing tells a run what the earlier ones did (asynq runs the same payload
+// again). When an earlier run did post (its items' tasks could not be enqueued), those posts are
+// not counted.
 func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retried int, last bool) error {
 	if retried > 0 {
 		items = d.toDeliver(ctx, ep.Name, items)
@@ -232,43 +249,48 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 			return nil
 		}
 	}
-	results := make([]string, len(items))
-	failures := make([]error, len(items))
+	uploads := byUpload(items)
+	type outcome struct {
+		delivered int // the upload's items delivered, in order
+		result    string
+		err       error // the failure of the next one
+	}
+	outcomes := make([]outcome, len(uploads))
 	sem := make(chan struct{}, BatchParallel)
 	var wg sync.WaitGroup
-	for i, it := range items {
+	for i, its := range uploads {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			// Each earlier run of the batch posted every item still to deliver: one attempt each.
-			results[i], failures[i] = d.attempt(ctx, ep, it, it.Attempted+retried+1, false)
+			o := &outcomes[i]
+			o.delivered, o.result, o.err = d.inOrder(ctx, ep, its, func(it Item) (int, bool) { return it.Attempted + 1, false })
 		})
 	}
 	wg.Wait()
 	var givenUp []Item
 	var causes, unqueued []error
-	for i, it := range items {
-		switch {
-		case failures[i] == nil:
-			continue
-		case results[i] == ResultRefused:
-			// Retrying cannot help: given up at once, as a single delivery is.
-			givenUp, causes = append(givenUp, it), append(causes, failures[i])
+	for i, its := range uploads {
+		o := outcomes[i]
+		if o.err == nil {
 			continue
 		}
-		it.Attempted += retried + 1
-		task, err := NewDeliverTask([]Item{it}, d.timeout)
+		// The failed item and the later items of its upload, none of them posted after it.
+		rest := slices.Clone(its[o.delivered:])
+		if o.result == ResultRefused {
+			// Retrying cannot help: given up at once, as a single delivery is; the later items
+			// too, which may not be delivered past it (and go to the same refused address).
+			givenUp, causes = append(givenUp, rest...), append(causes, o.err)
+			continue
+		}
+		rest[0].Attempted++
+		err := d.handOn(ctx, rest)
 		if err == nil {
-			_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, nil, task)))
-		}
-		if err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
 			continue
 		}
-		err = fmt.Errorf("enqueue the retry of notification %d: %w", it.OutboxID, err)
 		if last {
 			// No retry of the batch is left to enqueue it: asynq would archive the batch with the
-			// item still pending and no task to deliver it.
-			givenUp, causes = append(givenUp, it), append(causes, failures[i], err)
+			// items still pending and no task to deliver them.
+			givenUp, causes = append(givenUp, rest...), append(causes, o.err, err)
 			continue
 		}
 		unqueued = append(unqueued, err)
@@ -285,6 +307,88 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 		return errors.Join(cause, retry)
 	}
 	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
+}
+
+// sequence delivers the items of a sequence task (the notifications of one upload left when the
+// first of them failed; see [isSequence]), retried retried times so far, in order. A failure of the
+// first item still to deliver fails the task, which asynq retries as a whole on the schedule of
+// [RetryDelay] (its last attempt gives up every item left: the later ones may not be delivered
+// past it; a refused one gives them up at once). A failure after this run delivered some hands the
+// failed item and those after it on as a task of their own, due after the first retry delay (as a
+// batch does), so that each item's attempts can be counted: the first item of a sequence is
+// posted by each of its runs until delivered (counted as a single item's are, a run by a worker
+// that did not know the endpoint included), another only by the run that delivered those before
+// it. (When that hand-off cannot be enqueued, the task is retried and the posts of its earlier
+// runs are not counted for the items after the first, as in a batch.)
+func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, retried int, last bool) error {
+	first := items[0].OutboxID
+	if retried > 0 {
+		items = d.toDeliver(ctx, ep.Name, items)
+		if len(items) == 0 {
+			return nil
+		}
+	}
+	delivered, result, err := d.inOrder(ctx, ep, items, func(it Item) (int, bool) {
+		if it.OutboxID == first {
+			return it.Attempted + retried + 1, last
+		}
+		return it.Attempted + 1, false
+	})
+	if err == nil {
+		return nil
+	}
+	rest := slices.Clone(items[delivered:])
+	switch {
+	case result == ResultRefused:
+		return d.giveUp(ctx, ep.Name, rest, err)
+	case delivered == 0:
+		if last {
+			return d.giveUp(ctx, ep.Name, rest, err)
+		}
+		return err
+	}
+	rest[0].Attempted++
+	qerr := d.handOn(ctx, rest)
+	if qerr == nil {
+		return nil
+	}
+	if last {
+		return d.giveUp(ctx, ep.Name, rest, errors.Join(err, qerr))
+	}
+	// Retried: the items delivered are not posted again (toDeliver).
+	return errors.Join(err, qerr)
+}
+
+// inOrder posts items (notifications of one upload, in order) one after the other, each once the one
+// before it was delivered, and stops at the first that fails: it returns how many were delivered,
+// and the result and error of the one that failed (err nil: all were delivered). number gives an
+// item's attempt number, and whether its failure is the last attempt (for the log).
+func (d *Deliverer) inOrder(ctx context.Context, ep Endpoint, items []Item, number func(Item) (int, bool)) (int, string, error) {
+	for i, it := range items {
+		attempt, last := number(it)
+		if result, err := d.attempt(ctx, ep, it, attempt, last); err != nil {
+			return i, result, err
+		}
+	}
+	return len(items), ResultSuccess, nil
+}
+
+// handOn enqueues items (the failed notification of an upload first, then the later ones of the
+// same upload, in order) as a task of their own, due after the first retry delay: a single
+// item's, or a sequence. A task of the same ID already there (enqueued by an earlier run) is not
+// an error.
+func (d *Deliverer) handOn(ctx context.Context, items []Item) error {
+	task, err := NewDeliverTask(items, d.timeout)
+	if err == nil {
+		_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, nil, task)))
+	}
+	if err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
+		return nil
+	}
+	if len(items) == 1 {
+		return fmt.Errorf("enqueue the retry of notification %d: %w", items[0].OutboxID, err)
+	}
+	return fmt.Errorf("enqueue the retry of notification %d and the %d after it: %w", items[0].OutboxID, len(items)-1, err)
 }
 
 // toDeliver returns those of a batch's items still to deliver: a batch is run again when some of

@@ -219,7 +219,7 @@ type attempt struct {
 
 // runTask runs task with d on an asynq server of its own (retries after 10 ms, maxRetry retries)
 // and returns its runs, with the give-ups store held after each, and the task's ID.
-func runTask(t *testing.T, d *webhook.Deliverer, store *giveUps, task *asynq.Task, maxRetry int) (<-chan attempt, asynq.RedisClientOpt, string) {
+func runTask(t *testing.T, d asynq.Handler, store *giveUps, task *asynq.Task, maxRetry int) (<-chan attempt, asynq.RedisClientOpt, string) {
 	t.Helper()
 	attempts := make(chan attempt, 8)
 	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}

@@ -28,18 +28,34 @@
 // slow receiver never holds the workers of aborts and inspections. A task carries the bodies to
 // post (about 1 KB each: a backlog of deliveries takes that much Redis memory). The notifications
 // relayed together go to each endpoint as batches of up to [BatchSize]: one task is the first
-// attempt of each of its notifications ([BatchParallel] posted at once), so that the usual case
-// costs asynq one task per batch, not per notification. A notification whose first attempt fails
-// goes on as a task of its own, due after the first retry delay; from there any answer but 2xx,
-// and any network error, is retried with exponential backoff and jitter ([RetryDelay]: 10 s
-// doubling to 2 h, [MaxRetry] retries, at least [MinRetryWindow] in all), and then the delivery is
-// given up: the outbox row records the endpoint in gave_up (Store.MarkGaveUp), where `intake outbox
-// redeliver` finds it, and asynq archives the task. When those tasks of its own cannot be enqueued
-// (Redis refusing writes), the batch is retried on the same schedule, posting only its
-// notifications still to deliver (Store.ToDeliver), and its last attempt gives up those it still
-// cannot hand on. A task for an endpoint the worker does not know is retried on the same schedule
-// without posting (during a rolling deploy that adds the endpoint, a worker that knows it runs a
-// retry) and given up on its last attempt.
+// attempt of each of its notifications, so that the usual case costs asynq one task per batch, not
+// per notification. The notifications of one upload in a task are posted in order, one at a time,
+// each once the one before it was delivered (those of up to [BatchParallel] uploads at once). A
+// notification whose first attempt fails goes on, together with the later notifications of its
+// upload in the batch (not posted past it), as a task of its own (a sequence of them, in order),
+// due after the first retry delay; from there any answer but 2xx, and any network error, is
+// retried with exponential backoff and jitter ([RetryDelay]: 10 s doubling to 2 h, [MaxRetry]
+// retries, at least [MinRetryWindow] in all), and then the delivery is given up, with the later
+// ones of its upload in the task: the outbox row records the endpoint in gave_up
+// (Store.MarkGaveUp), where `intake outbox redeliver` finds it, and asynq archives the task. A
+// later notification of a sequence that fails once the earlier ones were delivered goes on the
+// same way, with those after it. When those tasks of its own cannot be enqueued (Redis refusing
+// writes), the batch is retried on the same schedule, posting only its notifications still to
+// deliver (Store.ToDeliver), and its last attempt gives up those it still cannot hand on. A task
+// for an endpoint the worker does not know is retried on the same schedule without posting (during
+// a rolling deploy that adds the endpoint, a worker that knows it runs a retry) and given up on
+// its last attempt.
+//
+// The order holds within a task: notifications of one upload relayed in different batches (by one
+// relay after the other, or by relays on several replicas), run by different workers, or sent again
+// by `intake outbox redeliver`, may still arrive in any order, and no field of the body orders them
+// (the id is random; timestamp is the start of the committing transaction, which two verdicts of
+// one upload may share, or have in the opposite order).
+//
+// intake_webhook_delivery_attempts counts the requests that posted the notification: an item
+// handed on carries those made so far (Item.Attempted). A batch counts only the post of the run at
+// hand: asynq runs a retried task's payload unchanged, and a run cannot tell whether an earlier run
+// posted (it did not when its worker did not know the endpoint).
 // [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
 // and records the delivery in the outbox row (group commit across concurrent deliveries).
 //

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,8 +17,8 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// TypeDeliver is the task that posts one notification to one endpoint; payload {outbox_id,
-// endpoint}. The relay (internal/outbox) enqueues it; only intake runs it.
+// TypeDeliver is the task that posts notifications to one endpoint (one, a batch or a sequence:
+// see [Item]). The relay (internal/outbox) enqueues it; only intake runs it.
 const TypeDeliver = "webhook:deliver"
 
 // Queue holds the delivery tasks. A server of its own runs it (Concurrency, RetryDelay), so that a
@@ -35,7 +36,9 @@ const (
 	firstDelay = 10 * time.Second
 	maxDelay   = 2 * time.Hour
 	// MaxRetry is how often a failed delivery task is retried (22 attempts of the task; a
-	// notification first tried in a batch gets one more).
+	// notification first tried in a batch, or after the earlier ones of its upload in a sequence,
+	// gets one more; one waiting in a sequence behind an earlier one that is given up is given up
+	// with it).
 	MaxRetry = 21
 	// MinRetryWindow is the least time between the first attempt and the archiving of a delivery
 	// that never succeeds (the sum of the delays without jitter).
@@ -67,19 +70,78 @@ type Item struct {
 	Endpoint string
 	// Body is what to post: the notification as committed (tasks.AppendUploadVerdict).
 	Body []byte
-	// Attempted counts the attempts made before this task (by the batch it was split from).
+	// Attempted counts the requests that posted it before this task (made by the batch or sequence
+	// it was handed on from).
 	Attempted int
 }
 
-// A [TypeDeliver] task carries one item or a batch of them, as text, one item after the other:
+// A [TypeDeliver] task carries one item or several, as text, one item after the other:
 // "<outbox id> <endpoint> <attempted>\n<body>\n" (bodies are JSON of one line). Carrying the body
 // saves every attempt a read of the outbox; `intake jobs list --json` shows it as it is.
+//
+// Several items are a batch (the relay's: the first attempt of each, every attempted 0) or a
+// sequence: the notifications of one upload left, in order, when the first of them failed, which
+// is the one attempted before ([isSequence]). The format is the same (a worker of an earlier
+// release runs a sequence as a batch).
 
-// BatchSize caps the items of one batch task; BatchParallel is how many of them are posted at once.
+// BatchSize caps the items of one task; BatchParallel is how many uploads' items a batch posts at
+// once (the items of one upload are posted one after the other).
 const (
 	BatchSize     = 16
 	BatchParallel = 4
 )
+
+// isSequence reports whether the items of a task of several are a sequence (see [Item]): its first
+// item was attempted before. A batch's never is.
+func isSequence(items []Item) bool { return len(items) > 1 && items[0].Attempted > 0 }
+
+// uploadOf returns the upload id of a notification's body (tasks.AppendUploadVerdict's
+// {"id":…,"data":{"upload_id":…}}), "" when it has none.
+func uploadOf(body []byte) string {
+	var v struct {
+		Data struct {
+			UploadID string `json:"upload_id"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	return v.Data.UploadID
+}
+
+// byUpload groups items by upload, each group in the items' order, the groups in the order of
+// their first item. An item without an upload id is a group of its own.
+func byUpload(items []Item) [][]Item {
+	groups := make([][]Item, 0, len(items))
+	index := make(map[string]int, len(items))
+	for _, it := range items {
+		u := uploadOf(it.Body)
+		if i, ok := index[u]; ok && u != "" {
+			groups[i] = append(groups[i], it)
+			continue
+		}
+		index[u] = len(groups)
+		groups = append(groups, []Item{it})
+	}
+	return groups
+}
+
+// rounds bounds how many attempts one after the other a run of the task of items makes: a
+// sequence's are all in order; a batch posts the items of an upload in order, [BatchParallel]
+// uploads at once, in the order of their first item. An upload of k items then starts within
+// ⌊(n−k)/BatchParallel⌋ attempt times (until then every worker is busy with the n−k others), so no
+// run lasts longer than ⌊(n−m)/BatchParallel⌋ + m of them, for n items and m items of the largest
+// upload (⌈n/BatchParallel⌉ when each has one).
+func rounds(items []Item) int {
+	if len(items) == 1 || isSequence(items) {
+		return len(items)
+	}
+	most := 0
+	for _, g := range byUpload(items) {
+		most = max(most, len(g))
+	}
+	return (len(items)-most)/BatchParallel + most
+}
 
 // NewDeliverTask returns the task delivering items, all to one endpoint: queue [Queue], MaxRetry
 // [MaxRetry]. A single item's task ID is [DeliverTaskID] (a relay that enqueues it again after a
@@ -87,9 +149,12 @@ const (
 // "webhook:<first>-<last>/<size>.<hash>:<endpoint>", names its first and last row, its size and
 // a hash of its rows' ids, so that only a batch of the same rows conflicts with it: relays that
 // claim different rows between the same two (another relay holding some) enqueue tasks of their
-// own. The timeout covers the attempts (attemptTimeout each, [BatchParallel] at once) and 10 s for
-// recording the deliveries. A batch is the first attempt of its items: those that fail go on as
-// tasks of their own, retried on the schedule of [RetryDelay].
+// own. A sequence's (items whose first was attempted before: see [Item]) is
+// "webhook:seq:<first>-<last>/<size>.<hash>:<endpoint>". The timeout covers the attempts
+// (attemptTimeout each: those of a sequence one after the other, those of a batch as its uploads
+// allow, see [BatchParallel]) and 10 s for recording the deliveries. A batch is the first attempt
+// of its items: when one fails, it and the later ones of its upload go on as a task of their own
+// (a single item's or a sequence), retried on the schedule of [RetryDelay].
 func NewDeliverTask(items []Item, attemptTimeout time.Duration) (*asynq.Task, error) {
 	if len(items) == 0 || len(items) > BatchSize {
 		return nil, fmt.Errorf("%s: 1 to %d items, not %d: %w", TypeDeliver, BatchSize, len(items), tasks.ErrInvalidPayload)
@@ -109,10 +174,9 @@ func NewDeliverTask(items []Item, attemptTimeout time.Duration) (*asynq.Task, er
 		payload = strconv.AppendInt(payload, int64(it.Attempted), 10)
 		payload = append(append(append(payload, '\n'), it.Body...), '\n')
 	}
-	rounds := (len(items) + BatchParallel - 1) / BatchParallel
 	return asynq.NewTask(TypeDeliver, payload,
 		asynq.Queue(Queue), asynq.TaskID(taskID(items)), asynq.MaxRetry(MaxRetry),
-		asynq.Timeout(time.Duration(rounds)*attemptTimeout+10*time.Second)), nil
+		asynq.Timeout(time.Duration(rounds(items))*attemptTimeout+10*time.Second)), nil
 }
 
 // taskID is the task ID of the delivery of items (see [NewDeliverTask]). The hash (64 bits of the
@@ -133,7 +197,12 @@ func taskID(items []Item) string {
 		buf = binary.BigEndian.AppendUint64(buf, uint64(id))
 	}
 	sum := sha256.Sum256(buf)
-	return fmt.Sprintf("webhook:%d-%d/%d.%x:%s", items[0].OutboxID, items[n-1].OutboxID, n, sum[:8], items[0].Endpoint)
+	kind := ""
+	if isSequence(items) {
+		// Not the ID of the batch of the same rows, which is running when it hands them on.
+		kind = "seq:"
+	}
+	return fmt.Sprintf("webhook:%s%d-%d/%d.%x:%s", kind, items[0].OutboxID, items[n-1].OutboxID, n, sum[:8], items[0].Endpoint)
 }
 
 // DeliverTaskID is the task ID of the delivery of outbox row id alone to endpoint.
