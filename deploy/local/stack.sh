@@ -48,15 +48,43 @@ minio_up() { curl -fs -o /dev/null "http://$S3_ADDR/minio/health/live"; }
 toxiproxy_up() { curl -fs -o /dev/null "http://127.0.0.1:$TOXIPROXY_PORT/version"; }
 kumo_up() { curl -fs -o /dev/null -X POST "http://127.0.0.1:$SQS_PORT/" -H 'X-Amz-Target: AmazonSQS.ListQueues' -H 'Content-Type: application/x-amz-json-1.0' -d '{}'; }
 
+# pg_trust_loopback lets the local stack's clients (the tests, `make run`: user postgres, no
+# password) in over 127.0.0.1 and ::1 on a cluster this script installed: Debian's pg_hba.conf asks
+# for a password there, and the postgres role has none. Only for the throwaway cluster of a
+# development or CI machine: an existing cluster's authentication is never touched.
+pg_trust_loopback() {
+	local ver=$1 hba
+	hba=/etc/postgresql/$ver/main/pg_hba.conf
+	grep -q '^# intake local stack' "$hba" && return 0
+	log "letting local clients in over loopback without a password ($hba)"
+	{
+		echo '# intake local stack: loopback clients without a password (development and CI only)'
+		echo 'host all all 127.0.0.1/32 trust'
+		echo 'host all all ::1/128 trust'
+		cat "$hba"
+	} > "$hba.new" && mv "$hba.new" "$hba"
+	chown postgres:postgres "$hba" 2>/dev/null || true
+}
+
 ensure_postgres() {
 	if ! pg_up; then
+		local installed=""
 		if ! command -v pg_ctlcluster >/dev/null; then
 			log "installing PostgreSQL from Debian's packages"
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+			installed=1
 		fi
+		local ver
+		ver=$(ls /etc/postgresql | sort -V | tail -1)
+		[ -n "$installed" ] && pg_trust_loopback "$ver"
 		log "starting PostgreSQL"
-		pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+		pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
 		wait_for postgres 30 pg_up
+	fi
+	if ! psql -h $PG_HOST -U postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+		log "PostgreSQL on $PG_HOST:$PG_PORT does not let user postgres in without a password: the tests and \`make run\` connect as postgres@$PG_HOST."
+		log "On a development machine, add 'host all all 127.0.0.1/32 trust' at the top of its pg_hba.conf and reload (pg_ctlcluster <version> main reload), or set PGPASSWORD."
+		return 1
 	fi
 	for db in intake intake_test; do
 		if ! psql -h $PG_HOST -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
