@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -71,10 +72,16 @@ func problemf(k problem.Kind, format string, args ...any) *Problem {
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	cp := *p
 	if id := requestID(r.Context()); id != "" {
-		cp.Instance = "urn:request:" + id
+		cp.Instance = InstanceURN(id)
 	}
 	problem.Write(w, cp)
 }
+
+// InstanceURN is a problem's instance for the request whose X-Request-Id is id:
+// urn:request:<id>, with what a URI may not hold percent-encoded (a client's id may be any
+// printable ASCII, such as "a{b}" or "100%", and RFC 9457 makes instance a URI reference that
+// clients may parse as one).
+func InstanceURN(id string) string { return "urn:request:" + url.PathEscape(id) }
 
 // maxJSONBody bounds JSON request bodies, except on routes that set their own limit (complete).
 const maxJSONBody = 64 << 10

@@ -491,7 +491,7 @@ func (a *App) starting() http.Handler {
 			}{p.Detail, p.Type})
 			return
 		}
-		p.Instance = "urn:request:" + id
+		p.Instance = api.InstanceURN(id)
 		problem.Write(w, p)
 	})
 }

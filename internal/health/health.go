@@ -66,6 +66,8 @@ type Checker struct {
 	optional map[string]bool // checks reported but not required for readiness
 	last     *Report         // nil until the first run, and after Add
 	running  chan struct{}   // closed when the run in progress ends; nil when none runs
+	gen      int             // bumped by every Add: a run started before one is not cached
+	ran      *Report         // the latest run's report, cached or not: what its waiters get
 	failing  map[string]bool // the checks whose last run failed (for logging transitions)
 }
 
@@ -109,6 +111,7 @@ func (c *Checker) add(name string, check Check, optional bool) {
 	c.checks[name] = check
 	c.optional[name] = optional
 	c.last = nil
+	c.gen++
 }
 
 // Result is the outcome of one check.
@@ -135,8 +138,10 @@ type Report struct {
 
 // Check returns the report of the checks: the cached one while it is younger than the TTL, else
 // the report of a new run, shared with every caller that arrives while it runs. The run is not
-// cancelled with ctx (other callers share it; each check has its own timeout); a caller whose ctx
-// ends first gets a failed report without results.
+// cancelled with ctx (other callers share it; each check has its own timeout); a caller that waits
+// for another's run and whose ctx ends first gets a failed report without results. A run that an
+// Add overtook (its set of checks is not the current one) is returned to its callers but not
+// cached: the next Check runs the new set.
 func (c *Checker) Check(ctx context.Context) Report {
 	c.mu.Lock()
 	if c.last != nil && c.now().Sub(c.last.At) < c.ttl {
@@ -150,16 +155,14 @@ func (c *Checker) Check(ctx context.Context) Report {
 		case <-wait:
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if c.last == nil { // an Add dropped it meanwhile
-				return Report{At: c.now()}
-			}
-			return *c.last
+			return *c.ran
 		case <-ctx.Done():
 			return Report{At: c.now()}
 		}
 	}
 	done := make(chan struct{})
 	c.running = done
+	gen := c.gen
 	checks := make(map[string]Check, len(c.checks))
 	for k, v := range c.checks {
 		checks[k] = v
@@ -173,7 +176,10 @@ func (c *Checker) Check(ctx context.Context) Report {
 	r := c.run(context.WithoutCancel(ctx), checks, optional)
 
 	c.mu.Lock()
-	c.last, c.running = &r, nil
+	if c.gen == gen {
+		c.last = &r
+	}
+	c.ran, c.running = &r, nil
 	close(done)
 	c.mu.Unlock()
 	return r
@@ -234,8 +240,8 @@ const DefaultInterval = 15 * time.Second
 // dependencies even when nothing calls /readyz (docker run's HEALTHCHECK probes /healthz, a plain VM
 // has no probe at all). Each refresh is an ordinary [Checker.Check]: a report younger than the TTL
 // is not run again, and callers of /readyz share the refresh's run. Run returns when ctx ends,
-// after the run in flight, if any (at most the check timeout), so that no check runs once the
-// caller has moved on to closing the dependencies.
+// after a run it started itself (at most the check timeout); a run a /readyz request started may
+// still go on, which the HTTP server's Shutdown waits for before the dependencies are closed.
 func (c *Checker) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = DefaultInterval

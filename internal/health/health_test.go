@@ -256,3 +256,28 @@ func TestRunRefreshesWithoutCallers(t *testing.T) {
 		t.Fatal("Run did not return when its context ended")
 	}
 }
+
+// TestAddDuringRunIsNotOvertaken: an Add while a run is in flight (the daemon replaces the
+// "postgres" check once connected, and adds the consumer's) must not leave that run's report, of
+// the old set of checks, cached for the TTL: before, the next Check answered the stale report
+// (postgres "not connected yet", no consumer) for up to the TTL. The run's own callers still get it.
+func TestAddDuringRunIsNotOvertaken(t *testing.T) {
+	c := health.NewChecker(health.Config{TTL: time.Hour})
+	release, started := make(chan struct{}), make(chan struct{})
+	c.Add("postgres", func(context.Context) error {
+		close(started)
+		<-release
+		return errors.New("not connected yet")
+	})
+	first := make(chan health.Report, 1)
+	go func() { first <- c.Check(context.Background()) }()
+	<-started
+	c.Add("postgres", func(context.Context) error { return nil })
+	c.Add("consumer", func(context.Context) error { return nil })
+	close(release)
+	old := <-first
+	require.False(t, old.OK, "the run's caller gets the run's report")
+	rep := c.Check(context.Background())
+	require.True(t, rep.OK, "%+v", rep)
+	require.Contains(t, rep.Checks, "consumer")
+}

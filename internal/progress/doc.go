@@ -7,7 +7,7 @@
 // writes a plain line at most every [Options.Interval] (and one when it finishes), so that logs
 // of a Kubernetes Job or a CI run stay readable:
 //
-//	replay dlq: 500/1000 (50.0%) 212.4/s elapsed 2.4s
+//	replay dlq: 500/1000 (50.0%) 212.4 msg/s elapsed 2.4s
 //
 // A nil *Bar is valid and does nothing, so callers need not check.
 //
