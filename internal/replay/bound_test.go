@@ -133,11 +133,7 @@ func TestMoveDLQEnds(t *testing.T) {
 // not moved, and are visible again when it ends.
 func TestMoveDLQSkipsLaterArrivals(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	fill(t, c, q.DLQURL, 0, 3)
 	// kumo runs on this machine's clock: the start is now, and the later messages are sent after it.
 	start := DLQStart{Messages: 10, At: time.Now()}
@@ -181,11 +177,7 @@ func (b *batchSizes) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBa
 // limit (kumo does not enforce it, so the batches are measured on the way).
 func TestMoveDLQByteCap(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 8
 	entries := make([]types.SendMessageBatchRequestEntry, n)
 	for i := range n {
@@ -287,11 +279,7 @@ func (f *feeding) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 // everything is visible again at the end.
 func TestDryRunDLQEnds(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 3
 	fill(t, c, q.DLQURL, 0, n)
 	time.Sleep(5 * time.Millisecond) // SentTimestamp has milliseconds: the start is after them
@@ -320,11 +308,7 @@ func TestDryRunDLQEnds(t *testing.T) {
 // ended at that receive and reported 0 messages with exit 0.
 func TestDryRunDLQCountsPastLaterArrivals(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n, later = 10, 5
 	fill(t, c, q.DLQURL, 0, n)
 	out, err := c.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{

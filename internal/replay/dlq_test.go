@@ -26,11 +26,7 @@ func (c *countAdds) Add(n int) { c.n.Add(int64(n)) }
 // TestMoveDLQ: 1,000 messages go back with their bodies and attributes; the DLQ ends empty.
 func TestMoveDLQ(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 1000
 	fill(t, c, q.DLQURL, 0, n)
 
@@ -64,11 +60,7 @@ func TestMoveDLQ(t *testing.T) {
 // TestMoveDLQMax: --max moves exactly that many and leaves the rest.
 func TestMoveDLQMax(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	fill(t, c, q.DLQURL, 0, 25)
 	res, err := MoveDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Max: 12, Concurrency: 3, Wait: time.Second})
 	require.NoError(t, err)
@@ -87,11 +79,7 @@ func TestMoveDLQMax(t *testing.T) {
 // refused only once are retried and moved.
 func TestMoveDLQSendFailures(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 40
 	fill(t, c, q.DLQURL, 0, n)
 	faulty := &faultySQS{SQSAPI: c, fail: map[string]int{
@@ -125,11 +113,7 @@ func TestMoveDLQSendFailures(t *testing.T) {
 // queue or the other once the visibility has passed.
 func TestMoveDLQCancelled(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 200
 	fill(t, c, q.DLQURL, 0, n)
 	ctx, cancel := context.WithCancel(testkit.Context(t))
@@ -160,11 +144,7 @@ func (s *stopAfter) Add(n int) {
 // TestDryRunDLQ: counts and samples without sending or deleting; messages are visible again.
 func TestDryRunDLQ(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 35
 	fill(t, c, q.DLQURL, 0, n)
 	res, err := DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Concurrency: 3, Samples: 4, Wait: time.Second})
@@ -198,11 +178,7 @@ func TestDryRunDLQ(t *testing.T) {
 // TestMoveNativeUnsupported: kumo has no StartMessageMoveTask; the error says so.
 func TestMoveNativeUnsupported(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	_, err := MoveNative(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL}, time.Second)
 	require.ErrorIs(t, err, ErrNativeUnsupported)
 	_, err = MoveNative(testkit.Context(t), c, DLQOptions{From: q.DLQURL, To: q.URL, Max: 3}, time.Second)
@@ -510,11 +486,7 @@ func (r *redeliveringSQS) DeleteMessageBatch(ctx context.Context, in *sqs.Delete
 // message and the sent one went to the queue twice.
 func TestMoveDLQReceivedAgain(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 50
 	fill(t, c, q.DLQURL, 0, n)
 	r := &redeliveringSQS{
@@ -578,11 +550,7 @@ func (r refusingVisibility) ChangeMessageVisibilityBatch(ctx context.Context, in
 // silently counted as held. Before, the refusals of ChangeMessageVisibilityBatch were ignored.
 func TestDryRunDLQGiveBack(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 5
 	fill(t, c, q.DLQURL, 0, n)
 

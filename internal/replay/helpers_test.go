@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -97,4 +98,15 @@ func (f *faultySQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBat
 
 func fifoMessage(id string, sys map[string]string) types.Message {
 	return types.Message{MessageId: aws.String(id), Body: aws.String("b"), Attributes: sys}
+}
+
+// kumoQueues returns kumo's client and a fresh queue with its dead-letter queue (redrive after 3
+// receives, 30 s visibility), deleted when the test ends; it skips the test under -short.
+func kumoQueues(t *testing.T) (*sqs.Client, testkit.Queues) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	c := testSQS()
+	return c, testkit.Queue(t, c, 3, 30*time.Second)
 }

@@ -58,11 +58,7 @@ func (r *interruptedReceive) ReceiveMessage(ctx context.Context, in *sqs.Receive
 // in flight in the dead-letter queue for the visibility timeout (a minute by default).
 func TestMoveDLQInterruptedReceive(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 5
 	fill(t, c, q.DLQURL, 0, n)
 	ctx, cancel := context.WithCancel(testkit.Context(t))
@@ -92,11 +88,7 @@ func TestMoveDLQInterruptedReceive(t *testing.T) {
 // visibility.
 func TestDryRunDLQInterruptedReceive(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	const n = 5
 	fill(t, c, q.DLQURL, 0, n)
 	ctx, cancel := context.WithCancel(testkit.Context(t))
@@ -140,11 +132,7 @@ type resendOutcome struct {
 // until the input ended.
 func TestResendFileStopsOnCancel(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(testkit.Context(t))
 	defer cancel()
@@ -175,11 +163,7 @@ func TestResendFileStopsOnCancel(t *testing.T) {
 // end of the input).
 func TestResendFileSendsWhenInputPauses(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	pr, pw := io.Pipe()
 	progress := &countAdds{}
 	done := resendAsync(testkit.Context(t), c, FileSource(pr), ResendOptions{To: q.URL, Concurrency: 1, Progress: progress})
@@ -228,11 +212,7 @@ func (s *interruptedStart) StartMessageMoveTask(ctx context.Context, in *sqs.Sta
 // started, and the task ran on with nobody to cancel it.
 func TestMoveNativeInterruptedStart(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	ctx, cancel := context.WithCancel(testkit.Context(t))
 	defer cancel()
 	m := &moveTasks{SQSAPI: c, after: [][]types.ListMessageMoveTasksResultEntry{{task(scriptedHandle, "RUNNING", 2000, 0, 10)}}}

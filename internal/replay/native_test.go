@@ -73,11 +73,7 @@ func task(handle, status string, started, moved, toMove int64) types.ListMessage
 // never listed; its own cancellation (ctx) cancels the task.
 func TestMoveNativeFollowsItsOwnTask(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	previous := task("", "COMPLETED", 1000, 100, 100)
 	for _, tc := range []struct {
 		name       string

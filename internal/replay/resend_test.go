@@ -55,11 +55,7 @@ func TestFileSource(t *testing.T) {
 // TestResendFile: bodies of a file land in the queue, batched; unusable lines are counted.
 func TestResendFile(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	var lines []string
 	for i := range 53 {
 		lines = append(lines, body(i))
@@ -92,11 +88,7 @@ func TestResendFile(t *testing.T) {
 // TestResendSendFailures: bodies the queue refuses are counted with their line, the rest sent.
 func TestResendSendFailures(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	faulty := &faultySQS{SQSAPI: c, fail: map[string]int{body(2): -1, body(7): 1}}
 	var lines []string
 	for i := range 12 {
@@ -263,11 +255,7 @@ func (s *stopSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatch
 // every body read is counted as sent or failed, those the workers never sent included.
 func TestResendWorkerFailureIsNotAnInterruption(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs kumo")
-	}
-	c := testSQS()
-	q := testkit.Queue(t, c, 3, 30*time.Second)
+	c, q := kumoQueues(t)
 	var lines []string
 	for i := range 80 {
 		lines = append(lines, body(i))

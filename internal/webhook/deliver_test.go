@@ -100,11 +100,6 @@ func TestGiveUpIsRecordedBeforeArchiving(t *testing.T) {
 	require.ErrorContains(t, err, `"added" is not configured`)
 
 	// In asynq, with 2 retries: the third attempt is the last.
-	type attempt struct {
-		retried  int
-		err      error
-		recorded int
-	}
 	attempts := make(chan attempt, 8)
 	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
 	srv := asynq.NewServer(redis, asynq.Config{
@@ -124,12 +119,7 @@ func TestGiveUpIsRecordedBeforeArchiving(t *testing.T) {
 	info, err := client.Enqueue(task, asynq.MaxRetry(2))
 	require.NoError(t, err)
 	for retried := range 3 {
-		var a attempt
-		select {
-		case a = <-attempts:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no attempt %d", retried+1)
-		}
+		a := nextAttempt(t, attempts, retried+1)
 		require.Equal(t, retried, a.retried)
 		require.ErrorContains(t, a.err, `"added" is not configured`)
 		if retried < 2 {
@@ -217,6 +207,19 @@ type attempt struct {
 	recorded int
 }
 
+// nextAttempt returns the n-th run of runTask's task, failing the test when it does not come
+// within 30 s.
+func nextAttempt(t *testing.T, attempts <-chan attempt, n int) attempt {
+	t.Helper()
+	select {
+	case a := <-attempts:
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no run %d", n)
+		return attempt{}
+	}
+}
+
 // runTask runs task with d on an asynq server of its own (retries after 10 ms, maxRetry retries)
 // and returns its runs, with the give-ups store held after each, and the task's ID.
 func runTask(t *testing.T, d asynq.Handler, store *giveUps, task *asynq.Task, maxRetry int) (<-chan attempt, asynq.RedisClientOpt, string) {
@@ -281,12 +284,7 @@ func TestBatchGivesUpOnItsLastAttempt(t *testing.T) {
 
 	attempts, redis, id := runTask(t, d, store, task, 2)
 	for retried := range 3 {
-		var a attempt
-		select {
-		case a = <-attempts:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no attempt %d", retried+1)
-		}
+		a := nextAttempt(t, attempts, retried+1)
 		require.Equal(t, retried, a.retried)
 		require.ErrorContains(t, a.err, "enqueue the retry of notification 4")
 		if retried < 2 {

@@ -228,12 +228,7 @@ func TestSequenceIsRetriedAsAWhole(t *testing.T) {
 
 	attempts, _, _ := runTask(t, d, store, task, 5)
 	for run := range 3 {
-		var a attempt
-		select {
-		case a = <-attempts:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no run %d", run+1)
-		}
+		a := nextAttempt(t, attempts, run+1)
 		require.Equal(t, run, a.retried)
 		if run < 2 {
 			require.ErrorContains(t, a.err, "answered 502", "run %d: retried", run+1)
@@ -294,12 +289,7 @@ func TestBatchCountsOnlyTheRunsThatPosted(t *testing.T) {
 
 	attempts, _, _ := runTask(t, deploy, store, task, 5)
 	for run := range 3 {
-		var a attempt
-		select {
-		case a = <-attempts:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no run %d", run+1)
-		}
+		a := nextAttempt(t, attempts, run+1)
 		if run < 2 {
 			require.ErrorContains(t, a.err, `"app" is not configured`)
 			continue
