@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/intakehq/intake/internal/jsonscan"
 )
 
 // ErrPermanent marks a body that can never be processed: malformed JSON, no
@@ -317,7 +318,7 @@ var errTooManyRecords = errors.New("too many records")
 
 // UnmarshalJSON counts the elements of the (valid JSON) array first.
 func (l *recordList) UnmarshalJSON(data []byte) error {
-	if arrayLen(data, MaxRecords+1) > MaxRecords {
+	if jsonscan.ArrayLen(data, MaxRecords+1) > MaxRecords {
 		return errTooManyRecords
 	}
 	var recs []s3Record
@@ -326,54 +327,6 @@ func (l *recordList) UnmarshalJSON(data []byte) error {
 	}
 	*l = recs
 	return nil
-}
-
-// arrayLen counts the elements of data, valid JSON, when it is an array, stopping at limit (it
-// returns at most limit); any other value counts 0. It allocates nothing.
-func arrayLen(data []byte, limit int) int {
-	data = bytes.TrimLeft(data, " \t\r\n")
-	if len(data) == 0 || data[0] != '[' {
-		return 0
-	}
-	commas, depth, inString, elements := 0, 0, false, false
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if inString {
-			switch c {
-			case '\\':
-				i++ // the escaped byte
-			case '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		case '"':
-			inString = true
-		case '[', '{':
-			depth++
-		case ']', '}':
-			depth--
-		case ',':
-			if depth == 1 {
-				if commas++; commas+1 >= limit {
-					return limit
-				}
-			}
-		}
-		if depth == 0 {
-			break // the array's closing bracket
-		}
-		if i > 0 {
-			elements = true // a byte of an element (or a comma between two)
-		}
-	}
-	if !elements {
-		return 0
-	}
-	return min(commas+1, limit)
 }
 
 // objectEvent validates and decodes the fields every object event shares.

@@ -13,9 +13,6 @@ func DecodeWith(body []byte, fast bool) ([]Event, error) { return decode(body, f
 // Quoted is quoted.
 var Quoted = quoted
 
-// ArrayLen is arrayLen.
-var ArrayLen = arrayLen
-
 // ScanRecordsAgrees runs scanRecords on body and, when it read it, json.Unmarshal too: scanned
 // tells whether the scan read it, err what differs (nil when both agree).
 func ScanRecordsAgrees(body []byte) (scanned bool, err error) {

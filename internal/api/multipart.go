@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/intakehq/intake/internal/jsonscan"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/sigv4"
@@ -278,8 +279,8 @@ func (l *partList[T]) UnmarshalJSON(data []byte) error {
 		*l = nil
 		return nil
 	}
-	n, ok := countElements(data, multipart.MaxParts)
-	if !ok {
+	n := jsonscan.ArrayLen(data, multipart.MaxParts+1)
+	if n > multipart.MaxParts {
 		return problemf(probInvalidParts, "list at most %d parts", multipart.MaxParts)
 	}
 	out := make([]T, 0, n)
@@ -290,57 +291,6 @@ func (l *partList[T]) UnmarshalJSON(data []byte) error {
 	}
 	*l = out
 	return nil
-}
-
-// countElements counts the elements of data, a JSON value that encoding/json has already found
-// valid, when it is an array: ok is false as soon as there are more than limit, and the scan stops
-// there. Any other value counts as none (decoding it reports the type error).
-func countElements(data []byte, limit int) (n int, ok bool) {
-	i := skipJSONSpace(data, 0)
-	if i == len(data) || data[i] != '[' {
-		return 0, true
-	}
-	if i = skipJSONSpace(data, i+1); i == len(data) || data[i] == ']' {
-		return 0, true
-	}
-	n = 1
-	depth, inString := 0, false // depth within the array's elements
-	for ; i < len(data) && depth >= 0; i++ {
-		c := data[i]
-		if inString {
-			switch c {
-			case '\\':
-				i++ // the escaped character
-			case '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case '[', '{':
-			depth++
-		case ']', '}':
-			depth-- // -1 at the array's own ']'
-		case ',':
-			if depth == 0 {
-				if n++; n > limit {
-					return n, false
-				}
-			}
-		}
-	}
-	return n, true
-}
-
-// skipJSONSpace returns the index of the first byte of data at or after i that is not JSON's
-// insignificant whitespace.
-func skipJSONSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
 }
 
 // completedParts converts a decoded part list to internal/multipart's parts.
