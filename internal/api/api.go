@@ -110,6 +110,9 @@ type Server struct {
 	s3Timeout time.Duration
 	// completeBudget bounds a complete request (CompleteBudget; tests shorten it).
 	completeBudget time.Duration
+	// completions counts the multipart completions running, those that outlived their request's
+	// answer included (Wait waits for them).
+	completions inflight
 }
 
 // New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured, and
@@ -162,6 +165,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Wait returns once no multipart completion is running, those that outlived their request's
+// answer (the complete budget) included, or with ctx's error when ctx ends first. The daemon calls
+// it when it stops, within its shutdown grace, so that a completion S3 is finishing is not cut off
+// by the process's exit. A completion started while Wait waits is waited for too.
+func (s *Server) Wait(ctx context.Context) error { return s.completions.wait(ctx) }
 
 // Authenticator returns the Server's authenticator, for the other endpoints of the same service
 // (POST /v1/jobs) to share its credentials and its JWKS refresh.
@@ -241,16 +250,23 @@ func (s *Server) Register(mux *http.ServeMux) {
 	}
 }
 
-// headOr serves HEAD requests with head, and the others with next.
-func headOr(head, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead {
-			head.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// headOr serves HEAD requests with head (a refusal), and the others with next. It is a
+// [problem.HeadRefuser], so a 405 for another method on its path does not list HEAD in Allow.
+func headOr(head, next http.Handler) http.Handler { return headRefusal{head, next} }
+
+// headRefusal is the handler headOr returns.
+type headRefusal struct{ head, next http.Handler }
+
+func (h headRefusal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		h.head.ServeHTTP(w, r)
+		return
+	}
+	h.next.ServeHTTP(w, r)
 }
+
+// RefusesHead implements [problem.HeadRefuser].
+func (headRefusal) RefusesHead() bool { return true }
 
 // refuseHead answers HEAD on a GET route with an effect: 405 with the path's methods in Allow.
 // ServeMux serves HEAD with a GET pattern's handler, which would create the intent or sign the URL

@@ -365,9 +365,12 @@ func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []multipart.C
 	}
 	done := make(chan completion)
 	// The completion may outlive the request's answer (its budget); it ends by itself within
-	// multipart.MaxCompleteDuration, which bounds every call it makes. A process that exits before
-	// then leaves S3 to finish or not: the intent follows S3 (the event, or a later look at the key).
+	// multipart.MaxCompleteDuration, which bounds every call it makes. The daemon's shutdown waits
+	// for it within its grace (Wait); a process that exits before then leaves S3 to finish or not:
+	// the intent follows S3 (the event, or a later look at the key).
+	s.completions.add()
 	go func() {
+		defer s.completions.done()
 		res, err := s.mp.Complete(ctx, req)
 		select {
 		case done <- completion{res, err}:

@@ -29,6 +29,9 @@ import (
 // the HTTP server's Shutdown has let in-flight requests finish and before the pool closes; a request
 // still running past the grace period inserts its row directly (IntentWriter after Close).
 //
+// Multipart completions that outlive their request's answer (the complete budget) are waited for
+// when the daemon stops, within the shutdown grace (completionsComponent).
+//
 // GET /v1/uploads/{id}?wait= is woken by the process's outbox Listener (PostgreSQL LISTEN/NOTIFY),
 // whose component the role returns unless another role of the process already did.
 func startAPI(ctx context.Context, a *App) ([]Component, error) {
@@ -80,5 +83,22 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 			return nil, err
 		}
 	}
-	return comps, nil
+	return append(comps, completionsComponent(a, srv)), nil
+}
+
+// completionsComponent waits, once the daemon stops, for the multipart completions still running
+// (those that outlived their request's answer), within the shutdown grace: the process's exit
+// would cut off a completion S3 is finishing, its answer unrecorded until the event or a later
+// look at the key.
+func completionsComponent(a *App, srv *api.Server) Component {
+	return Component{Name: "api-completions", Run: func(ctx context.Context) error {
+		<-ctx.Done()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Cfg.ShutdownGrace)
+		defer cancel()
+		if err := srv.Wait(wctx); err != nil {
+			a.Log.Warn("multipart completions still running when the shutdown grace ended: S3 finishes them or not; their intents follow S3 (the event, or a later look at the key)",
+				"grace", a.Cfg.ShutdownGrace.String())
+		}
+		return nil
+	}}
 }

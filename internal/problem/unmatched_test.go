@@ -20,6 +20,7 @@ func TestUnmatched(t *testing.T) {
 	mux.HandleFunc("POST /v1/uploads", ok)
 	mux.HandleFunc("GET /v1/uploads/{id}", ok)
 	mux.HandleFunc("OPTIONS /v1/uploads/{id}", ok)
+	mux.Handle("GET /v1/objects/{id}/download", headRefused{http.HandlerFunc(ok)})
 	mux.Handle("/", problem.Unmatched(mux))
 	for _, c := range []struct {
 		method, path string
@@ -33,6 +34,8 @@ func TestUnmatched(t *testing.T) {
 		{"GET", "/", http.StatusNotFound, "", problem.NotFound.Type()},
 		{"GET", "/v1/uploads", http.StatusMethodNotAllowed, "POST", problem.MethodNotAllowed.Type()},
 		{"DELETE", "/v1/uploads/7", http.StatusMethodNotAllowed, "GET, HEAD, OPTIONS", problem.MethodNotAllowed.Type()},
+		// A GET route that refuses HEAD: Allow must not invite the HEAD it would refuse.
+		{"POST", "/v1/objects/7/download", http.StatusMethodNotAllowed, "GET", problem.MethodNotAllowed.Type()},
 	} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
@@ -48,3 +51,8 @@ func TestUnmatched(t *testing.T) {
 		require.Equal(t, c.status, p.Status)
 	}
 }
+
+// headRefused is a GET route's handler that refuses HEAD (as the API's signing routes do).
+type headRefused struct{ http.Handler }
+
+func (headRefused) RefusesHead() bool { return true }
