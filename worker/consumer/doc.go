@@ -113,7 +113,8 @@
 // failed by an outage again is hidden 1 m, 2 m, 4 m, 8 m, whatever the pauses: it needs more than
 // 7 minutes of such failures before its fifth receive, and more than 15 before its sixth.
 //
-// A failure that is not an outage (a message timeout included) is retried as described above, by
+// A failure that is not an outage (a message timeout included, unless its dependency's check fails
+// too: see "Message timeout") is retried as described above, by
 // its receive count. ReceiveMessage's own errors (queue unreachable, permission denied) make that
 // receiver back off, 1 s doubling to 30 s; each receive is bounded by WaitTime plus 10 s, so a
 // half-open connection does not hold a receiver. They are counted
@@ -135,7 +136,8 @@
 // whose attributes alone do not match is processed: the body is all the Processor gets. Both are
 // logged with their message id and counted in intake_messages_checksum_mismatch_total{digest}.
 // A receive that returns more messages than it asked for has the extra ones made visible again at
-// once, unprocessed.
+// once, unprocessed (counted and logged like a retry when that receive was the last the redrive
+// policy allows, as is a message returned unprocessed at shutdown).
 //
 // While paused, Ready fails with "paused: postgres unavailable since …", and the gauge
 // intake_consumer_paused{dependency} is 1 for each dependency found down. When the pause ends,
@@ -147,6 +149,10 @@
 // Each Process call gets a context that ends after MessageTimeout (default 5 m): a stalled S3 read
 // or a hash that cannot finish frees its worker, and the message is retried later by its receive
 // count (an object that always stalls reaches the dead-letter queue, as a poison message does).
+// When the error of a timed-out message wraps a dependency's outage error (a read of S3 that hung),
+// that dependency's check runs once: if it fails too, the dependency hangs rather than refuses, and
+// it is an outage like any other (the receivers pause, the message is deferred, no receive is
+// spent).
 // The heartbeat stops with that context, so a Processor that ignores it does not keep its message
 // invisible beyond the deadline and one more Visibility.
 //

@@ -276,6 +276,29 @@ func (g *gate) probe(ctx context.Context) bool {
 	return true
 }
 
+// check runs dep's check once, bounded by probeTimeout: nil when it passes or dep has none. An
+// unknown dependency runs every configured check.
+func (g *gate) check(ctx context.Context, dep string) error {
+	names := []string{dep}
+	if dep == unknownDependency {
+		names = g.configured
+	}
+	var errs []error
+	for _, name := range names {
+		check := g.checks[name]
+		if check == nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, g.probeTimeout)
+		err := check(cctx)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // unchecked returns, sorted, the dependencies of the current pause that are not in checked: those
 // found down, and every configured one when an outage named none. g.mu is held.
 func (g *gate) unchecked(checked map[string]bool) []string {

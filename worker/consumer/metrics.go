@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		acked:         counter("messages_acked_total", "Messages deleted after their effect was committed."),
 		retried:       counter("messages_retried_total", "Messages left for redelivery after a retryable failure."),
 		deferred:      counter("messages_deferred_total", "Messages hidden until a dependency outage ends (not retries: the message did nothing wrong)."),
-		timedOut:      counter("messages_timed_out_total", "Messages whose processing exceeded the message timeout (also counted as retried)."),
+		timedOut:      counter("messages_timed_out_total", "Messages whose processing exceeded the message timeout (also counted as retried, deferred when their dependency failed its check, or dead-lettered when given up)."),
 		released:      counter("messages_released_total", "Messages returned to the queue unprocessed at shutdown."),
 		ackFailed:     counter("messages_ack_failed_total", "Settled messages whose deletion failed for good (they are delivered again)."),
 		receiveErrors: counter("consumer_receive_errors_total", "Failed ReceiveMessage calls."),

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,16 +53,38 @@ func (c *Consumer) handle(workCtx context.Context, d *delivery) {
 		c.log.InfoContext(ctx, "processing cancelled at shutdown; returning the message to the queue", "err", err)
 		c.release(sctx, d)
 	case errors.Is(msgCtx.Err(), context.DeadlineExceeded):
-		// The message's own deadline, not an outage: a stalled read of one object. Retried like
-		// any failure, so an object that always stalls ends in the dead-letter queue.
 		c.m.timedOut.Inc()
-		c.retryOrGiveUp(sctx, d, fmt.Errorf("processing exceeded the message timeout (%s): %w", c.cfg.MessageTimeout, err))
+		err = fmt.Errorf("processing exceeded the message timeout (%s): %w", c.cfg.MessageTimeout, err)
+		// A dependency that hangs rather than refuses (S3 accepting requests but stalling every
+		// body) shows as message timeouts wrapping its outage error: when its check fails too, it
+		// is an outage, which pauses the receivers and spends no receive.
+		if dep, cerr := c.timeoutOutage(sctx, err); cerr != nil {
+			c.log.WarnContext(ctx, "message timed out and its dependency fails its check: an outage, not the message",
+				"dependency", dep, "check_err", cerr)
+			c.deferMessage(sctx, d, c.gate.unavailable(dep, d.polled, deferMin), err)
+			return
+		}
+		// Else the message's own deadline: a stalled read of one object. Retried like any
+		// failure, so an object that always stalls ends in the dead-letter queue.
+		c.retryOrGiveUp(sctx, d, err)
 	case errors.Is(err, pipeline.ErrUnavailable):
 		dep := pipeline.UnavailableDependency(err)
 		c.deferMessage(sctx, d, c.gate.unavailable(dep, d.polled, deferMin), err)
 	default:
 		c.retryOrGiveUp(sctx, d, err)
 	}
+}
+
+// timeoutOutage runs, for a message that timed out with an error wrapping a dependency's outage
+// error (pipeline.ErrUnavailable), that dependency's check once (bounded like a probe's). It returns
+// the dependency and the check's error: nil when the check passes, or when err wraps no outage (the
+// message alone is at fault).
+func (c *Consumer) timeoutOutage(ctx context.Context, err error) (string, error) {
+	if !errors.Is(err, pipeline.ErrUnavailable) {
+		return "", nil
+	}
+	dep := cmp.Or(pipeline.UnavailableDependency(err), unknownDependency)
+	return dep, c.gate.check(ctx, dep)
 }
 
 // process calls the Processor, turning a panic into a retryable error.
@@ -195,8 +218,11 @@ func (c *Consumer) lastReceive(d *delivery) *queue.RedrivePolicy {
 	return nil
 }
 
-// release makes the message visible again at once (shutdown).
+// release makes the message visible again at once (shutdown). On the last receive the redrive
+// policy allows, the queue moves it to the dead-letter queue at its next receive: counted and
+// logged as such (lastReceiveLogged), as a retry on that receive is.
 func (c *Consumer) release(ctx context.Context, d *delivery) {
+	c.lastReceiveLogged(ctx, d, "returned unprocessed (shutdown)", errReleased, "visible_in", 0)
 	cctx, cancel := context.WithTimeout(ctx, finalTimeout)
 	defer cancel()
 	if err := c.setVisibility(cctx, d, 0); err != nil {
@@ -205,6 +231,9 @@ func (c *Consumer) release(ctx context.Context, d *delivery) {
 	}
 	c.m.released.Inc()
 }
+
+// errReleased is the cause logged for a message returned to the queue unprocessed.
+var errReleased = errors.New("returned to the queue unprocessed: the consumer stopped before processing it to the end")
 
 func (c *Consumer) setVisibility(ctx context.Context, d *delivery, v time.Duration) error {
 	return c.changeVisibility(ctx, d, v, callTimeout)

@@ -420,3 +420,77 @@ func TestDeadLetteredCountedAtDeletion(t *testing.T) {
 	assert.Equal(t, []string{"h-2"}, client.deletedHandles())
 	assert.Zero(t, counterValue(t, c.m.acked), "a dead-lettered message is not acked")
 }
+
+// TestHangingDependencyTimeoutIsAnOutage: a dependency that hangs rather than refuses (S3
+// accepting requests but stalling every body) fails each message at its message timeout with an
+// error wrapping the dependency's outage error. When the dependency's check fails too, that is an
+// outage: the receivers pause and the message is deferred, spending no receive toward the redrive
+// policy, even on its last receive. When the check passes, the message alone is at fault (one
+// object that stalls): retried, and on the last receive left to the redrive policy, as before.
+func TestHangingDependencyTimeoutIsAnOutage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		checkFails bool
+	}{
+		{"check fails: outage", true},
+		{"check passes: the message's own stall", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			client := &fakeSQS{}
+			var checks atomic.Int32
+			c, logs := newFakeConsumer(t, client, Config{
+				Dependencies: []Dependency{{Name: pipeline.DependencyS3, Check: func(context.Context) error {
+					checks.Add(1)
+					if tc.checkFails {
+						return errors.New("head bucket: context deadline exceeded")
+					}
+					return nil
+				}}},
+				Processor: ProcessorFunc(func(ctx context.Context, _ string, _ []byte) error {
+					<-ctx.Done() // the body never comes
+					return pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("read object body: %w", ctx.Err()))
+				}),
+			})
+			c.cfg.MessageTimeout = 50 * time.Millisecond
+			c.redrive.Store(&queue.RedrivePolicy{DLQARN: "arn:aws:sqs:eu-west-1:123456789012:q-dlq", MaxReceiveCount: 5})
+			exhausted := c.m.deadLettered.WithLabelValues(reasonRetriesExhausted)
+
+			handleNow(c, &delivery{id: "m-1", handle: "h-1", receives: 5, polled: time.Now()})
+
+			assert.Equal(t, int32(1), checks.Load(), "the dependency is checked once")
+			assert.Equal(t, 1.0, counterValue(t, c.m.timedOut))
+			if tc.checkFails {
+				assert.True(t, blocked(t, c.gate), "the receivers pause")
+				assert.Equal(t, 1.0, counterValue(t, c.m.deferred), "deferred as an outage")
+				assert.Zero(t, counterValue(t, c.m.retried), "not a retry")
+				assert.Contains(t, logs.String(), "message timed out and its dependency fails its check: an outage, not the message")
+				return
+			}
+			assert.False(t, blocked(t, c.gate), "no pause")
+			assert.Zero(t, counterValue(t, c.m.deferred))
+			assert.Equal(t, 1.0, counterValue(t, c.m.retried), "retried by its receive count")
+			assert.Equal(t, 1.0, counterValue(t, exhausted), "its last receive: left to the redrive policy, counted")
+		})
+	}
+}
+
+// TestReleaseOnLastReceiveCounted: a message returned to the queue unprocessed at shutdown on the
+// last receive the redrive policy allows goes to the dead-letter queue at its next receive: it is
+// counted in intake_messages_dead_lettered_total{reason="retries_exhausted"} and logged at error,
+// as a retry on that receive is; on an earlier receive it is not.
+func TestReleaseOnLastReceiveCounted(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	c, logs := newFakeConsumer(t, client, Config{})
+	c.redrive.Store(&queue.RedrivePolicy{DLQARN: "arn:aws:sqs:eu-west-1:123456789012:q-dlq", MaxReceiveCount: 5})
+	exhausted := c.m.deadLettered.WithLabelValues(reasonRetriesExhausted)
+
+	c.release(context.Background(), &delivery{id: "m-1", handle: "h-1", receives: 4})
+	assert.Zero(t, counterValue(t, exhausted))
+	c.release(context.Background(), &delivery{id: "m-2", handle: "h-2", receives: 5})
+	assert.Equal(t, 1.0, counterValue(t, exhausted))
+	assert.Contains(t, logs.String(), "returned unprocessed (shutdown) on the last receive the queue's redrive policy allows")
+	assert.Equal(t, 2.0, counterValue(t, c.m.released))
+}
