@@ -72,7 +72,7 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	a.onClose(func() { _ = inspector.Close() })
 	jobsAPI, err := jobsapi.New(jobsapi.Config{
 		Client: client, Inspector: inspector, Auth: srv.Authenticator().WithoutCookie(), Uploads: a.Store.Q, Buckets: []string{a.Cfg.Bucket},
-		Log: a.Log.With("component", "jobsapi"), Registerer: a.Registry,
+		SweepPrefix: a.Cfg.Jobs.SweepPrefix, Log: a.Log.With("component", "jobsapi"), Registerer: a.Registry,
 	})
 	if err != nil {
 		return nil, err

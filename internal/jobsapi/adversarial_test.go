@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
@@ -89,6 +91,9 @@ func TestJobsAPIAttacks(t *testing.T) {
 		{"operator naming a foreign bucket", `{"type":"object:inspect","payload":{"bucket":"secrets","key":"k"}}`, nil, 403, "forbidden", "secrets"},
 		{"operator sweeping uploads still being written", `{"type":"multipart:sweep","payload":{"older_than":"30s"}}`, nil, 422, "invalid-task-payload", "below the minimum"},
 		{"operator with a made-up age", `{"type":"multipart:sweep","payload":{"older_than":"soon"}}`, nil, 422, "invalid-task-payload", "Go duration"},
+		// PostgreSQL refuses a NUL in text: the sweep would fail on every retry.
+		{"operator sweeping a prefix with a NUL", `{"type":"multipart:sweep","payload":{"prefix":"uploads/\u0000","older_than":"48h"}}`, nil, 422, "invalid-task-payload", "prefix: contains control characters"},
+		{"operator sweeping a prefix with a newline", `{"type":"multipart:sweep","payload":{"prefix":"uploads/\n","older_than":"48h"}}`, nil, 422, "invalid-task-payload", "prefix: contains control characters"},
 		{"operator aborting without an upload id", `{"type":"multipart:abort","payload":{"key":"k"}}`, nil, 422, "invalid-task-payload", "upload_id: required"},
 	}
 	for _, tt := range tests {
@@ -188,4 +193,89 @@ func TestJobsAPIDevAuthCrossSite(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, out)
 	resp, out = b.post(t, abort, map[string]string{"Authorization": "", testkit.OffContract: "dev auth", "Sec-Fetch-Site": "same-origin", "Origin": b.srv.URL})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, out)
+}
+
+// TestJobsAPISweepScope: with INTAKE_JOBS_SWEEP_PREFIX set (the bucket is shared with other
+// applications, whose in-use multipart uploads the configured sweep leaves alone), an operator's
+// sweep through POST /v1/jobs may narrow that scope, never widen it: a prefix outside it is
+// refused with nothing enqueued, and no prefix means the configured one, not the whole bucket.
+func TestJobsAPISweepScope(t *testing.T) {
+	t.Parallel()
+	const scope = "intake/"
+	b := setupWith(t, func(c *jobsapi.Config) { c.SweepPrefix = scope })
+	sweep := func(payload string) string { return `{"type":"multipart:sweep","payload":` + payload + `}` }
+	for _, tt := range []struct {
+		attacker string
+		body     string
+	}{
+		{"operator sweeping a co-tenant application's prefix", sweep(`{"prefix":"billing/","older_than":"1m"}`)},
+		{"operator sweeping a prefix wider than the scope", sweep(`{"prefix":"intake","older_than":"1m"}`)},
+		{"operator sweeping the whole bucket by a one-letter prefix", sweep(`{"prefix":"i","older_than":"48h"}`)},
+		{"operator sweeping the other bucket outside the scope", sweep(`{"bucket":"other","prefix":"x/","older_than":"48h"}`)},
+	} {
+		t.Run(tt.attacker, func(t *testing.T) {
+			resp, body := b.post(t, tt.body, map[string]string{testkit.OffContract: "attack"})
+			require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, body)
+			require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+			require.Equal(t, jobsapi.ProblemBase+"invalid-task-payload", body["type"])
+			require.Contains(t, body["detail"], "INTAKE_JOBS_SWEEP_PREFIX")
+		})
+	}
+	queues, err := b.insp.Queues()
+	require.NoError(t, err)
+	require.Empty(t, queues, "no sweep outside the scope was enqueued")
+
+	for _, tt := range []struct {
+		name, payload, prefix string
+	}{
+		{"no prefix: the configured scope", `{"older_than":"1m"}`, scope},
+		{"an empty prefix: the configured scope", `{"prefix":"","older_than":"1m"}`, scope},
+		{"the scope itself", `{"prefix":"intake/","older_than":"1m"}`, scope},
+		{"a narrower prefix", `{"prefix":"intake/alice/","older_than":"1m"}`, "intake/alice/"},
+	} {
+		resp, body := b.post(t, sweep(tt.payload), nil)
+		require.Equal(t, http.StatusAccepted, resp.StatusCode, "%s: %v", tt.name, body)
+		info, err := b.insp.GetTaskInfo(tasks.QueueLow, body["id"].(string))
+		require.NoError(t, err, tt.name)
+		p, err := tasks.ParseSweep(info.Payload)
+		require.NoError(t, err, tt.name)
+		require.Equal(t, tt.prefix, p.Prefix, tt.name)
+	}
+}
+
+// TestJobsAPIInspectionLockCoversItsRetries: asynq releases an inspection's uniqueness lock when it
+// succeeds, not when it fails, and a failing inspection is retried ten times over about 7.5 h (its
+// runs included). The lock posted with it lasts at least that long, so that a repeat is refused
+// (409) as long as the first may still run: with an hour, a repeat was queued beside an
+// inspection still retrying.
+func TestJobsAPIInspectionLockCoversItsRetries(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	inspect := `{"type":"object:inspect","payload":{"key":"uploads/a/b.png"}}`
+	resp, body := b.post(t, inspect, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+
+	// asynq's longest backoff before retry n+1 is n⁴ + 15 + 29·(n+1) s; an inspection runs up to
+	// tasks.InspectTimeout, InspectMaxRetry+1 times.
+	window := time.Duration(tasks.InspectMaxRetry+1) * tasks.InspectTimeout
+	for n := range tasks.InspectMaxRetry {
+		window += time.Duration(n*n*n*n+15+29*(n+1)) * time.Second
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: b.redis.Addr, DB: b.redis.DB})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := testkit.Context(t)
+	locks, err := rdb.Keys(ctx, "asynq:{"+tasks.QueueDefault+"}:unique:*").Result()
+	require.NoError(t, err)
+	require.Len(t, locks, 1, "the inspection holds one uniqueness lock")
+	holder, err := rdb.Get(ctx, locks[0]).Result()
+	require.NoError(t, err)
+	require.Equal(t, body["id"], holder)
+	ttl, err := rdb.TTL(ctx, locks[0]).Result()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, ttl, window, "the lock outlasts every retry of the inspection")
+
+	resp, body = b.post(t, inspect, nil)
+	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
+	require.Equal(t, jobsapi.ProblemBase+"inspection-queued", body["type"])
+	require.Contains(t, body["detail"], "until it succeeds or for 8h30m after it was queued", "the detail states the rule")
 }

@@ -14,7 +14,14 @@
 // payload without bucket targets intake's bucket, and only intake's buckets are accepted. An abort
 // without deadline runs now, is recorded with reason "api", and has the task ID "api:<upload id>"
 // so that it does not collide with the upload's own deadline task. A sweep's older_than may not be
-// below one minute.
+// below one minute; its prefix defaults to the configured sweep's (Config.SweepPrefix,
+// INTAKE_JOBS_SWEEP_PREFIX), and one that does not start with it is refused: an operator may
+// narrow the sweep, never widen it to other applications' uploads in the bucket. A prefix with
+// control characters is refused.
+//
+// One inspection per object at a time: an inspection is queued with a uniqueness lock that lasts
+// until it succeeds, or tasks.InspectUnique (about 8.5 h, which covers its retries) after it was
+// queued; a repeat meanwhile answers 409 inspection-queued.
 //
 // # Who may do what
 //
@@ -32,7 +39,7 @@
 // asynq keeps archived (it failed for good) or completed is replaced by the new one (with
 // Config.Inspector). Errors are RFC 9457 application/problem+json: 401
 // unauthorized, 403 forbidden (bucket, or a tenant's sweep), 404 not-found (not the tenant's upload),
-// 409 upload-not-pending, 400 invalid-json / unknown-field, 413 request-too-large,
+// 409 upload-not-pending / inspection-queued, 400 invalid-json / unknown-field, 413 request-too-large,
 // 415 unsupported-media-type, 422 unknown-task-type / invalid-task-payload, 503 queue-unavailable /
 // database-unavailable.
 //

@@ -70,6 +70,12 @@ type Config struct {
 	Buckets []string
 	// MinSweepAge is the smallest older_than accepted for sweeps (default DefaultMinSweepAge).
 	MinSweepAge time.Duration
+	// SweepPrefix is the scope of intake's configured sweep (INTAKE_JOBS_SWEEP_PREFIX; empty: the
+	// whole bucket). A sweep posted without prefix sweeps it; one whose prefix does not start with
+	// it is refused (422): the bucket may hold other applications' multipart uploads, in use, that
+	// the configuration keeps intake's sweep away from. An operator may narrow a sweep, never widen
+	// it.
+	SweepPrefix string
 	// Log receives one line per accepted job (default: discard).
 	Log *slog.Logger
 	// Registerer, when set, receives the handler's request series: the API's
@@ -89,6 +95,7 @@ type Handler struct {
 	uploads     Uploads
 	buckets     []string
 	minSweepAge time.Duration
+	sweepPrefix string
 	log         *slog.Logger
 	now         func() time.Time
 	metrics     *metrics
@@ -115,6 +122,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{
 		client: cfg.Client, states: cfg.Inspector, auth: cfg.Auth, uploads: cfg.Uploads, buckets: slices.Clone(cfg.Buckets),
 		minSweepAge: cmp.Or(cfg.MinSweepAge, DefaultMinSweepAge),
+		sweepPrefix: cfg.SweepPrefix,
 		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
 		now:         cfg.Now,
 	}
@@ -220,22 +228,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	switch req.Type {
 	case tasks.TypeAbortMultipart:
-		// An operator's abort must not collide with the upload's deadline task (whose ID is the
-		// upload id), or it would be dropped as a duplicate until the deadline.
-		var a tasks.AbortMultipart
-		_ = json.Unmarshal(task.Payload(), &a)
-		opts = append(opts, asynq.TaskID(tasks.APIAbortTaskID(a.UploadID)))
+		// The task's ID is tasks.APIAbortTaskID (a ReasonAPI task's, from its constructor), not the
+		// upload's deadline task's, so that it is not dropped as a duplicate until the deadline.
 		// An earlier abort of the upload that failed for good (a 403, a wrong key) stays archived
 		// under that ID: posting the abort again, once the cause is fixed, must run it.
 		states = h.states
 	case tasks.TypeInspectObject:
 		// One inspection per object at a time: each one may hash gigabytes on the workers every
-		// tenant shares, so repeating the request must not queue more of them.
+		// tenant shares, so repeating the request must not queue more of them. The lock lasts
+		// until the inspection succeeds, or tasks.InspectUnique (its retries included).
 		opts = append(opts, asynq.Unique(tasks.InspectUnique))
 	}
 	info, err := tasks.EnqueueReplacingFinished(ctx, h.client, states, task, opts...)
 	if errors.Is(err, asynq.ErrDuplicateTask) {
-		problem.Write(w, probInspectionQueued.With("an inspection of this object is already queued or running (one per object at a time); it reads the object as it is when it runs"))
+		problem.Write(w, probInspectionQueued.With(inspectionQueuedDetail))
 		return
 	}
 	if err != nil {
@@ -253,6 +259,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// inspectionQueuedDetail is the 409's detail: the rule asynq's uniqueness lock enforces
+// (tasks.InspectUnique).
+var inspectionQueuedDetail = fmt.Sprintf("an inspection of this object is already queued, running or retrying: "+
+	"one inspection per object at a time, until it succeeds or for %s after it was queued (its retries included; "+
+	"one that failed for good keeps the next one out until then); it reads the object as it is when it runs",
+	fmtHours(tasks.InspectUnique))
+
+// fmtHours writes d rounded to the minute, without its zero seconds ("8h30m").
+func fmtHours(d time.Duration) string {
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 // authorizeTenant checks that a tenant's task acts on one of its own uploads, as PostgreSQL
@@ -342,6 +360,11 @@ func (h *Handler) build(req Request) (*asynq.Task, *problemErr) {
 		}
 		if time.Duration(p.OlderThan) < h.minSweepAge {
 			return nil, &problemErr{probInvalidPayload, fmt.Sprintf("older_than: %s is below the minimum of %s (younger uploads may still be in progress)", p.OlderThan, h.minSweepAge)}
+		}
+		if p.Prefix == "" {
+			p.Prefix = h.sweepPrefix
+		} else if !strings.HasPrefix(p.Prefix, h.sweepPrefix) {
+			return nil, &problemErr{probInvalidPayload, fmt.Sprintf("prefix: %q is outside the sweep's configured scope, keys starting with %q (INTAKE_JOBS_SWEEP_PREFIX): a sweep may be narrowed, not widened; leave prefix out to sweep that scope", p.Prefix, h.sweepPrefix)}
 		}
 		task, err = tasks.NewSweep(p)
 	}

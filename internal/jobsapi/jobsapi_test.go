@@ -37,15 +37,22 @@ const (
 )
 
 type testBundle struct {
-	srv  *httptest.Server
-	insp *asynq.Inspector
-	st   *store.Store
-	now  time.Time
+	srv   *httptest.Server
+	insp  *asynq.Inspector
+	redis asynq.RedisClientOpt
+	st    *store.Store
+	now   time.Time
 }
 
 // setup serves the handler with the test's keys and JWT settings; with apiConfig, the API
 // configuration that returns instead (development auth, say).
 func setup(t *testing.T, apiConfig ...func() config.API) *testBundle {
+	t.Helper()
+	return setupWith(t, nil, apiConfig...)
+}
+
+// setupWith is setup with the handler's configuration changed by configure (when not nil).
+func setupWith(t *testing.T, configure func(*jobsapi.Config), apiConfig ...func() config.API) *testBundle {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs Redis and PostgreSQL")
@@ -66,15 +73,19 @@ func setup(t *testing.T, apiConfig ...func() config.API) *testBundle {
 	authn, err := auth.New(t.Context(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	h, err := jobsapi.New(jobsapi.Config{Client: client, Inspector: insp, Auth: authn.WithoutCookie(), Uploads: st.Q, Buckets: []string{"uploads", "other"},
-		Now: func() time.Time { return now }})
+	hcfg := jobsapi.Config{Client: client, Inspector: insp, Auth: authn.WithoutCookie(), Uploads: st.Q, Buckets: []string{"uploads", "other"},
+		Now: func() time.Time { return now }}
+	if configure != nil {
+		configure(&hcfg)
+	}
+	h, err := jobsapi.New(hcfg)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	h.Register(mux)
 	// Every exchange is checked against intake's OpenAPI document.
 	srv := httptest.NewServer(testkit.NewContract(t, api.OpenAPI()).Handler(t, mux))
 	t.Cleanup(srv.Close)
-	return &testBundle{srv: srv, insp: insp, st: st, now: now}
+	return &testBundle{srv: srv, insp: insp, redis: redisOpt, st: st, now: now}
 }
 
 // post sends body with the operator key, unless header replaces or (with "") removes headers.

@@ -20,10 +20,13 @@
 //     when objstore.IsRetryable). A deadline abort never aborts before the deadline promised to
 //     the upload's owner plus tasks.AbortGrace (a complete accepted just before the deadline may
 //     still be running): it is due at tasks.AbortDue(deadline), and one run earlier (by hand, on
-//     a worker whose clock is behind, or a task whose payload names an earlier deadline than the
-//     one PostgreSQL holds for the upload, which wins) does nothing and fails with an
-//     [EarlyError], which the [Server] runs again at its time without counting a retry, also
-//     when the task has no retry left. An abort with reason "api" (POST /v1/jobs, which checks
+//     a worker whose clock is behind the one that made it due, or a task whose payload names an
+//     earlier deadline than the one PostgreSQL holds for the upload, which wins) does nothing and
+//     fails with an [EarlyError], which the [Server] runs again at its time without counting a
+//     retry, also when the task has no retry left. The check reads the worker's own clock: a
+//     worker whose clock is ahead runs the abort early by as much, unnoticed, so the API and jobs
+//     hosts need synchronised clocks (a skew above about 10 s eats the margin between a
+//     complete's 110 s bound and the 120 s grace). An abort with reason "api" (POST /v1/jobs, which checks
 //     the upload's owner first) runs at once: whoever can write to intake's Redis can enqueue
 //     one, so Redis access is operator-level trust (see worker/tasks, "Trust").
 //   - multipart:sweep ([Handlers.HandleSweep], [Sweeper]): list every open multipart upload of
@@ -43,8 +46,9 @@
 //   - objects:reconcile ([TypeReconcile], [Reconciler]): the periodic reconcile of the bucket, what
 //     `intake reconcile --fix` does (internal/reconcile), at the task's rate in objects per second:
 //     it catches the uploads whose events the store never sent. Its findings are metrics. A task
-//     naming a bucket intake does not serve is archived at once. intake's own task, like
-//     intake:maintenance: not in tasks.Types.
+//     naming a bucket intake does not serve is archived at once, and so is a run that used up its
+//     time ([ReconcileTimeout]: the bucket is too large for the rate), rather than retried into
+//     the next period's. intake's own task, like intake:maintenance: not in tasks.Types.
 //
 // Payloads are decoded leniently: a field this version does not know (a task enqueued by a newer
 // replica, waiting in Redis for days) is ignored rather than archiving the task.

@@ -100,7 +100,9 @@ func (h *Handlers) HandleAbort(ctx context.Context, t *asynq.Task) error {
 	reason := cmp.Or(p.Reason, tasks.ReasonDeadline)
 	if now := h.now(); reason == tasks.ReasonDeadline && now.Before(p.Deadline.Add(tasks.AbortGrace)) {
 		// Run before its time: by an operator (`intake jobs run --all --state scheduled`, asynqmon's
-		// "Run"), a task built by hand, or a worker whose clock is behind the API's. The upload's
+		// "Run"), a task built by hand, or a worker whose clock is behind the one that made the task
+		// due (a clock ahead is not seen here: it makes the task due early and reads as on time).
+		// The upload's
 		// owner was promised it until the deadline, by any amount, and a complete accepted just
 		// before it may still be running (tasks.AbortGrace): it is left open, nothing is recorded,
 		// and the task runs again once the grace has passed (NewServer's retry delay reads the
@@ -181,9 +183,9 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// enqueueInspect queues the inspection of one object, unique for tasks.InspectUnique as the
-// reconcile queues it: one already queued (by the reconcile, POST /v1/jobs or another sweep) is
-// enough.
+// enqueueInspect queues the inspection of one object, unique for tasks.InspectUnique (which
+// covers its retries) as the reconcile queues it: one already queued, running or retrying (by the
+// reconcile, POST /v1/jobs or another sweep) is enough.
 func (h *Handlers) enqueueInspect(ctx context.Context, bucket, key string) error {
 	task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: bucket, Key: key})
 	if err != nil {

@@ -677,3 +677,42 @@ func TestPeriodicSurvivesAPanic(t *testing.T) {
 	stop()
 	require.NoError(t, <-done)
 }
+
+// TestAPIAbortRunsBeforeTheDeadline: an app's "abort now" (a ReasonAPI task built with
+// tasks.NewAbortMultipart, as a backend sharing intake's Redis does) of an upload whose deadline
+// task was scheduled at creation, 24 h away, runs at once on a real server: it used to get the
+// deadline task's ID, was answered as its duplicate, and waited for the deadline.
+func TestAPIAbortRunsBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := b.ctx
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+
+	up := testkit.CreateUploads(t, ctx, b.s3, b.bucket, []string{"now/x.bin"}, 1)[0]
+	deadline := time.Now().Add(24 * time.Hour)
+	setDeadline(t, b, intent(t, ctx, b.st, b.bucket, up), deadline)
+	require.NoError(t, tasks.NewAborts(client).ScheduleAbort(ctx, b.bucket, up.Key, up.ID, deadline))
+
+	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: b.bucket, Key: up.Key, UploadID: up.ID,
+		Deadline: time.Now(), Reason: tasks.ReasonAPI})
+	require.NoError(t, err)
+	info, err := tasks.Enqueue(ctx, client, abort)
+	require.NoError(t, err)
+	require.False(t, tasks.Duplicate(info), "not the deadline task's duplicate")
+
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, ShutdownTimeout: 5 * time.Second, Log: b.log},
+		jobs.NewMux(&jobs.Handlers{Aborts: b.mp, Log: b.log}, b.metrics, b.log))
+	require.NoError(t, err)
+	testkit.Serve(t, srv.Run)
+
+	require.Eventually(t, func() bool {
+		r, ok := abortRows(t, ctx, b.st, b.bucket)[up.ID]
+		return ok && r.Outcome == "aborted"
+	}, 30*time.Second, 100*time.Millisecond, "the abort asked for now did not run; log:\n%s", b.logBuf)
+	require.Equal(t, "api", abortRows(t, ctx, b.st, b.bucket)[up.ID].Reason)
+	_, err = b.s3.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(b.bucket), Key: aws.String(up.Key), UploadId: aws.String(up.ID)})
+	require.True(t, objstore.IsNotFound(err), "the upload is aborted: %v", err)
+}

@@ -28,10 +28,16 @@ const TypeReconcile = "objects:reconcile"
 
 // Settings of the reconcile task.
 const (
-	// ReconcileMaxRetry is how often a failed reconcile is retried before the next period.
+	// ReconcileMaxRetry is how often a failed reconcile is retried before the next period. One
+	// that ran out of its time (ReconcileTimeout) is not retried: see there.
 	ReconcileMaxRetry = 3
 	// ReconcileTimeout bounds one reconcile: at the configured rate, the bucket must be walked
-	// within it (and within the period).
+	// within it (and within the period). A run that reaches it (a minute before it: the run is
+	// stopped then, so that its handler, not asynq's deadline, ends the task) fails without retry:
+	// a retry would start the walk over 15 to 45 s later, run out of time again, and overlap the
+	// next period's reconcile. Its error and log say the bucket is too large for
+	// INTAKE_JOBS_RECONCILE_RATE. A timeout of one call inside the run (an S3 request, a
+	// statement) is retried as any other error.
 	ReconcileTimeout = 23 * time.Hour
 	// ReconcileRetention keeps a finished reconcile (and so its period's task ID) in Redis, so that
 	// a replica whose scheduler fires a little late cannot enqueue the same period again.
@@ -205,9 +211,18 @@ func (r *Reconciler) HandleReconcile(ctx context.Context, t *asynq.Task) error {
 	if !slices.Contains(r.cfg.Buckets, p.Bucket) {
 		return fmt.Errorf("reconcile: bucket %q is not one intake is configured for (foreign_bucket): %w", p.Bucket, asynq.SkipRetry)
 	}
-	rep, err := reconcile.Run(ctx, r.cfg.S3, r.cfg.Rows, reconcile.Options{
+	runCtx, budget, stop := runBudget(ctx)
+	defer stop()
+	rep, err := reconcile.Run(runCtx, r.cfg.S3, r.cfg.Rows, reconcile.Options{
 		Bucket: p.Bucket, Prefix: p.Prefix, Fix: true, Enqueuer: r.cfg.Enqueuer, Rate: p.Rate, Log: r.log,
 	})
+	if err != nil && errors.Is(context.Cause(runCtx), errRunOutOfTime) {
+		r.log.ErrorContext(ctx, "periodic reconcile ran out of its time: the bucket is too large to walk within it at "+
+			"INTAKE_JOBS_RECONCILE_RATE (raise the rate, or set a prefix); not retried, the next period runs it again",
+			"bucket", p.Bucket, "rate", p.Rate, "time", budget.String(), "err", err)
+		return fmt.Errorf("reconcile bucket %q: ran out of its time (%s) at %v objects/s: the bucket is too large for "+
+			"INTAKE_JOBS_RECONCILE_RATE: %w: %w", p.Bucket, budget, p.Rate, err, asynq.SkipRetry)
+	}
 	if err != nil {
 		return fmt.Errorf("reconcile bucket %q: %w", p.Bucket, err)
 	}
@@ -223,4 +238,34 @@ func (r *Reconciler) HandleReconcile(ctx context.Context, t *asynq.Task) error {
 		r.log.InfoContext(ctx, "periodic reconcile: in sync", attrs...)
 	}
 	return nil
+}
+
+// reconcileStopMargin is how long before the task's deadline a reconcile's run is stopped (at
+// most; a tenth of the task's time when that is shorter): asynq fails a task whose deadline
+// passes by itself, retrying it, before its handler returns.
+const reconcileStopMargin = time.Minute
+
+// errRunOutOfTime is the cause with which [runBudget] stops a run whose time is up.
+var errRunOutOfTime = errors.New("the reconcile's time is up")
+
+// runBudget returns the context a reconcile runs in: ctx's values and cancellation, without its
+// deadline, cancelled with the cause errRunOutOfTime at the deadline less reconcileStopMargin
+// (budget is the time it was given; zero when ctx has no deadline). Its end is thus told apart
+// from a timeout inside the run (an S3 call's own, whose context has a deadline of its own), and
+// from the rate limiter's refusal of a wait that would pass a deadline it can see, an error that
+// is not the context's. stop releases its resources.
+func runBudget(ctx context.Context) (runCtx context.Context, budget time.Duration, stop func()) {
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopParent := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	stopTimer := func() bool { return false }
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		budget = left - min(reconcileStopMargin, left/10)
+		stopTimer = time.AfterFunc(budget, func() { cancel(errRunOutOfTime) }).Stop
+	}
+	return runCtx, budget, func() {
+		stopTimer()
+		stopParent()
+		cancel(context.Canceled)
+	}
 }

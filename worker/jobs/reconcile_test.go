@@ -3,7 +3,9 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -225,4 +227,76 @@ func TestNewReconcilePeriodicValidates(t *testing.T) {
 		_, err := jobs.NewReconcilePeriodic(cfg)
 		require.Error(t, err, "%+v", cfg)
 	}
+}
+
+// endlessListing is a store whose listing of a bucket never ends within the time it is given (a
+// bucket too large to walk at the rate), except for the buckets of fail, whose listing fails at
+// once with their error.
+type endlessListing struct{ fail map[string]error }
+
+func (s endlessListing) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	if err := s.fail[aws.ToString(in.Bucket)]; err != nil {
+		return nil, err
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (endlessListing) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, errors.New("not expected")
+}
+
+func (endlessListing) HeadBucket(context.Context, *s3.HeadBucketInput, ...func(*s3.Options)) (*s3.HeadBucketOutput, error) {
+	return &s3.HeadBucketOutput{}, nil
+}
+
+// TestReconcileOutOfTimeIsNotRetried: a reconcile that uses up its time (the bucket is too large
+// for the rate) fails for good with a log that says so, instead of being retried 15 to 45 s later
+// into the next period's reconcile; a timeout of a call inside the run (here the listing's own)
+// is retried as before. The task's time is cut from 23 h to a few seconds by the enqueue's
+// asynq.Timeout: the run's budget is read from the task's deadline.
+func TestReconcileOutOfTimeIsNotRetried(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	ctx, redisOpt, st := testkit.Context(t), asynqRedis(t), testkit.DB(t)
+	logs := &testkit.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	s3c := endlessListing{fail: map[string]error{"flaky": fmt.Errorf("operation error S3: ListObjectsV2: %w", context.DeadlineExceeded)}}
+	rec, err := jobs.NewReconciler(jobs.ReconcilerConfig{S3: s3c, Rows: st.Q, Enqueuer: reconcile.TaskEnqueuer{Client: client},
+		Buckets: []string{"huge", "flaky"}, Log: log})
+	require.NoError(t, err)
+	mux := jobs.NewMux(&jobs.Handlers{Log: log}, nil, log)
+	rec.Register(mux)
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 2, ShutdownTimeout: 5 * time.Second, Log: log}, mux)
+	require.NoError(t, err)
+	testkit.Serve(t, srv.Run)
+
+	// failed enqueues the bucket's reconcile with a task time of 10 s and returns it once it failed.
+	failed := func(bucket string) *asynq.TaskInfo {
+		t.Helper()
+		task, err := jobs.NewReconcileTask(jobs.Reconcile{Bucket: bucket, Rate: 1})
+		require.NoError(t, err)
+		info, err := client.EnqueueContext(ctx, task, asynq.TaskID(jobs.ReconcileTaskID(bucket, time.Now())), asynq.Timeout(10*time.Second))
+		require.NoError(t, err)
+		var got *asynq.TaskInfo
+		require.Eventually(t, func() bool {
+			got, err = insp.GetTaskInfo(tasks.QueueLow, info.ID)
+			require.NoError(t, err)
+			return got.State == asynq.TaskStateArchived || got.State == asynq.TaskStateRetry
+		}, 60*time.Second, 50*time.Millisecond, "the reconcile of %s did not fail", bucket)
+		return got
+	}
+
+	huge := failed("huge")
+	require.Equal(t, asynq.TaskStateArchived, huge.State, "a run out of its time is not retried: %s", huge.LastErr)
+	require.Contains(t, huge.LastErr, "too large for INTAKE_JOBS_RECONCILE_RATE")
+	require.Contains(t, logs.String(), "periodic reconcile ran out of its time")
+
+	flaky := failed("flaky")
+	require.Equal(t, asynq.TaskStateRetry, flaky.State, "a call's own timeout is retried: %s", flaky.LastErr)
+	require.Contains(t, flaky.LastErr, "deadline exceeded")
 }

@@ -9,8 +9,10 @@
 //     if it is still open at its deadline (due at [AbortDue], a little after deadline +
 //     [AbortGrace]; a deadline abort never aborts before deadline + AbortGrace). The deadline's
 //     task has the S3 upload id as its task ID, so there is at most one deadline task per upload;
-//     an abort posted to POST /v1/jobs has the ID [APIAbortTaskID] ("api:" and the upload id), so
-//     an upload has at most two abort tasks, the deadline's and one "api:" task. [Enqueue] treats
+//     a [ReasonAPI] abort, which runs at once (POST /v1/jobs, or an app backend's
+//     [NewAbortMultipart]), has the ID [APIAbortTaskID] ("api:" and the upload id), so an upload
+//     has at most two abort tasks, the deadline's and one "api:" task, and an abort asked for now
+//     never waits behind the deadline's task. [Enqueue] treats
 //     a duplicate as success, [EnqueueReplacingFinished] replaces a task asynq keeps archived or
 //     completed under that ID, and [Canceller] deletes both when the upload completes.
 //   - [TypeInspectObject] ("object:inspect", queue [QueueDefault]): run intake's pipeline (HEAD,

@@ -19,7 +19,8 @@ var _ Enqueuer = (*asynq.Client)(nil)
 // Enqueue enqueues task and returns its TaskInfo.
 //
 // A [TypeAbortMultipart] task whose ID is already taken (asynq.ErrTaskIDConflict: the abort of that
-// upload is already scheduled, running or kept) is not an error: Enqueue returns nil and a
+// upload for the same reason, deadline or api, is already scheduled, running or kept) is not an
+// error: Enqueue returns nil and a
 // TaskInfo with only ID, Queue, Type and Payload set (State is left zero, since the existing task's
 // state is not known). A kept task (archived, or completed with a retention) never runs again:
 // [EnqueueReplacingFinished] replaces it. Every other error, including a conflict for another task
@@ -32,7 +33,7 @@ func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Op
 	if errors.Is(err, asynq.ErrTaskIDConflict) && task.Type() == TypeAbortMultipart {
 		p, perr := ParseAbortMultipart(task.Payload())
 		if perr == nil {
-			dup := &asynq.TaskInfo{ID: p.UploadID, Queue: QueueCritical, Type: task.Type(), Payload: task.Payload()}
+			dup := &asynq.TaskInfo{ID: p.taskID(), Queue: QueueCritical, Type: task.Type(), Payload: task.Payload()}
 			for _, o := range opts {
 				switch o.Type() {
 				case asynq.QueueOpt:
@@ -125,8 +126,8 @@ type Canceller struct {
 // NewCanceller returns a Canceller over insp. The caller owns insp and closes it.
 func NewCanceller(insp *asynq.Inspector) *Canceller { return &Canceller{insp: insp} }
 
-// CancelMultipartAbort deletes the [TypeAbortMultipart] tasks of uploadID (the deadline's, and one
-// queued through POST /v1/jobs, [APIAbortTaskID]). A task that does not
+// CancelMultipartAbort deletes the [TypeAbortMultipart] tasks of uploadID (the deadline's, and a
+// [ReasonAPI] one, [APIAbortTaskID]). A task that does not
 // exist (never scheduled, already run, already cancelled) is not an error, and neither is one that
 // is running right now: the upload is complete, so that abort finds it gone and changes nothing.
 //
@@ -159,7 +160,7 @@ func (c *Canceller) cancel(uploadID string) error {
 	return nil
 }
 
-// deleteTask deletes the abort task id (the deadline's, or one POST /v1/jobs queued): one that
+// deleteTask deletes the abort task id (the deadline's, or a [ReasonAPI] one): one that
 // does not exist or is running is not an error.
 func (c *Canceller) deleteTask(id string) error {
 	err := c.insp.DeleteTask(QueueCritical, id)
@@ -175,6 +176,7 @@ func (c *Canceller) deleteTask(id string) error {
 	return err
 }
 
-// APIAbortTaskID is the task ID of an abort of uploadID queued through POST /v1/jobs ("api:" and
-// the S3 upload id): distinct from the deadline's task (ID uploadID), which it must not replace.
+// APIAbortTaskID is the task ID of a [ReasonAPI] abort of uploadID ("api:" and the S3 upload id),
+// which [NewAbortMultipart] gives it, whoever enqueues it (POST /v1/jobs, an app backend): distinct
+// from the deadline's task (ID uploadID), which it must neither replace nor wait for.
 func APIAbortTaskID(uploadID string) string { return "api:" + uploadID }

@@ -69,16 +69,14 @@ const (
 	// inspection's bound and a minute. With one minute, a declared-sha256 upload of gigabytes timed
 	// out on every retry and got no verdict until the periodic reconcile.
 	AbortTimeout = InspectTimeout + time.Minute
-	// InspectUnique is how long an inspection queued with asynq.Unique (POST /v1/jobs, the periodic
-	// reconcile) keeps another inspection of the same object out: until it succeeds, or for this
-	// long while it waits, retries or lies archived. It bounds what repeated requests can queue to
-	// one inspection per object.
-	InspectUnique = time.Hour
 	// InspectMaxRetry is how often a failed inspection is retried: ten retries over about 4.5 hours
 	// of asynq's backoff (see above).
 	InspectMaxRetry = 10
 	// InspectTimeout bounds one inspection (it may hash a large object).
 	InspectTimeout = 15 * time.Minute
+	// inspectQueueAllowance is the time an inspection may spend waiting in a backlogged queue
+	// (before its first run and between its retries, in all) that [InspectUnique] still covers.
+	inspectQueueAllowance = time.Hour
 	// SweepMaxRetry is how often a failed sweep is retried before the next period takes over.
 	SweepMaxRetry = 3
 	// SweepTimeout bounds one sweep of a bucket.
@@ -105,6 +103,36 @@ const (
 	abortDueSlack = 2 * time.Second
 )
 
+// InspectUnique is how long the uniqueness lock of an inspection queued with asynq.Unique
+// (POST /v1/jobs, the periodic reconcile, the sweep) keeps another inspection of the same object
+// out. asynq releases the lock when the inspection succeeds (or an operator deletes it), not when
+// it fails: so the lock must last as long as the task may still run, its retries included, or a
+// repeat would be queued beside an inspection that is still retrying. It is
+// [RetryWindow]([InspectMaxRetry], [InspectTimeout]) (7 h 30 min) and an hour of queue wait: about
+// 8 h 30 min from the enqueue. An inspection archived before then (a permanent error) keeps a
+// repeat out for the rest of it. It bounds what repeated requests can queue to one inspection per
+// object. It is computed from the settings above; do not assign to it.
+var InspectUnique = RetryWindow(InspectMaxRetry, InspectTimeout) + inspectQueueAllowance
+
+// MaxRetryDelay is the longest asynq's default backoff (asynq.DefaultRetryDelayFunc, which
+// intake's jobs server keeps) waits before retry n+1 of a task that has been retried n times:
+// n⁴ + 15 + 29·(n+1) seconds.
+func MaxRetryDelay(n int) time.Duration {
+	return time.Duration(n*n*n*n+15+29*(n+1)) * time.Second
+}
+
+// RetryWindow is the longest a task with maxRetry retries, each run bounded by timeout, may take
+// from the start of its first run to the end of its last under asynq's default backoff: maxRetry+1
+// runs of timeout and the maxRetry delays between them at their longest ([MaxRetryDelay]). Time
+// spent waiting in a queue behind other tasks is not included.
+func RetryWindow(maxRetry int, timeout time.Duration) time.Duration {
+	w := time.Duration(maxRetry+1) * timeout
+	for n := range maxRetry {
+		w += MaxRetryDelay(n)
+	}
+	return w
+}
+
 // AbortDue is when the deadline abort of an upload whose owner was promised deadline is due (the
 // task's ProcessAt): deadline + [AbortGrace], and two seconds more.
 func AbortDue(deadline time.Time) time.Time { return deadline.Add(AbortGrace + abortDueSlack) }
@@ -127,7 +155,8 @@ type AbortMultipart struct {
 	Bucket string `json:"bucket"`
 	// Key is the object key the upload was created for.
 	Key string `json:"key"`
-	// UploadID is the S3 multipart upload id; it is also the task's ID.
+	// UploadID is the S3 multipart upload id. It is also the task ID of a [ReasonDeadline] task
+	// (one deadline task per upload); a [ReasonAPI] task's ID is [APIAbortTaskID](UploadID).
 	UploadID string `json:"upload_id"`
 	// Deadline is when the upload is aborted if it is still open: the deadline promised to its
 	// owner. A [ReasonDeadline] task never aborts before deadline + [AbortGrace], by this
@@ -137,7 +166,9 @@ type AbortMultipart struct {
 	Deadline time.Time `json:"deadline"`
 	// Reason is recorded with the abort: [ReasonDeadline] (the default) or [ReasonAPI] (its owner,
 	// through POST /v1/jobs, or an operator asked for it). A [ReasonAPI] task is not held to the
-	// deadline: POST /v1/jobs checks the caller owns the upload before it enqueues one, but intake's
+	// deadline, and runs at once (its Deadline, the time it was asked for, is past or now: its task
+	// ID, [APIAbortTaskID], is not the deadline task's, which holds the upload id until the
+	// deadline). POST /v1/jobs checks the caller owns the upload before it enqueues one, but intake's
 	// jobs cannot tell who wrote a task into Redis. Whoever can write to intake's Redis (an app
 	// backend sharing it included) can therefore abort any upload at once: Redis access is
 	// operator-level trust.
@@ -169,9 +200,15 @@ func (p AbortMultipart) Validate() error {
 }
 
 // NewAbortMultipart returns the task that aborts p's upload at p.Deadline unless it completes
-// first: queue [QueueCritical], task ID p.UploadID (one task per upload), ProcessAt
-// [AbortDue](p.Deadline) ([ReasonDeadline]) or p.Deadline ([ReasonAPI]), MaxRetry [AbortMaxRetry],
-// Timeout [AbortTimeout]. Options given to Enqueue override these.
+// first: queue [QueueCritical], MaxRetry [AbortMaxRetry], Timeout [AbortTimeout], and
+//   - for [ReasonDeadline] (or no reason): task ID p.UploadID (one deadline task per upload),
+//     ProcessAt [AbortDue](p.Deadline);
+//   - for [ReasonAPI]: task ID [APIAbortTaskID](p.UploadID), ProcessAt p.Deadline. The ID differs
+//     from the deadline task's, scheduled when the upload was created, so that an abort asked for
+//     now is not answered by [Enqueue] as a duplicate of that task and left to wait for the
+//     deadline.
+//
+// Options given to Enqueue override these.
 func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -181,13 +218,25 @@ func NewAbortMultipart(p AbortMultipart) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %s payload: %w", TypeAbortMultipart, err)
 	}
-	due := p.Deadline
-	if p.Reason == "" || p.Reason == ReasonDeadline {
-		due = AbortDue(p.Deadline)
-	}
 	return asynq.NewTask(TypeAbortMultipart, payload,
-		asynq.Queue(QueueCritical), asynq.TaskID(p.UploadID), asynq.ProcessAt(due),
+		asynq.Queue(QueueCritical), asynq.TaskID(p.taskID()), asynq.ProcessAt(p.due()),
 		asynq.MaxRetry(AbortMaxRetry), asynq.Timeout(AbortTimeout)), nil
+}
+
+// taskID is the ID [NewAbortMultipart] gives p's task.
+func (p AbortMultipart) taskID() string {
+	if p.Reason == ReasonAPI {
+		return APIAbortTaskID(p.UploadID)
+	}
+	return p.UploadID
+}
+
+// due is the ProcessAt [NewAbortMultipart] gives p's task.
+func (p AbortMultipart) due() time.Time {
+	if p.Reason == ReasonAPI {
+		return p.Deadline
+	}
+	return AbortDue(p.Deadline)
 }
 
 // ParseAbortMultipart decodes and validates a [TypeAbortMultipart] payload. Fields it does not know
@@ -243,7 +292,8 @@ type Sweep struct {
 	// Bucket is swept whole: its open multipart uploads are listed without a prefix (some stores,
 	// MinIO among them, list nothing for a folder prefix) and filtered by Prefix afterwards.
 	Bucket string `json:"bucket"`
-	// Prefix, when set, limits the sweep to keys starting with it.
+	// Prefix, when set, limits the sweep to keys starting with it: valid UTF-8 of at most 1024
+	// bytes, without control characters.
 	Prefix string `json:"prefix,omitempty"`
 	// OlderThan is the age (from the upload's initiation) past which an upload intake did not
 	// create is aborted. intake's own uploads are aborted at their deadline, never before, whatever
@@ -254,8 +304,13 @@ type Sweep struct {
 // Validate reports what is wrong with p, wrapping [ErrInvalidPayload].
 func (p Sweep) Validate() error {
 	errs := []error{checkBucket(p.Bucket)}
-	if len(p.Prefix) > maxKeyLen || !utf8.ValidString(p.Prefix) {
+	switch {
+	case len(p.Prefix) > maxKeyLen || !utf8.ValidString(p.Prefix):
 		errs = append(errs, fmt.Errorf("prefix: must be valid UTF-8 of at most %d bytes", maxKeyLen))
+	case strings.ContainsFunc(p.Prefix, unicode.IsControl):
+		// PostgreSQL refuses a NUL in text (the sweep's passes filter by prefix there): such a
+		// sweep would fail on every attempt. No key intake gives out has control characters.
+		errs = append(errs, errors.New("prefix: contains control characters"))
 	}
 	if p.OlderThan <= 0 {
 		errs = append(errs, errors.New("older_than: must be positive"))

@@ -43,6 +43,10 @@ func TestParse(t *testing.T) {
 		{"sweep missing age", tasks.TypeSweep, `{"bucket":"b"}`, "older_than: must be positive"},
 		{"sweep bad duration", tasks.TypeSweep, `{"bucket":"b","older_than":"a day"}`, "want a Go duration"},
 		{"sweep bool duration", tasks.TypeSweep, `{"bucket":"b","older_than":true}`, "number of seconds"},
+		// PostgreSQL refuses a NUL in text: the sweep would fail on every attempt.
+		{"sweep NUL in prefix", tasks.TypeSweep, `{"bucket":"b","prefix":"in/\u0000","older_than":"36h"}`, "prefix: contains control characters"},
+		{"sweep newline in prefix", tasks.TypeSweep, `{"bucket":"b","prefix":"in/\n","older_than":"36h"}`, "prefix: contains control characters"},
+		{"sweep DEL in prefix", tasks.TypeSweep, `{"bucket":"b","prefix":"in/\u007f","older_than":"36h"}`, "prefix: contains control characters"},
 	}
 	parse := map[string]func([]byte) error{
 		tasks.TypeAbortMultipart: func(b []byte) error { _, err := tasks.ParseAbortMultipart(b); return err },
@@ -325,4 +329,93 @@ func TestCancellerEndsWithItsContext(t *testing.T) {
 func TestAbortTimeoutCoversAnInspection(t *testing.T) {
 	t.Parallel()
 	require.Greater(t, tasks.AbortTimeout, tasks.InspectTimeout)
+}
+
+// TestAPIAbortRunsAtOnce: an app's "abort now" (ReasonAPI, built with NewAbortMultipart) of an
+// upload whose deadline task was scheduled at creation is queued to run now under its own ID,
+// instead of being answered as a duplicate of the deadline task and waiting for the deadline.
+func TestAPIAbortRunsAtOnce(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	ctx := testkit.Context(t)
+
+	const uploadID = "upload-now"
+	deadline := time.Now().Add(24 * time.Hour)
+	require.NoError(t, tasks.NewAborts(client).ScheduleAbort(ctx, "b", "k", uploadID, deadline))
+
+	now := time.Now()
+	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k", UploadID: uploadID, Deadline: now, Reason: tasks.ReasonAPI})
+	require.NoError(t, err)
+	info, err := tasks.Enqueue(ctx, client, abort)
+	require.NoError(t, err)
+	require.False(t, tasks.Duplicate(info), "an abort asked for now is not the deadline task's duplicate")
+	require.Equal(t, tasks.APIAbortTaskID(uploadID), info.ID)
+
+	got, err := insp.GetTaskInfo(tasks.QueueCritical, tasks.APIAbortTaskID(uploadID))
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStatePending, got.State, "due now, not at the deadline")
+	p, err := tasks.ParseAbortMultipart(got.Payload)
+	require.NoError(t, err)
+	require.Equal(t, tasks.ReasonAPI, p.Reason)
+
+	deadlineTask, err := insp.GetTaskInfo(tasks.QueueCritical, uploadID)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateScheduled, deadlineTask.State, "the deadline task stays")
+	require.True(t, tasks.AbortDue(deadline).Truncate(time.Second).Equal(deadlineTask.NextProcessAt.Truncate(time.Second)))
+
+	// Asked twice, the second is the first's duplicate, under the api task's ID.
+	dup, err := tasks.Enqueue(ctx, client, abort)
+	require.NoError(t, err)
+	require.True(t, tasks.Duplicate(dup))
+	require.Equal(t, tasks.APIAbortTaskID(uploadID), dup.ID)
+
+	// The canceller still removes both when the upload completes.
+	require.NoError(t, tasks.NewCanceller(insp).CancelMultipartAbort(ctx, uploadID))
+	for _, id := range []string{uploadID, tasks.APIAbortTaskID(uploadID)} {
+		_, err := insp.GetTaskInfo(tasks.QueueCritical, id)
+		require.ErrorIs(t, err, asynq.ErrTaskNotFound, id)
+	}
+}
+
+// maxBackoff is the longest wait of asynq's default backoff before retry n+1, written out here
+// from asynq's formula (n⁴ + 15 + rand(0..29)·(n+1) seconds) independently of the package.
+func maxBackoff(n int) time.Duration {
+	return time.Duration(n*n*n*n+15+29*(n+1)) * time.Second
+}
+
+// TestInspectUniqueCoversTheRetries: asynq releases an inspection's uniqueness lock only when it
+// succeeds, so the lock must outlast every retry of a failing one, or a repeat is queued beside it
+// (with an hour, a repeat was accepted from the second hour of ~7.5 h of retries on).
+func TestInspectUniqueCoversTheRetries(t *testing.T) {
+	t.Parallel()
+	window := time.Duration(tasks.InspectMaxRetry+1) * tasks.InspectTimeout
+	for n := range tasks.InspectMaxRetry {
+		window += maxBackoff(n)
+	}
+	require.Equal(t, 7*time.Hour+29*time.Minute+38*time.Second, window, "11 runs of 15 min and ten backoffs at their longest")
+	require.GreaterOrEqual(t, tasks.InspectUnique, window)
+}
+
+// TestRetryWindowFollowsAsynq: RetryWindow's backoff bound is the largest delay
+// asynq.DefaultRetryDelayFunc gives (it is reached, and never passed).
+func TestRetryWindowFollowsAsynq(t *testing.T) {
+	t.Parallel()
+	for n := range tasks.InspectMaxRetry + 2 {
+		var longest time.Duration
+		for range 3000 { // rand(0..29) misses 29 in 3000 draws with probability (29/30)^3000 < 1e-44
+			longest = max(longest, asynq.DefaultRetryDelayFunc(n, nil, nil))
+		}
+		require.Equal(t, tasks.MaxRetryDelay(n), longest, "retry %d", n+1)
+		require.Equal(t, maxBackoff(n), tasks.MaxRetryDelay(n))
+	}
+	require.Equal(t, time.Minute, tasks.RetryWindow(0, time.Minute), "one run, no retry")
+	require.Equal(t, 2*time.Minute+44*time.Second, tasks.RetryWindow(1, time.Minute), "two runs and the first backoff (15 + 29 s)")
+	require.Equal(t, tasks.InspectUnique, tasks.RetryWindow(tasks.InspectMaxRetry, tasks.InspectTimeout)+time.Hour)
 }
