@@ -91,7 +91,7 @@ type Server struct {
 	policy   *pipeline.Policy
 	q        Queries
 	s3       S3API
-	presign  *s3.PresignClient
+	presign  *s3.PresignClient // POST policies, signed with signer's credentials (newPostPresigner)
 	signer   *sigv4.Signer
 	mp       *multipart.Service
 	aborts   DeadlineAborter
@@ -148,7 +148,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
-		policy: o.Policy, q: o.Queries, s3: o.S3, presign: s3.NewPresignClient(o.Presign), signer: signer,
+		policy: o.Policy, q: o.Queries, s3: o.S3, presign: newPostPresigner(o.Presign), signer: signer,
 		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
 		ids: newRequestIDs(), now: o.Now, stopping: ctx.Done(),
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second), completeBudget: CompleteBudget,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +119,143 @@ func TestPresignedURLsNeverOutliveCredentials(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, part)
 	require.Equal(t, float64(600), part["expires"])
 	require.Equal(t, 600, urlExpires(t, part["url"].(string)))
+}
+
+// splitCredentials is objstore.LoadAWS's provider as the API's signers see it: the SDK clients'
+// shared cache and a cache of the signers' own (sigv4.SigningSource), here holding two different
+// sessions, as they do near a session's end (the signers' refreshed early, the shared one not).
+type splitCredentials struct {
+	*aws.CredentialsCache
+	own *aws.CredentialsCache
+}
+
+func (c splitCredentials) SigningCredentials() *aws.CredentialsCache { return c.own }
+
+// fixedSession is a session that expires at a fixed time: the local stack's key (MinIO accepts what
+// it signs), or, with id set, a key and session token of that name, which MinIO does not know.
+type fixedSession struct {
+	id      string
+	expires time.Time
+}
+
+func (s fixedSession) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if s.id == "" {
+		return expiringCredentials{s.expires}.Retrieve(ctx)
+	}
+	return aws.Credentials{AccessKeyID: s.id, SecretAccessKey: "secret-of-" + s.id, SessionToken: "token-of-" + s.id,
+		CanExpire: true, Expires: s.expires}, nil
+}
+
+// postPolicy decodes a POST policy's expiration and its credential and session-token conditions.
+func postPolicy(t *testing.T, fields map[string]any) (expiration time.Time, credential, token string) {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(fields["policy"].(string))
+	require.NoError(t, err)
+	var doc struct {
+		Expiration time.Time `json:"expiration"`
+		Conditions []any     `json:"conditions"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc), string(raw))
+	for _, c := range doc.Conditions {
+		m, _ := c.(map[string]any)
+		for k, v := range m {
+			switch strings.ToLower(k) { // the SDK writes X-Amz-Credential; S3 reads names in any case
+			case "x-amz-credential":
+				credential, _ = v.(string)
+			case "x-amz-security-token":
+				token, _ = v.(string)
+			}
+		}
+	}
+	return doc.Expiration, credential, token
+}
+
+// TestPostPolicySignedByTheSessionThatBoundsIt: the SDK clients' shared credentials cache and the
+// signers' own hold different sessions (the signers' refreshed early). A POST policy, through /v1
+// and Uppy's /s3/params, is signed by the session whose expiry bounds the expires_at answered and
+// recorded, the signers' own: with a shared session that ends in 2 minutes and the signers' in 55,
+// a 30-minute policy is signed by the latter (and uploads: MinIO knows only its key), and with the
+// signers' ending in 2 minutes it is signed by that one and capped at its end. PUT and part URLs
+// (the Signer's own signatures) are signed by the same session.
+func TestPostPolicySignedByTheSessionThatBoundsIt(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC().Truncate(time.Second)
+	local, err := testkit.AWSConfig().Credentials.Retrieve(context.Background())
+	require.NoError(t, err)
+	split := func(shared, own fixedSession) splitCredentials {
+		return splitCredentials{CredentialsCache: aws.NewCredentialsCache(shared), own: aws.NewCredentialsCache(own)}
+	}
+	longer := func(c *config.API) { c.PresignExpiry = 30 * time.Minute }
+
+	t.Run("the shared session ends first", func(t *testing.T) {
+		t.Parallel()
+		ownExpires := now.Add(55 * time.Minute)
+		b := setup(t, setupOpts{presignCreds: split(fixedSession{"SHAREDSESSION", now.Add(2 * time.Minute)}, fixedSession{"", ownExpires}),
+			now: func() time.Time { return now }, api: longer})
+		status, _, post := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "f.txt", "content_type": "text/plain", "size": 3, "method": "post", "expires_in": 1800})
+		require.Equal(t, http.StatusCreated, status, post)
+		fields := post["fields"].(map[string]any)
+		at := expiresAt(t, post["expires_at"])
+		require.Equal(t, now.Add(30*time.Minute), at, "not capped: the signing session has 55 minutes")
+		require.False(t, at.After(ownExpires))
+		require.True(t, strings.HasPrefix(fields["X-Amz-Credential"].(string), local.AccessKeyID+"/"), "signed by %s, not the signers' session", fields["X-Amz-Credential"])
+		_, credential, _ := postPolicy(t, fields)
+		require.Equal(t, fields["X-Amz-Credential"], credential)
+		var recorded time.Time
+		require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT expires_at FROM uploads WHERE id = $1", post["id"]).Scan(&recorded))
+		require.True(t, recorded.Equal(at), "the intent's expires_at %s, answered %s", recorded, at)
+		require.Equal(t, http.StatusNoContent, postForm(t, post["url"].(string), fields, []byte("abc"), nil))
+
+		// Uppy's POST policy.
+		status, _, up := b.call(t, "GET", "/s3/params?filename=u.png&type=image%2Fpng", aliceKey, nil)
+		require.Equal(t, http.StatusOK, status, up)
+		require.Equal(t, float64(1800), up["expires"])
+		upFields := up["fields"].(map[string]any)
+		require.True(t, strings.HasPrefix(upFields["X-Amz-Credential"].(string), local.AccessKeyID+"/"), "signed by %s", upFields["X-Amz-Credential"])
+		require.Equal(t, http.StatusNoContent, postForm(t, up["url"].(string), upFields, []byte("png"), nil))
+
+		// PUT and part URLs: signed by the Signer, with the same session.
+		status, _, put := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "p.txt", "content_type": "text/plain", "size": 3, "expires_in": 1800})
+		require.Equal(t, http.StatusCreated, status, put)
+		require.Equal(t, now.Add(30*time.Minute), expiresAt(t, put["expires_at"]))
+		code, _ := testkit.Do(t, http.MethodPut, put["url"].(string), []byte("abc"), map[string]string{"Content-Type": "text/plain", "If-None-Match": "*"})
+		require.Equal(t, http.StatusOK, code)
+		status, _, mp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{"filename": "m.bin", "content_type": "image/png", "size": 6 << 20, "method": "multipart"})
+		require.Equal(t, http.StatusCreated, status, mp)
+		status, _, parts := b.call(t, "POST", "/v1/uploads/"+mp["id"].(string)+"/parts", aliceKey, map[string]any{"part_numbers": []int{1}, "expires_in": 1800})
+		require.Equal(t, http.StatusOK, status, parts)
+		require.Equal(t, now.Add(30*time.Minute), expiresAt(t, parts["expires_at"]))
+		partURL := parts["parts"].([]any)[0].(map[string]any)["url"].(string)
+		code, _ = putPart(t, partURL, make([]byte, 5<<20))
+		require.Equal(t, http.StatusOK, code)
+	})
+
+	t.Run("the signers' session ends first", func(t *testing.T) {
+		t.Parallel()
+		ownExpires := now.Add(2 * time.Minute)
+		b := setup(t, setupOpts{presignCreds: split(fixedSession{"", now.Add(55 * time.Minute)}, fixedSession{"OWNSESSION", ownExpires}),
+			now: func() time.Time { return now }, api: longer})
+		for _, route := range []string{"/v1/uploads", "/s3/params"} {
+			var fields map[string]any
+			var at time.Time
+			if route == "/v1/uploads" {
+				status, _, post := b.call(t, "POST", route, aliceKey, map[string]any{"filename": "f.txt", "content_type": "text/plain", "size": 3, "method": "post", "expires_in": 1800})
+				require.Equal(t, http.StatusCreated, status, post)
+				fields, at = post["fields"].(map[string]any), expiresAt(t, post["expires_at"])
+			} else {
+				status, _, up := b.call(t, "GET", route+"?filename=u.png&type=image%2Fpng", aliceKey, nil)
+				require.Equal(t, http.StatusOK, status, up)
+				fields, at = up["fields"].(map[string]any), now.Add(time.Duration(up["expires"].(float64))*time.Second)
+			}
+			require.False(t, at.After(ownExpires), "%s: expires_at %s after the signing session's end %s", route, at, ownExpires)
+			require.True(t, at.After(now.Add(time.Minute)), "%s: capped, not shortened further: %s", route, at)
+			require.True(t, strings.HasPrefix(fields["X-Amz-Credential"].(string), "OWNSESSION/"), "%s: signed by %s, not by the session that bounds expires_at", route, fields["X-Amz-Credential"])
+			require.Equal(t, "token-of-OWNSESSION", fields["X-Amz-Security-Token"], route)
+			expiration, credential, token := postPolicy(t, fields)
+			require.Equal(t, fields["X-Amz-Credential"], credential, route)
+			require.Equal(t, "token-of-OWNSESSION", token, route)
+			lag := time.Since(now).Truncate(time.Second) + time.Second // the SDK dates the policy by the real clock
+			require.False(t, expiration.After(ownExpires.Add(lag)), "%s: policy expiration %s after %s (+%s)", route, expiration, ownExpires, lag)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -22,8 +23,8 @@ func TestDecodeJSONExactMembers(t *testing.T) {
 		Parts []part `json:"parts"`
 	}
 	type uppyCreate struct {
-		Type     string         `json:"type"`
-		Metadata map[string]any `json:"metadata"`
+		Type     string          `json:"type"`
+		Metadata json.RawMessage `json:"metadata"`
 	}
 	for _, c := range []struct {
 		name string

@@ -161,6 +161,11 @@ func uppyQueryMetadata(q map[string][]string) (json.RawMessage, *Problem) {
 		if len(vs) > 1 {
 			return nil, problemf(probInvalidParam, "query parameter %q is given %d times", k, len(vs))
 		}
+		if !utf8.ValidString(k) || !utf8.ValidString(vs[0]) {
+			// json.Marshal would write U+FFFD for the bytes, as it would for an unpaired
+			// surrogate (ED A0 80 is \ud800 in WTF-8): refused, as /v1 refuses both.
+			return nil, problemf(probInvalidMetadata, "query parameter %q: metadata is not valid UTF-8", k)
+		}
 		m[strings.TrimSuffix(name, "]")] = vs[0]
 	}
 	if len(m) == 0 {

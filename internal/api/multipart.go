@@ -160,8 +160,9 @@ const rereadTimeout = 5 * time.Second
 type partURL struct {
 	PartNumber int32  `json:"part_number"`
 	URL        string `json:"url"`
-	// Size is the signed Content-Length the part must have (when the upload declared a part size).
-	Size int64 `json:"size,omitempty"`
+	// Size is the signed Content-Length the part must have: present whenever the upload declared a
+	// part size, 0 included (the one part of an empty upload), and absent otherwise.
+	Size *int64 `json:"size,omitempty"`
 }
 
 func (s *Server) presignParts(w http.ResponseWriter, r *http.Request, who principal) *Problem {
@@ -202,8 +203,12 @@ func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now 
 		return nil, time.Time{}, s.multipartProblem(ctx, "check part numbers", err)
 	}
 	parts := make([]partURL, 0, len(nums))
+	var sizes []int64 // the parts' Size point into it (one allocation)
+	if plan.PartSize > 0 {
+		sizes = make([]int64, len(nums))
+	}
 	var expires time.Time
-	for _, n := range nums {
+	for i, n := range nums {
 		length := plan.PartLength(n)
 		signed, err := s.signer.Sign(ctx, sigv4.Input{
 			Method: http.MethodPut, Op: sigv4.OpUploadPart, Bucket: u.Bucket, Key: u.Key, Now: now, Expires: exp,
@@ -212,7 +217,12 @@ func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now 
 		if err != nil {
 			return nil, time.Time{}, s.internalProblem(ctx, "presign parts", err)
 		}
-		parts = append(parts, partURL{PartNumber: n, URL: signed.URL, Size: max(length, 0)})
+		part := partURL{PartNumber: n, URL: signed.URL}
+		if length >= 0 && sizes != nil {
+			sizes[i] = length
+			part.Size = &sizes[i]
+		}
+		parts = append(parts, part)
 		if expires.IsZero() || signed.Expires.Before(expires) {
 			expires = signed.Expires
 		}

@@ -463,6 +463,42 @@ func TestMultipartPartSize(t *testing.T) {
 	}
 }
 
+// TestMultipartEmptyPartSize: an empty upload that declares its part size has one part, of 0
+// bytes: its URL carries size 0 (the Content-Length signed), not no size, and S3 takes exactly
+// that part.
+func TestMultipartEmptyPartSize(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	status, _, resp := b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "empty.bin", "content_type": "application/octet-stream", "size": 0, "part_size": 5 * mib,
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	require.EqualValues(t, 1, resp["max_parts"])
+	id := resp["id"].(string)
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+id+"/parts", aliceKey, map[string]any{"part_numbers": []int{1}})
+	require.Equal(t, http.StatusOK, status, resp)
+	part := resp["parts"].([]any)[0].(map[string]any)
+	size, ok := part["size"]
+	require.True(t, ok, "size present: the part's signed Content-Length is 0 (%v)", part)
+	require.Equal(t, float64(0), size)
+	require.Contains(t, part["url"].(string), "content-length", "the length is signed")
+	code, _ := putPart(t, part["url"].(string), []byte("x"))
+	require.Equal(t, http.StatusForbidden, code, "a byte more than the signed size")
+	code, _ = putPart(t, part["url"].(string), nil)
+	require.Equal(t, http.StatusOK, code)
+
+	// A plan without a part size signs no length: no size.
+	status, _, resp = b.call(t, "POST", "/v1/uploads", aliceKey, map[string]any{
+		"filename": "open.bin", "content_type": "application/octet-stream", "size": 6 * mib, "method": "multipart",
+	})
+	require.Equal(t, http.StatusCreated, status, resp)
+	status, _, resp = b.call(t, "POST", "/v1/uploads/"+resp["id"].(string)+"/parts", aliceKey, map[string]any{"part_numbers": []int{1, 2}})
+	require.Equal(t, http.StatusOK, status, resp)
+	for _, p := range resp["parts"].([]any) {
+		require.NotContains(t, p.(map[string]any), "size")
+	}
+}
+
 // TestMultipartDeadlineKept: past an upload's deadline (its abort task late, or lost with Redis)
 // the owner can no longer sign parts or complete, through either route family; listing the parts
 // and aborting stay open, and nothing is aborted by the refusal.

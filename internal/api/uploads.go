@@ -338,9 +338,11 @@ func (s *Server) signPost(ctx context.Context, in intent, now time.Time, resp up
 			maxSize = in.rule.MaxSize
 		}
 	}
-	// The SDK signs the policy, from its own reading of the clock: cap its expiry at the
-	// credentials' as the Signer would, less a second for the two clock readings to differ.
-	lifetime, err := s.signer.Lifetime(ctx, now, in.spec.expires)
+	// The SDK signs the policy, from its own reading of the clock, with the credentials the Signer
+	// would sign with (not the SDK's shared cache, which may hold another session, one that ends
+	// sooner): cap its expiry at theirs as the Signer would, less a second for the two clock
+	// readings to differ.
+	creds, lifetime, err := s.signer.Credentials(ctx, now, in.spec.expires)
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
 	}
@@ -349,7 +351,7 @@ func (s *Server) signPost(ctx context.Context, in intent, now time.Time, resp up
 			return uploadResponse{}, s.internalProblem(ctx, "presign post", sigv4.ErrCredentialsExpiring)
 		}
 	}
-	u, fields, err := s.presignPost(ctx, in.key, in.ct, minSize, maxSize, lifetime)
+	u, fields, err := s.presignPost(ctx, creds, in.key, in.ct, minSize, maxSize, lifetime)
 	if err != nil {
 		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
 	}
@@ -466,8 +468,10 @@ func (s *Server) discard(key, uploadID string) {
 	}
 }
 
-// presignPost signs a POST policy bound to the key, the exact content type and a length range.
-func (s *Server) presignPost(ctx context.Context, key, ct string, minSize, maxSize int64, expires time.Duration) (string, map[string]string, error) {
+// presignPost signs a POST policy bound to the key, the exact content type and a length range, with
+// creds (see newPostPresigner).
+func (s *Server) presignPost(ctx context.Context, creds aws.Credentials, key, ct string, minSize, maxSize int64, expires time.Duration) (string, map[string]string, error) {
+	ctx = context.WithValue(ctx, postCredentialsKey{}, creds)
 	out, err := s.presign.PresignPostObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}, func(o *s3.PresignPostOptions) {
 		o.Expires = expires
 		o.Conditions = []any{
@@ -484,6 +488,34 @@ func (s *Server) presignPost(ctx context.Context, key, ct string, minSize, maxSi
 	}
 	fields["Content-Type"] = ct
 	return out.URL, fields, nil
+}
+
+// newPostPresigner returns the presign client of POST policies: the client's endpoint and region,
+// with the credentials presignPost puts in the request's context (postCredentials). The SDK's
+// PresignPostObject signs with its client's credentials provider (PresignPostOptions.ClientOptions
+// are not applied to the call), so the provider itself reads them from there.
+func newPostPresigner(c *s3.Client) *s3.PresignClient {
+	return s3.NewPresignClient(c, s3.WithPresignClientFromClientOptions(func(o *s3.Options) {
+		o.Credentials = postCredentials{}
+	}))
+}
+
+// postCredentialsKey is the context key of the credentials a POST policy is signed with.
+type postCredentialsKey struct{}
+
+// postCredentials is the credentials provider of the POST presign client: the credentials
+// presignPost put in the context, those the Signer capped the policy's lifetime with
+// (sigv4.Signer.Credentials), so that the session that signs the policy is the one whose expiry
+// bounds its expiration and the expires_at answered.
+type postCredentials struct{}
+
+// Retrieve implements aws.CredentialsProvider.
+func (postCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, ok := ctx.Value(postCredentialsKey{}).(aws.Credentials)
+	if !ok {
+		return aws.Credentials{}, errors.New("api: a POST policy is signed with the presigner's credentials, and none were given")
+	}
+	return creds, nil
 }
 
 // s3Problem maps an S3 error. Only the errors a client's request causes are the client's (4xx, with

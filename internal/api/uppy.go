@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -70,10 +71,12 @@ func uppySingle(q map[string][]string, names ...string) *Problem {
 // uppyCreateMultipart: POST /s3/multipart {filename, type, metadata} → {key, uploadId, bucket}.
 func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	var req struct {
-		Filename string         `json:"filename"`
-		Type     string         `json:"type"`
-		Size     *int64         `json:"size"`
-		Metadata map[string]any `json:"metadata"`
+		Filename string `json:"filename"`
+		Type     string `json:"type"`
+		Size     *int64 `json:"size"`
+		// Metadata is kept as sent and checked as /v1's (parseMetadata): a decode into Go values
+		// would round big integers and turn unpaired surrogate escapes into U+FFFD.
+		Metadata json.RawMessage `json:"metadata"`
 	}
 	if p := decodeJSON(w, r, &req); p != nil {
 		return p
@@ -81,19 +84,16 @@ func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who
 	if req.Type == "" {
 		req.Type = defaultUppyType
 	}
-	spec := intentSpec{filename: req.Filename, contentType: req.Type, method: MethodMultipart, expires: s.cfg.PresignExpiry}
-	size, declared, p := uppySize(req.Size, req.Metadata["size"])
+	meta, p := parseMetadata(req.Metadata)
+	if p != nil {
+		return p
+	}
+	spec := intentSpec{filename: req.Filename, contentType: req.Type, method: MethodMultipart, expires: s.cfg.PresignExpiry, metadata: meta}
+	size, declared, p := uppySize(req.Size, meta)
 	if p != nil {
 		return p
 	}
 	spec.size, spec.sizeDeclared = size, declared
-	if req.Metadata != nil {
-		raw, err := json.Marshal(req.Metadata)
-		if err != nil {
-			return problemf(probInvalidMetadata, "metadata: %v", err)
-		}
-		spec.metadata = raw
-	}
 	resp, p := s.newIntent(r.Context(), who.owner, spec)
 	if p != nil {
 		return p
@@ -103,24 +103,47 @@ func (s *Server) uppyCreateMultipart(w http.ResponseWriter, r *http.Request, who
 }
 
 // uppySize is the size a POST /s3/multipart body declares: its "size", else metadata.size (a number
-// or a string of digits), else none.
-func uppySize(size *int64, meta any) (int64, bool, *Problem) {
+// or a string of digits), else none. meta is the metadata as parseMetadata returned it (a JSON
+// object, or nil).
+func uppySize(size *int64, meta []byte) (int64, bool, *Problem) {
 	if size != nil {
 		return *size, true, nil
 	}
-	switch v := meta.(type) {
-	case nil:
+	if meta == nil {
 		return 0, false, nil
-	case float64:
-		if v >= 0 && v <= maxMultipart && v == float64(int64(v)) {
-			return int64(v), true, nil
+	}
+	var members map[string]json.RawMessage // as a map[string]any would read it: the last "size" wins
+	if err := json.Unmarshal(meta, &members); err != nil {
+		return 0, false, problemf(probInvalidMetadata, "metadata is not a JSON object: %v", err)
+	}
+	raw, ok := members["size"]
+	if !ok || string(raw) == "null" {
+		return 0, false, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return 0, false, problemf(probInvalidMetadata, "metadata.size: %v", err)
+	}
+	switch v := v.(type) {
+	case json.Number:
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			if n >= 0 && n <= maxMultipart {
+				return n, true, nil
+			}
+			break
+		}
+		// 5.0, 5e3: an integer written otherwise.
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil && f >= 0 && f <= maxMultipart && f == float64(int64(f)) {
+			return int64(f), true, nil
 		}
 	case string:
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return n, true, nil
 		}
 	}
-	return 0, false, problemf(probInvalidSize, "metadata.size %v is not a size in bytes", meta)
+	return 0, false, problemf(probInvalidSize, "metadata.size %.40s is not a size in bytes", raw)
 }
 
 // uppyUpload finds the caller's pending multipart intent of the {uploadId} path value and ?key=. The

@@ -2,9 +2,11 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -77,4 +79,61 @@ func TestUppyRoutesShapes(t *testing.T) {
 	status, _, raw = b.raw(t, "DELETE", "/s3/multipart/"+url.PathEscape(resp["uploadId"].(string))+q2, aliceKey, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.JSONEq(t, "{}", string(raw))
+}
+
+// TestUppyMetadataKeptAsV1Keeps: Uppy's metadata is kept and refused exactly as POST /v1/uploads
+// keeps and refuses it (parseMetadata): an integer past float64's precision is stored digit for
+// digit, and a lone surrogate (an escape in POST /s3/multipart's JSON, its WTF-8 bytes in a query)
+// is refused with Uppy's error shape, nothing created, rather than turned into U+FFFD.
+func TestUppyMetadataKeptAsV1Keeps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	stored := func(key string) (meta string, size int64, declared bool) {
+		t.Helper()
+		require.NoError(t, b.st.Pool.QueryRow(context.Background(),
+			"SELECT metadata::text, size, size_declared FROM uploads WHERE key = $1", key).Scan(&meta, &size, &declared))
+		return meta, size, declared
+	}
+
+	status, _, resp := b.call(t, "POST", "/s3/multipart", aliceKey, `{"filename":"n.bin","type":"image/png","metadata":{"n":12345678901234567890}}`)
+	require.Equal(t, http.StatusOK, status, resp)
+	meta, _, declared := stored(resp["key"].(string))
+	require.JSONEq(t, `{"n": 12345678901234567890}`, meta)
+	require.Contains(t, meta, "12345678901234567890", "digit for digit, as /v1 keeps it")
+	require.False(t, declared)
+	id := strings.Split(resp["key"].(string), "/")[2]
+	_, _, raw := b.raw(t, "GET", "/v1/uploads/"+id, aliceKey, nil)
+	require.Contains(t, string(raw), `"n":12345678901234567890`, "returned with the status as stored")
+
+	// metadata.size still declares the size, read from the metadata as sent.
+	status, _, resp = b.call(t, "POST", "/s3/multipart", aliceKey, `{"filename":"s.bin","type":"image/png","metadata":{"size":6291456,"n":12345678901234567890}}`)
+	require.Equal(t, http.StatusOK, status, resp)
+	meta, size, declared := stored(resp["key"].(string))
+	require.JSONEq(t, `{"size": 6291456, "n": 12345678901234567890}`, meta)
+	require.True(t, declared)
+	require.Equal(t, int64(6291456), size)
+
+	// /s3/params: query values are strings, kept as sent.
+	status, _, resp = b.call(t, "GET", "/s3/params?filename=p.png&type=image%2Fpng&metadata%5Bn%5D=12345678901234567890", aliceKey, nil)
+	require.Equal(t, http.StatusOK, status, resp)
+	meta, _, _ = stored(resp["fields"].(map[string]any)["key"].(string))
+	require.JSONEq(t, `{"n": "12345678901234567890"}`, meta)
+
+	runAttacks(t, b, familyUppy, []attack{
+		{attacker: "Uppy client with a lone surrogate escape in metadata", method: "POST", path: "/s3/multipart", as: asKey(aliceKey),
+			body:   `{"filename":"x.bin","type":"image/png","metadata":{"k":"\ud800"}}`,
+			status: 400, typ: "invalid-metadata", detail: "surrogate", mustNot: "create an intent or a multipart upload"},
+		{attacker: "Uppy client with a lone surrogate escape in a metadata key", method: "POST", path: "/s3/multipart", as: asKey(aliceKey),
+			body:   `{"filename":"x.bin","type":"image/png","metadata":{"\udc00":1}}`,
+			status: 400, typ: "invalid-metadata", mustNot: "create an intent or a multipart upload"},
+		{attacker: "Uppy client with a lone surrogate (WTF-8) in a metadata query value", method: "GET", as: asKey(aliceKey),
+			path:   "/s3/params?filename=x.png&type=image%2Fpng&metadata%5Bk%5D=%ED%A0%80",
+			status: 400, typ: "invalid-metadata", detail: "UTF-8", mustNot: "create an intent or sign a policy"},
+		{attacker: "Uppy client with invalid UTF-8 in a metadata query name", method: "GET", as: asKey(aliceKey),
+			path:   "/s3/params?filename=x.png&type=image%2Fpng&metadata%5B%FF%5D=v",
+			status: 400, typ: "invalid-metadata", mustNot: "create an intent or sign a policy"},
+		{attacker: "Uppy client with metadata that is not an object", method: "POST", path: "/s3/multipart", as: asKey(aliceKey),
+			body:   `{"filename":"x.bin","type":"image/png","metadata":["size"]}`,
+			status: 400, typ: "invalid-metadata", mustNot: "create an intent or a multipart upload"},
+	})
 }

@@ -310,15 +310,30 @@ func credentialsLeft(creds aws.Credentials, now time.Time) time.Duration {
 	return creds.Expires.Sub(now.UTC().Truncate(time.Second)).Truncate(time.Second)
 }
 
-// Lifetime retrieves the signing credentials and returns the lifetime of a URL signed at now (see
-// [Lifetime]): what callers that sign with another signer (the SDK's POST policies) use to cap
-// their expiry.
-func (s *Signer) Lifetime(ctx context.Context, now time.Time, want time.Duration) (time.Duration, error) {
+// Credentials returns the credentials the Signer would sign a URL of lifetime want with at now
+// (its own cache's, or the session held during a refresh: see [RefreshWindow]) and the lifetime of
+// a URL they sign (see [Lifetime]). It is for callers that sign with another signer (the SDK's POST
+// policies): they must sign with these credentials, not with another provider's (the SDK clients'
+// shared cache may hold another session, which may expire sooner), for the lifetime to bound what
+// they sign.
+func (s *Signer) Credentials(ctx context.Context, now time.Time, want time.Duration) (aws.Credentials, time.Duration, error) {
 	creds, err := s.retrieve(ctx, now, want)
 	if err != nil {
-		return 0, err
+		return aws.Credentials{}, 0, err
 	}
-	return Lifetime(creds, now, want)
+	lifetime, err := Lifetime(creds, now, want)
+	if err != nil {
+		return aws.Credentials{}, 0, err
+	}
+	return creds, lifetime, nil
+}
+
+// Lifetime retrieves the signing credentials and returns the lifetime of a URL signed at now (see
+// [Lifetime]). It bounds only what is signed with the same credentials: a caller that signs with
+// another signer uses [Signer.Credentials], and signs with the credentials it returns.
+func (s *Signer) Lifetime(ctx context.Context, now time.Time, want time.Duration) (time.Duration, error) {
+	_, lifetime, err := s.Credentials(ctx, now, want)
+	return lifetime, err
 }
 
 // Presign returns the presigned URL of the request (Sign without the expiry).

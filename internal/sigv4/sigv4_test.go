@@ -618,3 +618,36 @@ func TestSignerKeepsItsSessionWhenTheSourceIsDown(t *testing.T) {
 	}
 	require.EqualValues(t, 2, src.n.Load(), "one refresh, which failed; not asked again within the interval")
 }
+
+// TestSignerCredentialsAreThoseItSignsWith: Signer.Credentials gives what the Signer signs with
+// (its own cache's session, not the clients' shared one) and the lifetime capped at that session's
+// end, which a URL signed at the same instant has: a caller signing with another signer (the
+// SDK's POST policies) signs with them, so that the expiry it promises is the signing session's.
+func TestSignerCredentialsAreThoseItSignsWith(t *testing.T) {
+	t.Parallel()
+	shared := &sessions{left: 2 * time.Minute}
+	own := &sessions{left: 55 * time.Minute}
+	signer, err := sigv4.NewSigner(s3.Options{Region: "us-east-1",
+		Credentials: signingSource{aws.NewCredentialsCache(shared), aws.NewCredentialsCache(own)}})
+	require.NoError(t, err)
+	now := time.Now()
+	creds, lifetime, err := signer.Credentials(context.Background(), now, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, "ASIA1", creds.AccessKeyID)
+	require.Zero(t, shared.n.Load(), "the shared cache is not asked")
+	require.False(t, now.Truncate(time.Second).Add(lifetime).After(creds.Expires), "capped at the session's end")
+	require.Greater(t, lifetime, 54*time.Minute)
+	p, err := signer.Sign(context.Background(), sigv4.Input{Method: "GET", Op: sigv4.OpGetObject, Bucket: "b", Key: "k", Now: now, Expires: time.Hour, ContentLength: -1})
+	require.NoError(t, err)
+	require.Contains(t, p.URL, "X-Amz-Credential=ASIA1%2F")
+	require.True(t, now.Truncate(time.Second).Add(lifetime).Equal(p.Expires), "%s, URL %s", lifetime, p.Expires)
+	d, err := signer.Lifetime(context.Background(), now, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, lifetime, d)
+
+	// A session that has ended is refused, as Sign refuses it.
+	signer, err = sigv4.NewSigner(s3.Options{Region: "us-east-1", Credentials: &sessions{left: -time.Second}})
+	require.NoError(t, err)
+	_, _, err = signer.Credentials(context.Background(), time.Now(), time.Hour)
+	require.ErrorIs(t, err, sigv4.ErrCredentialsExpiring)
+}
