@@ -354,7 +354,7 @@ func TestKustomizeOverlay(t *testing.T) {
 		require.Contains(t, v, "CHANGE-ME", "the example Secret holds placeholders only (%s)", k)
 	}
 	for k := range cm.Data {
-		require.NotContains(t, []string{"DATABASE_URL", "REDIS_URL", "INTAKE_API_JWT_SECRET", "INTAKE_API_KEYS", "INTAKE_CONSUMER_INGRESS_TOKEN"}, k,
+		require.NotContains(t, []string{"DATABASE_URL", "REDIS_URL", "INTAKE_API_JWT_SECRET", "INTAKE_API_JWT_TENANT_SECRETS", "INTAKE_API_KEYS", "INTAKE_API_ADMIN_KEYS", "INTAKE_CONSUMER_INGRESS_TOKEN"}, k,
 			"%s may hold a credential: it belongs in the Secret", k)
 	}
 	grace := defaultOf(t, config.Config{}, "ShutdownGrace")

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,11 +13,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/problem"
@@ -27,7 +27,7 @@ import (
 const DevOwner = "dev"
 
 // MaxOwnerBytes is the longest owner (key owner or token subject) accepted.
-const MaxOwnerBytes = 128
+const MaxOwnerBytes = config.MaxOwnerBytes
 
 // Caller is who made a request.
 type Caller struct {
@@ -35,7 +35,8 @@ type Caller struct {
 	// It is empty for operator keys, which act for no tenant.
 	Owner string
 	// Operator is set for operator credentials: an INTAKE_API_ADMIN_KEYS key, or a JWT whose scope
-	// holds INTAKE_API_JWT_ADMIN_SCOPE.
+	// holds INTAKE_API_JWT_ADMIN_SCOPE, signed with INTAKE_API_JWT_SECRET or a JWKS key (never one
+	// signed with a tenant's secret).
 	Operator bool
 	// Name identifies the credentials in logs: the owner, or the operator key's name.
 	Name string
@@ -49,27 +50,72 @@ type Caller struct {
 }
 
 // Authenticator turns a request's credentials into its Caller: a static key (X-API-Key, or
-// Authorization: Bearer <key>) of a tenant or an operator, or a bearer JWT (HS256 with the shared
-// secret, RS256/ES256 with a key from the JWKS URL) whose issuer and audience are checked and whose
-// subject is the owner. The JWT may also come in the configured cookie (browser clients such as Uppy,
-// which send no Authorization).
+// Authorization: Bearer <key>) of a tenant or an operator, or a bearer JWT (HS256 with a tenant's
+// secret or the shared secret, RS256/ES256 with a key from the JWKS URL) whose issuer and audience
+// are checked and whose subject is the owner. The JWT may also come in the configured cookie
+// (browser clients such as Uppy, which send no Authorization).
 type Authenticator struct {
-	keys       map[[32]byte]string // SHA-256 of a tenant key → owner
-	adminKeys  map[[32]byte]string // SHA-256 of an operator key → name
-	secret     []byte
-	jwks       keyfunc.Keyfunc
-	parser     *jwt.Parser
-	adminScope string
-	cookie     string
-	devAuth    bool
+	keys          map[[32]byte]string // SHA-256 of a tenant key → owner
+	adminKeys     map[[32]byte]string // SHA-256 of an operator key → name
+	secret        []byte              // INTAKE_API_JWT_SECRET: operator-level
+	tenantSecrets map[string][]byte   // owner → its INTAKE_API_JWT_TENANT_SECRETS secret
+	jwks          keyfunc.Keyfunc
+	unknownKID    *rate.Limiter // refreshes of the key set for tokens naming a kid it lacks
+	unknownEvery  time.Duration // the period unknownKID allows
+	parser        *jwt.Parser
+	adminScope    string
+	cookie        string
+	devAuth       bool
 }
 
-// New builds the Authenticator of the API configuration. It refuses what config.Validate refuses
-// about authentication (no authentication, development auth combined with real credentials, JWT
-// without issuer or audience), so that no caller can build a weaker one. With a JWKS URL it starts
-// the key set's refresh goroutine, which stops when ctx is cancelled; the first fetch happens then
-// and a failure is logged, not fatal (keys are fetched again when a token names an unknown kid).
+// jwksSettings tune the JWKS client. New uses defaultJWKS; tests shorten the times and trust their
+// TLS servers.
+type jwksSettings struct {
+	// timeout bounds one fetch of the key set, from connecting to the end of the body, wherever it
+	// runs: at New, in the background refresh, or in a request whose token names an unknown kid.
+	timeout time.Duration
+	// refresh is the period of the background refresh: how long a rotated-out key stays trusted
+	// and, at worst, how long a newly published key waits to be fetched.
+	refresh time.Duration
+	// unknownKIDEvery is the least time between two refreshes caused by tokens naming a kid the key
+	// set lacks (an identity provider's key rotation, or junk): anyone can send such a token, so
+	// they are rate-limited, and a request that finds the refresh taken fails at once (401) rather
+	// than wait for the next. Since a refresh fetches the whole set, a junk kid's refresh fetches a
+	// rotated key too: a new key is trusted at most this long after a token first names it.
+	unknownKIDEvery time.Duration
+	// maxBody caps the key set's size: a longer body fails the fetch.
+	maxBody int64
+	// transport, when set, carries the fetches (tests: one that trusts their TLS server).
+	transport http.RoundTripper
+}
+
+// defaultJWKS are the JWKS client's settings.
+var defaultJWKS = jwksSettings{timeout: 10 * time.Second, refresh: 5 * time.Minute, unknownKIDEvery: 10 * time.Second, maxBody: 1 << 20}
+
+// maxJWKSRedirects bounds the redirects one fetch of the key set follows.
+const maxJWKSRedirects = 5
+
+// New builds the Authenticator of the API configuration. It runs config.API.ValidateAuth, the
+// checks config.Validate runs on authentication (no authentication, development auth combined
+// with real credentials, JWT without issuer or audience, short secrets, a plain-http JWKS URL
+// off loopback, owners that cannot be owners…), so that no caller can build a weaker one. With a
+// JWKS URL it starts the key set's refresh goroutine (every 5 minutes), which stops when ctx is
+// cancelled; the first fetch happens then and a failure is logged, not fatal (keys are fetched
+// again when a token names an unknown kid, at most once per 10 s).
+//
+// INTAKE_API_JWT_SECRET is operator-level: a token it signs may name any subject and, with
+// INTAKE_API_JWT_ADMIN_SCOPE, be an operator. An HS256 token whose subject has a secret in
+// INTAKE_API_JWT_TENANT_SECRETS is verified with that secret only, and acts for that subject only,
+// never as an operator (see the package documentation).
 func New(ctx context.Context, c config.API, log *slog.Logger) (*Authenticator, error) {
+	return newAuthenticator(ctx, c, log, defaultJWKS)
+}
+
+func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jwksSettings) (*Authenticator, error) {
+	if err := c.ValidateAuth(); err != nil {
+		return nil, fmt.Errorf("API authentication: %w", err)
+	}
+	// ValidateAuth parsed them already: these cannot fail.
 	tenants, err := config.ParseAPIKeys(c.Keys)
 	if err != nil {
 		return nil, err
@@ -78,47 +124,43 @@ func New(ctx context.Context, c config.API, log *slog.Logger) (*Authenticator, e
 	if err != nil {
 		return nil, err
 	}
+	tenantSecrets, err := config.ParseTenantSecrets(c.JWTTenantSecrets)
+	if err != nil {
+		return nil, err
+	}
 	a := &Authenticator{
 		keys: make(map[[32]byte]string, len(tenants)), adminKeys: make(map[[32]byte]string, len(operators)),
-		adminScope: c.JWTAdminScope, cookie: c.AuthCookie, devAuth: c.InsecureDevAuth,
+		tenantSecrets: make(map[string][]byte, len(tenantSecrets)),
+		adminScope:    c.JWTAdminScope, cookie: c.AuthCookie, devAuth: c.InsecureDevAuth,
 	}
 	for k, owner := range tenants {
-		if !ValidOwner(owner) {
-			return nil, fmt.Errorf("INTAKE_API_KEYS: owner %q cannot be used in object keys", owner)
-		}
 		a.keys[sha256.Sum256([]byte(k))] = owner
 	}
 	for k, name := range operators {
-		sum := sha256.Sum256([]byte(k))
-		if _, ok := a.keys[sum]; ok {
-			return nil, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key", name)
-		}
-		a.adminKeys[sum] = name
+		a.adminKeys[sha256.Sum256([]byte(k))] = name
+	}
+	for owner, secret := range tenantSecrets {
+		a.tenantSecrets[owner] = []byte(secret)
 	}
 	var methods []string
 	if c.JWTSecret != "" {
 		a.secret = []byte(c.JWTSecret)
+	}
+	if a.secret != nil || len(a.tenantSecrets) > 0 {
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
 	}
-	jwtAuth := c.JWTSecret != "" || c.JWKSURL != ""
-	if jwtAuth {
-		if c.JWTIssuer == "" {
-			return nil, errors.New("INTAKE_API_JWT_ISSUER: required with JWT authentication")
-		}
-		if c.JWTAudience == "" && !c.JWTAllowAnyAudience {
-			return nil, errors.New("INTAKE_API_JWT_AUDIENCE: required with JWT authentication (or INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true)")
-		}
-	}
-	realAuth := len(a.keys) > 0 || len(a.adminKeys) > 0 || jwtAuth
-	switch {
-	case a.devAuth && realAuth:
-		return nil, errors.New("INTAKE_API_INSECURE_DEV_AUTH: cannot be combined with JWT or API keys")
-	case !a.devAuth && !realAuth:
-		return nil, errors.New("API: no authentication configured (JWT secret, JWKS URL or API keys)")
-	}
 	if c.JWKSURL != "" {
+		// The library's own limiter lets every refresh through at once (rate.Inf): a.unknownKID
+		// decides, without waiting, whether a request may refresh (see jwksKey). The library would
+		// make a request wait up to RateLimitWaitMax for its limiter, holding it while an attacker's
+		// junk kids keep the limiter taken; its wait also shares one context with the fetch, so
+		// RateLimitWaitMax only bounds the fetch here.
 		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.JWKSURL}, keyfunc.Override{
-			HTTPTimeout: 10 * time.Second,
+			Client:            jwksClient(c.JWKSURL, js),
+			HTTPTimeout:       js.timeout,
+			RefreshInterval:   js.refresh,
+			RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
+			RateLimitWaitMax:  js.timeout,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
 					log.WarnContext(ctx, "refresh JWKS failed", "url", redact.URL(u), "err", redact.Error(err))
@@ -129,6 +171,7 @@ func New(ctx context.Context, c config.API, log *slog.Logger) (*Authenticator, e
 			return nil, fmt.Errorf("INTAKE_API_JWKS_URL: %w", redact.Error(err))
 		}
 		a.jwks = kf
+		a.unknownKID, a.unknownEvery = rate.NewLimiter(rate.Every(js.unknownKIDEvery), 1), js.unknownKIDEvery
 		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second),
@@ -138,6 +181,74 @@ func New(ctx context.Context, c config.API, log *slog.Logger) (*Authenticator, e
 	}
 	a.parser = jwt.NewParser(opts...)
 	return a, nil
+}
+
+// jwksClient is the HTTP client of the key set's fetches: each bounded by js.timeout (the
+// library bounds only some of them), the body by js.maxBody, and no redirect leaving https: the
+// key set decides who is authenticated, and a redirect to plain http would let whoever is on the
+// path serve it. A loopback http URL (which config.ValidJWKSURL accepts) may redirect to https or
+// to another loopback http URL.
+func jwksClient(configured string, js jwksSettings) *http.Client {
+	base := js.transport
+	if base == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DisableKeepAlives = true // one fetch every few minutes: no connection kept idle
+		base = t
+	}
+	plainHTTP := strings.HasPrefix(strings.ToLower(configured), "http:")
+	return &http.Client{
+		Transport: limitBody{next: base, max: js.maxBody},
+		Timeout:   js.timeout,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			switch {
+			case len(via) >= maxJWKSRedirects:
+				return fmt.Errorf("JWKS: stopped after %d redirects", len(via))
+			case req.URL.Scheme == "https":
+				return nil
+			case plainHTTP && req.URL.Scheme == "http" && config.ValidJWKSURL(req.URL.String()) == nil:
+				return nil
+			}
+			return fmt.Errorf("JWKS: redirect to %s refused: the key set is fetched over https only (plain http only from and to a loopback address)",
+				redact.URL(req.URL.String()))
+		},
+	}
+}
+
+// errJWKSTooLarge fails a fetch whose body passes jwksSettings.maxBody.
+var errJWKSTooLarge = errors.New("JWKS: the key set is larger than the limit")
+
+// limitBody caps the body of every response: reading past max bytes fails.
+type limitBody struct {
+	next http.RoundTripper
+	max  int64
+}
+
+// RoundTrip implements http.RoundTripper.
+func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &cappedBody{ReadCloser: resp.Body, left: l.max}
+	return resp, nil
+}
+
+// cappedBody fails with errJWKSTooLarge once more than left bytes were read.
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1] // one byte past the cap tells a body of exactly the cap from a longer one
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), errJWKSTooLarge
+	}
+	return n, err
 }
 
 // WithoutCookie returns an Authenticator that ignores the auth cookie, for endpoints that browsers
@@ -250,34 +361,75 @@ func (c *claims) scopes() []string {
 	return out
 }
 
+// jwt authenticates a bearer token. An HS256 token is verified with the secret of the owner its
+// (unverified) subject names when that owner is in INTAKE_API_JWT_TENANT_SECRETS, else with the
+// shared INTAKE_API_JWT_SECRET: a tenant's secret thus signs its own subject's tokens only. A token
+// a tenant's secret verified never makes an operator: one asking for the admin scope is refused
+// (401) rather than downgraded, since its signer, a tenant's backend, has no operator rights to give
+// and a token that claims them is either a mistake to surface or an attempt to escalate.
 func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.Problem) {
-	if a.secret == nil && a.jwks == nil {
+	if a.secret == nil && len(a.tenantSecrets) == 0 && a.jwks == nil {
 		return Caller{}, unauthorized("bearer tokens are not accepted: only API keys are configured")
 	}
 	var cl claims
+	tenantSigned := false
 	tok, err := a.parser.ParseWithClaims(raw, &cl, func(t *jwt.Token) (any, error) {
 		if t.Method.Alg() == jwt.SigningMethodHS256.Alg() {
+			// cl holds the token's claims, not yet verified: the subject only picks the secret
+			// the signature must verify with.
+			if s, ok := a.tenantSecrets[cl.Subject]; ok {
+				tenantSigned = true
+				return s, nil
+			}
 			if a.secret == nil {
-				return nil, errors.New("HS256 tokens are not accepted")
+				return nil, fmt.Errorf("HS256 tokens are accepted for the owners of INTAKE_API_JWT_TENANT_SECRETS only, not subject %q", cl.Subject)
 			}
 			return a.secret, nil
 		}
 		if a.jwks == nil {
 			return nil, fmt.Errorf("%s tokens are not accepted", t.Method.Alg())
 		}
-		return a.jwks.KeyfuncCtx(ctx)(t)
+		return a.jwksKey(ctx, t)
 	})
 	if err != nil || !tok.Valid {
 		return Caller{}, unauthorized(fmt.Sprintf("invalid bearer token: %v", err))
 	}
 	if !ValidOwner(cl.Subject) {
-		return Caller{}, unauthorized(fmt.Sprintf("the token's subject %q cannot be an owner (1..%d bytes, no '/', '\\', spaces or control characters)", cl.Subject, MaxOwnerBytes))
+		return Caller{}, unauthorized(fmt.Sprintf("the token's subject %q cannot be an owner (%s)", cl.Subject, config.OwnerRule))
 	}
 	c := Caller{Owner: cl.Subject, Name: cl.Subject}
 	if a.adminScope != "" && slices.Contains(cl.scopes(), a.adminScope) {
+		if tenantSigned {
+			return Caller{}, unauthorized(fmt.Sprintf("the token is signed with the tenant secret of %q, which cannot grant the operator scope %q: only INTAKE_API_JWT_SECRET or the JWKS can",
+				cl.Subject, a.adminScope))
+		}
 		c.Operator = true
 	}
 	return c, nil
+}
+
+// jwksKey returns the JWKS key that verifies t. A token naming a kid the key set lacks makes the
+// key set be fetched again, at most once per jwksSettings.unknownKIDEvery: when the refresh is
+// taken, the token is refused at once instead of waiting for the next.
+func (a *Authenticator) jwksKey(ctx context.Context, t *jwt.Token) (any, error) {
+	if kid, ok := t.Header["kid"].(string); ok && !a.knownKID(ctx, kid) && !a.unknownKID.Allow() {
+		return nil, fmt.Errorf("no key %q in the key set, which was fetched again less than %s ago: retry shortly", kid, a.unknownEvery)
+	}
+	return a.jwks.KeyfuncCtx(ctx)(t)
+}
+
+// knownKID reports whether the key set holds a key of ID kid, without fetching it.
+func (a *Authenticator) knownKID(ctx context.Context, kid string) bool {
+	keys, err := a.jwks.Storage().KeyReadAll(ctx)
+	if err != nil {
+		return false
+	}
+	for _, k := range keys {
+		if k.Marshal().KID == kid {
+			return true
+		}
+	}
+	return false
 }
 
 func unauthorized(detail string) *problem.Problem {
@@ -285,15 +437,6 @@ func unauthorized(detail string) *problem.Problem {
 	return &p
 }
 
-// ValidOwner reports whether a token subject or API key owner can be an owner segment of keys.
-func ValidOwner(owner string) bool {
-	if owner == "" || len(owner) > MaxOwnerBytes || owner == "." || owner == ".." || !utf8.ValidString(owner) {
-		return false
-	}
-	for _, r := range owner {
-		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.IsSpace(r) {
-			return false
-		}
-	}
-	return true
-}
+// ValidOwner reports whether a token subject or API key owner can be an owner segment of keys
+// (config.ValidOwner, which config.Validate checks the configured owners with).
+func ValidOwner(owner string) bool { return config.ValidOwner(owner) }

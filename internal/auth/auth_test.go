@@ -143,19 +143,34 @@ func TestJWKSIssuerAndAudience(t *testing.T) {
 // that no code path builds a weaker Authenticator.
 func TestNewRefuses(t *testing.T) {
 	t.Parallel()
-	for name, c := range map[string]config.API{
-		"nothing":                         {},
-		"jwt secret without issuer":       {JWTSecret: secret, JWTAudience: audience},
-		"jwt secret without audience":     {JWTSecret: secret, JWTIssuer: issuer},
-		"jwks without issuer or audience": {JWKSURL: "http://127.0.0.1:1/jwks"},
-		"dev auth with keys":              {InsecureDevAuth: true, Keys: aliceKey + "=alice"},
-		"dev auth with admin keys":        {InsecureDevAuth: true, AdminKeys: opsKey + "=ops"},
-		"dev auth with jwt":               {InsecureDevAuth: true, JWTSecret: secret, JWTIssuer: issuer, JWTAudience: audience},
-		"owner unusable in keys":          {Keys: "0123456789abcdefgh=a/b"},
-		"operator key is a tenant key":    {Keys: aliceKey + "=alice", AdminKeys: aliceKey + "=ops"},
+	for name, c := range map[string]struct {
+		cfg  config.API
+		want string // the variable the error names
+	}{
+		"nothing":                         {config.API{}, "no authentication configured"},
+		"jwt secret without issuer":       {config.API{JWTSecret: secret, JWTAudience: audience}, "INTAKE_API_JWT_ISSUER"},
+		"jwt secret without audience":     {config.API{JWTSecret: secret, JWTIssuer: issuer}, "INTAKE_API_JWT_AUDIENCE"},
+		"jwks without issuer or audience": {config.API{JWKSURL: "http://127.0.0.1:1/jwks"}, "INTAKE_API_JWT_ISSUER"},
+		"dev auth with keys":              {config.API{InsecureDevAuth: true, Keys: aliceKey + "=alice"}, "INTAKE_API_INSECURE_DEV_AUTH"},
+		"dev auth with admin keys":        {config.API{InsecureDevAuth: true, AdminKeys: opsKey + "=ops"}, "INTAKE_API_INSECURE_DEV_AUTH"},
+		"dev auth with jwt":               {config.API{InsecureDevAuth: true, JWTSecret: secret, JWTIssuer: issuer, JWTAudience: audience}, "INTAKE_API_INSECURE_DEV_AUTH"},
+		"owner unusable in keys":          {config.API{Keys: "0123456789abcdefgh=a/b"}, "INTAKE_API_KEYS"},
+		"operator key is a tenant key":    {config.API{Keys: aliceKey + "=alice", AdminKeys: aliceKey + "=ops"}, "INTAKE_API_ADMIN_KEYS"},
+		// What config.Validate refuses, New refuses too.
+		"jwt secret under 32 bytes":            {config.API{JWTSecret: "short-secret", JWTIssuer: issuer, JWTAudience: audience}, "INTAKE_API_JWT_SECRET"},
+		"jwks over http off loopback":          {config.API{JWKSURL: "http://idp.invalid/jwks", JWTIssuer: issuer, JWTAudience: audience}, "INTAKE_API_JWKS_URL"},
+		"audience and any audience":            {config.API{JWTSecret: secret, JWTIssuer: issuer, JWTAudience: audience, JWTAllowAnyAudience: true}, "INTAKE_API_JWT_ALLOW_ANY_AUDIENCE"},
+		"operator name that is no owner":       {config.API{AdminKeys: opsKey + "=on call"}, "INTAKE_API_ADMIN_KEYS"},
+		"admin scope without jwt":              {config.API{Keys: aliceKey + "=alice", JWTAdminScope: adminScop}, "INTAKE_API_JWT_ADMIN_SCOPE"},
+		"cookie without jwt":                   {config.API{Keys: aliceKey + "=alice", AuthCookie: "tok"}, "INTAKE_API_AUTH_COOKIE"},
+		"tenant secret under 32 bytes":         {config.API{JWTTenantSecrets: "acme=short", JWTIssuer: issuer, JWTAudience: audience}, "INTAKE_API_JWT_TENANT_SECRETS"},
+		"tenant secret that is the shared one": {config.API{JWTSecret: secret, JWTTenantSecrets: "acme=" + secret, JWTIssuer: issuer, JWTAudience: audience}, "INTAKE_API_JWT_TENANT_SECRETS"},
+		"tenant secret of an invalid owner":    {config.API{JWTTenantSecrets: "a/b=" + secret, JWTIssuer: issuer, JWTAudience: audience}, "INTAKE_API_JWT_TENANT_SECRETS"},
+		"tenant secrets without issuer":        {config.API{JWTTenantSecrets: "acme=" + secret, JWTAudience: audience}, "INTAKE_API_JWT_ISSUER"},
 	} {
-		_, err := New(t.Context(), c, discard())
-		require.Error(t, err, name)
+		_, err := New(t.Context(), c.cfg, discard())
+		require.ErrorContains(t, err, c.want, name)
+		require.NotContains(t, err.Error(), secret, "%s: no secret in the error", name)
 	}
 }
 

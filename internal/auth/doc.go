@@ -11,12 +11,25 @@
 //
 // # JWTs
 //
-// HS256 with INTAKE_API_JWT_SECRET, or RS256/ES256 with keys from INTAKE_API_JWKS_URL. exp is
-// required (30 s leeway), iss must equal INTAKE_API_JWT_ISSUER and aud must hold
-// INTAKE_API_JWT_AUDIENCE: both are required settings, so that a token the same identity provider
-// issued for another application is refused (INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives the
-// audience, for a provider dedicated to intake). The subject becomes an owner, a segment of object
-// keys: it must satisfy ValidOwner.
+// HS256 with a tenant's secret (INTAKE_API_JWT_TENANT_SECRETS) or the shared INTAKE_API_JWT_SECRET,
+// or RS256/ES256 with keys from INTAKE_API_JWKS_URL. exp is required (30 s leeway), iss must equal
+// INTAKE_API_JWT_ISSUER and aud must hold INTAKE_API_JWT_AUDIENCE, whichever key signed: both are
+// required settings, so that a token the same identity provider issued for another application is
+// refused (INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives the audience, for a provider dedicated to
+// intake). The subject becomes an owner, a segment of object keys: it must satisfy ValidOwner.
+//
+// INTAKE_API_JWT_SECRET is an operator-level secret: its holder can mint a token for any subject,
+// and an operator token with the admin scope. A tenant's backend that mints tokens for its browsers
+// gets its own secret in INTAKE_API_JWT_TENANT_SECRETS instead: an HS256 token whose (unverified)
+// subject names an owner listed there is verified with that owner's secret, and with it alone, so
+// it can only act for that owner; one that also asks for the admin scope is refused (401), since a
+// tenant's secret has no operator rights to give.
+//
+// The key set of the JWKS URL is fetched again every 5 minutes, and when a token names a kid it
+// lacks (an identity provider's rotation), at most once per 10 s: anyone can send such a token, so a
+// request that finds that refresh taken is refused at once rather than made to wait, and since a
+// refresh fetches the whole set, junk kids cannot keep a rotated key out for longer. Each fetch is
+// bounded (10 s, 1 MiB) and follows no redirect that leaves https.
 //
 // # The cookie
 //

@@ -14,15 +14,21 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/robfig/cron/v3"
 
 	"github.com/intakehq/intake/internal/redact"
-	"github.com/robfig/cron/v3"
+	"github.com/intakehq/intake/internal/webhookurl"
 )
 
 // Roles a process can run. "all" is shorthand for every role.
@@ -166,14 +172,6 @@ type DLQ struct {
 	DLQURL string `name:"dlq-url" env:"INTAKE_DLQ_URL" help:"${dlq_url_help=Dead-letter queue URL of S3 events.}"`
 }
 
-// RunHelp is the help of the settings whose wording differs for the daemon (`intake run`): the
-// values of the kong variables of their help (see [Config]), as the tag set:"name=text" gives them.
-var RunHelp = map[string]string{
-	"database_url_help": "PostgreSQL URL (required, except by --roles scheduler).",
-	"queue_url_help":    "SQS queue URL of S3 events (required by consumer and ingress).",
-	"dlq_url_help":      "Dead-letter queue URL (optional: permanent failures go there at once; else the redrive policy moves them; with no redrive policy, a message failing on its 5th receive goes there too).",
-}
-
 // Logging is the log level and format of every command.
 type Logging struct {
 	// LogLevel is debug, info, warn or error.
@@ -287,8 +285,15 @@ type Consumer struct {
 
 // API tunes the HTTP API role.
 type API struct {
-	// JWTSecret is an HS256 shared secret for bearer tokens.
-	JWTSecret string `name:"jwt-secret" env:"JWT_SECRET" help:"HS256 secret for bearer JWTs."`
+	// JWTSecret is the HS256 shared secret for bearer tokens. It is an operator-level secret: whoever
+	// holds it can mint a token for any subject (any tenant) and, with JWTAdminScope in its scope,
+	// an operator token. Give a tenant's backend its own secret in JWTTenantSecrets instead.
+	JWTSecret string `name:"jwt-secret" env:"JWT_SECRET" help:"HS256 secret for bearer JWTs (operator-level: its holder can mint a token for any subject, and operator tokens with the admin scope)."`
+	// JWTTenantSecrets are per-tenant HS256 secrets, "owner=secret" pairs separated by commas (see
+	// [ParseTenantSecrets]). An HS256 token whose subject names an owner listed here is verified with
+	// that owner's secret only, and acts for that owner only, never as an operator: a tenant's backend
+	// can mint tokens for its own browsers without holding JWTSecret.
+	JWTTenantSecrets string `name:"jwt-tenant-secrets" env:"JWT_TENANT_SECRETS" help:"Per-tenant HS256 secrets for bearer JWTs: owner=secret,owner2=secret2 (each at least 32 bytes; a token verified by one acts for that owner only, never as an operator)."`
 	// JWKSURL is a JWKS endpoint for RS256/ES256 bearer tokens.
 	JWKSURL string `name:"jwks-url" env:"JWKS_URL" help:"JWKS URL for RS256/ES256 bearer JWTs."`
 	// JWTIssuer must equal the token's iss; required with a JWT secret or JWKS URL.
@@ -456,9 +461,7 @@ func (c *Config) Validate(roles []string) error {
 		errs = append(errs, validURL("INTAKE_QUEUE_URL", c.QueueURL, true, "http", "https"))
 	}
 	errs = append(errs, validURL("INTAKE_DLQ_URL", c.DLQURL, false, "http", "https"))
-	if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
-		errs = append(errs, fmt.Errorf("INTAKE_LISTEN_ADDR: %q is not host:port: %w", c.ListenAddr, err))
-	}
+	errs = append(errs, validListenAddr("INTAKE_LISTEN_ADDR", c.ListenAddr))
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("INTAKE_SHUTDOWN_GRACE: must be positive"))
 	}
@@ -515,7 +518,13 @@ func (w Webhook) validate() error {
 	case w.URL == "" && w.Secret != "":
 		errs = append(errs, errors.New("INTAKE_WEBHOOK_URL: required with INTAKE_WEBHOOK_SECRET"))
 	case w.URL != "":
-		errs = append(errs, validURL("INTAKE_WEBHOOK_URL", w.URL, true, "http", "https"))
+		if err := validURL("INTAKE_WEBHOOK_URL", w.URL, true, "http", "https"); err != nil {
+			errs = append(errs, err)
+		} else if err := webhookurl.Check(w.URL, w.AllowPrivate); err != nil {
+			// The jobs role's webhook.NewEndpoints runs the same check: refused here, the process
+			// does not start (and wait for PostgreSQL) only to fail in the jobs role.
+			errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_URL: %w", err))
+		}
 		if _, err := ParseWebhookSecret(w.Secret); err != nil {
 			errs = append(errs, fmt.Errorf("INTAKE_WEBHOOK_SECRET: %w", err))
 		}
@@ -620,27 +629,41 @@ func (a API) validateS3Timeout() error {
 	return nil
 }
 
-func (a API) validate() error {
+// MinJWTSecretLen is the shortest accepted HS256 secret (INTAKE_API_JWT_SECRET and each of
+// INTAKE_API_JWT_TENANT_SECRETS): whoever guesses one signs tokens.
+const MinJWTSecretLen = 32
+
+// ValidateAuth checks the authentication settings of the API: the part of Validate that decides who
+// may call it. auth.New runs it too, so that no caller can build an Authenticator weaker than
+// Validate lets the daemon start with.
+func (a API) ValidateAuth() error {
 	var errs []error
-	jwtAuth := a.JWTSecret != "" || a.JWKSURL != ""
+	jwtAuth := a.JWTSecret != "" || a.JWKSURL != "" || a.JWTTenantSecrets != ""
 	realAuth := jwtAuth || a.Keys != "" || a.AdminKeys != ""
 	switch {
 	case a.InsecureDevAuth && realAuth:
-		errs = append(errs, errors.New("INTAKE_API_INSECURE_DEV_AUTH: cannot be combined with INTAKE_API_JWT_SECRET, INTAKE_API_JWKS_URL, INTAKE_API_KEYS or INTAKE_API_ADMIN_KEYS (requests without credentials would still pass as owner 'dev'): unset it"))
+		errs = append(errs, errors.New("INTAKE_API_INSECURE_DEV_AUTH: cannot be combined with INTAKE_API_JWT_SECRET, INTAKE_API_JWT_TENANT_SECRETS, INTAKE_API_JWKS_URL, INTAKE_API_KEYS or INTAKE_API_ADMIN_KEYS (requests without credentials would still pass as owner 'dev'): unset it"))
 	case !realAuth && !a.InsecureDevAuth:
-		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development on a loopback address)"))
+		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET / INTAKE_API_JWT_TENANT_SECRETS / INTAKE_API_JWKS_URL / INTAKE_API_KEYS: no authentication configured (set one, or INTAKE_API_INSECURE_DEV_AUTH=true for local development on a loopback address)"))
 	}
-	if a.JWTSecret != "" && len(a.JWTSecret) < 32 {
-		errs = append(errs, errors.New("INTAKE_API_JWT_SECRET: must be at least 32 bytes"))
+	if a.JWTSecret != "" && len(a.JWTSecret) < MinJWTSecretLen {
+		errs = append(errs, fmt.Errorf("INTAKE_API_JWT_SECRET: must be at least %d bytes", MinJWTSecretLen))
 	}
-	errs = append(errs, validJWKSURL(a.JWKSURL))
+	tenantSecrets, err := ParseTenantSecrets(a.JWTTenantSecrets)
+	errs = append(errs, err)
+	for _, owner := range slices.Sorted(maps.Keys(tenantSecrets)) {
+		if a.JWTSecret != "" && tenantSecrets[owner] == a.JWTSecret {
+			errs = append(errs, fmt.Errorf("INTAKE_API_JWT_TENANT_SECRETS: the secret of %s is INTAKE_API_JWT_SECRET; a tenant's secret must be its own (the shared secret can mint tokens for any tenant)", entryName(owner, 0)))
+		}
+	}
+	errs = append(errs, ValidJWKSURL(a.JWKSURL))
 	if jwtAuth {
 		if a.JWTIssuer == "" {
-			errs = append(errs, errors.New("INTAKE_API_JWT_ISSUER: required with INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL (else a token of any issuer sharing the keys is accepted)"))
+			errs = append(errs, errors.New("INTAKE_API_JWT_ISSUER: required with INTAKE_API_JWT_SECRET, INTAKE_API_JWT_TENANT_SECRETS or INTAKE_API_JWKS_URL (else a token of any issuer sharing the keys is accepted)"))
 		}
 		switch {
 		case a.JWTAudience == "" && !a.JWTAllowAnyAudience:
-			errs = append(errs, errors.New("INTAKE_API_JWT_AUDIENCE: required with INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL (else a token the issuer made for any application is accepted); INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives it"))
+			errs = append(errs, errors.New("INTAKE_API_JWT_AUDIENCE: required with INTAKE_API_JWT_SECRET, INTAKE_API_JWT_TENANT_SECRETS or INTAKE_API_JWKS_URL (else a token the issuer made for any application is accepted); INTAKE_API_JWT_ALLOW_ANY_AUDIENCE=true waives it"))
 		case a.JWTAudience != "" && a.JWTAllowAnyAudience:
 			errs = append(errs, errors.New("INTAKE_API_JWT_ALLOW_ANY_AUDIENCE: set together with INTAKE_API_JWT_AUDIENCE; choose one"))
 		}
@@ -654,7 +677,7 @@ func (a API) validate() error {
 			{"INTAKE_API_AUTH_COOKIE", a.AuthCookie != ""},
 		} {
 			if s.set {
-				errs = append(errs, fmt.Errorf("%s: needs JWT authentication (INTAKE_API_JWT_SECRET or INTAKE_API_JWKS_URL)", s.name))
+				errs = append(errs, fmt.Errorf("%s: needs JWT authentication (INTAKE_API_JWT_SECRET, INTAKE_API_JWT_TENANT_SECRETS or INTAKE_API_JWKS_URL)", s.name))
 			}
 		}
 	}
@@ -662,18 +685,39 @@ func (a API) validate() error {
 		errs = append(errs, fmt.Errorf("INTAKE_API_JWT_ADMIN_SCOPE: %q must be one scope (no spaces)", a.JWTAdminScope))
 	}
 	tenants, err := ParseAPIKeys(a.Keys)
-	if err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, err, validOwners("INTAKE_API_KEYS", "owner", tenants))
 	operators, err := ParseKeys("INTAKE_API_ADMIN_KEYS", a.AdminKeys)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for k, name := range operators {
+	errs = append(errs, err, validOwners("INTAKE_API_ADMIN_KEYS", "operator name", operators))
+	for _, k := range slices.Sorted(maps.Keys(operators)) {
 		if _, ok := tenants[k]; ok {
-			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", name))
+			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", operators[k]))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// validOwners checks the names (owners, or operators' names) of a list of static keys: each one
+// must satisfy [ValidOwner], so that a typo stops the start-up instead of the API role.
+func validOwners(variable, what string, keys map[string]string) error {
+	var bad []string
+	for _, name := range keys {
+		if !ValidOwner(name) {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad)
+	var errs []error
+	for _, name := range slices.Compact(bad) {
+		errs = append(errs, fmt.Errorf("%s: %s %q is not a valid owner (%s)", variable, what, name, OwnerRule))
+	}
+	return errors.Join(errs...)
+}
+
+func (a API) validate() error {
+	errs := []error{a.ValidateAuth()}
 	if a.MaxWaits < 0 || a.MaxWaits > 1_000_000 {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_WAITS: %d not in 0..1000000", a.MaxWaits))
 	}
@@ -723,6 +767,99 @@ func ParseKeys(variable, s string) (map[string]string, error) {
 	return keys, nil
 }
 
+// ParseTenantSecrets parses INTAKE_API_JWT_TENANT_SECRETS, "owner=secret,owner2=secret2", into a
+// map from owner to HS256 secret. The owner is what stands before the first '=' (an owner holding
+// '=' cannot have a tenant secret), the secret the rest (it may hold '=', as base64 does; not ','
+// nor leading or trailing spaces). Each owner must satisfy [ValidOwner] and be listed once, each
+// secret be at least [MinJWTSecretLen] bytes and held by one owner only: a tenant holding another's
+// secret could mint that tenant's tokens. Errors name the variable and never show a secret, nor an
+// "owner" long enough to be a secret written first by mistake.
+func ParseTenantSecrets(s string) (map[string]string, error) {
+	const variable = "INTAKE_API_JWT_TENANT_SECRETS"
+	secrets := map[string]string{}
+	holders := map[string]string{} // secret → owner
+	var errs []error
+	entry := 0
+	for pair := range strings.SplitSeq(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		entry++
+		owner, secret, ok := strings.Cut(pair, "=")
+		name := entryName(owner, entry)
+		switch {
+		case !ok || owner == "" || secret == "":
+			errs = append(errs, fmt.Errorf("%s: entry %d (of %d characters) is not owner=secret", variable, entry, len(pair)))
+		case !ValidOwner(owner):
+			errs = append(errs, fmt.Errorf("%s: %s is not a valid owner (%s)", variable, name, OwnerRule))
+		case len(secret) < MinJWTSecretLen:
+			errs = append(errs, fmt.Errorf("%s: the secret of %s is %d bytes; want at least %d (e.g. openssl rand -hex 32)", variable, name, len(secret), MinJWTSecretLen))
+		case secrets[owner] != "":
+			errs = append(errs, fmt.Errorf("%s: %s is listed twice", variable, name))
+		case holders[secret] != "":
+			errs = append(errs, fmt.Errorf("%s: %s has the secret of %s; give each tenant its own (either could mint the other's tokens)",
+				variable, name, entryName(holders[secret], 0)))
+		default:
+			secrets[owner], holders[secret] = secret, owner
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return secrets, nil
+}
+
+// entryName names an entry of INTAKE_API_JWT_TENANT_SECRETS in an error: by its owner, unless the
+// owner is as long as a secret (a secret written first, "secret=owner", by mistake), when its entry
+// number (if known) names it instead.
+func entryName(owner string, entry int) string {
+	switch {
+	case len(owner) < MinJWTSecretLen:
+		return fmt.Sprintf("owner %q", owner)
+	case entry > 0:
+		return fmt.Sprintf("entry %d (its owner, of %d bytes, not shown)", entry, len(owner))
+	default:
+		return fmt.Sprintf("an owner of %d bytes (not shown)", len(owner))
+	}
+}
+
+// MaxOwnerBytes is the longest owner (key owner or token subject) accepted.
+const MaxOwnerBytes = 128
+
+// OwnerRule says in words what [ValidOwner] accepts, for error messages.
+const OwnerRule = "1 to 128 bytes of UTF-8, not \".\" or \"..\", without '/', '\\', spaces or control characters"
+
+// ValidOwner reports whether a token subject, an API key's owner or an operator key's name can be an
+// owner: a segment of object keys ({prefix}/{owner}/…). Config.Validate checks the owners of
+// INTAKE_API_KEYS, INTAKE_API_ADMIN_KEYS and INTAKE_API_JWT_TENANT_SECRETS with it, auth every token
+// subject.
+func ValidOwner(owner string) bool {
+	if owner == "" || len(owner) > MaxOwnerBytes || owner == "." || owner == ".." || !utf8.ValidString(owner) {
+		return false
+	}
+	for _, r := range owner {
+		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validListenAddr checks a listen address: host:port with a numeric port in 0..65535 (0 picks a
+// free one). A service name ("http") would be looked up by the listener, and a port out of range
+// or empty is refused there: better at Validate, with the variable named.
+func validListenAddr(variable, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not host:port: %w", variable, addr, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%s: the port %q of %q is not a number in 0..65535", variable, port, addr)
+	}
+	return nil
+}
+
 // LoopbackAddr reports whether a host:port listen address only accepts connections from this
 // machine: a loopback IP (127.0.0.0/8, ::1) or "localhost". An empty host (all interfaces) is not.
 func LoopbackAddr(addr string) bool {
@@ -741,9 +878,10 @@ func loopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// validJWKSURL checks the JWKS URL: keys that decide who is authenticated are fetched over https,
-// except from this machine.
-func validJWKSURL(raw string) error {
+// ValidJWKSURL checks INTAKE_API_JWKS_URL (empty is valid): keys that decide who is authenticated
+// are fetched over https, except from this machine (http on a loopback address). auth also checks
+// each redirect of a fetch from a loopback http URL with it.
+func ValidJWKSURL(raw string) error {
 	if err := validURL("INTAKE_API_JWKS_URL", raw, false, "http", "https"); err != nil || raw == "" {
 		return err
 	}
@@ -837,8 +975,8 @@ func Redact(raw string) string { return redact.URL(raw) }
 func (c *Config) validateAdmin() error {
 	var errs []error
 	if c.AdminListenAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AdminListenAddr); err != nil {
-			errs = append(errs, fmt.Errorf("INTAKE_ADMIN_LISTEN_ADDR: %q is not host:port: %w", c.AdminListenAddr, err))
+		if err := validListenAddr("INTAKE_ADMIN_LISTEN_ADDR", c.AdminListenAddr); err != nil {
+			errs = append(errs, err)
 		} else if c.AdminListenAddr == c.ListenAddr {
 			errs = append(errs, errors.New("INTAKE_ADMIN_LISTEN_ADDR: must differ from INTAKE_LISTEN_ADDR"))
 		}
@@ -850,7 +988,7 @@ func (c *Config) validateAdmin() error {
 }
 
 // Secrets returns the secret values the configuration holds (database and Redis passwords, the
-// ingress token, the JWT secret, the tenants' and the operators' API keys, the webhook secret and
+// ingress token, the JWT secret and the tenants' JWT secrets, the tenants' and the operators' API keys, the webhook secret and
 // any password in the webhook URL), for a log redactor to mask wherever they appear. The policy
 // file's webhook secrets are not in the configuration: see pipeline.Policy.Secrets.
 func (c *Config) Secrets() []string {
@@ -862,6 +1000,11 @@ func (c *Config) Secrets() []string {
 			if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
 				out = append(out, k)
 			}
+		}
+	}
+	for pair := range strings.SplitSeq(c.API.JWTTenantSecrets, ",") {
+		if _, secret, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && secret != "" {
+			out = append(out, secret)
 		}
 	}
 	return out

@@ -103,9 +103,44 @@ func TestValidate(t *testing.T) {
 			c.API.AdminKeys = "0123456789abcdef=ops"
 		}, []string{"INTAKE_API_ADMIN_KEYS", "also a tenant key"}},
 		{"short secret", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret = "short" }, []string{"at least 32 bytes"}},
+		// Owners are checked at start-up, not by the API role once PostgreSQL answers.
+		{"tenant key owner with a space", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=acme corp" }, []string{"INTAKE_API_KEYS", `owner "acme corp" is not a valid owner`}},
+		{"tenant key owner ..", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=.." }, []string{"INTAKE_API_KEYS", `".."`}},
+		{"tenant key owner with a slash", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=acme/eu" }, []string{"INTAKE_API_KEYS", `"acme/eu"`}},
+		{"operator name with a space", []string{RoleAPI}, func(c *Config) { c.API.AdminKeys = "0123456789abcdef=on call" }, []string{"INTAKE_API_ADMIN_KEYS", `"on call"`}},
+		{"owner of 128 bytes", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=" + strings.Repeat("o", 128) }, nil},
+		{"owner of 129 bytes", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=" + strings.Repeat("o", 129) }, []string{"INTAKE_API_KEYS", "not a valid owner"}},
+		// Per-tenant HS256 secrets.
+		{"tenant secrets", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTTenantSecrets = "acme=" + strings.Repeat("a", 32) + ",globex=" + strings.Repeat("g", 32)
+		}, nil},
+		{"tenant secrets alone", []string{RoleAPI}, func(c *Config) { c.API.JWTSecret, c.API.JWTTenantSecrets = "", "acme="+strings.Repeat("a", 32) }, nil},
+		{"tenant secrets need issuer", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret, c.API.JWTIssuer, c.API.JWTTenantSecrets = "", "", "acme="+strings.Repeat("a", 32)
+		}, []string{"INTAKE_API_JWT_ISSUER: required"}},
+		{"short tenant secret", []string{RoleAPI}, func(c *Config) { c.API.JWTTenantSecrets = "acme=short" }, []string{"INTAKE_API_JWT_TENANT_SECRETS", `owner "acme"`, "at least 32"}},
+		{"tenant secret is the shared secret", []string{RoleAPI}, func(c *Config) { c.API.JWTTenantSecrets = "acme=" + c.API.JWTSecret }, []string{"INTAKE_API_JWT_TENANT_SECRETS", `owner "acme"`, "INTAKE_API_JWT_SECRET"}},
+		{"two tenants share a secret", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTTenantSecrets = "acme=" + strings.Repeat("a", 32) + ",globex=" + strings.Repeat("a", 32)
+		}, []string{"INTAKE_API_JWT_TENANT_SECRETS", `owner "globex" has the secret of owner "acme"`}},
+		{"tenant listed twice", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTTenantSecrets = "acme=" + strings.Repeat("a", 32) + ",acme=" + strings.Repeat("b", 32)
+		}, []string{"INTAKE_API_JWT_TENANT_SECRETS", "listed twice"}},
+		{"tenant secret of an invalid owner", []string{RoleAPI}, func(c *Config) { c.API.JWTTenantSecrets = "acme corp=" + strings.Repeat("a", 32) }, []string{"INTAKE_API_JWT_TENANT_SECRETS", `"acme corp" is not a valid owner`}},
+		{"insecure dev auth with tenant secrets", []string{RoleAPI}, func(c *Config) {
+			c.API.JWTSecret, c.API.InsecureDevAuth, c.API.JWTTenantSecrets = "", true, "acme="+strings.Repeat("a", 32)
+		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_JWT_TENANT_SECRETS"}},
 		{"expiry cap", []string{RoleAPI}, func(c *Config) { c.API.MaxPresignExpiry = 200 * time.Hour }, []string{"INTAKE_API_MAX_PRESIGN_EXPIRY"}},
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
 		{"bad listen", AllRoles, func(c *Config) { c.ListenAddr = "8080" }, []string{"INTAKE_LISTEN_ADDR"}},
+		{"listen port by service name", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:http" }, []string{"INTAKE_LISTEN_ADDR", `port "http"`, "0..65535"}},
+		{"listen port past 65535", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:70000" }, []string{"INTAKE_LISTEN_ADDR", "0..65535"}},
+		{"listen port empty", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:" }, []string{"INTAKE_LISTEN_ADDR", "0..65535"}},
+		{"listen port negative", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:-1" }, []string{"INTAKE_LISTEN_ADDR", "0..65535"}},
+		{"listen port 0 (any free port)", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:0" }, nil},
+		{"listen port 65535", AllRoles, func(c *Config) { c.ListenAddr = "[::1]:65535" }, nil},
+		{"admin listen port past 65535", AllRoles, func(c *Config) { c.AdminListenAddr = "127.0.0.1:65536" }, []string{"INTAKE_ADMIN_LISTEN_ADDR", "0..65535"}},
+		{"admin listen port by service name", AllRoles, func(c *Config) { c.AdminListenAddr = "127.0.0.1:https" }, []string{"INTAKE_ADMIN_LISTEN_ADDR", `port "https"`}},
 		{"consumer bounds", []string{RoleConsumer}, func(c *Config) { c.Consumer.Workers = 0; c.Consumer.WaitTime = time.Minute }, []string{"INTAKE_CONSUMER_WORKERS", "INTAKE_CONSUMER_WAIT_TIME"}},
 		// SQS takes whole seconds: a fraction was cut off, and 0 became 20 s in the consumer.
 		{"wait time zero", []string{RoleConsumer}, func(c *Config) { c.Consumer.WaitTime = 0 }, []string{"INTAKE_CONSUMER_WAIT_TIME: 0s is not a whole number of seconds in 1s..20s"}},
@@ -139,6 +174,20 @@ func TestValidate(t *testing.T) {
 		{"webhook bounds", []string{RoleJobs}, func(c *Config) { c.Webhook.Timeout, c.Webhook.Concurrency, c.Webhook.Retention = 0, 0, time.Minute },
 			[]string{"INTAKE_WEBHOOK_TIMEOUT", "INTAKE_WEBHOOK_CONCURRENCY", "INTAKE_WEBHOOK_RETENTION"}},
 		{"webhooks not checked for api", []string{RoleAPI}, func(c *Config) { c.Webhook.Secret = "x" }, nil},
+		// The jobs role's webhook client refuses these: the process does not start with them.
+		{"webhook to a loopback address", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "http://127.0.0.1:8080/h", testSecret },
+			[]string{"INTAKE_WEBHOOK_URL", "127.0.0.1", "INTAKE_WEBHOOK_ALLOW_PRIVATE"}},
+		{"webhook to the metadata service", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "http://169.254.169.254/latest", testSecret },
+			[]string{"INTAKE_WEBHOOK_URL", "169.254.169.254"}},
+		{"webhook to a private IPv6 address", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "https://[fd00::1]/h", testSecret },
+			[]string{"INTAKE_WEBHOOK_URL", "fd00::1"}},
+		{"webhook to localhost", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "http://localhost:3000/h", testSecret },
+			[]string{"INTAKE_WEBHOOK_URL", "localhost"}},
+		{"webhook to a .localhost name", []string{RoleJobs}, func(c *Config) { c.Webhook.URL, c.Webhook.Secret = "http://app.localhost/h", testSecret },
+			[]string{"INTAKE_WEBHOOK_URL", "app.localhost"}},
+		{"webhook to loopback, private allowed", []string{RoleJobs}, func(c *Config) {
+			c.Webhook.URL, c.Webhook.Secret, c.Webhook.AllowPrivate = "http://127.0.0.1:8080/h", testSecret, true
+		}, nil},
 		{"notify queue", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app-uploads" }, nil},
 		{"notify queue of intake's", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "intake-default" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE", "intake's own"}},
 		{"notify queue with spaces", []string{RoleJobs}, func(c *Config) { c.NotifyAsynqQueue = "app uploads" }, []string{"INTAKE_NOTIFY_ASYNQ_QUEUE"}},
@@ -239,6 +288,36 @@ func TestParseAPIKeys(t *testing.T) {
 	require.NotContains(t, err.Error(), "sk_l", "no prefix of a key")
 }
 
+// TestParseTenantSecrets: "owner=secret" pairs; a secret may hold '=' (base64); errors never
+// show a secret, not even one written first by mistake ("secret=owner").
+func TestParseTenantSecrets(t *testing.T) {
+	t.Parallel()
+	acme, globex := "YWNtZS1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZg==", strings.Repeat("g", 32)
+	got, err := ParseTenantSecrets(" acme=" + acme + " , globex=" + globex + ",")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"acme": acme, "globex": globex}, got)
+	got, err = ParseTenantSecrets("")
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	for name, c := range map[string]struct{ in, want string }{
+		"no '='":                 {globex, "entry 1 (of 32 characters) is not owner=secret"},
+		"no secret":              {"acme=", "entry 1"},
+		"secret written first":   {"acme=" + acme + "," + globex + "=globex", "entry 2 (its owner, of 32 bytes, not shown)"},
+		"short secret":           {"acme=" + acme[:31], "the secret of owner \"acme\" is 31 bytes; want at least 32"},
+		"shared by two owners":   {"acme=" + acme + ",globex=" + acme, "owner \"globex\" has the secret of owner \"acme\""},
+		"owner twice":            {"acme=" + acme + ",acme=" + globex, "owner \"acme\" is listed twice"},
+		"owner with a backslash": {`a\b=` + acme, `owner "a\\b" is not a valid owner`},
+	} {
+		_, err := ParseTenantSecrets(c.in)
+		require.ErrorContains(t, err, "INTAKE_API_JWT_TENANT_SECRETS: ", name)
+		require.ErrorContains(t, err, c.want, name)
+		for _, secret := range []string{acme, globex, acme[:31], acme[:8], globex[:8]} {
+			require.NotContains(t, err.Error(), secret, "%s: no secret in the error", name)
+		}
+	}
+}
+
 func TestLoopbackAddr(t *testing.T) {
 	t.Parallel()
 	for addr, want := range map[string]bool{
@@ -298,7 +377,9 @@ func TestSecrets(t *testing.T) {
 	c.Consumer.IngressToken = "ingress-secret-0123456789abcdef0123"
 	c.API.Keys = "0123456789abcdef=svc-a, fedcba9876543210=svc-b"
 	c.API.AdminKeys = "operator-key-0123456789=ops"
-	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210", "operator-key-0123456789"})
+	c.API.JWTTenantSecrets = "acme=acme-jwt-secret-0123456789abcdef==, globex=globex-jwt-secret-0123456789abcdef"
+	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210", "operator-key-0123456789",
+		"acme-jwt-secret-0123456789abcdef==", "globex-jwt-secret-0123456789abcdef"})
 }
 
 // TestS3ClientIsS3EndpointsWithoutPresigning: the operator commands' S3 settings are the daemon's,

@@ -5,11 +5,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 
+	"github.com/intakehq/intake/internal/webhookurl"
 	"github.com/intakehq/intake/pipeline"
 )
 
@@ -60,8 +59,8 @@ type Endpoints struct {
 
 // NewEndpoints checks the configurations (names unique, http(s) URLs, secrets that decode, each
 // endpoint its own secret) and returns them. Unless allowPrivate, a URL whose host is a literal
-// address that is not public, or "localhost", is refused here already; other names are checked
-// when connecting.
+// address that is not public, or "localhost", is refused here already (webhookurl.Check, which
+// config.Validate runs on INTAKE_WEBHOOK_URL too); other names are checked when connecting.
 //
 // Two endpoints with different URLs may not share a secret: a request captured at one (its logs,
 // a proxy in front of it) would verify at the other, which would take it for a notification of
@@ -101,22 +100,11 @@ func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) 
 	return e, nil
 }
 
-// checkURL accepts absolute http(s) URLs; without allowPrivate, not one naming a non-public
-// literal address or localhost.
+// checkURL runs the static checks of webhookurl.Check (the ones config.Validate runs on
+// INTAKE_WEBHOOK_URL at start-up); a refused address wraps [ErrForbiddenAddress].
 func checkURL(raw string, allowPrivate bool) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("url must be an absolute http or https URL")
-	}
-	if allowPrivate {
-		return nil
-	}
-	host := u.Hostname()
-	if ip, err := netip.ParseAddr(host); err == nil && !PublicAddress(ip) {
-		return fmt.Errorf("url: %w: %s (set INTAKE_WEBHOOK_ALLOW_PRIVATE=true to allow it)", ErrForbiddenAddress, ip)
-	}
-	if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return fmt.Errorf("url: %w: %s (set INTAKE_WEBHOOK_ALLOW_PRIVATE=true to allow it)", ErrForbiddenAddress, host)
+	if err := webhookurl.Check(raw, allowPrivate); err != nil {
+		return fmt.Errorf("url: %w", err)
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package webhook_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/webhook"
+	"github.com/intakehq/intake/internal/webhookurl"
 	"github.com/intakehq/intake/pipeline"
 )
 
@@ -84,4 +86,25 @@ func TestEndpointsOwnSecrets(t *testing.T) {
 	}, false)
 	require.NoError(t, err, "one receiver, two prefixes")
 	require.Equal(t, []string{"avatars", "docs"}, e.Names())
+}
+
+// TestEndpointsRefuseWhatStartupRefuses: NewEndpoints runs webhookurl.Check, the check
+// config.Validate runs on INTAKE_WEBHOOK_URL, so that a URL refused here is refused at start-up
+// already. (The client's dialer judges addresses with webhookurl.PublicAddress too: one table.)
+func TestEndpointsRefuseWhatStartupRefuses(t *testing.T) {
+	t.Parallel()
+	secret := newSecret(t, 32)
+	for _, raw := range []string{
+		"https://app.example.com/h", "http://127.0.0.1:8080/", "http://[::1]/", "http://169.254.169.254/", "https://10.0.0.7/h",
+		"http://localhost:3000/h", "http://app.localhost/h", "ftp://x.example/", "/hooks", "http://[64:ff9b::a9fe:a9fe]/",
+	} {
+		for _, allowPrivate := range []bool{false, true} {
+			_, err := webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "a", URL: raw, Secret: secret}}, allowPrivate)
+			startup := webhookurl.Check(raw, allowPrivate)
+			require.Equal(t, startup == nil, err == nil, "%s (allow private %v): endpoints %v, start-up %v", raw, allowPrivate, err, startup)
+			if errors.Is(startup, webhookurl.ErrForbiddenAddress) {
+				require.ErrorIs(t, err, webhook.ErrForbiddenAddress, raw)
+			}
+		}
+	}
 }

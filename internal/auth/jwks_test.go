@@ -1,0 +1,266 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/testkit"
+)
+
+// rsaJWKS is the JSON key set of RSA keys by kid; extra fields are added to the set's object.
+func rsaJWKS(t *testing.T, keys map[string]*rsa.PrivateKey, extra map[string]any) []byte {
+	t.Helper()
+	var list []map[string]string
+	for kid, k := range keys {
+		list = append(list, map[string]string{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+			"n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())})
+	}
+	set := map[string]any{"keys": list}
+	for k, v := range extra {
+		set[k] = v
+	}
+	b, err := json.Marshal(set)
+	require.NoError(t, err)
+	return b
+}
+
+func rsaKey(t *testing.T) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	return k
+}
+
+// jwksServer serves the key set *set holds, counting the fetches.
+type jwksServer struct {
+	*httptest.Server
+	set     atomic.Pointer[[]byte]
+	fetches atomic.Int64
+}
+
+func newJWKSServer(t *testing.T, set []byte) *jwksServer {
+	t.Helper()
+	s := &jwksServer{}
+	s.set.Store(&set)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(*s.set.Load())
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// testJWKS are short settings for tests: the background refresh never runs during a test, the
+// unknown-kid refresh is allowed every 50 ms.
+func testJWKS() jwksSettings {
+	js := defaultJWKS
+	js.timeout, js.refresh, js.unknownKIDEvery = 5*time.Second, time.Hour, 50*time.Millisecond
+	return js
+}
+
+func jwksAPI(u string) config.API {
+	return config.API{JWKSURL: u, JWTIssuer: issuer, JWTAudience: audience}
+}
+
+// TestJWKSDefaults: the settings New uses bound how long a rotated key waits and how long a fetch
+// may hold a request.
+func TestJWKSDefaults(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, defaultJWKS.refresh, 5*time.Minute, "background refresh")
+	require.LessOrEqual(t, defaultJWKS.unknownKIDEvery, 10*time.Second, "refresh for an unknown kid")
+	require.LessOrEqual(t, defaultJWKS.timeout, 10*time.Second, "one fetch")
+	require.Equal(t, int64(1<<20), defaultJWKS.maxBody)
+}
+
+// TestJWKSRotationDespiteJunkKids: an unauthenticated attacker keeps sending tokens that name a
+// kid the key set lacks ({"alg":"RS256","kid":"junk"}), each a refresh of the key set on demand.
+// They used to take the process's one refresh per 5 minutes (and make the next request wait a
+// minute for it), so that after the identity provider rotated its key, valid tokens got 401 until
+// the hourly refresh. Now the refresh on demand is rate-limited to a short period and never waited
+// for: a token signed with the rotated key is accepted soon, attacker or not.
+func TestJWKSRotationDespiteJunkKids(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey, attackerKey := rsaKey(t), rsaKey(t), rsaKey(t)
+	idp := newJWKSServer(t, rsaJWKS(t, map[string]*rsa.PrivateKey{"old": oldKey}, nil))
+	a, err := newAuthenticator(t.Context(), jwksAPI(idp.URL), discard(), testJWKS())
+	require.NoError(t, err)
+	_, status := authenticate(a, "Authorization", "Bearer "+testkit.SignJWT(t, jwt.SigningMethodRS256, oldKey, "old", tokenClaims(nil)))
+	require.Equal(t, 200, status, "the key set was fetched")
+
+	junk := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, attackerKey, "junk", tokenClaims(nil))
+	_, status = authenticate(a, "Authorization", junk)
+	require.Equal(t, 401, status)
+
+	// The identity provider rotates its key while the attacker goes on.
+	idp.set.Store(new(rsaJWKS(t, map[string]*rsa.PrivateKey{"new": newKey}, nil)))
+	before := idp.fetches.Load()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_, _ = authenticate(a, "Authorization", junk)
+			}
+		}
+	}()
+	defer func() { close(stop); <-stopped }()
+
+	valid := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, newKey, "new", tokenClaims(nil))
+	require.Eventually(t, func() bool {
+		who, status := authenticate(a, "Authorization", valid)
+		return status == 200 && who.Owner == "rita"
+	}, 20*time.Second, 20*time.Millisecond, "a token signed with the rotated key stays refused while junk kids arrive")
+	require.Greater(t, idp.fetches.Load(), before, "the rotated key set was fetched")
+}
+
+// TestJWKSHangingEndpointDoesNotHoldRequests: a token naming an unknown kid makes the request fetch
+// the key set; when the JWKS endpoint accepts the connection and never answers, the request fails
+// (401) after the fetch's timeout instead of holding its connection for a minute.
+func TestJWKSHangingEndpointDoesNotHoldRequests(t *testing.T) {
+	t.Parallel()
+	key := rsaKey(t)
+	set := rsaJWKS(t, map[string]*rsa.PrivateKey{"k1": key}, nil)
+	var requests, hung atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			_, _ = w.Write(set) // New's first fetch
+			return
+		}
+		hung.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: the handler returns, then the server closes
+	js := testJWKS()
+	js.timeout = 300 * time.Millisecond
+	a, err := newAuthenticator(t.Context(), jwksAPI(srv.URL), discard(), js)
+	require.NoError(t, err)
+
+	token := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, rsaKey(t), "rotated", tokenClaims(nil))
+	done := make(chan int, 1)
+	go func() {
+		_, status := authenticate(a, "Authorization", token)
+		done <- status
+	}()
+	deadline, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	select {
+	case status := <-done:
+		require.Equal(t, 401, status)
+	case <-deadline.Done():
+		t.Fatal("the request is still held by the hanging JWKS endpoint")
+	}
+	require.Positive(t, hung.Load(), "the request fetched the key set")
+}
+
+// TestJWKSRedirectLeavingHTTPSRefused: the https JWKS endpoint redirects to plain http, where
+// anyone on the path could serve another key set; the redirect is not followed. A redirect that
+// stays on https is.
+func TestJWKSRedirectLeavingHTTPSRefused(t *testing.T) {
+	t.Parallel()
+	key := rsaKey(t)
+	set := rsaJWKS(t, map[string]*rsa.PrivateKey{"k1": key}, nil)
+	var plainHits atomic.Int64
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		plainHits.Add(1)
+		_, _ = w.Write(set)
+	}))
+	t.Cleanup(plain.Close)
+	var downgrades atomic.Int64
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/downgrade":
+			downgrades.Add(1)
+			http.Redirect(w, r, plain.URL+"/jwks", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/jwks", http.StatusMovedPermanently)
+		case "/jwks":
+			_, _ = w.Write(set)
+		}
+	}))
+	t.Cleanup(tlsSrv.Close)
+	js := testJWKS()
+	js.transport = tlsSrv.Client().Transport // trusts the test server's certificate
+	token := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, key, "k1", tokenClaims(nil))
+
+	downgraded, err := newAuthenticator(t.Context(), jwksAPI(tlsSrv.URL+"/downgrade"), discard(), js)
+	require.NoError(t, err)
+	_, status := authenticate(downgraded, "Authorization", token)
+	require.Equal(t, 401, status, "keys served over plain http after a redirect must not be trusted")
+	require.Positive(t, downgrades.Load(), "the key set was fetched")
+	require.Zero(t, plainHits.Load(), "the redirect to plain http was not followed")
+
+	moved, err := newAuthenticator(t.Context(), jwksAPI(tlsSrv.URL+"/moved"), discard(), js)
+	require.NoError(t, err)
+	_, status = authenticate(moved, "Authorization", token)
+	require.Equal(t, 200, status, "a redirect staying on https is followed")
+}
+
+// TestJWKSRedirectRule: which redirects a fetch of the key set follows, by the configured URL.
+func TestJWKSRedirectRule(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		configured, target string
+		follow             bool
+	}{
+		{"https://idp.example.com/jwks", "https://keys.example.com/jwks", true},
+		{"https://idp.example.com/jwks", "http://idp.example.com/jwks", false},
+		{"https://idp.example.com/jwks", "http://127.0.0.1:8080/jwks", false},
+		{"http://127.0.0.1:8080/jwks", "http://localhost:8081/jwks", true},
+		{"http://127.0.0.1:8080/jwks", "https://idp.example.com/jwks", true},
+		{"http://127.0.0.1:8080/jwks", "http://idp.example.com/jwks", false},
+		{"http://localhost:8080/jwks", "ftp://localhost/jwks", false},
+	} {
+		client := jwksClient(c.configured, defaultJWKS)
+		u, err := url.Parse(c.target)
+		require.NoError(t, err)
+		err = client.CheckRedirect(&http.Request{URL: u}, []*http.Request{{}})
+		require.Equal(t, c.follow, err == nil, "%s → %s: %v", c.configured, c.target, err)
+	}
+}
+
+// TestJWKSBodyCapped: a key set past 1 MiB (a compromised or broken endpoint streaming without
+// end) fails the fetch instead of being read into memory.
+func TestJWKSBodyCapped(t *testing.T) {
+	t.Parallel()
+	key := rsaKey(t)
+	token := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, key, "k1", tokenClaims(nil))
+	keys := map[string]*rsa.PrivateKey{"k1": key}
+
+	huge := newJWKSServer(t, rsaJWKS(t, keys, map[string]any{"padding": strings.Repeat("x", 1<<20)}))
+	a, err := newAuthenticator(t.Context(), jwksAPI(huge.URL), discard(), testJWKS())
+	require.NoError(t, err)
+	_, status := authenticate(a, "Authorization", token)
+	require.Equal(t, 401, status, "a key set past 1 MiB is not read")
+	require.Positive(t, huge.fetches.Load())
+
+	small := newJWKSServer(t, rsaJWKS(t, keys, map[string]any{"padding": strings.Repeat("x", 1<<19)}))
+	b, err := newAuthenticator(t.Context(), jwksAPI(small.URL), discard(), testJWKS())
+	require.NoError(t, err)
+	_, status = authenticate(b, "Authorization", token)
+	require.Equal(t, 200, status, "a key set under the cap is read")
+}
