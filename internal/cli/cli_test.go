@@ -215,7 +215,6 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}{
 		{[]string{"jobs", "run"}, 2, "give exactly one of --id ID or --all"},
 		{[]string{"jobs", "run", "--id", "x", "--all"}, 2, "give exactly one of --id ID or --all"},
-		{[]string{"jobs", "run", "--all", "--state", "pending"}, 2, "pending tasks already run"},
 		{[]string{"jobs", "delete"}, 2, "give exactly one of --id ID or --all"},
 		{[]string{"jobs", "delete", "--all"}, 2, "add --yes to delete them"},
 		{append([]string{"outbox", "discard"}, db...), 2, "give --endpoint NAME"},
@@ -228,6 +227,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{append([]string{"replay", "dlq", "--max=-1"}, dlq...), 2, "--max: -1 is negative"},
 		{append([]string{"replay", "dlq", "--rate", "fast"}, dlq...), 2, `rate "fast"`},
 		{append([]string{"replay", "dlq", "--concurrency", "65"}, dlq...), 2, "--concurrency: 65 not in 1..64"},
+		{append([]string{"replay", "dlq", "--native", "--max", "3"}, dlq...), 2, "--max does not go with --native"},
+		{[]string{"replay", "dlq", "--from", "http://127.0.0.1:1/q", "--to", "http://127.0.0.1:1/q", "--aws-region", "us-east-1"}, 2, "--from and --to are the same queue http://127.0.0.1:1/q"},
+		{[]string{"replay", "dlq", "--native", "--from", "http://127.0.0.1:1/q", "--to", "http://127.0.0.1:1/q", "--aws-region", "us-east-1"}, 2, "--from and --to are the same queue"},
 		{[]string{"replay", "file", events, "--rate=-1", "--to", "http://127.0.0.1:1/q"}, 2, `rate "-1"`},
 		{[]string{"replay", "file", events, "--concurrency", "0", "--to", "http://127.0.0.1:1/q"}, 2, "--concurrency: 0 not in 1..64"},
 		{append([]string{"replay", "archive", "--since", "tomorrow"}, db...), 2, "--since"},
@@ -248,6 +250,39 @@ func TestUsageErrorsExit2(t *testing.T) {
 			require.Contains(t, stderr.String(), "See 'intake "+tt.args[0], tt.args)
 		}
 	}
+	// The same queue on both sides by the settings alone: an invalid configuration, not a usage
+	// error.
+	t.Setenv("INTAKE_DLQ_URL", "http://127.0.0.1:1/q")
+	t.Setenv("INTAKE_QUEUE_URL", "http://127.0.0.1:1/q")
+	var out bytes.Buffer
+	require.Equal(t, 1, MainContext(t.Context(), []string{"replay", "dlq", "--aws-region", "us-east-1"}, io.Discard, &out), out.String())
+	require.Contains(t, out.String(), "INTAKE_DLQ_URL and INTAKE_QUEUE_URL are the same queue")
+	// jobs run does not offer pending (pending tasks already run): kong refuses it, as any value
+	// not in the list.
+	var stderr bytes.Buffer
+	require.Equal(t, 2, MainContext(t.Context(), []string{"jobs", "run", "--all", "--state", "pending"}, io.Discard, &stderr))
+	require.Contains(t, stderr.String(), `--state must be one of "archived","retry","scheduled" but got "pending"`)
+}
+
+// TestHelpShowsDefaults: sweep --help shows --older-than's default (a placeholder hid it), and
+// jobs run --help offers the states it takes, not pending, which it refused after the parse.
+func TestHelpShowsDefaults(t *testing.T) {
+	t.Parallel()
+	help := func(args ...string) string {
+		var out bytes.Buffer
+		require.Equal(t, 0, MainContext(context.Background(), append(args, "--help"), &out, io.Discard), args)
+		return strings.Join(strings.Fields(out.String()), " ")
+	}
+	require.Contains(t, help("sweep"), "--older-than=24h Abort uploads")
+	run := help("jobs", "run")
+	require.Contains(t, run, `--state="archived" Task state: archived, retry or scheduled (pending tasks already run`)
+	require.NotContains(t, run, "scheduled or pending")
+	for _, cmd := range []string{"list", "delete"} {
+		require.Contains(t, help("jobs", cmd), `--state="archived" Task state: archived, retry, scheduled or pending.`, cmd)
+	}
+	dlq := help("replay", "dlq")
+	require.Contains(t, dlq, "--samples=5 Bodies shown by --dry-run (0: none).")
+	require.Contains(t, dlq, "Without --to, SQS moves each message back to the queue it came from")
 }
 
 // TestEachCommandTakesTheSettingsItReads: each operator command takes the settings (the flags with

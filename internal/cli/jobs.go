@@ -41,15 +41,21 @@ const (
 	statePending   = "pending"
 )
 
-// jobsFlags are shared by the jobs subcommands.
-type jobsFlags struct {
+// queueFlag is --queue, shared by the jobs subcommands.
+type queueFlag struct {
 	Queue string `name:"queue" placeholder:"Q" help:"asynq queue, any (default: intake's own queues, intake-critical, intake-default, intake-low and intake-webhooks, never the app's verdict queue nor other applications' queues)."`
-	State string `name:"state" default:"archived" enum:"archived,retry,scheduled,pending" help:"Task state: archived, retry, scheduled or pending."`
+}
+
+// jobsFlags are the flags of jobs list and jobs delete: the queue and a task state. jobs run has a
+// --state of its own, without pending (pending tasks run anyway).
+type jobsFlags struct {
+	queueFlag `embed:""`
+	State     string `name:"state" default:"archived" enum:"archived,retry,scheduled,pending" help:"Task state: archived, retry, scheduled or pending."`
 }
 
 // open returns an Inspector on the configured Redis and the queues to act on: --queue, else those
 // of intakeQueues that exist in Redis.
-func (f jobsFlags) open(g *Globals) (*asynq.Inspector, []string, error) {
+func (f queueFlag) open(g *Globals) (*asynq.Inspector, []string, error) {
 	opt, err := parseRedisURL(g.Config.RedisURL)
 	if err != nil {
 		return nil, nil, err
@@ -73,7 +79,7 @@ func (f jobsFlags) open(g *Globals) (*asynq.Inspector, []string, error) {
 }
 
 // scope names the queues the command acts on, for messages.
-func (f jobsFlags) scope() string {
+func (f queueFlag) scope() string {
 	if f.Queue != "" {
 		return "queue " + f.Queue
 	}
@@ -225,7 +231,9 @@ func findTask(insp *asynq.Inspector, queues []string, id string) (string, error)
 
 // JobsRunCmd runs tasks now.
 type JobsRunCmd struct {
-	jobsFlags    `embed:""`
+	queueFlag `embed:""`
+	// State leaves out pending: pending tasks already run as soon as a worker is free.
+	State        string `name:"state" default:"archived" enum:"archived,retry,scheduled" help:"Task state: archived, retry or scheduled (pending tasks already run as soon as a worker is free)."`
 	taskSelector `embed:""`
 }
 
@@ -234,10 +242,8 @@ func (c *JobsRunCmd) Run(g *Globals) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if c.All && c.State == statePending {
-		return usage(errors.New("pending tasks already run as soon as a worker is free; choose --state archived, retry or scheduled"))
-	}
-	return applyTasks(g, c.jobsFlags, c.taskSelector, "jobs run", "run", func(insp *asynq.Inspector, q string) (int, error) {
+	f := jobsFlags{queueFlag: c.queueFlag, State: c.State}
+	return applyTasks(g, f, c.taskSelector, "jobs run", "run", func(insp *asynq.Inspector, q string) (int, error) {
 		switch c.State {
 		case stateRetry:
 			return insp.RunAllRetryTasks(q)

@@ -114,7 +114,7 @@ func TestJobsCommands(t *testing.T) {
 	require.Contains(t, errOut, "give exactly one of --id ID or --all")
 	code, _, errOut = intake("jobs", "run", "--all", "--state", "pending")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "pending tasks already run")
+	require.Contains(t, errOut, `--state must be one of "archived","retry","scheduled"`)
 	code, _, errOut = intake("jobs", "run", "--id", "nope", "--queue", q)
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "task nope not found")

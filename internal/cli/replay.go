@@ -65,8 +65,8 @@ type ReplayDLQCmd struct {
 	Max        int           `name:"max" placeholder:"N" help:"Move at most N messages (default: the messages present when the replay starts)."`
 	Visibility time.Duration `name:"visibility" help:"How long received messages stay hidden while moved; a message whose send failed reappears after it (default 60s; with --dry-run 30s, at most 1m)."`
 	Wait       time.Duration `name:"wait" default:"2s" help:"Long-poll wait; a receive that finds nothing for this long ends the replay (whole seconds, 1s..20s)."`
-	Native     bool          `name:"native" help:"Use SQS's StartMessageMoveTask (AWS only; emulators lack it)."`
-	Samples    int           `name:"samples" default:"5" help:"Bodies shown by --dry-run."`
+	Native     bool          `name:"native" help:"Use SQS's StartMessageMoveTask (AWS only; emulators lack it). Without --to, SQS moves each message back to the queue it came from (INTAKE_QUEUE_URL is not used); --max does not go with it."`
+	Samples    int           `name:"samples" default:"5" help:"Bodies shown by --dry-run (0: none)."`
 	sendFlags  `embed:""`
 }
 
@@ -74,7 +74,12 @@ type ReplayDLQCmd struct {
 func (c *ReplayDLQCmd) Run(g *Globals) error {
 	from := cmp.Or(c.From, g.Config.DLQURL)
 	to := cmp.Or(c.To, g.Config.QueueURL)
-	rate, err := c.check()
+	if c.Native && !c.DryRun {
+		// Without --to, SQS's move task sends each message back to the queue it came from: the
+		// task gets no DestinationArn. INTAKE_QUEUE_URL, set in every deployment, is not a --to.
+		to = c.To
+	}
+	rate, err := c.check(from, to)
 	if err != nil {
 		return err
 	}
@@ -117,7 +122,7 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 		Add("send_failed", res.SendFailed).Add("delete_failed", res.DeleteFailed).Add("skipped", res.Skipped).
 		Add("unreached", res.Unreached)
 	s.Add("messages_per_second", s.Rate(res.Sent))
-	s.Add("dlq_visible_left", res.Left.Visible).Add("dlq_in_flight_left", res.Left.InFlight)
+	s.Add("dlq_visible_left", res.Left.Visible).Add("dlq_in_flight_left", res.Left.InFlight).Add("unaccounted", res.Unaccounted)
 	if res.Skipped > 0 {
 		s.Note("%d messages reached the dead-letter queue after the replay started (some may be replayed messages that failed again): left there; look at them with --dry-run before replaying them", res.Skipped)
 	}
@@ -147,6 +152,18 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	if unreached {
 		s.Note("%d messages present at the start were never received: in flight during the whole run (held by another reader, perhaps a stopped replay; %d in flight now) or removed meanwhile; run the replay again after their visibility timeout", res.Unreached, res.Left.InFlight)
 	}
+	// More left than the run knows it left: a message redriven into the dead-letter queue during the
+	// run (its SentTimestamp, from its first send, is before the start) took the place of one
+	// present at the start, which is left; or messages arrived after the last receive. Either way
+	// not "everything moved".
+	unaccounted := res.Unaccounted > 0 && !interrupted && !res.SkipLimit
+	if unaccounted {
+		s.Note("the dead-letter queue holds %d messages more than the run knowingly left: messages present at the start may be left (a message redriven into it during the run, sent before the start, was taken for one of them), or messages arrived after the run's last receive (a moved message that failed again); see them with --dry-run, or run the replay again", res.Unaccounted)
+	}
+	leftUnknown := res.LeftUnknown && !interrupted && !res.SkipLimit
+	if leftUnknown {
+		s.Note("could not read what the dead-letter queue holds at the end: whether messages present at the start are left is unknown; see them with --dry-run")
+	}
 	if interrupted {
 		s.Note("interrupted: received batches were finished; run again to move the rest")
 		runErr = stoppedBy(runErr)
@@ -172,15 +189,34 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	if unreached {
 		errs = append(errs, fmt.Errorf("%d messages present at the start were not moved", res.Unreached))
 	}
+	if unaccounted {
+		errs = append(errs, fmt.Errorf("not everything moved: the dead-letter queue holds %d messages the run cannot account for", res.Unaccounted))
+	}
+	if leftUnknown {
+		errs = append(errs, errors.New("not verified: the dead-letter queue's count at the end could not be read"))
+	}
 	return errors.Join(errs...)
 }
 
 // check refuses the flags' values that cannot work (usage errors), before the queue is read, and
-// returns --rate.
-func (c *ReplayDLQCmd) check() (float64, error) {
+// returns --rate. from and to are the queues the run would use (the flags, else the settings).
+func (c *ReplayDLQCmd) check(from, to string) (float64, error) {
 	rate, err := c.sendFlags.check()
 	var errs []error
 	errs = append(errs, err)
+	if c.Native && !c.DryRun && c.Max > 0 {
+		errs = append(errs, errors.New("--max does not go with --native: SQS's move task moves every message"))
+	}
+	// The same queue on both sides would move messages from the dead-letter queue into itself. Given
+	// on the command line, a usage error; by the settings alone, an invalid configuration (exit 1).
+	var configErr error
+	if from != "" && from == to {
+		if c.From == "" && c.To == "" {
+			configErr = fmt.Errorf("INTAKE_DLQ_URL and INTAKE_QUEUE_URL are the same queue %s", redact.URL(from))
+		} else {
+			errs = append(errs, fmt.Errorf("--from and --to are the same queue %s", redact.URL(from)))
+		}
+	}
 	// 0 would be a short poll (replay.DLQOptions takes it for its default, but --wait 0 asks for
 	// no wait).
 	if err := replay.CheckWait(c.Wait); err != nil {
@@ -201,7 +237,10 @@ func (c *ReplayDLQCmd) check() (float64, error) {
 	if c.DryRun && c.Visibility > replay.MaxDryRunVisibility {
 		errs = append(errs, fmt.Errorf("--visibility %s: a dry run holds messages at most %s", c.Visibility, replay.MaxDryRunVisibility))
 	}
-	return rate, usage(errors.Join(errs...))
+	if err := usage(errors.Join(errs...)); err != nil {
+		return rate, err
+	}
+	return rate, configErr
 }
 
 func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOptions) error {
@@ -238,6 +277,9 @@ func (c *ReplayDLQCmd) dryRun(g *Globals, client *sqs.Client, o replay.DLQOption
 	s.Add("from", redact.URL(o.From)).Add("would_send_to", redact.URL(o.To)).Add("present_at_start", res.Present).Add("messages", res.Messages).Add("bytes", res.Bytes).Add("returned", res.Returned)
 	if res.Skipped > 0 {
 		s.Note("%d messages arrived after the start; a move would leave them too", res.Skipped)
+	}
+	if res.Expired > 0 {
+		s.Note("%d messages were visible again already when the dry run gave them back (it lasted longer than --visibility); counted as returned", res.Expired)
 	}
 	if res.NotReturned > 0 {
 		s.Note("%d messages could not be made visible at once; they reappear after the visibility timeout", res.NotReturned)

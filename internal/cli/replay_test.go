@@ -22,8 +22,11 @@ import (
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/replay"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -374,4 +377,199 @@ func TestReplayDLQDryRunVisibility(t *testing.T) {
 		"--from", "http://127.0.0.1:1/q-dlq", "--to", "http://127.0.0.1:1/q", "--aws-region", "us-east-1"}, &stdout, &stderr)
 	require.Equal(t, 2, code, "a usage error\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	require.Contains(t, stderr.String(), "--visibility 2h0m0s: a dry run holds messages at most 1m0s")
+}
+
+// redriveIntoDLQ creates a queue whose redrive policy sends to dlqURL after one receive, sends body
+// to it and receives it once with a 1 s visibility: a message sent before the replay starts,
+// still in that queue when the replay reads the dead-letter queue's count. The function returned
+// moves it to dlqURL, as SQS's redrive does, keeping its SentTimestamp: it waits for the message's
+// visibility to end and receives from the queue (kumo redrives on a receive).
+func redriveIntoDLQ(t *testing.T, c *sqs.Client, dlqURL, body string) func(ctx context.Context) error {
+	t.Helper()
+	ctx := testkit.Context(t)
+	attrs, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: awssdk.String(dlqURL), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	require.NoError(t, err)
+	live, _, err := queue.Ensure(ctx, c, queue.Spec{Name: testkit.Name("t-live-"), DLQARN: attrs.Attributes[string(types.QueueAttributeNameQueueArn)], MaxReceiveCount: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = c.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: awssdk.String(live)})
+	})
+	_, err = c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: awssdk.String(live), MessageBody: awssdk.String(body)})
+	require.NoError(t, err)
+	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: awssdk.String(live), MaxNumberOfMessages: 1, VisibilityTimeout: 1})
+	require.NoError(t, err)
+	require.Len(t, out.Messages, 1)
+	return func(ctx context.Context) error {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+			if _, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: awssdk.String(live), MaxNumberOfMessages: 1, WaitTimeSeconds: 1}); err != nil {
+				return err
+			}
+			counts, err := replay.Counts(ctx, c, live)
+			if err != nil {
+				return err
+			}
+			if counts == (queue.Counts{}) {
+				return nil
+			}
+		}
+		return errors.New("the message was not redriven")
+	}
+}
+
+// TestReplayDLQRedrivenDuringRunExits1: a message the redrive policy moves into the dead-letter
+// queue during the replay keeps its SentTimestamp, from before the start: the replay takes it for
+// one present at the start and moves it in that one's place, and the eleventh message present at
+// the start (held by another reader meanwhile) is left, never received, although the replay
+// received as many messages as the count it read at the start. What is left exceeds what the
+// replay knows it left: the summary says so and the exit code is 1, so that `intake replay dlq &&
+// aws sqs purge-queue …` does not purge that message. Before, the replay exited 0.
+func TestReplayDLQRedrivenDuringRunExits1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	const n = 11
+	opsFill(t, c, q.DLQURL, n)
+	held, err := c.ReceiveMessage(testkit.Context(t), &sqs.ReceiveMessageInput{
+		QueueUrl: awssdk.String(q.DLQURL), MaxNumberOfMessages: 1, VisibilityTimeout: 120,
+	})
+	require.NoError(t, err)
+	require.Len(t, held.Messages, 1)
+	redrive := redriveIntoDLQ(t, c, q.DLQURL, opsBody(500))
+	var once sync.Once
+	var redriveErr error
+	proxy := newSQSProxy(t, func(action string, _ []byte, _ http.ResponseWriter, r *http.Request) bool {
+		if action == "SendMessageBatch" { // between the replay's first receive and its second
+			once.Do(func() { redriveErr = redrive(r.Context()) })
+		}
+		return false
+	})
+	var stdout, stderr bytes.Buffer
+	code := MainContext(testkit.Context(t), []string{"replay", "dlq", "--from", q.DLQURL, "--to", q.URL, "--concurrency", "1", "--wait", "1s",
+		"--sqs-endpoint", proxy.URL, "--aws-region", testkit.AWS().Region}, &stdout, &stderr)
+	require.NoError(t, redriveErr)
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	out := stdout.String()
+	require.Equal(t, "11", summaryField(t, out, "dlq_at_start"))
+	require.Equal(t, "11", summaryField(t, out, "sent"))
+	require.Equal(t, "0", summaryField(t, out, "unreached"))
+	require.Equal(t, "1", summaryField(t, out, "unaccounted"))
+	require.Contains(t, out, "note: the dead-letter queue holds 1 messages more than the run knowingly left")
+	require.Contains(t, stderr.String(), "not everything moved")
+
+	// Every message present at the start was moved, but the one reported left.
+	moved, _ := testkit.DrainQueue(t, c, q.URL)
+	require.Len(t, moved, n)
+	require.Contains(t, moved, opsBody(500))
+	require.NotContains(t, moved, awssdk.ToString(held.Messages[0].Body))
+	counts, err := replay.Counts(testkit.Context(t), c, q.DLQURL)
+	require.NoError(t, err)
+	require.Equal(t, 1, counts.Visible+counts.InFlight, "the message left is still in the dead-letter queue")
+}
+
+// TestReplayDLQNativeWithoutTo: --native without --to leaves the task's DestinationArn unset, so
+// that SQS moves each message back to the queue it came from, although INTAKE_QUEUE_URL is set (as
+// in every deployment); with --to, the task goes there. Before, INTAKE_QUEUE_URL was taken for
+// --to and every message went to intake's queue. kumo lacks message move tasks: the proxy answers
+// those calls, and kumo the others (the queues' ARNs).
+func TestReplayDLQNativeWithoutTo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	other := testkit.Queue(t, c, 3, 30*time.Second)
+	t.Setenv("INTAKE_QUEUE_URL", q.URL)
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantDst bool
+	}{
+		{"without --to", nil, false},
+		{"with --to", []string{"--to", other.URL}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var start map[string]any
+			proxy := newSQSProxy(t, func(action string, body []byte, w http.ResponseWriter, _ *http.Request) bool {
+				w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+				switch action {
+				case "StartMessageMoveTask":
+					mu.Lock()
+					defer mu.Unlock()
+					if err := json.Unmarshal(body, &start); err != nil {
+						start = map[string]any{"unreadable": err.Error()}
+					}
+					_, _ = w.Write([]byte(`{"TaskHandle":"task-1"}`))
+					return true
+				case "ListMessageMoveTasks":
+					mu.Lock()
+					defer mu.Unlock()
+					if start == nil {
+						_, _ = w.Write([]byte(`{"Results":[]}`))
+					} else {
+						_, _ = w.Write([]byte(`{"Results":[{"Status":"COMPLETED","StartedTimestamp":2000,"ApproximateNumberOfMessagesMoved":3,"ApproximateNumberOfMessagesToMove":3}]}`))
+					}
+					return true
+				}
+				return false
+			})
+			args := append([]string{"replay", "dlq", "--native", "--from", q.DLQURL,
+				"--sqs-endpoint", proxy.URL, "--aws-region", testkit.AWS().Region}, tc.args...)
+			var stdout, stderr bytes.Buffer
+			code := MainContext(testkit.Context(t), args, &stdout, &stderr)
+			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			mu.Lock()
+			defer mu.Unlock()
+			require.NotNil(t, start, "the task was started")
+			require.Contains(t, start["SourceArn"], ":"+q.DLQURL[strings.LastIndex(q.DLQURL, "/")+1:])
+			dst, ok := start["DestinationArn"]
+			if !tc.wantDst {
+				require.False(t, ok, "no DestinationArn: SQS moves each message back to its source (request %v)", start)
+				require.Contains(t, stdout.String(), "(original source queues)")
+				return
+			}
+			require.True(t, ok, "request %v", start)
+			require.Contains(t, dst, ":"+other.URL[strings.LastIndex(other.URL, "/")+1:])
+		})
+	}
+}
+
+// TestReplayDLQDryRunJSON: the dry run's JSON names the count read at the start present_at_start,
+// as the text summary and the README do (it was "present"), and --samples 0 shows no body (it
+// showed five).
+func TestReplayDLQDryRunJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	q := testkit.Queue(t, c, 3, 30*time.Second)
+	opsFill(t, c, q.DLQURL, 7)
+	run := func(extra ...string) string {
+		args := append([]string{"replay", "dlq", "--dry-run", "--from", q.DLQURL, "--to", q.URL, "--wait", "1s",
+			"--sqs-endpoint", testkit.AWS().SQSEndpoint, "--aws-region", testkit.AWS().Region}, extra...)
+		var stdout, stderr bytes.Buffer
+		code := MainContext(testkit.Context(t), args, &stdout, &stderr)
+		require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		return stdout.String()
+	}
+
+	var out map[string]any
+	require.NoError(t, json.Unmarshal([]byte(run("--json")), &out))
+	require.EqualValues(t, 7, out["present_at_start"], "%v", out)
+	require.NotContains(t, out, "present")
+	require.EqualValues(t, 7, out["messages"])
+	require.Len(t, out["samples"], 5, "the default")
+
+	var none map[string]any
+	require.NoError(t, json.Unmarshal([]byte(run("--json", "--samples", "0")), &none))
+	require.Empty(t, none["samples"])
+	text := run("--samples", "0")
+	require.Equal(t, "7", summaryField(t, text, "present_at_start"))
+	require.NotContains(t, text, "sample 1:")
+	require.Contains(t, run("--samples", "2"), "sample 2:")
 }

@@ -30,7 +30,7 @@ type SweepCmd struct {
 	config.S3Bucket  `embed:""`
 
 	DryRun      bool          `name:"dry-run" help:"Print the uploads that would be aborted; abort nothing."`
-	OlderThan   time.Duration `name:"older-than" env:"INTAKE_JOBS_SWEEP_OLDER_THAN" default:"24h" placeholder:"D" help:"Abort uploads intake did not create when initiated longer ago than this (at least 1m). intake's own uploads are aborted at their deadline, never before."`
+	OlderThan   time.Duration `name:"older-than" env:"INTAKE_JOBS_SWEEP_OLDER_THAN" default:"24h" help:"Abort uploads intake did not create when initiated longer ago than this (at least 1m). intake's own uploads are aborted at their deadline, never before."`
 	Prefix      string        `name:"prefix" env:"INTAKE_JOBS_SWEEP_PREFIX" placeholder:"P" help:"Only uploads whose key starts with P, filtered client-side (default: the whole bucket)."`
 	Concurrency int           `name:"concurrency" default:"16" help:"Aborts run at once."`
 	JSON        bool          `name:"json" help:"Print one JSON report (scope, counts, the uploads aborted or, with --dry-run, to abort) instead of text."`

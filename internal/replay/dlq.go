@@ -44,7 +44,7 @@ type DLQOptions struct {
 	Start *DLQStart
 	// Attempts bounds the tries of each send or delete (default 3).
 	Attempts int
-	// Samples is how many bodies a dry run keeps (default 5).
+	// Samples is how many bodies a dry run keeps (0: none).
 	Samples int
 	// Progress counts moved messages (optional).
 	Progress Counter
@@ -57,7 +57,6 @@ func (o DLQOptions) withDefaults(visibility time.Duration) DLQOptions {
 	o.Visibility = cmp.Or(o.Visibility, visibility)
 	o.Wait = cmp.Or(o.Wait, 2*time.Second)
 	o.Attempts = cmp.Or(o.Attempts, 3)
-	o.Samples = cmp.Or(o.Samples, 5)
 	if o.Progress == nil {
 		o.Progress = nopCounter{}
 	}
@@ -176,8 +175,21 @@ type DLQResult struct {
 	// by someone else meanwhile, or not reached because the run stopped early (SkipLimit, or ctx).
 	// Not zero: messages present at the start may be left in the dead-letter queue.
 	Unreached int
-	// Left is the dead-letter queue's approximate count at the end (best effort).
+	// Left is the dead-letter queue's approximate count at the end (zero when LeftUnknown).
 	Left queue.Counts
+	// LeftUnknown is true when the count at the end could not be read: the run cannot tell whether
+	// it left messages present at the start (Unaccounted is then zero, and means nothing).
+	LeftUnknown bool
+	// Unaccounted counts the messages Left holds (visible and in flight) beyond those the run knows
+	// it left: the messages past Max, Skipped, SendFailed, DeleteFailed and Unreached. A message
+	// redriven into the dead-letter queue during the run keeps its SentTimestamp (sent before the
+	// start, to the queue): the run takes it for one present at the start, and it uses up that one's
+	// place in the budget, so a message present at the start is left, never received, and counted
+	// here, not in Unreached. Messages that reached the dead-letter queue after the run's last
+	// receive (a moved message the consumer dead-lettered again) are counted here too, as are the
+	// errors of SQS's approximate counts: the count cannot tell them apart. Not zero: messages
+	// present at the start may be left.
+	Unaccounted int
 	// Failures samples the errors of failed entries (at most 20).
 	Failures []string
 }
@@ -195,7 +207,7 @@ type mover struct {
 	reserved int                 // messages moved, or received to be moved, against budget
 	sent     map[string]bool     // the ids the target queue gave the messages sent
 	tried    map[string]tryState // dead-letter queue message id -> what this run did with it
-	held     map[string]string   // message id -> latest receipt handle of a message received and not moved
+	held     map[string]string   // message id -> latest receipt handle of a message received and not (yet) moved
 	skips    int                 // receipts of messages not moved (skipped or tried already), against skipLimit
 	res      DLQResult
 }
@@ -230,8 +242,9 @@ const (
 // receiving only such messages (SkipLimit), or ctx is cancelled; batches already received are
 // finished (sent and deleted) before it returns, so a stop loses nothing. A receive under way when
 // ctx is cancelled is not aborted (it ends within o.Wait): its batch is finished too, as a receive
-// aborted after SQS took its messages would leave them hidden for o.Visibility. The result is
-// valid even with an error.
+// aborted after SQS took its messages would leave them hidden for o.Visibility. At the end it reads
+// what the dead-letter queue holds, and counts what it cannot account for (Unaccounted: messages
+// present at the start may be left). The result is valid even with an error.
 func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	if err := o.validate(true); err != nil {
 		return DLQResult{}, err
@@ -264,14 +277,28 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	for _, h := range m.held {
 		handles = append(handles, h)
 	}
-	if _, verr := changeVisibility(cctx, c, o.From, handles, 0); verr != nil {
+	if _, _, verr := changeVisibility(cctx, c, o.From, handles, 0); verr != nil {
 		o.Log.Warn("skipped messages stay invisible until their visibility timeout", "visibility", o.Visibility, "err", verr)
 	}
-	// Best effort: how much is left, for the summary.
-	if left, cerr := Counts(cctx, c, o.From); cerr == nil {
-		m.res.Left = left
+	// What is left, against what the run knows it left: more means messages present at the start
+	// may be left although the budget was spent (see DLQResult.Unaccounted).
+	left, cerr := Counts(cctx, c, o.From)
+	if cerr != nil {
+		o.Log.Warn("could not read what the dead-letter queue holds at the end", "err", cerr)
+		m.res.LeftUnknown = true
+		return m.res, err
 	}
+	m.res.Left = left
+	m.res.Unaccounted = m.res.unaccounted(m.budget)
 	return m.res, err
+}
+
+// unaccounted is how many of the messages left in the dead-letter queue (Left, visible and in
+// flight) r does not account for: beyond those past the budget (Max), skipped, not sent, not
+// deleted and never received.
+func (r DLQResult) unaccounted(budget int) int {
+	known := max(0, r.Start.Messages-budget) + r.Skipped + r.SendFailed + r.DeleteFailed + r.Unreached
+	return max(0, r.Left.Visible+r.Left.InFlight-known)
 }
 
 // skipLimit bounds the receipts of skipped messages (sent after the start) of a run with budget
@@ -486,11 +513,7 @@ func (m *mover) move(ctx context.Context, msgs []types.Message) error {
 	if len(sent) == 0 {
 		return sendErr
 	}
-	dels := make([]types.DeleteMessageBatchRequestEntry, 0, len(sent))
-	for _, id := range sent {
-		i, _ := strconv.Atoi(id)
-		dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(id), ReceiptHandle: msgs[i].ReceiptHandle})
-	}
+	dels := m.deletes(msgs, sent)
 	deleted, delFailed, delErr := deleteBatch(ctx, m.c, m.o.From, dels, m.o.Attempts, m.o.Log)
 	m.deleted(msgs, deleted, without(sent, deleted))
 	m.fail(delFailed, "delete")
@@ -499,6 +522,30 @@ func (m *mover) move(ctx context.Context, msgs []types.Message) error {
 		m.o.Log.Warn("message sent but not deleted; a later replay will send it again", "message_id", aws.ToString(msgs[i].MessageId), "code", f.Code, "err", f.Message)
 	}
 	return errors.Join(sendErr, delErr)
+}
+
+// deletes returns the delete entries of the sent messages msgs[i] (entry ids i), each with its
+// newest receipt handle. A message whose visibility ended while this worker sent it may have been
+// received again by another worker (sort holds it, with the new handle): SQS answers a delete with
+// the older handle with success, yet may not delete the message, which would stay in the
+// dead-letter queue, counted deleted, and be made visible again at the end (to be sent again by the
+// next run). Such a message is deleted with the new handle, and is no longer held. (One received
+// again after mark recorded it as sent is deleted by that worker: see redelete.)
+func (m *mover) deletes(msgs []types.Message, sent []string) []types.DeleteMessageBatchRequestEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dels := make([]types.DeleteMessageBatchRequestEntry, 0, len(sent))
+	for _, e := range sent {
+		i, _ := strconv.Atoi(e)
+		handle := msgs[i].ReceiptHandle
+		id := aws.ToString(msgs[i].MessageId)
+		if newer, ok := m.held[id]; ok {
+			handle = aws.String(newer)
+			delete(m.held, id)
+		}
+		dels = append(dels, types.DeleteMessageBatchRequestEntry{Id: aws.String(e), ReceiptHandle: handle})
+	}
+	return dels
 }
 
 // redelete deletes messages this run sent already and received again (their delete had failed, or

@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"sync"
@@ -526,7 +527,8 @@ func TestMoveDLQReceivedAgain(t *testing.T) {
 }
 
 // refusingVisibility is the real SQS client whose ChangeMessageVisibilityBatch refuses the first
-// entry of every call (it never reaches the server) and passes the others on.
+// entry of every call (it never reaches the server; InternalError, not a handle no longer current:
+// see TestDryRunDLQOutlastsVisibility) and passes the others on.
 type refusingVisibility struct{ SQSAPI }
 
 func (r refusingVisibility) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
@@ -540,7 +542,7 @@ func (r refusingVisibility) ChangeMessageVisibilityBatch(ctx context.Context, in
 		}
 		out = real
 	}
-	out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: in.Entries[0].Id, Code: aws.String("ReceiptHandleIsInvalid"), Message: aws.String("injected"), SenderFault: true})
+	out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: in.Entries[0].Id, Code: aws.String("InternalError"), Message: aws.String("injected")})
 	return out, nil
 }
 
@@ -561,8 +563,221 @@ func TestDryRunDLQGiveBack(t *testing.T) {
 	require.Equal(t, n, counts.Visible, "refused before receiving anything")
 
 	res, err := DryRunDLQ(testkit.Context(t), refusingVisibility{c}, DLQOptions{From: q.DLQURL, Wait: time.Second, Visibility: 2 * time.Second})
-	require.ErrorContains(t, err, "1 of 5 messages refused (ReceiptHandleIsInvalid: injected)")
+	require.ErrorContains(t, err, "1 of 5 messages refused (InternalError: injected)")
 	require.Equal(t, n, res.Messages)
 	require.Equal(t, n-1, res.Returned)
 	require.Equal(t, 1, res.NotReturned)
+}
+
+// outlastedSend is the real SQS client on which the send of the first batch received (one
+// message: SQS may return fewer than asked) outlasts the message's visibility, which another worker
+// receives again meanwhile. The answer to that first receive is slow (it arrives a visibility
+// after SQS hid the message, as over a slow network), so that the batch's deadline, counted from
+// that answer, is still ahead when the visibility ends; its send waits until the message was
+// received again; the other receives wait until that send started and the visibility ended (kumo
+// returns a message whose visibility ended only to a receive made after that: its long poll is not
+// woken by it).
+type outlastedSend struct {
+	SQSAPI
+	visibility time.Duration
+
+	mu      sync.Mutex
+	claimed bool          // the first receive is under way
+	first   string        // the body of the message it received
+	firstAt time.Time     // when SQS answered it
+	sending chan struct{} // closed when its send started
+	again   chan struct{} // closed when it was received again
+	once    [2]sync.Once
+}
+
+func newOutlastedSend(c SQSAPI, visibility time.Duration) *outlastedSend {
+	return &outlastedSend{SQSAPI: c, visibility: visibility, sending: make(chan struct{}), again: make(chan struct{})}
+}
+
+func (o *outlastedSend) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	o.mu.Lock()
+	first := !o.claimed
+	o.claimed = true
+	o.mu.Unlock()
+	if first {
+		cp := *in
+		cp.MaxNumberOfMessages = 1
+		out, err := o.SQSAPI.ReceiveMessage(ctx, &cp, opts...)
+		if err != nil || len(out.Messages) == 0 {
+			return out, fmt.Errorf("the first receive brought nothing: %w", err)
+		}
+		o.mu.Lock()
+		o.first, o.firstAt = aws.ToString(out.Messages[0].Body), time.Now()
+		o.mu.Unlock()
+		time.Sleep(o.visibility) // the slow answer (the scenario, not a synchronisation)
+		return out, nil
+	}
+	select {
+	case <-o.again:
+	case <-o.sending:
+		o.mu.Lock()
+		until := o.firstAt.Add(o.visibility + 100*time.Millisecond)
+		o.mu.Unlock()
+		time.Sleep(time.Until(until)) // SQS's visibility timer: nothing to wait on
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	out, err := o.SQSAPI.ReceiveMessage(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, m := range out.Messages {
+		if aws.ToString(m.Body) == o.first {
+			o.once[1].Do(func() { close(o.again) })
+		}
+	}
+	return out, nil
+}
+
+func (o *outlastedSend) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	o.mu.Lock()
+	first := o.first
+	o.mu.Unlock()
+	for _, e := range in.Entries {
+		if aws.ToString(e.MessageBody) == first {
+			o.once[0].Do(func() { close(o.sending) })
+			select {
+			case <-o.again:
+			case <-ctx.Done(): // the batch's deadline: the test fails
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return o.SQSAPI.SendMessageBatch(ctx, in, opts...)
+}
+
+// TestMoveDLQBatchOutlastsVisibility: a batch whose send outlasts the visibility SQS gave it (its
+// receive's answer was slow, its send too) is received again by another worker, which holds it, as
+// its move is under way. When the send succeeds, the message is deleted with the newest receipt
+// handle, and is no longer held: it leaves the dead-letter queue. Before, the delete used the first receipt handle, which SQS answers with
+// success without deleting (kumo refuses it): the message stayed in the dead-letter queue, was
+// made visible again at the end, and the next run sent it again.
+func TestMoveDLQBatchOutlastsVisibility(t *testing.T) {
+	t.Parallel()
+	c, q := kumoQueues(t)
+	const n = 11 // the workers reserve ten and one
+	fill(t, c, q.DLQURL, 0, n)
+	o := newOutlastedSend(c, time.Second)
+	res, err := MoveDLQ(testkit.Context(t), o, DLQOptions{From: q.DLQURL, To: q.URL, Concurrency: 2, Visibility: time.Second, Wait: time.Second})
+	require.NoError(t, err)
+	t.Logf("%+v", res)
+	select {
+	case <-o.again:
+	default:
+		t.Fatal("the first batch was not received again while it was sent")
+	}
+	require.Equal(t, n, res.Received)
+	require.Equal(t, n, res.Sent)
+	require.Equal(t, n, res.Deleted)
+	require.Zero(t, res.DeleteFailed)
+	require.Zero(t, res.SendFailed)
+	require.Zero(t, res.Unaccounted)
+
+	moved, total := testkit.DrainQueue(t, c, q.URL)
+	require.Len(t, moved, n)
+	require.Equal(t, n, total, "each sent once")
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
+	require.Empty(t, left, "every message sent left the dead-letter queue")
+}
+
+// TestDryRunDLQSamples: --samples 0 keeps no body (it kept five).
+func TestDryRunDLQSamples(t *testing.T) {
+	t.Parallel()
+	c, q := kumoQueues(t)
+	fill(t, c, q.DLQURL, 0, 8)
+	for _, samples := range []int{0, 3} {
+		res, err := DryRunDLQ(testkit.Context(t), c, DLQOptions{From: q.DLQURL, Wait: time.Second, Samples: samples})
+		require.NoError(t, err)
+		require.Equal(t, 8, res.Messages)
+		require.Len(t, res.Samples, samples)
+	}
+}
+
+// peekAll is another reader of the dead-letter queue: it receives every message of url (waiting
+// for those another reader holds to be visible again), then gives them back at once.
+func peekAll(ctx context.Context, c *sqs.Client, url string, n int) error {
+	seen := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(seen) < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("peek: %d of %d messages received", len(seen), n)
+		}
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30})
+		if err != nil {
+			return fmt.Errorf("peek: %w", err)
+		}
+		for _, m := range out.Messages {
+			seen[aws.ToString(m.MessageId)] = true
+			if _, err := c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				return fmt.Errorf("peek: give back: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// lateGiveBack is the real SQS client whose ChangeMessageVisibilityBatch (the dry run's give-back)
+// comes after the dry run's visibility ended, and after another reader received the messages and
+// gave them back: the dry run's receipt handles are no longer current.
+type lateGiveBack struct {
+	*sqs.Client
+	url string
+	n   int
+	err error
+}
+
+func (l *lateGiveBack) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if l.err = peekAll(ctx, l.Client, l.url, l.n); l.err != nil {
+		return nil, l.err
+	}
+	return l.Client.ChangeMessageVisibilityBatch(ctx, in, opts...)
+}
+
+// TestDryRunDLQOutlastsVisibility: a dry run that gives its messages back after its visibility
+// ended finds its receipt handles refused (kumo: ReceiptHandleIsInvalid, once another receive
+// took them; SQS also answers MessageNotInflight, or that the handle expired). The messages are no
+// longer held by the dry run: counted as returned (Expired), not as not returned, and no error.
+// Before, they were reported not returned and the dry run exited 1 although they were visible.
+func TestDryRunDLQOutlastsVisibility(t *testing.T) {
+	t.Parallel()
+	c, q := kumoQueues(t)
+	const n = 5
+	fill(t, c, q.DLQURL, 0, n)
+	l := &lateGiveBack{Client: c, url: q.DLQURL, n: n}
+	res, err := DryRunDLQ(testkit.Context(t), l, DLQOptions{From: q.DLQURL, Wait: time.Second, Visibility: time.Second})
+	require.NoError(t, l.err)
+	require.NoError(t, err)
+	require.Equal(t, n, res.Messages)
+	require.Equal(t, n, res.Returned)
+	require.Equal(t, n, res.Expired)
+	require.Zero(t, res.NotReturned)
+	left, _ := testkit.DrainQueue(t, c, q.DLQURL)
+	require.Len(t, left, n, "visible")
+}
+
+// TestExpiredHandle: the refusals of ChangeMessageVisibility that say the receipt handle is no
+// longer current, as SQS words them.
+func TestExpiredHandle(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code, message string
+		want          bool
+	}{
+		{"AWS.SimpleQueueService.MessageNotInflight", "Message does not exist or is not available for visibility timeout change.", true},
+		{"MessageNotInflight", "", true},
+		{"ReceiptHandleIsInvalid", "The input receipt handle is invalid.", true},
+		{"InvalidParameterValue", "Value AQEB… for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.", true},
+		{"InvalidParameterValue", "Value 50000 for parameter VisibilityTimeout is invalid.", false},
+		{"InternalError", "", false},
+		{"AccessDenied", "", false},
+	} {
+		require.Equal(t, tc.want, expiredHandle(tc.code, tc.message), "%s: %s", tc.code, tc.message)
+	}
 }

@@ -35,6 +35,11 @@
 // A dry run ([DryRunDLQ]) ends the same way, its count then marked Partial. Both results count the
 // messages present at the start that the run never received (Unreached): in flight for the whole
 // run (held by another reader, such as a stopped replay), they are still in the dead-letter queue.
+// A message redriven into the dead-letter queue during the run keeps the SentTimestamp of its first
+// send, before the start: the run cannot tell it from one present at the start, and moving it uses
+// up the place of one that is then left. So a move compares what is left at the end with what it
+// knows it left (skipped, not sent, not deleted, unreached), and counts the difference
+// (Unaccounted): not zero, messages present at the start may be left.
 //
 // # Stopping
 //

@@ -34,14 +34,19 @@ type DryRunResult struct {
 	Bytes int64 `json:"bytes"`
 	// Samples are the first few messages.
 	Samples []Sample `json:"samples"`
-	// Returned messages were made visible again at once.
+	// Returned messages were made visible again at once, or were visible again already (Expired).
 	Returned int `json:"returned"`
+	// Expired messages, counted in Returned, were no longer held by the run when it gave them back:
+	// their visibility had ended (the run lasted longer than o.Visibility), and SQS refused the
+	// receipt handle the run had (MessageNotInflight, ReceiptHandleIsInvalid). They are visible
+	// again, or were received again by another reader meanwhile.
+	Expired int `json:"expired"`
 	// NotReturned messages were received but could not be made visible again (the queue refused,
 	// or the call failed): they reappear when the dry run's visibility timeout ends.
 	NotReturned int `json:"not_returned"`
 	// Present is the count of messages the dead-letter queue held at the start (visible and in
 	// flight): the run counts at most that many, as a move would move at most that many.
-	Present int `json:"present"`
+	Present int `json:"present_at_start"`
 	// Skipped messages reached the dead-letter queue after the start: a move would skip them, and
 	// the dry run does not count them either.
 	Skipped int `json:"skipped"`
@@ -67,9 +72,9 @@ const MaxDryRunVisibility = time.Minute
 // o.Visibility (default 30s, at most MaxDryRunVisibility), until it has counted that many (or
 // o.Max), a receive finds nothing, or it kept receiving only messages it cannot count (sent after
 // the start, which a move would skip, or counted already and visible again): then the count may be
-// short, and the result says so (Partial). It keeps samples and makes everything visible again,
-// what a receive under way when ctx is cancelled brings included (it is not aborted, and ends
-// within o.Wait).
+// short, and the result says so (Partial). It keeps o.Samples samples and makes everything visible
+// again, what a receive under way when ctx is cancelled brings included (it is not aborted, and
+// ends within o.Wait); a message whose visibility had ended already counts as given back (Expired).
 // Nothing is sent or deleted. Receiving does raise each message's receive count, which matters
 // only if the dead-letter queue itself has a redrive policy. err also reports the messages that
 // could not be made visible again (NotReturned).
@@ -106,9 +111,10 @@ func DryRunDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DryRunResult, error
 	for _, h := range d.handles {
 		handles = append(handles, h)
 	}
-	returned, rerr := changeVisibility(rctx, c, o.From, handles, 0)
-	d.res.Returned = returned
-	d.res.NotReturned = len(handles) - returned
+	returned, expired, rerr := changeVisibility(rctx, c, o.From, handles, 0)
+	d.res.Returned = returned + expired
+	d.res.Expired = expired
+	d.res.NotReturned = len(handles) - d.res.Returned
 	if rerr != nil {
 		o.Log.Warn("received messages not made visible again; they reappear when their visibility timeout ends",
 			"messages", d.res.NotReturned, "visibility", o.Visibility, "err", rerr)

@@ -278,11 +278,13 @@ func retryBatch[E any](ctx context.Context, entries []E, idOf func(E) string, ca
 }
 
 // changeVisibility sets the visibility of received messages (0: visible again now), in batches of
-// ten. It returns how many the queue accepted; err reports the calls that failed and, entry by
-// entry, the messages the queue refused (a refused message stays hidden until its visibility
-// timeout ends, so the caller must say so rather than count it as given back).
-func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []string, seconds int32) (int, error) {
-	done, refused := 0, 0
+// ten. It returns how many the queue accepted, and how many it refused because their receipt
+// handle was no longer current (see expiredHandle: their visibility had ended already, so the
+// caller no longer holds them; not an error). err reports the calls that failed and, entry by
+// entry, the messages the queue refused for another reason (a refused message stays hidden until
+// its visibility timeout ends, so the caller must say so rather than count it as given back).
+func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []string, seconds int32) (done, expired int, err error) {
+	refused := 0
 	var errs []error
 	var reasons []string
 	for start := 0; start < len(handles); start += MaxBatch {
@@ -299,13 +301,21 @@ func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []strin
 			continue
 		}
 		done += len(out.Successful)
+		gone, failed := 0, 0
 		for _, f := range out.Failed {
+			code, msg := aws.ToString(f.Code), aws.ToString(f.Message)
+			if expiredHandle(code, msg) {
+				gone++
+				continue
+			}
+			failed++
 			if len(reasons) < 3 { // a few are enough to say why; the count says how many
-				reasons = append(reasons, failure{Code: aws.ToString(f.Code), Message: aws.ToString(f.Message)}.String())
+				reasons = append(reasons, failure{Code: code, Message: msg}.String())
 			}
 		}
+		expired += gone
 		// An entry listed neither as done nor as failed was not done either.
-		refused += max(len(out.Failed), len(chunk)-len(out.Successful))
+		refused += max(failed, len(chunk)-len(out.Successful)-gone)
 	}
 	if refused > 0 {
 		if len(reasons) == 0 {
@@ -313,7 +323,23 @@ func changeVisibility(ctx context.Context, c SQSAPI, url string, handles []strin
 		}
 		errs = append(errs, fmt.Errorf("change visibility in %s: %d of %d messages refused (%s)", url, refused, len(handles), strings.Join(reasons, "; ")))
 	}
-	return done, errors.Join(errs...)
+	return done, expired, errors.Join(errs...)
+}
+
+// expiredHandle reports whether SQS refused a ChangeMessageVisibility because the receipt handle is
+// no longer current: the message's visibility ended before the call (it is visible again, or was
+// received again, by this run or another reader, under a new handle). SQS then answers
+// MessageNotInflight (FIFO queues among others), ReceiptHandleIsInvalid (kumo too), or
+// InvalidParameterValue saying the receipt handle has expired. The caller no longer holds such a
+// message: there is nothing to give back.
+func expiredHandle(code, message string) bool {
+	switch strings.TrimPrefix(code, "AWS.SimpleQueueService.") {
+	case "MessageNotInflight", "ReceiptHandleIsInvalid":
+		return true
+	case "InvalidParameterValue":
+		return strings.Contains(strings.ToLower(message), "receipt handle has expired")
+	}
+	return false
 }
 
 // Counts returns the approximate counts of the queue at url.
