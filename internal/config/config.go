@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"net"
 	"net/url"
@@ -744,13 +745,7 @@ func ParseAPIKeys(s string) (map[string]string, error) { return ParseKeys("INTAK
 // errors name the variable and never show a key.
 func ParseKeys(variable, s string) (map[string]string, error) {
 	keys := map[string]string{}
-	entry := 0
-	for pair := range strings.SplitSeq(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		entry++
+	for entry, pair := range entries(s) {
 		k, owner, ok := strings.Cut(pair, "=")
 		if !ok || k == "" || owner == "" {
 			// Not a character of it is shown: a prefix of a key is a prefix of a secret.
@@ -767,6 +762,23 @@ func ParseKeys(variable, s string) (map[string]string, error) {
 	return keys, nil
 }
 
+// entries yields the entries of a comma-separated list ("a=b, c=d"), trimmed, the empty ones
+// skipped, each with its number (from 1), for errors that must not quote it.
+func entries(s string) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		n := 0
+		for pair := range strings.SplitSeq(s, ",") {
+			if pair = strings.TrimSpace(pair); pair == "" {
+				continue
+			}
+			n++
+			if !yield(n, pair) {
+				return
+			}
+		}
+	}
+}
+
 // ParseTenantSecrets parses INTAKE_API_JWT_TENANT_SECRETS, "owner=secret,owner2=secret2", into a
 // map from owner to HS256 secret. The owner is what stands before the first '=' (an owner holding
 // '=' cannot have a tenant secret), the secret the rest (it may hold '=', as base64 does; not ','
@@ -779,13 +791,7 @@ func ParseTenantSecrets(s string) (map[string]string, error) {
 	secrets := map[string]string{}
 	holders := map[string]string{} // secret → owner
 	var errs []error
-	entry := 0
-	for pair := range strings.SplitSeq(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		entry++
+	for entry, pair := range entries(s) {
 		owner, secret, ok := strings.Cut(pair, "=")
 		name := entryName(owner, entry)
 		switch {
