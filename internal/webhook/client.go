@@ -12,14 +12,9 @@ import (
 )
 
 // ErrForbiddenAddress is wrapped by the errors of connections the client refused because the
-// address is loopback, link-local, private or otherwise not public (see [PublicAddress]), and by
-// those of URLs refused for their host (webhookurl.Check). It is webhookurl's.
+// address is loopback, link-local, private or otherwise not public (webhookurl.PublicAddress), and
+// by those of URLs refused for their host (webhookurl.Check). It is webhookurl's.
 var ErrForbiddenAddress = webhookurl.ErrForbiddenAddress
-
-// PublicAddress reports whether a webhook may be sent to ip (webhookurl.PublicAddress: not
-// loopback, link-local, private, unspecified, multicast, carrier-grade NAT or another reserved
-// range; an IPv6 address carrying an IPv4 one is judged as the IPv4 address).
-func PublicAddress(ip netip.Addr) bool { return webhookurl.PublicAddress(ip) }
 
 // ClientOptions configure [NewClient].
 type ClientOptions struct {
@@ -73,7 +68,7 @@ func refuseNonPublic(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: %q is not an IP address", ErrForbiddenAddress, host)
 	}
-	if !PublicAddress(ip) {
+	if !webhookurl.PublicAddress(ip) {
 		return fmt.Errorf("%w: %s is not a public address (set INTAKE_WEBHOOK_ALLOW_PRIVATE=true to allow it)", ErrForbiddenAddress, ip)
 	}
 	return nil

@@ -62,7 +62,7 @@
 // # Addresses
 //
 // Unless INTAKE_WEBHOOK_ALLOW_PRIVATE is true (which `make run` sets), the client refuses to connect
-// to loopback, link-local, private and other non-public addresses ([PublicAddress]). The check runs
+// to loopback, link-local, private and other non-public addresses (webhookurl.PublicAddress). The check runs
 // in the dialer on the resolved address of each connection, so a name that resolves, or is rebound
 // later, to an internal address is refused too; no proxy from the environment is used, since it
 // would be dialled instead. A refused delivery is given up at once (retrying cannot help), in a

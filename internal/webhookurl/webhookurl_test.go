@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// addresses are judged by PublicAddress (which internal/webhook's dialer uses too).
+// addresses are judged by PublicAddress, which internal/webhook's dialer uses.
 var addresses = map[string]bool{
 	"93.184.215.14": true, "2606:4700::1111": true, "8.8.8.8": true,
 	"127.0.0.1": false, "127.1.2.3": false, "::1": false, // loopback
