@@ -121,14 +121,7 @@ func TestKnownType(t *testing.T) {
 // not an error, and other errors are.
 func TestEnqueue(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs Redis")
-	}
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	_, client, _ := redisClients(t)
 	ctx := testkit.Context(t)
 
 	deadline := time.Now().Add(time.Hour).Truncate(time.Second)
@@ -181,14 +174,7 @@ func TestEnqueue(t *testing.T) {
 // answered it as a duplicate and nothing ran; one whose task is still to run stays a duplicate.
 func TestEnqueueReplacingFinished(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs Redis")
-	}
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	_, client, insp := redisClients(t)
 	ctx := testkit.Context(t)
 
 	abort, err := tasks.NewAbortMultipart(tasks.AbortMultipart{Bucket: "b", Key: "k", UploadID: "u-1", Deadline: time.Now(), Reason: tasks.ReasonAPI})
@@ -235,14 +221,7 @@ func TestEnqueueReplacingFinished(t *testing.T) {
 // without error (a real asynq server runs it).
 func TestCanceller(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs Redis")
-	}
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	redisOpt, client, insp := redisClients(t)
 	ctx := testkit.Context(t)
 	c := tasks.NewCanceller(insp)
 	s := tasks.NewAborts(client)
@@ -336,14 +315,7 @@ func TestAbortTimeoutCoversAnInspection(t *testing.T) {
 // instead of being answered as a duplicate of the deadline task and waiting for the deadline.
 func TestAPIAbortRunsAtOnce(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("needs Redis")
-	}
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	_, client, insp := redisClients(t)
 	ctx := testkit.Context(t)
 
 	const uploadID = "upload-now"
@@ -418,4 +390,19 @@ func TestRetryWindowFollowsAsynq(t *testing.T) {
 	require.Equal(t, time.Minute, tasks.RetryWindow(0, time.Minute), "one run, no retry")
 	require.Equal(t, 2*time.Minute+44*time.Second, tasks.RetryWindow(1, time.Minute), "two runs and the first backoff (15 + 29 s)")
 	require.Equal(t, tasks.InspectUnique, tasks.RetryWindow(tasks.InspectMaxRetry, tasks.InspectTimeout)+time.Hour)
+}
+
+// redisClients skips the test in -short mode, else returns a Redis database of the test's own with
+// an asynq client and inspector on it, closed when the test ends.
+func redisClients(t *testing.T) (asynq.RedisClientOpt, *asynq.Client, *asynq.Inspector) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	return redisOpt, client, insp
 }
