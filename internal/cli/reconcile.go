@@ -58,7 +58,9 @@ func (c *ReconcileCmd) Run(g *Globals) error {
 		}
 		client := asynq.NewClient(redisOpt)
 		defer client.Close()
-		o.Enqueuer = reconcile.TaskEnqueuer{Client: client}
+		states := asynq.NewInspector(redisOpt)
+		defer states.Close()
+		o.Enqueuer = reconcile.TaskEnqueuer{Client: client, States: states}
 	}
 	var jr *reconcile.JSONReport
 	if c.JSON {

@@ -14,7 +14,6 @@ import (
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/jobs"
-	"github.com/intakehq/intake/worker/tasks"
 )
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
@@ -59,8 +58,10 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	// deliveries' follow-ups.
 	client := asynq.NewClient(a.Redis)
 	a.onClose(func() { _ = client.Close() })
+	states := asynq.NewInspector(a.Redis) // replaces a sweep's inspection that failed for good
+	a.onClose(func() { _ = states.Close() })
 	mux := jobs.NewMux(&jobs.Handlers{
-		Aborts: mp, Sweeps: mp, Inspector: proc, Tasks: client, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
+		Aborts: mp, Sweeps: mp, Inspector: proc, Tasks: client, TaskStates: states, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
 	}, metrics, log)
 	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{
@@ -135,8 +136,10 @@ func newReconciler(a *App, log *slog.Logger) (*jobs.Reconciler, error) {
 	}
 	client := asynq.NewClient(a.Redis)
 	a.onClose(func() { _ = client.Close() })
+	states := asynq.NewInspector(a.Redis)
+	a.onClose(func() { _ = states.Close() })
 	return jobs.NewReconciler(jobs.ReconcilerConfig{
-		S3: a.S3, Rows: a.Store.Q, Enqueuer: reconcile.TaskEnqueuer{Client: client, Unique: tasks.InspectUnique},
+		S3: a.S3, Rows: a.Store.Q, Enqueuer: reconcile.TaskEnqueuer{Client: client, States: states},
 		Buckets: []string{a.Cfg.Bucket}, Metrics: m, Log: log.With("task", jobs.TypeReconcile),
 	})
 }

@@ -86,7 +86,15 @@ func (c *SweepCmd) Run(g *Globals) error {
 		}
 		client := asynq.NewClient(redisOpt)
 		defer client.Close()
-		opts.Inspect = reconcile.TaskEnqueuer{Client: client}.EnqueueInspect
+		states := asynq.NewInspector(redisOpt)
+		defer states.Close()
+		enq := reconcile.TaskEnqueuer{Client: client, States: states}
+		opts.Inspect = func(ctx context.Context, bucket, key string) error {
+			if err := enq.EnqueueInspect(ctx, bucket, key); err != nil && !errors.Is(err, reconcile.ErrAlreadyQueued) {
+				return err
+			}
+			return nil // queued now, or already
+		}
 	}
 	if c.JSON {
 		_, err = runSweepJSON(g.Ctx, mp, opts, g.Stdout)

@@ -6,10 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/redis/go-redis/v9"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
@@ -243,39 +242,29 @@ func TestJobsAPISweepScope(t *testing.T) {
 	}
 }
 
-// TestJobsAPIInspectionLockCoversItsRetries: asynq releases an inspection's uniqueness lock when it
-// succeeds, not when it fails, and a failing inspection is retried ten times over about 7.5 h (its
-// runs included). The lock posted with it lasts at least that long, so that a repeat is refused
-// (409) as long as the first may still run: with an hour, a repeat was queued beside an
-// inspection still retrying.
-func TestJobsAPIInspectionLockCoversItsRetries(t *testing.T) {
+// TestJobsAPIInspectionAfterFailure: a repeat of an inspection still queued is refused (409), and
+// one that failed for good (archived: a 403 since fixed, its retries used up) does not keep the
+// next request out. With asynq.Unique (before), its lock answered 409 for about 8.5 hours after
+// the first was queued, while nothing would run.
+func TestJobsAPIInspectionAfterFailure(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	inspect := `{"type":"object:inspect","payload":{"key":"uploads/a/b.png"}}`
 	resp, body := b.post(t, inspect, nil)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
-
-	// asynq's longest backoff before retry n+1 is n⁴ + 15 + 29·(n+1) s; an inspection runs up to
-	// tasks.InspectTimeout, InspectMaxRetry+1 times.
-	window := time.Duration(tasks.InspectMaxRetry+1) * tasks.InspectTimeout
-	for n := range tasks.InspectMaxRetry {
-		window += time.Duration(n*n*n*n+15+29*(n+1)) * time.Second
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: b.redis.Addr, DB: b.redis.DB})
-	t.Cleanup(func() { _ = rdb.Close() })
-	ctx := testkit.Context(t)
-	locks, err := rdb.Keys(ctx, "asynq:{"+tasks.QueueDefault+"}:unique:*").Result()
-	require.NoError(t, err)
-	require.Len(t, locks, 1, "the inspection holds one uniqueness lock")
-	holder, err := rdb.Get(ctx, locks[0]).Result()
-	require.NoError(t, err)
-	require.Equal(t, body["id"], holder)
-	ttl, err := rdb.TTL(ctx, locks[0]).Result()
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, ttl, window, "the lock outlasts every retry of the inspection")
+	id, _ := body["id"].(string)
+	require.Equal(t, tasks.InspectTaskID("uploads", "uploads/a/b.png"), id)
 
 	resp, body = b.post(t, inspect, nil)
 	require.Equal(t, http.StatusConflict, resp.StatusCode, body)
 	require.Equal(t, jobsapi.ProblemBase+"inspection-queued", body["type"])
-	require.Contains(t, body["detail"], "until it succeeds or for 8h30m after it was queued", "the detail states the rule")
+	require.Contains(t, body["detail"], "one inspection per object at a time", "the detail states the rule")
+
+	require.NoError(t, b.insp.ArchiveTask(tasks.QueueDefault, id))
+	resp, body = b.post(t, inspect, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	require.Equal(t, id, body["id"])
+	got, err := b.insp.GetTaskInfo(tasks.QueueDefault, id)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStatePending, got.State, "queued again")
 }

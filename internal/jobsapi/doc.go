@@ -19,9 +19,9 @@
 // narrow the sweep, never widen it to other applications' uploads in the bucket. A prefix with
 // control characters is refused.
 //
-// One inspection per object at a time: an inspection is queued with a uniqueness lock that lasts
-// until it succeeds, or tasks.InspectUnique (about 8.5 h, which covers its retries) after it was
-// queued; a repeat meanwhile answers 409 inspection-queued.
+// One inspection per object at a time: an inspection has the task ID tasks.InspectTaskID, taken
+// while it is queued, running or waiting for a retry; a repeat meanwhile answers 409
+// inspection-queued. One that failed for good (archived) is replaced by the next request.
 //
 // # Who may do what
 //

@@ -56,10 +56,10 @@ var _ Uploads = (*dbq.Queries)(nil)
 type Config struct {
 	// Client enqueues the tasks (an *asynq.Client; required).
 	Client tasks.Enqueuer
-	// Inspector (an *asynq.Inspector) looks at the task holding an abort's ID when the abort is
-	// posted again: one that asynq keeps archived or completed is replaced, since it will never
-	// run (tasks.EnqueueReplacingFinished). When nil, such an abort is answered as a duplicate
-	// and nothing runs until asynq drops the kept task.
+	// Inspector (an *asynq.Inspector) looks at the task holding an abort's or an inspection's ID
+	// when it is posted again: one that asynq keeps archived or completed is replaced, since it
+	// will never run (tasks.EnqueueReplacingFinished). When nil, such a task is answered as a
+	// duplicate (an inspection with 409) and nothing runs until asynq drops the kept task.
 	Inspector tasks.TaskStates
 	// Auth authenticates callers (required). Operators may enqueue anything; tenants only act on
 	// their own uploads.
@@ -235,12 +235,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		states = h.states
 	case tasks.TypeInspectObject:
 		// One inspection per object at a time: each one may hash gigabytes on the workers every
-		// tenant shares, so repeating the request must not queue more of them. The lock lasts
-		// until the inspection succeeds, or tasks.InspectUnique (its retries included).
-		opts = append(opts, asynq.Unique(tasks.InspectUnique))
+		// tenant shares, so repeating the request must not queue more of them. The task ID
+		// (tasks.InspectTaskID, as tasks.EnqueueInspect gives it) stays taken while the inspection
+		// is queued, running or retrying; one that failed for good is replaced.
+		p, err := tasks.ParseInspectObject(task.Payload())
+		if err != nil { // h.build checked it
+			problem.Write(w, probInvalidPayload.With(err.Error()))
+			return
+		}
+		opts, states = append(opts, asynq.TaskID(tasks.InspectTaskID(p.Bucket, p.Key))), h.states
 	}
 	info, err := tasks.EnqueueReplacingFinished(ctx, h.client, states, task, opts...)
-	if errors.Is(err, asynq.ErrDuplicateTask) {
+	if err == nil && req.Type == tasks.TypeInspectObject && tasks.Duplicate(info) {
 		problem.Write(w, probInspectionQueued.With(inspectionQueuedDetail))
 		return
 	}
@@ -261,17 +267,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-// inspectionQueuedDetail is the 409's detail: the rule asynq's uniqueness lock enforces
-// (tasks.InspectUnique).
-var inspectionQueuedDetail = fmt.Sprintf("an inspection of this object is already queued, running or retrying: "+
-	"one inspection per object at a time, until it succeeds or for %s after it was queued (its retries included; "+
-	"one that failed for good keeps the next one out until then); it reads the object as it is when it runs",
-	fmtHours(tasks.InspectUnique))
-
-// fmtHours writes d rounded to the minute, without its zero seconds ("8h30m").
-func fmtHours(d time.Duration) string {
-	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-}
+// inspectionQueuedDetail is the 409's detail: the rule tasks.EnqueueInspect enforces.
+const inspectionQueuedDetail = "an inspection of this object is already queued, running or waiting for a retry: " +
+	"one inspection per object at a time (one that failed for good does not count); it reads the object as it is when it runs"
 
 // authorizeTenant checks that a tenant's task acts on one of its own uploads, as PostgreSQL
 // records them: an abort must name the bucket, key and S3 upload id of one of its pending multipart

@@ -171,13 +171,13 @@ func TestReconcile(t *testing.T) {
 	// --fix: one object:inspect task per missing or stale key, gone rows marked missing.
 	client := asynq.NewClient(b.redis)
 	t.Cleanup(func() { _ = client.Close() })
-	unique := TaskEnqueuer{Client: client, Unique: time.Hour} // as the periodic reconcile does
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	unique := TaskEnqueuer{Client: client, States: insp} // as the periodic reconcile does
 	rep, err = Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: unique})
 	require.NoError(t, err)
 	require.Equal(t, &Fixed{Enqueued: 56, MarkedMissing: 10}, rep.Fixed)
 
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
 	pending, err := insp.ListPendingTasks(tasks.QueueDefault, asynq.PageSize(1000))
 	require.NoError(t, err)
 	var enqueued []string
@@ -215,6 +215,17 @@ func TestReconcile(t *testing.T) {
 	pending, err = insp.ListPendingTasks(tasks.QueueDefault, asynq.PageSize(1000))
 	require.NoError(t, err)
 	require.Len(t, pending, 56, "no inspection was queued twice")
+
+	// One inspection failed for good (archived): the next period queues it again, at once. With
+	// asynq.Unique (before), its lock kept it out for about 8.5 hours after it was first queued.
+	archived := tasks.InspectTaskID(b.bucket, wantMissing[0])
+	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, archived))
+	rep, err = Run(ctx, b.s3, b.st.Q, Options{Bucket: b.bucket, Fix: true, Enqueuer: unique})
+	require.NoError(t, err)
+	require.Equal(t, &Fixed{Enqueued: 1, AlreadyQueued: 55}, rep.Fixed)
+	got, err := insp.GetTaskInfo(tasks.QueueDefault, archived)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStatePending, got.State)
 }
 
 // TestReconcileRace: rows changed after the run started are not judged, and a gone row whose

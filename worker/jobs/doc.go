@@ -35,7 +35,7 @@
 //     intake's uploads past their deadline that the listing did not show. intake's uploads are
 //     never aborted before their deadline. One of intake's uploads found completed (an object at
 //     its key: its event and its abort task both lost) gets an object:inspect task of its own
-//     (with [Handlers.Tasks]; unique, as the reconcile's) or, without, is inspected with the
+//     (with [Handlers.Tasks]; one per object, as the reconcile's: tasks.EnqueueInspect) or, without, is inspected with the
 //     [Inspector] inside the sweep; a failed inspection does not fail the sweep, whose retry
 //     would not find that upload again (the reconcile inspects the object).
 //   - object:inspect ([Handlers.HandleInspect], [Inspector]): run the pipeline again on one object

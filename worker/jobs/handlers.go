@@ -80,6 +80,9 @@ type Handlers struct {
 	// uploads a sweep finds completed, instead of inspecting the object inside the sweep: an
 	// inspection may hash gigabytes, and has its own retries there.
 	Tasks tasks.Enqueuer
+	// TaskStates (an *asynq.Inspector), with Tasks, replaces an inspection of the same object that
+	// failed for good (archived), which would otherwise hold its task ID (tasks.EnqueueInspect).
+	TaskStates tasks.TaskStates
 	// MinSweepAge is the smallest older_than a sweep task may carry (default tasks.MinSweepAge):
 	// younger uploads are probably in progress, whoever built the task.
 	MinSweepAge time.Duration
@@ -183,15 +186,11 @@ func (h *Handlers) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// enqueueInspect queues the inspection of one object, unique for tasks.InspectUnique (which
-// covers its retries) as the reconcile queues it: one already queued, running or retrying (by the
-// reconcile, POST /v1/jobs or another sweep) is enough.
+// enqueueInspect queues the inspection of one object as the reconcile queues it
+// (tasks.EnqueueInspect): one already queued, running or retrying (by the reconcile, POST /v1/jobs
+// or another sweep) is enough.
 func (h *Handlers) enqueueInspect(ctx context.Context, bucket, key string) error {
-	task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: bucket, Key: key})
-	if err != nil {
-		return fmt.Errorf("inspect %q: %w", key, err)
-	}
-	if _, err := tasks.Enqueue(ctx, h.Tasks, task, asynq.Unique(tasks.InspectUnique)); err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+	if _, err := tasks.EnqueueInspect(ctx, h.Tasks, h.TaskStates, tasks.InspectObject{Bucket: bucket, Key: key}); err != nil {
 		return fmt.Errorf("queue the inspection of %q: %w", key, err)
 	}
 	return nil

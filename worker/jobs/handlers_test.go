@@ -11,7 +11,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/multipart"
@@ -301,38 +300,32 @@ func (s completedFound) SweepBucket(ctx context.Context, bucket, _ string, _ tim
 	return inspect(ctx, bucket, s.key)
 }
 
-// TestSweepInspectionLockCoversItsRetries: the inspection a sweep queues for an upload it finds
-// completed is unique for as long as it may retry (asynq releases the lock on success only; a
-// failing inspection retries for about 7.5 h, its runs included): with an hour, the next sweep or
-// the reconcile queued a second inspection of the object beside the first, still retrying.
-func TestSweepInspectionLockCoversItsRetries(t *testing.T) {
+// TestSweepInspectionOnePerObject: the inspection a sweep queues for an upload it finds completed
+// is one per object while it is queued (or running, or retrying), and one that failed for good
+// (archived) is replaced by the next sweep's. With asynq.Unique (before), the archived one's lock
+// kept the next sweep's (and the reconcile's) inspection out for about 8.5 hours.
+func TestSweepInspectionOnePerObject(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
 	redisOpt := asynqRedis(t)
 	client := asynq.NewClient(redisOpt)
 	t.Cleanup(func() { _ = client.Close() })
-	h := &jobs.Handlers{Sweeps: completedFound{key: "k/done.bin"}, Tasks: client, Buckets: []string{"mine"}}
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	h := &jobs.Handlers{Sweeps: completedFound{key: "k/done.bin"}, Tasks: client, TaskStates: insp, Buckets: []string{"mine"}}
 	sweep := asynq.NewTask(tasks.TypeSweep, []byte(`{"bucket":"mine","older_than":"1h"}`))
 	require.NoError(t, h.HandleSweep(context.Background(), sweep))
 	require.NoError(t, h.HandleSweep(context.Background(), sweep), "an inspection already queued is enough")
 
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
 	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
 	require.NoError(t, err)
 	require.Len(t, pending, 1, "one inspection for two sweeps")
+	id := tasks.InspectTaskID("mine", "k/done.bin")
+	require.Equal(t, id, pending[0].ID)
 
-	// asynq's longest backoff before retry n+1 is n⁴ + 15 + 29·(n+1) s.
-	window := time.Duration(tasks.InspectMaxRetry+1) * tasks.InspectTimeout
-	for n := range tasks.InspectMaxRetry {
-		window += time.Duration(n*n*n*n+15+29*(n+1)) * time.Second
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: redisOpt.Addr, DB: redisOpt.DB})
-	t.Cleanup(func() { _ = rdb.Close() })
-	locks, err := rdb.Keys(context.Background(), "asynq:{"+tasks.QueueDefault+"}:unique:*").Result()
+	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, id))
+	require.NoError(t, h.HandleSweep(context.Background(), sweep))
+	got, err := insp.GetTaskInfo(tasks.QueueDefault, id)
 	require.NoError(t, err)
-	require.Len(t, locks, 1)
-	ttl, err := rdb.TTL(context.Background(), locks[0]).Result()
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, ttl, window, "the lock outlasts every retry of the inspection")
+	require.Equal(t, asynq.TaskStatePending, got.State, "the inspection that failed for good is queued again")
 }

@@ -16,7 +16,8 @@
 //     a duplicate as success, [EnqueueReplacingFinished] replaces a task asynq keeps archived or
 //     completed under that ID, and [Canceller] deletes both when the upload completes.
 //   - [TypeInspectObject] ("object:inspect", queue [QueueDefault]): run intake's pipeline (HEAD,
-//     sniff, policy, record, act) again on one object.
+//     sniff, policy, record, act) again on one object. [EnqueueInspect] gives it the task ID
+//     [InspectTaskID], one per object at a time, and replaces one that failed for good.
 //   - [TypeSweep] ("multipart:sweep", queue [QueueLow]): list every open multipart upload of a
 //     bucket and abort those initiated before a threshold, including uploads intake did not create.
 //     The scheduler role's cron gives each period's sweep the ID [SweepTaskID] so that many replicas
@@ -45,11 +46,13 @@
 //
 // # Enqueueing
 //
-//	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:6379"})
+//	redis := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
+//	client, states := asynq.NewClient(redis), asynq.NewInspector(redis)
 //	defer client.Close()
-//	task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: "uploads", Key: "a/b.png"})
+//	defer states.Close()
+//	info, err := tasks.EnqueueInspect(ctx, client, states, tasks.InspectObject{Bucket: "uploads", Key: "a/b.png"})
 //	if err != nil { ... }
-//	info, err := tasks.Enqueue(ctx, client, task)
+//	// tasks.Duplicate(info): an inspection of the object was already queued, running or retrying.
 //
 // [Aborts] and [Canceller] are what intake's API and consumer use to schedule and cancel the
 // abort of a multipart upload at its deadline.

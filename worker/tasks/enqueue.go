@@ -18,11 +18,12 @@ var _ Enqueuer = (*asynq.Client)(nil)
 
 // Enqueue enqueues task and returns its TaskInfo.
 //
-// A [TypeAbortMultipart] task whose ID is already taken (asynq.ErrTaskIDConflict: the abort of that
-// upload for the same reason, deadline or api, is already scheduled, running or kept) is not an
-// error: Enqueue returns nil and a
-// TaskInfo with only ID, Queue, Type and Payload set (State is left zero, since the existing task's
-// state is not known). A kept task (archived, or completed with a retention) never runs again:
+// A task whose ID is already taken (asynq.ErrTaskIDConflict) is not an error when the ID is one of
+// intake's: a [TypeAbortMultipart] task (the abort of that upload for the same reason, deadline or
+// api, is already scheduled, running or kept), or a [TypeInspectObject] task given an ID (such as
+// [EnqueueInspect]'s one inspection per object). Enqueue then returns nil and a TaskInfo
+// with only ID, Queue, Type and Payload set (State is left zero, since the existing task's state
+// is not known). A kept task (archived, or completed with a retention) never runs again:
 // [EnqueueReplacingFinished] replaces it. Every other error, including a conflict for another task
 // type, is returned wrapped; test it with errors.Is.
 func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
@@ -30,26 +31,46 @@ func Enqueue(ctx context.Context, c Enqueuer, task *asynq.Task, opts ...asynq.Op
 	if err == nil {
 		return info, nil
 	}
-	if errors.Is(err, asynq.ErrTaskIDConflict) && task.Type() == TypeAbortMultipart {
-		p, perr := ParseAbortMultipart(task.Payload())
-		if perr == nil {
-			dup := &asynq.TaskInfo{ID: p.taskID(), Queue: QueueCritical, Type: task.Type(), Payload: task.Payload()}
-			for _, o := range opts {
-				switch o.Type() {
-				case asynq.QueueOpt:
-					dup.Queue, _ = o.Value().(string)
-				case asynq.TaskIDOpt:
-					dup.ID, _ = o.Value().(string)
-				}
-			}
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		if dup := conflictPlaceholder(task, opts); dup != nil {
 			return dup, nil
 		}
 	}
 	return nil, fmt.Errorf("enqueue %s: %w", task.Type(), err)
 }
 
-// Duplicate reports whether info is the placeholder [Enqueue] returns for an abort that was
-// already queued.
+// conflictPlaceholder is the TaskInfo [Enqueue] returns for task when its ID is taken: the ID and
+// queue its constructor gives it, as opts override them; nil when the ID is not known.
+func conflictPlaceholder(task *asynq.Task, opts []asynq.Option) *asynq.TaskInfo {
+	dup := &asynq.TaskInfo{Type: task.Type(), Payload: task.Payload()}
+	switch task.Type() {
+	case TypeAbortMultipart:
+		p, err := ParseAbortMultipart(task.Payload())
+		if err != nil {
+			return nil
+		}
+		dup.ID, dup.Queue = p.taskID(), QueueCritical
+	case TypeInspectObject:
+		dup.Queue = QueueDefault
+	default:
+		return nil
+	}
+	for _, o := range opts {
+		switch o.Type() {
+		case asynq.QueueOpt:
+			dup.Queue, _ = o.Value().(string)
+		case asynq.TaskIDOpt:
+			dup.ID, _ = o.Value().(string)
+		}
+	}
+	if dup.ID == "" || dup.Queue == "" {
+		return nil
+	}
+	return dup
+}
+
+// Duplicate reports whether info is the placeholder [Enqueue] returns for a task whose ID was
+// already taken (an abort, or an inspection, already queued).
 func Duplicate(info *asynq.TaskInfo) bool { return info != nil && info.State == 0 }
 
 // TaskStates is the part of *asynq.Inspector that [EnqueueReplacingFinished] needs.
@@ -60,13 +81,13 @@ type TaskStates interface {
 
 var _ TaskStates = (*asynq.Inspector)(nil)
 
-// EnqueueReplacingFinished is [Enqueue] for an abort whose task ID may be held by a task that
-// will never run again. asynq keeps an archived task (a permanent failure, or retries used up)
+// EnqueueReplacingFinished is [Enqueue] for a task (an abort, an inspection) whose ID may be held
+// by a task that will never run again. asynq keeps an archived task (a permanent failure, or retries used up)
 // and, with a retention, a completed one, under its ID: Enqueue would answer every later abort of
 // the same ID as a duplicate, and none would run. So on a conflict the task holding the ID is
 // looked at: archived or completed, it is deleted and task enqueued in its place; still to run
 // (pending, scheduled, active, retry), Enqueue's duplicate placeholder is returned. A second
-// conflict after the delete means another caller enqueued the same abort meanwhile: a duplicate
+// conflict after the delete means another caller enqueued the same task meanwhile: a duplicate
 // too. With states nil, it is Enqueue.
 //
 // asynq's Inspector takes no context: its calls are bounded by go-redis's own timeouts.
@@ -92,6 +113,22 @@ func EnqueueReplacingFinished(ctx context.Context, c Enqueuer, states TaskStates
 		}
 	}
 	return Enqueue(ctx, c, task, opts...)
+}
+
+// EnqueueInspect queues the inspection of p's object ([NewInspectObject]) with the task ID
+// [InspectTaskID], so that there is one inspection per object at a time: while one is queued,
+// running or waiting for a retry, EnqueueInspect returns [Enqueue]'s placeholder ([Duplicate] is
+// true) and queues nothing; the one under way reads the object as it is when it runs. An
+// inspection that failed for good (archived: a permanent error, or its retries used up) or is kept
+// completed is replaced at once through states ([EnqueueReplacingFinished]; an *asynq.Inspector):
+// once the cause is fixed, asking again runs it. With states nil such a kept task holds the ID
+// until asynq drops it from its archive (90 days, or 10,000 newer archived tasks).
+func EnqueueInspect(ctx context.Context, c Enqueuer, states TaskStates, p InspectObject) (*asynq.TaskInfo, error) {
+	task, err := NewInspectObject(p)
+	if err != nil {
+		return nil, err
+	}
+	return EnqueueReplacingFinished(ctx, c, states, task, asynq.TaskID(InspectTaskID(p.Bucket, p.Key)))
 }
 
 // Aborts arranges for multipart uploads to be aborted at their deadline: each ScheduleAbort

@@ -41,6 +41,16 @@ func ExampleNewInspectObject() {
 	// object:inspect {"bucket":"uploads","key":"uploads/bob/9a/cat.png"}
 }
 
+// The task ID tasks.EnqueueInspect gives an inspection: the same for every request about one
+// object, so that a second one is not queued while the first is under way.
+func ExampleInspectTaskID() {
+	fmt.Println(tasks.InspectTaskID("uploads", "uploads/bob/9a/cat.png"))
+	fmt.Println(tasks.InspectTaskID("uploads", "uploads/bob/9a/cat.png") == tasks.InspectTaskID("uploads", "uploads/bob/9a/dog.png"))
+	// Output:
+	// inspect:86e4c60fbca6d03cd16c7d9a9d45a21e
+	// false
+}
+
 // A sweep of one prefix for uploads older than a day, as one scheduler among several enqueues it
 // for the period starting at 00:15: the period's task ID (asynq.TaskID(tasks.SweepTaskID(...)))
 // makes it unique, so that the other schedulers' enqueues of the same period fail with

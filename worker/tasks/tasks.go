@@ -2,6 +2,8 @@ package tasks
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,9 +76,6 @@ const (
 	InspectMaxRetry = 10
 	// InspectTimeout bounds one inspection (it may hash a large object).
 	InspectTimeout = 15 * time.Minute
-	// inspectQueueAllowance is the time an inspection may spend waiting in a backlogged queue
-	// (before its first run and between its retries, in all) that [InspectUnique] still covers.
-	inspectQueueAllowance = time.Hour
 	// SweepMaxRetry is how often a failed sweep is retried before the next period takes over.
 	SweepMaxRetry = 3
 	// SweepTimeout bounds one sweep of a bucket.
@@ -102,17 +101,6 @@ const (
 	// to be retried.
 	abortDueSlack = 2 * time.Second
 )
-
-// InspectUnique is how long the uniqueness lock of an inspection queued with asynq.Unique
-// (POST /v1/jobs, the periodic reconcile, the sweep) keeps another inspection of the same object
-// out. asynq releases the lock when the inspection succeeds (or an operator deletes it), not when
-// it fails: so the lock must last as long as the task may still run, its retries included, or a
-// repeat would be queued beside an inspection that is still retrying. It is
-// [RetryWindow]([InspectMaxRetry], [InspectTimeout]) (7 h 30 min) and an hour of queue wait: about
-// 8 h 30 min from the enqueue. An inspection archived before then (a permanent error) keeps a
-// repeat out for the rest of it. It bounds what repeated requests can queue to one inspection per
-// object. It is computed from the settings above; do not assign to it.
-var InspectUnique = RetryWindow(InspectMaxRetry, InspectTimeout) + inspectQueueAllowance
 
 // MaxRetryDelay is the longest asynq's default backoff (asynq.DefaultRetryDelayFunc, which
 // intake's jobs server keeps) waits before retry n+1 of a task that has been retried n times:
@@ -264,7 +252,9 @@ func (p InspectObject) Validate() error {
 
 // NewInspectObject returns the task that re-runs the pipeline on one object: queue
 // [QueueDefault], MaxRetry [InspectMaxRetry], Timeout [InspectTimeout]. Inspecting twice is
-// harmless (the pipeline is idempotent), so the task is not unique.
+// harmless (the pipeline is idempotent), so the task has no ID of its own: [EnqueueInspect] gives
+// it [InspectTaskID], which keeps a second one of the same object out while one is under way
+// (intake's own callers enqueue it that way: each one may hash gigabytes on shared workers).
 func NewInspectObject(p InspectObject) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -275,6 +265,15 @@ func NewInspectObject(p InspectObject) (*asynq.Task, error) {
 	}
 	return asynq.NewTask(TypeInspectObject, payload,
 		asynq.Queue(QueueDefault), asynq.MaxRetry(InspectMaxRetry), asynq.Timeout(InspectTimeout)), nil
+}
+
+// InspectTaskID is the task ID [EnqueueInspect] gives the inspection of the object key in bucket:
+// "inspect:" and the first 16 bytes of the SHA-256 of bucket, a NUL byte and key, in hex (a bucket
+// name holds no NUL, so two objects never share the input; a key of up to 1,024 bytes makes no
+// long ID).
+func InspectTaskID(bucket, key string) string {
+	sum := sha256.Sum256([]byte(bucket + "\x00" + key))
+	return "inspect:" + hex.EncodeToString(sum[:16])
 }
 
 // ParseInspectObject decodes and validates a [TypeInspectObject] payload. Fields it does not know
