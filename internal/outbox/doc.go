@@ -24,7 +24,8 @@
 //
 // [Relay] claims unrelayed rows (FOR UPDATE SKIP LOCKED: relays on several replicas share them),
 // enqueues their webhook deliveries to the endpoints their keys route to (internal/webhook: per
-// endpoint, batches of the rows claimed together) and, with INTAKE_NOTIFY_ASYNQ_QUEUE, one
+// endpoint, batches of the rows claimed together, an upload's rows in one batch) and, with
+// INTAKE_NOTIFY_ASYNQ_QUEUE, one
 // tasks.TypeUploadVerdict task per row on the app's queue, then marks the rows relayed, with the
 // endpoints still to deliver to, in the same transaction. The tasks are
 // enqueued before that commit, under IDs derived from the rows (a batch's names every row of it,
@@ -41,18 +42,25 @@
 // for it (with no webhook endpoint the row is delivered once relayed), and if Redis loses it (a
 // restart without persistence) nothing sends it again ([Redeliver] sends webhook deliveries). An
 // app that must not miss a verdict runs Redis with persistence, or reads GET /v1/uploads/{id}
-// itself for the uploads it still waits for.
+// itself for the uploads it still waits for. A relay that enqueued it and rolled back is retried
+// over the same rows, enqueueing the same task (its ID is the notification's id): asynq refuses it
+// while the first is queued or, once the app has run it, kept (asynq.Retention, an hour by
+// default: RelayConfig.VerdictRetention); a relay still failing after that enqueues it again.
 //
-// Within one delivery task the notifications of an upload are posted in order (internal/webhook);
-// across batches (relayed by different transactions or replicas, run by different workers) they
-// are not ordered, and no field of the notification orders them.
+// Within one delivery task the notifications of an upload are posted in order (internal/webhook),
+// and the relay puts the notifications of an upload it claims together in one task per endpoint
+// (webhook.BatchSize at most: an upload with more in one claim fills tasks of its own, each in
+// order, which run in parallel); across batches (relayed by different transactions or replicas,
+// run by different workers) they are not ordered, and no field of the notification orders them.
 //
 // The relay wakes on every commit of outbox rows (see Listener) and polls every 2 s besides. It
 // keeps intake_outbox_oldest_undelivered_seconds (the age of the oldest notification not yet
 // relayed or not yet delivered to every endpoint: the alert IntakeWebhooksBehind watches it) and
 // intake_outbox_unrelayed and intake_outbox_gave_up up to date (a relay failing for 10 minutes
 // fires IntakeOutboxRelayFailing), and deletes relayed rows with no delivery left in progress or
-// given up, older than INTAKE_WEBHOOK_RETENTION. Each of its transactions and queries is bounded
+// given up, older than INTAKE_WEBHOOK_RETENTION: every minute, beside the relaying (it never holds
+// a relay up), batches of 5,000 rows while they come back full, for up to 10 s
+// (RelayConfig.PurgeBudget). Each of its transactions and queries is bounded
 // (RelayConfig.Timeout), so that a hung connection fails a relay instead of freezing the gauges.
 //
 // # Given-up deliveries

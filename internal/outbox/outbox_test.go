@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -739,4 +740,141 @@ func TestListenerReconnectsPromptly(t *testing.T) {
 		took := woken(fmt.Sprintf("reconnection %d", i+1))
 		require.Less(t, took, 2*time.Second, "reconnection %d", i+1)
 	}
+}
+
+// refusingDeliveries enqueues through an asynq client, except the webhook delivery tasks while
+// refuse is set: every relay then fails after enqueueing the verdict task.
+type refusingDeliveries struct {
+	client *asynq.Client
+	refuse atomic.Bool
+}
+
+func (r *refusingDeliveries) EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	if t.Type() == webhook.TypeDeliver && r.refuse.Load() {
+		return nil, errors.New("the webhook queue refuses writes")
+	}
+	return r.client.EnqueueContext(ctx, t, opts...)
+}
+
+// TestVerdictTaskEnqueuedOnceAcrossFailedRelays: a relay enqueues a notification's verdict task,
+// fails to enqueue its webhook delivery and rolls back; the app's worker runs the verdict task.
+// The relay's retries (one failing again, one committing) do not enqueue it again: asynq keeps the
+// task run, under its ID, for the verdict retention, and refuses the same task. Before, asynq
+// deleted the task once run (no retention), its ID was free, and every retry of the relay enqueued
+// it anew: the app ran the same verdict once per relay attempt.
+func TestVerdictTaskEnqueuedOnceAcrossFailedRelays(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	id := b.intent(t, "u/verdict-once.txt", nil, "")
+	b.verdict(t, id, "u/verdict-once.txt", pipeline.StatusValid, "")
+	row := b.outboxRow(t, id)
+	const queue = "app-once"
+	client := &refusingDeliveries{client: b.client}
+	client.refuse.Store(true)
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: client, Endpoints: routeAll{webhook.DefaultEndpoint}, VerdictQueue: queue,
+		Registerer: prometheus.NewRegistry(), Log: b.log,
+	})
+	require.NoError(t, err)
+
+	var runs atomic.Int32
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeUploadVerdict, func(context.Context, *asynq.Task) error {
+		runs.Add(1)
+		return nil
+	})
+	app := asynq.NewServer(b.redis, asynq.Config{Queues: map[string]int{queue: 1}, Concurrency: 1,
+		Logger: jobs.NewAsynqLogger(b.log), LogLevel: asynq.WarnLevel})
+	require.NoError(t, app.Start(mux))
+	var stopApp sync.Once
+	t.Cleanup(func() { stopApp.Do(app.Shutdown) })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+
+	_, err = relay.RelayOnce(b.ctx)
+	require.ErrorContains(t, err, "the webhook queue refuses writes")
+	require.Eventually(t, func() bool {
+		if runs.Load() == 0 {
+			return false
+		}
+		info, err := insp.GetTaskInfo(queue, row.EventID.String())
+		return errors.Is(err, asynq.ErrTaskNotFound) || (err == nil && info.State == asynq.TaskStateCompleted)
+	}, 30*time.Second, 10*time.Millisecond, "the app ran the verdict task")
+	// From here a verdict task enqueued again would wait, pending, for all to see.
+	stopApp.Do(app.Shutdown)
+
+	_, err = relay.RelayOnce(b.ctx)
+	require.ErrorContains(t, err, "the webhook queue refuses writes", "a second failing relay")
+	client.refuse.Store(false)
+	n, err := relay.RelayOnce(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NotNil(t, b.outboxRow(t, id).RelayedAt)
+
+	info, err := insp.GetTaskInfo(queue, row.EventID.String())
+	require.NoError(t, err, "the verdict task run is kept")
+	require.Equal(t, asynq.TaskStateCompleted, info.State, "the verdict task was not enqueued again")
+	require.Equal(t, outbox.DefaultVerdictRetention, info.Retention)
+	pending, err := insp.ListPendingTasks(queue)
+	require.NoError(t, err)
+	require.Empty(t, pending)
+	require.EqualValues(t, 1, runs.Load())
+	b.recv.WaitDelivered(1, 30*time.Second)
+}
+
+// purgeable inserts n notifications relayed and delivered two days ago (one statement).
+func purgeable(t *testing.T, b *testBundle, n int) {
+	t.Helper()
+	_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, relayed_at, pending, delivered_at)
+		SELECT 'old:' || g, 'upload.valid', gen_random_uuid(), 'b', 'k' || g, '{}', now() - interval '2 days', '{}', now() - interval '2 days'
+		FROM generate_series(1, $1::int) AS g`, n)
+	require.NoError(t, err)
+}
+
+// outboxRows counts the outbox's rows.
+func outboxRows(t *testing.T, b *testBundle) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, `SELECT count(*) FROM outbox`).Scan(&n))
+	return n
+}
+
+// TestPurgeClearsABacklogPastTheOldCap: 105,001 delivered notifications past the retention are
+// all deleted by one purge, which goes on while its batches come back full (here with a budget
+// it does not reach). Before, a purge stopped after 20 batches of 5,000 rows: at most 100,000 a
+// minute, about 1,667 a second, less than the relay can deliver.
+func TestPurgeClearsABacklogPastTheOldCap(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	const backlog = 105_001
+	purgeable(t, b, backlog)
+	reg := prometheus.NewRegistry()
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: b.client, Retention: 24 * time.Hour, PurgeBudget: time.Hour, Registerer: reg, Log: b.log,
+	})
+	require.NoError(t, err)
+	start := time.Now()
+	require.EqualValues(t, backlog, relay.Purge(b.ctx))
+	t.Logf("purged %d rows in %s", backlog, time.Since(start))
+	require.Zero(t, outboxRows(t, b))
+	require.EqualValues(t, backlog, testkit.Metric(t, reg, "intake_outbox_purged_total"))
+}
+
+// TestPurgeStopsAtItsBudget: a purge whose budget has run out after its first batch stops there
+// (a batch started is finished): the next purges take the rest, and the last, finding fewer rows
+// than a batch, stops on its own.
+func TestPurgeStopsAtItsBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testkit.NotificationsOptions{NoRelay: true})
+	purgeable(t, b, 12_000)
+	relay, err := outbox.NewRelay(outbox.RelayConfig{
+		Pool: b.st.Pool, Client: b.client, Retention: 24 * time.Hour, PurgeBudget: time.Nanosecond,
+		Registerer: prometheus.NewRegistry(), Log: b.log,
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 5000, relay.Purge(b.ctx))
+	require.Equal(t, 7000, outboxRows(t, b))
+	require.EqualValues(t, 5000, relay.Purge(b.ctx))
+	require.EqualValues(t, 2000, relay.Purge(b.ctx))
+	require.Zero(t, outboxRows(t, b))
 }

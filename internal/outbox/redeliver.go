@@ -142,7 +142,7 @@ func redeliverBatch(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o 
 		addCounts(res, len(mark.Ids), counts)
 		return len(rows), next, nil
 	}
-	if err := enqueueAll(ctx, client, ts, ids, o.Tasks); err != nil {
+	if err := enqueueAll(ctx, client, ts, ids, o.Tasks, nil); err != nil {
 		return 0, 0, fmt.Errorf("redeliver: %w", err)
 	}
 	if err := q.OutboxMarkRedelivered(ctx, mark); err != nil {
@@ -178,10 +178,11 @@ func addCounts(res *RedeliverResult, notifications int, counts map[string]int) {
 }
 
 // enqueueAll enqueues ts, 16 at a time, each under ids[i] when ids is not nil (else under the
-// task's own ID). A task already there (enqueued by a relay or redeliver that did not commit) is
-// not an error, unless it has finished: with done set, a finished one (archived, completed) is
-// deleted and the task enqueued again.
-func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []string, done Tasks) error {
+// task's own ID), and with the options extra gives it when extra is not nil. A task already there
+// (enqueued by a relay or redeliver that did not commit) is not an error, unless it has finished:
+// with done set, a finished one (archived, completed) is deleted and the task enqueued again.
+func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []string, done Tasks,
+	extra func(*asynq.Task) []asynq.Option) error {
 	errs := make([]error, len(ts))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -192,6 +193,9 @@ func enqueueAll(ctx context.Context, client Enqueuer, ts []*asynq.Task, ids []st
 			var opts []asynq.Option
 			if ids != nil {
 				opts = append(opts, asynq.TaskID(ids[i]))
+			}
+			if extra != nil {
+				opts = append(opts, extra(t)...)
 			}
 			_, err := client.EnqueueContext(ctx, t, opts...)
 			if errors.Is(err, asynq.ErrTaskIDConflict) && done != nil {

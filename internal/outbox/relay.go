@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,6 +56,16 @@ type RelayConfig struct {
 	// without persistence, a failover to a replica that had not received it) is not enqueued again:
 	// `intake outbox redeliver --stuck-for` sends webhook deliveries only.
 	VerdictQueue string
+	// VerdictRetention is how long asynq keeps a verdict task once the app's worker has run it
+	// (asynq.Retention, given at enqueue; default [DefaultVerdictRetention]). While it is kept, its
+	// ID (the notification's id) is taken: a relay that enqueued it and then rolled back (another
+	// enqueue refused, PostgreSQL failing before the commit) is retried with backoff, and each retry
+	// enqueues the same task again, which asynq refuses instead of running it a second time. Without
+	// a retention asynq deletes a finished task at once and frees its ID. A relay still failing
+	// after the retention (counted from the run) enqueues it once more. The cost is Redis memory:
+	// each kept task holds its payload (about 1 KB), so about 3.6 MB per notification per second
+	// with the default hour.
+	VerdictRetention time.Duration
 	// Waker, when set, wakes the relay at each commit of outbox rows; it also polls every
 	// PollInterval (default 2 s) in case a wake-up was lost.
 	Waker        Waker
@@ -65,6 +77,13 @@ type RelayConfig struct {
 	// BacklogInterval spaces the refreshes of the backlog gauges (default 15 s), PurgeInterval the
 	// purges of delivered notifications past the retention (default 1 min).
 	BacklogInterval, PurgeInterval time.Duration
+	// PurgeBudget bounds one purge (default 10 s): it deletes batches of 5,000 rows while they come
+	// back full and this time has not run out (a batch started is finished). The purge runs beside
+	// the relaying, not between its transactions, so it never delays a relay; the budget keeps a
+	// large backlog (a retention shortened, a long outage's deliveries all done at once) from
+	// keeping PostgreSQL busy with deletes for minutes on end: what is left waits for the next
+	// purge.
+	PurgeBudget time.Duration
 	// Timeout bounds each relay transaction (its PostgreSQL statements and its enqueues), each
 	// refresh of the backlog gauges and each batch of the purge (default 30 s): a connection that
 	// hangs (a network partition, a lock never released) fails the relay, which is counted and
@@ -90,24 +109,28 @@ type RelayConfig struct {
 // LOCKED).
 //
 // The verdict task (RelayConfig.VerdictQueue) is enqueued in the same transaction, but only the
-// webhook deliveries are tracked on the row: see RelayConfig.VerdictQueue.
+// webhook deliveries are tracked on the row: see RelayConfig.VerdictQueue. asynq keeps it, once
+// run, for RelayConfig.VerdictRetention, so that the retries of a relay that rolled back do not
+// enqueue it again.
 //
 // It also keeps intake_outbox_oldest_undelivered_seconds, intake_outbox_unrelayed and
 // intake_outbox_gave_up up to date and deletes relayed rows delivered before the retention.
 type Relay struct {
-	pool         *pgxpool.Pool
-	client       Enqueuer
-	endpoints    Router
-	timeout      time.Duration
-	verdictQueue string
-	waker        Waker
-	poll         time.Duration
-	batch        int
-	retention    time.Duration
-	backlogEvery time.Duration
-	purgeEvery   time.Duration
-	opTimeout    time.Duration
-	log          *slog.Logger
+	pool          *pgxpool.Pool
+	client        Enqueuer
+	endpoints     Router
+	timeout       time.Duration
+	verdictQueue  string
+	verdictRetain time.Duration
+	waker         Waker
+	poll          time.Duration
+	batch         int
+	retention     time.Duration
+	backlogEvery  time.Duration
+	purgeEvery    time.Duration
+	purgeBudget   time.Duration
+	opTimeout     time.Duration
+	log           *slog.Logger
 
 	relayed   prometheus.Counter
 	errors    prometheus.Counter
@@ -118,6 +141,11 @@ type Relay struct {
 	// gaveUpSeen names the endpoints gaveUp has shown (only Run's goroutine updates the gauges).
 	gaveUpSeen map[string]bool
 }
+
+// DefaultVerdictRetention is RelayConfig.VerdictRetention's default: long enough for a relay
+// failing after its enqueues (the alert IntakeOutboxRelayFailing fires after 10 minutes of it) to
+// be noticed and mended without the app getting a verdict task twice.
+const DefaultVerdictRetention = time.Hour
 
 // NewRelay checks cfg, registers the metrics and returns the relay. Run starts it.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
@@ -130,6 +158,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		poll: cmp.Or(cfg.PollInterval, 2*time.Second), batch: cmp.Or(cfg.BatchSize, 200),
 		retention: cmp.Or(cfg.Retention, 24*time.Hour), log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
 		backlogEvery: cmp.Or(cfg.BacklogInterval, 15*time.Second), purgeEvery: cmp.Or(cfg.PurgeInterval, time.Minute),
+		verdictRetain: cmp.Or(cfg.VerdictRetention, DefaultVerdictRetention), purgeBudget: cmp.Or(cfg.PurgeBudget, 10*time.Second),
 		opTimeout:  cmp.Or(cfg.Timeout, 30*time.Second),
 		gaveUpSeen: map[string]bool{},
 		relayed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -167,16 +196,17 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	return r, nil
 }
 
-// Bounds of the relay's purge.
-const (
-	purgeBatch   = 5000
-	purgeBatches = 20 // per purge: at most 100,000 rows
-)
+// purgeBatch is the rows of one statement of the purge.
+const purgeBatch = 5000
 
 // Run relays until ctx ends, then returns nil. A failing relay (PostgreSQL or Redis down) is
-// retried with backoff (1 s doubling to 30 s); the backlog gauges and the purge keep their
-// schedule meanwhile, as during a long drain.
+// retried with backoff (1 s doubling to 30 s); the backlog gauges keep their schedule meanwhile,
+// as during a long drain. The purge runs on its own schedule beside the relaying (its own
+// goroutine and connection), so that a long purge does not hold the relay up.
 func (r *Relay) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.purgeLoop(ctx) })
 	var wake <-chan struct{}
 	if r.waker != nil {
 		ch, stop := r.waker.SubscribeAll()
@@ -187,8 +217,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer poll.Stop()
 	backlog := time.NewTicker(r.backlogEvery)
 	defer backlog.Stop()
-	purge := time.NewTicker(r.purgeEvery)
-	defer purge.Stop()
 	r.updateBacklog(ctx)
 
 	backoff := time.Duration(0)
@@ -201,17 +229,15 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.log.WarnContext(ctx, "outbox relay failed; retrying", "err", err, "in", backoff)
 			// Redis refusing writes (out of memory, a read-only replica) fails every relay for as
 			// long as it lasts: the gauges must still move, or IntakeWebhooksBehind never fires.
-			r.pause(ctx, backoff, backlog.C, purge.C)
+			r.pause(ctx, backoff, backlog.C)
 			continue
 		case n == r.batch:
 			backoff = 0
-			// More may be waiting; the gauges and the purge still run on their schedule, or a
-			// long drain would freeze the backlog alert's gauge and stop the purge.
+			// More may be waiting; the gauges still refresh on their schedule, or a long drain
+			// would freeze the backlog alert's gauge.
 			select {
 			case <-backlog.C:
 				r.updateBacklog(ctx)
-			case <-purge.C:
-				r.Purge(ctx)
 			default:
 			}
 			continue
@@ -223,16 +249,27 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-poll.C:
 		case <-backlog.C:
 			r.updateBacklog(ctx)
-		case <-purge.C:
-			r.Purge(ctx)
 		}
 	}
 	return nil
 }
 
-// pause waits d, or until ctx ends, refreshing the backlog gauges and purging when backlog and
-// purge tick meanwhile.
-func (r *Relay) pause(ctx context.Context, d time.Duration, backlog, purge <-chan time.Time) {
+// purgeLoop purges every purgeEvery until ctx ends.
+func (r *Relay) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(r.purgeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Purge(ctx)
+		}
+	}
+}
+
+// pause waits d, or until ctx ends, refreshing the backlog gauges when backlog ticks meanwhile.
+func (r *Relay) pause(ctx context.Context, d time.Duration, backlog <-chan time.Time) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -243,8 +280,6 @@ func (r *Relay) pause(ctx context.Context, d time.Duration, backlog, purge <-cha
 			return
 		case <-backlog:
 			r.updateBacklog(ctx)
-		case <-purge:
-			r.Purge(ctx)
 		}
 	}
 }
@@ -278,7 +313,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
-	if err := enqueueAll(ctx, r.client, ts, nil, nil); err != nil {
+	if err := enqueueAll(ctx, r.client, ts, nil, nil, r.enqueueOptions); err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
 	if err := q.OutboxMarkRelayed(ctx, dbq.OutboxMarkRelayedParams{Ids: ids, Pendings: pendings}); err != nil {
@@ -292,11 +327,11 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 }
 
 // tasks builds the tasks of rows (filling ids and each row's endpoints, comma-separated): per
-// endpoint, the deliveries in batches of webhook.BatchSize in claim order, and with a verdict queue
-// one tasks.TypeUploadVerdict task per row. An endpoint a leftover task of a relay that rolled back
+// endpoint, the deliveries in batches ([batches]), and with a verdict queue one
+// tasks.TypeUploadVerdict task per row. An endpoint a leftover task of a relay that rolled back
 // already delivered or gave up gets no delivery (OutboxMarkRelayed leaves it out of pending too).
 func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string) ([]*asynq.Task, error) {
-	byEndpoint := map[string][]webhook.Item{}
+	byEndpoint := map[string][]delivery{}
 	var order []string
 	var ts []*asynq.Task
 	for i, row := range rows {
@@ -317,7 +352,8 @@ func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string)
 			if _, ok := byEndpoint[n]; !ok {
 				order = append(order, n)
 			}
-			byEndpoint[n] = append(byEndpoint[n], webhook.Item{OutboxID: row.ID, Endpoint: n, Body: body})
+			byEndpoint[n] = append(byEndpoint[n], delivery{upload: row.UploadID,
+				item: webhook.Item{OutboxID: row.ID, Endpoint: n, Body: body}})
 		}
 		if r.verdictQueue != "" {
 			t, err := tasks.NewUploadVerdictTask(r.verdictQueue, body)
@@ -328,17 +364,67 @@ func (r *Relay) tasks(rows []dbq.OutboxClaimRow, ids []int64, pendings []string)
 		}
 	}
 	for _, n := range order {
-		items := byEndpoint[n]
-		for len(items) > 0 {
-			k := min(len(items), webhook.BatchSize)
-			t, err := webhook.NewDeliverTask(items[:k], r.timeout)
+		for _, b := range batches(byEndpoint[n]) {
+			t, err := webhook.NewDeliverTask(b, r.timeout)
 			if err != nil {
 				return nil, err
 			}
-			ts, items = append(ts, t), items[k:]
+			ts = append(ts, t)
 		}
 	}
 	return ts, nil
+}
+
+// enqueueOptions are the options the relay enqueues t with, besides its own: a verdict task is
+// kept for the verdict retention once run (see RelayConfig.VerdictRetention).
+func (r *Relay) enqueueOptions(t *asynq.Task) []asynq.Option {
+	if t.Type() == tasks.TypeUploadVerdict {
+		return []asynq.Option{asynq.Retention(r.verdictRetain)}
+	}
+	return nil
+}
+
+// delivery is one item to deliver, with the upload its notification is about.
+type delivery struct {
+	upload uuid.UUID
+	item   webhook.Item
+}
+
+// batches cuts the deliveries to one endpoint (in claim order, which is the order intake recorded
+// them) into tasks of up to webhook.BatchSize items without splitting an upload's: the deliverer
+// posts an upload's items in one task one after the other, in order, each once the one before it
+// was delivered, while separate tasks run in parallel, so an upload's later notification in
+// another task could arrive first. Each upload's items (in claim order) go to the first batch with
+// room for all of them, a new one when none has. An upload with more than webhook.BatchSize items
+// in one claim (a rare, long history of verdicts relayed at once) fills batches of its own, in
+// order, its remainder then placed as above: those batches run in parallel like any two tasks, so
+// its notifications are ordered within each of them only. The result depends on the deliveries
+// alone, so that a relay retried over the same rows enqueues the same tasks (task IDs name rows).
+func batches(ds []delivery) [][]webhook.Item {
+	var groups [][]webhook.Item
+	index := map[uuid.UUID]int{}
+	for _, d := range ds {
+		if g, ok := index[d.upload]; ok && d.upload != uuid.Nil {
+			groups[g] = append(groups[g], d.item)
+			continue
+		}
+		index[d.upload] = len(groups)
+		groups = append(groups, []webhook.Item{d.item})
+	}
+	var out [][]webhook.Item
+	for _, g := range groups {
+		for len(g) > webhook.BatchSize {
+			out = append(out, g[:webhook.BatchSize:webhook.BatchSize])
+			g = g[webhook.BatchSize:]
+		}
+		at := slices.IndexFunc(out, func(b []webhook.Item) bool { return len(b)+len(g) <= webhook.BatchSize })
+		if at < 0 {
+			out = append(out, slices.Clip(g))
+			continue
+		}
+		out[at] = append(out[at], g...)
+	}
+	return out
 }
 
 // updateBacklog refreshes the backlog gauges, within the relay's Timeout.
@@ -371,12 +457,14 @@ func (r *Relay) updateBacklog(ctx context.Context) {
 	}
 }
 
-// Purge deletes relayed notifications delivered before the retention (at most purgeBatches
-// batches of purgeBatch rows, each within the relay's Timeout) and returns how many it deleted.
+// Purge deletes relayed notifications delivered before the retention, in batches of purgeBatch
+// rows (each within the relay's Timeout) while they come back full, until the purge budget
+// (RelayConfig.PurgeBudget) has run out, and returns how many it deleted.
 func (r *Relay) Purge(ctx context.Context) int64 {
 	q := dbq.New(r.pool)
 	var total int64
-	for range purgeBatches {
+	deadline := time.Now().Add(r.purgeBudget)
+	for {
 		bctx, cancel := context.WithTimeout(ctx, r.opTimeout)
 		n, err := q.OutboxPurge(bctx, dbq.OutboxPurgeParams{Cutoff: time.Now().Add(-r.retention), MaxRows: purgeBatch})
 		cancel()
@@ -387,7 +475,7 @@ func (r *Relay) Purge(ctx context.Context) int64 {
 			break
 		}
 		total += n
-		if n < purgeBatch {
+		if n < purgeBatch || !time.Now().Before(deadline) {
 			break
 		}
 	}
