@@ -57,10 +57,14 @@ func (e *TooLargeError) Error() string {
 	}
 	done := "the upload was aborted"
 	if !e.Aborted {
-		done = "the upload could not be aborted now and will be at its deadline"
+		done = "the upload could not be aborted now; the sweep or its deadline will abort it"
 	}
 	return fmt.Sprintf("the parts sum to %d bytes, above %s of %d bytes; %s", e.Size, what, e.Limit, done)
 }
+
+// tooLargeAbortTimeout bounds the abort of an upload whose complete is refused as too large, once
+// it no longer follows the request's context.
+const tooLargeAbortTimeout = 30 * time.Second
 
 // limit is the bound of a complete request and whether it is the declared size.
 func (r CompleteRequest) limit() (int64, bool) {
@@ -129,7 +133,12 @@ func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteRe
 	}
 	if limit, declared := req.limit(); total > limit {
 		tooLarge := &TooLargeError{Size: total, Limit: limit, Declared: declared}
-		_, err := s.Abort(ctx, AbortRequest{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: ReasonTooLarge})
+		// Once begun, the abort finishes even if the client leaves (as DELETE's does): cut short
+		// after its row was written, it would leave the upload open and the row "aborting" for
+		// the sweep to resume.
+		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), tooLargeAbortTimeout)
+		_, err := s.Abort(actx, AbortRequest{Bucket: req.Bucket, Key: req.Key, UploadID: req.UploadID, Initiated: req.Initiated, Reason: ReasonTooLarge})
+		acancel()
 		if err != nil {
 			s.log.WarnContext(ctx, "abort of an oversized upload failed; its deadline or the sweep will abort it",
 				"bucket", req.Bucket, "key", req.Key, "upload_id", req.UploadID, "err", err)

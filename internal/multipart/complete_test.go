@@ -157,3 +157,39 @@ func TestCompleteAnswerLost(t *testing.T) {
 		require.Equal(t, "completed", b.status(t, id))
 	}
 }
+
+// leavingS3 is the real S3 client, except that the caller's context is cancelled as the abort is
+// sent: the client of a refused complete leaves at that moment.
+type leavingS3 struct {
+	multipart.S3API
+	leave context.CancelFunc
+}
+
+func (l leavingS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
+	l.leave()
+	return l.S3API.AbortMultipartUpload(ctx, in, opts...)
+}
+
+// TestCompleteTooLargeAbortOutlivesTheClient: the abort of an upload whose complete is refused as
+// too large finishes when the client leaves as it starts. It used to follow the request's context:
+// cut short after its row was written, it left the upload open, the row "aborting", and told the
+// client the deadline would abort it.
+func TestCompleteTooLargeAbortOutlivesTheClient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ctx, leave := context.WithCancel(b.ctx)
+	defer leave()
+	mp, err := multipart.New(multipart.Config{S3: leavingS3{S3API: b.s3, leave: leave}, Store: b.st.Multipart()})
+	require.NoError(t, err)
+	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"c/leaves.bin"}, 1)[0]
+	b.intent(t, u, time.Now().Add(time.Hour))
+	etag := b.uploadPart(t, u, 1, []byte("more than one byte"))
+
+	_, err = mp.Complete(ctx, multipart.CompleteRequest{Bucket: b.bucket, Key: u.Key, UploadID: u.ID,
+		Parts: []multipart.CompletedPart{{Number: 1, ETag: etag}}, DeclaredSize: 1})
+	var tl *multipart.TooLargeError
+	require.ErrorAs(t, err, &tl)
+	require.True(t, tl.Aborted, "the abort finished: %v", err)
+	require.NotContains(t, testkit.OpenUploads(t, b.ctx, b.s3, b.bucket), u.ID)
+	require.Equal(t, "aborted", b.aborts(t)[u.ID].Outcome)
+}
