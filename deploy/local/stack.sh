@@ -66,6 +66,18 @@ pg_trust_loopback() {
 	chown postgres:postgres "$hba" 2>/dev/null || true
 }
 
+# ensure_tools installs what the stack and the tests call besides Go: curl (the readiness waits
+# below) and a C compiler (go test -race needs cgo). A minimal Debian with Go from its tarball has
+# neither.
+ensure_tools() {
+	local missing=()
+	command -v curl >/dev/null || missing+=(curl ca-certificates)
+	command -v gcc >/dev/null || missing+=(build-essential)
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing ${missing[*]} from Debian's packages"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 ensure_postgres() {
 	if ! pg_up; then
 		local installed=""
@@ -202,6 +214,7 @@ status_line() { if "$2"; then printf '%-10s up    %s\n' "$1" "$3"; else printf '
 
 case "${1:-}" in
 up)
+	ensure_tools
 	ensure_postgres
 	ensure_redis
 	# The builds are independent: run them side by side (first run only).

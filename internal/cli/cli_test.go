@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/objstore"
@@ -357,4 +358,58 @@ func TestEachCommandTakesTheSettingsItReads(t *testing.T) {
 	require.Contains(t, help("replay", "dlq"), "--dlq-url=STRING Dead-letter queue the messages are moved from (the default of --from) ($INTAKE_DLQ_URL)")
 	require.Contains(t, help("replay", "file", "-"), "--queue-url=STRING Queue the events are sent to (the default of --to) ($INTAKE_QUEUE_URL)")
 	require.Contains(t, help("reconcile"), "Redis URL of asynq (read with --fix")
+}
+
+// TestReadyzRefusesReadOnlyPostgres: a PostgreSQL that answers but refuses writes (the old primary
+// after a failover, still behind the DNS name; here a database made read-only) leaves the daemon
+// not ready: every role writes (intents, records, the outbox). With a ping as the check, /readyz
+// answered 200 while every POST /v1/uploads failed.
+func TestReadyzRefusesReadOnlyPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	dbURL := testkit.Database(t)
+	var out bytes.Buffer
+	require.Equal(t, 0, MainContext(ctx, []string{"migrate", "up", "--database-url", dbURL}, &out, &out), out.String())
+	admin, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	var db string
+	require.NoError(t, admin.QueryRow(ctx, "SELECT current_database()").Scan(&db))
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET default_transaction_read_only = on")
+	require.NoError(t, err)
+	require.NoError(t, admin.Close(ctx))
+
+	aws := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	addr := testkit.FreeAddr(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	var logs testkit.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- MainContext(runCtx, []string{"run", "--roles", "api",
+			"--database-url", dbURL,
+			"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+			"--s3-endpoint", aws.S3Endpoint, "--aws-region", aws.Region,
+			"--bucket", testkit.Bucket(t, testkit.S3()), "--listen", addr,
+			"--api-insecure-dev-auth", "--shutdown-grace", "5s",
+		}, io.Discard, &logs)
+	}()
+	defer func() { cancel(); <-done }()
+
+	var ready map[string]any
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		ready = nil
+		_ = json.NewDecoder(resp.Body).Decode(&ready)
+		checks, _ := ready["checks"].(map[string]any)
+		return resp.StatusCode == http.StatusServiceUnavailable && checks["redis"] == "ok" && checks["s3"] == "ok" && checks["started"] == "ok"
+	}, 60*time.Second, 200*time.Millisecond, "readyz: %v; logs:\n%s", ready, logs.String())
+	checks, _ := ready["checks"].(map[string]any)
+	require.Equal(t, "failed", checks["postgres"], "connected (started is ok), but read-only: %v", ready)
 }

@@ -339,7 +339,7 @@ func (a *App) pgWaiting(context.Context) error {
 // for now, failing at once on a wrong password, an unknown database and the like; until ctx ends),
 // then applies the migrations (INTAKE_MIGRATE) or checks that the tables are not in the layout of
 // before schemas and that every migration of the binary is applied (checkMigrations), and makes
-// the store the App's: the postgres check pings it from then on. A schema in the old layout or
+// the store the App's: the postgres check asks it whether it accepts writes from then on. A schema in the old layout or
 // with pending migrations is an error, as a wrong password is: waiting would not mend it (someone
 // must run `intake migrate up`), and a process that started anyway would answer 500 on every
 // query of a missing table while its readiness passed.
@@ -373,7 +373,9 @@ func (a *App) connect(ctx context.Context) error {
 	}
 	a.Store = st
 	a.onClose(st.Close)
-	a.Health.Add("postgres", st.Ping)
+	// Every role that opens the store writes to it (intents, records, aborts, the outbox): a
+	// standby that answers pings (the old primary after a failover, DNS not yet moved) is not ready.
+	a.Health.Add("postgres", st.CheckWritable)
 	return nil
 }
 
