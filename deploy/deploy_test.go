@@ -285,6 +285,7 @@ var metrics = map[string]metricInfo{
 	"intake_ingress_requests_total":                   {counter, []string{"outcome"}},
 	"intake_webhook_attempts_total":                   {counter, []string{"endpoint", "result"}},
 	"intake_webhook_deliveries_total":                 {counter, []string{"endpoint", "outcome"}},
+	"intake_webhook_deferred_total":                   {counter, []string{"endpoint"}},
 	"intake_webhook_delivery_attempts":                {histogram, nil},
 	"intake_webhook_attempt_duration_seconds":         {histogram, nil},
 	"intake_outbox_oldest_undelivered_seconds":        {gauge, nil},

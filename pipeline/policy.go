@@ -74,7 +74,9 @@ func (p *Policy) Secrets(getenv func(string) string) []string {
 	for _, w := range p.Webhooks {
 		out = append(out, redact.WebhookSecrets(w.URL)...)
 		if w.SecretEnv != "" {
-			out = append(out, getenv(w.SecretEnv))
+			secret := getenv(w.SecretEnv)
+			out = append(out, secret)
+			out = append(out, strings.Fields(secret)...) // each of a rotation's secrets alone
 		}
 	}
 	return out

@@ -92,3 +92,13 @@ func TestDefaultPolicy(t *testing.T) {
 	require.Nil(t, r.CheckDeclared("application/x-whatever", 1<<30))
 	require.NotNil(t, r.CheckDeclared("text/plain", 6<<30))
 }
+
+// TestPolicySecretsDuringRotation: a policy endpoint's secret variable holding two secrets (a
+// rotation) gives each one alone to the log redactor, besides the whole value.
+func TestPolicySecretsDuringRotation(t *testing.T) {
+	t.Parallel()
+	p := &Policy{Webhooks: []WebhookEndpoint{{Name: "billing", URL: "https://hooks.example.com/x", SecretEnv: "BILLING_SECRET"}}}
+	env := map[string]string{"BILLING_SECRET": " whsec_bmV3LXNlY3JldA== whsec_b2xkLXNlY3JldA== "}
+	got := p.Secrets(func(k string) string { return env[k] })
+	require.Subset(t, got, []string{"whsec_bmV3LXNlY3JldA==", "whsec_b2xkLXNlY3JldA=="})
+}

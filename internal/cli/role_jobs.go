@@ -105,7 +105,10 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
 		Store: notes, Endpoints: endpoints, Tasks: client, AttemptTimeout: cfg.Webhook.Timeout,
 		Metrics: wm, Log: wlog, UserAgent: "intake-webhooks/" + Version,
-		Client: webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
+		// One endpoint that hangs holds at most half the workers (one once its attempts keep
+		// timing out), so that the others' deliveries go on.
+		MaxPerEndpoint: max(1, cfg.Webhook.Concurrency/2),
+		Client:         webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
 	})
 	if err != nil {
 		return nil, err
@@ -115,7 +118,7 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	whMux.Handle(webhook.TypeDeliver, deliverer)
 	whSrv, err := jobs.NewServer(jobs.ServerConfig{
 		Redis: a.Redis, Concurrency: cfg.Webhook.Concurrency, Queues: map[string]int{webhook.Queue: 1},
-		RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval,
+		RetryDelayFunc: webhook.RetryDelay, TaskCheckInterval: webhook.TaskCheckInterval, IsFailure: deliverer.IsFailure,
 		ShutdownTimeout: cfg.ShutdownGrace, Log: wlog,
 	}, whMux)
 	if err != nil {

@@ -545,9 +545,46 @@ func (w Webhook) validate() error {
 // WebhookSecretPrefix starts every webhook secret (Standard Webhooks).
 const WebhookSecretPrefix = "whsec_"
 
-// ParseWebhookSecret decodes a "whsec_<base64>" secret into its HMAC key (24 to 64 bytes, as the
-// Standard Webhooks specification asks). The error never contains the secret.
-func ParseWebhookSecret(s string) ([]byte, error) {
+// ParseWebhookSecret decodes a webhook endpoint's secret setting (INTAKE_WEBHOOK_SECRET, a policy
+// endpoint's secret_env) into its HMAC keys, in order: one "whsec_<base64>" secret, or, while the
+// receiver's secret is being rotated, several separated by spaces (up to 4, no two alike; each
+// request then carries a signature made with each). Each key is 24 to 64 bytes, as the Standard
+// Webhooks specification asks; surrounding whitespace (a mounted file's trailing newline) is
+// ignored. The error never contains a secret; with several, it names the one at fault by position.
+func ParseWebhookSecret(s string) ([][]byte, error) {
+	const most = 4
+	fields := strings.Fields(s)
+	switch {
+	case len(fields) == 0:
+		return nil, fmt.Errorf("must start with %q", WebhookSecretPrefix)
+	case len(fields) == 1:
+		key, err := parseOneWebhookSecret(fields[0])
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{key}, nil
+	case len(fields) > most:
+		return nil, fmt.Errorf("%d secrets, want at most %d (separated by spaces)", len(fields), most)
+	}
+	keys := make([][]byte, 0, len(fields))
+	for i, f := range fields {
+		key, err := parseOneWebhookSecret(f)
+		if err != nil {
+			return nil, fmt.Errorf("secret %d of %d: %w", i+1, len(fields), err)
+		}
+		for j, k := range keys {
+			if slices.Equal(k, key) {
+				return nil, fmt.Errorf("secret %d of %d is secret %d again", i+1, len(fields), j+1)
+			}
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+// parseOneWebhookSecret decodes one "whsec_<base64>" secret into its HMAC key (see
+// ParseWebhookSecret).
+func parseOneWebhookSecret(s string) ([]byte, error) {
 	b64, ok := strings.CutPrefix(s, WebhookSecretPrefix)
 	if !ok {
 		return nil, fmt.Errorf("must start with %q", WebhookSecretPrefix)
@@ -1001,6 +1038,7 @@ func (c *Config) Secrets() []string {
 	out := append(redact.Secrets(c.DatabaseURL), redact.Secrets(c.RedisURL)...)
 	out = append(out, redact.WebhookSecrets(c.Webhook.URL)...)
 	out = append(out, c.Consumer.IngressToken, c.API.JWTSecret, c.Webhook.Secret)
+	out = append(out, strings.Fields(c.Webhook.Secret)...) // each of a rotation's secrets alone
 	for _, keys := range []string{c.API.Keys, c.API.AdminKeys} {
 		for pair := range strings.SplitSeq(keys, ",") {
 			if k, _, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {

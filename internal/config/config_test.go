@@ -380,6 +380,10 @@ func TestSecrets(t *testing.T) {
 	c.API.JWTTenantSecrets = "acme=acme-jwt-secret-0123456789abcdef==, globex=globex-jwt-secret-0123456789abcdef"
 	require.Subset(t, c.Secrets(), []string{"db-secret", "redis-secret", "ingress-secret-0123456789abcdef0123", c.API.JWTSecret, "0123456789abcdef", "fedcba9876543210", "operator-key-0123456789",
 		"acme-jwt-secret-0123456789abcdef==", "globex-jwt-secret-0123456789abcdef"})
+
+	// During a rotation each webhook secret is masked alone, wherever a log shows one of them.
+	c.Webhook.Secret = "whsec_bmV3LXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm whsec_b2xkLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm"
+	require.Subset(t, c.Secrets(), []string{"whsec_bmV3LXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm", "whsec_b2xkLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm"})
 }
 
 // TestS3ClientIsS3EndpointsWithoutPresigning: the operator commands' S3 settings are the daemon's,

@@ -33,6 +33,8 @@ func TestClientRefusesNonPublicAtConnect(t *testing.T) {
 		{"name resolving to loopback (checked after DNS)", "http://localhost:" + port + "/hook"},
 		{"IPv6 loopback", "http://[::1]:" + port + "/hook"},
 		{"IPv4-mapped loopback", "http://[::ffff:127.0.0.1]:" + port + "/hook"},
+		{"IPv4-compatible loopback (deprecated ::/96)", "http://[::127.0.0.1]:" + port + "/hook"},
+		{"IPv4-compatible metadata address", "http://[::a9fe:a9fe]/latest/meta-data/"},
 		{"cloud metadata address", "http://169.254.169.254/latest/meta-data/"},
 	} {
 		resp, err := client.Post(c.url, "application/json", strings.NewReader("{}"))

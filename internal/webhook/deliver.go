@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -62,6 +63,7 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 	perNotice  prometheus.Histogram
 	duration   prometheus.Histogram
+	deferred   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -85,9 +87,13 @@ func NewMetrics(reg prometheus.Registerer, endpoints []string) (*Metrics, error)
 			Help:    "Duration of webhook requests (until the answer's headers and up to 64 KiB of body).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "webhook_deferred_total",
+			Help: "Webhook delivery task runs deferred, posting nothing, because their endpoint had its share of the workers, by endpoint.",
+		}, []string{"endpoint"}),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.attempts, m.deliveries, m.perNotice, m.duration} {
+	for _, c := range []prometheus.Collector{m.attempts, m.deliveries, m.perNotice, m.duration, m.deferred} {
 		errs = append(errs, reg.Register(c))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -99,6 +105,7 @@ func NewMetrics(reg prometheus.Registerer, endpoints []string) (*Metrics, error)
 		}
 		m.deliveries.WithLabelValues(ep, OutcomeDelivered)
 		m.deliveries.WithLabelValues(ep, OutcomeGaveUp)
+		m.deferred.WithLabelValues(ep)
 	}
 	return m, nil
 }
@@ -133,6 +140,15 @@ type DelivererConfig struct {
 	UserAgent string
 	// Now is the clock of webhook-timestamp (default time.Now).
 	Now func() time.Time
+	// MaxPerEndpoint bounds the tasks of one endpoint run at once (0: no bound), so that a receiver
+	// that does not answer holds at most that many of the server's workers and the other
+	// endpoints' notifications are not held behind its tasks; one whose last [SuspectAfter]
+	// attempts timed out gets one at once. A task of an endpoint that has its share is deferred
+	// ([DeferredError]), and must not count as a failed attempt: the server's IsFailure must be
+	// the Deliverer's [Deliverer.IsFailure] (nothing is deferred before the server has asked it
+	// about an error), and its RetryDelayFunc [RetryDelay] (or one that returns a DeferredError's
+	// RetryIn). Not applied with fewer than two endpoints. See the package documentation (Delivery).
+	MaxPerEndpoint int
 }
 
 // Deliverer runs [TypeDeliver] tasks: it posts notifications to one endpoint, each signed as the
@@ -148,6 +164,10 @@ type Deliverer struct {
 	log       *slog.Logger
 	userAgent string
 	now       func() time.Time
+	share     *share
+	// asked is set once the server asked IsFailure about an error: deferrals are not counted as
+	// failures, and may be made.
+	asked atomic.Bool
 }
 
 var _ asynq.Handler = (*Deliverer)(nil)
@@ -172,7 +192,17 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 	if d.retry == nil {
 		d.retry = RetryDelay
 	}
+	d.share = newShare(cfg.MaxPerEndpoint, len(cfg.Endpoints.Names()), d.timeout)
 	return d, nil
+}
+
+// IsFailure is asynq.Config.IsFailure for the server running d: a run deferred because its
+// endpoint had its share of the workers ([ErrEndpointBusy]) is not a failure, and uses up none of
+// the task's retries; any other error is. Until the server has called it, d defers nothing (see
+// DelivererConfig.MaxPerEndpoint).
+func (d *Deliverer) IsFailure(err error) bool {
+	d.asked.Store(true)
+	return !errors.Is(err, ErrEndpointBusy)
 }
 
 // maxAnswer bounds how much of an answer's body is read (the rest is dropped with the connection).
@@ -200,6 +230,10 @@ const maxAnswer = 64 << 10
 // up since), and on its last attempt the items whose tasks still cannot be enqueued are given up.
 // A task enqueued twice (by a relay that died before committing) posts twice, under the same
 // webhook-id: delivery is at least once.
+//
+// With DelivererConfig.MaxPerEndpoint set, a task of an endpoint that has its share of the workers
+// is deferred whole before posting anything ([DeferredError]; not on its last attempt): asynq runs
+// it again shortly, its retries untouched.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	items, err := parseDeliver(t.Payload())
 	if err != nil {
@@ -220,6 +254,16 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	last := isLastAttempt(ctx)
+	release, err := d.share.admit(ep.Name, last || !d.asked.Load())
+	if err != nil {
+		if d.metrics != nil {
+			d.metrics.deferred.WithLabelValues(ep.Name).Inc()
+		}
+		d.log.DebugContext(ctx, "webhook delivery deferred: its endpoint has its share of the workers",
+			"endpoint", ep.Name, "notifications", len(items), "err", err)
+		return err
+	}
+	defer release()
 	switch {
 	case len(items) == 1:
 		it := items[0]
@@ -416,6 +460,7 @@ func (d *Deliverer) toDeliver(ctx context.Context, endpoint string, items []Item
 func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, it Item, attempt int, last bool) (string, error) {
 	id, typ := eventOf(it.Body)
 	result, err := d.post(ctx, ep, id, it.Body)
+	d.share.observe(ep.Name, result)
 	if d.metrics != nil {
 		d.metrics.attempts.WithLabelValues(ep.Name, result).Inc()
 	}
@@ -480,7 +525,7 @@ func (d *Deliverer) post(ctx context.Context, ep Endpoint, id string, body []byt
 	req.Header.Set("User-Agent", d.userAgent)
 	req.Header.Set(HeaderID, id)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(ep.key, id, ts, body))
+	req.Header.Set(HeaderSignature, SignAll(ep.keys, id, ts, body))
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -43,6 +43,12 @@ func (s *giveUps) ToDeliver(_ context.Context, ids []int64, _ string) ([]int64, 
 	return left, nil
 }
 
+func (s *giveUps) deliveries() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.delivered)
+}
+
 func (s *giveUps) given() []int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

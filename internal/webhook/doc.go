@@ -12,7 +12,10 @@
 //
 // where key is the endpoint's secret, "whsec_" + base64 of 24 to 64 random bytes. Receivers verify
 // the signature and the timestamp (within 5 minutes) and de-duplicate on webhook-id: delivery is
-// at least once.
+// at least once. While a receiver's secret is rotated, the endpoint holds several secrets,
+// separated by spaces ("whsec_new whsec_old"), and webhook-signature carries one signature made
+// with each, separated by spaces ("v1,<new> v1,<old>", [SignAll]): a receiver holding either
+// secret verifies the request, so it can switch secrets at any time in between.
 //
 // # Endpoints
 //
@@ -59,6 +62,16 @@
 // [Deliverer] posts each notification (INTAKE_WEBHOOK_TIMEOUT per attempt, redirects not followed)
 // and records the delivery in the outbox row (group commit across concurrent deliveries).
 //
+// Every endpoint's tasks share the queue and its workers. So that a receiver that does not answer
+// (each attempt holding a worker for the whole timeout) does not hold the other endpoints'
+// notifications behind its tasks, a Deliverer with DelivererConfig.MaxPerEndpoint set runs at most
+// that many tasks of one endpoint at once, and one at a time of an endpoint whose last
+// [SuspectAfter] attempts timed out; a task of an endpoint that has its share is deferred, posting
+// nothing, and runs again about a second later (an attempt timeout later for a timed-out
+// endpoint) without using up one of its retries ([DeferredError], [Deliverer.IsFailure]). The order within
+// a task is unchanged (a task is deferred whole, before posting anything), and a task on its last
+// attempt is never deferred.
+//
 // # Addresses
 //
 // Unless INTAKE_WEBHOOK_ALLOW_PRIVATE is true (which `make run` sets), the client refuses to connect
@@ -71,6 +84,7 @@
 // # Metrics
 //
 // intake_webhook_attempts_total{endpoint,result}, intake_webhook_deliveries_total{endpoint,outcome}
-// (delivered, gave_up), intake_webhook_delivery_attempts (attempts per delivered notification) and
-// intake_webhook_attempt_duration_seconds.
+// (delivered, gave_up), intake_webhook_delivery_attempts (attempts per delivered notification),
+// intake_webhook_attempt_duration_seconds and intake_webhook_deferred_total{endpoint} (task runs
+// deferred because their endpoint had its share of the workers).
 package webhook

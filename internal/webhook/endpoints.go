@@ -24,14 +24,16 @@ type Endpoint struct {
 	// URL is where notifications are posted.
 	URL string
 
-	key []byte
+	// keys sign each request: one, or several while the receiver's secret is rotated.
+	keys [][]byte
 }
 
 // EndpointConfig is an endpoint as configured, its secret still encoded.
 type EndpointConfig struct {
 	// Name, Prefix and URL are the Endpoint's.
 	Name, Prefix, URL string
-	// Secret is "whsec_" + base64 of the HMAC key.
+	// Secret is "whsec_" + base64 of the HMAC key; or several such secrets separated by spaces
+	// while the receiver's secret is rotated (each request is signed with each).
 	Secret string
 	// SecretFrom names where the secret came from (a variable), for error messages.
 	SecretFrom string
@@ -58,14 +60,15 @@ type Endpoints struct {
 }
 
 // NewEndpoints checks the configurations (names unique, http(s) URLs, secrets that decode, each
-// endpoint its own secret) and returns them. Unless allowPrivate, a URL whose host is a literal
+// endpoint its own secrets) and returns them. Unless allowPrivate, a URL whose host is a literal
 // address that is not public, or "localhost", is refused here already (webhookurl.Check, which
 // config.Validate runs on INTAKE_WEBHOOK_URL too); other names are checked when connecting.
 //
-// Two endpoints with different URLs may not share a secret: a request captured at one (its logs,
-// a proxy in front of it) would verify at the other, which would take it for a notification of
-// its own. Endpoints with the same URL may (one receiver given the notifications of several
-// prefixes: a request replayed there reaches the receiver it was sent to).
+// Two endpoints with different URLs may not share a secret (one of their secrets, while either is
+// rotated): a request captured at one (its logs, a proxy in front of it) would verify at the
+// other, which would take it for a notification of its own. Endpoints with the same URL may (one
+// receiver given the notifications of several prefixes: a request replayed there reaches the
+// receiver it was sent to).
 func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) {
 	var errs []error
 	var from []string // each listed endpoint's SecretFrom
@@ -78,7 +81,7 @@ func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) 
 		if err := checkURL(c.URL, allowPrivate); err != nil {
 			errs = append(errs, fmt.Errorf("webhook endpoint %q: %w", c.Name, err))
 		}
-		key, err := ParseSecret(c.Secret)
+		keys, err := ParseSecrets(c.Secret)
 		if err != nil {
 			if c.Secret == "" {
 				err = errors.New("secret is empty")
@@ -86,18 +89,25 @@ func NewEndpoints(cfgs []EndpointConfig, allowPrivate bool) (*Endpoints, error) 
 			errs = append(errs, fmt.Errorf("webhook endpoint %q: %s: %w", c.Name, c.SecretFrom, err))
 		}
 		if i := slices.IndexFunc(e.list, func(o Endpoint) bool {
-			return len(key) > 0 && bytes.Equal(o.key, key) && o.URL != c.URL
+			return o.URL != c.URL && shareKey(o.keys, keys)
 		}); i >= 0 {
 			errs = append(errs, fmt.Errorf("webhook endpoint %q: %s: the same secret as endpoint %q (%s); give each endpoint its own, "+
 				"or a request captured at one verifies at the other", c.Name, cmp.Or(c.SecretFrom, "its secret"), e.list[i].Name, cmp.Or(from[i], "its secret")))
 		}
-		e.list = append(e.list, Endpoint{Name: c.Name, Prefix: c.Prefix, URL: c.URL, key: key})
+		e.list = append(e.list, Endpoint{Name: c.Name, Prefix: c.Prefix, URL: c.URL, keys: keys})
 		from = append(from, c.SecretFrom)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// shareKey reports whether two endpoints' keys have one in common.
+func shareKey(a, b [][]byte) bool {
+	return slices.ContainsFunc(a, func(k []byte) bool {
+		return slices.ContainsFunc(b, func(l []byte) bool { return bytes.Equal(k, l) })
+	})
 }
 
 // checkURL runs the static checks of webhookurl.Check (the ones config.Validate runs on

@@ -86,6 +86,24 @@ func TestEndpointsOwnSecrets(t *testing.T) {
 	}, false)
 	require.NoError(t, err, "one receiver, two prefixes")
 	require.Equal(t, []string{"avatars", "docs"}, e.Names())
+
+	// While one is rotated, none of its secrets may be another's.
+	rotated := newSecret(t, 32) + " " + other
+	_, err = webhook.NewEndpoints([]webhook.EndpointConfig{
+		{Name: "docs", URL: "https://docs.example.com/h", Secret: other, SecretFrom: "DOCS_SECRET"},
+		{Name: "crm", URL: "https://crm.example.com/h", Secret: rotated, SecretFrom: "CRM_SECRET"},
+	}, false)
+	require.ErrorContains(t, err, `webhook endpoint "crm": CRM_SECRET: the same secret as endpoint "docs" (DOCS_SECRET)`)
+	e, err = webhook.NewEndpoints([]webhook.EndpointConfig{
+		{Name: "docs", URL: "https://docs.example.com/h", Secret: other},
+		{Name: "crm", URL: "https://crm.example.com/h", Secret: newSecret(t, 32) + " " + newSecret(t, 32)},
+	}, false)
+	require.NoError(t, err, "rotating, each its own secrets")
+	require.Equal(t, []string{"docs", "crm"}, e.Names())
+	_, err = webhook.NewEndpoints([]webhook.EndpointConfig{
+		{Name: "crm", URL: "https://crm.example.com/h", Secret: other + " whsec_!!!", SecretFrom: "CRM_SECRET"},
+	}, false)
+	require.ErrorContains(t, err, `webhook endpoint "crm": CRM_SECRET: secret 2 of 2: the part after whsec_ is not standard base64`)
 }
 
 // TestEndpointsRefuseWhatStartupRefuses: NewEndpoints runs webhookurl.Check, the check

@@ -108,12 +108,22 @@ func TestReadmeNodeReceiver(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 
+	// A rotation: intake signs with two secrets ("v1,<a> v1,<b>"); the receiver holds either one.
+	other, err := webhook.ParseSecret(newSecret(t, 32))
+	require.NoError(t, err)
+	for name, keys := range map[string][][]byte{"its secret first": {key, other}, "its secret second": {other, key}} {
+		require.Equal(t, http.StatusNoContent, post(webhook.SignAll(keys, "evt-1", now, []byte(body)), now), name)
+		require.True(t, lines.Scan(), name)
+		require.Equal(t, `upload.valid 0196f1c0-0000-7000-8000-000000000001 {"order":"A-17"}`, lines.Text(), name)
+	}
+
 	for name, c := range map[string]struct {
 		sig string
 		ts  time.Time
 	}{
 		"forged signature":  {"v1,AAAA", now},
 		"other secret":      {webhook.Sign(key[1:], "evt-1", now, []byte(body)), now},
+		"two other secrets": {webhook.SignAll([][]byte{key[1:], other}, "evt-1", now, []byte(body)), now},
 		"replayed too late": {webhook.Sign(key, "evt-1", old, []byte(body)), old},
 		"no signature":      {"", now},
 	} {

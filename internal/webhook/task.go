@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -46,7 +47,12 @@ const (
 )
 
 // RetryDelay is the delay before retry n (0 for the first retry), for asynq.Config.RetryDelayFunc.
-func RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+// A run deferred because its endpoint had its share of the workers ([DeferredError]) is not a retry:
+// it runs again after its RetryIn.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if deferred := (*DeferredError)(nil); errors.As(err, &deferred) {
+		return deferred.RetryIn
+	}
 	d := nominalDelay(n)
 	return d + rand.N(d/4+1)
 }

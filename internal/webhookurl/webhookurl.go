@@ -30,6 +30,10 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("100::/64"),        // discard-only
 	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments (Teredo, ORCHID, ...)
 	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated
+	// IPv4-compatible (deprecated, RFC 4291 2.5.5.1): ::a.b.c.d, such as ::127.0.0.1 and
+	// ::a9fe:a9fe (169.254.169.254). No receiver has such an address; a stack that still routes
+	// them (automatic tunnelling) sends to the IPv4 address they carry. :: and ::1 are in it too.
+	netip.MustParsePrefix("::/96"),
 }
 
 // Prefixes of IPv6 addresses that carry an IPv4 address a translator or relay delivers to.
@@ -42,7 +46,8 @@ var (
 // (RFC 1918, unique local fc00::/7), unspecified, multicast, carrier-grade NAT or another reserved
 // range. An IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64's 64:ff9b::/96, 6to4's
 // 2002::/16) is judged as the IPv4 address it carries: in an IPv6-only subnet with DNS64 and
-// NAT64, 64:ff9b::a9fe:a9fe reaches 169.254.169.254.
+// NAT64, 64:ff9b::a9fe:a9fe reaches 169.254.169.254. The deprecated IPv4-compatible addresses
+// (::/96, such as ::127.0.0.1) are refused whatever they carry.
 func PublicAddress(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	if ip.Is6() {

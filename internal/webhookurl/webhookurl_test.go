@@ -20,6 +20,9 @@ var addresses = map[string]bool{
 	"64:ff9b::a00:1": false, "64:ff9b::a9fe:a9fe": false, "64:ff9b::7f00:1": false, "64:ff9b::808:808": true, // NAT64
 	"2002:a00:1::1": false, "2002:a9fe:a9fe::": false, "2002:808:808::1": true, // 6to4
 	"2001::a00:1": false, // Teredo (the whole 2001::/23 is refused)
+	// IPv4-compatible (deprecated ::/96): refused whatever IPv4 address they carry.
+	"::127.0.0.1": false, "::7f00:1": false, "::a9fe:a9fe": false, "::169.254.169.254": false,
+	"::10.0.0.1": false, "::192.168.1.1": false, "::8.8.8.8": false, "::0.0.0.2": false, "::ffff:ffff": false,
 }
 
 func TestPublicAddress(t *testing.T) {
@@ -47,6 +50,8 @@ func TestCheck(t *testing.T) {
 		"http://169.254.169.254/latest":   {"169.254.169.254", true},
 		"http://[::1]:8080/":              {"::1", true},
 		"http://[::ffff:127.0.0.1]:8080/": {"127.0.0.1", true},
+		"http://[::127.0.0.1]:8080/":      {"::7f00:1 is not a public address", true},
+		"http://[::a9fe:a9fe]/latest":     {"::a9fe:a9fe is not a public address", true},
 		"http://localhost:3000/h":         {"localhost is this machine", true},
 		"http://LOCALHOST./h":             {"LOCALHOST.", true},
 		"http://app.localhost/h":          {"app.localhost", true},

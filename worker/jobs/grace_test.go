@@ -246,3 +246,57 @@ func TestReconcileTaskIgnoresLaterFields(t *testing.T) {
 	require.ErrorContains(t, err, "foreign_bucket")
 	require.False(t, errors.Is(err, tasks.ErrInvalidPayload), "%v", err)
 }
+
+// deferredErr is a run put off on purpose, as webhook.DeferredError is.
+type deferredErr struct{}
+
+func (deferredErr) Error() string  { return "deferred" }
+func (deferredErr) Deferred() bool { return true }
+
+// TestServerIsFailure: a run the server's IsFailure says is no failure (the webhook server's
+// deferrals) uses up none of the task's retries, and is counted and logged as a run to happen
+// later, not a retry. Without ServerConfig.IsFailure, a task of one retry deferred three times was
+// archived after its second run.
+func TestServerIsFailure(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	redisOpt := asynqRedis(t)
+	m, err := jobs.NewMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	var logs testkit.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var runs atomic.Int32
+	mux := asynq.NewServeMux()
+	mux.Use(jobs.Instrument(m), jobs.Log(log))
+	mux.HandleFunc("test:deferred", func(context.Context, *asynq.Task) error {
+		if runs.Add(1) <= 3 {
+			return deferredErr{}
+		}
+		return nil
+	})
+	srv, err := jobs.NewServer(jobs.ServerConfig{
+		Redis: redisOpt, Queues: map[string]int{"test-deferred": 1}, ShutdownTimeout: 5 * time.Second, Log: log,
+		DelayedTaskCheckInterval: 100 * time.Millisecond,
+		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return 100 * time.Millisecond },
+		IsFailure:                func(err error) bool { return !errors.As(err, new(deferredErr)) },
+	}, mux)
+	require.NoError(t, err)
+	testkit.Serve(t, srv.Run)
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	_, err = client.Enqueue(asynq.NewTask("test:deferred", nil), asynq.Queue("test-deferred"), asynq.MaxRetry(1), asynq.TaskID("d"))
+	require.NoError(t, err)
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	require.Eventually(t, func() bool { // done: completed (deleted), or archived
+		info, err := insp.GetTaskInfo("test-deferred", "d")
+		return errors.Is(err, asynq.ErrTaskNotFound) || (err == nil && info.State == asynq.TaskStateArchived)
+	}, 60*time.Second, 20*time.Millisecond)
+	require.EqualValues(t, 4, runs.Load(), "three deferrals and the run that succeeded; not archived after two")
+	require.Eventually(t, func() bool {
+		return testkit.Value(t, m.Tasks.WithLabelValues("test:deferred", jobs.OutcomeSuccess)) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 3.0, testkit.Value(t, m.Tasks.WithLabelValues("test:deferred", jobs.OutcomeEarly)))
+	require.Zero(t, testkit.Value(t, m.Tasks.WithLabelValues("test:deferred", jobs.OutcomeRetry)))
+	require.NotContains(t, logs.String(), "will retry")
+}

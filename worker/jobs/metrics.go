@@ -18,8 +18,9 @@ const (
 	OutcomeRetry = "retry"
 	// OutcomeFailed: the run failed for good (permanent error, or no retry left): archived.
 	OutcomeFailed = "failed"
-	// OutcomeEarly: a deadline abort ran before its deadline and grace ([EarlyError]); nothing was
-	// done, and it runs again then, using up no retry. Not a failure.
+	// OutcomeEarly: a deadline abort ran before its deadline and grace ([EarlyError]), or a run
+	// was deferred on purpose (a webhook delivery whose endpoint had its share of the workers);
+	// nothing was done, and it runs again later, using up no retry. Not a failure.
 	OutcomeEarly = "early"
 	// OutcomeInterrupted: the run's context was cancelled under it (the server shutting down:
 	// asynq puts the task back; a cancel through asynq's Inspector; a lost lease); it runs again.

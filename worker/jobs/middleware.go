@@ -77,6 +77,10 @@ func Instrument(m *Metrics) asynq.MiddlewareFunc {
 	}
 }
 
+// deferral is implemented by the errors of runs put off on purpose, which did nothing and are no
+// failed attempt (webhook.DeferredError: the endpoint had its share of the workers).
+type deferral interface{ Deferred() bool }
+
 // outcome classifies a run: success; failed when the error skips retries or the retries are used
 // up (asynq archives the task); early for a deadline abort run before its time ([EarlyError]: it
 // runs again then, see [NewServer]); interrupted when the run's context was cancelled (the server
@@ -90,6 +94,9 @@ func outcome(ctx context.Context, err error) string {
 		return OutcomeFailed
 	}
 	if early := (*EarlyError)(nil); errors.As(err, &early) {
+		return OutcomeEarly
+	}
+	if d := deferral(nil); errors.As(err, &d) && d.Deferred() {
 		return OutcomeEarly
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {

@@ -35,6 +35,11 @@ type ServerConfig struct {
 	// TaskCheckInterval is how long the server waits before looking again when its queues are
 	// empty (default asynq's 1s): the most a task enqueued into an idle server waits.
 	TaskCheckInterval time.Duration
+	// IsFailure, when set, tells which errors use up one of a task's retries (asynq's IsFailure):
+	// the webhook server's is webhook.Deliverer.IsFailure, whose deferred runs (nothing posted,
+	// the endpoint had its share of the workers) are retried without counting. A deadline abort
+	// run early ([EarlyError]) is never a failure, whatever it says.
+	IsFailure func(error) bool
 	// Log receives the server's and asynq's logs (default: discard).
 	Log *slog.Logger
 }
@@ -94,7 +99,10 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 		// retries its real run may need.
 		IsFailure: func(err error) bool {
 			var early *EarlyError
-			return !errors.As(err, &early)
+			if errors.As(err, &early) {
+				return false
+			}
+			return cfg.IsFailure == nil || cfg.IsFailure(err)
 		},
 		// Called before asynq archives a run with no retry left: an early one is put back.
 		ErrorHandler: asynq.ErrorHandlerFunc(s.handleError),

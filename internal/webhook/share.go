@@ -1,0 +1,134 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Each endpoint's share of the webhook server's workers (DelivererConfig.MaxPerEndpoint).
+//
+// All the endpoints' tasks wait in one queue ([Queue]) for one pool of workers
+// (INTAKE_WEBHOOK_CONCURRENCY), and an attempt at a receiver that does not answer holds its worker
+// for the whole attempt timeout. Without a bound, the tasks of one such endpoint (a notification
+// every ten seconds is enough) take every worker, and the other endpoints' notifications wait
+// behind them without bound. So a Deliverer runs at most MaxPerEndpoint tasks of one endpoint at
+// once, and at most one of an endpoint whose last [SuspectAfter] attempts timed out (until one of
+// its attempts ends otherwise: one task at a time finds out whether it answers again). A task of
+// an endpoint that has its share is not run: it is deferred, posting nothing, with a
+// [DeferredError] that asynq retries after [DeferredError.RetryIn] without counting it as a
+// failed attempt (the server's IsFailure is [Deliverer.IsFailure]; its RetryDelayFunc,
+// [RetryDelay]). A task on its last attempt is run anyway: asynq archives a task whose last
+// attempt returns any error, failure or not, and its give-up would not be recorded. Nor does a
+// Deliverer defer anything before its server has asked its IsFailure about an error: a server
+// that does not ask (IsFailure not wired) would count every deferral as a failed attempt, and a
+// task deferred a second apart would use up its day of retries within a minute.
+
+// SuspectAfter is how many attempts in a row at one endpoint must time out before the Deliverer
+// runs only one of its tasks at once.
+const SuspectAfter = 3
+
+// Delays of a deferred task, plus up to half as much jitter: deferBusy when its endpoint has its
+// share of the workers, the attempt timeout when the endpoint's attempts time out (the one task it
+// runs likely holds its slot that long: trying sooner only costs Redis round trips).
+const deferBusy = time.Second
+
+// ErrEndpointBusy is wrapped by the error of a task deferred because its endpoint had its share of
+// the workers ([DeferredError]).
+var ErrEndpointBusy = errors.New("webhook endpoint has its share of the workers")
+
+// DeferredError is the error of a task run deferred because its endpoint had its share of the
+// workers: nothing was posted, and the run is not a failed attempt (see [Deliverer.IsFailure]).
+type DeferredError struct {
+	// Endpoint names the endpoint.
+	Endpoint string
+	// Running is how many of its tasks this worker was running, Limit how many it may.
+	Running, Limit int
+	// TimedOut is set when the limit is one because its last attempts timed out.
+	TimedOut bool
+	// RetryIn is when to run the task again ([RetryDelay] returns it).
+	RetryIn time.Duration
+}
+
+func (e *DeferredError) Error() string {
+	why := "its share of the workers"
+	if e.TimedOut {
+		why = fmt.Sprintf("its last %d attempts or more timed out: one at a time", SuspectAfter)
+	}
+	return fmt.Sprintf("deferred, nothing posted: %d deliveries to %q are running (%s); runs again in %s",
+		e.Running, e.Endpoint, why, e.RetryIn.Round(time.Millisecond))
+}
+
+// Unwrap makes a DeferredError an [ErrEndpointBusy].
+func (e *DeferredError) Unwrap() error { return ErrEndpointBusy }
+
+// Deferred reports that the run was put off on purpose: worker/jobs counts and logs it as a run to
+// happen later (outcome "early"), not as a failure to retry.
+func (e *DeferredError) Deferred() bool { return true }
+
+// share counts the tasks of each endpoint a Deliverer runs, and the attempts in a row that timed
+// out. A nil share admits everything.
+type share struct {
+	limit    int
+	timeout  time.Duration // the attempt timeout: how long a deferred task of a suspect endpoint waits
+	mu       sync.Mutex
+	running  map[string]int
+	timeouts map[string]int
+}
+
+// newShare returns the share of limit tasks per endpoint, nil when there is no limit or fewer than
+// two endpoints (no other endpoint to leave workers to).
+func newShare(limit, endpoints int, timeout time.Duration) *share {
+	if limit <= 0 || endpoints < 2 {
+		return nil
+	}
+	return &share{limit: limit, timeout: timeout, running: map[string]int{}, timeouts: map[string]int{}}
+}
+
+// admit takes a slot of endpoint for a task, or returns the task's DeferredError when the
+// endpoint has its share (unless force: the task's last attempt). release gives the slot back.
+func (s *share) admit(endpoint string, force bool) (release func(), err error) {
+	if s == nil {
+		return func() {}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit, suspect := s.limit, s.timeouts[endpoint] >= SuspectAfter
+	if suspect {
+		limit = 1
+	}
+	if n := s.running[endpoint]; n >= limit && !force {
+		wait := deferBusy
+		if suspect {
+			wait = max(s.timeout, deferBusy)
+		}
+		return nil, &DeferredError{Endpoint: endpoint, Running: n, Limit: limit, TimedOut: suspect,
+			RetryIn: wait + rand.N(wait/2+1)}
+	}
+	s.running[endpoint]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.running[endpoint]--
+		})
+	}, nil
+}
+
+// observe counts an attempt's result: a timeout adds one to the endpoint's timeouts in a row, any
+// other result (an answer, a refused connection) ends them.
+func (s *share) observe(endpoint, result string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if result == ResultTimeout {
+		s.timeouts[endpoint]++
+		return
+	}
+	delete(s.timeouts, endpoint)
+}
