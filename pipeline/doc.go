@@ -62,7 +62,11 @@
 //     deleted (creating it if absent) with the owner of the key's intent,
 //     without the event's version id (the 404 confirms none), whatever the
 //     intent's status (a removal read while the creation is still being
-//     inspected sees it pending). An
+//     inspected sees it pending). The deletion is notified (upload.deleted)
+//     only for an object intake saw present: a removal of an upload that never
+//     landed (forged, or a stray delete marker) leaves a tombstone that
+//     notifies nobody, and a creation that saw the object before the removal
+//     did, committed after it, notifies the deletion then. An
 //     object S3 still has is never marked deleted, whatever the event says:
 //     a forged or stray event, the removal of a non-current version, a key
 //     written again since; the event is counted in
@@ -78,6 +82,20 @@
 //     the object it finds is the version that deletion made current, which no
 //     event announces, and it is looked at again the same way;
 //   - created events are inspected, judged, recorded, then acted on.
+//
+// The created and removed events of one (bucket, key) in one body are
+// processed as one: only the newest ([Newer]; of equal ones, the last in the
+// body) is, at its place in the body, and the object is looked at (and
+// hashed) once, not once per event; the others are archived as
+// "created:superseded" or "removed:superseded". What the others ask for is
+// kept, so that the row ends as processing every event in order would leave
+// it (S3 not changing meanwhile): a removal that finds the object inspects it
+// when the body also announced its creation (or the deletion of a version),
+// and a creation that finds nothing records it deleted when the body also
+// announced its removal. S3 sends one record per message: a body naming an
+// object up to [MaxRecords] times is forged (the ingress token) or an
+// emulator's, and would otherwise cost as many full reads of the object on
+// each of its receives.
 //
 // Every event names a bucket: one intake is not configured for
 // ([ProcessorConfig.Buckets]) refuses the whole message before anything of it

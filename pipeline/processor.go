@@ -125,7 +125,9 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 // dependency is down.
 //
 // Events of one body are processed in order; when one fails, the body is
-// retried as a whole, which is safe because processing is idempotent. A body
+// retried as a whole, which is safe because processing is idempotent. The
+// created and removed events of one (bucket, key) in a body are processed as
+// one (see coalesce): the object is looked at once, not once per event. A body
 // with an event naming a bucket intake is not configured for is refused
 // whole, before any of its events is processed. With Archive set, an
 // archive failure is logged and does not fail the message, unless it is an
@@ -152,9 +154,18 @@ func (p *Processor) Process(ctx context.Context, msgID string, body []byte) erro
 		}
 		return fmt.Errorf("message %s: %w", msgID, err)
 	}
+	for i, ev := range events {
+		events[i] = p.receive(ctx, log, ev)
+	}
+	hints := coalesce(events)
 	outcomes := make([]string, 0, len(events))
 	for i, ev := range events {
-		out, err := p.processEvent(ctx, log, ev)
+		if hints[i] == nil {
+			log.DebugContext(ctx, "event superseded by a newer one of the same object in the body", "bucket", ev.Bucket, "key", ev.Key, "event", ev.Name)
+			outcomes = append(outcomes, ev.Kind.String()+":superseded")
+			continue
+		}
+		out, err := p.processEvent(ctx, log, ev, hints[i])
 		if err != nil {
 			return fmt.Errorf("message %s, event %d (%s %s/%s): %w", msgID, i, ev.Name, ev.Bucket, ev.Key, err)
 		}
@@ -231,21 +242,101 @@ func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error
 		log.WarnContext(ctx, "inspection refused: foreign bucket")
 		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 	}
-	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true); err != nil {
+	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true, false); err != nil {
 		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 	}
 	return nil
 }
 
-// processEvent handles one decoded event and returns its outcome for the archive.
-func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event) (string, error) {
-	kind := ev.Kind.String()
-	p.m.events.WithLabelValues(kind).Inc()
-	log = log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name)
-	ev = p.distrust(ctx, log, ev)
+// receive counts one decoded event and returns it with what cannot be believed removed (see
+// distrust).
+func (p *Processor) receive(ctx context.Context, log *slog.Logger, ev Event) Event {
+	p.m.events.WithLabelValues(ev.Kind.String()).Inc()
+	ev = p.distrust(ctx, log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name), ev)
 	if !ev.Time.IsZero() && ev.Kind != KindTest {
 		p.m.eventAge.Observe(max(p.now().Sub(ev.Time).Seconds(), 0))
 	}
+	return ev
+}
+
+// lookHint is what the created and removed events of one object in a body ask of the one of them
+// that is processed (see coalesce).
+type lookHint struct {
+	// removal: a removal of the object is among them. A creation that finds no object records it
+	// deleted (the 404 confirms the removal), not missing.
+	removal bool
+	// created is the newest creation of the object among them, nil when none. A removal that
+	// finds the object in S3 inspects it as that event would have.
+	created *Event
+	// reinspect: a removal among them calls for a new look at an object S3 still has
+	// (reinspectAfterRemoval).
+	reinspect bool
+}
+
+// objectKey names one object of one bucket.
+type objectKey struct{ bucket, key string }
+
+// coalesce returns, for each event of a body, the hint it is processed with, or nil when another
+// event stands for it. Of the created and removed events of one (bucket, key), only the newest is
+// processed ([Newer]; of equal ones, the last in the body), at its place in the body, with a hint
+// that gathers what the others ask for: the object is then looked at (and, when judged, hashed)
+// once, not once per event, and ends in the row processing every event in order would give when
+// S3 does not change meanwhile. Events are hints and S3 is the truth: each processing of another
+// event of the same object would only look at it again. Other events (test, tagging, ACL,
+// unknown), which look at nothing, get an empty hint. S3 sends one record per message; a body
+// naming one object many times (up to [MaxRecords]) is forged, or an emulator's.
+func coalesce(events []Event) []*lookHint {
+	hints := make([]*lookHint, len(events))
+	looks := func(ev Event) bool { return ev.Kind == KindCreated || ev.Kind == KindRemoved }
+	if len(events) == 1 {
+		hints[0] = &lookHint{}
+		if looks(events[0]) {
+			hints[0].add(&events[0])
+		}
+		return hints
+	}
+	newest := make(map[objectKey]int, len(events))
+	byKey := make(map[objectKey]*lookHint, len(events))
+	for i, ev := range events {
+		if !looks(ev) {
+			hints[i] = &lookHint{}
+			continue
+		}
+		k := objectKey{ev.Bucket, ev.Key}
+		h := byKey[k]
+		if h == nil {
+			h = &lookHint{}
+			byKey[k] = h
+		}
+		h.add(&events[i])
+		if j, ok := newest[k]; !ok || !Newer(events[j], ev) {
+			newest[k] = i
+		}
+	}
+	for k, i := range newest {
+		hints[i] = byKey[k]
+	}
+	return hints
+}
+
+// add gathers what ev, a created or removed event, asks for.
+func (h *lookHint) add(ev *Event) {
+	switch ev.Kind {
+	case KindRemoved:
+		h.removal = true
+		h.reinspect = h.reinspect || reinspectAfterRemoval(*ev)
+	case KindCreated:
+		if h.created == nil || !Newer(*h.created, *ev) {
+			h.created = ev
+		}
+	}
+}
+
+// processEvent handles one decoded event, with what the body's other events of its object ask for
+// (h), and returns its outcome for the archive.
+func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event, h *lookHint) (string, error) {
+	kind := ev.Kind.String()
+	log = log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name)
 	switch ev.Kind {
 	case KindTest:
 		log.InfoContext(ctx, "test event acknowledged")
@@ -256,10 +347,10 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 		log.DebugContext(ctx, "metadata event: not re-inspected")
 		return kind + ":ignored", nil
 	case KindRemoved:
-		return p.removed(ctx, log, ev, false)
+		return p.removed(ctx, log, ev, false, h)
 	case KindCreated:
 		seq, _ := SequencerKey(ev.Sequencer) // Decode checked it
-		return p.created(ctx, log, ev.Bucket, ev.Key, seq, ev.Time, false)
+		return p.created(ctx, log, ev.Bucket, ev.Key, seq, ev.Time, false, h.removal)
 	default:
 		log.InfoContext(ctx, "event ignored: not one intake acts on")
 		return kind + ":ignored", nil
@@ -274,7 +365,11 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 // alongside a creation still being inspected sees the intent pending, and the
 // object did land (recording it missing would let the deletion go unnotified
 // after the creation's upload.valid). The event's version id is not recorded:
-// the 404 confirms none.
+// the 404 confirms none. The deletion is notified (upload.deleted) only for an
+// object intake saw present: a tombstone of an upload that never landed (a
+// forged or stray removal) notifies nobody, and a creation that saw the
+// object before the removal did, recorded after it, notifies the deletion
+// then (see PipelineRecord in internal/store/queries/objects.sql).
 //
 // An object S3 still has is not marked deleted, whatever the event says (a
 // forged or stray event, a removal of an older version, a key written again
@@ -282,14 +377,21 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 // [Processor.InspectObject] would (see reinspectAfterRemoval), so that the
 // row records what S3 holds now (another version, made current by the
 // deletion of the one the row names), which changes nothing when the row
-// already says it. own is intake's record of its own delete or move
+// already says it; when the body also announced the object's creation
+// (h.created), it is inspected as that event would have been. h is what the
+// body's other events of the object ask for (coalesce); nil: ev alone.
+// own is intake's record of its own delete or move
 // (recordAction): an object found there is not a sign of a distrusted event.
 // When intake deleted one version (ev.VersionID), it is the version that
 // deletion made current (or one written since), which no creation event
 // announces: it is looked at the same way, so that the row does not keep the
 // rejected verdict of a version that no longer exists. Otherwise the key was
 // written again after the removal, and the new object's own event records it.
-func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own bool) (string, error) {
+func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own bool, h *lookHint) (string, error) {
+	if h == nil {
+		h = &lookHint{}
+		h.add(&ev)
+	}
 	lk, err := p.records.Lookup(ctx, ev.Bucket, ev.Key)
 	if err != nil {
 		return "", err
@@ -298,7 +400,7 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 	switch {
 	case err == nil && own && ev.VersionID != "" && info.VersionID != ev.VersionID:
 		log.InfoContext(ctx, "intake deleted a version and S3 serves another under the key; recording it", "version_id", ev.VersionID)
-		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true); err != nil {
+		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true, false); err != nil {
 			return "", fmt.Errorf("look again at %s/%s after deleting version %s: %w", ev.Bucket, ev.Key, ev.VersionID, err)
 		}
 		return "removed:reinspected", nil
@@ -306,9 +408,15 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 		log.InfoContext(ctx, "key written again since intake removed it; its own event records it")
 		return "removed:rewritten", nil
 	case err == nil:
-		if reinspectAfterRemoval(ev) {
+		if c := h.created; c != nil {
+			log.InfoContext(ctx, "removal not confirmed: S3 still has the object; inspecting it for the creation in the same body", "version_id", ev.VersionID, "created_event", c.Name)
+			seq, _ := SequencerKey(c.Sequencer)
+			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, seq, c.Time, false, false); err != nil {
+				return "", fmt.Errorf("inspect %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
+			}
+		} else if h.reinspect {
 			log.InfoContext(ctx, "removal not confirmed: S3 still has the object; recording what it holds", "version_id", ev.VersionID)
-			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true); err != nil {
+			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true, false); err != nil {
 				return "", fmt.Errorf("look again at %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
 			}
 		} else {
@@ -347,7 +455,10 @@ func reinspectAfterRemoval(ev Event) bool {
 
 // created inspects the object, records the verdict, then acts on it. For
 // InspectObject (synthetic), the event time is the object's LastModified.
-func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, seq string, evTime time.Time, synthetic bool) (string, error) {
+// removal tells that the body holds a removal of the object too (coalesce): an
+// object S3 does not have is then recorded deleted (a removal the 404
+// confirms), not missing.
+func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, seq string, evTime time.Time, synthetic, removal bool) (string, error) {
 	lk, err := p.records.Lookup(ctx, bucket, key)
 	if err != nil {
 		return "", err
@@ -369,7 +480,7 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 		if err != nil {
 			return "", err
 		}
-		if moved {
+		if moved || removal {
 			rec.Status, rec.Reason = StatusDeleted, ""
 		}
 	}
@@ -516,7 +627,7 @@ func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, ke
 	// The version intake deleted (in a versioned bucket): removed then looks at the version its
 	// deletion made current, which S3 announces with no event.
 	ev := Event{Kind: KindRemoved, Name: event, Bucket: bucket, Key: key, VersionID: in.info.VersionID}
-	if _, err := p.removed(ctx, log, ev, true); err != nil {
+	if _, err := p.removed(ctx, log, ev, true, nil); err != nil {
 		return fmt.Errorf("record removal of %s/%s: %w", bucket, key, err)
 	}
 	return nil
@@ -525,7 +636,7 @@ func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, ke
 // recordCopy records the quarantined copy dst as a HEAD shows it now ("quarantined", or missing).
 func (p *Processor) recordCopy(ctx context.Context, bucket, dst, event string) error {
 	log := p.log.With("bucket", bucket, "key", dst, "event", event)
-	if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true); err != nil {
+	if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true, false); err != nil {
 		return fmt.Errorf("record quarantined copy %s/%s: %w", bucket, dst, err)
 	}
 	return nil

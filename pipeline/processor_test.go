@@ -667,8 +667,9 @@ func (b *procBundle) version(t *testing.T, key string) string {
 // TestProcessRemovalBeforeLanding: a delete that removed nothing (MinIO's ObjectRemoved:NoOP)
 // records nothing; a removal S3 confirms is recorded deleted without the event's version id
 // whatever the intent's status (it may be read while the creation is still being inspected: the
-// object did land, and its deletion must be notified after the creation's upload.valid), and the
-// key's later lifecycle is recorded and notified verdict by verdict.
+// object did land, and its deletion must be notified after the creation's upload.valid), but an
+// object intake never saw present notifies nobody; the key's later lifecycle is recorded and
+// notified verdict by verdict.
 func TestProcessRemovalBeforeLanding(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{archive: true})
@@ -686,6 +687,7 @@ func TestProcessRemovalBeforeLanding(t *testing.T) {
 	require.Nil(t, row.VersionID, "the event's version id is not S3's word")
 	require.Equal(t, "alice", *row.Owner)
 	require.Equal(t, "pending", b.uploadStatus(t, id), "a removal completes nothing")
+	require.Empty(t, b.notifications(t, key), "an upload that never landed is not notified deleted")
 
 	// The upload lands: its event records it.
 	etag := b.put(t, key, "text/plain", []byte("hi"))
@@ -709,7 +711,7 @@ func TestProcessRemovalBeforeLanding(t *testing.T) {
 	for _, n := range b.notifications(t, key) {
 		types = append(types, n.Type)
 	}
-	require.Equal(t, []string{"upload.deleted", "upload.valid", "upload.deleted"}, types, "one notification per verdict, in order")
+	require.Equal(t, []string{"upload.valid", "upload.deleted"}, types, "one notification per verdict, in order")
 	require.Equal(t, []string{"unknown:ignored", "removed:deleted", "created:valid", "removed:deleted", "removed:deleted:stale"},
 		archivedOutcomes(t, b))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/intakehq/intake/internal/sigv4"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -267,7 +268,8 @@ func listFilters(q url.Values, arg *dbq.APIListObjectsParams) *Problem {
 		if len(v) > 1024 || !pgText(v) {
 			return problemf(probInvalidParam, "prefix must be valid UTF-8 without NUL, of at most 1024 bytes")
 		}
-		arg.Prefix = &v
+		end := store.PrefixEnd(v) // the index range's upper bound (see APIListObjects)
+		arg.Prefix, arg.PrefixEnd = &v, &end
 	}
 	return nil
 }

@@ -296,6 +296,18 @@ func TestForgedAndStrayEvents(t *testing.T) {
 			},
 		},
 		{
+			attacker: "a forged removal (or a stray delete marker) of an upload that has not landed, to have its app told it was deleted",
+			attack: func(t *testing.T, key string) []byte {
+				a.intent(t, key)
+				return event(record{"ObjectRemoved:DeleteMarkerCreated", a.bucket, key, minioSequencer(time.Now()), time.Now()})
+			},
+			// The upload lands after the forgery: its verdict is notified as any other.
+			then: func(t *testing.T, key string) { a.honestPut(t, key, "text/plain", "the real upload") },
+			mustNot: func(t *testing.T, key string) {
+				require.Equal(t, []string{"upload.valid"}, a.notifications(t, key), "the app was told of a deletion that never happened")
+			},
+		},
+		{
 			attacker: "a forged creation with an all-F sequencer and a far-future time, to pin the row before a real upload",
 			attack: func(t *testing.T, key string) []byte {
 				a.honestPut(t, key, "text/plain", "first")
@@ -332,6 +344,24 @@ func TestForgedAndStrayEvents(t *testing.T) {
 	require.Positive(t, a.metric(t, "intake_events_distrusted_total", map[string]string{"reason": "removal_unconfirmed"}))
 	require.Positive(t, a.metric(t, "intake_events_distrusted_total", map[string]string{"reason": "sequencer_implausible"}))
 	require.Positive(t, a.metric(t, "intake_events_distrusted_total", map[string]string{"reason": "event_time_future"}))
+}
+
+// intent adds a pending upload intent of key, as the API does.
+func (a *attackStack) intent(t *testing.T, key string) {
+	t.Helper()
+	_, err := a.st.Pool.Exec(a.ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, expires_at)
+		VALUES (gen_random_uuid(), 'alice', $1, $2, 'put', 'name', 'text/plain', 15, now() + interval '1 hour')`, a.bucket, key)
+	require.NoError(t, err)
+}
+
+// notifications returns the event types of the outbox rows of key, oldest first.
+func (a *attackStack) notifications(t *testing.T, key string) []string {
+	t.Helper()
+	rows, err := a.st.Pool.Query(a.ctx, `SELECT event_type FROM outbox WHERE bucket = $1 AND key = $2 ORDER BY id`, a.bucket, key)
+	require.NoError(t, err)
+	types, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return types
 }
 
 // honestPut writes an object and sends the event MinIO would: a sequencer from its clock.

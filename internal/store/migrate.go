@@ -66,9 +66,11 @@ var defaultMigrateOptions = migrateOptions{
 // EXISTS x; CREATE INDEX CONCURRENTLY x …): a failed concurrent build leaves an invalid index behind,
 // and the migration runs again from its first statement (also when a lock was not granted in time,
 // see [MigrationLockTimeout]). Its statements run with the session's lock_timeout set to
-// MigrationLockTimeout, except those with CONCURRENTLY: they block no reads or writes while they
-// wait, but they wait for every older snapshot in the database, whatever table its transaction
-// reads, so a lock_timeout would fail them on any long transaction.
+// MigrationLockTimeout, except those with CONCURRENTLY, which run without one (also without one
+// set in DATABASE_URL or for the role): they block no reads or writes while they wait, but they
+// wait for every older snapshot in the database, whatever table its transaction reads, so a
+// lock_timeout would fail them on any long transaction. No migration runs with a statement_timeout
+// (see withoutTimeouts).
 const NoTransactionHeader = "-- intake:no-transaction"
 
 // Migration is one numbered schema change.
@@ -209,6 +211,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 		return res, fmt.Errorf("migrate: acquire connection: %w", err)
 	}
 	defer conn.Release()
+	restore, err := withoutTimeouts(ctx, conn.Conn())
+	if err != nil {
+		return res, err
+	}
+	defer restore()
 	unlock, err := advisoryLock(ctx, conn.Conn(), "SELECT pg_try_advisory_lock($1, hashtext($2))", "SELECT pg_advisory_unlock($1, hashtext($2))", migrationLockClass, schema)
 	if err != nil {
 		return res, err
@@ -245,6 +252,38 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 		res.Applied = append(res.Applied, m.Name)
 	}
 	return res, nil
+}
+
+// sessionTimeouts are the settings that would end a migration that runs long: statement_timeout,
+// and transaction_timeout where the server has it (PostgreSQL 17).
+const sessionTimeouts = "('statement_timeout', 'transaction_timeout')"
+
+// withoutTimeouts turns off the connection's statement_timeout (and transaction_timeout) for the
+// migration run, and returns what gives the connection its session's own values back before it
+// returns to the pool. A timeout set in DATABASE_URL (options=-c statement_timeout=…), for the role
+// or for the database, which suits the service's queries, would otherwise cancel a migration that
+// takes longer (57014): a transactional one rolls back, and an index built CONCURRENTLY is left
+// INVALID; either fails again on every run, and the rollout never finishes. Waits for locks stay
+// bounded by lock_timeout (see [MigrationLockTimeout]). A connection whose settings cannot be given
+// back is closed (the pool drops it).
+func withoutTimeouts(ctx context.Context, conn *pgx.Conn) (func(), error) {
+	// statement_timeout first, on its own: the statement reading pg_settings could itself outlast a
+	// very short one.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return nil, fmt.Errorf("migrate: turn off statement_timeout: %w", err)
+	}
+	restore := func() {
+		resetCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(resetCtx, "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN "+sessionTimeouts); err != nil {
+			_ = conn.Close(resetCtx)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN "+sessionTimeouts); err != nil {
+		restore()
+		return nil, fmt.Errorf("migrate: turn off transaction_timeout: %w", err)
+	}
+	return restore, nil
 }
 
 // advisoryLock takes a session advisory lock with tryLock (a pg_try_advisory_lock call), polling
@@ -340,7 +379,7 @@ var concurrently = regexp.MustCompile(`(?i)\bconcurrently\b`)
 
 // apply runs one migration and records it: in one transaction, or statement by statement when the
 // migration must run outside one. Waits for locks are bounded by lockTimeout: SET LOCAL in the
-// transaction; outside one, the session's setting around each statement but those with
+// transaction; outside one, the session's setting around each statement, none for those with
 // CONCURRENTLY (see [NoTransactionHeader]), reset before returning. lockTimeout is in whole
 // milliseconds; 0 means no bound.
 func apply(ctx context.Context, conn *pgx.Conn, m Migration, lockTimeout time.Duration) error {
@@ -370,7 +409,9 @@ func apply(ctx context.Context, conn *pgx.Conn, m Migration, lockTimeout time.Du
 	for _, stmt := range splitStatements(m.SQL) {
 		set := fmt.Sprintf("SET lock_timeout = %d", ms)
 		if concurrently.MatchString(stmt) {
-			set = "RESET lock_timeout"
+			// Not RESET: that would give it the session's own lock_timeout, one set in
+			// DATABASE_URL or for the role.
+			set = "SET lock_timeout = 0"
 		}
 		if _, err := conn.Exec(ctx, set); err != nil {
 			return err

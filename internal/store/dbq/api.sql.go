@@ -194,39 +194,91 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 }
 
 const aPIListObjects = `-- name: APIListObjects :many
-SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects
-WHERE owner = $1
-  AND ($2::text IS NULL OR status = $2::text)
-  AND ($3::uuid IS NULL OR upload_id = $3::uuid)
-  AND ($4::text IS NULL OR starts_with(key, $4::text))
-  AND ($5::timestamptz IS NULL
-       OR (created_at, id) < ($5::timestamptz, $6::uuid))
-ORDER BY created_at DESC, id DESC
+SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM (
+    (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_upload
+     WHERE by_upload.upload_id = $1::uuid
+       AND by_upload.owner = $2
+       AND ($3::text IS NULL OR by_upload.status = $3::text)
+       AND ($4::text IS NULL OR starts_with(by_upload.key, $4::text))
+       AND (by_upload.created_at, by_upload.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_upload.created_at DESC, by_upload.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_prefix
+     WHERE $1::uuid IS NULL
+       AND by_prefix.owner = $2
+       AND by_prefix.key COLLATE "C" >= $4::text
+       AND by_prefix.key COLLATE "C" < $8::text
+       AND starts_with(by_prefix.key, $4::text)
+       AND ($3::text IS NULL OR by_prefix.status = $3::text)
+       AND (by_prefix.created_at, by_prefix.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_prefix.created_at DESC, by_prefix.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_status
+     WHERE $1::uuid IS NULL AND $4::text IS NULL
+       AND by_status.owner = $2
+       AND by_status.status = $3::text
+       AND (by_status.created_at, by_status.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_status.created_at DESC, by_status.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_owner
+     WHERE $1::uuid IS NULL AND $4::text IS NULL AND $3::text IS NULL
+       AND by_owner.owner = $2
+       AND (by_owner.created_at, by_owner.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_owner.created_at DESC, by_owner.id DESC
+     LIMIT $7)
+) AS page
+ORDER BY page.created_at DESC, page.id DESC
 LIMIT $7
 `
 
 type APIListObjectsParams struct {
+	UploadID        *uuid.UUID
 	Owner           *string
 	Status          *string
-	UploadID        *uuid.UUID
 	Prefix          *string
 	CursorCreatedAt *time.Time
 	CursorID        *uuid.UUID
 	MaxRows         int32
+	PrefixEnd       *string
 }
 
-// Owner's objects, newest first, optionally only those of one status, of one upload, or whose key
-// starts with prefix (NULL: no filter). The cursor is the (created_at, id) of the last row of the
-// previous page; pass a NULL cursor_created_at for the first page.
+// The owner's objects, newest first, optionally only those of one status, of one upload, or whose
+// key starts with prefix (NULL: no filter; prefix_end = store.PrefixEnd(prefix), NULL without one).
+// The cursor is the (created_at, id) of the previous page's last row, NULLs for the first page.
+//
+// One branch per shape of filters, each with conditions an index serves, whatever the values:
+//
+//	upload_id: objects_upload_id_idx (one upload's rows, a handful), then sorted;
+//	else prefix: objects_owner_key_c_idx (the owner's keys in [prefix, prefix_end)), then sorted
+//	  (with the values at hand, the planner may rather walk the owner's rows newest first when the
+//	  prefix holds most of them);
+//	else status: objects_owner_status_created_idx, from the cursor on;
+//	else: objects_owner_created_idx, from the cursor on.
+//
+// The other shapes' branches are cut off by conditions on the parameters alone: dropped from a
+// plan made with the values (a custom plan), skipped at run time by a one-time filter in a generic
+// plan (which pgx's cached statement gets once PostgreSQL finds it no costlier). Written as one
+// statement with (@x IS NULL OR col = @x) filters, a generic plan had no index condition for them
+// and read every row of the owner, or of the table, for a page. The first page's cursor is
+// (infinity, the greatest uuid), through COALESCE, for the same reason: with (@c IS NULL OR …),
+// every page read the pages before it.
 func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) ([]Object, error) {
 	rows, err := q.db.Query(ctx, aPIListObjects,
+		arg.UploadID,
 		arg.Owner,
 		arg.Status,
-		arg.UploadID,
 		arg.Prefix,
 		arg.CursorCreatedAt,
 		arg.CursorID,
 		arg.MaxRows,
+		arg.PrefixEnd,
 	)
 	if err != nil {
 		return nil, err

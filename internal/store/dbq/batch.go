@@ -31,7 +31,9 @@ WITH arg AS (
             $7, $8, $9, $10,
             $11, $12, $13, $14, $15,
             $16, $17, $18, statement_timestamp(),
-            statement_timestamp(), true, $16, $17)
+            -- A row created absent (a tombstone, a missing object) gives no verdict (see above).
+            CASE WHEN $14::text IN ('missing', 'deleted') THEN NULL ELSE statement_timestamp() END,
+            true, $16, $17)
     ON CONFLICT (bucket, key) DO UPDATE SET
         (version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id,
          status, reason, updated_at, verdict_seq, verdict_at,
@@ -56,16 +58,32 @@ WITH arg AS (
                              (o.version_id, o.etag, o.size, o.content_type, o.sniffed_type, o.sha256,
                               o.width, o.height, o.owner, o.upload_id, o.status, o.reason)
                         THEN statement_timestamp() ELSE o.updated_at END,
+                   -- A verdict: a new state, except an absence replacing an absence not seen present;
+                   -- or a late sighting (d.late) of an object whose confirmed removal had none.
                    CASE WHEN d.take AND (EXCLUDED.status, EXCLUDED.reason, EXCLUDED.etag, EXCLUDED.version_id)
                                         IS DISTINCT FROM (o.status, o.reason, o.etag, o.version_id)
+                             AND NOT (o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
+                                      AND o.verdict_at IS NULL)
+                             OR d.late AND o.status = 'deleted'
                         THEN o.verdict_seq + 1 ELSE o.verdict_seq END,
+                   -- The same, and a late sighting of a missing object: seen present, not a verdict.
                    CASE WHEN d.take AND (EXCLUDED.status, EXCLUDED.reason, EXCLUDED.etag, EXCLUDED.version_id)
                                         IS DISTINCT FROM (o.status, o.reason, o.etag, o.version_id)
+                             AND NOT (o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
+                                      AND o.verdict_at IS NULL)
+                             OR d.late
                         THEN statement_timestamp() ELSE o.verdict_at END,
                    true,
                    CASE WHEN d.newer THEN EXCLUDED.sequencer ELSE d.seq END,
                    CASE WHEN d.newer THEN EXCLUDED.event_time ELSE d.et END
-            FROM (SELECT c.seq, c.et, c.newer, CASE
+            -- d.late: the record saw the object present before the row's absence was observed (it
+            -- lost on its observation time or its event; it cannot take), and that absence was never
+            -- seen present (verdict_at NULL): the object was there, then it went.
+            FROM (SELECT c.seq, c.et, c.newer,
+                c.newer IS FALSE AND EXCLUDED.observed_at IS NOT NULL AND o.verdict_at IS NULL
+                    AND o.status IN ('deleted', 'missing') AND EXCLUDED.status NOT IN ('deleted', 'missing')
+                    AND o.upload_id IS NOT DISTINCT FROM EXCLUDED.upload_id AS late,
+                CASE
                 WHEN EXCLUDED.observed_at IS NOT NULL
                      AND o.status IN ('deleted', 'missing') AND EXCLUDED.status IN ('deleted', 'missing')
                     THEN o.status = 'missing' AND EXCLUDED.status = 'deleted'
@@ -197,6 +215,19 @@ type PipelineRecordRow struct {
 // outbox in the same transaction, keyed by (object, verdict_seq): a committed verdict has exactly
 // one notification, a rolled-back one none, and a record that changes no verdict none (see
 // 0009_outbox.sql).
+// An absence is a verdict only for an object intake saw present: a removal confirmed for an object
+// no record ever showed (a forged or stray removal of an upload that never landed) must notify
+// nobody, but its row stays, as a tombstone that a creation processed at the same time, which
+// looked before the removal, does not outlive. So a row created absent (missing or deleted) gets
+// verdict_at NULL and no verdict; an absence replacing an absence (missing becoming deleted) is a
+// verdict only when verdict_at is set, that is when the row's absence followed a present state
+// (which gave the verdict_at) or was marked seen present; any other change of state is a verdict.
+// A record that saw the object present but lost to an absent row whose verdict_at is NULL (it was
+// observed earlier, or at the same instant with an older event: the object was there, then went;
+// the concurrent creation above) is a late sighting: on a deleted row it gives the verdict the
+// removal did not (notified upload.deleted); on a missing row it sets verdict_at (seen present), so
+// that the removal's record, when it comes, notifies. A later real creation replaces the
+// tombstone with a verdict of its own, notified as any other.
 func (q *Queries) PipelineRecord(ctx context.Context, arg []PipelineRecordParams) *PipelineRecordBatchResults {
 	batch := &pgx.Batch{}
 	for _, a := range arg {

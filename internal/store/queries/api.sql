@@ -14,17 +14,65 @@ SELECT * FROM uploads WHERE id = @id AND owner = @owner;
 SELECT * FROM uploads WHERE bucket = @bucket AND key = @key AND owner = @owner;
 
 -- name: APIListObjects :many
--- Owner's objects, newest first, optionally only those of one status, of one upload, or whose key
--- starts with prefix (NULL: no filter). The cursor is the (created_at, id) of the last row of the
--- previous page; pass a NULL cursor_created_at for the first page.
-SELECT * FROM objects
-WHERE owner = @owner
-  AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
-  AND (sqlc.narg(upload_id)::uuid IS NULL OR upload_id = sqlc.narg(upload_id)::uuid)
-  AND (sqlc.narg(prefix)::text IS NULL OR starts_with(key, sqlc.narg(prefix)::text))
-  AND (sqlc.narg(cursor_created_at)::timestamptz IS NULL
-       OR (created_at, id) < (sqlc.narg(cursor_created_at)::timestamptz, sqlc.narg(cursor_id)::uuid))
-ORDER BY created_at DESC, id DESC
+-- The owner's objects, newest first, optionally only those of one status, of one upload, or whose
+-- key starts with prefix (NULL: no filter; prefix_end = store.PrefixEnd(prefix), NULL without one).
+-- The cursor is the (created_at, id) of the previous page's last row, NULLs for the first page.
+--
+-- One branch per shape of filters, each with conditions an index serves, whatever the values:
+--   upload_id: objects_upload_id_idx (one upload's rows, a handful), then sorted;
+--   else prefix: objects_owner_key_c_idx (the owner's keys in [prefix, prefix_end)), then sorted
+--     (with the values at hand, the planner may rather walk the owner's rows newest first when the
+--     prefix holds most of them);
+--   else status: objects_owner_status_created_idx, from the cursor on;
+--   else: objects_owner_created_idx, from the cursor on.
+-- The other shapes' branches are cut off by conditions on the parameters alone: dropped from a
+-- plan made with the values (a custom plan), skipped at run time by a one-time filter in a generic
+-- plan (which pgx's cached statement gets once PostgreSQL finds it no costlier). Written as one
+-- statement with (@x IS NULL OR col = @x) filters, a generic plan had no index condition for them
+-- and read every row of the owner, or of the table, for a page. The first page's cursor is
+-- (infinity, the greatest uuid), through COALESCE, for the same reason: with (@c IS NULL OR …),
+-- every page read the pages before it.
+SELECT * FROM (
+    (SELECT * FROM objects AS by_upload
+     WHERE by_upload.upload_id = sqlc.narg(upload_id)::uuid
+       AND by_upload.owner = @owner
+       AND (sqlc.narg(status)::text IS NULL OR by_upload.status = sqlc.narg(status)::text)
+       AND (sqlc.narg(prefix)::text IS NULL OR starts_with(by_upload.key, sqlc.narg(prefix)::text))
+       AND (by_upload.created_at, by_upload.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_upload.created_at DESC, by_upload.id DESC
+     LIMIT @max_rows)
+    UNION ALL
+    (SELECT * FROM objects AS by_prefix
+     WHERE sqlc.narg(upload_id)::uuid IS NULL
+       AND by_prefix.owner = @owner
+       AND by_prefix.key COLLATE "C" >= sqlc.narg(prefix)::text
+       AND by_prefix.key COLLATE "C" < sqlc.narg(prefix_end)::text
+       AND starts_with(by_prefix.key, sqlc.narg(prefix)::text)
+       AND (sqlc.narg(status)::text IS NULL OR by_prefix.status = sqlc.narg(status)::text)
+       AND (by_prefix.created_at, by_prefix.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_prefix.created_at DESC, by_prefix.id DESC
+     LIMIT @max_rows)
+    UNION ALL
+    (SELECT * FROM objects AS by_status
+     WHERE sqlc.narg(upload_id)::uuid IS NULL AND sqlc.narg(prefix)::text IS NULL
+       AND by_status.owner = @owner
+       AND by_status.status = sqlc.narg(status)::text
+       AND (by_status.created_at, by_status.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_status.created_at DESC, by_status.id DESC
+     LIMIT @max_rows)
+    UNION ALL
+    (SELECT * FROM objects AS by_owner
+     WHERE sqlc.narg(upload_id)::uuid IS NULL AND sqlc.narg(prefix)::text IS NULL AND sqlc.narg(status)::text IS NULL
+       AND by_owner.owner = @owner
+       AND (by_owner.created_at, by_owner.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_owner.created_at DESC, by_owner.id DESC
+     LIMIT @max_rows)
+) AS page
+ORDER BY page.created_at DESC, page.id DESC
 LIMIT @max_rows;
 
 -- name: APIGetObject :one
