@@ -331,13 +331,19 @@ func (l *recordList) UnmarshalJSON(data []byte) error {
 
 // objectEvent validates and decodes the fields every object event shares.
 func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (Event, error) {
+	return objectEventKey(bucket, rawKey, decodeKey, size, sequencer, rawTime)
+}
+
+// objectEventKey is objectEvent with the key read by key: decodeKey for S3 notifications, whose
+// keys are form-encoded, checkKey for EventBridge's, which are not.
+func objectEventKey(bucket, rawKey string, key func(string) (string, error), size int64, sequencer, rawTime string) (Event, error) {
 	if bucket == "" {
 		return Event{}, permanent("missing bucket name")
 	}
 	if rawKey == "" {
 		return Event{}, permanent("missing object key")
 	}
-	key, err := decodeKey(rawKey)
+	k, err := key(rawKey)
 	if err != nil {
 		return Event{}, err
 	}
@@ -348,7 +354,7 @@ func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (
 	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Bucket: bucket, Key: key, Size: size, Sequencer: sequencer, Time: t}
+	ev := Event{Bucket: bucket, Key: k, Size: size, Sequencer: sequencer, Time: t}
 	if !plausibleSequencer(sequencer) {
 		// Dropped, not refused: the sequencer decides nothing a look at S3 does not (see "What an
 		// event is not taken at its word for" in doc.go); the Processor counts it.
@@ -357,13 +363,25 @@ func objectEvent(bucket, rawKey string, size int64, sequencer, rawTime string) (
 	return ev, nil
 }
 
-// decodeKey undoes the form encoding of an object key. Keys that are not
-// valid UTF-8 or contain NUL cannot be S3 keys (nor PostgreSQL text).
+// decodeKey undoes the form encoding of an object key in an S3 notification ("red flower.jpg"
+// arrives as "red+flower.jpg", "a+b" as "a%2Bb"), then checks it (checkKey).
 func decodeKey(raw string) (string, error) {
 	key, err := url.QueryUnescape(raw)
 	if err != nil {
 		return "", permanent("bad object key %s: %v", quoted(raw), err)
 	}
+	return checkKey(raw, key)
+}
+
+// rawKey checks an EventBridge event's key, which S3 sends as it is, not form-encoded (a real
+// "Object Created" event carries "raw/health-check/2023-08-08T14:03:40.532432.zip" where a
+// notification to SQS has "%3A" for each ":"): decoding it would read "c++.pdf" as "c  .pdf", look
+// at a key that does not exist, and leave the real object uninspected.
+func rawKey(raw string) (string, error) { return checkKey(raw, raw) }
+
+// checkKey refuses a key (decoded from raw) that cannot be an S3 key: not valid UTF-8, with a NUL
+// (nor can PostgreSQL text hold one), or longer than MaxKeyLen.
+func checkKey(raw, key string) (string, error) {
 	if !utf8.ValidString(key) {
 		return "", permanent("object key %s is not valid UTF-8", quoted(raw))
 	}
@@ -451,7 +469,7 @@ func decodeEventBridge(body []byte) ([]Event, error) {
 		return nil, permanent("EventBridge event without detail")
 	}
 	d := eb.Detail
-	ev, err := objectEvent(d.Bucket.Name, d.Object.Key, d.Object.Size, d.Object.Sequencer, eb.Time)
+	ev, err := objectEventKey(d.Bucket.Name, d.Object.Key, rawKey, d.Object.Size, d.Object.Sequencer, eb.Time)
 	if err != nil {
 		return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
 	}

@@ -390,13 +390,15 @@ func TestDecodeShapes(t *testing.T) {
 			want: []pipeline.Event{{Kind: pipeline.KindTest, Name: "TestEvent"}},
 		},
 		{
+			// EventBridge's keys are not form-encoded: "a+b%2Fc" is the key's own name, which an S3
+			// notification would send as "a%2Bb%252Fc". Decoded, it named another object.
 			name: "EventBridge Object Deleted",
 			body: []byte(`{"detail-type":"Object Deleted","source":"aws.s3","region":"us-east-1","time":"2021-11-12T00:00:00Z",
 				"detail":{"bucket":{"name":"B"},"object":{"key":"a+b%2Fc","sequencer":"617F0837B476E463"},
 				"reason":"DeleteObject","deletion-type":"Permanently Deleted"}}`),
 			want: []pipeline.Event{{
 				Kind: pipeline.KindRemoved, Name: "ObjectRemoved:DeleteObject", Source: "aws.s3", Region: "us-east-1",
-				Bucket: "B", Key: "a b/c", Sequencer: "617F0837B476E463", Time: utc(2021, time.November, 12, 0, 0, 0, 0),
+				Bucket: "B", Key: "a+b%2Fc", Sequencer: "617F0837B476E463", Time: utc(2021, time.November, 12, 0, 0, 0, 0),
 			}},
 		},
 		{
@@ -463,7 +465,7 @@ var negativeBodies = map[string]string{
 	"EventBridge null detail":     `{"detail-type":"Object Created","source":"aws.s3","detail":null}`,
 	"EventBridge no bucket":       `{"detail-type":"Object Created","source":"aws.s3","detail":{"object":{"key":"k"}}}`,
 	"EventBridge no key":          `{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{}}}`,
-	"EventBridge bad key":         `{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{"key":"%"}}}`,
+	"EventBridge bad key":         `{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"b"},"object":{"key":"a\u0000b"}}}`,
 	"EventBridge bad time":        `{"detail-type":"Object Created","source":"aws.s3","time":"now","detail":{"bucket":{"name":"b"},"object":{"key":"k"}}}`,
 	"EventBridge wrong source":    `{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`,
 	"EventBridge detail an array": `{"detail-type":"Object Created","source":"aws.s3","detail":[]}`,

@@ -12,8 +12,9 @@
 // notification is configured, an SNS envelope around any of those (one level
 // only), and an EventBridge "Object Created" or "Object Deleted" event.
 //
-// Object keys arrive form-encoded: '+' is a space and %XX an escaped byte, so
-// "dir%2Fa+b%2Bc" is the key "dir/a b+c". Decoded keys are valid UTF-8.
+// Object keys of S3 notifications arrive form-encoded: '+' is a space and %XX an escaped byte, so
+// "dir%2Fa+b%2Bc" is the key "dir/a b+c". EventBridge events carry the key as it is. Keys are valid
+// UTF-8, without NUL.
 //
 // Each event is classified by its [Kind]: created objects are inspected,
 // removed ones are marked deleted, tagging and ACL changes (including MinIO's
