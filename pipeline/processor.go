@@ -252,7 +252,7 @@ func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error
 // distrust).
 func (p *Processor) receive(ctx context.Context, log *slog.Logger, ev Event) Event {
 	p.m.events.WithLabelValues(ev.Kind.String()).Inc()
-	ev = p.distrust(ctx, log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name), ev)
+	ev = p.distrust(ctx, log, ev)
 	if !ev.Time.IsZero() && ev.Kind != KindTest {
 		p.m.eventAge.Observe(max(p.now().Sub(ev.Time).Seconds(), 0))
 	}

@@ -97,16 +97,20 @@ func plausibleSequencer(s string) bool {
 // distrust returns ev with what cannot be believed removed: a sequencer no S3 sends (which Decode
 // already dropped) is counted, and an eventTime further than the tolerance in the future is
 // clamped to now. Neither decides what a row says (observations do; see "Order and idempotency"
-// in doc.go): this keeps forged values out of the objects table and the event-age histogram.
+// in doc.go): this keeps forged values out of the objects table and the event-age histogram. Its
+// warnings name the event themselves: log carries no per-event attributes (a logger built per
+// event on the hot path would cost every event for warnings that are rare).
 func (p *Processor) distrust(ctx context.Context, log *slog.Logger, ev Event) Event {
 	if n := ev.droppedSequencer; n > 0 || !plausibleSequencer(ev.Sequencer) {
 		p.m.distrusted.WithLabelValues(DistrustSequencer).Inc()
-		log.WarnContext(ctx, "implausible sequencer ignored", "sequencer_length", max(n, len(ev.Sequencer)), "max", MaxPlausibleSequencer)
+		log.WarnContext(ctx, "implausible sequencer ignored", "bucket", ev.Bucket, "key", ev.Key, "event", ev.Name,
+			"sequencer_length", max(n, len(ev.Sequencer)), "max", MaxPlausibleSequencer)
 		ev.Sequencer, ev.droppedSequencer = "", 0
 	}
 	if now := p.now(); ev.Time.After(now.Add(p.tolerance)) {
 		p.m.distrusted.WithLabelValues(DistrustEventTime).Inc()
-		log.WarnContext(ctx, "event time in the future clamped to now", "event_time", ev.Time, "now", now, "tolerance", p.tolerance)
+		log.WarnContext(ctx, "event time in the future clamped to now", "bucket", ev.Bucket, "key", ev.Key, "event", ev.Name,
+			"event_time", ev.Time, "now", now, "tolerance", p.tolerance)
 		ev.Time = now
 	}
 	return ev
