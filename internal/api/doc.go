@@ -64,8 +64,9 @@
 //
 // # Status and metadata
 //
-// An intent may carry metadata: the app's own JSON object (at most 2 KiB as PostgreSQL renders it,
-// numbers in plain decimal; no NUL characters, no exponent beyond ±1000), stored
+// An intent may carry metadata: the app's own JSON object (at most 2 KiB of compact JSON with its
+// numbers in plain decimal, as PostgreSQL renders them; no NUL characters, no exponent beyond
+// ±1000), stored
 // with it, returned by GET /v1/uploads/{id} and in every notification of the upload (webhooks and
 // the verdict task), so that the app can correlate without a table of its own. GET
 // /v1/uploads/{id}?wait=30s answers as soon as the verdict is committed, or when the wait (at most

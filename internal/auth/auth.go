@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -59,6 +60,7 @@ type Authenticator struct {
 	adminKeys     map[[32]byte]string // SHA-256 of an operator key → name
 	secret        []byte              // INTAKE_API_JWT_SECRET: operator-level
 	tenantSecrets map[string][]byte   // owner → its INTAKE_API_JWT_TENANT_SECRETS secret
+	unlisted      []byte              // a random key nobody holds: see jwt
 	jwks          keyfunc.Keyfunc
 	unknownKID    *rate.Limiter // refreshes of the key set for tokens naming a kid it lacks
 	unknownEvery  time.Duration // the period unknownKID allows
@@ -141,6 +143,10 @@ func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jw
 	}
 	for owner, secret := range tenantSecrets {
 		a.tenantSecrets[owner] = []byte(secret)
+	}
+	a.unlisted = make([]byte, 32)
+	if _, err := rand.Read(a.unlisted); err != nil {
+		return nil, fmt.Errorf("auth: random key: %w", err)
 	}
 	var methods []string
 	if c.JWTSecret != "" {
@@ -363,7 +369,8 @@ func (c *claims) scopes() []string {
 
 // jwt authenticates a bearer token. An HS256 token is verified with the secret of the owner its
 // (unverified) subject names when that owner is in INTAKE_API_JWT_TENANT_SECRETS, else with the
-// shared INTAKE_API_JWT_SECRET: a tenant's secret thus signs its own subject's tokens only. A token
+// shared INTAKE_API_JWT_SECRET (or, without one, a random key nobody holds): a tenant's secret
+// thus signs its own subject's tokens only. A token
 // a tenant's secret verified never makes an operator: one asking for the admin scope is refused
 // (401) rather than downgraded, since its signer, a tenant's backend, has no operator rights to give
 // and a token that claims them is either a mistake to surface or an attempt to escalate.
@@ -382,7 +389,10 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.P
 				return s, nil
 			}
 			if a.secret == nil {
-				return nil, fmt.Errorf("HS256 tokens are accepted for the owners of INTAKE_API_JWT_TENANT_SECRETS only, not subject %q", cl.Subject)
+				// Verified with a key nobody holds, so that it fails as a listed owner's token
+				// signed with the wrong secret does: a distinct answer would tell anyone, without
+				// credentials, which owners have a tenant secret.
+				return a.unlisted, nil
 			}
 			return a.secret, nil
 		}

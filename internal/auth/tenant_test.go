@@ -2,6 +2,7 @@ package auth
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -73,4 +74,29 @@ func TestTenantSecretAttacks(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status)
 	_, status = authenticate(only, "Authorization", sign(secret, nil))
 	require.Equal(t, http.StatusUnauthorized, status)
+}
+
+// TestTenantSecretOwnersNotDisclosed: with tenant secrets and no shared secret, a caller without
+// credentials (attacker: anyone on the network) sends junk-signed HS256 tokens naming one subject
+// after another. The 401 must read the same for an owner that has a tenant secret and for one that
+// has not: a distinct answer would list the tenants to anyone.
+func TestTenantSecretOwnersNotDisclosed(t *testing.T) {
+	t.Parallel()
+	only, err := New(t.Context(), config.API{JWTTenantSecrets: "acme=" + strings.Repeat("a", 32) + "-acme",
+		JWTIssuer: issuer, JWTAudience: audience}, discard())
+	require.NoError(t, err)
+	junk := strings.Repeat("j", 40)
+	detail := func(subject string) string {
+		req := httptest.NewRequest("GET", "/v1/objects", nil)
+		req.Host = "127.0.0.1:8080"
+		req.Header.Set("Authorization", "Bearer "+testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(junk), "",
+			tokenClaims(func(c jwt.MapClaims) { c["sub"] = subject })))
+		_, p := only.Authenticate(req)
+		require.NotNil(t, p, subject)
+		require.Equal(t, http.StatusUnauthorized, p.Status, subject)
+		return p.Detail
+	}
+	listed, unlisted := detail("acme"), detail("globex")
+	require.Equal(t, listed, unlisted, "the answer tells which owners have a tenant secret")
+	require.NotContains(t, unlisted, "globex")
 }

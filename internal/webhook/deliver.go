@@ -192,7 +192,7 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 	if d.retry == nil {
 		d.retry = RetryDelay
 	}
-	d.share = newShare(cfg.MaxPerEndpoint, len(cfg.Endpoints.Names()), d.timeout)
+	d.share = newShare(cfg.MaxPerEndpoint, len(cfg.Endpoints.Names()), d.timeout, time.Now)
 	return d, nil
 }
 
@@ -254,7 +254,8 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	last := isLastAttempt(ctx)
-	release, err := d.share.admit(ep.Name, last || !d.asked.Load())
+	id, _ := asynq.GetTaskID(ctx)
+	release, err := d.share.admit(ep.Name, id, last || !d.asked.Load())
 	if err != nil {
 		if d.metrics != nil {
 			d.metrics.deferred.WithLabelValues(ep.Name).Inc()

@@ -14,3 +14,24 @@ var ByUpload = byUpload
 
 // Rounds is rounds (how many attempts one after the other a run of a task makes at most).
 var Rounds = rounds
+
+// Share is share (each endpoint's share of the workers), for tests with a clock of their own.
+type Share = share
+
+// NewShare is newShare.
+var NewShare = newShare
+
+// Admit is share.admit.
+func (s *Share) Admit(endpoint, task string, force bool) (func(), error) {
+	return s.admit(endpoint, task, force)
+}
+
+// Waiting is how many deferred tasks of endpoint s remembers.
+func (s *Share) Waiting(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.waiting[endpoint]; w != nil {
+		return len(w.forget)
+	}
+	return 0
+}

@@ -30,10 +30,19 @@ import (
 // runs only one of its tasks at once.
 const SuspectAfter = 3
 
-// Delays of a deferred task, plus up to half as much jitter: deferBusy when its endpoint has its
-// share of the workers, the attempt timeout when the endpoint's attempts time out (the one task it
-// runs likely holds its slot that long: trying sooner only costs Redis round trips).
-const deferBusy = time.Second
+// Delays of a deferred task, plus up to half as much jitter. The least is deferBusy when its
+// endpoint has its share of the workers, the attempt timeout when the endpoint's attempts time out
+// (the one task it runs likely holds its slot that long: trying sooner only costs Redis round
+// trips). With others of the endpoint's tasks deferred already, a task waits for its turn behind
+// them: as long as their number over the endpoint's limit, times how long its tasks have held a
+// slot lately, up to maxDefer. So the tasks of an endpoint that has a backlog come back for a slot
+// about as fast as slots free up, however many there are (each retry of a deferred task is a
+// round trip to Redis and a dequeue), and an endpoint that comes back to life has its backlog
+// tried again within maxDefer and a half.
+const (
+	deferBusy = time.Second
+	maxDefer  = 5 * time.Minute
+)
 
 // ErrEndpointBusy is wrapped by the error of a task deferred because its endpoint had its share of
 // the workers ([DeferredError]).
@@ -68,44 +77,77 @@ func (e *DeferredError) Unwrap() error { return ErrEndpointBusy }
 // happen later (outcome "early"), not as a failure to retry.
 func (e *DeferredError) Deferred() bool { return true }
 
-// share counts the tasks of each endpoint a Deliverer runs, and the attempts in a row that timed
-// out. A nil share admits everything.
+// share counts the tasks of each endpoint a Deliverer runs, the attempts in a row that timed out,
+// how long its tasks held a slot lately, and the tasks it deferred that have not come back yet. A
+// nil share admits everything.
 type share struct {
 	limit    int
 	timeout  time.Duration // the attempt timeout: how long a deferred task of a suspect endpoint waits
+	now      func() time.Time
 	mu       sync.Mutex
 	running  map[string]int
 	timeouts map[string]int
+	held     map[string]time.Duration // moving average of how long a task held a slot
+	waiting  map[string]*deferred
+}
+
+// deferred is the tasks of one endpoint deferred and not seen since, by task ID: when each is
+// forgotten (well after it was due: run by another worker process, or deleted).
+type deferred struct {
+	forget map[string]time.Time
+	pruned time.Time
 }
 
 // newShare returns the share of limit tasks per endpoint, nil when there is no limit or fewer than
 // two endpoints (no other endpoint to leave workers to).
-func newShare(limit, endpoints int, timeout time.Duration) *share {
+func newShare(limit, endpoints int, timeout time.Duration, now func() time.Time) *share {
 	if limit <= 0 || endpoints < 2 {
 		return nil
 	}
-	return &share{limit: limit, timeout: timeout, running: map[string]int{}, timeouts: map[string]int{}}
+	return &share{limit: limit, timeout: timeout, now: now, running: map[string]int{}, timeouts: map[string]int{},
+		held: map[string]time.Duration{}, waiting: map[string]*deferred{}}
 }
 
-// admit takes a slot of endpoint for a task, or returns the task's DeferredError when the
-// endpoint has its share (unless force: the task's last attempt). release gives the slot back.
-func (s *share) admit(endpoint string, force bool) (release func(), err error) {
+// admit takes a slot of endpoint for task (its asynq task ID; "" when unknown), or returns the
+// task's DeferredError when the endpoint has its share (unless force: the task's last attempt).
+// release gives the slot back.
+func (s *share) admit(endpoint, task string, force bool) (release func(), err error) {
 	if s == nil {
 		return func() {}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	w := s.waiting[endpoint]
+	if w == nil {
+		w = &deferred{forget: map[string]time.Time{}, pruned: now}
+		s.waiting[endpoint] = w
+	}
+	if task != "" {
+		delete(w.forget, task)
+	}
 	limit, suspect := s.limit, s.timeouts[endpoint] >= SuspectAfter
 	if suspect {
 		limit = 1
 	}
 	if n := s.running[endpoint]; n >= limit && !force {
+		if now.Sub(w.pruned) >= pruneEvery {
+			w.prune(now)
+		}
 		wait := deferBusy
 		if suspect {
 			wait = max(s.timeout, deferBusy)
 		}
-		return nil, &DeferredError{Endpoint: endpoint, Running: n, Limit: limit, TimedOut: suspect,
-			RetryIn: wait + rand.N(wait/2+1)}
+		// Its turn behind the tasks deferred before it, at limit slots of held each.
+		if ahead := len(w.forget); ahead > 0 {
+			turn := time.Duration(float64(s.held[endpoint]) * float64(ahead+1) / float64(limit))
+			wait = max(wait, min(turn, maxDefer))
+		}
+		wait += rand.N(wait/2 + 1)
+		if task != "" {
+			w.forget[task] = now.Add(wait + forgetAfter + wait/2)
+		}
+		return nil, &DeferredError{Endpoint: endpoint, Running: n, Limit: limit, TimedOut: suspect, RetryIn: wait}
 	}
 	s.running[endpoint]++
 	var once sync.Once
@@ -114,8 +156,31 @@ func (s *share) admit(endpoint string, force bool) (release func(), err error) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.running[endpoint]--
+			took := s.now().Sub(now)
+			if h, ok := s.held[endpoint]; ok {
+				took = (4*h + took) / 5
+			}
+			s.held[endpoint] = took
 		})
 	}, nil
+}
+
+// A deferred task not seen again forgetAfter after it was due (plus half its delay) is forgotten:
+// another worker process ran it, or it was deleted. The tasks of an endpoint are looked through
+// for those at most every pruneEvery.
+const (
+	forgetAfter = time.Minute
+	pruneEvery  = 10 * time.Second
+)
+
+// prune forgets the tasks due to be forgotten at now.
+func (w *deferred) prune(now time.Time) {
+	w.pruned = now
+	for task, at := range w.forget {
+		if now.After(at) {
+			delete(w.forget, task)
+		}
+	}
 }
 
 // observe counts an attempt's result: a timeout adds one to the endpoint's timeouts in a row, any

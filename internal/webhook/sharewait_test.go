@@ -1,0 +1,100 @@
+package webhook_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/webhook"
+)
+
+// TestDeferralWaitsItsTurn: the tasks of an endpoint that has a backlog are deferred for about
+// their turn (the tasks deferred before them over the limit, times how long its tasks held a slot
+// lately), up to five minutes and a half, not a second each: a backlog of a thousand tasks behind
+// a receiver that takes 10 s comes back for a slot about as fast as slots free up, not a thousand
+// times every second and a half. A task deferred again is counted once; one that runs, or is not
+// seen again well after it was due (another worker process ran it), is no longer ahead of the
+// others. Pure logic, a clock of its own.
+func TestDeferralWaitsItsTurn(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	s := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
+	retryIn := func(task string) time.Duration {
+		t.Helper()
+		_, err := s.Admit("slow", task, false)
+		var deferred *webhook.DeferredError
+		require.ErrorAs(t, err, &deferred, task)
+		return deferred.RetryIn
+	}
+
+	// Two tasks run, each held 10 s; two more take the slots again.
+	for range 2 {
+		releases := make([]func(), 2)
+		for i := range releases {
+			release, err := s.Admit("slow", fmt.Sprintf("run%d", i), false)
+			require.NoError(t, err)
+			releases[i] = release
+		}
+		now = now.Add(10 * time.Second)
+		for _, release := range releases {
+			release()
+		}
+	}
+	for i := range 2 {
+		_, err := s.Admit("slow", fmt.Sprintf("busy%d", i), false)
+		require.NoError(t, err)
+	}
+
+	first := retryIn("t0")
+	require.GreaterOrEqual(t, first, time.Second, "nothing ahead: about a second")
+	require.LessOrEqual(t, first, 1500*time.Millisecond)
+	for i := 1; i < 100; i++ {
+		retryIn(fmt.Sprintf("t%d", i))
+	}
+	require.Equal(t, 100, s.Waiting("slow"))
+	// 100 ahead (itself again counted once), 2 slots of 10 s: 100·10/2 = 500 s, capped at 5 min.
+	d := retryIn("t50")
+	require.Equal(t, 100, s.Waiting("slow"), "a task deferred again is counted once")
+	require.GreaterOrEqual(t, d, 5*time.Minute)
+	require.LessOrEqual(t, d, 7*time.Minute+30*time.Second)
+
+	// Ten ahead: 10 + itself over 2 slots, 10 s each: 55 s and up to half as much again.
+	s2 := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
+	for i := range 2 {
+		release, err := s2.Admit("slow", fmt.Sprintf("r%d", i), false)
+		require.NoError(t, err)
+		now = now.Add(10 * time.Second)
+		release()
+	}
+	for i := range 2 {
+		_, err := s2.Admit("slow", fmt.Sprintf("busy%d", i), false)
+		require.NoError(t, err)
+	}
+	for i := range 10 {
+		_, err := s2.Admit("slow", fmt.Sprintf("w%d", i), false)
+		require.Error(t, err)
+	}
+	_, err := s2.Admit("slow", "w10", false)
+	var deferred *webhook.DeferredError
+	require.ErrorAs(t, err, &deferred)
+	require.GreaterOrEqual(t, deferred.RetryIn, 55*time.Second)
+	require.LessOrEqual(t, deferred.RetryIn, 83*time.Second)
+
+	// Another endpoint's backlog is its own.
+	release, err := s.Admit("fast", "f0", false)
+	require.NoError(t, err)
+	release()
+
+	// A task that comes back and is forced (its last attempt) or runs is no longer waiting.
+	release, err = s.Admit("slow", "t7", true)
+	require.NoError(t, err)
+	release()
+	require.Equal(t, 99, s.Waiting("slow"))
+
+	// The others are forgotten once well past due (another worker process ran them).
+	now = now.Add(20 * time.Minute)
+	retryIn("late")
+	require.Equal(t, 1, s.Waiting("slow"), "only the one just deferred")
+}
