@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -184,6 +185,50 @@ func (p *Policy) For(key string) (Rule, bool) {
 		}
 	}
 	return best, found
+}
+
+// HashRate is the rate at which [Policy.HashWarnings] assumes one object is read from S3 and hashed:
+// one GET stream, conservatively (one request to S3 in its region commonly carries about 90 MB/s;
+// MinIO on loopback gives intake about 1 GB/s).
+const HashRate = 64 << 20
+
+// HashWarnings names the objects intake may have to hash that may not be hashed within budget
+// (INTAKE_CONSUMER_MESSAGE_TIMEOUT) at [HashRate]: those of a rule whose max_size is larger than
+// that, or that has none (a declared-sha256 upload is hashed whatever its size), and those up to
+// hashMaxSize (INTAKE_CONSUMER_HASH_MAX_SIZE) when it is larger. An event for such an object fails
+// each time it runs out of time, and is dead-lettered after the queue's receives, unrecorded. The
+// consumer logs each at start.
+func (p *Policy) HashWarnings(budget time.Duration, hashMaxSize int64) []string {
+	within := int64(budget.Seconds() * HashRate)
+	var out []string
+	for _, r := range p.Rules {
+		switch {
+		case r.MaxSize == 0:
+			out = append(out, fmt.Sprintf("rule %q has no max_size: a declared-sha256 upload larger than %s may not be hashed within %s (at %s/s); set max_size, or raise the timeout",
+				r.Prefix, sizeString(within), budget, sizeString(HashRate)))
+		case r.MaxSize > within:
+			out = append(out, fmt.Sprintf("rule %q: max_size %s takes about %s to hash at %s/s, longer than %s: a declared-sha256 upload larger than %s may not be recorded; lower max_size, or raise the timeout",
+				r.Prefix, sizeString(r.MaxSize), (time.Duration(r.MaxSize/HashRate+1) * time.Second), sizeString(HashRate), budget, sizeString(within)))
+		}
+	}
+	if hashMaxSize > within {
+		out = append(out, fmt.Sprintf("INTAKE_CONSUMER_HASH_MAX_SIZE %s takes about %s to hash at %s/s, longer than %s: objects larger than %s may not be recorded; lower it, or raise the timeout",
+			sizeString(hashMaxSize), (time.Duration(hashMaxSize/HashRate+1) * time.Second), sizeString(HashRate), budget, sizeString(within)))
+	}
+	return out
+}
+
+// sizeString is n bytes in binary units, to one decimal.
+func sizeString(n int64) string {
+	const unit = 1 << 10
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n)/unit, 0
+	for ; f >= unit && i < 4; i++ {
+		f /= unit
+	}
+	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
 }
 
 // Rejection reasons (stable strings: they label metrics and are stored in objects.reason).

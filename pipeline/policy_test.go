@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -101,4 +102,27 @@ func TestPolicySecretsDuringRotation(t *testing.T) {
 	env := map[string]string{"BILLING_SECRET": " whsec_bmV3LXNlY3JldA== whsec_b2xkLXNlY3JldA== "}
 	got := p.Secrets(func(k string) string { return env[k] })
 	require.Subset(t, got, []string{"whsec_bmV3LXNlY3JldA==", "whsec_b2xkLXNlY3JldA=="})
+}
+
+// TestHashWarnings: the consumer warns at start about the uploads it may not hash within its
+// message timeout (at 64 MiB/s, 5 minutes is 18.75 GiB): a rule allowing more, a rule with no
+// max_size, and INTAKE_CONSUMER_HASH_MAX_SIZE above it; the default policy (5 GiB) and a rule
+// within it get none.
+func TestHashWarnings(t *testing.T) {
+	t.Parallel()
+	require.Empty(t, DefaultPolicy().HashWarnings(5*time.Minute, 0))
+	p := &Policy{Rules: []Rule{
+		{Prefix: "small/", MaxSize: 18 << 30},
+		{Prefix: "video/", MaxSize: 100 << 30},
+		{Prefix: "any/"},
+	}}
+	w := p.HashWarnings(5*time.Minute, 20<<30)
+	require.Len(t, w, 3)
+	require.Contains(t, w[0], `rule "video/": max_size 100.0 GiB takes about 26m41s to hash at 64.0 MiB/s, longer than 5m0s`)
+	require.Contains(t, w[0], "larger than 18.8 GiB")
+	require.Contains(t, w[1], `rule "any/" has no max_size`)
+	require.Contains(t, w[2], "INTAKE_CONSUMER_HASH_MAX_SIZE 20.0 GiB")
+	w = p.HashWarnings(30*time.Minute, 20<<30)
+	require.Len(t, w, 1, "30 minutes: 112.5 GiB, only the rule without max_size")
+	require.Contains(t, w[0], `rule "any/" has no max_size`)
 }

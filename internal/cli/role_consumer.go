@@ -29,6 +29,9 @@ func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
+	for _, w := range a.Policy.HashWarnings(cfg.Consumer.MessageTimeout, cfg.Consumer.HashMaxSize) {
+		log.Warn("some uploads may not be hashed within INTAKE_CONSUMER_MESSAGE_TIMEOUT", "detail", w)
+	}
 	// ReceiveMessage and DeleteMessageBatch skip the SDK's middleware (queue.Lean); the ingress and
 	// the readiness checks keep the SDK client.
 	client, err := queue.NewLean(a.SQS)
