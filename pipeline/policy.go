@@ -208,12 +208,12 @@ func (p *Policy) HashWarnings(budget time.Duration, hashMaxSize int64) []string 
 				r.Prefix, sizeString(within), budget, sizeString(HashRate)))
 		case r.MaxSize > within:
 			out = append(out, fmt.Sprintf("rule %q: max_size %s takes about %s to hash at %s/s, longer than %s: a declared-sha256 upload larger than %s may not be recorded; lower max_size, or raise the timeout",
-				r.Prefix, sizeString(r.MaxSize), (time.Duration(r.MaxSize/HashRate+1) * time.Second), sizeString(HashRate), budget, sizeString(within)))
+				r.Prefix, sizeString(r.MaxSize), (time.Duration(r.MaxSize/HashRate+1)*time.Second), sizeString(HashRate), budget, sizeString(within)))
 		}
 	}
 	if hashMaxSize > within {
 		out = append(out, fmt.Sprintf("INTAKE_CONSUMER_HASH_MAX_SIZE %s takes about %s to hash at %s/s, longer than %s: objects larger than %s may not be recorded; lower it, or raise the timeout",
-			sizeString(hashMaxSize), (time.Duration(hashMaxSize/HashRate+1) * time.Second), sizeString(HashRate), budget, sizeString(within)))
+			sizeString(hashMaxSize), (time.Duration(hashMaxSize/HashRate+1)*time.Second), sizeString(HashRate), budget, sizeString(within)))
 	}
 	return out
 }
