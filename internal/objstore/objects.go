@@ -492,18 +492,21 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 // Delete deletes the object. A ref with a VersionID deletes that version, for good: the key's other
 // versions stay, and so does a newer one written since the ref was taken (a delete marker would
 // hide it, and leave the ref's version readable by its id). A ref without one deletes the key (a
-// delete marker in a versioned bucket). The ref's version and ETag are checked by a HEAD, and the
-// ETag is sent as If-Match, which AWS enforces; MinIO ignores it, leaving the HEAD's small window.
-// Deleting an object that is already gone succeeds, unless the HEAD finds it gone (ErrNotFound).
+// delete marker in a versioned bucket). The ref's version and ETag are checked by a HEAD. Without a
+// version, the ETag is also sent as If-Match, which AWS enforces (MinIO ignores it, leaving the
+// HEAD's small window); with one it is not: AWS compares a DELETE's If-Match with the key's current
+// version, whatever version it names, and would refuse to delete a version a newer one has
+// replaced, while a version's content, checked by the HEAD, never changes. Deleting an object that
+// is already gone succeeds, unless the HEAD finds it gone (ErrNotFound).
 func (o *Objects) Delete(ctx context.Context, obj pipeline.ObjectRef) error {
 	if err := o.check(ctx, obj); err != nil {
 		return err
 	}
 	in := &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key)}
-	if obj.VersionID != "" {
+	switch {
+	case obj.VersionID != "":
 		in.VersionId = aws.String(obj.VersionID)
-	}
-	if obj.ETag != "" {
+	case obj.ETag != "":
 		in.IfMatch = aws.String(quote(obj.ETag))
 	}
 	if _, err := o.client.DeleteObject(ctx, in); err != nil {

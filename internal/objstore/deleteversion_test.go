@@ -1,0 +1,73 @@
+package objstore_test
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// TestDeleteOlderVersionSendsNoIfMatch: AWS evaluates a DELETE's If-Match against the key's
+// current version only ("Conditional delete evaluations only apply to the current version of the
+// object"), even with a versionId. So when an uploader writes v2 over a rejected v1 while v1 is
+// inspected, a delete of v1 that carried If-Match: "e1" was refused (412 → ErrChanged, "left
+// alone"), and the rejected version stayed readable by its id. A version's content never changes,
+// and the HEAD of v1 has checked its ETag: the delete of a version sends no If-Match, and deletes
+// v1 alone; a delete of the key (no version) still sends it. The stub answers as AWS does.
+func TestDeleteOlderVersionSendsNoIfMatch(t *testing.T) {
+	t.Parallel()
+	etags := map[string]string{"v1": `"e1"`, "v2": `"e2"`}
+	const current = "v2"
+	var mu sync.Mutex
+	var deleted []string
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		version := r.URL.Query().Get("versionId")
+		if version == "" {
+			version = current
+		}
+		etag, ok := etags[version]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		switch r.Method {
+		case http.MethodHead:
+			if m := r.Header.Get("If-Match"); m != "" && m != etag {
+				w.WriteHeader(http.StatusPreconditionFailed)
+				return
+			}
+			w.Header().Set("ETag", etag)
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusOK)
+		case http.MethodDelete:
+			// AWS: If-Match is compared with the current version's ETag.
+			if m := r.Header.Get("If-Match"); m != "" && m != etags[current] {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusPreconditionFailed)
+				_, _ = w.Write([]byte(s3Doc("PreconditionFailed")))
+				return
+			}
+			mu.Lock()
+			deleted = append(deleted, version)
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		}
+	})
+	objs := objstore.NewObjects(s3At(srv.URL, 1))
+
+	require.NoError(t, objs.Delete(testkit.Context(t), pipeline.ObjectRef{Bucket: "bkt", Key: "k", VersionID: "v1", ETag: "e1"}),
+		"the rejected older version is deleted")
+	require.Equal(t, []string{"v1"}, deleted, "v1 alone")
+
+	// The key's current object, no version: If-Match still guards it.
+	err := objs.Delete(testkit.Context(t), pipeline.ObjectRef{Bucket: "bkt", Key: "k", ETag: "e1"})
+	require.ErrorIs(t, err, pipeline.ErrChanged, "a newer object took the key: left alone")
+	require.Equal(t, []string{"v1"}, deleted)
+}
