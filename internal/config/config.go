@@ -749,9 +749,25 @@ func validOwners(variable, what string, keys map[string]string) error {
 	slices.Sort(bad)
 	var errs []error
 	for _, name := range slices.Compact(bad) {
-		errs = append(errs, fmt.Errorf("%s: %s %q is not a valid owner (%s)", variable, what, name, OwnerRule))
+		errs = append(errs, fmt.Errorf("%s: %s is not a valid owner (%s)", variable, keyName(what, name, 0), OwnerRule))
 	}
 	return errors.Join(errs...)
+}
+
+// keyName names the owner (or operator name) of a static key in an error: quoted when it is
+// shorter than a key may be and holds no '=' or line break, else by its entry number (when known)
+// and length only. A pair written the wrong way round ("alice=sk_live_…", the order of
+// INTAKE_API_JWT_TENANT_SECRETS) puts a key where the name goes, and entries separated by anything
+// but a comma put the next entry's key in it.
+func keyName(what, name string, entry int) string {
+	switch {
+	case len(name) < 16 && !strings.ContainsAny(name, "=\r\n"):
+		return fmt.Sprintf("%s %q", what, name)
+	case entry > 0:
+		return fmt.Sprintf("entry %d (its %s, of %d bytes, not shown)", entry, what, len(name))
+	default:
+		return fmt.Sprintf("a %s of %d bytes (not shown)", what, len(name))
+	}
 }
 
 func (a API) validate() error {
@@ -788,11 +804,16 @@ func ParseKeys(variable, s string) (map[string]string, error) {
 			// Not a character of it is shown: a prefix of a key is a prefix of a secret.
 			return nil, fmt.Errorf("%s: entry %d (of %d characters) is not key=name", variable, entry, len(pair))
 		}
+		if strings.Contains(owner, "=") {
+			// A key holding '=' (base64 padding: the key would be cut at it), or entries not
+			// separated by commas ("k1=alice;k2=bob", one per line).
+			return nil, fmt.Errorf("%s: entry %d (of %d characters) holds more than one '=': keys must not hold '=', and entries are separated by commas", variable, entry, len(pair))
+		}
 		if len(k) < 16 {
-			return nil, fmt.Errorf("%s: key for %q is shorter than 16 characters", variable, owner)
+			return nil, fmt.Errorf("%s: the key of %s is shorter than 16 characters", variable, keyName("name", owner, entry))
 		}
 		if _, dup := keys[k]; dup {
-			return nil, fmt.Errorf("%s: the key for %q is listed twice", variable, owner)
+			return nil, fmt.Errorf("%s: the key of %s is listed twice", variable, keyName("name", owner, entry))
 		}
 		keys[k] = owner
 	}

@@ -288,6 +288,36 @@ func TestParseAPIKeys(t *testing.T) {
 	require.NotContains(t, err.Error(), "sk_l", "no prefix of a key")
 }
 
+// TestParseKeysShowNoKey: the mistakes an operator makes writing a key list put a key where the
+// owner (or operator name) goes; the error printed at start (and logged) must not show it, for
+// INTAKE_API_KEYS and INTAKE_API_ADMIN_KEYS alike: a pair written the wrong way round (the order of
+// INTAKE_API_JWT_TENANT_SECRETS), entries one per line (a YAML block in a Secret) or separated by
+// ';', and a key holding '=' (base64 padding), which would otherwise be cut at it and accepted.
+func TestParseKeysShowNoKey(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ list, secret string }{
+		"owner=key":         {"alice=sk_live_9f8e7d6c5b4a39281706", "sk_live"},
+		"one per line":      {"k-one-0123456789abc=alice\nk-two-0123456789abc=bob", "k-two-0123456789abc"},
+		"semicolons":        {"k-one-0123456789abc=alice;k-two-0123456789abc=bob", "k-two-0123456789abc"},
+		"key with padding":  {"c2VjcmV0LWtleS0wMTIzNDU2Nzg5==alice", "c2VjcmV0"},
+		"duplicate, owner":  {"k-one-0123456789abc=sk_live_9f8e7d6c5b4a39281706,k-one-0123456789abc=bob", "sk_live"},
+		"invalid long name": {"k-one-0123456789abc=sk live 9f8e7d6c5b4a39281706", "9f8e7d6c"},
+	} {
+		for _, variable := range []string{"INTAKE_API_KEYS", "INTAKE_API_ADMIN_KEYS"} {
+			keys, err := ParseKeys(variable, c.list)
+			if err == nil {
+				err = validOwners(variable, "owner", keys)
+			}
+			require.Error(t, err, "%s %s: refused", name, variable)
+			require.NotContains(t, err.Error(), c.secret, "%s %s", name, variable)
+			require.Contains(t, err.Error(), variable)
+		}
+	}
+	// A short, valid name is still quoted, to find the entry by.
+	_, err := ParseAPIKeys("short=svc-a")
+	require.ErrorContains(t, err, `name "svc-a"`)
+}
+
 // TestParseTenantSecrets: "owner=secret" pairs; a secret may hold '=' (base64); errors never
 // show a secret, not even one written first by mistake ("secret=owner").
 func TestParseTenantSecrets(t *testing.T) {
