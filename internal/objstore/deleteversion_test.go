@@ -71,3 +71,43 @@ func TestDeleteOlderVersionSendsNoIfMatch(t *testing.T) {
 	require.ErrorIs(t, err, pipeline.ErrChanged, "a newer object took the key: left alone")
 	require.Equal(t, []string{"v1"}, deleted)
 }
+
+// TestDeleteNullVersionSendsIfMatch: the "null" version (written while versioning was suspended)
+// is overwritten in place by a PUT: an uploader that writes its key again between the HEAD and the
+// DELETE replaces it, and a DELETE ?versionId=null without If-Match would delete the new object,
+// uninspected. Its delete carries If-Match, which AWS evaluates against the current version, the
+// null one: refused (ErrChanged), nothing deleted.
+func TestDeleteNullVersionSendsIfMatch(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	etag := `"e1"`
+	var deleted int
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.Method {
+		case http.MethodHead:
+			if m := r.Header.Get("If-Match"); m != "" && m != etag {
+				w.WriteHeader(http.StatusPreconditionFailed)
+				return
+			}
+			w.Header().Set("ETag", etag)
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusOK)
+			etag = `"e2"` // the uploader's PUT lands now, over the null version
+		case http.MethodDelete:
+			if m := r.Header.Get("If-Match"); m != "" && m != etag {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusPreconditionFailed)
+				_, _ = w.Write([]byte(s3Doc("PreconditionFailed")))
+				return
+			}
+			deleted++
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	objs := objstore.NewObjects(s3At(srv.URL, 1))
+	err := objs.Delete(testkit.Context(t), pipeline.ObjectRef{Bucket: "bkt", Key: "k", VersionID: "null", ETag: "e1"})
+	require.ErrorIs(t, err, pipeline.ErrChanged)
+	require.Zero(t, deleted, "the new object under the null version is not deleted")
+}

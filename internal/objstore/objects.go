@@ -489,6 +489,10 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 	return nil
 }
 
+// nullVersion is the version ID S3 gives an object written while the bucket's versioning was off
+// or suspended; a PUT to its key then overwrites it in place.
+const nullVersion = "null"
+
 // Delete deletes the object. A ref with a VersionID deletes that version, for good: the key's other
 // versions stay, and so does a newer one written since the ref was taken (a delete marker would
 // hide it, and leave the ref's version readable by its id). A ref without one deletes the key (a
@@ -496,17 +500,19 @@ func (o *Objects) copyParts(ctx context.Context, obj pipeline.ObjectRef, head *s
 // version, the ETag is also sent as If-Match, which AWS enforces (MinIO ignores it, leaving the
 // HEAD's small window); with one it is not: AWS compares a DELETE's If-Match with the key's current
 // version, whatever version it names, and would refuse to delete a version a newer one has
-// replaced, while a version's content, checked by the HEAD, never changes. Deleting an object that
-// is already gone succeeds, unless the HEAD finds it gone (ErrNotFound).
+// replaced, while a version's content, checked by the HEAD, never changes. Except the "null"
+// version (written while versioning was off or suspended), which a PUT overwrites in place: it is
+// sent If-Match, which guards it as the current version it then is. Deleting an object that is
+// already gone succeeds, unless the HEAD finds it gone (ErrNotFound).
 func (o *Objects) Delete(ctx context.Context, obj pipeline.ObjectRef) error {
 	if err := o.check(ctx, obj); err != nil {
 		return err
 	}
 	in := &s3.DeleteObjectInput{Bucket: aws.String(obj.Bucket), Key: aws.String(obj.Key)}
-	switch {
-	case obj.VersionID != "":
+	if obj.VersionID != "" {
 		in.VersionId = aws.String(obj.VersionID)
-	case obj.ETag != "":
+	}
+	if obj.ETag != "" && (obj.VersionID == "" || obj.VersionID == nullVersion) {
 		in.IfMatch = aws.String(quote(obj.ETag))
 	}
 	if _, err := o.client.DeleteObject(ctx, in); err != nil {
