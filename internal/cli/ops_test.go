@@ -508,6 +508,19 @@ func TestOperatorBinary(t *testing.T) {
 		require.Equal(t, "crm", status.GaveUp[0].Endpoint)
 		require.Equal(t, 1, status.GaveUp[0].Notifications)
 
+		// Redis down: exit 1, and with --json still one JSON object on stdout, naming the error;
+		// nothing was sent (the rows stay given up, as below).
+		deadRedis := opsEnv("DATABASE_URL="+dbURL, "REDIS_URL=redis://127.0.0.1:1/0")
+		code, stdout, stderr = runIntake(t, bin, deadRedis, "outbox", "redeliver", "--json")
+		require.Equal(t, 1, code, stderr)
+		var failed struct {
+			Notifications int    `json:"notifications"`
+			Error         string `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(stdout), &failed), "stdout: %q", stdout)
+		require.Zero(t, failed.Notifications)
+		require.NotEmpty(t, failed.Error)
+
 		code, stdout, stderr = runIntake(t, bin, env, "outbox", "redeliver", "--dry-run")
 		require.Equal(t, 0, code, stderr)
 		require.Contains(t, stdout, "would send again the deliveries of 2 notifications")

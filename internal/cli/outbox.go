@@ -101,8 +101,21 @@ func (c *OutboxRedeliverCmd) Run(g *Globals) error {
 	o.Progress = bar.Add
 	res, err := outbox.Redeliver(g.Ctx, st.Pool, client, o)
 	bar.Finish()
+	if c.JSON {
+		// One JSON object on stdout, failed or not: what was sent before the error, and the error.
+		out := struct {
+			outbox.RedeliverResult
+			Error string `json:"error,omitempty"`
+		}{RedeliverResult: res}
+		if err != nil {
+			out.Error = err.Error()
+		}
+		if werr := json.NewEncoder(g.Stdout).Encode(out); werr != nil && err == nil {
+			err = werr
+		}
+	}
 	if err != nil {
-		if res.Notifications > 0 {
+		if res.Notifications > 0 && !c.JSON {
 			fmt.Fprintf(g.Stdout, "before the error: ")
 			_ = writeRedeliver(g.Stdout, res)
 		}
@@ -110,7 +123,7 @@ func (c *OutboxRedeliverCmd) Run(g *Globals) error {
 	}
 	g.Log.Info("outbox redeliver", "notifications", res.Notifications, "deliveries", res.Deliveries, "dry_run", c.DryRun)
 	if c.JSON {
-		return json.NewEncoder(g.Stdout).Encode(res)
+		return nil
 	}
 	return writeRedeliver(g.Stdout, res)
 }
