@@ -480,7 +480,7 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 		if err != nil {
 			return "", err
 		}
-		if moved || removal {
+		if moved || removal || p.deletes(key) {
 			rec.Status, rec.Reason = StatusDeleted, ""
 		}
 	}
@@ -666,6 +666,18 @@ func (p *Processor) recordLeftCopy(ctx context.Context, bucket, key string) (boo
 		return false, err
 	}
 	return true, nil
+}
+
+// deletes reports whether key's rule deletes rejected objects. An object such a rule covers that an
+// event's inspection finds gone is recorded deleted, not missing: the likeliest cause is intake's
+// own delete, on an attempt that died after S3 deleted it and before it was recorded (the attempt
+// recorded the rejection first: see "Record, then act"), and neither its removal event (MinIO sends
+// none for a request whose client died) nor the retry's record would ever say deleted. Recorded
+// missing, the rejected row would turn missing, with no upload.deleted. A row that never saw the
+// object present gets no verdict either way (a tombstone).
+func (p *Processor) deletes(key string) bool {
+	rule, ok := p.policy.For(key)
+	return ok && rule.Action == ActionDelete && !p.quarantined(key)
 }
 
 // outcome formats an event's outcome for the archive, e.g.

@@ -487,6 +487,37 @@ func TestProcessQuarantineWithoutCopyEvent(t *testing.T) {
 	}
 }
 
+// TestProcessDeleteWithoutRemovalEvent: under a rule whose action is delete, a rejection is
+// recorded, then the object deleted; an attempt killed after S3 deleted it and before the delete
+// was recorded leaves the row rejected, and MinIO sends no removal event for a request whose
+// client died. The redelivered creation finds the object gone: it is recorded deleted, with its
+// upload.deleted notification, not missing (which notifies nothing and would leave the row saying
+// the object never was there).
+func TestProcessDeleteWithoutRemovalEvent(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{policy: sniffPolicy(pipeline.ActionDelete)})
+	img := pngBytes(t, 1, 1)
+	const key = "k.pdf"
+	size := int64(len(img))
+	id := b.intent(t, intentSpec{key: key, contentType: "application/pdf", size: size})
+	etag := b.put(t, key, "application/pdf", img)
+	seq, _ := pipeline.SequencerKey("0A")
+	_, err := store.NewRecords(b.st).Record(b.ctx, pipeline.Record{
+		Bucket: b.bucket, Key: key, Status: pipeline.StatusRejected, Reason: pipeline.ReasonSniffMismatch,
+		ETag: etag, Size: &size, Sequencer: seq, EventTime: t0, Observed: true, ObservedAt: t0,
+		Owner: "alice", UploadID: id, CompleteIntent: id,
+	})
+	require.NoError(t, err)
+	_, err = b.s3.DeleteObject(b.ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key)})
+	require.NoError(t, err)
+
+	require.NoError(t, b.process(t, b.created(key, "0A", t0)))
+	require.Equal(t, pipeline.StatusDeleted, b.row(t, key).Status)
+	require.Equal(t, []string{"upload.rejected", "upload.deleted"}, b.notificationTypes(t, key))
+	require.Zero(t, metricValue(t, b.reg, "intake_verdicts_total", map[string]string{"verdict": pipeline.StatusDeleted}),
+		"intake's own delete is no verdict")
+}
+
 func TestProcessIntentChecks(t *testing.T) {
 	t.Parallel()
 	content := []byte("%PDF-1.4\n%âãÏÓ\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n")
