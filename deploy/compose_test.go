@@ -116,6 +116,15 @@ func TestComposeStructure(t *testing.T) {
 		require.Contains(t, c.Services, u.Hostname(), "%s points at %s, which is not a service", dep, u.Hostname())
 	}
 
+	// intake masks its database password wherever it appears in its logs: a password that is a word
+	// of the setup (it was "intake") masked the service, bucket and schema names in every line.
+	db, err := url.Parse(in.Environment["DATABASE_URL"])
+	require.NoError(t, err)
+	password, _ := db.User.Password()
+	for _, text := range append(values(in.Environment, "DATABASE_URL"), keys(c.Services)...) {
+		require.NotContains(t, text, password, "the database password would be masked in %q", text)
+	}
+
 	// LocalStack creates what intake is told to use.
 	ls := c.Services["localstack"]
 	require.Equal(t, in.Environment["INTAKE_BUCKET"], ls.Environment["INTAKE_INIT_BUCKET"])
@@ -386,4 +395,15 @@ func recordedCalls(t *testing.T, file string) map[string]string {
 		}
 	}
 	return calls
+}
+
+// values returns m's values but those of the names skipped.
+func values(m map[string]string, skip ...string) []string {
+	var out []string
+	for k, v := range m {
+		if !slices.Contains(skip, k) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
