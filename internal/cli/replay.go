@@ -145,20 +145,21 @@ func (c *ReplayDLQCmd) Run(g *Globals) error {
 	// MoveDLQ returns nil when stopped (the batches it received are finished): whether it was
 	// interrupted is the command's context's to say.
 	interrupted := g.Ctx.Err() != nil
-	// Messages present at the start that the run never received: in flight the whole run (held by
-	// another reader, a stopped replay perhaps), or removed meanwhile. Not moved, they must not be
-	// taken for moved (`replay dlq && purge-queue`).
+	// Messages present at the start that the run never received and that the end check found left
+	// (in flight the whole run, held by another reader, a stopped replay perhaps). Not moved, they
+	// must not be taken for moved (`replay dlq && purge-queue`). A count at the start that was too
+	// high is not counted (see replay.DLQResult.Unreached).
 	unreached := res.Unreached > 0 && !interrupted && !res.SkipLimit
 	if unreached {
-		s.Note("%d messages present at the start were never received: in flight during the whole run (held by another reader, perhaps a stopped replay; %d in flight now) or removed meanwhile; run the replay again after their visibility timeout", res.Unreached, res.Left.InFlight)
+		s.Note("%d messages present at the start were never received: in flight during the whole run (held by another reader, perhaps a stopped replay; %d in flight now); run the replay again after their visibility timeout", res.Unreached, res.Left.InFlight)
 	}
-	// More left than the run knows it left: a message redriven into the dead-letter queue during the
-	// run (its SentTimestamp, from its first send, is before the start) took the place of one
-	// present at the start, which is left; or messages arrived after the last receive. Either way
-	// not "everything moved".
+	// Left behind although the run received its budget's worth: a message redriven into the
+	// dead-letter queue during the run (its SentTimestamp, from its first send, is before the start)
+	// took the place of one present at the start, which is left. Not "everything moved". Messages
+	// that arrived during the run, even after its last receive, are skipped, not counted here.
 	unaccounted := res.Unaccounted > 0 && !interrupted && !res.SkipLimit
 	if unaccounted {
-		s.Note("the dead-letter queue holds %d messages more than the run knowingly left: messages present at the start may be left (a message redriven into it during the run, sent before the start, was taken for one of them), or messages arrived after the run's last receive (a moved message that failed again); see them with --dry-run, or run the replay again", res.Unaccounted)
+		s.Note("the dead-letter queue holds %d messages more than the run knowingly left: sent to it before the start and never received by the run (visible, or in flight held by another reader), so messages present at the start may be left (a message redriven into it during the run, sent before the start, was taken for one of them); see them with --dry-run, or run the replay again", res.Unaccounted)
 	}
 	leftUnknown := res.LeftUnknown && !interrupted && !res.SkipLimit
 	if leftUnknown {

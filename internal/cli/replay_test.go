@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,12 +259,6 @@ func TestStoppedBy(t *testing.T) {
 	require.Equal(t, wrapped, stoppedBy(wrapped), "a failure under a wrapped join is kept")
 }
 
-// TestReplayDLQStoppedEarlyExits1: the dead-letter queue keeps receiving new poison while the
-// messages present at the start are held by another reader (a killed replay): replay dlq and its
-// dry run stop at their bound of skipped receipts, having moved or counted none of those. That is
-// not "everything asked was done": the summary says it stopped early and the exit code is 1, so
-// that `intake replay dlq && aws sqs purge-queue …` does not purge them. Before, both exited 0
-// (the dry run after its first receive, with a count of 0).
 // TestReplayDLQHeldMessagesExit1: messages present at the start but held by another reader the
 // whole run (a stopped replay's, a console's "poll for messages") are not moved: the move says how
 // many and exits 1, so that `intake replay dlq && aws sqs purge-queue …` does not purge them; the
@@ -304,6 +299,12 @@ func TestReplayDLQHeldMessagesExit1(t *testing.T) {
 	require.Contains(t, stderr, "2 messages present at the start were not moved")
 }
 
+// TestReplayDLQStoppedEarlyExits1: the dead-letter queue keeps receiving new poison while the
+// messages present at the start are held by another reader (a killed replay): replay dlq and its
+// dry run stop at their bound of skipped receipts, having moved or counted none of those. That is
+// not "everything asked was done": the summary says it stopped early and the exit code is 1, so
+// that `intake replay dlq && aws sqs purge-queue …` does not purge them. Before, both exited 0
+// (the dry run after its first receive, with a count of 0).
 func TestReplayDLQStoppedEarlyExits1(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kumo")
@@ -467,6 +468,101 @@ func TestReplayDLQRedrivenDuringRunExits1(t *testing.T) {
 	counts, err := replay.Counts(testkit.Context(t), c, q.DLQURL)
 	require.NoError(t, err)
 	require.Equal(t, 1, counts.Visible+counts.InFlight, "the message left is still in the dead-letter queue")
+}
+
+// deadLetterAgain does what intake's consumer does with n messages that fail for good: it receives
+// them from url and sends them to dlqURL, naming the id it received in
+// queue.AttrSourceMessageID, then deletes them from url.
+func deadLetterAgain(ctx context.Context, c *sqs.Client, url, dlqURL string, n int) error {
+	for got, tries := 0, 0; got < n; tries++ {
+		if tries == 20 {
+			return fmt.Errorf("dead-lettered %d of %d messages", got, n)
+		}
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: awssdk.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range out.Messages {
+			attrs := m.MessageAttributes
+			if attrs == nil {
+				attrs = map[string]types.MessageAttributeValue{}
+			}
+			attrs[queue.AttrSourceMessageID] = types.MessageAttributeValue{DataType: awssdk.String("String"), StringValue: m.MessageId}
+			if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: awssdk.String(dlqURL), MessageBody: m.Body, MessageAttributes: attrs}); err != nil {
+				return err
+			}
+			if _, err := c.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: awssdk.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				return err
+			}
+			got++
+		}
+	}
+	return nil
+}
+
+// TestReplayDLQArrivalsAfterLastReceiveExit0: messages that reach the dead-letter queue after the
+// replay's last receive (its budget spent, it receives no more) are not messages present at the
+// start that it left: a new message dead-lettered meanwhile, or the moved messages themselves,
+// dead-lettered again by the consumer. The replay counts them as skipped, leaves them there, and
+// exits 0. Before, it reported them as unaccounted and exited 1 ("not everything moved"), whereas
+// the same messages, had a receive of the replay seen them, counted as skipped (exit 0): timing
+// decided.
+func TestReplayDLQArrivalsAfterLastReceiveExit0(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kumo")
+	}
+	awsEnv(t)
+	c := opsSQS()
+	const n = 20 // two batches
+	for _, tc := range []struct {
+		name    string
+		arrived int
+		inject  func(ctx context.Context, q testkit.Queues) error
+	}{
+		{"a new message", 1, func(ctx context.Context, q testkit.Queues) error {
+			_, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: awssdk.String(q.DLQURL), MessageBody: awssdk.String(opsBody(900))})
+			return err
+		}},
+		{"the moved messages, failed again", n, func(ctx context.Context, q testkit.Queues) error {
+			return deadLetterAgain(ctx, c, q.URL, q.DLQURL, n)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := testkit.Queue(t, c, 3, 30*time.Second)
+			opsFill(t, c, q.DLQURL, n)
+			// At the delete of the second and last batch: the replay received its last messages.
+			var deletes atomic.Int32
+			var mu sync.Mutex
+			var injectErr error
+			proxy := newSQSProxy(t, func(action string, _ []byte, _ http.ResponseWriter, r *http.Request) bool {
+				if action == "DeleteMessageBatch" && deletes.Add(1) == n/10 {
+					err := tc.inject(r.Context(), q)
+					mu.Lock()
+					injectErr = err
+					mu.Unlock()
+				}
+				return false
+			})
+			var stdout, stderr bytes.Buffer
+			code := MainContext(testkit.Context(t), []string{"replay", "dlq", "--from", q.DLQURL, "--to", q.URL, "--concurrency", "1", "--wait", "1s",
+				"--sqs-endpoint", proxy.URL, "--aws-region", testkit.AWS().Region}, &stdout, &stderr)
+			mu.Lock()
+			require.NoError(t, injectErr)
+			mu.Unlock()
+			require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			out := stdout.String()
+			require.Equal(t, "20", summaryField(t, out, "sent"))
+			require.Equal(t, "20", summaryField(t, out, "deleted"))
+			require.Equal(t, strconv.Itoa(tc.arrived), summaryField(t, out, "skipped"))
+			require.Equal(t, "0", summaryField(t, out, "unreached"))
+			require.Equal(t, "0", summaryField(t, out, "unaccounted"))
+			require.Contains(t, out, fmt.Sprintf("note: %d messages reached the dead-letter queue after the replay started", tc.arrived))
+			left, _ := testkit.DrainQueue(t, c, q.DLQURL)
+			require.Len(t, left, tc.arrived, "left there, visible")
+		})
+	}
 }
 
 // TestReplayDLQNativeWithoutTo: --native without --to leaves the task's DestinationArn unset, so

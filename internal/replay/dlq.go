@@ -50,6 +50,10 @@ type DLQOptions struct {
 	Progress Counter
 	// Log receives warnings (default: discarded).
 	Log *slog.Logger
+
+	// settle bounds how long MoveDLQ's end check re-reads the count of messages in flight (default
+	// defaultSettle; tests shorten it).
+	settle time.Duration
 }
 
 func (o DLQOptions) withDefaults(visibility time.Duration) DLQOptions {
@@ -57,6 +61,7 @@ func (o DLQOptions) withDefaults(visibility time.Duration) DLQOptions {
 	o.Visibility = cmp.Or(o.Visibility, visibility)
 	o.Wait = cmp.Or(o.Wait, 2*time.Second)
 	o.Attempts = cmp.Or(o.Attempts, 3)
+	o.settle = cmp.Or(o.settle, defaultSettle)
 	if o.Progress == nil {
 		o.Progress = nopCounter{}
 	}
@@ -162,33 +167,53 @@ type DLQResult struct {
 	// duplicate the pipeline absorbs). One the run receives again is deleted then, not sent again.
 	DeleteFailed int
 	// Skipped messages were received but not moved: they reached the dead-letter queue after the
-	// move started (such as the moved messages the consumer dead-lettered again). They stay there,
-	// visible again at the end.
+	// move started (sent after it, or moved by this run and dead-lettered again by the consumer).
+	// They stay there, visible again at the end. Those that arrived after the move's last receive
+	// are counted too, when the end check finds them (see Unaccounted).
 	Skipped int
 	// SkipLimit is true when the move stopped because it kept receiving messages it would not
 	// move (such messages, or messages it had tried already, visible again): the dead-letter queue
 	// fills faster than the move drains it, and messages present at the start may be left.
 	SkipLimit bool
 	// Unreached counts the messages the move was to move (present at the start, within Max: see
-	// DLQStart.Budget) that it never received: in flight for the whole run (held by another
-	// reader, such as a stopped replay; they reappear when their visibility timeout ends), removed
-	// by someone else meanwhile, or not reached because the run stopped early (SkipLimit, or ctx).
-	// Not zero: messages present at the start may be left in the dead-letter queue.
+	// DLQStart.Budget) that it never received and that are still there: in flight for the whole run
+	// (held by another reader, such as a stopped replay; they reappear when their visibility
+	// timeout ends), or not reached because the run stopped early (SkipLimit, or ctx). The end
+	// check (see Unaccounted) caps it by what it finds left: messages sent before the start that
+	// the run never received, and messages in flight it cannot account for. So a count at the
+	// start that was too high (SQS's counts lag: messages deleted moments before may still be
+	// counted) is not taken for messages left. Without the check (the run stopped early, or
+	// LeftUnknown) it is what the run received short of its budget. Not zero: messages present at
+	// the start may be left in the dead-letter queue.
 	Unreached int
-	// Left is the dead-letter queue's approximate count at the end (zero when LeftUnknown).
+	// Left is the dead-letter queue's approximate count at the end (zero when LeftUnknown). The
+	// messages the end check held when it read it are counted as visible: it gives them back.
 	Left queue.Counts
 	// LeftUnknown is true when the count at the end could not be read: the run cannot tell whether
 	// it left messages present at the start (Unaccounted is then zero, and means nothing).
 	LeftUnknown bool
-	// Unaccounted counts the messages Left holds (visible and in flight) beyond those the run knows
-	// it left: the messages past Max, Skipped, SendFailed, DeleteFailed and Unreached. A message
-	// redriven into the dead-letter queue during the run keeps its SentTimestamp (sent before the
-	// start, to the queue): the run takes it for one present at the start, and it uses up that one's
-	// place in the budget, so a message present at the start is left, never received, and counted
-	// here, not in Unreached. Messages that reached the dead-letter queue after the run's last
-	// receive (a moved message the consumer dead-lettered again) are counted here too, as are the
-	// errors of SQS's approximate counts: the count cannot tell them apart. Not zero: messages
-	// present at the start may be left.
+	// Unaccounted counts messages present at the start that the run may have left although it
+	// received its budget's worth. A message redriven into the dead-letter queue during the run
+	// keeps its SentTimestamp (sent before the start, to the queue): the run takes it for one
+	// present at the start, and it uses up that one's place in the budget, so a message present at
+	// the start is left, never received, and counted here, not in Unreached.
+	//
+	// When the move ends (not stopped early), an end check looks at what is left rather than
+	// trusting the count: it receives, without moving them, the messages the count says are
+	// visible (hidden for at most a minute, then given back at once), until a receive finds
+	// nothing or a bound of receipts or time is reached, and sorts them: messages the run tried
+	// are counted already (SendFailed, DeleteFailed); messages that arrived during the run (sent
+	// after the start, or moved by this run and dead-lettered again) are counted in Skipped, not
+	// here; messages sent before the start that the run never received are left. Messages in
+	// flight cannot be received: those beyond the ones the run knows may be hidden (what the check
+	// holds, the messages whose send or delete failed) count as left, once the count has settled
+	// (re-read for up to half a minute until it is no more than that, or two reads agree).
+	// Visible messages the check could not look at (it reached its bound) are judged by the count.
+	// Unaccounted is what is left beyond Unreached and the messages past Max. A message redriven
+	// into the dead-letter queue after the run's last receive counts here too: sent before the
+	// start, it cannot be told from one present then. Zero when the run stopped early (SkipLimit,
+	// or ctx) or LeftUnknown: there was no check. Not zero: messages present at the start may be
+	// left.
 	Unaccounted int
 	// Failures samples the errors of failed entries (at most 20).
 	Failures []string
@@ -242,9 +267,9 @@ const (
 // receiving only such messages (SkipLimit), or ctx is cancelled; batches already received are
 // finished (sent and deleted) before it returns, so a stop loses nothing. A receive under way when
 // ctx is cancelled is not aborted (it ends within o.Wait): its batch is finished too, as a receive
-// aborted after SQS took its messages would leave them hidden for o.Visibility. At the end it reads
-// what the dead-letter queue holds, and counts what it cannot account for (Unaccounted: messages
-// present at the start may be left). The result is valid even with an error.
+// aborted after SQS took its messages would leave them hidden for o.Visibility. At the end it looks
+// at what the dead-letter queue holds, and counts what it cannot account for (Unaccounted, and
+// Unreached: messages present at the start may be left). The result is valid even with an error.
 func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	if err := o.validate(true); err != nil {
 		return DLQResult{}, err
@@ -268,37 +293,8 @@ func MoveDLQ(ctx context.Context, c SQSAPI, o DLQOptions) (DLQResult, error) {
 	}
 	wg.Wait()
 	m.res.Unreached = max(0, m.budget-m.res.Received)
-	err := errors.Join(errs...)
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	// Messages held and not moved (skipped, or whose send failed) are visible again at once, as
-	// they would be without this run.
-	handles := make([]string, 0, len(m.held))
-	for _, h := range m.held {
-		handles = append(handles, h)
-	}
-	if _, _, verr := changeVisibility(cctx, c, o.From, handles, 0); verr != nil {
-		o.Log.Warn("skipped messages stay invisible until their visibility timeout", "visibility", o.Visibility, "err", verr)
-	}
-	// What is left, against what the run knows it left: more means messages present at the start
-	// may be left although the budget was spent (see DLQResult.Unaccounted).
-	left, cerr := Counts(cctx, c, o.From)
-	if cerr != nil {
-		o.Log.Warn("could not read what the dead-letter queue holds at the end", "err", cerr)
-		m.res.LeftUnknown = true
-		return m.res, err
-	}
-	m.res.Left = left
-	m.res.Unaccounted = m.res.unaccounted(m.budget)
-	return m.res, err
-}
-
-// unaccounted is how many of the messages left in the dead-letter queue (Left, visible and in
-// flight) r does not account for: beyond those past the budget (Max), skipped, not sent, not
-// deleted and never received.
-func (r DLQResult) unaccounted(budget int) int {
-	known := max(0, r.Start.Messages-budget) + r.Skipped + r.SendFailed + r.DeleteFailed + r.Unreached
-	return max(0, r.Left.Visible+r.Left.InFlight-known)
+	m.finish(ctx)
+	return m.res, errors.Join(errs...)
 }
 
 // skipLimit bounds the receipts of skipped messages (sent after the start) of a run with budget
@@ -338,8 +334,7 @@ func (m *mover) sort(msgs []types.Message) (move, redelete []types.Message, stop
 			}
 			continue
 		}
-		source := aws.ToString(msg.MessageAttributes[queue.AttrSourceMessageID].StringValue)
-		if m.sent[id] || (source != "" && m.sent[source]) || sentAfter(msg, m.o.Start.At) {
+		if m.arrived(msg) {
 			if _, seen := m.held[id]; !seen {
 				m.res.Skipped++
 			}
@@ -356,6 +351,16 @@ func (m *mover) sort(msgs []types.Message) (move, redelete []types.Message, stop
 		m.o.Log.Warn("the dead-letter queue keeps returning messages the replay does not move; stopping", "skipped", m.res.Skipped)
 	}
 	return move, redelete, m.res.SkipLimit
+}
+
+// arrived reports whether msg reached the dead-letter queue after the start: sent after it, or one
+// this run moved that came back (the redrive policy keeps the id its send got; intake's consumer,
+// dead-lettering explicitly, names that id in queue.AttrSourceMessageID). Called with m.mu held,
+// or once the workers are done.
+func (m *mover) arrived(msg types.Message) bool {
+	id := aws.ToString(msg.MessageId)
+	source := aws.ToString(msg.MessageAttributes[queue.AttrSourceMessageID].StringValue)
+	return m.sent[id] || (source != "" && m.sent[source]) || sentAfter(msg, m.o.Start.At)
 }
 
 // sentAfter reports whether the message's SentTimestamp is after at (false when it has none).

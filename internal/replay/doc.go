@@ -37,9 +37,14 @@
 // run (held by another reader, such as a stopped replay), they are still in the dead-letter queue.
 // A message redriven into the dead-letter queue during the run keeps the SentTimestamp of its first
 // send, before the start: the run cannot tell it from one present at the start, and moving it uses
-// up the place of one that is then left. So a move compares what is left at the end with what it
-// knows it left (skipped, not sent, not deleted, unreached), and counts the difference
-// (Unaccounted): not zero, messages present at the start may be left.
+// up the place of one that is then left. So a move ends by looking at what is left rather than
+// trusting SQS's approximate count (see [DLQResult.Unaccounted]): it receives the visible messages
+// without moving them, and gives them back at once. Those that arrived during the run, even after
+// its last receive (new ones, or moved ones dead-lettered again), are skipped; those sent before
+// the start that it never received, and the messages in flight beyond those it knows of, are left
+// behind. They cap Unreached (a count at the start that was too high leaves nothing behind), and
+// what they hold beyond it and the messages past Max is Unaccounted: not zero, messages present at
+// the start may be left.
 //
 // # Stopping
 //
