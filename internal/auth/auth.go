@@ -370,10 +370,10 @@ func (c *claims) scopes() []string {
 // jwt authenticates a bearer token. An HS256 token is verified with the secret of the owner its
 // (unverified) subject names when that owner is in INTAKE_API_JWT_TENANT_SECRETS, else with the
 // shared INTAKE_API_JWT_SECRET (or, without one, a random key nobody holds): a tenant's secret
-// thus signs its own subject's tokens only. A token
-// a tenant's secret verified never makes an operator: one asking for the admin scope is refused
-// (401) rather than downgraded, since its signer, a tenant's backend, has no operator rights to give
-// and a token that claims them is either a mistake to surface or an attempt to escalate.
+// thus signs its own subject's tokens only. A token a tenant's secret verified never makes an
+// operator: one asking for the admin scope is refused (401) rather than downgraded, since its
+// signer, a tenant's backend, has no operator rights to give and a token that claims them is either
+// a mistake to surface or an attempt to escalate.
 func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.Problem) {
 	if a.secret == nil && len(a.tenantSecrets) == 0 && a.jwks == nil {
 		return Caller{}, unauthorized("bearer tokens are not accepted: only API keys are configured")
