@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -146,6 +147,9 @@ func cpuTimes() map[string]time.Duration {
 		if name != procMinIO && name != procKumo && name != procPostgres {
 			continue
 		}
+		if only, ok := stackPIDs()[name]; ok && only != pid {
+			continue // another server of that name (a fault-suite world's MinIO): not the stack's
+		}
 		fields := strings.Fields(string(raw[closing+1:]))
 		if len(fields) < 13 {
 			continue
@@ -156,6 +160,40 @@ func cpuTimes() map[string]time.Duration {
 	}
 	return out
 }
+
+// stackPIDs returns the pids of the local stack's MinIO and kumo, from the files
+// deploy/local/stack.sh writes (.stack/<name>.pid at the repository's root), so that cpuTimes
+// counts those servers alone: the CPU of any other process of the same name on the host (a
+// fault-suite world starts MinIOs of its own) would otherwise be charged to them, and MinIO's is
+// the denominator of x-minio-cpu. A name without a file (a stack started otherwise) is counted by
+// name, every process of it. PostgreSQL is counted by name: every process of the host's server
+// (its backends, writers and checkpointer), whoever's work it does.
+var stackPIDs = sync.OnceValue(func() map[string]string {
+	out := map[string]string{}
+	dir, err := os.Getwd()
+	if err != nil {
+		return out
+	}
+	for ; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		if filepath.Dir(dir) == dir {
+			return out
+		}
+	}
+	for _, name := range []string{procMinIO, procKumo} {
+		raw, err := os.ReadFile(filepath.Join(dir, ".stack", name+".pid"))
+		if err != nil {
+			continue
+		}
+		pid := strings.TrimSpace(string(raw))
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			out[name] = pid
+		}
+	}
+	return out
+})
 
 // cpuDelta is the CPU time each process used since before. A process that exited since (a
 // PostgreSQL backend whose connection closed) takes its time with it, so the figures of the
