@@ -113,8 +113,10 @@
 // metadata comes from a HEAD, which must still show an empty object, or the
 // object changed in between and the inspection starts over (see below).
 // An object S3 says is missing (NoSuchKey, or a HEAD's 404 once a HeadBucket
-// found the bucket) is recorded as missing (reason "not_found") and the
-// message is acknowledged. A bucket that does not exist is not a missing
+// found the bucket) is recorded as missing (reason "not_found"; deleted under
+// a rule whose action is delete: intake may have deleted it on an attempt
+// that died before recording it) and the message is
+// acknowledged. A bucket that does not exist is not a missing
 // object: S3's adapter reports it as an outage of S3 ([ErrUnavailable]),
 // since an empty volume or a wrong endpoint says nothing of the object.
 // An object under any rule's quarantine prefix is only HEADed, recorded as

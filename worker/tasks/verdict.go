@@ -26,7 +26,8 @@ const (
 	EventUploadRejected = "upload.rejected"
 	// EventUploadDeleted: the object was removed from the bucket.
 	EventUploadDeleted = "upload.deleted"
-	// EventUploadAborted: the multipart upload was aborted (Data.Reason: deadline, sweep or api).
+	// EventUploadAborted: the multipart upload was aborted (Data.Reason: deadline, sweep, api, or
+	// too_large: a complete whose parts exceeded the declared size or the policy's max_size).
 	EventUploadAborted = "upload.aborted"
 	// EventUploadExpired: the intent expired without an object.
 	EventUploadExpired = "upload.expired"
@@ -71,7 +72,7 @@ type UploadVerdictData struct {
 	// Status is valid, rejected, deleted, aborted or expired.
 	Status string `json:"status"`
 	// Reason is why an object was rejected (too_large, sniff_mismatch, ...) or why an upload was
-	// aborted (deadline, sweep, api).
+	// aborted (deadline, sweep, api, too_large).
 	Reason string `json:"reason,omitempty"`
 	// ObjectID is the object's id in GET /v1/objects (object events only).
 	ObjectID *uuid.UUID `json:"object_id,omitempty"`
@@ -90,7 +91,8 @@ type UploadVerdictData struct {
 	Height int `json:"height,omitempty"`
 	// MultipartUploadID is the S3 upload id of an aborted multipart upload.
 	MultipartUploadID string `json:"multipart_upload_id,omitempty"`
-	// Metadata is the app's object given with the intent, as it was given.
+	// Metadata is the app's object given with the intent, as PostgreSQL's jsonb renders it (the
+	// same members and values; keys reordered, numbers in plain decimal).
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
