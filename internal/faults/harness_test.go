@@ -92,6 +92,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	table.exited(code)
 	table.print(os.Stdout)
 	if path := os.Getenv("INTAKE_FAULTS_REPORT"); path != "" {
 		if err := table.write(path); err != nil {
@@ -142,6 +143,11 @@ func scenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite needs the local stack and toxiproxy")
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			table.fail(t.Name())
+		}
+	})
 	if !full {
 		t.Parallel()
 	}
@@ -155,13 +161,14 @@ type world struct {
 	logs   string // processes' logs: dir, or under INTAKE_FAULTS_LOGS (kept)
 	bucket string
 
-	minio  *minioServer
-	s3     *s3.Client // direct to the scenario's MinIO (the harness, the "browser")
-	sqs    *sqs.Client
-	q      testkit.Queues
-	db     *pgxpool.Pool // direct to the scenario's database, for counting
-	admin  *pgxpool.Pool // to the test database: ALTER DATABASE and pg_terminate_backend
-	dbName string
+	minio   *minioServer
+	s3      *s3.Client // direct to the scenario's MinIO (the harness, the "browser")
+	sqs     *sqs.Client
+	q       testkit.Queues
+	db      *pgxpool.Pool // direct to the scenario's database, for counting
+	redisDB int           // the scenario's Redis database (asynq's queues, for counting archived tasks)
+	admin   *pgxpool.Pool // to the test database: ALTER DATABASE and pg_terminate_backend
+	dbName  string
 
 	// Proxies between the daemons and each server.
 	pg, redis, objects, queue *testkit.Proxy
@@ -215,7 +222,8 @@ func newWorld(t *testing.T, opts worldOptions) *world {
 	w.sqs = testkit.SQS()
 	w.q = testkit.Queue(t, w.sqs, 5, 60*time.Second) // as deploy/local/bootstrap creates it
 	w.dbName, w.db, w.admin = database(t)
-	redisDB := testkit.RedisDB(t)
+	w.redisDB = testkit.RedisDB(t)
+	redisDB := w.redisDB
 
 	w.pg = testkit.NewProxy(t, "faults-pg", "127.0.0.1:5432")
 	w.redis = testkit.NewProxy(t, "faults-redis", testkit.RedisAddr())
@@ -510,14 +518,24 @@ func (d *daemon) metric(name string) float64 {
 	return sum
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
+// kill sends SIGKILL and waits for the process to be gone. A process already gone when the kill was
+// to land crashed by itself: that fails the scenario (the restart that follows would hide it), and
+// the kill is not counted.
 func (d *daemon) kill() {
 	d.mu.Lock()
 	cmd, done := d.cmd, d.done
-	d.kills++
 	d.mu.Unlock()
+	select {
+	case <-done:
+		d.w.t.Errorf("%s (%s) had exited before it was to be killed: %v (see its log %s)", d.name, d.roles, cmd.ProcessState, d.logPath)
+		return
+	default:
+	}
 	_ = cmd.Process.Kill()
 	<-done
+	d.mu.Lock()
+	d.kills++
+	d.mu.Unlock()
 }
 
 // stop sends SIGTERM and waits for a clean exit (killing it after 45 s).
@@ -897,12 +915,116 @@ func (w *world) deadLettered() int {
 	return n
 }
 
+// Bounds of drain: the queue's visibility timeout (a message received by a consumer killed after its
+// commit comes back after it), the consumer's retry chain (a message that then kept failing is
+// redriven to the DLQ after 5 receives, about 62 s of backoffs) and a margin.
+const (
+	visibilityTimeout = 60 * time.Second
+	retryChain        = 90 * time.Second
+	drainMargin       = 60 * time.Second
+)
+
+// drain waits until the main queue holds no message (none visible, none in flight, none delayed) on
+// two reads a few seconds apart, and MinIO's webhook queue directories are empty: only then are the
+// DLQ and the duplicates final. It fails the test when that takes longer than the visibility
+// timeout, the retry chain and a margin.
+func (w *world) drain() {
+	w.t.Helper()
+	within := visibilityTimeout + retryChain + drainMargin
+	deadline := time.Now().Add(within)
+	quiet := 0
+	var last string
+	for {
+		state := w.queueState()
+		if state == "" {
+			quiet++
+		} else {
+			quiet = 0
+			last = state
+		}
+		if quiet >= 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Errorf("the queue and MinIO's event queues did not drain within %s after the rows converged "+
+				"(visibility %s + retry chain %s + margin %s): %s; dead letters and duplicates counted now may not be final",
+				within, visibilityTimeout, retryChain, drainMargin, last)
+			return
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
+
+// queueState describes what is still on its way ("" when nothing): messages in the main queue, and
+// events in MinIO's queue directories.
+func (w *world) queueState() string {
+	w.t.Helper()
+	out, err := w.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(w.q.URL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+	if err != nil {
+		return fmt.Sprintf("queue attributes: %v", err)
+	}
+	var parts []string
+	for _, a := range []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed} {
+		v, ok := out.Attributes[string(a)]
+		if !ok {
+			parts = append(parts, string(a)+" not reported")
+		} else if v != "0" {
+			parts = append(parts, string(a)+"="+v)
+		}
+	}
+	// MinIO keeps each undelivered event as a file under the target's directory in these
+	// (minio-webhook-INTAKE/<uuid>.event).
+	for _, d := range []string{"events-intake", "events-audit"} {
+		n := 0
+		err := filepath.WalkDir(filepath.Join(w.dir, d), func(_ string, e os.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				n++
+			}
+			return err
+		})
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", d, err))
+		} else if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d events in MinIO's %s", n, d))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// repeatedNotifications counts the outbox rows that repeat a notification already given: more than
+// one row of one event type for one object key of one upload. The design notifies once per verdict
+// (dedupe_key object:<object id>:<verdict_seq>, aborted:<upload id>, expired:<upload id>): a good
+// upload's key gets one upload.valid; a lie's key one upload.rejected then one upload.deleted (the
+// move), and its quarantine copy, a key of its own, one upload.rejected. A re-inspection that changes
+// a verdict notifies again by design, but with another event type; none of the scenarios writes a key
+// twice, so the same type twice for one key is a redelivery or a replay given a new verdict_seq
+// instead of being absorbed: the repeat an exactly-once verdict must not produce.
+func (w *world) repeatedNotifications() int {
+	w.t.Helper()
+	var n int
+	require.NoError(w.t, w.db.QueryRow(context.Background(), `SELECT coalesce(sum(c - 1), 0)::int FROM (
+		SELECT count(*) AS c FROM outbox WHERE bucket = $1 GROUP BY upload_id, key, event_type HAVING count(*) > 1) d`,
+		w.bucket).Scan(&n))
+	return n
+}
+
 // finish counts a scenario that sent ups: it waits for the rows to converge (at most within after
 // healed), counts duplicates and dead letters, adds the row to the table and asserts that nothing was
 // lost, duplicated or dead-lettered.
 func (w *world) finish(name string, ups []*upload, healed time.Time, within time.Duration, notes string) tally {
 	w.t.Helper()
 	missing, took := w.converge(ups, healed, within)
+	// Rows that look right are not the end: a message whose consumer was killed between its commit
+	// and its delete comes back after the visibility timeout, and MinIO may still hold events in its
+	// queue directories (the audit target's too: once they are empty, the audit saw every write).
+	// Dead letters and duplicates are counted once all of that has settled. (Rows still missing
+	// fail the scenario anyway: it does not wait more for them.)
+	if len(missing) == 0 {
+		w.drain()
+	}
 	sent, quarantined := 0, 0
 	for _, u := range ups {
 		if u.uploaded {
@@ -933,10 +1055,12 @@ func (w *world) finish(name string, ups []*upload, healed time.Time, within time
 			absorbed++
 		}
 	}
+	notified := w.repeatedNotifications()
 	tl := tally{
 		Scenario: name, Events: sent, Recorded: sent - len(missing), Lost: len(missing),
-		Duplicates: w.audit.duplicateWrites(quarantine), DeadLettered: w.deadLettered(), Converged: took,
-		Notes: fmt.Sprintf("%s; %d redelivered events absorbed; %d copy events found their copy already recorded", notes, absorbed, copies),
+		Duplicates: w.audit.duplicateWrites(quarantine) + notified, DeadLettered: w.deadLettered(), Converged: took,
+		Notes: fmt.Sprintf("%s; %d redelivered events absorbed; %d copy events found their copy already recorded; %d notifications repeated",
+			notes, absorbed, copies, notified),
 	}
 	w.report(tl)
 	if len(missing) > 0 {
@@ -1025,8 +1149,24 @@ func fmtDur(d time.Duration) string {
 
 // results is the summary table of the run.
 type results struct {
-	mu   sync.Mutex
-	rows []tally
+	mu     sync.Mutex
+	rows   []tally
+	failed []string // the scenarios (tests) that failed
+	status int      // the run's exit status, when not 0
+}
+
+// fail records a failed scenario.
+func (r *results) fail(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = append(r.failed, name)
+}
+
+// exited records the run's exit status.
+func (r *results) exited(code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status = code
 }
 
 func (r *results) add(t tally) {
@@ -1041,6 +1181,13 @@ func (r *results) markdown() string {
 	rows := slices.Clone(r.rows)
 	slices.SortFunc(rows, func(a, b tally) int { return strings.Compare(a.Scenario, b.Scenario) })
 	var b strings.Builder
+	// A failed run's table is no result: it says so before anything else.
+	switch failed := slices.Sorted(slices.Values(r.failed)); {
+	case len(failed) > 0:
+		fmt.Fprintf(&b, "FAILED: %s\n\n", strings.Join(failed, ", "))
+	case r.status != 0:
+		fmt.Fprintf(&b, "FAILED: the run exited with status %d\n\n", r.status)
+	}
 	form := "shortened"
 	if full {
 		form = "full-length"
