@@ -194,13 +194,19 @@ const HashRate = 64 << 20
 
 // HashWarnings names the objects intake may have to hash that may not be hashed within budget
 // (INTAKE_CONSUMER_MESSAGE_TIMEOUT) at [HashRate]: those of a rule whose max_size is larger than
-// that, or that has none (a declared-sha256 upload is hashed whatever its size), and those up to
-// hashMaxSize (INTAKE_CONSUMER_HASH_MAX_SIZE) when it is larger. An event for such an object fails
+// that, or that has none (a declared-sha256 upload is hashed whatever its size), those of keys no
+// rule covers (no size limit) when no rule has the prefix "", and those up to hashMaxSize
+// (INTAKE_CONSUMER_HASH_MAX_SIZE) when it is larger. An event for such an object fails
 // each time it runs out of time, and is dead-lettered after the queue's receives, unrecorded. The
 // consumer logs each at start.
 func (p *Policy) HashWarnings(budget time.Duration, hashMaxSize int64) []string {
 	within := int64(budget.Seconds() * HashRate)
 	var out []string
+	if _, ok := p.For(""); !ok {
+		// Some keys match no rule, and nothing bounds their size.
+		out = append(out, fmt.Sprintf("no rule has the prefix \"\": keys no rule covers have no size limit, and a declared-sha256 upload larger than %s may not be hashed within %s (at %s/s); add a catch-all rule with a max_size",
+			sizeString(within), budget, sizeString(HashRate)))
+	}
 	for _, r := range p.Rules {
 		switch {
 		case r.MaxSize == 0:

@@ -117,12 +117,18 @@ func TestHashWarnings(t *testing.T) {
 		{Prefix: "any/"},
 	}}
 	w := p.HashWarnings(5*time.Minute, 20<<30)
-	require.Len(t, w, 3)
-	require.Contains(t, w[0], `rule "video/": max_size 100.0 GiB takes about 26m41s to hash at 64.0 MiB/s, longer than 5m0s`)
-	require.Contains(t, w[0], "larger than 18.8 GiB")
-	require.Contains(t, w[1], `rule "any/" has no max_size`)
-	require.Contains(t, w[2], "INTAKE_CONSUMER_HASH_MAX_SIZE 20.0 GiB")
+	require.Len(t, w, 4)
+	require.Contains(t, w[0], `no rule has the prefix "": keys no rule covers have no size limit`)
+	require.Contains(t, w[1], `rule "video/": max_size 100.0 GiB takes about 26m41s to hash at 64.0 MiB/s, longer than 5m0s`)
+	require.Contains(t, w[1], "larger than 18.8 GiB")
+	require.Contains(t, w[2], `rule "any/" has no max_size`)
+	require.Contains(t, w[3], "INTAKE_CONSUMER_HASH_MAX_SIZE 20.0 GiB")
 	w = p.HashWarnings(30*time.Minute, 20<<30)
-	require.Len(t, w, 1, "30 minutes: 112.5 GiB, only the rule without max_size")
-	require.Contains(t, w[0], `rule "any/" has no max_size`)
+	require.Len(t, w, 2, "30 minutes: 112.5 GiB, only the keys without a size limit")
+	require.Contains(t, w[1], `rule "any/" has no max_size`)
+	// A policy file that declares only webhooks, or rules for some prefixes: the other keys have no
+	// size limit.
+	require.Len(t, (&Policy{}).HashWarnings(5*time.Minute, 0), 1)
+	require.Len(t, (&Policy{Rules: []Rule{{Prefix: "img/", MaxSize: 1 << 20}}}).HashWarnings(5*time.Minute, 0), 1)
+	require.Empty(t, (&Policy{Rules: []Rule{{Prefix: "img/", MaxSize: 1 << 20}, {MaxSize: 1 << 30}}}).HashWarnings(5*time.Minute, 0))
 }

@@ -14,8 +14,8 @@ import (
 
 // MaxMetadata bounds the app's metadata of an intent: its compact JSON with every number counted
 // in the plain decimal form PostgreSQL's jsonb prints it in (1e308 is 309 digits, 1e-300 is 302
-// characters). jsonb's own text adds a space after every ':' and ',' besides (up to about half as
-// much again); what intake returns and notifies is that text.
+// characters). Notifications carry jsonb's own text, which adds a space after every ':' and ','
+// besides (up to about half as much again); GET /v1/uploads/{id} returns it compacted.
 const MaxMetadata = 2 << 10
 
 // maxMetadataExponent bounds the exponent of a metadata number. PostgreSQL's numeric refused
@@ -30,7 +30,7 @@ var probInvalidMetadata = problem.Kind{Slug: "invalid-metadata", Title: "Invalid
 // parseMetadata checks the metadata of an intent: absent or null (nil), or a JSON object that
 // PostgreSQL's jsonb holds as sent, of at most MaxMetadata bytes both once compacted and with its
 // numbers as jsonb renders them (plain decimal: every GET, webhook and verdict task carries that
-// form, with a space after each ':' and ',', which MaxMetadata does not count): valid
+// form; the notifications with a space after each ':' and ',', which MaxMetadata does not count): valid
 // UTF-8, no NUL character, no unpaired surrogate escape (encoding/json would turn those into U+FFFD;
 // jsonb refuses them), numbers within float64's range (jsonb refuses an exponent past its numeric
 // range) and exponents within ±maxMetadataExponent. It returns the compact JSON.

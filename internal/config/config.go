@@ -728,7 +728,7 @@ func (a API) ValidateAuth() error {
 	errs = append(errs, err, validOwners("INTAKE_API_ADMIN_KEYS", "operator name", operators))
 	for _, k := range slices.Sorted(maps.Keys(operators)) {
 		if _, ok := tenants[k]; ok {
-			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of operator %q is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", operators[k]))
+			errs = append(errs, fmt.Errorf("INTAKE_API_ADMIN_KEYS: the key of %s is also a tenant key in INTAKE_API_KEYS; operators and tenants hold different keys", keyName("operator", operators[k], 0)))
 		}
 	}
 	return errors.Join(errs...)

@@ -313,8 +313,13 @@ func TestParseKeysShowNoKey(t *testing.T) {
 			require.Contains(t, err.Error(), variable)
 		}
 	}
+	// Both lists written the wrong way round with one long name: the "key" is the same in both
+	// (the name), and the error about it must not quote the operator's real key.
+	err := API{Keys: "payments-service-prod=sk_live_abcdef0123456789", AdminKeys: "payments-service-prod=sk_admin_9876543210fedcba"}.ValidateAuth()
+	require.ErrorContains(t, err, "also a tenant key")
+	require.NotContains(t, err.Error(), "sk_admin_")
 	// A short, valid name is still quoted, to find the entry by.
-	_, err := ParseAPIKeys("short=svc-a")
+	_, err = ParseAPIKeys("short=svc-a")
 	require.ErrorContains(t, err, `name "svc-a"`)
 }
 

@@ -35,7 +35,7 @@
 // than the redrive (5 receives, about 62 s of the consumer's backoffs), so that a consumer counting
 // its receives during an outage would dead-letter there too; they run alongside scenario 6 (about
 // 3 minutes), so the run hardly takes longer for it. INTAKE_FAULTS=full selects the full-length form (`make faults`: the
-// outages and event counts of issue 11, one scenario at a time, about 20 minutes), which prints a
+// outages and event counts of issue 11, one scenario at a time, about 25 minutes), which prints a
 // summary table and, with INTAKE_FAULTS_REPORT=FILE, writes it to FILE (keeping what follows the
 // file's history marker; a failed run's table is headed "FAILED:" and the failed scenarios). INTAKE_FAULTS_LOGS=DIR keeps every process's log under DIR.
 package faults

@@ -145,7 +145,7 @@ func (s *share) admit(endpoint, task string, force bool) (release func(), err er
 		}
 		wait += rand.N(wait/2 + 1)
 		if task != "" {
-			w.forget[task] = now.Add(wait + forgetAfter + wait/2)
+			w.forget[task] = now.Add(wait + forgetAfter)
 		}
 		return nil, &DeferredError{Endpoint: endpoint, Running: n, Limit: limit, TimedOut: suspect, RetryIn: wait}
 	}
@@ -165,11 +165,14 @@ func (s *share) admit(endpoint, task string, force bool) (release func(), err er
 	}, nil
 }
 
-// A deferred task not seen again forgetAfter after it was due (plus half its delay) is forgotten:
-// another worker process ran it, or it was deleted. The tasks of an endpoint are looked through
-// for those at most every pruneEvery.
+// A deferred task not seen again forgetAfter after it was due is forgotten: another worker process
+// ran it (asynq gives a task back to any of them; each process counts the tasks it deferred), or
+// it was deleted, or it waits in the queue behind others. Kept longer, the tasks other processes ran
+// would count as ahead here and make waits too long; forgotten early, a task still on its way
+// makes the next wait shorter, which costs round trips, not time. The tasks of an endpoint are
+// looked through for those at most every pruneEvery.
 const (
-	forgetAfter = time.Minute
+	forgetAfter = 10 * time.Second
 	pruneEvery  = 10 * time.Second
 )
 
