@@ -12,39 +12,37 @@ import (
 
 // TestDeferralWaitsItsTurn: the tasks of an endpoint that has a backlog are deferred for about
 // their turn (the tasks deferred before them over the limit, times how long its tasks held a slot
-// lately), up to five minutes and a half, not a second each: a backlog of a thousand tasks behind
-// a receiver that takes 10 s comes back for a slot about as fast as slots free up, not a thousand
-// times every second and a half. A task deferred again is counted once; one that runs, or is not
-// seen again well after it was due (another worker process ran it), is no longer ahead of the
-// others. Pure logic, a clock of its own.
+// lately), up to five minutes and a half more, not a second each: a backlog of a thousand tasks
+// behind a receiver that takes 10 s comes back for a slot about as fast as slots free up, not a
+// thousand times every second and a half. A task deferred again is counted once; one that runs, or
+// is not seen again 10 s after it was due (another worker process may have run it), is no longer
+// ahead of the others. Pure logic, a clock of its own.
 func TestDeferralWaitsItsTurn(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
-	s := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
+	// busy returns a share of 2 slots per endpoint whose endpoint "slow" had its tasks hold a slot
+	// 10 s each, both slots taken now.
+	busy := func() *webhook.Share {
+		sh := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
+		for i := range 2 {
+			release, err := sh.Admit("slow", fmt.Sprintf("run%d", i), false)
+			require.NoError(t, err)
+			now = now.Add(10 * time.Second)
+			release()
+		}
+		for i := range 2 {
+			_, err := sh.Admit("slow", fmt.Sprintf("busy%d", i), false)
+			require.NoError(t, err)
+		}
+		return sh
+	}
+	s := busy()
 	retryIn := func(task string) time.Duration {
 		t.Helper()
 		_, err := s.Admit("slow", task, false)
 		var deferred *webhook.DeferredError
 		require.ErrorAs(t, err, &deferred, task)
 		return deferred.RetryIn
-	}
-
-	// Two tasks run, each held 10 s; two more take the slots again.
-	for range 2 {
-		releases := make([]func(), 2)
-		for i := range releases {
-			release, err := s.Admit("slow", fmt.Sprintf("run%d", i), false)
-			require.NoError(t, err)
-			releases[i] = release
-		}
-		now = now.Add(10 * time.Second)
-		for _, release := range releases {
-			release()
-		}
-	}
-	for i := range 2 {
-		_, err := s.Admit("slow", fmt.Sprintf("busy%d", i), false)
-		require.NoError(t, err)
 	}
 
 	first := retryIn("t0")
@@ -61,17 +59,7 @@ func TestDeferralWaitsItsTurn(t *testing.T) {
 	require.LessOrEqual(t, d, 7*time.Minute+30*time.Second)
 
 	// Ten ahead: 10 + itself over 2 slots, 10 s each: 55 s and up to half as much again.
-	s2 := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
-	for i := range 2 {
-		release, err := s2.Admit("slow", fmt.Sprintf("r%d", i), false)
-		require.NoError(t, err)
-		now = now.Add(10 * time.Second)
-		release()
-	}
-	for i := range 2 {
-		_, err := s2.Admit("slow", fmt.Sprintf("busy%d", i), false)
-		require.NoError(t, err)
-	}
+	s2 := busy()
 	for i := range 10 {
 		_, err := s2.Admit("slow", fmt.Sprintf("w%d", i), false)
 		require.Error(t, err)
@@ -95,17 +83,7 @@ func TestDeferralWaitsItsTurn(t *testing.T) {
 
 	// The others are forgotten soon after they were due: another worker process may have run them
 	// (asynq gives a task back to any), and counted as ahead here they would make waits too long.
-	s3 := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
-	for i := range 2 {
-		release, err := s3.Admit("slow", fmt.Sprintf("r%d", i), false)
-		require.NoError(t, err)
-		now = now.Add(10 * time.Second)
-		release()
-	}
-	for i := range 2 {
-		_, err := s3.Admit("slow", fmt.Sprintf("busy%d", i), false)
-		require.NoError(t, err)
-	}
+	s3 := busy()
 	var latest time.Duration
 	for i := range 10 {
 		_, err := s3.Admit("slow", fmt.Sprintf("elsewhere%d", i), false)
