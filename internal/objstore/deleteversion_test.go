@@ -37,19 +37,10 @@ func TestDeleteOlderVersionSendsNoIfMatch(t *testing.T) {
 		}
 		switch r.Method {
 		case http.MethodHead:
-			if m := r.Header.Get("If-Match"); m != "" && m != etag {
-				w.WriteHeader(http.StatusPreconditionFailed)
-				return
-			}
-			w.Header().Set("ETag", etag)
-			w.Header().Set("Content-Length", "5")
-			w.WriteHeader(http.StatusOK)
+			answerHead(w, r, etag)
 		case http.MethodDelete:
 			// AWS: If-Match is compared with the current version's ETag.
-			if m := r.Header.Get("If-Match"); m != "" && m != etags[current] {
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(http.StatusPreconditionFailed)
-				_, _ = w.Write([]byte(s3Doc("PreconditionFailed")))
+			if refuseIfMatch(w, r, etags[current]) {
 				return
 			}
 			mu.Lock()
@@ -87,19 +78,10 @@ func TestDeleteNullVersionSendsIfMatch(t *testing.T) {
 		defer mu.Unlock()
 		switch r.Method {
 		case http.MethodHead:
-			if m := r.Header.Get("If-Match"); m != "" && m != etag {
-				w.WriteHeader(http.StatusPreconditionFailed)
-				return
-			}
-			w.Header().Set("ETag", etag)
-			w.Header().Set("Content-Length", "5")
-			w.WriteHeader(http.StatusOK)
+			answerHead(w, r, etag)
 			etag = `"e2"` // the uploader's PUT lands now, over the null version
 		case http.MethodDelete:
-			if m := r.Header.Get("If-Match"); m != "" && m != etag {
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(http.StatusPreconditionFailed)
-				_, _ = w.Write([]byte(s3Doc("PreconditionFailed")))
+			if refuseIfMatch(w, r, etag) {
 				return
 			}
 			deleted++
@@ -110,4 +92,29 @@ func TestDeleteNullVersionSendsIfMatch(t *testing.T) {
 	err := objs.Delete(testkit.Context(t), pipeline.ObjectRef{Bucket: "bkt", Key: "k", VersionID: "null", ETag: "e1"})
 	require.ErrorIs(t, err, pipeline.ErrChanged)
 	require.Zero(t, deleted, "the new object under the null version is not deleted")
+}
+
+// answerHead answers a HEAD of an object of 5 bytes whose ETag is etag, as S3 does: 412 when the
+// request's If-Match names another.
+func answerHead(w http.ResponseWriter, r *http.Request, etag string) {
+	if refuseIfMatch(w, r, etag) {
+		return
+	}
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Content-Length", "5")
+	w.WriteHeader(http.StatusOK)
+}
+
+// refuseIfMatch answers 412 PreconditionFailed, and reports that it did, when the request's
+// If-Match names another ETag than etag.
+func refuseIfMatch(w http.ResponseWriter, r *http.Request, etag string) bool {
+	if m := r.Header.Get("If-Match"); m == "" || m == etag {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(http.StatusPreconditionFailed)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(s3Doc("PreconditionFailed")))
+	}
+	return true
 }
