@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/pipeline"
 )
 
 // MaxWait caps ?wait= of GET /v1/uploads/{id} (below the HTTP server's write timeout).
@@ -46,8 +47,8 @@ type uploadStatus struct {
 	// Object is the object the upload produced, with its verdict (status, reason, size, types,
 	// sha256, etag, width/height), once it landed.
 	Object *objectJSON `json:"object,omitempty"`
-	// Done is true once nothing more is expected: the object has a verdict, or the intent was
-	// aborted or expired.
+	// Done is true once nothing more is expected: the object has a verdict (see isVerdict), or the
+	// intent was aborted or expired.
 	Done bool `json:"done"`
 }
 
@@ -160,9 +161,24 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 	default:
 		j := toObjectJSON(o)
 		st.Object = &j
-		st.Done = st.Done || o.Status != "pending"
+		st.Done = st.Done || isVerdict(o)
 	}
 	return st, nil
+}
+
+// isVerdict reports whether the object row holds a verdict: the ones notified (upload.valid,
+// upload.rejected, upload.deleted; see the outbox in queries/objects.sql). An absence recorded for
+// an object no record showed present (an event naming an object S3 did not have: `missing`; a stray
+// removal's tombstone: `deleted` with no verdict_at) is none: the intent stays pending, the real
+// upload may still land, and no notification wakes a long poll.
+func isVerdict(o dbq.Object) bool {
+	switch o.Status {
+	case pipeline.StatusValid, pipeline.StatusRejected:
+		return true
+	case pipeline.StatusDeleted:
+		return o.VerdictAt != nil
+	}
+	return false
 }
 
 // waitCounts counts the long polls each owner holds open (the zero value is ready to use).

@@ -104,6 +104,86 @@ func TestUploadStatus(t *testing.T) {
 	require.Equal(t, 5.0, obj["size"])
 }
 
+// TestUploadStatusAbsenceIsNoVerdict: an object row that says the upload's key holds nothing (an
+// event naming an object S3 did not have: a forged or early CompleteMultipartUpload records
+// `missing`; a stray removal of an upload that never landed leaves a `deleted` tombstone) is no
+// verdict: nothing is notified, the intent stays pending, and the real upload may still land. Its
+// status is not done, and a long poll is not answered done by it; the verdict that follows is.
+// Before, both answered done at once, and a client stopped waiting before the upload landed.
+func TestUploadStatusAbsenceIsNoVerdict(t *testing.T) {
+	t.Parallel()
+	a := setup(t)
+	reads := &readSignal{reads: make(chan struct{}, 16)}
+	b := setup(t, setupOpts{share: a, waits: listen(t, a.st), queries: func(q Queries) Queries {
+		reads.Queries = q
+		return reads
+	}})
+	rec := store.NewRecords(a.st)
+	for absent, reason := range map[string]string{pipeline.StatusMissing: pipeline.ReasonNotFound, pipeline.StatusDeleted: ""} {
+		id, key := createIntent(t, a, nil)
+		_, err := rec.Record(context.Background(), pipeline.Record{
+			Bucket: a.bucket, Key: key, Status: absent, Reason: reason, Owner: "alice", UploadID: id, EventTime: time.Now(), Observed: true,
+		})
+		require.NoError(t, err, absent)
+		status, _, resp := b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
+		require.Equal(t, http.StatusOK, status, resp)
+		require.Equal(t, "pending", resp["status"], absent)
+		require.Equal(t, absent, resp["object"].(map[string]any)["status"], absent)
+		require.Equal(t, false, resp["done"], "%s: no verdict yet", absent)
+
+		// A long poll waits past it, and the verdict of the object that lands answers it.
+		reads.drain()
+		done := longPoll(t, b, id, 30*time.Second)
+		select {
+		case <-reads.reads: // it read the absent object, and waits
+		case got := <-done:
+			t.Fatalf("%s: the long poll was answered at once: %v", absent, got.resp)
+		}
+		commitVerdict(t, a.st, a.bucket, key, id, "alice", pipeline.StatusValid, "")
+		got := <-done
+		require.Equal(t, http.StatusOK, got.status, got.resp)
+		require.Equal(t, pipeline.StatusValid, got.resp["object"].(map[string]any)["status"], "%s: answered by the verdict", absent)
+		require.Equal(t, true, got.resp["done"], absent)
+		require.Equal(t, "completed", got.resp["status"], absent)
+
+		// The object deleted after its verdict: a verdict of its own (upload.deleted), done.
+		_, err = rec.Record(context.Background(), pipeline.Record{
+			Bucket: a.bucket, Key: key, Status: pipeline.StatusDeleted, Owner: "alice", UploadID: id,
+			EventTime: time.Now().Add(time.Second), Observed: true,
+		})
+		require.NoError(t, err, absent)
+		_, _, resp = b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
+		require.Equal(t, pipeline.StatusDeleted, resp["object"].(map[string]any)["status"], absent)
+		require.Equal(t, true, resp["done"], "%s: a deletion after the verdict is one", absent)
+	}
+}
+
+// readSignal signals each read of an upload's object.
+type readSignal struct {
+	Queries
+	reads chan struct{}
+}
+
+func (r *readSignal) APIObjectOfUpload(ctx context.Context, arg dbq.APIObjectOfUploadParams) (dbq.Object, error) {
+	o, err := r.Queries.APIObjectOfUpload(ctx, arg)
+	select {
+	case r.reads <- struct{}{}:
+	default:
+	}
+	return o, err
+}
+
+// drain forgets the reads signalled so far.
+func (r *readSignal) drain() {
+	for {
+		select {
+		case <-r.reads:
+		default:
+			return
+		}
+	}
+}
+
 // TestUploadMetadataInvalid: metadata that is not a small JSON object is refused, and no intent is
 // recorded.
 func TestUploadMetadataInvalid(t *testing.T) {
