@@ -269,7 +269,13 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	case len(items) == 1:
 		it := items[0]
 		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
-		if err != nil && (result == ResultRefused || last) {
+		switch {
+		case err == nil:
+		case result == ResultSuccess: // posted; only its recording failed
+			if last {
+				d.unrecorded(ctx, ep.Name, it, err)
+			}
+		case result == ResultRefused || last:
 			return d.giveUp(ctx, ep.Name, items, err)
 		}
 		return err
@@ -334,7 +340,12 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 		}
 		if last {
 			// No retry of the batch is left to enqueue it: asynq would archive the batch with the
-			// items still pending and no task to deliver them.
+			// items still pending and no task to deliver them. One its receiver took (only its
+			// recording failed) is not given up.
+			if o.result == ResultSuccess {
+				d.unrecorded(ctx, ep.Name, rest[0], o.err)
+				rest = rest[1:]
+			}
 			givenUp, causes = append(givenUp, rest...), append(causes, o.err, err)
 			continue
 		}
@@ -342,7 +353,7 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 	}
 	retry := errors.Join(unqueued...)
 	if len(givenUp) == 0 {
-		return retry
+		return errors.Join(retry, errors.Join(causes...)) // causes: of notifications delivered but not recorded
 	}
 	cause := errors.Join(causes...)
 	if err := d.markGaveUp(ctx, ep.Name, givenUp, last); err != nil && !last {
@@ -386,6 +397,17 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 	switch {
 	case result == ResultRefused:
 		return d.giveUp(ctx, ep.Name, rest, err)
+	case result == ResultSuccess && last:
+		// Its receiver took rest[0]; only its recording failed. It is not given up, and the later
+		// ones may follow it: they go on as a task of their own.
+		d.unrecorded(ctx, ep.Name, rest[0], err)
+		if rest = rest[1:]; len(rest) == 0 {
+			return err
+		}
+		if qerr := d.handOn(ctx, rest); qerr != nil {
+			return d.giveUp(ctx, ep.Name, rest, errors.Join(err, qerr))
+		}
+		return err
 	case delivered == 0:
 		if last {
 			return d.giveUp(ctx, ep.Name, rest, err)
@@ -585,6 +607,15 @@ func (d *Deliverer) giveUp(ctx context.Context, endpoint string, items []Item, c
 		return fmt.Errorf("%w; %w", cause, err)
 	}
 	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
+}
+
+// unrecorded logs a notification its receiver took (answered 2xx) on the last attempt of its task,
+// whose delivery could not be recorded (err): it is not given up, for it was delivered; it stays
+// pending with no task left, and `intake outbox redeliver --stuck-for` posts it again (the same
+// webhook-id: a receiver that keeps the ids it saw drops it).
+func (d *Deliverer) unrecorded(ctx context.Context, endpoint string, it Item, err error) {
+	d.log.ErrorContext(ctx, "webhook delivered on its last attempt but not recorded: it stays pending (intake outbox redeliver --stuck-for posts it again)",
+		"endpoint", endpoint, "outbox_id", it.OutboxID, "err", err)
 }
 
 // markGaveUp records the give-ups of items to endpoint and counts them once recorded, or on the
