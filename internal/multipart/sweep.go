@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 
+	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -147,6 +148,9 @@ const overduePage = 500
 //
 // Each PostgreSQL call is bounded by Config.StoreTimeout. It returns an error when listing fails or any
 // abort failed (the report counts what was done); the successful aborts are recorded either way.
+// The error joins every pass's failure and the candidates' (errors.Join; the candidates' first
+// ten, and the first retryable and the first permanent one: see objstore.IsRetryable), so that
+// errors.As and a part-by-part judgement see each of them.
 // A successful sweep (not a dry run) sets intake_sweep_last_success_timestamp_seconds only when it
 // covers the configured scope (Config.SweepBucket and SweepPrefix).
 func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, error) {
@@ -158,9 +162,9 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 	log := s.log.With("bucket", opts.Bucket, "prefix", opts.Prefix, "cutoff", rep.Cutoff.UTC().Format(time.RFC3339))
 
 	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
+		mu     sync.Mutex
+		failed candidateErrors // the candidates' failures, under mu
+		wg     sync.WaitGroup
 	)
 	work := make(chan Candidate)
 	// Closed once, and also when the listing's code panics (an OnCandidate callback), so that no
@@ -185,9 +189,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 					switch {
 					case err != nil:
 						rep.Failed++
-						if firstErr == nil {
-							firstErr = err
-						}
+						failed.add(err)
 					case res.Outcome == OutcomeGone:
 						rep.Gone++
 					default:
@@ -199,9 +201,7 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 						switch {
 						case inspectErr != nil && !opts.InspectBestEffort:
 							rep.Failed++
-							if firstErr == nil {
-								firstErr = inspectErr
-							}
+							failed.add(inspectErr)
 						case res.Inspected:
 							rep.Inspected++
 						}
@@ -256,14 +256,25 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 	attrs := []any{"listed", rep.Listed, "stale", rep.Stale, "overdue", rep.Overdue, "protected", rep.Protected, "interrupted", rep.Interrupted,
 		"aborted", rep.Aborted, "gone", rep.Gone, "failed", rep.Failed, "completed", rep.Completed, "inspected", rep.Inspected, "bytes_reclaimed", rep.BytesReclaimed,
 		"dry_run", rep.DryRun, "took", rep.Took}
+	// The passes' errors and the candidates' are returned together: a caller that judges an error
+	// part by part (the jobs' sweep task retries when any part may pass on a retry) must see a
+	// transient abort failure beside a permanent one, or beside a listing refused for good.
+	var candErr error
+	if len(failed.errs) > 0 {
+		failed.failed, failed.stale = rep.Failed, rep.Stale
+		candErr = &failed
+	}
 	switch {
 	case err != nil:
-		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, err)
+		if candErr != nil {
+			log.WarnContext(ctx, "sweep finished with failures", attrs...)
+		}
+		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, errors.Join(err, candErr))
 	case ctx.Err() != nil:
 		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, ctx.Err())
-	case firstErr != nil:
+	case candErr != nil:
 		log.WarnContext(ctx, "sweep finished with failures", attrs...)
-		return rep, fmt.Errorf("sweep %s: %d of %d candidates failed (an abort, or a completed upload's inspection), first: %w", opts.Bucket, rep.Failed, rep.Stale, firstErr)
+		return rep, fmt.Errorf("sweep %s: %w", opts.Bucket, candErr)
 	}
 	if !opts.DryRun && s.coversConfiguredScope(opts) {
 		s.metrics.swept(s.now())
@@ -271,6 +282,53 @@ func (s *Service) Sweep(ctx context.Context, opts SweepOptions) (SweepReport, er
 	log.InfoContext(ctx, "sweep finished", attrs...)
 	return rep, nil
 }
+
+// maxCandidateErrors is how many of its candidates' failures a sweep's error keeps in full, plus at
+// most one to show a kind (retryable or not) the first ones lack (see candidateErrors): each is
+// logged as it happens, and asynq stores the error's text in Redis with the task, so a sweep of a
+// million failed aborts must not build a million-part error.
+const maxCandidateErrors = 10
+
+// candidateErrors are the failures of a sweep's candidates (an abort, or a completed upload's
+// inspection): the first maxCandidateErrors, and the first retryable and the first permanent one
+// (objstore.IsRetryable) when not among them, so that a caller judging the error part by part
+// (Unwrap() []error) sees either kind if any candidate failed with it. The others are counted.
+type candidateErrors struct {
+	failed, stale int // SweepReport.Failed and Stale, set when the sweep ends
+	errs          []error
+	dropped       int
+	// retryable and permanent: errs holds an error of that kind.
+	retryable, permanent bool
+}
+
+// add keeps err if it is among the first maxCandidateErrors or the first of its kind, and counts it
+// otherwise.
+func (e *candidateErrors) add(err error) {
+	r := objstore.IsRetryable(err)
+	if len(e.errs) >= maxCandidateErrors && (r && e.retryable || !r && e.permanent) {
+		e.dropped++
+		return
+	}
+	e.errs = append(e.errs, err)
+	e.retryable = e.retryable || r
+	e.permanent = e.permanent || !r
+}
+
+// Error says how many candidates failed and gives the kept errors on one line, the first first.
+func (e *candidateErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d candidates failed (an abort, or a completed upload's inspection), first: %v", e.failed, e.stale, e.errs[0])
+	for _, err := range e.errs[1:] {
+		fmt.Fprintf(&b, "; then: %v", err)
+	}
+	if e.dropped > 0 {
+		fmt.Fprintf(&b, "; and %d more (logged)", e.dropped)
+	}
+	return b.String()
+}
+
+// Unwrap returns the kept errors.
+func (e *candidateErrors) Unwrap() []error { return e.errs }
 
 // coversConfiguredScope reports whether a sweep with opts sweeps at least what the configured
 // sweep does (Config.SweepBucket and SweepPrefix; the whole of any bucket when unset): only such a

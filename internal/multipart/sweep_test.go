@@ -478,3 +478,60 @@ func TestSweepUnknownInitiation(t *testing.T) {
 	require.Equal(t, 5, rep.Listed)
 	require.Equal(t, []string{"old", "ours"}, seen)
 }
+
+// failingAborts is MinIO whose AbortMultipartUpload fails for the keys in fail, and whose
+// ListMultipartUploads fails with list when set.
+type failingAborts struct {
+	multipart.S3API
+	fail map[string]error
+	list error
+}
+
+func (f failingAborts) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
+	if err := f.fail[aws.ToString(in.Key)]; err != nil {
+		return nil, err
+	}
+	return f.S3API.AbortMultipartUpload(ctx, in, opts...)
+}
+
+func (f failingAborts) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, opts ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	if f.list != nil {
+		return nil, f.list
+	}
+	return f.S3API.ListMultipartUploads(ctx, in, opts...)
+}
+
+// TestSweepErrorKeepsEveryFailure: a sweep's error holds each candidate's failure beside the
+// passes' (errors.Is finds every one), not the first candidate's alone, and the report's counts
+// are what they were. A caller judging the error part by part (the jobs' sweep task) used to see
+// one abort's 403 and not the other's 503, nor an abort's failure beside a failed listing.
+func TestSweepErrorKeepsEveryFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t, multipart.Config{})
+	ups := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"a/x.bin", "b/y.bin", "c/z.bin"}, 3)
+	time.Sleep(1500 * time.Millisecond)
+	errX, errY := errors.New("x refused"), errors.New("y unavailable")
+	s3c := failingAborts{S3API: b.s3, fail: map[string]error{ups[0].Key: errX, ups[1].Key: errY}}
+	mp, err := multipart.New(multipart.Config{S3: s3c, Store: b.st.Multipart(), Metrics: b.metrics})
+	require.NoError(t, err)
+	rep, err := mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, OlderThan: time.Second})
+	require.ErrorIs(t, err, errX)
+	require.ErrorIs(t, err, errY)
+	require.ErrorContains(t, err, "2 of 3 candidates failed (an abort, or a completed upload's inspection), first: ")
+	require.Equal(t, 3, rep.Stale)
+	require.Equal(t, 2, rep.Failed)
+	require.Equal(t, 1, rep.Aborted)
+
+	// The listing refused, and an overdue upload's abort fails: both are in the error.
+	u := testkit.CreateUploads(t, b.ctx, b.s3, b.bucket, []string{"d/late.bin"}, 1)[0]
+	b.intent(t, u, time.Now().Add(-tasks.AbortGrace-time.Minute))
+	errList, errLate := errors.New("AccessDenied: listing"), errors.New("late unavailable")
+	s3c = failingAborts{S3API: b.s3, fail: map[string]error{u.Key: errLate}, list: errList}
+	mp, err = multipart.New(multipart.Config{S3: s3c, Store: b.st.Multipart(), Metrics: b.metrics})
+	require.NoError(t, err)
+	rep, err = mp.Sweep(b.ctx, multipart.SweepOptions{Bucket: b.bucket, Prefix: "d/", OlderThan: time.Hour})
+	require.ErrorIs(t, err, errList)
+	require.ErrorIs(t, err, errLate)
+	require.Equal(t, 1, rep.Overdue)
+	require.Equal(t, 1, rep.Failed)
+}

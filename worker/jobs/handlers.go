@@ -265,7 +265,9 @@ func (h *Handlers) now() time.Time {
 
 // s3Error marks S3 errors that retrying cannot fix (403, 400…) as permanent. Errors without an
 // HTTP response (PostgreSQL, network) and timeouts stay retryable, and so does an error joining
-// several (a sweep's listing, overdue and interrupted passes) when any of them is.
+// several when any of them is: a sweep's joins its listing, overdue and interrupted passes' and
+// its failed candidates' (multipart.Service.Sweep), so that one abort refused with a 403 does not
+// archive a sweep whose other abort met a 503.
 func s3Error(err error) error {
 	if retryable(err) {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -205,9 +206,19 @@ func retryDelay(next asynq.RetryDelayFunc) asynq.RetryDelayFunc {
 		if errors.As(err, &early) {
 			return max(time.Until(tasks.AbortDue(early.Deadline)), time.Second)
 		}
+		if t.Type() == tasks.TypeSweep {
+			// A sweep resumes an abort left "aborting" (its S3 call failed) only once it is
+			// multipart.ResumeAfter old: a retry sooner than that (asynq's first is 15-44 s) would
+			// not try it again, and the upload would wait for the next period.
+			return max(next(n, err, t), sweepRetryAfter)
+		}
 		return next(n, err, t)
 	}
 }
+
+// sweepRetryAfter is the shortest retry delay of a sweep task: past multipart.ResumeAfter, with a
+// margin for clocks.
+const sweepRetryAfter = multipart.ResumeAfter + 15*time.Second
 
 // Run starts processing and blocks until ctx is cancelled; then it stops fetching new tasks, waits
 // up to the shutdown timeout for running ones (cancelling them after that; asynq requeues them),
