@@ -196,3 +196,31 @@ func TestOperatorCommandsQuoteNoRedisPassword(t *testing.T) {
 		require.NotContains(t, all, "Pa55w0rd", "%v", args)
 	}
 }
+
+// TestMalformedURLsQuoteNoPassword: a REDIS_URL or DATABASE_URL that does not parse, because its
+// password was not percent-encoded and holds a byte that ends a URL in running text (a space, a
+// quote, a backquote, '<': generated passwords hold them), or because the URL lacks a slash, is
+// reported without its password, in the log line and on stderr. Before, both quoted the whole URL:
+// redaction stopped at that byte and never reached the '@'.
+func TestMalformedURLsQuoteNoPassword(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		flag, url string
+		args      []string
+	}{
+		{"--redis-url", "redis://:s3cr3t Pa55w0rd@127.0.0.1:6379/0", []string{"jobs", "list"}},
+		{"--redis-url", `redis://:s3cr3t"Pa55w0rd@127.0.0.1:6379/0`, []string{"jobs", "list"}},
+		{"--redis-url", "redis://:s3cr3t<Pa55w0rd@127.0.0.1:6379/0", []string{"jobs", "list"}},
+		{"--redis-url", "redis:/:s3cr3tPa55w0rd@127.0.0.1:6379/0", []string{"jobs", "list"}},
+		{"--database-url", "postgres://app:s3cr3t Pa55w0rd@db/intake", []string{"outbox", "status"}},
+		{"--database-url", "postgres://app:s3cr3t`Pa55w0rd@db/intake", []string{"outbox", "status"}},
+	} {
+		var out, errOut bytes.Buffer
+		code := MainContext(t.Context(), append(tt.args, tt.flag, tt.url, "--log-format", "json"), &out, &errOut)
+		require.NotEqual(t, 0, code, tt.url)
+		all := out.String() + errOut.String()
+		require.Contains(t, all, "URL", "%s: the error names what is wrong: %s", tt.url, all)
+		require.NotContains(t, all, "Pa55w0rd", "%s: %s", tt.url, all)
+		require.NotContains(t, all, "s3cr3t", "%s: %s", tt.url, all)
+	}
+}

@@ -1019,15 +1019,29 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 		// url.Parse's error quotes the URL or a part of it (`invalid port ":pa/ss"`), and that
 		// part may be a password: say nothing of it. A password with '/', '?' or '#' must be
 		// percent-encoded in a URL.
-		return fmt.Errorf("%s: not a valid URL (%s): check the host and port, and percent-encode '/', '?', '#' and '@' in the user name and password", name, Redact(raw))
+		// Nor of the rest: a password holding a byte that ends a URL in running text (a space, a
+		// quote, '<', '>', as generated passwords do) hides the '@' from redaction.
+		return fmt.Errorf("%s: not a valid %sURL: check the host and port, and percent-encode '/', '?', '#', '@', spaces and quotes in the user name and password", name, schemeOf(raw))
 	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return fmt.Errorf("%s: scheme %q not one of %s", name, u.Scheme, strings.Join(schemes, ", "))
 	}
 	if u.Host == "" && u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return fmt.Errorf("%s: no host in %q", name, Redact(raw))
+		// Quoting nothing of it either (redis:/:password@host parses with the password in the path).
+		return fmt.Errorf("%s: no host in the %s URL: write it %s://[user[:password]@]host[:port]", name, u.Scheme, u.Scheme)
 	}
 	return nil
+}
+
+// schemeOf returns raw's scheme and a space ("redis "), or "" when it does not start with one.
+func schemeOf(raw string) string {
+	scheme, _, ok := strings.Cut(raw, ":")
+	if !ok || scheme == "" || strings.IndexFunc(scheme, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')
+	}) >= 0 {
+		return ""
+	}
+	return scheme + " "
 }
 
 // Redact hides the secrets of a URL or connection string so it can be logged: the userinfo

@@ -386,8 +386,8 @@ func TestValidateNeverEchoesSecrets(t *testing.T) {
 	c.DatabaseURL = "postgres://u:pa55word@db:port/x?password=other-secret"
 	c.RedisURL = "redis://:redis-secret@r:port/0"
 	err := c.Validate(AllRoles)
-	require.ErrorContains(t, err, "DATABASE_URL: not a valid URL")
-	require.ErrorContains(t, err, "REDIS_URL: not a valid URL")
+	require.ErrorContains(t, err, "DATABASE_URL: not a valid postgres URL")
+	require.ErrorContains(t, err, "REDIS_URL: not a valid redis URL")
 	for _, s := range []string{"pa55word", "other-secret", "redis-secret"} {
 		require.NotContains(t, err.Error(), s)
 	}
@@ -398,7 +398,7 @@ func TestValidateNeverEchoesSecrets(t *testing.T) {
 		c := validConfig()
 		c.DatabaseURL = "postgres://app:" + pw + "@db/intake"
 		err := c.Validate(AllRoles)
-		require.ErrorContains(t, err, "DATABASE_URL: not a valid URL", pw)
+		require.ErrorContains(t, err, "DATABASE_URL: not a valid postgres URL", pw)
 		require.NotContains(t, err.Error(), "Kq7", pw)
 		require.NotContains(t, err.Error(), "zW8x", pw)
 	}

@@ -921,13 +921,20 @@ func (r *Redactor) Error(err error) error {
 // unquoted), so that a [Redactor] can mask them wherever they appear.
 func Secrets(conn string) []string {
 	var out []string
-	if strings.Contains(conn, "://") {
+	if strings.Contains(conn, "://") || hasScheme(conn) {
 		u, err := url.Parse(conn)
-		if err != nil {
-			if pw := rawPassword(conn); pw != "" {
-				out = append(out, pw)
+		if err != nil || u.Host == "" {
+			// Not a URL url.Parse reads as one: its password may hold bytes that end a URL in
+			// running text (a space, a quote, '<', '>': rawPassword stops there), or the URL lacks
+			// a slash (redis:/:password@host). The whole value is the URL, up to its last '@'.
+			for _, pw := range []string{rawPassword(conn), configuredPassword(conn)} {
+				if pw != "" && !slices.Contains(out, pw) {
+					out = append(out, pw)
+				}
 			}
-			return out
+			if err != nil {
+				return out
+			}
 		}
 		if pw, ok := u.User.Password(); ok {
 			out = append(out, pw)
@@ -1010,6 +1017,38 @@ func rawPassword(s string) string {
 	if i := strings.IndexFunc(rest, func(r rune) bool { return r < 0x80 && endOfURL(byte(r)) }); i >= 0 {
 		rest = rest[:i]
 	}
+	at := strings.LastIndexByte(rest, '@')
+	if at <= 0 {
+		return ""
+	}
+	_, pw, ok := strings.Cut(rest[:at], ":")
+	if !ok {
+		return ""
+	}
+	return pw
+}
+
+// hasScheme reports whether s starts with a URL scheme and ':' (redis:, postgres:), as a
+// key=value connection string does not.
+func hasScheme(s string) bool {
+	scheme, _, ok := strings.Cut(s, ":")
+	if !ok || scheme == "" || !('a' <= scheme[0] && scheme[0] <= 'z' || 'A' <= scheme[0] && scheme[0] <= 'Z') {
+		return false
+	}
+	return strings.IndexFunc(scheme, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')
+	}) < 0
+}
+
+// configuredPassword returns the password of a configured URL s (the whole value is the URL: it
+// is not cut where running text would end it): after the scheme and its slashes, the userinfo up
+// to the last '@', from its first ':'. "" when there is none.
+func configuredPassword(s string) string {
+	_, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return ""
+	}
+	rest = strings.TrimLeft(rest, "/")
 	at := strings.LastIndexByte(rest, '@')
 	if at <= 0 {
 		return ""

@@ -244,6 +244,17 @@ func TestSecrets(t *testing.T) {
 	require.ElementsMatch(t, []string{"pa ss'word"}, redact.Secrets(`host=db password='pa ss\'word' dbname=x`))
 	require.ElementsMatch(t, []string{"hunter22"}, redact.Secrets("redis://:hunter22@r:6379/0"))
 	require.Empty(t, redact.Secrets("postgres://u@db/x"))
+	// A configured URL url.Parse refuses, or reads without a host: the whole value is the URL, so
+	// a password holding a space or a quote, or a URL lacking a slash, still yields its password.
+	for u, want := range map[string]string{
+		"redis://:s3cr3t Pa55w0rd@r:6379/0":       "s3cr3t Pa55w0rd",
+		`postgres://app:Xy"9zQ<w@db/intake`:       `Xy"9zQ<w`,
+		"redis:/:s3cr3tPa55w0rd@127.0.0.1:6379/0": "s3cr3tPa55w0rd",
+		"redis::s3cr3tPa55w0rd@127.0.0.1:6379/0":  "s3cr3tPa55w0rd",
+	} {
+		require.Contains(t, redact.Secrets(u), want, u)
+	}
+	require.Empty(t, redact.Secrets("postgres:///intake?host=/var/run/postgresql"), "a socket URL has no password")
 	// A webhook URL whose credential is a path segment (Slack's incoming webhooks); the other
 	// segments and ordinary paths are not secrets.
 	require.Equal(t, []string{"aBcD3fGh1jKlMn0pQrStUvWx"},
