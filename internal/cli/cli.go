@@ -225,7 +225,9 @@ func parse(parser *kong.Kong, args []string) (kctx *kong.Context, code int) {
 	}()
 	kctx, err := parser.Parse(args)
 	if err != nil {
-		parser.Errorf("%s", err)
+		// Its error quotes the argument it did not take, which may be a URL with its password
+		// (`intake run postgres://app:pw@db/intake`): masked as any URL in a log is.
+		parser.Errorf("%s", redact.String(err.Error()))
 		return nil, 2
 	}
 	return kctx, -1

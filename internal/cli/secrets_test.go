@@ -224,3 +224,21 @@ func TestMalformedURLsQuoteNoPassword(t *testing.T) {
 		require.NotContains(t, all, "s3cr3t", "%s: %s", tt.url, all)
 	}
 }
+
+// TestUsageErrorsQuoteNoPassword: a URL given where no argument is taken (`intake run
+// postgres://…` instead of --database-url) is refused with a usage error that quotes the argument,
+// its password masked. Before, it was printed as given.
+func TestUsageErrorsQuoteNoPassword(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"run", "postgres://app:s3cr3tPa55w0rd@db/intake"},
+		{"jobs", "list", "redis://:s3cr3tPa55w0rd@r:6379/0"},
+	} {
+		var out, errOut bytes.Buffer
+		code := MainContext(t.Context(), args, &out, &errOut)
+		require.Equal(t, 2, code, "%v: a usage error", args)
+		all := out.String() + errOut.String()
+		require.Contains(t, all, "unexpected argument", "%v: %s", args, all)
+		require.NotContains(t, all, "s3cr3tPa55w0rd", "%v: %s", args, all)
+	}
+}
