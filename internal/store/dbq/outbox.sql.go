@@ -171,26 +171,50 @@ func (q *Queries) OutboxClaimRedeliver(ctx context.Context, arg OutboxClaimRedel
 	return items, nil
 }
 
-const outboxDiscard = `-- name: OutboxDiscard :execrows
-UPDATE outbox o
-SET gave_up = CASE WHEN $1::text = '' THEN '{}' ELSE array_remove(o.gave_up, $1::text) END
-WHERE o.gave_up <> '{}' AND o.id <= $2 AND ($1::text = '' OR $1::text = ANY (o.gave_up))
+const outboxDiscard = `-- name: OutboxDiscard :one
+WITH changed AS (
+    UPDATE outbox o
+    SET gave_up = CASE WHEN $1::text = '' THEN '{}' ELSE array_remove(o.gave_up, $1::text) END
+    WHERE o.id IN (SELECT c.id FROM outbox c
+                   WHERE c.gave_up <> '{}' AND c.id > $2 AND c.id <= $3
+                     AND ($1::text = '' OR $1::text = ANY (c.gave_up))
+                   ORDER BY c.id
+                   LIMIT $4
+                   FOR UPDATE)
+    RETURNING o.id
+)
+SELECT count(*)::bigint AS notifications, COALESCE(max(id), 0)::bigint AS through_id FROM changed
 `
 
 type OutboxDiscardParams struct {
 	Endpoint string
+	AfterID  int64
 	LastID   int64
+	MaxRows  int32
 }
 
-// Drops the given-up deliveries (to endpoint, when it is not empty) of the notifications up to
-// last_id and returns how many notifications it changed: they are no longer counted, and once no
-// delivery is left the purge deletes them after the retention.
-func (q *Queries) OutboxDiscard(ctx context.Context, arg OutboxDiscardParams) (int64, error) {
-	result, err := q.db.Exec(ctx, outboxDiscard, arg.Endpoint, arg.LastID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+type OutboxDiscardRow struct {
+	Notifications int64
+	ThroughID     int64
+}
+
+// Drops the given-up deliveries (to endpoint, when it is not empty) of up to max_rows
+// notifications after after_id, up to last_id, in id order (outbox_gave_up_idx), and returns how
+// many it changed and the newest id among them (0: none), after which the next batch starts: they
+// are no longer counted, and once no delivery is left the purge deletes them after the retention.
+// A row another transaction holds is waited for, not skipped, and read again once unlocked: a
+// batch comes back short only when no row is left up to last_id. Its locks, max_rows rows, are
+// held for one batch only: a delivery being recorded waits for that much at most.
+func (q *Queries) OutboxDiscard(ctx context.Context, arg OutboxDiscardParams) (OutboxDiscardRow, error) {
+	row := q.db.QueryRow(ctx, outboxDiscard,
+		arg.Endpoint,
+		arg.AfterID,
+		arg.LastID,
+		arg.MaxRows,
+	)
+	var i OutboxDiscardRow
+	err := row.Scan(&i.Notifications, &i.ThroughID)
+	return i, err
 }
 
 const outboxGaveUp = `-- name: OutboxGaveUp :many

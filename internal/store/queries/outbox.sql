@@ -142,10 +142,23 @@ SET relayed_at   = CASE WHEN o.relayed_at IS NOT NULL AND COALESCE(o.pending, '{
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@endpoints::text[]) AS endpoints) AS v
 WHERE o.id = v.id;
 
--- name: OutboxDiscard :execrows
--- Drops the given-up deliveries (to endpoint, when it is not empty) of the notifications up to
--- last_id and returns how many notifications it changed: they are no longer counted, and once no
--- delivery is left the purge deletes them after the retention.
-UPDATE outbox o
-SET gave_up = CASE WHEN @endpoint::text = '' THEN '{}' ELSE array_remove(o.gave_up, @endpoint::text) END
-WHERE o.gave_up <> '{}' AND o.id <= @last_id AND (@endpoint::text = '' OR @endpoint::text = ANY (o.gave_up));
+-- name: OutboxDiscard :one
+-- Drops the given-up deliveries (to endpoint, when it is not empty) of up to max_rows
+-- notifications after after_id, up to last_id, in id order (outbox_gave_up_idx), and returns how
+-- many it changed and the newest id among them (0: none), after which the next batch starts: they
+-- are no longer counted, and once no delivery is left the purge deletes them after the retention.
+-- A row another transaction holds is waited for, not skipped, and read again once unlocked: a
+-- batch comes back short only when no row is left up to last_id. Its locks, max_rows rows, are
+-- held for one batch only: a delivery being recorded waits for that much at most.
+WITH changed AS (
+    UPDATE outbox o
+    SET gave_up = CASE WHEN @endpoint::text = '' THEN '{}' ELSE array_remove(o.gave_up, @endpoint::text) END
+    WHERE o.id IN (SELECT c.id FROM outbox c
+                   WHERE c.gave_up <> '{}' AND c.id > @after_id AND c.id <= @last_id
+                     AND (@endpoint::text = '' OR @endpoint::text = ANY (c.gave_up))
+                   ORDER BY c.id
+                   LIMIT @max_rows
+                   FOR UPDATE)
+    RETURNING o.id
+)
+SELECT count(*)::bigint AS notifications, COALESCE(max(id), 0)::bigint AS through_id FROM changed;
