@@ -100,7 +100,7 @@ func Redeliver(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o Redel
 // transaction, adds them to res once committed, and returns how many it read and the last id.
 func redeliverBatch(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o RedeliverOptions, batch int,
 	timeout time.Duration, after, last int64, res *RedeliverResult) (int, int64, error) {
-	tx, err := pool.Begin(ctx)
+	tx, err := beginIdleBounded(ctx, pool, redeliverIdle)
 	if err != nil {
 		return 0, 0, fmt.Errorf("redeliver: begin: %w", err)
 	}

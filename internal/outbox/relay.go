@@ -285,11 +285,13 @@ func (r *Relay) pause(ctx context.Context, d time.Duration, backlog <-chan time.
 }
 
 // RelayOnce relays up to BatchSize rows in one transaction and returns how many it relayed. The
-// transaction, enqueues included, is bounded by the relay's Timeout.
+// transaction, enqueues included, is bounded by the relay's Timeout; PostgreSQL ends it should it
+// sit idle longer than that (its client gone without closing the connection: see
+// beginIdleBounded).
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opTimeout)
 	defer cancel()
-	tx, err := r.pool.Begin(ctx)
+	tx, err := beginIdleBounded(ctx, r.pool, r.opTimeout+idleMargin)
 	if err != nil {
 		return 0, fmt.Errorf("relay: begin: %w", err)
 	}
