@@ -161,24 +161,33 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 	default:
 		j := toObjectJSON(o)
 		st.Object = &j
-		st.Done = st.Done || isVerdict(o)
+		// Done too once S3 showed the upload (the intent completed) and its object is gone: no
+		// verdict is to come (an object deleted before intake inspected it).
+		st.Done = st.Done || isVerdict(o) || (u.Status == "completed" && absent(o.Status))
 	}
 	return st, nil
 }
 
-// isVerdict reports whether the object row holds a verdict: the ones notified (upload.valid,
-// upload.rejected, upload.deleted; see the outbox in queries/objects.sql). An absence recorded for
-// an object no record showed present (an event naming an object S3 did not have: `missing`; a stray
-// removal's tombstone: `deleted` with no verdict_at) is none: the intent stays pending, the real
-// upload may still land, and no notification wakes a long poll.
+// isVerdict reports whether the object row holds a verdict, or an absence following one (deleted
+// or missing after it was seen present: verdict_at set): what is notified (upload.valid,
+// upload.rejected, upload.deleted; see the outbox in queries/objects.sql), and a row the reconcile
+// marked missing after its verdict. An absence recorded for an object no record showed present (an
+// event naming an object S3 did not have: `missing`; a stray removal's tombstone: `deleted`, both
+// with no verdict_at) is none: the intent stays pending, the real upload may still land, and no
+// notification wakes a long poll.
 func isVerdict(o dbq.Object) bool {
-	switch o.Status {
-	case pipeline.StatusValid, pipeline.StatusRejected:
+	switch {
+	case o.Status == pipeline.StatusValid || o.Status == pipeline.StatusRejected:
 		return true
-	case pipeline.StatusDeleted:
+	case absent(o.Status):
 		return o.VerdictAt != nil
 	}
 	return false
+}
+
+// absent reports whether an object status says the key holds nothing.
+func absent(status string) bool {
+	return status == pipeline.StatusDeleted || status == pipeline.StatusMissing
 }
 
 // waitCounts counts the long polls each owner holds open (the zero value is ready to use).

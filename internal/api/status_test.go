@@ -158,6 +158,46 @@ func TestUploadStatusAbsenceIsNoVerdict(t *testing.T) {
 	}
 }
 
+// TestUploadStatusAbsenceAfterCompletionIsDone: an absence that follows what S3 showed ends the
+// upload too: an object the reconcile marked missing after its verdict (done before, and still),
+// and one deleted before intake inspected it once its intent completed (a multipart complete: the
+// intent never expires, and no verdict is to come). Neither may leave a client waiting on done for
+// ever.
+func TestUploadStatusAbsenceAfterCompletionIsDone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+
+	// A verdict, then the object went without a removal event: the reconcile marks it missing.
+	id, key := createIntent(t, b, nil)
+	commitVerdict(t, b.st, b.bucket, key, id, "alice", pipeline.StatusValid, "")
+	var before time.Time
+	require.NoError(t, b.st.Pool.QueryRow(ctx, "SELECT now() + interval '1 second'").Scan(&before))
+	marked, err := dbq.New(b.st.Pool).OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
+		ObservedAt: before, Bucket: b.bucket, Keys: []string{key}, ChangedBefore: before,
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{key}, marked)
+	_, _, resp := b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
+	require.Equal(t, pipeline.StatusMissing, resp["object"].(map[string]any)["status"])
+	require.Equal(t, true, resp["done"], "missing after its verdict: done, as it was")
+
+	// The intent completed (S3 showed the upload), then the object went before intake inspected
+	// it: recorded missing, never seen present.
+	id, key = createIntent(t, b, nil)
+	_, err = b.st.Pool.Exec(ctx, "UPDATE uploads SET status = 'completed' WHERE id = $1", id)
+	require.NoError(t, err)
+	_, err = store.NewRecords(b.st).Record(ctx, pipeline.Record{
+		Bucket: b.bucket, Key: key, Status: pipeline.StatusMissing, Reason: pipeline.ReasonNotFound, Owner: "alice",
+		UploadID: id, EventTime: time.Now(), Observed: true,
+	})
+	require.NoError(t, err)
+	_, _, resp = b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
+	require.Equal(t, "completed", resp["status"])
+	require.Equal(t, pipeline.StatusMissing, resp["object"].(map[string]any)["status"])
+	require.Equal(t, true, resp["done"], "a completed upload whose object is gone: no verdict is to come")
+}
+
 // readSignal signals each read of an upload's object.
 type readSignal struct {
 	Queries
