@@ -397,9 +397,10 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 	switch {
 	case result == ResultRefused:
 		return d.giveUp(ctx, ep.Name, rest, err)
-	case result == ResultSuccess && last:
-		// Its receiver took rest[0]; only its recording failed. It is not given up, and the later
-		// ones may follow it: they go on as a task of their own.
+	case result == ResultSuccess && last && delivered == 0:
+		// Its receiver took rest[0], on its own last attempt; only its recording failed. It is not
+		// given up, and the later ones may follow it: they go on as a task of their own. (Past the
+		// first, rest[0] was on its first attempt: it goes on with the rest, below.)
 		d.unrecorded(ctx, ep.Name, rest[0], err)
 		if rest = rest[1:]; len(rest) == 0 {
 			return err

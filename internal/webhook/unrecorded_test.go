@@ -46,6 +46,7 @@ func TestDeliveredIsNeverGivenUp(t *testing.T) {
 		gaveUp   []int64 // recorded as given up
 		handedOn []int64 // the items of the task handed on
 		posted   []string
+		succeeds bool // the task's run returns nil
 	}{
 		"a single notification": {
 			items:  []webhook.Item{{OutboxID: 7, Endpoint: "app", Body: verdictBody("n7", tasks.EventUploadValid, a)}},
@@ -67,6 +68,16 @@ func TestDeliveredIsNeverGivenUp(t *testing.T) {
 			refuse: true,
 			gaveUp: []int64{8},
 			posted: []string{"n7"},
+		},
+		"past the first of a sequence; it goes on with the rest": {
+			items: []webhook.Item{
+				{OutboxID: 6, Endpoint: "app", Body: verdictBody("n6", tasks.EventUploadValid, a), Attempted: 1},
+				{OutboxID: 7, Endpoint: "app", Body: verdictBody("n7", tasks.EventUploadRejected, a)},
+				{OutboxID: 8, Endpoint: "app", Body: verdictBody("n8", tasks.EventUploadDeleted, a)},
+			},
+			handedOn: []int64{7, 8},
+			posted:   []string{"n6", "n7"},
+			succeeds: true,
 		},
 		"in a batch whose hand-on fails": {
 			items: []webhook.Item{
@@ -90,7 +101,11 @@ func TestDeliveredIsNeverGivenUp(t *testing.T) {
 
 			attempts, _, _ := runTask(t, d, &store.giveUps, task, 0) // the first attempt is the last
 			got := nextAttempt(t, attempts, 1)
-			require.ErrorContains(t, got.err, "batch timed out", "the failed recording is reported")
+			if tt.succeeds {
+				require.NoError(t, got.err, "the rest is handed on")
+			} else {
+				require.ErrorContains(t, got.err, "batch timed out", "the failed recording is reported")
+			}
 			require.ElementsMatch(t, tt.posted, recv.deliveries())
 			require.ElementsMatch(t, tt.gaveUp, store.given(), "a notification its receiver took is never given up")
 			var handed []int64
