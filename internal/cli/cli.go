@@ -226,8 +226,13 @@ func parse(parser *kong.Kong, args []string) (kctx *kong.Context, code int) {
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		// Its error quotes the argument it did not take, which may be a URL with its password
-		// (`intake run postgres://app:pw@db/intake`): masked as any URL in a log is.
-		parser.Errorf("%s", redact.String(err.Error()))
+		// (`intake run postgres://app:pw@db/intake`): each argument's password is masked, whatever
+		// it holds (a space, a quote), and any URL as in a log.
+		var secrets []string
+		for _, arg := range args {
+			secrets = append(secrets, redact.Secrets(arg)...)
+		}
+		parser.Errorf("%s", redact.New(secrets...).String(err.Error()))
 		return nil, 2
 	}
 	return kctx, -1

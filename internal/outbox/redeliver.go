@@ -142,7 +142,11 @@ func redeliverBatch(ctx context.Context, pool *pgxpool.Pool, client Enqueuer, o 
 		addCounts(res, len(mark.Ids), counts)
 		return len(rows), next, nil
 	}
-	if err := enqueueAll(ctx, client, ts, ids, o.Tasks, nil); err != nil {
+	// Bounded within the transaction's idle bound: the run gives up before PostgreSQL ends it.
+	ectx, cancel := context.WithTimeout(ctx, redeliverIdle-idleMargin)
+	err = enqueueAll(ectx, client, ts, ids, o.Tasks, nil)
+	cancel()
+	if err != nil {
 		return 0, 0, fmt.Errorf("redeliver: %w", err)
 	}
 	if err := q.OutboxMarkRedelivered(ctx, mark); err != nil {
