@@ -1017,6 +1017,12 @@ func rawPassword(s string) string {
 	if i := strings.IndexFunc(rest, func(r rune) bool { return r < 0x80 && endOfURL(byte(r)) }); i >= 0 {
 		rest = rest[:i]
 	}
+	return userinfoPassword(rest)
+}
+
+// userinfoPassword returns the password of the userinfo that ends at the last '@' of rest (a URL
+// without its scheme), from its first ':'; "" when there is none.
+func userinfoPassword(rest string) string {
 	at := strings.LastIndexByte(rest, '@')
 	if at <= 0 {
 		return ""
@@ -1048,16 +1054,7 @@ func configuredPassword(s string) string {
 	if !ok {
 		return ""
 	}
-	rest = strings.TrimLeft(rest, "/")
-	at := strings.LastIndexByte(rest, '@')
-	if at <= 0 {
-		return ""
-	}
-	_, pw, ok := strings.Cut(rest[:at], ":")
-	if !ok {
-		return ""
-	}
-	return pw
+	return userinfoPassword(strings.TrimLeft(rest, "/"))
 }
 
 // dsnQuote writes a value as it stands inside single quotes in a connection string.
