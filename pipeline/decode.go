@@ -449,6 +449,8 @@ type eventBridgeDetail struct {
 		Sequencer string `json:"sequencer"`
 	} `json:"object"`
 	Reason string `json:"reason"`
+	// DeletionType is "Permanently Deleted" or "Delete Marker Created" (Object Deleted).
+	DeletionType string `json:"deletion-type"`
 }
 
 func decodeEventBridge(body []byte) ([]Event, error) {
@@ -469,23 +471,44 @@ func decodeEventBridge(body []byte) ([]Event, error) {
 		return nil, permanent("EventBridge event without detail")
 	}
 	d := eb.Detail
+	acted := eb.DetailType == "Object Created" || eb.DetailType == "Object Deleted"
 	ev, err := objectEventKey(d.Bucket.Name, d.Object.Key, rawKey, d.Object.Size, d.Object.Sequencer, eb.Time)
 	if err != nil {
-		return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
+		if acted {
+			return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
+		}
+		// A detail type intake does not act on need not name an object (the CloudTrail "AWS API
+		// Call via CloudTrail" events a rule on source aws.s3 forwards too): acknowledged, with
+		// its bucket when it names one (a foreign bucket is still refused). Before, it was
+		// dead-lettered as malformed.
+		ev = Event{Bucket: d.Bucket.Name}
+		if t, terr := parseTime(eb.Time); terr == nil {
+			ev.Time = t
+		}
 	}
-	switch eb.DetailType {
-	case "Object Created":
-		ev.Kind, ev.Name = KindCreated, eventName("ObjectCreated", d.Reason)
-	case "Object Deleted":
-		ev.Kind, ev.Name = KindRemoved, eventName("ObjectRemoved", d.Reason)
-	default:
+	switch {
+	case !acted:
 		ev.Kind, ev.Name = KindUnknown, eb.DetailType
+	case eb.DetailType == "Object Created":
+		ev.Kind, ev.Name = KindCreated, eventName("ObjectCreated", d.Reason)
+	case d.Reason == "Lifecycle Expiration":
+		// Named as S3's own notifications name it, so that an expiration of a noncurrent
+		// version is not taken for a removal to look at again (reinspectAfterRemoval).
+		ev.Kind, ev.Name = KindRemoved, "LifecycleExpiration:Delete"
+		if d.DeletionType == "Delete Marker Created" {
+			ev.Name = "LifecycleExpiration:DeleteMarkerCreated"
+		}
+	default:
+		ev.Kind, ev.Name = KindRemoved, eventName("ObjectRemoved", d.Reason)
 	}
 	ev.Source = eb.Source
 	ev.Region = eb.Region
 	ev.ETag = strings.Trim(d.Object.ETag, `"`)
 	if ev.VersionID, err = versionID(d.Object.VersionID); err != nil {
-		return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
+		if acted {
+			return nil, fmt.Errorf("EventBridge %s: %w", quoted(eb.DetailType), err)
+		}
+		ev.VersionID = ""
 	}
 	return []Event{ev}, nil
 }

@@ -31,3 +31,7 @@ func ScanRecordsAgrees(body []byte) (scanned bool, err error) {
 	}
 	return true, nil
 }
+
+// ReinspectAfterRemoval is reinspectAfterRemoval (a removal event of a version that asks for a
+// look at the key's current object).
+var ReinspectAfterRemoval = reinspectAfterRemoval

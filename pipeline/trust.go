@@ -70,11 +70,11 @@ func (p *Processor) checkBucket(bucket string) error {
 }
 
 // checkBuckets refuses events naming a bucket intake is not configured for; test events, which
-// carry no object, are exempt. One foreign event refuses the whole message before anything of it
-// is processed.
+// carry no object, and events intake does not act on that name no bucket are exempt. One foreign
+// event refuses the whole message before anything of it is processed.
 func (p *Processor) checkBuckets(events []Event) error {
 	for i, ev := range events {
-		if ev.Kind == KindTest {
+		if ev.Kind == KindTest || (ev.Kind == KindUnknown && ev.Bucket == "") {
 			continue
 		}
 		if err := p.checkBucket(ev.Bucket); err != nil {
