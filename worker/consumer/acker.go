@@ -280,16 +280,21 @@ func (a *acker) flush(batch []ackEntry) {
 	}
 }
 
-// outage counts the batches given up for SQS's failure in a row (a batch that deleted everything
-// it did not give up for the entries' own fault ends the run) and, after ackOutageBatches of them,
-// pauses the receivers under dependencySQS. It keeps the last entries given up (at most maxBatch)
-// for probe; those it no longer keeps are given up for good.
+// outage counts the batches given up for SQS's failure in a row, each having deleted nothing (a
+// batch that deleted any entry ends the run: SQS deletes, and the entries it failed are theirs to
+// retry, by redelivery) and, after ackOutageBatches of them, pauses the receivers under
+// dependencySQS. It keeps the last entries given up (at most maxBatch) for probe; those it no
+// longer keeps are given up for good.
 func (a *acker) outage(deleted bool, unavailable []ackEntry) {
 	a.outMu.Lock()
 	var dropped []ackEntry
 	switch {
 	case len(unavailable) > 0:
-		a.failedRun++
+		if deleted {
+			a.failedRun = 0
+		} else {
+			a.failedRun++
+		}
 		a.owed = append(a.owed, unavailable...)
 		n := max(len(a.owed)-maxBatch, 0)
 		dropped = slices.Clone(a.owed[:n])

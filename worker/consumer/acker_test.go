@@ -245,3 +245,44 @@ func TestAckFailedCountsOnlyGivenUp(t *testing.T) {
 	assert.Equal(t, 6.0, counterValue(t, c.m.ackFailed))
 	assert.Equal(t, 16.0, counterValue(t, c.m.acked)+counterValue(t, c.m.ackFailed), "each message counted once")
 }
+
+// TestAckerPartialDeleteFailuresDoNotPause: SQS fails one entry of each batch (every attempt, for
+// its own fault: not the sender's) and deletes the other nine. Deletions work: the receivers are
+// not paused, however many such batches come (the failed entries come back and are settled
+// again). Before, three of them in a row paused every receiver until a probe could delete those
+// entries, about a visibility timeout with nothing received.
+func TestAckerPartialDeleteFailuresDoNotPause(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var calls atomic.Int32
+	client.deleteBatch = func(_ context.Context, in *sqs.DeleteMessageBatchInput) (*sqs.DeleteMessageBatchOutput, error) {
+		calls.Add(1)
+		out := &sqs.DeleteMessageBatchOutput{}
+		for _, e := range in.Entries {
+			if strings.HasPrefix(aws.ToString(e.ReceiptHandle), "bad") {
+				out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), SenderFault: false})
+				continue
+			}
+			out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: e.Id})
+		}
+		return out, nil
+	}
+	c, logs := newFakeConsumer(t, client, Config{})
+	a := newAcker(context.Background(), client, c.cfg.QueueURL, c.log, c.m, c.gate)
+	for b := range ackOutageBatches + 1 {
+		for i := range 10 {
+			h := fmt.Sprintf("ok-%d-%d", b, i)
+			if i == 0 {
+				h = fmt.Sprintf("bad-%d", b)
+			}
+			a.add(context.Background(), &delivery{id: h, handle: h})
+		}
+		// The batch is settled: its nine deleted, its bad entry failed on each of its attempts.
+		require.Eventually(t, func() bool {
+			return len(client.deletedHandles()) == 9*(b+1) && calls.Load() == int32(ackAttempts*(b+1))
+		}, 10*time.Second, time.Millisecond, "batch %d", b)
+	}
+	closeAcker(a) // waits for the last batch's accounting
+	assert.Nil(t, c.gate.pausedBy(), "deletions work: nothing to pause for")
+	assert.NotContains(t, logs.String(), "pausing the receivers")
+}
