@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"time"
 
@@ -65,7 +66,7 @@ func (c *Consumer) warnNoRedrive(rp *queue.RedrivePolicy) {
 			"max_backoff", c.cfg.MaxBackoff.String())
 		return
 	}
-	c.log.Warn("the queue has no redrive policy: the consumer sends to the dead-letter queue itself a message that failed on its fifth receive or later (reason retries_exhausted; an outage never gives a message up); a redrive policy on the queue is preferred",
+	c.log.Warn("the queue has no redrive policy: the consumer sends to the dead-letter queue itself a message that failed for its own reason on its fifth receive or later (reason retries_exhausted; the receives an outage deferred count, but an outage alone never gives a message up); a redrive policy on the queue is preferred",
 		"dlq_url", c.cfg.DLQURL, "give_up_receives", giveUpReceives)
 }
 
@@ -82,7 +83,14 @@ func (c *Consumer) dlqURLFromARN(ctx context.Context, arn string) string {
 	if name == "" {
 		return ""
 	}
-	out, err := c.cfg.Client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	in := &sqs.GetQueueUrlInput{QueueName: aws.String(name)}
+	// arn:aws:sqs:region:account:name. A DLQ in another account than the queue's is looked up
+	// there: by its name alone, GetQueueUrl would find a queue of that name in the caller's own
+	// account, and the gauges would show another queue.
+	if parts := strings.Split(arn, ":"); len(parts) == 6 && parts[4] != "" && parts[4] != accountOf(c.cfg.QueueURL) {
+		in.QueueOwnerAWSAccountId = aws.String(parts[4])
+	}
+	out, err := c.cfg.Client.GetQueueUrl(ctx, in)
 	if err != nil {
 		msg := "could not resolve the dead-letter queue of the redrive policy: no depth gauges for it (set INTAKE_DLQ_URL, or grant sqs:GetQueueUrl)"
 		if c.warnedDLQLookup.CompareAndSwap(false, true) {
@@ -93,6 +101,17 @@ func (c *Consumer) dlqURLFromARN(ctx context.Context, arn string) string {
 		return ""
 	}
 	return aws.ToString(out.QueueUrl)
+}
+
+// accountOf returns the account of an SQS queue URL (https://sqs.region.amazonaws.com/account/name:
+// its path's first segment), "" when it has none.
+func accountOf(queueURL string) string {
+	u, err := url.Parse(queueURL)
+	if err != nil {
+		return ""
+	}
+	account, _, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	return account
 }
 
 // pollDepth refreshes the queue information every DepthInterval until ctx ends.

@@ -94,3 +94,31 @@ func TestUnparsableRedrivePolicyKeepsWhatWasKnown(t *testing.T) {
 		"a warning, then debug while it lasts; a warning again when it breaks again")
 	assert.NotContains(t, logs.String(), "no redrive policy")
 }
+
+// TestDLQInAnotherAccountIsLookedUpThere: a redrive policy naming a dead-letter queue in another
+// account than the queue's is resolved in that account (QueueOwnerAWSAccountId): by its name alone,
+// GetQueueUrl answers with a queue of that name in the caller's own account, and the DLQ gauges
+// showed that other queue. A DLQ in the queue's own account is looked up by name, as before.
+func TestDLQInAnotherAccountIsLookedUpThere(t *testing.T) {
+	t.Parallel()
+	for account, owner := range map[string]*string{"111111111111": aws.String("111111111111"), "222222222222": nil} {
+		var asked atomic.Pointer[sqs.GetQueueUrlInput]
+		client := &fakeSQS{
+			attributes: func(*sqs.GetQueueAttributesInput) (*sqs.GetQueueAttributesOutput, error) {
+				return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+					string(types.QueueAttributeNameRedrivePolicy): `{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:` + account + `:events-dlq","maxReceiveCount":5}`,
+				}}, nil
+			},
+			queueURL: func(in *sqs.GetQueueUrlInput) (*sqs.GetQueueUrlOutput, error) {
+				asked.Store(in)
+				return &sqs.GetQueueUrlOutput{QueueUrl: aws.String("https://sqs.eu-west-1.amazonaws.com/" + account + "/events-dlq")}, nil
+			},
+		}
+		c, _ := newFakeConsumer(t, client, Config{QueueURL: "https://sqs.eu-west-1.amazonaws.com/222222222222/events"})
+		c.refreshQueueInfo(context.Background())
+		in := asked.Load()
+		require.NotNil(t, in, account)
+		assert.Equal(t, "events-dlq", aws.ToString(in.QueueName), account)
+		assert.Equal(t, owner, in.QueueOwnerAWSAccountId, account)
+	}
+}
