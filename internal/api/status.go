@@ -161,9 +161,12 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 	default:
 		j := toObjectJSON(o)
 		st.Object = &j
-		// Done too once S3 showed the upload (the intent completed) and its object is gone: no
-		// verdict is to come (an object deleted before intake inspected it).
-		st.Done = st.Done || isVerdict(o) || (u.Status == "completed" && absent(o.Status))
+		// Done too once S3 showed the upload (the intent completed) and its object was seen gone
+		// since: no verdict is to come (an object deleted before intake inspected it). An absence
+		// seen before the intent completed (a stray or forged event naming the key before the
+		// upload landed) is no answer: the completed upload's own event is still to come.
+		st.Done = st.Done || isVerdict(o) ||
+			(u.Status == "completed" && absent(o.Status) && o.ObservedAt != nil && !o.ObservedAt.Before(u.UpdatedAt))
 	}
 	return st, nil
 }

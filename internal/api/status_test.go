@@ -182,18 +182,30 @@ func TestUploadStatusAbsenceAfterCompletionIsDone(t *testing.T) {
 	require.Equal(t, pipeline.StatusMissing, resp["object"].(map[string]any)["status"])
 	require.Equal(t, true, resp["done"], "missing after its verdict: done, as it was")
 
-	// The intent completed (S3 showed the upload), then the object went before intake inspected
-	// it: recorded missing, never seen present.
+	// A stray or forged event named the key before the upload landed (recorded missing), then the
+	// upload completed (POST …/complete): its own event is still to come, so not done yet.
 	id, key = createIntent(t, b, nil)
-	_, err = b.st.Pool.Exec(ctx, "UPDATE uploads SET status = 'completed' WHERE id = $1", id)
-	require.NoError(t, err)
-	_, err = store.NewRecords(b.st).Record(ctx, pipeline.Record{
-		Bucket: b.bucket, Key: key, Status: pipeline.StatusMissing, Reason: pipeline.ReasonNotFound, Owner: "alice",
-		UploadID: id, EventTime: time.Now(), Observed: true,
-	})
+	missing := func() {
+		t.Helper()
+		var at time.Time // the consumer's lookup time: the database's clock
+		require.NoError(t, b.st.Pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&at))
+		_, err := store.NewRecords(b.st).Record(ctx, pipeline.Record{
+			Bucket: b.bucket, Key: key, Status: pipeline.StatusMissing, Reason: pipeline.ReasonNotFound, Owner: "alice",
+			UploadID: id, EventTime: time.Now(), ObservedAt: at, Observed: true,
+		})
+		require.NoError(t, err)
+	}
+	missing()
+	_, err = b.st.Pool.Exec(ctx, "UPDATE uploads SET status = 'completed', updated_at = now() WHERE id = $1", id)
 	require.NoError(t, err)
 	_, _, resp = b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
 	require.Equal(t, "completed", resp["status"])
+	require.Equal(t, false, resp["done"], "an absence seen before the upload completed is no answer")
+
+	// The completed upload's object went before intake inspected it: seen missing since the
+	// intent completed, nothing more is to come.
+	missing()
+	_, _, resp = b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
 	require.Equal(t, pipeline.StatusMissing, resp["object"].(map[string]any)["status"])
 	require.Equal(t, true, resp["done"], "a completed upload whose object is gone: no verdict is to come")
 }

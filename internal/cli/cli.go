@@ -228,11 +228,15 @@ func parse(parser *kong.Kong, args []string) (kctx *kong.Context, code int) {
 		// Its error quotes the argument it did not take, which may be a URL with its password
 		// (`intake run postgres://app:pw@db/intake`): each argument's password is masked, whatever
 		// it holds (a space, a quote), and any URL as in a log.
-		var secrets []string
+		msg := err.Error()
 		for _, arg := range args {
-			secrets = append(secrets, redact.Secrets(arg)...)
+			for _, pw := range redact.Secrets(arg) {
+				if pw != "" { // however short: this message is short, masking a word of it is harmless
+					msg = strings.ReplaceAll(msg, pw, redact.Mask)
+				}
+			}
 		}
-		parser.Errorf("%s", redact.New(secrets...).String(err.Error()))
+		parser.Errorf("%s", redact.String(msg))
 		return nil, 2
 	}
 	return kctx, -1

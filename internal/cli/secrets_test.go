@@ -244,4 +244,8 @@ func TestUsageErrorsQuoteNoPassword(t *testing.T) {
 		require.Contains(t, all, "unexpected argument", "%v: %s", args, all)
 		require.NotContains(t, all, "Pa55w0rd", "%v: %s", args, all)
 	}
+	// A short password, with a space: below the length a log's known secrets are searched for.
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, MainContext(t.Context(), []string{"run", "postgres://app:q7 z@db/intake"}, &out, &errOut))
+	require.NotContains(t, out.String()+errOut.String(), "q7 z", errOut.String())
 }

@@ -421,6 +421,10 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 		return nil
 	}
 	if last {
+		if result == ResultSuccess { // its receiver took rest[0]: not given up
+			d.unrecorded(ctx, ep.Name, rest[0], err)
+			rest = rest[1:]
+		}
 		return d.giveUp(ctx, ep.Name, rest, errors.Join(err, qerr))
 	}
 	// Retried: the items delivered are not posted again (toDeliver).

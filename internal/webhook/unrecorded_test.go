@@ -79,6 +79,16 @@ func TestDeliveredIsNeverGivenUp(t *testing.T) {
 			posted:   []string{"n6", "n7"},
 			succeeds: true,
 		},
+		"past the first of a sequence whose hand-on fails": {
+			items: []webhook.Item{
+				{OutboxID: 6, Endpoint: "app", Body: verdictBody("n6", tasks.EventUploadValid, a), Attempted: 1},
+				{OutboxID: 7, Endpoint: "app", Body: verdictBody("n7", tasks.EventUploadRejected, a)},
+				{OutboxID: 8, Endpoint: "app", Body: verdictBody("n8", tasks.EventUploadDeleted, a)},
+			},
+			refuse: true,
+			gaveUp: []int64{8},
+			posted: []string{"n6", "n7"},
+		},
 		"in a batch whose hand-on fails": {
 			items: []webhook.Item{
 				{OutboxID: 7, Endpoint: "app", Body: verdictBody("n7", tasks.EventUploadValid, a)},
