@@ -1035,13 +1035,10 @@ func validURL(name, raw string, required bool, schemes ...string) error {
 
 // schemeOf returns raw's scheme and a space ("redis "), or "" when it does not start with one.
 func schemeOf(raw string) string {
-	scheme, _, ok := strings.Cut(raw, ":")
-	if !ok || scheme == "" || strings.IndexFunc(scheme, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')
-	}) >= 0 {
-		return ""
+	if scheme := redact.Scheme(raw); scheme != "" {
+		return scheme + " "
 	}
-	return scheme + " "
+	return ""
 }
 
 // Redact hides the secrets of a URL or connection string so it can be logged: the userinfo

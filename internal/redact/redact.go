@@ -921,7 +921,7 @@ func (r *Redactor) Error(err error) error {
 // unquoted), so that a [Redactor] can mask them wherever they appear.
 func Secrets(conn string) []string {
 	var out []string
-	if strings.Contains(conn, "://") || hasScheme(conn) {
+	if strings.Contains(conn, "://") || Scheme(conn) != "" {
 		u, err := url.Parse(conn)
 		if err != nil || u.Host == "" {
 			// Not a URL url.Parse reads as one: its password may hold bytes that end a URL in
@@ -1034,16 +1034,20 @@ func userinfoPassword(rest string) string {
 	return pw
 }
 
-// hasScheme reports whether s starts with a URL scheme and ':' (redis:, postgres:), as a
-// key=value connection string does not.
-func hasScheme(s string) bool {
+// Scheme returns the URL scheme s starts with ("redis" for redis://… or redis:/…), or "" when it
+// starts with none (a key=value connection string): a letter, then letters, digits, '+', '-' or
+// '.', up to a ':' (RFC 3986).
+func Scheme(s string) string {
 	scheme, _, ok := strings.Cut(s, ":")
 	if !ok || scheme == "" || !('a' <= scheme[0] && scheme[0] <= 'z' || 'A' <= scheme[0] && scheme[0] <= 'Z') {
-		return false
+		return ""
 	}
-	return strings.IndexFunc(scheme, func(r rune) bool {
+	if strings.IndexFunc(scheme, func(r rune) bool {
 		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')
-	}) < 0
+	}) >= 0 {
+		return ""
+	}
+	return scheme
 }
 
 // configuredPassword returns the password of a configured URL s (the whole value is the URL: it

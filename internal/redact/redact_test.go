@@ -394,3 +394,21 @@ func TestRedactorError(t *testing.T) {
 	require.NotContains(t, ue.Error(), "0123456789abcdef")
 	require.ErrorAs(t, ue, new(*url.Error))
 }
+
+// TestScheme: a URL's scheme, with or without its slashes; none for a key=value connection
+// string or text that only contains a ':'.
+func TestScheme(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]string{
+		"redis://:pw@r:6379/0":         "redis",
+		"redis:/:pw@r:6379/0":          "redis",
+		"postgresql+ssl://u@db/x":      "postgresql+ssl",
+		"host=db password=a:b":         "",
+		"1redis://r":                   "",
+		"no colon at all":              "",
+		":pw@host":                     "",
+		"password=x host=db port=5432": "",
+	} {
+		require.Equal(t, want, redact.Scheme(s), s)
+	}
+}
