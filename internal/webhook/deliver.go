@@ -342,10 +342,7 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 			// No retry of the batch is left to enqueue it: asynq would archive the batch with the
 			// items still pending and no task to deliver them. One its receiver took (only its
 			// recording failed) is not given up.
-			if o.result == ResultSuccess {
-				d.unrecorded(ctx, ep.Name, rest[0], o.err)
-				rest = rest[1:]
-			}
+			rest = d.notTaken(ctx, ep.Name, rest, o.result, o.err)
 			givenUp, causes = append(givenUp, rest...), append(causes, o.err, err)
 			continue
 		}
@@ -401,8 +398,7 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 		// Its receiver took rest[0], on its own last attempt; only its recording failed. It is not
 		// given up, and the later ones may follow it: they go on as a task of their own. (Past the
 		// first, rest[0] was on its first attempt: it goes on with the rest, below.)
-		d.unrecorded(ctx, ep.Name, rest[0], err)
-		if rest = rest[1:]; len(rest) == 0 {
+		if rest = d.notTaken(ctx, ep.Name, rest, result, err); len(rest) == 0 {
 			return err
 		}
 		if qerr := d.handOn(ctx, rest); qerr != nil {
@@ -421,11 +417,7 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 		return nil
 	}
 	if last {
-		if result == ResultSuccess { // its receiver took rest[0]: not given up
-			d.unrecorded(ctx, ep.Name, rest[0], err)
-			rest = rest[1:]
-		}
-		return d.giveUp(ctx, ep.Name, rest, errors.Join(err, qerr))
+		return d.giveUp(ctx, ep.Name, d.notTaken(ctx, ep.Name, rest, result, err), errors.Join(err, qerr))
 	}
 	// Retried: the items delivered are not posted again (toDeliver).
 	return errors.Join(err, qerr)
@@ -621,6 +613,17 @@ func (d *Deliverer) giveUp(ctx context.Context, endpoint string, items []Item, c
 func (d *Deliverer) unrecorded(ctx context.Context, endpoint string, it Item, err error) {
 	d.log.ErrorContext(ctx, "webhook delivered on its last attempt but not recorded: it stays pending (intake outbox redeliver --stuck-for posts it again)",
 		"endpoint", endpoint, "outbox_id", it.OutboxID, "err", err)
+}
+
+// notTaken returns rest (the items of a task's last attempt about to be given up, the failed one
+// first) without its first item when its receiver took it (result ResultSuccess: only its
+// recording failed, err), which is logged (unrecorded) and never given up.
+func (d *Deliverer) notTaken(ctx context.Context, endpoint string, rest []Item, result string, err error) []Item {
+	if result != ResultSuccess || len(rest) == 0 {
+		return rest
+	}
+	d.unrecorded(ctx, endpoint, rest[0], err)
+	return rest[1:]
 }
 
 // markGaveUp records the give-ups of items to endpoint and counts them once recorded, or on the
