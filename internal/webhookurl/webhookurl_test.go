@@ -17,6 +17,8 @@ var addresses = map[string]bool{
 	"0.0.0.0": false, "::": false, "100.64.0.1": false, "224.0.0.1": false, "255.255.255.255": false,
 	"::ffff:127.0.0.1": false, "::ffff:10.0.0.1": false, "::ffff:8.8.8.8": true, // IPv4-mapped
 	"198.18.0.1": false, "2001:db8::1": false,
+	"192.0.2.1": false, "198.51.100.7": false, "203.0.113.9": false, "3fff::1": false, // documentation
+	"192.88.99.1": false, "5f00::1": false, "64:ff9b::c000:201": false, "2002:c000:201::1": false,
 	"64:ff9b::a00:1": false, "64:ff9b::a9fe:a9fe": false, "64:ff9b::7f00:1": false, "64:ff9b::808:808": true, // NAT64
 	"2002:a00:1::1": false, "2002:a9fe:a9fe::": false, "2002:808:808::1": true, // 6to4
 	"2001::a00:1": false, // Teredo (the whole 2001::/23 is refused)
