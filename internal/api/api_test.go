@@ -623,6 +623,8 @@ func TestCORSAndRequestID(t *testing.T) {
 	require.Equal(t, "client-chosen-42", resp.Header.Get("X-Request-Id"))
 	require.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "ETag")
+	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "Retry-After",
+		"a browser's script must read a 429's or 503's Retry-After")
 
 	req.Header.Set("X-Request-Id", "bad id\twith tab")
 	resp, err = http.DefaultClient.Do(req)

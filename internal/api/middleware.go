@@ -226,8 +226,9 @@ func (c cors) allowed(origin string) (ok, listed bool) {
 // those receive credentials.
 func (c cors) listed(origin string) bool { return c.origins[strings.ToLower(origin)] }
 
-// exposedHeaders are readable by browser scripts on cross-origin responses.
-const exposedHeaders = "ETag, Location, X-Request-Id"
+// exposedHeaders are readable by browser scripts on cross-origin responses (Retry-After: a
+// script backs off a 503 or 429 as told; it is not readable by default).
+const exposedHeaders = "ETag, Location, Retry-After, X-Request-Id"
 
 // setCORS adds the CORS response headers for an allowed Origin.
 func (c cors) setCORS(w http.ResponseWriter, r *http.Request) {

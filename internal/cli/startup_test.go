@@ -309,6 +309,8 @@ func TestStartingAnswers(t *testing.T) {
 	resp, _ = do(http.MethodPost, "/s3/multipart", "Origin", "https://app.example")
 	require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "X-Request-Id")
+	require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), "Retry-After",
+		"a browser's script must read the 503's Retry-After")
 	resp, _ = do(http.MethodPost, "/s3/multipart", "Origin", "https://evil.example")
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"), "an origin not listed gets no grant")
 	pre.Header.Set("Origin", "https://evil.example")
