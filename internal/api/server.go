@@ -18,7 +18,12 @@ const (
 	IdleTimeout  = 120 * time.Second
 )
 
-// NewHTTPServer returns the http.Server the daemon serves h with: the timeouts above, writeTimeout
+// MaxHeaderBytes bounds a request's line and headers (Go's default is 1 MiB): the largest a client
+// sends is a bearer token (auth.MaxTokenBytes) or Uppy's list of up to 1,000 part numbers, a few
+// KiB. A larger request is answered 431 before any handler runs, and a slow client holds less.
+const MaxHeaderBytes = 64 << 10
+
+// NewHTTPServer returns the http.Server the daemon serves h with: the timeouts above, MaxHeaderBytes, writeTimeout
 // for responses (WriteTimeout on the public listener; the admin listener's streams profiles for
 // longer), and errorLog for the server's own errors (malformed requests, TLS and accept errors).
 // The API's benchmarks serve through it too, so that they measure the server the daemon runs.
@@ -29,6 +34,7 @@ func NewHTTPServer(h http.Handler, writeTimeout time.Duration, errorLog *log.Log
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          errorLog,
 	}
 }

@@ -64,6 +64,7 @@ type Authenticator struct {
 	jwks          keyfunc.Keyfunc
 	unknownKID    *rate.Limiter // refreshes of the key set for tokens naming a kid it lacks
 	unknownEvery  time.Duration // the period unknownKID allows
+	fetchTimeout  time.Duration // bounds one fetch of the key set (jwksSettings.timeout)
 	parser        *jwt.Parser
 	adminScope    string
 	cookie        string
@@ -178,6 +179,7 @@ func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jw
 		}
 		a.jwks = kf
 		a.unknownKID, a.unknownEvery = rate.NewLimiter(rate.Every(js.unknownKIDEvery), 1), js.unknownKIDEvery
+		a.fetchTimeout = js.timeout
 		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second),
@@ -367,6 +369,10 @@ func (c *claims) scopes() []string {
 	return out
 }
 
+// MaxTokenBytes bounds a JWT (bearer or cookie). Identity providers' tokens are a few KiB at most
+// (a browser cookie holds 4 KiB); a longer one is refused before it is decoded.
+const MaxTokenBytes = 16 << 10
+
 // jwt authenticates a bearer token. An HS256 token is verified with the secret of the owner its
 // (unverified) subject names when that owner is in INTAKE_API_JWT_TENANT_SECRETS, else with the
 // shared INTAKE_API_JWT_SECRET (or, without one, a random key nobody holds): a tenant's secret
@@ -377,6 +383,12 @@ func (c *claims) scopes() []string {
 func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.Problem) {
 	if a.secret == nil && len(a.tenantSecrets) == 0 && a.jwks == nil {
 		return Caller{}, unauthorized("bearer tokens are not accepted: only API keys are configured")
+	}
+	if len(raw) > MaxTokenBytes {
+		// Refused before decoding: the claims are decoded before the signature is checked, so a
+		// junk token of a megabyte (a claim holding a long array) would cost anyone without
+		// credentials tens of milliseconds of CPU per request.
+		return Caller{}, unauthorized(fmt.Sprintf("the bearer token is %d bytes; at most %d are accepted", len(raw), MaxTokenBytes))
 	}
 	var cl claims
 	tenantSigned := false
@@ -421,9 +433,31 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.P
 // jwksKey returns the JWKS key that verifies t. A token naming a kid the key set lacks makes the
 // key set be fetched again, at most once per jwksSettings.unknownKIDEvery: when the refresh is
 // taken, the token is refused at once instead of waiting for the next.
+//
+// The refresh runs detached from the request (bounded by jwksSettings.timeout): a client that
+// hangs up as soon as it has sent a junk kid must not spend the refresh without a fetch, which
+// would keep a rotated key refused until the background refresh. The request waits for it (or
+// for its own end).
 func (a *Authenticator) jwksKey(ctx context.Context, t *jwt.Token) (any, error) {
-	if kid, ok := t.Header["kid"].(string); ok && !a.knownKID(ctx, kid) && !a.unknownKID.Allow() {
-		return nil, fmt.Errorf("no key %q in the key set, which was fetched again less than %s ago: retry shortly", kid, a.unknownEvery)
+	if kid, ok := t.Header["kid"].(string); ok && !a.knownKID(ctx, kid) {
+		if !a.unknownKID.Allow() {
+			return nil, fmt.Errorf("no key %q in the key set, which was fetched again less than %s ago: retry shortly", kid, a.unknownEvery)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.fetchTimeout)
+			defer cancel()
+			_, _ = a.jwks.Storage().KeyRead(fctx, kid) // fetches the set again: kid is not in it
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("key set fetched again for key %q: %w", kid, ctx.Err())
+		}
+		if !a.knownKID(ctx, kid) {
+			return nil, fmt.Errorf("no key %q in the key set, fetched again just now", kid)
+		}
 	}
 	return a.jwks.KeyfuncCtx(ctx)(t)
 }

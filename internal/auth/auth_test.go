@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -172,6 +173,36 @@ func TestNewRefuses(t *testing.T) {
 		require.ErrorContains(t, err, c.want, name)
 		require.NotContains(t, err.Error(), secret, "%s: no secret in the error", name)
 	}
+}
+
+// TestOversizedTokenRefused: a caller sends a bearer token of 200 KiB (a claim holding a long
+// array). Its claims used to be decoded before anything else, at tens of milliseconds of CPU per
+// request for anyone, signed or not; a token past MaxTokenBytes is now refused (401) unread, even
+// one signed with the right secret, and a token of a realistic size is still accepted.
+func TestOversizedTokenRefused(t *testing.T) {
+	t.Parallel()
+	a, err := New(t.Context(), config.API{JWTSecret: secret, JWTIssuer: issuer, JWTAudience: audience}, discard())
+	require.NoError(t, err)
+	withScopes := func(n int) string {
+		return testkit.SignJWT(t, jwt.SigningMethodHS256, []byte(secret), "", tokenClaims(func(c jwt.MapClaims) {
+			c["scp"] = make([]int, n)
+		}))
+	}
+	big := withScopes(100_000)
+	require.Greater(t, len(big), 200_000)
+	_, status := authenticate(a, "Authorization", "Bearer "+big)
+	require.Equal(t, 401, status, "a signed token of %d bytes", len(big))
+	req := httptest.NewRequest("GET", "/v1/objects", nil)
+	req.Header.Set("Authorization", "Bearer "+big)
+	_, p := a.Authenticate(req)
+	require.NotNil(t, p)
+	require.Contains(t, p.Detail, fmt.Sprintf("at most %d", MaxTokenBytes))
+
+	fits := withScopes(2_000)
+	require.Less(t, len(fits), MaxTokenBytes)
+	who, status := authenticate(a, "Authorization", "Bearer "+fits)
+	require.Equal(t, 200, status, "a signed token of %d bytes", len(fits))
+	require.Equal(t, "rita", who.Owner)
 }
 
 // TestOperatorsAndTenants (issue 12.1): tenant keys and operator keys are told apart, and a JWT is

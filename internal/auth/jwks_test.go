@@ -133,6 +133,39 @@ func TestJWKSRotationDespiteJunkKids(t *testing.T) {
 	require.Greater(t, idp.fetches.Load(), before, "the rotated key set was fetched")
 }
 
+// TestJWKSRefreshNotSpentByHangUp: an unauthenticated attacker sends a token naming a junk kid
+// and hangs up at once, as each refresh window opens. The refresh on demand ran under the
+// request's context, so the hang-up cancelled it before anything was fetched while the window was
+// spent: after the identity provider rotated its key, valid tokens got 401 until the background
+// refresh (5 minutes). Now the refresh runs detached from the request: the rotated key set is
+// fetched all the same, and a token signed with the new key is accepted.
+func TestJWKSRefreshNotSpentByHangUp(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := rsaKey(t), rsaKey(t)
+	idp := newJWKSServer(t, rsaJWKS(t, map[string]*rsa.PrivateKey{"old": oldKey}, nil))
+	js := testJWKS()
+	js.unknownKIDEvery = time.Hour // one refresh on demand in the whole test: the attacker's
+	a, err := newAuthenticator(t.Context(), jwksAPI(idp.URL), discard(), js)
+	require.NoError(t, err)
+	idp.set.Store(new(rsaJWKS(t, map[string]*rsa.PrivateKey{"new": newKey}, nil)))
+	before := idp.fetches.Load()
+
+	hungUp, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := httptest.NewRequestWithContext(hungUp, "GET", "/v1/objects", nil)
+	req.Header.Set("Authorization", "Bearer "+testkit.SignJWT(t, jwt.SigningMethodRS256, rsaKey(t), "junk", tokenClaims(nil)))
+	_, p := a.Authenticate(req)
+	require.NotNil(t, p, "a junk kid is refused")
+	require.Equal(t, 401, p.Status)
+
+	valid := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, newKey, "new", tokenClaims(nil))
+	require.Eventually(t, func() bool {
+		who, status := authenticate(a, "Authorization", valid)
+		return status == 200 && who.Owner == "rita"
+	}, 10*time.Second, 20*time.Millisecond, "the hang-up spent the refresh: the rotated key stays refused")
+	require.Equal(t, before+1, idp.fetches.Load(), "the refresh the attacker took fetched the set once")
+}
+
 // TestJWKSHangingEndpointDoesNotHoldRequests: a token naming an unknown kid makes the request fetch
 // the key set; when the JWKS endpoint accepts the connection and never answers, the request fails
 // (401) after the fetch's timeout instead of holding its connection for a minute.
