@@ -216,6 +216,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 		return res, err
 	}
 	defer restore()
+	if done, err := upToDate(ctx, conn.Conn(), schema, ms); err != nil || done {
+		return res, err
+	}
 	unlock, err := advisoryLock(ctx, conn.Conn(), "SELECT pg_try_advisory_lock($1, hashtext($2))", "SELECT pg_advisory_unlock($1, hashtext($2))", migrationLockClass, schema)
 	if err != nil {
 		return res, err
@@ -252,6 +255,42 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []Migration, adopt bool
 		res.Applied = append(res.Applied, m.Name)
 	}
 	return res, nil
+}
+
+// upToDate reports, without taking the schema's advisory lock, whether schema's own
+// schema_migrations records every one of ms. A replica whose migrations are all applied then has
+// nothing to wait for: while an operator runs the next release's long migration (an index built
+// over a large table) under the lock, the running release's new pods (a scale-out, an evicted pod)
+// would otherwise wait in their `migrate up` until it ends. A version is recorded once its
+// migration is complete (a no-transaction one records it last), and migrations are only added, so
+// what is recorded stays applied. The table is read qualified by schema: an unqualified read could
+// find a pre-schema install's public.schema_migrations, which Upgrade must move under the lock.
+func upToDate(ctx context.Context, conn *pgx.Conn, schema string, ms []Migration) (bool, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL", schema).Scan(&exists); err != nil {
+		return false, fmt.Errorf("migrate: look for schema_migrations: %w", err)
+	}
+	if !exists {
+		return false, nil
+	}
+	rows, err := conn.Query(ctx, "SELECT version FROM "+pgx.Identifier{schema, "schema_migrations"}.Sanitize())
+	if err != nil {
+		return false, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return false, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	recorded := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		recorded[v] = true
+	}
+	for _, m := range ms {
+		if !recorded[m.Version] {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // sessionTimeouts are the settings that would end a migration that runs long: statement_timeout,

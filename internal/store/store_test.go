@@ -130,6 +130,47 @@ func TestMigrateConcurrently(t *testing.T) {
 	require.Equal(t, len(ms), n)
 }
 
+// TestMigrateUpToDateSkipsLock: an operator runs the next release's long migration (an index
+// built over a large table) from a one-off pod, under the schema's advisory lock. A new pod of the
+// running release (a scale-out, an evicted pod) runs `migrate up` with nothing to apply: it used to
+// wait for the lock, silently, until the other migration ended; it now returns at once.
+func TestMigrateUpToDateSkipsLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	t.Parallel()
+	ctx := testkit.Context(t)
+	schema := testkit.Name("t_")
+	admin, err := pgxpool.New(ctx, testkit.DatabaseURL())
+	require.NoError(t, err)
+	t.Cleanup(admin.Close)
+	_, err = admin.Exec(ctx, "CREATE SCHEMA "+schema)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	st, err := store.Open(ctx, testkit.DatabaseURLFor(schema))
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	_, err = store.Migrate(ctx, st.Pool)
+	require.NoError(t, err)
+
+	holder, err := admin.Acquire(ctx)
+	require.NoError(t, err)
+	t.Cleanup(holder.Release)
+	_, err = holder.Exec(ctx, "SELECT pg_advisory_lock(x'696e74'::int, hashtext($1))", schema)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = holder.Exec(context.Background(), "SELECT pg_advisory_unlock_all()") })
+
+	bounded, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	applied, err := store.Migrate(bounded, st.Pool)
+	require.NoError(t, err, "migrate up with nothing to apply waited for the lock another session holds")
+	require.Empty(t, applied)
+	res, err := store.Upgrade(bounded, st.Pool)
+	require.NoError(t, err, "migrate up with nothing to apply waited for the lock another session holds")
+	require.Empty(t, res.Applied)
+	require.Empty(t, res.Moved)
+}
+
 func assertNoErr(t *testing.T, err error) bool {
 	t.Helper()
 	if err != nil {
