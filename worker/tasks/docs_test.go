@@ -1,6 +1,7 @@
 package tasks_test
 
 import (
+	"go/doc"
 	"go/parser"
 	"go/token"
 	"os"
@@ -54,12 +55,17 @@ func TestExamplesAreAnAppsCode(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	for _, name := range files {
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ParseComments)
 		require.NoError(t, err)
 		for _, imp := range f.Imports {
 			path, err := strconv.Unquote(imp.Path.Value)
 			require.NoError(t, err)
 			require.NotContains(t, path, "/internal/", "%s imports %s, which an app cannot", name, path)
+		}
+		// An example without an output comment go test recognizes is compiled but never run: what
+		// it shows could go wrong unnoticed (a comment line right above "// Output:" hides it).
+		for _, ex := range doc.Examples(f) {
+			require.True(t, ex.Output != "" || ex.EmptyOutput, "%s: Example%s has no output go test checks", name, ex.Name)
 		}
 	}
 	src, err := os.ReadFile("example_test.go")

@@ -64,9 +64,9 @@ func ExampleNewSweep() {
 		fmt.Println(err)
 		return
 	}
+	// Then: client.Enqueue(task); a duplicate of the period answers asynq.ErrTaskIDConflict.
 	fmt.Println(task.Type(), string(task.Payload()))
 	fmt.Println(id)
-	// Then: client.Enqueue(task); a duplicate of the period answers asynq.ErrTaskIDConflict.
 	// Output:
 	// multipart:sweep {"bucket":"uploads","prefix":"uploads/","older_than":"24h0m0s"}
 	// sweep:uploads:1893456900
