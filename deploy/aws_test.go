@@ -262,6 +262,11 @@ func TestAWSDocuments(t *testing.T) {
 			days := time.Duration(*r.AbortIncompleteMultipartUpload.DaysAfterInitiation) * 24 * time.Hour
 			require.Greater(t, days, defaultOf(t, config.Jobs{}, "SweepOlderThan"),
 				"the backstop leaves intake's sweep time to abort and record uploads first")
+			// S3 applies the rule at the first UTC midnight past the day count, which may be minutes
+			// after it: a rule of exactly the longest deadline would abort a 7-day upload within
+			// the deadline's grace (a complete accepted just before it) or, with skew, before it.
+			require.GreaterOrEqual(t, days-config.MaxMultipartDeadline, 24*time.Hour,
+				"the backstop must not race the longest deadline intake accepts")
 		},
 	}
 

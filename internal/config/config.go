@@ -61,8 +61,9 @@ func UsesDatabase(roles []string) bool {
 const MaxShutdownGraceWarn = 30 * time.Second
 
 // MaxMultipartDeadline bounds INTAKE_JOBS_MULTIPART_DEADLINE: the bucket's lifecycle rule
-// (deploy/aws/s3-lifecycle.json) aborts every multipart upload 7 days after it was initiated,
-// so a longer deadline would be a promise S3 breaks.
+// (deploy/aws/s3-lifecycle.json) aborts every multipart upload 8 days after it was initiated (at
+// the first UTC midnight past them), so a longer deadline would be a promise S3 breaks; the day
+// between them covers the deadline's grace (a complete accepted just before it) and clock skew.
 const MaxMultipartDeadline = 7 * 24 * time.Hour
 
 // SQSMaxVisibility is the longest a received SQS message can stay hidden, counted from its receive:
@@ -363,8 +364,8 @@ type Jobs struct {
 	// uploads other applications started in it included.
 	SweepPrefix string `name:"sweep-prefix" env:"SWEEP_PREFIX" help:"Only sweep multipart uploads whose key starts with this (default: the whole bucket, uploads intake did not create included)."`
 	// MultipartDeadline is how long an intake-created multipart upload may stay open: 1s to
-	// [MaxMultipartDeadline] (7 days, when the bucket's lifecycle rule aborts it anyway).
-	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake (1s..168h: the bucket's lifecycle rule aborts them after 7 days)."`
+	// [MaxMultipartDeadline] (7 days; the bucket's lifecycle rule aborts it after 8 anyway).
+	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake (1s..168h: the bucket's lifecycle rule aborts them after 8 days)."`
 	// MaintenanceCron is the cron spec of the periodic maintenance task (intent expiry, event
 	// retention).
 	MaintenanceCron string `name:"maintenance-cron" env:"MAINTENANCE_CRON" default:"*/10 * * * *" help:"Cron spec of the maintenance task (intent expiry, event pruning)."`
@@ -959,7 +960,7 @@ func ValidJWKSURL(raw string) error {
 // validateMultipartDeadline checks INTAKE_JOBS_MULTIPART_DEADLINE, which the api role reads too.
 func (j Jobs) validateMultipartDeadline() error {
 	if j.MultipartDeadline < time.Second || j.MultipartDeadline > MaxMultipartDeadline {
-		return fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s not in 1s..168h (the bucket's lifecycle rule, deploy/aws/s3-lifecycle.json, aborts multipart uploads 7 days after they start: a longer deadline is a promise S3 breaks)",
+		return fmt.Errorf("INTAKE_JOBS_MULTIPART_DEADLINE: %s not in 1s..168h (the bucket's lifecycle rule, deploy/aws/s3-lifecycle.json, aborts multipart uploads 8 days after they start, a day after the longest deadline: a longer deadline is a promise S3 breaks)",
 			j.MultipartDeadline)
 	}
 	return nil

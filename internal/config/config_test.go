@@ -224,8 +224,8 @@ func TestValidate(t *testing.T) {
 		{"max backoff at the cap", []string{RoleConsumer}, func(c *Config) { c.Consumer.MaxBackoff = 11*time.Hour + 54*time.Minute }, nil},
 		{"max backoff with a long message timeout", []string{RoleConsumer}, func(c *Config) { c.Consumer.MessageTimeout = 6 * time.Hour; c.Consumer.MaxBackoff = 6 * time.Hour },
 			[]string{"INTAKE_CONSUMER_MAX_BACKOFF: 6h0m0s not in 1s..5h59m0s"}},
-		// The bucket's lifecycle rule (deploy/aws/s3-lifecycle.json) aborts multipart uploads after 7 days.
-		{"multipart deadline past the lifecycle's 7 days", []string{RoleJobs}, func(c *Config) { c.Jobs.MultipartDeadline = 169 * time.Hour; c.Jobs.SweepOlderThan = 200 * time.Hour },
+		// The bucket's lifecycle rule (deploy/aws/s3-lifecycle.json) aborts multipart uploads after 8 days, a day past the longest deadline.
+		{"multipart deadline past 7 days", []string{RoleJobs}, func(c *Config) { c.Jobs.MultipartDeadline = 169 * time.Hour; c.Jobs.SweepOlderThan = 200 * time.Hour },
 			[]string{"INTAKE_JOBS_MULTIPART_DEADLINE: 169h0m0s not in 1s..168h", "s3-lifecycle.json"}},
 		{"api: multipart deadline past 7 days", []string{RoleAPI}, func(c *Config) { c.Jobs.MultipartDeadline = 8 * 24 * time.Hour },
 			[]string{"INTAKE_JOBS_MULTIPART_DEADLINE"}},
