@@ -163,6 +163,14 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	secrets := logSecrets(&cfg, os.Getenv)
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
 	redis.SetLogger(redisLog{log.With("component", "redis")})
+	unknown, closest := unknownEnv(parser.Model.Node, os.Environ())
+	for i, name := range unknown {
+		if closest[i] != "" {
+			log.Warn("environment variable "+name+" is no setting of intake and is ignored: did you mean "+closest[i]+"?", "name", name, "did_you_mean", closest[i])
+		} else {
+			log.Warn("environment variable "+name+" is no setting of intake and is ignored", "name", name)
+		}
+	}
 	g := &Globals{Ctx: ctx, Config: &cfg, Log: log, Stdout: stdout}
 	if err := kctx.Run(g); err != nil {
 		var ee exitError

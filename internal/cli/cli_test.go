@@ -413,3 +413,35 @@ func TestReadyzRefusesReadOnlyPostgres(t *testing.T) {
 	checks, _ := ready["checks"].(map[string]any)
 	require.Equal(t, "failed", checks["postgres"], "connected (started is ok), but read-only: %v", ready)
 }
+
+// TestUnknownEnvWarned: an operator misspells a setting (INTAKE_POLCY_FILE for INTAKE_POLICY_FILE).
+// It used to be ignored without a word, the daemon running with the built-in policy; every
+// command now warns, naming the variable and the setting it most likely meant. The local stack's
+// and the test suites' own variables, and the settings themselves, are not reported.
+func TestUnknownEnvWarned(t *testing.T) {
+	t.Setenv("INTAKE_POLCY_FILE", "/etc/intake/strict.yaml")
+	t.Setenv("INTAKE_NO_SUCH_THING_AT_ALL", "1")
+	t.Setenv("INTAKE_LOCAL_BUCKET", "uploads")
+	t.Setenv("INTAKE_BUCKET", "uploads")
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, MainContext(context.Background(), []string{"version"}, &out, &errOut))
+	logs := errOut.String()
+	require.Contains(t, logs, "environment variable INTAKE_POLCY_FILE is no setting of intake and is ignored: did you mean INTAKE_POLICY_FILE?")
+	require.Contains(t, logs, "environment variable INTAKE_NO_SUCH_THING_AT_ALL is no setting of intake and is ignored")
+	require.NotContains(t, logs, "INTAKE_NO_SUCH_THING_AT_ALL is no setting of intake and is ignored: did you mean")
+	require.NotContains(t, logs, "INTAKE_LOCAL_BUCKET")
+	require.NotContains(t, logs, "INTAKE_BUCKET ")
+	require.NotContains(t, logs, `"name":"INTAKE_BUCKET"`)
+
+	names, _ := unknownEnv(mustModel(t), []string{"INTAKE_API_CORS_ORIGIN=*", "INTAKE_API_CORS_ORIGINS=*", "HOME=/root", "INTAKE_BENCH_STAGES=1"})
+	require.Equal(t, []string{"INTAKE_API_CORS_ORIGIN"}, names)
+}
+
+// mustModel is intake's command-line grammar.
+func mustModel(t *testing.T) *kong.Node {
+	t.Helper()
+	var c CLI
+	p, err := kong.New(&c, kong.Name("intake"), kong.Vars{"version": "test"})
+	require.NoError(t, err)
+	return p.Model.Node
+}

@@ -221,7 +221,8 @@ func (r *RunCmd) Run(g *Globals) error {
 		"memory_limit", memLimit, "memory_limit_from", memLimitFrom,
 		"bucket", cfg.Bucket, "queue_url", cfg.QueueURL, "dlq_url", cfg.DLQURL,
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
-		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL))
+		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL),
+		"policy_file", cmp.Or(cfg.PolicyFile, "(none: the built-in policy)"))
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
