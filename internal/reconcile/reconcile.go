@@ -587,7 +587,7 @@ func (r *run) enqueue(ctx context.Context, key string) error {
 		f.AlreadyQueued++
 	case errors.Is(err, ErrSkipKey):
 		f.EnqueueSkipped++
-		r.o.Log.Warn("object cannot be enqueued for inspection", "key", key, "err", err)
+		r.o.Log.WarnContext(ctx, "object cannot be enqueued for inspection", "key", key, "err", err)
 	default:
 		return fmt.Errorf("enqueue inspection of %q: %w", key, err)
 	}
@@ -657,7 +657,7 @@ check:
 		if len(f.HeadErrors) < SampleSize {
 			f.HeadErrors = append(f.HeadErrors, h)
 		}
-		r.o.Log.Warn("gone row not checked: its HeadObject failed", "key", h.Key, "err", h.Error)
+		r.o.Log.WarnContext(ctx, "gone row not checked: its HeadObject failed", "key", h.Key, "err", h.Error)
 	}
 	if len(confirmed) == 0 {
 		return stop

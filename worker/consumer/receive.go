@@ -172,8 +172,9 @@ func (c *Consumer) returnExtra(ctx context.Context, log *slog.Logger, asked int,
 	defer cancel()
 	for _, m := range extra {
 		d := newDelivery(m, time.Time{}, time.Time{})
-		c.lastReceiveLogged(cctx, d, "returned unprocessed (received beyond the asked-for count)", errReleased, "visible_in", 0)
-		if err := c.setVisibility(cctx, d, 0); err != nil {
+		mctx := telemetry.WithAttrs(cctx, slog.String("message_id", d.id))
+		c.lastReceiveLogged(mctx, d, "returned unprocessed (received beyond the asked-for count)", errReleased, "visible_in", 0)
+		if err := c.setVisibility(mctx, d, 0); err != nil {
 			log.Warn("could not return an extra message to the queue; it returns after its visibility timeout",
 				"message_id", d.id, "err", err)
 		}

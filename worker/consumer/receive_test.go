@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,10 +18,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/queue"
+	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -403,4 +406,42 @@ func TestReceiveAfterPauseEnded(t *testing.T) {
 	assert.EqualValues(t, 2, processed.Load())
 	assert.Zero(t, counterValue(t, c.m.deferred))
 	assert.Empty(t, client.visibilityCalls(), "none hidden")
+}
+
+// TestReceiveMoreThanAskedLogsMessageIDs: an extra message returned unprocessed on the last
+// receive the redrive policy allows is logged as going to the dead-letter queue. That line had no
+// message_id (its context lacked one), though every log line about a message carries it.
+func TestReceiveMoreThanAskedLogsMessageIDs(t *testing.T) {
+	t.Parallel()
+	client := &fakeSQS{}
+	var calls atomic.Int32
+	client.receive = func(ctx context.Context, in *sqs.ReceiveMessageInput) (*sqs.ReceiveMessageOutput, error) {
+		if calls.Add(1) == 1 {
+			return &sqs.ReceiveMessageOutput{Messages: fakeMessages("m", int(in.MaxNumberOfMessages)+2)}, nil
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	logs := &syncBuffer{}
+	c, err := New(Config{
+		Client: client, QueueURL: "http://sqs.test/000000000000/q", Receivers: 1, Workers: 2, DepthInterval: -1,
+		Processor:  ProcessorFunc(func(context.Context, string, []byte) error { return nil }),
+		Log:        telemetry.NewLogger(logs, "json", "debug"),
+		Registerer: prometheus.NewRegistry(),
+	})
+	require.NoError(t, err)
+	c.redrive.Store(&queue.RedrivePolicy{MaxReceiveCount: 1}) // every receive is the last one
+	runFake(t, c)
+
+	require.Eventually(t, func() bool { return len(client.visibilityCalls()) == 2 }, 10*time.Second, time.Millisecond)
+	for _, id := range []string{"m-2", "m-3"} {
+		require.Eventually(t, func() bool {
+			for line := range strings.SplitSeq(logs.String(), "\n") {
+				if strings.Contains(line, "returned unprocessed") && strings.Contains(line, `"message_id":"`+id+`"`) {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, time.Millisecond, "the last-receive line of extra message %s carries its id:\n%s", id, logs.String())
+	}
 }
