@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path"
@@ -32,19 +34,28 @@ const (
 type Rule struct {
 	// Prefix selects the keys the rule applies to; the longest matching prefix wins ("" matches all).
 	Prefix string `yaml:"prefix"`
-	// MaxSize is the largest object accepted, in bytes (0: no limit).
+	// MaxSize is the largest object accepted, in bytes (0: no limit); a policy file must write it as
+	// an integer (ParsePolicy refuses 0.5 or 1.5e9).
 	MaxSize int64 `yaml:"max_size"`
 	// AllowedTypes are media-type patterns ("image/*", "application/pdf"); empty allows any type.
 	AllowedTypes []string `yaml:"allowed_types"`
-	// RequireSniffMatch rejects objects whose sniffed type disagrees with the declared one.
+	// RequireSniffMatch rejects objects whose sniffed type disagrees with the declared one. Left out
+	// of a policy file it is false (DefaultPolicy's rule has it true); [Policy.Warnings] names a
+	// rule with AllowedTypes that leaves it out.
 	RequireSniffMatch bool `yaml:"require_sniff_match"`
 	// Action is what happens to a rejected object: tag, quarantine, delete or none.
 	Action string `yaml:"action"`
 	// QuarantinePrefix is where ActionQuarantine moves objects (default "quarantine/").
 	QuarantinePrefix string `yaml:"quarantine_prefix"`
+
+	// sniffUnset is set by ParsePolicy on a rule of the file that does not write
+	// require_sniff_match (RequireSniffMatch is then false, unlike DefaultPolicy's): [Policy.Warnings]
+	// names such a rule when it has allowed_types. A Rule built in Go never has it.
+	sniffUnset bool
 }
 
-// Policy is an ordered set of rules. The zero value accepts everything and acts on nothing.
+// Policy is an ordered set of rules. It must have a catch-all rule (prefix ""): the zero value,
+// which has none, does not pass [Policy.Validate].
 type Policy struct {
 	// Rules are matched by longest prefix.
 	Rules []Rule `yaml:"rules"`
@@ -110,13 +121,29 @@ func LoadPolicy(file string) (*Policy, error) {
 	return p, nil
 }
 
-// ParsePolicy parses and validates a YAML policy.
+// ParsePolicy parses and validates a YAML policy. Besides [Policy.Validate]'s checks, it refuses
+// what decoding alone would let through with weaker rules than written: a second YAML document
+// (only the first would be read), a rule entry that is empty (null: it would decode as a rule of
+// prefix "" checking nothing), and a max_size that is not an integer (0.5 would be truncated to 0,
+// no limit). It notes the rules that leave require_sniff_match unset, for [Policy.Warnings].
 func ParsePolicy(raw []byte) (*Policy, error) {
+	var doc yaml.Node
+	nodes := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := nodes.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
+	var next yaml.Node
+	if err := nodes.Decode(&next); !errors.Is(err, io.EOF) {
+		return nil, errors.New("parse YAML: the file holds more than one YAML document (a '---' line starts another), and only the first would be read; put every rule and webhook in one document")
+	}
 	var p Policy
-	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
+	if err := p.checkRuleNodes(&doc); err != nil {
+		return nil, err
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -124,10 +151,101 @@ func ParsePolicy(raw []byte) (*Policy, error) {
 	return &p, nil
 }
 
-// Validate checks every rule and returns all problems at once.
+// YAML's short tags, as yaml.Node.ShortTag gives them.
+const (
+	yamlNull  = "!!null"
+	yamlInt   = "!!int"
+	yamlBool  = "!!bool"
+	yamlMerge = "!!merge"
+)
+
+// checkRuleNodes checks the rules as written in doc (the document p was decoded from), which the
+// decoded values cannot tell: a null entry, a max_size that is not an integer, and marks the rules
+// that do not write require_sniff_match.
+func (p *Policy) checkRuleNodes(doc *yaml.Node) error {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil
+	}
+	rules := yamlFields(doc.Content[0])["rules"]
+	if rules = yamlDeref(rules); rules == nil || rules.Kind != yaml.SequenceNode {
+		return nil
+	}
+	var errs []error
+	for i, item := range rules.Content {
+		item = yamlDeref(item)
+		if item.Kind == yaml.ScalarNode && item.ShortTag() == yamlNull {
+			errs = append(errs, fmt.Errorf("rule %d (line %d) is empty (a '-' with nothing after it): it would be a rule of prefix \"\" that checks nothing; remove it, or write its fields", i, item.Line))
+			continue
+		}
+		fields := yamlFields(item)
+		name := ""
+		if n := yamlDeref(fields["prefix"]); n != nil {
+			name = n.Value
+		}
+		if n := yamlDeref(fields["max_size"]); n != nil && n.ShortTag() != yamlInt {
+			errs = append(errs, fmt.Errorf("rule %d (%q): max_size %q (line %d) is not a whole number of bytes (a fraction or an exponent would be cut to an integer, 0.5 to 0: no limit); write it in bytes, e.g. 104857600 or 0x6400000", i, name, n.Value, n.Line))
+		}
+		if i < len(p.Rules) {
+			n := yamlDeref(fields["require_sniff_match"])
+			p.Rules[i].sniffUnset = n == nil || n.ShortTag() != yamlBool
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// yamlDeref follows aliases (*name) to the node they stand for.
+func yamlDeref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// yamlFields returns the values of a mapping node by key, merged mappings ("<<: *base") included;
+// a key written in the mapping wins over a merged one, and an earlier merged mapping over a later
+// one, as YAML merges them. Any other node has no fields.
+func yamlFields(n *yaml.Node) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		n = yamlDeref(n)
+		if n == nil || n.Kind != yaml.MappingNode {
+			return
+		}
+		var merges []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == yamlMerge {
+				merges = append(merges, v)
+				continue
+			}
+			if _, ok := out[k.Value]; !ok {
+				out[k.Value] = v
+			}
+		}
+		for _, m := range merges {
+			if m = yamlDeref(m); m.Kind == yaml.SequenceNode {
+				for _, e := range m.Content {
+					walk(e)
+				}
+			} else {
+				walk(m)
+			}
+		}
+	}
+	walk(n)
+	return out
+}
+
+// Validate checks every rule and returns all problems at once. It fills the defaults in place
+// (action tag, quarantine_prefix "quarantine/"). A policy must have a catch-all rule (prefix ""):
+// a key no rule covers would be recorded valid unchecked. No rule's quarantine_prefix may cover
+// another rule's prefix: every key under a quarantine prefix is taken for an object already
+// quarantined, and never checked.
 func (p *Policy) Validate() error {
 	var errs []error
 	seen := map[string]bool{}
+	defaulted := make([]bool, len(p.Rules))
 	for i := range p.Rules {
 		r := &p.Rules[i]
 		if seen[r.Prefix] {
@@ -144,7 +262,7 @@ func (p *Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("rule %d (%q): action %q is not tag, quarantine, delete or none", i, r.Prefix, r.Action))
 		}
 		if r.QuarantinePrefix == "" {
-			r.QuarantinePrefix = "quarantine/"
+			r.QuarantinePrefix, defaulted[i] = "quarantine/", true
 		}
 		if r.Action == ActionQuarantine && strings.HasPrefix(r.QuarantinePrefix, r.Prefix) && r.Prefix != "" {
 			errs = append(errs, fmt.Errorf("rule %d (%q): quarantine_prefix %q lies under the rule's own prefix", i, r.Prefix, r.QuarantinePrefix))
@@ -155,6 +273,10 @@ func (p *Policy) Validate() error {
 			}
 		}
 	}
+	if !seen[""] {
+		errs = append(errs, errors.New(noCatchAll()))
+	}
+	errs = append(errs, p.checkQuarantineCover(defaulted)...)
 	names := map[string]bool{}
 	for i, w := range p.Webhooks {
 		switch {
@@ -174,6 +296,67 @@ func (p *Policy) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// noCatchAll is the error of a policy without a rule of prefix "", with the built-in default's
+// rule to add (one line of YAML).
+func noCatchAll() string {
+	d := DefaultPolicy().Rules[0]
+	return fmt.Sprintf("no rule has the prefix \"\": keys under no rule would be accepted unchecked (recorded valid, with no size, type or sniff check); "+
+		"add a catch-all rule to rules:, e.g. the built-in default's (used without a policy file): "+
+		"- {prefix: \"\", max_size: %d, require_sniff_match: %t, action: %s, quarantine_prefix: %s}  # %s, any type",
+		d.MaxSize, d.RequireSniffMatch, d.Action, d.QuarantinePrefix, sizeString(d.MaxSize))
+}
+
+// checkQuarantineCover refuses a quarantine prefix (each rule has one, defaulted[i] when Validate
+// filled it in) that is a prefix of a rule's non-empty prefix, or equal to it: the Processor takes
+// any key under a quarantine prefix, of whatever rule, for an object it quarantined, records it
+// rejected (reason quarantined) and checks nothing, so that rule would never run. A quarantine
+// prefix under a rule's prefix ("" included) is another matter (see Validate's per-rule check).
+func (p *Policy) checkQuarantineCover(defaulted []bool) []error {
+	var errs []error
+	done := map[string]bool{}
+	for i, q := range p.Rules {
+		if q.QuarantinePrefix == "" || done[q.QuarantinePrefix] {
+			continue
+		}
+		done[q.QuarantinePrefix] = true
+		whose := fmt.Sprintf("rule %d (%q)", i, q.Prefix)
+		if defaulted[i] {
+			whose += ", by default"
+		}
+		for j, r := range p.Rules {
+			if r.Prefix != "" && strings.HasPrefix(r.Prefix, q.QuarantinePrefix) {
+				errs = append(errs, fmt.Errorf("quarantine_prefix %q (%s) covers the prefix of rule %d (%q): every key under it would be taken for an already quarantined object, recorded rejected (quarantined) and never checked; choose a quarantine_prefix outside every rule's prefix",
+					q.QuarantinePrefix, whose, j, r.Prefix))
+			}
+		}
+	}
+	return errs
+}
+
+// Warnings names the rules of a validated policy that start without error but may check less than
+// their author meant: a rule with allowed_types whose file leaves require_sniff_match unset (false,
+// while the built-in default has it true), and a rule whose prefix does not end in '/' (it also
+// covers the keys of sibling names; a webhook's alike). `intake run` logs each at start, whatever its roles.
+func (p *Policy) Warnings() []string {
+	var out []string
+	for _, r := range p.Rules {
+		if len(r.AllowedTypes) > 0 && !r.RequireSniffMatch && r.sniffUnset {
+			out = append(out, fmt.Sprintf("rule %q checks the declared type only: a file declared image/png that is HTML passes; set require_sniff_match: true (or false to silence)", r.Prefix))
+		}
+		if r.Prefix != "" && !strings.HasSuffix(r.Prefix, "/") {
+			out = append(out, fmt.Sprintf("rule %q: a prefix not ending in '/' also covers the keys of sibling names (%q too); end it with '/' (%q) unless that is meant",
+				r.Prefix, r.Prefix+"-other/a.png", r.Prefix+"/"))
+		}
+	}
+	for _, w := range p.Webhooks {
+		if w.Prefix != "" && !strings.HasSuffix(w.Prefix, "/") {
+			out = append(out, fmt.Sprintf("webhook %q: a prefix not ending in '/' also sends it the notifications of sibling names (%q too); end it with '/' (%q) unless that is meant",
+				w.Name, w.Prefix+"-other/a.png", w.Prefix+"/"))
+		}
+	}
+	return out
 }
 
 // For returns the rule of the longest prefix matching key, and false when none matches.

@@ -277,6 +277,9 @@ func build(ctx context.Context, cfg *config.Config, roles []string, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("INTAKE_POLICY_FILE: %w", err)
 	}
+	for _, w := range policy.Warnings() {
+		log.Warn("the validation policy (INTAKE_POLICY_FILE) may check less than it seems to", "detail", w)
+	}
 	reg := telemetry.NewRegistry()
 	a := &App{
 		Cfg: cfg, Roles: roles, Log: log, Registry: reg,

@@ -154,7 +154,9 @@ func TestDaemonLogsNoSecrets(t *testing.T) {
 func TestLogSecretsCoverThePolicyFile(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "policy.yaml")
-	require.NoError(t, os.WriteFile(file, []byte(`webhooks:
+	require.NoError(t, os.WriteFile(file, []byte(`rules:
+  - prefix: ""
+webhooks:
   - name: avatars
     prefix: uploads/avatars/
     url: https://hooks.example/in?token=url-token-0123456789

@@ -323,6 +323,42 @@ func TestParseKeysShowNoKey(t *testing.T) {
 	require.ErrorContains(t, err, `name "svc-a"`)
 }
 
+// TestStaticKeysRefuseSpaces: a key holding whitespace or a control character, most often a space
+// left around the '=' ("key =alice"), could never match (a request's header value is trimmed), so
+// the tenant or operator would be locked out with no error at start; it is refused by the start's
+// validation, naming the variable and never the key. So is such an owner (ValidOwner).
+func TestStaticKeysRefuseSpaces(t *testing.T) {
+	t.Parallel()
+	const key = "aaaaaaaaaaaaaaaaaaaa"
+	for name, list := range map[string]string{
+		"space before '='":    key + " =alice",
+		"tab before '='":      key + "\t=alice",
+		"space inside":        "aaaaaaaaaa aaaaaaaaaa=alice",
+		"no-break space":      key + "\u00a0=alice",
+		"NUL":                 "aaaaaaaaaa\x00aaaaaaaaaa=alice",
+		"DEL":                 key + "\x7f=alice",
+		"space after '='":     key + "= alice",
+		"control in the name": key + "=al\x01ice",
+	} {
+		for _, variable := range []string{"INTAKE_API_KEYS", "INTAKE_API_ADMIN_KEYS"} {
+			c := validConfig()
+			if variable == "INTAKE_API_KEYS" {
+				c.API.Keys = list
+			} else {
+				c.API.AdminKeys = list
+			}
+			err := c.Validate(AllRoles)
+			require.Error(t, err, "%s %s", name, variable)
+			require.Contains(t, err.Error(), variable+": ", "%s %s", name, variable)
+			require.NotContains(t, err.Error(), "aaaaa", "%s %s: the key is not shown", name, variable)
+		}
+	}
+	_, err := ParseAPIKeys(key + " =alice")
+	require.EqualError(t, err, `INTAKE_API_KEYS: the key of name "alice" holds a space or a control character (often a space around '='), so no request could present it; remove it`)
+	_, err = ParseKeys("INTAKE_API_ADMIN_KEYS", "bbbbbbbbbbbbbbbbbbbb=ops, "+key+"\t=oncall")
+	require.ErrorContains(t, err, `INTAKE_API_ADMIN_KEYS: the key of name "oncall" holds a space`)
+}
+
 // TestParseTenantSecrets: "owner=secret" pairs; a secret may hold '=' (base64); errors never
 // show a secret, not even one written first by mistake ("secret=owner").
 func TestParseTenantSecrets(t *testing.T) {
