@@ -379,7 +379,13 @@ func (a *App) connect(ctx context.Context) error {
 	a.onClose(st.Close)
 	// Every role that opens the store writes to it (intents, records, aborts, the outbox): a
 	// standby that answers pings (the old primary after a failover, DNS not yet moved) is not ready.
-	a.Health.Add("postgres", st.CheckWritable)
+	watch, err := newClockWatch(a.Registry, a.Log.With("component", "clock"), func(ctx context.Context) (time.Duration, error) {
+		return st.ClockSkew(ctx, time.Now)
+	})
+	if err != nil {
+		return err
+	}
+	a.Health.Add("postgres", watch.after(st.CheckWritable))
 	return nil
 }
 

@@ -113,6 +113,21 @@ func retryConflicts[T any](ctx context.Context, f func(context.Context) (T, erro
 	}
 }
 
+// ClockSkew measures how far now (this host's clock) is ahead of PostgreSQL's (negative: behind),
+// from one query: PostgreSQL's time is compared with the middle of the round trip, so the error is
+// at most half of it. Deadlines are written by one host's clock and judged by another's (an
+// upload's expires_at by the API's, its abort by the jobs host's), and observations are stamped
+// with PostgreSQL's: the hosts must agree.
+func (s *Store) ClockSkew(ctx context.Context, now func() time.Time) (time.Duration, error) {
+	before := now()
+	db, err := s.Q.OpsNow(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read postgres's clock: %w", err)
+	}
+	after := now()
+	return before.Add(after.Sub(before) / 2).Sub(db), nil
+}
+
 // ErrReadOnly is wrapped by CheckWritable when PostgreSQL answers but refuses writes.
 var ErrReadOnly = errors.New("postgres is read-only")
 
