@@ -179,6 +179,8 @@ func TestContractCatchesDrift(t *testing.T) {
 			strings.Replace(problemBody, `"detail"`, `"details"`, 1), "details"},
 		{"a problem type not in the document", request, true, 422, "application/problem+json", true,
 			strings.Replace(problemBody, "too-large", "too-big", 1), "type"},
+		{"a problem whose status is not the response's", request, true, 400, "application/problem+json", true,
+			problemBody, "the problem's status 422 is not the response's 400"},
 		{"X-Request-Id missing", request, true, 201, "application/json", false, upload, "X-Request-Id"},
 		{"an undocumented status", request, true, 202, "application/json", true, upload, "status"},
 		{"a problem sent as application/json", request, true, 422, "application/json", true, problemBody, "Content-Type"},
