@@ -338,7 +338,8 @@ func (p *Policy) checkQuarantineCover(defaulted []bool) []error {
 // Warnings names the rules of a validated policy that start without error but may check less than
 // their author meant: a rule with allowed_types whose file leaves require_sniff_match unset (false,
 // while the built-in default has it true), and a rule whose prefix does not end in '/' (it also
-// covers the keys of sibling names; a webhook's alike). `intake run` logs each at start, whatever its roles.
+// covers the keys of sibling names; a webhook's alike), and a quarantine_prefix not ending in '/'
+// (every key starting with it is taken for a quarantined object). `intake run` logs each at start, whatever its roles.
 func (p *Policy) Warnings() []string {
 	var out []string
 	for _, r := range p.Rules {
@@ -348,6 +349,10 @@ func (p *Policy) Warnings() []string {
 		if r.Prefix != "" && !strings.HasSuffix(r.Prefix, "/") {
 			out = append(out, fmt.Sprintf("rule %q: a prefix not ending in '/' also covers the keys of sibling names (%q too); end it with '/' (%q) unless that is meant",
 				r.Prefix, r.Prefix+"-other/a.png", r.Prefix+"/"))
+		}
+		if !strings.HasSuffix(r.QuarantinePrefix, "/") {
+			out = append(out, fmt.Sprintf("rule %q: quarantine_prefix %q does not end in '/': every key starting with it (%q too) is taken for an object intake quarantined, recorded rejected and never checked; end it with '/' (%q)",
+				r.Prefix, r.QuarantinePrefix, r.QuarantinePrefix+"-reports/a.csv", r.QuarantinePrefix+"/"))
 		}
 	}
 	for _, w := range p.Webhooks {

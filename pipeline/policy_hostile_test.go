@@ -226,3 +226,20 @@ func TestReadmePolicyExample(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, p.Warnings())
 }
+
+// TestQuarantinePrefixWithoutSlashWarns: every key starting with a quarantine prefix is taken for an
+// object intake quarantined, so "quarantine" (no '/') also takes the catch-all's
+// "quarantine-reports/a.csv" for one, recorded rejected and never checked; Warnings names it.
+func TestQuarantinePrefixWithoutSlashWarns(t *testing.T) {
+	t.Parallel()
+	p, err := ParsePolicy([]byte(`rules:
+  - prefix: ""
+    require_sniff_match: true
+    action: quarantine
+    quarantine_prefix: quarantine
+`))
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		`rule "": quarantine_prefix "quarantine" does not end in '/': every key starting with it ("quarantine-reports/a.csv" too) is taken for an object intake quarantined, recorded rejected and never checked; end it with '/' ("quarantine/")`,
+	}, p.Warnings())
+}
