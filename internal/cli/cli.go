@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -163,7 +164,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	secrets := logSecrets(&cfg, os.Getenv)
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
 	redis.SetLogger(redisLog{log.With("component", "redis")})
-	unknown, closest := unknownEnv(parser.Model.Node, os.Environ())
+	unknown, closest := unknownEnv(parser.Model.Node, os.Environ(), policySecretEnv(&cfg)...)
 	for i, name := range unknown {
 		if closest[i] != "" {
 			log.Warn("environment variable "+name+" is no setting of intake and is ignored: did you mean "+closest[i]+"?", "name", name, "did_you_mean", closest[i])
@@ -217,6 +218,21 @@ func logSecrets(cfg *config.Config, getenv func(string) string) []string {
 		secrets = append(secrets, policy.Secrets(getenv)...)
 	}
 	return secrets
+}
+
+// policySecretEnv names the variables the policy file's webhooks read their secrets from
+// (secret_env): settings too, though no flag reads them. A command without the policy's flag (such
+// as version) has it from the environment.
+func policySecretEnv(cfg *config.Config) []string {
+	policy, err := pipeline.LoadPolicy(cmp.Or(cfg.PolicyFile, os.Getenv("INTAKE_POLICY_FILE")))
+	if err != nil {
+		return nil // reported by the command that uses it
+	}
+	var names []string
+	for _, w := range policy.Webhooks {
+		names = append(names, w.SecretEnv)
+	}
+	return names
 }
 
 // parse runs kong's parser, turning its exit requests (--help, usage errors) into a code.

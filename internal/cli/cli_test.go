@@ -437,6 +437,28 @@ func TestUnknownEnvWarned(t *testing.T) {
 	require.Equal(t, []string{"INTAKE_API_CORS_ORIGIN"}, names)
 }
 
+// TestUnknownEnvKnowsPolicySecrets: a policy webhook's secret_env may well be named INTAKE_…; it is
+// read (the endpoint's signing secret), so it must not be reported as ignored, which would invite
+// an operator to remove it.
+func TestUnknownEnvKnowsPolicySecrets(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`rules:
+  - prefix: ""
+webhooks:
+  - name: avatars
+    prefix: uploads/avatars/
+    url: https://hooks.example/in
+    secret_env: INTAKE_WEBHOOK_SECRET_AVATARS
+`), 0o600))
+	t.Setenv("INTAKE_POLICY_FILE", file)
+	t.Setenv("INTAKE_WEBHOOK_SECRET_AVATARS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	t.Setenv("INTAKE_WEBHOOK_SECRET_AVATAR", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, MainContext(context.Background(), []string{"version"}, &out, &errOut))
+	require.NotContains(t, errOut.String(), "INTAKE_WEBHOOK_SECRET_AVATARS is no setting")
+	require.Contains(t, errOut.String(), "INTAKE_WEBHOOK_SECRET_AVATAR is no setting", "a misspelling of it is still reported")
+}
+
 // mustModel is intake's command-line grammar.
 func mustModel(t *testing.T) *kong.Node {
 	t.Helper()

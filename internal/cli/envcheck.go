@@ -12,11 +12,14 @@ import (
 var toolEnv = []string{"INTAKE_LOCAL_", "INTAKE_INIT_", "INTAKE_FAULTS", "INTAKE_BENCH_"}
 
 // unknownEnv returns the variables of environ (KEY=value) named INTAKE_… that no flag of the
-// grammar reads, sorted, each with the known name closest to it when one is a likely misspelling
+// grammar reads and that are not alsoKnown (the policy file's webhook secret_env names), sorted, each with the known name closest to it when one is a likely misspelling
 // (at most 3 edits). A misspelled setting would otherwise be ignored without a word, and the
 // daemon would run with its default: a policy file never loaded, a limit never set.
-func unknownEnv(model *kong.Node, environ []string) (names, closest []string) {
+func unknownEnv(model *kong.Node, environ []string, alsoKnown ...string) (names, closest []string) {
 	known := map[string]bool{}
+	for _, name := range alsoKnown {
+		known[name] = true
+	}
 	var walk func(*kong.Node)
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
