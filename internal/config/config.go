@@ -810,10 +810,11 @@ func ParseKeys(variable, s string) (map[string]string, error) {
 			// separated by commas ("k1=alice;k2=bob", one per line).
 			return nil, fmt.Errorf("%s: entry %d (of %d characters) holds more than one '=': keys must not hold '=', and entries are separated by commas", variable, entry, len(pair))
 		}
-		if strings.IndexFunc(k, spaceOrControl) >= 0 {
-			// "key =alice" keeps the space in the key; a request's header value is trimmed (and
-			// carries no control character), so such a key could never match.
-			return nil, fmt.Errorf("%s: the key of %s holds a space or a control character (often a space around '='), so no request could present it; remove it", variable, keyName("name", owner, entry))
+		if strings.TrimFunc(k, unicode.IsSpace) != k || strings.IndexFunc(k, unicode.IsControl) >= 0 {
+			// "key =alice" keeps the space in the key, while a request's header value is trimmed
+			// (and carries no control character): such a key could never match. A space inside a
+			// key (a passphrase) reaches intake as it is, and is accepted.
+			return nil, fmt.Errorf("%s: the key of %s starts or ends with a space, or holds a control character (often a space around '='), so no request could present it; remove it", variable, keyName("name", owner, entry))
 		}
 		if len(k) < 16 {
 			return nil, fmt.Errorf("%s: the key of %s is shorter than 16 characters", variable, keyName("name", owner, entry))
@@ -825,10 +826,6 @@ func ParseKeys(variable, s string) (map[string]string, error) {
 	}
 	return keys, nil
 }
-
-// spaceOrControl reports the characters a static key must not hold: whitespace (Unicode's) and
-// control characters.
-func spaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // entries yields the entries of a comma-separated list ("a=b, c=d"), trimmed, the empty ones
 // skipped, each with its number (from 1), for errors that must not quote it.
