@@ -132,9 +132,20 @@ func ParsePolicy(raw []byte) (*Policy, error) {
 	if err := nodes.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("parse YAML: %w", err)
 	}
-	var next yaml.Node
-	if err := nodes.Decode(&next); !errors.Is(err, io.EOF) {
-		return nil, errors.New("parse YAML: the file holds more than one YAML document (a '---' line starts another), and only the first would be read; put every rule and webhook in one document")
+	// Documents after the first would not be read: refused unless empty (a trailing '---', or
+	// comments only after it, lose nothing).
+	for {
+		var next yaml.Node
+		err := nodes.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse YAML: %w", err)
+		}
+		if len(next.Content) > 0 && (next.Content[0].Kind != yaml.ScalarNode || next.Content[0].ShortTag() != yamlNull) {
+			return nil, fmt.Errorf("parse YAML: the file holds more than one YAML document (a '---' line, line %d, starts another), and only the first would be read; put every rule and webhook in one document", next.Line)
+		}
 	}
 	var p Policy
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
@@ -155,7 +166,6 @@ func ParsePolicy(raw []byte) (*Policy, error) {
 const (
 	yamlNull  = "!!null"
 	yamlInt   = "!!int"
-	yamlBool  = "!!bool"
 	yamlMerge = "!!merge"
 )
 
@@ -187,7 +197,7 @@ func (p *Policy) checkRuleNodes(doc *yaml.Node) error {
 		}
 		if i < len(p.Rules) {
 			n := yamlDeref(fields["require_sniff_match"])
-			p.Rules[i].sniffUnset = n == nil || n.ShortTag() != yamlBool
+			p.Rules[i].sniffUnset = n == nil || n.ShortTag() == yamlNull
 		}
 	}
 	return errors.Join(errs...)

@@ -79,6 +79,9 @@ func TestPolicySniffUnsetWarns(t *testing.T) {
     allowed_types: ["image/*"]
   - prefix: any/
     max_size: 10
+  - prefix: yaml11/
+    allowed_types: ["image/*"]
+    require_sniff_match: no
 `))
 	require.NoError(t, err)
 	r, _ := p.For("avatars/u1/a.png")
@@ -121,9 +124,14 @@ func TestPolicySecondDocumentRefused(t *testing.T) {
 	t.Parallel()
 	_, err := ParsePolicy([]byte(catchAll + "---\nrules:\n  - prefix: \"\"\n    max_size: 1\n"))
 	require.ErrorContains(t, err, "more than one YAML document")
-	_, err = ParsePolicy([]byte(catchAll + "---\n"))
+	_, err = ParsePolicy([]byte(catchAll + "---\n# the end\n---\nwebhooks: []\n"))
 	require.ErrorContains(t, err, "more than one YAML document")
 	_, err = ParsePolicy([]byte("---\n" + catchAll))
+	require.NoError(t, err)
+	// An empty document after the first loses nothing: a trailing '---', comments after it.
+	_, err = ParsePolicy([]byte(catchAll + "---\n"))
+	require.NoError(t, err)
+	_, err = ParsePolicy([]byte(catchAll + "---\n# nothing more\n"))
 	require.NoError(t, err)
 }
 
