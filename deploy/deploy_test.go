@@ -254,6 +254,7 @@ var metrics = map[string]metricInfo{
 	"intake_messages_received_total":                  {counter, nil},
 	"intake_messages_acked_total":                     {counter, nil},
 	"intake_messages_retried_total":                   {counter, nil},
+	"intake_reconcile_scheduled":                      {gauge, nil},
 	"intake_clock_skew_seconds":                       {gauge, nil},
 	"intake_messages_deferred_total":                  {counter, nil},
 	"intake_messages_dead_lettered_total":             {counter, []string{"reason"}},

@@ -3,7 +3,10 @@ package cli
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -33,7 +36,17 @@ func startScheduler(_ context.Context, a *App) ([]Component, error) {
 		return nil, err
 	}
 	components := []Component{{Name: "sweep-periodic", Run: s.Run}, {Name: "maintenance-periodic", Run: m.Run}}
+	// IntakeReconcileNotRunning keeps the last success of a jobs pod that has gone (max_over_time):
+	// it must know when the reconcile was turned off since, rather than never run.
+	scheduled := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: telemetry.Namespace, Name: "reconcile_scheduled",
+		Help: "1 when this scheduler enqueues the periodic reconcile, 0 when INTAKE_JOBS_RECONCILE_CRON is off.",
+	})
+	if err := a.Registry.Register(scheduled); err != nil {
+		return nil, err
+	}
 	if a.Cfg.Jobs.ReconcileEnabled() {
+		scheduled.Set(1)
 		r, err := jobs.NewReconcilePeriodic(jobs.ReconcilePeriodicConfig{
 			Redis: a.Redis, Bucket: a.Cfg.Bucket, Cron: a.Cfg.Jobs.ReconcileCron, Rate: a.Cfg.Jobs.ReconcileRate, Log: log,
 		})

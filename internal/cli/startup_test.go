@@ -179,8 +179,11 @@ func TestSchedulerNeedsNoPostgres(t *testing.T) {
 		adminAddr := testkit.FreeAddr(t)
 		args := append([]string{"--roles", "scheduler", "--redis-url", redisURL, "--bucket", "unused",
 			"--s3-endpoint", "http://127.0.0.1:1", "--admin-listen", adminAddr, "--shutdown-grace", "2s"}, db...)
+		scheduled := "intake_reconcile_scheduled 1"
 		if db == nil {
 			t.Setenv("DATABASE_URL", "")
+			args = append(args, "--jobs-reconcile-cron", "off")
+			scheduled = "intake_reconcile_scheduled 0"
 		}
 		d := startDaemon(t, ctx, args...)
 		code, body := httpGet(d.base + "/readyz")
@@ -191,6 +194,7 @@ func TestSchedulerNeedsNoPostgres(t *testing.T) {
 		_, metrics := httpGet("http://" + adminAddr + "/metrics")
 		require.NotContains(t, metrics, `dependency="postgres"`)
 		require.NotContains(t, metrics, `dependency="s3"`)
+		require.Contains(t, metrics, scheduled, "IntakeReconcileNotRunning is silenced by a scheduler that has it off")
 		require.Equal(t, 0, d.stop(), d.logs.String())
 		require.NotContains(t, d.logs.String(), "postgres does not answer")
 		if db != nil {
