@@ -206,15 +206,34 @@ SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha2
      LIMIT $7)
     UNION ALL
     (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_prefix
-     WHERE $1::uuid IS NULL
+     WHERE $1::uuid IS NULL AND NOT $8::boolean
        AND by_prefix.owner = $2
        AND by_prefix.key COLLATE "C" >= $4::text
-       AND by_prefix.key COLLATE "C" < $8::text
+       AND by_prefix.key COLLATE "C" < $9::text
        AND starts_with(by_prefix.key, $4::text)
        AND ($3::text IS NULL OR by_prefix.status = $3::text)
        AND (by_prefix.created_at, by_prefix.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
                                        COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
      ORDER BY by_prefix.created_at DESC, by_prefix.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_wide
+     WHERE $1::uuid IS NULL AND $8::boolean AND $3::text IS NULL
+       AND by_wide.owner = $2
+       AND starts_with(by_wide.key, $4::text)
+       AND (by_wide.created_at, by_wide.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_wide.created_at DESC, by_wide.id DESC
+     LIMIT $7)
+    UNION ALL
+    (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_wide_status
+     WHERE $1::uuid IS NULL AND $8::boolean
+       AND by_wide_status.owner = $2
+       AND by_wide_status.status = $3::text
+       AND starts_with(by_wide_status.key, $4::text)
+       AND (by_wide_status.created_at, by_wide_status.id) < (COALESCE($5::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_wide_status.created_at DESC, by_wide_status.id DESC
      LIMIT $7)
     UNION ALL
     (SELECT id, bucket, key, version_id, etag, size, content_type, sniffed_type, sha256, width, height, owner, upload_id, status, reason, sequencer, event_time, created_at, updated_at, observed_at, verdict_seq, verdict_at, tiebreak_set, tiebreak_sequencer, tiebreak_event_time FROM objects AS by_status
@@ -246,6 +265,7 @@ type APIListObjectsParams struct {
 	CursorCreatedAt *time.Time
 	CursorID        *uuid.UUID
 	MaxRows         int32
+	WidePrefix      bool
 	PrefixEnd       *string
 }
 
@@ -256,9 +276,13 @@ type APIListObjectsParams struct {
 // One branch per shape of filters, each with conditions an index serves, whatever the values:
 //
 //	upload_id: objects_upload_id_idx (one upload's rows, a handful), then sorted;
-//	else prefix: objects_owner_key_c_idx (the owner's keys in [prefix, prefix_end)), then sorted
-//	  (with the values at hand, the planner may rather walk the owner's rows newest first when the
-//	  prefix holds most of them);
+//	else prefix, narrow: objects_owner_key_c_idx (the owner's keys in [prefix, prefix_end)), then
+//	  sorted;
+//	else prefix, wide (wide_prefix: the prefix covers the owner's whole key namespace, so that it
+//	  holds most of the owner's rows, which the range-then-sort branch read and sorted on every
+//	  page: the planner misjudges a COLLATE "C" range): the owner's rows newest first from the
+//	  cursor, objects_owner_status_created_idx with a status, objects_owner_created_idx without,
+//	  the prefix a filter;
 //	else status: objects_owner_status_created_idx, from the cursor on;
 //	else: objects_owner_created_idx, from the cursor on.
 //
@@ -278,6 +302,7 @@ func (q *Queries) APIListObjects(ctx context.Context, arg APIListObjectsParams) 
 		arg.CursorCreatedAt,
 		arg.CursorID,
 		arg.MaxRows,
+		arg.WidePrefix,
 		arg.PrefixEnd,
 	)
 	if err != nil {

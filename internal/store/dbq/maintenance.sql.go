@@ -19,10 +19,12 @@ WITH candidates AS (
     FROM uploads u
     WHERE u.status = 'pending'
       AND u.expires_at < $1
+      -- A scalar sub-select (at most one row: the primary key), not EXISTS: an EXISTS under OR
+      -- is planned as a hashed sub-plan that reads the whole of multipart_aborts (never pruned)
+      -- in every batch once work_mem holds it.
       AND (u.multipart_upload_id IS NULL
-           OR EXISTS (SELECT 1 FROM multipart_aborts a
-                      WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id
-                        AND a.outcome <> 'aborting'))
+           OR (SELECT a.outcome FROM multipart_aborts a
+               WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id) <> 'aborting')
     ORDER BY u.expires_at
     LIMIT $2
     FOR UPDATE OF u SKIP LOCKED

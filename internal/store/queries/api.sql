@@ -20,9 +20,13 @@ SELECT * FROM uploads WHERE bucket = @bucket AND key = @key AND owner = @owner;
 --
 -- One branch per shape of filters, each with conditions an index serves, whatever the values:
 --   upload_id: objects_upload_id_idx (one upload's rows, a handful), then sorted;
---   else prefix: objects_owner_key_c_idx (the owner's keys in [prefix, prefix_end)), then sorted
---     (with the values at hand, the planner may rather walk the owner's rows newest first when the
---     prefix holds most of them);
+--   else prefix, narrow: objects_owner_key_c_idx (the owner's keys in [prefix, prefix_end)), then
+--     sorted;
+--   else prefix, wide (wide_prefix: the prefix covers the owner's whole key namespace, so that it
+--     holds most of the owner's rows, which the range-then-sort branch read and sorted on every
+--     page: the planner misjudges a COLLATE "C" range): the owner's rows newest first from the
+--     cursor, objects_owner_status_created_idx with a status, objects_owner_created_idx without,
+--     the prefix a filter;
 --   else status: objects_owner_status_created_idx, from the cursor on;
 --   else: objects_owner_created_idx, from the cursor on.
 -- The other shapes' branches are cut off by conditions on the parameters alone: dropped from a
@@ -44,7 +48,7 @@ SELECT * FROM (
      LIMIT @max_rows)
     UNION ALL
     (SELECT * FROM objects AS by_prefix
-     WHERE sqlc.narg(upload_id)::uuid IS NULL
+     WHERE sqlc.narg(upload_id)::uuid IS NULL AND NOT @wide_prefix::boolean
        AND by_prefix.owner = @owner
        AND by_prefix.key COLLATE "C" >= sqlc.narg(prefix)::text
        AND by_prefix.key COLLATE "C" < sqlc.narg(prefix_end)::text
@@ -53,6 +57,25 @@ SELECT * FROM (
        AND (by_prefix.created_at, by_prefix.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
                                        COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
      ORDER BY by_prefix.created_at DESC, by_prefix.id DESC
+     LIMIT @max_rows)
+    UNION ALL
+    (SELECT * FROM objects AS by_wide
+     WHERE sqlc.narg(upload_id)::uuid IS NULL AND @wide_prefix::boolean AND sqlc.narg(status)::text IS NULL
+       AND by_wide.owner = @owner
+       AND starts_with(by_wide.key, sqlc.narg(prefix)::text)
+       AND (by_wide.created_at, by_wide.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_wide.created_at DESC, by_wide.id DESC
+     LIMIT @max_rows)
+    UNION ALL
+    (SELECT * FROM objects AS by_wide_status
+     WHERE sqlc.narg(upload_id)::uuid IS NULL AND @wide_prefix::boolean
+       AND by_wide_status.owner = @owner
+       AND by_wide_status.status = sqlc.narg(status)::text
+       AND starts_with(by_wide_status.key, sqlc.narg(prefix)::text)
+       AND (by_wide_status.created_at, by_wide_status.id) < (COALESCE(sqlc.narg(cursor_created_at)::timestamptz, 'infinity'::timestamptz),
+                                       COALESCE(sqlc.narg(cursor_id)::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+     ORDER BY by_wide_status.created_at DESC, by_wide_status.id DESC
      LIMIT @max_rows)
     UNION ALL
     (SELECT * FROM objects AS by_status

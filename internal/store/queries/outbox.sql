@@ -64,9 +64,12 @@ ORDER BY o.id;
 -- The age in seconds (by the database's clock) of the oldest notification not yet delivered to
 -- every endpoint (0: none), and how many notifications are not relayed yet. A notification not
 -- relayed yet is not delivered, whatever its delivered_at (a release before 0019 set it when a
--- task of a relay that rolled back delivered the row): LEAST skips a NULL.
+-- task of a relay that rolled back delivered the row): LEAST skips a NULL. The oldest unrelayed row
+-- is the first by id (outbox_unrelayed_idx: one index entry), not min(created_at), which read every
+-- unrelayed row, every 15 s, on every relay, while the relay is behind: ids and created_at rise
+-- together, up to the length of the transactions that inserted them.
 SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST((SELECT min(created_at) FROM outbox WHERE delivered_at IS NULL),
-                                                 (SELECT min(created_at) FROM outbox WHERE relayed_at IS NULL))), 0)::float8 AS oldest_age_seconds,
+                                                 (SELECT created_at FROM outbox WHERE relayed_at IS NULL ORDER BY id LIMIT 1))), 0)::float8 AS oldest_age_seconds,
        (SELECT count(*) FROM outbox WHERE relayed_at IS NULL)::bigint AS unrelayed;
 
 -- name: OutboxPurge :execrows
