@@ -16,22 +16,10 @@ var toolEnv = []string{"INTAKE_LOCAL_", "INTAKE_INIT_", "INTAKE_FAULTS", "INTAKE
 // (at most 3 edits). A misspelled setting would otherwise be ignored without a word, and the
 // daemon would run with its default: a policy file never loaded, a limit never set.
 func unknownEnv(model *kong.Node, environ []string, alsoKnown ...string) (names, closest []string) {
-	known := map[string]bool{}
+	known := envNames(model)
 	for _, name := range alsoKnown {
 		known[name] = true
 	}
-	var walk func(*kong.Node)
-	walk = func(n *kong.Node) {
-		for _, f := range n.Flags {
-			for _, e := range f.Envs {
-				known[e] = true
-			}
-		}
-		for _, c := range n.Children {
-			walk(c)
-		}
-	}
-	walk(model)
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, "INTAKE_") || known[name] || slices.ContainsFunc(toolEnv, func(p string) bool {
@@ -53,6 +41,24 @@ func unknownEnv(model *kong.Node, environ []string, alsoKnown ...string) (names,
 		closest = append(closest, best)
 	}
 	return names, closest
+}
+
+// envNames is the set of environment variables the flags of model (and its subcommands') read.
+func envNames(model *kong.Node) map[string]bool {
+	names := map[string]bool{}
+	var walk func(*kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			for _, e := range f.Envs {
+				names[e] = true
+			}
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(model)
+	return names
 }
 
 // editDistance is the Levenshtein distance between a and b (bytes).

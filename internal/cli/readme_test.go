@@ -18,19 +18,7 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 	var c CLI
 	parser, err := kong.New(&c, kong.Name("intake"))
 	require.NoError(t, err)
-	seen := map[string]bool{}
-	var walk func(n *kong.Node)
-	walk = func(n *kong.Node) {
-		for _, f := range n.Flags {
-			for _, env := range f.Envs {
-				seen[env] = true
-			}
-		}
-		for _, child := range n.Children {
-			walk(child)
-		}
-	}
-	walk(parser.Model.Node)
+	seen := envNames(parser.Model.Node)
 	require.Contains(t, seen, "DATABASE_URL", "the walk found the configuration")
 	var missing []string
 	for env := range seen {

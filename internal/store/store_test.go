@@ -91,13 +91,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := testkit.Context(t)
-	schema := testkit.Name("t_")
-	admin, err := pgxpool.New(ctx, testkit.DatabaseURL())
-	require.NoError(t, err)
-	t.Cleanup(admin.Close)
-	_, err = admin.Exec(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	schema, admin := emptySchema(t, ctx)
 
 	const replicas = 4
 	var (
@@ -140,13 +134,7 @@ func TestMigrateUpToDateSkipsLock(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := testkit.Context(t)
-	schema := testkit.Name("t_")
-	admin, err := pgxpool.New(ctx, testkit.DatabaseURL())
-	require.NoError(t, err)
-	t.Cleanup(admin.Close)
-	_, err = admin.Exec(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	schema, admin := emptySchema(t, ctx)
 	st, err := store.Open(ctx, testkit.DatabaseURLFor(schema))
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
@@ -169,6 +157,20 @@ func TestMigrateUpToDateSkipsLock(t *testing.T) {
 	require.NoError(t, err, "migrate up with nothing to apply waited for the lock another session holds")
 	require.Empty(t, res.Applied)
 	require.Empty(t, res.Moved)
+}
+
+// emptySchema creates an empty schema, dropped when the test ends, and returns its name and a pool
+// on the database (not confined to the schema).
+func emptySchema(t *testing.T, ctx context.Context) (string, *pgxpool.Pool) {
+	t.Helper()
+	schema := testkit.Name("t_")
+	admin, err := pgxpool.New(ctx, testkit.DatabaseURL())
+	require.NoError(t, err)
+	t.Cleanup(admin.Close)
+	_, err = admin.Exec(ctx, "CREATE SCHEMA "+schema)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	return schema, admin
 }
 
 func assertNoErr(t *testing.T, err error) bool {
