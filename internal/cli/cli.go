@@ -161,10 +161,11 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	// Every log line is redacted, with the configuration's secrets (and the SDK's, from the
 	// environment) masked wherever they appear.
 	cfg := c.config(kctx.Command())
-	secrets := logSecrets(&cfg, os.Getenv)
+	policy := startPolicy(&cfg)
+	secrets := logSecrets(&cfg, policy, os.Getenv)
 	log := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel, secrets...).With("service", "intake")
 	redis.SetLogger(redisLog{log.With("component", "redis")})
-	unknown, closest := unknownEnv(parser.Model.Node, os.Environ(), policySecretEnv(&cfg)...)
+	unknown, closest := unknownEnv(parser.Model.Node, os.Environ(), policySecretEnv(policy)...)
 	for i, name := range unknown {
 		if closest[i] != "" {
 			log.Warn("environment variable "+name+" is no setting of intake and is ignored: did you mean "+closest[i]+"?", "name", name, "did_you_mean", closest[i])
@@ -209,24 +210,32 @@ func commandPath(kctx *kong.Context) string {
 	return strings.Join(words, " ")
 }
 
-// logSecrets is what every log line masks: the configuration's secrets, the policy file's webhook
+// startPolicy is the policy file as every command starts (nil when it does not load: the command
+// that uses it reports why). A command without the policy's flag (such as version) has it from the
+// environment.
+func startPolicy(cfg *config.Config) *pipeline.Policy {
+	policy, err := pipeline.LoadPolicy(cmp.Or(cfg.PolicyFile, os.Getenv("INTAKE_POLICY_FILE")))
+	if err != nil {
+		return nil
+	}
+	return policy
+}
+
+// logSecrets is what every log line masks: the configuration's secrets, the policy's webhook
 // secrets (read from their secret_env variables) and the AWS SDK's from the environment.
-func logSecrets(cfg *config.Config, getenv func(string) string) []string {
+func logSecrets(cfg *config.Config, policy *pipeline.Policy, getenv func(string) string) []string {
 	secrets := append(cfg.Secrets(), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN"))
-	if policy, err := pipeline.LoadPolicy(cfg.PolicyFile); err == nil {
-		// A policy that does not load is reported by the command that uses it.
+	if policy != nil {
 		secrets = append(secrets, policy.Secrets(getenv)...)
 	}
 	return secrets
 }
 
-// policySecretEnv names the variables the policy file's webhooks read their secrets from
-// (secret_env): settings too, though no flag reads them. A command without the policy's flag (such
-// as version) has it from the environment.
-func policySecretEnv(cfg *config.Config) []string {
-	policy, err := pipeline.LoadPolicy(cmp.Or(cfg.PolicyFile, os.Getenv("INTAKE_POLICY_FILE")))
-	if err != nil {
-		return nil // reported by the command that uses it
+// policySecretEnv names the variables the policy's webhooks read their secrets from (secret_env):
+// settings too, though no flag reads them.
+func policySecretEnv(policy *pipeline.Policy) []string {
+	if policy == nil {
+		return nil
 	}
 	var names []string
 	for _, w := range policy.Webhooks {

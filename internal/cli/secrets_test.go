@@ -165,7 +165,7 @@ webhooks:
 	cfg := config.Config{PolicyFile: file}
 	cfg.API.AdminKeys = "operator-key-0123456789=ops"
 	env := map[string]string{"AVATARS_SECRET": "whsec_policy-secret-0123456789", "AWS_SECRET_ACCESS_KEY": "aws-secret-0123456789"}
-	secrets := logSecrets(&cfg, func(k string) string { return env[k] })
+	secrets := logSecrets(&cfg, startPolicy(&cfg), func(k string) string { return env[k] })
 	require.Subset(t, secrets, []string{"whsec_policy-secret-0123456789", "url-token-0123456789", "operator-key-0123456789", "aws-secret-0123456789"})
 
 	var buf bytes.Buffer
