@@ -36,6 +36,7 @@ type Queries interface {
 	APICountOpenMultipart(ctx context.Context, arg dbq.APICountOpenMultipartParams) (int32, error)
 	APIGetUpload(ctx context.Context, arg dbq.APIGetUploadParams) (dbq.Upload, error)
 	APIGetUploadByKey(ctx context.Context, arg dbq.APIGetUploadByKeyParams) (dbq.Upload, error)
+	APIGetUploadByIdempotencyKey(ctx context.Context, arg dbq.APIGetUploadByIdempotencyKeyParams) (dbq.Upload, error)
 	APIListObjects(ctx context.Context, arg dbq.APIListObjectsParams) ([]dbq.Object, error)
 	APIGetObject(ctx context.Context, arg dbq.APIGetObjectParams) (dbq.Object, error)
 	APIObjectOfUpload(ctx context.Context, arg dbq.APIObjectOfUploadParams) (dbq.Object, error)

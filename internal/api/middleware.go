@@ -228,7 +228,10 @@ func (c cors) listed(origin string) bool { return c.origins[strings.ToLower(orig
 
 // exposedHeaders are readable by browser scripts on cross-origin responses (Retry-After: a
 // script backs off a 503 or 429 as told; it is not readable by default).
-const exposedHeaders = "ETag, Location, Retry-After, X-Request-Id"
+const exposedHeaders = "ETag, Location, Retry-After, X-Request-Id, " + IdempotentReplayedHeader
+
+// allowedHeaders are the request headers a cross-origin script may send (a preflight's answer).
+const allowedHeaders = "Authorization, Content-Type, X-API-Key, X-Request-Id, X-Requested-With, Uppy-Versions, " + IdempotencyKeyHeader
 
 // setCORS adds the CORS response headers for an allowed Origin.
 func (c cors) setCORS(w http.ResponseWriter, r *http.Request) {
@@ -282,7 +285,7 @@ func (c cors) preflight(w http.ResponseWriter, r *http.Request) {
 	h.Add("Vary", "Access-Control-Request-Method")
 	h.Add("Vary", "Access-Control-Request-Headers")
 	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key, X-Request-Id, X-Requested-With, Uppy-Versions")
+	h.Set("Access-Control-Allow-Headers", allowedHeaders)
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -84,9 +84,18 @@ type intentSpec struct {
 	expires      time.Duration
 	partSize     int64           // multipart: declared part size, 0 when none
 	metadata     json.RawMessage // as received; validated by validateIntent
+	idem         idempotency     // the request's Idempotency-Key (POST /v1/uploads), none when its key is ""
 }
 
+// With an Idempotency-Key, a request the owner sent before (the same key and parameters) is
+// answered with the intent the first one created (replayIntent), not a new one: looked up first,
+// and, when two such requests race past the lookup, the one whose row the unique index refused
+// (its own multipart upload aborted) answers with the other's.
 func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
+	idemKey, p := idempotencyKey(r)
+	if p != nil {
+		return p
+	}
 	var req createUploadRequest
 	if p := decodeJSON(w, r, &req); p != nil {
 		return p
@@ -114,11 +123,35 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 		return p
 	}
 	spec.expires = exp
+	if idemKey != "" {
+		spec.idem = idempotency{key: idemKey, hash: req.paramsHash()}
+		if resp, p, found := s.replayIntent(r.Context(), who.owner, spec.idem); found {
+			return s.writeReplay(w, &resp, p)
+		}
+	}
 	resp, p := s.newIntent(r.Context(), who.owner, spec)
+	if p == errIdempotencyRace {
+		resp, p, found := s.replayIntent(r.Context(), who.owner, spec.idem)
+		if !found {
+			return s.internalProblem(r.Context(), "replay upload intent", errors.New("the Idempotency-Key's row was refused as a duplicate and is not found"))
+		}
+		return s.writeReplay(w, &resp, p)
+	}
 	if p != nil {
 		return p
 	}
 	writeUpload(w, http.StatusCreated, &resp)
+	return nil
+}
+
+// writeReplay answers a request with the intent its Idempotency-Key created before (resp), or with
+// p.
+func (s *Server) writeReplay(w http.ResponseWriter, resp *uploadResponse, p *Problem) *Problem {
+	if p != nil {
+		return p
+	}
+	w.Header()[IdempotentReplayedHeader] = headerTrue
+	writeUpload(w, http.StatusCreated, resp)
 	return nil
 }
 
@@ -390,7 +423,11 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 	// Queries interface, would move both (hundreds of bytes) to the heap on every request, multipart
 	// or not.
 	var partSize *int64
-	var uploadID *string
+	var uploadID, idemKey *string
+	if in.spec.idem.key != "" {
+		k := in.spec.idem.key
+		idemKey = &k
+	}
 	if resp.UploadID != "" {
 		id := resp.UploadID
 		uploadID = &id
@@ -403,8 +440,14 @@ func (s *Server) persistIntent(ctx context.Context, in intent, resp uploadRespon
 		ID: in.id, Owner: in.owner, Bucket: s.bucket, Key: in.key, Method: in.spec.method, Filename: in.spec.filename,
 		ContentType: in.ct, Size: in.spec.size, SizeDeclared: in.spec.sizeDeclared, Sha256: in.spec.sha256,
 		MultipartUploadID: uploadID, PartSize: partSize, ExpiresAt: resp.ExpiresAt, Metadata: in.meta,
+		IdempotencyKey: idemKey, IdempotencyHash: in.spec.idem.hash,
 	})
 	switch {
+	case err != nil && idempotencyConflict(err):
+		if uploadID != nil {
+			s.discard(in.key, resp.UploadID)
+		}
+		return errIdempotencyRace
 	case err != nil && uploadID != nil && committedUnknown(ctx, err):
 		s.log.WarnContext(ctx, "recording a multipart upload's intent ended without an answer; its deadline abort is scheduled, the upload kept",
 			"key", in.key, "upload_id", resp.UploadID, "err", err)

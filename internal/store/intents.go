@@ -184,6 +184,8 @@ func clearParams(p *dbq.IntentsInsertBatchParams) {
 	clear(p.MultipartUploadIds)
 	clear(p.ExpiresAts)
 	clear(p.Metadatas)
+	clear(p.IdempotencyKeys)
+	clear(p.IdempotencyHashes)
 }
 
 // fillParams sets p's parallel arrays to the calls' rows.
@@ -193,6 +195,7 @@ func fillParams(p *dbq.IntentsInsertBatchParams, calls []*intentCall) {
 		Methods: p.Methods[:0], Filenames: p.Filenames[:0], ContentTypes: p.ContentTypes[:0],
 		Sizes: p.Sizes[:0], SizesDeclared: p.SizesDeclared[:0], Sha256s: p.Sha256s[:0],
 		MultipartUploadIds: p.MultipartUploadIds[:0], PartSizes: p.PartSizes[:0], ExpiresAts: p.ExpiresAts[:0], Metadatas: p.Metadatas[:0],
+		IdempotencyKeys: p.IdempotencyKeys[:0], IdempotencyHashes: p.IdempotencyHashes[:0],
 	}
 	for _, c := range calls {
 		a := &c.arg
@@ -218,6 +221,12 @@ func fillParams(p *dbq.IntentsInsertBatchParams, calls []*intentCall) {
 		p.PartSizes = append(p.PartSizes, partSize)
 		p.ExpiresAts = append(p.ExpiresAts, a.ExpiresAt)
 		p.Metadatas = append(p.Metadatas, a.Metadata) // nil: NULL
+		var idemKey string                            // NULL is sent as ""
+		if a.IdempotencyKey != nil {
+			idemKey = *a.IdempotencyKey
+		}
+		p.IdempotencyKeys = append(p.IdempotencyKeys, idemKey)
+		p.IdempotencyHashes = append(p.IdempotencyHashes, a.IdempotencyHash) // nil: NULL
 	}
 }
 

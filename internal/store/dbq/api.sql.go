@@ -38,9 +38,11 @@ func (q *Queries) APICountOpenMultipart(ctx context.Context, arg APICountOpenMul
 const aPICreateUpload = `-- name: APICreateUpload :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, part_size, expires_at, metadata)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
+                     idempotency_hash)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-        $10, $11, $12, $13, $14)
+        $10, $11, $12, $13, $14,
+        $15, $16)
 `
 
 type APICreateUploadParams struct {
@@ -58,6 +60,8 @@ type APICreateUploadParams struct {
 	PartSize          *int64
 	ExpiresAt         time.Time
 	Metadata          []byte
+	IdempotencyKey    *string
+	IdempotencyHash   []byte
 }
 
 // Queries of the HTTP API (internal/api). Every read is scoped to the caller (owner), so another
@@ -78,6 +82,8 @@ func (q *Queries) APICreateUpload(ctx context.Context, arg APICreateUploadParams
 		arg.PartSize,
 		arg.ExpiresAt,
 		arg.Metadata,
+		arg.IdempotencyKey,
+		arg.IdempotencyHash,
 	)
 	return err
 }
@@ -125,7 +131,7 @@ func (q *Queries) APIGetObject(ctx context.Context, arg APIGetObjectParams) (Obj
 }
 
 const aPIGetUpload = `-- name: APIGetUpload :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE id = $1 AND owner = $2
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata, idempotency_key, idempotency_hash FROM uploads WHERE id = $1 AND owner = $2
 `
 
 type APIGetUploadParams struct {
@@ -154,12 +160,51 @@ func (q *Queries) APIGetUpload(ctx context.Context, arg APIGetUploadParams) (Upl
 		&i.SizeDeclared,
 		&i.PartSize,
 		&i.Metadata,
+		&i.IdempotencyKey,
+		&i.IdempotencyHash,
+	)
+	return i, err
+}
+
+const aPIGetUploadByIdempotencyKey = `-- name: APIGetUploadByIdempotencyKey :one
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata, idempotency_key, idempotency_hash FROM uploads WHERE owner = $1 AND idempotency_key = $2
+`
+
+type APIGetUploadByIdempotencyKeyParams struct {
+	Owner          string
+	IdempotencyKey *string
+}
+
+// The owner's intent created with an Idempotency-Key (uploads_owner_idempotency_key_idx).
+func (q *Queries) APIGetUploadByIdempotencyKey(ctx context.Context, arg APIGetUploadByIdempotencyKeyParams) (Upload, error) {
+	row := q.db.QueryRow(ctx, aPIGetUploadByIdempotencyKey, arg.Owner, arg.IdempotencyKey)
+	var i Upload
+	err := row.Scan(
+		&i.ID,
+		&i.Owner,
+		&i.Bucket,
+		&i.Key,
+		&i.Method,
+		&i.Filename,
+		&i.ContentType,
+		&i.Size,
+		&i.Sha256,
+		&i.MultipartUploadID,
+		&i.Status,
+		&i.CreatedAt,
+		&i.ExpiresAt,
+		&i.UpdatedAt,
+		&i.SizeDeclared,
+		&i.PartSize,
+		&i.Metadata,
+		&i.IdempotencyKey,
+		&i.IdempotencyHash,
 	)
 	return i, err
 }
 
 const aPIGetUploadByKey = `-- name: APIGetUploadByKey :one
-SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
+SELECT id, owner, bucket, key, method, filename, content_type, size, sha256, multipart_upload_id, status, created_at, expires_at, updated_at, size_declared, part_size, metadata, idempotency_key, idempotency_hash FROM uploads WHERE bucket = $1 AND key = $2 AND owner = $3
 `
 
 type APIGetUploadByKeyParams struct {
@@ -189,6 +234,8 @@ func (q *Queries) APIGetUploadByKey(ctx context.Context, arg APIGetUploadByKeyPa
 		&i.SizeDeclared,
 		&i.PartSize,
 		&i.Metadata,
+		&i.IdempotencyKey,
+		&i.IdempotencyHash,
 	)
 	return i, err
 }

@@ -15,13 +15,15 @@ import (
 const intentsInsertBatch = `-- name: IntentsInsertBatch :exec
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, part_size, expires_at, metadata)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
+                     idempotency_hash)
 SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]),
        unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
        unnest($7::text[]), unnest($8::bigint[]), unnest($9::boolean[]),
        unnest($10::bytea[]), NULLIF(unnest($11::text[]), ''),
        NULLIF(unnest($12::bigint[]), 0), unnest($13::timestamptz[]),
-       unnest($14::jsonb[])
+       unnest($14::jsonb[]), NULLIF(unnest($15::text[]), ''),
+       unnest($16::bytea[])
 `
 
 type IntentsInsertBatchParams struct {
@@ -39,14 +41,16 @@ type IntentsInsertBatchParams struct {
 	PartSizes          []int64
 	ExpiresAts         []time.Time
 	Metadatas          [][]byte
+	IdempotencyKeys    []string
+	IdempotencyHashes  [][]byte
 }
 
 // Batched upload intents (store.IntentWriter): many API requests' rows in one statement, so one
 // commit (one WAL flush) serves them all. The arrays are parallel (element i of each is row i, all
 // of the same length); set-returning functions in one select list advance in lock step.
 // A NULL multipart upload id is sent as an empty string (the generated []string cannot hold NULL
-// elements); a NULL sha256 or metadata is a nil element of the bytea[] or jsonb[] array; a NULL
-// part size is sent as 0.
+// elements), and so is a NULL idempotency key; a NULL sha256, metadata or idempotency hash is a nil
+// element of the bytea[] or jsonb[] array; a NULL part size is sent as 0.
 func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatchParams) error {
 	_, err := q.db.Exec(ctx, intentsInsertBatch,
 		arg.Ids,
@@ -63,6 +67,8 @@ func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatch
 		arg.PartSizes,
 		arg.ExpiresAts,
 		arg.Metadatas,
+		arg.IdempotencyKeys,
+		arg.IdempotencyHashes,
 	)
 	return err
 }

@@ -351,7 +351,7 @@ WITH intent AS (
       AND $4::boolean
       AND (uploads.status IN ('pending', 'expired')
            OR ($1::boolean AND uploads.status = 'aborted'))
-    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.part_size, uploads.metadata
+    RETURNING uploads.id, uploads.owner, uploads.bucket, uploads.key, uploads.method, uploads.filename, uploads.content_type, uploads.size, uploads.sha256, uploads.multipart_upload_id, uploads.status, uploads.created_at, uploads.expires_at, uploads.updated_at, uploads.size_declared, uploads.part_size, uploads.metadata, uploads.idempotency_key, uploads.idempotency_hash
 ), notified AS (
     INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data)
     SELECT 'aborted:' || i.id, 'upload.aborted', i.id, i.bucket, i.key,

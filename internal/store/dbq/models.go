@@ -95,4 +95,6 @@ type Upload struct {
 	SizeDeclared      bool
 	PartSize          *int64
 	Metadata          []byte
+	IdempotencyKey    *string
+	IdempotencyHash   []byte
 }

@@ -3,15 +3,21 @@
 
 -- name: APICreateUpload :exec
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, part_size, expires_at, metadata)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
+                     idempotency_hash)
 VALUES (@id, @owner, @bucket, @key, @method, @filename, @content_type, @size, @size_declared,
-        @sha256, @multipart_upload_id, sqlc.narg(part_size), @expires_at, @metadata);
+        @sha256, @multipart_upload_id, sqlc.narg(part_size), @expires_at, @metadata,
+        sqlc.narg(idempotency_key), @idempotency_hash);
 
 -- name: APIGetUpload :one
 SELECT * FROM uploads WHERE id = @id AND owner = @owner;
 
 -- name: APIGetUploadByKey :one
 SELECT * FROM uploads WHERE bucket = @bucket AND key = @key AND owner = @owner;
+
+-- name: APIGetUploadByIdempotencyKey :one
+-- The owner's intent created with an Idempotency-Key (uploads_owner_idempotency_key_idx).
+SELECT * FROM uploads WHERE owner = @owner AND idempotency_key = @idempotency_key;
 
 -- name: APIListObjects :many
 -- The owner's objects, newest first, optionally only those of one status, of one upload, or whose

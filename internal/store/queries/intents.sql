@@ -2,15 +2,17 @@
 -- commit (one WAL flush) serves them all. The arrays are parallel (element i of each is row i, all
 -- of the same length); set-returning functions in one select list advance in lock step.
 -- A NULL multipart upload id is sent as an empty string (the generated []string cannot hold NULL
--- elements); a NULL sha256 or metadata is a nil element of the bytea[] or jsonb[] array; a NULL
--- part size is sent as 0.
+-- elements), and so is a NULL idempotency key; a NULL sha256, metadata or idempotency hash is a nil
+-- element of the bytea[] or jsonb[] array; a NULL part size is sent as 0.
 
 -- name: IntentsInsertBatch :exec
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
-                     sha256, multipart_upload_id, part_size, expires_at, metadata)
+                     sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
+                     idempotency_hash)
 SELECT unnest(@ids::uuid[]), unnest(@owners::text[]), unnest(@buckets::text[]),
        unnest(@keys::text[]), unnest(@methods::text[]), unnest(@filenames::text[]),
        unnest(@content_types::text[]), unnest(@sizes::bigint[]), unnest(@sizes_declared::boolean[]),
        unnest(@sha256s::bytea[]), NULLIF(unnest(@multipart_upload_ids::text[]), ''),
        NULLIF(unnest(@part_sizes::bigint[]), 0), unnest(@expires_ats::timestamptz[]),
-       unnest(@metadatas::jsonb[]);
+       unnest(@metadatas::jsonb[]), NULLIF(unnest(@idempotency_keys::text[]), ''),
+       unnest(@idempotency_hashes::bytea[]);
