@@ -8,14 +8,17 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/intakehq/intake/internal/config"
 )
 
 // maxFilenameBytes is the longest file name accepted (most file systems' limit).
 const maxFilenameBytes = 255
 
 // sanitizeFilename checks a client's file name and returns the form used in object keys. Names that
-// try to escape their folder (separators, "." and ".."), control or invalid UTF-8 characters, and names
-// over 255 bytes are refused; characters S3 documents as troublesome in keys are replaced by "_".
+// try to escape their folder (separators, "." and ".."), control, format or invalid UTF-8 characters,
+// Unicode noncharacters (U+FFFE, U+FFFF, …: config.Noncharacter), and names over 255 bytes are
+// refused; characters S3 documents as troublesome in keys are replaced by "_".
 func sanitizeFilename(name string) (string, *Problem) {
 	switch {
 	case name == "":
@@ -34,6 +37,12 @@ func sanitizeFilename(name string) (string, *Problem) {
 	for _, r := range name {
 		if unicode.IsControl(r) || r == utf8.RuneError || unicode.Is(unicode.Cf, r) {
 			return "", problemf(probInvalidFilename, "filename contains the control or format character %U", r)
+		}
+		if config.Noncharacter(r) {
+			// U+FFFE and U+FFFF cannot be carried by XML 1.0: S3's answers naming the key
+			// (CreateMultipartUpload, ListParts, ListMultipartUploads) would fail to decode, or
+			// name another key (MinIO sends U+FFFD).
+			return "", problemf(probInvalidFilename, "filename contains the Unicode noncharacter %U", r)
 		}
 	}
 	if trimmed == "" {

@@ -41,6 +41,16 @@ var filenameCases = []struct {
 	{"rtl\u202egpj.exe", "", false},
 	{"   ", "", false},
 	{"\xff\xfe", "", false},
+	// Unicode noncharacters: XML 1.0 cannot carry U+FFFE and U+FFFF, so S3's answers naming the
+	// key fail to decode (AWS SDK) or name another key (MinIO sends U+FFFD).
+	{"a\uffffb.txt", "", false},
+	{"a\ufffeb.txt", "", false},
+	{"\ufdd0.txt", "", false},
+	{"x\ufdef", "", false},
+	{"a\U0001fffeb", "", false},
+	{"a\U0010ffff", "", false},
+	{"a\ufdcf\ufdf0\ufffc.txt", "a\ufdcf\ufdf0\ufffc.txt", true}, // their neighbours are characters
+	{"a\U0001fffd.txt", "a\U0001fffd.txt", true},
 	{strings.Repeat("a", 255), strings.Repeat("a", 255), true},
 	{strings.Repeat("a", 256), "", false},
 }
@@ -74,6 +84,9 @@ func FuzzSanitizeFilename(f *testing.F) {
 		for _, r := range got {
 			if r < 0x20 || r == 0x7f {
 				t.Fatalf("sanitizeFilename(%q) = %q keeps a control character", in, got)
+			}
+			if (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe {
+				t.Fatalf("sanitizeFilename(%q) = %q keeps the noncharacter %U", in, got, r)
 			}
 		}
 	})

@@ -786,10 +786,34 @@ func (a API) validate() error {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_PRESIGN_EXPIRY: %s must be between the default expiry and 168h", a.MaxPresignExpiry))
 	}
 	errs = append(errs, a.validateS3Timeout())
-	if a.KeyPrefix == "" || strings.Contains(a.KeyPrefix, "..") || strings.HasPrefix(a.KeyPrefix, "/") {
-		errs = append(errs, fmt.Errorf("INTAKE_API_KEY_PREFIX: %q must be a non-empty relative prefix", a.KeyPrefix))
+	if !validKeyPrefix(a.KeyPrefix) {
+		errs = append(errs, fmt.Errorf("INTAKE_API_KEY_PREFIX: %q must be a non-empty relative prefix: segments separated by one '/' (a trailing '/' is dropped), "+
+			"none empty, \".\" or holding \"..\", without control characters or Unicode noncharacters", a.KeyPrefix))
 	}
 	return errors.Join(errs...)
+}
+
+// validKeyPrefix reports whether prefix can begin every generated key ({prefix}/{owner}/…): after
+// its trailing '/' is dropped (as the API does), segments separated by single '/', none empty, "."
+// or holding "..", and no character S3's XML answers could not name (control characters, Unicode
+// noncharacters). A browser resolves "." segments and a client may collapse "//" in the presigned
+// URL it is given, so the request would name another key than the one signed, and S3 refuse it.
+func validKeyPrefix(prefix string) bool {
+	p := strings.TrimRight(prefix, "/")
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "..") || !utf8.ValidString(p) {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" || seg == "." {
+			return false
+		}
+	}
+	for _, r := range p {
+		if unicode.IsControl(r) || Noncharacter(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseAPIKeys parses INTAKE_API_KEYS, "key=owner,key2=owner2", into a map from key to owner.
@@ -899,10 +923,11 @@ func entryName(owner string, entry int) string {
 const MaxOwnerBytes = 128
 
 // OwnerRule says in words what [ValidOwner] accepts, for error messages.
-const OwnerRule = "1 to 128 bytes of UTF-8, not \".\" or \"..\", without '/', '\\', spaces or control characters"
+const OwnerRule = "1 to 128 bytes of UTF-8, not \".\" or \"..\", without '/', '\\', spaces, control characters or Unicode noncharacters"
 
 // ValidOwner reports whether a token subject, an API key's owner or an operator key's name can be an
-// owner: a segment of object keys ({prefix}/{owner}/…). Config.Validate checks the owners of
+// owner: a segment of object keys ({prefix}/{owner}/…), without a character S3's XML answers could
+// not name (a control character or a Unicode noncharacter). Config.Validate checks the owners of
 // INTAKE_API_KEYS, INTAKE_API_ADMIN_KEYS and INTAKE_API_JWT_TENANT_SECRETS with it, auth every token
 // subject.
 func ValidOwner(owner string) bool {
@@ -910,11 +935,20 @@ func ValidOwner(owner string) bool {
 		return false
 	}
 	for _, r := range owner {
-		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.IsSpace(r) {
+		if r == '/' || r == '\\' || unicode.IsControl(r) || unicode.IsSpace(r) || Noncharacter(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// Noncharacter reports whether r is one of Unicode's 66 noncharacters: U+FDD0..U+FDEF and the last
+// two code points of every plane (U+FFFE, U+FFFF, U+1FFFE, …, U+10FFFF). An object key holding one
+// cannot be named in S3's XML answers (XML 1.0 cannot carry U+FFFE or U+FFFF: the AWS SDK fails to
+// decode the answer, MinIO answers U+FFFD instead, another key), so neither an owner nor a file name,
+// both parts of the key, may hold one.
+func Noncharacter(r rune) bool {
+	return 0xFDD0 <= r && r <= 0xFDEF || r&0xFFFE == 0xFFFE && 0 <= r && r <= unicode.MaxRune
 }
 
 // validListenAddr checks a listen address: host:port with a numeric port in 0..65535 (0 picks a

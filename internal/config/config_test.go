@@ -109,6 +109,9 @@ func TestValidate(t *testing.T) {
 		{"tenant key owner with a slash", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=acme/eu" }, []string{"INTAKE_API_KEYS", `"acme/eu"`}},
 		{"operator name with a space", []string{RoleAPI}, func(c *Config) { c.API.AdminKeys = "0123456789abcdef=on call" }, []string{"INTAKE_API_ADMIN_KEYS", `"on call"`}},
 		{"owner of 128 bytes", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=" + strings.Repeat("o", 128) }, nil},
+		// A noncharacter in the owner (part of every key) could not be named in S3's XML answers.
+		{"owner with U+FFFF", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=al\uffffice" }, []string{"INTAKE_API_KEYS", "not a valid owner", "noncharacters"}},
+		{"operator name with U+FDD0", []string{RoleAPI}, func(c *Config) { c.API.AdminKeys = "0123456789abcdef=ops\ufdd0" }, []string{"INTAKE_API_ADMIN_KEYS", "not a valid owner"}},
 		{"owner of 129 bytes", []string{RoleAPI}, func(c *Config) { c.API.Keys = "aaaaaaaaaaaaaaaa=" + strings.Repeat("o", 129) }, []string{"INTAKE_API_KEYS", "not a valid owner"}},
 		// Per-tenant HS256 secrets.
 		{"tenant secrets", []string{RoleAPI}, func(c *Config) {
@@ -131,7 +134,20 @@ func TestValidate(t *testing.T) {
 			c.API.JWTSecret, c.API.InsecureDevAuth, c.API.JWTTenantSecrets = "", true, "acme="+strings.Repeat("a", 32)
 		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_JWT_TENANT_SECRETS"}},
 		{"expiry cap", []string{RoleAPI}, func(c *Config) { c.API.MaxPresignExpiry = 200 * time.Hour }, []string{"INTAKE_API_MAX_PRESIGN_EXPIRY"}},
+		// Browsers resolve "." segments in the presigned URL, and a client may collapse "//": the
+		// request would not name the key that was signed.
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
+		{"key prefix with a . segment", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "a/./b" }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix starting with a . segment", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "./uploads" }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix ending with a . segment", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "uploads/." }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix that is .", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "." }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix with an empty segment", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "a//b" }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix of slashes only", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "//" }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix with a control character", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "up\x01loads" }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix with a noncharacter", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "up\uffffloads" }, []string{"INTAKE_API_KEY_PREFIX", "must be a non-empty relative prefix"}},
+		{"key prefix with a trailing slash (dropped)", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "uploads/" }, nil},
+		{"key prefix of several segments", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "tenant-a/uploads" }, nil},
+		{"key prefix with dotted segments", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = ".uploads/v1.2/x." }, nil},
 		{"bad listen", AllRoles, func(c *Config) { c.ListenAddr = "8080" }, []string{"INTAKE_LISTEN_ADDR"}},
 		{"listen port by service name", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:http" }, []string{"INTAKE_LISTEN_ADDR", `port "http"`, "0..65535"}},
 		{"listen port past 65535", AllRoles, func(c *Config) { c.ListenAddr = "127.0.0.1:70000" }, []string{"INTAKE_LISTEN_ADDR", "0..65535"}},
@@ -390,6 +406,36 @@ func TestParseTenantSecrets(t *testing.T) {
 			require.NotContains(t, err.Error(), secret, "%s: no secret in the error", name)
 		}
 	}
+}
+
+// TestValidOwnerRefusesNoncharacters: the owner is a segment of every object key, and XML 1.0
+// cannot carry U+FFFE or U+FFFF: S3's answers naming such a key (CreateMultipartUpload, ListParts,
+// ListMultipartUploads) fail to decode in the AWS SDK, or name another key (MinIO sends U+FFFD).
+// Every Unicode noncharacter is refused; their neighbours are characters like any other.
+func TestValidOwnerRefusesNoncharacters(t *testing.T) {
+	t.Parallel()
+	for _, owner := range []string{"a\uffff", "\ufffeb", "a\ufdd0b", "a\ufdefb", "a\U0001fffe", "a\U0001ffff", "a\U0010fffe", "a\U0010ffff"} {
+		require.False(t, ValidOwner(owner), "%+q", owner)
+	}
+	for _, owner := range []string{"alice", "a\ufdcf", "a\ufdf0", "a\ufffd", "a\ufffc", "a\U0001fffd", "a\U00020000", "日本"} {
+		require.True(t, ValidOwner(owner), "%+q", owner)
+	}
+	for _, r := range noncharacters() {
+		require.False(t, ValidOwner("a"+string(r)), "%U", r)
+	}
+}
+
+// noncharacters lists Unicode's 66 noncharacters: U+FDD0..U+FDEF and the last two code points of
+// each of the 17 planes.
+func noncharacters() []rune {
+	var out []rune
+	for r := rune(0xfdd0); r <= 0xfdef; r++ {
+		out = append(out, r)
+	}
+	for plane := rune(0); plane <= 0x10; plane++ {
+		out = append(out, plane<<16|0xfffe, plane<<16|0xffff)
+	}
+	return out
 }
 
 func TestLoopbackAddr(t *testing.T) {

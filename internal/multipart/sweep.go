@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/google/uuid"
 
 	"github.com/intakehq/intake/internal/objstore"
@@ -360,7 +362,12 @@ const MaxListPages = 100_000
 // sweepListing pages through ListMultipartUploads and emits the uploads to abort under the prefix:
 // intake's past their deadline, the others older than the cutoff.
 func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *SweepReport, emit func(Candidate) bool) error {
-	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(opts.Bucket), MaxUploads: aws.Int32(s.pageSize)}
+	// The keys are asked for URL-encoded and decoded here (decodeListing): S3 allows keys XML 1.0
+	// cannot carry (control characters, U+FFFE, U+FFFF), which would otherwise make the page
+	// undecodable at every sweep (the SDK: "illegal character code"), or come back as another key
+	// (MinIO answers them as U+FFFD), whose abort finds no upload: recorded gone, left open. The
+	// request's prefix and key marker are sent as they are (S3 and MinIO read them unencoded).
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(opts.Bucket), MaxUploads: aws.Int32(s.pageSize), EncodingType: types.EncodingTypeUrl}
 	if s.serverSidePrefix && opts.Prefix != "" {
 		in.Prefix = aws.String(opts.Prefix)
 	}
@@ -375,6 +382,9 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 		out, err := s.s3.ListMultipartUploads(cctx, in)
 		cancel()
 		if err != nil {
+			return fmt.Errorf("list multipart uploads (after key %q): %w", aws.ToString(in.KeyMarker), err)
+		}
+		if err := decodeListing(out); err != nil {
 			return fmt.Errorf("list multipart uploads (after key %q): %w", aws.ToString(in.KeyMarker), err)
 		}
 		rep.Listed += len(out.Uploads)
@@ -409,6 +419,17 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 					continue
 				}
 				c.Known, c.Deadline = true, &intent.ExpiresAt
+				if c.Key != intent.Key {
+					// The upload id is intake's, and intake created it at the intent's key: a
+					// listing that names another key (a store that alters the keys it cannot
+					// send) would have the abort find no upload there, record it gone and
+					// settle the intent while S3 keeps the upload. The abort is sent to the
+					// intent's key (Abort's check of the key is skipped for the sweep's
+					// candidates, whose row BeginAborts writes).
+					s.log.WarnContext(ctx, "sweep: the listing names one of intake's uploads under another key than its intent's; aborting it at the intent's key",
+						"bucket", opts.Bucket, "upload_id", c.UploadID, "listed_key", c.Key, "key", intent.Key)
+					c.Key = intent.Key
+				}
 			} else if !knownAge(c.Initiated, rep.Now) || !c.Initiated.Before(rep.Cutoff) {
 				// An upload intake did not create is judged by its age alone: one whose
 				// initiation is unset (zero, or the Unix epoch some stores send for none) or
@@ -442,6 +463,36 @@ func (s *Service) sweepListing(ctx context.Context, opts SweepOptions, rep *Swee
 		seenIDs[nextID] = true
 		in.KeyMarker, in.UploadIdMarker = aws.String(nextKey), aws.String(nextID)
 	}
+}
+
+// decodeListing decodes, in place, the keys of a page listed with EncodingType url (each upload's
+// Key and NextKeyMarker; the other key fields are not read) and clears its EncodingType. A page
+// without EncodingType url (a store that ignores the parameter) is left as it is. NextKeyMarker is
+// given back decoded: S3 and MinIO read the key-marker parameter unencoded (an encoded one would
+// resume at another key).
+func decodeListing(out *s3.ListMultipartUploadsOutput) error {
+	if out.EncodingType != types.EncodingTypeUrl {
+		return nil
+	}
+	for i := range out.Uploads {
+		if out.Uploads[i].Key == nil {
+			continue
+		}
+		key, err := url.QueryUnescape(*out.Uploads[i].Key)
+		if err != nil {
+			return fmt.Errorf("decode key %q: %w", *out.Uploads[i].Key, err)
+		}
+		out.Uploads[i].Key = aws.String(key)
+	}
+	if out.NextKeyMarker != nil {
+		key, err := url.QueryUnescape(*out.NextKeyMarker)
+		if err != nil {
+			return fmt.Errorf("decode next key marker %q: %w", *out.NextKeyMarker, err)
+		}
+		out.NextKeyMarker = aws.String(key)
+	}
+	out.EncodingType = ""
+	return nil
 }
 
 // nextMarkers are the markers of the page after out: S3's NextKeyMarker and NextUploadIdMarker, or,
