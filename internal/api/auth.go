@@ -14,7 +14,10 @@ type principal struct {
 
 // authenticate returns the tenant of the request (package auth decides who it is), or the problem
 // to answer: 401 without valid credentials, 403 for operator keys (they act for no tenant) and for
-// cookie-authenticated requests that a cross-site page could have made.
+// cookie-authenticated requests that a cross-site page could have made, and 503 auth-unavailable
+// for a token whose JWKS key could not be fetched (the identity provider down): package auth's
+// problem is answered as it is, its RetryAfter becoming Retry-After on the problem+json routes
+// (problem.Write).
 func (s *Server) authenticate(r *http.Request) (principal, *Problem) {
 	c, p := s.auth.Authenticate(r)
 	if p != nil {

@@ -376,6 +376,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, fam family, p *Pro
 	}
 	if fam == familyUppy {
 		problem.SetChallenge(w.Header(), p.Status)
+		problem.SetRetryAfter(w.Header(), *p)
 		writeJSON(w, p.Status, map[string]string{"error": p.Detail, "type": p.Type})
 		return
 	}

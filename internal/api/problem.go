@@ -60,7 +60,7 @@ var problemKinds = []problem.Kind{
 	probInvalidLimit, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
 	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, probTooManyWaits, problem.MethodNotAllowed,
-	probInvalidIdemKey, probIdemKeyReused,
+	probInvalidIdemKey, probIdemKeyReused, problem.AuthUnavailable,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.

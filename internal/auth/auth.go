@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -65,10 +66,15 @@ type Authenticator struct {
 	unknownKID    *rate.Limiter // refreshes of the key set for tokens naming a kid it lacks
 	unknownEvery  time.Duration // the period unknownKID allows
 	fetchTimeout  time.Duration // bounds one fetch of the key set (jwksSettings.timeout)
-	parser        *jwt.Parser
-	adminScope    string
-	cookie        string
-	devAuth       bool
+	// fetchFailed is set when the last fetch of the key set that completed failed (New's first,
+	// the background refresh's, or a refresh for an unknown kid), and cleared when a refresh for an
+	// unknown kid succeeds: a request that finds that refresh taken answers 503 rather than 401
+	// while it is set (see jwksKey). Shared by the copies WithoutCookie makes.
+	fetchFailed *atomic.Bool
+	parser      *jwt.Parser
+	adminScope  string
+	cookie      string
+	devAuth     bool
 }
 
 // jwksSettings tune the JWKS client. New uses defaultJWKS; tests shorten the times and trust their
@@ -82,9 +88,10 @@ type jwksSettings struct {
 	refresh time.Duration
 	// unknownKIDEvery is the least time between two refreshes caused by tokens naming a kid the key
 	// set lacks (an identity provider's key rotation, or junk): anyone can send such a token, so
-	// they are rate-limited, and a request that finds the refresh taken fails at once (401) rather
-	// than wait for the next. Since a refresh fetches the whole set, a junk kid's refresh fetches a
-	// rotated key too: a new key is trusted at most this long after a token first names it.
+	// they are rate-limited, and a request that finds the refresh taken fails at once (401, or 503
+	// when the last fetch failed) rather than wait for the next. Since a refresh fetches the whole
+	// set, a junk kid's refresh fetches a rotated key too: a new key is trusted at most this long
+	// after a token first names it.
 	unknownKIDEvery time.Duration
 	// maxBody caps the key set's size: a longer body fails the fetch.
 	maxBody int64
@@ -103,8 +110,11 @@ const maxJWKSRedirects = 5
 // with real credentials, JWT without issuer or audience, short secrets, a plain-http JWKS URL
 // off loopback, owners that cannot be owners…), so that no caller can build a weaker one. With a
 // JWKS URL it starts the key set's refresh goroutine (every 5 minutes), which stops when ctx is
-// cancelled; the first fetch happens then and a failure is logged, not fatal (keys are fetched
-// again when a token names an unknown kid, at most once per 10 s).
+// cancelled; the first fetch happens then and a failure is logged, not fatal: API keys and HS256
+// tokens keep working while the identity provider is down, and keys are fetched again when a token
+// names an unknown kid (or, with no key fetched yet, names none), at most once per 10 s. Until a
+// fetch succeeds, such tokens are answered 503 (problem.AuthUnavailable, with Retry-After), not
+// 401: their credentials may well be good.
 //
 // INTAKE_API_JWT_SECRET is operator-level: a token it signs may name any subject and, with
 // INTAKE_API_JWT_ADMIN_SCOPE, be an operator. An HS256 token whose subject has a secret in
@@ -135,6 +145,7 @@ func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jw
 		keys: make(map[[32]byte]string, len(tenants)), adminKeys: make(map[[32]byte]string, len(operators)),
 		tenantSecrets: make(map[string][]byte, len(tenantSecrets)),
 		adminScope:    c.JWTAdminScope, cookie: c.AuthCookie, devAuth: c.InsecureDevAuth,
+		fetchFailed: new(atomic.Bool),
 	}
 	for k, owner := range tenants {
 		a.keys[sha256.Sum256([]byte(k))] = owner
@@ -168,8 +179,15 @@ func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jw
 			RefreshInterval:   js.refresh,
 			RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
 			RateLimitWaitMax:  js.timeout,
+			// The library reports every failed fetch here only (KeyRead answers a kid it could
+			// not fetch as not found): the refresh for an unknown kid collects its own under its
+			// context (fetchOutcome).
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
+					a.fetchFailed.Store(true)
+					if o, ok := ctx.Value(fetchOutcomeKey{}).(*fetchOutcome); ok {
+						o.err = err
+					}
 					log.WarnContext(ctx, "refresh JWKS failed", "url", redact.URL(u), "err", redact.Error(err))
 				}
 			},
@@ -267,7 +285,10 @@ func (a *Authenticator) WithoutCookie() *Authenticator {
 	return &cp
 }
 
-// Authenticate returns the request's Caller, or a 401 problem.
+// Authenticate returns the request's Caller, or the problem to answer: 401 for missing or invalid
+// credentials, 403 for development auth reached through a name that is not loopback, and 503
+// (problem.AuthUnavailable, its RetryAfter set) for a JWKS-signed token whose key could not be
+// fetched (see jwksKey).
 func (a *Authenticator) Authenticate(r *http.Request) (Caller, *problem.Problem) {
 	if k := r.Header.Get("X-API-Key"); k != "" {
 		if c, ok := a.key(k); ok {
@@ -413,6 +434,17 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.P
 		}
 		return a.jwksKey(ctx, t)
 	})
+	if unavailable := (*keySetUnavailable)(nil); errors.As(err, &unavailable) {
+		// The fetch's error is logged (RefreshErrorHandlerFunc), not told to whoever sent a token.
+		key := fmt.Sprintf("the key the token names (kid %q) is", unavailable.kid)
+		if unavailable.kid == "" {
+			key = "no key to verify the token (it names none) is"
+		}
+		p := problem.AuthUnavailable.With(fmt.Sprintf("the identity provider's key set (INTAKE_API_JWKS_URL) could not be fetched, so %s known yet; the token may well be valid: try again in %s",
+			key, retryAfterText(unavailable.retryAfter)))
+		p.RetryAfter = unavailable.retryAfter
+		return Caller{}, &p
+	}
 	if err != nil || !tok.Valid {
 		return Caller{}, unauthorized(fmt.Sprintf("invalid bearer token: %v", err))
 	}
@@ -430,50 +462,97 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.P
 	return c, nil
 }
 
-// jwksKey returns the JWKS key that verifies t. A token naming a kid the key set lacks makes the
-// key set be fetched again, at most once per jwksSettings.unknownKIDEvery: when the refresh is
-// taken, the token is refused at once instead of waiting for the next.
+// jwksKey returns the JWKS key that verifies t. A token naming a kid the key set lacks (or naming
+// none while the set holds no key) makes the key set be fetched again, at most once per
+// jwksSettings.unknownKIDEvery: when the refresh is taken, the token is refused at once instead of
+// waiting for the next.
 //
 // The refresh runs detached from the request (bounded by jwksSettings.timeout): a client that
 // hangs up as soon as it has sent a junk kid must not spend the refresh without a fetch, which
 // would keep a rotated key refused until the background refresh. The request waits for it (or
 // for its own end).
+//
+// When the key set could not be fetched, the token is neither good nor bad as far as intake can
+// tell: the error is a *keySetUnavailable (503 with Retry-After, until the next refresh may run),
+// whether this request's refresh failed or, the refresh being taken, the last fetch did. Once a
+// fetch succeeded, a kid not in the set is refused (401), as is a bad signature.
 func (a *Authenticator) jwksKey(ctx context.Context, t *jwt.Token) (any, error) {
-	if kid, ok := t.Header["kid"].(string); ok && !a.knownKID(ctx, kid) {
+	kid, named := t.Header["kid"].(string)
+	_, present := t.Header["kid"]
+	ids := a.keyIDs(ctx)
+	if named && !slices.Contains(ids, kid) || !present && len(ids) == 0 {
 		if !a.unknownKID.Allow() {
+			if a.fetchFailed.Load() {
+				return nil, &keySetUnavailable{kid: kid, retryAfter: a.untilRefresh()}
+			}
 			return nil, fmt.Errorf("no key %q in the key set, which was fetched again less than %s ago: retry shortly", kid, a.unknownEvery)
 		}
-		done := make(chan struct{})
+		done := make(chan error, 1)
 		go func() {
-			defer close(done)
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.fetchTimeout)
+			o := &fetchOutcome{}
+			fctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), fetchOutcomeKey{}, o), a.fetchTimeout)
 			defer cancel()
 			_, _ = a.jwks.Storage().KeyRead(fctx, kid) // fetches the set again: kid is not in it
+			if o.err == nil {
+				a.fetchFailed.Store(false)
+			}
+			done <- o.err
 		}()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				return nil, &keySetUnavailable{kid: kid, retryAfter: a.untilRefresh()}
+			}
 		case <-ctx.Done():
 			return nil, fmt.Errorf("key set fetched again for key %q: %w", kid, ctx.Err())
 		}
-		if !a.knownKID(ctx, kid) {
+		if named && !slices.Contains(a.keyIDs(ctx), kid) {
 			return nil, fmt.Errorf("no key %q in the key set, fetched again just now", kid)
 		}
 	}
 	return a.jwks.KeyfuncCtx(ctx)(t)
 }
 
-// knownKID reports whether the key set holds a key of ID kid, without fetching it.
-func (a *Authenticator) knownKID(ctx context.Context, kid string) bool {
+// keySetUnavailable is jwksKey's error when the key set could not be fetched: the token may be
+// good, and is answered 503 with retryAfter.
+type keySetUnavailable struct {
+	kid        string        // the kid the token names ("" for none)
+	retryAfter time.Duration // until the next refresh for an unknown kid may run
+}
+
+func (e *keySetUnavailable) Error() string {
+	return fmt.Sprintf("the key set could not be fetched to find key %q", e.kid)
+}
+
+// fetchOutcome holds the error of the fetch a refresh for an unknown kid ran, which the library
+// hands to RefreshErrorHandlerFunc only, under the refresh's context (its value fetchOutcomeKey).
+type fetchOutcome struct{ err error }
+
+type fetchOutcomeKey struct{}
+
+// untilRefresh is how long until a refresh for an unknown kid may run again (at least a second):
+// the Retry-After of a 503 for a key set that could not be fetched.
+func (a *Authenticator) untilRefresh() time.Duration {
+	wait := time.Duration((1 - a.unknownKID.Tokens()) * float64(a.unknownEvery))
+	return max(wait, time.Second)
+}
+
+// retryAfterText is d as the whole seconds Retry-After says.
+func retryAfterText(d time.Duration) string {
+	return (time.Duration(problem.RetryAfterSeconds(d)) * time.Second).String()
+}
+
+// keyIDs returns the IDs of the keys in the key set, without fetching it.
+func (a *Authenticator) keyIDs(ctx context.Context) []string {
 	keys, err := a.jwks.Storage().KeyReadAll(ctx)
 	if err != nil {
-		return false
+		return nil
 	}
-	for _, k := range keys {
-		if k.Marshal().KID == kid {
-			return true
-		}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.Marshal().KID
 	}
-	return false
+	return ids
 }
 
 func unauthorized(detail string) *problem.Problem {

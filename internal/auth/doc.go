@@ -31,6 +31,14 @@
 // refresh fetches the whole set, junk kids cannot keep a rotated key out for longer. Each fetch is
 // bounded (10 s, 1 MiB) and follows no redirect that leaves https.
 //
+// A failed fetch is not the token's fault: while the key set cannot be fetched (none fetched yet,
+// as when intake starts during the identity provider's outage, or the refresh for the token's kid
+// failing, as for a key rotated in during one), the token is answered 503 auth-unavailable with
+// Retry-After (until the next refresh may run), not 401, which clients would take for bad
+// credentials and sign their users out. A request that finds the refresh taken answers as the last
+// fetch went. Keys fetched before an outage keep verifying their tokens; a kid missing from a set
+// that was fetched, and a bad signature, are 401.
+//
 // # The cookie
 //
 // Browser clients that send no Authorization header (Uppy) may send the JWT in the

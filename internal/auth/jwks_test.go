@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/config"
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -45,11 +47,13 @@ func rsaKey(t *testing.T) *rsa.PrivateKey {
 	return k
 }
 
-// jwksServer serves the key set *set holds, counting the fetches.
+// jwksServer serves the key set *set holds, counting the fetches; while down is set it answers 503
+// (the identity provider is down).
 type jwksServer struct {
 	*httptest.Server
 	set     atomic.Pointer[[]byte]
 	fetches atomic.Int64
+	down    atomic.Bool
 }
 
 func newJWKSServer(t *testing.T, set []byte) *jwksServer {
@@ -58,6 +62,10 @@ func newJWKSServer(t *testing.T, set []byte) *jwksServer {
 	s.set.Store(&set)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.fetches.Add(1)
+		if s.down.Load() {
+			http.Error(w, "identity provider down", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(*s.set.Load())
 	}))
@@ -168,7 +176,8 @@ func TestJWKSRefreshNotSpentByHangUp(t *testing.T) {
 
 // TestJWKSHangingEndpointDoesNotHoldRequests: a token naming an unknown kid makes the request fetch
 // the key set; when the JWKS endpoint accepts the connection and never answers, the request fails
-// (401) after the fetch's timeout instead of holding its connection for a minute.
+// after the fetch's timeout instead of holding its connection for a minute: 503 (the key set could
+// not be fetched, the token may be good), with Retry-After.
 func TestJWKSHangingEndpointDoesNotHoldRequests(t *testing.T) {
 	t.Parallel()
 	key := rsaKey(t)
@@ -203,7 +212,7 @@ func TestJWKSHangingEndpointDoesNotHoldRequests(t *testing.T) {
 	defer cancel()
 	select {
 	case status := <-done:
-		require.Equal(t, 401, status)
+		require.Equal(t, 503, status)
 	case <-deadline.Done():
 		t.Fatal("the request is still held by the hanging JWKS endpoint")
 	}
@@ -243,7 +252,7 @@ func TestJWKSRedirectLeavingHTTPSRefused(t *testing.T) {
 	downgraded, err := newAuthenticator(t.Context(), jwksAPI(tlsSrv.URL+"/downgrade"), discard(), js)
 	require.NoError(t, err)
 	_, status := authenticate(downgraded, "Authorization", token)
-	require.Equal(t, 401, status, "keys served over plain http after a redirect must not be trusted")
+	require.Equal(t, 503, status, "keys served over plain http after a redirect must not be trusted (the key set could not be fetched)")
 	require.Positive(t, downgrades.Load(), "the key set was fetched")
 	require.Zero(t, plainHits.Load(), "the redirect to plain http was not followed")
 
@@ -288,7 +297,7 @@ func TestJWKSBodyCapped(t *testing.T) {
 	a, err := newAuthenticator(t.Context(), jwksAPI(huge.URL), discard(), testJWKS())
 	require.NoError(t, err)
 	_, status := authenticate(a, "Authorization", token)
-	require.Equal(t, 401, status, "a key set past 1 MiB is not read")
+	require.Equal(t, 503, status, "a key set past 1 MiB is not read (the key set could not be fetched)")
 	require.Positive(t, huge.fetches.Load())
 
 	small := newJWKSServer(t, rsaJWKS(t, keys, map[string]any{"padding": strings.Repeat("x", 1<<19)}))
@@ -296,4 +305,119 @@ func TestJWKSBodyCapped(t *testing.T) {
 	require.NoError(t, err)
 	_, status = authenticate(b, "Authorization", token)
 	require.Equal(t, 200, status, "a key set under the cap is read")
+}
+
+// authenticateProblem authenticates a request carrying token as a bearer token and returns the
+// problem answered (nil: authenticated) and the headers problem.Write sends with it.
+func authenticateProblem(t *testing.T, a *Authenticator, token string) (*problem.Problem, http.Header) {
+	t.Helper()
+	req := httptest.NewRequest("GET", "/v1/objects", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	_, p := a.Authenticate(req)
+	if p == nil {
+		return nil, nil
+	}
+	rec := httptest.NewRecorder()
+	problem.Write(rec, *p)
+	return p, rec.Header()
+}
+
+// requireUnavailable checks a 503 auth-unavailable with a Retry-After of at least a second and at
+// most limit, and no Bearer challenge (the credentials are not in question).
+func requireUnavailable(t *testing.T, p *problem.Problem, h http.Header, limit time.Duration, msg string) {
+	t.Helper()
+	require.NotNil(t, p, msg)
+	require.Equal(t, http.StatusServiceUnavailable, p.Status, "%s: %s", msg, p.Detail)
+	require.Equal(t, problem.AuthUnavailable.Type(), p.Type, msg)
+	require.GreaterOrEqual(t, p.RetryAfter, time.Second, msg)
+	require.LessOrEqual(t, p.RetryAfter, limit, msg)
+	require.NotEmpty(t, h.Get("Retry-After"), msg)
+	require.Equal(t, strconv.FormatInt(problem.RetryAfterSeconds(p.RetryAfter), 10), h.Get("Retry-After"), msg)
+	require.Empty(t, h.Get("WWW-Authenticate"), msg)
+}
+
+// TestJWKSOutageIsUnavailable: intake starts (or a replica rolls) while the identity provider's
+// JWKS endpoint answers 503. Every correctly signed token used to get 401 until a fetch succeeded
+// (the first fetch's failure was only logged, and the refresh for the token's kid failing read as
+// "no such key"), which clients take for bad credentials: they log their users out instead of
+// retrying. Now such a token gets 503 auth-unavailable with Retry-After while the key set cannot
+// be fetched (whether the request's own refresh failed or found the refresh taken after a failed
+// one), 200 once it can, and a kid the fetched set lacks still gets 401. A key rotated in during a
+// later outage gets 503 too, while the keys fetched before keep working.
+func TestJWKSOutageIsUnavailable(t *testing.T) {
+	t.Parallel()
+	key, rotated, stranger := rsaKey(t), rsaKey(t), rsaKey(t)
+	idp := newJWKSServer(t, rsaJWKS(t, map[string]*rsa.PrivateKey{"k1": key}, nil))
+	idp.down.Store(true)
+	js := testJWKS()
+	a, err := newAuthenticator(t.Context(), jwksAPI(idp.URL), discard(), js)
+	require.NoError(t, err, "intake starts while the identity provider is down")
+	require.Positive(t, idp.fetches.Load(), "the first fetch was tried")
+	valid := testkit.SignJWT(t, jwt.SigningMethodRS256, key, "k1", tokenClaims(nil))
+	noKID := testkit.SignJWT(t, jwt.SigningMethodRS256, key, "", tokenClaims(nil))
+	refreshOpen := func(a *Authenticator) func() bool {
+		return func() bool { return a.unknownKID.Tokens() >= 1 }
+	}
+
+	// The request's own refresh fails.
+	require.Eventually(t, refreshOpen(a), 10*time.Second, 5*time.Millisecond)
+	p, h := authenticateProblem(t, a, valid)
+	requireUnavailable(t, p, h, time.Second, "down, the request's refresh failed")
+	require.Eventually(t, refreshOpen(a), 10*time.Second, 5*time.Millisecond)
+	p, h = authenticateProblem(t, a, noKID)
+	requireUnavailable(t, p, h, time.Second, "down, no key ever fetched, a token naming no kid")
+
+	// The refresh is taken (once an hour here) after a failed one: 503 at once, Retry-After until
+	// the next refresh may run.
+	hourly := js
+	hourly.unknownKIDEvery = time.Hour
+	b, err := newAuthenticator(t.Context(), jwksAPI(idp.URL), discard(), hourly)
+	require.NoError(t, err)
+	p, h = authenticateProblem(t, b, valid)
+	requireUnavailable(t, p, h, time.Hour, "down, the request's refresh failed")
+	fetches := idp.fetches.Load()
+	p, h = authenticateProblem(t, b, valid)
+	requireUnavailable(t, p, h, time.Hour, "down, the refresh taken after a failed one")
+	require.Greater(t, p.RetryAfter, time.Minute, "Retry-After is when the next refresh may run, not the least second")
+	require.Equal(t, fetches, idp.fetches.Load(), "the refresh was taken: no fetch")
+
+	// Back: the next refresh fetches the set and the token is accepted.
+	idp.down.Store(false)
+	require.Eventually(t, func() bool {
+		p, _ := authenticateProblem(t, a, valid)
+		return p == nil
+	}, 10*time.Second, 10*time.Millisecond, "the token is accepted once the key set is fetched")
+	who, status := authenticate(a, "Authorization", "Bearer "+valid)
+	require.Equal(t, 200, status)
+	require.Equal(t, "rita", who.Owner)
+	_, status = authenticate(a, "Authorization", "Bearer "+noKID)
+	require.Equal(t, 200, status, "a token naming no kid, verified with the set's keys")
+
+	// Up: a kid the set lacks is refused, whether the request refreshes the set or finds the
+	// refresh taken after a successful one.
+	unknown := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, stranger, "nope", tokenClaims(nil))
+	require.Eventually(t, refreshOpen(a), 10*time.Second, 5*time.Millisecond)
+	_, status = authenticate(a, "Authorization", unknown)
+	require.Equal(t, 401, status, "up: a kid not in the fetched set")
+	_, status = authenticate(a, "Authorization", unknown)
+	require.Equal(t, 401, status, "up, the refresh taken: a kid not in the fetched set")
+	forged := "Bearer " + testkit.SignJWT(t, jwt.SigningMethodRS256, stranger, "k1", tokenClaims(nil))
+	_, status = authenticate(a, "Authorization", forged)
+	require.Equal(t, 401, status, "a bad signature")
+
+	// Down again, and the identity provider rotated in a key: tokens of the key fetched before are
+	// accepted, the rotated key's get 503 until the set can be fetched.
+	idp.set.Store(new(rsaJWKS(t, map[string]*rsa.PrivateKey{"k1": key, "k2": rotated}, nil)))
+	idp.down.Store(true)
+	_, status = authenticate(a, "Authorization", "Bearer "+valid)
+	require.Equal(t, 200, status, "a key fetched before the outage")
+	newer := testkit.SignJWT(t, jwt.SigningMethodRS256, rotated, "k2", tokenClaims(nil))
+	require.Eventually(t, refreshOpen(a), 10*time.Second, 5*time.Millisecond)
+	p, h = authenticateProblem(t, a, newer)
+	requireUnavailable(t, p, h, time.Second, "down, a rotated kid")
+	idp.down.Store(false)
+	require.Eventually(t, func() bool {
+		p, _ := authenticateProblem(t, a, newer)
+		return p == nil
+	}, 10*time.Second, 10*time.Millisecond, "the rotated key is accepted once the key set is fetched")
 }

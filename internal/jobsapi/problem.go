@@ -23,7 +23,7 @@ var (
 var ProblemKinds = []problem.Kind{
 	problem.Unauthorized, problem.Forbidden, problem.InvalidJSON, problem.UnknownField, problem.RequestTooLarge,
 	problem.UnsupportedMediaType, problem.NotFound, problem.UploadNotPending, problem.DatabaseUnavailable,
-	probUnknownType, probInvalidPayload, probQueueUnavailable, probInspectionQueued,
+	probUnknownType, probInvalidPayload, probQueueUnavailable, probInspectionQueued, problem.AuthUnavailable,
 }
 
 // problemErr is a problem about to be written.

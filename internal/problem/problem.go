@@ -3,6 +3,8 @@ package problem
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Base prefixes every problem type URI. The URIs are stable identifiers (clients switch on them);
@@ -38,6 +40,10 @@ var (
 	NotFound             = Kind{"not-found", "Not found", http.StatusNotFound}
 	UploadNotPending     = Kind{"upload-not-pending", "Upload is no longer pending", http.StatusConflict}
 	DatabaseUnavailable  = Kind{"database-unavailable", "Database unavailable", http.StatusServiceUnavailable}
+	// AuthUnavailable: the credentials cannot be checked now (the identity provider's key set
+	// could not be fetched); the client retries after Retry-After rather than take it for bad
+	// credentials.
+	AuthUnavailable = Kind{"auth-unavailable", "Authentication unavailable", http.StatusServiceUnavailable}
 )
 
 // Problem is an RFC 9457 problem detail.
@@ -54,6 +60,9 @@ type Problem struct {
 	Instance string `json:"instance,omitempty"`
 	// Reason is the policy reason code for policy violations (too_large, type_not_allowed).
 	Reason string `json:"reason,omitempty"`
+	// RetryAfter, when positive, is how long the client should wait before trying again: Write
+	// sends it as Retry-After (SetRetryAfter). It is not part of the body.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // Error returns the title and the detail.
@@ -71,12 +80,27 @@ func SetChallenge(h http.Header, status int) {
 	}
 }
 
+// RetryAfterSeconds is d in the whole seconds of a Retry-After header: rounded up, at least 1.
+func RetryAfterSeconds(d time.Duration) int64 {
+	return max(int64((d+time.Second-1)/time.Second), 1)
+}
+
+// SetRetryAfter sets Retry-After to p.RetryAfter (RetryAfterSeconds) when it is positive, and
+// leaves h alone otherwise.
+func SetRetryAfter(h http.Header, p Problem) {
+	if p.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(RetryAfterSeconds(p.RetryAfter), 10))
+	}
+}
+
 // Write sends p as application/problem+json with p.Status, never to be cached. A 401 carries the
-// challenge `WWW-Authenticate: Bearer realm="intake"` (SetChallenge). Headers set on w before
-// (Retry-After, ...) are kept.
+// challenge `WWW-Authenticate: Bearer realm="intake"` (SetChallenge), a problem with a RetryAfter
+// its Retry-After (SetRetryAfter). Headers set on w before (Retry-After, ...) are kept, unless p
+// sets the same.
 func Write(w http.ResponseWriter, p Problem) {
 	h := w.Header()
 	SetChallenge(h, p.Status)
+	SetRetryAfter(h, p)
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(p.Status)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -38,6 +39,7 @@ func TestSharedKinds(t *testing.T) {
 		{problem.UnknownField, "unknown-field", "Unknown field in request body", 400},
 		{problem.RequestTooLarge, "request-too-large", "Request body too large", 413},
 		{problem.UnsupportedMediaType, "unsupported-media-type", "Request body must be application/json", 415},
+		{problem.AuthUnavailable, "auth-unavailable", "Authentication unavailable", 503},
 	} {
 		require.Equal(t, problem.Kind{Slug: tt.slug, Title: tt.title, Status: tt.status}, tt.kind)
 	}
@@ -51,6 +53,7 @@ func TestWrite(t *testing.T) {
 		preset    map[string]string
 		wantBody  map[string]any
 		wantChall string
+		wantRetry string
 	}{
 		{
 			name:     "detail only: empty fields are left out",
@@ -85,6 +88,18 @@ func TestWrite(t *testing.T) {
 			preset:   map[string]string{"Retry-After": "5"},
 			wantBody: map[string]any{"type": problem.Base + "queue-unavailable", "title": "Event queue unavailable", "status": 503.0, "detail": "retry later"},
 		},
+		{
+			name:      "RetryAfter is sent as Retry-After, rounded up, not in the body",
+			problem:   problem.Problem{Type: problem.Base + "auth-unavailable", Title: "Authentication unavailable", Status: 503, RetryAfter: 9200 * time.Millisecond},
+			wantBody:  map[string]any{"type": problem.Base + "auth-unavailable", "title": "Authentication unavailable", "status": 503.0},
+			wantRetry: "10",
+		},
+		{
+			name:      "a RetryAfter under a second is sent as 1",
+			problem:   problem.Problem{Type: problem.Base + "auth-unavailable", Title: "Authentication unavailable", Status: 503, RetryAfter: time.Millisecond},
+			wantBody:  map[string]any{"type": problem.Base + "auth-unavailable", "title": "Authentication unavailable", "status": 503.0},
+			wantRetry: "1",
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -97,6 +112,9 @@ func TestWrite(t *testing.T) {
 			require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
 			require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
 			require.Equal(t, tt.wantChall, rec.Header().Get("WWW-Authenticate"))
+			if tt.preset["Retry-After"] == "" {
+				require.Equal(t, tt.wantRetry, rec.Header().Get("Retry-After"))
+			}
 			for k, v := range tt.preset {
 				require.Equal(t, v, rec.Header().Get(k))
 			}
