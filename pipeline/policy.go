@@ -194,6 +194,8 @@ func (p *Policy) checkRuleNodes(doc *yaml.Node) error {
 		}
 		if n := yamlDeref(fields["max_size"]); n != nil && n.ShortTag() != yamlInt {
 			errs = append(errs, fmt.Errorf("rule %d (%q): max_size %q (line %d) is not a whole number of bytes (a fraction or an exponent would be cut to an integer, 0.5 to 0: no limit); write it in bytes, e.g. 104857600 or 0x6400000", i, name, n.Value, n.Line))
+		} else if n != nil && octalLooking(n.Value) {
+			errs = append(errs, fmt.Errorf("rule %d (%q): max_size %q (line %d) starts with 0, which YAML reads as octal (010 is 8 bytes); write it without the leading zeros, or as 0o… if octal is meant", i, name, n.Value, n.Line))
 		}
 		if i < len(p.Rules) {
 			n := yamlDeref(fields["require_sniff_match"])
@@ -488,4 +490,11 @@ func (r Rule) TypeAllowed(contentType string) bool {
 func MediaType(contentType string) string {
 	mt, _, _ := strings.Cut(contentType, ";")
 	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// octalLooking reports whether v, an integer scalar, is written with a leading 0 followed by
+// digits (optionally signed): the YAML decoder reads it as octal, not as the decimal it looks like.
+func octalLooking(v string) bool {
+	v = strings.TrimLeft(v, "+-")
+	return len(v) > 1 && v[0] == '0' && v[1] >= '0' && v[1] <= '9'
 }

@@ -110,7 +110,12 @@ func TestPolicyMaxSizeMustBeInteger(t *testing.T) {
 	_, err := ParsePolicy([]byte(catchAll + "  - prefix: avatars/\n    <<: {max_size: 0.5}\n"))
 	require.ErrorContains(t, err, "is not a whole number of bytes")
 
-	for v, want := range map[string]int64{"104857600": 104857600, "0x10": 16, "1_000_000": 1_000_000, "0": 0} {
+	// A leading zero reads as octal (010 is 8 bytes, 0100 MiB-looking values far smaller): refused.
+	for _, v := range []string{"010", "0100000000", "-010", "00"} {
+		_, err := ParsePolicy([]byte(catchAll + "  - prefix: avatars/\n    max_size: " + v + "\n"))
+		require.ErrorContains(t, err, "which YAML reads as octal", v)
+	}
+	for v, want := range map[string]int64{"104857600": 104857600, "0x10": 16, "1_000_000": 1_000_000, "0": 0, "0o10": 8} {
 		p, err := ParsePolicy([]byte(catchAll + "  - prefix: avatars/\n    max_size: " + v + "\n"))
 		require.NoError(t, err, v)
 		r, _ := p.For("avatars/a.png")
