@@ -293,7 +293,7 @@ const maxCandidateErrors = 10
 
 // candidateErrors are the failures of a sweep's candidates (an abort, or a completed upload's
 // inspection): the first maxCandidateErrors, and the first retryable and the first permanent one
-// (objstore.IsRetryable) when not among them, so that a caller judging the error part by part
+// (objstore.IsRetryable, or refused credentials, which a retry may find renewed) when not among them, so that a caller judging the error part by part
 // (Unwrap() []error) sees either kind if any candidate failed with it. The others are counted.
 type candidateErrors struct {
 	failed, stale int // SweepReport.Failed and Stale, set when the sweep ends
@@ -306,7 +306,7 @@ type candidateErrors struct {
 // add keeps err if it is among the first maxCandidateErrors or the first of its kind, and counts it
 // otherwise.
 func (e *candidateErrors) add(err error) {
-	r := objstore.IsRetryable(err)
+	r := objstore.IsRetryable(err) || objstore.IsCredentialsError(err) // as worker/jobs judges them
 	if len(e.errs) >= maxCandidateErrors && (r && e.retryable || !r && e.permanent) {
 		e.dropped++
 		return

@@ -538,7 +538,7 @@ func copySource(obj pipeline.ObjectRef) string {
 // wrap adds the operation and the pipeline sentinel that classifies err (see [Objects]): only
 // NoSuchKey and NoSuchVersion say that the object is missing. A 404 without them (NoSuchBucket, a
 // GET's 404 without S3's code) is an outage, except NoSuchUpload (a multipart copy's upload that
-// someone aborted), which wraps no sentinel; so are credentials S3 refuses (isCredentialsError). A
+// someone aborted), which wraps no sentinel; so are credentials S3 refuses (IsCredentialsError). A
 // HEAD's 404 goes through wrapHead, and an AccessDenied needs [Objects.classify]'s HeadBucket to be
 // told apart: wrap alone leaves it the object's.
 func wrap(ctx context.Context, op, bucket, key string, err error) error {
@@ -549,7 +549,7 @@ func wrap(ctx context.Context, op, bucket, key string, err error) error {
 		return fmt.Errorf("%s %s/%s: %v: %w", op, bucket, key, err, pipeline.ErrChanged)
 	case errors.Is(ctx.Err(), context.Canceled), isNoSuchUpload(err), isConflict(err):
 		return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
-	case IsRetryable(err), isCredentialsError(err), statusCode(err) == http.StatusNotFound:
+	case IsRetryable(err), IsCredentialsError(err), statusCode(err) == http.StatusNotFound:
 		return pipeline.Unavailable(pipeline.DependencyS3, fmt.Errorf("%s %s/%s: %w", op, bucket, key, err))
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, bucket, key, err)
@@ -577,7 +577,7 @@ func (o *Objects) classify(ctx context.Context, op, bucket, key string, err erro
 	switch status := statusCode(berr); {
 	case errors.Is(ctx.Err(), context.Canceled):
 		return e
-	case isCredentialsError(berr), IsRetryable(berr), isRefusal(berr), status == http.StatusUnauthorized, status == http.StatusNotFound:
+	case IsCredentialsError(berr), IsRetryable(berr), isRefusal(berr), status == http.StatusUnauthorized, status == http.StatusNotFound:
 		return pipeline.Unavailable(pipeline.DependencyS3, e)
 	}
 	return e
@@ -599,7 +599,7 @@ func (o *Objects) wrapHead(ctx context.Context, op, bucket, key string, sent tim
 	switch {
 	case errors.Is(ctx.Err(), context.Canceled):
 		return e
-	case statusCode(berr) == http.StatusNotFound, IsRetryable(berr), isCredentialsError(berr), isRefusal(berr):
+	case statusCode(berr) == http.StatusNotFound, IsRetryable(berr), IsCredentialsError(berr), isRefusal(berr):
 		return pipeline.Unavailable(pipeline.DependencyS3, e)
 	}
 	return e

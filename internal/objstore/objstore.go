@@ -166,13 +166,17 @@ func errorCode(err error) string {
 	return ""
 }
 
-// isCredentialsError reports whether err is S3 refusing the request's credentials themselves: an
+// IsCredentialsError reports whether err is S3 refusing the request's credentials themselves: an
 // expired or invalid session token (ExpiredToken, InvalidToken, MinIO's InvalidTokenId,
 // TokenRefreshRequired), an access key it does not know (InvalidAccessKeyId), a signature it does
 // not accept (SignatureDoesNotMatch) or credentials it calls invalid (InvalidSecurity). No object
 // is at fault: every request signed with those credentials fails alike, until they are renewed or
-// fixed.
-func isCredentialsError(err error) bool {
+// fixed, which often happens by itself (the instance metadata service or the web identity
+// provider answering again, a refresh catching up). [IsRetryable] is false for them (the same
+// request fails the same way); the pipeline's adapter reports them as an outage of S3 (see
+// [Objects]), and a task meeting one is retried later with its backoff. An AccessDenied is not
+// one: it may be a policy denying that one request (see isRefusal).
+func IsCredentialsError(err error) bool {
 	switch errorCode(err) {
 	case "ExpiredToken", "InvalidToken", "InvalidTokenId", "TokenRefreshRequired",
 		"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurity":

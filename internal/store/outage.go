@@ -133,14 +133,28 @@ var ErrReadOnly = errors.New("postgres is read-only")
 
 // CheckWritable checks that PostgreSQL answers and accepts writes: a standby (the old primary
 // after a failover) or a database set read-only counts as down, since the pipeline's records would
-// fail there. It is the consumer's check of PostgreSQL while paused by an outage.
+// fail there. It is the consumer's check of PostgreSQL while paused by an outage, and the
+// readiness check of every role that opens the store.
+//
+// A read-only answer also resets the pool (pgxpool.Pool.Reset): idle connections are closed at
+// once, those in use when they are released, and the next query dials again, resolving the host
+// again. Without it, the sessions opened on the old primary while it was a standby (or while the
+// database was set read-only, which a session keeps for its life) would stay read-only until
+// MaxConnLifetime: the pool hands out its most recently used connection, so a check run again and
+// again would ask the same stale session and never see the new primary (or the database writable
+// again). The reset costs a reconnect of the pool per read-only answer; its callers pace their
+// checks (the consumer's gate waits 1 s and more between probes, /readyz caches its checks for
+// 1 s and runs them every 15 s), so a server that really is read-only is not redialled in a loop.
 func (s *Store) CheckWritable(ctx context.Context) error {
 	writable, err := s.Q.HealthWritable(ctx)
 	if err != nil {
 		return fmt.Errorf("check postgres: %w", err)
 	}
 	if !writable {
-		return fmt.Errorf("check postgres: %w (in recovery or default_transaction_read_only)", ErrReadOnly)
+		if s.Pool != nil {
+			s.Pool.Reset()
+		}
+		return fmt.Errorf("check postgres: %w (in recovery or default_transaction_read_only; the pool's connections are dropped)", ErrReadOnly)
 	}
 	return nil
 }

@@ -56,7 +56,9 @@
 // Invalid payloads and errors wrapping pipeline.ErrPermanent are permanent: the handler wraps
 // asynq.SkipRetry and the task is archived at once. So is a task naming a bucket that is not one
 // of [Handlers.Buckets]. S3 errors that retrying cannot fix (403, 400…) are permanent too, unless
-// joined with one that a retry may fix (a sweep's passes fail apart). Everything else is retried
+// joined with one that a retry may fix (a sweep's passes fail apart); refused credentials
+// (ExpiredToken, TokenRefreshRequired, InvalidAccessKeyId…: a metadata service down, a token
+// refresh lagging) are retried, as the pipeline retries them. Everything else is retried
 // with asynq's backoff.
 //
 // # Many replicas

@@ -36,7 +36,8 @@ func (f InspectorFunc) InspectObject(ctx context.Context, bucket, key string) er
 // upload that no longer exists is not an error: the outcome says "gone", and completed says
 // whether an object is at the key (the upload was completed, not aborted); inspect, when not nil,
 // is then called on that object once the outcome is recorded, and its error returned. Errors for
-// which objstore.IsRetryable is false are not retried, inspect's excepted (see Handlers.HandleAbort).
+// which objstore.IsRetryable and objstore.IsCredentialsError are false are not retried, inspect's
+// excepted (see Handlers.HandleAbort).
 // A tasks.ReasonDeadline abort of one of intake's uploads before the expires_at PostgreSQL holds
 // for it plus tasks.AbortGrace does nothing and returns a *multipart.NotDueError, which HandleAbort
 // turns into an [EarlyError] at that deadline.
@@ -264,10 +265,17 @@ func (h *Handlers) now() time.Time {
 }
 
 // s3Error marks S3 errors that retrying cannot fix (403, 400…) as permanent. Errors without an
-// HTTP response (PostgreSQL, network) and timeouts stay retryable, and so does an error joining
-// several when any of them is: a sweep's joins its listing, overdue and interrupted passes' and
-// its failed candidates' (multipart.Service.Sweep), so that one abort refused with a 403 does not
-// archive a sweep whose other abort met a 503.
+// HTTP response (PostgreSQL, network) and timeouts stay retryable, and so do S3's refusals of
+// intake's credentials (objstore.IsCredentialsError: ExpiredToken, TokenRefreshRequired,
+// InvalidAccessKeyId…), which last until the credentials are renewed, often by themselves (an
+// instance metadata outage, a web identity refresh lagging): the pipeline calls them an outage of
+// S3, so an object:inspect task meeting one is retried, and an abort must not be archived after
+// one attempt for them. An AccessDenied stays permanent: with intake's credentials accepted, it is a
+// policy denying that request (the pipeline, too, calls it an outage only when a HeadBucket of the
+// bucket is refused as well), and the periodic sweep aborts what such a task left. An error joining
+// several is retryable when any of them is: a sweep's joins its listing, overdue and interrupted
+// passes' and its failed candidates' (multipart.Service.Sweep), so that one abort refused with a
+// 403 does not archive a sweep whose other abort met a 503.
 func s3Error(err error) error {
 	if retryable(err) {
 		return err
@@ -275,9 +283,10 @@ func s3Error(err error) error {
 	return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 }
 
-// retryable is objstore.IsRetryable, part by part for an error joining several (errors.Join, or
-// fmt.Errorf with several %w): IsRetryable alone judges by the first part with an HTTP status, so
-// a 403 of the listing joined with a PostgreSQL outage of a later pass would be permanent.
+// retryable is objstore.IsRetryable or objstore.IsCredentialsError, part by part for an error
+// joining several (errors.Join, or fmt.Errorf with several %w): IsRetryable alone judges by the
+// first part with an HTTP status, so a 403 of the listing joined with a PostgreSQL outage of a
+// later pass would be permanent.
 func retryable(err error) bool {
 	for e := err; e != nil; {
 		switch u := e.(type) {
@@ -289,7 +298,7 @@ func retryable(err error) bool {
 			e = nil
 		}
 	}
-	return objstore.IsRetryable(err)
+	return objstore.IsRetryable(err) || objstore.IsCredentialsError(err)
 }
 
 // NewMux routes intake's task types to h's handlers, wrapped (outermost first) in Instrument(m),
