@@ -7,19 +7,37 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestWarnings: a shutdown grace above 30s is accepted but warned about: the shipped Kubernetes
-// manifests (terminationGracePeriodSeconds 45, the scheduler's 40) leave no room for more.
+// TestWarnings: what a valid configuration likely got wrong is warned about. A shutdown grace
+// above 30s: the shipped Kubernetes manifests (terminationGracePeriodSeconds 45, the scheduler's
+// 40) leave no room for more. A webhook timeout not below the grace: an attempt that takes its
+// whole timeout outlasts the grace, and every shutdown cuts it off.
 func TestWarnings(t *testing.T) {
 	t.Parallel()
-	c := validConfig()
-	c.ShutdownGrace = 30 * time.Second
-	require.Empty(t, c.Warnings())
-	c.ShutdownGrace = 31 * time.Second
-	require.NoError(t, c.Validate(AllRoles))
-	w := c.Warnings()
-	require.Len(t, w, 1)
-	require.Contains(t, w[0], "INTAKE_SHUTDOWN_GRACE: 31s is above 30s")
-	require.Contains(t, w[0], "terminationGracePeriodSeconds")
+	for name, tt := range map[string]struct {
+		grace, webhookTimeout time.Duration
+		want                  []string // a substring of each warning, in order
+	}{
+		"defaults":                {grace: 25 * time.Second, webhookTimeout: 10 * time.Second},
+		"the longest grace":       {grace: 30 * time.Second, webhookTimeout: 10 * time.Second},
+		"a grace too long":        {grace: 31 * time.Second, webhookTimeout: 10 * time.Second, want: []string{"INTAKE_SHUTDOWN_GRACE: 31s is above 30s"}},
+		"a webhook timeout below": {grace: 25 * time.Second, webhookTimeout: 24 * time.Second},
+		"a webhook timeout equal": {grace: 25 * time.Second, webhookTimeout: 25 * time.Second, want: []string{"INTAKE_WEBHOOK_TIMEOUT: 25s is not below INTAKE_SHUTDOWN_GRACE (25s)"}},
+		"a webhook timeout above": {grace: 5 * time.Second, webhookTimeout: 10 * time.Second, want: []string{"INTAKE_WEBHOOK_TIMEOUT: 10s is not below INTAKE_SHUTDOWN_GRACE (5s)"}},
+		"both": {grace: time.Minute, webhookTimeout: 5 * time.Minute, want: []string{
+			"INTAKE_SHUTDOWN_GRACE: 1m0s is above 30s", "INTAKE_WEBHOOK_TIMEOUT: 5m0s is not below INTAKE_SHUTDOWN_GRACE (1m0s)"}},
+	} {
+		c := validConfig()
+		c.ShutdownGrace, c.Webhook.Timeout = tt.grace, tt.webhookTimeout
+		require.NoError(t, c.Validate(AllRoles), name)
+		w := c.Warnings()
+		require.Len(t, w, len(tt.want), "%s: %q", name, w)
+		for i, want := range tt.want {
+			require.Contains(t, w[i], want, name)
+		}
+		if tt.grace > MaxShutdownGraceWarn {
+			require.Contains(t, w[0], "terminationGracePeriodSeconds", name)
+		}
+	}
 }
 
 func TestUsesDatabase(t *testing.T) {

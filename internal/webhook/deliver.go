@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,11 @@ const (
 	ResultRefused  = "refused" // address not public (SSRF guard)
 	ResultError    = "error"   // connection refused, reset, TLS, ...
 )
+
+// resultInterrupted is the result of a request cut off by the end of its task's run (the
+// handler's context cancelled: see [interrupted]). It is not the endpoint's doing: it is neither
+// counted (it is no label of intake_webhook_attempts_total) nor logged as a failed attempt.
+const resultInterrupted = "interrupted"
 
 // Outcomes of a delivery (label outcome of intake_webhook_deliveries_total).
 const (
@@ -234,6 +240,13 @@ const maxAnswer = 64 << 10
 // With DelivererConfig.MaxPerEndpoint set, a task of an endpoint that has its share of the workers
 // is deferred whole before posting anything ([DeferredError]; not on its last attempt): asynq runs
 // it again shortly, its retries untouched.
+//
+// A run cut off by the worker's shutdown (asynq's ShutdownTimeout, INTAKE_SHUTDOWN_GRACE, is up:
+// asynq puts the task back in its queue, its retries untouched, and cancels the run's context) is
+// not the endpoint's failure: its interrupted request is not counted as an attempt, nothing is
+// handed on or given up (even on the task's last attempt: asynq runs it again), and the run
+// returns the cancellation's error (see [interrupted]). A request that outlasts the client's own
+// timeout (INTAKE_WEBHOOK_TIMEOUT) is the endpoint's failure, and counts as one.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	items, err := parseDeliver(t.Payload())
 	if err != nil {
@@ -271,11 +284,13 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		result, err := d.attempt(ctx, ep, it, it.Attempted+retried+1, last)
 		switch {
 		case err == nil:
+		case interrupted(ctx):
+			return d.cutOff(ctx, ep.Name, len(items), last, err)
 		case result == ResultSuccess: // posted; only its recording failed
 			if last {
 				d.unrecorded(ctx, ep.Name, it, err)
 			}
-		case result == ResultRefused || last:
+		case givenUpAtOnce(result, err) || last:
 			return d.giveUp(ctx, ep.Name, items, err)
 		}
 		return err
@@ -318,6 +333,17 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 		})
 	}
 	wg.Wait()
+	if interrupted(ctx) {
+		// Nothing can be handed on or given up with the run's context, and asynq runs the batch
+		// again (the items delivered meanwhile included: at least once).
+		var errs []error
+		for _, o := range outcomes {
+			errs = append(errs, o.err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return d.cutOff(ctx, ep.Name, len(items), last, err)
+		}
+	}
 	var givenUp []Item
 	var causes, unqueued []error
 	for i, its := range uploads {
@@ -327,14 +353,15 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 		}
 		// The failed item and the later items of its upload, none of them posted after it.
 		rest := slices.Clone(its[o.delivered:])
-		if o.result == ResultRefused {
+		if givenUpAtOnce(o.result, o.err) {
 			// Retrying cannot help: given up at once, as a single delivery is; the later items
-			// too, which may not be delivered past it (and go to the same refused address).
+			// too, which may not be delivered past it (and go to the same refused address or
+			// gone endpoint).
 			givenUp, causes = append(givenUp, rest...), append(causes, o.err)
 			continue
 		}
 		rest[0].Attempted++
-		err := d.handOn(ctx, rest)
+		err := d.handOn(ctx, rest, o.err)
 		if err == nil {
 			continue
 		}
@@ -346,14 +373,15 @@ func (d *Deliverer) batch(ctx context.Context, ep Endpoint, items []Item, retrie
 			givenUp, causes = append(givenUp, rest...), append(causes, o.err, err)
 			continue
 		}
-		unqueued = append(unqueued, err)
+		// With the failure, whose Retry-After (RetryAfterError) the batch's retry then waits.
+		unqueued = append(unqueued, errors.Join(err, o.err))
 	}
 	retry := errors.Join(unqueued...)
 	if len(givenUp) == 0 {
 		return errors.Join(retry, errors.Join(causes...)) // causes: of notifications delivered but not recorded
 	}
 	cause := errors.Join(causes...)
-	if err := d.markGaveUp(ctx, ep.Name, givenUp, last); err != nil && !last {
+	if err := d.markGaveUp(ctx, ep.Name, givenUp, last); err != nil && (!last || interrupted(ctx)) {
 		return errors.Join(cause, err, retry)
 	}
 	if retry != nil {
@@ -390,9 +418,12 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 	if err == nil {
 		return nil
 	}
+	if interrupted(ctx) {
+		return d.cutOff(ctx, ep.Name, len(items)-delivered, last, err)
+	}
 	rest := slices.Clone(items[delivered:])
 	switch {
-	case result == ResultRefused:
+	case givenUpAtOnce(result, err):
 		return d.giveUp(ctx, ep.Name, rest, err)
 	case result == ResultSuccess && last && delivered == 0:
 		// Its receiver took rest[0], on its own last attempt; only its recording failed. It is not
@@ -401,7 +432,7 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 		if rest = d.notTaken(ctx, ep.Name, rest, result, err); len(rest) == 0 {
 			return err
 		}
-		if qerr := d.handOn(ctx, rest); qerr != nil {
+		if qerr := d.handOn(ctx, rest, err); qerr != nil {
 			return d.giveUp(ctx, ep.Name, rest, errors.Join(err, qerr))
 		}
 		return err
@@ -412,7 +443,7 @@ func (d *Deliverer) sequence(ctx context.Context, ep Endpoint, items []Item, ret
 		return err
 	}
 	rest[0].Attempted++
-	qerr := d.handOn(ctx, rest)
+	qerr := d.handOn(ctx, rest, err)
 	if qerr == nil {
 		return nil
 	}
@@ -438,13 +469,13 @@ func (d *Deliverer) inOrder(ctx context.Context, ep Endpoint, items []Item, numb
 }
 
 // handOn enqueues items (the failed notification of an upload first, then the later ones of the
-// same upload, in order) as a task of their own, due after the first retry delay: a single
-// item's, or a sequence. A task of the same ID already there (enqueued by an earlier run) is not
-// an error.
-func (d *Deliverer) handOn(ctx context.Context, items []Item) error {
+// same upload, in order) as a task of their own, due after the first retry delay for cause, the
+// first one's failure (at least its receiver's Retry-After: [RetryAfterError]): a single item's,
+// or a sequence. A task of the same ID already there (enqueued by an earlier run) is not an error.
+func (d *Deliverer) handOn(ctx context.Context, items []Item, cause error) error {
 	task, err := NewDeliverTask(items, d.timeout)
 	if err == nil {
-		_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, nil, task)))
+		_, err = d.tasks.EnqueueContext(ctx, task, asynq.ProcessIn(d.retry(0, cause, task)))
 	}
 	if err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil
@@ -480,13 +511,17 @@ func (d *Deliverer) toDeliver(ctx context.Context, endpoint string, items []Item
 func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, it Item, attempt int, last bool) (string, error) {
 	id, typ := eventOf(it.Body)
 	result, err := d.post(ctx, ep, id, it.Body)
+	if result == resultInterrupted {
+		// Not the endpoint's failure: neither counted nor logged as one (see cutOff).
+		return result, fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
+	}
 	d.share.observe(ep.Name, result)
 	if d.metrics != nil {
 		d.metrics.attempts.WithLabelValues(ep.Name, result).Inc()
 	}
 	if err != nil {
 		d.log.WarnContext(ctx, "webhook attempt failed", "endpoint", ep.Name, "event_id", id,
-			"event", typ, "attempt", attempt, "result", result, "last", last || result == ResultRefused, "err", err)
+			"event", typ, "attempt", attempt, "result", result, "last", last || givenUpAtOnce(result, err), "err", err)
 		return result, fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
 	}
 	// A row its relay has not committed yet is waited for; see queries/outbox.sql.
@@ -549,6 +584,9 @@ func (d *Deliverer) post(ctx context.Context, ep Endpoint, id string, body []byt
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	if err != nil {
+		if interrupted(ctx) && errors.Is(err, context.Canceled) {
+			return resultInterrupted, withoutURL(err, ep.URL)
+		}
 		if d.metrics != nil {
 			d.metrics.duration.Observe(time.Since(start).Seconds())
 		}
@@ -572,17 +610,106 @@ func (d *Deliverer) post(ctx context.Context, ep Endpoint, id string, body []byt
 		return ResultSuccess, nil
 	case code >= 300 && code < 400:
 		return ResultRedirect, fmt.Errorf("answered %d (redirects are not followed): %q", code, head)
+	case code == http.StatusGone:
+		return Result4xx, fmt.Errorf("%w: answered %d: %q", ErrGone, code, head)
 	case code >= 400 && code < 500:
-		return Result4xx, fmt.Errorf("answered %d: %q", code, head)
+		return Result4xx, retryAfterError(resp, fmt.Errorf("answered %d: %q", code, head))
 	default:
-		return Result5xx, fmt.Errorf("answered %d: %q", code, head)
+		return Result5xx, retryAfterError(resp, fmt.Errorf("answered %d: %q", code, head))
 	}
+}
+
+// ErrGone is the error of a delivery its endpoint answered 410 Gone: the receiver says the
+// endpoint is gone for good, so retrying cannot help and the delivery is given up at once (as one
+// the address guard refuses), with the later notifications of its upload; `intake outbox
+// redeliver` sends them again once the endpoint is fixed, `intake outbox discard` drops them.
+var ErrGone = errors.New("the endpoint is gone (410): given up without retrying")
+
+// givenUpAtOnce reports whether a failed attempt (result, err) is given up without retrying: the
+// address guard refused it, or the endpoint answered 410 Gone.
+func givenUpAtOnce(result string, err error) bool {
+	return result == ResultRefused || errors.Is(err, ErrGone)
+}
+
+// RetryAfterError is the error of an attempt whose endpoint answered 429 Too Many Requests or 503
+// Service Unavailable with a usable Retry-After: [RetryDelay] waits at least After before the
+// retry, and the task a failed notification of a batch goes on as is due no sooner either.
+type RetryAfterError struct {
+	// After is the Retry-After's delay, at most the retry schedule's longest delay (2 h).
+	After time.Duration
+	err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (Retry-After: %s)", e.err, e.After)
+}
+
+// Unwrap returns the answer's error.
+func (e *RetryAfterError) Unwrap() error { return e.err }
+
+// retryAfterError returns err, as a *RetryAfterError when resp is a 429 or a 503 whose Retry-After
+// gives a delay (see retryAfter).
+func retryAfterError(resp *http.Response, err error) error {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return err
+	}
+	after := retryAfter(resp.Header.Get("Retry-After"), resp.Header.Get("Date"), time.Now())
+	if after <= 0 {
+		return err
+	}
+	return &RetryAfterError{After: after, err: err}
+}
+
+// retryAfter is the delay a Retry-After value asks for (RFC 9110 section 10.2.3): delay-seconds,
+// or an HTTP-date, taken relative to the answer's Date when it has a valid one (the receiver's
+// clock on both sides), else to now. It is at most maxDelay (a longer one, up to any number of
+// digits, is cut to it), and 0 for a value that is empty, malformed or not in the future.
+func retryAfter(value, date string, now time.Time) time.Duration {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0
+	}
+	if strings.Trim(value, "0123456789") == "" {
+		secs, err := strconv.ParseUint(value, 10, 64)
+		if err != nil || secs > uint64(maxDelay/time.Second) { // err: too many digits to hold
+			return maxDelay
+		}
+		return time.Duration(secs) * time.Second
+	}
+	at, err := http.ParseTime(value)
+	if err != nil {
+		return 0
+	}
+	if d, err := http.ParseTime(date); err == nil {
+		now = d
+	}
+	return min(max(at.Sub(now), 0), maxDelay)
 }
 
 // isTimeout reports a network timeout.
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
+}
+
+// interrupted reports whether the run of ctx, a task's handler's context, was cut off: cancelled
+// (asynq's ShutdownTimeout is up: the task is back in its queue, and runs again), not past its
+// deadline (the task's timeout: asynq fails the run, as the endpoint's failure). The client's own
+// timeout (INTAKE_WEBHOOK_TIMEOUT) ends a request's context derived from ctx, never ctx.
+func interrupted(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// cutOff logs a run of a task (n notifications to endpoint left) cut off by its context's end (see
+// [interrupted]) and returns its error, err: nothing is handed on, given up or counted, for asynq
+// runs the task again. (asynq cancels a run's context otherwise only when the run's lease expired,
+// Redis unreachable for long, or an operator cancelled the run (asynqmon): a last attempt is then
+// archived without its give-up recorded, as its record would fail with the cancelled context
+// anyway, and its notifications stay pending, which `intake outbox redeliver --stuck-for` finds.)
+func (d *Deliverer) cutOff(ctx context.Context, endpoint string, n int, last bool, err error) error {
+	d.log.InfoContext(ctx, "webhook delivery interrupted by shutdown; asynq runs it again", "endpoint", endpoint,
+		"notifications", n, "last", last, "err", err)
+	return err
 }
 
 // isLastAttempt reports whether asynq archives the task if this attempt fails.
@@ -598,9 +725,14 @@ func isLastAttempt(ctx context.Context) bool {
 // it again. A record that fails (PostgreSQL unavailable) makes the task fail without SkipRetry, so
 // that a retry records it, unless this attempt was the last: the notification then stays pending
 // with no task left, which `intake outbox redeliver --stuck-for` finds.
+//
+// A run cut off (see [interrupted]) gives up nothing: asynq runs the task again.
 func (d *Deliverer) giveUp(ctx context.Context, endpoint string, items []Item, cause error) error {
 	last := isLastAttempt(ctx)
-	if err := d.markGaveUp(ctx, endpoint, items, last); err != nil && !last {
+	if interrupted(ctx) {
+		return d.cutOff(ctx, endpoint, len(items), last, cause)
+	}
+	if err := d.markGaveUp(ctx, endpoint, items, last); err != nil && (!last || interrupted(ctx)) {
 		return fmt.Errorf("%w; %w", cause, err)
 	}
 	return fmt.Errorf("%w: %w", cause, asynq.SkipRetry)
@@ -627,7 +759,8 @@ func (d *Deliverer) notTaken(ctx context.Context, endpoint string, rest []Item, 
 }
 
 // markGaveUp records the give-ups of items to endpoint and counts them once recorded, or on the
-// last attempt (when no retry can record them: the failure is logged).
+// last attempt (when no retry can record them: the failure is logged), unless the run was cut
+// off meanwhile (see [interrupted]: asynq runs the task again; the error is returned).
 func (d *Deliverer) markGaveUp(ctx context.Context, endpoint string, items []Item, last bool) error {
 	var errs []error
 	for _, it := range items {
@@ -636,6 +769,9 @@ func (d *Deliverer) markGaveUp(ctx context.Context, endpoint string, items []Ite
 		}
 	}
 	err := errors.Join(errs...)
+	if err != nil && interrupted(ctx) {
+		return d.cutOff(ctx, endpoint, len(items), last, err)
+	}
 	if err != nil {
 		d.log.ErrorContext(ctx, "webhook delivery given up but not recorded", "endpoint", endpoint,
 			"notifications", len(items), "last", last, "err", err)

@@ -36,11 +36,19 @@
 // each once the one before it was delivered (those of up to [BatchParallel] uploads at once). A
 // notification whose first attempt fails goes on, together with the later notifications of its
 // upload in the batch (not posted past it), as a task of its own (a sequence of them, in order),
-// due after the first retry delay; from there any answer but 2xx, and any network error, is
-// retried with exponential backoff and jitter ([RetryDelay]: 10 s doubling to 2 h, [MaxRetry]
+// due after the first retry delay; from there any answer but 2xx (and 410), and any network error,
+// is retried with exponential backoff and jitter ([RetryDelay]: 10 s doubling to 2 h, [MaxRetry]
 // retries, at least [MinRetryWindow] in all), and then the delivery is given up, with the later
 // ones of its upload in the task: the outbox row records the endpoint in gave_up
 // (Store.MarkGaveUp), where `intake outbox redeliver` finds it, and asynq archives the task. A
+// receiver that answers 429 or 503 with a Retry-After (seconds, or an HTTP-date taken relative to
+// the answer's Date) is not posted again sooner than it asked, up to the schedule's longest delay
+// (2 h; a malformed value is ignored): the retry's delay, and the first delay of the task a
+// batch's failed notification goes on as, are at least that ([RetryAfterError]). An answer 410
+// Gone says the endpoint is gone for good: retrying cannot help, so the delivery is given up at
+// once, with the later ones of its upload, as one the address guard refuses is ([ErrGone]); the
+// outbox keeps it for `intake outbox redeliver` once the endpoint is fixed, or `intake outbox
+// discard`. A
 // later notification of a sequence that fails once the earlier ones were delivered goes on the
 // same way, with those after it. When those tasks of its own cannot be enqueued (Redis refusing
 // writes), the batch is retried on the same schedule, posting only its notifications still to
@@ -48,6 +56,13 @@
 // for an endpoint the worker does not know is retried on the same schedule without posting (during
 // a rolling deploy that adds the endpoint, a worker that knows it runs a retry) and given up on
 // its last attempt.
+//
+// A run cut off by the worker's shutdown (INTAKE_SHUTDOWN_GRACE up: asynq puts the task back in
+// its queue, its retries untouched, and cancels the run) is no failure of the endpoint: its request
+// is not counted in intake_webhook_attempts_total, nothing is handed on or given up, even on the
+// task's last attempt, and it is logged at info ("interrupted by shutdown"); asynq runs the task
+// again. An attempt that outlasts INTAKE_WEBHOOK_TIMEOUT is a failure (result timeout), so a
+// timeout not below the grace is warned about at start-up: such a request is always cut off.
 //
 // The order holds within a task: notifications of one upload relayed in different batches (by one
 // relay after the other, or by relays on several replicas), run by different workers, or sent again

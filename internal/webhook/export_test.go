@@ -3,6 +3,12 @@ package webhook
 // NominalDelay is nominalDelay (the retry delay without jitter).
 var NominalDelay = nominalDelay
 
+// RetryAfterValue is retryAfter (the delay a Retry-After value asks for).
+var RetryAfterValue = retryAfter
+
+// MaxDelay is the retry schedule's longest delay.
+const MaxDelay = maxDelay
+
 // ParseDeliver is parseDeliver.
 var ParseDeliver = parseDeliver
 

@@ -48,13 +48,35 @@ const (
 
 // RetryDelay is the delay before retry n (0 for the first retry), for asynq.Config.RetryDelayFunc.
 // A run deferred because its endpoint had its share of the workers ([DeferredError]) is not a retry:
-// it runs again after its RetryIn.
+// it runs again after its RetryIn. A failure whose receiver answered with a Retry-After
+// ([RetryAfterError]: a 429 or 503) waits at least that long, capped at the schedule's longest
+// delay, plus the jitter.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if deferred := (*DeferredError)(nil); errors.As(err, &deferred) {
 		return deferred.RetryIn
 	}
-	d := nominalDelay(n)
+	d := max(nominalDelay(n), min(longestRetryAfter(err), maxDelay))
 	return d + rand.N(d/4+1)
+}
+
+// longestRetryAfter is the longest After of the RetryAfterErrors err holds (a batch's error may
+// join several), 0 without one.
+func longestRetryAfter(err error) time.Duration {
+	switch e := err.(type) {
+	case nil:
+		return 0
+	case *RetryAfterError:
+		return e.After
+	case interface{ Unwrap() []error }:
+		var longest time.Duration
+		for _, err := range e.Unwrap() {
+			longest = max(longest, longestRetryAfter(err))
+		}
+		return longest
+	case interface{ Unwrap() error }:
+		return longestRetryAfter(e.Unwrap())
+	}
+	return 0
 }
 
 // nominalDelay is the delay of retry n without jitter.
