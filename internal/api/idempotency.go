@@ -17,6 +17,7 @@ import (
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/problem"
+	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 )
 
@@ -110,11 +111,13 @@ func (req *createUploadRequest) paramsHash() []byte {
 // answers with that intent (replayIntent). Compared by identity, never written.
 var errIdempotencyRace = &Problem{Title: "Idempotency-Key raced"}
 
-// idempotencyConflict reports whether err is the unique index of (owner, idempotency_key) refusing
-// a row.
+// idempotencyConflict reports whether err says that a row was not inserted because its owner's
+// Idempotency-Key names another: skipped from a batch (store.ErrIdempotencyKeyTaken), or refused
+// alone by the unique index of (owner, idempotency_key).
 func idempotencyConflict(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "uploads_owner_idempotency_key_idx"
+	return errors.Is(err, store.ErrIdempotencyKeyTaken) ||
+		errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "uploads_owner_idempotency_key_idx"
 }
 
 // replayIntent answers a request whose Idempotency-Key owner used before: found is false when no

@@ -223,7 +223,7 @@ func (r *RunCmd) Run(g *Globals) error {
 		"s3_endpoint", cfg.AWS.S3Endpoint, "sqs_endpoint", cfg.AWS.SQSEndpoint, "region", cfg.AWS.Region,
 		"database", config.Redact(cfg.DatabaseURL), "redis", config.Redact(cfg.RedisURL),
 		"policy_file", cmp.Or(cfg.PolicyFile, "(none: the built-in policy)"))
-	for _, w := range cfg.Warnings() {
+	for _, w := range cfg.Warnings(roles) {
 		log.Warn(w)
 	}
 

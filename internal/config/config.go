@@ -505,14 +505,17 @@ func (c *Config) Validate(roles []string) error {
 // INTAKE_WEBHOOK_TIMEOUT not below INTAKE_SHUTDOWN_GRACE, so that a webhook attempt may outlast
 // the grace, and is then cut off by every shutdown (the jobs role's webhook server runs with the
 // grace as its shutdown timeout: the attempt is abandoned, and its task run again).
-func (c *Config) Warnings() []string {
+//
+// roles are the process's roles: the webhook timeout is warned about where the jobs role (which
+// delivers webhooks) runs only.
+func (c *Config) Warnings(roles []string) []string {
 	var out []string
 	if c.ShutdownGrace > MaxShutdownGraceWarn {
 		out = append(out, fmt.Sprintf("INTAKE_SHUTDOWN_GRACE: %s is above %s: the process may take it plus 10s to stop after SIGTERM, "+
 			"more than the shipped Kubernetes manifests allow (terminationGracePeriodSeconds 45, the scheduler's 40, the api's 5s preStop pause included): "+
 			"raise terminationGracePeriodSeconds to at least the grace plus 15s, or the kubelet kills in-flight work", c.ShutdownGrace, MaxShutdownGraceWarn))
 	}
-	if c.Webhook.Timeout >= c.ShutdownGrace {
+	if slices.Contains(roles, RoleJobs) && c.Webhook.Timeout >= c.ShutdownGrace {
 		out = append(out, fmt.Sprintf("INTAKE_WEBHOOK_TIMEOUT: %s is not below INTAKE_SHUTDOWN_GRACE (%s): a webhook attempt that takes its whole timeout "+
 			"outlasts the grace, and is cut off at every shutdown (the jobs role; asynq runs its task again, and the receiver may see it twice): "+
 			"lower INTAKE_WEBHOOK_TIMEOUT below the grace", c.Webhook.Timeout, c.ShutdownGrace))

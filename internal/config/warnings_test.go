@@ -29,8 +29,14 @@ func TestWarnings(t *testing.T) {
 		c := validConfig()
 		c.ShutdownGrace, c.Webhook.Timeout = tt.grace, tt.webhookTimeout
 		require.NoError(t, c.Validate(AllRoles), name)
-		w := c.Warnings()
+		w := c.Warnings(AllRoles)
 		require.Len(t, w, len(tt.want), "%s: %q", name, w)
+		// Without the jobs role no webhook is delivered: only the grace is warned about.
+		noJobs := c.Warnings([]string{RoleAPI, RoleConsumer, RoleScheduler})
+		for _, nw := range noJobs {
+			require.NotContains(t, nw, "INTAKE_WEBHOOK_TIMEOUT", name)
+		}
+		require.Len(t, noJobs, len(w)-boolInt(tt.webhookTimeout >= tt.grace), name)
 		for i, want := range tt.want {
 			require.Contains(t, w[i], want, name)
 		}
@@ -47,4 +53,11 @@ func TestUsesDatabase(t *testing.T) {
 		require.True(t, UsesDatabase([]string{r, RoleScheduler}), r)
 	}
 	require.True(t, UsesDatabase(AllRoles))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

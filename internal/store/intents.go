@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,13 +139,25 @@ func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
 	}
 	params := batchParams.Get().(*dbq.IntentsInsertBatchParams)
 	fillParams(params, calls)
-	err := w.q.IntentsInsertBatch(ctx, *params) // encodes the arrays before it returns
+	ids, err := w.q.IntentsInsertBatch(ctx, *params) // encodes the arrays before it returns
 	clearParams(params)
 	batchParams.Put(params)
 	switch {
-	case err == nil:
+	case err == nil && len(ids) == len(calls):
 		for _, c := range calls {
 			c.answer(struct{}{}, nil)
+		}
+	case err == nil: // rows whose Idempotency-Key was taken were skipped
+		inserted := make(map[uuid.UUID]bool, len(ids))
+		for _, id := range ids {
+			inserted[id] = true
+		}
+		for _, c := range calls {
+			if inserted[c.arg.ID] {
+				c.answer(struct{}{}, nil)
+			} else {
+				c.answer(struct{}{}, fmt.Errorf("insert upload intent %s: %w", c.arg.ID, ErrIdempotencyKeyTaken))
+			}
 		}
 	case dataError(err):
 		w.splits.Inc()
@@ -158,6 +171,13 @@ func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
 		}
 	}
 }
+
+// ErrIdempotencyKeyTaken is the error of an intent row not inserted because its owner's
+// Idempotency-Key names another row already (a request racing another with the same key): the API
+// answers with that row. Through a batch the row is skipped (its batch commits without it); alone
+// (dbq.Queries.APICreateUpload) PostgreSQL refuses it with a unique violation of
+// uploads_owner_idempotency_key_idx instead.
+var ErrIdempotencyKeyTaken = errors.New("the owner's Idempotency-Key names another intent")
 
 // insertOne is the unbatched insert: one row, one statement, one commit.
 func insertOne(ctx context.Context, q *dbq.Queries, arg dbq.APICreateUploadParams) error {

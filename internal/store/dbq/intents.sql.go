@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 )
 
-const intentsInsertBatch = `-- name: IntentsInsertBatch :exec
+const intentsInsertBatch = `-- name: IntentsInsertBatch :many
 
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
                      sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
@@ -24,6 +24,8 @@ SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::text[]),
        NULLIF(unnest($12::bigint[]), 0), unnest($13::timestamptz[]),
        unnest($14::jsonb[]), NULLIF(unnest($15::text[]), ''),
        unnest($16::bytea[])
+ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id
 `
 
 type IntentsInsertBatchParams struct {
@@ -51,8 +53,12 @@ type IntentsInsertBatchParams struct {
 // A NULL multipart upload id is sent as an empty string (the generated []string cannot hold NULL
 // elements), and so is a NULL idempotency key; a NULL sha256, metadata or idempotency hash is a nil
 // element of the bytea[] or jsonb[] array; a NULL part size is sent as 0.
-func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatchParams) error {
-	_, err := q.db.Exec(ctx, intentsInsertBatch,
+// A row whose Idempotency-Key its owner already used (in the table, or earlier in the same batch)
+// is skipped, not an error: its id is missing from the ids returned (store.ErrIdempotencyKeyTaken
+// for its caller), and the batch's other rows commit in the same statement. (An error would fail
+// the statement and split the whole batch, down to single rows, for one client's retry.)
+func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatchParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, intentsInsertBatch,
 		arg.Ids,
 		arg.Owners,
 		arg.Buckets,
@@ -70,5 +76,20 @@ func (q *Queries) IntentsInsertBatch(ctx context.Context, arg IntentsInsertBatch
 		arg.IdempotencyKeys,
 		arg.IdempotencyHashes,
 	)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []uuid.UUID{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

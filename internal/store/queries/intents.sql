@@ -5,7 +5,11 @@
 -- elements), and so is a NULL idempotency key; a NULL sha256, metadata or idempotency hash is a nil
 -- element of the bytea[] or jsonb[] array; a NULL part size is sent as 0.
 
--- name: IntentsInsertBatch :exec
+-- A row whose Idempotency-Key its owner already used (in the table, or earlier in the same batch)
+-- is skipped, not an error: its id is missing from the ids returned (store.ErrIdempotencyKeyTaken
+-- for its caller), and the batch's other rows commit in the same statement. (An error would fail
+-- the statement and split the whole batch, down to single rows, for one client's retry.)
+-- name: IntentsInsertBatch :many
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
                      sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
                      idempotency_hash)
@@ -15,4 +19,6 @@ SELECT unnest(@ids::uuid[]), unnest(@owners::text[]), unnest(@buckets::text[]),
        unnest(@sha256s::bytea[]), NULLIF(unnest(@multipart_upload_ids::text[]), ''),
        NULLIF(unnest(@part_sizes::bigint[]), 0), unnest(@expires_ats::timestamptz[]),
        unnest(@metadatas::jsonb[]), NULLIF(unnest(@idempotency_keys::text[]), ''),
-       unnest(@idempotency_hashes::bytea[]);
+       unnest(@idempotency_hashes::bytea[])
+ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
