@@ -215,7 +215,7 @@ func (s *Server) signParts(ctx context.Context, u dbq.Upload, nums []int32, now 
 			ContentLength: length, PartNumber: n, UploadID: *u.MultipartUploadID,
 		})
 		if err != nil {
-			return nil, time.Time{}, s.internalProblem(ctx, "presign parts", err)
+			return nil, time.Time{}, s.signProblem(ctx, "presign parts", err)
 		}
 		part := partURL{PartNumber: n, URL: signed.URL}
 		if length >= 0 && sizes != nil {

@@ -203,7 +203,7 @@ func (s *Server) downloadObject(w http.ResponseWriter, r *http.Request, who prin
 	}
 	u, err := s.signer.Sign(r.Context(), in)
 	if err != nil {
-		return s.internalProblem(r.Context(), "presign get", err)
+		return s.signProblem(r.Context(), "presign get", err)
 	}
 	s.metrics.presigned.get("get").Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"method": "GET", "url": u.URL, "expires_at": u.Expires.UTC()})

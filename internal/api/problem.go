@@ -26,29 +26,30 @@ type Problem = problem.Problem
 // The problem types only the API returns (the shared ones are in package problem). Slugs never
 // change once published.
 var (
-	probInvalidFilename = problem.Kind{Slug: "invalid-filename", Title: "Invalid file name", Status: http.StatusBadRequest}
-	probInvalidType     = problem.Kind{Slug: "invalid-content-type", Title: "Invalid content type", Status: http.StatusBadRequest}
-	probInvalidSize     = problem.Kind{Slug: "invalid-size", Title: "Invalid size", Status: http.StatusBadRequest}
-	probInvalidSHA256   = problem.Kind{Slug: "invalid-sha256", Title: "Invalid sha256", Status: http.StatusBadRequest}
-	probInvalidMethod   = problem.Kind{Slug: "invalid-method", Title: "Invalid upload method", Status: http.StatusBadRequest}
-	probInvalidExpiry   = problem.Kind{Slug: "invalid-expiry", Title: "Invalid expiry", Status: http.StatusBadRequest}
-	probExpiryTooLong   = problem.Kind{Slug: "expiry-too-long", Title: "Expiry above the maximum", Status: http.StatusBadRequest}
-	probTooLarge        = problem.Kind{Slug: "too-large", Title: "Size above the policy's limit", Status: http.StatusUnprocessableEntity}
-	probTypeNotAllowed  = problem.Kind{Slug: "type-not-allowed", Title: "Content type not allowed by the policy", Status: http.StatusUnprocessableEntity}
-	probInvalidParts    = problem.Kind{Slug: "invalid-parts", Title: "Invalid part list", Status: http.StatusBadRequest}
-	probInvalidCursor   = problem.Kind{Slug: "invalid-cursor", Title: "Invalid cursor", Status: http.StatusBadRequest}
-	probInvalidLimit    = problem.Kind{Slug: "invalid-limit", Title: "Invalid limit", Status: http.StatusBadRequest}
-	probInvalidParam    = problem.Kind{Slug: "invalid-parameter", Title: "Invalid query parameter", Status: http.StatusBadRequest}
-	probNotFound        = problem.NotFound
-	probNotPending      = problem.UploadNotPending
-	probNotMultipart    = problem.Kind{Slug: "not-multipart", Title: "Upload is not a multipart upload", Status: http.StatusConflict}
-	probNotValid        = problem.Kind{Slug: "object-not-valid", Title: "Object is not valid", Status: http.StatusConflict}
-	probS3Rejected      = problem.Kind{Slug: "storage-rejected", Title: "Storage rejected the request", Status: http.StatusBadRequest}
-	probS3Unavailable   = problem.Kind{Slug: "storage-unavailable", Title: "Storage unavailable", Status: http.StatusBadGateway}
-	probDBUnavailable   = problem.DatabaseUnavailable
-	probInternal        = problem.Kind{Slug: "internal", Title: "Internal error", Status: http.StatusInternalServerError}
-	probTooManyOpen     = problem.Kind{Slug: "too-many-open-uploads", Title: "Too many open multipart uploads", Status: http.StatusTooManyRequests}
-	probTooManyWaits    = problem.Kind{Slug: "too-many-waits", Title: "Too many long polls", Status: http.StatusTooManyRequests}
+	probInvalidFilename  = problem.Kind{Slug: "invalid-filename", Title: "Invalid file name", Status: http.StatusBadRequest}
+	probInvalidType      = problem.Kind{Slug: "invalid-content-type", Title: "Invalid content type", Status: http.StatusBadRequest}
+	probInvalidSize      = problem.Kind{Slug: "invalid-size", Title: "Invalid size", Status: http.StatusBadRequest}
+	probInvalidSHA256    = problem.Kind{Slug: "invalid-sha256", Title: "Invalid sha256", Status: http.StatusBadRequest}
+	probInvalidMethod    = problem.Kind{Slug: "invalid-method", Title: "Invalid upload method", Status: http.StatusBadRequest}
+	probInvalidExpiry    = problem.Kind{Slug: "invalid-expiry", Title: "Invalid expiry", Status: http.StatusBadRequest}
+	probExpiryTooLong    = problem.Kind{Slug: "expiry-too-long", Title: "Expiry above the maximum", Status: http.StatusBadRequest}
+	probTooLarge         = problem.Kind{Slug: "too-large", Title: "Size above the policy's limit", Status: http.StatusUnprocessableEntity}
+	probTypeNotAllowed   = problem.Kind{Slug: "type-not-allowed", Title: "Content type not allowed by the policy", Status: http.StatusUnprocessableEntity}
+	probInvalidParts     = problem.Kind{Slug: "invalid-parts", Title: "Invalid part list", Status: http.StatusBadRequest}
+	probInvalidCursor    = problem.Kind{Slug: "invalid-cursor", Title: "Invalid cursor", Status: http.StatusBadRequest}
+	probInvalidLimit     = problem.Kind{Slug: "invalid-limit", Title: "Invalid limit", Status: http.StatusBadRequest}
+	probInvalidParam     = problem.Kind{Slug: "invalid-parameter", Title: "Invalid query parameter", Status: http.StatusBadRequest}
+	probNotFound         = problem.NotFound
+	probNotPending       = problem.UploadNotPending
+	probNotMultipart     = problem.Kind{Slug: "not-multipart", Title: "Upload is not a multipart upload", Status: http.StatusConflict}
+	probNotValid         = problem.Kind{Slug: "object-not-valid", Title: "Object is not valid", Status: http.StatusConflict}
+	probS3Rejected       = problem.Kind{Slug: "storage-rejected", Title: "Storage rejected the request", Status: http.StatusBadRequest}
+	probS3Unavailable    = problem.Kind{Slug: "storage-unavailable", Title: "Storage unavailable", Status: http.StatusBadGateway}
+	probDBUnavailable    = problem.DatabaseUnavailable
+	probInternal         = problem.Kind{Slug: "internal", Title: "Internal error", Status: http.StatusInternalServerError}
+	probCredsUnavailable = problem.Kind{Slug: "credentials-unavailable", Title: "Signing credentials unavailable", Status: http.StatusServiceUnavailable}
+	probTooManyOpen      = problem.Kind{Slug: "too-many-open-uploads", Title: "Too many open multipart uploads", Status: http.StatusTooManyRequests}
+	probTooManyWaits     = problem.Kind{Slug: "too-many-waits", Title: "Too many long polls", Status: http.StatusTooManyRequests}
 )
 
 // problemKinds lists every kind the API returns (the OpenAPI test checks the document names them
@@ -60,7 +61,7 @@ var problemKinds = []problem.Kind{
 	probInvalidLimit, probInvalidParam, problem.Unauthorized, problem.Forbidden, probNotFound,
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
 	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, probTooManyWaits, problem.MethodNotAllowed,
-	probInvalidIdemKey, probIdemKeyReused, problem.AuthUnavailable,
+	probInvalidIdemKey, probIdemKeyReused, problem.AuthUnavailable, probCredsUnavailable,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.

@@ -348,7 +348,7 @@ func (s *Server) signPut(ctx context.Context, in intent, now time.Time, resp upl
 		ContentType: in.ct, ContentLength: in.spec.size, ChecksumSHA256: checksum, IfNoneMatch: ifNoneMatch,
 	})
 	if err != nil {
-		return uploadResponse{}, s.internalProblem(ctx, "presign put", err)
+		return uploadResponse{}, s.signProblem(ctx, "presign put", err)
 	}
 	resp.URL, resp.ExpiresAt, resp.lifetime = u.URL, u.Expires, u.Expires.Sub(now.Truncate(time.Second))
 	resp.Headers = map[string]string{"Content-Type": in.ct, "Content-Length": strconv.FormatInt(in.spec.size, 10)}
@@ -377,16 +377,16 @@ func (s *Server) signPost(ctx context.Context, in intent, now time.Time, resp up
 	// readings to differ.
 	creds, lifetime, err := s.signer.Credentials(ctx, now, in.spec.expires)
 	if err != nil {
-		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+		return uploadResponse{}, s.signProblem(ctx, "presign post", err)
 	}
 	if lifetime < in.spec.expires.Truncate(time.Second) {
 		if lifetime -= time.Second; lifetime < time.Second {
-			return uploadResponse{}, s.internalProblem(ctx, "presign post", sigv4.ErrCredentialsExpiring)
+			return uploadResponse{}, s.signProblem(ctx, "presign post", sigv4.ErrCredentialsExpiring)
 		}
 	}
 	u, fields, err := s.presignPost(ctx, creds, in.key, in.ct, minSize, maxSize, lifetime)
 	if err != nil {
-		return uploadResponse{}, s.internalProblem(ctx, "presign post", err)
+		return uploadResponse{}, s.signProblem(ctx, "presign post", err)
 	}
 	resp.URL, resp.Fields = u, fields
 	resp.ExpiresAt, resp.lifetime = now.Truncate(time.Second).Add(lifetime).UTC(), lifetime
