@@ -42,7 +42,7 @@ func (s *Server) ownedMultipart(r *http.Request, owner string) (dbq.Upload, *Pro
 		return dbq.Upload{}, s.dbProblem(r.Context(), "load upload", err)
 	}
 	if p := openMultipart(u); p != nil {
-		return dbq.Upload{}, p
+		return u, p // u for a retried request's answer (completedBefore, abortedBefore)
 	}
 	return u, nil
 }
@@ -322,14 +322,16 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 		return p
 	}
 	u, p := s.ownedMultipart(r, who.owner)
-	if p != nil {
-		return p
-	}
 	parts := completedParts(req.Parts, func(pt completedPart) multipart.CompletedPart {
 		return multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
 	})
-	res, p := s.complete(r.Context(), u, parts)
+	var res multipart.CompleteResult
 	if p != nil {
+		var ok bool
+		if res, ok = s.completedBefore(r.Context(), u, parts); !ok {
+			return p
+		}
+	} else if res, p = s.complete(r.Context(), u, parts); p != nil {
 		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "bucket": u.Bucket, "key": u.Key, "location": res.Location, "etag": res.ETag, "size": res.Size})
@@ -409,14 +411,39 @@ func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []multipart.C
 
 func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	u, p := s.ownedMultipart(r, who.owner)
-	if p != nil {
+	switch {
+	case p != nil && abortedBefore(u):
+		// A DELETE retried after its answer was lost: the upload is aborted, as asked (204 again,
+		// as DELETE is idempotent), and nothing is sent to S3.
+	case p != nil:
 		return p
-	}
-	if p := s.abort(r.Context(), u); p != nil {
-		return p
+	default:
+		if p := s.abort(r.Context(), u); p != nil {
+			return p
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// abortedBefore reports whether u, a multipart upload refused as no longer pending, was aborted:
+// a DELETE retried is then answered as the first one was.
+func abortedBefore(u dbq.Upload) bool {
+	return u.Method == MethodMultipart && u.Status == multipart.StatusAborted
+}
+
+// completedBefore answers a complete request for u, a multipart upload refused as no longer
+// pending, when u was completed with these very parts (the request retried after its answer was
+// lost: multipart.Service.CompletedWith). ok is false otherwise, and the refusal stands (409
+// upload-not-pending): another parts list, an object S3 cannot show now, or an upload not
+// completed.
+func (s *Server) completedBefore(ctx context.Context, u dbq.Upload, parts []multipart.CompletedPart) (multipart.CompleteResult, bool) {
+	if u.Method != MethodMultipart || u.Status != multipart.StatusCompleted {
+		return multipart.CompleteResult{}, false
+	}
+	hctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
+	defer cancel()
+	return s.mp.CompletedWith(hctx, u.Bucket, u.Key, parts)
 }
 
 // abortTimeout bounds an abort asked through the API once it no longer follows the request's

@@ -173,7 +173,7 @@ func (s *Server) uppyUpload(r *http.Request, owner string) (dbq.Upload, *Problem
 		return dbq.Upload{}, s.dbProblem(r.Context(), "load upload", err)
 	}
 	if p := openMultipart(u); p != nil {
-		return dbq.Upload{}, p
+		return u, p // u for a retried request's answer (completedBefore, abortedBefore)
 	}
 	return u, nil
 }
@@ -285,14 +285,16 @@ func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who princi
 		return p
 	}
 	u, p := s.uppyUpload(r, who.owner)
-	if p != nil {
-		return p
-	}
 	parts := completedParts(req.Parts, func(pt uppyCompletedPart) multipart.CompletedPart {
 		return multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
 	})
-	res, p := s.complete(r.Context(), u, parts)
+	var res multipart.CompleteResult
 	if p != nil {
+		var ok bool
+		if res, ok = s.completedBefore(r.Context(), u, parts); !ok {
+			return p
+		}
+	} else if res, p = s.complete(r.Context(), u, parts); p != nil {
 		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"location": res.Location, "key": u.Key, "bucket": u.Bucket})
@@ -302,11 +304,14 @@ func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who princi
 // uppyAbort: DELETE /s3/multipart/{uploadId}?key= → {}.
 func (s *Server) uppyAbort(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	u, p := s.uppyUpload(r, who.owner)
-	if p != nil {
+	switch {
+	case p != nil && abortedBefore(u): // retried: aborted, as asked (see abortUpload)
+	case p != nil:
 		return p
-	}
-	if p := s.abort(r.Context(), u); p != nil {
-		return p
+	default:
+		if p := s.abort(r.Context(), u); p != nil {
+			return p
+		}
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
 	return nil

@@ -2,6 +2,8 @@ package multipart
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -77,6 +79,27 @@ func CheckPartNumbers(nums []int32, maxCount int) error {
 		seen[n] = true
 	}
 	return nil
+}
+
+// ObjectETag is the ETag S3 gives the object a multipart upload of parts (in any order) completes
+// to: the MD5 of the parts' MD5s (their ETags, in part-number order) and the number of parts,
+// "<hex>-<n>". ok is false when the parts are not a valid complete request or an ETag is not an MD5
+// (32 hex digits, as S3's and MinIO's part ETags are), so that nothing can be told from it. A
+// completion retried after its answer was lost is told apart from another parts list by it.
+func ObjectETag(parts []CompletedPart) (etag string, ok bool) {
+	sorted, err := checkCompleted(parts)
+	if err != nil {
+		return "", false
+	}
+	h := md5.New()
+	for _, p := range sorted {
+		sum, err := hex.DecodeString(unquote(p.ETag))
+		if err != nil || len(sum) != md5.Size {
+			return "", false
+		}
+		h.Write(sum)
+	}
+	return hex.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(sorted)), true
 }
 
 // checkCompleted checks the parts of a complete request (numbers as CheckPartNumbers, an ETag on

@@ -76,3 +76,27 @@ func TestPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectETag: the ETag S3 gives a completed multipart object, from its parts' ETags in
+// part-number order whatever the list's order; nothing when a part's ETag is not an MD5 or the
+// list is not a valid complete request.
+func TestObjectETag(t *testing.T) {
+	t.Parallel()
+	hello, world := `"5d41402abc4b2a76b9719d911017c592"`, "7d793037a0760186574b0282f2f435e7" // md5 of "hello", "world"
+	got, ok := multipart.ObjectETag([]multipart.CompletedPart{{Number: 2, ETag: world}, {Number: 1, ETag: hello}})
+	require.True(t, ok)
+	require.Equal(t, "065947336a2f2a95ba8899f3675c3be6-2", got)
+	swapped, _ := multipart.ObjectETag([]multipart.CompletedPart{{Number: 1, ETag: world}, {Number: 2, ETag: hello}})
+	require.NotEqual(t, got, swapped, "the parts' order is by number")
+	for name, parts := range map[string][]multipart.CompletedPart{
+		"not an md5": {{Number: 1, ETag: "abc"}},
+		"not hex":    {{Number: 1, ETag: "zz41402abc4b2a76b9719d911017c592"}},
+		"duplicate":  {{Number: 1, ETag: hello}, {Number: 1, ETag: hello}},
+		"no parts":   {},
+		"part zero":  {{Number: 0, ETag: hello}},
+		"empty etag": {{Number: 1, ETag: ""}},
+	} {
+		_, ok := multipart.ObjectETag(parts)
+		require.False(t, ok, name)
+	}
+}

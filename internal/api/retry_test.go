@@ -1,0 +1,72 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRetriedCompleteAndAbort: a client whose complete or DELETE was done but whose answer was
+// lost (a timeout, a dropped connection) retries it and gets the answer again, on both route
+// families: the complete with the same parts 200 with the object's ETag and size, the DELETE 204,
+// and nothing more happens (no second abort, no change to the intent). A complete with other parts
+// after the upload completed, or of another tenant, is still refused.
+func TestRetriedCompleteAndAbort(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, uppy := range []bool{false, true} {
+		name := map[bool]string{false: "v1", true: "uppy"}[uppy]
+		t.Run(name, func(t *testing.T) {
+			body := map[string]any{"filename": "retry.bin", "content_type": "application/octet-stream", "size": 5<<20 + 10, "method": "multipart"}
+			if uppy {
+				body = map[string]any{"filename": "retry.bin", "type": "application/octet-stream", "size": 5<<20 + 10}
+			}
+			u := b.createMP(t, aliceKey, body, uppy)
+			parts := b.uploadParts(t, aliceKey, u, 5<<20, 10)
+			status, first := b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+			require.Equal(t, http.StatusOK, status, first)
+
+			before := b.effects(t)
+			status, again := b.completeMP(t, aliceKey, u, map[string]any{"parts": []map[string]any{parts[1], parts[0]}})
+			require.Equal(t, http.StatusOK, status, again)
+			require.Equal(t, first["key"], again["key"])
+			if !uppy {
+				require.Equal(t, first["etag"], again["etag"])
+				require.Equal(t, first["size"], again["size"])
+			}
+			require.Equal(t, before, b.effects(t), "a retried complete changes nothing")
+
+			// Other parts: not this completion.
+			other := []map[string]any{parts[0]}
+			status, resp := b.completeMP(t, aliceKey, u, map[string]any{"parts": other})
+			require.Equal(t, http.StatusConflict, status, resp)
+			// Another tenant: not found, whatever the parts.
+			status, resp = b.completeMP(t, bobKey, u, map[string]any{"parts": parts})
+			require.Equal(t, http.StatusNotFound, status, resp)
+
+			// An abort, retried.
+			a := b.createMP(t, aliceKey, body, uppy)
+			path := "/v1/uploads/" + a.id
+			if uppy {
+				path = "/s3/multipart/" + url.PathEscape(a.uploadID) + "?key=" + url.QueryEscape(a.key)
+			}
+			want := map[bool]int{false: http.StatusNoContent, true: http.StatusOK}[uppy]
+			status, _, resp = b.call(t, "DELETE", path, aliceKey, nil)
+			require.Equal(t, want, status, resp)
+			before = b.effects(t)
+			status, _, resp = b.call(t, "DELETE", path, aliceKey, nil)
+			require.Equal(t, want, status, resp)
+			require.Equal(t, before, b.effects(t), "a retried DELETE sends and records nothing")
+			require.Equal(t, "aborted", b.state(t, a).status)
+			// The completed upload cannot be aborted, retried or not.
+			cpath := "/v1/uploads/" + u.id
+			if uppy {
+				cpath = "/s3/multipart/" + url.PathEscape(u.uploadID) + "?key=" + url.QueryEscape(u.key)
+			}
+			status, _, resp = b.call(t, "DELETE", cpath, aliceKey, nil)
+			require.Equal(t, http.StatusConflict, status, resp)
+		})
+	}
+}
