@@ -141,17 +141,7 @@ func TestRetryAfterIsTheLeastDelay(t *testing.T) {
 		"maintenance": retryAfter(http.StatusServiceUnavailable, func() string { return time.Now().Add(3 * time.Minute).UTC().Format(http.TimeFormat) }),
 		"garbage":     retryAfter(http.StatusServiceUnavailable, constant("soon")),
 	})
-	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "app", URL: recv.URL, Secret: testkit.WebhookSecret(t)}}, true)
-	require.NoError(t, err)
-	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redis)
-	t.Cleanup(func() { _ = insp.Close() })
-	store := &giveUps{}
-	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: client,
-		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: true})})
-	require.NoError(t, err)
+	redis, client, insp, store, d := retryAfterDeliverer(t, recv.URL)
 
 	// Single deliveries, retried by an asynq server on the webhook schedule.
 	srv := asynq.NewServer(redis, asynq.Config{
@@ -203,17 +193,7 @@ func TestBatchHandsOnAfterRetryAfter(t *testing.T) {
 	recv := newStatusReceiver(t, map[string]func(http.Header) int{
 		"batched": retryAfter(http.StatusTooManyRequests, constant("300")),
 	})
-	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "app", URL: recv.URL, Secret: testkit.WebhookSecret(t)}}, true)
-	require.NoError(t, err)
-	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redis)
-	t.Cleanup(func() { _ = insp.Close() })
-	store := &giveUps{}
-	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: client,
-		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: true})})
-	require.NoError(t, err)
+	_, _, insp, store, d := retryAfterDeliverer(t, recv.URL)
 
 	batch, err := webhook.NewDeliverTask([]webhook.Item{
 		{OutboxID: 20, Endpoint: "app", Body: verdictBody("fine", "upload.valid", uuid.New())},
@@ -278,4 +258,22 @@ func TestGoneIsGivenUpAtOnce(t *testing.T) {
 	require.ElementsMatch(t, []int64{3, 5, 6}, store.given())
 	require.Equal(t, []int64{7}, store.deliveries())
 	require.Zero(t, recv.postsOf("behind"), "not posted past the gone one")
+}
+
+// retryAfterDeliverer is a Deliverer posting to url (endpoint "app") on a Redis database of the
+// test's own, with its client, inspector and give-up store.
+func retryAfterDeliverer(t *testing.T, url string) (asynq.RedisClientOpt, *asynq.Client, *asynq.Inspector, *giveUps, *webhook.Deliverer) {
+	t.Helper()
+	endpoints, err := webhook.NewEndpoints([]webhook.EndpointConfig{{Name: "app", URL: url, Secret: testkit.WebhookSecret(t)}}, true)
+	require.NoError(t, err)
+	redis := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	store := &giveUps{}
+	d, err := webhook.NewDeliverer(webhook.DelivererConfig{Store: store, Endpoints: endpoints, Tasks: client,
+		Client: webhook.NewClient(webhook.ClientOptions{Timeout: 5 * time.Second, AllowPrivate: true})})
+	require.NoError(t, err)
+	return redis, client, insp, store, d
 }
