@@ -73,7 +73,10 @@ func idempotencyKey(r *http.Request) (string, *Problem) {
 }
 
 // paramsHash is the SHA-256 of req's parameters, each length-prefixed (an absent number and 0
-// differ; the sha256's case does not; metadata is compared compacted). Two requests with one
+// differ), in the forms intake keeps them: the content type normalized (its case and spaces do
+// not count), the sha256's case ignored, the metadata's members in sorted order (a client
+// retrying with the metadata intake returned, reordered as PostgreSQL orders it, or with a
+// serializer that does not keep member order, sends the same request). Two requests with one
 // Idempotency-Key must hash alike to be answered with one intent.
 func (req *createUploadRequest) paramsHash() []byte {
 	h := sha256.New()
@@ -91,19 +94,37 @@ func (req *createUploadRequest) paramsHash() []byte {
 		field(strconv.AppendInt([]byte{'#'}, *p, 10))
 	}
 	field([]byte(req.Filename))
-	field([]byte(req.ContentType))
+	if ct, p := normalizeContentType(req.ContentType); p == nil {
+		field([]byte(ct))
+	} else {
+		field([]byte(req.ContentType))
+	}
 	num(req.Size)
 	field([]byte(strings.ToLower(req.SHA256)))
 	field([]byte(req.Method))
 	num(req.ExpiresIn)
 	num(req.PartSize)
-	var meta bytes.Buffer
-	if len(req.Metadata) > 0 && json.Compact(&meta, req.Metadata) == nil {
-		field(meta.Bytes())
-	} else {
-		field(req.Metadata)
-	}
+	field(canonicalJSON(req.Metadata))
 	return h.Sum(nil)
+}
+
+// canonicalJSON is raw re-encoded with every object's members in sorted order and numbers as
+// written (raw itself when it is not one JSON value).
+func canonicalJSON(raw []byte) []byte {
+	if len(raw) == 0 {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return raw
+	}
+	out, err := json.Marshal(v) // maps' keys sorted
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 // errIdempotencyRace is the answer of persistIntent when another request with the same owner and

@@ -99,6 +99,25 @@ func TestIdempotencyKeyReplays(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the same request written otherwise", func(t *testing.T) {
+		// Metadata members in another order (as intake returns them: PostgreSQL's order), the
+		// content type in another case: the same request.
+		first := map[string]any{"filename": "same.txt", "content_type": "text/plain", "size": 3,
+			"metadata": json.RawMessage(`{"b": 2, "a": {"y": 1, "x": [1, 2]}}`)}
+		again := map[string]any{"filename": "same.txt", "content_type": "TEXT/Plain", "size": 3,
+			"metadata": json.RawMessage(`{"a":{"x":[1,2],"y":1},"b":2}`)}
+		s1, _, r1 := b.idemCall(t, aliceKey, "written-otherwise", first)
+		require.Equal(t, http.StatusCreated, s1, r1)
+		s2, h2, r2 := b.idemCall(t, aliceKey, "written-otherwise", again)
+		require.Equal(t, http.StatusCreated, s2, r2)
+		require.Equal(t, "true", h2.Get(IdempotentReplayedHeader))
+		require.Equal(t, r1["id"], r2["id"])
+		// An array's order is the value's: another request.
+		other := map[string]any{"filename": "same.txt", "content_type": "text/plain", "size": 3,
+			"metadata": json.RawMessage(`{"a":{"x":[2,1],"y":1},"b":2}`)}
+		s3, _, r3 := b.idemCall(t, aliceKey, "written-otherwise", other)
+		require.Equal(t, http.StatusUnprocessableEntity, s3, r3)
+	})
 	t.Run("without a key", func(t *testing.T) {
 		body := map[string]any{"filename": "twice.txt", "content_type": "text/plain", "size": 3}
 		rows := b.intentRows(t)
