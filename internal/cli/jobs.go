@@ -61,13 +61,21 @@ func (f queueFlag) open(g *Globals) (*asynq.Inspector, []string, error) {
 		return nil, nil, err
 	}
 	insp := asynq.NewInspector(opt)
-	if f.Queue != "" {
-		return insp, []string{f.Queue}, nil
-	}
 	all, err := insp.Queues()
 	if err != nil {
 		_ = insp.Close()
 		return nil, nil, fmt.Errorf("list asynq queues: %w", err)
+	}
+	if f.Queue != "" {
+		// A queue exists in Redis once a task was enqueued to it, and no longer after Redis lost
+		// its data: a named queue that does not exist holds no task (the runbooks' "is it
+		// empty?" asks it), which is not an error. (asynq's bulk calls answer a missing queue with
+		// an error its ErrQueueNotFound does not match.)
+		if !slices.Contains(all, f.Queue) {
+			g.Log.Warn("the queue does not exist in Redis (nothing was enqueued to it yet, or Redis lost its data): it holds no task", "queue", f.Queue)
+			return insp, nil, nil
+		}
+		return insp, []string{f.Queue}, nil
 	}
 	var queues []string
 	for _, q := range intakeQueues {

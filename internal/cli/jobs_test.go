@@ -120,6 +120,23 @@ func TestJobsCommands(t *testing.T) {
 	require.Contains(t, errOut, "task nope not found")
 	code, _, _ = intake("jobs", "list", "--state", "done")
 	require.Equal(t, 2, code, "kong refuses an unknown state")
+
+	// A named queue that does not exist in Redis (never used, or Redis lost its data) holds no
+	// task: the runbooks' commands on it answer 0 and exit 0.
+	for _, args := range [][]string{
+		{"jobs", "list", "--queue", "intake-webhooks", "--state", "retry"},
+		{"jobs", "run", "--all", "--queue", "intake-critical"},
+		{"jobs", "delete", "--all", "--yes", "--queue", "intake-critical"},
+		{"jobs", "delete", "--all", "--dry-run", "--queue", "intake-critical"},
+	} {
+		code, out, errOut := intake(args...)
+		require.Equal(t, 0, code, "%v: %s%s", args, out, errOut)
+		require.Contains(t, errOut, "does not exist in Redis", args)
+		require.NotContains(t, out, "INTERNAL_ERROR", args)
+	}
+	code, _, errOut = intake("jobs", "run", "--id", "nope", "--queue", "intake-critical")
+	require.Equal(t, 1, code, "a task named by id in a queue that does not exist is not found")
+	require.Contains(t, errOut, "task nope not found")
 }
 
 // TestOpsHelp: every operator command has a --help.

@@ -16,7 +16,7 @@ import (
 type MigrateCmd struct {
 	config.Database `embed:""`
 
-	Up     MigrateUpCmd     `cmd:"" default:"1" help:"Apply pending migrations (safe to run from several replicas at once); moves a pre-schema install out of public first."`
+	Up     MigrateUpCmd     `cmd:"" default:"withargs" help:"Apply pending migrations (safe to run from several replicas at once); moves a pre-schema install out of public first."`
 	Status MigrateStatusCmd `cmd:"" help:"List migrations and when they were applied."`
 }
 

@@ -68,6 +68,10 @@ func TestMigrateUpgradesAPreSchemaInstall(t *testing.T) {
 	code, out, _ = run("migrate")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "nothing to apply: schema intake is up to date")
+	// The README's `intake migrate` takes up's flags without naming up.
+	code, out, errOut = run("migrate", "--wait", "10s")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "nothing to apply: schema intake is up to date")
 	after := status()
 	require.False(t, after.LegacyLayout)
 	require.Zero(t, after.Pending)
