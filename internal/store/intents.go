@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -139,26 +140,16 @@ func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
 	}
 	params := batchParams.Get().(*dbq.IntentsInsertBatchParams)
 	fillParams(params, calls)
-	ids, err := w.q.IntentsInsertBatch(ctx, *params) // encodes the arrays before it returns
+	n, err := w.q.IntentsInsertBatch(ctx, *params) // encodes the arrays before it returns
 	clearParams(params)
 	batchParams.Put(params)
 	switch {
-	case err == nil && len(ids) == len(calls):
+	case err == nil && n == int64(len(calls)):
 		for _, c := range calls {
 			c.answer(struct{}{}, nil)
 		}
 	case err == nil: // rows whose Idempotency-Key was taken were skipped
-		inserted := make(map[uuid.UUID]bool, len(ids))
-		for _, id := range ids {
-			inserted[id] = true
-		}
-		for _, c := range calls {
-			if inserted[c.arg.ID] {
-				c.answer(struct{}{}, nil)
-			} else {
-				c.answer(struct{}{}, fmt.Errorf("insert upload intent %s: %w", c.arg.ID, ErrIdempotencyKeyTaken))
-			}
-		}
+		w.answerSkipped(ctx, calls)
 	case dataError(err):
 		w.splits.Inc()
 		mid := len(calls) / 2
@@ -168,6 +159,32 @@ func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
 		err = fmt.Errorf("insert %d upload intents: %w", len(calls), err)
 		for _, c := range calls {
 			c.answer(struct{}{}, err)
+		}
+	}
+}
+
+// answerSkipped answers the calls of a batch some of whose rows were skipped (their
+// Idempotency-Key taken): those whose row exists were inserted, the others get
+// ErrIdempotencyKeyTaken. When the rows cannot be read, every caller gets that error (whether its
+// row committed is then unknown to it, as after a lost answer).
+func (w *IntentWriter) answerSkipped(ctx context.Context, calls []*intentCall) {
+	ids := make([]uuid.UUID, len(calls))
+	for i, c := range calls {
+		ids[i] = c.arg.ID
+	}
+	found, err := w.q.IntentsInserted(ctx, ids)
+	if err != nil {
+		err = fmt.Errorf("read which of %d upload intents were inserted: %w", len(calls), err)
+		for _, c := range calls {
+			c.answer(struct{}{}, err)
+		}
+		return
+	}
+	for _, c := range calls {
+		if slices.Contains(found, c.arg.ID) {
+			c.answer(struct{}{}, nil)
+		} else {
+			c.answer(struct{}{}, fmt.Errorf("insert upload intent %s: %w", c.arg.ID, ErrIdempotencyKeyTaken))
 		}
 	}
 }

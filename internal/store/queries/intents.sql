@@ -6,10 +6,12 @@
 -- element of the bytea[] or jsonb[] array; a NULL part size is sent as 0.
 
 -- A row whose Idempotency-Key its owner already used (in the table, or earlier in the same batch)
--- is skipped, not an error: its id is missing from the ids returned (store.ErrIdempotencyKeyTaken
--- for its caller), and the batch's other rows commit in the same statement. (An error would fail
--- the statement and split the whole batch, down to single rows, for one client's retry.)
--- name: IntentsInsertBatch :many
+-- is skipped, not an error: the rows inserted are fewer than sent, IntentsInserted tells which
+-- (store.ErrIdempotencyKeyTaken for the others' callers), and the batch's other rows commit in the
+-- same statement. (An error would fail the statement and split the whole batch, down to single
+-- rows, for one client's retry; RETURNING the ids would decode one per row, six allocations per
+-- request, to learn what the count tells in all but that case.)
+-- name: IntentsInsertBatch :execrows
 INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, size_declared,
                      sha256, multipart_upload_id, part_size, expires_at, metadata, idempotency_key,
                      idempotency_hash)
@@ -20,5 +22,9 @@ SELECT unnest(@ids::uuid[]), unnest(@owners::text[]), unnest(@buckets::text[]),
        NULLIF(unnest(@part_sizes::bigint[]), 0), unnest(@expires_ats::timestamptz[]),
        unnest(@metadatas::jsonb[]), NULLIF(unnest(@idempotency_keys::text[]), ''),
        unnest(@idempotency_hashes::bytea[])
-ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id;
+ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
+
+-- name: IntentsInserted :many
+-- Which of ids are rows: after IntentsInsertBatch inserted fewer rows than it was sent (ids are
+-- new UUIDs: a row of one of them is this batch's).
+SELECT id FROM uploads WHERE id = ANY(@ids::uuid[]);
