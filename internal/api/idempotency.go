@@ -76,7 +76,7 @@ func idempotencyKey(r *http.Request) (string, *Problem) {
 // differ), in the forms intake keeps them: the content type normalized (its case and spaces do
 // not count), the sha256's case ignored, the metadata's members in sorted order (a client
 // retrying with the metadata intake returned, reordered as PostgreSQL orders it, or with a
-// serializer that does not keep member order, sends the same request). Two requests with one
+// serializer that does not keep member order, sends the same request; numbers count as written). Two requests with one
 // Idempotency-Key must hash alike to be answered with one intent.
 func (req *createUploadRequest) paramsHash() []byte {
 	h := sha256.New()
@@ -109,10 +109,12 @@ func (req *createUploadRequest) paramsHash() []byte {
 }
 
 // canonicalJSON is raw re-encoded with every object's members in sorted order and numbers as
-// written (raw itself when it is not one JSON value).
+// written (raw itself when it is not one JSON value; nothing for null, which is no metadata, as
+// when the member is absent). Numbers are compared as written: 1e2 and 100, which PostgreSQL
+// stores alike, are different requests here.
 func canonicalJSON(raw []byte) []byte {
-	if len(raw) == 0 {
-		return raw
+	if t := bytes.TrimSpace(raw); len(t) == 0 || string(t) == "null" {
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

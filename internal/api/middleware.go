@@ -398,14 +398,19 @@ func (s *Server) dbProblem(ctx context.Context, what string, err error) *Problem
 // signProblem is the answer when intake cannot sign a URL or policy: the signer fails only when
 // its credentials cannot be had (the provider, such as the instance metadata service or STS, down
 // or refusing) or expire at once (sigv4.ErrCredentialsExpiring). That is intake's side failing for
-// now, not an internal error: 503 credentials-unavailable, which a client retries (Retry-After: 1),
-// logged with the provider's words, which the client does not see.
+// now, not an internal error: 503 credentials-unavailable, which a client retries (Retry-After: 5,
+// so that clients obeying it do not turn into a provider call each per second), logged at error
+// with the provider's words, which the client does not see (a refusal that lasts, such as a wrong
+// trust policy, is the operator's to fix).
 func (s *Server) signProblem(ctx context.Context, what string, err error) *Problem {
-	s.log.WarnContext(ctx, what, "err", err)
+	s.log.ErrorContext(ctx, what, "err", err)
 	p := problemf(probCredsUnavailable, "%s: intake's signing credentials are unavailable right now; try again (request id %s)", what, requestID(ctx))
-	p.RetryAfter = time.Second
+	p.RetryAfter = signRetryAfter
 	return p
 }
+
+// signRetryAfter is the Retry-After of credentials-unavailable.
+const signRetryAfter = 5 * time.Second
 
 // internalProblem logs err and returns a 500 problem that does not leak it (a 503 when the call
 // timed out, which a client retries).

@@ -41,7 +41,7 @@ func TestSigningCredentialsUnavailable(t *testing.T) {
 			status, h, out := b.send(t, c)
 			require.Equal(t, http.StatusServiceUnavailable, status, out)
 			require.Equal(t, ProblemBase+"credentials-unavailable", out["type"])
-			require.Equal(t, "1", h.Get("Retry-After"))
+			require.Equal(t, "5", h.Get("Retry-After"))
 			require.NotContains(t, out["detail"], "169.254", "the provider's words stay in the log")
 			require.Equal(t, before, b.effects(t), "nothing recorded, nothing signed")
 		})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,11 @@ func (f queueFlag) open(g *Globals) (*asynq.Inspector, []string, error) {
 		// empty?" asks it), which is not an error. (asynq's bulk calls answer a missing queue with
 		// an error its ErrQueueNotFound does not match.)
 		if !slices.Contains(all, f.Queue) {
+			if !slices.Contains(intakeQueues, f.Queue) && f.Queue != g.Config.NotifyAsynqQueue {
+				_ = insp.Close()
+				return nil, nil, fmt.Errorf("queue %q is not one of intake's (%s) and does not exist in Redis, which holds: %s",
+					f.Queue, strings.Join(intakeQueues, ", "), cmp.Or(strings.Join(all, ", "), "no queue"))
+			}
 			g.Log.Warn("the queue does not exist in Redis (nothing was enqueued to it yet, or Redis lost its data): it holds no task", "queue", f.Queue)
 			return insp, nil, nil
 		}

@@ -134,6 +134,10 @@ func TestJobsCommands(t *testing.T) {
 		require.Contains(t, errOut, "does not exist in Redis", args)
 		require.NotContains(t, out, "INTERNAL_ERROR", args)
 	}
+	// A name that is not one of intake's queues and not in Redis is a typo, not an empty queue.
+	code, _, errOut = intake("jobs", "run", "--all", "--queue", "intake-critcal")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, `queue "intake-critcal" is not one of intake's`)
 	code, _, errOut = intake("jobs", "run", "--id", "nope", "--queue", "intake-critical")
 	require.Equal(t, 1, code, "a task named by id in a queue that does not exist is not found")
 	require.Contains(t, errOut, "task nope not found")

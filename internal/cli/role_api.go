@@ -35,7 +35,7 @@ import (
 // GET /v1/uploads/{id}?wait= is woken by the process's outbox Listener (PostgreSQL LISTEN/NOTIFY),
 // whose component the role returns unless another role of the process already did.
 func startAPI(ctx context.Context, a *App) ([]Component, error) {
-	intents := store.NewIntentWriter(a.Store.Pool, store.IntentWriterOptions{})
+	intents := store.NewIntentWriter(a.Store.Pool, store.IntentWriterOptions{Log: a.Log})
 	a.onClose(intents.Close)
 	if err := a.Registry.Register(intents); err != nil {
 		return nil, fmt.Errorf("api: register intent writer metrics: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ type IntentWriterOptions struct {
 	// CommitTimeout bounds each batch, its retries after a split included (default 10 s); the rows'
 	// callers get its error.
 	CommitTimeout time.Duration
+	// Log receives what the callers' errors do not tell (default slog.Default()).
+	Log *slog.Logger
 }
 
 // IntentWriter records upload intents (the API's POST /v1/uploads rows) with group commit: rows
@@ -76,6 +79,7 @@ type IntentWriterOptions struct {
 // from the queue) and intake_intent_batch_splits_total (batches split because of a bad row).
 type IntentWriter struct {
 	q     *dbq.Queries
+	log   *slog.Logger
 	batch *batcher[dbq.APICreateUploadParams, struct{}]
 
 	batchRows prometheus.Histogram
@@ -85,7 +89,7 @@ type IntentWriter struct {
 // NewIntentWriter starts an IntentWriter inserting through pool. Call Close when done.
 func NewIntentWriter(pool *pgxpool.Pool, opts IntentWriterOptions) *IntentWriter {
 	w := &IntentWriter{
-		q: dbq.New(pool),
+		q: dbq.New(pool), log: cmp.Or(opts.Log, slog.Default()),
 		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "intake_intent_batch_rows",
 			Help:    "Upload intent rows per batch insert (group commit).",
@@ -150,6 +154,14 @@ func (w *IntentWriter) insert(ctx context.Context, calls []*intentCall) {
 		}
 	case err == nil: // rows whose Idempotency-Key was taken were skipped
 		w.answerSkipped(ctx, calls)
+	case noConflictTarget(err):
+		// The Idempotency-Key index is missing or invalid (dropped or rebuilt by hand, a restore):
+		// ON CONFLICT cannot name it. Each row alone, without ON CONFLICT, still commits (keys then
+		// unenforced until the index is back: uniqueness needs it).
+		w.log.ErrorContext(ctx, "the unique index uploads_owner_idempotency_key_idx is missing or invalid: upload intents are inserted one by one and Idempotency-Keys are not enforced; run intake migrate, or recreate the index", "err", err)
+		for _, c := range calls {
+			c.answer(struct{}{}, insertOne(ctx, w.q, c.arg))
+		}
 	case dataError(err):
 		w.splits.Inc()
 		mid := len(calls) / 2
@@ -265,6 +277,13 @@ func fillParams(p *dbq.IntentsInsertBatchParams, calls []*intentCall) {
 		p.IdempotencyKeys = append(p.IdempotencyKeys, idemKey)
 		p.IdempotencyHashes = append(p.IdempotencyHashes, a.IdempotencyHash) // nil: NULL
 	}
+}
+
+// noConflictTarget reports whether err is PostgreSQL finding no unique index for an ON CONFLICT
+// (SQLSTATE 42P10).
+func noConflictTarget(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P10"
 }
 
 // dataError reports whether err is PostgreSQL refusing a row's values (SQLSTATE class 22, data
