@@ -325,13 +325,8 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who prin
 	parts := completedParts(req.Parts, func(pt completedPart) multipart.CompletedPart {
 		return multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
 	})
-	var res multipart.CompleteResult
+	res, p := s.completeOrRetried(r.Context(), u, p, parts)
 	if p != nil {
-		var ok bool
-		if res, ok = s.completedBefore(r.Context(), u, parts); !ok {
-			return p
-		}
-	} else if res, p = s.complete(r.Context(), u, parts); p != nil {
 		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "bucket": u.Bucket, "key": u.Key, "location": res.Location, "etag": res.ETag, "size": res.Size})
@@ -411,19 +406,37 @@ func (s *Server) complete(ctx context.Context, u dbq.Upload, parts []multipart.C
 
 func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	u, p := s.ownedMultipart(r, who.owner)
-	switch {
-	case p != nil && abortedBefore(u):
-		// A DELETE retried after its answer was lost: the upload is aborted, as asked (204 again,
-		// as DELETE is idempotent), and nothing is sent to S3.
-	case p != nil:
+	if p := s.abortOrRetried(r.Context(), u, p); p != nil {
 		return p
-	default:
-		if p := s.abort(r.Context(), u); p != nil {
-			return p
-		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// completeOrRetried completes u, loaded by ownedMultipart or uppyUpload with p, their refusal (nil
+// when u is pending): a refused upload is answered only as the completion of these parts retried
+// (completedBefore), else with p.
+func (s *Server) completeOrRetried(ctx context.Context, u dbq.Upload, p *Problem, parts []multipart.CompletedPart) (multipart.CompleteResult, *Problem) {
+	if p == nil {
+		return s.complete(ctx, u, parts)
+	}
+	if res, ok := s.completedBefore(ctx, u, parts); ok {
+		return res, nil
+	}
+	return multipart.CompleteResult{}, p
+}
+
+// abortOrRetried aborts u, loaded by ownedMultipart or uppyUpload with p, their refusal (nil when u
+// is pending). An upload already aborted is a DELETE retried after its answer was lost: it is
+// aborted, as asked (DELETE is idempotent), and nothing is sent to S3.
+func (s *Server) abortOrRetried(ctx context.Context, u dbq.Upload, p *Problem) *Problem {
+	switch {
+	case p != nil && abortedBefore(u):
+		return nil
+	case p != nil:
+		return p
+	}
+	return s.abort(ctx, u)
 }
 
 // abortedBefore reports whether u, a multipart upload refused as no longer pending, was aborted:

@@ -288,13 +288,8 @@ func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who princi
 	parts := completedParts(req.Parts, func(pt uppyCompletedPart) multipart.CompletedPart {
 		return multipart.CompletedPart{Number: pt.PartNumber, ETag: pt.ETag}
 	})
-	var res multipart.CompleteResult
+	res, p := s.completeOrRetried(r.Context(), u, p, parts)
 	if p != nil {
-		var ok bool
-		if res, ok = s.completedBefore(r.Context(), u, parts); !ok {
-			return p
-		}
-	} else if res, p = s.complete(r.Context(), u, parts); p != nil {
 		return p
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"location": res.Location, "key": u.Key, "bucket": u.Bucket})
@@ -304,14 +299,8 @@ func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who princi
 // uppyAbort: DELETE /s3/multipart/{uploadId}?key= → {}.
 func (s *Server) uppyAbort(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	u, p := s.uppyUpload(r, who.owner)
-	switch {
-	case p != nil && abortedBefore(u): // retried: aborted, as asked (see abortUpload)
-	case p != nil:
+	if p := s.abortOrRetried(r.Context(), u, p); p != nil {
 		return p
-	default:
-		if p := s.abort(r.Context(), u); p != nil {
-			return p
-		}
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
 	return nil
