@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // idemCall is POST /v1/uploads as key's owner with an Idempotency-Key (none when idem is "").
@@ -35,18 +34,6 @@ func (b *testBundle) intentRows(t *testing.T) int {
 	var n int
 	require.NoError(t, b.st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM uploads").Scan(&n))
 	return n
-}
-
-// openS3Uploads lists the bucket's open multipart uploads.
-func (b *testBundle) openS3Uploads(t *testing.T) []string {
-	t.Helper()
-	out, err := b.s3.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(b.bucket)})
-	require.NoError(t, err)
-	var ids []string
-	for _, u := range out.Uploads {
-		ids = append(ids, aws.ToString(u.UploadId))
-	}
-	return ids
 }
 
 // TestIdempotencyKeyReplays: a request retried with its Idempotency-Key (its answer lost) gets the
@@ -94,7 +81,7 @@ func TestIdempotencyKeyReplays(t *testing.T) {
 			case MethodPost:
 				require.Equal(t, first["fields"].(map[string]any)["key"], again["fields"].(map[string]any)["key"])
 			case MethodMultipart:
-				require.Contains(t, b.openS3Uploads(t), first["upload_id"], "the upload of the first request is open")
+				require.Contains(t, testkit.OpenUploads(t, t.Context(), b.s3, b.bucket), first["upload_id"], "the upload of the first request is open")
 				require.NotContains(t, []string{"", "<nil>"}, fmt.Sprint(first["upload_id"]))
 			}
 		})
@@ -280,8 +267,9 @@ func TestIdempotencyKeyRace(t *testing.T) {
 			}
 			require.Equal(t, n-1, replays, "one request created the intent, the others answered it")
 			require.Equal(t, 1, b.intentRows(t))
-			require.Equal(t, []string{answers[0].out["upload_id"].(string)}, b.openS3Uploads(t),
-				"the losers' multipart uploads are aborted; the recorded one is open")
+			open := testkit.OpenUploads(t, t.Context(), b.s3, b.bucket)
+			require.Len(t, open, 1, "the losers' multipart uploads are aborted")
+			require.Contains(t, open, answers[0].out["upload_id"], "the recorded one is open")
 		})
 	}
 }

@@ -7,27 +7,12 @@ import (
 	"net/http"
 	"testing"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
 )
-
-// sdkError is an S3 error answer as the SDK returns it: the operation's error around the SDK's
-// response error (with its request ID) around smithy's, around the API error of S3's code.
-func sdkError(op string, status int, code string) error {
-	return &smithy.OperationError{ServiceID: "S3", OperationName: op, Err: &awshttp.ResponseError{
-		RequestID: "REQ1",
-		ResponseError: &smithyhttp.ResponseError{
-			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
-			Err:      &smithy.GenericAPIError{Code: code, Message: "refused", Fault: smithy.FaultClient},
-		},
-	}}
-}
 
 // failingAbort is an Aborter whose aborts fail with err, as internal/multipart wraps S3's.
 type failingAbort struct{ err error }
@@ -50,13 +35,13 @@ func TestAbortTaskRetriesRefusedCredentials(t *testing.T) {
 		err       error
 		permanent bool
 	}{
-		{"expired token", sdkError(abort, http.StatusBadRequest, "ExpiredToken"), false},
-		{"token refresh required", sdkError(abort, http.StatusBadRequest, "TokenRefreshRequired"), false},
-		{"unknown access key", sdkError(abort, http.StatusForbidden, "InvalidAccessKeyId"), false},
-		{"invalid token (MinIO)", sdkError(abort, http.StatusBadRequest, "InvalidTokenId"), false},
-		{"store unavailable", sdkError(abort, http.StatusServiceUnavailable, "ServiceUnavailable"), false},
-		{"access denied", sdkError(abort, http.StatusForbidden, "AccessDenied"), true},
-		{"invalid argument", sdkError(abort, http.StatusBadRequest, "InvalidArgument"), true},
+		{"expired token", s3Answer(abort, http.StatusBadRequest, "ExpiredToken"), false},
+		{"token refresh required", s3Answer(abort, http.StatusBadRequest, "TokenRefreshRequired"), false},
+		{"unknown access key", s3Answer(abort, http.StatusForbidden, "InvalidAccessKeyId"), false},
+		{"invalid token (MinIO)", s3Answer(abort, http.StatusBadRequest, "InvalidTokenId"), false},
+		{"store unavailable", s3Answer(abort, http.StatusServiceUnavailable, "ServiceUnavailable"), false},
+		{"access denied", s3Answer(abort, http.StatusForbidden, "AccessDenied"), true},
+		{"invalid argument", s3Answer(abort, http.StatusBadRequest, "InvalidArgument"), true},
 	} {
 		h := &jobs.Handlers{Aborts: failingAbort{tc.err}, Buckets: []string{"mine"}}
 		task := asynq.NewTask(tasks.TypeAbortMultipart, []byte(`{"bucket":"mine","key":"k","upload_id":"u","deadline":"2000-01-01T00:00:00Z"}`))
@@ -66,7 +51,7 @@ func TestAbortTaskRetriesRefusedCredentials(t *testing.T) {
 	}
 
 	listing := fmt.Errorf("sweep b: %w", errors.Join(
-		fmt.Errorf("list multipart uploads (after key \"\"): %w", sdkError("ListMultipartUploads", http.StatusBadRequest, "ExpiredToken"))))
+		fmt.Errorf("list multipart uploads (after key \"\"): %w", s3Answer("ListMultipartUploads", http.StatusBadRequest, "ExpiredToken"))))
 	h := &jobs.Handlers{Sweeps: failingSweep{listing}}
 	err := h.HandleSweep(context.Background(), asynq.NewTask(tasks.TypeSweep, []byte(`{"bucket":"b","older_than":"1h"}`)))
 	require.ErrorIs(t, err, listing)
