@@ -76,8 +76,8 @@ func idempotencyKey(r *http.Request) (string, *Problem) {
 // differ), in the forms intake keeps them: the content type normalized (its case and spaces do
 // not count), the sha256's case ignored, the metadata's members in sorted order (a client
 // retrying with the metadata intake returned, reordered as PostgreSQL orders it, or with a
-// serializer that does not keep member order, sends the same request; numbers count as written). Two requests with one
-// Idempotency-Key must hash alike to be answered with one intent.
+// serializer that does not keep member order, sends the same request), its numbers as jsonb renders
+// them (1e2 is 100). Two requests with one Idempotency-Key must hash alike to be answered with one intent.
 func (req *createUploadRequest) paramsHash() []byte {
 	h := sha256.New()
 	var n [8]byte
@@ -108,10 +108,11 @@ func (req *createUploadRequest) paramsHash() []byte {
 	return h.Sum(nil)
 }
 
-// canonicalJSON is raw re-encoded with every object's members in sorted order and numbers as
-// written (raw itself when it is not one JSON value; nothing for null, which is no metadata, as
-// when the member is absent). Numbers are compared as written: 1e2 and 100, which PostgreSQL
-// stores alike, are different requests here.
+// canonicalJSON is raw re-encoded as intake keeps it: every object's members in sorted order and
+// every number as PostgreSQL's jsonb renders it (plain decimal: 1e2 and 100 are one request, as
+// they are one stored value and a retry may send back what intake returned; 1.5 and 1.50, which
+// jsonb keeps apart, are two). It is raw itself when raw is not one JSON value, and nothing for
+// null, which is no metadata, as when the member is absent.
 func canonicalJSON(raw []byte) []byte {
 	if t := bytes.TrimSpace(raw); len(t) == 0 || string(t) == "null" {
 		return nil
@@ -122,11 +123,31 @@ func canonicalJSON(raw []byte) []byte {
 	if err := dec.Decode(&v); err != nil {
 		return raw
 	}
-	out, err := json.Marshal(v) // maps' keys sorted
+	out, err := json.Marshal(renderNumbers(v)) // maps' keys sorted
 	if err != nil {
 		return raw
 	}
 	return out
+}
+
+// renderNumbers replaces every json.Number in v (decoded with UseNumber) by its form as jsonb
+// renders it (a number whose exponent parseMetadata refuses stays as written).
+func renderNumbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if r, ok := renderNumber(string(v)); ok {
+			return json.Number(r)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = renderNumbers(e)
+		}
+	case map[string]any:
+		for k, e := range v {
+			v[k] = renderNumbers(e)
+		}
+	}
+	return v
 }
 
 // errIdempotencyRace is the answer of persistIntent when another request with the same owner and

@@ -87,12 +87,12 @@ func TestIdempotencyKeyReplays(t *testing.T) {
 		})
 	}
 	t.Run("the same request written otherwise", func(t *testing.T) {
-		// Metadata members in another order (as intake returns them: PostgreSQL's order), the
-		// content type in another case: the same request.
+		// Metadata members in another order and numbers in plain decimal (as intake returns them:
+		// PostgreSQL's order and form), the content type in another case: the same request.
 		first := map[string]any{"filename": "same.txt", "content_type": "text/plain", "size": 3,
-			"metadata": json.RawMessage(`{"b": 2, "a": {"y": 1, "x": [1, 2]}}`)}
+			"metadata": json.RawMessage(`{"b": 2e0, "a": {"y": 1, "x": [1, 2]}, "n": [1e2, -0.0, 25E-1, 1.0E+1]}`)}
 		again := map[string]any{"filename": "same.txt", "content_type": "TEXT/Plain", "size": 3,
-			"metadata": json.RawMessage(`{"a":{"x":[1,2],"y":1},"b":2}`)}
+			"metadata": json.RawMessage(`{"a":{"x":[1,2],"y":1},"b":2,"n":[100,0.0,2.5,10]}`)}
 		s1, _, r1 := b.idemCall(t, aliceKey, "written-otherwise", first)
 		require.Equal(t, http.StatusCreated, s1, r1)
 		s2, h2, r2 := b.idemCall(t, aliceKey, "written-otherwise", again)
@@ -104,6 +104,23 @@ func TestIdempotencyKeyReplays(t *testing.T) {
 			"metadata": json.RawMessage(`{"a":{"x":[2,1],"y":1},"b":2}`)}
 		s3, _, r3 := b.idemCall(t, aliceKey, "written-otherwise", other)
 		require.Equal(t, http.StatusUnprocessableEntity, s3, r3)
+		// So is a number jsonb keeps apart (2.50 is not 2.5); the retry's metadata is what
+		// PostgreSQL stored for the first request's.
+		other = map[string]any{"filename": "same.txt", "content_type": "text/plain", "size": 3,
+			"metadata": json.RawMessage(`{"a":{"x":[1,2],"y":1},"b":2,"n":[100,0.0,2.50,10]}`)}
+		s3, _, r3 = b.idemCall(t, aliceKey, "written-otherwise", other)
+		require.Equal(t, http.StatusUnprocessableEntity, s3, r3)
+		var stored, retried string
+		require.NoError(t, b.st.Pool.QueryRow(t.Context(), `SELECT metadata::text, $2::jsonb::text FROM uploads WHERE id = $1`,
+			r1["id"], again["metadata"]).Scan(&stored, &retried))
+		require.Equal(t, stored, retried, "the retry's metadata is the one stored")
+		// Metadata intake refuses is refused as such with a key (400), never compared with the
+		// key's intent.
+		bad := map[string]any{"filename": "same.txt", "content_type": "text/plain", "size": 3,
+			"metadata": json.RawMessage(`{"a":{"x":[1,2],"y":1},"b":2,"n":[1e2000]}`)}
+		s4, _, r4 := b.idemCall(t, aliceKey, "written-otherwise", bad)
+		require.Equal(t, http.StatusBadRequest, s4, r4)
+		require.Contains(t, r4["type"], "invalid-metadata")
 	})
 	t.Run("without a key", func(t *testing.T) {
 		body := map[string]any{"filename": "twice.txt", "content_type": "text/plain", "size": 3}

@@ -85,11 +85,11 @@ func checkMetadataValue(v any, growth *int) *Problem {
 		if err != nil || f == 0 && strings.ContainsAny(strings.TrimLeft(mantissa(string(v)), "-0."), "123456789") {
 			return problemf(probInvalidMetadata, "metadata number %.40s is outside the range of a 64-bit float", v)
 		}
-		n, ok := renderedNumberLen(string(v))
+		r, ok := renderNumber(string(v))
 		if !ok {
 			return problemf(probInvalidMetadata, "metadata number %.40s has an exponent beyond ±%d", v, maxMetadataExponent)
 		}
-		*growth += n - len(v)
+		*growth += len(r) - len(v)
 	case []any:
 		for _, e := range v {
 			if p := checkMetadataValue(e, growth); p != nil {
@@ -117,38 +117,49 @@ func mantissa(n string) string {
 	return n
 }
 
-// renderedNumberLen is the length of n, a valid JSON number, as PostgreSQL's jsonb renders it:
-// numeric's plain decimal form, with no exponent. Its scale (the digits after the point) is the
-// mantissa's fraction digits less the exponent, at least 0; its integer part drops leading zeros
-// and gains the exponent's, "0" when there is none; a zero has no sign. ok is false when the
-// exponent is beyond ±maxMetadataExponent.
-func renderedNumberLen(n string) (length int, ok bool) {
+// renderNumber is n, a valid JSON number, as PostgreSQL's jsonb renders it: numeric's plain
+// decimal form, with no exponent. Its scale (the digits after the point) is the mantissa's
+// fraction digits less the exponent, at least 0; its integer part drops leading zeros and gains the
+// exponent's, "0" when there is none; a zero has no sign. ok is false when the exponent is beyond
+// ±maxMetadataExponent (the result would be that many digits long).
+func renderNumber(n string) (rendered string, ok bool) {
 	exp := 0
 	if i := strings.IndexAny(n, "eE"); i >= 0 {
 		e, err := strconv.Atoi(strings.TrimPrefix(n[i+1:], "+"))
 		if err != nil || e > maxMetadataExponent || e < -maxMetadataExponent {
-			return 0, false
+			return "", false
 		}
 		n, exp = n[:i], e
 	}
 	negative := strings.HasPrefix(n, "-")
 	n = strings.TrimPrefix(n, "-")
 	intPart, frac, _ := strings.Cut(n, ".")
-	scale := max(len(frac)-exp, 0)
-	digits := strings.TrimLeft(intPart+frac, "0")
-	// The point sits after len(intPart)+exp digits of intPart+frac: after point digits of digits
-	// (a zero's integer part is "0", whatever its exponent).
-	length = 1
-	if point := len(intPart) + exp - (len(intPart) + len(frac) - len(digits)); digits != "" && point > 1 {
-		length = point
+	digits := intPart + frac
+	point := len(intPart) + exp // the point sits after this many of digits (before them when negative)
+	var integer, fraction string
+	switch {
+	case point <= 0:
+		fraction = strings.Repeat("0", -point) + digits
+	case point >= len(digits):
+		integer = digits + strings.Repeat("0", point-len(digits))
+	default:
+		integer, fraction = digits[:point], digits[point:]
 	}
-	if scale > 0 {
-		length += 1 + scale
+	integer = strings.TrimLeft(integer, "0")
+	if integer == "" {
+		integer = "0"
 	}
-	if negative && digits != "" {
-		length++
+	var b strings.Builder
+	b.Grow(len(integer) + len(fraction) + 2)
+	if negative && strings.Trim(digits, "0") != "" {
+		b.WriteByte('-')
 	}
-	return length, true
+	b.WriteString(integer)
+	if fraction != "" {
+		b.WriteByte('.')
+		b.WriteString(fraction)
+	}
+	return b.String(), true
 }
 
 // uppyQueryMetadata collects the metadata[name]=value query parameters Uppy sends to /s3/params

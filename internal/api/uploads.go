@@ -124,6 +124,11 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, who princi
 	}
 	spec.expires = exp
 	if idemKey != "" {
+		// The metadata is checked before it is hashed (its numbers rendered in plain decimal):
+		// invalid metadata is refused as such, never answered as another request's replay.
+		if _, p := parseMetadata(req.Metadata); p != nil {
+			return p
+		}
 		spec.idem = idempotency{key: idemKey, hash: req.paramsHash()}
 		if resp, p, found := s.replayIntent(r.Context(), who.owner, spec.idem); found {
 			return s.writeReplay(w, &resp, p)
