@@ -456,7 +456,12 @@ func (s *Server) completedBefore(ctx context.Context, u dbq.Upload, parts []mult
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
 	defer cancel()
-	return s.mp.CompletedWith(hctx, u.Bucket, u.Key, parts)
+	res, ok := s.mp.CompletedWith(hctx, u.Bucket, u.Key, parts)
+	if ok {
+		// S3 gives a Location to the completion only; Uppy makes it the file's uploadURL.
+		res.Location = s.signer.ObjectURL(u.Bucket, u.Key)
+	}
+	return res, ok
 }
 
 // abortTimeout bounds an abort asked through the API once it no longer follows the request's

@@ -32,6 +32,8 @@ func TestRetriedCompleteAndAbort(t *testing.T) {
 			status, again := b.completeMP(t, aliceKey, u, map[string]any{"parts": []map[string]any{parts[1], parts[0]}})
 			require.Equal(t, http.StatusOK, status, again)
 			require.Equal(t, first["key"], again["key"])
+			require.NotEmpty(t, first["location"])
+			require.Equal(t, first["location"], again["location"], "the object's URL, as S3 gave it to the completion (Uppy's uploadURL)")
 			if !uppy {
 				require.Equal(t, first["etag"], again["etag"])
 				require.Equal(t, first["size"], again["size"])

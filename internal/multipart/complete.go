@@ -195,7 +195,7 @@ func (s *Service) Complete(ctx context.Context, req CompleteRequest) (CompleteRe
 // CompletedWith reports whether the object at key is the completion of a multipart upload of
 // parts: its ETag is the one these parts make (ObjectETag). A complete request retried after its
 // answer was lost is answered by it with the object's ETag and size; Location is left empty (S3
-// gives one only to the completion itself), as when Complete's own answer was lost. ok is false
+// gives one only to the completion itself: the caller names the object's URL). ok is false
 // for other parts, no object, or an object S3 does not show now (the error is not returned: the
 // caller's refusal stands).
 func (s *Service) CompletedWith(ctx context.Context, bucket, key string, parts []CompletedPart) (CompleteResult, bool) {

@@ -518,6 +518,29 @@ func (s *Signer) Sign(ctx context.Context, in Input) (Presigned, error) {
 	return Presigned{URL: sb.String(), Expires: now.Truncate(time.Second).Add(lifetime)}, nil
 }
 
+// ObjectURL is the URL of bucket's object key without a query, addressed as the Signer's
+// presigned URLs address it (virtual-hosted or path-style, the endpoint's port and path kept):
+// what S3 gives as the Location of a completed multipart upload.
+func (s *Signer) ObjectURL(bucket, key string) string {
+	virtual := !s.pathStyle && virtualHostable(bucket, s.scheme)
+	b := make([]byte, 0, len(s.scheme)+3+len(bucket)+1+len(s.host)+len(s.basePath)+1+len(key)+16)
+	b = append(b, s.scheme...)
+	b = append(b, "://"...)
+	if virtual {
+		b = append(b, bucket...)
+		b = append(b, '.')
+	}
+	b = append(b, s.host...)
+	b = append(b, s.basePath...)
+	if !virtual {
+		b = append(b, '/')
+		b = appendEscaped(b, bucket, false)
+	}
+	b = append(b, '/')
+	b = appendEscaped(b, key, false)
+	return string(b)
+}
+
 // appendAmzDate appends t, in UTC, as X-Amz-Date writes it: t.AppendFormat(dst,
 // "20060102T150405Z"), written digit by digit for the years 0 to 9999 (AppendFormat parses its
 // layout on every call: 2% of the presign route's CPU, counting the day below). Other years go
