@@ -67,9 +67,10 @@ type Authenticator struct {
 	unknownEvery  time.Duration // the period unknownKID allows
 	fetchTimeout  time.Duration // bounds one fetch of the key set (jwksSettings.timeout)
 	// fetchFailed is set when the last fetch of the key set that completed failed (New's first,
-	// the background refresh's, or a refresh for an unknown kid), and cleared when a refresh for an
-	// unknown kid succeeds: a request that finds that refresh taken answers 503 rather than 401
-	// while it is set (see jwksKey). Shared by the copies WithoutCookie makes.
+	// the background refresh's, or a refresh for an unknown kid), and cleared when one is answered
+	// 2xx (fetchSeen; a body that then fails to read or parse sets it again): a request that finds
+	// the unknown-kid refresh taken answers 503 rather than 401 while it is set (see jwksKey).
+	// Shared by the copies WithoutCookie makes.
 	fetchFailed *atomic.Bool
 	parser      *jwt.Parser
 	adminScope  string
@@ -174,7 +175,7 @@ func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jw
 		// junk kids keep the limiter taken; its wait also shares one context with the fetch, so
 		// RateLimitWaitMax only bounds the fetch here.
 		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.JWKSURL}, keyfunc.Override{
-			Client:            jwksClient(c.JWKSURL, js),
+			Client:            jwksClient(c.JWKSURL, js, a.fetchFailed),
 			HTTPTimeout:       js.timeout,
 			RefreshInterval:   js.refresh,
 			RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
@@ -214,7 +215,7 @@ func newAuthenticator(ctx context.Context, c config.API, log *slog.Logger, js jw
 // key set decides who is authenticated, and a redirect to plain http would let whoever is on the
 // path serve it. A loopback http URL (which config.ValidJWKSURL accepts) may redirect to https or
 // to another loopback http URL.
-func jwksClient(configured string, js jwksSettings) *http.Client {
+func jwksClient(configured string, js jwksSettings, failed *atomic.Bool) *http.Client {
 	base := js.transport
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -223,7 +224,7 @@ func jwksClient(configured string, js jwksSettings) *http.Client {
 	}
 	plainHTTP := strings.HasPrefix(strings.ToLower(configured), "http:")
 	return &http.Client{
-		Transport: limitBody{next: base, max: js.maxBody},
+		Transport: fetchSeen{next: limitBody{next: base, max: js.maxBody}, failed: failed},
 		Timeout:   js.timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			switch {
@@ -238,6 +239,24 @@ func jwksClient(configured string, js jwksSettings) *http.Client {
 				redact.URL(req.URL.String()))
 		},
 	}
+}
+
+// fetchSeen clears failed when a fetch of the key set is answered 2xx, whoever fetched it (the
+// library's background refresh reports only its failures): the key set is reachable again, and a
+// kid it lacks is refused (401), not answered as an outage. A body that then fails (too large,
+// not a key set) sets failed again through the library's error handler.
+type fetchSeen struct {
+	next   http.RoundTripper
+	failed *atomic.Bool
+}
+
+// RoundTrip implements http.RoundTripper.
+func (f fetchSeen) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := f.next.RoundTrip(r)
+	if err == nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		f.failed.Store(false)
+	}
+	return resp, err
 }
 
 // errJWKSTooLarge fails a fetch whose body passes jwksSettings.maxBody.
@@ -436,7 +455,7 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (Caller, *problem.P
 	})
 	if unavailable := (*keySetUnavailable)(nil); errors.As(err, &unavailable) {
 		// The fetch's error is logged (RefreshErrorHandlerFunc), not told to whoever sent a token.
-		key := fmt.Sprintf("the key the token names (kid %q) is", unavailable.kid)
+		key := fmt.Sprintf("the key the token names (kid %q) is not", unavailable.kid)
 		if unavailable.kid == "" {
 			key = "no key to verify the token (it names none) is"
 		}

@@ -277,7 +277,7 @@ func TestJWKSRedirectRule(t *testing.T) {
 		{"http://127.0.0.1:8080/jwks", "http://idp.example.com/jwks", false},
 		{"http://localhost:8080/jwks", "ftp://localhost/jwks", false},
 	} {
-		client := jwksClient(c.configured, defaultJWKS)
+		client := jwksClient(c.configured, defaultJWKS, new(atomic.Bool))
 		u, err := url.Parse(c.target)
 		require.NoError(t, err)
 		err = client.CheckRedirect(&http.Request{URL: u}, []*http.Request{{}})
@@ -420,4 +420,45 @@ func TestJWKSOutageIsUnavailable(t *testing.T) {
 		p, _ := authenticateProblem(t, a, newer)
 		return p == nil
 	}, 10*time.Second, 10*time.Millisecond, "the rotated key is accepted once the key set is fetched")
+}
+
+// TestJWKSBackgroundRefreshEndsTheOutage: once the background refresh fetches the key set again
+// after an outage, a token naming a kid the set lacks is refused (401) even when the unknown-kid
+// refresh is taken: the outage is over, and a junk kid is junk. (The background refresh reports
+// only its failures; before fetchSeen, only a successful unknown-kid refresh ended the outage, and
+// junk kids were answered 503, "retry later", until the next one.)
+func TestJWKSBackgroundRefreshEndsTheOutage(t *testing.T) {
+	t.Parallel()
+	key, stranger := rsaKey(t), rsaKey(t)
+	idp := newJWKSServer(t, rsaJWKS(t, map[string]*rsa.PrivateKey{"k1": key}, nil))
+	idp.down.Store(true)
+	js := testJWKS()
+	js.refresh, js.unknownKIDEvery = 100*time.Millisecond, time.Hour
+	a, err := newAuthenticator(t.Context(), jwksAPI(idp.URL), discard(), js)
+	require.NoError(t, err)
+	valid := testkit.SignJWT(t, jwt.SigningMethodRS256, key, "k1", tokenClaims(nil))
+	junk := testkit.SignJWT(t, jwt.SigningMethodRS256, stranger, "junk", tokenClaims(nil))
+
+	// Down: the one unknown-kid refresh of the hour is spent, and fails.
+	p, h := authenticateProblem(t, a, valid)
+	requireUnavailable(t, p, h, time.Hour, "down")
+
+	// Back: the background refresh fetches the set; the token of its key is accepted without an
+	// unknown-kid refresh (taken for the hour).
+	idp.down.Store(false)
+	require.Eventually(t, func() bool {
+		p, _ := authenticateProblem(t, a, valid)
+		return p == nil
+	}, 10*time.Second, 20*time.Millisecond, "the background refresh fetched the key set")
+	p, _ = authenticateProblem(t, a, junk)
+	require.NotNil(t, p)
+	require.Equal(t, http.StatusUnauthorized, p.Status, "a kid the fetched set lacks, the refresh taken: %s", p.Detail)
+
+	// Down again: the background refresh fails, and a kid the set lacks is an outage again.
+	idp.down.Store(true)
+	fetches := idp.fetches.Load()
+	require.Eventually(t, func() bool { return idp.fetches.Load() > fetches+1 }, 10*time.Second, 20*time.Millisecond)
+	p, h = authenticateProblem(t, a, junk)
+	requireUnavailable(t, p, h, time.Hour, "down again: the background refresh failed")
+	require.Contains(t, p.Detail, `the key the token names (kid "junk") is not known yet`)
 }
