@@ -363,6 +363,12 @@ func TestKustomizeOverlay(t *testing.T) {
 		grace, err = time.ParseDuration(v)
 		require.NoError(t, err)
 	}
+	// A shutdown delay (the API serving on, /readyz failing) comes before the grace.
+	if v, ok := cm.Data["INTAKE_SHUTDOWN_DELAY"]; ok {
+		delay, err := time.ParseDuration(v)
+		require.NoError(t, err)
+		grace += delay
+	}
 	_, listenPort, err := net.SplitHostPort(cm.Data["INTAKE_LISTEN_ADDR"])
 	require.NoError(t, err, "INTAKE_LISTEN_ADDR must be set for pods: the default (127.0.0.1) is unreachable by probes")
 	// /metrics (and the detailed readiness, pprof) are on the admin listener, off the public port.

@@ -97,6 +97,9 @@ type App struct {
 	phase atomic.Pointer[string]
 	// started is set by openGates, once the roles serve: until then the started check fails.
 	started atomic.Bool
+	// stopping is set when SIGTERM starts INTAKE_SHUTDOWN_DELAY (holdBeforeDrain): the started
+	// check fails again, so that load balancers take the replica out while it still serves.
+	stopping atomic.Bool
 
 	procOnce sync.Once
 	proc     *pipeline.Processor
@@ -325,6 +328,9 @@ func (a *App) phaseNow() string {
 // /readyz answered 200 as soon as the dependencies did, while a role still starting (the API's
 // first JWKS fetch, up to 10 s) left every route answering 503.
 func (a *App) startedCheck(context.Context) error {
+	if a.stopping.Load() {
+		return errors.New("intake is stopping (SIGTERM): it serves until INTAKE_SHUTDOWN_DELAY ends, then drains")
+	}
 	if a.started.Load() {
 		return nil
 	}
@@ -626,13 +632,23 @@ func redisPing(insp *asynq.Inspector) health.Check {
 //     process exits 0. A schema that needs `intake migrate` (the old layout, pending migrations)
 //     ends the process with an error instead;
 //  3. the roles start, the listeners serve their routes, /readyz may pass, and the components run;
-//  4. on SIGTERM, the HTTP servers stop accepting, the components drain within the grace period
-//     (drain), and serve returns.
+//  4. on SIGTERM, a process serving the API with INTAKE_SHUTDOWN_DELAY keeps serving for the
+//     delay, /readyz answering 503 (holdBeforeDrain); then the HTTP servers stop accepting, the
+//     components drain within the grace period (drain), and serve returns.
 func (a *App) serve(ctx context.Context) error {
 	// The roles get runCtx too: what they start in the background (the JWKS refresh) stops when a
-	// component fails and the daemon stops, not only at SIGTERM.
-	runCtx, cancelRun := context.WithCancel(ctx)
+	// component fails and the daemon stops, not only at SIGTERM. SIGTERM (ctx's end) ends it once
+	// the shutdown delay, if any, is over; a component's failure at once.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
+	go func() {
+		select {
+		case <-ctx.Done():
+			a.holdBeforeDrain(runCtx)
+			cancelRun()
+		case <-runCtx.Done():
+		}
+	}()
 	lns, err := a.listen()
 	if err != nil {
 		return err
@@ -690,6 +706,32 @@ func (a *App) serve(ctx context.Context) error {
 
 	<-runCtx.Done()
 	return a.drain(&wg, lns, &errs)
+}
+
+// holdBeforeDrain is the shutdown delay (INTAKE_SHUTDOWN_DELAY) of a started process serving the
+// API: /readyz answers 503 at once (the started check fails, its cached report dropped) while every
+// route, and every component, keeps serving for the delay, so that a load balancer following the
+// health checks stops sending requests before the listener closes. It returns when the delay ends,
+// at a second SIGINT/SIGTERM (the drain begins at once; a third stops waiting for it), or when
+// runCtx ends (a component failed).
+func (a *App) holdBeforeDrain(runCtx context.Context) {
+	d := a.Cfg.ShutdownDelay
+	if d <= 0 || !a.started.Load() || !a.runs(config.RoleAPI) {
+		return
+	}
+	sig, stopSig := notifyTerm()
+	defer stopSig()
+	a.stopping.Store(true)
+	a.Health.Add("started", a.startedCheck) // drops the cached report: the next /readyz fails
+	a.Log.Info("stopping: /readyz answers 503 while the API serves for the shutdown delay, then the drain begins", "delay", d.String())
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sig:
+		a.Log.Info("second signal: the shutdown delay is cut short, draining now")
+	case <-runCtx.Done():
+	}
 }
 
 // errorList collects the errors of the daemon's goroutines.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,4 +73,44 @@ func TestInterruptedCommandExits130(t *testing.T) {
 	code := MainContext(ctx, []string{"outbox", "status", "--database-url", testkit.DatabaseURLFor(testkit.Schema(t))}, &stdout, &stderr)
 	require.Equal(t, exitInterrupted, code, stderr.String())
 	require.Contains(t, stderr.String(), "intake: interrupted")
+}
+
+// TestShutdownDelayKeepsServing: with INTAKE_SHUTDOWN_DELAY, an API process told to stop keeps
+// serving for the delay while /readyz answers 503 (the started check failed, saying why), so that a
+// load balancer following the health checks takes it out before its listener closes; then it
+// drains and exits 0. Without the delay the listener closed at the signal, and a load balancer
+// still sending requests got connections refused until its checks noticed.
+func TestShutdownDelayKeepsServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local stack")
+	}
+	ctx := testkit.Context(t)
+	schema := testkit.Schema(t)
+	bucket := testkit.Bucket(t, testkit.S3())
+	awsc := testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	const apiKey = "0123456789abcdef-alice"
+	const delay = 8 * time.Second // long enough for the checks below on a loaded machine
+	d := startDaemon(t, ctx, "--roles", "api",
+		"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
+		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
+		"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
+		"--bucket", bucket, "--shutdown-grace", "2s", "--shutdown-delay", delay.String(), "--api-keys", apiKey+"=alice")
+	presignOnce(t, ctx, d.base, apiKey)
+
+	d.cancel() // SIGTERM
+	var body string
+	require.Eventually(t, func() bool {
+		var code int
+		code, body = httpGet(d.base + "/readyz")
+		return code == http.StatusServiceUnavailable
+	}, delay, 20*time.Millisecond, "readiness fails once the process is told to stop: %s", body)
+	require.Contains(t, body, `"started":"failed"`)
+	presignOnce(t, ctx, d.base, apiKey) // still served
+	require.Contains(t, d.logs.String(), "the API serves for the shutdown delay")
+
+	require.Equal(t, 0, d.stop(), d.logs.String())
+	_, err := http.Get(d.base + "/readyz")
+	require.Error(t, err, "the listener is closed once the process stopped")
 }

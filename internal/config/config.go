@@ -60,6 +60,10 @@ func UsesDatabase(roles []string) bool {
 // get past it to return.
 const MaxShutdownGraceWarn = 30 * time.Second
 
+// MaxShutdownDelay bounds INTAKE_SHUTDOWN_DELAY: load balancers' health checks take a replica out
+// within a few intervals of a few seconds each; a longer delay only keeps a stopping process up.
+const MaxShutdownDelay = 2 * time.Minute
+
 // MaxMultipartDeadline bounds INTAKE_JOBS_MULTIPART_DEADLINE: the bucket's lifecycle rule
 // (deploy/aws/s3-lifecycle.json) aborts every multipart upload 8 days after it was initiated (at
 // the first UTC midnight past them), so a longer deadline would be a promise S3 breaks; the day
@@ -113,6 +117,12 @@ type Config struct {
 	// ShutdownGrace bounds how long in-flight work may take after SIGTERM. Above
 	// [MaxShutdownGraceWarn] (30s) the start-up logs a warning (see [Config.Warnings]).
 	ShutdownGrace time.Duration `name:"shutdown-grace" env:"INTAKE_SHUTDOWN_GRACE" default:"25s" help:"Time allowed for in-flight work after SIGTERM (above 30s, raise the pods' terminationGracePeriodSeconds)."`
+	// ShutdownDelay is how long a process serving the API keeps serving after SIGTERM, /readyz
+	// answering 503, before it drains: a load balancer that learns of a stopping replica only from
+	// its health checks (not from Kubernetes, whose manifests pause in preStop instead) takes it out
+	// before its listener closes. 0, the default, drains at once. Counted with ShutdownGrace by
+	// [Config.Warnings].
+	ShutdownDelay time.Duration `name:"shutdown-delay" env:"INTAKE_SHUTDOWN_DELAY" default:"0s" help:"After SIGTERM, keep serving the API this long with /readyz answering 503, then drain (for load balancers that follow health checks; 0 = drain at once)."`
 	// PolicyFile is an optional YAML validation policy (see README); built-in defaults otherwise.
 	PolicyFile string `name:"policy-file" env:"INTAKE_POLICY_FILE" help:"YAML validation policy file."`
 	// EventsRetention is how long archived events (the events table) are kept; the periodic
@@ -467,6 +477,9 @@ func (c *Config) Validate(roles []string) error {
 	if c.ShutdownGrace <= 0 {
 		errs = append(errs, errors.New("INTAKE_SHUTDOWN_GRACE: must be positive"))
 	}
+	if c.ShutdownDelay < 0 || c.ShutdownDelay > MaxShutdownDelay {
+		errs = append(errs, fmt.Errorf("INTAKE_SHUTDOWN_DELAY: %s must be between 0 and %s", c.ShutdownDelay, MaxShutdownDelay))
+	}
 	errs = append(errs, c.validateAdmin())
 	if c.EventsRetention != 0 && c.EventsRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_EVENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.EventsRetention))
@@ -500,7 +513,8 @@ func (c *Config) Validate(roles []string) error {
 }
 
 // Warnings returns what in a valid configuration is likely a mistake, for the start-up to log:
-// an INTAKE_SHUTDOWN_GRACE above [MaxShutdownGraceWarn], which the shipped Kubernetes manifests'
+// an INTAKE_SHUTDOWN_GRACE (plus INTAKE_SHUTDOWN_DELAY where the API role runs) above
+// [MaxShutdownGraceWarn], which the shipped Kubernetes manifests'
 // terminationGracePeriodSeconds do not cover (the kubelet would kill in-flight work); an
 // INTAKE_WEBHOOK_TIMEOUT not below INTAKE_SHUTDOWN_GRACE, so that a webhook attempt may outlast
 // the grace, and is then cut off by every shutdown (the jobs role's webhook server runs with the
@@ -510,10 +524,18 @@ func (c *Config) Validate(roles []string) error {
 // delivers webhooks) runs only.
 func (c *Config) Warnings(roles []string) []string {
 	var out []string
-	if c.ShutdownGrace > MaxShutdownGraceWarn {
+	delay := c.ShutdownDelay
+	if !slices.Contains(roles, RoleAPI) {
+		delay = 0 // only a process serving the API waits
+	}
+	if c.ShutdownGrace+delay > MaxShutdownGraceWarn {
+		what := c.ShutdownGrace.String()
+		if delay > 0 {
+			what += " plus INTAKE_SHUTDOWN_DELAY " + delay.String()
+		}
 		out = append(out, fmt.Sprintf("INTAKE_SHUTDOWN_GRACE: %s is above %s: the process may take it plus 10s to stop after SIGTERM, "+
 			"more than the shipped Kubernetes manifests allow (terminationGracePeriodSeconds 45, the scheduler's 40, the api's 5s preStop pause included): "+
-			"raise terminationGracePeriodSeconds to at least the grace plus 15s, or the kubelet kills in-flight work", c.ShutdownGrace, MaxShutdownGraceWarn))
+			"raise terminationGracePeriodSeconds to at least that plus 15s, or the kubelet kills in-flight work", what, MaxShutdownGraceWarn))
 	}
 	if slices.Contains(roles, RoleJobs) && c.Webhook.Timeout >= c.ShutdownGrace {
 		out = append(out, fmt.Sprintf("INTAKE_WEBHOOK_TIMEOUT: %s is not below INTAKE_SHUTDOWN_GRACE (%s): a webhook attempt that takes its whole timeout "+
