@@ -114,6 +114,8 @@ type Server struct {
 	// completions counts the multipart completions running, those that outlived their request's
 	// answer included (Wait waits for them).
 	completions inflight
+	// completeBodies bounds the bytes of complete requests' bodies held at once (admitComplete).
+	completeBodies *bodyBudget
 }
 
 // New builds the Server. ctx bounds the JWKS refresh goroutine, if a JWKS URL is configured, and
@@ -153,6 +155,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
 		ids: newRequestIDs(), now: o.Now, stopping: ctx.Done(),
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second), completeBudget: CompleteBudget,
+		completeBodies: newBodyBudget(completeBodyOwnerBudget, completeBodyTotalBudget, m.refusedBodies.Inc),
 	}
 	if s.policy == nil {
 		s.policy = pipeline.DefaultPolicy()

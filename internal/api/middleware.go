@@ -34,6 +34,8 @@ type metrics struct {
 	refusedOpen prometheus.Counter
 	// refusedWaits counts long polls refused because the owner held too many open.
 	refusedWaits prometheus.Counter
+	// refusedBodies counts complete requests refused because their bodies passed a budget.
+	refusedBodies prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,9 +65,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: telemetry.Namespace, Name: "api_waits_refused_total",
 			Help: "Long polls (GET /v1/uploads/{id}?wait=) refused (429) because their owner held INTAKE_API_MAX_WAITS open on the replica.",
 		}),
+		refusedBodies: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "api_complete_bodies_refused_total",
+			Help: "Complete requests refused (429 too-many-completes, 503 server-busy) because the part lists being read passed their owner's budget (16 MiB) or the replica's (64 MiB).",
+		}),
 	}
 	m.presigned = newCounters(m.presigns, func(method string) string { return method })
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled, m.refusedOpen, m.refusedWaits} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.presigns, m.unscheduled, m.refusedOpen, m.refusedWaits, m.refusedBodies} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

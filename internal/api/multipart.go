@@ -315,6 +315,11 @@ func completedParts[T any](l partList[T], part func(T) multipart.CompletedPart) 
 func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	r, cancel := s.withCompleteBudget(r)
 	defer cancel()
+	release, p := s.admitComplete(w, r, who.owner, s.ownedMultipart)
+	defer release()
+	if p != nil {
+		return p
+	}
 	var req struct {
 		Parts partList[completedPart] `json:"parts"`
 	}

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	mpart "github.com/intakehq/intake/internal/multipart"
@@ -19,9 +19,14 @@ import (
 // 850,000 empty parts ({"parts":[{},{},...]}) is refused with 400 invalid-parts once the list
 // passes multipart.MaxParts, on both route families, allocating a few times the body (reading it
 // into a growing buffer, and encoding/json's decoder copying it: some 6.5 times), not the 120 MB encoding/json spent decoding every element before the list's length was checked.
-// The refusal comes before the upload is looked up: the unit server has no database.
+// The uploads are real and pending: an unknown one is refused before its body is read
+// (TestCompleteBodiesBounded).
 func TestCompletePartListRefusedBeforeAlloc(t *testing.T) {
-	srv := unitServer(t).Handler()
+	b := setup(t)
+	srv := b.api.Handler() // the contract's checker would read and copy the body first
+	mpBody := map[string]any{"filename": "a.bin", "content_type": "application/octet-stream", "size": 5<<20 + 10, "method": "multipart"}
+	v1 := b.createMP(t, aliceKey, mpBody, false)
+	uppy := b.createMP(t, aliceKey, map[string]any{"filename": "a.bin", "type": "application/octet-stream", "size": 5<<20 + 10}, true)
 	var body bytes.Buffer
 	body.WriteString(`{"parts":[{}`)
 	for body.Len()+len(`,{}]}`) <= maxCompleteBody {
@@ -32,8 +37,8 @@ func TestCompletePartListRefusedBeforeAlloc(t *testing.T) {
 	require.Greater(t, elements, 80*mpart.MaxParts)
 
 	for _, path := range []string{
-		"/v1/uploads/" + uuid.NewString() + "/complete",
-		"/s3/multipart/some-upload-id/complete?key=uploads/alice/x/a.bin",
+		"/v1/uploads/" + v1.id + "/complete",
+		"/s3/multipart/" + url.PathEscape(uppy.uploadID) + "/complete?key=" + url.QueryEscape(uppy.key),
 	} {
 		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body.Bytes()))
 		req.Header.Set("Content-Type", "application/json")

@@ -278,6 +278,11 @@ type uppyCompletedPart struct {
 func (s *Server) uppyComplete(w http.ResponseWriter, r *http.Request, who principal) *Problem {
 	r, cancel := s.withCompleteBudget(r)
 	defer cancel()
+	release, p := s.admitComplete(w, r, who.owner, s.uppyUpload)
+	defer release()
+	if p != nil {
+		return p
+	}
 	var req struct {
 		Parts partList[uppyCompletedPart] `json:"parts"`
 	}
