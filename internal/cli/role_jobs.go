@@ -108,7 +108,9 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 		// One endpoint that hangs holds at most half the workers (one once its attempts keep
 		// timing out), so that the others' deliveries go on.
 		MaxPerEndpoint: max(1, cfg.Webhook.Concurrency/2),
-		Client:         webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
+		// Slow receivers together hold at most three quarters of them.
+		Workers: cfg.Webhook.Concurrency,
+		Client:  webhook.NewClient(webhook.ClientOptions{Timeout: cfg.Webhook.Timeout, AllowPrivate: cfg.Webhook.AllowPrivate}),
 	})
 	if err != nil {
 		return nil, err

@@ -155,6 +155,11 @@ type DelivererConfig struct {
 	// about an error), and its RetryDelayFunc [RetryDelay] (or one that returns a DeferredError's
 	// RetryIn). Not applied with fewer than two endpoints. See the package documentation (Delivery).
 	MaxPerEndpoint int
+	// Workers is the server's workers (its Concurrency; 0: unknown). With MaxPerEndpoint, the
+	// endpoints whose tasks lately held their slot for half AttemptTimeout or more hold at most
+	// three quarters of them together, so that slow receivers, however many, leave workers to the
+	// others.
+	Workers int
 }
 
 // Deliverer runs [TypeDeliver] tasks: it posts notifications to one endpoint, each signed as the
@@ -198,7 +203,7 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 	if d.retry == nil {
 		d.retry = RetryDelay
 	}
-	d.share = newShare(cfg.MaxPerEndpoint, len(cfg.Endpoints.Names()), d.timeout, time.Now)
+	d.share = newShare(cfg.MaxPerEndpoint, len(cfg.Endpoints.Names()), cfg.Workers, d.timeout, time.Now)
 	return d, nil
 }
 

@@ -16,7 +16,10 @@ import (
 // every ten seconds is enough) take every worker, and the other endpoints' notifications wait
 // behind them without bound. So a Deliverer runs at most MaxPerEndpoint tasks of one endpoint at
 // once, and at most one of an endpoint whose last [SuspectAfter] attempts timed out (until one of
-// its attempts ends otherwise: one task at a time finds out whether it answers again). A task of
+// its attempts ends otherwise: one task at a time finds out whether it answers again). Endpoints
+// whose tasks lately held their slot for half the attempt timeout or more (slow receivers, which
+// no timeout marks) hold at most three quarters of the workers together
+// (DelivererConfig.Workers), so that two of them cannot take every worker. A task of
 // an endpoint that has its share is not run: it is deferred, posting nothing, with a
 // [DeferredError] that asynq retries after [DeferredError.RetryIn] without counting it as a
 // failed attempt (the server's IsFailure is [Deliverer.IsFailure]; its RetryDelayFunc,
@@ -57,14 +60,20 @@ type DeferredError struct {
 	Running, Limit int
 	// TimedOut is set when the limit is one because its last attempts timed out.
 	TimedOut bool
+	// Slow is set when the endpoint is below its limit but slow, and the slow endpoints hold their
+	// share of the workers together (see share.slow).
+	Slow bool
 	// RetryIn is when to run the task again ([RetryDelay] returns it).
 	RetryIn time.Duration
 }
 
 func (e *DeferredError) Error() string {
 	why := "its share of the workers"
-	if e.TimedOut {
+	switch {
+	case e.TimedOut:
 		why = fmt.Sprintf("its last %d attempts or more timed out: one at a time", SuspectAfter)
+	case e.Slow:
+		why = "its deliveries are slow, and the slow endpoints hold their share of the workers together"
 	}
 	return fmt.Sprintf("deferred, nothing posted: %d deliveries to %q are running (%s); runs again in %s",
 		e.Running, e.Endpoint, why, e.RetryIn.Round(time.Millisecond))
@@ -81,7 +90,9 @@ func (e *DeferredError) Deferred() bool { return true }
 // how long its tasks held a slot lately, and the tasks it deferred that have not come back yet. A
 // nil share admits everything.
 type share struct {
-	limit    int
+	limit int
+	// slowCap bounds the slots the slow endpoints hold together (0: no bound): see slow.
+	slowCap  int
 	timeout  time.Duration // the attempt timeout: how long a deferred task of a suspect endpoint waits
 	now      func() time.Time
 	mu       sync.Mutex
@@ -99,13 +110,40 @@ type deferred struct {
 }
 
 // newShare returns the share of limit tasks per endpoint, nil when there is no limit or fewer than
-// two endpoints (no other endpoint to leave workers to).
-func newShare(limit, endpoints int, timeout time.Duration, now func() time.Time) *share {
+// two endpoints (no other endpoint to leave workers to). With workers (the server's, 0: unknown),
+// the slow endpoints hold at most three quarters of them together (slowShare).
+func newShare(limit, endpoints, workers int, timeout time.Duration, now func() time.Time) *share {
 	if limit <= 0 || endpoints < 2 {
 		return nil
 	}
-	return &share{limit: limit, timeout: timeout, now: now, running: map[string]int{}, timeouts: map[string]int{},
+	s := &share{limit: limit, timeout: timeout, now: now, running: map[string]int{}, timeouts: map[string]int{},
 		held: map[string]time.Duration{}, waiting: map[string]*deferred{}}
+	if workers > 1 {
+		s.slowCap = workers - max(1, workers/4)
+	}
+	return s
+}
+
+// slow reports whether endpoint's tasks lately held their slot for half the attempt timeout or
+// more: a receiver that answers late (or fails late: 5xx after 9 s of a 10 s timeout, which no
+// timeout counts). Each such endpoint may hold its limit, but together they hold at most slowCap
+// slots: two slow endpoints at half the workers each would otherwise take them all, and every
+// other endpoint (the default one, which receives every tenant's notifications) would wait for
+// theirs to free one. s.mu is held.
+func (s *share) slow(endpoint string) bool {
+	h, ok := s.held[endpoint]
+	return ok && h >= s.timeout/2
+}
+
+// slowRunning is how many slots the slow endpoints hold. s.mu is held.
+func (s *share) slowRunning() int {
+	n := 0
+	for e, r := range s.running {
+		if r > 0 && s.slow(e) {
+			n += r
+		}
+	}
+	return n
 }
 
 // admit takes a slot of endpoint for task (its asynq task ID; "" when unknown), or returns the
@@ -130,7 +168,9 @@ func (s *share) admit(endpoint, task string, force bool) (release func(), err er
 	if suspect {
 		limit = 1
 	}
-	if n := s.running[endpoint]; n >= limit && !force {
+	n := s.running[endpoint]
+	slowCapped := n < limit && s.slowCap > 0 && s.slow(endpoint) && s.slowRunning() >= s.slowCap
+	if (n >= limit || slowCapped) && !force {
 		if now.Sub(w.pruned) >= pruneEvery {
 			w.prune(now)
 		}
@@ -147,7 +187,7 @@ func (s *share) admit(endpoint, task string, force bool) (release func(), err er
 		if task != "" {
 			w.forget[task] = now.Add(wait + forgetAfter)
 		}
-		return nil, &DeferredError{Endpoint: endpoint, Running: n, Limit: limit, TimedOut: suspect, RetryIn: wait}
+		return nil, &DeferredError{Endpoint: endpoint, Running: n, Limit: limit, TimedOut: suspect, Slow: slowCapped, RetryIn: wait}
 	}
 	s.running[endpoint]++
 	var once sync.Once

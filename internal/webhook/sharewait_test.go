@@ -23,7 +23,7 @@ func TestDeferralWaitsItsTurn(t *testing.T) {
 	// busy returns a share of 2 slots per endpoint whose endpoint "slow" had its tasks hold a slot
 	// 10 s each, both slots taken now.
 	busy := func() *webhook.Share {
-		sh := webhook.NewShare(2, 2, 10*time.Second, func() time.Time { return now })
+		sh := webhook.NewShare(2, 2, 0, 10*time.Second, func() time.Time { return now })
 		for i := range 2 {
 			release, err := sh.Admit("slow", fmt.Sprintf("run%d", i), false)
 			require.NoError(t, err)
@@ -95,4 +95,54 @@ func TestDeferralWaitsItsTurn(t *testing.T) {
 	require.ErrorAs(t, err, &deferred)
 	require.Equal(t, 1, s3.Waiting("slow"), "only the one just deferred")
 	require.LessOrEqual(t, deferred.RetryIn, 1500*time.Millisecond, "nothing ahead of it any more")
+}
+
+// TestSlowEndpointsLeaveWorkers (a tenant starving the others): two tenants' receivers answer
+// late, 5xx after 9.9 s of the 10 s attempt timeout, which no timeout counts, so neither is
+// "suspect". Each may hold half the server's 20 workers; before, together they held all 20, and
+// every other endpoint (the default one, which receives every tenant's notifications) waited for
+// one of theirs to free a worker. Now the slow endpoints hold at most three quarters together
+// (15), a slow endpoint past it is deferred (Slow), and a fast endpoint takes the rest. Pure
+// logic, a clock of its own.
+func TestSlowEndpointsLeaveWorkers(t *testing.T) {
+	t.Parallel()
+	const workers = 20
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	sh := webhook.NewShare(workers/2, 3, workers, 10*time.Second, func() time.Time { return now })
+	for _, ep := range []string{"tenant-a", "tenant-b"} {
+		release, err := sh.Admit(ep, "", false)
+		require.NoError(t, err)
+		now = now.Add(9900 * time.Millisecond) // answered 500, late
+		release()
+	}
+
+	slow := 0
+	for _, ep := range []string{"tenant-a", "tenant-b"} {
+		for i := range workers {
+			_, err := sh.Admit(ep, fmt.Sprintf("%s-%d", ep, i), false)
+			if err == nil {
+				slow++
+				continue
+			}
+			var deferred *webhook.DeferredError
+			require.ErrorAs(t, err, &deferred)
+			if ep == "tenant-b" && i == workers/2-5 {
+				require.True(t, deferred.Slow, "below its own limit, deferred for the slow endpoints' share: %v", err)
+				require.Contains(t, err.Error(), "slow endpoints hold their share")
+			}
+		}
+	}
+	require.Equal(t, workers-workers/4, slow, "slots held at once by the two slow endpoints")
+
+	fast := 0
+	for i := range workers {
+		if _, err := sh.Admit("default", fmt.Sprintf("default-%d", i), false); err == nil {
+			fast++
+		}
+	}
+	require.Equal(t, workers/2, fast, "a fast endpoint is not held back by the slow ones' share: its own limit")
+
+	// A slow endpoint's last attempt runs anyway (its give-up is recorded).
+	_, err := sh.Admit("tenant-b", "last", true)
+	require.NoError(t, err)
 }
