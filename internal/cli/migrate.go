@@ -55,7 +55,7 @@ func (c MigrateUpCmd) Run(g *Globals) error {
 		return err
 	}
 	defer st.Close()
-	res, err := store.Upgrade(g.Ctx, st.Pool)
+	res, err := store.Upgrade(g.Ctx, st.Pool, store.WithMigrationLog(g.Log))
 	if len(res.Moved) > 0 {
 		fmt.Fprintf(g.Stdout, "moved intake's tables from schema public to schema %s: %s\n", res.Schema, strings.Join(res.Moved, ", "))
 		g.Log.Warn("moved intake's tables from schema public to intake's own schema; replicas of older releases (which look in public) must be replaced",

@@ -361,7 +361,7 @@ func (a *App) connect(ctx context.Context) error {
 	a.setPhase(phaseSchema)
 	if a.Cfg.Migrate {
 		a.setPhase(phaseMigrate)
-		res, err := store.Upgrade(ctx, st.Pool)
+		res, err := store.Upgrade(ctx, st.Pool, store.WithMigrationLog(a.Log))
 		if err != nil {
 			st.Close()
 			return err

@@ -19,13 +19,16 @@ func MigrateFS(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, dir string, 
 }
 
 // MigrateFSLocks is MigrateFS (without adopt) with the waits for locks given: lockTimeout per
-// wait, attempts runs of a migration, backoff before the second run.
+// wait, attempts runs of a migration, backoff before the second run. It exercises the lock
+// timeout's own path: no transaction younger than an hour is waited out before a run (the
+// blocker wait has tests of its own, through MigrateFSLog), so a test's blocker is run into
+// however slowly the machine runs.
 func MigrateFSLocks(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, dir string, lockTimeout time.Duration, attempts int, backoff time.Duration) (UpgradeResult, error) {
 	ms, err := parseMigrations(fsys, dir)
 	if err != nil {
 		return UpgradeResult{}, err
 	}
-	return migrate(ctx, pool, ms, false, migrateOptions{lockTimeout: lockTimeout, lockAttempts: attempts, lockBackoff: backoff})
+	return migrate(ctx, pool, ms, false, migrateOptions{lockTimeout: lockTimeout, lockAttempts: attempts, lockBackoff: backoff, blockerAge: time.Hour})
 }
 
 // UpgradeLocks is Upgrade with the waits for locks given, as MigrateFSLocks.
