@@ -156,8 +156,8 @@ type DelivererConfig struct {
 	// RetryIn). Not applied with fewer than two endpoints. See the package documentation (Delivery).
 	MaxPerEndpoint int
 	// Workers is the server's workers (its Concurrency; 0: unknown). With MaxPerEndpoint, the
-	// endpoints whose tasks lately held their slot for half AttemptTimeout or more hold at most
-	// three quarters of them together, so that slow receivers, however many, leave workers to the
+	// endpoints that lately answered their posts in half AttemptTimeout or more (at least 2 s)
+	// hold at most three quarters of them together, so that slow receivers, however many, leave workers to the
 	// others.
 	Workers int
 }
@@ -515,12 +515,13 @@ func (d *Deliverer) toDeliver(ctx context.Context, endpoint string, items []Item
 // attempt posts one notification and records its delivery; err is nil only when both succeeded.
 func (d *Deliverer) attempt(ctx context.Context, ep Endpoint, it Item, attempt int, last bool) (string, error) {
 	id, typ := eventOf(it.Body)
+	start := time.Now()
 	result, err := d.post(ctx, ep, id, it.Body)
 	if result == resultInterrupted {
 		// Not the endpoint's failure: neither counted nor logged as one (see cutOff).
 		return result, fmt.Errorf("deliver %s to %q: %w", id, ep.Name, err)
 	}
-	d.share.observe(ep.Name, result)
+	d.share.observe(ep.Name, result, time.Since(start))
 	if d.metrics != nil {
 		d.metrics.attempts.WithLabelValues(ep.Name, result).Inc()
 	}

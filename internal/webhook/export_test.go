@@ -1,5 +1,7 @@
 package webhook
 
+import "time"
+
 // NominalDelay is nominalDelay (the retry delay without jitter).
 var NominalDelay = nominalDelay
 
@@ -41,3 +43,6 @@ func (s *Share) Waiting(endpoint string) int {
 	}
 	return 0
 }
+
+// Observe is share.observe.
+func (s *Share) Observe(endpoint, result string, took time.Duration) { s.observe(endpoint, result, took) }

@@ -17,8 +17,8 @@ import (
 // behind them without bound. So a Deliverer runs at most MaxPerEndpoint tasks of one endpoint at
 // once, and at most one of an endpoint whose last [SuspectAfter] attempts timed out (until one of
 // its attempts ends otherwise: one task at a time finds out whether it answers again). Endpoints
-// whose tasks lately held their slot for half the attempt timeout or more (slow receivers, which
-// no timeout marks) hold at most three quarters of the workers together
+// that lately answered their posts in half the attempt timeout or more (slow receivers, which no
+// timeout marks) hold at most three quarters of the workers together
 // (DelivererConfig.Workers), so that two of them cannot take every worker. A task of
 // an endpoint that has its share is not run: it is deferred, posting nothing, with a
 // [DeferredError] that asynq retries after [DeferredError.RetryIn] without counting it as a
@@ -100,6 +100,10 @@ type share struct {
 	timeouts map[string]int
 	held     map[string]time.Duration // moving average of how long a task held a slot
 	waiting  map[string]*deferred
+	// latency is a moving average of how long an endpoint took to answer a post, seen when it
+	// last changed (see slow).
+	latency map[string]time.Duration
+	seen    map[string]time.Time
 }
 
 // deferred is the tasks of one endpoint deferred and not seen since, by task ID: when each is
@@ -117,23 +121,29 @@ func newShare(limit, endpoints, workers int, timeout time.Duration, now func() t
 		return nil
 	}
 	s := &share{limit: limit, timeout: timeout, now: now, running: map[string]int{}, timeouts: map[string]int{},
-		held: map[string]time.Duration{}, waiting: map[string]*deferred{}}
+		held: map[string]time.Duration{}, waiting: map[string]*deferred{},
+		latency: map[string]time.Duration{}, seen: map[string]time.Time{}}
 	if workers > 1 {
 		s.slowCap = workers - max(1, workers/4)
 	}
 	return s
 }
 
-// slow reports whether endpoint's tasks lately held their slot for half the attempt timeout or
-// more: a receiver that answers late (or fails late: 5xx after 9 s of a 10 s timeout, which no
-// timeout counts). Each such endpoint may hold its limit, but together they hold at most slowCap
-// slots: two slow endpoints at half the workers each would otherwise take them all, and every
-// other endpoint (the default one, which receives every tenant's notifications) would wait for
-// theirs to free one. s.mu is held.
+// slow reports whether endpoint lately answered its posts in half the attempt timeout or more (at
+// least slowFloor): a receiver that answers late (or fails late: 5xx after 9 s of a 10 s timeout,
+// which no timeout counts). Each such endpoint may hold its limit, but together they hold at most
+// slowCap slots: two slow endpoints at half the workers each would otherwise take them all, and
+// every other endpoint (the default one, which receives every tenant's notifications) would wait
+// for theirs to free one. What counts is each post's time, not a task's (a batch of 16 posted 4 at
+// a time takes four posts' time), and a measure older than two attempt timeouts is forgotten (the
+// endpoint runs, and is measured again). s.mu is held.
 func (s *share) slow(endpoint string) bool {
-	h, ok := s.held[endpoint]
-	return ok && h >= s.timeout/2
+	l, ok := s.latency[endpoint]
+	return ok && l >= max(s.timeout/2, slowFloor) && s.now().Sub(s.seen[endpoint]) < 2*s.timeout
 }
+
+// slowFloor is the least answer time that makes an endpoint slow, whatever the attempt timeout.
+const slowFloor = 2 * time.Second
 
 // slowRunning is how many slots the slow endpoints hold. s.mu is held.
 func (s *share) slowRunning() int {
@@ -226,14 +236,19 @@ func (w *deferred) prune(now time.Time) {
 	}
 }
 
-// observe counts an attempt's result: a timeout adds one to the endpoint's timeouts in a row, any
-// other result (an answer, a refused connection) ends them.
-func (s *share) observe(endpoint, result string) {
+// observe counts an attempt's result and how long it took: a timeout adds one to the endpoint's
+// timeouts in a row, any other result (an answer, a refused connection) ends them; took goes into
+// the endpoint's answer time (see slow).
+func (s *share) observe(endpoint, result string, took time.Duration) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if l, ok := s.latency[endpoint]; ok && s.now().Sub(s.seen[endpoint]) < 2*s.timeout {
+		took = (4*l + took) / 5
+	}
+	s.latency[endpoint], s.seen[endpoint] = took, s.now()
 	if result == ResultTimeout {
 		s.timeouts[endpoint]++
 		return

@@ -99,7 +99,8 @@ func TestDeferralWaitsItsTurn(t *testing.T) {
 
 // TestSlowEndpointsLeaveWorkers (a tenant starving the others): two tenants' receivers answer
 // late, 5xx after 9.9 s of the 10 s attempt timeout, which no timeout counts, so neither is
-// "suspect". Each may hold half the server's 20 workers; before, together they held all 20, and
+// "suspect". What counts is each post's answer time (not a task's, which posts several), and
+// only lately. Each may hold half the server's 20 workers; before, together they held all 20, and
 // every other endpoint (the default one, which receives every tenant's notifications) waited for
 // one of theirs to free a worker. Now the slow endpoints hold at most three quarters together
 // (15), a slow endpoint past it is deferred (Slow), and a fast endpoint takes the rest. Pure
@@ -110,11 +111,11 @@ func TestSlowEndpointsLeaveWorkers(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	sh := webhook.NewShare(workers/2, 3, workers, 10*time.Second, func() time.Time { return now })
 	for _, ep := range []string{"tenant-a", "tenant-b"} {
-		release, err := sh.Admit(ep, "", false)
-		require.NoError(t, err)
-		now = now.Add(9900 * time.Millisecond) // answered 500, late
-		release()
+		sh.Observe(ep, webhook.Result5xx, 9900*time.Millisecond) // answered 500, late
 	}
+	// The default endpoint answers each post in 1.5 s: a batch of 16 takes four of those, but it
+	// is not slow.
+	sh.Observe("default", webhook.ResultSuccess, 1500*time.Millisecond)
 
 	slow := 0
 	for _, ep := range []string{"tenant-a", "tenant-b"} {
@@ -145,4 +146,16 @@ func TestSlowEndpointsLeaveWorkers(t *testing.T) {
 	// A slow endpoint's last attempt runs anyway (its give-up is recorded).
 	_, err := sh.Admit("tenant-b", "last", true)
 	require.NoError(t, err)
+
+	// A measure not refreshed for two attempt timeouts is forgotten: an endpoint that was slow
+	// once, an hour ago, is not held back now (it runs, and is measured again).
+	sh.Observe("once-slow", webhook.ResultSuccess, 9*time.Second)
+	_, err = sh.Admit("once-slow", "", false)
+	require.ErrorIs(t, err, webhook.ErrEndpointBusy, "slow now, and the slow endpoints hold their share")
+	now = now.Add(time.Hour)
+	for _, ep := range []string{"tenant-a", "tenant-b"} {
+		sh.Observe(ep, webhook.Result5xx, 9900*time.Millisecond) // still slow, measured just now
+	}
+	_, err = sh.Admit("once-slow", "", false)
+	require.NoError(t, err, "a stale measure")
 }
