@@ -85,6 +85,8 @@ type setupOpts struct {
 	s3Creds aws.CredentialsProvider
 	// now is the API's clock.
 	now func() time.Time
+	// publicEndpoint is INTAKE_S3_PUBLIC_ENDPOINT: the endpoint presigned URLs name.
+	publicEndpoint string
 }
 
 func testAPIConfig() config.API {
@@ -152,13 +154,15 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 		c.Credentials = o.s3Creds
 		srvS3 = objstore.NewClient(c, testkit.AWS())
 	}
+	presignAWS := testkit.AWS()
+	presignAWS.S3PublicEndpoint = o.publicEndpoint
 	mpMetrics, err := mpart.NewMetrics(reg)
 	require.NoError(t, err)
 	mp, err := mpart.New(mpart.Config{S3: srvS3, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
 	require.NoError(t, err)
 	srv, err := New(ctx, Options{
 		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: srvS3, Multipart: mp,
-		Presign: objstore.NewPresignClient(awsCfg, testkit.AWS()), Aborts: aborts, Waits: o.waits,
+		Presign: objstore.NewPresignClient(awsCfg, presignAWS), Aborts: aborts, Waits: o.waits,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg, Now: o.now,
 	})
 	require.NoError(t, err)

@@ -422,13 +422,21 @@ func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request, who princip
 // when u is pending): a refused upload is answered only as the completion of these parts retried
 // (completedBefore), else with p.
 func (s *Server) completeOrRetried(ctx context.Context, u dbq.Upload, p *Problem, parts []multipart.CompletedPart) (multipart.CompleteResult, *Problem) {
+	res, ok := multipart.CompleteResult{}, false
 	if p == nil {
-		return s.complete(ctx, u, parts)
+		res, p = s.complete(ctx, u, parts)
+		ok = p == nil
+	} else {
+		res, ok = s.completedBefore(ctx, u, parts)
 	}
-	if res, ok := s.completedBefore(ctx, u, parts); ok {
-		return res, nil
+	if !ok {
+		return multipart.CompleteResult{}, p
 	}
-	return multipart.CompleteResult{}, p
+	// The object's URL as the presigned URLs address it (INTAKE_S3_PUBLIC_ENDPOINT's, which a
+	// browser reaches), the same for a retried complete: not S3's Location, which names the
+	// endpoint intake calls and is given to the completion only. Uppy makes it the uploadURL.
+	res.Location = s.signer.ObjectURL(u.Bucket, u.Key)
+	return res, nil
 }
 
 // abortOrRetried aborts u, loaded by ownedMultipart or uppyUpload with p, their refusal (nil when u
@@ -461,12 +469,7 @@ func (s *Server) completedBefore(ctx context.Context, u dbq.Upload, parts []mult
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.s3Timeout)
 	defer cancel()
-	res, ok := s.mp.CompletedWith(hctx, u.Bucket, u.Key, parts)
-	if ok {
-		// S3 gives a Location to the completion only; Uppy makes it the file's uploadURL.
-		res.Location = s.signer.ObjectURL(u.Bucket, u.Key)
-	}
-	return res, ok
+	return s.mp.CompletedWith(hctx, u.Bucket, u.Key, parts)
 }
 
 // abortTimeout bounds an abort asked through the API once it no longer follows the request's

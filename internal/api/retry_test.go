@@ -3,9 +3,12 @@ package api
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/testkit"
 )
 
 // TestRetriedCompleteAndAbort: a client whose complete or DELETE was done but whose answer was
@@ -70,5 +73,34 @@ func TestRetriedCompleteAndAbort(t *testing.T) {
 			status, _, resp = b.call(t, "DELETE", cpath, aliceKey, nil)
 			require.Equal(t, http.StatusConflict, status, resp)
 		})
+	}
+}
+
+// TestCompleteLocationIsThePublicURL: with INTAKE_S3_PUBLIC_ENDPOINT set (browsers reach S3 under
+// another name than intake does), a complete's location is the object's URL under the public
+// endpoint, the one its presigned URLs name, on both route families, and a retried complete answers
+// the same. Before, the first answer carried S3's own Location (the endpoint intake calls, which a
+// browser may not reach) and a retry the public one: Uppy's uploadURL depended on whether the
+// first answer was lost.
+func TestCompleteLocationIsThePublicURL(t *testing.T) {
+	t.Parallel()
+	internal := testkit.AWS().S3Endpoint
+	public := strings.Replace(internal, "127.0.0.1", "localhost", 1)
+	require.NotEqual(t, internal, public, "the test's S3 endpoint is not on 127.0.0.1")
+	b := setup(t, setupOpts{publicEndpoint: public})
+	for _, uppy := range []bool{false, true} {
+		body := map[string]any{"filename": "located.bin", "content_type": "application/octet-stream", "size": 10, "method": "multipart"}
+		if uppy {
+			body = map[string]any{"filename": "located.bin", "type": "application/octet-stream", "size": 10}
+		}
+		u := b.createMP(t, aliceKey, body, uppy)
+		parts := b.uploadParts(t, aliceKey, u, 10)
+		status, first := b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+		require.Equal(t, http.StatusOK, status, first)
+		want := public + "/" + b.bucket + "/" + u.key
+		require.Equal(t, want, first["location"], "uppy %v", uppy)
+		status, again := b.completeMP(t, aliceKey, u, map[string]any{"parts": parts})
+		require.Equal(t, http.StatusOK, status, again)
+		require.Equal(t, want, again["location"], "uppy %v: retried", uppy)
 	}
 }
