@@ -716,8 +716,8 @@ func (a *App) serve(ctx context.Context) error {
 // runCtx ends (a component failed).
 func (a *App) holdBeforeDrain(runCtx context.Context) {
 	d := a.Cfg.ShutdownDelay
-	if d <= 0 || !a.started.Load() || !a.runs(config.RoleAPI) {
-		return
+	if d <= 0 || !a.started.Load() || !a.runs(config.RoleAPI) || runCtx.Err() != nil {
+		return // no delay, nothing served yet, or a component failed: drain at once
 	}
 	sig, stopSig := notifyTerm()
 	defer stopSig()

@@ -91,7 +91,7 @@ func TestShutdownDelayKeepsServing(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
 	const apiKey = "0123456789abcdef-alice"
-	const delay = 8 * time.Second // long enough for the checks below on a loaded machine
+	const delay = 12 * time.Second // long enough for the checks below on a loaded machine
 	d := startDaemon(t, ctx, "--roles", "api",
 		"--database-url", testkit.DatabaseURLFor(schema), "--migrate",
 		"--redis-url", fmt.Sprintf("redis://%s/%d", testkit.RedisAddr(), testkit.RedisDB(t)),
