@@ -45,4 +45,6 @@ func (s *Share) Waiting(endpoint string) int {
 }
 
 // Observe is share.observe.
-func (s *Share) Observe(endpoint, result string, took time.Duration) { s.observe(endpoint, result, took) }
+func (s *Share) Observe(endpoint, result string, took time.Duration) {
+	s.observe(endpoint, result, took)
+}
