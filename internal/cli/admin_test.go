@@ -89,12 +89,7 @@ func TestAdminListener(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
 	}
-	ctx := testkit.Context(t)
-	schema := testkit.Schema(t)
-	bucket := testkit.Bucket(t, testkit.S3())
-	awsc := testkit.AWS()
-	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	ctx, schema, bucket, awsc := daemonStack(t)
 	adminAddr := testkit.FreeAddr(t)
 	get := func(url string) (int, string) {
 		resp, err := http.Get(url)
@@ -142,12 +137,7 @@ func TestDependencyUpWithoutProbes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
 	}
-	ctx := testkit.Context(t)
-	schema := testkit.Schema(t)
-	bucket := testkit.Bucket(t, testkit.S3())
-	awsc := testkit.AWS()
-	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	ctx, schema, bucket, awsc := daemonStack(t)
 	redisProxy := testkit.NewProxy(t, "redis", testkit.RedisAddr())
 	addr, adminAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	runCtx, cancel := context.WithCancel(ctx)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/testkit"
 )
 
@@ -41,6 +42,20 @@ func startDaemon(t *testing.T, ctx context.Context, args ...string) *daemon {
 		return resp.StatusCode == http.StatusOK
 	}, 60*time.Second, 200*time.Millisecond, "not ready; logs:\n%s", d.logs.String())
 	return d
+}
+
+// daemonStack is what a test running `intake run` against the local stack needs: its context, a
+// schema of its own, a bucket of its own, the stack's endpoints, and the stack's credentials in
+// the environment (t.Setenv: the test cannot be parallel).
+func daemonStack(t *testing.T) (ctx context.Context, schema, bucket string, awsc config.AWS) {
+	t.Helper()
+	ctx = testkit.Context(t)
+	schema = testkit.Schema(t)
+	bucket = testkit.Bucket(t, testkit.S3())
+	awsc = testkit.AWS()
+	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	return ctx, schema, bucket, awsc
 }
 
 // stop cancels the daemon's context (what SIGTERM does) and returns its exit code.

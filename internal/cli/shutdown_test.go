@@ -84,12 +84,7 @@ func TestShutdownDelayKeepsServing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
 	}
-	ctx := testkit.Context(t)
-	schema := testkit.Schema(t)
-	bucket := testkit.Bucket(t, testkit.S3())
-	awsc := testkit.AWS()
-	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	ctx, schema, bucket, awsc := daemonStack(t)
 	const apiKey = "0123456789abcdef-alice"
 	const delay = 12 * time.Second // long enough for the checks below on a loaded machine
 	d := startDaemon(t, ctx, "--roles", "api",

@@ -164,12 +164,7 @@ func TestAPIReadinessNeedsWhatTheAPINeeds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
 	}
-	ctx := testkit.Context(t)
-	schema := testkit.Schema(t)
-	bucket := testkit.Bucket(t, testkit.S3())
-	awsc := testkit.AWS()
-	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	ctx, schema, bucket, awsc := daemonStack(t)
 	const apiKey = "0123456789abcdef-alice"
 	redisDown := testkit.FreeAddr(t)
 	d := startDaemon(t, ctx, "--roles", "api",
@@ -196,12 +191,7 @@ func TestAPIReadinessWithIngressDoesNotNeedSQS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
 	}
-	ctx := testkit.Context(t)
-	schema := testkit.Schema(t)
-	bucket := testkit.Bucket(t, testkit.S3())
-	awsc := testkit.AWS()
-	t.Setenv("AWS_ACCESS_KEY_ID", testkit.DefaultAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testkit.DefaultSecretKey)
+	ctx, schema, bucket, awsc := daemonStack(t)
 	const apiKey = "0123456789abcdef-alice"
 	adminAddr := testkit.FreeAddr(t)
 	d := startDaemon(t, ctx, "--roles", "api",

@@ -1,13 +1,11 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -20,26 +18,8 @@ import (
 	"github.com/intakehq/intake/internal/testkit"
 )
 
-// logBuffer collects a slog text log, written from the migration's goroutine and read by the test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // migrateLog is lockBundle.migrate with the run's waits logged to buf.
-func (b *lockBundle) migrateLog(lockTimeout time.Duration, attempts int, backoff time.Duration, buf *logBuffer) <-chan migrateResult {
+func (b *lockBundle) migrateLog(lockTimeout time.Duration, attempts int, backoff time.Duration, buf *testkit.SyncBuffer) <-chan migrateResult {
 	done := make(chan migrateResult, 1)
 	log := slog.New(slog.NewTextHandler(buf, nil))
 	go func() {
@@ -143,7 +123,7 @@ func TestMigrationWaitsOutLongTransaction(t *testing.T) {
 	// gives up, up to the lock timeout, and so fails its own lock_timeout.
 	const stall = 500 * time.Millisecond
 	inserts := b.watchInserts(t, stall)
-	var log logBuffer
+	var log testkit.SyncBuffer
 	r := <-b.migrateLog(lockTimeout, 2, 100*time.Millisecond, &log)
 	inserts.end(t)
 	t.Logf("error: %v\nlog: %s", r.err, log.String())
@@ -174,7 +154,7 @@ func TestMigrationRunsOnceLongTransactionEnds(t *testing.T) {
 	const lockTimeout = 500 * time.Millisecond
 	blocker, pid := b.holdOld(t, "SELECT 1 FROM t LIMIT 1", lockTimeout)
 
-	var log logBuffer
+	var log testkit.SyncBuffer
 	done := b.migrateLog(lockTimeout, 5, time.Second, &log) // 2.5 s of lock timeouts, 15 s of backoffs: room for a slow machine
 	require.Eventually(t, func() bool { return strings.Contains(log.String(), fmt.Sprintf("pid=%d ", pid)) },
 		5*time.Second, 10*time.Millisecond, "the blocker was not logged: %s", log.String())
@@ -199,7 +179,7 @@ func TestNoTransactionMigrationWaitsOutLongTransaction(t *testing.T) {
 	const lockTimeout = 300 * time.Millisecond
 	_, pid := b.holdOld(t, "UPDATE t SET a = a WHERE a = 1", lockTimeout) // ROW EXCLUSIVE until the test ends
 
-	var log logBuffer
+	var log testkit.SyncBuffer
 	r := <-b.migrateLog(lockTimeout, 2, 100*time.Millisecond, &log)
 	require.ErrorIs(t, r.err, store.ErrMigrationLockTimeout)
 	require.ErrorContains(t, r.err, fmt.Sprintf("pid %d ", pid))
@@ -226,7 +206,7 @@ func TestMigrationLogsAdvisoryLockHolder(t *testing.T) {
 	_, err = holder.Exec(b.ctx, "SELECT pg_advisory_lock($1, hashtext($2))", store.MigrationLockClass, b.schema)
 	require.NoError(t, err)
 
-	var log logBuffer
+	var log testkit.SyncBuffer
 	done := b.migrateLog(time.Second, 1, time.Millisecond, &log)
 	pid := holder.PgConn().PID()
 	require.Eventually(t, func() bool { return strings.Contains(log.String(), fmt.Sprintf("pid=%d ", pid)) },
