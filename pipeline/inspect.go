@@ -119,7 +119,12 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	declaredHash := intent != nil && intent.SHA256 != nil
 	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
 	if in.verdict.status == StatusValid && wantHash {
+		release, err := p.hashTurn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+		}
 		sum, n, err := p.objects.Hash(ctx, ref)
+		release()
 		if errors.Is(err, ErrNotFound) {
 			// Deleted since it was peeked at: start over from HEAD, which records it missing.
 			return nil, fmt.Errorf("hash %s/%s: gone since inspected (%v): %w", bucket, key, err, ErrChanged)
@@ -134,6 +139,26 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 		in.verdict = checkHash(intent, sum)
 	}
 	return in, nil
+}
+
+// hashTurn waits for a hash slot (ProcessorConfig.HashConcurrency) within ctx, and returns its
+// release.
+func (p *Processor) hashTurn(ctx context.Context) (release func(), err error) {
+	if p.hashSlots == nil {
+		return func() {}, nil
+	}
+	select {
+	case p.hashSlots <- struct{}{}:
+	default:
+		p.m.hashWaiting.Inc()
+		defer p.m.hashWaiting.Dec()
+		select {
+		case p.hashSlots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for a hash slot (%d hashes run at once): %w", cap(p.hashSlots), ctx.Err())
+		}
+	}
+	return func() { <-p.hashSlots }, nil
 }
 
 // quarantined reports whether key lies under a rule's quarantine prefix.

@@ -18,6 +18,8 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	// distrusted counts what was not taken at an event's word (trust.go).
 	distrusted *prometheus.CounterVec
+	// hashWaiting counts the inspections waiting for a hash slot (HashConcurrency).
+	hashWaiting prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "intake_events_distrusted_total",
 			Help: "What was not taken at an event's word, by reason, counted on every processing attempt (a message refused for foreign_bucket once per receive until it is dead-lettered: maxReceiveCount times under a redrive policy): foreign_bucket (message or inspection refused), removal_unconfirmed (S3 still has the object: not marked deleted), sequencer_implausible (longer than " + strconv.Itoa(MaxPlausibleSequencer) + " digits or not hexadecimal: ignored), event_time_future (clamped to now).",
 		}, []string{"reason"}),
+		hashWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "intake_hashes_waiting",
+			Help: "Inspections waiting for a hash slot (INTAKE_CONSUMER_HASH_CONCURRENCY hashes run at once): when it stays up, hashes are the bottleneck, and other events wait behind them for a worker.",
+		}),
 	}
 	if reg == nil {
 		m.initLabels()
@@ -69,6 +75,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.distrusted, err = register(reg, m.distrusted)
+	if err != nil {
+		return nil, err
+	}
+	m.hashWaiting, err = register(reg, m.hashWaiting)
 	if err != nil {
 		return nil, err
 	}

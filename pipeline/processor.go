@@ -43,6 +43,12 @@ type ProcessorConfig struct {
 	// HashMaxSize computes the SHA-256 of objects up to this size even when
 	// their intent declared none (0 = only when the intent declared one).
 	HashMaxSize int64
+	// HashConcurrency bounds the hashes run at once (0: no bound); an inspection that needs one
+	// more waits for its turn, within its context. Hashes read whole objects, and those running at
+	// once share the host's bandwidth: without a bound, 64 workers' hashes of large objects each
+	// ran 64 times slower than one alone, all past their message timeout, and were retried, all
+	// again, until dead-lettered. With one, some finish at each round, and the others after them.
+	HashConcurrency int
 	// Archive stores every raw message body in the events table.
 	Archive bool
 	// Multipart, when set, is told when a multipart upload completed, so its
@@ -64,9 +70,11 @@ type Processor struct {
 	log         *slog.Logger
 	m           *metrics
 	hashMaxSize int64
-	archive     bool
-	multipart   MultipartCanceller
-	now         func() time.Time
+	// hashSlots holds a token per hash running (HashConcurrency); nil: no bound.
+	hashSlots chan struct{}
+	archive   bool
+	multipart MultipartCanceller
+	now       func() time.Time
 }
 
 // NewProcessor checks cfg and returns a Processor.
@@ -83,6 +91,9 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	}
 	if cfg.HashMaxSize < 0 {
 		errs = append(errs, errors.New("HashMaxSize must not be negative"))
+	}
+	if cfg.HashConcurrency < 0 {
+		errs = append(errs, errors.New("HashConcurrency must not be negative"))
 	}
 	if cfg.EventTimeTolerance < 0 {
 		errs = append(errs, errors.New("EventTimeTolerance must not be negative"))
@@ -107,6 +118,9 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		objects: cfg.Objects, records: cfg.Records, buckets: slices.Clone(cfg.Buckets),
 		tolerance: cmp.Or(cfg.EventTimeTolerance, DefaultEventTimeTolerance), policy: policy, log: cfg.Log, m: m,
 		hashMaxSize: cfg.HashMaxSize, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
+	}
+	if cfg.HashConcurrency > 0 {
+		p.hashSlots = make(chan struct{}, cfg.HashConcurrency)
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

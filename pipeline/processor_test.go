@@ -54,6 +54,7 @@ type procOpts struct {
 	records   pipeline.RecordStore // nil: the bundle's schema
 	buckets   []string             // served besides the bundle's bucket
 	now       func() time.Time
+	hashes    int // HashConcurrency
 }
 
 func setupProc(t *testing.T, opts procOpts) *procBundle {
@@ -73,6 +74,7 @@ func (b *procBundle) newProcessor(t *testing.T, opts procOpts) *pipeline.Process
 		Objects: opts.objects, Records: opts.records, Policy: opts.policy, Registerer: b.reg,
 		Buckets:     append([]string{b.bucket}, opts.buckets...),
 		HashMaxSize: opts.hashMax, Archive: opts.archive, Multipart: opts.multipart, Now: opts.now,
+		HashConcurrency: opts.hashes,
 	}
 	if cfg.Objects == nil {
 		cfg.Objects = objstore.NewObjects(b.s3)
@@ -1182,7 +1184,7 @@ func verdictCount(t *testing.T, reg *prometheus.Registry) float64 {
 	return sum
 }
 
-// metricValue returns the value of the counter or the sample count of the histogram name with
+// metricValue returns the value of the counter or gauge, or the sample count of the histogram, name with
 // the given labels, or 0 when absent.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
@@ -1201,6 +1203,9 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 			}
 			if m.GetCounter() != nil {
 				return m.GetCounter().GetValue()
+			}
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
 			}
 			return float64(m.GetHistogram().GetSampleCount())
 		}

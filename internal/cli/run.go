@@ -167,6 +167,7 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 			Log:                a.Log.With("component", "pipeline"),
 			Registerer:         a.Registry,
 			HashMaxSize:        a.Cfg.Consumer.HashMaxSize,
+			HashConcurrency:    a.Cfg.Consumer.HashConcurrency,
 			Archive:            a.Cfg.Consumer.Archive,
 			Multipart:          tasks.NewCanceller(insp),
 		})

@@ -287,6 +287,9 @@ type Consumer struct {
 	Archive bool `name:"archive" env:"ARCHIVE" help:"Archive raw event bodies in PostgreSQL."`
 	// HashMaxSize is the largest object whose SHA-256 is computed (0 = only when the intent declared one).
 	HashMaxSize int64 `name:"hash-max-size" env:"HASH_MAX_SIZE" default:"0" help:"Compute SHA-256 for objects up to this size in bytes even without a declared hash (0: only when declared)."`
+	// HashConcurrency bounds the hashes a process runs at once (0: no bound): those running share
+	// the host's bandwidth (pipeline.ProcessorConfig.HashConcurrency).
+	HashConcurrency int `name:"hash-concurrency" env:"HASH_CONCURRENCY" default:"8" help:"Hashes (declared sha256, HASH_MAX_SIZE) run at once; more wait their turn (0: no bound)."`
 	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
 	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
 	// EventTimeTolerance is how far in the future an event's eventTime may lie (clock skew between
@@ -685,6 +688,9 @@ func (c Consumer) validatePipeline() error {
 	var errs []error
 	if c.HashMaxSize < 0 {
 		errs = append(errs, errors.New("INTAKE_CONSUMER_HASH_MAX_SIZE: must not be negative"))
+	}
+	if c.HashConcurrency < 0 || c.HashConcurrency > 1024 {
+		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_HASH_CONCURRENCY: %d not in 0..1024", c.HashConcurrency))
 	}
 	if c.EventTimeTolerance < time.Second || c.EventTimeTolerance > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_CONSUMER_EVENT_TIME_TOLERANCE: %s not in 1s..24h", c.EventTimeTolerance))

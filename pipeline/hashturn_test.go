@@ -1,0 +1,101 @@
+package pipeline_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/pipeline"
+)
+
+// gatedHashes is the real object store (MinIO) whose hashes wait at gate before reading,
+// counting how many run at once.
+type gatedHashes struct {
+	pipeline.ObjectStore
+	gate chan struct{}
+
+	mu            sync.Mutex
+	running, most int
+}
+
+func (g *gatedHashes) Hash(ctx context.Context, obj pipeline.ObjectRef) ([]byte, int64, error) {
+	g.mu.Lock()
+	g.running++
+	g.most = max(g.most, g.running)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.running--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	return g.ObjectStore.Hash(ctx, obj)
+}
+
+func (g *gatedHashes) counts() (running, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running, g.most
+}
+
+// TestHashConcurrency: hashes read whole objects, and those running at once share the host's
+// bandwidth, so HashConcurrency bounds them: with 2, five inspections that each need a hash run
+// two hashes at once, the three others wait their turn (intake_hashes_waiting), and all five are
+// recorded with their digests. An inspection whose context ends while it waits fails, saying so,
+// and records nothing. Before, every worker's hash ran at once: 64 hashes of large objects each
+// took 64 times one's time, all past the message timeout (a review measured 16 hashes of 256 MiB
+// at 11.6 times one's time, and none finishing with a timeout 7.7 times one's).
+func TestHashConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
+	b.proc = b.newProcessor(t, procOpts{hashMax: 1 << 20, hashes: 2, objects: gated})
+
+	const n = 5
+	errs := make(chan error, n)
+	for i := range n {
+		key := fmt.Sprintf("h%d.txt", i)
+		b.put(t, key, "text/plain", []byte("hash me "+key))
+		go func() { errs <- b.process(t, b.created(key, "0A", t0)) }()
+	}
+	require.Eventually(t, func() bool {
+		running, _ := gated.counts()
+		return running == 2 && metricValue(t, b.reg, "intake_hashes_waiting", nil) == n-2
+	}, 30*time.Second, 5*time.Millisecond, "two hashes run, three wait")
+
+	// One more, whose context ends while it waits: it fails, and records nothing.
+	b.put(t, "late.txt", "text/plain", []byte("too late"))
+	ctx, cancel := context.WithTimeout(b.ctx, 200*time.Millisecond)
+	defer cancel()
+	err := b.proc.Process(ctx, "late", b.created("late.txt", "0A", t0))
+	require.ErrorContains(t, err, "wait for a hash slot (2 hashes run at once)")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	close(gated.gate)
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	_, most := gated.counts()
+	require.Equal(t, 2, most, "hashes run at once")
+	require.Zero(t, metricValue(t, b.reg, "intake_hashes_waiting", nil))
+	for i := range n {
+		key := fmt.Sprintf("h%d.txt", i)
+		sum := sha256.Sum256([]byte("hash me " + key))
+		row := b.row(t, key)
+		require.Equal(t, pipeline.StatusValid, row.Status, key)
+		require.Equal(t, sum[:], row.Sha256, key)
+	}
+	var late int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = 'late.txt'").Scan(&late))
+	require.Zero(t, late, "the inspection that gave up its wait recorded nothing")
+}
