@@ -35,3 +35,7 @@ func ScanRecordsAgrees(body []byte) (scanned bool, err error) {
 // ReinspectAfterRemoval is reinspectAfterRemoval (a removal event of a version that asks for a
 // look at the key's current object).
 var ReinspectAfterRemoval = reinspectAfterRemoval
+
+// SetHashSlotMin sets the largest object whose hash takes no slot (HashSlotMinSize), before p
+// processes anything: tests hash small objects.
+func SetHashSlotMin(p *Processor, n int64) { p.hashSlotMin = n }

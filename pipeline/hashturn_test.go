@@ -49,7 +49,7 @@ func (g *gatedHashes) counts() (running, most int) {
 }
 
 // TestHashConcurrency: hashes read whole objects, and those running at once share the host's
-// bandwidth, so HashConcurrency bounds them: with 2, five inspections that each need a hash run
+// bandwidth, so HashConcurrency bounds those of objects above HashSlotMinSize: with 2, five inspections that each need a hash run
 // two hashes at once, the three others wait their turn (intake_hashes_waiting), and all five are
 // recorded with their digests. An inspection whose context ends while it waits fails, saying so,
 // and records nothing. Before, every worker's hash ran at once: 64 hashes of large objects each
@@ -60,6 +60,7 @@ func TestHashConcurrency(t *testing.T) {
 	b := setupProc(t, procOpts{})
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
 	b.proc = b.newProcessor(t, procOpts{hashMax: 1 << 20, hashes: 2, objects: gated})
+	pipeline.SetHashSlotMin(b.proc, 4) // these objects are small: each takes a slot
 
 	const n = 5
 	errs := make(chan error, n)
@@ -98,4 +99,20 @@ func TestHashConcurrency(t *testing.T) {
 	var late int
 	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = 'late.txt'").Scan(&late))
 	require.Zero(t, late, "the inspection that gave up its wait recorded nothing")
+
+	// Objects of at most HashSlotMinSize take no slot: their hash is a GET's latency, and bounding
+	// them would cap a consumer hashing small objects at a round trip per slot.
+	small := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
+	b.proc = b.newProcessor(t, procOpts{hashMax: 1 << 20, hashes: 2, objects: small})
+	for i := range n {
+		key := fmt.Sprintf("s%d.txt", i)
+		b.put(t, key, "text/plain", []byte("small "+key))
+		go func() { errs <- b.process(t, b.created(key, "0A", t0)) }()
+	}
+	require.Eventually(t, func() bool { running, _ := small.counts(); return running == n }, 30*time.Second, 5*time.Millisecond,
+		"every small hash runs at once")
+	close(small.gate)
+	for range n {
+		require.NoError(t, <-errs)
+	}
 }

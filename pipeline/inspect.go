@@ -119,7 +119,7 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	declaredHash := intent != nil && intent.SHA256 != nil
 	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
 	if in.verdict.status == StatusValid && wantHash {
-		release, err := p.hashTurn(ctx)
+		release, err := p.hashTurn(ctx, info.Size)
 		if err != nil {
 			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 		}
@@ -141,10 +141,12 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	return in, nil
 }
 
-// hashTurn waits for a hash slot (ProcessorConfig.HashConcurrency) within ctx, and returns its
-// release.
-func (p *Processor) hashTurn(ctx context.Context) (release func(), err error) {
-	if p.hashSlots == nil {
+// hashTurn waits for a hash slot (ProcessorConfig.HashConcurrency) within ctx for an object of
+// size bytes, and returns its release. An object of at most p.hashSlotMin bytes takes none: its
+// hash is a GET's latency, not a share of the bandwidth, and bounding those would only cap the
+// throughput of a consumer hashing small objects (INTAKE_CONSUMER_HASH_MAX_SIZE) at a round trip.
+func (p *Processor) hashTurn(ctx context.Context, size int64) (release func(), err error) {
+	if p.hashSlots == nil || size <= p.hashSlotMin {
 		return func() {}, nil
 	}
 	select {

@@ -43,8 +43,8 @@ type ProcessorConfig struct {
 	// HashMaxSize computes the SHA-256 of objects up to this size even when
 	// their intent declared none (0 = only when the intent declared one).
 	HashMaxSize int64
-	// HashConcurrency bounds the hashes run at once (0: no bound); an inspection that needs one
-	// more waits for its turn, within its context. Hashes read whole objects, and those running at
+	// HashConcurrency bounds the hashes of objects larger than [HashSlotMinSize] run at once (0:
+	// no bound); an inspection that needs one more waits for its turn, within its context. Hashes read whole objects, and those running at
 	// once share the host's bandwidth: without a bound, 64 workers' hashes of large objects each
 	// ran 64 times slower than one alone, all past their message timeout, and were retried, all
 	// again, until dead-lettered. With one, some finish at each round, and the others after them.
@@ -70,12 +70,18 @@ type Processor struct {
 	log         *slog.Logger
 	m           *metrics
 	hashMaxSize int64
-	// hashSlots holds a token per hash running (HashConcurrency); nil: no bound.
-	hashSlots chan struct{}
-	archive   bool
-	multipart MultipartCanceller
-	now       func() time.Time
+	// hashSlots holds a token per hash running (HashConcurrency); nil: no bound. Objects of at
+	// most hashSlotMin bytes take none (hashTurn).
+	hashSlots   chan struct{}
+	hashSlotMin int64
+	archive     bool
+	multipart   MultipartCanceller
+	now         func() time.Time
 }
+
+// HashSlotMinSize is the largest object whose hash runs without taking one of HashConcurrency's
+// slots: reading it is about one GET's latency, not a share of the host's bandwidth.
+const HashSlotMinSize = 16 << 20
 
 // NewProcessor checks cfg and returns a Processor.
 func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
@@ -120,7 +126,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		hashMaxSize: cfg.HashMaxSize, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
 	}
 	if cfg.HashConcurrency > 0 {
-		p.hashSlots = make(chan struct{}, cfg.HashConcurrency)
+		p.hashSlots, p.hashSlotMin = make(chan struct{}, cfg.HashConcurrency), HashSlotMinSize
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

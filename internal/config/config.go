@@ -289,7 +289,7 @@ type Consumer struct {
 	HashMaxSize int64 `name:"hash-max-size" env:"HASH_MAX_SIZE" default:"0" help:"Compute SHA-256 for objects up to this size in bytes even without a declared hash (0: only when declared)."`
 	// HashConcurrency bounds the hashes a process runs at once (0: no bound): those running share
 	// the host's bandwidth (pipeline.ProcessorConfig.HashConcurrency).
-	HashConcurrency int `name:"hash-concurrency" env:"HASH_CONCURRENCY" default:"8" help:"Hashes (declared sha256, HASH_MAX_SIZE) run at once; more wait their turn (0: no bound)."`
+	HashConcurrency int `name:"hash-concurrency" env:"HASH_CONCURRENCY" default:"8" help:"Hashes of objects over 16 MiB (declared sha256, HASH_MAX_SIZE) run at once; more wait their turn (0: no bound)."`
 	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
 	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
 	// EventTimeTolerance is how far in the future an event's eventTime may lie (clock skew between
