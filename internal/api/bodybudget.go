@@ -40,7 +40,7 @@ type bodyBudget struct {
 	mu   sync.Mutex
 	held map[string]int64 // the owners holding bytes, no more
 	all  int64
-	// refused counts the reads refused (intake_api_bodies_refused_total); nil in tests.
+	// refused counts the reads refused (intake_api_complete_bodies_refused_total); nil in tests.
 	refused func()
 }
 

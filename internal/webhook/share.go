@@ -115,7 +115,7 @@ type deferred struct {
 
 // newShare returns the share of limit tasks per endpoint, nil when there is no limit or fewer than
 // two endpoints (no other endpoint to leave workers to). With workers (the server's, 0: unknown),
-// the slow endpoints hold at most three quarters of them together (slowShare).
+// the slow endpoints hold at most three quarters of them together (see slow).
 func newShare(limit, endpoints, workers int, timeout time.Duration, now func() time.Time) *share {
 	if limit <= 0 || endpoints < 2 {
 		return nil
