@@ -322,6 +322,15 @@ func authenticateProblem(t *testing.T, a *Authenticator, token string) (*problem
 	return p, rec.Header()
 }
 
+// acceptedEventually waits (up to 10 s) until a accepts token: the key set was fetched again.
+func acceptedEventually(t *testing.T, a *Authenticator, token, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		p, _ := authenticateProblem(t, a, token)
+		return p == nil
+	}, 10*time.Second, 10*time.Millisecond, msg)
+}
+
 // requireUnavailable checks a 503 auth-unavailable with a Retry-After of at least a second and at
 // most limit, and no Bearer challenge (the credentials are not in question).
 func requireUnavailable(t *testing.T, p *problem.Problem, h http.Header, limit time.Duration, msg string) {
@@ -383,10 +392,7 @@ func TestJWKSOutageIsUnavailable(t *testing.T) {
 
 	// Back: the next refresh fetches the set and the token is accepted.
 	idp.down.Store(false)
-	require.Eventually(t, func() bool {
-		p, _ := authenticateProblem(t, a, valid)
-		return p == nil
-	}, 10*time.Second, 10*time.Millisecond, "the token is accepted once the key set is fetched")
+	acceptedEventually(t, a, valid, "the token is accepted once the key set is fetched")
 	who, status := authenticate(a, "Authorization", "Bearer "+valid)
 	require.Equal(t, 200, status)
 	require.Equal(t, "rita", who.Owner)
@@ -416,10 +422,7 @@ func TestJWKSOutageIsUnavailable(t *testing.T) {
 	p, h = authenticateProblem(t, a, newer)
 	requireUnavailable(t, p, h, time.Second, "down, a rotated kid")
 	idp.down.Store(false)
-	require.Eventually(t, func() bool {
-		p, _ := authenticateProblem(t, a, newer)
-		return p == nil
-	}, 10*time.Second, 10*time.Millisecond, "the rotated key is accepted once the key set is fetched")
+	acceptedEventually(t, a, newer, "the rotated key is accepted once the key set is fetched")
 }
 
 // TestJWKSBackgroundRefreshEndsTheOutage: once the background refresh fetches the key set again
@@ -446,10 +449,7 @@ func TestJWKSBackgroundRefreshEndsTheOutage(t *testing.T) {
 	// Back: the background refresh fetches the set; the token of its key is accepted without an
 	// unknown-kid refresh (taken for the hour).
 	idp.down.Store(false)
-	require.Eventually(t, func() bool {
-		p, _ := authenticateProblem(t, a, valid)
-		return p == nil
-	}, 10*time.Second, 20*time.Millisecond, "the background refresh fetched the key set")
+	acceptedEventually(t, a, valid, "the background refresh fetched the key set")
 	p, _ = authenticateProblem(t, a, junk)
 	require.NotNil(t, p)
 	require.Equal(t, http.StatusUnauthorized, p.Status, "a kid the fetched set lacks, the refresh taken: %s", p.Detail)
