@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/objstore"
@@ -22,12 +24,14 @@ type gatedHashes struct {
 
 	mu            sync.Mutex
 	running, most int
+	started       []string // the keys whose hash started, in order
 }
 
 func (g *gatedHashes) Hash(ctx context.Context, obj pipeline.ObjectRef) ([]byte, int64, error) {
 	g.mu.Lock()
 	g.running++
 	g.most = max(g.most, g.running)
+	g.started = append(g.started, obj.Key)
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
@@ -40,6 +44,13 @@ func (g *gatedHashes) Hash(ctx context.Context, obj pipeline.ObjectRef) ([]byte,
 		return nil, 0, ctx.Err()
 	}
 	return g.ObjectStore.Hash(ctx, obj)
+}
+
+// startedKeys returns the keys whose hash started, in order.
+func (g *gatedHashes) startedKeys() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.started)
 }
 
 func (g *gatedHashes) counts() (running, most int) {
@@ -114,5 +125,64 @@ func TestHashConcurrency(t *testing.T) {
 	close(small.gate)
 	for range n {
 		require.NoError(t, <-errs)
+	}
+}
+
+// TestHashSlotsFairBetweenOwners: the hash slots are shared fairly between owners. Owner A's
+// uploads hold both slots and three more of A's wait; then one of owner B's waits: the first slot
+// freed goes to B, which holds none, not to A's next. Before, the slots went in arrival order: one
+// owner's 50 large uploads queued another's single one behind them all, past its message timeout,
+// retried until dead-lettered.
+func TestHashSlotsFairBetweenOwners(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
+	b.proc = b.newProcessor(t, procOpts{hashes: 2, objects: gated})
+	pipeline.SetHashSlotMin(b.proc, 4) // these objects are small: each takes a slot
+
+	// upload stores key with an intent of owner declaring its digest (so it is hashed), and
+	// processes its event in a goroutine.
+	errs := make(chan error, 6)
+	upload := func(owner, key string) {
+		content := []byte("hash me " + key)
+		sum := sha256.Sum256(content)
+		b.put(t, key, "text/plain", content)
+		_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size,
+			size_declared, sha256, expires_at)
+			VALUES ($1, $2, $3, $4, 'put', 'name', 'text/plain', $5, true, $6, now() + interval '1 hour')`,
+			uuid.New(), owner, b.bucket, key, len(content), sum[:])
+		require.NoError(t, err)
+		go func() { errs <- b.process(t, b.created(key, "0A", t0)) }()
+	}
+	waiting := func() float64 { return metricValue(t, b.reg, "intake_hashes_waiting", nil) }
+
+	upload("tenant-a", "a0.txt")
+	upload("tenant-a", "a1.txt")
+	require.Eventually(t, func() bool { running, _ := gated.counts(); return running == 2 }, 30*time.Second, 5*time.Millisecond,
+		"A's first two hashes hold both slots")
+	for i, key := range []string{"a2.txt", "a3.txt", "a4.txt"} {
+		upload("tenant-a", key)
+		require.Eventually(t, func() bool { return waiting() == float64(i+1) }, 30*time.Second, 5*time.Millisecond,
+			"%s waits", key)
+	}
+	upload("tenant-b", "b0.txt")
+	require.Eventually(t, func() bool { return waiting() == 4 }, 30*time.Second, 5*time.Millisecond, "b0.txt waits")
+
+	gated.gate <- struct{}{} // one of A's hashes runs, and frees its slot
+	require.Eventually(t, func() bool { return len(gated.startedKeys()) == 3 }, 30*time.Second, 5*time.Millisecond,
+		"the freed slot's hash starts")
+	require.Equal(t, "b0.txt", gated.startedKeys()[2], "B, holding no slot, goes before A's next (started: %v)", gated.startedKeys())
+
+	close(gated.gate)
+	for range 6 {
+		require.NoError(t, <-errs)
+	}
+	require.Len(t, gated.startedKeys(), 6)
+	require.Zero(t, waiting())
+	for _, key := range []string{"a0.txt", "a1.txt", "a2.txt", "a3.txt", "a4.txt", "b0.txt"} {
+		row := b.row(t, key)
+		require.Equal(t, pipeline.StatusValid, row.Status, key)
+		require.NotNil(t, row.Owner, key)
+		require.Equal(t, map[bool]string{true: "tenant-b", false: "tenant-a"}[key == "b0.txt"], *row.Owner, key)
 	}
 }

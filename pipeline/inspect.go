@@ -119,7 +119,7 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	declaredHash := intent != nil && intent.SHA256 != nil
 	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
 	if in.verdict.status == StatusValid && wantHash {
-		release, err := p.hashTurn(ctx, info.Size)
+		release, err := p.hashTurn(ctx, info.Size, intent)
 		if err != nil {
 			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 		}
@@ -142,25 +142,21 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 }
 
 // hashTurn waits for a hash slot (ProcessorConfig.HashConcurrency) within ctx for an object of
-// size bytes, and returns its release. An object of at most p.hashSlotMin bytes takes none: its
-// hash is a GET's latency, not a share of the bandwidth, and bounding those would only cap the
-// throughput of a consumer hashing small objects (INTAKE_CONSUMER_HASH_MAX_SIZE) at a round trip.
-func (p *Processor) hashTurn(ctx context.Context, size int64) (release func(), err error) {
+// size bytes, and returns its release. The slots are shared fairly between owners (the intent's
+// Owner; objects without an intent form one group): a slot freed goes to the waiting owner holding
+// the fewest (hashGate), so one owner's many large uploads do not hold back another's past its
+// message timeout. An object of at most p.hashSlotMin bytes takes none: its hash is a GET's
+// latency, not a share of the bandwidth, and bounding those would only cap the throughput of a
+// consumer hashing small objects (INTAKE_CONSUMER_HASH_MAX_SIZE) at a round trip.
+func (p *Processor) hashTurn(ctx context.Context, size int64, intent *Intent) (release func(), err error) {
 	if p.hashSlots == nil || size <= p.hashSlotMin {
 		return func() {}, nil
 	}
-	select {
-	case p.hashSlots <- struct{}{}:
-	default:
-		p.m.hashWaiting.Inc()
-		defer p.m.hashWaiting.Dec()
-		select {
-		case p.hashSlots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for a hash slot (%d hashes run at once): %w", cap(p.hashSlots), ctx.Err())
-		}
+	var owner string
+	if intent != nil {
+		owner = intent.Owner
 	}
-	return func() { <-p.hashSlots }, nil
+	return p.hashSlots.acquire(ctx, owner)
 }
 
 // quarantined reports whether key lies under a rule's quarantine prefix.

@@ -48,6 +48,9 @@ type ProcessorConfig struct {
 	// once share the host's bandwidth: without a bound, 64 workers' hashes of large objects each
 	// ran 64 times slower than one alone, all past their message timeout, and were retried, all
 	// again, until dead-lettered. With one, some finish at each round, and the others after them.
+	// The slots are shared fairly between owners (the intent's Owner; objects without an intent
+	// form one group): a slot freed goes to the waiting owner holding the fewest, so one owner's
+	// many large uploads cannot queue another owner's upload behind them all.
 	HashConcurrency int
 	// Archive stores every raw message body in the events table.
 	Archive bool
@@ -70,9 +73,9 @@ type Processor struct {
 	log         *slog.Logger
 	m           *metrics
 	hashMaxSize int64
-	// hashSlots holds a token per hash running (HashConcurrency); nil: no bound. Objects of at
-	// most hashSlotMin bytes take none (hashTurn).
-	hashSlots   chan struct{}
+	// hashSlots holds HashConcurrency slots, shared fairly between owners; nil: no bound.
+	// Objects of at most hashSlotMin bytes take none (hashTurn).
+	hashSlots   *hashGate
 	hashSlotMin int64
 	archive     bool
 	multipart   MultipartCanceller
@@ -126,7 +129,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		hashMaxSize: cfg.HashMaxSize, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
 	}
 	if cfg.HashConcurrency > 0 {
-		p.hashSlots, p.hashSlotMin = make(chan struct{}, cfg.HashConcurrency), HashSlotMinSize
+		p.hashSlots, p.hashSlotMin = newHashGate(cfg.HashConcurrency, m.hashWaiting), HashSlotMinSize
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
