@@ -17,6 +17,7 @@ import (
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/problem"
+	"github.com/intakehq/intake/internal/ratelimit"
 	"github.com/intakehq/intake/internal/sigv4"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/pipeline"
@@ -73,6 +74,9 @@ type Options struct {
 	// Aborts schedules the abort of each multipart upload at its deadline; nil skips scheduling
 	// (the sweep aborts uploads past their deadline either way).
 	Aborts DeadlineAborter
+	// Limiter bounds each owner's requests on this replica (INTAKE_API_OWNER_RATE; shared with
+	// the jobs API); nil: no bound.
+	Limiter *ratelimit.PerOwner
 	// Waits wakes the long polls of GET /v1/uploads/{id}?wait= (*outbox.Listener); nil answers
 	// them at once.
 	Waits Waiter
@@ -97,6 +101,8 @@ type Server struct {
 	mp       *multipart.Service
 	aborts   DeadlineAborter
 	waits    Waiter
+	// limiter bounds each owner's requests (nil: none).
+	limiter *ratelimit.PerOwner
 	// open counts the long polls each owner holds on this replica (bounded by cfg.MaxWaits).
 	open waitCounts
 	// stopping is closed when the daemon stops (New's context): long polls answer at once.
@@ -152,7 +158,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.API, bucket: o.Bucket, deadline: cmp.Or(o.MultipartDeadline, 24*time.Hour),
 		policy: o.Policy, q: o.Queries, s3: o.S3, presign: newPostPresigner(o.Presign), signer: signer,
-		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
+		mp: o.Multipart, aborts: o.Aborts, waits: o.Waits, limiter: o.Limiter, log: o.Log, metrics: m, auth: authn, cors: newCORS(o.API.CORSOrigins),
 		ids: newRequestIDs(), now: o.Now, stopping: ctx.Done(),
 		s3Timeout: cmp.Or(o.API.S3Timeout, 10*time.Second), completeBudget: CompleteBudget,
 		completeBodies: newBodyBudget(completeBodyOwnerBudget, completeBodyTotalBudget, m.refusedBodies.Inc),

@@ -26,6 +26,7 @@ import (
 	"github.com/intakehq/intake/internal/config"
 	mpart "github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/ratelimit"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/telemetry"
@@ -160,10 +161,15 @@ func setup(t *testing.T, opts ...setupOpts) *testBundle {
 	require.NoError(t, err)
 	mp, err := mpart.New(mpart.Config{S3: srvS3, Store: st.Multipart(), Metrics: mpMetrics, CallTimeout: cfg.S3Timeout})
 	require.NoError(t, err)
+	limiter := ratelimit.New(cfg.OwnerRate, cfg.OwnerBurst) // as the daemon builds it (internal/cli)
+	if limiter != nil {
+		reg.MustRegister(limiter)
+	}
 	srv, err := New(ctx, Options{
 		API: cfg, Bucket: bucket, MultipartDeadline: 2 * time.Hour, Policy: pol, Queries: q, S3: srvS3, Multipart: mp,
 		Presign: objstore.NewPresignClient(awsCfg, presignAWS), Aborts: aborts, Waits: o.waits,
 		Log: telemetry.NewLogger(io.Discard, "json", "debug"), Registerer: reg, Now: o.now,
+		Limiter: limiter,
 	})
 	require.NoError(t, err)
 	// Every exchange with the server is checked against openapi.json.

@@ -62,7 +62,7 @@ var problemKinds = []problem.Kind{
 	probNotPending, probNotMultipart, probNotValid, probS3Rejected, probS3Unavailable,
 	probDBUnavailable, probInternal, probInvalidMetadata, probTooManyOpen, probTooManyWaits, problem.MethodNotAllowed,
 	probInvalidIdemKey, probIdemKeyReused, problem.AuthUnavailable, probCredsUnavailable,
-	probTooManyCompletes, probServerBusy,
+	probTooManyCompletes, probServerBusy, problem.RateLimited,
 }
 
 // problemf builds a Problem of the kind with a formatted detail.

@@ -9,6 +9,7 @@ import (
 	"github.com/intakehq/intake/internal/api"
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/jobsapi"
+	"github.com/intakehq/intake/internal/ratelimit"
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -47,7 +48,15 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
+	// One bucket per owner for the API's routes and POST /v1/jobs together.
+	limiter := ratelimit.New(a.Cfg.API.OwnerRate, a.Cfg.API.OwnerBurst)
+	if limiter != nil {
+		if err := a.Registry.Register(limiter); err != nil {
+			return nil, fmt.Errorf("api: register rate limit metrics: %w", err)
+		}
+	}
 	srv, err := api.New(ctx, api.Options{
+		Limiter:           limiter,
 		Aborts:            tasks.NewAborts(client),
 		Multipart:         mp,
 		Waits:             listener,
@@ -72,7 +81,7 @@ func startAPI(ctx context.Context, a *App) ([]Component, error) {
 	a.onClose(func() { _ = inspector.Close() })
 	jobsAPI, err := jobsapi.New(jobsapi.Config{
 		Client: client, Inspector: inspector, Auth: srv.Authenticator().WithoutCookie(), Uploads: a.Store.Q, Buckets: []string{a.Cfg.Bucket},
-		SweepPrefix: a.Cfg.Jobs.SweepPrefix, Log: a.Log.With("component", "jobsapi"), Registerer: a.Registry,
+		SweepPrefix: a.Cfg.Jobs.SweepPrefix, Limiter: limiter, Log: a.Log.With("component", "jobsapi"), Registerer: a.Registry,
 	})
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ func startScheduler(_ context.Context, a *App) ([]Component, error) {
 		Redis: a.Redis, Cron: a.Cfg.Jobs.MaintenanceCron, Log: log,
 		Payload: jobs.MaintenancePayload{
 			EventsRetention: tasks.Duration(a.Cfg.EventsRetention), ExpiryGrace: tasks.Duration(a.Cfg.Jobs.ExpiryGrace),
+			IntentsRetention: tasks.Duration(a.Cfg.IntentsRetention),
 		},
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -128,6 +129,10 @@ type Config struct {
 	// EventsRetention is how long archived events (the events table) are kept; the periodic
 	// maintenance task deletes older ones. 0 keeps them forever.
 	EventsRetention time.Duration `name:"events-retention" env:"INTAKE_EVENTS_RETENTION" default:"720h" help:"Delete archived events older than this (0 = keep forever)."`
+	// IntentsRetention is how long intents that ended without an upload (status expired or aborted)
+	// are kept after they ended (updated_at); the periodic maintenance task deletes older ones. 0
+	// keeps them forever. A deleted intent's Idempotency-Key is free again.
+	IntentsRetention time.Duration `name:"intents-retention" env:"INTAKE_INTENTS_RETENTION" default:"720h" help:"Delete intents that ended without an upload (expired, aborted) this long after they ended (0 = keep forever)."`
 
 	// Consumer tunes the SQS consumer.
 	Consumer Consumer `embed:"" prefix:"consumer-" envprefix:"INTAKE_CONSUMER_"`
@@ -358,6 +363,13 @@ type API struct {
 	// on one replica: each holds a connection, a goroutine and a wake-up subscription for up to 30 s,
 	// and a wake-up reads the database once per waiter.
 	MaxWaits int `name:"max-waits" env:"MAX_WAITS" default:"256" help:"Long polls (?wait=) one owner may hold open at once on one replica (429 beyond); 0: no limit."`
+	// OwnerRate bounds the requests of one owner on one replica, per second on average (a token
+	// bucket per owner, package ratelimit; POST /v1/jobs included, operators not): one tenant
+	// cannot take a replica's whole capacity, nor create intents, sign URLs or queue inspections
+	// without bound. 0 disables the bound.
+	OwnerRate float64 `name:"owner-rate" env:"OWNER_RATE" default:"500" help:"Requests per second one owner may make of one replica on average (429 rate-limited beyond); 0: no limit."`
+	// OwnerBurst is how many requests one owner may make at once above OwnerRate (the bucket's size).
+	OwnerBurst int `name:"owner-burst" env:"OWNER_BURST" default:"1000" help:"Requests one owner may make at once before OWNER_RATE applies (at least 1)."`
 }
 
 // Jobs tunes the asynq server and scheduler roles.
@@ -486,6 +498,9 @@ func (c *Config) Validate(roles []string) error {
 	errs = append(errs, c.validateAdmin())
 	if c.EventsRetention != 0 && c.EventsRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_EVENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.EventsRetention))
+	}
+	if c.IntentsRetention != 0 && c.IntentsRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("INTAKE_INTENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.IntentsRetention))
 	}
 	// A setting is checked whenever a role that reads it runs, whichever section it lives in.
 	if has(RoleConsumer) {
@@ -814,6 +829,12 @@ func (a API) validate() error {
 	errs := []error{a.ValidateAuth()}
 	if a.MaxWaits < 0 || a.MaxWaits > 1_000_000 {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_WAITS: %d not in 0..1000000", a.MaxWaits))
+	}
+	if a.OwnerRate < 0 || a.OwnerRate > 1_000_000 || math.IsNaN(a.OwnerRate) {
+		errs = append(errs, fmt.Errorf("INTAKE_API_OWNER_RATE: %g not in 0..1000000", a.OwnerRate))
+	}
+	if a.OwnerRate > 0 && (a.OwnerBurst < 1 || a.OwnerBurst > 10_000_000) {
+		errs = append(errs, fmt.Errorf("INTAKE_API_OWNER_BURST: %d not in 1..10000000", a.OwnerBurst))
 	}
 	if a.MaxOpenMultipart < 0 || a.MaxOpenMultipart > 1_000_000 {
 		errs = append(errs, fmt.Errorf("INTAKE_API_MAX_OPEN_MULTIPART: %d not in 0..1000000", a.MaxOpenMultipart))

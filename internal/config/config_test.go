@@ -134,6 +134,8 @@ func TestValidate(t *testing.T) {
 			c.API.JWTSecret, c.API.InsecureDevAuth, c.API.JWTTenantSecrets = "", true, "acme="+strings.Repeat("a", 32)
 		}, []string{"INTAKE_API_INSECURE_DEV_AUTH", "INTAKE_API_JWT_TENANT_SECRETS"}},
 		{"expiry cap", []string{RoleAPI}, func(c *Config) { c.API.MaxPresignExpiry = 200 * time.Hour }, []string{"INTAKE_API_MAX_PRESIGN_EXPIRY"}},
+		{"negative owner rate", []string{RoleAPI}, func(c *Config) { c.API.OwnerRate = -1 }, []string{"INTAKE_API_OWNER_RATE", "not in 0..1000000"}},
+		{"owner rate without a burst", []string{RoleAPI}, func(c *Config) { c.API.OwnerRate, c.API.OwnerBurst = 10, 0 }, []string{"INTAKE_API_OWNER_BURST", "not in 1..10000000"}},
 		// Browsers resolve "." segments in the presigned URL, and a client may collapse "//": the
 		// request would not name the key that was signed.
 		{"bad key prefix", []string{RoleAPI}, func(c *Config) { c.API.KeyPrefix = "../x" }, []string{"INTAKE_API_KEY_PREFIX"}},
@@ -217,6 +219,10 @@ func TestValidate(t *testing.T) {
 		{"pprof needs the admin listener", AllRoles, func(c *Config) { c.AdminPprof = true }, []string{"INTAKE_ADMIN_PPROF"}},
 		{"retention 0 keeps forever", AllRoles, func(c *Config) { c.EventsRetention = 0 }, nil},
 		{"retention too short", AllRoles, func(c *Config) { c.EventsRetention = time.Minute }, []string{"INTAKE_EVENTS_RETENTION"}},
+		{"intents retention 0 keeps forever", AllRoles, func(c *Config) { c.IntentsRetention = 0 }, nil},
+		{"intents retention of 1h", AllRoles, func(c *Config) { c.IntentsRetention = time.Hour }, nil},
+		{"intents retention too short", AllRoles, func(c *Config) { c.IntentsRetention = time.Minute }, []string{"INTAKE_INTENTS_RETENTION: 1m0s must be 0 (keep forever) or at least 1h"}},
+		{"intents retention negative", AllRoles, func(c *Config) { c.IntentsRetention = -time.Hour }, []string{"INTAKE_INTENTS_RETENTION"}},
 		{"maintenance bounds", []string{RoleScheduler}, func(c *Config) { c.Jobs.MaintenanceCron = ""; c.Jobs.ExpiryGrace = -time.Second }, []string{"INTAKE_JOBS_MAINTENANCE_CRON", "INTAKE_JOBS_EXPIRY_GRACE"}},
 		// Cron specs are parsed at start, each named, not found bad by the scheduler later.
 		{"sweep cron not a spec", []string{RoleScheduler}, func(c *Config) { c.Jobs.SweepCron = "every 15m" }, []string{"INTAKE_JOBS_SWEEP_CRON", "not a cron spec"}},

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -764,31 +765,56 @@ func (w *world) intents(api *daemon, spec uploadSpec) []*upload {
 	return ups
 }
 
+// postJSON posts body as apiKey's tenant and decodes the answer into out. A 429 rate-limited (the
+// daemon's INTAKE_API_OWNER_RATE, at its default) is retried after its Retry-After, as a client
+// honouring it does, at most 30 times.
 func postJSON(addr, path, apiKey string, body, out any) (int, error) {
+	for range 30 {
+		status, wait, err := postJSONOnce(addr, path, apiKey, body, out)
+		if status != http.StatusTooManyRequests || wait <= 0 {
+			return status, err
+		}
+		time.Sleep(wait)
+	}
+	return http.StatusTooManyRequests, fmt.Errorf("POST %s: still rate-limited after 30 tries", path)
+}
+
+// postJSONOnce is one try of postJSON; wait is the Retry-After of a 429 rate-limited.
+func postJSONOnce(addr, path, apiKey string, body, out any) (status int, wait time.Duration, err error) {
+	status, h, err := postJSONRaw(addr, path, apiKey, body, out)
+	if status == http.StatusTooManyRequests && strings.Contains(fmt.Sprint(err), "rate-limited") {
+		if secs, perr := strconv.Atoi(h.Get("Retry-After")); perr == nil {
+			wait = time.Duration(secs) * time.Second
+		}
+	}
+	return status, wait, err
+}
+
+func postJSONRaw(addr, path, apiKey string, body, out any) (int, http.Header, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-API-Key", apiKey)
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, err
+		return resp.StatusCode, resp.Header, err
 	}
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s", bytes.TrimSpace(raw))
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s", bytes.TrimSpace(raw))
 	}
-	return resp.StatusCode, json.Unmarshal(raw, out)
+	return resp.StatusCode, resp.Header, json.Unmarshal(raw, out)
 }
 
 // send PUTs the uploads to their presigned URLs (straight to MinIO, as a browser would), spread

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/intakehq/intake/internal/config"
 	"github.com/intakehq/intake/internal/jobsapi"
+	"github.com/intakehq/intake/internal/ratelimit"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -267,4 +269,51 @@ func TestJobsAPIInspectionAfterFailure(t *testing.T) {
 	got, err := b.insp.GetTaskInfo(tasks.QueueDefault, id)
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStatePending, got.State, "queued again")
+}
+
+// TestJobsAPIOwnerRateLimit: a tenant past INTAKE_API_OWNER_RATE (its bucket shared with the
+// API's routes) is answered 429 rate-limited with Retry-After and nothing is enqueued; another
+// tenant and the operators are served meanwhile.
+func TestJobsAPIOwnerRateLimit(t *testing.T) {
+	t.Parallel()
+	limiter := ratelimit.New(0.01, 2) // a token per 100 s: within the test, the burst and no more
+	b := setupWith(t, func(c *jobsapi.Config) { c.Limiter = limiter })
+	alice := map[string]string{"Authorization": "Bearer " + aliceKey}
+	inspect := func(key string) string { return `{"type":"object:inspect","payload":{"key":"` + key + `"}}` }
+	objects := make([]intent, 4)
+	for i := range objects {
+		objects[i] = b.addIntent(t, "alice", "", "pending")
+	}
+	pending := func() int {
+		info, err := b.insp.GetQueueInfo(tasks.QueueDefault)
+		if err != nil { // no queue yet: nothing enqueued
+			return 0
+		}
+		return info.Pending
+	}
+
+	// Alice's API requests took a token already (the API and the jobs API share the bucket).
+	require.True(t, limiter.Allow("alice").OK)
+	resp, body := b.post(t, inspect(objects[0].key), alice)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	require.Equal(t, 1, pending())
+
+	resp, body = b.post(t, inspect(objects[1].key), alice)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, body)
+	require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	require.Equal(t, jobsapi.ProblemBase+"rate-limited", body["type"])
+	wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	require.InDelta(t, 100, wait, 1)
+	require.Equal(t, 1, pending(), "a refused tenant enqueues nothing")
+
+	// Bob and the operators are not charged for alice's requests.
+	bobs := b.addIntent(t, "bob", "", "pending")
+	resp, body = b.post(t, inspect(bobs.key), map[string]string{"Authorization": "Bearer " + bobKey})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	for _, o := range objects[2:] {
+		resp, body = b.post(t, inspect(o.key), nil) // the operator
+		require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
+	}
+	require.Equal(t, 4, pending())
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/intakehq/intake/internal/auth"
 	"github.com/intakehq/intake/internal/problem"
+	"github.com/intakehq/intake/internal/ratelimit"
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/worker/tasks"
 )
@@ -76,6 +77,10 @@ type Config struct {
 	// the configuration keeps intake's sweep away from. An operator may narrow a sweep, never widen
 	// it.
 	SweepPrefix string
+	// Limiter bounds each tenant's requests on this replica (INTAKE_API_OWNER_RATE), shared with
+	// the API's routes so that a tenant's requests count against one budget; operators are not
+	// bounded. Nil: no bound.
+	Limiter *ratelimit.PerOwner
 	// Log receives one line per accepted job (default: discard).
 	Log *slog.Logger
 	// Registerer, when set, receives the handler's request series: the API's
@@ -94,6 +99,7 @@ type Handler struct {
 	auth        Authenticator
 	uploads     Uploads
 	buckets     []string
+	limiter     *ratelimit.PerOwner
 	minSweepAge time.Duration
 	sweepPrefix string
 	log         *slog.Logger
@@ -120,7 +126,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("jobs api: %w", err)
 	}
 	h := &Handler{
-		client: cfg.Client, states: cfg.Inspector, auth: cfg.Auth, uploads: cfg.Uploads, buckets: slices.Clone(cfg.Buckets),
+		client: cfg.Client, states: cfg.Inspector, auth: cfg.Auth, uploads: cfg.Uploads, buckets: slices.Clone(cfg.Buckets), limiter: cfg.Limiter,
 		minSweepAge: cmp.Or(cfg.MinSweepAge, DefaultMinSweepAge),
 		sweepPrefix: cfg.SweepPrefix,
 		log:         cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)),
@@ -185,6 +191,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// could post here: a request the browser marks as another site's is refused.
 		if why := auth.CrossSite(r, nil, false); why != "" {
 			problem.Write(w, problem.Forbidden.With("cross-site request refused under development auth: "+why))
+			return
+		}
+	}
+	if !who.Operator {
+		if d := h.limiter.Allow(who.Owner); !d.OK {
+			if d.Warn {
+				h.log.WarnContext(r.Context(), "owner rate limited", "owner", who.Owner, "route", "POST /v1/jobs", "retry_after", d.RetryAfter)
+			}
+			p := problem.RateLimited.With("too many requests of yours on this replica (INTAKE_API_OWNER_RATE); retry after Retry-After")
+			p.RetryAfter = d.RetryAfter
+			problem.Write(w, p)
 			return
 		}
 	}

@@ -44,6 +44,9 @@ var (
 	// could not be fetched); the client retries after Retry-After rather than take it for bad
 	// credentials.
 	AuthUnavailable = Kind{"auth-unavailable", "Authentication unavailable", http.StatusServiceUnavailable}
+	// RateLimited: the caller's owner made more requests of the replica than INTAKE_API_OWNER_RATE
+	// allows; the client retries after Retry-After.
+	RateLimited = Kind{"rate-limited", "Too many requests", http.StatusTooManyRequests}
 )
 
 // Problem is an RFC 9457 problem detail.

@@ -90,12 +90,15 @@
 //     (expired → completed), with the intent's declared size, type and hash checked as usual.
 //   - prunes events: archived events (INTAKE_CONSUMER_ARCHIVE) received more than
 //     INTAKE_EVENTS_RETENTION ago are deleted (0 keeps them forever).
+//   - prunes ended intents: intents that ended without an upload (expired, aborted) more than
+//     INTAKE_INTENTS_RETENTION ago are deleted (0 keeps them forever); objects recorded against
+//     one keep their row, upload_id NULL.
 //
-// Both work in batches of 1,000 rows, one short statement each (rows another transaction holds are
+// All three work in batches of 1,000 rows, one short statement each (rows another transaction holds are
 // skipped), at most 1,000 batches of each per run, with cutoffs fixed when the run starts: a
 // backlog larger than that is worked off over the next periods ([MaintenanceReport.Complete]).
-// Metrics: intake_intents_expired_total{method}, intake_events_pruned_total and
-// intake_maintenance_last_success_timestamp_seconds.
+// Metrics: intake_intents_expired_total{method}, intake_events_pruned_total,
+// intake_intents_pruned_total and intake_maintenance_last_success_timestamp_seconds.
 //
 // # Shutdown
 //

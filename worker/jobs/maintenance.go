@@ -19,9 +19,10 @@ import (
 	"github.com/intakehq/intake/worker/tasks"
 )
 
-// TypeMaintenance is intake's periodic housekeeping task: expire intents past their deadline and
-// delete archived events past their retention. It is not one of tasks.Types: app backends and
-// POST /v1/jobs cannot enqueue it; the scheduler role does, once per period.
+// TypeMaintenance is intake's periodic housekeeping task: expire intents past their deadline, and
+// delete archived events and the intents that ended without an upload past their retentions. It is
+// not one of tasks.Types: app backends and POST /v1/jobs cannot enqueue it; the scheduler role
+// does, once per period.
 const TypeMaintenance = "intake:maintenance"
 
 // Settings of the maintenance task.
@@ -46,12 +47,21 @@ type MaintenancePayload struct {
 	EventsRetention tasks.Duration `json:"events_retention"`
 	// ExpiryGrace: a pending intent is expired once its expires_at is this far in the past.
 	ExpiryGrace tasks.Duration `json:"expiry_grace"`
+	// IntentsRetention: intents that ended without an upload (expired, aborted) longer ago
+	// (updated_at) are deleted; 0 keeps them forever. A payload without it (enqueued by a scheduler
+	// of an older version during a rolling upgrade) reads as 0: its run deletes no intent.
+	IntentsRetention tasks.Duration `json:"intents_retention"`
+}
+
+// invalid reports whether a duration of p is negative.
+func (p MaintenancePayload) invalid() bool {
+	return p.EventsRetention < 0 || p.ExpiryGrace < 0 || p.IntentsRetention < 0
 }
 
 // NewMaintenanceTask returns the maintenance task: queue tasks.QueueLow, MaxRetry
 // [MaintenanceMaxRetry], Timeout [MaintenanceTimeout], Retention [MaintenanceRetention].
 func NewMaintenanceTask(p MaintenancePayload) (*asynq.Task, error) {
-	if p.EventsRetention < 0 || p.ExpiryGrace < 0 {
+	if p.invalid() {
 		return nil, fmt.Errorf("%s payload: durations must not be negative: %w", TypeMaintenance, tasks.ErrInvalidPayload)
 	}
 	payload, err := json.Marshal(p)
@@ -87,6 +97,10 @@ type MaintenanceStore interface {
 	// PruneEvents deletes at most limit archived events received before cutoff and returns how
 	// many it deleted.
 	PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int64, error)
+	// PruneEndedIntents deletes at most limit intents that ended without an upload (expired,
+	// aborted) before cutoff (updated_at) and still have that status, and returns how many it
+	// deleted. Objects that referenced one keep their row, with upload_id NULL.
+	PruneEndedIntents(ctx context.Context, cutoff time.Time, limit int) (int64, error)
 }
 
 // NewMaintenanceStore returns the MaintenanceStore of intake's generated queries.
@@ -113,6 +127,10 @@ func (m maintenanceQueries) PruneEvents(ctx context.Context, cutoff time.Time, l
 	return m.q.PruneEvents(ctx, dbq.PruneEventsParams{Cutoff: cutoff, MaxRows: int32(limit)})
 }
 
+func (m maintenanceQueries) PruneEndedIntents(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	return m.q.PruneEndedIntents(ctx, dbq.PruneEndedIntentsParams{Cutoff: cutoff, MaxRows: int32(limit)})
+}
+
 // MaintenanceConfig configures [Maintenance].
 type MaintenanceConfig struct {
 	// Store runs the statements (required).
@@ -129,16 +147,17 @@ type MaintenanceConfig struct {
 	MaxBatches int
 }
 
-// Maintenance expires intents and prunes archived events, in bounded batches.
+// Maintenance expires intents and prunes archived events and ended intents, in bounded batches.
 type Maintenance struct {
-	store      MaintenanceStore
-	log        *slog.Logger
-	now        func() time.Time
-	batch      int
-	maxBatches int
-	expired    *prometheus.CounterVec
-	pruned     prometheus.Counter
-	lastOK     prometheus.Gauge
+	store         MaintenanceStore
+	log           *slog.Logger
+	now           func() time.Time
+	batch         int
+	maxBatches    int
+	expired       *prometheus.CounterVec
+	pruned        prometheus.Counter
+	intentsPruned prometheus.Counter
+	lastOK        prometheus.Gauge
 }
 
 // NewMaintenance checks cfg, registers the metrics and returns the Maintenance.
@@ -157,6 +176,11 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 			Namespace: telemetry.Namespace, Name: "events_pruned_total",
 			Help: "Archived events deleted by the maintenance task (older than INTAKE_EVENTS_RETENTION).",
 		}),
+		intentsPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "intents_pruned_total",
+			Help: "Intents that ended without an upload (expired, aborted) deleted by the maintenance task " +
+				"(ended longer than INTAKE_INTENTS_RETENTION ago).",
+		}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: telemetry.Namespace, Name: "maintenance_last_success_timestamp_seconds",
 			Help: "Unix time at which the last complete maintenance run ended.",
@@ -167,7 +191,7 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 	}
 	if cfg.Registerer != nil {
 		var errs []error
-		for _, c := range []prometheus.Collector{m.expired, m.pruned, m.lastOK} {
+		for _, c := range []prometheus.Collector{m.expired, m.pruned, m.intentsPruned, m.lastOK} {
 			errs = append(errs, cfg.Registerer.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -179,9 +203,11 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 
 // MaintenanceReport says what one run did.
 type MaintenanceReport struct {
-	// Expired counts the intents marked expired; Pruned the archived events deleted.
-	Expired int
-	Pruned  int64
+	// Expired counts the intents marked expired; Pruned the archived events deleted;
+	// PrunedIntents the intents that ended without an upload deleted.
+	Expired       int
+	Pruned        int64
+	PrunedIntents int64
 	// Complete is false when a bound (batches per run) stopped a kind of work before it was done:
 	// the next run continues.
 	Complete bool
@@ -189,19 +215,25 @@ type MaintenanceReport struct {
 	Took time.Duration
 }
 
-// Run expires the pending intents whose expires_at is more than expiryGrace in the past (multipart
-// ones only once their upload's abort has been recorded) and, when eventsRetention is positive,
-// deletes archived events older than that. Both cutoffs are taken once at the start, so each loop
-// works on what was there then; each loop also stops after MaxBatches statements or when ctx ends.
-func (m *Maintenance) Run(ctx context.Context, eventsRetention, expiryGrace time.Duration) (MaintenanceReport, error) {
+// Run expires the pending intents whose expires_at is more than p.ExpiryGrace in the past
+// (multipart ones only once their upload's abort has been recorded); when p.EventsRetention is
+// positive, deletes archived events older than that; and when p.IntentsRetention is positive,
+// deletes the intents that ended without an upload (expired, aborted) longer ago than that. The
+// cutoffs are taken once at the start, so each loop works on what was there then; each loop also
+// stops after MaxBatches statements or when ctx ends.
+func (m *Maintenance) Run(ctx context.Context, p MaintenancePayload) (MaintenanceReport, error) {
 	start := m.now()
 	rep := MaintenanceReport{Complete: true}
-	err := m.expire(ctx, start.Add(-expiryGrace), &rep)
-	if err == nil && eventsRetention > 0 {
-		err = m.prune(ctx, start.Add(-eventsRetention), &rep)
+	err := m.expire(ctx, start.Add(-time.Duration(p.ExpiryGrace)), &rep)
+	if err == nil && p.EventsRetention > 0 {
+		err = m.prune(ctx, "events received", start.Add(-time.Duration(p.EventsRetention)), m.store.PruneEvents, m.pruned, &rep.Pruned, &rep)
+	}
+	if err == nil && p.IntentsRetention > 0 {
+		err = m.prune(ctx, "intents ended", start.Add(-time.Duration(p.IntentsRetention)), m.store.PruneEndedIntents, m.intentsPruned, &rep.PrunedIntents, &rep)
 	}
 	rep.Took = m.now().Sub(start)
-	attrs := []any{"expired", rep.Expired, "events_pruned", rep.Pruned, "complete", rep.Complete, "took", rep.Took}
+	attrs := []any{"expired", rep.Expired, "events_pruned", rep.Pruned, "intents_pruned", rep.PrunedIntents,
+		"complete", rep.Complete, "took", rep.Took}
 	if err != nil {
 		m.log.WarnContext(ctx, "maintenance failed", append(attrs, "err", err)...)
 		return rep, err
@@ -236,17 +268,21 @@ func (m *Maintenance) expire(ctx context.Context, cutoff time.Time, rep *Mainten
 	return nil
 }
 
-func (m *Maintenance) prune(ctx context.Context, cutoff time.Time, rep *MaintenanceReport) error {
+// prune deletes, in batches of m.batch, the rows del deletes before cutoff (what names them in
+// errors), counting them in counter and *total, until a batch comes back short; after MaxBatches it
+// leaves the rest to the next run (rep.Complete false).
+func (m *Maintenance) prune(ctx context.Context, what string, cutoff time.Time, del func(context.Context, time.Time, int) (int64, error),
+	counter prometheus.Counter, total *int64, rep *MaintenanceReport) error {
 	for range m.maxBatches {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("prune events: %w", err)
+			return fmt.Errorf("prune %s: %w", what, err)
 		}
-		n, err := m.store.PruneEvents(ctx, cutoff, m.batch)
+		n, err := del(ctx, cutoff, m.batch)
 		if err != nil {
-			return fmt.Errorf("prune events received before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
+			return fmt.Errorf("prune %s before %s: %w", what, cutoff.UTC().Format(time.RFC3339), err)
 		}
-		m.pruned.Add(float64(n))
-		rep.Pruned += n
+		counter.Add(float64(n))
+		*total += n
 		if n < int64(m.batch) {
 			return nil
 		}
@@ -258,10 +294,10 @@ func (m *Maintenance) prune(ctx context.Context, cutoff time.Time, rep *Maintena
 // HandleMaintenance runs a [TypeMaintenance] task. An invalid payload is not retried.
 func (m *Maintenance) HandleMaintenance(ctx context.Context, t *asynq.Task) error {
 	var p MaintenancePayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.EventsRetention < 0 || p.ExpiryGrace < 0 {
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.invalid() {
 		return fmt.Errorf("%s payload %q: %w: %w", TypeMaintenance, t.Payload(), tasks.ErrInvalidPayload, asynq.SkipRetry)
 	}
-	_, err := m.Run(ctx, time.Duration(p.EventsRetention), time.Duration(p.ExpiryGrace))
+	_, err := m.Run(ctx, p)
 	return err
 }
 

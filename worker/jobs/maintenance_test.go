@@ -94,7 +94,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 		return u.Status
 	}
 	m, reg := newMaintenance(t, b, now, 1000, 10)
-	rep, err := m.Run(b.ctx, 0, time.Hour)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(time.Hour)})
 	require.NoError(t, err)
 	require.True(t, rep.Complete)
 	require.Equal(t, 3, rep.Expired)
@@ -118,7 +118,7 @@ func TestMaintenanceExpiresIntents(t *testing.T) {
 	require.Equal(t, "aborted", status(ids[5]))
 
 	// A second run finds nothing more.
-	rep, err = m.Run(b.ctx, 0, time.Hour)
+	rep, err = m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(time.Hour)})
 	require.NoError(t, err)
 	require.Zero(t, rep.Expired)
 }
@@ -142,16 +142,16 @@ func TestMaintenancePrunesEventsInBatches(t *testing.T) {
 	}
 
 	m, reg := newMaintenance(t, b, now, 1000, 2)
-	rep, err := m.Run(b.ctx, 0, time.Hour)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(time.Hour)})
 	require.NoError(t, err)
 	require.Zero(t, rep.Pruned, "retention 0 keeps events forever")
 	require.Equal(t, 2510, count())
 
-	rep, err = m.Run(b.ctx, 30*24*time.Hour, time.Hour)
+	rep, err = m.Run(b.ctx, jobs.MaintenancePayload{EventsRetention: tasks.Duration(30 * 24 * time.Hour), ExpiryGrace: tasks.Duration(time.Hour)})
 	require.NoError(t, err)
 	require.Equal(t, int64(2000), rep.Pruned, "two batches of 1000, the run's bound")
 	require.False(t, rep.Complete)
-	rep, err = m.Run(b.ctx, 30*24*time.Hour, time.Hour)
+	rep, err = m.Run(b.ctx, jobs.MaintenancePayload{EventsRetention: tasks.Duration(30 * 24 * time.Hour), ExpiryGrace: tasks.Duration(time.Hour)})
 	require.NoError(t, err)
 	require.Equal(t, int64(500), rep.Pruned)
 	require.True(t, rep.Complete)
@@ -213,16 +213,19 @@ func TestMaintenancePayloadIsChecked(t *testing.T) {
 	t.Parallel()
 	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{Store: jobs.NewMaintenanceStore(nil)})
 	require.NoError(t, err)
-	for _, p := range []string{`{`, `{"events_retention":"-1h"}`, `{"expiry_grace":"soon"}`} {
+	for _, p := range []string{`{`, `{"events_retention":"-1h"}`, `{"expiry_grace":"soon"}`, `{"intents_retention":"-1h"}`} {
 		err := m.HandleMaintenance(context.Background(), asynq.NewTask(jobs.TypeMaintenance, []byte(p)))
 		require.ErrorIs(t, err, asynq.SkipRetry, p)
 		require.ErrorIs(t, err, tasks.ErrInvalidPayload, p)
 	}
 	_, err = jobs.NewMaintenanceTask(jobs.MaintenancePayload{ExpiryGrace: -1})
 	require.Error(t, err)
-	task, err := jobs.NewMaintenanceTask(jobs.MaintenancePayload{EventsRetention: tasks.Duration(time.Hour)})
+	_, err = jobs.NewMaintenanceTask(jobs.MaintenancePayload{IntentsRetention: -1})
+	require.ErrorIs(t, err, tasks.ErrInvalidPayload)
+	task, err := jobs.NewMaintenanceTask(jobs.MaintenancePayload{EventsRetention: tasks.Duration(time.Hour), IntentsRetention: tasks.Duration(2 * time.Hour)})
 	require.NoError(t, err)
 	var back jobs.MaintenancePayload
 	require.NoError(t, json.Unmarshal(task.Payload(), &back))
 	require.Equal(t, tasks.Duration(time.Hour), back.EventsRetention)
+	require.Equal(t, tasks.Duration(2*time.Hour), back.IntentsRetention)
 }

@@ -64,8 +64,9 @@ type ExpireIntentsRow struct {
 	ExpiresAt         time.Time
 }
 
-// Queries of the periodic maintenance task (worker/jobs: intent expiry, event retention). Each
-// statement is one bounded batch; the task repeats it until a batch comes back short.
+// Queries of the periodic maintenance task (worker/jobs: intent expiry, event and intent
+// retention). Each statement is one bounded batch; the task repeats it until a batch comes back
+// short.
 // Marks expired at most max_rows pending intents whose deadline (expires_at) is before cutoff,
 // oldest deadline first, and returns them. A multipart intent expires only once an abort of its
 // upload has been recorded in multipart_aborts (one still "aborting" has not been): until then the
@@ -100,6 +101,41 @@ func (q *Queries) ExpireIntents(ctx context.Context, arg ExpireIntentsParams) ([
 		return nil, err
 	}
 	return items, nil
+}
+
+const pruneEndedIntents = `-- name: PruneEndedIntents :execrows
+DELETE FROM uploads
+WHERE id = ANY (ARRAY(SELECT u.id FROM uploads u
+                      WHERE u.status IN ('expired', 'aborted')
+                        AND u.updated_at < $1
+                      ORDER BY u.updated_at
+                      LIMIT $2
+                      FOR UPDATE SKIP LOCKED))
+  AND status IN ('expired', 'aborted')
+`
+
+type PruneEndedIntentsParams struct {
+	Cutoff  time.Time
+	MaxRows int32
+}
+
+// Deletes at most max_rows intents that ended without an upload (expired, aborted) before cutoff
+// (updated_at: when they ended), oldest first (a range scan of uploads_ended_updated_idx); rows
+// another transaction holds are skipped. The batch is an array, deleted by primary key: as
+// "id IN (SELECT ...)" PostgreSQL planned a hash join that read every ended intent (with the status
+// condition below) or the whole table (without it; always in the generic plan) in every batch. The
+// DELETE checks the status again on the row it deletes: an expired intent whose object lands later
+// is completed (PipelineRecord) and stays. What referenced a deleted intent: objects.upload_id
+// becomes NULL (ON DELETE SET NULL, objects_upload_id_idx); the outbox's upload_id and
+// multipart_aborts (keyed by the S3 upload ID) have no foreign key and keep theirs; its
+// Idempotency-Key is freed (a request with it, long after any client's retry, creates a new
+// intent).
+func (q *Queries) PruneEndedIntents(ctx context.Context, arg PruneEndedIntentsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, pruneEndedIntents, arg.Cutoff, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const pruneEvents = `-- name: PruneEvents :execrows

@@ -1,5 +1,6 @@
--- Queries of the periodic maintenance task (worker/jobs: intent expiry, event retention). Each
--- statement is one bounded batch; the task repeats it until a batch comes back short.
+-- Queries of the periodic maintenance task (worker/jobs: intent expiry, event and intent
+-- retention). Each statement is one bounded batch; the task repeats it until a batch comes back
+-- short.
 
 -- name: ExpireIntents :many
 -- Marks expired at most max_rows pending intents whose deadline (expires_at) is before cutoff,
@@ -53,3 +54,24 @@ WHERE id IN (SELECT e.id FROM events e
              ORDER BY e.received_at
              LIMIT @max_rows
              FOR UPDATE SKIP LOCKED);
+
+-- name: PruneEndedIntents :execrows
+-- Deletes at most max_rows intents that ended without an upload (expired, aborted) before cutoff
+-- (updated_at: when they ended), oldest first (a range scan of uploads_ended_updated_idx); rows
+-- another transaction holds are skipped. The batch is an array, deleted by primary key: as
+-- "id IN (SELECT ...)" PostgreSQL planned a hash join that read every ended intent (with the status
+-- condition below) or the whole table (without it; always in the generic plan) in every batch. The
+-- DELETE checks the status again on the row it deletes: an expired intent whose object lands later
+-- is completed (PipelineRecord) and stays. What referenced a deleted intent: objects.upload_id
+-- becomes NULL (ON DELETE SET NULL, objects_upload_id_idx); the outbox's upload_id and
+-- multipart_aborts (keyed by the S3 upload ID) have no foreign key and keep theirs; its
+-- Idempotency-Key is freed (a request with it, long after any client's retry, creates a new
+-- intent).
+DELETE FROM uploads
+WHERE id = ANY (ARRAY(SELECT u.id FROM uploads u
+                      WHERE u.status IN ('expired', 'aborted')
+                        AND u.updated_at < @cutoff
+                      ORDER BY u.updated_at
+                      LIMIT @max_rows
+                      FOR UPDATE SKIP LOCKED))
+  AND status IN ('expired', 'aborted');
