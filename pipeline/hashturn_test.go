@@ -186,3 +186,30 @@ func TestHashSlotsFairBetweenOwners(t *testing.T) {
 		require.Equal(t, map[bool]string{true: "tenant-b", false: "tenant-a"}[key == "b0.txt"], *row.Owner, key)
 	}
 }
+
+// panicOnce is the real object store whose first hash panics.
+type panicOnce struct {
+	pipeline.ObjectStore
+	once sync.Once
+}
+
+func (p *panicOnce) Hash(ctx context.Context, obj pipeline.ObjectRef) ([]byte, int64, error) {
+	p.once.Do(func() { panic("the store broke") })
+	return p.ObjectStore.Hash(ctx, obj)
+}
+
+// TestHashSlotFreedByPanic: a hash that panics (the consumer recovers it and retries the message)
+// gives its slot back: with one slot, the next hash runs.
+func TestHashSlotFreedByPanic(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	b.proc = b.newProcessor(t, procOpts{hashMax: 1 << 20, hashes: 1, objects: &panicOnce{ObjectStore: objstore.NewObjects(b.s3)}})
+	pipeline.SetHashSlotMin(b.proc, 4)
+	b.put(t, "p.txt", "text/plain", []byte("panics"))
+	b.put(t, "q.txt", "text/plain", []byte("hashes"))
+	require.Panics(t, func() { _ = b.process(t, b.created("p.txt", "0A", t0)) })
+
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, b.proc.Process(ctx, "q", b.created("q.txt", "0A", t0)), "the slot the panic held is free")
+}

@@ -123,8 +123,10 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 		if err != nil {
 			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 		}
-		sum, n, err := p.objects.Hash(ctx, ref)
-		release()
+		sum, n, err := func() ([]byte, int64, error) {
+			defer release() // a panicking store gives its slot back too (the consumer recovers it)
+			return p.objects.Hash(ctx, ref)
+		}()
 		if errors.Is(err, ErrNotFound) {
 			// Deleted since it was peeked at: start over from HEAD, which records it missing.
 			return nil, fmt.Errorf("hash %s/%s: gone since inspected (%v): %w", bucket, key, err, ErrChanged)

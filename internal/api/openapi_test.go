@@ -222,3 +222,37 @@ func TestContractCatchesDrift(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAPIHeaderNames: a response's header is named by its key, so a key must be a header's
+// name, never a component's: "Retry-After-Optional" as a key documented a header nobody sends and
+// left the Retry-After of rate-limited undocumented. A header component is referred to under its
+// own name, or, for the optional variant, under the name without "-Optional".
+func TestOpenAPIHeaderNames(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct {
+				Headers map[string]struct {
+					Ref string `json:"$ref"`
+				} `json:"headers"`
+			} `json:"responses"`
+		} `json:"paths"`
+	}
+	require.NoError(t, json.Unmarshal(openAPIDoc, &doc))
+	checked := 0
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			for code, resp := range op.Responses {
+				for name, h := range resp.Headers {
+					if h.Ref == "" {
+						continue
+					}
+					require.False(t, strings.HasSuffix(name, "-Optional"), "%s %s %s: header key %q is a component's name, not a header's", method, path, code, name)
+					component := strings.TrimPrefix(h.Ref, "#/components/headers/")
+					require.Contains(t, []string{name, name + "-Optional"}, component, "%s %s %s: header %q refers to %s", method, path, code, name, h.Ref)
+					checked++
+				}
+			}
+		}
+	}
+	require.Positive(t, checked)
+}

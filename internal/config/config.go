@@ -130,9 +130,10 @@ type Config struct {
 	// maintenance task deletes older ones. 0 keeps them forever.
 	EventsRetention time.Duration `name:"events-retention" env:"INTAKE_EVENTS_RETENTION" default:"720h" help:"Delete archived events older than this (0 = keep forever)."`
 	// IntentsRetention is how long intents that ended without an upload (status expired or aborted)
-	// are kept after they ended (updated_at); the periodic maintenance task deletes older ones. 0
-	// keeps them forever. A deleted intent's Idempotency-Key is free again.
-	IntentsRetention time.Duration `name:"intents-retention" env:"INTAKE_INTENTS_RETENTION" default:"720h" help:"Delete intents that ended without an upload (expired, aborted) this long after they ended (0 = keep forever)."`
+	// are kept after they ended and their URL died (the later of updated_at and expires_at); the
+	// periodic maintenance task deletes older ones. 0 keeps them forever; else at least
+	// [MinIntentsRetention]. A deleted intent's Idempotency-Key is free again.
+	IntentsRetention time.Duration `name:"intents-retention" env:"INTAKE_INTENTS_RETENTION" default:"720h" help:"Delete intents that ended without an upload (expired, aborted) this long after they ended and their URL died (0 = keep forever; else at least 336h)."`
 
 	// Consumer tunes the SQS consumer.
 	Consumer Consumer `embed:"" prefix:"consumer-" envprefix:"INTAKE_CONSUMER_"`
@@ -404,6 +405,12 @@ type Jobs struct {
 	ReconcileRate float64 `name:"reconcile-rate" env:"RECONCILE_RATE" default:"500" help:"Objects per second the periodic reconcile lists at most (above 0, at most 1000000)."`
 }
 
+// MinIntentsRetention is the shortest INTAKE_INTENTS_RETENTION but 0: SQS keeps a message (an S3
+// event, in the queue or its dead-letter queue) up to 14 days, and until an intent is deleted a
+// late event of its object completes it with its declared checks (size, type, hash) and its
+// owner; deleted, the object would be recorded without them.
+const MinIntentsRetention = 14 * 24 * time.Hour
+
 // ReconcileOff is the value of INTAKE_JOBS_RECONCILE_CRON that turns the periodic reconcile off.
 const ReconcileOff = "off"
 
@@ -499,8 +506,9 @@ func (c *Config) Validate(roles []string) error {
 	if c.EventsRetention != 0 && c.EventsRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("INTAKE_EVENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.EventsRetention))
 	}
-	if c.IntentsRetention != 0 && c.IntentsRetention < time.Hour {
-		errs = append(errs, fmt.Errorf("INTAKE_INTENTS_RETENTION: %s must be 0 (keep forever) or at least 1h", c.IntentsRetention))
+	if c.IntentsRetention != 0 && c.IntentsRetention < MinIntentsRetention {
+		errs = append(errs, fmt.Errorf("INTAKE_INTENTS_RETENTION: %s must be 0 (keep forever) or at least %s (SQS keeps a message up to 14 days: an intent is kept until an event of its object can no longer come)",
+			c.IntentsRetention, MinIntentsRetention))
 	}
 	// A setting is checked whenever a role that reads it runs, whichever section it lives in.
 	if has(RoleConsumer) {

@@ -220,8 +220,8 @@ func TestValidate(t *testing.T) {
 		{"retention 0 keeps forever", AllRoles, func(c *Config) { c.EventsRetention = 0 }, nil},
 		{"retention too short", AllRoles, func(c *Config) { c.EventsRetention = time.Minute }, []string{"INTAKE_EVENTS_RETENTION"}},
 		{"intents retention 0 keeps forever", AllRoles, func(c *Config) { c.IntentsRetention = 0 }, nil},
-		{"intents retention of 1h", AllRoles, func(c *Config) { c.IntentsRetention = time.Hour }, nil},
-		{"intents retention too short", AllRoles, func(c *Config) { c.IntentsRetention = time.Minute }, []string{"INTAKE_INTENTS_RETENTION: 1m0s must be 0 (keep forever) or at least 1h"}},
+		{"intents retention of 14 days", AllRoles, func(c *Config) { c.IntentsRetention = MinIntentsRetention }, nil},
+		{"intents retention too short", AllRoles, func(c *Config) { c.IntentsRetention = 13 * 24 * time.Hour }, []string{"INTAKE_INTENTS_RETENTION: 312h0m0s must be 0 (keep forever) or at least 336h0m0s", "14 days"}},
 		{"intents retention negative", AllRoles, func(c *Config) { c.IntentsRetention = -time.Hour }, []string{"INTAKE_INTENTS_RETENTION"}},
 		{"maintenance bounds", []string{RoleScheduler}, func(c *Config) { c.Jobs.MaintenanceCron = ""; c.Jobs.ExpiryGrace = -time.Second }, []string{"INTAKE_JOBS_MAINTENANCE_CRON", "INTAKE_JOBS_EXPIRY_GRACE"}},
 		// Cron specs are parsed at start, each named, not found bad by the scheduler later.

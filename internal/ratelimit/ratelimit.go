@@ -15,7 +15,8 @@ import (
 )
 
 // sweepEvery is how often Allow drops the buckets that are full again: a full bucket is the same
-// as none, so the map holds only the owners seen within about burst/rate.
+// as none, so the map holds the owners seen within the last minute or two (and those refused in
+// the last minute), each a few hundred bytes; a sweep walks them all, under the lock.
 const sweepEvery = time.Minute
 
 // warnEvery is how often, per owner, a refusal is reported for logging (Decision.Warn).
@@ -71,9 +72,11 @@ func (p *PerOwner) Allow(owner string) Decision {
 	if p == nil {
 		return Decision{OK: true}
 	}
-	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Read under the lock: a time older than the bucket's last would be credited its interval
+	// again (rate.Limiter takes it as no time elapsed, then moves its last time back to it).
+	now := p.now()
 	if now.Sub(p.swept) >= sweepEvery {
 		p.sweep(now)
 	}

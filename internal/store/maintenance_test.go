@@ -39,7 +39,8 @@ func TestPruneEndedIntentsReadsTheEndedIndex(t *testing.T) {
 	now := time.Now().UTC()
 	// 20,000 completed and pending intents, 5,000 ended ones (half past the cutoff).
 	_, err := st.Pool.Exec(ctx, `INSERT INTO uploads (id, owner, bucket, key, method, filename, content_type, size, expires_at, status, updated_at)
-		SELECT gen_random_uuid(), 'o' || (g % 50), 'b', 'k/' || g, 'put', 'f', 'application/octet-stream', 1, $1::timestamptz,
+		SELECT gen_random_uuid(), 'o' || (g % 50), 'b', 'k/' || g, 'put', 'f', 'application/octet-stream', 1,
+		       $1::timestamptz - (g % 1000) * interval '1 hour' - interval '1 hour',
 		       (ARRAY['completed', 'completed', 'completed', 'pending', 'completed', 'expired'])[1 + g % 6],
 		       $1::timestamptz - (g % 1000) * interval '1 hour'
 		FROM generate_series(1, 30000) g`, now)

@@ -70,12 +70,17 @@ func TestMaintenancePrunesEndedIntents(t *testing.T) {
 	for i, tc := range cases {
 		ids[i] = endedIntent(t, b, now, tc.status, tc.endedAgo)
 	}
+	// Aborted past the retention while its presigned URL ran until within it: its object may still
+	// land, and its event come, until the retention has passed since the URL died.
+	urlAlive := endedIntent(t, b, now, "aborted", retention+time.Hour)
+	_, err := b.st.Pool.Exec(b.ctx, "UPDATE uploads SET expires_at = $1 WHERE id = $2", now.Add(-retention+time.Hour), urlAlive)
+	require.NoError(t, err)
 	// An object that landed at an expired intent's key after all and was recorded without
 	// completing it (a rejected one, say); and an Idempotency-Key on the other deleted intent.
 	var objectID uuid.UUID
 	require.NoError(t, b.st.Pool.QueryRow(b.ctx, `INSERT INTO objects (bucket, key, owner, upload_id, status, reason)
 		SELECT bucket, key, owner, id, 'rejected', 'type' FROM uploads WHERE id = $1 RETURNING id`, ids[0]).Scan(&objectID))
-	_, err := b.st.Pool.Exec(b.ctx, "UPDATE uploads SET idempotency_key = 'k1', idempotency_hash = '\\x00' WHERE id = $1", ids[1])
+	_, err = b.st.Pool.Exec(b.ctx, "UPDATE uploads SET idempotency_key = 'k1', idempotency_hash = '\\x00' WHERE id = $1", ids[1])
 	require.NoError(t, err)
 
 	m, reg := newMaintenance(t, b, now, 1000, 10)
@@ -93,6 +98,7 @@ func TestMaintenancePrunesEndedIntents(t *testing.T) {
 	for i, tc := range cases {
 		require.Equal(t, tc.kept, intentExists(t, b, ids[i]), tc.name)
 	}
+	require.True(t, intentExists(t, b, urlAlive), "aborted long ago, its URL alive within the retention")
 	require.Equal(t, 2.0, testkit.Metric(t, reg, "intake_intents_pruned_total"))
 	require.Contains(t, b.logBuf.String(), "intents_pruned=2")
 

@@ -107,8 +107,8 @@ const pruneEndedIntents = `-- name: PruneEndedIntents :execrows
 DELETE FROM uploads
 WHERE id = ANY (ARRAY(SELECT u.id FROM uploads u
                       WHERE u.status IN ('expired', 'aborted')
-                        AND u.updated_at < $1
-                      ORDER BY u.updated_at
+                        AND GREATEST(u.updated_at, u.expires_at) < $1
+                      ORDER BY GREATEST(u.updated_at, u.expires_at)
                       LIMIT $2
                       FOR UPDATE SKIP LOCKED))
   AND status IN ('expired', 'aborted')
@@ -119,17 +119,20 @@ type PruneEndedIntentsParams struct {
 	MaxRows int32
 }
 
-// Deletes at most max_rows intents that ended without an upload (expired, aborted) before cutoff
-// (updated_at: when they ended), oldest first (a range scan of uploads_ended_updated_idx); rows
-// another transaction holds are skipped. The batch is an array, deleted by primary key: as
-// "id IN (SELECT ...)" PostgreSQL planned a hash join that read every ended intent (with the status
-// condition below) or the whole table (without it; always in the generic plan) in every batch. The
-// DELETE checks the status again on the row it deletes: an expired intent whose object lands later
-// is completed (PipelineRecord) and stays. What referenced a deleted intent: objects.upload_id
-// becomes NULL (ON DELETE SET NULL, objects_upload_id_idx); the outbox's upload_id and
-// multipart_aborts (keyed by the S3 upload ID) have no foreign key and keep theirs; its
-// Idempotency-Key is freed (a request with it, long after any client's retry, creates a new
-// intent).
+// Deletes at most max_rows intents that ended without an upload (expired, aborted) before cutoff,
+// oldest first (a range scan of uploads_ended_updated_idx); rows another transaction holds are
+// skipped. An intent's end is the later of when it ended (updated_at) and when its URL died
+// (expires_at): an intent aborted while its presigned URL still ran may see its object land until
+// then, and that object's event be processed up to SQS's retention (14 days) later, which the
+// retention's floor covers: until it is deleted, a late event completes it with its checks. The
+// batch is an array, deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash
+// join that read every ended intent (with the status condition below) or the whole table (without
+// it; always in the generic plan) in every batch. The DELETE checks the status again on the row it
+// deletes: an expired intent whose object lands later is completed (PipelineRecord) and stays.
+// What referenced a deleted intent: objects.upload_id becomes NULL (ON DELETE SET NULL,
+// objects_upload_id_idx); the outbox's upload_id and multipart_aborts (keyed by the S3 upload ID)
+// have no foreign key and keep theirs; its Idempotency-Key is freed (a request with it, long after
+// any client's retry, creates a new intent).
 func (q *Queries) PruneEndedIntents(ctx context.Context, arg PruneEndedIntentsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneEndedIntents, arg.Cutoff, arg.MaxRows)
 	if err != nil {
