@@ -60,8 +60,15 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	a.onClose(func() { _ = client.Close() })
 	states := asynq.NewInspector(a.Redis) // replaces a sweep's inspection that failed for good
 	a.onClose(func() { _ = states.Close() })
+	deferred, err := jobs.NewInspectionsDeferred(a.Registry)
+	if err != nil {
+		return nil, err
+	}
 	mux := jobs.NewMux(&jobs.Handlers{
 		Aborts: mp, Sweeps: mp, Inspector: proc, Tasks: client, TaskStates: states, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
+		// One owner's object:inspect tasks hold at most half the workers (the owner is the key's
+		// segment after the key prefix), so that the other tenants' inspections go on.
+		Concurrency: a.Cfg.Jobs.Concurrency, KeyPrefix: a.Cfg.API.KeyPrefix, InspectionsDeferred: deferred,
 	}, metrics, log)
 	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{

@@ -39,7 +39,18 @@
 //     [Inspector] inside the sweep; a failed inspection does not fail the sweep, whose retry
 //     would not find that upload again (the reconcile inspects the object).
 //   - object:inspect ([Handlers.HandleInspect], [Inspector]): run the pipeline again on one object
-//     (satisfied by pipeline.Processor).
+//     (satisfied by pipeline.Processor). One owner's inspections hold at most half the workers of
+//     a process (max(1, [Handlers.Concurrency]/2); the owner is the key's segment after
+//     INTAKE_API_KEY_PREFIX, [InspectionOwner], "" for keys outside it): a tenant may queue one for
+//     each of its objects (POST /v1/jobs), and an inspection may hash gigabytes, so without a bound
+//     one tenant's thousands took every worker and the others' inspections (their own, the sweep's
+//     and the reconcile's) waited behind them. A run over its owner's share does nothing and fails
+//     with an [InspectDeferredError], which the [Server] runs again after about a second plus
+//     jitter, longer the more of that owner's tasks are deferred (at most a minute), without
+//     counting a retry; a run with no retry left is run anyway (asynq would archive it). A
+//     deferral ends once fewer than the owner's share of its runs are under way (see
+//     inspectshare.go). The share is per process: with several jobs replicas, an owner holds at
+//     most half of each one's workers.
 //   - intake:maintenance ([TypeMaintenance], [Maintenance]): expire intents and prune archived
 //     events (below). intake's own task: not in tasks.Types, so neither app backends nor
 //     POST /v1/jobs can enqueue it.
@@ -109,11 +120,14 @@
 // # Metrics
 //
 //   - intake_tasks_total{type,outcome}: outcome is success, retry (failed, will run again), failed
-//     (permanent, or out of retries: archived), early (a deadline abort run before its time: it
-//     runs again then; logged at info) or interrupted (its context cancelled under it: the server
+//     (permanent, or out of retries: archived), early (a deadline abort run before its time, or a
+//     run deferred for its owner's or endpoint's share of the workers: it runs again later; logged
+//     at info) or interrupted (its context cancelled under it: the server
 //     stopping, whose unfinished tasks asynq puts back, or a cancel through asynq's Inspector;
 //     logged at info). Only retry and failed are failures.
 //   - intake_task_duration_seconds{type}
+//   - intake_jobs_inspections_deferred_total: object:inspect runs deferred because their owner
+//     had its share of the workers (each also counted under outcome early; logged at debug).
 //   - intake_reconcile_missing, intake_reconcile_stale, intake_reconcile_gone: what the last
 //     completed periodic reconcile found (and repaired); intake_reconcile_last_success_timestamp_seconds.
 //

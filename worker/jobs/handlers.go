@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/intakehq/intake/internal/multipart"
 	"github.com/intakehq/intake/internal/objstore"
@@ -87,6 +89,22 @@ type Handlers struct {
 	// MinSweepAge is the smallest older_than a sweep task may carry (default tasks.MinSweepAge):
 	// younger uploads are probably in progress, whoever built the task.
 	MinSweepAge time.Duration
+	// Concurrency, when above 0, is the number of workers of the [NewServer] server running these
+	// handlers (its ServerConfig.Concurrency, INTAKE_JOBS_CONCURRENCY): this process then runs at
+	// most max(1, Concurrency/2) object:inspect tasks of one owner at once, and defers the others
+	// with an [InspectDeferredError], which that server retries without counting a failure (see
+	// inspectshare.go). 0 runs every inspection at once. Only for a NewServer server: another
+	// would count each deferral as a failed attempt.
+	Concurrency int
+	// KeyPrefix is INTAKE_API_KEY_PREFIX: an inspected object's owner is the segment after it in
+	// its key ([InspectionOwner]).
+	KeyPrefix string
+	// InspectionsDeferred, when set, counts the deferred inspections ([NewInspectionsDeferred]).
+	InspectionsDeferred prometheus.Counter
+
+	// The owners' shares of the workers, built at the first inspection.
+	shareOnce sync.Once
+	share     *inspectShare
 }
 
 // HandleAbort runs a multipart:abort task: abort the upload if it is still open and record it.
@@ -209,6 +227,13 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 	if err := h.checkBucket("inspect", p.Bucket); err != nil {
 		return err
 	}
+	// One owner's inspections hold at most its share of the workers (Concurrency): one over it
+	// is deferred, nothing done, unless it has no retry left.
+	release, err := h.admitInspection(ctx, p.Key)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return h.inspect(ctx, p.Bucket, p.Key)
 }
 

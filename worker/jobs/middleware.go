@@ -30,9 +30,10 @@ func Recover(log *slog.Logger) asynq.MiddlewareFunc {
 }
 
 // Log adds task_id, task_type, queue and retry to the context's log attributes (see
-// telemetry.WithAttrs) and logs the end of every run: debug on success, info for a run that is to
-// happen later ([OutcomeEarly]) or was interrupted ([OutcomeInterrupted]), warn when it will be
-// retried, error when it failed for good.
+// telemetry.WithAttrs) and logs the end of every run: debug on success and for a run deferred by a
+// share (an error with Deferred() true: a webhook endpoint's, an owner's inspections), info for a
+// run that is to happen later ([OutcomeEarly]: a deadline abort run early) or was interrupted
+// ([OutcomeInterrupted]), warn when it will be retried, error when it failed for good.
 func Log(log *slog.Logger) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
@@ -48,6 +49,12 @@ func Log(log *slog.Logger) asynq.MiddlewareFunc {
 			case OutcomeSuccess:
 				log.DebugContext(ctx, "task done", took)
 			case OutcomeEarly:
+				if d := deferral(nil); errors.As(err, &d) && d.Deferred() {
+					// A share's deferral: thousands a minute under a tenant's backlog; counted, and
+					// logged by its handler at debug.
+					log.DebugContext(ctx, "task deferred; runs again later", took, "err", err)
+					break
+				}
 				log.InfoContext(ctx, "task run before its time; runs again then", took, "err", err)
 			case OutcomeInterrupted:
 				log.InfoContext(ctx, "task interrupted (the server is stopping, or the run was cancelled); it runs again", took, "err", err)

@@ -39,7 +39,8 @@ type ServerConfig struct {
 	// IsFailure, when set, tells which errors use up one of a task's retries (asynq's IsFailure):
 	// the webhook server's is webhook.Deliverer.IsFailure, whose deferred runs (nothing posted,
 	// the endpoint had its share of the workers) are retried without counting. A deadline abort
-	// run early ([EarlyError]) is never a failure, whatever it says.
+	// run early ([EarlyError]) and an inspection deferred for its owner's share
+	// ([InspectDeferredError]) are never failures, whatever it says.
 	IsFailure func(error) bool
 	// Log receives the server's and asynq's logs (default: discard).
 	Log *slog.Logger
@@ -74,6 +75,11 @@ const requeueTimeout = 10 * time.Second
 // ID and queue, with its options, due at tasks.AbortDue(deadline): so every deadline abort runs at
 // its time, whatever retries it has. (Deleted meanwhile by the Canceller, its upload completed, it
 // is left deleted.)
+//
+// An object:inspect run deferred because its owner had its share of the workers
+// ([InspectDeferredError], Handlers.Concurrency) did nothing either: it is retried after its
+// RetryIn without counting a failure. It needs no putting back: a run with no retry left is never
+// deferred (it runs over the share).
 func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("jobs server: Redis connection required")
@@ -98,9 +104,12 @@ func NewServer(cfg ServerConfig, handler asynq.Handler) (*Server, error) {
 		LogLevel:                 asynqLevel(log),
 		// An abort run before its deadline did nothing wrong: its retry must not use up one of the
 		// retries its real run may need.
+		// Nor did an inspection deferred because its owner had its share of the workers: it did
+		// nothing.
 		IsFailure: func(err error) bool {
 			var early *EarlyError
-			if errors.As(err, &early) {
+			var deferred *InspectDeferredError
+			if errors.As(err, &early) || errors.As(err, &deferred) {
 				return false
 			}
 			return cfg.IsFailure == nil || cfg.IsFailure(err)
@@ -196,7 +205,8 @@ func (s *Server) rescheduleEarly(t *asynq.Task, queue, id string, due time.Time)
 // retryDelay is next (default asynq's), except for a deadline abort run before its deadline and
 // grace ([EarlyError]), which is retried at tasks.AbortDue(deadline) (at least a second from now):
 // the backoff would run it again at some arbitrary time, hours before the deadline or long after
-// it.
+// it; and for an inspection deferred because its owner had its share of the workers
+// ([InspectDeferredError]), retried after its RetryIn (at least a second).
 func retryDelay(next asynq.RetryDelayFunc) asynq.RetryDelayFunc {
 	if next == nil {
 		next = asynq.DefaultRetryDelayFunc
@@ -205,6 +215,9 @@ func retryDelay(next asynq.RetryDelayFunc) asynq.RetryDelayFunc {
 		var early *EarlyError
 		if errors.As(err, &early) {
 			return max(time.Until(tasks.AbortDue(early.Deadline)), time.Second)
+		}
+		if deferred := (*InspectDeferredError)(nil); errors.As(err, &deferred) {
+			return max(deferred.RetryIn, time.Second)
 		}
 		if t.Type() == tasks.TypeSweep {
 			// A sweep resumes an abort left "aborting" (its S3 call failed) only once it is
