@@ -130,10 +130,10 @@ type Config struct {
 	// maintenance task deletes older ones. 0 keeps them forever.
 	EventsRetention time.Duration `name:"events-retention" env:"INTAKE_EVENTS_RETENTION" default:"720h" help:"Delete archived events older than this (0 = keep forever)."`
 	// IntentsRetention is how long intents that ended without an upload (status expired or aborted)
-	// are kept after they ended and their URL died (the later of updated_at and expires_at); the
-	// periodic maintenance task deletes older ones. 0 keeps them forever; else at least
-	// [MinIntentsRetention]. A deleted intent's Idempotency-Key is free again.
-	IntentsRetention time.Duration `name:"intents-retention" env:"INTAKE_INTENTS_RETENTION" default:"720h" help:"Delete intents that ended without an upload (expired, aborted) this long after they ended and their URL died (0 = keep forever; else at least 336h)."`
+	// are kept after they ended and reached their deadline (the later of updated_at and
+	// expires_at); the periodic maintenance task deletes older ones. 0 keeps them forever; else at
+	// least [MinIntentsRetention]. A deleted intent's Idempotency-Key is free again.
+	IntentsRetention time.Duration `name:"intents-retention" env:"INTAKE_INTENTS_RETENTION" default:"720h" help:"Delete intents that ended without an upload (expired, aborted) this long after they ended or reached their deadline, the later (0 = keep forever; else at least 336h)."`
 
 	// Consumer tunes the SQS consumer.
 	Consumer Consumer `embed:"" prefix:"consumer-" envprefix:"INTAKE_CONSUMER_"`

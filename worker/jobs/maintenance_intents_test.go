@@ -70,8 +70,8 @@ func TestMaintenancePrunesEndedIntents(t *testing.T) {
 	for i, tc := range cases {
 		ids[i] = endedIntent(t, b, now, tc.status, tc.endedAgo)
 	}
-	// Aborted past the retention while its presigned URL ran until within it: its object may still
-	// land, and its event come, until the retention has passed since the URL died.
+	// Aborted past the retention, its deadline within it: the retention counts from the later of
+	// the two (an object may land until the deadline, its event come the retention later).
 	urlAlive := endedIntent(t, b, now, "aborted", retention+time.Hour)
 	_, err := b.st.Pool.Exec(b.ctx, "UPDATE uploads SET expires_at = $1 WHERE id = $2", now.Add(-retention+time.Hour), urlAlive)
 	require.NoError(t, err)
@@ -98,7 +98,7 @@ func TestMaintenancePrunesEndedIntents(t *testing.T) {
 	for i, tc := range cases {
 		require.Equal(t, tc.kept, intentExists(t, b, ids[i]), tc.name)
 	}
-	require.True(t, intentExists(t, b, urlAlive), "aborted long ago, its URL alive within the retention")
+	require.True(t, intentExists(t, b, urlAlive), "aborted long ago, its deadline within the retention")
 	require.Equal(t, 2.0, testkit.Metric(t, reg, "intake_intents_pruned_total"))
 	require.Contains(t, b.logBuf.String(), "intents_pruned=2")
 

@@ -1,7 +1,7 @@
 -- 0025_uploads_ended_idx: the maintenance task deletes the intents that ended without an upload
 -- (expired, aborted) once INTAKE_INTENTS_RETENTION has passed since they ended and since their
--- URL died (GREATEST(updated_at, expires_at): an intent aborted while its presigned URL still ran
--- may yet see its object land), oldest first, 1,000 at a time (PruneEndedIntents). A partial index
+-- deadline (GREATEST(updated_at, expires_at): an object can land only before the deadline, and the
+-- retention covers how late its event may come), oldest first, 1,000 at a time (PruneEndedIntents). A partial index
 -- holds those rows only, by that time: each batch reads its rows' index entries and no other row,
 -- however many pending and completed intents the table holds. Built without blocking the intents'
 -- inserts, outside a transaction.

@@ -58,10 +58,10 @@ WHERE id IN (SELECT e.id FROM events e
 -- name: PruneEndedIntents :execrows
 -- Deletes at most max_rows intents that ended without an upload (expired, aborted) before cutoff,
 -- oldest first (a range scan of uploads_ended_updated_idx); rows another transaction holds are
--- skipped. An intent's end is the later of when it ended (updated_at) and when its URL died
--- (expires_at): an intent aborted while its presigned URL still ran may see its object land until
--- then, and that object's event be processed up to SQS's retention (14 days) later, which the
--- retention's floor covers: until it is deleted, a late event completes it with its checks. The
+-- skipped. An intent's end is the later of when it ended (updated_at) and its deadline
+-- (expires_at): an object can land only before the deadline, and its event be processed up to
+-- SQS's retention (14 days) later, which the retention's floor covers: until the intent is
+-- deleted, a late event completes it with its checks. The
 -- batch is an array, deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash
 -- join that read every ended intent (with the status condition below) or the whole table (without
 -- it; always in the generic plan) in every batch. The DELETE checks the status again on the row it
