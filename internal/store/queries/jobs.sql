@@ -93,7 +93,8 @@ WHERE u.bucket = @bucket
 -- name: OverdueMultipart :many
 -- intake's multipart uploads of a bucket past their deadline (expires_at before @now), under prefix,
 -- still pending and with no abort recorded; keyset pagination on (expires_at, id), a range of
--- uploads_pending_expires_idx. The sweep passes as @now its start less the grace after a deadline
+-- uploads_pending_multipart_expires_idx (0026: the pending PUT and POST intents past their deadline,
+-- millions at the API's rate until the maintenance task expires them, are not in it). The sweep passes as @now its start less the grace after a deadline
 -- (worker/tasks.AbortGrace): a complete accepted just before the deadline may still be running, so
 -- an upload is overdue only once the grace has passed too. (The maintenance task expires a
 -- multipart intent only once an abort is recorded, so no expired intent waits for one.)
