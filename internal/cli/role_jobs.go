@@ -66,9 +66,10 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	}
 	mux := jobs.NewMux(&jobs.Handlers{
 		Aborts: mp, Sweeps: mp, Inspector: proc, Tasks: client, TaskStates: states, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
-		// One owner's object:inspect tasks hold at most half the workers (the owner is the key's
-		// segment after the key prefix), so that the other tenants' inspections go on.
-		Concurrency: a.Cfg.Jobs.Concurrency, KeyPrefix: a.Cfg.API.KeyPrefix, InspectionsDeferred: deferred,
+		// One owner's object:inspect tasks hold at most half the workers, and a second one only
+		// while a reserve stays free (the owner is the key's segment before its upload id), so
+		// that the other tenants' inspections go on.
+		Concurrency: a.Cfg.Jobs.Concurrency, InspectionsDeferred: deferred,
 	}, metrics, log)
 	rec.Register(mux)
 	srv, err := jobs.NewServer(jobs.ServerConfig{

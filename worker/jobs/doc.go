@@ -40,13 +40,15 @@
 //     would not find that upload again (the reconcile inspects the object).
 //   - object:inspect ([Handlers.HandleInspect], [Inspector]): run the pipeline again on one object
 //     (satisfied by pipeline.Processor). One owner's inspections hold at most half the workers of
-//     a process (max(1, [Handlers.Concurrency]/2); the owner is the key's segment after
-//     INTAKE_API_KEY_PREFIX, [InspectionOwner], "" for keys outside it): a tenant may queue one for
+//     a process (max(1, [Handlers.Concurrency]/2)), and an owner running one gets another only
+//     while a quarter of the workers (at least one) stays free of inspections, so that two busy
+//     owners leave room for a third's (the owner is the key's segment before its upload id,
+//     [InspectionOwner], "" for keys intake did not name): a tenant may queue one for
 //     each of its objects (POST /v1/jobs), and an inspection may hash gigabytes, so without a bound
 //     one tenant's thousands took every worker and the others' inspections (their own, the sweep's
 //     and the reconcile's) waited behind them. A run over its owner's share does nothing and fails
 //     with an [InspectDeferredError], which the [Server] runs again after about a second plus
-//     jitter, longer the more of that owner's tasks are deferred (at most a minute), without
+//     jitter, longer the more of that owner's tasks are deferred, by the recent run time (at most an hour), without
 //     counting a retry; a run with no retry left is run anyway (asynq would archive it). A
 //     deferral ends once fewer than the owner's share of its runs are under way (see
 //     inspectshare.go). The share is per process: with several jobs replicas, an owner holds at

@@ -91,14 +91,12 @@ type Handlers struct {
 	MinSweepAge time.Duration
 	// Concurrency, when above 0, is the number of workers of the [NewServer] server running these
 	// handlers (its ServerConfig.Concurrency, INTAKE_JOBS_CONCURRENCY): this process then runs at
-	// most max(1, Concurrency/2) object:inspect tasks of one owner at once, and defers the others
+	// most max(1, Concurrency/2) object:inspect tasks of one owner at once (a second one only
+	// while max(1, Concurrency/4) workers stay free of inspections), and defers the others
 	// with an [InspectDeferredError], which that server retries without counting a failure (see
 	// inspectshare.go). 0 runs every inspection at once. Only for a NewServer server: another
 	// would count each deferral as a failed attempt.
 	Concurrency int
-	// KeyPrefix is INTAKE_API_KEY_PREFIX: an inspected object's owner is the segment after it in
-	// its key ([InspectionOwner]).
-	KeyPrefix string
 	// InspectionsDeferred, when set, counts the deferred inspections ([NewInspectionsDeferred]).
 	InspectionsDeferred prometheus.Counter
 

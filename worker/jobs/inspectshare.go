@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,8 +21,12 @@ import (
 // one queue for one pool of workers (INTAKE_JOBS_CONCURRENCY), and an inspection may hash gigabytes.
 // A tenant may queue one for each of its objects: without a bound, 10,000 of them take every worker
 // for hours, and every other tenant's inspections wait behind them. So one process runs at most
-// max(1, Concurrency/2) inspections of one owner at once (the owner is the key's segment after
-// INTAKE_API_KEY_PREFIX: [InspectionOwner]). A task of an owner that has its share is not run: it
+// max(1, Concurrency/2) inspections of one owner at once (the owner is the key's segment before
+// its upload id: [InspectionOwner]), and an owner already running one gets another only while a
+// reserve of the workers, max(1, Concurrency/4), stays free of inspections: two busy owners then
+// cannot take every worker between them, and a third owner's first inspection (or the sweep's, the
+// reconcile's) finds a free one. With Concurrency 1 there is nothing to share: each owner's
+// inspection runs in turn. A task that is not admitted is not run: it
 // returns an [InspectDeferredError], which the [NewServer] server retries after its RetryIn without
 // counting it as a failed attempt (its IsFailure and retry delay know the error, as they know
 // [EarlyError]). A task with no retry left is run anyway, over the share: asynq archives a task
@@ -36,32 +41,35 @@ import (
 // hence EarlyError's putting back of the archived task (Server.handleError), which a deferral
 // never needs.
 //
-// A deferral cannot go on forever. A task is deferred only while its owner has its share of runs
-// under way in this process; those runs end (each is bounded by its task timeout,
-// tasks.InspectTimeout) and give their slot back whatever the outcome (the release is deferred in
-// HandleInspect: success, error, panic, cancel); a deferral holds no slot, and nothing but the
-// owner's runs under way at that moment decides. So the owner's slots keep freeing up, the task
-// comes back at least every [inspectDeferMax] (plus the server's DelayedTaskCheckInterval and its
-// wait in the queue), and only its owner's own tasks compete with it for them: other owners' runs
-// never hold its owner's slots. One task is queued per object and each run granted takes one off
-// the owner's backlog, so unless the owner keeps queueing more the backlog drains, and the task is
-// granted at the latest when fewer than its owner's share of runs are left. An owner that keeps
-// queueing makes the task compete with its new ones at random (the delays' jitter, the queue's
-// order), which ends with probability one, though at no fixed bound; only that owner waits. And a
-// task at its last attempt is never deferred, it runs: as deferrals use up no retry, that is a
-// task of asynq.MaxRetry(0), one whose retries failures used up, or one run again by hand from
-// the archive.
+// A deferral cannot go on forever. A task is deferred only while its owner has runs under way in
+// this process (its share of them, or one or more while the reserve is taken); those runs end (each
+// is bounded by its task timeout, tasks.InspectTimeout) and give their slot back whatever the
+// outcome (the release is deferred in HandleInspect: success, error, panic, cancel); a deferral
+// holds no slot. An owner with no run under way is always admitted, so each owner's backlog
+// drains at least a run at a time, whatever the other owners do; the task comes back at least
+// every [inspectDeferMax] (plus the server's DelayedTaskCheckInterval and its wait in the queue),
+// and one task is queued per object, so unless the owner keeps queueing more its backlog drains
+// and the task is granted. An owner that keeps queueing makes the task compete with its new ones
+// at random (the delays' jitter, the queue's order), which ends with probability one, though at no
+// fixed bound; only that owner waits. And a task at its last attempt is never deferred, it runs:
+// as deferrals use up no retry, that is a task of asynq.MaxRetry(0), one whose retries failures
+// used up, or one run again by hand from the archive. asynq records a deferral as the task's last
+// error (its LastErr, which the Inspector and dashboards show): an earlier failure's message is
+// replaced until the task fails again.
 
-// Delays of a deferred inspection, plus up to half as much jitter: inspectDeferMin, or as many of
-// them as there are turns ahead of the task (the owner's tasks deferred lately in this process and
-// not back yet, by limit at a time), up to two thirds of inspectDeferMax, which the jitter does not
-// pass. So a task of an owner with a few runs ahead comes back in about a second, and 10,000
-// deferred tasks come back about once a minute each rather than every second (each return is a
-// Redis round trip and a dequeue). asynq moves a retried task back to its queue every
-// DelayedTaskCheckInterval (5 s by default), so the least delay is that in practice.
+// Delays of a deferred inspection, plus up to half as much jitter: its turn behind the owner's
+// tasks deferred lately in this process and not back yet, limit at a time, each taking as long as
+// this process's inspections lately took (an average of their run times; a second before any ran),
+// at least inspectDeferMin and at most inspectDeferMax. So a task of an owner with a few runs ahead
+// comes back in about a second, and a backlog's tasks come back about when their turn may have
+// come rather than every minute: 100,000 deferred tasks behind runs of a second, 5 at a time,
+// come back once an hour each (some 30 a second), not 2,000 times a second (each return is a
+// Redis round trip and a dequeue, about 0.7 ms of a worker in a review's measurement). asynq moves
+// a retried task back to its queue every DelayedTaskCheckInterval (5 s by default), so the least
+// delay is that in practice.
 const (
 	inspectDeferMin = time.Second
-	inspectDeferMax = time.Minute
+	inspectDeferMax = time.Hour
 )
 
 // A deferred task not back inspectForgetAfter after it was due is forgotten (another worker
@@ -96,22 +104,21 @@ func (e *InspectDeferredError) Error() string {
 // later (outcome "early"), not as a failure to retry.
 func (e *InspectDeferredError) Deferred() bool { return true }
 
-// InspectionOwner returns the owner of key: the segment after prefix (INTAKE_API_KEY_PREFIX, its
-// trailing '/' dropped) in the keys intake generates, {prefix}/{owner}/{uuid}/{name}. A key outside
-// the prefix, or without a non-empty segment after it followed by more (an object intake did not
-// name), belongs to owner "": those share one owner's share.
-func InspectionOwner(prefix, key string) string {
-	rest := key
-	if p := strings.TrimRight(prefix, "/"); p != "" {
-		var ok bool
-		if rest, ok = strings.CutPrefix(key, p+"/"); !ok {
-			return ""
-		}
-	}
-	owner, _, ok := strings.Cut(rest, "/")
-	if !ok {
+// InspectionOwner returns the owner of key, as intake names the objects it signs:
+// {prefix}/{owner}/{upload id}/{name}, the name without '/'. The owner is the segment before the
+// next to last, when that one is an upload id (a UUID) and the owner's segment is not empty,
+// whatever the prefix: the keys named under an earlier INTAKE_API_KEY_PREFIX keep their owners.
+// Any other key (an object intake did not name) belongs to owner "": those share one owner's share.
+func InspectionOwner(key string) string {
+	name := strings.LastIndexByte(key, '/')
+	if name < 0 {
 		return ""
 	}
+	id := strings.LastIndexByte(key[:name], '/')
+	if id < 0 || uuid.Validate(key[id+1:name]) != nil || name-id-1 != 36 {
+		return ""
+	}
+	owner := key[strings.LastIndexByte(key[:id], '/')+1 : id]
 	return owner
 }
 
@@ -136,7 +143,7 @@ func (h *Handlers) admitInspection(ctx context.Context, key string) (release fun
 	if h.share == nil {
 		return func() {}, nil
 	}
-	owner := InspectionOwner(h.KeyPrefix, key)
+	owner := InspectionOwner(key)
 	id, _ := asynq.GetTaskID(ctx)
 	release, derr := h.share.admit(owner, id, !canDefer(ctx))
 	if derr != nil {
@@ -161,11 +168,15 @@ func canDefer(ctx context.Context) bool {
 // inspectShare counts the inspections of each owner one process runs and the tasks it deferred
 // that have not come back yet. A nil inspectShare admits everything.
 type inspectShare struct {
-	limit  int
-	now    func() time.Time
-	mu     sync.Mutex
-	owners map[string]*ownerRuns
-	pruned time.Time
+	limit   int // per owner
+	reserve int // workers kept free of a second inspection of any owner
+	workers int
+	now     func() time.Time
+	mu      sync.Mutex
+	owners  map[string]*ownerRuns
+	running int           // inspections running, every owner's
+	runTime time.Duration // the average run time of the inspections lately (exponential)
+	pruned  time.Time
 }
 
 // ownerRuns is one owner's inspections running, and its tasks deferred and not back yet, by task
@@ -176,27 +187,39 @@ type ownerRuns struct {
 }
 
 // newInspectShare returns the share of a server of concurrency workers: max(1, concurrency/2) per
-// owner; nil (no share) when concurrency is 0 or less.
+// owner, a reserve of max(1, concurrency/4); nil (no share) when concurrency is 0 or less.
 func newInspectShare(concurrency int, now func() time.Time) *inspectShare {
 	if concurrency <= 0 {
 		return nil
 	}
-	return &inspectShare{limit: inspectLimit(concurrency), now: now, owners: map[string]*ownerRuns{}, pruned: now()}
+	return &inspectShare{limit: inspectLimit(concurrency), reserve: max(1, concurrency/4), workers: concurrency,
+		now: now, owners: map[string]*ownerRuns{}, runTime: inspectDeferMin, pruned: now()}
 }
 
 // inspectLimit is how many inspections of one owner a server of concurrency workers runs at once.
 func inspectLimit(concurrency int) int { return max(1, concurrency/2) }
 
 // inspectDeferBase is the delay of a deferred task, before jitter, with ahead of the owner's tasks
-// deferred before it and not back yet, limit at a time (see inspectDeferMin).
-func inspectDeferBase(ahead, limit int) time.Duration {
-	d := time.Duration(ahead+1) * inspectDeferMin / time.Duration(max(1, limit))
-	return min(max(d, inspectDeferMin), inspectDeferMax*2/3)
+// deferred before it and not back yet, limit at a time, each run taking runTime (see
+// inspectDeferMin).
+func inspectDeferBase(ahead, limit int, runTime time.Duration) time.Duration {
+	turns := float64(ahead+1) / float64(max(1, limit))
+	d := time.Duration(min(turns*float64(runTime), float64(inspectDeferMax)))
+	return min(max(d, inspectDeferMin), inspectDeferMax)
+}
+
+// admits reports whether o may start an inspection now: under its share, and, unless it runs none,
+// with the reserve of workers left free.
+func (s *inspectShare) admits(o *ownerRuns) bool {
+	if o.running >= s.limit {
+		return false
+	}
+	return o.running == 0 || s.running < s.workers-s.reserve
 }
 
 // admit takes a slot of owner for task (its asynq task ID; "" when unknown), or returns the task's
-// deferral when the owner has its share (unless force: a run with no retry left). release gives
-// the slot back; calls after the first do nothing.
+// deferral when the owner may not start one now (see admits; unless force: a run with no retry
+// left). release gives the slot back; calls after the first do nothing.
 func (s *inspectShare) admit(owner, task string, force bool) (release func(), err *InspectDeferredError) {
 	if s == nil {
 		return func() {}, nil
@@ -215,8 +238,8 @@ func (s *inspectShare) admit(owner, task string, force bool) (release func(), er
 	if task != "" {
 		delete(o.waiting, task) // back
 	}
-	if o.running >= s.limit && !force {
-		wait := inspectDeferBase(len(o.waiting), s.limit)
+	if !s.admits(o) && !force {
+		wait := inspectDeferBase(len(o.waiting), s.limit, s.runTime)
 		wait += rand.N(wait/2 + 1)
 		if task != "" {
 			o.waiting[task] = now.Add(wait + inspectForgetAfter)
@@ -224,12 +247,18 @@ func (s *inspectShare) admit(owner, task string, force bool) (release func(), er
 		return nil, &InspectDeferredError{Owner: owner, Running: o.running, Limit: s.limit, RetryIn: wait}
 	}
 	o.running++
+	s.running++
+	start := now
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			o.running--
+			s.running--
+			// An exponential average of the run times (a fifth the last one's): the pace at which
+			// the owners' slots free up.
+			s.runTime += (s.now().Sub(start) - s.runTime) / 5
 			if o.running == 0 && len(o.waiting) == 0 && s.owners[owner] == o {
 				delete(s.owners, owner)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/testkit"
@@ -95,7 +96,7 @@ func startShareServer(t *testing.T, g *gatedInspector) *shareServer {
 	require.NoError(t, err)
 	logs := &testkit.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h := &jobs.Handlers{Inspector: g, Log: log, Concurrency: 4, KeyPrefix: "uploads", InspectionsDeferred: deferred}
+	h := &jobs.Handlers{Inspector: g, Log: log, Concurrency: 4, InspectionsDeferred: deferred}
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 4, ShutdownTimeout: 5 * time.Second, Log: log,
 		DelayedTaskCheckInterval: 100 * time.Millisecond, TaskCheckInterval: 100 * time.Millisecond}, jobs.NewMux(h, m, log))
 	require.NoError(t, err)
@@ -192,6 +193,10 @@ func TestInspectionsShareTheWorkers(t *testing.T) {
 	}
 	require.Positive(t, testkit.Value(t, s.metrics.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeEarly)))
 	require.Equal(t, 7.0, testkit.Value(t, s.metrics.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeSuccess)))
+	// The deferrals did nothing: their durations are not observed (they would hide the runs').
+	var h dto.Metric
+	require.NoError(t, s.metrics.Duration.WithLabelValues(tasks.TypeInspectObject).(prometheus.Histogram).Write(&h))
+	require.Equal(t, uint64(7), h.GetHistogram().GetSampleCount(), "the 7 runs' durations only")
 	require.Zero(t, testkit.Value(t, s.metrics.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeRetry)))
 	require.Zero(t, testkit.Value(t, s.metrics.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
 	require.Contains(t, s.logs.String(), `level=DEBUG msg="object inspection deferred`)

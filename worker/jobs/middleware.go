@@ -69,14 +69,18 @@ func Log(log *slog.Logger) asynq.MiddlewareFunc {
 }
 
 // Instrument counts runs (intake_tasks_total) and observes their duration
-// (intake_task_duration_seconds). A nil m records nothing.
+// (intake_task_duration_seconds), except a share's deferral's (it did nothing). A nil m records
+// nothing.
 func Instrument(m *Metrics) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			start := time.Now()
 			err := next.ProcessTask(ctx, t)
 			if m != nil {
-				m.Duration.WithLabelValues(t.Type()).Observe(time.Since(start).Seconds())
+				if d := deferral(nil); !errors.As(err, &d) || !d.Deferred() {
+					// A share's deferral did nothing: its microseconds would hide the runs' times.
+					m.Duration.WithLabelValues(t.Type()).Observe(time.Since(start).Seconds())
+				}
 				m.Tasks.WithLabelValues(t.Type(), outcome(ctx, err)).Inc()
 			}
 			return err
