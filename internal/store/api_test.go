@@ -107,7 +107,15 @@ func planOf(t *testing.T, ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, stmt string, args ...any) string {
 	t.Helper()
-	rows, err := q.Query(ctx, "EXPLAIN (COSTS OFF) "+stmt, args...)
+	return explainRows(t, ctx, q, "EXPLAIN (COSTS OFF) "+stmt, args...)
+}
+
+// explainRows returns the lines of an EXPLAIN statement's answer.
+func explainRows(t *testing.T, ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, stmt string, args ...any) string {
+	t.Helper()
+	rows, err := q.Query(ctx, stmt, args...)
 	require.NoError(t, err)
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)

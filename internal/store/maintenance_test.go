@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
@@ -12,15 +13,21 @@ import (
 	"github.com/intakehq/intake/internal/testkit"
 )
 
-// execRecorder is a dbq.DBTX that keeps the SQL of the last statement it executed.
-type execRecorder struct {
+// sqlRecorder is a dbq.DBTX that keeps the SQL of the last statement it executed or queried: the
+// generated statement, as sent, for a plan test to EXPLAIN.
+type sqlRecorder struct {
 	dbq.DBTX
 	sql string
 }
 
-func (r *execRecorder) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+func (r *sqlRecorder) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	r.sql = sql
 	return r.DBTX.Exec(ctx, sql, args...)
+}
+
+func (r *sqlRecorder) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	r.sql = sql
+	return r.DBTX.Query(ctx, sql, args...)
 }
 
 // TestPruneEndedIntentsReadsTheEndedIndex: the maintenance task's delete of the intents that
@@ -48,7 +55,7 @@ func TestPruneEndedIntentsReadsTheEndedIndex(t *testing.T) {
 	_, err = st.Pool.Exec(ctx, "ANALYZE uploads")
 	require.NoError(t, err)
 
-	rec := &execRecorder{DBTX: st.Pool}
+	rec := &sqlRecorder{DBTX: st.Pool}
 	cutoff := now.Add(-500 * time.Hour)
 	n, err := dbq.New(rec).PruneEndedIntents(ctx, dbq.PruneEndedIntentsParams{Cutoff: cutoff, MaxRows: 0})
 	require.NoError(t, err)

@@ -2,28 +2,15 @@ package store_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 )
-
-// queryRecorder is a dbq.DBTX that keeps the SQL of the last query it ran.
-type queryRecorder struct {
-	dbq.DBTX
-	sql string
-}
-
-func (r *queryRecorder) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	r.sql = sql
-	return r.DBTX.Query(ctx, sql, args...)
-}
 
 // TestOverdueMultipartReadsMultipartOnly: the sweep's look for intake's multipart uploads past
 // their deadline (OverdueMultipart) reads the index of pending multipart intents, not every pending
@@ -53,7 +40,7 @@ func TestOverdueMultipartReadsMultipartOnly(t *testing.T) {
 	_, err = st.Pool.Exec(ctx, "ANALYZE uploads")
 	require.NoError(t, err)
 
-	rec := &queryRecorder{DBTX: st.Pool}
+	rec := &sqlRecorder{DBTX: st.Pool}
 	rows, err := dbq.New(rec).OverdueMultipart(ctx, dbq.OverdueMultipartParams{Bucket: "b", Now: now, Prefix: "uploads/", MaxRows: 500})
 	require.NoError(t, err)
 	require.Len(t, rows, 50)
@@ -66,7 +53,7 @@ func TestOverdueMultipartReadsMultipartOnly(t *testing.T) {
 		require.NotRegexp(t, `Rows Removed by Filter: [1-9]\d{2,}`, plan, "pending PUT intents read and dropped")
 	}
 	explain := "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
-	check(planRows(t, ctx, st.Pool, explain+rec.sql, args...))
+	check(explainRows(t, ctx, st.Pool, explain+rec.sql, args...))
 
 	// A statement pgx prepared (its default mode) and ran more than five times may get a generic
 	// plan when PostgreSQL finds it no dearer than the custom ones: the plan of the sixth run and
@@ -82,17 +69,5 @@ func TestOverdueMultipartReadsMultipartOnly(t *testing.T) {
 		_, err = conn.Exec(ctx, execute)
 		require.NoError(t, err)
 	}
-	check(planRows(t, ctx, conn, explain+execute))
-}
-
-// planRows returns the lines of an EXPLAIN statement's answer.
-func planRows(t *testing.T, ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, stmt string, args ...any) string {
-	t.Helper()
-	rows, err := q.Query(ctx, stmt, args...)
-	require.NoError(t, err)
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	return strings.Join(lines, "\n")
+	check(explainRows(t, ctx, conn, explain+execute))
 }
