@@ -368,7 +368,8 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 				s.fail(w, r, fam, p)
 				return
 			}
-			if p = s.rateLimit(ctx, who); p != nil {
+			// A token of the owner's bucket (Options.Limiter), or 429 rate-limited.
+			if p = s.limiter.Refuse(ctx, s.log, who.owner); p != nil {
 				s.fail(w, r, fam, p)
 				return
 			}
@@ -377,23 +378,6 @@ func (s *Server) wrap(route string, fam family, h handlerFunc) http.Handler {
 			s.fail(w, r, fam, p)
 		}
 	})
-}
-
-// rateLimit takes a token of who's bucket (Options.Limiter), or answers 429 rate-limited with the
-// time until the owner has one again in Retry-After. The first refusal of an owner in a minute is
-// logged, the others only counted (intake_api_rate_limited_total).
-func (s *Server) rateLimit(ctx context.Context, who principal) *Problem {
-	d := s.limiter.Allow(who.owner)
-	if d.OK {
-		return nil
-	}
-	if d.Warn {
-		s.log.WarnContext(ctx, "owner rate limited", "owner", who.owner, "rate", s.cfg.OwnerRate, "burst", s.cfg.OwnerBurst,
-			"retry_after", d.RetryAfter)
-	}
-	p := problemf(problem.RateLimited, "more than %g requests per second (%d at once) of yours on this replica; retry after Retry-After", s.cfg.OwnerRate, s.cfg.OwnerBurst)
-	p.RetryAfter = d.RetryAfter
-	return p
 }
 
 // fail writes a problem in the family's format.

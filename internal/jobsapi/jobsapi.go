@@ -195,13 +195,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !who.Operator {
-		if d := h.limiter.Allow(who.Owner); !d.OK {
-			if d.Warn {
-				h.log.WarnContext(r.Context(), "owner rate limited", "owner", who.Owner, "route", "POST /v1/jobs", "retry_after", d.RetryAfter)
-			}
-			p := problem.RateLimited.With("too many requests of yours on this replica (INTAKE_API_OWNER_RATE); retry after Retry-After")
-			p.RetryAfter = d.RetryAfter
-			problem.Write(w, p)
+		if p := h.limiter.Refuse(r.Context(), h.log, who.Owner); p != nil {
+			problem.Write(w, *p)
 			return
 		}
 	}

@@ -5,12 +5,16 @@
 package ratelimit
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/intakehq/intake/internal/problem"
 	"github.com/intakehq/intake/internal/telemetry"
 )
 
@@ -94,6 +98,22 @@ func (p *PerOwner) Allow(owner string) Decision {
 		b.warned, d.Warn = now, true
 	}
 	return d
+}
+
+// Refuse is Allow for a handler: nil when owner's request may run, else the problem to answer, 429
+// rate-limited with Retry-After the time until the owner's next token. The first refusal of an
+// owner in a minute is logged on log (with the route's attributes of ctx), the others only counted.
+func (p *PerOwner) Refuse(ctx context.Context, log *slog.Logger, owner string) *problem.Problem {
+	d := p.Allow(owner)
+	if d.OK {
+		return nil
+	}
+	if d.Warn {
+		log.WarnContext(ctx, "owner rate limited", "owner", owner, "rate", float64(p.limit), "burst", p.burst, "retry_after", d.RetryAfter)
+	}
+	pr := problem.RateLimited.With(fmt.Sprintf("more than %g requests per second (%d at once) of yours on this replica; retry after Retry-After", float64(p.limit), p.burst))
+	pr.RetryAfter = d.RetryAfter
+	return &pr
 }
 
 // untilToken is how long until b holds one token again (at least a millisecond).

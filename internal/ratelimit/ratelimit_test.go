@@ -1,13 +1,19 @@
 package ratelimit
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/problem"
 )
 
 // clock is a settable clock for a PerOwner.
@@ -178,4 +184,27 @@ func BenchmarkAllow(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestRefuse: a handler's answer is nil while the owner has tokens, then 429 rate-limited with the
+// time until its next token in RetryAfter; the first refusal of an owner in a minute is logged
+// with the owner, the next ones are not; a nil limiter refuses nothing.
+func TestRefuse(t *testing.T) {
+	var nilLimiter *PerOwner
+	require.Nil(t, nilLimiter.Refuse(context.Background(), slog.New(slog.DiscardHandler), "acme"))
+
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	p := newAt(c, 2, 1)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	require.Nil(t, p.Refuse(context.Background(), log, "acme"))
+	pr := p.Refuse(context.Background(), log, "acme")
+	require.NotNil(t, pr)
+	require.Equal(t, 429, pr.Status)
+	require.Equal(t, problem.RateLimited.With("").Type, pr.Type)
+	require.Equal(t, 500*time.Millisecond, pr.RetryAfter)
+	require.Contains(t, pr.Detail, "more than 2 requests per second (1 at once)")
+	require.NotNil(t, p.Refuse(context.Background(), log, "acme"))
+	require.Equal(t, 1, strings.Count(logs.String(), "owner rate limited"), logs.String())
+	require.Contains(t, logs.String(), "owner=acme")
 }
