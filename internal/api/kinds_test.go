@@ -33,14 +33,14 @@ func kindName(e ast.Expr) string {
 // must equal (TestOpenAPIMatchesRoutes), holds only kinds some code of the API returns: a kind
 // declared and documented but never returned (invalid-id was: a malformed id is not-found, as
 // another owner's is) promises clients an answer they never get. A kind counts as returned when
-// the API's or internal/auth's code (Authenticate answers its 401s and 403s) names it anywhere but
-// in its own declaration and in problemKinds.
+// the API's, internal/auth's (Authenticate answers its 401s and 403s) or internal/ratelimit's
+// (Refuse answers its 429s) code names it anywhere but in its own declaration and in problemKinds.
 func TestEveryListedProblemKindIsReturned(t *testing.T) {
 	t.Parallel()
 	fset := token.NewFileSet()
 	listed := map[string]int{} // name → uses
 	var files []*ast.File
-	for _, dir := range []string{".", "../auth"} {
+	for _, dir := range []string{".", "../auth", "../ratelimit"} {
 		paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		require.NoError(t, err)
 		for _, p := range paths {
