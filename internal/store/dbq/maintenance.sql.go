@@ -143,11 +143,11 @@ func (q *Queries) PruneEndedIntents(ctx context.Context, arg PruneEndedIntentsPa
 
 const pruneEvents = `-- name: PruneEvents :execrows
 DELETE FROM events
-WHERE id IN (SELECT e.id FROM events e
-             WHERE e.received_at < $1
-             ORDER BY e.received_at
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)
+WHERE id = ANY (ARRAY(SELECT e.id FROM events e
+                      WHERE e.received_at < $1
+                      ORDER BY e.received_at
+                      LIMIT $2
+                      FOR UPDATE SKIP LOCKED))
 `
 
 type PruneEventsParams struct {
@@ -156,7 +156,9 @@ type PruneEventsParams struct {
 }
 
 // Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
-// events_received_at_id_idx); rows another transaction holds are skipped.
+// events_received_at_id_idx); rows another transaction holds are skipped. The batch is an array,
+// deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a sequential
+// scan of the whole table, in every batch (TestPruneEventsReadsItsBatchOnly).
 func (q *Queries) PruneEvents(ctx context.Context, arg PruneEventsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneEvents, arg.Cutoff, arg.MaxRows)
 	if err != nil {

@@ -384,9 +384,9 @@ func (q *Queries) OutboxMarkRelayed(ctx context.Context, arg OutboxMarkRelayedPa
 
 const outboxPurge = `-- name: OutboxPurge :execrows
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o
-             WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
-             ORDER BY o.delivered_at LIMIT $2)
+WHERE id = ANY (ARRAY(SELECT o.id FROM outbox o
+                      WHERE o.delivered_at < $1::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
+                      ORDER BY o.delivered_at LIMIT $2))
 `
 
 type OutboxPurgeParams struct {
@@ -397,7 +397,9 @@ type OutboxPurgeParams struct {
 // Deletes up to max_rows notifications relayed and delivered before cutoff, oldest delivery first
 // (outbox_purgeable_idx, which holds only the rows this can delete). A notification with a
 // given-up delivery stays until it is redelivered or discarded; one not relayed yet stays until a
-// relay has handed all of its deliveries to asynq, whatever its delivered_at says.
+// relay has handed all of its deliveries to asynq, whatever its delivered_at says. The batch is an
+// array, deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a
+// sequential scan of the whole outbox, in every batch (TestOutboxPurgeReadsItsBatchOnly).
 func (q *Queries) OutboxPurge(ctx context.Context, arg OutboxPurgeParams) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxPurge, arg.Cutoff, arg.MaxRows)
 	if err != nil {

@@ -47,13 +47,15 @@ SELECT id, owner, bucket, key, method, multipart_upload_id, expires_at FROM expi
 
 -- name: PruneEvents :execrows
 -- Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
--- events_received_at_id_idx); rows another transaction holds are skipped.
+-- events_received_at_id_idx); rows another transaction holds are skipped. The batch is an array,
+-- deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a sequential
+-- scan of the whole table, in every batch (TestPruneEventsReadsItsBatchOnly).
 DELETE FROM events
-WHERE id IN (SELECT e.id FROM events e
-             WHERE e.received_at < @cutoff
-             ORDER BY e.received_at
-             LIMIT @max_rows
-             FOR UPDATE SKIP LOCKED);
+WHERE id = ANY (ARRAY(SELECT e.id FROM events e
+                      WHERE e.received_at < @cutoff
+                      ORDER BY e.received_at
+                      LIMIT @max_rows
+                      FOR UPDATE SKIP LOCKED));
 
 -- name: PruneEndedIntents :execrows
 -- Deletes at most max_rows intents that ended without an upload (expired, aborted) before cutoff,

@@ -76,11 +76,13 @@ SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST((SELECT min(created_at) FROM ou
 -- Deletes up to max_rows notifications relayed and delivered before cutoff, oldest delivery first
 -- (outbox_purgeable_idx, which holds only the rows this can delete). A notification with a
 -- given-up delivery stays until it is redelivered or discarded; one not relayed yet stays until a
--- relay has handed all of its deliveries to asynq, whatever its delivered_at says.
+-- relay has handed all of its deliveries to asynq, whatever its delivered_at says. The batch is an
+-- array, deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a
+-- sequential scan of the whole outbox, in every batch (TestOutboxPurgeReadsItsBatchOnly).
 DELETE FROM outbox
-WHERE id IN (SELECT o.id FROM outbox o
-             WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
-             ORDER BY o.delivered_at LIMIT @max_rows);
+WHERE id = ANY (ARRAY(SELECT o.id FROM outbox o
+                      WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
+                      ORDER BY o.delivered_at LIMIT @max_rows));
 
 -- name: OutboxMarkGaveUp :exec
 -- Records that the delivery of notification id to endpoint was given up (its retries spent, or a
