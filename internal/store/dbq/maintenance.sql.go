@@ -158,7 +158,7 @@ type PruneEventsParams struct {
 // Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
 // events_received_at_id_idx); rows another transaction holds are skipped. The batch is an array,
 // deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a sequential
-// scan of the whole table, in every batch (TestPruneEventsReadsItsBatchOnly).
+// scan of the whole table, in every batch (TestPurgesReadTheirBatchOnly).
 func (q *Queries) PruneEvents(ctx context.Context, arg PruneEventsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, pruneEvents, arg.Cutoff, arg.MaxRows)
 	if err != nil {

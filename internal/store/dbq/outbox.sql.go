@@ -399,7 +399,7 @@ type OutboxPurgeParams struct {
 // given-up delivery stays until it is redelivered or discarded; one not relayed yet stays until a
 // relay has handed all of its deliveries to asynq, whatever its delivered_at says. The batch is an
 // array, deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a
-// sequential scan of the whole outbox, in every batch (TestOutboxPurgeReadsItsBatchOnly).
+// sequential scan of the whole outbox, in every batch (TestPurgesReadTheirBatchOnly).
 func (q *Queries) OutboxPurge(ctx context.Context, arg OutboxPurgeParams) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxPurge, arg.Cutoff, arg.MaxRows)
 	if err != nil {

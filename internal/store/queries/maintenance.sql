@@ -49,7 +49,7 @@ SELECT id, owner, bucket, key, method, multipart_upload_id, expires_at FROM expi
 -- Deletes at most max_rows archived events received before cutoff, oldest first (a range scan of
 -- events_received_at_id_idx); rows another transaction holds are skipped. The batch is an array,
 -- deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a sequential
--- scan of the whole table, in every batch (TestPruneEventsReadsItsBatchOnly).
+-- scan of the whole table, in every batch (TestPurgesReadTheirBatchOnly).
 DELETE FROM events
 WHERE id = ANY (ARRAY(SELECT e.id FROM events e
                       WHERE e.received_at < @cutoff

@@ -78,7 +78,7 @@ SELECT COALESCE(EXTRACT(EPOCH FROM now() - LEAST((SELECT min(created_at) FROM ou
 -- given-up delivery stays until it is redelivered or discarded; one not relayed yet stays until a
 -- relay has handed all of its deliveries to asynq, whatever its delivered_at says. The batch is an
 -- array, deleted by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a
--- sequential scan of the whole outbox, in every batch (TestOutboxPurgeReadsItsBatchOnly).
+-- sequential scan of the whole outbox, in every batch (TestPurgesReadTheirBatchOnly).
 DELETE FROM outbox
 WHERE id = ANY (ARRAY(SELECT o.id FROM outbox o
                       WHERE o.delivered_at < @cutoff::timestamptz AND o.gave_up = '{}' AND o.relayed_at IS NOT NULL
