@@ -2,7 +2,8 @@ package store_test
 
 import (
 	"context"
-	"strconv"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,21 +33,40 @@ func (r *sqlRecorder) Query(ctx context.Context, sql string, args ...any) (pgx.R
 	return r.DBTX.Query(ctx, sql, args...)
 }
 
-// checkPlans runs check on the plan of sql (a timestamptz cutoff and an int row count as its
-// parameters) made with those values, and on the generic plan a statement pgx prepared and cached
-// may get instead (PREPARE, plan_cache_mode = force_generic_plan).
-func checkPlans(t *testing.T, ctx context.Context, st *store.Store, sql string, cutoff time.Time, rows int, check func(plan string)) {
+func (r *sqlRecorder) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	r.sql = sql
+	return r.DBTX.QueryRow(ctx, sql, args...)
+}
+
+// checkPlans runs check on the plan of sql with args made with their values, and on the generic
+// plan a statement pgx prepared and cached may get instead (PREPARE with the parameters' types,
+// plan_cache_mode = force_generic_plan).
+func checkPlans(t *testing.T, ctx context.Context, st *store.Store, sql, types string, args []any, check func(plan string)) {
 	t.Helper()
-	check(planOf(t, ctx, st.Pool, sql, cutoff, rows))
+	check(planOf(t, ctx, st.Pool, sql, args...))
 	conn, err := st.Pool.Acquire(ctx)
 	require.NoError(t, err)
 	defer conn.Release()
-	_, err = conn.Exec(ctx, "PREPARE generic(timestamptz, int) AS "+sql)
+	_, err = conn.Exec(ctx, "PREPARE generic("+types+") AS "+sql)
 	require.NoError(t, err)
 	defer func() { _, _ = conn.Exec(context.Background(), "DEALLOCATE generic; RESET plan_cache_mode") }()
 	_, err = conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
 	require.NoError(t, err)
-	check(planOf(t, ctx, conn, "EXECUTE generic('"+cutoff.Format(time.RFC3339Nano)+"', "+strconv.Itoa(rows)+")"))
+	// EXECUTE's arguments cannot be bound parameters: they are written as literals.
+	literals := make([]string, len(args))
+	for i, a := range args {
+		switch a := a.(type) {
+		case time.Time:
+			literals[i] = "'" + a.Format(time.RFC3339Nano) + "'"
+		case string:
+			literals[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
+		case int, int32, int64:
+			literals[i] = fmt.Sprint(a)
+		default:
+			t.Fatalf("checkPlans: no literal for %T", a)
+		}
+	}
+	check(planOf(t, ctx, conn, "EXECUTE generic("+strings.Join(literals, ", ")+")"))
 }
 
 // TestPurgesReadTheirBatchOnly: each periodic delete in batches finds its batch by a range scan
@@ -123,7 +143,7 @@ func TestPurgesReadTheirBatchOnly(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, int64(1000), n, "one batch")
 
-			checkPlans(t, ctx, st, rec.sql, cutoff, 1000, func(plan string) {
+			checkPlans(t, ctx, st, rec.sql, "timestamptz, int", []any{cutoff, 1000}, func(plan string) {
 				t.Helper()
 				require.Regexp(t, `Index Scan (on|using) `+tc.index+`\b`, plan)
 				require.Regexp(t, `Index Scan (on|using) `+tc.pkey+`\b`, plan)
@@ -132,4 +152,39 @@ func TestPurgesReadTheirBatchOnly(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestOutboxDiscardReadsItsBatchOnly: `intake outbox discard` drops given-up deliveries a batch at
+// a time (OutboxDiscard): each batch is found in outbox_gave_up_idx and updated by primary key, in
+// the plan made with the call's values and in the generic one; as "id IN (SELECT ...)" it scanned
+// the whole outbox in every batch.
+func TestOutboxDiscardReadsItsBatchOnly(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	st := testkit.DB(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	// 30,000 delivered notifications, one in ten with a given-up delivery.
+	_, err := st.Pool.Exec(ctx, `INSERT INTO outbox (dedupe_key, event_type, upload_id, bucket, key, data, relayed_at, pending, delivered_at, gave_up)
+		SELECT 'd' || g, 'upload.valid', gen_random_uuid(), 'b', 'k' || g, '{}'::jsonb, $1::timestamptz, '{}', $1::timestamptz,
+		       CASE WHEN g % 10 = 0 THEN ARRAY['default'] ELSE '{}' END
+		FROM generate_series(1, 30000) g`, now)
+	require.NoError(t, err)
+	_, err = st.Pool.Exec(ctx, "VACUUM ANALYZE outbox")
+	require.NoError(t, err)
+
+	rec := &sqlRecorder{DBTX: st.Pool}
+	row, err := dbq.New(rec).OutboxDiscard(ctx, dbq.OutboxDiscardParams{Endpoint: "", AfterID: 0, LastID: 1 << 40, MaxRows: 1000})
+	require.NoError(t, err)
+	require.Equal(t, int64(1000), row.Notifications, "one batch")
+
+	checkPlans(t, ctx, st, rec.sql, "text, bigint, bigint, int", []any{"", int64(row.ThroughID), int64(1 << 40), 1000}, func(plan string) {
+		t.Helper()
+		require.Regexp(t, `Index Scan (on|using) outbox_gave_up_idx\b`, plan)
+		require.Regexp(t, `Index Scan (on|using) outbox_pkey\b`, plan)
+		require.NotContains(t, plan, "Seq Scan", plan)
+		require.NotContains(t, plan, "Join", "nothing is read beyond the batch")
+	})
 }

@@ -154,16 +154,18 @@ WHERE o.id = v.id;
 -- are no longer counted, and once no delivery is left the purge deletes them after the retention.
 -- A row another transaction holds is waited for, not skipped, and read again once unlocked: a
 -- batch comes back short only when no row is left up to last_id. Its locks, max_rows rows, are
--- held for one batch only: a delivery being recorded waits for that much at most.
+-- held for one batch only: a delivery being recorded waits for that much at most. The batch is an
+-- array, updated by primary key: as "id IN (SELECT ...)" PostgreSQL planned a hash join over a
+-- sequential scan of the whole outbox, in every batch (TestOutboxDiscardReadsItsBatchOnly).
 WITH changed AS (
     UPDATE outbox o
     SET gave_up = CASE WHEN @endpoint::text = '' THEN '{}' ELSE array_remove(o.gave_up, @endpoint::text) END
-    WHERE o.id IN (SELECT c.id FROM outbox c
-                   WHERE c.gave_up <> '{}' AND c.id > @after_id AND c.id <= @last_id
-                     AND (@endpoint::text = '' OR @endpoint::text = ANY (c.gave_up))
-                   ORDER BY c.id
-                   LIMIT @max_rows
-                   FOR UPDATE)
+    WHERE o.id = ANY (ARRAY(SELECT c.id FROM outbox c
+                            WHERE c.gave_up <> '{}' AND c.id > @after_id AND c.id <= @last_id
+                              AND (@endpoint::text = '' OR @endpoint::text = ANY (c.gave_up))
+                            ORDER BY c.id
+                            LIMIT @max_rows
+                            FOR UPDATE))
     RETURNING o.id
 )
 SELECT count(*)::bigint AS notifications, COALESCE(max(id), 0)::bigint AS through_id FROM changed;
