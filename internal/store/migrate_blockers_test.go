@@ -162,11 +162,7 @@ func TestMigrationRunsOnceLongTransactionEnds(t *testing.T) {
 	require.Contains(t, log.String(), "state=\"idle in transaction\"")
 	require.NoError(t, blocker.Commit(b.ctx))
 
-	r := <-done
-	require.NoError(t, r.err)
-	require.Equal(t, []string{"0002_x.sql"}, r.res.Applied)
-	require.True(t, b.hasColumn(t, "x"))
-	b.requireNoLockTimeoutLeft(t)
+	b.requireAddedX(t, done)
 }
 
 // TestNoTransactionMigrationWaitsOutLongTransaction: outside a transaction, a statement without

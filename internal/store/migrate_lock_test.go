@@ -110,6 +110,17 @@ func (b *lockBundle) hasColumn(t *testing.T, column string) bool {
 	return n == 1
 }
 
+// requireAddedX waits for the migration of done and checks that it applied 0002_x.sql, whose
+// column x the table then has, and left no lock_timeout behind.
+func (b *lockBundle) requireAddedX(t *testing.T, done <-chan migrateResult) {
+	t.Helper()
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, []string{"0002_x.sql"}, r.res.Applied)
+	require.True(t, b.hasColumn(t, "x"))
+	b.requireNoLockTimeoutLeft(t)
+}
+
 // requireNoLockTimeoutLeft checks that the migration left no lock_timeout on the pool's (only)
 // connection.
 func (b *lockBundle) requireNoLockTimeoutLeft(t *testing.T) {
@@ -168,11 +179,7 @@ func TestMigrationLockTimeoutRetried(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // past the first lock timeout: the migration is being retried
 	require.NoError(t, blocker.Commit(b.ctx))
 
-	r := <-done
-	require.NoError(t, r.err)
-	require.Equal(t, []string{"0002_x.sql"}, r.res.Applied)
-	require.True(t, b.hasColumn(t, "x"))
-	b.requireNoLockTimeoutLeft(t)
+	b.requireAddedX(t, done)
 }
 
 // TestNoTransactionMigrationLockTimeout: outside a transaction, a statement that blocks writes
