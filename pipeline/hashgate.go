@@ -83,6 +83,19 @@ func (g *hashGate) acquire(ctx context.Context, owner string) (release func(), e
 	return nil, fmt.Errorf("wait for a hash slot (%d hashes run at once): %w", g.n, ctx.Err())
 }
 
+// tryAcquire takes a slot for owner when one is free and nobody waits (a caller never passes the
+// waiters), and returns its release; ok is false, and nothing is held, otherwise.
+func (g *hashGate) tryAcquire(owner string) (release func(), ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.free == 0 || len(g.queues) > 0 {
+		return nil, false
+	}
+	g.free--
+	g.held[owner]++
+	return g.releaser(owner), true
+}
+
 // releaser returns the release of a slot held by owner.
 func (g *hashGate) releaser(owner string) func() {
 	var once sync.Once

@@ -10,6 +10,7 @@ import (
 	_ "image/jpeg" // image.DecodeConfig for JPEG
 	_ "image/png"  // image.DecodeConfig for PNG
 	"strings"
+	"time"
 
 	"github.com/gabriel-vasile/mimetype"
 )
@@ -51,11 +52,14 @@ func (in *inspection) ref(bucket, key string) ObjectRef {
 
 // inspect looks at the object and judges it, restarting from HEAD when the
 // object is replaced while being read.
-func (p *Processor) inspect(ctx context.Context, bucket, key string, intent *Intent) (*inspection, error) {
+//
+// With mayHandOff (an event's inspection), a hash that would wait for a slot is handed off
+// ([ProcessorConfig.HashHandOff]): inspect then returns errHandedOff.
+func (p *Processor) inspect(ctx context.Context, bucket, key string, intent *Intent, mayHandOff bool) (*inspection, error) {
 	var err error
 	for range inspectAttempts {
 		var in *inspection
-		in, err = p.inspectOnce(ctx, bucket, key, intent)
+		in, err = p.inspectOnce(ctx, bucket, key, intent, mayHandOff)
 		if !errors.Is(err, ErrChanged) {
 			return in, err
 		}
@@ -89,7 +93,7 @@ func (p *Processor) headAndPrefix(ctx context.Context, bucket, key string, skipP
 	return info, prefix, err
 }
 
-func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent *Intent) (*inspection, error) {
+func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent *Intent, mayHandOff bool) (*inspection, error) {
 	quarantined := p.quarantined(key)
 	info, prefix, err := p.headAndPrefix(ctx, bucket, key, quarantined)
 	if errors.Is(err, ErrNotFound) {
@@ -119,7 +123,10 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	declaredHash := intent != nil && intent.SHA256 != nil
 	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
 	if in.verdict.status == StatusValid && wantHash {
-		release, err := p.hashTurn(ctx, info.Size, intent)
+		release, err := p.hashTurn(ctx, bucket, key, info.Size, intent, mayHandOff)
+		if errors.Is(err, errHandedOff) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 		}
@@ -143,6 +150,10 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	return in, nil
 }
 
+// errHandedOff is returned by inspect when the hash was handed off (hashTurn): the inspection
+// queued in its place records the verdict.
+var errHandedOff = errors.New("inspection handed off")
+
 // hashTurn waits for a hash slot (ProcessorConfig.HashConcurrency) within ctx for an object of
 // size bytes, and returns its release. The slots are shared fairly between owners (the intent's
 // Owner; objects without an intent form one group): a slot freed goes to the waiting owner holding
@@ -150,7 +161,12 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 // message timeout. An object of at most p.hashSlotMin bytes takes none: its hash is a GET's
 // latency, not a share of the bandwidth, and bounding those would only cap the throughput of a
 // consumer hashing small objects (INTAKE_CONSUMER_HASH_MAX_SIZE) at a round trip.
-func (p *Processor) hashTurn(ctx context.Context, size int64, intent *Intent) (release func(), err error) {
+//
+// With mayHandOff and a hand-off configured, an inspection that finds no slot free at once (or
+// others already waiting: it does not pass them) is queued elsewhere instead of waiting
+// (HashHandOff), and hashTurn returns errHandedOff. When the hand-off queues nothing, it waits as
+// without one.
+func (p *Processor) hashTurn(ctx context.Context, bucket, key string, size int64, intent *Intent, mayHandOff bool) (release func(), err error) {
 	if p.hashSlots == nil || size <= p.hashSlotMin {
 		return func() {}, nil
 	}
@@ -158,7 +174,40 @@ func (p *Processor) hashTurn(ctx context.Context, size int64, intent *Intent) (r
 	if intent != nil {
 		owner = intent.Owner
 	}
+	if !mayHandOff || p.handOff == nil {
+		return p.hashSlots.acquire(ctx, owner)
+	}
+	if release, ok := p.hashSlots.tryAcquire(owner); ok {
+		return release, nil
+	}
+	if p.handOffHash(ctx, bucket, key) {
+		return nil, errHandedOff
+	}
 	return p.hashSlots.acquire(ctx, owner)
+}
+
+// handOffTimeout bounds one hand-off (a Redis round trip): an unreachable queue must not take the
+// message's time, which its hash, waiting for a slot instead, still needs.
+const handOffTimeout = 5 * time.Second
+
+// handOffHash queues bucket/key's inspection elsewhere (HashHandOff) and reports whether it did.
+func (p *Processor) handOffHash(ctx context.Context, bucket, key string) bool {
+	hctx, cancel := context.WithTimeout(ctx, handOffTimeout)
+	defer cancel()
+	queued, err := p.handOff.InspectLater(hctx, bucket, key)
+	switch {
+	case err != nil:
+		p.m.handOffs.WithLabelValues(handOffFailed).Inc()
+		p.log.WarnContext(ctx, "hash hand-off failed; the event waits for a hash slot instead", "bucket", bucket, "key", key, "err", err)
+		return false
+	case !queued:
+		p.m.handOffs.WithLabelValues(handOffDuplicate).Inc()
+		p.log.DebugContext(ctx, "an inspection of the object is already queued or running; the event waits for a hash slot", "bucket", bucket, "key", key)
+		return false
+	}
+	p.m.handOffs.WithLabelValues(handOffQueued).Inc()
+	p.log.DebugContext(ctx, "hash slots busy: inspection handed off", "bucket", bucket, "key", key)
+	return true
 }
 
 // quarantined reports whether key lies under a rule's quarantine prefix.

@@ -20,7 +20,16 @@ type metrics struct {
 	distrusted *prometheus.CounterVec
 	// hashWaiting counts the inspections waiting for a hash slot (HashConcurrency).
 	hashWaiting prometheus.Gauge
+	// handOffs counts the hashes handed off, or not (ProcessorConfig.HashHandOff), by result.
+	handOffs *prometheus.CounterVec
 }
+
+// Results of a hash hand-off (intake_hashes_handed_off_total's result label).
+const (
+	handOffQueued    = "queued"
+	handOffDuplicate = "duplicate"
+	handOffFailed    = "failed"
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -50,6 +59,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "intake_hashes_waiting",
 			Help: "Inspections waiting for a hash slot (INTAKE_CONSUMER_HASH_CONCURRENCY hashes run at once): when it stays up, hashes are the bottleneck, and other events wait behind them for a worker.",
 		}),
+		handOffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "intake_hashes_handed_off_total",
+			Help: "Events whose hash found no free slot (INTAKE_CONSUMER_HASH_HANDOFF), by result: queued (an object:inspect task records the verdict; the message is done), duplicate (an inspection of the object was already queued or running: the event waited for a slot) or failed (Redis refused or timed out: the event waited for a slot).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		m.initLabels()
@@ -82,6 +95,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.handOffs, err = register(reg, m.handOffs)
+	if err != nil {
+		return nil, err
+	}
 	m.initLabels()
 	return m, nil
 }
@@ -90,6 +107,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) initLabels() {
 	for _, r := range distrustReasons {
 		m.distrusted.WithLabelValues(r)
+	}
+	for _, r := range []string{handOffQueued, handOffDuplicate, handOffFailed} {
+		m.handOffs.WithLabelValues(r)
 	}
 }
 

@@ -52,6 +52,16 @@ type ProcessorConfig struct {
 	// form one group): a slot freed goes to the waiting owner holding the fewest, so one owner's
 	// many large uploads cannot queue another owner's upload behind them all.
 	HashConcurrency int
+	// HashHandOff, when set (with HashConcurrency), takes out of an event's message the
+	// inspection of an object whose hash would wait for a slot: when no slot is free at once, the
+	// inspection is queued there ([HashHandOff.InspectLater]) and the event is done, nothing
+	// recorded yet; the queued inspection records the verdict. A message then never waits for a
+	// hash slot: it neither runs out of its timeout behind a backlog of large hashes (and is
+	// retried toward the dead-letter queue) nor holds a consumer worker that other events need.
+	// When the hand-off queues nothing (an inspection of the object is already queued or running,
+	// or it failed), the event waits for its turn as without one. Inspections without an event
+	// ([Processor.InspectObject]: reconcile's, the object:inspect task's) are never handed off.
+	HashHandOff HashHandOff
 	// Archive stores every raw message body in the events table.
 	Archive bool
 	// Multipart, when set, is told when a multipart upload completed, so its
@@ -77,6 +87,7 @@ type Processor struct {
 	// Objects of at most hashSlotMin bytes take none (hashTurn).
 	hashSlots   *hashGate
 	hashSlotMin int64
+	handOff     HashHandOff
 	archive     bool
 	multipart   MultipartCanceller
 	now         func() time.Time
@@ -126,7 +137,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	p := &Processor{
 		objects: cfg.Objects, records: cfg.Records, buckets: slices.Clone(cfg.Buckets),
 		tolerance: cmp.Or(cfg.EventTimeTolerance, DefaultEventTimeTolerance), policy: policy, log: cfg.Log, m: m,
-		hashMaxSize: cfg.HashMaxSize, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
+		hashMaxSize: cfg.HashMaxSize, handOff: cfg.HashHandOff, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
 	}
 	if cfg.HashConcurrency > 0 {
 		p.hashSlots, p.hashSlotMin = newHashGate(cfg.HashConcurrency, m.hashWaiting), HashSlotMinSize
@@ -488,8 +499,12 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 	}
 	intent := lk.Intent
 	start := time.Now()
-	in, err := p.inspect(ctx, bucket, key, intent)
+	in, err := p.inspect(ctx, bucket, key, intent, !synthetic)
 	p.m.inspect.Observe(time.Since(start).Seconds())
+	if errors.Is(err, errHandedOff) {
+		// Nothing recorded: the inspection queued in its place records the verdict.
+		return "created:handed_off", nil
+	}
 	if err != nil {
 		return "", err
 	}

@@ -55,6 +55,7 @@ type procOpts struct {
 	buckets   []string             // served besides the bundle's bucket
 	now       func() time.Time
 	hashes    int // HashConcurrency
+	handOff   pipeline.HashHandOff
 }
 
 func setupProc(t *testing.T, opts procOpts) *procBundle {
@@ -74,7 +75,7 @@ func (b *procBundle) newProcessor(t *testing.T, opts procOpts) *pipeline.Process
 		Objects: opts.objects, Records: opts.records, Policy: opts.policy, Registerer: b.reg,
 		Buckets:     append([]string{b.bucket}, opts.buckets...),
 		HashMaxSize: opts.hashMax, Archive: opts.archive, Multipart: opts.multipart, Now: opts.now,
-		HashConcurrency: opts.hashes,
+		HashConcurrency: opts.hashes, HashHandOff: opts.handOff,
 	}
 	if cfg.Objects == nil {
 		cfg.Objects = objstore.NewObjects(b.s3)

@@ -210,6 +210,18 @@ type RecordStore interface {
 	Archive(ctx context.Context, ev ArchivedEvent) error
 }
 
+// HashHandOff takes an event's inspection out of its message when its hash would have to wait for
+// a slot ([ProcessorConfig.HashHandOff]): the inspection is queued to run later on other workers
+// (the daemon's: an object:inspect task on the jobs workers, whose share per owner bounds one
+// tenant's backlog), and the message is done once it is queued.
+type HashHandOff interface {
+	// InspectLater queues an inspection of bucket/key that will look at the object as it is when
+	// it runs. It reports false, and no error, when it queued nothing because an inspection of the
+	// object is already queued or under way (one may have read an older version of the object):
+	// the caller then inspects the object itself. An error means nothing was queued either.
+	InspectLater(ctx context.Context, bucket, key string) (bool, error)
+}
+
 // MultipartCanceller cancels the delayed "abort if unfinished" task of a
 // multipart upload once intake saw its object (an event's inspection, or a
 // re-inspection, found it): an event alone cancels nothing.

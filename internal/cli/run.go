@@ -157,6 +157,15 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 			a.procErr = fmt.Errorf("register record store metrics: %w", err)
 			return
 		}
+		// An event's hash that finds every slot busy becomes an object:inspect task of the jobs
+		// workers (their share per owner bounds one tenant's backlog) instead of waiting on a
+		// consumer worker within its message's timeout.
+		var handOff pipeline.HashHandOff
+		if a.Cfg.Consumer.HashHandOff {
+			client := asynq.NewClient(a.Redis)
+			a.onClose(func() { _ = client.Close() })
+			handOff = tasks.NewInspections(client)
+		}
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects: objstore.NewObjects(a.S3),
 			Records: records,
@@ -168,6 +177,7 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 			Registerer:         a.Registry,
 			HashMaxSize:        a.Cfg.Consumer.HashMaxSize,
 			HashConcurrency:    a.Cfg.Consumer.HashConcurrency,
+			HashHandOff:        handOff,
 			Archive:            a.Cfg.Consumer.Archive,
 			Multipart:          tasks.NewCanceller(insp),
 		})

@@ -131,6 +131,29 @@ func EnqueueInspect(ctx context.Context, c Enqueuer, states TaskStates, p Inspec
 	return EnqueueReplacingFinished(ctx, c, states, task, asynq.TaskID(InspectTaskID(p.Bucket, p.Key)))
 }
 
+// Inspections queues inspections handed off by the consumer (pipeline.HashHandOff): an event
+// whose hash finds every hash slot busy becomes a [TypeInspectObject] task for the jobs workers,
+// whose share per owner bounds one tenant's backlog, instead of waiting on a consumer worker
+// within its message's timeout.
+type Inspections struct {
+	client Enqueuer
+}
+
+// NewInspections returns an Inspections that enqueues through c (usually an *asynq.Client).
+func NewInspections(c Enqueuer) *Inspections { return &Inspections{client: c} }
+
+// InspectLater enqueues the inspection of bucket/key ([EnqueueInspect]) and reports whether it
+// did. While an inspection of the object is queued, running, waiting for a retry, or kept
+// (archived), it queues nothing and reports false: one already running may have read an older
+// version of the object, so the caller must inspect it itself rather than count on it.
+func (i *Inspections) InspectLater(ctx context.Context, bucket, key string) (bool, error) {
+	info, err := EnqueueInspect(ctx, i.client, nil, InspectObject{Bucket: bucket, Key: key})
+	if err != nil {
+		return false, err
+	}
+	return !Duplicate(info), nil
+}
+
 // Aborts arranges for multipart uploads to be aborted at their deadline: each ScheduleAbort
 // enqueues a delayed [TypeAbortMultipart] task (one per upload). intake's API calls it right after
 // it creates an upload; [Canceller] removes the task when the upload completes.

@@ -264,6 +264,40 @@ func TestEnqueueInspect(t *testing.T) {
 	require.NotEqual(t, tasks.InspectTaskID("b", "a/cat.png"), tasks.InspectTaskID("b/a", "cat.png"))
 }
 
+// TestInspections: the consumer's hash hand-off (pipeline.HashHandOff) queues one inspection per
+// object and says so; while one is queued (or kept archived) it queues nothing and reports false,
+// so that the event is inspected by the consumer itself; Redis unreachable is an error.
+func TestInspections(t *testing.T) {
+	t.Parallel()
+	_, client, insp := redisClients(t)
+	ctx := testkit.Context(t)
+	h := tasks.NewInspections(client)
+	id := tasks.InspectTaskID("b", "a/cat.png")
+
+	queued, err := h.InspectLater(ctx, "b", "a/cat.png")
+	require.NoError(t, err)
+	require.True(t, queued)
+	got, err := insp.GetTaskInfo(tasks.QueueDefault, id)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStatePending, got.State)
+	require.Equal(t, tasks.TypeInspectObject, got.Type)
+
+	queued, err = h.InspectLater(ctx, "b", "a/cat.png")
+	require.NoError(t, err)
+	require.False(t, queued, "one is already queued: the caller inspects the object itself")
+
+	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, id))
+	queued, err = h.InspectLater(ctx, "b", "a/cat.png")
+	require.NoError(t, err)
+	require.False(t, queued, "an archived one holds the ID: the caller inspects the object itself")
+
+	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
+	t.Cleanup(func() { _ = down.Close() })
+	queued, err = tasks.NewInspections(down).InspectLater(ctx, "b", "a/dog.png")
+	require.Error(t, err)
+	require.False(t, queued)
+}
+
 // TestCanceller deletes scheduled aborts, ignores missing ones, and leaves a running one alone
 // without error (a real asynq server runs it).
 func TestCanceller(t *testing.T) {

@@ -1,0 +1,137 @@
+package pipeline_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/objstore"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// TestHashHandOff: with a hand-off (INTAKE_CONSUMER_HASH_HANDOFF, the daemon's default), an
+// event whose hash finds every slot busy does not wait in its message: its inspection becomes an
+// object:inspect task in Redis (asynq, the real one), the event is done with nothing recorded,
+// and the task's inspection records the verdict. Before, the event waited for a slot on the
+// consumer's worker, within its message's timeout: behind one owner's backlog of large hashes it
+// ran out of time at every receive and was dead-lettered after five, and meanwhile it held a
+// worker other tenants' events needed.
+//
+// The hand-off never passes a waiter or repeats itself: an event whose object already has an
+// inspection queued (the task may have read an older version) waits for its turn; an
+// inspection without an event (the task's own, reconcile's) never hands off; and when Redis
+// refuses, the event waits for its turn as without a hand-off.
+func TestHashHandOff(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+
+	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
+	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: tasks.NewInspections(client)})
+	pipeline.SetHashSlotMin(b.proc, 4) // these objects are small: each takes a slot
+
+	// upload stores key with an intent declaring its digest (so that it is hashed).
+	upload := func(key string) []byte {
+		content := []byte("hash me " + key)
+		sum := sha256.Sum256(content)
+		b.put(t, key, "text/plain", content)
+		b.intent(t, intentSpec{key: key, contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+		return sum[:]
+	}
+	waiting := func() float64 { return metricValue(t, b.reg, "intake_hashes_waiting", nil) }
+	handedOff := func(result string) float64 {
+		return metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": result})
+	}
+	taskOf := func(key string) (*asynq.TaskInfo, error) {
+		return insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, key))
+	}
+	// bounded is a failure bound, not a measure: an event that waits for a slot instead of
+	// handing off never returns while the slot is held.
+	bounded := func() (context.Context, context.CancelFunc) { return context.WithTimeout(b.ctx, 30*time.Second) }
+
+	// The only slot is held by a hash under way.
+	heldSum := upload("held.txt")
+	errs := make(chan error, 4)
+	go func() { errs <- b.process(t, b.created("held.txt", "0A", t0)) }()
+	require.Eventually(t, func() bool { running, _ := gated.counts(); return running == 1 }, 30*time.Second, 5*time.Millisecond,
+		"held.txt's hash holds the slot")
+
+	// 1. An event that needs a hash now: handed off, done, nothing recorded, nothing hashed.
+	bigSum := upload("big.txt")
+	ctx, cancel := bounded()
+	err := b.proc.Process(ctx, "m-big", b.created("big.txt", "0A", t0))
+	cancel()
+	require.NoError(t, err, "the event is done once its inspection is queued")
+	require.Equal(t, 1.0, handedOff("queued"))
+	require.Zero(t, waiting(), "nothing waits for a slot")
+	require.Equal(t, []string{"held.txt"}, gated.startedKeys(), "big.txt was not hashed by the event")
+	var rows int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = 'big.txt'").Scan(&rows))
+	require.Zero(t, rows, "nothing recorded: the task records the verdict")
+	info, err := taskOf("big.txt")
+	require.NoError(t, err, "an object:inspect task of big.txt is queued")
+	require.Equal(t, tasks.TypeInspectObject, info.Type)
+	require.Equal(t, asynq.TaskStatePending, info.State)
+	p, err := tasks.ParseInspectObject(info.Payload)
+	require.NoError(t, err)
+	require.Equal(t, tasks.InspectObject{Bucket: b.bucket, Key: "big.txt"}, p)
+
+	// 2. The same object again while its task is queued: no second hand-off; the event waits.
+	go func() { errs <- b.process(t, b.created("big.txt", "0B", t0)) }()
+	require.Eventually(t, func() bool { return waiting() == 1 }, 30*time.Second, 5*time.Millisecond, "the event waits for a slot")
+	require.Equal(t, 1.0, handedOff("duplicate"))
+
+	// 3. An inspection without an event (the object:inspect task's own, reconcile's) never hands
+	// off: it waits for its turn.
+	otherSum := upload("other.txt")
+	go func() { errs <- b.proc.InspectObject(b.ctx, b.bucket, "other.txt") }()
+	require.Eventually(t, func() bool { return waiting() == 2 }, 30*time.Second, 5*time.Millisecond, "the inspection waits for a slot")
+	_, err = taskOf("other.txt")
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "an inspection without an event queued nothing")
+	require.Equal(t, 1.0, handedOff("queued"))
+
+	// 4. Redis refusing: the event waits for its turn, as without a hand-off.
+	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
+	t.Cleanup(func() { _ = down.Close() })
+	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: tasks.NewInspections(down)})
+	pipeline.SetHashSlotMin(failing, 4)
+	lateSum := upload("late.txt")
+	heldLate := make(chan error, 1)
+	go func() { heldLate <- failing.Process(b.ctx, "m-held-late", b.created("held.txt", "0C", t0)) }()
+	require.Eventually(t, func() bool { running, _ := gated.counts(); return running == 2 }, 30*time.Second, 5*time.Millisecond,
+		"the second processor's slot is held")
+	go func() { errs <- failing.Process(b.ctx, "m-late", b.created("late.txt", "0A", t0)) }()
+	require.Eventually(t, func() bool { return waiting() == 3 }, 30*time.Second, 5*time.Millisecond, "late.txt waits for a slot")
+	require.Equal(t, 1.0, handedOff("failed"))
+	_, err = taskOf("late.txt")
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
+
+	// The slots free up: everything that waited is hashed and recorded.
+	close(gated.gate)
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+	require.NoError(t, <-heldLate)
+	require.Zero(t, waiting())
+
+	// The queued task runs as the jobs workers run it (Processor.InspectObject): its verdict
+	// stands for the handed-off event.
+	ctx, cancel = bounded()
+	defer cancel()
+	require.NoError(t, b.proc.InspectObject(ctx, p.Bucket, p.Key))
+	for key, sum := range map[string][]byte{"held.txt": heldSum, "big.txt": bigSum, "other.txt": otherSum, "late.txt": lateSum} {
+		row := b.row(t, key)
+		require.Equal(t, pipeline.StatusValid, row.Status, key)
+		require.Equal(t, sum, row.Sha256, key)
+	}
+}
