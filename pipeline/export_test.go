@@ -39,3 +39,7 @@ var ReinspectAfterRemoval = reinspectAfterRemoval
 // SetHashSlotMin sets the largest object whose hash takes no slot (HashSlotMinSize), before p
 // processes anything: tests hash small objects.
 func SetHashSlotMin(p *Processor, n int64) { p.hashSlotMin = n }
+
+// SetHashRate sets the rate at which an event's hash is assumed to read (HashRate), before p
+// processes anything: tests make small objects too large for a message's time.
+func SetHashRate(p *Processor, bytesPerSecond int64) { p.hashRate = bytesPerSecond }

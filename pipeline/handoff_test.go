@@ -135,3 +135,69 @@ func TestHashHandOff(t *testing.T) {
 		require.Equal(t, sum, row.Sha256, key)
 	}
 }
+
+// TestHashHandOffTooLargeForTheMessage: an event whose hash would not end within what is left of
+// its message's time (at the assumed read rate, HashRate; here 1 byte a second, so that a small
+// object stands for one of many gigabytes) is handed off even with every slot free: in the
+// message it would run out of time at every receive until dead-lettered (the startup warning's
+// case); the object:inspect task has its own, longer, timeout. One that fits is hashed in the
+// message, and an inspection without an event is never handed off.
+func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: tasks.NewInspections(client)})
+	pipeline.SetHashRate(b.proc, 1)
+
+	upload := func(key string) []byte {
+		content := []byte("twenty-five bytes of it:" + key[:1]) // 25 bytes: 25 s at 1 B/s
+		sum := sha256.Sum256(content)
+		b.put(t, key, "text/plain", content)
+		b.intent(t, intentSpec{key: key, contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+		return sum[:]
+	}
+	within := func(d time.Duration, f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(b.ctx, d)
+		defer cancel()
+		return f(ctx)
+	}
+	var rows int
+	count := func(key string) int {
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = $1", key).Scan(&rows))
+		return rows
+	}
+
+	// 25 s of hashing, 10 s left: handed off, nothing recorded.
+	longSum := upload("long.txt")
+	require.NoError(t, within(10*time.Second, func(ctx context.Context) error {
+		return b.proc.Process(ctx, "m-long", b.created("long.txt", "0A", t0))
+	}))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
+	require.Zero(t, count("long.txt"), "the task records the verdict")
+	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "long.txt"))
+	require.NoError(t, err)
+	require.Equal(t, tasks.TypeInspectObject, info.Type)
+
+	// 25 s of hashing, 2 minutes left: hashed in the message.
+	sum := upload("fits.txt")
+	require.NoError(t, within(2*time.Minute, func(ctx context.Context) error {
+		return b.proc.Process(ctx, "m-fits", b.created("fits.txt", "0A", t0))
+	}))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
+	row := b.row(t, "fits.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, sum, row.Sha256)
+
+	// The task's own inspection (no event) hashes whatever its time: it is the one handed to.
+	require.NoError(t, within(10*time.Second, func(ctx context.Context) error {
+		return b.proc.InspectObject(ctx, b.bucket, "long.txt")
+	}))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
+	row = b.row(t, "long.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, longSum, row.Sha256)
+}

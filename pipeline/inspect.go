@@ -164,9 +164,14 @@ var errHandedOff = errors.New("inspection handed off")
 //
 // With mayHandOff and a hand-off configured, an inspection that finds no slot free at once (or
 // others already waiting: it does not pass them) is queued elsewhere instead of waiting
-// (HashHandOff), and hashTurn returns errHandedOff. When the hand-off queues nothing, it waits as
-// without one.
+// (HashHandOff), and hashTurn returns errHandedOff; so is one whose hash would not end within what
+// is left of ctx at p.hashRate (an object too large for the message's timeout, which would run out
+// of it at every receive until dead-lettered). When the hand-off queues nothing, it waits (and
+// hashes) as without one.
 func (p *Processor) hashTurn(ctx context.Context, bucket, key string, size int64, intent *Intent, mayHandOff bool) (release func(), err error) {
+	if mayHandOff && p.handOff != nil && p.outlasts(ctx, size) && p.handOffHash(ctx, bucket, key, "too large for the message's time") {
+		return nil, errHandedOff
+	}
 	if p.hashSlots == nil || size <= p.hashSlotMin {
 		return func() {}, nil
 	}
@@ -180,18 +185,30 @@ func (p *Processor) hashTurn(ctx context.Context, bucket, key string, size int64
 	if release, ok := p.hashSlots.tryAcquire(owner); ok {
 		return release, nil
 	}
-	if p.handOffHash(ctx, bucket, key) {
+	if p.handOffHash(ctx, bucket, key, "hash slots busy") {
 		return nil, errHandedOff
 	}
 	return p.hashSlots.acquire(ctx, owner)
+}
+
+// outlasts reports whether hashing size bytes at p.hashRate would take longer than what is left
+// of ctx.
+func (p *Processor) outlasts(ctx context.Context, size int64) bool {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return false
+	}
+	left := time.Until(deadline)
+	return left <= 0 || float64(size)/float64(p.hashRate) > left.Seconds()
 }
 
 // handOffTimeout bounds one hand-off (a Redis round trip): an unreachable queue must not take the
 // message's time, which its hash, waiting for a slot instead, still needs.
 const handOffTimeout = 5 * time.Second
 
-// handOffHash queues bucket/key's inspection elsewhere (HashHandOff) and reports whether it did.
-func (p *Processor) handOffHash(ctx context.Context, bucket, key string) bool {
+// handOffHash queues bucket/key's inspection elsewhere (HashHandOff), for why, and reports whether
+// it did.
+func (p *Processor) handOffHash(ctx context.Context, bucket, key, why string) bool {
 	hctx, cancel := context.WithTimeout(ctx, handOffTimeout)
 	defer cancel()
 	queued, err := p.handOff.InspectLater(hctx, bucket, key)
@@ -206,7 +223,7 @@ func (p *Processor) handOffHash(ctx context.Context, bucket, key string) bool {
 		return false
 	}
 	p.m.handOffs.WithLabelValues(handOffQueued).Inc()
-	p.log.DebugContext(ctx, "hash slots busy: inspection handed off", "bucket", bucket, "key", key)
+	p.log.DebugContext(ctx, "inspection handed off", "why", why, "bucket", bucket, "key", key)
 	return true
 }
 

@@ -58,8 +58,11 @@ type ProcessorConfig struct {
 	// recorded yet; the queued inspection records the verdict. A message then never waits for a
 	// hash slot: it neither runs out of its timeout behind a backlog of large hashes (and is
 	// retried toward the dead-letter queue) nor holds a consumer worker that other events need.
-	// When the hand-off queues nothing (an inspection of the object is already queued or running,
-	// or it failed), the event waits for its turn as without one. Inspections without an event
+	// So is the inspection of an object whose hash would not end within what is left of the
+	// message's time at [HashRate] (the size [Policy.HashWarnings] warns of), whatever the slots:
+	// it would run out of time at every receive until dead-lettered. When the hand-off queues
+	// nothing (an inspection of the object is already queued or running, or it failed), the event
+	// waits for its turn as without one. Inspections without an event
 	// ([Processor.InspectObject]: reconcile's, the object:inspect task's) are never handed off.
 	HashHandOff HashHandOff
 	// Archive stores every raw message body in the events table.
@@ -88,6 +91,9 @@ type Processor struct {
 	hashSlots   *hashGate
 	hashSlotMin int64
 	handOff     HashHandOff
+	// hashRate is the rate at which a hash is assumed to read (HashRate; tests change it): an
+	// event's hash that would not end within its context at it is handed off.
+	hashRate int64
 	archive     bool
 	multipart   MultipartCanceller
 	now         func() time.Time
@@ -137,7 +143,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	p := &Processor{
 		objects: cfg.Objects, records: cfg.Records, buckets: slices.Clone(cfg.Buckets),
 		tolerance: cmp.Or(cfg.EventTimeTolerance, DefaultEventTimeTolerance), policy: policy, log: cfg.Log, m: m,
-		hashMaxSize: cfg.HashMaxSize, handOff: cfg.HashHandOff, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
+		hashMaxSize: cfg.HashMaxSize, handOff: cfg.HashHandOff, hashRate: HashRate, archive: cfg.Archive, multipart: cfg.Multipart, now: cfg.Now,
 	}
 	if cfg.HashConcurrency > 0 {
 		p.hashSlots, p.hashSlotMin = newHashGate(cfg.HashConcurrency, m.hashWaiting), HashSlotMinSize
@@ -500,11 +506,12 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 	intent := lk.Intent
 	start := time.Now()
 	in, err := p.inspect(ctx, bucket, key, intent, !synthetic)
-	p.m.inspect.Observe(time.Since(start).Seconds())
 	if errors.Is(err, errHandedOff) {
-		// Nothing recorded: the inspection queued in its place records the verdict.
+		// Nothing recorded: the inspection queued in its place records the verdict (and is
+		// the one intake_inspect_seconds observes).
 		return "created:handed_off", nil
 	}
+	p.m.inspect.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return "", err
 	}
