@@ -93,10 +93,10 @@ type Processor struct {
 	handOff     HashHandOff
 	// hashRate is the rate at which a hash is assumed to read (HashRate; tests change it): an
 	// event's hash that would not end within its context at it is handed off.
-	hashRate int64
-	archive     bool
-	multipart   MultipartCanceller
-	now         func() time.Time
+	hashRate  int64
+	archive   bool
+	multipart MultipartCanceller
+	now       func() time.Time
 }
 
 // HashSlotMinSize is the largest object whose hash runs without taking one of HashConcurrency's
