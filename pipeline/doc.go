@@ -138,6 +138,14 @@
 // another one), or deleted before its hash is read, the inspection starts
 // over, up to three times (a deleted object is then recorded missing).
 //
+// Hashes of objects over [HashSlotMinSize] take one of HashConcurrency's
+// slots, shared fairly between owners. With [ProcessorConfig.HashHandOff],
+// an event's inspection whose hash finds no slot free at once, or would not
+// end within what is left of its context at [HashRate], is not kept waiting:
+// it is queued as an inspection without an event (the daemon's object:inspect
+// task, [Processor.InspectObject]), which records the verdict, and the event is
+// done with nothing recorded. An inspection without an event never hands off.
+//
 // The intent is the uploads row of (bucket, key): it gives the owner and
 // upload id, and an inspection that finds the object marks it completed
 // (pending, expired, or aborted by an abort that raced the completion). When

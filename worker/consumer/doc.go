@@ -149,6 +149,9 @@
 // Each Process call gets a context that ends after MessageTimeout (default 5 m): a stalled S3 read
 // or a hash that cannot finish frees its worker, and the message is retried later by its receive
 // count (an object that always stalls reaches the dead-letter queue, as a poison message does).
+// The daemon's Processor hands a hash that would wait for a slot, or would not fit in what is left
+// of the message's time, to the jobs workers instead (pipeline.ProcessorConfig.HashHandOff), so
+// that a backlog of large hashes neither times messages out nor holds the workers.
 // When the error of a timed-out message wraps a dependency's outage error (a read of S3 that hung),
 // that dependency's check runs once: if it fails too, the dependency hangs rather than refuses, and
 // it is an outage like any other (the receivers pause, the message is deferred, no receive is
