@@ -3,6 +3,9 @@ package pipeline_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/intakehq/intake/internal/objstore"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -37,7 +41,7 @@ func TestHashHandOff(t *testing.T) {
 	t.Cleanup(func() { _ = insp.Close() })
 
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
-	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: tasks.NewInspections(client)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(client)})
 	pipeline.SetHashSlotMin(b.proc, 4) // these objects are small: each takes a slot
 
 	// upload stores key with an intent declaring its digest (so that it is hashed).
@@ -75,16 +79,23 @@ func TestHashHandOff(t *testing.T) {
 	require.Equal(t, 1.0, handedOff("queued"))
 	require.Zero(t, waiting(), "nothing waits for a slot")
 	require.Equal(t, []string{"held.txt"}, gated.startedKeys(), "big.txt was not hashed by the event")
-	var rows int
-	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = 'big.txt'").Scan(&rows))
-	require.Zero(t, rows, "nothing recorded: the task records the verdict")
+	require.Zero(t, count(b, "big.txt"), "nothing recorded: the task records the verdict")
 	info, err := taskOf("big.txt")
 	require.NoError(t, err, "an object:inspect task of big.txt is queued")
 	require.Equal(t, tasks.TypeInspectObject, info.Type)
 	require.Equal(t, asynq.TaskStatePending, info.State)
 	p, err := tasks.ParseInspectObject(info.Payload)
 	require.NoError(t, err)
-	require.Equal(t, tasks.InspectObject{Bucket: b.bucket, Key: "big.txt"}, p)
+	require.Equal(t, b.bucket, p.Bucket)
+	require.Equal(t, "big.txt", p.Key)
+	require.Equal(t, &tasks.HandedOffEvent{Sequencer: padded("0A"), Time: t0}, p.Event, "the event's semantics go with it")
+
+	// Another one: its task alone will record it (below).
+	big2Sum := upload("big2.txt")
+	ctx, cancel = bounded()
+	require.NoError(t, b.proc.Process(ctx, "m-big2", b.created("big2.txt", "0C", t0.Add(time.Second))))
+	cancel()
+	require.Equal(t, 2.0, handedOff("queued"))
 
 	// 2. The same object again while its task is queued: no second hand-off; the event waits.
 	go func() { errs <- b.process(t, b.created("big.txt", "0B", t0)) }()
@@ -98,12 +109,12 @@ func TestHashHandOff(t *testing.T) {
 	require.Eventually(t, func() bool { return waiting() == 2 }, 30*time.Second, 5*time.Millisecond, "the inspection waits for a slot")
 	_, err = taskOf("other.txt")
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "an inspection without an event queued nothing")
-	require.Equal(t, 1.0, handedOff("queued"))
+	require.Equal(t, 2.0, handedOff("queued"))
 
 	// 4. Redis refusing: the event waits for its turn, as without a hand-off.
 	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: tasks.NewInspections(down)})
+	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(down)})
 	pipeline.SetHashSlotMin(failing, 4)
 	lateSum := upload("late.txt")
 	heldLate := make(chan error, 1)
@@ -124,16 +135,47 @@ func TestHashHandOff(t *testing.T) {
 	require.NoError(t, <-heldLate)
 	require.Zero(t, waiting())
 
-	// The queued task runs as the jobs workers run it (Processor.InspectObject): its verdict
-	// stands for the handed-off event.
+	require.Zero(t, count(b, "big2.txt"), "big2.txt is its task's to record")
+
+	// The queued task runs as the jobs workers run it (HandleInspect on its payload from Redis):
+	// it records big2.txt with its event's sequencer and time, as the event would have.
+	info, err = taskOf("big2.txt")
+	require.NoError(t, err)
+	p, err = tasks.ParseInspectObject(info.Payload)
+	require.NoError(t, err)
+	require.Equal(t, &tasks.HandedOffEvent{Sequencer: padded("0C"), Time: t0.Add(time.Second)}, p.Event)
 	ctx, cancel = bounded()
 	defer cancel()
-	require.NoError(t, b.proc.InspectObject(ctx, p.Bucket, p.Key))
+	require.NoError(t, (&jobs.Handlers{Inspector: b.proc}).HandleInspect(ctx, asynq.NewTask(info.Type, info.Payload)))
+	row := b.row(t, "big2.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, big2Sum, row.Sha256)
+	require.Equal(t, padded("0C"), *row.Sequencer, "the event's sequencer, which orders later events of the object")
+	require.True(t, t0.Add(time.Second).Equal(*row.EventTime))
+	require.Equal(t, "completed", intentStatus(b, "big2.txt"), "the intent completed by the task")
 	for key, sum := range map[string][]byte{"held.txt": heldSum, "big.txt": bigSum, "other.txt": otherSum, "late.txt": lateSum} {
 		row := b.row(t, key)
 		require.Equal(t, pipeline.StatusValid, row.Status, key)
 		require.Equal(t, sum, row.Sha256, key)
 	}
+}
+
+// count is the number of rows of key.
+func count(b *procBundle, key string) int {
+	var n int
+	if err := b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = $1", key).Scan(&n); err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// intentStatus is the status of key's intent.
+func intentStatus(b *procBundle, key string) string {
+	var s string
+	if err := b.st.Pool.QueryRow(b.ctx, "SELECT status FROM uploads WHERE key = $1", key).Scan(&s); err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // TestHashHandOffTooLargeForTheMessage: an event whose hash would not end within what is left of
@@ -150,7 +192,7 @@ func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
-	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: tasks.NewInspections(client)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: jobs.HandOff(client)})
 	pipeline.SetHashRate(b.proc, 1)
 
 	upload := func(key string) []byte {
@@ -165,11 +207,6 @@ func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 		defer cancel()
 		return f(ctx)
 	}
-	var rows int
-	count := func(key string) int {
-		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM objects WHERE key = $1", key).Scan(&rows))
-		return rows
-	}
 
 	// 25 s of hashing, 10 s left: handed off, nothing recorded.
 	longSum := upload("long.txt")
@@ -177,7 +214,9 @@ func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 		return b.proc.Process(ctx, "m-long", b.created("long.txt", "0A", t0))
 	}))
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
-	require.Zero(t, count("long.txt"), "the task records the verdict")
+	require.Zero(t, count(b, "long.txt"), "the task records the verdict")
+	require.Greater(t, info0(t, insp, b.bucket, "long.txt").Timeout, tasks.InspectTimeout+40*time.Second,
+		"the task's timeout leaves room for twice the hash's 25 s")
 	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "long.txt"))
 	require.NoError(t, err)
 	require.Equal(t, tasks.TypeInspectObject, info.Type)
@@ -201,3 +240,73 @@ func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 	require.Equal(t, pipeline.StatusValid, row.Status)
 	require.Equal(t, longSum, row.Sha256)
 }
+
+// info0 is the object:inspect task of bucket/key.
+func info0(t *testing.T, insp *asynq.Inspector, bucket, key string) *asynq.TaskInfo {
+	t.Helper()
+	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(bucket, key))
+	require.NoError(t, err)
+	return info
+}
+
+// dyingDelete is the real object store whose first Delete deletes the object and then fails, as a
+// worker killed between its action and its record would.
+type dyingDelete struct {
+	pipeline.ObjectStore
+	once sync.Once
+}
+
+func (d *dyingDelete) Delete(ctx context.Context, obj pipeline.ObjectRef) error {
+	err := d.ObjectStore.Delete(ctx, obj)
+	d.once.Do(func() {
+		if err == nil {
+			err = errors.New("worker killed after the delete")
+		}
+	})
+	return err
+}
+
+// TestHandedOffRetryAfterItsAction: a handed-off inspection keeps its event's semantics through
+// its task's retries ("record, then act"). The upload's declared digest does not match, its rule
+// deletes rejected objects, and the task's first run records the rejection, deletes the object and
+// dies before recording the deletion. Its retry finds the object gone and records it deleted (the
+// rule's own removal), not missing, as the event's own retry would. Run as an inspection without an
+// event (what the hand-off queued before it carried its event), the retry recorded it missing.
+func TestHandedOffRetryAfterItsAction(t *testing.T) {
+	t.Parallel()
+	policy := &pipeline.Policy{Rules: []pipeline.Rule{{Prefix: "", Action: pipeline.ActionDelete}}}
+	b := setupProc(t, procOpts{policy: policy})
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	b.proc = b.newProcessor(t, procOpts{policy: policy, hashes: 8, handOff: jobs.HandOff(client)})
+	pipeline.SetHashRate(b.proc, 1) // every hash outlasts the message: handed off
+
+	content := []byte("what was uploaded")
+	wrong := sha256.Sum256([]byte("what was declared"))
+	b.put(t, "doc.txt", "text/plain", content)
+	b.intent(t, intentSpec{key: "doc.txt", contentType: "text/plain", size: int64(len(content)), sha256: wrong[:]})
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.proc.Process(ctx, "m-doc", b.created("doc.txt", "0A", t0)))
+	task := info0(t, insp, b.bucket, "doc.txt")
+
+	// The jobs workers' processor, whose first delete dies after deleting.
+	worker := b.newProcessor(t, procOpts{policy: policy, objects: &dyingDelete{ObjectStore: objstore.NewObjects(b.s3)}})
+	h := &jobs.Handlers{Inspector: worker}
+	run := func() error { return h.HandleInspect(ctx, asynq.NewTask(task.Type, task.Payload)) }
+	require.ErrorContains(t, run(), "worker killed after the delete")
+	require.Equal(t, pipeline.StatusRejected, b.row(t, "doc.txt").Status, "recorded, then acted")
+	require.False(t, b.exists(t, "doc.txt"), "deleted before the worker died")
+
+	require.NoError(t, run(), "the retry")
+	row := b.row(t, "doc.txt")
+	require.Equal(t, pipeline.StatusDeleted, row.Status, "the rule's removal, as the event's retry records it")
+	require.Equal(t, padded("0A"), *row.Sequencer)
+}
+
+// padded is an event's sequencer as the Processor compares and records it (zero-padded to 64
+// hexadecimal digits).
+func padded(seq string) string { return seq + strings.Repeat("0", 64-len(seq)) }

@@ -53,13 +53,13 @@ func (in *inspection) ref(bucket, key string) ObjectRef {
 // inspect looks at the object and judges it, restarting from HEAD when the
 // object is replaced while being read.
 //
-// With mayHandOff (an event's inspection), a hash that would wait for a slot is handed off
-// ([ProcessorConfig.HashHandOff]): inspect then returns errHandedOff.
-func (p *Processor) inspect(ctx context.Context, bucket, key string, intent *Intent, mayHandOff bool) (*inspection, error) {
+// With ev (an event's inspection, which may be handed off), a hash that would wait for a slot is
+// handed off ([ProcessorConfig.HashHandOff]): inspect then returns errHandedOff.
+func (p *Processor) inspect(ctx context.Context, bucket, key string, intent *Intent, ev *HandedOff) (*inspection, error) {
 	var err error
 	for range inspectAttempts {
 		var in *inspection
-		in, err = p.inspectOnce(ctx, bucket, key, intent, mayHandOff)
+		in, err = p.inspectOnce(ctx, bucket, key, intent, ev)
 		if !errors.Is(err, ErrChanged) {
 			return in, err
 		}
@@ -93,7 +93,7 @@ func (p *Processor) headAndPrefix(ctx context.Context, bucket, key string, skipP
 	return info, prefix, err
 }
 
-func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent *Intent, mayHandOff bool) (*inspection, error) {
+func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent *Intent, ev *HandedOff) (*inspection, error) {
 	quarantined := p.quarantined(key)
 	info, prefix, err := p.headAndPrefix(ctx, bucket, key, quarantined)
 	if errors.Is(err, ErrNotFound) {
@@ -123,7 +123,7 @@ func (p *Processor) inspectOnce(ctx context.Context, bucket, key string, intent 
 	declaredHash := intent != nil && intent.SHA256 != nil
 	wantHash := declaredHash || (p.hashMaxSize > 0 && info.Size <= p.hashMaxSize)
 	if in.verdict.status == StatusValid && wantHash {
-		release, err := p.hashTurn(ctx, bucket, key, info.Size, intent, mayHandOff)
+		release, err := p.hashTurn(ctx, info.Size, intent, ev)
 		if errors.Is(err, errHandedOff) {
 			return nil, err
 		}
@@ -162,14 +162,15 @@ var errHandedOff = errors.New("inspection handed off")
 // latency, not a share of the bandwidth, and bounding those would only cap the throughput of a
 // consumer hashing small objects (INTAKE_CONSUMER_HASH_MAX_SIZE) at a round trip.
 //
-// With mayHandOff and a hand-off configured, an inspection that finds no slot free at once (or
-// others already waiting: it does not pass them) is queued elsewhere instead of waiting
-// (HashHandOff), and hashTurn returns errHandedOff; so is one whose hash would not end within what
-// is left of ctx at p.hashRate (an object too large for the message's timeout, which would run out
-// of it at every receive until dead-lettered). When the hand-off queues nothing, it waits (and
-// hashes) as without one.
-func (p *Processor) hashTurn(ctx context.Context, bucket, key string, size int64, intent *Intent, mayHandOff bool) (release func(), err error) {
-	if mayHandOff && p.handOff != nil && p.outlasts(ctx, size) && p.handOffHash(ctx, bucket, key, "too large for the message's time") {
+// With ev (an event's inspection) and a hand-off configured, an inspection that finds no slot
+// free at once (or others already waiting: it does not pass them) is queued elsewhere instead of
+// waiting (HashHandOff), and hashTurn returns errHandedOff; so is one whose hash would not end
+// within what is left of ctx at p.hashRate (an object too large for the message's timeout, which
+// would run out of it at every receive until dead-lettered). When the hand-off queues nothing, it
+// waits (and hashes) as without one.
+func (p *Processor) hashTurn(ctx context.Context, size int64, intent *Intent, ev *HandedOff) (release func(), err error) {
+	mayHandOff := ev != nil && p.handOff != nil
+	if mayHandOff && p.outlasts(ctx, size) && p.handOffHash(ctx, *ev, size, "too large for the message's time") {
 		return nil, errHandedOff
 	}
 	if p.hashSlots == nil || size <= p.hashSlotMin {
@@ -179,13 +180,13 @@ func (p *Processor) hashTurn(ctx context.Context, bucket, key string, size int64
 	if intent != nil {
 		owner = intent.Owner
 	}
-	if !mayHandOff || p.handOff == nil {
+	if !mayHandOff {
 		return p.hashSlots.acquire(ctx, owner)
 	}
 	if release, ok := p.hashSlots.tryAcquire(owner); ok {
 		return release, nil
 	}
-	if p.handOffHash(ctx, bucket, key, "hash slots busy") {
+	if p.handOffHash(ctx, *ev, size, "hash slots busy") {
 		return nil, errHandedOff
 	}
 	return p.hashSlots.acquire(ctx, owner)
@@ -206,12 +207,14 @@ func (p *Processor) outlasts(ctx context.Context, size int64) bool {
 // message's time, which its hash, waiting for a slot instead, still needs.
 const handOffTimeout = 5 * time.Second
 
-// handOffHash queues bucket/key's inspection elsewhere (HashHandOff), for why, and reports whether
-// it did.
-func (p *Processor) handOffHash(ctx context.Context, bucket, key, why string) bool {
+// handOffHash queues the inspection of ev's object, of size bytes, elsewhere (HashHandOff), for
+// why, and reports whether it did.
+func (p *Processor) handOffHash(ctx context.Context, ev HandedOff, size int64, why string) bool {
+	bucket, key := ev.Bucket, ev.Key
+	ev.HashTime = time.Duration(float64(size) / float64(p.hashRate) * float64(time.Second))
 	hctx, cancel := context.WithTimeout(ctx, handOffTimeout)
 	defer cancel()
-	queued, err := p.handOff.InspectLater(hctx, bucket, key)
+	queued, err := p.handOff.InspectLater(hctx, ev)
 	switch {
 	case err != nil:
 		p.m.handOffs.WithLabelValues(handOffFailed).Inc()

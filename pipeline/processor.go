@@ -282,8 +282,26 @@ func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error
 		log.WarnContext(ctx, "inspection refused: foreign bucket")
 		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 	}
-	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true, false); err != nil {
+	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true, false, false); err != nil {
 		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// InspectHandedOff runs an event's inspection that was handed off ([ProcessorConfig.HashHandOff];
+// the object:inspect task of the daemon's jobs workers) as the event's processing would have: with
+// its sequencer and time, and, when the object is found gone, looking for the quarantined copy a
+// crashed earlier run may have moved it to, and recording it deleted where a rule deletes. It is
+// never handed off again. A bucket intake is not configured for is refused with a [Refusal].
+func (p *Processor) InspectHandedOff(ctx context.Context, h HandedOff) error {
+	log := p.log.With("bucket", h.Bucket, "key", h.Key, "event", "handed-off")
+	if err := p.checkBucket(h.Bucket); err != nil {
+		p.m.distrusted.WithLabelValues(DistrustForeignBucket).Inc()
+		log.WarnContext(ctx, "inspection refused: foreign bucket")
+		return fmt.Errorf("inspect %s/%s: %w", h.Bucket, h.Key, err)
+	}
+	if _, err := p.created(ctx, log, h.Bucket, h.Key, h.Sequencer, h.EventTime, false, h.Removal, false); err != nil {
+		return fmt.Errorf("inspect %s/%s: %w", h.Bucket, h.Key, err)
 	}
 	return nil
 }
@@ -390,7 +408,7 @@ func (p *Processor) processEvent(ctx context.Context, log *slog.Logger, ev Event
 		return p.removed(ctx, log, ev, false, h)
 	case KindCreated:
 		seq, _ := SequencerKey(ev.Sequencer) // Decode checked it
-		return p.created(ctx, log, ev.Bucket, ev.Key, seq, ev.Time, false, h.removal)
+		return p.created(ctx, log, ev.Bucket, ev.Key, seq, ev.Time, false, h.removal, true)
 	default:
 		log.InfoContext(ctx, "event ignored: not one intake acts on")
 		return kind + ":ignored", nil
@@ -440,7 +458,7 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 	switch {
 	case err == nil && own && ev.VersionID != "" && info.VersionID != ev.VersionID:
 		log.InfoContext(ctx, "intake deleted a version and S3 serves another under the key; recording it", "version_id", ev.VersionID)
-		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true, false); err != nil {
+		if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true, false, false); err != nil {
 			return "", fmt.Errorf("look again at %s/%s after deleting version %s: %w", ev.Bucket, ev.Key, ev.VersionID, err)
 		}
 		return "removed:reinspected", nil
@@ -451,12 +469,12 @@ func (p *Processor) removed(ctx context.Context, log *slog.Logger, ev Event, own
 		if c := h.created; c != nil {
 			log.InfoContext(ctx, "removal not confirmed: S3 still has the object; inspecting it for the creation in the same body", "version_id", ev.VersionID, "created_event", c.Name)
 			seq, _ := SequencerKey(c.Sequencer)
-			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, seq, c.Time, false, false); err != nil {
+			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, seq, c.Time, false, false, true); err != nil {
 				return "", fmt.Errorf("inspect %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
 			}
 		} else if h.reinspect {
 			log.InfoContext(ctx, "removal not confirmed: S3 still has the object; recording what it holds", "version_id", ev.VersionID)
-			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true, false); err != nil {
+			if _, err := p.created(ctx, log, ev.Bucket, ev.Key, "", time.Time{}, true, false, false); err != nil {
 				return "", fmt.Errorf("look again at %s/%s after an unconfirmed removal: %w", ev.Bucket, ev.Key, err)
 			}
 		} else {
@@ -498,14 +516,21 @@ func reinspectAfterRemoval(ev Event) bool {
 // removal tells that the body holds a removal of the object too (coalesce): an
 // object S3 does not have is then recorded deleted (a removal the 404
 // confirms), not missing.
-func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, seq string, evTime time.Time, synthetic, removal bool) (string, error) {
+//
+// With handOff (an event's inspection, not one already handed off), a hash that would wait may be
+// handed off (ProcessorConfig.HashHandOff): nothing is recorded then.
+func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, seq string, evTime time.Time, synthetic, removal, handOff bool) (string, error) {
 	lk, err := p.records.Lookup(ctx, bucket, key)
 	if err != nil {
 		return "", err
 	}
 	intent := lk.Intent
 	start := time.Now()
-	in, err := p.inspect(ctx, bucket, key, intent, !synthetic)
+	var ev *HandedOff
+	if handOff && !synthetic {
+		ev = &HandedOff{Bucket: bucket, Key: key, Sequencer: seq, EventTime: evTime, Removal: removal}
+	}
+	in, err := p.inspect(ctx, bucket, key, intent, ev)
 	if errors.Is(err, errHandedOff) {
 		// Nothing recorded: the inspection queued in its place records the verdict (and is
 		// the one intake_inspect_seconds observes).
@@ -681,7 +706,7 @@ func (p *Processor) recordAction(ctx context.Context, in *inspection, bucket, ke
 // recordCopy records the quarantined copy dst as a HEAD shows it now ("quarantined", or missing).
 func (p *Processor) recordCopy(ctx context.Context, bucket, dst, event string) error {
 	log := p.log.With("bucket", bucket, "key", dst, "event", event)
-	if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true, false); err != nil {
+	if _, err := p.created(ctx, log, bucket, dst, "", time.Time{}, true, false, false); err != nil {
 		return fmt.Errorf("record quarantined copy %s/%s: %w", bucket, dst, err)
 	}
 	return nil

@@ -211,15 +211,40 @@ type RecordStore interface {
 }
 
 // HashHandOff takes an event's inspection out of its message when its hash would have to wait for
-// a slot ([ProcessorConfig.HashHandOff]): the inspection is queued to run later on other workers
-// (the daemon's: an object:inspect task on the jobs workers, whose share per owner bounds one
-// tenant's backlog), and the message is done once it is queued.
+// a slot, or would outlast the message's time ([ProcessorConfig.HashHandOff]): the inspection is
+// queued to run later on other workers (the daemon's: an object:inspect task on the jobs workers,
+// whose share per owner bounds one tenant's backlog), with the event's semantics
+// ([Processor.InspectHandedOff]), and the message is done once it is queued.
 type HashHandOff interface {
-	// InspectLater queues an inspection of bucket/key that will look at the object as it is when
+	// InspectLater queues an inspection of h's object that will look at the object as it is when
 	// it runs. It reports false, and no error, when it queued nothing because an inspection of the
 	// object is already queued or under way (one may have read an older version of the object):
 	// the caller then inspects the object itself. An error means nothing was queued either.
-	InspectLater(ctx context.Context, bucket, key string) (bool, error)
+	InspectLater(ctx context.Context, h HandedOff) (bool, error)
+}
+
+// HashHandOffFunc adapts a function to a [HashHandOff].
+type HashHandOffFunc func(ctx context.Context, h HandedOff) (bool, error)
+
+// InspectLater calls f.
+func (f HashHandOffFunc) InspectLater(ctx context.Context, h HandedOff) (bool, error) {
+	return f(ctx, h)
+}
+
+// HandedOff is an event's inspection handed off ([HashHandOff]).
+type HandedOff struct {
+	// Bucket and Key name the object.
+	Bucket, Key string
+	// Sequencer and EventTime are the event's (after [Processor]'s checks: an implausible
+	// sequencer is empty, a future time clamped), for [Processor.InspectHandedOff].
+	Sequencer string
+	EventTime time.Time
+	// Removal is set when the event's body also removed the object (events of one object in a
+	// body are processed as one): an object then found gone is recorded deleted, not missing.
+	Removal bool
+	// HashTime is how long the object's hash is expected to take at [HashRate]: the queued
+	// inspection's timeout must leave room for it.
+	HashTime time.Duration
 }
 
 // MultipartCanceller cancels the delayed "abort if unfinished" task of a

@@ -23,8 +23,8 @@ import (
 	"github.com/intakehq/intake/internal/testkit"
 )
 
-// TestHashHandOffThroughTheDaemon: `intake run` with its defaults (the hash hand-off on, a queue
-// that redrives after 5 receives, a 60 s visibility) and one hash slot. One owner's 8 uploads of
+// TestHashHandOffThroughTheDaemon: `intake run` with the hash hand-off on, one hash slot and the
+// defaults otherwise (a queue that redrives after 5 receives, a 60 s visibility). One owner's 8 uploads of
 // 24 MiB declaring their sha256 land at once, their events in one batch: one hash holds the slot,
 // the events that find it busy are handed off to the jobs role (object:inspect tasks) and their
 // messages finish. At the end: 8 uploaded, 8 recorded valid with the digest each declared and
@@ -43,7 +43,7 @@ func TestHashHandOffThroughTheDaemon(t *testing.T) {
 		"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
 		"--bucket", bucket, "--queue-url", q.URL, "--dlq-url", q.DLQURL,
 		"--api-insecure-dev-auth", "--shutdown-grace", "5s",
-		"--consumer-hash-concurrency", "1")
+		"--consumer-hash-concurrency", "1", "--consumer-hash-handoff")
 
 	db, err := pgx.Connect(ctx, testkit.DatabaseURLFor(schema))
 	require.NoError(t, err)

@@ -11,7 +11,6 @@ import (
 	"github.com/intakehq/intake/internal/queue"
 	"github.com/intakehq/intake/pipeline"
 	"github.com/intakehq/intake/worker/consumer"
-	"github.com/intakehq/intake/worker/tasks"
 )
 
 // startConsumer builds the consumer role: the pipeline Processor (policy from INTAKE_POLICY_FILE),
@@ -30,14 +29,8 @@ func startConsumer(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	// With the hand-off, a hash too long for the message's time is an object:inspect task's,
-	// whose own timeout (tasks.InspectTimeout) then bounds it.
-	budget, within := cfg.Consumer.MessageTimeout, "INTAKE_CONSUMER_MESSAGE_TIMEOUT"
-	if cfg.Consumer.HashHandOff && tasks.InspectTimeout > budget {
-		budget, within = tasks.InspectTimeout, "an object:inspect task's timeout (INTAKE_CONSUMER_HASH_HANDOFF)"
-	}
-	for _, w := range a.Policy.HashWarnings(budget, cfg.Consumer.HashMaxSize) {
-		log.Warn("some uploads may not be hashed within "+within, "detail", w)
+	for _, w := range a.Policy.HashWarnings(cfg.Consumer.MessageTimeout, cfg.Consumer.HashMaxSize) {
+		log.Warn("some uploads may not be hashed within INTAKE_CONSUMER_MESSAGE_TIMEOUT", "detail", w)
 	}
 	// ReceiveMessage and DeleteMessageBatch skip the SDK's middleware (queue.Lean); the ingress and
 	// the readiness checks keep the SDK client.

@@ -35,6 +35,7 @@ import (
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/telemetry"
 	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
 	"github.com/intakehq/intake/worker/tasks"
 )
 
@@ -164,7 +165,7 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 		if a.Cfg.Consumer.HashHandOff {
 			client := asynq.NewClient(a.Redis)
 			a.onClose(func() { _ = client.Close() })
-			handOff = tasks.NewInspections(client)
+			handOff = jobs.HandOff(client)
 		}
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects: objstore.NewObjects(a.S3),

@@ -80,6 +80,11 @@ func TestJobsAPIAttacks(t *testing.T) {
 		{"tenant inspecting another tenant's object", inspect(bobPut.key), alice, 404, "not-found", "own uploads"},
 		{"tenant inspecting a key intake never gave out", inspect("uploads/bob/secret.pdf"), alice, 404, "not-found", ""},
 		{"tenant naming a foreign bucket", `{"type":"object:inspect","payload":{"bucket":"secrets","key":"` + alicePut.key + `"}}`, alice, 403, "forbidden", "secrets"},
+		// An inspection's event is the consumer's hand-off: its sequencer decides which later events
+		// of the object count, so a forged one could make the real ones stale.
+		{"tenant forging a handed-off event on its own object", `{"type":"object:inspect","payload":{"key":"` + alicePut.key + `","event":{"sequencer":"FFFFFFFFFFFFFFFF","time":"2030-01-01T00:00:00Z"}}}`,
+			alice, 422, "invalid-task-payload", "event"},
+		{"operator forging a handed-off event", `{"type":"object:inspect","payload":{"key":"k","event":{"sequencer":"FF"}}}`, nil, 422, "invalid-task-payload", "event"},
 		// Bad input (from an operator: every check holds whoever calls).
 		{"operator posting a form", `type=x`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported-media-type", ""},
 		{"operator posting over 64 KiB", `{"type":"` + strings.Repeat("x", 70<<10) + `"}`, nil, 413, "request-too-large", ""},

@@ -358,11 +358,17 @@ func (h *Handler) build(req Request) (*asynq.Task, *problemErr) {
 		p.Reason = tasks.ReasonAPI
 		task, err = tasks.NewAbortMultipart(p)
 	case tasks.TypeInspectObject:
-		var p tasks.InspectObject
+		// The payload's own fields only: an inspection's event (tasks.InspectObject.Event) is the
+		// consumer's hand-off, with the event's sequencer, which decides what later events of the
+		// object may change. A caller must not forge one ("event" is an unknown field).
+		var p struct {
+			Bucket string `json:"bucket"`
+			Key    string `json:"key"`
+		}
 		if pe := h.decodePayload(req.Payload, &p, &p.Bucket); pe != nil {
 			return nil, pe
 		}
-		task, err = tasks.NewInspectObject(p)
+		task, err = tasks.NewInspectObject(tasks.InspectObject{Bucket: p.Bucket, Key: p.Key})
 	case tasks.TypeSweep:
 		var p tasks.Sweep
 		if pe := h.decodePayload(req.Payload, &p, &p.Bucket); pe != nil {

@@ -25,6 +25,26 @@ type Inspector interface {
 	InspectObject(ctx context.Context, bucket, key string) error
 }
 
+// HandedOffInspector is an Inspector that also runs the inspections the consumer handed off with
+// their event's semantics (pipeline.Processor satisfies it): an object:inspect task carrying its
+// event (tasks.InspectObject.Event) goes to InspectHandedOff when the Inspector has it.
+type HandedOffInspector interface {
+	InspectHandedOff(ctx context.Context, h pipeline.HandedOff) error
+}
+
+// HandOff returns the consumer's hash hand-off (pipeline.ProcessorConfig.HashHandOff) to the jobs
+// workers: each inspection handed off becomes an object:inspect task carrying its event
+// (tasks.Inspections, through c, usually an *asynq.Client), which HandleInspect runs with the
+// event's semantics.
+func HandOff(c tasks.Enqueuer) pipeline.HashHandOff {
+	i := tasks.NewInspections(c)
+	return pipeline.HashHandOffFunc(func(ctx context.Context, h pipeline.HandedOff) (bool, error) {
+		return i.InspectLater(ctx, tasks.InspectObject{Bucket: h.Bucket, Key: h.Key, Event: &tasks.HandedOffEvent{
+			Sequencer: h.Sequencer, Time: h.EventTime, Removal: h.Removal,
+		}}, h.HashTime)
+	})
+}
+
 // InspectorFunc adapts a function to an Inspector.
 type InspectorFunc func(ctx context.Context, bucket, key string) error
 
@@ -232,6 +252,12 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	defer release()
+	if ev, ok := h.Inspector.(HandedOffInspector); ok && p.Event != nil {
+		err := ev.InspectHandedOff(ctx, pipeline.HandedOff{
+			Bucket: p.Bucket, Key: p.Key, Sequencer: p.Event.Sequencer, EventTime: p.Event.Time, Removal: p.Event.Removal,
+		})
+		return h.inspectResult(p.Key, err)
+	}
 	return h.inspect(ctx, p.Bucket, p.Key)
 }
 
@@ -269,13 +295,20 @@ func (e *inspectError) Unwrap() error { return e.err }
 
 // inspect runs the Inspector on one object; a permanent error is not retried.
 func (h *Handlers) inspect(ctx context.Context, bucket, key string) error {
-	if err := h.Inspector.InspectObject(ctx, bucket, key); err != nil {
-		if errors.Is(err, pipeline.ErrPermanent) {
-			return fmt.Errorf("inspect %q: %w: %w", key, err, asynq.SkipRetry)
-		}
+	return h.inspectResult(key, h.Inspector.InspectObject(ctx, bucket, key))
+}
+
+// inspectResult is the task's error for an inspection of key that returned err: a permanent
+// error is not retried.
+func (h *Handlers) inspectResult(key string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pipeline.ErrPermanent):
+		return fmt.Errorf("inspect %q: %w: %w", key, err, asynq.SkipRetry)
+	default:
 		return fmt.Errorf("inspect %q: %w", key, err)
 	}
-	return nil
 }
 
 func (h *Handlers) log() *slog.Logger { return cmp.Or(h.Log, slog.New(slog.DiscardHandler)) }

@@ -132,9 +132,9 @@ func EnqueueInspect(ctx context.Context, c Enqueuer, states TaskStates, p Inspec
 }
 
 // Inspections queues inspections handed off by the consumer (pipeline.HashHandOff): an event
-// whose hash finds every hash slot busy becomes a [TypeInspectObject] task for the jobs workers,
-// whose share per owner bounds one tenant's backlog, instead of waiting on a consumer worker
-// within its message's timeout.
+// whose hash finds every hash slot busy, or would outlast its message's time, becomes a
+// [TypeInspectObject] task for the jobs workers, whose share per owner bounds one tenant's
+// backlog, instead of waiting on a consumer worker within its message's timeout.
 type Inspections struct {
 	client Enqueuer
 }
@@ -142,12 +142,22 @@ type Inspections struct {
 // NewInspections returns an Inspections that enqueues through c (usually an *asynq.Client).
 func NewInspections(c Enqueuer) *Inspections { return &Inspections{client: c} }
 
-// InspectLater enqueues the inspection of bucket/key ([EnqueueInspect]) and reports whether it
-// did. While an inspection of the object is queued, running, waiting for a retry, or kept
-// (archived), it queues nothing and reports false: one already running may have read an older
-// version of the object, so the caller must inspect it itself rather than count on it.
-func (i *Inspections) InspectLater(ctx context.Context, bucket, key string) (bool, error) {
-	info, err := EnqueueInspect(ctx, i.client, nil, InspectObject{Bucket: bucket, Key: key})
+// InspectLater enqueues p, an event's inspection (p.Event set), with the task ID [InspectTaskID],
+// and reports whether it did. Its timeout is [InspectTimeout] plus twice hashTime, the hash's
+// expected time: an object too large for its message's time is not too large for its task. While
+// an inspection of the object is queued, running, waiting for a retry, or kept (archived), it
+// queues nothing and reports false: one already running may have read an older version of the
+// object, so the caller must inspect it itself rather than count on it.
+func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTime time.Duration) (bool, error) {
+	if p.Event == nil {
+		return false, fmt.Errorf("%w: %s: an event's inspection has its event", ErrInvalidPayload, TypeInspectObject)
+	}
+	task, err := NewInspectObject(p)
+	if err != nil {
+		return false, err
+	}
+	info, err := Enqueue(ctx, i.client, task,
+		asynq.TaskID(InspectTaskID(p.Bucket, p.Key)), asynq.Timeout(InspectTimeout+2*max(hashTime, 0)))
 	if err != nil {
 		return false, err
 	}

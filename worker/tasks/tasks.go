@@ -243,6 +243,20 @@ type InspectObject struct {
 	Bucket string `json:"bucket"`
 	// Key is the object's key (plain, not URL-encoded).
 	Key string `json:"key"`
+	// Event is set on an event's inspection the consumer handed off
+	// (pipeline.ProcessorConfig.HashHandOff, [Inspections]): it runs with that event's semantics
+	// (pipeline.Processor.InspectHandedOff). intake sets it; POST /v1/jobs does not take it.
+	Event *HandedOffEvent `json:"event,omitempty"`
+}
+
+// HandedOffEvent is what an inspection handed off by the consumer keeps of its event.
+type HandedOffEvent struct {
+	// Sequencer is the event's S3 sequencer (empty when it had none, or one not believed).
+	Sequencer string `json:"sequencer,omitempty"`
+	// Time is the event's time.
+	Time time.Time `json:"time,omitzero"`
+	// Removal is set when the event's message also removed the object.
+	Removal bool `json:"removal,omitempty"`
 }
 
 // Validate reports what is wrong with p, wrapping [ErrInvalidPayload].

@@ -273,27 +273,36 @@ func TestInspections(t *testing.T) {
 	ctx := testkit.Context(t)
 	h := tasks.NewInspections(client)
 	id := tasks.InspectTaskID("b", "a/cat.png")
+	ev := &tasks.HandedOffEvent{Sequencer: "0A", Time: time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)}
+	p := tasks.InspectObject{Bucket: "b", Key: "a/cat.png", Event: ev}
 
-	queued, err := h.InspectLater(ctx, "b", "a/cat.png")
+	queued, err := h.InspectLater(ctx, p, 30*time.Minute)
 	require.NoError(t, err)
 	require.True(t, queued)
 	got, err := insp.GetTaskInfo(tasks.QueueDefault, id)
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStatePending, got.State)
 	require.Equal(t, tasks.TypeInspectObject, got.Type)
+	require.Equal(t, tasks.InspectTimeout+time.Hour, got.Timeout, "room for twice the hash's expected time")
+	back, err := tasks.ParseInspectObject(got.Payload)
+	require.NoError(t, err)
+	require.Equal(t, p, back, "the event goes with the task")
 
-	queued, err = h.InspectLater(ctx, "b", "a/cat.png")
+	queued, err = h.InspectLater(ctx, p, 0)
 	require.NoError(t, err)
 	require.False(t, queued, "one is already queued: the caller inspects the object itself")
 
 	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, id))
-	queued, err = h.InspectLater(ctx, "b", "a/cat.png")
+	queued, err = h.InspectLater(ctx, p, 0)
 	require.NoError(t, err)
 	require.False(t, queued, "an archived one holds the ID: the caller inspects the object itself")
 
+	_, err = h.InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png"}, 0)
+	require.ErrorIs(t, err, tasks.ErrInvalidPayload, "a hand-off without its event")
+
 	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	queued, err = tasks.NewInspections(down).InspectLater(ctx, "b", "a/dog.png")
+	queued, err = tasks.NewInspections(down).InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png", Event: ev}, 0)
 	require.Error(t, err)
 	require.False(t, queued)
 }
