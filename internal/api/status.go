@@ -20,8 +20,9 @@ import (
 // MaxWait caps ?wait= of GET /v1/uploads/{id} (below the HTTP server's write timeout).
 const MaxWait = 30 * time.Second
 
-// Waiter wakes long polls when a verdict of an upload is committed, on any replica
-// (*outbox.Listener, over PostgreSQL LISTEN/NOTIFY). A wake-up may be spurious: the waiter reads
+// Waiter wakes long polls when a change that makes an upload done (a verdict, an absence after
+// the completion) is committed, on any replica (*outbox.Listener, over PostgreSQL LISTEN/NOTIFY:
+// the outbox's trigger and migration 0027's on objects). A wake-up may be spurious: the waiter reads
 // the database again.
 type Waiter interface {
 	Subscribe(id uuid.UUID) (<-chan struct{}, func())
@@ -176,8 +177,9 @@ func (s *Server) uploadStatus(ctx context.Context, id uuid.UUID, owner string) (
 // upload.rejected, upload.deleted; see the outbox in queries/objects.sql), and a row the reconcile
 // marked missing after its verdict. An absence recorded for an object no record showed present (an
 // event naming an object S3 did not have: `missing`; a stray removal's tombstone: `deleted`, both
-// with no verdict_at) is none: the intent stays pending, the real upload may still land, and no
-// notification wakes a long poll.
+// with no verdict_at) is none: the intent stays pending, and the real upload may still land. Every
+// row change that makes an upload done wakes its long polls (migration 0027's trigger mirrors these
+// rules: change both together).
 func isVerdict(o dbq.Object) bool {
 	switch {
 	case o.Status == pipeline.StatusValid || o.Status == pipeline.StatusRejected:

@@ -74,8 +74,10 @@
 //
 // # Listener
 //
-// A trigger on the outbox notifies the channel "<schema>.intake_outbox" with the row's upload id;
-// PostgreSQL delivers notifications at commit, and only of committed transactions, to every
+// A trigger on the outbox notifies the channel "<schema>.intake_outbox" with the row's upload id,
+// and one on objects (migration 0027) does for each change of a row that makes its upload done
+// without a notification row (a completed upload's object seen gone); PostgreSQL delivers
+// notifications at commit, and only of committed transactions, to every
 // listening session. [Listener] keeps one connection listening per process and wakes the relay
 // and the API's long polls (GET /v1/uploads/{id}?wait=) of that upload, on every replica.
 package outbox

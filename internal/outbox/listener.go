@@ -17,7 +17,8 @@ import (
 
 // ChannelSuffix ends the name of the PostgreSQL notification channel of the outbox:
 // "<schema>.intake_outbox", where schema is the one holding intake's tables (migration 0009's
-// trigger notifies it with the upload id of every row inserted, at commit).
+// trigger notifies it with the upload id of every row inserted, at commit, and 0027's with that of
+// every upload an objects row makes done).
 const ChannelSuffix = ".intake_outbox"
 
 // Listener keeps one PostgreSQL connection (of its own, outside the pool) listening on the outbox
