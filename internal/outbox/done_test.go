@@ -276,3 +276,25 @@ func TestDoneWakesWithoutANotification(t *testing.T) {
 		require.False(t, b.woken(t, wake), "missing after its verdict: it was done already")
 	})
 }
+
+// TestDoneWakesOnALateSightingThatCompletes: one record both completes the intent and loses to a
+// tombstone observed after the completing transaction began (a late sighting: verdict_at set), so
+// the upload turns done in that statement. The trigger must not judge the row's state before by
+// the intent as the same statement left it (completed, at its start): it did, saw the tombstone
+// as done already, and sent nothing (a review's case).
+func TestDoneWakesOnALateSightingThatCompletes(t *testing.T) {
+	t.Parallel()
+	b := doneSetup(t)
+	const key = "u/late-completes.txt"
+	id, wake := b.intent(t, key)
+	seen := b.lookup(t, key)
+	b.record(t, id, key, pipeline.StatusMissing, b.lookup(t, key).Add(time.Second))
+	require.False(t, b.woken(t, wake), "a tombstone of a pending intent is no verdict")
+	size := int64(5)
+	got, err := b.rec.Record(b.ctx, pipeline.Record{Bucket: b.bucket, Key: key, Status: pipeline.StatusValid, Owner: "alice",
+		UploadID: id, CompleteIntent: id, ETag: "e", Size: &size, ContentType: "text/plain",
+		EventTime: seen, ObservedAt: seen, Observed: true})
+	require.NoError(t, err)
+	require.Equal(t, pipeline.StatusMissing, got.Status, "the older sighting loses to the tombstone, and sets its verdict_at")
+	require.True(t, b.woken(t, wake), "not done before, done now")
+}

@@ -73,9 +73,11 @@ BEGIN
     IF was_done THEN
         RETURN NULL; -- done before, done still (the WHEN clause leaves these out already)
     END IF;
-    -- A new verdict of a row that was no absence of this upload: the upload was not done by an
-    -- absence either, so the intent need not be read.
-    IF is_done AND NOT (same AND OLD.status IN ('deleted', 'missing')) THEN
+    -- A new verdict (the row was none): notified without reading the intent. When the row was an
+    -- absence already done for a completed upload, this is a second, harmless, wake-up; reading the
+    -- intent to tell would see it as the writing statement left it (a late sighting that also
+    -- completes the intent, in one statement, would look done before), and miss a wake-up.
+    IF is_done THEN
         PERFORM pg_notify(TG_TABLE_SCHEMA || '.intake_outbox', NEW.upload_id::text);
         RETURN NULL;
     END IF;
