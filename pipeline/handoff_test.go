@@ -41,7 +41,7 @@ func TestHashHandOff(t *testing.T) {
 	t.Cleanup(func() { _ = insp.Close() })
 
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
-	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(client)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(client, insp)})
 	pipeline.SetHashSlotMin(b.proc, 4) // these objects are small: each takes a slot
 
 	// upload stores key with an intent declaring its digest (so that it is hashed).
@@ -97,7 +97,20 @@ func TestHashHandOff(t *testing.T) {
 	cancel()
 	require.Equal(t, 2.0, handedOff("queued"))
 
-	// 2. The same object again while its task is queued: no second hand-off; the event waits.
+	// 2. The same event received again (a lost ack, a redelivery) while its task has yet to run:
+	// that task will read the object when it runs; the message is done, nothing more queued.
+	ctx, cancel = bounded()
+	require.NoError(t, b.proc.Process(ctx, "m-big", b.created("big.txt", "0A", t0)), "done: its inspection is queued")
+	cancel()
+	require.Equal(t, 3.0, handedOff("queued"))
+	require.Zero(t, waiting())
+	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Len(t, pending, 2, "big.txt's and big2.txt's, no second one")
+
+	// Once the task holding the ID will not run (archived; or running, which may have read an older
+	// version), the event is not handed off: it waits for its turn.
+	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt")))
 	go func() { errs <- b.process(t, b.created("big.txt", "0B", t0)) }()
 	require.Eventually(t, func() bool { return waiting() == 1 }, 30*time.Second, 5*time.Millisecond, "the event waits for a slot")
 	require.Equal(t, 1.0, handedOff("duplicate"))
@@ -109,12 +122,12 @@ func TestHashHandOff(t *testing.T) {
 	require.Eventually(t, func() bool { return waiting() == 2 }, 30*time.Second, 5*time.Millisecond, "the inspection waits for a slot")
 	_, err = taskOf("other.txt")
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "an inspection without an event queued nothing")
-	require.Equal(t, 2.0, handedOff("queued"))
+	require.Equal(t, 3.0, handedOff("queued"))
 
 	// 4. Redis refusing: the event waits for its turn, as without a hand-off.
 	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(down)})
+	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(down, nil)})
 	pipeline.SetHashSlotMin(failing, 4)
 	lateSum := upload("late.txt")
 	heldLate := make(chan error, 1)
@@ -192,7 +205,7 @@ func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
-	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: jobs.HandOff(client)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: jobs.HandOff(client, insp)})
 	pipeline.SetHashRate(b.proc, 1)
 
 	upload := func(key string) []byte {
@@ -281,7 +294,7 @@ func TestHandedOffRetryAfterItsAction(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
-	b.proc = b.newProcessor(t, procOpts{policy: policy, hashes: 8, handOff: jobs.HandOff(client)})
+	b.proc = b.newProcessor(t, procOpts{policy: policy, hashes: 8, handOff: jobs.HandOff(client, insp)})
 	pipeline.SetHashRate(b.proc, 1) // every hash outlasts the message: handed off
 
 	content := []byte("what was uploaded")
@@ -310,3 +323,63 @@ func TestHandedOffRetryAfterItsAction(t *testing.T) {
 // padded is an event's sequencer as the Processor compares and records it (zero-padded to 64
 // hexadecimal digits).
 func padded(seq string) string { return seq + strings.Repeat("0", 64-len(seq)) }
+
+// TestHandedOffOversizedEventReceivedAgain: an event whose hash outlasts its message, received
+// again while its task has yet to run (SQS delivers at least once; a lost ack; a task deferred by
+// the jobs share), is done at once: its task will read the object. Before, the second receive
+// found the task ID taken and hashed in the message, ran out of its time, and five receives
+// dead-lettered it (a review's case).
+func TestHandedOffOversizedEventReceivedAgain(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})} // a hash longer than the message
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: jobs.HandOff(client, insp)})
+	pipeline.SetHashRate(b.proc, 1)
+	content := []byte("twenty-five bytes of it:x")
+	sum := sha256.Sum256(content)
+	b.put(t, "huge.bin", "text/plain", content)
+	b.intent(t, intentSpec{key: "huge.bin", contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+	msg := b.created("huge.bin", "0A", t0)
+	receive := func() error {
+		ctx, cancel := context.WithTimeout(b.ctx, 3*time.Second)
+		defer cancel()
+		return b.proc.Process(ctx, "m-huge", msg)
+	}
+	require.NoError(t, receive(), "first receive: handed off")
+	require.NoError(t, receive(), "received again, its task still queued: done")
+	require.Empty(t, gated.startedKeys(), "never hashed in the message")
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
+	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+}
+
+// TestHandedOffEventDistrusted: what a handed-off inspection reads back from Redis is checked as
+// an event is: a sequencer that is not one (another release's, an edited task) is ignored and
+// counted, a time in the future is clamped to now. Before, both went straight into the row, where a
+// far-future event time is kept forever and a malformed sequencer breaks the key's ordering.
+func TestHandedOffEventDistrusted(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	content := []byte("plain text")
+	b.put(t, "forged.txt", "text/plain", content)
+	future := time.Now().Add(365 * 24 * time.Hour)
+	require.NoError(t, b.proc.InspectHandedOff(b.ctx, pipeline.HandedOff{
+		Bucket: b.bucket, Key: "forged.txt", Sequencer: "not-a-sequencer", EventTime: future,
+	}))
+	row := b.row(t, "forged.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Nil(t, row.Sequencer, "an implausible sequencer is not recorded")
+	require.NotNil(t, row.EventTime)
+	require.True(t, row.EventTime.Before(time.Now().Add(time.Minute)), "clamped: %s", row.EventTime)
+	distrusted := func(reason string) float64 {
+		return metricValue(t, b.reg, "intake_events_distrusted_total", map[string]string{"reason": reason})
+	}
+	require.Equal(t, 1.0, distrusted(pipeline.DistrustSequencer))
+	require.Equal(t, 1.0, distrusted(pipeline.DistrustEventTime))
+}

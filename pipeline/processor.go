@@ -300,7 +300,21 @@ func (p *Processor) InspectHandedOff(ctx context.Context, h HandedOff) error {
 		log.WarnContext(ctx, "inspection refused: foreign bucket")
 		return fmt.Errorf("inspect %s/%s: %w", h.Bucket, h.Key, err)
 	}
-	if _, err := p.created(ctx, log, h.Bucket, h.Key, h.Sequencer, h.EventTime, false, h.Removal, false); err != nil {
+	// What comes back from Redis is checked as an event is (distrust): it may have been written by
+	// another release, or edited.
+	seq, ok := SequencerKey(h.Sequencer)
+	if !ok {
+		p.m.distrusted.WithLabelValues(DistrustSequencer).Inc()
+		log.WarnContext(ctx, "implausible sequencer of a handed-off inspection ignored", "sequencer_length", len(h.Sequencer))
+		seq = ""
+	}
+	evTime := h.EventTime
+	if now := p.now(); evTime.After(now.Add(p.tolerance)) {
+		p.m.distrusted.WithLabelValues(DistrustEventTime).Inc()
+		log.WarnContext(ctx, "event time of a handed-off inspection in the future clamped to now", "event_time", evTime, "now", now)
+		evTime = now
+	}
+	if _, err := p.created(ctx, log, h.Bucket, h.Key, seq, evTime, false, h.Removal, false); err != nil {
 		return fmt.Errorf("inspect %s/%s: %w", h.Bucket, h.Key, err)
 	}
 	return nil

@@ -165,7 +165,7 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 		if a.Cfg.Consumer.HashHandOff {
 			client := asynq.NewClient(a.Redis)
 			a.onClose(func() { _ = client.Close() })
-			handOff = jobs.HandOff(client)
+			handOff = jobs.HandOff(client, insp)
 		}
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects: objstore.NewObjects(a.S3),

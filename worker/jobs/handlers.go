@@ -34,10 +34,11 @@ type HandedOffInspector interface {
 
 // HandOff returns the consumer's hash hand-off (pipeline.ProcessorConfig.HashHandOff) to the jobs
 // workers: each inspection handed off becomes an object:inspect task carrying its event
-// (tasks.Inspections, through c, usually an *asynq.Client), which HandleInspect runs with the
-// event's semantics.
-func HandOff(c tasks.Enqueuer) pipeline.HashHandOff {
-	i := tasks.NewInspections(c)
+// (tasks.Inspections, through c, usually an *asynq.Client; states, an *asynq.Inspector, tells
+// whether a task already holding the object's ID has yet to run), which HandleInspect runs with
+// the event's semantics.
+func HandOff(c tasks.Enqueuer, states tasks.TaskStates) pipeline.HashHandOff {
+	i := tasks.NewInspections(c, states)
 	return pipeline.HashHandOffFunc(func(ctx context.Context, h pipeline.HandedOff) (bool, error) {
 		return i.InspectLater(ctx, tasks.InspectObject{Bucket: h.Bucket, Key: h.Key, Event: &tasks.HandedOffEvent{
 			Sequencer: h.Sequencer, Time: h.EventTime, Removal: h.Removal,
@@ -247,7 +248,7 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 	}
 	// One owner's inspections hold at most its share of the workers (Concurrency): one over it
 	// is deferred, nothing done, unless it has no retry left.
-	release, err := h.admitInspection(ctx, p.Key)
+	release, err := h.admitInspection(ctx, p.Key, p.Event != nil)
 	if err != nil {
 		return err
 	}

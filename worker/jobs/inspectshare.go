@@ -135,10 +135,18 @@ func NewInspectionsDeferred(reg prometheus.Registerer) (prometheus.Counter, erro
 	return c, nil
 }
 
+// handedOffDeferMax bounds the deferral of a handed-off event's inspection (admitInspection).
+const handedOffDeferMax = 15 * time.Second
+
 // admitInspection takes a slot of key's owner for the task of ctx, or returns its
 // *InspectDeferredError (counted and logged at debug) when the owner has its share and the task has
 // a retry left. release gives the slot back; it is to be called once the inspection has returned.
-func (h *Handlers) admitInspection(ctx context.Context, key string) (release func(), err error) {
+//
+// A handed-off event's inspection (urgent: an upload waiting for its first verdict, its intent
+// for its completion) is deferred by at most handedOffDeferMax, not by its turn behind the owner's
+// backlog of re-inspections (up to an hour): it still waits for the owner's share, but is tried
+// again soon enough to take the next slot that frees, before the intent expires.
+func (h *Handlers) admitInspection(ctx context.Context, key string, urgent bool) (release func(), err error) {
 	h.shareOnce.Do(func() { h.share = newInspectShare(h.Concurrency, time.Now) })
 	if h.share == nil {
 		return func() {}, nil
@@ -146,6 +154,9 @@ func (h *Handlers) admitInspection(ctx context.Context, key string) (release fun
 	owner := InspectionOwner(key)
 	id, _ := asynq.GetTaskID(ctx)
 	release, derr := h.share.admit(owner, id, !canDefer(ctx))
+	if derr != nil && urgent {
+		derr.RetryIn = min(derr.RetryIn, handedOffDeferMax)
+	}
 	if derr != nil {
 		if h.InspectionsDeferred != nil {
 			h.InspectionsDeferred.Inc()

@@ -239,3 +239,53 @@ func TestInspectionWithoutRetriesRunsOverTheShare(t *testing.T) {
 	}
 	require.Zero(t, testkit.Value(t, s.metrics.Tasks.WithLabelValues(tasks.TypeInspectObject, jobs.OutcomeFailed)))
 }
+
+// TestHandedOffInspectionDeferredBriefly: an event's inspection the consumer handed off
+// (tasks.InspectObject.Event) waits for its owner's share like any other, but is deferred by at
+// most 15 s, not by its turn behind the owner's backlog of re-inspections (up to an hour): its
+// upload waits for its first verdict, and its intent may expire meanwhile. Before, it was deferred
+// as a re-inspection: 40 of tenant a's ahead of it, 2 at a time, put it some 20 s away (an hour
+// behind 100,000).
+func TestHandedOffInspectionDeferredBriefly(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	g := newGatedInspector("a")
+	s := startShareServer(t, g)
+	for range 2 {
+		s.inspect(t, ownerKey("a"))
+	}
+	require.Eventually(t, func() bool { return g.get(g.running, "a") == 2 }, 30*time.Second, 10*time.Millisecond)
+	var backlog []string
+	for range 40 {
+		backlog = append(backlog, s.inspect(t, ownerKey("a")))
+	}
+	require.Eventually(t, func() bool {
+		for _, id := range backlog {
+			if !s.deferredNotRun(id) {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "a's backlog deferred")
+
+	enqueue := func(ev *tasks.HandedOffEvent) string {
+		key := ownerKey("a")
+		task, err := tasks.NewInspectObject(tasks.InspectObject{Bucket: "b", Key: key, Event: ev})
+		require.NoError(t, err)
+		id := tasks.InspectTaskID("b", key)
+		_, err = s.client.Enqueue(task, asynq.TaskID(id))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return s.deferredNotRun(id) }, 30*time.Second, 20*time.Millisecond)
+		return id
+	}
+	nextIn := func(id string) time.Duration {
+		info, err := s.insp.GetTaskInfo(tasks.QueueDefault, id)
+		require.NoError(t, err)
+		return time.Until(info.NextProcessAt)
+	}
+	handedOff := enqueue(&tasks.HandedOffEvent{Sequencer: "0A", Time: time.Now()})
+	require.LessOrEqual(t, nextIn(handedOff), 15*time.Second, "the handed-off inspection comes back within 15 s")
+	plain := enqueue(nil)
+	require.Greater(t, nextIn(plain), 15*time.Second, "a re-inspection waits its turn behind the backlog")
+	g.open()
+}

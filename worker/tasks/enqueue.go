@@ -137,17 +137,27 @@ func EnqueueInspect(ctx context.Context, c Enqueuer, states TaskStates, p Inspec
 // backlog, instead of waiting on a consumer worker within its message's timeout.
 type Inspections struct {
 	client Enqueuer
+	states TaskStates
 }
 
-// NewInspections returns an Inspections that enqueues through c (usually an *asynq.Client).
-func NewInspections(c Enqueuer) *Inspections { return &Inspections{client: c} }
+// NewInspections returns an Inspections that enqueues through c (usually an *asynq.Client) and
+// looks at a task holding the ID through states (an *asynq.Inspector; nil: never).
+func NewInspections(c Enqueuer, states TaskStates) *Inspections {
+	return &Inspections{client: c, states: states}
+}
 
 // InspectLater enqueues p, an event's inspection (p.Event set), with the task ID [InspectTaskID],
-// and reports whether it did. Its timeout is [InspectTimeout] plus twice hashTime, the hash's
-// expected time: an object too large for its message's time is not too large for its task. While
-// an inspection of the object is queued, running, waiting for a retry, or kept (archived), it
-// queues nothing and reports false: one already running may have read an older version of the
-// object, so the caller must inspect it itself rather than count on it.
+// and reports whether the object's inspection is queued. Its timeout is [InspectTimeout] plus
+// twice hashTime, the hash's expected time: an object too large for its message's time is not too
+// large for its task.
+//
+// When the ID is taken, the task holding it is looked at (states): one that has not started
+// (pending, scheduled, or waiting for a retry, a deferral by the jobs share included) will read the
+// object as it is when it runs, and InspectLater reports true, queuing nothing more (an event
+// received again while its inspection waits: its message is done). One running, or kept (archived,
+// completed), may have read an older version of the object or will never run: InspectLater
+// reports false, and the caller inspects the object itself; so it does when the state cannot be
+// read (states nil, or an error).
 func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTime time.Duration) (bool, error) {
 	if p.Event == nil {
 		return false, fmt.Errorf("%w: %s: an event's inspection has its event", ErrInvalidPayload, TypeInspectObject)
@@ -161,7 +171,44 @@ func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTim
 	if err != nil {
 		return false, err
 	}
-	return !Duplicate(info), nil
+	if !Duplicate(info) {
+		return true, nil
+	}
+	if i.states == nil {
+		return false, nil
+	}
+	state, err := taskState(ctx, i.states, info.Queue, info.ID)
+	if err != nil {
+		return false, nil // not known: inspect it
+	}
+	switch state {
+	case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry:
+		return true, nil
+	}
+	return false, nil
+}
+
+// taskState reads the state of task id in queue, within ctx (asynq's Inspector takes no context:
+// the call runs in a goroutine, which ends with go-redis's own timeouts).
+func taskState(ctx context.Context, states TaskStates, queue, id string) (asynq.TaskState, error) {
+	type result struct {
+		info *asynq.TaskInfo
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		info, err := states.GetTaskInfo(queue, id)
+		done <- result{info, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return 0, r.err
+		}
+		return r.info.State, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // Aborts arranges for multipart uploads to be aborted at their deadline: each ScheduleAbort

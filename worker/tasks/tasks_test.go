@@ -271,7 +271,7 @@ func TestInspections(t *testing.T) {
 	t.Parallel()
 	_, client, insp := redisClients(t)
 	ctx := testkit.Context(t)
-	h := tasks.NewInspections(client)
+	h := tasks.NewInspections(client, insp)
 	id := tasks.InspectTaskID("b", "a/cat.png")
 	ev := &tasks.HandedOffEvent{Sequencer: "0A", Time: time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)}
 	p := tasks.InspectObject{Bucket: "b", Key: "a/cat.png", Event: ev}
@@ -290,7 +290,13 @@ func TestInspections(t *testing.T) {
 
 	queued, err = h.InspectLater(ctx, p, 0)
 	require.NoError(t, err)
-	require.False(t, queued, "one is already queued: the caller inspects the object itself")
+	require.True(t, queued, "one has yet to run: it will read the object then, and it is the event's")
+	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Len(t, pending, 1, "nothing more queued")
+	queued, err = tasks.NewInspections(client, nil).InspectLater(ctx, p, 0)
+	require.NoError(t, err)
+	require.False(t, queued, "its state unknown: the caller inspects the object itself")
 
 	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, id))
 	queued, err = h.InspectLater(ctx, p, 0)
@@ -302,7 +308,7 @@ func TestInspections(t *testing.T) {
 
 	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	queued, err = tasks.NewInspections(down).InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png", Event: ev}, 0)
+	queued, err = tasks.NewInspections(down, nil).InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png", Event: ev}, 0)
 	require.Error(t, err)
 	require.False(t, queued)
 }
