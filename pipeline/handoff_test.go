@@ -27,18 +27,15 @@ import (
 // ran out of time at every receive and was dead-lettered after five, and meanwhile it held a
 // worker other tenants' events needed.
 //
-// The hand-off never passes a waiter or repeats itself: an event whose object already has an
-// inspection queued (the task may have read an older version) waits for its turn; an
-// inspection without an event (the task's own, reconcile's) never hands off; and when Redis
-// refuses, the event waits for its turn as without a hand-off.
+// The hand-off never passes a waiter or queues an object twice: the same event received again
+// while its task has yet to run is done (that task will read the object); one whose object's
+// inspection will not run (archived) or may have read an older version (running) waits for its
+// turn; an inspection without an event (the task's own, reconcile's) never hands off; and when
+// Redis refuses, the event waits for its turn as without a hand-off.
 func TestHashHandOff(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	client, insp := asynqClients(t)
 
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
 	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(client, insp)})
@@ -200,11 +197,7 @@ func intentStatus(b *procBundle, key string) string {
 func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	client, insp := asynqClients(t)
 	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: jobs.HandOff(client, insp)})
 	pipeline.SetHashRate(b.proc, 1)
 
@@ -289,11 +282,7 @@ func TestHandedOffRetryAfterItsAction(t *testing.T) {
 	t.Parallel()
 	policy := &pipeline.Policy{Rules: []pipeline.Rule{{Prefix: "", Action: pipeline.ActionDelete}}}
 	b := setupProc(t, procOpts{policy: policy})
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	client, insp := asynqClients(t)
 	b.proc = b.newProcessor(t, procOpts{policy: policy, hashes: 8, handOff: jobs.HandOff(client, insp)})
 	pipeline.SetHashRate(b.proc, 1) // every hash outlasts the message: handed off
 
@@ -332,11 +321,7 @@ func padded(seq string) string { return seq + strings.Repeat("0", 64-len(seq)) }
 func TestHandedOffOversizedEventReceivedAgain(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	client, insp := asynqClients(t)
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})} // a hash longer than the message
 	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: jobs.HandOff(client, insp)})
 	pipeline.SetHashRate(b.proc, 1)
@@ -382,4 +367,15 @@ func TestHandedOffEventDistrusted(t *testing.T) {
 	}
 	require.Equal(t, 1.0, distrusted(pipeline.DistrustSequencer))
 	require.Equal(t, 1.0, distrusted(pipeline.DistrustEventTime))
+}
+
+// asynqClients returns a client and an inspector of a Redis database of the test's own.
+func asynqClients(t *testing.T) (*asynq.Client, *asynq.Inspector) {
+	t.Helper()
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	return client, insp
 }

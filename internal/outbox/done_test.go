@@ -126,6 +126,19 @@ func (b *doneBundle) record(t *testing.T, id uuid.UUID, key, status string, at t
 	return got
 }
 
+// markMissing marks key's row missing as the reconcile does (OpsMarkMissing), observed a second
+// after the database's now.
+func (b *doneBundle) markMissing(t *testing.T, key string) {
+	t.Helper()
+	var now time.Time
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT now() + interval '1 second'").Scan(&now))
+	marked, err := dbq.New(b.st.Pool).OpsMarkMissing(b.ctx, dbq.OpsMarkMissingParams{
+		ObservedAt: now, Bucket: b.bucket, Keys: []string{key}, ChangedBefore: now,
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{key}, marked)
+}
+
 // noNotification: the wake-up came from no outbox row.
 func (b *doneBundle) noNotification(t *testing.T, id uuid.UUID) {
 	t.Helper()
@@ -193,13 +206,7 @@ func TestDoneWakesWithoutANotification(t *testing.T) {
 		b.complete(t, id)
 		require.False(t, b.woken(t, wake), "pending object: not done")
 
-		var now time.Time
-		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT now() + interval '1 second'").Scan(&now))
-		marked, err := dbq.New(b.st.Pool).OpsMarkMissing(b.ctx, dbq.OpsMarkMissingParams{
-			ObservedAt: now, Bucket: b.bucket, Keys: []string{key}, ChangedBefore: now,
-		})
-		require.NoError(t, err)
-		require.Equal(t, []string{key}, marked)
+		b.markMissing(t, key)
 		require.True(t, b.woken(t, wake), "marked missing after the completion: done")
 		b.noNotification(t, id)
 	})
@@ -266,13 +273,7 @@ func TestDoneWakesWithoutANotification(t *testing.T) {
 		require.False(t, b.woken(t, wake), "a later observation of the same object")
 
 		// The reconcile marks the verdict's object missing: done before (a verdict), done still.
-		var now time.Time
-		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT now() + interval '1 second'").Scan(&now))
-		marked, err := dbq.New(b.st.Pool).OpsMarkMissing(b.ctx, dbq.OpsMarkMissingParams{
-			ObservedAt: now, Bucket: b.bucket, Keys: []string{key}, ChangedBefore: now,
-		})
-		require.NoError(t, err)
-		require.Equal(t, []string{key}, marked)
+		b.markMissing(t, key)
 		require.False(t, b.woken(t, wake), "missing after its verdict: it was done already")
 	})
 }

@@ -6,11 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/intakehq/intake/internal/store"
-	"github.com/intakehq/intake/internal/store/dbq"
-	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 )
 
@@ -21,19 +18,7 @@ import (
 // write records over existing rows, which 0027's WHEN clauses leave out without calling anything.
 // pg-cpu-us/record is the backend's CPU during the batches only (not the intents' creation).
 func BenchmarkRecordBatchNewUploads(b *testing.B) {
-	ctx := testkit.Context(b)
-	cfg := testkit.DB(b).Pool.Config()
-	cfg.MaxConns, cfg.MinConns = 1, 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	rs := store.NewRecords(&store.Store{Pool: pool, Q: dbq.New(pool)})
-	var pid int
-	if err := pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		b.Fatal(err)
-	}
+	ctx, pool, rs, pid := oneConnRecords(b)
 	const n = 64
 	size, at := int64(10), time.Now()
 	batch := make([]pipeline.Record, n)

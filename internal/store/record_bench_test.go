@@ -25,11 +25,10 @@ func BenchmarkRecordBatch(b *testing.B) {
 	benchRecordBatches(b, nil)
 }
 
-// benchRecordBatches is the body of the record benchmarks: through a pool of one connection it
-// writes a batch of 64 records of keys k00…k63 once, then b.N times again with every other batch
-// changing their ETag (a new state), and reports the backend's CPU per record. prepare, when not
-// nil, runs first on that pool and completes each record (its intent, for instance).
-func benchRecordBatches(b *testing.B, prepare func(ctx context.Context, pool *pgxpool.Pool, rec *pipeline.Record)) {
+// oneConnRecords returns a schema of its own behind a pool of one connection (closed when b ends),
+// its record store, and the PID of that connection's backend (whose CPU the benchmarks read).
+func oneConnRecords(b *testing.B) (context.Context, *pgxpool.Pool, *store.Records, int) {
+	b.Helper()
 	ctx := testkit.Context(b)
 	cfg := testkit.DB(b).Pool.Config()
 	cfg.MaxConns, cfg.MinConns = 1, 1
@@ -37,12 +36,20 @@ func benchRecordBatches(b *testing.B, prepare func(ctx context.Context, pool *pg
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pool.Close()
-	rs := store.NewRecords(&store.Store{Pool: pool, Q: dbq.New(pool)})
+	b.Cleanup(pool.Close)
 	var pid int
 	if err := pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		b.Fatal(err)
 	}
+	return ctx, pool, store.NewRecords(&store.Store{Pool: pool, Q: dbq.New(pool)}), pid
+}
+
+// benchRecordBatches is the body of the record benchmarks: through a pool of one connection it
+// writes a batch of 64 records of keys k00…k63 once, then b.N times again with every other batch
+// changing their ETag (a new state), and reports the backend's CPU per record. prepare, when not
+// nil, runs first on that pool and completes each record (its intent, for instance).
+func benchRecordBatches(b *testing.B, prepare func(ctx context.Context, pool *pgxpool.Pool, rec *pipeline.Record)) {
+	ctx, pool, rs, pid := oneConnRecords(b)
 	const n = 64
 	size, at := int64(10), time.Now()
 	batch := make([]pipeline.Record, n)
