@@ -12,7 +12,6 @@ import (
 
 	"github.com/intakehq/intake/internal/outbox"
 	"github.com/intakehq/intake/internal/store"
-	"github.com/intakehq/intake/internal/store/dbq"
 	"github.com/intakehq/intake/internal/testkit"
 	"github.com/intakehq/intake/pipeline"
 )
@@ -149,12 +148,6 @@ func TestLongPollWokenWhenGoneAfterCompletion(t *testing.T) {
 	require.NoError(t, err)
 	complete(id)
 	done = waits(id)
-	var now time.Time
-	require.NoError(t, a.st.Pool.QueryRow(ctx, "SELECT now() + interval '1 second'").Scan(&now))
-	marked, err := dbq.New(a.st.Pool).OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
-		ObservedAt: now, Bucket: a.bucket, Keys: []string{key}, ChangedBefore: now,
-	})
-	require.NoError(t, err)
-	require.Equal(t, []string{key}, marked)
+	reconcileMarksMissing(t, ctx, a.st, a.bucket, key)
 	answered(id, done)
 }

@@ -58,6 +58,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // commitVerdict records a verdict of the upload's object as the consumer's pipeline does.
+// reconcileMarksMissing marks key's row missing as the reconcile does (OpsMarkMissing), observed
+// a second after the database's now, and checks that it did.
+func reconcileMarksMissing(t *testing.T, ctx context.Context, st *store.Store, bucket, key string) {
+	t.Helper()
+	var at time.Time
+	require.NoError(t, st.Pool.QueryRow(ctx, "SELECT now() + interval '1 second'").Scan(&at))
+	marked, err := dbq.New(st.Pool).OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
+		ObservedAt: at, Bucket: bucket, Keys: []string{key}, ChangedBefore: at,
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{key}, marked)
+}
+
 func commitVerdict(t *testing.T, st *store.Store, bucket, key string, upload uuid.UUID, owner, status, reason string) {
 	t.Helper()
 	size := int64(5)
@@ -171,13 +184,7 @@ func TestUploadStatusAbsenceAfterCompletionIsDone(t *testing.T) {
 	// A verdict, then the object went without a removal event: the reconcile marks it missing.
 	id, key := createIntent(t, b, nil)
 	commitVerdict(t, b.st, b.bucket, key, id, "alice", pipeline.StatusValid, "")
-	var before time.Time
-	require.NoError(t, b.st.Pool.QueryRow(ctx, "SELECT now() + interval '1 second'").Scan(&before))
-	marked, err := dbq.New(b.st.Pool).OpsMarkMissing(ctx, dbq.OpsMarkMissingParams{
-		ObservedAt: before, Bucket: b.bucket, Keys: []string{key}, ChangedBefore: before,
-	})
-	require.NoError(t, err)
-	require.Equal(t, []string{key}, marked)
+	reconcileMarksMissing(t, ctx, b.st, b.bucket, key)
 	_, _, resp := b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
 	require.Equal(t, pipeline.StatusMissing, resp["object"].(map[string]any)["status"])
 	require.Equal(t, true, resp["done"], "missing after its verdict: done, as it was")
@@ -196,7 +203,7 @@ func TestUploadStatusAbsenceAfterCompletionIsDone(t *testing.T) {
 		require.NoError(t, err)
 	}
 	missing()
-	_, err = b.st.Pool.Exec(ctx, "UPDATE uploads SET status = 'completed', updated_at = now() WHERE id = $1", id)
+	_, err := b.st.Pool.Exec(ctx, "UPDATE uploads SET status = 'completed', updated_at = now() WHERE id = $1", id)
 	require.NoError(t, err)
 	_, _, resp = b.call(t, "GET", "/v1/uploads/"+id.String(), aliceKey, nil)
 	require.Equal(t, "completed", resp["status"])

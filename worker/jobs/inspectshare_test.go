@@ -128,6 +128,16 @@ func (s *shareServer) deferredNotRun(id string) bool {
 	return err == nil && strings.Contains(info.LastErr, "inspection deferred") && info.Retried == 0
 }
 
+// allDeferredNotRun reports whether every task of ids was deferred and used up none of its retries.
+func (s *shareServer) allDeferredNotRun(ids []string) bool {
+	for _, id := range ids {
+		if !s.deferredNotRun(id) {
+			return false
+		}
+	}
+	return true
+}
+
 // gone reports whether task id completed (asynq keeps no completed inspection).
 func (s *shareServer) gone(id string) bool {
 	_, err := s.insp.GetTaskInfo(tasks.QueueDefault, id)
@@ -167,14 +177,7 @@ func TestInspectionsShareTheWorkers(t *testing.T) {
 		}
 	}
 	require.Len(t, waiting, 4, "a runs 2 inspections at once")
-	require.Eventually(t, func() bool {
-		for _, id := range waiting {
-			if !s.deferredNotRun(id) {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 20*time.Millisecond, "a's other tasks should be deferred without using up a retry")
+	require.Eventually(t, func() bool { return s.allDeferredNotRun(waiting) }, 30*time.Second, 20*time.Millisecond, "a's other tasks should be deferred without using up a retry")
 	require.Equal(t, 2, g.get(g.running, "a"))
 	require.Positive(t, testkit.Value(t, s.deferred))
 
@@ -259,14 +262,7 @@ func TestHandedOffInspectionDeferredBriefly(t *testing.T) {
 	for range 40 {
 		backlog = append(backlog, s.inspect(t, ownerKey("a")))
 	}
-	require.Eventually(t, func() bool {
-		for _, id := range backlog {
-			if !s.deferredNotRun(id) {
-				return false
-			}
-		}
-		return true
-	}, 60*time.Second, 50*time.Millisecond, "a's backlog deferred")
+	require.Eventually(t, func() bool { return s.allDeferredNotRun(backlog) }, 60*time.Second, 50*time.Millisecond, "a's backlog deferred")
 
 	enqueue := func(ev *tasks.HandedOffEvent) string {
 		key := ownerKey("a")
