@@ -277,12 +277,21 @@ func archiveText(body []byte) string {
 // [Refusal] (permanent).
 func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error {
 	log := p.log.With("bucket", bucket, "key", key, "event", "inspect")
+	if err := p.refuseForeign(ctx, log, bucket, key); err != nil {
+		return err
+	}
+	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true, false, false); err != nil {
+		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// refuseForeign refuses, with a [Refusal] counted and logged, an inspection of bucket/key in a
+// bucket intake is not configured for.
+func (p *Processor) refuseForeign(ctx context.Context, log *slog.Logger, bucket, key string) error {
 	if err := p.checkBucket(bucket); err != nil {
 		p.m.distrusted.WithLabelValues(DistrustForeignBucket).Inc()
 		log.WarnContext(ctx, "inspection refused: foreign bucket")
-		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
-	}
-	if _, err := p.created(ctx, log, bucket, key, "", time.Time{}, true, false, false); err != nil {
 		return fmt.Errorf("inspect %s/%s: %w", bucket, key, err)
 	}
 	return nil
@@ -295,10 +304,8 @@ func (p *Processor) InspectObject(ctx context.Context, bucket, key string) error
 // never handed off again. A bucket intake is not configured for is refused with a [Refusal].
 func (p *Processor) InspectHandedOff(ctx context.Context, h HandedOff) error {
 	log := p.log.With("bucket", h.Bucket, "key", h.Key, "event", "handed-off")
-	if err := p.checkBucket(h.Bucket); err != nil {
-		p.m.distrusted.WithLabelValues(DistrustForeignBucket).Inc()
-		log.WarnContext(ctx, "inspection refused: foreign bucket")
-		return fmt.Errorf("inspect %s/%s: %w", h.Bucket, h.Key, err)
+	if err := p.refuseForeign(ctx, log, h.Bucket, h.Key); err != nil {
+		return err
 	}
 	// What comes back from Redis is checked as an event is (distrust): it may have been written by
 	// another release, or edited.
@@ -310,9 +317,7 @@ func (p *Processor) InspectHandedOff(ctx context.Context, h HandedOff) error {
 	}
 	evTime := h.EventTime
 	if now := p.now(); evTime.After(now.Add(p.tolerance)) {
-		p.m.distrusted.WithLabelValues(DistrustEventTime).Inc()
-		log.WarnContext(ctx, "event time of a handed-off inspection in the future clamped to now", "event_time", evTime, "now", now)
-		evTime = now
+		evTime = p.clampedEventTime(ctx, log, evTime, now)
 	}
 	if _, err := p.created(ctx, log, h.Bucket, h.Key, seq, evTime, false, h.Removal, false); err != nil {
 		return fmt.Errorf("inspect %s/%s: %w", h.Bucket, h.Key, err)

@@ -108,10 +108,16 @@ func (p *Processor) distrust(ctx context.Context, log *slog.Logger, ev Event) Ev
 		ev.Sequencer, ev.droppedSequencer = "", 0
 	}
 	if now := p.now(); ev.Time.After(now.Add(p.tolerance)) {
-		p.m.distrusted.WithLabelValues(DistrustEventTime).Inc()
-		log.WarnContext(ctx, "event time in the future clamped to now", "bucket", ev.Bucket, "key", ev.Key, "event", ev.Name,
-			"event_time", ev.Time, "now", now, "tolerance", p.tolerance)
-		ev.Time = now
+		// The logger's attributes only then: this runs for every event.
+		ev.Time = p.clampedEventTime(ctx, log.With("bucket", ev.Bucket, "key", ev.Key, "event", ev.Name), ev.Time, now)
 	}
 	return ev
+}
+
+// clampedEventTime counts and logs (to log) an event time t further in the future than the
+// tolerance, and returns now, what it is clamped to.
+func (p *Processor) clampedEventTime(ctx context.Context, log *slog.Logger, t, now time.Time) time.Time {
+	p.m.distrusted.WithLabelValues(DistrustEventTime).Inc()
+	log.WarnContext(ctx, "event time in the future clamped to now", "event_time", t, "now", now, "tolerance", p.tolerance)
+	return now
 }
