@@ -294,6 +294,8 @@ var metrics = map[string]metricInfo{
 	"intake_outbox_oldest_undelivered_seconds":        {gauge, nil},
 	"intake_outbox_unrelayed":                         {gauge, nil},
 	"intake_outbox_gave_up":                           {gauge, []string{"endpoint"}},
+	"intake_hashes_handed_off_redrives_total":         {counter, []string{"result"}},
+	"intake_hashes_handed_off_total":                  {counter, []string{"result"}},
 	"intake_outbox_relayed_total":                     {counter, nil},
 	"intake_outbox_relay_errors_total":                {counter, nil},
 	"intake_outbox_purged_total":                      {counter, nil},

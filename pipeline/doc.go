@@ -142,9 +142,11 @@
 // slots, shared fairly between owners. With [ProcessorConfig.HashHandOff],
 // an event's inspection whose hash finds no slot free at once, or would not
 // end within what is left of its context at [HashRate], is not kept waiting:
-// it is queued as an inspection without an event (the daemon's object:inspect
-// task, [Processor.InspectObject]), which records the verdict, and the event is
-// done with nothing recorded. An inspection without an event never hands off.
+// it is queued with its event ([HashHandOff]; the daemon's is worker/jobs'
+// HandOff, which records it in PostgreSQL before it queues an object:inspect
+// task), the task runs it with the event's semantics
+// ([Processor.InspectHandedOff]) and records the verdict, and the event is done
+// with nothing recorded. An inspection without an event never hands off.
 //
 // The intent is the uploads row of (bucket, key): it gives the owner and
 // upload id, and an inspection that finds the object marks it completed

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/objstore"
@@ -38,7 +40,7 @@ func TestHashHandOff(t *testing.T) {
 	client, insp := asynqClients(t)
 
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
-	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(client, insp)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: handOffTo(t, b, client, insp)})
 	pipeline.SetHashSlotMin(b.proc, 4) // these objects are small: each takes a slot
 
 	// upload stores key with an intent declaring its digest (so that it is hashed).
@@ -124,7 +126,7 @@ func TestHashHandOff(t *testing.T) {
 	// 4. Redis refusing: the event waits for its turn, as without a hand-off.
 	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: jobs.HandOff(down, nil)})
+	failing := b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: handOffTo(t, b, down, nil)})
 	pipeline.SetHashSlotMin(failing, 4)
 	lateSum := upload("late.txt")
 	heldLate := make(chan error, 1)
@@ -198,7 +200,7 @@ func TestHashHandOffTooLargeForTheMessage(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
 	client, insp := asynqClients(t)
-	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: jobs.HandOff(client, insp)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: handOffTo(t, b, client, insp)})
 	pipeline.SetHashRate(b.proc, 1)
 
 	upload := func(key string) []byte {
@@ -283,7 +285,7 @@ func TestHandedOffRetryAfterItsAction(t *testing.T) {
 	policy := &pipeline.Policy{Rules: []pipeline.Rule{{Prefix: "", Action: pipeline.ActionDelete}}}
 	b := setupProc(t, procOpts{policy: policy})
 	client, insp := asynqClients(t)
-	b.proc = b.newProcessor(t, procOpts{policy: policy, hashes: 8, handOff: jobs.HandOff(client, insp)})
+	b.proc = b.newProcessor(t, procOpts{policy: policy, hashes: 8, handOff: handOffTo(t, b, client, insp)})
 	pipeline.SetHashRate(b.proc, 1) // every hash outlasts the message: handed off
 
 	content := []byte("what was uploaded")
@@ -323,7 +325,7 @@ func TestHandedOffOversizedEventReceivedAgain(t *testing.T) {
 	b := setupProc(t, procOpts{})
 	client, insp := asynqClients(t)
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})} // a hash longer than the message
-	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: jobs.HandOff(client, insp)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: handOffTo(t, b, client, insp)})
 	pipeline.SetHashRate(b.proc, 1)
 	content := []byte("twenty-five bytes of it:x")
 	sum := sha256.Sum256(content)
@@ -370,6 +372,15 @@ func TestHandedOffEventDistrusted(t *testing.T) {
 }
 
 // asynqClients returns a client and an inspector of a Redis database of the test's own.
+// handOffTo returns the daemon's durable hand-off through client and states, recording in b's
+// PostgreSQL (with no check of the jobs servers: these tests run the tasks themselves).
+func handOffTo(t *testing.T, b *procBundle, client tasks.Enqueuer, states tasks.TaskStates) pipeline.HashHandOff {
+	t.Helper()
+	h, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: states, Store: jobs.NewHandedOffStore(b.st.Q)})
+	require.NoError(t, err)
+	return h
+}
+
 func asynqClients(t *testing.T) (*asynq.Client, *asynq.Inspector) {
 	t.Helper()
 	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
@@ -378,4 +389,90 @@ func asynqClients(t *testing.T) (*asynq.Client, *asynq.Inspector) {
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
 	return client, insp
+}
+
+// TestHandedOffSurvivesRedisLosingIt: the hand-off is durable. The event's message is deleted
+// once its inspection is queued, but the hand-off was recorded in PostgreSQL first; when Redis
+// loses the task (here FLUSHDB: a restart without persistence, a failover to a replica that had
+// not received it), the maintenance task queues it again past its time, and its run records the
+// verdict, with the event's sequencer, completes the intent, and settles the row. Before, nothing
+// of the upload was left anywhere until a reconcile found its object without a row. Counted at the
+// end: uploaded 1, recorded 1, lost 0, rows owed 0.
+func TestHandedOffSurvivesRedisLosingIt(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
+	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: handOffTo(t, b, client, insp)})
+	pipeline.SetHashSlotMin(b.proc, 4)
+	owed := func() int {
+		var n int
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&n))
+		return n
+	}
+
+	// The only slot is held; big.txt's event is handed off and its message done.
+	content := []byte("hash me, Redis will forget")
+	sum := sha256.Sum256(content)
+	heldContent := []byte("held: takes the slot")
+	heldSum := sha256.Sum256(heldContent)
+	b.put(t, "held.txt", "text/plain", heldContent)
+	b.intent(t, intentSpec{key: "held.txt", contentType: "text/plain", size: int64(len(heldContent)), sha256: heldSum[:]})
+	b.put(t, "big.txt", "text/plain", content)
+	id := b.intent(t, intentSpec{key: "big.txt", contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+	held := make(chan error, 1)
+	go func() { held <- b.process(t, b.created("held.txt", "0A", t0)) }()
+	require.Eventually(t, func() bool { running, _ := gated.counts(); return running == 1 }, 30*time.Second, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, b.proc.Process(ctx, "m-big", b.created("big.txt", "0D", t0)))
+	require.Zero(t, count(b, "big.txt"))
+	require.Equal(t, 1, owed(), "the hand-off is recorded in PostgreSQL before the message is done")
+	close(gated.gate)
+	require.NoError(t, <-held)
+
+	// Redis loses everything.
+	flush := redis.NewClient(&redis.Options{Addr: redisOpt.Addr, DB: redisOpt.DB})
+	t.Cleanup(func() { _ = flush.Close() })
+	require.NoError(t, flush.FlushDB(b.ctx).Err())
+	_, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
+	require.Error(t, err, "the task is gone")
+
+	// The maintenance task, past the hand-off's time, queues it again.
+	clock := time.Now().Add(tasks.HandedOffTimeout(time.Second) + time.Hour)
+	store := jobs.NewHandedOffStore(b.st.Q)
+	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(b.st.Q), Now: func() time.Time { return clock },
+		HandedOff: store, Tasks: client, TaskStates: insp,
+	})
+	require.NoError(t, err)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(24 * time.Hour)})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.HandedOffRedriven)
+
+	// A jobs server runs it (asynq's clients, which registered the queue before the loss, do not
+	// register it again, so asynq's Inspector no longer finds the task; its servers still run it):
+	// it records the verdict and settles the row.
+	metrics, err := jobs.NewMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 1},
+		jobs.NewMux(&jobs.Handlers{Inspector: b.proc, HandedOff: store}, metrics, nil))
+	require.NoError(t, err)
+	srvCtx, stop := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(srvCtx) }()
+	require.Eventually(t, func() bool { return owed() == 0 }, 30*time.Second, 20*time.Millisecond, "the task ran and settled its row")
+	stop()
+	require.NoError(t, <-done)
+	row := b.row(t, "big.txt")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, sum[:], row.Sha256)
+	require.Equal(t, padded("0D"), *row.Sequencer, "the event's sequencer")
+	require.Equal(t, "completed", b.uploadStatus(t, id))
+	require.Zero(t, owed(), "settled by its task")
+	require.Equal(t, 1, count(b, "big.txt"), "recorded once")
 }

@@ -23,13 +23,13 @@ import (
 	"github.com/intakehq/intake/internal/testkit"
 )
 
-// TestHashHandOffThroughTheDaemon: `intake run` with the hash hand-off on, one hash slot and the
-// defaults otherwise (a queue that redrives after 5 receives, a 60 s visibility). One owner's 8 uploads of
+// TestHashHandOffThroughTheDaemon: `intake run` with one hash slot and the defaults otherwise (the
+// hash hand-off on, a queue that redrives after 5 receives, a 60 s visibility). One owner's 8 uploads of
 // 24 MiB declaring their sha256 land at once, their events in one batch: one hash holds the slot,
 // the events that find it busy are handed off to the jobs role (object:inspect tasks) and their
 // messages finish. At the end: 8 uploaded, 8 recorded valid with the digest each declared and
-// their intents completed, none lost, none twice, none dead-lettered; the hand-offs are counted
-// and their tasks ran.
+// their intents completed, none lost, none twice, none dead-lettered; the hand-offs are counted,
+// their tasks ran, and their rows in PostgreSQL are settled.
 func TestHashHandOffThroughTheDaemon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the local stack")
@@ -43,7 +43,7 @@ func TestHashHandOffThroughTheDaemon(t *testing.T) {
 		"--s3-endpoint", awsc.S3Endpoint, "--sqs-endpoint", awsc.SQSEndpoint, "--aws-region", awsc.Region,
 		"--bucket", bucket, "--queue-url", q.URL, "--dlq-url", q.DLQURL,
 		"--api-insecure-dev-auth", "--shutdown-grace", "5s",
-		"--consumer-hash-concurrency", "1", "--consumer-hash-handoff")
+		"--consumer-hash-concurrency", "1") // the hand-off is on by default
 
 	db, err := pgx.Connect(ctx, testkit.DatabaseURLFor(schema))
 	require.NoError(t, err)
@@ -137,5 +137,8 @@ func TestHashHandOffThroughTheDaemon(t *testing.T) {
 	require.Empty(t, left)
 	dead, _ := testkit.DrainQueue(t, sqsc, q.DLQURL)
 	require.Empty(t, dead)
+	var owed int
+	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM handed_off`).Scan(&owed))
+	require.Zero(t, owed, "each hand-off's row settled by its task")
 	t.Logf("%d uploads: %d handed off to the jobs role, %d hashed by the consumer", n, int(queued), n-int(queued))
 }

@@ -44,8 +44,18 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	// One asynq client for the sweeps' inspection tasks, the hand-offs queued again, the outbox
+	// relay and the webhook deliveries' follow-ups.
+	client := asynq.NewClient(a.Redis)
+	a.onClose(func() { _ = client.Close() })
+	states := asynq.NewInspector(a.Redis) // replaces a sweep's inspection that failed for good
+	a.onClose(func() { _ = states.Close() })
+	// The hand-off rows are settled and queued again whether or not this release's consumers
+	// hand off: rows another replica wrote must not wait for a configuration change.
+	handedOff := jobs.NewHandedOffStore(a.Store.Q)
 	maint, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
 		Store: jobs.NewMaintenanceStore(a.Store.Q), Registerer: a.Registry, Log: log.With("component", "maintenance"),
+		HandedOff: handedOff, Tasks: client, TaskStates: states,
 	})
 	if err != nil {
 		return nil, err
@@ -54,18 +64,13 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One asynq client for the sweeps' inspection tasks, the outbox relay and the webhook
-	// deliveries' follow-ups.
-	client := asynq.NewClient(a.Redis)
-	a.onClose(func() { _ = client.Close() })
-	states := asynq.NewInspector(a.Redis) // replaces a sweep's inspection that failed for good
-	a.onClose(func() { _ = states.Close() })
 	deferred, err := jobs.NewInspectionsDeferred(a.Registry)
 	if err != nil {
 		return nil, err
 	}
 	mux := jobs.NewMux(&jobs.Handlers{
 		Aborts: mp, Sweeps: mp, Inspector: proc, Tasks: client, TaskStates: states, Maintenance: maint, Log: log, Buckets: []string{a.Cfg.Bucket},
+		HandedOff: handedOff,
 		// One owner's object:inspect tasks hold at most half the workers, and a second one only
 		// while a reserve stays free (the owner is the key's segment before its upload id), so
 		// that the other tenants' inspections go on.

@@ -160,12 +160,21 @@ func (a *App) Processor() (*pipeline.Processor, error) {
 		}
 		// An event's hash that finds every slot busy becomes an object:inspect task of the jobs
 		// workers (their share per owner bounds one tenant's backlog) instead of waiting on a
-		// consumer worker within its message's timeout.
+		// consumer worker within its message's timeout; recorded in PostgreSQL first, so that a
+		// task Redis loses is queued again (the maintenance task), and only while a jobs server
+		// works the queue.
 		var handOff pipeline.HashHandOff
 		if a.Cfg.Consumer.HashHandOff {
 			client := asynq.NewClient(a.Redis)
 			a.onClose(func() { _ = client.Close() })
-			handOff = jobs.HandOff(client, insp)
+			h, err := jobs.NewHandOff(jobs.HandOffConfig{
+				Tasks: client, TaskStates: insp, Store: jobs.NewHandedOffStore(a.Store.Q), Servers: insp,
+			})
+			if err != nil {
+				a.procErr = err
+				return
+			}
+			handOff = h
 		}
 		a.proc, a.procErr = pipeline.NewProcessor(pipeline.ProcessorConfig{
 			Objects: objstore.NewObjects(a.S3),

@@ -298,7 +298,7 @@ type Consumer struct {
 	HashConcurrency int `name:"hash-concurrency" env:"HASH_CONCURRENCY" default:"8" help:"Hashes of objects over 16 MiB (declared sha256, HASH_MAX_SIZE) run at once; more wait their turn (0: no bound)."`
 	// HashHandOff passes an event's inspection to the jobs workers (an object:inspect task) when
 	// its hash finds no free slot, instead of waiting in the message (pipeline.ProcessorConfig.HashHandOff).
-	HashHandOff bool `name:"hash-handoff" env:"HASH_HANDOFF" help:"When every hash slot is busy (or a hash would outlast the message timeout), queue the event's inspection as an object:inspect task for the jobs workers and finish the message, instead of waiting on a consumer worker within the message timeout (needs a jobs process, and a Redis that persists its writes)."`
+	HashHandOff bool `name:"hash-handoff" env:"HASH_HANDOFF" default:"true" negatable:"" help:"When every hash slot is busy (or a hash would outlast the message timeout), record the event's inspection in PostgreSQL, queue it as an object:inspect task for the jobs workers and finish the message, instead of waiting on a consumer worker within the message timeout (only while a jobs server works the queue; the maintenance task queues again what Redis loses)."`
 	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
 	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
 	// EventTimeTolerance is how far in the future an event's eventTime may lie (clock skew between

@@ -86,7 +86,7 @@
 // gets one. Aborts are idempotent: a second abort of the same upload finds it gone, and the first
 // recorded row wins.
 //
-// # Maintenance: intent expiry and event retention
+// # Maintenance: intent expiry, retention and hand-offs
 //
 // The scheduler role enqueues intake:maintenance on INTAKE_JOBS_MAINTENANCE_CRON (a [Periodic]:
 // one task per period whatever the number of replicas). Each run:
@@ -101,17 +101,24 @@
 //     key, aborted otherwise; internal/multipart, "States"), or expired when the abort could not
 //     look. An object that lands after its intent expired still completes it
 //     (expired → completed), with the intent's declared size, type and hash checked as usual.
+//     An intent whose object's inspection was handed off (a handed_off row) does not expire.
 //   - prunes events: archived events (INTAKE_CONSUMER_ARCHIVE) received more than
 //     INTAKE_EVENTS_RETENTION ago are deleted (0 keeps them forever).
 //   - prunes ended intents: intents that ended without an upload (expired, aborted) more than
 //     INTAKE_INTENTS_RETENTION ago are deleted (0 keeps them forever); objects recorded against
 //     one keep their row, upload_id NULL.
+//   - settles and queues again the consumer's hash hand-offs ([HandOff]; MaintenanceConfig.HandedOff):
+//     a handed_off row whose object's row records an observation made after it is deleted; one
+//     past its time (the task's timeout plus 10 minutes, doubled after each redrive) whose task
+//     is gone from Redis or failed for good is queued again with its event, at most five times,
+//     then given up with an error logged. A task still in Redis is waited for, not counted.
 //
-// All three work in batches of 1,000 rows, one short statement each (rows another transaction holds are
+// Each works in batches of 1,000 rows, one short statement each (rows another transaction holds are
 // skipped), at most 1,000 batches of each per run, with cutoffs fixed when the run starts: a
 // backlog larger than that is worked off over the next periods ([MaintenanceReport.Complete]).
 // Metrics: intake_intents_expired_total{method}, intake_events_pruned_total,
-// intake_intents_pruned_total and intake_maintenance_last_success_timestamp_seconds.
+// intake_intents_pruned_total, intake_hashes_handed_off_redrives_total{result} and
+// intake_maintenance_last_success_timestamp_seconds.
 //
 // # Shutdown
 //

@@ -32,20 +32,6 @@ type HandedOffInspector interface {
 	InspectHandedOff(ctx context.Context, h pipeline.HandedOff) error
 }
 
-// HandOff returns the consumer's hash hand-off (pipeline.ProcessorConfig.HashHandOff) to the jobs
-// workers: each inspection handed off becomes an object:inspect task carrying its event
-// (tasks.Inspections, through c, usually an *asynq.Client; states, an *asynq.Inspector, tells
-// whether a task already holding the object's ID has yet to run), which HandleInspect runs with
-// the event's semantics.
-func HandOff(c tasks.Enqueuer, states tasks.TaskStates) pipeline.HashHandOff {
-	i := tasks.NewInspections(c, states)
-	return pipeline.HashHandOffFunc(func(ctx context.Context, h pipeline.HandedOff) (bool, error) {
-		return i.InspectLater(ctx, tasks.InspectObject{Bucket: h.Bucket, Key: h.Key, Event: &tasks.HandedOffEvent{
-			Sequencer: h.Sequencer, Time: h.EventTime, Removal: h.Removal,
-		}}, h.HashTime)
-	})
-}
-
 // InspectorFunc adapts a function to an Inspector.
 type InspectorFunc func(ctx context.Context, bucket, key string) error
 
@@ -120,6 +106,9 @@ type Handlers struct {
 	Concurrency int
 	// InspectionsDeferred, when set, counts the deferred inspections ([NewInspectionsDeferred]).
 	InspectionsDeferred prometheus.Counter
+	// HandedOff, when set, settles the hand-off row of an inspection the consumer handed off once
+	// its task has recorded the verdict ([HandOff]; the maintenance task settles what it leaves).
+	HandedOff HandedOffSettler
 
 	// The owners' shares of the workers, built at the first inspection.
 	shareOnce sync.Once
@@ -257,9 +246,23 @@ func (h *Handlers) HandleInspect(ctx context.Context, t *asynq.Task) error {
 		err := ev.InspectHandedOff(ctx, pipeline.HandedOff{
 			Bucket: p.Bucket, Key: p.Key, Sequencer: p.Event.Sequencer, EventTime: p.Event.Time, Removal: p.Event.Removal,
 		})
+		if err == nil {
+			h.settleHandedOff(ctx, p.Bucket, p.Key)
+		}
 		return h.inspectResult(p.Key, err)
 	}
 	return h.inspect(ctx, p.Bucket, p.Key)
+}
+
+// settleHandedOff deletes the hand-off row of an inspection handed off whose verdict is recorded.
+// A failure is logged, not the task's: the maintenance task settles the row later.
+func (h *Handlers) settleHandedOff(ctx context.Context, bucket, key string) {
+	if h.HandedOff == nil {
+		return
+	}
+	if _, err := h.HandedOff.Settle(ctx, bucket, key); err != nil {
+		h.log().WarnContext(ctx, "settle a hand-off row; the maintenance task will", "bucket", bucket, "key", key, "err", err)
+	}
 }
 
 // checkBucket refuses, without retry, a task naming a bucket that is not one of h.Buckets.

@@ -145,6 +145,15 @@ type MaintenanceConfig struct {
 	BatchSize int
 	// MaxBatches bounds the statements of each kind per run (default 1000).
 	MaxBatches int
+	// HandedOff, when set, adds the durable hash hand-off's step (handoff.go): settle the
+	// hand-off rows whose object was observed since, and queue again, through Tasks and
+	// TaskStates (both then required), the inspections past their time that Redis lost or that
+	// failed for good.
+	HandedOff HandedOffRedriveStore
+	// Tasks enqueues the inspections queued again (an *asynq.Client).
+	Tasks tasks.Enqueuer
+	// TaskStates (an *asynq.Inspector) tells whether a hand-off's task is still in Redis.
+	TaskStates tasks.TaskStates
 }
 
 // Maintenance expires intents and prunes archived events and ended intents, in bounded batches.
@@ -158,12 +167,18 @@ type Maintenance struct {
 	pruned        prometheus.Counter
 	intentsPruned prometheus.Counter
 	lastOK        prometheus.Gauge
+	handedOff     HandedOffRedriveStore
+	inspections   *tasks.Inspections
+	redrives      *prometheus.CounterVec
 }
 
 // NewMaintenance checks cfg, registers the metrics and returns the Maintenance.
 func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("maintenance: store required")
+	}
+	if cfg.HandedOff != nil && (cfg.Tasks == nil || cfg.TaskStates == nil) {
+		return nil, errors.New("maintenance: the hand-off step needs tasks and task states")
 	}
 	m := &Maintenance{
 		store: cfg.Store, log: cmp.Or(cfg.Log, slog.New(slog.DiscardHandler)), now: orNow(cfg.Now),
@@ -185,13 +200,27 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 			Namespace: telemetry.Namespace, Name: "maintenance_last_success_timestamp_seconds",
 			Help: "Unix time at which the last complete maintenance run ended.",
 		}),
+		handedOff: cfg.HandedOff,
+		redrives: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "hashes_handed_off_redrives_total",
+			Help: "Hand-off rows (INTAKE_CONSUMER_HASH_HANDOFF) past their time looked at by the maintenance task, by result: " +
+				"settled (the object was observed since: deleted), waiting (its task is still in Redis), queued (its task was " +
+				"lost or failed for good: queued again), given_up (its inspections queued again recorded nothing: deleted, " +
+				"logged as an error), failed (Redis or PostgreSQL failed: looked at next run).",
+		}, []string{"result"}),
+	}
+	if cfg.HandedOff != nil {
+		m.inspections = tasks.NewInspections(cfg.Tasks, cfg.TaskStates)
+	}
+	for _, r := range []string{redriveSettled, redriveWaiting, redriveQueued, redriveGivenUp, redriveFailed} {
+		m.redrives.WithLabelValues(r)
 	}
 	for _, method := range []string{"put", "post", "multipart"} {
 		m.expired.WithLabelValues(method)
 	}
 	if cfg.Registerer != nil {
 		var errs []error
-		for _, c := range []prometheus.Collector{m.expired, m.pruned, m.intentsPruned, m.lastOK} {
+		for _, c := range []prometheus.Collector{m.expired, m.pruned, m.intentsPruned, m.lastOK, m.redrives} {
 			errs = append(errs, cfg.Registerer.Register(c))
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -208,6 +237,11 @@ type MaintenanceReport struct {
 	Expired       int
 	Pruned        int64
 	PrunedIntents int64
+	// HandedOffSettled counts the hand-off rows deleted because their object was observed since;
+	// HandedOffRedriven the inspections queued again; HandedOffGivenUp the rows given up.
+	HandedOffSettled  int64
+	HandedOffRedriven int
+	HandedOffGivenUp  int
 	// Complete is false when a bound (batches per run) stopped a kind of work before it was done:
 	// the next run continues.
 	Complete bool
@@ -218,7 +252,8 @@ type MaintenanceReport struct {
 // Run expires the pending intents whose expires_at is more than p.ExpiryGrace in the past
 // (multipart ones only once their upload's abort has been recorded); when p.EventsRetention is
 // positive, deletes archived events older than that; and when p.IntentsRetention is positive,
-// deletes the intents that ended without an upload (expired, aborted) longer ago than that. The
+// deletes the intents that ended without an upload (expired, aborted) longer ago than that; with
+// HandedOff, settles and queues again the hash hand-offs past their time (redriveHandedOff). The
 // cutoffs are taken once at the start, so each loop works on what was there then; each loop also
 // stops after MaxBatches statements or when ctx ends.
 func (m *Maintenance) Run(ctx context.Context, p MaintenancePayload) (MaintenanceReport, error) {
@@ -231,9 +266,13 @@ func (m *Maintenance) Run(ctx context.Context, p MaintenancePayload) (Maintenanc
 	if err == nil && p.IntentsRetention > 0 {
 		err = m.prune(ctx, "intents ended", start.Add(-time.Duration(p.IntentsRetention)), m.store.PruneEndedIntents, m.intentsPruned, &rep.PrunedIntents, &rep)
 	}
+	if err == nil && m.handedOff != nil {
+		err = m.redriveHandedOff(ctx, start, &rep)
+	}
 	rep.Took = m.now().Sub(start)
 	attrs := []any{"expired", rep.Expired, "events_pruned", rep.Pruned, "intents_pruned", rep.PrunedIntents,
-		"complete", rep.Complete, "took", rep.Took}
+		"handed_off_settled", rep.HandedOffSettled, "handed_off_redriven", rep.HandedOffRedriven,
+		"handed_off_given_up", rep.HandedOffGivenUp, "complete", rep.Complete, "took", rep.Took}
 	if err != nil {
 		m.log.WarnContext(ctx, "maintenance failed", append(attrs, "err", err)...)
 		return rep, err

@@ -147,9 +147,8 @@ func NewInspections(c Enqueuer, states TaskStates) *Inspections {
 }
 
 // InspectLater enqueues p, an event's inspection (p.Event set), with the task ID [InspectTaskID],
-// and reports whether the object's inspection is queued. Its timeout is [InspectTimeout] plus
-// twice hashTime, the hash's expected time: an object too large for its message's time is not too
-// large for its task.
+// and reports whether the object's inspection is queued. Its timeout is [HandedOffTimeout] of
+// hashTime, the hash's expected time.
 //
 // When the ID is taken, the task holding it is looked at (states): one that has not started
 // (pending, scheduled, or waiting for a retry, a deferral by the jobs share included) will read the
@@ -167,7 +166,7 @@ func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTim
 		return false, err
 	}
 	info, err := Enqueue(ctx, i.client, task,
-		asynq.TaskID(InspectTaskID(p.Bucket, p.Key)), asynq.Timeout(InspectTimeout+2*max(hashTime, 0)))
+		asynq.TaskID(InspectTaskID(p.Bucket, p.Key)), asynq.Timeout(HandedOffTimeout(hashTime)))
 	if err != nil {
 		return false, err
 	}
@@ -186,6 +185,56 @@ func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTim
 		return true, nil
 	}
 	return false, nil
+}
+
+// Redrive queues p, an event's inspection (p.Event set) handed off earlier whose verdict is still
+// not recorded (the maintenance task, from the row PostgreSQL keeps of the hand-off), as
+// InspectLater does, but replacing a task holding the ID that will never run again (archived,
+// completed: [EnqueueReplacingFinished]). It reports whether a task was queued: false when one
+// holding the ID has yet to run or is running (it will record the verdict, or fail and be
+// archived, and the next look replaces it).
+func (i *Inspections) Redrive(ctx context.Context, p InspectObject, hashTime time.Duration) (bool, error) {
+	if p.Event == nil {
+		return false, fmt.Errorf("%w: %s: an event's inspection has its event", ErrInvalidPayload, TypeInspectObject)
+	}
+	task, err := NewInspectObject(p)
+	if err != nil {
+		return false, err
+	}
+	info, err := EnqueueReplacingFinished(ctx, i.client, i.states, task,
+		asynq.TaskID(InspectTaskID(p.Bucket, p.Key)), asynq.Timeout(HandedOffTimeout(hashTime)))
+	if err != nil {
+		return false, err
+	}
+	return !Duplicate(info), nil
+}
+
+// Alive reports whether the object's inspection task (the one holding [InspectTaskID]) is still
+// to run, running, or waiting for a retry: it will record the object's verdict, or fail for good.
+func (i *Inspections) Alive(ctx context.Context, bucket, key string) (bool, error) {
+	if i.states == nil {
+		return false, errors.New("inspections: no task states to read")
+	}
+	state, err := taskState(ctx, i.states, QueueDefault, InspectTaskID(bucket, key))
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read the inspection task of %s/%s: %w", bucket, key, err)
+	}
+	switch state {
+	case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry, asynq.TaskStateActive,
+		asynq.TaskStateAggregating:
+		return true, nil
+	}
+	return false, nil
+}
+
+// HandedOffTimeout is the timeout of an event's inspection handed off by the consumer whose hash
+// is expected to take hashTime: [InspectTimeout] plus twice hashTime, so that an object too large
+// for its message's time is not too large for its task.
+func HandedOffTimeout(hashTime time.Duration) time.Duration {
+	return InspectTimeout + 2*max(hashTime, 0)
 }
 
 // taskState reads the state of task id in queue, within ctx (asynq's Inspector takes no context:

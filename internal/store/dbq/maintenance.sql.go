@@ -25,6 +25,9 @@ WITH candidates AS (
       AND (u.multipart_upload_id IS NULL
            OR (SELECT a.outcome FROM multipart_aborts a
                WHERE a.bucket = u.bucket AND a.upload_id = u.multipart_upload_id) <> 'aborting')
+      -- An object whose inspection the consumer handed off (handed_off, migration 0028) has
+      -- landed: its upload is completed when the inspection records it, not expired meanwhile.
+      AND NOT EXISTS (SELECT 1 FROM handed_off h WHERE h.bucket = u.bucket AND h.key = u.key)
     ORDER BY u.expires_at
     LIMIT $2
     FOR UPDATE OF u SKIP LOCKED
@@ -71,7 +74,7 @@ type ExpireIntentsRow struct {
 // oldest deadline first, and returns them. A multipart intent expires only once an abort of its
 // upload has been recorded in multipart_aborts (one still "aborting" has not been): until then the
 // abort path (the deadline task, the sweep's passes) still needs it pending, to find the upload and
-// abort it.
+// abort it. An intent whose object's inspection is owed (a row in handed_off) does not expire.
 // An object that lands later still completes an expired intent (PipelineRecord). Rows another
 // transaction holds are skipped. The CTE "notified" inserts an upload.expired notification per
 // expired intent in the same transaction (the outbox).

@@ -21,6 +21,18 @@ type Event struct {
 	Body       string
 }
 
+type HandedOff struct {
+	Bucket     string
+	Key        string
+	Sequencer  string
+	EventTime  *time.Time
+	Removal    bool
+	HashTimeMs int64
+	HandedAt   time.Time
+	Redrives   int32
+	RedriveAt  time.Time
+}
+
 type MultipartAbort struct {
 	Bucket    string
 	Key       string

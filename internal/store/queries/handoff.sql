@@ -1,0 +1,74 @@
+-- Queries of the consumer's durable hash hand-off (migration 0028; worker/jobs handoff.go): a row
+-- per object whose inspection the consumer handed off to the jobs workers, written before the
+-- task is queued, settled once an observation of the object made after it is recorded, queued
+-- again by the maintenance task when neither happened in time.
+
+-- name: HandOffInspection :exec
+-- Records that the inspection of (bucket, key) is owed for an event, before its object:inspect
+-- task is queued and the event's message deleted. A later hand-off of the same object replaces
+-- the event and starts the row's schedule again: the maintenance task looks at it redrive_after
+-- seconds from now, once the task has had its time.
+INSERT INTO handed_off (bucket, key, sequencer, event_time, removal, hash_time_ms, redrive_at)
+VALUES (@bucket, @key, @sequencer, @event_time, @removal, @hash_time_ms,
+        now() + make_interval(secs => @redrive_after_secs::float8))
+ON CONFLICT (bucket, key) DO UPDATE
+SET sequencer = excluded.sequencer, event_time = excluded.event_time, removal = excluded.removal,
+    hash_time_ms = excluded.hash_time_ms, handed_at = now(), redrives = 0, redrive_at = excluded.redrive_at;
+
+-- name: SettleHandedOff :execrows
+-- Deletes the hand-off row of (bucket, key) when the object's row records an observation made
+-- after it (observed_at is PostgreSQL's time read before the S3 read, handed_at PostgreSQL's time
+-- of the hand-off): S3 was read after the event, whoever read it. An object:inspect task carrying
+-- an event runs it once it has recorded its verdict.
+DELETE FROM handed_off h
+USING objects o
+WHERE h.bucket = @bucket AND h.key = @key
+  AND o.bucket = h.bucket AND o.key = h.key
+  AND o.observed_at >= h.handed_at;
+
+-- name: SettleHandedOffDue :execrows
+-- SettleHandedOff for at most max_rows rows due before cutoff, oldest first (the maintenance
+-- task's first step: rows whose task recorded its verdict but did not settle them, and rows whose
+-- object something else observed since). Rows another transaction holds are skipped.
+DELETE FROM handed_off
+WHERE (bucket, key) IN (
+    SELECT h.bucket, h.key
+    FROM handed_off h
+    JOIN objects o ON o.bucket = h.bucket AND o.key = h.key
+    WHERE h.redrive_at < @cutoff AND o.observed_at >= h.handed_at
+    ORDER BY h.redrive_at
+    LIMIT @max_rows
+    FOR UPDATE OF h SKIP LOCKED);
+
+-- name: ClaimHandedOffDue :many
+-- Takes at most max_rows rows due before cutoff whose object has no observation recorded since
+-- the hand-off, oldest first, and moves their next look recheck_secs ahead (so a run, whose
+-- cutoff is its start, takes each row once, and another replica's run does not take it too), for
+-- the maintenance task to queue their inspection again. Rows another transaction holds are
+-- skipped.
+UPDATE handed_off h
+SET redrive_at = now() + make_interval(secs => @recheck_secs::float8)
+WHERE (h.bucket, h.key) IN (
+    SELECT d.bucket, d.key
+    FROM handed_off d
+    WHERE d.redrive_at < @cutoff
+      AND NOT EXISTS (SELECT 1 FROM objects o
+                      WHERE o.bucket = d.bucket AND o.key = d.key AND o.observed_at >= d.handed_at)
+    ORDER BY d.redrive_at
+    LIMIT @max_rows
+    FOR UPDATE OF d SKIP LOCKED)
+RETURNING h.bucket, h.key, h.sequencer, h.event_time, h.removal, h.hash_time_ms, h.handed_at, h.redrives;
+
+-- name: RedrivenHandedOff :execrows
+-- Counts one more inspection queued again for the row of (bucket, key) handed off at handed_at,
+-- and moves its next look recheck_secs ahead. A row a new hand-off replaced since is left alone.
+UPDATE handed_off
+SET redrives = redrives + 1, redrive_at = now() + make_interval(secs => @recheck_secs::float8)
+WHERE bucket = @bucket AND key = @key AND handed_at = @handed_at;
+
+-- name: GiveUpHandedOff :execrows
+-- Deletes the row of (bucket, key) handed off at handed_at, whose inspections queued again all
+-- ended without recording the object (the maintenance task logs it). A row a new hand-off
+-- replaced since is left alone.
+DELETE FROM handed_off
+WHERE bucket = @bucket AND key = @key AND handed_at = @handed_at;

@@ -1,0 +1,313 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/intakehq/intake/internal/store/dbq"
+	"github.com/intakehq/intake/internal/testkit"
+	"github.com/intakehq/intake/pipeline"
+	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
+)
+
+// handOffRow is what a test reads of a hand-off row; ok is false when there is none.
+type handOffRow struct {
+	ok       bool
+	redrives int
+	// dueIn is how long until the maintenance task looks at it (redrive_at - now(), on
+	// PostgreSQL's clock).
+	dueIn time.Duration
+}
+
+func handOffRowOf(t *testing.T, b *testBundle, key string) handOffRow {
+	t.Helper()
+	var r handOffRow
+	var secs float64
+	err := b.st.Pool.QueryRow(b.ctx, "SELECT redrives, extract(epoch FROM redrive_at - now())::float8 FROM handed_off WHERE bucket = $1 AND key = $2",
+		b.bucket, key).Scan(&r.redrives, &secs)
+	if err == nil {
+		r.ok, r.dueIn = true, time.Duration(secs*float64(time.Second))
+		return r
+	}
+	require.ErrorIs(t, err, pgx.ErrNoRows)
+	return r
+}
+
+// TestHandOffOutlivesRedisAndEnds: an event's inspection handed off by the consumer is recorded in
+// PostgreSQL before its task is queued, and so outlives a Redis that loses the task (no AOF, a
+// failover, an eviction): the maintenance task queues it again, with its event, once it is past
+// its time (the task's timeout plus 10 minutes), and the object's intent does not expire
+// meanwhile. Before, the message was deleted once the task was in Redis, and a task Redis lost
+// left nothing of the upload anywhere (its intent then expired).
+//
+// The loop ends when "done" never comes: a task still in Redis (to run, retrying) is waited for,
+// not counted; a task that failed for good is queued again at most five times, with a growing
+// delay, then the row is given up (an error logged), and the intent is free to expire.
+func TestHandOffOutlivesRedisAndEnds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	st := jobs.NewHandedOffStore(b.st.Q)
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st})
+	require.NoError(t, err)
+
+	now := time.Now().UTC()
+	const key = "uploads/alice/lost.bin"
+	// The upload's intent, past its deadline and the expiry grace (its object landed just in time;
+	// the event comes late): only the hand-off row keeps it pending.
+	id := uuid.New()
+	_, err = testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
+		ID: id, Owner: "alice", Bucket: b.bucket, Key: key, Method: "put", Filename: "lost.bin",
+		ContentType: "application/octet-stream", Size: 1, ExpiresAt: now.Add(-3 * time.Hour),
+	})
+	require.NoError(t, err)
+	status := func() string {
+		u, err := testkit.GetUpload(b.ctx, b.st.Pool, id)
+		require.NoError(t, err)
+		return u.Status
+	}
+
+	t0 := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	ev := pipeline.HandedOff{Bucket: b.bucket, Key: key, Sequencer: "0A", EventTime: t0, Removal: true, HashTime: 2 * time.Second}
+	queued, err := ho.InspectLater(b.ctx, ev)
+	require.NoError(t, err)
+	require.True(t, queued)
+	require.True(t, handOffRowOf(t, b, key).ok, "the hand-off is recorded in PostgreSQL")
+	taskID := tasks.InspectTaskID(b.bucket, key)
+	_, err = insp.GetTaskInfo(tasks.QueueDefault, taskID)
+	require.NoError(t, err, "and queued in Redis")
+
+	// Redis loses the task.
+	require.NoError(t, insp.DeleteTask(tasks.QueueDefault, taskID))
+
+	clock := now
+	m, reg := newMaintenanceWith(t, b, &clock, client, insp)
+	payload := jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(time.Hour)}
+	redrives := func(result string) float64 {
+		return testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", result)
+	}
+	run := func() jobs.MaintenanceReport {
+		t.Helper()
+		rep, err := m.Run(b.ctx, payload)
+		require.NoError(t, err)
+		return rep
+	}
+
+	// Before its time, nothing is queued, and the intent stays pending.
+	rep := run()
+	require.Zero(t, rep.HandedOffRedriven)
+	require.Zero(t, rep.Expired, "the intent of a handed-off object does not expire")
+	require.Equal(t, "pending", status())
+	_, err = insp.GetTaskInfo(tasks.QueueDefault, taskID)
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound)
+
+	// Past its time (the task's timeout, 15 min + 2 × 2 s, plus 10 min): queued again, with its
+	// event.
+	clock = now.Add(tasks.HandedOffTimeout(2*time.Second) + 10*time.Minute + time.Minute)
+	rep = run()
+	require.Equal(t, 1, rep.HandedOffRedriven)
+	require.Equal(t, 1.0, redrives("queued"))
+	info, err := insp.GetTaskInfo(tasks.QueueDefault, taskID)
+	require.NoError(t, err, "the inspection is back in Redis")
+	p, err := tasks.ParseInspectObject(info.Payload)
+	require.NoError(t, err)
+	require.Equal(t, tasks.InspectObject{Bucket: b.bucket, Key: key,
+		Event: &tasks.HandedOffEvent{Sequencer: "0A", Time: t0, Removal: true}}, p, "with the event's semantics")
+	require.Equal(t, tasks.HandedOffTimeout(2*time.Second), info.Timeout)
+	require.Equal(t, 1, handOffRowOf(t, b, key).redrives)
+	require.Equal(t, "pending", status())
+
+	// Its task still in Redis (to run, or retrying): waited for, whatever the time, not counted.
+	for range 3 {
+		clock = clock.Add(24 * time.Hour)
+		rep = run()
+		require.Zero(t, rep.HandedOffRedriven)
+	}
+	require.Equal(t, 3.0, redrives("waiting"))
+	require.Equal(t, 1, handOffRowOf(t, b, key).redrives)
+
+	// Its task fails for good (archived) every time: queued again up to five times in all, each
+	// looked at later than the one before (the task's timeout plus 10 minutes doubled per
+	// redrive), then given up.
+	for n := 2; n <= 5; n++ {
+		require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, taskID))
+		clock = clock.Add(24 * time.Hour)
+		rep = run()
+		require.Equal(t, 1, rep.HandedOffRedriven, "redrive %d", n)
+		row := handOffRowOf(t, b, key)
+		require.Equal(t, n, row.redrives)
+		want := tasks.HandedOffTimeout(2*time.Second) + 10*time.Minute<<n
+		require.InDelta(t, want.Seconds(), row.dueIn.Seconds(), 60, "redrive %d looked at %s later", n, row.dueIn)
+	}
+	require.Equal(t, 5.0, redrives("queued"))
+	// The fifth is still to run: waited for, not given up.
+	clock = clock.Add(24 * time.Hour)
+	rep = run()
+	require.Zero(t, rep.HandedOffGivenUp, "a hand-off whose task is still in Redis is not given up")
+	require.True(t, handOffRowOf(t, b, key).ok)
+	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, taskID))
+	clock = clock.Add(24 * time.Hour)
+	rep = run()
+	require.Equal(t, 1, rep.HandedOffGivenUp)
+	require.Equal(t, 1.0, redrives("given_up"))
+	require.False(t, handOffRowOf(t, b, key).ok, "the row is given up")
+	require.Contains(t, b.logBuf.String(), "handed-off inspection given up")
+	info, err = insp.GetTaskInfo(tasks.QueueDefault, taskID)
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateArchived, info.State, "nothing queued a sixth time")
+
+	// The loop has ended: later runs find nothing, and the intent is free to expire.
+	clock = clock.Add(24 * time.Hour)
+	rep = run()
+	require.Zero(t, rep.HandedOffRedriven+rep.HandedOffGivenUp)
+	require.Equal(t, 1, rep.Expired)
+	require.Equal(t, "expired", status())
+}
+
+// newMaintenanceWith returns a Maintenance with the hand-off step over the bundle's schema, on
+// *clock.
+func newMaintenanceWith(t *testing.T, b *testBundle, clock *time.Time, client tasks.Enqueuer, states tasks.TaskStates) (*jobs.Maintenance, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(b.st.Q), Registerer: reg, Log: b.log,
+		Now:       func() time.Time { return *clock },
+		HandedOff: jobs.NewHandedOffStore(b.st.Q), Tasks: client, TaskStates: states,
+	})
+	require.NoError(t, err)
+	return m, reg
+}
+
+// TestHandOffRowSettledByALaterObservation: a hand-off row is deleted once its object's row
+// records an observation made after it (S3 read after the event, by its task or by anything
+// else: the event processed in its message when the hand-off queued nothing, a reconcile), by the
+// task (Settle) or by the maintenance task (rows due); an observation made before it settles
+// nothing, and the row is queued again instead.
+func TestHandOffRowSettledByALaterObservation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	st := jobs.NewHandedOffStore(b.st.Q)
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st})
+	require.NoError(t, err)
+
+	// observed records key's object as observed at PostgreSQL's now() plus offset.
+	observed := func(key string, offset time.Duration) {
+		_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, observed_at)
+			VALUES ($1, $2, 'valid', now() + make_interval(secs => $3))
+			ON CONFLICT (bucket, key) DO UPDATE SET observed_at = excluded.observed_at`, b.bucket, key, offset.Seconds())
+		require.NoError(t, err)
+	}
+	handOff := func(key string) {
+		queued, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: key, Sequencer: "0B", EventTime: time.Now()})
+		require.NoError(t, err)
+		require.True(t, queued)
+		require.NoError(t, insp.DeleteTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, key)))
+	}
+
+	// The task's own settle: only after a later observation.
+	handOff("a.bin")
+	settled, err := st.Settle(b.ctx, b.bucket, "a.bin")
+	require.NoError(t, err)
+	require.False(t, settled, "no observation of the object yet")
+	observed("a.bin", -time.Minute)
+	settled, err = st.Settle(b.ctx, b.bucket, "a.bin")
+	require.NoError(t, err)
+	require.False(t, settled, "an observation made before the hand-off proves nothing of its event")
+	observed("a.bin", 0)
+	settled, err = st.Settle(b.ctx, b.bucket, "a.bin")
+	require.NoError(t, err)
+	require.True(t, settled)
+	require.False(t, handOffRowOf(t, b, "a.bin").ok)
+
+	// The maintenance task's, for the rows due: one observed since (settled, nothing queued), one
+	// observed before only (queued again).
+	handOff("later.bin")
+	handOff("before.bin")
+	observed("later.bin", time.Second)
+	observed("before.bin", -time.Hour)
+	clock := time.Now().Add(2 * time.Hour)
+	m, reg := newMaintenanceWith(t, b, &clock, client, insp)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), rep.HandedOffSettled)
+	require.Equal(t, 1, rep.HandedOffRedriven)
+	require.Equal(t, 1.0, testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", "settled"))
+	require.False(t, handOffRowOf(t, b, "later.bin").ok)
+	_, err = insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "later.bin"))
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "nothing queued for the settled one")
+	require.Equal(t, 1, handOffRowOf(t, b, "before.bin").redrives)
+	_, err = insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "before.bin"))
+	require.NoError(t, err, "the other is queued again")
+}
+
+// TestHandOffNeedsAJobsServer: with Servers set (the daemon's), the consumer hands off only while
+// an active jobs server works the inspections' queue. With none (a consumer deployed without a
+// jobs process), nothing is recorded or queued and InspectLater fails: the event is inspected in
+// its message, where it would otherwise wait for a task no one runs. A reading that found one is
+// trusted for 10 s, one that found none for a second.
+func TestHandOffNeedsAJobsServer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	clock := time.Now()
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: jobs.NewHandedOffStore(b.st.Q),
+		Servers: insp, Now: func() time.Time { return clock }})
+	require.NoError(t, err)
+	ev := pipeline.HandedOff{Bucket: b.bucket, Key: "k.bin", Sequencer: "0A", EventTime: time.Now()}
+
+	noneQueued := func() {
+		t.Helper()
+		queued, err := ho.InspectLater(b.ctx, ev)
+		require.Error(t, err)
+		require.False(t, queued)
+		require.False(t, handOffRowOf(t, b, "k.bin").ok, "nothing recorded")
+		_, err = insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "k.bin"))
+		require.Error(t, err, "nothing queued")
+	}
+	noneQueued()
+
+	// A server of other queues only does not count.
+	startServer := func(queues map[string]int) {
+		t.Helper()
+		srv, err := jobs.NewServer(jobs.ServerConfig{Redis: b.redis, Concurrency: 1, Queues: queues, Log: b.log}, asynq.NewServeMux())
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(b.ctx)
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	}
+	startServer(map[string]int{tasks.QueueLow: 1})
+	require.Eventually(t, func() bool { s, err := insp.Servers(); return err == nil && len(s) == 1 }, 20*time.Second, 20*time.Millisecond)
+	clock = clock.Add(11 * time.Second)
+	noneQueued()
+
+	// The jobs server: within a second of the reading that found none, still none; after, the
+	// hand-off works, and that reading is trusted for 10 s.
+	startServer(tasks.Priorities())
+	require.Eventually(t, func() bool { s, err := insp.Servers(); return err == nil && len(s) == 2 }, 20*time.Second, 20*time.Millisecond)
+	clock = clock.Add(500 * time.Millisecond)
+	noneQueued()
+	clock = clock.Add(time.Second)
+	queued, err := ho.InspectLater(b.ctx, ev)
+	require.NoError(t, err)
+	require.True(t, queued)
+	require.True(t, handOffRowOf(t, b, "k.bin").ok)
+}
