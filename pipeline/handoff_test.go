@@ -371,7 +371,6 @@ func TestHandedOffEventDistrusted(t *testing.T) {
 	require.Equal(t, 1.0, distrusted(pipeline.DistrustEventTime))
 }
 
-// asynqClients returns a client and an inspector of a Redis database of the test's own.
 // handOffTo returns the daemon's durable hand-off through client and states, recording in b's
 // PostgreSQL (with no check of the jobs servers: these tests run the tasks themselves).
 func handOffTo(t *testing.T, b *procBundle, client tasks.Enqueuer, states tasks.TaskStates) pipeline.HashHandOff {
@@ -381,6 +380,7 @@ func handOffTo(t *testing.T, b *procBundle, client tasks.Enqueuer, states tasks.
 	return h
 }
 
+// asynqClients returns a client and an inspector of a Redis database of the test's own.
 func asynqClients(t *testing.T) (*asynq.Client, *asynq.Inspector) {
 	t.Helper()
 	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
@@ -442,21 +442,25 @@ func TestHandedOffSurvivesRedisLosingIt(t *testing.T) {
 	_, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
 	require.Error(t, err, "the task is gone")
 
-	// The maintenance task, past the hand-off's time, queues it again.
+	// The maintenance task, past the hand-off's time, registers intake's queues again (FLUSHDB
+	// removed them, and asynq's clients remember having registered them) and queues it again.
 	clock := time.Now().Add(tasks.HandedOffTimeout(time.Second) + time.Hour)
 	store := jobs.NewHandedOffStore(b.st.Q)
 	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
 		Store: jobs.NewMaintenanceStore(b.st.Q), Now: func() time.Time { return clock },
 		HandedOff: store, Tasks: client, TaskStates: insp,
+		RegisterQueues: func(ctx context.Context) error {
+			return tasks.RegisterQueues(ctx, redisOpt, tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow)
+		},
 	})
 	require.NoError(t, err)
 	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(24 * time.Hour)})
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.HandedOffRedriven)
+	_, err = insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
+	require.NoError(t, err, "asynq's Inspector finds the task queued again")
 
-	// A jobs server runs it (asynq's clients, which registered the queue before the loss, do not
-	// register it again, so asynq's Inspector no longer finds the task; its servers still run it):
-	// it records the verdict and settles the row.
+	// A jobs server runs it: it records the verdict and settles the row.
 	metrics, err := jobs.NewMetrics(prometheus.NewRegistry())
 	require.NoError(t, err)
 	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 1},
@@ -475,4 +479,117 @@ func TestHandedOffSurvivesRedisLosingIt(t *testing.T) {
 	require.Equal(t, "completed", b.uploadStatus(t, id))
 	require.Zero(t, owed(), "settled by its task")
 	require.Equal(t, 1, count(b, "big.txt"), "recorded once")
+}
+
+// TestHandOffNotQueuedSettledByItsMessage: a hand-off recorded in PostgreSQL whose task is then
+// not queued (Redis refusing) leaves the event to its message, whose own record of the object
+// settles the row: the row's bound is the consumer's lookup before the inspection, which the
+// message's record carries. Before (a review's case), the row's bound was the time of the
+// hand-off, later than that lookup: the row stayed, held the intent from expiring, and was queued
+// again 25 minutes later, a second read and hash of a large object.
+func TestHandOffNotQueuedSettledByItsMessage(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
+	t.Cleanup(func() { _ = down.Close() })
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, handOff: handOffTo(t, b, down, nil)})
+	pipeline.SetHashRate(b.proc, 1) // every hash outlasts its message: handed off, if it can be
+	content := []byte("twenty-five bytes of it:x")
+	sum := sha256.Sum256(content)
+	b.put(t, "f.txt", "text/plain", content)
+	b.intent(t, intentSpec{key: "f.txt", contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second) // 25 bytes at 1 byte/s outlast it
+	defer cancel()
+	require.NoError(t, b.proc.Process(ctx, "m-f", b.created("f.txt", "0A", t0)))
+	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "failed"}))
+	require.Equal(t, pipeline.StatusValid, b.row(t, "f.txt").Status, "inspected in its message")
+	var owed int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&owed))
+	require.Equal(t, 1, owed, "the hand-off was recorded before its task failed to queue")
+	settled, err := jobs.NewHandedOffStore(b.st.Q).Settle(b.ctx, b.bucket, "f.txt")
+	require.NoError(t, err)
+	require.True(t, settled, "the message's record covers the event")
+}
+
+// TestHandedOffOversizedEventReceivedWhileItsTaskRuns: an event whose hash outlasts its message,
+// received again while its task is running (SQS delivers at least once; a lost ack), is done at
+// once: its hand-off row makes sure an inspection covers it. The running task, which looked at
+// the object before the event's second hand-off, leaves the row; the maintenance task queues the
+// inspection again once that task has ended, and its run records the object and settles the row.
+// Before, the second receive found the task running and hashed in the message, ran out of its
+// time, and five receives dead-lettered it (a gap the last note left open).
+func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
+	t.Parallel()
+	b := setupProc(t, procOpts{})
+	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
+	client := asynq.NewClient(redisOpt)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(redisOpt)
+	t.Cleanup(func() { _ = insp.Close() })
+	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: handOffTo(t, b, client, insp)})
+	pipeline.SetHashRate(b.proc, 1)
+	store := jobs.NewHandedOffStore(b.st.Q)
+	owed := func() int {
+		var n int
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&n))
+		return n
+	}
+	content := []byte("twenty-five bytes of it:x")
+	sum := sha256.Sum256(content)
+	b.put(t, "huge.bin", "text/plain", content)
+	id := b.intent(t, intentSpec{key: "huge.bin", contentType: "text/plain", size: int64(len(content)), sha256: sum[:]})
+	msg := b.created("huge.bin", "0A", t0)
+	receive := func() error {
+		ctx, cancel := context.WithTimeout(b.ctx, 3*time.Second)
+		defer cancel()
+		return b.proc.Process(ctx, "m-huge", msg)
+	}
+	require.NoError(t, receive(), "first receive: handed off")
+
+	// A jobs server runs the task; its hash is held, so the task stays running.
+	metrics, err := jobs.NewMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 2},
+		jobs.NewMux(&jobs.Handlers{Inspector: b.proc, HandedOff: store}, metrics, nil))
+	require.NoError(t, err)
+	srvCtx, stop := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(srvCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	require.Eventually(t, func() bool { running, _ := gated.counts(); return running == 1 }, 30*time.Second, 5*time.Millisecond)
+	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateActive, info.State)
+
+	// Received again: done at once, not hashed in the message.
+	require.NoError(t, receive(), "received again while its task runs: done")
+	require.Equal(t, []string{"huge.bin"}, gated.startedKeys(), "hashed by the task only")
+	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
+
+	// The task ends: it recorded the object, but looked before the second hand-off: the row stays.
+	close(gated.gate)
+	require.Eventually(t, func() bool { return count(b, "huge.bin") == 1 }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, 30*time.Second, 10*time.Millisecond, "the task has ended")
+	require.Equal(t, 1, owed(), "the second receive's row is not covered by the task's look")
+
+	// The maintenance task, past the row's time, queues the inspection again; its run settles it.
+	clock := time.Now().Add(tasks.HandedOffTimeout(time.Minute) + time.Hour)
+	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(b.st.Q), Now: func() time.Time { return clock },
+		HandedOff: store, Tasks: client, TaskStates: insp,
+	})
+	require.NoError(t, err)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(24 * time.Hour)})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.HandedOffRedriven)
+	require.Eventually(t, func() bool { return owed() == 0 }, 30*time.Second, 20*time.Millisecond, "settled by the task queued again")
+	row := b.row(t, "huge.bin")
+	require.Equal(t, pipeline.StatusValid, row.Status)
+	require.Equal(t, sum[:], row.Sha256)
+	require.Equal(t, "completed", b.uploadStatus(t, id))
+	require.Equal(t, 1, count(b, "huge.bin"), "recorded once")
 }

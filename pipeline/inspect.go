@@ -170,8 +170,12 @@ var errHandedOff = errors.New("inspection handed off")
 // waits (and hashes) as without one.
 func (p *Processor) hashTurn(ctx context.Context, size int64, intent *Intent, ev *HandedOff) (release func(), err error) {
 	mayHandOff := ev != nil && p.handOff != nil
-	if mayHandOff && p.outlasts(ctx, size) && p.handOffHash(ctx, *ev, size, "too large for the message's time") {
-		return nil, errHandedOff
+	if mayHandOff && p.outlasts(ctx, size) {
+		long := *ev
+		long.Outlasts = true
+		if p.handOffHash(ctx, long, size, "too large for the message's time") {
+			return nil, errHandedOff
+		}
 	}
 	if p.hashSlots == nil || size <= p.hashSlotMin {
 		return func() {}, nil

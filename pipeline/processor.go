@@ -547,7 +547,7 @@ func (p *Processor) created(ctx context.Context, log *slog.Logger, bucket, key, 
 	start := time.Now()
 	var ev *HandedOff
 	if handOff && !synthetic {
-		ev = &HandedOff{Bucket: bucket, Key: key, Sequencer: seq, EventTime: evTime, Removal: removal}
+		ev = &HandedOff{Bucket: bucket, Key: key, Sequencer: seq, EventTime: evTime, Removal: removal, LookedUpAt: lk.At}
 	}
 	in, err := p.inspect(ctx, bucket, key, intent, ev)
 	if errors.Is(err, errHandedOff) {

@@ -245,6 +245,15 @@ type HandedOff struct {
 	// HashTime is how long the object's hash is expected to take at [HashRate]: the queued
 	// inspection's timeout must leave room for it.
 	HashTime time.Duration
+	// LookedUpAt is the time of the lookup (PostgreSQL's, [Lookup].At) made before the event's
+	// inspection began, after the event was received: an observation of the object at or after
+	// it covers the event. Zero when not known.
+	LookedUpAt time.Time
+	// Outlasts is set when the hash would not end within what is left of the message's time: the
+	// event cannot be inspected in its message, and an inspection of the object already queued or
+	// running (one that may have read an older version included) is better than none, when the
+	// hand-off recorded it durably.
+	Outlasts bool
 }
 
 // MultipartCanceller cancels the delayed "abort if unfinished" task of a

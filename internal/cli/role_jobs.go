@@ -14,6 +14,7 @@ import (
 	"github.com/intakehq/intake/internal/store"
 	"github.com/intakehq/intake/internal/webhook"
 	"github.com/intakehq/intake/worker/jobs"
+	"github.com/intakehq/intake/worker/tasks"
 )
 
 // startJobs builds the jobs role: the asynq server running multipart:abort, multipart:sweep,
@@ -56,6 +57,9 @@ func startJobs(_ context.Context, a *App) ([]Component, error) {
 	maint, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
 		Store: jobs.NewMaintenanceStore(a.Store.Q), Registerer: a.Registry, Log: log.With("component", "maintenance"),
 		HandedOff: handedOff, Tasks: client, TaskStates: states,
+		RegisterQueues: func(ctx context.Context) error {
+			return tasks.RegisterQueues(ctx, a.Redis, tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow)
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -18,12 +18,13 @@ import (
 // The durable hash hand-off.
 //
 // An event's inspection the consumer hands off (pipeline.ProcessorConfig.HashHandOff) is first
-// recorded in PostgreSQL (a handed_off row: the object, the event, PostgreSQL's time), then
+// recorded in PostgreSQL (a handed_off row: the object, the event, and the time of the consumer's
+// lookup before its inspection, on PostgreSQL's clock), then
 // queued as an object:inspect task in Redis, and only then is the event's message deleted. The
 // row is the promise: Redis may lose the task (a restart without persistence, a failover, an
 // eviction) and the verdict is still recorded.
 //   - The task, once its verdict is recorded, settles the row (SettleHandedOff): the object's row
-//     holds an observation made after the hand-off.
+//     holds an observation that covers the events handed off (made at or after that lookup).
 //   - The maintenance task settles the rows whose object something else observed since, and queues
 //     the inspection again for a row left past its time (the task's timeout plus
 //     [handedOffRedriveBase]) whose task is no longer in Redis or failed for good. It gives a row
@@ -97,9 +98,10 @@ type HandOff struct {
 	now     func() time.Time
 
 	mu        sync.Mutex
-	readAt    time.Time // when servers was last read; zero: never
-	working   bool      // what it said: an active server works tasks.QueueDefault
-	readError error
+	readAt    time.Time     // when servers was last read; zero: never
+	working   bool          // what it said: an active server works tasks.QueueDefault
+	readError error         // or the error reading it
+	reading   chan struct{} // while a reading runs: closed when it ends
 }
 
 var _ pipeline.HashHandOff = (*HandOff)(nil)
@@ -118,42 +120,66 @@ var errNoJobsWorker = errors.New("no active jobs server works queue " + tasks.Qu
 
 // InspectLater records h in PostgreSQL, then queues its inspection (tasks.Inspections.InspectLater)
 // and reports whether the object's inspection is queued: only then may the event's message be
-// deleted. When no jobs server is active (Servers), or PostgreSQL refuses the record, it queues
-// nothing and returns an error: the caller inspects the object itself. A row recorded for an
-// inspection then not queued is settled by the caller's own record of the object (its
-// observation is later than the row; the maintenance task deletes it).
+// deleted. For a hash too long for its message (ev.Outlasts), a task holding the object's ID in any
+// state (running, failed for good) will do: the row makes the maintenance task queue the inspection
+// again if that task's does not cover the event. When no jobs server is active (Servers), or
+// PostgreSQL refuses the record, it queues nothing and returns an error: the caller inspects the
+// object itself. A row recorded for an inspection then not queued is settled by the caller's own
+// record of the object, stamped with the lookup the row holds (the maintenance task deletes it).
 func (h *HandOff) InspectLater(ctx context.Context, ev pipeline.HandedOff) (bool, error) {
-	if err := h.jobsWorking(); err != nil {
+	if err := h.jobsWorking(ctx); err != nil {
 		return false, err
 	}
 	if err := h.store.HandOff(ctx, ev, handedOffRecheck(ev.HashTime, 0)); err != nil {
 		return false, fmt.Errorf("record the hand-off of %s/%s: %w", ev.Bucket, ev.Key, err)
 	}
+	// A hash too long for its message is not inspected there: once the row is recorded, a task
+	// holding the object's ID in any state will do. One that read the object before the row
+	// leaves it unsettled, and the maintenance task queues the inspection again once it has ended.
 	return h.insp.InspectLater(ctx, tasks.InspectObject{Bucket: ev.Bucket, Key: ev.Key, Event: &tasks.HandedOffEvent{
 		Sequencer: ev.Sequencer, Time: ev.EventTime, Removal: ev.Removal,
-	}}, ev.HashTime)
+	}}, ev.HashTime, ev.Outlasts)
 }
 
 // jobsWorking returns nil when an active jobs server works tasks.QueueDefault (or Servers is not
-// set), as last read within workersFresh.
-func (h *HandOff) jobsWorking() error {
+// set), as last read. A reading is trusted for workersFresh when it found one, workersAbsentFresh
+// otherwise; a stale one is refreshed by one goroutine at a time (asynq's Servers takes no context:
+// the read ends with go-redis's own timeouts), which no caller waits for, except the first ones,
+// which wait within ctx: a slow or unreachable Redis costs a hand-off at most its own deadline.
+func (h *HandOff) jobsWorking(ctx context.Context) error {
 	if h.servers == nil {
 		return nil
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	fresh := workersFresh
 	if !h.working {
 		fresh = workersAbsentFresh
 	}
-	if now := h.now(); h.readAt.IsZero() || now.Sub(h.readAt) >= fresh || now.Before(h.readAt) {
-		// One reader at a time; the others wait for its answer (a Redis round trip, bounded by
-		// go-redis's timeouts) rather than each asking.
-		servers, err := h.servers.Servers()
-		h.readAt, h.readError, h.working = now, err, slices.ContainsFunc(servers, func(s *asynq.ServerInfo) bool {
-			return s.Status == "active" && s.Queues[tasks.QueueDefault] > 0
-		})
+	if now := h.now(); h.reading == nil && (h.readAt.IsZero() || now.Sub(h.readAt) >= fresh || now.Before(h.readAt)) {
+		done := make(chan struct{})
+		h.reading = done
+		go func() {
+			defer close(done)
+			servers, err := h.servers.Servers()
+			working := slices.ContainsFunc(servers, func(s *asynq.ServerInfo) bool {
+				return s.Status == "active" && s.Queues[tasks.QueueDefault] > 0
+			})
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.readAt, h.readError, h.working, h.reading = now, err, working, nil
+		}()
 	}
+	if h.readAt.IsZero() { // nothing read yet: wait for the first reading
+		done := h.reading
+		h.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("list the jobs servers: %w", ctx.Err())
+		}
+		h.mu.Lock()
+	}
+	defer h.mu.Unlock()
 	switch {
 	case h.readError != nil:
 		return fmt.Errorf("list the jobs servers: %w", h.readError)
@@ -167,7 +193,7 @@ func (h *HandOff) jobsWorking() error {
 // ([HandedOffQueries]).
 type HandedOffSettler interface {
 	// Settle deletes the hand-off row of (bucket, key) when the object's row records an
-	// observation made after it, and reports whether it did.
+	// observation that covers its events, and reports whether it did.
 	Settle(ctx context.Context, bucket, key string) (bool, error)
 }
 
@@ -185,7 +211,7 @@ type OwedInspection struct {
 // ([HandedOffQueries]).
 type HandedOffRedriveStore interface {
 	// SettleDue deletes at most limit rows due before cutoff whose object's row records an
-	// observation made after them, and returns how many.
+	// observation that covers their events, and returns how many.
 	SettleDue(ctx context.Context, cutoff time.Time, limit int) (int64, error)
 	// ClaimDue returns at most limit rows due before cutoff with no such observation, their next
 	// look moved recheck ahead.
@@ -205,13 +231,16 @@ func NewHandedOffStore(q *dbq.Queries) HandedOffQueries { return HandedOffQuerie
 
 // HandOff implements [HandOffRecorder].
 func (s HandedOffQueries) HandOff(ctx context.Context, h pipeline.HandedOff, redriveAfter time.Duration) error {
-	var evTime *time.Time
+	var evTime, lookedUp *time.Time
 	if !h.EventTime.IsZero() {
 		evTime = &h.EventTime
 	}
+	if !h.LookedUpAt.IsZero() {
+		lookedUp = &h.LookedUpAt
+	}
 	return s.q.HandOffInspection(ctx, dbq.HandOffInspectionParams{
 		Bucket: h.Bucket, Key: h.Key, Sequencer: h.Sequencer, EventTime: evTime, Removal: h.Removal,
-		HashTimeMs: max(h.HashTime.Milliseconds(), 0), RedriveAfterSecs: redriveAfter.Seconds(),
+		HashTimeMs: max(h.HashTime.Milliseconds(), 0), LookedUpAt: lookedUp, RedriveAfterSecs: redriveAfter.Seconds(),
 	})
 }
 
@@ -264,7 +293,7 @@ func (s HandedOffQueries) GiveUp(ctx context.Context, o OwedInspection) (bool, e
 // Results of the maintenance task's look at a hand-off row past its time
 // (intake_hashes_handed_off_redrives_total).
 const (
-	redriveSettled = "settled"  // its object's row records an observation made after it: deleted
+	redriveSettled = "settled"  // its object's row records an observation that covers it: deleted
 	redriveQueued  = "queued"   // its inspection queued again
 	redriveWaiting = "waiting"  // its task is still in Redis (to run, running or retrying)
 	redriveGivenUp = "given_up" // handedOffMaxRedrives inspections recorded nothing
@@ -277,6 +306,13 @@ const (
 // run's start, so each row is looked at once per run; the loops stop after m.maxBatches
 // statements or when ctx ends.
 func (m *Maintenance) redriveHandedOff(ctx context.Context, cutoff time.Time, rep *MaintenanceReport) error {
+	if m.register != nil {
+		if err := m.register(ctx); err != nil {
+			// The states of tasks whose queue is not registered cannot be read: those rows are
+			// counted failed, and looked at again next run.
+			m.log.WarnContext(ctx, "register intake's queues with asynq", "err", err)
+		}
+	}
 	if err := m.prune(ctx, "settled hand-offs", cutoff, m.handedOff.SettleDue,
 		m.redrives.WithLabelValues(redriveSettled), &rep.HandedOffSettled, rep); err != nil {
 		return err

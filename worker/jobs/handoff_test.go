@@ -2,6 +2,9 @@ package jobs_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/intakehq/intake/internal/store/dbq"
@@ -259,7 +263,7 @@ func TestHandOffRowSettledByALaterObservation(t *testing.T) {
 // an active jobs server works the inspections' queue. With none (a consumer deployed without a
 // jobs process), nothing is recorded or queued and InspectLater fails: the event is inspected in
 // its message, where it would otherwise wait for a task no one runs. A reading that found one is
-// trusted for 10 s, one that found none for a second.
+// trusted for 10 s, one that found none for a second; a new reading serves the hand-offs after it.
 func TestHandOffNeedsAJobsServer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -268,8 +272,10 @@ func TestHandOffNeedsAJobsServer(t *testing.T) {
 	insp := asynq.NewInspector(b.redis)
 	t.Cleanup(func() { _ = insp.Close() })
 	clock := time.Now()
+	var readings atomic.Int64
+	servers := serversFunc(func() ([]*asynq.ServerInfo, error) { readings.Add(1); return insp.Servers() })
 	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: jobs.NewHandedOffStore(b.st.Q),
-		Servers: insp, Now: func() time.Time { return clock }})
+		Servers: servers, Now: func() time.Time { return clock }})
 	require.NoError(t, err)
 	ev := pipeline.HandedOff{Bucket: b.bucket, Key: "k.bin", Sequencer: "0A", EventTime: time.Now()}
 
@@ -296,18 +302,229 @@ func TestHandOffNeedsAJobsServer(t *testing.T) {
 	}
 	startServer(map[string]int{tasks.QueueLow: 1})
 	require.Eventually(t, func() bool { s, err := insp.Servers(); return err == nil && len(s) == 1 }, 20*time.Second, 20*time.Millisecond)
-	clock = clock.Add(11 * time.Second)
-	noneQueued()
+	// A hand-off whose reading is stale starts a new one and uses the last answer meanwhile; a
+	// reading starts only once the one before has been taken in. So when the third has started,
+	// the answer of the second (the server above listed) has served a hand-off: none.
+	start := readings.Load()
+	for readings.Load() < start+2 {
+		clock = clock.Add(2 * time.Second)
+		noneQueued()
+	}
 
-	// The jobs server: within a second of the reading that found none, still none; after, the
-	// hand-off works, and that reading is trusted for 10 s.
+	// The jobs server: the hand-off works once a new reading has found it.
 	startServer(tasks.Priorities())
 	require.Eventually(t, func() bool { s, err := insp.Servers(); return err == nil && len(s) == 2 }, 20*time.Second, 20*time.Millisecond)
-	clock = clock.Add(500 * time.Millisecond)
-	noneQueued()
-	clock = clock.Add(time.Second)
-	queued, err := ho.InspectLater(b.ctx, ev)
-	require.NoError(t, err)
-	require.True(t, queued)
+	clock = clock.Add(2 * time.Second)
+	require.Eventually(t, func() bool {
+		queued, err := ho.InspectLater(b.ctx, ev)
+		return err == nil && queued
+	}, 20*time.Second, 10*time.Millisecond)
 	require.True(t, handOffRowOf(t, b, "k.bin").ok)
+}
+
+// TestHandOffAfterRedisLostItsQueues: after Redis lost its data, asynq's long-lived clients do not
+// register their queue again (asynq remembers having done it), and asynq's Inspector answers
+// "queue not found" for every task queued since. Such an answer is not "no task": a row whose task
+// is still to run is not given up (a.bin, at its fifth redrive), and one whose task failed for
+// good is counted failed and looked at again, until the maintenance task registers intake's
+// queues (tasks.RegisterQueues, at each run in the daemon): then the first waits for its task, and
+// the second is queued again. Before (a review's case), a.bin was given up while its task was
+// pending, and z.bin was counted failed at every run, never queued again nor given up.
+func TestHandOffAfterRedisLostItsQueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	rc := redis.NewClient(&redis.Options{Addr: b.redis.Addr, DB: b.redis.DB})
+	t.Cleanup(func() { _ = rc.Close() })
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: jobs.NewHandedOffStore(b.st.Q)})
+	require.NoError(t, err)
+	for _, k := range []string{"a.bin", "z.bin"} {
+		queued, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: k, Sequencer: "0A", EventTime: time.Now()})
+		require.NoError(t, err)
+		require.True(t, queued)
+	}
+	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "z.bin")))
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'a.bin'`)
+	require.NoError(t, err)
+	// What a FLUSHDB followed by the same long-lived client's enqueues leaves: the tasks, not the
+	// queue's registration.
+	require.NoError(t, rc.SRem(b.ctx, "asynq:queues", tasks.QueueDefault).Err())
+	_, err = insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "a.bin"))
+	require.ErrorIs(t, err, asynq.ErrQueueNotFound)
+
+	clock := time.Now().Add(48 * time.Hour)
+	results := func(reg *prometheus.Registry) map[string]float64 {
+		out := map[string]float64{}
+		for _, r := range []string{"settled", "waiting", "queued", "given_up", "failed"} {
+			out[r] = testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", r)
+		}
+		return out
+	}
+
+	// Without the registration: nothing can be read, nothing is given up or counted.
+	m, reg := newMaintenanceWith(t, b, &clock, client, insp)
+	_, err = m.Run(b.ctx, jobs.MaintenancePayload{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"settled": 0, "waiting": 0, "queued": 0, "given_up": 0, "failed": 2}, results(reg))
+	require.Equal(t, 5, handOffRowOf(t, b, "a.bin").redrives, "not given up")
+	require.Equal(t, 0, handOffRowOf(t, b, "z.bin").redrives)
+
+	// With it (the daemon's), the states are read again.
+	clock = clock.Add(24 * time.Hour)
+	reg = prometheus.NewRegistry()
+	m, err = jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(b.st.Q), Registerer: reg, Log: b.log, Now: func() time.Time { return clock },
+		HandedOff: jobs.NewHandedOffStore(b.st.Q), Tasks: client, TaskStates: insp,
+		RegisterQueues: func(ctx context.Context) error {
+			return tasks.RegisterQueues(ctx, b.redis, tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow)
+		},
+	})
+	require.NoError(t, err)
+	_, err = m.Run(b.ctx, jobs.MaintenancePayload{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"settled": 0, "waiting": 1, "queued": 1, "given_up": 0, "failed": 0}, results(reg))
+	require.True(t, handOffRowOf(t, b, "a.bin").ok, "a.bin waits for its task")
+	require.Equal(t, 1, handOffRowOf(t, b, "z.bin").redrives, "z.bin queued again")
+	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "z.bin"))
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStatePending, info.State)
+}
+
+// blockedServers is a JobsServers whose reading never ends until released (a Redis that does not
+// answer).
+type blockedServers struct {
+	release chan struct{}
+	working bool
+}
+
+func (s blockedServers) Servers() ([]*asynq.ServerInfo, error) {
+	<-s.release
+	if !s.working {
+		return nil, nil
+	}
+	return []*asynq.ServerInfo{{Status: "active", Queues: map[string]int{tasks.QueueDefault: 3}}}, nil
+}
+
+// TestHandOffReadsTheJobsServersWithinItsDeadline: a hand-off's reading of the jobs servers
+// (asynq's Servers, which takes no context, a few Redis round trips) holds no hand-off past its
+// own deadline: the first ones wait for it within theirs, the later ones use the last answer while
+// a new reading runs. Before (a review's case), every hand-off waited, one behind the other, for
+// the reading, whatever its deadline (about 20 s per reading with Redis unreachable, at each
+// second). Nothing here measures time: a hand-off that waited would not return.
+func TestHandOffReadsTheJobsServersWithinItsDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	srv := blockedServers{release: make(chan struct{}), working: true}
+	clock := time.Now()
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: jobs.NewHandedOffStore(b.st.Q), Servers: srv,
+		Now: func() time.Time { return clock }})
+	require.NoError(t, err)
+	ev := pipeline.HandedOff{Bucket: b.bucket, Key: "k.bin", Sequencer: "0A", EventTime: time.Now()}
+
+	// The first reading does not answer: hand-offs end at their deadline, nothing recorded.
+	for range 3 {
+		ctx, cancel := context.WithTimeout(b.ctx, 50*time.Millisecond)
+		queued, err := ho.InspectLater(ctx, ev)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.False(t, queued)
+	}
+	require.False(t, handOffRowOf(t, b, "k.bin").ok)
+
+	// It answers: the hand-off works.
+	close(srv.release)
+	require.Eventually(t, func() bool {
+		queued, err := ho.InspectLater(b.ctx, ev)
+		return err == nil && queued
+	}, 20*time.Second, 10*time.Millisecond)
+
+	// Stale, with a new reading that never answers: the last answer serves, nobody waits.
+	blocked := blockedServers{release: make(chan struct{})}
+	t.Cleanup(func() { close(blocked.release) })
+	ho2, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: jobs.NewHandedOffStore(b.st.Q), Servers: &switchable{first: srv, then: blocked},
+		Now: func() time.Time { return clock }})
+	require.NoError(t, err)
+	for i := range 4 {
+		if i == 1 {
+			clock = clock.Add(time.Minute)
+		}
+		// b.ctx has no deadline: a hand-off that waited for the reading would wait forever.
+		queued, err := ho2.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: fmt.Sprintf("k%d.bin", i), Sequencer: "0A"})
+		require.NoError(t, err)
+		require.True(t, queued)
+	}
+}
+
+// serversFunc adapts a function to a jobs.JobsServers.
+type serversFunc func() ([]*asynq.ServerInfo, error)
+
+func (f serversFunc) Servers() ([]*asynq.ServerInfo, error) { return f() }
+
+// switchable answers with first's reading once, then with then's.
+type switchable struct {
+	mu          sync.Mutex
+	used        bool
+	first, then jobs.JobsServers
+}
+
+func (s *switchable) Servers() ([]*asynq.ServerInfo, error) {
+	s.mu.Lock()
+	next := s.then
+	if !s.used {
+		s.used, next = true, s.first
+	}
+	s.mu.Unlock()
+	return next.Servers()
+}
+
+// TestHandOffKeepsTheNewerEvent: S3 delivers late and twice, so a later hand-off of an object may
+// carry an older event. Its row keeps the newer one (by sequencer; by event time when either has
+// none), with the later lookup and the longer hash: the inspection queued again, if Redis loses
+// the task, runs with the newest event's semantics. Before (a review's case), the later hand-off's
+// event always replaced it: an older duplicate turned a removal's "deleted" into "missing".
+func TestHandOffKeepsTheNewerEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: jobs.NewHandedOffStore(b.st.Q)})
+	require.NoError(t, err)
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	type row struct {
+		seq      string
+		removal  bool
+		evTime   time.Time
+		hashMS   int64
+		lookedUp time.Time
+	}
+	read := func(key string) row {
+		var r row
+		require.NoError(t, b.st.Pool.QueryRow(b.ctx, `SELECT sequencer, removal, event_time, hash_time_ms, looked_up_at
+			FROM handed_off WHERE bucket = $1 AND key = $2`, b.bucket, key).Scan(&r.seq, &r.removal, &r.evTime, &r.hashMS, &r.lookedUp))
+		r.evTime, r.lookedUp = r.evTime.UTC(), r.lookedUp.UTC()
+		return r
+	}
+	hand := func(key, seq string, at time.Time, removal bool, hash time.Duration, lookedUp time.Time) {
+		t.Helper()
+		_, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: key, Sequencer: seq, EventTime: at,
+			Removal: removal, HashTime: hash, LookedUpAt: lookedUp})
+		require.NoError(t, err)
+	}
+
+	hand("a.bin", "0B", t0, true, 2*time.Second, t0.Add(time.Minute))
+	hand("a.bin", "0A", t0.Add(time.Hour), false, time.Second, t0.Add(2*time.Minute)) // older sequencer, later time
+	require.Equal(t, row{"0B", true, t0, 2000, t0.Add(2 * time.Minute)}, read("a.bin"), "the sequencer decides")
+	hand("a.bin", "0C", t0.Add(-time.Hour), false, time.Second, t0.Add(time.Minute))
+	require.Equal(t, row{"0C", false, t0.Add(-time.Hour), 2000, t0.Add(2 * time.Minute)}, read("a.bin"), "a newer sequencer replaces")
+
+	hand("b.bin", "", t0, true, 0, t0)
+	hand("b.bin", "0A", t0.Add(-time.Second), false, 0, t0)
+	require.Equal(t, row{"", true, t0, 0, t0}, read("b.bin"), "without a sequencer on one side, the event time decides")
+	hand("b.bin", "0A", t0.Add(time.Second), false, 0, t0)
+	require.Equal(t, row{"0A", false, t0.Add(time.Second), 0, t0}, read("b.bin"))
 }

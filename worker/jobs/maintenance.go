@@ -154,6 +154,10 @@ type MaintenanceConfig struct {
 	Tasks tasks.Enqueuer
 	// TaskStates (an *asynq.Inspector) tells whether a hand-off's task is still in Redis.
 	TaskStates tasks.TaskStates
+	// RegisterQueues, when set, runs before the hand-off step reads its tasks' states: the daemon
+	// registers intake's queues again (tasks.RegisterQueues), which asynq's Inspector needs after
+	// Redis lost its data.
+	RegisterQueues func(ctx context.Context) error
 }
 
 // Maintenance expires intents and prunes archived events and ended intents, in bounded batches.
@@ -168,6 +172,7 @@ type Maintenance struct {
 	intentsPruned prometheus.Counter
 	lastOK        prometheus.Gauge
 	handedOff     HandedOffRedriveStore
+	register      func(ctx context.Context) error
 	inspections   *tasks.Inspections
 	redrives      *prometheus.CounterVec
 }
@@ -200,7 +205,7 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 			Namespace: telemetry.Namespace, Name: "maintenance_last_success_timestamp_seconds",
 			Help: "Unix time at which the last complete maintenance run ended.",
 		}),
-		handedOff: cfg.HandedOff,
+		handedOff: cfg.HandedOff, register: cfg.RegisterQueues,
 		redrives: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "hashes_handed_off_redrives_total",
 			Help: "Hand-off rows (INTAKE_CONSUMER_HASH_HANDOFF) past their time looked at by the maintenance task, by result: " +

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // Enqueuer is the part of *asynq.Client that [Enqueue] needs.
@@ -157,7 +158,13 @@ func NewInspections(c Enqueuer, states TaskStates) *Inspections {
 // completed), may have read an older version of the object or will never run: InspectLater
 // reports false, and the caller inspects the object itself; so it does when the state cannot be
 // read (states nil, or an error).
-func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTime time.Duration) (bool, error) {
+//
+// With anyHolder, a task holding the ID in any state will do, and InspectLater reports true on
+// every conflict: for a caller that recorded the event's inspection durably elsewhere (the
+// daemon's hand-off row, which the maintenance task queues again once the task holding the ID has
+// ended without covering it) and cannot inspect the object itself (a hash longer than its
+// message's time).
+func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTime time.Duration, anyHolder bool) (bool, error) {
 	if p.Event == nil {
 		return false, fmt.Errorf("%w: %s: an event's inspection has its event", ErrInvalidPayload, TypeInspectObject)
 	}
@@ -170,7 +177,7 @@ func (i *Inspections) InspectLater(ctx context.Context, p InspectObject, hashTim
 	if err != nil {
 		return false, err
 	}
-	if !Duplicate(info) {
+	if !Duplicate(info) || anyHolder {
 		return true, nil
 	}
 	if i.states == nil {
@@ -211,14 +218,20 @@ func (i *Inspections) Redrive(ctx context.Context, p InspectObject, hashTime tim
 
 // Alive reports whether the object's inspection task (the one holding [InspectTaskID]) is still
 // to run, running, or waiting for a retry: it will record the object's verdict, or fail for good.
+// It is false only when Redis says so (no such task, or one archived or completed); a state that
+// cannot be read is an error.
 func (i *Inspections) Alive(ctx context.Context, bucket, key string) (bool, error) {
 	if i.states == nil {
 		return false, errors.New("inspections: no task states to read")
 	}
 	state, err := taskState(ctx, i.states, QueueDefault, InspectTaskID(bucket, key))
 	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+	case errors.Is(err, asynq.ErrTaskNotFound):
 		return false, nil
+	case errors.Is(err, asynq.ErrQueueNotFound):
+		// Not an answer: after Redis lost its data, the tasks long-lived clients queue are there
+		// but their queue is not registered ([RegisterQueues]).
+		return false, fmt.Errorf("read the inspection task of %s/%s: %w (see tasks.RegisterQueues)", bucket, key, err)
 	case err != nil:
 		return false, fmt.Errorf("read the inspection task of %s/%s: %w", bucket, key, err)
 	}
@@ -346,3 +359,29 @@ func (c *Canceller) deleteTask(id string) error {
 // which [NewAbortMultipart] gives it, whoever enqueues it (POST /v1/jobs, an app backend): distinct
 // from the deadline's task (ID uploadID), which it must neither replace nor wait for.
 func APIAbortTaskID(uploadID string) string { return "api:" + uploadID }
+
+// RegisterQueues adds queues to the set of queues asynq's Inspector knows (asynq's "asynq:queues";
+// asynq v0.26), through a connection of its own, closed before it returns. An asynq client
+// registers a queue once per process (it remembers having done it): after Redis lost its data (a
+// restart without persistence, a failover to a replica that had not received it, FLUSHDB), the
+// tasks long-lived clients queue again are run by the servers, but asynq's Inspector answers
+// ErrQueueNotFound for every one of them until some process starts. The maintenance task calls it
+// at each run, before it reads the states of the hand-offs' tasks.
+func RegisterQueues(ctx context.Context, opt asynq.RedisConnOpt, queues ...string) error {
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return fmt.Errorf("register queues: %T is not a go-redis client", opt)
+	}
+	defer rc.Close()
+	members := make([]any, len(queues))
+	for i, q := range queues {
+		members[i] = q
+	}
+	if err := rc.SAdd(ctx, asynqQueuesKey, members...).Err(); err != nil {
+		return fmt.Errorf("register queues %v: %w", queues, err)
+	}
+	return nil
+}
+
+// asynqQueuesKey is the set of queue names asynq's Inspector reads (asynq's base.AllQueues).
+const asynqQueuesKey = "asynq:queues"

@@ -276,7 +276,7 @@ func TestInspections(t *testing.T) {
 	ev := &tasks.HandedOffEvent{Sequencer: "0A", Time: time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)}
 	p := tasks.InspectObject{Bucket: "b", Key: "a/cat.png", Event: ev}
 
-	queued, err := h.InspectLater(ctx, p, 30*time.Minute)
+	queued, err := h.InspectLater(ctx, p, 30*time.Minute, false)
 	require.NoError(t, err)
 	require.True(t, queued)
 	got, err := insp.GetTaskInfo(tasks.QueueDefault, id)
@@ -288,27 +288,27 @@ func TestInspections(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, p, back, "the event goes with the task")
 
-	queued, err = h.InspectLater(ctx, p, 0)
+	queued, err = h.InspectLater(ctx, p, 0, false)
 	require.NoError(t, err)
 	require.True(t, queued, "one has yet to run: it will read the object then, and it is the event's")
 	pending, err := insp.ListPendingTasks(tasks.QueueDefault)
 	require.NoError(t, err)
 	require.Len(t, pending, 1, "nothing more queued")
-	queued, err = tasks.NewInspections(client, nil).InspectLater(ctx, p, 0)
+	queued, err = tasks.NewInspections(client, nil).InspectLater(ctx, p, 0, false)
 	require.NoError(t, err)
 	require.False(t, queued, "its state unknown: the caller inspects the object itself")
 
 	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, id))
-	queued, err = h.InspectLater(ctx, p, 0)
+	queued, err = h.InspectLater(ctx, p, 0, false)
 	require.NoError(t, err)
 	require.False(t, queued, "an archived one holds the ID: the caller inspects the object itself")
 
-	_, err = h.InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png"}, 0)
+	_, err = h.InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png"}, 0, false)
 	require.ErrorIs(t, err, tasks.ErrInvalidPayload, "a hand-off without its event")
 
 	down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	queued, err = tasks.NewInspections(down, nil).InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png", Event: ev}, 0)
+	queued, err = tasks.NewInspections(down, nil).InspectLater(ctx, tasks.InspectObject{Bucket: "b", Key: "a/dog.png", Event: ev}, 0, false)
 	require.Error(t, err)
 	require.False(t, queued)
 }

@@ -18,7 +18,7 @@ WHERE (h.bucket, h.key) IN (
     FROM handed_off d
     WHERE d.redrive_at < $2
       AND NOT EXISTS (SELECT 1 FROM objects o
-                      WHERE o.bucket = d.bucket AND o.key = d.key AND o.observed_at >= d.handed_at)
+                      WHERE o.bucket = d.bucket AND o.key = d.key AND o.observed_at >= d.looked_up_at)
     ORDER BY d.redrive_at
     LIMIT $3
     FOR UPDATE OF d SKIP LOCKED)
@@ -42,8 +42,8 @@ type ClaimHandedOffDueRow struct {
 	Redrives   int32
 }
 
-// Takes at most max_rows rows due before cutoff whose object has no observation recorded since
-// the hand-off, oldest first, and moves their next look recheck_secs ahead (so a run, whose
+// Takes at most max_rows rows due before cutoff whose object has no observation recorded that
+// covers their events, oldest first, and moves their next look recheck_secs ahead (so a run, whose
 // cutoff is its start, takes each row once, and another replica's run does not take it too), for
 // the maintenance task to queue their inspection again. Rows another transaction holds are
 // skipped.
@@ -100,12 +100,23 @@ func (q *Queries) GiveUpHandedOff(ctx context.Context, arg GiveUpHandedOffParams
 
 const handOffInspection = `-- name: HandOffInspection :exec
 
-INSERT INTO handed_off (bucket, key, sequencer, event_time, removal, hash_time_ms, redrive_at)
+INSERT INTO handed_off (bucket, key, sequencer, event_time, removal, hash_time_ms, looked_up_at, redrive_at)
 VALUES ($1, $2, $3, $4, $5, $6,
-        now() + make_interval(secs => $7::float8))
+        coalesce($7::timestamptz, now()),
+        now() + make_interval(secs => $8::float8))
 ON CONFLICT (bucket, key) DO UPDATE
-SET sequencer = excluded.sequencer, event_time = excluded.event_time, removal = excluded.removal,
-    hash_time_ms = excluded.hash_time_ms, handed_at = now(), redrives = 0, redrive_at = excluded.redrive_at
+SET (sequencer, event_time, removal) = (
+        SELECT CASE WHEN newer THEN excluded.sequencer ELSE handed_off.sequencer END,
+               CASE WHEN newer THEN excluded.event_time ELSE handed_off.event_time END,
+               CASE WHEN newer THEN excluded.removal ELSE handed_off.removal END
+        FROM (SELECT CASE
+                  WHEN excluded.sequencer <> '' AND handed_off.sequencer <> ''
+                      THEN excluded.sequencer COLLATE "C" > handed_off.sequencer COLLATE "C"
+                  ELSE coalesce(excluded.event_time > handed_off.event_time, false)
+              END AS newer) n),
+    hash_time_ms = GREATEST(handed_off.hash_time_ms, excluded.hash_time_ms),
+    looked_up_at = GREATEST(handed_off.looked_up_at, excluded.looked_up_at),
+    handed_at = now(), redrives = 0, redrive_at = excluded.redrive_at
 `
 
 type HandOffInspectionParams struct {
@@ -115,6 +126,7 @@ type HandOffInspectionParams struct {
 	EventTime        *time.Time
 	Removal          bool
 	HashTimeMs       int64
+	LookedUpAt       *time.Time
 	RedriveAfterSecs float64
 }
 
@@ -123,9 +135,11 @@ type HandOffInspectionParams struct {
 // task is queued, settled once an observation of the object made after it is recorded, queued
 // again by the maintenance task when neither happened in time.
 // Records that the inspection of (bucket, key) is owed for an event, before its object:inspect
-// task is queued and the event's message deleted. A later hand-off of the same object replaces
-// the event and starts the row's schedule again: the maintenance task looks at it redrive_after
-// seconds from now, once the task has had its time.
+// task is queued and the event's message deleted; looked_up_at is the consumer's lookup time (the
+// settle rule's bound). A later hand-off of the same object keeps the newer event (by sequencer
+// when both have one, else by event time: S3 delivers late and twice), the later lookup time and
+// the longer hash, and starts the row's schedule again: the maintenance task looks at it
+// redrive_after seconds from now, once the task has had its time. Without looked_up_at, now().
 func (q *Queries) HandOffInspection(ctx context.Context, arg HandOffInspectionParams) error {
 	_, err := q.db.Exec(ctx, handOffInspection,
 		arg.Bucket,
@@ -134,6 +148,7 @@ func (q *Queries) HandOffInspection(ctx context.Context, arg HandOffInspectionPa
 		arg.EventTime,
 		arg.Removal,
 		arg.HashTimeMs,
+		arg.LookedUpAt,
 		arg.RedriveAfterSecs,
 	)
 	return err
@@ -172,7 +187,7 @@ DELETE FROM handed_off h
 USING objects o
 WHERE h.bucket = $1 AND h.key = $2
   AND o.bucket = h.bucket AND o.key = h.key
-  AND o.observed_at >= h.handed_at
+  AND o.observed_at >= h.looked_up_at
 `
 
 type SettleHandedOffParams struct {
@@ -180,10 +195,11 @@ type SettleHandedOffParams struct {
 	Key    string
 }
 
-// Deletes the hand-off row of (bucket, key) when the object's row records an observation made
-// after it (observed_at is PostgreSQL's time read before the S3 read, handed_at PostgreSQL's time
-// of the hand-off): S3 was read after the event, whoever read it. An object:inspect task carrying
-// an event runs it once it has recorded its verdict.
+// Deletes the hand-off row of (bucket, key) when the object's row records an observation that
+// covers its events (observed_at, PostgreSQL's time read before that S3 read, at or after
+// looked_up_at, the consumer's lookup time after it received them): S3 was read after the events,
+// whoever read it. An object:inspect task carrying an event runs it once it has recorded its
+// verdict.
 func (q *Queries) SettleHandedOff(ctx context.Context, arg SettleHandedOffParams) (int64, error) {
 	result, err := q.db.Exec(ctx, settleHandedOff, arg.Bucket, arg.Key)
 	if err != nil {
@@ -198,7 +214,7 @@ WHERE (bucket, key) IN (
     SELECT h.bucket, h.key
     FROM handed_off h
     JOIN objects o ON o.bucket = h.bucket AND o.key = h.key
-    WHERE h.redrive_at < $1 AND o.observed_at >= h.handed_at
+    WHERE h.redrive_at < $1 AND o.observed_at >= h.looked_up_at
     ORDER BY h.redrive_at
     LIMIT $2
     FOR UPDATE OF h SKIP LOCKED)
@@ -211,7 +227,8 @@ type SettleHandedOffDueParams struct {
 
 // SettleHandedOff for at most max_rows rows due before cutoff, oldest first (the maintenance
 // task's first step: rows whose task recorded its verdict but did not settle them, and rows whose
-// object something else observed since). Rows another transaction holds are skipped.
+// object something else observed since: the event's own processing when its hand-off queued
+// nothing, a reconcile, a jobs pod of an older release). Rows another transaction holds are skipped.
 func (q *Queries) SettleHandedOffDue(ctx context.Context, arg SettleHandedOffDueParams) (int64, error) {
 	result, err := q.db.Exec(ctx, settleHandedOffDue, arg.Cutoff, arg.MaxRows)
 	if err != nil {
