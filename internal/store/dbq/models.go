@@ -28,6 +28,7 @@ type HandedOff struct {
 	EventTime  *time.Time
 	Removal    bool
 	HashTimeMs int64
+	LookedUpAt time.Time
 	HandedAt   time.Time
 	Redrives   int32
 	RedriveAt  time.Time
