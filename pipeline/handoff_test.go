@@ -513,9 +513,11 @@ func TestHandOffNotQueuedSettledByItsMessage(t *testing.T) {
 
 // TestHandedOffOversizedEventReceivedWhileItsTaskRuns: an event whose hash outlasts its message,
 // received again while its task is running (SQS delivers at least once; a lost ack), is done at
-// once: its hand-off row makes sure an inspection covers it. The running task, which looked at
-// the object before the event's second hand-off, leaves the row; the maintenance task queues the
-// inspection again once that task has ended, and its run records the object and settles the row.
+// once, and so is a newer event of the object: the hand-off row makes sure an inspection covers
+// them. The running task looked at the object after the first event was received (it covers its
+// second receipt too) but before the newer one's: it leaves the row, the maintenance task queues
+// the inspection again once that task has ended, and its run records the object with the newer
+// event and settles the row.
 // Before, the second receive found the task running and hashed in the message, ran out of its
 // time, and five receives dead-lettered it (a gap the last note left open).
 func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
@@ -562,19 +564,25 @@ func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStateActive, info.State)
 
-	// Received again: done at once, not hashed in the message.
+	// Received again: done at once, not hashed in the message. So is the event of the object
+	// written again (the same bytes) meanwhile, which the running task may not have seen.
 	require.NoError(t, receive(), "received again while its task runs: done")
+	b.put(t, "huge.bin", "text/plain", content)
+	ctx, cancel := context.WithTimeout(b.ctx, 3*time.Second)
+	defer cancel()
+	require.NoError(t, b.proc.Process(ctx, "m-huge-2", b.created("huge.bin", "0B", t0.Add(time.Second))), "a newer event while its task runs: done")
 	require.Equal(t, []string{"huge.bin"}, gated.startedKeys(), "hashed by the task only")
-	require.Equal(t, 2.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
+	require.Equal(t, 3.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "queued"}))
 
-	// The task ends: it recorded the object, but looked before the second hand-off: the row stays.
+	// The task ends: it recorded the object, but looked before the newer event was received: the
+	// row stays.
 	close(gated.gate)
 	require.Eventually(t, func() bool { return count(b, "huge.bin") == 1 }, 30*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
 		_, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
 		return errors.Is(err, asynq.ErrTaskNotFound)
 	}, 30*time.Second, 10*time.Millisecond, "the task has ended")
-	require.Equal(t, 1, owed(), "the second receive's row is not covered by the task's look")
+	require.Equal(t, 1, owed(), "the newer event's row is not covered by the task's look")
 
 	// The maintenance task, past the row's time, queues the inspection again; its run settles it.
 	clock := time.Now().Add(tasks.HandedOffTimeout(time.Minute) + time.Hour)
@@ -590,6 +598,7 @@ func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
 	row := b.row(t, "huge.bin")
 	require.Equal(t, pipeline.StatusValid, row.Status)
 	require.Equal(t, sum[:], row.Sha256)
+	require.Equal(t, padded("0B"), *row.Sequencer, "with the newer event")
 	require.Equal(t, "completed", b.uploadStatus(t, id))
 	require.Equal(t, 1, count(b, "huge.bin"), "recorded once")
 }

@@ -220,6 +220,9 @@ type HandedOffRedriveStore interface {
 	Redriven(ctx context.Context, o OwedInspection, recheck time.Duration) error
 	// GiveUp deletes o's row (unless a new hand-off replaced it) and reports whether it did.
 	GiveUp(ctx context.Context, o OwedInspection) (bool, error)
+	// StillOwed reports whether o's row is still there, not replaced by a new hand-off nor
+	// covered by an observation of its object.
+	StillOwed(ctx context.Context, o OwedInspection) (bool, error)
 }
 
 // HandedOffQueries is intake's store of hand-off rows on its generated queries: it satisfies
@@ -284,6 +287,11 @@ func (s HandedOffQueries) Redriven(ctx context.Context, o OwedInspection, rechec
 	return err
 }
 
+// StillOwed implements [HandedOffRedriveStore].
+func (s HandedOffQueries) StillOwed(ctx context.Context, o OwedInspection) (bool, error) {
+	return s.q.HandedOffStillOwed(ctx, dbq.HandedOffStillOwedParams{Bucket: o.Bucket, Key: o.Key, HandedAt: o.HandedAt})
+}
+
 // GiveUp implements [HandedOffRedriveStore].
 func (s HandedOffQueries) GiveUp(ctx context.Context, o OwedInspection) (bool, error) {
 	n, err := s.q.GiveUpHandedOff(ctx, dbq.GiveUpHandedOffParams{Bucket: o.Bucket, Key: o.Key, HandedAt: o.HandedAt})
@@ -295,7 +303,7 @@ func (s HandedOffQueries) GiveUp(ctx context.Context, o OwedInspection) (bool, e
 const (
 	redriveSettled = "settled"  // its object's row records an observation that covers it: deleted
 	redriveQueued  = "queued"   // its inspection queued again
-	redriveWaiting = "waiting"  // its task is still in Redis (to run, running or retrying)
+	redriveWaiting = "waiting"  // its task is still in Redis (to run, running or retrying), or the row changed since the claim
 	redriveGivenUp = "given_up" // handedOffMaxRedrives inspections recorded nothing
 	redriveFailed  = "failed"   // Redis or PostgreSQL failed; looked at again next run
 )
@@ -362,11 +370,21 @@ func (m *Maintenance) redriveOne(ctx context.Context, o OwedInspection) string {
 			log.WarnContext(ctx, "give up a hand-off", "err", err)
 			return redriveFailed
 		}
-		if gone {
-			log.ErrorContext(ctx, "handed-off inspection given up: its inspections queued again recorded nothing; "+
-				"inspect the object (POST /v1/jobs object:inspect) once the cause in the jobs logs is fixed")
+		if !gone {
+			return redriveWaiting // replaced by a new hand-off, or settled, since the claim
 		}
+		log.ErrorContext(ctx, "handed-off inspection given up: its inspections queued again recorded nothing; "+
+			"inspect the object (POST /v1/jobs object:inspect) once the cause in the jobs logs is fixed")
 		return redriveGivenUp
+	}
+	// Its task may have recorded the verdict and settled the row since the claim.
+	owed, err := m.handedOff.StillOwed(ctx, o)
+	if err != nil {
+		log.WarnContext(ctx, "read a hand-off row", "err", err)
+		return redriveFailed
+	}
+	if !owed {
+		return redriveWaiting
 	}
 	queued, err := m.inspections.Redrive(ctx, tasks.InspectObject{Bucket: o.Bucket, Key: o.Key, Event: &tasks.HandedOffEvent{
 		Sequencer: o.Sequencer, Time: o.EventTime, Removal: o.Removal,

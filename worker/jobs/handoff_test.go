@@ -320,6 +320,20 @@ func TestHandOffNeedsAJobsServer(t *testing.T) {
 		return err == nil && queued
 	}, 20*time.Second, 10*time.Millisecond)
 	require.True(t, handOffRowOf(t, b, "k.bin").ok)
+
+	// That reading serves for 10 s: no other is made meanwhile; after, one more.
+	read := readings.Load()
+	for range 5 {
+		clock = clock.Add(time.Second)
+		queued, err := ho.InspectLater(b.ctx, ev)
+		require.NoError(t, err)
+		require.True(t, queued)
+	}
+	require.Equal(t, read, readings.Load(), "no reading within 10 s of one that found a server")
+	clock = clock.Add(6 * time.Second)
+	_, err = ho.InspectLater(b.ctx, ev)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return readings.Load() == read+1 }, 20*time.Second, 10*time.Millisecond)
 }
 
 // TestHandOffAfterRedisLostItsQueues: after Redis lost its data, asynq's long-lived clients do not
@@ -453,8 +467,10 @@ func TestHandOffReadsTheJobsServersWithinItsDeadline(t *testing.T) {
 		if i == 1 {
 			clock = clock.Add(time.Minute)
 		}
-		// b.ctx has no deadline: a hand-off that waited for the reading would wait forever.
-		queued, err := ho2.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: fmt.Sprintf("k%d.bin", i), Sequencer: "0A"})
+		// A hand-off that waited for the reading would end at its deadline, with its error.
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		queued, err := ho2.InspectLater(ctx, pipeline.HandedOff{Bucket: b.bucket, Key: fmt.Sprintf("k%d.bin", i), Sequencer: "0A"})
+		cancel()
 		require.NoError(t, err)
 		require.True(t, queued)
 	}
@@ -527,4 +543,129 @@ func TestHandOffKeepsTheNewerEvent(t *testing.T) {
 	require.Equal(t, row{"", true, t0, 0, t0}, read("b.bin"), "without a sequencer on one side, the event time decides")
 	hand("b.bin", "0A", t0.Add(time.Second), false, 0, t0)
 	require.Equal(t, row{"0A", false, t0.Add(time.Second), 0, t0}, read("b.bin"))
+
+	// An event without a time is the oldest.
+	hand("c.bin", "", time.Time{}, false, 0, t0)
+	hand("c.bin", "", t0, true, 0, t0)
+	require.Equal(t, row{"", true, t0, 0, t0}, read("c.bin"), "a timed event replaces a timeless one")
+	hand("c.bin", "", time.Time{}, false, 0, t0)
+	require.Equal(t, row{"", true, t0, 0, t0}, read("c.bin"), "a timeless one does not replace it")
+}
+
+// TestHandOffSameEventKeepsItsBound: the same event handed off again (SQS delivers at least once;
+// S3 sends duplicates) keeps the row's bound, the lookup of its first receipt: an observation made
+// since covers it, the observation of a task that looked before the second receipt included.
+// Before (a review's case), the bound moved to the second receipt's lookup, and that task's record
+// settled nothing: the inspection was queued again about 26 minutes later, a second read and hash
+// of an object too large for its message. Another event of the object moves the bound.
+func TestHandOffSameEventKeepsItsBound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	st := jobs.NewHandedOffStore(b.st.Q)
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: st})
+	require.NoError(t, err)
+	var now time.Time
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT now()").Scan(&now))
+	hand := func(seq string, lookedUp time.Time) {
+		t.Helper()
+		_, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: "d.bin", Sequencer: seq, EventTime: now, LookedUpAt: lookedUp})
+		require.NoError(t, err)
+	}
+	observe := func(at time.Time) {
+		t.Helper()
+		_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, observed_at) VALUES ($1, 'd.bin', 'valid', $2)
+			ON CONFLICT (bucket, key) DO UPDATE SET observed_at = excluded.observed_at`, b.bucket, at)
+		require.NoError(t, err)
+	}
+	hand("0A", now)
+	observe(now.Add(time.Second)) // a task looked after the first receipt
+	hand("0A", now.Add(2*time.Second))
+	settled, err := st.Settle(b.ctx, b.bucket, "d.bin")
+	require.NoError(t, err)
+	require.True(t, settled, "the task's look covers the event, received twice")
+
+	hand("0A", now)
+	hand("0B", now.Add(2*time.Second)) // a newer event, received after the look below
+	observe(now.Add(time.Second))
+	settled, err = st.Settle(b.ctx, b.bucket, "d.bin")
+	require.NoError(t, err)
+	require.False(t, settled, "a look made before the newer event's receipt does not cover it")
+}
+
+// racingStore is the real store with a step run before GiveUp or StillOwed (what another process
+// does meanwhile).
+type racingStore struct {
+	jobs.HandedOffQueries
+	beforeGiveUp, beforeStillOwed func()
+}
+
+func (s racingStore) GiveUp(ctx context.Context, o jobs.OwedInspection) (bool, error) {
+	if s.beforeGiveUp != nil {
+		s.beforeGiveUp()
+	}
+	return s.HandedOffQueries.GiveUp(ctx, o)
+}
+
+func (s racingStore) StillOwed(ctx context.Context, o jobs.OwedInspection) (bool, error) {
+	if s.beforeStillOwed != nil {
+		s.beforeStillOwed()
+	}
+	return s.HandedOffQueries.StillOwed(ctx, o)
+}
+
+// TestHandOffRedriveRacesTheRowsChanges: the maintenance task claims a row, then looks at Redis
+// and acts; meanwhile the row may change. A row replaced by a new hand-off before its give-up is not
+// given up nor counted so (IntakeHandOffGivenUp would fire for nothing); a row its task settled
+// before it is queued again is not queued again (a second hash of a large object). Both are
+// counted waiting. Before (a review's cases), the first counted a give-up and the second queued
+// an inspection.
+func TestHandOffRedriveRacesTheRowsChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	st := jobs.NewHandedOffStore(b.st.Q)
+	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st})
+	require.NoError(t, err)
+	for _, k := range []string{"given.bin", "settled.bin"} {
+		queued, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: k, Sequencer: "0A", EventTime: time.Now()})
+		require.NoError(t, err)
+		require.True(t, queued)
+		require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, k)))
+	}
+	_, err = b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'given.bin'`)
+	require.NoError(t, err)
+
+	clock := time.Now().Add(48 * time.Hour)
+	reg := prometheus.NewRegistry()
+	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(b.st.Q), Registerer: reg, Log: b.log, Now: func() time.Time { return clock },
+		HandedOff: racingStore{HandedOffQueries: st,
+			beforeGiveUp: func() { // another consumer hands the object off again
+				_, _ = ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: "given.bin", Sequencer: "0B", EventTime: time.Now()})
+			},
+			beforeStillOwed: func() { // the task records the object and settles the row
+				_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, observed_at) VALUES ($1, 'settled.bin', 'valid', now())`, b.bucket)
+				require.NoError(t, err)
+				_, err = st.Settle(b.ctx, b.bucket, "settled.bin")
+				require.NoError(t, err)
+			}},
+		Tasks: client, TaskStates: insp,
+	})
+	require.NoError(t, err)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{})
+	require.NoError(t, err)
+	require.Zero(t, rep.HandedOffGivenUp, "nothing was given up")
+	require.Zero(t, rep.HandedOffRedriven, "nothing was queued again")
+	require.Zero(t, testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", "given_up"))
+	require.Equal(t, 2.0, testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", "waiting"))
+	require.Equal(t, 0, handOffRowOf(t, b, "given.bin").redrives, "the new hand-off's row is there")
+	require.False(t, handOffRowOf(t, b, "settled.bin").ok)
+	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "settled.bin"))
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateArchived, info.State, "the archived task was not replaced")
 }

@@ -209,7 +209,7 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 		redrives: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "hashes_handed_off_redrives_total",
 			Help: "Hand-off rows (INTAKE_CONSUMER_HASH_HANDOFF) past their time looked at by the maintenance task, by result: " +
-				"settled (the object was observed since: deleted), waiting (its task is still in Redis), queued (its task was " +
+				"settled (the object was observed since: deleted), waiting (its task is still in Redis, or the row changed since), queued (its task was " +
 				"lost or failed for good: queued again), given_up (its inspections queued again recorded nothing: deleted, " +
 				"logged as an error), failed (Redis or PostgreSQL failed: looked at next run).",
 		}, []string{"result"}),

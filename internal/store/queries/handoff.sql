@@ -7,8 +7,8 @@
 -- Records that the inspection of (bucket, key) is owed for an event, before its object:inspect
 -- task is queued and the event's message deleted; looked_up_at is the consumer's lookup time (the
 -- settle rule's bound). A later hand-off of the same object keeps the newer event (by sequencer
--- when both have one, else by event time: S3 delivers late and twice), the later lookup time and
--- the longer hash, and starts the row's schedule again: the maintenance task looks at it
+-- when both have one, else by event time: S3 delivers late and twice), the later lookup time (the
+-- earlier one for the same event received again) and the longer hash, and starts the row's schedule again: the maintenance task looks at it
 -- redrive_after seconds from now, once the task has had its time. Without looked_up_at, now().
 INSERT INTO handed_off (bucket, key, sequencer, event_time, removal, hash_time_ms, looked_up_at, redrive_at)
 VALUES (@bucket, @key, @sequencer, @event_time, @removal, @hash_time_ms,
@@ -22,10 +22,15 @@ SET (sequencer, event_time, removal) = (
         FROM (SELECT CASE
                   WHEN excluded.sequencer <> '' AND handed_off.sequencer <> ''
                       THEN excluded.sequencer COLLATE "C" > handed_off.sequencer COLLATE "C"
-                  ELSE coalesce(excluded.event_time > handed_off.event_time, false)
+                  -- A missing time is the oldest (as pipeline.Newer and PipelineRecord have it).
+                  ELSE coalesce(excluded.event_time > handed_off.event_time, excluded.event_time IS NOT NULL)
               END AS newer) n),
     hash_time_ms = GREATEST(handed_off.hash_time_ms, excluded.hash_time_ms),
-    looked_up_at = GREATEST(handed_off.looked_up_at, excluded.looked_up_at),
+    -- The same event received again keeps its bound (it was received before it: an observation
+    -- since covers it, a task's that looked meanwhile included); another takes the later one.
+    looked_up_at = CASE WHEN excluded.sequencer <> '' AND excluded.sequencer = handed_off.sequencer
+                        THEN handed_off.looked_up_at
+                        ELSE GREATEST(handed_off.looked_up_at, excluded.looked_up_at) END,
     handed_at = now(), redrives = 0, redrive_at = excluded.redrive_at;
 
 -- name: SettleHandedOff :execrows
@@ -73,6 +78,17 @@ WHERE (h.bucket, h.key) IN (
     LIMIT @max_rows
     FOR UPDATE OF d SKIP LOCKED)
 RETURNING h.bucket, h.key, h.sequencer, h.event_time, h.removal, h.hash_time_ms, h.handed_at, h.redrives;
+
+-- name: HandedOffStillOwed :one
+-- Whether the row of (bucket, key) handed off at handed_at is still there (no new hand-off
+-- replaced it) and not covered by an observation of its object: the maintenance task asks it
+-- before it queues the inspection again, as the row's task may have settled it since the claim.
+SELECT EXISTS (
+    SELECT 1 FROM handed_off h
+    WHERE h.bucket = @bucket AND h.key = @key AND h.handed_at = @handed_at
+      AND NOT EXISTS (SELECT 1 FROM objects o
+                      WHERE o.bucket = h.bucket AND o.key = h.key AND o.observed_at >= h.looked_up_at)
+) AS owed;
 
 -- name: RedrivenHandedOff :execrows
 -- Counts one more inspection queued again for the row of (bucket, key) handed off at handed_at,
