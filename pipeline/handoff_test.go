@@ -383,12 +383,84 @@ func handOffTo(t *testing.T, b *procBundle, client tasks.Enqueuer, states tasks.
 // asynqClients returns a client and an inspector of a Redis database of the test's own.
 func asynqClients(t *testing.T) (*asynq.Client, *asynq.Inspector) {
 	t.Helper()
+	_, client, insp := asynqOn(t)
+	return client, insp
+}
+
+// asynqOn reserves a Redis database for the test and returns it, with a client and an inspector
+// of it (closed when the test ends).
+func asynqOn(t *testing.T) (asynq.RedisClientOpt, *asynq.Client, *asynq.Inspector) {
+	t.Helper()
 	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
 	client := asynq.NewClient(redisOpt)
 	t.Cleanup(func() { _ = client.Close() })
 	insp := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { _ = insp.Close() })
-	return client, insp
+	return redisOpt, client, insp
+}
+
+// jobsRig is what the daemon's jobs role works with in a test: a Redis database of the test's own
+// with asynq's client and inspector, and the hand-off store of b's schema.
+type jobsRig struct {
+	redis  asynq.RedisClientOpt
+	client *asynq.Client
+	insp   *asynq.Inspector
+	store  jobs.HandedOffQueries
+}
+
+func newJobsRig(t *testing.T, b *procBundle) jobsRig {
+	t.Helper()
+	redisOpt, client, insp := asynqOn(t)
+	return jobsRig{redis: redisOpt, client: client, insp: insp, store: jobs.NewHandedOffStore(b.st.Q)}
+}
+
+// runJobs starts a jobs server of concurrency workers on the rig's Redis, running b.proc's
+// inspections and settling their hand-off rows as the daemon's does. It stops when the test ends,
+// or when the returned function is called.
+func (r jobsRig) runJobs(t *testing.T, b *procBundle, concurrency int) (stop func()) {
+	t.Helper()
+	metrics, err := jobs.NewMetrics(prometheus.NewRegistry())
+	require.NoError(t, err)
+	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: r.redis, Concurrency: concurrency},
+		jobs.NewMux(&jobs.Handlers{Inspector: b.proc, HandedOff: r.store}, metrics, nil))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// maintain runs the maintenance task once at clock, with its hand-off step as the daemon
+// configures it (intake's queues registered first) and no intent expiring, and returns its report.
+func (r jobsRig) maintain(t *testing.T, b *procBundle, clock time.Time) jobs.MaintenanceReport {
+	t.Helper()
+	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
+		Store: jobs.NewMaintenanceStore(b.st.Q), Now: func() time.Time { return clock },
+		HandedOff: r.store, Tasks: r.client, TaskStates: r.insp,
+		RegisterQueues: func(ctx context.Context) error {
+			return tasks.RegisterQueues(ctx, r.redis, tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow)
+		},
+	})
+	require.NoError(t, err)
+	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(24 * time.Hour)})
+	require.NoError(t, err)
+	return rep
+}
+
+// owedRows counts b's hand-off rows.
+func owedRows(t *testing.T, b *procBundle) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&n))
+	return n
 }
 
 // TestHandedOffSurvivesRedisLosingIt: the hand-off is durable. The event's message is deleted
@@ -401,19 +473,11 @@ func asynqClients(t *testing.T) (*asynq.Client, *asynq.Inspector) {
 func TestHandedOffSurvivesRedisLosingIt(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	r := newJobsRig(t, b)
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
-	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: handOffTo(t, b, client, insp)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 1, objects: gated, handOff: handOffTo(t, b, r.client, r.insp)})
 	pipeline.SetHashSlotMin(b.proc, 4)
-	owed := func() int {
-		var n int
-		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&n))
-		return n
-	}
+	owed := func() int { return owedRows(t, b) }
 
 	// The only slot is held; big.txt's event is handed off and its message done.
 	content := []byte("hash me, Redis will forget")
@@ -436,42 +500,23 @@ func TestHandedOffSurvivesRedisLosingIt(t *testing.T) {
 	require.NoError(t, <-held)
 
 	// Redis loses everything.
-	flush := redis.NewClient(&redis.Options{Addr: redisOpt.Addr, DB: redisOpt.DB})
+	flush := redis.NewClient(&redis.Options{Addr: r.redis.Addr, DB: r.redis.DB})
 	t.Cleanup(func() { _ = flush.Close() })
 	require.NoError(t, flush.FlushDB(b.ctx).Err())
-	_, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
+	_, err := r.insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
 	require.Error(t, err, "the task is gone")
 
 	// The maintenance task, past the hand-off's time, registers intake's queues again (FLUSHDB
 	// removed them, and asynq's clients remember having registered them) and queues it again.
-	clock := time.Now().Add(tasks.HandedOffTimeout(time.Second) + time.Hour)
-	store := jobs.NewHandedOffStore(b.st.Q)
-	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
-		Store: jobs.NewMaintenanceStore(b.st.Q), Now: func() time.Time { return clock },
-		HandedOff: store, Tasks: client, TaskStates: insp,
-		RegisterQueues: func(ctx context.Context) error {
-			return tasks.RegisterQueues(ctx, redisOpt, tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow)
-		},
-	})
-	require.NoError(t, err)
-	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(24 * time.Hour)})
-	require.NoError(t, err)
+	rep := r.maintain(t, b, time.Now().Add(tasks.HandedOffTimeout(time.Second)+time.Hour))
 	require.Equal(t, 1, rep.HandedOffRedriven)
-	_, err = insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
+	_, err = r.insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "big.txt"))
 	require.NoError(t, err, "asynq's Inspector finds the task queued again")
 
 	// A jobs server runs it: it records the verdict and settles the row.
-	metrics, err := jobs.NewMetrics(prometheus.NewRegistry())
-	require.NoError(t, err)
-	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 1},
-		jobs.NewMux(&jobs.Handlers{Inspector: b.proc, HandedOff: store}, metrics, nil))
-	require.NoError(t, err)
-	srvCtx, stop := context.WithCancel(b.ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(srvCtx) }()
+	stop := r.runJobs(t, b, 1)
 	require.Eventually(t, func() bool { return owed() == 0 }, 30*time.Second, 20*time.Millisecond, "the task ran and settled its row")
 	stop()
-	require.NoError(t, <-done)
 	row := b.row(t, "big.txt")
 	require.Equal(t, pipeline.StatusValid, row.Status)
 	require.Equal(t, sum[:], row.Sha256)
@@ -503,9 +548,7 @@ func TestHandOffNotQueuedSettledByItsMessage(t *testing.T) {
 	require.NoError(t, b.proc.Process(ctx, "m-f", b.created("f.txt", "0A", t0)))
 	require.Equal(t, 1.0, metricValue(t, b.reg, "intake_hashes_handed_off_total", map[string]string{"result": "failed"}))
 	require.Equal(t, pipeline.StatusValid, b.row(t, "f.txt").Status, "inspected in its message")
-	var owed int
-	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&owed))
-	require.Equal(t, 1, owed, "the hand-off was recorded before its task failed to queue")
+	require.Equal(t, 1, owedRows(t, b), "the hand-off was recorded before its task failed to queue")
 	settled, err := jobs.NewHandedOffStore(b.st.Q).Settle(b.ctx, b.bucket, "f.txt")
 	require.NoError(t, err)
 	require.True(t, settled, "the message's record covers the event")
@@ -523,20 +566,11 @@ func TestHandOffNotQueuedSettledByItsMessage(t *testing.T) {
 func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
 	t.Parallel()
 	b := setupProc(t, procOpts{})
-	redisOpt := asynq.RedisClientOpt{Addr: testkit.RedisAddr(), DB: testkit.RedisDB(t)}
-	client := asynq.NewClient(redisOpt)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(redisOpt)
-	t.Cleanup(func() { _ = insp.Close() })
+	r := newJobsRig(t, b)
 	gated := &gatedHashes{ObjectStore: objstore.NewObjects(b.s3), gate: make(chan struct{})}
-	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: handOffTo(t, b, client, insp)})
+	b.proc = b.newProcessor(t, procOpts{hashes: 8, objects: gated, handOff: handOffTo(t, b, r.client, r.insp)})
 	pipeline.SetHashRate(b.proc, 1)
-	store := jobs.NewHandedOffStore(b.st.Q)
-	owed := func() int {
-		var n int
-		require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT count(*) FROM handed_off").Scan(&n))
-		return n
-	}
+	owed := func() int { return owedRows(t, b) }
 	content := []byte("twenty-five bytes of it:x")
 	sum := sha256.Sum256(content)
 	b.put(t, "huge.bin", "text/plain", content)
@@ -550,17 +584,9 @@ func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
 	require.NoError(t, receive(), "first receive: handed off")
 
 	// A jobs server runs the task; its hash is held, so the task stays running.
-	metrics, err := jobs.NewMetrics(prometheus.NewRegistry())
-	require.NoError(t, err)
-	srv, err := jobs.NewServer(jobs.ServerConfig{Redis: redisOpt, Concurrency: 2},
-		jobs.NewMux(&jobs.Handlers{Inspector: b.proc, HandedOff: store}, metrics, nil))
-	require.NoError(t, err)
-	srvCtx, stop := context.WithCancel(b.ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(srvCtx) }()
-	t.Cleanup(func() { stop(); <-done })
+	r.runJobs(t, b, 2)
 	require.Eventually(t, func() bool { running, _ := gated.counts(); return running == 1 }, 30*time.Second, 5*time.Millisecond)
-	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
+	info, err := r.insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStateActive, info.State)
 
@@ -579,20 +605,13 @@ func TestHandedOffOversizedEventReceivedWhileItsTaskRuns(t *testing.T) {
 	close(gated.gate)
 	require.Eventually(t, func() bool { return count(b, "huge.bin") == 1 }, 30*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
-		_, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
+		_, err := r.insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "huge.bin"))
 		return errors.Is(err, asynq.ErrTaskNotFound)
 	}, 30*time.Second, 10*time.Millisecond, "the task has ended")
 	require.Equal(t, 1, owed(), "the newer event's row is not covered by the task's look")
 
 	// The maintenance task, past the row's time, queues the inspection again; its run settles it.
-	clock := time.Now().Add(tasks.HandedOffTimeout(time.Minute) + time.Hour)
-	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
-		Store: jobs.NewMaintenanceStore(b.st.Q), Now: func() time.Time { return clock },
-		HandedOff: store, Tasks: client, TaskStates: insp,
-	})
-	require.NoError(t, err)
-	rep, err := m.Run(b.ctx, jobs.MaintenancePayload{ExpiryGrace: tasks.Duration(24 * time.Hour)})
-	require.NoError(t, err)
+	rep := r.maintain(t, b, time.Now().Add(tasks.HandedOffTimeout(time.Minute)+time.Hour))
 	require.Equal(t, 1, rep.HandedOffRedriven)
 	require.Eventually(t, func() bool { return owed() == 0 }, 30*time.Second, 20*time.Millisecond, "settled by the task queued again")
 	row := b.row(t, "huge.bin")

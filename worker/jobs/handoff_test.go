@@ -45,6 +45,31 @@ func handOffRowOf(t *testing.T, b *testBundle, key string) handOffRow {
 	return r
 }
 
+// asynqOf returns an asynq client and inspector of the bundle's Redis database (closed when the
+// test ends), and the hand-off store of its schema.
+func asynqOf(t *testing.T, b *testBundle) (*asynq.Client, *asynq.Inspector, jobs.HandedOffQueries) {
+	t.Helper()
+	client := asynq.NewClient(b.redis)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspector(b.redis)
+	t.Cleanup(func() { _ = insp.Close() })
+	return client, insp, jobs.NewHandedOffStore(b.st.Q)
+}
+
+// handOffOf returns the daemon's hand-off over the bundle (tasks, task states and store of its
+// own; no check of the jobs servers), after with, when set, has changed its configuration.
+func handOffOf(t *testing.T, b *testBundle, with func(*jobs.HandOffConfig)) *jobs.HandOff {
+	t.Helper()
+	client, insp, st := asynqOf(t, b)
+	cfg := jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st}
+	if with != nil {
+		with(&cfg)
+	}
+	ho, err := jobs.NewHandOff(cfg)
+	require.NoError(t, err)
+	return ho
+}
+
 // TestHandOffOutlivesRedisAndEnds: an event's inspection handed off by the consumer is recorded in
 // PostgreSQL before its task is queued, and so outlives a Redis that loses the task (no AOF, a
 // failover, an eviction): the maintenance task queues it again, with its event, once it is past
@@ -58,20 +83,15 @@ func handOffRowOf(t *testing.T, b *testBundle, key string) handOffRow {
 func TestHandOffOutlivesRedisAndEnds(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
-	st := jobs.NewHandedOffStore(b.st.Q)
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st})
-	require.NoError(t, err)
+	client, insp, _ := asynqOf(t, b)
+	ho := handOffOf(t, b, nil)
 
 	now := time.Now().UTC()
 	const key = "uploads/alice/lost.bin"
 	// The upload's intent, past its deadline and the expiry grace (its object landed just in time;
 	// the event comes late): only the hand-off row keeps it pending.
 	id := uuid.New()
-	_, err = testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
+	_, err := testkit.CreateUpload(b.ctx, b.st.Pool, dbq.Upload{
 		ID: id, Owner: "alice", Bucket: b.bucket, Key: key, Method: "put", Filename: "lost.bin",
 		ContentType: "application/octet-stream", Size: 1, ExpiresAt: now.Add(-3 * time.Hour),
 	})
@@ -201,13 +221,8 @@ func newMaintenanceWith(t *testing.T, b *testBundle, clock *time.Time, client ta
 func TestHandOffRowSettledByALaterObservation(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
-	st := jobs.NewHandedOffStore(b.st.Q)
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st})
-	require.NoError(t, err)
+	client, insp, st := asynqOf(t, b)
+	ho := handOffOf(t, b, nil)
 
 	// observed records key's object as observed at PostgreSQL's now() plus offset.
 	observed := func(key string, offset time.Duration) {
@@ -267,16 +282,11 @@ func TestHandOffRowSettledByALaterObservation(t *testing.T) {
 func TestHandOffNeedsAJobsServer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
+	_, insp, _ := asynqOf(t, b)
 	clock := time.Now()
 	var readings atomic.Int64
 	servers := serversFunc(func() ([]*asynq.ServerInfo, error) { readings.Add(1); return insp.Servers() })
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: jobs.NewHandedOffStore(b.st.Q),
-		Servers: servers, Now: func() time.Time { return clock }})
-	require.NoError(t, err)
+	ho := handOffOf(t, b, func(c *jobs.HandOffConfig) { c.Servers, c.Now = servers, func() time.Time { return clock } })
 	ev := pipeline.HandedOff{Bucket: b.bucket, Key: "k.bin", Sequencer: "0A", EventTime: time.Now()}
 
 	noneQueued := func() {
@@ -331,7 +341,7 @@ func TestHandOffNeedsAJobsServer(t *testing.T) {
 	}
 	require.Equal(t, read, readings.Load(), "no reading within 10 s of one that found a server")
 	clock = clock.Add(6 * time.Second)
-	_, err = ho.InspectLater(b.ctx, ev)
+	_, err := ho.InspectLater(b.ctx, ev)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return readings.Load() == read+1 }, 20*time.Second, 10*time.Millisecond)
 }
@@ -347,21 +357,17 @@ func TestHandOffNeedsAJobsServer(t *testing.T) {
 func TestHandOffAfterRedisLostItsQueues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
+	client, insp, _ := asynqOf(t, b)
 	rc := redis.NewClient(&redis.Options{Addr: b.redis.Addr, DB: b.redis.DB})
 	t.Cleanup(func() { _ = rc.Close() })
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: jobs.NewHandedOffStore(b.st.Q)})
-	require.NoError(t, err)
+	ho := handOffOf(t, b, nil)
 	for _, k := range []string{"a.bin", "z.bin"} {
 		queued, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: k, Sequencer: "0A", EventTime: time.Now()})
 		require.NoError(t, err)
 		require.True(t, queued)
 	}
 	require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "z.bin")))
-	_, err = b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'a.bin'`)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'a.bin'`)
 	require.NoError(t, err)
 	// What a FLUSHDB followed by the same long-lived client's enqueues leaves: the tasks, not the
 	// queue's registration.
@@ -431,13 +437,9 @@ func (s blockedServers) Servers() ([]*asynq.ServerInfo, error) {
 func TestHandOffReadsTheJobsServersWithinItsDeadline(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
 	srv := blockedServers{release: make(chan struct{}), working: true}
 	clock := time.Now()
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: jobs.NewHandedOffStore(b.st.Q), Servers: srv,
-		Now: func() time.Time { return clock }})
-	require.NoError(t, err)
+	ho := handOffOf(t, b, func(c *jobs.HandOffConfig) { c.Servers, c.Now = srv, func() time.Time { return clock } })
 	ev := pipeline.HandedOff{Bucket: b.bucket, Key: "k.bin", Sequencer: "0A", EventTime: time.Now()}
 
 	// The first reading does not answer: hand-offs end at their deadline, nothing recorded.
@@ -460,9 +462,9 @@ func TestHandOffReadsTheJobsServersWithinItsDeadline(t *testing.T) {
 	// Stale, with a new reading that never answers: the last answer serves, nobody waits.
 	blocked := blockedServers{release: make(chan struct{})}
 	t.Cleanup(func() { close(blocked.release) })
-	ho2, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: jobs.NewHandedOffStore(b.st.Q), Servers: &switchable{first: srv, then: blocked},
-		Now: func() time.Time { return clock }})
-	require.NoError(t, err)
+	ho2 := handOffOf(t, b, func(c *jobs.HandOffConfig) {
+		c.Servers, c.Now = &switchable{first: srv, then: blocked}, func() time.Time { return clock }
+	})
 	for i := range 4 {
 		if i == 1 {
 			clock = clock.Add(time.Minute)
@@ -506,10 +508,7 @@ func (s *switchable) Servers() ([]*asynq.ServerInfo, error) {
 func TestHandOffKeepsTheNewerEvent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: jobs.NewHandedOffStore(b.st.Q)})
-	require.NoError(t, err)
+	ho := handOffOf(t, b, nil)
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	type row struct {
 		seq      string
@@ -561,11 +560,8 @@ func TestHandOffKeepsTheNewerEvent(t *testing.T) {
 func TestHandOffSameEventKeepsItsBound(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
 	st := jobs.NewHandedOffStore(b.st.Q)
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, Store: st})
-	require.NoError(t, err)
+	ho := handOffOf(t, b, nil)
 	var now time.Time
 	require.NoError(t, b.st.Pool.QueryRow(b.ctx, "SELECT now()").Scan(&now))
 	hand := func(seq string, lookedUp time.Time) {
@@ -624,20 +620,15 @@ func (s racingStore) StillOwed(ctx context.Context, o jobs.OwedInspection) (bool
 func TestHandOffRedriveRacesTheRowsChanges(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := asynq.NewClient(b.redis)
-	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(b.redis)
-	t.Cleanup(func() { _ = insp.Close() })
-	st := jobs.NewHandedOffStore(b.st.Q)
-	ho, err := jobs.NewHandOff(jobs.HandOffConfig{Tasks: client, TaskStates: insp, Store: st})
-	require.NoError(t, err)
+	client, insp, st := asynqOf(t, b)
+	ho := handOffOf(t, b, nil)
 	for _, k := range []string{"given.bin", "settled.bin"} {
 		queued, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: k, Sequencer: "0A", EventTime: time.Now()})
 		require.NoError(t, err)
 		require.True(t, queued)
 		require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, k)))
 	}
-	_, err = b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'given.bin'`)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'given.bin'`)
 	require.NoError(t, err)
 
 	clock := time.Now().Add(48 * time.Hour)
