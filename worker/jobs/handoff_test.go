@@ -594,26 +594,27 @@ func TestHandOffSameEventKeepsItsBound(t *testing.T) {
 // does meanwhile).
 type racingStore struct {
 	jobs.HandedOffQueries
-	beforeGiveUp, beforeStillOwed func()
+	beforeGiveUp, beforeStillOwed func(o jobs.OwedInspection)
 }
 
 func (s racingStore) GiveUp(ctx context.Context, o jobs.OwedInspection) (bool, error) {
 	if s.beforeGiveUp != nil {
-		s.beforeGiveUp()
+		s.beforeGiveUp(o)
 	}
 	return s.HandedOffQueries.GiveUp(ctx, o)
 }
 
 func (s racingStore) StillOwed(ctx context.Context, o jobs.OwedInspection) (bool, error) {
 	if s.beforeStillOwed != nil {
-		s.beforeStillOwed()
+		s.beforeStillOwed(o)
 	}
 	return s.HandedOffQueries.StillOwed(ctx, o)
 }
 
 // TestHandOffRedriveRacesTheRowsChanges: the maintenance task claims a row, then looks at Redis
-// and acts; meanwhile the row may change. A row replaced by a new hand-off before its give-up is not
-// given up nor counted so (IntakeHandOffGivenUp would fire for nothing); a row its task settled
+// and acts; meanwhile the row may change. A row replaced by a new hand-off, or covered by an
+// observation of its object, before its give-up is not given up nor counted so
+// (IntakeHandOffGivenUp would fire for nothing); a row its task settled
 // before it is queued again is not queued again (a second hash of a large object). Both are
 // counted waiting. Before (a review's cases), the first counted a give-up and the second queued
 // an inspection.
@@ -622,13 +623,13 @@ func TestHandOffRedriveRacesTheRowsChanges(t *testing.T) {
 	b := setup(t)
 	client, insp, st := asynqOf(t, b)
 	ho := handOffOf(t, b, nil)
-	for _, k := range []string{"given.bin", "settled.bin"} {
+	for _, k := range []string{"given.bin", "covered.bin", "settled.bin"} {
 		queued, err := ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: k, Sequencer: "0A", EventTime: time.Now()})
 		require.NoError(t, err)
 		require.True(t, queued)
 		require.NoError(t, insp.ArchiveTask(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, k)))
 	}
-	_, err := b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key = 'given.bin'`)
+	_, err := b.st.Pool.Exec(b.ctx, `UPDATE handed_off SET redrives = 5 WHERE key IN ('given.bin', 'covered.bin')`)
 	require.NoError(t, err)
 
 	clock := time.Now().Add(48 * time.Hour)
@@ -636,10 +637,16 @@ func TestHandOffRedriveRacesTheRowsChanges(t *testing.T) {
 	m, err := jobs.NewMaintenance(jobs.MaintenanceConfig{
 		Store: jobs.NewMaintenanceStore(b.st.Q), Registerer: reg, Log: b.log, Now: func() time.Time { return clock },
 		HandedOff: racingStore{HandedOffQueries: st,
-			beforeGiveUp: func() { // another consumer hands the object off again
-				_, _ = ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: "given.bin", Sequencer: "0B", EventTime: time.Now()})
+			beforeGiveUp: func(o jobs.OwedInspection) {
+				if o.Key == "given.bin" { // another consumer hands the object off again
+					_, _ = ho.InspectLater(b.ctx, pipeline.HandedOff{Bucket: b.bucket, Key: "given.bin", Sequencer: "0B", EventTime: time.Now()})
+					return
+				}
+				// Something records an observation of the object (a reconcile, the event received again).
+				_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, observed_at) VALUES ($1, $2, 'valid', now())`, b.bucket, o.Key)
+				require.NoError(t, err)
 			},
-			beforeStillOwed: func() { // the task records the object and settles the row
+			beforeStillOwed: func(jobs.OwedInspection) { // the task records the object and settles the row
 				_, err := b.st.Pool.Exec(b.ctx, `INSERT INTO objects (bucket, key, status, observed_at) VALUES ($1, 'settled.bin', 'valid', now())`, b.bucket)
 				require.NoError(t, err)
 				_, err = st.Settle(b.ctx, b.bucket, "settled.bin")
@@ -653,8 +660,9 @@ func TestHandOffRedriveRacesTheRowsChanges(t *testing.T) {
 	require.Zero(t, rep.HandedOffGivenUp, "nothing was given up")
 	require.Zero(t, rep.HandedOffRedriven, "nothing was queued again")
 	require.Zero(t, testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", "given_up"))
-	require.Equal(t, 2.0, testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", "waiting"))
+	require.Equal(t, 3.0, testkit.Metric(t, reg, "intake_hashes_handed_off_redrives_total", "result", "waiting"))
 	require.Equal(t, 0, handOffRowOf(t, b, "given.bin").redrives, "the new hand-off's row is there")
+	require.True(t, handOffRowOf(t, b, "covered.bin").ok, "covered: settled by the next run, not given up")
 	require.False(t, handOffRowOf(t, b, "settled.bin").ok)
 	info, err := insp.GetTaskInfo(tasks.QueueDefault, tasks.InspectTaskID(b.bucket, "settled.bin"))
 	require.NoError(t, err)

@@ -77,8 +77,10 @@ func (q *Queries) ClaimHandedOffDue(ctx context.Context, arg ClaimHandedOffDuePa
 }
 
 const giveUpHandedOff = `-- name: GiveUpHandedOff :execrows
-DELETE FROM handed_off
-WHERE bucket = $1 AND key = $2 AND handed_at = $3
+DELETE FROM handed_off h
+WHERE h.bucket = $1 AND h.key = $2 AND h.handed_at = $3
+  AND NOT EXISTS (SELECT 1 FROM objects o
+                  WHERE o.bucket = h.bucket AND o.key = h.key AND o.observed_at >= h.looked_up_at)
 `
 
 type GiveUpHandedOffParams struct {
@@ -89,7 +91,8 @@ type GiveUpHandedOffParams struct {
 
 // Deletes the row of (bucket, key) handed off at handed_at, whose inspections queued again all
 // ended without recording the object (the maintenance task logs it). A row a new hand-off
-// replaced since is left alone.
+// replaced since, or an observation of its object covers since (settled at the next run), is left
+// alone.
 func (q *Queries) GiveUpHandedOff(ctx context.Context, arg GiveUpHandedOffParams) (int64, error) {
 	result, err := q.db.Exec(ctx, giveUpHandedOff, arg.Bucket, arg.Key, arg.HandedAt)
 	if err != nil {

@@ -100,6 +100,9 @@ WHERE bucket = @bucket AND key = @key AND handed_at = @handed_at;
 -- name: GiveUpHandedOff :execrows
 -- Deletes the row of (bucket, key) handed off at handed_at, whose inspections queued again all
 -- ended without recording the object (the maintenance task logs it). A row a new hand-off
--- replaced since is left alone.
-DELETE FROM handed_off
-WHERE bucket = @bucket AND key = @key AND handed_at = @handed_at;
+-- replaced since, or an observation of its object covers since (settled at the next run), is left
+-- alone.
+DELETE FROM handed_off h
+WHERE h.bucket = @bucket AND h.key = @key AND h.handed_at = @handed_at
+  AND NOT EXISTS (SELECT 1 FROM objects o
+                  WHERE o.bucket = h.bucket AND o.key = h.key AND o.observed_at >= h.looked_up_at);
