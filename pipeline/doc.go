@@ -141,7 +141,8 @@
 // Hashes of objects over [HashSlotMinSize] take one of HashConcurrency's
 // slots, shared fairly between owners. With [ProcessorConfig.HashHandOff],
 // an event's inspection whose hash finds no slot free at once, or would not
-// end within what is left of its context at [HashRate], is not kept waiting:
+// end within what is left of its context at [HashRate], is not kept waiting
+// when the hand-off queues it (otherwise it waits as without one):
 // it is queued with its event ([HashHandOff]; the daemon's is worker/jobs'
 // HandOff, which records it in PostgreSQL before it queues an object:inspect
 // task), the task runs it with the event's semantics

@@ -61,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		handOffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "intake_hashes_handed_off_total",
-			Help: "Events whose hash found no free slot (INTAKE_CONSUMER_HASH_HANDOFF), by result: queued (an object:inspect task records the verdict; the message is done), duplicate (an inspection of the object was already queued or running: the event waited for a slot) or failed (Redis refused or timed out: the event waited for a slot).",
+			Help: "Hash hand-offs tried (INTAKE_CONSUMER_HASH_HANDOFF: an event's hash of an object over 16 MiB that found every slot busy, or any hash that would outlast what is left of its message), by result: queued (recorded in PostgreSQL and queued as an object:inspect task, or such a task not yet started was already there: the message is done), duplicate (the object's inspection is running or archived, or its state could not be read: the event is inspected in its message) or failed (no active jobs server works intake-default, or Redis or PostgreSQL refused or did not answer within 5 s: the event is inspected in its message). One event may be counted twice (too long for its message, then slots busy).",
 		}, []string{"result"}),
 	}
 	if reg == nil {

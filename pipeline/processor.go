@@ -55,14 +55,14 @@ type ProcessorConfig struct {
 	// HashHandOff, when set (with HashConcurrency), takes out of an event's message the
 	// inspection of an object whose hash would wait for a slot: when no slot is free at once, the
 	// inspection is queued there ([HashHandOff.InspectLater]) and the event is done, nothing
-	// recorded yet; the queued inspection records the verdict. A message then never waits for a
-	// hash slot: it neither runs out of its timeout behind a backlog of large hashes (and is
-	// retried toward the dead-letter queue) nor holds a consumer worker that other events need.
-	// So is the inspection of an object whose hash would not end within what is left of the
-	// message's time at [HashRate] (the size [Policy.HashWarnings] warns of), whatever the slots:
-	// it would run out of time at every receive until dead-lettered. When the hand-off queues
-	// nothing (an inspection of the object is already queued or running, or it failed), the event
-	// waits for its turn as without one. Inspections without an event
+	// recorded yet; the queued inspection records the verdict. Such a message neither runs out of
+	// its timeout behind a backlog of large hashes (and is retried toward the dead-letter queue)
+	// nor holds a consumer worker that other events need. So is the inspection of an object whose
+	// hash would not end within what is left of the message's time at [HashRate] (the size
+	// [Policy.HashWarnings] warns of), whatever the slots: it would run out of time at every
+	// receive until dead-lettered. When the hand-off queues nothing (the object's inspection is
+	// running or archived, no jobs server is active, or it failed), the event waits for its turn
+	// as without one. Inspections without an event
 	// ([Processor.InspectObject]: reconcile's, the object:inspect task's) are never handed off.
 	HashHandOff HashHandOff
 	// Archive stores every raw message body in the events table.

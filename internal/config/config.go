@@ -296,8 +296,9 @@ type Consumer struct {
 	// HashConcurrency bounds the hashes a process runs at once (0: no bound): those running share
 	// the host's bandwidth (pipeline.ProcessorConfig.HashConcurrency).
 	HashConcurrency int `name:"hash-concurrency" env:"HASH_CONCURRENCY" default:"8" help:"Hashes of objects over 16 MiB (declared sha256, HASH_MAX_SIZE) run at once; more wait their turn (0: no bound)."`
-	// HashHandOff passes an event's inspection to the jobs workers (an object:inspect task) when
-	// its hash finds no free slot, instead of waiting in the message (pipeline.ProcessorConfig.HashHandOff).
+	// HashHandOff passes an event's inspection to the jobs workers (an object:inspect task,
+	// recorded in PostgreSQL first) when its hash finds no free slot or would outlast the
+	// message's time, instead of waiting in the message (pipeline.ProcessorConfig.HashHandOff).
 	HashHandOff bool `name:"hash-handoff" env:"HASH_HANDOFF" default:"true" negatable:"" help:"When every hash slot is busy (or a hash would outlast the message timeout), record the event's inspection in PostgreSQL, queue it as an object:inspect task for the jobs workers and finish the message, instead of waiting on a consumer worker within the message timeout (only while a jobs server works the queue; the maintenance task queues again what Redis loses)."`
 	// IngressToken authenticates POST /v1/events/s3 (MinIO webhook auth_token). Empty disables the ingress.
 	IngressToken string `name:"ingress-token" env:"INGRESS_TOKEN" help:"Bearer token for POST /v1/events/s3; empty disables the ingress."`
@@ -396,8 +397,8 @@ type Jobs struct {
 	// [MaxMultipartDeadline] (7 days; the bucket's lifecycle rule aborts it after 8 anyway).
 	MultipartDeadline time.Duration `name:"multipart-deadline" env:"MULTIPART_DEADLINE" default:"24h" help:"Deadline for multipart uploads created through intake (1s..168h: the bucket's lifecycle rule aborts them after 8 days)."`
 	// MaintenanceCron is the cron spec of the periodic maintenance task (intent expiry, event
-	// retention).
-	MaintenanceCron string `name:"maintenance-cron" env:"MAINTENANCE_CRON" default:"*/10 * * * *" help:"Cron spec of the maintenance task (intent expiry, event pruning)."`
+	// retention, hash hand-offs queued again).
+	MaintenanceCron string `name:"maintenance-cron" env:"MAINTENANCE_CRON" default:"*/10 * * * *" help:"Cron spec of the maintenance task (intent expiry, event pruning, hash hand-offs queued again)."`
 	// ExpiryGrace is how long past its expires_at a pending intent stays pending before the
 	// maintenance task marks it expired (an upload started just before the deadline may still land).
 	ExpiryGrace time.Duration `name:"expiry-grace" env:"EXPIRY_GRACE" default:"1h" help:"Time past an intent's expires_at before it is marked expired."`

@@ -109,11 +109,12 @@
 //     one keep their row, upload_id NULL.
 //   - settles and queues again the consumer's hash hand-offs ([HandOff]; MaintenanceConfig.HandedOff):
 //     a handed_off row whose object's row records an observation that covers its events is
-//     deleted; one past its time (the task's timeout plus 10 minutes, doubled after each redrive)
-//     whose task is gone from Redis or failed for good is queued again with its event, at most
-//     five times, then given up with an error logged. A task still in Redis is waited for, not
-//     counted; one whose state cannot be read (intake's queues are registered with asynq again
-//     first: MaintenanceConfig.RegisterQueues) is looked at again next run.
+//     deleted; one past its time (the task's timeout plus 10 minutes, the 10 minutes doubled
+//     after each redrive) whose task is gone from Redis or failed for good is queued again with
+//     its event, at most five times, then given up with an error logged. A task still in Redis
+//     is waited for (counted waiting, not as a redrive); one whose state cannot be read
+//     (intake's queues are registered with asynq again first: MaintenanceConfig.RegisterQueues)
+//     is looked at again 10 minutes later. This step runs when the ones before it succeeded.
 //
 // Each works in batches of 1,000 rows, one short statement each (rows another transaction holds are
 // skipped), at most 1,000 batches of each per run, with cutoffs fixed when the run starts: a

@@ -33,12 +33,15 @@ import (
 
 const (
 	// handedOffRedriveBase is how long past the task's timeout the maintenance task first looks at
-	// a hand-off row (and the step of its backoff after each inspection queued again).
+	// a hand-off row (doubled after each inspection queued again: handedOffRecheck), and how long
+	// a row it claimed but did not queue again (its task still in Redis, a failure) waits for its
+	// next look.
 	handedOffRedriveBase = 10 * time.Minute
-	// handedOffRedriveMax caps that backoff.
+	// handedOffRedriveMax caps that doubling (with handedOffMaxRedrives, the largest step is
+	// 320 minutes: the cap guards a larger bound).
 	handedOffRedriveMax = 6 * time.Hour
 	// handedOffMaxRedrives bounds the inspections of one hand-off queued again: each runs with
-	// its own retries (tasks.InspectMaxRetry) before it counts as failed.
+	// its own retries (tasks.InspectMaxRetry; none for a task refused for good) before it counts.
 	handedOffMaxRedrives = 5
 	// workersFresh is how long HandOff trusts a reading of the jobs servers that found one
 	// working, workersAbsentFresh one that found none (a daemon's first event may come before its
@@ -78,8 +81,8 @@ type HandOffConfig struct {
 	TaskStates tasks.TaskStates
 	// Store records each hand-off before its task is queued (required).
 	Store HandOffRecorder
-	// Servers, when set (an *asynq.Inspector), is read (at most every 10 s while it lists one,
-	// every second while it lists none) to hand off only while an active jobs server works the
+	// Servers, when set (an *asynq.Inspector), is read (at most every 10 s while the last reading
+	// found an active server working intake-default, every second while it found none) to hand off only while an active jobs server works the
 	// inspections' queue: with none (a consumer deployed without a jobs process, every jobs pod
 	// down), the event is inspected in its message.
 	Servers JobsServers

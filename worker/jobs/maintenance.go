@@ -211,7 +211,7 @@ func NewMaintenance(cfg MaintenanceConfig) (*Maintenance, error) {
 			Help: "Hand-off rows (INTAKE_CONSUMER_HASH_HANDOFF) past their time looked at by the maintenance task, by result: " +
 				"settled (the object was observed since: deleted), waiting (its task is still in Redis, or the row changed since), queued (its task was " +
 				"lost or failed for good: queued again), given_up (its inspections queued again recorded nothing: deleted, " +
-				"logged as an error), failed (Redis or PostgreSQL failed: looked at next run).",
+				"logged as an error), failed (Redis or PostgreSQL failed: looked at again 10 minutes later).",
 		}, []string{"result"}),
 	}
 	if cfg.HandedOff != nil {
